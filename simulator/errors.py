@@ -1,0 +1,29 @@
+"""The one exception family users see: a SimulatorError is a user mistake or a
+refused run, reported by the CLI as a single ``error:`` line with exit code 2."""
+
+
+class SimulatorError(Exception):
+    """Base of every error caused by input (scenes, options, arrays) or by a run
+    that had to stop (numerical blow-up, memory budget)."""
+
+
+class SceneError(SimulatorError):
+    """A scene file or override is malformed: names the file, key, expected and given."""
+
+
+class NumericalError(SimulatorError):
+    """A NaN or Inf appeared; names the tick and layer where it first showed."""
+
+    def __init__(self, tick, layer, what):
+        self.tick, self.layer, self.what = int(tick), int(layer), what
+        super().__init__(
+            f"non-finite {what} at tick {self.tick}, layer {self.layer}: "
+            "the run diverged (lower the learning rate or the weight scale)")
+
+
+class BudgetError(SimulatorError):
+    """Recording would exceed the memory budget; says what to decimate."""
+
+
+class DeviceError(SimulatorError):
+    """The requested device or array library is not available here."""

@@ -1,0 +1,61 @@
+"""Every rule option of SPEC §1 in one place: losses, feedback, derivative,
+pairing, reference frame. Each is a named choice; the engine resolves the
+names once at construction.
+"""
+from .errors import SimulatorError
+
+
+def _mse(xp, x, y):
+    d = x - y
+    return 0.5 * xp.sum(d * d), d
+
+
+def _xent(xp, x, y):
+    # softmax cross-entropy on the output read as logits; the gradient is
+    # written for targets whose rows need not sum to one.
+    z = x - xp.max(x, axis=-1, keepdims=True)
+    logsum = xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+    logp = z - logsum
+    grad = xp.exp(logp) * xp.sum(y, axis=-1, keepdims=True) - y
+    return -xp.sum(y * logp), grad
+
+
+def _linear(xp, x, y):
+    # ℓ = −y·x: its output gradient −y does not depend on the output, which is
+    # what makes the synchronization layer exact (fact D).
+    return -xp.sum(y * x), -y + 0.0 * x
+
+
+LOSSES = {"mse": _mse, "xent": _xent, "linear": _linear}
+
+FEEDBACK = ("transpose", "random", "sign", "learned")
+DERIVATIVE = ("local", "frame", "none", "itd-y", "itd-dy")
+PAIRING = ("local", "frame")
+REFERENCE = ("input", "supervision")
+
+
+def loss_and_grad(xp, name, x, y):
+    """(ℓ summed over the batch, ∂ℓ/∂x) for loss ``name``."""
+    return LOSSES[name](xp, x, y)
+
+
+def check_choice(kind, value, choices):
+    """Raise one clear error when ``value`` is not a known ``kind``."""
+    if value not in choices:
+        raise SimulatorError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
+    return value
+
+
+def frame_lags(depth):
+    """History lags of the `frame` options, from the tick rule (SPEC §1).
+
+    The delta δ[t,l] belongs to the output-activity frame t − 2L + l. Its σ'
+    factor (used when stepping from tick t to t+1 at layer l) is the a of that
+    frame, recorded 2L − 2l − 1 ticks before t; the x it pairs with at layer
+    l − 1 was recorded 2L − 2l + 1 ticks before t. Returned per layer l = 1..L
+    as two lists (derivative lags for l = 1..L−1, pairing lags for l = 1..L).
+    """
+    L = depth
+    deriv = [2 * L - 2 * l - 1 for l in range(1, L)]
+    pair = [2 * L - 2 * l + 1 for l in range(1, L + 1)]
+    return deriv, pair

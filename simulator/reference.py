@@ -1,0 +1,68 @@
+"""Instantaneous backprop: the oracle the tick engine is measured against.
+
+Deliberately plain — one loop forward, one loop backward, no padding, no
+stacking, no history — so that it shares nothing with the engine's tick
+machinery but the definitions of σ and ℓ (which finite differences check).
+"""
+from array_api_compat import array_namespace
+
+from .network import activate
+from .options import loss_and_grad
+
+
+def _params(xp, network, dtype):
+    ws = [xp.asarray(w, dtype=dtype) for w in network.weights]
+    bs = [xp.asarray(b, dtype=dtype) for b in network.biases]
+    return ws, bs
+
+
+def forward(network, u):
+    """Layer outputs x^0..x^L and σ' per layer (index 0 is None) for batch u."""
+    xp = array_namespace(u)
+    ws, bs = _params(xp, network, u.dtype)
+    xs, ds = [u], [None]
+    for w, b, act in zip(ws, bs, network.activations):
+        x, d = activate(xp, act, xs[-1] @ xp.matrix_transpose(w) + b)
+        xs.append(x)
+        ds.append(d)
+    return xs, ds
+
+
+def factors(network, u, y, loss="mse", feedback=None):
+    """Per-layer (x^{l-1}, δ^l) for l = 1..L, so that ∂ℓ/∂W_{l-1} = δ^lᵀ x^{l-1}.
+
+    Ordinary backprop: δ^L = σ'_L ⊙ ∂ℓ/∂x^L, δ^l = σ'_l ⊙ (δ^{l+1} W_l).
+    ``feedback`` optionally replaces W_l in the backward pass (list of arrays
+    shaped like the weights), for feedback-alignment baselines.
+    Also returns the loss (summed over the batch).
+    """
+    xp = array_namespace(u)
+    xs, ds = forward(network, u)
+    value, grad = loss_and_grad(xp, loss, xs[-1], y)
+    back = _params(xp, network, u.dtype)[0] if feedback is None else feedback
+    deltas = [None] * len(xs)
+    deltas[-1] = ds[-1] * grad
+    for l in range(len(xs) - 2, 0, -1):
+        deltas[l] = ds[l] * (deltas[l + 1] @ back[l])
+    return [(xs[l - 1], deltas[l]) for l in range(1, len(xs))], value
+
+
+def backprop(network, u, y, loss="mse"):
+    """∂ℓ/∂W_i for i = 0..L-1, summed over the batch, in the layout of the weights."""
+    xp = array_namespace(u)
+    pairs, _ = factors(network, u, y, loss)
+    return [xp.matrix_transpose(d) @ x for x, d in pairs]
+
+
+def backprop_biases(network, u, y, loss="mse"):
+    """∂ℓ/∂b_i for i = 0..L-1, summed over the batch."""
+    xp = array_namespace(u)
+    pairs, _ = factors(network, u, y, loss)
+    return [xp.sum(d, axis=0) for _, d in pairs]
+
+
+def loss_value(network, u, y, loss="mse"):
+    """ℓ(u, y) of the instantaneous network, summed over the batch."""
+    xp = array_namespace(u)
+    xs, _ = forward(network, u)
+    return loss_and_grad(xp, loss, xs[-1], y)[0]

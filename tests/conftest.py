@@ -1,0 +1,27 @@
+"""Shared fixtures: a per-test seeded rng, and the array namespaces the
+engine must run under (numpy always, array-api-strict, cupy when a GPU is here)."""
+import zlib
+
+import numpy as np
+import pytest
+
+from simulator.backend import cuda_available
+
+
+@pytest.fixture
+def rng(request):
+    """A numpy Generator seeded from the test's name: reproducible, distinct per test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+DEVICES = [
+    "cpu",
+    "strict",
+    pytest.param("cuda", marks=pytest.mark.skipif(not cuda_available(), reason="no cupy GPU here")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Engine tests take this fixture to run once per array namespace."""
+    return request.param
