@@ -20,8 +20,12 @@ def forward(network, u):
     """Layer outputs x^0..x^L and σ' per layer (index 0 is None) for batch u."""
     xp = array_namespace(u)
     ws, bs = _params(xp, network, u.dtype)
+    return _forward(xp, ws, bs, network.activations, u)
+
+
+def _forward(xp, ws, bs, activations, u):
     xs, ds = [u], [None]
-    for w, b, act in zip(ws, bs, network.activations):
+    for w, b, act in zip(ws, bs, activations):
         x, d = activate(xp, act, xs[-1] @ xp.matrix_transpose(w) + b)
         xs.append(x)
         ds.append(d)
@@ -37,9 +41,18 @@ def factors(network, u, y, loss="mse", feedback=None):
     Also returns the loss (summed over the batch).
     """
     xp = array_namespace(u)
-    xs, ds = forward(network, u)
+    ws, bs = _params(xp, network, u.dtype)
+    return factors_of(ws, bs, network.activations, u, y, loss,
+                      ws if feedback is None else feedback)
+
+
+def factors_of(weights, biases, activations, u, y, loss="mse", feedback=None):
+    """`factors` for weights and biases given as arrays in u's namespace
+    (what a probe holds during a run, so no host round trip is needed)."""
+    xp = array_namespace(u)
+    xs, ds = _forward(xp, weights, biases, activations, u)
     value, grad = loss_and_grad(xp, loss, xs[-1], y)
-    back = _params(xp, network, u.dtype)[0] if feedback is None else feedback
+    back = weights if feedback is None else feedback
     deltas = [None] * len(xs)
     deltas[-1] = ds[-1] * grad
     for l in range(len(xs) - 2, 0, -1):

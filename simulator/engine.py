@@ -1,0 +1,379 @@
+"""The tick engine: every neuron of every layer responds one tick late (SPEC §1).
+
+All layers are stacked into (L+1, B, N) arrays, zero-padded to the widest layer
+N, so one tick is a handful of batched array calls whatever the depth: one
+matmul moves the whole forward wave, one moves the whole backward wave. The
+state at tick t is read, the state at t+1 is written into separate buffers,
+then the two are swapped — no layer ever sees a value from its own tick.
+
+Frame numbering: the engine starts empty at tick −1; ``step`` number k makes
+tick k and presents input frame k, so a frame's index is the tick at which it
+entered layer 0. Tags (integer frame indices, −1 = empty) travel with the
+waves by the same tick rule as the values.
+"""
+import numpy as np
+
+from .backend import Backend
+from .errors import NumericalError, SimulatorError
+from .network import ZERO_AT_ZERO, activate
+from .options import (DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice,
+                      frame_lags, loss_grad)
+
+# Rows of the delta tag array: supervision frame, output-activity frame, and
+# the lowest / highest frame any of its σ' factors came from.
+SUP, OUT, SIG_LO, SIG_HI = range(4)
+
+
+def _activation_groups(activations):
+    """Contiguous runs of layers 1..L sharing σ, as (first, stop, name)."""
+    groups, start = [], 1
+    for l in range(2, len(activations) + 2):
+        if l == len(activations) + 1 or activations[l - 1] != activations[start - 1]:
+            groups.append((start, l, activations[start - 1]))
+            start = l
+    return groups
+
+
+class Engine:
+    """Backprop diffusion on a time-delayed network (Betti & Gori, Eqs. 1–5).
+
+    Per tick, from the state at t:  x[t+1,0] = u;  a[t+1,l+1] = W_l x[t,l] + b_l;
+    δ[t+1,L] = σ'_L ⊙ ∂ℓ/∂x(x[t+1,L], y[t+1−d_y]);  δ[t+1,l] = D[t,l] ⊙ F_l δ[t,l+1];
+    and g[t,l] = δ[t,l] x[t,l−1]ᵀ (Eq. 5) estimates ∂ℓ/∂W_{l−1}. Options are the
+    named choices of SPEC §1 (see simulator.options); learning applies
+    W ← W − η g every tick (or the sum of g every ``accumulate`` ticks).
+    """
+
+    def __init__(self, network, loss="mse", feedback="transpose", derivative="local",
+                 pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
+                 accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
+                 itd_epsilon=1e-6, device="cpu", dtype="float64"):
+        self.loss = check_choice("loss", loss, tuple(LOSSES))
+        self.feedback = check_choice("feedback", feedback, FEEDBACK)
+        self.derivative = check_choice("derivative", derivative, DERIVATIVE)
+        self.pairing = check_choice("pairing", pairing, PAIRING)
+        self.supervision_delay = _nonneg_int("supervision_delay", supervision_delay)
+        self.batch = _nonneg_int("batch", batch, minimum=1)
+        self.accumulate = _nonneg_int("accumulate", accumulate, minimum=1)
+        self.learning_rate = float(learning_rate)
+        self.weight_decay = float(weight_decay)
+        self.itd_epsilon = float(itd_epsilon)
+        if self.learning_rate < 0 or self.weight_decay < 0:
+            raise SimulatorError("learning_rate and weight_decay must be >= 0")
+        self.backend = Backend(device, dtype)
+        self.xp = self.backend.xp
+        self.activations = list(network.activations)
+        self.sizes = network.sizes
+        self.depth = network.depth
+        self.width = max(self.sizes)
+        self._groups = _activation_groups(self.activations)
+        self._build_parameters(network, feedback_seed, feedback_scale)
+        self._build_state()
+        self.tick = -1
+
+    # ----------------------------------------------------------- construction
+    def _build_parameters(self, network, feedback_seed, feedback_scale):
+        L, N, be = self.depth, self.width, self.backend
+        wt = np.zeros((L, N, N))
+        bias = np.zeros((L, 1, N))
+        for l, (w, b) in enumerate(zip(network.weights, network.biases)):
+            wt[l, :w.shape[1], :w.shape[0]] = w.T
+            bias[l, 0, :b.shape[0]] = b
+        self._WT, self._b = be.asarray(wt), be.asarray(bias)
+        self._F = None
+        if self.feedback in ("random", "learned"):
+            # Fixed random B_l shaped like W_l, drawn on the host (Lillicrap et al.).
+            g = np.random.default_rng(feedback_seed)
+            fb = np.zeros((L, N, N))
+            for l, w in enumerate(network.weights):
+                fb[l, :w.shape[0], :w.shape[1]] = g.normal(
+                    0.0, feedback_scale / np.sqrt(w.shape[1]), w.shape)
+            self._F = be.asarray(fb)
+        self._refresh_feedback()
+        mask = np.zeros((L + 1, 1, N))
+        for l, n in enumerate(self.sizes):
+            mask[l, 0, :n] = 1.0
+        needs_mask = not all(ZERO_AT_ZERO[a] for a in self.activations)
+        # Padded neurons must stay at zero or learning would leak into them.
+        self._mask = be.asarray(mask) if needs_mask else None
+
+    def _refresh_feedback(self):
+        xp = self.xp
+        if self.feedback == "transpose":
+            self._F = xp.matrix_transpose(self._WT)
+        elif self.feedback == "sign":
+            self._F = xp.sign(xp.matrix_transpose(self._WT))
+
+    def _build_state(self):
+        L, B, N, be = self.depth, self.batch, self.width, self.backend
+        shape = (L + 1, B, N)
+        self._X, self._Xn = be.zeros(shape), be.zeros(shape)
+        self._A, self._An = be.zeros(shape), be.zeros(shape)
+        self._S, self._Sn = be.zeros(shape), be.zeros(shape)
+        self._D, self._Dn = be.zeros(shape), be.zeros(shape)
+        self._Q = be.zeros((L - 1, B, N)) if self.derivative == "itd-dy" else None
+        d_y = self.supervision_delay
+        self._targets = be.zeros((d_y + 1, B, self.sizes[-1]))
+        self._tx = np.full(L + 1, -1, dtype=np.int64)          # input tag of x[t,l]
+        self._tx_prev = self._tx.copy()
+        self._td = np.full((4, L + 1), -1, dtype=np.int64)      # tags of δ[t,l]
+        deriv_lags, pair_lags = frame_lags(L)
+        lags = []
+        if self.derivative == "frame":
+            lags += deriv_lags
+        if self.pairing == "frame":
+            lags += pair_lags
+        self.history = max(lags, default=0) + 1 if lags else 0
+        R = self.history
+        self._ring_x = be.zeros((R * (L + 1), B, N)) if self.pairing == "frame" else None
+        self._ring_s = be.zeros((R * (L + 1), B, N)) if self.derivative == "frame" else None
+        self._ring_tags = np.full((max(R, 1), L + 1), -1, dtype=np.int64)
+        if R:
+            # Row (tick % R) of each table holds flat ring indices for every layer,
+            # built once so the tick loop never moves indices to the device.
+            self._deriv_idx = self._index_table(deriv_lags, range(1, L))
+            self._pair_idx = self._index_table(pair_lags, range(0, L))
+        if self.learning_rate:
+            self._acc_w = be.zeros((L, N, N))
+            self._acc_b = be.zeros((L, 1, N))
+
+    def _index_table(self, lags, layers):
+        R, L = self.history, self.depth
+        host = np.array([[((t - lag) % R) * (L + 1) + layer for lag, layer in zip(lags, layers)]
+                         for t in range(R)], dtype=np.int64)
+        return [self.xp.asarray(row) for row in host], host
+
+    # ------------------------------------------------------------------ tick
+    def step(self, u, y):
+        """Advance one tick: u (batch, n_0) is the new input frame, y (batch, n_L)
+        the new target frame. Returns nothing; read the state through accessors."""
+        xp, L = self.xp, self.depth
+        t = self.tick + 1
+        X, A, S, D = self._X, self._A, self._S, self._D
+        Xn, An, Sn, Dn = self._Xn, self._An, self._Sn, self._Dn
+        deriv = self._derivative(t)                     # D[t−1, l], before Xn is overwritten
+        An[1:] = X[:-1] @ self._WT + self._b            # forward wave, all layers at once
+        Xn[0, :, :self.sizes[0]] = u
+        for lo, hi, name in self._groups:
+            Xn[lo:hi], Sn[lo:hi] = activate(xp, name, An[lo:hi])
+        if self._mask is not None:
+            Xn[...] = Xn * self._mask
+        target = self._present_target(t, y)
+        nL = self.sizes[-1]
+        if target is None:
+            Dn[L] = 0.0
+        else:
+            err = loss_grad(xp, self.loss, Xn[L, :, :nL], target)
+            Dn[L, :, :nL] = Sn[L, :, :nL] * err
+        if L > 1:
+            back = D[2:] @ self._F[1:L]                 # backward wave, all layers at once
+            Dn[1:L] = back if deriv is None else deriv * back
+        self._X, self._Xn, self._A, self._An = Xn, X, An, A
+        self._S, self._Sn, self._D, self._Dn = Sn, S, Dn, D
+        self._advance_tags(t, target is not None)
+        self.tick = t
+        self._record_history(t)
+        if self.learning_rate:
+            self._learn(t)
+
+    def _present_target(self, t, y):
+        d_y = self.supervision_delay
+        self._targets[t % (d_y + 1)] = y
+        if t < d_y:
+            return None
+        return self._targets[(t - d_y) % (d_y + 1)]
+
+    def _derivative(self, t):
+        """D[t−1, l] for l = 1..L−1 (None means the factor 1)."""
+        xp, L = self.xp, self.depth
+        kind = self.derivative
+        if kind == "none" or L < 2:
+            return None
+        if kind == "local":
+            return self._S[1:L]
+        if kind == "frame":
+            return xp.take(self._ring_s, self._deriv_idx[0][(t - 1) % self.history], axis=0)
+        dx = self._X[1:L] - self._Xn[1:L]               # _Xn still holds tick t−2
+        if kind == "itd-y":
+            return dx
+        da = self._A[1:L] - self._An[1:L]
+        finite = xp.abs(da) >= self.itd_epsilon
+        safe = xp.where(finite, da, xp.ones_like(da))
+        self._Q = xp.where(finite, dx / safe, self._Q)
+        return self._Q
+
+    def _advance_tags(self, t, supervised):
+        L = self.depth
+        tx, td = self._tx, self._td
+        lo_new, hi_new = self._derivative_tags(t)
+        self._tx_prev = tx.copy()
+        tx[1:] = tx[:-1]
+        tx[0] = t
+        td[:, 1:L] = td[:, 2:]
+        if lo_new is not None:
+            td[SIG_LO, 1:L] = np.minimum(td[SIG_LO, 1:L], lo_new)
+            td[SIG_HI, 1:L] = np.maximum(td[SIG_HI, 1:L], hi_new)
+        if supervised:
+            td[:, L] = (t - self.supervision_delay, tx[L], tx[L], tx[L])
+        else:
+            td[:, L] = -1
+        self._ring_tags[t % self._ring_tags.shape[0]] = tx
+
+    def _derivative_tags(self, t):
+        """Frame range of the σ' factor that D[t−1, l] contributes, l = 1..L−1."""
+        L, kind = self.depth, self.derivative
+        if kind == "none" or L < 2:
+            return None, None
+        if kind == "local":
+            return self._tx[1:L], self._tx[1:L]
+        if kind == "frame":
+            rows = self._deriv_idx[1][(t - 1) % self.history]
+            tags = self._ring_tags[rows // (L + 1), np.arange(1, L)]
+            return tags, tags
+        return self._tx_prev[1:L], self._tx[1:L]
+
+    def _record_history(self, t):
+        L, R = self.depth, self.history
+        if not R:
+            return
+        rows = slice((t % R) * (L + 1), (t % R + 1) * (L + 1))
+        if self._ring_x is not None:
+            self._ring_x[rows] = self._X
+        if self._ring_s is not None:
+            self._ring_s[rows] = self._S
+
+    def _paired_inputs(self):
+        """x[., l−1] paired with δ[t, l] in g, for l = 1..L, stacked (L, B, N)."""
+        if self.pairing == "local":
+            return self._X[:-1]
+        return self.xp.take(self._ring_x, self._pair_idx[0][self.tick % self.history], axis=0)
+
+    def _learn(self, t):
+        xp = self.xp
+        xin = self._paired_inputs()
+        self._acc_w += xp.matrix_transpose(xin) @ self._D[1:]
+        self._acc_b += xp.sum(self._D[1:], axis=1, keepdims=True)
+        if (t + 1) % self.accumulate:
+            return
+        eta, keep = self.learning_rate, 1.0 - self.learning_rate * self.weight_decay
+        self._WT = keep * self._WT - eta * self._acc_w
+        self._b = self._b - eta * self._acc_b
+        if self.feedback == "learned":
+            # Eq. 6 of Millidge et al. / Kolen–Pollack: B_l gets W_l's own update.
+            self._F = keep * self._F - eta * xp.matrix_transpose(self._acc_w)
+        self._refresh_feedback()
+        self._acc_w = xp.zeros_like(self._acc_w)
+        self._acc_b = xp.zeros_like(self._acc_b)
+
+    def run(self, stream, ticks, recorder=None, progress=None):
+        """Step ``ticks`` times on frames from ``stream``.
+
+        Frames are generated on the host a chunk at a time and moved to the
+        device once per chunk; the recorder (if any) sees every tick; NaN/Inf
+        stops the run with the tick and layer where it first appeared.
+        """
+        frozen = not self.learning_rate
+        chunk = recorder.plan.chunk if recorder is not None else 256
+        last = None
+        for start in range(0, ticks, chunk):
+            n = min(chunk, ticks - start)
+            u_host, y_host, frame_ids = stream.take(n)
+            u, y = self.backend.asarray(u_host), self.backend.asarray(y_host)
+            for k in range(n):
+                self.step(u[k], y[k])
+                if recorder is not None:
+                    # With frozen weights a repeated (u, y) has the same reference
+                    # gradient; decided on the host copy, so no device sync.
+                    repeat = frozen and last is not None and np.array_equal(
+                        u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
+                    recorder.record(self.tick, u[k], y[k], int(frame_ids[k]), repeat)
+                    last = (u_host[k], y_host[k])
+            if recorder is None:
+                self.check_finite()
+            else:
+                recorder.flush()
+            if progress is not None:
+                progress(n)
+
+    def check_finite(self):
+        """Raise NumericalError naming the first layer whose x or δ is not finite."""
+        xp, be = self.xp, self.backend
+        for what, arr in (("activity", self._X), ("delta", self._D)):
+            ok = be.to_host(xp.all(xp.isfinite(arr), axis=(1, 2)))
+            if not ok.all():
+                raise NumericalError(self.tick, int(np.argmin(ok)), what)
+
+    # ------------------------------------------------------------- accessors
+    def gradients(self):
+        """g[t,l] = δ[t,l] x[·,l−1]ᵀ summed over the batch (Eq. 5), as a list shaped
+        like the weights: entry i estimates ∂ℓ/∂W_i. The x is the current one
+        (pairing `local`) or the one of the delta's frame (pairing `frame`)."""
+        xp = self.xp
+        g = xp.matrix_transpose(self._D[1:]) @ self._paired_inputs()
+        return [g[i, :self.sizes[i + 1], :self.sizes[i]] for i in range(self.depth)]
+
+    def bias_gradients(self):
+        """δ[t,l] summed over the batch: the estimate of ∂ℓ/∂b_{l−1}."""
+        d = self.xp.sum(self._D[1:], axis=1)
+        return [d[i, :self.sizes[i + 1]] for i in range(self.depth)]
+
+    def weights(self):
+        """Current W_l (changes when learning is on)."""
+        w = self.xp.matrix_transpose(self._WT)
+        return [w[i, :self.sizes[i + 1], :self.sizes[i]] for i in range(self.depth)]
+
+    def biases(self):
+        return [self._b[i, 0, :self.sizes[i + 1]] for i in range(self.depth)]
+
+    def feedback_matrices(self):
+        """F_l shaped like W_l, for l = 0..L−1 (F_0 is never used)."""
+        return [self._F[i, :self.sizes[i + 1], :self.sizes[i]] for i in range(self.depth)]
+
+    def network(self):
+        """The current weights as a host Network (for the reference)."""
+        from .network import Network
+        be = self.backend
+        return Network([be.to_host(w) for w in self.weights()],
+                       [be.to_host(b) for b in self.biases()], self.activations)
+
+    def activity(self, layer):
+        """x[t, layer], shape (batch, n_layer)."""
+        return self._X[layer, :, :self.sizes[layer]]
+
+    def delta(self, layer):
+        """δ[t, layer] for layer 1..L, shape (batch, n_layer)."""
+        return self._D[layer, :, :self.sizes[layer]]
+
+    def tags(self):
+        """Host copies of the provenance tags at the current tick.
+
+        Keys: ``input`` (frame in x[t,l]), ``supervision``, ``output`` (frame of
+        the output activity in δ[t,l]), ``sigma_lo``/``sigma_hi`` (frame range of
+        its σ' factors) and ``pair`` (frame of the x that g[t,l] pairs with);
+        arrays of length L+1, −1 where empty (layer 0 has no delta).
+        """
+        td = self._td
+        return {"input": self._tx.copy(), "supervision": td[SUP].copy(),
+                "output": td[OUT].copy(), "sigma_lo": td[SIG_LO].copy(),
+                "sigma_hi": td[SIG_HI].copy(), "pair": self._pair_tags()}
+
+    def _pair_tags(self):
+        L = self.depth
+        out = np.full(L + 1, -1, dtype=np.int64)
+        if self.pairing == "local":
+            out[1:] = self._tx[:-1]
+        else:
+            rows = self._pair_idx[1][self.tick % self.history]
+            out[1:] = self._ring_tags[rows // (L + 1), np.arange(0, L)]
+        return out
+
+    # padded stacks, for probes that vectorize over layers
+    def stacked_state(self):
+        """(X, D, paired X) as padded (L+1|L, B, N) device arrays; read-only."""
+        return self._X, self._D, self._paired_inputs()
+
+
+def _nonneg_int(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

@@ -1,0 +1,152 @@
+"""Turn a resolved diffusion scene into a run: build, simulate, record, write.
+
+Data flows one way (ARCHITECTURE.md): scene -> Network + Stream + Engine ->
+Recorder -> Trace -> files. Everything that can be refused (bad sizes, memory
+budget, missing device) is refused in ``prepare`` before any tick runs.
+"""
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from .backend import Backend
+from .engine import Engine
+from .errors import SceneError
+from .network import Network
+from .probes import Recorder, RecordPlan, Trace, atomic_write
+from .scene import network_sizes
+from .streams import DatasetStream, make_stream, make_teacher, teacher_target
+
+
+def seeds(seed):
+    """Independent child seeds for network, teacher, stream and feedback."""
+    children = np.random.SeedSequence(seed).spawn(4)
+    return [int(c.generate_state(1)[0]) for c in children]
+
+
+class Prepared:
+    """Everything a run needs, built and checked, nothing simulated yet."""
+
+    def __init__(self, name, scene):
+        self.name, self.scene = name, scene
+        net_cfg, rule, run = scene["network"], scene["rule"], scene["run"]
+        sizes = network_sizes(net_cfg)
+        acts = [net_cfg["hidden"]] * (len(sizes) - 2) + [net_cfg["output"]]
+        s_net, s_teacher, s_stream, s_fb = seeds(run["seed"])
+        self.network = Network.random(sizes, acts, seed=s_net, scale=net_cfg["scale"],
+                                      bias_scale=net_cfg["bias_scale"])
+        Backend(run["device"], run["dtype"])          # fail early on a missing device
+        self.stream = build_stream(scene, sizes, acts, s_teacher, s_stream)
+        self.engine_args = dict(
+            loss=rule["loss"], feedback=rule["feedback"], derivative=rule["derivative"],
+            pairing=rule["pairing"], supervision_delay=rule["supervision_delay"],
+            learning_rate=rule["learning_rate"], batch=scene["stream"]["batch"],
+            accumulate=rule["accumulate"], weight_decay=rule["weight_decay"],
+            feedback_seed=s_fb, feedback_scale=rule["feedback_scale"],
+            itd_epsilon=rule["itd_epsilon"], device=run["device"], dtype=run["dtype"])
+        rec = scene["record"]
+        self.plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
+                               np.dtype(run["dtype"]).itemsize, states=rec["states"],
+                               every=rec["every"], layers=rec["layers"], metrics=rec["metrics"],
+                               chunk=rec["chunk"], budget=rec["memory_budget"])
+        self.record_bytes = self.plan.check_budget()
+
+    def simulate(self, progress=None):
+        """Run the ticks; return the Trace with timings in its metadata."""
+        t0 = time.perf_counter()
+        engine = Engine(self.network, **self.engine_args)
+        recorder = Recorder(engine, self.plan, reference=self.scene["rule"]["reference"])
+        t1 = time.perf_counter()
+        engine.run(self.stream, self.plan.ticks, recorder, progress)
+        t2 = time.perf_counter()
+        meta = run_metadata(self.name, self.scene)
+        meta["timings"] = {"build_s": t1 - t0, "simulate_s": t2 - t1,
+                           "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)}
+        meta["record_bytes"] = self.record_bytes
+        return recorder.trace(meta)
+
+
+def build_stream(scene, sizes, acts, s_teacher, s_stream):
+    """The scene's input stream with its target rule."""
+    st, tg = scene["stream"], scene["target"]
+    rng = np.random.default_rng(s_stream)
+    if st["kind"] == "dataset":
+        from .datasets import load_digits
+        if tg["kind"] != "labels":
+            raise SceneError("key 'target.kind': a dataset stream takes 'labels'")
+        data = load_digits(seed=scene["run"]["seed"])
+        return DatasetStream(sizes[0], st["batch"], rng, data.train_x, data.train_y,
+                             hold=st["hold"], crossfade=st["crossfade"])
+    if tg["kind"] == "labels":
+        raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset'")
+    teacher = make_teacher(sizes, acts, s_teacher, tg["scale"])
+    target = teacher_target(teacher, scene["rule"]["loss"])
+    params = {"amplitude": st["amplitude"]}
+    if st["kind"] == "held":
+        params.update(hold=st["hold"], crossfade=st["crossfade"])
+    elif st["kind"] == "smooth":
+        params["tau"] = st["tau"]
+    elif st["kind"] == "sine":
+        params["period"] = st["period"]
+    if st["kind"] == "held" and st["crossfade"] >= st["hold"] and st["crossfade"]:
+        raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = {st['hold']} "
+                         f"ticks, got {st['crossfade']}")
+    return make_stream(st["kind"], sizes[0], st["batch"], rng, target, **params)
+
+
+def run_metadata(name, scene):
+    """What run.json says besides the arrays: scene, versions, machine."""
+    from . import __version__
+    versions = {"tickprop": __version__, "python": platform.python_version(),
+                "numpy": np.__version__}
+    for mod in ("matplotlib", "imageio", "click", "array_api_compat", "cupy"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return {"name": name, "scene": scene, "seed": scene["run"]["seed"],
+            "versions": versions, "machine": platform.platform()}
+
+
+def write_run(out_dir, trace, extra_writers=()):
+    """Write run.json, trace.npz and pictures into out_dir, atomically as a whole:
+    everything goes to a temporary sibling folder that replaces out_dir at the end."""
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
+    try:
+        trace.save(tmp)
+        for writer in extra_writers:
+            writer(tmp, trace)
+        atomic_write(os.path.join(tmp, "run.json"),
+                     lambda f: json.dump(trace.meta, f, indent=2, default=_jsonable))
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new, target):
+    old = None
+    if os.path.exists(target):
+        old = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".old-")
+        os.rename(target, os.path.join(old, "x"))
+    os.rename(new, target)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in run.json")
+
+
+__all__ = ["Prepared", "write_run", "Trace"]
