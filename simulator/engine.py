@@ -152,22 +152,22 @@ class Engine:
         X, A, S, D = self._X, self._A, self._S, self._D
         Xn, An, Sn, Dn = self._Xn, self._An, self._Sn, self._Dn
         deriv = self._derivative(t)                     # D[t−1, l], before Xn is overwritten
-        An[1:] = X[:-1] @ self._WT + self._b            # forward wave, all layers at once
+        An[1:, ...] = X[:-1, ...] @ self._WT + self._b  # forward wave, all layers at once
         Xn[0, :, :self.sizes[0]] = u
         for lo, hi, name in self._groups:
-            Xn[lo:hi], Sn[lo:hi] = activate(xp, name, An[lo:hi])
+            Xn[lo:hi, ...], Sn[lo:hi, ...] = activate(xp, name, An[lo:hi, ...])
         if self._mask is not None:
             Xn[...] = Xn * self._mask
         target = self._present_target(t, y)
         nL = self.sizes[-1]
         if target is None:
-            Dn[L] = 0.0
+            Dn[L, ...] = 0.0
         else:
             err = loss_grad(xp, self.loss, Xn[L, :, :nL], target)
             Dn[L, :, :nL] = Sn[L, :, :nL] * err
         if L > 1:
-            back = D[2:] @ self._F[1:L]                 # backward wave, all layers at once
-            Dn[1:L] = back if deriv is None else deriv * back
+            back = D[2:, ...] @ self._F[1:L, ...]  # backward wave, all layers at once
+            Dn[1:L, ...] = back if deriv is None else deriv * back
         self._X, self._Xn, self._A, self._An = Xn, X, An, A
         self._S, self._Sn, self._D, self._Dn = Sn, S, Dn, D
         self._advance_tags(t, target is not None)
@@ -178,10 +178,10 @@ class Engine:
 
     def _present_target(self, t, y):
         d_y = self.supervision_delay
-        self._targets[t % (d_y + 1)] = y
+        self._targets[t % (d_y + 1), ...] = y
         if t < d_y:
             return None
-        return self._targets[(t - d_y) % (d_y + 1)]
+        return self._targets[(t - d_y) % (d_y + 1), ...]
 
     def _derivative(self, t):
         """D[t−1, l] for l = 1..L−1 (None means the factor 1)."""
@@ -190,13 +190,13 @@ class Engine:
         if kind == "none" or L < 2:
             return None
         if kind == "local":
-            return self._S[1:L]
+            return self._S[1:L, ...]
         if kind == "frame":
             return xp.take(self._ring_s, self._deriv_idx[0][(t - 1) % self.history], axis=0)
-        dx = self._X[1:L] - self._Xn[1:L]               # _Xn still holds tick t−2
+        dx = self._X[1:L, ...] - self._Xn[1:L, ...]  # _Xn still holds tick t−2
         if kind == "itd-y":
             return dx
-        da = self._A[1:L] - self._An[1:L]
+        da = self._A[1:L, ...] - self._An[1:L, ...]
         finite = xp.abs(da) >= self.itd_epsilon
         safe = xp.where(finite, da, xp.ones_like(da))
         self._Q = xp.where(finite, dx / safe, self._Q)
@@ -238,21 +238,21 @@ class Engine:
             return
         rows = slice((t % R) * (L + 1), (t % R + 1) * (L + 1))
         if self._ring_x is not None:
-            self._ring_x[rows] = self._X
+            self._ring_x[rows, ...] = self._X
         if self._ring_s is not None:
-            self._ring_s[rows] = self._S
+            self._ring_s[rows, ...] = self._S
 
     def _paired_inputs(self):
         """x[., l−1] paired with δ[t, l] in g, for l = 1..L, stacked (L, B, N)."""
         if self.pairing == "local":
-            return self._X[:-1]
+            return self._X[:-1, ...]
         return self.xp.take(self._ring_x, self._pair_idx[0][self.tick % self.history], axis=0)
 
     def _learn(self, t):
         xp = self.xp
         xin = self._paired_inputs()
-        self._acc_w += xp.matrix_transpose(xin) @ self._D[1:]
-        self._acc_b += xp.sum(self._D[1:], axis=1, keepdims=True)
+        self._acc_w += xp.matrix_transpose(xin) @ self._D[1:, ...]
+        self._acc_b += xp.sum(self._D[1:, ...], axis=1, keepdims=True)
         if (t + 1) % self.accumulate:
             return
         eta, keep = self.learning_rate, 1.0 - self.learning_rate * self.weight_decay
@@ -280,13 +280,13 @@ class Engine:
             u_host, y_host, frame_ids = stream.take(n)
             u, y = self.backend.asarray(u_host), self.backend.asarray(y_host)
             for k in range(n):
-                self.step(u[k], y[k])
+                self.step(u[k, ...], y[k, ...])
                 if recorder is not None:
                     # With frozen weights a repeated (u, y) has the same reference
                     # gradient; decided on the host copy, so no device sync.
                     repeat = frozen and last is not None and np.array_equal(
                         u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
-                    recorder.record(self.tick, u[k], y[k], int(frame_ids[k]), repeat)
+                    recorder.record(self.tick, u[k, ...], y[k, ...], int(frame_ids[k]), repeat)
                     last = (u_host[k], y_host[k])
             if recorder is None:
                 self.check_finite()
@@ -309,12 +309,12 @@ class Engine:
         like the weights: entry i estimates ∂ℓ/∂W_i. The x is the current one
         (pairing `local`) or the one of the delta's frame (pairing `frame`)."""
         xp = self.xp
-        g = xp.matrix_transpose(self._D[1:]) @ self._paired_inputs()
+        g = xp.matrix_transpose(self._D[1:, ...]) @ self._paired_inputs()
         return [g[i, :self.sizes[i + 1], :self.sizes[i]] for i in range(self.depth)]
 
     def bias_gradients(self):
         """δ[t,l] summed over the batch: the estimate of ∂ℓ/∂b_{l−1}."""
-        d = self.xp.sum(self._D[1:], axis=1)
+        d = self.xp.sum(self._D[1:, ...], axis=1)
         return [d[i, :self.sizes[i + 1]] for i in range(self.depth)]
 
     def weights(self):
@@ -339,6 +339,10 @@ class Engine:
     def activity(self, layer):
         """x[t, layer], shape (batch, n_layer)."""
         return self._X[layer, :, :self.sizes[layer]]
+
+    def preactivation(self, layer):
+        """a[t, layer] for layer 1..L, shape (batch, n_layer)."""
+        return self._A[layer, :, :self.sizes[layer]]
 
     def delta(self, layer):
         """δ[t, layer] for layer 1..L, shape (batch, n_layer)."""

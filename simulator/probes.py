@@ -144,7 +144,7 @@ class Recorder:
         self._host["stream_frame"][i] = frame_id
         if self.plan.metrics:
             self._store_reference(i, u, y, repeat)
-            self._measure(i, D[1:], Xp, tags)
+            self._measure(i, D[1:, ...], Xp, tags)
         if self.plan.states and i % self.plan.every == 0:
             self._state_buf[0].append(xp.take(X, self._state_layers, axis=0))
             self._state_buf[1].append(xp.take(D, self._state_layers, axis=0))
@@ -161,16 +161,16 @@ class Recorder:
         prev = (i - 1) % R
         if repeat and i > 0:
             # A held frame with frozen weights has the same gradient: copy, don't recompute.
-            self._ref_d[rows] = self._ref_d[prev * L:(prev + 1) * L]
-            self._ref_x[rows] = self._ref_x[prev * L:(prev + 1) * L]
-            self._ref_gg_dev[slot] = self._ref_gg_dev[prev]
+            self._ref_d[rows, ...] = self._ref_d[prev * L:(prev + 1) * L, ...]
+            self._ref_x[rows, ...] = self._ref_x[prev * L:(prev + 1) * L, ...]
+            self._ref_gg_dev[slot, ...] = self._ref_gg_dev[prev, ...]
         else:
             pairs, _ = factors_of(eng.weights(), eng.biases(), eng.activations, u, y, eng.loss)
             for l, (x, d) in enumerate(pairs):
                 self._ref_x[slot * L + l, :, :x.shape[1]] = x
                 self._ref_d[slot * L + l, :, :d.shape[1]] = d
-            gg = inner(xp, self._ref_d[rows], self._ref_x[rows], self._ref_d[rows], self._ref_x[rows])
-            self._ref_gg_dev[slot] = gg
+            gg = inner(xp, self._ref_d[rows, ...], self._ref_x[rows, ...], self._ref_d[rows, ...], self._ref_x[rows, ...])
+            self._ref_gg_dev[slot, ...] = gg
         self._ref_frame[slot] = i
 
     def _measure(self, i, d, xp_pair, tags):
@@ -202,7 +202,7 @@ class Recorder:
             return
         be = self.engine.backend
         for key, buf in self._chunk.items():
-            self._host[key][start:start + n] = be.to_host(buf[:n])
+            self._host[key][start:start + n] = be.to_host(buf[:n, ...])
         if self.plan.states and self._state_buf[0]:
             k, m = self._state_next, len(self._state_buf[0])
             xs = be.to_host(self.xp.stack(self._state_buf[0]))

@@ -79,7 +79,7 @@ def build_stream(scene, sizes, acts, s_teacher, s_stream):
         if tg["kind"] != "labels":
             raise SceneError("key 'target.kind': a dataset stream takes 'labels'")
         data = load_digits(seed=scene["run"]["seed"])
-        return DatasetStream(sizes[0], st["batch"], rng, data.train_x, data.train_y,
+        return DatasetStream(sizes[0], st["batch"], rng, data.train_x, data.train_targets,
                              hold=st["hold"], crossfade=st["crossfade"])
     if tg["kind"] == "labels":
         raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset'")
