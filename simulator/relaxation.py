@@ -1,0 +1,592 @@
+"""Activation Relaxation (Millidge et al., paper 001; SPEC §3).
+
+One learning step is a forward sweep that stores x̄^l, the output node set to
+∂ℓ/∂x^L, then K relaxation ticks in which every hidden layer l = 1..L−1 moves
+at once, from the state of the previous tick (Eq. 4–5, Euler step η_x):
+
+    x^l ← x^l + η_x (−x^l + (d^{l+1} ⊙ x^{l+1}) F_l)          (row-vector batch)
+
+with d^{l+1} = σ'(a^{l+1}) of the stored sweep (or 1 without derivatives) and
+F_l = W_l (the column convention's Wᵀ) or a feedback matrix ψ_l in W_l's layout.
+Finally ΔW_l = (σ'(a^{l+1}) ⊙ x^{l+1})ᵀ x̄^l and Δb_l = Σ_batch σ'(a^{l+1}) ⊙ x^{l+1}
+(Eq. 1 with x^{l+1} in place of ∂ℓ/∂x^{l+1}); W ← W − lr ΔW / B.
+
+Signs. The paper writes the relaxation both as dx/dt = −x + … (Eq. 2–5) and
+as dx/dt = x − … (Eqs. 7–8, the Euler step x ← x − η dx/dt), its Algorithm 1
+sets the top to T − x^L = −∂ℓ/∂x^L and adds the update to W. Taken literally
+the mixtures either diverge (x ← x + η(x − …) has the iteration factor
+1 + η > 1) or ascend the loss. The consistent choice derived here: top
+clamped to +∂ℓ/∂x^L, the stable leaky form above (its fixed point is
+x^l = (d ⊙ x^{l+1}) F_l, which for F = W and d = σ' is exactly the chain rule
+∂ℓ/∂x^l), and gradient descent on W. The convergence tests pin it.
+
+Linear analysis (exact, not an approximation). With e^l_n = x^l_n − x^l_* and
+J_l v = (d^{l+1} ⊙ v) F_l, the clamped top gives e^L = 0 and the tick is
+e_{n+1} = ((1−η) I + η N) e_n with N nilpotent (N e)^l = J_l e^{l+1}. The two
+terms commute, so for the layer k below the top (l = L−k)
+
+    e^{L−k}_n = Σ_{j=0}^{k−1} C(n, j) (1−η)^{n−j} η^j J_{L−k}…J_{L−k+j−1} e^{L−k+j}_0,
+
+a polynomial of degree k−1 in n times (1−η)^n: layer L−1 decays as (1−η)^n
+exactly, lower layers as n^{k−1}(1−η)^n asymptotically. It converges iff
+0 < η < 2, and at η = 1 layer L−k is exact from tick k on (the backward
+wave of the tick engine). ``predicted_errors`` evaluates this sum.
+
+Variants (the paper's): ``exact`` F = W (Eq. 5); ``random`` fixed random ψ
+(feedback alignment); ``learned`` ψ trained by Eq. 6, which in these signs is
+the same update as W's (ψ ← ψ − lr ΔW / B, as in the authors' code), so
+ψ − W never changes; ``no-derivative`` F = W and d = 1 (Eq. 7), fixed point
+x^{L−k} = ∂ℓ/∂x^L W_{L−1} … W_{L−k}; ``learned-no-derivative`` ψ by Eq. 6 and
+d = 1 (Eq. 8). The weight update keeps σ' in every variant (authors' code).
+"""
+import os
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from . import reference
+from .backend import Backend, to_host
+from .errors import NumericalError, SimulatorError
+from .network import Network, activate
+from .options import LOSSES, check_choice, loss_and_grad
+
+VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
+INITS = ("forward", "zero")
+# Which feedback matrix each variant reads, and whether it multiplies by σ'.
+_FEEDBACK = {"exact": "weights", "random": "psi", "learned": "psi",
+             "no-derivative": "weights", "learned-no-derivative": "psi"}
+_DERIVATIVE = {"exact": True, "random": True, "learned": True,
+               "no-derivative": False, "learned-no-derivative": False}
+_LEARNS_PSI = {"learned", "learned-no-derivative"}
+PAPER_SIZES = (64, 300, 300, 100, 10)
+PAPER_ACTIVATIONS = ("relu", "relu", "relu", "linear")
+
+
+def check_variant(variant):
+    """The variant name, or one clear SimulatorError listing the known ones."""
+    return check_choice("relaxation variant", variant, VARIANTS)
+
+
+def check_eta_x(eta_x):
+    """η_x as a float; the linear analysis says the relaxation diverges outside (0, 2)."""
+    eta = float(eta_x)
+    if not 0.0 < eta < 2.0:
+        raise SimulatorError(f"eta_x must lie in (0, 2), got {eta_x}: the error of layer "
+                             "L-1 is multiplied by (1 - eta_x) every tick")
+    return eta
+
+
+def _check_count(name, value, minimum=0):
+    if int(value) != value or int(value) < minimum:
+        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------ sweep
+@dataclass
+class Sweep:
+    """What the forward sweep leaves behind for the relaxation (Algorithm 1).
+
+    ``xs[l]`` = x̄^l (l = 0..L), ``derivs[l]`` = σ'(a^l) (index 0 is None),
+    ``top`` = ∂ℓ/∂x^L, ``loss`` = ℓ summed over the batch (0-d array).
+    """
+
+    xs: list
+    derivs: list
+    top: object
+    loss: object
+
+    @property
+    def depth(self):
+        return len(self.xs) - 1
+
+
+def forward_sweep(weights, biases, activations, u, y, loss="mse", xp=None):
+    """The feedforward sweep of Algorithm 1: x̄^{l+1} = σ(W_l x̄^l + b_l), stored
+    with σ'(a^{l+1}) for the relaxation, and the output error ∂ℓ/∂x^L that the
+    top node is clamped to (Eq. 1's first factor)."""
+    xp = array_namespace(u) if xp is None else xp
+    xs, derivs = [u], [None]
+    for w, b, act in zip(weights, biases, activations):
+        x, d = activate(xp, act, xp.matmul(xs[-1], xp.matrix_transpose(w)) + b)
+        xs.append(x)
+        derivs.append(d)
+    value, grad = loss_and_grad(xp, loss, xs[-1], y)
+    return Sweep(xs, derivs, grad, value)
+
+
+# ------------------------------------------------------------ relaxation
+@dataclass
+class RelaxationRecord:
+    """Per-tick layer summaries of one relaxation, host arrays (ticks+1) × (L+1).
+
+    Row n is the state after n ticks (row 0 = the initial state). ``norms`` =
+    ‖x^l_n‖_F over the batch (the relaxation wave), ``changes`` = ‖x^l_n −
+    x^l_{n−1}‖_F (row 0 is 0), ``errors`` = ‖x^l_n − g^l‖_F / ‖g^l‖_F against
+    given targets g (NaN for the input layer, which does not relax) or None.
+    """
+
+    norms: np.ndarray
+    changes: np.ndarray
+    errors: object = None
+
+
+def _top_down(xp, x_above, deriv, feedback):
+    # The only matmul of a tick: layer l+1's activity sent down through F_l.
+    v = x_above if deriv is None else deriv * x_above
+    return xp.matmul(v, feedback)
+
+
+def _initial_state(xp, sweep, init):
+    L = sweep.depth
+    hidden = [xp.zeros_like(x) for x in sweep.xs[1:L]] if init == "zero" else list(sweep.xs[1:L])
+    return [sweep.xs[0]] + hidden + [sweep.top]
+
+
+def relax(sweep, feedback, eta_x=0.1, iterations=100, use_derivative=True, init="forward",
+          record=False, targets=None, xp=None):
+    """K relaxation ticks of Eq. 4–5 (Eqs. 7–8 with ``use_derivative=False``),
+    every hidden layer updated in parallel from the previous tick's state:
+    x^l ← (1−η_x) x^l + η_x (d^{l+1} ⊙ x^{l+1}) F_l, with x^L clamped to
+    ∂ℓ/∂x^L and x^0 left at the input. ``feedback[l]`` is F_l in W_l's layout
+    (index 0 unused). ``init`` starts the hidden layers at the forward
+    activations (the paper) or at zero. Returns (x^0..x^L, RelaxationRecord or
+    None); ``targets`` (per-layer arrays, index 0 unused) adds relative errors.
+    """
+    xp = array_namespace(sweep.top) if xp is None else xp
+    eta = check_eta_x(eta_x)
+    iterations = _check_count("iterations", iterations)
+    init = check_choice("relaxation init", init, INITS)
+    L = sweep.depth
+    derivs = sweep.derivs if use_derivative else [None] * (L + 1)
+    xs = _initial_state(xp, sweep, init)
+    rec = _Recorder(xp, xs, targets) if record else None
+    for _ in range(iterations):
+        # Build the whole next state from the current one before replacing it:
+        # no layer may see a value from its own tick.
+        new = [xs[0]]
+        for l in range(1, L):
+            new.append((1.0 - eta) * xs[l] + eta * _top_down(xp, xs[l + 1], derivs[l + 1], feedback[l]))
+        new.append(xs[L])
+        if rec is not None:
+            rec.add(new, xs)
+        xs = new
+    return xs, (rec.finish() if rec is not None else None)
+
+
+class _Recorder:
+    """Accumulates per-tick norms as device scalars; one host transfer at the end."""
+
+    def __init__(self, xp, xs, targets):
+        self.xp, self.targets = xp, targets
+        if targets is not None:
+            self.target_norms = [None] + [self._norm(targets[l]) for l in range(1, len(xs))]
+        self.norms = [self._norms(xs)]
+        self.changes = [[xp.zeros((), dtype=x.dtype) for x in xs]]
+        self.errors = [self._errors(xs)] if targets is not None else None
+
+    def _norm(self, a):
+        return self.xp.sqrt(self.xp.sum(a * a))
+
+    def _norms(self, xs):
+        return [self._norm(x) for x in xs]
+
+    def _errors(self, xs):
+        # layers 1..L; the input layer's NaN column is added on the host
+        return [self._norm(xs[l] - self.targets[l]) / self.target_norms[l]
+                for l in range(1, len(xs))]
+
+    def add(self, new, old):
+        self.norms.append(self._norms(new))
+        self.changes.append([self._norm(a - b) for a, b in zip(new, old)])
+        if self.errors is not None:
+            self.errors.append(self._errors(new))
+
+    def _host(self, rows):
+        xp = self.xp
+        return np.asarray(to_host(xp.stack([xp.stack(row) for row in rows])), dtype=np.float64)
+
+    def finish(self):
+        errors = None
+        if self.errors is not None:
+            e = self._host(self.errors)
+            errors = np.concatenate([np.full((e.shape[0], 1), np.nan), e], axis=1)
+        return RelaxationRecord(self._host(self.norms), self._host(self.changes), errors)
+
+
+def weight_gradients(sweep, xs, xp=None):
+    """Eq. 1 at the relaxed state: ΔW_l = (σ'(a^{l+1}) ⊙ x^{l+1})ᵀ x̄^l and
+    Δb_l = Σ_batch σ'(a^{l+1}) ⊙ x^{l+1}, l = 0..L−1, summed over the batch.
+    At the fixed point of ``exact`` these are backprop's ∂ℓ/∂W_l and ∂ℓ/∂b_l."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    gw, gb = [], []
+    for l in range(sweep.depth):
+        v = sweep.derivs[l + 1] * xs[l + 1]
+        gw.append(xp.matmul(xp.matrix_transpose(v), sweep.xs[l]))
+        gb.append(xp.sum(v, axis=0))
+    return gw, gb
+
+
+# ------------------------------------------------------- closed forms
+def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_derivative=True,
+                     init="forward", xp=None):
+    """The linear analysis of the relaxation evaluated exactly (module docstring):
+    e^{L−k}_n = Σ_{j<k} C(n,j)(1−η)^{n−j} η^j J_{L−k}…J_{L−k+j−1} e^{L−k+j}_0, with
+    J_l v = (d^{l+1} ⊙ v) F_l and e_0 = x_0 − x_*. Returns host relative errors
+    ‖e^l_n‖_F/‖x^l_*‖_F, shape (iterations+1, L+1), input column NaN."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    eta = check_eta_x(eta_x)
+    L = sweep.depth
+    derivs = sweep.derivs if use_derivative else [None] * (L + 1)
+    x0 = _initial_state(xp, sweep, check_choice("relaxation init", init, INITS))
+    out = np.full((iterations + 1, L + 1), np.nan)
+    out[:, L] = 0.0
+    n = np.arange(iterations + 1)
+    for l in range(1, L):
+        # chains[j] = J_l…J_{l+j−1} e^{l+j}_0: the initial error j layers up, carried down.
+        chains = []
+        for j in range(L - l):
+            v = x0[l + j] - fixed_point[l + j]
+            for m in range(l + j - 1, l - 1, -1):
+                v = _top_down(xp, v, derivs[m + 1], feedback[m])
+            chains.append(v)
+        gram = np.array([[float(xp.sum(a * b)) for b in chains] for a in chains])
+        coef = np.array([[comb(int(t), j) * (1.0 - eta) ** (int(t) - j) * eta ** j
+                          if j <= t else 0.0 for j in range(len(chains))] for t in n])
+        # Scale each row before squaring: (1−η)^{2n} underflows long before (1−η)^n.
+        scale = coef.max(axis=1)
+        scale[scale == 0.0] = 1.0
+        unit = coef / scale[:, None]
+        sq = np.einsum("ti,ij,tj->t", unit, gram, unit)
+        norm = float(xp.sqrt(xp.sum(fixed_point[l] * fixed_point[l])))
+        out[:, l] = scale * np.sqrt(np.maximum(sq, 0.0)) / norm
+    return out
+
+
+def leading_decay(n, k, eta_x):
+    """The asymptotic envelope of layer L−k's error, C(n, k−1)(1−η)^{n−k+1} η^{k−1}
+    (the last, highest-degree term of the closed form), for n ≥ k−1."""
+    n = np.asarray(n)
+    return np.array([comb(int(t), k - 1) for t in n.reshape(-1)], dtype=float).reshape(n.shape) \
+        * (1.0 - eta_x) ** (n - k + 1) * eta_x ** (k - 1)
+
+
+def true_activation_gradients(network, u, y, loss="mse", feedback=None):
+    """∂ℓ/∂x^l for l = 0..L by instantaneous backprop (``simulator.reference``):
+    ∂ℓ/∂x^L from the loss, ∂ℓ/∂x^l = δ^{l+1} W_l below (W_l replaced by
+    ``feedback[l]`` when given: the fixed point of the random/learned variants)."""
+    xp = array_namespace(u)
+    pairs, _ = reference.factors(network, u, y, loss, feedback=feedback)
+    back = [xp.asarray(w, dtype=u.dtype) for w in network.weights] if feedback is None else feedback
+    xs, _ = reference.forward(network, u)
+    top = loss_and_grad(xp, loss, xs[-1], y)[1]
+    deltas = [d for _, d in pairs]        # δ^1..δ^L
+    grads = [xp.matmul(deltas[l], back[l]) for l in range(network.depth)]
+    return grads + [top]
+
+
+# -------------------------------------------------------------- learner
+class ActivationRelaxation:
+    """A network trained by Activation Relaxation (Algorithm 1 with Eqs. 4–8).
+
+    Holds W, b (and ψ for the feedback variants) on its Backend. ``step``
+    performs one forward sweep, K relaxation ticks and the weight update
+    W ← W − lr ΔW / B (and ψ ← ψ − lr ΔW / B for the learned variants, Eq. 6).
+    ψ is drawn on the host like the weights, N(0, feedback_scale²/n_l).
+    """
+
+    def __init__(self, network, variant="exact", eta_x=0.1, iterations=100, loss="mse",
+                 init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
+                 dtype="float64"):
+        if not isinstance(network, Network):
+            raise SimulatorError(f"expected a simulator.Network, got {type(network).__name__}")
+        self.variant = check_variant(variant)
+        self.eta_x = check_eta_x(eta_x)
+        self.iterations = _check_count("iterations", iterations)
+        self.loss = check_choice("loss", loss, tuple(LOSSES))
+        self.init = check_choice("relaxation init", init, INITS)
+        self.backend = Backend(device, dtype)
+        self.xp = self.backend.xp
+        self.activations = list(network.activations)
+        self.weights = [self.backend.asarray(w) for w in network.weights]
+        self.biases = [self.backend.asarray(b) for b in network.biases]
+        self.use_derivative = _DERIVATIVE[self.variant]
+        self.psi = None
+        if _FEEDBACK[self.variant] == "psi":
+            g = np.random.default_rng(feedback_seed)
+            self.psi = [None] + [self.backend.asarray(
+                g.normal(0.0, feedback_scale / np.sqrt(w.shape[1]), w.shape))
+                for w in network.weights[1:]]
+
+    @property
+    def feedback(self):
+        """F_l per layer in W_l's layout (index 0 unused): W or ψ by variant."""
+        return self.weights if self.psi is None else self.psi
+
+    def sweep(self, u, y):
+        """Forward sweep on the device arrays u (B, n_0), y (B, n_L)."""
+        return forward_sweep(self.weights, self.biases, self.activations, u, y, self.loss, self.xp)
+
+    def relax(self, sweep, record=False, targets=None, iterations=None):
+        """The relaxation phase of this learner's variant (see ``relax``)."""
+        its = self.iterations if iterations is None else iterations
+        return relax(sweep, self.feedback, self.eta_x, its, self.use_derivative, self.init,
+                     record, targets, self.xp)
+
+    def gradients(self, u, y):
+        """(ΔW list, Δb list, sweep) of one AR phase, summed over the batch."""
+        sweep = self.sweep(u, y)
+        xs, _ = self.relax(sweep)
+        gw, gb = weight_gradients(sweep, xs, self.xp)
+        return gw, gb, sweep
+
+    def step(self, u, y, lr):
+        """One learning step of Algorithm 1; returns the batch loss (host float)
+        before the update. Raises NumericalError when the loss is not finite."""
+        gw, gb, sweep = self.gradients(u, y)
+        loss = float(sweep.loss)
+        if not np.isfinite(loss):
+            raise NumericalError(0, self.depth, "loss")
+        scale = float(lr) / u.shape[0]
+        self.weights = [w - scale * g for w, g in zip(self.weights, gw)]
+        self.biases = [b - scale * g for b, g in zip(self.biases, gb)]
+        if self.variant in _LEARNS_PSI:
+            # Eq. 6: ψ_l gets W_l's own update (a local Hebbian product).
+            self.psi = [None] + [p - scale * g for p, g in zip(self.psi[1:], gw[1:])]
+        return loss
+
+    @property
+    def depth(self):
+        return len(self.weights)
+
+    def predict(self, u):
+        """Network output x^L for inputs u (forward pass only)."""
+        x = u
+        for w, b, act in zip(self.weights, self.biases, self.activations):
+            x = activate(self.xp, act, self.xp.matmul(x, self.xp.matrix_transpose(w)) + b)[0]
+        return x
+
+    def to_network(self):
+        """The current forward weights as a host Network."""
+        return Network([to_host(w) for w in self.weights], [to_host(b) for b in self.biases],
+                       self.activations)
+
+
+# ------------------------------------------------------- scene entry points
+def fixed_point(sweep, feedback, use_derivative=True, xp=None):
+    """The equilibrium of the relaxation, solved top-down in one pass:
+    x^L_* = ∂ℓ/∂x^L, x^l_* = (d^{l+1} ⊙ x^{l+1}_*) F_l (Eq. 5 at dx/dt = 0;
+    Eqs. 7–8 with d = 1). With F = W and d = σ' this is backprop's ∂ℓ/∂x^l."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    L = sweep.depth
+    out = [None] * (L + 1)
+    out[L] = sweep.top
+    for l in range(L - 1, 0, -1):
+        out[l] = _top_down(xp, out[l + 1], sweep.derivs[l + 1] if use_derivative else None,
+                           feedback[l])
+    return out
+
+
+def _digits_or_gaussian(data, sizes, batch, seed, split_seed):
+    """A host batch (u, y): digits images and one-hot labels, or Gaussian
+    inputs with Gaussian targets, for the convergence scene."""
+    if data == "digits":
+        from .datasets import batch_indices, load_digits
+        d = load_digits(seed=split_seed)
+        if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
+            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, got {sizes}")
+        if batch > d.train_x.shape[0]:
+            raise SimulatorError(f"batch {batch} exceeds the {d.train_x.shape[0]} training digits")
+        idx = batch_indices(d.train_x.shape[0], batch, seed=seed)[0]
+        return d.train_x[idx], d.train_targets[idx]
+    if data == "gaussian":
+        g = np.random.default_rng((seed, 2))
+        return g.normal(size=(batch, sizes[0])), g.normal(size=(batch, sizes[-1]))
+    raise SimulatorError(f"unknown data {data!r}; expected digits or gaussian")
+
+
+def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exact",
+                 eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100, batch=64, loss="mse",
+                 seed=0, data="digits", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
+                 init="forward", split_seed=0, device="cpu", dtype="float64", out_dir=None):
+    """Fig. 1 of paper 001: relax one batch for each η_x and record, per tick
+    and layer, the relative error to the variant's fixed point (backprop's
+    ∂ℓ/∂x^l for ``exact``), the closed-form linear prediction of that error,
+    and the relaxation wave (layer norms and per-tick changes). Returns a dict
+    of numpy arrays: ``errors``, ``predicted``, ``norms``, ``changes`` each
+    (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
+    ticks; ``grad_error`` (L+1,) = the fixed point against backprop's ∂ℓ/∂x^l.
+    Writes ``ar_convergence.png`` into ``out_dir`` when given.
+    """
+    variant = check_variant(variant)
+    etas = [check_eta_x(e) for e in np.atleast_1d(eta_x)]
+    iterations = _check_count("iterations", iterations)
+    batch = _check_count("batch", batch, minimum=1)
+    network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
+                             bias_scale=bias_scale)
+    if network.depth < 2:
+        raise SimulatorError("relaxation needs at least one hidden layer (L >= 2)")
+    u_host, y_host = _digits_or_gaussian(data, list(sizes), batch, seed, split_seed)
+    learner = ActivationRelaxation(network, variant, etas[0], iterations, loss, init,
+                                   feedback_seed=(seed, 1), feedback_scale=feedback_scale,
+                                   device=device, dtype=dtype)
+    be, xp = learner.backend, learner.xp
+    u, y = be.asarray(u_host), be.asarray(y_host)
+    sweep = learner.sweep(u, y)
+    target = fixed_point(sweep, learner.feedback, learner.use_derivative, xp)
+    bp_x = true_activation_gradients(network, u, y, loss)
+    bp_w = reference.backprop(network, u, y, loss)
+    L = network.depth
+    out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
+    for eta in etas:
+        xs, rec = relax(sweep, learner.feedback, eta, iterations, learner.use_derivative,
+                        init, record=True, targets=target, xp=xp)
+        out["errors"].append(rec.errors)
+        out["norms"].append(rec.norms)
+        out["changes"].append(rec.changes)
+        out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
+                                                 target, learner.use_derivative, init, xp))
+        gw, _ = weight_gradients(sweep, xs, xp)
+        out["weight_error"].append([_relative(xp, a, b) for a, b in zip(gw, bp_w)])
+    result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+    result["grad_error"] = np.array([np.nan] + [_relative(xp, target[l], bp_x[l])
+                                                for l in range(1, L + 1)])
+    result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
+                  variant=variant, sizes=list(network.sizes))
+    if out_dir is not None:
+        from .render.convergence import plot_convergence
+        result["picture"] = plot_convergence(
+            os.path.join(os.fspath(out_dir), "ar_convergence.png"), result["errors"],
+            result["eta_x"], result["predicted"],
+            title=f"Activation Relaxation ({variant}): relative error to the fixed point")
+    return result
+
+
+def _relative(xp, a, b):
+    return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
+
+
+def accuracy(predict, x, labels, xp):
+    """Fraction of rows whose largest output is the label (device arrays in, float out)."""
+    hits = xp.astype(xp.argmax(predict(x), axis=1) == labels, xp.float64)
+    return float(xp.mean(hits))
+
+
+class _BackpropBaseline:
+    """Plain minibatch SGD on ``reference.factors`` from the same initial weights:
+    W ← W − lr ∂ℓ/∂W / B. Runs in the arrays' namespace on the host Network."""
+
+    def __init__(self, network, loss):
+        self.network, self.loss = network.copy(), loss
+
+    def step(self, u, y, lr):
+        xp = array_namespace(u)
+        pairs, value = reference.factors(self.network, u, y, self.loss)
+        scale = float(lr) / u.shape[0]
+        for l, (x, d) in enumerate(pairs):
+            self.network.weights[l] -= scale * to_host(xp.matmul(xp.matrix_transpose(d), x))
+            self.network.biases[l] -= scale * to_host(xp.sum(d, axis=0))
+        value = float(value)
+        if not np.isfinite(value):
+            raise NumericalError(0, self.network.depth, "loss")
+        return value
+
+    def predict(self, u):
+        return reference.forward(self.network, u)[0][-1]
+
+
+def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
+    """Train ``model`` on the seeded batches; accuracies at every eval point
+    (NaN after a divergence) and the step at which it diverged (or -1)."""
+    train_x, test_x = asarray(data.train_x), asarray(data.test_x)
+    train_l = asarray(data.train_labels, xp.int64)
+    test_l = asarray(data.test_labels, xp.int64)
+    train_y = asarray(data.train_targets)
+    from .datasets import batch_indices
+    accs, step, diverged = [], 0, -1
+
+    def evaluate():
+        accs.append((accuracy(model.predict, train_x, train_l, xp),
+                     accuracy(model.predict, test_x, test_l, xp)))
+
+    evaluate()
+    with np.errstate(all="ignore"):
+        for epoch in range(epochs):
+            for idx in batch_indices(data.train_x.shape[0], batch, seed=(seed, epoch)):
+                i = asarray(idx, xp.int64)
+                try:
+                    model.step(xp.take(train_x, i, axis=0), xp.take(train_y, i, axis=0), lr)
+                except NumericalError:
+                    diverged = step
+                    break
+                step += 1
+                if step % eval_every == 0:
+                    evaluate()
+            if diverged >= 0:
+                break
+    accs = np.asarray(accs, dtype=np.float64)
+    return accs, diverged
+
+
+def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
+              eta_x=0.1, iterations=100, lr=0.05, batch=64, epochs=20, seeds=(0, 1, 2),
+              loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
+              init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
+              device="cpu", dtype="float64", out_dir=None):
+    """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
+    variant and plain backprop train from the same initial weights on the same
+    minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
+    batch). Returns a dict: ``steps`` (T,) minibatch updates at each
+    evaluation; ``curves[name]`` with ``train`` and ``test`` accuracies
+    (S, T), NaN after a divergence; ``final_test[name]`` (S,);
+    ``diverged_at[name]`` (S,) the step of divergence or −1. Writes
+    ``ar_accuracy.png`` (test) and ``ar_accuracy_train.png`` into ``out_dir``.
+    """
+    variants = [check_variant(v) for v in ([variants] if isinstance(variants, str) else variants)]
+    seeds = [int(s) for s in np.atleast_1d(seeds)]
+    batch = _check_count("batch", batch, minimum=1)
+    epochs = _check_count("epochs", epochs, minimum=1)
+    if not float(lr) > 0:
+        raise SimulatorError(f"lr must be > 0, got {lr}")
+    from .datasets import load_digits
+    data = load_digits(seed=split_seed, test_fraction=test_fraction)
+    per_epoch = data.train_x.shape[0] // batch
+    if per_epoch < 1:
+        raise SimulatorError(f"batch {batch} exceeds the {data.train_x.shape[0]} training digits")
+    eval_every = per_epoch if eval_every is None else _check_count("eval_every", eval_every, 1)
+    steps = np.arange(0, per_epoch * epochs + 1, eval_every)
+    names = ["backprop"] + variants
+    curves = {n: {"train": np.full((len(seeds), steps.size), np.nan),
+                  "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
+    diverged_at = {n: np.full(len(seeds), -1) for n in names}
+    for s, seed in enumerate(seeds):
+        network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
+                                 bias_scale=bias_scale)
+        for name in names:
+            if name == "backprop":
+                be = Backend("cpu", "float64")
+                model = _BackpropBaseline(network, loss)
+            else:
+                model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
+                                             feedback_seed=(seed, 1),
+                                             feedback_scale=feedback_scale,
+                                             device=device, dtype=dtype)
+                be = model.backend
+            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
+                                   be.asarray)
+            curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
+            curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
+            diverged_at[name][s] = div
+    result = {"steps": steps, "curves": curves, "diverged_at": diverged_at,
+              "final_test": {n: curves[n]["test"][:, -1] for n in names},
+              "steps_per_epoch": per_epoch, "seeds": np.asarray(seeds), "variants": variants}
+    if out_dir is not None:
+        from .render.convergence import plot_accuracy
+        folder = os.fspath(out_dir)
+        result["pictures"] = [
+            plot_accuracy(os.path.join(folder, "ar_accuracy.png"), steps, curves, split="test"),
+            plot_accuracy(os.path.join(folder, "ar_accuracy_train.png"), steps, curves,
+                          split="train")]
+    return result

@@ -1,0 +1,1 @@
+"""Renderers: pictures drawn from recorded arrays; they never simulate."""

@@ -1,0 +1,146 @@
+"""Activation Relaxation pictures: convergence curves (paper 001, Fig. 1 a/b)
+and accuracy curves of AR variants against backprop (Figs. 2 and 3).
+
+Renderers only draw arrays they are given (from ``simulator.relaxation`` or a
+saved trace); PNGs are written atomically (temp file in the same folder, then
+os.replace), so a reader never sees half a picture.
+"""
+import os
+import tempfile
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..errors import SimulatorError  # noqa: E402
+
+DPI = 100
+# Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn at
+# this floor so a log axis can show them.
+LOG_FLOOR = 1e-17
+BASELINE_COLOUR = "#000000"
+# Fixed colours per curve so tests (and readers) can find each one.
+LAYER_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+                 "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+def layer_colour(index):
+    """The fixed colour of curve ``index`` (layers, η_x values or variants)."""
+    return LAYER_COLOURS[index % len(LAYER_COLOURS)]
+
+
+def save_figure_atomic(fig, path):
+    """Write ``fig`` as a PNG at ``path`` atomically and close it; returns the path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=DPI)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _floor(a):
+    return np.maximum(np.asarray(a, dtype=float), LOG_FLOOR)
+
+
+def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
+                     title="Activation Relaxation: convergence to ∂ℓ/∂x^l"):
+    """Fig. 1 of paper 001 from recorded arrays. ``errors`` (E, K+1, L+1) is the
+    relative error ‖x^l_n − ∂ℓ/∂x^l‖/‖∂ℓ/∂x^l‖ per η_x, tick and layer (input
+    column ignored); ``predicted`` (same shape, optional) is the linear
+    analysis, drawn dashed. Panel (a): every hidden layer at the η_x closest
+    to ``main_eta``; panel (b): layer ``layer`` for every η_x."""
+    errors = np.asarray(errors, dtype=float)
+    eta_x = np.atleast_1d(np.asarray(eta_x, dtype=float))
+    if errors.ndim != 3 or errors.shape[0] != eta_x.shape[0] or errors.shape[2] < 2:
+        raise SimulatorError(f"errors must be (len(eta_x), ticks+1, layers), got {errors.shape} "
+                             f"for {eta_x.shape[0]} eta_x values")
+    if predicted is not None and np.shape(predicted) != errors.shape:
+        raise SimulatorError(f"predicted has shape {np.shape(predicted)}, errors {errors.shape}")
+    L = errors.shape[2] - 1
+    if not 1 <= layer <= max(L - 1, 1):
+        raise SimulatorError(f"layer must be a hidden layer 1..{L - 1}, got {layer}")
+    ticks = np.arange(errors.shape[1])
+    main = int(np.argmin(np.abs(eta_x - main_eta)))
+    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for l in range(1, L):
+        c = layer_colour(l - 1)
+        ax_a.semilogy(ticks, _floor(errors[main, :, l]), color=c, lw=2.5, label=f"layer {l}")
+        if predicted is not None:
+            ax_a.semilogy(ticks, _floor(predicted[main, :, l]), color="#000000", lw=1, ls="--")
+    if predicted is not None:
+        ax_a.plot([], [], color="#000000", lw=1, ls="--", label="linear analysis")
+    ax_a.set_title(f"(a) per layer, η_x = {eta_x[main]:g}")
+    for i, eta in enumerate(eta_x):
+        ax_b.semilogy(ticks, _floor(errors[i, :, layer]), color=layer_colour(i), lw=2.5,
+                      label=f"η_x = {eta:g}")
+    ax_b.set_title(f"(b) layer {layer}, several η_x")
+    for ax in (ax_a, ax_b):
+        ax.set_xlabel("relaxation tick n")
+        ax.set_ylabel("relative error to ∂ℓ/∂x^l")
+        ax.set_ylim(bottom=LOG_FLOOR * 0.5)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure_atomic(fig, path)
+
+
+def _band(ax, x, runs, colour, label, ls="-"):
+    runs = np.atleast_2d(np.asarray(runs, dtype=float))
+    with warnings.catch_warnings():
+        # all-NaN columns (every seed diverged) are meant to draw nothing
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(runs, axis=0)
+        std = np.nanstd(runs, axis=0)
+    ax.plot(x, mean, color=colour, lw=2.5, ls=ls, label=label)
+    if runs.shape[0] > 1:
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+
+
+def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
+                  title="Activation Relaxation vs backprop (digits)"):
+    """Figs. 2–3 of paper 001: accuracy against minibatch updates, mean ± std
+    over seeds, one panel per AR variant with the backprop baseline (black)
+    in each. ``curves[name][split]`` is an array (seeds, len(steps)); NaN
+    marks the points after a run diverged."""
+    steps = np.asarray(steps)
+    if baseline not in curves:
+        raise SimulatorError(f"curves have no baseline {baseline!r}; got {sorted(curves)}")
+    names = [n for n in curves if n != baseline]
+    if not names:
+        raise SimulatorError("plot_accuracy needs at least one variant beside the baseline")
+    for n in curves:
+        if np.atleast_2d(curves[n][split]).shape[1] != steps.shape[0]:
+            raise SimulatorError(f"curve {n!r} has {np.shape(curves[n][split])} points for "
+                                 f"{steps.shape[0]} steps")
+    cols = min(len(names), 3)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for i, name in enumerate(names):
+        ax = axes[i // cols][i % cols]
+        _band(ax, steps, curves[baseline][split], BASELINE_COLOUR, baseline)
+        _band(ax, steps, curves[name][split], layer_colour(i), f"AR {name}")
+        ax.set_title(name)
+        ax.set_xlabel("minibatch updates")
+        ax.set_ylabel(f"{split} accuracy")
+        ax.set_ylim(0.0, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for j in range(len(names), rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure_atomic(fig, path)
