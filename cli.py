@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from simulator.errors import SimulatorError
+from simulator.errors import BudgetError, SceneError, SimulatorError
 
 
 def _fail(exc):
@@ -63,7 +63,10 @@ def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
     out = out or os.path.join("outputs", name + ("_replay" if replay else ""))
-    prepared = Prepared(name, resolved)
+    try:
+        prepared = Prepared(name, resolved)
+    except (SceneError, BudgetError) as exc:
+        raise type(exc)(f"{scenes.find_scene(scene)}: {exc}") from None
     bar = _progress(quiet, resolved["run"]["ticks"], f"{name}")
     if bar is None:
         trace = prepared.simulate()

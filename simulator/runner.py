@@ -4,6 +4,7 @@ Data flows one way (ARCHITECTURE.md): scene -> Network + Stream + Engine ->
 Recorder -> Trace -> files. Everything that can be refused (bad sizes, memory
 budget, missing device) is refused in ``prepare`` before any tick runs.
 """
+import importlib.metadata
 import json
 import os
 import platform
@@ -61,7 +62,10 @@ class Prepared:
         engine = Engine(self.network, **self.engine_args)
         recorder = Recorder(engine, self.plan, reference=self.scene["rule"]["reference"])
         t1 = time.perf_counter()
-        engine.run(self.stream, self.plan.ticks, recorder, progress)
+        # A blow-up is reported once, as NumericalError with tick and layer,
+        # not as a stream of numpy warnings before it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            engine.run(self.stream, self.plan.ticks, recorder, progress)
         t2 = time.perf_counter()
         meta = run_metadata(self.name, self.scene)
         meta["timings"] = {"build_s": t1 - t0, "simulate_s": t2 - t1,
@@ -103,10 +107,10 @@ def run_metadata(name, scene):
     from . import __version__
     versions = {"tickprop": __version__, "python": platform.python_version(),
                 "numpy": np.__version__}
-    for mod in ("matplotlib", "imageio", "click", "array_api_compat", "cupy"):
+    for dist in ("matplotlib", "imageio", "click", "array-api-compat", "cupy-cuda12x"):
         try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             pass
     return {"name": name, "scene": scene, "seed": scene["run"]["seed"],
             "versions": versions, "machine": platform.platform()}

@@ -1,0 +1,156 @@
+"""The command line as a user meets it: shipped scenes run, run.json replays
+bit for bit, and every malformed scene is one 'error:' line, exit 2, nothing written."""
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cli
+from simulator import scene as scenes
+
+SHIPPED = ["fig1_constant", "fig2_slow", "fig3_fast", "sync_linear", "pipelined"]
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    return runner.invoke(cli.main, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenes_run_and_write_their_trace(runner, name):
+    res = invoke(runner, "run", name, "--ticks", "40", "--quiet")
+    assert res.exit_code == 0, res.output
+    with np.load(f"outputs/{name}/trace.npz") as d:
+        L = len(d["sizes"]) - 1
+        assert d["mismatch_cos"].shape == (40, L)
+        assert d["tag_input"].shape == (40, L + 1)
+        assert d["tag_input"][-1, 0] == 39
+    meta = json.load(open(f"outputs/{name}/run.json"))
+    assert meta["scene"]["run"]["ticks"] == 40
+    assert "numpy" in meta["versions"] and meta["timings"]["simulate_s"] > 0
+
+
+def test_fig1_trace_shows_fact_a(runner):
+    invoke(runner, "run", "fig1_constant", "--quiet")
+    with np.load("outputs/fig1_constant/trace.npz") as d:
+        L = 9
+        rel = d["mismatch_rel"]
+        assert np.all(rel[2 * L - 1:] < 1e-6)             # Gram rounding floor, see metrics
+        assert np.all(d["mismatch_cos"][2 * L - 1:] > 1 - 1e-12)
+        assert rel[2 * L - 2, 0] > 1e-3
+
+
+def test_replay_from_run_json_is_bit_identical(runner):
+    invoke(runner, "run", "fig3_fast", "--ticks", "30", "--seed", "11", "--quiet",
+           "--set", "rule.learning_rate=0.01")
+    res = invoke(runner, "run", "outputs/fig3_fast/run.json", "--quiet")
+    assert res.exit_code == 0, res.output
+    with np.load("outputs/fig3_fast/trace.npz") as a, np.load("outputs/fig3_fast_replay/trace.npz") as b:
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_scenes_lists_every_shipped_scene_with_its_description(runner):
+    res = invoke(runner, "scenes")
+    for name in SHIPPED:
+        line = next(l for l in res.output.splitlines() if l.startswith(name))
+        assert len(line.split(None, 1)[1]) > 20
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+BASE = '[network]\ndepth = 3\nwidth = 4\ninputs = 4\noutputs = 4\n[run]\nticks = 10\n'
+MALFORMED = {
+    "unknown_key": (BASE + "[rule]\nflavour = 1\n", "rule.flavour"),
+    "typo": (BASE + "[rule]\nfeedbak = 'random'\n", "did you mean 'feedback'"),
+    "negative_depth": ('[network]\ndepth = -2\n', "network.depth"),
+    "wrong_type": ('[network]\nwidth = "wide"\n', "expected an integer"),
+    "bad_option": (BASE + "[rule]\nfeedback = 'tranpose'\n", "did you mean 'transpose'"),
+    "non_toml": ("this is [not toml", "not valid TOML"),
+    "budget": (BASE + "[record]\nmemory_budget = '1KiB'\n", "memory budget"),
+    "unknown_section": (BASE + "[rules]\nloss = 'mse'\n", "did you mean 'rule'"),
+    "bad_stream": (BASE + "[stream]\nkind = 'helld'\n", "did you mean 'held'"),
+    "crossfade": (BASE + "[stream]\nkind = 'held'\nhold = 2\ncrossfade = 4\n", "crossfade"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_scene_is_one_error_line_exit_2_nothing_written(runner, tmp_path, case):
+    text, needle = MALFORMED[case]
+    path = write(tmp_path / f"{case}.toml", text)
+    res = runner.invoke(cli.main, ["run", path, "--quiet"])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert needle in lines[0]
+    assert path in lines[0]
+    assert not os.path.exists("outputs")
+
+
+def test_missing_scene_names_it_and_suggests(runner):
+    res = runner.invoke(cli.main, ["run", "fig1_constnt"])
+    assert res.exit_code == 2
+    assert "fig1_constnt" in res.stderr and "did you mean 'fig1_constant'" in res.stderr
+    assert not os.path.exists("outputs")
+
+
+def test_bad_set_override_is_a_user_error(runner):
+    res = runner.invoke(cli.main, ["run", "fig1_constant", "--set", "rule.derivative=glob"])
+    assert res.exit_code == 2 and "rule.derivative" in res.stderr
+    res = runner.invoke(cli.main, ["run", "fig1_constant", "--set", "nonsense"])
+    assert res.exit_code == 2 and "SECTION.KEY=VALUE" in res.stderr
+
+
+def test_cuda_without_gpu_is_a_clear_error(runner):
+    from simulator.backend import cuda_available
+    if cuda_available():
+        pytest.skip("a GPU is present")
+    res = runner.invoke(cli.main, ["run", "fig1_constant", "--device", "cuda"])
+    assert res.exit_code == 2 and "cuda" in res.stderr
+    assert not os.path.exists("outputs")
+
+
+def test_blow_up_names_tick_and_layer(runner, tmp_path):
+    path = write(tmp_path / "boom.toml", BASE.replace("ticks = 10", "ticks = 400") +
+                 "[network]\n".replace("[network]\n", "") +
+                 "[rule]\nlearning_rate = 1000.0\n[stream]\nkind = 'held'\nhold = 1\n")
+    res = runner.invoke(cli.main, ["run", path, "--set", "network.hidden=relu",
+                                   "--set", "network.output=linear", "--quiet"])
+    assert res.exit_code == 2
+    assert "non-finite" in res.stderr and "tick" in res.stderr and "layer" in res.stderr
+    assert not os.path.exists("outputs")
+
+
+VALUES = st.one_of(st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.booleans(),
+                   st.text(max_size=6), st.lists(st.integers(-1, 4), max_size=3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(section=st.sampled_from(["network", "stream", "rule", "run", "record", "target"]),
+       key=st.sampled_from(["depth", "width", "kind", "hold", "loss", "feedback", "ticks",
+                            "states", "every", "scale", "batch", "seed", "learning_rate"]),
+       value=VALUES)
+def test_fuzzed_scene_values_either_validate_or_raise_scene_error(section, key, value):
+    """Any value in any key: a resolved scene or one SceneError, never a crash."""
+    name, base = scenes.load("fig1_constant")
+    base[section][key] = value
+    try:
+        resolved = scenes.validate(base, "fuzz")
+    except scenes.SceneError as exc:
+        assert "fuzz" in str(exc)
+        return
+    assert resolved[section][key] == value or isinstance(value, int)
