@@ -136,8 +136,8 @@ class Recorder:
         eng, xp = self.engine, self.xp
         X, D, Xp = eng.stacked_state()
         c = self._pending
-        self._chunk["x_norm"][c] = xp.linalg.vector_norm(X, axis=(1, 2))
-        self._chunk["delta_norm"][c] = xp.linalg.vector_norm(D, axis=(1, 2))
+        self._chunk["x_norm"][c, ...] = xp.linalg.vector_norm(X, axis=(1, 2))
+        self._chunk["delta_norm"][c, ...] = xp.linalg.vector_norm(D, axis=(1, 2))
         tags = eng.tags()
         for key in TAG_KEYS:
             self._host["tag_" + key][i] = tags[key]
@@ -189,10 +189,10 @@ class Recorder:
         GG = xp.take(xp.reshape(self._ref_gg_dev, (-1,)), xp.asarray(slots * L + np.arange(L)))
         nan = xp.asarray(np.where(valid, 0.0, np.nan), dtype=cos.dtype)
         c = self._pending
-        self._chunk["mismatch_cos"][c] = cos + nan
-        self._chunk["mismatch_rel"][c] = rel + nan
-        self._chunk["grad_norm"][c] = xp.sqrt(gg)
-        self._chunk["ref_norm"][c] = xp.sqrt(GG) + nan
+        self._chunk["mismatch_cos"][c, ...] = cos + nan
+        self._chunk["mismatch_rel"][c, ...] = rel + nan
+        self._chunk["grad_norm"][c, ...] = xp.sqrt(gg)
+        self._chunk["ref_norm"][c, ...] = xp.sqrt(GG) + nan
 
     # ---------------------------------------------------------------- chunks
     def flush(self):

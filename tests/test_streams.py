@@ -1,0 +1,77 @@
+"""Input streams: seeded, chunk-independent, and shaped like the paper's inputs."""
+import numpy as np
+import pytest
+
+from simulator import Network
+from simulator.errors import SimulatorError
+from simulator.streams import (ConstantStream, HeldStream, SineStream, SmoothStream,
+                               make_stream, teacher_target)
+
+
+def ident(u, ids):
+    return u[..., :2]
+
+
+@pytest.mark.parametrize("kind,params", [("constant", {}), ("held", {"hold": 4, "crossfade": 2}),
+                                         ("smooth", {"tau": 5.0}), ("sine", {"period": 9.0})])
+def test_same_seed_same_stream_whatever_the_chunks(kind, params):
+    a = make_stream(kind, 3, 2, np.random.default_rng(5), ident, **params)
+    b = make_stream(kind, 3, 2, np.random.default_rng(5), ident, **params)
+    ua, ya, ia = a.take(30)
+    parts = [b.take(n) for n in (7, 1, 22)]
+    np.testing.assert_array_equal(ua, np.concatenate([p[0] for p in parts]))
+    np.testing.assert_array_equal(ia, np.concatenate([p[2] for p in parts]))
+    assert ua.shape == (30, 2, 3) and ya.shape == (30, 2, 2)
+
+
+def test_held_frames_change_every_h_ticks_with_a_linear_crossfade():
+    s = HeldStream(2, 1, np.random.default_rng(0), ident, hold=5, crossfade=2)
+    u, _, ids = s.take(15)
+    np.testing.assert_array_equal(ids, np.repeat([0, 1, 2], 5))
+    for k in (1, 2):
+        start = 5 * k
+        prev, new = u[start - 1], u[start + 2]
+        np.testing.assert_allclose(u[start], prev + (new - prev) / 3)
+        np.testing.assert_allclose(u[start + 1], prev + 2 * (new - prev) / 3)
+        np.testing.assert_array_equal(u[start + 2], u[start + 4])
+
+
+def test_fast_stream_is_white_noise():
+    u, _, ids = HeldStream(4, 1, np.random.default_rng(1), ident, hold=1).take(4000)
+    x = u[:, 0, 0]
+    assert abs(np.corrcoef(x[1:], x[:-1])[0, 1]) < 0.05
+    np.testing.assert_array_equal(ids, np.arange(4000))
+
+
+def test_smooth_stream_has_the_requested_correlation_time():
+    tau = 10.0
+    u, _, _ = SmoothStream(1, 1, np.random.default_rng(2), ident, tau=tau).take(40000)
+    x = u[:, 0, 0]
+    lag1 = np.corrcoef(x[1:], x[:-1])[0, 1]
+    assert lag1 == pytest.approx(np.exp(-1 / tau), abs=0.01)
+    assert np.var(x) == pytest.approx(1.0, abs=0.15)
+
+
+def test_sine_and_constant():
+    u, _, _ = SineStream(2, 1, np.random.default_rng(3), ident, period=8.0).take(17)
+    np.testing.assert_allclose(u[0], u[8], atol=1e-12)
+    np.testing.assert_allclose(u[0], u[16], atol=1e-12)
+    c, _, ids = ConstantStream(2, 1, np.random.default_rng(3), ident).take(5)
+    assert (c == c[0]).all() and (ids == 0).all()
+
+
+def test_teacher_targets_are_the_teachers_instantaneous_output():
+    teacher = Network.random([3, 4, 2], ["tanh", "linear"], seed=4)
+    u = np.random.default_rng(4).normal(size=(2, 5, 3))
+    y = teacher_target(teacher, "mse")(u, None)
+    w0, w1 = teacher.weights
+    np.testing.assert_allclose(y[1, 3], w1 @ np.tanh(w0 @ u[1, 3]), rtol=1e-12)
+    p = teacher_target(teacher, "xent")(u, None)
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0)
+
+
+def test_bad_stream_requests():
+    with pytest.raises(SimulatorError):
+        make_stream("wobbly", 2, 1, np.random.default_rng(0), ident)
+    with pytest.raises(SimulatorError):
+        HeldStream(2, 1, np.random.default_rng(0), ident, hold=2, crossfade=3)
