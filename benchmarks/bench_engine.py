@@ -1,0 +1,110 @@
+"""Tick cost against a hand-written numpy backprop step on the same network,
+measured in the same run (ratios, not absolute times, are the result).
+
+    python benchmarks/bench_engine.py [--quick]
+
+1. paper scale: L = 9, width 16, batch 1, float64, metrics off
+2. large scale: L = 4, width 1024, batch 64, float32
+3. ticks per second with reference and metrics on, paper scale
+4. peak memory of a 10,000-tick paper-scale run with full states recorded,
+   against the size of the recorded arrays
+"""
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+
+from simulator import Network
+from simulator.engine import Engine
+from simulator.probes import Recorder, RecordPlan
+from simulator.streams import HeldStream, teacher_target
+
+
+def backprop_step(ws, bs, u, y):
+    """Forward, backward and weight gradients, plain numpy, tanh hidden / linear out."""
+    xs, ds = [u], []
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        a = xs[-1] @ w.T + b
+        if i < len(ws) - 1:
+            x = np.tanh(a)
+            ds.append(1.0 - x * x)
+        else:
+            x = a
+        xs.append(x)
+    delta = xs[-1] - y
+    grads = [None] * len(ws)
+    for i in range(len(ws) - 1, -1, -1):
+        grads[i] = delta.T @ xs[i]
+        if i:
+            delta = (delta @ ws[i]) * ds[i - 1]
+    return grads
+
+
+def best_of(fn, n, repeats=5):
+    """Best per-call time of ``n`` calls, over ``repeats`` runs (least noisy)."""
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best
+
+
+def tick_vs_backprop(depth, width, batch, dtype, n):
+    sizes = [width] * (depth + 1)
+    net = Network.random(sizes, ["tanh"] * (depth - 1) + ["linear"], seed=0)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(batch, width)).astype(dtype)
+    y = rng.normal(size=(batch, width)).astype(dtype)
+    ws = [w.astype(dtype) for w in net.weights]
+    bs = [b.astype(dtype) for b in net.biases]
+    engine = Engine(net, batch=batch, dtype=dtype)
+    t_tick = best_of(lambda: engine.step(u, y), n)
+    t_bp = best_of(lambda: backprop_step(ws, bs, u, y), n)
+    return t_tick, t_bp
+
+
+def recorded_rate(ticks, states):
+    sizes = [16] * 10
+    net = Network.random(sizes, ["tanh"] * 8 + ["linear"], seed=0)
+    teacher = Network.random(sizes, ["tanh"] * 8 + ["linear"], seed=1)
+    stream = HeldStream(16, 1, np.random.default_rng(0), teacher_target(teacher, "mse"), hold=16)
+    engine = Engine(net)
+    plan = RecordPlan(ticks, 9, 16, 1, 8, states=states, metrics=True)
+    rec = Recorder(engine, plan)
+    t = time.perf_counter()
+    engine.run(stream, ticks, rec)
+    trace = rec.trace()
+    return ticks / (time.perf_counter() - t), trace, plan
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = ap.parse_args()
+    n_small, n_large = (500, 5) if args.quick else (3000, 20)
+
+    t_tick, t_bp = tick_vs_backprop(9, 16, 1, "float64", n_small)
+    print(f"paper scale (L=9, w=16, B=1, f64): tick {t_tick * 1e6:.1f} us, "
+          f"backprop step {t_bp * 1e6:.1f} us, ratio {t_tick / t_bp:.2f}x (target <= 1.0x)")
+    t_tick, t_bp = tick_vs_backprop(4, 1024, 64, "float32", n_large)
+    print(f"large scale (L=4, w=1024, B=64, f32): tick {t_tick * 1e3:.2f} ms, "
+          f"backprop step {t_bp * 1e3:.2f} ms, ratio {t_tick / t_bp:.2f}x (target <= 1.1x)")
+
+    rate, _, _ = recorded_rate(2000 if args.quick else 10000, states=False)
+    print(f"paper scale with reference + metrics on: {rate:.0f} ticks/s")
+
+    tracemalloc.start()
+    rate, trace, plan = recorded_rate(10000, states=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    recorded = sum(a.nbytes for a in trace.arrays.values())
+    print(f"10,000-tick paper-scale run, full states: recorded arrays {recorded / 2**20:.1f} MiB "
+          f"(estimate {plan.size() / 2**20:.1f} MiB), peak traced memory {peak / 2**20:.1f} MiB "
+          f"= {peak / recorded:.2f}x the recording ({rate:.0f} ticks/s)")
+
+
+if __name__ == "__main__":
+    main()
