@@ -1,0 +1,275 @@
+"""Computational graphs of elementary operations, and backprop on them.
+
+A graph is a DAG of vertices in topological order. Leaves are inputs (data,
+never updated) or parameters (what learning changes); every other vertex
+applies one elementary op ``g_i`` to the values of its arguments — the paper's
+children C(i) — and knows its vector–Jacobian product (VJP). Values are
+batch-major numpy arrays; the output vertex is the last one added.
+
+``forward`` is the paper's Eq. 1, ``backprop`` its Eqs. 2–4: the reference
+every predictive-coding rule in this package is measured against. The loss is
+E = ½‖μ_out − y‖², summed over the batch.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import SimulatorError
+
+LEAF_KINDS = ("input", "param")
+
+
+def _unbroadcast(g, shape):
+    """Sum a cotangent over the axes numpy broadcasting added or stretched."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=stretched, keepdims=True) if stretched else g
+
+
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def _logistic(a):
+    return 0.5 * (1.0 + np.tanh(0.5 * a))  # overflow-free σ(a) = 1/(1+e^{-a})
+
+
+def _softmax(a, axis):
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _conv2d(x, k):
+    """Valid, stride-1 cross-correlation: x (B,C,H,W), k (O,C,kh,kw) -> (B,O,H',W')."""
+    win = sliding_window_view(x, k.shape[2:], axis=(2, 3))
+    return np.einsum("bchwij,ocij->bohw", win, k, optimize=True)
+
+
+def _conv2d_vjp(g, x, k, needs):
+    gx = gk = None
+    kh, kw = k.shape[2:]
+    if needs[0]:
+        # The input's cotangent is the full correlation of g with the flipped kernel.
+        gpad = np.pad(g, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+        win = sliding_window_view(gpad, (kh, kw), axis=(2, 3))
+        gx = np.einsum("bohwij,ocij->bchw", win, k[:, :, ::-1, ::-1], optimize=True)
+    if needs[1]:
+        win = sliding_window_view(x, (kh, kw), axis=(2, 3))
+        gk = np.einsum("bchwij,bohw->ocij", win, g, optimize=True)
+    return gx, gk
+
+
+def _matmul_vjp(g, a, b, needs):
+    ga = _unbroadcast(g @ _swap(b), a.shape) if needs[0] else None
+    gb = _unbroadcast(_swap(a) @ g, b.shape) if needs[1] else None
+    return ga, gb
+
+
+def _softmax_vjp(g, s, axis):
+    return s * (g - (g * s).sum(axis=axis, keepdims=True))
+
+
+@dataclass(frozen=True)
+class Op:
+    """An elementary function: ``forward(args, attrs)`` and
+    ``vjp(g, args, out, attrs, needs)`` -> one cotangent per argument (None
+    where ``needs`` is False, so data inputs cost nothing)."""
+    arity: int
+    forward: object
+    vjp: object
+
+
+def _unary(f, df):
+    """Elementwise op whose derivative is written in terms of (input, output)."""
+    return Op(1, lambda args, at: f(args[0]),
+              lambda g, args, out, at, needs: (g * df(args[0], out),))
+
+
+OPS = {
+    "identity": Op(1, lambda args, at: args[0], lambda g, args, out, at, needs: (g,)),
+    "tanh": _unary(np.tanh, lambda a, y: 1.0 - y * y),
+    "logistic": _unary(_logistic, lambda a, y: y * (1.0 - y)),
+    "relu": _unary(lambda a: np.maximum(a, 0), lambda a, y: (a > 0).astype(a.dtype)),
+    "scale": Op(1, lambda args, at: args[0] * at["c"],
+                lambda g, args, out, at, needs: (g * at["c"],)),
+    "add": Op(2, lambda args, at: args[0] + args[1],
+              lambda g, args, out, at, needs: (_unbroadcast(g, args[0].shape) if needs[0] else None,
+                                               _unbroadcast(g, args[1].shape) if needs[1] else None)),
+    "mul": Op(2, lambda args, at: args[0] * args[1],
+              lambda g, args, out, at, needs: (
+                  _unbroadcast(g * args[1], args[0].shape) if needs[0] else None,
+                  _unbroadcast(g * args[0], args[1].shape) if needs[1] else None)),
+    "matmul": Op(2, lambda args, at: args[0] @ args[1],
+                 lambda g, args, out, at, needs: _matmul_vjp(g, *args, needs)),
+    "transpose": Op(1, lambda args, at: _swap(args[0]),
+                    lambda g, args, out, at, needs: (_swap(g),)),
+    "softmax": Op(1, lambda args, at: _softmax(args[0], at.get("axis", -1)),
+                  lambda g, args, out, at, needs: (_softmax_vjp(g, out, at.get("axis", -1)),)),
+    "flatten": Op(1, lambda args, at: args[0].reshape(args[0].shape[0], -1),
+                  lambda g, args, out, at, needs: (g.reshape(args[0].shape),)),
+    "conv2d": Op(2, lambda args, at: _conv2d(*args),
+                 lambda g, args, out, at, needs: _conv2d_vjp(g, *args, needs)),
+}
+
+
+@dataclass(frozen=True)
+class Vertex:
+    """One vertex: a leaf (``op`` is None; ``kind`` 'input' or 'param') or an
+    elementary op applied to the vertices listed in ``args`` (its children)."""
+    name: str
+    kind: str
+    op: str | None = None
+    args: tuple = ()
+    attrs: tuple = ()
+
+    @property
+    def is_leaf(self):
+        return self.op is None
+
+
+class Graph:
+    """A computational graph built in topological order; the last vertex is the output."""
+
+    def __init__(self):
+        self.vertices = []
+        self._names = set()
+        self._cache = {}
+
+    def cached(self, key, compute):
+        """``compute(self)``, remembered until the next vertex is added (graphs
+        only grow, so the vertex count identifies the structure)."""
+        hit = self._cache.get(key)
+        if hit is None or hit[0] != len(self.vertices):
+            hit = self._cache[key] = (len(self.vertices), compute(self))
+        return hit[1]
+
+    def _add(self, vertex):
+        if vertex.name in self._names:
+            raise SimulatorError(f"graph: vertex name {vertex.name!r} is used twice")
+        self._names.add(vertex.name)
+        self.vertices.append(vertex)
+        return len(self.vertices) - 1
+
+    def leaf(self, name, kind="param"):
+        """Add an input or parameter leaf named ``name``; returns its index."""
+        if kind not in LEAF_KINDS:
+            raise SimulatorError(f"graph: leaf kind {kind!r}; expected one of {LEAF_KINDS}")
+        return self._add(Vertex(name, kind))
+
+    def input(self, name):
+        return self.leaf(name, "input")
+
+    def param(self, name):
+        return self.leaf(name, "param")
+
+    def apply(self, op, *args, name=None, **attrs):
+        """Add a vertex computing ``op`` of the vertices ``args``; returns its index."""
+        if op not in OPS:
+            raise SimulatorError(f"graph: unknown op {op!r}; expected one of {', '.join(OPS)}")
+        if len(args) != OPS[op].arity:
+            raise SimulatorError(f"graph: op {op!r} takes {OPS[op].arity} arguments, got {len(args)}")
+        if any(not 0 <= a < len(self.vertices) for a in args):
+            raise SimulatorError(f"graph: op {op!r} refers to a vertex that does not exist yet")
+        name = name or f"{op}{len(self.vertices)}"
+        return self._add(Vertex(name, "op", op, tuple(args), tuple(sorted(attrs.items()))))
+
+    def __len__(self):
+        return len(self.vertices)
+
+    @property
+    def output(self):
+        return len(self.vertices) - 1
+
+    def parents(self):
+        """P(i) for every vertex: the vertices that take i as an argument (once per edge)."""
+        parents = [[] for _ in self.vertices]
+        for j, v in enumerate(self.vertices):
+            for i in v.args:
+                parents[i].append(j)
+        return parents
+
+    def leaves(self, kind=None):
+        return [i for i, v in enumerate(self.vertices)
+                if v.is_leaf and (kind is None or v.kind == kind)]
+
+    def param_names(self):
+        return [self.vertices[i].name for i in self.leaves("param")]
+
+
+def evaluate(graph, i, args):
+    """μ_i = g_i(args): the elementary function of internal vertex i (Eq. 1, 5)."""
+    v = graph.vertices[i]
+    return OPS[v.op].forward(args, dict(v.attrs))
+
+
+def vjp(graph, i, g, args, out, needs):
+    """Cotangents g·∂g_i/∂(arg) for each argument of vertex i (the terms of Eq. 2)."""
+    v = graph.vertices[i]
+    return OPS[v.op].vjp(g, args, out, dict(v.attrs), needs)
+
+
+def needs_grad(graph):
+    """Per vertex, per argument: does the cotangent matter? (False for data inputs.)"""
+    return graph.cached("needs_grad", lambda g: [
+        tuple(g.vertices[a].kind != "input" for a in v.args) for v in g.vertices])
+
+
+def leaf_value(graph, values, i):
+    v = graph.vertices[i]
+    try:
+        return values[v.name]
+    except KeyError:
+        raise SimulatorError(f"graph: no value given for leaf {v.name!r}") from None
+
+
+def forward(graph, values):
+    """The forward pass μ_i for every vertex (Eq. 1 of Salvatori et al.):
+    leaves take ``values[name]``, every other vertex applies its op."""
+    mu = []
+    for i, v in enumerate(graph.vertices):
+        mu.append(leaf_value(graph, values, i) if v.is_leaf
+                  else evaluate(graph, i, [mu[a] for a in v.args]))
+    return mu
+
+
+def backprop(graph, values, target):
+    """Reverse differentiation on the graph (Eqs. 2–4 of Salvatori et al.).
+
+    Returns (μ, δ, grads): μ per vertex, δ_i = ∂E/∂μ_i per vertex (None where
+    no gradient flows, e.g. data inputs) with δ_out = μ_out − y, and grads =
+    {parameter name: ∂E/∂ζ}, for E = ½‖μ_out − y‖².
+    """
+    mu = forward(graph, values)
+    delta = reverse(graph, mu, mu[graph.output] - target)
+    grads = {graph.vertices[i].name: delta[i] for i in graph.leaves("param")}
+    return mu, delta, grads
+
+
+def reverse(graph, mu, delta_out):
+    """Eq. 2/4: propagate δ from the output to every vertex, summing over parents."""
+    needs = needs_grad(graph)
+    delta = [None] * len(graph)
+    delta[graph.output] = delta_out
+    for j in range(len(graph) - 1, -1, -1):
+        v = graph.vertices[j]
+        if v.is_leaf or delta[j] is None:
+            continue
+        cots = vjp(graph, j, delta[j], [mu[a] for a in v.args], mu[j], needs[j])
+        for a, c in zip(v.args, cots):
+            if c is not None:
+                delta[a] = c if delta[a] is None else delta[a] + c
+    return delta
+
+
+def bp_update(graph, values, target, lr):
+    """One BP step (Eq. 3): Δζ = −α ∂E/∂ζ for every parameter; returns {name: Δζ}."""
+    _, _, grads = backprop(graph, values, target)
+    return {name: -lr * g for name, g in grads.items()}
+
+
+def loss(graph, values, target):
+    """E = ½‖μ_out − y‖² (the quadratic loss of Eq. 3)."""
+    out = forward(graph, values)[graph.output]
+    return 0.5 * float(np.sum((out - target) ** 2))

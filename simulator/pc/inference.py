@@ -1,0 +1,242 @@
+"""Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.).
+
+Every internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its
+arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values
+(ε = 0) and the output value node is clamped to the target y. The energy is
+F = ½ Σ_i ‖ε_i‖² (Eq. 6). Signs, derived here because the paper's Eqs. 3, 7
+and 8 flip them: ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i, inference moves
+x_i ← x_i − γ ∂F/∂x_i (Eq. 7), and learning moves ζ ← ζ − α ∂F/∂ζ with
+∂F/∂ζ = Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8). With these signs ε_out = μ_out − y
+equals BP's δ_out, and Z-IL's updates equal BP's −α ∂E/∂ζ.
+
+Ticks: tick t (t = 1, 2, …) takes state t−1 to state t. Z-IL starts from the
+forward pass (x = μ, all errors zero but the output's), uses γ = 1, and lets
+each parameter learn from the edge to its parent j at tick d_j + 1 — the tick
+the error wave reaches its level (Algorithm 3: level k learns at tick k). A
+parameter used by several parents (an RNN's shared weights) collects one term
+per edge at that edge's tick and changes once, after its last term, so its
+other uses still see the forward-pass value until the wave reaches them.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SimulatorError
+from .builders import build
+from .graph import evaluate, forward, needs_grad, vjp
+from .levelling import distances, level, levels
+
+
+@dataclass
+class PCResult:
+    """One learning step: ``updates`` {parameter name: Δζ}, the number of
+    inference ticks, and (when recorded) ``eps_norms`` — ‖ε_i‖ per state
+    0..ticks (rows) and vertex (columns) — with each vertex's level."""
+    updates: dict
+    ticks: int
+    eps_norms: np.ndarray | None = None
+    levels: list | None = None
+
+
+@dataclass
+class ErrorWave:
+    """The error wave of one update, ready for a raster: ``by_vertex`` (states ×
+    vertices) and ``by_level`` (states × levels, root-sum-square over a level's
+    internal vertices) of error norms, each vertex's level, names and kinds."""
+    by_vertex: np.ndarray
+    by_level: np.ndarray
+    levels: list
+    names: list
+    kinds: list
+    method: str
+    levelled: bool
+
+
+def _initial_state(graph, values, target):
+    """The forward pass as initial value nodes, output clamped (x_i,0 = μ_i,0)."""
+    x = forward(graph, values)
+    mu = list(x)
+    x[graph.output] = np.asarray(target, dtype=mu[graph.output].dtype)
+    return x, mu
+
+
+def _errors(graph, x, mu):
+    """ε_i = μ_i − x_i for internal vertices (None for leaves: their error is 0)."""
+    return [None if v.is_leaf else mu[i] - x[i] for i, v in enumerate(graph.vertices)]
+
+
+def _norms(graph, eps):
+    return np.array([0.0 if e is None else float(np.linalg.norm(e)) for e in eps])
+
+
+def _refresh(graph, x, mu, changed):
+    """μ_i = g_i(x of its arguments), recomputed only where an argument moved."""
+    for i, v in enumerate(graph.vertices):
+        if not v.is_leaf and any(changed[a] for a in v.args):
+            mu[i] = evaluate(graph, i, [x[a] for a in v.args])
+
+
+def _backward_terms(graph, x, mu, eps, needs, on_param):
+    """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i), and
+    ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are
+    skipped: a VJP of zero is zero."""
+    acc = [None] * len(graph)
+    for j, v in enumerate(graph.vertices):
+        if v.is_leaf or not eps[j].any():
+            continue
+        cots = vjp(graph, j, eps[j], [x[a] for a in v.args], mu[j], needs[j])
+        for a, c in zip(v.args, cots):
+            if c is None:
+                continue
+            if graph.vertices[a].is_leaf:
+                on_param(j, a, c)
+            else:
+                acc[a] = c if acc[a] is None else acc[a] + c
+    return acc
+
+
+def _relax(graph, x, eps, acc, gamma):
+    """Eq. 7 on every internal vertex but the clamped output; returns which moved."""
+    changed = [False] * len(graph)
+    for i, v in enumerate(graph.vertices):
+        if v.is_leaf or i == graph.output:
+            continue
+        grad = -eps[i] if acc[i] is None else acc[i] - eps[i]
+        if grad.any():
+            x[i] = x[i] - gamma * grad
+            changed[i] = True
+    return changed
+
+
+def zil(graph, values, target, lr, gamma=1.0, record=False):
+    """Z-IL for computational graphs (Algorithm 3 of Salvatori et al.), with
+    every internal vertex relaxing at every tick (Eq. 7) and each parameter
+    learning (Eq. 16) at the tick d_j + 1 the error wave reaches its parent j.
+    On a levelled graph with γ = 1 the updates equal BP's (Theorem 3).
+    ``gamma`` other than 1 is the paper's Table 3 ablation. Returns a PCResult
+    (with per-state error norms when ``record``)."""
+    x, mu = _initial_state(graph, values, target)
+    dmin, _ = distances(graph)
+    needs = needs_grad(graph)
+    last_read = {}
+    for j, v in enumerate(graph.vertices):
+        for a, need in zip(v.args, needs[j]):
+            if need and graph.vertices[a].is_leaf:
+                last_read[a] = max(last_read.get(a, 0), dmin[j] + 1)
+    ticks = max(last_read.values(), default=0)
+    pending = {a: np.zeros_like(x[a]) for a in last_read}
+    eps = _errors(graph, x, mu)
+    rows = [_norms(graph, eps)] if record else None
+    for t in range(1, ticks + 1):
+        def learn(j, a, term, t=t):
+            if dmin[j] + 1 == t:
+                pending[a] -= lr * term
+        acc = _backward_terms(graph, x, mu, eps, needs, learn)
+        changed = _relax(graph, x, eps, acc, gamma)
+        for a, tick in last_read.items():
+            if tick == t:
+                x[a] = x[a] + pending[a]
+                changed[a] = True
+        _refresh(graph, x, mu, changed)
+        eps = _errors(graph, x, mu)
+        if record:
+            rows.append(_norms(graph, eps))
+    updates = {graph.vertices[a].name: d for a, d in pending.items()}
+    return PCResult(updates, ticks, np.array(rows) if record else None, dmin)
+
+
+def zil_wave(graph, values, target, lr):
+    """Z-IL on a levelled graph computing only the error wavefront.
+
+    By Lemma A.1 of Salvatori et al., at state t every vertex below level t
+    still has ε = 0 and its forward value, and every vertex at level t has
+    ε = −Δx from its parents' errors at state t−1; vertices behind the front
+    keep relaxing, but nothing they do reaches a later front or a parameter
+    update before the next forward pass resets them. So the wavefront alone
+    gives exactly the updates of ``zil`` (tested), at the cost of one backward
+    sweep: this is the schedule whose time Table 2 compares with BP's. Needs
+    the op vertices levelled (``level(graph, leaves=False)`` suffices).
+    """
+    lv = levels(graph, leaves=False)
+    needs = needs_grad(graph)
+    mu = forward(graph, values)
+    x = list(mu)
+    x[graph.output] = np.asarray(target, dtype=mu[graph.output].dtype)
+    eps = [None] * len(graph)
+    eps[graph.output] = mu[graph.output] - x[graph.output]
+    fronts = [[] for _ in range(max(lv) + 1)]
+    for j, v in enumerate(graph.vertices):
+        if not v.is_leaf:
+            fronts[lv[j]].append(j)
+    updates = {}
+    for t in range(1, len(fronts) + 1):
+        inbox = {}
+        for j in fronts[t - 1]:
+            v = graph.vertices[j]
+            cots = vjp(graph, j, eps[j], [mu[a] for a in v.args], mu[j], needs[j])
+            for a, c in zip(v.args, cots):
+                if c is not None:
+                    inbox[a] = c if a not in inbox else inbox[a] + c
+        for a, term in inbox.items():
+            vertex = graph.vertices[a]
+            if vertex.is_leaf:  # Eq. 16: this use of the parameter learns now
+                step = -lr * term
+                updates[vertex.name] = updates[vertex.name] + step if vertex.name in updates else step
+            else:
+                x[a] = x[a] - term  # Eq. 7 with γ = 1 and ε_a = 0 before the front
+                eps[a] = mu[a] - x[a]
+    return PCResult(updates, len(fronts), None, lv)
+
+
+def il(graph, values, target, lr, gamma=0.1, T=20, record=False):
+    """Inference learning on a computational graph (Section 2.2 of Salvatori
+    et al.): from the forward pass with the output clamped, T inference ticks
+    of Eq. 7 at rate γ on every internal vertex, then one update of every
+    parameter by Eq. 8 with the errors of state T. Returns a PCResult."""
+    if T < 0 or gamma <= 0:
+        raise SimulatorError(f"IL needs T >= 0 and gamma > 0, got T={T}, gamma={gamma}")
+    x, mu = _initial_state(graph, values, target)
+    needs = needs_grad(graph)
+    eps = _errors(graph, x, mu)
+    rows = [_norms(graph, eps)] if record else None
+    for _ in range(T):
+        acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: None)
+        changed = _relax(graph, x, eps, acc, gamma)
+        _refresh(graph, x, mu, changed)
+        eps = _errors(graph, x, mu)
+        if record:
+            rows.append(_norms(graph, eps))
+    grads = {a: np.zeros_like(x[a]) for a in graph.leaves("param")}
+
+    def collect(j, a, term):
+        grads[a] += term
+    _backward_terms(graph, x, mu, eps, needs, collect)
+    updates = {graph.vertices[a].name: -lr * g for a, g in grads.items()}
+    return PCResult(updates, T, np.array(rows) if record else None, distances(graph)[0])
+
+
+def _by_level(norms, lv, kinds):
+    out = np.zeros((norms.shape[0], max(lv) + 1))
+    for i, (k, kind) in enumerate(zip(lv, kinds)):
+        if kind == "op":
+            out[:, k] += norms[:, i] ** 2
+    return np.sqrt(out)
+
+
+def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma=0.1,
+               lr=0.01, seed=0, dtype="float64"):
+    """Run one Z-IL (or IL) update on a named builder's graph and return its
+    error wave: ‖ε_i‖ at every state (Eq. 5), per vertex and per level, with
+    the levels (shortest distance to the output, the paper's d_i) — the
+    picture of Lemma A.1's wavefront moving one level per tick."""
+    if method not in ("zil", "il"):
+        raise SimulatorError(f"error_wave: method {method!r}; expected 'zil' or 'il'")
+    problem = build(architecture, seed=seed, dtype=dtype)
+    graph = level(problem.graph) if levelled else problem.graph
+    if method == "zil":
+        res = zil(graph, problem.values, problem.target, lr, record=True)
+    else:
+        res = il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
+    kinds = [v.kind for v in graph.vertices]
+    return ErrorWave(res.eps_norms, _by_level(res.eps_norms, res.levels, kinds), res.levels,
+                     [v.name for v in graph.vertices], kinds, method, levelled)
