@@ -63,6 +63,9 @@ def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
     out = out or os.path.join("outputs", name + ("_replay" if replay else ""))
+    if resolved["kind"] != "diffusion":
+        _run_other(name, resolved, out, quiet)
+        return
     try:
         prepared = Prepared(name, resolved)
     except (SceneError, BudgetError) as exc:
@@ -78,6 +81,14 @@ def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
         t = trace.meta["timings"]
         click.echo(f"{name}: {resolved['run']['ticks']} ticks in {t['simulate_s']:.2f} s "
                    f"({t['ticks_per_s']:.0f} ticks/s) -> {out}")
+
+
+def _run_other(name, resolved, out, quiet):
+    from simulator.runner import run_other_kind
+
+    meta = run_other_kind(name, resolved, out)
+    if not quiet:
+        click.echo(f"{name}: done in {meta['timings']['run_s']:.2f} s -> {out}")
 
 
 @main.command("scenes")

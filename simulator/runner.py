@@ -112,27 +112,51 @@ def run_metadata(name, scene):
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             pass
-    return {"name": name, "scene": scene, "seed": scene["run"]["seed"],
+    return {"name": name, "scene": scene, "seed": scene.get("run", {}).get("seed"),
             "versions": versions, "machine": platform.platform()}
 
 
 def write_run(out_dir, trace, extra_writers=()):
-    """Write run.json, trace.npz and pictures into out_dir, atomically as a whole:
-    everything goes to a temporary sibling folder that replaces out_dir at the end."""
+    """Write trace.npz, pictures and run.json into out_dir, atomically as a whole."""
+    def fill(folder):
+        trace.save(folder)
+        for writer in extra_writers:
+            writer(folder, trace)
+        return trace.meta
+    return write_outputs(out_dir, fill)
+
+
+def write_outputs(out_dir, fill):
+    """Let ``fill(folder)`` write a run's files and return its run.json content;
+    everything goes to a temporary sibling folder that replaces out_dir at the end,
+    so a failed or interrupted run never leaves half an output behind."""
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
     try:
-        trace.save(tmp)
-        for writer in extra_writers:
-            writer(tmp, trace)
+        meta = fill(tmp)
         atomic_write(os.path.join(tmp, "run.json"),
-                     lambda f: json.dump(trace.meta, f, indent=2, default=_jsonable))
+                     lambda f: json.dump(meta, f, indent=2, default=_jsonable))
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def run_other_kind(name, scene, out_dir, progress=None):
+    """Run a non-diffusion scene (see simulator.kinds) into out_dir; return run.json."""
+    from .kinds import RUNNERS
+
+    def fill(folder):
+        t0 = time.perf_counter()
+        summary = RUNNERS[scene["kind"]](name, scene, folder, progress)
+        meta = run_metadata(name, scene)
+        meta["summary"] = summary
+        meta["timings"] = {"run_s": time.perf_counter() - t0}
+        return meta
+    write_outputs(out_dir, fill)
+    return json.load(open(os.path.join(out_dir, "run.json")))
 
 
 def _replace_dir(new, target):

@@ -31,11 +31,19 @@ class Field:
     def check(self, value, where):
         """Return the value converted to its type, or raise SceneError."""
         value = self._typed(value, where)
-        if self.choices is not None and value not in self.choices:
+        if self.choices is not None and self.kind != "str_list" and value not in self.choices:
             hint = _did_you_mean(str(value), self.choices)
             raise SceneError(f"{where}: expected one of {', '.join(map(str, self.choices))}, "
                              f"got {value!r}{hint}")
-        items = value if self.kind == "int_list" else [value]
+        items = value if self.kind.endswith("_list") else [value]
+        if self.kind == "window_list":
+            items = [v for pair in value for v in pair]
+        if self.kind == "str_list" and self.choices is not None:
+            items = []
+            for v in value:
+                if v not in self.choices:
+                    raise SceneError(f"{where}: expected entries from {', '.join(self.choices)}, "
+                                     f"got {v!r}{_did_you_mean(v, self.choices)}")
         for v in items:
             if isinstance(v, (int, float)) and self.low is not None and v < self.low:
                 raise SceneError(f"{where}: expected a value >= {self.low}, got {value!r}")
@@ -52,6 +60,12 @@ class Field:
             "bool": isinstance(value, bool),
             "int_list": isinstance(value, list) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value),
+            "float_list": isinstance(value, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+            "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+            "window_list": isinstance(value, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in p) for p in value),
             "size": (isinstance(value, (int, str)) and not isinstance(value, bool)),
         }[kind]
         if not ok:
@@ -60,6 +74,8 @@ class Field:
                      "size": "a size such as '1GiB' or a number of bytes"}
             raise SceneError(f"{where}: expected {names[kind]}, got {value!r} "
                              f"({type(value).__name__})")
+        if kind == "float_list":
+            return [float(v) for v in value]
         return float(value) if kind == "float" else value
 
 
@@ -122,9 +138,50 @@ RECORD = {
     "memory_budget": Field("size", "1GiB", "refuse runs whose recording exceeds this"),
 }
 
+SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype")}
+
+AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
+AR_NETWORK = {
+    "sizes": Field("int_list", [64, 300, 300, 100, 10], "widths of layers 0..L", low=1),
+    "hidden": Field("str", "relu", "σ of layers 1..L−1", choices=ACTS),
+    "output": Field("str", "linear", "σ of layer L", choices=ACTS),
+    "scale": Field("float", 1.0, "weights ~ N(0, scale²/n_in)", low=0.0),
+    "bias_scale": Field("float", 0.0, "biases ~ N(0, bias_scale²)", low=0.0),
+}
+AR_COMMON = {
+    "iterations": Field("int", 100, "relaxation ticks K per update", low=0),
+    "loss": Field("str", "mse", "ℓ", choices=tuple(LOSSES)),
+    "init": Field("str", "forward", "relaxation starts from the forward sweep or zero",
+                  choices=("forward", "zero")),
+    "feedback_scale": Field("float", 1.0, "random ψ ~ N(0, scale²/n_in)", low=0.0),
+}
+AR_CONVERGE = dict(AR_COMMON, **{
+    "variant": Field("str", "exact", "AR variant (paper 001 Eqs. 5–8)", choices=AR_VARIANTS),
+    "eta_x": Field("float_list", [0.05, 0.1, 0.2, 0.5, 1.0], "relaxation rates to compare",
+                   low=1e-9, high=1.999999),
+    "batch": Field("int", 64, "samples relaxed together", low=1),
+    "data": Field("str", "digits", "digits images or gaussian inputs", choices=("digits", "gaussian")),
+})
+AR_TRAIN = dict(AR_COMMON, **{
+    "variants": Field("str_list", list(AR_VARIANTS), "AR variants trained beside backprop",
+                      choices=AR_VARIANTS),
+    "eta_x": Field("float", 0.1, "relaxation rate", low=1e-9, high=1.999999),
+})
+TRAIN_BATCHES = {
+    "lr": Field("float", 0.05, "SGD rate on the batch-mean gradient", low=1e-12),
+    "batch": Field("int", 64, "minibatch size", low=1),
+    "epochs": Field("int", 20, "sweeps through the training digits", low=1),
+    "seeds": Field("int_list", [0, 1, 2], "one run per seed (initial weights, batches)", low=0),
+    "eval_every": Field("int", 0, "minibatches between evaluations (0 = once per epoch)", low=0),
+    "test_fraction": Field("float", 0.25, "share of digits held out", low=0.01, high=0.99),
+}
+
 SCHEMAS = {
     "diffusion": {"network": NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD},
+    "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
+    "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
+                 "run": SEED_DEVICE},
 }
 TOP = ("description", "kind")
 

@@ -154,3 +154,26 @@ def test_fuzzed_scene_values_either_validate_or_raise_scene_error(section, key, 
         assert "fuzz" in str(exc)
         return
     assert resolved[section][key] == value or isinstance(value, int)
+
+
+def test_ar_scenes_run_from_tickprop_run(runner):
+    res = invoke(runner, "run", "ar_converge", "--quiet", "--set", "relaxation.batch=8",
+                 "--set", "relaxation.eta_x=[0.1, 1.0]")
+    assert res.exit_code == 0, res.output
+    meta = json.load(open("outputs/ar_converge/run.json"))
+    # η_x = 1 solves the triangular system exactly in L ticks (see test_relaxation)
+    assert max(meta["summary"]["final_error"]["eta_x=1"][1:]) < 1e-12
+    assert os.path.getsize("outputs/ar_converge/ar_convergence.png") > 10_000
+    res = invoke(runner, "run", "ar_train", "--quiet", "--set", "train.epochs=1",
+                 "--set", "train.seeds=[0]", "--set", "relaxation.iterations=10",
+                 "--set", "network.sizes=[64, 32, 10]", "--set", 'relaxation.variants=["exact"]')
+    assert res.exit_code == 0, res.output
+    acc = json.load(open("outputs/ar_train/run.json"))["summary"]["final_test_accuracy"]
+    assert set(acc) == {"backprop", "exact"}
+
+
+def test_ar_scene_errors_name_the_key(runner):
+    res = runner.invoke(cli.main, ["run", "ar_train", "--set", 'relaxation.variants=["exakt"]'])
+    assert res.exit_code == 2 and "did you mean 'exact'" in res.stderr
+    res = runner.invoke(cli.main, ["run", "ar_converge", "--set", "relaxation.eta_x=[2.5]"])
+    assert res.exit_code == 2 and "relaxation.eta_x" in res.stderr
