@@ -207,7 +207,8 @@ def evaluate(graph, i, args):
 def vjp(graph, i, g, args, out, needs):
     """Cotangents g·∂g_i/∂(arg) for each argument of vertex i (the terms of Eq. 2)."""
     v = graph.vertices[i]
-    return OPS[v.op].vjp(g, args, out, dict(v.attrs), needs)
+    cots = OPS[v.op].vjp(g, args, out, dict(v.attrs), needs)
+    return tuple(c if need else None for c, need in zip(cots, needs))
 
 
 def needs_grad(graph):
