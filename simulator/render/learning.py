@@ -1,0 +1,90 @@
+"""Learning curves of a `train` run (learning.png): test accuracy and test loss
+against tick for every rule, and the weight–feedback angle per layer for the
+rules whose feedback is not W itself (feedback alignment and its kin).
+
+Drawn from the curves dict that ``simulator.training`` returns or stores in
+results.json; the figure is a matplotlib ``Figure`` on the Agg canvas (no
+pyplot), written atomically.
+"""
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import save_png
+
+# Fixed colour per rule so every picture and test finds the same curve.
+RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
+                "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
+                "itd-dy": "#8c564b"}
+LAYER_STYLES = ("-", "--", ":", "-.")
+
+
+def rule_colour(rule):
+    """The fixed colour of a rule's curves."""
+    return RULE_COLOURS.get(rule, "#7f7f7f")
+
+
+def render_learning(curves, path, title=""):
+    """Write learning.png: panels of test accuracy (if the task has classes),
+    test loss (log scale) and the W–F alignment angle per layer, all against
+    tick, one colour per rule; diverged rules end where they blew up, marked ×."""
+    classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
+                   for c in curves.values())
+    aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
+    panels = ["accuracy"] * classify + ["loss"] + ["angle"] * bool(aligned)
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        if panel == "angle":
+            _draw_angles(ax, curves, aligned)
+        else:
+            _draw_metric(ax, curves, panel)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def _draw_metric(ax, curves, key):
+    for rule, c in curves.items():
+        t = np.asarray(c["tick"], dtype=float)
+        v = np.asarray(c[key], dtype=float)
+        ax.plot(t, v, color=rule_colour(rule), label=rule, lw=1.4)
+        if c["diverged"]:
+            ax.plot(t[-1:], np.nan_to_num(v[-1:], nan=0.0, posinf=0.0), "x",
+                    color=rule_colour(rule), ms=8)
+    if key == "loss":
+        finite = np.concatenate([np.asarray(c["loss"], float) for c in curves.values()])
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        if finite.size:
+            ax.set_yscale("log")
+            ax.set_ylim(finite.min() * 0.8, finite.max() * 1.25)
+    else:
+        ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("tick")
+    ax.set_ylabel(f"test {key}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _draw_angles(ax, curves, rules):
+    for rule in rules:
+        c = curves[rule]
+        t = np.asarray(c["tick"], dtype=float)
+        n_layers = max(len(a) for a in c["angles"])
+        angles = np.full((len(t), n_layers), np.nan)
+        for i, a in enumerate(c["angles"]):
+            angles[i, :len(a)] = a
+        for j in range(n_layers):
+            ax.plot(t, angles[:, j], color=rule_colour(rule), ls=LAYER_STYLES[j % len(LAYER_STYLES)],
+                    lw=1.2, label=f"{rule} W{j + 1}")
+    ax.set_ylim(0, 100)
+    ax.axhline(90, color="#999999", lw=0.8)
+    ax.set_xlabel("tick")
+    ax.set_ylabel("angle(W_l, F_l) [deg]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+
+
+__all__ = ["render_learning", "rule_colour", "RULE_COLOURS"]

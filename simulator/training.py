@@ -1,0 +1,274 @@
+"""Online learning on streams: the tick engine trains, a plain forward pass tests.
+
+A `train` scene builds one network, one stream and one test set, then trains a
+fresh copy of the same initial network once per rule on the same frames in the
+same order (each rule gets a new stream from the same seed), so the learning
+curves are comparable. Rules are the engine's credit-assignment options
+(backprop diffusion with transpose, random, sign or learned feedback, and the
+temporal-differencing derivatives of paper 004 with random feedback) plus the
+baseline ``backprop``: instantaneous backprop on every tick's frame with the
+same learning rate. Every ``eval_every`` ticks the current weights are tested
+with an instantaneous forward pass (accuracy and mean loss on the test set).
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+from . import scene as scene_mod
+from .datasets import load_digits
+from .engine import Engine
+from .errors import NumericalError, SceneError
+from .network import Network
+from .probes import atomic_write
+from .reference import factors, forward
+from .options import loss_and_grad
+from .runner import build_stream, seeds
+from .streams import make_teacher, teacher_target
+
+# rule name -> Engine options (None = the instantaneous backprop baseline).
+RULES = {
+    "diffusion": {"feedback": "transpose", "derivative": "local"},
+    "random": {"feedback": "random", "derivative": "local"},
+    "sign": {"feedback": "sign", "derivative": "local"},
+    "learned": {"feedback": "learned", "derivative": "local"},
+    "itd-y": {"feedback": "random", "derivative": "itd-y"},
+    "itd-dy": {"feedback": "random", "derivative": "itd-dy"},
+    "backprop": None,
+}
+# Rules whose feedback matrices are not W itself: their W–F angle is plotted.
+ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
+# A test loss this many times the initial one counts as a blow-up.
+DIVERGENCE_FACTOR = 1e3
+
+
+class StrListField(scene_mod.Field):
+    """A list of strings from a fixed set; a single string means a one-item list
+    (so a sweep can set ``train.rules = "random"``)."""
+
+    def __init__(self, default, doc, choices):
+        super().__init__("str_list", default, doc, choices=choices)
+
+    def check(self, value, where):
+        """Return the value as a list of allowed strings, or raise SceneError."""
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise SceneError(f"{where}: expected a non-empty list of strings from "
+                             f"{', '.join(self.choices)}, got {value!r}")
+        for v in value:
+            if v not in self.choices:
+                hint = scene_mod._did_you_mean(v, self.choices)
+                raise SceneError(f"{where}: expected each item in {', '.join(self.choices)}, "
+                                 f"got {v!r}{hint}")
+        if len(set(value)) != len(value):
+            raise SceneError(f"{where}: expected each rule once, got {value!r}")
+        return list(value)
+
+
+TRAIN = {
+    "rules": StrListField(["diffusion", "backprop"], "learning rules to train, one run each",
+                          choices=tuple(RULES)),
+    "learning_rate": scene_mod.Field("float", 0.01, "η, applied every tick", low=0.0),
+    "loss": scene_mod.Field("str", "xent", "ℓ", choices=("mse", "xent", "linear")),
+    "supervision_delay": scene_mod.Field("int", 0, "d_y: target of frame t−d_y at tick t", low=0),
+    "eval_every": scene_mod.Field("int", 200, "ticks between test evaluations", low=1),
+    "eval_size": scene_mod.Field("int", 0, "test samples (0 = the whole test split)", low=0),
+    "feedback_scale": scene_mod.Field("float", 1.0, "random B ~ N(0, scale²/n_in)", low=0.0),
+    "weight_decay": scene_mod.Field("float", 0.0, "decay of W per update", low=0.0),
+    "itd_epsilon": scene_mod.Field("float", 1e-6, "itd-dy keeps the last quotient where |Δa| < ε",
+                                   low=0.0),
+}
+TRAIN_SECTIONS = {"network": scene_mod.NETWORK, "stream": scene_mod.STREAM,
+                  "target": scene_mod.TARGET, "train": TRAIN, "run": scene_mod.RUN}
+
+
+class Setup:
+    """The shared pieces of a training scene: initial network, test set, and a
+    factory for fresh identical streams."""
+
+    def __init__(self, scene):
+        net_cfg, run, train = scene["network"], scene["run"], scene["train"]
+        self.scene = scene
+        self.sizes = scene_mod.network_sizes(net_cfg)
+        self.acts = [net_cfg["hidden"]] * (len(self.sizes) - 2) + [net_cfg["output"]]
+        self.s_net, self.s_teacher, self.s_stream, self.s_fb = seeds(run["seed"])
+        self.network = Network.random(self.sizes, self.acts, seed=self.s_net,
+                                      scale=net_cfg["scale"], bias_scale=net_cfg["bias_scale"])
+        self.classify = scene["target"]["kind"] == "labels"
+        self.test_x, self.test_y = self._test_set(scene)
+        self.new_stream()          # fail before any work on a bad stream/target pair
+
+    def _test_set(self, scene):
+        train, n = scene["train"], scene["train"]["eval_size"]
+        if self.classify:
+            if scene["stream"]["kind"] != "dataset":
+                raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset'")
+            data = load_digits(seed=scene["run"]["seed"])
+            if data.n_features != self.sizes[0] or data.n_classes != self.sizes[-1]:
+                raise SceneError(f"key 'network.inputs'/'network.outputs': the digits need "
+                                 f"{data.n_features} inputs and {data.n_classes} outputs, "
+                                 f"got {self.sizes[0]} and {self.sizes[-1]}")
+            n = n or len(data.test_x)
+            return data.test_x[:n], data.test_targets[:n]
+        # Regression: held-out inputs drawn like the stream's frames, teacher targets.
+        n = n or 512
+        rng = np.random.default_rng(np.random.SeedSequence([scene["run"]["seed"], 7]))
+        x = scene["stream"]["amplitude"] * rng.normal(size=(1, n, self.sizes[0]))
+        teacher = make_teacher(self.sizes, self.acts, self.s_teacher, scene["target"]["scale"])
+        return x[0], teacher_target(teacher, train["loss"])(x, None)[0]
+
+    def new_stream(self):
+        """A fresh stream with the scene's seed: every rule sees the same frames."""
+        shim = dict(self.scene, rule={"loss": self.scene["train"]["loss"]})
+        return build_stream(shim, self.sizes, self.acts, self.s_teacher, self.s_stream)
+
+
+class BackpropLearner:
+    """The baseline: instantaneous backprop on each tick's frame,
+    W ← W − η ∂ℓ(u_t, y_t)/∂W (summed over the batch, biases too)."""
+
+    def __init__(self, network, loss, learning_rate, weight_decay=0.0):
+        self.net = network.copy()
+        self.loss, self.eta, self.decay = loss, float(learning_rate), float(weight_decay)
+
+    def step(self, u, y):
+        """One tick of online backprop on frame (u, y), u (B, n_0), y (B, n_L)."""
+        pairs, _ = factors(self.net, u, y, self.loss)
+        keep = 1.0 - self.eta * self.decay
+        for i, (x, d) in enumerate(pairs):
+            self.net.weights[i] = keep * self.net.weights[i] - self.eta * (d.T @ x)
+            self.net.biases[i] = self.net.biases[i] - self.eta * d.sum(axis=0)
+
+    def network(self):
+        return self.net
+
+
+def make_learner(rule, setup):
+    """The learner for one rule, starting from the setup's initial weights."""
+    train, batch = setup.scene["train"], setup.scene["stream"]["batch"]
+    if RULES[rule] is None:
+        return BackpropLearner(setup.network, train["loss"], train["learning_rate"],
+                               train["weight_decay"])
+    run = setup.scene["run"]
+    return Engine(setup.network, loss=train["loss"], supervision_delay=train["supervision_delay"],
+                  learning_rate=train["learning_rate"], batch=batch,
+                  weight_decay=train["weight_decay"], feedback_seed=setup.s_fb,
+                  feedback_scale=train["feedback_scale"], itd_epsilon=train["itd_epsilon"],
+                  device=run["device"], dtype=run["dtype"], **RULES[rule])
+
+
+def evaluate(network, x, y, loss, classify):
+    """Test (accuracy, mean loss) of the instantaneous forward pass; accuracy is
+    NaN for regression targets."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        xs, _ = forward(network, x)
+        value = float(loss_and_grad(np, loss, xs[-1], y)[0]) / len(x)
+    acc = float(np.mean(np.argmax(xs[-1], axis=1) == np.argmax(y, axis=1))) if classify else np.nan
+    return acc, value
+
+
+def alignment_angles(learner):
+    """Angle in degrees between W_l and its feedback F_l for l = 1..L−1 (F_0 is
+    never used), flattened; 0° is exact backprop."""
+    if not isinstance(learner, Engine):
+        return []
+    host = learner.backend.to_host
+    out = []
+    for w, f in list(zip(learner.weights(), learner.feedback_matrices()))[1:]:
+        w, f = host(w).ravel(), host(f).ravel()
+        denom = np.linalg.norm(w) * np.linalg.norm(f)
+        out.append(float(np.degrees(np.arccos(np.clip(w @ f / denom, -1, 1)))) if denom else np.nan)
+    return out
+
+
+def train_rule(rule, setup, progress=None):
+    """Train one rule for run.ticks ticks; return its curves (ticks, accuracy,
+    loss, alignment angles) and whether it diverged (non-finite or a test loss
+    DIVERGENCE_FACTOR times the initial one)."""
+    sc = setup.scene
+    ticks, every, loss = sc["run"]["ticks"], sc["train"]["eval_every"], sc["train"]["loss"]
+    learner = make_learner(rule, setup)
+    stream = setup.new_stream()
+    acc0, loss0 = evaluate(setup.network, setup.test_x, setup.test_y, loss, setup.classify)
+    # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
+    angles = alignment_angles if rule in ALIGNMENT_RULES else (lambda _: [])
+    curve = {"tick": [0], "accuracy": [acc0], "loss": [loss0],
+             "angles": [angles(learner)], "diverged": False, "error": ""}
+    done = 0
+    while done < ticks:
+        n = min(every, ticks - done)
+        u, y, _ = stream.take(n)
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for k in range(n):
+                    learner.step(u[k], y[k])
+                if isinstance(learner, Engine):
+                    learner.check_finite()
+        except NumericalError as exc:
+            curve["diverged"], curve["error"] = True, str(exc)
+        done += n
+        acc, value = evaluate(learner.network(), setup.test_x, setup.test_y, loss,
+                              setup.classify)
+        curve["tick"].append(done)
+        curve["accuracy"].append(acc)
+        curve["loss"].append(value)
+        curve["angles"].append(angles(learner))
+        if progress is not None:
+            progress(n)
+        if curve["diverged"] or not np.isfinite(value) or value > DIVERGENCE_FACTOR * max(loss0, 1e-12):
+            curve["diverged"] = True
+            curve["error"] = curve["error"] or f"test loss {value:.3g} at tick {done}"
+            if progress is not None and done < ticks:
+                progress(ticks - done)
+            break
+    return curve
+
+
+def summarize(curves):
+    """Flat summary numbers per rule: final accuracy and loss (NaN if diverged),
+    best accuracy, and whether it diverged."""
+    out = {}
+    for rule, c in curves.items():
+        bad = c["diverged"]
+        out[f"{rule}.final_accuracy"] = float("nan") if bad else float(c["accuracy"][-1])
+        out[f"{rule}.final_loss"] = float("nan") if bad else float(c["loss"][-1])
+        out[f"{rule}.best_accuracy"] = float(np.nanmax(c["accuracy"])) if np.isfinite(
+            c["accuracy"]).any() else float("nan")
+        out[f"{rule}.diverged"] = bool(bad)
+    return out
+
+
+def train_scene(scene, progress=None):
+    """Train every rule of a resolved `train` scene; return (curves, summary)."""
+    setup = Setup(scene)
+    curves = {rule: train_rule(rule, setup, progress) for rule in scene["train"]["rules"]}
+    return curves, summarize(curves)
+
+
+def run_training(name, resolved_scene, out_dir, progress=None):
+    """Train the scene's rules and write learning.png and results.json into
+    out_dir (which exists); return the summary dict (per rule: final test
+    accuracy and loss, best accuracy, diverged) plus timing."""
+    from .render.learning import render_learning
+    t0 = time.perf_counter()
+    curves, summary = train_scene(resolved_scene, progress)
+    elapsed = time.perf_counter() - t0
+    results = {"name": name, "scene": resolved_scene, "curves": curves, "summary": summary,
+               "seconds": elapsed}
+    atomic_write(os.path.join(out_dir, "results.json"),
+                 lambda f: json.dump(results, f, indent=2, default=_jsonable))
+    render_learning(curves, os.path.join(out_dir, "learning.png"),
+                    title=f"{name}: {resolved_scene['description']}")
+    return dict(summary, seconds=elapsed)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in results.json")
+
+
+__all__ = ["RULES", "TRAIN_SECTIONS", "BackpropLearner", "train_scene", "train_rule",
+           "run_training", "evaluate", "alignment_angles"]

@@ -1,0 +1,169 @@
+"""Training on streams, checked against independent oracles: finite differences
+for the backprop baseline, a Taylor argument for diffusion vs backprop at
+constant input, closed forms for the alignment angle, and chance level."""
+import json
+import os
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from simulator import scene, training
+from simulator.engine import Engine
+from simulator.errors import SceneError
+from simulator.network import Network
+from simulator.render.learning import RULE_COLOURS
+
+scene.register_kind("train", training.TRAIN_SECTIONS)
+
+
+def _loss_by_hand(weights, biases, u, y):
+    """½‖x_L − y‖² summed over the batch for a tanh net with linear output,
+    written out without the simulator's code."""
+    x = u
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        a = x @ w.T + b
+        x = a if i == len(weights) - 1 else np.tanh(a)
+    return 0.5 * np.sum((x - y) ** 2)
+
+
+def test_backprop_step_matches_finite_differences(rng):
+    net = Network.random([3, 5, 4, 2], ["tanh", "tanh", "linear"], seed=1, bias_scale=0.3)
+    u, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    eta = 0.1
+    learner = training.BackpropLearner(net, "mse", eta)
+    learner.step(u, y)
+    h = 1e-6
+    for i in range(net.depth):
+        for params, after in ((net.weights, learner.net.weights), (net.biases, learner.net.biases)):
+            fd = np.zeros_like(params[i])
+            for idx in np.ndindex(params[i].shape):
+                plus = [p.copy() for p in params]
+                minus = [p.copy() for p in params]
+                plus[i][idx] += h
+                minus[i][idx] -= h
+                ws_p, bs_p = (plus, net.biases) if params is net.weights else (net.weights, plus)
+                ws_m, bs_m = (minus, net.biases) if params is net.weights else (net.weights, minus)
+                fd[idx] = (_loss_by_hand(ws_p, bs_p, u, y) - _loss_by_hand(ws_m, bs_m, u, y)) / (2 * h)
+            np.testing.assert_allclose((params[i] - after[i]) / eta, fd, rtol=1e-6, atol=1e-8)
+
+
+def _diffusion_vs_backprop(eta, steps, depth=3):
+    """Weights of diffusion (constant input, pipeline primed with learning off
+    for 2L ticks so every layer's g is backprop's — Fact A) and of online
+    backprop from the same weights, after ``steps`` learning ticks."""
+    sizes = [3] + [4] * (depth - 1) + [2]
+    net = Network.random(sizes, ["tanh"] * (depth - 1) + ["linear"], seed=4, bias_scale=0.2)
+    g = np.random.default_rng(11)
+    u, y = g.normal(size=(1, 3)), g.normal(size=(1, 2))
+    engine = Engine(net, loss="mse", learning_rate=eta)
+    engine.learning_rate = 0.0
+    for _ in range(2 * depth):
+        engine.step(u, y)
+    engine.learning_rate = eta
+    bp = training.BackpropLearner(net, "mse", eta)
+    for _ in range(steps):
+        engine.step(u, y)
+        bp.step(u, y)
+    diff = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(engine.weights(), bp.net.weights)))
+    moved = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(bp.net.weights, net.weights)))
+    return diff, moved
+
+
+def test_first_learning_tick_at_constant_input_is_backprop():
+    # Primed pipeline + frozen weights up to now: g is exactly backprop's
+    # gradient, so one update with the same η gives the same weights.
+    diff, moved = _diffusion_vs_backprop(0.05, 1)
+    assert moved > 1e-3
+    assert diff <= 1e-12 * moved
+
+
+def test_diffusion_tracks_backprop_to_second_order_in_eta():
+    # After the exact first step, diffusion differs from backprop only because
+    # layer l's activity and delta were formed with weights at most 2L ticks
+    # old, each tick's change being O(η): the gap after T ticks is O(η²)
+    # (Taylor), so halving η must quarter it. The slack covers the O(η³) term,
+    # which is below η·T·‖g‖ ≈ 1% of the O(η²) term here.
+    steps = 8
+    d1, m1 = _diffusion_vs_backprop(2e-3, steps)
+    d2, m2 = _diffusion_vs_backprop(1e-3, steps)
+    assert m1 > 0 and d1 > 0
+    assert 3.6 < d1 / d2 < 4.4
+    # and the gap is small against the distance the weights travelled: O(η)
+    assert d1 / m1 < 0.05
+
+
+def _digits_scene(**train):
+    name, sc = scene.load("train_digits")
+    sets = [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
+    return scene.apply_overrides(sc, sets, name)
+
+
+def test_train_digits_beats_chance_quickly():
+    sc = _digits_scene(rules=["diffusion"])
+    sc = scene.apply_overrides(sc, ["run.ticks=1600", "train.eval_every=800"], "train_digits")
+    curves, summary = training.train_scene(sc)
+    # chance is 10% on ten balanced classes; a wide margin means > 50%
+    assert summary["diffusion.final_accuracy"] > 0.5
+    assert curves["diffusion"]["accuracy"][0] < 0.3
+
+
+def test_zero_learning_rate_gives_identical_curves_for_every_rule():
+    sc = _digits_scene(rules=list(training.RULES), learning_rate=0.0)
+    sc = scene.apply_overrides(sc, ["run.ticks=40", "train.eval_every=20", "train.eval_size=50"],
+                               "train_digits")
+    curves, _ = training.train_scene(sc)
+    first = curves["backprop"]
+    for rule, c in curves.items():
+        assert c["accuracy"] == first["accuracy"], rule
+        assert c["loss"] == first["loss"], rule
+
+
+def test_alignment_angle_closed_forms():
+    net = Network.random([20, 30, 30, 5], ["tanh", "tanh", "linear"], seed=2)
+    exact = training.alignment_angles(Engine(net, feedback="transpose"))
+    assert np.allclose(exact, 0.0, atol=1e-6)
+    # independent Gaussian W and B: cos ~ N(0, 1/n) for n entries, so five
+    # standard deviations bound it
+    rand = training.alignment_angles(Engine(net, feedback="random", feedback_seed=9))
+    sizes = [30 * 30, 5 * 30]
+    for angle, n in zip(rand, sizes):
+        assert abs(np.cos(np.radians(angle))) < 5 / np.sqrt(n)
+    assert training.alignment_angles(training.BackpropLearner(net, "mse", 0.1)) == []
+
+
+def test_blow_up_is_reported_not_raised():
+    sc = _digits_scene(rules=["diffusion", "backprop"], learning_rate=50.0)
+    sc = scene.apply_overrides(sc, ["run.ticks=200", "train.eval_every=50"], "train_digits")
+    curves, summary = training.train_scene(sc)
+    for rule in ("diffusion", "backprop"):
+        assert summary[f"{rule}.diverged"]
+        assert np.isnan(summary[f"{rule}.final_accuracy"])
+        assert curves[rule]["error"]
+
+
+def test_rules_are_validated_with_file_and_key():
+    name, sc = scene.load("train_digits")
+    with pytest.raises(SceneError, match=r"train\.rules.*'backprob'.*did you mean 'backprop'"):
+        scene.apply_overrides(sc, ['train.rules=["backprob"]'], name)
+    one = scene.apply_overrides(sc, ['train.rules="random"'], name)
+    assert one["train"]["rules"] == ["random"]
+
+
+def test_run_training_writes_curves_and_picture(tmp_path):
+    sc = _digits_scene(rules=["diffusion", "backprop", "random"])
+    sc = scene.apply_overrides(sc, ["run.ticks=300", "train.eval_every=100", "train.eval_size=100"],
+                               "train_digits")
+    summary = training.run_training("train_digits", sc, str(tmp_path))
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    assert results["curves"]["diffusion"]["tick"] == [0, 100, 200, 300]
+    assert summary["random.final_accuracy"] == results["curves"]["random"]["accuracy"][-1]
+    img = imread(tmp_path / "learning.png")
+    # three panels (accuracy, loss, angle) at 4.2 in × 100 dpi each
+    assert img.shape[1] == 1260 and img.shape[0] == 360
+    rgb = (img[..., :3] * 255).round().astype(int)
+    for rule in ("diffusion", "random"):
+        colour = np.array([int(RULE_COLOURS[rule][i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(rgb - colour).sum(axis=-1) < 10).sum() > 50, rule
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
