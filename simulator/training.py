@@ -228,7 +228,8 @@ def train_rule(rule, setup, progress=None):
 
 def summarize(curves):
     """Flat summary numbers per rule: final accuracy and loss (NaN if diverged),
-    best accuracy, and whether it diverged."""
+    best accuracy, whether it diverged, and whether it is stable (no blow-up and
+    a final test loss below the initial one)."""
     out = {}
     for rule, c in curves.items():
         bad = c["diverged"]
@@ -237,6 +238,8 @@ def summarize(curves):
         out[f"{rule}.best_accuracy"] = float(np.nanmax(c["accuracy"])) if np.isfinite(
             c["accuracy"]).any() else float("nan")
         out[f"{rule}.diverged"] = bool(bad)
+        # Stable: no blow-up and the test loss ended below where it started.
+        out[f"{rule}.stable"] = bool(not bad and c["loss"][-1] < c["loss"][0])
     return out
 
 

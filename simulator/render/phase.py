@@ -1,0 +1,128 @@
+"""Sweep pictures: the phase diagram of steady-state gradient mismatch over
+hold time × depth (with the measured boundary h*(L) and the paper's
+τs = L − 1 line, and the synchronization layer's curve apart from the other
+layers), and final test accuracy over hold time per learning rule.
+
+Drawn from the point records of ``simulator.sweep`` (never simulates); a
+matplotlib ``Figure`` on the Agg canvas, written atomically.
+"""
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import save_png
+from .learning import rule_colour
+
+DEPTH_CMAP = "viridis"
+BOUNDARY_COLOUR = "#d62728"   # measured h*(L)
+PAPER_COLOUR = "#ffffff"      # τs = L − 1
+
+
+def _means(records, value):
+    """{(depth, hold): mean over seeds of summary[value]}."""
+    groups = {}
+    for r in records:
+        key = (r["params"]["network.depth"], r["params"]["stream.hold"])
+        groups.setdefault(key, []).append(float(r["summary"].get(value, np.nan)))
+    return {k: float(np.nanmean(v)) for k, v in groups.items()}
+
+
+def render_phase(records, hstar, threshold, path, title=""):
+    """Write phase.png: left, mean steady cosine over (hold, depth) as a heat
+    map with h*(L) (smallest hold with mean cosine ≥ threshold) and the paper's
+    τs = L − 1 line; right, cosine vs hold per depth for the synchronization
+    layer ls (dashed) apart from the mean of the other layers (solid)."""
+    means = _means(records, "mean_cos")
+    depths = sorted({d for d, _ in means})
+    holds = sorted({h for _, h in means})
+    grid = np.full((len(depths), len(holds)), np.nan)
+    for (d, h), v in means.items():
+        grid[depths.index(d), holds.index(h)] = v
+    fig = Figure(figsize=(11, 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax, ax2 = fig.subplots(1, 2)
+    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)),
+                   vmax=1.0, extent=(-0.5, len(holds) - 0.5, -0.5, len(depths) - 0.5))
+    fig.colorbar(im, ax=ax, label="steady mean cos(g, ∇)")
+    ax.set_xticks(range(len(holds)), [str(h) for h in holds])
+    ax.set_yticks(range(len(depths)), [str(d) for d in depths])
+    ax.set_xlabel("hold h (ticks per frame)")
+    ax.set_ylabel("depth L")
+    # Holds are drawn at their index: place a continuous hold on that axis by log interpolation.
+    def pos(h):
+        return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
+
+    ys = np.arange(len(depths))
+    ax.plot([pos(max(d - 1, holds[0])) for d in depths], ys, color=PAPER_COLOUR, ls="--", lw=2,
+            label="paper τs = L − 1")
+    measured = [(pos(hstar[d]), i) for i, d in enumerate(depths) if hstar.get(d) is not None]
+    if measured:
+        mx, my = zip(*measured)
+        ax.plot(mx, my, "o-", color=BOUNDARY_COLOUR, lw=2, label=f"measured h* (cos ≥ {threshold:g})")
+    ax.legend(fontsize=7, loc="lower right")
+    sync, others = _means(records, "cos_ls"), _means(records, "cos_others")
+    colours = [colormaps[DEPTH_CMAP](i / max(len(depths) - 1, 1)) for i in range(len(depths))]
+    for colour, d in zip(colours, depths):
+        hs = [h for h in holds if (d, h) in sync]
+        ax2.plot(hs, [others[(d, h)] for h in hs], "-", color=colour, label=f"L={d} other layers")
+        ax2.plot(hs, [sync[(d, h)] for h in hs], "--", color=colour, label=f"L={d} ls={(d + 1) // 2}")
+    ax2.set_xscale("log", base=2)
+    ax2.axhline(threshold, color="#999999", lw=0.8)
+    ax2.set_xlabel("hold h")
+    ax2.set_ylabel("steady mean cosine")
+    ax2.set_title("synchronization layer ls (dashed) vs other layers (solid)", fontsize=8)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=5, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def _rule_of(record):
+    rules = record["params"].get("train.rules")
+    if rules is None:
+        return "all"
+    return rules if isinstance(rules, str) else "+".join(rules)
+
+
+def accuracy_table(records, value="final_accuracy"):
+    """{rule: {hold: (mean, std, n)}} over seeds of the points' ``value``."""
+    groups = {}
+    for r in records:
+        v = r["summary"].get(value)
+        if v is None:
+            continue
+        groups.setdefault(_rule_of(r), {}).setdefault(r["params"]["stream.hold"], []).append(float(v))
+    return {rule: {h: (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+                       float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"), len(v))
+                   for h, v in sorted(by_hold.items())}
+            for rule, by_hold in groups.items()}
+
+
+def render_accuracy(records, path, title=""):
+    """Write accuracy.png: final test accuracy (mean ± std over seeds) against
+    hold time, one curve per rule."""
+    table = accuracy_table(records)
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for rule, by_hold in sorted(table.items()):
+        hs = np.array(list(by_hold), dtype=float)
+        m = np.array([by_hold[h][0] for h in by_hold])
+        s = np.array([by_hold[h][1] for h in by_hold])
+        ax.errorbar(hs, m, yerr=s, color=rule_colour(rule), marker="o", ms=3, capsize=2, label=rule)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("hold h (ticks per image)")
+    ax.set_ylabel("final test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+__all__ = ["render_phase", "render_accuracy", "accuracy_table"]
