@@ -63,6 +63,8 @@ def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
     out = out or os.path.join("outputs", name + ("_replay" if replay else ""))
+    if resolved["kind"] == "sweep":
+        raise SceneError(f"{name} is a sweep scene: run it with `tickprop sweep {scene}`")
     if resolved["kind"] != "diffusion":
         _run_other(name, resolved, out, quiet)
         return
@@ -89,6 +91,32 @@ def _run_other(name, resolved, out, quiet):
     meta = run_other_kind(name, resolved, out)
     if not quiet:
         click.echo(f"{name}: done in {meta['timings']['run_s']:.2f} s -> {out}")
+
+
+@main.command()
+@click.argument("sweep_scene", metavar="SWEEP")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Local worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", help="Run the points on this Dask scheduler instead.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<sweep>/).")
+@click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
+def sweep(sweep_scene, workers, scheduler, out, quiet):
+    """Run the grid of a sweep scene; finished points are kept, so a re-run resumes."""
+    from simulator import sweep as sweeps
+
+    name, sweep_cfg, _, _ = sweeps.load_sweep(sweep_scene)
+    out = out or os.path.join("outputs", name)
+    total = len(sweeps.points_of(sweep_cfg["sweep"]))
+    bar = _progress(quiet, total, name)
+    if bar is None:
+        summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler)
+    else:
+        with bar:
+            summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler,
+                                       progress=bar.update)
+    if not quiet:
+        click.echo(f"{name}: {summary['points']} points ({summary['ran']} run now, "
+                   f"{summary['failed']} failed) in {summary['seconds']:.1f} s -> {summary['csv']}")
 
 
 @main.command("scenes")

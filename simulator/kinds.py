@@ -65,4 +65,10 @@ def _save_npz(folder, filename, arrays):
                  lambda f: np.savez_compressed(f, **arrays), binary=True)
 
 
-RUNNERS = {"ar_converge": run_ar_converge, "ar_train": run_ar_train}
+def run_train(name, scene, folder, progress=None):
+    """Online learning on a stream, every rule from the same weights and frames."""
+    from .training import run_training
+    return run_training(name, scene, folder, progress)
+
+
+RUNNERS = {"ar_converge": run_ar_converge, "ar_train": run_ar_train, "train": run_train}

@@ -191,11 +191,20 @@ def register_kind(kind, sections):
     SCHEMAS[kind] = sections
 
 
+def _load_module_kinds():
+    """The train and sweep kinds are declared beside their code; importing them
+    here (not at the top) keeps scene.py free of import cycles."""
+    if "sweep" not in SCHEMAS:
+        from .sweep import _ensure_kinds
+        _ensure_kinds()
+
+
 def validate(raw, source):
     """Check a parsed scene dict and return it resolved (every default filled)."""
     if not isinstance(raw, dict):
         raise SceneError(f"{source}: expected a table of sections")
     kind = raw.get("kind", "diffusion")
+    _load_module_kinds()
     if kind not in SCHEMAS:
         raise SceneError(f"{source}: key 'kind': expected one of {', '.join(SCHEMAS)}, "
                          f"got {kind!r}{_did_you_mean(str(kind), SCHEMAS)}")

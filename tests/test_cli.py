@@ -177,3 +177,20 @@ def test_ar_scene_errors_name_the_key(runner):
     assert res.exit_code == 2 and "did you mean 'exact'" in res.stderr
     res = runner.invoke(cli.main, ["run", "ar_converge", "--set", "relaxation.eta_x=[2.5]"])
     assert res.exit_code == 2 and "relaxation.eta_x" in res.stderr
+
+
+def test_train_and_sweep_scenes_from_the_command_line(runner, tmp_path):
+    res = invoke(runner, "run", "train_teacher", "--ticks", "200", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.load(open("outputs/train_teacher/run.json"))["summary"]
+    assert "backprop" in json.dumps(summary)
+    res = runner.invoke(cli.main, ["run", "sweep_rules"])
+    assert res.exit_code == 2 and "tickprop sweep" in res.stderr
+    assert not os.path.exists("outputs/sweep_rules")
+    path = write(tmp_path / "tiny.toml", 'description = "tiny"\nkind = "sweep"\n[sweep]\n'
+                 'base = "fig3_fast"\nseeds = [0]\n[sweep.set]\n"run.ticks" = 40\n'
+                 '"network.depth" = 3\n[sweep.grid]\n"stream.hold" = [1, 8]\n')
+    res = invoke(runner, "sweep", path, "--quiet", "--out", "sw")
+    assert res.exit_code == 0, res.output
+    rows = open("sw/sweep.csv").read().strip().splitlines()
+    assert len(rows) == 3 and "stream.hold" in rows[0]
