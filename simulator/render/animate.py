@@ -1,0 +1,493 @@
+"""The wave GIF: one frame per tick (or every k), looping.
+
+Each frame shows the network as columns of neurons (layer l = column l; red
+fill = |x|, blue = |δ|, purple where both waves are present, the palette of the
+raster), the frame tag each layer carries (red: the input frame in x, blue: the
+frame whose output error δ carries), ls outlined in amber, live per-layer
+mismatch bars (cosine of g against backprop's gradient) and a cursor moving
+over the whole-run raster.
+
+Speed: matplotlib draws the static figure (axes, labels, raster, legend) once.
+Every frame is then composed in numpy from that background: the neuron
+picture is painted through precomputed pixel maps, bars and cursor as filled
+rectangles, tags and the title from glyphs rendered once. Frames are built
+directly as indices into one fixed palette of at most 256 colours (a GIF frame
+holds 256), so the encoder neither quantizes per frame nor flickers, and only
+stores the pixels that changed between frames.
+"""
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from ..errors import SimulatorError
+from ..sync import synchronized_layers
+from . import DEFAULT_SIZE, palette
+from .raster import draw_panel, layer_scales, presence, raster_rgb
+
+DEFAULT_FPS = 20
+MAX_FPS = 50            # browsers clamp shorter GIF delays
+MAX_FRAMES = 600        # beyond this the frame step grows (memory and file size)
+# One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
+PALETTE_COLOURS = 254
+MAX_NEURONS = 32        # neurons drawn per layer column
+DPI = 100
+NOT_A_NEURON = np.array([1.0, 1.0, 1.0])
+GRAY_BAR = np.array([0.33, 0.33, 0.33])
+CURSOR = np.array([0.07, 0.07, 0.07])
+
+
+def check_size(size):
+    """(width, height) in pixels, each within 320..4000 x 200..4000."""
+    try:
+        w, h = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise SimulatorError(f"size: expected (width, height) in pixels, got {size!r}") from None
+    if not (320 <= w <= 4000 and 200 <= h <= 4000):
+        raise SimulatorError(f"size: expected 320..4000 x 200..4000 pixels, got {w}x{h}")
+    return w, h
+
+
+def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
+    """Ticks that become GIF frames: 0, k, 2k, …; k grows past ``every`` only if
+    the run would otherwise give more than ``max_frames`` frames."""
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
+    T = len(trace["tick"])
+    every = max(int(every), int(np.ceil(T / max_frames)))
+    return np.arange(0, T, every)
+
+
+class NeuronStates:
+    """Per-neuron levels for the network panel, from the recorded states
+    (batch element 0) or, when no states were recorded, one block per layer
+    from the norms. Scales are per layer and fixed for the whole run."""
+
+    def __init__(self, trace):
+        self.trace = trace
+        self.depth = trace.depth
+        self.fwd, self.bwd = presence(trace)
+        if "state_x" in trace and len(trace["state_tick"]):
+            self.has_states = True
+            self.state_tick = np.asarray(trace["state_tick"])
+            self.layers = np.asarray(trace["state_layers"])
+            self.rows = int(min(MAX_NEURONS, np.max(trace["sizes"])))
+            self.x = np.abs(trace["state_x"][:, :, 0, :self.rows])
+            self.d = np.abs(trace["state_delta"][:, :, 0, :self.rows])
+            self.xs = _layer_scale(self.x)
+            self.ds = _layer_scale(self.d)
+        else:
+            self.has_states = False
+            self.rows = 1
+            self.layers = np.arange(self.depth + 1)
+            self.xs, self.ds = layer_scales(trace)
+
+    def rgb(self, t):
+        """RGB floats (rows, L+1, 3) for tick t; unrecorded layers grey,
+        neurons beyond a layer's width white."""
+        image = np.empty((self.rows, self.depth + 1, 3))
+        image[:] = palette.EMPTY * 0.9
+        if self.has_states:
+            s = max(0, int(np.searchsorted(self.state_tick, t, side="right")) - 1)
+            x, d = self.x[s].T, self.d[s].T                      # (rows, recorded layers)
+        else:
+            x = np.nan_to_num(self.trace["x_norm"][t])[None, :]
+            d = np.nan_to_num(self.trace["delta_norm"][t])[None, :]
+        fwd = np.broadcast_to(self.fwd[t, self.layers][None, :], x.shape)
+        bwd = np.broadcast_to(self.bwd[t, self.layers][None, :], x.shape)
+        colours = palette.mix(palette.magnitude_levels(x, fwd, self.xs[None, :]),
+                              palette.magnitude_levels(d, bwd, self.ds[None, :]))
+        colours[np.isnan(x)] = NOT_A_NEURON
+        image[:, self.layers] = colours
+        return image
+
+
+def _layer_scale(a):
+    """Per-layer colour scale of |x| or |δ| over the run: the 95th percentile, so
+    a few outliers do not wash the typical neuron out (larger values saturate)."""
+    moved = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+    out = np.zeros(a.shape[1])
+    for j, row in enumerate(moved):
+        row = row[np.isfinite(row) & (row > 0)]
+        out[j] = np.percentile(row, 95) if len(row) else 0.0
+    return out
+
+
+class IndexedPalette:
+    """At most 256 colours and a 32³ lookup table from RGB to the nearest one.
+
+    The colours are the wave colours on a 10 × 10 grid of levels (so neurons and
+    raster cells keep their meaning), the inks used for text and marks blended
+    with white (anti-aliased edges), greys, and whatever else the static
+    background needs, chosen by Pillow's quantizer from that background."""
+
+    def __init__(self, background_rgb):
+        fixed = self._fixed()
+        free = PALETTE_COLOURS - len(fixed)
+        extra = self._adaptive(background_rgb, free)
+        colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
+        self.colours = colours
+        self.lut = self._lookup(colours)
+
+    @staticmethod
+    def _fixed():
+        levels = np.linspace(0.0, 1.0, 10)
+        f, b = np.meshgrid(levels, levels)
+        waves = palette.mix(f.ravel(), b.ravel())
+        white = np.ones(3)
+        amber = np.array([int(palette.LS_COLOUR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        inks = (palette.RED, palette.BLUE, amber, np.zeros(3), GRAY_BAR)
+        ramps = [white + a * (ink - white) for ink in inks for a in np.linspace(0.125, 1.0, 8)]
+        specials = [palette.EMPTY * 0.9, NOT_A_NEURON, CURSOR, np.array([0.867, 0.867, 0.867])]
+        colours = np.vstack([waves, np.array(ramps), np.array(specials)])
+        return np.unique(palette.to_bytes(colours), axis=0)
+
+    @staticmethod
+    def _adaptive(rgb, count):
+        from PIL import Image
+        if count <= 0:
+            return np.zeros((0, 3), dtype=np.uint8)
+        image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=count, dither=0)
+        used = np.unique(np.asarray(image))
+        pal = np.array(image.getpalette()[:3 * 256], dtype=np.uint8).reshape(-1, 3)
+        return pal[used]
+
+    @staticmethod
+    def _lookup(colours):
+        grid = (np.arange(32) * 8 + 4).astype(np.float32)
+        cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
+        pal = colours.astype(np.float32)
+        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product for the whole cube.
+        dist = (cube ** 2).sum(1)[:, None] - 2.0 * cube @ pal.T + (pal ** 2).sum(1)[None, :]
+        return dist.argmin(axis=1).astype(np.uint8).reshape(32, 32, 32)
+
+    def index_exact(self, rgb):
+        """Palette indices of the nearest colours, exactly (for the static
+        background, whose colours are few and matter: white stays white)."""
+        rgb = np.asarray(rgb, dtype=np.uint8)
+        unique, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+        pal = self.colours.astype(np.float32)
+        u = unique.astype(np.float32)
+        dist = (u ** 2).sum(1)[:, None] - 2.0 * u @ pal.T + (pal ** 2).sum(1)[None, :]
+        return dist.argmin(axis=1).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:-1])
+
+    def index(self, rgb):
+        """Palette indices (uint8) for uint8 RGB (..., 3), through the lookup table."""
+        q = np.asarray(rgb, dtype=np.uint8) >> 3
+        return self.lut[q[..., 0], q[..., 1], q[..., 2]]
+
+    def index_float(self, rgb):
+        """Palette indices for RGB floats in [0, 1]."""
+        return self.index(palette.to_bytes(rgb))
+
+
+class Glyphs:
+    """Coverage masks of single characters, rendered once by Agg at one font size,
+    so per-frame text is a few numpy blends instead of a text layout."""
+
+    def __init__(self, fontsize, dpi=DPI):
+        self.px = fontsize * dpi / 72.0
+        self.height = int(np.ceil(1.5 * self.px)) + 2
+        self.base_row = int(np.ceil(1.15 * self.px))       # baseline, rows from the top
+        side = 4 * self.height
+        self.fig = Figure(figsize=(side / dpi, side / dpi), dpi=dpi)
+        self.canvas = FigureCanvasAgg(self.fig)
+        self.side = side
+        bottom = self.height - 1 - self.base_row
+        self.text = self.fig.text(2 / side, (bottom + 0.5) / side, "", fontsize=fontsize,
+                                  color="black", va="baseline", ha="left")
+        self.cache = {}
+
+    def glyph(self, ch):
+        """(coverage (height, width) floats in [0, 1], advance in pixels)."""
+        if ch not in self.cache:
+            self.text.set_text(ch if ch.strip() else "")
+            self.canvas.draw()
+            grey = np.asarray(self.canvas.buffer_rgba())[self.side - self.height:, :, 0]
+            coverage = 1.0 - grey.astype(float) / 255.0
+            if ch.strip():
+                advance = self.text.get_window_extent(self.canvas.get_renderer()).width
+            else:
+                advance = 0.32 * self.px
+            cols = int(np.ceil(advance)) + 4
+            self.cache[ch] = (coverage[:, :cols].copy(), float(advance))
+        return self.cache[ch]
+
+    def mask(self, text):
+        """Coverage of a whole string (height, width) and its width in pixels."""
+        parts, pen = [], 0.0
+        for ch in text:
+            cover, advance = self.glyph(ch)
+            parts.append((int(round(pen)), cover))
+            pen += advance
+        width = max([x + c.shape[1] for x, c in parts], default=1)
+        out = np.zeros((self.height, width))
+        for x, cover in parts:
+            np.maximum(out[:, x:x + cover.shape[1]], cover, out=out[:, x:x + cover.shape[1]])
+        return out, pen
+
+
+class WaveAnimator:
+    """Builds the GIF's static figure once and composes any tick as a frame of
+    palette indices (``indices``) or RGB (``render``)."""
+
+    def __init__(self, trace, size=DEFAULT_SIZE, color="magnitude"):
+        self.trace = trace
+        self.width, self.height = check_size(size)
+        self.depth = trace.depth
+        self.states = NeuronStates(trace)
+        self.cos = trace["mismatch_cos"]
+        self.tag_in, self.tag_out = trace["tag_input"], trace["tag_output"]
+        self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
+        self.font = 7 if self.height < 500 else 9
+        self._build_figure(color)
+        self.canvas.draw()
+        rgb = np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+        self.palette = IndexedPalette(rgb)
+        self.background = self.palette.index_exact(rgb)
+        self.background_rgb = rgb
+        self._pixel_maps()
+        self.glyphs = Glyphs(self.font - 1)
+        self.title_glyphs = Glyphs(self.font + 2)
+        self.ink = {name: self.palette.index_float(c) for name, c in (
+            ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", _hex(palette.LS_COLOUR)))}
+
+    # ------------------------------------------------------------ static figure
+    def _build_figure(self, color):
+        fig = Figure(figsize=(self.width / DPI, self.height / DPI), dpi=DPI)
+        self.canvas = FigureCanvasAgg(fig)
+        self.fig = fig
+        small = self.font
+        grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.5), height_ratios=(2.2, 1.0),
+                                left=0.08, right=0.92, bottom=0.12, top=0.80,
+                                wspace=0.28, hspace=0.35)
+        self.net = fig.add_subplot(grid[0, 0])
+        self.bars_ax = fig.add_subplot(grid[1, 0])
+        self.raster = fig.add_subplot(grid[:, 1])
+        L, rows = self.depth, self.states.rows
+        net = self.net
+        net.set_xlim(-0.5, L + 0.5)
+        net.set_ylim(-0.5, rows - 0.5)
+        net.set_yticks([])
+        net.set_xticks(_layer_ticks(L))
+        net.tick_params(labelbottom=False, labelsize=small)
+        net.set_ylabel("neurons" if self.states.has_states else "‖·‖ per layer", fontsize=small)
+        net.text(-0.02, 1.02, "x", transform=net.transAxes, ha="right", va="bottom",
+                 fontsize=small - 1, color=palette.RED)
+        net.text(-0.02, 1.12, "δ", transform=net.transAxes, ha="right", va="bottom",
+                 fontsize=small - 1, color=palette.BLUE)
+        bars = self.bars_ax
+        bars.axhline(0.0, color="#999999", linewidth=0.8)
+        bars.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
+        bars.set_ylim(-1.05, 1.05)
+        bars.set_xlim(-0.5, L + 0.5)
+        bars.set_yticks([-1, 0, 1])
+        bars.set_xticks(_layer_ticks(L))
+        bars.set_ylabel("cos(g, ∇)", fontsize=small)
+        bars.set_xlabel("layer", fontsize=small)
+        bars.tick_params(labelsize=small)
+        T = len(self.trace["tick"])
+        draw_panel(self.raster, raster_rgb(self.trace, color), (0, T), L,
+                   title=f"raster, colour by {color}")
+        self.raster.title.set_fontsize(small + 1)
+        self.raster.xaxis.label.set_fontsize(small)
+        self.raster.yaxis.label.set_fontsize(small)
+        self.raster.tick_params(labelsize=small)
+        self._legend(small)
+
+    def _legend(self, small):
+        items = [(palette.RED, "forward x"), (palette.BLUE, "backward δ"),
+                 (palette.PURPLE, "both"), (palette.LS_COLOUR, "ls")]
+        x = 0.40
+        for colour, label in items:
+            self.fig.patches.append(Rectangle((x, 0.90), 0.018, 0.04, transform=self.fig.transFigure,
+                                              facecolor=colour, edgecolor="none"))
+            self.fig.text(x + 0.024, 0.92, label, fontsize=small, va="center")
+            x += 0.03 + 0.0125 * len(label) * small / 7
+
+    # ------------------------------------------------------------- pixel maps
+    def _to_pixel(self, ax, x, y):
+        """Data (x, y) of ``ax`` -> (column, row) pixel floats, row 0 at the top."""
+        dx, dy = ax.transData.transform((x, y))
+        return dx, self.height - dy
+
+    def _pixel_maps(self):
+        L, rows = self.depth, self.states.rows
+        (c0, r1), (c1, r0) = (self._to_pixel(self.net, -0.5, -0.5),
+                              self._to_pixel(self.net, L + 0.5, rows - 0.5))
+        self.net_box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
+        top, bottom, left, right = self.net_box
+        inv = self.net.transData.inverted()
+        cols = np.arange(left, right) + 0.5
+        rws = np.arange(top, bottom) + 0.5
+        xs = inv.transform(np.column_stack([cols, np.zeros_like(cols)]))[:, 0]
+        ys = inv.transform(np.column_stack([np.zeros_like(rws), self.height - rws]))[:, 1]
+        self.col_layer = np.clip(np.rint(xs).astype(int), 0, L)
+        self.row_neuron = np.clip(np.rint(ys).astype(int), 0, rows - 1)
+        self.ls_cols = [self._col_range(self.net, l - 0.5, l + 0.5) for l in synchronized_layers(L)]
+        self.bar_cols = [self._col_range(self.bars_ax, l - 0.35, l + 0.35) for l in range(1, L + 1)]
+        self.bar_zero = self._to_pixel(self.bars_ax, 0, 0.0)[1]
+        self.bar_unit = self._to_pixel(self.bars_ax, 0, 0.0)[1] - self._to_pixel(self.bars_ax, 0, 1.0)[1]
+        T = len(self.trace["tick"])
+        _, rt = self._to_pixel(self.raster, 0, L + 0.5)
+        _, rb = self._to_pixel(self.raster, 0, -0.5)
+        self.raster_rows = (int(np.ceil(rt)), int(np.floor(rb)))
+        self.raster_x = [self._to_pixel(self.raster, t, 0)[0] for t in (0, max(T - 1, 1))]
+        self.tag_row = [self.height - self.net.transAxes.transform((0, y))[1] for y in (1.03, 1.13)]
+        self.tag_layers = _layer_ticks(L)
+
+    def _col_range(self, ax, x0, x1):
+        a, _ = self._to_pixel(ax, x0, 0)
+        b, _ = self._to_pixel(ax, x1, 0)
+        return int(np.round(a)), int(np.round(b))
+
+    def neuron_pixel(self, layer, neuron):
+        """(column, row) of the pixel at the centre of a neuron's cell in a frame."""
+        x, y = self._to_pixel(self.net, layer, neuron)
+        return int(x), int(y)
+
+    def cursor_pixel(self, t):
+        """(column, row) of a pixel on the time cursor at tick ``t``, mid-raster."""
+        top, bottom = self.raster_rows
+        return self._cursor_column(t), (top + bottom) // 2
+
+    def _cursor_column(self, t):
+        x0, x1 = self.raster_x
+        T1 = max(len(self.trace["tick"]) - 1, 1)
+        return int(round(x0 + (x1 - x0) * t / T1))
+
+    # ----------------------------------------------------------------- frames
+    def indices(self, t):
+        """The frame for tick ``t`` as palette indices (height, width) uint8."""
+        t = int(t)
+        frame = self.background.copy()
+        self._paint_network(frame, t)
+        self._paint_bars(frame, t)
+        self._paint_cursor(frame, t)
+        self._paint_tags(frame, t)
+        frame_id = int(self.trace["stream_frame"][t])
+        title = f"{self.name}   tick {t}   stream frame {frame_id}".strip()
+        self._paint_text(frame, self.title_glyphs, title, 6, self.title_glyphs.height + 4,
+                         np.zeros(3), "left")
+        return frame
+
+    def render(self, t):
+        """The frame for tick ``t`` as uint8 RGB (height, width, 3)."""
+        return self.palette.colours[self.indices(t)]
+
+    def _paint_network(self, frame, t):
+        top, bottom, left, right = self.net_box
+        small = self.palette.index_float(self.states.rgb(t))
+        frame[top:bottom, left:right] = small[self.row_neuron][:, self.col_layer]
+        amber = self.ink["amber"]
+        for a, b in self.ls_cols:
+            frame[top:bottom, max(a - 1, 0):a + 1] = amber
+            frame[top:bottom, b - 1:b + 1] = amber
+            frame[max(top - 1, 0):top + 1, a:b] = amber
+            frame[bottom - 1:bottom + 1, a:b] = amber
+
+    def _paint_bars(self, frame, t):
+        ls = synchronized_layers(self.depth)
+        for l, (a, b) in enumerate(self.bar_cols, start=1):
+            value = self.cos[t, l - 1]
+            if not np.isfinite(value):
+                continue
+            end = self.bar_zero - value * self.bar_unit
+            lo, hi = sorted((int(round(self.bar_zero)), int(round(end))))
+            hi = max(hi, lo + 1)
+            frame[lo:hi, a:b] = self.ink["bar"]
+            if l in ls:
+                frame[lo:hi, a:a + 2] = self.ink["amber"]
+                frame[lo:hi, b - 2:b] = self.ink["amber"]
+
+    def _paint_cursor(self, frame, t):
+        top, bottom = self.raster_rows
+        c = self._cursor_column(t)
+        frame[top:bottom, max(c - 1, 0):c + 1] = self.ink["cursor"]
+
+    def _paint_tags(self, frame, t):
+        red, blue = palette.RED, palette.BLUE
+        for l in self.tag_layers:
+            x = self._to_pixel(self.net, l, 0)[0]
+            self._paint_text(frame, self.glyphs, _tag_text(self.tag_in[t, l]), x,
+                             self.tag_row[0], red, "center")
+            if l:
+                self._paint_text(frame, self.glyphs, _tag_text(self.tag_out[t, l]), x,
+                                 self.tag_row[1], blue, "center")
+
+    def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):
+        """Blend ``text`` in ``colour`` over the static background; ``bottom_row``
+        is the pixel row of the glyph box's bottom edge."""
+        mask, width = glyphs.mask(text)
+        left = int(round(x - {"left": 0.0, "center": width / 2, "right": width}[anchor]))
+        top = int(round(bottom_row)) - glyphs.height
+        h, w = mask.shape
+        r0, c0 = max(top, 0), max(left, 0)
+        r1, c1 = min(top + h, self.height), min(left + w, self.width)
+        if r1 <= r0 or c1 <= c0:
+            return
+        a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
+        under = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
+        blended = under * (1.0 - a) + np.asarray(colour) * a
+        frame[r0:r1, c0:c1] = np.where(a[..., 0] > 0.02, self.palette.index_float(blended),
+                                       frame[r0:r1, c0:c1])
+
+
+def _layer_ticks(depth):
+    step = max(1, int(np.ceil((depth + 1) / 12)))
+    return list(range(0, depth + 1, step))
+
+
+def _hex(colour):
+    return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+
+
+def _tag_text(tag):
+    return str(int(tag)) if tag >= 0 else "·"
+
+
+def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
+    """(frames as palette indices (n, height, width) uint8, palette (≤256, 3) uint8)."""
+    anim = WaveAnimator(trace, size=size, color=color)
+    ticks = frame_ticks(trace, every)
+    frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
+    for i, t in enumerate(ticks):
+        frames[i] = anim.indices(t)
+    return frames, anim.palette.colours
+
+
+def gif_palette_table(colours):
+    """A 256-entry palette table: ``colours`` then distinct unused fillers (Pillow
+    maps a given palette onto the frames by colour, so every entry must be unique)."""
+    colours = np.asarray(colours, dtype=np.uint8)
+    taken = {tuple(c) for c in colours.tolist()}
+    fillers, k = [], 0
+    while len(colours) + len(fillers) < 256:
+        candidate = (k % 256, k // 256, 7)
+        k += 1
+        if candidate not in taken:
+            fillers.append(candidate)
+    return np.vstack([colours, np.array(fillers, dtype=np.uint8).reshape(-1, 3)])
+
+
+def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
+    """Write palette-index frames (n, height, width) as a looping GIF to an open
+    binary file. The frames go in as 'L' images with the palette given, which
+    Pillow maps one to one (fast); ``optimize`` lets it store only what changed
+    since the previous frame, the rest as transparent runs."""
+    import imageio.v3 as iio
+    fps = float(fps)
+    if not fps > 0:
+        raise SimulatorError(f"fps: expected a positive number, got {fps}")
+    duration = 1000.0 / min(fps, MAX_FPS)
+    iio.imwrite(file, frames, extension=".gif", mode="L",
+                palette=gif_palette_table(colours).tobytes(), duration=duration, loop=0,
+                optimize=True)
+
+
+def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
+    """Write the looping wave GIF atomically at ``path``; returns the number of frames."""
+    from ..probes import atomic_write
+    frames, colours = render_frames(trace, every=every, size=size, color=color)
+    atomic_write(path, lambda f: encode_gif(f, frames, colours, fps), binary=True)
+    return len(frames)

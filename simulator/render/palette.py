@@ -1,0 +1,106 @@
+"""The colours every wave picture shares, so the raster, the GIF and the docs agree.
+
+A cell (tick, layer) — or one neuron in the GIF — gets its colour from two
+levels in [0, 1]: how strongly the forward wave is there (red) and how
+strongly the backward wave is there (blue); 0 means absent. Where both waves
+are present the colour is the level-weighted mix of red and blue: the paper's
+"red-blue neurons" come out purple. Levels come either from magnitudes (per
+layer, on a scale fixed for the whole run so nothing flickers) or from frame
+tags (shades that alternate with the stream frame, so a slow stream shows broad
+bands and a fast one thin stripes).
+"""
+import numpy as np
+
+RED = np.array([0.84, 0.09, 0.11])
+BLUE = np.array([0.13, 0.33, 0.80])
+EMPTY = np.array([0.96, 0.96, 0.96])
+LS_COLOUR = "#f2a900"          # amber: the synchronization layer ls
+CURSOR_COLOUR = "#111111"
+BAR_COLOUR = "#555555"
+
+# Absent is 0; a present wave never drops below this level, so even a tiny
+# activity or delta stays visibly red or blue.
+FLOOR = 0.4
+# Shades cycled by stream frame in tag colouring; neighbours differ strongly so
+# consecutive frames are told apart at a glance.
+TAG_LEVELS = np.array([1.0, 0.5, 0.8, 0.4])
+
+
+def hexcolour(rgb):
+    """'#rrggbb' for an RGB triple in [0, 1] (for legends and text)."""
+    r, g, b = (int(round(255 * float(c))) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+PURPLE = 0.5 * (RED + BLUE)
+
+
+def mix(fwd, bwd, strength="max"):
+    """RGB floats (..., 3) for forward levels ``fwd`` and backward levels ``bwd``
+    (same shape, in [0, 1], 0 = wave absent): red for forward only, blue for
+    backward only, the level-weighted red-blue mix (purple) where both are
+    present (leaning toward the stronger), lightened toward EMPTY as the
+    ``strength`` of the two levels falls: their 'max' (a weak wave under a
+    strong one stays visible as the hue) or their 'mean' (both levels shape the
+    lightness, so bands of both waves show where they cross)."""
+    fwd = np.clip(np.nan_to_num(np.asarray(fwd, dtype=float)), 0.0, 1.0)
+    bwd = np.clip(np.nan_to_num(np.asarray(bwd, dtype=float)), 0.0, 1.0)
+    # Weights 1 + level keep a mixed cell recognisably purple even when one
+    # wave is much weaker, while still leaning toward the stronger one.
+    wf = np.where(fwd > 0, 1.0 + fwd, 0.0)
+    wb = np.where(bwd > 0, 1.0 + bwd, 0.0)
+    total = wf + wb
+    safe = np.where(total > 0, total, 1.0)[..., None]
+    hue = (wf[..., None] * RED + wb[..., None] * BLUE) / safe
+    both = (fwd > 0) & (bwd > 0)
+    if strength == "mean":
+        level = np.where(both, 0.5 * (fwd + bwd), np.maximum(fwd, bwd))
+    else:
+        level = np.maximum(fwd, bwd)
+    return EMPTY + level[..., None] * (hue - EMPTY)
+
+
+def to_bytes(rgb):
+    """uint8 RGB from floats in [0, 1]."""
+    return np.clip(np.rint(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
+
+
+def magnitude_levels(values, present, scale):
+    """Levels FLOOR..1 proportional to ``values / scale`` where ``present``, 0 elsewhere.
+    ``scale`` broadcasts against ``values`` (e.g. a per-layer maximum) and is fixed
+    for a whole run, so the colour of a value never changes between frames."""
+    values = np.abs(np.nan_to_num(np.asarray(values, dtype=float)))
+    scale = np.asarray(scale, dtype=float)
+    safe = np.where(scale > 0, scale, 1.0)
+    level = FLOOR + (1.0 - FLOOR) * np.clip(values / safe, 0.0, 1.0)
+    return np.where(present, level, 0.0)
+
+
+def tag_levels(frames, present):
+    """Levels from integer stream-frame indices: a shade per frame, cycling through
+    TAG_LEVELS, 0 where not ``present``."""
+    frames = np.asarray(frames)
+    level = TAG_LEVELS[np.mod(np.where(present, frames, 0), len(TAG_LEVELS))]
+    return np.where(present, level, 0.0)
+
+
+def classify(rgb, margin=0.08):
+    """Name the colour of an RGB triple (floats in [0, 1] or uint8): 'red', 'blue',
+    'purple' or 'empty' — the inverse of ``mix`` that tests and readers rely on."""
+    rgb = np.asarray(rgb, dtype=float)[:3]
+    if rgb.max() > 1.0:
+        rgb = rgb / 255.0
+    r, g, b = rgb
+    if r - g > margin and b - g > margin:
+        if r - b > 2.5 * margin:
+            return "red"
+        if b - r > 2.5 * margin:
+            return "blue"
+        return "purple"
+    if r - max(g, b) > margin:
+        return "red"
+    if b - max(r, g) > margin:
+        return "blue"
+    if min(r, g, b) > 0.9:
+        return "empty"
+    return "other"

@@ -1,0 +1,182 @@
+"""The wave raster (Betti & Gori, Figs. 1–3): time across, layers up.
+
+Each cell (tick t, layer l) is coloured by the palette from two levels: the
+forward wave is present where x[t,l] carries a frame (input tag ≥ 0), the
+backward wave where δ[t,l] carries the error of an output activity that a real
+frame produced (output tag ≥ 0, layers ≥ 1). The error a target makes against
+the still-empty output before the first frame arrives is no wave of any frame
+and is not drawn, as in the paper's Fig. 1. Levels come from magnitudes (‖x‖,
+‖δ‖ over the layer's maximum in the run) or from the frame tags (shades
+alternating with the stream frame). The synchronization layer ls = (L+1)/2 is
+outlined in amber; for even L the two closest layers are.
+"""
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..errors import SimulatorError
+from ..sync import synchronized_layers
+from . import palette
+
+COLOURINGS = ("magnitude", "tag")
+DPI = 100
+PANEL_HEIGHT_IN = 2.3
+TOP_IN, BOTTOM_IN, GAP_IN = 0.35, 1.45, 0.75     # margins: titles, legend + tick labels
+WIDTH_IN = 10.0
+
+
+def colourings(color):
+    """The colourings a ``color`` argument asks for: 'magnitude', 'tag' or 'both'."""
+    if color == "both":
+        return COLOURINGS
+    if color not in COLOURINGS:
+        raise SimulatorError(f"color: expected magnitude, tag or both, got {color!r}")
+    return (color,)
+
+
+def presence(trace):
+    """Boolean (T, L+1) masks: where the forward wave and the backward wave of a
+    real frame are present, read from the provenance tags."""
+    fwd = trace["tag_input"] >= 0
+    bwd = trace["tag_output"] >= 0
+    bwd[:, 0] = False
+    return fwd, bwd
+
+
+def layer_scales(trace):
+    """Per-layer maxima of ‖x‖ and ‖δ‖ over the run (the fixed colour scale)."""
+    x = np.nan_to_num(trace["x_norm"])
+    d = np.nan_to_num(trace["delta_norm"])
+    return x.max(axis=0), d.max(axis=0)
+
+
+def stream_frames(trace, tags):
+    """Stream-frame indices that integer tick tags name (−1 stays −1): a frame held
+    h ticks has one index, so tag colouring shows one band per held frame."""
+    frames = trace["stream_frame"]
+    safe = np.clip(tags, 0, len(frames) - 1)
+    return np.where(tags >= 0, frames[safe], -1)
+
+
+def wave_levels(trace, color="magnitude"):
+    """Forward and backward levels (T, L+1) in [0, 1] for the palette."""
+    fwd, bwd = presence(trace)
+    if color == "magnitude":
+        xs, ds = layer_scales(trace)
+        return (palette.magnitude_levels(trace["x_norm"], fwd, xs),
+                palette.magnitude_levels(trace["delta_norm"], bwd, ds))
+    if color == "tag":
+        return (palette.tag_levels(stream_frames(trace, trace["tag_input"]), fwd),
+                palette.tag_levels(stream_frames(trace, trace["tag_output"]), bwd))
+    raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
+
+
+def raster_rgb(trace, color="magnitude"):
+    """The raster as RGB floats shaped (L+1, T, 3): row l is layer l, column t tick t."""
+    f, b = wave_levels(trace, color)
+    # Tag shades of both waves must show where they cross (an X of band edges,
+    # the paper's Fig. 2B), so tag colouring averages the two levels.
+    rgb = palette.mix(f, b, strength="mean" if color == "tag" else "max")
+    return np.transpose(rgb, (1, 0, 2))
+
+
+def check_windows(trace, windows):
+    """Validated (start, stop) tick ranges; the whole run when ``windows`` is empty."""
+    T = len(trace["tick"])
+    if not windows:
+        return [(0, T)]
+    out = []
+    for w in windows:
+        try:
+            start, stop = (int(v) for v in w)
+        except (TypeError, ValueError):
+            raise SimulatorError(f"render window {w!r}: expected (start, stop) ticks") from None
+        if not 0 <= start < stop <= T:
+            raise SimulatorError(f"render window {w!r}: expected 0 <= start < stop <= {T} "
+                                 f"(the run has {T} ticks)")
+        out.append((start, stop))
+    return out
+
+
+def draw_panel(ax, rgb, window, depth, title="", ls_label=True):
+    """Draw ``rgb`` (L+1, T, 3) restricted to ``window`` on ``ax``, with the
+    synchronization layer(s) outlined; cell (t, l) is centred on data point (t, l)."""
+    start, stop = window
+    ax.imshow(rgb[:, start:stop], origin="lower", aspect="auto", interpolation="nearest",
+              extent=(start - 0.5, stop - 0.5, -0.5, depth + 0.5))
+    for l in synchronized_layers(depth):
+        for edge in (l - 0.5, l + 0.5):
+            ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.6)
+        if ls_label:
+            ax.annotate(f"ls={l}", xy=(1.0, l), xycoords=("axes fraction", "data"),
+                        xytext=(3, 0), textcoords="offset points", va="center",
+                        fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
+    ax.set_xlim(start - 0.5, stop - 0.5)
+    ax.set_ylim(-0.5, depth + 0.5)
+    ax.set_xlabel("tick")
+    ax.set_ylabel("layer (0 = input)")
+    step = max(1, int(np.ceil((depth + 1) / 12)))
+    ax.set_yticks(range(0, depth + 1, step))
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def legend_handles(color):
+    """Patches saying what the colours mean (shared with the GIF)."""
+    how = {"magnitude": "shade ∝ norm / layer max",
+           "tag": "shades alternate with the stream frame"}
+    return [
+        Patch(color=palette.RED, label="forward wave: x carries a frame"),
+        Patch(color=palette.BLUE, label="backward wave: δ carries a frame's output error"),
+        Patch(color=palette.PURPLE, label="both: red-blue neuron"),
+        Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="empty"),
+        Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6,
+              label="ls: forward steps = backward steps"),
+    ], how.get(color, "")
+
+
+def _window_title(window, index, count):
+    start, stop = window
+    if count == 2:
+        phase = ("(A) filling", "(B) stationary")[index]
+        return f"{phase}: ticks {start}–{stop - 1}"
+    return f"ticks {start}–{stop - 1}"
+
+
+def raster_figure(trace, windows=(), color="both"):
+    """The waves.png figure: one row per window (whole run if none), one column
+    per colouring. Returns (figure, panels) with panels a list of
+    (axes, window, colouring) so callers can map ticks and layers to pixels."""
+    windows = check_windows(trace, windows)
+    kinds = colourings(color)
+    depth = trace.depth
+    rows, cols = len(windows), len(kinds)
+    height = TOP_IN + BOTTOM_IN + PANEL_HEIGHT_IN * rows + GAP_IN * (rows - 1)
+    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, cols, left=0.07, right=0.94,
+                            bottom=BOTTOM_IN / height, top=1 - TOP_IN / height,
+                            hspace=GAP_IN / PANEL_HEIGHT_IN, wspace=0.25)
+    images = {kind: raster_rgb(trace, kind) for kind in kinds}
+    name = trace.meta.get("name", "")
+    panels = []
+    for i, window in enumerate(windows):
+        for j, kind in enumerate(kinds):
+            ax = fig.add_subplot(grid[i, j])
+            title = f"{name} — {_window_title(window, i, rows)} — colour by {kind}"
+            draw_panel(ax, images[kind], window, depth, title=title.lstrip(" —"))
+            panels.append((ax, window, kind))
+    handles, _ = legend_handles(kinds[0])
+    notes = "; ".join(f"{k}: {legend_handles(k)[1]}" for k in kinds)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False,
+               title=notes, title_fontsize=8)
+    return fig, panels
+
+
+def write_raster(path, trace, windows=(), color="both"):
+    """Write waves.png atomically at ``path``."""
+    from . import save_png
+    fig, _ = raster_figure(trace, windows, color)
+    save_png(fig, path)
+    return path

@@ -1,0 +1,248 @@
+"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D).
+
+In g[t,l] = δ[t,l] x[t,l−1]ᵀ the input has taken l − 1 forward steps and the
+supervision L − l backward steps, so with the target presented alongside the
+input (d_y = 0) they belong to the same frame exactly at ls = (L+1)/2 (L odd);
+for even L the two middle layers are off by one tick. The gradient of frame s
+is formed at ls at tick s + (L−1)/2. Even at ls only the input and the
+supervision are guaranteed to match: the output activity in δ and the σ'
+factors come from other frames unless the rule keeps them (Fact D). This
+module reads all of that from the provenance tags of a trace — exact
+bookkeeping, not formulas — and pairs it with the measured mismatch.
+"""
+import numpy as np
+
+from .errors import SimulatorError
+
+
+def synchronized_layers(depth):
+    """(ls,) for odd L, the two layers closest to synchronization for even L."""
+    depth = int(depth)
+    if depth < 1:
+        raise SimulatorError(f"depth must be >= 1, got {depth}")
+    if depth % 2:
+        return ((depth + 1) // 2,)
+    return (depth // 2, depth // 2 + 1)
+
+
+def gradient_delay(depth):
+    """(L−1)/2: ticks between a frame entering layer 0 and its gradient at ls
+    (an int for odd L; for even L a half-integer no layer meets exactly)."""
+    delay = (int(depth) - 1) / 2
+    return int(delay) if float(delay).is_integer() else delay
+
+
+def steady_window(trace):
+    """(start, stop) ticks once the network is filled: every layer's δ carries a
+    real frame's output error and its g pairs with a real frame. The whole run if
+    it never fills (too few ticks)."""
+    ready = (trace["tag_output"][:, 1:] >= 0).all(axis=1) & (trace["tag_pair"][:, 1:] >= 0).all(axis=1)
+    T = len(ready)
+    filled = np.flatnonzero(ready)
+    if not len(filled):
+        return 0, T
+    return int(filled[0]), T
+
+
+def _scene(trace):
+    return trace.meta.get("scene", {}) if isinstance(trace.meta, dict) else {}
+
+
+def supervision_delay(trace):
+    """d_y from the resolved scene, else read off the output layer's tags."""
+    rule = _scene(trace).get("rule", {})
+    if "supervision_delay" in rule:
+        return int(rule["supervision_delay"])
+    sup = trace["tag_supervision"][:, -1]
+    t = trace["tick"]
+    known = sup >= 0
+    return int(t[known][-1] - sup[known][-1]) if known.any() else 0
+
+
+def _tag(value):
+    value = int(value)
+    return value if value >= 0 else None
+
+
+def _in_sync(component, reference):
+    if component is None or reference is None:
+        return None
+    return component == reference
+
+
+def _mean(values):
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def _rows(trace, window):
+    L = trace.depth
+    last = len(trace["tick"]) - 1
+    start, stop = window
+    rows = []
+    for l in range(1, L + 1):
+        x_tag = _tag(trace["tag_pair"][last, l])
+        lo, hi = _tag(trace["tag_sigma_lo"][last, l]), _tag(trace["tag_sigma_hi"][last, l])
+        sigma = None if lo is None or x_tag is None else (lo == hi == x_tag)
+        rows.append({
+            "layer": l,
+            "forward_steps": l - 1,
+            "backward_steps": L - l,
+            "lag": (l - 1) - (L - l),
+            "input_tag": x_tag,
+            "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
+            "supervision_tag": _tag(trace["tag_supervision"][last, l]),
+            "output_tag": _tag(trace["tag_output"][last, l]),
+            "sigma_tags": [lo, hi],
+            "supervision_in_sync": _in_sync(_tag(trace["tag_supervision"][last, l]), x_tag),
+            "output_in_sync": _in_sync(_tag(trace["tag_output"][last, l]), x_tag),
+            "sigma_in_sync": sigma,
+            "mean_cos": _mean(trace["mismatch_cos"][start:stop, l - 1]),
+            "mean_rel": _mean(trace["mismatch_rel"][start:stop, l - 1]),
+            "synchronized": False,
+        })
+    return rows
+
+
+def _hold(trace):
+    stream = _scene(trace).get("stream", {})
+    if stream.get("kind") in ("held", "dataset"):
+        return int(stream.get("hold", 1))
+    if stream.get("kind") == "constant":
+        return None
+    return None
+
+
+def _tau_rule(depth, hold, kind):
+    tau = depth - 1
+    text = (f"τs = (L−1)Δt = {tau} ticks: synchronization approximately holds where the input "
+            f"is nearly constant over {tau} ticks (frames held h ≥ {tau}).")
+    if kind == "constant":
+        text += " This run's input is constant: every layer settles on backprop's gradient."
+    elif hold is not None:
+        verdict = "at or above" if hold >= tau else "below"
+        unit = "tick" if hold == 1 else "ticks"
+        text += f" This run holds each frame {hold} {unit}, {verdict} τs."
+    return text
+
+
+def sync_report(trace):
+    """Per-layer synchronization of a trace, as a JSON-serializable dict.
+
+    ``rows``: for each layer l = 1..L the forward steps l−1, backward steps L−l,
+    their lag, the input (paired x) and supervision tags at the last tick, whether
+    the supervision, the output activity and the σ' factors of δ belong to the
+    input's frame, and the mean cosine / relative error over the steady window.
+    ``summary``: ls = (L+1)/2 (Eq. 6) or, for even L, the two closest layers; the
+    layers whose tags actually match at the last tick; the gradient delay
+    (L−1)/2; and the τs = (L−1)Δt rule, with the run's hold time when known.
+    """
+    L = trace.depth
+    window = steady_window(trace)
+    rows = _rows(trace, window)
+    layers = synchronized_layers(L)
+    exact = L % 2 == 1
+    if exact:
+        rows[layers[0] - 1]["synchronized"] = True
+    matched = [r["layer"] for r in rows if r["supervision_in_sync"]]
+    stream = _scene(trace).get("stream", {})
+    summary = {
+        "depth": L,
+        "supervision_delay": supervision_delay(trace),
+        "ls": layers[0] if exact else None,
+        "closest": list(layers),
+        "exact": exact,
+        "matched_layers": matched,
+        "delay": gradient_delay(L),
+        "tau_s": L - 1,
+        "tau_rule": _tau_rule(L, _hold(trace), stream.get("kind")),
+        "steady_window": list(window),
+        "ticks": int(len(trace["tick"])),
+        "last_tick": int(trace["tick"][-1]),
+    }
+    summary["text"] = _summary_lines(summary, rows)
+    return {"name": trace.meta.get("name", "") if isinstance(trace.meta, dict) else "",
+            "rows": rows, "summary": summary}
+
+
+def _summary_lines(s, rows):
+    L = s["depth"]
+    lines = []
+    if s["exact"]:
+        ls = s["ls"]
+        so = ("so input and supervision belong to the same frame (Eq. 6)." if not s["supervision_delay"]
+              else "which synchronizes input and supervision when d_y = 0 (Eq. 6).")
+        lines.append(f"ls = (L+1)/2 = {ls}: forward steps {ls - 1} = backward steps {L - ls}, {so}")
+        row = rows[ls - 1]
+        parts = [f"output activity {_word(row['output_in_sync'])}",
+                 f"σ' factors {_word(row['sigma_in_sync'])}"]
+        lines.append(f"At ls the other components of δ: {', '.join(parts)} with the input's frame.")
+        if s["supervision_delay"] == 0:
+            lines.append(f"Gradient delay (L−1)/2 = {s['delay']} ticks: frame s is formed at ls at "
+                         f"tick s + {s['delay']}.")
+        else:
+            lines.append(f"The paper's gradient delay (L−1)/2 = {s['delay']} ticks assumes d_y = 0; "
+                         "the age column gives each layer's delay in this run.")
+    else:
+        a, b = s["closest"]
+        lines.append(f"L = {L} is even: no layer is exactly synchronized; layers {a} and {b} are "
+                     "closest (off by one tick).")
+        lines.append(f"Gradient delay (L−1)/2 = {s['delay']} ticks, met by no layer exactly.")
+    if s["supervision_delay"]:
+        where = ", ".join(map(str, s["matched_layers"])) or "none"
+        lines.append(f"Supervision delay d_y = {s['supervision_delay']} shifts the match: "
+                     f"tags agree at layer(s) {where}.")
+    lines.append(s["tau_rule"])
+    start, stop = s["steady_window"]
+    lines.append(f"Mean mismatch over ticks {start}–{stop - 1} (network filled).")
+    return lines
+
+
+def _word(flag):
+    return {True: "in sync", False: "NOT in sync", None: "unknown (empty)"}[flag]
+
+
+def _cell(flag):
+    return {True: "yes", False: "no", None: "-"}[flag]
+
+
+def _num(value, fmt):
+    return "-" if value is None else format(value, fmt)
+
+
+def format_sync(report):
+    """The sync report as a printable table plus its summary lines."""
+    header = ("layer", "fwd", "bwd", "lag", "x tag", "y tag", "age", "out", "σ'", "cos",
+              "rel err", "note")
+    table = [header]
+    for r in report["rows"]:
+        table.append((str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]),
+                      f"{r['lag']:+d}", _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"),
+                      _num(r["age"], "d"),
+                      _cell(r["output_in_sync"]), _cell(r["sigma_in_sync"]),
+                      _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g"),
+                      _marker(r, report["summary"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    name = report.get("name") or "run"
+    s = report["summary"]
+    lines.append(f"{name}: depth L = {s['depth']}, supervision delay d_y = {s['supervision_delay']}, "
+                 f"tags at tick {s['last_tick']}")
+    for k, row in enumerate(table):
+        lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths).rstrip())
+    lines.append("fwd/bwd: forward steps l−1 / backward steps L−l; lag = fwd − bwd; x tag / y tag: "
+                 "frame of the paired input / of δ's target; age: ticks since the x tag's frame "
+                 "entered; out, σ': that component of δ belongs to the x tag's frame; cos, rel err: "
+                 "mean mismatch against backprop.")
+    lines.extend(s["text"])
+    return "\n".join(lines)
+
+
+def _marker(row, summary):
+    if row["synchronized"]:
+        return "<- ls"
+    if not summary["exact"] and row["layer"] in summary["closest"]:
+        return "<- closest"
+    return ""
