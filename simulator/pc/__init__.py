@@ -1,3 +1,16 @@
-"""Predictive coding on computational graphs (Salvatori et al., paper 002):
-graph.py (ops, VJPs, BP), levelling.py (Algorithm 2), inference.py (IL, Z-IL),
-builders.py (the five test graphs), tables.py (Tables 1 and 2)."""
+"""Predictive coding on computational graphs (Salvatori et al., paper 002).
+
+graph.py (elementary ops with VJPs, forward pass and reference backprop),
+levelling.py (Algorithm 2), inference.py (IL, Z-IL, the error-wave record),
+builders.py (MLP, CNN, RNN, residual and attention graphs), tables.py
+(Tables 1 and 2).
+"""
+from .builders import ARCHITECTURES, build
+from .graph import Graph, backprop, bp_update
+from .inference import ErrorWave, PCResult, error_wave, il, zil, zil_wave
+from .levelling import is_levelled, level
+from .tables import format_markdown, table1, table2, write_csv
+
+__all__ = ["ARCHITECTURES", "build", "Graph", "backprop", "bp_update", "ErrorWave",
+           "PCResult", "error_wave", "il", "zil", "zil_wave", "is_levelled", "level",
+           "format_markdown", "table1", "table2", "write_csv"]

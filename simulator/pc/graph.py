@@ -248,8 +248,10 @@ def backprop(graph, values, target):
     return mu, delta, grads
 
 
-def reverse(graph, mu, delta_out):
-    """Eq. 2/4: propagate δ from the output to every vertex, summing over parents."""
+def reverse(graph, mu, delta_out, keep=True):
+    """Eq. 2/4: propagate δ from the output to every vertex, summing over
+    parents. With ``keep=False`` an op vertex's δ is dropped once passed on
+    (only the leaves' survive), as autodiff engines do to save memory."""
     needs = needs_grad(graph)
     delta = [None] * len(graph)
     delta[graph.output] = delta_out
@@ -258,6 +260,8 @@ def reverse(graph, mu, delta_out):
         if v.is_leaf or delta[j] is None:
             continue
         cots = vjp(graph, j, delta[j], [mu[a] for a in v.args], mu[j], needs[j])
+        if not keep:
+            delta[j] = None
         for a, c in zip(v.args, cots):
             if c is not None:
                 delta[a] = c if delta[a] is None else delta[a] + c
@@ -266,8 +270,9 @@ def reverse(graph, mu, delta_out):
 
 def bp_update(graph, values, target, lr):
     """One BP step (Eq. 3): Δζ = −α ∂E/∂ζ for every parameter; returns {name: Δζ}."""
-    _, _, grads = backprop(graph, values, target)
-    return {name: -lr * g for name, g in grads.items()}
+    mu = forward(graph, values)
+    delta = reverse(graph, mu, mu[graph.output] - target, keep=False)
+    return {graph.vertices[i].name: -lr * delta[i] for i in graph.leaves("param")}
 
 
 def loss(graph, values, target):

@@ -161,37 +161,40 @@ def zil_wave(graph, values, target, lr):
     keep relaxing, but nothing they do reaches a later front or a parameter
     update before the next forward pass resets them. So the wavefront alone
     gives exactly the updates of ``zil`` (tested), at the cost of one backward
-    sweep: this is the schedule whose time Table 2 compares with BP's. Needs
-    the op vertices levelled (``level(graph, leaves=False)`` suffices).
+    sweep: this is the schedule whose time Table 2 compares with BP's. Value
+    nodes are dropped once the front has passed them, since nothing reads them
+    again. Needs the op vertices levelled (``level(graph, leaves=False)``).
     """
     lv = levels(graph, leaves=False)
     needs = needs_grad(graph)
     mu = forward(graph, values)
-    x = list(mu)
-    x[graph.output] = np.asarray(target, dtype=mu[graph.output].dtype)
     eps = [None] * len(graph)
-    eps[graph.output] = mu[graph.output] - x[graph.output]
+    eps[graph.output] = mu[graph.output] - np.asarray(target, dtype=mu[graph.output].dtype)
     fronts = [[] for _ in range(max(lv) + 1)]
     for j, v in enumerate(graph.vertices):
         if not v.is_leaf:
             fronts[lv[j]].append(j)
-    updates = {}
+    grads = {}
     for t in range(1, len(fronts) + 1):
         inbox = {}
         for j in fronts[t - 1]:
             v = graph.vertices[j]
             cots = vjp(graph, j, eps[j], [mu[a] for a in v.args], mu[j], needs[j])
+            eps[j] = None  # read by nothing after this tick: free it
             for a, c in zip(v.args, cots):
                 if c is not None:
                     inbox[a] = c if a not in inbox else inbox[a] + c
         for a, term in inbox.items():
             vertex = graph.vertices[a]
             if vertex.is_leaf:  # Eq. 16: this use of the parameter learns now
-                step = -lr * term
-                updates[vertex.name] = updates[vertex.name] + step if vertex.name in updates else step
+                grads[vertex.name] = grads[vertex.name] + term if vertex.name in grads else term
             else:
-                x[a] = x[a] - term  # Eq. 7 with γ = 1 and ε_a = 0 before the front
-                eps[a] = mu[a] - x[a]
+                # Eq. 7 with γ = 1 and ε_a = 0 before the front: x_a = μ_a − term.
+                # Then ε_a = μ_a − x_a, written over x_a, which this schedule
+                # never reads again (the wake is not simulated).
+                value = mu[a] - term
+                eps[a] = np.subtract(mu[a], value, out=value)
+    updates = {name: -lr * g for name, g in grads.items()}
     return PCResult(updates, len(fronts), None, lv)
 
 
