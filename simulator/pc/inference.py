@@ -16,6 +16,9 @@ the error wave reaches its level (Algorithm 3: level k learns at tick k). A
 parameter used by several parents (an RNN's shared weights) collects one term
 per edge at that edge's tick and changes once, after its last term, so its
 other uses still see the forward-pass value until the wave reaches them.
+d_j is the shortest distance to the output (the paper's d_i): on a graph that
+is not levelled a parameter thus learns from the first, partial arrival of
+the error — the failure that Algorithm 2 repairs.
 """
 from dataclasses import dataclass
 
