@@ -1,0 +1,145 @@
+"""The locking picture (SPEC §5): backprop's locked schedule and the tick engine's
+pipelined one side by side, layer × tick, on the same tick axis.
+
+Each layer's row is split in two: the lower half shows forward work, the upper
+half backward work, coloured by the frame being worked on (backward in a
+lighter shade of the frame's colour), light grey where the layer idles. Titles
+give utilisation (share of layer-ticks doing work) and frames per tick. The
+optional GIF sweeps a tick cursor over both panels.
+"""
+import os
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..errors import SimulatorError
+from ..locking import schedules
+from . import palette, save_png
+
+DPI = 100
+FRAME_COLOURS = colormaps["tab10"].colors
+BACKWARD_LIGHTEN = 0.45
+LABEL_LIMIT = 64          # frame numbers are written in cells when the axis is this short
+NAMES = {"backprop": "backprop: forward- and backward-locked",
+         "pipelined": "tick engine: pipelined"}
+
+
+def frame_colour(frame, backward=False):
+    """RGB of a frame's work (backward work lighter)."""
+    rgb = np.array(FRAME_COLOURS[int(frame) % len(FRAME_COLOURS)][:3])
+    return rgb + BACKWARD_LIGHTEN * (1.0 - rgb) if backward else rgb
+
+
+def occupancy_rgb(forward, backward):
+    """(2L, T, 3) image: row 2(l−1) forward work of layer l, row 2(l−1)+1 backward."""
+    L, T = forward.shape
+    image = np.empty((2 * L, T, 3))
+    image[:] = palette.EMPTY
+    for rows, occ, back in ((slice(0, None, 2), forward, False), (slice(1, None, 2), backward, True)):
+        part = image[rows]
+        for frame in np.unique(occ[occ >= 0]):
+            part[occ == frame] = frame_colour(frame, back)
+        image[rows] = part
+    return image
+
+
+def _panel(ax, name, sched, depth, frames, span):
+    image = occupancy_rgb(sched["forward"], sched["backward"])
+    T = sched["ticks"]
+    ax.imshow(image, origin="lower", aspect="auto", interpolation="nearest",
+              extent=(-0.5, T - 0.5, 0.5, depth + 0.5))
+    ax.set_xlim(-0.5, span - 0.5)
+    ax.set_ylim(0.5, depth + 0.5)
+    ax.set_yticks(range(1, depth + 1, max(1, int(np.ceil(depth / 12)))))
+    ax.set_xlabel("tick")
+    ax.set_ylabel("layer")
+    for l in range(1, depth):
+        ax.axhline(l + 0.5, color="white", linewidth=1.0)
+    ax.axvline(T - 0.5, color="#444444", linewidth=1.0, linestyle="--")
+    if span <= LABEL_LIMIT:
+        for l in range(depth):
+            for t in np.flatnonzero(sched["forward"][l] >= 0):
+                ax.text(t, l + 1 - 0.25, str(sched["forward"][l, t]), ha="center", va="center",
+                        fontsize=6, color="white")
+    ax.set_title(f"{NAMES[name]}\nutilisation {100 * sched['utilisation']:.0f}% "
+                 f"(steady {100 * sched['steady_utilisation']:.0f}%), "
+                 f"{sched['frames_per_tick']:.3f} frames/tick "
+                 f"(steady {sched['steady_frames_per_tick']:.3g}); done at tick {T}",
+                 fontsize=9)
+
+
+def locking_figure(depth, frames, result=None):
+    """The locking.png figure; returns (figure, {schedule name: axes}, schedules)."""
+    result = result or schedules(depth, frames)
+    L, F = result["depth"], result["frames"]
+    span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
+    height = 2.2 + 0.3 * L
+    fig = Figure(figsize=(12, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(1, 2, left=0.05, right=0.98, bottom=0.85 / height,
+                            top=1 - 0.8 / height, wspace=0.12)
+    axes = {}
+    for j, name in enumerate(("backprop", "pipelined")):
+        ax = fig.add_subplot(grid[0, j])
+        _panel(ax, name, result[name], L, F, span)
+        axes[name] = ax
+    handles = [Patch(color=frame_colour(0), label="forward work (lower half), colour = frame"),
+               Patch(color=frame_colour(0, True), label="backward work (upper half)"),
+               Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="idle")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"{F} frames through L = {L} layers: backprop needs 2L = {2 * L} ticks per "
+                 f"frame; the tick engine takes a new frame every tick", fontsize=10)
+    return fig, axes, result
+
+
+def _locking_frames(fig, axes, span, every):
+    """GIF frames (palette indices) of the figure with a cursor at each tick."""
+    from .animate import IndexedPalette
+    width, height = fig.canvas.get_width_height()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    pal = IndexedPalette(rgb)
+    background = pal.index_exact(rgb)
+    dark = pal.index_float(np.array([0.07, 0.07, 0.07]))
+    ticks = np.arange(0, span, every)
+    frames = np.empty((len(ticks), height, width), dtype=np.uint8)
+    spans = []
+    for ax in axes.values():
+        top = int(np.ceil(height - ax.transData.transform((0, ax.get_ylim()[1]))[1]))
+        bottom = int(np.floor(height - ax.transData.transform((0, ax.get_ylim()[0]))[1]))
+        spans.append((ax, top, bottom))
+    for i, t in enumerate(ticks):
+        frame = background.copy()
+        for ax, top, bottom in spans:
+            c = int(round(ax.transData.transform((t, 0))[0]))
+            frame[top:bottom, max(c - 1, 0):c + 1] = dark
+        frames[i] = frame
+    return frames, pal.colours
+
+
+def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
+    """Write locking.png (both schedules side by side, SPEC §5) into ``folder``
+    atomically, and locking.gif (a tick cursor sweeping both) when ``gif``.
+    ``size`` (width, height) pixels sets the picture size (default: 12 in wide).
+    Returns {file name: path}."""
+    from ..probes import atomic_write
+    from .animate import check_size, encode_gif
+    if not os.path.isdir(folder):
+        raise SimulatorError(f"{folder}: not a folder to write pictures into")
+    fig, axes, result = locking_figure(depth, frames)
+    if size is not None:
+        w, h = check_size(size)
+        fig.set_size_inches(w / DPI, h / DPI)
+    written = {"locking.png": save_png(fig, os.path.join(folder, "locking.png"))}
+    if gif:
+        if isinstance(every, bool) or int(every) != every or every < 1:
+            raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
+        fig.canvas.draw()
+        span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
+        images, colours = _locking_frames(fig, axes, span, int(every))
+        path = os.path.join(folder, "locking.gif")
+        atomic_write(path, lambda f: encode_gif(f, images, colours, fps), binary=True)
+        written["locking.gif"] = path
+    return written
