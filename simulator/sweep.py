@@ -246,10 +246,21 @@ def _run_local(jobs, workers, save):
         return
     if int(workers) < 1:
         raise SimulatorError(f"--workers: expected at least 1, got {workers}")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=int(workers)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=int(workers),
+                                                initializer=_one_blas_thread) as pool:
         futures = {pool.submit(run_point, *job): job for job in jobs}
         for fut in concurrent.futures.as_completed(futures):
             save(_result_or_failure(fut, futures[fut]))
+
+
+def _one_blas_thread():
+    """Worker processes are the parallelism: a multi-threaded BLAS in each of
+    them would oversubscribe the cores and make more workers slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
 def _run_dask(jobs, scheduler, save):
