@@ -49,11 +49,13 @@ def main():
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Override run.dtype.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any scene key (repeatable), e.g. --set rule.feedback=random.")
+@click.option("--no-png", is_flag=True, help="Skip waves.png and mismatch.png.")
+@click.option("--no-gif", is_flag=True, help="Skip waves.gif.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
-def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
+def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet):
     """Run SCENE (a name from `tickprop scenes`, a .toml file, or a run.json to replay)."""
     from simulator import scene as scenes
-    from simulator.runner import Prepared, write_run
+    from simulator.runner import Prepared, picture_writer, write_run
 
     name, resolved = scenes.load(scene)
     typed = {f"run.{key}": value for key, value in
@@ -70,6 +72,7 @@ def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
         return
     try:
         prepared = Prepared(name, resolved)
+        pictures = picture_writer(resolved["render"], png=not no_png, gif=not no_gif)
     except (SceneError, BudgetError) as exc:
         raise type(exc)(f"{scenes.find_scene(scene)}: {exc}") from None
     bar = _progress(quiet, resolved["run"]["ticks"], f"{name}")
@@ -78,7 +81,7 @@ def run(scene, out, ticks, seed, device, dtype, overrides, quiet):
     else:
         with bar:
             trace = prepared.simulate(progress=bar.update)
-    write_run(out, trace)
+    write_run(out, trace, [pictures])
     if not quiet:
         t = trace.meta["timings"]
         click.echo(f"{name}: {resolved['run']['ticks']} ticks in {t['simulate_s']:.2f} s "
@@ -117,6 +120,69 @@ def sweep(sweep_scene, workers, scheduler, out, quiet):
     if not quiet:
         click.echo(f"{name}: {summary['points']} points ({summary['ran']} run now, "
                    f"{summary['failed']} failed) in {summary['seconds']:.1f} s -> {summary['csv']}")
+
+
+@main.command()
+@click.argument("source", metavar="TRACE_OR_RUN_DIR", type=click.Path())
+@click.option("--every", type=click.IntRange(1), help="One GIF frame every K ticks.")
+@click.option("--size", metavar="WxH", help="GIF size in pixels, e.g. 720x400.")
+@click.option("--color", type=click.Choice(["magnitude", "tag", "both"]), help="Raster colouring.")
+@click.option("--no-png", is_flag=True, help="Skip waves.png and mismatch.png.")
+@click.option("--no-gif", is_flag=True, help="Skip waves.gif.")
+def render(source, every, size, color, no_png, no_gif):
+    """Re-draw the pictures of a saved run (its folder or its trace.npz) without simulating."""
+    from simulator import scene as scenes
+    from simulator.probes import Trace
+    from simulator.runner import picture_writer
+
+    folder = os.path.dirname(source) if source.endswith(".npz") else source
+    trace = Trace.load(folder)
+    opts = dict(trace.meta.get("scene", {}).get("render") or
+                {k: f.default for k, f in scenes.RENDER.items()})
+    opts.update({k: v for k, v in (("every", every), ("color", color)) if v is not None})
+    if size is not None:
+        opts["size"] = _parse_size(size)
+    picture_writer(opts, png=not no_png, gif=not no_gif)(folder, trace)
+    click.echo(f"pictures re-drawn in {folder}")
+
+
+def _parse_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SimulatorError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 720x400") from None
+    if not (64 <= w <= 4096 and 64 <= h <= 4096):
+        raise SimulatorError(f"--size {text!r}: width and height must lie in 64..4096")
+    return [w, h]
+
+
+@main.command()
+@click.argument("scene", required=False)
+@click.option("--depth", type=click.IntRange(1, 512), help="Inspect the default scene at this depth L.")
+@click.option("--ticks", type=click.IntRange(1), help="Override run.ticks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sync(scene, depth, ticks, as_json):
+    """Per-layer synchronization table of SCENE (or of the default scene at --depth L)."""
+    import json as json_mod
+
+    from simulator import scene as scenes
+    from simulator.runner import Prepared
+    from simulator.sync import format_sync, sync_report
+
+    if scene is None and depth is None:
+        raise SimulatorError("give a SCENE or --depth L")
+    name, resolved = scenes.load(scene or "fig3_fast")
+    if resolved["kind"] != "diffusion":
+        raise SimulatorError(f"{name}: sync inspects diffusion scenes, this one is {resolved['kind']!r}")
+    typed = {"record.states": False}
+    if depth is not None:
+        typed.update({"network.depth": depth, "network.sizes": []})
+        typed["run.ticks"] = ticks or max(resolved["run"]["ticks"], 8 * depth)
+    elif ticks is not None:
+        typed["run.ticks"] = ticks
+    resolved = scenes.apply_overrides(resolved, [], scene or "--depth", typed)
+    report = sync_report(Prepared(name, resolved).simulate())
+    click.echo(json_mod.dumps(report, indent=2) if as_json else format_sync(report))
 
 
 @main.command("scenes")

@@ -177,4 +177,25 @@ def _jsonable(value):
     raise TypeError(f"cannot store {type(value).__name__} in run.json")
 
 
-__all__ = ["Prepared", "write_run", "Trace"]
+def clip_windows(windows, ticks):
+    """Raster windows cut to the ticks a run has (a run shortened with --ticks
+    still draws what it has); windows left empty are dropped."""
+    clipped = [(min(a, ticks), min(b, ticks)) for a, b in windows]
+    return [(a, b) for a, b in clipped if a < b]
+
+
+def picture_writer(render, png=True, gif=True):
+    """A write_run writer drawing the scene's pictures (``png``/``gif`` can
+    only turn the scene's own choices off, as --no-png/--no-gif do)."""
+    if len(render["size"]) != 2:
+        raise SceneError(f"key 'render.size': expected [width, height], got {render['size']}")
+
+    def write(folder, trace):
+        from .render import write_pictures
+        write_pictures(folder, trace, png=render["png"] and png, gif=render["gif"] and gif,
+                       every=render["every"], size=tuple(render["size"]),
+                       color=render["color"], windows=clip_windows(render["windows"], len(trace["tick"])))
+    return write
+
+
+__all__ = ["Prepared", "write_run", "Trace", "picture_writer"]

@@ -138,6 +138,15 @@ RECORD = {
     "memory_budget": Field("size", "1GiB", "refuse runs whose recording exceeds this"),
 }
 
+RENDER = {
+    "png": Field("bool", True, "write waves.png and mismatch.png"),
+    "gif": Field("bool", True, "write waves.gif"),
+    "every": Field("int", 1, "one GIF frame every k ticks", low=1),
+    "size": Field("int_list", [720, 400], "GIF width and height in pixels", low=64, high=4096),
+    "color": Field("str", "both", "raster colouring", choices=("magnitude", "tag", "both")),
+    "windows": Field("window_list", [], "tick windows [start, stop] drawn as raster panels "
+                     "(empty = the whole run)", low=0),
+}
 SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype")}
 
 AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
@@ -178,7 +187,7 @@ TRAIN_BATCHES = {
 
 SCHEMAS = {
     "diffusion": {"network": NETWORK, "stream": STREAM, "target": TARGET,
-                  "rule": RULE, "run": RUN, "record": RECORD},
+                  "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
     "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
     "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
                  "run": SEED_DEVICE},

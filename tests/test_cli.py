@@ -194,3 +194,35 @@ def test_train_and_sweep_scenes_from_the_command_line(runner, tmp_path):
     assert res.exit_code == 0, res.output
     rows = open("sw/sweep.csv").read().strip().splitlines()
     assert len(rows) == 3 and "stream.hold" in rows[0]
+
+
+def test_run_writes_pictures_and_render_redraws_them(runner):
+    res = invoke(runner, "run", "fig1_constant", "--ticks", "30", "--quiet")
+    assert res.exit_code == 0, res.output
+    folder = "outputs/fig1_constant"
+    for f in ("waves.png", "mismatch.png", "waves.gif"):
+        assert os.path.getsize(os.path.join(folder, f)) > 1000
+    os.remove(os.path.join(folder, "waves.gif"))
+    res = invoke(runner, "render", folder, "--every", "3", "--size", "320x200", "--no-png")
+    assert res.exit_code == 0, res.output
+    import imageio.v3 as iio
+    frames = iio.imread(os.path.join(folder, "waves.gif"), index=None)
+    assert frames.shape[0] == 10 and frames.shape[1:3] == (200, 320)
+    res = runner.invoke(cli.main, ["render", folder, "--size", "big"])
+    assert res.exit_code == 2 and "WIDTHxHEIGHT" in res.stderr
+
+
+def test_no_gif_and_no_png_skip_their_files(runner):
+    invoke(runner, "run", "fig3_fast", "--ticks", "20", "--quiet", "--no-gif", "--no-png")
+    assert sorted(os.listdir("outputs/fig3_fast")) == ["run.json", "trace.npz"]
+
+
+def test_sync_names_ls_and_delay(runner):
+    res = invoke(runner, "sync", "--depth", "9", "--json")
+    assert res.exit_code == 0, res.output
+    text = res.output
+    assert "5" in text and "4" in text
+    res = invoke(runner, "sync", "--depth", "9")
+    assert "ls = (L+1)/2 = 5" in res.output and "(L−1)/2 = 4" in res.output
+    res = runner.invoke(cli.main, ["sync"])
+    assert res.exit_code == 2
