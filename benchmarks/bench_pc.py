@@ -31,7 +31,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     ap.add_argument("--T", type=int, default=20, help="IL inference ticks")
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     rows = table2(dtype=args.dtype, T=args.T, repeats=args.repeats)
     print(format_markdown(rows))
