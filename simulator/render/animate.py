@@ -2,8 +2,8 @@
 
 Each frame shows the network as columns of neurons (layer l = column l; red
 fill = |x|, blue = |δ|, purple where both waves are present, the palette of the
-raster), the frame tag each layer carries (red: the input frame in x, blue: the
-frame whose output error δ carries), ls outlined in amber, live per-layer
+raster), the frame each layer carries (red: the stream frame in x, blue: the
+stream frame whose output error δ carries), ls outlined in amber, live per-layer
 mismatch bars (cosine of g against backprop's gradient) and a cursor moving
 over the whole-run raster.
 
@@ -15,15 +15,17 @@ directly as indices into one fixed palette of at most 256 colours (a GIF frame
 holds 256), so the encoder neither quantizes per frame nor flickers, and only
 stores the pixels that changed between frames.
 """
+import functools
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
 from ..sync import synchronized_layers
 from . import DEFAULT_SIZE, palette
-from .raster import draw_panel, layer_scales, presence, raster_rgb
+from .raster import draw_panel, layer_scales, presence, raster_rgb, stream_frames
 
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
@@ -165,9 +167,11 @@ class IndexedPalette:
         """Palette indices of the nearest colours, exactly (for the static
         background, whose colours are few and matter: white stays white)."""
         rgb = np.asarray(rgb, dtype=np.uint8)
-        unique, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+        flat = rgb.reshape(-1, 3).astype(np.int32)
+        keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+        unique, inverse = np.unique(keys, return_inverse=True)
+        u = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float32)
         pal = self.colours.astype(np.float32)
-        u = unique.astype(np.float32)
         dist = (u ** 2).sum(1)[:, None] - 2.0 * u @ pal.T + (pal ** 2).sum(1)[None, :]
         return dist.argmin(axis=1).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:-1])
 
@@ -227,6 +231,12 @@ class Glyphs:
         return out, pen
 
 
+@functools.lru_cache(maxsize=8)
+def glyphs_for(fontsize):
+    """The shared Glyphs of one font size (rendered once per process)."""
+    return Glyphs(fontsize)
+
+
 class WaveAnimator:
     """Builds the GIF's static figure once and composes any tick as a frame of
     palette indices (``indices``) or RGB (``render``)."""
@@ -237,7 +247,9 @@ class WaveAnimator:
         self.depth = trace.depth
         self.states = NeuronStates(trace)
         self.cos = trace["mismatch_cos"]
-        self.tag_in, self.tag_out = trace["tag_input"], trace["tag_output"]
+        # Tags are shown as stream frames, the numbering the tag colouring uses.
+        self.tag_in = stream_frames(trace, trace["tag_input"])
+        self.tag_out = stream_frames(trace, trace["tag_output"])
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
         self.font = 7 if self.height < 500 else 9
         self._build_figure(color)
@@ -247,8 +259,9 @@ class WaveAnimator:
         self.background = self.palette.index_exact(rgb)
         self.background_rgb = rgb
         self._pixel_maps()
-        self.glyphs = Glyphs(self.font - 1)
-        self.title_glyphs = Glyphs(self.font + 2)
+        self.glyphs = glyphs_for(self.font - 1)
+        self.title_glyphs = glyphs_for(self.font + 2)
+        self._text_cache = {}
         self.ink = {name: self.palette.index_float(c) for name, c in (
             ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", _hex(palette.LS_COLOUR)))}
 
@@ -287,23 +300,20 @@ class WaveAnimator:
         bars.set_xlabel("layer", fontsize=small)
         bars.tick_params(labelsize=small)
         T = len(self.trace["tick"])
-        draw_panel(self.raster, raster_rgb(self.trace, color), (0, T), L,
-                   title=f"raster, colour by {color}")
-        self.raster.title.set_fontsize(small + 1)
-        self.raster.xaxis.label.set_fontsize(small)
+        draw_panel(self.raster, raster_rgb(self.trace, color), (0, T), L)
+        self.raster.set_xlabel(f"tick (raster coloured by {color})", fontsize=small)
         self.raster.yaxis.label.set_fontsize(small)
         self.raster.tick_params(labelsize=small)
         self._legend(small)
 
     def _legend(self, small):
-        items = [(palette.RED, "forward x"), (palette.BLUE, "backward δ"),
-                 (palette.PURPLE, "both"), (palette.LS_COLOUR, "ls")]
-        x = 0.40
-        for colour, label in items:
-            self.fig.patches.append(Rectangle((x, 0.90), 0.018, 0.04, transform=self.fig.transFigure,
-                                              facecolor=colour, edgecolor="none"))
-            self.fig.text(x + 0.024, 0.92, label, fontsize=small, va="center")
-            x += 0.03 + 0.0125 * len(label) * small / 7
+        handles = [Patch(color=palette.RED, label="forward x"),
+                   Patch(color=palette.BLUE, label="backward δ"),
+                   Patch(color=palette.PURPLE, label="both"),
+                   Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6, label="ls")]
+        self.raster.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=4,
+                           fontsize=small, frameon=False, handlelength=1.2, columnspacing=1.0,
+                           borderaxespad=0.0, borderpad=0.0)
 
     # ------------------------------------------------------------- pixel maps
     def _to_pixel(self, ax, x, y):
@@ -334,7 +344,17 @@ class WaveAnimator:
         self.raster_rows = (int(np.ceil(rt)), int(np.floor(rb)))
         self.raster_x = [self._to_pixel(self.raster, t, 0)[0] for t in (0, max(T - 1, 1))]
         self.tag_row = [self.height - self.net.transAxes.transform((0, y))[1] for y in (1.03, 1.13)]
-        self.tag_layers = _layer_ticks(L)
+        self.tag_columns = [(l, self._to_pixel(self.net, l, 0)[0]) for l in self._tag_layers()]
+
+    def _tag_layers(self):
+        """Layers whose tags are written: all of them if the widest tag fits its
+        column, else every k-th so neighbours never overlap."""
+        L = self.depth
+        spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
+        widest = str(int(max(self.tag_in.max(), self.tag_out.max(), 0)))
+        width = glyphs_for(self.font - 1).mask(widest)[1] + 3
+        step = max(int(np.ceil(width / max(spacing, 1.0))), int(np.ceil((L + 1) / 12)))
+        return list(range(0, L + 1, step))
 
     def _col_range(self, ax, x0, x1):
         a, _ = self._to_pixel(ax, x0, 0)
@@ -407,8 +427,7 @@ class WaveAnimator:
 
     def _paint_tags(self, frame, t):
         red, blue = palette.RED, palette.BLUE
-        for l in self.tag_layers:
-            x = self._to_pixel(self.net, l, 0)[0]
+        for l, x in self.tag_columns:
             self._paint_text(frame, self.glyphs, _tag_text(self.tag_in[t, l]), x,
                              self.tag_row[0], red, "center")
             if l:
@@ -417,7 +436,17 @@ class WaveAnimator:
 
     def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):
         """Blend ``text`` in ``colour`` over the static background; ``bottom_row``
-        is the pixel row of the glyph box's bottom edge."""
+        is the pixel row of the glyph box's bottom edge. Over a one-colour
+        background (where the tags and the title sit) the blended patch depends
+        only on the text, so it is made once and pasted afterwards."""
+        box, patch, ink = self._text_patch(glyphs, text, x, bottom_row, colour, anchor)
+        if box is None:
+            return
+        r0, r1, c0, c1 = box
+        region = frame[r0:r1, c0:c1]
+        region[ink] = patch[ink]
+
+    def _text_patch(self, glyphs, text, x, bottom_row, colour, anchor):
         mask, width = glyphs.mask(text)
         left = int(round(x - {"left": 0.0, "center": width / 2, "right": width}[anchor]))
         top = int(round(bottom_row)) - glyphs.height
@@ -425,12 +454,20 @@ class WaveAnimator:
         r0, c0 = max(top, 0), max(left, 0)
         r1, c1 = min(top + h, self.height), min(left + w, self.width)
         if r1 <= r0 or c1 <= c0:
-            return
+            return None, None, None
+        under = self.background[r0:r1, c0:c1]
+        uniform = bool((under == under.flat[0]).all())
+        key = (id(glyphs), text, tuple(np.round(colour, 4)), int(under.flat[0]),
+               r0 - top, c0 - left, r1 - r0, c1 - c0)
+        if uniform and key in self._text_cache:
+            return (r0, r1, c0, c1), *self._text_cache[key]
         a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
-        under = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
-        blended = under * (1.0 - a) + np.asarray(colour) * a
-        frame[r0:r1, c0:c1] = np.where(a[..., 0] > 0.02, self.palette.index_float(blended),
-                                       frame[r0:r1, c0:c1])
+        below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
+        patch = self.palette.index_float(below * (1.0 - a) + np.asarray(colour) * a)
+        ink = a[..., 0] > 0.02
+        if uniform:
+            self._text_cache[key] = (patch, ink)
+        return (r0, r1, c0, c1), patch, ink
 
 
 def _layer_ticks(depth):
