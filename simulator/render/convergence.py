@@ -87,10 +87,11 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
         ax_b.semilogy(ticks, _floor(errors[i, :, layer]), color=layer_colour(i), lw=2.5,
                       label=f"η_x = {eta:g}")
     ax_b.set_title(f"(b) layer {layer}, several η_x")
-    for ax in (ax_a, ax_b):
+    lowest = (_floor(errors[main, :, 1:L]).min(), _floor(errors[:, :, layer]).min())
+    for ax, low in zip((ax_a, ax_b), lowest):
         ax.set_xlabel("relaxation tick n")
         ax.set_ylabel("relative error to ∂ℓ/∂x^l")
-        ax.set_ylim(bottom=LOG_FLOOR * 0.5)
+        ax.set_ylim(bottom=low * 0.3)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)

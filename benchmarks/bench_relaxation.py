@@ -1,0 +1,130 @@
+"""Benchmark: one Activation Relaxation update (forward sweep, K relaxation
+ticks, weight update) against one backprop SGD step on the same network and
+batch, timed in the same run and printed as a ratio.
+
+    python benchmarks/bench_relaxation.py                 # timing only
+    python benchmarks/bench_relaxation.py --report        # + Fig. 1 numbers and
+                                                          #   the digits training table
+
+Matmul flops predict the ratio: backprop does L forward, L−1 backward and
+L weight-gradient matmuls; AR does the same 2L plus K(L−1) relaxation
+matmuls (one per hidden layer per tick, each the size of a backward one).
+On a busy machine, run with OPENBLAS_NUM_THREADS=1 (threaded BLAS competing
+for cores can be many times slower and makes the ratio meaningless).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from simulator import reference  # noqa: E402
+from simulator.datasets import batch_indices, load_digits  # noqa: E402
+from simulator.network import Network  # noqa: E402
+from simulator.relaxation import (PAPER_ACTIVATIONS, PAPER_SIZES, VARIANTS,  # noqa: E402
+                                  ActivationRelaxation, run_converge, run_train)
+
+
+def _best_time(fn, repeats):
+    """Best of ``repeats`` wall-clock timings (the least disturbed run)."""
+    fn()  # warm-up: allocations, BLAS threads
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _flops(sizes, batch, iterations):
+    """Matmul flops of one backprop step (iterations None) or one AR update:
+    both do the forward and weight-gradient matmuls; backprop adds one
+    backward matmul per hidden layer, AR adds that many per relaxation tick."""
+    layer = [2 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    backward = sum(layer[1:])
+    return 2 * sum(layer) + (backward if iterations is None else iterations * backward)
+
+
+def bench_timing(iterations=100, batch=64, repeats=20, seed=0):
+    data = load_digits(seed=0)
+    idx = batch_indices(data.train_x.shape[0], batch, seed=seed)[0]
+    u, y = data.train_x[idx], data.train_targets[idx]
+    net = Network.random(PAPER_SIZES, PAPER_ACTIVATIONS, seed=seed)
+    ar = ActivationRelaxation(net, "exact", 0.1, iterations)
+    bp_net = net.copy()
+
+    def bp_step():
+        pairs, _ = reference.factors(bp_net, u, y)
+        for l, (x, d) in enumerate(pairs):
+            bp_net.weights[l] -= 1e-9 * (d.T @ x)
+            bp_net.biases[l] -= 1e-9 * d.sum(axis=0)
+
+    t_ar = _best_time(lambda: ar.step(u, y, 1e-9), repeats)
+    t_bp = _best_time(bp_step, repeats)
+    predicted = _flops(PAPER_SIZES, batch, iterations) / _flops(PAPER_SIZES, batch, None)
+    print(f"network {list(PAPER_SIZES)}, batch {batch}, K = {iterations}, float64, numpy")
+    print(f"  AR update      {t_ar * 1e3:9.3f} ms")
+    print(f"  backprop step  {t_bp * 1e3:9.3f} ms")
+    print(f"  ratio AR/BP    {t_ar / t_bp:9.1f}   (matmul flop count predicts {predicted:.1f})")
+    return t_ar / t_bp
+
+
+def report_convergence():
+    r = run_converge(eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100)
+    r1000 = run_converge(eta_x=(0.1,), iterations=1000)
+    i = int(np.argmin(np.abs(r["eta_x"] - 0.1)))
+    L = r["errors"].shape[2] - 1
+    print("Fig. 1 (exact, paper network, one digits batch of 64): relative error to dl/dx^l")
+    for l in range(1, L):
+        e, p = r["errors"][i, :, l], r["predicted"][i, :, l]
+        ok = e > 1e-12
+        fit = np.max(np.abs(e[ok] / p[ok] - 1)) if ok.any() else 0.0
+        print(f"  layer {l} (k = {L - l} below the top): after 100 ticks {e[100]:.3e}, "
+              f"after 1000 ticks {r1000['errors'][0, 1000, l]:.3e}; "
+              f"closed form max relative misfit {fit:.1e}")
+    print("  weight update vs backprop after 100 ticks (per layer):",
+          np.array2string(r["weight_error"][i], precision=2))
+    print("  weight update vs backprop after 1000 ticks (per layer):",
+          np.array2string(r1000["weight_error"][0], precision=2))
+    for j, eta in enumerate(r["eta_x"]):
+        print(f"  eta_x = {eta:4g}: layer 1 error after 100 ticks {r['errors'][j, 100, 1]:.3e}")
+
+
+def report_training(epochs, seeds, out_dir):
+    t = time.perf_counter()
+    r = run_train(variants=VARIANTS, epochs=epochs, seeds=seeds, out_dir=out_dir)
+    print(f"digits, {list(PAPER_SIZES)} ReLU/linear, MSE, batch 64, eta_x 0.1, K 100, "
+          f"lr 0.1, {epochs} epochs, seeds {list(seeds)} ({time.perf_counter() - t:.0f} s)")
+    bp = r["final_test"]["backprop"]
+    for name, final in r["final_test"].items():
+        div = r["diverged_at"][name]
+        gap = np.nanmean(final) - np.nanmean(bp)
+        print(f"  {name:22s} test {np.nanmean(final):.4f} ± {np.nanstd(final):.4f}  "
+              f"(vs BP {gap:+.4f})  best {np.nanmean(np.nanmax(r['curves'][name]['test'], axis=1)):.4f}"
+              f"  diverged in {int(np.sum(div >= 0))}/{len(div)} seeds")
+    if out_dir:
+        print("  pictures:", ", ".join(r["pictures"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iterations", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--report", action="store_true", help="also run Fig. 1 and the training table")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", default=None, help="folder for the pictures")
+    args = ap.parse_args()
+    bench_timing(args.iterations, repeats=args.repeats)
+    if args.report:
+        report_convergence()
+        if args.out:
+            run_converge(out_dir=args.out)
+        report_training(args.epochs, args.seeds, args.out)
+
+
+if __name__ == "__main__":
+    main()
