@@ -83,21 +83,22 @@ def amber_rows(image, ax, t):
     return np.flatnonzero(np.abs(column - AMBER).sum(axis=1) < 60)
 
 
-@pytest.mark.parametrize("depth", [9, 7])
-def test_ls_outlined_at_its_row_for_odd_depth(depth, tmp_path):
+@pytest.mark.parametrize("depth,rows", [(9, (5,)), (7, (4,)), (8, (4, 5))])
+def test_ls_outlined_at_its_row(depth, rows, tmp_path):
     trace = simulate("fig1_constant", f"network.depth={depth}", "run.ticks=30")
     written = write_pictures(str(tmp_path), trace, gif=False, color="magnitude")
     image = iio.imread(written["waves.png"])
     fig, panels = raster_figure(trace, color="magnitude")
     fig.canvas.draw()
     ax = panels[0][0]
-    ls = (depth + 1) // 2
-    rows = amber_rows(image, ax, 20)
-    assert len(rows)
-    edges = [image.shape[0] - ax.transData.transform((0, y))[1] for y in (ls - 0.5, ls + 0.5)]
-    # Every amber pixel in that column hugs one of the two edges of row ls.
-    assert all(min(abs(r - e) for e in edges) <= 2.5 for r in rows)
-    assert any(abs(r - edges[0]) <= 2.5 for r in rows) and any(abs(r - edges[1]) <= 2.5 for r in rows)
+    found = amber_rows(image, ax, 20)
+    assert len(found)
+    # ls = (L+1)/2 for odd L; for even L both closest layers are outlined.
+    edges = [image.shape[0] - ax.transData.transform((0, y))[1]
+             for y in sorted({r + d for r in rows for d in (-0.5, 0.5)})]
+    # Every amber pixel in that column hugs an edge of those rows, and every edge is drawn.
+    assert all(min(abs(r - e) for e in edges) <= 2.5 for r in found)
+    assert all(any(abs(r - e) <= 2.5 for r in found) for e in edges)
 
 
 def transitions(image, ax, layer, start, stop):

@@ -284,7 +284,13 @@ class WaveAnimator:
         net.set_yticks([])
         net.set_xticks(_layer_ticks(L))
         net.tick_params(labelbottom=False, labelsize=small)
-        net.set_ylabel("neurons" if self.states.has_states else "‖·‖ per layer", fontsize=small)
+        if not self.states.has_states:
+            label = "‖·‖ per layer"
+        elif self.states.rows < int(np.max(self.trace["sizes"])):
+            label = f"neurons (first {self.states.rows})"
+        else:
+            label = "neurons"
+        net.set_ylabel(label, fontsize=small)
         net.text(-0.02, 1.02, "x", transform=net.transAxes, ha="right", va="bottom",
                  fontsize=small - 1, color=palette.RED)
         net.text(-0.02, 1.12, "δ", transform=net.transAxes, ha="right", va="bottom",

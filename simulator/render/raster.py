@@ -105,13 +105,15 @@ def draw_panel(ax, rgb, window, depth, title="", ls_label=True):
     start, stop = window
     ax.imshow(rgb[:, start:stop], origin="lower", aspect="auto", interpolation="nearest",
               extent=(start - 0.5, stop - 0.5, -0.5, depth + 0.5))
-    for l in synchronized_layers(depth):
+    layers = synchronized_layers(depth)
+    for l in layers:
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.6)
-        if ls_label:
-            ax.annotate(f"ls={l}", xy=(1.0, l), xycoords=("axes fraction", "data"),
-                        xytext=(3, 0), textcoords="offset points", va="center",
-                        fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
+    if ls_label:
+        text = f"ls={layers[0]}" if len(layers) == 1 else "closest\n{},{}".format(*layers)
+        ax.annotate(text, xy=(1.0, float(np.mean(layers))), xycoords=("axes fraction", "data"),
+                    xytext=(3, 0), textcoords="offset points", va="center",
+                    fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
     ax.set_xlim(start - 0.5, stop - 0.5)
     ax.set_ylim(-0.5, depth + 0.5)
     ax.set_xlabel("tick")
