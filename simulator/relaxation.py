@@ -284,7 +284,9 @@ def true_activation_gradients(network, u, y, loss="mse", feedback=None):
     ``feedback[l]`` when given: the fixed point of the random/learned variants)."""
     xp = array_namespace(u)
     pairs, _ = reference.factors(network, u, y, loss, feedback=feedback)
-    back = [xp.asarray(w, dtype=u.dtype) for w in network.weights] if feedback is None else feedback
+    back = [xp.asarray(w, dtype=u.dtype) for w in network.weights]
+    if feedback is not None:  # feedback[0] may be None: layer 0 never relaxes
+        back = [b if f is None else f for b, f in zip(back, feedback)]
     xs, _ = reference.forward(network, u)
     top = loss_and_grad(xp, loss, xs[-1], y)[1]
     deltas = [d for _, d in pairs]        # δ^1..δ^L
@@ -319,6 +321,7 @@ class ActivationRelaxation:
         self.biases = [self.backend.asarray(b) for b in network.biases]
         self.use_derivative = _DERIVATIVE[self.variant]
         self.psi = None
+        self.steps = 0   # learning steps taken (names the step of a divergence)
         if _FEEDBACK[self.variant] == "psi":
             g = rng(feedback_seed)
             self.psi = [None] + [self.backend.asarray(
@@ -353,7 +356,8 @@ class ActivationRelaxation:
         gw, gb, sweep = self.gradients(u, y)
         loss = float(sweep.loss)
         if not np.isfinite(loss):
-            raise NumericalError(0, self.depth, "loss")
+            raise NumericalError(self.steps, self.depth, "loss")
+        self.steps += 1
         scale = float(lr) / u.shape[0]
         self.weights = [w - scale * g for w, g in zip(self.weights, gw)]
         self.biases = [b - scale * g for b, g in zip(self.biases, gb)]
@@ -407,7 +411,7 @@ def _digits_or_gaussian(data, sizes, batch, seed, split_seed):
         idx = batch_indices(d.train_x.shape[0], batch, seed=seed)[0]
         return d.train_x[idx], d.train_targets[idx]
     if data == "gaussian":
-        g = np.random.default_rng((seed, 2))
+        g = rng((seed, 2))
         return g.normal(size=(batch, sizes[0])), g.normal(size=(batch, sizes[-1]))
     raise SimulatorError(f"unknown data {data!r}; expected digits or gaussian")
 

@@ -14,6 +14,7 @@ from simulator.errors import SimulatorError
 from simulator.network import Network
 from simulator.relaxation import (VARIANTS, ActivationRelaxation, leading_decay,
                                   predicted_errors, relax, run_converge, run_train,
+                                  true_activation_gradients,
                                   weight_gradients)
 from simulator.render.convergence import (BASELINE_COLOUR, DPI, layer_colour,
                                           plot_accuracy, plot_convergence)
@@ -219,8 +220,10 @@ def test_feedback_variants_relax_to_backprop_through_psi(rng, variant):
     psi = [None] + [to_host(p) for p in ar.psi[1:]]
     assert all(p.shape == w.shape and not np.allclose(p, w) for p, w in zip(psi[1:], net.weights[1:]))
     truth = _backprop_activation_grads(net, u, y, feedback=[net.weights[0]] + psi[1:])
+    helper = true_activation_gradients(net, u, y, feedback=psi)
     for l in range(1, net.depth):
         assert _rel(xs[l], truth[l]) <= 1e-10
+        assert _rel(helper[l], truth[l]) <= 1e-12
     # and the weight update is feedback alignment's δᵀx with δ carried by ψ
     pairs, _ = reference.factors(net, u, y, feedback=[net.weights[0]] + psi[1:])
     gw, _ = weight_gradients(sweep, xs)
