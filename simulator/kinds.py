@@ -33,6 +33,7 @@ def run_ar_converge(name, scene, folder, progress=None):
               ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
                "eta_x", "ticks", "layers")}
     _save_npz(folder, "relaxation.npz", arrays)
+    _relaxation_wave(folder, res, ar["variant"])
     final = res["errors"][:, -1, :]
     return {"final_error": {f"eta_x={e:g}": final[i].tolist() for i, e in enumerate(res["eta_x"])},
             "weight_error": res["weight_error"].tolist()}
@@ -59,6 +60,60 @@ def run_ar_train(name, scene, folder, progress=None):
         "diverged_at": {k: np.asarray(v).tolist() for k, v in res["diverged_at"].items()}}
 
 
+def _relaxation_wave(folder, res, variant):
+    """The relaxation wave: how much each layer's activity changes per tick,
+    for the η_x closest to the paper's 0.1 (layer 0 is the clamped input)."""
+    from .render.levels import write_wave_gif, write_wave_png
+    k = int(np.argmin(np.abs(np.asarray(res["eta_x"]) - 0.1)))
+    changes = np.asarray(res["changes"][k])[1:, 1:]
+    L = changes.shape[1]
+    write_wave_png(os.path.join(folder, "relaxation_wave.png"), changes,
+                   f"Activation Relaxation ({variant}, η_x = {res['eta_x'][k]:g}): "
+                   "‖x_l(t) − x_l(t−1)‖ per relaxation tick", "layer",
+                   level_names=range(1, L + 1), tick_label="relaxation tick")
+    write_wave_gif(os.path.join(folder, "relaxation_wave.gif"), changes)
+
+
+def run_pc_table(name, scene, folder, progress=None):
+    """Tables 1 and 2 of Salvatori et al. (paper 002), measured in one run."""
+    from .pc.tables import format_markdown, table1, table2, write_csv
+    tb, seed = scene["table"], scene["run"]["seed"]
+    flags = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}[tb["levelled"]]
+    rows1 = [row for dtype in tb["dtypes"] for flag in flags
+             for row in table1(dtype=dtype, levelled=flag, seed=seed)]
+    rows2 = table2(dtype="float64", T=tb["il_steps"], repeats=tb["repeats"], seed=seed)
+    write_csv(rows1, os.path.join(folder, "table1.csv"))
+    write_csv(rows2, os.path.join(folder, "table2.csv"))
+    text = ("## Table 1: one BP update vs one Z-IL update\n\n" + format_markdown(rows1) +
+            "\n\n## Table 2: time per update\n\n" + format_markdown(rows2) + "\n")
+    from .probes import atomic_write
+    atomic_write(os.path.join(folder, "tables.md"), lambda f: f.write(text))
+    return {"table1": rows1, "table2": rows2, "markdown": text}
+
+
+def run_pc_wave(name, scene, folder, progress=None):
+    """The Z-IL (or IL) error wave of one update on a builder's graph."""
+    from .pc.inference import error_wave
+    from .render.levels import write_wave_gif, write_wave_png
+    wv, run = scene["wave"], scene["run"]
+    wave = error_wave(wv["architecture"], wv["method"], levelled=wv["levelled"],
+                      T=wv["il_steps"], gamma=wv["gamma"], lr=wv["lr"], seed=run["seed"],
+                      dtype=run["dtype"])
+    by_level = np.asarray(wave.by_level, dtype=float)[:, ::-1]    # output on top
+    n = by_level.shape[1]
+    label = "levelled" if wv["levelled"] else "not levelled"
+    write_wave_png(os.path.join(folder, "pc_wave.png"), by_level,
+                   f"{wv['method'].upper()} error wave ‖ε‖ per level, {wv['architecture']} "
+                   f"({label})", "level (distance to output)", level_names=range(n - 1, -1, -1),
+                   tick_label="inference tick")
+    write_wave_gif(os.path.join(folder, "pc_wave.gif"), by_level)
+    _save_npz(folder, "wave.npz", {"by_level": np.asarray(wave.by_level),
+                                   "by_vertex": np.asarray(wave.by_vertex),
+                                   "levels": np.asarray(wave.levels)})
+    return {"ticks": int(by_level.shape[0]), "levels": n,
+            "overflow": bool(np.isinf(by_level).any())}
+
+
 def _save_npz(folder, filename, arrays):
     from .probes import atomic_write
     atomic_write(os.path.join(folder, filename),
@@ -71,4 +126,5 @@ def run_train(name, scene, folder, progress=None):
     return run_training(name, scene, folder, progress)
 
 
-RUNNERS = {"ar_converge": run_ar_converge, "ar_train": run_ar_train, "train": run_train}
+RUNNERS = {"ar_converge": run_ar_converge, "ar_train": run_ar_train, "train": run_train,
+           "pc_table": run_pc_table, "pc_wave": run_pc_wave}

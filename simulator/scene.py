@@ -185,12 +185,34 @@ TRAIN_BATCHES = {
     "test_fraction": Field("float", 0.25, "share of digits held out", low=0.01, high=0.99),
 }
 
+PC_ARCHITECTURES = ("mlp", "cnn", "rnn", "residual", "attention")
+PC_TABLE = {
+    "dtypes": Field("str_list", ["float64", "float32"], "precisions of Table 1",
+                    choices=("float32", "float64")),
+    "levelled": Field("str", "both", "Table 1 on levelled graphs, unlevelled ones, or both",
+                      choices=("both", "levelled", "unlevelled")),
+    "il_steps": Field("int", 20, "IL inference ticks T in Table 2", low=1),
+    "repeats": Field("int", 10, "Table 2 keeps the fastest of this many runs", low=1),
+}
+PC_WAVE = {
+    "architecture": Field("str", "residual", "graph builder", choices=PC_ARCHITECTURES),
+    "method": Field("str", "zil", "Z-IL (γ = 1, level k learns at tick k) or IL",
+                    choices=("zil", "il")),
+    "levelled": Field("bool", True, "insert identity vertices first (Algorithm 2)"),
+    "il_steps": Field("int", 20, "IL inference ticks T", low=1),
+    "gamma": Field("float", 0.1, "IL inference rate γ", low=1e-9),
+    "lr": Field("float", 0.01, "parameter learning rate α", low=0.0),
+}
+PC_RUN = {k: RUN[k] for k in ("seed", "dtype")}
+
 SCHEMAS = {
     "diffusion": {"network": NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
     "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
     "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
                  "run": SEED_DEVICE},
+    "pc_table": {"table": PC_TABLE, "run": {"seed": RUN["seed"]}},
+    "pc_wave": {"wave": PC_WAVE, "run": PC_RUN},
 }
 TOP = ("description", "kind")
 

@@ -226,3 +226,22 @@ def test_sync_names_ls_and_delay(runner):
     assert "ls = (L+1)/2 = 5" in res.output and "(L−1)/2 = 4" in res.output
     res = runner.invoke(cli.main, ["sync"])
     assert res.exit_code == 2
+
+
+def test_pc_scenes_and_pc_table_command(runner):
+    res = invoke(runner, "run", "pc_wave", "--quiet")
+    assert res.exit_code == 0, res.output
+    summary = json.load(open("outputs/pc_wave/run.json"))["summary"]
+    assert summary["levels"] > 5 and not summary["overflow"]
+    assert os.path.getsize("outputs/pc_wave/pc_wave.gif") > 1000
+    res = invoke(runner, "run", "zil_table", "--quiet", "--set", "table.repeats=1",
+                 "--set", 'table.dtypes=["float64"]', "--set", 'table.levelled="levelled"')
+    assert res.exit_code == 0, res.output
+    rows = json.load(open("outputs/zil_table/run.json"))["summary"]["table1"]
+    assert max(r["divergence_rel"] for r in rows) < 1e-12
+    res = invoke(runner, "pc-table", "--no-levelled", "--repeats", "1", "--out", "pct")
+    assert res.exit_code == 0, res.output
+    div = {line.split("|")[1].strip(): line for line in res.output.splitlines()
+           if line.startswith("| ") and "float64 | False" in line}
+    assert set(div) == {"mlp", "cnn", "rnn", "residual", "attention"}
+    assert os.path.isfile("pct/table1.csv") and os.path.isfile("pct/tables.md")

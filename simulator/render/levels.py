@@ -1,0 +1,97 @@
+"""Raster and GIF of one backward-travelling quantity per level and tick: the
+relaxation wave of Activation Relaxation and the error wave of predictive
+coding. Same palette as the diffusion pictures (blue = backward wave), levels
+up (input or leaves at the bottom, output at the top), ticks across.
+
+Magnitudes span many decades (errors decay geometrically, an unlevelled Z-IL
+graph can overflow), so the shade follows log10 of the value on a scale fixed
+for the whole record; +inf is drawn as the strongest shade and marked in the
+title, zero as empty.
+"""
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import save_png
+from .palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, mix, to_bytes
+
+DECADES = 8
+
+
+def wave_levels(values):
+    """Levels FLOOR..1 from log10 magnitudes over the top DECADES decades of the
+    finite maximum; 0 where the value is 0 (nothing there); 1 where infinite."""
+    v = np.abs(np.asarray(values, dtype=float))
+    finite = np.isfinite(v) & (v > 0)
+    if not finite.any():
+        return np.where(np.isinf(v), 1.0, 0.0)
+    top = np.log10(v[finite].max())
+    logv = np.log10(np.where(finite, v, 1.0))
+    level = FLOOR + (1.0 - FLOOR) * np.clip((logv - (top - DECADES)) / DECADES, 0.0, 1.0)
+    level = np.where(finite, level, 0.0)
+    return np.where(np.isinf(v), 1.0, level)
+
+
+def wave_rgb(values):
+    """(levels, ticks, 3) uint8 image, top row = highest level."""
+    levels = wave_levels(np.asarray(values).T)[::-1]
+    return to_bytes(mix(np.zeros_like(levels), levels))
+
+
+def write_wave_png(path, values, title, level_label, level_names=None, tick_label="tick"):
+    """Raster of ``values`` (ticks × levels, column 0 drawn at the bottom) as a
+    PNG written atomically; ``level_names`` label the rows."""
+    values = np.asarray(values, dtype=float)
+    ticks, n_levels = values.shape
+    fig = Figure(figsize=(8, 3.6), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
+              extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
+    ax.set_xlabel(tick_label)
+    ax.set_ylabel(level_label)
+    ax.set_yticks(range(n_levels))
+    if level_names is not None:
+        ax.set_yticklabels([str(n) for n in level_names])
+    note = " (+inf: overflow)" if np.isinf(values).any() else ""
+    ax.set_title(f"{title}\nblue shade: log10 magnitude over {DECADES} decades{note}", fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def gif_frames(values, cell=(10, 24), bar_width=120):
+    """One uint8 frame per tick: the raster filling up to that tick with a time
+    cursor, and a bar per level (length = its shade at that tick) on the right."""
+    values = np.asarray(values, dtype=float)
+    ticks, n_levels = values.shape
+    rgb = wave_rgb(values)
+    cw, ch = max(1, cell[0] * 60 // max(ticks, 60)), cell[1]
+    big = np.repeat(np.repeat(rgb, ch, axis=0), cw, axis=1)
+    empty = to_bytes(EMPTY)
+    shade = wave_levels(values)
+    cursor = to_bytes(np.array([int(CURSOR_COLOUR[i:i + 2], 16) / 255 for i in (1, 3, 5)]))
+    blue = to_bytes(BLUE)
+    frames = []
+    for t in range(ticks):
+        frame = np.empty((n_levels * ch, ticks * cw + bar_width, 3), dtype=np.uint8)
+        frame[...] = empty
+        frame[:, :(t + 1) * cw] = big[:, :(t + 1) * cw]
+        frame[:, t * cw:t * cw + max(1, cw // 3)] = cursor
+        for level in range(n_levels):
+            row = (n_levels - 1 - level) * ch
+            length = int(shade[t, level] * (bar_width - 8))
+            frame[row + 3:row + ch - 3, ticks * cw + 4:ticks * cw + 4 + length] = blue
+        frames.append(frame)
+    return frames
+
+
+def write_wave_gif(path, values, fps=20):
+    """Animated GIF of the wave (see gif_frames), written atomically."""
+    import imageio.v3 as iio
+
+    from ..probes import atomic_write
+    frames = np.stack(gif_frames(values))
+    atomic_write(os.fspath(path), lambda f: iio.imwrite(f, frames, extension=".gif",
+                                                          duration=1000 / fps, loop=0),
+                 binary=True)
+    return path
