@@ -114,6 +114,17 @@ def run_pc_wave(name, scene, folder, progress=None):
             "overflow": bool(np.isinf(by_level).any())}
 
 
+def run_locking(name, scene, folder, progress=None):
+    """SPEC §5: backprop's locked schedule beside the tick engine's pipeline."""
+    from .locking import schedules
+    from .render.locking import write_locking
+    lk = scene["locking"]
+    write_locking(folder, lk["depth"], lk["frames"], gif=lk["gif"], every=lk["every"])
+    result = schedules(lk["depth"], lk["frames"])
+    return {kind: {k: result[kind][k] for k in ("ticks", "utilisation", "frames_per_tick", "latency")}
+            for kind in ("backprop", "pipelined")}
+
+
 def _save_npz(folder, filename, arrays):
     from .probes import atomic_write
     atomic_write(os.path.join(folder, filename),
@@ -127,4 +138,4 @@ def run_train(name, scene, folder, progress=None):
 
 
 RUNNERS = {"ar_converge": run_ar_converge, "ar_train": run_ar_train, "train": run_train,
-           "pc_table": run_pc_table, "pc_wave": run_pc_wave}
+           "pc_table": run_pc_table, "pc_wave": run_pc_wave, "locking": run_locking}

@@ -204,6 +204,12 @@ PC_WAVE = {
     "lr": Field("float", 0.01, "parameter learning rate α", low=0.0),
 }
 PC_RUN = {k: RUN[k] for k in ("seed", "dtype")}
+LOCKING = {
+    "depth": Field("int", 9, "L, the index of the output layer", low=1, high=64),
+    "frames": Field("int", 6, "frames pushed through both schedules", low=1, high=200),
+    "gif": Field("bool", True, "also write locking.gif (a tick cursor over both)"),
+    "every": Field("int", 1, "one GIF frame every k ticks", low=1),
+}
 
 SCHEMAS = {
     "diffusion": {"network": NETWORK, "stream": STREAM, "target": TARGET,
@@ -213,6 +219,7 @@ SCHEMAS = {
                  "run": SEED_DEVICE},
     "pc_table": {"table": PC_TABLE, "run": {"seed": RUN["seed"]}},
     "pc_wave": {"wave": PC_WAVE, "run": PC_RUN},
+    "locking": {"locking": LOCKING},
 }
 TOP = ("description", "kind")
 

@@ -245,3 +245,14 @@ def test_pc_scenes_and_pc_table_command(runner):
            if line.startswith("| ") and "float64 | False" in line}
     assert set(div) == {"mlp", "cnn", "rnn", "residual", "attention"}
     assert os.path.isfile("pct/table1.csv") and os.path.isfile("pct/tables.md")
+
+
+def test_locking_scene_reports_both_schedules(runner):
+    res = invoke(runner, "run", "locking", "--quiet", "--set", "locking.frames=3",
+                 "--set", "locking.depth=4")
+    assert res.exit_code == 0, res.output
+    summary = json.load(open("outputs/locking/run.json"))["summary"]
+    # closed forms: locked backprop takes 2L ticks per frame; the pipeline one per frame + fill
+    assert summary["backprop"]["ticks"] == 3 * 2 * 4
+    assert summary["pipelined"]["frames_per_tick"] > summary["backprop"]["frames_per_tick"]
+    assert os.path.getsize("outputs/locking/locking.png") > 10_000
