@@ -17,7 +17,7 @@ from simulator.render import DEFAULT_SIZE, write_pictures
 from simulator.render import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
 from simulator.render.plots import mismatch_figure
-from simulator.render.raster import raster_figure
+from simulator.render.raster import raster_figure, raster_rgb
 from simulator.runner import Prepared
 
 AMBER = np.array([int(palette.LS_COLOUR[i:i + 2], 16) for i in (1, 3, 5)])
@@ -226,3 +226,16 @@ def test_palette_mix_classifies_back():
             assert palette.classify(palette.mix(f, b)) == "purple"
             assert palette.classify(palette.mix(f, b, strength="mean")) == "purple"
     assert palette.classify(palette.mix(0.0, 0.0)) == "empty"
+
+
+def test_tag_colouring_band_edges_cross_in_the_middle():
+    """Slow input: a new stream frame enters at tick 320; its forward edge reaches
+    layer l at tick 320 + l, the edge of its target reaches δ of layer l at tick
+    320 + L − l (d_y = 0), so the two edges form an X centred on the middle layers."""
+    trace = simulate("fig2_slow", "run.ticks=360")
+    L = trace.depth
+    rgb = raster_rgb(trace, "tag")
+    for layer in range(1, L + 1):
+        row = rgb[layer, 300:360]
+        changes = {300 + i + 1 for i in np.flatnonzero(np.abs(np.diff(row, axis=0)).sum(axis=1) > 1e-9)}
+        assert changes == {320 + layer, 320 + L - layer}, (layer, sorted(changes))

@@ -3,7 +3,7 @@
 Each frame shows the network as columns of neurons (layer l = column l; red
 fill = |x|, blue = |δ|, purple where both waves are present, the palette of the
 raster), the frame each layer carries (red: the stream frame in x, blue: the
-stream frame whose output error δ carries), ls outlined in amber, live per-layer
+stream frame of δ's target), ls outlined in amber, live per-layer
 mismatch bars (cosine of g against backprop's gradient) and a cursor moving
 over the whole-run raster.
 
@@ -25,7 +25,8 @@ from matplotlib.patches import Patch
 from ..errors import SimulatorError
 from ..sync import synchronized_layers
 from . import DEFAULT_SIZE, palette
-from .raster import draw_panel, layer_scales, presence, raster_rgb, stream_frames
+from .raster import (backward_tags, draw_panel, layer_scales, presence, raster_rgb,
+                     stream_frames)
 
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
@@ -249,7 +250,7 @@ class WaveAnimator:
         self.cos = trace["mismatch_cos"]
         # Tags are shown as stream frames, the numbering the tag colouring uses.
         self.tag_in = stream_frames(trace, trace["tag_input"])
-        self.tag_out = stream_frames(trace, trace["tag_output"])
+        self.tag_out = stream_frames(trace, backward_tags(trace))
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
         self.font = 7 if self.height < 500 else 9
         self._build_figure(color)

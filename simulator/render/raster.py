@@ -7,7 +7,8 @@ frame produced (output tag ≥ 0, layers ≥ 1). The error a target makes agains
 the still-empty output before the first frame arrives is no wave of any frame
 and is not drawn, as in the paper's Fig. 1. Levels come from magnitudes (‖x‖,
 ‖δ‖ over the layer's maximum in the run) or from the frame tags (shades
-alternating with the stream frame). The synchronization layer ls = (L+1)/2 is
+alternating with the stream frame: the input frame of x, the supervision frame
+of δ, so with slow input the two band edges cross at ls). The synchronization layer ls = (L+1)/2 is
 outlined in amber; for even L the two closest layers are.
 """
 import numpy as np
@@ -44,6 +45,13 @@ def presence(trace):
     return fwd, bwd
 
 
+def backward_tags(trace):
+    """The frame a δ cell is shaded by in tag colouring: its supervision frame
+    (the index Eq. 4 attaches to the backward wave, and the one Eq. 6 synchronizes
+    with the input), where the backward wave of a real frame is present."""
+    return np.where(trace["tag_output"] >= 0, trace["tag_supervision"], -1)
+
+
 def layer_scales(trace):
     """Per-layer maxima of ‖x‖ and ‖δ‖ over the run (the fixed colour scale)."""
     x = np.nan_to_num(trace["x_norm"])
@@ -68,7 +76,7 @@ def wave_levels(trace, color="magnitude"):
                 palette.magnitude_levels(trace["delta_norm"], bwd, ds))
     if color == "tag":
         return (palette.tag_levels(stream_frames(trace, trace["tag_input"]), fwd),
-                palette.tag_levels(stream_frames(trace, trace["tag_output"]), bwd))
+                palette.tag_levels(stream_frames(trace, backward_tags(trace)), bwd))
     raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
 
 
@@ -127,7 +135,7 @@ def draw_panel(ax, rgb, window, depth, title="", ls_label=True):
 def legend_handles(color):
     """Patches saying what the colours mean (shared with the GIF)."""
     how = {"magnitude": "shade ∝ norm / layer max",
-           "tag": "shades alternate with the stream frame"}
+           "tag": "shades alternate with the stream frame of x and of δ's target"}
     return [
         Patch(color=palette.RED, label="forward wave: x carries a frame"),
         Patch(color=palette.BLUE, label="backward wave: δ carries a frame's output error"),
