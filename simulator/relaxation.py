@@ -540,7 +540,7 @@ def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
 
 
 def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
-              eta_x=0.1, iterations=100, lr=0.05, batch=64, epochs=20, seeds=(0, 1, 2),
+              eta_x=0.1, iterations=100, lr=0.1, batch=64, epochs=20, seeds=(0, 1, 2),
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
               init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
               device="cpu", dtype="float64", out_dir=None):
