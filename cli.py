@@ -151,8 +151,9 @@ def _parse_size(text):
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise SimulatorError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 720x400") from None
-    if not (64 <= w <= 4096 and 64 <= h <= 4096):
-        raise SimulatorError(f"--size {text!r}: width and height must lie in 64..4096")
+    if not (320 <= w <= 4000 and 200 <= h <= 4000):
+        raise SimulatorError(f"--size {text!r}: expected a width in 320..4000 and a height "
+                             "in 200..4000 pixels")
     return [w, h]
 
 

@@ -288,6 +288,7 @@ def atomic_write(path, write, binary=False):
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

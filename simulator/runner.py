@@ -134,6 +134,7 @@ def write_outputs(out_dir, fill):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the finished folder is for sharing
         meta = fill(tmp)
         atomic_write(os.path.join(tmp, "run.json"),
                      lambda f: json.dump(meta, f, indent=2, default=_jsonable))
@@ -187,8 +188,10 @@ def clip_windows(windows, ticks):
 def picture_writer(render, png=True, gif=True):
     """A write_run writer drawing the scene's pictures (``png``/``gif`` can
     only turn the scene's own choices off, as --no-png/--no-gif do)."""
-    if len(render["size"]) != 2:
-        raise SceneError(f"key 'render.size': expected [width, height], got {render['size']}")
+    size = render["size"]
+    if len(size) != 2 or not (320 <= size[0] <= 4000 and 200 <= size[1] <= 4000):
+        raise SceneError(f"key 'render.size': expected [width, height] with width in "
+                         f"320..4000 and height in 200..4000, got {size}")
 
     def write(folder, trace):
         from .render import write_pictures

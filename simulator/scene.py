@@ -142,7 +142,8 @@ RENDER = {
     "png": Field("bool", True, "write waves.png and mismatch.png"),
     "gif": Field("bool", True, "write waves.gif"),
     "every": Field("int", 1, "one GIF frame every k ticks", low=1),
-    "size": Field("int_list", [720, 400], "GIF width and height in pixels", low=64, high=4096),
+    "size": Field("int_list", [720, 400], "GIF width (320..4000) and height (200..4000) in pixels",
+                  low=200, high=4000),
     "color": Field("str", "both", "raster colouring", choices=("magnitude", "tag", "both")),
     "windows": Field("window_list", [], "tick windows [start, stop] drawn as raster panels "
                      "(empty = the whole run)", low=0),

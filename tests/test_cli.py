@@ -84,6 +84,7 @@ MALFORMED = {
     "budget": (BASE + "[record]\nmemory_budget = '1KiB'\n", "memory budget"),
     "unknown_section": (BASE + "[rules]\nloss = 'mse'\n", "did you mean 'rule'"),
     "bad_stream": (BASE + "[stream]\nkind = 'helld'\n", "did you mean 'held'"),
+    "gif_size": (BASE + "[render]\nsize = [100, 50]\n", "render.size"),
     "crossfade": (BASE + "[stream]\nkind = 'held'\nhold = 2\ncrossfade = 4\n", "crossfade"),
 }
 
@@ -203,11 +204,11 @@ def test_run_writes_pictures_and_render_redraws_them(runner):
     for f in ("waves.png", "mismatch.png", "waves.gif"):
         assert os.path.getsize(os.path.join(folder, f)) > 1000
     os.remove(os.path.join(folder, "waves.gif"))
-    res = invoke(runner, "render", folder, "--every", "3", "--size", "320x200", "--no-png")
+    res = invoke(runner, "render", folder, "--every", "3", "--size", "400x240", "--no-png")
     assert res.exit_code == 0, res.output
     import imageio.v3 as iio
     frames = iio.imread(os.path.join(folder, "waves.gif"), index=None)
-    assert frames.shape[0] == 10 and frames.shape[1:3] == (200, 320)
+    assert frames.shape[0] == 10 and frames.shape[1:3] == (240, 400)
     res = runner.invoke(cli.main, ["render", folder, "--size", "big"])
     assert res.exit_code == 2 and "WIDTHxHEIGHT" in res.stderr
 
