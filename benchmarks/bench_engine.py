@@ -41,6 +41,12 @@ def backprop_step(ws, bs, u, y):
     return grads
 
 
+def sgd_step(ws, bs, u, y, eta):
+    """The backprop baseline of a learning tick: backprop, then W ← W − η g in place."""
+    for w, g in zip(ws, backprop_step(ws, bs, u, y)):
+        w -= eta * g
+
+
 def best_of(fn, n, repeats=5):
     """Best per-call time of ``n`` calls, over ``repeats`` runs (least noisy)."""
     best = np.inf
@@ -52,7 +58,7 @@ def best_of(fn, n, repeats=5):
     return best
 
 
-def tick_vs_backprop(depth, width, batch, dtype, n):
+def tick_vs_backprop(depth, width, batch, dtype, n, learning_rate=0.0):
     sizes = [width] * (depth + 1)
     net = Network.random(sizes, ["tanh"] * (depth - 1) + ["linear"], seed=0)
     rng = np.random.default_rng(0)
@@ -60,9 +66,12 @@ def tick_vs_backprop(depth, width, batch, dtype, n):
     y = rng.normal(size=(batch, width)).astype(dtype)
     ws = [w.astype(dtype) for w in net.weights]
     bs = [b.astype(dtype) for b in net.biases]
-    engine = Engine(net, batch=batch, dtype=dtype)
+    engine = Engine(net, batch=batch, dtype=dtype, learning_rate=learning_rate)
     t_tick = best_of(lambda: engine.step(u, y), n)
-    t_bp = best_of(lambda: backprop_step(ws, bs, u, y), n)
+    if learning_rate:
+        t_bp = best_of(lambda: sgd_step(ws, bs, u, y, learning_rate), n)
+    else:
+        t_bp = best_of(lambda: backprop_step(ws, bs, u, y), n)
     return t_tick, t_bp
 
 
@@ -92,6 +101,12 @@ def main():
     t_tick, t_bp = tick_vs_backprop(4, 1024, 64, "float32", n_large)
     print(f"large scale (L=4, w=1024, B=64, f32): tick {t_tick * 1e3:.2f} ms, "
           f"backprop step {t_bp * 1e3:.2f} ms, ratio {t_tick / t_bp:.2f}x (target <= 1.1x)")
+
+    t_tick, t_bp = tick_vs_backprop(9, 16, 1, "float64", n_small, learning_rate=1e-6)
+    print(f"paper scale, learning on (tick forms g and updates W; baseline backprop + SGD "
+          f"update): ratio {t_tick / t_bp:.2f}x")
+    t_tick, t_bp = tick_vs_backprop(4, 1024, 64, "float32", n_large, learning_rate=1e-6)
+    print(f"large scale, learning on: ratio {t_tick / t_bp:.2f}x")
 
     rate, _, _ = recorded_rate(2000 if args.quick else 10000, states=False)
     print(f"paper scale with reference + metrics on: {rate:.0f} ticks/s")

@@ -133,7 +133,7 @@ class Engine:
             # built once so the tick loop never moves indices to the device.
             self._deriv_idx = self._index_table(deriv_lags, range(1, L))
             self._pair_idx = self._index_table(pair_lags, range(0, L))
-        if self.learning_rate:
+        if self.learning_rate and self.accumulate > 1:
             self._acc_w = be.zeros((L, N, N))
             self._acc_b = be.zeros((L, 1, N))
 
@@ -250,20 +250,36 @@ class Engine:
 
     def _learn(self, t):
         xp = self.xp
-        xin = self._paired_inputs()
-        self._acc_w += xp.matrix_transpose(xin) @ self._D[1:, ...]
-        self._acc_b += xp.sum(self._D[1:, ...], axis=1, keepdims=True)
-        if (t + 1) % self.accumulate:
-            return
-        eta, keep = self.learning_rate, 1.0 - self.learning_rate * self.weight_decay
-        self._WT = keep * self._WT - eta * self._acc_w
-        self._b = self._b - eta * self._acc_b
+        # η is folded into the small (L, B, N) delta, not the (L, N, N) gradient:
+        # at large widths a pass over the weights costs as much as a matmul.
+        scaled = self.learning_rate * self._D[1:, ...]
+        step_w = xp.matrix_transpose(self._paired_inputs()) @ scaled
+        step_b = xp.sum(scaled, axis=1, keepdims=True)
+        if self.accumulate > 1:
+            self._acc_w += step_w
+            self._acc_b += step_b
+            if (t + 1) % self.accumulate:
+                return
+            step_w, step_b = self._acc_w, self._acc_b
+        self._apply_update(step_w, step_b)
+        if self.accumulate > 1:
+            self._acc_w = xp.zeros_like(step_w)
+            self._acc_b = xp.zeros_like(step_b)
+
+    def _apply_update(self, step_w, step_b):
+        """W ← (1 − ηλ) W − η g given step = η g, in place."""
+        xp = self.xp
+        if self.weight_decay:
+            keep = 1.0 - self.learning_rate * self.weight_decay
+            self._WT *= keep
+            if self.feedback == "learned":
+                self._F *= keep
+        self._WT -= step_w
+        self._b -= step_b
         if self.feedback == "learned":
             # Eq. 6 of Millidge et al. / Kolen–Pollack: B_l gets W_l's own update.
-            self._F = keep * self._F - eta * xp.matrix_transpose(self._acc_w)
+            self._F -= xp.matrix_transpose(step_w)
         self._refresh_feedback()
-        self._acc_w = xp.zeros_like(self._acc_w)
-        self._acc_b = xp.zeros_like(self._acc_b)
 
     def run(self, stream, ticks, recorder=None, progress=None):
         """Step ``ticks`` times on frames from ``stream``.
@@ -318,16 +334,21 @@ class Engine:
         return [d[i, :self.sizes[i + 1]] for i in range(self.depth)]
 
     def weights(self):
-        """Current W_l (changes when learning is on)."""
+        """Copies of the current W_l (learning updates the engine's own in place)."""
         w = self.xp.matrix_transpose(self._WT)
-        return [w[i, :self.sizes[i + 1], :self.sizes[i]] for i in range(self.depth)]
+        return [self._copy(w[i, :self.sizes[i + 1], :self.sizes[i]]) for i in range(self.depth)]
 
     def biases(self):
-        return [self._b[i, 0, :self.sizes[i + 1]] for i in range(self.depth)]
+        """Copies of the current b_l."""
+        return [self._copy(self._b[i, 0, :self.sizes[i + 1]]) for i in range(self.depth)]
 
     def feedback_matrices(self):
-        """F_l shaped like W_l, for l = 0..L−1 (F_0 is never used)."""
-        return [self._F[i, :self.sizes[i + 1], :self.sizes[i]] for i in range(self.depth)]
+        """Copies of F_l shaped like W_l, for l = 0..L−1 (F_0 is never used)."""
+        return [self._copy(self._F[i, :self.sizes[i + 1], :self.sizes[i]])
+                for i in range(self.depth)]
+
+    def _copy(self, view):
+        return self.xp.asarray(view, copy=True)
 
     def network(self):
         """The current weights as a host Network (for the reference)."""

@@ -74,6 +74,16 @@ class Prepared:
         return recorder.trace(meta)
 
 
+def simulate_scene(name, *overrides):
+    """Load a diffusion scene by name or path, apply 'section.key=value'
+    overrides, simulate it and return the Trace (no files written)."""
+    from . import scene as scenes
+    scene_name, resolved = scenes.load(name)
+    if overrides:
+        resolved = scenes.apply_overrides(resolved, list(overrides), name)
+    return Prepared(scene_name, resolved).simulate()
+
+
 def build_stream(scene, sizes, acts, s_teacher, s_stream):
     """The scene's input stream with its target rule."""
     st, tg = scene["stream"], scene["target"]

@@ -89,7 +89,7 @@ class Setup:
     factory for fresh identical streams."""
 
     def __init__(self, scene):
-        net_cfg, run, train = scene["network"], scene["run"], scene["train"]
+        net_cfg, run = scene["network"], scene["run"]
         self.scene = scene
         self.sizes = scene_mod.network_sizes(net_cfg)
         self.acts = [net_cfg["hidden"]] * (len(self.sizes) - 2) + [net_cfg["output"]]

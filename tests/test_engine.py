@@ -65,7 +65,7 @@ def test_temporal_differencing_uses_one_tick_differences(rng, kind):
         states.append(({l: engine.activity(l).copy() for l in range(L + 1)},
                        {l: engine.preactivation(l).copy() for l in range(1, L + 1)},
                        {l: engine.delta(l).copy() for l in range(1, L + 1)}))
-    (x1, a1, d1), (x2, a2, _), (_, _, d3) = states[-3], states[-2], states[-1]
+    (x1, a1, _), (x2, a2, _), (_, _, d3) = states[-3], states[-2], states[-1]
     for l in range(1, L):
         factor = x2[l] - x1[l]
         if kind == "itd-dy":
@@ -104,18 +104,19 @@ def test_supervision_delay_pairs_the_output_with_an_older_target(rng):
     assert engine.tags()["supervision"][L] == engine.tick - d_y
 
 
-def test_online_learning_applies_eta_g_every_tick_to_weights_and_biases(rng):
+@pytest.mark.parametrize("decay", [0.0, 0.3])
+def test_online_learning_applies_eta_g_every_tick_to_weights_and_biases(device, rng, decay):
     net = net5(6)
     u, y = constant_pair(rng)
     eta = 0.01
-    engine = Engine(net, learning_rate=eta)
+    engine = Engine(net, learning_rate=eta, weight_decay=decay, device=device)
     settle(engine, u, y, 5)
     before_w = host(engine.weights())
     before_b = host(engine.biases())
     settle(engine, u, y, 1)
     g, gb = host(engine.gradients()), host(engine.bias_gradients())
     for w0, w1, gi in zip(before_w, host(engine.weights()), g):
-        np.testing.assert_allclose(w1, w0 - eta * gi, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(w1, (1 - eta * decay) * w0 - eta * gi, rtol=1e-12, atol=1e-15)
     for b0, b1, gi in zip(before_b, host(engine.biases()), gb):
         np.testing.assert_allclose(b1, b0 - eta * gi, rtol=1e-12, atol=1e-15)
 
@@ -135,11 +136,11 @@ def test_accumulate_applies_the_sum_every_k_ticks(rng):
     assert max_rel(host(engine.weights()), want) < 1e-12
 
 
-def test_learned_feedback_gets_the_weights_update_and_decay_closes_the_gap(rng):
+def test_learned_feedback_gets_the_weights_update_and_decay_closes_the_gap(device, rng):
     net = net5(8)
     u, y = constant_pair(rng)
     eta, lam, ticks = 0.05, 0.5, 7
-    engine = Engine(net, feedback="learned", learning_rate=eta, weight_decay=lam)
+    engine = Engine(net, feedback="learned", learning_rate=eta, weight_decay=lam, device=device)
     gap0 = [f - w for f, w in zip(host(engine.feedback_matrices()), host(engine.weights()))]
     settle(engine, u, y, ticks)
     gap = [f - w for f, w in zip(host(engine.feedback_matrices()), host(engine.weights()))]

@@ -170,7 +170,7 @@ def test_fact_d_linear_network_exact_at_ls_on_white_noise(device, depth, seed):
 
 def test_fact_d_breaks_with_nonlinear_layers_or_mse():
     """With σ' factors or an output-dependent loss, ls is only approximately synchronized."""
-    L, ls = 5, 3
+    ls = 3
     rng = np.random.default_rng(2)
     us, ys = rng.normal(size=(20, 1, 3)), rng.normal(size=(20, 1, 2))
     for act, loss in (("tanh", "linear"), ("linear", "mse")):

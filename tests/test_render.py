@@ -11,23 +11,18 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from simulator import scene
 from simulator.errors import SimulatorError
 from simulator.render import DEFAULT_SIZE, write_pictures
 from simulator.render import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
 from simulator.render.plots import mismatch_figure
 from simulator.render.raster import raster_figure, raster_rgb
-from simulator.runner import Prepared
+from simulator.runner import simulate_scene
 
 AMBER = np.array([int(palette.LS_COLOUR[i:i + 2], 16) for i in (1, 3, 5)])
 
 
-def simulate(name, *overrides):
-    scene_name, resolved = scene.load(name)
-    if overrides:
-        resolved = scene.apply_overrides(resolved, list(overrides), "test")
-    return Prepared(scene_name, resolved).simulate()
+simulate = simulate_scene
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from simulator import scene
 from simulator.errors import SimulatorError
-from simulator.runner import Prepared
+from simulator.runner import simulate_scene
 from simulator.sync import (format_sync, gradient_delay, steady_window, sync_report,
                             synchronized_layers)
 
 
-def simulate(name, *overrides):
-    scene_name, resolved = scene.load(name)
-    if overrides:
-        resolved = scene.apply_overrides(resolved, list(overrides), "test")
-    return Prepared(scene_name, resolved).simulate()
+simulate = simulate_scene
 
 
 @pytest.fixture(scope="module")
