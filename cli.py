@@ -89,9 +89,16 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
 
 
 def _run_other(name, resolved, out, quiet):
+    from simulator.kinds import progress_length
     from simulator.runner import run_other_kind
 
-    meta = run_other_kind(name, resolved, out)
+    length = progress_length(resolved)
+    bar = _progress(quiet, length, name) if length else None
+    if bar is None:
+        meta = run_other_kind(name, resolved, out)
+    else:
+        with bar:
+            meta = run_other_kind(name, resolved, out, progress=bar.update)
     if not quiet:
         click.echo(f"{name}: done in {meta['timings']['run_s']:.2f} s -> {out}")
 

@@ -47,7 +47,8 @@ def run_ar_train(name, scene, folder, progress=None):
                     lr=tr["lr"], batch=tr["batch"], epochs=tr["epochs"], seeds=tr["seeds"],
                     loss=ar["loss"], feedback_scale=ar["feedback_scale"], init=ar["init"],
                     split_seed=scene["run"]["seed"], test_fraction=tr["test_fraction"],
-                    eval_every=tr["eval_every"] or None, out_dir=folder, **_network_kw(scene))
+                    eval_every=tr["eval_every"] or None, out_dir=folder, progress=progress,
+                    **_network_kw(scene))
     arrays = {"steps": res["steps"]}
     for rule, curve in res["curves"].items():
         arrays[f"test_{rule}"] = curve["test"]
@@ -135,6 +136,16 @@ def run_train(name, scene, folder, progress=None):
     """Online learning on a stream, every rule from the same weights and frames."""
     from .training import run_training
     return run_training(name, scene, folder, progress)
+
+
+def progress_length(scene):
+    """How many progress steps a run of this scene reports (0: too quick to show)."""
+    kind = scene["kind"]
+    if kind == "train":
+        return scene["run"]["ticks"] * len(scene["train"]["rules"])
+    if kind == "ar_train":
+        return len(scene["train"]["seeds"]) * (len(scene["relaxation"]["variants"]) + 1)
+    return 0
 
 
 RUNNERS = {"ar_converge": run_ar_converge, "ar_train": run_ar_train, "train": run_train,

@@ -543,7 +543,7 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
               eta_x=0.1, iterations=100, lr=0.1, batch=64, epochs=20, seeds=(0, 1, 2),
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
               init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
-              device="cpu", dtype="float64", out_dir=None):
+              device="cpu", dtype="float64", out_dir=None, progress=None):
     """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
     variant and plain backprop train from the same initial weights on the same
     minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
@@ -588,6 +588,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
             curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
             curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
             diverged_at[name][s] = div
+            if progress is not None:
+                progress(1)
     result = {"steps": steps, "curves": curves, "diverged_at": diverged_at,
               "final_test": {n: curves[n]["test"][:, -1] for n in names},
               "steps_per_epoch": per_epoch, "seeds": np.asarray(seeds), "variants": variants}
