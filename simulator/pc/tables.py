@@ -9,7 +9,6 @@ of BP, Z-IL and IL, all measured in the same run, interleaved, fastest of
 import contextlib
 import csv
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -141,18 +140,15 @@ def format_markdown(rows):
 
 
 def write_csv(rows, path):
-    """Write row dicts as CSV atomically: a temporary file in the same folder,
-    then os.replace, so a reader never sees half a table."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    """Write row dicts as CSV atomically (simulator.probes.atomic_write), so a
+    reader never sees half a table."""
+    from ..probes import atomic_write
     cols = list(rows[0]) if rows else []
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+
+    def write(fh):
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(os.fspath(path), write)
+    return path
+

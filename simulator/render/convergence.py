@@ -5,17 +5,13 @@ Renderers only draw arrays they are given (from ``simulator.relaxation`` or a
 saved trace); PNGs are written atomically (temp file in the same folder, then
 os.replace), so a reader never sees half a picture.
 """
-import os
-import tempfile
 import warnings
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..errors import SimulatorError  # noqa: E402
+from . import save_png
+from ..errors import SimulatorError
 
 DPI = 100
 # Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn at
@@ -30,25 +26,6 @@ LAYER_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 def layer_colour(index):
     """The fixed colour of curve ``index`` (layers, η_x values or variants)."""
     return LAYER_COLOURS[index % len(LAYER_COLOURS)]
-
-
-def save_figure_atomic(fig, path):
-    """Write ``fig`` as a PNG at ``path`` atomically and close it; returns the path."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _floor(a):
@@ -74,7 +51,8 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
         raise SimulatorError(f"layer must be a hidden layer 1..{L - 1}, got {layer}")
     ticks = np.arange(errors.shape[1])
     main = int(np.argmin(np.abs(eta_x - main_eta)))
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2), dpi=DPI)
+    ax_a, ax_b = fig.subplots(1, 2)
     for l in range(1, L):
         c = layer_colour(l - 1)
         ax_a.semilogy(ticks, _floor(errors[main, :, l]), color=c, lw=2.5, label=f"layer {l}")
@@ -96,7 +74,7 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return save_figure_atomic(fig, path)
+    return save_png(fig, path)
 
 
 def _band(ax, x, runs, colour, label, ls="-"):
@@ -129,7 +107,8 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                                  f"{steps.shape[0]} steps")
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), dpi=DPI)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, name in enumerate(names):
         ax = axes[i // cols][i % cols]
         _band(ax, steps, curves[baseline][split], BASELINE_COLOUR, baseline)
@@ -144,4 +123,4 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         axes[j // cols][j % cols].axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    return save_figure_atomic(fig, path)
+    return save_png(fig, path)
