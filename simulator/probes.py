@@ -294,3 +294,17 @@ def atomic_write(path, write, binary=False):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json(path, data, indent=2):
+    """Write ``data`` as JSON atomically; numpy scalars and arrays become plain
+    numbers and lists, anything else unknown is refused (never silently str()'d)."""
+    atomic_write(path, lambda f: json.dump(data, f, indent=indent, default=_plain))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")

@@ -18,7 +18,7 @@ from .backend import Backend
 from .engine import Engine
 from .errors import SceneError
 from .network import Network
-from .probes import Recorder, RecordPlan, Trace, atomic_write
+from .probes import Recorder, RecordPlan, Trace, write_json
 from .scene import network_sizes
 from .streams import DatasetStream, make_stream, make_teacher, teacher_target
 
@@ -146,8 +146,7 @@ def write_outputs(out_dir, fill):
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the finished folder is for sharing
         meta = fill(tmp)
-        atomic_write(os.path.join(tmp, "run.json"),
-                     lambda f: json.dump(meta, f, indent=2, default=_jsonable))
+        write_json(os.path.join(tmp, "run.json"), meta)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -178,14 +177,6 @@ def _replace_dir(new, target):
     os.rename(new, target)
     if old:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in run.json")
 
 
 def clip_windows(windows, ticks):

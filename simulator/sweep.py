@@ -26,7 +26,7 @@ import numpy as np
 
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
-from .probes import atomic_write
+from .probes import atomic_write, write_json
 
 SUMMARIES = ("auto", "mismatch", "training")
 
@@ -234,7 +234,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
 def _saver(points_dir, progress):
     def save(record):
         path = os.path.join(points_dir, record["id"] + ".json")
-        atomic_write(path, lambda f: json.dump(record, f, indent=1, default=_jsonable))
+        write_json(path, record, indent=1)
         if progress is not None:
             progress(1)
     return save
@@ -343,12 +343,6 @@ def _cell(value):
     return str(value)
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in a point file")
-
-
 # ------------------------------------------------------------------ analysis
 def mean_over_seeds(records, keys, value):
     """{tuple of params[keys]: (mean, std, n)} of summary[value] over the ok points."""
@@ -416,10 +410,10 @@ def render_sweep(records, sweep, out_dir, title=""):
         path = os.path.join(out_dir, "phase.png")
         hstar = boundary(ok, sweep["threshold"])
         written["phase.png"] = render_phase(ok, hstar, sweep["threshold"], path, title=title)
-        atomic_write(os.path.join(out_dir, "boundary.json"), lambda f: json.dump(
-            {"threshold": sweep["threshold"], "h_star": {str(k): v for k, v in hstar.items()},
-             "h_star_layers": {str(k): v for k, v in layer_boundaries(ok, sweep["threshold"]).items()},
-             "fit": fit_boundary(hstar), "paper_tau_s": {str(k): k - 1 for k in hstar}}, f, indent=1))
+        write_json(os.path.join(out_dir, "boundary.json"), {
+            "threshold": sweep["threshold"], "h_star": {str(k): v for k, v in hstar.items()},
+            "h_star_layers": {str(k): v for k, v in layer_boundaries(ok, sweep["threshold"]).items()},
+            "fit": fit_boundary(hstar), "paper_tau_s": {str(k): k - 1 for k in hstar}}, indent=1)
         written["boundary.json"] = os.path.join(out_dir, "boundary.json")
     if "stream.hold" in grid and any("final_accuracy" in r["summary"] for r in ok):
         path = os.path.join(out_dir, "accuracy.png")

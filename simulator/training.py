@@ -10,7 +10,6 @@ baseline ``backprop``: instantaneous backprop on every tick's frame with the
 same learning rate. Every ``eval_every`` ticks the current weights are tested
 with an instantaneous forward pass (accuracy and mean loss on the test set).
 """
-import json
 import os
 import time
 
@@ -21,7 +20,7 @@ from .datasets import load_digits
 from .engine import Engine
 from .errors import NumericalError, SceneError
 from .network import Network
-from .probes import atomic_write
+from .probes import write_json
 from .reference import factors, forward
 from .options import loss_and_grad
 from .runner import build_stream, seeds
@@ -260,17 +259,10 @@ def run_training(name, resolved_scene, out_dir, progress=None):
     elapsed = time.perf_counter() - t0
     results = {"name": name, "scene": resolved_scene, "curves": curves, "summary": summary,
                "seconds": elapsed}
-    atomic_write(os.path.join(out_dir, "results.json"),
-                 lambda f: json.dump(results, f, indent=2, default=_jsonable))
+    write_json(os.path.join(out_dir, "results.json"), results)
     render_learning(curves, os.path.join(out_dir, "learning.png"),
                     title=f"{name}: {resolved_scene['description']}")
     return dict(summary, seconds=elapsed)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in results.json")
 
 
 __all__ = ["RULES", "TRAIN_SECTIONS", "BackpropLearner", "train_scene", "train_rule",
