@@ -68,7 +68,10 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     if resolved["kind"] == "sweep":
         raise SceneError(f"{name} is a sweep scene: run it with `tickprop sweep {scene}`")
     if resolved["kind"] != "diffusion":
-        _run_other(name, resolved, out, quiet)
+        try:
+            _run_other(name, resolved, out, quiet)
+        except SceneError as exc:
+            raise SceneError(f"{scenes.find_scene(scene)}: {exc}") from None
         return
     try:
         prepared = Prepared(name, resolved)

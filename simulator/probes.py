@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from .errors import BudgetError, NumericalError, SimulatorError
+from .errors import BudgetError, NumericalError, SceneError, SimulatorError
 from .metrics import inner, mismatch
 from .reference import factors_of
 
@@ -58,7 +58,7 @@ class RecordPlan:
         self.layers = list(range(depth + 1)) if not layers else [int(l) for l in layers]
         bad = [l for l in self.layers if not 0 <= l <= depth]
         if bad:
-            raise SimulatorError(f"record.layers {bad} outside 0..{depth}")
+            raise SceneError(f"key 'record.layers': expected layers in 0..{depth}, got {bad}")
         self.metrics, self.chunk = bool(metrics), max(1, int(chunk))
         self.budget = parse_bytes(budget)
 
@@ -180,13 +180,13 @@ class Recorder:
         valid = (frames >= 0) & (frames > i - R)
         slots = np.where(valid, frames % R, i % R)
         valid &= self._ref_frame[slots] == frames
-        idx = xp.asarray(slots * L + np.arange(L))
+        idx = xp.asarray(slots * L + np.arange(L))   # one transfer serves all three takes
         d_ref = xp.take(self._ref_d, idx, axis=0)
         x_ref = xp.take(self._ref_x, idx, axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             cos, rel = mismatch(xp, d, xp_pair, d_ref, x_ref)
         gg = inner(xp, d, xp_pair, d, xp_pair)
-        GG = xp.take(xp.reshape(self._ref_gg_dev, (-1,)), xp.asarray(slots * L + np.arange(L)))
+        GG = xp.take(xp.reshape(self._ref_gg_dev, (-1,)), idx)
         nan = xp.asarray(np.where(valid, 0.0, np.nan), dtype=cos.dtype)
         c = self._pending
         self._chunk["mismatch_cos"][c, ...] = cos + nan
