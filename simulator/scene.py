@@ -14,11 +14,12 @@ import os
 import tomllib
 
 from .errors import SceneError
+from .paths import scenes_dir
 from .options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 from .network import ACTIVATIONS
 from .streams import INPUTS, TARGETS
 
-SCENES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenes")
+SCENES_DIR = scenes_dir()
 
 
 class Field:
