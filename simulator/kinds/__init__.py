@@ -67,8 +67,8 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None):
 def read_run(folder):
     """(Kind, run.json content) of a saved run folder; a folder without a
     readable tickprop run.json is one SimulatorError naming the file."""
-    if not os.path.isdir(folder):
-        raise SimulatorError(f"{folder}: not a run folder")
+    if not os.path.isfile(os.path.join(folder, "run.json")):
+        raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
     meta = load_json(folder, "run.json")
     scene = meta.get("scene") if isinstance(meta, dict) else None
     kind = meta.get("kind") if isinstance(meta, dict) else None
