@@ -3,12 +3,18 @@
 Exit codes: 0 success; 2 user error (one ``error:`` line on stderr, nothing
 written); 1 internal failure (a bug: the traceback is printed).
 """
+import json
 import os
 import sys
 
 import click
 
+from simulator import kinds
+from simulator import sweep as sweeps
+from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError, SimulatorError
+from simulator.runner import Prepared
+from simulator.sync import format_sync, sync_report
 
 
 def _fail(exc):
@@ -49,61 +55,38 @@ def main():
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Override run.dtype.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any scene key (repeatable), e.g. --set rule.feedback=random.")
-@click.option("--no-png", is_flag=True, help="Skip waves.png and mismatch.png.")
-@click.option("--no-gif", is_flag=True, help="Skip waves.gif.")
+@click.option("--no-png", is_flag=True, help="Skip the PNG pictures.")
+@click.option("--no-gif", is_flag=True, help="Skip the GIF animations.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
 def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet):
     """Run SCENE (a name from `tickprop scenes`, a .toml file, or a run.json to replay)."""
-    from simulator import scene as scenes
-    from simulator.runner import Prepared, picture_writer, write_run
-
     name, resolved = scenes.load(scene)
-    typed = {f"run.{key}": value for key, value in
-             (("ticks", ticks), ("seed", seed), ("device", device), ("dtype", dtype))
-             if value is not None}
+    kind = kinds.get(resolved["kind"])
+    typed = kind.overrides({"ticks": ticks, "seed": seed, "device": device, "dtype": dtype})
     if typed or overrides:
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
     out = out or os.path.join("outputs", name + ("_replay" if replay else ""))
-    if resolved["kind"] == "sweep":
-        raise SceneError(f"{name} is a sweep scene: run it with `tickprop sweep {scene}`")
-    if resolved["kind"] != "diffusion":
-        try:
-            _run_other(name, resolved, out, quiet)
-        except SceneError as exc:
-            raise SceneError(f"{scenes.find_scene(scene)}: {exc}") from None
-        return
-    try:
-        prepared = Prepared(name, resolved)
-        pictures = picture_writer(resolved["render"], png=not no_png, gif=not no_gif)
-    except (SceneError, BudgetError) as exc:
-        raise type(exc)(f"{scenes.find_scene(scene)}: {exc}") from None
-    bar = _progress(quiet, resolved["run"]["ticks"], f"{name}")
-    if bar is None:
-        trace = prepared.simulate()
-    else:
-        with bar:
-            trace = prepared.simulate(progress=bar.update)
-    write_run(out, trace, [pictures])
+    meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
+                     {"png": False if no_png else None, "gif": False if no_gif else None})
     if not quiet:
-        t = trace.meta["timings"]
-        click.echo(f"{name}: {resolved['run']['ticks']} ticks in {t['simulate_s']:.2f} s "
-                   f"({t['ticks_per_s']:.0f} ticks/s) -> {out}")
+        click.echo(f"{name}: {kind.headline(meta)} -> {out}")
 
 
-def _run_other(name, resolved, out, quiet):
-    from simulator.kinds import progress_length
-    from simulator.runner import run_other_kind
-
-    length = progress_length(resolved)
+def _run_kind(name, resolved, out, quiet, where, draw_options=None):
+    """Run a resolved scene through its kind with a progress bar; scene errors
+    found while preparing name ``where`` (the scene file)."""
+    kind = kinds.get(resolved["kind"])
+    length = kind.progress(resolved)
     bar = _progress(quiet, length, name) if length else None
-    if bar is None:
-        meta = run_other_kind(name, resolved, out)
-    else:
+    try:
+        if bar is None:
+            return kinds.run_scene(name, resolved, out, draw_options=draw_options)
         with bar:
-            meta = run_other_kind(name, resolved, out, progress=bar.update)
-    if not quiet:
-        click.echo(f"{name}: done in {meta['timings']['run_s']:.2f} s -> {out}")
+            return kinds.run_scene(name, resolved, out, progress=bar.update,
+                                   draw_options=draw_options)
+    except (SceneError, BudgetError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
 
 
 @main.command()
@@ -115,8 +98,6 @@ def _run_other(name, resolved, out, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
 def sweep(sweep_scene, workers, scheduler, out, quiet):
     """Run the grid of a sweep scene; finished points are kept, so a re-run resumes."""
-    from simulator import sweep as sweeps
-
     name, sweep_cfg, _, _ = sweeps.load_sweep(sweep_scene)
     out = out or os.path.join("outputs", name)
     total = len(sweeps.points_of(sweep_cfg["sweep"]))
@@ -133,27 +114,20 @@ def sweep(sweep_scene, workers, scheduler, out, quiet):
 
 
 @main.command()
-@click.argument("source", metavar="TRACE_OR_RUN_DIR", type=click.Path())
+@click.argument("source", metavar="RUN_DIR", type=click.Path())
 @click.option("--every", type=click.IntRange(1), help="One GIF frame every K ticks.")
-@click.option("--size", metavar="WxH", help="GIF size in pixels, e.g. 720x400.")
+@click.option("--size", metavar="WxH", help="Picture size in pixels, e.g. 720x400.")
 @click.option("--color", type=click.Choice(["magnitude", "tag", "both"]), help="Raster colouring.")
-@click.option("--no-png", is_flag=True, help="Skip waves.png and mismatch.png.")
-@click.option("--no-gif", is_flag=True, help="Skip waves.gif.")
+@click.option("--no-png", is_flag=True, help="Skip the PNG pictures.")
+@click.option("--no-gif", is_flag=True, help="Skip the GIF animations.")
 def render(source, every, size, color, no_png, no_gif):
-    """Re-draw the pictures of a saved run (its folder or its trace.npz) without simulating."""
-    from simulator import scene as scenes
-    from simulator.probes import Trace
-    from simulator.runner import picture_writer
-
-    folder = os.path.dirname(source) if source.endswith(".npz") else source
-    trace = Trace.load(folder)
-    opts = dict(trace.meta.get("scene", {}).get("render") or
-                {k: f.default for k, f in scenes.RENDER.items()})
-    opts.update({k: v for k, v in (("every", every), ("color", color)) if v is not None})
-    if size is not None:
-        opts["size"] = _parse_size(size)
-    picture_writer(opts, png=not no_png, gif=not no_gif)(folder, trace)
-    click.echo(f"pictures re-drawn in {folder}")
+    """Re-draw the pictures of a saved run of any kind (its folder, or its
+    trace.npz / run.json) from its saved results, without simulating."""
+    folder = (os.path.dirname(source) or ".") if os.path.isfile(source) else source
+    options = {"every": every, "color": color, "size": None if size is None else _parse_size(size),
+               "png": False if no_png else None, "gif": False if no_gif else None}
+    kind, written = kinds.redraw(folder, options)
+    click.echo(f"{kind} pictures re-drawn in {folder}: {', '.join(sorted(written)) or 'none'}")
 
 
 def _parse_size(text):
@@ -174,12 +148,6 @@ def _parse_size(text):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def sync(scene, depth, ticks, as_json):
     """Per-layer synchronization table of SCENE (or of the default scene at --depth L)."""
-    import json as json_mod
-
-    from simulator import scene as scenes
-    from simulator.runner import Prepared
-    from simulator.sync import format_sync, sync_report
-
     if scene is None and depth is None:
         raise SimulatorError("give a SCENE or --depth L")
     name, resolved = scenes.load(scene or "fig3_fast")
@@ -193,7 +161,7 @@ def sync(scene, depth, ticks, as_json):
         typed["run.ticks"] = ticks
     resolved = scenes.apply_overrides(resolved, [], scene or "--depth", typed)
     report = sync_report(Prepared(name, resolved).simulate())
-    click.echo(json_mod.dumps(report, indent=2) if as_json else format_sync(report))
+    click.echo(json.dumps(report, indent=2) if as_json else format_sync(report))
 
 
 @main.command("pc-table")
@@ -207,30 +175,19 @@ def sync(scene, depth, ticks, as_json):
 @click.option("--out", type=click.Path(file_okay=False), default=os.path.join("outputs", "pc_table"),
               show_default=True)
 def pc_table(dtype, levelled, il_steps, repeats, seed, out):
-    """Tables 1 and 2 of Salvatori et al.: BP vs Z-IL divergence and time per update."""
-    from simulator.pc.tables import format_markdown, table1, table2, write_csv
-    from simulator.probes import atomic_write
-    from simulator.runner import write_outputs
-
-    def fill(folder):
-        rows1 = table1(dtype=dtype, levelled=levelled, seed=seed)
-        rows2 = table2(dtype=dtype, T=il_steps, repeats=repeats, seed=seed)
-        write_csv(rows1, os.path.join(folder, "table1.csv"))
-        write_csv(rows2, os.path.join(folder, "table2.csv"))
-        text = ("## Table 1: one BP update vs one Z-IL update\n\n" + format_markdown(rows1) +
-                "\n\n## Table 2: time per update\n\n" + format_markdown(rows2) + "\n")
-        atomic_write(os.path.join(folder, "tables.md"), lambda f: f.write(text))
-        click.echo(text)
-        return {"name": "pc_table", "dtype": dtype, "levelled": levelled, "table1": rows1,
-                "table2": rows2}
-    write_outputs(out, fill)
+    """Tables 1 and 2 of Salvatori et al.: BP vs Z-IL divergence and time per
+    update (the pc_table scene kind, with its keys as flags)."""
+    raw = {"kind": "pc_table", "description": "Tables 1 and 2 of Salvatori et al. (pc-table)",
+           "table": {"dtypes": [dtype], "levelled": "levelled" if levelled else "unlevelled",
+                     "il_steps": il_steps, "repeats": repeats},
+           "run": {"seed": seed}}
+    meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, True, "pc-table")
+    click.echo(meta["summary"]["markdown"])
 
 
 @main.command("scenes")
 def list_scenes():
     """List the shipped scenes with their one-line descriptions."""
-    from simulator import scene as scenes
-
     names = scenes.list_scenes()
     width = max((len(n) for n in names), default=0)
     for name in names:

@@ -15,10 +15,22 @@ import tracemalloc
 
 import numpy as np
 
-from simulator import Network
-from simulator.engine import Engine
-from simulator.probes import Recorder, RecordPlan
-from simulator.streams import HeldStream, teacher_target
+from simulator.build import build
+from simulator.runner import Prepared
+from simulator.scene import validate
+
+
+def paper_scene(depth, width, batch=1, dtype="float64", learning_rate=0.0, ticks=1,
+                states=False):
+    """A diffusion scene of ``depth`` tanh layers (linear output) of ``width``
+    neurons, fed a held teacher stream (hold 16), built by simulator.build."""
+    return validate({"network": {"depth": depth, "width": width, "inputs": width,
+                                 "outputs": width},
+                     "stream": {"kind": "held", "hold": 16, "batch": batch},
+                     "rule": {"learning_rate": learning_rate},
+                     "run": {"ticks": ticks, "dtype": dtype},
+                     "record": {"states": states, "metrics": True, "memory_budget": "16GiB"}},
+                    "bench_engine")
 
 
 def backprop_step(ws, bs, u, y):
@@ -59,14 +71,14 @@ def best_of(fn, n, repeats=5):
 
 
 def tick_vs_backprop(depth, width, batch, dtype, n, learning_rate=0.0):
-    sizes = [width] * (depth + 1)
-    net = Network.random(sizes, ["tanh"] * (depth - 1) + ["linear"], seed=0)
+    parts = build(paper_scene(depth, width, batch, dtype, learning_rate))
+    net = parts.network
     rng = np.random.default_rng(0)
     u = rng.normal(size=(batch, width)).astype(dtype)
     y = rng.normal(size=(batch, width)).astype(dtype)
     ws = [w.astype(dtype) for w in net.weights]
     bs = [b.astype(dtype) for b in net.biases]
-    engine = Engine(net, batch=batch, dtype=dtype, learning_rate=learning_rate)
+    engine = parts.engine()
     t_tick = best_of(lambda: engine.step(u, y), n)
     if learning_rate:
         t_bp = best_of(lambda: sgd_step(ws, bs, u, y, learning_rate), n)
@@ -76,17 +88,10 @@ def tick_vs_backprop(depth, width, batch, dtype, n, learning_rate=0.0):
 
 
 def recorded_rate(ticks, states):
-    sizes = [16] * 10
-    net = Network.random(sizes, ["tanh"] * 8 + ["linear"], seed=0)
-    teacher = Network.random(sizes, ["tanh"] * 8 + ["linear"], seed=1)
-    stream = HeldStream(16, 1, np.random.default_rng(0), teacher_target(teacher, "mse"), hold=16)
-    engine = Engine(net)
-    plan = RecordPlan(ticks, 9, 16, 1, 8, states=states, metrics=True)
-    rec = Recorder(engine, plan)
+    prepared = Prepared("bench_engine", paper_scene(9, 16, ticks=ticks, states=states))
     t = time.perf_counter()
-    engine.run(stream, ticks, rec)
-    trace = rec.trace()
-    return ticks / (time.perf_counter() - t), trace, plan
+    trace = prepared.simulate()
+    return ticks / (time.perf_counter() - t), trace, prepared.plan
 
 
 def main():

@@ -27,6 +27,8 @@ import numpy as np
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .probes import atomic_write, write_json
+from .runner import Prepared
+from .training import TRAIN_SECTIONS, train_scene
 
 SUMMARIES = ("auto", "mismatch", "training")
 
@@ -73,7 +75,6 @@ SWEEP_SECTIONS = {"sweep": SWEEP}
 def _ensure_kinds():
     """Register the train and sweep kinds (idempotent): worker processes may
     import this module before anything else has."""
-    from .training import TRAIN_SECTIONS
     scene_mod.SCHEMAS.setdefault("train", TRAIN_SECTIONS)
     scene_mod.SCHEMAS.setdefault("sweep", SWEEP_SECTIONS)
 
@@ -142,7 +143,6 @@ def summarize_point(name, scene, options):
     if kind == "training":
         if scene["kind"] != "train":
             raise SceneError(f"sweep.summary 'training' needs a train base scene, got {scene['kind']}")
-        from .training import train_scene
         _, summary = train_scene(scene)
         rules = scene["train"]["rules"]
         if len(rules) == 1:
@@ -152,7 +152,6 @@ def summarize_point(name, scene, options):
         return summary
     if scene["kind"] != "diffusion":
         raise SceneError(f"sweep.summary 'mismatch' needs a diffusion base scene, got {scene['kind']}")
-    from .runner import Prepared
     trace = Prepared(name, scene).simulate()
     return steady_mismatch(trace["mismatch_cos"], trace["mismatch_rel"], options["steady_from"])
 

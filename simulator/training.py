@@ -10,20 +10,15 @@ baseline ``backprop``: instantaneous backprop on every tick's frame with the
 same learning rate. Every ``eval_every`` ticks the current weights are tested
 with an instantaneous forward pass (accuracy and mean loss on the test set).
 """
-import os
-import time
-
 import numpy as np
 
 from . import scene as scene_mod
+from .build import build_network, build_stream, engine_options, network_shape, seeds
 from .datasets import load_digits
 from .engine import Engine
 from .errors import NumericalError, SceneError
-from .network import Network
-from .probes import write_json
 from .reference import factors, forward
 from .options import loss_and_grad
-from .runner import build_stream, seeds
 from .streams import make_teacher, teacher_target
 
 # rule name -> Engine options (None = the instantaneous backprop baseline).
@@ -84,17 +79,14 @@ TRAIN_SECTIONS = {"network": scene_mod.NETWORK, "stream": scene_mod.STREAM,
 
 
 class Setup:
-    """The shared pieces of a training scene: initial network, test set, and a
-    factory for fresh identical streams."""
+    """The shared pieces of a training scene (simulator.build): initial network,
+    test set, and a factory for fresh identical streams."""
 
     def __init__(self, scene):
-        net_cfg, run = scene["network"], scene["run"]
         self.scene = scene
-        self.sizes = scene_mod.network_sizes(net_cfg)
-        self.acts = [net_cfg["hidden"]] * (len(self.sizes) - 2) + [net_cfg["output"]]
-        self.s_net, self.s_teacher, self.s_stream, self.s_fb = seeds(run["seed"])
-        self.network = Network.random(self.sizes, self.acts, seed=self.s_net,
-                                      scale=net_cfg["scale"], bias_scale=net_cfg["bias_scale"])
+        self.sizes, self.acts = network_shape(scene["network"])
+        self.seeds = seeds(scene["run"]["seed"])
+        self.network = build_network(scene["network"], self.seeds.network)
         self.classify = scene["target"]["kind"] == "labels"
         self.test_x, self.test_y = self._test_set(scene)
         self.new_stream()          # fail before any work on a bad stream/target pair
@@ -115,13 +107,17 @@ class Setup:
         n = n or 512
         rng = np.random.default_rng(np.random.SeedSequence([scene["run"]["seed"], 7]))
         x = scene["stream"]["amplitude"] * rng.normal(size=(1, n, self.sizes[0]))
-        teacher = make_teacher(self.sizes, self.acts, self.s_teacher, scene["target"]["scale"])
+        teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, scene["target"]["scale"])
         return x[0], teacher_target(teacher, train["loss"])(x, None)[0]
 
     def new_stream(self):
         """A fresh stream with the scene's seed: every rule sees the same frames."""
-        shim = dict(self.scene, rule={"loss": self.scene["train"]["loss"]})
-        return build_stream(shim, self.sizes, self.acts, self.s_teacher, self.s_stream)
+        return build_stream(self.scene, self.seeds, self.scene["train"]["loss"])
+
+    def engine_options(self, rule):
+        """Engine keyword arguments of a diffusion-family rule (see RULES)."""
+        return dict(engine_options(self.scene["train"], self.scene, self.seeds.feedback),
+                    **RULES[rule])
 
 
 class BackpropLearner:
@@ -146,16 +142,11 @@ class BackpropLearner:
 
 def make_learner(rule, setup):
     """The learner for one rule, starting from the setup's initial weights."""
-    train, batch = setup.scene["train"], setup.scene["stream"]["batch"]
+    train = setup.scene["train"]
     if RULES[rule] is None:
         return BackpropLearner(setup.network, train["loss"], train["learning_rate"],
                                train["weight_decay"])
-    run = setup.scene["run"]
-    return Engine(setup.network, loss=train["loss"], supervision_delay=train["supervision_delay"],
-                  learning_rate=train["learning_rate"], batch=batch,
-                  weight_decay=train["weight_decay"], feedback_seed=setup.s_fb,
-                  feedback_scale=train["feedback_scale"], itd_epsilon=train["itd_epsilon"],
-                  device=run["device"], dtype=run["dtype"], **RULES[rule])
+    return Engine(setup.network, **setup.engine_options(rule))
 
 
 def evaluate(network, x, y, loss, classify):
@@ -242,28 +233,13 @@ def summarize(curves):
     return out
 
 
-def train_scene(scene, progress=None):
-    """Train every rule of a resolved `train` scene; return (curves, summary)."""
-    setup = Setup(scene)
+def train_scene(scene, progress=None, setup=None):
+    """Train every rule of a resolved `train` scene (on ``setup`` if already
+    built); return (curves, summary)."""
+    setup = Setup(scene) if setup is None else setup
     curves = {rule: train_rule(rule, setup, progress) for rule in scene["train"]["rules"]}
     return curves, summarize(curves)
 
 
-def run_training(name, resolved_scene, out_dir, progress=None):
-    """Train the scene's rules and write learning.png and results.json into
-    out_dir (which exists); return the summary dict (per rule: final test
-    accuracy and loss, best accuracy, diverged) plus timing."""
-    from .render.learning import render_learning
-    t0 = time.perf_counter()
-    curves, summary = train_scene(resolved_scene, progress)
-    elapsed = time.perf_counter() - t0
-    results = {"name": name, "scene": resolved_scene, "curves": curves, "summary": summary,
-               "seconds": elapsed}
-    write_json(os.path.join(out_dir, "results.json"), results)
-    render_learning(curves, os.path.join(out_dir, "learning.png"),
-                    title=f"{name}: {resolved_scene['description']}")
-    return dict(summary, seconds=elapsed)
-
-
-__all__ = ["RULES", "TRAIN_SECTIONS", "BackpropLearner", "train_scene", "train_rule",
-           "run_training", "evaluate", "alignment_angles"]
+__all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
+           "summarize", "evaluate", "alignment_angles"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from simulator import scene, training
+from simulator import kinds, scene, training
 from simulator.engine import Engine
 from simulator.errors import SceneError
 from simulator.network import Network
@@ -154,7 +154,8 @@ def test_run_training_writes_curves_and_picture(tmp_path):
     sc = _digits_scene(rules=["diffusion", "backprop", "random"])
     sc = scene.apply_overrides(sc, ["run.ticks=300", "train.eval_every=100", "train.eval_size=100"],
                                "train_digits")
-    summary = training.run_training("train_digits", sc, str(tmp_path))
+    summary = kinds.get("train").run("train_digits", sc, str(tmp_path))
+    kinds.get("train").draw(str(tmp_path), {"name": "train_digits", "scene": sc}, {})
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
     assert results["curves"]["diffusion"]["tick"] == [0, 100, 200, 300]

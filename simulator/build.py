@@ -1,0 +1,129 @@
+"""Scene -> parts, written once: seeds, network, input stream, engine options.
+
+ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``. Every place that
+turns a resolved scene into objects goes through here: a diffusion run
+(``runner.Prepared``), online training (``training.Setup``), the relaxation
+kinds (``relaxation_network``), sweeps (through those two) and the benchmarks.
+The builder only builds and refuses; it never simulates, records or draws.
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from .backend import Backend
+from .datasets import load_digits
+from .engine import Engine
+from .errors import SceneError
+from .network import Network
+from .scene import network_sizes
+from .streams import DatasetStream, make_stream, make_teacher, teacher_target
+
+Seeds = namedtuple("Seeds", "network teacher stream feedback")
+Seeds.__doc__ = "Independent child seeds of run.seed, one per random draw of a run."
+
+# Keys of a [rule] (diffusion) or [train] section that are Engine keyword
+# arguments of the same name; a section without one keeps Engine's default.
+ENGINE_KEYS = ("loss", "feedback", "derivative", "pairing", "supervision_delay",
+               "learning_rate", "accumulate", "weight_decay", "feedback_scale", "itd_epsilon")
+
+
+def seeds(seed):
+    """Independent child seeds for network, teacher, stream and feedback
+    (``numpy.random.SeedSequence(seed).spawn(4)``), as a ``Seeds`` tuple."""
+    children = np.random.SeedSequence(seed).spawn(4)
+    return Seeds(*(int(c.generate_state(1)[0]) for c in children))
+
+
+def network_shape(net):
+    """(sizes, activations) of a resolved [network] section: widths of layers
+    0..L and σ of layers 1..L (``hidden`` for 1..L−1, ``output`` for L)."""
+    sizes = network_sizes(net)
+    return sizes, [net["hidden"]] * (len(sizes) - 2) + [net["output"]]
+
+
+def build_network(net, seed):
+    """The initial Network of a resolved [network] section: W ~ N(0, scale²/n_in),
+    b ~ N(0, bias_scale²), drawn from ``seed``."""
+    sizes, acts = network_shape(net)
+    return Network.random(sizes, acts, seed=seed, scale=net["scale"], bias_scale=net["bias_scale"])
+
+
+def build_stream(scene, seeds_, loss):
+    """The scene's input stream with its target rule: dataset frames with their
+    labels, or a stream of ``stream.kind`` whose targets a random teacher network
+    (seeded by ``seeds_.teacher``) computes under ``loss``. A fresh call gives
+    the same frames (the stream's generator is seeded by ``seeds_.stream``)."""
+    st, tg = scene["stream"], scene["target"]
+    sizes, acts = network_shape(scene["network"])
+    rng = np.random.default_rng(seeds_.stream)
+    if st["kind"] == "dataset":
+        if tg["kind"] != "labels":
+            raise SceneError("key 'target.kind': a dataset stream takes 'labels'")
+        data = load_digits(seed=scene["run"]["seed"])
+        return DatasetStream(sizes[0], st["batch"], rng, data.train_x, data.train_targets,
+                             hold=st["hold"], crossfade=st["crossfade"])
+    if tg["kind"] == "labels":
+        raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset'")
+    if st["kind"] == "held" and st["crossfade"] >= st["hold"] and st["crossfade"]:
+        raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = {st['hold']} "
+                         f"ticks, got {st['crossfade']}")
+    teacher = make_teacher(sizes, acts, seeds_.teacher, tg["scale"])
+    target = teacher_target(teacher, loss)
+    params = {"amplitude": st["amplitude"]}
+    if st["kind"] == "held":
+        params.update(hold=st["hold"], crossfade=st["crossfade"])
+    elif st["kind"] == "smooth":
+        params["tau"] = st["tau"]
+    elif st["kind"] == "sine":
+        params["period"] = st["period"]
+    return make_stream(st["kind"], sizes[0], st["batch"], rng, target, **params)
+
+
+def engine_options(section, scene, feedback_seed):
+    """Engine keyword arguments from a [rule] or [train] ``section`` of ``scene``
+    (its ENGINE_KEYS), the stream's batch and the run's device and dtype."""
+    kw = {k: section[k] for k in ENGINE_KEYS if k in section}
+    run = scene["run"]
+    kw.update(batch=scene["stream"]["batch"], feedback_seed=feedback_seed,
+              device=run["device"], dtype=run["dtype"])
+    return kw
+
+
+class Parts:
+    """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
+    ``network``, the input ``stream`` and ``engine_args``; ``engine()`` makes a
+    fresh Engine from them. Building checks the device and the stream/target
+    pair, so a bad scene is refused here, before any tick."""
+
+    def __init__(self, scene):
+        self.sizes, self.activations = network_shape(scene["network"])
+        self.seeds = seeds(scene["run"]["seed"])
+        self.network = build_network(scene["network"], self.seeds.network)
+        Backend(scene["run"]["device"], scene["run"]["dtype"])   # fail early on a missing device
+        self.stream = build_stream(scene, self.seeds, scene["rule"]["loss"])
+        self.engine_args = engine_options(scene["rule"], scene, self.seeds.feedback)
+
+    def engine(self):
+        """A new Engine on the initial network with the scene's rule options."""
+        return Engine(self.network, **self.engine_args)
+
+
+def build(scene):
+    """Parts of a resolved diffusion scene (see ``Parts``)."""
+    return Parts(scene)
+
+
+def relaxation_network(scene):
+    """Keyword arguments of ``relaxation.run_converge``/``run_train`` for the
+    network of a resolved ar_converge/ar_train scene (sizes, activations, weight
+    and bias scales, device, dtype); relaxation needs a hidden layer."""
+    net, run = scene["network"], scene["run"]
+    if len(net["sizes"]) < 3:
+        raise SceneError("key 'network.sizes': relaxation needs a hidden layer (3 widths or more)")
+    sizes, acts = network_shape(net)
+    return dict(sizes=sizes, activations=acts, weight_scale=net["scale"],
+                bias_scale=net["bias_scale"], device=run["device"], dtype=run["dtype"])
+
+
+__all__ = ["Seeds", "Parts", "seeds", "network_shape", "build_network", "build_stream",
+           "engine_options", "build", "relaxation_network"]

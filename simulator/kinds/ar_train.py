@@ -1,0 +1,64 @@
+"""The ar_train kind: paper 001 Figs. 2–3, Activation Relaxation variants
+against backprop on the digits, saved as training.npz and drawn as
+ar_accuracy.png (test) and ar_accuracy_train.png."""
+import os
+
+import numpy as np
+
+from ..build import relaxation_network
+from ..relaxation import run_train
+from .base import Kind, load_npz, save_npz
+
+
+def prepare(name, scene):
+    """Check the network; the job trains backprop and every variant per seed
+    and saves the accuracy curves (training.npz: steps, test_<rule>, train_<rule>)."""
+    network = relaxation_network(scene)
+    ar, tr = scene["relaxation"], scene["train"]
+
+    def job(folder, progress=None):
+        res = run_train(variants=ar["variants"], eta_x=ar["eta_x"], iterations=ar["iterations"],
+                        lr=tr["lr"], batch=tr["batch"], epochs=tr["epochs"], seeds=tr["seeds"],
+                        loss=ar["loss"], feedback_scale=ar["feedback_scale"], init=ar["init"],
+                        split_seed=scene["run"]["seed"], test_fraction=tr["test_fraction"],
+                        eval_every=tr["eval_every"] or None, progress=progress, **network)
+        arrays = {"steps": res["steps"], "rules": np.asarray(list(res["curves"]))}
+        for rule, curve in res["curves"].items():
+            arrays[f"test_{rule}"] = curve["test"]
+            arrays[f"train_{rule}"] = curve["train"]
+        save_npz(folder, "training.npz", arrays)
+        return {"final_test_accuracy": {
+            rule: {"mean": float(np.nanmean(acc)), "std": float(np.nanstd(acc)),
+                   "per_seed": np.asarray(acc).tolist()}
+            for rule, acc in res["final_test"].items()},
+            "diverged_at": {k: np.asarray(v).tolist() for k, v in res["diverged_at"].items()}}
+    return job
+
+
+def draw(folder, meta, options):
+    """ar_accuracy.png and ar_accuracy_train.png (mean ± std over seeds, one
+    panel per variant beside backprop) from training.npz."""
+    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
+    from ..render.convergence import plot_accuracy
+
+    saved = load_npz(folder, "training.npz", ("steps", "rules"))
+    rules = [str(r) for r in saved["rules"].tolist()]
+    saved = load_npz(folder, "training.npz",
+                     [f"{split}_{rule}" for rule in rules for split in ("test", "train")])
+    curves = {rule: {"test": saved[f"test_{rule}"], "train": saved[f"train_{rule}"]}
+              for rule in rules}
+    if not options.get("png", True):
+        return {}
+    return {name: plot_accuracy(os.path.join(folder, name), saved["steps"], curves, split=split)
+            for name, split in (("ar_accuracy.png", "test"), ("ar_accuracy_train.png", "train"))}
+
+
+def _progress(scene):
+    return len(scene["train"]["seeds"]) * (len(scene["relaxation"]["variants"]) + 1)
+
+
+KIND = Kind("ar_train", prepare, draw,
+            options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
+            refuse={"ticks": "ar_train scenes have no run.ticks; their length is "
+                             "--set train.epochs=N"},
+            progress=_progress)

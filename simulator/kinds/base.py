@@ -1,0 +1,143 @@
+"""What a scene kind is: one record that says how it runs and how it draws.
+
+A ``Kind`` is registered once (simulator/kinds/__init__.py) and everything that
+runs or draws a scene goes through it: ``tickprop run`` and ``tickprop render``
+for every kind, ``tickprop pc-table`` as an alias of the pc_table kind.
+
+- ``prepare(name, scene) -> job`` builds and checks everything that can be
+  refused (before any output folder exists); ``job(folder, progress)`` then
+  does the experiment, saves into ``folder`` every array its pictures need and
+  returns the summary that run.json stores (a ``"timings"`` entry of it goes to
+  run.json's timings instead).
+- ``draw(folder, meta, options) -> {file name: path}`` re-draws the kind's
+  pictures from the saved results in ``folder`` and ``meta`` (the run.json
+  content) only, never simulating; ``options`` holds the render options the
+  user gave (``png``/``gif`` False to skip, and those named in ``draws``).
+- ``options`` maps the typed CLI options (--ticks/--seed/--device/--dtype) the
+  kind accepts to the scene key each sets (or to a function value -> {key:
+  value}); ``refuse`` says, per option it has no use for, why, in one line.
+  Every typed option is in exactly one of the two.
+"""
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..errors import SceneError, SimulatorError
+from ..probes import atomic_write
+
+TYPED_OPTIONS = ("ticks", "seed", "device", "dtype")
+RENDER_OPTIONS = ("every", "size", "color")      # --no-png/--no-gif apply to every kind
+
+
+def _no_progress(scene):
+    return 0
+
+
+def _done_in(meta):
+    return f"done in {meta['timings']['run_s']:.2f} s"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One scene kind: how it runs, how it draws, which CLI options it takes."""
+
+    name: str
+    prepare: Callable
+    draw: Callable
+    options: Mapping = field(default_factory=dict)
+    refuse: Mapping = field(default_factory=dict)
+    draws: tuple = ()
+    progress: Callable = _no_progress
+    headline: Callable = _done_in
+
+    def __post_init__(self):
+        both = set(self.options) & set(self.refuse)
+        missing = set(TYPED_OPTIONS) - set(self.options) - set(self.refuse)
+        extra = (set(self.options) | set(self.refuse)) - set(TYPED_OPTIONS)
+        if both or missing or extra or set(self.draws) - set(RENDER_OPTIONS):
+            raise ValueError(f"kind {self.name!r}: every option of {TYPED_OPTIONS} must be "
+                             f"accepted or refused once (both {both}, missing {missing}, "
+                             f"unknown {extra}); draws must be among {RENDER_OPTIONS}")
+
+    def run(self, name, scene, folder, progress=None):
+        """Prepare and run a resolved scene of this kind into an existing folder;
+        return its summary."""
+        return self.prepare(name, scene)(folder, progress)
+
+    def overrides(self, given):
+        """{scene key: value} for the typed CLI options given (None = not given);
+        an option this kind has no use for is refused with its reason."""
+        out = {}
+        for option in TYPED_OPTIONS:
+            value = given.get(option)
+            if value is None:
+                continue
+            if option in self.refuse:
+                raise SceneError(f"--{option}: {self.refuse[option]}")
+            target = self.options[option]
+            out.update(target(value) if callable(target) else {target: value})
+        return out
+
+    def render_options(self, given):
+        """The render options given (None = not given), refusing by name those
+        this kind's pictures do not have."""
+        out = {k: v for k, v in given.items() if v is not None}
+        for option in out:
+            if option in RENDER_OPTIONS and option not in self.draws:
+                has = f" (it has {', '.join('--' + d for d in self.draws)})" if self.draws else ""
+                raise SimulatorError(f"--{option}: a {self.name} run has no such picture "
+                                     f"option{has}")
+        return out
+
+
+def save_npz(folder, filename, arrays):
+    """Write ``arrays`` to folder/filename as a compressed .npz, atomically."""
+    atomic_write(os.path.join(folder, filename),
+                 lambda f: np.savez_compressed(f, **arrays), binary=True)
+
+
+def load_npz(folder, filename, keys):
+    """The arrays ``keys`` of a saved folder/filename; a missing or damaged file
+    is one SimulatorError naming it and what is wrong."""
+    path = os.path.join(folder, filename)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise SimulatorError(f"{path}: damaged or not a tickprop result "
+                                     f"(no {', '.join(missing)})")
+            return {k: data[k] for k in data.files}
+    except SimulatorError:
+        raise
+    except FileNotFoundError:
+        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
+
+
+def load_json(folder, filename):
+    """A saved JSON file of a run folder; missing or damaged is one SimulatorError."""
+    path = os.path.join(folder, filename)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
+    except (OSError, ValueError) as exc:
+        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
+
+
+def scene_of(meta, section):
+    """A section of the run's resolved scene from its run.json content."""
+    try:
+        value = meta["scene"][section]
+    except (KeyError, TypeError):
+        raise SimulatorError(f"run.json: no [{section}] in its scene; damaged or not "
+                             "a tickprop run") from None
+    if not isinstance(value, dict):
+        raise SimulatorError(f"run.json: [{section}] of its scene is not a table")
+    return value

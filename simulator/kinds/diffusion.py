@@ -1,0 +1,63 @@
+"""The diffusion kind: the tick engine on a stream (Betti & Gori), saved as a
+Trace (trace.npz) and drawn as waves.png, mismatch.png and waves.gif."""
+import os
+import zipfile
+
+from ..errors import SimulatorError
+from ..probes import Trace
+from ..render import write_pictures
+from ..runner import Prepared, check_picture_size, clip_windows
+from ..scene import RENDER
+from .base import Kind, scene_of
+
+
+def prepare(name, scene):
+    """Build and check the run (sizes, memory budget, device, picture size)."""
+    prepared = Prepared(name, scene)
+    check_picture_size(scene["render"]["size"])
+
+    def job(folder, progress=None):
+        trace = prepared.simulate(progress)
+        trace.save(folder)
+        return {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
+                "timings": trace.meta["timings"]}
+    return job
+
+
+def draw(folder, meta, options):
+    """waves.png, mismatch.png and waves.gif from trace.npz, with the scene's
+    [render] choices (defaults if the run.json has none) overridden by
+    ``options`` (every, size, color; png/gif False to skip)."""
+    path = os.path.join(folder, "trace.npz")
+    try:
+        trace = Trace.load(folder)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
+    trace.meta = meta
+    try:
+        render = dict(scene_of(meta, "render"))
+    except SimulatorError:
+        render = {k: f.default for k, f in RENDER.items()}
+    render.update({k: options[k] for k in ("every", "size", "color") if k in options})
+    check_picture_size(render["size"])
+    if "tick" not in trace:
+        raise SimulatorError(f"{path}: damaged or not a tickprop trace (no 'tick')")
+    return write_pictures(folder, trace, png=render["png"] and options.get("png", True),
+                          gif=render["gif"] and options.get("gif", True), every=render["every"],
+                          size=tuple(render["size"]), color=render["color"],
+                          windows=clip_windows(render["windows"], len(trace["tick"])))
+
+
+def _progress(scene):
+    return scene["run"]["ticks"]
+
+
+def _headline(meta):
+    t, ticks = meta["timings"], meta["summary"]["ticks"]
+    return f"{ticks} ticks in {t['simulate_s']:.2f} s ({t['ticks_per_s']:.0f} ticks/s)"
+
+
+KIND = Kind("diffusion", prepare, draw,
+            options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
+                     "dtype": "run.dtype"},
+            draws=("every", "size", "color"), progress=_progress, headline=_headline)

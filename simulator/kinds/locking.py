@@ -1,0 +1,46 @@
+"""The locking kind (SPEC §5): backprop's locked schedule beside the tick
+engine's pipeline, saved as locking.npz (both occupancy tables) with the
+numbers in run.json, and drawn as locking.png and locking.gif."""
+from ..locking import schedules
+from .base import Kind, load_npz, save_npz, scene_of
+
+NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
+
+
+def prepare(name, scene):
+    """Nothing to refuse beyond the schema; the job counts both schedules."""
+    lk = scene["locking"]
+
+    def job(folder, progress=None):
+        result = schedules(lk["depth"], lk["frames"])
+        save_npz(folder, "locking.npz",
+                 {f"{kind}_{part}": result[kind][part]
+                  for kind in ("backprop", "pipelined") for part in ("forward", "backward")})
+        return {kind: {k: result[kind][k] for k in NUMBERS} for kind in ("backprop", "pipelined")}
+    return job
+
+
+def draw(folder, meta, options):
+    """locking.png and (if the scene's locking.gif and ``options`` allow)
+    locking.gif, one frame every ``every`` ticks (option or locking.every), at
+    ``size`` pixels if given. The schedules are closed forms of depth and
+    frames (simulator.locking), so the picture is drawn from those two numbers;
+    locking.npz must be present all the same (a damaged folder is refused)."""
+    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
+    from ..render.locking import write_locking
+
+    load_npz(folder, "locking.npz", ("backprop_forward", "pipelined_forward"))
+    lk = scene_of(meta, "locking")
+    return write_locking(folder, lk["depth"], lk["frames"],
+                         gif=lk.get("gif", True) and options.get("gif", True),
+                         every=options.get("every", lk.get("every", 1)),
+                         size=options.get("size"))
+
+
+KIND = Kind("locking", prepare, draw,
+            refuse={"ticks": "locking scenes have no run.ticks; their length follows from "
+                             "locking.depth and locking.frames",
+                    "seed": "locking scenes have no seed; they are deterministic",
+                    "device": "locking scenes have no device; they count ticks, no arithmetic",
+                    "dtype": "locking scenes have no dtype; they count ticks, no arithmetic"},
+            draws=("every", "size"))

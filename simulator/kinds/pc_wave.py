@@ -1,0 +1,56 @@
+"""The pc_wave kind: the Z-IL (or IL) error wave of one update on a builder's
+graph, saved as wave.npz and drawn as pc_wave.png and pc_wave.gif."""
+import os
+
+import numpy as np
+
+from ..pc.inference import error_wave
+from .base import Kind, load_npz, save_npz, scene_of
+
+
+def prepare(name, scene):
+    """Nothing to refuse beyond the schema; the job runs one update and saves
+    ‖ε‖ per level and per vertex (wave.npz)."""
+    wv, run = scene["wave"], scene["run"]
+
+    def job(folder, progress=None):
+        wave = error_wave(wv["architecture"], wv["method"], levelled=wv["levelled"],
+                          T=wv["il_steps"], gamma=wv["gamma"], lr=wv["lr"], seed=run["seed"],
+                          dtype=run["dtype"])
+        by_level = np.asarray(wave.by_level, dtype=float)
+        save_npz(folder, "wave.npz", {"by_level": np.asarray(wave.by_level),
+                                      "by_vertex": np.asarray(wave.by_vertex),
+                                      "levels": np.asarray(wave.levels)})
+        return {"ticks": int(by_level.shape[0]), "levels": int(by_level.shape[1]),
+                "overflow": bool(np.isinf(by_level).any())}
+    return job
+
+
+def draw(folder, meta, options):
+    """pc_wave.png (‖ε‖ per level against inference tick, output on top) and
+    pc_wave.gif from wave.npz."""
+    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
+    from ..render.levels import write_wave_gif, write_wave_png
+
+    by_level = np.asarray(load_npz(folder, "wave.npz", ("by_level",))["by_level"],
+                          dtype=float)[:, ::-1]
+    wv = scene_of(meta, "wave")
+    n = by_level.shape[1]
+    label = "levelled" if wv.get("levelled") else "not levelled"
+    written = {}
+    if options.get("png", True):
+        written["pc_wave.png"] = write_wave_png(
+            os.path.join(folder, "pc_wave.png"), by_level,
+            f"{str(wv.get('method', '')).upper()} error wave ‖ε‖ per level, "
+            f"{wv.get('architecture', '')} ({label})", "level (distance to output)",
+            level_names=range(n - 1, -1, -1), tick_label="inference tick")
+    if options.get("gif", True):
+        written["pc_wave.gif"] = write_wave_gif(os.path.join(folder, "pc_wave.gif"), by_level)
+    return written
+
+
+KIND = Kind("pc_wave", prepare, draw,
+            options={"seed": "run.seed", "dtype": "run.dtype"},
+            refuse={"ticks": "pc_wave scenes have no run.ticks; IL's length is "
+                             "--set wave.il_steps=T (Z-IL takes one tick per level)",
+                    "device": "pc_wave scenes run on the CPU only (numpy)"})

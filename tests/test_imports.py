@@ -1,0 +1,152 @@
+"""The house has no import circles and no function-local imports that dodge one
+(ARCHITECTURE.md). Checked on the source itself: an AST walk collects every
+module's import statements, the module-level ones form a graph that must have
+no cycle, and an import of a project module inside a function is allowed only
+where a comment beside it says it defers matplotlib (start-up time)."""
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def project_modules():
+    """{module name: path} of cli.py and every module of the simulator package."""
+    out = {"cli": os.path.join(ROOT, "cli.py")}
+    for folder, _, files in os.walk(os.path.join(ROOT, "simulator")):
+        for f in files:
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, f), ROOT)[:-3].split(os.sep)
+                if rel[-1] == "__init__":
+                    rel = rel[:-1]
+                out[".".join(rel)] = os.path.join(folder, f)
+    return out
+
+
+MODULES = project_modules()
+
+
+def _package(module, path):
+    return module if path.endswith("__init__.py") else module.rpartition(".")[0]
+
+
+def _targets(node, module, path):
+    """Project modules an Import/ImportFrom node loads (absolute names)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            pkg = _package(module, path)
+            for _ in range(node.level - 1):
+                pkg = pkg.rpartition(".")[0]
+            base = f"{pkg}.{base}" if base else pkg
+        names = [base] + [f"{base}.{a.name}" for a in node.names]
+    return {n for n in names if n in MODULES}
+
+
+def imports(module):
+    """(module-level imports, [(line, target, justified)] function-local ones)."""
+    path = MODULES[module]
+    with open(path) as f:
+        source = f.read()
+    lines = source.splitlines()
+    top, local = set(), []
+
+    def walk(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                targets = _targets(child, module, path)
+                if in_function:
+                    near = " ".join(lines[max(0, child.lineno - 3):child.lineno])
+                    local.extend((child.lineno, t, "matplotlib" in near) for t in targets)
+                else:
+                    top.update(targets)
+            walk(child, in_function or isinstance(child, (ast.FunctionDef,
+                                                          ast.AsyncFunctionDef, ast.Lambda)))
+    walk(ast.parse(source), False)
+    top.discard(module)
+    return top, local
+
+
+def find_cycle(graph):
+    """One cycle of a {node: set(nodes)} graph as a list, or None."""
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle_and_accepts_a_dag():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_import_walker_sees_relative_and_local_imports(tmp_path, monkeypatch):
+    path = tmp_path / "x.py"
+    path.write_text("from . import runner\nfrom .kinds import base\nimport os\n"
+                    "def f():\n    from .scene import load\n")
+    monkeypatch.setitem(MODULES, "simulator.x", str(path))
+    top, local = imports("simulator.x")
+    assert top == {"simulator", "simulator.runner", "simulator.kinds", "simulator.kinds.base"}
+    assert [(line, target) for line, target, _ in local] == [(5, "simulator.scene")]
+
+
+def test_no_import_circle_among_module_level_imports():
+    graph = {m: imports(m)[0] for m in MODULES}
+    assert find_cycle(graph) is None
+
+
+# Function-local imports still in modules other parts of issue 9 rewrite; each
+# xfail is strict, so it must be removed when that module is clean.
+PENDING = {
+    "simulator.scene": "scene.py loads the sweep/train schemas lazily (schema helper)",
+    "simulator.relaxation": "relaxation.py split into physics/experiment/drawing (its helper)",
+    "simulator.render": "render/* writes through probes.atomic_write lazily (files helper)",
+    "simulator.render.animate": "files helper",
+    "simulator.render.levels": "files helper",
+    "simulator.render.locking": "files helper",
+    "simulator.render.plots": "files helper",
+    "simulator.render.raster": "files helper",
+    "simulator.pc.tables": "files helper",
+    "simulator.sweep": "sweep helper",
+    "simulator.engine": "Engine.network imports Network locally though engine imports network "
+                        "at the top (engine/accessors helper)",
+}
+
+
+@pytest.mark.parametrize("module", [
+    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=PENDING[m])) if m in PENDING
+    else m for m in sorted(MODULES)])
+def test_no_function_local_import_of_a_project_module(module):
+    """Allowed only to defer matplotlib, with a comment saying so."""
+    _, local = imports(module)
+    assert [(line, target) for line, target, ok in local if not ok] == []
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    names = sorted(MODULES)
+    code = "import importlib\nfor m in %r:\n    importlib.import_module(m)\n" % names
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
