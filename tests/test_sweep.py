@@ -79,16 +79,17 @@ def test_interrupted_sweep_resumes_with_missing_points_only(tmp_path):
     assert again["ran"] == 0
 
 
-def test_invalid_override_is_a_failed_row_and_the_rest_finish(tmp_path):
-    path = _write(tmp_path, "bad", grid={"network.depth": "[2]", "stream.hold": "[0, 4, 8]"})
+def test_a_failing_point_is_a_failed_row_and_the_rest_finish(tmp_path):
+    # learning rate 1e6 blows the run up at run time: valid scene, failed point
+    path = _write(tmp_path, "bad", grid={"network.depth": "[2]", "stream.hold": "[4]",
+                                         "rule.learning_rate": "[0.0, 1e6, 0.001]"})
     result = sweep.run_sweep(path, str(tmp_path / "out"), workers=2)
     assert result["failed"] == 1
-    rows = {r["stream.hold"]: r for r in _rows(tmp_path / "out" / "sweep.csv")}
-    assert rows["0"]["status"] == "failed"
-    assert "stream.hold" in rows["0"]["error"] and "SceneError" in rows["0"]["error"]
-    assert rows["0"]["mean_cos"] == ""
-    for hold in ("4", "8"):
-        assert rows[hold]["status"] == "ok" and -1.0 <= float(rows[hold]["mean_cos"]) <= 1.0
+    rows = {float(r["rule.learning_rate"]): r for r in _rows(tmp_path / "out" / "sweep.csv")}
+    assert rows[1e6]["status"] == "failed"
+    assert "NumericalError" in rows[1e6]["error"] and rows[1e6]["mean_cos"] == ""
+    for lr in (0.0, 0.001):
+        assert rows[lr]["status"] == "ok" and -1.0 <= float(rows[lr]["mean_cos"]) <= 1.0
 
 
 def test_dask_local_cluster_gives_the_same_csv_as_local_workers(tmp_path):
