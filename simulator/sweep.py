@@ -320,7 +320,6 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
     sw = sweep_scene["sweep"]
     points_dir = os.path.join(out_dir, "points")
-    os.makedirs(points_dir, exist_ok=True)
     records, damaged = {}, 0
     for point in points:
         if point.key not in records:
@@ -342,9 +341,11 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         if progress is not None:
             progress(copies[record["key"]])
 
+    client = _connect(distributed, scheduler) if jobs and distributed is not None else None
+    os.makedirs(points_dir, exist_ok=True)
     t0 = time.perf_counter()
-    if jobs and distributed is not None:
-        _run_dask(jobs, _connect(distributed, scheduler), distributed, save)
+    if client is not None:
+        _run_dask(jobs, client, distributed, save)
     elif jobs:
         _run_local(jobs, int(workers), save)
     elapsed = time.perf_counter() - t0
