@@ -349,7 +349,8 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
     elif jobs:
         _run_local(jobs, int(workers), save)
     elapsed = time.perf_counter() - t0
-    done = [records[p.key] for p in points if p.key in records]
+    # a point's params are how this sweep names it (another sweep may have run the same scene)
+    done = [dict(records[p.key], params=p.params) for p in points if p.key in records]
     csv_path = write_csv(os.path.join(out_dir, "sweep.csv"), done, list(sw["grid"]) + ["run.seed"])
     pictures = render_sweep(done, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
     failed = sum(r["status"] != "ok" for r in done)
@@ -398,7 +399,7 @@ def sweep_records(sweep_path_or_name, out_dir):
     for point in points:
         record, _ = read_point(points_dir, point.key)
         if record is not None:
-            out.append(record)
+            out.append(dict(record, params=point.params))
     return out
 
 

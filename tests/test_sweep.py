@@ -450,3 +450,17 @@ def test_unreachable_scheduler_is_refused_before_any_point(tmp_path, monkeypatch
         sweep.run_sweep(_write(tmp_path, "away"), str(tmp_path / "out"),
                         scheduler=f"tcp://127.0.0.1:{port}")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_same_point_scene_is_reused_under_this_sweeps_parameters(tmp_path):
+    # identity is the resolved scene, not how the sweep spelled it
+    fixed = {"run.ticks": 48, "record.states": False, "network.width": 6,
+             "network.inputs": 4, "network.outputs": 3}
+    a = _write(tmp_path, "a", fixed=dict(fixed, **{"network.depth": 2}), grid={"stream.hold": "[4]"})
+    b = _write(tmp_path, "b", fixed=dict(fixed, **{"stream.hold": 4}), grid={"network.depth": "[2]"})
+    out = tmp_path / "out"
+    assert sweep.run_sweep(a, str(out))["ran"] == 1
+    result = sweep.run_sweep(b, str(out))
+    assert result["ran"] == 0 and result["records"][0]["params"] == {"network.depth": 2, "run.seed": 0}
+    assert [r["network.depth"] for r in _rows(out / "sweep.csv")] == ["2"]
+    assert [r["params"] for r in sweep.sweep_records(b, str(out))] == [{"network.depth": 2, "run.seed": 0}]
