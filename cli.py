@@ -98,9 +98,11 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None):
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
 def sweep(sweep_scene, workers, scheduler, out, quiet):
     """Run the grid of a sweep scene; finished points are kept, so a re-run resumes."""
-    name, sweep_cfg, _, _ = sweeps.load_sweep(sweep_scene)
+    if scheduler:
+        sweeps.check_scheduler(scheduler)
+    name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
     out = out or os.path.join("outputs", name)
-    total = len(sweeps.points_of(sweep_cfg["sweep"]))
+    total = len(points)
     bar = _progress(quiet, total, name)
     if bar is None:
         summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler)

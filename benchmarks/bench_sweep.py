@@ -5,11 +5,14 @@ and the speed-up, on the same grid in the same run.
 
 The grid is a slice of sweep_speed_depth (diffusion points, metrics on, states
 off): depth × hold × seed, each point a full scene run. Every measurement
-starts from an empty output folder, so nothing is resumed.
+starts from an empty output folder, so nothing is resumed. It also times the
+up-front check of a sweep: resolving, validating and hashing every point of
+the shipped sweeps before any runs.
 """
 import argparse
 import os
 import tempfile
+import time
 
 from simulator import scene, sweep, training
 
@@ -37,12 +40,22 @@ def measure(path, workers):
     return result["points"], result["seconds"], result["points_per_minute"]
 
 
+def plan_cost(name):
+    """(points, milliseconds) to resolve, validate and hash every point of ``name``."""
+    t0 = time.perf_counter()
+    points = sweep.plan_sweep(name)[4]
+    return len(points), 1e3 * (time.perf_counter() - t0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer seeds and ticks")
     args = ap.parse_args()
     scene.register_kind("train", training.TRAIN_SECTIONS)
     scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
+    for name in ("sweep_speed_depth", "sweep_rules"):
+        n, ms = plan_cost(name)
+        print(f"{name}: {n} points resolved, checked and hashed in {ms:.0f} ms ({1e3 * ms / n:.0f} us/point)")
     seeds, ticks = ("[0]", 512) if args.quick else ("[0, 1, 2]", 2048)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "bench.toml")

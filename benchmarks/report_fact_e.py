@@ -20,7 +20,7 @@ def main():
     scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
     result = sweep.run_sweep("sweep_speed_depth", args.out, workers=args.workers)
     _, sc, _, _ = sweep.load_sweep("sweep_speed_depth")
-    records = sweep.read_points(os.path.join(args.out, "points"), sweep.points_of(sc["sweep"]))
+    records = sweep.sweep_records("sweep_speed_depth", args.out)
     holds = sc["sweep"]["grid"]["stream.hold"]
     for value in ("mean_cos", "cos_ls", "cos_others"):
         means = sweep.mean_over_seeds(records, ["network.depth", "stream.hold"], value)

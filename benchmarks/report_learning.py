@@ -35,8 +35,7 @@ def accuracy_report(out, workers):
     """Run/resume sweep_rules and print final accuracy mean ± std per rule and hold."""
     sweep.run_sweep("sweep_rules", out, workers=workers)
     _, sc, _, _ = sweep.load_sweep("sweep_rules")
-    records = [r for r in sweep.read_points(os.path.join(out, "points"), sweep.points_of(sc["sweep"]))
-               if r["status"] == "ok"]
+    records = [r for r in sweep.sweep_records("sweep_rules", out) if r["status"] == "ok"]
     table = accuracy_table(records)
     holds = sc["sweep"]["grid"]["stream.hold"]
     print(f"final test accuracy (mean ± std over seeds) by hold {holds}")
@@ -53,7 +52,7 @@ def stable_rates(workers):
             f.write(LR_GRID)
         sweep.run_sweep(path, os.path.join(folder, "out"), workers=workers)
         _, sc, _, _ = sweep.load_sweep(path)
-        records = sweep.read_points(os.path.join(folder, "out", "points"), sweep.points_of(sc["sweep"]))
+        records = sweep.sweep_records(path, os.path.join(folder, "out"))
     best = {}
     for r in records:
         p = r["params"]

@@ -5,28 +5,42 @@ fixed overrides for every point, and seeds. Each point (one grid cell × one
 seed) is a full scene run — a diffusion run summarised by its steady-state
 gradient mismatch per layer, or a training run summarised by its final test
 accuracy and loss — executed in local worker processes or, given a scheduler
-address, on a Dask distributed cluster. Every finished point is written at once
-as its own JSON file in ``<out>/points/``, so an interrupted sweep resumes with
-the missing points only, and a failing point is stored with its error while
-the others go on. ``sweep.csv`` is assembled from the point files, rows sorted
-by parameters, so any scheduler gives the same table; pictures come last.
+address, on a Dask distributed cluster.
+
+Every point is resolved (base scene, then sweep.set, then its grid values and
+seed) and validated before any runs, so a bad key or value stops the sweep
+with one error. A point is named by the hash of its resolved scene and summary
+options (``point_key``), so editing the sweep or its base never reuses a stale
+point. Every finished point is written atomically as its own JSON file in
+``<out>/points/``, holding its scene and key, checked again when read: an
+interrupted sweep resumes with the missing points only, failed and damaged
+points are run again, and a failing point (or a dying worker, see
+``simulator.pool``) is stored with its error while the others go on.
+``sweep.csv`` is assembled from the point files, rows sorted by parameters, so
+any scheduler gives the same table; pictures come last.
 """
-import concurrent.futures
+import collections
+import copy
 import csv
+import difflib
 import hashlib
 import io
 import itertools
 import json
 import math
 import os
+import re
 import time
 import traceback
+from typing import NamedTuple
 
 import numpy as np
 
+from . import pool
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .probes import atomic_write, write_json
+from .render.phase import render_accuracy, render_phase
 from .runner import Prepared
 from .training import TRAIN_SECTIONS, train_scene
 
@@ -79,17 +93,19 @@ def _ensure_kinds():
     scene_mod.SCHEMAS.setdefault("sweep", SWEEP_SECTIONS)
 
 
-def _toml_value(value):
-    """A Python value written as TOML text for scene.apply_overrides."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise SceneError(f"cannot use {value!r} ({type(value).__name__}) as a sweep value")
+POINT_FORMAT = 2          # bump when what a point file means changes
+SCHEDULER_TIMEOUT_S = 20  # how long to try reaching a Dask scheduler
+_POINT_KEYS = ("format", "key", "params", "scene", "options", "status", "error", "summary")
+_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})/?")
+
+
+class Point(NamedTuple):
+    """One point of a sweep: its grid values and seed (``params``), the scene
+    it runs (resolved: base, then sweep.set, then params, every default
+    filled) and its ``key``, the hash that names its file."""
+    params: dict
+    scene: dict
+    key: str
 
 
 def points_of(sweep):
@@ -105,24 +121,80 @@ def points_of(sweep):
     return out
 
 
-def point_id(params):
-    """A stable file name for a point: a hash of its parameters."""
-    text = json.dumps(params, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+def point_key(scene, options):
+    """The identity of a point: sha256 of the canonical JSON (sorted keys, no
+    spaces) of everything that determines its result, the resolved point scene
+    (its description aside) and the summary options, with the point file
+    format. Editing the base scene or sweep.set changes it, so a stale point
+    is never reused."""
+    content = {"format": POINT_FORMAT, "options": options,
+               "scene": {k: v for k, v in scene.items() if k != "description"}}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_point(base_name, base_scene, fixed, params, options):
-    """Run one point and return its record {params, status, error, summary,
-    seconds}; never raises for a point's own failure (bad override, blow-up,
-    any exception), which is recorded as status 'failed' with its message."""
+def summary_options(sweep, base_name, base, where):
+    """The options a point's summary depends on: the summary kind ('auto'
+    resolved by the base scene's kind) and, for mismatch summaries, where the
+    steady state starts. Raises SceneError if the base kind has no summary."""
+    kind = sweep["summary"]
+    if kind == "auto":
+        kind = "training" if base["kind"] == "train" else "mismatch"
+    need = "train" if kind == "training" else "diffusion"
+    if base["kind"] != need:
+        raise SceneError(f"{where}: key 'sweep.summary': a {kind!r} summary needs a {need} base "
+                         f"scene, got {base_name!r} of kind {base['kind']!r}")
+    return {"summary": kind, "steady_from": sweep["steady_from"]} if kind == "mismatch" \
+        else {"summary": kind}
+
+
+def resolve_point(scene, overrides, where):
+    """``scene`` with {"section.key": value} ``overrides`` applied and validated
+    again (every default filled); an unknown section or key, or a bad value,
+    raises SceneError starting with ``where`` (file and sweep table)."""
+    raw = copy.deepcopy(scene)
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        if section in scene_mod.TOP or not isinstance(raw.get(section), dict):
+            known = [k for k, v in raw.items() if isinstance(v, dict)]
+            close = difflib.get_close_matches(section, known, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}.{field}'?)" if close else ""
+            raise SceneError(f"{where}: unknown section {section!r} in key {key!r}{hint}; "
+                             f"a {raw['kind']} scene has {', '.join(known)}")
+        raw[section][field] = copy.deepcopy(value)
+    return scene_mod.validate(raw, where)
+
+
+def plan_sweep(sweep_path_or_name):
+    """Load a sweep scene and resolve every one of its points before any runs:
+    (name, resolved sweep scene, base name, summary options, [Point]). A bad
+    key or value in sweep.set or sweep.grid is one SceneError naming the sweep
+    file, the table, the key, what was expected and what was given."""
+    name, sweep_scene, base_name, base = load_sweep(sweep_path_or_name)
+    path = scene_mod.find_scene(sweep_path_or_name)
+    sw = sweep_scene["sweep"]
+    options = summary_options(sw, base_name, base, path)
+    for table in ("set", "grid"):
+        if "run.seed" in sw[table]:
+            raise SceneError(f"{path}: key 'sweep.{table}' entry 'run.seed': the seeds of a "
+                             f"sweep are given by sweep.seeds, got {sw[table]['run.seed']!r}")
+    fixed = resolve_point(base, sw["set"], f"{path}: sweep.set")
+    points = []
+    for params in points_of(sw):
+        scene = resolve_point(fixed, params, f"{path}: sweep.grid")
+        points.append(Point(params, scene, point_key(scene, options)))
+    return name, sweep_scene, base_name, options, points
+
+
+def run_point(base_name, scene, options, params, key):
+    """Run one point (its resolved scene) and return its record {format, key,
+    params, scene, options, status, error, summary, seconds}; never raises for
+    a point's own failure (blow-up, any exception), which is recorded as
+    status 'failed' with its message."""
     _ensure_kinds()
     t0 = time.perf_counter()
-    record = {"id": point_id(params), "params": params, "status": "ok", "error": "",
-              "summary": {}}
+    record = _record(key, params, scene, options)
     try:
-        items = list(fixed.items()) + list(params.items())
-        sets = [f"{key}={_toml_value(value)}" for key, value in items]
-        scene = scene_mod.apply_overrides(base_scene, sets, f"{base_name} (sweep point)")
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             record["summary"] = summarize_point(base_name, scene, options)
     except Exception as exc:  # a point's failure is data, not the sweep's end
@@ -132,6 +204,12 @@ def run_point(base_name, base_scene, fixed, params, options):
             record["traceback"] = traceback.format_exc()
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _record(key, params, scene, options, status="ok", error=""):
+    return {"format": POINT_FORMAT, "key": key, "params": params, "scene": scene,
+            "options": options, "status": status, "error": error, "summary": {},
+            "seconds": float("nan")}
 
 
 def summarize_point(name, scene, options):
@@ -198,58 +276,138 @@ def load_sweep(sweep_path_or_name):
     return name, sweep_scene, base_name, base
 
 
+def check_scheduler(address):
+    """Refuse a --scheduler that is not a Dask scheduler address (HOST:PORT,
+    tcp://HOST:PORT or another Dask protocol, inproc://… for an in-process
+    cluster) with one SimulatorError, before anything connects."""
+    if not isinstance(address, str):
+        raise SimulatorError(f"--scheduler: expected an address such as tcp://HOST:PORT, got {address!r}")
+    if address.startswith("inproc://") and len(address) > len("inproc://"):
+        return address
+    match = _ADDRESS.fullmatch(address.strip())
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise SimulatorError(f"--scheduler {address!r}: expected a Dask scheduler address such as "
+                             "tcp://HOST:PORT or HOST:PORT (port 1..65535)")
+    return address.strip()
+
+
+def _distributed():
+    """The Dask distributed module, or a SimulatorError naming the dist extra."""
+    try:
+        import distributed
+    except ImportError:
+        raise SimulatorError("--scheduler needs Dask distributed; install the dist extra: "
+                             "pip install -e '.[dist]'") from None
+    return distributed
+
+
 def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None):
-    """Run every point of a sweep scene not already in ``<out_dir>/points/``
-    (resume), in ``workers`` local processes or on the Dask cluster at
-    ``scheduler``; then write sweep.csv and the pictures. ``progress(n)`` is
-    called per finished point. Returns a summary dict (counts, paths, seconds)."""
-    name, sweep_scene, base_name, base = load_sweep(sweep_path_or_name)
-    sw = sweep_scene["sweep"]
-    options = {"summary": sw["summary"], "steady_from": sw["steady_from"]}
-    points_dir = os.path.join(out_dir, "points")
-    os.makedirs(points_dir, exist_ok=True)
-    todo = [p for p in points_of(sw)
-            if not os.path.isfile(os.path.join(points_dir, point_id(p) + ".json"))]
-    all_points = points_of(sw)
-    if progress is not None and len(all_points) > len(todo):
-        progress(len(all_points) - len(todo))
-    jobs = [(base_name, base, sw["set"], p, options) for p in todo]
-    t0 = time.perf_counter()
-    save = _saver(points_dir, progress)
+    """Run every point of a sweep scene that has no valid finished file in
+    ``<out_dir>/points/`` (missing, failed or damaged points run again; files
+    are named by point_key), in ``workers`` local processes or on the Dask
+    cluster at ``scheduler``; then write sweep.csv and the pictures. Every
+    point is resolved and checked before any runs. ``progress(n)`` is called
+    per finished point. Ctrl-C (KeyboardInterrupt) stops at once: the workers
+    are killed, the points finished so far stay. Returns a summary dict
+    (counts, paths, seconds, records)."""
+    if int(workers) < 1:
+        raise SimulatorError(f"--workers: expected at least 1, got {workers}")
+    distributed = None
     if scheduler:
-        _run_dask(jobs, scheduler, save)
-    else:
-        _run_local(jobs, workers, save)
-    elapsed = time.perf_counter() - t0
-    records = read_points(points_dir, all_points)
-    csv_path = write_csv(os.path.join(out_dir, "sweep.csv"), records, list(sw["grid"]) + ["run.seed"])
-    pictures = render_sweep(records, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
-    failed = sum(r["status"] != "ok" for r in records)
-    return {"name": name, "points": len(all_points), "ran": len(todo), "failed": failed,
-            "csv": csv_path, "pictures": pictures, "seconds": elapsed,
-            "points_per_minute": 60.0 * len(todo) / elapsed if todo and elapsed > 0 else float("nan")}
+        scheduler = check_scheduler(scheduler)
+        distributed = _distributed()
+    name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
+    sw = sweep_scene["sweep"]
+    points_dir = os.path.join(out_dir, "points")
+    records, damaged = {}, 0
+    for point in points:
+        if point.key not in records:
+            record, was_damaged = read_point(points_dir, point.key)
+            damaged += was_damaged
+            if record is not None:
+                records[point.key] = record
+    copies = collections.Counter(p.key for p in points)
+    todo = {p.key: p for p in points
+            if p.key not in records or records[p.key]["status"] != "ok"}
+    ready = len(points) - sum(copies[k] for k in todo)
+    if progress is not None and ready:
+        progress(ready)
+    jobs = [(base_name, p.scene, options, p.params, p.key) for p in todo.values()]
 
-
-def _saver(points_dir, progress):
     def save(record):
-        path = os.path.join(points_dir, record["id"] + ".json")
-        write_json(path, record, indent=1)
+        write_json(_point_path(points_dir, record["key"]), record, indent=1)
+        records[record["key"]] = record
         if progress is not None:
-            progress(1)
-    return save
+            progress(copies[record["key"]])
+
+    client = _connect(distributed, scheduler) if jobs and distributed is not None else None
+    os.makedirs(points_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    if client is not None:
+        _run_dask(jobs, client, distributed, save)
+    elif jobs:
+        _run_local(jobs, int(workers), save)
+    elapsed = time.perf_counter() - t0
+    # a point's params are how this sweep names it (another sweep may have run the same scene)
+    done = [dict(records[p.key], params=p.params) for p in points if p.key in records]
+    csv_path = write_csv(os.path.join(out_dir, "sweep.csv"), done, list(sw["grid"]) + ["run.seed"])
+    pictures = render_sweep(done, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
+    failed = sum(r["status"] != "ok" for r in done)
+    return {"name": name, "points": len(points), "ran": len(jobs), "failed": failed,
+            "damaged": damaged, "csv": csv_path, "pictures": pictures, "seconds": elapsed,
+            "points_per_minute": 60.0 * len(jobs) / elapsed if jobs and elapsed > 0 else float("nan"),
+            "records": done}
+
+
+def _point_path(points_dir, key):
+    return os.path.join(points_dir, key + ".json")
+
+
+def read_point(points_dir, key):
+    """(record, damaged) of the point file named by ``key``: (None, False) if
+    there is none; (None, True) if it cannot be used (not JSON, not a point
+    record, another format, or its stored scene and options do not hash to
+    ``key``), so the point is computed again; else (record, False)."""
+    path = _point_path(points_dir, key)
+    if not os.path.lexists(path):
+        return None, False
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None, True
+    if (not isinstance(record, dict) or any(k not in record for k in _POINT_KEYS)
+            or record["format"] != POINT_FORMAT or record["key"] != key
+            or record["status"] not in ("ok", "failed") or not isinstance(record["error"], str)
+            or not isinstance(record["params"], dict) or not isinstance(record["summary"], dict)
+            or not isinstance(record["scene"], dict) or not isinstance(record["options"], dict)):
+        return None, True
+    try:
+        same = point_key(record["scene"], record["options"]) == key
+    except (TypeError, ValueError):
+        same = False
+    return (record, False) if same else (None, True)
+
+
+def sweep_records(sweep_path_or_name, out_dir):
+    """The valid point records of a sweep found in ``<out_dir>/points/``, in
+    point order (points not run yet or damaged are left out)."""
+    _, _, _, _, points = plan_sweep(sweep_path_or_name)
+    points_dir = os.path.join(out_dir, "points")
+    out = []
+    for point in points:
+        record, _ = read_point(points_dir, point.key)
+        if record is not None:
+            out.append(dict(record, params=point.params))
+    return out
 
 
 def _run_local(jobs, workers, save):
-    """Points in a pool of ``workers`` processes, each saved as it finishes."""
-    if not jobs:
-        return
-    if int(workers) < 1:
-        raise SimulatorError(f"--workers: expected at least 1, got {workers}")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=int(workers),
-                                                initializer=_one_blas_thread) as pool:
-        futures = {pool.submit(run_point, *job): job for job in jobs}
-        for fut in concurrent.futures.as_completed(futures):
-            save(_result_or_failure(fut, futures[fut]))
+    """Points in ``workers`` processes, each saved as it finishes; a worker
+    that dies fails only its own point."""
+    def finished(index, ok, value):
+        save(value if ok else _failure(jobs[index], value))
+    pool.run_jobs(run_point, jobs, workers, finished, initializer=_one_blas_thread)
 
 
 def _one_blas_thread():
@@ -262,26 +420,28 @@ def _one_blas_thread():
     threadpool_limits(1)
 
 
-def _run_dask(jobs, scheduler, save):
-    """Points on the Dask distributed cluster at ``scheduler`` (the `dist` extra)."""
+def _connect(distributed, scheduler):
+    """A Client of the Dask scheduler at ``scheduler``, or one SimulatorError."""
     try:
-        from distributed import Client, as_completed
-    except ImportError as exc:
-        raise SimulatorError("--scheduler needs Dask distributed; install the dist extra: "
-                             "pip install -e '.[dist]'") from exc
-    if not jobs:
-        return
+        return distributed.Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+    except Exception as exc:  # any failure to connect is the address's fault here
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise SimulatorError(f"--scheduler {scheduler!r}: cannot reach the Dask scheduler "
+                             f"({reason})") from None
+
+
+def _run_dask(jobs, client, distributed, save):
+    """Points on the Dask cluster of ``client`` (closed at the end); on any
+    exit before the end (Ctrl-C included) the unfinished points are cancelled."""
+    futures = {}
     try:
-        client = Client(scheduler, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise SimulatorError(f"--scheduler {scheduler!r}: cannot reach the Dask scheduler ({exc})") from None
-    try:
-        futures = {}
         for job in jobs:
-            fut = client.submit(run_point, *job, pure=False)
-            futures[fut] = job
-        for fut in as_completed(list(futures)):
+            futures[client.submit(run_point, *job, pure=False)] = job
+        for fut in distributed.as_completed(list(futures)):
             save(_result_or_failure(fut, futures[fut]))
+    except BaseException:
+        client.cancel([f for f in futures if not f.done()])
+        raise
     finally:
         client.close()
 
@@ -291,21 +451,12 @@ def _result_or_failure(fut, job):
     try:
         return fut.result()
     except Exception as exc:  # a lost worker fails this point only
-        params = job[3]
-        return {"id": point_id(params), "params": params, "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}".splitlines()[0], "summary": {},
-                "seconds": float("nan")}
+        return _failure(job, f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
-def read_points(points_dir, points):
-    """Records of the given points that have a file in points_dir."""
-    out = []
-    for params in points:
-        path = os.path.join(points_dir, point_id(params) + ".json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                out.append(json.load(f))
-    return out
+def _failure(job, message):
+    _, scene, options, params, key = job
+    return _record(key, params, scene, options, status="failed", error=message)
 
 
 def _sort_key(value):
@@ -401,7 +552,6 @@ def render_sweep(records, sweep, out_dir, title=""):
     hold × depth) when it varies network.depth and stream.hold with mismatch
     summaries; accuracy.png (final accuracy over hold per rule) when it varies
     stream.hold with training summaries. Returns {file name: path}."""
-    from .render.phase import render_accuracy, render_phase
     grid = sweep["grid"]
     ok = [r for r in records if r["status"] == "ok"]
     written = {}
@@ -420,5 +570,6 @@ def render_sweep(records, sweep, out_dir, title=""):
     return written
 
 
-__all__ = ["SWEEP_SECTIONS", "run_sweep", "run_point", "points_of", "point_id", "write_csv",
+__all__ = ["SWEEP_SECTIONS", "Point", "run_sweep", "plan_sweep", "run_point", "points_of",
+           "point_key", "read_point", "sweep_records", "check_scheduler", "write_csv",
            "boundary", "layer_boundaries", "fit_boundary", "steady_mismatch", "mean_over_seeds"]

@@ -130,7 +130,6 @@ PENDING = {
     "simulator.render.plots": "files helper",
     "simulator.render.raster": "files helper",
     "simulator.pc.tables": "files helper",
-    "simulator.sweep": "sweep helper",
     "simulator.engine": "Engine.network imports Network locally though engine imports network "
                         "at the top (engine/accessors helper)",
 }

@@ -1,14 +1,21 @@
 """Sweeps: resume after interruption, failed points recorded, Dask and local
 runs giving the same sweep.csv, and the boundary analysis against closed forms."""
 import csv
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from matplotlib.image import imread
 
 from simulator import scene, sweep, training
-from simulator.errors import SceneError
+from simulator.errors import SceneError, SimulatorError
 
 scene.register_kind("train", training.TRAIN_SECTIONS)
 scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
@@ -33,11 +40,15 @@ def _write(tmp_path, name, base="fig3_fast", seeds="[0]", fixed=None, grid=None)
                       "network.inputs": 4, "network.outputs": 3}
     grid = grid or {"network.depth": "[2, 3]", "stream.hold": "[1, 16]"}
     text = SMALL.format(base=base, seeds=seeds,
-                        fixed="\n".join(f'"{k}" = {v}' for k, v in fixed.items()),
+                        fixed="\n".join(f'"{k}" = {_toml(v)}' for k, v in fixed.items()),
                         grid="\n".join(f'"{k}" = {v}' for k, v in grid.items()))
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return str(path)
+
+
+def _toml(value):
+    return str(value).lower() if isinstance(value, bool) else value
 
 
 def _rows(path):
@@ -79,16 +90,17 @@ def test_interrupted_sweep_resumes_with_missing_points_only(tmp_path):
     assert again["ran"] == 0
 
 
-def test_invalid_override_is_a_failed_row_and_the_rest_finish(tmp_path):
-    path = _write(tmp_path, "bad", grid={"network.depth": "[2]", "stream.hold": "[0, 4, 8]"})
+def test_a_failing_point_is_a_failed_row_and_the_rest_finish(tmp_path):
+    # learning rate 1e6 blows the run up at run time: valid scene, failed point
+    path = _write(tmp_path, "bad", grid={"network.depth": "[2]", "stream.hold": "[4]",
+                                         "rule.learning_rate": "[0.0, 1e6, 0.001]"})
     result = sweep.run_sweep(path, str(tmp_path / "out"), workers=2)
     assert result["failed"] == 1
-    rows = {r["stream.hold"]: r for r in _rows(tmp_path / "out" / "sweep.csv")}
-    assert rows["0"]["status"] == "failed"
-    assert "stream.hold" in rows["0"]["error"] and "SceneError" in rows["0"]["error"]
-    assert rows["0"]["mean_cos"] == ""
-    for hold in ("4", "8"):
-        assert rows[hold]["status"] == "ok" and -1.0 <= float(rows[hold]["mean_cos"]) <= 1.0
+    rows = {float(r["rule.learning_rate"]): r for r in _rows(tmp_path / "out" / "sweep.csv")}
+    assert rows[1e6]["status"] == "failed"
+    assert "NumericalError" in rows[1e6]["error"] and rows[1e6]["mean_cos"] == ""
+    for lr in (0.0, 0.001):
+        assert rows[lr]["status"] == "ok" and -1.0 <= float(rows[lr]["mean_cos"]) <= 1.0
 
 
 def test_dask_local_cluster_gives_the_same_csv_as_local_workers(tmp_path):
@@ -168,3 +180,287 @@ def test_phase_picture_shows_measured_and_paper_lines(tmp_path):
     rgb = (img[..., :3] * 255).round().astype(int)
     red = np.abs(rgb - [0xd6, 0x27, 0x28]).sum(axis=-1) < 10
     assert red.sum() > 30          # the measured boundary is drawn
+
+
+# ------------------------------------------------- sweeps you can trust (issue 9)
+def _point_files(out):
+    folder = out / "points"
+    return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+
+def _point_records(out):
+    return [json.loads((out / "points" / f).read_text()) for f in _point_files(out)]
+
+
+def test_editing_set_or_base_never_reuses_stale_points(tmp_path):
+    base = tmp_path / "base.toml"
+    with open(scene.find_scene("fig3_fast")) as f:
+        base.write_text(f.read())
+    grid = {"network.depth": "[2]", "stream.hold": "[1, 16]"}
+    fixed = {"run.ticks": 64, "record.states": False, "network.width": 6,
+             "network.inputs": 4, "network.outputs": 3}
+    out = tmp_path / "out"
+    path = _write(tmp_path, "stale", base=str(base), fixed=fixed, grid=grid)
+    assert sweep.run_sweep(path, str(out))["ran"] == 2
+    assert sweep.run_sweep(path, str(out))["ran"] == 0           # unchanged: resumed
+    # sweep.set edited: every point runs again and stores the scene it ran
+    path = _write(tmp_path, "stale", base=str(base), fixed=dict(fixed, **{"run.ticks": 48}), grid=grid)
+    assert sweep.run_sweep(path, str(out))["ran"] == 2
+    ran = [r for r in _point_records(out) if r["scene"]["run"]["ticks"] == 48]
+    assert len(ran) == 2
+    # the stored scene is the base scene with set and grid values applied, all defaults filled
+    _, expected = scene.load(str(base))
+    for r in ran:
+        raw = json.loads(json.dumps(expected))
+        for key, value in list(fixed.items()) + [("run.ticks", 48)] + list(r["params"].items()):
+            section, name = key.split(".")
+            raw[section][name] = value
+        assert r["scene"] == scene.validate(raw, "expected")
+    rows = {r["stream.hold"]: r for r in _rows(out / "sweep.csv")}
+    assert len(rows) == 2
+    # the base scene edited (a key the sweep does not set): every point runs again
+    base.write_text(base.read_text().replace("[run]", "[rule]\nfeedback = \"random\"\n\n[run]"))
+    result = sweep.run_sweep(path, str(out))
+    assert result["ran"] == 2 and result["failed"] == 0
+    assert all(r["scene"]["rule"]["feedback"] == "random" for r in result["records"])
+    new_rows = {r["stream.hold"]: r for r in _rows(out / "sweep.csv")}
+    assert new_rows["16"]["mean_cos"] != rows["16"]["mean_cos"]
+
+
+def test_a_failed_point_is_run_again_on_the_next_run(tmp_path, monkeypatch):
+    path = _write(tmp_path, "retry", grid={"network.depth": "[2]", "stream.hold": "[1, 4, 16]"})
+    real = sweep.summarize_point
+
+    def flaky(name, scn, options):
+        if scn["stream"]["hold"] == 4:
+            raise RuntimeError("transient trouble")
+        return real(name, scn, options)
+
+    monkeypatch.setattr(sweep, "summarize_point", flaky)
+    first = sweep.run_sweep(path, str(tmp_path / "out"), workers=1)
+    assert first["ran"] == 3 and first["failed"] == 1
+    monkeypatch.setattr(sweep, "summarize_point", real)
+    again = sweep.run_sweep(path, str(tmp_path / "out"), workers=1)
+    assert again["ran"] == 1 and again["failed"] == 0
+    assert [r["status"] for r in _rows(tmp_path / "out" / "sweep.csv")] == ["ok"] * 3
+
+
+def _exit_now():
+    os._exit(3)
+
+
+def _sigkill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("die", [_exit_now, _sigkill_self], ids=["os_exit", "sigkill"])
+def test_a_dying_worker_fails_only_its_own_point(tmp_path, monkeypatch, die):
+    path = _write(tmp_path, "die", seeds="[0, 1]",
+                  grid={"network.depth": "[2]", "stream.hold": "[1, 4, 16]"})
+    real = sweep.summarize_point
+
+    def deadly(name, scn, options):
+        if scn["stream"]["hold"] == 4 and scn["run"]["seed"] == 0:
+            die()
+        return real(name, scn, options)
+
+    monkeypatch.setattr(sweep, "summarize_point", deadly)
+    result = sweep.run_sweep(path, str(tmp_path / "out"), workers=2)
+    assert result["ran"] == 6 and result["failed"] == 1
+    rows = _rows(tmp_path / "out" / "sweep.csv")
+    failed = [r for r in rows if r["status"] != "ok"]
+    assert [(r["stream.hold"], r["run.seed"]) for r in failed] == [("4", "0")]
+    assert "worker process" in failed[0]["error"] and "died" in failed[0]["error"]
+    monkeypatch.setattr(sweep, "summarize_point", real)
+    again = sweep.run_sweep(path, str(tmp_path / "out"), workers=2)
+    assert again["ran"] == 1 and again["failed"] == 0
+
+
+def test_damaged_point_files_are_recomputed(tmp_path):
+    path = _write(tmp_path, "damage")
+    out = tmp_path / "out"
+    sweep.run_sweep(path, str(out))
+    before = _rows(out / "sweep.csv")
+    files = [out / "points" / f for f in _point_files(out)]
+    assert len(files) == 4
+    files[0].write_text(files[0].read_text()[:40])                     # truncated
+    rec = json.loads(files[1].read_text())
+    files[1].write_text(json.dumps({"params": rec["params"], "status": "ok"}))   # wrong keys
+    rec = json.loads(files[2].read_text())
+    rec.setdefault("scene", {"run": {}})["run"]["ticks"] = 7          # no longer hashes to its name
+    files[2].write_text(json.dumps(rec))
+    files[3].write_bytes(b"\xff\xfe\x00garbage")                       # not even text
+    result = sweep.run_sweep(path, str(out))
+    assert result["ran"] == 4 and result["damaged"] == 4 and result["failed"] == 0
+    assert _rows(out / "sweep.csv") == before
+    assert sweep.run_sweep(path, str(out))["ran"] == 0
+
+
+@pytest.mark.parametrize("table, key, value, match", [
+    ("grid", "stream.hodl", "[1, 2]", r"sweep\.grid: unknown key 'stream\.hodl' \(did you mean 'hold'\?\)"),
+    ("grid", "stram.hold", "[1, 2]", r"sweep\.grid: unknown section 'stram'.*did you mean 'stream\.hold'"),
+    ("grid", "stream.hold", "[4, 0]", r"sweep\.grid: key 'stream\.hold': expected a value >= 1, got 0"),
+    ("grid", "rule.feedback", '["random", "trasnpose"]',
+     r"sweep\.grid: key 'rule\.feedback': expected one of .*got 'trasnpose' \(did you mean 'transpose'\?\)"),
+    ("set", "run.ticks", "0", r"sweep\.set: key 'run\.ticks': expected a value >= 1, got 0"),
+    ("set", "run.tick", "10", r"sweep\.set: unknown key 'run\.tick' \(did you mean 'ticks'\?\)"),
+    ("set", "network.depth", '"deep"', r"sweep\.set: key 'network\.depth': expected an integer, got 'deep'"),
+    ("set", "run.seed", "3", r"sweep\.set.*run\.seed.*sweep\.seeds"),
+])
+def test_bad_grid_or_set_keys_are_refused_before_any_point_runs(tmp_path, monkeypatch,
+                                                               table, key, value, match):
+    grid = {"network.depth": "[2]", "stream.hold": "[1, 16]"}
+    fixed = {"run.ticks": 64, "record.states": "false"}
+    (grid if table == "grid" else fixed)[key] = value
+    path = _write(tmp_path, "badkey", grid=grid, fixed=fixed)
+    ran = []
+    monkeypatch.setattr(sweep, "summarize_point", lambda *a: ran.append(a))
+    with pytest.raises(SceneError, match=match) as err:
+        sweep.run_sweep(path, str(tmp_path / "out"), workers=1)
+    assert str(err.value).startswith(path)
+    assert ran == [] and not (tmp_path / "out").exists()
+
+
+def test_bad_sweep_key_on_the_command_line_is_one_error_line(tmp_path, monkeypatch):
+    import cli
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "badcli", grid={"network.depth": "[2]", "stream.hodl": "[1]"})
+    res = CliRunner().invoke(cli.main, ["sweep", path, "--out", "sw", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert "badcli.toml" in res.stderr and "did you mean 'hold'" in res.stderr
+    assert not os.path.exists("sw")
+
+
+def test_a_sweep_of_a_kind_without_a_summary_is_refused(tmp_path):
+    path = tmp_path / "lock.toml"
+    path.write_text('kind = "sweep"\n[sweep]\nbase = "locking"\n[sweep.grid]\n"locking.depth" = [2, 3]\n')
+    with pytest.raises(SceneError, match=r"lock\.toml: key 'sweep\.summary'.*diffusion.*'locking'"):
+        sweep.run_sweep(str(path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+# Ctrl-C and a killed parent: a sweep in a subprocess whose points sleep; each
+# worker writes its pid to a file when its point starts (test-only code below).
+SLOW_SWEEP = """
+import os, sys, time
+from simulator import sweep
+
+def slow(name, scene, options):
+    open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()
+    time.sleep(300)
+
+sweep.summarize_point = slow
+sweep.run_sweep(sys.argv[1], sys.argv[3], workers=2)
+"""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _alive(pid):
+    """True while pid is a running (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in ("Z", "X")
+
+
+@pytest.fixture
+def slow_sweep(tmp_path):
+    """Start the slow sweep; yield (process, worker pids) once both workers
+    run a point; kill whatever is left afterwards (by pid)."""
+    path = _write(tmp_path, "slow", grid={"network.depth": "[2]", "stream.hold": "[1, 2, 4, 8]"})
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SWEEP, path, str(pids), str(tmp_path / "out")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            workers = [int(p) for p in os.listdir(pids)]
+        assert len(workers) == 2, proc.communicate(timeout=5) if proc.poll() is not None else workers
+        assert proc.pid not in workers
+        yield proc, workers
+    finally:
+        for pid in workers + [proc.pid]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+
+
+def test_ctrl_c_stops_promptly_and_kills_the_workers(slow_sweep):
+    proc, workers = slow_sweep
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the sweep was still running 5 s after Ctrl-C")
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert [pid for pid in workers if _alive(pid)] == []
+
+
+def test_no_worker_outlives_its_parent(slow_sweep):
+    proc, workers = slow_sweep
+    proc.kill()
+    proc.wait(timeout=5)
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in workers if _alive(pid)] == []
+
+
+# --scheduler: garbage, no dask, unreachable
+@pytest.mark.parametrize("address", ["garbage", "tcp://", "host:notaport", "127.0.0.1:99999",
+                                     "tcp://127.0.0.1", "a b:80"])
+def test_a_garbage_scheduler_is_one_error_line(tmp_path, monkeypatch, address):
+    import cli
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "sched")
+    res = CliRunner().invoke(cli.main, ["sweep", path, "--scheduler", address, "--out", "sw", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: --scheduler")
+    assert "HOST:PORT" in res.stderr and not os.path.exists("sw")
+
+
+def test_scheduler_without_dask_names_the_dist_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)    # import distributed fails
+    with pytest.raises(SimulatorError, match=r"dist extra"):
+        sweep.run_sweep(_write(tmp_path, "nodask"), str(tmp_path / "out"), scheduler="127.0.0.1:8786")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_scheduler_is_refused_before_any_point(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    with socket.socket() as s:       # a port on this machine that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(sweep, "SCHEDULER_TIMEOUT_S", 2)
+    with pytest.raises(SimulatorError, match=rf"--scheduler 'tcp://127.0.0.1:{port}': cannot reach"):
+        sweep.run_sweep(_write(tmp_path, "away"), str(tmp_path / "out"),
+                        scheduler=f"tcp://127.0.0.1:{port}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_same_point_scene_is_reused_under_this_sweeps_parameters(tmp_path):
+    # identity is the resolved scene, not how the sweep spelled it
+    fixed = {"run.ticks": 48, "record.states": False, "network.width": 6,
+             "network.inputs": 4, "network.outputs": 3}
+    a = _write(tmp_path, "a", fixed=dict(fixed, **{"network.depth": 2}), grid={"stream.hold": "[4]"})
+    b = _write(tmp_path, "b", fixed=dict(fixed, **{"stream.hold": 4}), grid={"network.depth": "[2]"})
+    out = tmp_path / "out"
+    assert sweep.run_sweep(a, str(out))["ran"] == 1
+    result = sweep.run_sweep(b, str(out))
+    assert result["ran"] == 0 and result["records"][0]["params"] == {"network.depth": 2, "run.seed": 0}
+    assert [r["network.depth"] for r in _rows(out / "sweep.csv")] == ["2"]
+    assert [r["params"] for r in sweep.sweep_records(b, str(out))] == [{"network.depth": 2, "run.seed": 0}]

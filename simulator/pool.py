@@ -1,0 +1,164 @@
+"""A pool of worker processes for independent jobs that a dead worker cannot spoil.
+
+``concurrent.futures.ProcessPoolExecutor`` breaks as a whole when one worker
+dies (every pending job then fails with BrokenProcessPool), waits for running
+jobs on Ctrl-C, and leaves its workers running when the parent is killed. This
+pool gives each worker one job at a time over its own pipe, so the parent
+always knows which job a worker holds:
+
+- a worker that dies (``os._exit``, a signal, the OOM killer) fails only the
+  job it held (its message says the worker died and how); a fresh worker takes its
+  place and the other jobs go on;
+- leaving ``run_jobs`` in any way (return, exception, KeyboardInterrupt)
+  terminates and reaps every worker at once, without waiting for their jobs;
+- workers ignore SIGINT (the parent decides what Ctrl-C means) and die with
+  their parent: PR_SET_PDEATHSIG on Linux, and everywhere a watchdog thread
+  that exits the worker when its parent process changes.
+"""
+import collections
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1      # linux/prctl.h
+WATCH_PARENT_S = 0.5      # how often a worker checks that its parent lives
+TERMINATE_GRACE_S = 1.0   # SIGTERM, then SIGKILL after this long
+
+
+def _context():
+    """fork where the platform has it (cheap, and workers see the parent's
+    modules as they are), spawn elsewhere."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _die_with_parent(parent_pid):
+    """Make this worker exit when the process that started it goes away."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(WATCH_PARENT_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="tickprop-watch-parent", daemon=True).start()
+
+
+def _worker(conn, parent_pid, func, initializer):
+    """Worker main loop: receive (index, args), send (index, ok, value)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    if initializer is not None:
+        initializer()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, args = message
+        try:
+            reply = (index, True, func(*args))
+        except Exception as exc:  # the job's failure goes back to the parent as data
+            reply = (index, False, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        conn.send(reply)
+
+
+class _Slot:
+    """One live worker: its process, its end of the pipe, the job it holds."""
+
+    def __init__(self, ctx, func, initializer):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker, args=(child, os.getpid(), func, initializer),
+                                   daemon=True, name="tickprop-worker")
+        self.process.start()
+        child.close()
+        self.job = None
+
+    def give(self, index, args):
+        self.job = index
+        self.conn.send((index, args))
+
+    def death_message(self):
+        self.process.join(TERMINATE_GRACE_S)
+        code = self.process.exitcode
+        how = (f"killed by signal {-code}" if code is not None and code < 0
+               else f"exit code {code}")
+        return f"worker process {self.process.pid} died ({how}) while running this point"
+
+
+def run_jobs(func, jobs, workers, on_result, initializer=None):
+    """Call ``func(*args)`` for every ``args`` in ``jobs`` in ``workers``
+    processes, at most one job per worker at a time, and call
+    ``on_result(index, ok, value)`` in the parent as each job ends: ``ok`` True
+    with func's return value, or False with a one-line message (func's
+    exception, or "worker process N died (...)" when the worker process itself
+    died, in which case only that job fails and a new worker replaces it). Returns when every job
+    has ended; on any exit, including KeyboardInterrupt or an exception raised
+    by ``on_result``, every worker is terminated before this returns."""
+    ctx = _context()
+    pending = collections.deque(enumerate(jobs))
+    slots = []
+    try:
+        while pending or any(s.job is not None for s in slots):
+            while pending and len(slots) < workers:
+                slots.append(_Slot(ctx, func, initializer))
+            for slot in slots:
+                if slot.job is None and pending:
+                    index, args = pending.popleft()
+                    try:
+                        slot.give(index, args)
+                    except (BrokenPipeError, OSError):
+                        pass    # found dead below, through its sentinel
+            busy = [s for s in slots if s.job is not None]
+            waitables = [s.conn for s in busy] + [s.process.sentinel for s in busy]
+            ready = set(multiprocessing.connection.wait(waitables))
+            for slot in busy:
+                reply = None
+                if slot.conn in ready:
+                    try:
+                        reply = slot.conn.recv()
+                    except (EOFError, OSError):
+                        reply = None
+                if reply is not None:
+                    slot.job = None
+                    on_result(*reply)
+                elif slot.conn in ready or slot.process.sentinel in ready:
+                    index, slot.job = slot.job, None
+                    slots.remove(slot)
+                    slot.conn.close()
+                    on_result(index, False, slot.death_message())
+    finally:
+        _stop(slots)
+
+
+def _stop(slots):
+    """Terminate every worker now (they hold no files: the parent writes), then
+    kill the ones still there after a short grace, and reap them all."""
+    for slot in slots:
+        if slot.process.is_alive():
+            slot.process.terminate()
+    deadline = time.monotonic() + TERMINATE_GRACE_S
+    for slot in slots:
+        slot.process.join(max(0.0, deadline - time.monotonic()))
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join()
+        slot.conn.close()
+
+
+__all__ = ["run_jobs"]
