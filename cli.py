@@ -1,13 +1,17 @@
 """tickprop command line: parse, call the simulator, print. Nothing else lives here.
 
 Exit codes: 0 success; 2 user error (one ``error:`` line on stderr, nothing
-written); 1 internal failure (a bug: the traceback is printed).
+written); 130 Ctrl-C and 143 SIGTERM (one line, nothing left behind); 1 internal
+failure (a bug: the traceback is printed).
 """
 import os
+import signal
 import sys
+import threading
 
 import click
 
+from simulator import files
 from simulator.errors import BudgetError, SceneError, SimulatorError
 
 
@@ -16,15 +20,41 @@ def _fail(exc):
     sys.exit(2)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so every temporary file is removed."""
+
+
+def _on_sigterm(signum, frame):
+    if os.getpid() != _on_sigterm.pid:          # a forked worker: die as asked
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise _Terminated()
+
+
 class _Group(click.Group):
-    """Turns SimulatorError into one line and exit code 2, and keeps click's own
-    usage errors at exit 2 too."""
+    """Turns SimulatorError (and an OSError met while writing) into one line and
+    exit code 2, keeps click's own usage errors at exit 2 too, and turns Ctrl-C
+    and SIGTERM into one line and exit 130 / 143 after cleaning up."""
 
     def invoke(self, ctx):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            _on_sigterm.pid = os.getpid()
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except SimulatorError as exc:
             _fail(exc)
+        except OSError as exc:
+            _fail(files.output_error(exc))
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, _Terminated)
+            click.echo("terminated" if terminated else "interrupted", err=True)
+            sys.exit(143 if terminated else 130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(quiet, length, label):
@@ -52,7 +82,8 @@ def main():
 @click.option("--no-png", is_flag=True, help="Skip waves.png and mismatch.png.")
 @click.option("--no-gif", is_flag=True, help="Skip waves.gif.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
-def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet):
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet, force):
     """Run SCENE (a name from `tickprop scenes`, a .toml file, or a run.json to replay)."""
     from simulator import scene as scenes
     from simulator.runner import Prepared, picture_writer, write_run
@@ -64,12 +95,13 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     if typed or overrides:
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
-    out = out or os.path.join("outputs", name + ("_replay" if replay else ""))
+    out = out or files.default_out(name + ("_replay" if replay else ""))
     if resolved["kind"] == "sweep":
         raise SceneError(f"{name} is a sweep scene: run it with `tickprop sweep {scene}`")
+    files.check_out(out, force)
     if resolved["kind"] != "diffusion":
         try:
-            _run_other(name, resolved, out, quiet)
+            _run_other(name, resolved, out, quiet, force)
         except SceneError as exc:
             raise SceneError(f"{scenes.find_scene(scene)}: {exc}") from None
         return
@@ -84,24 +116,24 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     else:
         with bar:
             trace = prepared.simulate(progress=bar.update)
-    write_run(out, trace, [pictures])
+    write_run(out, trace, [pictures], force)
     if not quiet:
         t = trace.meta["timings"]
         click.echo(f"{name}: {resolved['run']['ticks']} ticks in {t['simulate_s']:.2f} s "
                    f"({t['ticks_per_s']:.0f} ticks/s) -> {out}")
 
 
-def _run_other(name, resolved, out, quiet):
+def _run_other(name, resolved, out, quiet, force):
     from simulator.kinds import progress_length
     from simulator.runner import run_other_kind
 
     length = progress_length(resolved)
     bar = _progress(quiet, length, name) if length else None
     if bar is None:
-        meta = run_other_kind(name, resolved, out)
+        meta = run_other_kind(name, resolved, out, force=force)
     else:
         with bar:
-            meta = run_other_kind(name, resolved, out, progress=bar.update)
+            meta = run_other_kind(name, resolved, out, progress=bar.update, force=force)
     if not quiet:
         click.echo(f"{name}: done in {meta['timings']['run_s']:.2f} s -> {out}")
 
@@ -113,12 +145,14 @@ def _run_other(name, resolved, out, quiet):
 @click.option("--scheduler", metavar="ADDRESS", help="Run the points on this Dask scheduler instead.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<sweep>/).")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
-def sweep(sweep_scene, workers, scheduler, out, quiet):
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+def sweep(sweep_scene, workers, scheduler, out, quiet, force):
     """Run the grid of a sweep scene; finished points are kept, so a re-run resumes."""
     from simulator import sweep as sweeps
 
     name, sweep_cfg, _, _ = sweeps.load_sweep(sweep_scene)
-    out = out or os.path.join("outputs", name)
+    out = out or files.default_out(name)
+    files.claim_folder(out, force, {"name": name, "kind": "sweep"})
     total = len(sweeps.points_of(sweep_cfg["sweep"]))
     bar = _progress(quiet, total, name)
     if bar is None:
@@ -206,11 +240,12 @@ def sync(scene, depth, ticks, as_json):
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=os.path.join("outputs", "pc_table"),
               show_default=True)
-def pc_table(dtype, levelled, il_steps, repeats, seed, out):
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+def pc_table(dtype, levelled, il_steps, repeats, seed, out, force):
     """Tables 1 and 2 of Salvatori et al.: BP vs Z-IL divergence and time per update."""
     from simulator.pc.tables import format_markdown, table1, table2, write_csv
-    from simulator.probes import atomic_write
-    from simulator.runner import write_outputs
+
+    files.check_out(out, force)
 
     def fill(folder):
         rows1 = table1(dtype=dtype, levelled=levelled, seed=seed)
@@ -219,11 +254,11 @@ def pc_table(dtype, levelled, il_steps, repeats, seed, out):
         write_csv(rows2, os.path.join(folder, "table2.csv"))
         text = ("## Table 1: one BP update vs one Z-IL update\n\n" + format_markdown(rows1) +
                 "\n\n## Table 2: time per update\n\n" + format_markdown(rows2) + "\n")
-        atomic_write(os.path.join(folder, "tables.md"), lambda f: f.write(text))
+        files.write_text(os.path.join(folder, "tables.md"), text)
         click.echo(text)
         return {"name": "pc_table", "dtype": dtype, "levelled": levelled, "table1": rows1,
                 "table2": rows2}
-    write_outputs(out, fill)
+    files.write_folder(out, fill, force)
 
 
 @main.command("scenes")

@@ -87,7 +87,7 @@ def run_pc_table(name, scene, folder, progress=None):
     write_csv(rows2, os.path.join(folder, "table2.csv"))
     text = ("## Table 1: one BP update vs one Z-IL update\n\n" + format_markdown(rows1) +
             "\n\n## Table 2: time per update\n\n" + format_markdown(rows2) + "\n")
-    from .probes import atomic_write
+    from .files import atomic_write
     atomic_write(os.path.join(folder, "tables.md"), lambda f: f.write(text))
     return {"table1": rows1, "table2": rows2, "markdown": text}
 
@@ -127,7 +127,7 @@ def run_locking(name, scene, folder, progress=None):
 
 
 def _save_npz(folder, filename, arrays):
-    from .probes import atomic_write
+    from .files import atomic_write
     atomic_write(os.path.join(folder, filename),
                  lambda f: np.savez_compressed(f, **arrays), binary=True)
 

@@ -8,17 +8,16 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 
 import numpy as np
 
+from . import files
 from .backend import Backend
 from .engine import Engine
 from .errors import SceneError
 from .network import Network
-from .probes import Recorder, RecordPlan, Trace, write_json
+from .probes import Recorder, RecordPlan, Trace
 from .scene import network_sizes
 from .streams import DatasetStream, make_stream, make_teacher, teacher_target
 
@@ -126,35 +125,23 @@ def run_metadata(name, scene):
             "versions": versions, "machine": platform.platform()}
 
 
-def write_run(out_dir, trace, extra_writers=()):
-    """Write trace.npz, pictures and run.json into out_dir, atomically as a whole."""
+def write_run(out_dir, trace, extra_writers=(), force=False):
+    """Write trace.npz, pictures and run.json into out_dir, atomically as a whole
+    (simulator.files.write_folder; ``force`` as there)."""
     def fill(folder):
         trace.save(folder)
         for writer in extra_writers:
             writer(folder, trace)
         return trace.meta
-    return write_outputs(out_dir, fill)
+    return files.write_folder(out_dir, fill, force)
 
 
-def write_outputs(out_dir, fill):
-    """Let ``fill(folder)`` write a run's files and return its run.json content;
-    everything goes to a temporary sibling folder that replaces out_dir at the end,
-    so a failed or interrupted run never leaves half an output behind."""
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the finished folder is for sharing
-        meta = fill(tmp)
-        write_json(os.path.join(tmp, "run.json"), meta)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+def write_outputs(out_dir, fill, force=False):
+    """simulator.files.write_folder under its former name."""
+    return files.write_folder(out_dir, fill, force)
 
 
-def run_other_kind(name, scene, out_dir, progress=None):
+def run_other_kind(name, scene, out_dir, progress=None, force=False):
     """Run a non-diffusion scene (see simulator.kinds) into out_dir; return run.json."""
     from .kinds import RUNNERS
 
@@ -165,18 +152,8 @@ def run_other_kind(name, scene, out_dir, progress=None):
         meta["summary"] = summary
         meta["timings"] = {"run_s": time.perf_counter() - t0}
         return meta
-    write_outputs(out_dir, fill)
+    write_outputs(out_dir, fill, force)
     return json.load(open(os.path.join(out_dir, "run.json")))
-
-
-def _replace_dir(new, target):
-    old = None
-    if os.path.exists(target):
-        old = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".old-")
-        os.rename(target, os.path.join(old, "x"))
-    os.rename(new, target)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def clip_windows(windows, ticks):

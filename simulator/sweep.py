@@ -26,7 +26,7 @@ import numpy as np
 
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
-from .probes import atomic_write, write_json
+from .files import atomic_write, write_json
 
 SUMMARIES = ("auto", "mismatch", "training")
 

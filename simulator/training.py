@@ -20,7 +20,7 @@ from .datasets import load_digits
 from .engine import Engine
 from .errors import NumericalError, SceneError
 from .network import Network
-from .probes import write_json
+from .files import write_json
 from .reference import factors, forward
 from .options import loss_and_grad
 from .runner import build_stream, seeds
