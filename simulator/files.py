@@ -40,7 +40,6 @@ from .errors import SimulatorError
 MARKER = "tickprop_output"          # run.json key that makes a folder a tickprop output
 TMP_MARK = ".tickprop-tmp"          # inside a folder tickprop is writing (pid and host)
 FILE_MODE, DIR_MODE = 0o644, 0o755
-_SWEEP_NAMES = {"points", "sweep.csv", "phase.png", "boundary.json", "accuracy.png", "run.json"}
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}$")
 _ATTEMPTS = 200                     # exchanges lost to concurrent writers before giving up
 _GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
@@ -145,8 +144,8 @@ def default_out(name, root="outputs"):
 def is_tickprop_output(path):
     """True if ``path`` is a folder tickprop wrote: its run.json has the
     ``tickprop_output`` marker or is an older tickprop run.json (``scene`` and
-    ``versions``, or a pc-table's ``table1``), or it is an older sweep folder
-    (``points/`` and only sweep files)."""
+    ``versions``, or a pc-table's ``table1``), or it is a sweep folder (a
+    ``points/`` folder holding only point files *.json)."""
     meta_path = os.path.join(path, "run.json")
     if os.path.isfile(meta_path) and not os.path.islink(meta_path):
         try:
@@ -157,11 +156,12 @@ def is_tickprop_output(path):
         if isinstance(meta, dict) and (meta.get(MARKER) is True or {"scene", "versions"} <= set(meta)
                                        or {"name", "table1", "table2"} <= set(meta)):
             return True
+    points = os.path.join(path, "points")
     try:
-        names = set(os.listdir(path))
+        return (os.path.isdir(points) and not os.path.islink(points)
+                and all(n.endswith((".json", ".tmp")) for n in os.listdir(points)))
     except OSError:
         return False
-    return os.path.isdir(os.path.join(path, "points")) and names <= _SWEEP_NAMES
 
 
 def check_out(out, force=False):
@@ -286,10 +286,12 @@ def _protected(real):
     """Why ``real`` must never be replaced, or None."""
     if real == os.path.dirname(real):
         return "the root folder"
-    for what, place in (("your home folder", os.path.expanduser("~")), ("the current folder", os.getcwd())):
-        place = os.path.realpath(place)
+    places = [("the current folder", os.path.realpath(os.getcwd())),
+              ("your home folder", os.path.realpath(os.path.expanduser("~")))]
+    for what, place in places:
         if real == place:
             return what
+    for what, place in places:
         if place.startswith(real.rstrip(os.sep) + os.sep):
             return f"a folder that holds {what}"
     return None
