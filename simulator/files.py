@@ -40,6 +40,7 @@ from .errors import SimulatorError
 MARKER = "tickprop_output"          # run.json key that makes a folder a tickprop output
 TMP_MARK = ".tickprop-tmp"          # inside a folder tickprop is writing (pid and host)
 FILE_MODE, DIR_MODE = 0o644, 0o755
+_SWEEP_FILES = (".csv", ".png", ".json", ".gif", ".tmp")
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}$")
 _ATTEMPTS = 200                     # exchanges lost to concurrent writers before giving up
 _GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
@@ -144,8 +145,8 @@ def default_out(name, root="outputs"):
 def is_tickprop_output(path):
     """True if ``path`` is a folder tickprop wrote: its run.json has the
     ``tickprop_output`` marker or is an older tickprop run.json (``scene`` and
-    ``versions``, or a pc-table's ``table1``), or it is a sweep folder (a
-    ``points/`` folder holding only point files *.json)."""
+    ``versions``, or a pc-table's ``table1``), or it is a sweep folder of an
+    earlier version (``points/`` of *.json beside only csv/png/json/gif files)."""
     meta_path = os.path.join(path, "run.json")
     if os.path.isfile(meta_path) and not os.path.islink(meta_path):
         try:
@@ -158,8 +159,12 @@ def is_tickprop_output(path):
             return True
     points = os.path.join(path, "points")
     try:
-        return (os.path.isdir(points) and not os.path.islink(points)
-                and all(n.endswith((".json", ".tmp")) for n in os.listdir(points)))
+        if not os.path.isdir(points) or os.path.islink(points):
+            return False
+        others = [e for e in os.scandir(path) if e.name != "points"]
+        return (all(n.endswith((".json", ".tmp")) for n in os.listdir(points))
+                and all(e.is_file(follow_symlinks=False) and e.name.endswith(_SWEEP_FILES)
+                        for e in others))
     except OSError:
         return False
 

@@ -612,3 +612,27 @@ def test_a_sweep_folder_is_resumed_and_a_foreign_one_forced_is_emptied(runner, t
     assert not os.path.exists("mine/notes.txt") and os.path.isfile("mine/sweep.csv")
     assert json.load(open("mine/run.json"))[files.MARKER] is True
     assert leftovers(".") == []
+
+
+def test_what_counts_as_a_tickprop_output(tmp_path):
+    def folder(name, entries):
+        path = tmp_path / name
+        for rel, text in entries.items():
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            if text is not None:
+                (path / rel).write_text(text)
+        return str(path)
+    ours = {"marked": {"run.json": json.dumps({files.MARKER: True})},
+            "old_run": {"run.json": json.dumps({"name": "a", "scene": {}, "versions": {}})},
+            "old_pc_table": {"run.json": json.dumps({"name": "pc_table", "table1": [], "table2": []})},
+            "old_sweep": {"points/ab.json": "{}", "sweep.csv": "a\n", "phase.png": "x"}}
+    theirs = {"plain": {"thesis.tex": "x"},
+              "fake_run": {"run.json": json.dumps({"name": "a"})},
+              "marker_not_true": {"run.json": json.dumps({files.MARKER: "yes"})},
+              "broken_run": {"run.json": "{"},
+              "points_and_thesis": {"points/ab.json": "{}", "thesis.tex": "x"},
+              "points_of_other": {"points/ab.txt": "x"}}
+    for name, entries in ours.items():
+        assert files.is_tickprop_output(folder(name, entries)), name
+    for name, entries in theirs.items():
+        assert not files.is_tickprop_output(folder(name, entries)), name
