@@ -1,15 +1,18 @@
 """tickprop command line: parse, call the simulator, print. Nothing else lives here.
 
 Exit codes: 0 success; 2 user error (one ``error:`` line on stderr, nothing
-written); 1 internal failure (a bug: the traceback is printed).
+written); 130 Ctrl-C and 143 SIGTERM (one line, nothing left behind); 1 internal
+failure (a bug: the traceback is printed).
 """
 import json
 import os
+import signal
 import sys
+import threading
 
 import click
 
-from simulator import kinds
+from simulator import files, kinds
 from simulator import sweep as sweeps
 from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError, SimulatorError
@@ -22,15 +25,41 @@ def _fail(exc):
     sys.exit(2)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so every temporary file is removed."""
+
+
+def _on_sigterm(signum, frame):
+    if os.getpid() != _on_sigterm.pid:          # a forked worker: die as asked
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise _Terminated()
+
+
 class _Group(click.Group):
-    """Turns SimulatorError into one line and exit code 2, and keeps click's own
-    usage errors at exit 2 too."""
+    """Turns SimulatorError (and an OSError met while writing) into one line and
+    exit code 2, keeps click's own usage errors at exit 2 too, and turns Ctrl-C
+    and SIGTERM into one line and exit 130 / 143 after cleaning up."""
 
     def invoke(self, ctx):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            _on_sigterm.pid = os.getpid()
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except SimulatorError as exc:
             _fail(exc)
+        except OSError as exc:
+            _fail(files.output_error(exc))
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, _Terminated)
+            click.echo("terminated" if terminated else "interrupted", err=True)
+            sys.exit(143 if terminated else 130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(quiet, length, label):
@@ -58,7 +87,8 @@ def main():
 @click.option("--no-png", is_flag=True, help="Skip the PNG pictures.")
 @click.option("--no-gif", is_flag=True, help="Skip the GIF animations.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
-def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet):
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet, force):
     """Run SCENE (a name from `tickprop scenes`, a .toml file, or a run.json to replay)."""
     name, resolved = scenes.load(scene)
     kind = kinds.get(resolved["kind"])
@@ -66,14 +96,15 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     if typed or overrides:
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
-    out = out or os.path.join("outputs", name + ("_replay" if replay else ""))
+    out = out or files.default_out(name + ("_replay" if replay else ""))
+    files.check_out(out, force)                   # before any work
     meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
-                     {"png": False if no_png else None, "gif": False if no_gif else None})
+                     {"png": False if no_png else None, "gif": False if no_gif else None}, force)
     if not quiet:
         click.echo(f"{name}: {kind.headline(meta)} -> {out}")
 
 
-def _run_kind(name, resolved, out, quiet, where, draw_options=None):
+def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False):
     """Run a resolved scene through its kind with a progress bar; scene errors
     found while preparing name ``where`` (the scene file)."""
     kind = kinds.get(resolved["kind"])
@@ -81,10 +112,10 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None):
     bar = _progress(quiet, length, name) if length else None
     try:
         if bar is None:
-            return kinds.run_scene(name, resolved, out, draw_options=draw_options)
+            return kinds.run_scene(name, resolved, out, draw_options=draw_options, force=force)
         with bar:
             return kinds.run_scene(name, resolved, out, progress=bar.update,
-                                   draw_options=draw_options)
+                                   draw_options=draw_options, force=force)
     except (SceneError, BudgetError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
 
@@ -96,12 +127,14 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None):
 @click.option("--scheduler", metavar="ADDRESS", help="Run the points on this Dask scheduler instead.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default outputs/<sweep>/).")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
-def sweep(sweep_scene, workers, scheduler, out, quiet):
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+def sweep(sweep_scene, workers, scheduler, out, quiet, force):
     """Run the grid of a sweep scene; finished points are kept, so a re-run resumes."""
     if scheduler:
         sweeps.check_scheduler(scheduler)
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
-    out = out or os.path.join("outputs", name)
+    out = out or files.default_out(name)
+    files.claim_folder(out, force, {"name": name, "kind": "sweep"})
     total = len(points)
     bar = _progress(quiet, total, name)
     if bar is None:
@@ -176,14 +209,17 @@ def sync(scene, depth, ticks, as_json):
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=os.path.join("outputs", "pc_table"),
               show_default=True)
-def pc_table(dtype, levelled, il_steps, repeats, seed, out):
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+def pc_table(dtype, levelled, il_steps, repeats, seed, out, force):
     """Tables 1 and 2 of Salvatori et al.: BP vs Z-IL divergence and time per
     update (the pc_table scene kind, with its keys as flags)."""
     raw = {"kind": "pc_table", "description": "Tables 1 and 2 of Salvatori et al. (pc-table)",
            "table": {"dtypes": [dtype], "levelled": "levelled" if levelled else "unlevelled",
                      "il_steps": il_steps, "repeats": repeats},
            "run": {"seed": seed}}
-    meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, True, "pc-table")
+    files.check_out(out, force)
+    meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, True, "pc-table",
+                     force=force)
     click.echo(meta["summary"]["markdown"])
 
 

@@ -9,11 +9,11 @@ moved to the host once per chunk (never per neuron, never per tick).
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from .errors import BudgetError, NumericalError, SceneError, SimulatorError
+from .files import atomic_write
 from .metrics import inner, mismatch
 from .reference import factors_of
 
@@ -280,31 +280,3 @@ class Trace:
                 meta = json.load(f)
         return cls(arrays, meta)
 
-
-def atomic_write(path, write, binary=False):
-    """Write through ``write(fileobj)`` to a temporary name, then rename: never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path, data, indent=2):
-    """Write ``data`` as JSON atomically; numpy scalars and arrays become plain
-    numbers and lists, anything else unknown is refused (never silently str()'d)."""
-    atomic_write(path, lambda f: json.dump(data, f, indent=indent, default=_plain))
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in JSON")

@@ -7,10 +7,7 @@ the diffusion kind's experiment; the folder a run of any kind writes, and how it
 is drawn again, are in simulator.kinds.
 """
 import importlib.metadata
-import os
 import platform
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -18,7 +15,7 @@ import numpy as np
 from . import __version__
 from .build import build
 from .errors import SceneError
-from .probes import Recorder, RecordPlan, Trace, write_json
+from .probes import Recorder, RecordPlan, Trace
 from .render import write_pictures
 from .scene import apply_overrides, load
 
@@ -80,44 +77,6 @@ def run_metadata(name, scene):
             "versions": versions, "machine": platform.platform()}
 
 
-def write_run(out_dir, trace, extra_writers=()):
-    """Write trace.npz, pictures and run.json into out_dir, atomically as a whole."""
-    def fill(folder):
-        trace.save(folder)
-        for writer in extra_writers:
-            writer(folder, trace)
-        return trace.meta
-    return write_outputs(out_dir, fill)
-
-
-def write_outputs(out_dir, fill):
-    """Let ``fill(folder)`` write a run's files and return its run.json content;
-    everything goes to a temporary sibling folder that replaces out_dir at the end,
-    so a failed or interrupted run never leaves half an output behind."""
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the finished folder is for sharing
-        meta = fill(tmp)
-        write_json(os.path.join(tmp, "run.json"), meta)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _replace_dir(new, target):
-    old = None
-    if os.path.exists(target):
-        old = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".old-")
-        os.rename(target, os.path.join(old, "x"))
-    os.rename(new, target)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def clip_windows(windows, ticks):
     """Raster windows cut to the ticks a run has (a run shortened with --ticks
     still draws what it has); windows left empty are dropped."""
@@ -145,5 +104,5 @@ def picture_writer(render, png=True, gif=True):
     return write
 
 
-__all__ = ["Prepared", "simulate_scene", "run_metadata", "write_run", "write_outputs", "Trace",
+__all__ = ["Prepared", "simulate_scene", "run_metadata", "Trace",
            "picture_writer", "check_picture_size", "clip_windows"]

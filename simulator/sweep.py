@@ -39,7 +39,7 @@ import numpy as np
 from . import pool
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
-from .probes import atomic_write, write_json
+from .files import atomic_write, write_json
 from .render.phase import render_accuracy, render_phase
 from .runner import Prepared
 from .training import TRAIN_SECTIONS, train_scene

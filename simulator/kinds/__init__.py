@@ -7,7 +7,8 @@ import os
 import time
 
 from ..errors import SceneError, SimulatorError
-from ..runner import run_metadata, write_outputs
+from .. import files
+from ..runner import run_metadata
 from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
 from .base import RENDER_OPTIONS, TYPED_OPTIONS, Kind, load_json
 
@@ -26,11 +27,13 @@ def get(kind):
         raise SceneError(f"key 'kind': expected one of {', '.join(KINDS)}, got {kind!r}") from None
 
 
-def run_scene(name, scene, out_dir, progress=None, draw_options=None):
+def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False):
     """Run a resolved scene of any kind into ``out_dir``: the kind prepares (and
     refuses) before any folder exists, then runs, saves its results, draws its
     pictures (``draw_options``: png/gif False to skip) and run.json is written
-    last, all into a temporary folder that replaces ``out_dir`` at the end.
+    last, all into a temporary folder that replaces ``out_dir`` at the end
+    (simulator.files.write_folder: only a tickprop output, or any folder but the
+    protected ones with ``force``).
     Returns the run.json content."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
@@ -51,7 +54,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None):
     parent = os.path.dirname(os.path.abspath(out_dir))
     made_parent = not os.path.exists(parent)
     try:
-        write_outputs(out_dir, fill)
+        files.write_folder(out_dir, fill, force)
     except BaseException:
         # A failed run leaves nothing behind, not even the parent folder
         # (e.g. outputs/) that it created for its output.

@@ -27,7 +27,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..errors import SceneError, SimulatorError
-from ..probes import atomic_write
+from ..files import atomic_write
 
 TYPED_OPTIONS = ("ticks", "seed", "device", "dtype")
 RENDER_OPTIONS = ("every", "size", "color")      # --no-png/--no-gif apply to every kind

@@ -4,7 +4,7 @@ curves) and drawn as learning.png."""
 import os
 import time
 
-from ..probes import write_json
+from ..files import write_json
 from ..errors import SimulatorError
 from ..training import Setup, train_scene
 from .base import Kind, load_json

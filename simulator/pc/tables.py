@@ -140,9 +140,9 @@ def format_markdown(rows):
 
 
 def write_csv(rows, path):
-    """Write row dicts as CSV atomically (simulator.probes.atomic_write), so a
+    """Write row dicts as CSV atomically (simulator.files.atomic_write), so a
     reader never sees half a table."""
-    from ..probes import atomic_write
+    from ..files import atomic_write
     cols = list(rows[0]) if rows else []
 
     def write(fh):

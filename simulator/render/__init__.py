@@ -9,17 +9,10 @@ colours), raster, animate, plots, locking; convergence (Activation Relaxation).
 import os
 
 from ..errors import SimulatorError
+from ..files import save_png
 
 DEFAULT_SIZE = (720, 400)
 PNG_DPI = 100
-
-
-def save_png(fig, path):
-    """Write ``fig`` as a PNG at ``path`` atomically (temp file + os.replace)."""
-    from ..probes import atomic_write
-    atomic_write(os.fspath(path), lambda f: fig.savefig(f, format="png", dpi=fig.dpi),
-                 binary=True)
-    return path
 
 
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,

@@ -531,7 +531,7 @@ def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
     """Write the looping wave GIF atomically at ``path``; returns the number of frames."""
-    from ..probes import atomic_write
+    from ..files import atomic_write
     frames, colours = render_frames(trace, every=every, size=size, color=color)
     atomic_write(path, lambda f: encode_gif(f, frames, colours, fps), binary=True)
     return len(frames)

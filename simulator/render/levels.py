@@ -89,7 +89,7 @@ def write_wave_gif(path, values, fps=20):
     """Animated GIF of the wave (see gif_frames), written atomically."""
     import imageio.v3 as iio
 
-    from ..probes import atomic_write
+    from ..files import atomic_write
     frames = np.stack(gif_frames(values))
     atomic_write(os.fspath(path), lambda f: iio.imwrite(f, frames, extension=".gif",
                                                           duration=1000 / fps, loop=0),

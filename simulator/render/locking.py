@@ -124,7 +124,7 @@ def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
     atomically, and locking.gif (a tick cursor sweeping both) when ``gif``.
     ``size`` (width, height) pixels sets the picture size (default: 12 in wide).
     Returns {file name: path}."""
-    from ..probes import atomic_write
+    from ..files import atomic_write
     from .animate import check_size, encode_gif
     if not os.path.isdir(folder):
         raise SimulatorError(f"{folder}: not a folder to write pictures into")
