@@ -23,17 +23,16 @@ def _network_kw(scene):
 
 def run_ar_converge(name, scene, folder, progress=None):
     """Paper 001 Fig. 1: relaxation error per layer vs tick for several η_x."""
-    from .relaxation import run_converge
+    from .relaxation_experiments import converge_arrays, run_converge
+    from .render.convergence import draw_converge
     ar = scene["relaxation"]
     res = run_converge(variant=ar["variant"], eta_x=ar["eta_x"], iterations=ar["iterations"],
                        batch=ar["batch"], loss=ar["loss"], seed=scene["run"]["seed"],
                        data=ar["data"], feedback_scale=ar["feedback_scale"], init=ar["init"],
-                       out_dir=folder, **_network_kw(scene))
-    arrays = {k: np.asarray(res[k]) for k in
-              ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
-               "eta_x", "ticks", "layers")}
+                       **_network_kw(scene))
+    arrays = converge_arrays(res)
     _save_npz(folder, "relaxation.npz", arrays)
-    _relaxation_wave(folder, res, ar["variant"])
+    draw_converge(folder, arrays)
     final = res["errors"][:, -1, :]
     return {"final_error": {f"eta_x={e:g}": final[i].tolist() for i, e in enumerate(res["eta_x"])},
             "weight_error": res["weight_error"].tolist()}
@@ -41,38 +40,23 @@ def run_ar_converge(name, scene, folder, progress=None):
 
 def run_ar_train(name, scene, folder, progress=None):
     """Paper 001 Figs. 2–3: AR variants vs backprop on the digits."""
-    from .relaxation import run_train
+    from .relaxation_experiments import run_train, train_arrays
+    from .render.convergence import draw_train
     ar, tr = scene["relaxation"], scene["train"]
     res = run_train(variants=ar["variants"], eta_x=ar["eta_x"], iterations=ar["iterations"],
                     lr=tr["lr"], batch=tr["batch"], epochs=tr["epochs"], seeds=tr["seeds"],
                     loss=ar["loss"], feedback_scale=ar["feedback_scale"], init=ar["init"],
                     split_seed=scene["run"]["seed"], test_fraction=tr["test_fraction"],
-                    eval_every=tr["eval_every"] or None, out_dir=folder, progress=progress,
+                    eval_every=tr["eval_every"] or None, progress=progress,
                     **_network_kw(scene))
-    arrays = {"steps": res["steps"]}
-    for rule, curve in res["curves"].items():
-        arrays[f"test_{rule}"] = curve["test"]
-        arrays[f"train_{rule}"] = curve["train"]
+    arrays = train_arrays(res)
     _save_npz(folder, "training.npz", arrays)
+    draw_train(folder, arrays)
     return {"final_test_accuracy": {
         rule: {"mean": float(np.nanmean(acc)), "std": float(np.nanstd(acc)),
                "per_seed": np.asarray(acc).tolist()}
         for rule, acc in res["final_test"].items()},
         "diverged_at": {k: np.asarray(v).tolist() for k, v in res["diverged_at"].items()}}
-
-
-def _relaxation_wave(folder, res, variant):
-    """The relaxation wave: how much each layer's activity changes per tick,
-    for the η_x closest to the paper's 0.1 (layer 0 is the clamped input)."""
-    from .render.levels import write_wave_gif, write_wave_png
-    k = int(np.argmin(np.abs(np.asarray(res["eta_x"]) - 0.1)))
-    changes = np.asarray(res["changes"][k])[1:, 1:]
-    L = changes.shape[1]
-    write_wave_png(os.path.join(folder, "relaxation_wave.png"), changes,
-                   f"Activation Relaxation ({variant}, η_x = {res['eta_x'][k]:g}): "
-                   "‖x_l(t) − x_l(t−1)‖ per relaxation tick", "layer",
-                   level_names=range(1, L + 1), tick_label="relaxation tick")
-    write_wave_gif(os.path.join(folder, "relaxation_wave.gif"), changes)
 
 
 def run_pc_table(name, scene, folder, progress=None):

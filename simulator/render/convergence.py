@@ -1,10 +1,12 @@
 """Activation Relaxation pictures: convergence curves (paper 001, Fig. 1 a/b)
 and accuracy curves of AR variants against backprop (Figs. 2 and 3).
 
-Renderers only draw arrays they are given (from ``simulator.relaxation`` or a
-saved trace); PNGs are written atomically (temp file in the same folder, then
-os.replace), so a reader never sees half a picture.
+Renderers only draw arrays they are given: ``draw_converge`` and ``draw_train``
+take exactly what a run saves (relaxation.npz, training.npz; see
+``simulator.relaxation_experiments.converge_arrays`` / ``train_arrays``), so a
+run is redrawn from its files alone. PNGs and GIFs are written atomically.
 """
+import os
 import warnings
 
 import numpy as np
@@ -12,6 +14,7 @@ from matplotlib.figure import Figure
 
 from . import save_png
 from ..errors import SimulatorError
+from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
 # Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn at
@@ -124,3 +127,52 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
     fig.suptitle(title)
     fig.tight_layout()
     return save_png(fig, path)
+
+
+# ------------------------------------------------ whole runs from saved arrays
+WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the paper's
+
+
+def draw_converge(folder, arrays):
+    """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
+    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b, measured
+    errors with the linear analysis dashed) and the relaxation wave
+    ‖x^l_n − x^l_{n−1}‖ per layer and tick for the η_x closest to 0.1
+    (relaxation_wave.png and .gif; layer 0, the clamped input, left out).
+    Returns {file name: path}."""
+    folder = os.fspath(folder)
+    errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
+    variant = str(arrays["variant"]) if "variant" in arrays else ""
+    label = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
+    written = {"ar_convergence.png": plot_convergence(
+        os.path.join(folder, "ar_convergence.png"), errors, eta_x, arrays.get("predicted"),
+        title=f"{label}: relative error to the fixed point")}
+    k = int(np.argmin(np.abs(eta_x.astype(float) - WAVE_ETA)))
+    changes = np.asarray(arrays["changes"], dtype=float)[k][1:, 1:]
+    L = changes.shape[1]
+    written["relaxation_wave.png"] = write_wave_png(
+        os.path.join(folder, "relaxation_wave.png"), changes,
+        f"{label}, η_x = {float(eta_x[k]):g}: ‖x_l(t) − x_l(t−1)‖ per relaxation tick", "layer",
+        level_names=range(1, L + 1), tick_label="relaxation tick")
+    written["relaxation_wave.gif"] = write_wave_gif(
+        os.path.join(folder, "relaxation_wave.gif"), changes)
+    return written
+
+
+def train_curves(arrays, baseline="backprop"):
+    """``curves[name][split]`` (seeds × evaluations) from training.npz-style
+    arrays keyed ``test_<name>`` / ``train_<name>``, the baseline first."""
+    names = [k[len("test_"):] for k in arrays if k.startswith("test_")]
+    names = sorted(names, key=lambda n: n != baseline)      # stable: variants keep their order
+    return {n: {split: np.atleast_2d(np.asarray(arrays[f"{split}_{n}"], dtype=float))
+                for split in ("test", "train")} for n in names}
+
+
+def draw_train(folder, arrays, baseline="backprop"):
+    """Draw an ``ar_train`` run into ``folder`` from its saved arrays
+    (training.npz, any mapping): ar_accuracy.png (test accuracy, Figs. 2–3)
+    and ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
+    folder = os.fspath(folder)
+    steps, curves = np.asarray(arrays["steps"]), train_curves(arrays, baseline)
+    return {name: plot_accuracy(os.path.join(folder, name), steps, curves, baseline, split=split)
+            for name, split in (("ar_accuracy.png", "test"), ("ar_accuracy_train.png", "train"))}
