@@ -79,19 +79,22 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     bp_w = reference.backprop(network, u, y, loss)
     L = network.depth
     out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
-    for eta in etas:
-        xs, rec = relax(sweep, learner.feedback, eta, iterations, learner.use_derivative,
-                        init, record=True, targets=target, xp=xp)
-        out["errors"].append(rec.errors)
-        out["norms"].append(rec.norms)
-        out["changes"].append(rec.changes)
-        out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
-                                                 target, learner.use_derivative, init, xp))
-        gw, _ = weight_gradients(sweep, xs, xp)
-        out["weight_error"].append([_relative(xp, a, b) for a, b in zip(gw, bp_w)])
+    # A relative error to a fixed point (or gradient) of 0 is NaN by design
+    # (e.g. zero weights): numpy's 0/0 warnings would only repeat that.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for eta in etas:
+            xs, rec = relax(sweep, learner.feedback, eta, iterations, learner.use_derivative,
+                            init, record=True, targets=target, xp=xp)
+            out["errors"].append(rec.errors)
+            out["norms"].append(rec.norms)
+            out["changes"].append(rec.changes)
+            out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
+                                                     target, learner.use_derivative, init, xp))
+            gw, _ = weight_gradients(sweep, xs, xp)
+            out["weight_error"].append([_relative(xp, a, b) for a, b in zip(gw, bp_w)])
+        grad_error = [np.nan] + [_relative(xp, target[l], bp_x[l]) for l in range(1, L + 1)]
     result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-    result["grad_error"] = np.array([np.nan] + [_relative(xp, target[l], bp_x[l])
-                                                for l in range(1, L + 1)])
+    result["grad_error"] = np.array(grad_error)
     result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
                   variant=variant, sizes=list(network.sizes))
     return result
@@ -110,9 +113,8 @@ def converge_arrays(result):
 
 
 def _relative(xp, a, b):
-    """‖a − b‖/‖b‖ as a host float (NaN when b is 0 and a is not; 0/0 is NaN too)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
+    """‖a − b‖/‖b‖ as a host float (inf when b is 0 and a is not, NaN for 0/0)."""
+    return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
 
 
 # ------------------------------------------------------------ Figs. 2–3

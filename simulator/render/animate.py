@@ -31,6 +31,9 @@ from .raster import (backward_tags, draw_panel, layer_scales, presence, raster_r
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
 MAX_FRAMES = 600        # beyond this the frame step grows (memory and file size)
+# Frames are held as palette indices (1 byte a pixel) until encoded: a large GIF
+# gets fewer frames (a larger step) so they never take more than this.
+MAX_GIF_BYTES = 512 * 2 ** 20
 # One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
 PALETTE_COLOURS = 254
 MAX_NEURONS = 32        # neurons drawn per layer column
@@ -51,14 +54,25 @@ def check_size(size):
     return w, h
 
 
+def frame_limit(width, height):
+    """How many frames of ``width`` x ``height`` pixels a GIF may hold: MAX_FRAMES,
+    or fewer when they would take more than MAX_GIF_BYTES."""
+    return int(max(1, min(MAX_FRAMES, MAX_GIF_BYTES // max(int(width) * int(height), 1))))
+
+
+def frame_step(ticks, every=1, max_frames=MAX_FRAMES):
+    """The tick step between GIF frames: ``every``, grown until ``ticks`` ticks
+    give at most ``max_frames`` frames."""
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
+    return max(int(every), -(-int(ticks) // int(max_frames)))
+
+
 def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
     """Ticks that become GIF frames: 0, k, 2k, …; k grows past ``every`` only if
     the run would otherwise give more than ``max_frames`` frames."""
-    if isinstance(every, bool) or int(every) != every or every < 1:
-        raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
     T = len(trace["tick"])
-    every = max(int(every), int(np.ceil(T / max_frames)))
-    return np.arange(0, T, every)
+    return np.arange(0, T, frame_step(T, every, max_frames))
 
 
 class NeuronStates:
@@ -493,7 +507,7 @@ def _tag_text(tag):
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
     """(frames as palette indices (n, height, width) uint8, palette (≤256, 3) uint8)."""
     anim = WaveAnimator(trace, size=size, color=color)
-    ticks = frame_ticks(trace, every)
+    ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
     frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
     for i, t in enumerate(ticks):
         frames[i] = anim.indices(t)

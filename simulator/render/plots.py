@@ -11,13 +11,17 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..sync import steady_window, synchronized_layers
 from . import palette
+from .axes import LOG_FLOOR, log_axis, no_data
 
 DPI = 100
-# Relative errors of exactly 0 are drawn at this floor so a log axis shows them.
-LOG_FLOOR = 1e-17
+# What an all-NaN panel says (too few ticks for the backward wave to arrive, or
+# a zero backprop gradient).
+NO_DATA = ("no defined value in this run:\nbackprop's gradient is 0, or the\n"
+           "backward wave has not reached the layers")
 HEATMAP = "RdBu"
 MISSING = "#d9d9d9"
 
@@ -57,8 +61,14 @@ def _curves(ax, trace, key, log):
     start, _ = steady_window(trace)
     ax.axvline(start, color="#777777", linestyle=":", linewidth=1.0)
     ax.set_xlabel("tick")
+    # Fixed to the run, so a panel with nothing to draw still shows its ticks.
+    pad = 0.5 if len(ticks) < 2 else 0.0
+    ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if log:
-        ax.set_yscale("log")
+        log_axis(ax, trace[key], NO_DATA)
+    elif not np.isfinite(trace[key]).any():
+        no_data(ax, NO_DATA)
 
 
 def _heatmap(ax, fig, trace):
@@ -72,6 +82,7 @@ def _heatmap(ax, fig, trace):
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
     ax.set_xlabel("tick")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_ylabel("layer")
     ax.set_title("cosine, layer × tick (grey: undefined)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
@@ -98,10 +109,11 @@ def _summary(ax, trace):
             label.set_fontweight("bold")
     twin = ax.twinx()
     twin.plot(layers, np.maximum(rel, LOG_FLOOR), "o", color="#222222", markersize=4)
-    twin.set_yscale("log")
+    log_axis(twin, rel, NO_DATA)
     twin.set_ylabel("mean relative error (dots)")
     start, stop = steady_window(trace)
-    ax.set_title(f"steady state, ticks {start}–{stop - 1}", fontsize=9)
+    span = f"tick {start}" if stop - start == 1 else f"ticks {start}–{stop - 1}"
+    ax.set_title(f"steady state, {span}", fontsize=9)
 
 
 def mismatch_figure(trace):
