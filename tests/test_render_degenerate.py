@@ -11,8 +11,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cli
-from simulator.render import convergence, levels
+from simulator.probes import Trace
+from simulator.render import convergence, levels, plots, raster, write_pictures
 from simulator.render.animate import MAX_GIF_BYTES, frame_limit
+from simulator.render.plots import mismatch_figure
+from simulator.render.raster import raster_figure
 
 DIFFUSION = ("waves.png", "mismatch.png", "waves.gif")
 CONVERGE = ("ar_convergence.png", "relaxation_wave.png", "relaxation_wave.gif")
@@ -126,3 +129,42 @@ def test_locking_gif_of_a_deep_long_schedule_stays_within_the_frame_budget(tmp_p
     w, h = pics["locking.gif"].size
     assert pics["locking.gif"].n_frames <= frame_limit(w, h)
     assert pics["locking.gif"].n_frames * w * h <= MAX_GIF_BYTES
+
+
+# ----------------------------------------------- long and deep diffusion runs
+def synthetic_trace(T, L, rng):
+    """A Trace of T ticks and L+1 layers with the arrays the pictures read: the
+    forward wave reaches layer l at tick l, the backward wave at tick 2L − l."""
+    t, l = np.arange(T)[:, None], np.arange(L + 1)[None, :]
+    fwd = np.where(t >= l, t - l, -1)
+    bwd = np.where(t >= 2 * L - l, t - (2 * L - l), -1)
+    arrays = {"tick": np.arange(T), "sizes": np.ones(L + 1, dtype=int),
+              "x_norm": rng.uniform(0.1, 1.0, (T, L + 1)),
+              "delta_norm": rng.uniform(0.1, 1.0, (T, L + 1)),
+              "tag_input": fwd, "tag_output": bwd, "tag_supervision": bwd, "tag_pair": bwd,
+              "stream_frame": np.arange(T),
+              "mismatch_cos": np.where(bwd[:, 1:] >= 0, 0.9, np.nan),
+              "mismatch_rel": np.where(bwd[:, 1:] >= 0, 1e-3, np.nan)}
+    return Trace(arrays, {"name": "deep"})
+
+
+def test_a_long_deep_run_draws_a_bounded_number_of_cells(tmp_path, rng):
+    """4500 ticks × 600 levels: every picture draws at most the capped cells and says so."""
+    trace = synthetic_trace(4500, 599, rng)
+    fig, panels = raster_figure(trace, color="both")
+    for ax, _, _ in panels:
+        rows, cols = ax.images[0].get_array().shape[:2]
+        assert cols <= raster.MAX_DRAWN_TICKS and rows <= raster.MAX_DRAWN_LAYERS
+        assert "every 3rd tick, every 2nd layer drawn" in ax.get_title()
+        # the cells still sit on their ticks: the image spans the whole run
+        left, right = ax.images[0].get_extent()[:2]
+        assert left == -0.5 and right >= 4499.5
+    fig, axes = mismatch_figure(trace)
+    assert len(axes["cos"].lines) <= plots.MAX_CURVES + 3       # + ls and the filled-tick line
+    assert all(len(line.get_xdata()) <= plots.MAX_POINTS for line in axes["cos"].lines)
+    assert "of 599 layers" in axes["cos"].get_title()
+    heat = axes["heatmap"].images[0].get_array().shape
+    assert heat[0] <= raster.MAX_DRAWN_LAYERS and heat[1] <= raster.MAX_DRAWN_TICKS
+    written = write_pictures(str(tmp_path), trace)
+    assert Image.open(written["waves.gif"]).n_frames <= 600
+    images(tmp_path, DIFFUSION)

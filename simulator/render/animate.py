@@ -25,8 +25,8 @@ from matplotlib.patches import Patch
 from ..errors import SimulatorError
 from ..sync import synchronized_layers
 from . import DEFAULT_SIZE, palette
-from .raster import (backward_tags, draw_panel, layer_scales, presence, raster_rgb,
-                     stream_frames)
+from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence,
+                     step_note, stream_frames)
 
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
@@ -321,8 +321,11 @@ class WaveAnimator:
         bars.set_xlabel("layer", fontsize=small)
         bars.tick_params(labelsize=small)
         T = len(self.trace["tick"])
-        draw_panel(self.raster, raster_rgb(self.trace, color), (0, T), L)
-        self.raster.set_xlabel(f"tick (raster coloured by {color})", fontsize=small)
+        rgb, steps = panel_image(self.trace, (0, T), color)
+        draw_panel(self.raster, rgb, (0, T), L, steps=steps)
+        note = step_note(steps)
+        self.raster.set_xlabel(f"tick (raster coloured by {color}{'; ' + note if note else ''})",
+                               fontsize=small)
         self.raster.yaxis.label.set_fontsize(small)
         self.raster.tick_params(labelsize=small)
         self._legend(small)
@@ -373,8 +376,9 @@ class WaveAnimator:
         L = self.depth
         spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
         widest = str(int(max(self.tag_in.max(), self.tag_out.max(), 0)))
-        width = glyphs_for(self.font - 1).mask(widest)[1] + 3
-        step = max(int(np.ceil(width / max(spacing, 1.0))), int(np.ceil((L + 1) / 12)))
+        width = glyphs_for(self.font - 1).mask(widest)[1] + 4
+        # A deep network has columns narrower than a pixel: divide by the true spacing.
+        step = max(int(np.ceil(width / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
         return list(range(0, L + 1, step))
 
     def _col_range(self, ax, x0, x1):
@@ -492,7 +496,8 @@ class WaveAnimator:
 
 
 def _layer_ticks(depth):
-    step = max(1, int(np.ceil((depth + 1) / 12)))
+    # Three-digit layer numbers need twice the room of short ones.
+    step = max(1, int(np.ceil((depth + 1) / (12 if depth < 100 else 6))))
     return list(range(0, depth + 1, step))
 
 

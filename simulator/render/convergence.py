@@ -87,7 +87,7 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
         ax.set_ylabel("relative error to ∂ℓ/∂x^l")
         pad = 0.5 if ticks.size == 1 else 0.0
         ax.set_xlim(-pad, ticks[-1] + pad)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
         log_axis(ax, values, NO_ERROR, margin=3.0)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
@@ -136,7 +136,7 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         ax.set_title(name or f"{baseline} only (no AR variant trained)")
         if steps.size == 1:
             ax.set_xlim(steps[0] - 0.5, steps[0] + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
         ax.set_xlabel("minibatch updates")
         ax.set_ylabel(f"{split} accuracy")
         ax.set_ylim(0.0, 1.02)
