@@ -75,6 +75,7 @@ def _curves(ax, trace, key, log):
             values = np.maximum(values, LOG_FLOOR)
         sync = l in synchronized_layers(L)
         ax.plot(ticks[rows], values, color=layer_colour(l, L), linewidth=2.0 if sync else 1.0,
+                marker="o" if len(rows) == 1 else None,     # one tick: a point, not a line
                 label=f"layer {l}" + (" (ls)" if sync else ""), zorder=3 if sync else 2)
     notes = [f"{len(layers)} of {L} layers"] if len(layers) < L else []
     notes += [step_note((k, 1))] if k > 1 else []
@@ -105,6 +106,7 @@ def _heatmap(ax, fig, trace):
                       extent=(-0.5, -0.5 + len(ticks) * k, 0.5, 0.5 + len(layers) * m))
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(0.5, L + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     for l in synchronized_layers(L):
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
@@ -158,7 +160,7 @@ def mismatch_figure(trace):
     """The mismatch.png figure (2 × 2 panels); returns (figure, axes dict)."""
     fig = Figure(figsize=(11, 7.5), dpi=DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 2, left=0.07, right=0.93, bottom=0.08, top=0.9,
+    grid = fig.add_gridspec(2, 2, left=0.07, right=0.92, bottom=0.08, top=0.9,
                             hspace=0.35, wspace=0.3)
     axes = {"cos": fig.add_subplot(grid[0, 0]), "rel": fig.add_subplot(grid[0, 1]),
             "heatmap": fig.add_subplot(grid[1, 0]), "summary": fig.add_subplot(grid[1, 1])}
