@@ -24,8 +24,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from simulator import reference  # noqa: E402
 from simulator.datasets import batch_indices, load_digits  # noqa: E402
 from simulator.network import Network  # noqa: E402
-from simulator.relaxation import (PAPER_ACTIVATIONS, PAPER_SIZES, VARIANTS,  # noqa: E402
-                                  ActivationRelaxation, run_converge, run_train)
+from simulator.relaxation import VARIANTS, ActivationRelaxation  # noqa: E402
+from simulator.relaxation_experiments import (PAPER_ACTIVATIONS, PAPER_SIZES,  # noqa: E402
+                                              converge_arrays, run_converge, run_train,
+                                              train_arrays)
+from simulator.render.convergence import draw_converge, draw_train  # noqa: E402
 
 
 def _best_time(fn, repeats):
@@ -95,7 +98,7 @@ def report_convergence():
 
 def report_training(epochs, seeds, out_dir):
     t = time.perf_counter()
-    r = run_train(variants=VARIANTS, lr=0.1, epochs=epochs, seeds=seeds, out_dir=out_dir)
+    r = run_train(variants=VARIANTS, lr=0.1, epochs=epochs, seeds=seeds)
     print(f"digits, {list(PAPER_SIZES)} ReLU/linear, MSE, batch 64, eta_x 0.1, K 100, "
           f"lr 0.1, {epochs} epochs, seeds {list(seeds)} ({time.perf_counter() - t:.0f} s)")
     bp = r["final_test"]["backprop"]
@@ -106,7 +109,7 @@ def report_training(epochs, seeds, out_dir):
               f"(vs BP {gap:+.4f})  best {np.nanmean(np.nanmax(r['curves'][name]['test'], axis=1)):.4f}"
               f"  diverged in {int(np.sum(div >= 0))}/{len(div)} seeds")
     if out_dir:
-        print("  pictures:", ", ".join(r["pictures"]))
+        print("  pictures:", ", ".join(draw_train(out_dir, train_arrays(r)).values()))
 
 
 def main():
@@ -122,7 +125,8 @@ def main():
     if args.report:
         report_convergence()
         if args.out:
-            run_converge(out_dir=args.out)
+            os.makedirs(args.out, exist_ok=True)
+            draw_converge(args.out, converge_arrays(run_converge()))
         report_training(args.epochs, args.seeds, args.out)
 
 

@@ -38,8 +38,12 @@ the same update as W's (ψ ← ψ − lr ΔW / B, as in the authors' code), so
 ψ − W never changes; ``no-derivative`` F = W and d = 1 (Eq. 7), fixed point
 x^{L−k} = ∂ℓ/∂x^L W_{L−1} … W_{L−k}; ``learned-no-derivative`` ψ by Eq. 6 and
 d = 1 (Eq. 8). The weight update keeps σ' in every variant (authors' code).
+
+This module is the physics only. The paper's experiments (Fig. 1 convergence,
+Figs. 2–3 training against backprop, the data they use) are in
+``simulator.relaxation_experiments``; their pictures are drawn from the saved
+arrays by ``simulator.render.convergence``.
 """
-import os
 from dataclasses import dataclass
 from math import comb
 
@@ -60,8 +64,6 @@ _FEEDBACK = {"exact": "weights", "random": "psi", "learned": "psi",
 _DERIVATIVE = {"exact": True, "random": True, "learned": True,
                "no-derivative": False, "learned-no-derivative": False}
 _LEARNS_PSI = {"learned", "learned-no-derivative"}
-PAPER_SIZES = (64, 300, 300, 100, 10)
-PAPER_ACTIVATIONS = ("relu", "relu", "relu", "linear")
 
 
 def check_variant(variant):
@@ -78,7 +80,8 @@ def check_eta_x(eta_x):
     return eta
 
 
-def _check_count(name, value, minimum=0):
+def check_count(name, value, minimum=0):
+    """``value`` as an int, or one clear SimulatorError if it is not an integer >= minimum."""
     if int(value) != value or int(value) < minimum:
         raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -157,7 +160,7 @@ def relax(sweep, feedback, eta_x=0.1, iterations=100, use_derivative=True, init=
     """
     xp = array_namespace(sweep.top) if xp is None else xp
     eta = check_eta_x(eta_x)
-    iterations = _check_count("iterations", iterations)
+    iterations = check_count("iterations", iterations)
     init = check_choice("relaxation init", init, INITS)
     L = sweep.depth
     # η_x folded into the stored σ' once, so a tick costs per layer one
@@ -294,6 +297,20 @@ def true_activation_gradients(network, u, y, loss="mse", feedback=None):
     return grads + [top]
 
 
+def fixed_point(sweep, feedback, use_derivative=True, xp=None):
+    """The equilibrium of the relaxation, solved top-down in one pass:
+    x^L_* = ∂ℓ/∂x^L, x^l_* = (d^{l+1} ⊙ x^{l+1}_*) F_l (Eq. 5 at dx/dt = 0;
+    Eqs. 7–8 with d = 1). With F = W and d = σ' this is backprop's ∂ℓ/∂x^l."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    L = sweep.depth
+    out = [None] * (L + 1)
+    out[L] = sweep.top
+    for l in range(L - 1, 0, -1):
+        out[l] = _top_down(xp, out[l + 1], sweep.derivs[l + 1] if use_derivative else None,
+                           feedback[l])
+    return out
+
+
 # -------------------------------------------------------------- learner
 class ActivationRelaxation:
     """A network trained by Activation Relaxation (Algorithm 1 with Eqs. 4–8).
@@ -311,7 +328,7 @@ class ActivationRelaxation:
             raise SimulatorError(f"expected a simulator.Network, got {type(network).__name__}")
         self.variant = check_variant(variant)
         self.eta_x = check_eta_x(eta_x)
-        self.iterations = _check_count("iterations", iterations)
+        self.iterations = check_count("iterations", iterations)
         self.loss = check_choice("loss", loss, tuple(LOSSES))
         self.init = check_choice("relaxation init", init, INITS)
         self.backend = Backend(device, dtype)
@@ -381,223 +398,3 @@ class ActivationRelaxation:
         """The current forward weights as a host Network."""
         return Network([to_host(w) for w in self.weights], [to_host(b) for b in self.biases],
                        self.activations)
-
-
-# ------------------------------------------------------- scene entry points
-def fixed_point(sweep, feedback, use_derivative=True, xp=None):
-    """The equilibrium of the relaxation, solved top-down in one pass:
-    x^L_* = ∂ℓ/∂x^L, x^l_* = (d^{l+1} ⊙ x^{l+1}_*) F_l (Eq. 5 at dx/dt = 0;
-    Eqs. 7–8 with d = 1). With F = W and d = σ' this is backprop's ∂ℓ/∂x^l."""
-    xp = array_namespace(sweep.top) if xp is None else xp
-    L = sweep.depth
-    out = [None] * (L + 1)
-    out[L] = sweep.top
-    for l in range(L - 1, 0, -1):
-        out[l] = _top_down(xp, out[l + 1], sweep.derivs[l + 1] if use_derivative else None,
-                           feedback[l])
-    return out
-
-
-def _digits_or_gaussian(data, sizes, batch, seed, split_seed):
-    """A host batch (u, y): digits images and one-hot labels, or Gaussian
-    inputs with Gaussian targets, for the convergence scene."""
-    if data == "digits":
-        from .datasets import batch_indices, load_digits
-        d = load_digits(seed=split_seed)
-        if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
-            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, got {sizes}")
-        if batch > d.train_x.shape[0]:
-            raise SimulatorError(f"batch {batch} exceeds the {d.train_x.shape[0]} training digits")
-        idx = batch_indices(d.train_x.shape[0], batch, seed=seed)[0]
-        return d.train_x[idx], d.train_targets[idx]
-    if data == "gaussian":
-        g = rng((seed, 2))
-        return g.normal(size=(batch, sizes[0])), g.normal(size=(batch, sizes[-1]))
-    raise SimulatorError(f"unknown data {data!r}; expected digits or gaussian")
-
-
-def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exact",
-                 eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100, batch=64, loss="mse",
-                 seed=0, data="digits", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
-                 init="forward", split_seed=0, device="cpu", dtype="float64", out_dir=None):
-    """Fig. 1 of paper 001: relax one batch for each η_x and record, per tick
-    and layer, the relative error to the variant's fixed point (backprop's
-    ∂ℓ/∂x^l for ``exact``), the closed-form linear prediction of that error,
-    and the relaxation wave (layer norms and per-tick changes). Returns a dict
-    of numpy arrays: ``errors``, ``predicted``, ``norms``, ``changes`` each
-    (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
-    ticks; ``grad_error`` (L+1,) = the fixed point against backprop's ∂ℓ/∂x^l.
-    Writes ``ar_convergence.png`` into ``out_dir`` when given.
-    """
-    variant = check_variant(variant)
-    etas = [check_eta_x(e) for e in np.atleast_1d(eta_x)]
-    iterations = _check_count("iterations", iterations)
-    batch = _check_count("batch", batch, minimum=1)
-    network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
-                             bias_scale=bias_scale)
-    if network.depth < 2:
-        raise SimulatorError("relaxation needs at least one hidden layer (L >= 2)")
-    u_host, y_host = _digits_or_gaussian(data, list(sizes), batch, seed, split_seed)
-    learner = ActivationRelaxation(network, variant, etas[0], iterations, loss, init,
-                                   feedback_seed=(seed, 1), feedback_scale=feedback_scale,
-                                   device=device, dtype=dtype)
-    be, xp = learner.backend, learner.xp
-    u, y = be.asarray(u_host), be.asarray(y_host)
-    sweep = learner.sweep(u, y)
-    target = fixed_point(sweep, learner.feedback, learner.use_derivative, xp)
-    bp_x = true_activation_gradients(network, u, y, loss)
-    bp_w = reference.backprop(network, u, y, loss)
-    L = network.depth
-    out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
-    for eta in etas:
-        xs, rec = relax(sweep, learner.feedback, eta, iterations, learner.use_derivative,
-                        init, record=True, targets=target, xp=xp)
-        out["errors"].append(rec.errors)
-        out["norms"].append(rec.norms)
-        out["changes"].append(rec.changes)
-        out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
-                                                 target, learner.use_derivative, init, xp))
-        gw, _ = weight_gradients(sweep, xs, xp)
-        out["weight_error"].append([_relative(xp, a, b) for a, b in zip(gw, bp_w)])
-    result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-    result["grad_error"] = np.array([np.nan] + [_relative(xp, target[l], bp_x[l])
-                                                for l in range(1, L + 1)])
-    result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
-                  variant=variant, sizes=list(network.sizes))
-    if out_dir is not None:
-        from .render.convergence import plot_convergence
-        result["picture"] = plot_convergence(
-            os.path.join(os.fspath(out_dir), "ar_convergence.png"), result["errors"],
-            result["eta_x"], result["predicted"],
-            title=f"Activation Relaxation ({variant}): relative error to the fixed point")
-    return result
-
-
-def _relative(xp, a, b):
-    return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
-
-
-def accuracy(predict, x, labels, xp):
-    """Fraction of rows whose largest output is the label (device arrays in, float out)."""
-    hits = xp.astype(xp.argmax(predict(x), axis=1) == labels, xp.float64)
-    return float(xp.mean(hits))
-
-
-class _BackpropBaseline:
-    """Plain minibatch SGD on ``reference.factors`` from the same initial weights:
-    W ← W − lr ∂ℓ/∂W / B. Runs in the arrays' namespace on the host Network."""
-
-    def __init__(self, network, loss):
-        self.network, self.loss = network.copy(), loss
-
-    def step(self, u, y, lr):
-        xp = array_namespace(u)
-        pairs, value = reference.factors(self.network, u, y, self.loss)
-        scale = float(lr) / u.shape[0]
-        for l, (x, d) in enumerate(pairs):
-            self.network.weights[l] -= scale * to_host(xp.matmul(xp.matrix_transpose(d), x))
-            self.network.biases[l] -= scale * to_host(xp.sum(d, axis=0))
-        value = float(value)
-        if not np.isfinite(value):
-            raise NumericalError(0, self.network.depth, "loss")
-        return value
-
-    def predict(self, u):
-        return reference.forward(self.network, u)[0][-1]
-
-
-def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
-    """Train ``model`` on the seeded batches; accuracies at every eval point
-    (NaN after a divergence) and the step at which it diverged (or -1)."""
-    train_x, test_x = asarray(data.train_x), asarray(data.test_x)
-    train_l = asarray(data.train_labels, xp.int64)
-    test_l = asarray(data.test_labels, xp.int64)
-    train_y = asarray(data.train_targets)
-    from .datasets import batch_indices
-    accs, step, diverged = [], 0, -1
-
-    def evaluate():
-        accs.append((accuracy(model.predict, train_x, train_l, xp),
-                     accuracy(model.predict, test_x, test_l, xp)))
-
-    evaluate()
-    with np.errstate(all="ignore"):
-        for epoch in range(epochs):
-            for idx in batch_indices(data.train_x.shape[0], batch, seed=(seed, epoch)):
-                i = asarray(idx, xp.int64)
-                try:
-                    model.step(xp.take(train_x, i, axis=0), xp.take(train_y, i, axis=0), lr)
-                except NumericalError:
-                    diverged = step
-                    break
-                step += 1
-                if step % eval_every == 0:
-                    evaluate()
-            if diverged >= 0:
-                break
-    accs = np.asarray(accs, dtype=np.float64)
-    return accs, diverged
-
-
-def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
-              eta_x=0.1, iterations=100, lr=0.1, batch=64, epochs=20, seeds=(0, 1, 2),
-              loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
-              init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
-              device="cpu", dtype="float64", out_dir=None, progress=None):
-    """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
-    variant and plain backprop train from the same initial weights on the same
-    minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
-    batch). Returns a dict: ``steps`` (T,) minibatch updates at each
-    evaluation; ``curves[name]`` with ``train`` and ``test`` accuracies
-    (S, T), NaN after a divergence; ``final_test[name]`` (S,);
-    ``diverged_at[name]`` (S,) the step of divergence or −1. Writes
-    ``ar_accuracy.png`` (test) and ``ar_accuracy_train.png`` into ``out_dir``.
-    """
-    variants = [check_variant(v) for v in ([variants] if isinstance(variants, str) else variants)]
-    seeds = [int(s) for s in np.atleast_1d(seeds)]
-    batch = _check_count("batch", batch, minimum=1)
-    epochs = _check_count("epochs", epochs, minimum=1)
-    if not float(lr) > 0:
-        raise SimulatorError(f"lr must be > 0, got {lr}")
-    from .datasets import load_digits
-    data = load_digits(seed=split_seed, test_fraction=test_fraction)
-    per_epoch = data.train_x.shape[0] // batch
-    if per_epoch < 1:
-        raise SimulatorError(f"batch {batch} exceeds the {data.train_x.shape[0]} training digits")
-    eval_every = per_epoch if eval_every is None else _check_count("eval_every", eval_every, 1)
-    steps = np.arange(0, per_epoch * epochs + 1, eval_every)
-    names = ["backprop"] + variants
-    curves = {n: {"train": np.full((len(seeds), steps.size), np.nan),
-                  "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
-    diverged_at = {n: np.full(len(seeds), -1) for n in names}
-    for s, seed in enumerate(seeds):
-        network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
-                                 bias_scale=bias_scale)
-        for name in names:
-            if name == "backprop":
-                be = Backend("cpu", "float64")
-                model = _BackpropBaseline(network, loss)
-            else:
-                model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
-                                             feedback_seed=(seed, 1),
-                                             feedback_scale=feedback_scale,
-                                             device=device, dtype=dtype)
-                be = model.backend
-            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
-                                   be.asarray)
-            curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
-            curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
-            diverged_at[name][s] = div
-            if progress is not None:
-                progress(1)
-    result = {"steps": steps, "curves": curves, "diverged_at": diverged_at,
-              "final_test": {n: curves[n]["test"][:, -1] for n in names},
-              "steps_per_epoch": per_epoch, "seeds": np.asarray(seeds), "variants": variants}
-    if out_dir is not None:
-        from .render.convergence import plot_accuracy
-        folder = os.fspath(out_dir)
-        result["pictures"] = [
-            plot_accuracy(os.path.join(folder, "ar_accuracy.png"), steps, curves, split="test"),
-            plot_accuracy(os.path.join(folder, "ar_accuracy_train.png"), steps, curves,
-                          split="train")]
-    return result

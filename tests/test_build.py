@@ -8,7 +8,7 @@ from simulator import build, scene
 from simulator.engine import Engine
 from simulator.errors import SceneError
 from simulator.kinds import ar_converge
-from simulator.relaxation import run_converge
+from simulator.relaxation_experiments import run_converge
 from simulator.runner import Prepared
 from simulator.training import Setup
 

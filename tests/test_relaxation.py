@@ -1,4 +1,5 @@
-"""Activation Relaxation (simulator.relaxation), grouped by oracle:
+"""Activation Relaxation (simulator.relaxation, and its experiments in
+simulator.relaxation_experiments), grouped by oracle:
 reference backprop and finite differences (convergence to ∂ℓ/∂x^l), a dense
 iteration matrix (the linear analysis), closed-form fixed points of each
 variant, operation counts (cost), and short end-to-end runs."""
@@ -13,11 +14,12 @@ from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
 from simulator.network import Network
 from simulator.relaxation import (VARIANTS, ActivationRelaxation, leading_decay,
-                                  predicted_errors, relax, run_converge, run_train,
-                                  true_activation_gradients,
+                                  predicted_errors, relax, true_activation_gradients,
                                   weight_gradients)
-from simulator.render.convergence import (BASELINE_COLOUR, DPI, layer_colour,
-                                          plot_accuracy, plot_convergence)
+from simulator.relaxation_experiments import (converge_arrays, run_converge, run_train,
+                                              train_arrays)
+from simulator.render.convergence import (BASELINE_COLOUR, DPI, draw_converge, draw_train,
+                                          layer_colour, plot_accuracy, plot_convergence)
 
 ACTS = {"tanh": np.tanh, "logistic": lambda a: 1.0 / (1.0 + np.exp(-a)), "linear": lambda a: a,
         "relu": lambda a: np.maximum(a, 0.0)}
@@ -338,9 +340,17 @@ def _colour_present(img, hex_colour, tol=0.02):
     return np.any(np.all(np.abs(img[..., :3] - rgb) < tol, axis=-1))
 
 
+def _saved_and_loaded(tmp_path, name, arrays):
+    """Save arrays as a run does and load them back without pickle, so drawing
+    is checked from the saved file alone."""
+    np.savez_compressed(tmp_path / name, **arrays)
+    return np.load(tmp_path / name, allow_pickle=False)
+
+
 def test_run_converge_reports_and_draws_fig1(tmp_path):
     r = run_converge(sizes=[64, 20, 16, 12, 10], activations=["relu", "relu", "relu", "linear"],
-                     eta_x=[0.1, 0.5, 1.0], iterations=60, batch=16, out_dir=tmp_path)
+                     eta_x=[0.1, 0.5, 1.0], iterations=60, batch=16)
+    assert os.listdir(tmp_path) == []      # the experiment computes, it does not draw
     E, K1, L1 = r["errors"].shape
     assert (E, K1, L1) == (3, 61, 5) and r["norms"].shape == r["predicted"].shape == (3, 61, 5)
     assert np.all(r["grad_error"][1:] < 1e-12)     # exact's fixed point is backprop's
@@ -348,23 +358,36 @@ def test_run_converge_reports_and_draws_fig1(tmp_path):
     np.testing.assert_allclose(r["errors"][:, :, 1:4][ok], r["predicted"][:, :, 1:4][ok], rtol=1e-6)
     assert np.all(r["weight_error"][2] < 1e-12)    # η = 1: exact after L − 1 ticks
     assert np.all(r["weight_error"][0, :3] > 1e-8) and r["weight_error"][0, 3] < 1e-12
-    img = __import__("matplotlib.image", fromlist=["imread"]).imread(r["picture"])
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    with _saved_and_loaded(tmp_path, "relaxation.npz", converge_arrays(r)) as saved:
+        written = draw_converge(pictures, saved)
+    assert sorted(os.listdir(pictures)) == ["ar_convergence.png", "relaxation_wave.gif",
+                                            "relaxation_wave.png"]  # no temp file left behind
+    img = __import__("matplotlib.image", fromlist=["imread"]).imread(written["ar_convergence.png"])
     assert img.shape[:2] == (round(4.2 * DPI), round(11 * DPI))
     for i in range(3):
         assert _colour_present(img, layer_colour(i))
-    assert os.listdir(tmp_path) == ["ar_convergence.png"]  # no temp file left behind
 
 
 def test_short_training_run_beats_chance_and_tracks_backprop(tmp_path):
     r = run_train(sizes=[64, 32, 10], activations=["relu", "linear"], variants=["exact", "random"],
-                  iterations=40, eta_x=0.2, lr=0.1, batch=32, epochs=4, seeds=[0],
-                  out_dir=tmp_path)
+                  iterations=40, eta_x=0.2, lr=0.1, batch=32, epochs=4, seeds=[0])
     final = r["final_test"]
     assert final["backprop"][0] > 0.8 and final["exact"][0] > 0.8     # chance is 0.1
     assert abs(final["exact"][0] - final["backprop"][0]) < 0.02
     assert r["curves"]["exact"]["test"].shape == (1, r["steps"].size) and r["steps"][0] == 0
     assert r["curves"]["exact"]["test"][0, 0] < 0.3 < r["curves"]["exact"]["test"][0, -1]
-    assert sorted(os.listdir(tmp_path)) == ["ar_accuracy.png", "ar_accuracy_train.png"]
+    assert os.listdir(tmp_path) == []
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    with _saved_and_loaded(tmp_path, "training.npz", train_arrays(r)) as saved:
+        written = draw_train(pictures, saved)
+    assert sorted(os.listdir(pictures)) == ["ar_accuracy.png", "ar_accuracy_train.png"]
+    img = __import__("matplotlib.image", fromlist=["imread"]).imread(written["ar_accuracy.png"])
+    assert img.shape[:2] == (round(3.6 * DPI), round(2 * 4.6 * DPI))    # one panel per variant
+    for c in (BASELINE_COLOUR, layer_colour(0), layer_colour(1)):
+        assert _colour_present(img, c)
 
 
 def test_accuracy_plot_draws_every_variant_and_the_baseline(tmp_path):

@@ -1,16 +1,13 @@
 """The ar_converge kind: paper 001 Fig. 1, the Activation Relaxation error per
 layer against relaxation tick for several η_x, saved as relaxation.npz and
 drawn as ar_convergence.png and the relaxation wave (png and gif)."""
-import os
-
 import numpy as np
 
 from ..build import relaxation_network
-from ..relaxation import run_converge
+from ..relaxation_experiments import converge_arrays, run_converge
 from .base import Kind, load_npz, save_npz, scene_of
 
-SAVED = ("errors", "predicted", "norms", "changes", "weight_error", "grad_error", "eta_x",
-         "ticks", "layers")
+SAVED = ("errors", "predicted", "changes", "eta_x")     # what draw needs of relaxation.npz
 
 
 def prepare(name, scene):
@@ -24,7 +21,7 @@ def prepare(name, scene):
                            batch=ar["batch"], loss=ar["loss"], seed=scene["run"]["seed"],
                            data=ar["data"], feedback_scale=ar["feedback_scale"], init=ar["init"],
                            **network)
-        save_npz(folder, "relaxation.npz", {k: np.asarray(res[k]) for k in SAVED})
+        save_npz(folder, "relaxation.npz", converge_arrays(res))
         final = res["errors"][:, -1, :]
         return {"final_error": {f"eta_x={e:g}": final[i].tolist()
                                 for i, e in enumerate(res["eta_x"])},
@@ -34,31 +31,15 @@ def prepare(name, scene):
 
 def draw(folder, meta, options):
     """ar_convergence.png (Fig. 1 a/b) and relaxation_wave.png/.gif from
-    relaxation.npz: the wave is ‖x_l(t) − x_l(t−1)‖ per layer (layer 0, the
-    clamped input, left out) for the η_x closest to the paper's 0.1."""
+    relaxation.npz (render.convergence.draw_converge)."""
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
-    from ..render.convergence import plot_convergence
-    from ..render.levels import write_wave_gif, write_wave_png
+    from ..render.convergence import draw_converge
 
-    res = load_npz(folder, "relaxation.npz", ("errors", "predicted", "changes", "eta_x"))
-    variant = scene_of(meta, "relaxation").get("variant", "?")
-    written = {}
-    k = int(np.argmin(np.abs(np.asarray(res["eta_x"]) - 0.1)))
-    changes = np.asarray(res["changes"][k])[1:, 1:]
-    if options.get("png", True):
-        written["ar_convergence.png"] = plot_convergence(
-            os.path.join(folder, "ar_convergence.png"), res["errors"], res["eta_x"],
-            res["predicted"],
-            title=f"Activation Relaxation ({variant}): relative error to the fixed point")
-        written["relaxation_wave.png"] = write_wave_png(
-            os.path.join(folder, "relaxation_wave.png"), changes,
-            f"Activation Relaxation ({variant}, η_x = {res['eta_x'][k]:g}): "
-            "‖x_l(t) − x_l(t−1)‖ per relaxation tick", "layer",
-            level_names=range(1, changes.shape[1] + 1), tick_label="relaxation tick")
-    if options.get("gif", True):
-        written["relaxation_wave.gif"] = write_wave_gif(
-            os.path.join(folder, "relaxation_wave.gif"), changes)
-    return written
+    arrays = load_npz(folder, "relaxation.npz", SAVED)
+    if "variant" not in arrays:       # relaxation.npz of an earlier version
+        arrays["variant"] = np.asarray(str(scene_of(meta, "relaxation").get("variant", "")))
+    return draw_converge(folder, arrays, png=options.get("png", True),
+                         gif=options.get("gif", True))
 
 
 KIND = Kind("ar_converge", prepare, draw,

@@ -1,12 +1,10 @@
 """The ar_train kind: paper 001 Figs. 2–3, Activation Relaxation variants
 against backprop on the digits, saved as training.npz and drawn as
 ar_accuracy.png (test) and ar_accuracy_train.png."""
-import os
-
 import numpy as np
 
 from ..build import relaxation_network
-from ..relaxation import run_train
+from ..relaxation_experiments import run_train, train_arrays
 from .base import Kind, load_npz, save_npz
 
 
@@ -22,11 +20,7 @@ def prepare(name, scene):
                         loss=ar["loss"], feedback_scale=ar["feedback_scale"], init=ar["init"],
                         split_seed=scene["run"]["seed"], test_fraction=tr["test_fraction"],
                         eval_every=tr["eval_every"] or None, progress=progress, **network)
-        arrays = {"steps": res["steps"], "rules": np.asarray(list(res["curves"]))}
-        for rule, curve in res["curves"].items():
-            arrays[f"test_{rule}"] = curve["test"]
-            arrays[f"train_{rule}"] = curve["train"]
-        save_npz(folder, "training.npz", arrays)
+        save_npz(folder, "training.npz", train_arrays(res))
         return {"final_test_accuracy": {
             rule: {"mean": float(np.nanmean(acc)), "std": float(np.nanstd(acc)),
                    "per_seed": np.asarray(acc).tolist()}
@@ -37,20 +31,13 @@ def prepare(name, scene):
 
 def draw(folder, meta, options):
     """ar_accuracy.png and ar_accuracy_train.png (mean ± std over seeds, one
-    panel per variant beside backprop) from training.npz."""
+    panel per variant beside backprop) from training.npz
+    (render.convergence.draw_train)."""
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
-    from ..render.convergence import plot_accuracy
+    from ..render.convergence import draw_train
 
-    saved = load_npz(folder, "training.npz", ("steps", "rules"))
-    rules = [str(r) for r in saved["rules"].tolist()]
-    saved = load_npz(folder, "training.npz",
-                     [f"{split}_{rule}" for rule in rules for split in ("test", "train")])
-    curves = {rule: {"test": saved[f"test_{rule}"], "train": saved[f"train_{rule}"]}
-              for rule in rules}
-    if not options.get("png", True):
-        return {}
-    return {name: plot_accuracy(os.path.join(folder, name), saved["steps"], curves, split=split)
-            for name, split in (("ar_accuracy.png", "test"), ("ar_accuracy_train.png", "train"))}
+    arrays = load_npz(folder, "training.npz", ("steps", "test_backprop", "train_backprop"))
+    return draw_train(folder, arrays) if options.get("png", True) else {}
 
 
 def _progress(scene):

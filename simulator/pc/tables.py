@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from ..files import atomic_write
 from .builders import ARCHITECTURES, build
 from .graph import bp_update
 from .inference import il, zil, zil_wave
@@ -142,7 +143,6 @@ def format_markdown(rows):
 def write_csv(rows, path):
     """Write row dicts as CSV atomically (simulator.files.atomic_write), so a
     reader never sees half a table."""
-    from ..files import atomic_write
     cols = list(rows[0]) if rows else []
 
     def write(fh):

@@ -10,9 +10,9 @@ import os
 
 from ..errors import SimulatorError
 from ..files import save_png
-
-DEFAULT_SIZE = (720, 400)
-PNG_DPI = 100
+from .animate import DEFAULT_SIZE, write_gif
+from .plots import write_mismatch
+from .raster import colourings, write_raster
 
 
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,
@@ -24,9 +24,6 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
     against backprop, heatmap, steady-state summary with ls) when ``png``, and
     waves.gif (every ``every``-th tick, ``size`` = (width, height) pixels; its
     raster uses the first colouring) when ``gif``. Returns {file name: path}."""
-    from .animate import write_gif
-    from .plots import write_mismatch
-    from .raster import colourings, write_raster
     if not os.path.isdir(folder):
         raise SimulatorError(f"{folder}: not a folder to write pictures into")
     kinds = colourings(color)

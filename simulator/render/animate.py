@@ -24,13 +24,17 @@ from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
 from ..sync import synchronized_layers
-from . import DEFAULT_SIZE, palette
-from .raster import (backward_tags, draw_panel, layer_scales, presence, raster_rgb,
-                     stream_frames)
+from ..files import atomic_write
+from . import palette
+from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence,
+                     step_note, stream_frames)
 
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
 MAX_FRAMES = 600        # beyond this the frame step grows (memory and file size)
+# Frames are held as palette indices (1 byte a pixel) until encoded: a large GIF
+# gets fewer frames (a larger step) so they never take more than this.
+MAX_GIF_BYTES = 512 * 2 ** 20
 # One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
 PALETTE_COLOURS = 254
 MAX_NEURONS = 32        # neurons drawn per layer column
@@ -38,6 +42,8 @@ DPI = 100
 NOT_A_NEURON = np.array([1.0, 1.0, 1.0])
 GRAY_BAR = np.array([0.33, 0.33, 0.33])
 CURSOR = np.array([0.07, 0.07, 0.07])
+
+DEFAULT_SIZE = (720, 400)     # GIF width and height in pixels
 
 
 def check_size(size):
@@ -51,14 +57,25 @@ def check_size(size):
     return w, h
 
 
+def frame_limit(width, height):
+    """How many frames of ``width`` x ``height`` pixels a GIF may hold: MAX_FRAMES,
+    or fewer when they would take more than MAX_GIF_BYTES."""
+    return int(max(1, min(MAX_FRAMES, MAX_GIF_BYTES // max(int(width) * int(height), 1))))
+
+
+def frame_step(ticks, every=1, max_frames=MAX_FRAMES):
+    """The tick step between GIF frames: ``every``, grown until ``ticks`` ticks
+    give at most ``max_frames`` frames."""
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
+    return max(int(every), -(-int(ticks) // int(max_frames)))
+
+
 def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
     """Ticks that become GIF frames: 0, k, 2k, …; k grows past ``every`` only if
     the run would otherwise give more than ``max_frames`` frames."""
-    if isinstance(every, bool) or int(every) != every or every < 1:
-        raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
     T = len(trace["tick"])
-    every = max(int(every), int(np.ceil(T / max_frames)))
-    return np.arange(0, T, every)
+    return np.arange(0, T, frame_step(T, every, max_frames))
 
 
 class NeuronStates:
@@ -307,8 +324,11 @@ class WaveAnimator:
         bars.set_xlabel("layer", fontsize=small)
         bars.tick_params(labelsize=small)
         T = len(self.trace["tick"])
-        draw_panel(self.raster, raster_rgb(self.trace, color), (0, T), L)
-        self.raster.set_xlabel(f"tick (raster coloured by {color})", fontsize=small)
+        rgb, steps = panel_image(self.trace, (0, T), color)
+        draw_panel(self.raster, rgb, (0, T), L, steps=steps)
+        note = step_note(steps)
+        self.raster.set_xlabel(f"tick (raster coloured by {color}{'; ' + note if note else ''})",
+                               fontsize=small)
         self.raster.yaxis.label.set_fontsize(small)
         self.raster.tick_params(labelsize=small)
         self._legend(small)
@@ -359,8 +379,9 @@ class WaveAnimator:
         L = self.depth
         spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
         widest = str(int(max(self.tag_in.max(), self.tag_out.max(), 0)))
-        width = glyphs_for(self.font - 1).mask(widest)[1] + 3
-        step = max(int(np.ceil(width / max(spacing, 1.0))), int(np.ceil((L + 1) / 12)))
+        width = glyphs_for(self.font - 1).mask(widest)[1] + 4
+        # A deep network has columns narrower than a pixel: divide by the true spacing.
+        step = max(int(np.ceil(width / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
         return list(range(0, L + 1, step))
 
     def _col_range(self, ax, x0, x1):
@@ -478,7 +499,8 @@ class WaveAnimator:
 
 
 def _layer_ticks(depth):
-    step = max(1, int(np.ceil((depth + 1) / 12)))
+    # Three-digit layer numbers need twice the room of short ones.
+    step = max(1, int(np.ceil((depth + 1) / (12 if depth < 100 else 6))))
     return list(range(0, depth + 1, step))
 
 
@@ -493,7 +515,7 @@ def _tag_text(tag):
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
     """(frames as palette indices (n, height, width) uint8, palette (≤256, 3) uint8)."""
     anim = WaveAnimator(trace, size=size, color=color)
-    ticks = frame_ticks(trace, every)
+    ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
     frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
     for i, t in enumerate(ticks):
         frames[i] = anim.indices(t)
@@ -531,7 +553,6 @@ def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
     """Write the looping wave GIF atomically at ``path``; returns the number of frames."""
-    from ..files import atomic_write
     frames, colours = render_frames(trace, every=every, size=size, color=color)
     atomic_write(path, lambda f: encode_gif(f, frames, colours, fps), binary=True)
     return len(frames)

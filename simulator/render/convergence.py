@@ -1,22 +1,29 @@
 """Activation Relaxation pictures: convergence curves (paper 001, Fig. 1 a/b)
 and accuracy curves of AR variants against backprop (Figs. 2 and 3).
 
-Renderers only draw arrays they are given (from ``simulator.relaxation`` or a
-saved trace); PNGs are written atomically (temp file in the same folder, then
-os.replace), so a reader never sees half a picture.
+Renderers only draw arrays they are given: ``draw_converge`` and ``draw_train``
+take exactly what a run saves (relaxation.npz, training.npz; see
+``simulator.relaxation_experiments.converge_arrays`` / ``train_arrays``), so a
+run is redrawn from its files alone. PNGs and GIFs are written atomically.
 """
+import os
 import warnings
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from . import save_png
+from ..files import save_png
 from ..errors import SimulatorError
+from .axes import floored, log_axis
+from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
 # Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn at
-# this floor so a log axis can show them.
-LOG_FLOOR = 1e-17
+# LOG_FLOOR so a log axis can show them; an error is NaN where the fixed point
+# is 0 (e.g. zero weights), and a panel of NaN only says so.
+NO_ERROR = "no defined error:\nthe fixed point is 0 in every layer drawn"
+MAX_LAYER_CURVES = 10      # panel (a) draws at most this many hidden layers
 BASELINE_COLOUR = "#000000"
 # Fixed colours per curve so tests (and readers) can find each one.
 LAYER_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
@@ -28,8 +35,13 @@ def layer_colour(index):
     return LAYER_COLOURS[index % len(LAYER_COLOURS)]
 
 
-def _floor(a):
-    return np.maximum(np.asarray(a, dtype=float), LOG_FLOOR)
+def shown_layers(depth, limit=MAX_LAYER_CURVES):
+    """The hidden layers 1..L−1 drawn as curves: all of them, or ``limit``
+    evenly spaced ones from 1 to L−1 in a deep network."""
+    hidden = np.arange(1, depth)
+    if hidden.size <= limit:
+        return hidden.tolist()
+    return sorted(set(np.rint(np.linspace(1, depth - 1, limit)).astype(int).tolist()))
 
 
 def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
@@ -51,25 +63,32 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
         raise SimulatorError(f"layer must be a hidden layer 1..{L - 1}, got {layer}")
     ticks = np.arange(errors.shape[1])
     main = int(np.argmin(np.abs(eta_x - main_eta)))
+    layers = shown_layers(L)
+    dot = "o" if ticks.size == 1 else None      # one tick: points, not (invisible) lines
     fig = Figure(figsize=(11, 4.2), dpi=DPI)
     ax_a, ax_b = fig.subplots(1, 2)
-    for l in range(1, L):
-        c = layer_colour(l - 1)
-        ax_a.semilogy(ticks, _floor(errors[main, :, l]), color=c, lw=2.5, label=f"layer {l}")
+    for i, l in enumerate(layers):
+        ax_a.plot(ticks, floored(errors[main, :, l]), color=layer_colour(i), lw=2.5,
+                  marker=dot, label=f"layer {l}")
         if predicted is not None:
-            ax_a.semilogy(ticks, _floor(predicted[main, :, l]), color="#000000", lw=1, ls="--")
+            ax_a.plot(ticks, floored(np.asarray(predicted)[main, :, l]), color="#000000", lw=1,
+                      ls="--", marker=dot, mfc="none")
     if predicted is not None:
         ax_a.plot([], [], color="#000000", lw=1, ls="--", label="linear analysis")
-    ax_a.set_title(f"(a) per layer, η_x = {eta_x[main]:g}")
+    some = "" if len(layers) == L - 1 else f", {len(layers)} of {L - 1} hidden layers"
+    ax_a.set_title(f"(a) per layer, η_x = {eta_x[main]:g}{some}")
     for i, eta in enumerate(eta_x):
-        ax_b.semilogy(ticks, _floor(errors[i, :, layer]), color=layer_colour(i), lw=2.5,
-                      label=f"η_x = {eta:g}")
+        ax_b.plot(ticks, floored(errors[i, :, layer]), color=layer_colour(i), lw=2.5,
+                  marker=dot, label=f"η_x = {eta:g}")
     ax_b.set_title(f"(b) layer {layer}, several η_x")
-    lowest = (_floor(errors[main, :, 1:L]).min(), _floor(errors[:, :, layer]).min())
-    for ax, low in zip((ax_a, ax_b), lowest):
+    shown = (errors[main][:, layers], errors[:, :, layer])
+    for ax, values in zip((ax_a, ax_b), shown):
         ax.set_xlabel("relaxation tick n")
         ax.set_ylabel("relative error to ∂ℓ/∂x^l")
-        ax.set_ylim(bottom=low * 0.3)
+        pad = 0.5 if ticks.size == 1 else 0.0
+        ax.set_xlim(-pad, ticks[-1] + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
+        log_axis(ax, values, NO_ERROR, margin=3.0)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
@@ -84,7 +103,8 @@ def _band(ax, x, runs, colour, label, ls="-"):
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(runs, axis=0)
         std = np.nanstd(runs, axis=0)
-    ax.plot(x, mean, color=colour, lw=2.5, ls=ls, label=label)
+    # A single evaluation is a point, which a line alone would not show.
+    ax.plot(x, mean, color=colour, lw=2.5, ls=ls, label=label, marker="o" if len(x) == 1 else None)
     if runs.shape[0] > 1:
         ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
 
@@ -93,14 +113,13 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                   title="Activation Relaxation vs backprop (digits)"):
     """Figs. 2–3 of paper 001: accuracy against minibatch updates, mean ± std
     over seeds, one panel per AR variant with the backprop baseline (black)
-    in each. ``curves[name][split]`` is an array (seeds, len(steps)); NaN
-    marks the points after a run diverged."""
+    in each (one panel of the baseline alone when no variant was trained).
+    ``curves[name][split]`` is an array (seeds, len(steps)); NaN marks the
+    points after a run diverged."""
     steps = np.asarray(steps)
     if baseline not in curves:
         raise SimulatorError(f"curves have no baseline {baseline!r}; got {sorted(curves)}")
-    names = [n for n in curves if n != baseline]
-    if not names:
-        raise SimulatorError("plot_accuracy needs at least one variant beside the baseline")
+    names = [n for n in curves if n != baseline] or [None]
     for n in curves:
         if np.atleast_2d(curves[n][split]).shape[1] != steps.shape[0]:
             raise SimulatorError(f"curve {n!r} has {np.shape(curves[n][split])} points for "
@@ -112,8 +131,12 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
     for i, name in enumerate(names):
         ax = axes[i // cols][i % cols]
         _band(ax, steps, curves[baseline][split], BASELINE_COLOUR, baseline)
-        _band(ax, steps, curves[name][split], layer_colour(i), f"AR {name}")
-        ax.set_title(name)
+        if name is not None:
+            _band(ax, steps, curves[name][split], layer_colour(i), f"AR {name}")
+        ax.set_title(name or f"{baseline} only (no AR variant trained)")
+        if steps.size == 1:
+            ax.set_xlim(steps[0] - 0.5, steps[0] + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
         ax.set_xlabel("minibatch updates")
         ax.set_ylabel(f"{split} accuracy")
         ax.set_ylim(0.0, 1.02)
@@ -124,3 +147,55 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
     fig.suptitle(title)
     fig.tight_layout()
     return save_png(fig, path)
+
+
+# ------------------------------------------------ whole runs from saved arrays
+WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the paper's
+
+
+def draw_converge(folder, arrays, png=True, gif=True):
+    """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
+    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b, measured
+    errors with the linear analysis dashed) and the relaxation wave
+    ‖x^l_n − x^l_{n−1}‖ per layer and tick for the η_x closest to 0.1
+    (relaxation_wave.png and .gif; layer 0, the clamped input, left out).
+    ``png``/``gif`` False skip those files. Returns {file name: path}."""
+    folder = os.fspath(folder)
+    errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
+    variant = str(arrays["variant"]) if "variant" in arrays else ""
+    label = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
+    k = int(np.argmin(np.abs(eta_x.astype(float) - WAVE_ETA)))
+    changes = np.asarray(arrays["changes"], dtype=float)[k][1:, 1:]
+    L = changes.shape[1]
+    written = {}
+    if png:
+        written["ar_convergence.png"] = plot_convergence(
+            os.path.join(folder, "ar_convergence.png"), errors, eta_x, arrays.get("predicted"),
+            title=f"{label}: relative error to the fixed point")
+        written["relaxation_wave.png"] = write_wave_png(
+            os.path.join(folder, "relaxation_wave.png"), changes,
+            f"{label}, η_x = {float(eta_x[k]):g}: ‖x_l(t) − x_l(t−1)‖ per relaxation tick",
+            "layer", level_names=range(1, L + 1), tick_label="relaxation tick")
+    if gif:
+        written["relaxation_wave.gif"] = write_wave_gif(
+            os.path.join(folder, "relaxation_wave.gif"), changes)
+    return written
+
+
+def train_curves(arrays, baseline="backprop"):
+    """``curves[name][split]`` (seeds × evaluations) from training.npz-style
+    arrays keyed ``test_<name>`` / ``train_<name>``, the baseline first."""
+    names = [k[len("test_"):] for k in arrays if k.startswith("test_")]
+    names = sorted(names, key=lambda n: n != baseline)      # stable: variants keep their order
+    return {n: {split: np.atleast_2d(np.asarray(arrays[f"{split}_{n}"], dtype=float))
+                for split in ("test", "train")} for n in names}
+
+
+def draw_train(folder, arrays, baseline="backprop"):
+    """Draw an ``ar_train`` run into ``folder`` from its saved arrays
+    (training.npz, any mapping): ar_accuracy.png (test accuracy, Figs. 2–3)
+    and ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
+    folder = os.fspath(folder)
+    steps, curves = np.asarray(arrays["steps"]), train_curves(arrays, baseline)
+    return {name: plot_accuracy(os.path.join(folder, name), steps, curves, baseline, split=split)
+            for name, split in (("ar_accuracy.png", "test"), ("ar_accuracy_train.png", "train"))}

@@ -6,11 +6,13 @@ Drawn from the curves dict that ``simulator.training`` returns or stores in
 results.json; the figure is a matplotlib ``Figure`` on the Agg canvas (no
 pyplot), written atomically.
 """
+import textwrap
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import save_png
+from ..files import save_png
 
 # Fixed colour per rule so every picture and test finds the same curve.
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
@@ -41,7 +43,9 @@ def render_learning(curves, path, title=""):
         else:
             _draw_metric(ax, curves, panel)
     if title:
-        fig.suptitle(title, fontsize=9)
+        # About 15 characters of 9-point text fit an inch: wrap a long
+        # description instead of cutting it at the figure's edges.
+        fig.suptitle(textwrap.fill(title, int(15 * 4.2 * len(panels))), fontsize=9)
     fig.tight_layout()
     return save_png(fig, path)
 

@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
+from ..files import atomic_write
 from ..locking import schedules
 from . import palette, save_png
+from .animate import IndexedPalette, check_size, encode_gif, frame_limit, frame_step
 
 DPI = 100
 FRAME_COLOURS = colormaps["tab10"].colors
@@ -90,20 +92,29 @@ def locking_figure(depth, frames, result=None):
                Patch(color=frame_colour(0, True), label="backward work (upper half)"),
                Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="idle")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    # A fixed distance from the top in inches, so a tall figure (deep network)
+    # keeps its title clear of the panel titles.
     fig.suptitle(f"{F} frames through L = {L} layers: backprop needs 2L = {2 * L} ticks per "
-                 f"frame; the tick engine takes a new frame every tick", fontsize=10)
+                 f"frame; the tick engine takes a new frame every tick", fontsize=10,
+                 y=1 - 0.08 / height)
     return fig, axes, result
 
 
 def _locking_frames(fig, axes, span, every):
-    """GIF frames (palette indices) of the figure with a cursor at each tick."""
-    from .animate import IndexedPalette
+    """GIF frames (palette indices) of the figure with a cursor every ``every``
+    ticks, or every k-th tick when that would exceed the GIF frame limit (said
+    in a note on the frames)."""
     width, height = fig.canvas.get_width_height()
+    step = frame_step(span, every, frame_limit(width, height))
+    if step != every:
+        fig.text(0.99, 0.005, f"GIF: cursor every {step} ticks (frame limit)", ha="right",
+                 va="bottom", fontsize=8, color="#555555")
+    fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     pal = IndexedPalette(rgb)
     background = pal.index_exact(rgb)
     dark = pal.index_float(np.array([0.07, 0.07, 0.07]))
-    ticks = np.arange(0, span, every)
+    ticks = np.arange(0, span, step)
     frames = np.empty((len(ticks), height, width), dtype=np.uint8)
     spans = []
     for ax in axes.values():
@@ -124,8 +135,6 @@ def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
     atomically, and locking.gif (a tick cursor sweeping both) when ``gif``.
     ``size`` (width, height) pixels sets the picture size (default: 12 in wide).
     Returns {file name: path}."""
-    from ..files import atomic_write
-    from .animate import check_size, encode_gif
     if not os.path.isdir(folder):
         raise SimulatorError(f"{folder}: not a folder to write pictures into")
     fig, axes, result = locking_figure(depth, frames)
@@ -136,7 +145,6 @@ def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
     if gif:
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
-        fig.canvas.draw()
         span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
         images, colours = _locking_frames(fig, axes, span, int(every))
         path = os.path.join(folder, "locking.gif")

@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import save_png
+from ..files import save_png
 from .learning import rule_colour
 
 DEPTH_CMAP = "viridis"

@@ -3,7 +3,10 @@
 mismatch.png has four panels: per-layer cosine similarity over ticks, per-layer
 relative error ‖g − G‖/‖G‖ over ticks (log scale), a layer × tick heatmap of the
 cosine, and the steady-state per-layer summary (mean cosine bars, mean relative
-error dots) with ls marked. The steady window is the one the sync report uses
+error dots) with ls marked. A deep network draws at most MAX_CURVES layer curves
+(evenly spaced, ls always among them), a long run at most MAX_POINTS points per
+curve and the heatmap at most the raster's cells (every k-th tick / layer); the
+panel titles say so. The steady window is the one the sync report uses
 (from the tick the network is filled), so the picture and the table agree.
 """
 import numpy as np
@@ -11,14 +14,22 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from ..files import save_png
 from ..sync import steady_window, synchronized_layers
 from . import palette
+from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, step_note
+from .axes import LOG_FLOOR, log_axis, no_data
 
 DPI = 100
-# Relative errors of exactly 0 are drawn at this floor so a log axis shows them.
-LOG_FLOOR = 1e-17
+# What an all-NaN panel says (too few ticks for the backward wave to arrive, or
+# a zero backprop gradient).
+NO_DATA = ("no defined value in this run:\nbackprop's gradient is 0, or the\n"
+           "backward wave has not reached the layers")
 HEATMAP = "RdBu"
+MAX_CURVES = 24
+MAX_POINTS = 5000
 MISSING = "#d9d9d9"
 
 
@@ -44,36 +55,68 @@ def steady_means(trace):
     return out[0], out[1]
 
 
+def curve_layers(depth, limit=MAX_CURVES):
+    """The layers 1..L drawn as curves: all of them, or ``limit`` evenly spaced
+    ones plus the synchronization layer(s) in a deep network."""
+    if depth <= limit:
+        return list(range(1, depth + 1))
+    spaced = np.rint(np.linspace(1, depth, limit)).astype(int).tolist()
+    return sorted(set(spaced) | set(synchronized_layers(depth)))
+
+
 def _curves(ax, trace, key, log):
+    """Per-layer curves of ``key`` over ticks; returns a note on what was left out."""
     L = trace.depth
     ticks = trace["tick"]
-    for l in range(1, L + 1):
-        values = trace[key][:, l - 1]
+    k, rows = drawn(0, len(ticks), MAX_POINTS)
+    layers = curve_layers(L)
+    for l in layers:
+        values = trace[key][rows, l - 1]
         if log:
             values = np.maximum(values, LOG_FLOOR)
         sync = l in synchronized_layers(L)
-        ax.plot(ticks, values, color=layer_colour(l, L), linewidth=2.0 if sync else 1.0,
+        ax.plot(ticks[rows], values, color=layer_colour(l, L), linewidth=2.0 if sync else 1.0,
+                marker="o" if len(rows) == 1 else None,     # one tick: a point, not a line
                 label=f"layer {l}" + (" (ls)" if sync else ""), zorder=3 if sync else 2)
+    notes = [f"{len(layers)} of {L} layers"] if len(layers) < L else []
+    notes += [step_note((k, 1))] if k > 1 else []
+    note = ", ".join(notes)
     start, _ = steady_window(trace)
     ax.axvline(start, color="#777777", linestyle=":", linewidth=1.0)
     ax.set_xlabel("tick")
+    # Fixed to the run, so a panel with nothing to draw still shows its ticks.
+    pad = 0.5 if len(ticks) < 2 else 0.0
+    ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     if log:
-        ax.set_yscale("log")
+        log_axis(ax, trace[key], NO_DATA)
+    elif not np.isfinite(trace[key]).any():
+        no_data(ax, NO_DATA)
+    return f"\n({note})" if note else ""
 
 
 def _heatmap(ax, fig, trace):
     L = trace.depth
     T = len(trace["tick"])
     cmap = colormaps[HEATMAP].with_extremes(bad=MISSING)
-    image = ax.imshow(np.ma.masked_invalid(trace["mismatch_cos"].T), origin="lower",
-                      aspect="auto", interpolation="nearest", cmap=cmap,
-                      norm=Normalize(-1.0, 1.0), extent=(-0.5, T - 0.5, 0.5, L + 0.5))
+    k, ticks = drawn(0, T, MAX_DRAWN_TICKS)
+    m, layers = drawn(0, L, MAX_DRAWN_LAYERS)               # columns of layers 1..L
+    cells = trace["mismatch_cos"][np.ix_(ticks, layers)]
+    image = ax.imshow(np.ma.masked_invalid(cells.T), origin="lower",
+                      aspect="auto", interpolation="nearest", cmap=cmap, norm=Normalize(-1.0, 1.0),
+                      extent=(-0.5, -0.5 + len(ticks) * k, 0.5, 0.5 + len(layers) * m))
+    ax.set_xlim(-0.5, T - 0.5)
+    ax.set_ylim(0.5, L + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     for l in synchronized_layers(L):
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
     ax.set_xlabel("tick")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     ax.set_ylabel("layer")
-    ax.set_title("cosine, layer × tick (grey: undefined)", fontsize=9)
+    note = step_note((k, m))
+    ax.set_title("cosine, layer × tick (grey: undefined)" + (f"\n({note})" if note else ""),
+                 fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
 
 
@@ -86,39 +129,49 @@ def _summary(ax, trace):
     ax.set_ylim(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05)
     ax.set_xlabel("layer")
     ax.set_ylabel("mean cosine (bars)")
-    shown = list(layers if L <= 20 else layers[::int(np.ceil(L / 10))])
     sync = synchronized_layers(L)
-    shown = sorted(set(shown) | set(sync))
-    ax.set_xticks(shown)
     word = "ls" if L % 2 else "closest"
-    ax.set_xticklabels([f"{l}\n{word}" if l in sync else str(l) for l in shown])
+    if L <= 20:
+        shown = sorted(set(layers.tolist()) | set(sync))
+        names = {l: f"{l}\n{word}" if l in sync else str(l) for l in shown}
+    else:
+        # Every k-th layer, none close enough to ls to overlap its label, and
+        # one label for the pair of closest layers of an even L.
+        step = int(np.ceil(L / 10))
+        shown = [l for l in layers[::step].tolist() if abs(l - sync[0]) > 1.5 * step]
+        shown = sorted(shown + [sync[0]])
+        names = {l: str(l) for l in shown}
+        names[sync[0]] = f"{','.join(map(str, sync))}\n{word}"
+    ax.set_xticks(shown)
+    ax.set_xticklabels([names[l] for l in shown])
     for label, l in zip(ax.get_xticklabels(), shown):
         if l in sync:
             label.set_color(palette.LS_COLOUR)
             label.set_fontweight("bold")
     twin = ax.twinx()
     twin.plot(layers, np.maximum(rel, LOG_FLOOR), "o", color="#222222", markersize=4)
-    twin.set_yscale("log")
+    log_axis(twin, rel, NO_DATA)
     twin.set_ylabel("mean relative error (dots)")
     start, stop = steady_window(trace)
-    ax.set_title(f"steady state, ticks {start}–{stop - 1}", fontsize=9)
+    span = f"tick {start}" if stop - start == 1 else f"ticks {start}–{stop - 1}"
+    ax.set_title(f"steady state, {span}", fontsize=9)
 
 
 def mismatch_figure(trace):
     """The mismatch.png figure (2 × 2 panels); returns (figure, axes dict)."""
     fig = Figure(figsize=(11, 7.5), dpi=DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 2, left=0.07, right=0.93, bottom=0.08, top=0.9,
+    grid = fig.add_gridspec(2, 2, left=0.07, right=0.92, bottom=0.08, top=0.9,
                             hspace=0.35, wspace=0.3)
     axes = {"cos": fig.add_subplot(grid[0, 0]), "rel": fig.add_subplot(grid[0, 1]),
             "heatmap": fig.add_subplot(grid[1, 0]), "summary": fig.add_subplot(grid[1, 1])}
-    _curves(axes["cos"], trace, "mismatch_cos", log=False)
+    note = _curves(axes["cos"], trace, "mismatch_cos", log=False)
     axes["cos"].set_ylabel("cos(g, ∇ backprop)")
     axes["cos"].set_ylim(-1.05, 1.05)
-    axes["cos"].set_title("cosine similarity per layer (dotted: network filled)", fontsize=9)
-    _curves(axes["rel"], trace, "mismatch_rel", log=True)
+    axes["cos"].set_title("cosine similarity per layer (dotted: network filled)" + note, fontsize=9)
+    note = _curves(axes["rel"], trace, "mismatch_rel", log=True)
     axes["rel"].set_ylabel("‖g − ∇‖ / ‖∇‖")
-    axes["rel"].set_title("relative error per layer", fontsize=9)
+    axes["rel"].set_title("relative error per layer" + note, fontsize=9)
     if trace.depth <= 12:
         axes["rel"].legend(fontsize=7, ncol=2, loc="best")
     _heatmap(axes["heatmap"], fig, trace)
@@ -130,7 +183,6 @@ def mismatch_figure(trace):
 
 def write_mismatch(path, trace):
     """Write mismatch.png atomically at ``path``."""
-    from . import save_png
     fig, _ = mismatch_figure(trace)
     save_png(fig, path)
     return path

@@ -10,12 +10,18 @@ and is not drawn, as in the paper's Fig. 1. Levels come from magnitudes (‖x‖
 alternating with the stream frame: the input frame of x, the supervision frame
 of δ, so with slow input the two band edges cross at ls). The synchronization layer ls = (L+1)/2 is
 outlined in amber; for even L the two closest layers are.
+
+A panel draws at most MAX_DRAWN_TICKS columns and MAX_DRAWN_LAYERS rows (more
+than its pixels): a longer window or a deeper network shows every k-th tick or
+layer, said in the panel title, and only the cells drawn are ever coloured, so
+the memory of a picture does not grow with the run.
 """
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..files import save_png
 from ..errors import SimulatorError
 from ..sync import synchronized_layers
 from . import palette
@@ -25,6 +31,15 @@ DPI = 100
 PANEL_HEIGHT_IN = 2.3
 TOP_IN, BOTTOM_IN, GAP_IN = 0.35, 1.45, 0.75     # margins: titles, legend + tick labels
 WIDTH_IN = 10.0
+MAX_DRAWN_TICKS = 2000
+MAX_DRAWN_LAYERS = 400
+
+
+def drawn(start, stop, limit):
+    """(step k, indices start, start+k, … < stop): every k-th of the cells in
+    [start, stop), with k the smallest step that gives at most ``limit``."""
+    k = max(1, -(-(int(stop) - int(start)) // int(limit)))
+    return k, np.arange(int(start), int(stop), k)
 
 
 def colourings(color):
@@ -67,26 +82,54 @@ def stream_frames(trace, tags):
     return np.where(tags >= 0, frames[safe], -1)
 
 
-def wave_levels(trace, color="magnitude"):
-    """Forward and backward levels (T, L+1) in [0, 1] for the palette."""
-    fwd, bwd = presence(trace)
+def wave_levels(trace, color="magnitude", ticks=None, layers=None):
+    """Forward and backward levels in [0, 1] for the palette, shaped (ticks,
+    layers): every tick and layer (T, L+1), or only the ``ticks`` and
+    ``layers`` index arrays given (scales still come from the whole run)."""
+    T, n = trace["tag_input"].shape
+    cells = np.ix_(np.arange(T) if ticks is None else np.asarray(ticks),
+                   np.arange(n) if layers is None else np.asarray(layers))
+    fwd, bwd = (mask[cells] for mask in presence(trace))
     if color == "magnitude":
         xs, ds = layer_scales(trace)
-        return (palette.magnitude_levels(trace["x_norm"], fwd, xs),
-                palette.magnitude_levels(trace["delta_norm"], bwd, ds))
+        return (palette.magnitude_levels(trace["x_norm"][cells], fwd, xs[cells[1][0]]),
+                palette.magnitude_levels(trace["delta_norm"][cells], bwd, ds[cells[1][0]]))
     if color == "tag":
-        return (palette.tag_levels(stream_frames(trace, trace["tag_input"]), fwd),
-                palette.tag_levels(stream_frames(trace, backward_tags(trace)), bwd))
+        out = trace["tag_output"][cells]
+        back = np.where(out >= 0, trace["tag_supervision"][cells], -1)   # backward_tags, drawn cells
+        return (palette.tag_levels(stream_frames(trace, trace["tag_input"][cells]), fwd),
+                palette.tag_levels(stream_frames(trace, back), bwd))
     raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
 
 
-def raster_rgb(trace, color="magnitude"):
-    """The raster as RGB floats shaped (L+1, T, 3): row l is layer l, column t tick t."""
-    f, b = wave_levels(trace, color)
+def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
+    """The raster as RGB floats shaped (layers, ticks, 3): row l is layer l,
+    column t tick t (every tick and layer, or the index arrays given)."""
+    f, b = wave_levels(trace, color, ticks, layers)
     # Tag shades of both waves must show where they cross (an X of band edges,
     # the paper's Fig. 2B), so tag colouring averages the two levels.
     rgb = palette.mix(f, b, strength="mean" if color == "tag" else "max")
     return np.transpose(rgb, (1, 0, 2))
+
+
+def panel_image(trace, window, color="magnitude"):
+    """The raster of one (start, stop) window as drawn: RGB (rows, columns, 3)
+    of every k-th tick and m-th layer (k = m = 1 unless the window or the
+    network exceeds MAX_DRAWN_TICKS / MAX_DRAWN_LAYERS), and (k, m)."""
+    k, ticks = drawn(window[0], window[1], MAX_DRAWN_TICKS)
+    m, layers = drawn(0, trace.depth + 1, MAX_DRAWN_LAYERS)
+    return raster_rgb(trace, color, ticks, layers), (k, m)
+
+
+def step_note(steps):
+    """'' or a note such as 'every 10th tick, every 2nd layer drawn'."""
+    parts = [f"every {_ordinal(k)} {what}" for k, what in zip(steps, ("tick", "layer")) if k > 1]
+    return (", ".join(parts) + " drawn") if parts else ""
+
+
+def _ordinal(k):
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def check_windows(trace, windows):
@@ -107,12 +150,15 @@ def check_windows(trace, windows):
     return out
 
 
-def draw_panel(ax, rgb, window, depth, title="", ls_label=True):
-    """Draw ``rgb`` (L+1, T, 3) restricted to ``window`` on ``ax``, with the
-    synchronization layer(s) outlined; cell (t, l) is centred on data point (t, l)."""
+def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1)):
+    """Draw ``rgb`` (rows, columns, 3), the image of ``window`` from
+    ``panel_image`` (every k-th tick and m-th layer for ``steps`` = (k, m)), on
+    ``ax`` with the synchronization layer(s) outlined; the cell of tick t and
+    layer l starts at data point (t − 0.5, l − 0.5) and spans k ticks, m layers."""
     start, stop = window
-    ax.imshow(rgb[:, start:stop], origin="lower", aspect="auto", interpolation="nearest",
-              extent=(start - 0.5, stop - 0.5, -0.5, depth + 0.5))
+    k, m = steps
+    ax.imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
+              extent=(start - 0.5, start - 0.5 + rgb.shape[1] * k, -0.5, -0.5 + rgb.shape[0] * m))
     layers = synchronized_layers(depth)
     for l in layers:
         for edge in (l - 0.5, l + 0.5):
@@ -168,14 +214,16 @@ def raster_figure(trace, windows=(), color="both"):
     grid = fig.add_gridspec(rows, cols, left=0.07, right=0.94,
                             bottom=BOTTOM_IN / height, top=1 - TOP_IN / height,
                             hspace=GAP_IN / PANEL_HEIGHT_IN, wspace=0.25)
-    images = {kind: raster_rgb(trace, kind) for kind in kinds}
     name = trace.meta.get("name", "")
     panels = []
     for i, window in enumerate(windows):
         for j, kind in enumerate(kinds):
             ax = fig.add_subplot(grid[i, j])
+            rgb, steps = panel_image(trace, window, kind)
             title = f"{name} — {_window_title(window, i, rows)} — colour by {kind}"
-            draw_panel(ax, images[kind], window, depth, title=title.lstrip(" —"))
+            note = step_note(steps)
+            title = title.lstrip(" —") + (f"\n({note})" if note else "")
+            draw_panel(ax, rgb, window, depth, title=title, steps=steps)
             panels.append((ax, window, kind))
     handles, _ = legend_handles(kinds[0])
     notes = "; ".join(f"{k}: {legend_handles(k)[1]}" for k in kinds)
@@ -186,7 +234,6 @@ def raster_figure(trace, windows=(), color="both"):
 
 def write_raster(path, trace, windows=(), color="both"):
     """Write waves.png atomically at ``path``."""
-    from . import save_png
     fig, _ = raster_figure(trace, windows, color)
     save_png(fig, path)
     return path

@@ -1,0 +1,249 @@
+"""The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
+run on ``simulator.relaxation``: Fig. 1 (``run_converge``: one batch relaxed at
+several η_x, error to the fixed point per tick and layer, against the exact
+linear analysis) and Figs. 2–3 (``run_train``: every AR variant and plain
+backprop trained on the digits from the same weights and minibatches), with
+the data each one uses and the backprop baseline.
+
+Experiments compute and return arrays; they never draw or write files.
+``converge_arrays`` and ``train_arrays`` give exactly what a run saves
+(relaxation.npz, training.npz), and ``simulator.render.convergence``'s
+``draw_converge`` / ``draw_train`` draw the pictures from those arrays alone.
+"""
+import numpy as np
+from array_api_compat import array_namespace
+
+from . import reference
+from .backend import Backend, rng, to_host
+from .datasets import batch_indices, load_digits
+from .errors import NumericalError, SimulatorError
+from .network import Network
+from .relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
+                         check_variant, fixed_point, predicted_errors, relax,
+                         true_activation_gradients, weight_gradients)
+
+PAPER_SIZES = (64, 300, 300, 100, 10)
+PAPER_ACTIVATIONS = ("relu", "relu", "relu", "linear")
+DATA = ("digits", "gaussian")
+BASELINE = "backprop"
+
+
+def convergence_batch(data, sizes, batch, seed, split_seed):
+    """A host batch (u, y) for Fig. 1: ``digits`` images and one-hot labels
+    (sizes must run from 64 to 10), or ``gaussian`` inputs with Gaussian targets."""
+    if data == "digits":
+        d = load_digits(seed=split_seed)
+        if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
+            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, got {sizes}")
+        if batch > d.train_x.shape[0]:
+            raise SimulatorError(f"batch {batch} exceeds the {d.train_x.shape[0]} training digits")
+        idx = batch_indices(d.train_x.shape[0], batch, seed=seed)[0]
+        return d.train_x[idx], d.train_targets[idx]
+    if data == "gaussian":
+        g = rng((seed, 2))
+        return g.normal(size=(batch, sizes[0])), g.normal(size=(batch, sizes[-1]))
+    raise SimulatorError(f"unknown data {data!r}; expected {' or '.join(DATA)}")
+
+
+# ---------------------------------------------------------------- Fig. 1
+def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exact",
+                 eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100, batch=64, loss="mse",
+                 seed=0, data="digits", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
+                 init="forward", split_seed=0, device="cpu", dtype="float64"):
+    """Fig. 1 of paper 001: relax one batch for each η_x and record, per tick
+    and layer, the relative error to the variant's fixed point (backprop's
+    ∂ℓ/∂x^l for ``exact``), the closed-form linear prediction of that error,
+    and the relaxation wave (layer norms and per-tick changes). Returns a dict
+    of numpy arrays: ``errors``, ``predicted``, ``norms``, ``changes`` each
+    (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
+    ticks; ``grad_error`` (L+1,) = the fixed point against backprop's ∂ℓ/∂x^l;
+    ``eta_x``, ``ticks``, ``layers``, ``variant`` and ``sizes``.
+    """
+    variant = check_variant(variant)
+    etas = [check_eta_x(e) for e in np.atleast_1d(eta_x)]
+    iterations = check_count("iterations", iterations)
+    batch = check_count("batch", batch, minimum=1)
+    network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
+                             bias_scale=bias_scale)
+    if network.depth < 2:
+        raise SimulatorError("relaxation needs at least one hidden layer (L >= 2)")
+    u_host, y_host = convergence_batch(data, list(sizes), batch, seed, split_seed)
+    learner = ActivationRelaxation(network, variant, etas[0], iterations, loss, init,
+                                   feedback_seed=(seed, 1), feedback_scale=feedback_scale,
+                                   device=device, dtype=dtype)
+    be, xp = learner.backend, learner.xp
+    u, y = be.asarray(u_host), be.asarray(y_host)
+    sweep = learner.sweep(u, y)
+    target = fixed_point(sweep, learner.feedback, learner.use_derivative, xp)
+    bp_x = true_activation_gradients(network, u, y, loss)
+    bp_w = reference.backprop(network, u, y, loss)
+    L = network.depth
+    out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
+    # A relative error to a fixed point (or gradient) of 0 is NaN by design
+    # (e.g. zero weights): numpy's 0/0 warnings would only repeat that.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for eta in etas:
+            xs, rec = relax(sweep, learner.feedback, eta, iterations, learner.use_derivative,
+                            init, record=True, targets=target, xp=xp)
+            out["errors"].append(rec.errors)
+            out["norms"].append(rec.norms)
+            out["changes"].append(rec.changes)
+            out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
+                                                     target, learner.use_derivative, init, xp))
+            gw, _ = weight_gradients(sweep, xs, xp)
+            out["weight_error"].append([_relative(xp, a, b) for a, b in zip(gw, bp_w)])
+        grad_error = [np.nan] + [_relative(xp, target[l], bp_x[l]) for l in range(1, L + 1)]
+    result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+    result["grad_error"] = np.array(grad_error)
+    result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
+                  variant=variant, sizes=list(network.sizes))
+    return result
+
+
+def converge_arrays(result):
+    """The arrays of a ``run_converge`` result that a run saves (relaxation.npz)
+    and ``render.convergence.draw_converge`` draws from: errors, predicted,
+    norms, changes, weight_error, grad_error, eta_x, ticks, layers, and the
+    variant as a 0-d string array (loadable without pickle)."""
+    arrays = {k: np.asarray(result[k]) for k in
+              ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
+               "eta_x", "ticks", "layers")}
+    arrays["variant"] = np.asarray(str(result["variant"]))
+    return arrays
+
+
+def _relative(xp, a, b):
+    """‖a − b‖/‖b‖ as a host float (inf when b is 0 and a is not, NaN for 0/0)."""
+    return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
+
+
+# ------------------------------------------------------------ Figs. 2–3
+def accuracy(predict, x, labels, xp):
+    """Fraction of rows whose largest output is the label (device arrays in, float out)."""
+    hits = xp.astype(xp.argmax(predict(x), axis=1) == labels, xp.float64)
+    return float(xp.mean(hits))
+
+
+class BackpropBaseline:
+    """Plain minibatch SGD on ``reference.factors`` from the same initial weights:
+    W ← W − lr ∂ℓ/∂W / B, the baseline of Figs. 2–3. Runs in the arrays'
+    namespace on a host copy of the Network."""
+
+    def __init__(self, network, loss):
+        self.network, self.loss = network.copy(), loss
+
+    def step(self, u, y, lr):
+        """One SGD step on the batch (u, y); returns the batch loss before it."""
+        xp = array_namespace(u)
+        pairs, value = reference.factors(self.network, u, y, self.loss)
+        scale = float(lr) / u.shape[0]
+        for l, (x, d) in enumerate(pairs):
+            self.network.weights[l] -= scale * to_host(xp.matmul(xp.matrix_transpose(d), x))
+            self.network.biases[l] -= scale * to_host(xp.sum(d, axis=0))
+        value = float(value)
+        if not np.isfinite(value):
+            raise NumericalError(0, self.network.depth, "loss")
+        return value
+
+    def predict(self, u):
+        """Network output x^L for inputs u."""
+        return reference.forward(self.network, u)[0][-1]
+
+
+def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
+    """Train ``model`` on the seeded batches; accuracies at every eval point
+    (NaN after a divergence) and the step at which it diverged (or -1)."""
+    train_x, test_x = asarray(data.train_x), asarray(data.test_x)
+    train_l = asarray(data.train_labels, xp.int64)
+    test_l = asarray(data.test_labels, xp.int64)
+    train_y = asarray(data.train_targets)
+    accs, step, diverged = [], 0, -1
+
+    def evaluate():
+        accs.append((accuracy(model.predict, train_x, train_l, xp),
+                     accuracy(model.predict, test_x, test_l, xp)))
+
+    evaluate()
+    with np.errstate(all="ignore"):
+        for epoch in range(epochs):
+            for idx in batch_indices(data.train_x.shape[0], batch, seed=(seed, epoch)):
+                i = asarray(idx, xp.int64)
+                try:
+                    model.step(xp.take(train_x, i, axis=0), xp.take(train_y, i, axis=0), lr)
+                except NumericalError:
+                    diverged = step
+                    break
+                step += 1
+                if step % eval_every == 0:
+                    evaluate()
+            if diverged >= 0:
+                break
+    accs = np.asarray(accs, dtype=np.float64)
+    return accs, diverged
+
+
+def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
+              eta_x=0.1, iterations=100, lr=0.1, batch=64, epochs=20, seeds=(0, 1, 2),
+              loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
+              init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
+              device="cpu", dtype="float64", progress=None):
+    """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
+    variant and plain backprop train from the same initial weights on the same
+    minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
+    batch). Returns a dict: ``steps`` (T,) minibatch updates at each
+    evaluation; ``curves[name]`` with ``train`` and ``test`` accuracies
+    (S, T), NaN after a divergence; ``final_test[name]`` (S,);
+    ``diverged_at[name]`` (S,) the step of divergence or −1. ``progress``
+    (optional) is called with 1 after each (seed, model) run.
+    """
+    variants = [check_variant(v) for v in ([variants] if isinstance(variants, str) else variants)]
+    seeds = [int(s) for s in np.atleast_1d(seeds)]
+    batch = check_count("batch", batch, minimum=1)
+    epochs = check_count("epochs", epochs, minimum=1)
+    if not float(lr) > 0:
+        raise SimulatorError(f"lr must be > 0, got {lr}")
+    data = load_digits(seed=split_seed, test_fraction=test_fraction)
+    per_epoch = data.train_x.shape[0] // batch
+    if per_epoch < 1:
+        raise SimulatorError(f"batch {batch} exceeds the {data.train_x.shape[0]} training digits")
+    eval_every = per_epoch if eval_every is None else check_count("eval_every", eval_every, 1)
+    steps = np.arange(0, per_epoch * epochs + 1, eval_every)
+    names = [BASELINE] + variants
+    curves = {n: {"train": np.full((len(seeds), steps.size), np.nan),
+                  "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
+    diverged_at = {n: np.full(len(seeds), -1) for n in names}
+    for s, seed in enumerate(seeds):
+        network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
+                                 bias_scale=bias_scale)
+        for name in names:
+            if name == BASELINE:
+                be = Backend("cpu", "float64")
+                model = BackpropBaseline(network, loss)
+            else:
+                model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
+                                             feedback_seed=(seed, 1),
+                                             feedback_scale=feedback_scale,
+                                             device=device, dtype=dtype)
+                be = model.backend
+            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
+                                   be.asarray)
+            curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
+            curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
+            diverged_at[name][s] = div
+            if progress is not None:
+                progress(1)
+    return {"steps": steps, "curves": curves, "diverged_at": diverged_at,
+            "final_test": {n: curves[n]["test"][:, -1] for n in names},
+            "steps_per_epoch": per_epoch, "seeds": np.asarray(seeds), "variants": variants}
+
+
+def train_arrays(result):
+    """The arrays of a ``run_train`` result that a run saves (training.npz) and
+    ``render.convergence.draw_train`` draws from: ``steps`` and, per model
+    (backprop first, then the variants in order), ``test_<name>`` and
+    ``train_<name>`` accuracies (seeds × evaluations)."""
+    arrays = {"steps": np.asarray(result["steps"])}
+    for name, curve in result["curves"].items():
+        arrays[f"test_{name}"] = np.asarray(curve["test"])
+        arrays[f"train_{name}"] = np.asarray(curve["train"])
+    return arrays

@@ -1,0 +1,170 @@
+"""Valid but degenerate scenes draw every picture instead of crashing after the
+whole simulation (issue 9, item 2: 'Data cannot be log-scaled', NaN axis
+limits, empty rasters, a GIF of 61 GiB). Each case runs the CLI in-process with
+every picture on and checks exit 0, the pictures present and readable, and,
+where a panel has nothing to draw, that it says so instead."""
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import cli
+from simulator.probes import Trace
+from simulator.render import convergence, levels, plots, raster, write_pictures
+from simulator.render.animate import MAX_GIF_BYTES, frame_limit
+from simulator.render.plots import mismatch_figure
+from simulator.render.raster import raster_figure
+
+DIFFUSION = ("waves.png", "mismatch.png", "waves.gif")
+CONVERGE = ("ar_convergence.png", "relaxation_wave.png", "relaxation_wave.gif")
+TRAIN = ("ar_accuracy.png", "ar_accuracy_train.png")
+
+
+def run_scene(tmp_path, *args):
+    """Run a scene with --out in tmp_path; assert exit 0; return the folder."""
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli.main, ["run", *args, "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return out
+
+
+def images(out, names):
+    """Open each picture fully (a truncated file fails here); return {name: PIL image}."""
+    opened = {}
+    for name in names:
+        im = Image.open(out / name)
+        im.load()
+        opened[name] = im
+    return opened
+
+
+# --------------------------------------------- all-NaN mismatch (log scale)
+@pytest.mark.parametrize("args", [
+    ("pipelined", "--ticks", "5"),                     # ticks < depth: no gradient arrives
+    ("pipelined", "--ticks", "1"),                     # a single tick
+    ("fig1_constant", "--ticks", "30", "--set", "stream.amplitude=0.0"),   # ∇ = 0 everywhere
+    ("fig1_constant", "--ticks", "30", "--set", "network.scale=0.0"),      # zero weights
+], ids=["ticks-below-depth", "one-tick", "zero-amplitude", "zero-scale"])
+def test_diffusion_with_undefined_mismatch_draws_every_picture(tmp_path, args):
+    out = run_scene(tmp_path, *args)
+    pics = images(out, DIFFUSION)
+    assert pics["mismatch.png"].size == (1100, 750)
+    assert pics["waves.gif"].n_frames >= 1
+
+
+def test_six_hundred_layers_of_width_one_draw(tmp_path):
+    sizes = "[" + ",".join(["1"] * 601) + "]"
+    out = run_scene(tmp_path, "pipelined", "--ticks", "40", "--set", f"network.sizes={sizes}")
+    images(out, DIFFUSION)
+
+
+def test_log_axis_with_nothing_finite_gets_a_fixed_range_and_a_note():
+    from matplotlib.figure import Figure
+
+    from simulator.render.axes import EMPTY_LOG_RANGE, log_axis
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [np.nan, np.nan])
+    assert log_axis(ax, [np.nan, np.nan], "nothing") is False
+    fig.canvas.draw()                                  # would raise on main
+    assert ax.get_ylim() == pytest.approx(EMPTY_LOG_RANGE)
+    assert [t.get_text() for t in ax.texts] == ["nothing"]
+    ax2 = fig.add_subplot()
+    assert log_axis(ax2, [0.0, 1e-3, np.nan], "x", margin=10.0) is True
+    assert ax2.get_ylim() == pytest.approx((1e-18, 1e-2))   # zero drawn at LOG_FLOOR = 1e-17
+
+
+# ------------------------------------------------ Activation Relaxation
+def test_relaxation_without_ticks_draws(tmp_path):
+    """iterations = 0: one recorded state, an empty relaxation wave."""
+    out = run_scene(tmp_path, "ar_converge", "--set", "relaxation.iterations=0",
+                    "--set", "relaxation.batch=4")
+    pics = images(out, CONVERGE)
+    assert pics["relaxation_wave.gif"].n_frames == 1
+
+
+@pytest.mark.parametrize("extra", [
+    ("--set", "network.scale=0.0"),                                    # fixed point 0: NaN error
+    ("--set", "relaxation.init=zero", "--set", "network.scale=0.0"),
+], ids=["zero-weights", "zero-weights-zero-init"])
+def test_relaxation_with_a_zero_fixed_point_draws(tmp_path, extra):
+    out = run_scene(tmp_path, "ar_converge", "--set", "relaxation.iterations=5",
+                    "--set", "relaxation.batch=4", *extra)
+    images(out, CONVERGE)
+    with np.load(out / "relaxation.npz", allow_pickle=False) as saved:
+        assert np.isnan(saved["errors"][:, :, 1:-1]).all()     # the case really is all-NaN
+
+
+def test_training_without_variants_draws_the_baseline_alone(tmp_path):
+    out = run_scene(tmp_path, "ar_train", "--set", "train.epochs=1", "--set", "train.seeds=[0]",
+                    "--set", "relaxation.iterations=2", "--set", "network.sizes=[64, 8, 10]",
+                    "--set", "relaxation.variants=[]", "--set", "train.eval_every=100000")
+    pics = images(out, TRAIN)
+    assert pics["ar_accuracy.png"].size == (round(4.6 * 100), round(3.6 * 100))   # one panel
+
+
+def test_a_deep_relaxation_draws_ten_layer_curves(tmp_path):
+    errors = np.full((1, 4, 201), 0.5)
+    path = convergence.plot_convergence(tmp_path / "c.png", errors, [0.1])
+    shown = convergence.shown_layers(200)
+    assert len(shown) == convergence.MAX_LAYER_CURVES and shown[0] == 1 and shown[-1] == 199
+    assert convergence.shown_layers(5) == [1, 2, 3, 4]
+    images(tmp_path, [os.path.basename(path)])
+
+
+# ----------------------------------------------------------------- GIF size
+def test_wave_gif_of_a_long_record_is_capped():
+    v = np.ones((5000, 3))
+    frames = levels.gif_frames(v)
+    assert levels.MAX_FRAMES // 2 < len(frames) <= levels.MAX_FRAMES
+    assert frames[0].shape[1] <= levels.MAX_COLUMNS * 10 + 120
+
+
+def test_locking_gif_of_a_deep_long_schedule_stays_within_the_frame_budget(tmp_path):
+    """depth 64 × 200 frames: 25600 ticks of a 1200 × 2140 figure (61 GiB of frames on main)."""
+    out = run_scene(tmp_path, "locking", "--set", "locking.depth=64", "--set", "locking.frames=200")
+    pics = images(out, ("locking.png", "locking.gif"))
+    w, h = pics["locking.gif"].size
+    assert pics["locking.gif"].n_frames <= frame_limit(w, h)
+    assert pics["locking.gif"].n_frames * w * h <= MAX_GIF_BYTES
+
+
+# ----------------------------------------------- long and deep diffusion runs
+def synthetic_trace(T, L, rng):
+    """A Trace of T ticks and L+1 layers with the arrays the pictures read: the
+    forward wave reaches layer l at tick l, the backward wave at tick 2L − l."""
+    t, l = np.arange(T)[:, None], np.arange(L + 1)[None, :]
+    fwd = np.where(t >= l, t - l, -1)
+    bwd = np.where(t >= 2 * L - l, t - (2 * L - l), -1)
+    arrays = {"tick": np.arange(T), "sizes": np.ones(L + 1, dtype=int),
+              "x_norm": rng.uniform(0.1, 1.0, (T, L + 1)),
+              "delta_norm": rng.uniform(0.1, 1.0, (T, L + 1)),
+              "tag_input": fwd, "tag_output": bwd, "tag_supervision": bwd, "tag_pair": bwd,
+              "stream_frame": np.arange(T),
+              "mismatch_cos": np.where(bwd[:, 1:] >= 0, 0.9, np.nan),
+              "mismatch_rel": np.where(bwd[:, 1:] >= 0, 1e-3, np.nan)}
+    return Trace(arrays, {"name": "deep"})
+
+
+def test_a_long_deep_run_draws_a_bounded_number_of_cells(tmp_path, rng):
+    """4500 ticks × 600 levels: every picture draws at most the capped cells and says so."""
+    trace = synthetic_trace(4500, 599, rng)
+    fig, panels = raster_figure(trace, color="both")
+    for ax, _, _ in panels:
+        rows, cols = ax.images[0].get_array().shape[:2]
+        assert cols <= raster.MAX_DRAWN_TICKS and rows <= raster.MAX_DRAWN_LAYERS
+        assert "every 3rd tick, every 2nd layer drawn" in ax.get_title()
+        # the cells still sit on their ticks: the image spans the whole run
+        left, right = ax.images[0].get_extent()[:2]
+        assert left == -0.5 and right >= 4499.5
+    fig, axes = mismatch_figure(trace)
+    assert len(axes["cos"].lines) <= plots.MAX_CURVES + 3       # + ls and the filled-tick line
+    assert all(len(line.get_xdata()) <= plots.MAX_POINTS for line in axes["cos"].lines)
+    assert "of 599 layers" in axes["cos"].get_title()
+    heat = axes["heatmap"].images[0].get_array().shape
+    assert heat[0] <= raster.MAX_DRAWN_LAYERS and heat[1] <= raster.MAX_DRAWN_TICKS
+    written = write_pictures(str(tmp_path), trace)
+    assert Image.open(written["waves.gif"]).n_frames <= 600
+    images(tmp_path, DIFFUSION)
