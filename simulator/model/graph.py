@@ -60,7 +60,7 @@ class Model:
         gets the weights of ``Network.random(sizes, seed=seed)``."""
         input_shape = check_input_shape(input_shape)
         if not isinstance(layers, (list, tuple)) or not layers:
-            raise LayerError(0, None, "layers", "a non-empty list of layer tables", layers)
+            raise LayerError(None, None, "layers", "a non-empty list of layer tables", layers)
         cfgs, previous = [], INPUT
         for i, raw in enumerate(layers):
             cfgs.append(normalize(i, raw, previous))
@@ -98,7 +98,7 @@ class Model:
             n = len(c["from"])
             if (arity is None and n < 2) or (arity is not None and n != arity):
                 want = "two or more parents" if arity is None else "exactly one parent"
-                raise LayerError(i, c["name"], "from", f"{want} for a {c['kind']} layer",
+                raise LayerError(i, c["name"], "from", f"{want} for kind {c['kind']!r}",
                                  list(c["from"]))
         order = _topological(cfgs, declared)
         vertices = [Vertex(0, INPUT, INPUT, (), input_shape)]

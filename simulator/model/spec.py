@@ -16,6 +16,7 @@ from ..network import ACTIVATIONS
 
 INPUT = "input"
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+MISSING = object()  # "given nothing": a required key is absent
 
 
 class LayerError(SimulatorError):
@@ -24,8 +25,14 @@ class LayerError(SimulatorError):
 
     def __init__(self, index, name, key, expected, given, choices=()):
         self.index, self.name, self.key = index, name, key
-        where = "input_shape" if index is None else f"layers[{index}] ({name!r}): {key}"
-        msg = f"{where}: expected {expected}, given {given!r}"
+        if index is None:
+            where = key
+        elif name is None:
+            where = f"layers[{index}]: {key}"
+        else:
+            where = f"layers[{index}] ({name!r}): {key}"
+        shown = "nothing" if given is MISSING else repr(given)
+        msg = f"{where}: expected {expected}, given {shown}"
         close = difflib.get_close_matches(str(given), [str(c) for c in choices], n=1)
         if close:
             msg += f"; did you mean {close[0]!r}?"
@@ -104,7 +111,7 @@ def normalize(index, raw, previous):
     name = check_name(index, raw.get("name", str(index + 1)))
     kind = raw.get("kind", REQUIRED)
     if kind is REQUIRED:
-        raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", None)
+        raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", MISSING)
     if kind not in FIELDS:
         raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", kind, FIELDS)
     fields = FIELDS[kind]
@@ -124,8 +131,8 @@ def normalize(index, raw, previous):
     for key, (default, check) in fields.items():
         if key not in raw:
             if default is REQUIRED:
-                raise LayerError(index, name, key, f"a value (a {kind} layer needs {key})", None)
-            cfg[key] = default
+                raise LayerError(index, name, key, f"a value (kind {kind!r} needs {key})", MISSING)
+            cfg[key] = default if default is None else check(default)
             continue
         try:
             cfg[key] = check(raw[key])
