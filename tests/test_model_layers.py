@@ -107,7 +107,8 @@ def naive_pool(x, size, stride, mode):
                     win = x[n, ch, r * sh:r * sh + kh, q * sw:q * sw + kw]
                     if mode == "avg":
                         out[n, ch, r, q] = win.sum() / (kh * kw)
-                        grad_first[n, ch, r, q, r * sh:r * sh + kh, q * sw:q * sw + kw] = 1 / (kh * kw)
+                        rows, cols = slice(r * sh, r * sh + kh), slice(q * sw, q * sw + kw)
+                        grad_first[n, ch, r, q, rows, cols] = 1 / (kh * kw)
                     else:
                         best = None
                         for i in range(kh):  # first maximum in row-major order
@@ -159,7 +160,7 @@ def test_conv2d_feedback_weights_replace_w_in_the_vjp_only(rng, device):
     fb = rng.normal(size=layer.param_shapes["W"])
     c = rng.normal(size=(2,) + layer.shape)
     got = layer.vjp(xp, on(xp, p), [xp.asarray(x)], None, xp.asarray(c), weights=xp.asarray(fb))
-    # oracle: finite differences of ⟨c, conv with B⟩, i.e. the transpose of the map x ↦ B ⋆ x
+    # oracle: finite differences of ⟨c, conv with B⟩ (the transpose of x ↦ B ⋆ x)
     q = {**p, "W": fb}
     want = fd_linear_functional(lambda: layer.value(np, q, [x])[0], [x], 0, c)
     np.testing.assert_allclose(host(got[0]), want, rtol=1e-6, atol=1e-7)

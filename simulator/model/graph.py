@@ -71,7 +71,8 @@ class Model:
         drawn = {c["name"]: by_name[c["name"]].layer.init_weights(g, c.get("scale", 1.0))
                  for c in cfgs}
         for c in cfgs:
-            drawn[c["name"]].update(by_name[c["name"]].layer.init_biases(g, c.get("bias_scale", 0.0)))
+            layer = by_name[c["name"]].layer
+            drawn[c["name"]].update(layer.init_biases(g, c.get("bias_scale", 0.0)))
         params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
                   for p in v.param_names}
         return cls(input_shape, shell.vertices, params)

@@ -109,17 +109,14 @@ class Layer:
     def fan_in(self):
         return 1
 
-    def init(self, g, scale, bias_scale):
-        """Host (numpy) parameters: W ~ N(0, scale²/fan_in), b ~ N(0, bias_scale²)
-        or zeros; W is drawn by ``init_weights``, b by ``init_biases``."""
-        return {**self.init_weights(g, scale), **self.init_biases(g, bias_scale)}
-
     def init_weights(self, g, scale):
+        """Host (numpy) {"W": N(0, scale²/fan_in)} drawn from Generator g (or {})."""
         if "W" not in self.param_shapes:
             return {}
         return {"W": g.normal(0.0, scale / math.sqrt(self.fan_in()), self.param_shapes["W"])}
 
     def init_biases(self, g, bias_scale):
+        """Host {"b": N(0, bias_scale²)}, zeros when bias_scale = 0 (or {})."""
         if "b" not in self.param_shapes:
             return {}
         n = self.param_shapes["b"]
