@@ -1,0 +1,304 @@
+"""Model: a directed acyclic graph of layer vertices over one input.
+
+Vertex 0 is the input (named "input"); the others are layers in a
+topological order (every parent before its children); the output is the last
+layer of the list the model was built from, and every layer must lie on a
+path to it. Parameters live on the host as float64 numpy arrays keyed
+"<layer>.W" and "<layer>.b" in the layouts of ``layers.py``. Levels count
+ticks: ``levels()[v]`` is the longest path from the input to v, so on the tick
+engine the input of frame s first reaches v at tick s + level(v).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import rng
+from ..errors import SimulatorError
+from ..network import Network
+from .layers import KINDS, Layer, Unfit
+from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
+
+
+@dataclass(frozen=True, eq=False)
+class Vertex:
+    """One vertex: ``index`` in topological order, ``name``, ``kind`` ("input"
+    or a layer kind), ``parents`` (indices, in ``from`` order; a parent may
+    repeat), ``shape`` (of its value, batch axis excluded), ``layer`` (the
+    Layer object, None for the input) and ``cfg`` (its normalized layer dict)."""
+    index: int
+    name: str
+    kind: str
+    parents: tuple
+    shape: tuple
+    layer: Layer | None = None
+    cfg: dict | None = None
+
+    @property
+    def param_names(self):
+        """Short names of its parameters ("W", "b"), in key order."""
+        return tuple(self.layer.param_shapes) if self.layer else ()
+
+
+class Model:
+    """A graph of layers with its parameters; build it with ``from_layers``,
+    ``from_network`` or ``level``. Immutable: ``with_parameters`` returns a copy."""
+
+    def __init__(self, input_shape, vertices, params):
+        self.input_shape = tuple(input_shape)
+        self.vertices = tuple(vertices)
+        self._params = params
+        self._index = {v.name: v.index for v in self.vertices}
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_layers(cls, layers, input_shape, seed=0):
+        """A model from a list of layer dicts (what a scene's TOML holds) and the
+        input shape (batch axis excluded). Weights are drawn from the seeded host
+        Generator in list order, all weights first then all biases:
+        W ~ N(0, scale²/fan_in) (fan_in = n_in for dense, C_in·kh·kw for conv2d),
+        b ~ N(0, bias_scale²) or zeros when bias_scale = 0 — so a dense chain
+        gets the weights of ``Network.random(sizes, seed=seed)``."""
+        input_shape = check_input_shape(input_shape)
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise LayerError(None, None, "layers", "a non-empty list of layer tables", layers)
+        cfgs, previous = [], INPUT
+        for i, raw in enumerate(layers):
+            cfgs.append(normalize(i, raw, previous))
+            previous = cfgs[-1]["name"]
+        shell = cls._assemble(cfgs, input_shape)
+        g = rng(seed)
+        by_name = {v.name: v for v in shell.vertices}
+        drawn = {c["name"]: by_name[c["name"]].layer.init_weights(g, c.get("scale", 1.0))
+                 for c in cfgs}
+        for c in cfgs:
+            layer = by_name[c["name"]].layer
+            drawn[c["name"]].update(layer.init_biases(g, c.get("bias_scale", 0.0)))
+        params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
+                  for p in v.param_names}
+        return cls(input_shape, shell.vertices, params)
+
+    @classmethod
+    def _assemble(cls, cfgs, input_shape, params=None):
+        """Vertices in topological order from normalized configs (list order =
+        declaration order, the last is the output); checks names, parents,
+        cycles, arities, shapes and that every layer reaches the output."""
+        declared = {}
+        for i, c in enumerate(cfgs):
+            if c["name"] in declared:
+                raise LayerError(i, c["name"], "name", "a name no other layer has", c["name"])
+            declared[c["name"]] = i
+        known = [INPUT] + list(declared)
+        for i, c in enumerate(cfgs):
+            for p in c["from"]:
+                if p not in declared and p != INPUT:
+                    raise LayerError(i, c["name"], "from",
+                                     f"'input' or a layer name ({', '.join(known[1:])})", p, known)
+                if p == c["name"]:
+                    raise LayerError(i, c["name"], "from", "a layer other than itself", p)
+            arity = KINDS[c["kind"]].arity
+            n = len(c["from"])
+            if (arity is None and n < 2) or (arity is not None and n != arity):
+                want = "two or more parents" if arity is None else "exactly one parent"
+                raise LayerError(i, c["name"], "from", f"{want} for kind {c['kind']!r}",
+                                 list(c["from"]))
+        order = _topological(cfgs, declared)
+        vertices = [Vertex(0, INPUT, INPUT, (), input_shape)]
+        index = {INPUT: 0}
+        for i in order:
+            c = cfgs[i]
+            parents = tuple(index[p] for p in c["from"])
+            try:
+                layer = KINDS[c["kind"]](c, [vertices[p].shape for p in parents])
+            except Unfit as exc:
+                raise LayerError(i, c["name"], exc.key, exc.expected, exc.given) from None
+            index[c["name"]] = len(vertices)
+            vertices.append(Vertex(len(vertices), c["name"], c["kind"], parents, layer.shape,
+                                   layer, c))
+        _check_reaches_output(cfgs, vertices, index)
+        return cls(input_shape, vertices, params or {})
+
+    @classmethod
+    def from_network(cls, network):
+        """The dense chain of a ``Network``: layer l (1..L) is named str(l), so
+        ``parameters()`` holds "l.W" = network.weights[l-1] and "l.b" =
+        network.biases[l-1] (copies); σ of layer l is network.activations[l-1]."""
+        cfgs = [{"name": str(l + 1), "kind": "dense", "from": (INPUT if l == 0 else str(l),),
+                 "units": int(w.shape[0]), "activation": a, "scale": 1.0, "bias_scale": 0.0}
+                for l, (w, a) in enumerate(zip(network.weights, network.activations))]
+        params = {}
+        for l, (w, b) in enumerate(zip(network.weights, network.biases)):
+            params[f"{l + 1}.W"] = np.array(w, dtype=np.float64)
+            params[f"{l + 1}.b"] = np.array(b, dtype=np.float64)
+        return cls._assemble(cfgs, (int(network.weights[0].shape[1]),), params)
+
+    def to_network(self):
+        """The ``Network`` of a model that is a chain of dense layers over a flat
+        input (weights and biases copied); raises otherwise."""
+        chain = all(v.kind == "dense" and v.parents == (v.index - 1,) for v in self.vertices[1:])
+        if not chain or len(self.input_shape) != 1:
+            raise SimulatorError("only a chain of dense layers over a flat input converts "
+                                 "to a Network")
+        layers = self.vertices[1:]
+        return Network([self._params[f"{v.name}.W"].copy() for v in layers],
+                       [self._params[f"{v.name}.b"].copy() for v in layers],
+                       [v.layer.activation for v in layers])
+
+    def to_layers(self):
+        """The layer dicts (TOML-ready, every field explicit) that rebuild this
+        model's structure with ``from_layers``; its parameters come from
+        ``parameters()`` through ``with_parameters``."""
+        return [denormalize(v.cfg) for v in self.vertices[1:]]
+
+    # -------------------------------------------------------------- parameters
+    def parameters(self):
+        """{"<layer>.W": W, "<layer>.b": b} as float64 numpy copies, layers in
+        topological order (layouts in ``simulator.model.layers``)."""
+        return {k: a.copy() for k, a in self._params.items()}
+
+    def param_keys(self):
+        """The keys of ``parameters()``, in order."""
+        return list(self._params)
+
+    def with_parameters(self, params):
+        """A copy of this model whose parameters are ``params`` (same keys and
+        shapes as ``parameters()``, converted to float64)."""
+        want = self.param_keys()
+        if set(params) != set(want):
+            missing = sorted(set(want) - set(params))
+            extra = sorted(set(params) - set(want))
+            raise SimulatorError(f"parameters: missing {missing}, unexpected {extra}")
+        new = {}
+        for k in want:
+            a = np.array(params[k], dtype=np.float64)
+            if a.shape != self._params[k].shape:
+                raise SimulatorError(f"parameters: {k!r} has shape {a.shape}, expected "
+                                     f"{self._params[k].shape}")
+            new[k] = a
+        return Model(self.input_shape, self.vertices, new)
+
+    # ------------------------------------------------------------------- graph
+    def __len__(self):
+        return len(self.vertices)
+
+    def __repr__(self):
+        kinds = ", ".join(f"{v.name}:{v.kind}" for v in self.vertices[1:])
+        return f"Model(input_shape={self.input_shape}, {kinds})"
+
+    @property
+    def names(self):
+        """Vertex names in topological order ("input" first, the output last)."""
+        return [v.name for v in self.vertices]
+
+    @property
+    def output(self):
+        """Index of the output vertex (the last one)."""
+        return len(self.vertices) - 1
+
+    @property
+    def output_shape(self):
+        return self.vertices[-1].shape
+
+    def vertex(self, name):
+        """The Vertex called ``name``."""
+        if name not in self._index:
+            raise SimulatorError(f"model has no vertex {name!r}; expected one of "
+                                 f"{', '.join(self.names)}")
+        return self.vertices[self._index[name]]
+
+    def parents(self, name):
+        """Names of the parents of ``name``, in ``from`` order."""
+        return tuple(self.vertices[p].name for p in self.vertex(name).parents)
+
+    def children(self, name):
+        """Names of the vertices that list ``name`` among their parents (each
+        once, topological order)."""
+        i = self.vertex(name).index
+        return tuple(v.name for v in self.vertices if i in v.parents)
+
+    def edges(self):
+        """Every edge as (parent index, child index, position in the child's ``from``)."""
+        return [(p, v.index, k) for v in self.vertices for k, p in enumerate(v.parents)]
+
+    def levels(self):
+        """{name: longest path length from the input} (the input is 0): the
+        tick at which frame 0's forward wave has reached every path into v."""
+        lv = []
+        for v in self.vertices:
+            lv.append(1 + max(lv[p] for p in v.parents) if v.parents else 0)
+        return {v.name: n for v, n in zip(self.vertices, lv)}
+
+    @property
+    def depth(self):
+        """The longest path from the input to the output (L for a chain)."""
+        return self.levels()[self.vertices[-1].name]
+
+    def is_levelled(self):
+        """True when every edge joins consecutive levels, i.e. all paths from
+        the input to any vertex have one length."""
+        lv = list(self.levels().values())
+        return all(lv[c] == lv[p] + 1 for p, c, _ in self.edges())
+
+    def level(self):
+        """Algorithm 2 of Salvatori et al. (paper 002): a levelled copy.
+
+        Each edge p → v with level(v) − level(p) = g + 1 > 1 is replaced by a
+        chain of g identity vertices named "_id_<v>_<k>_<step>" (k: position in
+        v's ``from``, step 0 nearest p), so every edge spans one level and every
+        path from the input to a vertex (and from a vertex to the output) has a
+        single length. Identities compute nothing: values, outputs, parameters
+        and gradients are unchanged.
+        """
+        lv = self.levels()
+        taken = set(self.names)
+        cfgs = []
+        for v in self.vertices[1:]:
+            parents = []
+            for k, p in enumerate(self.parents(v.name)):
+                for step in range(lv[v.name] - lv[p] - 1):
+                    name = f"_id_{v.name}_{k}_{step}"
+                    while name in taken:
+                        name += "_"
+                    taken.add(name)
+                    cfgs.append({"name": name, "kind": "identity", "from": (p,)})
+                    p = name
+                parents.append(p)
+            cfgs.append({**v.cfg, "from": tuple(parents)})
+        return Model._assemble(cfgs, self.input_shape, self.parameters())
+
+
+def _topological(cfgs, declared):
+    """Declaration indices in a topological order (stable: earliest declared
+    ready layer first); a cycle is one LayerError naming the layers on it."""
+    placed, order = {INPUT}, []
+    pending = list(range(len(cfgs)))
+    while pending:
+        for pos, i in enumerate(pending):
+            if all(p in placed for p in cfgs[i]["from"]):
+                order.append(i)
+                placed.add(cfgs[i]["name"])
+                del pending[pos]
+                break
+        else:
+            i, seen = pending[0], []
+            while i not in seen:  # walk unplaced parents until one repeats
+                seen.append(i)
+                i = next(declared[p] for p in cfgs[i]["from"] if p not in placed)
+            cycle = [cfgs[j]["name"] for j in reversed(seen[seen.index(i):])]
+            cycle.append(cycle[0])  # in data-flow order: parent -> child
+            raise LayerError(i, cfgs[i]["name"], "from",
+                             f"a graph without cycles (cycle {' -> '.join(cycle)})",
+                             list(cfgs[i]["from"]))
+    return order
+
+
+def _check_reaches_output(cfgs, vertices, index):
+    """Every layer must feed the output (the last declared layer)."""
+    alive = {index[cfgs[-1]["name"]]}
+    for v in reversed(vertices):
+        if v.index in alive:
+            alive.update(v.parents)
+    for i, c in enumerate(cfgs):
+        if index[c["name"]] not in alive:
+            raise LayerError(i, c["name"], "name",
+                             f"a layer on a path to the output {cfgs[-1]['name']!r} "
+                             "(the last layer is the output)", c["name"])

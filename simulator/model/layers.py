@@ -1,0 +1,298 @@
+"""Layer kinds of the model core: value, vector–Jacobian product, parameter gradient.
+
+Every array is batch-major: a vertex's value has shape (B, *shape). Every
+function is pure and takes the array namespace ``xp`` first, so one code path
+runs under numpy, array-api-strict and cupy.
+
+The derivative convention (what the tick engine's derivative options need):
+
+- ``value(xp, params, inputs) -> (pre, out)``: ``inputs`` holds one array per
+  parent in ``from`` order; ``pre`` is the pre-activation, ``out = σ(pre)``.
+  Kinds without an activation return ``pre is out``.
+- ``derivative(xp, pre)`` is σ'(pre) (ones for kinds without activation).
+- ``vjp(xp, params, inputs, pre, delta, weights=None)`` maps ``delta`` =
+  ∂E/∂pre (σ' ALREADY applied by the caller) to one cotangent ∂E/∂input per
+  parent, in ``from`` order. ``weights`` replaces W in the backward pass only
+  (feedback alignment: random, sign or learned B, shaped like W) for dense and
+  conv2d; other kinds have no weights and ignore it.
+- ``param_grads(xp, inputs, delta)`` -> {"W": ∂E/∂W, "b": ∂E/∂b} summed over
+  the batch, given δ = ∂E/∂pre; for dense g_W = δᵀx (Eq. 5 of Betti & Gori),
+  for conv2d the correlation of δ with the (padded) input.
+
+Exact semantics (enough to rebuild a model from ``parameters()``):
+
+- ``dense``: input (B, n_in) → pre = x Wᵀ + b, W (units, n_in), b (units,).
+- ``conv2d``: input (B, C_in, H, W) (NCHW) → pre[b, o, r, c] = b[o] +
+  Σ_{ci,i,j} W[o, ci, i, j] · xpad[b, ci, r·sh + i, c·sw + j], a cross-correlation
+  (no kernel flip); xpad is x with ph zero rows above and below and pw zero
+  columns left and right; Ho = floor((H + 2ph − kh)/sh) + 1 (same for Wo).
+  W (C_out, C_in, kh, kw), b (C_out,).
+- ``pool``: input (B, C, H, W); windows of size (kh, kw) at stride (sh, sw)
+  (default stride = size), no padding, Ho = floor((H − kh)/sh) + 1. ``avg``
+  is the window mean; ``max`` the window maximum, whose VJP sends the whole
+  cotangent to the FIRST maximum of the window in row-major order (offset
+  i·kw + j smallest) — the subgradient numpy's argmax picks; elsewhere max
+  pooling is differentiable and this is its exact gradient.
+- ``flatten``: (B, *s) → (B, prod(s)) in row-major (C) order: element
+  [c, h, w] of a (C, H, W) value goes to index c·H·W + h·W + w.
+- ``add``: the elementwise sum of two or more parents of one shape, then σ
+  (default linear).
+- ``identity``: out = input; a pure one-tick delay on the tick engine.
+
+Activations are those of ``simulator.network.ACTIVATIONS`` (σ applied
+elementwise to pre). pool, flatten and identity have none (linear).
+"""
+import math
+
+import numpy as np
+
+from ..network import ACTIVATIONS
+from .windows import crop2d, out_size, pad2d, scatter, windows
+
+
+class Unfit(Exception):
+    """A layer's field does not fit its parents' shapes: (key, expected, given).
+    The graph builder turns it into a LayerError naming the layer."""
+
+    def __init__(self, key, expected, given):
+        super().__init__(key, expected, given)
+        self.key, self.expected, self.given = key, expected, given
+
+
+class Layer:
+    """Base of the layer kinds: a vertex with ``in_shapes`` (one per parent,
+    batch axis excluded), ``shape`` (its own value's shape), ``activation``
+    (a name of ACTIVATIONS) and ``param_shapes`` {name: shape}."""
+    kind = None
+    arity = 1  # parents: an int, or None for "two or more"
+    param_shapes = {}
+
+    def __init__(self, cfg, in_shapes):
+        self.cfg = cfg
+        self.in_shapes = [tuple(s) for s in in_shapes]
+        self.activation = cfg.get("activation", "linear")
+        self.shape = self._shape()
+
+    def _shape(self):
+        return self.in_shapes[0]
+
+    @property
+    def linear(self):
+        """True when σ is the identity (σ' = 1, so callers may skip it)."""
+        return self.activation == "linear"
+
+    def activate(self, xp, pre):
+        """(σ(pre), σ'(pre))."""
+        return ACTIVATIONS[self.activation](xp, pre)
+
+    def derivative(self, xp, pre):
+        """σ'(pre), the factor a caller applies before ``vjp``."""
+        if self.linear:
+            return xp.ones_like(pre)
+        return ACTIVATIONS[self.activation](xp, pre)[1]
+
+    def value(self, xp, params, inputs):
+        """(pre, out) of this vertex for its parents' values ``inputs``."""
+        pre = self._pre(xp, params, inputs)
+        if self.linear:
+            return pre, pre
+        return pre, ACTIVATIONS[self.activation](xp, pre)[0]
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        """One cotangent per parent from δ = ∂E/∂pre (σ' applied by the caller)."""
+        raise NotImplementedError
+
+    def param_grads(self, xp, inputs, delta):
+        """{name: ∂E/∂param} summed over the batch, from δ = ∂E/∂pre."""
+        return {}
+
+    def fan_in(self):
+        return 1
+
+    def init_weights(self, g, scale):
+        """Host (numpy) {"W": N(0, scale²/fan_in)} drawn from Generator g (or {})."""
+        if "W" not in self.param_shapes:
+            return {}
+        return {"W": g.normal(0.0, scale / math.sqrt(self.fan_in()), self.param_shapes["W"])}
+
+    def init_biases(self, g, bias_scale):
+        """Host {"b": N(0, bias_scale²)}, zeros when bias_scale = 0 (or {})."""
+        if "b" not in self.param_shapes:
+            return {}
+        n = self.param_shapes["b"]
+        return {"b": g.normal(0.0, bias_scale, n) if bias_scale else np.zeros(n)}
+
+
+class Dense(Layer):
+    """Affine map + activation on flat inputs: pre = x Wᵀ + b."""
+    kind = "dense"
+
+    def _shape(self):
+        (s,) = self.in_shapes
+        if len(s) != 1:
+            raise Unfit("from", "a parent with a flat value (add a flatten layer before it)",
+                        f"shape {s}")
+        n_out = self.cfg["units"]
+        self.param_shapes = {"W": (n_out, s[0]), "b": (n_out,)}
+        return (n_out,)
+
+    def fan_in(self):
+        return self.in_shapes[0][0]
+
+    def _pre(self, xp, params, inputs):
+        return inputs[0] @ xp.matrix_transpose(params["W"]) + params["b"]
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        return [delta @ (params["W"] if weights is None else weights)]
+
+    def param_grads(self, xp, inputs, delta):
+        return {"W": xp.matrix_transpose(delta) @ inputs[0], "b": xp.sum(delta, axis=0)}
+
+
+class Conv2d(Layer):
+    """2-D cross-correlation over NCHW inputs with zero padding, + activation."""
+    kind = "conv2d"
+
+    def _shape(self):
+        (s,) = self.in_shapes
+        if len(s) != 3:
+            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
+        c, h, w = s
+        (kh, kw), (sh, sw), (ph, pw) = self.cfg["kernel"], self.cfg["stride"], self.cfg["padding"]
+        if kh > h + 2 * ph or kw > w + 2 * pw:
+            raise Unfit("kernel", f"at most the padded input ({h + 2 * ph}, {w + 2 * pw})",
+                        [kh, kw])
+        self.out_hw = (out_size(h, kh, sh, ph), out_size(w, kw, sw, pw))
+        o = self.cfg["channels"]
+        self.param_shapes = {"W": (o, c, kh, kw), "b": (o,)}
+        return (o,) + self.out_hw
+
+    def fan_in(self):
+        o, c, kh, kw = self.param_shapes["W"]
+        return c * kh * kw
+
+    def _cols(self, xp, x):
+        """im2col: (B, C·kh·kw, Ho·Wo), row index c·kh·kw + i·kw + j."""
+        ph, pw = self.cfg["padding"]
+        win = windows(xp, pad2d(xp, x, ph, pw), self.cfg["kernel"], self.cfg["stride"],
+                      self.out_hw)
+        b, c = x.shape[0], x.shape[1]
+        return xp.reshape(win, (b, c * win.shape[2], win.shape[3] * win.shape[4]))
+
+    def _pre(self, xp, params, inputs):
+        w = params["W"]
+        o = w.shape[0]
+        cols = self._cols(xp, inputs[0])
+        pre = xp.reshape(w, (o, -1)) @ cols
+        pre = xp.reshape(pre, (pre.shape[0], o) + self.out_hw)
+        return pre + xp.reshape(params["b"], (o, 1, 1))
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        w = params["W"] if weights is None else weights
+        o, c, kh, kw = w.shape
+        bsz = delta.shape[0]
+        ho, wo = self.out_hw
+        dcols = xp.matrix_transpose(xp.reshape(w, (o, -1))) @ xp.reshape(delta, (bsz, o, ho * wo))
+        dcols = xp.reshape(dcols, (bsz, c, kh * kw, ho, wo))
+        x = inputs[0]
+        ph, pw = self.cfg["padding"]
+        shape = (bsz, c, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
+        parts = [dcols[:, :, k, :, :] for k in range(kh * kw)]
+        g = scatter(xp, parts, shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)
+        return [crop2d(g, ph, pw)]
+
+    def param_grads(self, xp, inputs, delta):
+        cols = self._cols(xp, inputs[0])
+        bsz, o = delta.shape[0], delta.shape[1]
+        d = xp.reshape(delta, (bsz, o, -1))
+        gw = xp.sum(d @ xp.matrix_transpose(cols), axis=0)  # B small GEMMs beat one tensordot
+        return {"W": xp.reshape(gw, self.param_shapes["W"]), "b": xp.sum(d, axis=(0, 2))}
+
+
+class Pool(Layer):
+    """Average or max over (kh, kw) windows at stride (sh, sw), no padding."""
+    kind = "pool"
+
+    def _shape(self):
+        (s,) = self.in_shapes
+        if len(s) != 3:
+            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
+        c, h, w = s
+        (kh, kw), (sh, sw) = self.cfg["size"], self.cfg["stride"]
+        if kh > h or kw > w:
+            raise Unfit("size", f"at most the input ({h}, {w})", [kh, kw])
+        self.out_hw = (out_size(h, kh, sh, 0), out_size(w, kw, sw, 0))
+        return (c,) + self.out_hw
+
+    def _win(self, xp, x):
+        return windows(xp, x, self.cfg["size"], self.cfg["stride"], self.out_hw)
+
+    def _pre(self, xp, params, inputs):
+        win = self._win(xp, inputs[0])
+        if self.cfg["mode"] == "avg":
+            return xp.mean(win, axis=2)
+        return xp.max(win, axis=2)
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        x = inputs[0]
+        kh, kw = self.cfg["size"]
+        n = kh * kw
+        if self.cfg["mode"] == "avg":
+            parts = [delta / n] * n
+        else:
+            first = xp.argmax(self._win(xp, x), axis=2)  # first maximum of each window
+            parts = [xp.astype(first == k, delta.dtype) * delta for k in range(n)]
+        g = scatter(xp, parts, x.shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)
+        return [g]
+
+
+class Flatten(Layer):
+    """(B, *s) → (B, prod(s)), row-major."""
+    kind = "flatten"
+
+    def _shape(self):
+        return (math.prod(self.in_shapes[0]),)
+
+    def _pre(self, xp, params, inputs):
+        x = inputs[0]
+        return xp.reshape(x, (x.shape[0], self.shape[0]))
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        return [xp.reshape(delta, (delta.shape[0],) + self.in_shapes[0])]
+
+
+class Add(Layer):
+    """Residual merge: σ(sum of the parents), all of one shape."""
+    kind = "add"
+    arity = None
+
+    def _shape(self):
+        first = self.in_shapes[0]
+        for k, s in enumerate(self.in_shapes[1:], 1):
+            if s != first:
+                raise Unfit("from", f"parents of one shape (parent 0 has {first})",
+                            f"parent {k} of shape {s}")
+        return first
+
+    def _pre(self, xp, params, inputs):
+        total = inputs[0]
+        for x in inputs[1:]:
+            total = total + x
+        return total
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        return [delta] * len(inputs)
+
+
+class Identity(Layer):
+    """A pure one-tick delay: out = input."""
+    kind = "identity"
+
+    def _pre(self, xp, params, inputs):
+        return inputs[0]
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        return [delta]
+
+
+KINDS = {cls.kind: cls for cls in (Dense, Conv2d, Pool, Flatten, Add, Identity)}

@@ -1,0 +1,97 @@
+"""Instantaneous forward pass and backprop on a Model: the graph oracle.
+
+Plain on purpose — one pass forward in topological order, one pass backward
+in reverse, no history — so that it shares with the tick engine only the layer
+kinds' value/VJP/parameter-gradient functions (which finite differences check)
+and the losses of ``simulator.options``. Arrays stay in the namespace of the
+input ``u`` (numpy, array-api-strict, cupy); the loss is summed over the batch.
+"""
+from array_api_compat import array_namespace
+
+from ..errors import SimulatorError
+from ..options import loss_and_grad
+
+
+def device_params(xp, model, dtype, params=None):
+    """{key: array} of the model's parameters (or of ``params``, host or device
+    arrays keyed like ``parameters()``) in namespace ``xp`` and ``dtype``."""
+    params = model.parameters() if params is None else params
+    return {k: xp.asarray(a, dtype=dtype) for k, a in params.items()}
+
+
+def vertex_params(params, vertex):
+    """The short-named {"W": ..., "b": ...} of one vertex from a keyed dict."""
+    return {p: params[f"{vertex.name}.{p}"] for p in vertex.param_names}
+
+
+def evaluate(model, u, params=None):
+    """(pres, outs): per vertex index, the pre-activation and the value for the
+    batch ``u`` of shape (B, *input_shape); index 0 is the input itself."""
+    xp = array_namespace(u)
+    if tuple(u.shape[1:]) != model.input_shape:
+        raise SimulatorError(f"input of shape {tuple(u.shape)}; the model expects "
+                             f"(batch, {', '.join(map(str, model.input_shape))})")
+    p = device_params(xp, model, u.dtype, params)
+    pres, outs = [u], [u]
+    for v in model.vertices[1:]:
+        pre, out = v.layer.value(xp, vertex_params(p, v), [outs[i] for i in v.parents])
+        pres.append(pre)
+        outs.append(out)
+    return pres, outs
+
+
+def forward(model, u, params=None):
+    """{vertex name: value} of every vertex for the batch ``u`` (Eq. 1 on a graph)."""
+    _, outs = evaluate(model, u, params)
+    return {v.name: x for v, x in zip(model.vertices, outs)}
+
+
+def factors(model, u, y, loss="mse", params=None, feedback=None):
+    """Backprop on the graph: (outs, deltas, loss value), per vertex index.
+
+    ``deltas[v]`` = ∂ℓ/∂pre_v: at the output σ'_out ⊙ ∂ℓ/∂x_out; elsewhere
+    σ'_v ⊙ Σ over children c (and each position of v in c's ``from``) of c's
+    VJP of δ_c. ``feedback`` {"<layer>.W": B} replaces those weights in the
+    backward pass (feedback-alignment baselines). deltas[0] is None.
+    """
+    xp = array_namespace(u)
+    pres, outs = evaluate(model, u, params)
+    p = device_params(xp, model, u.dtype, params)
+    fb = {} if feedback is None else {k: xp.asarray(a, dtype=u.dtype) for k, a in feedback.items()}
+    value, grad = loss_and_grad(xp, loss, outs[-1], y)
+    cot = [None] * len(model)
+    cot[-1] = grad
+    deltas = [None] * len(model)
+    for v in reversed(model.vertices[1:]):
+        d = cot[v.index]
+        if not v.layer.linear:
+            d = v.layer.derivative(xp, pres[v.index]) * d
+        deltas[v.index] = d
+        inputs = [outs[i] for i in v.parents]
+        back = v.layer.vjp(xp, vertex_params(p, v), inputs, pres[v.index], d,
+                           weights=fb.get(f"{v.name}.W"))
+        for i, c in zip(v.parents, back):
+            if i:  # the input needs no cotangent
+                cot[i] = c if cot[i] is None else cot[i] + c
+    return outs, deltas, value
+
+
+def backprop(model, u, y, loss="mse", params=None, feedback=None):
+    """{"<layer>.W": ∂ℓ/∂W, "<layer>.b": ∂ℓ/∂b} summed over the batch, keyed
+    and laid out like ``model.parameters()`` (Eq. 5 of Betti & Gori per vertex:
+    the vertex's δ paired with its inputs)."""
+    xp = array_namespace(u)
+    outs, deltas, _ = factors(model, u, y, loss, params, feedback)
+    grads = {}
+    for v in model.vertices[1:]:
+        if v.param_names:
+            g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
+            grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+    return grads
+
+
+def loss_value(model, u, y, loss="mse", params=None):
+    """ℓ(u, y) of the instantaneous model, summed over the batch."""
+    xp = array_namespace(u)
+    _, outs = evaluate(model, u, params)
+    return loss_and_grad(xp, loss, outs[-1], y)[0]

@@ -1,0 +1,167 @@
+"""The layer dicts a scene's TOML holds: fields per kind, defaults, and one
+error per mistake (layer index and name, key, expected, given, did-you-mean).
+
+A layer dict is ``{name=..., kind=..., from=..., <fields of its kind>}``;
+``name`` defaults to the layer's 1-based position ("1", "2", ...), ``from`` to
+the previous layer (the input for the first), and may be one name or a list.
+``normalize`` returns a plain dict with every field filled in and pairs as
+tuples; ``denormalize`` is its inverse up to defaults (lists, TOML-ready).
+"""
+import difflib
+import math
+import re
+
+from ..errors import SimulatorError
+from ..network import ACTIVATIONS
+
+INPUT = "input"
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+MISSING = object()  # "given nothing": a required key is absent
+
+
+class LayerError(SimulatorError):
+    """A layer dict (or the input shape) is wrong: names the layer by index and
+    name, the key, what was expected and what was given, and a close match."""
+
+    def __init__(self, index, name, key, expected, given, choices=()):
+        self.index, self.name, self.key = index, name, key
+        if index is None:
+            where = key
+        elif name is None:
+            where = f"layers[{index}]: {key}"
+        else:
+            where = f"layers[{index}] ({name!r}): {key}"
+        shown = "nothing" if given is MISSING else repr(given)
+        msg = f"{where}: expected {expected}, given {shown}"
+        close = difflib.get_close_matches(str(given), [str(c) for c in choices], n=1)
+        if close:
+            msg += f"; did you mean {close[0]!r}?"
+        super().__init__(msg)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(lo):
+    def check(v):
+        if _is_int(v) and v >= lo:
+            return v
+        raise ValueError(f"an integer >= {lo}")
+    return check
+
+
+def _pair(lo):
+    def check(v):
+        if _is_int(v) and v >= lo:
+            return (v, v)
+        if (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(_is_int(a) and a >= lo for a in v)):
+            return (int(v[0]), int(v[1]))
+        raise ValueError(f"an integer >= {lo} or a pair [rows, columns] of them")
+    return check
+
+
+def _number(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
+        return float(v)
+    raise ValueError("a finite number >= 0")
+
+
+def _choice(choices):
+    def check(v):
+        if v in choices:
+            return v
+        raise ValueError(f"one of {', '.join(choices)}", choices)
+    return check
+
+
+REQUIRED = object()
+_ACT = _choice(tuple(ACTIVATIONS))
+_INIT = {"scale": (1.0, _number), "bias_scale": (0.0, _number)}
+
+# kind -> {key: (default or REQUIRED, checker)}; pool's stride None means "= size".
+FIELDS = {
+    "dense": {"units": (REQUIRED, _int(1)), "activation": ("tanh", _ACT), **_INIT},
+    "conv2d": {"channels": (REQUIRED, _int(1)), "kernel": (REQUIRED, _pair(1)),
+               "stride": (1, _pair(1)), "padding": (0, _pair(0)),
+               "activation": ("tanh", _ACT), **_INIT},
+    "pool": {"size": (REQUIRED, _pair(1)), "stride": (None, _pair(1)),
+             "mode": ("avg", _choice(("avg", "max")))},
+    "flatten": {},
+    "add": {"activation": ("linear", _ACT)},
+    "identity": {},
+}
+COMMON = ("name", "kind", "from")
+
+
+def check_name(index, name):
+    """A layer name: letters, digits, _ and -, not 'input'."""
+    if not isinstance(name, str) or not _NAME.match(name) or name == INPUT:
+        raise LayerError(index, name, "name",
+                         "a name of letters, digits, _ and - other than 'input'", name)
+    return name
+
+
+def normalize(index, raw, previous):
+    """The complete config of layer ``index`` given as dict ``raw``;
+    ``previous`` is the name ``from`` defaults to."""
+    if not isinstance(raw, dict):
+        raise LayerError(index, None, "layer", "a table of keys (name, kind, from, ...)", raw)
+    name = check_name(index, raw.get("name", str(index + 1)))
+    kind = raw.get("kind", REQUIRED)
+    if kind is REQUIRED:
+        raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", MISSING)
+    if kind not in FIELDS:
+        raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", kind, FIELDS)
+    fields = FIELDS[kind]
+    for key in raw:
+        if key not in COMMON and key not in fields:
+            allowed = COMMON + tuple(fields)
+            raise LayerError(index, name, key,
+                             f"a key of a {kind} layer ({', '.join(allowed)})", key, allowed)
+    parents = raw.get("from", previous)
+    if isinstance(parents, str):
+        parents = [parents]
+    if (not isinstance(parents, (list, tuple)) or not parents
+            or not all(isinstance(p, str) for p in parents)):
+        raise LayerError(index, name, "from", "a layer name or a non-empty list of them",
+                         raw.get("from"))
+    cfg = {"name": name, "kind": kind, "from": tuple(parents)}
+    for key, (default, check) in fields.items():
+        if key not in raw:
+            if default is REQUIRED:
+                raise LayerError(index, name, key, f"a value (kind {kind!r} needs {key})", MISSING)
+            cfg[key] = default if default is None else check(default)
+            continue
+        try:
+            cfg[key] = check(raw[key])
+        except ValueError as exc:
+            choices = exc.args[1] if len(exc.args) > 1 else ()
+            raise LayerError(index, name, key, exc.args[0], raw[key], choices) from None
+    if kind == "pool" and cfg["stride"] is None:
+        cfg["stride"] = cfg["size"]
+    return cfg
+
+
+def denormalize(cfg):
+    """A TOML-ready layer dict (lists for pairs and ``from``) of a normalized config."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, tuple):
+            value = list(value)
+        if key == "from" and len(value) == 1:
+            value = value[0]
+        out[key] = value
+    return out
+
+
+def check_input_shape(shape):
+    """(B-less) input shape as a tuple of positive ints; a bare int means (n,)."""
+    if _is_int(shape):
+        shape = (shape,)
+    if (isinstance(shape, (list, tuple)) and shape
+            and all(_is_int(n) and n >= 1 for n in shape)):
+        return tuple(int(n) for n in shape)
+    raise LayerError(None, None, "input_shape",
+                     "a positive integer or a non-empty list of them, e.g. [1, 28, 28]", shape)

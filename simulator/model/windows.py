@@ -1,0 +1,56 @@
+"""Sliding windows over the last two axes, without sliding_window_view.
+
+Convolution and pooling read a (B, C, H, W) array through kh·kw strided
+slices, one per kernel offset (i, j): slice (i, j) holds, for every output
+pixel (r, c), the input pixel (i + r·sh, j + c·sw). Stacking the slices gives
+im2col; scattering cotangents back slice by slice gives col2im. Only basic
+slicing, ``concat``, ``stack`` and slice assignment are used, so the same code
+runs under numpy, array-api-strict and cupy; the one Python loop is over the
+kh·kw offsets (never over batch, channels or pixels).
+"""
+
+
+def out_size(n, k, s, p):
+    """Output length of a window of size k, stride s, zero padding p on both
+    sides over n samples: floor((n + 2p − k)/s) + 1 (trailing samples that do
+    not fill a window are dropped)."""
+    return (n + 2 * p - k) // s + 1
+
+
+def pad2d(xp, x, ph, pw):
+    """x zero-padded by ph rows above and below and pw columns left and right."""
+    if ph:
+        z = xp.zeros(x.shape[:-2] + (ph, x.shape[-1]), dtype=x.dtype, device=x.device)
+        x = xp.concat([z, x, z], axis=-2)
+    if pw:
+        z = xp.zeros(x.shape[:-1] + (pw,), dtype=x.dtype, device=x.device)
+        x = xp.concat([z, x, z], axis=-1)
+    return x
+
+
+def crop2d(x, ph, pw):
+    """Undo pad2d: drop ph rows and pw columns from each side."""
+    h, w = x.shape[-2], x.shape[-1]
+    return x[..., ph:h - ph, pw:w - pw]
+
+
+def slices(kernel, stride, out_hw):
+    """The (row, column) slices of every kernel offset, offset k = i·kw + j."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    return [(slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+            for i in range(kh) for j in range(kw)]
+
+
+def windows(xp, x, kernel, stride, out_hw):
+    """(B, C, kh·kw, Ho, Wo): every window of the (already padded) x, offsets
+    in row-major order k = i·kw + j."""
+    return xp.stack([x[..., r, c] for r, c in slices(kernel, stride, out_hw)], axis=2)
+
+
+def scatter(xp, parts, shape, kernel, stride, out_hw, like):
+    """col2im: the sum, into a zero array of ``shape`` (padded input shape), of
+    ``parts[k]`` (B, C, Ho, Wo) added at offset k's strided positions."""
+    g = xp.zeros(shape, dtype=like.dtype, device=like.device)
+    for part, (r, c) in zip(parts, slices(kernel, stride, out_hw)):
+        g[..., r, c] = g[..., r, c] + part
+    return g
