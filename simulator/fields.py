@@ -48,10 +48,12 @@ def _kind_name(value):
     return type(value).__name__
 
 
-def show(value, typed=False, limit=60):
+def show(value, typed=False, depth=0):
     """A short, always printable rendering of a scene value for an error
-    message (TOML spelling; huge integers as their digit count, long strings
-    and lists cut); ``typed`` appends the value's type, e.g. "'x' (a string)"."""
+    message (TOML spelling; huge integers as their digit count; long strings,
+    long or deeply nested lists and tables cut); ``typed`` appends the value's
+    type, e.g. "'x' (a string)"."""
+    limit = 60 if depth == 0 else 20
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, int):
@@ -63,12 +65,12 @@ def show(value, typed=False, limit=60):
     elif isinstance(value, str):
         text = repr(value if len(value) <= limit else value[:limit] + "...")
     elif isinstance(value, (list, tuple)):
-        parts = [show(v, limit=limit // 2) for v in value[:5]]
-        text = "[" + ", ".join(parts + (["..."] if len(value) > 5 else [])) + "]"
+        parts = [show(v, depth=depth + 1) for v in value[:5]] if depth < 3 else ["..."] * bool(value)
+        text = "[" + ", ".join(parts + (["..."] if len(value) > 5 and depth < 3 else [])) + "]"
     elif isinstance(value, dict):
-        parts = [f"{show(str(k), limit=20)} = {show(v, limit=limit // 2)}"
-                 for k, v in list(value.items())[:3]]
-        text = "{" + ", ".join(parts + (["..."] if len(value) > 3 else [])) + "}"
+        parts = ([f"{show(str(k), depth=depth + 1)} = {show(v, depth=depth + 1)}"
+                  for k, v in list(value.items())[:3]] if depth < 3 else ["..."] * bool(value))
+        text = "{" + ", ".join(parts + (["..."] if len(value) > 3 and depth < 3 else [])) + "}"
     else:
         text = type(value).__name__
     if len(text) > 2 * limit:
@@ -252,7 +254,7 @@ class ListOf(Field):
         if not isinstance(value, list):
             self.fail(value, where, typed=True)
         if not (self.min_len <= len(value) <= self.max_len or (self.empty_ok and not value)):
-            self.fail(value, where, hint=f" ({len(value)} entries)")
+            self.fail(value, where, hint=f" ({len(value)} {'entry' if len(value) == 1 else 'entries'})")
         out = [self.entry.check(v, _entry(where, i)) for i, v in enumerate(value)]
         if self.unique and len({json.dumps(v) for v in out}) != len(out):
             self.fail(value, where, expected=self.expected + ", each at most once")

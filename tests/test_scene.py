@@ -359,6 +359,8 @@ GOOD_META = {"name": "fig", "scene": {"kind": "locking", "locking": {"depth": 3}
     ('{"name": "x", "scene": {"kind": "locking", "locking": {"depth": ' + "9" * 5000 + "}}}",
      ["not a tickprop run.json"]),
     ('{"name": "x", "scene": ' + "[" * 100_000 + "]" * 100_000 + "}", ["not a tickprop run.json"]),
+    ('{"name": "x", "scene": {"kind": "diffusion", "network": {"sizes": [4, ' + "[" * 500
+     + "]" * 500 + "]}}}", ["network.sizes[1]", "]]] (a list)"]),
 ])
 def test_damaged_run_json_is_one_error(tmp_path, text, needles):
     refuse(text, tmp_path, *needles, name="run.json")
