@@ -443,7 +443,10 @@ def apply_overrides(scene, overrides, source, values=None):
     kind = _kind_of(raw, source)
     for key, value in (values or {}).items():
         section, _, name = key.partition(".")
-        _section_of(raw, kind, section, name, f"{source}: {key}")[name] = value
+        if name not in SCHEMAS[kind].get(section, {}):
+            raise SceneError(f"{source}: a {kind} scene has no key {key!r}, so its command-line "
+                             f"option does not apply (its sections: {', '.join(SCHEMAS[kind])})")
+        _section_of(raw, kind, section, name, key)[name] = value
     for item in overrides:
         key, eq, text = item.partition("=")
         parts = key.strip().split(".")
