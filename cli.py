@@ -25,6 +25,10 @@ def _fail(exc):
     sys.exit(2)
 
 
+# click >= 8.2 raises this for a group called without a command.
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, unwound like Ctrl-C so every temporary file is removed."""
 
@@ -39,8 +43,29 @@ def _on_sigterm(signum, frame):
 
 class _Group(click.Group):
     """Turns SimulatorError (and an OSError met while writing) into one line and
-    exit code 2, keeps click's own usage errors at exit 2 too, and turns Ctrl-C
+    exit code 2, click's own usage errors (a bad option value, an unknown
+    option or command) into one ``error:`` line and exit 2 as well, and Ctrl-C
     and SIGTERM into one line and exit 130 / 143 after cleaning up."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NoArgsIsHelp as exc:       # bare `tickprop`: the help, not an error
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         previous = None

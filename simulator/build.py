@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 
 from .backend import Backend
-from .datasets import load_digits
+from .datasets import DIGITS_SHAPE, load_digits
 from .engine import Engine
 from .errors import SceneError
 from .network import Network
@@ -120,6 +120,11 @@ def relaxation_network(scene):
     net, run = scene["network"], scene["run"]
     if len(net["sizes"]) < 3:
         raise SceneError("key 'network.sizes': relaxation needs a hidden layer (3 widths or more)")
+    digits = scene["kind"] == "ar_train" or scene["relaxation"].get("data") == "digits"
+    if digits and (net["sizes"][0], net["sizes"][-1]) != DIGITS_SHAPE:
+        raise SceneError(f"key 'network.sizes': the digits have {DIGITS_SHAPE[0]} inputs and "
+                         f"{DIGITS_SHAPE[1]} classes, so expected sizes from {DIGITS_SHAPE[0]} to "
+                         f"{DIGITS_SHAPE[1]}, got {net['sizes']}")
     sizes, acts = network_shape(net)
     return dict(sizes=sizes, activations=acts, weight_scale=net["scale"],
                 bias_scale=net["bias_scale"], device=run["device"], dtype=run["dtype"])

@@ -15,6 +15,9 @@ from .errors import SimulatorError
 _SKLEARN_HINT = "install the data extra: pip install -e '.[data]'"
 
 
+DIGITS_SHAPE = (64, 10)     # scikit-learn's 8x8 digits: pixels in, classes out
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A labelled data set split once into train and test parts.

@@ -1,221 +1,223 @@
-"""Scene schema, loading, validation and the resolved-scene round trip.
+"""The one scene schema: every kind's sections, loading, validation and overrides.
 
 A scene is a TOML file: top-level ``description`` and ``kind``, then sections
-of keys. Every key is declared here once (type, default, allowed values,
-meaning); loading fills in the defaults and checks everything before any work,
-so a bad scene fails with one message naming the file, the key, what was
-expected and what was given (with a did-you-mean for typos). The resolved
-scene (all defaults filled) is what run.json stores and replays.
+of keys. Every key of every kind is declared here once, as a field object of
+one of the field types of simulator.fields (Int, Float, Str, Bool, Size,
+ListOf, Window, Tuple, Table); each type checks its own values and writes its
+own error message, and a list checks every entry with its entry's message. Loading
+fills in the defaults and checks everything before any work, so a bad scene
+fails with one SceneError naming the file, the key, what was expected and what
+was given, with a did-you-mean for typos::
+
+    fig.toml: key 'network.sizes[2]': expected an integer in 1..65536, got 0
+
+The resolved scene (all defaults filled) is what run.json stores and replays.
+This module imports no other scene-kind module: the kinds' code imports their
+sections from here.
 """
 import copy
-import difflib
 import json
 import os
+import re
 import tomllib
 
 from .errors import SceneError
 from .paths import scenes_dir
-from .options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
+# Field and size_bytes are re-exported: callers know them as scene.Field, scene.size_bytes.
+from .fields import (INT_DIGITS, Bool, Field, Float, Int, ListOf, Size, Str, Table, Tuple,  # noqa: F401
+                     Window, closest, did_you_mean, show, size_bytes)
 from .network import ACTIVATIONS
+from .options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 from .streams import INPUTS, TARGETS
 
 SCENES_DIR = scenes_dir()
+# A scene or run.json larger than this is not one (a binary file given by mistake).
+MAX_FILE_BYTES = 16 * 2**20
+_did_you_mean = did_you_mean     # the old private name
 
 
-class Field:
-    """One scene key: its type, default, allowed values or range, and meaning."""
-
-    def __init__(self, kind, default, doc, choices=None, low=None, high=None):
-        self.kind, self.default, self.doc = kind, default, doc
-        self.choices, self.low, self.high = choices, low, high
-
-    def check(self, value, where):
-        """Return the value converted to its type, or raise SceneError."""
-        value = self._typed(value, where)
-        if self.choices is not None and self.kind != "str_list" and value not in self.choices:
-            hint = _did_you_mean(str(value), self.choices)
-            raise SceneError(f"{where}: expected one of {', '.join(map(str, self.choices))}, "
-                             f"got {value!r}{hint}")
-        items = value if self.kind.endswith("_list") else [value]
-        if self.kind == "window_list":
-            items = [v for pair in value for v in pair]
-        if self.kind == "str_list" and self.choices is not None:
-            items = []
-            for v in value:
-                if v not in self.choices:
-                    raise SceneError(f"{where}: expected entries from {', '.join(self.choices)}, "
-                                     f"got {v!r}{_did_you_mean(v, self.choices)}")
-        for v in items:
-            if isinstance(v, (int, float)) and self.low is not None and v < self.low:
-                raise SceneError(f"{where}: expected a value >= {self.low}, got {value!r}")
-            if isinstance(v, (int, float)) and self.high is not None and v > self.high:
-                raise SceneError(f"{where}: expected a value <= {self.high}, got {value!r}")
-        return value
-
-    def _typed(self, value, where):
-        kind = self.kind
-        ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "str": isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "int_list": isinstance(value, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value),
-            "float_list": isinstance(value, list) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
-            "str_list": isinstance(value, list) and all(isinstance(v, str) for v in value),
-            "window_list": isinstance(value, list) and all(
-                isinstance(p, list) and len(p) == 2 and all(
-                    isinstance(v, int) and not isinstance(v, bool) for v in p) for p in value),
-            "size": (isinstance(value, (int, str)) and not isinstance(value, bool)),
-        }[kind]
-        if not ok:
-            names = {"int": "an integer", "float": "a number", "str": "a string",
-                     "bool": "true or false", "int_list": "a list of integers",
-                     "size": "a size such as '1GiB' or a number of bytes"}
-            raise SceneError(f"{where}: expected {names[kind]}, got {value!r} "
-                             f"({type(value).__name__})")
-        if kind == "float_list":
-            return [float(v) for v in value]
-        return float(value) if kind == "float" else value
-
-
-def _did_you_mean(word, known):
-    close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
+# ------------------------------------------------------------------ the sections
 ACTS = tuple(ACTIVATIONS)
+WIDTH = 65536           # widest layer
+DEPTH = 512             # deepest network (L)
+TICKS = 10**8           # longest run
+BIG = 1e6               # largest rate, scale or decay (beyond it every run diverges)
+SEED = 2**32 - 1        # largest seed
+
+
+def _width(doc):
+    return Int(16, doc, 1, WIDTH)
+
 
 NETWORK = {
-    "depth": Field("int", 9, "L, the index of the output layer (L+1 levels)", low=1, high=512),
-    "width": Field("int", 16, "neurons per hidden layer", low=1, high=65536),
-    "inputs": Field("int", 16, "neurons in layer 0", low=1, high=65536),
-    "outputs": Field("int", 16, "neurons in layer L", low=1, high=65536),
-    "sizes": Field("int_list", [], "explicit widths of layers 0..L (overrides depth/width/inputs/outputs)", low=1),
-    "hidden": Field("str", "tanh", "σ of layers 1..L−1", choices=ACTS),
-    "output": Field("str", "linear", "σ of layer L", choices=ACTS),
-    "scale": Field("float", 1.0, "weights ~ N(0, scale²/n_in)", low=0.0),
-    "bias_scale": Field("float", 0.0, "biases ~ N(0, bias_scale²)", low=0.0),
+    "depth": Int(9, "L, the index of the output layer (L+1 levels)", 1, DEPTH),
+    "width": _width("neurons per hidden layer"),
+    "inputs": _width("neurons in layer 0"),
+    "outputs": _width("neurons in layer L"),
+    "sizes": ListOf(Int(16, "width", 1, WIDTH), [],
+                    "explicit widths of layers 0..L (overrides depth/width/inputs/outputs)",
+                    min_len=2, max_len=DEPTH + 1, empty_ok=True),
+    "hidden": Str("tanh", "σ of layers 1..L−1", ACTS),
+    "output": Str("linear", "σ of layer L", ACTS),
+    "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
+    "bias_scale": Float(0.0, "biases ~ N(0, bias_scale²)", 0.0, BIG),
 }
 STREAM = {
-    "kind": Field("str", "held", "input stream", choices=INPUTS),
-    "batch": Field("int", 1, "independent streams side by side", low=1),
-    "hold": Field("int", 16, "ticks each frame is held (held, dataset)", low=1),
-    "crossfade": Field("int", 0, "ticks of linear blend into each new frame", low=0),
-    "tau": Field("float", 8.0, "correlation time of smooth noise, ticks", low=1e-9),
-    "period": Field("float", 32.0, "period of sine inputs, ticks", low=1e-9),
-    "amplitude": Field("float", 1.0, "input scale", low=0.0),
+    "kind": Str("held", "input stream", INPUTS),
+    "batch": Int(1, "independent streams side by side", 1, WIDTH),
+    "hold": Int(16, "ticks each frame is held (held, dataset)", 1, TICKS),
+    "crossfade": Int(0, "ticks of linear blend into each new frame", 0, TICKS),
+    "tau": Float(8.0, "correlation time of smooth noise, ticks", 1e-9, TICKS),
+    "period": Float(32.0, "period of sine inputs, ticks", 1e-9, TICKS),
+    "amplitude": Float(1.0, "input scale", 0.0, BIG),
 }
 TARGET = {
-    "kind": Field("str", "teacher", "teacher network or dataset labels", choices=TARGETS),
-    "scale": Field("float", 1.0, "teacher weight scale", low=0.0),
+    "kind": Str("teacher", "teacher network or dataset labels", TARGETS),
+    "scale": Float(1.0, "teacher weight scale", 0.0, BIG),
 }
 RULE = {
-    "loss": Field("str", "mse", "ℓ", choices=tuple(LOSSES)),
-    "feedback": Field("str", "transpose", "F_l in the backward wave", choices=FEEDBACK),
-    "derivative": Field("str", "local", "D[t,l] in the backward wave", choices=DERIVATIVE),
-    "pairing": Field("str", "local", "which x g pairs δ with", choices=PAIRING),
-    "supervision_delay": Field("int", 0, "d_y: target of frame t−d_y at tick t", low=0),
-    "learning_rate": Field("float", 0.0, "η; 0 freezes the weights", low=0.0),
-    "accumulate": Field("int", 1, "apply the summed g every k ticks", low=1),
-    "weight_decay": Field("float", 0.0, "decay of W (and learned B) per update", low=0.0),
-    "feedback_scale": Field("float", 1.0, "random B ~ N(0, scale²/n_in)", low=0.0),
-    "itd_epsilon": Field("float", 1e-6, "itd-dy keeps the last quotient where |Δa| < ε", low=0.0),
-    "reference": Field("str", "input", "frame the mismatch compares with", choices=REFERENCE),
+    "loss": Str("mse", "ℓ", tuple(LOSSES)),
+    "feedback": Str("transpose", "F_l in the backward wave", FEEDBACK),
+    "derivative": Str("local", "D[t,l] in the backward wave", DERIVATIVE),
+    "pairing": Str("local", "which x g pairs δ with", PAIRING),
+    "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
+    "learning_rate": Float(0.0, "η; 0 freezes the weights", 0.0, BIG),
+    "accumulate": Int(1, "apply the summed g every k ticks", 1, TICKS),
+    "weight_decay": Float(0.0, "decay of W (and learned B) per update", 0.0, BIG),
+    "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
+    "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
+    "reference": Str("input", "frame the mismatch compares with", REFERENCE),
 }
 RUN = {
-    "ticks": Field("int", 200, "ticks to simulate", low=1),
-    "seed": Field("int", 0, "seeds every random draw", low=0),
-    "device": Field("str", "cpu", "cpu (numpy) or cuda (cupy)", choices=("cpu", "cuda")),
-    "dtype": Field("str", "float64", "float32 or float64", choices=("float32", "float64")),
+    "ticks": Int(200, "ticks to simulate", 1, TICKS),
+    "seed": Int(0, "seeds every random draw", 0, SEED),
+    "device": Str("cpu", "cpu (numpy) or cuda (cupy)", ("cpu", "cuda")),
+    "dtype": Str("float64", "float32 or float64", ("float32", "float64")),
 }
 RECORD = {
-    "states": Field("bool", True, "record full neuron states"),
-    "every": Field("int", 1, "record states every k ticks", low=1),
-    "layers": Field("int_list", [], "layers whose states are recorded (empty = all)", low=0),
-    "metrics": Field("bool", True, "reference gradients and mismatch per tick"),
-    "chunk": Field("int", 256, "ticks per host transfer", low=1),
-    "memory_budget": Field("size", "1GiB", "refuse runs whose recording exceeds this"),
+    "states": Bool(True, "record full neuron states"),
+    "every": Int(1, "record states every k ticks", 1, TICKS),
+    "layers": ListOf(Int(0, "layer", 0, DEPTH), [],
+                     "layers whose states are recorded (empty = all)", max_len=DEPTH + 1),
+    "metrics": Bool(True, "reference gradients and mismatch per tick"),
+    "chunk": Int(256, "ticks per host transfer", 1, WIDTH),
+    "memory_budget": Size("1GiB", "refuse runs whose recording exceeds this", 1, 2**50),
 }
-
 RENDER = {
-    "png": Field("bool", True, "write waves.png and mismatch.png"),
-    "gif": Field("bool", True, "write waves.gif"),
-    "every": Field("int", 1, "one GIF frame every k ticks", low=1),
-    "size": Field("int_list", [720, 400], "GIF width (320..4000) and height (200..4000) in pixels",
-                  low=200, high=4000),
-    "color": Field("str", "both", "raster colouring", choices=("magnitude", "tag", "both")),
-    "windows": Field("window_list", [], "tick windows [start, stop] drawn as raster panels "
-                     "(empty = the whole run)", low=0),
+    "png": Bool(True, "write waves.png and mismatch.png"),
+    "gif": Bool(True, "write waves.gif"),
+    "every": Int(1, "one GIF frame every k ticks", 1, TICKS),
+    "size": Tuple([Int(720, "width", 320, 4000), Int(400, "height", 200, 4000)],
+                  ["width", "height"], [720, 400], "GIF width and height in pixels"),
+    "color": Str("both", "raster colouring", ("magnitude", "tag", "both")),
+    "windows": ListOf(Window([0, 1], "window", TICKS), [],
+                      "tick windows [start, stop] drawn as raster panels (empty = the whole run)",
+                      max_len=16),
 }
 SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype")}
 
 AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
+ETA_X = Float(0.1, "relaxation rate", 1e-9, 1.999999)
 AR_NETWORK = {
-    "sizes": Field("int_list", [64, 300, 300, 100, 10], "widths of layers 0..L", low=1),
-    "hidden": Field("str", "relu", "σ of layers 1..L−1", choices=ACTS),
-    "output": Field("str", "linear", "σ of layer L", choices=ACTS),
-    "scale": Field("float", 1.0, "weights ~ N(0, scale²/n_in)", low=0.0),
-    "bias_scale": Field("float", 0.0, "biases ~ N(0, bias_scale²)", low=0.0),
+    "sizes": ListOf(Int(16, "width", 1, WIDTH), [64, 300, 300, 100, 10],
+                    "widths of layers 0..L (a hidden layer at least)", min_len=3,
+                    max_len=DEPTH + 1),
+    "hidden": Str("relu", "σ of layers 1..L−1", ACTS),
+    "output": Str("linear", "σ of layer L", ACTS),
+    "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
+    "bias_scale": Float(0.0, "biases ~ N(0, bias_scale²)", 0.0, BIG),
 }
 AR_COMMON = {
-    "iterations": Field("int", 100, "relaxation ticks K per update", low=0),
-    "loss": Field("str", "mse", "ℓ", choices=tuple(LOSSES)),
-    "init": Field("str", "forward", "relaxation starts from the forward sweep or zero",
-                  choices=("forward", "zero")),
-    "feedback_scale": Field("float", 1.0, "random ψ ~ N(0, scale²/n_in)", low=0.0),
+    "iterations": Int(100, "relaxation ticks K per update", 1, 10**6),
+    "loss": Str("mse", "ℓ", tuple(LOSSES)),
+    "init": Str("forward", "relaxation starts from the forward sweep or zero", ("forward", "zero")),
+    "feedback_scale": Float(1.0, "random ψ ~ N(0, scale²/n_in)", 0.0, BIG),
 }
 AR_CONVERGE = dict(AR_COMMON, **{
-    "variant": Field("str", "exact", "AR variant (paper 001 Eqs. 5–8)", choices=AR_VARIANTS),
-    "eta_x": Field("float_list", [0.05, 0.1, 0.2, 0.5, 1.0], "relaxation rates to compare",
-                   low=1e-9, high=1.999999),
-    "batch": Field("int", 64, "samples relaxed together", low=1),
-    "data": Field("str", "digits", "digits images or gaussian inputs", choices=("digits", "gaussian")),
+    "variant": Str("exact", "AR variant (paper 001 Eqs. 5–8)", AR_VARIANTS),
+    "eta_x": ListOf(ETA_X, [0.05, 0.1, 0.2, 0.5, 1.0], "relaxation rates to compare",
+                    min_len=1, max_len=64),
+    "batch": Int(64, "samples relaxed together", 1, WIDTH),
+    "data": Str("digits", "digits images or gaussian inputs", ("digits", "gaussian")),
 })
 AR_TRAIN = dict(AR_COMMON, **{
-    "variants": Field("str_list", list(AR_VARIANTS), "AR variants trained beside backprop",
-                      choices=AR_VARIANTS),
-    "eta_x": Field("float", 0.1, "relaxation rate", low=1e-9, high=1.999999),
+    "variants": ListOf(Str("exact", "variant", AR_VARIANTS), list(AR_VARIANTS),
+                       "AR variants trained beside backprop", min_len=1,
+                       max_len=len(AR_VARIANTS), unique=True),
+    "eta_x": ETA_X,
 })
+SEEDS = ListOf(Int(0, "seed", 0, SEED), [0, 1, 2], "one run per seed", min_len=1, max_len=1000)
 TRAIN_BATCHES = {
-    "lr": Field("float", 0.05, "SGD rate on the batch-mean gradient", low=1e-12),
-    "batch": Field("int", 64, "minibatch size", low=1),
-    "epochs": Field("int", 20, "sweeps through the training digits", low=1),
-    "seeds": Field("int_list", [0, 1, 2], "one run per seed (initial weights, batches)", low=0),
-    "eval_every": Field("int", 0, "minibatches between evaluations (0 = once per epoch)", low=0),
-    "test_fraction": Field("float", 0.25, "share of digits held out", low=0.01, high=0.99),
+    "lr": Float(0.05, "SGD rate on the batch-mean gradient", 1e-12, BIG),
+    "batch": Int(64, "minibatch size", 1, WIDTH),
+    "epochs": Int(20, "sweeps through the training digits", 1, 10**5),
+    "seeds": SEEDS,
+    "eval_every": Int(0, "minibatches between evaluations (0 = once per epoch)", 0, 10**8),
+    "test_fraction": Float(0.25, "share of digits held out", 0.01, 0.99),
 }
 
 PC_ARCHITECTURES = ("mlp", "cnn", "rnn", "residual", "attention")
 PC_TABLE = {
-    "dtypes": Field("str_list", ["float64", "float32"], "precisions of Table 1",
-                    choices=("float32", "float64")),
-    "levelled": Field("str", "both", "Table 1 on levelled graphs, unlevelled ones, or both",
-                      choices=("both", "levelled", "unlevelled")),
-    "il_steps": Field("int", 20, "IL inference ticks T in Table 2", low=1),
-    "repeats": Field("int", 10, "Table 2 keeps the fastest of this many runs", low=1),
+    "dtypes": ListOf(Str("float64", "dtype", ("float32", "float64")), ["float64", "float32"],
+                     "precisions of Table 1", min_len=1, max_len=2, unique=True),
+    "levelled": Str("both", "Table 1 on levelled graphs, unlevelled ones, or both",
+                    ("both", "levelled", "unlevelled")),
+    "il_steps": Int(20, "IL inference ticks T in Table 2", 1, 10**5),
+    "repeats": Int(10, "Table 2 keeps the fastest of this many runs", 1, 1000),
 }
 PC_WAVE = {
-    "architecture": Field("str", "residual", "graph builder", choices=PC_ARCHITECTURES),
-    "method": Field("str", "zil", "Z-IL (γ = 1, level k learns at tick k) or IL",
-                    choices=("zil", "il")),
-    "levelled": Field("bool", True, "insert identity vertices first (Algorithm 2)"),
-    "il_steps": Field("int", 20, "IL inference ticks T", low=1),
-    "gamma": Field("float", 0.1, "IL inference rate γ", low=1e-9),
-    "lr": Field("float", 0.01, "parameter learning rate α", low=0.0),
+    "architecture": Str("residual", "graph builder", PC_ARCHITECTURES),
+    "method": Str("zil", "Z-IL (γ = 1, level k learns at tick k) or IL", ("zil", "il")),
+    "levelled": Bool(True, "insert identity vertices first (Algorithm 2)"),
+    "il_steps": Int(20, "IL inference ticks T", 1, 10**5),
+    "gamma": Float(0.1, "IL inference rate γ", 1e-9, BIG),
+    "lr": Float(0.01, "parameter learning rate α", 0.0, BIG),
 }
 PC_RUN = {k: RUN[k] for k in ("seed", "dtype")}
 LOCKING = {
-    "depth": Field("int", 9, "L, the index of the output layer", low=1, high=64),
-    "frames": Field("int", 6, "frames pushed through both schedules", low=1, high=200),
-    "gif": Field("bool", True, "also write locking.gif (a tick cursor over both)"),
-    "every": Field("int", 1, "one GIF frame every k ticks", low=1),
+    "depth": Int(9, "L, the index of the output layer", 1, 64),
+    "frames": Int(6, "frames pushed through both schedules", 1, 200),
+    "gif": Bool(True, "also write locking.gif (a tick cursor over both)"),
+    "every": Int(1, "one GIF frame every k ticks", 1, 10**6),
 }
+
+# The learning rules of a `train` scene (simulator.training.RULES says what each runs).
+TRAIN_RULES = ("diffusion", "random", "sign", "learned", "itd-y", "itd-dy", "backprop")
+TRAIN = {
+    "rules": ListOf(Str("diffusion", "rule", TRAIN_RULES), ["diffusion", "backprop"],
+                    "learning rules to train, one run each (one name = a one-rule list)",
+                    min_len=1, max_len=len(TRAIN_RULES), unique=True, single=True),
+    "learning_rate": Float(0.01, "η, applied every tick", 0.0, BIG),
+    "loss": Str("xent", "ℓ", ("mse", "xent", "linear")),
+    "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
+    "eval_every": Int(200, "ticks between test evaluations", 1, TICKS),
+    "eval_size": Int(0, "test samples (0 = the whole test split)", 0, 10**6),
+    "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
+    "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
+    "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
+}
+TRAIN_SECTIONS = {"network": NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
+                  "run": RUN}
+
+SUMMARIES = ("auto", "mismatch", "training")
+SWEEP = {
+    "base": Str("fig3_fast", "the scene every point starts from (name or path)"),
+    "grid": Table({}, "axes: \"section.key\" = [values]; the points are their product",
+                  lists=True),
+    "set": Table({}, "overrides applied to every point before the grid's", lists=False),
+    "seeds": ListOf(Int(0, "seed", 0, SEED), [0], "run.seed values; every grid cell runs each",
+                    min_len=1, max_len=100),
+    "summary": Str("auto", "what a point reports (auto: by the base kind)", SUMMARIES),
+    "steady_from": Float(0.5, "steady state = ticks after this fraction of the run", 0.0, 0.99),
+    "threshold": Float(0.9, "mean cosine that defines the boundary h*(L)", -1.0, 1.0),
+}
+SWEEP_SECTIONS = {"sweep": SWEEP}
 
 SCHEMAS = {
     "diffusion": {"network": NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
+    "train": TRAIN_SECTIONS,
+    "sweep": SWEEP_SECTIONS,
     "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
     "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
                  "run": SEED_DEVICE},
@@ -227,47 +229,69 @@ TOP = ("description", "kind")
 
 
 def register_kind(kind, sections):
-    """Declare the sections of another scene kind (relaxation, pc, ...)."""
+    """Declare the sections ({section: {key: Field}}) of another scene kind."""
     SCHEMAS[kind] = sections
 
 
-def _load_module_kinds():
-    """The train and sweep kinds are declared beside their code; importing them
-    here (not at the top) keeps scene.py free of import cycles."""
-    if "sweep" not in SCHEMAS:
-        from .sweep import _ensure_kinds
-        _ensure_kinds()
+# ------------------------------------------------------------------ validation
+def _kind_of(raw, source):
+    kind = raw.get("kind", "diffusion")
+    if not isinstance(kind, str):
+        raise SceneError(f"{source}: key 'kind': expected a string naming the scene kind "
+                         f"(one of {', '.join(SCHEMAS)}), got {show(kind, typed=True)}")
+    if kind not in SCHEMAS:
+        raise SceneError(f"{source}: key 'kind': expected one of {', '.join(SCHEMAS)}, "
+                         f"got {show(kind)}{did_you_mean(kind, SCHEMAS)}")
+    return kind
+
+
+def _owners(name, sections_of_kind=None):
+    """Where a section or key name is known elsewhere, as a hint."""
+    if sections_of_kind is not None:
+        kinds = [k for k, sch in SCHEMAS.items() if name in sch]
+        return (f"; [{name}] belongs to {' or '.join(repr(k) for k in kinds)} scenes (set kind)"
+                if kinds else "")
+    sections = sorted({s for sch in SCHEMAS.values() for s, f in sch.items() if name in f})
+    return f"; {name!r} is a key of [{'] or ['.join(sections)}]" if sections else ""
 
 
 def validate(raw, source):
-    """Check a parsed scene dict and return it resolved (every default filled)."""
+    """Check a parsed scene (a dict from TOML or run.json) and return it
+    resolved, every default filled; raise SceneError naming ``source``, the key,
+    what was expected and what was given. An empty scene (no kind, no section)
+    is refused: it is always a mistake."""
     if not isinstance(raw, dict):
-        raise SceneError(f"{source}: expected a table of sections")
-    kind = raw.get("kind", "diffusion")
-    _load_module_kinds()
-    if kind not in SCHEMAS:
-        raise SceneError(f"{source}: key 'kind': expected one of {', '.join(SCHEMAS)}, "
-                         f"got {kind!r}{_did_you_mean(str(kind), SCHEMAS)}")
+        raise SceneError(f"{source}: expected a table of sections, got {show(raw, typed=True)}")
+    if "kind" not in raw and not any(name not in TOP for name in raw):
+        raise SceneError(f"{source}: the scene is empty: expected a 'kind' and sections "
+                         "(start from a shipped scene, see `tickprop scenes`)")
+    kind = _kind_of(raw, source)
     schema = SCHEMAS[kind]
     description = raw.get("description", "")
     if not isinstance(description, str):
-        raise SceneError(f"{source}: key 'description': expected a string, got {description!r}")
+        raise SceneError(f"{source}: key 'description': expected a string, "
+                         f"got {show(description, typed=True)}")
     resolved = {"description": description, "kind": kind}
     for name, value in raw.items():
         if name in TOP:
             continue
         if name not in schema:
-            raise SceneError(f"{source}: unknown section or key {name!r}"
-                             f"{_did_you_mean(name, list(schema) + list(TOP))}; "
-                             f"a {kind} scene has {', '.join(schema)}")
+            if isinstance(value, dict):
+                raise SceneError(f"{source}: unknown section {show(name)}"
+                                 f"{did_you_mean(name, list(schema))}; a {kind} scene has "
+                                 f"{', '.join(schema)}{_owners(name, schema)}")
+            raise SceneError(f"{source}: unknown top-level key {show(name)}"
+                             f"{did_you_mean(name, list(schema) + list(TOP))}; the top level "
+                             f"holds description, kind and sections{_owners(name)}")
         if not isinstance(value, dict):
-            raise SceneError(f"{source}: {name!r} must be a section ([{name}]), got {value!r}")
+            raise SceneError(f"{source}: {name!r} must be a section ([{name}]), "
+                             f"got {show(value, typed=True)}")
     for section, fields in schema.items():
         given = raw.get(section, {})
         for key in given:
             if key not in fields:
-                raise SceneError(f"{source}: unknown key '{section}.{key}'"
-                                 f"{_did_you_mean(key, fields)}; [{section}] accepts "
+                raise SceneError(f"{source}: unknown key {show(section + '.' + str(key))}"
+                                 f"{did_you_mean(key, fields)}; [{section}] accepts "
                                  f"{', '.join(fields)}")
         resolved[section] = {
             key: field.check(given[key], f"{source}: key '{section}.{key}'") if key in given
@@ -276,16 +300,71 @@ def validate(raw, source):
     return resolved
 
 
+# ------------------------------------------------------------------ files
+def list_scenes():
+    """Names of the scenes shipped in scenes/."""
+    if not os.path.isdir(SCENES_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(SCENES_DIR) if f.endswith(".toml"))
+
+
 def find_scene(name_or_path):
-    """Path of a scene given as a file path or as a name in scenes/."""
+    """Path of a scene given as a file path (a .toml scene or a run.json) or as
+    a name in scenes/; SceneError with a did-you-mean when there is none."""
+    if os.path.isdir(name_or_path):
+        inside = os.path.join(name_or_path, "run.json")
+        hint = f" (did you mean {inside!r}?)" if os.path.isfile(inside) else ""
+        raise SceneError(f"{name_or_path!r} is a folder: expected a scene name, a .toml scene "
+                         f"file or a run.json{hint}")
     if os.path.isfile(name_or_path):
         return name_or_path
     candidate = os.path.join(SCENES_DIR, name_or_path + ".toml")
     if os.path.isfile(candidate):
         return candidate
-    names = list_scenes()
-    raise SceneError(f"scene {name_or_path!r} not found (neither a file nor a name in "
-                     f"{SCENES_DIR}){_did_you_mean(name_or_path, names)}")
+    folder, base = os.path.split(name_or_path)
+    if folder or name_or_path.endswith((".toml", ".json")):
+        try:
+            near = sorted(os.listdir(folder or "."))
+        except OSError:
+            near = []
+        close = closest(base, near)
+        hint = f" (did you mean {os.path.join(folder, close)!r}?)" if close else ""
+        raise SceneError(f"scene file {show(name_or_path)} not found{hint}")
+    raise SceneError(f"scene {show(name_or_path)} not found (neither a file nor a name in "
+                     f"{SCENES_DIR}){did_you_mean(name_or_path, list_scenes())}")
+
+
+def _read_text(path):
+    """The text of a scene or run.json file, or SceneError saying why not."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SceneError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SceneError(f"{path}: expected a scene file of at most "
+                         f"{MAX_FILE_BYTES // 2**20} MiB, got a larger file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SceneError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
+
+
+def _parse_toml(text, source):
+    """tomllib.loads with every failure turned into one SceneError."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SceneError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SceneError(f"{source}: not valid TOML (arrays or tables nested too deeply)") from None
+    except ValueError:
+        # Only an integer over Python's digit limit gets here.
+        match = re.search(r"[0-9][0-9_]{%d,}" % INT_DIGITS, text)
+        where = f" line {text.count(chr(10), 0, match.start()) + 1}:" if match else ""
+        digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
+        raise SceneError(f"{source}: not valid TOML:{where} an integer with {digits} digits "
+                         f"(at most {INT_DIGITS} are read)") from None
 
 
 def load(name_or_path):
@@ -293,59 +372,92 @@ def load(name_or_path):
     path = find_scene(name_or_path)
     if path.endswith(".json"):
         return load_run_json(path)
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise SceneError(f"{path}: not valid TOML ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SceneError(f"{path}: cannot read ({exc})") from None
+    raw = _parse_toml(_read_text(path), path)
     name = os.path.splitext(os.path.basename(path))[0]
     return name, validate(raw, path)
 
 
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
+
+
 def load_run_json(path):
-    """The resolved scene stored in a run.json, validated again."""
+    """The name and resolved scene stored in a run.json, validated again; the
+    name must be a plain file name (a replay's folder stays in outputs/)."""
+    text = _read_text(path)
     try:
-        with open(path) as f:
-            meta = json.load(f)
-        raw, name = meta["scene"], meta["name"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SceneError(f"{path}: not a tickprop run.json ({exc})") from None
-    return name, validate(raw, path)
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise SceneError(f"{path}: not a tickprop run.json (not valid JSON: {reason})") from None
+    if not isinstance(meta, dict) or "scene" not in meta or "name" not in meta:
+        raise SceneError(f"{path}: not a tickprop run.json (expected an object with "
+                         "'name' and 'scene')")
+    name = meta["name"]
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.strip(".") == "":
+        raise SceneError(f"{path}: key 'name': expected a plain scene name (letters, digits, "
+                         f"'_', '-', '.', '+'), got {show(name, typed=True)}")
+    if not isinstance(meta["scene"], dict):
+        raise SceneError(f"{path}: key 'scene': expected a table of sections, "
+                         f"got {show(meta['scene'], typed=True)}")
+    return name, validate(meta["scene"], path)
+
+
+# ------------------------------------------------------------------ overrides
+def _set_value(text, item):
+    """The value of one --set: TOML when it parses (numbers, booleans, lists,
+    inline tables, quoted strings), else the text itself as a string."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    except RecursionError:
+        raise SceneError(f"--set {show(item)}: the value is nested too deeply") from None
+    except ValueError:
+        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} digits") from None
+    if set(doc) != {"v"}:
+        raise SceneError(f"--set {show(item)}: expected one value after '='")
+    return doc["v"]
+
+
+def _section_of(raw, kind, section, name, what):
+    """raw[section] after checking section.name exists for this kind."""
+    schema = SCHEMAS[kind]
+    if section not in schema:
+        raise SceneError(f"{what}: unknown section {show(section)}"
+                         f"{did_you_mean(section, list(schema))}; a {kind} scene has "
+                         f"{', '.join(schema)}")
+    if name not in schema[section]:
+        raise SceneError(f"{what}: unknown key {show(section + '.' + name)}"
+                         f"{did_you_mean(name, schema[section])}; [{section}] accepts "
+                         f"{', '.join(schema[section])}")
+    if not isinstance(raw.get(section), dict):
+        raw[section] = {}
+    return raw[section]
 
 
 def apply_overrides(scene, overrides, source, values=None):
-    """Apply 'section.key=value' overrides (values parsed as TOML, else strings),
-    then ``values`` ({'section.key': python value}, from typed CLI options)."""
+    """Apply 'section.key=value' overrides (``--set``; values parsed as TOML,
+    else taken as strings), after ``values`` ({'section.key': python value},
+    from typed CLI options), and return the scene validated again. Unknown
+    sections and keys are refused naming the override, with a did-you-mean."""
     raw = copy.deepcopy(scene)
+    kind = _kind_of(raw, source)
     for key, value in (values or {}).items():
-        section, name = key.split(".")
-        raw[section][name] = value
+        section, _, name = key.partition(".")
+        if name not in SCHEMAS[kind].get(section, {}):
+            raise SceneError(f"{source}: a {kind} scene has no key {key!r}, so its command-line "
+                             f"option does not apply (its sections: {', '.join(SCHEMAS[kind])})")
+        _section_of(raw, kind, section, name, key)[name] = value
     for item in overrides:
-        if "=" not in item:
-            raise SceneError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        key, text = item.split("=", 1)
+        key, eq, text = item.partition("=")
         parts = key.strip().split(".")
-        if len(parts) != 2:
-            raise SceneError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. rule.feedback=random")
+        if not eq or len(parts) != 2 or not all(parts):
+            raise SceneError(f"--set {show(item)}: expected SECTION.KEY=VALUE, "
+                             "e.g. rule.feedback=random")
         section, name = parts
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        if section not in raw or not isinstance(raw[section], dict):
-            known = [k for k in raw if isinstance(raw[k], dict)]
-            raise SceneError(f"--set {item!r}: unknown section {section!r}{_did_you_mean(section, known)}")
-        raw[section][name] = value
+        value = _set_value(text, item)
+        _section_of(raw, kind, section, name, f"--set {show(item)}")[name] = value
     return validate(raw, source)
-
-
-def list_scenes():
-    """Names of the scenes shipped in scenes/."""
-    if not os.path.isdir(SCENES_DIR):
-        return []
-    return sorted(f[:-5] for f in os.listdir(SCENES_DIR) if f.endswith(".toml"))
 
 
 def describe(name):

@@ -42,55 +42,8 @@ from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
 from .render.phase import render_accuracy, render_phase
 from .runner import Prepared
-from .training import TRAIN_SECTIONS, train_scene
-
-SUMMARIES = ("auto", "mismatch", "training")
-
-
-class TableField(scene_mod.Field):
-    """A TOML table {"section.key": value}; with ``lists`` every value must be a
-    non-empty list (the grid's axes)."""
-
-    def __init__(self, default, doc, lists):
-        super().__init__("table", default, doc)
-        self.lists = lists
-
-    def check(self, value, where):
-        """Return the table as a dict, or raise SceneError naming what is wrong."""
-        want = ("a table of \"section.key\" = [values, ...]" if self.lists
-                else "a table of \"section.key\" = value")
-        if not isinstance(value, dict):
-            raise SceneError(f"{where}: expected {want}, got {value!r}")
-        for key, item in value.items():
-            if len(key.split(".")) != 2:
-                raise SceneError(f"{where}: expected keys like \"stream.hold\", got {key!r}")
-            if self.lists and (not isinstance(item, list) or not item):
-                raise SceneError(f"{where}: expected a non-empty list of values for {key!r}, "
-                                 f"got {item!r}")
-        return dict(value)
-
-
-SWEEP = {
-    "base": scene_mod.Field("str", "fig3_fast", "the scene every point starts from (name or path)"),
-    "grid": TableField({}, "axes: \"section.key\" = [values]; the points are their product",
-                       lists=True),
-    "set": TableField({}, "overrides applied to every point before the grid's", lists=False),
-    "seeds": scene_mod.Field("int_list", [0], "run.seed values; every grid cell runs each", low=0),
-    "summary": scene_mod.Field("str", "auto", "what a point reports (auto: by the base kind)",
-                               choices=SUMMARIES),
-    "steady_from": scene_mod.Field("float", 0.5, "steady state = ticks after this fraction of the run",
-                                   low=0.0, high=0.99),
-    "threshold": scene_mod.Field("float", 0.9, "mean cosine that defines the boundary h*(L)",
-                                 low=-1.0, high=1.0),
-}
-SWEEP_SECTIONS = {"sweep": SWEEP}
-
-
-def _ensure_kinds():
-    """Register the train and sweep kinds (idempotent): worker processes may
-    import this module before anything else has."""
-    scene_mod.SCHEMAS.setdefault("train", TRAIN_SECTIONS)
-    scene_mod.SCHEMAS.setdefault("sweep", SWEEP_SECTIONS)
+from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
+from .training import train_scene
 
 
 POINT_FORMAT = 2          # bump when what a point file means changes
@@ -191,7 +144,6 @@ def run_point(base_name, scene, options, params, key):
     params, scene, options, status, error, summary, seconds}; never raises for
     a point's own failure (blow-up, any exception), which is recorded as
     status 'failed' with its message."""
-    _ensure_kinds()
     t0 = time.perf_counter()
     record = _record(key, params, scene, options)
     try:
@@ -266,7 +218,6 @@ def sync_layer(L):
 # ------------------------------------------------------------------ running
 def load_sweep(sweep_path_or_name):
     """(name, resolved sweep scene, base name, resolved base scene)."""
-    _ensure_kinds()
     name, sweep_scene = scene_mod.load(sweep_path_or_name)
     if sweep_scene["kind"] != "sweep":
         raise SceneError(f"{name}: key 'kind': expected 'sweep', got {sweep_scene['kind']!r}")

@@ -12,13 +12,13 @@ with an instantaneous forward pass (accuracy and mean loss on the test set).
 """
 import numpy as np
 
-from . import scene as scene_mod
 from .build import build_network, build_stream, engine_options, network_shape, seeds
 from .datasets import load_digits
 from .engine import Engine
 from .errors import NumericalError, SceneError
 from .reference import factors, forward
 from .options import loss_and_grad
+from .scene import TRAIN, TRAIN_SECTIONS  # noqa: F401 (the train schema lives in scene.py)
 from .streams import make_teacher, teacher_target
 
 # rule name -> Engine options (None = the instantaneous backprop baseline).
@@ -35,47 +35,6 @@ RULES = {
 ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
 DIVERGENCE_FACTOR = 1e3
-
-
-class StrListField(scene_mod.Field):
-    """A list of strings from a fixed set; a single string means a one-item list
-    (so a sweep can set ``train.rules = "random"``)."""
-
-    def __init__(self, default, doc, choices):
-        super().__init__("str_list", default, doc, choices=choices)
-
-    def check(self, value, where):
-        """Return the value as a list of allowed strings, or raise SceneError."""
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise SceneError(f"{where}: expected a non-empty list of strings from "
-                             f"{', '.join(self.choices)}, got {value!r}")
-        for v in value:
-            if v not in self.choices:
-                hint = scene_mod._did_you_mean(v, self.choices)
-                raise SceneError(f"{where}: expected each item in {', '.join(self.choices)}, "
-                                 f"got {v!r}{hint}")
-        if len(set(value)) != len(value):
-            raise SceneError(f"{where}: expected each rule once, got {value!r}")
-        return list(value)
-
-
-TRAIN = {
-    "rules": StrListField(["diffusion", "backprop"], "learning rules to train, one run each",
-                          choices=tuple(RULES)),
-    "learning_rate": scene_mod.Field("float", 0.01, "η, applied every tick", low=0.0),
-    "loss": scene_mod.Field("str", "xent", "ℓ", choices=("mse", "xent", "linear")),
-    "supervision_delay": scene_mod.Field("int", 0, "d_y: target of frame t−d_y at tick t", low=0),
-    "eval_every": scene_mod.Field("int", 200, "ticks between test evaluations", low=1),
-    "eval_size": scene_mod.Field("int", 0, "test samples (0 = the whole test split)", low=0),
-    "feedback_scale": scene_mod.Field("float", 1.0, "random B ~ N(0, scale²/n_in)", low=0.0),
-    "weight_decay": scene_mod.Field("float", 0.0, "decay of W per update", low=0.0),
-    "itd_epsilon": scene_mod.Field("float", 1e-6, "itd-dy keeps the last quotient where |Δa| < ε",
-                                   low=0.0),
-}
-TRAIN_SECTIONS = {"network": scene_mod.NETWORK, "stream": scene_mod.STREAM,
-                  "target": scene_mod.TARGET, "train": TRAIN, "run": scene_mod.RUN}
 
 
 class Setup:

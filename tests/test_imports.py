@@ -128,7 +128,6 @@ def test_no_import_circle_among_module_level_imports():
 # Function-local imports still in modules other parts of issue 9 rewrite; each
 # xfail is strict, so it must be removed when that module is clean.
 PENDING = {
-    "simulator.scene": "scene.py loads the sweep/train schemas lazily (schema helper)",
     "simulator.engine": "Engine.network imports Network locally though engine imports network "
                         "at the top (engine/accessors helper)",
 }

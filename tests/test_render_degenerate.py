@@ -54,8 +54,10 @@ def test_diffusion_with_undefined_mismatch_draws_every_picture(tmp_path, args):
     assert pics["waves.gif"].n_frames >= 1
 
 
-def test_six_hundred_layers_of_width_one_draw(tmp_path):
-    sizes = "[" + ",".join(["1"] * 601) + "]"
+def test_the_deepest_network_of_width_one_draws(tmp_path):
+    """600 layers of width 1 crashed while drawing on main; the schema now caps
+    depth at 512, so the deepest allowed chain (513 widths of 1) must draw."""
+    sizes = "[" + ",".join(["1"] * 513) + "]"
     out = run_scene(tmp_path, "pipelined", "--ticks", "40", "--set", f"network.sizes={sizes}")
     images(out, DIFFUSION)
 
@@ -77,12 +79,17 @@ def test_log_axis_with_nothing_finite_gets_a_fixed_range_and_a_note():
 
 
 # ------------------------------------------------ Activation Relaxation
-def test_relaxation_without_ticks_draws(tmp_path):
-    """iterations = 0: one recorded state, an empty relaxation wave."""
-    out = run_scene(tmp_path, "ar_converge", "--set", "relaxation.iterations=0",
+def test_relaxation_of_one_tick_draws_and_zero_ticks_is_refused(tmp_path):
+    """iterations = 1: one relaxation step, a one-row wave; iterations = 0 has
+    nothing to relax and is one error line (the schema's lower bound)."""
+    out = run_scene(tmp_path, "ar_converge", "--set", "relaxation.iterations=1",
                     "--set", "relaxation.batch=4")
     pics = images(out, CONVERGE)
     assert pics["relaxation_wave.gif"].n_frames == 1
+    res = CliRunner().invoke(cli.main, ["run", "ar_converge", "--set", "relaxation.iterations=0",
+                                        "--out", str(tmp_path / "zero"), "--quiet"])
+    assert res.exit_code == 2 and res.stderr.count("error:") == 1
+    assert "relaxation.iterations" in res.stderr and not (tmp_path / "zero").exists()
 
 
 @pytest.mark.parametrize("extra", [
@@ -97,12 +104,18 @@ def test_relaxation_with_a_zero_fixed_point_draws(tmp_path, extra):
         assert np.isnan(saved["errors"][:, :, 1:-1]).all()     # the case really is all-NaN
 
 
-def test_training_without_variants_draws_the_baseline_alone(tmp_path):
-    out = run_scene(tmp_path, "ar_train", "--set", "train.epochs=1", "--set", "train.seeds=[0]",
-                    "--set", "relaxation.iterations=2", "--set", "network.sizes=[64, 8, 10]",
-                    "--set", "relaxation.variants=[]", "--set", "train.eval_every=100000")
-    pics = images(out, TRAIN)
+def test_training_of_the_baseline_alone_draws_and_no_variants_is_refused(tmp_path):
+    """Saved curves of backprop alone draw as one panel; an empty variant list
+    is one error line before any training (the schema wants 1..5 variants)."""
+    arrays = {"steps": np.arange(3), "test_backprop": np.full((1, 3), 0.5),
+              "train_backprop": np.full((1, 3), 0.6)}
+    convergence.draw_train(tmp_path, arrays)
+    pics = images(tmp_path, TRAIN)
     assert pics["ar_accuracy.png"].size == (round(4.6 * 100), round(3.6 * 100))   # one panel
+    res = CliRunner().invoke(cli.main, ["run", "ar_train", "--set", "relaxation.variants=[]",
+                                        "--out", str(tmp_path / "none"), "--quiet"])
+    assert res.exit_code == 2 and res.stderr.count("error:") == 1
+    assert "relaxation.variants" in res.stderr and not (tmp_path / "none").exists()
 
 
 def test_a_deep_relaxation_draws_ten_layer_curves(tmp_path):

@@ -299,12 +299,12 @@ def test_damaged_point_files_are_recomputed(tmp_path):
 @pytest.mark.parametrize("table, key, value, match", [
     ("grid", "stream.hodl", "[1, 2]", r"sweep\.grid: unknown key 'stream\.hodl' \(did you mean 'hold'\?\)"),
     ("grid", "stram.hold", "[1, 2]", r"sweep\.grid: unknown section 'stram'.*did you mean 'stream\.hold'"),
-    ("grid", "stream.hold", "[4, 0]", r"sweep\.grid: key 'stream\.hold': expected a value >= 1, got 0"),
+    ("grid", "stream.hold", "[4, 0]", r"sweep\.grid: key 'stream\.hold': expected an integer in 1\.\.\d+, got 0"),
     ("grid", "rule.feedback", '["random", "trasnpose"]',
      r"sweep\.grid: key 'rule\.feedback': expected one of .*got 'trasnpose' \(did you mean 'transpose'\?\)"),
-    ("set", "run.ticks", "0", r"sweep\.set: key 'run\.ticks': expected a value >= 1, got 0"),
+    ("set", "run.ticks", "0", r"sweep\.set: key 'run\.ticks': expected an integer in 1\.\.\d+, got 0"),
     ("set", "run.tick", "10", r"sweep\.set: unknown key 'run\.tick' \(did you mean 'ticks'\?\)"),
-    ("set", "network.depth", '"deep"', r"sweep\.set: key 'network\.depth': expected an integer, got 'deep'"),
+    ("set", "network.depth", '"deep"', r"sweep\.set: key 'network\.depth': expected an integer in 1\.\.512, got 'deep'"),
     ("set", "run.seed", "3", r"sweep\.set.*run\.seed.*sweep\.seeds"),
 ])
 def test_bad_grid_or_set_keys_are_refused_before_any_point_runs(tmp_path, monkeypatch,

@@ -1,0 +1,346 @@
+"""Scene field types: one class per kind of value, each checking its own values
+and writing its own one-line error message.
+
+``check(value, where)`` returns the value converted to its type or raises
+SceneError "<where>: expected <what the field takes>, got <the value>" (with a
+did-you-mean for a misspelt choice), where ``where`` names the file and key,
+e.g. "scene.toml: key 'run.ticks'". A list (ListOf, Tuple, Window) checks
+every entry with the entry's own message and its index ("key
+'network.sizes[2]'"). Values are shown by ``show``, which never turns a huge
+integer into text (Python refuses past 4300 digits) and cuts long values.
+"""
+import copy
+import difflib
+import json
+import math
+import re
+import sys
+
+from .errors import SceneError
+
+# Python refuses to turn longer integers into text (sys.get_int_max_str_digits).
+INT_DIGITS = sys.get_int_max_str_digits() or 4300
+
+
+# ------------------------------------------------------------------ showing values
+def _digits(n):
+    """Decimal digits of the integer n, without converting it to text."""
+    n = abs(n)
+    if n == 0:
+        return 1
+    d = int(n.bit_length() * 0.30102999566398120) + 1
+    return d - 1 if n < 10 ** (d - 1) else d
+
+
+def _kind_name(value):
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def show(value, typed=False, depth=0):
+    """A short, always printable rendering of a scene value for an error
+    message (TOML spelling; huge integers as their digit count; long strings,
+    long or deeply nested lists and tables cut); ``typed`` appends the value's
+    type, e.g. "'x' (a string)"."""
+    limit = 60 if depth == 0 else 20
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        if _digits(value) > 30:
+            return f"an integer with {_digits(value)} digits"
+        text = str(value)
+    elif isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = repr(value if len(value) <= limit else value[:limit] + "...")
+    elif isinstance(value, (list, tuple)):
+        parts = [show(v, depth=depth + 1) for v in value[:5]] if depth < 3 else ["..."] * bool(value)
+        text = "[" + ", ".join(parts + (["..."] if len(value) > 5 and depth < 3 else [])) + "]"
+    elif isinstance(value, dict):
+        parts = ([f"{show(str(k), depth=depth + 1)} = {show(v, depth=depth + 1)}"
+                  for k, v in list(value.items())[:3]] if depth < 3 else ["..."] * bool(value))
+        text = "{" + ", ".join(parts + (["..."] if len(value) > 3 and depth < 3 else [])) + "}"
+    else:
+        text = type(value).__name__
+    if len(text) > 2 * limit:
+        text = text[:2 * limit] + "..."
+    return f"{text} ({_kind_name(value)})" if typed else text
+
+
+def closest(word, known):
+    """The known name closest to ``word`` (difflib, cutoff 0.6), or None."""
+    if not isinstance(word, str) or len(word) > 100:
+        return None
+    close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word, known):
+    """' (did you mean 'x'?)' for the closest known name, or ''."""
+    close = closest(word, known)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def _number(x):
+    """A range bound as a user would write it: 0, 1.5, 1e-09."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e7 else f"{x:g}"
+
+
+def _entry(where, index):
+    """The ``where`` of a list entry: "f: key 'a.b'" -> "f: key 'a.b[2]'"."""
+    return f"{where[:-1]}[{index}]'" if where.endswith("'") else f"{where}[{index}]"
+
+
+# ------------------------------------------------------------------ field types
+class Field:
+    """One scene key: its default, its meaning and how to check a value.
+    Subclasses say what they accept in ``expected`` and implement ``check``."""
+
+    expected = "a value"
+
+    def __init__(self, default, doc):
+        self.default, self.doc = default, doc
+
+    def check(self, value, where):
+        """Return the value converted to its type, or raise SceneError naming
+        ``where`` (e.g. "scene.toml: key 'run.ticks'"), what was expected and
+        what was given."""
+        raise NotImplementedError
+
+    def fail(self, value, where, expected=None, typed=False, hint=""):
+        """Raise the field's SceneError for ``value``."""
+        raise SceneError(f"{where}: expected {expected or self.expected}, "
+                         f"got {show(value, typed=typed)}{hint}")
+
+
+class Int(Field):
+    """An integer in low..high (booleans and floats are refused)."""
+
+    def __init__(self, default, doc, low, high):
+        super().__init__(default, doc)
+        self.low, self.high = low, high
+        self.expected = f"an integer in {low}..{high}"
+
+    def check(self, value, where):
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(value, where, typed=True)
+        if not self.low <= value <= self.high:
+            self.fail(value, where)
+        return value
+
+
+class Float(Field):
+    """A finite number in low..high (an integer is taken as a float)."""
+
+    def __init__(self, default, doc, low, high):
+        super().__init__(default, doc)
+        self.low, self.high = low, high
+        self.expected = f"a finite number in {_number(low)}..{_number(high)}"
+
+    def check(self, value, where):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(value, where, typed=True)
+        try:
+            number = float(value)
+        except OverflowError:
+            self.fail(value, where)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(value, where)
+        return number
+
+
+class Str(Field):
+    """A string, one of ``choices`` when given (with a did-you-mean), else any
+    non-empty string."""
+
+    def __init__(self, default, doc, choices=None):
+        super().__init__(default, doc)
+        self.choices = tuple(choices) if choices is not None else None
+        self.expected = (f"one of {', '.join(self.choices)}" if self.choices is not None
+                         else "a non-empty string")
+
+    def check(self, value, where):
+        if not isinstance(value, str):
+            self.fail(value, where, typed=True)
+        if self.choices is None and not value:
+            self.fail(value, where)
+        if self.choices is not None and value not in self.choices:
+            self.fail(value, where, hint=did_you_mean(value, self.choices))
+        return value
+
+
+class Bool(Field):
+    """true or false (not 0 or 1)."""
+
+    expected = "true or false"
+
+    def check(self, value, where):
+        if not isinstance(value, bool):
+            self.fail(value, where, typed=True)
+        return value
+
+
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*")
+
+
+def size_bytes(value):
+    """Bytes of a size a Size field accepts ('512MiB', '1GiB', '2e9', '1.5GB'
+    or an integer); ValueError for anything else, inf or NaN included."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or match.group(2).lower() not in _UNITS | {"": 1}:
+        raise ValueError(f"not a size: {show(value)}")
+    number = float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite size: {show(value)}")
+    return int(number)
+
+
+class Size(Field):
+    """A memory size: an integer number of bytes or a string such as '1GiB'
+    (units B, KB, MB, GB, KiB, MiB, GiB, TiB), between low and high bytes. The
+    value is kept as written (run.json stays readable); ``size_bytes`` reads it."""
+
+    def __init__(self, default, doc, low, high):
+        super().__init__(default, doc)
+        self.low, self.high = low, high
+        self.expected = (f"a size from {low} bytes to {high // 2**40} TiB, such as '512MiB', "
+                         "'1GiB' or a number of bytes")
+
+    def check(self, value, where):
+        try:
+            n = size_bytes(value)
+        except ValueError:
+            typed = not isinstance(value, str)
+            self.fail(value, where, typed=typed)
+        if not self.low <= n <= self.high:
+            self.fail(value, where)
+        return value
+
+
+class ListOf(Field):
+    """A list whose every entry is checked by ``entry`` (a Field), with its
+    entry's own message and index ("key 'record.layers[2]'"). Its length is in
+    min_len..max_len, or 0 when ``empty_ok``; ``unique`` refuses repeats;
+    ``single`` also takes one bare entry as a one-entry list."""
+
+    def __init__(self, entry, default, doc, min_len=0, max_len=1024, empty_ok=False,
+                 unique=False, single=False):
+        super().__init__(default, doc)
+        self.entry, self.min_len, self.max_len = entry, min_len, max_len
+        self.empty_ok, self.unique, self.single = empty_ok, unique, single
+        self.choices = getattr(entry, "choices", None)
+        length = f"{min_len}..{max_len} entries" if min_len else f"at most {max_len} entries"
+        self.expected = (f"a list of {length}{' (or an empty list)' if empty_ok else ''}, "
+                         f"each {entry.expected}")
+
+    def check(self, value, where):
+        if self.single and not isinstance(value, list):
+            value = [value]
+        if not isinstance(value, list):
+            self.fail(value, where, typed=True)
+        if not (self.min_len <= len(value) <= self.max_len or (self.empty_ok and not value)):
+            self.fail(value, where, hint=f" ({len(value)} {'entry' if len(value) == 1 else 'entries'})")
+        out = [self.entry.check(v, _entry(where, i)) for i, v in enumerate(value)]
+        if self.unique and len({json.dumps(v) for v in out}) != len(out):
+            self.fail(value, where, expected=self.expected + ", each at most once")
+        return out
+
+
+class Window(Field):
+    """A tick window [start, stop] with 0 <= start < stop <= high."""
+
+    def __init__(self, default, doc, high):
+        super().__init__(default, doc)
+        self.high = high
+        self.expected = f"a tick window [start, stop] with 0 <= start < stop <= {high}"
+
+    def check(self, value, where):
+        ok = (isinstance(value, list) and len(value) == 2 and
+              all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        if not ok:
+            self.fail(value, where, typed=True)
+        if not 0 <= value[0] < value[1] <= self.high:
+            self.fail(value, where)
+        return list(value)
+
+
+class Tuple(Field):
+    """A list of fixed length, entry i checked by ``entries[i]`` (named ``names[i]``)."""
+
+    def __init__(self, entries, names, default, doc):
+        super().__init__(default, doc)
+        self.entries, self.names = entries, names
+        self.expected = ("[" + ", ".join(names) + "] with " +
+                         ", ".join(f"{n} {e.expected}" for n, e in zip(names, entries)))
+
+    def check(self, value, where):
+        if not isinstance(value, list) or len(value) != len(self.entries):
+            self.fail(value, where, typed=True)
+        return [e.check(v, _entry(where, i)) for i, (e, v) in enumerate(zip(self.entries, value))]
+
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Table(Field):
+    """A table {"section.key": value} of scene overrides (a sweep's ``set``),
+    or with ``lists`` of non-empty value lists (a sweep's ``grid``, whose
+    product has at most ``max_points`` cells). Values are plain TOML: strings,
+    booleans, integers up to 2**63, finite numbers, or lists of those."""
+
+    def __init__(self, default, doc, lists, max_points=10_000):
+        super().__init__(default, doc)
+        self.lists, self.max_points = lists, max_points
+        self.expected = ("a table of \"section.key\" = [values, ...]" if lists
+                         else "a table of \"section.key\" = value")
+
+    def check(self, value, where):
+        if not isinstance(value, dict):
+            self.fail(value, where, typed=True)
+        cells = 1
+        for key, item in value.items():
+            if not _KEY.fullmatch(key):
+                self.fail(key, where, expected="keys like \"stream.hold\"")
+            at = f"{where[:-1]}.\"{key}\"'" if where.endswith("'") else f"{where}.{key}"
+            if self.lists:
+                if not isinstance(item, list) or not item or len(item) > 1000:
+                    raise SceneError(f"{where}: expected a non-empty list of at most 1000 "
+                                     f"values for {key!r}, got {show(item, typed=True)}")
+                for i, v in enumerate(item):
+                    _plain(v, _entry(at, i))
+                cells *= len(item)
+            else:
+                _plain(item, at)
+        if cells > self.max_points:
+            raise SceneError(f"{where}: expected at most {self.max_points} grid cells, "
+                             f"got {cells}")
+        return copy.deepcopy(value)
+
+
+def _plain(value, where, nested=False):
+    """Refuse a value that is no plain TOML scene value (see Table)."""
+    if isinstance(value, list) and not nested and len(value) <= 1024:
+        for i, v in enumerate(value):
+            _plain(v, _entry(where, i), nested=True)
+        return
+    ok = (isinstance(value, (bool, str)) or
+          (isinstance(value, int) and abs(value) < 2**63) or
+          (isinstance(value, float) and math.isfinite(value)))
+    if not ok:
+        raise SceneError(f"{where}: expected a string, boolean, integer, finite number"
+                         f"{'' if nested else ' or a list of those'}, got {show(value, typed=True)}")

@@ -1,0 +1,292 @@
+"""Fuzzing the command line with mutated scenes: every field of every shipped
+scene and every --set key, given wrong types, lists with bad entries, tables,
+huge integers, 1e308, NaN and inf, empty strings, negative numbers and valid
+values. The only acceptable outcomes (README, "Rules of the house"): exit 0,
+or exit 2 with exactly one line starting 'error:' on stderr and no output
+folder. A traceback (exit 1, an exception) is a bug.
+
+Each shipped scene is first made fast (FAST: a few ticks, tiny networks) so
+valid examples finish in a fraction of a second; then one key is replaced by a
+fuzzed TOML value, either in the scene file or with --set. Hypothesis runs
+derandomized, so CI sees the same examples on every run.
+"""
+import glob
+import json
+import math
+import os
+import tempfile
+import tomllib
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cli
+from simulator import scene as scenes
+from simulator.errors import SceneError
+
+SCENES = sorted(glob.glob(os.path.join(scenes.SCENES_DIR, "*.toml")))
+
+# Per kind, overrides that keep a valid run small (applied before the mutation).
+FAST = {
+    "diffusion": {"run": {"ticks": 3}, "render": {"png": False, "gif": False}},
+    "train": {"run": {"ticks": 4}, "train": {"eval_every": 2, "eval_size": 8}},
+    "ar_converge": {"network": {"sizes": [64, 6, 10]},
+                    "relaxation": {"iterations": 3, "batch": 4, "eta_x": [0.5]}},
+    "ar_train": {"network": {"sizes": [64, 6, 10]},
+                 "relaxation": {"iterations": 2, "variants": ["exact"]},
+                 "train": {"epochs": 1, "seeds": [0], "batch": 512}},
+    "pc_table": {"table": {"dtypes": ["float64"], "levelled": "levelled", "il_steps": 2,
+                           "repeats": 1}},
+    "pc_wave": {"wave": {"il_steps": 3}},
+    "locking": {"locking": {"depth": 3, "frames": 2, "gif": False}},
+    "sweep": {"sweep": {"seeds": [0]}},
+}
+# A sweep's points are other scenes: keep them small too.
+FAST_SWEEP = {
+    "fig3_fast": ({"run.ticks": 3, "network.depth": 2, "record.states": False},
+                  {"stream.hold": [1]}),
+    "train_digits": ({"run.ticks": 4, "train.eval_every": 2, "train.eval_size": 8},
+                     {"train.rules": ["diffusion"]}),
+}
+
+HUGE = "1" + "0" * 5000                     # 10**5000, more digits than Python prints
+WEIRD = [HUGE, "-" + HUGE, "[1, " + HUGE + "]", "10000000000000000000000", "9223372036854775808",
+         "1e308", "-1e308", "1e400", "nan", "-nan", "inf", "-inf", "[nan]", "[1.0, inf]",
+         '""', '" "', '"a"', '"1GiB"', '"infGiB"', '"-1GiB"', '"1XB"', '"nan"',
+         "-1", "0", "1", "2", "3", "-0.5", "0.0", "0.5", "1.5", "true", "false",
+         "[]", "[[]]", "[1]", "[1, 2]", "[0, 1, 2]", "[-1]", '[1, "a"]', "[true]", "[[0, 2]]",
+         "[[2, 0]]", "[[0, 1], [1]]", "[1.5, 2.5]", '["a", "b"]', "[[1, 2], [3, 4]]",
+         "{}", "{a = 1}", '{"stream.hold" = [1, 2]}', '{"run.ticks" = 2}', '{"x" = [1]}',
+         '{"stream.hold" = []}', '{"stream.hold" = 3}', '{"run.ticks" = nan}',
+         "[" * 600 + "]" * 600, "{a = " * 300 + "1" + "}" * 300]
+
+
+def toml_text(value):
+    """A Python value (from a shipped scene or FAST) written as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_text(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)
+
+
+def fast_scene(path):
+    """The shipped scene at ``path`` as {section: {key: TOML text}}, made fast."""
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    kind = raw.get("kind", "diffusion")
+    for section, values in FAST[kind].items():
+        raw.setdefault(section, {}).update(values)
+    if kind == "sweep":
+        fixed, grid = FAST_SWEEP[raw["sweep"]["base"]]
+        raw["sweep"]["set"] = dict(raw["sweep"].get("set", {}), **fixed)
+        raw["sweep"]["grid"] = grid
+    return {name: ({k: toml_text(v) for k, v in value.items()} if isinstance(value, dict)
+                   else toml_text(value)) for name, value in raw.items()}
+
+
+def write_scene(doc, path):
+    top = [f"{k} = {v}" for k, v in doc.items() if not isinstance(v, dict)]
+    body = [f"[{s}]\n" + "".join(f"{json.dumps(k)} = {v}\n" for k, v in keys.items())
+            for s, keys in doc.items() if isinstance(keys, dict)]
+    with open(path, "w") as f:
+        f.write("\n".join(top) + "\n" + "".join(body))
+
+
+def keys_of(path):
+    """(section, key) of every field the scene's kind declares, plus a few
+    that no kind declares (typos, unknown sections)."""
+    with open(path, "rb") as f:
+        kind = tomllib.load(f).get("kind", "diffusion")
+    known = [(s, k) for s, fields in scenes.SCHEMAS[kind].items() for k in fields]
+    return known + [("run", "tick"), ("rules", "loss"), ("network", ""), ("", "kind")]
+
+
+def _kind(path):
+    with open(path, "rb") as f:
+        return tomllib.load(f).get("kind", "diffusion")
+
+
+def valid_texts(field):
+    """Cheap valid values of a field (its choices, its lowest values): never a
+    default or a high value, which could make a valid run slow."""
+    if field is None:
+        return []
+    if isinstance(field, scenes.Bool):
+        return ["true", "false"]
+    if getattr(field, "choices", None) and not isinstance(field, scenes.ListOf):
+        return [json.dumps(c) for c in field.choices]
+    if isinstance(field, scenes.Int):
+        return [str(field.low), str(min(field.low + 1, field.high))]
+    if isinstance(field, scenes.Float):
+        return [repr(field.low), repr(min(field.low + 0.5, field.high))]
+    if isinstance(field, scenes.Size):
+        return ['"64MiB"', "1000000"]
+    if isinstance(field, scenes.ListOf):
+        n = max(field.min_len, 1)
+        return ["[" + ", ".join([t] * n) + "]" for t in valid_texts(field.entry)] + (
+            ["[]"] if field.empty_ok else [])
+    if isinstance(field, scenes.Tuple):
+        return ["[" + ", ".join(valid_texts(e)[0] for e in field.entries) + "]"]
+    if isinstance(field, scenes.Window):
+        return ["[0, 2]"]
+    if isinstance(field, scenes.Table):
+        return ["{}"]
+    return []
+
+
+def candidates(path, section, key):
+    """Fuzzed TOML texts for one key: cheap valid values, and the weird ones."""
+    field = scenes.SCHEMAS[_kind(path)].get(section, {}).get(key)
+    own = valid_texts(field)
+    if key == "base":
+        own += ['"fig1_constant"', '"fig3_fast"', '"locking"', '"nowhere"', '"sweep_rules"']
+    return st.one_of(st.sampled_from(own or ["1"]), st.sampled_from(WEIRD))
+
+
+def run_cli(args):
+    runner = CliRunner()
+    return runner.invoke(cli.main, args)
+
+
+def check_outcome(result, out, what):
+    """Exit 0, or exit 2 with one 'error:' line and no output folder."""
+    if result.exit_code == 0:
+        return
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (
+        what, result.exit_code, repr(result.exception), _tail(result))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (what, result.stderr[-2000:])
+    assert not os.path.exists(out), (what, "output folder left after an error")
+
+
+def _tail(result):
+    import traceback
+    if result.exc_info is None:
+        return result.stderr[-2000:]
+    return "".join(traceback.format_exception(*result.exc_info))[-3000:]
+
+
+def fuzz_one(path, section, key, text, mode, option=None):
+    """Run the fast scene with one key replaced by ``text`` -- in the scene file
+    (mode "file"; "draw" is "file" with a diffusion scene's pictures drawn),
+    with --set ("set"), or with a typed option such as --ticks ("option", for
+    the keys in OPTIONS) -- and check the outcome."""
+    if mode == "option" and option is None:
+        option = next((o for o, sk in OPTIONS.items() if sk == (section, key)), None)
+        mode = "set" if option is None else mode
+    name = os.path.basename(path)
+    doc = fast_scene(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        scene_path = os.path.join(tmp, name)
+        out = os.path.join(tmp, "out")
+        extra = []
+        drawn = mode == "draw" and doc.get("kind") == '"diffusion"'
+        if drawn:           # pictures on (FAST turns them off) for the drawing code
+            doc["render"].update({k: "true" for k in ("png", "gif") if k != key})
+            mode = "file"
+        if mode == "set":
+            extra = ["--set", f"{section}.{key}={text}"]
+        elif mode == "option":
+            extra = [option, text]
+        elif section == "":
+            doc[key] = text
+        else:
+            doc.setdefault(section, {})
+            if isinstance(doc[section], dict):
+                doc[section][key] = text
+        write_scene(doc, scene_path)
+        if doc.get("kind") == '"sweep"' and mode == "file":
+            args = ["sweep", scene_path, "--out", out, "--quiet"]
+        elif doc.get("kind") == '"sweep"':
+            args = ["run", scene_path, "--out", out, "--quiet"] + extra
+        else:
+            args = ["run", scene_path, "--out", out, "--quiet"] + extra + (
+                [] if drawn else ["--no-gif", "--no-png"])
+        result = run_cli(args)
+        what = (name, section, key, text[:80], mode, option)
+        check_outcome(result, out, what)
+
+
+MODES = ("file", "set", "option", "draw")
+OPTIONS = {"--ticks": ("run", "ticks"), "--seed": ("run", "seed"), "--dtype": ("run", "dtype"),
+           "--device": ("run", "device")}
+
+
+def _example(path):
+    return st.sampled_from(keys_of(path)).flatmap(
+        lambda sk: st.tuples(st.just(sk), candidates(path, *sk), st.sampled_from(MODES)))
+
+
+# Examples per scene (TICKPROP_FUZZ_EXAMPLES scales them for a longer local run);
+# the slowest valid scenes get fewer so the whole module stays under 2 minutes.
+EXAMPLES = int(os.environ.get("TICKPROP_FUZZ_EXAMPLES", "24"))
+SLOW = {"zil_table.toml": 0.5, "compare_rules.toml": 0.5}
+
+
+def _settings(path):
+    n = max(4, int(EXAMPLES * SLOW.get(os.path.basename(path), 1.0)))
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("path", SCENES, ids=[os.path.basename(p)[:-5] for p in SCENES])
+def test_fuzzed_scene_runs_or_is_one_error_line(path):
+    """~24 mutations per shipped scene: in the file, drawn, with --set or an option."""
+    @_settings(path)
+    @given(_example(path))
+    def check(example):
+        (section, key), text, mode = example
+        fuzz_one(path, section, key, text, mode)
+    check()
+
+
+@pytest.mark.parametrize("path", SCENES, ids=[os.path.basename(p)[:-5] for p in SCENES])
+def test_fuzzed_typed_options_run_or_are_one_error_line(path):
+    """--ticks/--seed/--dtype/--device on every kind: run, or refused by name."""
+    for option, (section, key) in OPTIONS.items():
+        for text in ("1", "-1", "float32", HUGE[:30]):
+            fuzz_one(path, section, key, text, "option", option)
+
+
+def test_every_fast_scene_runs():
+    """The fuzzer's starting points are valid and run, so mutations are what fails."""
+    for path in SCENES:
+        doc = fast_scene(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            scene_path = os.path.join(tmp, os.path.basename(path))
+            write_scene(doc, scene_path)
+            sweep = doc.get("kind") == '"sweep"'
+            args = (["sweep" if sweep else "run", scene_path, "--out", os.path.join(tmp, "o"),
+                     "--quiet"] + ([] if sweep else ["--no-gif", "--no-png"]))
+            result = run_cli(args)
+            assert result.exit_code == 0, (path, _tail(result))
+
+
+def test_every_field_refuses_every_weird_value_cleanly():
+    """Exhaustively, without running: every declared field of every kind given
+    every weird value either validates or raises one single-line SceneError."""
+    tried = 0
+    for kind, sections in scenes.SCHEMAS.items():
+        for section, fields in sections.items():
+            for key in fields:
+                for text in WEIRD:
+                    try:
+                        value = tomllib.loads(f"v = {text}")["v"]
+                    except (ValueError, RecursionError):
+                        continue
+                    try:
+                        scenes.validate({"kind": kind, section: {key: value}}, "fuzz.toml")
+                    except SceneError as exc:
+                        assert "\n" not in str(exc) and str(exc).startswith("fuzz.toml: ")
+                    tried += 1
+    assert tried > 3000
+    assert math.isfinite(tried)
