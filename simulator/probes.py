@@ -134,7 +134,7 @@ class Recorder:
         """Record tick i (the engine has just made it), whose input/target were u, y;
         ``repeat`` says u, y and the weights are those of tick i − 1."""
         eng, xp = self.engine, self.xp
-        X, D, Xp = eng.stacked_state()
+        X, D, Xp = eng.stacked_state_views()
         c = self._pending
         self._chunk["x_norm"][c, ...] = xp.linalg.vector_norm(X, axis=(1, 2))
         self._chunk["delta_norm"][c, ...] = xp.linalg.vector_norm(D, axis=(1, 2))
