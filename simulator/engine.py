@@ -362,7 +362,7 @@ class Engine:
         self._finite_from = stop
         if ok.all():
             return
-        i, kind, layer = np.argwhere(~ok.transpose(0, 2, 1))[0]
+        i, layer, kind = np.argwhere(~ok.transpose(0, 2, 1))[0]
         raise NumericalError(ticks[i], layer, FINITE_KINDS[kind])
 
     # ------------------------------------------------------------- accessors

@@ -18,7 +18,7 @@ from .backend import Backend
 from .engine import Engine
 from .errors import SceneError
 from .network import Network
-from .probes import Recorder, RecordPlan, Trace, write_json
+from .probes import Recorder, RecordPlan, RunBudget, Trace, write_json
 from .scene import network_sizes
 from .streams import DatasetStream, make_stream, make_teacher, teacher_target
 
@@ -32,16 +32,12 @@ def seeds(seed):
 class Prepared:
     """Everything a run needs, built and checked, nothing simulated yet."""
 
-    def __init__(self, name, scene):
+    def __init__(self, name, scene, gif=False):
         self.name, self.scene = name, scene
         net_cfg, rule, run = scene["network"], scene["rule"], scene["run"]
         sizes = network_sizes(net_cfg)
         acts = [net_cfg["hidden"]] * (len(sizes) - 2) + [net_cfg["output"]]
         s_net, s_teacher, s_stream, s_fb = seeds(run["seed"])
-        self.network = Network.random(sizes, acts, seed=s_net, scale=net_cfg["scale"],
-                                      bias_scale=net_cfg["bias_scale"])
-        Backend(run["device"], run["dtype"])          # fail early on a missing device
-        self.stream = build_stream(scene, sizes, acts, s_teacher, s_stream)
         self.engine_args = dict(
             loss=rule["loss"], feedback=rule["feedback"], derivative=rule["derivative"],
             pairing=rule["pairing"], supervision_delay=rule["supervision_delay"],
@@ -54,7 +50,19 @@ class Prepared:
                                np.dtype(run["dtype"]).itemsize, states=rec["states"],
                                every=rec["every"], layers=rec["layers"], metrics=rec["metrics"],
                                chunk=rec["chunk"], budget=rec["memory_budget"])
-        self.record_bytes = self.plan.check_budget()
+        # The whole run (weights, buffers, rings, recording, GIF when ``gif``
+        # says it will be drawn) is checked before anything is allocated.
+        render = scene.get("render") or {}
+        self.budget = RunBudget(
+            self.plan, sizes, target=scene["target"]["kind"],
+            gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
+            **{k: rule[k] for k in ("feedback", "derivative", "pairing", "supervision_delay",
+                                    "learning_rate", "accumulate")})
+        self.record_bytes = self.budget.check()
+        self.network = Network.random(sizes, acts, seed=s_net, scale=net_cfg["scale"],
+                                      bias_scale=net_cfg["bias_scale"])
+        Backend(run["device"], run["dtype"])          # fail early on a missing device
+        self.stream = build_stream(scene, sizes, acts, s_teacher, s_stream)
 
     def simulate(self, progress=None):
         """Run the ticks; return the Trace with timings in its metadata."""

@@ -21,14 +21,14 @@ def test_gram_mismatch_equals_explicit_matrices(rng):
         assert rel[l] == pytest.approx(np.linalg.norm(g - G) / np.linalg.norm(G), rel=1e-10)
 
 
-def run_recorded(net, ticks, device="cpu", reference_kind="input", chunk=7, **engine_kw):
+def run_recorded(net, ticks, device="cpu", reference_kind="input", chunk=7, every=1, **engine_kw):
     rng = np.random.default_rng(0)
     teacher = Network.random(net.sizes, net.activations, seed=1)
     stream = HeldStream(net.sizes[0], engine_kw.get("batch", 1), rng,
                         teacher_target(teacher, engine_kw.get("loss", "mse")), hold=3)
     engine = Engine(net, device=device, **engine_kw)
     plan = RecordPlan(ticks, net.depth, max(net.sizes), engine.batch, 8, states=True,
-                      every=2, layers=[0, 2], chunk=chunk)
+                      every=every, layers=[0, 2], chunk=chunk)
     rec = Recorder(engine, plan, reference=reference_kind)
     engine.run(stream, ticks, rec)
     return rec.trace(), engine
@@ -52,10 +52,13 @@ def test_recorded_mismatch_matches_reference_of_the_tagged_frame(device):
         assert trace["ref_norm"][-1, l - 1] == pytest.approx(np.linalg.norm(G), rel=1e-10)
 
 
-def test_tags_follow_the_tick_rule_and_states_are_decimated():
+def test_tags_follow_the_tick_rule_and_rows_are_decimated():
     net = Network.random([3, 4, 4, 2], "tanh", seed=3)
-    trace, _ = run_recorded(net, 15, supervision_delay=1)
-    t = np.arange(15)[:, None]
+    full, _ = run_recorded(net, 15, supervision_delay=1)
+    trace, _ = run_recorded(net, 15, supervision_delay=1, every=2)
+    for key in ("x_norm", "tag_sigma_hi", "mismatch_cos", "stream_frame"):
+        np.testing.assert_array_equal(trace[key], full[key][::2])
+    t = np.arange(0, 15, 2)[:, None]
     l = np.arange(4)[None, :]
     np.testing.assert_array_equal(trace["tag_input"], np.where(t - l >= 0, t - l, -1))
     sup = np.where((t - 1 - (3 - l) >= 0) & (l >= 1) & (t - (3 - l) >= 1), t - 1 - (3 - l), -1)
@@ -85,18 +88,3 @@ def test_memory_budget_refuses_before_running_and_says_what_to_decimate():
 @pytest.mark.parametrize("text,value", [("1GiB", 2**30), ("512MiB", 2**29), ("2e3", 2000), (77, 77)])
 def test_parse_bytes(text, value):
     assert parse_bytes(text) == value
-
-
-def test_nan_stops_with_first_tick_and_layer():
-    net = Network.random([2, 3, 3, 2], ["linear", "linear", "linear"], seed=0, scale=30.0)
-    engine = Engine(net, learning_rate=50.0)
-    plan = RecordPlan(300, 3, 3, 1, 8, chunk=16)
-    rec = Recorder(engine, plan)
-    stream = HeldStream(2, 1, np.random.default_rng(0), lambda u, ids: u * 3.0, hold=1)
-    with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
-        engine.run(stream, 300, rec)
-    bad = ~np.isfinite(rec._host["x_norm"]) | ~np.isfinite(rec._host["delta_norm"])
-    first_tick = np.argwhere(bad.any(axis=1))[0, 0]
-    assert err.value.tick == first_tick
-    assert bad[first_tick, err.value.layer]
-    assert f"tick {err.value.tick}" in str(err.value)
