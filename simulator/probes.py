@@ -33,6 +33,8 @@ REFERENCES = ("input", "supervision")
 # GIF frames beyond this make the renderer's frame step grow (render.animate).
 GIF_MAX_FRAMES = 600
 GIF_BYTES_PER_PIXEL = 4
+# Parts of the run a budget refusal gives advice for (the biggest first).
+MAX_ADVICE = 2
 
 
 def parse_bytes(text):
@@ -57,6 +59,8 @@ def parse_bytes(text):
 def format_bytes(n):
     """Bytes as a short human string ('1.5 GiB'); beyond TiB in TiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if unit == "TiB" and abs(n) >= 10000:
+            return f"{n:.3g} {unit}"
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
@@ -233,16 +237,20 @@ class RunBudget:
         budget = self.plan.budget
         if self.total <= budget:
             return self.total
-        parts, rest = [], dict(self.items)
+        groups, rest = {}, dict(self.items)          # advice -> [(name, bytes)]
         for name, size in sorted(self.items.items(), key=lambda kv: -kv[1]):
-            parts.append(f"{name} {format_bytes(size)}: {self.advice(name)}")
+            groups.setdefault(self.advice(name), []).append((name, size))
             rest[name] = 0
             if self._peak(rest) <= budget:
                 break
+        parts = [" + ".join(f"{n} {format_bytes(b)}" for n, b in named) + f": {advice}"
+                 for advice, named in groups.items()]
+        shown = parts[:MAX_ADVICE]
+        if len(parts) > MAX_ADVICE:
+            shown.append(f"then {len(parts) - MAX_ADVICE} smaller part(s)")
         raise BudgetError(
             f"this run would take {format_bytes(self.total)}, over the memory budget of "
-            f"{format_bytes(budget)} (record.memory_budget); shrink "
-            + "; and ".join(parts))
+            f"{format_bytes(budget)} (record.memory_budget); shrink " + "; ".join(shown))
 
     def __repr__(self):
         return ("RunBudget(" + ", ".join(f"{k}={format_bytes(v)}" for k, v in self.items.items())
