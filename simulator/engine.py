@@ -318,16 +318,17 @@ class Engine:
             self._F -= xp.matrix_transpose(step_w)
         self._refresh_feedback()
 
-    def run(self, stream, ticks, recorder=None, progress=None):
+    def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
         """Step ``ticks`` times on frames from ``stream``.
 
-        Frames are generated on the host a chunk at a time and moved to the
-        device once per chunk; the recorder (if any) sees every tick; NaN/Inf
+        Frames are generated on the host ``chunk`` ticks at a time (default: the
+        recorder's plan.chunk, else 256) and moved to the device once per chunk; the recorder (if any) sees every tick; NaN/Inf
         stops the run (NumericalError) with the tick, layer and quantity where
         it first appeared, the same whatever the chunk size.
         """
         frozen = not self.learning_rate
-        chunk = recorder.plan.chunk if recorder is not None else 256
+        if chunk is None:
+            chunk = recorder.plan.chunk if recorder is not None else 256
         last = None
         for start in range(0, ticks, chunk):
             n = min(chunk, ticks - start)

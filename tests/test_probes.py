@@ -1,13 +1,15 @@
 """Recorder and metrics: Gram-matrix mismatch against explicitly formed
 matrices, tags against their closed forms, the memory budget, chunked transfer."""
+import json
+
 import numpy as np
 import pytest
 
 from simulator import Network, reference
 from simulator.engine import Engine
-from simulator.errors import BudgetError, NumericalError
+from simulator.errors import BudgetError, SimulatorError
 from simulator.metrics import mismatch
-from simulator.probes import Recorder, RecordPlan, parse_bytes
+from simulator.probes import Recorder, RecordPlan, Trace, parse_bytes
 from simulator.streams import HeldStream, teacher_target
 
 
@@ -88,3 +90,57 @@ def test_memory_budget_refuses_before_running_and_says_what_to_decimate():
 @pytest.mark.parametrize("text,value", [("1GiB", 2**30), ("512MiB", 2**29), ("2e3", 2000), (77, 77)])
 def test_parse_bytes(text, value):
     assert parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("hold", [1, 3])
+@pytest.mark.parametrize("derivative", ["local", "itd-y", "itd-dy"])
+def test_recorded_sigma_hi_is_the_frame_of_the_newest_sigma_factor(hold, derivative):
+    # δ[t,l]'s newest σ' factor is D[t−1,l]: the frame that entered layer 0 at t−1−l.
+    net = Network.random([3, 4, 4, 4, 2], "tanh", seed=5)
+    rng = np.random.default_rng(0)
+    stream = HeldStream(3, 1, rng, teacher_target(net, "mse"), hold=hold)
+    engine = Engine(net, derivative=derivative)
+    rec = Recorder(engine, RecordPlan(30, 4, 4, 1, 8, chunk=8))
+    engine.run(stream, 30, rec)
+    t = np.arange(30)[:, None]
+    l = np.arange(1, 4)[None, :]
+    np.testing.assert_array_equal(rec.trace()["tag_sigma_hi"][:, 1:4], np.maximum(t - l - 1, -1))
+
+
+def saved_trace(folder):
+    net = Network.random([3, 4, 2], "tanh", seed=6)
+    trace, _ = run_recorded(net, 12)
+    trace.meta = {"name": "t"}
+    trace.save(str(folder))
+    with open(folder / "run.json", "w") as f:
+        json.dump(trace.meta, f)
+    return trace
+
+
+def rewrite_npz(folder, change):
+    with np.load(folder / "trace.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    np.savez(folder / "trace.npz", **arrays)
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda f: open(f / "trace.npz", "wb").close(), "empty"),
+    (lambda f: (f / "trace.npz").write_bytes((f / "trace.npz").read_bytes()[:200]), "trace.npz"),
+    (lambda f: (f / "trace.npz").write_bytes(b"not a zip at all"), "trace.npz"),
+    (lambda f: rewrite_npz(f, lambda a: a.pop("x_norm")), "x_norm"),
+    (lambda f: rewrite_npz(f, lambda a: a.update(x_norm=a["x_norm"][:-1])), "x_norm"),
+    (lambda f: rewrite_npz(f, lambda a: a.update(sizes=np.array([3]))), "sizes"),
+    (lambda f: rewrite_npz(f, lambda a: a.update(state_x=a["state_x"][:, :1])), "state_x"),
+    (lambda f: (f / "run.json").unlink(), "run.json"),
+    (lambda f: (f / "run.json").write_text("{\"name\": "), "run.json"),
+    (lambda f: (f / "run.json").write_text("[1, 2]"), "run.json"),
+    (lambda f: (f / "run.json").write_bytes(b"\xff\xfe\x00"), "run.json"),
+])
+def test_loading_a_damaged_run_names_the_file_and_what_is_wrong(tmp_path, damage, needle):
+    saved_trace(tmp_path)
+    assert Trace.load(str(tmp_path)).arrays["x_norm"].shape == (12, 3)
+    damage(tmp_path)
+    with pytest.raises(SimulatorError) as err:
+        Trace.load(str(tmp_path))
+    assert needle in str(err.value) and str(tmp_path) in str(err.value)
