@@ -11,12 +11,12 @@ tick k and presents input frame k, so a frame's index is the tick at which it
 entered layer 0. Tags (integer frame indices, −1 = empty) travel with the
 waves by the same tick rule as the values.
 
-NaN/Inf: every tick writes, per layer, whether x, a and δ are all finite into a
-small device ring (FINITE_RING ticks); the host reads it once per ring (or at
-``check_finite``), so the first non-finite value is found exactly — tick,
-layer and which quantity — whatever the chunking, at the cost of one
-``isfinite`` pass over the state per tick. Finite values, however large, never
-trip it.
+NaN/Inf: every tick writes, per quantity and layer, whether x, a, σ' and δ are
+all finite into a small device ring (FINITE_RING ticks); the host reads it once
+per ring (or at ``check_finite``), so the first non-finite value is found
+exactly — tick, layer and which quantity — whatever the chunking, at the cost
+of one subtraction and one matrix-vector product over the state per tick.
+Finite values, however large, never trip it.
 """
 import numpy as np
 
@@ -33,6 +33,9 @@ SUP, OUT, SIG_LO, SIG_HI = range(4)
 FINITE_RING = 256
 # Order in which non-finite quantities of one (tick, layer) are reported.
 FINITE_KINDS = ("activity", "preactivation", "delta")
+# What each quantity of the state block is reported as (σ' is only non-finite
+# where x is).
+_BLOCK_KINDS = ("activity", "preactivation", "activity", "delta")
 
 
 def _activation_groups(activations):
@@ -117,11 +120,11 @@ class Engine:
 
     def _build_state(self):
         L, B, N, be = self.depth, self.batch, self.width, self.backend
-        shape = (L + 1, B, N)
-        self._X, self._Xn = be.zeros(shape), be.zeros(shape)
-        self._A, self._An = be.zeros(shape), be.zeros(shape)
-        self._S, self._Sn = be.zeros(shape), be.zeros(shape)
-        self._D, self._Dn = be.zeros(shape), be.zeros(shape)
+        # x, a, σ', δ of one tick live in one (4, L+1, B, N) block, so that one
+        # pass over it tells which of them hold a non-finite value.
+        self._blk, self._blk_n = be.zeros((4, L + 1, B, N)), be.zeros((4, L + 1, B, N))
+        self._X, self._A, self._S, self._D = (self._blk[k, ...] for k in range(4))
+        self._Xn, self._An, self._Sn, self._Dn = (self._blk_n[k, ...] for k in range(4))
         self._Q = be.zeros((L - 1, B, N)) if self.derivative == "itd-dy" else None
         d_y = self.supervision_delay
         self._targets = be.zeros((d_y + 1, B, self.sizes[-1]))
@@ -147,7 +150,9 @@ class Engine:
         if self.learning_rate and self.accumulate > 1:
             self._acc_w = be.zeros((L, N, N))
             self._acc_b = be.zeros((L, 1, N))
-        self._finite = self.xp.ones((FINITE_RING, len(FINITE_KINDS), L + 1), dtype=self.xp.bool)
+        # Row t % FINITE_RING: per (quantity, layer) 0 if all finite, NaN if not.
+        self._finite = be.zeros((FINITE_RING, 4 * (L + 1)))
+        self._ones = self.xp.ones((B * N,), dtype=be.dtype)
         self._finite_from = 0          # first tick whose flags the host has not read
 
     def _index_table(self, lags, layers):
@@ -190,6 +195,7 @@ class Engine:
             Dn[1:L, ...] = back if deriv is None else deriv * back
         self._X, self._Xn, self._A, self._An = Xn, X, An, A
         self._S, self._Sn, self._D, self._Dn = Sn, S, Dn, D
+        self._blk, self._blk_n = self._blk_n, self._blk
         self._advance_tags(t, target is not None)
         self.tick = t
         self._record_history(t)
@@ -204,10 +210,13 @@ class Engine:
                                  f"{(self.batch, width)}, got {shape}")
 
     def _flag_finite(self, t):
-        """Store, for tick t, per layer, whether x, a and δ are all finite."""
-        xp, row = self.xp, t % FINITE_RING
-        for k, arr in enumerate((self._X, self._A, self._D)):
-            self._finite[row, k, :] = xp.all(xp.isfinite(arr), axis=(1, 2))
+        """Store, for tick t, per quantity and layer, 0 if all of x, a, σ', δ are
+        finite and NaN if not: v − v is 0 for finite v and NaN for NaN or ±Inf
+        (never an overflow), and a sum of them (one matrix-vector product with
+        ones) is NaN iff one of them is."""
+        xp, blk = self.xp, self._blk
+        zero_or_nan = xp.reshape(blk - blk, (4 * (self.depth + 1), -1))
+        self._finite[t % FINITE_RING, :] = zero_or_nan @ self._ones
         if t - self._finite_from + 1 == FINITE_RING:
             self.check_finite()
 
@@ -359,12 +368,12 @@ class Engine:
             return
         flags = np.asarray(self.backend.to_host(self._finite))
         ticks = np.arange(start, stop)
-        ok = flags[ticks % FINITE_RING]                      # (ticks, kinds, layers)
+        ok = np.isfinite(flags[ticks % FINITE_RING]).reshape(len(ticks), 4, self.depth + 1)
         self._finite_from = stop
         if ok.all():
             return
         i, layer, kind = np.argwhere(~ok.transpose(0, 2, 1))[0]
-        raise NumericalError(ticks[i], layer, FINITE_KINDS[kind])
+        raise NumericalError(ticks[i], layer, _BLOCK_KINDS[kind])
 
     # ------------------------------------------------------------- accessors
     def gradients(self):
