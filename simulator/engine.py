@@ -31,11 +31,9 @@ from .options import (DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice,
 SUP, OUT, SIG_LO, SIG_HI = range(4)
 # Ticks of per-layer finiteness flags kept on the device between host checks.
 FINITE_RING = 256
-# Order in which non-finite quantities of one (tick, layer) are reported.
-FINITE_KINDS = ("activity", "preactivation", "delta")
-# What each quantity of the state block is reported as (σ' is only non-finite
-# where x is).
-_BLOCK_KINDS = ("activity", "preactivation", "activity", "delta")
+# The state block's quantities (x, a, σ', δ) as NumericalError names them, in
+# the order one (tick, layer) reports them; σ' is only non-finite where x is.
+FINITE_KINDS = ("activity", "preactivation", "activity", "delta")
 
 
 def _activation_groups(activations):
@@ -373,7 +371,7 @@ class Engine:
         if ok.all():
             return
         i, layer, kind = np.argwhere(~ok.transpose(0, 2, 1))[0]
-        raise NumericalError(ticks[i], layer, _BLOCK_KINDS[kind])
+        raise NumericalError(ticks[i], layer, FINITE_KINDS[kind])
 
     # ------------------------------------------------------------- accessors
     def gradients(self):
