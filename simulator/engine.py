@@ -10,18 +10,30 @@ Frame numbering: the engine starts empty at tick −1; ``step`` number k makes
 tick k and presents input frame k, so a frame's index is the tick at which it
 entered layer 0. Tags (integer frame indices, −1 = empty) travel with the
 waves by the same tick rule as the values.
+
+NaN/Inf: every tick writes, per quantity and layer, whether x, a, σ' and δ are
+all finite into a small device ring (FINITE_RING ticks); the host reads it once
+per ring (or at ``check_finite``), so the first non-finite value is found
+exactly — tick, layer and which quantity — whatever the chunking, at the cost
+of one subtraction and one matrix-vector product over the state per tick.
+Finite values, however large, never trip it.
 """
 import numpy as np
 
 from .backend import Backend
 from .errors import NumericalError, SimulatorError
-from .network import ZERO_AT_ZERO, activate
+from .network import ZERO_AT_ZERO, Network, activate
 from .options import (DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice,
                       frame_lags, loss_grad)
 
 # Rows of the delta tag array: supervision frame, output-activity frame, and
 # the lowest / highest frame any of its σ' factors came from.
 SUP, OUT, SIG_LO, SIG_HI = range(4)
+# Ticks of per-layer finiteness flags kept on the device between host checks.
+FINITE_RING = 256
+# The state block's quantities (x, a, σ', δ) as NumericalError names them, in
+# the order one (tick, layer) reports them; σ' is only non-finite where x is.
+FINITE_KINDS = ("activity", "preactivation", "activity", "delta")
 
 
 def _activation_groups(activations):
@@ -106,11 +118,11 @@ class Engine:
 
     def _build_state(self):
         L, B, N, be = self.depth, self.batch, self.width, self.backend
-        shape = (L + 1, B, N)
-        self._X, self._Xn = be.zeros(shape), be.zeros(shape)
-        self._A, self._An = be.zeros(shape), be.zeros(shape)
-        self._S, self._Sn = be.zeros(shape), be.zeros(shape)
-        self._D, self._Dn = be.zeros(shape), be.zeros(shape)
+        # x, a, σ', δ of one tick live in one (4, L+1, B, N) block, so that one
+        # pass over it tells which of them hold a non-finite value.
+        self._blk, self._blk_n = be.zeros((4, L + 1, B, N)), be.zeros((4, L + 1, B, N))
+        self._X, self._A, self._S, self._D = (self._blk[k, ...] for k in range(4))
+        self._Xn, self._An, self._Sn, self._Dn = (self._blk_n[k, ...] for k in range(4))
         self._Q = be.zeros((L - 1, B, N)) if self.derivative == "itd-dy" else None
         d_y = self.supervision_delay
         self._targets = be.zeros((d_y + 1, B, self.sizes[-1]))
@@ -136,6 +148,10 @@ class Engine:
         if self.learning_rate and self.accumulate > 1:
             self._acc_w = be.zeros((L, N, N))
             self._acc_b = be.zeros((L, 1, N))
+        # Row t % FINITE_RING: per (quantity, layer) 0 if all finite, NaN if not.
+        self._finite = be.zeros((FINITE_RING, 4 * (L + 1)))
+        self._ones = self.xp.ones((B * N,), dtype=be.dtype)
+        self._finite_from = 0          # first tick whose flags the host has not read
 
     def _index_table(self, lags, layers):
         R, L = self.history, self.depth
@@ -146,8 +162,15 @@ class Engine:
     # ------------------------------------------------------------------ tick
     def step(self, u, y):
         """Advance one tick: u (batch, n_0) is the new input frame, y (batch, n_L)
-        the new target frame. Returns nothing; read the state through accessors."""
+        the new target frame, both arrays of the engine's namespace (numpy arrays
+        are accepted on the cpu device). Returns nothing; read the state through
+        the accessors. A wrong shape raises SimulatorError naming the expected
+        and the given shape; a non-finite value raises NumericalError (at the
+        latest FINITE_RING ticks later, or at ``check_finite``) naming the first
+        tick and layer where it appeared."""
         xp, L = self.xp, self.depth
+        self._check_shape("input frame u", u, self.sizes[0])
+        self._check_shape("target frame y", y, self.sizes[-1])
         t = self.tick + 1
         X, A, S, D = self._X, self._A, self._S, self._D
         Xn, An, Sn, Dn = self._Xn, self._An, self._Sn, self._Dn
@@ -170,11 +193,30 @@ class Engine:
             Dn[1:L, ...] = back if deriv is None else deriv * back
         self._X, self._Xn, self._A, self._An = Xn, X, An, A
         self._S, self._Sn, self._D, self._Dn = Sn, S, Dn, D
+        self._blk, self._blk_n = self._blk_n, self._blk
         self._advance_tags(t, target is not None)
         self.tick = t
         self._record_history(t)
         if self.learning_rate:
             self._learn(t)
+        self._flag_finite(t)
+
+    def _check_shape(self, what, array, width):
+        shape = tuple(getattr(array, "shape", ()))
+        if shape != (self.batch, width):
+            raise SimulatorError(f"Engine.step: {what} must have shape (batch, width) = "
+                                 f"{(self.batch, width)}, got {shape}")
+
+    def _flag_finite(self, t):
+        """Store, for tick t, per quantity and layer, 0 if all of x, a, σ', δ are
+        finite and NaN if not: v − v is 0 for finite v and NaN for NaN or ±Inf
+        (never an overflow), and a sum of them (one matrix-vector product with
+        ones) is NaN iff one of them is."""
+        xp, blk = self.xp, self._blk
+        zero_or_nan = xp.reshape(blk - blk, (4 * (self.depth + 1), -1))
+        self._finite[t % FINITE_RING, :] = zero_or_nan @ self._ones
+        if t - self._finite_from + 1 == FINITE_RING:
+            self.check_finite()
 
     def _present_target(self, t, y):
         d_y = self.supervision_delay
@@ -224,13 +266,15 @@ class Engine:
         L, kind = self.depth, self.derivative
         if kind == "none" or L < 2:
             return None, None
+        # Copies: _advance_tags shifts _tx in place after calling this.
         if kind == "local":
-            return self._tx[1:L], self._tx[1:L]
+            tags = self._tx[1:L].copy()
+            return tags, tags
         if kind == "frame":
             rows = self._deriv_idx[1][(t - 1) % self.history]
             tags = self._ring_tags[rows // (L + 1), np.arange(1, L)]
             return tags, tags
-        return self._tx_prev[1:L], self._tx[1:L]
+        return self._tx_prev[1:L].copy(), self._tx[1:L].copy()
 
     def _record_history(self, t):
         L, R = self.depth, self.history
@@ -281,15 +325,17 @@ class Engine:
             self._F -= xp.matrix_transpose(step_w)
         self._refresh_feedback()
 
-    def run(self, stream, ticks, recorder=None, progress=None):
+    def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
         """Step ``ticks`` times on frames from ``stream``.
 
-        Frames are generated on the host a chunk at a time and moved to the
-        device once per chunk; the recorder (if any) sees every tick; NaN/Inf
-        stops the run with the tick and layer where it first appeared.
+        Frames are generated on the host ``chunk`` ticks at a time (default: the
+        recorder's plan.chunk, else 256) and moved to the device once per chunk; the recorder (if any) sees every tick; NaN/Inf
+        stops the run (NumericalError) with the tick, layer and quantity where
+        it first appeared, the same whatever the chunk size.
         """
         frozen = not self.learning_rate
-        chunk = recorder.plan.chunk if recorder is not None else 256
+        if chunk is None:
+            chunk = recorder.plan.chunk if recorder is not None else 256
         last = None
         for start in range(0, ticks, chunk):
             n = min(chunk, ticks - start)
@@ -304,20 +350,28 @@ class Engine:
                         u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
                     recorder.record(self.tick, u[k, ...], y[k, ...], int(frame_ids[k]), repeat)
                     last = (u_host[k], y_host[k])
-            if recorder is None:
-                self.check_finite()
-            else:
+            if recorder is not None:
                 recorder.flush()
+            self.check_finite()
             if progress is not None:
                 progress(n)
 
     def check_finite(self):
-        """Raise NumericalError naming the first layer whose x or δ is not finite."""
-        xp, be = self.xp, self.backend
-        for what, arr in (("activity", self._X), ("delta", self._D)):
-            ok = be.to_host(xp.all(xp.isfinite(arr), axis=(1, 2)))
-            if not ok.all():
-                raise NumericalError(self.tick, int(np.argmin(ok)), what)
+        """Raise NumericalError naming the first tick since the last check at which
+        some x, a or δ entry was NaN or ±Inf, its lowest such layer and which
+        quantity (activity before preactivation before delta at one layer).
+        One host transfer of the per-tick flags; finite values never trip it."""
+        start, stop = self._finite_from, self.tick + 1
+        if stop <= start:
+            return
+        flags = np.asarray(self.backend.to_host(self._finite))
+        ticks = np.arange(start, stop)
+        ok = np.isfinite(flags[ticks % FINITE_RING]).reshape(len(ticks), 4, self.depth + 1)
+        self._finite_from = stop
+        if ok.all():
+            return
+        i, layer, kind = np.argwhere(~ok.transpose(0, 2, 1))[0]
+        raise NumericalError(ticks[i], layer, FINITE_KINDS[kind])
 
     # ------------------------------------------------------------- accessors
     def gradients(self):
@@ -352,22 +406,21 @@ class Engine:
 
     def network(self):
         """The current weights as a host Network (for the reference)."""
-        from .network import Network
         be = self.backend
         return Network([be.to_host(w) for w in self.weights()],
                        [be.to_host(b) for b in self.biases()], self.activations)
 
     def activity(self, layer):
-        """x[t, layer], shape (batch, n_layer)."""
-        return self._X[layer, :, :self.sizes[layer]]
+        """A copy of x[t, layer], shape (batch, n_layer)."""
+        return self._copy(self._X[layer, :, :self.sizes[layer]])
 
     def preactivation(self, layer):
-        """a[t, layer] for layer 1..L, shape (batch, n_layer)."""
-        return self._A[layer, :, :self.sizes[layer]]
+        """A copy of a[t, layer] for layer 1..L, shape (batch, n_layer)."""
+        return self._copy(self._A[layer, :, :self.sizes[layer]])
 
     def delta(self, layer):
-        """δ[t, layer] for layer 1..L, shape (batch, n_layer)."""
-        return self._D[layer, :, :self.sizes[layer]]
+        """A copy of δ[t, layer] for layer 1..L, shape (batch, n_layer)."""
+        return self._copy(self._D[layer, :, :self.sizes[layer]])
 
     def tags(self):
         """Host copies of the provenance tags at the current tick.
@@ -393,8 +446,11 @@ class Engine:
         return out
 
     # padded stacks, for probes that vectorize over layers
-    def stacked_state(self):
-        """(X, D, paired X) as padded (L+1|L, B, N) device arrays; read-only."""
+    def stacked_state_views(self):
+        """(X, D, paired X) as padded (L+1|L, B, N) device arrays: LIVE VIEWS of
+        the engine's buffers, valid only until the next ``step`` (which reuses
+        them) and never to be written into. Probes read them within one tick;
+        anything kept longer must be copied (or use activity/delta, which copy)."""
         return self._X, self._D, self._paired_inputs()
 
 

@@ -1,24 +1,40 @@
 """What a run records, how often, and what it costs; the Trace it produces.
 
-Per tick and layer the Recorder keeps norms of x and δ, the provenance tags and
-both mismatch metrics against the reference gradient of the frame chosen by
-``reference`` ("input": the frame of the x that g pairs with; "supervision":
-the frame of δ's target). Full neuron states are optional, every k ticks, for
+Every ``record.every``-th tick (a "row") the Recorder keeps norms of x and δ,
+the provenance tags and both mismatch metrics against the reference gradient
+of the frame chosen by ``reference`` ("input": the frame of the x that g pairs
+with; "supervision": the frame of δ's target); the reference ring itself is
+filled every tick. Full neuron states are optional, at the same rows, for
 chosen layers. Device-side values go into preallocated chunk buffers that are
-moved to the host once per chunk (never per neuron, never per tick).
+moved to the host once per chunk (never per neuron, never per tick), so the
+memory of a run grows as ticks / every.
+
+RunBudget itemises everything a diffusion run allocates (weights, batch
+buffers, rings, stream chunks, recording, GIF frames) so that a run that would
+not fit ``record.memory_budget`` is refused before anything is allocated,
+with advice naming the knob that shrinks its biggest part.
 """
 import json
+import math
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
-from .errors import BudgetError, NumericalError, SceneError, SimulatorError
+from .errors import BudgetError, SceneError, SimulatorError
 from .files import atomic_write
 from .metrics import inner, mismatch
+from .options import frame_lags
 from .reference import factors_of
 
 TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
 REFERENCES = ("input", "supervision")
+# GIF frames beyond this make the renderer's frame step grow (render.animate).
+GIF_MAX_FRAMES = 600
+GIF_BYTES_PER_PIXEL = 4
+# Parts of the run a budget refusal gives advice for (the biggest first).
+MAX_ADVICE = 2
 
 
 def parse_bytes(text):
@@ -41,14 +57,23 @@ def parse_bytes(text):
 
 
 def format_bytes(n):
+    """Bytes as a short human string ('1.5 GiB'); beyond TiB in TiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if unit == "TiB" and abs(n) >= 10000:
+            return f"{n:.3g} {unit}"
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
 
 
+def _row_bytes(L):
+    """Host bytes of one recorded row: norms, metrics, tags, stream frame, tick."""
+    return 8 * (2 * (L + 1) + 4 * L + len(TAG_KEYS) * (L + 1) + 2)
+
+
 class RecordPlan:
-    """Which arrays a run keeps: states every ``every`` ticks for ``layers``."""
+    """Which arrays a run keeps: a row every ``every`` ticks (norms, tags,
+    metrics and, when ``states``, full states of ``layers``)."""
 
     def __init__(self, ticks, depth, width, batch, itemsize, states=False, every=1,
                  layers=None, metrics=True, chunk=256, budget="1GiB"):
@@ -63,35 +88,177 @@ class RecordPlan:
         self.budget = parse_bytes(budget)
 
     @property
+    def rows(self):
+        """Recorded rows: ticks 0, every, 2·every, … below ``ticks``."""
+        return len(range(0, self.ticks, self.every))
+
+    @property
     def state_ticks(self):
-        return len(range(0, self.ticks, self.every)) if self.states else 0
+        return self.rows if self.states else 0
 
     def size(self):
         """Bytes of host memory the recorded arrays will take."""
-        T, L = self.ticks, self.depth
-        per_tick = 8 * (2 * (L + 1) + 2 * L + 2 * L) + 8 * len(TAG_KEYS) * (L + 1) + 16
         states = 2 * self.state_ticks * len(self.layers) * self.batch * self.width * self.itemsize
-        return T * per_tick + states
+        return self.rows * _row_bytes(self.depth) + states
 
-    def check_budget(self):
-        """Refuse, before any work, a recording that does not fit the budget."""
-        need = self.size()
-        if need <= self.budget:
-            return need
-        hint = []
-        if self.states:
-            factor = int(np.ceil(need / self.budget))
-            hint.append(f"record states every {self.every * factor} ticks (record.every)")
-            hint.append("record fewer layers (record.layers)")
-            hint.append("turn off record.states")
-        hint.append("run fewer ticks")
+    def check_budget(self, sizes=None, **run):
+        """Refuse, before any allocation, a run that does not fit the budget:
+        ``RunBudget(self, sizes, **run).check()`` (sizes default to ``width``
+        for every layer). Returns the estimated peak bytes."""
+        if sizes is None:
+            sizes = [self.width] * (self.depth + 1)
+        return RunBudget(self, sizes, **run).check()
+
+
+def gif_frames(rows, every):
+    """How many GIF frames the renderer draws from ``rows`` recorded rows with
+    render.every = ``every`` (the step grows past GIF_MAX_FRAMES frames)."""
+    step = max(int(every), math.ceil(rows / GIF_MAX_FRAMES), 1)
+    return len(range(0, rows, step))
+
+
+class RunBudget:
+    """Itemised peak memory of one diffusion run, before anything is allocated.
+
+    ``plan`` (RecordPlan) gives ticks, batch, dtype size, recording and chunk;
+    ``sizes`` the layer widths; the rule options say which rings and buffers the
+    engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
+    network maps the stream); ``gif`` = (render.every, (width, height)) adds
+    the GIF frames, None leaves them out. ``items`` maps each part to bytes,
+    ``total`` is their sum and ``check()`` refuses a run over ``plan.budget``
+    naming its biggest parts and the knobs that shrink them.
+    """
+
+    ADVICE = {
+        "weights": "fewer or narrower layers (network.width, network.depth or network.sizes)",
+        "state buffers": "a smaller stream.batch or a narrower network (network.width, "
+                         "network.sizes)",
+        "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
+                         "hold 2L ticks of state), a smaller stream.batch or network",
+        "targets ring": "a smaller rule.supervision_delay",
+        "reference ring": "a smaller rule.supervision_delay (the ring holds 2L + d_y + 2 "
+                          "frames) or record.metrics = false",
+        "metric work": "a smaller stream.batch (the mismatch forms batch x batch Gram "
+                       "matrices) or record.metrics = false",
+        "weight work": "fewer or narrower layers (network.width, network.depth or "
+                       "network.sizes)",
+        "stream frames": "a smaller record.chunk (ticks generated at once) or stream.batch",
+        "teacher forward": "a smaller record.chunk (ticks generated at once) or stream.batch",
+        "state transfer": "a smaller record.chunk (ticks moved to the host at once), a larger "
+                          "record.every or fewer record.layers",
+        "recorded rows": "a larger record.every (keep every k-th tick) or fewer run.ticks",
+        "recorded states": "",     # computed: the record.every that fits
+        "gif frames": "a larger render.every, a smaller render.size, or no GIF "
+                      "(render.gif = false, --no-gif)",
+    }
+
+    # Parts alive only for a moment, never two at once: the peak holds the largest.
+    TRANSIENT = ("weight work", "metric work", "teacher forward", "state transfer")
+
+    def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
+                 supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
+                 gif=None):
+        self.plan = plan
+        sizes = [int(n) for n in sizes]
+        L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
+        n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
+        d_y, C = int(supervision_delay), plan.chunk
+        W = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))      # true weight entries
+        padded = L * N * N
+        host_nets = 8 * W * (2 if target == "teacher" else 1)       # student + teacher
+        persistent = s * (padded + L * N) + host_nets
+        if feedback != "transpose":
+            persistent += s * padded
+        build = 8 * padded * (2 if feedback in ("random", "learned") else 1)
+        work = 0
+        if learning_rate:
+            work += s * padded                          # η g, formed as one (L, N, N) array
+            if accumulate > 1:
+                persistent += s * padded
+                work += s * padded                      # the fresh accumulator
+            if feedback == "sign":
+                work += s * padded                      # refreshed sign(Wᵀ)
+        if plan.metrics:
+            work = max(work, s * W)                     # weight copies for the reference
+        state = (L + 1) * B * N
+        items = {"weights": persistent,
+                 "weight work": max(build, work),
+                 "state buffers": s * state * 13 + (s * (L - 1) * B * N
+                                                    if derivative == "itd-dy" else 0)}
+        deriv_lags, pair_lags = frame_lags(L)
+        lags = (deriv_lags if derivative == "frame" else []) + (
+            pair_lags if pairing == "frame" else [])
+        R = max(lags) + 1 if lags else 0
+        items["history rings"] = s * R * state * ((derivative == "frame") + (pairing == "frame"))
+        items["targets ring"] = s * (d_y + 1) * B * nL
+        if plan.metrics:
+            ref = 2 * L + d_y + 2
+            items["reference ring"] = s * ref * L * (2 * B * N + 1) + 8 * ref
+            items["metric work"] = s * (3 * L * B * B + 4 * B * total_n + 4 * L * B * N)
+        # Two chunks of frames are alive while the next is drawn; the teacher's
+        # forward pass over a whole chunk is transient.
+        items["stream frames"] = (8 + s) * 2 * C * B * (n0 + nL)
+        if target == "teacher":
+            items["teacher forward"] = 8 * C * B * (2 * total_n + 2 * N)
+        rows = plan.rows
+        items["recorded rows"] = rows * _row_bytes(L) + 6 * s * C * (L + 1)
+        if plan.states:
+            per_row = 2 * len(plan.layers) * B * N
+            items["recorded states"] = plan.itemsize * per_row * rows
+            items["state transfer"] = 2 * s * per_row * min(len(range(0, C, plan.every)), rows)
+        if gif is not None:
+            every, (w, h) = gif
+            items["gif frames"] = GIF_BYTES_PER_PIXEL * gif_frames(rows, every) * int(w) * int(h)
+        self.items = {k: int(v) for k, v in items.items() if v}
+        self.total = self._peak(self.items)
+
+    @classmethod
+    def _peak(cls, items):
+        """Lasting parts add up; transient ones are never alive together."""
+        return (sum(v for k, v in items.items() if k not in cls.TRANSIENT)
+                + max((v for k, v in items.items() if k in cls.TRANSIENT), default=0))
+
+    def advice(self, item):
+        """What shrinks ``item`` (for recorded states: the record.every that fits)."""
+        if item != "recorded states":
+            return self.ADVICE[item]
+        plan = self.plan
+        room = plan.budget - self._peak({**self.items, item: 0, "state transfer": 0})
+        hint = "record fewer layers (record.layers) or record.states = false"
+        if room > 0:
+            factor = math.ceil(self.items[item] / room)
+            hint = f"record.every = {plan.every * max(factor, 2)}, " + hint
+        return hint
+
+    def check(self):
+        """Return the total bytes, or raise BudgetError before any allocation:
+        names the total, the budget and the biggest parts (as many as must
+        shrink for the rest to fit) with the knob that shrinks each."""
+        budget = self.plan.budget
+        if self.total <= budget:
+            return self.total
+        groups, rest = {}, dict(self.items)          # advice -> [(name, bytes)]
+        for name, size in sorted(self.items.items(), key=lambda kv: -kv[1]):
+            groups.setdefault(self.advice(name), []).append((name, size))
+            rest[name] = 0
+            if self._peak(rest) <= budget:
+                break
+        parts = [" + ".join(f"{n} {format_bytes(b)}" for n, b in named) + f": {advice}"
+                 for advice, named in groups.items()]
+        shown = parts[:MAX_ADVICE]
+        if len(parts) > MAX_ADVICE:
+            shown.append(f"then {len(parts) - MAX_ADVICE} smaller part(s)")
         raise BudgetError(
-            f"recording would take {format_bytes(need)}, over the memory budget of "
-            f"{format_bytes(self.budget)} (record.memory_budget): " + ", or ".join(hint))
+            f"this run would take {format_bytes(self.total)}, over the memory budget of "
+            f"{format_bytes(budget)} (record.memory_budget); shrink " + "; ".join(shown))
+
+    def __repr__(self):
+        return ("RunBudget(" + ", ".join(f"{k}={format_bytes(v)}" for k, v in self.items.items())
+                + f", total={format_bytes(self.total)})")
 
 
 class Recorder:
-    """Records an Engine tick by tick into host arrays (see RecordPlan)."""
+    """Records an Engine into host arrays, a row every ``plan.every`` ticks (see RecordPlan)."""
 
     def __init__(self, engine, plan, reference="input"):
         if reference not in REFERENCES:
@@ -99,12 +266,13 @@ class Recorder:
         self.engine, self.plan, self.reference = engine, plan, reference
         self.xp = engine.xp
         L, B, N = engine.depth, engine.batch, engine.width
-        T, C = plan.ticks, plan.chunk
+        T, C = plan.rows, plan.chunk
         self._host = {
             "x_norm": np.full((T, L + 1), np.nan), "delta_norm": np.full((T, L + 1), np.nan),
             "mismatch_cos": np.full((T, L), np.nan), "mismatch_rel": np.full((T, L), np.nan),
             "grad_norm": np.full((T, L), np.nan), "ref_norm": np.full((T, L), np.nan),
-            "stream_frame": np.full(T, -1, dtype=np.int64), "tick": np.arange(T, dtype=np.int64),
+            "stream_frame": np.full(T, -1, dtype=np.int64),
+            "tick": np.arange(0, plan.ticks, plan.every, dtype=np.int64),
         }
         for key in TAG_KEYS:
             self._host["tag_" + key] = np.full((T, L + 1), -1, dtype=np.int64)
@@ -124,7 +292,7 @@ class Recorder:
             S, nl = plan.state_ticks, len(plan.layers)
             self._host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
-            self._host["state_tick"] = np.arange(0, T, plan.every, dtype=np.int64)
+            self._host["state_tick"] = self._host["tick"].copy()
             self._state_layers = self.xp.asarray(np.array(plan.layers, dtype=np.int64))
             self._state_buf = [], []
             self._state_next = 0
@@ -132,26 +300,30 @@ class Recorder:
     # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (the engine has just made it), whose input/target were u, y;
-        ``repeat`` says u, y and the weights are those of tick i − 1."""
+        ``repeat`` says u, y and the weights are those of tick i − 1. Ticks that
+        are not a multiple of ``plan.every`` only feed the reference ring."""
         eng, xp = self.engine, self.xp
-        X, D, Xp = eng.stacked_state()
+        if self.plan.metrics:
+            self._store_reference(i, u, y, repeat)
+        if i % self.plan.every:
+            return
+        row = i // self.plan.every
+        X, D, Xp = eng.stacked_state_views()
         c = self._pending
         self._chunk["x_norm"][c, ...] = xp.linalg.vector_norm(X, axis=(1, 2))
         self._chunk["delta_norm"][c, ...] = xp.linalg.vector_norm(D, axis=(1, 2))
         tags = eng.tags()
         for key in TAG_KEYS:
-            self._host["tag_" + key][i] = tags[key]
-        self._host["stream_frame"][i] = frame_id
+            self._host["tag_" + key][row] = tags[key]
+        self._host["stream_frame"][row] = frame_id
         if self.plan.metrics:
-            self._store_reference(i, u, y, repeat)
             self._measure(i, D[1:, ...], Xp, tags)
-        if self.plan.states and i % self.plan.every == 0:
+        if self.plan.states:
             self._state_buf[0].append(xp.take(X, self._state_layers, axis=0))
             self._state_buf[1].append(xp.take(D, self._state_layers, axis=0))
         self._pending += 1
         if self._pending == self.plan.chunk:
             self.flush()
-
     def _store_reference(self, i, u, y, repeat):
         """Backprop factors of frame i with the current weights, into the ring."""
         eng, xp = self.engine, self.xp
@@ -196,7 +368,7 @@ class Recorder:
 
     # ---------------------------------------------------------------- chunks
     def flush(self):
-        """Move the pending chunk to the host; stop the run on NaN/Inf."""
+        """Move the pending rows to the host (NaN/Inf is the engine's to find)."""
         n, start = self._pending, self._chunk_start
         if not n:
             return
@@ -212,18 +384,6 @@ class Recorder:
             self._state_next += m
             self._state_buf = [], []
         self._pending, self._chunk_start = 0, start + n
-        self._check_finite(start, start + n)
-
-    def _check_finite(self, start, stop):
-        for key in ("x_norm", "delta_norm"):
-            block = self._host[key][start:stop]
-            bad = ~np.isfinite(block)
-            if key == "delta_norm":
-                bad[:, 0] = False
-            if bad.any():
-                t, layer = np.argwhere(bad)[0]
-                what = "activity" if key == "x_norm" else "delta"
-                raise NumericalError(start + t, layer, what)
 
     def trace(self, meta=None):
         """The finished recording as a Trace (host arrays only)."""
@@ -242,6 +402,22 @@ def _blank_padding(arrays, sizes, layers):
     for j, l in enumerate(layers):
         arrays["state_x"][:, j, :, sizes[l]:] = np.nan
         arrays["state_delta"][:, j, :, sizes[l]:] = np.nan
+
+
+def _trace_shapes(arrays):
+    """Expected shape of every array a trace must (or may) hold, from its own
+    ``sizes`` and ``tick``; None where a dimension is free."""
+    L, T = len(arrays["sizes"]) - 1, len(arrays["tick"])
+    want = {"sizes": (L + 1,), "tick": (T,), "stream_frame": (T,),
+            "x_norm": (T, L + 1), "delta_norm": (T, L + 1)}
+    for key in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
+        want[key] = (T, L)
+    for key in TAG_KEYS:
+        want["tag_" + key] = (T, L + 1)
+    return want
+
+
+REQUIRED_ARRAYS = tuple(_trace_shapes({"sizes": np.zeros(2), "tick": np.zeros(0)}))
 
 
 class Trace:
@@ -266,17 +442,70 @@ class Trace:
                      lambda f: np.savez_compressed(f, **self.arrays), binary=True)
 
     @classmethod
-    def load(cls, folder):
-        """Load trace.npz (and run.json if present) from a run folder."""
+    def load(cls, folder, meta=None):
+        """Load trace.npz and run.json from a run folder (``meta``, when given,
+        stands in for run.json: a run draws its pictures before run.json is
+        written). A missing or damaged file (not a zip, truncated, an array
+        missing or of the wrong shape, run.json not a JSON object) raises
+        SimulatorError naming the file and what is wrong."""
         path = os.path.join(folder, "trace.npz")
         if not os.path.isfile(path):
             raise SimulatorError(f"{folder}: no trace.npz here (expected a run folder)")
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta_path = os.path.join(folder, "run.json")
-        meta = {}
-        if os.path.isfile(meta_path):
-            with open(meta_path) as f:
-                meta = json.load(f)
+        arrays = _read_npz(path)
+        _check_arrays(path, arrays)
+        if meta is None:
+            meta = _read_meta(os.path.join(folder, "run.json"))
         return cls(arrays, meta)
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("a single array, not an archive of arrays")
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        what = str(exc) or type(exc).__name__
+        if os.path.getsize(path) == 0:
+            what = "the file is empty"
+        raise SimulatorError(f"{path}: damaged trace ({what}); re-run the scene "
+                             "to write it again") from None
+
+
+def _check_arrays(path, arrays):
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    if missing:
+        raise SimulatorError(f"{path}: damaged trace: missing arrays {', '.join(missing)}")
+    if arrays["sizes"].ndim != 1 or len(arrays["sizes"]) < 2 or arrays["tick"].ndim != 1:
+        raise SimulatorError(f"{path}: damaged trace: 'sizes' must list at least two widths "
+                             f"and 'tick' be 1-D, got shapes {arrays['sizes'].shape} and "
+                             f"{arrays['tick'].shape}")
+    for key, shape in _trace_shapes(arrays).items():
+        if arrays[key].shape != shape:
+            raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape "
+                                 f"{arrays[key].shape}, expected {shape}")
+    if "state_x" in arrays:
+        for key in ("state_delta", "state_tick", "state_layers"):
+            if key not in arrays:
+                raise SimulatorError(f"{path}: damaged trace: state_x without {key}")
+        S, nl = len(arrays["state_tick"]), len(arrays["state_layers"])
+        for key in ("state_x", "state_delta"):
+            shape = arrays[key].shape
+            if len(shape) != 4 or shape[:2] != (S, nl):
+                raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape {shape}, "
+                                     f"expected ({S}, {nl}, batch, width)")
+
+
+def _read_meta(path):
+    if not os.path.isfile(path):
+        raise SimulatorError(f"{path}: missing (a run folder holds run.json beside trace.npz)")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SimulatorError(f"{path}: damaged run.json ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SimulatorError(f"{path}: damaged run.json: expected a JSON object, "
+                             f"got {type(meta).__name__}")
+    return meta
 

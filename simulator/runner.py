@@ -13,9 +13,9 @@ import time
 import numpy as np
 
 from . import __version__
-from .build import build
+from .build import build, network_shape
 from .errors import SceneError
-from .probes import Recorder, RecordPlan, Trace
+from .probes import Recorder, RecordPlan, RunBudget, Trace
 from .render import write_pictures
 from .scene import apply_overrides, load
 
@@ -23,19 +23,27 @@ from .scene import apply_overrides, load
 class Prepared:
     """Everything a run needs, built and checked, nothing simulated yet."""
 
-    def __init__(self, name, scene):
+    def __init__(self, name, scene, gif=False):
         self.name, self.scene = name, scene
-        run = scene["run"]
-        self.parts = build(scene)
-        self.network, self.stream = self.parts.network, self.parts.stream
-        self.engine_args = self.parts.engine_args
-        sizes = self.parts.sizes
+        run, rule = scene["run"], scene["rule"]
+        sizes, _ = network_shape(scene["network"])
         rec = scene["record"]
         self.plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
                                np.dtype(run["dtype"]).itemsize, states=rec["states"],
                                every=rec["every"], layers=rec["layers"], metrics=rec["metrics"],
                                chunk=rec["chunk"], budget=rec["memory_budget"])
-        self.record_bytes = self.plan.check_budget()
+        # The whole run (weights, buffers, rings, recording, GIF when ``gif``
+        # says it will be drawn) is checked before anything is allocated.
+        render = scene.get("render") or {}
+        self.budget = RunBudget(
+            self.plan, sizes, target=scene["target"]["kind"],
+            gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
+            **{k: rule[k] for k in ("feedback", "derivative", "pairing", "supervision_delay",
+                                    "learning_rate", "accumulate")})
+        self.record_bytes = self.budget.check()
+        self.parts = build(scene)
+        self.network, self.stream = self.parts.network, self.parts.stream
+        self.engine_args = self.parts.engine_args
 
     def simulate(self, progress=None):
         """Run the ticks; return the Trace with timings in its metadata."""

@@ -230,3 +230,67 @@ def test_engine_does_not_mutate_the_network(rng):
     settle(engine, *constant_pair(rng), 5)
     assert max_rel(net.weights, w0) == 0.0
     assert layer_rel(host(engine.weights()), w0)[0] > 0
+
+
+def test_accessors_return_copies_not_live_views(device, rng):
+    net = net5(15)
+    engine = Engine(net, device=device)
+    be = engine.backend
+    us = rng.normal(size=(6, 1, 3))
+    kept = {"activity": [], "preactivation": [], "delta": []}
+    want = {"activity": [], "preactivation": [], "delta": []}
+    x_prev = [np.zeros((1, n)) for n in net.sizes]
+    for t in range(6):
+        engine.step(be.asarray(us[t]), be.asarray(np.zeros((1, 2))))
+        kept["activity"].append(engine.activity(1))
+        kept["preactivation"].append(engine.preactivation(1))
+        kept["delta"].append(engine.delta(5))
+        # Closed forms from the tick rule: a[t,1] = W_0 x[t−1,0] + b_0, x[t,1] = tanh(a[t,1]).
+        a1 = x_prev[0] @ net.weights[0].T + net.biases[0]
+        want["preactivation"].append(a1)
+        want["activity"].append(np.tanh(a1))
+        x_now = [us[t]] + [None] * 5
+        for l in range(1, 6):
+            a = x_prev[l - 1] @ net.weights[l - 1].T + net.biases[l - 1]
+            x_now[l] = a if l == 5 else np.tanh(a)
+        want["delta"].append(x_now[5] - 0.0)        # linear output, mse, y = 0
+        x_prev = x_now
+    for key in kept:
+        got = host(kept[key])
+        assert len({g.tobytes() for g in got[1:]}) == 5, key
+        for g, w in zip(got, want[key]):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("u_shape,y_shape,named", [
+    ((2, 4), (2, 2), "u"), ((3, 3), (2, 2), "u"), ((2, 3), (2, 3), "y"),
+    ((3,), (2, 2), "u"), ((2, 3), (1, 2), "y"),
+])
+def test_step_refuses_wrong_shapes_naming_expected_and_given(u_shape, y_shape, named):
+    engine = Engine(net5(16), batch=2)
+    with pytest.raises(SimulatorError) as err:
+        engine.step(np.zeros(u_shape), np.zeros(y_shape))
+    message = str(err.value)
+    expected = (2, 3) if named == "u" else (2, 2)
+    given = u_shape if named == "u" else y_shape
+    assert f"frame {named}" in message and str(expected) in message and str(given) in message
+    assert engine.tick == -1
+
+
+@pytest.mark.parametrize("derivative", ["local", "itd-y", "itd-dy"])
+@pytest.mark.parametrize("hold", [1, 4])
+def test_sigma_tags_follow_the_tick_rule(rng, derivative, hold):
+    """δ[t,l] = D[t−1,l] ⊙ F δ[t−1,l+1]: its newest σ' factor is D[t−1,l], whose
+    frame entered layer 0 at tick t−1−l; its oldest is σ'_L of the output
+    activity it started from, frame t+l−2L (itd factors also reach t−2−l)."""
+    L = 5
+    engine = Engine(net5(17), derivative=derivative, itd_epsilon=1e-9)
+    u = np.repeat(rng.normal(size=(40 // hold + 1, 1, 3)), hold, axis=0)
+    for t in range(40):
+        engine.step(u[t], np.zeros((1, 2)))
+        tags = engine.tags()
+        for l in range(1, L):
+            assert tags["sigma_hi"][l] == max(t - l - 1, -1), (t, l)
+            if t >= 2 * L:
+                assert tags["sigma_lo"][l] == t + l - 2 * L, (t, l)
+        assert tags["sigma_hi"][L] == (t - L if t >= L else -1)

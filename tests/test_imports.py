@@ -125,17 +125,8 @@ def test_no_import_circle_among_module_level_imports():
     assert find_cycle(graph) is None
 
 
-# Function-local imports still in modules other parts of issue 9 rewrite; each
-# xfail is strict, so it must be removed when that module is clean.
-PENDING = {
-    "simulator.engine": "Engine.network imports Network locally though engine imports network "
-                        "at the top (engine/accessors helper)",
-}
-
-
 @pytest.mark.parametrize("module", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=PENDING[m])) if m in PENDING
-    else m for m in sorted(MODULES)])
+    m for m in sorted(MODULES)])
 def test_no_function_local_import_of_a_project_module(module):
     """Allowed only to defer matplotlib, with a comment saying so."""
     _, local = imports(module)

@@ -1,13 +1,15 @@
 """Recorder and metrics: Gram-matrix mismatch against explicitly formed
 matrices, tags against their closed forms, the memory budget, chunked transfer."""
+import json
+
 import numpy as np
 import pytest
 
 from simulator import Network, reference
 from simulator.engine import Engine
-from simulator.errors import BudgetError, NumericalError
+from simulator.errors import BudgetError, SimulatorError
 from simulator.metrics import mismatch
-from simulator.probes import Recorder, RecordPlan, parse_bytes
+from simulator.probes import Recorder, RecordPlan, Trace, parse_bytes
 from simulator.streams import HeldStream, teacher_target
 
 
@@ -21,14 +23,14 @@ def test_gram_mismatch_equals_explicit_matrices(rng):
         assert rel[l] == pytest.approx(np.linalg.norm(g - G) / np.linalg.norm(G), rel=1e-10)
 
 
-def run_recorded(net, ticks, device="cpu", reference_kind="input", chunk=7, **engine_kw):
+def run_recorded(net, ticks, device="cpu", reference_kind="input", chunk=7, every=1, **engine_kw):
     rng = np.random.default_rng(0)
     teacher = Network.random(net.sizes, net.activations, seed=1)
     stream = HeldStream(net.sizes[0], engine_kw.get("batch", 1), rng,
                         teacher_target(teacher, engine_kw.get("loss", "mse")), hold=3)
     engine = Engine(net, device=device, **engine_kw)
     plan = RecordPlan(ticks, net.depth, max(net.sizes), engine.batch, 8, states=True,
-                      every=2, layers=[0, 2], chunk=chunk)
+                      every=every, layers=[0, 2], chunk=chunk)
     rec = Recorder(engine, plan, reference=reference_kind)
     engine.run(stream, ticks, rec)
     return rec.trace(), engine
@@ -52,10 +54,13 @@ def test_recorded_mismatch_matches_reference_of_the_tagged_frame(device):
         assert trace["ref_norm"][-1, l - 1] == pytest.approx(np.linalg.norm(G), rel=1e-10)
 
 
-def test_tags_follow_the_tick_rule_and_states_are_decimated():
+def test_tags_follow_the_tick_rule_and_rows_are_decimated():
     net = Network.random([3, 4, 4, 2], "tanh", seed=3)
-    trace, _ = run_recorded(net, 15, supervision_delay=1)
-    t = np.arange(15)[:, None]
+    full, _ = run_recorded(net, 15, supervision_delay=1)
+    trace, _ = run_recorded(net, 15, supervision_delay=1, every=2)
+    for key in ("x_norm", "tag_sigma_hi", "mismatch_cos", "stream_frame"):
+        np.testing.assert_array_equal(trace[key], full[key][::2])
+    t = np.arange(0, 15, 2)[:, None]
     l = np.arange(4)[None, :]
     np.testing.assert_array_equal(trace["tag_input"], np.where(t - l >= 0, t - l, -1))
     sup = np.where((t - 1 - (3 - l) >= 0) & (l >= 1) & (t - (3 - l) >= 1), t - 1 - (3 - l), -1)
@@ -87,16 +92,55 @@ def test_parse_bytes(text, value):
     assert parse_bytes(text) == value
 
 
-def test_nan_stops_with_first_tick_and_layer():
-    net = Network.random([2, 3, 3, 2], ["linear", "linear", "linear"], seed=0, scale=30.0)
-    engine = Engine(net, learning_rate=50.0)
-    plan = RecordPlan(300, 3, 3, 1, 8, chunk=16)
-    rec = Recorder(engine, plan)
-    stream = HeldStream(2, 1, np.random.default_rng(0), lambda u, ids: u * 3.0, hold=1)
-    with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
-        engine.run(stream, 300, rec)
-    bad = ~np.isfinite(rec._host["x_norm"]) | ~np.isfinite(rec._host["delta_norm"])
-    first_tick = np.argwhere(bad.any(axis=1))[0, 0]
-    assert err.value.tick == first_tick
-    assert bad[first_tick, err.value.layer]
-    assert f"tick {err.value.tick}" in str(err.value)
+@pytest.mark.parametrize("hold", [1, 3])
+@pytest.mark.parametrize("derivative", ["local", "itd-y", "itd-dy"])
+def test_recorded_sigma_hi_is_the_frame_of_the_newest_sigma_factor(hold, derivative):
+    # δ[t,l]'s newest σ' factor is D[t−1,l]: the frame that entered layer 0 at t−1−l.
+    net = Network.random([3, 4, 4, 4, 2], "tanh", seed=5)
+    rng = np.random.default_rng(0)
+    stream = HeldStream(3, 1, rng, teacher_target(net, "mse"), hold=hold)
+    engine = Engine(net, derivative=derivative)
+    rec = Recorder(engine, RecordPlan(30, 4, 4, 1, 8, chunk=8))
+    engine.run(stream, 30, rec)
+    t = np.arange(30)[:, None]
+    l = np.arange(1, 4)[None, :]
+    np.testing.assert_array_equal(rec.trace()["tag_sigma_hi"][:, 1:4], np.maximum(t - l - 1, -1))
+
+
+def saved_trace(folder):
+    net = Network.random([3, 4, 2], "tanh", seed=6)
+    trace, _ = run_recorded(net, 12)
+    trace.meta = {"name": "t"}
+    trace.save(str(folder))
+    with open(folder / "run.json", "w") as f:
+        json.dump(trace.meta, f)
+    return trace
+
+
+def rewrite_npz(folder, change):
+    with np.load(folder / "trace.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    np.savez(folder / "trace.npz", **arrays)
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda f: open(f / "trace.npz", "wb").close(), "empty"),
+    (lambda f: (f / "trace.npz").write_bytes((f / "trace.npz").read_bytes()[:200]), "trace.npz"),
+    (lambda f: (f / "trace.npz").write_bytes(b"not a zip at all"), "trace.npz"),
+    (lambda f: rewrite_npz(f, lambda a: a.pop("x_norm")), "x_norm"),
+    (lambda f: rewrite_npz(f, lambda a: a.update(x_norm=a["x_norm"][:-1])), "x_norm"),
+    (lambda f: rewrite_npz(f, lambda a: a.update(sizes=np.array([3]))), "sizes"),
+    (lambda f: rewrite_npz(f, lambda a: a.update(state_x=a["state_x"][:, :1])), "state_x"),
+    (lambda f: (f / "run.json").unlink(), "run.json"),
+    (lambda f: (f / "run.json").write_text("{\"name\": "), "run.json"),
+    (lambda f: (f / "run.json").write_text("[1, 2]"), "run.json"),
+    (lambda f: (f / "run.json").write_bytes(b"\xff\xfe\x00"), "run.json"),
+])
+def test_loading_a_damaged_run_names_the_file_and_what_is_wrong(tmp_path, damage, needle):
+    saved_trace(tmp_path)
+    assert Trace.load(str(tmp_path)).arrays["x_norm"].shape == (12, 3)
+    damage(tmp_path)
+    with pytest.raises(SimulatorError) as err:
+        Trace.load(str(tmp_path))
+    assert needle in str(err.value) and str(tmp_path) in str(err.value)

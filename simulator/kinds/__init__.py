@@ -37,7 +37,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
     Returns the run.json content."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
-    job = kind.prepare(name, scene)
+    job = kind.prepare(name, scene, options)
 
     holder = {}
 

@@ -10,7 +10,7 @@ from .base import Kind, load_npz, save_npz, scene_of
 SAVED = ("errors", "predicted", "changes", "eta_x")     # what draw needs of relaxation.npz
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Check the network (relaxation needs a hidden layer); the job relaxes one
     batch per η_x and saves relaxation.npz."""
     network = relaxation_network(scene)

@@ -8,7 +8,7 @@ from ..relaxation_experiments import run_train, train_arrays
 from .base import Kind, load_npz, save_npz
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Check the network; the job trains backprop and every variant per seed
     and saves the accuracy curves (training.npz: steps, test_<rule>, train_<rule>)."""
     network = relaxation_network(scene)

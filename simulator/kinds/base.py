@@ -4,8 +4,9 @@ A ``Kind`` is registered once (simulator/kinds/__init__.py) and everything that
 runs or draws a scene goes through it: ``tickprop run`` and ``tickprop render``
 for every kind, ``tickprop pc-table`` as an alias of the pc_table kind.
 
-- ``prepare(name, scene) -> job`` builds and checks everything that can be
-  refused (before any output folder exists); ``job(folder, progress)`` then
+- ``prepare(name, scene, options) -> job`` builds and checks everything that
+  can be refused (before any output folder exists; ``options`` are the draw
+  options, so a kind can count the pictures it will draw in its budget); ``job(folder, progress)`` then
   does the experiment, saves into ``folder`` every array its pictures need and
   returns the summary that run.json stores (a ``"timings"`` entry of it goes to
   run.json's timings instead).
@@ -66,7 +67,7 @@ class Kind:
     def run(self, name, scene, folder, progress=None):
         """Prepare and run a resolved scene of this kind into an existing folder;
         return its summary."""
-        return self.prepare(name, scene)(folder, progress)
+        return self.prepare(name, scene, {"png": False, "gif": False})(folder, progress)
 
     def overrides(self, given):
         """{scene key: value} for the typed CLI options given (None = not given);

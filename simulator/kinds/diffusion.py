@@ -1,7 +1,5 @@
 """The diffusion kind: the tick engine on a stream (Betti & Gori), saved as a
 Trace (trace.npz) and drawn as waves.png, mismatch.png and waves.gif."""
-import os
-import zipfile
 
 from ..errors import SimulatorError
 from ..probes import Trace
@@ -11,9 +9,10 @@ from ..scene import RENDER
 from .base import Kind, scene_of
 
 
-def prepare(name, scene):
-    """Build and check the run (sizes, memory budget, device, picture size)."""
-    prepared = Prepared(name, scene)
+def prepare(name, scene, options=None):
+    """Build and check the run (sizes, memory budget -- the GIF's frames
+    included when it will be drawn -- device, picture size)."""
+    prepared = Prepared(name, scene, gif=(options or {}).get("gif", True) is not False)
     check_picture_size(scene["render"]["size"])
 
     def job(folder, progress=None):
@@ -28,20 +27,13 @@ def draw(folder, meta, options):
     """waves.png, mismatch.png and waves.gif from trace.npz, with the scene's
     [render] choices (defaults if the run.json has none) overridden by
     ``options`` (every, size, color; png/gif False to skip)."""
-    path = os.path.join(folder, "trace.npz")
-    try:
-        trace = Trace.load(folder)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
-    trace.meta = meta
+    trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
     try:
         render = dict(scene_of(meta, "render"))
     except SimulatorError:
         render = {k: f.default for k, f in RENDER.items()}
     render.update({k: options[k] for k in ("every", "size", "color") if k in options})
     check_picture_size(render["size"])
-    if "tick" not in trace:
-        raise SimulatorError(f"{path}: damaged or not a tickprop trace (no 'tick')")
     return write_pictures(folder, trace, png=render["png"] and options.get("png", True),
                           gif=render["gif"] and options.get("gif", True), every=render["every"],
                           size=tuple(render["size"]), color=render["color"],

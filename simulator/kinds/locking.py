@@ -7,7 +7,7 @@ from .base import Kind, load_npz, save_npz, scene_of
 NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Nothing to refuse beyond the schema; the job counts both schedules."""
     lk = scene["locking"]
 

@@ -11,7 +11,7 @@ from .base import Kind
 LEVELLED = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Nothing to refuse beyond the schema; the job measures Table 1 for every
     precision in table.dtypes (levelled, unlevelled or both) and Table 2 (time
     per update) in every precision too, and saves both as CSV."""

@@ -8,7 +8,7 @@ from ..pc.inference import error_wave
 from .base import Kind, load_npz, save_npz, scene_of
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Nothing to refuse beyond the schema; the job runs one update and saves
     ‖ε‖ per level and per vertex (wave.npz)."""
     wv, run = scene["wave"], scene["run"]

@@ -7,7 +7,7 @@ from .base import Kind
 ADVICE = "run it with `tickprop sweep`"
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Refuse: a sweep is not one run."""
     raise SceneError(f"{name} is a sweep scene: {ADVICE} {name}")
 

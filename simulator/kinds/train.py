@@ -10,7 +10,7 @@ from ..training import Setup, train_scene
 from .base import Kind, load_json
 
 
-def prepare(name, scene):
+def prepare(name, scene, options=None):
     """Build the shared pieces (network, test set, a first stream) so a bad
     scene is refused here; the job trains every rule and saves results.json."""
     setup = Setup(scene)

@@ -1,0 +1,123 @@
+"""The memory budget covers the whole run: each kind of oversized run is refused
+before anything is allocated, with advice that works; the estimate is honest
+against tracemalloc; a decimated recording grows as ticks / every."""
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from simulator import scene as scenes
+from simulator.errors import BudgetError, SceneError
+from simulator.probes import RecordPlan, RunBudget
+from simulator.runner import Prepared
+
+MiB = 2 ** 20
+
+
+def fig1(*overrides):
+    name, resolved = scenes.load("fig1_constant")
+    return name, scenes.apply_overrides(resolved, list(overrides), name)
+
+
+def refusal(*overrides, gif=False):
+    """The BudgetError message, and the traced peak while refusing."""
+    name, resolved = fig1(*overrides)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BudgetError) as err:
+            Prepared(name, resolved, gif=gif)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * MiB, "the refusal allocated part of the run first"
+    return str(err.value)
+
+
+@pytest.mark.parametrize("overrides,gif,part,knob", [
+    (("network.depth=512", "network.width=65536"), False, "weights", "network.width"),
+    (("network.sizes=[4, 65536, 65536, 4]",), False, "weights", "network.sizes"),
+    (("stream.batch=65536", "network.width=4096", "record.states=false",
+      "record.metrics=false"), False, "stream.batch", "stream.batch"),
+    (("rule.supervision_delay=2048", "network.width=4096", "stream.batch=64"), False,
+     "reference ring", "rule.supervision_delay"),
+    (("run.ticks=600", "record.states=false", "render.size=[4000, 4000]"), True, "gif frames",
+     "--no-gif"),
+])
+def test_oversized_runs_are_refused_before_allocating(overrides, gif, part, knob):
+    message = refusal(*overrides, gif=gif)
+    assert "record.memory_budget" in message
+    assert part in message and knob in message
+
+
+@pytest.mark.parametrize("override", ["network.sizes=[4, 1000000000, 4]",
+                                      "stream.batch=1000000000",
+                                      "rule.supervision_delay=1000000000"])
+def test_values_beyond_the_declared_ranges_are_refused_by_the_schema(override):
+    """Inside its ranges a scene fits the budget or is refused above; beyond
+    them the schema names the key before anything is built."""
+    with pytest.raises(SceneError, match=re.escape(override.split("=")[0].split("[")[0])):
+        fig1(override)
+
+
+def test_the_gif_counts_only_when_it_will_be_drawn():
+    name, resolved = fig1("run.ticks=600", "record.states=false", "render.size=[4000, 4000]")
+    assert "gif frames" not in Prepared(name, resolved).budget.items
+
+
+def test_advice_for_a_long_recording_works_when_followed():
+    message = refusal("run.ticks=400000", "record.states=true", "record.metrics=false")
+    every = int(re.search(r"record\.every = (\d+)", message).group(1))
+    name, resolved = fig1("run.ticks=400000", "record.states=true", "record.metrics=false",
+                          f"record.every={every}")
+    assert Prepared(name, resolved).record_bytes <= 2 ** 30
+
+
+def test_estimate_is_itemised_and_follows_the_options():
+    plan = RecordPlan(100, 4, 8, 2, 8, metrics=False)
+    base = RunBudget(plan, [3, 8, 8, 8, 2])
+    frame = RunBudget(plan, [3, 8, 8, 8, 2], derivative="frame", pairing="frame")
+    # Two rings of 2L = 8 ticks (the longest pairing lag is 2L − 1) of (L+1, B, N) states.
+    assert frame.items["history rings"] == 2 * 8 * 5 * 2 * 8 * 8
+    assert "history rings" not in base.items
+    assert frame.total - base.total == frame.items["history rings"]
+    assert RunBudget(plan, [3, 8, 8, 8, 2], supervision_delay=9).items["targets ring"] == \
+        8 * 10 * 2 * 2
+
+
+@pytest.mark.parametrize("overrides", [
+    ("network.width=128", "stream.batch=8", "run.ticks=600", "record.states=true",
+     "record.every=5"),
+    ("network.width=96", "stream.batch=16", "run.ticks=300", "record.states=false",
+     "rule.supervision_delay=60", "rule.learning_rate=0.001", "rule.feedback='random'"),
+])
+def test_estimate_is_honest_against_the_traced_peak(overrides):
+    name, resolved = fig1(*overrides)
+    tracemalloc.start()
+    try:
+        prepared = Prepared(name, resolved)
+        with np.errstate(all="ignore"):
+            prepared.simulate()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert 0.5 <= peak / prepared.budget.total <= 1.2
+
+
+def traced_peak(ticks):
+    name, resolved = fig1(f"run.ticks={ticks}", "record.every=100", "record.states=true",
+                          "record.metrics=false")
+    prepared = Prepared(name, resolved)
+    tracemalloc.start()
+    try:
+        prepared.simulate()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_of_a_decimated_run_grows_as_ticks_over_every():
+    growth = traced_peak(40000) - traced_peak(20000)
+    # 200 more rows of norms, tags and states (L = 9, width 16): a few hundred KiB;
+    # one row per tick would be ~20 MiB.
+    assert growth < 2 * MiB
