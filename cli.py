@@ -213,7 +213,7 @@ def sync(scene, depth, ticks, as_json):
     name, resolved = scenes.load(scene or "fig3_fast")
     if resolved["kind"] != "diffusion":
         raise SimulatorError(f"{name}: sync inspects diffusion scenes, this one is {resolved['kind']!r}")
-    typed = {"record.states": False}
+    typed = {"record.states": False, "record.every": 1}    # the report reads every tick
     if depth is not None:
         typed.update({"network.depth": depth, "network.sizes": []})
         typed["run.ticks"] = ticks or max(resolved["run"]["ticks"], 8 * depth)

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 
-from simulator import scene, sweep, training
+from simulator import sweep
 
 GRID = """description = "bench_sweep grid"
 kind = "sweep"
@@ -51,8 +51,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer seeds and ticks")
     args = ap.parse_args()
-    scene.register_kind("train", training.TRAIN_SECTIONS)
-    scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
     for name in ("sweep_speed_depth", "sweep_rules"):
         n, ms = plan_cost(name)
         print(f"{name}: {n} points resolved, checked and hashed in {ms:.0f} ms ({1e3 * ms / n:.0f} us/point)")

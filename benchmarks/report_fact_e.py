@@ -8,7 +8,7 @@ import argparse
 import json
 import os
 
-from simulator import scene, sweep, training
+from simulator import sweep
 
 
 def main():
@@ -16,8 +16,6 @@ def main():
     ap.add_argument("--out", default=os.path.join("outputs", "sweep_speed_depth"))
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    scene.register_kind("train", training.TRAIN_SECTIONS)
-    scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
     result = sweep.run_sweep("sweep_speed_depth", args.out, workers=args.workers)
     _, sc, _, _ = sweep.load_sweep("sweep_speed_depth")
     records = sweep.sweep_records("sweep_speed_depth", args.out)

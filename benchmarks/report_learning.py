@@ -9,7 +9,7 @@ import argparse
 import os
 import tempfile
 
-from simulator import scene, sweep, training
+from simulator import sweep
 from simulator.render.phase import accuracy_table
 
 LR_GRID = """description = "largest stable learning rate per rule and hold"
@@ -73,8 +73,6 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-lr", action="store_true")
     args = ap.parse_args()
-    scene.register_kind("train", training.TRAIN_SECTIONS)
-    scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
     accuracy_report(args.out, args.workers)
     if not args.skip_lr:
         stable_rates(args.workers)

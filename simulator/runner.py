@@ -16,7 +16,6 @@ from . import __version__
 from .build import build, network_shape
 from .errors import SceneError
 from .probes import Recorder, RecordPlan, RunBudget, Trace
-from .render import write_pictures
 from .scene import apply_overrides, load
 
 
@@ -85,9 +84,12 @@ def run_metadata(name, scene):
             "versions": versions, "machine": platform.platform()}
 
 
-def clip_windows(windows, ticks):
+def clip_windows(windows, trace):
     """Raster windows cut to the ticks a run has (a run shortened with --ticks
-    still draws what it has); windows left empty are dropped."""
+    still draws what it has); windows left empty are dropped. Rows are kept
+    every record.every ticks, the last standing for the ticks up to the run's end."""
+    t = trace["tick"]
+    ticks = int(t[-1]) + (int(t[1] - t[0]) if len(t) > 1 else 1) if len(t) else 0
     clipped = [(min(a, ticks), min(b, ticks)) for a, b in windows]
     return [(a, b) for a, b in clipped if a < b]
 
@@ -99,18 +101,5 @@ def check_picture_size(size):
                          f"320..4000 and height in 200..4000, got {size}")
 
 
-def picture_writer(render, png=True, gif=True):
-    """A write_run writer drawing the scene's pictures (``png``/``gif`` can
-    only turn the scene's own choices off, as --no-png/--no-gif do)."""
-    check_picture_size(render["size"])
-
-    def write(folder, trace):
-        return write_pictures(folder, trace, png=render["png"] and png,
-                              gif=render["gif"] and gif, every=render["every"],
-                              size=tuple(render["size"]), color=render["color"],
-                              windows=clip_windows(render["windows"], len(trace["tick"])))
-    return write
-
-
 __all__ = ["Prepared", "simulate_scene", "run_metadata", "Trace",
-           "picture_writer", "check_picture_size", "clip_windows"]
+           "check_picture_size", "clip_windows"]

@@ -234,3 +234,23 @@ def test_tag_colouring_band_edges_cross_in_the_middle():
         row = rgb[layer, 300:360]
         changes = {300 + i + 1 for i in np.flatnonzero(np.abs(np.diff(row, axis=0)).sum(axis=1) > 1e-9)}
         assert changes == {320 + layer, 320 + L - layer}, (layer, sorted(changes))
+
+
+def test_decimated_rows_are_drawn_at_their_ticks():
+    """record.every = 4 keeps a row every 4 ticks: the raster's windows (given in
+    ticks) select the rows inside them, its x axis and the heatmap's are in
+    ticks (row r at tick 4r), and the GIF title names the tick, not the row."""
+    trace = simulate_scene("fig2_slow", "record.every=4")
+    assert list(trace["tick"][:3]) == [0, 4, 8]
+    fig, panels = raster_figure(trace, windows=[(0, 40), (300, 400)], color="magnitude")
+    (ax_a, win_a, _), (ax_b, win_b, _) = panels
+    assert win_a == (0, 10) and win_b == (75, 100)          # rows 0..9 and 75..99
+    assert ax_a.get_xlim() == pytest.approx((-2.0, 38.0))    # cells 4 ticks wide, centred
+    assert ax_b.get_xlim() == pytest.approx((298.0, 398.0))
+    heat = mismatch_figure(trace)[1]["heatmap"]
+    T = len(trace["tick"])
+    assert heat.get_xlim() == pytest.approx((-2.0, 4 * (T - 0.5)))
+    anim = WaveAnimator(trace, size=DEFAULT_SIZE)
+    row = 75
+    assert trace["tick"][row] == 300
+    assert anim.render(row).shape == (DEFAULT_SIZE[1], DEFAULT_SIZE[0], 3)

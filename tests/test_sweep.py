@@ -14,11 +14,9 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from simulator import scene, sweep, training
+from simulator import scene, sweep
 from simulator.errors import SceneError, SimulatorError
 
-scene.register_kind("train", training.TRAIN_SECTIONS)
-scene.register_kind("sweep", sweep.SWEEP_SECTIONS)
 
 SMALL = """description = "test sweep"
 kind = "sweep"

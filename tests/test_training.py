@@ -14,7 +14,6 @@ from simulator.errors import SceneError
 from simulator.network import Network
 from simulator.render.learning import RULE_COLOURS
 
-scene.register_kind("train", training.TRAIN_SECTIONS)
 
 
 def _loss_by_hand(weights, biases, u, y):

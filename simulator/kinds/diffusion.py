@@ -37,7 +37,7 @@ def draw(folder, meta, options):
     return write_pictures(folder, trace, png=render["png"] and options.get("png", True),
                           gif=render["gif"] and options.get("gif", True), every=render["every"],
                           size=tuple(render["size"]), color=render["color"],
-                          windows=clip_windows(render["windows"], len(trace["tick"])))
+                          windows=clip_windows(render["windows"], trace))
 
 
 def _progress(scene):

@@ -26,7 +26,7 @@ from ..errors import SimulatorError
 from ..sync import synchronized_layers
 from ..files import atomic_write
 from . import palette
-from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence,
+from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence, row_ticks,
                      step_note, stream_frames)
 
 DEFAULT_FPS = 20
@@ -325,7 +325,7 @@ class WaveAnimator:
         bars.tick_params(labelsize=small)
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color)
-        draw_panel(self.raster, rgb, (0, T), L, steps=steps)
+        draw_panel(self.raster, rgb, (0, T), L, steps=steps, ticks=row_ticks(self.trace))
         note = step_note(steps)
         self.raster.set_xlabel(f"tick (raster coloured by {color}{'; ' + note if note else ''})",
                                fontsize=small)
@@ -414,7 +414,8 @@ class WaveAnimator:
         self._paint_cursor(frame, t)
         self._paint_tags(frame, t)
         frame_id = int(self.trace["stream_frame"][t])
-        title = f"{self.name}   tick {t}   stream frame {frame_id}".strip()
+        tick = int(self.trace["tick"][t])          # t is a recorded row
+        title = f"{self.name}   tick {tick}   stream frame {frame_id}".strip()
         self._paint_text(frame, self.title_glyphs, title, 6, self.title_glyphs.height + 4,
                          np.zeros(3), "left")
         return frame

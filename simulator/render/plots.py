@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from ..files import save_png
 from ..sync import steady_window, synchronized_layers
 from . import palette
-from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, step_note
+from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
 from .axes import LOG_FLOOR, log_axis, no_data
 
 DPI = 100
@@ -101,11 +101,13 @@ def _heatmap(ax, fig, trace):
     cmap = colormaps[HEATMAP].with_extremes(bad=MISSING)
     k, ticks = drawn(0, T, MAX_DRAWN_TICKS)
     m, layers = drawn(0, L, MAX_DRAWN_LAYERS)               # columns of layers 1..L
+    first, every = row_ticks(trace)                          # rows are every k-th tick
     cells = trace["mismatch_cos"][np.ix_(ticks, layers)]
     image = ax.imshow(np.ma.masked_invalid(cells.T), origin="lower",
                       aspect="auto", interpolation="nearest", cmap=cmap, norm=Normalize(-1.0, 1.0),
-                      extent=(-0.5, -0.5 + len(ticks) * k, 0.5, 0.5 + len(layers) * m))
-    ax.set_xlim(-0.5, T - 0.5)
+                      extent=(first - 0.5 * every, first + (len(ticks) * k - 0.5) * every,
+                              0.5, 0.5 + len(layers) * m))
+    ax.set_xlim(first - 0.5 * every, first + (T - 0.5) * every)
     ax.set_ylim(0.5, L + 0.5)
     ax.yaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     for l in synchronized_layers(L):

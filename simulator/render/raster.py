@@ -132,33 +132,51 @@ def _ordinal(k):
     return f"{k}{suffix}"
 
 
+def row_ticks(trace):
+    """(first tick, ticks per row): a trace keeps a row every ``record.every``
+    ticks, so row r holds tick ``first + r * every`` (every = 1: row = tick)."""
+    t = trace["tick"]
+    if len(t) < 2:
+        return (int(t[0]) if len(t) else 0), 1
+    return int(t[0]), max(int(t[1] - t[0]), 1)
+
+
 def check_windows(trace, windows):
-    """Validated (start, stop) tick ranges; the whole run when ``windows`` is empty."""
+    """Validated (start, stop) tick ranges turned into the (start, stop) ROW
+    ranges that hold them; the whole run when ``windows`` is empty."""
     T = len(trace["tick"])
     if not windows:
         return [(0, T)]
+    first, every = row_ticks(trace)
+    last = first + T * every          # one past the ticks the last row stands for
     out = []
     for w in windows:
         try:
             start, stop = (int(v) for v in w)
         except (TypeError, ValueError):
             raise SimulatorError(f"render window {w!r}: expected (start, stop) ticks") from None
-        if not 0 <= start < stop <= T:
-            raise SimulatorError(f"render window {w!r}: expected 0 <= start < stop <= {T} "
-                                 f"(the run has {T} ticks)")
-        out.append((start, stop))
+        if not 0 <= start < stop <= last:
+            raise SimulatorError(f"render window {w!r}: expected 0 <= start < stop <= {last} "
+                                 f"(the run has {last} ticks)")
+        lo = max(0, -(-(start - first) // every))
+        hi = max(lo + 1, min(T, -(-(stop - first) // every)))
+        out.append((lo, hi))
     return out
 
 
-def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1)):
-    """Draw ``rgb`` (rows, columns, 3), the image of ``window`` from
-    ``panel_image`` (every k-th tick and m-th layer for ``steps`` = (k, m)), on
-    ``ax`` with the synchronization layer(s) outlined; the cell of tick t and
-    layer l starts at data point (t − 0.5, l − 0.5) and spans k ticks, m layers."""
+def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ticks=(0, 1)):
+    """Draw ``rgb`` (rows, columns, 3), the image of the row ``window`` from
+    ``panel_image`` (every k-th row and m-th layer for ``steps`` = (k, m)), on
+    ``ax`` with the synchronization layer(s) outlined. The x axis is in ticks:
+    with ``ticks`` = (first, every) from ``row_ticks``, row r is tick
+    first + r·every, and its cell spans every ticks centred there (every = 1:
+    the cell of tick t and layer l starts at (t − 0.5, l − 0.5))."""
     start, stop = window
     k, m = steps
+    first, every = ticks
+    x = lambda row: first + (row - 0.5) * every        # noqa: E731 (left edge of a row)
     ax.imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
-              extent=(start - 0.5, start - 0.5 + rgb.shape[1] * k, -0.5, -0.5 + rgb.shape[0] * m))
+              extent=(x(start), x(start + rgb.shape[1] * k), -0.5, -0.5 + rgb.shape[0] * m))
     layers = synchronized_layers(depth)
     for l in layers:
         for edge in (l - 0.5, l + 0.5):
@@ -168,7 +186,7 @@ def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1)):
         ax.annotate(text, xy=(1.0, float(np.mean(layers))), xycoords=("axes fraction", "data"),
                     xytext=(3, 0), textcoords="offset points", va="center",
                     fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
-    ax.set_xlim(start - 0.5, stop - 0.5)
+    ax.set_xlim(x(start), x(stop))
     ax.set_ylim(-0.5, depth + 0.5)
     ax.set_xlabel("tick")
     ax.set_ylabel("layer (0 = input)")
@@ -192,8 +210,9 @@ def legend_handles(color):
     ], how.get(color, "")
 
 
-def _window_title(window, index, count):
-    start, stop = window
+def _window_title(window, index, count, ticks=(0, 1)):
+    first, every = ticks
+    start, stop = first + window[0] * every, first + (window[1] - 1) * every + 1
     if count == 2:
         phase = ("(A) filling", "(B) stationary")[index]
         return f"{phase}: ticks {start}–{stop - 1}"
@@ -205,6 +224,7 @@ def raster_figure(trace, windows=(), color="both"):
     per colouring. Returns (figure, panels) with panels a list of
     (axes, window, colouring) so callers can map ticks and layers to pixels."""
     windows = check_windows(trace, windows)
+    ticks = row_ticks(trace)
     kinds = colourings(color)
     depth = trace.depth
     rows, cols = len(windows), len(kinds)
@@ -220,10 +240,10 @@ def raster_figure(trace, windows=(), color="both"):
         for j, kind in enumerate(kinds):
             ax = fig.add_subplot(grid[i, j])
             rgb, steps = panel_image(trace, window, kind)
-            title = f"{name} — {_window_title(window, i, rows)} — colour by {kind}"
+            title = f"{name} — {_window_title(window, i, rows, ticks)} — colour by {kind}"
             note = step_note(steps)
             title = title.lstrip(" —") + (f"\n({note})" if note else "")
-            draw_panel(ax, rgb, window, depth, title=title, steps=steps)
+            draw_panel(ax, rgb, window, depth, title=title, steps=steps, ticks=ticks)
             panels.append((ax, window, kind))
     handles, _ = legend_handles(kinds[0])
     notes = "; ".join(f"{k}: {legend_handles(k)[1]}" for k in kinds)
