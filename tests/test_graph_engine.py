@@ -169,3 +169,247 @@ def test_a_chain_runs_exactly_like_the_stacked_engine(rng, device, opts):
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"tick {t}, {k}")
             if not k.startswith("sigma"):  # a chain carries one frame: lo = hi
                 np.testing.assert_array_equal(got[f"{k}_hi"], want[k], err_msg=f"tick {t}, {k}")
+
+
+@pytest.mark.parametrize("derivative", ["local", "itd-y"])
+def test_chain_sigma_tags_follow_the_tick_rule(rng, derivative):
+    """On a chain of L layers δ[t,l] = D[t−1,l] ⊙ F δ[t−1,l+1]: its σ' factors
+    come from D[t−1−k, l+k] (local: the frame of x[t−1−k, l+k] = t−1−l−2k; itd:
+    also the frame before it) and the output's σ' at tick t−(L−l), frame
+    t−2L+l. So once filled sigma_hi = t−1−l and sigma_lo = t−2L+l (l < L), and
+    the output layer's own σ' has frame t−L."""
+    L = 4
+    net = Network.random([3] * (L + 1), ["tanh"] * L, seed=2)
+    eng = GraphEngine(Model.from_network(net), derivative=derivative)
+    for t in range(3 * L):
+        eng.step(rng.normal(size=(1, 3)), rng.normal(size=(1, 3)))
+    tags, t = eng.tags(), eng.tick
+    layers = np.arange(1, L)
+    np.testing.assert_array_equal(tags["sigma_hi"][1:L], t - 1 - layers)
+    np.testing.assert_array_equal(tags["sigma_lo"][1:L], t - 2 * L + layers)
+    assert tags["sigma_lo"][L] == tags["sigma_hi"][L] == t - L
+
+
+def test_inputs_of_the_wrong_shape_are_one_error():
+    eng = GraphEngine(graph("residual"), batch=2)
+    with pytest.raises(SimulatorError, match="expects"):
+        eng.step(np.zeros((2, 5)), np.zeros((2, 3)))
+    with pytest.raises(SimulatorError, match="expects"):
+        eng.step(np.zeros((2, 4)), np.zeros((1, 3)))
+
+
+# ------------------------------------------------------------ provenance tags
+@pytest.mark.parametrize("levelled", [False, True])
+@pytest.mark.parametrize("kind", ["residual", "conv", "dag2"])
+def test_tags_carry_the_frames_of_every_path(rng, kind, levelled):
+    """Frame s enters the input at tick s and reaches v along a path of length k
+    at tick s + k, so x[t,v] holds frames t − k for k in into(v); δ[t,v] holds the
+    supervision frames t − j for j in out_of(v) (d_y = 0) and the output-activity
+    frames t − j − k', k' in into(output); g pairs with the parents' x. Each tag
+    is (oldest, newest): unlevelled, a merge mixes frames; levelled, one frame."""
+    model = graph(kind)
+    run = model.level() if levelled else model
+    into, out_of = paths(run)
+    eng = GraphEngine(model, batch=2, levelled=levelled)
+    u, y = white_noise(rng, model, 3 * run.depth)
+    for k in range(len(u)):
+        eng.step(u[k], y[k])
+    t, tags = eng.tick, eng.tags()
+    assert eng.names == run.names
+    mixed = 0
+    for v in run.vertices:
+        i, name = v.index, v.name
+        assert (tags["input"][i], tags["input_hi"][i]) == (t - max(into[name]),
+                                                           t - min(into[name])), name
+        mixed += tags["input"][i] != tags["input_hi"][i]
+        if i == 0:
+            continue
+        pair = set().union(*(into[p] for p in run.parents(name)))
+        assert (tags["pair"][i], tags["pair_hi"][i]) == (t - max(pair), t - min(pair)), name
+        assert (tags["supervision"][i], tags["supervision_hi"][i]) == (
+            t - max(out_of[name]), t - min(out_of[name])), name
+        into_out = into[run.names[-1]]
+        assert (tags["output"][i], tags["output_hi"][i]) == (
+            t - max(out_of[name]) - max(into_out), t - min(out_of[name]) - min(into_out)), name
+    assert (mixed == 0) == levelled
+
+
+def test_levelling_is_visible_at_the_residual_merge(rng):
+    """The add r = h3 + h1 reads h3 (3 ticks from the input) and h1 (1 tick): its
+    inputs carry two frames two apart; after levelling, one frame."""
+    model = graph("residual")
+    for levelled, spread in ((False, 2), (True, 0)):
+        eng = GraphEngine(model, levelled=levelled)
+        for _ in range(8):
+            eng.step(rng.normal(size=(1, 4)), rng.normal(size=(1, 3)))
+        tags, r = eng.tags(), eng.names.index("r")
+        assert tags["pair_hi"][r] - tags["pair"][r] == spread
+        assert tags["input_hi"][r] - tags["input"][r] == spread
+
+
+# ------------------------------------------------------------------ fact A′
+@pytest.mark.parametrize("levelled", [False, True])
+@pytest.mark.parametrize("kind", GRAPHS)
+def test_fact_a_prime_constant_input_gives_backprop_from_a_derived_tick(rng, device, kind,
+                                                                        levelled):
+    """A′: constant u and y, frozen weights, default options. x[t,v] is exact from
+    tick fwd(v) (induction over parents); the output δ from tick D; δ[t,v] needs
+    δ[t−1,c] exact for every child c (and σ'(pre[t−1,v]), exact earlier), so it is
+    exact from tick D + bwd(v). Hence g of a parameter of v equals backprop's
+    gradient from tick  T(v) = D + bwd(v)  on (and not at T(v) − 1); every
+    parameter is exact from  max_v T(v)  (2L − 1 on a chain: fact A). Levelled,
+    bwd(v) = D − level(v), so T(v) = 2D − level(v)."""
+    model = graph(kind)
+    run = model.level() if levelled else model
+    into, out_of = paths(run)
+    D = max(into[run.names[-1]])
+    be = Backend(device)
+    u = rng.normal(size=(2,) + model.input_shape)
+    y = rng.normal(size=(2,) + model.output_shape)
+    want = R.backprop(model, u, y, "mse")
+    eng = GraphEngine(model, batch=2, levelled=levelled, device=device)
+    first = {v: D + max(out_of[v]) for v in param_vertices(model)}
+    for t in range(max(first.values()) + 3):
+        eng.step(be.asarray(u), be.asarray(y))
+        g = eng.gradients()
+        assert list(g) == list(want)
+        for v, t0 in first.items():
+            keys = keys_of(model, v)
+            err = rel({k: g[k] for k in keys}, {k: want[k] for k in keys})
+            if t >= t0:
+                assert err < 1e-10, (v, t, t0, err)
+            elif t == t0 - 1 and any(np.any(want[k]) for k in keys):  # (a dead relu is 0 always)
+                assert err > 1e-6, (v, t, t0, err)
+
+
+# ------------------------------------------------------------------ fact B′
+@pytest.mark.parametrize("kind", GRAPHS)
+def test_fact_b_prime_levelled_frame_options_are_pipelined_backprop(rng, kind):
+    """B′: levelled graph, `frame` derivative and pairing, d_y = D, frozen weights,
+    white noise. Levelled, every path input → v has length level(v) and every
+    path v → output D − level(v); x[t,out] is frame t − D, met by target
+    y[t − D]; one tick per vertex back, δ[t,v] belongs to frame
+    s = t − 2D + level(v), its σ' read from history at lag 2D − 2 level(v) − 1
+    and the parents' x at lag 2D − 2 level(v) + 1. So g[t,v] = backprop of frame
+    t − 2D + level(v) exactly, from tick 2D − level(v) (s = 0) on."""
+    model = graph(kind)
+    run = model.level()
+    into, _ = paths(run)
+    D = max(into[run.names[-1]])
+    u, y = white_noise(rng, model, 3 * D + 3)
+    eng = GraphEngine(model, batch=2, levelled=True, derivative="frame", pairing="frame",
+                      supervision_delay=D)
+    want = [R.backprop(model, u[s], y[s]) for s in range(len(u))]
+    checked = 0
+    for t in range(len(u)):
+        eng.step(u[t], y[t])
+        g = eng.gradients()
+        for v in param_vertices(model):
+            (level,) = into[v]
+            s = t - 2 * D + level
+            if s >= 0:
+                keys = keys_of(model, v)
+                err = rel({k: g[k] for k in keys}, {k: want[s][k] for k in keys})
+                assert err < 1e-10, (v, t, s, err)
+                checked += 1
+    assert checked > 2 * len(param_vertices(model))
+
+
+@pytest.mark.parametrize("kind", GRAPHS)
+def test_fact_b_prime_is_not_exact_unlevelled(rng, kind):
+    """Unlevelled, the same options read history at the longest paths' lags (the
+    oldest frame in each δ: s = t − D − bwd(v)), but x and δ at a merge mix
+    frames, so g is no single frame's gradient. The gap (relative error against
+    frame s, median over ticks once filled, worst parameter vertex) is printed;
+    it must be clearly non-zero."""
+    model = graph(kind)
+    into, out_of = paths(model)
+    D = max(into[model.names[-1]])
+    u, y = white_noise(rng, model, 4 * D + 8)
+    eng = GraphEngine(model, batch=2, derivative="frame", pairing="frame", supervision_delay=D)
+    want = [R.backprop(model, u[s], y[s]) for s in range(len(u))]
+    errs = {v: [] for v in param_vertices(model)}
+    for t in range(len(u)):
+        eng.step(u[t], y[t])
+        if t < 2 * D + 2:
+            continue
+        g = eng.gradients()
+        for v in errs:
+            s = t - D - max(out_of[v])
+            keys = keys_of(model, v)
+            errs[v].append(rel({k: g[k] for k in keys}, {k: want[s][k] for k in keys}))
+    med = {v: float(np.median(e)) for v, e in errs.items()}
+    print(f"\nB' gap unlevelled {kind}: median relative error per vertex "
+          + ", ".join(f"{v}={e:.3g}" for v, e in med.items()))
+    assert max(med.values()) > 1e-2
+
+
+# ---------------------------------------------------------------- facts C′/D′
+def linear_conv_layers():
+    """conv2d → avg pool → conv2d → flatten → dense: D = 5, sync vertex c2."""
+    return [{"name": "c1", "kind": "conv2d", "channels": 2, "kernel": 3, "padding": 1,
+             "activation": "linear", "bias_scale": 0.3},
+            {"name": "p", "kind": "pool", "size": 2, "mode": "avg"},
+            {"name": "c2", "kind": "conv2d", "channels": 2, "kernel": 2, "activation": "linear",
+             "bias_scale": 0.3},
+            {"name": "f", "kind": "flatten"},
+            {"name": "out", "kind": "dense", "units": 3, "activation": "linear"}]
+
+
+def linear_graph(kind):
+    if kind.startswith("residual"):
+        return Model.from_layers(residual_layers("linear"), (4,), seed=5)
+    if kind == "conv":
+        return Model.from_layers(linear_conv_layers(), CONV_INPUT, seed=6)
+    g = np.random.default_rng(int(kind[3:]))
+    layers = [{**l, "activation": "linear"} for l in random_dag(g, n_layers=7)]
+    return Model.from_layers(layers, (3,), seed=7)
+
+
+@pytest.mark.parametrize("kind", ["residual", "residual-levelled", "conv", "dag1", "dag2"])
+def test_facts_c_d_prime_the_sync_set_is_exact_for_linear_layers(rng, kind):
+    """C′/D′: linear layers, `linear` loss (its output gradient −y does not depend
+    on the output), d_y = 0, white noise. δ[t,v] = Σ over paths of length j from
+    v to the output of a fixed linear map of y[t − j]; x[t,p] likewise of
+    u[t − k], k over the paths into p. If every path into v's inputs has one
+    length a, every path out of v one length b, and a = b (the sync set), then
+    g[t,v] is backprop's gradient of frame t − b exactly from tick b on; else
+    not. Tags say the same: pair tag = supervision tag (one frame) iff synced."""
+    model = linear_graph(kind)
+    run = model.level() if kind.endswith("levelled") else model
+    into, out_of = paths(run)
+    synced = [v for v in run.names[1:] if len(into[v]) == 1 and len(out_of[v]) == 1
+              and min(into[v]) - 1 == min(out_of[v])]
+    assert sync_set(run) == synced
+    D = max(into[run.names[-1]])
+    u, y = white_noise(rng, model, 3 * D + 4)
+    eng = GraphEngine(model, batch=2, loss="linear", levelled=kind.endswith("levelled"))
+    want = [R.backprop(model, u[s], y[s], "linear") for s in range(len(u))]
+    params = param_vertices(model)
+    for t in range(len(u)):
+        eng.step(u[t], y[t])
+        g = eng.gradients()
+        for v in params:
+            s = t - max(out_of[v])
+            keys = keys_of(model, v)
+            if v in synced and s >= 0:
+                err = rel({k: g[k] for k in keys}, {k: want[s][k] for k in keys})
+                assert err < 1e-10, (v, t, err)
+            elif v not in synced and t >= 2 * D:
+                err = rel({k: g[k] for k in keys}, {k: want[s][k] for k in keys})
+                assert err > 1e-3, (v, t, err)
+    tags = eng.tags()
+    for v in run.vertices[1:]:
+        i = v.index
+        one = {tags["pair"][i], tags["pair_hi"][i], tags["supervision"][i],
+               tags["supervision_hi"][i]}
+        assert (len(one) == 1) == (v.name in synced), v.name
+    if kind in ("residual", "conv"):
+        assert set(synced) & set(params)
+
+
+@pytest.mark.parametrize("L, want", [(1, ["1"]), (3, ["2"]), (4, []), (5, ["3"])])
+def test_sync_set_of_a_chain_is_the_middle_layer(L, want):
+    """Fact C: on a chain l_s = (L+1)/2 for odd L, none for even L."""
+    net = Network.random([2] * (L + 1), seed=0)
+    assert sync_set(Model.from_network(net)) == want
