@@ -413,3 +413,39 @@ def test_sync_set_of_a_chain_is_the_middle_layer(L, want):
     """Fact C: on a chain l_s = (L+1)/2 for odd L, none for even L."""
     net = Network.random([2] * (L + 1), seed=0)
     assert sync_set(Model.from_network(net)) == want
+
+
+def max_pool_vjp(x, delta):
+    """2×2 stride-2 max-pool VJP written out: each window's cotangent goes to its
+    first maximum in row-major order."""
+    out = np.zeros_like(x)
+    b, c, h, w = x.shape
+    for i in np.ndindex(b, c, h // 2, w // 2):
+        n, ch, r, q = i
+        win = x[n, ch, 2 * r:2 * r + 2, 2 * q:2 * q + 2].ravel()
+        k = int(np.argmax(win))
+        out[n, ch, 2 * r + k // 2, 2 * q + k % 2] = delta[i]
+    return out
+
+
+def test_max_pool_routes_by_the_inputs_that_made_its_value(rng):
+    """`local`: the pool's VJP at tick t−1 (making δ[t, c]) routes by the window
+    maxima of x[t−2, c], the input that produced the pool's value at t−1 — the
+    pool's own state, as σ' is a layer's own state."""
+    layers = [{"name": "c", "kind": "conv2d", "channels": 2, "kernel": 3, "padding": 1,
+               "activation": "linear"},
+              {"name": "p", "kind": "pool", "size": 2, "mode": "max"},
+              {"name": "f", "kind": "flatten"},
+              {"name": "out", "kind": "dense", "units": 2, "activation": "linear"}]
+    model = Model.from_layers(layers, (1, 4, 4), seed=1)
+    eng = GraphEngine(model, batch=2)
+    xs, ds, told_apart = [], [], 0
+    for t in range(9):
+        eng.step(rng.normal(size=(2, 1, 4, 4)), rng.normal(size=(2, 2)))
+        xs.append(host(eng.activity("c")))
+        ds.append(host(eng.delta("p")))
+        if t >= 2:
+            want = max_pool_vjp(xs[t - 2], ds[t - 1])
+            np.testing.assert_allclose(host(eng.delta("c")), want, rtol=1e-13, atol=1e-15)
+            told_apart += not np.allclose(want, max_pool_vjp(xs[t - 1], ds[t - 1]))
+    assert told_apart >= 4  # routing by x[t−1, c] would give other deltas
