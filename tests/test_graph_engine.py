@@ -284,7 +284,7 @@ def test_fact_a_prime_constant_input_gives_backprop_from_a_derived_tick(rng, dev
 
 # ------------------------------------------------------------------ fact B′
 @pytest.mark.parametrize("kind", GRAPHS)
-def test_fact_b_prime_levelled_frame_options_are_pipelined_backprop(rng, kind):
+def test_fact_b_prime_levelled_frame_options_are_pipelined_backprop(rng, device, kind):
     """B′: levelled graph, `frame` derivative and pairing, d_y = D, frozen weights,
     white noise. Levelled, every path input → v has length level(v) and every
     path v → output D − level(v); x[t,out] is frame t − D, met by target
@@ -298,11 +298,12 @@ def test_fact_b_prime_levelled_frame_options_are_pipelined_backprop(rng, kind):
     D = max(into[run.names[-1]])
     u, y = white_noise(rng, model, 3 * D + 3)
     eng = GraphEngine(model, batch=2, levelled=True, derivative="frame", pairing="frame",
-                      supervision_delay=D)
+                      supervision_delay=D, device=device)
+    be = Backend(device)
     want = [R.backprop(model, u[s], y[s]) for s in range(len(u))]
     checked = 0
     for t in range(len(u)):
-        eng.step(u[t], y[t])
+        eng.step(be.asarray(u[t]), be.asarray(y[t]))
         g = eng.gradients()
         for v in param_vertices(model):
             (level,) = into[v]
