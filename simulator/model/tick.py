@@ -219,7 +219,7 @@ class GraphEngine:
         self._check_shape("y", y, self.model.output_shape)
         xp, m = self.xp, self.model
         t = self.tick + 1
-        X, P, S, Dl = self._X, self._P, self._S, self._D
+        X, P, Dl = self._X, self._P, self._D
         factors = self._factors(t)                       # D[t−1, v]
         Xn, Pn, Sn, Dn = [u], [u], [None] * self.n, [None] * self.n
         keep_s = self.derivative in ("local", "frame")
