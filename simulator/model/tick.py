@@ -1,0 +1,530 @@
+"""The tick engine on any Model: SPEC §1 vertex by vertex (SPEC "Graphs").
+
+Every vertex responds one tick late from its parents' state at t:
+
+    x[t+1, input] = u[t+1];   pre[t+1,v], x[t+1,v] = f_v(x[t, parents(v)])
+    δ[t+1, out]   = σ'_out(pre[t+1,out]) ⊙ ∂ℓ/∂x(x[t+1,out], y[t+1−d_y])
+    δ[t+1, v]     = D[t,v] ⊙ Σ_{children c, positions k} VJP_{c→v,k}(δ[t,c])
+    g[t, v]       = param_grads(paired inputs of v, δ[t,v])
+
+D[t,v] is the derivative option (only for vertices with an activation:
+dense, conv2d, add; identity, pool and flatten are wiring and get no factor).
+The VJP of a child uses its feedback weights (random, sign or learned B in
+place of W for dense and conv2d) and, for max pooling, the window maxima of
+the inputs that made the pool's current value (``frame`` derivative: of the
+delta's frame, from history). On a chain of dense layers this is exactly
+``simulator.engine.Engine``.
+
+Frames of unlevelled graphs. Let fwd(v) be the longest path from the input
+to v and bwd(v) the longest path from v to the output, D = fwd(output). The
+``frame`` options read history at the lags of the longest paths: the delta
+δ[t,v] is taken to belong to frame t − D − bwd(v) (the oldest frame it holds);
+its σ' factor is σ'(pre[·,v]) recorded at tick s + fwd(v) for that frame s, and
+the paired x of parent p the one recorded at s + fwd(p). On a levelled graph
+fwd(v) + bwd(v) = D and these are the single frames the tags carry (B′ exact);
+on an unlevelled one a vertex's δ and x mix frames (the ``*_lo``/``*_hi`` tags
+say which) and no lag makes the pairing exact.
+"""
+import numpy as np
+
+from ..backend import Backend
+from ..errors import NumericalError, SimulatorError
+from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice, loss_grad
+from .reference import vertex_params
+
+# Rows of the delta tag table.
+SUP_LO, SUP_HI, OUT_LO, OUT_HI, SIG_LO, SIG_HI = range(6)
+
+
+def distances(model):
+    """(fwd, bwd): per vertex index, the longest path from the input to it and
+    from it to the output (in edges, i.e. ticks of delay)."""
+    fwd = list(model.levels().values())
+    bwd = [0] * len(model)
+    for v in reversed(model.vertices[:-1]):
+        bwd[v.index] = 1 + max(bwd[c.index] for c in model.vertices if v.index in c.parents)
+    return fwd, bwd
+
+
+def path_lengths(model):
+    """(into, out_of): per vertex index, the set of lengths of every path from
+    the input to it and of every path from it to the output."""
+    into = [set() for _ in model.vertices]
+    into[0] = {0}
+    for v in model.vertices[1:]:
+        into[v.index] = {n + 1 for p in v.parents for n in into[p]}
+    out_of = [set() for _ in model.vertices]
+    out_of[-1] = {0}
+    for v in reversed(model.vertices[:-1]):
+        out_of[v.index] = {n + 1 for c in model.vertices if v.index in c.parents
+                           for n in out_of[c.index]}
+    return into, out_of
+
+
+def sync_set(model):
+    """Names of the synchronized vertices of a graph (facts C′/D′).
+
+    Vertex v is synchronized when every path from the input to v's inputs has
+    one length a (so every path to v has length a + 1), every path from v to the
+    output has one length b, and a = b: then the x that g[t,v] pairs with
+    (input frame t − a) and the δ[t,v] (supervision frame t − b, with d_y = 0)
+    belong to one frame. On a chain of L dense layers this is the layer
+    l_s = (L+1)/2 of Betti & Gori (Eq. 6). With linear layers and the linear
+    loss, g at these vertices is backprop's gradient of frame t − b exactly on
+    any stream.
+    """
+    into, out_of = path_lengths(model)
+    names = []
+    for v in model.vertices[1:]:
+        if len(into[v.index]) == 1 and len(out_of[v.index]) == 1:
+            (a,), (b,) = into[v.index], out_of[v.index]
+            if a - 1 == b:
+                names.append(v.name)
+    return names
+
+
+def _int_option(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class GraphEngine:
+    """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
+
+    Same keywords and meanings as ``simulator.engine.Engine``, plus
+    ``levelled`` (run on ``model.level()``, Algorithm 2 of paper 002, so every
+    vertex carries one frame). Vertices are addressed by index (model order,
+    the input 0, the output last) or name; ``gradients()`` and ``parameters()``
+    are dicts keyed like ``model.parameters()``.
+    """
+
+    def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
+                 pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
+                 accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
+                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
+        self.loss = check_choice("loss", loss, tuple(LOSSES))
+        self.feedback = check_choice("feedback", feedback, FEEDBACK)
+        self.derivative = check_choice("derivative", derivative, DERIVATIVE)
+        self.pairing = check_choice("pairing", pairing, PAIRING)
+        self.supervision_delay = _int_option("supervision_delay", supervision_delay)
+        self.batch = _int_option("batch", batch, minimum=1)
+        self.accumulate = _int_option("accumulate", accumulate, minimum=1)
+        self.learning_rate = float(learning_rate)
+        self.weight_decay = float(weight_decay)
+        self.itd_epsilon = float(itd_epsilon)
+        if self.learning_rate < 0 or self.weight_decay < 0:
+            raise SimulatorError("learning_rate and weight_decay must be >= 0")
+        self.levelled = bool(levelled)
+        self.model = model.level() if self.levelled else model
+        self.backend = Backend(device, dtype)
+        self.xp = self.backend.xp
+        self._plan()
+        self._build_parameters(feedback_seed, feedback_scale)
+        self._build_state()
+        self.tick = -1
+
+    # ----------------------------------------------------------- construction
+    def _plan(self):
+        m = self.model
+        self.names = m.names
+        self.depth = m.depth
+        self.n = n = len(m)
+        self.out = m.output
+        self.fwd, self.bwd = distances(m)
+        self._children = [[] for _ in range(n)]
+        for p, c, k in m.edges():
+            self._children[p].append((c, k))
+        # Vertices with an activation get the derivative factor D[t,v].
+        self._sigma = [v.layer is not None and "activation" in v.cfg for v in m.vertices]
+        self._factored = [i for i in range(1, n - 1) if self._sigma[i]]
+        self._has_params = [bool(v.param_names) for v in m.vertices]
+        self._maxpool = [v.kind == "pool" and v.cfg["mode"] == "max" for v in m.vertices]
+        D, fwd, bwd = self.depth, self.fwd, self.bwd
+        # Lags of the frame options (module docstring): σ' of v for δ[t+1,v] is
+        # read at t − deriv_lag[v]; parent p of v paired with δ[t,v] at t − lag.
+        self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
+        self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
+                          for v in m.vertices[1:] for p in set(v.parents)}
+
+    def _build_parameters(self, feedback_seed, feedback_scale):
+        be, m = self.backend, self.model
+        host = m.parameters()
+        self._params = {k: be.asarray(a) for k, a in host.items()}
+        self._vp = [vertex_params(self._params, v) if v.layer else {} for v in m.vertices]
+        self._F = [None] * self.n
+        if self.feedback in ("random", "learned"):
+            # Fixed random B shaped like W, drawn on the host in vertex order
+            # (Lillicrap et al.); for a chain the draws of Engine.
+            g = np.random.default_rng(feedback_seed)
+            for v in m.vertices[1:]:
+                if "W" in v.param_names:
+                    shape = v.layer.param_shapes["W"]
+                    self._F[v.index] = be.asarray(
+                        g.normal(0.0, feedback_scale / np.sqrt(v.layer.fan_in()), shape))
+        self._refresh_feedback()
+
+    def _refresh_feedback(self):
+        if self.feedback == "sign":
+            for v in self.model.vertices[1:]:
+                if "W" in v.param_names:
+                    self._F[v.index] = self.xp.sign(self._vp[v.index]["W"])
+
+    def _zeros(self, i, lead=()):
+        return self.backend.zeros(tuple(lead) + (self.batch,) + self.model.vertices[i].shape)
+
+    def _build_state(self):
+        n = self.n
+        self._X = [self._zeros(i) for i in range(n)]
+        self._X_prev = [self._zeros(i) for i in range(n)]
+        self._P = [self._zeros(i) for i in range(n)]
+        self._P_prev = [self._zeros(i) for i in range(n)]
+        self._S = [None] * n
+        self._D = [None] + [self._zeros(i) for i in range(1, n)]
+        self._Q = ({i: self._zeros(i) for i in self._factored}
+                   if self.derivative == "itd-dy" else None)
+        d_y = self.supervision_delay
+        self._targets = self.backend.zeros((d_y + 1, self.batch) + self.model.output_shape)
+        self._tx = np.full((2, n), -1, dtype=np.int64)        # input tag of x[t,v]: lo, hi
+        self._tx_prev = self._tx.copy()
+        self._td = np.full((6, n), -1, dtype=np.int64)        # tags of δ[t,v]
+        # History rings, allocated once: x of the parents the frame options read
+        # (pairing of parameter vertices, routing of max pools), σ' of factored
+        # vertices; host tag rings cover every lag.
+        x_need = {}
+        if self.pairing == "frame":
+            for (p, v), lag in self._pair_lag.items():
+                if self._has_params[v]:
+                    x_need[p] = max(x_need.get(p, 0), lag)
+        if self.derivative == "frame":
+            for (p, v), lag in self._pair_lag.items():
+                if self._maxpool[v]:
+                    x_need[p] = max(x_need.get(p, 0), lag)
+        s_need = dict(self._deriv_lag) if self.derivative == "frame" else {}
+        self._ring_x = {p: self._zeros(p, (lag + 1,)) for p, lag in x_need.items()}
+        self._ring_s = {v: self._zeros(v, (lag + 1,)) for v, lag in s_need.items()}
+        lags = list(x_need.values()) + list(s_need.values())
+        if self.pairing == "frame":
+            lags += list(self._pair_lag.values())
+        self.history = max(lags) + 1 if lags else 0
+        self._ring_tags = np.full((max(self.history, 1), 2, n), -1, dtype=np.int64)
+        if self.learning_rate and self.accumulate > 1:
+            self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
+
+    # ------------------------------------------------------------------ tick
+    def step(self, u, y):
+        """Advance one tick: u (batch, *input_shape) is the new input frame, y
+        (batch, *output_shape) the new target frame."""
+        self._check_shape("u", u, self.model.input_shape)
+        self._check_shape("y", y, self.model.output_shape)
+        xp, m = self.xp, self.model
+        t = self.tick + 1
+        X, P, Dl = self._X, self._P, self._D
+        factors = self._factors(t)                       # D[t−1, v]
+        Xn, Pn, Sn, Dn = [u], [u], [None] * self.n, [None] * self.n
+        keep_s = self.derivative in ("local", "frame")
+        for v in m.vertices[1:]:
+            i = v.index
+            pre, out = v.layer.value(xp, self._vp[i], [X[p] for p in v.parents])
+            Pn.append(pre)
+            Xn.append(out)
+            if self._sigma[i] and (keep_s or i == self.out):
+                Sn[i] = v.layer.derivative(xp, pre)
+        target = self._present_target(t, y)
+        o = self.out
+        if target is None:
+            Dn[o] = xp.zeros_like(Xn[o])
+        else:
+            err = loss_grad(xp, self.loss, Xn[o], target)
+            Dn[o] = err if Sn[o] is None else Sn[o] * err
+        cot = self._backward(t, X, P, Dl)
+        for i in range(1, self.n - 1):
+            f = factors[i]
+            Dn[i] = cot[i] if f is None else f * cot[i]
+        self._X_prev, self._P_prev = X, P
+        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
+        self._advance_tags(t, target is not None)
+        self.tick = t
+        self._record_history(t)
+        if self.learning_rate:
+            self._learn(t)
+
+    def _check_shape(self, what, a, shape):
+        want = (self.batch,) + tuple(shape)
+        if tuple(a.shape) != want:
+            raise SimulatorError(f"{what} of shape {tuple(a.shape)}; the engine expects {want}")
+
+    def _backward(self, t, X, P, Dl):
+        """Σ over children of their VJPs of δ[t−1, c], per vertex (None for the input)."""
+        xp = self.xp
+        cot = [None] * self.n
+        for c in self.model.vertices[1:]:
+            ci = c.index
+            if not any(c.parents):
+                continue  # the input needs no cotangent
+            inputs = self._vjp_inputs(t, c, X)
+            back = c.layer.vjp(xp, self._vp[ci], inputs, P[ci], Dl[ci], weights=self._F[ci])
+            for p, b in zip(c.parents, back):
+                if p:
+                    cot[p] = b if cot[p] is None else cot[p] + b
+        return cot
+
+    def _vjp_inputs(self, t, c, X):
+        """The point c's VJP is evaluated at: only max pooling reads it (which
+        window element is the maximum). `local`: the inputs that made its value
+        at t−1 (x[t−2, parents]); `frame`: those of δ[t−1,c]'s frame."""
+        if not self._maxpool[c.index]:
+            return [X[p] for p in c.parents]
+        if self.derivative == "frame":
+            return [self._ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
+                    for p in c.parents]
+        return [self._X_prev[p] for p in c.parents]
+
+    @staticmethod
+    def _ring_read(ring, tick):
+        return ring[tick % ring.shape[0], ...]
+
+    def _present_target(self, t, y):
+        d_y = self.supervision_delay
+        self._targets[t % (d_y + 1), ...] = y
+        if t < d_y:
+            return None
+        return self._targets[(t - d_y) % (d_y + 1), ...]
+
+    def _factors(self, t):
+        """D[t−1, v] per vertex index (None means the factor 1)."""
+        xp, kind = self.xp, self.derivative
+        out = [None] * self.n
+        if kind == "none":
+            return out
+        verts = self.model.vertices
+        for i in self._factored:
+            if kind == "local":
+                if not verts[i].layer.linear:
+                    out[i] = self._S[i]
+            elif kind == "frame":
+                out[i] = self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
+            else:
+                dx = self._X[i] - self._X_prev[i]
+                if kind == "itd-y":
+                    out[i] = dx
+                    continue
+                da = self._P[i] - self._P_prev[i]
+                finite = xp.abs(da) >= self.itd_epsilon
+                safe = xp.where(finite, da, xp.ones_like(da))
+                self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
+                out[i] = self._Q[i]
+        return out
+
+    def _factor_tags(self, t):
+        """{v: (lo, hi)} frame range of the σ' factor D[t−1, v] contributes."""
+        kind = self.derivative
+        if kind == "none":
+            return {}
+        if kind == "local":
+            return {i: (self._tx[0, i], self._tx[1, i]) for i in self._factored}
+        if kind == "frame":
+            R = self._ring_tags.shape[0]
+            return {i: tuple(self._ring_tags[(t - 1 - self._deriv_lag[i]) % R, :, i])
+                    for i in self._factored}
+        return {i: (self._tx_prev[0, i], self._tx[1, i]) for i in self._factored}
+
+    def _advance_tags(self, t, supervised):
+        m, tx, td = self.model, self._tx, self._td
+        new_sig = self._factor_tags(t)
+        self._tx_prev = tx.copy()
+        new_x = np.full_like(tx, -1)
+        new_x[:, 0] = t
+        new_d = np.full_like(td, -1)
+        for v in m.vertices[1:]:
+            i, ps = v.index, list(v.parents)
+            new_x[0, i] = tx[0, ps].min()
+            new_x[1, i] = tx[1, ps].max()
+            if i == self.out:
+                continue
+            cs = [c for c, _ in self._children[i]]
+            new_d[0::2, i] = td[0::2, cs].min(axis=1)
+            new_d[1::2, i] = td[1::2, cs].max(axis=1)
+            if i in new_sig:
+                lo, hi = new_sig[i]
+                new_d[SIG_LO, i] = min(new_d[SIG_LO, i], lo)
+                new_d[SIG_HI, i] = max(new_d[SIG_HI, i], hi)
+        o = self.out
+        if supervised:
+            s = t - self.supervision_delay
+            new_d[:, o] = (s, s, new_x[0, o], new_x[1, o], new_x[0, o], new_x[1, o])
+        self._tx, self._td = new_x, new_d
+        self._ring_tags[t % self._ring_tags.shape[0]] = new_x
+
+    def _record_history(self, t):
+        for p, ring in self._ring_x.items():
+            ring[t % ring.shape[0], ...] = self._X[p]
+        for v, ring in self._ring_s.items():
+            ring[t % ring.shape[0], ...] = self._S[v]
+
+    def _paired_inputs(self, v):
+        """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s
+        frame (`frame`, from history: an eligibility trace)."""
+        if self.pairing == "local":
+            return [self._X[p] for p in v.parents]
+        return [self._ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
+                for p in v.parents]
+
+    def _learn(self, t):
+        # η is folded into δ (param_grads is linear in δ): step = η g.
+        steps = {}
+        for v in self.model.vertices[1:]:
+            if self._has_params[v.index]:
+                g = v.layer.param_grads(self.xp, self._paired_inputs(v),
+                                        self.learning_rate * self._D[v.index])
+                steps.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+        if self.accumulate > 1:
+            for k, s in steps.items():
+                self._acc[k] += s
+            if (t + 1) % self.accumulate:
+                return
+            steps = self._acc
+        self._apply_update(steps)
+        if self.accumulate > 1:
+            self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
+
+    def _apply_update(self, steps):
+        """W ← (1 − ηλ) W − η g given steps = η g, in place; biases get no decay;
+        learned feedback gets W's own update (Kolen–Pollack, paper 001 Eq. 6)."""
+        keep = 1.0 - self.learning_rate * self.weight_decay
+        for v in self.model.vertices[1:]:
+            i = v.index
+            for k in v.param_names:
+                a = self._vp[i][k]
+                if k == "W" and self.weight_decay:
+                    a *= keep
+                    if self.feedback == "learned":
+                        self._F[i] *= keep
+                a -= steps[f"{v.name}.{k}"]
+                if k == "W" and self.feedback == "learned":
+                    self._F[i] -= steps[f"{v.name}.{k}"]
+        self._refresh_feedback()
+
+    def run(self, stream, ticks, recorder=None, progress=None):
+        """Step ``ticks`` times on frames from ``stream`` (host chunks moved to the
+        device once per chunk), as ``Engine.run``: the recorder (if any) sees
+        every tick through ``record(tick, u, y, frame_id, repeat)`` and
+        ``flush()``; without one, NaN/Inf stops the run naming tick and vertex."""
+        frozen = not self.learning_rate
+        chunk = recorder.plan.chunk if recorder is not None else 256
+        last = None
+        for start in range(0, ticks, chunk):
+            n = min(chunk, ticks - start)
+            u_host, y_host, frame_ids = stream.take(n)
+            u, y = self.backend.asarray(u_host), self.backend.asarray(y_host)
+            for k in range(n):
+                self.step(u[k, ...], y[k, ...])
+                if recorder is not None:
+                    repeat = frozen and last is not None and np.array_equal(
+                        u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
+                    recorder.record(self.tick, u[k, ...], y[k, ...], int(frame_ids[k]), repeat)
+                    last = (u_host[k], y_host[k])
+            if recorder is None:
+                self.check_finite()
+            else:
+                recorder.flush()
+            if progress is not None:
+                progress(n)
+
+    def check_finite(self):
+        """Raise NumericalError naming the first vertex whose x or δ is not finite."""
+        xp, be = self.xp, self.backend
+        for what, arrs in (("activity", self._X), ("delta", self._D)):
+            for i, a in enumerate(arrs):
+                if a is not None and not bool(be.to_host(xp.all(xp.isfinite(a)))):
+                    raise NumericalError(self.tick, i, what)
+
+    # ------------------------------------------------------------- accessors
+    def _index(self, vertex):
+        if isinstance(vertex, str):
+            return self.model.vertex(vertex).index
+        i = int(vertex)
+        if not 0 <= i < self.n:
+            raise SimulatorError(f"vertex index {i} out of range 0..{self.n - 1}")
+        return i
+
+    def _copy(self, a):
+        return self.xp.asarray(a, copy=True)
+
+    def activity(self, vertex):
+        """x[t, v] (a copy), shape (batch, *shape of v); v by index or name."""
+        return self._copy(self._X[self._index(vertex)])
+
+    def preactivation(self, vertex):
+        """pre[t, v] (a copy)."""
+        return self._copy(self._P[self._index(vertex)])
+
+    def delta(self, vertex):
+        """δ[t, v] = the estimate of ∂ℓ/∂pre_v (a copy); v ≥ 1."""
+        i = self._index(vertex)
+        if i == 0:
+            raise SimulatorError("the input vertex has no delta")
+        return self._copy(self._D[i])
+
+    def gradients(self):
+        """{"<layer>.W", "<layer>.b": g[t]} keyed like ``model.parameters()``: each
+        vertex's δ[t,v] paired with its inputs (Eq. 5 of Betti & Gori per vertex),
+        summed over the batch; the inputs are the current ones (pairing `local`)
+        or those of the delta's frame (`frame`)."""
+        out = {}
+        for v in self.model.vertices[1:]:
+            if self._has_params[v.index]:
+                g = v.layer.param_grads(self.xp, self._paired_inputs(v), self._D[v.index])
+                out.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+        return out
+
+    def parameters(self):
+        """Copies of the current parameters (device arrays) keyed like
+        ``model.parameters()``."""
+        return {k: self._copy(a) for k, a in self._params.items()}
+
+    def feedback_weights(self):
+        """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
+        out = {}
+        for v in self.model.vertices[1:]:
+            if "W" in v.param_names:
+                f = self._F[v.index]
+                out[f"{v.name}.W"] = self._copy(self._vp[v.index]["W"] if f is None else f)
+        return out
+
+    def current_model(self):
+        """The engine's model (levelled if asked) with the current parameters, on the host."""
+        be = self.backend
+        return self.model.with_parameters({k: be.to_host(a) for k, a in self._params.items()})
+
+    def tags(self):
+        """Host copies of the provenance tags at the current tick, arrays over
+        vertices in model order, −1 where empty (the input has no delta).
+
+        As ``Engine.tags()``: ``input`` (frame in x[t,v]), ``supervision``,
+        ``output`` (frame of the output activity in δ[t,v]), ``sigma_lo``/
+        ``sigma_hi`` (frame range of its σ' factors), ``pair`` (frame of the x
+        that g[t,v] pairs with). A vertex of an unlevelled graph mixes frames:
+        each key then gives the OLDEST frame and ``<key>_hi`` the newest (equal
+        on a levelled graph).
+        """
+        tx, td = self._tx, self._td
+        pair = self._pair_tags()
+        return {"input": tx[0].copy(), "input_hi": tx[1].copy(),
+                "supervision": td[SUP_LO].copy(), "supervision_hi": td[SUP_HI].copy(),
+                "output": td[OUT_LO].copy(), "output_hi": td[OUT_HI].copy(),
+                "sigma_lo": td[SIG_LO].copy(), "sigma_hi": td[SIG_HI].copy(),
+                "pair": pair[0], "pair_hi": pair[1]}
+
+    def _pair_tags(self):
+        out = np.full((2, self.n), -1, dtype=np.int64)
+        R = self._ring_tags.shape[0]
+        for v in self.model.vertices[1:]:
+            if self.pairing == "local":
+                rows = [self._tx[:, p] for p in v.parents]
+            else:
+                rows = [self._ring_tags[(self.tick - self._pair_lag[(p, v.index)]) % R, :, p]
+                        for p in v.parents]
+            out[0, v.index] = min(r[0] for r in rows)
+            out[1, v.index] = max(r[1] for r in rows)
+        return out
