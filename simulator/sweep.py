@@ -40,7 +40,6 @@ from . import pool
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
-from .render.phase import render_accuracy, render_phase
 from .runner import Prepared
 from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
 from .training import train_scene
@@ -503,6 +502,10 @@ def render_sweep(records, sweep, out_dir, title=""):
     hold × depth) when it varies network.depth and stream.hold with mismatch
     summaries; accuracy.png (final accuracy over hold per rule) when it varies
     stream.hold with training summaries. Returns {file name: path}."""
+    # matplotlib loads only when a picture is drawn: sweep workers and
+    # `tickprop --help` stay quick.
+    from .render.phase import render_accuracy, render_phase
+
     grid = sweep["grid"]
     ok = [r for r in records if r["status"] == "ok"]
     written = {}

@@ -138,3 +138,13 @@ def test_every_module_imports_in_a_fresh_interpreter():
     code = "import importlib\nfor m in %r:\n    importlib.import_module(m)\n" % names
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_the_command_line_loads_no_plotting_library_until_it_draws():
+    """The comments beside the deferred matplotlib imports must stay true:
+    importing cli (what `tickprop --help` and a sweep worker pay) loads no
+    matplotlib."""
+    code = "import sys, cli; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"

@@ -3,7 +3,6 @@ Trace (trace.npz) and drawn as waves.png, mismatch.png and waves.gif."""
 
 from ..errors import SimulatorError
 from ..probes import Trace
-from ..render import write_pictures
 from ..runner import Prepared, check_picture_size, clip_windows
 from ..scene import RENDER
 from .base import Kind, scene_of
@@ -27,6 +26,9 @@ def draw(folder, meta, options):
     """waves.png, mismatch.png and waves.gif from trace.npz, with the scene's
     [render] choices (defaults if the run.json has none) overridden by
     ``options`` (every, size, color; png/gif False to skip)."""
+    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
+    from ..render import write_pictures
+
     trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
     try:
         render = dict(scene_of(meta, "render"))
