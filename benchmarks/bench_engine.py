@@ -33,13 +33,14 @@ def paper_scene(depth, width, batch=1, dtype="float64", learning_rate=0.0, ticks
                     "bench_engine")
 
 
-def backprop_step(ws, bs, u, y):
-    """Forward, backward and weight gradients, plain numpy, tanh hidden / linear out."""
+def backprop_step(ws, bs, u, y, xp=np):
+    """Forward, backward and weight gradients, tanh hidden / linear out, in the
+    array module ``xp`` (numpy here, cupy in bench_gpu)."""
     xs, ds = [u], []
     for i, (w, b) in enumerate(zip(ws, bs)):
         a = xs[-1] @ w.T + b
         if i < len(ws) - 1:
-            x = np.tanh(a)
+            x = xp.tanh(a)
             ds.append(1.0 - x * x)
         else:
             x = a

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from bench_engine import backprop_step  # noqa: E402 (benchmarks/ is on sys.path)
 from simulator import Network
 from simulator.backend import cuda_available
 from simulator.engine import Engine
@@ -29,23 +30,10 @@ SHAPES = [
 
 
 def cupy_backprop_step(cp, ws, bs, u, y, eta):
-    """Forward, backward and (when eta) SGD update, plain cupy, tanh hidden / linear out."""
-    xs, ds = [u], []
-    for i, (w, b) in enumerate(zip(ws, bs)):
-        a = xs[-1] @ w.T + b
-        if i < len(ws) - 1:
-            x = cp.tanh(a)
-            ds.append(1.0 - x * x)
-        else:
-            x = a
-        xs.append(x)
-    delta = xs[-1] - y
-    for i in range(len(ws) - 1, -1, -1):
-        g = delta.T @ xs[i]
-        if i:
-            delta = (delta @ ws[i]) * ds[i - 1]
+    """bench_engine's backprop step on cupy arrays, then (when eta) SGD in place."""
+    for w, g in zip(ws, backprop_step(ws, bs, u, y, xp=cp)):
         if eta:
-            ws[i] -= eta * g
+            w -= eta * g
 
 
 def timed(fn, n, sync, repeats=3):
