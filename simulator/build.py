@@ -13,8 +13,9 @@ import numpy as np
 from .backend import Backend
 from .datasets import DIGITS_SHAPE, load_digits
 from .engine import Engine
-from .errors import SceneError
+from .errors import BudgetError, SceneError
 from .network import Network
+from .probes import format_bytes, parse_bytes
 from .scene import network_sizes
 from .streams import DatasetStream, make_stream, make_teacher, teacher_target
 
@@ -126,9 +127,30 @@ def relaxation_network(scene):
                          f"{DIGITS_SHAPE[1]} classes, so expected sizes from {DIGITS_SHAPE[0]} to "
                          f"{DIGITS_SHAPE[1]}, got {net['sizes']}")
     sizes, acts = network_shape(net)
+    relaxation_budget(scene, sizes)
     return dict(sizes=sizes, activations=acts, weight_scale=net["scale"],
                 bias_scale=net["bias_scale"], device=run["device"], dtype=run["dtype"])
 
 
+def relaxation_budget(scene, sizes):
+    """Refuse (BudgetError, before anything is allocated) a relaxation whose
+    float64 weights (with feedback, gradients and a learned copy: 4 sets) and
+    activity buffers (8 per layer and sample) exceed relaxation.memory_budget.
+    Returns the estimate in bytes."""
+    batch_key = "relaxation.batch" if "batch" in scene["relaxation"] else "train.batch"
+    section, key = batch_key.split(".")
+    batch = scene[section][key]
+    weights = 8 * 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    activity = 8 * 8 * batch * sum(sizes)
+    budget = parse_bytes(scene["relaxation"]["memory_budget"])
+    if weights + activity > budget:
+        raise BudgetError(
+            f"this relaxation would take {format_bytes(weights + activity)}, over the memory "
+            f"budget of {format_bytes(budget)} (relaxation.memory_budget); shrink weights "
+            f"{format_bytes(weights)}: narrower or fewer layers (network.sizes); activity "
+            f"{format_bytes(activity)}: a smaller {batch_key}")
+    return weights + activity
+
+
 __all__ = ["Seeds", "Parts", "seeds", "network_shape", "build_network", "build_stream",
-           "engine_options", "build", "relaxation_network"]
+           "engine_options", "build", "relaxation_network", "relaxation_budget"]

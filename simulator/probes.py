@@ -126,7 +126,8 @@ class RunBudget:
     network maps the stream); ``gif`` = (render.every, (width, height)) adds
     the GIF frames, None leaves them out. ``items`` maps each part to bytes,
     ``total`` is their sum and ``check()`` refuses a run over ``plan.budget``
-    naming its biggest parts and the knobs that shrink them.
+    naming its biggest parts and the knobs that shrink them (``budget_key``
+    names the scene key that sets the budget).
     """
 
     ADVICE = {
@@ -157,8 +158,8 @@ class RunBudget:
 
     def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None):
-        self.plan = plan
+                 gif=None, budget_key="record.memory_budget"):
+        self.plan, self.budget_key = plan, budget_key
         sizes = [int(n) for n in sizes]
         L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
         n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
@@ -250,7 +251,7 @@ class RunBudget:
             shown.append(f"then {len(parts) - MAX_ADVICE} smaller part(s)")
         raise BudgetError(
             f"this run would take {format_bytes(self.total)}, over the memory budget of "
-            f"{format_bytes(budget)} (record.memory_budget); shrink " + "; ".join(shown))
+            f"{format_bytes(budget)} ({self.budget_key}); shrink " + "; ".join(shown))
 
     def __repr__(self):
         return ("RunBudget(" + ", ".join(f"{k}={format_bytes(v)}" for k, v in self.items.items())

@@ -132,6 +132,8 @@ AR_COMMON = {
     "loss": Str("mse", "ℓ", tuple(LOSSES)),
     "init": Str("forward", "relaxation starts from the forward sweep or zero", ("forward", "zero")),
     "feedback_scale": Float(1.0, "random ψ ~ N(0, scale²/n_in)", 0.0, BIG),
+    "memory_budget": Size("1GiB", "refuse relaxations whose weights and activity "
+                          "buffers exceed this", 1, 2**50),
 }
 AR_CONVERGE = dict(AR_COMMON, **{
     "variant": Str("exact", "AR variant (paper 001 Eqs. 5–8)", AR_VARIANTS),
@@ -195,6 +197,8 @@ TRAIN = {
     "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
     "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
     "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
+    "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
+                          "stream) exceeds this", 1, 2**50),
 }
 TRAIN_SECTIONS = {"network": NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
                   "run": RUN}

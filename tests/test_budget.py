@@ -121,3 +121,33 @@ def test_memory_of_a_decimated_run_grows_as_ticks_over_every():
     # 200 more rows of norms, tags and states (L = 9, width 16): a few hundred KiB;
     # one row per tick would be ~20 MiB.
     assert growth < 2 * MiB
+
+
+@pytest.mark.parametrize("scene,overrides,key,knob", [
+    ("train_teacher", ["network.inputs=65536", "network.width=4096"], "train.memory_budget",
+     "network.width"),
+    ("ar_converge", ['relaxation.data="gaussian"', "network.sizes=[64, 65536, 65536, 10]"],
+     "relaxation.memory_budget", "network.sizes"),
+    ("ar_train", ["network.sizes=[64, 65536, 65536, 10]"], "relaxation.memory_budget",
+     "network.sizes"),
+])
+def test_other_kinds_are_refused_before_allocating(scene, overrides, key, knob, tmp_path):
+    """Training and relaxation scenes inside their declared ranges can ask for
+    tens of GiB of weights: the CLI refuses them with one line naming the
+    budget key and the knob, before anything is allocated, leaving no folder."""
+    from click.testing import CliRunner
+
+    import cli
+    out = tmp_path / "out"
+    args = ["run", scene, "--out", str(out), "--quiet"]
+    for o in overrides:
+        args += ["--set", o]
+    tracemalloc.start()
+    try:
+        res = CliRunner().invoke(cli.main, args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.exit_code == 2 and res.stderr.count("error:") == 1, res.stderr
+    assert key in res.stderr and knob in res.stderr
+    assert peak < 64 * MiB and not out.exists()

@@ -4,15 +4,22 @@ curves) and drawn as learning.png."""
 import os
 import time
 
-from ..files import write_json
+import numpy as np
+
+from ..build import network_shape
 from ..errors import SimulatorError
+from ..files import write_json
+from ..probes import RecordPlan, RunBudget
 from ..training import Setup, train_scene
 from .base import Kind, load_json
 
 
 def prepare(name, scene, options=None):
-    """Build the shared pieces (network, test set, a first stream) so a bad
-    scene is refused here; the job trains every rule and saves results.json."""
+    """Check the memory of one rule's engine (rules train one after another)
+    against train.memory_budget before anything is allocated, then build the
+    shared pieces (network, test set, a first stream) so a bad scene is
+    refused here; the job trains every rule and saves results.json."""
+    train_budget(scene).check()
     setup = Setup(scene)
 
     def job(folder, progress=None):
@@ -24,6 +31,20 @@ def prepare(name, scene, options=None):
                     "seconds": elapsed})
         return dict(summary, seconds=elapsed)
     return job
+
+
+def train_budget(scene):
+    """The RunBudget of one rule's engine on this training scene: no recording,
+    the stream generated in chunks of 256 ticks, the budget train.memory_budget."""
+    run, tr = scene["run"], scene["train"]
+    sizes, _ = network_shape(scene["network"])
+    plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
+                      np.dtype(run["dtype"]).itemsize, states=False, metrics=False,
+                      budget=tr["memory_budget"])
+    # the costliest rule: learned feedback keeps a second set of matrices
+    return RunBudget(plan, sizes, feedback="learned",
+                     supervision_delay=tr["supervision_delay"], learning_rate=1.0,
+                     target=scene["target"]["kind"], budget_key="train.memory_budget")
 
 
 def draw(folder, meta, options):
