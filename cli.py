@@ -214,6 +214,9 @@ def sync(scene, depth, ticks, as_json):
     if resolved["kind"] != "diffusion":
         raise SimulatorError(f"{name}: sync inspects diffusion scenes, this one is {resolved['kind']!r}")
     typed = {"record.states": False, "record.every": 1}    # the report reads every tick
+    if depth is not None and resolved["network"]["layers"]:
+        raise SimulatorError(f"{name}: --depth sets the depth of a chain; this scene's network "
+                             "is a graph (network.layers)")
     if depth is not None:
         typed.update({"network.depth": depth, "network.sizes": []})
         typed["run.ticks"] = ticks or max(resolved["run"]["ticks"], 8 * depth)

@@ -14,10 +14,11 @@ from .backend import Backend
 from .datasets import DIGITS_SHAPE, load_digits
 from .engine import Engine
 from .errors import BudgetError, SceneError
+from .model import Model
 from .network import Network
 from .probes import format_bytes, parse_bytes
-from .scene import network_sizes
-from .streams import DatasetStream, make_stream, make_teacher, teacher_target
+from .scene import check_graph, network_sizes
+from .streams import DatasetStream, ShapedStream, make_stream, make_teacher, teacher_target
 
 Seeds = namedtuple("Seeds", "network teacher stream feedback")
 Seeds.__doc__ = "Independent child seeds of run.seed, one per random draw of a run."
@@ -35,16 +36,31 @@ def seeds(seed):
     return Seeds(*(int(c.generate_state(1)[0]) for c in children))
 
 
+def graph_skeleton(net):
+    """The Model skeleton (shapes, no parameters) of a resolved [network] whose
+    ``layers`` describe a graph, or None for a chain network."""
+    return check_graph(net, "network") if net.get("layers") else None
+
+
 def network_shape(net):
     """(sizes, activations) of a resolved [network] section: widths of layers
-    0..L and σ of layers 1..L (``hidden`` for 1..L−1, ``output`` for L)."""
+    0..L and σ of layers 1..L (``hidden`` for 1..L−1, ``output`` for L). For a
+    graph (``network.layers``): the flat sizes of its input and output frames
+    and ``output``, the shape of the teacher that maps one to the other."""
+    skeleton = graph_skeleton(net)
+    if skeleton is not None:
+        return ([int(np.prod(skeleton.input_shape)), int(np.prod(skeleton.output_shape))],
+                [net["output"]])
     sizes = network_sizes(net)
     return sizes, [net["hidden"]] * (len(sizes) - 2) + [net["output"]]
 
 
 def build_network(net, seed):
     """The initial Network of a resolved [network] section: W ~ N(0, scale²/n_in),
-    b ~ N(0, bias_scale²), drawn from ``seed``."""
+    b ~ N(0, bias_scale²), drawn from ``seed``; for a graph (``network.layers``)
+    the ``Model.from_layers(layers, input_shape, seed)``."""
+    if net.get("layers"):
+        return Model.from_layers(net["layers"], net["input_shape"], seed=seed)
     sizes, acts = network_shape(net)
     return Network.random(sizes, acts, seed=seed, scale=net["scale"], bias_scale=net["bias_scale"])
 
@@ -53,13 +69,29 @@ def build_stream(scene, seeds_, loss):
     """The scene's input stream with its target rule: dataset frames with their
     labels, or a stream of ``stream.kind`` whose targets a random teacher network
     (seeded by ``seeds_.teacher``) computes under ``loss``. A fresh call gives
-    the same frames (the stream's generator is seeded by ``seeds_.stream``)."""
+    the same frames (the stream's generator is seeded by ``seeds_.stream``).
+    For a graph its frames come in the model's input and output shapes
+    (``ShapedStream``); its teacher is one dense layer from the flat input to
+    the flat output."""
+    stream = _flat_stream(scene, seeds_, loss)
+    skeleton = graph_skeleton(scene["network"])
+    if skeleton is None:
+        return stream
+    return ShapedStream(stream, skeleton.input_shape, skeleton.output_shape)
+
+
+def _flat_stream(scene, seeds_, loss):
     st, tg = scene["stream"], scene["target"]
     sizes, acts = network_shape(scene["network"])
     rng = np.random.default_rng(seeds_.stream)
     if st["kind"] == "dataset":
         if tg["kind"] != "labels":
             raise SceneError("key 'target.kind': a dataset stream takes 'labels'")
+        if (sizes[0], sizes[-1]) != DIGITS_SHAPE and scene["network"]["layers"]:
+            raise SceneError(f"key 'network.layers': the digits have {DIGITS_SHAPE[0]} inputs "
+                             f"(network.input_shape [1, 8, 8] or [64]) and {DIGITS_SHAPE[1]} "
+                             f"classes (an output layer of {DIGITS_SHAPE[1]} values), got "
+                             f"{sizes[0]} inputs and {sizes[-1]} outputs")
         data = load_digits(seed=scene["run"]["seed"])
         return DatasetStream(sizes[0], st["batch"], rng, data.train_x, data.train_targets,
                              hold=st["hold"], crossfade=st["crossfade"])
@@ -87,13 +119,16 @@ def engine_options(section, scene, feedback_seed):
     run = scene["run"]
     kw.update(batch=scene["stream"]["batch"], feedback_seed=feedback_seed,
               device=run["device"], dtype=run["dtype"])
+    if scene["network"].get("layers"):
+        kw["levelled"] = scene["network"]["levelled"]
     return kw
 
 
 class Parts:
     """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
-    ``network``, the input ``stream`` and ``engine_args``; ``engine()`` makes a
-    fresh Engine from them. Building checks the device and the stream/target
+    ``network`` (a Network, or a Model when ``network.layers`` describes a
+    graph), the input ``stream`` and ``engine_args``; ``engine()`` makes a
+    fresh Engine (a GraphEngine for a Model) from them. Building checks the device and the stream/target
     pair, so a bad scene is refused here, before any tick."""
 
     def __init__(self, scene):
@@ -152,5 +187,5 @@ def relaxation_budget(scene, sizes):
     return weights + activity
 
 
-__all__ = ["Seeds", "Parts", "seeds", "network_shape", "build_network", "build_stream",
+__all__ = ["Seeds", "Parts", "seeds", "graph_skeleton", "network_shape", "build_network", "build_stream",
            "engine_options", "build", "relaxation_network", "relaxation_budget"]

@@ -22,6 +22,8 @@ import numpy as np
 
 from .backend import Backend
 from .errors import NumericalError, SimulatorError
+from .model import Model
+from .model.tick import GraphEngine
 from .network import ZERO_AT_ZERO, Network, activate
 from .options import (DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice,
                       frame_lags, loss_grad)
@@ -54,7 +56,16 @@ class Engine:
     and g[t,l] = δ[t,l] x[t,l−1]ᵀ (Eq. 5) estimates ∂ℓ/∂W_{l−1}. Options are the
     named choices of SPEC §1 (see simulator.options); learning applies
     W ← W − η g every tick (or the sum of g every ``accumulate`` ticks).
+
+    ``Engine(model, ...)`` with a ``simulator.Model`` (a graph of layers) returns
+    a ``GraphEngine`` on it (same keywords, plus ``levelled``); a ``Network``
+    keeps this stacked engine.
     """
+
+    def __new__(cls, network, *args, **kwargs):
+        if isinstance(network, Model):
+            return GraphEngine(network, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, network, loss="mse", feedback="transpose", derivative="local",
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,

@@ -344,3 +344,47 @@ def _plain(value, where, nested=False):
     if not ok:
         raise SceneError(f"{where}: expected a string, boolean, integer, finite number"
                          f"{'' if nested else ' or a list of those'}, got {show(value, typed=True)}")
+
+
+class Layers(Field):
+    """A list of at most ``max_len`` layer tables ``{name, kind, from, ...}``
+    (``simulator.Model.from_layers``'s dicts; a TOML ``[[network.layers]]``
+    array of tables). Here each entry must be a table of plain values: strings,
+    booleans, integers in -``high``..``high``, finite numbers, or lists of at most
+    64 of those (``from``, ``kernel`` pairs); what each key of each layer kind
+    means, and whether the layers fit together, the model checks (a scene does
+    so once every section is read, naming the entry: "key 'network.layers[2].kernel'")."""
+
+    def __init__(self, default, doc, high, max_len=512):
+        super().__init__(default, doc)
+        self.high, self.max_len = high, max_len
+        self.expected = (f"a list of at most {max_len} layer tables "
+                         "{name, kind, from, ...} ([[network.layers]])")
+
+    def check(self, value, where):
+        if not isinstance(value, list) or len(value) > self.max_len:
+            self.fail(value, where, typed=True)
+        out = []
+        for i, table in enumerate(value):
+            at = _entry(where, i)
+            if not isinstance(table, dict):
+                self.fail(table, at, expected="a layer table {name, kind, from, ...}", typed=True)
+            for key, item in table.items():
+                self._value(item, f"{at[:-1]}.{key}'" if at.endswith("'") else f"{at}.{key}")
+            out.append(copy.deepcopy(table))
+        return out
+
+    def _value(self, item, where, nested=False):
+        if isinstance(item, list) and not nested:
+            if len(item) > 64:
+                self.fail(item, where, expected="a list of at most 64 values")
+            for k, v in enumerate(item):
+                self._value(v, _entry(where, k), nested=True)
+            return
+        ok = (isinstance(item, (bool, str)) or
+              (isinstance(item, int) and abs(item) <= self.high) or
+              (isinstance(item, float) and math.isfinite(item) and abs(item) <= self.high))
+        if not ok:
+            self.fail(item, where, expected=f"a string, boolean, or a number in "
+                      f"-{self.high}..{self.high}{'' if nested else ' (or a list of those)'}",
+                      typed=not isinstance(item, (int, float)) or isinstance(item, bool))

@@ -6,6 +6,8 @@ machinery but the definitions of σ and ℓ (which finite differences check).
 """
 from array_api_compat import array_namespace
 
+from .model import Model
+from .model import reference as graph_reference
 from .network import activate
 from .options import loss_and_grad
 
@@ -61,7 +63,11 @@ def factors_of(weights, biases, activations, u, y, loss="mse", feedback=None):
 
 
 def backprop(network, u, y, loss="mse"):
-    """∂ℓ/∂W_i for i = 0..L-1, summed over the batch, in the layout of the weights."""
+    """∂ℓ/∂W_i for i = 0..L-1, summed over the batch, in the layout of the weights.
+    For a ``simulator.Model`` (a graph of layers): the dict of
+    ``simulator.model.reference.backprop``, keyed like ``model.parameters()``."""
+    if isinstance(network, Model):
+        return graph_reference.backprop(network, u, y, loss)
     xp = array_namespace(u)
     pairs, _ = factors(network, u, y, loss)
     return [xp.matrix_transpose(d) @ x for x, d in pairs]
@@ -75,7 +81,9 @@ def backprop_biases(network, u, y, loss="mse"):
 
 
 def loss_value(network, u, y, loss="mse"):
-    """ℓ(u, y) of the instantaneous network, summed over the batch."""
+    """ℓ(u, y) of the instantaneous network (or Model), summed over the batch."""
+    if isinstance(network, Model):
+        return graph_reference.loss_value(network, u, y, loss)
     xp = array_namespace(u)
     xs, _ = forward(network, u)
     return loss_and_grad(xp, loss, xs[-1], y)[0]

@@ -13,8 +13,10 @@ import time
 import numpy as np
 
 from . import __version__
-from .build import build, network_shape
+from .build import build, graph_skeleton, network_shape
+from .engine import Engine
 from .errors import SceneError
+from .graph_recording import GraphBudget, GraphRecorder
 from .probes import Recorder, RecordPlan, RunBudget, Trace
 from .scene import apply_overrides, load
 
@@ -25,8 +27,16 @@ class Prepared:
     def __init__(self, name, scene, gif=False):
         self.name, self.scene = name, scene
         run, rule = scene["run"], scene["rule"]
-        sizes, _ = network_shape(scene["network"])
         rec = scene["record"]
+        # A graph (network.layers) is sized from its skeleton (levelled when it
+        # runs levelled): vertices as layers, the largest vertex as the width.
+        skeleton = graph_skeleton(scene["network"])
+        if skeleton is not None and scene["network"]["levelled"]:
+            skeleton = skeleton.level()
+        if skeleton is None:
+            sizes, _ = network_shape(scene["network"])
+        else:
+            sizes = [int(np.prod(v.shape)) for v in skeleton.vertices]
         self.plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
                                np.dtype(run["dtype"]).itemsize, states=rec["states"],
                                every=rec["every"], layers=rec["layers"], metrics=rec["metrics"],
@@ -34,11 +44,12 @@ class Prepared:
         # The whole run (weights, buffers, rings, recording, GIF when ``gif``
         # says it will be drawn) is checked before anything is allocated.
         render = scene.get("render") or {}
-        self.budget = RunBudget(
-            self.plan, sizes, target=scene["target"]["kind"],
-            gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
-            **{k: rule[k] for k in ("feedback", "derivative", "pairing", "supervision_delay",
-                                    "learning_rate", "accumulate")})
+        options = dict(target=scene["target"]["kind"],
+                       gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
+                       **{k: rule[k] for k in ("feedback", "derivative", "pairing",
+                                               "supervision_delay", "learning_rate", "accumulate")})
+        self.budget = (RunBudget(self.plan, sizes, **options) if skeleton is None
+                       else GraphBudget(self.plan, skeleton, **options))
         self.record_bytes = self.budget.check()
         self.parts = build(scene)
         self.network, self.stream = self.parts.network, self.parts.stream
@@ -48,7 +59,8 @@ class Prepared:
         """Run the ticks; return the Trace with timings in its metadata."""
         t0 = time.perf_counter()
         engine = self.parts.engine()
-        recorder = Recorder(engine, self.plan, reference=self.scene["rule"]["reference"])
+        kind = Recorder if isinstance(engine, Engine) else GraphRecorder
+        recorder = kind(engine, self.plan, reference=self.scene["rule"]["reference"])
         t1 = time.perf_counter()
         # A blow-up is reported once, as NumericalError with tick and layer,
         # not as a stream of numpy warnings before it.

@@ -24,8 +24,9 @@ import tomllib
 from .errors import SceneError
 from .paths import scenes_dir
 # Field and size_bytes are re-exported: callers know them as scene.Field, scene.size_bytes.
-from .fields import (INT_DIGITS, Bool, Field, Float, Int, ListOf, Size, Str, Table, Tuple,  # noqa: F401
-                     Window, closest, did_you_mean, show, size_bytes)
+from .fields import (INT_DIGITS, Bool, Field, Float, Int, Layers, ListOf, Size, Str, Table,  # noqa: F401
+                     Tuple, Window, closest, did_you_mean, show, size_bytes)
+from .model import LayerError, Model
 from .network import ACTIVATIONS
 from .options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 from .streams import INPUTS, TARGETS
@@ -62,6 +63,15 @@ NETWORK = {
     "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
     "bias_scale": Float(0.0, "biases ~ N(0, bias_scale²)", 0.0, BIG),
 }
+# A diffusion scene's network may be any graph of layers (simulator.Model).
+GRAPH_NETWORK = dict(NETWORK, **{
+    "layers": Layers([], "a graph of layers {name, kind, from, ...} ([[network.layers]]; "
+                     "overrides the chain keys)", WIDTH, max_len=DEPTH),
+    "input_shape": ListOf(Int(1, "size", 1, WIDTH), [],
+                          "shape of one input frame with network.layers, e.g. [1, 8, 8]",
+                          min_len=1, max_len=3, empty_ok=True),
+    "levelled": Bool(False, "run the graph levelled (identity vertices, Algorithm 2)"),
+})
 STREAM = {
     "kind": Str("held", "input stream", INPUTS),
     "batch": Int(1, "independent streams side by side", 1, WIDTH),
@@ -218,7 +228,7 @@ SWEEP = {
 SWEEP_SECTIONS = {"sweep": SWEEP}
 
 SCHEMAS = {
-    "diffusion": {"network": NETWORK, "stream": STREAM, "target": TARGET,
+    "diffusion": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
     "train": TRAIN_SECTIONS,
     "sweep": SWEEP_SECTIONS,
@@ -301,7 +311,38 @@ def validate(raw, source):
             key: field.check(given[key], f"{source}: key '{section}.{key}'") if key in given
             else copy.deepcopy(field.default)
             for key, field in fields.items()}
+    if kind == "diffusion":
+        check_graph(resolved["network"], source)
     return resolved
+
+
+def check_graph(net, source):
+    """Check a resolved [network] whose ``layers`` describe a graph: the
+    layers and ``input_shape`` must build a Model (every mistake one SceneError
+    naming ``source`` and the entry, "key 'network.layers[2].kernel'"), and the
+    chain keys ``sizes`` must then be empty. Returns the model's skeleton (no
+    parameters), or None for a chain."""
+    if not net.get("layers"):
+        if net.get("input_shape"):
+            raise SceneError(f"{source}: key 'network.input_shape': applies only with "
+                             f"network.layers (a graph), got {show(net['input_shape'])}")
+        return None
+    if net["sizes"]:
+        raise SceneError(f"{source}: key 'network.sizes': expected an empty list when "
+                         f"network.layers describes the network, got {show(net['sizes'])}")
+    if not net["input_shape"]:
+        raise SceneError(f"{source}: key 'network.input_shape': expected the shape of one "
+                         "input frame (e.g. [64] or [1, 8, 8]) with network.layers, got []")
+    try:
+        return Model.skeleton(net["layers"], net["input_shape"])
+    except LayerError as exc:
+        if exc.index is None:
+            key = "network.input_shape" if exc.key == "input_shape" else "network.layers"
+            where = f"key '{key}'"
+        else:
+            named = f" (layer {exc.name!r})" if exc.name is not None else ""
+            where = f"key 'network.layers[{exc.index}].{exc.key}'{named}"
+        raise SceneError(f"{source}: {where}: {exc.detail}") from None
 
 
 # ------------------------------------------------------------------ files

@@ -133,6 +133,21 @@ class DatasetStream(HeldStream):
         return u, y, ids
 
 
+class ShapedStream:
+    """A stream whose flat frames are handed out in the shapes of a graph
+    model: u (n, batch, *input_shape), y (n, batch, *output_shape), row-major
+    (64 digit pixels are one [1, 8, 8] image)."""
+
+    def __init__(self, stream, input_shape, output_shape):
+        self.stream = stream
+        self.input_shape, self.output_shape = tuple(input_shape), tuple(output_shape)
+
+    def take(self, n):
+        u, y, ids = self.stream.take(n)
+        lead = u.shape[:2]
+        return u.reshape(lead + self.input_shape), y.reshape(lead + self.output_shape), ids
+
+
 def teacher_target(teacher, loss):
     """y = teacher(u): a fixed random network of the student's shape, so the task
     is realizable. For `xent` the teacher's softmax is the target distribution."""

@@ -136,7 +136,10 @@ def sync_report(trace):
     ``summary``: ls = (L+1)/2 (Eq. 6) or, for even L, the two closest layers; the
     layers whose tags actually match at the last tick; the gradient delay
     (L−1)/2; and the τs = (L−1)Δt rule, with the run's hold time when known.
+    A trace of a graph (it carries ``vertex_names``) gets ``graph_sync_report``.
     """
+    if "vertex_names" in trace:
+        return graph_sync_report(trace)
     L = trace.depth
     window = steady_window(trace)
     rows = _rows(trace, window)
@@ -210,8 +213,96 @@ def _num(value, fmt):
     return "-" if value is None else format(value, fmt)
 
 
+def graph_sync_report(trace):
+    """Synchronization of a graph run (SPEC "Graphs", facts C′/D′), as a
+    JSON-serializable dict: per vertex 1..n−1 its kind, forward distance (longest
+    path from the input, its level), backward distance (longest path to the
+    output), whether it is in the synchronization set (every path in has one
+    length a + 1, every path out one length b, and a = b; ``vertex_sync``,
+    from ``simulator.model.tick.sync_set``), the frames its x and its paired
+    x carry at the last tick (oldest–newest: they differ where the vertex
+    mixes frames) and its δ's target frame, and the mean mismatch over the
+    steady window (vertices with weights)."""
+    window = steady_window(trace)
+    start, stop = window
+    last = len(trace["tick"]) - 1
+    names = [str(n) for n in trace["vertex_names"]]
+    rows = []
+    for v in range(1, len(names)):
+        def tags(key, hi=True):
+            lo = _tag(trace["tag_" + key][last, v])
+            if not hi or "tag_" + key + "_hi" not in trace:
+                return [lo, lo]
+            return [lo, _tag(trace["tag_" + key + "_hi"][last, v])]
+        rows.append({
+            "vertex": names[v], "index": v, "kind": str(trace["vertex_kinds"][v]),
+            "forward": int(trace["vertex_levels"][v]), "backward": int(trace["vertex_bwd"][v]),
+            "synchronized": bool(trace["vertex_sync"][v]),
+            "input_tags": tags("input"), "pair_tags": tags("pair"),
+            "supervision_tag": _tag(trace["tag_supervision"][last, v]),
+            "mean_cos": _mean(trace["mismatch_cos"][start:stop, v - 1]),
+            "mean_rel": _mean(trace["mismatch_rel"][start:stop, v - 1]),
+        })
+    synced = [r["vertex"] for r in rows if r["synchronized"]]
+    levelled = bool(_scene(trace).get("network", {}).get("levelled", False))
+    mixed = [r["vertex"] for r in rows if None not in r["input_tags"]
+             and r["input_tags"][0] != r["input_tags"][1]]
+    summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]), "levelled": levelled,
+               "sync_set": synced, "mixed_frames": mixed,
+               "supervision_delay": supervision_delay(trace), "steady_window": list(window),
+               "ticks": int(len(trace["tick"])), "last_tick": int(trace["tick"][-1])}
+    lines = [f"Synchronization set (the x that g pairs with took as many forward steps as δ "
+             f"took backward, fwd − 1 = bwd, on every path): "
+             f"{', '.join(synced) or 'empty'}; with linear layers and the linear loss, g there "
+             "is backprop's gradient of one frame exactly, on any stream (facts C′/D′)."]
+    if mixed:
+        lines.append(f"Vertices mixing frames at tick {summary['last_tick']} (paths of different "
+                     f"lengths reach them): {', '.join(mixed)}; network.levelled = true inserts "
+                     "identity vertices so each carries one frame.")
+    lines.append(f"Mean mismatch over ticks {start}–{stop - 1} (graph filled).")
+    summary["text"] = lines
+    return {"name": trace.meta.get("name", "") if isinstance(trace.meta, dict) else "",
+            "rows": rows, "summary": summary}
+
+
+def _frames(pair):
+    lo, hi = pair
+    if lo is None:
+        return "-"
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def format_graph_sync(report):
+    """A graph sync report as a printable table plus its summary lines."""
+    header = ("vertex", "kind", "fwd", "bwd", "sync", "x frames", "paired x", "y tag", "cos",
+              "rel err")
+    table = [header]
+    for r in report["rows"]:
+        table.append((r["vertex"], r["kind"], str(r["forward"]), str(r["backward"]),
+                      "yes" if r["synchronized"] else "", _frames(r["input_tags"]),
+                      _frames(r["pair_tags"]), _num(r["supervision_tag"], "d"),
+                      _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g")))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    s = report["summary"]
+    lines = [f"{report.get('name') or 'run'}: graph of depth D = {s['depth']}"
+             f"{' (levelled)' if s['levelled'] else ''}, supervision delay d_y = "
+             f"{s['supervision_delay']}, tags at tick {s['last_tick']}"]
+    for k, row in enumerate(table):
+        lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths).rstrip())
+    lines.append("fwd/bwd: longest path from the input / to the output; sync: in the "
+                 "synchronization set; x frames / paired x: frames (oldest–newest) of the vertex's "
+                 "x and of the x its g pairs with; y tag: frame of δ's target; cos, rel err: mean "
+                 "mismatch of g_W against backprop.")
+    lines.extend(s["text"])
+    return "\n".join(lines)
+
+
 def format_sync(report):
     """The sync report as a printable table plus its summary lines."""
+    if report["summary"].get("graph"):
+        return format_graph_sync(report)
     header = ("layer", "fwd", "bwd", "lag", "x tag", "y tag", "age", "out", "σ'", "cos",
               "rel err", "note")
     table = [header]

@@ -58,13 +58,7 @@ class Model:
         W ~ N(0, scale²/fan_in) (fan_in = n_in for dense, C_in·kh·kw for conv2d),
         b ~ N(0, bias_scale²) or zeros when bias_scale = 0 — so a dense chain
         gets the weights of ``Network.random(sizes, seed=seed)``."""
-        input_shape = check_input_shape(input_shape)
-        if not isinstance(layers, (list, tuple)) or not layers:
-            raise LayerError(None, None, "layers", "a non-empty list of layer tables", layers)
-        cfgs, previous = [], INPUT
-        for i, raw in enumerate(layers):
-            cfgs.append(normalize(i, raw, previous))
-            previous = cfgs[-1]["name"]
+        input_shape, cfgs = _configs(layers, input_shape)
         shell = cls._assemble(cfgs, input_shape)
         g = rng(seed)
         by_name = {v.name: v for v in shell.vertices}
@@ -76,6 +70,20 @@ class Model:
         params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
                   for p in v.param_names}
         return cls(input_shape, shell.vertices, params)
+
+    @classmethod
+    def skeleton(cls, layers, input_shape):
+        """The model ``from_layers`` would build, checked (every LayerError it
+        would raise) but without parameters (``parameters()`` is empty): vertices,
+        shapes and parameter shapes only, so a caller can size a run before
+        allocating anything."""
+        return cls._assemble(*reversed(_configs(layers, input_shape)))
+
+    def param_shapes(self):
+        """{"<layer>.W": shape, ...} in the order of ``parameters()``, from the
+        layers alone (a skeleton has them too)."""
+        return {f"{v.name}.{p}": tuple(v.layer.param_shapes[p])
+                for v in self.vertices[1:] for p in v.param_names}
 
     @classmethod
     def _assemble(cls, cfgs, input_shape, params=None):
@@ -264,6 +272,18 @@ class Model:
                 parents.append(p)
             cfgs.append({**v.cfg, "from": tuple(parents)})
         return Model._assemble(cfgs, self.input_shape, self.parameters())
+
+
+def _configs(layers, input_shape):
+    """(input shape, normalized layer configs in declaration order), checked."""
+    input_shape = check_input_shape(input_shape)
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise LayerError(None, None, "layers", "a non-empty list of layer tables", layers)
+    cfgs, previous = [], INPUT
+    for i, raw in enumerate(layers):
+        cfgs.append(normalize(i, raw, previous))
+        previous = cfgs[-1]["name"]
+    return input_shape, cfgs
 
 
 def _topological(cfgs, declared):

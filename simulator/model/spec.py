@@ -32,11 +32,13 @@ class LayerError(SimulatorError):
         else:
             where = f"layers[{index}] ({name!r}): {key}"
         shown = "nothing" if given is MISSING else repr(given)
-        msg = f"{where}: expected {expected}, given {shown}"
+        detail = f"expected {expected}, given {shown}"
         close = difflib.get_close_matches(str(given), [str(c) for c in choices], n=1)
         if close:
-            msg += f"; did you mean {close[0]!r}?"
-        super().__init__(msg)
+            detail += f"; did you mean {close[0]!r}?"
+        # ``detail``: the message without its "where" (a scene names the key itself).
+        self.detail = detail
+        super().__init__(f"{where}: {detail}")
 
 
 def _is_int(v):

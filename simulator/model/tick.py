@@ -433,10 +433,10 @@ class GraphEngine:
 
     def check_finite(self):
         """Raise NumericalError naming the first vertex whose x or δ is not finite."""
-        xp, be = self.xp, self.backend
+        xp = self.xp
         for what, arrs in (("activity", self._X), ("delta", self._D)):
             for i, a in enumerate(arrs):
-                if a is not None and not bool(be.to_host(xp.all(xp.isfinite(a)))):
+                if a is not None and not bool(xp.all(xp.isfinite(a))):
                     raise NumericalError(self.tick, i, what)
 
     # ------------------------------------------------------------- accessors
