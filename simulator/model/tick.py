@@ -83,6 +83,13 @@ def sync_set(model):
     return names
 
 
+def _segments(lists):
+    """(flat int array, start of each list in it) for ``np.*.reduceat``."""
+    flat = np.array([i for lst in lists for i in lst], dtype=np.int64)
+    starts = np.cumsum([0] + [len(lst) for lst in lists[:-1]]).astype(np.int64)
+    return flat, starts
+
+
 def _int_option(name, value, minimum=0):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -146,6 +153,14 @@ class GraphEngine:
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
         self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
                           for v in m.vertices[1:] for p in set(v.parents)}
+        # Flat index lists for the vectorized tag update: parents of 1..n−1 and
+        # children of 1..n−2, each as (indices, segment starts).
+        self._factored_idx = np.array(self._factored, dtype=np.int64)
+        self._deriv_lag_arr = np.array([self._deriv_lag[i] for i in self._factored],
+                                       dtype=np.int64)
+        self._tag_par = _segments([list(v.parents) for v in m.vertices[1:]])
+        self._tag_ch = _segments([sorted({c for c, _ in self._children[i]})
+                                  for i in range(1, n - 1)])
 
     def _build_parameters(self, feedback_seed, feedback_scale):
         be, m = self.backend, self.model
@@ -317,42 +332,43 @@ class GraphEngine:
         return out
 
     def _factor_tags(self, t):
-        """{v: (lo, hi)} frame range of the σ' factor D[t−1, v] contributes."""
-        kind = self.derivative
-        if kind == "none":
-            return {}
+        """(lo, hi) int arrays over ``self._factored``: the frame range of the σ'
+        factor D[t−1, v] contributes (None without a factor)."""
+        kind, f = self.derivative, self._factored_idx
+        if kind == "none" or not len(f):
+            return None
         if kind == "local":
-            return {i: (self._tx[0, i], self._tx[1, i]) for i in self._factored}
+            return self._tx[0, f], self._tx[1, f]
         if kind == "frame":
-            R = self._ring_tags.shape[0]
-            return {i: tuple(self._ring_tags[(t - 1 - self._deriv_lag[i]) % R, :, i])
-                    for i in self._factored}
-        return {i: (self._tx_prev[0, i], self._tx[1, i]) for i in self._factored}
+            rows = self._ring_tags[(t - 1 - self._deriv_lag_arr) % self._ring_tags.shape[0], :, f]
+            return rows[:, 0], rows[:, 1]
+        return self._tx_prev[0, f], self._tx[1, f]
 
     def _advance_tags(self, t, supervised):
-        m, tx, td = self.model, self._tx, self._td
+        """Tags of tick t from those of t−1, a few array calls whatever the graph:
+        x takes the (min, max) over its parents, δ over its children (segmented
+        reductions over flat parent/child index lists built once)."""
+        tx, td, n = self._tx, self._td, self.n
         new_sig = self._factor_tags(t)
-        self._tx_prev = tx.copy()
-        new_x = np.full_like(tx, -1)
+        new_x = np.empty_like(tx)
         new_x[:, 0] = t
+        par, par_at = self._tag_par
+        new_x[0, 1:] = np.minimum.reduceat(tx[0, par], par_at)
+        new_x[1, 1:] = np.maximum.reduceat(tx[1, par], par_at)
         new_d = np.full_like(td, -1)
-        for v in m.vertices[1:]:
-            i, ps = v.index, list(v.parents)
-            new_x[0, i] = tx[0, ps].min()
-            new_x[1, i] = tx[1, ps].max()
-            if i == self.out:
-                continue
-            cs = [c for c, _ in self._children[i]]
-            new_d[0::2, i] = td[0::2, cs].min(axis=1)
-            new_d[1::2, i] = td[1::2, cs].max(axis=1)
-            if i in new_sig:
-                lo, hi = new_sig[i]
-                new_d[SIG_LO, i] = min(new_d[SIG_LO, i], lo)
-                new_d[SIG_HI, i] = max(new_d[SIG_HI, i], hi)
+        if n > 2:
+            ch, ch_at = self._tag_ch
+            new_d[0::2, 1:n - 1] = np.minimum.reduceat(td[0::2][:, ch], ch_at, axis=1)
+            new_d[1::2, 1:n - 1] = np.maximum.reduceat(td[1::2][:, ch], ch_at, axis=1)
+        if new_sig is not None:
+            f = self._factored_idx
+            new_d[SIG_LO, f] = np.minimum(new_d[SIG_LO, f], new_sig[0])
+            new_d[SIG_HI, f] = np.maximum(new_d[SIG_HI, f], new_sig[1])
         o = self.out
         if supervised:
             s = t - self.supervision_delay
             new_d[:, o] = (s, s, new_x[0, o], new_x[1, o], new_x[0, o], new_x[1, o])
+        self._tx_prev = tx
         self._tx, self._td = new_x, new_d
         self._ring_tags[t % self._ring_tags.shape[0]] = new_x
 
