@@ -190,6 +190,8 @@ class GraphEngine:
         self._tag_par = _segments([list(v.parents) for v in m.vertices[1:]])
         self._tag_ch = _segments([sorted({c for c, _ in self._children[i]})
                                   for i in range(1, n - 1)])
+        self._tag_single = (len(self._tag_par[0]) == n - 1
+                            and len(self._tag_ch[0]) == max(n - 2, 0))
 
     def _build_parameters(self, feedback_seed, feedback_scale):
         be, m = self.backend, self.model
@@ -308,10 +310,11 @@ class GraphEngine:
         self._refresh_feedback()
         self._WT = [None] + [self._vp[i]["W"].T if self._dense[i] else None
                              for i in range(1, n)]
-        # Per free dense vertex: its VJP (parent-shaped), η δ, and η g_W.
+        # Per free dense vertex: its VJP (parent-shaped), η δ, η g_W and η g_b.
         self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
                              np.zeros((B,) + verts[i].shape, dt),
-                             np.zeros(verts[i].layer.param_shapes["W"], dt))
+                             np.zeros(verts[i].layer.param_shapes["W"], dt),
+                             np.zeros(verts[i].layer.param_shapes["b"], dt))
                          for i in self._free_dense}
         self._ones = {i: np.ones((B,) + verts[i].shape, dt) for i in range(1, n)
                       if self._sigma[i] and verts[i].layer.linear}
@@ -480,7 +483,7 @@ class GraphEngine:
             k, e = g["W"].shape[0], g["e"]
             np.multiply(Db[1:], lr, out=e)
             np.matmul(e.transpose(0, 2, 1), Xb[:k], out=g["gw"])
-            np.sum(e, axis=1, out=g["gb"])
+            np.add.reduce(e, axis=1, out=g["gb"])
             if self.weight_decay:
                 g["W"] *= keep
             g["W"] -= g["gw"]
@@ -491,11 +494,11 @@ class GraphEngine:
                 continue
             v = verts[i]
             if self._dense[i]:
-                _, e, gw = self._scratch[i]
+                _, e, gw, gb = self._scratch[i]
                 np.multiply(D[i], lr, out=e)
-                (x,) = self._paired_inputs(v)
+                x = X[v.parents[0]] if self.pairing == "local" else self._paired_inputs(v)[0]
                 np.matmul(e.T, x, out=gw)
-                steps = {"W": gw, "b": np.sum(e, axis=0)}
+                steps = {"W": gw, "b": np.add.reduce(e, axis=0, out=gb)}
             else:
                 steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
             for k in v.param_names:
@@ -643,13 +646,18 @@ class GraphEngine:
         new_x = np.empty_like(tx)
         new_x[:, 0] = t
         par, par_at = self._tag_par
-        new_x[0, 1:] = np.minimum.reduceat(tx[0, par], par_at)
-        new_x[1, 1:] = np.maximum.reduceat(tx[1, par], par_at)
-        new_d = np.full_like(td, -1)
-        if n > 2:
-            ch, ch_at = self._tag_ch
-            new_d[0::2, 1:n - 1] = np.minimum.reduceat(td[0::2][:, ch], ch_at, axis=1)
-            new_d[1::2, 1:n - 1] = np.maximum.reduceat(td[1::2][:, ch], ch_at, axis=1)
+        new_d = np.empty_like(td)
+        new_d[:, 0] = -1
+        if self._tag_single:  # one parent and one child each: a gather
+            new_x[:, 1:] = tx[:, par]
+            new_d[:, 1:n - 1] = td[:, self._tag_ch[0]]
+        else:
+            new_x[0, 1:] = np.minimum.reduceat(tx[0, par], par_at)
+            new_x[1, 1:] = np.maximum.reduceat(tx[1, par], par_at)
+            if n > 2:
+                ch, ch_at = self._tag_ch
+                new_d[0::2, 1:n - 1] = np.minimum.reduceat(td[0::2][:, ch], ch_at, axis=1)
+                new_d[1::2, 1:n - 1] = np.maximum.reduceat(td[1::2][:, ch], ch_at, axis=1)
         if new_sig is not None:
             f = self._factored_idx
             new_d[SIG_LO, f] = np.minimum(new_d[SIG_LO, f], new_sig[0])
@@ -658,6 +666,8 @@ class GraphEngine:
         if supervised:
             s = t - self.supervision_delay
             new_d[:, o] = (s, s, new_x[0, o], new_x[1, o], new_x[0, o], new_x[1, o])
+        else:
+            new_d[:, o] = -1
         self._tx_prev = tx
         self._tx, self._td = new_x, new_d
         self._ring_tags[t % self._ring_tags.shape[0]] = new_x
