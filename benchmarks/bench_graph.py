@@ -224,6 +224,11 @@ def chain(L, width):
     return [width] * (L + 1)
 
 
+def wobble(L, width):
+    """Widths alternating width, width + 1: no two neighbours share a shape."""
+    return [width + (l % 2) for l in range(L + 1)]
+
+
 def us(t):
     return f"{t * 1e6:9.1f} us"
 
@@ -296,12 +301,14 @@ def main():
         t = time_conv(16, n(max(10, 400 // c)), c, 2 * c)
         print(f"  {c:30d} {us(t['graph'])}   {us(t['hand'])}   {t['graph'] / t['hand']:5.2f}x")
 
-    print("\n6. Python floor: per-vertex cost of a tick when arrays are tiny (width 1, B=1),")
-    print("   against the width at which BLAS work doubles it (L=8, B=16, float32)")
-    t1 = time_dense(chain(8, 1), 1, "float32", n(2000), versus=())["graph"]
+    print("\n6. Python floor: per-vertex cost of a tick when arrays are tiny (widths 1/2")
+    print("   alternating, B=1, so no run is stacked), against the width at which BLAS work")
+    print("   doubles it (widths w/w+1 alternating, L=8, B=16, float32)")
+    t1 = time_dense(wobble(8, 1), 1, "float32", n(2000), versus=())["graph"]
     print(f"  floor: {us(t1)} per tick = {t1 / 8 * 1e6:.1f} us per vertex")
     for w in (16, 32, 64, 128, 256, 512, 1024):
-        tw = time_dense(chain(8, w), 16, "float32", n(max(10, 20000 // w)), versus=())["graph"]
+        tw = time_dense(wobble(8, w), 16, "float32", n(max(10, 20000 // w)),
+                        versus=())["graph"]
         print(f"  width {w:5d}: {us(tw)} = {tw / t1:5.1f}x the floor")
         if tw > 2 * t1:
             print(f"  -> above width ~{w} (B=16) BLAS outweighs the Python overhead")
