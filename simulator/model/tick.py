@@ -29,6 +29,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..errors import NumericalError, SimulatorError
+from ..network import ACTIVATIONS
 from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice, loss_grad
 from .reference import vertex_params
 
@@ -81,6 +82,41 @@ def sync_set(model):
             if a - 1 == b:
                 names.append(v.name)
     return names
+
+
+def _runs(names):
+    """Contiguous runs of equal names as (start, stop, name)."""
+    out, start = [], 0
+    for i in range(1, len(names) + 1):
+        if i == len(names) or names[i] != names[start]:
+            out.append((start, i, names[start]))
+            start = i
+    return out
+
+
+def _activate(name, pre, x, s):
+    """x = σ(pre) and (unless s is None) s = σ'(pre), into x and s (numpy);
+    the same operations as ``network.ACTIVATIONS`` so the numbers match.
+    ``linear`` leaves s alone (its σ' buffers hold ones)."""
+    if name == "tanh":
+        np.tanh(pre, out=x)
+        if s is not None:
+            np.multiply(x, x, out=s)
+            np.subtract(1.0, s, out=s)
+    elif name == "linear":
+        np.copyto(x, pre)
+    else:
+        xa, sa = ACTIVATIONS[name](np, pre)
+        np.copyto(x, xa)
+        if s is not None:
+            np.copyto(s, sa)
+
+
+def _segments(lists):
+    """(flat int array, start of each list in it) for ``np.*.reduceat``."""
+    flat = np.array([i for lst in lists for i in lst], dtype=np.int64)
+    starts = np.cumsum([0] + [len(lst) for lst in lists[:-1]]).astype(np.int64)
+    return flat, starts
 
 
 def _int_option(name, value, minimum=0):
@@ -146,6 +182,16 @@ class GraphEngine:
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
         self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
                           for v in m.vertices[1:] for p in set(v.parents)}
+        # Flat index lists for the vectorized tag update: parents of 1..n−1 and
+        # children of 1..n−2, each as (indices, segment starts).
+        self._factored_idx = np.array(self._factored, dtype=np.int64)
+        self._deriv_lag_arr = np.array([self._deriv_lag[i] for i in self._factored],
+                                       dtype=np.int64)
+        self._tag_par = _segments([list(v.parents) for v in m.vertices[1:]])
+        self._tag_ch = _segments([sorted({c for c, _ in self._children[i]})
+                                  for i in range(1, n - 1)])
+        self._tag_single = (len(self._tag_par[0]) == n - 1
+                            and len(self._tag_ch[0]) == max(n - 2, 0))
 
     def _build_parameters(self, feedback_seed, feedback_scale):
         be, m = self.backend, self.model
@@ -210,6 +256,261 @@ class GraphEngine:
         self._ring_tags = np.full((max(self.history, 1), 2, n), -1, dtype=np.int64)
         if self.learning_rate and self.accumulate > 1:
             self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
+        self._build_fast()
+
+    # ------------------------------------------------------- numpy fast path
+    def _build_fast(self):
+        """Buffers of the numpy tick, allocated once (``_step_fast``).
+
+        Three sets of per-vertex x, pre, σ', δ arrays rotate (t+1 is written
+        while t and t−1 are read: ``local`` max pooling and ITD read t−1);
+        dense vertices write into theirs with ``out=``, other kinds keep their
+        layer's fresh arrays. Runs of two or more dense vertices of one width
+        over a parent of that width (each but the last with no other child)
+        share one stacked block per set, so the run's forward, backward and
+        update are one batched matmul each (the stacked engine's trick without
+        its padding); only with transpose feedback, local pairing, local/none
+        derivative and accumulate = 1, where the run's factors are its own σ'.
+        array-api-strict and cupy take ``_step_generic``.
+        """
+        self._fast = self.xp is np
+        if not self._fast:
+            return
+        m, n, B, dt = self.model, self.n, self.batch, self.backend.dtype
+        verts = m.vertices
+        self._dense = [v.kind == "dense" for v in verts]
+        self._groups = self._find_groups() if (
+            self.feedback == "transpose" and self.pairing == "local"
+            and self.derivative in ("local", "none") and self.accumulate == 1) else []
+        self._member = {}
+        for gi, g in enumerate(self._groups):
+            for j, i in enumerate(g["members"], 1):
+                self._member[i] = (gi, j)
+        self._sources = {g["src"] for g in self._groups}
+        self._free = [i for i in range(1, n) if i not in self._member]
+        self._free_dense = [i for i in self._free if self._dense[i]]
+        self._free_other = [i for i in self._free if not self._dense[i]]
+        # Stacked parameters of each run: the per-vertex W, b become views.
+        for g in self._groups:
+            keys = [(f"{verts[i].name}.W", f"{verts[i].name}.b") for i in g["members"]]
+            g["W"] = np.stack([self._params[kw] for kw, _ in keys])
+            g["b"] = np.stack([self._params[kb] for _, kb in keys])
+            for j, (kw, kb) in enumerate(keys):
+                self._params[kw], self._params[kb] = g["W"][j], g["b"][j]
+            g["WT"] = g["W"].transpose(0, 2, 1)
+            g["b3"] = g["b"][:, None, :]
+            k, w = g["W"].shape[0], g["W"].shape[1]
+            g["cot"] = np.zeros((k, B, w), dt)
+            g["e"] = np.zeros((k, B, w), dt)
+            g["gw"] = np.zeros((k, w, w), dt)
+            g["gb"] = np.zeros((k, w), dt)
+            acts = [verts[i].layer.activation for i in g["members"]]
+            g["runs"] = [(lo + 1, hi + 1, a) for lo, hi, a in _runs(acts)]
+        self._vp = [vertex_params(self._params, v) if v.layer else {} for v in verts]
+        self._refresh_feedback()
+        self._WT = [None] + [self._vp[i]["W"].T if self._dense[i] else None
+                             for i in range(1, n)]
+        # Per free dense vertex: its VJP (parent-shaped), η δ, η g_W and η g_b.
+        self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
+                             np.zeros((B,) + verts[i].shape, dt),
+                             np.zeros(verts[i].layer.param_shapes["W"], dt),
+                             np.zeros(verts[i].layer.param_shapes["b"], dt))
+                         for i in self._free_dense}
+        self._ones = {i: np.ones((B,) + verts[i].shape, dt) for i in range(1, n)
+                      if self._sigma[i] and verts[i].layer.linear}
+        self._sets = [self._buffer_set(dt) for _ in range(3)]
+        X, P, S, D, _ = self._sets[0]
+        self._X, self._P, self._S, self._D = X, P, S, D
+        self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
+
+    def _find_groups(self):
+        """Runs of equal-width dense vertices (see ``_build_fast``), ≥ 2 long."""
+        verts, groups, owner = self.model.vertices, [], {}
+        for v in verts[1:]:
+            if not (v.kind == "dense" and len(v.parents) == 1):
+                continue
+            p = v.parents[0]
+            if verts[p].shape != v.shape:
+                continue
+            g = owner.get(p)
+            if g is not None and g["members"][-1] == p and len(self._children[p]) == 1:
+                g["members"].append(v.index)
+                owner[v.index] = g
+            elif g is None and p not in {h["src"] for h in groups}:
+                g = {"src": p, "members": [v.index]}
+                groups.append(g)
+                owner[v.index] = g
+        return [g for g in groups if len(g["members"]) >= 2]
+
+    def _buffer_set(self, dt):
+        """One set of x, pre, σ', δ lists (blocks of the runs first)."""
+        m, n, B = self.model, self.n, self.batch
+        verts = m.vertices
+        X, P, S, D = ([None] * n for _ in range(4))
+        blocks = []
+        for g in self._groups:
+            k, w = len(g["members"]), verts[g["members"][0]].shape[0]
+            Xb, Pb, Sb, Db = (np.zeros((k + 1, B, w), dt) for _ in range(4))
+            X[g["src"]] = Xb[0]
+            for j, i in enumerate(g["members"], 1):
+                X[i], P[i], S[i], D[i] = Xb[j], Pb[j], Sb[j], Db[j]
+                if verts[i].layer.linear:
+                    Sb[j] = 1.0
+            blocks.append((Xb, Pb, Sb, Db))
+        for i in range(n):
+            shape = (B,) + verts[i].shape
+            if P[i] is None:
+                P[i] = np.zeros(shape, dt)
+            if X[i] is None:
+                lin = i and (verts[i].layer.linear or not self._sigma[i])
+                X[i] = P[i] if lin and self._dense[i] else np.zeros(shape, dt)
+            if S[i] is None and self._sigma[i]:
+                S[i] = self._ones.get(i, None)
+                if S[i] is None:
+                    S[i] = np.zeros(shape, dt)
+            if D[i] is None and i:
+                D[i] = np.zeros(shape, dt)
+        return X, P, S, D, blocks
+
+    def _step_fast(self, u, y):
+        """One numpy tick into preallocated buffers (same numbers as
+        ``_step_generic``): forward and backward read only tick t, so their order
+        over vertices is free; runs go first as single batched calls."""
+        t = self.tick + 1
+        verts, lr = self.model.vertices, self.learning_rate
+        cur, new = self._sets[t % 3], self._sets[(t + 1) % 3]
+        X, P, S, D, blk = cur
+        Xn, Pn, Sn, Dn, blkn = new
+        factors = self._factors(t)                       # D[t−1, v]
+        keep_s = self.derivative in ("local", "frame")
+        np.copyto(Xn[0], u)
+        # forward: runs, then dense vertices, then other kinds
+        for g, (Xb, _, _, _), (Xbn, Pbn, Sbn, _) in zip(self._groups, blk, blkn):
+            k = g["W"].shape[0]
+            np.matmul(Xb[:k], g["WT"], out=Pbn[1:])
+            Pbn[1:] += g["b3"]
+            for lo, hi, act in g["runs"]:
+                _activate(act, Pbn[lo:hi], Xbn[lo:hi], Sbn[lo:hi])
+        for i in self._free_dense:
+            v = verts[i]
+            pre = Pn[i]
+            np.matmul(X[v.parents[0]], self._WT[i], out=pre)
+            pre += self._vp[i]["b"]
+            act = v.layer.activation
+            if act == "linear":
+                if Xn[i] is not pre:
+                    np.copyto(Xn[i], pre)
+            else:
+                _activate(act, pre, Xn[i], Sn[i] if (keep_s or i == self.out) else None)
+        for i in self._free_other:
+            v = verts[i]
+            pre, out = v.layer.value(np, self._vp[i], [X[p] for p in v.parents])
+            Pn[i] = pre
+            np.copyto(Xn[i], out)  # out may be a view of a parent's buffer (flatten, identity)
+            if self._sigma[i] and (keep_s or i == self.out):
+                Sn[i] = v.layer.derivative(np, pre)
+        # output delta
+        target = self._present_target(t, y)
+        o = self.out
+        if target is None:
+            Dn[o][...] = 0
+        else:
+            if self.loss == "mse":
+                np.subtract(Xn[o], target, out=Dn[o])
+            else:
+                np.copyto(Dn[o], loss_grad(np, self.loss, Xn[o], target))
+            if self._sigma[o] and o not in self._ones:
+                Dn[o] *= Sn[o]
+        # backward: one batched VJP per run, then the other children
+        parts = [None] * self.n
+        for g, (_, _, Sb, Db), (_, _, _, Dbn) in zip(self._groups, blk, blkn):
+            k, cot = g["W"].shape[0], g["cot"]
+            np.matmul(Db[1:], g["W"], out=cot)
+            if self.derivative == "local":
+                np.multiply(Sb[1:k], cot[1:], out=Dbn[1:k])
+            else:
+                np.copyto(Dbn[1:k], cot[1:])
+            if g["src"]:
+                parts[g["src"]] = [(g["members"][0], cot[0])]
+        for c in self._free:
+            v = verts[c]
+            if not any(v.parents):
+                continue
+            if self._dense[c]:
+                F = self._F[c]
+                back = [np.matmul(D[c], self._vp[c]["W"] if F is None else F,
+                                  out=self._scratch[c][0])]
+            else:
+                back = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
+                                   weights=self._F[c])
+            for p, b in zip(v.parents, back):
+                if p:
+                    if parts[p] is None:
+                        parts[p] = [(c, b)]
+                    else:
+                        parts[p].append((c, b))
+        for i in range(1, self.n - 1):
+            if parts[i] is None:
+                continue  # a run's inner vertex: done above
+            got = parts[i]
+            if len(got) > 1:
+                got.sort(key=lambda cb: cb[0])
+            total = got[0][1]
+            for _, b in got[1:]:
+                total = total + b
+            f = factors[i]  # into δ's own buffer: a VJP may return a scratch or a view
+            if f is None:
+                np.copyto(Dn[i], total)
+            else:
+                np.multiply(f, total, out=Dn[i])
+        self._X_prev, self._P_prev = X, P
+        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
+        self._advance_tags(t, target is not None)
+        self.tick = t
+        self._record_history(t)
+        if lr:
+            if self.accumulate > 1:
+                self._learn(t)
+            else:
+                self._learn_fast()
+
+    def _learn_fast(self):
+        """W ← (1 − ηλ) W − η δᵀx per vertex (per run: one batched matmul), in place."""
+        lr, verts = self.learning_rate, self.model.vertices
+        keep = 1.0 - lr * self.weight_decay
+        X, D, blk = self._X, self._D, self._sets[(self.tick + 1) % 3][4]  # set of tick t
+        for g, (Xb, _, _, Db) in zip(self._groups, blk):
+            k, e = g["W"].shape[0], g["e"]
+            np.multiply(Db[1:], lr, out=e)
+            np.matmul(e.transpose(0, 2, 1), Xb[:k], out=g["gw"])
+            np.add.reduce(e, axis=1, out=g["gb"])
+            if self.weight_decay:
+                g["W"] *= keep
+            g["W"] -= g["gw"]
+            g["b"] -= g["gb"]
+        learned = self.feedback == "learned"
+        for i in self._free:
+            if not self._has_params[i]:
+                continue
+            v = verts[i]
+            if self._dense[i]:
+                _, e, gw, gb = self._scratch[i]
+                np.multiply(D[i], lr, out=e)
+                x = X[v.parents[0]] if self.pairing == "local" else self._paired_inputs(v)[0]
+                np.matmul(e.T, x, out=gw)
+                steps = {"W": gw, "b": np.add.reduce(e, axis=0, out=gb)}
+            else:
+                steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
+            for k in v.param_names:
+                a = self._vp[i][k]
+                if k == "W" and self.weight_decay:
+                    a *= keep
+                    if learned:
+                        self._F[i] *= keep
+                a -= steps[k]
+                if k == "W" and learned:
+                    self._F[i] -= steps[k]
+        self._refresh_feedback()
 
     # ------------------------------------------------------------------ tick
     def step(self, u, y):
@@ -217,6 +518,13 @@ class GraphEngine:
         (batch, *output_shape) the new target frame."""
         self._check_shape("u", u, self.model.input_shape)
         self._check_shape("y", y, self.model.output_shape)
+        if self._fast:
+            self._step_fast(u, y)
+        else:
+            self._step_generic(u, y)
+
+    def _step_generic(self, u, y):
+        """One tick in any array namespace: fresh arrays per vertex."""
         xp, m = self.xp, self.model
         t = self.tick + 1
         X, P, Dl = self._X, self._P, self._D
@@ -317,42 +625,50 @@ class GraphEngine:
         return out
 
     def _factor_tags(self, t):
-        """{v: (lo, hi)} frame range of the σ' factor D[t−1, v] contributes."""
-        kind = self.derivative
-        if kind == "none":
-            return {}
+        """(lo, hi) int arrays over ``self._factored``: the frame range of the σ'
+        factor D[t−1, v] contributes (None without a factor)."""
+        kind, f = self.derivative, self._factored_idx
+        if kind == "none" or not len(f):
+            return None
         if kind == "local":
-            return {i: (self._tx[0, i], self._tx[1, i]) for i in self._factored}
+            return self._tx[0, f], self._tx[1, f]
         if kind == "frame":
-            R = self._ring_tags.shape[0]
-            return {i: tuple(self._ring_tags[(t - 1 - self._deriv_lag[i]) % R, :, i])
-                    for i in self._factored}
-        return {i: (self._tx_prev[0, i], self._tx[1, i]) for i in self._factored}
+            rows = self._ring_tags[(t - 1 - self._deriv_lag_arr) % self._ring_tags.shape[0], :, f]
+            return rows[:, 0], rows[:, 1]
+        return self._tx_prev[0, f], self._tx[1, f]
 
     def _advance_tags(self, t, supervised):
-        m, tx, td = self.model, self._tx, self._td
+        """Tags of tick t from those of t−1, a few array calls whatever the graph:
+        x takes the (min, max) over its parents, δ over its children (segmented
+        reductions over flat parent/child index lists built once)."""
+        tx, td, n = self._tx, self._td, self.n
         new_sig = self._factor_tags(t)
-        self._tx_prev = tx.copy()
-        new_x = np.full_like(tx, -1)
+        new_x = np.empty_like(tx)
         new_x[:, 0] = t
-        new_d = np.full_like(td, -1)
-        for v in m.vertices[1:]:
-            i, ps = v.index, list(v.parents)
-            new_x[0, i] = tx[0, ps].min()
-            new_x[1, i] = tx[1, ps].max()
-            if i == self.out:
-                continue
-            cs = [c for c, _ in self._children[i]]
-            new_d[0::2, i] = td[0::2, cs].min(axis=1)
-            new_d[1::2, i] = td[1::2, cs].max(axis=1)
-            if i in new_sig:
-                lo, hi = new_sig[i]
-                new_d[SIG_LO, i] = min(new_d[SIG_LO, i], lo)
-                new_d[SIG_HI, i] = max(new_d[SIG_HI, i], hi)
+        par, par_at = self._tag_par
+        new_d = np.empty_like(td)
+        new_d[:, 0] = -1
+        if self._tag_single:  # one parent and one child each: a gather
+            new_x[:, 1:] = tx[:, par]
+            new_d[:, 1:n - 1] = td[:, self._tag_ch[0]]
+        else:
+            new_x[0, 1:] = np.minimum.reduceat(tx[0, par], par_at)
+            new_x[1, 1:] = np.maximum.reduceat(tx[1, par], par_at)
+            if n > 2:
+                ch, ch_at = self._tag_ch
+                new_d[0::2, 1:n - 1] = np.minimum.reduceat(td[0::2][:, ch], ch_at, axis=1)
+                new_d[1::2, 1:n - 1] = np.maximum.reduceat(td[1::2][:, ch], ch_at, axis=1)
+        if new_sig is not None:
+            f = self._factored_idx
+            new_d[SIG_LO, f] = np.minimum(new_d[SIG_LO, f], new_sig[0])
+            new_d[SIG_HI, f] = np.maximum(new_d[SIG_HI, f], new_sig[1])
         o = self.out
         if supervised:
             s = t - self.supervision_delay
             new_d[:, o] = (s, s, new_x[0, o], new_x[1, o], new_x[0, o], new_x[1, o])
+        else:
+            new_d[:, o] = -1
+        self._tx_prev = tx
         self._tx, self._td = new_x, new_d
         self._ring_tags[t % self._ring_tags.shape[0]] = new_x
 
