@@ -21,6 +21,7 @@ Finite values, however large, never trip it.
 import numpy as np
 
 from .backend import Backend
+from .drive import run_stream
 from .errors import NumericalError, SimulatorError
 from .model import Model
 from .model.tick import GraphEngine
@@ -344,28 +345,7 @@ class Engine:
         stops the run (NumericalError) with the tick, layer and quantity where
         it first appeared, the same whatever the chunk size.
         """
-        frozen = not self.learning_rate
-        if chunk is None:
-            chunk = recorder.plan.chunk if recorder is not None else 256
-        last = None
-        for start in range(0, ticks, chunk):
-            n = min(chunk, ticks - start)
-            u_host, y_host, frame_ids = stream.take(n)
-            u, y = self.backend.asarray(u_host), self.backend.asarray(y_host)
-            for k in range(n):
-                self.step(u[k, ...], y[k, ...])
-                if recorder is not None:
-                    # With frozen weights a repeated (u, y) has the same reference
-                    # gradient; decided on the host copy, so no device sync.
-                    repeat = frozen and last is not None and np.array_equal(
-                        u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
-                    recorder.record(self.tick, u[k, ...], y[k, ...], int(frame_ids[k]), repeat)
-                    last = (u_host[k], y_host[k])
-            if recorder is not None:
-                recorder.flush()
-            self.check_finite()
-            if progress is not None:
-                progress(n)
+        run_stream(self, stream, ticks, recorder, progress, chunk)
 
     def check_finite(self):
         """Raise NumericalError naming the first tick since the last check at which

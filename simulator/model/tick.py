@@ -28,6 +28,7 @@ say which) and no lag makes the pairing exact.
 import numpy as np
 
 from ..backend import Backend
+from ..drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..network import ACTIVATIONS
 from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice, loss_grad
@@ -721,31 +722,11 @@ class GraphEngine:
                     self._F[i] -= steps[f"{v.name}.{k}"]
         self._refresh_feedback()
 
-    def run(self, stream, ticks, recorder=None, progress=None):
-        """Step ``ticks`` times on frames from ``stream`` (host chunks moved to the
-        device once per chunk), as ``Engine.run``: the recorder (if any) sees
-        every tick through ``record(tick, u, y, frame_id, repeat)`` and
-        ``flush()``; without one, NaN/Inf stops the run naming tick and vertex."""
-        frozen = not self.learning_rate
-        chunk = recorder.plan.chunk if recorder is not None else 256
-        last = None
-        for start in range(0, ticks, chunk):
-            n = min(chunk, ticks - start)
-            u_host, y_host, frame_ids = stream.take(n)
-            u, y = self.backend.asarray(u_host), self.backend.asarray(y_host)
-            for k in range(n):
-                self.step(u[k, ...], y[k, ...])
-                if recorder is not None:
-                    repeat = frozen and last is not None and np.array_equal(
-                        u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
-                    recorder.record(self.tick, u[k, ...], y[k, ...], int(frame_ids[k]), repeat)
-                    last = (u_host[k], y_host[k])
-            if recorder is None:
-                self.check_finite()
-            else:
-                recorder.flush()
-            if progress is not None:
-                progress(n)
+    def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
+        """Step ``ticks`` times on frames from ``stream``, as ``Engine.run``
+        (simulator.drive.run_stream): the recorder (if any) sees every tick;
+        NaN/Inf stops the run naming the tick and vertex."""
+        run_stream(self, stream, ticks, recorder, progress, chunk)
 
     def check_finite(self):
         """Raise NumericalError naming the first vertex whose x or δ is not finite."""
