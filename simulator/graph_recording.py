@@ -27,10 +27,9 @@ import numpy as np
 from .errors import NumericalError, SimulatorError
 from .model import reference as graph_reference
 from .model.tick import distances, sync_set
-from .probes import REFERENCES, TAG_KEYS, RunBudget, Trace, _blank_padding, _row_bytes, gif_frames
+from .probes import REFERENCES, TAG_KEYS, RunBudget, Trace, _blank_padding, _row_bytes
 
 HI_KEYS = ("input", "supervision", "output", "pair")
-GIF_BYTES_PER_PIXEL = 4
 
 
 def vertex_arrays(model):
@@ -257,15 +256,7 @@ class GraphBudget(RunBudget):
         rows = plan.rows
         items["recorded rows"] = (rows * (_row_bytes(n - 1) + 8 * len(HI_KEYS) * n)
                                   + 6 * s * C * n)
-        if plan.states:
-            per_row = 2 * len(plan.layers) * B * N
-            items["recorded states"] = plan.itemsize * per_row * rows
-            items["state transfer"] = 2 * s * per_row * min(len(range(0, C, plan.every)), rows)
-        if gif is not None:
-            every, (w, h) = gif
-            items["gif frames"] = GIF_BYTES_PER_PIXEL * gif_frames(rows, every) * int(w) * int(h)
-        self.items = {k: int(v) for k, v in items.items() if v}
-        self.total = self._peak(self.items)
+        self._finish(items, N, B, s, C, gif)
 
 
 __all__ = ["GraphRecorder", "GraphBudget", "vertex_arrays"]

@@ -203,10 +203,18 @@ class RunBudget:
             items["teacher forward"] = 8 * C * B * (2 * total_n + 2 * N)
         rows = plan.rows
         items["recorded rows"] = rows * _row_bytes(L) + 6 * s * C * (L + 1)
+        self._finish(items, N, B, s, C, gif)
+
+    def _finish(self, items, width, batch, itemsize, chunk, gif):
+        """Add the recorded states, their host transfer and the GIF frames to
+        ``items`` (states are ``width`` wide per recorded layer or vertex), then
+        set ``items`` and the peak ``total``."""
+        plan, rows = self.plan, self.plan.rows
         if plan.states:
-            per_row = 2 * len(plan.layers) * B * N
+            per_row = 2 * len(plan.layers) * batch * width
             items["recorded states"] = plan.itemsize * per_row * rows
-            items["state transfer"] = 2 * s * per_row * min(len(range(0, C, plan.every)), rows)
+            items["state transfer"] = (2 * itemsize * per_row
+                                       * min(len(range(0, chunk, plan.every)), rows))
         if gif is not None:
             every, (w, h) = gif
             items["gif frames"] = GIF_BYTES_PER_PIXEL * gif_frames(rows, every) * int(w) * int(h)
