@@ -26,8 +26,7 @@ from .errors import NumericalError, SimulatorError
 from .model import Model
 from .model.tick import GraphEngine
 from .network import ZERO_AT_ZERO, Network, activate
-from .options import (DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice,
-                      frame_lags, loss_grad)
+from .options import frame_lags, loss_grad, set_rule_options
 
 # Rows of the delta tag array: supervision frame, output-activity frame, and
 # the lowest / highest frame any of its σ' factors came from.
@@ -72,18 +71,8 @@ class Engine:
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
                  itd_epsilon=1e-6, device="cpu", dtype="float64"):
-        self.loss = check_choice("loss", loss, tuple(LOSSES))
-        self.feedback = check_choice("feedback", feedback, FEEDBACK)
-        self.derivative = check_choice("derivative", derivative, DERIVATIVE)
-        self.pairing = check_choice("pairing", pairing, PAIRING)
-        self.supervision_delay = _nonneg_int("supervision_delay", supervision_delay)
-        self.batch = _nonneg_int("batch", batch, minimum=1)
-        self.accumulate = _nonneg_int("accumulate", accumulate, minimum=1)
-        self.learning_rate = float(learning_rate)
-        self.weight_decay = float(weight_decay)
-        self.itd_epsilon = float(itd_epsilon)
-        if self.learning_rate < 0 or self.weight_decay < 0:
-            raise SimulatorError("learning_rate and weight_decay must be >= 0")
+        set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
+                         accumulate, learning_rate, weight_decay, itd_epsilon)
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.activations = list(network.activations)
@@ -445,7 +434,3 @@ class Engine:
         return self._X, self._D, self._paired_inputs()
 
 
-def _nonneg_int(name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)

@@ -2,6 +2,8 @@
 pairing, reference frame. Each is a named choice; the engine resolves the
 names once at construction.
 """
+import numpy as np
+
 from .errors import SimulatorError
 
 
@@ -68,3 +70,30 @@ def frame_lags(depth):
     deriv = [2 * L - 2 * l - 1 for l in range(1, L)]
     pair = [2 * L - 2 * l + 1 for l in range(1, L + 1)]
     return deriv, pair
+
+
+def check_count(name, value, minimum=0):
+    """``value`` as an int >= ``minimum`` (bools refused), or SimulatorError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_delay, batch,
+                     accumulate, learning_rate, weight_decay, itd_epsilon):
+    """Check the rule options every tick engine shares (SPEC §1: loss, feedback,
+    derivative, pairing, d_y, batch, accumulate, η, weight decay, ITD ε) and set
+    them as attributes of ``engine``; a bad value is one SimulatorError."""
+    engine.loss = check_choice("loss", loss, tuple(LOSSES))
+    engine.feedback = check_choice("feedback", feedback, FEEDBACK)
+    engine.derivative = check_choice("derivative", derivative, DERIVATIVE)
+    engine.pairing = check_choice("pairing", pairing, PAIRING)
+    engine.supervision_delay = check_count("supervision_delay", supervision_delay)
+    engine.batch = check_count("batch", batch, minimum=1)
+    engine.accumulate = check_count("accumulate", accumulate, minimum=1)
+    engine.learning_rate = float(learning_rate)
+    engine.weight_decay = float(weight_decay)
+    engine.itd_epsilon = float(itd_epsilon)
+    if engine.learning_rate < 0 or engine.weight_decay < 0:
+        raise SimulatorError("learning_rate and weight_decay must be >= 0")
+

@@ -31,7 +31,7 @@ from ..backend import Backend
 from ..drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..network import ACTIVATIONS
-from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, check_choice, loss_grad
+from ..options import loss_grad, set_rule_options
 from .reference import vertex_params
 
 # Rows of the delta tag table.
@@ -120,12 +120,6 @@ def _segments(lists):
     return flat, starts
 
 
-def _int_option(name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class GraphEngine:
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
@@ -140,18 +134,8 @@ class GraphEngine:
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
                  itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
-        self.loss = check_choice("loss", loss, tuple(LOSSES))
-        self.feedback = check_choice("feedback", feedback, FEEDBACK)
-        self.derivative = check_choice("derivative", derivative, DERIVATIVE)
-        self.pairing = check_choice("pairing", pairing, PAIRING)
-        self.supervision_delay = _int_option("supervision_delay", supervision_delay)
-        self.batch = _int_option("batch", batch, minimum=1)
-        self.accumulate = _int_option("accumulate", accumulate, minimum=1)
-        self.learning_rate = float(learning_rate)
-        self.weight_decay = float(weight_decay)
-        self.itd_epsilon = float(itd_epsilon)
-        if self.learning_rate < 0 or self.weight_decay < 0:
-            raise SimulatorError("learning_rate and weight_decay must be >= 0")
+        set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
+                         accumulate, learning_rate, weight_decay, itd_epsilon)
         self.levelled = bool(levelled)
         self.model = model.level() if self.levelled else model
         self.backend = Backend(device, dtype)
