@@ -130,13 +130,28 @@ def test_unlevelled_skip_edge_is_drawn_left_of_the_raster(tmp_path):
     assert found["unlevelled"] >= 1 and found["levelled"] == 0, found
 
 
+def hidden_tick_labels(fig):
+    """Tick labels matplotlib keeps but does not draw (ticks outside the view)."""
+    hidden = set()
+    for ax in fig.findobj(lambda a: hasattr(a, "xaxis") and hasattr(a, "yaxis")):
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                loc = tick.get_loc()
+                if loc is None or not lo - 1e-9 * abs(hi - lo) <= loc <= hi + 1e-9 * abs(hi - lo):
+                    hidden.update({id(tick.label1), id(tick.label2)})
+    return hidden
+
+
 def texts_inside(fig):
+    """Every drawn, non-empty text whose window extent leaves the figure."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     box = fig.bbox
+    hidden = hidden_tick_labels(fig)
     bad = []
     for text in fig.findobj(Text):
-        if not text.get_visible() or not text.get_text().strip():
+        if not text.get_visible() or not text.get_text().strip() or id(text) in hidden:
             continue
         ext = text.get_window_extent(renderer)
         if (ext.x0 < box.x0 - 1 or ext.y0 < box.y0 - 1 or ext.x1 > box.x1 + 1
@@ -147,3 +162,27 @@ def texts_inside(fig):
 
 def test_every_text_of_the_graph_pictures_is_inside_the_canvas(graph):
     assert texts_inside(raster_figure(graph)[0]) == []
+    assert texts_inside(mismatch_figure(graph)[0]) == []
+
+
+def test_mismatch_rows_are_named_vertices_by_level_and_undefined_without_weights(graph, tmp_path):
+    """Heatmap row p shows the vertex at level-order position p (input left
+    out): grey (undefined) at every tick for a vertex without weights, and the
+    bar summary names the vertices in that order, sync set bold."""
+    _, image = drawn_png(graph, tmp_path)
+    fig, axes = mismatch_figure(graph)
+    fig.canvas.draw()
+    order = level_order(graph)[1:]
+    names = [str(graph["vertex_names"][v]) for v in order]
+    heat = axes["heatmap"]
+    assert [t.get_text() for t in heat.get_yticklabels()] == names
+    assert [t.get_text() for t in axes["summary"].get_xticklabels()] == names
+    T = len(graph["tick"])
+    for p, v in enumerate(order, start=1):
+        cos = graph["mismatch_cos"][:, v - 1]
+        weighted = "W" in graph["vertex_kinds"][v] or graph["vertex_kinds"][v] in ("dense", "conv2d")
+        assert np.isfinite(cos).any() == weighted, (names[p - 1], cos)
+        for t in range(T):
+            rgb = pixel(image, heat, t, p).astype(int)
+            grey = np.abs(rgb - 217).max() < 12
+            assert grey == (not np.isfinite(cos[t])), (names[p - 1], t, rgb, cos[t])
