@@ -163,6 +163,7 @@ def texts_inside(fig):
 def test_every_text_of_the_graph_pictures_is_inside_the_canvas(graph):
     assert texts_inside(raster_figure(graph)[0]) == []
     assert texts_inside(mismatch_figure(graph)[0]) == []
+    assert texts_inside(WaveAnimator(graph).fig) == []
 
 
 def test_mismatch_rows_are_named_vertices_by_level_and_undefined_without_weights(graph, tmp_path):
@@ -186,3 +187,29 @@ def test_mismatch_rows_are_named_vertices_by_level_and_undefined_without_weights
             rgb = pixel(image, heat, t, p).astype(int)
             grey = np.abs(rgb - 217).max() < 12
             assert grey == (not np.isfinite(cos[t])), (names[p - 1], t, rgb, cos[t])
+
+
+def test_gif_draws_the_vertices_in_level_order_with_their_waves(graph, tmp_path):
+    """Size and frame count as asked; the network panel's column of each vertex
+    sits at its level-order position and its first neuron is coloured by that
+    vertex's tags; the bars name the vertices in that order."""
+    size = (560, 360)
+    write_pictures(str(tmp_path), graph, png=False, every=2, size=size)
+    frames = iio.imread(tmp_path / "waves.gif", index=None)[..., :3]
+    ticks = frame_ticks(graph, 2)
+    assert len(ticks) == int(np.ceil(len(graph["tick"]) / 2))
+    assert frames.shape == (len(ticks), size[1], size[0], 3)
+    anim = WaveAnimator(graph, size=size)
+    order = level_order(graph)
+    columns = [anim.neuron_pixel(v, 0)[0] for v in order]
+    assert columns == sorted(columns) and len(set(columns)) == len(columns)
+    assert [t.get_text() for t in anim.bars_ax.get_xticklabels()] == \
+        [str(graph["vertex_names"][v]) for v in order]
+    fwd, bwd = graph["tag_input"] >= 0, graph["tag_output"] >= 0
+    for i, t in enumerate(ticks):
+        for v in range(len(order)):
+            col, row = anim.neuron_pixel(v, 0)
+            f, b = bool(fwd[t, v]), bool(bwd[t, v]) and v != 0
+            want = {(True, True): "purple", (True, False): "red",
+                    (False, True): "blue", (False, False): "empty"}[(f, b)]
+            assert palette.classify(frames[i, row, col]) == want, (t, v)

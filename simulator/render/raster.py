@@ -176,7 +176,7 @@ def check_windows(trace, windows):
 
 
 def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ticks=(0, 1),
-               rows=None):
+               rows=None, strip=True):
     """Draw ``rgb`` (rows, columns, 3), the image of the row ``window`` from
     ``panel_image`` (every k-th row and m-th layer for ``steps`` = (k, m)), on
     ``ax`` with the synchronization layer(s) outlined. The x axis is in ticks:
@@ -184,7 +184,7 @@ def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ti
     first + r·every, and its cell spans every ticks centred there (every = 1:
     the cell of tick t and layer l starts at (t − 0.5, l − 0.5)). ``rows``
     (``rows.picture_rows``) says what each picture row shows; None: the chain
-    of ``depth`` layers."""
+    of ``depth`` layers; ``strip`` draws a graph's edges left of the panel."""
     rows = chain_rows(depth) if rows is None else rows
     start, stop = window
     k, m = steps
@@ -206,7 +206,7 @@ def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ti
     ax.set_xlabel("tick")
     ax.set_ylabel(rows.axis_label)
     if rows.graph:
-        _graph_rows(ax, rows, m)
+        _graph_rows(ax, rows, m if strip else 0)
     else:
         step = max(1, int(np.ceil(len(rows) / 12)))
         ax.set_yticks(range(0, len(rows), step))
@@ -228,8 +228,8 @@ def _runs(rows):
 def _graph_rows(ax, rows, m=1):
     """Label every row of a graph panel by vertex name and level (sync set in
     amber, identity vertices grey italic) and draw the edges as arcs in a strip
-    left of the panel (only when every row is drawn, m = 1)."""
-    shown = list(range(0, len(rows), m))
+    left of the panel (only when every row is drawn, m = 1; m = 0: no strip)."""
+    shown = list(range(0, len(rows), max(m, 1)))
     fig = ax.figure
     ax.set_yticks(shown)
     ax.set_yticklabels([rows.labels[r] for r in shown], fontsize=7)
@@ -240,7 +240,7 @@ def _graph_rows(ax, rows, m=1):
         elif rows.identity[r]:
             label.set_color(IDENTITY_COLOUR)
             label.set_fontstyle("italic")
-    if m > 1 or not rows.edges:
+    if m != 1 or not rows.edges:
         return
     width_in = ax.get_position().width * fig.get_figwidth()
     frac = STRIP_IN / width_in
