@@ -162,6 +162,7 @@ def texts_inside(fig):
 
 def test_every_text_of_the_graph_pictures_is_inside_the_canvas(graph):
     assert texts_inside(raster_figure(graph)[0]) == []
+    assert texts_inside(raster_figure(graph, color="magnitude")[0]) == []
     assert texts_inside(mismatch_figure(graph)[0]) == []
     assert texts_inside(WaveAnimator(graph).fig) == []
 

@@ -320,12 +320,17 @@ def raster_figure(trace, windows=(), color="both"):
     if order.graph:     # room for the vertex names and the edge strip
         left_in = 0.05 * max(len(label) for label in order.labels) + STRIP_IN + 0.45
         left = left_in / WIDTH_IN
-        panel = (WIDTH_IN * (0.94 - left) - (left_in + 0.5) * (cols - 1)) / cols
+        panel = (WIDTH_IN * (0.92 - left) - (left_in + 0.5) * (cols - 1)) / cols
         wspace = (left_in + 0.5) / panel
-    grid = fig.add_gridspec(rows, cols, left=left, right=0.94,
+    right = 0.92 if order.graph else 0.94       # a graph's 'sync set' label is wider than ls
+    grid = fig.add_gridspec(rows, cols, left=left, right=right,
                             bottom=BOTTOM_IN / height, top=1 - TOP_IN / height,
                             hspace=GAP_IN / panel_in, wspace=wspace)
     name = trace.meta.get("name", "")
+    if order.graph:
+        levelled = trace.meta.get("scene", {}).get("network", {}).get("levelled")
+        skips = any(gap > 1 for _, _, gap in order.edges)
+        name += " (levelled)" if levelled else (" (unlevelled)" if skips else "")
     panels = []
     for i, window in enumerate(windows):
         for j, kind in enumerate(kinds):
