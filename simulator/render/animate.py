@@ -14,6 +14,10 @@ rectangles, tags and the title from glyphs rendered once. Frames are built
 directly as indices into one fixed palette of at most 256 colours (a GIF frame
 holds 256), so the encoder neither quantizes per frame nor flickers, and only
 stores the pixels that changed between frames.
+
+A graph trace draws its vertices as the columns, in the raster's row order
+(``rows.picture_rows``: by level, named under the mismatch bars), and outlines
+its synchronization set (``vertex_sync``) instead of ls.
 """
 import functools
 
@@ -23,11 +27,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
-from ..sync import synchronized_layers
 from ..files import atomic_write
 from . import palette
 from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence, row_ticks,
                      step_note, stream_frames)
+from .rows import picture_rows
 
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
@@ -263,6 +267,7 @@ class WaveAnimator:
         self.trace = trace
         self.width, self.height = check_size(size)
         self.depth = trace.depth
+        self.rows = picture_rows(trace)      # column p shows trace column rows.order[p]
         self.states = NeuronStates(trace)
         self.cos = trace["mismatch_cos"]
         # Tags are shown as stream frames, the numbering the tag colouring uses.
@@ -289,9 +294,11 @@ class WaveAnimator:
         self.canvas = FigureCanvasAgg(fig)
         self.fig = fig
         small = self.font
+        graph = self.rows.graph
+        # A graph names its vertices: room under the bars and left of the raster.
         grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.5), height_ratios=(2.2, 1.0),
-                                left=0.08, right=0.92, bottom=0.12, top=0.80,
-                                wspace=0.28, hspace=0.35)
+                                left=0.08, right=0.92, bottom=0.2 if graph else 0.12, top=0.80,
+                                wspace=0.5 if graph else 0.28, hspace=0.35)
         self.net = fig.add_subplot(grid[0, 0])
         self.bars_ax = fig.add_subplot(grid[1, 0])
         self.raster = fig.add_subplot(grid[:, 1])
@@ -323,9 +330,19 @@ class WaveAnimator:
         bars.set_ylabel("cos(g, ∇)", fontsize=small)
         bars.set_xlabel("layer", fontsize=small)
         bars.tick_params(labelsize=small)
+        if graph:
+            bars.set_xticks(range(L + 1))
+            bars.set_xticklabels([str(n) for n in np.asarray(self.trace["vertex_names"])
+                                  [self.rows.order]], rotation=35, ha="right", fontsize=small - 1)
+            bars.set_xlabel("")
+            for label, p in zip(bars.get_xticklabels(), range(L + 1)):
+                if p in self.rows.sync:
+                    label.set_color(palette.LS_COLOUR)
+                    label.set_fontweight("bold")
         T = len(self.trace["tick"])
-        rgb, steps = panel_image(self.trace, (0, T), color)
-        draw_panel(self.raster, rgb, (0, T), L, steps=steps, ticks=row_ticks(self.trace))
+        rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
+        draw_panel(self.raster, rgb, (0, T), L, steps=steps, ticks=row_ticks(self.trace),
+                   rows=self.rows, strip=False)
         note = step_note(steps)
         self.raster.set_xlabel(f"tick (raster coloured by {color}{'; ' + note if note else ''})",
                                fontsize=small)
@@ -337,7 +354,8 @@ class WaveAnimator:
         handles = [Patch(color=palette.RED, label="forward x"),
                    Patch(color=palette.BLUE, label="backward δ"),
                    Patch(color=palette.PURPLE, label="both"),
-                   Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6, label="ls")]
+                   Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6,
+                         label="sync set" if self.rows.graph else "ls")]
         self.raster.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=4,
                            fontsize=small, frameon=False, handlelength=1.2, columnspacing=1.0,
                            borderaxespad=0.0, borderpad=0.0)
@@ -361,7 +379,7 @@ class WaveAnimator:
         ys = inv.transform(np.column_stack([np.zeros_like(rws), self.height - rws]))[:, 1]
         self.col_layer = np.clip(np.rint(xs).astype(int), 0, L)
         self.row_neuron = np.clip(np.rint(ys).astype(int), 0, rows - 1)
-        self.ls_cols = [self._col_range(self.net, l - 0.5, l + 0.5) for l in synchronized_layers(L)]
+        self.ls_cols = [self._col_range(self.net, l - 0.5, l + 0.5) for l in self.rows.sync]
         self.bar_cols = [self._col_range(self.bars_ax, l - 0.35, l + 0.35) for l in range(1, L + 1)]
         self.bar_zero = self._to_pixel(self.bars_ax, 0, 0.0)[1]
         self.bar_unit = self._to_pixel(self.bars_ax, 0, 0.0)[1] - self._to_pixel(self.bars_ax, 0, 1.0)[1]
@@ -390,8 +408,9 @@ class WaveAnimator:
         return int(np.round(a)), int(np.round(b))
 
     def neuron_pixel(self, layer, neuron):
-        """(column, row) of the pixel at the centre of a neuron's cell in a frame."""
-        x, y = self._to_pixel(self.net, layer, neuron)
+        """(column, row) of the pixel at the centre of a neuron's cell in a frame;
+        ``layer`` is the trace's column (a graph's vertex index in model order)."""
+        x, y = self._to_pixel(self.net, self.rows.position(layer), neuron)
         return int(x), int(y)
 
     def cursor_pixel(self, t):
@@ -426,7 +445,7 @@ class WaveAnimator:
 
     def _paint_network(self, frame, t):
         top, bottom, left, right = self.net_box
-        small = self.palette.index_float(self.states.rgb(t))
+        small = self.palette.index_float(self.states.rgb(t)[:, self.rows.order])
         frame[top:bottom, left:right] = small[self.row_neuron][:, self.col_layer]
         amber = self.ink["amber"]
         for a, b in self.ls_cols:
@@ -436,9 +455,9 @@ class WaveAnimator:
             frame[bottom - 1:bottom + 1, a:b] = amber
 
     def _paint_bars(self, frame, t):
-        ls = synchronized_layers(self.depth)
+        ls = self.rows.sync
         for l, (a, b) in enumerate(self.bar_cols, start=1):
-            value = self.cos[t, l - 1]
+            value = self.cos[t, self.rows.order[l] - 1]
             if not np.isfinite(value):
                 continue
             end = self.bar_zero - value * self.bar_unit
@@ -456,11 +475,12 @@ class WaveAnimator:
 
     def _paint_tags(self, frame, t):
         red, blue = palette.RED, palette.BLUE
-        for l, x in self.tag_columns:
-            self._paint_text(frame, self.glyphs, _tag_text(self.tag_in[t, l]), x,
+        for p, x in self.tag_columns:
+            v = self.rows.order[p]
+            self._paint_text(frame, self.glyphs, _tag_text(self.tag_in[t, v]), x,
                              self.tag_row[0], red, "center")
-            if l:
-                self._paint_text(frame, self.glyphs, _tag_text(self.tag_out[t, l]), x,
+            if v:
+                self._paint_text(frame, self.glyphs, _tag_text(self.tag_out[t, v]), x,
                                  self.tag_row[1], blue, "center")
 
     def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):

@@ -8,6 +8,11 @@ error dots) with ls marked. A deep network draws at most MAX_CURVES layer curves
 curve and the heatmap at most the raster's cells (every k-th tick / layer); the
 panel titles say so. The steady window is the one the sync report uses
 (from the tick the network is filled), so the picture and the table agree.
+
+A graph trace (``rows.picture_rows``) has one curve, heatmap row and bar per
+vertex, in level order and named; vertices without weights have no mismatch
+(NaN: grey in the heatmap, grey italic names, no curve) and the
+synchronization set (``vertex_sync``) takes the amber of ls.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -20,6 +25,7 @@ from ..files import save_png
 from ..sync import steady_window, synchronized_layers
 from . import palette
 from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
+from .rows import picture_rows
 from .axes import LOG_FLOOR, log_axis, no_data
 
 DPI = 100
@@ -31,6 +37,7 @@ HEATMAP = "RdBu"
 MAX_CURVES = 24
 MAX_POINTS = 5000
 MISSING = "#d9d9d9"
+MISSING_TEXT = "#808080"
 
 
 def layer_colour(layer, depth):
@@ -64,21 +71,49 @@ def curve_layers(depth, limit=MAX_CURVES):
     return sorted(set(spaced) | set(synchronized_layers(depth)))
 
 
+def _graph_colour(p, order):
+    """The colour of the vertex on row ``p`` of a graph's Rows ``order``."""
+    if p in order.sync:
+        return palette.LS_COLOUR
+    return colormaps["viridis"](0.9 * (p - 1) / max(len(order) - 2, 1))
+
+
+def _weighted(trace, order):
+    """Rows 1.. of a graph whose vertex has any defined mismatch (has weights)."""
+    cos = trace["mismatch_cos"]
+    return [p for p in range(1, len(order)) if np.isfinite(cos[:, order.order[p] - 1]).any()]
+
+
 def _curves(ax, trace, key, log):
     """Per-layer curves of ``key`` over ticks; returns a note on what was left out."""
     L = trace.depth
     ticks = trace["tick"]
     k, rows = drawn(0, len(ticks), MAX_POINTS)
-    layers = curve_layers(L)
+    order = picture_rows(trace)
+    if order.graph:
+        layers = _weighted(trace, order)
+        total = len(layers)
+        if total > MAX_CURVES:
+            keep = np.rint(np.linspace(0, total - 1, MAX_CURVES)).astype(int)
+            layers = sorted({layers[i] for i in keep} | (set(order.sync) & set(layers)))
+        what = "vertices with weights"
+    else:
+        layers, total, what = curve_layers(L), L, "layers"
     for l in layers:
-        values = trace[key][rows, l - 1]
+        values = trace[key][rows, order.order[l] - 1]
         if log:
             values = np.maximum(values, LOG_FLOOR)
-        sync = l in synchronized_layers(L)
-        ax.plot(ticks[rows], values, color=layer_colour(l, L), linewidth=2.0 if sync else 1.0,
+        sync = l in order.sync
+        if order.graph:
+            colour = _graph_colour(l, order)
+            label = str(trace["vertex_names"][order.order[l]]) + (" (sync)" if sync else "")
+        else:
+            colour = layer_colour(l, L)
+            label = f"layer {l}" + (" (ls)" if sync else "")
+        ax.plot(ticks[rows], values, color=colour, linewidth=2.0 if sync else 1.0,
                 marker="o" if len(rows) == 1 else None,     # one tick: a point, not a line
-                label=f"layer {l}" + (" (ls)" if sync else ""), zorder=3 if sync else 2)
-    notes = [f"{len(layers)} of {L} layers"] if len(layers) < L else []
+                label=label, zorder=3 if sync else 2)
+    notes = [f"{len(layers)} of {total} {what}"] if len(layers) < total else []
     notes += [step_note((k, 1))] if k > 1 else []
     note = ", ".join(notes)
     start, _ = steady_window(trace)
@@ -96,13 +131,15 @@ def _curves(ax, trace, key, log):
 
 
 def _heatmap(ax, fig, trace):
-    L = trace.depth
+    order = picture_rows(trace)
+    L = len(order) - 1
     T = len(trace["tick"])
     cmap = colormaps[HEATMAP].with_extremes(bad=MISSING)
     k, ticks = drawn(0, T, MAX_DRAWN_TICKS)
-    m, layers = drawn(0, L, MAX_DRAWN_LAYERS)               # columns of layers 1..L
+    m, layers = drawn(0, L, MAX_DRAWN_LAYERS)               # rows 1..L of the pictures
     first, every = row_ticks(trace)                          # rows are every k-th tick
-    cells = trace["mismatch_cos"][np.ix_(ticks, layers)]
+    columns = order.order[layers + 1] - 1                    # their mismatch columns
+    cells = trace["mismatch_cos"][np.ix_(ticks, columns)]
     image = ax.imshow(np.ma.masked_invalid(cells.T), origin="lower",
                       aspect="auto", interpolation="nearest", cmap=cmap, norm=Normalize(-1.0, 1.0),
                       extent=(first - 0.5 * every, first + (len(ticks) * k - 0.5) * every,
@@ -110,19 +147,69 @@ def _heatmap(ax, fig, trace):
     ax.set_xlim(first - 0.5 * every, first + (T - 0.5) * every)
     ax.set_ylim(0.5, L + 0.5)
     ax.yaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
-    for l in synchronized_layers(L):
+    for l in order.sync:
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
     ax.set_xlabel("tick")
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     ax.set_ylabel("layer")
+    if order.graph:
+        shown = list(range(1, L + 1, m))
+        ax.set_yticks(shown)
+        ax.set_yticklabels([_name(trace, order, p) for p in shown], fontsize=7)
+        _style_names(ax.get_yticklabels(), shown, trace, order)
+        ax.set_ylabel("vertex")
     note = step_note((k, m))
-    ax.set_title("cosine, layer × tick (grey: undefined)" + (f"\n({note})" if note else ""),
+    unit = "vertex" if order.graph else "layer"
+    ax.set_title(f"cosine, {unit} × tick (grey: undefined)" + (f"\n({note})" if note else ""),
                  fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
 
 
+def _name(trace, order, p):
+    return str(trace["vertex_names"][order.order[p]])
+
+
+def _style_names(labels, positions, trace, order):
+    """Sync-set names amber bold, names of vertices without weights grey italic."""
+    weighted = set(_weighted(trace, order))
+    for label, p in zip(labels, positions):
+        if p in order.sync:
+            label.set_color(palette.LS_COLOUR)
+            label.set_fontweight("bold")
+        elif p not in weighted:
+            label.set_color(MISSING_TEXT)
+            label.set_fontstyle("italic")
+
+
+def _graph_summary(ax, trace, order):
+    """The steady-state bars of a graph: one per vertex in level order, named."""
+    cos, rel = steady_means(trace)
+    n = len(order)
+    positions = np.arange(1, n)
+    columns = order.order[positions] - 1
+    cos, rel = cos[columns], rel[columns]
+    ax.bar(positions, np.nan_to_num(cos), color=[_graph_colour(p, order) for p in positions],
+           width=0.7)
+    ax.set_ylim(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05)
+    ax.set_xlim(0.4, n - 0.4)
+    ax.set_ylabel("mean cosine (bars)")
+    ax.set_xticks(positions)
+    ax.set_xticklabels([_name(trace, order, p) for p in positions], fontsize=7,
+                       rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
+    _style_names(ax.get_xticklabels(), positions, trace, order)
+    return positions, rel
+
+
 def _summary(ax, trace):
+    order = picture_rows(trace)
+    if order.graph:
+        layers, rel = _graph_summary(ax, trace, order)
+        _summary_errors(ax, trace, layers, rel)
+        sync = "amber: sync set" if order.sync else "sync set empty"
+        ax.set_title(ax.get_title() + f"\n({sync}; grey names: no weights, no mismatch)",
+                     fontsize=9)
+        return
     L = trace.depth
     cos, rel = steady_means(trace)
     layers = np.arange(1, L + 1)
@@ -150,6 +237,11 @@ def _summary(ax, trace):
         if l in sync:
             label.set_color(palette.LS_COLOUR)
             label.set_fontweight("bold")
+    _summary_errors(ax, trace, layers, rel)
+
+
+def _summary_errors(ax, trace, layers, rel):
+    """The relative-error dots on a log twin axis and the steady window title."""
     twin = ax.twinx()
     twin.plot(layers, np.maximum(rel, LOG_FLOOR), "o", color="#222222", markersize=4)
     log_axis(twin, rel, NO_DATA)
@@ -163,18 +255,22 @@ def mismatch_figure(trace):
     """The mismatch.png figure (2 × 2 panels); returns (figure, axes dict)."""
     fig = Figure(figsize=(11, 7.5), dpi=DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 2, left=0.07, right=0.92, bottom=0.08, top=0.9,
+    # A graph needs room for vertex names left and the twin log labels right.
+    left, right = (0.1, 0.9) if picture_rows(trace).graph else (0.07, 0.92)
+    grid = fig.add_gridspec(2, 2, left=left, right=right, bottom=0.08, top=0.9,
                             hspace=0.35, wspace=0.3)
     axes = {"cos": fig.add_subplot(grid[0, 0]), "rel": fig.add_subplot(grid[0, 1]),
             "heatmap": fig.add_subplot(grid[1, 0]), "summary": fig.add_subplot(grid[1, 1])}
     note = _curves(axes["cos"], trace, "mismatch_cos", log=False)
     axes["cos"].set_ylabel("cos(g, ∇ backprop)")
     axes["cos"].set_ylim(-1.05, 1.05)
-    axes["cos"].set_title("cosine similarity per layer (dotted: network filled)" + note, fontsize=9)
+    unit = "vertex" if picture_rows(trace).graph else "layer"
+    axes["cos"].set_title(f"cosine similarity per {unit} (dotted: network filled)" + note,
+                          fontsize=9)
     note = _curves(axes["rel"], trace, "mismatch_rel", log=True)
     axes["rel"].set_ylabel("‖g − ∇‖ / ‖∇‖")
-    axes["rel"].set_title("relative error per layer" + note, fontsize=9)
-    if trace.depth <= 12:
+    axes["rel"].set_title(f"relative error per {unit}" + note, fontsize=9)
+    if axes["rel"].get_legend_handles_labels()[0] and trace.depth <= 12:
         axes["rel"].legend(fontsize=7, ncol=2, loc="best")
     _heatmap(axes["heatmap"], fig, trace)
     _summary(axes["summary"], trace)

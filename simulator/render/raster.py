@@ -15,16 +15,23 @@ A panel draws at most MAX_DRAWN_TICKS columns and MAX_DRAWN_LAYERS rows (more
 than its pixels): a longer window or a deeper network shows every k-th tick or
 layer, said in the panel title, and only the cells drawn are ever coloured, so
 the memory of a picture does not grow with the run.
+
+A graph trace (``rows.picture_rows``) draws one row per vertex ordered by level,
+labelled by name and level, outlines the synchronization set (``vertex_sync``)
+instead of ls, and draws the graph in a strip left of each panel: an arc per
+edge, dark where it skips levels (the child then mixes frames of different
+ages); identity vertices inserted by levelling have grey italic labels.
 """
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..files import save_png
 from ..errors import SimulatorError
-from ..sync import synchronized_layers
 from . import palette
+from .rows import chain_rows, picture_rows
 
 COLOURINGS = ("magnitude", "tag")
 DPI = 100
@@ -33,6 +40,8 @@ TOP_IN, BOTTOM_IN, GAP_IN = 0.35, 1.45, 0.75     # margins: titles, legend + tic
 WIDTH_IN = 10.0
 MAX_DRAWN_TICKS = 2000
 MAX_DRAWN_LAYERS = 400
+STRIP_IN = 0.4          # width of a graph panel's edge strip
+SKIP_COLOUR, EDGE_COLOUR, IDENTITY_COLOUR = "#222222", "#9a9a9a", "#777777"
 
 
 def drawn(start, stop, limit):
@@ -112,13 +121,15 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
     return np.transpose(rgb, (1, 0, 2))
 
 
-def panel_image(trace, window, color="magnitude"):
+def panel_image(trace, window, color="magnitude", rows=None):
     """The raster of one (start, stop) window as drawn: RGB (rows, columns, 3)
-    of every k-th tick and m-th layer (k = m = 1 unless the window or the
-    network exceeds MAX_DRAWN_TICKS / MAX_DRAWN_LAYERS), and (k, m)."""
+    of every k-th tick and m-th row of ``rows`` (``picture_rows(trace)`` if
+    None: layers in order, or a graph's vertices by level; k = m = 1 unless the
+    window or the network exceeds MAX_DRAWN_TICKS / MAX_DRAWN_LAYERS), and (k, m)."""
+    rows = picture_rows(trace) if rows is None else rows
     k, ticks = drawn(window[0], window[1], MAX_DRAWN_TICKS)
-    m, layers = drawn(0, trace.depth + 1, MAX_DRAWN_LAYERS)
-    return raster_rgb(trace, color, ticks, layers), (k, m)
+    m, drawn_rows = drawn(0, len(rows), MAX_DRAWN_LAYERS)
+    return raster_rgb(trace, color, ticks, rows.order[drawn_rows]), (k, m)
 
 
 def step_note(steps):
@@ -164,50 +175,122 @@ def check_windows(trace, windows):
     return out
 
 
-def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ticks=(0, 1)):
+def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ticks=(0, 1),
+               rows=None, strip=True):
     """Draw ``rgb`` (rows, columns, 3), the image of the row ``window`` from
     ``panel_image`` (every k-th row and m-th layer for ``steps`` = (k, m)), on
     ``ax`` with the synchronization layer(s) outlined. The x axis is in ticks:
     with ``ticks`` = (first, every) from ``row_ticks``, row r is tick
     first + r·every, and its cell spans every ticks centred there (every = 1:
-    the cell of tick t and layer l starts at (t − 0.5, l − 0.5))."""
+    the cell of tick t and layer l starts at (t − 0.5, l − 0.5)). ``rows``
+    (``rows.picture_rows``) says what each picture row shows; None: the chain
+    of ``depth`` layers; ``strip`` draws a graph's edges left of the panel."""
+    rows = chain_rows(depth) if rows is None else rows
     start, stop = window
     k, m = steps
     first, every = ticks
     x = lambda row: first + (row - 0.5) * every        # noqa: E731 (left edge of a row)
     ax.imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
               extent=(x(start), x(start + rgb.shape[1] * k), -0.5, -0.5 + rgb.shape[0] * m))
-    layers = synchronized_layers(depth)
-    for l in layers:
+    for l in rows.sync:
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.6)
     if ls_label:
-        text = f"ls={layers[0]}" if len(layers) == 1 else "closest\n{},{}".format(*layers)
-        ax.annotate(text, xy=(1.0, float(np.mean(layers))), xycoords=("axes fraction", "data"),
-                    xytext=(3, 0), textcoords="offset points", va="center",
-                    fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
+        for group in _runs(rows.sync):
+            ax.annotate(rows.sync_label, xy=(1.0, float(np.mean(group))),
+                        xycoords=("axes fraction", "data"), xytext=(3, 0),
+                        textcoords="offset points", va="center",
+                        fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
     ax.set_xlim(x(start), x(stop))
-    ax.set_ylim(-0.5, depth + 0.5)
+    ax.set_ylim(-0.5, len(rows) - 0.5)
     ax.set_xlabel("tick")
-    ax.set_ylabel("layer (0 = input)")
-    step = max(1, int(np.ceil((depth + 1) / 12)))
-    ax.set_yticks(range(0, depth + 1, step))
+    ax.set_ylabel(rows.axis_label)
+    if rows.graph:
+        _graph_rows(ax, rows, m if strip else 0)
+    else:
+        step = max(1, int(np.ceil(len(rows) / 12)))
+        ax.set_yticks(range(0, len(rows), step))
     if title:
         ax.set_title(title, fontsize=9)
 
 
-def legend_handles(color):
-    """Patches saying what the colours mean (shared with the GIF)."""
+def _runs(rows):
+    """Consecutive runs of the sorted row numbers ``rows`` (one label each)."""
+    groups = []
+    for r in rows:
+        if groups and r == groups[-1][-1] + 1:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def _graph_rows(ax, rows, m=1):
+    """Label every row of a graph panel by vertex name and level (sync set in
+    amber, identity vertices grey italic) and draw the edges as arcs in a strip
+    left of the panel (only when every row is drawn, m = 1; m = 0: no strip)."""
+    shown = list(range(0, len(rows), max(m, 1)))
+    fig = ax.figure
+    ax.set_yticks(shown)
+    ax.set_yticklabels([rows.labels[r] for r in shown], fontsize=7)
+    for label, r in zip(ax.get_yticklabels(), shown):
+        if r in rows.sync:
+            label.set_color(palette.LS_COLOUR)
+            label.set_fontweight("bold")
+        elif rows.identity[r]:
+            label.set_color(IDENTITY_COLOUR)
+            label.set_fontstyle("italic")
+    if m != 1 or not rows.edges:
+        return
+    width_in = ax.get_position().width * fig.get_figwidth()
+    frac = STRIP_IN / width_in
+    ax.tick_params(axis="y", pad=STRIP_IN * 72 + 2, length=0)
+    strip = ax.inset_axes([-frac, 0.0, frac, 1.0])
+    strip.set_xlim(0.0, 1.0)
+    strip.set_ylim(ax.get_ylim())
+    strip.axis("off")
+    longest = max(abs(c - p) for p, c, _ in rows.edges)
+    theta = np.linspace(0.0, np.pi, 25)
+    end = 0.9
+    for p, c, gap in sorted(rows.edges, key=lambda e: -abs(e[1] - e[0])):
+        span = abs(c - p)
+        bulge = 0.12 + 0.72 * (span - 1) / max(longest - 1, 1)
+        xs = end - bulge * np.sin(theta)
+        ys = p + (c - p) * (1 - np.cos(theta)) / 2
+        skip = gap > 1
+        colour = SKIP_COLOUR if skip else EDGE_COLOUR
+        strip.plot(xs[:-2], ys[:-2], color=colour, linewidth=1.5 if skip else 0.9,
+                   solid_capstyle="butt")
+        strip.annotate("", xy=(xs[-1], ys[-1]), xytext=(xs[-3], ys[-3]),
+                       arrowprops=dict(arrowstyle="-|>", color=colour, linewidth=0.8,
+                                       mutation_scale=6 if skip else 5, shrinkA=0, shrinkB=0))
+    strip.plot(np.full(len(rows), end), np.arange(len(rows)), "o", color="#444444",
+               markersize=2.2)
+
+
+def legend_handles(color, rows=None):
+    """Patches saying what the colours mean (shared with the GIF); a graph's
+    ``rows`` get the sync set and the edge strip explained."""
     how = {"magnitude": "shade ∝ norm / layer max",
            "tag": "shades alternate with the stream frame of x and of δ's target"}
-    return [
+    if rows is not None and rows.graph:
+        sync = "sync set: forward steps = backward steps" + ("" if rows.sync else " (empty here)")
+    else:
+        sync = "ls: forward steps = backward steps"
+    handles = [
         Patch(color=palette.RED, label="forward wave: x carries a frame"),
         Patch(color=palette.BLUE, label="backward wave: δ carries a frame's output error"),
         Patch(color=palette.PURPLE, label="both: red-blue neuron"),
         Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="empty"),
-        Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6,
-              label="ls: forward steps = backward steps"),
-    ], how.get(color, "")
+        Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6, label=sync),
+    ]
+    if rows is not None and rows.graph and rows.edges:
+        handles.append(Line2D([], [], color=EDGE_COLOUR, linewidth=0.9,
+                              label="left strip: edge parent → child"))
+        if any(gap > 1 for _, _, gap in rows.edges):
+            handles.append(Line2D([], [], color=SKIP_COLOUR, linewidth=1.5,
+                                  label="skip edge over levels: child mixes frames"))
+    return handles, how.get(color, "")
 
 
 def _window_title(window, index, count, ticks=(0, 1)):
@@ -227,25 +310,38 @@ def raster_figure(trace, windows=(), color="both"):
     ticks = row_ticks(trace)
     kinds = colourings(color)
     depth = trace.depth
+    order = picture_rows(trace)
     rows, cols = len(windows), len(kinds)
-    height = TOP_IN + BOTTOM_IN + PANEL_HEIGHT_IN * rows + GAP_IN * (rows - 1)
+    panel_in = PANEL_HEIGHT_IN if not order.graph else max(PANEL_HEIGHT_IN, 0.22 * len(order))
+    height = TOP_IN + BOTTOM_IN + panel_in * rows + GAP_IN * (rows - 1)
     fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(rows, cols, left=0.07, right=0.94,
+    left, wspace = 0.07, 0.25
+    if order.graph:     # room for the vertex names and the edge strip
+        left_in = 0.05 * max(len(label) for label in order.labels) + STRIP_IN + 0.45
+        left = left_in / WIDTH_IN
+        panel = (WIDTH_IN * (0.92 - left) - (left_in + 0.5) * (cols - 1)) / cols
+        wspace = (left_in + 0.5) / panel
+    right = 0.92 if order.graph else 0.94       # a graph's 'sync set' label is wider than ls
+    grid = fig.add_gridspec(rows, cols, left=left, right=right,
                             bottom=BOTTOM_IN / height, top=1 - TOP_IN / height,
-                            hspace=GAP_IN / PANEL_HEIGHT_IN, wspace=0.25)
+                            hspace=GAP_IN / panel_in, wspace=wspace)
     name = trace.meta.get("name", "")
+    if order.graph:
+        levelled = trace.meta.get("scene", {}).get("network", {}).get("levelled")
+        skips = any(gap > 1 for _, _, gap in order.edges)
+        name += " (levelled)" if levelled else (" (unlevelled)" if skips else "")
     panels = []
     for i, window in enumerate(windows):
         for j, kind in enumerate(kinds):
             ax = fig.add_subplot(grid[i, j])
-            rgb, steps = panel_image(trace, window, kind)
+            rgb, steps = panel_image(trace, window, kind, rows=order)
             title = f"{name} — {_window_title(window, i, rows, ticks)} — colour by {kind}"
             note = step_note(steps)
             title = title.lstrip(" —") + (f"\n({note})" if note else "")
-            draw_panel(ax, rgb, window, depth, title=title, steps=steps, ticks=ticks)
+            draw_panel(ax, rgb, window, depth, title=title, steps=steps, ticks=ticks, rows=order)
             panels.append((ax, window, kind))
-    handles, _ = legend_handles(kinds[0])
+    handles, _ = legend_handles(kinds[0], order)
     notes = "; ".join(f"{k}: {legend_handles(k)[1]}" for k in kinds)
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False,
                title=notes, title_fontsize=8)
