@@ -41,6 +41,8 @@ def vertex_arrays(model):
             "vertex_levels": np.array(fwd, dtype=np.int64),
             "vertex_bwd": np.array(bwd, dtype=np.int64),
             "vertex_sync": np.array([v.name in synced for v in model.vertices]),
+            "vertex_edges": np.array([(p, c) for p, c, _ in model.edges()],
+                                     dtype=np.int64).reshape(-1, 2),
             "sizes": np.array([int(np.prod(v.shape)) for v in model.vertices], dtype=np.int64)}
 
 

@@ -214,3 +214,16 @@ def test_gif_draws_the_vertices_in_level_order_with_their_waves(graph, tmp_path)
             want = {(True, True): "purple", (True, False): "red",
                     (False, True): "blue", (False, False): "empty"}[(f, b)]
             assert palette.classify(frames[i, row, col]) == want, (t, v)
+
+
+def test_recorded_edges_agree_with_the_edges_rebuilt_from_the_scene(graph):
+    """A graph trace records its edges (vertex_edges); pictures of older traces
+    rebuild them from the scene's `from` lists and the levelling names: both
+    must give the same edges."""
+    from simulator.probes import Trace
+    from simulator.render.rows import graph_edges
+
+    recorded = sorted(graph_edges(graph, list(graph["vertex_names"])))
+    older = Trace({k: v for k, v in graph.arrays.items() if k != "vertex_edges"}, graph.meta)
+    rebuilt = sorted(graph_edges(older, list(graph["vertex_names"])))
+    assert recorded == rebuilt and recorded
