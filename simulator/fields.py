@@ -9,6 +9,7 @@ every entry with the entry's own message and its index ("key
 'network.sizes[2]'"). Values are shown by ``show``, which never turns a huge
 integer into text (Python refuses past 4300 digits) and cuts long values.
 """
+import abc
 import copy
 import difflib
 import json
@@ -103,7 +104,7 @@ def _entry(where, index):
 
 
 # ------------------------------------------------------------------ field types
-class Field:
+class Field(abc.ABC):
     """One scene key: its default, its meaning and how to check a value.
     Subclasses say what they accept in ``expected`` and implement ``check``."""
 
@@ -112,11 +113,11 @@ class Field:
     def __init__(self, default, doc):
         self.default, self.doc = default, doc
 
+    @abc.abstractmethod
     def check(self, value, where):
         """Return the value converted to its type, or raise SceneError naming
         ``where`` (e.g. "scene.toml: key 'run.ticks'"), what was expected and
         what was given."""
-        raise NotImplementedError
 
     def fail(self, value, where, expected=None, typed=False, hint=""):
         """Raise the field's SceneError for ``value``."""

@@ -20,7 +20,7 @@ BASE = "[network]\ndepth = 3\nwidth = 4\ninputs = 4\noutputs = 4\n[run]\nticks =
 AR = 'kind = "ar_converge"\n[network]\nsizes = [4, 6, 3]\n'
 
 
-def refuse(text, tmp_path, *needles, name="bad.toml"):
+def assert_refused(text, tmp_path, *needles, name="bad.toml"):
     """Write ``text`` (str or bytes) as a scene file, load it, and return the
     one-line SceneError message after checking it names the file and ``needles``."""
     path = tmp_path / name
@@ -63,12 +63,12 @@ def refuse_raw(raw, *needles):
     ('description = 5\n' + BASE, ["key 'description'", "expected a string"]),
 ])
 def test_kind_and_layout_mistakes_are_one_error(tmp_path, text, needles):
-    refuse(text, tmp_path, *needles)
+    assert_refused(text, tmp_path, *needles)
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", 'description = "nothing"\n'])
 def test_an_empty_scene_is_refused(tmp_path, text):
-    refuse(text, tmp_path, "empty")
+    assert_refused(text, tmp_path, "empty")
 
 
 def test_a_kind_alone_runs_with_that_kinds_defaults(tmp_path):
@@ -102,7 +102,7 @@ def test_a_kind_alone_runs_with_that_kinds_defaults(tmp_path):
     ('kind = "sweep"\n[sweep.set]\n"run.ticks" = nan\n', '"run.ticks"'),
 ])
 def test_a_bad_entry_in_any_list_names_its_index(tmp_path, text, key):
-    refuse(text, tmp_path, f"{key}'", "expected")
+    assert_refused(text, tmp_path, f"{key}'", "expected")
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -111,7 +111,7 @@ def test_a_bad_entry_in_any_list_names_its_index(tmp_path, text, key):
     ('kind = "pc_table"\n[table]\ndtypes = ["float46"]\n', "did you mean 'float64'"),
 ])
 def test_a_misspelt_list_entry_gets_a_did_you_mean(tmp_path, text, needle):
-    refuse(text, tmp_path, needle, "[")
+    assert_refused(text, tmp_path, needle, "[")
 
 
 @pytest.mark.parametrize("text,key", [
@@ -127,7 +127,7 @@ def test_a_misspelt_list_entry_gets_a_did_you_mean(tmp_path, text, needle):
     ('kind = "train"\n[train]\nrules = ["random", "random"]\n', "train.rules"),
 ])
 def test_empty_or_repeated_lists_where_entries_are_needed(tmp_path, text, key):
-    refuse(text, tmp_path, f"key '{key}'", "expected")
+    assert_refused(text, tmp_path, f"key '{key}'", "expected")
 
 
 def test_list_fields_keep_every_good_entry_typed():
@@ -161,7 +161,7 @@ def test_huge_integers_inside_lists_and_kind():
 
 
 def test_a_huge_integer_in_a_toml_file_names_its_line(tmp_path):
-    refuse(BASE + "[stream]\nhold = " + "7" * 5000 + "\n", tmp_path,
+    assert_refused(BASE + "[stream]\nhold = " + "7" * 5000 + "\n", tmp_path,
            "not valid TOML", "line 9", "5000 digits")
 
 
@@ -170,7 +170,7 @@ def test_a_huge_integer_in_a_toml_file_names_its_line(tmp_path):
                                          ("stream", "tau"), ("stream", "amplitude"),
                                          ("rule", "itd_epsilon")])
 def test_nan_and_inf_literals_are_refused(tmp_path, literal, section, key):
-    refuse(BASE + f"[{section}]\n{key} = {literal}\n", tmp_path, f"{section}.{key}",
+    assert_refused(BASE + f"[{section}]\n{key} = {literal}\n", tmp_path, f"{section}.{key}",
            "expected a finite number")
 
 
@@ -182,14 +182,14 @@ def test_nan_and_inf_literals_are_refused(tmp_path, literal, section, key):
     ("[network]\ndepth = 3\n[run]\nticks = nan\n", "run.ticks"),
 ])
 def test_nan_and_inf_in_every_kind_and_list(tmp_path, text, key):
-    refuse(text, tmp_path, f"{key}'")
+    assert_refused(text, tmp_path, f"{key}'")
 
 
 @pytest.mark.parametrize("value", ['"infGiB"', '"nanMiB"', '"-1GiB"', '"1XB"', '""', '"GiB"',
                                    '"1e400"', '"1 GiBs"', "0", "-5", "true", "1.5", "[1]",
                                    '"2000TiB"'])
 def test_bad_memory_budgets(tmp_path, value):
-    refuse(BASE + f"[record]\nmemory_budget = {value}\n", tmp_path, "record.memory_budget",
+    assert_refused(BASE + f"[record]\nmemory_budget = {value}\n", tmp_path, "record.memory_budget",
            "expected a size")
 
 
@@ -287,14 +287,14 @@ def test_an_integer_field_names_the_type_it_got(value, typename):
 
 # ------------------------------------------------------------------ files
 def test_deeply_nested_toml_is_not_valid_toml(tmp_path):
-    refuse(BASE + "[record]\nlayers = " + "[" * 3000 + "]" * 3000 + "\n", tmp_path,
+    assert_refused(BASE + "[record]\nlayers = " + "[" * 3000 + "]" * 3000 + "\n", tmp_path,
            "not valid TOML")
-    refuse("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n", tmp_path, "not valid TOML")
+    assert_refused("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n", tmp_path, "not valid TOML")
 
 
 def test_binary_files_and_folders_are_not_scenes(tmp_path):
-    refuse(bytes(range(256)) * 4, tmp_path, "not a text file")
-    refuse(b"\x89PNG\r\n\x1a\n\x00\x00", tmp_path, "not a text file", name="pic.toml")
+    assert_refused(bytes(range(256)) * 4, tmp_path, "not a text file")
+    assert_refused(b"\x89PNG\r\n\x1a\n\x00\x00", tmp_path, "not a text file", name="pic.toml")
     run_dir = tmp_path / "outputs" / "fig"
     run_dir.mkdir(parents=True)
     with pytest.raises(SceneError) as err:
@@ -363,7 +363,7 @@ GOOD_META = {"name": "fig", "scene": {"kind": "locking", "locking": {"depth": 3}
      + "]" * 500 + "]}}}", ["network.sizes[1]", "]]] (a list)"]),
 ])
 def test_damaged_run_json_is_one_error(tmp_path, text, needles):
-    refuse(text, tmp_path, *needles, name="run.json")
+    assert_refused(text, tmp_path, *needles, name="run.json")
 
 
 def test_a_good_run_json_replays(tmp_path):

@@ -42,6 +42,7 @@ Exact semantics (enough to rebuild a model from ``parameters()``):
 Activations are those of ``simulator.network.ACTIVATIONS`` (σ applied
 elementwise to pre). pool, flatten and identity have none (linear).
 """
+import abc
 import math
 
 import numpy as np
@@ -59,7 +60,7 @@ class Unfit(Exception):
         self.key, self.expected, self.given = key, expected, given
 
 
-class Layer:
+class Layer(abc.ABC):
     """Base of the layer kinds: a vertex with ``in_shapes`` (one per parent,
     batch axis excluded), ``shape`` (its own value's shape), ``activation``
     (a name of ACTIVATIONS) and ``param_shapes`` {name: shape}."""
@@ -98,9 +99,9 @@ class Layer:
             return pre, pre
         return pre, ACTIVATIONS[self.activation](xp, pre)[0]
 
+    @abc.abstractmethod
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         """One cotangent per parent from δ = ∂E/∂pre (σ' applied by the caller)."""
-        raise NotImplementedError
 
     def param_grads(self, xp, inputs, delta):
         """{name: ∂E/∂param} summed over the batch, from δ = ∂E/∂pre."""
