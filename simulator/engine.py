@@ -26,7 +26,7 @@ from .errors import NumericalError, SimulatorError
 from .model import Model
 from .model.tick import GraphEngine
 from .network import ZERO_AT_ZERO, Network, activate
-from .options import frame_lags, loss_grad, set_rule_options
+from .options import frame_lags, loss_grad, present_target, set_rule_options
 
 # Rows of the delta tag array: supervision frame, output-activity frame, and
 # the lowest / highest frame any of its σ' factors came from.
@@ -220,11 +220,7 @@ class Engine:
             self.check_finite()
 
     def _present_target(self, t, y):
-        d_y = self.supervision_delay
-        self._targets[t % (d_y + 1), ...] = y
-        if t < d_y:
-            return None
-        return self._targets[(t - d_y) % (d_y + 1), ...]
+        return present_target(self._targets, t, y, self.supervision_delay)
 
     def _derivative(self, t):
         """D[t−1, l] for l = 1..L−1 (None means the factor 1)."""

@@ -97,3 +97,13 @@ def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_de
     if engine.learning_rate < 0 or engine.weight_decay < 0:
         raise SimulatorError("learning_rate and weight_decay must be >= 0")
 
+
+def present_target(ring, t, y, delay):
+    """Supervision delay d_y (SPEC §1): store the target ``y`` of tick ``t`` in
+    ``ring`` (d_y + 1 slots) and return the one presented at ``t``, the target
+    of tick t − d_y, or None before tick d_y."""
+    ring[t % (delay + 1), ...] = y
+    if t < delay:
+        return None
+    return ring[(t - delay) % (delay + 1), ...]
+

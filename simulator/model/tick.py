@@ -31,7 +31,7 @@ from ..backend import Backend
 from ..drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..network import ACTIVATIONS
-from ..options import loss_grad, set_rule_options
+from ..options import loss_grad, present_target, set_rule_options
 from .reference import vertex_params
 
 # Rows of the delta tag table.
@@ -578,11 +578,7 @@ class GraphEngine:
         return ring[tick % ring.shape[0], ...]
 
     def _present_target(self, t, y):
-        d_y = self.supervision_delay
-        self._targets[t % (d_y + 1), ...] = y
-        if t < d_y:
-            return None
-        return self._targets[(t - d_y) % (d_y + 1), ...]
+        return present_target(self._targets, t, y, self.supervision_delay)
 
     def _factors(self, t):
         """D[t−1, v] per vertex index (None means the factor 1)."""
