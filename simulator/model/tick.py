@@ -113,13 +113,6 @@ def _activate(name, pre, x, s):
             np.copyto(s, sa)
 
 
-def _segments(lists):
-    """(flat int array, start of each list in it) for ``np.*.reduceat``."""
-    flat = np.array([i for lst in lists for i in lst], dtype=np.int64)
-    starts = np.cumsum([0] + [len(lst) for lst in lists[:-1]]).astype(np.int64)
-    return flat, starts
-
-
 class GraphEngine:
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
@@ -167,16 +160,9 @@ class GraphEngine:
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
         self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
                           for v in m.vertices[1:] for p in set(v.parents)}
-        # Flat index lists for the vectorized tag update: parents of 1..n−1 and
-        # children of 1..n−2, each as (indices, segment starts).
         self._factored_idx = np.array(self._factored, dtype=np.int64)
         self._deriv_lag_arr = np.array([self._deriv_lag[i] for i in self._factored],
                                        dtype=np.int64)
-        self._tag_par = _segments([list(v.parents) for v in m.vertices[1:]])
-        self._tag_ch = _segments([sorted({c for c, _ in self._children[i]})
-                                  for i in range(1, n - 1)])
-        self._tag_single = (len(self._tag_par[0]) == n - 1
-                            and len(self._tag_ch[0]) == max(n - 2, 0))
 
     def _build_parameters(self, feedback_seed, feedback_scale):
         be, m = self.backend, self.model
@@ -216,9 +202,7 @@ class GraphEngine:
                    if self.derivative == "itd-dy" else None)
         d_y = self.supervision_delay
         self._targets = self.backend.zeros((d_y + 1, self.batch) + self.model.output_shape)
-        self._tx = np.full((2, n), -1, dtype=np.int64)        # input tag of x[t,v]: lo, hi
-        self._tx_prev = self._tx.copy()
-        self._td = np.full((6, n), -1, dtype=np.int64)        # tags of δ[t,v]
+        self._build_tags()
         # History rings, allocated once: x of the parents the frame options read
         # (pairing of parameter vertices, routing of max pools), σ' of factored
         # vertices; host tag rings cover every lag.
@@ -242,6 +226,66 @@ class GraphEngine:
         if self.learning_rate and self.accumulate > 1:
             self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
         self._build_fast()
+
+    def _build_tags(self):
+        """Tag state and the gather that advances it (``_advance_tags``).
+
+        The tags of tick t live in one flat int buffer: rows x lo, x hi, then
+        the six δ rows (SUP_LO … SIG_HI), n entries each, followed by slots for
+        t, the supervision frame, −1 and the σ' factor tags of ``frame``/``itd``
+        derivatives. Every new tag is the min (lo rows) or max (hi rows) of a
+        few old entries and slots, fixed by the graph: an index matrix (K, 8, n)
+        built here, padded to K by repeating an entry. Three buffers rotate so
+        the tags of t−1 (``_tx_prev``) survive the write of t+1.
+        """
+        n, o = self.n, self.out
+        verts, f = self.model.vertices, self._factored
+        T, S, M1 = 8 * n, 8 * n + 1, 8 * n + 2
+        sig0 = 8 * n + 3
+        size = sig0 + 2 * len(f)
+        slot = {v: j for j, v in enumerate(f)}
+        kind = self.derivative
+        cands = [[None] * n for _ in range(8)]
+        for r in range(8):
+            lo = r % 2 == 0
+            for v in range(n):
+                if r < 2:
+                    c = [T] if v == 0 else [r * n + p for p in verts[v].parents]
+                elif v == 0:
+                    c = [M1]
+                elif v == o:
+                    if r < 4:
+                        c = [S]
+                    else:
+                        c = [(0 if lo else 1) * n + p for p in verts[v].parents]
+                else:
+                    c = [r * n + ch for ch in sorted({ch for ch, _ in self._children[v]})]
+                    if r >= 6 and v in slot and kind != "none":
+                        if kind == "local":
+                            c.append((0 if lo else 1) * n + v)
+                        else:
+                            c.append(sig0 + (0 if lo else len(f)) + slot[v])
+                cands[r][v] = c
+        K = max(len(c) for row in cands for c in row)
+        idx = np.empty((K, 8, n), dtype=np.intp)
+        for r in range(8):
+            for v in range(n):
+                c = cands[r][v]
+                idx[:, r, v] = c + [c[0]] * (K - len(c))
+        self._tag_idx = idx
+        self._tag_gather = np.empty((K, 8, n), dtype=np.int64)
+        self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
+        self._tag_cur = 0
+        self._tag_slots = (T, S, sig0, sig0 + len(f))
+        self._tag_ring_on = self.pairing == "frame" or kind == "frame"
+        self._tag_sig_slots = kind not in ("none", "local") and len(f) > 0
+        self._set_tag_views()
+        self._tx_prev = self._tag_bufs[2][:2 * n].reshape(2, n)
+
+    def _set_tag_views(self):
+        n = self.n
+        state = self._tag_bufs[self._tag_cur][:8 * n].reshape(8, n)
+        self._tx, self._td = state[:2], state[2:]
 
     # ------------------------------------------------------- numpy fast path
     def _build_fast(self):
@@ -619,39 +663,32 @@ class GraphEngine:
         return self._tx_prev[0, f], self._tx[1, f]
 
     def _advance_tags(self, t, supervised):
-        """Tags of tick t from those of t−1, a few array calls whatever the graph:
-        x takes the (min, max) over its parents, δ over its children (segmented
-        reductions over flat parent/child index lists built once)."""
-        tx, td, n = self._tx, self._td, self.n
-        new_sig = self._factor_tags(t)
-        new_x = np.empty_like(tx)
-        new_x[:, 0] = t
-        par, par_at = self._tag_par
-        new_d = np.empty_like(td)
-        new_d[:, 0] = -1
-        if self._tag_single:  # one parent and one child each: a gather
-            new_x[:, 1:] = tx[:, par]
-            new_d[:, 1:n - 1] = td[:, self._tag_ch[0]]
-        else:
-            new_x[0, 1:] = np.minimum.reduceat(tx[0, par], par_at)
-            new_x[1, 1:] = np.maximum.reduceat(tx[1, par], par_at)
-            if n > 2:
-                ch, ch_at = self._tag_ch
-                new_d[0::2, 1:n - 1] = np.minimum.reduceat(td[0::2][:, ch], ch_at, axis=1)
-                new_d[1::2, 1:n - 1] = np.maximum.reduceat(td[1::2][:, ch], ch_at, axis=1)
-        if new_sig is not None:
-            f = self._factored_idx
-            new_d[SIG_LO, f] = np.minimum(new_d[SIG_LO, f], new_sig[0])
-            new_d[SIG_HI, f] = np.maximum(new_d[SIG_HI, f], new_sig[1])
-        o = self.out
-        if supervised:
-            s = t - self.supervision_delay
-            new_d[:, o] = (s, s, new_x[0, o], new_x[1, o], new_x[0, o], new_x[1, o])
-        else:
-            new_d[:, o] = -1
-        self._tx_prev = tx
-        self._tx, self._td = new_x, new_d
-        self._ring_tags[t % self._ring_tags.shape[0]] = new_x
+        """Tags of tick t from those of t−1 in a few array calls whatever the
+        graph: x takes the (min, max) over its parents, δ over its children and
+        its σ' factor (one gather through ``_tag_idx``, then a min and a max
+        reduction; see ``_build_tags``)."""
+        n, bufs = self.n, self._tag_bufs
+        T, S, sig_lo, sig_hi = self._tag_slots
+        old = bufs[self._tag_cur]
+        if self._tag_sig_slots:
+            sig = self._factor_tags(t)
+            nf = len(self._factored)
+            old[sig_lo:sig_lo + nf] = sig[0]
+            old[sig_hi:sig_hi + nf] = sig[1]
+        old[T] = t
+        old[S] = t - self.supervision_delay if supervised else -1
+        cur = (self._tag_cur + 1) % 3
+        new = bufs[cur][:8 * n].reshape(8, n)
+        g = np.take(old, self._tag_idx, out=self._tag_gather)
+        np.minimum.reduce(g[:, 0::2], axis=0, out=new[0::2])
+        np.maximum.reduce(g[:, 1::2], axis=0, out=new[1::2])
+        if not supervised:
+            new[2:, self.out] = -1
+        self._tx_prev = self._tx
+        self._tag_cur = cur
+        self._tx, self._td = new[:2], new[2:]
+        if self._tag_ring_on:
+            self._ring_tags[t % self._ring_tags.shape[0]] = new[:2]
 
     def _record_history(self, t):
         for p, ring in self._ring_x.items():
