@@ -351,6 +351,50 @@ class GraphEngine:
         X, P, S, D, _ = self._sets[0]
         self._X, self._P, self._S, self._D = X, P, S, D
         self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
+        self._plan_fast()
+
+    def _plan_fast(self):
+        """Per-tick work of ``_step_fast``/``_learn_fast`` resolved once: the
+        views of each run's blocks in each buffer set, and per free dense vertex
+        its parent, Wᵀ, b and activation (parameters are updated in place, so
+        the views stay live), so a tick does no lookups by name or slicing."""
+        verts, n = self.model.vertices, self.n
+        keep_s = self.derivative in ("local", "frame")
+        self._gviews = []
+        for X, P, S, D, blk in self._sets:
+            per = []
+            for g, (Xb, Pb, Sb, Db) in zip(self._groups, blk):
+                k = g["W"].shape[0]
+                runs = [(act, Pb[lo:hi], Xb[lo:hi], Sb[lo:hi]) for lo, hi, act in g["runs"]]
+                per.append((Xb[:k], Pb[1:], runs, Db[1:], Sb[1:k], Db[1:k]))
+            self._gviews.append(per)
+        for g in self._groups:
+            g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
+        X0, P0 = self._sets[0][0], self._sets[0][1]
+        self._fwd_dense = []
+        for i in self._free_dense:
+            act = verts[i].layer.activation
+            self._fwd_dense.append((i, verts[i].parents[0], self._WT[i], self._vp[i]["b"], act,
+                                    keep_s or i == self.out, X0[i] is P0[i]))
+        # Backward: the children that send a cotangent, and per vertex the
+        # (child, position) contributions in child order (runs send cot[0]).
+        self._bw_free = [c for c in self._free if any(verts[c].parents)]
+        contrib = [[] for _ in range(n)]
+        for gi, g in enumerate(self._groups):
+            if g["src"]:
+                contrib[g["src"]].append((g["members"][0], -1, gi))
+        for c in self._bw_free:
+            for k, p in enumerate(verts[c].parents):
+                if p:
+                    contrib[p].append((c, k, None))
+        for lst in contrib:
+            lst.sort(key=lambda e: e[0])
+        self._bw_into = [(i, contrib[i]) for i in range(1, n - 1) if contrib[i]]
+        self._learn_dense = [(i, verts[i].parents[0], self._scratch[i][1],
+                              self._scratch[i][1].T, self._scratch[i][2], self._scratch[i][3],
+                              self._vp[i]["W"], self._vp[i]["b"])
+                             for i in self._free_dense if self._has_params[i]]
+        self._learn_other = [i for i in self._free_other if self._has_params[i]]
 
     def _find_groups(self):
         """Runs of equal-width dense vertices (see ``_build_fast``), ≥ 2 long."""
@@ -408,29 +452,28 @@ class GraphEngine:
         t = self.tick + 1
         verts, lr = self.model.vertices, self.learning_rate
         cur, new = self._sets[t % 3], self._sets[(t + 1) % 3]
-        X, P, S, D, blk = cur
-        Xn, Pn, Sn, Dn, blkn = new
+        X, P, S, D, _ = cur
+        Xn, Pn, Sn, Dn, _ = new
+        gv, gvn = self._gviews[t % 3], self._gviews[(t + 1) % 3]
         factors = self._factors(t)                       # D[t−1, v]
         keep_s = self.derivative in ("local", "frame")
+        matmul, activate = np.matmul, _activate
         np.copyto(Xn[0], u)
         # forward: runs, then dense vertices, then other kinds
-        for g, (Xb, _, _, _), (Xbn, Pbn, Sbn, _) in zip(self._groups, blk, blkn):
-            k = g["W"].shape[0]
-            np.matmul(Xb[:k], g["WT"], out=Pbn[1:])
-            Pbn[1:] += g["b3"]
-            for lo, hi, act in g["runs"]:
-                _activate(act, Pbn[lo:hi], Xbn[lo:hi], Sbn[lo:hi])
-        for i in self._free_dense:
-            v = verts[i]
+        for g, (Xk, _, _, _, _, _), (_, P1n, runsn, _, _, _) in zip(self._groups, gv, gvn):
+            matmul(Xk, g["WT"], out=P1n)
+            P1n += g["b3"]
+            for act, pre, x, s in runsn:
+                activate(act, pre, x, s)
+        for i, p, WT, b, act, want_s, shared in self._fwd_dense:
             pre = Pn[i]
-            np.matmul(X[v.parents[0]], self._WT[i], out=pre)
-            pre += self._vp[i]["b"]
-            act = v.layer.activation
+            matmul(X[p], WT, out=pre)
+            pre += b
             if act == "linear":
-                if Xn[i] is not pre:
+                if not shared:
                     np.copyto(Xn[i], pre)
             else:
-                _activate(act, pre, Xn[i], Sn[i] if (keep_s or i == self.out) else None)
+                activate(act, pre, Xn[i], Sn[i] if want_s else None)
         for i in self._free_other:
             v = verts[i]
             pre, out = v.layer.value(np, self._vp[i], [X[p] for p in v.parents])
@@ -451,42 +494,30 @@ class GraphEngine:
             if self._sigma[o] and o not in self._ones:
                 Dn[o] *= Sn[o]
         # backward: one batched VJP per run, then the other children
-        parts = [None] * self.n
-        for g, (_, _, Sb, Db), (_, _, _, Dbn) in zip(self._groups, blk, blkn):
-            k, cot = g["W"].shape[0], g["cot"]
-            np.matmul(Db[1:], g["W"], out=cot)
-            if self.derivative == "local":
-                np.multiply(Sb[1:k], cot[1:], out=Dbn[1:k])
+        local = self.derivative == "local"
+        for g, (_, _, _, D1, S1k, _), (_, _, _, _, _, D1kn) in zip(self._groups, gv, gvn):
+            cot = g["cot"]
+            matmul(D1, g["W"], out=cot)
+            if local:
+                np.multiply(S1k, g["cot1"], out=D1kn)
             else:
-                np.copyto(Dbn[1:k], cot[1:])
-            if g["src"]:
-                parts[g["src"]] = [(g["members"][0], cot[0])]
-        for c in self._free:
-            v = verts[c]
-            if not any(v.parents):
-                continue
+                np.copyto(D1kn, g["cot1"])
+        backs = {}
+        for c in self._bw_free:
             if self._dense[c]:
                 F = self._F[c]
-                back = [np.matmul(D[c], self._vp[c]["W"] if F is None else F,
-                                  out=self._scratch[c][0])]
+                backs[c] = [matmul(D[c], self._vp[c]["W"] if F is None else F,
+                                   out=self._scratch[c][0])]
             else:
-                back = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
-                                   weights=self._F[c])
-            for p, b in zip(v.parents, back):
-                if p:
-                    if parts[p] is None:
-                        parts[p] = [(c, b)]
-                    else:
-                        parts[p].append((c, b))
-        for i in range(1, self.n - 1):
-            if parts[i] is None:
-                continue  # a run's inner vertex: done above
-            got = parts[i]
-            if len(got) > 1:
-                got.sort(key=lambda cb: cb[0])
-            total = got[0][1]
-            for _, b in got[1:]:
-                total = total + b
+                v = verts[c]
+                backs[c] = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
+                                       weights=self._F[c])
+        groups = self._groups
+        for i, got in self._bw_into:
+            total = None
+            for c, k, gi in got:
+                b = groups[gi]["cot0"] if gi is not None else backs[c][k]
+                total = b if total is None else total + b
             f = factors[i]  # into δ's own buffer: a VJP may return a scratch or a view
             if f is None:
                 np.copyto(Dn[i], total)
@@ -496,7 +527,8 @@ class GraphEngine:
         self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
         self._advance_tags(t, target is not None)
         self.tick = t
-        self._record_history(t)
+        if self._ring_x or self._ring_s:
+            self._record_history(t)
         if lr:
             if self.accumulate > 1:
                 self._learn(t)
@@ -507,39 +539,47 @@ class GraphEngine:
         """W ← (1 − ηλ) W − η δᵀx per vertex (per run: one batched matmul), in place."""
         lr, verts = self.learning_rate, self.model.vertices
         keep = 1.0 - lr * self.weight_decay
-        X, D, blk = self._X, self._D, self._sets[(self.tick + 1) % 3][4]  # set of tick t
-        for g, (Xb, _, _, Db) in zip(self._groups, blk):
-            k, e = g["W"].shape[0], g["e"]
-            np.multiply(Db[1:], lr, out=e)
-            np.matmul(e.transpose(0, 2, 1), Xb[:k], out=g["gw"])
+        decay = bool(self.weight_decay)
+        X, D = self._X, self._D
+        gv = self._gviews[(self.tick + 1) % 3]  # set of tick t
+        matmul, multiply = np.matmul, np.multiply
+        for g, (Xk, _, _, D1, _, _) in zip(self._groups, gv):
+            e = g["e"]
+            multiply(D1, lr, out=e)
+            matmul(g["eT"], Xk, out=g["gw"])
             np.add.reduce(e, axis=1, out=g["gb"])
-            if self.weight_decay:
+            if decay:
                 g["W"] *= keep
             g["W"] -= g["gw"]
             g["b"] -= g["gb"]
         learned = self.feedback == "learned"
-        for i in self._free:
-            if not self._has_params[i]:
-                continue
+        local = self.pairing == "local"
+        for i, p, e, eT, gw, gb, W, b in self._learn_dense:
+            multiply(D[i], lr, out=e)
+            matmul(eT, X[p] if local else self._paired_inputs(verts[i])[0], out=gw)
+            np.add.reduce(e, axis=0, out=gb)
+            if decay:
+                W *= keep
+                if learned:
+                    self._F[i] *= keep
+            W -= gw
+            if learned:
+                self._F[i] -= gw
+            b -= gb
+        for i in self._learn_other:
             v = verts[i]
-            if self._dense[i]:
-                _, e, gw, gb = self._scratch[i]
-                np.multiply(D[i], lr, out=e)
-                x = X[v.parents[0]] if self.pairing == "local" else self._paired_inputs(v)[0]
-                np.matmul(e.T, x, out=gw)
-                steps = {"W": gw, "b": np.add.reduce(e, axis=0, out=gb)}
-            else:
-                steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
+            steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
             for k in v.param_names:
                 a = self._vp[i][k]
-                if k == "W" and self.weight_decay:
+                if k == "W" and decay:
                     a *= keep
                     if learned:
                         self._F[i] *= keep
                 a -= steps[k]
                 if k == "W" and learned:
                     self._F[i] -= steps[k]
-        self._refresh_feedback()
+        if self.feedback == "sign":
+            self._refresh_feedback()
 
     # ------------------------------------------------------------------ tick
     def step(self, u, y):
