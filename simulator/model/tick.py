@@ -160,6 +160,8 @@ class GraphEngine:
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
         self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
                           for v in m.vertices[1:] for p in set(v.parents)}
+        self._factored_nonlinear = [i for i in self._factored
+                                    if not m.vertices[i].layer.linear]
         self._factored_idx = np.array(self._factored, dtype=np.int64)
         self._deriv_lag_arr = np.array([self._deriv_lag[i] for i in self._factored],
                                        dtype=np.int64)
@@ -276,6 +278,12 @@ class GraphEngine:
         self._tag_gather = np.empty((K, 8, n), dtype=np.int64)
         self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
         self._tag_cur = 0
+        # Per buffer: (flat buffer, state (8, n), its lo rows, hi rows, x rows, δ rows).
+        self._tag_views = []
+        for buf in self._tag_bufs:
+            st = buf[:8 * n].reshape(8, n)
+            self._tag_views.append((buf, st, st[0::2], st[1::2], st[:2], st[2:]))
+        self._tag_g = (self._tag_gather[:, 0::2], self._tag_gather[:, 1::2])
         self._tag_slots = (T, S, sig0, sig0 + len(f))
         self._tag_ring_on = self.pairing == "frame" or kind == "frame"
         self._tag_sig_slots = kind not in ("none", "local") and len(f) > 0
@@ -662,6 +670,8 @@ class GraphEngine:
         return ring[tick % ring.shape[0], ...]
 
     def _present_target(self, t, y):
+        if not self.supervision_delay and self._fast and y.dtype == self._targets.dtype:
+            return y  # d_y = 0: the ring would only copy y
         return present_target(self._targets, t, y, self.supervision_delay)
 
     def _factors(self, t):
@@ -669,6 +679,11 @@ class GraphEngine:
         xp, kind = self.xp, self.derivative
         out = [None] * self.n
         if kind == "none":
+            return out
+        if kind == "local":
+            S = self._S
+            for i in self._factored_nonlinear:
+                out[i] = S[i]
             return out
         verts = self.model.vertices
         for i in self._factored:
@@ -707,9 +722,8 @@ class GraphEngine:
         graph: x takes the (min, max) over its parents, δ over its children and
         its σ' factor (one gather through ``_tag_idx``, then a min and a max
         reduction; see ``_build_tags``)."""
-        n, bufs = self.n, self._tag_bufs
         T, S, sig_lo, sig_hi = self._tag_slots
-        old = bufs[self._tag_cur]
+        old = self._tag_bufs[self._tag_cur]
         if self._tag_sig_slots:
             sig = self._factor_tags(t)
             nf = len(self._factored)
@@ -718,17 +732,18 @@ class GraphEngine:
         old[T] = t
         old[S] = t - self.supervision_delay if supervised else -1
         cur = (self._tag_cur + 1) % 3
-        new = bufs[cur][:8 * n].reshape(8, n)
-        g = np.take(old, self._tag_idx, out=self._tag_gather)
-        np.minimum.reduce(g[:, 0::2], axis=0, out=new[0::2])
-        np.maximum.reduce(g[:, 1::2], axis=0, out=new[1::2])
+        _, new, new_lo, new_hi, tx, td = self._tag_views[cur]
+        g_lo, g_hi = self._tag_g
+        old.take(self._tag_idx, out=self._tag_gather)
+        np.minimum.reduce(g_lo, axis=0, out=new_lo)
+        np.maximum.reduce(g_hi, axis=0, out=new_hi)
         if not supervised:
             new[2:, self.out] = -1
         self._tx_prev = self._tx
         self._tag_cur = cur
-        self._tx, self._td = new[:2], new[2:]
+        self._tx, self._td = tx, td
         if self._tag_ring_on:
-            self._ring_tags[t % self._ring_tags.shape[0]] = new[:2]
+            self._ring_tags[t % self._ring_tags.shape[0]] = tx
 
     def _record_history(self, t):
         for p, ring in self._ring_x.items():
