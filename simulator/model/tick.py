@@ -137,6 +137,8 @@ class GraphEngine:
         self._build_parameters(feedback_seed, feedback_scale)
         self._build_state()
         self.tick = -1
+        self._u_shape = (self.batch,) + tuple(self.model.input_shape)
+        self._y_shape = (self.batch,) + tuple(self.model.output_shape)
 
     # ----------------------------------------------------------- construction
     def _plan(self):
@@ -398,6 +400,8 @@ class GraphEngine:
         for lst in contrib:
             lst.sort(key=lambda e: e[0])
         self._bw_into = [(i, contrib[i]) for i in range(1, n - 1) if contrib[i]]
+        nonlin = set(self._factored_nonlinear)
+        self._sig_local = [i in nonlin for i in range(n)]
         self._learn_dense = [(i, verts[i].parents[0], self._scratch[i][1],
                               self._scratch[i][1].T, self._scratch[i][2], self._scratch[i][3],
                               self._vp[i]["W"], self._vp[i]["b"])
@@ -463,7 +467,8 @@ class GraphEngine:
         X, P, S, D, _ = cur
         Xn, Pn, Sn, Dn, _ = new
         gv, gvn = self._gviews[t % 3], self._gviews[(t + 1) % 3]
-        factors = self._factors(t)                       # D[t−1, v]
+        # D[t−1, v]; `local` reads σ' of tick t straight from S below
+        factors = None if self.derivative == "local" else self._factors(t)
         keep_s = self.derivative in ("local", "frame")
         matmul, activate = np.matmul, _activate
         np.copyto(Xn[0], u)
@@ -520,13 +525,17 @@ class GraphEngine:
                 v = verts[c]
                 backs[c] = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
                                        weights=self._F[c])
-        groups = self._groups
+        groups, sig_local = self._groups, self._sig_local
         for i, got in self._bw_into:
             total = None
             for c, k, gi in got:
                 b = groups[gi]["cot0"] if gi is not None else backs[c][k]
                 total = b if total is None else total + b
-            f = factors[i]  # into δ's own buffer: a VJP may return a scratch or a view
+            # into δ's own buffer: a VJP may return a scratch or a view
+            if factors is None:
+                f = S[i] if sig_local[i] else None
+            else:
+                f = factors[i]
             if f is None:
                 np.copyto(Dn[i], total)
             else:
@@ -593,8 +602,9 @@ class GraphEngine:
     def step(self, u, y):
         """Advance one tick: u (batch, *input_shape) is the new input frame, y
         (batch, *output_shape) the new target frame."""
-        self._check_shape("u", u, self.model.input_shape)
-        self._check_shape("y", y, self.model.output_shape)
+        if u.shape != self._u_shape or y.shape != self._y_shape:
+            self._check_shape("u", u, self.model.input_shape)
+            self._check_shape("y", y, self.model.output_shape)
         if self._fast:
             self._step_fast(u, y)
         else:
