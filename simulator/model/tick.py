@@ -419,6 +419,8 @@ class GraphEngine:
             for k, p in enumerate(verts[c].parents):
                 if p:
                     contrib[p].append((c, k, None))
+        self._bw_plan = [(c, self._vp[c]["W"], self._scratch[c][0]) if self._dense[c]
+                         else (c, None, None) for c in self._bw_free]
         for lst in contrib:
             lst.sort(key=lambda e: e[0])
         self._bw_into = [(i, contrib[i]) for i in range(1, n - 1) if contrib[i]]
@@ -537,12 +539,11 @@ class GraphEngine:
                 np.multiply(S1k, g["cot1"], out=D1kn)
             else:
                 np.copyto(D1kn, g["cot1"])
-        backs = {}
-        for c in self._bw_free:
-            if self._dense[c]:
-                F = self._F[c]
-                backs[c] = [matmul(D[c], self._vp[c]["W"] if F is None else F,
-                                   out=self._scratch[c][0])]
+        backs, Fs = {}, self._F
+        for c, W, scratch in self._bw_plan:
+            if W is not None:
+                F = Fs[c]
+                backs[c] = [matmul(D[c], W if F is None else F, out=scratch)]
             else:
                 v = verts[c]
                 backs[c] = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
