@@ -175,7 +175,7 @@ def _tail(result):
     return "".join(traceback.format_exception(*result.exc_info))[-3000:]
 
 
-def fuzz_one(path, section, key, text, mode, option=None):
+def assert_fuzz_outcome(path, section, key, text, mode, option=None):
     """Run the fast scene with one key replaced by ``text`` -- in the scene file
     (mode "file"; "draw" is "file" with a diffusion scene's pictures drawn),
     with --set ("set"), or with a typed option such as --ticks ("option", for
@@ -245,7 +245,7 @@ def test_fuzzed_scene_runs_or_is_one_error_line(path):
     @given(_example(path))
     def check(example):
         (section, key), text, mode = example
-        fuzz_one(path, section, key, text, mode)
+        assert_fuzz_outcome(path, section, key, text, mode)
     check()
 
 
@@ -254,7 +254,7 @@ def test_fuzzed_typed_options_run_or_are_one_error_line(path):
     """--ticks/--seed/--dtype/--device on every kind: run, or refused by name."""
     for option, (section, key) in OPTIONS.items():
         for text in ("1", "-1", "float32", HUGE[:30]):
-            fuzz_one(path, section, key, text, "option", option)
+            assert_fuzz_outcome(path, section, key, text, "option", option)
 
 
 def test_every_fast_scene_runs():

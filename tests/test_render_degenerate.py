@@ -59,7 +59,7 @@ def test_the_deepest_network_of_width_one_draws(tmp_path):
     depth at 512, so the deepest allowed chain (513 widths of 1) must draw."""
     sizes = "[" + ",".join(["1"] * 513) + "]"
     out = run_scene(tmp_path, "pipelined", "--ticks", "40", "--set", f"network.sizes={sizes}")
-    images(out, DIFFUSION)
+    assert set(images(out, DIFFUSION)) == set(DIFFUSION)
 
 
 def test_log_axis_with_nothing_finite_gets_a_fixed_range_and_a_note():

@@ -38,7 +38,7 @@ def one_line(err, *needles):
     return message
 
 
-def refuse_raw(raw, *needles):
+def assert_refused_raw(raw, *needles):
     """validate() on a Python dict (values TOML cannot hold, e.g. huge ints)."""
     with pytest.raises(SceneError) as err:
         scenes.validate(raw, "src.toml")
@@ -146,18 +146,18 @@ HUGE = 10**5000          # 5001 digits: more than Python turns into text
                                          ("network", "scale"), ("rule", "learning_rate"),
                                          ("record", "memory_budget"), ("stream", "tau")])
 def test_huge_integers_are_named_by_their_digit_count(section, key):
-    refuse_raw({"kind": "diffusion", section: {key: HUGE}}, f"{section}.{key}",
+    assert_refused_raw({"kind": "diffusion", section: {key: HUGE}}, f"{section}.{key}",
                "an integer with 5001 digits")
-    refuse_raw({"kind": "diffusion", section: {key: -HUGE}}, f"{section}.{key}", "5001 digits")
+    assert_refused_raw({"kind": "diffusion", section: {key: -HUGE}}, f"{section}.{key}", "5001 digits")
 
 
 def test_huge_integers_inside_lists_and_kind():
-    refuse_raw({"kind": "diffusion", "network": {"sizes": [4, HUGE, 4]}},
+    assert_refused_raw({"kind": "diffusion", "network": {"sizes": [4, HUGE, 4]}},
                "network.sizes[1]", "5001 digits")
-    refuse_raw({"kind": "ar_converge", "relaxation": {"eta_x": [HUGE]}},
+    assert_refused_raw({"kind": "ar_converge", "relaxation": {"eta_x": [HUGE]}},
                "relaxation.eta_x[0]", "finite number", "5001 digits")
-    refuse_raw({"kind": HUGE}, "key 'kind'", "5001 digits")
-    refuse_raw({"kind": "sweep", "sweep": {"grid": {"run.ticks": [1, HUGE]}}}, "5001 digits")
+    assert_refused_raw({"kind": HUGE}, "key 'kind'", "5001 digits")
+    assert_refused_raw({"kind": "sweep", "sweep": {"grid": {"run.ticks": [1, HUGE]}}}, "5001 digits")
 
 
 def test_a_huge_integer_in_a_toml_file_names_its_line(tmp_path):
@@ -224,7 +224,7 @@ def test_good_memory_budgets_keep_their_spelling(value, n):
     ({"network": {"scale": -0.5}}, "network.scale"),
 ])
 def test_out_of_range_values_are_refused_below_and_above(raw, key):
-    refuse_raw(dict(kind="diffusion", **raw), key)
+    assert_refused_raw(dict(kind="diffusion", **raw), key)
 
 
 @pytest.mark.parametrize("kind,section,key,value", [
@@ -238,12 +238,12 @@ def test_out_of_range_values_are_refused_below_and_above(raw, key):
     ("sweep", "sweep", "steady_from", 1.0),
 ])
 def test_other_kinds_have_ranges_too(kind, section, key, value):
-    refuse_raw({"kind": kind, section: {key: value}}, f"{section}.{key}")
+    assert_refused_raw({"kind": kind, section: {key: value}}, f"{section}.{key}")
 
 
 def test_a_sweep_grid_has_a_bounded_number_of_points():
     grid = {f"network.k{i}": list(range(10)) for i in range(6)}
-    refuse_raw({"kind": "sweep", "sweep": {"grid": grid}}, "sweep.grid", "grid cells")
+    assert_refused_raw({"kind": "sweep", "sweep": {"grid": grid}}, "sweep.grid", "grid cells")
 
 
 def _fields(field):
@@ -281,7 +281,7 @@ def test_every_default_passes_its_own_check():
                                             (True, "(a boolean)"), ([3], "(a list)"),
                                             ({"a": 3}, "(a table)")])
 def test_an_integer_field_names_the_type_it_got(value, typename):
-    refuse_raw({"kind": "diffusion", "run": {"ticks": value}}, "run.ticks",
+    assert_refused_raw({"kind": "diffusion", "run": {"ticks": value}}, "run.ticks",
                "expected an integer", typename)
 
 
