@@ -61,7 +61,9 @@ def sgd_step(ws, bs, u, y, eta):
 
 
 def best_of(fn, n, repeats=5):
-    """Best per-call time of ``n`` calls, over ``repeats`` runs (least noisy)."""
+    """Best per-call time of ``n`` calls, over ``repeats`` runs (least noisy),
+    after one warm-up call (first-call allocations and imports stay out)."""
+    fn()
     best = np.inf
     for _ in range(repeats):
         t = time.perf_counter()

@@ -28,11 +28,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy loads, in case threadpoolctl is absent
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
+from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
 from simulator.engine import Engine  # noqa: E402
 from simulator.model.graph import Model  # noqa: E402
 from simulator.model.tick import GraphEngine  # noqa: E402
@@ -47,18 +47,6 @@ def one_blas_thread():
     except ImportError:
         return None
     return threadpool_limits(limits=1)
-
-
-def best_of(fn, n, repeats=5):
-    """Best per-call time of ``n`` calls over ``repeats`` runs (the least noisy)."""
-    fn()
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best
 
 
 def dense_layers(sizes):

@@ -312,6 +312,17 @@ def fixed_point(sweep, feedback, use_derivative=True, xp=None):
 
 
 # -------------------------------------------------------------- learner
+def set_relaxation_options(learner, variant, eta_x, iterations, loss, init):
+    """Check the options every Activation Relaxation learner shares (variant,
+    η_x, iterations K, loss, init) and set them as attributes of ``learner``;
+    a bad value is one SimulatorError."""
+    learner.variant = check_variant(variant)
+    learner.eta_x = check_eta_x(eta_x)
+    learner.iterations = check_count("iterations", iterations)
+    learner.loss = check_choice("loss", loss, tuple(LOSSES))
+    learner.init = check_choice("relaxation init", init, INITS)
+
+
 class ActivationRelaxation:
     """A network trained by Activation Relaxation (Algorithm 1 with Eqs. 4–8).
 
@@ -326,11 +337,7 @@ class ActivationRelaxation:
                  dtype="float64"):
         if not isinstance(network, Network):
             raise SimulatorError(f"expected a simulator.Network, got {type(network).__name__}")
-        self.variant = check_variant(variant)
-        self.eta_x = check_eta_x(eta_x)
-        self.iterations = check_count("iterations", iterations)
-        self.loss = check_choice("loss", loss, tuple(LOSSES))
-        self.init = check_choice("relaxation init", init, INITS)
+        set_relaxation_options(self, variant, eta_x, iterations, loss, init)
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.activations = list(network.activations)

@@ -32,3 +32,16 @@ def max_rel(got, want):
 
 def layer_rel(got, want):
     return [np.linalg.norm(g - w) / max(np.linalg.norm(w), 1e-300) for g, w in zip(got, want)]
+
+
+def paths(model):
+    """(into, out_of): per vertex name, the set of lengths of every path from the
+    input to it and from it to the output, walked from the edges (independent
+    of simulator.model.tick.distances)."""
+    into = {"input": {0}}
+    for v in model.vertices[1:]:
+        into[v.name] = {n + 1 for p in model.parents(v.name) for n in into[p]}
+    out_of = {model.names[-1]: {0}}
+    for v in reversed(model.vertices[:-1]):
+        out_of[v.name] = {n + 1 for c in model.children(v.name) for n in out_of[c]}
+    return into, out_of

@@ -19,6 +19,7 @@ from simulator import Engine, Model, Network, SimulatorError
 from simulator.backend import Backend, to_host
 from simulator.model import reference as R
 from simulator.model.tick import GraphEngine, sync_set
+from oracles import paths
 
 
 def host(a):
@@ -29,18 +30,6 @@ def rel(got, want):
     """‖got − want‖ / ‖want‖ over every parameter of a gradient dict (max)."""
     return max(np.linalg.norm(host(got[k]) - want[k]) / max(np.linalg.norm(want[k]), 1e-300)
                for k in want)
-
-
-def paths(model):
-    """(into, out_of): per vertex name, the set of lengths of every path from the
-    input to it and from it to the output, by walking the edges."""
-    into = {"input": {0}}
-    for v in model.vertices[1:]:
-        into[v.name] = {n + 1 for p in model.parents(v.name) for n in into[p]}
-    out_of = {model.names[-1]: {0}}
-    for v in reversed(model.vertices[:-1]):
-        out_of[v.name] = {n + 1 for c in model.children(v.name) for n in out_of[c]}
-    return into, out_of
 
 
 def param_vertices(model):

@@ -16,6 +16,7 @@ import pytest
 import simulator
 from simulator import Engine, GraphEngine, Model, Network, reference
 from simulator.model import reference as graph_reference
+from oracles import paths
 
 RESIDUAL = [{"name": "h1", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
             {"name": "h2", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
@@ -72,18 +73,6 @@ def test_reference_backprop_dispatches_on_a_model(rng):
 
 
 # ------------------------------------------------------------------ recording
-def paths(model):
-    """Per vertex name: the sets of lengths of every path input → v and v → output,
-    walked from the edges (independent of simulator.model.tick.distances)."""
-    into = {"input": {0}}
-    for v in model.vertices[1:]:
-        into[v.name] = {n + 1 for p in model.parents(v.name) for n in into[p]}
-    out_of = {model.names[-1]: {0}}
-    for v in reversed(model.vertices[:-1]):
-        out_of[v.name] = {n + 1 for c in model.children(v.name) for n in out_of[c]}
-    return into, out_of
-
-
 def a_prime_tick(model, levelled):
     """Fact A′: every weight's g equals backprop from max_v D + bwd(v) on."""
     run = model.level() if levelled else model

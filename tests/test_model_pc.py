@@ -14,33 +14,13 @@ from simulator.errors import SimulatorError
 from simulator.model import reference as R
 from simulator.model.pc import il_model, model_error_wave, output_distances, zil_model
 from simulator.pc import build, level, zil
+from graph_models import CONV, RESIDUAL
 
 CHAIN = [
     {"name": "h1", "kind": "dense", "units": 7, "activation": "tanh", "bias_scale": 0.3},
     {"name": "h2", "kind": "dense", "units": 6, "activation": "logistic", "bias_scale": 0.3},
     {"name": "h3", "kind": "dense", "units": 5, "activation": "relu", "bias_scale": 0.3},
     {"name": "o", "kind": "dense", "units": 3, "activation": "linear", "bias_scale": 0.3},
-]
-CONV = [
-    {"name": "c1", "kind": "conv2d", "channels": 3, "kernel": 3, "padding": 1,
-     "activation": "tanh", "bias_scale": 0.3},
-    {"name": "p1", "kind": "pool", "size": 2, "mode": "max"},
-    {"name": "c2", "kind": "conv2d", "channels": 4, "kernel": 3, "stride": [1, 2],
-     "padding": [1, 0], "activation": "logistic", "bias_scale": 0.3},
-    {"name": "p2", "kind": "pool", "size": 2, "mode": "avg"},
-    {"name": "f", "kind": "flatten"},
-    {"name": "h", "kind": "dense", "units": 7, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "o", "kind": "dense", "units": 3, "activation": "linear"},
-]
-RESIDUAL = [  # h0 reaches r2 directly and through r1: paths of lengths 1 and 3
-    {"name": "h0", "kind": "dense", "units": 6, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "a1", "kind": "dense", "units": 6, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "b1", "kind": "dense", "units": 6, "activation": "linear", "from": "a1"},
-    {"name": "r1", "kind": "add", "from": ["h0", "b1"], "activation": "tanh"},
-    {"name": "a2", "kind": "dense", "units": 6, "activation": "logistic", "bias_scale": 0.3},
-    {"name": "b2", "kind": "dense", "units": 6, "activation": "linear", "from": "a2"},
-    {"name": "r2", "kind": "add", "from": ["r1", "b2", "h0"]},
-    {"name": "o", "kind": "dense", "units": 3, "activation": "linear"},
 ]
 MODELS = {"chain": (CHAIN, (5,)), "conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,))}
 LR = 0.05

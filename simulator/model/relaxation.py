@@ -44,7 +44,7 @@ from ..backend import Backend, rng, to_host
 from ..errors import NumericalError, SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
 from ..relaxation import (INITS, VARIANTS, RelaxationRecord, _Recorder, check_count,
-                          check_eta_x, check_variant)
+                          check_eta_x, check_variant, set_relaxation_options)
 from .graph import Model
 from .reference import device_params, evaluate, vertex_params
 
@@ -322,11 +322,7 @@ class ModelActivationRelaxation:
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
                  dtype="float64"):
         self.model = _check_model(model)
-        self.variant = check_variant(variant)
-        self.eta_x = check_eta_x(eta_x)
-        self.iterations = check_count("iterations", iterations)
-        self.loss = check_choice("loss", loss, tuple(LOSSES))
-        self.init = check_choice("relaxation init", init, INITS)
+        set_relaxation_options(self, variant, eta_x, iterations, loss, init)
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.params = {k: self.backend.asarray(a) for k, a in model.parameters().items()}

@@ -1,0 +1,25 @@
+"""Graph models shared by the tests of rules on graphs (Activation Relaxation,
+predictive coding): layer lists as Model.from_layers and scenes take them."""
+
+CONV = [
+    {"name": "c1", "kind": "conv2d", "channels": 3, "kernel": 3, "padding": 1,
+     "activation": "tanh", "bias_scale": 0.3},
+    {"name": "p1", "kind": "pool", "size": 2, "mode": "max"},
+    {"name": "c2", "kind": "conv2d", "channels": 4, "kernel": 3, "stride": [1, 2],
+     "padding": [1, 0], "activation": "logistic", "bias_scale": 0.3},
+    {"name": "p2", "kind": "pool", "size": 2, "mode": "avg"},
+    {"name": "f", "kind": "flatten"},
+    {"name": "h", "kind": "dense", "units": 7, "activation": "tanh", "bias_scale": 0.3},
+    {"name": "o", "kind": "dense", "units": 3, "activation": "linear"},
+]
+# h0 reaches r2 directly and through r1: paths of lengths 1 and 3
+RESIDUAL = [
+    {"name": "h0", "kind": "dense", "units": 6, "activation": "tanh", "bias_scale": 0.3},
+    {"name": "a1", "kind": "dense", "units": 6, "activation": "tanh", "bias_scale": 0.3},
+    {"name": "b1", "kind": "dense", "units": 6, "activation": "linear", "from": "a1"},
+    {"name": "r1", "kind": "add", "from": ["h0", "b1"], "activation": "tanh"},
+    {"name": "a2", "kind": "dense", "units": 6, "activation": "logistic", "bias_scale": 0.3},
+    {"name": "b2", "kind": "dense", "units": 6, "activation": "linear", "from": "a2"},
+    {"name": "r2", "kind": "add", "from": ["r1", "b2", "h0"]},
+    {"name": "o", "kind": "dense", "units": 3, "activation": "linear"},
+]
