@@ -194,7 +194,8 @@ LOCKING = {
 }
 
 # The learning rules of a `train` scene (simulator.training.RULES says what each runs).
-TRAIN_RULES = ("diffusion", "random", "sign", "learned", "itd-y", "itd-dy", "backprop")
+TRAIN_RULES = ("diffusion", "random", "sign", "learned", "itd-y", "itd-dy", "backprop", "ar",
+               "zil")
 TRAIN = {
     "rules": ListOf(Str("diffusion", "rule", TRAIN_RULES), ["diffusion", "backprop"],
                     "learning rules to train, one run each (one name = a one-rule list)",
@@ -207,10 +208,12 @@ TRAIN = {
     "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
     "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
     "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
+    "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (paper 001: 100)", 1, 10**5),
+    "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (paper 001: 0.1)", 1e-9, 1.0),
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
                           "stream) exceeds this", 1, 2**50),
 }
-TRAIN_SECTIONS = {"network": NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
+TRAIN_SECTIONS = {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
                   "run": RUN}
 
 SUMMARIES = ("auto", "mismatch", "training")
@@ -311,7 +314,7 @@ def validate(raw, source):
             key: field.check(given[key], f"{source}: key '{section}.{key}'") if key in given
             else copy.deepcopy(field.default)
             for key, field in fields.items()}
-    if kind == "diffusion":
+    if kind in ("diffusion", "train"):
         check_graph(resolved["network"], source)
     return resolved
 

@@ -9,6 +9,13 @@ temporal-differencing derivatives of paper 004 with random feedback) plus the
 baseline ``backprop``: instantaneous backprop on every tick's frame with the
 same learning rate. Every ``eval_every`` ticks the current weights are tested
 with an instantaneous forward pass (accuracy and mean loss on the test set).
+
+The network is a chain (``Network``) or any graph of layers (``network.layers``,
+a ``Model``): the tick-engine rules run on either. Two rules that are not tick
+engines run on the same model, frames and initial weights: ``ar`` (Activation
+Relaxation, paper 001: K relaxation ticks per frame, then the update) and
+``zil`` (Z-IL, paper 002: one Z-IL update per frame, on the levelled model).
+All rules apply η to the gradient summed over the batch.
 """
 import numpy as np
 
@@ -16,6 +23,12 @@ from .build import build_network, build_stream, engine_options, network_shape, s
 from .datasets import load_digits
 from .engine import Engine
 from .errors import NumericalError, SceneError
+from .model.graph import Model
+from .model.pc import zil_model
+from .model.reference import backprop as model_backprop
+from .model.reference import evaluate as model_evaluate
+from .model.relaxation import ModelActivationRelaxation
+from .model.tick import GraphEngine
 from .reference import factors, forward
 from .options import loss_and_grad
 from .scene import TRAIN, TRAIN_SECTIONS  # noqa: F401 (the train schema lives in scene.py)
@@ -30,7 +43,12 @@ RULES = {
     "itd-y": {"feedback": "random", "derivative": "itd-y"},
     "itd-dy": {"feedback": "random", "derivative": "itd-dy"},
     "backprop": None,
+    "ar": None,
+    "zil": None,
 }
+ENGINES = (Engine, GraphEngine)
+# Rules that are not tick engines (their learners live in this module).
+BASELINES = ("backprop", "ar", "zil")
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
 ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
@@ -46,6 +64,9 @@ class Setup:
         self.sizes, self.acts = network_shape(scene["network"])
         self.seeds = seeds(scene["run"]["seed"])
         self.network = build_network(scene["network"], self.seeds.network)
+        # The same initial weights as a graph: what the ar and zil rules run on.
+        self.model = (self.network if isinstance(self.network, Model)
+                      else Model.from_network(self.network))
         self.classify = scene["target"]["kind"] == "labels"
         self.test_x, self.test_y = self._test_set(scene)
         self.new_stream()          # fail before any work on a bad stream/target pair
@@ -61,13 +82,17 @@ class Setup:
                                  f"{data.n_features} inputs and {data.n_classes} outputs, "
                                  f"got {self.sizes[0]} and {self.sizes[-1]}")
             n = n or len(data.test_x)
-            return data.test_x[:n], data.test_targets[:n]
+            return self._shaped(data.test_x[:n]), data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
         rng = np.random.default_rng(np.random.SeedSequence([scene["run"]["seed"], 7]))
         x = scene["stream"]["amplitude"] * rng.normal(size=(1, n, self.sizes[0]))
         teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, scene["target"]["scale"])
-        return x[0], teacher_target(teacher, train["loss"])(x, None)[0]
+        return self._shaped(x[0]), teacher_target(teacher, train["loss"])(x, None)[0]
+
+    def _shaped(self, x):
+        """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
+        return x.reshape((len(x),) + self.model.input_shape)
 
     def new_stream(self):
         """A fresh stream with the scene's seed: every rule sees the same frames."""
@@ -81,51 +106,117 @@ class Setup:
 
 class BackpropLearner:
     """The baseline: instantaneous backprop on each tick's frame,
-    W ← W − η ∂ℓ(u_t, y_t)/∂W (summed over the batch, biases too)."""
+    W ← W − η ∂ℓ(u_t, y_t)/∂W (summed over the batch, biases too); on a chain
+    ``Network`` or a graph ``Model``."""
 
     def __init__(self, network, loss, learning_rate, weight_decay=0.0):
-        self.net = network.copy()
+        self.graph = isinstance(network, Model)
+        self.net = network if self.graph else network.copy()
+        self.params = network.parameters() if self.graph else None
         self.loss, self.eta, self.decay = loss, float(learning_rate), float(weight_decay)
 
     def step(self, u, y):
-        """One tick of online backprop on frame (u, y), u (B, n_0), y (B, n_L)."""
-        pairs, _ = factors(self.net, u, y, self.loss)
+        """One tick of online backprop on frame (u, y), u (B, *input shape), y (B, n_L)."""
         keep = 1.0 - self.eta * self.decay
+        if self.graph:
+            grads = model_backprop(self.net, u, y.reshape((len(y),) + self.net.output_shape),
+                                   self.loss, self.params)
+            self.params = {k: (keep * p if k.endswith(".W") else p) - self.eta * grads[k]
+                           for k, p in self.params.items()}
+            return
+        pairs, _ = factors(self.net, u, y, self.loss)
         for i, (x, d) in enumerate(pairs):
             self.net.weights[i] = keep * self.net.weights[i] - self.eta * (d.T @ x)
             self.net.biases[i] = self.net.biases[i] - self.eta * d.sum(axis=0)
 
     def network(self):
-        return self.net
+        return self.net.with_parameters(self.params) if self.graph else self.net
+
+
+class RelaxationLearner:
+    """The ``ar`` rule: Activation Relaxation (paper 001, exact variant) on each
+    tick's frame — one forward sweep, ``iterations`` relaxation ticks at rate
+    ``eta_x``, then p ← p − η Δp (Δp summed over the batch, as every rule here)."""
+
+    def __init__(self, model, train, seed):
+        self.ar = ModelActivationRelaxation(model, "exact", eta_x=train["ar_eta_x"],
+                                            iterations=train["ar_iterations"],
+                                            loss=train["loss"], feedback_seed=seed)
+        self.eta, self.shape = float(train["learning_rate"]), model.output_shape
+
+    def step(self, u, y):
+        # ModelActivationRelaxation divides its rate by the batch size.
+        self.ar.step(u, y.reshape((len(y),) + self.shape), self.eta * len(u))
+
+    def network(self):
+        return self.ar.to_model()
+
+
+class ZILLearner:
+    """The ``zil`` rule: one Z-IL update (paper 002, Algorithm 1: γ = 1, a level
+    learns at the tick its error arrives) per tick's frame on the levelled model."""
+
+    def __init__(self, model, train):
+        self.model, self.params = model, model.parameters()
+        self.eta, self.loss = float(train["learning_rate"]), train["loss"]
+
+    def step(self, u, y):
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = zil_model(self.model, u, y.reshape((len(y),) + self.model.output_shape),
+                            self.eta, levelled=True, loss=self.loss, params=self.params)
+        self.params = out.params
+
+    def network(self):
+        return self.model.with_parameters(self.params)
 
 
 def make_learner(rule, setup):
     """The learner for one rule, starting from the setup's initial weights."""
     train = setup.scene["train"]
-    if RULES[rule] is None:
+    if rule == "backprop":
         return BackpropLearner(setup.network, train["loss"], train["learning_rate"],
                                train["weight_decay"])
+    if rule == "ar":
+        return RelaxationLearner(setup.model, train, setup.seeds.feedback)
+    if rule == "zil":
+        return ZILLearner(setup.model, train)
     return Engine(setup.network, **setup.engine_options(rule))
+
+
+def _learned(learner):
+    """The current network of any learner (a tick engine's on the host)."""
+    if isinstance(learner, GraphEngine):
+        return learner.current_model()
+    return learner.network()
 
 
 def evaluate(network, x, y, loss, classify):
     """Test (accuracy, mean loss) of the instantaneous forward pass; accuracy is
     NaN for regression targets."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        xs, _ = forward(network, x)
-        value = float(loss_and_grad(np, loss, xs[-1], y)[0]) / len(x)
-    acc = float(np.mean(np.argmax(xs[-1], axis=1) == np.argmax(y, axis=1))) if classify else np.nan
+        if isinstance(network, Model):
+            out = model_evaluate(network, x)[1][-1].reshape(len(x), -1)
+        else:
+            out = forward(network, x)[0][-1]
+        value = float(loss_and_grad(np, loss, out, y)[0]) / len(x)
+    acc = float(np.mean(np.argmax(out, axis=1) == np.argmax(y, axis=1))) if classify else np.nan
     return acc, value
 
 
 def alignment_angles(learner):
     """Angle in degrees between W_l and its feedback F_l for l = 1..L−1 (F_0 is
     never used), flattened; 0° is exact backprop."""
-    if not isinstance(learner, Engine):
+    if not isinstance(learner, ENGINES):
         return []
     host = learner.backend.to_host
+    if hasattr(learner, "feedback_weights"):   # a graph engine: every weight but the first
+        fb, params, model = learner.feedback_weights(), learner.parameters(), learner.model
+        sends = [k for k in fb if any(model.vertex(k[:-2]).parents)]   # F of a vertex on the input is never used
+        pairs = [(params[k], fb[k]) for k in sends]
+    else:
+        pairs = list(zip(learner.weights(), learner.feedback_matrices()))[1:]
     out = []
-    for w, f in list(zip(learner.weights(), learner.feedback_matrices()))[1:]:
+    for w, f in pairs:
         w, f = host(w).ravel(), host(f).ravel()
         denom = np.linalg.norm(w) * np.linalg.norm(f)
         out.append(float(np.degrees(np.arccos(np.clip(w @ f / denom, -1, 1)))) if denom else np.nan)
@@ -153,12 +244,12 @@ def train_rule(rule, setup, progress=None):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for k in range(n):
                     learner.step(u[k], y[k])
-                if isinstance(learner, Engine):
+                if isinstance(learner, ENGINES):
                     learner.check_finite()
         except NumericalError as exc:
             curve["diverged"], curve["error"] = True, str(exc)
         done += n
-        acc, value = evaluate(learner.network(), setup.test_x, setup.test_y, loss,
+        acc, value = evaluate(_learned(learner), setup.test_x, setup.test_y, loss,
                               setup.classify)
         curve["tick"].append(done)
         curve["accuracy"].append(acc)
@@ -201,4 +292,4 @@ def train_scene(scene, progress=None, setup=None):
 
 
 __all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
-           "summarize", "evaluate", "alignment_angles"]
+           "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]

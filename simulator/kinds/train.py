@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 
-from ..build import network_shape
+from ..build import graph_skeleton, network_shape
 from ..errors import SimulatorError
 from ..files import write_json
+from ..graph_recording import GraphBudget
 from ..probes import RecordPlan, RunBudget
 from ..training import Setup, train_scene
 from .base import Kind, load_json
@@ -42,6 +43,15 @@ def train_budget(scene):
                       np.dtype(run["dtype"]).itemsize, states=False, metrics=False,
                       budget=tr["memory_budget"])
     # the costliest rule: learned feedback keeps a second set of matrices
+    skeleton = graph_skeleton(scene["network"])
+    if skeleton is not None:
+        if scene["network"]["levelled"]:
+            skeleton = skeleton.level()
+        budget = GraphBudget(plan, skeleton, feedback="learned",
+                             supervision_delay=tr["supervision_delay"], learning_rate=1.0,
+                             target=scene["target"]["kind"])
+        budget.budget_key = "train.memory_budget"
+        return budget
     return RunBudget(plan, sizes, feedback="learned",
                      supervision_delay=tr["supervision_delay"], learning_rate=1.0,
                      target=scene["target"]["kind"], budget_key="train.memory_budget")

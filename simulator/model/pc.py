@@ -169,8 +169,11 @@ class _State:
         return row
 
 
-def _result(original, state, updates, ticks, rows, dist):
-    params = original.parameters()
+def _result(original, state, updates, ticks, rows, dist, given=None):
+    """The PCStep: the parameters the step started from (``given``, else the
+    model's) plus its updates, on the host."""
+    params = original.parameters() if given is None else {
+        k: np.array(to_host(a), dtype=np.float64) for k, a in given.items()}
     host = {}
     for k in params:
         if k in updates:
@@ -212,7 +215,7 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
             state.errors()
             if record:
                 rows.append(state.norms())
-    return _result(model, state, updates, ticks, rows, dist)
+    return _result(model, state, updates, ticks, rows, dist, params)
 
 
 def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=False,
@@ -239,7 +242,7 @@ def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=Fals
     for v in model.vertices[1:]:
         if v.param_names:
             updates.update({k: -lr * g for k, g in state.param_grads(v).items()})
-    return _result(model, state, updates, int(T), rows, dist)
+    return _result(model, state, updates, int(T), rows, dist, params)
 
 
 def model_error_wave(model, u, y, method="zil", levelled=True, lr=0.01, gamma=0.1, T=20,
