@@ -23,3 +23,18 @@ RESIDUAL = [
     {"name": "r2", "kind": "add", "from": ["r1", "b2", "h0"]},
     {"name": "o", "kind": "dense", "units": 3, "activation": "linear"},
 ]
+# One self-attention block with a residual merge on (tokens, features) inputs:
+# E reaches H directly and through the attention path, so it is unlevelled.
+ATTENTION = [  # tokens (T, n) -> E -> Q, K, V -> softmax(Q Kᵀ/√d) V -> W_o -> + E -> out
+    {"name": "E", "kind": "linear", "units": 4, "bias": False},
+    {"name": "Q", "kind": "linear", "units": 4, "bias": False, "from": "E"},
+    {"name": "K", "kind": "linear", "units": 4, "bias": False, "from": "E"},
+    {"name": "V", "kind": "linear", "units": 4, "bias": False, "from": "E"},
+    {"name": "S", "kind": "matmul", "from": ["Q", "K"], "transpose": True, "factor": 0.5},
+    {"name": "A", "kind": "softmax", "from": "S"},
+    {"name": "M", "kind": "matmul", "from": ["A", "V"]},
+    {"name": "O", "kind": "linear", "units": 4, "bias": False, "from": "M"},
+    {"name": "H", "kind": "add", "from": ["E", "O"], "activation": "tanh"},
+    {"name": "F", "kind": "flatten"},
+    {"name": "out", "kind": "dense", "units": 2, "activation": "linear"},
+]

@@ -20,6 +20,7 @@ from simulator.backend import Backend, to_host
 from simulator.model import reference as R
 from simulator.model.tick import GraphEngine, sync_set
 from oracles import paths
+from graph_models import ATTENTION
 
 
 def host(a):
@@ -86,10 +87,12 @@ def graph(kind):
         return Model.from_layers(residual_layers(), (4,), seed=3)
     if kind == "conv":
         return Model.from_layers(conv_layers(), CONV_INPUT, seed=4)
+    if kind == "attention":
+        return Model.from_layers(ATTENTION, (3, 5), seed=4)
     return dag(int(kind[3:]))
 
 
-GRAPHS = ["residual", "conv"] + [f"dag{s}" for s in DAG_SEEDS]
+GRAPHS = ["residual", "conv", "attention"] + [f"dag{s}" for s in DAG_SEEDS]
 
 
 def test_the_shipped_test_graphs_are_unlevelled():

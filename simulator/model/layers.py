@@ -38,6 +38,22 @@ Exact semantics (enough to rebuild a model from ``parameters()``):
 - ``add``: the elementwise sum of two or more parents of one shape, then σ
   (default linear).
 - ``identity``: out = input; a pure one-tick delay on the tick engine.
+- ``linear``: an affine map on the LAST axis of an input of any rank
+  (B, *s, n_in) → pre = x Wᵀ (+ b when ``bias``), W (units, n_in), b (units,):
+  token-wise projections (attention's W_q, W_k, W_v, W_o). Gradients sum over
+  the batch and every leading axis. Default activation linear.
+- ``matmul``: two parents a (B, *s, m, k) and b (B, *s, k, n) (b (B, *s, n, k)
+  with ``transpose``) → pre = factor · a @ b (or factor · a @ bᵀ), a batched
+  matrix product of two activities (attention scores QKᵀ/√d, mixing A V);
+  no parameters, no activation. Its VJP reads the values of both parents.
+- ``softmax``: out = exp(x − max x) / Σ exp(x − max x) over the LAST axis; no
+  parameters. Its VJP s ⊙ (δ − Σ δ ⊙ s) reads the parent's value (s is
+  recomputed from it).
+
+``reads_inputs`` marks the kinds whose VJP depends on their parents' values
+(max pool, matmul, softmax): the tick engine evaluates it at the inputs the
+``derivative`` option names (``local``: those that made the value δ was
+computed from; ``frame``: those of δ's frame), as it does σ'.
 
 Activations are those of ``simulator.network.ACTIVATIONS`` (σ applied
 elementwise to pre). pool, flatten and identity have none (linear).
@@ -67,6 +83,7 @@ class Layer(abc.ABC):
     kind = None
     arity = 1  # parents: an int, or None for "two or more"
     param_shapes = {}
+    reads_inputs = False  # does the VJP depend on the parents' values?
 
     def __init__(self, cfg, in_shapes):
         self.cfg = cfg
@@ -214,6 +231,10 @@ class Pool(Layer):
     """Average or max over (kh, kw) windows at stride (sh, sw), no padding."""
     kind = "pool"
 
+    @property
+    def reads_inputs(self):
+        return self.cfg["mode"] == "max"
+
     def _shape(self):
         (s,) = self.in_shapes
         if len(s) != 3:
@@ -296,4 +317,91 @@ class Identity(Layer):
         return [delta]
 
 
-KINDS = {cls.kind: cls for cls in (Dense, Conv2d, Pool, Flatten, Add, Identity)}
+class Linear(Layer):
+    """Affine map on the last axis of any-rank inputs, bias optional: x Wᵀ (+ b)."""
+    kind = "linear"
+
+    def _shape(self):
+        (s,) = self.in_shapes
+        units = self.cfg["units"]
+        self.param_shapes = {"W": (units, s[-1])}
+        if self.cfg["bias"]:
+            self.param_shapes["b"] = (units,)
+        return s[:-1] + (units,)
+
+    def fan_in(self):
+        return self.in_shapes[0][-1]
+
+    def _pre(self, xp, params, inputs):
+        pre = inputs[0] @ xp.matrix_transpose(params["W"])
+        return pre + params["b"] if "b" in params else pre
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        return [delta @ (params["W"] if weights is None else weights)]
+
+    def param_grads(self, xp, inputs, delta):
+        x = inputs[0]
+        d2 = xp.reshape(delta, (-1, delta.shape[-1]))
+        out = {"W": xp.matrix_transpose(d2) @ xp.reshape(x, (-1, x.shape[-1]))}
+        if "b" in self.param_shapes:
+            out["b"] = xp.sum(d2, axis=0)
+        return out
+
+
+class MatMul(Layer):
+    """Batched product of two activities: factor · a @ b (or a @ bᵀ)."""
+    kind = "matmul"
+    arity = 2
+    reads_inputs = True
+
+    def _shape(self):
+        a, b = self.in_shapes
+        if len(a) < 2 or len(b) < 2:
+            raise Unfit("from", "two parents with matrix values (rank >= 2)", [a, b])
+        if a[:-2] != b[:-2]:
+            raise Unfit("from", f"parents with the same leading axes ({a[:-2]})",
+                        f"{b[:-2]}")
+        inner, n = (b[-1], b[-2]) if self.cfg["transpose"] else (b[-2], b[-1])
+        if a[-1] != inner:
+            side = "bᵀ" if self.cfg["transpose"] else "b"
+            raise Unfit("from", f"a's last axis ({a[-1]}) equal to {side}'s rows", list(b))
+        return a[:-1] + (n,)
+
+    def _other(self, xp, b):
+        return xp.matrix_transpose(b) if self.cfg["transpose"] else b
+
+    def _pre(self, xp, params, inputs):
+        a, b = inputs
+        out = a @ self._other(xp, b)
+        f = self.cfg["factor"]
+        return out if f == 1.0 else f * out
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        a, b = inputs
+        f = self.cfg["factor"]
+        d = delta if f == 1.0 else f * delta
+        ga = d @ xp.matrix_transpose(self._other(xp, b))
+        gb = xp.matrix_transpose(a) @ d          # ∂/∂(a @ B) w.r.t. B
+        return [ga, xp.matrix_transpose(gb) if self.cfg["transpose"] else gb]
+
+
+class Softmax(Layer):
+    """Softmax over the last axis."""
+    kind = "softmax"
+    reads_inputs = True
+
+    @staticmethod
+    def _soft(xp, x):
+        e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+        return e / xp.sum(e, axis=-1, keepdims=True)
+
+    def _pre(self, xp, params, inputs):
+        return self._soft(xp, inputs[0])
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        s = self._soft(xp, inputs[0])
+        return [s * (delta - xp.sum(delta * s, axis=-1, keepdims=True))]
+
+
+KINDS = {cls.kind: cls for cls in (Dense, Conv2d, Pool, Flatten, Add, Identity, Linear,
+                                   MatMul, Softmax)}

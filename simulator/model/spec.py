@@ -70,6 +70,18 @@ def _number(v):
     raise ValueError("a finite number >= 0")
 
 
+def _bool(v):
+    if isinstance(v, bool):
+        return v
+    raise ValueError("true or false")
+
+
+def _finite(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v != 0:
+        return float(v)
+    raise ValueError("a finite non-zero number")
+
+
 def _choice(choices):
     def check(v):
         if v in choices:
@@ -93,6 +105,10 @@ FIELDS = {
     "flatten": {},
     "add": {"activation": ("linear", _ACT)},
     "identity": {},
+    "linear": {"units": (REQUIRED, _int(1)), "bias": (True, _bool),
+               "activation": ("linear", _ACT), **_INIT},
+    "matmul": {"transpose": (False, _bool), "factor": (1.0, _finite)},
+    "softmax": {},
 }
 COMMON = ("name", "kind", "from")
 

@@ -155,7 +155,8 @@ class GraphEngine:
         self._sigma = [v.layer is not None and "activation" in v.cfg for v in m.vertices]
         self._factored = [i for i in range(1, n - 1) if self._sigma[i]]
         self._has_params = [bool(v.param_names) for v in m.vertices]
-        self._maxpool = [v.kind == "pool" and v.cfg["mode"] == "max" for v in m.vertices]
+        # VJPs that read their parents' values (max pool, matmul, softmax).
+        self._reads = [v.layer is not None and v.layer.reads_inputs for v in m.vertices]
         D, fwd, bwd = self.depth, self.fwd, self.bwd
         # Lags of the frame options (module docstring): σ' of v for δ[t+1,v] is
         # read at t − deriv_lag[v]; parent p of v paired with δ[t,v] at t − lag.
@@ -208,7 +209,7 @@ class GraphEngine:
         self._targets = self.backend.zeros((d_y + 1, self.batch) + self.model.output_shape)
         self._build_tags()
         # History rings, allocated once: x of the parents the frame options read
-        # (pairing of parameter vertices, routing of max pools), σ' of factored
+        # (pairing of parameter vertices, VJPs that read their inputs), σ' of factored
         # vertices; host tag rings cover every lag.
         x_need = {}
         if self.pairing == "frame":
@@ -217,7 +218,7 @@ class GraphEngine:
                     x_need[p] = max(x_need.get(p, 0), lag)
         if self.derivative == "frame":
             for (p, v), lag in self._pair_lag.items():
-                if self._maxpool[v]:
+                if self._reads[v]:
                     x_need[p] = max(x_need.get(p, 0), lag)
         s_need = dict(self._deriv_lag) if self.derivative == "frame" else {}
         self._ring_x = {p: self._zeros(p, (lag + 1,)) for p, lag in x_need.items()}
@@ -688,10 +689,11 @@ class GraphEngine:
         return cot
 
     def _vjp_inputs(self, t, c, X):
-        """The point c's VJP is evaluated at: only max pooling reads it (which
-        window element is the maximum). `local`: the inputs that made its value
+        """The point c's VJP is evaluated at, for the kinds whose VJP reads it
+        (max pooling: which window element is the maximum; matmul: the other
+        factor; softmax: its Jacobian). `local`: the inputs that made its value
         at t−1 (x[t−2, parents]); `frame`: those of δ[t−1,c]'s frame."""
-        if not self._maxpool[c.index]:
+        if not self._reads[c.index]:
             return [X[p] for p in c.parents]
         if self.derivative == "frame":
             return [self._ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
