@@ -36,5 +36,5 @@ ATTENTION = [  # tokens (T, n) -> E -> Q, K, V -> softmax(Q Kᵀ/√d) V -> W_o 
     {"name": "O", "kind": "linear", "units": 4, "bias": False, "from": "M"},
     {"name": "H", "kind": "add", "from": ["E", "O"], "activation": "tanh"},
     {"name": "F", "kind": "flatten"},
-    {"name": "out", "kind": "dense", "units": 2, "activation": "linear"},
+    {"name": "o", "kind": "dense", "units": 2, "activation": "linear"},
 ]

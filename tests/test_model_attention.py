@@ -71,7 +71,7 @@ def _loss_by_hand(p, u, y):
     a = np.exp(s - s.max(axis=-1, keepdims=True))
     a /= a.sum(axis=-1, keepdims=True)
     h = np.tanh(e + (a @ v) @ p["O.W"].T)
-    out = h.reshape(len(u), -1) @ p["out.W"].T + p["out.b"]
+    out = h.reshape(len(u), -1) @ p["o.W"].T + p["o.b"]
     return 0.5 * np.sum((out - y) ** 2)
 
 

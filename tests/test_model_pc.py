@@ -14,7 +14,7 @@ from simulator.errors import SimulatorError
 from simulator.model import reference as R
 from simulator.model.pc import il_model, model_error_wave, output_distances, zil_model
 from simulator.pc import build, level, zil
-from graph_models import CONV, RESIDUAL
+from graph_models import ATTENTION, CONV, RESIDUAL
 
 CHAIN = [
     {"name": "h1", "kind": "dense", "units": 7, "activation": "tanh", "bias_scale": 0.3},
@@ -22,14 +22,15 @@ CHAIN = [
     {"name": "h3", "kind": "dense", "units": 5, "activation": "relu", "bias_scale": 0.3},
     {"name": "o", "kind": "dense", "units": 3, "activation": "linear", "bias_scale": 0.3},
 ]
-MODELS = {"chain": (CHAIN, (5,)), "conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,))}
+MODELS = {"chain": (CHAIN, (5,)), "conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,)),
+          "attention": (ATTENTION, (3, 5))}
 LR = 0.05
 
 
 def _problem(rng, which, batch=4):
     layers, shape = MODELS[which]
     model = Model.from_layers(layers, shape, seed=int(rng.integers(1 << 30)))
-    return model, rng.normal(size=(batch,) + shape), rng.normal(size=(batch, 3))
+    return model, rng.normal(size=(batch,) + shape), rng.normal(size=(batch,) + model.output_shape)
 
 
 def _max_rel(got, want):
@@ -141,7 +142,7 @@ def test_zil_on_a_network_model_equals_the_elementary_graph_zil():
                                    rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("which", ["conv", "residual"])
+@pytest.mark.parametrize("which", ["conv", "residual", "attention"])
 def test_zil_error_wave_moves_one_level_per_tick_carrying_backprop(rng, which):
     model, u, y = _problem(rng, which)
     lev = model.level()
@@ -193,7 +194,7 @@ def test_il_tick_descends_the_energy_and_update_is_its_parameter_gradient(rng):
             assert step.updates[k][idx] == pytest.approx(-LR * fd, rel=1e-5, abs=1e-10)
 
 
-@pytest.mark.parametrize("which", ["conv", "residual"])
+@pytest.mark.parametrize("which", ["conv", "residual", "attention"])
 def test_il_with_fixed_predictions_converges_to_backprop(rng, device, which):
     model, u, y = _problem(rng, which)
     want = {k: -LR * g for k, g in R.backprop(model, u, y).items()}

@@ -17,15 +17,16 @@ from simulator.model.relaxation import (VARIANTS, ModelActivationRelaxation, dra
                                         feedback_keys, model_sweep, model_weight_gradients,
                                         predicted_errors, relax_model, relax_sweep)
 from simulator.relaxation import ActivationRelaxation
-from graph_models import CONV, RESIDUAL
+from graph_models import ATTENTION, CONV, RESIDUAL
 
-MODELS = {"conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,))}
+MODELS = {"conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,)),
+          "attention": (ATTENTION, (3, 5))}
 
 
 def _problem(rng, which, batch=4):
     layers, shape = MODELS[which]
     model = Model.from_layers(layers, shape, seed=int(rng.integers(1 << 30)))
-    return model, rng.normal(size=(batch,) + shape), rng.normal(size=(batch, 3))
+    return model, rng.normal(size=(batch,) + shape), rng.normal(size=(batch,) + model.output_shape)
 
 
 def _rel(a, b):

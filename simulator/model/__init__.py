@@ -3,11 +3,13 @@
 ``Model`` (graph.py) holds the vertices and host parameters; ``layers`` the
 layer kinds (value, VJP, parameter gradient — the conventions are documented
 there); ``spec`` the layer dicts a scene holds; ``reference`` instantaneous
-backprop on any Model; ``windows`` the strided gathers of conv and pool.
+backprop on any Model; ``windows`` the strided gathers of conv and pool;
+``elementary`` builds a Model from an elementary-op graph of ``simulator.pc``.
 """
 from . import reference
+from .elementary import from_graph
 from .graph import Model, Vertex
 from .layers import KINDS
 from .spec import LayerError
 
-__all__ = ["KINDS", "LayerError", "Model", "Vertex", "reference"]
+__all__ = ["KINDS", "LayerError", "Model", "Vertex", "from_graph", "reference"]
