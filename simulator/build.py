@@ -11,14 +11,15 @@ from collections import namedtuple
 import numpy as np
 
 from .backend import Backend
-from .datasets import DIGITS_SHAPE, load_digits
+from .datasets import DIGITS_SHAPE, load_dataset
 from .engine import Engine
 from .errors import BudgetError, SceneError
 from .model import Model
 from .network import Network
 from .probes import format_bytes, parse_bytes
 from .scene import check_graph, network_sizes
-from .streams import DatasetStream, ShapedStream, make_stream, make_teacher, teacher_target
+from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, moving_canvas,
+                      moving_stream, teacher_target)
 
 Seeds = namedtuple("Seeds", "network teacher stream feedback")
 Seeds.__doc__ = "Independent child seeds of run.seed, one per random draw of a run."
@@ -66,8 +67,9 @@ def build_network(net, seed):
 
 
 def build_stream(scene, seeds_, loss):
-    """The scene's input stream with its target rule: dataset frames with their
-    labels, or a stream of ``stream.kind`` whose targets a random teacher network
+    """The scene's input stream with its target rule: dataset frames, or digits
+    moving over a canvas (``moving_stream``), with their labels (a moving stream
+    may take a teacher's targets instead), or a stream of ``stream.kind`` whose targets a random teacher network
     (seeded by ``seeds_.teacher``) computes under ``loss``. A fresh call gives
     the same frames (the stream's generator is seeded by ``seeds_.stream``).
     For a graph its frames come in the model's input and output shapes
@@ -84,19 +86,19 @@ def _flat_stream(scene, seeds_, loss):
     st, tg = scene["stream"], scene["target"]
     sizes, acts = network_shape(scene["network"])
     rng = np.random.default_rng(seeds_.stream)
+    if st["kind"] == "moving":
+        return _moving(scene, seeds_, loss, sizes, acts, rng)
     if st["kind"] == "dataset":
         if tg["kind"] != "labels":
             raise SceneError("key 'target.kind': a dataset stream takes 'labels'")
-        if (sizes[0], sizes[-1]) != DIGITS_SHAPE and scene["network"]["layers"]:
-            raise SceneError(f"key 'network.layers': the digits have {DIGITS_SHAPE[0]} inputs "
-                             f"(network.input_shape [1, 8, 8] or [64]) and {DIGITS_SHAPE[1]} "
-                             f"classes (an output layer of {DIGITS_SHAPE[1]} values), got "
-                             f"{sizes[0]} inputs and {sizes[-1]} outputs")
-        data = load_digits(seed=scene["run"]["seed"])
+        data = load_dataset(st["data"], seed=scene["run"]["seed"])
+        _check_shape(scene, sizes, data.image_shape, data.n_classes,
+                     f"the {st['data']} images have {data.n_features} pixels "
+                     f"({'x'.join(map(str, data.image_shape))})")
         return DatasetStream(sizes[0], st["batch"], rng, data.train_x, data.train_targets,
                              hold=st["hold"], crossfade=st["crossfade"])
     if tg["kind"] == "labels":
-        raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset'")
+        raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset' or 'moving'")
     if st["kind"] == "held" and st["crossfade"] >= st["hold"] and st["crossfade"]:
         raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = {st['hold']} "
                          f"ticks, got {st['crossfade']}")
@@ -110,6 +112,35 @@ def _flat_stream(scene, seeds_, loss):
     elif st["kind"] == "sine":
         params["period"] = st["period"]
     return make_stream(st["kind"], sizes[0], st["batch"], rng, target, **params)
+
+
+def _check_shape(scene, sizes, image, n_classes, what):
+    """Refuse a network whose input (and, with label targets, output) size
+    does not fit the images of a dataset or moving stream."""
+    labels, n_in = scene["target"]["kind"] == "labels", int(np.prod(image))
+    if sizes[0] == n_in and (sizes[-1] == n_classes or not labels):
+        return
+    graph = bool(scene["network"]["layers"])
+    key = "network.input_shape" if graph else "network.inputs"
+    if sizes[0] == n_in:
+        key = "network.layers" if graph else "network.outputs"
+    outs = f" and an output of {n_classes} classes" if labels else ""
+    shape = f" (network.input_shape [1, {image[0]}, {image[1]}] or [{n_in}])" if graph else ""
+    raise SceneError(f"key {key!r}: {what}: expected {n_in} inputs{shape}{outs}, got "
+                     f"{sizes[0]} inputs and {sizes[-1]} outputs")
+
+
+def _moving(scene, seeds_, loss, sizes, acts, rng):
+    """A moving stream over the training part of stream.data (labels or a teacher)."""
+    st, tg = scene["stream"], scene["target"]
+    data = load_dataset(st["data"], seed=scene["run"]["seed"])
+    H, W = moving_canvas(st, data.image_shape)
+    _check_shape(scene, sizes, (H, W), data.n_classes,
+                 f"the moving stream's canvas is {H}x{W} = {H * W} pixels")
+    target = None
+    if tg["kind"] != "labels":
+        target = teacher_target(make_teacher(sizes, acts, seeds_.teacher, tg["scale"]), loss)
+    return moving_stream(st, data.train_images, data.train_labels, data.n_classes, rng, target)
 
 
 def engine_options(section, scene, feedback_seed):

