@@ -20,7 +20,7 @@ All rules apply η to the gradient summed over the batch.
 import numpy as np
 
 from .build import build_network, build_stream, engine_options, network_shape, seeds
-from .datasets import load_digits
+from .datasets import load_dataset
 from .engine import Engine
 from .errors import NumericalError, SceneError
 from .model.graph import Model
@@ -32,7 +32,7 @@ from .model.tick import GraphEngine
 from .reference import factors, forward
 from .options import loss_and_grad
 from .scene import TRAIN, TRAIN_SECTIONS  # noqa: F401 (the train schema lives in scene.py)
-from .streams import make_teacher, teacher_target
+from .streams import make_teacher, moving_canvas, render, teacher_target
 
 # rule name -> Engine options (None = the instantaneous backprop baseline).
 RULES = {
@@ -68,20 +68,19 @@ class Setup:
         self.model = (self.network if isinstance(self.network, Model)
                       else Model.from_network(self.network))
         self.classify = scene["target"]["kind"] == "labels"
+        self.new_stream()          # fail before any work on a bad stream/target/shape
         self.test_x, self.test_y = self._test_set(scene)
-        self.new_stream()          # fail before any work on a bad stream/target pair
 
     def _test_set(self, scene):
         train, n = scene["train"], scene["train"]["eval_size"]
+        st = scene["stream"]
         if self.classify:
-            if scene["stream"]["kind"] != "dataset":
-                raise SceneError("key 'target.kind': 'labels' needs stream.kind = 'dataset'")
-            data = load_digits(seed=scene["run"]["seed"])
-            if data.n_features != self.sizes[0] or data.n_classes != self.sizes[-1]:
-                raise SceneError(f"key 'network.inputs'/'network.outputs': the digits need "
-                                 f"{data.n_features} inputs and {data.n_classes} outputs, "
-                                 f"got {self.sizes[0]} and {self.sizes[-1]}")
+            # The held-out split of the same call the stream trains on: digits
+            # never shown while learning (build_stream checked the shapes).
+            data = load_dataset(st["data"], seed=scene["run"]["seed"])
             n = n or len(data.test_x)
+            if st["kind"] == "moving":
+                return self._shaped(self._moving_test(st, data, n)), data.test_targets[:n]
             return self._shaped(data.test_x[:n]), data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
@@ -89,6 +88,20 @@ class Setup:
         x = scene["stream"]["amplitude"] * rng.normal(size=(1, n, self.sizes[0]))
         teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, scene["target"]["scale"])
         return self._shaped(x[0]), teacher_target(teacher, train["loss"])(x, None)[0]
+
+    def _moving_test(self, st, data, n):
+        """Held-out digits as the moving stream shows them: each drawn once on
+        the canvas at a uniformly random sub-pixel position (seeded apart from
+        the stream), scaled by stream.amplitude; flat rows (n, H·W)."""
+        images = data.test_images[:n]
+        H, W = moving_canvas(st, data.image_shape)
+        h, w = data.image_shape
+        # bounce: the image lies inside the canvas; wrap: anywhere on the torus
+        span = np.array([H, W] if st["edges"] == "wrap" else [H - h, W - w], dtype=np.float64)
+        rng = np.random.default_rng(np.random.SeedSequence([self.scene["run"]["seed"], 11]))
+        pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
+        frames = render(images, (H, W), pos, st["edges"])
+        return st["amplitude"] * frames.reshape(len(images), -1)
 
     def _shaped(self, x):
         """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""

@@ -133,3 +133,26 @@ def test_shipped_compare_scene_names_every_rule():
     _, sc = scene.load("compare_rules_model")
     assert set(sc["train"]["rules"]) == set(scene.TRAIN_RULES)
     assert sc["network"]["layers"] and sc["network"]["levelled"]
+
+
+def test_moving_stream_test_set_is_the_held_out_digits_on_the_canvas():
+    """Each test frame is one held-out MNIST digit drawn once on the canvas:
+    bilinear drawing inside the canvas keeps its total intensity, so frame i
+    sums to digit i's sum (the digits the stream never trains on)."""
+    from simulator.datasets import load_dataset
+    raw = {"kind": "train",
+           "network": {"input_shape": [1, 36, 36],
+                       "layers": [{"kind": "flatten"}, {"kind": "dense", "units": 10,
+                                                        "activation": "linear"}]},
+           "stream": {"kind": "moving", "data": "mnist", "canvas": [36, 36], "speed": 0.5},
+           "target": {"kind": "labels"},
+           "train": {"rules": ["backprop"], "eval_size": 50},
+           "run": {"ticks": 8, "seed": 2}}
+    setup = training.Setup(scene.validate(raw, "test"))
+    data = load_dataset("mnist", seed=2)
+    assert setup.test_x.shape == (50, 1, 36, 36)
+    np.testing.assert_allclose(setup.test_x.reshape(50, -1).sum(axis=1),
+                               data.test_images[:50].reshape(50, -1).sum(axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(setup.test_y, data.test_targets[:50])
+    train_sums = set(np.round(data.train_images.reshape(len(data.train_images), -1).sum(1), 9))
+    assert not any(np.round(s, 9) in train_sums for s in setup.test_x.reshape(50, -1).sum(1)[:5])
