@@ -427,14 +427,14 @@ class WaveAnimator:
             label.set_color(colour)
         key.set_xticks([0.0, 1.0])
         scale = "95th pct" if self.states.has_states else "max"
-        key.set_xticklabels(["0", f"layer {scale}"], fontsize=small - 1)
+        key.set_xticklabels(["0", f"layer {scale}"], fontsize=small)
         key.tick_params(length=2, pad=1)
         for label, ha in zip(key.get_xticklabels(), ("left", "right")):
             label.set_ha(ha)
         key.set_title("neuron colour", fontsize=small, pad=2)
         self.key_ax = key
         right = box.x0 + 0.25
-        self.fig.text(right, y0 + h, "deeper: larger |value|\nfull: saturated", fontsize=small - 1,
+        self.fig.text(right, y0 + h, "deeper: larger |value|\nfull: saturated", fontsize=small,
                       va="top", ha="left", color="#333333")
         self.fig.legend(handles=[Patch(facecolor="none", edgecolor=palette.LS_COLOUR,
                                        linewidth=1.6,

@@ -97,16 +97,14 @@ def wave_rgb(values):
 
 def colour_bar(fig, cax, values, fontsize, ax=None):
     """The colour bar of the shading on ``cax`` (or beside ``ax``): log10 of
-    the value over ``wave_range``; says (above it) that white means exactly 0."""
+    the value over ``wave_range``; its label says that white means exactly 0."""
     lo, hi = wave_range(values)
     bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), WAVE_CMAP), cax=cax, ax=ax,
                        fraction=0.04, pad=0.02)
     cax = bar.ax
-    bar.set_label("log10 of the value", fontsize=fontsize)
+    zero = (np.asarray(values, dtype=float) == 0).any()
+    bar.set_label("log10 of the value" + (f" ({ZERO_NOTE})" if zero else ""), fontsize=fontsize)
     bar.ax.tick_params(labelsize=fontsize)
-    zero = np.asarray(values, dtype=float) == 0
-    if zero.any():
-        cax.set_title(ZERO_NOTE.replace(": ", ":\n"), fontsize=fontsize - 1, pad=3)
     return bar
 
 
@@ -208,7 +206,7 @@ class LevelAnimator:
         lo, hi = self.range
         now.set_xlim(lo, hi)
         now.set_xticks([lo, hi])
-        now.set_xticklabels([f"{lo:.1f}", f"{hi:.1f}"], fontsize=small - 1)
+        now.set_xticklabels([f"{lo:.1f}", f"{hi:.1f}"], fontsize=small)
         now.xaxis.get_majorticklabels()[0].set_ha("left")
         now.xaxis.get_majorticklabels()[1].set_ha("right")
         now.tick_params(labelleft=False)
@@ -216,7 +214,6 @@ class LevelAnimator:
         now.set_xlabel("log10", fontsize=small, color=INK)
         colour_bar(fig, cax, self.values, small)
         cax.yaxis.label.set_color(INK)
-        cax.title.set_color(INK)
         fig.text(0.01, 0.985, _title(title, self.values), ha="left", va="top",
                  fontsize=FONT + 1, color=INK, wrap=True)
         self.ax, self.now_ax, self.cax = ax, now, cax
