@@ -37,15 +37,17 @@ def draw(folder, meta, options):
     wv = scene_of(meta, "wave")
     n = by_level.shape[1]
     label = "levelled" if wv.get("levelled") else "not levelled"
+    labels = dict(title=f"{str(wv.get('method', '')).upper()} error wave ‖ε‖ per level, "
+                        f"{wv.get('architecture', '')} ({label})",
+                  level_label="level (distance to output)",
+                  level_names=range(n - 1, -1, -1), tick_label="inference tick")
     written = {}
     if options.get("png", True):
-        written["pc_wave.png"] = write_wave_png(
-            os.path.join(folder, "pc_wave.png"), by_level,
-            f"{str(wv.get('method', '')).upper()} error wave ‖ε‖ per level, "
-            f"{wv.get('architecture', '')} ({label})", "level (distance to output)",
-            level_names=range(n - 1, -1, -1), tick_label="inference tick")
+        written["pc_wave.png"] = write_wave_png(os.path.join(folder, "pc_wave.png"), by_level,
+                                                **labels)
     if options.get("gif", True):
-        written["pc_wave.gif"] = write_wave_gif(os.path.join(folder, "pc_wave.gif"), by_level)
+        written["pc_wave.gif"] = write_wave_gif(os.path.join(folder, "pc_wave.gif"), by_level,
+                                                **labels)
     return written
 
 

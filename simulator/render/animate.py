@@ -2,10 +2,16 @@
 
 Each frame shows the network as columns of neurons (layer l = column l; red
 fill = |x|, blue = |δ|, purple where both waves are present, the palette of the
-raster), the frame each layer carries (red: the stream frame in x, blue: the
-stream frame of δ's target), ls outlined in amber, live per-layer
-mismatch bars (cosine of g against backprop's gradient) and a cursor moving
-over the whole-run raster.
+raster; a colour key says so and what a saturated shade means), above each
+column l ≥ 1 the two stream frames that g[l] = δ[l] x[l−1]ᵀ pairs (red: the
+frame of the x it takes from layer l − 1, the trace's ``tag_pair``; blue: the
+frame of δ[l]'s target) boxed in amber where they are the same frame, ls
+outlined in amber, live per-layer mismatch bars (cosine of g against
+backprop's gradient) and a cursor moving over the whole-run raster.
+
+Everything scales with the GIF's size: the figure is drawn at a resolution of
+DPI × ``size_scale(size)``, so fonts, lines and margins grow with the picture
+(the default size draws text at 8 pt and up).
 
 Speed: matplotlib draws the static figure (axes, labels, raster, legend) once.
 Every frame is then composed in numpy from that background: the neuron
@@ -48,6 +54,15 @@ GRAY_BAR = np.array([0.33, 0.33, 0.33])
 CURSOR = np.array([0.07, 0.07, 0.07])
 
 DEFAULT_SIZE = (720, 400)     # GIF width and height in pixels
+GLYPH_ORIGIN = 2              # pixels left of a glyph in its mask
+FONT = 9                      # points at the default size (tags and labels one less)
+
+
+def size_scale(size):
+    """How much larger than DEFAULT_SIZE a (width, height) GIF is drawn: the
+    smaller of the two ratios, so the layout of the default fits any size."""
+    w, h = check_size(size)
+    return min(w / DEFAULT_SIZE[0], h / DEFAULT_SIZE[1])
 
 
 def check_size(size):
@@ -220,7 +235,7 @@ class Glyphs:
         self.canvas = FigureCanvasAgg(self.fig)
         self.side = side
         bottom = self.height - 1 - self.base_row
-        self.text = self.fig.text(2 / side, (bottom + 0.5) / side, "", fontsize=fontsize,
+        self.text = self.fig.text(GLYPH_ORIGIN / side, (bottom + 0.5) / side, "", fontsize=fontsize,
                                   color="black", va="baseline", ha="left")
         self.cache = {}
 
@@ -253,10 +268,28 @@ class Glyphs:
         return out, pen
 
 
-@functools.lru_cache(maxsize=8)
-def glyphs_for(fontsize):
-    """The shared Glyphs of one font size (rendered once per process)."""
-    return Glyphs(fontsize)
+@functools.lru_cache(maxsize=16)
+def glyphs_for(fontsize, dpi=DPI):
+    """The shared Glyphs of one font size and resolution (rendered once per process)."""
+    return Glyphs(fontsize, dpi)
+
+
+def paired_tags(trace):
+    """(x frames, δ frames), each (T, n) stream-frame indices (−1: none): column
+    v ≥ 1 holds the frame of the x that g[v] pairs with (the trace's
+    ``tag_pair``: x of layer v − 1 under local pairing, a graph vertex's oldest
+    input) and the supervision frame of δ[v]'s target where the backward wave
+    is drawn; column 0 (the input, no g) holds −1 in both."""
+    if "tag_pair" in trace:
+        pair = np.array(trace["tag_pair"], copy=True)
+    else:                                   # an older chain trace: local pairing
+        pair = np.full_like(trace["tag_input"], -1)
+        pair[:, 1:] = trace["tag_input"][:, :-1]
+    bwd = presence(trace)[1]
+    sup = np.where(bwd & (trace["tag_supervision"] >= 0), trace["tag_supervision"], -1)
+    pair[:, 0] = -1
+    sup[:, 0] = -1
+    return stream_frames(trace, pair), stream_frames(trace, sup)
 
 
 class WaveAnimator:
@@ -266,39 +299,44 @@ class WaveAnimator:
     def __init__(self, trace, size=DEFAULT_SIZE, color="magnitude"):
         self.trace = trace
         self.width, self.height = check_size(size)
+        self.scale = size_scale(size)
+        self.dpi = DPI * self.scale
         self.depth = trace.depth
         self.rows = picture_rows(trace)      # column p shows trace column rows.order[p]
         self.states = NeuronStates(trace)
         self.cos = trace["mismatch_cos"]
         # Tags are shown as stream frames, the numbering the tag colouring uses.
-        self.tag_in = stream_frames(trace, trace["tag_input"])
-        self.tag_out = stream_frames(trace, backward_tags(trace))
+        self.tag_x, self.tag_d = paired_tags(trace)
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
-        self.font = 7 if self.height < 500 else 9
+        self.font = FONT
         self._build_figure(color)
         self.canvas.draw()
         rgb = np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+        assert rgb.shape[:2] == (self.height, self.width), rgb.shape
         self.palette = IndexedPalette(rgb)
         self.background = self.palette.index_exact(rgb)
         self.background_rgb = rgb
+        self.glyphs = glyphs_for(self.font - 0.5, self.dpi)
+        self.title_glyphs = glyphs_for(self.font + 2, self.dpi)
         self._pixel_maps()
-        self.glyphs = glyphs_for(self.font - 1)
-        self.title_glyphs = glyphs_for(self.font + 2)
         self._text_cache = {}
         self.ink = {name: self.palette.index_float(c) for name, c in (
             ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", _hex(palette.LS_COLOUR)))}
 
     # ------------------------------------------------------------ static figure
     def _build_figure(self, color):
-        fig = Figure(figsize=(self.width / DPI, self.height / DPI), dpi=DPI)
+        # The figure is w/dpi × h/dpi inches at dpi = DPI × scale: the same layout
+        # in points at every size, so text grows with the picture.
+        fig = Figure(figsize=((self.width + 0.01) / self.dpi, (self.height + 0.01) / self.dpi),
+                     dpi=self.dpi)
         self.canvas = FigureCanvasAgg(fig)
         self.fig = fig
-        small = self.font
+        small = self.font - 1
         graph = self.rows.graph
         # A graph names its vertices: room under the bars and left of the raster.
-        grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.5), height_ratios=(2.2, 1.0),
-                                left=0.08, right=0.92, bottom=0.2 if graph else 0.12, top=0.80,
-                                wspace=0.5 if graph else 0.28, hspace=0.35)
+        grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.25), height_ratios=(2.2, 1.0),
+                                left=0.085, right=0.91, bottom=0.21 if graph else 0.12,
+                                top=0.72, wspace=0.55 if graph else 0.3, hspace=0.3)
         self.net = fig.add_subplot(grid[0, 0])
         self.bars_ax = fig.add_subplot(grid[1, 0])
         self.raster = fig.add_subplot(grid[:, 1])
@@ -316,10 +354,16 @@ class WaveAnimator:
         else:
             label = "neurons"
         net.set_ylabel(label, fontsize=small)
-        net.text(-0.02, 1.02, "x", transform=net.transAxes, ha="right", va="bottom",
-                 fontsize=small - 1, color=palette.RED)
-        net.text(-0.02, 1.12, "δ", transform=net.transAxes, ha="right", va="bottom",
-                 fontsize=small - 1, color=palette.BLUE)
+        # The two tag rows above the network: what column l shows of g[l]'s pairing.
+        x_row, d_row = self.tag_baselines()
+        x0 = net.get_position().x0
+        for row, text, colour in ((x_row, "x[input]" if graph else "x[l−1]", palette.RED),
+                                  (d_row, "δ[v]" if graph else "δ[l]", palette.BLUE)):
+            fig.text(x0 - 0.005, 1.0 - row / self.height, text, ha="right", va="baseline",
+                     fontsize=small, color=colour)
+        fig.text(x0, 1.0 - (d_row - 1.45 * self._tag_px()) / self.height,
+                 "frames g pairs (amber box: the same frame)", ha="left", va="baseline",
+                 fontsize=small, color="#333333")
         bars = self.bars_ax
         bars.axhline(0.0, color="#999999", linewidth=0.8)
         bars.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
@@ -328,12 +372,12 @@ class WaveAnimator:
         bars.set_yticks([-1, 0, 1])
         bars.set_xticks(_layer_ticks(L))
         bars.set_ylabel("cos(g, ∇)", fontsize=small)
-        bars.set_xlabel("layer", fontsize=small)
+        bars.set_xlabel("layer", fontsize=small, labelpad=1)
         bars.tick_params(labelsize=small)
         if graph:
             bars.set_xticks(range(L + 1))
             bars.set_xticklabels([str(n) for n in np.asarray(self.trace["vertex_names"])
-                                  [self.rows.order]], rotation=35, ha="right", fontsize=small - 1)
+                                  [self.rows.order]], rotation=35, ha="right", fontsize=small)
             bars.set_xlabel("")
             for label, p in zip(bars.get_xticklabels(), range(L + 1)):
                 if p in self.rows.sync:
@@ -348,17 +392,56 @@ class WaveAnimator:
                                fontsize=small)
         self.raster.yaxis.label.set_fontsize(small)
         self.raster.tick_params(labelsize=small)
-        self._legend(small)
+        for text in self.raster.texts:          # the ls label
+            text.set_fontsize(small)
+        self._key(small)
 
-    def _legend(self, small):
-        handles = [Patch(color=palette.RED, label="forward x"),
-                   Patch(color=palette.BLUE, label="backward δ"),
-                   Patch(color=palette.PURPLE, label="both"),
-                   Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6,
-                         label="sync set" if self.rows.graph else "ls")]
-        self.raster.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=4,
-                           fontsize=small, frameon=False, handlelength=1.2, columnspacing=1.0,
-                           borderaxespad=0.0, borderpad=0.0)
+    def _tag_px(self):
+        """Pixel size of the tag font."""
+        return (self.font - 0.5) * self.dpi / 72.0
+
+    def tag_baselines(self):
+        """Pixel rows (from the top) of the baselines of the x tags (just above
+        the network panel) and of the δ tags (one line higher)."""
+        top = self.height * (1.0 - self.net.get_position().y1)
+        x_row = top - 0.4 * self._tag_px()
+        return x_row, x_row - 1.35 * self._tag_px()
+
+    def _key(self, small):
+        """The colour key of the neuron grid (and raster) above the raster: a
+        shade ramp per wave, red |x|, blue |δ|, purple both, lighter to stronger,
+        full shade at the layer's scale and beyond; and what amber outlines."""
+        box = self.raster.get_position()
+        levels = np.concatenate([[0.0], np.linspace(palette.FLOOR, 1.0, 24)])
+        zero = np.zeros_like(levels)
+        ramps = np.stack([palette.mix(levels, zero), palette.mix(zero, levels),
+                          palette.mix(levels, levels)])
+        y0, h = 0.81, 0.12
+        key = self.fig.add_axes((box.x0 + 0.07, y0, 0.15, h))
+        key.imshow(ramps, aspect="auto", interpolation="nearest", origin="upper",
+                   extent=(-0.5 / 24, 1 + 0.5 / 24, 2.5, -0.5))
+        key.set_yticks([0, 1, 2])
+        key.set_yticklabels(["|x|", "|δ|", "both"], fontsize=small)
+        for label, colour in zip(key.get_yticklabels(), (palette.RED, palette.BLUE,
+                                                         palette.PURPLE)):
+            label.set_color(colour)
+        key.set_xticks([0.0, 1.0])
+        scale = "95th pct" if self.states.has_states else "max"
+        key.set_xticklabels(["0", f"layer {scale}"], fontsize=small)
+        key.tick_params(length=2, pad=1)
+        for label, ha in zip(key.get_xticklabels(), ("left", "right")):
+            label.set_ha(ha)
+        key.set_title("neuron colour", fontsize=small, pad=2)
+        self.key_ax = key
+        right = box.x0 + 0.25
+        self.fig.text(right, y0 + h, "deeper: larger |value|\nfull: saturated", fontsize=small,
+                      va="top", ha="left", color="#333333")
+        self.fig.legend(handles=[Patch(facecolor="none", edgecolor=palette.LS_COLOUR,
+                                       linewidth=1.6,
+                                       label="sync set" if self.rows.graph else "ls")],
+                        loc="upper left", bbox_to_anchor=(right, y0 - 0.01),
+                        fontsize=small, frameon=False, handlelength=1.2, borderaxespad=0.0,
+                        borderpad=0.0)
 
     # ------------------------------------------------------------- pixel maps
     def _to_pixel(self, ax, x, y):
@@ -388,19 +471,31 @@ class WaveAnimator:
         _, rb = self._to_pixel(self.raster, 0, -0.5)
         self.raster_rows = (int(np.ceil(rt)), int(np.floor(rb)))
         self.raster_x = [self._to_pixel(self.raster, t, 0)[0] for t in (0, max(T - 1, 1))]
-        self.tag_row = [self.height - self.net.transAxes.transform((0, y))[1] for y in (1.03, 1.13)]
-        self.tag_columns = [(l, self._to_pixel(self.net, l, 0)[0]) for l in self._tag_layers()]
+        # Glyph boxes' bottom rows: x tags just above the panel, δ tags one row higher.
+        below = self.glyphs.height - self.glyphs.base_row
+        self.tag_baseline = self.tag_baselines()
+        self.tag_row = [row + below for row in self.tag_baseline]
+        self.tag_columns = [(p, self._to_pixel(self.net, p, 0)[0]) for p in self._tag_layers()]
+        self.tag_columns_x = {int(self.rows.order[p]): x for p, x in self.tag_columns}
 
     def _tag_layers(self):
-        """Layers whose tags are written: all of them if the widest tag fits its
-        column, else every k-th so neighbours never overlap."""
+        """Picture columns whose tags are written: all of them if the widest tag
+        fits its column, else every k-th counted from the synchronization set, so
+        ls always shows its pair and neighbours never overlap."""
         L = self.depth
         spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
-        widest = str(int(max(self.tag_in.max(), self.tag_out.max(), 0)))
-        width = glyphs_for(self.font - 1).mask(widest)[1] + 4
+        widest = str(int(max(self.tag_x.max(), self.tag_d.max(), 0)))
+        width = self.glyphs.mask(widest)[1] + 6
         # A deep network has columns narrower than a pixel: divide by the true spacing.
         step = max(int(np.ceil(width / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
-        return list(range(0, L + 1, step))
+        anchor = self.rows.sync[0] if self.rows.sync else 0
+        shown = set(range(anchor % step, L + 1, step))
+        for p in self.rows.sync:                       # a second ls row (even L) or set member
+            if all(abs(p - q) >= step for q in shown if q not in self.rows.sync):
+                shown.add(p)
+            else:
+                shown = {q for q in shown if abs(q - p) >= step or q in self.rows.sync} | {p}
+        return sorted(shown)
 
     def _col_range(self, ax, x0, x1):
         a, _ = self._to_pixel(ax, x0, 0)
@@ -418,12 +513,37 @@ class WaveAnimator:
         top, bottom = self.raster_rows
         return self._cursor_column(t), (top + bottom) // 2
 
+    def tag_box(self, layer):
+        """(top, bottom, left, right) pixel box of the tag pair written above
+        trace column ``layer`` (None when its column is not labelled): the amber
+        outline of a synchronized pair is drawn on its edges."""
+        p = self.rows.position(layer)
+        for q, x in self.tag_columns:
+            if q == p:
+                half = self._pair_half_width()
+                px = self._tag_px()
+                top = int(round(self.tag_baseline[1] - 0.95 * px))
+                bottom = int(round(self.tag_baseline[0] + 0.3 * px))
+                return top, bottom, int(round(x - half)), int(round(x + half))
+        return None
+
+    def _pair_half_width(self):
+        widest = str(int(max(self.tag_x.max(), self.tag_d.max(), 0)))
+        spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
+        return min(0.5 * self.glyphs.mask(widest)[1] + 2, 0.5 * spacing - 1)
+
     def _cursor_column(self, t):
         x0, x1 = self.raster_x
         T1 = max(len(self.trace["tick"]) - 1, 1)
         return int(round(x0 + (x1 - x0) * t / T1))
 
     # ----------------------------------------------------------------- frames
+    def shown_tags(self, t):
+        """{trace column: (x frame, δ frame)} written above the network at row
+        ``t`` (−1: none): the pair of stream frames g forms at that column."""
+        return {int(self.rows.order[p]): (int(self.tag_x[t, self.rows.order[p]]),
+                                          int(self.tag_d[t, self.rows.order[p]]))
+                for p, _ in self.tag_columns if self.rows.order[p] != 0}
     def indices(self, t):
         """The frame for tick ``t`` as palette indices (height, width) uint8."""
         t = int(t)
@@ -435,8 +555,8 @@ class WaveAnimator:
         frame_id = int(self.trace["stream_frame"][t])
         tick = int(self.trace["tick"][t])          # t is a recorded row
         title = f"{self.name}   tick {tick}   stream frame {frame_id}".strip()
-        self._paint_text(frame, self.title_glyphs, title, 6, self.title_glyphs.height + 4,
-                         np.zeros(3), "left")
+        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
+                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
         return frame
 
     def render(self, t):
@@ -474,14 +594,22 @@ class WaveAnimator:
         frame[top:bottom, max(c - 1, 0):c + 1] = self.ink["cursor"]
 
     def _paint_tags(self, frame, t):
+        """Above each labelled column v ≥ 1: the frame of the x g[v] pairs (red,
+        lower) and of δ[v]'s target (blue, upper), boxed in amber when equal."""
         red, blue = palette.RED, palette.BLUE
-        for p, x in self.tag_columns:
-            v = self.rows.order[p]
-            self._paint_text(frame, self.glyphs, _tag_text(self.tag_in[t, v]), x,
-                             self.tag_row[0], red, "center")
-            if v:
-                self._paint_text(frame, self.glyphs, _tag_text(self.tag_out[t, v]), x,
-                                 self.tag_row[1], blue, "center")
+        for v, (fx, fd) in self.shown_tags(t).items():
+            x = self.tag_columns_x[v]
+            self._paint_text(frame, self.glyphs, _tag_text(fx), x, self.tag_row[0], red, "center")
+            self._paint_text(frame, self.glyphs, _tag_text(fd), x, self.tag_row[1], blue,
+                             "center")
+            if fx >= 0 and fx == fd:
+                top, bottom, left, right = self.tag_box(v)
+                w = max(1, int(round(1.6 * self.scale)))
+                amber = self.ink["amber"]
+                frame[top:top + w, left:right] = amber
+                frame[bottom - w:bottom, left:right] = amber
+                frame[top:bottom, left:left + w] = amber
+                frame[top:bottom, right - w:right] = amber
 
     def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):
         """Blend ``text`` in ``colour`` over the static background; ``bottom_row``
@@ -497,7 +625,9 @@ class WaveAnimator:
 
     def _text_patch(self, glyphs, text, x, bottom_row, colour, anchor):
         mask, width = glyphs.mask(text)
-        left = int(round(x - {"left": 0.0, "center": width / 2, "right": width}[anchor]))
+        # Glyphs are drawn GLYPH_ORIGIN pixels into their masks.
+        left = int(round(x - GLYPH_ORIGIN
+                         - {"left": 0.0, "center": width / 2, "right": width}[anchor]))
         top = int(round(bottom_row)) - glyphs.height
         h, w = mask.shape
         r0, c0 = max(top, 0), max(left, 0)

@@ -167,18 +167,19 @@ def draw_converge(folder, arrays, png=True, gif=True):
     k = int(np.argmin(np.abs(eta_x.astype(float) - WAVE_ETA)))
     changes = np.asarray(arrays["changes"], dtype=float)[k][1:, 1:]
     L = changes.shape[1]
+    labels = dict(title=f"{label}, η_x = {float(eta_x[k]):g}: ‖x_l(t) − x_l(t−1)‖ per "
+                        "relaxation tick", level_label="layer",
+                  level_names=range(1, L + 1), tick_label="relaxation tick")
     written = {}
     if png:
         written["ar_convergence.png"] = plot_convergence(
             os.path.join(folder, "ar_convergence.png"), errors, eta_x, arrays.get("predicted"),
             title=f"{label}: relative error to the fixed point")
         written["relaxation_wave.png"] = write_wave_png(
-            os.path.join(folder, "relaxation_wave.png"), changes,
-            f"{label}, η_x = {float(eta_x[k]):g}: ‖x_l(t) − x_l(t−1)‖ per relaxation tick",
-            "layer", level_names=range(1, L + 1), tick_label="relaxation tick")
+            os.path.join(folder, "relaxation_wave.png"), changes, **labels)
     if gif:
         written["relaxation_wave.gif"] = write_wave_gif(
-            os.path.join(folder, "relaxation_wave.gif"), changes)
+            os.path.join(folder, "relaxation_wave.gif"), changes, **labels)
     return written
 
 

@@ -1,21 +1,37 @@
 """Raster and GIF of one backward-travelling quantity per level and tick: the
 relaxation wave of Activation Relaxation and the error wave of predictive
-coding. Same palette as the diffusion pictures (blue = backward wave), levels
+coding. Same blue as the diffusion pictures (blue = backward wave), levels
 up (input or leaves at the bottom, output at the top), ticks across.
 
 Magnitudes span many decades (errors decay geometrically, an unlevelled Z-IL
 graph can overflow), so the shade follows log10 of the value on a scale fixed
-for the whole record; +inf is drawn as the strongest shade and marked in the
-title, zero as empty. A record without ticks (no relaxation step) draws an
-empty raster with a note; a long record is drawn with at most MAX_FRAMES GIF
-frames and MAX_COLUMNS raster columns (every k-th tick).
+for the whole record: from the smallest non-zero value (at most DECADES
+decades below the largest) light blue, to the largest dark blue, so a wave that
+only decays still shows its decay. The colour bar beside each picture gives
+the scale; +inf is drawn as the strongest shade and said in the title, an
+exact zero is left empty (white) and said under the colour bar. A record
+without ticks (no relaxation step) draws an empty raster with a note; a long
+record is drawn with at most MAX_FRAMES GIF frames and MAX_COLUMNS raster
+columns (every k-th tick).
+
+The GIF is labelled like the PNG (title, level axis, tick axis, colour bar);
+each frame fills the raster up to its tick with a cursor there, names the tick,
+and draws one bar per level at that tick on the colour bar's scale. As for the
+wave GIF (``animate``) the static figure is drawn once at a resolution that
+grows with the GIF's size, and frames are composed in numpy as indices into
+one fixed palette.
 """
 import os
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
 
 from ..files import atomic_write, save_png
+from .animate import (DPI, IndexedPalette, check_size, encode_gif, frame_limit, glyphs_for,
+                      size_scale)
 from .axes import no_data
 from .palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, mix, to_bytes
 
@@ -23,6 +39,14 @@ DECADES = 8
 MAX_FRAMES = 600        # GIF frames; a longer record shows every k-th tick
 MAX_COLUMNS = 600       # GIF raster columns, likewise
 NO_TICKS = "no ticks recorded"
+DEFAULT_SIZE = (720, 400)
+NAVY = np.array([0.05, 0.14, 0.42])      # the strongest shade (still lighter than the cursor)
+INK = "#333333"                          # text and axes of the GIF, lighter than the cursor
+FONT = 9
+ZERO_NOTE = "white: exactly 0"
+# light blue (the weakest present wave of the diffusion pictures) -> blue -> navy
+WAVE_CMAP = LinearSegmentedColormap.from_list(
+    "tickprop_wave", [mix(0.0, FLOOR), BLUE, NAVY])
 
 
 def tick_step(ticks, limit):
@@ -30,32 +54,72 @@ def tick_step(ticks, limit):
     return max(1, -(-int(ticks) // int(limit)))
 
 
+def wave_range(values):
+    """(lo, hi) log10 magnitudes the shading spans: hi from the largest finite
+    non-zero |value|, lo from the smallest but at most DECADES below hi (and at
+    least 1 below it, so a constant record still has a scale); (−1, 0) when
+    nothing is finite and non-zero."""
+    v = np.abs(np.asarray(values, dtype=float))
+    finite = v[np.isfinite(v) & (v > 0)]
+    if not len(finite):
+        return -1.0, 0.0
+    hi = float(np.log10(finite.max()))
+    lo = max(float(np.log10(finite.min())), hi - DECADES)
+    return min(lo, hi - 1.0), hi
+
+
 def wave_levels(values):
-    """Levels FLOOR..1 from log10 magnitudes over the top DECADES decades of the
-    finite maximum; 0 where the value is 0 (nothing there); 1 where infinite."""
+    """Levels FLOOR..1 from log10 magnitudes over ``wave_range``; 0 where the
+    value is 0 (nothing there); 1 where infinite."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = np.isfinite(v) & (v > 0)
     if not finite.any():
         return np.where(np.isinf(v), 1.0, 0.0)
-    top = np.log10(v[finite].max())
+    lo, hi = wave_range(v)
     logv = np.log10(np.where(finite, v, 1.0))
-    level = FLOOR + (1.0 - FLOOR) * np.clip((logv - (top - DECADES)) / DECADES, 0.0, 1.0)
+    level = FLOOR + (1.0 - FLOOR) * np.clip((logv - lo) / (hi - lo), 0.0, 1.0)
     level = np.where(finite, level, 0.0)
     return np.where(np.isinf(v), 1.0, level)
 
 
+def wave_colours(levels):
+    """RGB floats (..., 3) of levels from ``wave_levels``: EMPTY at 0, the
+    colour map's light blue at FLOOR through blue to navy at 1."""
+    levels = np.asarray(levels, dtype=float)
+    rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
+    return np.where((levels > 0)[..., None], rgb, EMPTY)
+
+
 def wave_rgb(values):
     """(levels, ticks, 3) uint8 image, top row = highest level."""
-    levels = wave_levels(np.asarray(values).T)[::-1]
-    return to_bytes(mix(np.zeros_like(levels), levels))
+    return to_bytes(wave_colours(wave_levels(np.asarray(values).T)[::-1]))
+
+
+def colour_bar(fig, cax, values, fontsize, ax=None):
+    """The colour bar of the shading on ``cax`` (or beside ``ax``): log10 of
+    the value over ``wave_range``; its label says that white means exactly 0."""
+    lo, hi = wave_range(values)
+    bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), WAVE_CMAP), cax=cax, ax=ax,
+                       fraction=0.04, pad=0.02)
+    cax = bar.ax
+    zero = (np.asarray(values, dtype=float) == 0).any()
+    bar.set_label("log10 of the value" + (f" ({ZERO_NOTE})" if zero else ""), fontsize=fontsize)
+    bar.ax.tick_params(labelsize=fontsize)
+    return bar
+
+
+def _title(title, values):
+    note = " (+inf: overflow, drawn darkest)" if np.isinf(np.asarray(values, float)).any() else ""
+    return f"{title}{note}"
 
 
 def write_wave_png(path, values, title, level_label, level_names=None, tick_label="tick"):
     """Raster of ``values`` (ticks × levels, column 0 drawn at the bottom) as a
-    PNG written atomically; ``level_names`` label the rows."""
+    PNG written atomically, with a colour bar of its log10 scale;
+    ``level_names`` label the rows."""
     values = np.asarray(values, dtype=float)
     ticks, n_levels = values.shape
-    fig = Figure(figsize=(8, 3.6), dpi=100)
+    fig = Figure(figsize=(8, 3.8), dpi=100, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if ticks:
         ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
@@ -67,54 +131,214 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
         no_data(ax, NO_TICKS)
     ax.set_xlabel(tick_label)
     ax.set_ylabel(level_label)
-    ax.set_yticks(range(n_levels))
-    if level_names is not None:
-        ax.set_yticklabels([str(n) for n in level_names])
-    note = " (+inf: overflow)" if np.isinf(values).any() else ""
-    ax.set_title(f"{title}\nblue shade: log10 magnitude over {DECADES} decades{note}", fontsize=9)
-    fig.tight_layout()
+    _level_ticks(ax, n_levels, level_names)
+    ax.set_title(_title(title, values), fontsize=9)
+    colour_bar(fig, None, values, 9, ax=ax)
     return save_png(fig, path)
 
 
-def gif_frames(values, cell=(10, 24), bar_width=120):
-    """One uint8 frame per tick (every k-th tick beyond MAX_FRAMES): the raster
-    filling up to that tick with a time cursor, and a bar per level (length =
-    its shade at that tick) on the right. The raster has one column per tick,
-    or per k-th tick beyond MAX_COLUMNS. No ticks: one empty frame."""
-    values = np.asarray(values, dtype=float)
-    ticks, n_levels = values.shape
-    shade = wave_levels(values)
-    col_step = tick_step(ticks, MAX_COLUMNS)
-    columns = values[::col_step]
-    n_cols = columns.shape[0]
-    cw, ch = max(1, cell[0] * 60 // max(n_cols, 60)), cell[1]
-    big = np.repeat(np.repeat(wave_rgb(columns), ch, axis=0), cw, axis=1) if n_cols else None
-    empty = to_bytes(EMPTY)
-    cursor = to_bytes(np.array([int(CURSOR_COLOUR[i:i + 2], 16) / 255 for i in (1, 3, 5)]))
-    blue = to_bytes(BLUE)
-    width = n_cols * cw
-    frames = []
-    for t in range(0, ticks, tick_step(ticks, MAX_FRAMES)) if ticks else [None]:
-        frame = np.empty((n_levels * ch, width + bar_width, 3), dtype=np.uint8)
-        frame[...] = empty
-        if t is not None:
-            c = t // col_step                   # the column that holds tick t
-            frame[:, :(c + 1) * cw] = big[:, :(c + 1) * cw]
-            frame[:, c * cw:c * cw + max(1, cw // 3)] = cursor
-            for level in range(n_levels):
-                row = (n_levels - 1 - level) * ch
-                length = int(shade[t, level] * (bar_width - 8))
-                frame[row + 3:row + ch - 3, width + 4:width + 4 + length] = blue
-        frames.append(frame)
-    return frames
+def _level_ticks(ax, n_levels, level_names, fontsize=None):
+    """At most 20 labelled rows (every k-th level)."""
+    step = max(1, -(-n_levels // 20))
+    shown = list(range(0, n_levels, step))
+    ax.set_yticks(shown)
+    if level_names is not None:
+        names = [str(n) for n in level_names]
+        ax.set_yticklabels([names[k] for k in shown], fontsize=fontsize)
+    elif fontsize:
+        ax.tick_params(axis="y", labelsize=fontsize)
 
 
-def write_wave_gif(path, values, fps=20):
+class LevelAnimator:
+    """The labelled static figure of a level wave, drawn once, and its frames
+    composed as palette indices (``indices``) or RGB (``render``)."""
+
+    def __init__(self, values, size=DEFAULT_SIZE, title="", level_label="level",
+                 level_names=None, tick_label="tick"):
+        self.values = np.asarray(values, dtype=float)
+        self.width, self.height = check_size(size)
+        self.scale = size_scale(size)
+        self.dpi = DPI * self.scale
+        ticks, n = self.values.shape
+        self.ticks, self.n_levels = ticks, n
+        self.col_step = tick_step(ticks, MAX_COLUMNS)
+        self.columns = self.values[::self.col_step]
+        self.image = wave_rgb(self.columns) if ticks else None        # (levels, cols, 3)
+        self.range = wave_range(self.values)
+        self.tick_label = tick_label
+        self._figure(title, level_label, level_names, tick_label)
+        self.canvas.draw()
+        rgb = np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+        # The colour bar puts every shade of the raster in the background: the
+        # palette picks them up from there.
+        self.palette = IndexedPalette(rgb)
+        self.background = self.palette.index_exact(rgb)
+        self.background_rgb = rgb
+        self.glyphs = glyphs_for(FONT, self.dpi)
+        self._maps()
+        self.cursor = self.palette.index(to_bytes(_hex(CURSOR_COLOUR)))
+        self.blue = self.palette.index(to_bytes(BLUE))
+
+    def _figure(self, title, level_label, level_names, tick_label):
+        fig = Figure(figsize=((self.width + 0.01) / self.dpi, (self.height + 0.01) / self.dpi),
+                     dpi=self.dpi)
+        self.canvas = FigureCanvasAgg(fig)
+        self.fig = fig
+        small = FONT - 1
+        grid = fig.add_gridspec(1, 3, width_ratios=(1.0, 0.2, 0.03), left=0.13, right=0.86,
+                                bottom=0.14, top=0.80, wspace=0.08)
+        ax = fig.add_subplot(grid[0, 0])
+        now = fig.add_subplot(grid[0, 1], sharey=ax)
+        cax = fig.add_subplot(grid[0, 2])
+        for a in (ax, now, cax):
+            for spine in a.spines.values():
+                spine.set_edgecolor("#666666")
+            a.tick_params(colors="#666666", labelcolor=INK, labelsize=small)
+        ax.set_facecolor(EMPTY)
+        T = max(self.ticks, 1)
+        ax.set_xlim(-0.5, T - 0.5)
+        ax.set_ylim(-0.5, self.n_levels - 0.5)
+        ax.set_xlabel(tick_label, fontsize=small, color=INK)
+        ax.set_ylabel(level_label, fontsize=small, color=INK)
+        _level_ticks(ax, self.n_levels, level_names, small)
+        if not self.ticks:
+            no_data(ax, NO_TICKS)
+        lo, hi = self.range
+        now.set_xlim(lo, hi)
+        now.set_xticks([lo, hi])
+        now.set_xticklabels([f"{lo:.1f}", f"{hi:.1f}"], fontsize=small)
+        now.xaxis.get_majorticklabels()[0].set_ha("left")
+        now.xaxis.get_majorticklabels()[1].set_ha("right")
+        now.tick_params(labelleft=False)
+        now.set_title("now", fontsize=small, color=INK, pad=3)
+        now.set_xlabel("log10", fontsize=small, color=INK)
+        colour_bar(fig, cax, self.values, small)
+        cax.yaxis.label.set_color(INK)
+        fig.text(0.01, 0.985, _title(title, self.values), ha="left", va="top",
+                 fontsize=FONT + 1, color=INK, wrap=True)
+        self.ax, self.now_ax, self.cax = ax, now, cax
+
+    def _pixel(self, ax, x, y):
+        dx, dy = ax.transData.transform((x, y))
+        return dx, self.height - dy
+
+    def _maps(self):
+        ax, n = self.ax, self.n_levels
+        T = max(self.ticks, 1)
+        (c0, r1), (c1, r0) = self._pixel(ax, -0.5, -0.5), self._pixel(ax, T - 0.5, n - 0.5)
+        self.box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
+        top, bottom, left, right = self.box
+        inv = ax.transData.inverted()
+        xs = inv.transform(np.column_stack([np.arange(left, right) + 0.5,
+                                            np.zeros(right - left)]))[:, 0]
+        ys = inv.transform(np.column_stack([np.zeros(bottom - top),
+                                            self.height - (np.arange(top, bottom) + 0.5)]))[:, 1]
+        self.col_tick = np.clip(np.rint(xs).astype(int), 0, T - 1)     # tick under a pixel column
+        level = np.clip(np.rint(ys).astype(int), 0, n - 1)
+        self.row_image = n - 1 - level                                   # image row (top = highest)
+        if self.ticks:
+            cells = self.image[self.row_image][:, self.col_tick // self.col_step]
+            self.cells = self.palette.index(cells)
+        self.bar_rows = []
+        for k in range(n):
+            a = int(round(self._pixel(self.now_ax, 0, k + 0.35)[1]))
+            b = int(round(self._pixel(self.now_ax, 0, k - 0.35)[1]))
+            self.bar_rows.append((a, max(b, a + 1)))
+        lo, hi = self.range
+        self.bar_x = (self._pixel(self.now_ax, lo, 0)[0], self._pixel(self.now_ax, hi, 0)[0])
+        self.tick_at = (self._pixel(ax, T - 0.5, n - 0.5)[0], top - 3 * self.scale)
+
+    def frame_ticks(self):
+        """Ticks that become frames: every k-th, at most MAX_FRAMES and the
+        frame budget of this size; [None] (one empty frame) without ticks."""
+        if not self.ticks:
+            return [None]
+        limit = min(MAX_FRAMES, frame_limit(self.width, self.height))
+        return list(range(0, self.ticks, tick_step(self.ticks, limit)))
+
+    def cursor_column(self, t):
+        """Pixel column of the cursor at tick ``t``."""
+        return int(round(self._pixel(self.ax, (t // self.col_step) * self.col_step, 0)[0]))
+
+    def indices(self, t):
+        """The frame of tick ``t`` (None: the empty frame) as palette indices."""
+        frame = self.background.copy()
+        if t is None:
+            return frame
+        top, bottom, left, right = self.box
+        shown = self.col_tick <= (t // self.col_step) * self.col_step + self.col_step - 1
+        frame[top:bottom, left:right][:, shown] = self.cells[:, shown]
+        c = self.cursor_column(t)
+        w = max(1, int(round(2 * self.scale)))
+        frame[top:bottom, max(c - w // 2, left):max(c - w // 2, left) + w] = self.cursor
+        lo, hi = self.range
+        x0, x1 = self.bar_x
+        for k, (a, b) in enumerate(self.bar_rows):
+            v = abs(self.values[t, k])
+            if v == 0 or np.isnan(v):
+                continue
+            pos = 1.0 if np.isinf(v) else float(np.clip((np.log10(v) - lo) / (hi - lo), 0, 1))
+            end = int(round(x0 + max(pos, 0.02) * (x1 - x0)))
+            frame[a:b, int(round(x0)) + 1:end] = self.blue
+        self._paint_text(frame, f"{self.tick_label} {t}", *self.tick_at)
+        return frame
+
+    def render(self, t):
+        """The frame of tick ``t`` as uint8 RGB (height, width, 3)."""
+        return self.palette.colours[self.indices(t)]
+
+    def _paint_text(self, frame, text, right, bottom):
+        mask, width = self.glyphs.mask(text)
+        h, w = mask.shape
+        left = int(round(right - width)) - 2
+        top = int(round(bottom)) - h
+        r0, c0 = max(top, 0), max(left, 0)
+        r1, c1 = min(top + h, self.height), min(left + w, self.width)
+        a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
+        below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
+        ink = _hex(INK)
+        patch = self.palette.index(to_bytes(below * (1.0 - a) + ink * a))
+        covered = a[..., 0] > 0.02
+        frame[r0:r1, c0:c1][covered] = patch[covered]
+
+
+class _Frames:
+    """RGB frames made on access (a long record's frames never sit in memory at once)."""
+
+    def __init__(self, anim):
+        self.anim, self.ticks = anim, anim.frame_ticks()
+
+    def __len__(self):
+        return len(self.ticks)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.anim.render(self.ticks[i])
+
+
+def _hex(colour):
+    return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+
+
+def gif_frames(values, size=DEFAULT_SIZE, title="", level_label="level", level_names=None,
+               tick_label="tick"):
+    """The GIF's frames, uint8 RGB (height, width, 3), made on access: one per
+    tick (every k-th tick beyond MAX_FRAMES), the labelled raster filled up to
+    that tick with a time cursor, the tick named, a bar per level at that tick
+    on the colour bar's log scale. The raster has one column per tick, or per
+    k-th tick beyond MAX_COLUMNS. No ticks: one empty frame."""
+    return _Frames(LevelAnimator(values, size, title, level_label, level_names, tick_label))
+
+
+def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
+                   tick_label="tick", size=DEFAULT_SIZE):
     """Animated GIF of the wave (see gif_frames), written atomically."""
-    import imageio.v3 as iio
-
-    frames = np.stack(gif_frames(values))
-    atomic_write(os.fspath(path), lambda f: iio.imwrite(f, frames, extension=".gif",
-                                                          duration=1000 / fps, loop=0),
+    anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
+    ticks = anim.frame_ticks()
+    frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
+    for i, t in enumerate(ticks):
+        frames[i] = anim.indices(t)
+    atomic_write(os.fspath(path), lambda f: encode_gif(f, frames, anim.palette.colours, fps),
                  binary=True)
     return path
