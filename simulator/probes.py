@@ -24,11 +24,12 @@ import numpy as np
 
 from .errors import BudgetError, SceneError, SimulatorError
 from .files import atomic_write
-from .metrics import inner, mismatch
+from .metrics import cosine_and_relative, inner
 from .options import frame_lags
 from .reference import factors_of
 
 TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
+METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
 REFERENCES = ("input", "supervision")
 # GIF frames beyond this make the renderer's frame step grow (render.animate).
 GIF_MAX_FRAMES = 600
@@ -141,6 +142,7 @@ class RunBudget:
                           "frames) or record.metrics = false",
         "metric work": "a smaller stream.batch (the mismatch forms batch x batch Gram "
                        "matrices) or record.metrics = false",
+        "metric block": "a smaller stream.batch or narrower network, or record.metrics = false",
         "weight work": "fewer or narrower layers (network.width, network.depth or "
                        "network.sizes)",
         "stream frames": "a smaller record.chunk (ticks generated at once) or stream.batch",
@@ -193,9 +195,14 @@ class RunBudget:
         items["history rings"] = s * R * state * ((derivative == "frame") + (pairing == "frame"))
         items["targets ring"] = s * (d_y + 1) * B * nL
         if plan.metrics:
-            ref = 2 * L + d_y + 2
+            K = block_ticks(plan, L, B, N, s)
+            ref = 2 * L + d_y + 2 + K
             items["reference ring"] = s * ref * L * (2 * B * N + 1) + 8 * ref
-            items["metric work"] = s * (3 * L * B * B + 4 * B * total_n + 4 * L * B * N)
+            items["metric block"] = s * 2 * K * L * B * N
+            # one block's backprop (activations, σ', δ of K frames stacked into one
+            # batch, padded factors) or its gathered references and Gram products
+            items["metric work"] = s * (3 * K * B * total_n + 2 * K * L * B * N
+                                        + 3 * K * L * B * B)
         # Two chunks of frames are alive while the next is drawn; the teacher's
         # forward pass over a whole chunk is transient.
         items["stream frames"] = (8 + s) * 2 * C * B * (n0 + nL)
@@ -266,8 +273,30 @@ class RunBudget:
                 + f", total={format_bytes(self.total)})")
 
 
+# Bytes of device memory a recorder may spend on one block of pending rows
+# (copies of δ and paired x of each recorded tick, measured together).
+BLOCK_BYTES = 4 * 2**20
+
+
+def block_ticks(plan, layers, batch, width, itemsize):
+    """Ticks per metric block: as many as fit BLOCK_BYTES of pending δ and x
+    copies (2 · layers · batch · width values a tick), at least 1, at most a chunk."""
+    per_tick = 2 * layers * batch * width * itemsize
+    return max(1, min(plan.chunk, BLOCK_BYTES // max(per_tick, 1)))
+
+
 class Recorder:
-    """Records an Engine into host arrays, a row every ``plan.every`` ticks (see RecordPlan)."""
+    """Records an Engine into host arrays, a row every ``plan.every`` ticks (see RecordPlan).
+
+    Measuring costs a few batched calls per block of K ticks, not a Python
+    loop of small calls per tick: each recorded tick copies δ and the paired
+    x into a block buffer; when K ticks are pending, the backprop reference of
+    the block's frames is computed (frozen weights: ONE forward and backward
+    pass over the block's distinct frames stacked into one batch; learning
+    on: per tick, with that tick's weights, as it must) into a ring of
+    2L + d_y + 2 + K frames, and the mismatch of all K rows comes from two
+    batched Gram products. Norms are sqrt(sum(x²)).
+    """
 
     def __init__(self, engine, plan, reference="input"):
         if reference not in REFERENCES:
@@ -278,32 +307,41 @@ class Recorder:
         T, C = plan.rows, plan.chunk
         self._host = {
             "x_norm": np.full((T, L + 1), np.nan), "delta_norm": np.full((T, L + 1), np.nan),
-            "mismatch_cos": np.full((T, L), np.nan), "mismatch_rel": np.full((T, L), np.nan),
-            "grad_norm": np.full((T, L), np.nan), "ref_norm": np.full((T, L), np.nan),
             "stream_frame": np.full(T, -1, dtype=np.int64),
             "tick": np.arange(0, plan.ticks, plan.every, dtype=np.int64),
         }
         for key in TAG_KEYS:
             self._host["tag_" + key] = np.full((T, L + 1), -1, dtype=np.int64)
         be = engine.backend
+        # rows of one chunk of ticks (run_stream flushes once per chunk)
+        self._cap = C = -(-plan.chunk // plan.every)
         self._chunk = {k: be.zeros((C, L + 1)) for k in ("x_norm", "delta_norm")}
-        self._chunk.update({k: be.zeros((C, L)) for k in
-                            ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")})
         self._pending, self._chunk_start = 0, 0
-        self._ref_len = 2 * L + engine.supervision_delay + 2
+        self._R = 2 * L + engine.supervision_delay + 2     # frames a pairing reaches back
         if plan.metrics:
-            R = self._ref_len
-            self._ref_d = be.zeros((R * L, B, N))
-            self._ref_x = be.zeros((R * L, B, N))
-            self._ref_gg_dev = be.zeros((R, L))
-            self._ref_frame = np.full(R, -1, dtype=np.int64)
+            for k in METRIC_KEYS:
+                self._host[k] = np.full((T, L), np.nan)
+                self._chunk[k] = be.zeros((C, L))
+            self._K = K = block_ticks(plan, L, B, N, plan.itemsize)
+            self._ring = RR = self._R + K
+            self._ref_d = be.zeros((RR, L, B, N))
+            self._ref_x = be.zeros((RR, L, B, N))
+            self._ref_gg = be.zeros((RR, L))
+            self._ref_frame = np.full(RR, -1, dtype=np.int64)
+            self._blk_d = be.zeros((K, L, B, N))
+            self._blk_x = be.zeros((K, L, B, N))
+            self._blk_rows = []           # (chunk row, tick, paired frames (L,))
+            self._frames = []             # frozen: (tick, u, y, repeat) not yet referenced
+            self._frozen = not engine.learning_rate
         if plan.states:
             S, nl = plan.state_ticks, len(plan.layers)
             self._host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_tick"] = self._host["tick"].copy()
+            self._state_all = list(plan.layers) == list(range(L + 1))
             self._state_layers = self.xp.asarray(np.array(plan.layers, dtype=np.int64))
-            self._state_buf = [], []
+            # one chunk of states on the device, written in place, moved once per chunk
+            self._state_chunk = be.zeros((2, self._cap, nl, B, N))
             self._state_next = 0
 
     # --------------------------------------------------------------- per tick
@@ -311,95 +349,173 @@ class Recorder:
         """Record tick i (the engine has just made it), whose input/target were u, y;
         ``repeat`` says u, y and the weights are those of tick i − 1. Ticks that
         are not a multiple of ``plan.every`` only feed the reference ring."""
-        eng, xp = self.engine, self.xp
-        if self.plan.metrics:
-            self._store_reference(i, u, y, repeat)
+        eng, xp, metrics = self.engine, self.xp, self.plan.metrics
+        if metrics:
+            if self._frozen:
+                self._frames.append((i, u, y, repeat))
+            else:
+                self._reference_now(i, u, y, repeat)
         if i % self.plan.every:
+            if metrics and len(self._frames) >= self._K:
+                self._measure_block()
             return
         row = i // self.plan.every
         X, D, Xp = eng.stacked_state_views()
         c = self._pending
-        self._chunk["x_norm"][c, ...] = xp.linalg.vector_norm(X, axis=(1, 2))
-        self._chunk["delta_norm"][c, ...] = xp.linalg.vector_norm(D, axis=(1, 2))
+        self._chunk["x_norm"][c, ...] = xp.sqrt(xp.sum(X * X, axis=(1, 2)))
+        self._chunk["delta_norm"][c, ...] = xp.sqrt(xp.sum(D * D, axis=(1, 2)))
         tags = eng.tags()
         for key in TAG_KEYS:
             self._host["tag_" + key][row] = tags[key]
         self._host["stream_frame"][row] = frame_id
-        if self.plan.metrics:
-            self._measure(i, D[1:, ...], Xp, tags)
+        if metrics:
+            k = len(self._blk_rows)
+            self._blk_d[k, ...] = D[1:, ...]
+            self._blk_x[k, ...] = Xp
+            key = "pair" if self.reference == "input" else "supervision"
+            self._blk_rows.append((c, i, tags[key][1:].copy()))
         if self.plan.states:
-            self._state_buf[0].append(xp.take(X, self._state_layers, axis=0))
-            self._state_buf[1].append(xp.take(D, self._state_layers, axis=0))
+            sc = self._state_chunk
+            if self._state_all:
+                sc[0, c, ...] = X
+                sc[1, c, ...] = D
+            else:
+                sc[0, c, ...] = xp.take(X, self._state_layers, axis=0)
+                sc[1, c, ...] = xp.take(D, self._state_layers, axis=0)
         self._pending += 1
-        if self._pending == self.plan.chunk:
+        if metrics and (len(self._blk_rows) == self._K or len(self._frames) >= self._K):
+            self._measure_block()
+        if self._pending == self._cap:
             self.flush()
-    def _store_reference(self, i, u, y, repeat):
-        """Backprop factors of frame i with the current weights, into the ring."""
-        eng, xp = self.engine, self.xp
-        L, R = eng.depth, self._ref_len
-        slot = i % R
-        rows = slice(slot * L, (slot + 1) * L)
-        prev = (i - 1) % R
-        if repeat and i > 0:
-            # A held frame with frozen weights has the same gradient: copy, don't recompute.
-            self._ref_d[rows, ...] = self._ref_d[prev * L:(prev + 1) * L, ...]
-            self._ref_x[rows, ...] = self._ref_x[prev * L:(prev + 1) * L, ...]
-            self._ref_gg_dev[slot, ...] = self._ref_gg_dev[prev, ...]
+
+    # ------------------------------------------------------------- reference
+    def _reference_now(self, i, u, y, repeat):
+        """Learning on: backprop of frame i with the weights of tick i, into the ring."""
+        RR, slot = self._ring, i % self._ring
+        prev = (i - 1) % RR
+        if repeat and i > 0 and self._ref_frame[prev] == i - 1:
+            self._ref_d[slot, ...] = self._ref_d[prev, ...]
+            self._ref_x[slot, ...] = self._ref_x[prev, ...]
+            self._ref_gg[slot, ...] = self._ref_gg[prev, ...]
         else:
-            pairs, _ = factors_of(eng.weights(), eng.biases(), eng.activations, u, y, eng.loss)
-            for l, (x, d) in enumerate(pairs):
-                self._ref_x[slot * L + l, :, :x.shape[1]] = x
-                self._ref_d[slot * L + l, :, :d.shape[1]] = d
-            gg = inner(xp, self._ref_d[rows, ...], self._ref_x[rows, ...], self._ref_d[rows, ...], self._ref_x[rows, ...])
-            self._ref_gg_dev[slot, ...] = gg
+            fd, fx, gg = self._factors(u[None, ...], y[None, ...])
+            self._ref_d[slot, ...] = fd[0, ...]
+            self._ref_x[slot, ...] = fx[0, ...]
+            self._ref_gg[slot, ...] = gg[0, ...]
         self._ref_frame[slot] = i
 
-    def _measure(self, i, d, xp_pair, tags):
+    def _factors(self, U, Y):
+        """Backprop factors of F frames at once: U (F, B, n_0), Y (F, B, n_L) ->
+        (δ, x) padded to (F, L, B, N) and ⟨G, G⟩ per frame and layer (F, L)."""
         eng, xp = self.engine, self.xp
-        L, R = eng.depth, self._ref_len
-        frames = tags["pair" if self.reference == "input" else "supervision"][1:]
-        valid = (frames >= 0) & (frames > i - R)
-        slots = np.where(valid, frames % R, i % R)
+        F, B = U.shape[0], U.shape[1]
+        L, N = eng.depth, eng.width
+        pairs, _ = factors_of(eng.weights(), eng.biases(), eng.activations,
+                              xp.reshape(U, (F * B, U.shape[2])),
+                              xp.reshape(Y, (F * B, Y.shape[2])), eng.loss)
+        be = eng.backend
+        fd, fx = be.zeros((F, L, B, N)), be.zeros((F, L, B, N))
+        for l, (x, d) in enumerate(pairs):
+            fx[:, l, :, :x.shape[1]] = xp.reshape(x, (F, B, x.shape[1]))
+            fd[:, l, :, :d.shape[1]] = xp.reshape(d, (F, B, d.shape[1]))
+        flat_d, flat_x = xp.reshape(fd, (F * L, B, N)), xp.reshape(fx, (F * L, B, N))
+        gg = xp.reshape(inner(xp, flat_d, flat_x, flat_d, flat_x), (F, L))
+        return fd, fx, gg
+
+    def _reference_block(self):
+        """Frozen weights: one batched backprop over the pending frames that are
+        not repeats of the frame before, copied into the ring per frame."""
+        xp, RR = self.xp, self._ring
+        frames, self._frames = self._frames, []
+        fresh = [k for k, (i, _, _, rep) in enumerate(frames)
+                 if not (rep and i > 0 and (k > 0 or self._ref_frame[(i - 1) % RR] == i - 1))]
+        if fresh:
+            fd, fx, gg = self._factors(xp.stack([frames[k][1] for k in fresh]),
+                                       xp.stack([frames[k][2] for k in fresh]))
+        src, pos = -1, {k: j for j, k in enumerate(fresh)}
+        for k, (i, _, _, rep) in enumerate(frames):
+            slot = i % RR
+            if k in pos:
+                src = pos[k]
+                self._ref_d[slot, ...] = fd[src, ...]
+                self._ref_x[slot, ...] = fx[src, ...]
+                self._ref_gg[slot, ...] = gg[src, ...]
+            elif src >= 0:
+                self._ref_d[slot, ...] = fd[src, ...]
+                self._ref_x[slot, ...] = fx[src, ...]
+                self._ref_gg[slot, ...] = gg[src, ...]
+            else:        # repeats the last frame of the previous block, still in the ring
+                prev = (i - 1) % RR
+                self._ref_d[slot, ...] = self._ref_d[prev, ...]
+                self._ref_x[slot, ...] = self._ref_x[prev, ...]
+                self._ref_gg[slot, ...] = self._ref_gg[prev, ...]
+            self._ref_frame[slot] = i
+
+    # --------------------------------------------------------------- metrics
+    def _measure_block(self):
+        """References of the pending frames, then the mismatch of the pending
+        rows in two batched Gram products (rows are consecutive chunk rows)."""
+        if self._frozen and self._frames:
+            self._reference_block()
+        rows, self._blk_rows = self._blk_rows, []
+        if not rows:
+            return
+        xp, L, R, RR = self.xp, self.engine.depth, self._R, self._ring
+        n = len(rows)
+        ticks = np.array([i for _, i, _ in rows])[:, None]
+        frames = np.stack([f for _, _, f in rows])                  # (n, L)
+        valid = (frames >= 0) & (frames > ticks - R)
+        slots = np.where(valid, frames % RR, ticks % RR)
         valid &= self._ref_frame[slots] == frames
-        idx = xp.asarray(slots * L + np.arange(L))   # one transfer serves all three takes
-        d_ref = xp.take(self._ref_d, idx, axis=0)
-        x_ref = xp.take(self._ref_x, idx, axis=0)
+        idx = xp.asarray((slots * L + np.arange(L)).reshape(-1))
+        B, N = self.engine.batch, self.engine.width
+        d_ref = xp.take(xp.reshape(self._ref_d, (RR * L, B, N)), idx, axis=0)
+        x_ref = xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), idx, axis=0)
+        GG = xp.take(xp.reshape(self._ref_gg, (-1,)), idx)
+        d = xp.reshape(self._blk_d[:n, ...], (n * L, B, N))
+        x = xp.reshape(self._blk_x[:n, ...], (n * L, B, N))
+        gg, gG = inner(xp, d, x, d, x), inner(xp, d, x, d_ref, x_ref)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cos, rel = mismatch(xp, d, xp_pair, d_ref, x_ref)
-        gg = inner(xp, d, xp_pair, d, xp_pair)
-        GG = xp.take(xp.reshape(self._ref_gg_dev, (-1,)), idx)
-        nan = xp.asarray(np.where(valid, 0.0, np.nan), dtype=cos.dtype)
-        c = self._pending
-        self._chunk["mismatch_cos"][c, ...] = cos + nan
-        self._chunk["mismatch_rel"][c, ...] = rel + nan
-        self._chunk["grad_norm"][c, ...] = xp.sqrt(gg)
-        self._chunk["ref_norm"][c, ...] = xp.sqrt(GG) + nan
+            cos, rel = cosine_and_relative(xp, gg, gG, GG)
+        nan = xp.asarray(np.where(valid, 0.0, np.nan).reshape(-1), dtype=cos.dtype)
+        c0 = rows[0][0]
+        out = {"mismatch_cos": cos + nan, "mismatch_rel": rel + nan,
+               "grad_norm": xp.sqrt(gg), "ref_norm": xp.sqrt(GG) + nan}
+        for k, v in out.items():
+            self._chunk[k][c0:c0 + n, ...] = xp.reshape(v, (n, L))
 
     # ---------------------------------------------------------------- chunks
     def flush(self):
-        """Move the pending rows to the host (NaN/Inf is the engine's to find)."""
+        """Measure what is pending, then move the pending rows to the host
+        (NaN/Inf is the engine's to find)."""
+        if self.plan.metrics and (self._blk_rows or self._frames):
+            self._measure_block()
         n, start = self._pending, self._chunk_start
         if not n:
             return
         be = self.engine.backend
         for key, buf in self._chunk.items():
             self._host[key][start:start + n] = be.to_host(buf[:n, ...])
-        if self.plan.states and self._state_buf[0]:
-            k, m = self._state_next, len(self._state_buf[0])
-            xs = be.to_host(self.xp.stack(self._state_buf[0]))
-            ds = be.to_host(self.xp.stack(self._state_buf[1]))
-            self._host["state_x"][k:k + m] = xs
-            self._host["state_delta"][k:k + m] = ds
-            self._state_next += m
-            self._state_buf = [], []
+        if self.plan.states:
+            k = self._state_next
+            both = be.to_host(self._state_chunk[:, :n, ...])
+            self._host["state_x"][k:k + n] = both[0]
+            self._host["state_delta"][k:k + n] = both[1]
+            self._state_next += n
         self._pending, self._chunk_start = 0, start + n
 
     def trace(self, meta=None):
-        """The finished recording as a Trace (host arrays only)."""
+        """The finished recording as a Trace (host arrays only); without
+        metrics the metric arrays are NaN (made here: nothing was kept for
+        them during the run)."""
         self.flush()
         arrays = dict(self._host)
         arrays["delta_norm"][:, 0] = np.nan
         arrays["sizes"] = np.array(self.engine.sizes, dtype=np.int64)
+        L = self.engine.depth
+        for k in METRIC_KEYS:
+            if k not in arrays:
+                arrays[k] = np.full((len(arrays["tick"]), L), np.nan)
         if self.plan.states:
             arrays["state_layers"] = np.array(self.plan.layers, dtype=np.int64)
             _blank_padding(arrays, self.engine.sizes, self.plan.layers)
