@@ -195,6 +195,12 @@ def test_mismatch_rows_are_named_vertices_by_level_and_undefined_without_weights
             assert grey == (not np.isfinite(cos[t])), (names[p - 1], t, rgb, cos[t])
 
 
+def _hues(rgb, margin=0.03):
+    """(red present, blue present) in a uint8 pixel: each hue above green."""
+    r, g, b = np.asarray(rgb, dtype=float)[:3] / 255.0
+    return bool(r - g > margin), bool(b - g > margin)
+
+
 def test_gif_draws_the_vertices_in_level_order_with_their_waves(graph, tmp_path):
     """Size and frame count as asked; the network panel's column of each vertex
     sits at its level-order position and its first neuron is coloured by that
@@ -216,9 +222,10 @@ def test_gif_draws_the_vertices_in_level_order_with_their_waves(graph, tmp_path)
         for v in range(len(order)):
             col, row = anim.neuron_pixel(v, 0)
             f, b = bool(fwd[t, v]), bool(bwd[t, v]) and v != 0
-            want = {(True, True): "purple", (True, False): "red",
-                    (False, True): "blue", (False, False): "empty"}[(f, b)]
-            assert palette.classify(frames[i, row, col]) == want, (t, v)
+            # Shades follow |value| / the layer's 95th percentile and a mixed
+            # neuron leans toward its stronger wave, so judge which hues it
+            # carries: red over green for x, blue over green for δ.
+            assert _hues(frames[i, row, col]) == (f, b), (t, v, frames[i, row, col])
 
 
 def test_recorded_edges_agree_with_the_edges_rebuilt_from_the_scene(graph):
