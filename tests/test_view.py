@@ -24,7 +24,7 @@ from simulator.view.data import (decode, diffusion_payload, neuron_index, pc_pay
                                  relaxation_payload, run_payload)
 
 FIG1_DEPTH = 9
-FORWARD, BACKWARD = 1, 2
+FORWARD, BACKWARD, SYNCED = 1, 2, 4
 
 
 def fig1_cells(ticks, depth=FIG1_DEPTH):
@@ -61,12 +61,26 @@ def fig1():
 
 def test_fig1_wave_bits_follow_the_tick_convention(fig1):
     view = diffusion_payload(fig1)["views"][0]
-    wave = decode(view["wave"])
+    wave = decode(view["wave"]) & (FORWARD | BACKWARD)
     assert [r["column"] for r in view["rows"]] == list(range(FIG1_DEPTH + 1))
     want = fig1_cells(30)
     np.testing.assert_array_equal(wave, want)
     # The backward wave before the forward one: the cells waves.png left white.
     assert (want == BACKWARD).sum() == 25 and (want == FORWARD | BACKWARD).sum() > 0
+
+
+def test_sync_overlay_is_solid_on_ls_only_when_frames_change_every_tick():
+    # Eq. 6: with a new frame every tick (fig3, h = 1), only ls = (L + 1)/2 pairs
+    # x[l−1] and δ[l] of one frame; with a constant input (fig1, one stream
+    # frame) layer l does once δ[l] (t ≥ L − l) and x[l−1] (t ≥ l − 1) are there.
+    trace = simulate_scene("fig3_fast", "run.ticks=40")
+    synced = (decode(diffusion_payload(trace)["views"][0]["wave"]) & SYNCED) > 0
+    steady = synced[2 * FIG1_DEPTH + 2:]
+    assert steady[:, 5].all() and not np.delete(steady, 5, axis=1).any()
+    fig1 = simulate_scene("fig1_constant", "run.ticks=30")
+    synced = (decode(diffusion_payload(fig1)["views"][0]["wave"]) & SYNCED) > 0
+    t, l = np.meshgrid(np.arange(30), np.arange(FIG1_DEPTH + 1), indexing="ij")
+    np.testing.assert_array_equal(synced[:, 1:], ((t >= l - 1) & (t >= FIG1_DEPTH - l))[:, 1:])
 
 
 def test_payload_holds_the_saved_values_exactly(fig1):

@@ -20,7 +20,8 @@ Layout of the payload::
                 "fields": {name: array (frames, rows)}, "field_labels",
                 "tags": {name: array (frames, rows)}, "tag_labels",
                 "wave": array u1 (frames, rows): bit 0 forward frame
-                        present (x carries a frame), bit 1 δ ≠ 0,
+                        present (x carries a frame), bit 1 δ ≠ 0, bit 2
+                        g pairs x and δ of one stream frame,
                 "bars": {"field", "label", "lo", "hi", "log"},
                 "states": {"x", "delta": f4 (frames, rows, neurons),
                            "index": [[neuron of the layer per column]],
@@ -200,11 +201,32 @@ def wave_cells(trace):
     """(T, columns) u1: bit 0 where x carries a frame (input tag ≥ 0), bit 1
     where δ is non-zero (finite, ≠ 0) -- the backward wave as the paper draws
     it, present from the first supervised tick, before any forward frame
-    reaches the output."""
+    reaches the output -- and bit 2 where g pairs x and δ of the same stream
+    frame (Eq. 6's synchronization: at ls only, for a new frame every tick)."""
     fwd = np.asarray(trace["tag_input"]) >= 0
     d = np.asarray(trace["delta_norm"], dtype=float)
     bwd = np.isfinite(d) & (d != 0)
-    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1)
+    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (synchronized(trace) << 2)
+
+
+def synchronized(trace):
+    """(T, columns) u1: 1 where the frame of the x that g pairs with (pair
+    tag; for a graph vertex the oldest and the newest) is the stream frame
+    of δ's supervision: compared as stream frames when every tick was
+    recorded (a frame held h ticks is one frame), else as tick tags."""
+    sup, pair = np.asarray(trace["tag_supervision"]), np.asarray(trace["tag_pair"])
+    tags = [pair] + ([np.asarray(trace["tag_pair_hi"])] if "tag_pair_hi" in trace else [])
+    ticks, frames = np.asarray(trace["tick"]), np.asarray(trace["stream_frame"])
+    if len(ticks) and np.array_equal(ticks, np.arange(len(ticks))):
+        def frame(t):
+            return np.where(t >= 0, frames[np.clip(t, 0, len(frames) - 1)], -1)
+    else:
+        def frame(t):
+            return t
+    same = (sup >= 0) & (frame(sup) >= 0)
+    for t in tags:
+        same &= (t >= 0) & (frame(t) == frame(sup))
+    return same.astype(np.uint8)
 
 
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):

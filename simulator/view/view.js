@@ -79,7 +79,7 @@
   });
 
   var S = { view: P.default_view || 0, frame: 0, playing: false, speed: 10, zoom: 0,
-            raster: "layers", selection: null, acc: 0, last: 0 };
+            raster: "layers", selection: null, acc: 0, last: 0, overlay: true };
   var canvas = document.getElementById("canvas"), ctx = canvas.getContext("2d");
   var hoverBox = document.getElementById("hover"), readout = document.getElementById("readout");
   var L = null;          // the layout of the current picture
@@ -116,6 +116,7 @@
     return t < 0 ? mixc(MID, NEG, -t) : mixc(MID, POS, t);
   }
   function waveColour(w) {
+    w &= 3;
     return w === 3 ? C.both : w === 1 ? C.fwd : w === 2 ? C.bwd : C.none;
   }
 
@@ -215,7 +216,7 @@
     L = { rows: rows, n: n, rowH: rowH, font: font, labelW: labelW, stripW: stripW, x0: x0,
           rasterW: rasterW, win: win, top: top, H: H, sx: sx, sd: sd, cellN: cellN,
           stripPanel: stripPanel, hasStates: hasStates, bx: bx, barW: barW,
-          showBars: showBars, W: W, keyTop: keyTop, Hc: keyTop + (hasStates ? 70 : 34) };
+          showBars: showBars, W: W, keyTop: keyTop, Hc: keyTop + (hasStates ? 96 : 60) };
     var dpr = window.devicePixelRatio || 1;
     canvas.width = Math.round(L.W * dpr);
     canvas.height = Math.round(L.Hc * dpr);
@@ -281,6 +282,7 @@
     ctx.strokeStyle = C.grid;
     ctx.lineWidth = 1;
     ctx.strokeRect(L.x0 - 0.5, L.top - 0.5, L.rasterW + 1, L.H + 1);
+    if (S.overlay && Vw.wave && S.raster === "layers") { drawSyncOverlay(f0, cw); }
     L.rows.forEach(function (row, i) {
       if (!row.sync) { return; }
       ctx.strokeStyle = C.ls;
@@ -296,7 +298,7 @@
       ctx.fillRect(gx, L.top + L.H + 1, 1, 4);
       text(String(P.ticks[g]), gx, L.top + L.H + 13, { align: "center", size: 11 });
     }
-    text(P.tick_label + (L.win < F ? " (window of " + L.win + " around the cursor)" : ""),
+    text(P.tick_label + (L.win < F ? " (a window of " + L.win + " columns around the cursor)" : ""),
          L.x0 + L.rasterW / 2, L.top + L.H + 29, { align: "center", size: 11, colour: C.faint });
     // cursor
     var cx = L.x0 + (f - f0 + 0.5) * cw;
@@ -308,6 +310,24 @@
     drawStrips();
     if (L.showBars) { drawBars(); }
     drawKeys();
+  }
+
+  function drawSyncOverlay(f0, cw) {
+    // A dark bar in the lower part of each cell whose g pairs x and δ of one
+    // stream frame: a solid line where a layer stays synchronized (ls at h = 1).
+    var Vw = V(), h = Math.max(2, Math.round(L.rowH / 6));
+    ctx.fillStyle = C.cursor;
+    L.rows.forEach(function (row, i) {
+      var y = rowY(i) + L.rowH - h - Math.max(1, Math.round(L.rowH / 8)), start = -1;
+      for (var g = f0; g <= f0 + L.win; g++) {
+        var on = g < f0 + L.win && (Vw.wave[g * Vw.R + row.row] & 4);
+        if (on && start < 0) { start = g; }
+        if (!on && start >= 0) {
+          ctx.fillRect(L.x0 + (start - f0) * cw, y, (g - start) * cw, h);
+          start = -1;
+        }
+      }
+    });
   }
 
   function drawEdges() {
@@ -392,14 +412,22 @@
     if (!b.log) { text("0", L.bx + zero, L.top + L.H + 13, { size: 11, align: "center" }); }
   }
 
-  function swatch(x, y, c, label) {
+  var K = { x: 8, y: 0 };      // where the next colour key goes (wraps at the canvas edge)
+  function keySpace(w) {
+    if (K.x > 8 && K.x + w > L.W - 8) { K.x = 8; K.y += 24; }
+    var at = K.x;
+    K.x += w + 16;
+    return at;
+  }
+
+  function swatch(c, label) {
+    var x = keySpace(19 + measure(label, 12)), y = K.y;
     ctx.fillStyle = rgb(c);
     ctx.fillRect(x, y - 7, 14, 14);
     ctx.strokeStyle = "#999";
     ctx.lineWidth = 1;
     ctx.strokeRect(x + 0.5, y - 6.5, 13, 13);
     text(label, x + 19, y, { size: 12 });
-    return x + 19 + measure(label, 12) + 16;
   }
 
   function gradient(x, y, w, colourAt, left, mid, right, caption) {
@@ -416,31 +444,41 @@
   }
 
   function drawKeys() {
-    var Vw = V(), spec = Vw.spec, y = L.keyTop, x = 8;
+    var Vw = V(), spec = Vw.spec;
+    K.x = 8;
+    K.y = L.keyTop;
     if (S.raster !== "layers") {
-      gradient(x, y, 160, function (t) { return diverging(2 * t - 1, 1); }, "−max", "0", "+max",
+      gradient(8, K.y, 160, function (t) { return diverging(2 * t - 1, 1); }, "−max", "0", "+max",
                "value ÷ the layer's largest |value| over the run");
-    } else if (spec.raster.mode === "waves") {
-      x = swatch(x, y, C.fwd, "x carries a frame (forward wave)");
-      x = swatch(x, y, C.bwd, "δ ≠ 0 (backward wave)");
-      x = swatch(x, y, C.both, "both");
-      x = swatch(x, y, C.none, "neither");
+      return;
+    }
+    if (spec.raster.mode === "waves") {
+      swatch(C.fwd, "x carries a frame (forward wave)");
+      swatch(C.bwd, "δ ≠ 0 (backward wave)");
+      swatch(C.both, "both");
+      swatch(C.none, "neither");
+      if (S.overlay) {
+        var label = "g pairs x and δ of one stream frame", x = keySpace(28 + measure(label, 12));
+        ctx.fillStyle = C.cursor;
+        ctx.fillRect(x, K.y + 3, 22, 3);
+        text(label, x + 28, K.y, { size: 12 });
+      }
       if (spec.sync_label) {
+        var ls = spec.sync_label + " (synchronized)", at = keySpace(32 + measure(ls, 12, true));
         ctx.strokeStyle = C.ls;
         ctx.lineWidth = 2;
-        ctx.strokeRect(x, y - 7, 26, 14);
-        text(spec.sync_label + " (synchronized)", x + 32, y, { size: 12, colour: C.ls, bold: true });
+        ctx.strokeRect(at, K.y - 7, 26, 14);
+        text(ls, at + 32, K.y, { size: 12, colour: C.ls, bold: true });
       }
     } else {
-      var r = Vw.range;
-      gradient(x, y, 200, function (t) { return viridis(t); }, power(r[0]), "",
-               power(r[1]), spec.raster.label + " (log scale)");
-      x = 8 + 200 + 20 + measure(spec.raster.label + " (log scale)", 12) + 24;
-      x = swatch(x, y, C.zero, "exactly 0");
-      x = swatch(x, y, C.over, "overflow");
+      var r = Vw.range, cap = spec.raster.label + " (log scale)";
+      gradient(keySpace(200 + 10 + measure(cap, 12)), K.y, 200, function (t) { return viridis(t); },
+               power(r[0]), "", power(r[1]), cap);
+      swatch(C.zero, "exactly 0");
+      swatch(C.over, "overflow");
     }
-    if (L.hasStates && S.raster === "layers") {
-      gradient(8, y + 36, 160, function (t) { return diverging(2 * t - 1, 1); }, "−max", "0",
+    if (L.hasStates) {
+      gradient(8, K.y + 38, 160, function (t) { return diverging(2 * t - 1, 1); }, "−max", "0",
                "+max", "neuron strips: value ÷ the layer's largest |value| over the run");
     }
   }
@@ -626,6 +664,7 @@
     fillSelect(el, opts, "layers");
     S.raster = "layers";
     document.getElementById("rasterbox").hidden = !Vw.x;
+    document.getElementById("overlaybox").hidden = !Vw.wave;
     document.getElementById("neuronbox").hidden = !Vw.x;
   }
 
@@ -663,6 +702,8 @@
       });
       if (Vw.wave) {
         var w = Vw.wave[f * Vw.R + r];
+        if (w & 4) { lines.push("g pairs x and δ of the same stream frame (synchronized)"); }
+        w &= 3;
         lines.push(w === 3 ? "forward frame and δ ≠ 0 (both waves)" : w === 1 ?
           "forward frame, δ = 0" : w === 2 ? "δ ≠ 0, no forward frame yet" : "neither wave");
       }
@@ -742,6 +783,8 @@
     setNeurons(e.target.value); });
   document.getElementById("png").addEventListener("click", function () { exportPNG(); });
   document.getElementById("csv").addEventListener("click", function () { exportCSV(); });
+  document.getElementById("overlay").addEventListener("change", function (e) {
+    S.overlay = e.target.checked; setFrame(S.frame); });
   canvas.addEventListener("mousemove", onMove);
   canvas.addEventListener("mouseleave", function () { hoverBox.hidden = true; });
   document.addEventListener("keydown", function (e) {
