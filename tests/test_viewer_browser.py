@@ -91,15 +91,21 @@ def browser(tmp_path_factory):
         drv.quit()
 
 
-def open_page(drv, path):
-    """Load ``path`` from file://, wait for the viewer, return the console
-    entries the load produced."""
+def wait_for(condition, timeout=20.0):
+    """Poll ``condition()`` until it is true (the machine may be busy); return it."""
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.05)
+    return condition()
+
+
+def open_page(drv, path, viewer=True):
+    """Load ``path`` from file://, wait for the viewer (when the page itself
+    is one), return the console entries the load produced."""
     drv.get_log("browser")                       # forget earlier pages' entries
     drv.get("file://" + os.path.abspath(path))
-    for _ in range(100):
-        if drv.execute_script("return !!window.tickpropView"):
-            break
-        time.sleep(0.05)
+    if viewer:
+        assert wait_for(lambda: drv.execute_script("return !!window.tickpropView"))
     return drv.get_log("browser")
 
 
@@ -202,7 +208,7 @@ def test_play_advances_and_steps_go_both_ways(browser, fig1_page):
     browser.execute_script("var s = document.getElementById('speed'); s.value = '20';"
                            "s.dispatchEvent(new Event('change'))")
     browser.find_element(By.ID, "play").click()
-    time.sleep(0.6)
+    assert wait_for(lambda: frame() >= 3, 10)
     browser.find_element(By.ID, "play").click()          # pause
     stopped = frame()
     assert 3 <= stopped < TICKS - 1
@@ -274,11 +280,8 @@ def test_neuron_choice_and_exports(browser, fig1_page):
     assert x5 == {n: float(np.float32(trace["state_x"][6, 5, 0, n])) for n in (2, 3, 4, 9)}
     for button, name in (("png", "fig1_constant_tick6.png"), ("csv", "fig1_constant_tick6.csv")):
         browser.find_element(By.ID, button).click()      # the buttons download files
-        for _ in range(100):
-            if name in os.listdir(browser.downloads):
-                break
-            time.sleep(0.05)
-        assert name in os.listdir(browser.downloads)
+        assert wait_for(lambda: name in os.listdir(browser.downloads)), os.listdir(
+            browser.downloads)
     assert iio.imread(browser.downloads / "fig1_constant_tick6.png").shape == exported.shape
     assert errors(browser.get_log("browser")) == []
 
@@ -312,13 +315,10 @@ def test_notebook_iframe_shows_the_viewer(browser, tmp_path):
     page = tmp_path / "notebook.html"
     page.write_text("<!DOCTYPE html><html><body><p>cell output</p>" + trace_html(trace)
                     + "</body></html>", encoding="utf-8")
-    entries = open_page(browser, page)
+    entries = open_page(browser, page, viewer=False)
     browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
     try:
-        for _ in range(100):
-            if browser.execute_script("return !!window.tickpropView"):
-                break
-            time.sleep(0.05)
+        assert wait_for(lambda: browser.execute_script("return !!window.tickpropView"))
         browser.execute_script("tickpropView.setFrame(5)")
         assert readout(browser)["fields"]["x_norm"] == trace["x_norm"][5].tolist()
     finally:
