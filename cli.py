@@ -6,9 +6,11 @@ failure (a bug: the traceback is printed).
 """
 import json
 import os
+import pathlib
 import signal
 import sys
 import threading
+import webbrowser
 
 import click
 
@@ -18,6 +20,7 @@ from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError, SimulatorError
 from simulator.runner import Prepared
 from simulator.sync import format_sync, sync_report
+from simulator.view import write_view
 
 
 def _fail(exc):
@@ -258,6 +261,27 @@ def list_scenes():
     width = max((len(n) for n in names), default=0)
     for name in names:
         click.echo(f"{name.ljust(width)}  {scenes.describe(name)}")
+
+
+@main.command()
+@click.argument("source", metavar="RUN_DIR", type=click.Path())
+@click.option("--out", type=click.Path(), help="Where to write the page (default RUN_DIR/view.html).")
+@click.option("--no-open", is_flag=True, help="Write the page only; do not open a browser.")
+def view(source, out, no_open):
+    """Write one self-contained view.html of a saved diffusion, ar_converge or
+    pc_wave run (data embedded, works offline from file://) and open it."""
+    path = os.path.abspath(write_view(source, out))
+    click.echo(f"view written: {path} ({os.path.getsize(path) / 1024:.0f} KiB)")
+    graphical = sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    opened = False
+    if not no_open and graphical and sys.stdout.isatty():
+        try:
+            opened = webbrowser.open(pathlib.Path(path).as_uri(), new=2)
+        except webbrowser.Error:
+            opened = False
+    if not opened:
+        click.echo(f"open it in a browser: {pathlib.Path(path).as_uri()}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,427 @@
+"""A run's saved results as the viewer's payload: one compact JSON document.
+
+The payload is what view.html draws; it is built from the saved arrays only
+(never simulating) and is the same for a run folder and for a Trace in a
+notebook. Every array is stored little-endian and base64-encoded as
+``{"dtype": "f8"|"f4"|"i4"|"u1", "shape": [...], "b64": "..."}``: per-cell
+values (norms, mismatch, errors) keep float64, so the page shows exactly what
+the run saved; neuron states are float32 (what a float32 run records anyway).
+
+Layout of the payload::
+
+    {"format": 1, "kind": "diffusion" | "ar_converge" | "pc_wave",
+     "name", "title", "tick_label", "ticks": [tick of each viewer frame],
+     "notes": [what was left out, said on the page], "default_view": 0,
+     "views": [{"label", "row_label", "rows": [{"name", "column", "level",
+                "sync", "identity"}] (bottom row first), "sync_label",
+                "edges": [[parent row, child row, level gap]],
+                "raster": {"mode": "waves"} | {"mode": "magnitude",
+                           "field", "label"},
+                "fields": {name: array (frames, rows)}, "field_labels",
+                "tags": {name: array (frames, rows)}, "tag_labels",
+                "wave": array u1 (frames, rows): bit 0 forward frame
+                        present (x carries a frame), bit 1 δ ≠ 0, bit 2
+                        g pairs x and δ of one stream frame,
+                "bars": {"field", "label", "lo", "hi", "log"},
+                "states": {"x", "delta": f4 (frames, rows, neurons),
+                           "index": [[neuron of the layer per column]],
+                           "sample", "batch"} or null}]}
+
+A diffusion trace holds one view (layers, or a graph's vertices ordered by
+level); an ar_converge run one view per relaxation rate η_x; a pc_wave run a
+view per level and one per vertex. A trace longer than ``MAX_FRAMES`` rows,
+or whose neuron states would exceed ``MAX_STATE_VALUES``, is decimated (every
+k-th recorded tick, evenly spaced neurons) and a note says so.
+"""
+import base64
+import json
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from ..errors import SimulatorError
+from ..sync import synchronized_layers
+
+FORMAT = 1
+MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
+MAX_NEURONS = 64               # neurons per layer embedded at most
+MIN_NEURONS = 8                # neurons per layer kept before ticks are thinned
+MAX_STATE_VALUES = 1_500_000   # x and δ values embedded at most (float32: ~8 MB base64)
+VIEWABLE = ("diffusion", "ar_converge", "pc_wave")
+WAVE_ETA = 0.1                 # the relaxation rate shown first (as relaxation_wave.png)
+_DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
+
+
+def encode(array, dtype):
+    """``array`` as the payload's {"dtype", "shape", "b64"} record (``dtype``
+    one of f8, f4, i4, u1; little-endian, C order)."""
+    a = np.ascontiguousarray(np.asarray(array).astype(_DTYPES[dtype]))
+    return {"dtype": dtype, "shape": list(a.shape),
+            "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def decode(record):
+    """The numpy array of an ``encode`` record (for tests and tools)."""
+    raw = base64.b64decode(record["b64"])
+    return np.frombuffer(raw, dtype=_DTYPES[record["dtype"]]).reshape(record["shape"])
+
+
+def _ordinal(k):
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def frame_step(ticks, limit=MAX_FRAMES):
+    """The smallest step k with ceil(ticks / k) <= limit."""
+    return max(1, -(-int(ticks) // int(limit)))
+
+
+def neuron_index(size, limit):
+    """Indices of at most ``limit`` evenly spaced neurons among ``size``
+    (all of them when they fit), first and last included."""
+    size = int(size)
+    if size <= limit:
+        return np.arange(size)
+    return np.unique(np.round(np.linspace(0, size - 1, int(limit))).astype(int))
+
+
+# --------------------------------------------------------------- run folders
+def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
+    """The payload of a saved run folder (run.json plus trace.npz,
+    relaxation.npz or wave.npz), for the kinds in VIEWABLE; anything else, a
+    missing or damaged file, is one SimulatorError naming it."""
+    folder = os.fspath(folder)
+    meta = _read_meta(folder)
+    scene = meta.get("scene") if isinstance(meta.get("scene"), dict) else {}
+    kind = meta.get("kind") or scene.get("kind") or "diffusion"
+    if kind == "diffusion":
+        arrays = read_npz(folder, "trace.npz", DIFFUSION_ARRAYS)
+        return diffusion_payload(arrays, meta, max_frames, max_states)
+    if kind == "ar_converge":
+        arrays = read_npz(folder, "relaxation.npz", ("errors", "changes", "eta_x"))
+        return relaxation_payload(arrays, meta, max_frames)
+    if kind == "pc_wave":
+        arrays = read_npz(folder, "wave.npz", ("by_level", "by_vertex", "levels"))
+        return pc_payload(arrays, meta, max_frames)
+    raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
+                         f"shows {', '.join(VIEWABLE)} runs")
+
+
+def _read_meta(folder):
+    path = os.path.join(folder, "run.json")
+    if not os.path.isdir(folder):
+        raise SimulatorError(f"{folder}: no such run folder")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SimulatorError(f"{path}: damaged run.json ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SimulatorError(f"{path}: damaged run.json: expected a JSON object")
+    return meta
+
+
+def read_npz(folder, filename, keys):
+    """{name: array} of folder/filename; missing, damaged or lacking one of
+    ``keys`` is one SimulatorError naming the file."""
+    path = os.path.join(folder, filename)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
+    except (OSError, ValueError, EOFError, KeyError, AttributeError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise SimulatorError(f"{path}: damaged or not a tickprop result (no "
+                             f"{', '.join(missing)})")
+    return arrays
+
+
+def _description(meta):
+    scene = meta.get("scene") if isinstance(meta, dict) else None
+    return str(scene.get("description", "")) if isinstance(scene, dict) else ""
+
+
+def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=None):
+    return {"format": FORMAT, "kind": kind, "name": str(meta.get("name", "") or kind),
+            "title": title or _description(meta), "tick_label": tick_label,
+            "ticks": [int(t) for t in ticks], "notes": notes, "views": views,
+            "default_view": int(default_view)}
+
+
+# ----------------------------------------------------------------- diffusion
+DIFFUSION_ARRAYS = ("x_norm", "delta_norm", "mismatch_cos", "mismatch_rel", "tick",
+                    "stream_frame", "sizes", "tag_input", "tag_supervision", "tag_output",
+                    "tag_pair")
+TAG_LABELS = {"input": "x carries frame (input tag)",
+              "supervision": "δ's supervision frame",
+              "output": "δ's output-activity frame",
+              "pair": "frame of the x that g pairs with δ"}
+FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "cos(g, backprop)",
+                "mismatch_rel": "‖g − backprop‖ / ‖backprop‖"}
+
+
+def diffusion_rows(trace):
+    """Rows of a diffusion trace, bottom first: layers 0..L with ls (Eq. 6 of
+    Betti & Gori; the two closest layers for even L), or a graph's vertices
+    ordered by level (ties in model order) with its synchronization set.
+    Returns (rows, sync label, edges [parent row, child row, level gap])."""
+    n = len(trace["sizes"])
+    if "vertex_names" not in trace:
+        sync = set(synchronized_layers(n - 1))
+        label = (f"ls = {min(sync)}" if len(sync) == 1
+                 else "closest to ls: {}, {}".format(*sorted(sync)))
+        rows = [{"name": str(l), "label": str(l), "column": l, "level": l, "sync": l in sync,
+                 "identity": False} for l in range(n)]
+        return rows, label, [[l, l + 1, 1] for l in range(n - 1)]
+    names = [str(v) for v in trace["vertex_names"]]
+    levels = [int(v) for v in trace["vertex_levels"]]
+    flags = np.asarray(trace["vertex_sync"], dtype=bool) if "vertex_sync" in trace \
+        else np.zeros(n, dtype=bool)
+    order = sorted(range(n), key=lambda v: (levels[v], v))
+    position = {v: r for r, v in enumerate(order)}
+    rows = [{"name": names[v], "label": f"{names[v]} ({levels[v]})", "column": v,
+             "level": levels[v], "sync": bool(flags[v]), "identity": names[v].startswith("_id_")}
+            for v in order]
+    edges = []
+    if "vertex_edges" in trace:
+        for p, c in np.asarray(trace["vertex_edges"]).reshape(-1, 2):
+            edges.append([position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]])
+    return rows, "sync set", edges
+
+
+def wave_cells(trace):
+    """(T, columns) u1: bit 0 where x carries a frame (input tag ≥ 0), bit 1
+    where δ is non-zero (finite, ≠ 0) -- the backward wave as the paper draws
+    it, present from the first supervised tick, before any forward frame
+    reaches the output -- and bit 2 where g pairs x and δ of the same stream
+    frame (Eq. 6's synchronization: at ls only, for a new frame every tick)."""
+    fwd = np.asarray(trace["tag_input"]) >= 0
+    d = np.asarray(trace["delta_norm"], dtype=float)
+    bwd = np.isfinite(d) & (d != 0)
+    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (synchronized(trace) << 2)
+
+
+def synchronized(trace):
+    """(T, columns) u1: 1 where the frame of the x that g pairs with (pair
+    tag; for a graph vertex the oldest and the newest) is the stream frame
+    of δ's supervision: compared as stream frames when every tick was
+    recorded (a frame held h ticks is one frame), else as tick tags."""
+    sup, pair = np.asarray(trace["tag_supervision"]), np.asarray(trace["tag_pair"])
+    tags = [pair] + ([np.asarray(trace["tag_pair_hi"])] if "tag_pair_hi" in trace else [])
+    ticks, frames = np.asarray(trace["tick"]), np.asarray(trace["stream_frame"])
+    if len(ticks) and np.array_equal(ticks, np.arange(len(ticks))):
+        def frame(t):
+            return np.where(t >= 0, frames[np.clip(t, 0, len(frames) - 1)], -1)
+    else:
+        def frame(t):
+            return t
+    same = (sup >= 0) & (frame(sup) >= 0)
+    for t in tags:
+        same &= (t >= 0) & (frame(t) == frame(sup))
+    return same.astype(np.uint8)
+
+
+def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
+    """The payload of a diffusion Trace (or any mapping with its arrays) and
+    its run.json content ``meta`` (default ``trace.meta``)."""
+    meta = getattr(trace, "meta", {}) if meta is None else meta
+    meta = meta if isinstance(meta, dict) else {}
+    rows, sync_label, edges = diffusion_rows(trace)
+    cols = np.array([r["column"] for r in rows])
+    T, n = np.asarray(trace["x_norm"]).shape
+    R = len(rows)
+    ticks = np.asarray(trace["tick"])
+    notes = []
+    if len(ticks) > 1 and ticks[1] - ticks[0] > 1:
+        notes.append(f"The run recorded every {_ordinal(int(ticks[1] - ticks[0]))} tick "
+                     "(record.every).")
+    states, k, nmax = None, frame_step(T, max_frames), 0
+    if "state_x" in trace and "state_layers" in trace:
+        sizes = np.asarray(trace["sizes"])
+        recorded = [int(l) for l in np.asarray(trace["state_layers"])]
+        widest = max(int(sizes[c]) for c in recorded) if recorded else 0
+        nmax = min(widest, MAX_NEURONS)
+        while nmax > MIN_NEURONS and 2 * -(-T // k) * R * nmax > max_states:
+            nmax = max(MIN_NEURONS, nmax // 2)
+        k = max(k, frame_step(T * 2 * R * max(nmax, 1), max_states))
+        if nmax < widest:
+            notes.append(f"Layers wider than {nmax} neurons show {nmax} evenly spaced ones "
+                         "(hover names each neuron).")
+    frames = np.arange(0, T, k)
+    if k > 1:
+        notes.append(f"The trace is too long to embed whole: showing every {_ordinal(k)} "
+                     f"recorded tick ({len(frames)} of {T}).")
+    mismatch = {}
+    for key in ("mismatch_cos", "mismatch_rel"):
+        full = np.full((T, n), np.nan)
+        full[:, 1:] = np.asarray(trace[key], dtype=float)
+        mismatch[key] = full
+    pick = np.ix_(frames, cols)
+    fields = {"x_norm": np.asarray(trace["x_norm"], dtype=float)[pick],
+              "delta_norm": np.asarray(trace["delta_norm"], dtype=float)[pick],
+              **{key: a[pick] for key, a in mismatch.items()}}
+    tag_keys = list(TAG_LABELS)
+    tags = {key: np.asarray(trace["tag_" + key])[pick] for key in tag_keys}
+    tag_labels = dict(TAG_LABELS)
+    if "tag_input_hi" in trace:            # a graph vertex may mix frames: newest too
+        for key in ("input", "supervision", "pair"):
+            if "tag_" + key + "_hi" in trace:
+                tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
+                tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
+    if "state_x" in trace and "state_layers" in trace:
+        states = _states(trace, frames, rows, nmax, notes)
+    else:
+        notes.append("No neuron states recorded (record.states = false): the neuron strips "
+                     "are empty.")
+    view = {"label": "vertices by level" if "vertex_names" in trace else "layers",
+            "row_label": "vertex (level)" if "vertex_names" in trace else "layer (0 = input)",
+            "rows": rows, "sync_label": sync_label, "edges": edges,
+            "raster": {"mode": "waves"},
+            "fields": {k: encode(v, "f8") for k, v in fields.items()},
+            "field_labels": FIELD_LABELS,
+            "tags": {k: encode(v, "i4") for k, v in tags.items()}, "tag_labels": tag_labels,
+            "wave": encode(wave_cells(trace)[pick], "u1"),
+            "bars": {"field": "mismatch_cos", "label": "cos(g, backprop)", "lo": -1.0,
+                     "hi": 1.0, "log": False},
+            "states": states,
+            "stream_frame": encode(np.asarray(trace["stream_frame"])[frames], "i4")}
+    return _payload("diffusion", meta, "tick", ticks[frames], notes, [view])
+
+
+def _states(trace, frames, rows, nmax, notes):
+    """x and δ of sample 0 at the viewer frames, (frames, rows, nmax) float32
+    NaN-padded (δ of the input, which has none, NaN too), and which neuron
+    each column is."""
+    sx, sd = np.asarray(trace["state_x"]), np.asarray(trace["state_delta"])
+    layers = [int(l) for l in np.asarray(trace["state_layers"])]
+    sizes = np.asarray(trace["sizes"])
+    ticks = np.asarray(trace["tick"])[frames]
+    stick = np.asarray(trace["state_tick"]) if "state_tick" in trace else np.asarray(
+        trace["tick"])
+    at = np.clip(np.searchsorted(stick, ticks), 0, max(len(stick) - 1, 0))
+    have = (stick[at] == ticks) if len(stick) else np.zeros(len(ticks), dtype=bool)
+    F, R = len(frames), len(rows)
+    x = np.full((F, R, max(nmax, 1)), np.nan, dtype=np.float32)
+    d = np.full_like(x, np.nan)
+    index = []
+    for r, row in enumerate(rows):
+        c = row["column"]
+        if c not in layers:
+            index.append([])
+            continue
+        j = layers.index(c)
+        idx = neuron_index(sizes[c], nmax)
+        index.append([int(i) for i in idx])
+        x[have, r, :len(idx)] = sx[at[have], j, 0][:, idx]
+        if c != 0:                 # the input has no δ (a graph trace stores its x there)
+            d[have, r, :len(idx)] = sd[at[have], j, 0][:, idx]
+    batch = int(sx.shape[2])
+    if batch > 1:
+        notes.append(f"Neuron states are those of sample 0 of the batch of {batch}.")
+    if any(not i for i in index):
+        notes.append("Some layers' states were not recorded (record.layers).")
+    return {"x": encode(x, "f4"), "delta": encode(d, "f4"), "index": index, "sample": 0,
+            "batch": batch}
+
+
+# ---------------------------------------------------------------- relaxation
+def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
+    """The payload of an ar_converge run (relaxation.npz): per η_x, the
+    relaxation wave ‖x_l(t) − x_l(t−1)‖ per layer (raster) and the relative
+    error to the fixed point per layer (bars)."""
+    meta = meta if isinstance(meta, dict) else {}
+    errors = np.asarray(arrays["errors"], dtype=float)
+    changes = np.asarray(arrays["changes"], dtype=float)
+    norms = np.asarray(arrays["norms"], dtype=float) if "norms" in arrays else None
+    eta = np.asarray(arrays["eta_x"], dtype=float).reshape(-1)
+    E, T, L = changes.shape
+    ticks = np.asarray(arrays["ticks"]) if "ticks" in arrays else np.arange(T)
+    layers = np.asarray(arrays["layers"]) if "layers" in arrays else np.arange(L)
+    k = frame_step(T, max_frames)
+    frames = np.arange(0, T, k)
+    notes = ["Activation Relaxation saves per-layer norms, not neuron states: no neuron "
+             "strips; there are no frames, so no forward or backward wave (the raster is "
+             "the relaxation wave)."]
+    if k > 1:
+        notes.append(f"Showing every {_ordinal(k)} relaxation tick ({len(frames)} of {T}).")
+    ends = {0: " (input, clamped)", L - 1: " (output)"}
+    rows = [{"name": str(int(layers[l])) + ends.get(l, ""),
+             "column": l, "level": int(layers[l]), "sync": False, "identity": False}
+            for l in range(L)]
+    labels = {"changes": "‖x_l(t) − x_l(t−1)‖", "errors": "relative error to the fixed point",
+              "norms": "‖x_l(t)‖"}
+    views = []
+    for e in range(E):
+        fields = {"changes": changes[e][frames], "errors": errors[e][frames]}
+        if norms is not None:
+            fields["norms"] = norms[e][frames]
+        views.append({"label": f"η_x = {eta[e]:g}", "row_label": "layer",
+                      "rows": rows, "sync_label": "", "edges": [],
+                      "raster": {"mode": "magnitude", "field": "changes",
+                                 "label": labels["changes"]},
+                      "fields": {k2: encode(v, "f8") for k2, v in fields.items()},
+                      "field_labels": {k2: labels[k2] for k2 in fields},
+                      "tags": {}, "tag_labels": {}, "wave": None,
+                      "bars": {"field": "errors", "label": labels["errors"], "log": True},
+                      "states": None})
+    variant = str(arrays["variant"]) if "variant" in arrays else ""
+    title = _description(meta) or (f"Activation Relaxation ({variant})" if variant
+                                   else "Activation Relaxation")
+    default = int(np.argmin(np.abs(eta - WAVE_ETA))) if E else 0
+    return _payload("ar_converge", meta, "relaxation tick", ticks[frames], notes, views,
+                    default, title)
+
+
+# ------------------------------------------------------------------------ PC
+def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
+    """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output,
+    level 0, on top) and per vertex (ordered by level) against inference tick."""
+    meta = meta if isinstance(meta, dict) else {}
+    by_level = np.asarray(arrays["by_level"], dtype=float)
+    by_vertex = np.asarray(arrays["by_vertex"], dtype=float)
+    levels = [int(v) for v in np.asarray(arrays["levels"]).reshape(-1)]
+    T = by_level.shape[0]
+    k = frame_step(T, max_frames)
+    frames = np.arange(0, T, k)
+    notes = ["Predictive coding saves ‖ε‖ per level and vertex, not neuron states: no neuron "
+             "strips. Level = distance to the output (the output, level 0, on top)."]
+    if k > 1:
+        notes.append(f"Showing every {_ordinal(k)} inference tick ({len(frames)} of {T}).")
+    if not np.isfinite(by_level).all():
+        notes.append("Some errors overflowed (drawn as 'overflow').")
+    nl = by_level.shape[1]
+    level_rows = [{"name": f"level {d}", "column": d, "level": d, "sync": False,
+                   "identity": False} for d in range(nl - 1, -1, -1)]
+    order = sorted(range(len(levels)), key=lambda v: (-levels[v], v))
+    vertex_rows = [{"name": f"v{v} (level {levels[v]})", "column": v, "level": levels[v],
+                    "sync": False, "identity": False} for v in order]
+    views = []
+    for label, rows, a in (("per level", level_rows, by_level),
+                           ("per vertex", vertex_rows, by_vertex)):
+        cols = [r["column"] for r in rows]
+        views.append({"label": label, "row_label": "level (distance to output)"
+                      if label == "per level" else "vertex (level)",
+                      "rows": rows, "sync_label": "", "edges": [],
+                      "raster": {"mode": "magnitude", "field": "eps", "label": "‖ε‖"},
+                      "fields": {"eps": encode(a[np.ix_(frames, cols)], "f8")},
+                      "field_labels": {"eps": "‖ε‖"}, "tags": {}, "tag_labels": {},
+                      "wave": None, "bars": {"field": "eps", "label": "‖ε‖", "log": True},
+                      "states": None})
+    scene = meta.get("scene") if isinstance(meta.get("scene"), dict) else {}
+    wave = scene.get("wave") if isinstance(scene.get("wave"), dict) else {}
+    title = _description(meta) or (f"{str(wave.get('method', 'PC')).upper()} error wave, "
+                                   f"{wave.get('architecture', '')}")
+    return _payload("pc_wave", meta, "inference tick", frames, notes, views, 0, title)
+
+
+__all__ = ["run_payload", "diffusion_payload", "relaxation_payload", "pc_payload", "encode",
+           "decode", "frame_step", "neuron_index", "wave_cells", "diffusion_rows", "VIEWABLE",
+           "MAX_FRAMES", "MAX_NEURONS", "MAX_STATE_VALUES"]
