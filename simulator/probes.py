@@ -27,6 +27,7 @@ from .files import atomic_write
 from .metrics import cosine_and_relative, inner
 from .options import frame_lags
 from .reference import factors_of
+from .view import trace_html
 
 TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
 METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
@@ -553,6 +554,10 @@ class Trace:
 
     def __getitem__(self, key):
         return self.arrays[key]
+
+    def _repr_html_(self):
+        """The time-travel viewer of this trace (simulator.view.trace_html), for notebooks."""
+        return trace_html(self)
 
     def __contains__(self, key):
         return key in self.arrays
