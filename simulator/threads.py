@@ -1,0 +1,74 @@
+"""How many BLAS threads a run uses, chosen once per process and reported.
+
+A tick's matrix products are small: a second BLAS thread helps a large
+network on a quiet machine (about 1.75× at width 1024, batch 64) but costs
+×10 and more when the cores are already busy, because BLAS threads spin
+waiting for each other. So ``choose`` takes one thread per process when
+several processes share the machine (sweep workers), when the machine is
+busy (the 1-minute load average is at least half the cores this process may
+use), and otherwise as many as this process may use (at most MAX_AUTO).
+``run.threads`` / ``--threads N`` set it by hand. ``apply`` sets the limit
+through threadpoolctl (environment variables only act before numpy loads);
+``report`` says what was used, for run.json.
+"""
+import os
+
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from .errors import SimulatorError
+
+MAX_AUTO = 4
+_LIMITER = None   # the process-wide limit in force (kept so it stays applied)
+
+
+def usable_cores():
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:    # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose(requested=0, workers=1, load=None, cores=None):
+    """(threads, why): ``requested`` > 0 wins; else one per process for
+    ``workers`` > 1 or a busy machine (``load`` ≥ cores / 2), else the usable
+    cores up to MAX_AUTO. ``load`` and ``cores`` default to this machine's."""
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise SimulatorError(f"threads: expected an integer >= 0 (0 = automatic), "
+                             f"got {requested!r}")
+    if requested:
+        return requested, "set by run.threads / --threads"
+    cores = usable_cores() if cores is None else int(cores)
+    if workers > 1:
+        return 1, f"automatic: one per process ({workers} workers share the machine)"
+    load = os.getloadavg()[0] if load is None else float(load)
+    if load >= cores / 2:
+        return 1, f"automatic: the machine is busy (load {load:.1f} on {cores} cores)"
+    n = max(1, min(cores, MAX_AUTO))
+    return n, f"automatic: {cores} usable cores, load {load:.1f}"
+
+
+def apply(threads):
+    """Limit every BLAS library numpy (and cupy's host side) loaded to ``threads``."""
+    global _LIMITER
+    _LIMITER = threadpool_limits(limits=int(threads), user_api="blas")
+    return threads
+
+
+def report(threads, why):
+    """What run.json records: the threads asked for, why, and per BLAS library
+    loaded its name, version and the threads it now uses."""
+    libs = [{"library": i.get("internal_api"), "version": i.get("version"),
+             "threads": i.get("num_threads")}
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    return {"blas_threads": int(threads), "why": why, "libraries": libs}
+
+
+def setup(requested=0, workers=1):
+    """Choose, apply and report in one call (the CLI's and sweep workers' entry)."""
+    threads, why = choose(requested, workers)
+    apply(threads)
+    return report(threads, why)
+
+
+__all__ = ["MAX_AUTO", "apply", "choose", "report", "setup", "usable_cores"]

@@ -1,0 +1,45 @@
+"""BLAS threads: the automatic choice from its inputs (closed rules), the limit
+actually applied to the BLAS numpy loaded (read back through threadpoolctl's
+own report), and what run.json says."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from simulator import threads
+from simulator.errors import SimulatorError
+
+
+def _blas_threads():
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("requested, workers, load, cores, want", [
+    (3, 1, 0.0, 8, 3),          # asked for: taken as given
+    (0, 4, 0.0, 8, 1),          # sweep workers: one per process
+    (0, 1, 4.0, 8, 1),          # busy: load >= cores / 2
+    (0, 1, 3.9, 8, 4),          # quiet: usable cores, at most MAX_AUTO
+    (0, 1, 0.0, 2, 2),
+    (0, 1, 0.0, 1, 1),
+])
+def test_automatic_choice(requested, workers, load, cores, want):
+    n, why = threads.choose(requested, workers, load=load, cores=cores)
+    assert n == want and why
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(SimulatorError, match="threads"):
+        threads.choose(bad)
+
+
+def test_apply_limits_the_blas_numpy_loaded():
+    np.ones((4, 4)) @ np.ones((4, 4))      # BLAS is loaded
+    before = _blas_threads()
+    try:
+        threads.apply(1)
+        assert _blas_threads() == {1}
+        info = threads.report(1, "test")
+        assert info["blas_threads"] == 1 and info["libraries"]
+        assert all(lib["threads"] == 1 for lib in info["libraries"])
+    finally:
+        threads.apply(max(before))
