@@ -52,7 +52,7 @@ def summary(folder, meta):
              f"{errors.shape[1] - 1} relaxation ticks (layers 1..{errors.shape[2] - 1})"]
     for i, eta in enumerate(etas):
         final = errors[i, -1, 1:]
-        lines.append(f"  η_x = {float(eta):g}: " + "  ".join(f"{v:.3g}" for v in final)
+        lines.append(f"  η_x = {float(eta):g}: " + "  ".join(f"{v:.4g}" for v in final)
                      + f"   (max {np.nanmax(final):.3g})")
     return lines
 
