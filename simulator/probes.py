@@ -678,7 +678,7 @@ def _indices(spec, count, names, what):
             if item in names:
                 out.add(names.index(item))
                 continue
-            hint = difflib.get_close_matches(item, names, n=1)
+            hint = difflib.get_close_matches(item, names, n=1, cutoff=0.5)
             more = f"; did you mean {hint[0]!r}?" if hint else ""
             raise SimulatorError(f"{what} {item!r}: no such {what[:-1]} (the run has "
                                  f"{', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
