@@ -102,9 +102,9 @@ def test_select_cuts_ticks_layers_and_neurons():
 
 def test_figure_builders_return_figures():
     trace = simulator.simulate("fig1_constant", ticks=20)
-    assert isinstance(render.raster(trace), Figure)
+    assert isinstance(render.waves(trace), Figure)
     assert isinstance(render.mismatch(trace), Figure)
     assert isinstance(render.gif_figure(trace, size=(640, 360)), Figure)
     frame = render.gif_frame(trace, 10, size=(640, 360))
     assert frame.shape == (360, 640, 3) and frame.dtype == np.uint8
-    assert isinstance(render.raster(trace.select(layers=[3])), Figure)
+    assert isinstance(render.waves(trace.select(layers=[3])), Figure)

@@ -3,7 +3,7 @@
 The figure builders of a diffusion Trace (``simulator.simulate`` or
 ``Trace.load(folder)``), for a notebook or a script:
 
-- ``raster(trace, windows=(), color="both") -> Figure``: the wave raster of
+- ``waves(trace, windows=(), color="both") -> Figure``: the wave raster of
   Betti & Gori Figs. 1–3 (waves.png); ``raster_figure`` also returns its panels.
 - ``mismatch(trace) -> Figure``: cosine and relative error of Eq. 5's g against
   backprop per layer, heatmap, steady state with ls (mismatch.png);
@@ -15,7 +15,8 @@ The figure builders of a diffusion Trace (``simulator.simulate`` or
 - ``write_pictures(folder, trace, ...)``: all three files, as a run writes them.
 
 Draw a part of a run with ``trace.select(ticks=(a, b), layers=[...],
-neurons=[...])``. Figures are ``matplotlib.figure.Figure`` on the Agg canvas
+neurons=[...])``. (``waves`` is named after its file: ``simulator.render.raster``
+stays the submodule.) Figures are ``matplotlib.figure.Figure`` on the Agg canvas
 (no pyplot, no display needed; a notebook shows them, ``fig.savefig`` saves
 them). Submodules: palette (shared colours), raster, animate, plots, locking;
 convergence (Activation Relaxation), levels (PC waves), learning, phase.
@@ -29,7 +30,7 @@ from .plots import mismatch_figure, write_mismatch
 from .raster import colourings, raster_figure, write_raster
 
 
-def raster(trace, windows=(), color="both"):
+def waves(trace, windows=(), color="both"):
     """The wave raster figure of a diffusion Trace (waves.png): one row of panels
     per (start, stop) tick window in ``windows`` (the whole run if none), one
     column per colouring ('magnitude', 'tag' or 'both'). Returns the Figure."""
@@ -79,6 +80,6 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
     return written
 
 
-__all__ = ["DEFAULT_SIZE", "gif_figure", "gif_frame", "mismatch", "mismatch_figure", "raster",
-           "raster_figure", "render_frames", "save_png", "write_gif", "write_mismatch",
+__all__ = ["DEFAULT_SIZE", "gif_figure", "gif_frame", "mismatch", "mismatch_figure",
+           "raster_figure", "waves", "render_frames", "save_png", "write_gif", "write_mismatch",
            "write_pictures", "write_raster"]
