@@ -18,7 +18,9 @@ from simulator import files, kinds
 from simulator import sweep as sweeps
 from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError, SimulatorError
+from simulator.kinds.sweep import summary_lines as sweep_lines
 from simulator.runner import Prepared
+from simulator.selection import parse_list, parse_ticks
 from simulator.sync import format_sync, sync_report
 from simulator.view import write_view
 
@@ -90,6 +92,14 @@ class _Group(click.Group):
                 signal.signal(signal.SIGTERM, previous)
 
 
+def _say(name, lines, out):
+    """A run's summary on stdout: '<name>: <headline>', the kind's lines, the folder."""
+    click.echo(f"{name}: {lines[0]}")
+    for line in lines[1:]:
+        click.echo(line)
+    click.echo(f"-> {out}")
+
+
 def _progress(quiet, length, label):
     """A progress bar on a terminal; nothing with --quiet or when piped."""
     if quiet or not sys.stderr.isatty():
@@ -129,7 +139,7 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
                      {"png": False if no_png else None, "gif": False if no_gif else None}, force)
     if not quiet:
-        click.echo(f"{name}: {kind.headline(meta)} -> {out}")
+        _say(name, kind.summary(out, meta), out)
 
 
 def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False):
@@ -172,25 +182,38 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
             summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler,
                                        progress=bar.update)
     if not quiet:
-        click.echo(f"{name}: {summary['points']} points ({summary['ran']} run now, "
-                   f"{summary['failed']} failed) in {summary['seconds']:.1f} s -> {summary['csv']}")
+        _say(name, sweep_lines(summary), summary["csv"])
 
 
 @main.command()
 @click.argument("source", metavar="RUN_DIR", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write a new folder (RUN_DIR's results + the new pictures); RUN_DIR is "
+                   "left as it is. Without it the pictures in RUN_DIR are replaced.")
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
+@click.option("--ticks", metavar="A:B", help="Draw ticks A..B-1 only (A: or :B open-ended).")
+@click.option("--layers", metavar="LIST",
+              help="Layers to draw: indices, A:B ranges or vertex names, e.g. 4:7 or h1,out "
+                   "(the input layer is always kept).")
+@click.option("--neurons", metavar="LIST",
+              help="Neuron indices each layer shows in the GIF (recorded states), e.g. 0:8.")
 @click.option("--every", type=click.IntRange(1), help="One GIF frame every K ticks.")
 @click.option("--size", metavar="WxH", help="Picture size in pixels, e.g. 720x400.")
 @click.option("--color", type=click.Choice(["magnitude", "tag", "both"]), help="Raster colouring.")
 @click.option("--no-png", is_flag=True, help="Skip the PNG pictures.")
 @click.option("--no-gif", is_flag=True, help="Skip the GIF animations.")
-def render(source, every, size, color, no_png, no_gif):
+def render(source, out, force, ticks, layers, neurons, every, size, color, no_png, no_gif):
     """Re-draw the pictures of a saved run of any kind (its folder, or its
     trace.npz / run.json) from its saved results, without simulating."""
     folder = (os.path.dirname(source) or ".") if os.path.isfile(source) else source
     options = {"every": every, "color": color, "size": None if size is None else _parse_size(size),
                "png": False if no_png else None, "gif": False if no_gif else None}
-    kind, written = kinds.redraw(folder, options)
-    click.echo(f"{kind} pictures re-drawn in {folder}: {', '.join(sorted(written)) or 'none'}")
+    select = {"ticks": parse_ticks(ticks), "layers": parse_list(layers, "layers", names=True),
+              "neurons": parse_list(neurons, "neurons")}
+    if out is not None:
+        files.check_out(out, force)                # before any work
+    kind, written, where = kinds.redraw(folder, options, select, out=out, force=force)
+    click.echo(f"{kind} pictures re-drawn in {where}: {', '.join(sorted(written)) or 'none'}")
 
 
 def _parse_size(text):
@@ -241,7 +264,8 @@ def sync(scene, depth, ticks, as_json):
 @click.option("--out", type=click.Path(file_okay=False), default=os.path.join("outputs", "pc_table"),
               show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
-def pc_table(dtype, levelled, il_steps, repeats, seed, out, force):
+@click.option("--quiet", is_flag=True, help="No progress bar, no tables, no summary.")
+def pc_table(dtype, levelled, il_steps, repeats, seed, out, force, quiet):
     """Tables 1 and 2 of Salvatori et al.: BP vs Z-IL divergence and time per
     update (the pc_table scene kind, with its keys as flags)."""
     raw = {"kind": "pc_table", "description": "Tables 1 and 2 of Salvatori et al. (pc-table)",
@@ -249,9 +273,11 @@ def pc_table(dtype, levelled, il_steps, repeats, seed, out, force):
                      "il_steps": il_steps, "repeats": repeats},
            "run": {"seed": seed}}
     files.check_out(out, force)
-    meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, True, "pc-table",
+    meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, quiet, "pc-table",
                      force=force)
-    click.echo(meta["summary"]["markdown"])
+    if not quiet:
+        click.echo(meta["summary"]["markdown"])
+        _say("pc-table", kinds.get("pc_table").summary(out, meta), out)
 
 
 @main.command("scenes")

@@ -1,14 +1,20 @@
 """tickprop: backprop diffusion in time-delayed networks, and its relatives.
 
-Public API (re-exported explicitly): Network, Model, Engine (a GraphEngine for a
-Model), GraphEngine, sync_set, reference, SimulatorError.
+Public API (re-exported explicitly): simulate (a diffusion scene -> Trace, no
+files written), Trace (recorded arrays; ``Trace.schema()``, ``Trace.select``),
+Network, Model, Engine (a GraphEngine for a Model), GraphEngine, sync_set,
+reference, SimulatorError. The figure builders are in simulator.render (it
+loads matplotlib, so it is not imported here).
 """
 from . import reference
+from .api import simulate
 from .engine import Engine
 from .errors import SimulatorError
 from .model import Model
 from .model.tick import GraphEngine, sync_set
 from .network import Network
+from .probes import Trace
+from .version import __version__
 
-__all__ = ["Engine", "GraphEngine", "Model", "Network", "reference", "SimulatorError", "sync_set"]
-__version__ = "0.1.0"
+__all__ = ["Engine", "GraphEngine", "Model", "Network", "reference", "simulate", "SimulatorError",
+           "sync_set", "Trace"]

@@ -14,6 +14,7 @@ buffers, rings, stream chunks, recording, GIF frames) so that a run that would
 not fit ``record.memory_budget`` is refused before anything is allocated,
 with advice naming the knob that shrinks its biggest part.
 """
+import difflib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from .files import atomic_write
 from .metrics import cosine_and_relative, inner
 from .options import frame_lags
 from .reference import factors_of
+from .sync import synchronized_layers
 from .view import trace_html
 
 TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
@@ -546,8 +548,103 @@ def _trace_shapes(arrays):
 REQUIRED_ARRAYS = tuple(_trace_shapes({"sizes": np.zeros(2), "tick": np.zeros(0)}))
 
 
+# What every array of trace.npz holds: its dims and unit (stored in the file as
+# the JSON string array ``schema``, so a trace read without tickprop explains
+# itself). Words: a *tick* is one step of the engine (an index in time); a
+# *stream frame* is one item (input, target) the stream presents, held for one
+# or more ticks; a *row* is one recorded tick (every record.every ticks). Tags
+# name a frame by the tick it entered layer 0 (tag unit "tick"); ``stream_frame``
+# turns a row into the stream frame presented then. A *GIF frame* is a picture
+# of the animation, never one of these.
+SCHEMA_VERSION = 1
+_ROW_LAYERS = ("row", "layer")
+_ROW_MISMATCH = ("row", "layer_with_weights")
+SCHEMA = {
+    "tick": (("row",), "tick", "the tick each recorded row was taken at"),
+    "stream_frame": (("row",), "stream frame",
+                     "index of the stream frame (input/target item) presented at that tick"),
+    "sizes": (("layer",), "neurons", "number of values of each layer (vertex), input first"),
+    "x_norm": (_ROW_LAYERS, "activation (L2 norm over batch and neurons)", "‖x‖ per layer"),
+    "delta_norm": (_ROW_LAYERS, "delta (L2 norm over batch and neurons)",
+                   "‖δ‖ per layer; NaN for the input layer"),
+    "mismatch_cos": (_ROW_MISMATCH, "cosine (dimensionless)",
+                     "cosine of Eq. 5's g against backprop's gradient of the paired frame; "
+                     "column l-1 is layer l; NaN where not defined"),
+    "mismatch_rel": (_ROW_MISMATCH, "relative error (dimensionless)",
+                     "‖g − ∇‖ / ‖∇‖ against backprop; column l-1 is layer l"),
+    "grad_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)", "‖g‖ of Eq. 5; column l-1 is layer l"),
+    "ref_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
+                 "‖∇‖ of backprop on the paired frame; column l-1 is layer l"),
+    "tag_input": (_ROW_LAYERS, "tick (-1: empty)", "frame in x: the tick it entered layer 0"),
+    "tag_supervision": (_ROW_LAYERS, "tick (-1: empty)",
+                        "frame whose target δ carries: the tick it entered layer 0"),
+    "tag_output": (_ROW_LAYERS, "tick (-1: empty)",
+                   "frame of the output activity δ's error is made of"),
+    "tag_sigma_lo": (_ROW_LAYERS, "tick (-1: empty)", "oldest frame of δ's σ' factors"),
+    "tag_sigma_hi": (_ROW_LAYERS, "tick (-1: empty)", "newest frame of δ's σ' factors"),
+    "tag_pair": (_ROW_LAYERS, "tick (-1: empty)", "frame of the x that g pairs with δ"),
+    "state_x": (("state_row", "state_layer", "batch", "neuron"), "activation",
+                "x of the recorded layers (NaN beyond a layer's width)"),
+    "state_delta": (("state_row", "state_layer", "batch", "neuron"), "delta",
+                    "δ of the recorded layers (NaN beyond a layer's width)"),
+    "state_tick": (("state_row",), "tick", "the tick of each recorded state row"),
+    "state_layers": (("state_layer",), "layer index", "which layer each state_layer is"),
+    "vertex_names": (("layer",), "name", "graph vertex names (input first)"),
+    "vertex_kinds": (("layer",), "layer kind", "graph vertex kinds"),
+    "vertex_levels": (("layer",), "edges", "longest path from the input"),
+    "vertex_bwd": (("layer",), "edges", "longest path to the output"),
+    "vertex_sync": (("layer",), "bool", "vertex in the synchronization set"),
+    "vertex_edges": (("edge", "parent_child"), "layer index", "graph edges (parent, child)"),
+    "source_tick": (("source_row",), "tick",
+                    "a selected trace: every row's tick of the trace it was cut from"),
+    "source_stream_frame": (("source_row",), "stream frame",
+                            "a selected trace: every row's stream frame of the trace it was "
+                            "cut from (so tags before the window still name their frame)"),
+}
+for _key in ("input", "supervision", "output", "pair"):
+    SCHEMA[f"tag_{_key}_hi"] = (_ROW_LAYERS, "tick (-1: empty)",
+                                f"graph: newest frame of tag_{_key} (differs where a vertex "
+                                "mixes frames)")
+
+
+def schema_of(arrays):
+    """The schema entries ({name: {dims, shape, unit, description}}) of the
+    arrays given; an array SCHEMA does not describe gets ``"unit": null`` and
+    says so, so an undocumented array is visible (tests require none)."""
+    out = {}
+    for key, value in arrays.items():
+        dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
+                                            None, "not described"))
+        out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
+                    "dtype": str(np.asarray(value).dtype), "description": text}
+    return {"version": SCHEMA_VERSION, "arrays": out}
+
+
+def _interval(value, name):
+    """(start, stop) from None, a (start, stop) pair (either None) or a slice."""
+    if value is None:
+        return None, None
+    if isinstance(value, slice):
+        if value.step not in (None, 1):
+            raise SimulatorError(f"{name} {value}: a step is not supported")
+        return value.start, value.stop
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise SimulatorError(f"{name} {value!r}: expected (start, stop)") from None
+    return a, b
+
+
 class Trace:
-    """Recorded arrays (trace.npz) plus the run's metadata (run.json)."""
+    """Recorded arrays (trace.npz) plus the run's metadata (run.json).
+
+    ``trace[name]`` is an array described in SCHEMA (``trace.schema()`` gives
+    dims and units). Row r was recorded at tick ``trace.ticks[r]`` while the
+    stream presented stream frame ``trace["stream_frame"][r]``; tag arrays
+    name frames by the tick they entered (``stream_frames_of`` turns them into
+    stream frame indices). ``select`` cuts a smaller Trace (ticks, layers,
+    neurons) that every renderer draws as it is.
+    """
 
     def __init__(self, arrays, meta):
         self.arrays, self.meta = arrays, meta
@@ -566,10 +663,65 @@ class Trace:
     def depth(self):
         return len(self.arrays["sizes"]) - 1
 
+    @property
+    def ticks(self):
+        """The tick of every recorded row (array ``tick``)."""
+        return self.arrays["tick"]
+
+    def schema(self):
+        """Dims, shape, unit and meaning of every array of this trace (schema_of)."""
+        return schema_of(self.arrays)
+
+    def stream_frames_of(self, tags):
+        """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick
+        not recorded takes the frame of the last recorded row before it); works
+        on a selected trace whose tags name ticks before its window."""
+        tags = np.asarray(tags)
+        ticks = self.arrays.get("source_tick", self.arrays["tick"])
+        frames = self.arrays.get("source_stream_frame", self.arrays["stream_frame"])
+        if not len(ticks):
+            return np.full(tags.shape, -1, dtype=np.int64)
+        row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
+        return np.where(tags >= 0, frames[row], -1)
+
+    def layer_names(self):
+        """Names of the layers (vertex names of a graph, '0'..'L' of a chain)."""
+        if "vertex_names" in self.arrays:
+            return [str(n) for n in self.arrays["vertex_names"]]
+        return [str(l) for l in range(self.depth + 1)]
+
+    def select(self, ticks=None, layers=None, neurons=None):
+        """A smaller Trace of the same kind that renderers draw unchanged.
+
+        ``ticks``: (start, stop) ticks, stop excluded, either None for open
+        (or a slice): the rows recorded in that window. ``layers``: layer
+        indices or names (a graph's vertex names; slices allowed); the input
+        layer is always kept, since every picture anchors on it (it carries no
+        δ and no mismatch), and a chain comes back as a graph trace whose
+        vertices are named by their layer index, keep their level and mark
+        ls. ``neurons``: neuron indices (per layer, slices allowed) that the
+        recorded states keep; norms, tags and metrics stay per layer. A value
+        that selects nothing or names what the trace lacks raises
+        SimulatorError naming it and what the trace has."""
+        arrays = dict(self.arrays)
+        meta = dict(self.meta) if isinstance(self.meta, dict) else {}
+        chosen = {}
+        if ticks is not None:
+            arrays, chosen["ticks"] = _select_ticks(arrays, ticks)
+        if layers is not None:
+            arrays, chosen["layers"] = _select_layers(self, arrays, layers)
+        if neurons is not None:
+            arrays, chosen["neurons"] = _select_neurons(arrays, neurons)
+        if chosen:
+            meta["selection"] = {**meta.get("selection", {}), **chosen}
+        return Trace(arrays, meta)
+
     def save(self, folder):
-        """Write trace.npz atomically into ``folder``."""
+        """Write trace.npz atomically into ``folder``, with its ``schema`` entry
+        (a JSON string: schema_of the arrays)."""
+        arrays = dict(self.arrays, schema=np.array(json.dumps(self.schema())))
         atomic_write(os.path.join(folder, "trace.npz"),
-                     lambda f: np.savez_compressed(f, **self.arrays), binary=True)
+                     lambda f: np.savez_compressed(f, **arrays), binary=True)
 
     @classmethod
     def load(cls, folder, meta=None):
@@ -577,15 +729,148 @@ class Trace:
         stands in for run.json: a run draws its pictures before run.json is
         written). A missing or damaged file (not a zip, truncated, an array
         missing or of the wrong shape, run.json not a JSON object) raises
-        SimulatorError naming the file and what is wrong."""
+        SimulatorError naming the file and what is wrong. The stored schema
+        entry is not an array of the trace (``schema()`` rebuilds it)."""
         path = os.path.join(folder, "trace.npz")
         if not os.path.isfile(path):
             raise SimulatorError(f"{folder}: no trace.npz here (expected a run folder)")
         arrays = _read_npz(path)
+        arrays.pop("schema", None)
         _check_arrays(path, arrays)
         if meta is None:
             meta = _read_meta(os.path.join(folder, "run.json"))
         return cls(arrays, meta)
+
+
+_ROW_KEYS = ("tick", "stream_frame")
+
+
+def _row_arrays(arrays):
+    """Names of the arrays whose first axis is the recorded row."""
+    T = len(arrays["tick"])
+    skip = {"sizes", "state_x", "state_delta", "state_tick", "state_layers", "source_tick",
+            "source_stream_frame"}
+    return [k for k, v in arrays.items() if k not in skip and not k.startswith("vertex_")
+            and np.ndim(v) >= 1 and np.shape(v)[0] == T]
+
+
+def _select_ticks(arrays, ticks):
+    start, stop = _interval(ticks, "ticks")
+    t = np.asarray(arrays["tick"])
+    first, last = (int(t[0]), int(t[-1])) if len(t) else (0, -1)
+    lo = first if start is None else int(start)
+    hi = last + 1 if stop is None else int(stop)
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    if lo < 0 or hi <= lo:
+        raise SimulatorError(f"ticks {text}: expected 0 <= start < stop")
+    rows = np.flatnonzero((t >= lo) & (t < hi))
+    if not len(rows):
+        raise SimulatorError(f"ticks {text}: no recorded tick in it (the run has ticks "
+                             f"{first}..{last})")
+    out = dict(arrays)
+    out.setdefault("source_tick", t.copy())
+    out.setdefault("source_stream_frame", np.asarray(arrays["stream_frame"]).copy())
+    for key in _row_arrays(arrays):
+        out[key] = arrays[key][rows]
+    if "state_tick" in arrays:
+        keep = np.flatnonzero((arrays["state_tick"] >= lo) & (arrays["state_tick"] < hi))
+        for key in ("state_x", "state_delta", "state_tick"):
+            out[key] = arrays[key][keep]
+    return out, [int(t[rows[0]]), int(t[rows[-1]]) + 1]
+
+
+def _indices(spec, count, names, what):
+    """Sorted unique indices in 0..count-1 from ints, names and slices."""
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    out = set()
+    for item in items:
+        if isinstance(item, slice):
+            got = range(count)[item]
+            if not len(got):
+                raise SimulatorError(f"{what} {_show(item)}: selects none of 0..{count - 1}")
+            out.update(got)
+            continue
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if not 0 <= int(item) < count:
+                raise SimulatorError(f"{what} {item}: expected an index in 0..{count - 1}")
+            out.add(int(item))
+            continue
+        if isinstance(item, str) and names is not None:
+            if item in names:
+                out.add(names.index(item))
+                continue
+            hint = difflib.get_close_matches(item, names, n=1, cutoff=0.5)
+            more = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise SimulatorError(f"{what} {item!r}: no such {what[:-1]} (the run has "
+                                 f"{', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
+                                 f"{more}")
+        raise SimulatorError(f"{what} {item!r}: expected an index in 0..{count - 1}"
+                             + (" or a name" if names is not None else ""))
+    if not out:
+        raise SimulatorError(f"{what}: selects nothing")
+    return sorted(out)
+
+
+def _show(item):
+    if isinstance(item, slice):
+        return f"{'' if item.start is None else item.start}:{'' if item.stop is None else item.stop}"
+    return str(item)
+
+
+def _select_layers(trace, arrays, layers):
+    names = trace.layer_names()
+    n = len(names)
+    keep = sorted(set(_indices(layers, n, names, "layers")) | {0})
+    new = {k: v for k, v in arrays.items()}
+    col = np.asarray(keep)
+    for key in _row_arrays(arrays):
+        a = arrays[key]
+        if np.ndim(a) == 2 and a.shape[1] == n:
+            new[key] = a[:, col]
+        elif np.ndim(a) == 2 and a.shape[1] == n - 1:        # metrics of layers 1..
+            new[key] = a[:, col[1:] - 1]
+    new["sizes"] = np.asarray(arrays["sizes"])[col]
+    position = {old: i for i, old in enumerate(keep)}
+    if "vertex_names" in arrays:
+        for key in ("vertex_names", "vertex_kinds", "vertex_levels", "vertex_bwd", "vertex_sync"):
+            if key in arrays:
+                new[key] = np.asarray(arrays[key])[col]
+        if "vertex_edges" in arrays:
+            edges = [(position[p], position[c]) for p, c in
+                     np.asarray(arrays["vertex_edges"]).reshape(-1, 2).tolist()
+                     if p in position and c in position]
+            new["vertex_edges"] = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    else:
+        L = n - 1
+        sync = set(synchronized_layers(L))
+        new.update({"vertex_names": np.array([str(l) for l in keep]),
+                    "vertex_kinds": np.array(["layer"] * len(keep)),
+                    "vertex_levels": np.array(keep, dtype=np.int64),
+                    "vertex_bwd": np.array([L - l for l in keep], dtype=np.int64),
+                    "vertex_sync": np.array([l in sync for l in keep]),
+                    "vertex_edges": np.array([(position[l], position[l + 1]) for l in keep
+                                              if l + 1 in position],
+                                             dtype=np.int64).reshape(-1, 2)})
+    if "state_layers" in arrays:
+        recorded = [int(l) for l in arrays["state_layers"]]
+        which = [j for j, l in enumerate(recorded) if l in position]
+        new["state_layers"] = np.array([position[recorded[j]] for j in which], dtype=np.int64)
+        for key in ("state_x", "state_delta"):
+            new[key] = arrays[key][:, which]
+    return new, [names[i] for i in keep]
+
+
+def _select_neurons(arrays, neurons):
+    if "state_x" not in arrays:
+        raise SimulatorError("neurons: this run recorded no neuron states (record.states = "
+                             "false), only per-layer norms; re-run with --set record.states=true")
+    width = arrays["state_x"].shape[-1]
+    keep = np.asarray(_indices(neurons, width, None, "neurons"))
+    new = dict(arrays)
+    for key in ("state_x", "state_delta"):
+        new[key] = arrays[key][..., keep]
+    new["sizes"] = np.array([int((keep < s).sum()) for s in arrays["sizes"]], dtype=np.int64)
+    return new, keep.tolist()
 
 
 def _read_npz(path):

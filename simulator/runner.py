@@ -12,13 +12,13 @@ import time
 
 import numpy as np
 
-from . import __version__
 from .build import build, graph_skeleton, network_shape
 from .engine import Engine
 from .errors import SceneError
 from .graph_recording import GraphBudget, GraphRecorder
 from .probes import Recorder, RecordPlan, RunBudget, Trace
 from .scene import apply_overrides, load
+from .version import __version__
 
 
 class Prepared:

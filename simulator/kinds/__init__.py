@@ -4,13 +4,16 @@ kind into an output folder (atomically, run.json last); ``redraw`` draws a saved
 run's pictures again from its files, for every kind.
 """
 import os
+import shutil
+import tempfile
 import time
 
 from ..errors import SceneError, SimulatorError
 from .. import files
 from ..runner import run_metadata
 from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
-from .base import RENDER_OPTIONS, TYPED_OPTIONS, Kind, load_json
+from ..selection import plain
+from .base import RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind, load_json
 
 KINDS = {}
 for _module in (diffusion, train, ar_converge, ar_train, pc_table, pc_wave, locking, sweep):
@@ -82,14 +85,98 @@ def read_run(folder):
     return KINDS[kind], meta
 
 
-def redraw(folder, options=None):
-    """Draw a saved run's pictures again from its saved results (no simulation);
+def selectors():
+    """{selector: [kinds whose pictures honour it]} (tickprop render's
+    --ticks/--layers/--neurons)."""
+    return {option: [k.name for k in KINDS.values() if option in k.selects]
+            for option in SELECTORS}
+
+
+def redraw(folder, options=None, select=None, out=None, force=False):
+    """Draw a saved run's pictures again from its saved results (no simulation).
+
     ``options`` are render options (every, size, color; png/gif False), those
-    the kind's pictures do not have refused by name. Returns (kind name,
-    {file name: path})."""
+    the kind's pictures do not have refused by name; ``select`` ({ticks,
+    layers, neurons}: what Trace.select takes, None = all) chooses what is
+    drawn, a selector the kind has no use for refused naming the kinds it
+    applies to. Without ``out`` the pictures replace those in ``folder``
+    (each atomically; a file of the same name that the run did not list as
+    its picture is refused, nothing else in ``folder`` is touched). With
+    ``out`` a new folder is written atomically (simulator.files.write_folder,
+    ``force`` as there): a copy of the run's results and run.json with the new
+    pictures; ``folder`` is left byte for byte as it was. Pictures are drawn
+    in a temporary folder first, so a bad selection writes nothing. Returns
+    (kind name, {file name: path}, folder written)."""
     kind, meta = read_run(folder)
-    return kind.name, kind.draw(folder, meta, kind.render_options(options or {}))
+    options = kind.render_options(options or {})
+    select = {k: v for k, v in (select or {}).items() if v is not None}
+    kind.check_selection(select, selectors())
+    if select:
+        options["select"] = select
+    if out is None:
+        return kind.name, _redraw_in_place(kind, folder, meta, options), folder
+    _check_apart(folder, out)
+    written = {}
+
+    def fill(tmp):
+        _copy_results(folder, tmp, set(meta.get("pictures", ())))
+        names = kind.draw(tmp, meta, options)
+        written.update({n: os.path.join(out, n) for n in names})
+        new = dict(meta, pictures=sorted(names))
+        new["rendered_from"] = {"folder": os.path.abspath(folder), "select": plain(select)}
+        return new
+    files.write_folder(out, fill, force)
+    return kind.name, written, out
 
 
-__all__ = ["KINDS", "Kind", "TYPED_OPTIONS", "RENDER_OPTIONS", "get", "run_scene", "read_run",
-           "redraw"]
+def _check_apart(folder, out):
+    """Refuse an --out that is the run folder, inside it, or holds it."""
+    a, b = os.path.realpath(folder), os.path.realpath(out)
+    if a == b:
+        raise SimulatorError(f"--out {out}: is the run folder itself; leave --out out to redraw "
+                             "its pictures in place")
+    if b.startswith(a + os.sep) or a.startswith(b + os.sep):
+        raise SimulatorError(f"--out {out}: {'inside' if b.startswith(a) else 'holds'} the run "
+                             f"folder {folder}; choose a folder apart from it")
+
+
+def _copy_results(folder, dest, skip):
+    """Copy everything of a run folder but its pictures (``skip``) into ``dest``."""
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name in skip or entry.name.startswith("."):
+            continue
+        target = os.path.join(dest, entry.name)
+        if entry.is_dir():
+            shutil.copytree(entry.path, target, symlinks=True)
+        else:
+            shutil.copy2(entry.path, target)
+
+
+def _redraw_in_place(kind, folder, meta, options):
+    """Draw into a private temporary folder that links the run's files, then
+    put each picture over its name in ``folder`` (atomically); a name the run
+    did not list as its picture is refused before any is replaced."""
+    listed = meta.get("pictures")
+    with tempfile.TemporaryDirectory(prefix="tickprop-render-") as tmp:
+        for entry in os.scandir(folder):
+            if not entry.name.startswith("."):
+                os.symlink(os.path.abspath(entry.path), os.path.join(tmp, entry.name))
+        drawn = kind.draw(tmp, meta, options)
+        for name in drawn:
+            target = os.path.join(folder, name)
+            if listed is not None and name not in listed and os.path.lexists(target):
+                raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
+                                     f"{', '.join(listed) or 'none'}); render with --out NEW "
+                                     "to draw elsewhere")
+        written = {}
+        for name in drawn:
+            source = os.path.join(tmp, name)
+            with open(source, "rb") as src:
+                written[name] = files.atomic_write(
+                    os.path.join(folder, name), lambda f, src=src: shutil.copyfileobj(src, f),
+                    binary=True)
+    return {name: os.path.join(folder, name) for name in written}
+
+
+__all__ = ["KINDS", "Kind", "TYPED_OPTIONS", "RENDER_OPTIONS", "SELECTORS", "get", "run_scene",
+           "read_run", "redraw", "selectors"]

@@ -42,7 +42,23 @@ def draw(folder, meta, options):
                          gif=options.get("gif", True))
 
 
+def summary(folder, meta):
+    """Headline, then per η_x the final relaxation error of every layer (the
+    distance of the relaxed activity to backprop's gradient) from
+    relaxation.npz."""
+    arrays = load_npz(folder, "relaxation.npz", SAVED)
+    errors, etas = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
+    lines = [f"done in {meta['timings']['run_s']:.2f} s: final error per layer after "
+             f"{errors.shape[1] - 1} relaxation ticks (layers 1..{errors.shape[2] - 1})"]
+    for i, eta in enumerate(etas):
+        final = errors[i, -1, 1:]
+        lines.append(f"  η_x = {float(eta):g}: " + "  ".join(f"{v:.4g}" for v in final)
+                     + f"   (max {np.nanmax(final):.3g})")
+    return lines
+
+
 KIND = Kind("ar_converge", prepare, draw,
             options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
             refuse={"ticks": "ar_converge scenes have no run.ticks; the relaxation length is "
-                             "--set relaxation.iterations=K"})
+                             "--set relaxation.iterations=K"},
+            summary=summary)

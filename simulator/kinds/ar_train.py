@@ -40,6 +40,23 @@ def draw(folder, meta, options):
     return draw_train(folder, arrays) if options.get("png", True) else {}
 
 
+def summary(folder, meta):
+    """Headline, then per rule (backprop and each variant) the final test
+    accuracy, mean ± std over seeds, from training.npz."""
+    arrays = load_npz(folder, "training.npz", ("steps", "test_backprop", "train_backprop"))
+    rules = [k[len("test_"):] for k in arrays if k.startswith("test_")]
+    lines = [f"done in {meta['timings']['run_s']:.2f} s: final test accuracy (mean ± std over "
+             "seeds)"]
+    width = max(len(r) for r in rules)
+    for rule in rules:
+        final = np.asarray(arrays["test_" + rule], dtype=float).reshape(-1, len(arrays["steps"]))
+        final = final[:, -1]
+        lines.append(f"  {rule.ljust(width)}  {np.nanmean(final):.4f} ± {np.nanstd(final):.4f}"
+                     + (f"  ({int(np.isnan(final).sum())} seed(s) diverged)"
+                        if np.isnan(final).any() else ""))
+    return lines
+
+
 def _progress(scene):
     return len(scene["train"]["seeds"]) * (len(scene["relaxation"]["variants"]) + 1)
 
@@ -48,4 +65,4 @@ KIND = Kind("ar_train", prepare, draw,
             options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
             refuse={"ticks": "ar_train scenes have no run.ticks; their length is "
                              "--set train.epochs=N"},
-            progress=_progress)
+            progress=_progress, summary=summary)

@@ -18,6 +18,11 @@ for every kind, ``tickprop pc-table`` as an alias of the pc_table kind.
   kind accepts to the scene key each sets (or to a function value -> {key:
   value}); ``refuse`` says, per option it has no use for, why, in one line.
   Every typed option is in exactly one of the two.
+- ``summary(folder, meta) -> [lines]`` says the result on the terminal, read
+  back from the saved results in ``folder`` (so a test can recompute it from
+  the files): its first line is the headline, the others (indented) the
+  numbers of that kind. ``selects`` names the ``tickprop render`` selectors
+  (ticks, layers, neurons) the kind's pictures honour; the others are refused.
 """
 import json
 import os
@@ -32,6 +37,7 @@ from ..files import atomic_write
 
 TYPED_OPTIONS = ("ticks", "seed", "device", "dtype")
 RENDER_OPTIONS = ("every", "size", "color")      # --no-png/--no-gif apply to every kind
+SELECTORS = ("ticks", "layers", "neurons")        # tickprop render's choice of what is drawn
 
 
 def _no_progress(scene):
@@ -40,6 +46,12 @@ def _no_progress(scene):
 
 def _done_in(meta):
     return f"done in {meta['timings']['run_s']:.2f} s"
+
+
+def _headline_only(kind):
+    def summary(folder, meta):
+        return [kind.headline(meta)]
+    return summary
 
 
 @dataclass(frozen=True)
@@ -54,15 +66,21 @@ class Kind:
     draws: tuple = ()
     progress: Callable = _no_progress
     headline: Callable = _done_in
+    summary: Callable = None
+    selects: tuple = ()
 
     def __post_init__(self):
+        if self.summary is None:
+            object.__setattr__(self, "summary", _headline_only(self))
         both = set(self.options) & set(self.refuse)
         missing = set(TYPED_OPTIONS) - set(self.options) - set(self.refuse)
         extra = (set(self.options) | set(self.refuse)) - set(TYPED_OPTIONS)
-        if both or missing or extra or set(self.draws) - set(RENDER_OPTIONS):
+        if (both or missing or extra or set(self.draws) - set(RENDER_OPTIONS)
+                or set(self.selects) - set(SELECTORS)):
             raise ValueError(f"kind {self.name!r}: every option of {TYPED_OPTIONS} must be "
                              f"accepted or refused once (both {both}, missing {missing}, "
-                             f"unknown {extra}); draws must be among {RENDER_OPTIONS}")
+                             f"unknown {extra}); draws must be among {RENDER_OPTIONS}, "
+                             f"selects among {SELECTORS}")
 
     def run(self, name, scene, folder, progress=None):
         """Prepare and run a resolved scene of this kind into an existing folder;
@@ -93,6 +111,16 @@ class Kind:
                 raise SimulatorError(f"--{option}: a {self.name} run has no such picture "
                                      f"option{has}")
         return out
+
+    def check_selection(self, selection, kinds_with):
+        """Refuse a render selector (--ticks/--layers/--neurons) this kind's
+        pictures do not honour, naming the kinds it applies to
+        (``kinds_with``: {selector: [kind names]})."""
+        for option, value in selection.items():
+            if value is not None and option not in self.selects:
+                where = ", ".join(kinds_with.get(option, [])) or "none"
+                raise SimulatorError(f"--{option}: a {self.name} run has nothing to select it "
+                                     f"on; it applies to runs of kind {where}")
 
 
 def save_npz(folder, filename, arrays):

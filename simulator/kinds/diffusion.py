@@ -1,11 +1,18 @@
 """The diffusion kind: the tick engine on a stream (Betti & Gori), saved as a
 Trace (trace.npz) and drawn as waves.png, mismatch.png and waves.gif."""
+import numpy as np
 
 from ..errors import SimulatorError
 from ..probes import Trace
 from ..runner import Prepared, check_picture_size, clip_windows
 from ..scene import RENDER
+from ..sync import steady_window, synchronized_layers
 from .base import Kind, scene_of
+
+# Relative error of g against backprop at or below which a layer counts as
+# exact: the Gram-matrix rounding floor of the mismatch (simulator.metrics).
+EXACT_REL = {"float64": 1e-6, "float32": 1e-3}
+MAX_SUMMARY_ROWS = 12       # deeper networks list evenly spaced layers and ls
 
 
 def prepare(name, scene, options=None):
@@ -35,6 +42,11 @@ def draw(folder, meta, options):
     except SimulatorError:
         render = {k: f.default for k, f in RENDER.items()}
     render.update({k: options[k] for k in ("every", "size", "color") if k in options})
+    selection = options.get("select") or {}
+    if any(v is not None for v in selection.values()):
+        trace = trace.select(**selection)
+        if selection.get("ticks") is not None:
+            render["windows"] = []          # the selected ticks are the one window
     check_picture_size(render["size"])
     return write_pictures(folder, trace, png=render["png"] and options.get("png", True),
                           gif=render["gif"] and options.get("gif", True), every=render["every"],
@@ -51,7 +63,89 @@ def _headline(meta):
     return f"{ticks} ticks in {t['simulate_s']:.2f} s ({t['ticks_per_s']:.0f} ticks/s)"
 
 
+def exact_from(rel, tol):
+    """The first row from which ``rel`` (one layer's relative error over rows)
+    stays finite and at most ``tol`` to the end of the run; None if never."""
+    good = np.isfinite(rel) & (rel <= tol)
+    if not len(good) or not good[-1]:
+        return None
+    bad = np.flatnonzero(~good)
+    return int(bad[-1]) + 1 if len(bad) else 0
+
+
+def layer_results(trace):
+    """Per layer (chain: 1..L) or weighted vertex (graph) of a trace: (name,
+    mean cosine and mean relative error over the steady window, first tick
+    from which g is exact (EXACT_REL of the run's dtype) or None, synchronized)
+    and the steady window (start, stop) rows."""
+    start, stop = steady_window(trace)
+    dtype = str(trace.meta.get("scene", {}).get("run", {}).get("dtype", "float64"))
+    tol = EXACT_REL.get(dtype, EXACT_REL["float32"])
+    cos, rel = trace["mismatch_cos"], trace["mismatch_rel"]
+    if "vertex_names" in trace:
+        names = [str(n) for n in trace["vertex_names"]]
+        sync = set(np.flatnonzero(np.asarray(trace["vertex_sync"], dtype=bool)).tolist())
+    else:
+        names = [str(l) for l in range(trace.depth + 1)]
+        sync = set(synchronized_layers(trace.depth)) if trace.depth % 2 else set()
+    rows = []
+    for col in range(cos.shape[1]):
+        c, r = cos[start:stop, col], rel[start:stop, col]
+        if not np.isfinite(cos[:, col]).any():
+            continue                                        # a vertex without weights
+        first = exact_from(rel[:, col], tol)
+        rows.append({"name": names[col + 1], "cos": _mean(c), "rel": _mean(r),
+                     "exact_from": None if first is None else int(trace["tick"][first]),
+                     "sync": col + 1 in sync})
+    return rows, (start, stop)
+
+
+def _mean(values):
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def summary(folder, meta):
+    """Headline, then per layer (graph: per weighted vertex) the steady-state
+    mean cosine and relative error of g against backprop, the first tick from
+    which g is exact, ls (the sync set) marked; deep networks show evenly
+    spaced layers and ls."""
+    trace = Trace.load(folder, meta)
+    rows, (start, stop) = layer_results(trace)
+    graph = "vertex_names" in trace
+    ticks = trace["tick"]
+    span = (f"ticks {int(ticks[start])}–{int(ticks[stop - 1])}" if stop > start
+            else "no steady ticks")
+    lines = [_headline(meta)]
+    if not rows:
+        return lines + ["  no layer has a gradient mismatch recorded (record.metrics = false?)"]
+    shown = list(range(len(rows)))
+    if len(rows) > MAX_SUMMARY_ROWS:
+        spaced = np.rint(np.linspace(0, len(rows) - 1, MAX_SUMMARY_ROWS - 2)).astype(int)
+        shown = sorted(set(spaced.tolist()) | {i for i, r in enumerate(rows) if r["sync"]})
+    unit = "vertex" if graph else "layer"
+    mark = "sync set" if graph else "ls"
+    lines.append(f"  steady state ({span}): g of Eq. 5 against backprop per {unit}"
+                 + (f" ({len(shown)} of {len(rows)} shown; `tickprop sync` lists all)"
+                    if len(shown) < len(rows) else ""))
+    width = max(len(unit), *(len(rows[i]["name"]) for i in shown))
+    lines.append(f"  {unit.rjust(width)}  {'cos':>7}  {'rel err':>8}  {'exact from tick':>15}")
+    for i in shown:
+        r = rows[i]
+        cos = "-" if r["cos"] is None else f"{r['cos']:.4f}"
+        rel = "-" if r["rel"] is None else f"{r['rel']:.2e}"
+        exact = "-" if r["exact_from"] is None else str(r["exact_from"])
+        lines.append(f"  {r['name'].rjust(width)}  {cos:>7}  {rel:>8}  {exact:>15}"
+                     f"{'  <- ' + mark if r['sync'] else ''}")
+    if not graph and trace.depth % 2 == 0:
+        a, b = synchronized_layers(trace.depth)
+        lines.append(f"  L = {trace.depth} is even: no layer is exactly synchronized "
+                     f"(layers {a} and {b} are closest)")
+    return lines
+
+
 KIND = Kind("diffusion", prepare, draw,
             options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
                      "dtype": "run.dtype"},
-            draws=("every", "size", "color"), progress=_progress, headline=_headline)
+            draws=("every", "size", "color"), progress=_progress, headline=_headline,
+            summary=summary, selects=("ticks", "layers", "neurons"))

@@ -37,10 +37,21 @@ def draw(folder, meta, options):
                          size=options.get("size"))
 
 
+def summary(folder, meta):
+    """Headline, then per schedule its ticks, utilisation, frames per tick and
+    latency (run.json's numbers)."""
+    lines = [f"done in {meta['timings']['run_s']:.2f} s"]
+    for kind in ("backprop", "pipelined"):
+        n = meta["summary"][kind]
+        lines.append(f"  {kind:9}  {n['ticks']} ticks, utilisation {n['utilisation']:.3f}, "
+                     f"{n['frames_per_tick']:.3f} frames/tick, latency {n['latency']} ticks")
+    return lines
+
+
 KIND = Kind("locking", prepare, draw,
             refuse={"ticks": "locking scenes have no run.ticks; their length follows from "
                              "locking.depth and locking.frames",
                     "seed": "locking scenes have no seed; they are deterministic",
                     "device": "locking scenes have no device; they count ticks, no arithmetic",
                     "dtype": "locking scenes have no dtype; they count ticks, no arithmetic"},
-            draws=("every", "size"))
+            draws=("every", "size"), summary=summary)

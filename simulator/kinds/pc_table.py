@@ -1,6 +1,7 @@
 """The pc_table kind: Tables 1 and 2 of Salvatori et al. (paper 002), saved as
 table1.csv and table2.csv with the rows in run.json, and drawn as tables.md.
 ``tickprop pc-table`` is this kind with its options as flags."""
+import csv
 import os
 
 from ..pc.tables import format_markdown, table1, table2, write_csv
@@ -18,11 +19,15 @@ def prepare(name, scene, options=None):
     tb, seed = scene["table"], scene["run"]["seed"]
 
     def job(folder, progress=None):
-        rows1 = [row for dtype in tb["dtypes"] for flag in LEVELLED[tb["levelled"]]
-                 for row in table1(dtype=dtype, levelled=flag, seed=seed)]
-        rows2 = [row for dtype in tb["dtypes"]
-                 for row in table2(dtype=dtype, T=tb["il_steps"], repeats=tb["repeats"],
-                                   seed=seed)]
+        step = progress or (lambda n: None)
+        rows1, rows2 = [], []
+        for dtype in tb["dtypes"]:
+            for flag in LEVELLED[tb["levelled"]]:
+                rows1 += table1(dtype=dtype, levelled=flag, seed=seed)
+                step(1)
+        for dtype in tb["dtypes"]:
+            rows2 += table2(dtype=dtype, T=tb["il_steps"], repeats=tb["repeats"], seed=seed)
+            step(1)
         write_csv(rows1, os.path.join(folder, "table1.csv"))
         write_csv(rows2, os.path.join(folder, "table2.csv"))
         return {"table1": rows1, "table2": rows2, "markdown": markdown(rows1, rows2)}
@@ -47,8 +52,43 @@ def draw(folder, meta, options):
     return {"tables.md": path}
 
 
+def summary(folder, meta):
+    """Headline, then Table 1's largest relative divergence of Z-IL from BP
+    (per precision) and Table 2's Z-IL time over BP's, from table1.csv and
+    table2.csv."""
+    rows1, rows2 = read_csv(os.path.join(folder, "table1.csv")), read_csv(
+        os.path.join(folder, "table2.csv"))
+    lines = [f"done in {meta['timings']['run_s']:.2f} s"]
+    for dtype in sorted({r["dtype"] for r in rows1}):
+        mine = [r for r in rows1 if r["dtype"] == dtype]
+        worst = max(mine, key=lambda r: float(r["divergence_rel"]))
+        lines.append(f"  Table 1 ({dtype}): max relative divergence Z-IL vs BP "
+                     f"{float(worst['divergence_rel']):.3g} ({worst['architecture']}, "
+                     f"{len(mine)} rows)")
+    for r in rows2:
+        lines.append(f"  Table 2 {r['architecture']} ({r['dtype']}): Z-IL {float(r['zil_ms']):.3g} ms "
+                     f"= {float(r['zil_over_bp']):.3g} × BP {float(r['bp_ms']):.3g} ms")
+    return lines
+
+
+def read_csv(path):
+    """The rows of a table CSV as dicts of strings; missing or damaged is one
+    SimulatorError naming the file."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
+    except (OSError, ValueError, csv.Error) as exc:
+        raise SimulatorError(f"{path}: damaged ({exc})") from None
+    return rows
+
+
 KIND = Kind("pc_table", prepare, draw,
             options={"seed": "run.seed", "dtype": lambda v: {"table.dtypes": [v]}},
             refuse={"ticks": "pc_table scenes have no run.ticks; IL's length is "
                              "--set table.il_steps=T",
-                    "device": "pc_table scenes run on the CPU only (numpy)"})
+                    "device": "pc_table scenes run on the CPU only (numpy)"},
+            progress=lambda scene: len(scene["table"]["dtypes"]) * (
+                len(LEVELLED[scene["table"]["levelled"]]) + 1),
+            summary=summary)

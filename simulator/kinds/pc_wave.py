@@ -51,8 +51,37 @@ def draw(folder, meta, options):
     return written
 
 
+METHODS = {"zil": "Z-IL", "il": "IL"}
+
+
+def summary(folder, meta):
+    """Headline, then how the error wave travels (the inference tick at which
+    ‖ε‖ first becomes non-zero at each level, output level first) and its
+    largest ‖ε‖, from wave.npz."""
+    by_level = np.asarray(load_npz(folder, "wave.npz", ("by_level",))["by_level"], dtype=float)
+    wv = scene_of(meta, "wave")
+    T, n = by_level.shape
+    nonzero = np.abs(by_level) > 0
+    first = [int(np.argmax(nonzero[:, k])) if nonzero[:, k].any() else None for k in range(n)]
+    reached = [f for f in first if f is not None]
+    lines = [f"done in {meta['timings']['run_s']:.2f} s: {METHODS.get(wv.get('method'), wv.get('method'))} "
+             f"error wave on {wv.get('architecture', '')}, {n} levels, {T} inference ticks"]
+    if first == list(range(n)):
+        lines.append(f"  ‖ε‖ moves one level per tick: level k (from the output) first "
+                     f"non-zero at tick k, the input side at tick {n - 1}")
+    else:
+        lines.append("  first non-zero tick per level (output first): "
+                     + " ".join("-" if f is None else str(f) for f in first))
+    finite = by_level[np.isfinite(by_level)]
+    peak = f"{finite.max():.3g}" if len(finite) else "-"
+    lines.append(f"  levels reached: {len(reached)} of {n}; largest ‖ε‖ {peak}"
+                 + ("; OVERFLOW (inf) in the wave" if np.isinf(by_level).any() else ""))
+    return lines
+
+
 KIND = Kind("pc_wave", prepare, draw,
             options={"seed": "run.seed", "dtype": "run.dtype"},
             refuse={"ticks": "pc_wave scenes have no run.ticks; IL's length is "
                              "--set wave.il_steps=T (Z-IL takes one tick per level)",
-                    "device": "pc_wave scenes run on the CPU only (numpy)"})
+                    "device": "pc_wave scenes run on the CPU only (numpy)"},
+            summary=summary)

@@ -1,8 +1,13 @@
 """The sweep kind, declared so that every scene kind has a record: a sweep is
 run point by point by ``tickprop sweep`` (simulator.sweep), each point through
 the kind of its base scene; ``tickprop run`` refuses it with that advice."""
+import math
+
 from ..errors import SceneError
 from .base import Kind
+
+# The number a sweep's terminal summary ranks points by, the first present.
+HEADLINE_KEYS = ("final_accuracy", "mean_cos", "final_loss")
 
 ADVICE = "run it with `tickprop sweep`"
 
@@ -17,6 +22,40 @@ def draw(folder, meta, options):
     which keeps every finished point."""
     raise SceneError(f"{folder}: sweep pictures are re-drawn by `tickprop sweep` (finished "
                      "points are kept, so nothing is simulated again)")
+
+
+def headline_key(records):
+    """The summary key the terminal ranks points by: the first of HEADLINE_KEYS
+    that the finished points have (None if none)."""
+    keys = set().union(*(r.get("summary", {}) for r in records if r.get("status") == "ok"))
+    return next((k for k in HEADLINE_KEYS if k in keys), None)
+
+
+def summary_lines(summary):
+    """What ``tickprop sweep`` prints: the counts, then (mean over seeds) the
+    best and worst grid point by ``headline_key`` and the first failures."""
+    lines = [f"{summary['points']} points ({summary['ran']} run now, {summary['failed']} failed) "
+             f"in {summary['seconds']:.1f} s"]
+    records = summary.get("records", [])
+    key = headline_key(records)
+    if key is not None:
+        groups = {}
+        for r in records:
+            value = r.get("summary", {}).get(key)
+            if r.get("status") != "ok" or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                continue
+            params = {k: v for k, v in r.get("params", {}).items() if k != "run.seed"}
+            name = ", ".join(f"{k}={v}" for k, v in params.items()) or "base"
+            groups.setdefault(name, []).append(float(value))
+        means = sorted(((sum(v) / len(v), k) for k, v in groups.items()), reverse=True)
+        if means:
+            lines.append(f"  best  {key} {means[0][0]:.4g}: {means[0][1]}")
+        if len(means) > 1:
+            lines.append(f"  worst {key} {means[-1][0]:.4g}: {means[-1][1]}")
+    for r in [r for r in records if r.get("status") != "ok"][:3]:
+        lines.append(f"  failed {r.get('params')}: {r.get('error', '')}")
+    return lines
 
 
 KIND = Kind("sweep", prepare, draw,

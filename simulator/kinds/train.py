@@ -77,7 +77,33 @@ def _progress(scene):
     return scene["run"]["ticks"] * len(scene["train"]["rules"])
 
 
+def summary(folder, meta):
+    """Headline, then per rule its final test accuracy (best in brackets) or,
+    for a regression target, its final test loss, read from results.json."""
+    results = load_json(folder, "results.json")
+    curves = results.get("curves") if isinstance(results, dict) else None
+    if not isinstance(curves, dict):
+        raise SimulatorError(f"{os.path.join(folder, 'results.json')}: damaged (no curves)")
+    lines = [f"done in {meta['timings']['run_s']:.2f} s: final test result per rule"]
+    width = max((len(r) for r in curves), default=4)
+    for rule, c in curves.items():
+        acc = np.asarray(c.get("accuracy", []), dtype=float)
+        loss = np.asarray(c.get("loss", []), dtype=float)
+        tick = c.get("tick", [None])[-1] if c.get("tick") else None
+        if c.get("diverged"):
+            text = "diverged" + (f" ({c['error']})" if c.get("error") else "")
+        elif len(acc) and np.isfinite(acc[-1]):
+            text = f"accuracy {acc[-1]:.4f} (best {np.nanmax(acc):.4f}), loss {loss[-1]:.4g}"
+        elif len(loss):
+            text = f"loss {loss[-1]:.4g} (from {loss[0]:.4g})"
+        else:
+            text = "no evaluation"
+        lines.append(f"  {rule.ljust(width)}  {text}" + (f" at tick {tick}" if tick is not None
+                                                         and not c.get("diverged") else ""))
+    return lines
+
+
 KIND = Kind("train", prepare, draw,
             options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
                      "dtype": "run.dtype"},
-            progress=_progress)
+            progress=_progress, summary=summary)

@@ -1,18 +1,59 @@
 """Renderers: pictures drawn from recorded arrays; they never simulate.
 
-``write_pictures`` draws a diffusion run's waves.png (wave raster), mismatch.png
-(gradient mismatch) and waves.gif (animation) from a Trace; each file is
-written atomically. Figures are built with ``matplotlib.figure.Figure`` on the
-Agg canvas (no pyplot, no display needed). Submodules: palette (shared
-colours), raster, animate, plots, locking; convergence (Activation Relaxation).
+The figure builders of a diffusion Trace (``simulator.simulate`` or
+``Trace.load(folder)``), for a notebook or a script:
+
+- ``waves(trace, windows=(), color="both") -> Figure``: the wave raster of
+  Betti & Gori Figs. 1–3 (waves.png); ``raster_figure`` also returns its panels.
+- ``mismatch(trace) -> Figure``: cosine and relative error of Eq. 5's g against
+  backprop per layer, heatmap, steady state with ls (mismatch.png);
+  ``mismatch_figure`` also returns its axes.
+- ``gif_frame(trace, row, size=(720, 400), color="magnitude") -> uint8 RGB
+  array``: one picture of the animation at recorded row ``row``;
+  ``gif_figure(trace, ...) -> Figure`` its static part (axes, raster, legend);
+  ``write_gif(path, trace, every=1, ...)`` writes the whole waves.gif.
+- ``write_pictures(folder, trace, ...)``: all three files, as a run writes them.
+
+Draw a part of a run with ``trace.select(ticks=(a, b), layers=[...],
+neurons=[...])``. (``waves`` is named after its file: ``simulator.render.raster``
+stays the submodule.) Figures are ``matplotlib.figure.Figure`` on the Agg canvas
+(no pyplot, no display needed; a notebook shows them, ``fig.savefig`` saves
+them). Submodules: palette (shared colours), raster, animate, plots, locking;
+convergence (Activation Relaxation), levels (PC waves), learning, phase.
 """
 import os
 
 from ..errors import SimulatorError
 from ..files import save_png
-from .animate import DEFAULT_SIZE, write_gif
-from .plots import write_mismatch
-from .raster import colourings, write_raster
+from .animate import DEFAULT_SIZE, WaveAnimator, render_frames, write_gif
+from .plots import mismatch_figure, write_mismatch
+from .raster import colourings, raster_figure, write_raster
+
+
+def waves(trace, windows=(), color="both"):
+    """The wave raster figure of a diffusion Trace (waves.png): one row of panels
+    per (start, stop) tick window in ``windows`` (the whole run if none), one
+    column per colouring ('magnitude', 'tag' or 'both'). Returns the Figure."""
+    return raster_figure(trace, windows, color)[0]
+
+
+def mismatch(trace):
+    """The gradient-mismatch figure of a diffusion Trace (mismatch.png): per-layer
+    cosine and relative error of g against backprop over ticks, the heatmap and
+    the steady-state summary with ls marked. Returns the Figure."""
+    return mismatch_figure(trace)[0]
+
+
+def gif_figure(trace, size=DEFAULT_SIZE, color="magnitude"):
+    """The static part of the wave GIF (network axes, mismatch bars, raster,
+    legend) as a Figure of ``size`` = (width, height) pixels."""
+    return WaveAnimator(trace, size=size, color=color).fig
+
+
+def gif_frame(trace, row, size=DEFAULT_SIZE, color="magnitude"):
+    """One picture of the wave GIF: the network at recorded row ``row`` (tick
+    ``trace.ticks[row]``) as a uint8 RGB array (height, width, 3)."""
+    return WaveAnimator(trace, size=size, color=color).render(int(row))
 
 
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,
@@ -39,4 +80,6 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
     return written
 
 
-__all__ = ["DEFAULT_SIZE", "save_png", "write_pictures"]
+__all__ = ["DEFAULT_SIZE", "gif_figure", "gif_frame", "mismatch", "mismatch_figure",
+           "raster_figure", "waves", "render_frames", "save_png", "write_gif", "write_mismatch",
+           "write_pictures", "write_raster"]

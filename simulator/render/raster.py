@@ -128,7 +128,10 @@ def stream_frames(trace, tags):
     """Stream-frame indices that integer tick tags name (−1 stays −1): a frame held
     h ticks has one index, so tag colouring shows one band per held frame. A
     trace that keeps a row every k ticks gives the frame of the row at or
-    before the tagged tick."""
+    before the tagged tick; a trace cut by ``Trace.select`` maps through the
+    ticks of the trace it was cut from (its tags may name earlier ticks)."""
+    if hasattr(trace, "stream_frames_of"):
+        return trace.stream_frames_of(tags)
     frames = np.asarray(trace["stream_frame"])
     tags = np.asarray(tags)
     first, every = row_ticks(trace)

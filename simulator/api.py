@@ -1,0 +1,67 @@
+"""The notebook API: run a diffusion scene and get its Trace, no files written.
+
+    >>> import simulator
+    >>> trace = simulator.simulate("fig1_constant", ticks=50, seed=1,
+    ...                            **{"network.depth": 5})
+    >>> trace["mismatch_cos"].shape          # (rows, layers 1..L)
+    (50, 5)
+
+Overrides are the CLI's: ``ticks``, ``seed``, ``device``, ``dtype`` (what
+``tickprop run --ticks`` etc. set) and any ``"section.key"`` of the scene (what
+``--set section.key=value`` sets, given as a Python value). The pictures are
+built from the Trace by ``simulator.render`` (raster_figure, mismatch_figure,
+write_gif); ``trace.schema()`` says what every array holds.
+"""
+import difflib
+
+from . import kinds
+from .errors import SimulatorError
+from .probes import Trace
+from .runner import Prepared
+from .scene import apply_overrides, load, validate
+from .kinds.base import TYPED_OPTIONS
+
+
+def resolve(scene_or_path, overrides=None, **more):
+    """(name, resolved scene) of a scene name, .toml path, run.json or raw scene
+    dict, with ``overrides`` (a dict) and ``more`` applied (see the module)."""
+    if isinstance(scene_or_path, dict):
+        name, resolved = "scene", validate(dict(scene_or_path), "scene")
+    else:
+        name, resolved = load(str(scene_or_path))
+    given = dict(overrides or {}, **more)
+    if not given:
+        return name, resolved
+    kind = kinds.get(resolved["kind"])
+    typed = kind.overrides({k: given.get(k) for k in TYPED_OPTIONS})
+    for key, value in given.items():
+        if key in TYPED_OPTIONS:
+            continue
+        if "." not in key:
+            hint = difflib.get_close_matches(key, TYPED_OPTIONS, n=1)
+            raise SimulatorError(f"override {key!r}: expected one of {', '.join(TYPED_OPTIONS)} "
+                                 "or a 'section.key' of the scene"
+                                 + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        typed[key] = value
+    return name, apply_overrides(resolved, [], name, typed)
+
+
+def simulate(scene_or_path, overrides=None, /, out=None, **more):
+    """Run a diffusion scene (shipped name, .toml path, run.json to replay, or a
+    raw scene dict) with overrides (a dict and/or keywords: ticks, seed, device,
+    dtype, "section.key") and return its Trace. Nothing is written unless
+    ``out`` names a folder: then the run is saved there as ``tickprop run
+    --out`` saves it (trace.npz, run.json, pictures) and read back. A scene of
+    another kind, or a bad override, raises SimulatorError."""
+    name, resolved = resolve(scene_or_path, overrides, **more)
+    if resolved["kind"] != "diffusion":
+        raise SimulatorError(f"{name}: simulate returns the Trace of a diffusion scene; this "
+                             f"one is of kind {resolved['kind']!r} (run it with `tickprop run "
+                             f"{name}`)")
+    if out is not None:
+        kinds.run_scene(name, resolved, out)
+        return Trace.load(out)
+    return Prepared(name, resolved).simulate()
+
+
+__all__ = ["simulate", "resolve"]
