@@ -126,7 +126,10 @@ def main():
 @click.option("--no-gif", is_flag=True, help="Skip the GIF animations.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder that is not a tickprop output.")
-def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet, force):
+@click.option("--threads", type=click.IntRange(0, 1024),
+              help="BLAS threads (0 = automatic; default: the scene's run.threads).")
+def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet, force,
+        threads):
     """Run SCENE (a name from `tickprop scenes`, a .toml file, or a run.json to replay)."""
     name, resolved = scenes.load(scene)
     kind = kinds.get(resolved["kind"])
@@ -137,12 +140,13 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     out = out or files.default_out(name + ("_replay" if replay else ""))
     files.check_out(out, force)                   # before any work
     meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
-                     {"png": False if no_png else None, "gif": False if no_gif else None}, force)
+                     {"png": False if no_png else None, "gif": False if no_gif else None}, force,
+                     threads)
     if not quiet:
         _say(name, kind.summary(out, meta), out)
 
 
-def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False):
+def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False, threads=None):
     """Run a resolved scene through its kind with a progress bar; scene errors
     found while preparing name ``where`` (the scene file)."""
     kind = kinds.get(resolved["kind"])
@@ -150,10 +154,11 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False)
     bar = _progress(quiet, length, name) if length else None
     try:
         if bar is None:
-            return kinds.run_scene(name, resolved, out, draw_options=draw_options, force=force)
+            return kinds.run_scene(name, resolved, out, draw_options=draw_options, force=force,
+                                   blas_threads=threads)
         with bar:
             return kinds.run_scene(name, resolved, out, progress=bar.update,
-                                   draw_options=draw_options, force=force)
+                                   draw_options=draw_options, force=force, blas_threads=threads)
     except (SceneError, BudgetError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
 

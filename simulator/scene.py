@@ -119,6 +119,8 @@ RUN = {
     "seed": Int(0, "seeds every random draw", 0, SEED),
     "device": Str("cpu", "cpu (numpy) or cuda (cupy)", ("cpu", "cuda")),
     "dtype": Str("float64", "float32 or float64", ("float32", "float64")),
+    "threads": Int(0, "BLAS threads (0 = automatic: one when the machine is busy or in a "
+                      "sweep worker, else the usable cores up to 4)", 0, 1024),
 }
 RECORD = {
     "states": Bool(True, "record full neuron states"),
@@ -140,7 +142,7 @@ RENDER = {
                       "tick windows [start, stop] drawn as raster panels (empty = the whole run)",
                       max_len=16),
 }
-SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype")}
+SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}
 
 AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
 ETA_X = Float(0.1, "relaxation rate", 1e-9, 1.999999)

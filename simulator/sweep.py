@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import pool
+from . import pool, threads
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
@@ -357,17 +357,9 @@ def _run_local(jobs, workers, save):
     that dies fails only its own point."""
     def finished(index, ok, value):
         save(value if ok else _failure(jobs[index], value))
-    pool.run_jobs(run_point, jobs, workers, finished, initializer=_one_blas_thread)
-
-
-def _one_blas_thread():
-    """Worker processes are the parallelism: a multi-threaded BLAS in each of
-    them would oversubscribe the cores and make more workers slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(1)
+    # Worker processes are the parallelism: a multi-threaded BLAS in each of
+    # them would oversubscribe the cores and make more workers slower.
+    pool.run_jobs(run_point, jobs, workers, finished, initializer=threads.worker)
 
 
 def _connect(distributed, scheduler):

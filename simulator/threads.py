@@ -19,6 +19,7 @@ from .errors import SimulatorError
 
 MAX_AUTO = 4
 _LIMITER = None   # the process-wide limit in force (kept so it stays applied)
+_WORKER = False   # this process is one of several workers (a sweep's)
 
 
 def usable_cores():
@@ -64,11 +65,19 @@ def report(threads, why):
     return {"blas_threads": int(threads), "why": why, "libraries": libs}
 
 
+def worker():
+    """Mark this process as one of a sweep's workers (one BLAS thread each;
+    ``setup`` then keeps it at one unless a scene asks otherwise)."""
+    global _WORKER
+    _WORKER = True
+    apply(1)
+
+
 def setup(requested=0, workers=1):
-    """Choose, apply and report in one call (the CLI's and sweep workers' entry)."""
-    threads, why = choose(requested, workers)
+    """Choose, apply and report in one call (every run's entry, kinds.run_scene)."""
+    threads, why = choose(requested, max(workers, 2) if _WORKER else workers)
     apply(threads)
     return report(threads, why)
 
 
-__all__ = ["MAX_AUTO", "apply", "choose", "report", "setup", "usable_cores"]
+__all__ = ["MAX_AUTO", "apply", "choose", "report", "setup", "usable_cores", "worker"]

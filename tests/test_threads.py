@@ -1,9 +1,14 @@
 """BLAS threads: the automatic choice from its inputs (closed rules), the limit
 actually applied to the BLAS numpy loaded (read back through threadpoolctl's
 own report), and what run.json says."""
+import json
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from threadpoolctl import threadpool_info
+
+import cli
 
 from simulator import threads
 from simulator.errors import SimulatorError
@@ -43,3 +48,14 @@ def test_apply_limits_the_blas_numpy_loaded():
         assert all(lib["threads"] == 1 for lib in info["libraries"])
     finally:
         threads.apply(max(before))
+
+
+def test_run_json_says_what_threads_were_used(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli.main, ["run", "fig1_constant", "--ticks", "5", "--no-png",
+                                        "--no-gif", "--quiet", "--threads", "1",
+                                        "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "run.json").read_text())["threads"]
+    assert info["blas_threads"] == 1 and "--threads" in info["why"]
+    assert all(lib["threads"] == 1 for lib in info["libraries"])

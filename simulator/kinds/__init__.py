@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from ..errors import SceneError, SimulatorError
-from .. import files
+from .. import files, threads
 from ..runner import run_metadata
 from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
 from ..selection import plain
@@ -30,17 +30,22 @@ def get(kind):
         raise SceneError(f"key 'kind': expected one of {', '.join(KINDS)}, got {kind!r}") from None
 
 
-def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False):
+def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False,
+              blas_threads=None):
     """Run a resolved scene of any kind into ``out_dir``: the kind prepares (and
     refuses) before any folder exists, then runs, saves its results, draws its
     pictures (``draw_options``: png/gif False to skip) and run.json is written
     last, all into a temporary folder that replaces ``out_dir`` at the end
     (simulator.files.write_folder: only a tickprop output, or any folder but the
-    protected ones with ``force``).
+    protected ones with ``force``). BLAS threads: ``blas_threads`` (--threads),
+    else the scene's run.threads, 0 meaning automatic (simulator.threads);
+    run.json says what was used.
     Returns the run.json content."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)
+    blas = threads.setup(scene.get("run", {}).get("threads", 0) if blas_threads is None
+                         else blas_threads)
 
     holder = {}
 
@@ -49,7 +54,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
         summary = job(folder, progress)
         timings = summary.pop("timings", {}) if isinstance(summary, dict) else {}
         meta = run_metadata(name, scene)
-        meta.update(kind=kind.name, summary=summary,
+        meta.update(kind=kind.name, summary=summary, threads=blas,
                     timings=dict(timings, run_s=time.perf_counter() - t0))
         meta["pictures"] = sorted(kind.draw(folder, meta, options))
         holder["meta"] = meta
