@@ -8,6 +8,7 @@ through array-api-compat; array-api-strict proves that nothing else slips in.
 Random numbers are always drawn on the host from a seeded numpy Generator.
 """
 import numpy as np
+from array_api_compat import array_namespace
 
 from .errors import DeviceError
 
@@ -64,6 +65,10 @@ class Backend:
         self.dtype_name = dtype
         self.dtype = getattr(self.xp, dtype)
         self.host_dtype = np.dtype(dtype)
+        # The references (simulator.reference) resolve their namespace with
+        # array_api_compat, which imports its wrapper for a library on first
+        # use: do it here, at construction, not inside a timed simulation.
+        array_namespace(self.zeros((1,)))
 
     def asarray(self, host_array, dtype=None):
         """Copy a host (numpy) array to the device, in the engine dtype by default."""

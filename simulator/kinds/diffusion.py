@@ -33,23 +33,27 @@ def draw(folder, meta, options):
     """waves.png, mismatch.png and waves.gif from trace.npz, with the scene's
     [render] choices (defaults if the run.json has none) overridden by
     ``options`` (every, size, color; png/gif False to skip)."""
-    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
-    from ..render import write_pictures
-
     trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
     try:
         render = dict(scene_of(meta, "render"))
     except SimulatorError:
         render = {k: f.default for k, f in RENDER.items()}
     render.update({k: options[k] for k in ("every", "size", "color") if k in options})
+    png = render["png"] and options.get("png", True)
+    gif = render["gif"] and options.get("gif", True)
+    if not (png or gif):
+        return {}       # nothing to draw: no plotting library is loaded
+    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
+    # that draw nothing stay quick.
+    from ..render import write_pictures
+
     selection = options.get("select") or {}
     if any(v is not None for v in selection.values()):
         trace = trace.select(**selection)
         if selection.get("ticks") is not None:
             render["windows"] = []          # the selected ticks are the one window
     check_picture_size(render["size"])
-    return write_pictures(folder, trace, png=render["png"] and options.get("png", True),
-                          gif=render["gif"] and options.get("gif", True), every=render["every"],
+    return write_pictures(folder, trace, png=png, gif=gif, every=render["every"],
                           size=tuple(render["size"]), color=render["color"],
                           windows=clip_windows(render["windows"], trace))
 
