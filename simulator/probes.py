@@ -716,12 +716,14 @@ class Trace:
             meta["selection"] = {**meta.get("selection", {}), **chosen}
         return Trace(arrays, meta)
 
-    def save(self, folder):
+    def save(self, folder, compress=False):
         """Write trace.npz atomically into ``folder``, with its ``schema`` entry
-        (a JSON string: schema_of the arrays)."""
+        (a JSON string: schema_of the arrays). Uncompressed by default:
+        deflating recorded states took 3–5× the simulation; ``compress``
+        (record.compress) trades that time for a smaller file."""
         arrays = dict(self.arrays, schema=np.array(json.dumps(self.schema())))
-        atomic_write(os.path.join(folder, "trace.npz"),
-                     lambda f: np.savez_compressed(f, **arrays), binary=True)
+        write = np.savez_compressed if compress else np.savez
+        atomic_write(os.path.join(folder, "trace.npz"), lambda f: write(f, **arrays), binary=True)
 
     @classmethod
     def load(cls, folder, meta=None):

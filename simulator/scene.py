@@ -130,6 +130,7 @@ RECORD = {
     "metrics": Bool(True, "reference gradients and mismatch per tick"),
     "chunk": Int(256, "ticks per host transfer", 1, WIDTH),
     "memory_budget": Size("1GiB", "refuse runs whose recording exceeds this", 1, 2**50),
+    "compress": Bool(False, "deflate trace.npz (smaller file, several times the run's time)"),
 }
 RENDER = {
     "png": Bool(True, "write waves.png and mismatch.png"),

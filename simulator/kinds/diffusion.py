@@ -23,7 +23,7 @@ def prepare(name, scene, options=None):
 
     def job(folder, progress=None):
         trace = prepared.simulate(progress)
-        trace.save(folder)
+        trace.save(folder, compress=scene["record"]["compress"])
         return {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
                 "timings": trace.meta["timings"]}
     return job
