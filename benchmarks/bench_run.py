@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from simulator import threads
 from simulator.build import build
 from simulator.runner import Prepared
 from simulator.scene import load, validate
@@ -88,6 +89,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer ticks and repeats")
     args = ap.parse_args()
     repeats = 1 if args.quick else 3
+    blas = threads.setup()          # as `tickprop run` does
+    print(f"BLAS threads: {blas['blas_threads']} ({blas['why']})")
     print(f"{'size':26s} {'bare t/s':>10s} {'recorded t/s':>13s} {'recorded/bare':>14s}")
     for name, shape, batch, dtype, ticks in SIZES:
         ticks = max(20, ticks // 4) if args.quick else ticks

@@ -8,6 +8,17 @@ once per chunk; the engine's NaN/Inf check runs once per chunk.
 import numpy as np
 
 
+def _repeats(u, y, last):
+    """Per tick of a chunk: are its (u, y) those of the tick before (the last
+    of the previous chunk for the first)? One vectorized comparison a chunk."""
+    same = np.zeros(len(u), dtype=bool)
+    flat_u, flat_y = u.reshape(len(u), -1), y.reshape(len(y), -1)
+    same[1:] = (flat_u[1:] == flat_u[:-1]).all(axis=1) & (flat_y[1:] == flat_y[:-1]).all(axis=1)
+    if last is not None:
+        same[0] = np.array_equal(u[0], last[0]) and np.array_equal(y[0], last[1])
+    return same
+
+
 def run_stream(engine, stream, ticks, recorder=None, progress=None, chunk=None):
     """Step ``engine`` ``ticks`` times on frames from ``stream``. ``chunk``
     defaults to the recorder's plan.chunk, else 256. With frozen weights a
@@ -22,13 +33,14 @@ def run_stream(engine, stream, ticks, recorder=None, progress=None, chunk=None):
         n = min(chunk, ticks - start)
         u_host, y_host, frame_ids = stream.take(n)
         u, y = engine.backend.asarray(u_host), engine.backend.asarray(y_host)
+        if recorder is not None:
+            repeats = _repeats(u_host, y_host, last) if frozen else np.zeros(n, dtype=bool)
+            last = (u_host[-1], y_host[-1])
+            ids = frame_ids.tolist()
         for k in range(n):
             engine.step(u[k, ...], y[k, ...])
             if recorder is not None:
-                repeat = frozen and last is not None and np.array_equal(
-                    u_host[k], last[0]) and np.array_equal(y_host[k], last[1])
-                recorder.record(engine.tick, u[k, ...], y[k, ...], int(frame_ids[k]), repeat)
-                last = (u_host[k], y_host[k])
+                recorder.record(engine.tick, u[k, ...], y[k, ...], ids[k], bool(repeats[k]))
         if recorder is not None:
             recorder.flush()
         engine.check_finite()

@@ -159,13 +159,19 @@ def teacher_target(teacher, loss):
     is realizable. For `xent` the teacher's softmax is the target distribution."""
 
     def target(u, ids):
+        # Once per distinct frame: a held frame repeats its u, so its target
+        # is computed for its first tick and repeated (rows are identical).
         n, batch, n_in = u.shape
-        xs, _ = forward(teacher, u.reshape(n * batch, n_in))
+        flat = u.reshape(n, batch * n_in)
+        fresh = np.ones(n, dtype=bool)
+        fresh[1:] = (flat[1:] != flat[:-1]).any(axis=1)
+        distinct = u[fresh]
+        xs, _ = forward(teacher, distinct.reshape(len(distinct) * batch, n_in))
         y = xs[-1]
         if loss == "xent":
             z = np.exp(y - y.max(axis=1, keepdims=True))
             y = z / z.sum(axis=1, keepdims=True)
-        return y.reshape(n, batch, -1)
+        return y.reshape(len(distinct), batch, -1)[np.cumsum(fresh) - 1]
 
     return target
 

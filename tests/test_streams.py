@@ -75,3 +75,25 @@ def test_bad_stream_requests():
         make_stream("wobbly", 2, 1, np.random.default_rng(0), ident)
     with pytest.raises(SimulatorError):
         HeldStream(2, 1, np.random.default_rng(0), ident, hold=2, crossfade=3)
+
+
+def test_teacher_targets_computed_once_per_distinct_frame_equal_per_tick_ones():
+    """The teacher runs once per distinct frame (held and crossfaded frames
+    included); every tick's target equals the teacher applied to that tick."""
+    from simulator.reference import forward
+    from simulator.streams import HeldStream, make_teacher, teacher_target
+    teacher = make_teacher([4, 6, 3], ["tanh", "linear"], seed=5)
+    calls = []
+    target = teacher_target(teacher, "xent")
+
+    def counting(u, ids):
+        calls.append(len(u))
+        return target(u, ids)
+    stream = HeldStream(4, 2, np.random.default_rng(1), counting, hold=5, crossfade=2)
+    u, y, _ = stream.take(23)
+    for k in range(23):
+        z = forward(teacher, u[k])[0][-1]
+        want = np.exp(z - z.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(y[k], want / want.sum(axis=1, keepdims=True), rtol=1e-13)
+    fresh = 1 + int(np.sum(np.any(u[1:] != u[:-1], axis=(1, 2))))
+    assert fresh < 23          # held ticks repeat: fewer frames than ticks to evaluate
