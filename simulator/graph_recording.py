@@ -101,11 +101,12 @@ class GraphRecorder:
         if i % self.plan.every:
             return
         row, c = i // self.plan.every, self._pending
-        X = [eng.activity(v) for v in range(eng.n)]
-        D = [None] + [eng.delta(v) for v in range(1, eng.n)]
-        self._chunk["x_norm"][c, ...] = xp.stack([_norm(xp, a) for a in X])
-        self._chunk["delta_norm"][c, ...] = xp.stack(
-            [xp.zeros_like(_norm(xp, X[0]))] + [_norm(xp, a) for a in D[1:]])
+        X, D = eng.state_views()            # live views: read within this tick
+        sq = xp.stack([xp.sum(a * a) for a in X] + [xp.sum(a * a) for a in D[1:]])
+        norms = xp.sqrt(sq)
+        n = eng.n
+        self._chunk["x_norm"][c, ...] = norms[:n]
+        self._chunk["delta_norm"][c, 1:] = norms[n:]
         tags = eng.tags()
         for key in TAG_KEYS:
             self._host["tag_" + key][row] = tags[key]
@@ -206,10 +207,6 @@ class GraphRecorder:
         return Trace(arrays, meta or {})
 
 
-def _norm(xp, a):
-    return xp.linalg.vector_norm(xp.reshape(a, (-1,)))
-
-
 class GraphBudget(RunBudget):
     """``RunBudget`` of a run of the tick engine on a graph: the same parts,
     sized from the model's parameter shapes and vertex shapes (``model`` may
@@ -230,7 +227,7 @@ class GraphBudget(RunBudget):
 
     def __init__(self, plan, model, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None):
+                 gif=None, distinct=None):
         self.plan, self.budget_key = plan, "record.memory_budget"
         B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
         shapes = model.param_shapes()
@@ -254,7 +251,8 @@ class GraphBudget(RunBudget):
             items["metric work"] = s * (P + 3 * B * S)
         items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":
-            items["teacher forward"] = 8 * C * B * 2 * (n_in + n_out)
+            F = C if distinct is None else min(C, int(distinct))
+            items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
         rows = plan.rows
         items["recorded rows"] = (rows * (_row_bytes(n - 1) + 8 * len(HI_KEYS) * n)
                                   + 6 * s * C * n)

@@ -114,6 +114,18 @@ class RecordPlan:
         return RunBudget(self, sizes, **run).check()
 
 
+def distinct_frames(stream, chunk):
+    """Most distinct input frames one chunk of ticks can hold for a resolved
+    [stream] section: a held frame (held, dataset) repeats for ``hold`` ticks
+    but its first ``crossfade`` ticks each differ; other streams change every tick."""
+    if stream.get("kind") in ("held", "dataset"):
+        hold, fade = max(1, int(stream["hold"])), int(stream.get("crossfade", 0))
+        return min(chunk, (-(-chunk // hold) + 1) * (1 + fade))
+    if stream.get("kind") == "constant":
+        return 1
+    return chunk
+
+
 def gif_frames(rows, every):
     """How many GIF frames the renderer draws from ``rows`` recorded rows with
     render.every = ``every`` (the step grows past GIF_MAX_FRAMES frames)."""
@@ -128,7 +140,8 @@ class RunBudget:
     ``sizes`` the layer widths; the rule options say which rings and buffers the
     engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
     network maps the stream); ``gif`` = (render.every, (width, height)) adds
-    the GIF frames, None leaves them out. ``items`` maps each part to bytes,
+    the GIF frames, None leaves them out; ``distinct`` bounds the distinct
+    frames of a chunk (``distinct_frames``). ``items`` maps each part to bytes,
     ``total`` is their sum and ``check()`` refuses a run over ``plan.budget``
     naming its biggest parts and the knobs that shrink them (``budget_key``
     names the scene key that sets the budget).
@@ -163,7 +176,7 @@ class RunBudget:
 
     def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None, budget_key="record.memory_budget"):
+                 gif=None, budget_key="record.memory_budget", distinct=None):
         self.plan, self.budget_key = plan, budget_key
         sizes = [int(n) for n in sizes]
         L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
@@ -210,7 +223,9 @@ class RunBudget:
         # forward pass over a whole chunk is transient.
         items["stream frames"] = (8 + s) * 2 * C * B * (n0 + nL)
         if target == "teacher":
-            items["teacher forward"] = 8 * C * B * (2 * total_n + 2 * N)
+            # the teacher runs once per distinct frame of a chunk (held ticks repeat)
+            F = C if distinct is None else min(C, int(distinct))
+            items["teacher forward"] = 8 * F * B * (2 * total_n + 2 * N)
         rows = plan.rows
         items["recorded rows"] = rows * _row_bytes(L) + 6 * s * C * (L + 1)
         self._finish(items, N, B, s, C, gif)

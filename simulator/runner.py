@@ -16,7 +16,7 @@ from .build import build, graph_skeleton, network_shape
 from .engine import Engine
 from .errors import SceneError
 from .graph_recording import GraphBudget, GraphRecorder
-from .probes import Recorder, RecordPlan, RunBudget, Trace
+from .probes import Recorder, RecordPlan, RunBudget, Trace, distinct_frames
 from .scene import apply_overrides, load
 from .version import __version__
 
@@ -45,6 +45,7 @@ class Prepared:
         # says it will be drawn) is checked before anything is allocated.
         render = scene.get("render") or {}
         options = dict(target=scene["target"]["kind"],
+                       distinct=distinct_frames(scene["stream"], self.plan.chunk),
                        gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
                        **{k: rule[k] for k in ("feedback", "derivative", "pairing",
                                                "supervision_delay", "learning_rate", "accumulate")})

@@ -861,6 +861,13 @@ class GraphEngine:
     def _copy(self, a):
         return self.xp.asarray(a, copy=True)
 
+    def state_views(self):
+        """(x per vertex, δ per vertex (None for the input)): LIVE VIEWS of the
+        engine's buffers, valid only until the next ``step`` and never to be
+        written into (as ``Engine.stacked_state_views``); recorders read them
+        within one tick, anything kept longer must be copied."""
+        return self._X, self._D
+
     def activity(self, vertex):
         """x[t, v] (a copy), shape (batch, *shape of v); v by index or name."""
         return self._copy(self._X[self._index(vertex)])
