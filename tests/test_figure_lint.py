@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 import cli
 from simulator import files
-from simulator.render.lint import lint_figure, mark_categorical
+from simulator.render.lint import lint_figure, mark_categorical, mark_keyed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENES = sorted(os.path.splitext(os.path.basename(p))[0]
@@ -219,3 +221,13 @@ def test_a_heatmap_needs_a_colorbar_or_a_categorical_mark_and_a_legend():
     image = fig.subplots().imshow(np.eye(3))
     fig.colorbar(image)
     assert lint_figure(fig) == []           # the colorbar's own mesh is no heat map
+
+
+def test_an_rgb_image_is_keyed_by_the_stand_in_colorbar_marked_as_its_key():
+    fig = _figure()
+    ax = fig.subplots()
+    image = ax.imshow(np.zeros((3, 3, 3)))
+    colorbar = fig.colorbar(ScalarMappable(Normalize(0, 1), "Blues"), ax=ax)
+    assert len(lint_figure(fig)) == 1                    # a colorbar, but of something else
+    mark_keyed(image, colorbar)
+    assert lint_figure(fig) == []

@@ -37,7 +37,7 @@ def render_learning(curves, path, title=""):
                    for c in curves.values())
     aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
     panels = ["accuracy"] * classify + ["loss"] + ["angle"] * bool(aligned)
-    fig = Figure(figsize=(4.2 * len(panels), 3.9), dpi=100, layout="constrained")
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):

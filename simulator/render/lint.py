@@ -13,11 +13,12 @@ text is not there for a reader), and measures each in display pixels:
 - a legend text or tick label smaller than MIN_FONT_PT points;
 - a heat map (an ``AxesImage`` or ``QuadMesh`` in an axes that is not itself a
   colorbar) with no key. An image is keyed when a colorbar of the figure draws
-  it (``fig.colorbar(image)``), or a colorbar's mappable carries the image's
-  gid (an RGB image coloured through a colormap keys itself with a stand-in
-  ``ScalarMappable`` of the same gid), or it is marked categorical with
-  ``mark_categorical(image)`` (gid CATEGORICAL_GID: its colours are classes,
-  e.g. frame numbers) and the figure has a legend.
+  it (``fig.colorbar(image)``); or when ``mark_keyed(image, colorbar)`` says
+  so (an RGB image shaded through a colormap keys itself with a colorbar of a
+  stand-in ``ScalarMappable``: the image and the colorbar's axes then share a
+  gid); or when it is marked categorical with ``mark_categorical(image)`` (gid
+  CATEGORICAL_GID: its colours are classes, e.g. frame numbers) and the figure
+  has a legend.
 """
 import contextlib
 
@@ -38,6 +39,19 @@ def mark_categorical(image):
     not a scale a colorbar would show): sets its gid to CATEGORICAL_GID.
     ``lint_figure`` then asks for a legend instead of a colorbar. Returns ``image``."""
     image.set_gid(CATEGORICAL_GID)
+    return image
+
+
+def mark_keyed(image, colorbar):
+    """Record that ``colorbar`` (drawn from a stand-in mappable, e.g. for an RGB
+    image whose shades follow a colormap) is the key of ``image``: both the
+    image and the colorbar's axes get the same gid (the image's, or a new one).
+    Returns ``image``."""
+    gid = image.get_gid()
+    if gid is None or gid == CATEGORICAL_GID:
+        gid = f"keyed-{id(image):x}"
+        image.set_gid(gid)
+    colorbar.ax.set_gid(gid)
     return image
 
 
@@ -134,7 +148,7 @@ def _unkeyed_heatmaps(fig):
     """Heat maps in an axes with neither a colorbar nor a categorical mark + legend."""
     colorbars = [ax._colorbar for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
     bar_axes = {id(cb.ax) for cb in colorbars}
-    keyed_gids = {cb.mappable.get_gid() for cb in colorbars} - {None}
+    keyed_gids = {cb.ax.get_gid() for cb in colorbars} - {None}
     has_legend = bool(fig.findobj(Legend))
     problems = []
     for ax in fig.axes:
@@ -194,4 +208,4 @@ def lint_figure(fig):
 
 
 __all__ = ["CATEGORICAL_GID", "MIN_FONT_PT", "TOLERANCE_PX", "drawn_texts", "lint_figure",
-           "mark_categorical"]
+           "mark_categorical", "mark_keyed"]

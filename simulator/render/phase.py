@@ -18,7 +18,7 @@ from .learning import rule_colour
 
 DEPTH_CMAP = "viridis"
 BOUNDARY_COLOUR = "#d62728"   # measured h*(L)
-PAPER_COLOUR = "#ffffff"      # τs = L − 1
+PAPER_COLOUR = "#17becf"      # τs = L − 1 (cyan: seen on every shade of magma and in the legend)
 LEGEND_PT = 8
 
 
@@ -42,7 +42,7 @@ def render_phase(records, hstar, threshold, path, title=""):
     grid = np.full((len(depths), len(holds)), np.nan)
     for (d, h), v in means.items():
         grid[depths.index(d), holds.index(h)] = v
-    fig = Figure(figsize=(12, 4.8), dpi=100, layout="constrained")
+    fig = Figure(figsize=(11, 4.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax, ax2 = fig.subplots(1, 2)
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)),
@@ -113,7 +113,7 @@ def render_accuracy(records, path, title=""):
     """Write accuracy.png: final test accuracy (mean ± std over seeds) against
     hold time, one curve per rule."""
     table = accuracy_table(records)
-    fig = Figure(figsize=(7.6, 4.4), dpi=100, layout="constrained")
+    fig = Figure(figsize=(6.4, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     for rule, by_hold in sorted(table.items()):
