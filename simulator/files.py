@@ -118,8 +118,16 @@ def write_npz(path, arrays, compressed=True):
     return atomic_write(path, lambda f: save(f, **arrays), binary=True)
 
 
+# Callables hook(fig, path) that save_png calls before writing each figure:
+# a place for checks (the figure-lint test registers one); empty in a run.
+PNG_HOOKS = []
+
+
 def save_png(fig, path):
-    """Write a matplotlib Figure as a PNG at its own dpi atomically; returns ``path``."""
+    """Write a matplotlib Figure as a PNG at its own dpi atomically; returns
+    ``path``. Each hook in PNG_HOOKS sees (fig, path) first."""
+    for hook in list(PNG_HOOKS):
+        hook(fig, path)
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=fig.dpi), binary=True)
 
 
@@ -543,5 +551,5 @@ def _exchange(a, b):
 
 
 __all__ = ["MARKER", "OutputError", "output_error", "atomic_write", "write_text", "write_json",
-           "write_csv", "write_npz", "save_png", "write_gif", "default_out", "is_tickprop_output",
+           "write_csv", "write_npz", "PNG_HOOKS", "save_png", "write_gif", "default_out", "is_tickprop_output",
            "check_out", "write_folder", "claim_folder", "clean_stale"]

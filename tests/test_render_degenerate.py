@@ -75,7 +75,14 @@ def test_log_axis_with_nothing_finite_gets_a_fixed_range_and_a_note():
     assert [t.get_text() for t in ax.texts] == ["nothing"]
     ax2 = fig.add_subplot()
     assert log_axis(ax2, [0.0, 1e-3, np.nan], "x", margin=10.0) is True
-    assert ax2.get_ylim() == pytest.approx((1e-18, 1e-2))   # zero drawn at LOG_FLOOR = 1e-17
+    # The zero is drawn a decade below the decade of 1e-3, at 1e-4, on a tick reading "0".
+    assert ax2.get_ylim() == pytest.approx((1e-5, 1e-2))
+    fig.canvas.draw()
+    locs = ax2.yaxis.get_majorticklocs()
+    labels = dict(zip(np.rint(np.log10(locs)).astype(int).tolist(),
+                      ax2.yaxis.get_major_formatter().format_ticks(locs)))
+    assert labels[-4] == "0" and "10^{-3}" in labels[-3]
+    assert ax2.get_yticks(minor=True).min() > 1e-4          # nothing labelled below the zero
 
 
 # ------------------------------------------------ Activation Relaxation

@@ -3,22 +3,47 @@
 A run may be valid and still give a panel nothing to show: exact zeros (the
 clamped top layer, an exact gradient), NaN everywhere (a quantity undefined
 because a gradient is 0 or the backward wave never arrived), no ticks at all.
-``log_axis`` draws zeros at LOG_FLOOR and fixes the limits from the finite
-values, so matplotlib's 'Data cannot be log-scaled' and NaN axis limits cannot
-happen; ``no_data`` writes a note where there is nothing to draw.
+A log axis cannot show 0, so exact zeros are drawn on a labelled floor: one
+decade below the decade of the smallest positive value (``zero_floor``), where
+the axis has a tick reading "0" and a dotted line, and nothing below it.
+``log_axis`` fixes the limits from the finite values, so matplotlib's 'Data
+cannot be log-scaled' and NaN axis limits cannot happen; ``no_data`` writes a
+note where there is nothing to draw; ``fit_suptitle`` wraps a long figure
+title to the canvas.
 """
-import numpy as np
+import textwrap
 
-# Values of exactly 0 are drawn at this floor so a log axis shows them.
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.ticker import (FixedLocator, Locator, LogFormatterSciNotation, LogLocator,
+                               NullLocator)
+
+# Where zeros go when a panel has no positive value at all.
 LOG_FLOOR = 1e-17
 # The log axis shown when a panel has no finite value at all.
 EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)
 NOTE_COLOUR = "#555555"
+FLOOR_COLOUR = "#999999"
+ZERO_LABEL = "0"
+TITLE_MARGIN_PX = 8
 
 
-def floored(values):
-    """``values`` as floats with zeros (and anything below) raised to LOG_FLOOR; NaN stays NaN."""
-    return np.fmax(np.asarray(values, dtype=float), LOG_FLOOR)
+def zero_floor(values):
+    """Where exact zeros of ``values`` are drawn on a log axis: the power of ten
+    one decade below the decade of the smallest positive finite value
+    (LOG_FLOOR when there is none)."""
+    v = np.asarray(values, dtype=float)
+    positive = v[np.isfinite(v) & (v > 0)]
+    if not positive.size:
+        return LOG_FLOOR
+    return float(10.0 ** (np.floor(np.log10(positive.min())) - 1))
+
+
+def floored(values, floor=None):
+    """``values`` as floats with zeros (and anything below ``floor``) raised to
+    ``floor`` (default ``zero_floor(values)``); NaN stays NaN."""
+    v = np.asarray(values, dtype=float)
+    return np.maximum(v, zero_floor(v) if floor is None else floor)   # NaN propagates
 
 
 def no_data(ax, text):
@@ -27,17 +52,83 @@ def no_data(ax, text):
             color=NOTE_COLOUR, bbox=dict(facecolor="white", edgecolor="#bbbbbb", alpha=0.9))
 
 
-def log_axis(ax, values, note, margin=3.0):
+class _FromFloor(Locator):
+    """The ticks of ``base`` above ``floor``, with ``floor`` itself when ``mark``:
+    nothing is labelled below the zero floor, where no value is drawn."""
+
+    def __init__(self, base, floor, mark):
+        self.base, self.floor, self.mark = base, floor, mark
+
+    def set_axis(self, axis):
+        super().set_axis(axis)
+        self.base.set_axis(axis)
+
+    def __call__(self):
+        lo, hi = self.axis.get_view_interval()
+        return self.tick_values(lo, hi)
+
+    def tick_values(self, vmin, vmax):
+        ticks = [t for t in self.base.tick_values(vmin, vmax) if t > self.floor * 1.5]
+        return ([self.floor] if self.mark else []) + ticks
+
+
+class _ZeroFormatter(LogFormatterSciNotation):
+    """Log labels, with ZERO_LABEL at the zero floor."""
+
+    def __init__(self, floor, **kwargs):
+        super().__init__(**kwargs)
+        self.floor = floor
+
+    def __call__(self, x, pos=None):
+        if np.isclose(x, self.floor, rtol=1e-6, atol=0.0):
+            return ZERO_LABEL
+        return super().__call__(x, pos)
+
+
+def log_axis(ax, values, note, margin=3.0, floor=None):
     """Put ``ax``'s y axis on a log scale with limits fixed from the finite
-    ``values`` (zeros count at LOG_FLOOR, where they are drawn), widened by the
-    factor ``margin`` both ways; with no finite value, a fixed range and the
-    ``note`` in the middle of the panel. Returns whether there was any value."""
+    ``values``, widened by the factor ``margin`` both ways. Exact zeros (drawn
+    by the caller at ``floored(v, floor)``; ``floor`` defaults to
+    ``zero_floor(values)``) get a tick reading "0" and a dotted line at the
+    floor. With no finite value, a fixed range and the ``note`` in the middle
+    of the panel. Returns whether there was any value."""
     v = np.asarray(values, dtype=float)
-    v = np.maximum(v[np.isfinite(v)], LOG_FLOOR)
+    v = v[np.isfinite(v)]
+    floor = zero_floor(v) if floor is None else floor
     ax.set_yscale("log")
-    if v.size:
-        ax.set_ylim(float(v.min()) / margin, float(v.max()) * margin)
-        return True
-    ax.set_ylim(*EMPTY_LOG_RANGE)
-    no_data(ax, note)
-    return False
+    if not v.size:
+        ax.set_ylim(*EMPTY_LOG_RANGE)
+        no_data(ax, note)
+        return False
+    zeros = bool((v <= 0).any())
+    v = np.maximum(v, floor)
+    ax.set_ylim(float(v.min()) / margin, float(v.max()) * margin)
+    if zeros and v.max() <= floor:
+        # Nothing but zeros: the "0" tick alone (no decades to label around it).
+        ax.yaxis.set_major_locator(FixedLocator([floor]))
+        ax.yaxis.set_minor_locator(NullLocator())
+    elif zeros:
+        ax.yaxis.set_major_locator(_FromFloor(LogLocator(), floor, True))
+        ax.yaxis.set_minor_locator(_FromFloor(LogLocator(subs="auto"), floor, False))
+    if zeros:
+        ax.yaxis.set_major_formatter(_ZeroFormatter(floor))
+        ax.axhline(floor, color=FLOOR_COLOUR, linewidth=0.8, linestyle=":", zorder=1)
+    return True
+
+
+def fit_suptitle(fig, text, fontsize=10, **kwargs):
+    """Set ``text`` as ``fig``'s suptitle, wrapped at word boundaries so that
+    it stays TITLE_MARGIN_PX inside the canvas at ``fontsize`` (measured with
+    the figure's renderer). Returns the title Text."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    room = fig.bbox.width - 2 * TITLE_MARGIN_PX
+    width = max(len(line) for line in str(text).splitlines() or [""])
+    while True:
+        wrapped = "\n".join(textwrap.fill(line, max(width, 10)) if line else line
+                            for line in str(text).splitlines())
+        title = fig.suptitle(wrapped, fontsize=fontsize, **kwargs)
+        if width <= 10 or title.get_window_extent(renderer).width <= room:
+            return title
+        width = int(width * 0.9)

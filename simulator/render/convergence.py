@@ -15,12 +15,12 @@ from matplotlib.ticker import MaxNLocator
 
 from ..files import save_png
 from ..errors import SimulatorError
-from .axes import floored, log_axis
+from .axes import floored, log_axis, zero_floor
 from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
-# Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn at
-# LOG_FLOOR so a log axis can show them; an error is NaN where the fixed point
+# Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn on
+# the panel's labelled zero floor (axes.zero_floor, a tick reading "0"); an error is NaN where the fixed point
 # is 0 (e.g. zero weights), and a panel of NaN only says so.
 NO_ERROR = "no defined error:\nthe fixed point is 0 in every layer drawn"
 MAX_LAYER_CURVES = 10      # panel (a) draws at most this many hidden layers
@@ -67,28 +67,32 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
     dot = "o" if ticks.size == 1 else None      # one tick: points, not (invisible) lines
     fig = Figure(figsize=(11, 4.2), dpi=DPI)
     ax_a, ax_b = fig.subplots(1, 2)
+    shown = (errors[main][:, layers], errors[:, :, layer])
+    # One zero floor per panel (exact zeros, e.g. η_x = 1 after k ticks, read "0").
+    floor_a = zero_floor(np.concatenate([shown[0].ravel()] + (
+        [] if predicted is None else [np.asarray(predicted, dtype=float)[main][:, layers].ravel()])))
+    floor_b = zero_floor(shown[1])
     for i, l in enumerate(layers):
-        ax_a.plot(ticks, floored(errors[main, :, l]), color=layer_colour(i), lw=2.5,
+        ax_a.plot(ticks, floored(errors[main, :, l], floor_a), color=layer_colour(i), lw=2.5,
                   marker=dot, label=f"layer {l}")
         if predicted is not None:
-            ax_a.plot(ticks, floored(np.asarray(predicted)[main, :, l]), color="#000000", lw=1,
-                      ls="--", marker=dot, mfc="none")
+            ax_a.plot(ticks, floored(np.asarray(predicted)[main, :, l], floor_a), color="#000000",
+                      lw=1, ls="--", marker=dot, mfc="none")
     if predicted is not None:
         ax_a.plot([], [], color="#000000", lw=1, ls="--", label="linear analysis")
     some = "" if len(layers) == L - 1 else f", {len(layers)} of {L - 1} hidden layers"
     ax_a.set_title(f"(a) per layer, η_x = {eta_x[main]:g}{some}")
     for i, eta in enumerate(eta_x):
-        ax_b.plot(ticks, floored(errors[i, :, layer]), color=layer_colour(i), lw=2.5,
+        ax_b.plot(ticks, floored(errors[i, :, layer], floor_b), color=layer_colour(i), lw=2.5,
                   marker=dot, label=f"η_x = {eta:g}")
     ax_b.set_title(f"(b) layer {layer}, several η_x")
-    shown = (errors[main][:, layers], errors[:, :, layer])
-    for ax, values in zip((ax_a, ax_b), shown):
+    for ax, values, floor in zip((ax_a, ax_b), shown, (floor_a, floor_b)):
         ax.set_xlabel("relaxation tick n")
         ax.set_ylabel("relative error to ∂ℓ/∂x^l")
         pad = 0.5 if ticks.size == 1 else 0.0
         ax.set_xlim(-pad, ticks[-1] + pad)
         ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
-        log_axis(ax, values, NO_ERROR, margin=3.0)
+        log_axis(ax, values, NO_ERROR, margin=3.0, floor=floor)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)

@@ -6,19 +6,20 @@ Drawn from the curves dict that ``simulator.training`` returns or stores in
 results.json; the figure is a matplotlib ``Figure`` on the Agg canvas (no
 pyplot), written atomically.
 """
-import textwrap
-
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..files import save_png
+from .axes import fit_suptitle
 
 # Fixed colour per rule so every picture and test finds the same curve.
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
                 "itd-dy": "#8c564b"}
 LAYER_STYLES = ("-", "--", ":", "-.")
+LEGEND_PT = 8
 
 
 def rule_colour(rule):
@@ -29,12 +30,14 @@ def rule_colour(rule):
 def render_learning(curves, path, title=""):
     """Write learning.png: panels of test accuracy (if the task has classes),
     test loss (log scale) and the W–F alignment angle per layer, all against
-    tick, one colour per rule; diverged rules end where they blew up, marked ×."""
+    tick, one colour per rule (named in one legend under the panels, the
+    angle panel's line styles in its own); diverged rules end where they blew
+    up, marked ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
     aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
     panels = ["accuracy"] * classify + ["loss"] + ["angle"] * bool(aligned)
-    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=100)
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
@@ -42,11 +45,11 @@ def render_learning(curves, path, title=""):
             _draw_angles(ax, curves, aligned)
         else:
             _draw_metric(ax, curves, panel)
+    handles = [Line2D([], [], color=rule_colour(rule), lw=1.8, label=rule) for rule in curves]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7),
+               fontsize=LEGEND_PT, frameon=False)
     if title:
-        # About 15 characters of 9-point text fit an inch: wrap a long
-        # description instead of cutting it at the figure's edges.
-        fig.suptitle(textwrap.fill(title, int(15 * 4.2 * len(panels))), fontsize=9)
-    fig.tight_layout()
+        fit_suptitle(fig, title, fontsize=9)
     return save_png(fig, path)
 
 
@@ -69,14 +72,15 @@ def _draw_metric(ax, curves, key):
     ax.set_xlabel("tick")
     ax.set_ylabel(f"test {key}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
 
 
 def _draw_angles(ax, curves, rules):
+    layers = 0
     for rule in rules:
         c = curves[rule]
         t = np.asarray(c["tick"], dtype=float)
         n_layers = max(len(a) for a in c["angles"])
+        layers = max(layers, n_layers)
         angles = np.full((len(t), n_layers), np.nan)
         for i, a in enumerate(c["angles"]):
             angles[i, :len(a)] = a
@@ -87,8 +91,12 @@ def _draw_angles(ax, curves, rules):
     ax.axhline(90, color="#999999", lw=0.8)
     ax.set_xlabel("tick")
     ax.set_ylabel("angle(W_l, F_l) [deg]")
+    ax.set_title("colour: rule, line: layer", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    styles = [Line2D([], [], color="#333333", lw=1.2, ls=LAYER_STYLES[j % len(LAYER_STYLES)],
+                     label=f"W{j + 1}") for j in range(layers)]
+    ax.legend(handles=styles, fontsize=LEGEND_PT, ncol=min(layers, 4), loc="lower left",
+              handlelength=2.6, columnspacing=1.0)
 
 
 __all__ = ["render_learning", "rule_colour", "RULE_COLOURS"]

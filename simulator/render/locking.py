@@ -1,11 +1,15 @@
 """The locking picture (SPEC §5): backprop's locked schedule and the tick engine's
-pipelined one side by side, layer × tick, on the same tick axis.
+pipelined one side by side, layer × tick, each on its own tick axis with the
+panels as wide as their schedules are long (``panel_shares``; no panel under
+MIN_SHARE of the width, so the short pipelined schedule stays readable).
 
 Each layer's row is split in two: the lower half shows forward work, the upper
 half backward work, coloured by the frame being worked on (backward in a
 lighter shade of the frame's colour), light grey where the layer idles. Titles
 give utilisation (share of layer-ticks doing work) and frames per tick. The
-optional GIF sweeps a tick cursor over both panels.
+optional GIF sweeps a tick cursor over both panels (a finished schedule keeps
+it on its last tick). The images are categorical (colour = frame, keyed by the
+legend), marked so for the figure lint.
 """
 import os
 
@@ -14,17 +18,21 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ..errors import SimulatorError
 from ..files import atomic_write
 from ..locking import schedules
 from . import palette, save_png
+from .lint import mark_categorical
 from .animate import IndexedPalette, check_size, encode_gif, frame_limit, frame_step
 
 DPI = 100
 FRAME_COLOURS = colormaps["tab10"].colors
 BACKWARD_LIGHTEN = 0.45
 LABEL_LIMIT = 64          # frame numbers are written in cells when the axis is this short
+CELL_PT = 7               # frame numbers inside cells (not tick labels)
+MIN_SHARE = 0.32          # the least share of the width a schedule's panel gets
 NAMES = {"backprop": "backprop: forward- and backward-locked",
          "pipelined": "tick engine: pipelined"}
 
@@ -48,55 +56,72 @@ def occupancy_rgb(forward, backward):
     return image
 
 
-def _panel(ax, name, sched, depth, frames, span):
+def _panel(ax, name, sched, depth):
     image = occupancy_rgb(sched["forward"], sched["backward"])
     T = sched["ticks"]
-    ax.imshow(image, origin="lower", aspect="auto", interpolation="nearest",
-              extent=(-0.5, T - 0.5, 0.5, depth + 0.5))
-    ax.set_xlim(-0.5, span - 0.5)
+    mark_categorical(ax.imshow(image, origin="lower", aspect="auto", interpolation="nearest",
+                               extent=(-0.5, T - 0.5, 0.5, depth + 0.5)))
+    ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(0.5, depth + 0.5)
     ax.set_yticks(range(1, depth + 1, max(1, int(np.ceil(depth / 12)))))
-    ax.set_xlabel("tick")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=2))
+    ax.set_xlabel(f"tick (0–{T - 1})")
     ax.set_ylabel("layer")
     for l in range(1, depth):
         ax.axhline(l + 0.5, color="white", linewidth=1.0)
-    ax.axvline(T - 0.5, color="#444444", linewidth=1.0, linestyle="--")
-    if span <= LABEL_LIMIT:
+    if T <= LABEL_LIMIT:
         for l in range(depth):
             for t in np.flatnonzero(sched["forward"][l] >= 0):
                 ax.text(t, l + 1 - 0.25, str(sched["forward"][l, t]), ha="center", va="center",
-                        fontsize=6, color="white")
+                        fontsize=CELL_PT, color="white")
     ax.set_title(f"{NAMES[name]}\nutilisation {100 * sched['utilisation']:.0f}% "
-                 f"(steady {100 * sched['steady_utilisation']:.0f}%), "
+                 f"(steady {100 * sched['steady_utilisation']:.0f}%)\n"
                  f"{sched['frames_per_tick']:.3f} frames/tick "
                  f"(steady {sched['steady_frames_per_tick']:.3g}); done at tick {T}",
                  fontsize=9)
 
 
+def panel_shares(ticks, least=MIN_SHARE):
+    """Widths of the panels (summing to 1) for schedules of ``ticks`` ticks:
+    proportional to the ticks (the same tick scale in both), except that no
+    panel gets less than ``least`` of the width, so a short schedule stays
+    readable."""
+    ticks = np.asarray(ticks, dtype=float)
+    share = ticks / ticks.sum()
+    small = share < least
+    if small.any() and not small.all():
+        share[small] = least
+        share[~small] *= (1 - least * small.sum()) / share[~small].sum()
+    return share
+
+
 def locking_figure(depth, frames, result=None):
-    """The locking.png figure; returns (figure, {schedule name: axes}, schedules)."""
+    """The locking.png figure; returns (figure, {schedule name: axes}, schedules).
+    Each schedule has its own tick axis, the panels as wide as their ticks
+    (``panel_shares``), so neither is squeezed into a corner of the other's."""
     result = result or schedules(depth, frames)
     L, F = result["depth"], result["frames"]
-    span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
-    height = 2.2 + 0.3 * L
+    names = ("backprop", "pipelined")
+    height = 2.6 + 0.3 * L
     fig = Figure(figsize=(12, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(1, 2, left=0.05, right=0.98, bottom=0.85 / height,
-                            top=1 - 0.8 / height, wspace=0.12)
+    grid = fig.add_gridspec(1, 2, left=0.05, right=0.98, bottom=0.95 / height,
+                            top=1 - 1.25 / height, wspace=0.1,
+                            width_ratios=panel_shares([result[n]["ticks"] for n in names]))
     axes = {}
-    for j, name in enumerate(("backprop", "pipelined")):
+    for j, name in enumerate(names):
         ax = fig.add_subplot(grid[0, j])
-        _panel(ax, name, result[name], L, F, span)
+        _panel(ax, name, result[name], L)
         axes[name] = ax
     handles = [Patch(color=frame_colour(0), label="forward work (lower half), colour = frame"),
                Patch(color=frame_colour(0, True), label="backward work (upper half)"),
                Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="idle")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
     # A fixed distance from the top in inches, so a tall figure (deep network)
     # keeps its title clear of the panel titles.
     fig.suptitle(f"{F} frames through L = {L} layers: backprop needs 2L = {2 * L} ticks per "
-                 f"frame; the tick engine takes a new frame every tick", fontsize=10,
-                 y=1 - 0.08 / height)
+                 f"frame; the tick engine takes a new frame every tick\n"
+                 f"(each panel on its own tick axis)", fontsize=10, y=1 - 0.08 / height)
     return fig, axes, result
 
 
@@ -124,7 +149,8 @@ def _locking_frames(fig, axes, span, every):
     for i, t in enumerate(ticks):
         frame = background.copy()
         for ax, top, bottom in spans:
-            c = int(round(ax.transData.transform((t, 0))[0]))
+            # A schedule that is done keeps its cursor on its last tick.
+            c = int(round(ax.transData.transform((min(t, ax.get_xlim()[1] - 0.5), 0))[0]))
             frame[top:bottom, max(c - 1, 0):c + 1] = dark
         frames[i] = frame
     return frames, pal.colours

@@ -10,13 +10,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..files import save_png
+from .axes import fit_suptitle
 from .learning import rule_colour
 
 DEPTH_CMAP = "viridis"
 BOUNDARY_COLOUR = "#d62728"   # measured h*(L)
-PAPER_COLOUR = "#ffffff"      # τs = L − 1
+PAPER_COLOUR = "#17becf"      # τs = L − 1 (cyan: seen on every shade of magma and in the legend)
+LEGEND_PT = 8
 
 
 def _means(records, value):
@@ -39,7 +42,7 @@ def render_phase(records, hstar, threshold, path, title=""):
     grid = np.full((len(depths), len(holds)), np.nan)
     for (d, h), v in means.items():
         grid[depths.index(d), holds.index(h)] = v
-    fig = Figure(figsize=(11, 4.4), dpi=100)
+    fig = Figure(figsize=(11, 4.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax, ax2 = fig.subplots(1, 2)
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)),
@@ -60,23 +63,28 @@ def render_phase(records, hstar, threshold, path, title=""):
     if measured:
         mx, my = zip(*measured)
         ax.plot(mx, my, "o-", color=BOUNDARY_COLOUR, lw=2, label=f"measured h* (cos ≥ {threshold:g})")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=LEGEND_PT, loc="lower right")
     sync, others = _means(records, "cos_ls"), _means(records, "cos_others")
     colours = [colormaps[DEPTH_CMAP](i / max(len(depths) - 1, 1)) for i in range(len(depths))]
     for colour, d in zip(colours, depths):
         hs = [h for h in holds if (d, h) in sync]
-        ax2.plot(hs, [others[(d, h)] for h in hs], "-", color=colour, label=f"L={d} other layers")
-        ax2.plot(hs, [sync[(d, h)] for h in hs], "--", color=colour, label=f"L={d} ls={(d + 1) // 2}")
+        ax2.plot(hs, [others[(d, h)] for h in hs], "-", color=colour)
+        ax2.plot(hs, [sync[(d, h)] for h in hs], "--", color=colour)
     ax2.set_xscale("log", base=2)
     ax2.axhline(threshold, color="#999999", lw=0.8)
     ax2.set_xlabel("hold h")
     ax2.set_ylabel("steady mean cosine")
-    ax2.set_title("synchronization layer ls (dashed) vs other layers (solid)", fontsize=8)
+    ax2.set_title("synchronization layer ls (dashed) vs other layers (solid)", fontsize=9)
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=5, ncol=2)
+    # One entry per depth (colour) and one per line style, outside the curves.
+    depth_key = [Line2D([], [], color=c, lw=1.5, label=f"L = {d} (ls = {(d + 1) // 2})")
+                 for c, d in zip(colours, depths)]
+    style_key = [Line2D([], [], color="#333333", ls="--", label="ls"),
+                 Line2D([], [], color="#333333", ls="-", label="mean of other layers")]
+    ax2.legend(handles=depth_key + style_key, fontsize=LEGEND_PT, loc="center left",
+               bbox_to_anchor=(1.02, 0.5), frameon=False)
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fit_suptitle(fig, title, fontsize=9)
     return save_png(fig, path)
 
 
@@ -105,7 +113,7 @@ def render_accuracy(records, path, title=""):
     """Write accuracy.png: final test accuracy (mean ± std over seeds) against
     hold time, one curve per rule."""
     table = accuracy_table(records)
-    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    fig = Figure(figsize=(6.4, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     for rule, by_hold in sorted(table.items()):
@@ -118,10 +126,9 @@ def render_accuracy(records, path, title=""):
     ax.set_xlabel("hold h (ticks per image)")
     ax.set_ylabel("final test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=LEGEND_PT, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
+        fit_suptitle(fig, title, fontsize=9)
     return save_png(fig, path)
 
 

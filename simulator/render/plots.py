@@ -26,7 +26,7 @@ from ..sync import steady_window, synchronized_layers
 from . import palette
 from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
 from .rows import picture_rows
-from .axes import LOG_FLOOR, log_axis, no_data
+from .axes import fit_suptitle, floored, log_axis, no_data, zero_floor
 
 DPI = 100
 # What an all-NaN panel says (too few ticks for the backward wave to arrive, or
@@ -35,6 +35,11 @@ NO_DATA = ("no defined value in this run:\nbackprop's gradient is 0, or the\n"
            "backward wave has not reached the layers")
 HEATMAP = "RdBu"
 MAX_CURVES = 24
+ALL_CURVES = 4            # a network this small draws a curve for every layer
+SMOOTH_FROM = 60          # a run longer than this many ticks also draws running means
+SMOOTH_WINDOWS = 25       # ... over 1/25 of the run
+LEGEND_PT = 8
+LABEL_PT = 8              # vertex names on the axes
 MAX_POINTS = 5000
 MISSING = "#d9d9d9"
 MISSING_TEXT = "#808080"
@@ -63,12 +68,12 @@ def steady_means(trace):
 
 
 def curve_layers(depth, limit=MAX_CURVES):
-    """The layers 1..L drawn as curves: all of them, or ``limit`` evenly spaced
-    ones plus the synchronization layer(s) in a deep network."""
-    if depth <= limit:
+    """The layers 1..L drawn as curves: all of them in a network of at most
+    ALL_CURVES layers; else layer 1, the synchronization layer(s) and layer L
+    (at most ``limit``); the heatmap shows every layer."""
+    if depth <= min(ALL_CURVES, limit):
         return list(range(1, depth + 1))
-    spaced = np.rint(np.linspace(1, depth, limit)).astype(int).tolist()
-    return sorted(set(spaced) | set(synchronized_layers(depth)))
+    return sorted({1, depth} | set(synchronized_layers(depth)))[:limit]
 
 
 def _graph_colour(p, order):
@@ -84,25 +89,56 @@ def _weighted(trace, order):
     return [p for p in range(1, len(order)) if np.isfinite(cos[:, order.order[p] - 1]).any()]
 
 
+def _graph_curves(trace, order):
+    """Rows of a graph drawn as curves: every vertex with weights when there are
+    at most ALL_CURVES, else the first, the sync set and the last of them."""
+    weighted = _weighted(trace, order)
+    if len(weighted) <= ALL_CURVES:
+        return weighted, len(weighted)
+    keep = {weighted[0], weighted[-1]} | (set(order.sync) & set(weighted))
+    return sorted(keep)[:MAX_CURVES], len(weighted)
+
+
+def running_mean(values, window, log=False):
+    """Centred mean of ``values`` over ``window`` ticks, NaN-aware (a window of
+    only NaN is NaN); ``log``: the geometric mean (of positive values)."""
+    v = np.asarray(values, dtype=float)
+    if window <= 1:
+        return v
+    v = np.log10(v) if log else v
+    finite = np.isfinite(v)
+    kernel = np.ones(int(window))
+    total = np.convolve(np.where(finite, v, 0.0), kernel, mode="same")
+    count = np.convolve(finite.astype(float), kernel, mode="same")
+    mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return 10.0 ** mean if log else mean
+
+
+def smoothing(ticks):
+    """Ticks of the running mean drawn over a long run (1: none)."""
+    return 1 if ticks <= SMOOTH_FROM else int(np.ceil(ticks / SMOOTH_WINDOWS))
+
+
 def _curves(ax, trace, key, log):
-    """Per-layer curves of ``key`` over ticks; returns a note on what was left out."""
+    """Curves of ``key`` over ticks for a few layers (``curve_layers``: the
+    synchronization layer(s), the first and the last; every layer of a small
+    network), the heatmap showing all; a long run draws each raw curve thin and
+    its running mean thick. Returns a note on what the panel shows."""
     L = trace.depth
     ticks = trace["tick"]
     k, rows = drawn(0, len(ticks), MAX_POINTS)
     order = picture_rows(trace)
     if order.graph:
-        layers = _weighted(trace, order)
-        total = len(layers)
-        if total > MAX_CURVES:
-            keep = np.rint(np.linspace(0, total - 1, MAX_CURVES)).astype(int)
-            layers = sorted({layers[i] for i in keep} | (set(order.sync) & set(layers)))
+        layers, total = _graph_curves(trace, order)
         what = "vertices with weights"
     else:
         layers, total, what = curve_layers(L), L, "layers"
+    floor = zero_floor(trace[key]) if log else None
+    window = smoothing(len(rows))
     for l in layers:
         values = trace[key][rows, order.order[l] - 1]
         if log:
-            values = np.maximum(values, LOG_FLOOR)
+            values = floored(values, floor)
         sync = l in order.sync
         if order.graph:
             colour = _graph_colour(l, order)
@@ -110,23 +146,32 @@ def _curves(ax, trace, key, log):
         else:
             colour = layer_colour(l, L)
             label = f"layer {l}" + (" (ls)" if sync else "")
-        ax.plot(ticks[rows], values, color=colour, linewidth=2.0 if sync else 1.0,
+        z = 3 if sync else 2
+        if window > 1:
+            ax.plot(ticks[rows], values, color=colour, linewidth=0.6, alpha=0.35, zorder=z)
+            values = running_mean(values, window, log=log)
+        ax.plot(ticks[rows], values, color=colour, linewidth=2.2 if sync else 1.4,
                 marker="o" if len(rows) == 1 else None,     # one tick: a point, not a line
-                label=label, zorder=3 if sync else 2)
-    notes = [f"{len(layers)} of {total} {what}"] if len(layers) < total else []
+                label=label, zorder=z + 2)
+    notes = [f"{len(layers)} of {total} {what}; all in the heatmap"] if len(layers) < total else []
+    notes += [f"thick: mean over {window} ticks"] if window > 1 else []
     notes += [step_note((k, 1))] if k > 1 else []
     note = ", ".join(notes)
     start, _ = steady_window(trace)
-    ax.axvline(start, color="#777777", linestyle=":", linewidth=1.0)
+    if start < len(ticks):
+        ax.axvline(ticks[start], color="#777777", linestyle=":", linewidth=1.0)
     ax.set_xlabel("tick")
     # Fixed to the run, so a panel with nothing to draw still shows its ticks.
     pad = 0.5 if len(ticks) < 2 else 0.0
     ax.set_xlim(ticks[0] - pad, ticks[-1] + pad)
     ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
     if log:
-        log_axis(ax, trace[key], NO_DATA)
+        log_axis(ax, trace[key], NO_DATA, floor=floor)
     elif not np.isfinite(trace[key]).any():
         no_data(ax, NO_DATA)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=LEGEND_PT, loc="lower right" if not log else "upper right",
+                  ncol=1 if len(layers) <= 5 else 2, framealpha=0.85)
     return f"\n({note})" if note else ""
 
 
@@ -156,14 +201,14 @@ def _heatmap(ax, fig, trace):
     if order.graph:
         shown = list(range(1, L + 1, m))
         ax.set_yticks(shown)
-        ax.set_yticklabels([_name(trace, order, p) for p in shown], fontsize=7)
+        ax.set_yticklabels([_name(trace, order, p) for p in shown], fontsize=LABEL_PT)
         _style_names(ax.get_yticklabels(), shown, trace, order)
         ax.set_ylabel("vertex")
     note = step_note((k, m))
     unit = "vertex" if order.graph else "layer"
-    ax.set_title(f"cosine, {unit} × tick (grey: undefined)" + (f"\n({note})" if note else ""),
+    ax.set_title(f"cosine per {unit} and tick (grey: undefined)" + (f"\n({note})" if note else ""),
                  fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="cos(g, ∇ backprop)")
 
 
 def _name(trace, order, p):
@@ -195,7 +240,7 @@ def _graph_summary(ax, trace, order):
     ax.set_xlim(0.4, n - 0.4)
     ax.set_ylabel("mean cosine (bars)")
     ax.set_xticks(positions)
-    ax.set_xticklabels([_name(trace, order, p) for p in positions], fontsize=7,
+    ax.set_xticklabels([_name(trace, order, p) for p in positions], fontsize=LABEL_PT,
                        rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
     _style_names(ax.get_xticklabels(), positions, trace, order)
     return positions, rel
@@ -243,8 +288,9 @@ def _summary(ax, trace):
 def _summary_errors(ax, trace, layers, rel):
     """The relative-error dots on a log twin axis and the steady window title."""
     twin = ax.twinx()
-    twin.plot(layers, np.maximum(rel, LOG_FLOOR), "o", color="#222222", markersize=4)
-    log_axis(twin, rel, NO_DATA)
+    floor = zero_floor(rel)
+    twin.plot(layers, floored(rel, floor), "o", color="#222222", markersize=4)
+    log_axis(twin, rel, NO_DATA, floor=floor)
     twin.set_ylabel("mean relative error (dots)")
     start, stop = steady_window(trace)
     span = f"tick {start}" if stop - start == 1 else f"ticks {start}–{stop - 1}"
@@ -252,13 +298,13 @@ def _summary_errors(ax, trace, layers, rel):
 
 
 def mismatch_figure(trace):
-    """The mismatch.png figure (2 × 2 panels); returns (figure, axes dict)."""
-    fig = Figure(figsize=(11, 7.5), dpi=DPI)
+    """The mismatch.png figure (2 × 2 panels: cosine and relative error over
+    ticks for a few layers, the cosine heatmap of every layer, the steady
+    state per layer); returns (figure, axes dict: cos, rel, heatmap, summary)."""
+    fig = Figure(figsize=(11, 7.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    # A graph needs room for vertex names left and the twin log labels right.
-    left, right = (0.1, 0.9) if picture_rows(trace).graph else (0.07, 0.92)
-    grid = fig.add_gridspec(2, 2, left=left, right=right, bottom=0.08, top=0.9,
-                            hspace=0.35, wspace=0.3)
+    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08, hspace=0.06, wspace=0.06)
+    grid = fig.add_gridspec(2, 2)
     axes = {"cos": fig.add_subplot(grid[0, 0]), "rel": fig.add_subplot(grid[0, 1]),
             "heatmap": fig.add_subplot(grid[1, 0]), "summary": fig.add_subplot(grid[1, 1])}
     note = _curves(axes["cos"], trace, "mismatch_cos", log=False)
@@ -269,13 +315,12 @@ def mismatch_figure(trace):
                           fontsize=9)
     note = _curves(axes["rel"], trace, "mismatch_rel", log=True)
     axes["rel"].set_ylabel("‖g − ∇‖ / ‖∇‖")
-    axes["rel"].set_title(f"relative error per {unit}" + note, fontsize=9)
-    if axes["rel"].get_legend_handles_labels()[0] and trace.depth <= 12:
-        axes["rel"].legend(fontsize=7, ncol=2, loc="best")
+    axes["rel"].set_title(f"relative error per {unit} (0: exact)" + note, fontsize=9)
     _heatmap(axes["heatmap"], fig, trace)
     _summary(axes["summary"], trace)
     name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
-    fig.suptitle(f"{name}: gradient mismatch of Eq. 5 against backprop".lstrip(": "), fontsize=11)
+    fit_suptitle(fig, f"{name}: gradient mismatch of Eq. 5 against backprop".lstrip(": "),
+                 fontsize=11)
     return fig, axes
 
 
