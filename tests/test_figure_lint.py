@@ -63,16 +63,7 @@ NO_PNG = {"zil_table": "pc_table writes table1.csv, table2.csv and tables.md, no
 # for waves.png, render/levels.py for the relaxation and PC waves), known to fail
 # the lint until those parts land: {file name: (reason, problems tolerated)}. Any
 # other problem of these files still fails; once they pass, nothing is tolerated.
-KNOWN = {
-    "waves.png": ("render/raster.py (issue 11 part 1): the RGB raster has neither a colorbar "
-                  "nor a categorical mark; graph row names are 7 pt",
-                  (r"^heat map \(image\) in .* has no colorbar",
-                   r"^tick label '.*' is 7 pt \(at least 8 pt\)$")),
-    "relaxation_wave.png": ("render/levels.py (issue 11 part 2): no colorbar on the wave",
-                            (r"^heat map \(image\) in .* has no colorbar",)),
-    "pc_wave.png": ("render/levels.py (issue 11 part 2): no colorbar on the wave",
-                    (r"^heat map \(image\) in .* has no colorbar",)),
-}
+KNOWN = {}     # picture name -> (why, regexes of the problems tolerated); none left
 
 
 def untolerated(png, problems):

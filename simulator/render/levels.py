@@ -33,6 +33,7 @@ from ..files import atomic_write, save_png
 from .animate import (DPI, IndexedPalette, check_size, encode_gif, frame_limit, glyphs_for,
                       size_scale)
 from .axes import no_data
+from .lint import mark_keyed
 from .palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, mix, to_bytes
 
 DECADES = 8
@@ -121,9 +122,10 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
     ticks, n_levels = values.shape
     fig = Figure(figsize=(8, 3.8), dpi=100, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
+    image = None
     if ticks:
-        ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
-                  extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
+        image = ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
+                          extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
     else:
         ax.set_xlim(-0.5, 0.5)
         ax.set_xticks([])
@@ -133,7 +135,9 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
     ax.set_ylabel(level_label)
     _level_ticks(ax, n_levels, level_names)
     ax.set_title(_title(title, values), fontsize=9)
-    colour_bar(fig, None, values, 9, ax=ax)
+    bar = colour_bar(fig, None, values, 9, ax=ax)
+    if image is not None:
+        mark_keyed(image, bar)      # the RGB shades follow the bar's colormap
     return save_png(fig, path)
 
 

@@ -43,6 +43,7 @@ from matplotlib.patches import Patch
 from ..files import save_png
 from ..errors import SimulatorError
 from . import palette
+from .lint import mark_categorical
 from .rows import chain_rows, picture_rows
 
 COLOURINGS = ("magnitude", "tag")
@@ -293,8 +294,10 @@ def draw_panel(ax, rgb, window, depth, title="", ls_label=True, steps=(1, 1), ti
     k, m = steps
     first, every = ticks
     x = lambda row: first + (row - 0.5) * every        # noqa: E731 (left edge of a row)
-    ax.imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
-              extent=(x(start), x(start + rgb.shape[1] * k), -0.5, -0.5 + rgb.shape[0] * m))
+    # the colours are classes (forward, backward, both, empty) the legend names
+    mark_categorical(ax.imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
+                               extent=(x(start), x(start + rgb.shape[1] * k), -0.5,
+                                       -0.5 + rgb.shape[0] * m)))
     if sync is not None:
         _sync_overlay(ax, sync, x(start), every * k, m)
     for l in rows.sync:
