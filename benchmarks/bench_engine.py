@@ -8,6 +8,11 @@ measured in the same run (ratios, not absolute times, are the result).
 3. ticks per second with reference and metrics on, paper scale
 4. peak memory of a 10,000-tick paper-scale run with full states recorded,
    against the size of the recorded arrays
+
+The equal-work comparison is learning ON: the tick forms g and updates W, the
+baseline runs backprop and the SGD update. With learning off the baseline
+is forward + backward deltas only (no weight gradients), the same 2L − 1
+matrix products as the tick. Runs under benchmarks/allocator.py's settings.
 """
 import argparse
 import time
@@ -15,6 +20,8 @@ import tracemalloc
 
 import numpy as np
 
+from allocator import ensure
+from simulator import threads
 from simulator.build import build
 from simulator.runner import Prepared
 from simulator.scene import validate
@@ -33,9 +40,10 @@ def paper_scene(depth, width, batch=1, dtype="float64", learning_rate=0.0, ticks
                     "bench_engine")
 
 
-def backprop_step(ws, bs, u, y, xp=np):
+def backprop_step(ws, bs, u, y, xp=np, grads=True):
     """Forward, backward and weight gradients, tanh hidden / linear out, in the
-    array module ``xp`` (numpy here, cupy in bench_gpu)."""
+    array module ``xp`` (numpy here, cupy in bench_gpu); ``grads=False`` stops
+    at the deltas (what a tick with learning off computes)."""
     xs, ds = [u], []
     for i, (w, b) in enumerate(zip(ws, bs)):
         a = xs[-1] @ w.T + b
@@ -46,9 +54,10 @@ def backprop_step(ws, bs, u, y, xp=np):
             x = a
         xs.append(x)
     delta = xs[-1] - y
-    grads = [None] * len(ws)
+    grads_on, grads = grads, [None] * len(ws)
     for i in range(len(ws) - 1, -1, -1):
-        grads[i] = delta.T @ xs[i]
+        if grads_on:
+            grads[i] = delta.T @ xs[i]
         if i:
             delta = (delta @ ws[i]) * ds[i - 1]
     return grads
@@ -86,7 +95,7 @@ def tick_vs_backprop(depth, width, batch, dtype, n, learning_rate=0.0):
     if learning_rate:
         t_bp = best_of(lambda: sgd_step(ws, bs, u, y, learning_rate), n)
     else:
-        t_bp = best_of(lambda: backprop_step(ws, bs, u, y), n)
+        t_bp = best_of(lambda: backprop_step(ws, bs, u, y, grads=False), n)
     return t_tick, t_bp
 
 
@@ -98,6 +107,9 @@ def recorded_rate(ticks, states):
 
 
 def main():
+    ensure()
+    blas = threads.setup()
+    print(f"BLAS threads: {blas['blas_threads']} ({blas['why']})")
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = ap.parse_args()
@@ -111,10 +123,10 @@ def main():
           f"backprop step {t_bp * 1e3:.2f} ms, ratio {t_tick / t_bp:.2f}x (target <= 1.1x)")
 
     t_tick, t_bp = tick_vs_backprop(9, 16, 1, "float64", n_small, learning_rate=1e-6)
-    print(f"paper scale, learning on (tick forms g and updates W; baseline backprop + SGD "
+    print(f"EQUAL WORK: paper scale, learning on (tick forms g and updates W; baseline backprop + SGD "
           f"update): ratio {t_tick / t_bp:.2f}x")
     t_tick, t_bp = tick_vs_backprop(4, 1024, 64, "float32", n_large, learning_rate=1e-6)
-    print(f"large scale, learning on: ratio {t_tick / t_bp:.2f}x")
+    print(f"EQUAL WORK: large scale, learning on: ratio {t_tick / t_bp:.2f}x")
 
     rate, _, _ = recorded_rate(2000 if args.quick else 10000, states=False)
     print(f"paper scale with reference + metrics on: {rate:.0f} ticks/s")

@@ -19,15 +19,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from allocator import ensure  # noqa: E402
 from simulator.pc.tables import format_markdown, table2  # noqa: E402
 
 
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-
-
 def main():
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and sys.platform.startswith("linux"):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR})
+    ensure()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     ap.add_argument("--T", type=int, default=20, help="IL inference ticks")

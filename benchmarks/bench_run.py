@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from allocator import ensure
 from simulator import threads
 from simulator.build import build
 from simulator.runner import Prepared
@@ -85,6 +86,7 @@ def command(ticks):
 
 
 def main():
+    ensure()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer ticks and repeats")
     args = ap.parse_args()
