@@ -107,6 +107,15 @@ class Setup:
         """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
         return x.reshape((len(x),) + self.model.input_shape)
 
+    def tick_network(self):
+        """What the tick-engine rules run on: the chain ``Network`` (the stacked
+        engine) unless its widths are so unequal that padding them to the
+        widest would cost more than PADDING_LIMIT times the real weights
+        (e.g. 784-32-32-10: 70×); then, as for every graph, the Model."""
+        if isinstance(self.network, Model) or padding_waste(self.sizes) <= PADDING_LIMIT:
+            return self.network
+        return self.model
+
     def new_stream(self):
         """A fresh stream with the scene's seed: every rule sees the same frames."""
         return build_stream(self.scene, self.seeds, self.scene["train"]["loss"])
@@ -193,7 +202,19 @@ def make_learner(rule, setup):
         return RelaxationLearner(setup.model, train, setup.seeds.feedback)
     if rule == "zil":
         return ZILLearner(setup.model, train)
-    return Engine(setup.network, **setup.engine_options(rule))
+    return Engine(setup.tick_network(), **setup.engine_options(rule))
+
+
+# A chain whose stacked (L, N, N) weights would hold this many times its real
+# entries runs on the graph engine instead (no padding; same results to rounding).
+PADDING_LIMIT = 4.0
+
+
+def padding_waste(sizes):
+    """Entries of the stacked engine's padded weights over the real ones:
+    L·N² / Σ n_l·n_{l+1} for layer widths ``sizes`` (N the widest)."""
+    real = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return (len(sizes) - 1) * max(sizes) ** 2 / real
 
 
 def _learned(learner):

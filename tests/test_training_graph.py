@@ -156,3 +156,28 @@ def test_moving_stream_test_set_is_the_held_out_digits_on_the_canvas():
     np.testing.assert_array_equal(setup.test_y, data.test_targets[:50])
     train_sums = set(np.round(data.train_images.reshape(len(data.train_images), -1).sum(1), 9))
     assert not any(np.round(s, 9) in train_sums for s in setup.test_x.reshape(50, -1).sum(1)[:5])
+
+
+def test_a_very_unequal_chain_trains_on_the_graph_engine_with_the_same_curves(monkeypatch):
+    """784-style chains waste most of the stacked engine's padded weights: the
+    trainer runs them on the graph engine; forcing the stacked engine gives
+    the same curves to rounding."""
+    from simulator.model.tick import GraphEngine
+    raw = {"kind": "train", "network": {"sizes": [64, 6, 10]},
+           "stream": {"kind": "dataset", "batch": 2, "hold": 4}, "target": {"kind": "labels"},
+           "train": {"rules": ["diffusion", "learned"], "eval_every": 8, "eval_size": 30,
+                     "learning_rate": 0.05},
+           "run": {"ticks": 24, "seed": 1}}
+    sc = scene.validate(raw, "test")
+    assert training.padding_waste([64, 6, 10]) > training.PADDING_LIMIT
+    setup = training.Setup(sc)
+    assert isinstance(training.make_learner("diffusion", setup), GraphEngine)
+    graph_curves, _ = training.train_scene(sc)
+    monkeypatch.setattr(training, "PADDING_LIMIT", 1e9)
+    assert not isinstance(training.make_learner("diffusion", training.Setup(sc)), GraphEngine)
+    stacked_curves, _ = training.train_scene(sc)
+    for rule in ("diffusion", "learned"):
+        np.testing.assert_allclose(graph_curves[rule]["loss"], stacked_curves[rule]["loss"],
+                                   rtol=1e-10)
+        np.testing.assert_allclose(graph_curves[rule]["angles"][-1],
+                                   stacked_curves[rule]["angles"][-1], rtol=1e-8)
