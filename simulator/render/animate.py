@@ -33,8 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
-from ..files import atomic_write
-from . import palette
+from . import gifstream, palette
 from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence, row_ticks,
                      step_note, stream_frames)
 from .rows import picture_rows
@@ -664,46 +663,35 @@ def _tag_text(tag):
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
-    """(frames as palette indices (n, height, width) uint8, palette (≤256, 3) uint8)."""
+    """(frames, palette (≤256, 3) uint8): ``frames`` yields each GIF frame as
+    palette indices (height, width) uint8 when it is asked for, so a writer
+    that streams them (``gifstream``) holds one frame at a time."""
     anim = WaveAnimator(trace, size=size, color=color)
     ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
-    frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
-    for i, t in enumerate(ticks):
-        frames[i] = anim.indices(t)
-    return frames, anim.palette.colours
+    return (anim.indices(t) for t in ticks), anim.palette.colours
 
 
-def gif_palette_table(colours):
-    """A 256-entry palette table: ``colours`` then distinct unused fillers (Pillow
-    maps a given palette onto the frames by colour, so every entry must be unique)."""
-    colours = np.asarray(colours, dtype=np.uint8)
-    taken = {tuple(c) for c in colours.tolist()}
-    fillers, k = [], 0
-    while len(colours) + len(fillers) < 256:
-        candidate = (k % 256, k // 256, 7)
-        k += 1
-        if candidate not in taken:
-            fillers.append(candidate)
-    return np.vstack([colours, np.array(fillers, dtype=np.uint8).reshape(-1, 3)])
-
-
-def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
-    """Write palette-index frames (n, height, width) as a looping GIF to an open
-    binary file. The frames go in as 'L' images with the palette given, which
-    Pillow maps one to one (fast); ``optimize`` lets it store only what changed
-    since the previous frame, the rest as transparent runs."""
-    import imageio.v3 as iio
+def gif_duration(fps=DEFAULT_FPS):
+    """Milliseconds a GIF frame is shown at ``fps`` frames a second (at most
+    MAX_FPS, which browsers honour); a non-positive ``fps`` is refused."""
     fps = float(fps)
     if not fps > 0:
         raise SimulatorError(f"fps: expected a positive number, got {fps}")
-    duration = 1000.0 / min(fps, MAX_FPS)
-    iio.imwrite(file, frames, extension=".gif", mode="L",
-                palette=gif_palette_table(colours).tobytes(), duration=duration, loop=0,
-                optimize=True)
+    return 1000.0 / min(fps, MAX_FPS)
+
+
+def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
+    """Write palette-index frames (an iterable of (height, width) uint8, or an
+    (n, height, width) array) as a looping GIF to an open binary file, one
+    frame at a time (``gifstream.GifWriter``: each frame stores only the
+    rectangle that changed, unchanged pixels in it as transparent runs).
+    Returns the number of frames."""
+    return gifstream.stream_gif(file, frames, colours, gif_duration(fps))
 
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
-    """Write the looping wave GIF atomically at ``path``; returns the number of frames."""
+    """Write the looping wave GIF atomically at ``path``, each frame drawn and
+    encoded in turn (memory: one frame); returns the number of frames."""
+    duration = gif_duration(fps)
     frames, colours = render_frames(trace, every=every, size=size, color=color)
-    atomic_write(path, lambda f: encode_gif(f, frames, colours, fps), binary=True)
-    return len(frames)
+    return gifstream.write_gif(path, frames, colours, duration)
