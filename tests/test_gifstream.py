@@ -14,7 +14,7 @@ from PIL import GifImagePlugin, Image
 
 from simulator.errors import SimulatorError
 from simulator.render import gifstream, levels
-from simulator.render.animate import encode_gif, render_frames
+from simulator.render.animate import NeuronStates, encode_gif, render_frames
 from simulator.runner import simulate_scene
 
 H, W = 40, 64
@@ -216,6 +216,27 @@ def test_wave_frames_are_drawn_as_they_are_written(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 20 * pixels, peak / pixels                      # all 200 frames: 200 x
+
+
+def test_neuron_states_are_read_without_copying_the_recorded_states():
+    """The wave GIF's neuron panel reads a long run's states (the largest
+    recorded arrays) in place: |x| and |δ| for a frame's own row, the colour
+    scale one layer at a time; its 95th percentiles are those of all |x|
+    (|δ|) of a layer, computed here with numpy directly."""
+    trace = simulate_scene("fig3_fast", "run.ticks=2000")
+    x, d = (trace[k][:, :, 0, :16] for k in ("state_x", "state_delta"))
+    tracemalloc.start()
+    try:
+        states = NeuronStates(trace)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * (x.nbytes + d.nbytes), peak / (x.nbytes + d.nbytes)
+    for got, a in ((states.xs, x), (states.ds, d)):
+        for j in range(a.shape[1]):
+            v = np.abs(a[:, j])
+            v = v[np.isfinite(v) & (v > 0)]
+            assert got[j] == (np.percentile(v, 95) if v.size else 0.0)
 
 
 # ------------------------------------------------------------------- atomic

@@ -99,7 +99,9 @@ def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
 class NeuronStates:
     """Per-neuron levels for the network panel, from the recorded states
     (batch element 0) or, when no states were recorded, one block per layer
-    from the norms. Scales are per layer and fixed for the whole run."""
+    from the norms. Scales are per layer and fixed for the whole run. The
+    states are read through views of the trace's arrays (no copy of a long
+    run's states); a frame takes |x| and |δ| of its own row."""
 
     def __init__(self, trace):
         self.trace = trace
@@ -110,8 +112,8 @@ class NeuronStates:
             self.state_tick = np.asarray(trace["state_tick"])
             self.layers = np.asarray(trace["state_layers"])
             self.rows = int(min(MAX_NEURONS, np.max(trace["sizes"])))
-            self.x = np.abs(trace["state_x"][:, :, 0, :self.rows])
-            self.d = np.abs(trace["state_delta"][:, :, 0, :self.rows])
+            self.x = trace["state_x"][:, :, 0, :self.rows]
+            self.d = trace["state_delta"][:, :, 0, :self.rows]
             self.xs = _layer_scale(self.x)
             self.ds = _layer_scale(self.d)
         else:
@@ -127,7 +129,7 @@ class NeuronStates:
         image[:] = palette.EMPTY * 0.9
         if self.has_states:
             s = max(0, int(np.searchsorted(self.state_tick, t, side="right")) - 1)
-            x, d = self.x[s].T, self.d[s].T                      # (rows, recorded layers)
+            x, d = np.abs(self.x[s]).T, np.abs(self.d[s]).T      # (rows, recorded layers)
         else:
             x = np.nan_to_num(self.trace["x_norm"][t])[None, :]
             d = np.nan_to_num(self.trace["delta_norm"][t])[None, :]
@@ -141,11 +143,13 @@ class NeuronStates:
 
 
 def _layer_scale(a):
-    """Per-layer colour scale of |x| or |δ| over the run: the 95th percentile, so
-    a few outliers do not wash the typical neuron out (larger values saturate)."""
-    moved = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+    """Per-layer colour scale of |x| or |δ| over the run (``a``: states
+    (rows, layers, neurons)): the 95th percentile, so a few outliers do not
+    wash the typical neuron out (larger values saturate). One layer at a
+    time, so a long run's states are never copied whole."""
     out = np.zeros(a.shape[1])
-    for j, row in enumerate(moved):
+    for j in range(a.shape[1]):
+        row = np.abs(a[:, j]).ravel()
         row = row[np.isfinite(row) & (row > 0)]
         out[j] = np.percentile(row, 95) if len(row) else 0.0
     return out
