@@ -47,6 +47,7 @@ MAX_GIF_BYTES = 512 * 2 ** 20
 # One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
 PALETTE_COLOURS = 254
 MAX_NEURONS = 32        # neurons drawn per layer column
+LUT_BLOCK = 4096        # colours of the 32³ lookup cube matched to the palette at once
 DPI = 100
 NOT_A_NEURON = np.array([1.0, 1.0, 1.0])
 GRAY_BAR = np.array([0.33, 0.33, 0.33])
@@ -199,9 +200,14 @@ class IndexedPalette:
         grid = (np.arange(32) * 8 + 4).astype(np.float32)
         cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
         pal = colours.astype(np.float32)
-        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product for the whole cube.
-        dist = (cube ** 2).sum(1)[:, None] - 2.0 * cube @ pal.T + (pal ** 2).sum(1)[None, :]
-        return dist.argmin(axis=1).astype(np.uint8).reshape(32, 32, 32)
+        p2 = (pal ** 2).sum(1)[None, :]
+        lut = np.empty(len(cube), dtype=np.uint8)
+        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product per block of the cube
+        # (the whole cube's distances would take 33 MB, several times over).
+        for a in range(0, len(cube), LUT_BLOCK):
+            c = cube[a:a + LUT_BLOCK]
+            lut[a:a + LUT_BLOCK] = ((c ** 2).sum(1)[:, None] - 2.0 * c @ pal.T + p2).argmin(axis=1)
+        return lut.reshape(32, 32, 32)
 
     def index_exact(self, rgb):
         """Palette indices of the nearest colours, exactly (for the static
