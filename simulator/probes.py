@@ -37,6 +37,7 @@ REFERENCES = ("input", "supervision")
 # GIF frames beyond this make the renderer's frame step grow (render.animate).
 GIF_MAX_FRAMES = 600
 GIF_BYTES_PER_PIXEL = 4
+GIF_WORK_FRAMES = 4       # the figure's RGBA buffer, the frame, the previous one, a rectangle
 # Parts of the run a budget refusal gives advice for (the biggest first).
 MAX_ADVICE = 2
 
@@ -167,7 +168,7 @@ class RunBudget:
                           "record.every or fewer record.layers",
         "recorded rows": "a larger record.every (keep every k-th tick) or fewer run.ticks",
         "recorded states": "",     # computed: the record.every that fits
-        "gif frames": "a larger render.every, a smaller render.size, or no GIF "
+        "gif frames": "a smaller render.size, or no GIF "
                       "(render.gif = false, --no-gif)",
     }
 
@@ -242,7 +243,8 @@ class RunBudget:
                                        * min(len(range(0, chunk, plan.every)), rows))
         if gif is not None:
             every, (w, h) = gif
-            items["gif frames"] = GIF_BYTES_PER_PIXEL * gif_frames(rows, every) * int(w) * int(h)
+            # streamed (render.gifstream): a few frames' worth at a time, not all
+            items["gif frames"] = GIF_BYTES_PER_PIXEL * GIF_WORK_FRAMES * int(w) * int(h)
         self.items = {k: int(v) for k, v in items.items() if v}
         self.total = self._peak(self.items)
 

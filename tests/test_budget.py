@@ -41,7 +41,8 @@ def refusal(*overrides, gif=False):
       "record.metrics=false"), False, "stream.batch", "stream.batch"),
     (("rule.supervision_delay=2048", "network.width=4096", "stream.batch=64"), False,
      "reference ring", "rule.supervision_delay"),
-    (("run.ticks=600", "record.states=false", "render.size=[4000, 4000]"), True, "gif frames",
+    (("run.ticks=600", "record.states=false", "render.size=[4000, 4000]",
+      "record.memory_budget='200MiB'"), True, "gif frames",
      "--no-gif"),
 ])
 def test_oversized_runs_are_refused_before_allocating(overrides, gif, part, knob):

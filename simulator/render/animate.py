@@ -33,8 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
-from ..files import atomic_write
-from . import palette
+from . import gifstream, palette
 from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence, row_ticks,
                      step_note, stream_frames)
 from .rows import picture_rows
@@ -48,6 +47,7 @@ MAX_GIF_BYTES = 512 * 2 ** 20
 # One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
 PALETTE_COLOURS = 254
 MAX_NEURONS = 32        # neurons drawn per layer column
+LUT_BLOCK = 4096        # colours of the 32³ lookup cube matched to the palette at once
 DPI = 100
 NOT_A_NEURON = np.array([1.0, 1.0, 1.0])
 GRAY_BAR = np.array([0.33, 0.33, 0.33])
@@ -100,7 +100,9 @@ def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
 class NeuronStates:
     """Per-neuron levels for the network panel, from the recorded states
     (batch element 0) or, when no states were recorded, one block per layer
-    from the norms. Scales are per layer and fixed for the whole run."""
+    from the norms. Scales are per layer and fixed for the whole run. The
+    states are read through views of the trace's arrays (no copy of a long
+    run's states); a frame takes |x| and |δ| of its own row."""
 
     def __init__(self, trace):
         self.trace = trace
@@ -111,8 +113,8 @@ class NeuronStates:
             self.state_tick = np.asarray(trace["state_tick"])
             self.layers = np.asarray(trace["state_layers"])
             self.rows = int(min(MAX_NEURONS, np.max(trace["sizes"])))
-            self.x = np.abs(trace["state_x"][:, :, 0, :self.rows])
-            self.d = np.abs(trace["state_delta"][:, :, 0, :self.rows])
+            self.x = trace["state_x"][:, :, 0, :self.rows]
+            self.d = trace["state_delta"][:, :, 0, :self.rows]
             self.xs = _layer_scale(self.x)
             self.ds = _layer_scale(self.d)
         else:
@@ -128,7 +130,7 @@ class NeuronStates:
         image[:] = palette.EMPTY * 0.9
         if self.has_states:
             s = max(0, int(np.searchsorted(self.state_tick, t, side="right")) - 1)
-            x, d = self.x[s].T, self.d[s].T                      # (rows, recorded layers)
+            x, d = np.abs(self.x[s]).T, np.abs(self.d[s]).T      # (rows, recorded layers)
         else:
             x = np.nan_to_num(self.trace["x_norm"][t])[None, :]
             d = np.nan_to_num(self.trace["delta_norm"][t])[None, :]
@@ -142,11 +144,13 @@ class NeuronStates:
 
 
 def _layer_scale(a):
-    """Per-layer colour scale of |x| or |δ| over the run: the 95th percentile, so
-    a few outliers do not wash the typical neuron out (larger values saturate)."""
-    moved = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+    """Per-layer colour scale of |x| or |δ| over the run (``a``: states
+    (rows, layers, neurons)): the 95th percentile, so a few outliers do not
+    wash the typical neuron out (larger values saturate). One layer at a
+    time, so a long run's states are never copied whole."""
     out = np.zeros(a.shape[1])
-    for j, row in enumerate(moved):
+    for j in range(a.shape[1]):
+        row = np.abs(a[:, j]).ravel()
         row = row[np.isfinite(row) & (row > 0)]
         out[j] = np.percentile(row, 95) if len(row) else 0.0
     return out
@@ -196,9 +200,14 @@ class IndexedPalette:
         grid = (np.arange(32) * 8 + 4).astype(np.float32)
         cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
         pal = colours.astype(np.float32)
-        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product for the whole cube.
-        dist = (cube ** 2).sum(1)[:, None] - 2.0 * cube @ pal.T + (pal ** 2).sum(1)[None, :]
-        return dist.argmin(axis=1).astype(np.uint8).reshape(32, 32, 32)
+        p2 = (pal ** 2).sum(1)[None, :]
+        lut = np.empty(len(cube), dtype=np.uint8)
+        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product per block of the cube
+        # (the whole cube's distances would take 33 MB, several times over).
+        for a in range(0, len(cube), LUT_BLOCK):
+            c = cube[a:a + LUT_BLOCK]
+            lut[a:a + LUT_BLOCK] = ((c ** 2).sum(1)[:, None] - 2.0 * c @ pal.T + p2).argmin(axis=1)
+        return lut.reshape(32, 32, 32)
 
     def index_exact(self, rgb):
         """Palette indices of the nearest colours, exactly (for the static
@@ -664,46 +673,35 @@ def _tag_text(tag):
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
-    """(frames as palette indices (n, height, width) uint8, palette (≤256, 3) uint8)."""
+    """(frames, palette (≤256, 3) uint8): ``frames`` yields each GIF frame as
+    palette indices (height, width) uint8 when it is asked for, so a writer
+    that streams them (``gifstream``) holds one frame at a time."""
     anim = WaveAnimator(trace, size=size, color=color)
     ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
-    frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
-    for i, t in enumerate(ticks):
-        frames[i] = anim.indices(t)
-    return frames, anim.palette.colours
+    return (anim.indices(t) for t in ticks), anim.palette.colours
 
 
-def gif_palette_table(colours):
-    """A 256-entry palette table: ``colours`` then distinct unused fillers (Pillow
-    maps a given palette onto the frames by colour, so every entry must be unique)."""
-    colours = np.asarray(colours, dtype=np.uint8)
-    taken = {tuple(c) for c in colours.tolist()}
-    fillers, k = [], 0
-    while len(colours) + len(fillers) < 256:
-        candidate = (k % 256, k // 256, 7)
-        k += 1
-        if candidate not in taken:
-            fillers.append(candidate)
-    return np.vstack([colours, np.array(fillers, dtype=np.uint8).reshape(-1, 3)])
-
-
-def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
-    """Write palette-index frames (n, height, width) as a looping GIF to an open
-    binary file. The frames go in as 'L' images with the palette given, which
-    Pillow maps one to one (fast); ``optimize`` lets it store only what changed
-    since the previous frame, the rest as transparent runs."""
-    import imageio.v3 as iio
+def gif_duration(fps=DEFAULT_FPS):
+    """Milliseconds a GIF frame is shown at ``fps`` frames a second (at most
+    MAX_FPS, which browsers honour); a non-positive ``fps`` is refused."""
     fps = float(fps)
     if not fps > 0:
         raise SimulatorError(f"fps: expected a positive number, got {fps}")
-    duration = 1000.0 / min(fps, MAX_FPS)
-    iio.imwrite(file, frames, extension=".gif", mode="L",
-                palette=gif_palette_table(colours).tobytes(), duration=duration, loop=0,
-                optimize=True)
+    return 1000.0 / min(fps, MAX_FPS)
+
+
+def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
+    """Write palette-index frames (an iterable of (height, width) uint8, or an
+    (n, height, width) array) as a looping GIF to an open binary file, one
+    frame at a time (``gifstream.GifWriter``: each frame stores only the
+    rectangle that changed, unchanged pixels in it as transparent runs).
+    Returns the number of frames."""
+    return gifstream.stream_gif(file, frames, colours, gif_duration(fps))
 
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
-    """Write the looping wave GIF atomically at ``path``; returns the number of frames."""
+    """Write the looping wave GIF atomically at ``path``, each frame drawn and
+    encoded in turn (memory: one frame); returns the number of frames."""
+    duration = gif_duration(fps)
     frames, colours = render_frames(trace, every=every, size=size, color=color)
-    atomic_write(path, lambda f: encode_gif(f, frames, colours, fps), binary=True)
-    return len(frames)
+    return gifstream.write_gif(path, frames, colours, duration)

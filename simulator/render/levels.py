@@ -29,8 +29,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
 
-from ..files import atomic_write, save_png
-from .animate import (DPI, IndexedPalette, check_size, encode_gif, frame_limit, glyphs_for,
+from ..files import save_png
+from . import gifstream
+from .animate import (DPI, IndexedPalette, check_size, frame_limit, gif_duration, glyphs_for,
                       size_scale)
 from .axes import no_data
 from .lint import mark_keyed
@@ -337,12 +338,10 @@ def gif_frames(values, size=DEFAULT_SIZE, title="", level_label="level", level_n
 
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of the wave (see gif_frames), written atomically."""
+    """Animated GIF of the wave (see gif_frames), written atomically, each
+    frame drawn and encoded in turn (memory: one frame)."""
+    duration = gif_duration(fps)
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
-    ticks = anim.frame_ticks()
-    frames = np.empty((len(ticks), anim.height, anim.width), dtype=np.uint8)
-    for i, t in enumerate(ticks):
-        frames[i] = anim.indices(t)
-    atomic_write(os.fspath(path), lambda f: encode_gif(f, frames, anim.palette.colours, fps),
-                 binary=True)
+    frames = (anim.indices(t) for t in anim.frame_ticks())
+    gifstream.write_gif(os.fspath(path), frames, anim.palette.colours, duration)
     return path

@@ -21,11 +21,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import SimulatorError
-from ..files import atomic_write
 from ..locking import schedules
-from . import palette, save_png
+from . import gifstream, palette, save_png
+from .animate import IndexedPalette, check_size, frame_limit, frame_step, gif_duration
 from .lint import mark_categorical
-from .animate import IndexedPalette, check_size, encode_gif, frame_limit, frame_step
 
 DPI = 100
 FRAME_COLOURS = colormaps["tab10"].colors
@@ -126,9 +125,10 @@ def locking_figure(depth, frames, result=None):
 
 
 def _locking_frames(fig, axes, span, every):
-    """GIF frames (palette indices) of the figure with a cursor every ``every``
+    """(frames, palette) of the GIF: the figure with a cursor every ``every``
     ticks, or every k-th tick when that would exceed the GIF frame limit (said
-    in a note on the frames)."""
+    in a note on the frames); ``frames`` yields each frame's palette indices
+    when asked, so only one is in memory at a time."""
     width, height = fig.canvas.get_width_height()
     step = frame_step(span, every, frame_limit(width, height))
     if step != every:
@@ -139,21 +139,21 @@ def _locking_frames(fig, axes, span, every):
     pal = IndexedPalette(rgb)
     background = pal.index_exact(rgb)
     dark = pal.index_float(np.array([0.07, 0.07, 0.07]))
-    ticks = np.arange(0, span, step)
-    frames = np.empty((len(ticks), height, width), dtype=np.uint8)
     spans = []
     for ax in axes.values():
         top = int(np.ceil(height - ax.transData.transform((0, ax.get_ylim()[1]))[1]))
         bottom = int(np.floor(height - ax.transData.transform((0, ax.get_ylim()[0]))[1]))
         spans.append((ax, top, bottom))
-    for i, t in enumerate(ticks):
-        frame = background.copy()
-        for ax, top, bottom in spans:
-            # A schedule that is done keeps its cursor on its last tick.
-            c = int(round(ax.transData.transform((min(t, ax.get_xlim()[1] - 0.5), 0))[0]))
-            frame[top:bottom, max(c - 1, 0):c + 1] = dark
-        frames[i] = frame
-    return frames, pal.colours
+
+    def frames():
+        for t in range(0, span, step):
+            frame = background.copy()
+            for ax, top, bottom in spans:
+                # A schedule that is done keeps its cursor on its last tick.
+                c = int(round(ax.transData.transform((min(t, ax.get_xlim()[1] - 0.5), 0))[0]))
+                frame[top:bottom, max(c - 1, 0):c + 1] = dark
+            yield frame
+    return frames(), pal.colours
 
 
 def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
@@ -172,8 +172,9 @@ def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
         span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
+        duration = gif_duration(fps)
         images, colours = _locking_frames(fig, axes, span, int(every))
         path = os.path.join(folder, "locking.gif")
-        atomic_write(path, lambda f: encode_gif(f, images, colours, fps), binary=True)
+        gifstream.write_gif(path, images, colours, duration)
         written["locking.gif"] = path
     return written
