@@ -34,8 +34,6 @@ from .view import trace_html
 TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
 METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
 REFERENCES = ("input", "supervision")
-# GIF frames beyond this make the renderer's frame step grow (render.animate).
-GIF_MAX_FRAMES = 600
 GIF_BYTES_PER_PIXEL = 4
 GIF_WORK_FRAMES = 4       # the figure's RGBA buffer, the frame, the previous one, a rectangle
 # Parts of the run a budget refusal gives advice for (the biggest first).
@@ -125,13 +123,6 @@ def distinct_frames(stream, chunk):
     if stream.get("kind") == "constant":
         return 1
     return chunk
-
-
-def gif_frames(rows, every):
-    """How many GIF frames the renderer draws from ``rows`` recorded rows with
-    render.every = ``every`` (the step grows past GIF_MAX_FRAMES frames)."""
-    step = max(int(every), math.ceil(rows / GIF_MAX_FRAMES), 1)
-    return len(range(0, rows, step))
 
 
 class RunBudget:
