@@ -48,7 +48,8 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)),
                    vmax=1.0, extent=(-0.5, len(holds) - 0.5, -0.5, len(depths) - 0.5))
     fig.colorbar(im, ax=ax, label="steady mean cos(g, ∇)")
-    ax.set_xticks(range(len(holds)), [str(h) for h in holds])
+    ax.set_xticks(range(len(holds)), [f"1/{round(1 / h)}" if speed and 0 < h < 1 and (1 / h).is_integer()
+                                      else f"{h:g}" for h in holds])
     ax.set_yticks(range(len(depths)), [str(d) for d in depths])
     ax.set_xlabel("speed v (pixels per tick)" if speed else "hold h (ticks per frame)")
     ax.set_ylabel("depth L")
