@@ -453,25 +453,30 @@ def _hashable(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def boundary(records, threshold=0.9, value="mean_cos"):
-    """h*(L): for each depth, the smallest hold whose seed-averaged ``value`` is
-    ≥ threshold (None if no hold reaches it). Keys: depth -> hold."""
-    means = mean_over_seeds(records, ["network.depth", "stream.hold"], value)
+def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
+    """The boundary of each depth along ``axis``: h*(L), the smallest hold whose
+    seed-averaged ``value`` is ≥ threshold, or, for axis ``stream.speed``
+    (moving streams), v*(L), the largest speed that still reaches it (None if
+    no grid value does). Keys: depth -> hold (speed)."""
+    means = mean_over_seeds(records, ["network.depth", axis], value)
+    pick = max if axis == "stream.speed" else min
     out = {}
     for depth in sorted({d for d, _ in means}):
-        holds = sorted(h for d, h in means if d == depth and means[(d, h)][0] >= threshold)
-        out[depth] = holds[0] if holds else None
+        passing = [h for d, h in means if d == depth and means[(d, h)][0] >= threshold]
+        out[depth] = pick(passing) if passing else None
     return out
 
 
-def layer_boundaries(records, threshold=0.9):
-    """h*(L, l): per depth and layer, the smallest hold with seed-averaged
-    steady cosine ≥ threshold. Keys: depth -> [h* for l = 1..L] (None = never)."""
+def layer_boundaries(records, threshold=0.9, axis="stream.hold"):
+    """h*(L, l) (or v*(L, l) along ``stream.speed``): per depth and layer, the
+    boundary of the seed-averaged steady cosine of layer l (see ``boundary``).
+    Keys: depth -> [boundary for l = 1..L] (None = never)."""
     out = {}
     depths = sorted({r["params"].get("network.depth") for r in records if r["status"] == "ok"})
     for depth in depths:
         mine = [r for r in records if r["params"].get("network.depth") == depth]
-        out[depth] = [boundary(mine, threshold, f"cos_l{l:02d}").get(depth) for l in range(1, depth + 1)]
+        out[depth] = [boundary(mine, threshold, f"cos_l{l:02d}", axis).get(depth)
+                      for l in range(1, depth + 1)]
     return out
 
 
@@ -491,7 +496,8 @@ def fit_boundary(hstar):
 
 def render_sweep(records, sweep, out_dir, title=""):
     """The sweep's pictures, by what its grid varies: phase.png (mismatch over
-    hold × depth) when it varies network.depth and stream.hold with mismatch
+    hold × depth, or speed × depth for a moving stream) and boundary.json when
+    it varies network.depth and stream.hold (or stream.speed) with mismatch
     summaries; accuracy.png (final accuracy over hold per rule) when it varies
     stream.hold with training summaries. Returns {file name: path}."""
     # matplotlib loads only when a picture is drawn: sweep workers and
@@ -501,14 +507,18 @@ def render_sweep(records, sweep, out_dir, title=""):
     grid = sweep["grid"]
     ok = [r for r in records if r["status"] == "ok"]
     written = {}
-    if "stream.hold" in grid and "network.depth" in grid and any("mean_cos" in r["summary"] for r in ok):
+    axis = "stream.speed" if "stream.speed" in grid else "stream.hold"
+    if axis in grid and "network.depth" in grid and any("mean_cos" in r["summary"] for r in ok):
         path = os.path.join(out_dir, "phase.png")
-        hstar = boundary(ok, sweep["threshold"])
-        written["phase.png"] = render_phase(ok, hstar, sweep["threshold"], path, title=title)
+        star = boundary(ok, sweep["threshold"], axis=axis)
+        written["phase.png"] = render_phase(ok, star, sweep["threshold"], path, title=title,
+                                            axis=axis)
+        name = "v_star" if axis == "stream.speed" else "h_star"
         write_json(os.path.join(out_dir, "boundary.json"), {
-            "threshold": sweep["threshold"], "h_star": {str(k): v for k, v in hstar.items()},
-            "h_star_layers": {str(k): v for k, v in layer_boundaries(ok, sweep["threshold"]).items()},
-            "fit": fit_boundary(hstar), "paper_tau_s": {str(k): k - 1 for k in hstar}}, indent=1)
+            "threshold": sweep["threshold"], name: {str(k): v for k, v in star.items()},
+            name + "_layers": {str(k): v for k, v in
+                               layer_boundaries(ok, sweep["threshold"], axis).items()},
+            "fit": fit_boundary(star), "paper_tau_s": {str(k): k - 1 for k in star}}, indent=1)
         written["boundary.json"] = os.path.join(out_dir, "boundary.json")
     if "stream.hold" in grid and any("final_accuracy" in r["summary"] for r in ok):
         path = os.path.join(out_dir, "accuracy.png")

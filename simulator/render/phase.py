@@ -22,21 +22,24 @@ PAPER_COLOUR = "#17becf"      # τs = L − 1 (cyan: seen on every shade of magm
 LEGEND_PT = 8
 
 
-def _means(records, value):
-    """{(depth, hold): mean over seeds of summary[value]}."""
+def _means(records, value, axis="stream.hold"):
+    """{(depth, hold or speed): mean over seeds of summary[value]}."""
     groups = {}
     for r in records:
-        key = (r["params"]["network.depth"], r["params"]["stream.hold"])
+        key = (r["params"]["network.depth"], r["params"][axis])
         groups.setdefault(key, []).append(float(r["summary"].get(value, np.nan)))
     return {k: float(np.nanmean(v)) for k, v in groups.items()}
 
 
-def render_phase(records, hstar, threshold, path, title=""):
+def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     """Write phase.png: left, mean steady cosine over (hold, depth) as a heat
     map with h*(L) (smallest hold with mean cosine ≥ threshold) and the paper's
     τs = L − 1 line; right, cosine vs hold per depth for the synchronization
-    layer ls (dashed) apart from the mean of the other layers (solid)."""
-    means = _means(records, "mean_cos")
+    layer ls (dashed) apart from the mean of the other layers (solid). Along
+    ``axis`` = stream.speed the boundary is v*(L) and the paper's line is one
+    pixel of travel per τs, v = 1/(L − 1)."""
+    speed = axis == "stream.speed"
+    means = _means(records, "mean_cos", axis)
     depths = sorted({d for d, _ in means})
     holds = sorted({h for _, h in means})
     grid = np.full((len(depths), len(holds)), np.nan)
@@ -48,23 +51,26 @@ def render_phase(records, hstar, threshold, path, title=""):
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)),
                    vmax=1.0, extent=(-0.5, len(holds) - 0.5, -0.5, len(depths) - 0.5))
     fig.colorbar(im, ax=ax, label="steady mean cos(g, ∇)")
-    ax.set_xticks(range(len(holds)), [str(h) for h in holds])
+    ax.set_xticks(range(len(holds)), [f"1/{round(1 / h)}" if speed and 0 < h < 1 and (1 / h).is_integer()
+                                      else f"{h:g}" for h in holds])
     ax.set_yticks(range(len(depths)), [str(d) for d in depths])
-    ax.set_xlabel("hold h (ticks per frame)")
+    ax.set_xlabel("speed v (pixels per tick)" if speed else "hold h (ticks per frame)")
     ax.set_ylabel("depth L")
     # Holds are drawn at their index: place a continuous hold on that axis by log interpolation.
     def pos(h):
         return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
 
     ys = np.arange(len(depths))
-    ax.plot([pos(max(d - 1, holds[0])) for d in depths], ys, color=PAPER_COLOUR, ls="--", lw=2,
-            label="paper τs = L − 1")
+    ax.plot([pos(1 / max(d - 1, 1) if speed else max(d - 1, holds[0])) for d in depths], ys,
+            color=PAPER_COLOUR, ls="--", lw=2,
+            label="paper: 1 pixel per τs = L − 1" if speed else "paper τs = L − 1")
     measured = [(pos(hstar[d]), i) for i, d in enumerate(depths) if hstar.get(d) is not None]
     if measured:
         mx, my = zip(*measured)
-        ax.plot(mx, my, "o-", color=BOUNDARY_COLOUR, lw=2, label=f"measured h* (cos ≥ {threshold:g})")
+        ax.plot(mx, my, "o-", color=BOUNDARY_COLOUR, lw=2,
+                label=f"measured {'v' if speed else 'h'}* (cos ≥ {threshold:g})")
     ax.legend(fontsize=LEGEND_PT, loc="lower right")
-    sync, others = _means(records, "cos_ls"), _means(records, "cos_others")
+    sync, others = _means(records, "cos_ls", axis), _means(records, "cos_others", axis)
     colours = [colormaps[DEPTH_CMAP](i / max(len(depths) - 1, 1)) for i in range(len(depths))]
     for colour, d in zip(colours, depths):
         hs = [h for h in holds if (d, h) in sync]
@@ -72,7 +78,7 @@ def render_phase(records, hstar, threshold, path, title=""):
         ax2.plot(hs, [sync[(d, h)] for h in hs], "--", color=colour)
     ax2.set_xscale("log", base=2)
     ax2.axhline(threshold, color="#999999", lw=0.8)
-    ax2.set_xlabel("hold h")
+    ax2.set_xlabel("speed v" if speed else "hold h")
     ax2.set_ylabel("steady mean cosine")
     ax2.set_title("synchronization layer ls (dashed) vs other layers (solid)", fontsize=9)
     ax2.grid(alpha=0.3)
