@@ -51,18 +51,21 @@ REDUCED = {
     "sync_linear": [],
     "train_digits": ["--ticks", "400", "--set", "train.eval_every=100"],
     "train_teacher": ["--ticks", "400", "--set", "train.eval_every=100"],
+    "train_mnist": ["--ticks", "64", "--set", "train.eval_every=32",
+                    "--set", "train.eval_size=40"],
+    "compare_rules_motion": ["--ticks", "40", "--set", "train.eval_every=20",
+                             "--set", "train.eval_size=40", "--set", "train.ar_iterations=2"],
 }
 # Sweeps: the shipped grid cut to its first values, one seed, short points.
 SWEEP_SET = {"sweep_rules": {"run.ticks": 200, "train.eval_every": 100},
-             "sweep_speed_depth": {"run.ticks": 64}}
+             "sweep_speed_depth": {"run.ticks": 64},
+             "sweep_speed_depth_motion": {"run.ticks": 64}}
 SWEEP_VALUES = {"sweep_rules": {"train.rules": 3, "stream.hold": 2},
-                "sweep_speed_depth": {"network.depth": 2, "stream.hold": 3}}
+                "sweep_speed_depth": {"network.depth": 2, "stream.hold": 3},
+                "sweep_speed_depth_motion": {"network.depth": 2, "stream.speed": 3}}
 # Scenes that draw no PNG at all (their results are tables).
 NO_PNG = {"zil_table": "pc_table writes table1.csv, table2.csv and tables.md, no figure"}
-# Pictures drawn by modules that other parts of issue 11 rewrite (render/raster.py
-# for waves.png, render/levels.py for the relaxation and PC waves), known to fail
-# the lint until those parts land: {file name: (reason, problems tolerated)}. Any
-# other problem of these files still fails; once they pass, nothing is tolerated.
+# Pictures known to fail the lint: {file name: (reason, problems tolerated)}.
 KNOWN = {}     # picture name -> (why, regexes of the problems tolerated); none left
 
 
