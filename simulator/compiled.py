@@ -95,12 +95,16 @@ def _derivative(cfg, s, t):
     return q, q
 
 
-def _feedback(cfg, s):
+def _backward(cfg, s, d):
+    """F_l δ[t, l+1] for l = 1..L−1. Transpose feedback contracts with Wᵀ's
+    second axis instead of materialising W (a transposed operand XLA may
+    copy, or lay out badly once it is hoisted out of a frozen loop)."""
+    L = cfg.depth
     if cfg.feedback == "transpose":
-        return jnp.swapaxes(s["WT"], -1, -2)
+        return jnp.einsum("lbj,lij->lbi", d, s["WT"][1:L])
     if cfg.feedback == "sign":
-        return jnp.sign(jnp.swapaxes(s["WT"], -1, -2))
-    return s["F"]
+        return jnp.einsum("lbj,lij->lbi", d, jnp.sign(s["WT"][1:L]))
+    return d @ s["F"][1:L]
 
 
 def _tick(cfg, s, uy):
@@ -132,7 +136,7 @@ def _tick(cfg, s, uy):
         dL = jnp.where(t >= d, dL, jnp.zeros_like(dL))
     parts = [zero_layer]
     if L > 1:
-        back = D[2:] @ _feedback(cfg, s)[1:L]              # backward wave, all layers
+        back = _backward(cfg, s, D[2:])                    # backward wave, all layers
         parts.append(back if deriv is None else deriv * back)
     parts.append(jnp.pad(dL, ((0, 0), (0, N - nL)))[None])
     Dn = jnp.concatenate(parts)
@@ -151,7 +155,7 @@ def _tick(cfg, s, uy):
     pair = _paired(cfg, new)
     if cfg.learning_rate:
         new = _learn(cfg, new, pair)
-    out = {"finite": jnp.all(jnp.isfinite(jnp.stack([Xn, An, Sn, Dn])), axis=(2, 3))}
+    out = {"finite": _finite_flags(cfg, (Xn, An, Sn, Dn))}
     if cfg.record:
         out["x"], out["delta"] = Xn, Dn
         if cfg.pairing == "frame":
@@ -159,6 +163,17 @@ def _tick(cfg, s, uy):
     if cfg.record_weights:
         out["WT"], out["b"] = new["WT"], new["b"]
     return new, out
+
+
+def _finite_flags(cfg, arrays):
+    """Per quantity and layer, True iff all finite (4, L+1). As Engine does:
+    v − v is 0 for finite v and NaN for NaN/±Inf (never an overflow), and one
+    matrix-vector product with ones sums it — far cheaper in XLA than a
+    reduction of isfinite."""
+    L, n = cfg.depth, cfg.batch * cfg.width
+    ones = jnp.ones((n,), arrays[0].dtype)
+    sums = jnp.stack([jnp.reshape(a - a, (L + 1, n)) @ ones for a in arrays])
+    return sums == 0
 
 
 def _paired(cfg, s):
@@ -173,7 +188,7 @@ def _paired(cfg, s):
 
 def _learn(cfg, s, pair):
     scaled = cfg.learning_rate * s["D"][1:]
-    step_w = jnp.swapaxes(pair, -1, -2) @ scaled
+    step_w = jnp.einsum("lbi,lbj->lij", pair, scaled)
     step_b = jnp.sum(scaled, axis=1, keepdims=True)
     if cfg.accumulate == 1:
         return _apply_update(cfg, s, step_w, step_b)
