@@ -13,11 +13,17 @@ Sizes (tanh hidden layers, linear output, mse, frozen and learning):
 
 Both sides get the same number of threads (default 1: the machine is
 usually shared, and one thread per process is what a sweep runs): BLAS
-through OPENBLAS/OMP/MKL_NUM_THREADS, XLA through its Eigen pool flags. The
+through OPENBLAS/OMP/MKL_NUM_THREADS, XLA through its Eigen pool flags and,
+for one thread, the process pinned to one core. The
 script re-runs itself with those variables and glibc told to keep freed
 memory for reuse (as bench_pc.py does), so fresh multi-MB arrays do not
-page-fault on every numpy tick. Note the machine load (``uptime``) beside
-the numbers: the ratios hold only on an unshared core.
+page-fault on every numpy tick. Rates are ticks per second of the process's
+CPU time (``time.process_time``, all its threads), not of the wall clock:
+on a shared machine the wall clock mostly measures how long the process
+waited for a core, while CPU time still counts only its own work (cache and
+memory-bandwidth contention from neighbours remain). ``--wall`` times the
+wall clock instead (right on a quiet machine). The load average is printed
+beside the numbers.
 """
 import argparse
 import os
@@ -45,8 +51,16 @@ def _reexec(threads):
     (they are read once, when numpy and jax load)."""
     if os.environ.get("TICKPROP_BENCH_CHILD") == "1" or not sys.platform.startswith("linux"):
         return
+    if threads == 1:
+        # One pinned core: XLA sizes its intra-op pool from the CPUs it may
+        # use (the XLA_FLAGS above only reach its Eigen matmuls) and would
+        # otherwise split even tiny loop fusions across threads.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     env = {**os.environ, **ALLOCATOR, **_threads_env(threads), "TICKPROP_BENCH_CHILD": "1"}
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+CLOCK = time.process_time
 
 
 def measure(name, learning_rate, chunk, rounds):
@@ -69,16 +83,16 @@ def measure(name, learning_rate, chunk, rounds):
     n_np = min(n_np, chunk)
 
     def numpy_round():
-        t = time.perf_counter()
+        t = CLOCK()
         for k in range(n_np):
             eng.step(U[k], Y[k])
         eng.check_finite()
-        return n_np / (time.perf_counter() - t)
+        return n_np / (CLOCK() - t)
 
     def compiled_round():
-        t = time.perf_counter()
+        t = CLOCK()
         comp.run_chunk(U, Y)
-        return chunk / (time.perf_counter() - t)
+        return chunk / (CLOCK() - t)
 
     numpy_round(), compiled_round()                      # warm-up: compile, allocate
     best_np = best_c = 0.0
@@ -94,14 +108,18 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="BLAS and XLA threads (both)")
     ap.add_argument("--chunk", type=int, default=256, help="ticks per compiled scan")
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated subset")
+    ap.add_argument("--wall", action="store_true", help="time the wall clock, not CPU time")
     args = ap.parse_args()
+    global CLOCK
+    if args.wall:
+        CLOCK = time.perf_counter
     _reexec(args.threads)
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     rounds = 3 if args.quick else 7
     with open("/proc/loadavg") if os.path.exists("/proc/loadavg") else open(os.devnull) as f:
         load = f.read().split()[:3]
     print(f"threads {args.threads}, chunk {args.chunk}, load average {' '.join(load)}, "
-          f"{os.cpu_count()} cpus")
+          f"{os.cpu_count()} cpus, {'wall clock' if args.wall else 'CPU time'}")
     print(f"{'size':>7} {'learning':>8} {'numpy t/s':>11} {'jax t/s':>11} {'ratio':>7}")
     for name in args.sizes.split(","):
         for lr in (0.0, 1e-4):

@@ -95,11 +95,23 @@ def _derivative(cfg, s, t):
     return q, q
 
 
-def _backward(cfg, s, d):
-    """F_l δ[t, l+1] for l = 1..L−1. Transpose feedback contracts with Wᵀ's
-    second axis instead of materialising W (a transposed operand XLA may
-    copy, or lay out badly once it is hoisted out of a frozen loop)."""
+def _backward_matrices(cfg, s):
+    """F_l for l = 1..L−1, (L−1, n_{l+1}, n_l) padded, as one contiguous array."""
     L = cfg.depth
+    if cfg.feedback in ("random", "learned"):
+        return s["F"][1:L]
+    w = jnp.swapaxes(s["WT"][1:L], -1, -2)
+    return w if cfg.feedback == "transpose" else jnp.sign(w)
+
+
+def _backward(cfg, s, d):
+    """F_l δ[t, l+1] for l = 1..L−1. With frozen weights the feedback
+    matrices are formed once per chunk, outside the loop (``FB``); with
+    learning, transpose/sign feedback contracts with Wᵀ's second axis
+    rather than copying a transposed W every tick."""
+    L = cfg.depth
+    if "FB" in s:
+        return d @ s["FB"]
     if cfg.feedback == "transpose":
         return jnp.einsum("lbj,lij->lbi", d, s["WT"][1:L])
     if cfg.feedback == "sign":
@@ -216,12 +228,29 @@ def _apply_update(cfg, s, step_w, step_b):
     return s
 
 
+PARAMETERS = ("WT", "b", "F", "FB")
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(cfg):
     """The jitted chunk loop for one configuration (shared by equal engines)."""
 
     def run(state, U, Y):
-        return jax.lax.scan(functools.partial(_tick, cfg), state, (U, Y))
+        if cfg.learning_rate:
+            return jax.lax.scan(functools.partial(_tick, cfg), state, (U, Y))
+        # Frozen weights stay out of the loop's carry: a carried array that
+        # never changes is still copied every iteration (a third of a deep tick).
+        fixed = {k: v for k, v in state.items() if k in PARAMETERS}
+        if cfg.depth > 1:
+            fixed["FB"] = _backward_matrices(cfg, fixed)
+
+        def tick(s, uy):
+            new, out = _tick(cfg, {**s, **fixed}, uy)
+            return {k: v for k, v in new.items() if k not in PARAMETERS}, out
+
+        moving = {k: v for k, v in state.items() if k not in PARAMETERS}
+        final, out = jax.lax.scan(tick, moving, (U, Y))
+        return {**final, **{k: v for k, v in fixed.items() if k != "FB"}}, out
 
     return jax.jit(run, donate_argnums=0)
 
