@@ -43,11 +43,29 @@ INSTALL_HINT = "pip install 'tickprop[jax]'"
 # cut into scans of at most this much (large networks with learning record
 # their weights every tick for the reference).
 RECORD_BYTES = 256 * 2 ** 20
+# Batches up to this size form the weight step as a sum of rank-one products.
+RANK_ONE_BATCH = 16
+
+
+# Multiply-adds per tick above which the tick is GEMM-bound: both backends
+# then spend it in a matmul library and the compiled loop gains nothing
+# (L = 4, width 1024, batch 64: 0.95–1.13× numpy, measured), so "auto" picks numpy.
+GEMM_BOUND_MACS = 2 ** 24
 
 
 def jax_available():
     """True when the optional jax extra is installed."""
     return jax is not None
+
+
+def prefers_compiled(sizes, batch):
+    """Whether the compiled loop is the faster backend for a chain of layer
+    ``sizes`` at ``batch``: True while a tick's forward multiply-adds,
+    batch·Σ n_l n_{l+1}, stay below GEMM_BOUND_MACS (interpreter-bound ticks,
+    where it wins 1.1–6× in bench_compiled.py), False above (numpy's BLAS is
+    as fast or faster) and False without jax."""
+    macs = batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return jax_available() and macs < GEMM_BOUND_MACS
 
 
 class _Config(NamedTuple):
@@ -111,12 +129,12 @@ def _backward(cfg, s, d):
     rather than copying a transposed W every tick."""
     L = cfg.depth
     if "FB" in s:
-        return d @ s["FB"]
+        return d[2:] @ s["FB"]
     if cfg.feedback == "transpose":
-        return jnp.einsum("lbj,lij->lbi", d, s["WT"][1:L])
+        return jnp.einsum("lbj,lij->lbi", d[1:], s["WT"])[1:]
     if cfg.feedback == "sign":
-        return jnp.einsum("lbj,lij->lbi", d, jnp.sign(s["WT"][1:L]))
-    return d @ s["F"][1:L]
+        return jnp.einsum("lbj,lij->lbi", d[1:], jnp.sign(s["WT"]))[1:]
+    return (d[1:] @ s["F"])[1:]
 
 
 def _tick(cfg, s, uy):
@@ -148,7 +166,7 @@ def _tick(cfg, s, uy):
         dL = jnp.where(t >= d, dL, jnp.zeros_like(dL))
     parts = [zero_layer]
     if L > 1:
-        back = _backward(cfg, s, D[2:])                    # backward wave, all layers
+        back = _backward(cfg, s, D)                        # backward wave, all layers
         parts.append(back if deriv is None else deriv * back)
     parts.append(jnp.pad(dL, ((0, 0), (0, N - nL)))[None])
     Dn = jnp.concatenate(parts)
@@ -200,7 +218,14 @@ def _paired(cfg, s):
 
 def _learn(cfg, s, pair):
     scaled = cfg.learning_rate * s["D"][1:]
-    step_w = jnp.einsum("lbi,lbj->lij", pair, scaled)
+    if cfg.batch <= RANK_ONE_BATCH:
+        # A sum of B rank-one products fuses into one pass over W; XLA's
+        # batched dot with an inner dimension of B ≤ 16 is 1.4–2× slower.
+        step_w = pair[:, 0, :, None] * scaled[:, 0, None, :]
+        for k in range(1, cfg.batch):
+            step_w = step_w + pair[:, k, :, None] * scaled[:, k, None, :]
+    else:
+        step_w = jnp.einsum("lbi,lbj->lij", pair, scaled)
     step_b = jnp.sum(scaled, axis=1, keepdims=True)
     if cfg.accumulate == 1:
         return _apply_update(cfg, s, step_w, step_b)

@@ -73,6 +73,7 @@ CASES = [
     dict(pairing="frame", learning_rate=0.05, act="relu", sizes=(6, 3, 7, 2)),
     dict(learning_rate=0.1, sizes=(3, 2)),
     dict(derivative="frame", learning_rate=0.1, sizes=(3, 5, 2), batch=3),
+    dict(learning_rate=0.05, accumulate=2, sizes=(3, 4, 2), batch=compiled.RANK_ONE_BATCH + 1),
     dict(dtype="float32"),
     dict(dtype="float32", feedback="learned", derivative="frame", pairing="frame",
          learning_rate=0.05),
@@ -187,6 +188,15 @@ def test_misuse_is_one_simulator_error(bad):
     else:
         with pytest.raises(SimulatorError, match="chain"):
             CompiledEngine(Model.from_layers(RESIDUAL, (4,), seed=3))
+
+
+@needs_jax
+def test_auto_choice_keeps_gemm_bound_sizes_on_numpy():
+    # Multiply-adds per tick: paper 2.3k, L = 64 width 32 batch 8 524k,
+    # L = 4 width 1024 batch 64 268M (measured no faster compiled).
+    assert compiled.prefers_compiled([16] * 10, 1)
+    assert compiled.prefers_compiled([32] * 65, 8)
+    assert not compiled.prefers_compiled([1024] * 5, 64)
 
 
 def test_missing_extra_is_one_error_naming_the_install(monkeypatch):
