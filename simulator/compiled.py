@@ -123,11 +123,11 @@ def _backward_matrices(cfg, s):
 
 
 def _backward(cfg, s, d):
-    """F_l δ[t, l+1] for l = 1..L−1. With frozen weights the feedback
-    matrices are formed once per chunk, outside the loop (``FB``); with
-    learning, transpose/sign feedback contracts with Wᵀ's second axis
-    rather than copying a transposed W every tick."""
-    L = cfg.depth
+    """F_l δ[t, l+1] for l = 1..L−1, from the stacked deltas ``d`` (L+1, B, N).
+    With frozen weights the feedback matrices are formed once per chunk,
+    outside the loop (``FB``); with learning, the whole stack is multiplied
+    (transpose/sign feedback contracting with Wᵀ's second axis) and layer 0's
+    unused product dropped, rather than copying a slice of W every tick."""
     if "FB" in s:
         return d[2:] @ s["FB"]
     if cfg.feedback == "transpose":
