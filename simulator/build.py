@@ -12,6 +12,7 @@ import numpy as np
 
 from .backend import Backend
 from .datasets import DIGITS_SHAPE, load_dataset
+from .compiled import CompiledEngine, jax_available, prefers_compiled
 from .engine import Engine
 from .errors import BudgetError, SceneError
 from .model import Model
@@ -169,10 +170,35 @@ class Parts:
         Backend(scene["run"]["device"], scene["run"]["dtype"])   # fail early on a missing device
         self.stream = build_stream(scene, self.seeds, scene["rule"]["loss"])
         self.engine_args = engine_options(scene["rule"], scene, self.seeds.feedback)
+        self.backend = _tick_backend(scene, self.network, self.sizes)
 
     def engine(self):
-        """A new Engine on the initial network with the scene's rule options."""
+        """A new Engine on the initial network with the scene's rule options
+        (the compiled CompiledEngine when run.backend chose jax)."""
+        if self.backend == "jax":
+            return CompiledEngine(self.network, **self.engine_args)
         return Engine(self.network, **self.engine_args)
+
+
+def _tick_backend(scene, network, sizes):
+    """'numpy' or 'jax' for run.backend: jax runs chain networks on the CPU
+    only and needs the extra; 'auto' takes it where ``prefers_compiled`` says
+    it is faster. A backend that cannot run this scene is one SceneError."""
+    run = scene["run"]
+    want = run.get("backend", "numpy")
+    if want == "numpy":
+        return "numpy"
+    chain = not isinstance(network, Model) and run["device"] == "cpu"
+    if want == "auto":
+        return "jax" if chain and prefers_compiled(sizes, scene["stream"]["batch"]) else "numpy"
+    if not chain:
+        what = "a graph (network.layers)" if isinstance(network, Model) else \
+            f"run.device = {run['device']!r}"
+        raise SceneError(f"key 'run.backend': 'jax' runs chain networks on the CPU, got {what}")
+    if not jax_available():
+        raise SceneError("key 'run.backend': 'jax' needs the jax extra: "
+                         "pip install 'tickprop[jax]'")
+    return "jax"
 
 
 def build(scene):

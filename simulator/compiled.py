@@ -21,6 +21,7 @@ through its warm-up — the authoritative tag rule, not a copy of it — after
 which every tag is the tick minus a fixed lag and ``tags(t)`` is closed form.
 """
 import functools
+import importlib.util
 from typing import NamedTuple
 
 import numpy as np
@@ -32,11 +33,9 @@ from .model import Model
 from .network import ZERO_AT_ZERO, Network, activate
 from .options import frame_lags, loss_grad, set_rule_options
 
-try:  # the optional extra: everything below degrades to one clear error without it
-    import jax
-    import jax.numpy as jnp
-except ImportError:  # pragma: no cover - exercised where jax is absent
-    jax = jnp = None
+# The optional extra, loaded on first use (``_load_jax``): importing jax
+# costs about a second, which no run on the numpy backend should pay.
+jax = jnp = None
 
 INSTALL_HINT = "pip install 'tickprop[jax]'"
 # Bytes of per-tick outputs one recorded scan may return; longer chunks are
@@ -54,8 +53,22 @@ GEMM_BOUND_MACS = 2 ** 24
 
 
 def jax_available():
-    """True when the optional jax extra is installed."""
-    return jax is not None
+    """True when the optional jax extra is installed (looked up, not imported)."""
+    return jax is not None or importlib.util.find_spec("jax") is not None
+
+
+def _load_jax():
+    """Import jax and jax.numpy into this module's globals (once); False
+    without the extra."""
+    global jax, jnp
+    if jax is None:
+        try:
+            import jax as _jax
+            import jax.numpy as _jnp
+        except ImportError:
+            return False
+        jax, jnp = _jax, _jnp
+    return True
 
 
 def prefers_compiled(sizes, batch):
@@ -337,7 +350,7 @@ class CompiledEngine:
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
                  itd_epsilon=1e-6, device="cpu", dtype="float64"):
-        if jax is None:
+        if not _load_jax():
             raise DeviceError(f"the compiled tick loop needs jax: {INSTALL_HINT}")
         if isinstance(network, Model):
             raise SimulatorError("the compiled tick loop runs chain networks (a Network); "

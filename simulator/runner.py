@@ -14,6 +14,7 @@ import numpy as np
 
 from .build import build, graph_skeleton, network_shape
 from .engine import Engine
+from .model.tick import GraphEngine
 from .errors import SceneError
 from .graph_recording import GraphBudget, GraphRecorder
 from .probes import Recorder, RecordPlan, RunBudget, Trace, distinct_frames
@@ -60,7 +61,7 @@ class Prepared:
         """Run the ticks; return the Trace with timings in its metadata."""
         t0 = time.perf_counter()
         engine = self.parts.engine()
-        kind = Recorder if isinstance(engine, Engine) else GraphRecorder
+        kind = GraphRecorder if isinstance(engine, GraphEngine) else Recorder
         recorder = kind(engine, self.plan, reference=self.scene["rule"]["reference"])
         t1 = time.perf_counter()
         # A blow-up is reported once, as NumericalError with tick and layer,
@@ -72,6 +73,7 @@ class Prepared:
         meta["timings"] = {"build_s": t1 - t0, "simulate_s": t2 - t1,
                            "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)}
         meta["record_bytes"] = self.record_bytes
+        meta["backend"] = self.parts.backend
         return recorder.trace(meta)
 
 

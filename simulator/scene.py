@@ -121,6 +121,9 @@ RUN = {
     "dtype": Str("float64", "float32 or float64", ("float32", "float64")),
     "threads": Int(0, "BLAS threads (0 = automatic: one when the machine is busy or in a "
                       "sweep worker, else the usable cores up to 4)", 0, 1024),
+    "backend": Str("numpy", "the tick loop: numpy, jax (the compiled chunk loop, chain "
+                   "networks on the CPU, extra 'jax') or auto (jax where it is faster)",
+                   ("numpy", "jax", "auto")),
 }
 RECORD = {
     "states": Bool(True, "record full neuron states"),
@@ -143,7 +146,7 @@ RENDER = {
                       "tick windows [start, stop] drawn as raster panels (empty = the whole run)",
                       max_len=16),
 }
-SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}
+SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}  # no backend: not a tick engine
 
 AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
 ETA_X = Float(0.1, "relaxation rate", 1e-9, 1.999999)

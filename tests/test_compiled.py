@@ -200,6 +200,27 @@ def test_auto_choice_keeps_gemm_bound_sizes_on_numpy():
 
 
 def test_missing_extra_is_one_error_naming_the_install(monkeypatch):
-    monkeypatch.setattr(compiled, "jax", None)
+    monkeypatch.setattr(compiled, "_load_jax", lambda: False)
     with pytest.raises(SimulatorError, match=r"pip install 'tickprop\[jax\]'"):
         CompiledEngine(net5())
+
+
+@needs_jax
+def test_scene_backend_jax_gives_the_numpy_trace():
+    """run.backend = 'jax' (what `--set run.backend=jax` selects) records the
+    trace the numpy engine records, to rounding; 'auto' picks jax at paper scale."""
+    from simulator.runner import simulate_scene
+    numpy_trace = simulate_scene("fig3_fast", "run.ticks=60")
+    jax_trace = simulate_scene("fig3_fast", "run.ticks=60", "run.backend='jax'")
+    assert jax_trace.meta["backend"] == "jax" and numpy_trace.meta["backend"] == "numpy"
+    for key in ("x_norm", "delta_norm", "mismatch_cos", "tag_pair"):
+        np.testing.assert_allclose(jax_trace[key], numpy_trace[key], rtol=1e-9, atol=1e-7,
+                                   equal_nan=True)
+    assert simulate_scene("fig3_fast", "run.ticks=5", "run.backend='auto'").meta["backend"] == "jax"
+
+
+def test_scene_backend_jax_refuses_graphs_in_one_line():
+    from simulator.errors import SceneError
+    from simulator.runner import simulate_scene
+    with pytest.raises(SceneError, match="run.backend"):
+        simulate_scene("conv_digits", "run.ticks=5", "run.backend='jax'")

@@ -25,6 +25,7 @@ def prepare(name, scene, options=None):
         trace = prepared.simulate(progress)
         trace.save(folder, compress=scene["record"]["compress"])
         return {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
+                "backend": trace.meta["backend"],
                 "timings": trace.meta["timings"]}
     return job
 
