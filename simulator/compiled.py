@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import Backend
+from .drive import repeated_frames
 from .engine import FINITE_KINDS, Engine, _activation_groups
 from .errors import DeviceError, NumericalError, SimulatorError
 from .model import Model
@@ -500,6 +501,8 @@ class CompiledEngine:
         per_tick = (self._view_bytes(False) + (0 if frozen else self._view_bytes(True)))
         step = max(1, min(len(u_host), RECORD_BYTES // per_tick))
         dt = self.backend.host_dtype
+        repeats = (repeated_frames(u_host, y_host, last) if frozen
+                   else np.zeros(len(u_host), dtype=bool))
         for lo in range(0, len(u_host), step):
             hi = min(lo + step, len(u_host))
             first = self.tick + 1
@@ -509,13 +512,11 @@ class CompiledEngine:
                 for k in range(hi - lo):
                     self._view, self.tick = (out, k), first + k
                     u, y = u_host[lo + k].astype(dt), y_host[lo + k].astype(dt)
-                    repeat = frozen and last is not None and np.array_equal(
-                        u_host[lo + k], last[0]) and np.array_equal(y_host[lo + k], last[1])
-                    recorder.record(self.tick, u, y, int(frame_ids[lo + k]), repeat)
-                    last = (u_host[lo + k], y_host[lo + k])
+                    recorder.record(self.tick, u, y, int(frame_ids[lo + k]),
+                                    bool(repeats[lo + k]))
             finally:
                 self._view, self.tick = None, end
-        return last
+        return u_host[-1], y_host[-1]
 
     def _view_bytes(self, weights):
         L, B, N = self.depth, self.batch, self.width

