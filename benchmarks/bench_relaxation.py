@@ -12,11 +12,13 @@ L weight-gradient matmuls; ticked AR does the same 2L plus K(L−1) relaxation
 matmuls (one per hidden layer per tick, each the size of a backward one);
 closed-form AR does the 2L, one backward pass to the fixed point and each
 hidden layer's initial error carried down to layer 1, whatever K. BLAS is
-pinned to one thread (``one_blas_thread``): threaded BLAS competing for the
-cores of a shared machine made these small matmuls many times slower and the
+pinned to one thread while timing (``_one_blas_thread``): threaded OpenBLAS
+competing for the cores of a shared machine made these small matmuls many
+times slower (ratio 102 instead of 53 on a busy 2-core machine) and the
 ratio meaningless.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -32,9 +34,18 @@ from simulator.datasets import batch_indices, load_digits  # noqa: E402
 from simulator.network import Network  # noqa: E402
 from simulator.relaxation import VARIANTS, ActivationRelaxation  # noqa: E402
 from simulator.relaxation_experiments import (PAPER_ACTIVATIONS, PAPER_SIZES,  # noqa: E402
-                                              converge_arrays, one_blas_thread, run_converge,
-                                              run_train, train_arrays)
+                                              converge_arrays, run_converge, run_train,
+                                              train_arrays)
 from simulator.render.convergence import draw_converge, draw_train  # noqa: E402
+
+
+def _one_blas_thread():
+    """Pin BLAS to one thread while timing, when threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _flops(sizes, batch, iterations=None, closed_form=False):
@@ -75,7 +86,7 @@ def bench_timing(iterations=100, batch=64, repeats=5, n=5, seed=0):
     steps = {"backprop": bp_step}
     steps.update({s: (lambda a=a: a.step(u, y, 1e-9)) for s, a in ars.items()})
     times = {k: np.inf for k in steps}
-    with one_blas_thread():
+    with _one_blas_thread():
         for _ in range(repeats):   # interleaved: a load change hits every entry alike
             for k, fn in steps.items():
                 times[k] = min(times[k], best_of(fn, 1 if k == "ticks" else n, repeats=1))

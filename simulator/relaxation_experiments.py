@@ -10,8 +10,6 @@ Experiments compute and return arrays; they never draw or write files.
 (relaxation.npz, training.npz), and ``simulator.render.convergence``'s
 ``draw_converge`` / ``draw_train`` draw the pictures from those arrays alone.
 """
-import contextlib
-
 import numpy as np
 from array_api_compat import array_namespace
 
@@ -184,19 +182,6 @@ def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
     return accs, diverged
 
 
-def one_blas_thread():
-    """A context pinning the host BLAS to one thread, when threadpoolctl is
-    installed (it comes with scikit-learn, which the digits need): these
-    matmuls are small (batch 64, widths ≤ 300) and on a shared 2-core machine
-    a threaded OpenBLAS spins for cores and made a training run ten times
-    slower (measured: 152 s against 15 s for one seed of five epochs)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
               eta_x=0.1, iterations=100, lr=0.1, batch=64, epochs=20, seeds=(0, 1, 2),
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
@@ -230,27 +215,26 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
     curves = {n: {"train": np.full((len(seeds), steps.size), np.nan),
                   "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
     diverged_at = {n: np.full(len(seeds), -1) for n in names}
-    with one_blas_thread():  # small matmuls: see one_blas_thread
-        for s, seed in enumerate(seeds):
-            network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
-                                     bias_scale=bias_scale)
-            for name in names:
-                if name == BASELINE:
-                    be = Backend("cpu", "float64")
-                    model = BackpropBaseline(network, loss)
-                else:
-                    model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
-                                                 feedback_seed=(seed, 1),
-                                                 feedback_scale=feedback_scale,
-                                                 device=device, dtype=dtype, solver=solver)
-                    be = model.backend
-                accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
-                                       be.asarray)
-                curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
-                curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
-                diverged_at[name][s] = div
-                if progress is not None:
-                    progress(1)
+    for s, seed in enumerate(seeds):
+        network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
+                                 bias_scale=bias_scale)
+        for name in names:
+            if name == BASELINE:
+                be = Backend("cpu", "float64")
+                model = BackpropBaseline(network, loss)
+            else:
+                model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
+                                             feedback_seed=(seed, 1),
+                                             feedback_scale=feedback_scale,
+                                             device=device, dtype=dtype, solver=solver)
+                be = model.backend
+            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
+                                   be.asarray)
+            curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
+            curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
+            diverged_at[name][s] = div
+            if progress is not None:
+                progress(1)
     return {"steps": steps, "curves": curves, "diverged_at": diverged_at,
             "final_test": {n: curves[n]["test"][:, -1] for n in names},
             "steps_per_epoch": per_epoch, "seeds": np.asarray(seeds), "variants": variants}
