@@ -406,8 +406,10 @@ def test_closed_form_is_device_neutral(rng, device):
     xs = relax_closed_form(sweep, ar.feedback, 0.2, 150)
     rxs, _ = relax(rsweep, ref.feedback, 0.2, 150)
     for l in range(net.depth + 1):
-        np.testing.assert_allclose(to_host(xs[l]), rxs[l], rtol=0, atol=1e-13 * np.abs(rxs[l]).max())
-    assert ar.step(be.asarray(u), be.asarray(y), 0.1) == pytest.approx(ref.step(u, y, 0.1), rel=1e-12)
+        np.testing.assert_allclose(to_host(xs[l]), rxs[l], rtol=0,
+                                   atol=1e-13 * np.abs(rxs[l]).max())
+    got = ar.step(be.asarray(u), be.asarray(y), 0.1)
+    assert got == pytest.approx(ref.step(u, y, 0.1), rel=1e-12)
 
 
 # ------------------------------------------------ arguments
