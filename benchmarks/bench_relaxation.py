@@ -1,26 +1,34 @@
 """Benchmark: one Activation Relaxation update (forward sweep, K relaxation
-ticks, weight update) against one backprop SGD step on the same network and
-batch, timed in the same run and printed as a ratio.
+ticks, weight update) as a ratio to one backprop SGD step on the same network
+and batch, both timed in the same run, the K ticks either stepped or summed in
+closed form (``relax_closed_form``).
 
     python benchmarks/bench_relaxation.py                 # timing only
     python benchmarks/bench_relaxation.py --report        # + Fig. 1 numbers and
                                                           #   the digits training table
 
-Matmul flops predict the ratio: backprop does L forward, L−1 backward and
-L weight-gradient matmuls; AR does the same 2L plus K(L−1) relaxation
-matmuls (one per hidden layer per tick, each the size of a backward one).
-On a busy machine, run with OPENBLAS_NUM_THREADS=1 (threaded BLAS competing
-for cores can be many times slower and makes the ratio meaningless).
+Matmul flops predict the ratios: backprop does L forward, L−1 backward and
+L weight-gradient matmuls; ticked AR does the same 2L plus K(L−1) relaxation
+matmuls (one per hidden layer per tick, each the size of a backward one);
+closed-form AR does the 2L, one backward pass to the fixed point and each
+hidden layer's initial error carried down to layer 1, whatever K. BLAS is
+pinned to one thread while timing (``_one_blas_thread``): threaded OpenBLAS
+competing for the cores of a shared machine made these small matmuls many
+times slower (ratio 102 instead of 53 on a busy 2-core machine) and the
+ratio meaningless.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
 from simulator import reference  # noqa: E402
 from simulator.datasets import batch_indices, load_digits  # noqa: E402
 from simulator.network import Network  # noqa: E402
@@ -31,32 +39,42 @@ from simulator.relaxation_experiments import (PAPER_ACTIVATIONS, PAPER_SIZES,  #
 from simulator.render.convergence import draw_converge, draw_train  # noqa: E402
 
 
-def _best_time(fn, repeats):
-    """Best of ``repeats`` wall-clock timings (the least disturbed run)."""
-    fn()  # warm-up: allocations, BLAS threads
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def _one_blas_thread():
+    """Pin BLAS to one thread while timing, when threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
-def _flops(sizes, batch, iterations):
+def _flops(sizes, batch, iterations=None, closed_form=False):
     """Matmul flops of one backprop step (iterations None) or one AR update:
-    both do the forward and weight-gradient matmuls; backprop adds one
-    backward matmul per hidden layer, AR adds that many per relaxation tick."""
+    all do the forward and weight-gradient matmuls; backprop adds one
+    backward matmul per hidden layer, ticked AR that many per relaxation tick,
+    closed-form AR one backward pass plus layer m's error carried down to
+    layer 1 for every hidden layer m."""
     layer = [2 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:])]
     backward = sum(layer[1:])
-    return 2 * sum(layer) + (backward if iterations is None else iterations * backward)
+    if iterations is None:
+        return 2 * sum(layer) + backward
+    if closed_form:
+        carried = sum(layer[l] for m in range(1, len(layer)) for l in range(1, m))
+        return 2 * sum(layer) + backward + carried
+    return 2 * sum(layer) + iterations * backward
 
 
-def bench_timing(iterations=100, batch=64, repeats=20, seed=0):
+def bench_timing(iterations=100, batch=64, repeats=5, n=5, seed=0):
+    """Time a backprop step, a ticked AR update and a closed-form one on the
+    paper network and a digits batch (best of ``repeats`` runs of ``n``
+    calls, interleaved); print each and its ratio to backprop beside the
+    flop prediction. Returns {"ticks": ratio, "closed-form": ratio}."""
     data = load_digits(seed=0)
     idx = batch_indices(data.train_x.shape[0], batch, seed=seed)[0]
     u, y = data.train_x[idx], data.train_targets[idx]
     net = Network.random(PAPER_SIZES, PAPER_ACTIVATIONS, seed=seed)
-    ar = ActivationRelaxation(net, "exact", 0.1, iterations)
+    ars = {s: ActivationRelaxation(net, "exact", 0.1, iterations, solver=s)
+           for s in ("ticks", "closed-form")}
     bp_net = net.copy()
 
     def bp_step():
@@ -65,14 +83,24 @@ def bench_timing(iterations=100, batch=64, repeats=20, seed=0):
             bp_net.weights[l] -= 1e-9 * (d.T @ x)
             bp_net.biases[l] -= 1e-9 * d.sum(axis=0)
 
-    t_ar = _best_time(lambda: ar.step(u, y, 1e-9), repeats)
-    t_bp = _best_time(bp_step, repeats)
-    predicted = _flops(PAPER_SIZES, batch, iterations) / _flops(PAPER_SIZES, batch, None)
-    print(f"network {list(PAPER_SIZES)}, batch {batch}, K = {iterations}, float64, numpy")
-    print(f"  AR update      {t_ar * 1e3:9.3f} ms")
-    print(f"  backprop step  {t_bp * 1e3:9.3f} ms")
-    print(f"  ratio AR/BP    {t_ar / t_bp:9.1f}   (matmul flop count predicts {predicted:.1f})")
-    return t_ar / t_bp
+    steps = {"backprop": bp_step}
+    steps.update({s: (lambda a=a: a.step(u, y, 1e-9)) for s, a in ars.items()})
+    times = {k: np.inf for k in steps}
+    with _one_blas_thread():
+        for _ in range(repeats):   # interleaved: a load change hits every entry alike
+            for k, fn in steps.items():
+                times[k] = min(times[k], best_of(fn, 1 if k == "ticks" else n, repeats=1))
+    bp_flops = _flops(PAPER_SIZES, batch)
+    print(f"network {list(PAPER_SIZES)}, batch {batch}, K = {iterations}, float64, numpy, "
+          "one BLAS thread")
+    print(f"  backprop step       {times['backprop'] * 1e3:9.3f} ms")
+    ratios = {}
+    for s in ars:
+        ratios[s] = times[s] / times["backprop"]
+        pred = _flops(PAPER_SIZES, batch, iterations, s == "closed-form") / bp_flops
+        print(f"  AR update, {s:11s}{times[s] * 1e3:9.3f} ms   = {ratios[s]:6.1f} backprop steps"
+              f"   (matmul flops predict {pred:.1f})")
+    return ratios
 
 
 def report_convergence():
@@ -115,7 +143,7 @@ def report_training(epochs, seeds, out_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--report", action="store_true", help="also run Fig. 1 and the training table")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -45,7 +45,7 @@ Figs. 2–3 training against backprop, the data they use) are in
 arrays by ``simulator.render.convergence``.
 """
 from dataclasses import dataclass
-from math import comb
+from math import comb, exp, log
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -58,6 +58,9 @@ from .options import LOSSES, check_choice, loss_and_grad
 
 VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
 INITS = ("forward", "zero")
+# How a learner reaches the state after K ticks: by ticking, or by the exact
+# binomial sum of the linear analysis (``relax_closed_form``).
+SOLVERS = ("ticks", "closed-form")
 # Which feedback matrix each variant reads, and whether it multiplies by σ'.
 _FEEDBACK = {"exact": "weights", "random": "psi", "learned": "psi",
              "no-derivative": "weights", "learned-no-derivative": "psi"}
@@ -224,6 +227,69 @@ class _Recorder:
         return RelaxationRecord(self._host(self.norms), self._host(self.changes), errors)
 
 
+def tick_weights(n, count, eta_x):
+    """The weights C(n, j)(1−η)^{n−j} η^j, j = 0..count−1, with which the
+    error j layers up reaches a layer after n ticks (module docstring); 0 for
+    j > n. Computed exactly as a binomial times two powers, through logarithms
+    only where a factor leaves the float range (its value is then the
+    correctly rounded exponential of the exact logarithm, or 0 on underflow)."""
+    eta = check_eta_x(eta_x)
+    out = []
+    for j in range(count):
+        if j > n:
+            out.append(0.0)
+            continue
+        if eta == 1.0:           # (1−η)^{n−j} = 0 unless j = n
+            out.append(1.0 if j == n else 0.0)
+            continue
+        c = comb(n, j)
+        p = (1.0 - eta) ** (n - j) * eta ** j
+        if c < 1e300 and abs(p) >= 2.2250738585072014e-308:
+            out.append(c * p)
+            continue
+        sign = -1.0 if eta > 1.0 and (n - j) % 2 else 1.0
+        try:
+            out.append(sign * exp(log(c) + (n - j) * log(abs(1.0 - eta)) + j * log(eta)))
+        except OverflowError:
+            out.append(sign * np.inf)
+    return out
+
+
+def relax_closed_form(sweep, feedback, eta_x=0.1, iterations=100, use_derivative=True,
+                      init="forward", xp=None):
+    """The state after K relaxation ticks without ticking: ``relax``'s final
+    state (to rounding) from the exact linear analysis, x^l_K = x^l_* +
+    Σ_{j} C(K, j)(1−η)^{K−j} η^j J_l…J_{l+j−1} e^{l+j}_0 with e_0 = x_0 − x_*
+    and x_* the ``fixed_point``. Costs (L−1)L/2 matmuls the size of a backward
+    one instead of K(L−1), whatever K. Returns x^0..x^L (x^0 the input, x^L
+    the clamped ∂ℓ/∂x^L, the hidden layers at the initial state when K = 0)."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    eta = check_eta_x(eta_x)
+    iterations = check_count("iterations", iterations)
+    init = check_choice("relaxation init", init, INITS)
+    L = sweep.depth
+    xs = _initial_state(xp, sweep, init)
+    if iterations == 0:
+        return xs
+    derivs = sweep.derivs if use_derivative else [None] * (L + 1)
+    star = fixed_point(sweep, feedback, use_derivative, xp)
+    w = tick_weights(iterations, L - 1, eta)
+    # acc[l] = Σ_j w_j J_l…J_{l+j−1} e^{l+j}_0: each layer's initial error is
+    # carried down one layer at a time, for as long as a weight remains.
+    acc = [None] * (L + 1)
+    for m in range(L - 1, 0, -1):
+        e = xs[m] - star[m]
+        for l in range(m, 0, -1):
+            j = m - l
+            if l < m:
+                if not any(w[j:]):
+                    break
+                e = _top_down(xp, e, derivs[l + 1], feedback[l])
+            term = w[j] * e
+            acc[l] = term if acc[l] is None else acc[l] + term
+    return [xs[0]] + [star[l] + acc[l] for l in range(1, L)] + [xs[L]]
+
+
 def weight_gradients(sweep, xs, xp=None):
     """Eq. 1 at the relaxed state: ΔW_l = (σ'(a^{l+1}) ⊙ x^{l+1})ᵀ x̄^l and
     Δb_l = Σ_batch σ'(a^{l+1}) ⊙ x^{l+1}, l = 0..L−1, summed over the batch.
@@ -330,14 +396,18 @@ class ActivationRelaxation:
     performs one forward sweep, K relaxation ticks and the weight update
     W ← W − lr ΔW / B (and ψ ← ψ − lr ΔW / B for the learned variants, Eq. 6).
     ψ is drawn on the host like the weights, N(0, feedback_scale²/n_l).
+    ``solver`` says how ``step`` reaches the state after K ticks: ``ticks``
+    (``relax``, tick by tick) or ``closed-form`` (``relax_closed_form``: the
+    same state to rounding, at the cost of a few backward passes whatever K).
     """
 
     def __init__(self, network, variant="exact", eta_x=0.1, iterations=100, loss="mse",
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
-                 dtype="float64"):
+                 dtype="float64", solver="ticks"):
         if not isinstance(network, Network):
             raise SimulatorError(f"expected a simulator.Network, got {type(network).__name__}")
         set_relaxation_options(self, variant, eta_x, iterations, loss, init)
+        self.solver = check_choice("relaxation solver", solver, SOLVERS)
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.activations = list(network.activations)
@@ -368,9 +438,14 @@ class ActivationRelaxation:
                      record, targets, self.xp)
 
     def gradients(self, u, y):
-        """(ΔW list, Δb list, sweep) of one AR phase, summed over the batch."""
+        """(ΔW list, Δb list, sweep) of one AR phase, summed over the batch,
+        the relaxed state reached by this learner's ``solver``."""
         sweep = self.sweep(u, y)
-        xs, _ = self.relax(sweep)
+        if self.solver == "closed-form":
+            xs = relax_closed_form(sweep, self.feedback, self.eta_x, self.iterations,
+                                   self.use_derivative, self.init, self.xp)
+        else:
+            xs, _ = self.relax(sweep)
         gw, gb = weight_gradients(sweep, xs, self.xp)
         return gw, gb, sweep
 

@@ -186,7 +186,7 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
               eta_x=0.1, iterations=100, lr=0.1, batch=64, epochs=20, seeds=(0, 1, 2),
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
               init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
-              device="cpu", dtype="float64", progress=None):
+              device="cpu", dtype="float64", progress=None, solver="closed-form"):
     """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
     variant and plain backprop train from the same initial weights on the same
     minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
@@ -194,7 +194,10 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
     evaluation; ``curves[name]`` with ``train`` and ``test`` accuracies
     (S, T), NaN after a divergence; ``final_test[name]`` (S,);
     ``diverged_at[name]`` (S,) the step of divergence or −1. ``progress``
-    (optional) is called with 1 after each (seed, model) run.
+    (optional) is called with 1 after each (seed, model) run. ``solver``
+    (``ActivationRelaxation``'s): ``closed-form`` by default, the state after
+    K ticks from the exact linear analysis, which equals ticking to rounding
+    at a cost independent of K; ``ticks`` steps the relaxation.
     """
     variants = [check_variant(v) for v in ([variants] if isinstance(variants, str) else variants)]
     seeds = [int(s) for s in np.atleast_1d(seeds)]
@@ -223,7 +226,7 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
                 model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
                                              feedback_seed=(seed, 1),
                                              feedback_scale=feedback_scale,
-                                             device=device, dtype=dtype)
+                                             device=device, dtype=dtype, solver=solver)
                 be = model.backend
             accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
                                    be.asarray)

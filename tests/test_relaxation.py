@@ -4,6 +4,7 @@ reference backprop and finite differences (convergence to ∂ℓ/∂x^l), a dens
 iteration matrix (the linear analysis), closed-form fixed points of each
 variant, operation counts (cost), and short end-to-end runs."""
 import os
+from decimal import Decimal, localcontext
 from math import comb
 
 import numpy as np
@@ -13,9 +14,9 @@ from simulator import reference
 from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
 from simulator.network import Network
-from simulator.relaxation import (VARIANTS, ActivationRelaxation, leading_decay,
-                                  predicted_errors, relax, true_activation_gradients,
-                                  weight_gradients)
+from simulator.relaxation import (INITS, VARIANTS, ActivationRelaxation, fixed_point,
+                                  leading_decay, predicted_errors, relax, relax_closed_form,
+                                  tick_weights, true_activation_gradients, weight_gradients)
 from simulator.relaxation_experiments import (converge_arrays, run_converge, run_train,
                                               train_arrays)
 from simulator.render.convergence import (BASELINE_COLOUR, DPI, draw_converge, draw_train,
@@ -155,6 +156,89 @@ def test_error_follows_the_closed_form_of_the_linear_analysis(rng, eta):
     # The recorded curve follows the closed form wherever rounding is not the floor.
     big = rec.errors[:, 1:-1] > 1e-9
     np.testing.assert_allclose(rec.errors[:, 1:-1][big], pred[:, 1:-1][big], rtol=1e-6)
+
+
+@pytest.mark.parametrize("eta", [0.1, 0.7, 1.0, 1.6])
+def test_closed_form_state_is_the_dense_matrix_power(rng, eta):
+    # e_K = M^K e_0 with M the dense one-tick matrix: relax_closed_form must
+    # land there for K below, at and far above the depth, without ticking.
+    net, u, y = _problem(rng, [4, 6, 5, 6, 4, 3], ["tanh", "relu", "logistic", "tanh", "linear"],
+                         batch=1)
+    truth = _backprop_activation_grads(net, u, y)
+    ar = ActivationRelaxation(net, "exact", eta, 0)
+    sweep = ar.sweep(u, y)
+    m, offs = _iteration_matrix(net, u, eta)
+    e0 = np.concatenate([(sweep.xs[l] - truth[l])[0] for l in range(1, net.depth)])
+    scale = max(np.abs(truth[l]).max() for l in range(1, net.depth + 1))
+    for k in (0, 1, 2, 3, 4, 9, 60, 400):
+        en = np.linalg.matrix_power(m, k) @ e0
+        xs = relax_closed_form(sweep, ar.feedback, eta, k)
+        assert xs[0] is sweep.xs[0] and xs[-1] is sweep.top
+        for l in range(1, net.depth):
+            np.testing.assert_allclose(xs[l][0], truth[l][0] + en[offs[l - 1]:offs[l]],
+                                       rtol=0, atol=1e-13 * scale)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("init", INITS)
+def test_closed_form_state_is_the_ticked_state_for_every_variant(rng, variant, init):
+    net, u, y = _problem(rng, [5, 8, 6, 7, 5, 3], ["relu", "tanh", "relu", "logistic", "linear"])
+    ar = ActivationRelaxation(net, variant, 0.3, 0, init=init, feedback_seed=3)
+    sweep = ar.sweep(u, y)
+    star = fixed_point(sweep, ar.feedback, ar.use_derivative)
+    scale = max(np.abs(star[l]).max() for l in range(1, net.depth + 1))
+    for eta in (0.1, 0.3, 1.0, 1.5):
+        for k in (0, 1, 3, 4, 25, 100):
+            ticked, _ = relax(sweep, ar.feedback, eta, k, ar.use_derivative, init)
+            closed = relax_closed_form(sweep, ar.feedback, eta, k, ar.use_derivative, init)
+            for a, b in zip(ticked, closed):
+                np.testing.assert_allclose(b, a, rtol=0, atol=1e-13 * scale)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_closed_form_learner_steps_like_the_ticking_one(rng, variant):
+    net, u, y = _problem(rng, [5, 8, 6, 5, 3], ["relu", "tanh", "relu", "linear"])
+    ticks = ActivationRelaxation(net, variant, 0.2, 100, feedback_seed=1)
+    closed = ActivationRelaxation(net, variant, 0.2, 100, feedback_seed=1, solver="closed-form")
+    for _ in range(5):
+        assert closed.step(u, y, 0.3) == pytest.approx(ticks.step(u, y, 0.3), rel=1e-12)
+    for a, b in zip(ticks.weights + ticks.biases, closed.weights + closed.biases):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * np.abs(a).max())
+    for a, b in zip((ticks.psi or [None])[1:], (closed.psi or [None])[1:]):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("n,eta", [(0, 0.3), (5, 0.1), (7, 1.0), (3, 1.0), (40, 1.9), (100, 0.1),
+                                   (5000, 0.5), (10 ** 6, 1e-5), (3000, 1e-3)])
+def test_tick_weights_are_the_exact_binomial_terms(n, eta):
+    # The oracle: C(n, j) a^{n−j} η^j in 60-digit decimals, with a = 1 − η as
+    # the float a tick multiplies by (for n = 10⁶, η = 10⁻⁵ the rounding of
+    # 1 − η alone moves a^n by 1e-10).
+    with localcontext() as ctx:
+        ctx.prec = 60
+        a, e = Decimal(1.0 - eta), Decimal(eta)
+        want = [float(comb(n, j) * (a ** (n - j) if n > j else 1) * e ** j) if j <= n else 0.0
+                for j in range(6)]
+    got = tick_weights(n, 6, eta)
+    assert got == pytest.approx(want, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_closed_form_costs_a_few_backward_matmuls_whatever_k(rng, variant):
+    sizes = [5, 9, 7, 6, 3]
+    net, u, y = _problem(rng, sizes, ["tanh", "relu", "tanh", "linear"], batch=4)
+    ar = ActivationRelaxation(net, variant, 0.1, 0)
+    sweep = ar.sweep(u, y)
+    L = net.depth
+    back = {l: ((4, sizes[l + 1]), (sizes[l + 1], sizes[l])) for l in range(1, L)}
+    fixed = [back[l] for l in range(1, L)]      # the fixed point: one backward pass
+    carried = [back[l] for m in range(1, L) for l in range(1, m)]
+    # and each hidden layer's initial error carried down to layer 1, (L−1)(L−2)/2
+    # more, unless every weight after K ticks is 0 in floats (0.9^(10^5) is)
+    for k, want in ((5, fixed + carried), (100, fixed + carried), (10 ** 5, fixed)):
+        xp = _CountingNamespace()
+        relax_closed_form(sweep, ar.feedback, 0.1, k, ar.use_derivative, xp=xp)
+        assert sorted(xp.calls) == sorted(want)
 
 
 def test_top_hidden_layer_decays_exactly_geometrically_lower_layers_polynomially(rng):
@@ -313,10 +397,26 @@ def test_relaxation_is_device_neutral(rng, device):
     assert rec.norms.shape == (151, net.depth + 1)
 
 
+def test_closed_form_is_device_neutral(rng, device):
+    net, u, y = _problem(rng, [5, 7, 6, 4, 3], ["tanh", "relu", "tanh", "linear"])
+    be = Backend(device, "float64")
+    ar = ActivationRelaxation(net, "random", 0.2, 150, device=device, solver="closed-form")
+    ref = ActivationRelaxation(net, "random", 0.2, 150)
+    sweep, rsweep = ar.sweep(be.asarray(u), be.asarray(y)), ref.sweep(u, y)
+    xs = relax_closed_form(sweep, ar.feedback, 0.2, 150)
+    rxs, _ = relax(rsweep, ref.feedback, 0.2, 150)
+    for l in range(net.depth + 1):
+        np.testing.assert_allclose(to_host(xs[l]), rxs[l], rtol=0,
+                                   atol=1e-13 * np.abs(rxs[l]).max())
+    got = ar.step(be.asarray(u), be.asarray(y), 0.1)
+    assert got == pytest.approx(ref.step(u, y, 0.1), rel=1e-12)
+
+
 # ------------------------------------------------ arguments
 @pytest.mark.parametrize("kwargs", [
     {"variant": "feedback-alignment"}, {"eta_x": 0.0}, {"eta_x": 2.0}, {"eta_x": -0.1},
     {"iterations": -1}, {"iterations": 2.5}, {"loss": "hinge"}, {"init": "random"},
+    {"solver": "newton"},
 ])
 def test_bad_arguments_raise_one_clear_error(rng, kwargs):
     net, _, _ = _problem(rng, [3, 4, 2], ["tanh", "linear"])
