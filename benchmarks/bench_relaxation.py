@@ -18,12 +18,12 @@ times slower (ratio 102 instead of 53 on a busy 2-core machine) and the
 ratio meaningless.
 """
 import argparse
-import contextlib
 import os
 import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -40,11 +40,7 @@ from simulator.render.convergence import draw_converge, draw_train  # noqa: E402
 
 
 def _one_blas_thread():
-    """Pin BLAS to one thread while timing, when threadpoolctl is installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
+    """Pin BLAS to one thread while timing (threadpoolctl, a dependency)."""
     return threadpool_limits(limits=1, user_api="blas")
 
 

@@ -179,6 +179,10 @@ AR_TRAIN = dict(AR_COMMON, **{
                        "AR variants trained beside backprop", min_len=1,
                        max_len=len(AR_VARIANTS), unique=True),
     "eta_x": ETA_X,
+    "solver": Str("closed-form", "the state after K relaxation ticks: closed-form (the exact "
+                  "binomial sum of the linear analysis, one cost whatever K) or ticks "
+                  "(stepped K times; the same weights to rounding, about 10x slower)",
+                  ("closed-form", "ticks")),
 })
 SEEDS = ListOf(Int(0, "seed", 0, SEED), [0, 1, 2], "one run per seed", min_len=1, max_len=1000)
 TRAIN_BATCHES = {

@@ -19,7 +19,8 @@ def prepare(name, scene, options=None):
                         lr=tr["lr"], batch=tr["batch"], epochs=tr["epochs"], seeds=tr["seeds"],
                         loss=ar["loss"], feedback_scale=ar["feedback_scale"], init=ar["init"],
                         split_seed=scene["run"]["seed"], test_fraction=tr["test_fraction"],
-                        eval_every=tr["eval_every"] or None, progress=progress, **network)
+                        eval_every=tr["eval_every"] or None, progress=progress,
+                        solver=ar["solver"], **network)
         save_npz(folder, "training.npz", train_arrays(res))
         return {"final_test_accuracy": {
             rule: {"mean": float(np.nanmean(acc)), "std": float(np.nanstd(acc)),
