@@ -154,9 +154,13 @@ class ShapedStream:
         return u.reshape(lead + self.input_shape), y.reshape(lead + self.output_shape), ids
 
 
-def teacher_target(teacher, loss):
+def teacher_target(teacher, loss, dtype="float64"):
     """y = teacher(u): a fixed random network of the student's shape, so the task
-    is realizable. For `xent` the teacher's softmax is the target distribution."""
+    is realizable. For `xent` the teacher's softmax is the target distribution.
+    Computed in the run's ``dtype`` (a float32 run's targets are float32
+    anyway; float64 would double the stream's cost at GEMM-bound sizes) and
+    returned as float64 host arrays, like every stream's frames (the
+    reference pass casts the weights to the inputs' dtype)."""
 
     def target(u, ids):
         # Once per distinct frame: a held frame repeats its u, so its target
@@ -165,13 +169,13 @@ def teacher_target(teacher, loss):
         flat = u.reshape(n, batch * n_in)
         fresh = np.ones(n, dtype=bool)
         fresh[1:] = (flat[1:] != flat[:-1]).any(axis=1)
-        distinct = u[fresh]
+        distinct = u[fresh].astype(dtype, copy=False)
         xs, _ = forward(teacher, distinct.reshape(len(distinct) * batch, n_in))
         y = xs[-1]
         if loss == "xent":
             z = np.exp(y - y.max(axis=1, keepdims=True))
             y = z / z.sum(axis=1, keepdims=True)
-        return y.reshape(len(distinct), batch, -1)[np.cumsum(fresh) - 1]
+        return y.reshape(len(distinct), batch, -1)[np.cumsum(fresh) - 1].astype(np.float64)
 
     return target
 

@@ -97,3 +97,15 @@ def test_teacher_targets_computed_once_per_distinct_frame_equal_per_tick_ones():
         np.testing.assert_allclose(y[k], want / want.sum(axis=1, keepdims=True), rtol=1e-13)
     fresh = 1 + int(np.sum(np.any(u[1:] != u[:-1], axis=(1, 2))))
     assert fresh < 23          # held ticks repeat: fewer frames than ticks to evaluate
+
+
+def test_teacher_targets_are_computed_in_the_runs_dtype():
+    from simulator.streams import make_teacher, teacher_target
+    teacher = make_teacher([6, 8, 3], ["tanh", "linear"], seed=2)
+    u = np.random.default_rng(0).normal(size=(5, 2, 6))
+    y64 = teacher_target(teacher, "mse", "float64")(u, None)
+    y32 = teacher_target(teacher, "mse", "float32")(u, None)
+    assert y32.dtype == np.float64                       # frames stay float64 on the host
+    np.testing.assert_allclose(y32, y64, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(y32, y64)                  # but were computed in float32
+    np.testing.assert_array_equal(y32, y32.astype(np.float32).astype(np.float64))
