@@ -411,6 +411,24 @@ class Engine:
                 "output": td[OUT].copy(), "sigma_lo": td[SIG_LO].copy(),
                 "sigma_hi": td[SIG_HI].copy(), "pair": self._pair_tags()}
 
+    def write_tags(self, rows, row):
+        """Write the tags of ``tags()`` straight into row ``row`` of the host
+        arrays ``rows`` (input, supervision, output, sigma_lo, sigma_hi, pair —
+        the order of probes.TAG_KEYS): what a recorder does every tick, without
+        the copies."""
+        td = self._td
+        rows[0][row] = self._tx
+        rows[1][row] = td[SUP]
+        rows[2][row] = td[OUT]
+        rows[3][row] = td[SIG_LO]
+        rows[4][row] = td[SIG_HI]
+        pair = rows[5][row]
+        pair[0] = -1
+        if self.pairing == "local":
+            pair[1:] = self._tx[:-1]
+        else:
+            pair[1:] = self._pair_tags()[1:]
+
     def _pair_tags(self):
         L = self.depth
         out = np.full(L + 1, -1, dtype=np.int64)

@@ -349,11 +349,15 @@ class Recorder:
             self._host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_tick"] = self._host["tick"].copy()
-            self._state_all = list(plan.layers) == list(range(L + 1))
             self._state_layers = self.xp.asarray(np.array(plan.layers, dtype=np.int64))
             # one chunk of states on the device, written in place, moved once per chunk
             self._state_chunk = be.zeros((2, self._cap, nl, B, N))
             self._state_next = 0
+        # With every layer's states kept, the norms of a chunk are taken from
+        # them in one call at flush instead of two calls a tick.
+        self._norms_from_states = plan.states and list(plan.layers) == list(range(L + 1))
+        self._tag_rows = [self._host["tag_" + key] for key in TAG_KEYS]
+        self._pair_rows = self._host["tag_pair" if reference == "input" else "tag_supervision"]
 
     # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
@@ -373,26 +377,30 @@ class Recorder:
         row = i // self.plan.every
         X, D, Xp = eng.stacked_state_views()
         c = self._pending
-        self._chunk["x_norm"][c, ...] = xp.sqrt(xp.sum(X * X, axis=(1, 2)))
-        self._chunk["delta_norm"][c, ...] = xp.sqrt(xp.sum(D * D, axis=(1, 2)))
-        tags = eng.tags()
-        for key in TAG_KEYS:
-            self._host["tag_" + key][row] = tags[key]
+        if self._norms_from_states:
+            sc = self._state_chunk          # norms come from these copies at flush
+            sc[0, c, ...] = X
+            sc[1, c, ...] = D
+        else:
+            self._chunk["x_norm"][c, ...] = xp.sqrt(xp.sum(X * X, axis=(1, 2)))
+            self._chunk["delta_norm"][c, ...] = xp.sqrt(xp.sum(D * D, axis=(1, 2)))
+            if self.plan.states:
+                sc = self._state_chunk
+                sc[0, c, ...] = xp.take(X, self._state_layers, axis=0)
+                sc[1, c, ...] = xp.take(D, self._state_layers, axis=0)
+        write_tags = getattr(eng, "write_tags", None)
+        if write_tags is not None:
+            write_tags(self._tag_rows, row)
+        else:
+            tags = eng.tags()
+            for key, rows in zip(TAG_KEYS, self._tag_rows):
+                rows[row] = tags[key]
         self._host["stream_frame"][row] = frame_id
         if metrics:
             k = len(self._blk_rows)
             self._blk_d[k, ...] = D[1:, ...]
             self._blk_x[k, ...] = Xp
-            key = "pair" if self.reference == "input" else "supervision"
-            self._blk_rows.append((c, i, tags[key][1:].copy()))
-        if self.plan.states:
-            sc = self._state_chunk
-            if self._state_all:
-                sc[0, c, ...] = X
-                sc[1, c, ...] = D
-            else:
-                sc[0, c, ...] = xp.take(X, self._state_layers, axis=0)
-                sc[1, c, ...] = xp.take(D, self._state_layers, axis=0)
+            self._blk_rows.append((c, i, self._pair_rows[row][1:].copy()))
         self._pending += 1
         if metrics and (len(self._blk_rows) == self._K or len(self._frames) >= self._K):
             self._measure_block()
@@ -504,7 +512,12 @@ class Recorder:
         n, start = self._pending, self._chunk_start
         if not n:
             return
-        be = self.engine.backend
+        be, xp = self.engine.backend, self.xp
+        if self._norms_from_states:
+            sc = self._state_chunk[:, :n, ...]
+            norms = xp.sqrt(xp.sum(sc * sc, axis=(3, 4)))       # (2, n, L + 1)
+            self._chunk["x_norm"][:n, ...] = norms[0, ...]
+            self._chunk["delta_norm"][:n, ...] = norms[1, ...]
         for key, buf in self._chunk.items():
             self._host[key][start:start + n] = be.to_host(buf[:n, ...])
         if self.plan.states:
