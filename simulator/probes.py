@@ -35,6 +35,13 @@ TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
 METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
 REFERENCES = ("input", "supervision")
 GIF_BYTES_PER_PIXEL = 4
+# The process itself, whatever the run: Python, numpy and tickprop's modules
+# (41.5 MiB resident after `import cli`, measured), rounded up.
+INTERPRETER_BYTES = 48 * 2**20
+# Drawing pictures: matplotlib and the renderers (32 MiB resident once
+# imported) and the figures' canvases and work (up to ~60 MiB on a 100k-tick
+# fig3_fast run, measured phase by phase), rounded up.
+PICTURE_BYTES = 96 * 2**20
 GIF_WORK_FRAMES = 4       # the figure's RGBA buffer, the frame, the previous one, a rectangle
 # Parts of the run a budget refusal gives advice for (the biggest first).
 MAX_ADVICE = 2
@@ -132,7 +139,8 @@ class RunBudget:
     ``sizes`` the layer widths; the rule options say which rings and buffers the
     engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
     network maps the stream); ``gif`` = (render.every, (width, height)) adds
-    the GIF frames, None leaves them out; ``distinct`` bounds the distinct
+    the GIF frames, None leaves them out; ``pictures`` adds the plotting
+    library and figures; ``distinct`` bounds the distinct
     frames of a chunk (``distinct_frames``). ``items`` maps each part to bytes,
     ``total`` is their sum and ``check()`` refuses a run over ``plan.budget``
     naming its biggest parts and the knobs that shrink them (``budget_key``
@@ -159,6 +167,7 @@ class RunBudget:
                           "record.every or fewer record.layers",
         "recorded rows": "a larger record.every (keep every k-th tick) or fewer run.ticks",
         "recorded states": "",     # computed: the record.every that fits
+        "pictures": "no pictures (--no-png --no-gif, or render.png/render.gif = false)",
         "gif frames": "a smaller render.size, or no GIF "
                       "(render.gif = false, --no-gif)",
     }
@@ -168,8 +177,8 @@ class RunBudget:
 
     def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None, budget_key="record.memory_budget", distinct=None):
-        self.plan, self.budget_key = plan, budget_key
+                 gif=None, budget_key="record.memory_budget", distinct=None, pictures=False):
+        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
         sizes = [int(n) for n in sizes]
         L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
         n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
@@ -223,10 +232,14 @@ class RunBudget:
         self._finish(items, N, B, s, C, gif)
 
     def _finish(self, items, width, batch, itemsize, chunk, gif):
-        """Add the recorded states, their host transfer and the GIF frames to
-        ``items`` (states are ``width`` wide per recorded layer or vertex), then
-        set ``items`` and the peak ``total``."""
+        """Add the process itself, the recorded states, their host transfer,
+        the pictures and the GIF frames to ``items`` (states are ``width`` wide
+        per recorded layer or vertex), then set ``items`` and the peak ``total``
+        — what the run's peak resident memory should come to."""
         plan, rows = self.plan, self.plan.rows
+        items["interpreter"] = INTERPRETER_BYTES
+        if getattr(self, "pictures", False):
+            items["pictures"] = PICTURE_BYTES
         if plan.states:
             per_row = 2 * len(plan.layers) * batch * width
             items["recorded states"] = plan.itemsize * per_row * rows
@@ -245,12 +258,20 @@ class RunBudget:
         return (sum(v for k, v in items.items() if k not in cls.TRANSIENT)
                 + max((v for k, v in items.items() if k in cls.TRANSIENT), default=0))
 
+    # Parts the run cannot shrink: counted in ``total`` (the predicted peak),
+    # not against the budget, which is for what the scene controls.
+    FIXED = ("interpreter",)
+
+    def _charged(self, items):
+        """The peak of the parts a budget is charged with (all but FIXED)."""
+        return self._peak({k: v for k, v in items.items() if k not in self.FIXED})
+
     def advice(self, item):
         """What shrinks ``item`` (for recorded states: the record.every that fits)."""
         if item != "recorded states":
             return self.ADVICE[item]
         plan = self.plan
-        room = plan.budget - self._peak({**self.items, item: 0, "state transfer": 0})
+        room = plan.budget - self._charged({**self.items, item: 0, "state transfer": 0})
         hint = "record fewer layers (record.layers) or record.states = false"
         if room > 0:
             factor = math.ceil(self.items[item] / room)
@@ -258,14 +279,17 @@ class RunBudget:
         return hint
 
     def check(self):
-        """Return the total bytes, or raise BudgetError before any allocation:
-        names the total, the budget and the biggest parts (as many as must
-        shrink for the rest to fit) with the knob that shrinks each."""
+        """Return the predicted peak bytes (``total``, the interpreter
+        included), or raise BudgetError before any allocation when the parts
+        the scene controls exceed the budget: names their total, the budget
+        and the biggest parts (as many as must shrink for the rest to fit)
+        with the knob that shrinks each."""
         budget = self.plan.budget
-        if self.total <= budget:
+        charged = self._charged(self.items)
+        if charged <= budget:
             return self.total
-        groups, rest = {}, dict(self.items)          # advice -> [(name, bytes)]
-        for name, size in sorted(self.items.items(), key=lambda kv: -kv[1]):
+        groups, rest = {}, {k: v for k, v in self.items.items() if k not in self.FIXED}
+        for name, size in sorted(rest.items(), key=lambda kv: -kv[1]):
             groups.setdefault(self.advice(name), []).append((name, size))
             rest[name] = 0
             if self._peak(rest) <= budget:
@@ -276,7 +300,7 @@ class RunBudget:
         if len(parts) > MAX_ADVICE:
             shown.append(f"then {len(parts) - MAX_ADVICE} smaller part(s)")
         raise BudgetError(
-            f"this run would take {format_bytes(self.total)}, over the memory budget of "
+            f"this run would take {format_bytes(charged)}, over the memory budget of "
             f"{format_bytes(budget)} ({self.budget_key}); shrink " + "; ".join(shown))
 
     def __repr__(self):

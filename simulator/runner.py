@@ -25,7 +25,7 @@ from .version import __version__
 class Prepared:
     """Everything a run needs, built and checked, nothing simulated yet."""
 
-    def __init__(self, name, scene, gif=False):
+    def __init__(self, name, scene, gif=False, pictures=None):
         self.name, self.scene = name, scene
         run, rule = scene["run"], scene["rule"]
         rec = scene["record"]
@@ -46,6 +46,8 @@ class Prepared:
         # says it will be drawn) is checked before anything is allocated.
         render = scene.get("render") or {}
         options = dict(target=scene["target"]["kind"],
+                       pictures=(bool(render.get("png") or (gif and render.get("gif")))
+                                 if pictures is None else bool(pictures)),
                        distinct=distinct_frames(scene["stream"], self.plan.chunk),
                        gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
                        **{k: rule[k] for k in ("feedback", "derivative", "pairing",

@@ -18,7 +18,10 @@ MAX_SUMMARY_ROWS = 12       # deeper networks list evenly spaced layers and ls
 def prepare(name, scene, options=None):
     """Build and check the run (sizes, memory budget -- the GIF's frames
     included when it will be drawn -- device, picture size)."""
-    prepared = Prepared(name, scene, gif=(options or {}).get("gif", True) is not False)
+    options = options or {}
+    draws = scene["render"]["png"] and options.get("png", True) is not False or (
+        scene["render"]["gif"] and options.get("gif", True) is not False)
+    prepared = Prepared(name, scene, gif=options.get("gif", True) is not False, pictures=draws)
     check_picture_size(scene["render"]["size"])
 
     def job(folder, progress=None):
