@@ -224,10 +224,14 @@ def write_folder(out, fill, force=False):
     try:
         os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
         clean_stale(parent)
-        tmp = _new_tmp(parent, base, "tmp")
     except OSError as exc:
         raise output_error(exc, out) from None
+    # Named first and made inside the try: an interrupt that lands while the
+    # folder is being made (before its marker exists, so no later run would
+    # clean it) still removes it.
+    tmp = _tmp_name(parent, base, "tmp")
     try:
+        _make_tmp(tmp)
         meta = fill(tmp)
         if not isinstance(meta, dict):
             raise TypeError(f"fill must return the run.json dict, got {type(meta).__name__}")
@@ -235,7 +239,9 @@ def write_folder(out, fill, force=False):
         _install(tmp, target, force, out)
     except OSError as exc:
         _remove_tree(tmp)
-        if exc.filename and os.fspath(exc.filename).startswith(tmp + os.sep):
+        if exc.filename and os.fspath(exc.filename) == tmp:
+            exc.filename = out
+        elif exc.filename and os.fspath(exc.filename).startswith(tmp + os.sep):
             exc.filename = os.path.join(out, os.path.relpath(exc.filename, tmp))
         raise output_error(exc, out) from None
     except BaseException:
@@ -341,9 +347,8 @@ def _find_git(path):
     return None
 
 
-def _new_tmp(parent, base, kind):
-    """Create ``.<base>.<kind>-<pid>-<token>`` (mode 0755) with its marker file."""
-    path = _tmp_name(parent, base, kind)
+def _make_tmp(path):
+    """Create the temporary folder ``path`` (mode 0755) with its marker file."""
     os.mkdir(path)
     os.chmod(path, DIR_MODE)
     _mark(path)

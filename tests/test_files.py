@@ -637,3 +637,14 @@ def test_what_counts_as_a_tickprop_output(tmp_path):
         assert files.is_tickprop_output(folder(name, entries)), name
     for name, entries in theirs.items():
         assert not files.is_tickprop_output(folder(name, entries)), name
+
+
+def test_an_interrupt_while_the_temporary_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """The folder exists before its marker does: an interrupt in between (where
+    a later run's clean-up could not know it is ours) must still remove it."""
+    def interrupted(path):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(files, "_mark", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_folder(str(tmp_path / "X"), lambda folder: {})
+    assert os.listdir(tmp_path) == []
