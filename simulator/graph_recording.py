@@ -227,8 +227,8 @@ class GraphBudget(RunBudget):
 
     def __init__(self, plan, model, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None, distinct=None, pictures=False):
-        self.plan, self.budget_key, self.pictures = plan, "record.memory_budget", pictures
+                 gif=None, distinct=None, pictures=False, budget_key="record.memory_budget"):
+        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
         B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
         shapes = model.param_shapes()
         P = sum(int(np.prod(a)) for a in shapes.values())

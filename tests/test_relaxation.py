@@ -133,8 +133,10 @@ def _iteration_matrix(net, u, eta):
     return m, offs
 
 
-@pytest.mark.parametrize("eta", [0.1, 0.3])
-def test_error_follows_the_closed_form_of_the_linear_analysis(rng, eta):
+def _linear_analysis(rng, eta):
+    """A batch-1 problem of mixed activations with what the dense oracle needs:
+    (net, ∂ℓ/∂x per layer, the exact learner, its sweep, the one-tick matrix M,
+    layer offsets into the stacked errors, the stacked initial error e_0)."""
     net, u, y = _problem(rng, [4, 6, 5, 6, 4, 3], ["tanh", "relu", "logistic", "tanh", "linear"],
                          batch=1)
     truth = _backprop_activation_grads(net, u, y)
@@ -142,6 +144,12 @@ def test_error_follows_the_closed_form_of_the_linear_analysis(rng, eta):
     sweep = ar.sweep(u, y)
     m, offs = _iteration_matrix(net, u, eta)
     e0 = np.concatenate([(sweep.xs[l] - truth[l])[0] for l in range(1, net.depth)])
+    return net, truth, ar, sweep, m, offs, e0
+
+
+@pytest.mark.parametrize("eta", [0.1, 0.3])
+def test_error_follows_the_closed_form_of_the_linear_analysis(rng, eta):
+    net, truth, ar, sweep, m, offs, e0 = _linear_analysis(rng, eta)
     pred = predicted_errors(sweep, ar.feedback, eta, 150, truth)
     _, rec = relax(sweep, ar.feedback, eta, 150, record=True, targets=truth)
     for n in (0, 1, 4, 17, 60, 150):
@@ -162,13 +170,7 @@ def test_error_follows_the_closed_form_of_the_linear_analysis(rng, eta):
 def test_closed_form_state_is_the_dense_matrix_power(rng, eta):
     # e_K = M^K e_0 with M the dense one-tick matrix: relax_closed_form must
     # land there for K below, at and far above the depth, without ticking.
-    net, u, y = _problem(rng, [4, 6, 5, 6, 4, 3], ["tanh", "relu", "logistic", "tanh", "linear"],
-                         batch=1)
-    truth = _backprop_activation_grads(net, u, y)
-    ar = ActivationRelaxation(net, "exact", eta, 0)
-    sweep = ar.sweep(u, y)
-    m, offs = _iteration_matrix(net, u, eta)
-    e0 = np.concatenate([(sweep.xs[l] - truth[l])[0] for l in range(1, net.depth)])
+    net, truth, ar, sweep, m, offs, e0 = _linear_analysis(rng, eta)
     scale = max(np.abs(truth[l]).max() for l in range(1, net.depth + 1))
     for k in (0, 1, 2, 3, 4, 9, 60, 400):
         en = np.linalg.matrix_power(m, k) @ e0

@@ -47,11 +47,9 @@ def train_budget(scene):
     if skeleton is not None:
         if scene["network"]["levelled"]:
             skeleton = skeleton.level()
-        budget = GraphBudget(plan, skeleton, feedback="learned",
-                             supervision_delay=tr["supervision_delay"], learning_rate=1.0,
-                             target=scene["target"]["kind"])
-        budget.budget_key = "train.memory_budget"
-        return budget
+        return GraphBudget(plan, skeleton, feedback="learned",
+                           supervision_delay=tr["supervision_delay"], learning_rate=1.0,
+                           target=scene["target"]["kind"], budget_key="train.memory_budget")
     return RunBudget(plan, sizes, feedback="learned",
                      supervision_delay=tr["supervision_delay"], learning_rate=1.0,
                      target=scene["target"]["kind"], budget_key="train.memory_budget")
