@@ -258,6 +258,13 @@ class RunBudget:
         return (sum(v for k, v in items.items() if k not in cls.TRANSIENT)
                 + max((v for k, v in items.items() if k in cls.TRANSIENT), default=0))
 
+    def held(self, parts, copies):
+        """This budget with each of ``parts`` alive ``copies`` times at once
+        (several engines learning side by side); returns self."""
+        self.items = {k: v * copies if k in parts else v for k, v in self.items.items()}
+        self.total = self._peak(self.items)
+        return self
+
     # Parts the run cannot shrink: counted in ``total`` (the predicted peak),
     # not against the budget, which is for what the scene controls.
     FIXED = ("interpreter",)

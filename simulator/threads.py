@@ -19,6 +19,7 @@ from .errors import SimulatorError
 
 MAX_AUTO = 4
 _LIMITER = None   # the process-wide limit in force (kept so it stays applied)
+_THREADS = 0      # the threads it allows (0: none applied yet)
 _WORKER = False   # this process is one of several workers (a sweep's)
 
 
@@ -51,9 +52,22 @@ def choose(requested=0, workers=1, load=None, cores=None):
 
 def apply(threads):
     """Limit every BLAS library numpy (and cupy's host side) loaded to ``threads``."""
-    global _LIMITER
+    global _LIMITER, _THREADS
     _LIMITER = threadpool_limits(limits=int(threads), user_api="blas")
+    _THREADS = int(threads)
     return threads
+
+
+def in_force():
+    """The BLAS threads the last ``apply`` allowed (1 if none applied yet)."""
+    return _THREADS or 1
+
+
+def one_blas_thread():
+    """A context manager holding BLAS to one thread while it lasts: for work
+    that runs its own threads (a train scene's rules side by side), so the
+    cores are not oversubscribed."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def report(threads, why):
@@ -80,4 +94,5 @@ def setup(requested=0, workers=1):
     return report(threads, why)
 
 
-__all__ = ["MAX_AUTO", "apply", "choose", "report", "setup", "usable_cores", "worker"]
+__all__ = ["MAX_AUTO", "apply", "choose", "in_force", "one_blas_thread", "report", "setup",
+           "usable_cores", "worker"]

@@ -17,6 +17,8 @@ Relaxation, paper 001: K relaxation ticks per frame, then the update) and
 ``zil`` (Z-IL, paper 002: one Z-IL update per frame, on the levelled model).
 All rules apply η to the gradient summed over the batch.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .build import build_network, build_stream, engine_options, network_shape, seeds
@@ -257,47 +259,112 @@ def alignment_angles(learner):
     return out
 
 
-def train_rule(rule, setup, progress=None):
-    """Train one rule for run.ticks ticks; return its curves (ticks, accuracy,
-    loss, alignment angles) and whether it diverged (non-finite or a test loss
-    DIVERGENCE_FACTOR times the initial one)."""
-    sc = setup.scene
-    ticks, every, loss = sc["run"]["ticks"], sc["train"]["eval_every"], sc["train"]["loss"]
-    learner = make_learner(rule, setup)
-    stream = setup.new_stream()
-    acc0, loss0 = evaluate(setup.network, setup.test_x, setup.test_y, loss, setup.classify)
-    # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
-    angles = alignment_angles if rule in ALIGNMENT_RULES else (lambda _: [])
-    curve = {"tick": [0], "accuracy": [acc0], "loss": [loss0],
-             "angles": [angles(learner)], "diverged": False, "error": ""}
-    done = 0
-    while done < ticks:
-        n = min(every, ticks - done)
-        u, y, _ = stream.take(n)
+# Ticks of the stream generated at once while training (train_budget charges
+# this chunk): every rule steps through it before the next is drawn.
+STREAM_CHUNK = 256
+
+
+class RuleRun:
+    """One rule learning in a `train` scene: its learner (from the setup's
+    initial weights) and its curve — ticks, test accuracy, test loss, W–F
+    alignment angles — evaluated before the first tick and after every
+    ``eval_every`` ticks; a blow-up (non-finite, or a test loss
+    DIVERGENCE_FACTOR times the initial one) stops it and is recorded."""
+
+    def __init__(self, rule, setup):
+        self.rule, self.setup, self.reported_stop = rule, setup, False
+        self.learner = make_learner(rule, setup)
+        loss = setup.scene["train"]["loss"]
+        acc0, self.loss0 = evaluate(setup.network, setup.test_x, setup.test_y, loss,
+                                    setup.classify)
+        # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
+        self.angles = alignment_angles if rule in ALIGNMENT_RULES else (lambda _: [])
+        self.curve = {"tick": [0], "accuracy": [acc0], "loss": [self.loss0],
+                      "angles": [self.angles(self.learner)], "diverged": False, "error": ""}
+
+    @property
+    def stopped(self):
+        return self.curve["diverged"]
+
+    def learn(self, u, y):
+        """Step the learner through frames u (n, B, ...), y (n, B, n_out)."""
+        if self.stopped:
+            return
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                for k in range(n):
-                    learner.step(u[k], y[k])
-                if isinstance(learner, ENGINES):
-                    learner.check_finite()
+                for k in range(len(u)):
+                    self.learner.step(u[k], y[k])
+                if isinstance(self.learner, ENGINES):
+                    self.learner.check_finite()
         except NumericalError as exc:
-            curve["diverged"], curve["error"] = True, str(exc)
+            self.curve["diverged"], self.curve["error"] = True, str(exc)
+
+    def test(self, done):
+        """Evaluate after ``done`` ticks; mark a blow-up."""
+        c, setup = self.curve, self.setup
+        acc, value = evaluate(_learned(self.learner), setup.test_x, setup.test_y,
+                              setup.scene["train"]["loss"], setup.classify)
+        c["tick"].append(done)
+        c["accuracy"].append(acc)
+        c["loss"].append(value)
+        c["angles"].append(self.angles(self.learner))
+        if c["diverged"] or not np.isfinite(value) or \
+                value > DIVERGENCE_FACTOR * max(self.loss0, 1e-12):
+            c["diverged"] = True
+            c["error"] = c["error"] or f"test loss {value:.3g} at tick {done}"
+
+
+def train_rules(rules, setup, progress=None, workers=1):
+    """Train every rule in ``rules`` for run.ticks ticks in lockstep on ONE
+    stream: each chunk of frames is drawn once and every rule's learner steps
+    through the same arrays (a fresh copy of the initial weights each), so the
+    rules see identical frames and the stream is generated once, not once per
+    rule. With ``workers`` > 1 the learners step through a chunk in that many
+    threads (numpy releases the GIL in its array work; each learner is touched
+    by one thread at a time, so the curves are the same as with one). Returns
+    {rule: curve} (see RuleRun); ``progress(n)`` is told every rule's ticks
+    (a stopped rule's remaining ticks at once)."""
+    sc = setup.scene
+    ticks, every = sc["run"]["ticks"], sc["train"]["eval_every"]
+    runs = [RuleRun(rule, setup) for rule in rules]
+    stream = setup.new_stream()
+    pool = ThreadPoolExecutor(min(workers, len(runs))) if workers > 1 and len(runs) > 1 else None
+    try:
+        _lockstep(runs, stream, ticks, every, progress, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return {r.rule: r.curve for r in runs}
+
+
+def _lockstep(runs, stream, ticks, every, progress, pool):
+    """The loop of train_rules: draw a chunk, step every run through it (in
+    ``pool``'s threads if given), test every ``every`` ticks."""
+    done = 0
+    while done < ticks and not all(r.reported_stop for r in runs):
+        n = min(every, ticks - done)
+        for start in range(0, n, STREAM_CHUNK):
+            u, y, _ = stream.take(min(STREAM_CHUNK, n - start))
+            if pool is None:
+                for r in runs:
+                    r.learn(u, y)
+            else:
+                list(pool.map(lambda r: r.learn(u, y), runs))
         done += n
-        acc, value = evaluate(_learned(learner), setup.test_x, setup.test_y, loss,
-                              setup.classify)
-        curve["tick"].append(done)
-        curve["accuracy"].append(acc)
-        curve["loss"].append(value)
-        curve["angles"].append(angles(learner))
-        if progress is not None:
-            progress(n)
-        if curve["diverged"] or not np.isfinite(value) or value > DIVERGENCE_FACTOR * max(loss0, 1e-12):
-            curve["diverged"] = True
-            curve["error"] = curve["error"] or f"test loss {value:.3g} at tick {done}"
-            if progress is not None and done < ticks:
-                progress(ticks - done)
-            break
-    return curve
+        for r in runs:
+            if r.reported_stop:
+                continue                       # stopped at an earlier evaluation
+            r.test(done)
+            if r.stopped:                      # its remaining ticks are never run
+                r.reported_stop = True
+            if progress is not None:
+                progress(ticks - done + n if r.stopped else n)
+
+
+def train_rule(rule, setup, progress=None):
+    """Train one rule for run.ticks ticks; return its curve (ticks, accuracy,
+    loss, alignment angles) and whether it diverged (``train_rules``)."""
+    return train_rules([rule], setup, progress)[rule]
 
 
 def summarize(curves):
@@ -317,13 +384,15 @@ def summarize(curves):
     return out
 
 
-def train_scene(scene, progress=None, setup=None):
+def train_scene(scene, progress=None, setup=None, workers=1):
     """Train every rule of a resolved `train` scene (on ``setup`` if already
-    built); return (curves, summary)."""
+    built; the rules in ``workers`` threads, see train_rules); return (curves,
+    summary)."""
     setup = Setup(scene) if setup is None else setup
-    curves = {rule: train_rule(rule, setup, progress) for rule in scene["train"]["rules"]}
+    curves = train_rules(scene["train"]["rules"], setup, progress, workers)
     return curves, summarize(curves)
 
 
 __all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
+           "train_rules", "RuleRun",
            "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]

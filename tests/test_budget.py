@@ -166,3 +166,29 @@ def test_other_kinds_are_refused_before_allocating(scene, overrides, key, knob, 
     assert res.exit_code == 2 and res.stderr.count("error:") == 1, res.stderr
     assert key in res.stderr and knob in res.stderr
     assert peak < 64 * MiB and not out.exists()
+
+
+@pytest.mark.parametrize("rules", [["backprop"], ["diffusion", "random", "learned", "backprop"]])
+def test_a_training_estimate_covers_every_rule_learning_side_by_side(rules):
+    """The rules of a train scene learn in lockstep, so the estimate must hold
+    all their learners at once: the traced peak of training (width 768, tiny
+    inputs, so the weights dominate) stays under the charged estimate (one
+    engine's estimate, 74 MiB, is under the 102 MiB four rules take)."""
+    from simulator.kinds.train import train_budget
+    from simulator.training import Setup, train_scene
+    raw = {"kind": "train", "network": {"depth": 3, "width": 768, "inputs": 8, "outputs": 4},
+           "stream": {"kind": "held", "batch": 4, "hold": 8}, "target": {"kind": "teacher"},
+           "train": {"rules": rules, "eval_every": 20, "eval_size": 16, "loss": "mse"},
+           "run": {"ticks": 20}}
+    sc = scenes.validate(raw, "test")
+    budget = train_budget(sc)
+    charged = budget.total - budget.items.get("interpreter", 0)
+    tracemalloc.start()
+    try:
+        train_scene(sc, setup=Setup(sc))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= charged, (peak, budget)
+    weights = 8 * 2 * 768 * 768            # one float64 copy of the two hidden matrices
+    assert peak > len(rules) * weights     # every rule's copy is alive at once

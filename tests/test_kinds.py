@@ -159,7 +159,7 @@ def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind)
 
     def no(*a, **k):
         raise AssertionError("render simulated")
-    for module, attr in ((runner_mod.Prepared, "simulate"), (training, "train_rule"),
+    for module, attr in ((runner_mod.Prepared, "simulate"), (training, "train_rules"),
                          (k_ar, "run_converge"), (k_at, "run_train"), (k_pt, "table1"),
                          (k_pt, "table2"), (k_pw, "error_wave")):
         monkeypatch.setattr(module, attr, no)

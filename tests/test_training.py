@@ -167,3 +167,46 @@ def test_run_training_writes_curves_and_picture(tmp_path):
         colour = np.array([int(RULE_COLOURS[rule][i:i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(rgb - colour).sum(axis=-1) < 10).sum() > 50, rule
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rules_learning_side_by_side_equal_each_rule_alone(workers):
+    """The rules learn in lockstep on one stream (in threads with workers > 1):
+    every curve must be the one the rule gives trained alone on its own fresh
+    stream, so no rule touches another's frames or weights."""
+    rules = ["diffusion", "random", "learned", "itd-dy", "ar", "backprop"]
+    sc = _digits_scene(rules=rules)
+    sc = scene.apply_overrides(sc, ["run.ticks=120", "train.eval_every=40", "train.eval_size=60",
+                                    "train.ar_iterations=5"], "train_digits")
+    together, _ = training.train_scene(sc, workers=workers)
+    setup = training.Setup(sc)
+    for rule in rules:
+        alone = training.train_rules([rule], setup)[rule]
+        assert together[rule] == alone, rule
+
+
+def test_a_rule_that_blows_up_stops_alone(monkeypatch):
+    """A rule that diverges stops at the next evaluation and is reported (its
+    remaining ticks told to progress at once); the others go on to the end."""
+    from simulator.errors import NumericalError
+    made = training.make_learner
+
+    def make(rule, setup):
+        learner = made(rule, setup)
+        if rule == "random":
+            ticks = iter(range(10**6))
+
+            def step(u, y):
+                if next(ticks) == 130:
+                    raise NumericalError(130, 2, "activity")
+            learner.step = step
+        return learner
+    monkeypatch.setattr(training, "make_learner", make)
+    sc = _digits_scene(rules=["random", "backprop"])
+    sc = scene.apply_overrides(sc, ["run.ticks=400", "train.eval_every=50"], "train_digits")
+    told = []
+    curves, summary = training.train_scene(sc, progress=told.append)
+    assert summary["random.diverged"] and curves["random"]["tick"] == [0, 50, 100, 150]
+    assert "tick 130" in curves["random"]["error"]
+    assert curves["backprop"]["tick"][-1] == 400 and not summary["backprop.diverged"]
+    assert sum(told) == 2 * 400

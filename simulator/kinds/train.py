@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .. import threads
 from ..build import graph_skeleton, network_shape
 from ..errors import SimulatorError
 from ..files import write_json
@@ -16,7 +17,7 @@ from .base import Kind, load_json
 
 
 def prepare(name, scene, options=None):
-    """Check the memory of one rule's engine (rules train one after another)
+    """Check the memory of every rule's engine (the rules learn side by side)
     against train.memory_budget before anything is allocated, then build the
     shared pieces (network, test set, a first stream) so a bad scene is
     refused here; the job trains every rule and saves results.json."""
@@ -24,19 +25,31 @@ def prepare(name, scene, options=None):
     setup = Setup(scene)
 
     def job(folder, progress=None):
+        # The cores the run may use go to the rules side by side, one BLAS
+        # thread each (threads.in_force: what run.threads / --threads chose).
+        workers = min(threads.in_force(), len(scene["train"]["rules"]))
         t0 = time.perf_counter()
-        curves, summary = train_scene(scene, progress, setup)
+        if workers > 1:
+            with threads.one_blas_thread():
+                curves, summary = train_scene(scene, progress, setup, workers)
+        else:
+            curves, summary = train_scene(scene, progress, setup)
         elapsed = time.perf_counter() - t0
         write_json(os.path.join(folder, "results.json"),
                    {"name": name, "scene": scene, "curves": curves, "summary": summary,
-                    "seconds": elapsed})
+                    "seconds": elapsed, "rule_threads": workers})
         return dict(summary, seconds=elapsed)
     return job
 
 
+# What each rule's learner holds for the whole run (the rules learn in lockstep).
+PER_RULE = ("weights", "state buffers", "history rings", "targets ring")
+
+
 def train_budget(scene):
-    """The RunBudget of one rule's engine on this training scene: no recording,
-    the stream generated in chunks of 256 ticks, the budget train.memory_budget."""
+    """The RunBudget of a training scene: every rule's learner alive at once,
+    each charged as the costliest engine (learned feedback); no recording, the
+    stream generated in chunks of 256 ticks, the budget train.memory_budget."""
     run, tr = scene["run"], scene["train"]
     sizes, _ = network_shape(scene["network"])
     plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
@@ -47,12 +60,14 @@ def train_budget(scene):
     if skeleton is not None:
         if scene["network"]["levelled"]:
             skeleton = skeleton.level()
-        return GraphBudget(plan, skeleton, feedback="learned",
+        budget = GraphBudget(plan, skeleton, feedback="learned",
+                             supervision_delay=tr["supervision_delay"], learning_rate=1.0,
+                             target=scene["target"]["kind"], budget_key="train.memory_budget")
+    else:
+        budget = RunBudget(plan, sizes, feedback="learned",
                            supervision_delay=tr["supervision_delay"], learning_rate=1.0,
                            target=scene["target"]["kind"], budget_key="train.memory_budget")
-    return RunBudget(plan, sizes, feedback="learned",
-                     supervision_delay=tr["supervision_delay"], learning_rate=1.0,
-                     target=scene["target"]["kind"], budget_key="train.memory_budget")
+    return budget.held(PER_RULE, len(tr["rules"]))
 
 
 def draw(folder, meta, options):

@@ -67,6 +67,8 @@ def factors(model, u, y, loss="mse", params=None, feedback=None):
         if not v.layer.linear:
             d = v.layer.derivative(xp, pres[v.index]) * d
         deltas[v.index] = d
+        if not any(v.parents):
+            continue  # a vertex on the input alone sends no cotangent anywhere
         inputs = [outs[i] for i in v.parents]
         back = v.layer.vjp(xp, vertex_params(p, v), inputs, pres[v.index], d,
                            weights=fb.get(f"{v.name}.W"))
