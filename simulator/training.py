@@ -259,9 +259,19 @@ def alignment_angles(learner):
     return out
 
 
-# Ticks of the stream generated at once while training (train_budget charges
-# this chunk): every rule steps through it before the next is drawn.
+# The stream is generated in chunks of at most STREAM_CHUNK ticks and about
+# STREAM_BYTES of frames (train_budget charges this chunk): every rule steps
+# through a chunk before the next is drawn.
 STREAM_CHUNK = 256
+STREAM_BYTES = 32 * 2**20
+
+
+def stream_chunk(batch, n_in, n_out):
+    """Ticks per stream chunk for frames of ``n_in`` inputs and ``n_out``
+    targets, ``batch`` rows: as many as fit STREAM_BYTES in float64, at least
+    1, at most STREAM_CHUNK."""
+    per_tick = 8 * int(batch) * (int(n_in) + int(n_out))
+    return max(1, min(STREAM_CHUNK, STREAM_BYTES // per_tick))
 
 
 class RuleRun:
@@ -330,21 +340,25 @@ def train_rules(rules, setup, progress=None, workers=1):
     stream = setup.new_stream()
     pool = ThreadPoolExecutor(min(workers, len(runs))) if workers > 1 and len(runs) > 1 else None
     try:
-        _lockstep(runs, stream, ticks, every, progress, pool)
+        _lockstep(runs, stream, ticks, every, progress, pool, np.dtype(sc["run"]["dtype"]))
     finally:
         if pool is not None:
             pool.shutdown()
     return {r.rule: r.curve for r in runs}
 
 
-def _lockstep(runs, stream, ticks, every, progress, pool):
-    """The loop of train_rules: draw a chunk, step every run through it (in
-    ``pool``'s threads if given), test every ``every`` ticks."""
+def _lockstep(runs, stream, ticks, every, progress, pool, dtype):
+    """The loop of train_rules: draw a chunk, in the run's ``dtype`` (so the
+    baselines compute in it too), step every run through it (in ``pool``'s
+    threads if given), test every ``every`` ticks."""
     done = 0
+    sizes = runs[0].setup.sizes
+    chunk = stream_chunk(runs[0].setup.scene["stream"]["batch"], sizes[0], sizes[-1])
     while done < ticks and not all(r.reported_stop for r in runs):
         n = min(every, ticks - done)
-        for start in range(0, n, STREAM_CHUNK):
-            u, y, _ = stream.take(min(STREAM_CHUNK, n - start))
+        for start in range(0, n, chunk):
+            u, y, _ = stream.take(min(chunk, n - start))
+            u, y = u.astype(dtype, copy=False), y.astype(dtype, copy=False)
             if pool is None:
                 for r in runs:
                     r.learn(u, y)
@@ -394,5 +408,5 @@ def train_scene(scene, progress=None, setup=None, workers=1):
 
 
 __all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
-           "train_rules", "RuleRun",
+           "train_rules", "RuleRun", "stream_chunk",
            "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]

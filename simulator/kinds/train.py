@@ -12,7 +12,7 @@ from ..errors import SimulatorError
 from ..files import write_json
 from ..graph_recording import GraphBudget
 from ..probes import RecordPlan, RunBudget
-from ..training import Setup, train_scene
+from ..training import Setup, stream_chunk, train_scene
 from .base import Kind, load_json
 
 
@@ -49,12 +49,14 @@ PER_RULE = ("weights", "state buffers", "history rings", "targets ring")
 def train_budget(scene):
     """The RunBudget of a training scene: every rule's learner alive at once,
     each charged as the costliest engine (learned feedback); no recording, the
-    stream generated in chunks of 256 ticks, the budget train.memory_budget."""
+    stream generated in chunks of ``stream_chunk`` ticks, the budget
+    train.memory_budget."""
     run, tr = scene["run"], scene["train"]
     sizes, _ = network_shape(scene["network"])
-    plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
+    batch = scene["stream"]["batch"]
+    plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), batch,
                       np.dtype(run["dtype"]).itemsize, states=False, metrics=False,
-                      budget=tr["memory_budget"])
+                      chunk=stream_chunk(batch, sizes[0], sizes[-1]), budget=tr["memory_budget"])
     # the costliest rule: learned feedback keeps a second set of matrices
     skeleton = graph_skeleton(scene["network"])
     if skeleton is not None:
