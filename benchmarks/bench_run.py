@@ -88,12 +88,17 @@ def main():
     ensure()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer ticks and repeats")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS threads (0: automatic, as `tickprop run` chooses)")
+    ap.add_argument("--only", default="", help="only the sizes whose name contains this")
     args = ap.parse_args()
     repeats = 1 if args.quick else 3
-    blas = threads.setup()          # as `tickprop run` does
+    blas = threads.setup(args.threads)          # as `tickprop run` does
     print(f"BLAS threads: {blas['blas_threads']} ({blas['why']})")
     print(f"{'size':26s} {'bare t/s':>10s} {'recorded t/s':>13s} {'recorded/bare':>14s}")
     for name, shape, batch, dtype, ticks in SIZES:
+        if args.only not in name:
+            continue
         ticks = max(20, ticks // 4) if args.quick else ticks
         sc = scene(shape, batch, dtype, ticks)
         t_bare, t_rec = best(bare, sc, repeats), best(recorded, sc, repeats)
