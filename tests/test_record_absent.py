@@ -7,7 +7,7 @@ from click.testing import CliRunner
 import cli
 from simulator.probes import METRIC_KEYS, Trace
 from simulator.runner import Prepared
-from simulator.scene import validate
+from simulator.scene import apply_overrides, load, validate
 
 
 def _scene(metrics, states=False):
@@ -53,3 +53,11 @@ def test_render_view_and_summary_of_a_run_without_metrics(tmp_path):
     res = runner.invoke(cli.main, ["view", str(out), "--no-open"])
     assert res.exit_code == 0, res.output
     assert (out / "view.html").stat().st_size > 0
+
+
+def test_graph_run_without_metrics_keeps_no_metric_arrays():
+    name, scene = load("conv_digits")
+    scene = apply_overrides(scene, ["run.ticks=12", "record.metrics=false"], name)
+    trace = Prepared(name, scene).simulate()
+    assert not any(k in trace.arrays for k in METRIC_KEYS)
+    assert np.isnan(trace["mismatch_cos"]).all() and "vertex_names" in trace
