@@ -6,7 +6,10 @@ For each size the same scene is simulated twice, interleaved: once bare
 (``Engine.step`` on the stream's frames, nothing recorded) and once as
 ``tickprop run`` simulates it (``Prepared.simulate``: default recording —
 norms, tags, metrics against the per-frame backprop reference, states where
-the scene records them). The ratio recorded / bare is the recorder's cost; a
+the scene records them). The ratio recorded / bare is what recording costs
+over the bare step; recorded / unrecorded (``Engine.run`` on the stream, no
+recorder) leaves out the stream's own cost (its teacher targets), which a
+run pays recorded or not. A
 new frame every tick (hold 1) is the recorder's worst case (every frame needs
 its own reference). The last part times the whole command (`tickprop run
 scenes/fig3_fast.toml --ticks N --no-png --no-gif`, a fresh process, start-up,
@@ -62,6 +65,18 @@ def bare(sc):
     return time.perf_counter() - t
 
 
+def unrecorded(sc):
+    """Seconds of ``Engine.run`` on the scene's stream with no recorder: the
+    bare engine plus drawing the frames (the teacher's targets included),
+    which the recorded run pays too; recorded / unrecorded is the recorder's
+    own cost."""
+    parts = build(sc)
+    engine = parts.engine()
+    t = time.perf_counter()
+    engine.run(parts.stream, sc["run"]["ticks"])
+    return time.perf_counter() - t
+
+
 def recorded(sc):
     """Seconds of the recorded ticks of ``Prepared.simulate`` (the run of
     `tickprop run`): its ``simulate_s``, the ticks with their recording, without
@@ -88,17 +103,24 @@ def main():
     ensure()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer ticks and repeats")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS threads (0: automatic, as `tickprop run` chooses)")
+    ap.add_argument("--only", default="", help="only the sizes whose name contains this")
     args = ap.parse_args()
     repeats = 1 if args.quick else 3
-    blas = threads.setup()          # as `tickprop run` does
+    blas = threads.setup(args.threads)          # as `tickprop run` does
     print(f"BLAS threads: {blas['blas_threads']} ({blas['why']})")
-    print(f"{'size':26s} {'bare t/s':>10s} {'recorded t/s':>13s} {'recorded/bare':>14s}")
+    print(f"{'size':26s} {'bare t/s':>10s} {'recorded t/s':>13s} {'recorded/bare':>14s} "
+          f"{'recorded/unrecorded':>20s}")
     for name, shape, batch, dtype, ticks in SIZES:
+        if args.only not in name:
+            continue
         ticks = max(20, ticks // 4) if args.quick else ticks
         sc = scene(shape, batch, dtype, ticks)
         t_bare, t_rec = best(bare, sc, repeats), best(recorded, sc, repeats)
+        t_run = best(unrecorded, sc, repeats)
         print(f"{name:26s} {ticks / t_bare:10.0f} {ticks / t_rec:13.0f} "
-              f"{t_rec / t_bare:13.2f}x")
+              f"{t_rec / t_bare:13.2f}x {t_rec / t_run:19.2f}x")
     ticks = 2000 if args.quick else 20000
     _, f3 = load("fig3_fast")
     f3["run"]["ticks"] = ticks

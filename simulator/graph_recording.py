@@ -62,8 +62,6 @@ class GraphRecorder:
         self._weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
         self._host = {
             "x_norm": np.full((T, n), np.nan), "delta_norm": np.full((T, n), np.nan),
-            "mismatch_cos": np.full((T, n - 1), np.nan), "mismatch_rel": np.full((T, n - 1), np.nan),
-            "grad_norm": np.full((T, n - 1), np.nan), "ref_norm": np.full((T, n - 1), np.nan),
             "stream_frame": np.full(T, -1, dtype=np.int64),
             "tick": np.arange(0, plan.ticks, plan.every, dtype=np.int64),
         }
@@ -73,9 +71,11 @@ class GraphRecorder:
             self._host[f"tag_{key}_hi"] = np.full((T, n), -1, dtype=np.int64)
         be = engine.backend
         self._chunk = {"x_norm": be.zeros((C, n)), "delta_norm": be.zeros((C, n))}
-        if plan.metrics:
+        if plan.metrics:            # nothing kept for metrics that are not recorded
             self._chunk.update({k: be.zeros((C, n - 1)) for k in
                                 ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")})
+            self._host.update({k: np.full((T, n - 1), np.nan) for k in
+                               ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")})
         self._pending, self._chunk_start = 0, 0
         self._ref_len = R = 2 * engine.depth + engine.supervision_delay + 2
         self._ref = [None] * R                         # {key of W: device gradient}
@@ -254,7 +254,7 @@ class GraphBudget(RunBudget):
             F = C if distinct is None else min(C, int(distinct))
             items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
         rows = plan.rows
-        items["recorded rows"] = (rows * (_row_bytes(n - 1) + 8 * len(HI_KEYS) * n)
+        items["recorded rows"] = (rows * (_row_bytes(n - 1, plan.metrics) + 8 * len(HI_KEYS) * n)
                                   + 6 * s * C * n)
         self._finish(items, N, B, s, C, gif)
 

@@ -25,7 +25,9 @@ import numpy as np
 
 from .errors import BudgetError, SceneError, SimulatorError
 from .files import atomic_write
-from .metrics import cosine_and_relative, inner
+from .engine import Engine
+from .metrics import cosine_and_relative
+from .network import Network
 from .options import frame_lags
 from .reference import factors_of
 from .sync import synchronized_layers
@@ -76,9 +78,10 @@ def format_bytes(n):
         n /= 1024
 
 
-def _row_bytes(L):
-    """Host bytes of one recorded row: norms, metrics, tags, stream frame, tick."""
-    return 8 * (2 * (L + 1) + 4 * L + len(TAG_KEYS) * (L + 1) + 2)
+def _row_bytes(L, metrics=True):
+    """Host bytes of one recorded row: norms, metrics (when recorded), tags,
+    stream frame, tick."""
+    return 8 * (2 * (L + 1) + (4 * L if metrics else 0) + len(TAG_KEYS) * (L + 1) + 2)
 
 
 class RecordPlan:
@@ -109,7 +112,7 @@ class RecordPlan:
     def size(self):
         """Bytes of host memory the recorded arrays will take."""
         states = 2 * self.state_ticks * len(self.layers) * self.batch * self.width * self.itemsize
-        return self.rows * _row_bytes(self.depth) + states
+        return self.rows * _row_bytes(self.depth, self.metrics) + states
 
     def check_budget(self, sizes=None, **run):
         """Refuse, before any allocation, a run that does not fit the budget:
@@ -158,7 +161,7 @@ class RunBudget:
                           "frames) or record.metrics = false",
         "metric work": "a smaller stream.batch (the mismatch forms batch x batch Gram "
                        "matrices) or record.metrics = false",
-        "metric block": "a smaller stream.batch or narrower network, or record.metrics = false",
+        "record block": "a smaller stream.batch or narrower network",
         "weight work": "fewer or narrower layers (network.width, network.depth or "
                        "network.sizes)",
         "stream frames": "a smaller record.chunk (ticks generated at once) or stream.batch",
@@ -211,11 +214,13 @@ class RunBudget:
         R = max(lags) + 1 if lags else 0
         items["history rings"] = s * R * state * ((derivative == "frame") + (pairing == "frame"))
         items["targets ring"] = s * (d_y + 1) * B * nL
+        # x and δ of the pending rows (and the paired x, pairing `frame`)
+        K = block_ticks(plan, L + 1, B, N, s)
+        items["record block"] = s * K * B * N * (
+            2 * (L + 1) + (L if plan.metrics and pairing != "local" else 0))
         if plan.metrics:
-            K = block_ticks(plan, L, B, N, s)
             ref = 2 * L + d_y + 2 + K
             items["reference ring"] = s * ref * L * (2 * B * N + 1) + 8 * ref
-            items["metric block"] = s * 2 * K * L * B * N
             # one block's backprop (activations, σ', δ of K frames stacked into one
             # batch, padded factors) or its gathered references and Gram products
             items["metric work"] = s * (3 * K * B * total_n + 2 * K * L * B * N
@@ -228,7 +233,7 @@ class RunBudget:
             F = C if distinct is None else min(C, int(distinct))
             items["teacher forward"] = 8 * F * B * (2 * total_n + 2 * N)
         rows = plan.rows
-        items["recorded rows"] = rows * _row_bytes(L) + 6 * s * C * (L + 1)
+        items["recorded rows"] = rows * _row_bytes(L, plan.metrics)
         self._finish(items, N, B, s, C, gif)
 
     def _finish(self, items, width, batch, itemsize, chunk, gif):
@@ -316,28 +321,98 @@ class RunBudget:
 
 
 # Bytes of device memory a recorder may spend on one block of pending rows
-# (copies of δ and paired x of each recorded tick, measured together).
-BLOCK_BYTES = 4 * 2**20
+# (copies of x and δ of each recorded tick, measured together).
+BLOCK_BYTES = 16 * 2**20
 
 
 def block_ticks(plan, layers, batch, width, itemsize):
-    """Ticks per metric block: as many as fit BLOCK_BYTES of pending δ and x
+    """Ticks per record block: as many as fit BLOCK_BYTES of pending x and δ
     copies (2 · layers · batch · width values a tick), at least 1, at most a chunk."""
     per_tick = 2 * layers * batch * width * itemsize
     return max(1, min(plan.chunk, BLOCK_BYTES // max(per_tick, 1)))
 
 
+class TagTable:
+    """The provenance tags of a chain engine in closed form, for any ticks at once.
+
+    Tags are exact bookkeeping (SPEC §1): they depend on the tick, the depth,
+    d_y and the derivative and pairing options only, never on the frames or
+    the weights. After a warm-up of W ticks every tag is the tick minus a
+    fixed lag, or stays −1: tag(t) = tag(W) + (t − W) where tag(W) ≥ 0. The
+    first W + 1 ticks and the lags are read off the engine's own tag rule (a
+    width-1 ``Engine`` with those options, stepped 2W + 1 ticks; the shift
+    invariance is checked on the second half), so ``rows(ticks)`` is one
+    vectorized lookup: an array (len(ticks), len(TAG_KEYS), L + 1)."""
+
+    def __init__(self, depth, derivative="local", pairing="local", supervision_delay=0):
+        L, d = int(depth), int(supervision_delay)
+        probe = Engine(Network([np.ones((1, 1))] * L, activations="tanh"),
+                       derivative=derivative, pairing=pairing, supervision_delay=d)
+        warm = 2 * L + d + probe.history + 2
+        zero, rows = np.zeros((1, 1)), []
+        for _ in range(2 * warm + 1):
+            probe.step(zero, zero)
+            tags = probe.tags()
+            rows.append(np.stack([tags[k] for k in TAG_KEYS]))
+        self._table = np.stack(rows)
+        self._last = len(rows) - 1
+        for t in range(warm, self._last):
+            now = self._table[t]
+            if not np.array_equal(np.where(now >= 0, now + 1, now), self._table[t + 1]):
+                raise RuntimeError(f"tags are not shift-invariant after tick {warm}")
+
+    def rows(self, ticks):
+        """Tags at ``ticks`` (ticks ≥ 0): (len(ticks), len(TAG_KEYS), L + 1) int64."""
+        t = np.asarray(ticks, dtype=np.int64)
+        at = np.minimum(t, self._last)
+        base = self._table[at]
+        return np.where(base >= 0, base + (t - at)[:, None, None], base)
+
+
+_TAG_TABLES = {}
+
+
+def tag_table(engine):
+    """The (cached) TagTable of a chain engine's options, or None for an
+    engine whose tag rule is not the chain Engine's (then tags are stepped)."""
+    try:
+        key = (int(engine.depth), engine.derivative, engine.pairing,
+               int(engine.supervision_delay))
+    except AttributeError:
+        return None
+    if key not in _TAG_TABLES:
+        _TAG_TABLES[key] = TagTable(*key)
+    return _TAG_TABLES[key]
+
+
+def _gram(xp, d1, x1, d2, x2):
+    """⟨d1ᵀ x1, d2ᵀ x2⟩_F over the last two axes (batch, neurons) of stacked
+    factors: Gram products of the batch, or, for a batch of one, the product
+    of two dot products (the same number without a tiny matrix product per layer)."""
+    if d1.shape[-2] == 1:
+        return (xp.vecdot(d1[..., 0, :], d2[..., 0, :])
+                * xp.vecdot(x1[..., 0, :], x2[..., 0, :]))
+    dd = d1 @ xp.matrix_transpose(d2)
+    xx = x1 @ xp.matrix_transpose(x2)
+    return xp.sum(dd * xx, axis=(-2, -1))
+
+
 class Recorder:
     """Records an Engine into host arrays, a row every ``plan.every`` ticks (see RecordPlan).
 
-    Measuring costs a few batched calls per block of K ticks, not a Python
-    loop of small calls per tick: each recorded tick copies δ and the paired
-    x into a block buffer; when K ticks are pending, the backprop reference of
-    the block's frames is computed (frozen weights: ONE forward and backward
-    pass over the block's distinct frames stacked into one batch; learning
-    on: per tick, with that tick's weights, as it must) into a ring of
-    2L + d_y + 2 + K frames, and the mismatch of all K rows comes from two
-    batched Gram products. Norms are sqrt(sum(x²)).
+    A recorded tick costs two copies: x and δ of every layer go into a block
+    buffer of K rows (and, pairing `frame` with metrics, the paired x);
+    everything else is done per block in a few batched calls: norms
+    (sqrt(sum(x²)) over the block), states (one transfer), tags (closed form,
+    TagTable, where the engine's options make them deterministic — always for
+    the chain Engine), and the mismatch. The backprop reference of the
+    block's frames goes into a ring of 2L + d_y + 2 + K frames: with frozen
+    weights ONE forward and backward pass over the block's distinct frames
+    stacked into one batch, with weights read once per run, its factors
+    written per layer straight into the ring's slots; learning on, per tick
+    with that tick's weights, as it must. The mismatch of all K rows comes
+    from two batched Gram products. Nothing is allocated for what the plan
+    does not record (no metric arrays without ``plan.metrics``).
     """
 
     def __init__(self, engine, plan, reference="input"):
@@ -346,7 +421,8 @@ class Recorder:
         self.engine, self.plan, self.reference = engine, plan, reference
         self.xp = engine.xp
         L, B, N = engine.depth, engine.batch, engine.width
-        T, C = plan.rows, plan.chunk
+        T = plan.rows
+        self._every, self._metrics = plan.every, plan.metrics
         self._host = {
             "x_norm": np.full((T, L + 1), np.nan), "delta_norm": np.full((T, L + 1), np.nan),
             "stream_frame": np.full(T, -1, dtype=np.int64),
@@ -354,91 +430,93 @@ class Recorder:
         }
         for key in TAG_KEYS:
             self._host["tag_" + key] = np.full((T, L + 1), -1, dtype=np.int64)
+        self._tag_rows = [self._host["tag_" + key] for key in TAG_KEYS]
+        self._pair_rows = self._host["tag_pair" if reference == "input" else "tag_supervision"]
+        self._tags = tag_table(engine)
         be = engine.backend
-        # rows of one chunk of ticks (run_stream flushes once per chunk)
-        self._cap = C = -(-plan.chunk // plan.every)
-        self._chunk = {k: be.zeros((C, L + 1)) for k in ("x_norm", "delta_norm")}
-        self._pending, self._chunk_start = 0, 0
+        self._K = K = block_ticks(plan, L + 1, B, N, plan.itemsize)
+        # x and δ of every layer of the pending rows: (K, 2, L + 1, B, N)
+        self._blk = be.zeros((K, 2, L + 1, B, N))
+        self._blk_ticks = []
+        self._blk_p = None
         self._R = 2 * L + engine.supervision_delay + 2     # frames a pairing reaches back
         if plan.metrics:
             for k in METRIC_KEYS:
                 self._host[k] = np.full((T, L), np.nan)
-                self._chunk[k] = be.zeros((C, L))
-            self._K = K = block_ticks(plan, L, B, N, plan.itemsize)
+            if getattr(engine, "pairing", "local") != "local":
+                self._blk_p = be.zeros((K, L, B, N))
             self._ring = RR = self._R + K
+            sizes = engine.sizes
+            # padded Gram work (x and δ of every layer N wide) over the true work
+            self._padded_waste = 2 * L * N / max(1, sum(sizes[:-1]) + sum(sizes[1:]))
             self._ref_d = be.zeros((RR, L, B, N))
             self._ref_x = be.zeros((RR, L, B, N))
             self._ref_gg = be.zeros((RR, L))
             self._ref_frame = np.full(RR, -1, dtype=np.int64)
-            self._blk_d = be.zeros((K, L, B, N))
-            self._blk_x = be.zeros((K, L, B, N))
-            self._blk_rows = []           # (chunk row, tick, paired frames (L,))
             self._frames = []             # frozen: (tick, u, y, repeat) not yet referenced
             self._frozen = not engine.learning_rate
+            self._params = None           # frozen: the weights and biases, read once
         if plan.states:
             S, nl = plan.state_ticks, len(plan.layers)
             self._host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_tick"] = self._host["tick"].copy()
-            self._state_layers = self.xp.asarray(np.array(plan.layers, dtype=np.int64))
-            # one chunk of states on the device, written in place, moved once per chunk
-            self._state_chunk = be.zeros((2, self._cap, nl, B, N))
-            self._state_next = 0
-        # With every layer's states kept, the norms of a chunk are taken from
-        # them in one call at flush instead of two calls a tick.
-        self._norms_from_states = plan.states and list(plan.layers) == list(range(L + 1))
-        self._tag_rows = [self._host["tag_" + key] for key in TAG_KEYS]
-        self._pair_rows = self._host["tag_pair" if reference == "input" else "tag_supervision"]
+            self._state_layers = (None if list(plan.layers) == list(range(L + 1)) else
+                                  self.xp.asarray(np.array(plan.layers, dtype=np.int64)))
 
     # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (the engine has just made it), whose input/target were u, y;
         ``repeat`` says u, y and the weights are those of tick i − 1. Ticks that
         are not a multiple of ``plan.every`` only feed the reference ring."""
-        eng, xp, metrics = self.engine, self.xp, self.plan.metrics
+        metrics = self._metrics
         if metrics:
             if self._frozen:
                 self._frames.append((i, u, y, repeat))
             else:
                 self._reference_now(i, u, y, repeat)
-        if i % self.plan.every:
+        if i % self._every:
             if metrics and len(self._frames) >= self._K:
-                self._measure_block()
+                self._process_block()
             return
-        row = i // self.plan.every
-        X, D, Xp = eng.stacked_state_views()
-        c = self._pending
-        if self._norms_from_states:
-            sc = self._state_chunk          # norms come from these copies at flush
-            sc[0, c, ...] = X
-            sc[1, c, ...] = D
-        else:
-            self._chunk["x_norm"][c, ...] = xp.sqrt(xp.sum(X * X, axis=(1, 2)))
-            self._chunk["delta_norm"][c, ...] = xp.sqrt(xp.sum(D * D, axis=(1, 2)))
-            if self.plan.states:
-                sc = self._state_chunk
-                sc[0, c, ...] = xp.take(X, self._state_layers, axis=0)
-                sc[1, c, ...] = xp.take(D, self._state_layers, axis=0)
+        X, D, Xp = self.engine.stacked_state_views()
+        k = len(self._blk_ticks)
+        blk = self._blk
+        blk[k, 0, ...] = X
+        blk[k, 1, ...] = D
+        if self._blk_p is not None:
+            self._blk_p[k, ...] = Xp
+        self._blk_ticks.append(i)
+        row = i // self._every
+        self._host["stream_frame"][row] = frame_id
+        if self._tags is None:
+            self._step_tags(row)
+        if k + 1 == self._K or (metrics and len(self._frames) >= self._K):
+            self._process_block()
+
+    def _step_tags(self, row):
+        """Tags of an engine without a TagTable: read from it, this tick."""
+        eng = self.engine
         write_tags = getattr(eng, "write_tags", None)
         if write_tags is not None:
             write_tags(self._tag_rows, row)
-        else:
-            tags = eng.tags()
-            for key, rows in zip(TAG_KEYS, self._tag_rows):
-                rows[row] = tags[key]
-        self._host["stream_frame"][row] = frame_id
-        if metrics:
-            k = len(self._blk_rows)
-            self._blk_d[k, ...] = D[1:, ...]
-            self._blk_x[k, ...] = Xp
-            self._blk_rows.append((c, i, self._pair_rows[row][1:].copy()))
-        self._pending += 1
-        if metrics and (len(self._blk_rows) == self._K or len(self._frames) >= self._K):
-            self._measure_block()
-        if self._pending == self._cap:
-            self.flush()
+            return
+        tags = eng.tags()
+        for key, rows in zip(TAG_KEYS, self._tag_rows):
+            rows[row] = tags[key]
 
     # ------------------------------------------------------------- reference
+    def _ranges(self, i0, lo, hi):
+        """Ring slots of ticks i0 + lo .. i0 + hi − 1 as contiguous pieces
+        (pos_lo, pos_hi, slot_lo, slot_hi): at most two (the ring wraps)."""
+        RR, out, p = self._ring, [], lo
+        while p < hi:
+            s = (i0 + p) % RR
+            q = min(hi, p + RR - s)
+            out.append((p, q, s, s + q - p))
+            p = q
+        return out
+
     def _reference_now(self, i, u, y, repeat):
         """Learning on: backprop of frame i with the weights of tick i, into the ring."""
         RR, slot = self._ring, i % self._ring
@@ -448,129 +526,155 @@ class Recorder:
             self._ref_x[slot, ...] = self._ref_x[prev, ...]
             self._ref_gg[slot, ...] = self._ref_gg[prev, ...]
         else:
-            fd, fx, gg = self._factors(u[None, ...], y[None, ...])
-            self._ref_d[slot, ...] = fd[0, ...]
-            self._ref_x[slot, ...] = fx[0, ...]
-            self._ref_gg[slot, ...] = gg[0, ...]
+            eng = self.engine
+            self._write_reference(i, np.zeros(1, dtype=np.int64), [u], [y],
+                                  eng.weights(), eng.biases())
         self._ref_frame[slot] = i
-
-    def _factors(self, U, Y):
-        """Backprop factors of F frames at once: U (F, B, n_0), Y (F, B, n_L) ->
-        (δ, x) padded to (F, L, B, N) and ⟨G, G⟩ per frame and layer (F, L)."""
-        eng, xp = self.engine, self.xp
-        F, B = U.shape[0], U.shape[1]
-        L, N = eng.depth, eng.width
-        pairs, _ = factors_of(eng.weights(), eng.biases(), eng.activations,
-                              xp.reshape(U, (F * B, U.shape[2])),
-                              xp.reshape(Y, (F * B, Y.shape[2])), eng.loss)
-        be = eng.backend
-        fd, fx = be.zeros((F, L, B, N)), be.zeros((F, L, B, N))
-        for l, (x, d) in enumerate(pairs):
-            fx[:, l, :, :x.shape[1]] = xp.reshape(x, (F, B, x.shape[1]))
-            fd[:, l, :, :d.shape[1]] = xp.reshape(d, (F, B, d.shape[1]))
-        flat_d, flat_x = xp.reshape(fd, (F * L, B, N)), xp.reshape(fx, (F * L, B, N))
-        gg = xp.reshape(inner(xp, flat_d, flat_x, flat_d, flat_x), (F, L))
-        return fd, fx, gg
 
     def _reference_block(self):
         """Frozen weights: one batched backprop over the pending frames that are
-        not repeats of the frame before, copied into the ring per frame."""
-        xp, RR = self.xp, self._ring
+        not repeats of the frame before, written straight into the ring."""
         frames, self._frames = self._frames, []
-        fresh = [k for k, (i, _, _, rep) in enumerate(frames)
-                 if not (rep and i > 0 and (k > 0 or self._ref_frame[(i - 1) % RR] == i - 1))]
-        if fresh:
-            fd, fx, gg = self._factors(xp.stack([frames[k][1] for k in fresh]),
-                                       xp.stack([frames[k][2] for k in fresh]))
-        src, pos = -1, {k: j for j, k in enumerate(fresh)}
+        RR, n, i0 = self._ring, len(frames), frames[0][0]
+        src, fresh = np.empty(n, dtype=np.int64), []
         for k, (i, _, _, rep) in enumerate(frames):
-            slot = i % RR
-            if k in pos:
-                src = pos[k]
-                self._ref_d[slot, ...] = fd[src, ...]
-                self._ref_x[slot, ...] = fx[src, ...]
-                self._ref_gg[slot, ...] = gg[src, ...]
-            elif src >= 0:
-                self._ref_d[slot, ...] = fd[src, ...]
-                self._ref_x[slot, ...] = fx[src, ...]
-                self._ref_gg[slot, ...] = gg[src, ...]
-            else:        # repeats the last frame of the previous block, still in the ring
-                prev = (i - 1) % RR
-                self._ref_d[slot, ...] = self._ref_d[prev, ...]
-                self._ref_x[slot, ...] = self._ref_x[prev, ...]
-                self._ref_gg[slot, ...] = self._ref_gg[prev, ...]
-            self._ref_frame[slot] = i
+            if rep and i > 0 and (k > 0 or self._ref_frame[(i - 1) % RR] == i - 1):
+                src[k] = src[k - 1] if k else -1
+            else:
+                src[k] = len(fresh)
+                fresh.append(k)
+        if self._params is None:
+            self._params = (self.engine.weights(), self.engine.biases())
+        self._write_reference(i0, src, [frames[k][1] for k in fresh],
+                              [frames[k][2] for k in fresh], *self._params)
+        ticks = i0 + np.arange(n)
+        self._ref_frame[ticks % RR] = ticks
 
-    # --------------------------------------------------------------- metrics
-    def _measure_block(self):
-        """References of the pending frames, then the mismatch of the pending
-        rows in two batched Gram products (rows are consecutive chunk rows)."""
-        if self._frozen and self._frames:
-            self._reference_block()
-        rows, self._blk_rows = self._blk_rows, []
-        if not rows:
+    def _write_reference(self, i0, src, us, ys, weights, biases):
+        """Ring slots of ticks i0 .. i0 + len(src) − 1: tick i0 + k takes the
+        backprop factors of frame src[k] of (us, ys), computed here in one
+        batched pass; src −1 (a leading repeat) takes the slot of tick i0 − 1."""
+        eng, xp = self.engine, self.xp
+        n = len(src)
+        m = int(np.argmax(src >= 0)) if (src >= 0).any() else n
+        if m:
+            prev = (i0 - 1) % self._ring
+            for _, _, a, b in self._ranges(i0, 0, m):
+                self._ref_d[a:b, ...] = self._ref_d[prev:prev + 1, ...]
+                self._ref_x[a:b, ...] = self._ref_x[prev:prev + 1, ...]
+                self._ref_gg[a:b, ...] = self._ref_gg[prev:prev + 1, ...]
+        if not us:
             return
-        xp, L, R, RR = self.xp, self.engine.depth, self._R, self._ring
-        n = len(rows)
-        ticks = np.array([i for _, i, _ in rows])[:, None]
-        frames = np.stack([f for _, _, f in rows])                  # (n, L)
-        valid = (frames >= 0) & (frames > ticks - R)
-        slots = np.where(valid, frames % RR, ticks % RR)
+        F, B = len(us), us[0].shape[0]
+        U = xp.stack(us) if F > 1 else xp.expand_dims(us[0], axis=0)
+        Y = xp.stack(ys) if F > 1 else xp.expand_dims(ys[0], axis=0)
+        pairs, _ = factors_of(weights, biases, eng.activations,
+                              xp.reshape(U, (F * B, U.shape[2])),
+                              xp.reshape(Y, (F * B, Y.shape[2])), eng.loss)
+        keep = src[m:]
+        spread = None if np.array_equal(keep, np.arange(F)) else xp.asarray(keep)
+        pieces = self._ranges(i0, m, n)
+        # ⟨G, G⟩ per layer on the true widths where padding would more than
+        # double the Gram work (unequal widths), else on the ring in one call
+        per_layer = self._padded_waste > 2
+        gg = []
+        for l, (x, d) in enumerate(pairs):
+            x3 = xp.reshape(x, (F, B, x.shape[1]))
+            d3 = xp.reshape(d, (F, B, d.shape[1]))
+            if per_layer:
+                gg.append(_gram(xp, d3, x3, d3, x3))
+            if spread is not None:
+                x3, d3 = xp.take(x3, spread, axis=0), xp.take(d3, spread, axis=0)
+            nx, nd = x3.shape[2], d3.shape[2]
+            for p, q, a, b in pieces:
+                self._ref_x[a:b, l, :, :nx] = x3[p - m:q - m, ...]
+                self._ref_d[a:b, l, :, :nd] = d3[p - m:q - m, ...]
+        if per_layer:
+            GG = xp.stack(gg, axis=1)
+            if spread is not None:
+                GG = xp.take(GG, spread, axis=0)
+        for p, q, a, b in pieces:
+            if per_layer:
+                self._ref_gg[a:b, ...] = GG[p - m:q - m, ...]
+            else:
+                d4, x4 = self._ref_d[a:b, ...], self._ref_x[a:b, ...]
+                self._ref_gg[a:b, ...] = _gram(xp, d4, x4, d4, x4)
+
+    # --------------------------------------------------------------- blocks
+    def _process_block(self):
+        """References of the pending frames, then, for the pending rows (they
+        are consecutive rows), norms, tags, states and the mismatch in a few
+        batched calls each, written into the host arrays."""
+        if self._metrics and self._frozen and self._frames:
+            self._reference_block()
+        ticks, self._blk_ticks = self._blk_ticks, []
+        n = len(ticks)
+        if not n:
+            return
+        xp, be, host = self.xp, self.engine.backend, self._host
+        r0 = ticks[0] // self._every
+        rows = slice(r0, r0 + n)
+        blk = self._blk[:n, ...]
+        flat = xp.reshape(blk, blk.shape[:3] + (-1,))
+        norms = be.to_host(xp.sqrt(xp.vecdot(flat, flat)))                # (n, 2, L + 1)
+        host["x_norm"][rows] = norms[:, 0]
+        host["delta_norm"][rows] = norms[:, 1]
+        if self._tags is not None:
+            tags = self._tags.rows(ticks)
+            for j, arr in enumerate(self._tag_rows):
+                arr[rows] = tags[:, j]
+        if self.plan.states:
+            both = blk if self._state_layers is None else xp.take(blk, self._state_layers, axis=2)
+            both = be.to_host(both)
+            host["state_x"][rows] = both[:, 0]
+            host["state_delta"][rows] = both[:, 1]
+        if self._metrics:
+            self._measure(np.asarray(ticks), rows)
+
+    def _measure(self, ticks, rows):
+        """Mismatch of the block's rows against the ring's references of their
+        paired frames: two batched Gram products."""
+        xp, be, host = self.xp, self.engine.backend, self._host
+        L, R, RR = self.engine.depth, self._R, self._ring
+        n = len(ticks)
+        B, N = self.engine.batch, self.engine.width
+        t = ticks[:, None]
+        frames = self._pair_rows[rows, 1:]                          # (n, L)
+        valid = (frames >= 0) & (frames > t - R)
+        slots = np.where(valid, frames % RR, t % RR)
         valid &= self._ref_frame[slots] == frames
         idx = xp.asarray((slots * L + np.arange(L)).reshape(-1))
-        B, N = self.engine.batch, self.engine.width
-        d_ref = xp.take(xp.reshape(self._ref_d, (RR * L, B, N)), idx, axis=0)
-        x_ref = xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), idx, axis=0)
-        GG = xp.take(xp.reshape(self._ref_gg, (-1,)), idx)
-        d = xp.reshape(self._blk_d[:n, ...], (n * L, B, N))
-        x = xp.reshape(self._blk_x[:n, ...], (n * L, B, N))
-        gg, gG = inner(xp, d, x, d, x), inner(xp, d, x, d_ref, x_ref)
+        d_ref = xp.reshape(xp.take(xp.reshape(self._ref_d, (RR * L, B, N)), idx, axis=0),
+                           (n, L, B, N))
+        x_ref = xp.reshape(xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), idx, axis=0),
+                           (n, L, B, N))
+        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)), idx), (n, L))
+        d = self._blk[:n, 1, 1:, ...]
+        x = self._blk[:n, 0, :L, ...] if self._blk_p is None else self._blk_p[:n, ...]
+        gg, gG = _gram(xp, d, x, d, x), _gram(xp, d, x, d_ref, x_ref)
         with np.errstate(divide="ignore", invalid="ignore"):
             cos, rel = cosine_and_relative(xp, gg, gG, GG)
-        nan = xp.asarray(np.where(valid, 0.0, np.nan).reshape(-1), dtype=cos.dtype)
-        c0 = rows[0][0]
-        out = {"mismatch_cos": cos + nan, "mismatch_rel": rel + nan,
-               "grad_norm": xp.sqrt(gg), "ref_norm": xp.sqrt(GG) + nan}
-        for k, v in out.items():
-            self._chunk[k][c0:c0 + n, ...] = xp.reshape(v, (n, L))
+            nan = np.where(valid, 0.0, np.nan)
+            host["mismatch_cos"][rows] = be.to_host(cos) + nan
+            host["mismatch_rel"][rows] = be.to_host(rel) + nan
+            host["grad_norm"][rows] = be.to_host(xp.sqrt(gg))
+            host["ref_norm"][rows] = be.to_host(xp.sqrt(GG)) + nan
 
     # ---------------------------------------------------------------- chunks
     def flush(self):
-        """Measure what is pending, then move the pending rows to the host
-        (NaN/Inf is the engine's to find)."""
-        if self.plan.metrics and (self._blk_rows or self._frames):
-            self._measure_block()
-        n, start = self._pending, self._chunk_start
-        if not n:
-            return
-        be, xp = self.engine.backend, self.xp
-        if self._norms_from_states:
-            sc = self._state_chunk[:, :n, ...]
-            norms = xp.sqrt(xp.sum(sc * sc, axis=(3, 4)))       # (2, n, L + 1)
-            self._chunk["x_norm"][:n, ...] = norms[0, ...]
-            self._chunk["delta_norm"][:n, ...] = norms[1, ...]
-        for key, buf in self._chunk.items():
-            self._host[key][start:start + n] = be.to_host(buf[:n, ...])
-        if self.plan.states:
-            k = self._state_next
-            both = be.to_host(self._state_chunk[:, :n, ...])
-            self._host["state_x"][k:k + n] = both[0]
-            self._host["state_delta"][k:k + n] = both[1]
-            self._state_next += n
-        self._pending, self._chunk_start = 0, start + n
+        """Measure and move to the host whatever is pending (run_stream calls
+        it once per chunk; NaN/Inf is the engine's to find)."""
+        if self._blk_ticks or (self._metrics and self._frames):
+            self._process_block()
 
     def trace(self, meta=None):
-        """The finished recording as a Trace (host arrays only); without
-        metrics the metric arrays are NaN (made here: nothing was kept for
-        them during the run)."""
+        """The finished recording as a Trace (host arrays only). Without
+        metrics the trace holds no metric arrays (readers see NaN for them,
+        Trace.__getitem__)."""
         self.flush()
         arrays = dict(self._host)
         arrays["delta_norm"][:, 0] = np.nan
         arrays["sizes"] = np.array(self.engine.sizes, dtype=np.int64)
-        L = self.engine.depth
-        for k in METRIC_KEYS:
-            if k not in arrays:
-                arrays[k] = np.full((len(arrays["tick"]), L), np.nan)
         if self.plan.states:
             arrays["state_layers"] = np.array(self.plan.layers, dtype=np.int64)
             _blank_padding(arrays, self.engine.sizes, self.plan.layers)
@@ -590,14 +694,15 @@ def _trace_shapes(arrays):
     L, T = len(arrays["sizes"]) - 1, len(arrays["tick"])
     want = {"sizes": (L + 1,), "tick": (T,), "stream_frame": (T,),
             "x_norm": (T, L + 1), "delta_norm": (T, L + 1)}
-    for key in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
-        want[key] = (T, L)
     for key in TAG_KEYS:
         want["tag_" + key] = (T, L + 1)
+    for key in METRIC_KEYS:          # optional: absent when record.metrics = false
+        want[key] = (T, L)
     return want
 
 
-REQUIRED_ARRAYS = tuple(_trace_shapes({"sizes": np.zeros(2), "tick": np.zeros(0)}))
+REQUIRED_ARRAYS = tuple(k for k in _trace_shapes({"sizes": np.zeros(2), "tick": np.zeros(0)})
+                        if k not in METRIC_KEYS)
 
 
 # What every array of trace.npz holds: its dims and unit (stored in the file as
@@ -702,7 +807,14 @@ class Trace:
         self.arrays, self.meta = arrays, meta
 
     def __getitem__(self, key):
-        return self.arrays[key]
+        """The array ``key``; a metric array of a run recorded without metrics
+        (record.metrics = false: not in trace.npz) reads as NaN, made here."""
+        try:
+            return self.arrays[key]
+        except KeyError:
+            if key not in METRIC_KEYS or "tick" not in self.arrays:
+                raise
+            return np.full((len(self.arrays["tick"]), len(self.arrays["sizes"]) - 1), np.nan)
 
     def _repr_html_(self):
         """The time-travel viewer of this trace (simulator.view.trace_html), for notebooks."""
@@ -950,7 +1062,7 @@ def _check_arrays(path, arrays):
                              f"and 'tick' be 1-D, got shapes {arrays['sizes'].shape} and "
                              f"{arrays['tick'].shape}")
     for key, shape in _trace_shapes(arrays).items():
-        if arrays[key].shape != shape:
+        if key in arrays and arrays[key].shape != shape:
             raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape "
                                  f"{arrays[key].shape}, expected {shape}")
     if "state_x" in arrays:

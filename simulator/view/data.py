@@ -157,7 +157,9 @@ def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=
 
 
 # ----------------------------------------------------------------- diffusion
-DIFFUSION_ARRAYS = ("x_norm", "delta_norm", "mismatch_cos", "mismatch_rel", "tick",
+# required; mismatch_cos/mismatch_rel are absent from a run recorded without
+# metrics (record.metrics = false) and show as NaN
+DIFFUSION_ARRAYS = ("x_norm", "delta_norm", "tick",
                     "stream_frame", "sizes", "tag_input", "tag_supervision", "tag_output",
                     "tag_pair")
 TAG_LABELS = {"input": "x carries frame (input tag)",
@@ -262,7 +264,8 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     mismatch = {}
     for key in ("mismatch_cos", "mismatch_rel"):
         full = np.full((T, n), np.nan)
-        full[:, 1:] = np.asarray(trace[key], dtype=float)
+        if key in trace:
+            full[:, 1:] = np.asarray(trace[key], dtype=float)
         mismatch[key] = full
     pick = np.ix_(frames, cols)
     fields = {"x_norm": np.asarray(trace["x_norm"], dtype=float)[pick],

@@ -1,0 +1,68 @@
+"""Tags in closed form (probes.TagTable) against the oracle: the tags a chain
+Engine steps itself, tick by tick, on real frames, for every option
+combination the closed form is used for; and the Recorder, which writes the
+closed form per block, against the same recorder stepping the tags."""
+import itertools
+
+import numpy as np
+import pytest
+
+from simulator import Network, probes
+from simulator.engine import Engine
+from simulator.probes import TAG_KEYS, RecordPlan, Recorder, TagTable
+from simulator.streams import HeldStream, teacher_target
+
+DERIVATIVES = ("none", "local", "frame", "itd-y", "itd-dy")
+PAIRINGS = ("local", "frame")
+
+
+@pytest.mark.parametrize("derivative, pairing", list(itertools.product(DERIVATIVES, PAIRINGS)))
+@pytest.mark.parametrize("depth, delay", [(1, 0), (2, 3), (5, 0), (6, 2)])
+def test_closed_form_tags_equal_the_stepped_tags(derivative, pairing, depth, delay):
+    rng = np.random.default_rng(depth + delay)
+    sizes = [3] + [4] * (depth - 1) + [2]
+    engine = Engine(Network.random(sizes, "tanh", seed=1), derivative=derivative,
+                    pairing=pairing, supervision_delay=delay, batch=2)
+    table = TagTable(depth, derivative, pairing, delay)
+    T = 8 * depth + 3 * delay + 40          # well past the table's warm-up
+    stepped = []
+    for _ in range(T):
+        engine.step(rng.normal(size=(2, 3)), rng.normal(size=(2, 2)))
+        tags = engine.tags()
+        stepped.append(np.stack([tags[k] for k in TAG_KEYS]))
+    ticks = np.arange(T)
+    np.testing.assert_array_equal(table.rows(ticks), np.stack(stepped))
+    # any subset of ticks, in any order, far beyond the steps taken
+    pick = np.array([T - 1, 3, 0, T // 2])
+    np.testing.assert_array_equal(table.rows(pick), np.stack(stepped)[pick])
+    far = table.rows(np.array([10**6]))[0]
+    last = stepped[-1]
+    np.testing.assert_array_equal(far, np.where(last >= 0, last + 10**6 - (T - 1), last))
+
+
+def _record(monkeypatch, closed, every, derivative, pairing, lr):
+    if not closed:
+        monkeypatch.setattr(probes, "tag_table", lambda engine: None)
+    net = Network.random([3, 4, 4, 4, 2], "tanh", seed=7)
+    rng = np.random.default_rng(0)
+    stream = HeldStream(3, 2, rng, teacher_target(net, "mse"), hold=2)
+    engine = Engine(net, derivative=derivative, pairing=pairing, supervision_delay=1,
+                    learning_rate=lr, batch=2)
+    rec = Recorder(engine, RecordPlan(45, 4, 4, 2, 8, every=every, chunk=8))
+    assert (rec._tags is not None) == closed
+    engine.run(stream, 45, rec)
+    monkeypatch.undo()
+    return rec.trace()
+
+
+@pytest.mark.parametrize("every, derivative, pairing, lr", [
+    (1, "local", "local", 0.0), (3, "frame", "frame", 0.0), (2, "itd-dy", "local", 0.05),
+    (1, "none", "frame", 0.05)])
+def test_recorder_writes_the_tags_it_would_step(monkeypatch, every, derivative, pairing, lr):
+    closed = _record(monkeypatch, True, every, derivative, pairing, lr)
+    stepped = _record(monkeypatch, False, every, derivative, pairing, lr)
+    for key in TAG_KEYS:
+        np.testing.assert_array_equal(closed["tag_" + key], stepped["tag_" + key])
+    for key in ("mismatch_cos", "x_norm", "delta_norm"):
+        np.testing.assert_array_equal(closed[key], stepped[key])
+    assert (closed["tag_pair"][-1, 1:] >= 0).all()
