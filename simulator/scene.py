@@ -96,6 +96,8 @@ STREAM = {
                  EDGES),
     "jitter": Float(0.0, "saccade amplitude, pixels (moving)", 0.0, CANVAS),
     "jitter_every": Int(0, "ticks between saccades (moving; 0 = none)", 0, TICKS),
+    "stagger": Bool(False, "moving: the batch's rows change digit at evenly spread ticks "
+                    "of the hold, not all at once"),
 }
 TARGET = {
     "kind": Str("teacher", "teacher network or dataset labels", TARGETS),

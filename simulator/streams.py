@@ -270,6 +270,9 @@ class MovingStream:
     > 0 and ``jitter_every`` = k > 0 the eye makes saccades: ticks
     [jk, (j+1)k) see the image displaced by ``jitter`` pixels in a seeded random
     direction, a new one every k ticks (displacements do not accumulate).
+    With ``stagger`` the rows do not change digit together: row b's k-th digit
+    starts at tick k·hold − ⌊b·hold/batch⌋ (its first is cut short), so the
+    cuts of a batch are spread evenly over the hold.
 
     Labels travel with the frames: the label of a tick is the digit that makes
     up most of the frame — during a crossfade the previous digit while its
@@ -290,7 +293,7 @@ class MovingStream:
 
     def __init__(self, images, labels, n_classes, batch, rng, canvas, speed=1.0,
                  direction=0.0, edges="bounce", hold=64, crossfade=0, jitter=0.0,
-                 jitter_every=0, amplitude=1.0, target=None):
+                 jitter_every=0, amplitude=1.0, target=None, stagger=False):
         images = np.asarray(images, dtype=np.float64)
         labels = np.asarray(labels)
         if images.ndim != 3 or not images.shape[0] or labels.shape != images.shape[:1]:
@@ -317,6 +320,10 @@ class MovingStream:
         self.n_in = H * W
         self.speed, self.direction = float(speed), float(direction)
         self.hold, self.crossfade = int(hold), int(crossfade)
+        # Row b's digits change at ticks ≡ −offset_b (mod hold): evenly spread
+        # over the hold when staggered, all at once otherwise.
+        self.offsets = (np.arange(self.batch) * self.hold // self.batch if stagger
+                        else np.zeros(self.batch, dtype=np.int64))
         self.jitter, self.jitter_every = float(jitter), int(jitter_every)
         self.amplitude, self.target = float(amplitude), target
         theta = math.radians(self.direction)
@@ -328,17 +335,19 @@ class MovingStream:
         self.start = start_rng.uniform(0.0, 1.0, size=(self.batch, 2)) * self.span
         self._order = np.empty((0, self.batch), dtype=np.int64)   # digit j of row b
         self._jumps = np.empty((0, self.batch, 2))                # saccade j of row b
-        self.still = self.speed == 0 and not (self.jitter and self.jitter_every)
+        self.still = (self.speed == 0 and not (self.jitter and self.jitter_every)
+                      and not self.offsets.any())
         self.t = 0
 
     # -- the random draws, extended in fixed blocks (chunk-independent)
     def _digits(self, j):
-        """Indices into ``images`` (n, batch) of the digits number j (n,) of each row."""
+        """Indices into ``images`` (n, batch) of the digits number j (n, batch)
+        of each row."""
         n = self.images.shape[0]
         while self._order.shape[0] <= j.max(initial=0):
             epoch = self._order_rng.permuted(np.tile(np.arange(n), (self.batch, 1)), axis=1)
             self._order = np.concatenate([self._order, epoch.T])
-        return self._order[j]
+        return self._order[j, np.arange(self.batch)]
 
     def _saccades(self, t):
         """Saccade displacement (n, batch, 2) of ticks t."""
@@ -363,22 +372,22 @@ class MovingStream:
         targets y, frame ids (n,) and the integer labels (n, batch) of the digit
         on screen (see the class notes)."""
         t = np.arange(t0, t0 + n)
-        j, phase = np.divmod(t, self.hold)
+        j, phase = np.divmod(t[:, None] + self.offsets, self.hold)          # (n, batch)
         new = self._digits(j)
-        weight = np.minimum((phase + 1) / (self.crossfade + 1), 1.0)[:, None]  # (n, 1)
+        weight = np.minimum((phase + 1) / (self.crossfade + 1), 1.0)       # (n, batch)
         fading = (phase < self.crossfade) & (j > 0)
         old = self._digits(np.maximum(j - 1, 0))
         pictures = self.images[new]
         if self.crossfade:
-            blend = np.where(fading[:, None], 1 - weight, 0.0)[..., None, None]   # (n, 1, 1, 1)
+            blend = np.where(fading, 1 - weight, 0.0)[..., None, None]     # (n, batch, 1, 1)
             pictures = weight[..., None, None] * pictures + blend * self.images[old]
         frames = render(pictures, self.canvas, self.positions(t0, n), self.edges)
         u = frames.reshape(n, self.batch, self.n_in)
         if self.amplitude != 1.0:
             u *= self.amplitude
-        shown = np.where(fading[:, None] & (weight < 0.5), old, new)
+        shown = np.where(fading & (weight < 0.5), old, new)
         labels = self.labels[shown]
-        ids = j.astype(np.int64) if self.still else t.astype(np.int64)
+        ids = j[:, 0].astype(np.int64) if self.still else t.astype(np.int64)
         if self.target is not None:
             y = self.target(u, ids)
         else:
@@ -422,4 +431,4 @@ def moving_stream(st, images, labels, n_classes, rng, target=None):
                         direction=st["direction"], edges=st["edges"], hold=st["hold"],
                         crossfade=st["crossfade"], jitter=st["jitter"],
                         jitter_every=st["jitter_every"], amplitude=st["amplitude"],
-                        target=target)
+                        target=target, stagger=st["stagger"])

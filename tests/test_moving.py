@@ -327,3 +327,49 @@ def test_cli_without_the_data_extra_is_one_error_line(tmp_path, monkeypatch, wit
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "tickprop[data]" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("batch,hold", [(4, 8), (3, 7), (5, 3)])
+def test_staggered_rows_change_digit_at_evenly_spread_ticks(batch, hold):
+    """With stagger, row b's digits start at ticks k·hold − ⌊b·hold/batch⌋:
+    each dot's intensity names it, so the ticks where a row's intensity
+    changes are exactly those; without stagger every row changes at k·hold."""
+    images, labels = dots(40)
+    ticks = 6 * hold
+    for stagger in (True, False):
+        s = MovingStream(images, labels, 10, batch, np.random.default_rng(3), (9, 9), speed=0.0,
+                         hold=hold, stagger=stagger)
+        u, y, ids, lab = s.frames(0, ticks)
+        total = u.sum(axis=-1)                                   # (ticks, batch)
+        for b in range(batch):
+            off = b * hold // batch if stagger else 0
+            changes = set(np.flatnonzero(np.diff(total[:, b])) + 1)
+            expected = {t for t in range(1, ticks) if (t + off) % hold == 0}
+            assert changes == expected, (stagger, b)
+            shown = np.rint(total[:, b]).astype(int) - 1
+            np.testing.assert_array_equal(lab[:, b], labels[shown])
+        # a still staggered stream changes some row every few ticks: ids number ticks
+        if stagger and batch > 1:
+            np.testing.assert_array_equal(ids, np.arange(ticks))
+
+
+def test_staggered_frames_do_not_depend_on_the_chunking():
+    whole = _stream(4, stagger=True).take(500)
+    s = _stream(4, stagger=True)
+    parts = [s.take(n) for n in (3, 250, 1, 246)]
+    for i in range(3):
+        np.testing.assert_array_equal(whole[i], np.concatenate([p[i] for p in parts]))
+
+
+@pytest.mark.parametrize("key,value", [("stagger", True), ("speed", 0.5), ("jitter", 1.0),
+                                       ("canvas", [16, 16]), ("edges", "wrap")])
+def test_moving_keys_on_another_stream_are_refused_not_ignored(key, value, tmp_path):
+    """A key only the moving stream reads, set on a held stream, is one error
+    line naming it (it would otherwise be parsed and silently ignored)."""
+    out = tmp_path / "out"
+    args = ["run", "fig1_constant", "--out", str(out), "--quiet", "--set",
+            f"stream.{key}={value!r}".replace("'", '"').replace("True", "true")]
+    res = CliRunner().invoke(cli.main, args)
+    assert res.exit_code == 2 and res.stderr.count("error:") == 1, res.output + res.stderr
+    assert f"stream.{key}" in res.stderr and "moving" in res.stderr
+    assert not out.exists()
