@@ -64,7 +64,7 @@ import math
 import numpy as np
 
 from ..network import ACTIVATIONS
-from .windows import crop2d, out_size, pad2d, scatter, windows
+from .windows import crop2d, out_size, pad2d, scatter, slices, windows
 
 
 class Unfit(Exception):
@@ -246,14 +246,33 @@ class Pool(Layer):
         self.out_hw = (out_size(h, kh, sh, 0), out_size(w, kw, sw, 0))
         return (c,) + self.out_hw
 
-    def _win(self, xp, x):
-        return windows(xp, x, self.cfg["size"], self.cfg["stride"], self.out_hw)
+    def _parts(self, x):
+        """The (B, C, Ho, Wo) strided slice of x under every window offset."""
+        return [x[..., r, c] for r, c in slices(self.cfg["size"], self.cfg["stride"], self.out_hw)]
+
+    def _first_max(self, xp, x):
+        """(max, k): each window's maximum and the offset k of its first
+        occurrence, by one elementwise pass per offset (no stacked windows)."""
+        parts = self._parts(x)
+        best, first = parts[0], xp.zeros(parts[0].shape, dtype=xp.int32, device=x.device)
+        for k, part in enumerate(parts[1:], 1):
+            later = part > best          # strictly: ties keep the first offset
+            best = xp.where(later, part, best)
+            first = xp.where(later, xp.asarray(k, dtype=xp.int32, device=x.device), first)
+        return best, first
 
     def _pre(self, xp, params, inputs):
-        win = self._win(xp, inputs[0])
         if self.cfg["mode"] == "avg":
-            return xp.mean(win, axis=2)
-        return xp.max(win, axis=2)
+            parts = self._parts(inputs[0])
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
+            return total / len(parts)
+        parts = self._parts(inputs[0])
+        best = parts[0]
+        for part in parts[1:]:
+            best = xp.maximum(best, part)
+        return best
 
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         x = inputs[0]
@@ -262,7 +281,7 @@ class Pool(Layer):
         if self.cfg["mode"] == "avg":
             parts = [delta / n] * n
         else:
-            first = xp.argmax(self._win(xp, x), axis=2)  # first maximum of each window
+            first = self._first_max(xp, x)[1]   # first maximum of each window
             parts = [xp.astype(first == k, delta.dtype) * delta for k in range(n)]
         g = scatter(xp, parts, x.shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)
         return [g]
