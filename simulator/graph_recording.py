@@ -106,10 +106,10 @@ class GraphRecorder:
             self._host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_tick"] = self._host["tick"].copy()
-            self._state_buf = [], []
-            self._state_next = 0
-            self._pad = {l: be.zeros((B, N - self._sizes[l])) for l in set(plan.layers)
-                         if self._sizes[l] < N}
+            # x and δ of the chunk's recorded rows, zero-padded: (C, 2, layers, B, N)
+            self._state_blk = be.zeros((C, 2, nl, B, N))
+        # with every vertex's state kept, the norms come from it once per chunk
+        self._norms_of_states = plan.states and list(plan.layers) == list(range(n))
 
     def _setup_metrics(self, model, be):
         """The flat layout of the W gradients (one segment per weighted
@@ -153,11 +153,12 @@ class GraphRecorder:
             return
         row, c = i // self.plan.every, self._pending
         X, D = eng.state_views()            # live views: read within this tick
-        sq = xp.stack([xp.sum(a * a) for a in X] + [xp.sum(a * a) for a in D[1:]])
-        norms = xp.sqrt(sq)
-        n = eng.n
-        self._chunk["x_norm"][c, ...] = norms[:n]
-        self._chunk["delta_norm"][c, 1:] = norms[n:]
+        if not self._norms_of_states:
+            sq = xp.stack([xp.sum(a * a) for a in X] + [xp.sum(a * a) for a in D[1:]])
+            norms = xp.sqrt(sq)
+            n = eng.n
+            self._chunk["x_norm"][c, ...] = norms[:n]
+            self._chunk["delta_norm"][c, 1:] = norms[n:]
         tags = eng.tags()
         for key in TAG_KEYS:
             self._host["tag_" + key][row] = tags[key]
@@ -165,8 +166,10 @@ class GraphRecorder:
             self._host[f"tag_{key}_hi"][row] = tags[key + "_hi"]
         self._host["stream_frame"][row] = frame_id
         if self.plan.states:
-            self._state_buf[0].append(self._padded(X))
-            self._state_buf[1].append(self._padded([X[0]] + D[1:]))
+            blk, B, sizes = self._state_blk, eng.batch, self._sizes
+            for j, l in enumerate(self.plan.layers):
+                blk[c, 0, j, :, :sizes[l]] = xp.reshape(X[l], (B, -1))
+                blk[c, 1, j, :, :sizes[l]] = xp.reshape(D[l] if l else X[0], (B, -1))
         self._pending += 1
         if metrics:
             if self._wkeys:
@@ -184,14 +187,6 @@ class GraphRecorder:
         xp = self.xp
         parts = [xp.reshape(a, lead + (-1,)) for a in arrays]
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
-
-    def _padded(self, arrays):
-        xp, B = self.xp, self.engine.batch
-        rows = []
-        for l in self.plan.layers:
-            flat = xp.reshape(arrays[l], (B, -1))
-            rows.append(xp.concat([flat, self._pad[l]], axis=1) if l in self._pad else flat)
-        return xp.stack(rows)
 
     # ------------------------------------------------------------- reference
     def _segment_sums(self, a):
@@ -313,15 +308,18 @@ class GraphRecorder:
             self._process_block()
         n, start = self._pending, self._chunk_start
         if n:
-            be = self.engine.backend
+            be, xp = self.engine.backend, self.xp
+            if self._norms_of_states:       # padding is zero: it adds nothing
+                blk = self._state_blk[:n, ...]
+                norms = xp.sqrt(xp.sum(blk * blk, axis=(3, 4)))          # (n, 2, vertices)
+                self._chunk["x_norm"][:n, ...] = norms[:, 0, :]
+                self._chunk["delta_norm"][:n, 1:] = norms[:, 1, 1:]
             for key, buf in self._chunk.items():
                 self._host[key][start:start + n] = be.to_host(buf[:n, ...])
-            if self.plan.states and self._state_buf[0]:
-                k, m = self._state_next, len(self._state_buf[0])
-                self._host["state_x"][k:k + m] = be.to_host(self.xp.stack(self._state_buf[0]))
-                self._host["state_delta"][k:k + m] = be.to_host(self.xp.stack(self._state_buf[1]))
-                self._state_next += m
-                self._state_buf = [], []
+            if self.plan.states:
+                both = be.to_host(self._state_blk[:n, ...])
+                self._host["state_x"][start:start + n] = both[:, 0]
+                self._host["state_delta"][start:start + n] = both[:, 1]
             self._pending, self._chunk_start = 0, start + n
             for what, key in (("activity", "x_norm"), ("delta", "delta_norm")):
                 bad = np.argwhere(np.isnan(self._host[key][start:start + n]))
@@ -356,7 +354,7 @@ class GraphBudget(RunBudget):
         "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
                          "hold up to 2D ticks of state), a smaller stream.batch or model",
         "reference ring": "a smaller rule.supervision_delay (the ring holds 2D + d_y + 2 "
-                          "gradients) or record.metrics = false",
+                          "gradients and a block's) or record.metrics = false",
         "metric work": "a smaller stream.batch or model, or record.metrics = false",
     })
 
@@ -381,9 +379,10 @@ class GraphBudget(RunBudget):
         items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            ref = 2 * D + d_y + 2
-            items["reference ring"] = s * ref * PW
-            items["metric work"] = s * (P + 3 * B * S)
+            K = metric_block(C, B, S, PW, s)
+            ref = 2 * D + d_y + 2 + K
+            items["reference ring"] = s * (ref + K) * PW       # the ring and the block's g rows
+            items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
         items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":
             F = C if distinct is None else min(C, int(distinct))

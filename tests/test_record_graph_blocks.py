@@ -70,6 +70,8 @@ RUNS = {  # name: (scene, overrides {(section, key): value}, ticks, block bytes 
     "conv frozen hold 1 small blocks": ("conv_digits", {("rule", "learning_rate"): 0.0,
                                                         ("stream", "hold"): 1}, 30, 200000),
     "residual constant": ("residual_levelling", {}, 40, None),
+    "residual constant without states": ("residual_levelling", {("record", "states"): False},
+                                         40, None),
     "residual hold 1 batch 3 small blocks": (
         "residual_levelling", {("stream", "kind"): "held", ("stream", "hold"): 1,
                                ("stream", "batch"): 3}, 40, 17000),
@@ -109,7 +111,7 @@ def _oracle(sc):
     R = 2 * eng.depth + eng.supervision_delay + 2
     key = "pair" if sc["rule"]["reference"] == "input" else "supervision"
     refs, rows = {}, {k: [] for k in ("x_norm", "delta_norm", "mismatch_cos", "mismatch_rel",
-                                      "grad_norm", "ref_norm")}
+                                      "grad_norm", "ref_norm", "state_x", "state_delta")}
     n = eng.n
     for k in range(ticks):
         eng.step(u[k], y[k])
@@ -120,6 +122,15 @@ def _oracle(sc):
         X, D = eng.state_views()
         rows["x_norm"].append([np.sqrt(np.sum(a * a)) for a in X])
         rows["delta_norm"].append([np.nan] + [np.sqrt(np.sum(a * a)) for a in D[1:]])
+        N = max(int(np.prod(a.shape[1:])) for a in X)
+        pad = [np.full((a.shape[0], N), np.nan) for a in X]
+        for p, a in zip(pad, X):
+            p[:, :a[0].size] = a.reshape(a.shape[0], -1)
+        rows["state_x"].append(np.stack(pad))
+        pad = [np.full((a.shape[0], N), np.nan) for a in X]
+        for p, a in zip(pad, [X[0]] + D[1:]):
+            p[:, :a[0].size] = a.reshape(a.shape[0], -1)
+        rows["state_delta"].append(np.stack(pad))
         frames, g = eng.tags()[key], eng.gradients()
         out = {k2: np.full(n - 1, np.nan) for k2 in ("mismatch_cos", "mismatch_rel",
                                                       "grad_norm", "ref_norm")}
@@ -153,6 +164,9 @@ def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
         trace = Prepared(name, sc).simulate()
         want = _oracle(sc)
     assert np.isfinite(want["mismatch_cos"]).sum() > ticks // (2 * sc["record"]["every"])
+    if not sc["record"]["states"]:
+        assert "state_x" not in trace
+        del want["state_x"], want["state_delta"]
     for key, a in want.items():
         got = trace[key]
         assert got.shape == a.shape, key
