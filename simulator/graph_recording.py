@@ -18,9 +18,11 @@ inputs, ``GraphEngine.gradients()``) with the W gradient of
 (``pair`` for reference "input", ``supervision`` for "supervision"; the oldest
 frame where a vertex mixes several), with the weights of the tick that frame
 entered: backprop of every frame goes into a ring of 2D + d_y + 2 frames, D
-the model's depth, as the chain recorder does. Plain and exact, not fast: one
-instantaneous forward and backward pass per tick (skipped for a held frame
-with frozen weights).
+the model's depth, (plus a block of K ticks) as the chain recorder does. With
+frozen weights the reference of a block's distinct frames is ONE batched
+forward and backward pass (``reference.frame_gradients``; a held frame reuses
+the gradient before); learning on, one ``backprop`` per tick with that tick's
+weights. The mismatch of a block's rows is a few batched calls.
 """
 import numpy as np
 
@@ -46,9 +48,31 @@ def vertex_arrays(model):
             "sizes": np.array([int(np.prod(v.shape)) for v in model.vertices], dtype=np.int64)}
 
 
+# Bytes a graph recorder may spend on one metric block: the engine's W
+# gradients of its pending rows, or one batched backprop over its frames.
+BLOCK_BYTES = 16 * 2**20
+
+
+def metric_block(chunk, batch, vertex_values, weights, itemsize):
+    """Ticks per metric block of a graph recorder: as many as fit BLOCK_BYTES
+    of pending W gradients (``weights`` values a row) and of one batched
+    backprop (about 4 arrays of ``vertex_values`` per frame row), at least 1,
+    at most a chunk."""
+    per_tick = itemsize * max(weights, 4 * batch * vertex_values, 1)
+    return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
+
+
 class GraphRecorder:
     """Records a GraphEngine into host arrays, a row every ``plan.every`` ticks
-    (``plan``: a RecordPlan whose depth is n − 1 and width the largest vertex)."""
+    (``plan``: a RecordPlan whose depth is n − 1 and width the largest vertex).
+
+    Norms, tags and states are read per recorded tick; the mismatch is done
+    per block of K ticks (``metric_block``): a recorded tick keeps the
+    engine's W gradients as one flat row, and the block's rows are compared
+    with the reference ring in a few batched calls. The reference of frozen
+    weights is ONE ``reference.frame_gradients`` pass over the block's
+    distinct frames (weights read once per run); learning on, a ``backprop``
+    per tick with that tick's weights, as it must."""
 
     def __init__(self, engine, plan, reference="input"):
         if reference not in REFERENCES:
@@ -71,122 +95,231 @@ class GraphRecorder:
             self._host[f"tag_{key}_hi"] = np.full((T, n), -1, dtype=np.int64)
         be = engine.backend
         self._chunk = {"x_norm": be.zeros((C, n)), "delta_norm": be.zeros((C, n))}
+        self._pending, self._chunk_start = 0, 0
         if plan.metrics:            # nothing kept for metrics that are not recorded
-            self._chunk.update({k: be.zeros((C, n - 1)) for k in
-                                ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")})
             self._host.update({k: np.full((T, n - 1), np.nan) for k in
                                ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")})
-        self._pending, self._chunk_start = 0, 0
-        self._ref_len = R = 2 * engine.depth + engine.supervision_delay + 2
-        self._ref = [None] * R                         # {key of W: device gradient}
-        self._ref_frame = np.full(R, -1, dtype=np.int64)
+            self._setup_metrics(model, be)
         if plan.states:
             S, nl = plan.state_ticks, len(plan.layers)
             N = max(self._sizes)
             self._host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
             self._host["state_tick"] = self._host["tick"].copy()
-            self._state_buf = [], []
-            self._state_next = 0
-            self._pad = {l: be.zeros((B, N - self._sizes[l])) for l in set(plan.layers)
-                         if self._sizes[l] < N}
+            # x and δ of the chunk's recorded rows, zero-padded: (C, 2, layers, B, N)
+            self._state_blk = be.zeros((C, 2, nl, B, N))
+        # with every vertex's state kept, the norms come from it once per chunk
+        self._norms_of_states = plan.states and list(plan.layers) == list(range(n))
+
+    def _setup_metrics(self, model, be):
+        """The flat layout of the W gradients (one segment per weighted
+        vertex), the pending-row block and the reference ring."""
+        eng = self.engine
+        self._wkeys = [f"{model.vertices[v].name}.W" for v in self._weighted]
+        shapes = model.param_shapes()
+        bounds = np.cumsum([0] + [int(np.prod(shapes[k])) for k in self._wkeys])
+        self._segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        PW = int(bounds[-1])
+        self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
+        self._K = K = metric_block(self.plan.chunk, eng.batch, sum(self._sizes), PW,
+                                   self.plan.itemsize)
+        self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
+        self._ring = RR = R + K
+        self._ref_g = be.zeros((RR, PW))              # the W gradients of frame i in slot i % RR
+        self._ref_gg = be.zeros((RR, max(1, len(self._wkeys))))
+        self._ref_frame = np.full(RR, -1, dtype=np.int64)
+        self._blk_g = be.zeros((K, PW))               # the engine's g of the pending rows
+        self._blk_rows = []                           # the ticks of those rows
+        self._since = 0                               # ticks since the last block
+        self._frames = []                             # frozen: (tick, u, y, repeat) pending
+        self._frozen = not eng.learning_rate
+        self._params = None                           # frozen: read once per run
 
     # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (the engine has just made it), whose input/target were
         u, y; ``repeat`` says u, y and the weights are those of tick i − 1."""
         eng, xp = self.engine, self.xp
-        if self.plan.metrics:
-            self._store_reference(i, u, y, repeat)
+        metrics = self.plan.metrics
+        if metrics:
+            if self._frozen:
+                self._frames.append((i, u, y, repeat))
+            else:
+                self._reference_now(i, u, y)
+            self._since += 1
         if i % self.plan.every:
+            if metrics and self._since >= self._K:
+                self._process_block()
             return
         row, c = i // self.plan.every, self._pending
         X, D = eng.state_views()            # live views: read within this tick
-        sq = xp.stack([xp.sum(a * a) for a in X] + [xp.sum(a * a) for a in D[1:]])
-        norms = xp.sqrt(sq)
-        n = eng.n
-        self._chunk["x_norm"][c, ...] = norms[:n]
-        self._chunk["delta_norm"][c, 1:] = norms[n:]
+        if not self._norms_of_states:
+            sq = xp.stack([xp.sum(a * a) for a in X] + [xp.sum(a * a) for a in D[1:]])
+            norms = xp.sqrt(sq)
+            n = eng.n
+            self._chunk["x_norm"][c, ...] = norms[:n]
+            self._chunk["delta_norm"][c, 1:] = norms[n:]
         tags = eng.tags()
         for key in TAG_KEYS:
             self._host["tag_" + key][row] = tags[key]
         for key in HI_KEYS:
             self._host[f"tag_{key}_hi"][row] = tags[key + "_hi"]
         self._host["stream_frame"][row] = frame_id
-        if self.plan.metrics:
-            self._measure(i, c, tags)
         if self.plan.states:
-            self._state_buf[0].append(self._padded(X))
-            self._state_buf[1].append(self._padded([X[0]] + D[1:]))
+            blk, B, sizes = self._state_blk, eng.batch, self._sizes
+            for j, l in enumerate(self.plan.layers):
+                blk[c, 0, j, :, :sizes[l]] = xp.reshape(X[l], (B, -1))
+                blk[c, 1, j, :, :sizes[l]] = xp.reshape(D[l] if l else X[0], (B, -1))
         self._pending += 1
+        if metrics:
+            if self._wkeys:
+                g = eng.gradients()
+                self._blk_g[len(self._blk_rows), :] = self._flat([g[key] for key in self._wkeys])
+            self._blk_rows.append(i)
+            if self._since >= self._K:      # rows and frames of at most K ticks: the ring holds them
+                self._process_block()
         if self._pending == self.plan.chunk:
             self.flush()
 
-    def _padded(self, arrays):
-        xp, B = self.xp, self.engine.batch
-        rows = []
-        for l in self.plan.layers:
-            flat = xp.reshape(arrays[l], (B, -1))
-            rows.append(xp.concat([flat, self._pad[l]], axis=1) if l in self._pad else flat)
-        return xp.stack(rows)
+    def _flat(self, arrays, lead=()):
+        """The W gradients ``arrays`` (in ``_wkeys`` order, each with leading
+        axes ``lead``) as one flat row per leading index."""
+        xp = self.xp
+        parts = [xp.reshape(a, lead + (-1,)) for a in arrays]
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
 
-    def _store_reference(self, i, u, y, repeat):
-        """Backprop's W gradients of frame i with the current weights, into the ring."""
-        eng, R = self.engine, self._ref_len
-        slot = i % R
-        if repeat and i > 0 and self._ref[(i - 1) % R] is not None:
-            self._ref[slot] = self._ref[(i - 1) % R]   # same frame, same weights: same gradient
-        else:
-            grads = graph_reference.backprop(eng.model, u, y, eng.loss, params=eng.parameters())
-            self._ref[slot] = {k: a for k, a in grads.items() if k.endswith(".W")}
+    # ------------------------------------------------------------- reference
+    def _segment_sums(self, a):
+        """(rows, segments): sums of ``a`` (rows, PW) over each weighted vertex's columns."""
+        xp = self.xp
+        return xp.stack([xp.sum(a[:, lo:hi], axis=1) for lo, hi in self._segments], axis=1)
+
+    def _reference_now(self, i, u, y):
+        """Learning on: backprop's W gradients of frame i with the weights of tick i."""
+        if not self._wkeys:
+            return
+        eng, slot = self.engine, i % self._ring
+        grads = graph_reference.backprop(eng.model, u, y, eng.loss, params=eng.parameters())
+        G = self._flat([grads[key] for key in self._wkeys], (1,))
+        self._ref_g[slot:slot + 1, :] = G
+        self._ref_gg[slot:slot + 1, :] = self._segment_sums(G * G)
         self._ref_frame[slot] = i
 
-    def _measure(self, i, c, tags):
-        with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
-            self._measure_row(i, c, tags)
+    def _reference_block(self):
+        """Frozen weights: the W gradients of the pending frames that are not
+        repeats of the frame before, in ONE batched backprop
+        (``frame_gradients``), written into the ring (a repeat takes the slot
+        of the tick before)."""
+        frames, self._frames = self._frames, []
+        if not self._wkeys:
+            return
+        eng, xp, RR = self.engine, self.xp, self._ring
+        n, i0 = len(frames), frames[0][0]
+        src, fresh = np.empty(n, dtype=np.int64), []
+        for k, (i, _, _, rep) in enumerate(frames):
+            if rep and i > 0 and (k > 0 or self._ref_frame[(i - 1) % RR] == i - 1):
+                src[k] = src[k - 1] if k else -1
+            else:
+                src[k] = len(fresh)
+                fresh.append(k)
+        if self._params is None:
+            self._params = eng.parameters()
+        rows = []
+        if src[0] < 0:                                 # leading repeats: the slot before
+            prev = (i0 - 1) % RR
+            rows.append((self._ref_g[prev:prev + 1, :], self._ref_gg[prev:prev + 1, :]))
+        if fresh:
+            U = xp.stack([frames[k][1] for k in fresh])
+            Y = xp.stack([frames[k][2] for k in fresh])
+            grads = graph_reference.frame_gradients(eng.model, U, Y, eng.loss,
+                                                    params=self._params)
+            G = self._flat([grads[key] for key in self._wkeys], (len(fresh),))
+            rows.append((G, self._segment_sums(G * G)))
+        G = rows[0][0] if len(rows) == 1 else xp.concat([r[0] for r in rows], axis=0)
+        GG = rows[0][1] if len(rows) == 1 else xp.concat([r[1] for r in rows], axis=0)
+        pick = src + (1 if src[0] < 0 else 0)
+        if not np.array_equal(pick, np.arange(G.shape[0])):
+            take = xp.asarray(pick)
+            G, GG = xp.take(G, take, axis=0), xp.take(GG, take, axis=0)
+        p = 0
+        while p < n:                                   # at most two pieces: the ring wraps
+            s = (i0 + p) % RR
+            q = min(n, p + RR - s)
+            self._ref_g[s:s + q - p, :] = G[p:q, :]
+            self._ref_gg[s:s + q - p, :] = GG[p:q, :]
+            p = q
+        ticks = i0 + np.arange(n)
+        self._ref_frame[ticks % RR] = ticks
 
-    def _measure_row(self, i, c, tags):
-        eng, xp, R = self.engine, self.xp, self._ref_len
-        frames = tags["pair" if self.reference == "input" else "supervision"]
-        g = eng.gradients()
-        nan = xp.asarray(float("nan"), dtype=self._chunk["x_norm"].dtype)
-        for v in self._weighted:
-            key = f"{eng.model.vertices[v].name}.W"
-            gw = g[key]
-            gg = xp.sum(gw * gw)
-            self._chunk["grad_norm"][c, v - 1] = xp.sqrt(gg)
-            s = int(frames[v])
-            if s < 0 or s <= i - R or self._ref_frame[s % R] != s:
-                for k in ("mismatch_cos", "mismatch_rel", "ref_norm"):
-                    self._chunk[k][c, v - 1] = nan
-                continue
-            rw = self._ref[s % R][key]
-            gG, GG = xp.sum(gw * rw), xp.sum(rw * rw)
-            self._chunk["mismatch_cos"][c, v - 1] = gG / xp.sqrt(gg * GG)
-            diff = gw - rw
-            self._chunk["mismatch_rel"][c, v - 1] = xp.sqrt(xp.sum(diff * diff) / GG)
-            self._chunk["ref_norm"][c, v - 1] = xp.sqrt(GG)
-        for v in range(1, eng.n):
-            if v not in self._weighted:
-                for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
-                    self._chunk[k][c, v - 1] = nan
+    # ----------------------------------------------------------------- blocks
+    def _process_block(self):
+        """References of the pending frames, then the mismatch of the pending rows."""
+        self._since = 0
+        if self._frozen and self._frames:
+            self._reference_block()
+        if self._blk_rows:
+            with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
+                self._measure()
+
+    def _measure(self):
+        """Mismatch of the pending rows against the ring's references of their
+        paired frames (the oldest where a vertex mixes frames), batched over
+        the rows, into the host arrays (rows are consecutive)."""
+        ticks, self._blk_rows = np.array(self._blk_rows, dtype=np.int64), []
+        xp, be, host = self.xp, self.engine.backend, self._host
+        n, r0 = len(ticks), int(ticks[0]) // self.plan.every
+        rows = slice(r0, r0 + n)
+        for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
+            host[k][rows] = np.nan
+        if not self._wkeys:
+            return
+        R, RR, PW = self._R, self._ring, self._ref_g.shape[1]
+        key = "tag_pair" if self.reference == "input" else "tag_supervision"
+        cols = np.array(self._weighted)
+        frames = host[key][rows][:, cols]                          # (n, weighted)
+        t = ticks[:, None]
+        valid = (frames >= 0) & (frames > t - R)
+        slots = np.where(valid, frames % RR, t % RR)
+        valid &= self._ref_frame[slots] == frames
+        g = self._blk_g[:n, :]
+        idx = slots[:, self._seg_of] * PW + np.arange(PW)
+        ref = xp.reshape(xp.take(xp.reshape(self._ref_g, (-1,)), xp.asarray(idx.reshape(-1))),
+                         (n, PW))
+        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)),
+                                xp.asarray((slots * self._ref_gg.shape[1]
+                                            + np.arange(len(cols))).reshape(-1))),
+                        (n, len(cols)))
+        diff = g - ref
+        gg = self._segment_sums(g * g)
+        gG = self._segment_sums(g * ref)
+        dd = self._segment_sums(diff * diff)
+        nan = np.where(valid, 0.0, np.nan)
+        host["mismatch_cos"][rows, cols - 1] = be.to_host(gG / xp.sqrt(gg * GG)) + nan
+        host["mismatch_rel"][rows, cols - 1] = be.to_host(xp.sqrt(dd / GG)) + nan
+        host["grad_norm"][rows, cols - 1] = be.to_host(xp.sqrt(gg))
+        host["ref_norm"][rows, cols - 1] = be.to_host(xp.sqrt(GG)) + nan
 
     # ---------------------------------------------------------------- chunks
     def flush(self):
         """Move the pending rows to the host; stop with NumericalError naming
         the first recorded tick and vertex whose x or δ is NaN (and the engine's
         own check of its current state)."""
+        if self.plan.metrics:
+            self._process_block()
         n, start = self._pending, self._chunk_start
         if n:
-            be = self.engine.backend
+            be, xp = self.engine.backend, self.xp
+            if self._norms_of_states:       # padding is zero: it adds nothing
+                blk = self._state_blk[:n, ...]
+                norms = xp.sqrt(xp.sum(blk * blk, axis=(3, 4)))          # (n, 2, vertices)
+                self._chunk["x_norm"][:n, ...] = norms[:, 0, :]
+                self._chunk["delta_norm"][:n, 1:] = norms[:, 1, 1:]
             for key, buf in self._chunk.items():
                 self._host[key][start:start + n] = be.to_host(buf[:n, ...])
-            if self.plan.states and self._state_buf[0]:
-                k, m = self._state_next, len(self._state_buf[0])
-                self._host["state_x"][k:k + m] = be.to_host(self.xp.stack(self._state_buf[0]))
-                self._host["state_delta"][k:k + m] = be.to_host(self.xp.stack(self._state_buf[1]))
-                self._state_next += m
-                self._state_buf = [], []
+            if self.plan.states:
+                both = be.to_host(self._state_blk[:n, ...])
+                self._host["state_x"][start:start + n] = both[:, 0]
+                self._host["state_delta"][start:start + n] = both[:, 1]
             self._pending, self._chunk_start = 0, start + n
             for what, key in (("activity", "x_norm"), ("delta", "delta_norm")):
                 bad = np.argwhere(np.isnan(self._host[key][start:start + n]))
@@ -221,7 +354,7 @@ class GraphBudget(RunBudget):
         "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
                          "hold up to 2D ticks of state), a smaller stream.batch or model",
         "reference ring": "a smaller rule.supervision_delay (the ring holds 2D + d_y + 2 "
-                          "gradients) or record.metrics = false",
+                          "gradients and a block's) or record.metrics = false",
         "metric work": "a smaller stream.batch or model, or record.metrics = false",
     })
 
@@ -246,9 +379,10 @@ class GraphBudget(RunBudget):
         items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            ref = 2 * D + d_y + 2
-            items["reference ring"] = s * ref * PW
-            items["metric work"] = s * (P + 3 * B * S)
+            K = metric_block(C, B, S, PW, s)
+            ref = 2 * D + d_y + 2 + K
+            items["reference ring"] = s * (ref + K) * PW       # the ring and the block's g rows
+            items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
         items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":
             F = C if distinct is None else min(C, int(distinct))

@@ -92,6 +92,59 @@ def backprop(model, u, y, loss="mse", params=None, feedback=None):
     return grads
 
 
+def frame_gradients(model, u, y, loss="mse", params=None):
+    """``backprop`` of F frames at once: {"<layer>.W"/"<layer>.b": (F, *shape)},
+    entry f the parameter gradient of frame f (summed over its B rows) for
+    ``u`` (F, B, *input_shape) and ``y`` (F, B, *output_shape), one set of
+    parameters for all. The F·B rows go through ONE forward and backward pass
+    (``factors``; every loss is a sum over rows, so a row's δ does not depend on
+    the others), then each frame's gradient is a batched product over its rows:
+    dense and linear δᵀx per frame as one (F, ·, ·) matmul, conv2d δ against
+    the im2col columns of the frame's rows; any other kind with parameters
+    through its own ``param_grads``, frame by frame. Equal to a loop of
+    ``backprop`` per frame up to rounding."""
+    xp = array_namespace(u)
+    F, B = int(u.shape[0]), int(u.shape[1])
+    flat_u = xp.reshape(u, (F * B,) + tuple(u.shape[2:]))
+    flat_y = xp.reshape(y, (F * B,) + tuple(y.shape[2:]))
+    outs, deltas, _ = factors(model, flat_u, flat_y, loss, params)
+    grads = {}
+    for v in model.vertices[1:]:
+        if not v.param_names:
+            continue
+        inputs = [outs[i] for i in v.parents]
+        g = _frame_param_grads(xp, v.layer, inputs, deltas[v.index], F, B)
+        grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+    return grads
+
+
+def _frame_param_grads(xp, layer, inputs, delta, F, B):
+    """{name: (F, *shape)}: ``layer.param_grads`` of each frame's B rows of
+    the stacked (F·B, ...) ``inputs`` and ``delta``."""
+    kind = layer.kind
+    if kind in ("dense", "linear"):
+        x, m = inputs[0], delta.shape[-1]
+        d3 = xp.reshape(delta, (F, -1, m))
+        out = {"W": xp.matrix_transpose(d3) @ xp.reshape(x, (F, -1, x.shape[-1]))}
+        if "b" in layer.param_shapes:
+            out["b"] = xp.sum(d3, axis=1)
+        return out
+    if kind == "conv2d":
+        cols = layer._cols(xp, inputs[0])                      # (F·B, C·kh·kw, Ho·Wo)
+        o, k, hw = delta.shape[1], cols.shape[1], cols.shape[2]
+        d = xp.reshape(delta, (F, B, o, hw))
+        c = xp.reshape(cols, (F, B, k, hw))
+        d = xp.reshape(xp.permute_dims(d, (0, 2, 1, 3)), (F, o, B * hw))
+        c = xp.reshape(xp.permute_dims(c, (0, 2, 1, 3)), (F, k, B * hw))
+        gw = d @ xp.matrix_transpose(c)                         # (F, o, C·kh·kw)
+        return {"W": xp.reshape(gw, (F,) + tuple(layer.param_shapes["W"])),
+                "b": xp.sum(d, axis=2)}
+    rows = [layer.param_grads(xp, [xp.reshape(a, (F, B) + tuple(a.shape[1:]))[f] for a in inputs],
+                              xp.reshape(delta, (F, B) + tuple(delta.shape[1:]))[f])
+            for f in range(F)]
+    return {k: xp.stack([r[k] for r in rows]) for k in rows[0]}
+
+
 def loss_value(model, u, y, loss="mse", params=None):
     """ℓ(u, y) of the instantaneous model, summed over the batch."""
     xp = array_namespace(u)
