@@ -19,7 +19,7 @@ from .errors import SimulatorError
 
 MAX_AUTO = 4
 _LIMITER = None   # the process-wide limit in force (kept so it stays applied)
-_THREADS = 0      # the threads it allows (0: none applied yet)
+_REQUESTED = 0    # run.threads / --threads of the current run (0: automatic)
 _WORKER = False   # this process is one of several workers (a sweep's)
 
 
@@ -52,15 +52,9 @@ def choose(requested=0, workers=1, load=None, cores=None):
 
 def apply(threads):
     """Limit every BLAS library numpy (and cupy's host side) loaded to ``threads``."""
-    global _LIMITER, _THREADS
+    global _LIMITER
     _LIMITER = threadpool_limits(limits=int(threads), user_api="blas")
-    _THREADS = int(threads)
     return threads
-
-
-def in_force():
-    """The BLAS threads the last ``apply`` allowed (1 if none applied yet)."""
-    return _THREADS or 1
 
 
 def one_blas_thread():
@@ -87,12 +81,25 @@ def worker():
     apply(1)
 
 
+def own_threads():
+    """Threads for work that runs its own Python threads, one BLAS thread each
+    (a train scene's rules side by side): what run.threads / --threads asked
+    for, 1 in a sweep worker, else the usable cores up to MAX_AUTO. There is
+    no load test: waiting Python threads sleep, where idle BLAS threads spin."""
+    if _REQUESTED:
+        return _REQUESTED
+    return 1 if _WORKER else max(1, min(usable_cores(), MAX_AUTO))
+
+
 def setup(requested=0, workers=1):
     """Choose, apply and report in one call (every run's entry, kinds.run_scene)."""
+    global _REQUESTED
+    _REQUESTED = requested if isinstance(requested, int) and not isinstance(requested, bool) \
+        else 0
     threads, why = choose(requested, max(workers, 2) if _WORKER else workers)
     apply(threads)
     return report(threads, why)
 
 
-__all__ = ["MAX_AUTO", "apply", "choose", "in_force", "one_blas_thread", "report", "setup",
-           "usable_cores", "worker"]
+__all__ = ["MAX_AUTO", "apply", "choose", "one_blas_thread", "own_threads", "report",
+           "setup", "usable_cores", "worker"]

@@ -59,3 +59,37 @@ def test_run_json_says_what_threads_were_used(tmp_path):
     info = json.loads((out / "run.json").read_text())["threads"]
     assert info["blas_threads"] == 1 and "--threads" in info["why"]
     assert all(lib["threads"] == 1 for lib in info["libraries"])
+
+
+def test_a_train_scene_gives_its_rules_the_cores_it_may_use(tmp_path, monkeypatch):
+    """Rules learning side by side take run.threads / --threads threads, one
+    BLAS thread each while they learn; automatically the usable cores (no
+    load test), and one in a sweep worker."""
+    np.ones((4, 4)) @ np.ones((4, 4))      # BLAS is loaded
+    before = _blas_threads()
+    try:
+        monkeypatch.setattr(threads, "usable_cores", lambda: 3)
+        monkeypatch.setattr(threads, "_WORKER", False)
+        threads.setup(0)
+        assert threads.own_threads() == 3
+        threads.setup(2)
+        assert threads.own_threads() == 2
+        monkeypatch.setattr(threads, "_WORKER", True)
+        threads.setup(0)
+        assert threads.own_threads() == 1
+        monkeypatch.setattr(threads, "_WORKER", False)
+        seen = []
+        real = threads.one_blas_thread
+
+        def spy():
+            seen.append(True)
+            return real()
+        monkeypatch.setattr(threads, "one_blas_thread", spy)
+        out = tmp_path / "run"
+        res = CliRunner().invoke(cli.main, ["run", "train_digits", "--ticks", "40", "--no-png",
+                                            "--no-gif", "--quiet", "--threads", "2",
+                                            "--out", str(out), "--set", "train.eval_every=20"])
+        assert res.exit_code == 0, res.output + res.stderr
+        assert json.loads((out / "results.json").read_text())["rule_threads"] == 2 and seen
+    finally:
+        threads.apply(max(before))

@@ -26,8 +26,8 @@ def prepare(name, scene, options=None):
 
     def job(folder, progress=None):
         # The cores the run may use go to the rules side by side, one BLAS
-        # thread each (threads.in_force: what run.threads / --threads chose).
-        workers = min(threads.in_force(), len(scene["train"]["rules"]))
+        # thread each (threads.own_threads: run.threads / --threads, else the cores).
+        workers = min(threads.own_threads(), len(scene["train"]["rules"]))
         t0 = time.perf_counter()
         if workers > 1:
             with threads.one_blas_thread():
