@@ -18,13 +18,12 @@ import argparse
 import copy
 import os
 import statistics
-import time
 
 import numpy as np
 
 from allocator import ensure
+from bench_run import bare   # GraphEngine.step is timed the same way as Engine.step
 from simulator import threads
-from simulator.build import build
 from simulator.runner import Prepared
 from simulator.scene import load
 
@@ -54,19 +53,6 @@ def scene(base, overrides, ticks):
     sc["run"]["ticks"] = ticks
     sc["record"]["memory_budget"] = "16GiB"
     return sc
-
-
-def bare(sc):
-    """Seconds of ``ticks`` bare GraphEngine.step calls on the scene's frames."""
-    parts = build(sc)
-    engine = parts.engine()
-    ticks = sc["run"]["ticks"]
-    u_host, y_host, _ = parts.stream.take(ticks)
-    u, y = engine.backend.asarray(u_host), engine.backend.asarray(y_host)
-    t = time.perf_counter()
-    for k in range(ticks):
-        engine.step(u[k], y[k])
-    return time.perf_counter() - t
 
 
 def recorded(sc):

@@ -29,7 +29,8 @@ import numpy as np
 from .errors import NumericalError, SimulatorError
 from .model import reference as graph_reference
 from .model.tick import distances, sync_set
-from .probes import REFERENCES, TAG_KEYS, RunBudget, Trace, _blank_padding, _row_bytes
+from .probes import (REFERENCES, TAG_KEYS, RunBudget, Trace, _blank_padding, _row_bytes,
+                     repeat_sources)
 
 HI_KEYS = ("input", "supervision", "output", "pair")
 
@@ -215,13 +216,7 @@ class GraphRecorder:
             return
         eng, xp, RR = self.engine, self.xp, self._ring
         n, i0 = len(frames), frames[0][0]
-        src, fresh = np.empty(n, dtype=np.int64), []
-        for k, (i, _, _, rep) in enumerate(frames):
-            if rep and i > 0 and (k > 0 or self._ref_frame[(i - 1) % RR] == i - 1):
-                src[k] = src[k - 1] if k else -1
-            else:
-                src[k] = len(fresh)
-                fresh.append(k)
+        src, fresh = repeat_sources(frames, self._ref_frame, RR)
         if self._params is None:
             self._params = eng.parameters()
         rows = []

@@ -397,6 +397,23 @@ def _gram(xp, d1, x1, d2, x2):
     return xp.sum(dd * xx, axis=(-2, -1))
 
 
+def repeat_sources(frames, ref_frame, ring):
+    """For a block of pending ``frames`` (tick index i, ..., repeat flag) the
+    reference to use per frame: (src, fresh) with ``fresh`` the positions of
+    the frames needing their own backprop and ``src[k]`` the index into
+    ``fresh`` of frame k's reference, or −1 for a leading repeat whose
+    reference is the ring slot of the tick before (``ref_frame`` says which
+    frame each of the ``ring`` slots holds)."""
+    src, fresh = np.empty(len(frames), dtype=np.int64), []
+    for k, (i, _, _, rep) in enumerate(frames):
+        if rep and i > 0 and (k > 0 or ref_frame[(i - 1) % ring] == i - 1):
+            src[k] = src[k - 1] if k else -1
+        else:
+            src[k] = len(fresh)
+            fresh.append(k)
+    return src, fresh
+
+
 class Recorder:
     """Records an Engine into host arrays, a row every ``plan.every`` ticks (see RecordPlan).
 
@@ -535,19 +552,13 @@ class Recorder:
         """Frozen weights: one batched backprop over the pending frames that are
         not repeats of the frame before, written straight into the ring."""
         frames, self._frames = self._frames, []
-        RR, n, i0 = self._ring, len(frames), frames[0][0]
-        src, fresh = np.empty(n, dtype=np.int64), []
-        for k, (i, _, _, rep) in enumerate(frames):
-            if rep and i > 0 and (k > 0 or self._ref_frame[(i - 1) % RR] == i - 1):
-                src[k] = src[k - 1] if k else -1
-            else:
-                src[k] = len(fresh)
-                fresh.append(k)
+        RR, i0 = self._ring, frames[0][0]
+        src, fresh = repeat_sources(frames, self._ref_frame, RR)
         if self._params is None:
             self._params = (self.engine.weights(), self.engine.biases())
         self._write_reference(i0, src, [frames[k][1] for k in fresh],
                               [frames[k][2] for k in fresh], *self._params)
-        ticks = i0 + np.arange(n)
+        ticks = i0 + np.arange(len(frames))
         self._ref_frame[ticks % RR] = ticks
 
     def _write_reference(self, i0, src, us, ys, weights, biases):
