@@ -289,8 +289,10 @@ class RuleRun:
                                     setup.classify)
         # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
         self.angles = alignment_angles if rule in ALIGNMENT_RULES else (lambda _: [])
+        self.loss = loss
         self.curve = {"tick": [0], "accuracy": [acc0], "loss": [self.loss0],
-                      "angles": [self.angles(self.learner)], "diverged": False, "error": ""}
+                      "angles": [self.angles(self.learner)], "grad_angles": [[]],
+                      "diverged": False, "error": ""}
 
     @property
     def stopped(self):
@@ -300,6 +302,7 @@ class RuleRun:
         """Step the learner through frames u (n, B, ...), y (n, B, n_out)."""
         if self.stopped:
             return
+        self.last = (u[-1], y[-1])
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for k in range(len(u)):
@@ -318,6 +321,9 @@ class RuleRun:
         c["accuracy"].append(acc)
         c["loss"].append(value)
         c["angles"].append(self.angles(self.learner))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            c["grad_angles"].append(gradient_angles(self.learner, *self.last, self.loss)
+                                    if not c["diverged"] else [])
         if c["diverged"] or not np.isfinite(value) or \
                 value > DIVERGENCE_FACTOR * max(self.loss0, 1e-12):
             c["diverged"] = True
@@ -375,6 +381,41 @@ def _lockstep(runs, stream, ticks, every, progress, pool, dtype):
                 progress(ticks - done + n if r.stopped else n)
 
 
+def _angle(g, G):
+    """Degrees between two arrays as vectors (NaN when either is zero)."""
+    g, G = np.ravel(g).astype(np.float64), np.ravel(G).astype(np.float64)
+    denom = np.linalg.norm(g) * np.linalg.norm(G)
+    return float(np.degrees(np.arccos(np.clip(g @ G / denom, -1, 1)))) if denom else np.nan
+
+
+def gradient_angles(learner, u, y, loss):
+    """Per weight matrix (first layer first), the angle in degrees between the
+    update direction the learner has formed for frame (u, y) — a tick engine's
+    g[t] of the tick that just took u, AR's relaxed gradient — and
+    instantaneous backprop's gradient of that frame with the learner's current
+    weights (0° is backprop). On a slow stream the engine's waves carry nearly
+    this frame, so the angle is the rule's real misalignment; [] for the
+    backprop and Z-IL baselines, whose update is backprop's."""
+    uh, yh = np.asarray(u, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if isinstance(learner, GraphEngine) or isinstance(learner, RelaxationLearner):
+        model = _learned(learner)
+        ref = model_backprop(model, uh, yh.reshape((len(yh),) + model.output_shape), loss)
+        if isinstance(learner, GraphEngine):
+            est, backend = learner.gradients(), learner.backend
+        else:
+            backend = learner.ar.backend
+            est = learner.ar.gradients(backend.asarray(uh), backend.asarray(
+                yh.reshape((len(yh),) + model.output_shape)))[0]
+        host = backend.to_host
+        keys = [k for k in model.parameters() if k.endswith(".W")]
+        return [_angle(host(est[k]), ref[k]) for k in keys]
+    if isinstance(learner, Engine):
+        pairs, _ = factors(learner.network(), uh, yh, loss)
+        est = [learner.backend.to_host(g) for g in learner.gradients()]
+        return [_angle(g, d.T @ x) for g, (x, d) in zip(est, pairs)]
+    return []
+
+
 def train_rule(rule, setup, progress=None):
     """Train one rule for run.ticks ticks; return its curve (ticks, accuracy,
     loss, alignment angles) and whether it diverged (``train_rules``)."""
@@ -408,5 +449,5 @@ def train_scene(scene, progress=None, setup=None, workers=1):
 
 
 __all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
-           "train_rules", "RuleRun", "stream_chunk",
+           "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
            "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]

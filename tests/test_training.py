@@ -160,8 +160,9 @@ def test_run_training_writes_curves_and_picture(tmp_path):
     assert results["curves"]["diffusion"]["tick"] == [0, 100, 200, 300]
     assert summary["random.final_accuracy"] == results["curves"]["random"]["accuracy"][-1]
     img = imread(tmp_path / "learning.png")
-    # three panels (accuracy, loss, angle) at 4.2 in × 100 dpi each
-    assert img.shape[1] == 1260 and img.shape[0] == 360
+    # four panels (accuracy, loss, update-vs-backprop angle, W–F angle) at
+    # 4.2 in × 100 dpi each
+    assert img.shape[1] == 1680 and img.shape[0] == 360
     rgb = (img[..., :3] * 255).round().astype(int)
     for rule in ("diffusion", "random"):
         colour = np.array([int(RULE_COLOURS[rule][i:i + 2], 16) for i in (1, 3, 5)])
@@ -210,3 +211,30 @@ def test_a_rule_that_blows_up_stops_alone(monkeypatch):
     assert "tick 130" in curves["random"]["error"]
     assert curves["backprop"]["tick"][-1] == 400 and not summary["backprop.diverged"]
     assert sum(told) == 2 * 400
+
+
+def test_gradient_angles_of_a_chain_engine(rng):
+    """Chain engine: at a constant frame with frozen weights diffusion's g is
+    backprop's gradient (fact A: angle ~0°); random feedback's hidden layers
+    are not, and their angles equal those computed here from B by hand."""
+    net = Network.random([5, 7, 6, 3], ["tanh", "tanh", "linear"], seed=4)
+    u, y = rng.normal(size=(2, 5)), rng.normal(size=(2, 3))
+    diff = Engine(net, loss="mse", batch=2)
+    for _ in range(3 * net.depth):
+        diff.step(u, y)
+    assert max(training.gradient_angles(diff, u, y, "mse")) < 1e-6
+    fa = Engine(net, loss="mse", feedback="random", feedback_seed=3, batch=2)
+    for _ in range(3 * net.depth):
+        fa.step(u, y)
+    B = fa.feedback_matrices()
+    W, b = net.weights, net.biases
+    x1 = np.tanh(u @ W[0].T + b[0])
+    x2 = np.tanh(x1 @ W[1].T + b[1])
+    d3 = x2 @ W[2].T + b[2] - y
+    d2 = (1 - x2 ** 2) * (d3 @ W[2])
+    d1 = (1 - x1 ** 2) * (d2 @ W[1])
+    f2 = (1 - x2 ** 2) * (d3 @ B[2])
+    f1 = (1 - x1 ** 2) * (f2 @ B[1])
+    want = [training._angle(f1.T @ u, d1.T @ u), training._angle(f2.T @ x1, d2.T @ x1), 0.0]
+    np.testing.assert_allclose(training.gradient_angles(fa, u, y, "mse"), want, atol=1e-6)
+    assert want[0] > 10

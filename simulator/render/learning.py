@@ -1,5 +1,6 @@
 """Learning curves of a `train` run (learning.png): test accuracy and test loss
-against tick for every rule, and the weight–feedback angle per layer for the
+against tick for every rule, the angle per layer between each rule's update
+and backprop's gradient, and the weight–feedback angle per layer for the
 rules whose feedback is not W itself (feedback alignment and its kin).
 
 Drawn from the curves dict that ``simulator.training`` returns or stores in
@@ -29,20 +30,25 @@ def rule_colour(rule):
 
 def render_learning(curves, path, title=""):
     """Write learning.png: panels of test accuracy (if the task has classes),
-    test loss (log scale) and the W–F alignment angle per layer, all against
+    test loss (log scale), the angle per layer between each rule's update and
+    backprop's gradient of the frame on screen (``grad_angles``) and the W–F
+    alignment angle per layer, all against
     tick, one colour per rule (named in one legend under the panels, the
     angle panel's line styles in its own); diverged rules end where they blew
     up, marked ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
     aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
-    panels = ["accuracy"] * classify + ["loss"] + ["angle"] * bool(aligned)
+    # results.json written before the gradient angles were measured has none
+    misaligned = [r for r, c in curves.items() if any(len(a) for a in c.get("grad_angles", []))]
+    panels = (["accuracy"] * classify + ["loss"] + ["grad_angles"] * bool(misaligned)
+              + ["angles"] * bool(aligned))
     fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
-        if panel == "angle":
-            _draw_angles(ax, curves, aligned)
+        if panel in ANGLE_PANELS:
+            _draw_angles(ax, curves, aligned if panel == "angles" else misaligned, panel)
         else:
             _draw_metric(ax, curves, panel)
     handles = [Line2D([], [], color=rule_colour(rule), lw=1.8, label=rule) for rule in curves]
@@ -74,23 +80,30 @@ def _draw_metric(ax, curves, key):
     ax.grid(alpha=0.3)
 
 
-def _draw_angles(ax, curves, rules):
+# Angle panels: curve key -> (y label, y top)
+ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),
+                "angles": ("angle(W_l, F_l) [deg]", 100)}
+
+
+def _draw_angles(ax, curves, rules, key):
     layers = 0
     for rule in rules:
         c = curves[rule]
         t = np.asarray(c["tick"], dtype=float)
-        n_layers = max(len(a) for a in c["angles"])
+        n_layers = max(len(a) for a in c[key])
         layers = max(layers, n_layers)
         angles = np.full((len(t), n_layers), np.nan)
-        for i, a in enumerate(c["angles"]):
+        for i, a in enumerate(c[key]):
             angles[i, :len(a)] = a
         for j in range(n_layers):
             ax.plot(t, angles[:, j], color=rule_colour(rule), ls=LAYER_STYLES[j % len(LAYER_STYLES)],
-                    lw=1.2, label=f"{rule} W{j + 1}")
-    ax.set_ylim(0, 100)
+                    lw=1.2, marker="." if len(t) < 3 else None, label=f"{rule} W{j + 1}")
+    label, top = ANGLE_PANELS[key]
+    ax.set_ylim(0, top)
+    ax.set_xlim(left=0)
     ax.axhline(90, color="#999999", lw=0.8)
     ax.set_xlabel("tick")
-    ax.set_ylabel("angle(W_l, F_l) [deg]")
+    ax.set_ylabel(label)
     ax.set_title("colour: rule, line: layer", fontsize=9)
     ax.grid(alpha=0.3)
     styles = [Line2D([], [], color="#333333", lw=1.2, ls=LAYER_STYLES[j % len(LAYER_STYLES)],
