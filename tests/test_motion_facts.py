@@ -174,3 +174,43 @@ def test_a_tiny_motion_sweep_runs_and_reports_v_star(runner, tmp_path):
     got = json.load(open("sw/boundary.json"))
     assert got["v_star"] == want and want["3"] == 0.01      # slow is exact enough, 1 px/tick is not
     assert (tmp_path / "sw" / "phase.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_rule_learns_online_on_moving_digits_for_each_model_kind(kind):
+    """A short online run on moving 8x8 digits (10x10 canvas, staggered cuts)
+    for a dense chain, a conv net and a residual net: every rule starts from
+    the same network (one initial test accuracy and loss), runs to the end with
+    finite curves, and the backprop baseline's held-out loss falls."""
+    layers = {"chain": [{"name": "f", "kind": "flatten"},
+                        {"name": "h", "kind": "dense", "units": 24, "activation": "tanh"},
+                        {"name": "o", "kind": "dense", "units": 10}],
+              "conv": [{"name": "c", "kind": "conv2d", "channels": 4, "kernel": 3,
+                        "activation": "tanh"},
+                       {"name": "p", "kind": "pool", "size": 2, "mode": "avg"},
+                       {"name": "f", "kind": "flatten"},
+                       {"name": "o", "kind": "dense", "units": 10}],
+              "residual": [{"name": "f", "kind": "flatten"},
+                           {"name": "h", "kind": "dense", "units": 16, "activation": "tanh"},
+                           {"name": "b", "kind": "dense", "units": 16, "activation": "tanh"},
+                           {"name": "r", "kind": "add", "from": ["b", "h"],
+                            "activation": "tanh"},
+                           {"name": "o", "kind": "dense", "units": 10}]}[kind]
+    from simulator.training import train_scene
+    rules = list(scenes.TRAIN_RULES)
+    raw = {"kind": "train",
+           "network": {"input_shape": [1, 10, 10], "layers": layers,
+                       "levelled": kind == "residual"},
+           "stream": {"kind": "moving", "data": "digits", "canvas": [10, 10], "speed": 0.0625,
+                      "hold": 8, "batch": 16, "stagger": True},
+           "target": {"kind": "labels"},
+           "train": {"rules": rules, "learning_rate": 0.05, "loss": "xent",
+                     "eval_every": 300, "eval_size": 200, "ar_iterations": 5,
+                     "supervision_delay": 2},
+           "run": {"ticks": 600, "seed": 1}}
+    curves, summary = train_scene(scenes.validate(raw, "test"))
+    assert len({(c["accuracy"][0], c["loss"][0]) for c in curves.values()}) == 1
+    for rule, c in curves.items():
+        assert c["tick"] == [0, 300, 600] and np.isfinite(c["loss"]).all(), rule
+    bp = curves["backprop"]["loss"]
+    assert bp[-1] < 0.9 * bp[0], bp
