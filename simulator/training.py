@@ -294,15 +294,22 @@ class RuleRun:
                       "angles": [self.angles(self.learner)], "grad_angles": [[]],
                       "diverged": False, "error": ""}
 
+    def _frame(self, s):
+        """Stream frame s (−1: the last one taken) from the last chunk, or None."""
+        t0, u, y = self.chunk
+        k = len(u) - 1 if s == -1 else s - t0
+        return (u[k], y[k]) if 0 <= k < len(u) else None
+
     @property
     def stopped(self):
         return self.curve["diverged"]
 
-    def learn(self, u, y):
-        """Step the learner through frames u (n, B, ...), y (n, B, n_out)."""
+    def learn(self, u, y, t0):
+        """Step the learner through frames u (n, B, ...), y (n, B, n_out) of
+        stream ticks t0, t0 + 1, ..."""
         if self.stopped:
             return
-        self.last = (u[-1], y[-1])
+        self.chunk = (t0, u, y)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for k in range(len(u)):
@@ -322,7 +329,7 @@ class RuleRun:
         c["loss"].append(value)
         c["angles"].append(self.angles(self.learner))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            c["grad_angles"].append(gradient_angles(self.learner, *self.last, self.loss)
+            c["grad_angles"].append(gradient_angles(self.learner, self._frame, self.loss)
                                     if not c["diverged"] else [])
         if c["diverged"] or not np.isfinite(value) or \
                 value > DIVERGENCE_FACTOR * max(self.loss0, 1e-12):
@@ -363,13 +370,14 @@ def _lockstep(runs, stream, ticks, every, progress, pool, dtype):
     while done < ticks and not all(r.reported_stop for r in runs):
         n = min(every, ticks - done)
         for start in range(0, n, chunk):
+            t0 = done + start
             u, y, _ = stream.take(min(chunk, n - start))
             u, y = u.astype(dtype, copy=False), y.astype(dtype, copy=False)
             if pool is None:
                 for r in runs:
-                    r.learn(u, y)
+                    r.learn(u, y, t0)
             else:
-                list(pool.map(lambda r: r.learn(u, y), runs))
+                list(pool.map(lambda r: r.learn(u, y, t0), runs))
         done += n
         for r in runs:
             if r.reported_stop:
@@ -388,32 +396,57 @@ def _angle(g, G):
     return float(np.degrees(np.arccos(np.clip(g @ G / denom, -1, 1)))) if denom else np.nan
 
 
-def gradient_angles(learner, u, y, loss):
+def gradient_angles(learner, frame, loss):
     """Per weight matrix (first layer first), the angle in degrees between the
-    update direction the learner has formed for frame (u, y) — a tick engine's
-    g[t] of the tick that just took u, AR's relaxed gradient — and
-    instantaneous backprop's gradient of that frame with the learner's current
-    weights (0° is backprop). On a slow stream the engine's waves carry nearly
-    this frame, so the angle is the rule's real misalignment; [] for the
-    backprop and Z-IL baselines, whose update is backprop's."""
-    uh, yh = np.asarray(u, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if isinstance(learner, GraphEngine) or isinstance(learner, RelaxationLearner):
+    update direction the learner has formed and instantaneous backprop's
+    gradient, with the learner's current weights, of the frame that update
+    belongs to (0° is backprop). ``frame(s)`` gives stream frame s as (u, y),
+    or None when it is no longer at hand; the last frame taken is ``frame(-1)``.
+
+    A tick engine's g[t] of a weight is compared with backprop's gradient of
+    the supervision frame of its vertex's δ (the frame whose error it carries,
+    ``tags()``: on a slow stream the paired x is of nearly that frame, so the
+    angle is the rule's misalignment, not the waves' delay); AR's relaxed
+    gradient with that of the frame it relaxed on. NaN where the frame is gone;
+    [] for the backprop and Z-IL baselines, whose update is backprop's."""
+    if isinstance(learner, (GraphEngine, RelaxationLearner)):
         model = _learned(learner)
-        ref = model_backprop(model, uh, yh.reshape((len(yh),) + model.output_shape), loss)
-        if isinstance(learner, GraphEngine):
-            est, backend = learner.gradients(), learner.backend
-        else:
-            backend = learner.ar.backend
-            est = learner.ar.gradients(backend.asarray(uh), backend.asarray(
-                yh.reshape((len(yh),) + model.output_shape)))[0]
-        host = backend.to_host
         keys = [k for k in model.parameters() if k.endswith(".W")]
-        return [_angle(host(est[k]), ref[k]) for k in keys]
+        if isinstance(learner, GraphEngine):
+            est, host = learner.gradients(), learner.backend.to_host
+            sup = learner.tags()["supervision"]
+            frames = [int(sup[model.vertex(k[:-2]).index]) for k in keys]
+        else:
+            u, y = _frame64(frame(-1), model.output_shape)
+            backend = learner.ar.backend
+            est = learner.ar.gradients(backend.asarray(u), backend.asarray(y))[0]
+            host, frames = backend.to_host, [-1] * len(keys)
+        refs = {}
+        for s in set(frames):
+            got = frame(s)
+            refs[s] = None if got is None else model_backprop(
+                model, *_frame64(got, model.output_shape), loss)
+        return [np.nan if refs[s] is None else _angle(host(est[k]), refs[s][k])
+                for k, s in zip(keys, frames)]
     if isinstance(learner, Engine):
-        pairs, _ = factors(learner.network(), uh, yh, loss)
         est = [learner.backend.to_host(g) for g in learner.gradients()]
-        return [_angle(g, d.T @ x) for g, (x, d) in zip(est, pairs)]
+        sup = learner.tags()["supervision"]
+        out = []
+        for layer, g in enumerate(est, 1):
+            got = frame(int(sup[layer]))
+            if got is None:
+                out.append(np.nan)
+                continue
+            x, d = factors(learner.network(), *_frame64(got, None), loss)[0][layer - 1]
+            out.append(_angle(g, d.T @ x))
+        return out
     return []
+
+
+def _frame64(got, output_shape):
+    """(u, y) in float64, y shaped (B, *output_shape) when one is given."""
+    u, y = (np.asarray(a, dtype=np.float64) for a in got)
+    return u, (y if output_shape is None else y.reshape((len(y),) + tuple(output_shape)))
 
 
 def train_rule(rule, setup, progress=None):

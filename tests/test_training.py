@@ -222,7 +222,7 @@ def test_gradient_angles_of_a_chain_engine(rng):
     diff = Engine(net, loss="mse", batch=2)
     for _ in range(3 * net.depth):
         diff.step(u, y)
-    assert max(training.gradient_angles(diff, u, y, "mse")) < 1e-6
+    assert max(training.gradient_angles(diff, lambda s: (u, y), "mse")) < 1e-4
     fa = Engine(net, loss="mse", feedback="random", feedback_seed=3, batch=2)
     for _ in range(3 * net.depth):
         fa.step(u, y)
@@ -236,5 +236,29 @@ def test_gradient_angles_of_a_chain_engine(rng):
     f2 = (1 - x2 ** 2) * (d3 @ B[2])
     f1 = (1 - x1 ** 2) * (f2 @ B[1])
     want = [training._angle(f1.T @ u, d1.T @ u), training._angle(f2.T @ x1, d2.T @ x1), 0.0]
-    np.testing.assert_allclose(training.gradient_angles(fa, u, y, "mse"), want, atol=1e-6)
+    np.testing.assert_allclose(training.gradient_angles(fa, lambda s: (u, y), "mse"), want,
+                               atol=1e-6)
     assert want[0] > 10
+
+
+def test_gradient_angles_compare_each_layer_with_the_frame_of_its_error(rng):
+    """Pipelined options (frame derivative and pairing, d_y = L), frozen
+    weights, a new random frame every tick: by fact B each layer's g is exactly
+    backprop's gradient of the frame its δ carries (t − 2L + l), so every
+    angle is ~0° on both engines, though no two layers use the same frame; a
+    frame no longer at hand gives NaN."""
+    from simulator.model.graph import Model
+    from simulator.model.tick import GraphEngine
+    net = Network.random([4, 6, 5, 3], ["tanh", "tanh", "linear"], seed=7)
+    L, n = net.depth, 20
+    U, Y = rng.normal(size=(n, 2, 4)), rng.normal(size=(n, 2, 3))
+
+    def frame(s):
+        return (U[s], Y[s]) if -1 <= s < n else None
+    opts = dict(loss="mse", derivative="frame", pairing="frame", supervision_delay=L, batch=2)
+    for eng in (Engine(net, **opts), GraphEngine(Model.from_network(net), **opts)):
+        for k in range(n):
+            eng.step(U[k], Y[k])
+        assert max(training.gradient_angles(eng, frame, "mse")) < 1e-4   # arccos near 1: ~1e-6°
+        gone = training.gradient_angles(eng, lambda s: None, "mse")
+        assert len(gone) == L and np.isnan(gone).all()

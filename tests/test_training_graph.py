@@ -211,7 +211,7 @@ def test_gradient_angles_measure_the_update_against_finite_differences(rng):
         eng = GraphEngine(model, loss="xent", feedback=feedback, batch=2, feedback_seed=5)
         for _ in range(4 * model.depth):
             eng.step(u, y)
-        angles = training.gradient_angles(eng, u, y, "xent")
+        angles = training.gradient_angles(eng, lambda s: (u, y), "xent")
         g = eng.gradients()
         expect = [training._angle(g[k], fd[k]) for k in keys]
         np.testing.assert_allclose(angles, expect, atol=1e-4)
@@ -223,10 +223,11 @@ def test_gradient_angles_measure_the_update_against_finite_differences(rng):
     sc = _scene(["ar", "zil", "backprop"], ar_iterations=200, ar_eta_x=0.5)
     setup = training.Setup(sc)
     ar = training.make_learner("ar", setup)
-    ar_angles = training.gradient_angles(ar, u, y, "xent")
+    ar_angles = training.gradient_angles(ar, lambda s: (u, y), "xent")
     assert len(ar_angles) == len(keys) and max(ar_angles) < 1.0
     for rule in ("zil", "backprop"):
-        assert training.gradient_angles(training.make_learner(rule, setup), u, y, "xent") == []
+        assert training.gradient_angles(training.make_learner(rule, setup), lambda s: (u, y),
+                                        "xent") == []
 
 
 def test_training_curves_carry_gradient_angles_per_layer():
