@@ -283,6 +283,9 @@ class RuleRun:
 
     def __init__(self, rule, setup):
         self.rule, self.setup, self.reported_stop = rule, setup, False
+        # every wave's frame lies within 2·(vertices) + d_y ticks of the last
+        self.chunks = []
+        self.keep = 2 * len(setup.model.vertices) + setup.scene["train"]["supervision_delay"] + 2
         self.learner = make_learner(rule, setup)
         loss = setup.scene["train"]["loss"]
         acc0, self.loss0 = evaluate(setup.network, setup.test_x, setup.test_y, loss,
@@ -295,10 +298,14 @@ class RuleRun:
                       "diverged": False, "error": ""}
 
     def _frame(self, s):
-        """Stream frame s (−1: the last one taken) from the last chunk, or None."""
-        t0, u, y = self.chunk
-        k = len(u) - 1 if s == -1 else s - t0
-        return (u[k], y[k]) if 0 <= k < len(u) else None
+        """Stream frame s (−1: the last one taken) from the kept chunks, or None."""
+        if s == -1:
+            t0, u, y = self.chunks[-1]
+            return u[-1], y[-1]
+        for t0, u, y in self.chunks:
+            if 0 <= s - t0 < len(u):
+                return u[s - t0], y[s - t0]
+        return None
 
     @property
     def stopped(self):
@@ -309,7 +316,11 @@ class RuleRun:
         stream ticks t0, t0 + 1, ..."""
         if self.stopped:
             return
-        self.chunk = (t0, u, y)
+        # Keep the chunks that hold the last `keep` ticks: the frames whose
+        # errors the waves still carry (gradient_angles looks them up).
+        self.chunks.append((t0, u, y))
+        while len(self.chunks) > 1 and t0 + len(u) - self.chunks[1][0] >= self.keep:
+            self.chunks.pop(0)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for k in range(len(u)):

@@ -262,3 +262,14 @@ def test_gradient_angles_compare_each_layer_with_the_frame_of_its_error(rng):
         assert max(training.gradient_angles(eng, frame, "mse")) < 1e-4   # arccos near 1: ~1e-6°
         gone = training.gradient_angles(eng, lambda s: None, "mse")
         assert len(gone) == L and np.isnan(gone).all()
+
+
+def test_curves_keep_the_frames_every_layer_error_belongs_to():
+    """With evaluations that end on a chunk of one tick, the frames the deeper
+    layers' errors carry come from earlier chunks: every angle is measured."""
+    sc = _digits_scene(rules=["diffusion"], supervision_delay=4)
+    sc = scene.apply_overrides(sc, ["run.ticks=257", "train.eval_every=257",
+                                    "train.eval_size=20"], "train_digits")
+    curves, _ = training.train_scene(sc)
+    last = curves["diffusion"]["grad_angles"][-1]
+    assert len(last) == 4 and np.isfinite(last).all()
