@@ -277,9 +277,10 @@ def stream_chunk(batch, n_in, n_out):
 class RuleRun:
     """One rule learning in a `train` scene: its learner (from the setup's
     initial weights) and its curve — ticks, test accuracy, test loss, W–F
-    alignment angles — evaluated before the first tick and after every
-    ``eval_every`` ticks; a blow-up (non-finite, or a test loss
-    DIVERGENCE_FACTOR times the initial one) stops it and is recorded."""
+    alignment angles, update-vs-backprop angles (``gradient_angles``) —
+    evaluated before the first tick and after every ``eval_every`` ticks; a
+    blow-up (non-finite, or a test loss DIVERGENCE_FACTOR times the initial
+    one) stops it and is recorded."""
 
     def __init__(self, rule, setup):
         self.rule, self.setup, self.reported_stop = rule, setup, False
