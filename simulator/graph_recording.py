@@ -63,6 +63,39 @@ def metric_block(chunk, batch, vertex_values, weights, itemsize):
     return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
 
 
+class _TagClock:
+    """A graph engine's tags in closed form. Tags are exact bookkeeping that
+    depends on the tick, the graph and the options only (never on frames or
+    weights): after a warm-up of W ticks each tag is the tick minus a fixed
+    lag, or stays −1. ``observe`` takes the engine's own tags of ticks
+    0, 1, … (keys × vertices); once 2W + 1 ticks show every tag moving one
+    frame per tick over the second half, ``ready`` is set and ``rows(ticks)``
+    gives the tags of any later ticks at once. A tag that ever breaks the
+    shift keeps the clock unready, so the tags stay stepped."""
+
+    def __init__(self, warm):
+        self.warm, self.ready, self.last = int(warm), False, -1
+        self._prev, self._steady_since = None, None
+
+    def observe(self, t, tags):
+        prev, self._prev = self._prev, tags
+        if prev is None or t < self.warm:
+            return
+        if np.array_equal(np.where(prev >= 0, prev + 1, prev), tags):
+            if self._steady_since is None:
+                self._steady_since = t
+            if t - self._steady_since >= self.warm:
+                self.ready, self.last = True, t
+        else:
+            self._steady_since = None
+
+    def rows(self, ticks):
+        """Tags at ``ticks`` (all after ``last``): (len(ticks), keys, vertices)."""
+        t = np.asarray(ticks, dtype=np.int64)
+        base = self._prev
+        return np.where(base >= 0, base[None] + (t - self.last)[:, None, None], base[None])
+
+
 class GraphRecorder:
     """Records a GraphEngine into host arrays, a row every ``plan.every`` ticks
     (``plan``: a RecordPlan whose depth is n − 1 and width the largest vertex).
@@ -94,6 +127,14 @@ class GraphRecorder:
             self._host["tag_" + key] = np.full((T, n), -1, dtype=np.int64)
         for key in HI_KEYS:
             self._host[f"tag_{key}_hi"] = np.full((T, n), -1, dtype=np.int64)
+        # Tags in closed form: read off the engine's own tag rule until the
+        # warm-up has passed twice over and every tag moves one frame per tick
+        # (or stays −1), then written for a chunk's rows at once (_TagClock).
+        self._tag_keys = [("tag_" + k, k) for k in TAG_KEYS] + [
+            (f"tag_{k}_hi", k + "_hi") for k in HI_KEYS]
+        self._clock = _TagClock(2 * engine.depth + engine.supervision_delay
+                                + engine.history + 2)
+        self._tags_from = 0        # rows before this have their tags written
         be = engine.backend
         self._chunk = {"x_norm": be.zeros((C, n)), "delta_norm": be.zeros((C, n))}
         self._pending, self._chunk_start = 0, 0
@@ -142,6 +183,10 @@ class GraphRecorder:
         u, y; ``repeat`` says u, y and the weights are those of tick i − 1."""
         eng, xp = self.engine, self.xp
         metrics = self.plan.metrics
+        tags = None
+        if not self._clock.ready:
+            tags = eng.tags()
+            self._clock.observe(i, np.stack([tags[k] for _, k in self._tag_keys]))
         if metrics:
             if self._frozen:
                 self._frames.append((i, u, y, repeat))
@@ -160,11 +205,9 @@ class GraphRecorder:
             n = eng.n
             self._chunk["x_norm"][c, ...] = norms[:n]
             self._chunk["delta_norm"][c, 1:] = norms[n:]
-        tags = eng.tags()
-        for key in TAG_KEYS:
-            self._host["tag_" + key][row] = tags[key]
-        for key in HI_KEYS:
-            self._host[f"tag_{key}_hi"][row] = tags[key + "_hi"]
+        if tags is not None:                # rows after the warm-up: at flush
+            for name, key in self._tag_keys:
+                self._host[name][row] = tags[key]
         self._host["stream_frame"][row] = frame_id
         if self.plan.states:
             blk, B, sizes = self._state_blk, eng.batch, self._sizes
@@ -181,6 +224,20 @@ class GraphRecorder:
                 self._process_block()
         if self._pending == self.plan.chunk:
             self.flush()
+
+    def _settle_tags(self, upto):
+        """Write the closed-form tags of the rows before ``upto`` not yet
+        written (those after the clock's warm-up; earlier rows were stepped)."""
+        lo, self._tags_from = self._tags_from, max(self._tags_from, upto)
+        if upto <= lo or not self._clock.ready:
+            return
+        ticks = self._host["tick"][lo:upto]
+        late = ticks > self._clock.last
+        if late.any():
+            table = self._clock.rows(ticks[late])              # (rows, keys, vertices)
+            rows = np.arange(lo, upto)[late]
+            for j, (name, _) in enumerate(self._tag_keys):
+                self._host[name][rows] = table[:, j]
 
     def _flat(self, arrays, lead=()):
         """The W gradients ``arrays`` (in ``_wkeys`` order, each with leading
@@ -270,6 +327,7 @@ class GraphRecorder:
             return
         R, RR, PW = self._R, self._ring, self._ref_g.shape[1]
         key = "tag_pair" if self.reference == "input" else "tag_supervision"
+        self._settle_tags(r0 + n)
         cols = np.array(self._weighted)
         frames = host[key][rows][:, cols]                          # (n, weighted)
         t = ticks[:, None]
@@ -304,6 +362,7 @@ class GraphRecorder:
         n, start = self._pending, self._chunk_start
         if n:
             be, xp = self.engine.backend, self.xp
+            self._settle_tags(start + n)
             if self._norms_of_states:       # padding is zero: it adds nothing
                 blk = self._state_blk[:n, ...]
                 norms = xp.sqrt(xp.sum(blk * blk, axis=(3, 4)))          # (n, 2, vertices)
