@@ -1,5 +1,9 @@
 """Graph models shared by the tests of rules on graphs (Activation Relaxation,
-predictive coding): layer lists as Model.from_layers and scenes take them."""
+predictive coding): layer lists as Model.from_layers and scenes take them;
+``shipped_with`` edits a shipped scene for the recorder tests."""
+import copy
+
+from simulator.scene import load
 
 CONV = [
     {"name": "c1", "kind": "conv2d", "channels": 3, "kernel": 3, "padding": 1,
@@ -38,3 +42,14 @@ ATTENTION = [  # tokens (T, n) -> E -> Q, K, V -> softmax(Q Kᵀ/√d) V -> W_o 
     {"name": "F", "kind": "flatten"},
     {"name": "o", "kind": "dense", "units": 2, "activation": "linear"},
 ]
+
+
+def shipped_with(base, overrides, ticks):
+    """The resolved shipped scene ``base`` with ``overrides`` {(section, key):
+    value} set and run.ticks = ``ticks`` (a deep copy: the loaded scene is kept)."""
+    _, sc = load(base)
+    sc = copy.deepcopy(sc)
+    for (section, key), value in overrides.items():
+        sc[section][key] = value
+    sc["run"]["ticks"] = ticks
+    return sc

@@ -5,7 +5,7 @@ per-tick backprop computed here, independently of the recorder."""
 import numpy as np
 import pytest
 
-from graph_models import ATTENTION, CONV, RESIDUAL
+from graph_models import ATTENTION, CONV, RESIDUAL, shipped_with
 from simulator.model import Model
 from simulator.model import reference
 
@@ -87,18 +87,6 @@ RUNS = {  # name: (scene, overrides {(section, key): value}, ticks, block bytes 
 }
 
 
-def _scene(base, overrides, ticks):
-    import copy
-
-    from simulator.scene import load
-    _, sc = load(base)
-    sc = copy.deepcopy(sc)
-    for (section, key), value in overrides.items():
-        sc[section][key] = value
-    sc["run"]["ticks"] = ticks
-    return sc
-
-
 def _oracle(sc):
     """The trace's norms and mismatch, computed here tick by tick: the engine
     stepped on the stream's frames, each frame's backprop with the weights
@@ -159,7 +147,7 @@ def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
     base, overrides, ticks, block = RUNS[name]
     if block is not None:         # blocks of a few ticks: the ring wraps, blocks cut runs of frames
         monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
-    sc = _scene(base, overrides, ticks)
+    sc = shipped_with(base, overrides, ticks)
     with np.errstate(all="ignore"):
         trace = Prepared(name, sc).simulate()
         want = _oracle(sc)

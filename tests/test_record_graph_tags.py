@@ -4,16 +4,14 @@ tags must equal, row for row, the tags of an identical engine stepped here
 and read with ``tags()`` every tick — for unlevelled and levelled residual
 graphs, a conv net, every derivative and pairing option, a supervision delay,
 decimated rows and runs several chunks long."""
-import copy
-
 import numpy as np
 import pytest
 
+from graph_models import shipped_with
 from simulator.build import build
 from simulator.graph_recording import HI_KEYS
 from simulator.probes import TAG_KEYS
 from simulator.runner import Prepared
-from simulator.scene import load
 
 CASES = {   # scene, overrides, ticks
     "residual": ("residual_levelling", {}, 300),
@@ -28,18 +26,9 @@ CASES = {   # scene, overrides, ticks
 }
 
 
-def _scene(base, overrides, ticks):
-    _, sc = load(base)
-    sc = copy.deepcopy(sc)
-    for (section, key), value in overrides.items():
-        sc[section][key] = value
-    sc["run"]["ticks"] = ticks
-    return sc
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_recorded_graph_tags_equal_the_stepped_tags(case):
-    sc = _scene(*CASES[case])
+    sc = shipped_with(*CASES[case])
     trace = Prepared("tags", sc).simulate()
     parts = build(sc)
     eng = parts.engine()
