@@ -171,6 +171,13 @@ class GraphRecorder:
         self._ref_gg = be.zeros((RR, max(1, len(self._wkeys))))
         self._ref_frame = np.full(RR, -1, dtype=np.int64)
         self._blk_g = be.zeros((K, PW))               # the engine's g of the pending rows
+        # ... formed per block from copies of each recorded tick's factors
+        # (δ[t,v] and the inputs g pairs it with), one batched product per vertex
+        B = eng.batch
+        self._gv = [model.vertices[v] for v in self._weighted]
+        self._blk_d = [be.zeros((K, B) + tuple(v.shape)) for v in self._gv]
+        self._blk_x = [[be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
+                       for v in self._gv]
         self._blk_rows = []                           # the ticks of those rows
         self._since = 0                               # ticks since the last block
         self._frames = []                             # frozen: (tick, u, y, repeat) pending
@@ -217,13 +224,30 @@ class GraphRecorder:
         self._pending += 1
         if metrics:
             if self._wkeys:
-                g = eng.gradients()
-                self._blk_g[len(self._blk_rows), :] = self._flat([g[key] for key in self._wkeys])
+                k = len(self._blk_rows)
+                factors = {v.index: (x, d) for v, x, d in eng.gradient_factors()}
+                for j, v in enumerate(self._gv):
+                    inputs, delta = factors[v.index]
+                    self._blk_d[j][k, ...] = delta
+                    for q, a in enumerate(inputs):
+                        self._blk_x[j][q][k, ...] = a
             self._blk_rows.append(i)
             if self._since >= self._K:      # rows and frames of at most K ticks: the ring holds them
                 self._process_block()
         if self._pending == self.plan.chunk:
             self.flush()
+
+    def _block_gradients(self, n):
+        """The engine's W gradients g[t] of the first n pending rows, from their
+        copied factors: per weighted vertex one ``frame_param_grads`` over the
+        n·B rows (a tick plays the part of a frame), into ``_blk_g``."""
+        xp, B = self.xp, self.engine.batch
+        for j, v in enumerate(self._gv):
+            d = xp.reshape(self._blk_d[j][:n, ...], (n * B,) + tuple(v.shape))
+            xs = [xp.reshape(a[:n, ...], (n * B,) + tuple(a.shape[2:])) for a in self._blk_x[j]]
+            gw = graph_reference.frame_param_grads(xp, v.layer, xs, d, n, B)["W"]
+            lo, hi = self._segments[j]
+            self._blk_g[:n, lo:hi] = xp.reshape(gw, (n, hi - lo))
 
     def _settle_tags(self, upto):
         """Write the closed-form tags of the rows before ``upto`` not yet
@@ -325,6 +349,7 @@ class GraphRecorder:
             host[k][rows] = np.nan
         if not self._wkeys:
             return
+        self._block_gradients(n)
         R, RR, PW = self._R, self._ring, self._ref_g.shape[1]
         key = "tag_pair" if self.reference == "input" else "tag_supervision"
         self._settle_tags(r0 + n)

@@ -113,12 +113,12 @@ def frame_gradients(model, u, y, loss="mse", params=None):
         if not v.param_names:
             continue
         inputs = [outs[i] for i in v.parents]
-        g = _frame_param_grads(xp, v.layer, inputs, deltas[v.index], F, B)
+        g = frame_param_grads(xp, v.layer, inputs, deltas[v.index], F, B)
         grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
     return grads
 
 
-def _frame_param_grads(xp, layer, inputs, delta, F, B):
+def frame_param_grads(xp, layer, inputs, delta, F, B):
     """{name: (F, *shape)}: ``layer.param_grads`` of each frame's B rows of
     the stacked (F·B, ...) ``inputs`` and ``delta``."""
     kind = layer.kind

@@ -889,11 +889,17 @@ class GraphEngine:
         summed over the batch; the inputs are the current ones (pairing `local`)
         or those of the delta's frame (`frame`)."""
         out = {}
-        for v in self.model.vertices[1:]:
-            if self._has_params[v.index]:
-                g = v.layer.param_grads(self.xp, self._paired_inputs(v), self._D[v.index])
-                out.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+        for v, inputs, delta in self.gradient_factors():
+            g = v.layer.param_grads(self.xp, inputs, delta)
+            out.update({f"{v.name}.{k}": g[k] for k in v.param_names})
         return out
+
+    def gradient_factors(self):
+        """[(vertex, paired inputs, δ[t,v])] of every vertex with parameters:
+        what ``gradients`` forms g[t] from, as LIVE VIEWS (``state_views``'
+        rules: read within this tick, copy to keep)."""
+        return [(v, self._paired_inputs(v), self._D[v.index])
+                for v in self.model.vertices[1:] if self._has_params[v.index]]
 
     def parameters(self):
         """Copies of the current parameters (device arrays) keyed like
