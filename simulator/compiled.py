@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import Backend
-from .drive import repeated_frames
+from .drive import repeated_frames, stream_chunks
 from .engine import FINITE_KINDS, Engine, _activation_groups
 from .errors import DeviceError, NumericalError, SimulatorError
 from .model import Model
@@ -483,12 +483,9 @@ class CompiledEngine:
         it from Engine), with the tags of that tick and, with learning on, the
         weights of that tick."""
         frozen = not self.learning_rate
-        if chunk is None:
-            chunk = recorder.plan.chunk if recorder is not None else 256
         last = None
-        for begin in range(0, ticks, chunk):
-            n = min(chunk, ticks - begin)
-            u_host, y_host, frame_ids = stream.take(n)
+        for u_host, y_host, frame_ids in stream_chunks(stream, ticks, recorder, chunk):
+            n = len(u_host)
             if recorder is None:
                 self.run_chunk(u_host, y_host)
             else:

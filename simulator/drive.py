@@ -19,6 +19,15 @@ def repeated_frames(u, y, last):
     return same
 
 
+def stream_chunks(stream, ticks, recorder=None, chunk=None):
+    """(u, y, frame ids) host chunks of ``ticks`` frames from ``stream``, each
+    at most ``chunk`` ticks (default: the recorder's plan.chunk, else 256)."""
+    if chunk is None:
+        chunk = recorder.plan.chunk if recorder is not None else 256
+    for start in range(0, ticks, chunk):
+        yield stream.take(min(chunk, ticks - start))
+
+
 def run_stream(engine, stream, ticks, recorder=None, progress=None, chunk=None):
     """Step ``engine`` ``ticks`` times on frames from ``stream``. ``chunk``
     defaults to the recorder's plan.chunk, else 256. With frozen weights a
@@ -26,12 +35,9 @@ def run_stream(engine, stream, ticks, recorder=None, progress=None, chunk=None):
     gradient is the one just computed), decided on the host copies so the
     device is never synchronised for it. ``progress(n)`` is called per chunk."""
     frozen = not engine.learning_rate
-    if chunk is None:
-        chunk = recorder.plan.chunk if recorder is not None else 256
     last = None
-    for start in range(0, ticks, chunk):
-        n = min(chunk, ticks - start)
-        u_host, y_host, frame_ids = stream.take(n)
+    for u_host, y_host, frame_ids in stream_chunks(stream, ticks, recorder, chunk):
+        n = len(u_host)
         u, y = engine.backend.asarray(u_host), engine.backend.asarray(y_host)
         if recorder is not None:
             repeats = repeated_frames(u_host, y_host, last) if frozen else np.zeros(n, dtype=bool)

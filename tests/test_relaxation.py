@@ -225,12 +225,18 @@ def test_tick_weights_are_the_exact_binomial_terms(n, eta):
     assert got == pytest.approx(want, rel=1e-12, abs=0)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_closed_form_costs_a_few_backward_matmuls_whatever_k(rng, variant):
+def _counted_problem(rng, variant):
+    """(sizes, net, relaxation, forward sweep) of the 5-9-7-6-3 net, batch 4,
+    on which the matmul-counting tests run."""
     sizes = [5, 9, 7, 6, 3]
     net, u, y = _problem(rng, sizes, ["tanh", "relu", "tanh", "linear"], batch=4)
     ar = ActivationRelaxation(net, variant, 0.1, 0)
-    sweep = ar.sweep(u, y)
+    return sizes, net, ar, ar.sweep(u, y)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_closed_form_costs_a_few_backward_matmuls_whatever_k(rng, variant):
+    sizes, net, ar, sweep = _counted_problem(rng, variant)
     L = net.depth
     back = {l: ((4, sizes[l + 1]), (sizes[l + 1], sizes[l])) for l in range(1, L)}
     fixed = [back[l] for l in range(1, L)]      # the fixed point: one backward pass
@@ -369,10 +375,7 @@ class _CountingNamespace:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_one_tick_costs_one_backward_matmul_per_layer(rng, variant):
-    sizes = [5, 9, 7, 6, 3]
-    net, u, y = _problem(rng, sizes, ["tanh", "relu", "tanh", "linear"], batch=4)
-    ar = ActivationRelaxation(net, variant, 0.1, 0)
-    sweep = ar.sweep(u, y)
+    sizes, net, ar, sweep = _counted_problem(rng, variant)
     xp = _CountingNamespace()
     relax(sweep, ar.feedback, 0.1, 7, ar.use_derivative, xp=xp)
     # backprop's backward pass: δ^{l+1} (B × n_{l+1}) times W_l (n_{l+1} × n_l), l = L−1..1
