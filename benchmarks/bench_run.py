@@ -18,6 +18,9 @@ trace.npz included) against its simulation alone.
 Sizes (the issue's): paper scale L = 9, width 16, batch 1, f64; L = 6, width
 128, batch 16; L = 4, width 1024, batch 64, f32; L = 64, width 32, batch 1;
 and an unequal-width image-shaped chain 784-256-64-10, batch 16, f32.
+``--device cuda`` runs the same comparison on cupy (the recorded run's
+``simulate_s`` ends with the trace copied to the host; the bare loop is
+synchronised before its clock stops).
 """
 import argparse
 import os
@@ -42,13 +45,20 @@ SIZES = [  # name, sizes or (depth, width), batch, dtype, ticks
 ]
 
 
-def scene(shape, batch, dtype, ticks, hold=1):
+def _sync(device):
+    """Wait for the device's queued work (cupy launches asynchronously)."""
+    if device == "cuda":
+        import cupy
+        cupy.cuda.Device().synchronize()
+
+
+def scene(shape, batch, dtype, ticks, hold=1, device="cpu"):
     net = ({"sizes": shape} if isinstance(shape, list)
            else {"depth": shape[0], "width": shape[1], "inputs": shape[1],
                  "outputs": shape[1]})
     return validate({"network": net,
                      "stream": {"kind": "held", "hold": hold, "batch": batch},
-                     "run": {"ticks": ticks, "dtype": dtype},
+                     "run": {"ticks": ticks, "dtype": dtype, "device": device},
                      "record": {"memory_budget": "16GiB"}}, "bench_run")
 
 
@@ -59,9 +69,12 @@ def bare(sc):
     ticks = sc["run"]["ticks"]
     u_host, y_host, _ = parts.stream.take(ticks)
     u, y = engine.backend.asarray(u_host), engine.backend.asarray(y_host)
+    device = sc["run"]["device"]
+    _sync(device)
     t = time.perf_counter()
     for k in range(ticks):
         engine.step(u[k], y[k])
+    _sync(device)
     return time.perf_counter() - t
 
 
@@ -74,6 +87,7 @@ def unrecorded(sc):
     engine = parts.engine()
     t = time.perf_counter()
     engine.run(parts.stream, sc["run"]["ticks"])
+    _sync(sc["run"]["device"])
     return time.perf_counter() - t
 
 
@@ -106,6 +120,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0,
                     help="BLAS threads (0: automatic, as `tickprop run` chooses)")
     ap.add_argument("--only", default="", help="only the sizes whose name contains this")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="run.device of every run (cuda: cupy; the whole-command part is cpu only)")
     args = ap.parse_args()
     repeats = 1 if args.quick else 3
     blas = threads.setup(args.threads)          # as `tickprop run` does
@@ -116,11 +132,13 @@ def main():
         if args.only not in name:
             continue
         ticks = max(20, ticks // 4) if args.quick else ticks
-        sc = scene(shape, batch, dtype, ticks)
+        sc = scene(shape, batch, dtype, ticks, device=args.device)
         t_bare, t_rec = best(bare, sc, repeats), best(recorded, sc, repeats)
         t_run = best(unrecorded, sc, repeats)
         print(f"{name:26s} {ticks / t_bare:10.0f} {ticks / t_rec:13.0f} "
               f"{t_rec / t_bare:13.2f}x {t_rec / t_run:19.2f}x")
+    if args.device != "cpu":
+        return
     ticks = 2000 if args.quick else 20000
     _, f3 = load("fig3_fast")
     f3["run"]["ticks"] = ticks
