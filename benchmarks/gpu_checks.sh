@@ -20,7 +20,7 @@ fi
 FILES="tests/test_gpu_scenes.py tests/test_cli.py tests/test_engine.py tests/test_facts.py
        tests/test_graph_engine.py tests/test_model_attention.py tests/test_model_graph.py
        tests/test_model_layers.py tests/test_model_pc.py tests/test_model_relaxation.py
-       tests/test_relaxation.py"
+       tests/test_relaxation.py tests/test_streams.py"
 t0=$(date +%s)
 timeout "${PYTEST_LIMIT:-300}" python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu" -ra \
   --durations=15 $FILES 2>&1 | tee "$OUT/pytest.log" | tail -40

@@ -115,7 +115,7 @@ def _flat_stream(scene, seeds_, loss):
         raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = {st['hold']} "
                          f"ticks, got {st['crossfade']}")
     teacher = make_teacher(sizes, acts, seeds_.teacher, tg["scale"])
-    target = teacher_target(teacher, loss, scene["run"]["dtype"])
+    target = teacher_target(teacher, loss, scene["run"]["dtype"], scene["run"]["device"])
     params = {"amplitude": st["amplitude"]}
     if st["kind"] == "held":
         params.update(hold=st["hold"], crossfade=st["crossfade"])
@@ -152,7 +152,7 @@ def _moving(scene, seeds_, loss, sizes, acts, rng):
     target = None
     if tg["kind"] != "labels":
         target = teacher_target(make_teacher(sizes, acts, seeds_.teacher, tg["scale"]), loss,
-                                scene["run"]["dtype"])
+                                scene["run"]["dtype"], scene["run"]["device"])
     return moving_stream(st, data.train_images, data.train_labels, data.n_classes, rng, target)
 
 

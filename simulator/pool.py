@@ -30,11 +30,12 @@ WATCH_PARENT_S = 0.5      # how often a worker checks that its parent lives
 TERMINATE_GRACE_S = 1.0   # SIGTERM, then SIGKILL after this long
 
 
-def _context():
+def _context(fresh=False):
     """fork where the platform has it (cheap, and workers see the parent's
-    modules as they are), spawn elsewhere."""
+    modules as they are), spawn elsewhere or when ``fresh``: a CUDA context
+    does not survive fork, so workers that use the GPU start as new processes."""
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return multiprocessing.get_context("fork" if "fork" in methods and not fresh else "spawn")
 
 
 def _die_with_parent(parent_pid):
@@ -101,7 +102,7 @@ class _Slot:
         return f"worker process {self.process.pid} died ({how}) while running this point"
 
 
-def run_jobs(func, jobs, workers, on_result, initializer=None):
+def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False):
     """Call ``func(*args)`` for every ``args`` in ``jobs`` in ``workers``
     processes, at most one job per worker at a time, and call
     ``on_result(index, ok, value)`` in the parent as each job ends: ``ok`` True
@@ -109,8 +110,10 @@ def run_jobs(func, jobs, workers, on_result, initializer=None):
     exception, or "worker process N died (...)" when the worker process itself
     died, in which case only that job fails and a new worker replaces it). Returns when every job
     has ended; on any exit, including KeyboardInterrupt or an exception raised
-    by ``on_result``, every worker is terminated before this returns."""
-    ctx = _context()
+    by ``on_result``, every worker is terminated before this returns. ``fresh``
+    starts the workers as new processes (spawn) instead of forks: ``func`` and
+    ``initializer`` must then be importable module-level functions."""
+    ctx = _context(fresh)
     pending = collections.deque(enumerate(jobs))
     slots = []
     try:

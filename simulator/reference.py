@@ -25,6 +25,12 @@ def forward(network, u):
     return _forward(xp, ws, bs, network.activations, u)
 
 
+def forward_arrays(ws, bs, activations, u):
+    """``forward`` with weights ``ws`` and biases ``bs`` already arrays of u's
+    namespace and dtype (kept on a device across calls)."""
+    return _forward(array_namespace(u), ws, bs, activations, u)
+
+
 def _forward(xp, ws, bs, activations, u):
     xs, ds = [u], [None]
     for w, b, act in zip(ws, bs, activations):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import SceneError, SimulatorError
 from .network import Network
-from .reference import forward
+from .reference import forward, forward_arrays
 
 INPUTS = ("constant", "held", "smooth", "sine", "dataset", "moving")
 TARGETS = ("teacher", "labels")
@@ -154,13 +154,21 @@ class ShapedStream:
         return u.reshape(lead + self.input_shape), y.reshape(lead + self.output_shape), ids
 
 
-def teacher_target(teacher, loss, dtype="float64"):
+def teacher_target(teacher, loss, dtype="float64", device="cpu"):
     """y = teacher(u): a fixed random network of the student's shape, so the task
     is realizable. For `xent` the teacher's softmax is the target distribution.
     Computed in the run's ``dtype`` (a float32 run's targets are float32
-    anyway; float64 would double the stream's cost at GEMM-bound sizes) and
-    returned as float64 host arrays, like every stream's frames (the
-    reference pass casts the weights to the inputs' dtype)."""
+    anyway; float64 would double the stream's cost at GEMM-bound sizes) and on
+    the run's ``device`` (on the GPU the teacher's products would otherwise
+    bound the run: 11x the bare tick at width 1024), and returned as float64
+    host arrays, like every stream's frames (the reference pass casts the
+    weights to the inputs' dtype)."""
+    backend = None
+    if device != "cpu":
+        from .backend import Backend
+        backend = Backend(device, dtype)
+        ws = [backend.asarray(w) for w in teacher.weights]
+        bs = [backend.asarray(b) for b in teacher.biases]
 
     def target(u, ids):
         # Once per distinct frame: a held frame repeats its u, so its target
@@ -169,13 +177,16 @@ def teacher_target(teacher, loss, dtype="float64"):
         flat = u.reshape(n, batch * n_in)
         fresh = np.ones(n, dtype=bool)
         fresh[1:] = (flat[1:] != flat[:-1]).any(axis=1)
-        distinct = u[fresh].astype(dtype, copy=False)
-        xs, _ = forward(teacher, distinct.reshape(len(distinct) * batch, n_in))
-        y = xs[-1]
+        distinct = u[fresh].astype(dtype, copy=False).reshape(-1, n_in)
+        if backend is None:
+            y = forward(teacher, distinct)[0][-1]
+        else:
+            y = backend.to_host(forward_arrays(ws, bs, teacher.activations,
+                                               backend.asarray(distinct))[0][-1])
         if loss == "xent":
             z = np.exp(y - y.max(axis=1, keepdims=True))
             y = z / z.sum(axis=1, keepdims=True)
-        return y.reshape(len(distinct), batch, -1)[np.cumsum(fresh) - 1].astype(np.float64)
+        return y.reshape(int(fresh.sum()), batch, -1)[np.cumsum(fresh) - 1].astype(np.float64)
 
     return target
 

@@ -359,7 +359,10 @@ def _run_local(jobs, workers, save):
         save(value if ok else _failure(jobs[index], value))
     # Worker processes are the parallelism: a multi-threaded BLAS in each of
     # them would oversubscribe the cores and make more workers slower.
-    pool.run_jobs(run_point, jobs, workers, finished, initializer=threads.worker)
+    # A forked child cannot use a CUDA context its parent made (the parent's
+    # checks build the points): points on the GPU run in spawned workers.
+    gpu = any(job[1].get("run", {}).get("device") == "cuda" for job in jobs)
+    pool.run_jobs(run_point, jobs, workers, finished, initializer=threads.worker, fresh=gpu)
 
 
 def _connect(distributed, scheduler):

@@ -322,6 +322,11 @@ class RuleRun:
         self.chunks.append((t0, u, y))
         while len(self.chunks) > 1 and t0 + len(u) - self.chunks[1][0] >= self.keep:
             self.chunks.pop(0)
+        backend = getattr(self.learner, "backend", None)
+        if backend is not None and backend.device != "cpu":
+            # a tick engine on the GPU takes its frames there (one copy per
+            # chunk); the host copy stays for gradient_angles
+            u, y = backend.asarray(u), backend.asarray(y)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for k in range(len(u)):

@@ -70,6 +70,23 @@ def test_teacher_targets_are_the_teachers_instantaneous_output():
     np.testing.assert_allclose(p.sum(axis=-1), 1.0)
 
 
+def test_teacher_targets_on_a_device_equal_the_hand_written_teacher(device):
+    """On a device the teacher's products run there (its weights copied once);
+    the targets come back as float64 host arrays equal to the hand-written
+    teacher, held frames repeated."""
+    teacher = Network.random([3, 4, 2], ["tanh", "linear"], seed=4)
+    u = np.random.default_rng(4).normal(size=(4, 5, 3))
+    u[2] = u[1]
+    w0, w1 = teacher.weights
+    for loss in ("mse", "xent"):
+        y = teacher_target(teacher, loss, "float64", device)(u, None)
+        assert type(y) is np.ndarray and y.dtype == np.float64 and y.shape == (4, 5, 2)
+        want = np.tanh(u @ w0.T) @ w1.T
+        if loss == "xent":
+            want = np.exp(want) / np.exp(want).sum(axis=-1, keepdims=True)
+        np.testing.assert_allclose(y, want, rtol=1e-12)
+
+
 def test_bad_stream_requests():
     with pytest.raises(SimulatorError):
         make_stream("wobbly", 2, 1, np.random.default_rng(0), ident)

@@ -114,6 +114,28 @@ def test_dask_local_cluster_gives_the_same_csv_as_local_workers(tmp_path):
     assert a == b and a.count(b"\n") == 9
 
 
+def test_spawned_workers_give_the_forked_workers_csv(tmp_path, monkeypatch):
+    """Points on the GPU run in spawned workers (a CUDA context does not survive
+    fork): the spawn path gives the same sweep.csv, and is the one GPU points take."""
+    path = _write(tmp_path, "spawn")
+    sweep.run_sweep(path, str(tmp_path / "fork"), workers=2)
+    real, fresh = sweep.pool.run_jobs, []
+
+    def spawning(*args, **kw):
+        fresh.append(kw.get("fresh"))
+        return real(*args, **dict(kw, fresh=True))
+
+    monkeypatch.setattr(sweep.pool, "run_jobs", spawning)
+    sweep.run_sweep(path, str(tmp_path / "spawn"), workers=2)
+    assert fresh == [False]
+    a = (tmp_path / "fork" / "sweep.csv").read_bytes()
+    assert a == (tmp_path / "spawn" / "sweep.csv").read_bytes() and a.count(b"\n") == 5
+    monkeypatch.setattr(sweep.pool, "run_jobs", lambda *a, **kw: fresh.append(kw["fresh"]))
+    sweep._run_local([("b", {"run": {"device": "cpu"}}, {}, {}, "k1"),
+                      ("b", {"run": {"device": "cuda"}}, {}, {}, "k2")], 2, None)
+    assert fresh == [False, True]
+
+
 def test_training_sweep_reports_accuracy_per_rule_and_draws_it(tmp_path):
     path = _write(tmp_path, "rules", base="train_digits",
                   fixed={"run.ticks": 120, "train.eval_every": 60, "train.eval_size": 60},
