@@ -26,6 +26,6 @@ timeout "${PYTEST_LIMIT:-300}" python3 -m pytest -q -p no:cacheprovider -k "cuda
   --durations=15 $FILES 2>&1 | tee "$OUT/pytest.log" | tail -40
 echo "pytest: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-timeout "${BENCH_LIMIT:-120}" python3 benchmarks/bench_run.py --device cuda --quick 2>&1 | tee "$OUT/bench_run_cuda.log"
+timeout "${BENCH_LIMIT:-120}" python3 benchmarks/bench_run.py --device cuda ${BENCH_RUN_ARGS---quick} 2>&1 | tee "$OUT/bench_run_cuda.log"
 timeout "${BENCH_LIMIT:-120}" python3 benchmarks/bench_gpu.py --quick 2>&1 | tee "$OUT/bench_gpu.log"
 echo "benchmarks: $(( $(date +%s) - t0 )) s"

@@ -92,7 +92,8 @@ def run_metadata(name, scene):
     """What run.json says besides the arrays: scene, versions, machine."""
     versions = {"tickprop": __version__, "python": platform.python_version(),
                 "numpy": np.__version__}
-    for dist in ("matplotlib", "imageio", "click", "array-api-compat", "cupy-cuda12x"):
+    for dist in ("matplotlib", "imageio", "click", "array-api-compat", "cupy-cuda12x",
+                 "cupy-cuda13x", "cupy"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
