@@ -9,8 +9,13 @@ norms, tags, metrics against the per-frame backprop reference, states where
 the scene records them). The ratio recorded / bare is what recording costs
 over the bare step; recorded / unrecorded (``Engine.run`` on the stream, no
 recorder) leaves out the stream's own cost (its teacher targets), which a
-run pays recorded or not. A
-new frame every tick (hold 1) is the recorder's worst case (every frame needs
+run pays recorded or not. Beside them, timed alone in the same rounds and
+quoted as multiples of the bare time: the independent reference (one batched
+backprop of every distinct frame, what the recorder computes with frozen
+weights) and the stream (frames and teacher targets). Their sum with the bare
+time is the floor of any recorded run that keeps the reference independent;
+"bookkeeping" is what the recorder costs beyond it (copies, norms, tags,
+Gram products). A new frame every tick (hold 1) is the recorder's worst case (every frame needs
 its own reference). The last part times the whole command (`tickprop run
 scenes/fig3_fast.toml --ticks N --no-png --no-gif`, a fresh process, start-up,
 trace.npz included) against its simulation alone.
@@ -33,6 +38,8 @@ import numpy as np
 from allocator import ensure
 from simulator import threads
 from simulator.build import build
+from simulator.drive import repeated_frames, stream_chunks
+from simulator.reference import factors_of
 from simulator.runner import Prepared
 from simulator.scene import load, validate
 
@@ -91,6 +98,34 @@ def unrecorded(sc):
     return time.perf_counter() - t
 
 
+def stream_only(sc):
+    """Seconds of drawing the run's frames and the teacher's targets alone."""
+    prepared = Prepared("bench_run", sc)
+    t = time.perf_counter()
+    for _ in stream_chunks(prepared.stream, sc["run"]["ticks"], chunk=prepared.plan.chunk):
+        pass
+    return time.perf_counter() - t
+
+
+def reference_only(sc):
+    """Seconds of the independent reference alone: one backprop of every
+    distinct frame of the run (batched, as the recorder forms it with frozen
+    weights), with the engine's weights."""
+    parts = build(sc)
+    engine = parts.engine()
+    u, y, _ = parts.stream.take(sc["run"]["ticks"])
+    keep = ~repeated_frames(u, y, None)
+    be = engine.backend
+    U = be.asarray(u[keep].reshape(-1, u.shape[-1]))
+    Y = be.asarray(y[keep].reshape(-1, y.shape[-1]))
+    W, b = engine.weights(), engine.biases()
+    _sync(sc["run"]["device"])
+    t = time.perf_counter()
+    factors_of(W, b, engine.activations, U, Y, engine.loss)
+    _sync(sc["run"]["device"])
+    return time.perf_counter() - t
+
+
 def recorded(sc):
     """Seconds of the recorded ticks of ``Prepared.simulate`` (the run of
     `tickprop run`): its ``simulate_s``, the ticks with their recording, without
@@ -101,6 +136,16 @@ def recorded(sc):
 def best(fn, arg, repeats):
     fn(arg)  # warm-up: first-call imports and allocations stay out
     return min(fn(arg) for _ in range(repeats))
+
+
+def interleaved(fns, arg, rounds):
+    """Best seconds of each of ``fns`` over ``rounds`` interleaved rounds (a
+    shared machine's speed drifts by up to 1.7x over seconds: timing each
+    function's rounds back to back would compare different machine states)."""
+    for fn in fns:
+        fn(arg)                                   # warm-up
+    times = [[fn(arg) for fn in fns] for _ in range(rounds)]
+    return [min(col) for col in zip(*times)]
 
 
 def command(ticks):
@@ -120,23 +165,31 @@ def main():
     ap.add_argument("--threads", type=int, default=0,
                     help="BLAS threads (0: automatic, as `tickprop run` chooses)")
     ap.add_argument("--only", default="", help="only the sizes whose name contains this")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (best quoted)")
+    ap.add_argument("--hold", type=int, default=1,
+                    help="ticks each frame is held (1: a new frame every tick, the worst "
+                         "case; fig2_slow holds 64)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="run.device of every run (cuda: cupy; the whole-command part is cpu only)")
     args = ap.parse_args()
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else args.rounds
     blas = threads.setup(args.threads)          # as `tickprop run` does
-    print(f"BLAS threads: {blas['blas_threads']} ({blas['why']})")
+    print(f"BLAS threads: {blas['blas_threads']} ({blas['why']}); a new frame every "
+          f"{args.hold} tick(s)")
     print(f"{'size':26s} {'bare t/s':>10s} {'recorded t/s':>13s} {'recorded/bare':>14s} "
-          f"{'recorded/unrecorded':>20s}")
+          f"{'recorded/unrecorded':>20s} {'reference':>10s} {'stream':>8s} {'floor':>7s} "
+          f"{'bookkeeping':>12s}")
     for name, shape, batch, dtype, ticks in SIZES:
         if args.only not in name:
             continue
         ticks = max(20, ticks // 4) if args.quick else ticks
-        sc = scene(shape, batch, dtype, ticks, device=args.device)
-        t_bare, t_rec = best(bare, sc, repeats), best(recorded, sc, repeats)
-        t_run = best(unrecorded, sc, repeats)
+        sc = scene(shape, batch, dtype, ticks, hold=args.hold, device=args.device)
+        t_bare, t_rec, t_run, t_ref, t_str = interleaved(
+            (bare, recorded, unrecorded, reference_only, stream_only), sc, repeats)
+        floor = (t_bare + t_ref + t_str) / t_bare
         print(f"{name:26s} {ticks / t_bare:10.0f} {ticks / t_rec:13.0f} "
-              f"{t_rec / t_bare:13.2f}x {t_rec / t_run:19.2f}x")
+              f"{t_rec / t_bare:13.2f}x {t_rec / t_run:19.2f}x {t_ref / t_bare:9.2f}x "
+              f"{t_str / t_bare:7.2f}x {floor:6.2f}x {t_rec / t_bare - floor:11.2f}x")
     if args.device != "cpu":
         return
     ticks = 2000 if args.quick else 20000

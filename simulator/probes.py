@@ -585,9 +585,11 @@ class Recorder:
         keep = src[m:]
         spread = None if np.array_equal(keep, np.arange(F)) else xp.asarray(keep)
         pieces = self._ranges(i0, m, n)
-        # ⟨G, G⟩ per layer on the true widths where padding would more than
-        # double the Gram work (unequal widths), else on the ring in one call
-        per_layer = self._padded_waste > 2
+        # ⟨G, G⟩ per layer on the true widths of the distinct frames where
+        # padding would more than double the Gram work (unequal widths) or
+        # frames repeat (a held frame's ⟨G, G⟩ is formed once, not per tick),
+        # else on the ring in one call
+        per_layer = self._padded_waste > 2 or spread is not None
         gg = []
         for l, (x, d) in enumerate(pairs):
             x3 = xp.reshape(x, (F, B, x.shape[1]))
