@@ -590,6 +590,22 @@ class Recorder:
         # frames repeat (a held frame's ⟨G, G⟩ is formed once, not per tick),
         # else on the ring in one call
         per_layer = self._padded_waste > 2 or spread is not None
+        N = self._ref_x.shape[-1]
+        if all(x.shape[1] == d.shape[1] == N for x, d in pairs):
+            # every layer as wide as the ring: the layers stacked once
+            # (F, L, B, N), ⟨G, G⟩ of each distinct frame in one call, and one
+            # spread and one copy per ring piece instead of some per layer
+            X = xp.stack([xp.reshape(x, (F, B, N)) for x, _ in pairs], axis=1)
+            D = xp.stack([xp.reshape(d, (F, B, N)) for _, d in pairs], axis=1)
+            GG = _gram(xp, D, X, D, X)
+            if spread is not None:
+                X, D = xp.take(X, spread, axis=0), xp.take(D, spread, axis=0)
+                GG = xp.take(GG, spread, axis=0)
+            for p, q, a, b in pieces:
+                self._ref_x[a:b, ...] = X[p - m:q - m, ...]
+                self._ref_d[a:b, ...] = D[p - m:q - m, ...]
+                self._ref_gg[a:b, ...] = GG[p - m:q - m, ...]
+            return
         gg = []
         for l, (x, d) in enumerate(pairs):
             x3 = xp.reshape(x, (F, B, x.shape[1]))

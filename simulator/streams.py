@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .backend import Backend
 from .errors import SceneError, SimulatorError
 from .network import Network
 from .reference import forward, forward_arrays
@@ -165,7 +166,6 @@ def teacher_target(teacher, loss, dtype="float64", device="cpu"):
     weights to the inputs' dtype)."""
     backend = None
     if device != "cpu":
-        from .backend import Backend
         backend = Backend(device, dtype)
         ws = [backend.asarray(w) for w in teacher.weights]
         bs = [backend.asarray(b) for b in teacher.biases]

@@ -15,8 +15,13 @@ from simulator.runner import Prepared
 from simulator.scene import validate
 
 
-def _scene(hold, learning_rate=0.0, every=1, ticks=60):
-    return validate({"network": {"depth": 4, "width": 5, "inputs": 3, "outputs": 2},
+# unequal widths take the recorder's per-layer path, equal widths its stacked one
+WIDTHS = {"unequal": (3, 2), "equal": (5, 5)}
+
+
+def _scene(hold, learning_rate=0.0, every=1, ticks=60, widths="unequal"):
+    n_in, n_out = WIDTHS[widths]
+    return validate({"network": {"depth": 4, "width": 5, "inputs": n_in, "outputs": n_out},
                      "stream": {"kind": "held", "hold": hold, "batch": 2},
                      "rule": {"learning_rate": learning_rate},
                      "record": {"every": every, "chunk": 16},
@@ -24,7 +29,7 @@ def _scene(hold, learning_rate=0.0, every=1, ticks=60):
 
 
 def _oracle_cos(sc):
-    """Per recorded tick and layer, cos(g, G) with G backprop's gradient of the
+    """Per recorded tick and layer, (cos(g, G), ‖G‖) with G backprop's gradient of the
     frame the pair tag names, with the weights the engine holds at the end of
     that frame's tick (after its update, when learning): an engine stepped by
     hand, the reference called per frame."""
@@ -32,7 +37,7 @@ def _oracle_cos(sc):
     eng = parts.engine()
     T = sc["run"]["ticks"]
     u, y, _ = parts.stream.take(T)
-    nets, cos = [], []
+    nets, cos, norms = [], [], []
     for t in range(T):
         eng.step(u[t], y[t])
         nets.append(eng.network())
@@ -40,30 +45,36 @@ def _oracle_cos(sc):
             continue
         g = eng.gradients()
         pair = eng.tags()["pair"][1:]
-        row = []
+        row, nrow = [], []
         for l in range(eng.depth):
             s = int(pair[l])
             if s < 0 or s <= t - (2 * eng.depth + 2):
                 row.append(np.nan)
+                nrow.append(np.nan)
                 continue
             G = reference.backprop(nets[s], u[s], y[s], eng.loss)[l]
             with np.errstate(invalid="ignore", divide="ignore"):
                 row.append(float(np.sum(g[l] * G) / (np.linalg.norm(g[l]) * np.linalg.norm(G))))
+            nrow.append(float(np.linalg.norm(G)))
         cos.append(row)
-    return np.array(cos)
+        norms.append(nrow)
+    return np.array(cos), np.array(norms)
 
 
 @pytest.mark.parametrize("hold, lr, every", [(1, 0.0, 1), (3, 0.0, 1), (5, 0.0, 2),
                                              (1, 0.05, 1), (4, 0.05, 3)])
 @pytest.mark.parametrize("block_bytes", [1, 700, probes.BLOCK_BYTES])
-def test_block_size_never_changes_the_trace(monkeypatch, hold, lr, every, block_bytes):
+@pytest.mark.parametrize("widths", sorted(WIDTHS))
+def test_block_size_never_changes_the_trace(monkeypatch, hold, lr, every, block_bytes, widths):
     monkeypatch.setattr(probes, "BLOCK_BYTES", block_bytes)
-    sc = _scene(hold, lr, every)
+    sc = _scene(hold, lr, every, widths=widths)
     trace = Prepared("t", sc).simulate()
-    want = _oracle_cos(sc)
+    want, want_norm = _oracle_cos(sc)
     got = trace["mismatch_cos"]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(trace["ref_norm"], want_norm, rtol=1e-9, atol=1e-12,
+                               equal_nan=True)
     assert np.isfinite(got).sum() > got.size // 3
 
 
