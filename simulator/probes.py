@@ -397,6 +397,19 @@ def _gram(xp, d1, x1, d2, x2):
     return xp.sum(dd * xx, axis=(-2, -1))
 
 
+def _layer_lags(lag, valid):
+    """Per layer (column), the one lag (tick − paired frame) of its valid rows,
+    or None when some layer's valid rows have more than one; a layer with no
+    valid row gets lag 0 (its rows are NaN whatever is read)."""
+    big = np.iinfo(np.int64).max
+    hi = np.where(valid, lag, -big).max(axis=0)
+    lo = np.where(valid, lag, big).min(axis=0)
+    none = ~valid.any(axis=0)
+    if not np.all((hi == lo) | none):
+        return None
+    return np.where(none, 0, hi)
+
+
 def repeat_sources(frames, ref_frame, ring):
     """For a block of pending ``frames`` (tick index i, ..., repeat flag) the
     reference to use per frame: (src, fresh) with ``fresh`` the positions of
@@ -672,15 +685,35 @@ class Recorder:
         valid = (frames >= 0) & (frames > t - R)
         slots = np.where(valid, frames % RR, t % RR)
         valid &= self._ref_frame[slots] == frames
-        idx = xp.asarray((slots * L + np.arange(L)).reshape(-1))
-        d_ref = xp.reshape(xp.take(xp.reshape(self._ref_d, (RR * L, B, N)), idx, axis=0),
-                           (n, L, B, N))
-        x_ref = xp.reshape(xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), idx, axis=0),
-                           (n, L, B, N))
-        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)), idx), (n, L))
+        idx = (slots * L + np.arange(L)).reshape(-1)
+        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)), xp.asarray(idx)), (n, L))
         d = self._blk[:n, 1, 1:, ...]
         x = self._blk[:n, 0, :L, ...] if self._blk_p is None else self._blk_p[:n, ...]
-        gg, gG = _gram(xp, d, x, d, x), _gram(xp, d, x, d_ref, x_ref)
+        gg = _gram(xp, d, x, d, x)
+        # slices pay a few calls per layer, gathers copy B·N per layer and row:
+        # measured, slices win from batch 2 on (L = 6, w 128, B 16: 2.01x ->
+        # 1.91x recorded/bare) and lose at batch 1 (L = 64: 2.42x -> 2.50x)
+        lags = _layer_lags(t - frames, valid) if self._every == 1 and B > 1 else None
+        if lags is None:
+            # lags that change within the block (a warm-up, tags read from the
+            # engine) or rows apart: gather each row's reference factors
+            ix = xp.asarray(idx)
+            d_ref = xp.reshape(xp.take(xp.reshape(self._ref_d, (RR * L, B, N)), ix, axis=0),
+                               (n, L, B, N))
+            x_ref = xp.reshape(xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), ix, axis=0),
+                               (n, L, B, N))
+            gG = _gram(xp, d, x, d_ref, x_ref)
+        else:
+            # every tick a row, each layer pairing it with the frame a fixed lag
+            # back: the layer's references are consecutive ring slots, read as
+            # slices, not gathered into copies
+            cols = []
+            for l in range(L):
+                parts = [_gram(xp, d[p:q, l, ...], x[p:q, l, ...],
+                               self._ref_d[a:b, l, ...], self._ref_x[a:b, l, ...])
+                         for p, q, a, b in self._ranges(int(ticks[0]) - int(lags[l]), 0, n)]
+                cols.append(parts[0] if len(parts) == 1 else xp.concat(parts))
+            gG = xp.stack(cols, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             cos, rel = cosine_and_relative(xp, gg, gG, GG)
             nan = np.where(valid, 0.0, np.nan)

@@ -94,3 +94,15 @@ def test_trace_npz_is_stored_uncompressed_unless_asked(tmp_path):
         trace.save(str(folder), compress=compress)
         with zipfile.ZipFile(folder / "trace.npz") as z:
             assert {i.compress_type for i in z.infolist()} == {kind}
+
+
+def test_layer_lags_are_read_as_slices_only_when_each_layer_has_one():
+    """The recorder reads a layer's references as ring slices only when all its
+    valid rows pair with the frame one fixed lag back; otherwise it gathers."""
+    lag = np.array([[3, 5, 0], [3, 5, 9], [3, 5, 2]])
+    valid = np.array([[True, False, False], [True, True, False], [True, True, False]])
+    np.testing.assert_array_equal(probes._layer_lags(lag, valid), [3, 5, 0])
+    valid[0, 1] = True                       # layer 1 now has lags 5 and ... still 5
+    np.testing.assert_array_equal(probes._layer_lags(lag, valid), [3, 5, 0])
+    lag[0, 1] = 4                            # two lags in one layer: gather
+    assert probes._layer_lags(lag, valid) is None
