@@ -102,7 +102,7 @@ def test_layer_lags_are_read_as_slices_only_when_each_layer_has_one():
     lag = np.array([[3, 5, 0], [3, 5, 9], [3, 5, 2]])
     valid = np.array([[True, False, False], [True, True, False], [True, True, False]])
     np.testing.assert_array_equal(probes._layer_lags(lag, valid), [3, 5, 0])
-    valid[0, 1] = True                       # layer 1 now has lags 5 and ... still 5
+    valid[0, 1] = True                       # layer 1 gains a row, at lag 5 too
     np.testing.assert_array_equal(probes._layer_lags(lag, valid), [3, 5, 0])
     lag[0, 1] = 4                            # two lags in one layer: gather
     assert probes._layer_lags(lag, valid) is None
