@@ -17,10 +17,10 @@ fi
   nproc; } 2>&1 | tee "$OUT/machine.txt"
 # Only the files with GPU variants: the others import packages (selenium, jax
 # extras, dask) the machine may lack, and a collection error stops pytest.
-FILES="tests/test_gpu_scenes.py tests/test_cli.py tests/test_engine.py tests/test_facts.py
+FILES=${GPU_TEST_FILES:-"tests/test_gpu_scenes.py tests/test_cli.py tests/test_engine.py tests/test_facts.py
        tests/test_graph_engine.py tests/test_model_attention.py tests/test_model_graph.py
        tests/test_model_layers.py tests/test_model_pc.py tests/test_model_relaxation.py
-       tests/test_relaxation.py tests/test_streams.py"
+       tests/test_relaxation.py tests/test_streams.py tests/test_probes.py"}
 t0=$(date +%s)
 timeout "${PYTEST_LIMIT:-300}" python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu" -ra \
   --durations=15 $FILES 2>&1 | tee "$OUT/pytest.log" | tail -40
