@@ -180,10 +180,15 @@ class RunBudget:
 
     def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None, budget_key="record.memory_budget", distinct=None, pictures=False):
+                 gif=None, budget_key="record.memory_budget", distinct=None, pictures=False,
+                 device="cpu"):
         self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
         sizes = [int(n) for n in sizes]
         L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
+        # on numpy with every layer's states recorded, the recorder writes x and
+        # δ straight into the state arrays: no block copy of them, no transfer
+        self.direct = (device == "cpu" and plan.states
+                       and list(plan.layers) == list(range(L + 1)))
         n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
         d_y, C = int(supervision_delay), plan.chunk
         W = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))      # true weight entries
@@ -217,7 +222,8 @@ class RunBudget:
         # x and δ of the pending rows (and the paired x, pairing `frame`)
         K = block_ticks(plan, L + 1, B, N, s)
         items["record block"] = s * K * B * N * (
-            2 * (L + 1) + (L if plan.metrics and pairing != "local" else 0))
+            (0 if self.direct else 2 * (L + 1))
+            + (L if plan.metrics and pairing != "local" else 0))
         if plan.metrics:
             ref = 2 * L + d_y + 2 + K
             items["reference ring"] = s * ref * L * (2 * B * N + 1) + 8 * ref
@@ -248,8 +254,9 @@ class RunBudget:
         if plan.states:
             per_row = 2 * len(plan.layers) * batch * width
             items["recorded states"] = plan.itemsize * per_row * rows
-            items["state transfer"] = (2 * itemsize * per_row
-                                       * min(len(range(0, chunk, plan.every)), rows))
+            if not getattr(self, "direct", False):
+                items["state transfer"] = (2 * itemsize * per_row
+                                           * min(len(range(0, chunk, plan.every)), rows))
         if gif is not None:
             every, (w, h) = gif
             # streamed (render.gifstream): a few frames' worth at a time, not all
@@ -431,7 +438,9 @@ class Recorder:
     """Records an Engine into host arrays, a row every ``plan.every`` ticks (see RecordPlan).
 
     A recorded tick costs two copies: x and δ of every layer go into a block
-    buffer of K rows (and, pairing `frame` with metrics, the paired x);
+    buffer of K rows (and, pairing `frame` with metrics, the paired x); on
+    numpy with every layer's states recorded (the default) that buffer is the
+    host state arrays' rows themselves, so the states need no second copy;
     everything else is done per block in a few batched calls: norms
     (sqrt(sum(x²)) over the block), states (one transfer), tags (closed form,
     TagTable, where the engine's options make them deterministic — always for
@@ -465,8 +474,12 @@ class Recorder:
         self._tags = tag_table(engine)
         be = engine.backend
         self._K = K = block_ticks(plan, L + 1, B, N, plan.itemsize)
-        # x and δ of every layer of the pending rows: (K, 2, L + 1, B, N)
-        self._blk = be.zeros((K, 2, L + 1, B, N))
+        # x and δ of every layer of the pending rows: (K, 2, L + 1, B, N); on
+        # numpy with every layer's states recorded, the host state arrays'
+        # rows are that buffer (one copy a tick, not two: see _direct below)
+        self._direct = (plan.states and list(plan.layers) == list(range(L + 1))
+                        and self.xp is np)
+        self._blk = None if self._direct else be.zeros((K, 2, L + 1, B, N))
         self._blk_ticks = []
         self._blk_p = None
         self._R = 2 * L + engine.supervision_delay + 2     # frames a pairing reaches back
@@ -511,13 +524,16 @@ class Recorder:
             return
         X, D, Xp = self.engine.stacked_state_views()
         k = len(self._blk_ticks)
-        blk = self._blk
-        blk[k, 0, ...] = X
-        blk[k, 1, ...] = D
+        row = i // self._every
+        if self._direct:
+            self._host["state_x"][row, ...] = X
+            self._host["state_delta"][row, ...] = D
+        else:
+            self._blk[k, 0, ...] = X
+            self._blk[k, 1, ...] = D
         if self._blk_p is not None:
             self._blk_p[k, ...] = Xp
         self._blk_ticks.append(i)
-        row = i // self._every
         self._host["stream_frame"][row] = frame_id
         if self._tags is None:
             self._step_tags(row)
@@ -656,22 +672,29 @@ class Recorder:
         xp, be, host = self.xp, self.engine.backend, self._host
         r0 = ticks[0] // self._every
         rows = slice(r0, r0 + n)
-        blk = self._blk[:n, ...]
-        flat = xp.reshape(blk, blk.shape[:3] + (-1,))
-        norms = be.to_host(xp.sqrt(xp.vecdot(flat, flat)))                # (n, 2, L + 1)
-        host["x_norm"][rows] = norms[:, 0]
-        host["delta_norm"][rows] = norms[:, 1]
+        bx, bd = self._block(rows, n)
+        for key, b in (("x_norm", bx), ("delta_norm", bd)):
+            flat = xp.reshape(b, b.shape[:2] + (-1,))
+            host[key][rows] = be.to_host(xp.sqrt(xp.vecdot(flat, flat)))    # (n, L + 1)
         if self._tags is not None:
             tags = self._tags.rows(ticks)
             for j, arr in enumerate(self._tag_rows):
                 arr[rows] = tags[:, j]
-        if self.plan.states:
+        if self.plan.states and not self._direct:
+            blk = self._blk[:n, ...]
             both = blk if self._state_layers is None else xp.take(blk, self._state_layers, axis=2)
             both = be.to_host(both)
             host["state_x"][rows] = both[:, 0]
             host["state_delta"][rows] = both[:, 1]
         if self._metrics:
             self._measure(np.asarray(ticks), rows)
+
+    def _block(self, rows, n):
+        """x and δ (n, L + 1, B, N) of the pending rows: views of the block
+        buffer, or of the host state arrays' ``rows`` when they are the buffer."""
+        if self._direct:
+            return self._host["state_x"][rows], self._host["state_delta"][rows]
+        return self._blk[:n, 0, ...], self._blk[:n, 1, ...]
 
     def _measure(self, ticks, rows):
         """Mismatch of the block's rows against the ring's references of their
@@ -687,8 +710,9 @@ class Recorder:
         valid &= self._ref_frame[slots] == frames
         idx = (slots * L + np.arange(L)).reshape(-1)
         GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)), xp.asarray(idx)), (n, L))
-        d = self._blk[:n, 1, 1:, ...]
-        x = self._blk[:n, 0, :L, ...] if self._blk_p is None else self._blk_p[:n, ...]
+        bx, bd = self._block(rows, n)
+        d = bd[:, 1:, ...]
+        x = bx[:, :L, ...] if self._blk_p is None else self._blk_p[:n, ...]
         gg = _gram(xp, d, x, d, x)
         # slices pay a few calls per layer, gathers copy B·N per layer and row:
         # measured, slices win from batch 2 on (L = 6, w 128, B 16: 2.01x ->

@@ -52,7 +52,8 @@ class Prepared:
                        gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
                        **{k: rule[k] for k in ("feedback", "derivative", "pairing",
                                                "supervision_delay", "learning_rate", "accumulate")})
-        self.budget = (RunBudget(self.plan, sizes, **options) if skeleton is None
+        self.budget = (RunBudget(self.plan, sizes, device=run["device"], **options)
+                       if skeleton is None
                        else GraphBudget(self.plan, skeleton, **options))
         self.record_bytes = self.budget.check()
         self.parts = build(scene)
