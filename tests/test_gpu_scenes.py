@@ -176,7 +176,7 @@ def test_diffusion_scene_on_gpu_records_the_cpu_trace(runner, name):
 def test_scene_on_gpu_gives_the_cpu_results(runner, name):
     cpu = _run(runner, name, "cpu", TRAIN[name])
     gpu = _run(runner, name, "cuda", TRAIN[name])
-    _same_outputs(cpu, gpu)
+    assert _same_outputs(cpu, gpu)
 
 
 SWEEP = """description = "a small fact-E grid"
