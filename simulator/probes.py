@@ -476,7 +476,7 @@ class Recorder:
         self._K = K = block_ticks(plan, L + 1, B, N, plan.itemsize)
         # x and δ of every layer of the pending rows: (K, 2, L + 1, B, N); on
         # numpy with every layer's states recorded, the host state arrays'
-        # rows are that buffer (one copy a tick, not two: see _direct below)
+        # rows are that buffer (one copy a tick, not two)
         self._direct = (plan.states and list(plan.layers) == list(range(L + 1))
                         and self.xp is np)
         self._blk = None if self._direct else be.zeros((K, 2, L + 1, B, N))
