@@ -187,8 +187,7 @@ class RunBudget:
         L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
         # on numpy with every layer's states recorded, the recorder writes x and
         # δ straight into the state arrays: no block copy of them, no transfer
-        self.direct = (device == "cpu" and plan.states
-                       and list(plan.layers) == list(range(L + 1)))
+        self.direct = states_in_place(plan, L, device)
         n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
         d_y, C = int(supervision_delay), plan.chunk
         W = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))      # true weight entries
@@ -330,6 +329,13 @@ class RunBudget:
 # Bytes of device memory a recorder may spend on one block of pending rows
 # (copies of x and δ of each recorded tick, measured together).
 BLOCK_BYTES = 16 * 2**20
+
+
+def states_in_place(plan, depth, device):
+    """Whether a chain recorder writes x and δ straight into the host state
+    arrays, whose rows then serve as its block buffer: on numpy (the cpu
+    device) when every layer's states are recorded (the default)."""
+    return bool(device == "cpu" and plan.states and list(plan.layers) == list(range(depth + 1)))
 
 
 def block_ticks(plan, layers, batch, width, itemsize):
@@ -477,8 +483,7 @@ class Recorder:
         # x and δ of every layer of the pending rows: (K, 2, L + 1, B, N); on
         # numpy with every layer's states recorded, the host state arrays'
         # rows are that buffer (one copy a tick, not two)
-        self._direct = (plan.states and list(plan.layers) == list(range(L + 1))
-                        and self.xp is np)
+        self._direct = states_in_place(plan, L, be.device)
         self._blk = None if self._direct else be.zeros((K, 2, L + 1, B, N))
         self._blk_ticks = []
         self._blk_p = None
@@ -614,11 +619,6 @@ class Recorder:
         keep = src[m:]
         spread = None if np.array_equal(keep, np.arange(F)) else xp.asarray(keep)
         pieces = self._ranges(i0, m, n)
-        # ⟨G, G⟩ per layer on the true widths of the distinct frames where
-        # padding would more than double the Gram work (unequal widths) or
-        # frames repeat (a held frame's ⟨G, G⟩ is formed once, not per tick),
-        # else on the ring in one call
-        per_layer = self._padded_waste > 2 or spread is not None
         N = self._ref_x.shape[-1]
         if all(x.shape[1] == d.shape[1] == N for x, d in pairs):
             # every layer as wide as the ring: the layers stacked once
@@ -635,6 +635,11 @@ class Recorder:
                 self._ref_d[a:b, ...] = D[p - m:q - m, ...]
                 self._ref_gg[a:b, ...] = GG[p - m:q - m, ...]
             return
+        # layers of unequal widths: ⟨G, G⟩ per layer on the true widths of the
+        # distinct frames where padding would more than double the Gram work or
+        # frames repeat (a held frame's ⟨G, G⟩ is formed once, not per tick),
+        # else on the ring in one call
+        per_layer = self._padded_waste > 2 or spread is not None
         gg = []
         for l, (x, d) in enumerate(pairs):
             x3 = xp.reshape(x, (F, B, x.shape[1]))
@@ -708,8 +713,8 @@ class Recorder:
         valid = (frames >= 0) & (frames > t - R)
         slots = np.where(valid, frames % RR, t % RR)
         valid &= self._ref_frame[slots] == frames
-        idx = (slots * L + np.arange(L)).reshape(-1)
-        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)), xp.asarray(idx)), (n, L))
+        ix = xp.asarray((slots * L + np.arange(L)).reshape(-1))
+        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)), ix), (n, L))
         bx, bd = self._block(rows, n)
         d = bd[:, 1:, ...]
         x = bx[:, :L, ...] if self._blk_p is None else self._blk_p[:n, ...]
@@ -721,7 +726,6 @@ class Recorder:
         if lags is None:
             # lags that change within the block (a warm-up, tags read from the
             # engine) or rows apart: gather each row's reference factors
-            ix = xp.asarray(idx)
             d_ref = xp.reshape(xp.take(xp.reshape(self._ref_d, (RR * L, B, N)), ix, axis=0),
                                (n, L, B, N))
             x_ref = xp.reshape(xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), ix, axis=0),
