@@ -61,3 +61,50 @@ def test_the_fingerprint_sees_a_change_of_one_value_in_the_last_bits():
     f = golden.fingerprint(a)
     assert not np.isclose(golden.fingerprint(moved), f, rtol=RTOL, atol=0)
     assert np.isclose(golden.fingerprint(rounded), f, rtol=RTOL, atol=0)
+
+
+# ------------------------------------------------------------ shipped scenes
+import json  # noqa: E402
+
+import scenes as golden_scenes  # noqa: E402
+
+with open(golden_scenes.PATH) as _f:
+    SCENES = json.load(_f)
+
+
+def _same_prints(where, got, want):
+    """Every recorded fingerprint is there again, equal (floats within RTOL
+    of their scale, everything else exactly); nothing new appeared."""
+    assert sorted(got) == sorted(want), \
+        f"{where}: saved numbers differ in name: {sorted(set(got) ^ set(want))[:5]}"
+    for key, w in want.items():
+        g = got[key]
+        if isinstance(w, dict) and "value" in w:
+            assert {k: v for k, v in g.items() if k not in ("value", "scale")} == \
+                   {k: v for k, v in w.items() if k not in ("value", "scale")}, f"{where}: {key}"
+            assert abs(g["value"] - w["value"]) <= RTOL * max(w["scale"], 1e-300), \
+                f"{where}: {key}: projection {g['value']!r}, recorded {w['value']!r}"
+        elif isinstance(w, float) and isinstance(g, (int, float)) and not isinstance(g, bool):
+            assert abs(g - w) <= RTOL * abs(w) + 1e-12, f"{where}: {key}: {g!r}, recorded {w!r}"
+        else:
+            assert g == w, f"{where}: {key}: {g!r}, recorded {w!r}"
+
+
+def test_every_shipped_scene_but_sweeps_is_recorded():
+    assert sorted(SCENES) == sorted(golden_scenes.shipped())
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+def test_a_short_run_of_every_shipped_scene_and_its_replay_give_the_recorded_numbers(
+        name, tmp_path):
+    want = SCENES[name]["fingerprints"]
+    _, got = golden_scenes.run_short(name, str(tmp_path / "run"))
+    _same_prints(name, got, want)
+    recorded = tmp_path / "recorded_run.json"        # today's run.json of the same run
+    recorded.write_text(json.dumps(SCENES[name]["run.json"]))
+    from simulator import kinds, scene as scenes
+    replay_name, resolved = scenes.load(str(recorded))
+    meta = kinds.run_scene(replay_name, resolved, str(tmp_path / "replay"),
+                           draw_options={"png": False, "gif": False})
+    _same_prints(f"{name} (replayed run.json)",
+                 golden_scenes.fingerprint_folder(str(tmp_path / "replay"), meta), want)
