@@ -453,12 +453,26 @@ def load(name_or_path):
     return name, validate(raw, path)
 
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
+MAX_NAME = 200          # longest scene name a run.json may hold
+
+
+def check_run_name(name, path):
+    """The ``name`` of a run.json, refused unless it could be the base name of
+    a scene file: a string of 1..MAX_NAME printable characters (spaces and
+    non-ASCII letters included: `my scene.toml`, `szené.toml`) with no path
+    separator and not only dots. Where a replay writes is made safe by
+    ``files.default_out``; this refuses names no scene file can have."""
+    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
+            or "/" in name or "\\" in name or name.strip(".") == ""):
+        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
+                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
+                         f"only dots), got {show(name, typed=True)}")
+    return name
 
 
 def load_run_json(path):
     """The name and resolved scene stored in a run.json, validated again; the
-    name must be a plain file name (a replay's folder stays in outputs/)."""
+    name must be one a scene file can have (``check_run_name``)."""
     text = _read_text(path)
     try:
         meta = json.loads(text)
@@ -468,10 +482,7 @@ def load_run_json(path):
     if not isinstance(meta, dict) or "scene" not in meta or "name" not in meta:
         raise SceneError(f"{path}: not a tickprop run.json (expected an object with "
                          "'name' and 'scene')")
-    name = meta["name"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.strip(".") == "":
-        raise SceneError(f"{path}: key 'name': expected a plain scene name (letters, digits, "
-                         f"'_', '-', '.', '+'), got {show(name, typed=True)}")
+    name = check_run_name(meta["name"], path)
     if not isinstance(meta["scene"], dict):
         raise SceneError(f"{path}: key 'scene': expected a table of sections, "
                          f"got {show(meta['scene'], typed=True)}")

@@ -8,6 +8,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 from simulator import scene as scenes
@@ -370,6 +371,35 @@ def test_a_good_run_json_replays(tmp_path):
     path.write_text(json.dumps(GOOD_META))
     name, sc = scenes.load(str(path))
     assert name == "fig" and sc["locking"]["depth"] == 3 and sc["locking"]["frames"] == 6
+
+
+@pytest.mark.parametrize("stem,folder", [("my scene", "my_scene"), ("szené", "szené"),
+                                         ("mon szené 2", "mon_szené_2")])
+def test_a_run_json_of_a_scene_file_with_spaces_or_non_ascii_replays(tmp_path, monkeypatch,
+                                                                      stem, folder):
+    """`tickprop run "my scene.toml"` writes run.json with name "my scene"; the
+    replay of that run.json was refused ("expected a plain scene name")."""
+    from click.testing import CliRunner
+    import cli
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / f"{stem}.toml").write_text('kind = "diffusion"\n' + BASE, encoding="utf-8")
+    quick = ["--no-gif", "--no-png", "--quiet"]
+    first = CliRunner().invoke(cli.main, ["run", f"{stem}.toml", *quick])
+    assert first.exit_code == 0, first.output
+    assert json.load(open(f"outputs/{folder}/run.json", encoding="utf-8"))["name"] == stem
+    again = CliRunner().invoke(cli.main, ["run", f"outputs/{folder}/run.json", *quick])
+    assert again.exit_code == 0, again.output
+    with np.load(f"outputs/{folder}/trace.npz") as a, \
+            np.load(f"outputs/{folder}_replay/trace.npz") as b:
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["a/b", "a\\b", "...", "", "tab\there", "x" * 201, ["x"]])
+def test_a_run_json_name_no_scene_file_can_have_is_refused(tmp_path, name):
+    assert_refused(json.dumps(dict(GOOD_META, name=name)), tmp_path, "key 'name'",
+                   name="run.json")
 
 
 @pytest.mark.parametrize("name", scenes.list_scenes())
