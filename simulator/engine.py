@@ -211,7 +211,7 @@ class Engine:
         shape = getattr(array, "shape", None)
         if (shape is None or tuple(shape) != (self.batch, width)
                 or getattr(array.dtype, "kind", "f") not in "fiub"):
-            raise SimulatorError(f"Engine.step: {what} must be a numeric array of shape "
+            raise SimulatorError(f"Engine.step: {what}: expected a numeric array of shape "
                                  f"(batch, width) = {(self.batch, width)}, got {shown(array)}")
 
     def _flag_finite(self, t):
