@@ -173,6 +173,7 @@ CASES = [
     ("write_pictures(trace=None)", lambda o: render().write_pictures(o.tmp, None), "trace"),
     ("write_mismatch(trace=None)",
      lambda o: render().write_mismatch(o.tmp + "/m.png", None), "trace"),
+    ("save_png(fig=None)", lambda o: render().save_png(None, o.tmp + "/f.png"), "fig"),
 ]
 
 

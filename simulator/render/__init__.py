@@ -25,9 +25,11 @@ import functools
 import inspect
 import os
 
+from matplotlib.figure import Figure
+
+from .. import files
 from ..arguments import check_int, check_path, check_type, fail
 from ..errors import SimulatorError
-from ..files import save_png
 from ..probes import Trace
 from . import animate, plots, raster
 from .animate import DEFAULT_SIZE, WaveAnimator
@@ -36,7 +38,7 @@ from .raster import colourings
 
 def _entry(func):
     """``func`` as a public entry: its arguments checked once, by name, before
-    it runs (``trace`` a Trace, ``path`` a file path in an existing folder,
+    it runs (``trace`` a Trace, ``fig`` a Figure, ``path`` a file path in an existing folder,
     ``folder`` an existing folder, ``every`` an integer >= 1, ``windows`` a
     list of (start, stop) pairs, ``row`` a recorded row of the trace); size
     and color are checked by the builders themselves."""
@@ -60,6 +62,8 @@ def _check_entry(call, given):
     if "trace" in given:
         check_type(call, "trace", trace, Trace, "a simulator.Trace (simulator.simulate or "
                    "Trace.load(folder))")
+    if "fig" in given:
+        check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
     if "path" in given:
         check_path(call, "path", given["path"])
     if "folder" in given:
@@ -80,6 +84,7 @@ mismatch_figure = _entry(plots.mismatch_figure)
 write_mismatch = _entry(plots.write_mismatch)
 render_frames = _entry(animate.render_frames)
 write_gif = _entry(animate.write_gif)
+save_png = _entry(files.save_png)
 
 
 @_entry
