@@ -1,8 +1,12 @@
 """tickprop command line: parse, call the simulator, print. Nothing else lives here.
 
-Exit codes: 0 success; 2 user error (one ``error:`` line on stderr, nothing
-written); 130 Ctrl-C and 143 SIGTERM (one line, nothing left behind); 1 internal
-failure (a bug: the traceback is printed).
+Exit codes: 0 success (a sweep with some failed points included: its summary
+says how many failed); 2 user error (one ``error:`` line on stderr, nothing
+written); 3 the work ran but produced nothing: every point of a sweep failed
+(one ``error:`` line with the first failure's message; the points and
+sweep.csv are written, so the failures can be read); 130 Ctrl-C and 143
+SIGTERM (one line, nothing left behind); 1 internal failure (a bug: the
+traceback is printed).
 """
 import json
 import os
@@ -23,6 +27,10 @@ from simulator.runner import Prepared
 from simulator.selection import parse_list, parse_ticks
 from simulator.sync import format_sync, sync_report
 from simulator.view import write_view
+
+
+# Exit code of a command whose work ran and all failed (every point of a sweep).
+EXIT_ALL_FAILED = 3
 
 
 def _fail(exc):
@@ -188,6 +196,12 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
                                        progress=bar.update)
     if not quiet:
         _say(name, sweep_lines(summary), summary["csv"])
+    if summary["points"] and summary["failed"] == summary["points"]:
+        first = next(r for r in summary["records"] if r["status"] != "ok")
+        click.echo(f"error: every point of {name} failed ({summary['failed']} of "
+                   f"{summary['points']}; see {summary['csv']}); the first: {first['error']}",
+                   err=True)
+        sys.exit(EXIT_ALL_FAILED)
 
 
 @main.command()

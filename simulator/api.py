@@ -13,8 +13,10 @@ built from the Trace by ``simulator.render`` (raster_figure, mismatch_figure,
 write_gif); ``trace.schema()`` says what every array holds.
 """
 import difflib
+import os
 
 from . import kinds
+from .arguments import fail
 from .errors import SimulatorError
 from .probes import Trace
 from .runner import Prepared
@@ -27,9 +29,18 @@ def resolve(scene_or_path, overrides=None, **more):
     dict, with ``overrides`` (a dict) and ``more`` applied (see the module)."""
     if isinstance(scene_or_path, dict):
         name, resolved = "scene", validate(dict(scene_or_path), "scene")
+    elif isinstance(scene_or_path, (str, os.PathLike)):
+        name, resolved = load(os.fspath(scene_or_path))
     else:
-        name, resolved = load(str(scene_or_path))
+        fail("simulate", "scene_or_path", "a scene name, a .toml or run.json path, or a scene "
+             "dict", scene_or_path)
+    if overrides is not None and not isinstance(overrides, dict):
+        fail("simulate", "overrides", "a dict {'ticks': 50, 'section.key': value, ...}",
+             overrides)
     given = dict(overrides or {}, **more)
+    for key in given:
+        if not isinstance(key, str):
+            fail("simulate", "overrides", "string keys ('ticks', 'section.key')", key)
     if not given:
         return name, resolved
     kind = kinds.get(resolved["kind"])
@@ -54,13 +65,15 @@ def simulate(scene_or_path, overrides=None, /, out=None, **more):
     --out`` saves it (trace.npz, run.json, pictures) and read back. A scene of
     another kind, or a bad override, raises SimulatorError."""
     name, resolved = resolve(scene_or_path, overrides, **more)
+    if out is not None and (not isinstance(out, (str, os.PathLike)) or not os.fspath(out)):
+        fail("simulate", "out", "None or a folder path to save the run in", out)
     if resolved["kind"] != "diffusion":
         raise SimulatorError(f"{name}: simulate returns the Trace of a diffusion scene; this "
                              f"one is of kind {resolved['kind']!r} (run it with `tickprop run "
                              f"{name}`)")
     if out is not None:
-        kinds.run_scene(name, resolved, out)
-        return Trace.load(out)
+        kinds.run_scene(name, resolved, os.fspath(out))
+        return Trace.load(os.fspath(out))
     return Prepared(name, resolved).simulate()
 
 

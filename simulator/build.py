@@ -18,7 +18,7 @@ from .errors import BudgetError, SceneError
 from .model import Model
 from .network import Network
 from .probes import format_bytes, parse_bytes
-from .scene import STREAM, check_graph, network_sizes
+from .scene import check_graph, network_sizes
 from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, moving_canvas,
                       moving_stream, teacher_target)
 
@@ -83,21 +83,10 @@ def build_stream(scene, seeds_, loss):
     return ShapedStream(stream, skeleton.input_shape, skeleton.output_shape)
 
 
-# Stream keys only the moving stream reads: set on another kind they would be
-# parsed and ignored, so they are refused.
-MOVING_ONLY = ("canvas", "speed", "direction", "edges", "jitter", "jitter_every", "stagger")
-
-
 def _flat_stream(scene, seeds_, loss):
     st, tg = scene["stream"], scene["target"]
     sizes, acts = network_shape(scene["network"])
     rng = np.random.default_rng(seeds_.stream)
-    if st["kind"] != "moving":
-        for key in MOVING_ONLY:
-            if st[key] != STREAM[key].default:
-                raise SceneError(f"key 'stream.{key}': only a moving stream uses it, and "
-                                 f"stream.kind is {st['kind']!r}; expected it left out "
-                                 f"(or stream.kind = \"moving\"), given {st[key]!r}")
     if st["kind"] == "moving":
         return _moving(scene, seeds_, loss, sizes, acts, rng)
     if st["kind"] == "dataset":

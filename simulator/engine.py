@@ -20,6 +20,7 @@ Finite values, however large, never trip it.
 """
 import numpy as np
 
+from .arguments import check_int, check_number, check_run, check_seed, check_type, shown
 from .backend import Backend
 from .drive import run_stream
 from .errors import NumericalError, SimulatorError
@@ -71,8 +72,12 @@ class Engine:
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
                  itd_epsilon=1e-6, device="cpu", dtype="float64"):
+        check_type("Engine", "network", network, Network,
+                   "a simulator.Network or simulator.Model")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
+        check_seed("Engine", feedback_seed, "feedback_seed")
+        feedback_scale = check_number("Engine", "feedback_scale", feedback_scale, 0.0)
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.activations = list(network.activations)
@@ -203,10 +208,11 @@ class Engine:
         self._flag_finite(t)
 
     def _check_shape(self, what, array, width):
-        shape = tuple(getattr(array, "shape", ()))
-        if shape != (self.batch, width):
-            raise SimulatorError(f"Engine.step: {what} must have shape (batch, width) = "
-                                 f"{(self.batch, width)}, got {shape}")
+        shape = getattr(array, "shape", None)
+        if (shape is None or tuple(shape) != (self.batch, width)
+                or getattr(array.dtype, "kind", "f") not in "fiub"):
+            raise SimulatorError(f"Engine.step: {what}: expected a numeric array of shape "
+                                 f"(batch, width) = {(self.batch, width)}, got {shown(array)}")
 
     def _flag_finite(self, t):
         """Store, for tick t, per quantity and layer, 0 if all of x, a, σ', δ are
@@ -330,6 +336,7 @@ class Engine:
         stops the run (NumericalError) with the tick, layer and quantity where
         it first appeared, the same whatever the chunk size.
         """
+        check_run("Engine.run", stream, ticks, recorder, progress, chunk)
         run_stream(self, stream, ticks, recorder, progress, chunk)
 
     def check_finite(self):
@@ -387,15 +394,18 @@ class Engine:
                        [be.to_host(b) for b in self.biases()], self.activations)
 
     def activity(self, layer):
-        """A copy of x[t, layer], shape (batch, n_layer)."""
+        """A copy of x[t, layer] for layer 0..L, shape (batch, n_layer)."""
+        layer = check_int("Engine.activity", "layer", layer, 0, self.depth)
         return self._copy(self._X[layer, :, :self.sizes[layer]])
 
     def preactivation(self, layer):
         """A copy of a[t, layer] for layer 1..L, shape (batch, n_layer)."""
+        layer = check_int("Engine.preactivation", "layer", layer, 1, self.depth)
         return self._copy(self._A[layer, :, :self.sizes[layer]])
 
     def delta(self, layer):
         """A copy of δ[t, layer] for layer 1..L, shape (batch, n_layer)."""
+        layer = check_int("Engine.delta", "layer", layer, 1, self.depth)
         return self._copy(self._D[layer, :, :self.sizes[layer]])
 
     def tags(self):

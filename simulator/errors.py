@@ -1,10 +1,19 @@
 """The one exception family users see: a SimulatorError is a user mistake or a
-refused run, reported by the CLI as a single ``error:`` line with exit code 2."""
+refused run, reported by the CLI as a single ``error:`` line with exit code 2.
+It is a ValueError, so code that catches bad arguments the Python way works."""
 
 
-class SimulatorError(Exception):
+class SimulatorError(ValueError):
     """Base of every error caused by input (scenes, options, arrays) or by a run
     that had to stop (numerical blow-up, memory budget)."""
+
+
+class MissingKeyError(SimulatorError, KeyError):
+    """A name looked up in a mapping-like object (``trace["nope"]``) that it
+    does not hold: a SimulatorError and a KeyError, so ``except KeyError``
+    and ``in`` keep working; the message names the key and what exists."""
+
+    __str__ = Exception.__str__         # KeyError's would quote the whole message
 
 
 class SceneError(SimulatorError):

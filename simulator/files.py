@@ -30,6 +30,7 @@ import platform
 import re
 import shutil
 import socket
+import unicodedata
 import uuid
 
 import imageio.v3 as iio
@@ -142,11 +143,13 @@ def write_gif(path, frames, **options):
 # ------------------------------------------------------------------ output folders
 def default_out(name, root="outputs"):
     """``root/<name>`` with ``name`` made a single safe folder name: path
-    separators, '.', '..' and characters outside letters, digits, '_', '-', '.'
-    become '_' and leading dots go, so a replayed run.json whose name is
-    '../x' or '/x' still writes inside ``root``."""
+    separators, '.', '..' and characters outside letters (any script, NFC),
+    digits, '_', '-', '.' become '_' and leading dots go, so a replayed
+    run.json whose name is '../x' or '/x' still writes inside ``root``, and
+    'szené' keeps its 'é' (two scenes differing in one accent do not share a
+    folder)."""
     parts = [p for p in re.split(r"[\\/]+", str(name)) if p not in ("", ".", "..")]
-    safe = re.sub(r"[^\w.-]", "_", "_".join(parts), flags=re.ASCII).lstrip(".")
+    safe = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", "_".join(parts))).lstrip(".")
     return os.path.join(root, safe or "run")
 
 

@@ -5,6 +5,7 @@ the reference and the relaxation code copy it to their own device and dtype.
 """
 import numpy as np
 
+from .arguments import check_int, check_number, check_seed, fail
 from .backend import rng
 from .errors import SimulatorError
 
@@ -40,10 +41,24 @@ def activate(xp, name, a):
 
 
 def _check_activation(name):
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise SimulatorError(f"unknown activation {name!r}; expected one of "
                              f"{', '.join(ACTIVATIONS)}")
     return name
+
+
+def _float_arrays(name, values):
+    """Network's ``weights`` or ``biases``: a list of float64 copies, each
+    entry made of numbers (one SimulatorError naming the entry if not)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        fail("Network", name, "a list of arrays, one per layer", values)
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(np.array(v, dtype=np.float64))
+        except (TypeError, ValueError):
+            fail("Network", f"{name}[{i}]", "an array of numbers", v)
+    return out
 
 
 class Network:
@@ -54,7 +69,7 @@ class Network:
     """
 
     def __init__(self, weights, biases=None, activations="tanh"):
-        weights = [np.array(w, dtype=np.float64) for w in weights]
+        weights = _float_arrays("weights", weights)
         if not weights:
             raise SimulatorError("a network needs at least one weight matrix (L >= 1)")
         for i, w in enumerate(weights):
@@ -66,12 +81,15 @@ class Network:
                     f"{weights[i - 1].shape[0]} neurons")
         if biases is None:
             biases = [np.zeros(w.shape[0]) for w in weights]
-        biases = [np.array(b, dtype=np.float64).reshape(-1) for b in biases]
+        biases = [b.reshape(-1) for b in _float_arrays("biases", biases)]
         if len(biases) != len(weights) or any(
                 b.shape[0] != w.shape[0] for b, w in zip(biases, weights)):
             raise SimulatorError("biases must be one vector of n_{l+1} entries per weight matrix")
         if isinstance(activations, str):
             activations = [activations] * len(weights)
+        if not isinstance(activations, (list, tuple)):
+            fail("Network", "activations", f"a name ({', '.join(ACTIVATIONS)}) or a list of "
+                 "one per layer", activations)
         activations = [_check_activation(a) for a in activations]
         if len(activations) != len(weights):
             raise SimulatorError(f"{len(activations)} activations for {len(weights)} layers")
@@ -89,9 +107,13 @@ class Network:
     @classmethod
     def random(cls, sizes, activations="tanh", seed=0, scale=1.0, bias_scale=0.0):
         """Gaussian weights N(0, scale²/n_in) and biases N(0, bias_scale²)."""
-        sizes = [int(n) for n in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise SimulatorError(f"sizes must list at least two positive widths, got {sizes}")
+        call = "Network.random"
+        if not isinstance(sizes, (list, tuple, np.ndarray)) or len(sizes) < 2:
+            fail(call, "sizes", "a list of at least two widths (layers 0..L)", sizes)
+        sizes = [check_int(call, f"sizes[{i}]", n, 1) for i, n in enumerate(sizes)]
+        check_seed(call, seed)
+        scale = check_number(call, "scale", scale, 0.0)
+        bias_scale = check_number(call, "bias_scale", bias_scale, 0.0)
         g = rng(seed)
         weights = [g.normal(0.0, scale / np.sqrt(n_in), (n_out, n_in))
                    for n_in, n_out in zip(sizes[:-1], sizes[1:])]

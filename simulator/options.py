@@ -4,6 +4,7 @@ names once at construction.
 """
 import numpy as np
 
+from .arguments import check_number
 from .errors import SimulatorError
 
 
@@ -52,7 +53,7 @@ def loss_grad(xp, name, x, y):
 
 def check_choice(kind, value, choices):
     """Raise one clear error when ``value`` is not a known ``kind``."""
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise SimulatorError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
     return value
 
@@ -91,11 +92,10 @@ def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_de
     engine.supervision_delay = check_count("supervision_delay", supervision_delay)
     engine.batch = check_count("batch", batch, minimum=1)
     engine.accumulate = check_count("accumulate", accumulate, minimum=1)
-    engine.learning_rate = float(learning_rate)
-    engine.weight_decay = float(weight_decay)
-    engine.itd_epsilon = float(itd_epsilon)
-    if engine.learning_rate < 0 or engine.weight_decay < 0:
-        raise SimulatorError("learning_rate and weight_decay must be >= 0")
+    call = type(engine).__name__
+    engine.learning_rate = check_number(call, "learning_rate", learning_rate, 0.0)
+    engine.weight_decay = check_number(call, "weight_decay", weight_decay, 0.0)
+    engine.itd_epsilon = check_number(call, "itd_epsilon", itd_epsilon, 0.0)
 
 
 def present_target(ring, t, y, delay):

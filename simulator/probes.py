@@ -23,7 +23,9 @@ import zlib
 
 import numpy as np
 
-from .errors import BudgetError, SceneError, SimulatorError
+from .arguments import check_bool, check_path, shown
+from .errors import BudgetError, MissingKeyError, SceneError, SimulatorError
+from .fields import did_you_mean
 from .files import atomic_write
 from .engine import Engine
 from .metrics import cosine_and_relative
@@ -879,6 +881,11 @@ def _interval(value, name):
         a, b = value
     except (TypeError, ValueError):
         raise SimulatorError(f"{name} {value!r}: expected (start, stop)") from None
+    for end in (a, b):
+        if end is not None and (isinstance(end, (bool, np.bool_))
+                                or not isinstance(end, (int, np.integer))):
+            raise SimulatorError(f"{name} {value!r}: expected (start, stop) ticks, each an "
+                                 f"integer or None, got {end!r} ({type(end).__name__})")
     return a, b
 
 
@@ -898,13 +905,20 @@ class Trace:
 
     def __getitem__(self, key):
         """The array ``key``; a metric array of a run recorded without metrics
-        (record.metrics = false: not in trace.npz) reads as NaN, made here."""
-        try:
+        (record.metrics = false: not in trace.npz) reads as NaN, made here. A
+        name the trace lacks raises MissingKeyError (a SimulatorError and a
+        KeyError) naming it and listing the arrays there are."""
+        if isinstance(key, str) and key in self.arrays:
             return self.arrays[key]
-        except KeyError:
-            if key not in METRIC_KEYS or "tick" not in self.arrays:
-                raise
+        if key in METRIC_KEYS and "tick" in self.arrays and "sizes" in self.arrays:
             return np.full((len(self.arrays["tick"]), len(self.arrays["sizes"]) - 1), np.nan)
+        names = sorted(self.arrays)
+        if not isinstance(key, str):
+            raise MissingKeyError(f"Trace[{key!r}]: expected an array name (a string), got "
+                                  f"{type(key).__name__}; the trace has {', '.join(names)}")
+        raise MissingKeyError(f"Trace[{key!r}]: no such array{did_you_mean(key, names)}; the "
+                              f"trace has {', '.join(names) or 'none'} (trace.schema() says "
+                              "what each holds)")
 
     def _repr_html_(self):
         """The time-travel viewer of this trace (simulator.view.trace_html), for notebooks."""
@@ -930,7 +944,16 @@ class Trace:
         """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick
         not recorded takes the frame of the last recorded row before it); works
         on a selected trace whose tags name ticks before its window."""
-        tags = np.asarray(tags)
+        try:
+            tags = np.asarray(tags)
+        except ValueError:            # a ragged list
+            tags = np.asarray(None)
+        integral = tags.dtype.kind in "iu" or (
+            tags.dtype.kind == "f" and bool(np.all(np.isfinite(tags) & (tags == np.round(tags)))))
+        if not integral or tags.dtype.kind == "b":
+            raise SimulatorError(f"Trace.stream_frames_of: tags: expected integer ticks "
+                                 f"(an int or an array of them, -1 for none), got {shown(tags)}")
+        tags = tags.astype(np.int64)
         ticks = self.arrays.get("source_tick", self.arrays["tick"])
         frames = self.arrays.get("source_stream_frame", self.arrays["stream_frame"])
         if not len(ticks):
@@ -975,6 +998,8 @@ class Trace:
         (a JSON string: schema_of the arrays). Uncompressed by default:
         deflating recorded states took 3–5× the simulation; ``compress``
         (record.compress) trades that time for a smaller file."""
+        folder = check_path("Trace.save", "folder", folder, folder=True)
+        check_bool("Trace.save", "compress", compress)
         arrays = dict(self.arrays, schema=np.array(json.dumps(self.schema())))
         write = np.savez_compressed if compress else np.savez
         atomic_write(os.path.join(folder, "trace.npz"), lambda f: write(f, **arrays), binary=True)

@@ -6,10 +6,36 @@ machinery but the definitions of σ and ℓ (which finite differences check).
 """
 from array_api_compat import array_namespace
 
+from .arguments import check_array, check_type, fail
 from .model import Model
 from .model import reference as graph_reference
-from .network import activate
-from .options import loss_and_grad
+from .network import Network, activate
+from .options import LOSSES, loss_and_grad
+
+
+def check_call(call, network, u, y=None, loss=None, feedback=None, target=True):
+    """The arguments of a public chain-oracle call checked once, where it
+    enters: ``network`` a Network, ``u`` a numeric (batch, n_0) array, ``y``
+    (batch, n_L) and ``loss`` a known name (unless ``target`` is False: a
+    forward pass), ``feedback`` one array shaped like
+    each weight matrix (feedback[0] is never read and may be None)."""
+    check_type(call, "network", network, Network, "a simulator.Network (a Model goes to "
+               "simulator.model.reference)")
+    sizes = network.sizes
+    check_array(call, "u", u, ndim=2)
+    if u.shape[1] != sizes[0]:
+        fail(call, "u", f"an array of shape (batch, {sizes[0]})", u)
+    if target:
+        check_array(call, "y", y, shape=(u.shape[0], sizes[-1]))
+    if target and (not isinstance(loss, str) or loss not in LOSSES):
+        fail(call, "loss", f"one of {', '.join(LOSSES)}", loss)
+    if feedback is not None:
+        if not isinstance(feedback, (list, tuple)) or len(feedback) != network.depth:
+            fail(call, "feedback", f"a list of {network.depth} arrays shaped like the weights",
+                 feedback)
+        for i, (b, w) in enumerate(zip(feedback, network.weights)):
+            if (i or b is not None) and tuple(getattr(b, "shape", ())) != w.shape:
+                fail(call, f"feedback[{i}]", f"an array of shape {w.shape}", b)
 
 
 def _params(xp, network, dtype):
@@ -20,6 +46,7 @@ def _params(xp, network, dtype):
 
 def forward(network, u):
     """Layer outputs x^0..x^L and σ' per layer (index 0 is None) for batch u."""
+    check_call("reference.forward", network, u, target=False)
     xp = array_namespace(u)
     ws, bs = _params(xp, network, u.dtype)
     return _forward(xp, ws, bs, network.activations, u)
@@ -48,6 +75,7 @@ def factors(network, u, y, loss="mse", feedback=None):
     shaped like the weights), for feedback-alignment baselines.
     Also returns the loss (summed over the batch).
     """
+    check_call("reference.factors", network, u, y, loss, feedback)
     xp = array_namespace(u)
     ws, bs = _params(xp, network, u.dtype)
     return factors_of(ws, bs, network.activations, u, y, loss,
@@ -74,6 +102,7 @@ def backprop(network, u, y, loss="mse"):
     ``simulator.model.reference.backprop``, keyed like ``model.parameters()``."""
     if isinstance(network, Model):
         return graph_reference.backprop(network, u, y, loss)
+    check_call("reference.backprop", network, u, y, loss)
     xp = array_namespace(u)
     pairs, _ = factors(network, u, y, loss)
     return [xp.matrix_transpose(d) @ x for x, d in pairs]
@@ -81,6 +110,7 @@ def backprop(network, u, y, loss="mse"):
 
 def backprop_biases(network, u, y, loss="mse"):
     """∂ℓ/∂b_i for i = 0..L-1, summed over the batch."""
+    check_call("reference.backprop_biases", network, u, y, loss)
     xp = array_namespace(u)
     pairs, _ = factors(network, u, y, loss)
     return [xp.sum(d, axis=0) for _, d in pairs]
@@ -90,6 +120,7 @@ def loss_value(network, u, y, loss="mse"):
     """ℓ(u, y) of the instantaneous network (or Model), summed over the batch."""
     if isinstance(network, Model):
         return graph_reference.loss_value(network, u, y, loss)
+    check_call("reference.loss_value", network, u, y, loss)
     xp = array_namespace(u)
     xs, _ = forward(network, u)
     return loss_and_grad(xp, loss, xs[-1], y)[0]

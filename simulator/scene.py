@@ -272,6 +272,54 @@ SCHEMAS = {
 }
 TOP = ("description", "kind")
 
+# No option is parsed and ignored. The chain keys of a [network] that
+# network.layers (a graph) replaces, each with what the graph takes instead;
+# and the keys only a graph reads.
+CHAIN_ONLY = {
+    "depth": "one [[network.layers]] entry per layer",
+    "width": "each layer's units (dense, linear) or channels (conv2d)",
+    "inputs": "network.input_shape",
+    "outputs": "the last layer's units",
+    "sizes": "network.input_shape and each layer's units or channels",
+    "hidden": "each layer's activation",
+    "scale": "each layer's scale",
+    "bias_scale": "each layer's bias_scale",
+}
+GRAPH_ONLY = ("input_shape", "levelled")
+# Keys that only some variants of a kind read, per kind: "section.key" ->
+# (the selector "section.key" that picks the variant, the selector's values
+# whose variant reads the key; a list selector reads it if it holds one).
+# On/off switches (render.gif, record.states, locking.gif) are no variants:
+# switching one off leaves its keys dormant, as --no-gif does.
+_STREAM_KEYS = {
+    **{f"stream.{key}": ("stream.kind", ("moving",))
+       for key in ("canvas", "speed", "direction", "edges", "jitter", "jitter_every", "stagger")},
+    "stream.tau": ("stream.kind", ("smooth",)),
+    "stream.period": ("stream.kind", ("sine",)),
+    "stream.hold": ("stream.kind", ("held", "dataset", "moving")),
+    "stream.crossfade": ("stream.kind", ("held", "dataset", "moving")),
+    "stream.data": ("stream.kind", ("dataset", "moving")),
+    "stream.amplitude": ("stream.kind", ("constant", "held", "smooth", "sine", "moving")),
+    "target.scale": ("target.kind", ("teacher",)),
+}
+_PSI_VARIANTS = ("random", "learned", "learned-no-derivative")
+VARIANT_KEYS = {
+    "diffusion": dict(_STREAM_KEYS, **{
+        "rule.feedback_scale": ("rule.feedback", ("random", "learned")),
+        "rule.itd_epsilon": ("rule.derivative", ("itd-dy",)),
+    }),
+    "train": dict(_STREAM_KEYS, **{
+        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy")),
+        "train.itd_epsilon": ("train.rules", ("itd-dy",)),
+        "train.ar_iterations": ("train.rules", ("ar",)),
+        "train.ar_eta_x": ("train.rules", ("ar",)),
+    }),
+    "ar_converge": {"relaxation.feedback_scale": ("relaxation.variant", _PSI_VARIANTS)},
+    "ar_train": {"relaxation.feedback_scale": ("relaxation.variants", _PSI_VARIANTS)},
+    "pc_wave": {"wave.il_steps": ("wave.method", ("il",)),
+                "wave.gamma": ("wave.method", ("il",))},
+}
+
 
 def register_kind(kind, sections):
     """Declare the sections ({section: {key: Field}}) of another scene kind."""
@@ -344,23 +392,71 @@ def validate(raw, source):
             for key, field in fields.items()}
     if kind in ("diffusion", "train"):
         check_graph(resolved["network"], source)
+        _check_graph_output(resolved, source)
+    check_variant_keys(resolved, source)
     return resolved
+
+
+def _is_set(section, fields, key):
+    """Whether a resolved section's ``key`` differs from its field's default
+    (a resolved scene no longer says which keys were written)."""
+    return section[key] != fields[key].default
+
+
+def check_variant_keys(resolved, source):
+    """Refuse a key that the scene's variant does not read (VARIANT_KEYS: a
+    moving stream's canvas on a held stream, IL's steps under Z-IL, ...), set
+    to anything but its default: one SceneError naming the key, the selector
+    that makes it unread and the selector's values that read it."""
+    schema = SCHEMAS[resolved["kind"]]
+    for key, (selector, readers) in VARIANT_KEYS.get(resolved["kind"], {}).items():
+        section, name = key.split(".")
+        if not _is_set(resolved[section], schema[section], name):
+            continue
+        chosen = resolved[selector.split(".")[0]][selector.split(".")[1]]
+        if isinstance(chosen, list):
+            if any(v in readers for v in chosen):
+                continue
+            when = f"{selector} holds {' or '.join(show(v) for v in readers)}"
+        elif chosen in readers:
+            continue
+        else:
+            when = f"{selector} is {' or '.join(show(v) for v in readers)}"
+        raise SceneError(f"{source}: key {key!r}: only read when {when}, and {selector} is "
+                         f"{show(chosen)}; expected it left out, given {show(resolved[section][name])}")
+
+
+def _check_graph_output(resolved, source):
+    """On a graph, network.output is the σ of the teacher that makes the
+    targets; with label targets nothing reads it."""
+    net = resolved["network"]
+    if net["layers"] and resolved["target"]["kind"] == "labels" \
+            and _is_set(net, GRAPH_NETWORK, "output"):
+        raise SceneError(f"{source}: key 'network.output': on a graph (network.layers) it is "
+                         "the output σ of the teacher, and target.kind is 'labels' (no teacher); "
+                         "a graph takes its last layer's activation instead; expected it left "
+                         f"out, given {show(net['output'])}")
 
 
 def check_graph(net, source):
     """Check a resolved [network] whose ``layers`` describe a graph: the
     layers and ``input_shape`` must build a Model (every mistake one SceneError
-    naming ``source`` and the entry, "key 'network.layers[2].kernel'"), and the
-    chain keys ``sizes`` must then be empty. Returns the model's skeleton (no
-    parameters), or None for a chain."""
+    naming ``source`` and the entry, "key 'network.layers[2].kernel'"), and no
+    chain key (CHAIN_ONLY) may be set; a chain may set no graph key
+    (GRAPH_ONLY). Returns the model's skeleton (no parameters), or None for a
+    chain."""
     if not net.get("layers"):
-        if net.get("input_shape"):
-            raise SceneError(f"{source}: key 'network.input_shape': applies only with "
-                             f"network.layers (a graph), got {show(net['input_shape'])}")
+        for key in GRAPH_ONLY:
+            if key in net and _is_set(net, GRAPH_NETWORK, key):
+                raise SceneError(f"{source}: key 'network.{key}': applies only with "
+                                 "network.layers (a graph); this network is a chain; expected "
+                                 f"it left out, got {show(net[key])}")
         return None
-    if net["sizes"]:
-        raise SceneError(f"{source}: key 'network.sizes': expected an empty list when "
-                         f"network.layers describes the network, got {show(net['sizes'])}")
+    for key, instead in CHAIN_ONLY.items():
+        if _is_set(net, GRAPH_NETWORK, key):
+            raise SceneError(f"{source}: key 'network.{key}': applies to chain networks only, "
+                             "and network.layers describes a graph; a graph takes "
+                             f"{instead} instead; expected it left out, got {show(net[key])}")
     if not net["input_shape"]:
         raise SceneError(f"{source}: key 'network.input_shape': expected the shape of one "
                          "input frame (e.g. [64] or [1, 8, 8]) with network.layers, got []")
@@ -453,12 +549,26 @@ def load(name_or_path):
     return name, validate(raw, path)
 
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
+MAX_NAME = 200          # longest scene name a run.json may hold
+
+
+def check_run_name(name, path):
+    """The ``name`` of a run.json, refused unless it could be the base name of
+    a scene file: a string of 1..MAX_NAME printable characters (spaces and
+    non-ASCII letters included: `my scene.toml`, `szené.toml`) with no path
+    separator and not only dots. Where a replay writes is made safe by
+    ``files.default_out``; this refuses names no scene file can have."""
+    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
+            or "/" in name or "\\" in name or name.strip(".") == ""):
+        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
+                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
+                         f"only dots), got {show(name, typed=True)}")
+    return name
 
 
 def load_run_json(path):
     """The name and resolved scene stored in a run.json, validated again; the
-    name must be a plain file name (a replay's folder stays in outputs/)."""
+    name must be one a scene file can have (``check_run_name``)."""
     text = _read_text(path)
     try:
         meta = json.loads(text)
@@ -468,10 +578,7 @@ def load_run_json(path):
     if not isinstance(meta, dict) or "scene" not in meta or "name" not in meta:
         raise SceneError(f"{path}: not a tickprop run.json (expected an object with "
                          "'name' and 'scene')")
-    name = meta["name"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.strip(".") == "":
-        raise SceneError(f"{path}: key 'name': expected a plain scene name (letters, digits, "
-                         f"'_', '-', '.', '+'), got {show(name, typed=True)}")
+    name = check_run_name(meta["name"], path)
     if not isinstance(meta["scene"], dict):
         raise SceneError(f"{path}: key 'scene': expected a table of sections, "
                          f"got {show(meta['scene'], typed=True)}")

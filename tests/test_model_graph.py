@@ -315,7 +315,7 @@ def test_every_mistake_is_one_error_naming_layer_key_and_value(layers, shape, fr
 
 def test_wrong_input_and_parameter_shapes_are_errors(rng):
     model = Model.from_layers([{"kind": "dense", "units": 2}], (3,))
-    with pytest.raises(SimulatorError, match="expects"):
+    with pytest.raises(SimulatorError, match=r"u: expected an array of shape \(batch, 3\)"):
         R.forward(model, rng.normal(size=(2, 4)))
     with pytest.raises(SimulatorError, match="shape"):
         model.with_parameters({"1.W": np.zeros((2, 4)), "1.b": np.zeros(2)})

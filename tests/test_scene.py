@@ -8,6 +8,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 from simulator import scene as scenes
@@ -336,6 +337,107 @@ def test_scene_names_and_paths_not_found_get_a_did_you_mean(tmp_path):
         scenes.load("")
 
 
+# ------------------------------------------------------------------ keys nothing reads
+GRAPH_NET = {"input_shape": [4], "layers": [{"name": "h", "kind": "dense", "units": 3},
+                                            {"name": "o", "kind": "dense", "units": 2}]}
+
+
+@pytest.mark.parametrize("key,value,instead", [
+    ("depth", 5, "one [[network.layers]] entry per layer"),
+    ("width", 32, "units (dense, linear) or channels (conv2d)"),
+    ("inputs", 8, "network.input_shape"),
+    ("outputs", 3, "the last layer's units"),
+    ("sizes", [4, 2], "network.input_shape and each layer's units"),
+    ("hidden", "relu", "each layer's activation"),
+    ("scale", 0.5, "each layer's scale"),
+    ("bias_scale", 0.1, "each layer's bias_scale"),
+])
+@pytest.mark.parametrize("kind", ["diffusion", "train"])
+def test_a_chain_key_on_a_graph_is_refused_naming_what_the_graph_takes(kind, key, value, instead):
+    """These keys were parsed and silently ignored on a graph (network.layers)."""
+    net = dict(GRAPH_NET, **{key: value})
+    assert_refused_raw({"kind": kind, "network": net}, f"key 'network.{key}'",
+                       "applies to chain networks only", instead)
+
+
+def test_a_chain_key_on_a_graph_is_refused_in_a_file_and_by_set(tmp_path):
+    layers = '[[network.layers]]\nname = "o"\nkind = "dense"\nunits = 2\n'
+    text = 'kind = "diffusion"\n[network]\ninput_shape = [4]\ndepth = 3\n' + layers
+    assert_refused(text, tmp_path, "key 'network.depth'", "chain networks only")
+    (tmp_path / "g.toml").write_text(text.replace("depth = 3\n", ""))
+    name, sc = scenes.load(str(tmp_path / "g.toml"))
+    with pytest.raises(SceneError) as err:
+        scenes.apply_overrides(sc, ["network.width=8"], "g.toml")
+    one_line(err, "g.toml", "key 'network.width'", "chain networks only")
+
+
+def test_graph_keys_on_a_chain_are_refused():
+    assert_refused_raw({"kind": "diffusion", "network": {"levelled": True}},
+                       "key 'network.levelled'", "network.layers")
+    assert_refused_raw({"kind": "train", "network": {"input_shape": [4]}},
+                       "key 'network.input_shape'", "network.layers")
+
+
+def test_a_graph_output_with_label_targets_is_refused():
+    raw = {"kind": "diffusion", "network": dict(GRAPH_NET, input_shape=[64], output="tanh"),
+           "stream": {"kind": "dataset"}, "target": {"kind": "labels"}}
+    assert_refused_raw(raw, "key 'network.output'", "teacher", "last layer's activation")
+    raw["target"], raw["stream"] = {"kind": "teacher"}, {"kind": "held"}
+    assert scenes.validate(raw, "t")["network"]["output"] == "tanh"   # the teacher's σ
+
+
+@pytest.mark.parametrize("kind,raw,key,selector", [
+    ("diffusion", {"stream": {"kind": "held", "tau": 4.0}}, "stream.tau", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "smooth", "period": 8.0}}, "stream.period", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "sine", "hold": 4}}, "stream.hold", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "constant", "crossfade": 2}}, "stream.crossfade",
+     "stream.kind"),
+    ("diffusion", {"stream": {"kind": "held", "data": "mnist"}}, "stream.data", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "dataset", "amplitude": 2.0}, "target": {"kind": "labels"}},
+     "stream.amplitude", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "held", "speed": 2.0}}, "stream.speed", "stream.kind"),
+    ("train", {"stream": {"kind": "smooth", "canvas": [20, 20]}}, "stream.canvas", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "held", "stagger": True}}, "stream.stagger", "stream.kind"),
+    ("diffusion", {"stream": {"kind": "dataset"}, "target": {"kind": "labels", "scale": 2.0}},
+     "target.scale", "target.kind"),
+    ("diffusion", {"rule": {"feedback": "transpose", "feedback_scale": 0.5}},
+     "rule.feedback_scale", "rule.feedback"),
+    ("diffusion", {"rule": {"derivative": "itd-y", "itd_epsilon": 1e-3}}, "rule.itd_epsilon",
+     "rule.derivative"),
+    ("train", {"train": {"rules": ["diffusion", "backprop"], "ar_iterations": 5}},
+     "train.ar_iterations", "train.rules"),
+    ("train", {"train": {"rules": ["zil"], "ar_eta_x": 0.5}}, "train.ar_eta_x", "train.rules"),
+    ("train", {"train": {"rules": ["itd-y"], "itd_epsilon": 1e-3}}, "train.itd_epsilon",
+     "train.rules"),
+    ("train", {"train": {"rules": ["sign", "backprop"], "feedback_scale": 2.0}},
+     "train.feedback_scale", "train.rules"),
+    ("ar_converge", {"relaxation": {"variant": "exact", "feedback_scale": 0.5}},
+     "relaxation.feedback_scale", "relaxation.variant"),
+    ("ar_train", {"relaxation": {"variants": ["exact", "no-derivative"], "feedback_scale": 0.5}},
+     "relaxation.feedback_scale", "relaxation.variants"),
+    ("pc_wave", {"wave": {"method": "zil", "il_steps": 5}}, "wave.il_steps", "wave.method"),
+    ("pc_wave", {"wave": {"gamma": 0.5}}, "wave.gamma", "wave.method"),
+])
+def test_a_key_the_variant_does_not_read_is_refused(kind, raw, key, selector):
+    """No option is parsed and ignored: each of these keys was accepted and
+    then never read by the variant the scene chose."""
+    assert_refused_raw(dict(raw, kind=kind), f"key '{key}'", f"only read when {selector}",
+                       "expected it left out")
+
+
+@pytest.mark.parametrize("kind,raw", [
+    ("diffusion", {"stream": {"kind": "smooth", "tau": 4.0}}),
+    ("diffusion", {"stream": {"kind": "moving", "speed": 2.0, "hold": 4}, "network": {
+        "inputs": 256, "outputs": 10}, "target": {"kind": "labels"}}),
+    ("diffusion", {"rule": {"feedback": "learned", "feedback_scale": 0.5}}),
+    ("train", {"train": {"rules": ["ar", "backprop"], "ar_iterations": 5}}),
+    ("ar_train", {"relaxation": {"variants": ["exact", "learned"], "feedback_scale": 0.5}}),
+    ("pc_wave", {"wave": {"method": "il", "il_steps": 5, "gamma": 0.5}}),
+])
+def test_a_key_its_variant_reads_is_accepted(kind, raw):
+    scenes.validate(dict(raw, kind=kind), "t")
+
+
 # ------------------------------------------------------------------ run.json replays
 GOOD_META = {"name": "fig", "scene": {"kind": "locking", "locking": {"depth": 3}}}
 
@@ -370,6 +472,35 @@ def test_a_good_run_json_replays(tmp_path):
     path.write_text(json.dumps(GOOD_META))
     name, sc = scenes.load(str(path))
     assert name == "fig" and sc["locking"]["depth"] == 3 and sc["locking"]["frames"] == 6
+
+
+@pytest.mark.parametrize("stem,folder", [("my scene", "my_scene"), ("szené", "szené"),
+                                         ("mon szené 2", "mon_szené_2")])
+def test_a_run_json_of_a_scene_file_with_spaces_or_non_ascii_replays(tmp_path, monkeypatch,
+                                                                      stem, folder):
+    """`tickprop run "my scene.toml"` writes run.json with name "my scene"; the
+    replay of that run.json was refused ("expected a plain scene name")."""
+    from click.testing import CliRunner
+    import cli
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / f"{stem}.toml").write_text('kind = "diffusion"\n' + BASE, encoding="utf-8")
+    quick = ["--no-gif", "--no-png", "--quiet"]
+    first = CliRunner().invoke(cli.main, ["run", f"{stem}.toml", *quick])
+    assert first.exit_code == 0, first.output
+    assert json.load(open(f"outputs/{folder}/run.json", encoding="utf-8"))["name"] == stem
+    again = CliRunner().invoke(cli.main, ["run", f"outputs/{folder}/run.json", *quick])
+    assert again.exit_code == 0, again.output
+    with np.load(f"outputs/{folder}/trace.npz") as a, \
+            np.load(f"outputs/{folder}_replay/trace.npz") as b:
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["a/b", "a\\b", "...", "", "tab\there", "x" * 201, ["x"]])
+def test_a_run_json_name_no_scene_file_can_have_is_refused(tmp_path, name):
+    assert_refused(json.dumps(dict(GOOD_META, name=name)), tmp_path, "key 'name'",
+                   name="run.json")
 
 
 @pytest.mark.parametrize("name", scenes.list_scenes())

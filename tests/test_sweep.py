@@ -101,6 +101,31 @@ def test_a_failing_point_is_a_failed_row_and_the_rest_finish(tmp_path):
         assert rows[lr]["status"] == "ok" and -1.0 <= float(rows[lr]["mean_cos"]) <= 1.0
 
 
+def test_a_sweep_whose_every_point_failed_exits_3_with_one_error_line(tmp_path):
+    """Every point diverges: the sweep used to exit 0 as if it had worked."""
+    import cli
+    path = _write(tmp_path, "allbad", seeds="[0, 1]",
+                  grid={"network.depth": "[2]", "rule.learning_rate": "[1e6]"})
+    res = CliRunner().invoke(cli.main, ["sweep", path, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 3, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, res.stderr
+    assert lines[0].startswith("error: every point of allbad failed (2 of 2")
+    assert "NumericalError: non-finite" in lines[0]
+    assert "2 points (2 run now, 2 failed)" in res.stdout
+    assert [r["status"] for r in _rows(tmp_path / "out" / "sweep.csv")] == ["failed", "failed"]
+
+
+def test_a_sweep_with_some_failed_points_exits_0_and_says_how_many(tmp_path):
+    import cli
+    path = _write(tmp_path, "somebad", grid={"network.depth": "[2]",
+                                             "rule.learning_rate": "[0.0, 1e6]"})
+    res = CliRunner().invoke(cli.main, ["sweep", path, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "2 points (2 run now, 1 failed)" in res.stdout and res.stderr == ""
+    assert "failed {'network.depth': 2, 'rule.learning_rate': 1000000.0" in res.stdout
+
+
 def test_dask_local_cluster_gives_the_same_csv_as_local_workers(tmp_path):
     distributed = pytest.importorskip("distributed")
     path = _write(tmp_path, "dask", seeds="[0, 1]")

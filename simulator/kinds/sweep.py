@@ -34,8 +34,9 @@ def headline_key(records):
 def summary_lines(summary):
     """What ``tickprop sweep`` prints: the counts, then (mean over seeds) the
     best and worst grid point by ``headline_key`` and the first failures."""
-    lines = [f"{summary['points']} points ({summary['ran']} run now, {summary['failed']} failed) "
-             f"in {summary['seconds']:.1f} s"]
+    points = summary["points"]
+    lines = [f"{points} point{'' if points == 1 else 's'} ({summary['ran']} run now, "
+             f"{summary['failed']} failed) in {summary['seconds']:.1f} s"]
     records = summary.get("records", [])
     key = headline_key(records)
     if key is not None:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arguments import check_seed, check_type, fail
 from ..backend import rng
-from ..errors import SimulatorError
+from ..errors import MissingKeyError, SimulatorError
 from ..network import Network
 from .layers import KINDS, Layer, Unfit
 from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
@@ -58,6 +59,7 @@ class Model:
         W ~ N(0, scale²/fan_in) (fan_in = n_in for dense, C_in·kh·kw for conv2d),
         b ~ N(0, bias_scale²) or zeros when bias_scale = 0 — so a dense chain
         gets the weights of ``Network.random(sizes, seed=seed)``."""
+        check_seed("Model.from_layers", seed)
         input_shape, cfgs = _configs(layers, input_shape)
         shell = cls._assemble(cfgs, input_shape)
         g = rng(seed)
@@ -130,6 +132,7 @@ class Model:
         """The dense chain of a ``Network``: layer l (1..L) is named str(l), so
         ``parameters()`` holds "l.W" = network.weights[l-1] and "l.b" =
         network.biases[l-1] (copies); σ of layer l is network.activations[l-1]."""
+        check_type("Model.from_network", "network", network, Network, "a simulator.Network")
         cfgs = [{"name": str(l + 1), "kind": "dense", "from": (INPUT if l == 0 else str(l),),
                  "units": int(w.shape[0]), "activation": a, "scale": 1.0, "bias_scale": 0.0}
                 for l, (w, a) in enumerate(zip(network.weights, network.activations))]
@@ -170,17 +173,25 @@ class Model:
     def with_parameters(self, params):
         """A copy of this model whose parameters are ``params`` (same keys and
         shapes as ``parameters()``, converted to float64)."""
+        call = "Model.with_parameters"
         want = self.param_keys()
+        if not isinstance(params, dict):
+            fail(call, "params", "a dict {'<layer>.W': array, ...} keyed like "
+                 "model.parameters()", params)
         if set(params) != set(want):
             missing = sorted(set(want) - set(params))
-            extra = sorted(set(params) - set(want))
-            raise SimulatorError(f"parameters: missing {missing}, unexpected {extra}")
+            extra = sorted(map(str, set(params) - set(want)))
+            raise SimulatorError(f"{call}: params: missing {missing}, unexpected {extra}")
         new = {}
         for k in want:
-            a = np.array(params[k], dtype=np.float64)
+            try:
+                a = np.array(params[k], dtype=np.float64)
+            except (TypeError, ValueError):
+                fail(call, f"params[{k!r}]", f"numbers of shape {self._params[k].shape}",
+                     params[k])
             if a.shape != self._params[k].shape:
-                raise SimulatorError(f"parameters: {k!r} has shape {a.shape}, expected "
-                                     f"{self._params[k].shape}")
+                raise SimulatorError(f"{call}: params[{k!r}]: expected shape "
+                                     f"{self._params[k].shape}, got {a.shape}")
             new[k] = a
         return Model(self.input_shape, self.vertices, new)
 
@@ -208,9 +219,9 @@ class Model:
 
     def vertex(self, name):
         """The Vertex called ``name``."""
-        if name not in self._index:
-            raise SimulatorError(f"model has no vertex {name!r}; expected one of "
-                                 f"{', '.join(self.names)}")
+        if not isinstance(name, str) or name not in self._index:
+            raise MissingKeyError(f"model has no vertex {name!r}; expected one of "
+                                  f"{', '.join(self.names)}")
         return self.vertices[self._index[name]]
 
     def parents(self, name):

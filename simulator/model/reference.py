@@ -8,8 +8,35 @@ input ``u`` (numpy, array-api-strict, cupy); the loss is summed over the batch.
 """
 from array_api_compat import array_namespace
 
-from ..errors import SimulatorError
-from ..options import loss_and_grad
+from ..arguments import check_array, check_keyed_arrays, check_type, fail
+from ..options import LOSSES, loss_and_grad
+from .graph import Model
+
+
+def check_call(call, model, u, y=None, loss=None, params=None, feedback=None, lead=1,
+               target=True):
+    """The arguments of a public oracle call checked once, where it enters:
+    ``model`` a Model, ``u`` a numeric array (lead, *input_shape) with
+    ``lead`` leading axes (1: batch; 2: frames and batch), ``y`` one of
+    (same leading axes, *output_shape) and ``loss`` a known name (unless
+    ``target`` is False: a forward pass), ``params``
+    and ``feedback`` dicts keyed like ``model.parameters()`` (feedback: some
+    of its "<layer>.W" keys)."""
+    check_type(call, "model", model, Model, "a simulator.Model (simulator.reference "
+               "takes a Network)")
+    check_array(call, "u", u, ndim=lead + len(model.input_shape))
+    if tuple(u.shape[lead:]) != model.input_shape:
+        fail(call, "u", f"an array of shape ({', '.join(['batch', 'frames'][:lead][::-1])}, "
+             f"{', '.join(map(str, model.input_shape))})", u)
+    if target:
+        check_array(call, "y", y, shape=tuple(u.shape[:lead]) + tuple(model.output_shape))
+    if target and (not isinstance(loss, str) or loss not in LOSSES):
+        fail(call, "loss", f"one of {', '.join(LOSSES)}", loss)
+    if params is not None:
+        check_keyed_arrays(call, "params", params, model.param_shapes())
+    if feedback is not None:
+        weights = {k: v for k, v in model.param_shapes().items() if k.endswith(".W")}
+        check_keyed_arrays(call, "feedback", feedback, weights, subset=True)
 
 
 def device_params(xp, model, dtype, params=None):
@@ -27,10 +54,9 @@ def vertex_params(params, vertex):
 def evaluate(model, u, params=None):
     """(pres, outs): per vertex index, the pre-activation and the value for the
     batch ``u`` of shape (B, *input_shape); index 0 is the input itself."""
+    if not isinstance(model, Model) or tuple(getattr(u, "shape", (None,))[1:]) != model.input_shape:
+        check_call("evaluate", model, u, target=False)
     xp = array_namespace(u)
-    if tuple(u.shape[1:]) != model.input_shape:
-        raise SimulatorError(f"input of shape {tuple(u.shape)}; the model expects "
-                             f"(batch, {', '.join(map(str, model.input_shape))})")
     p = device_params(xp, model, u.dtype, params)
     pres, outs = [u], [u]
     for v in model.vertices[1:]:
@@ -42,6 +68,7 @@ def evaluate(model, u, params=None):
 
 def forward(model, u, params=None):
     """{vertex name: value} of every vertex for the batch ``u`` (Eq. 1 on a graph)."""
+    check_call("model.reference.forward", model, u, params=params, target=False)
     _, outs = evaluate(model, u, params)
     return {v.name: x for v, x in zip(model.vertices, outs)}
 
@@ -54,6 +81,7 @@ def factors(model, u, y, loss="mse", params=None, feedback=None):
     VJP of δ_c. ``feedback`` {"<layer>.W": B} replaces those weights in the
     backward pass (feedback-alignment baselines). deltas[0] is None.
     """
+    check_call("model.reference.factors", model, u, y, loss, params, feedback)
     xp = array_namespace(u)
     pres, outs = evaluate(model, u, params)
     p = device_params(xp, model, u.dtype, params)
@@ -82,6 +110,7 @@ def backprop(model, u, y, loss="mse", params=None, feedback=None):
     """{"<layer>.W": ∂ℓ/∂W, "<layer>.b": ∂ℓ/∂b} summed over the batch, keyed
     and laid out like ``model.parameters()`` (Eq. 5 of Betti & Gori per vertex:
     the vertex's δ paired with its inputs)."""
+    check_call("model.reference.backprop", model, u, y, loss, params, feedback)
     xp = array_namespace(u)
     outs, deltas, _ = factors(model, u, y, loss, params, feedback)
     grads = {}
@@ -103,6 +132,7 @@ def frame_gradients(model, u, y, loss="mse", params=None):
     the im2col columns of the frame's rows; any other kind with parameters
     through its own ``param_grads``, frame by frame. Equal to a loop of
     ``backprop`` per frame up to rounding."""
+    check_call("model.reference.frame_gradients", model, u, y, loss, params, lead=2)
     xp = array_namespace(u)
     F, B = int(u.shape[0]), int(u.shape[1])
     flat_u = xp.reshape(u, (F * B,) + tuple(u.shape[2:]))
@@ -147,6 +177,7 @@ def frame_param_grads(xp, layer, inputs, delta, F, B):
 
 def loss_value(model, u, y, loss="mse", params=None):
     """ℓ(u, y) of the instantaneous model, summed over the batch."""
+    check_call("model.reference.loss_value", model, u, y, loss, params)
     xp = array_namespace(u)
     _, outs = evaluate(model, u, params)
     return loss_and_grad(xp, loss, outs[-1], y)[0]

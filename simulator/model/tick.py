@@ -27,11 +27,13 @@ say which) and no lag makes the pairing exact.
 """
 import numpy as np
 
+from ..arguments import check_bool, check_number, check_run, check_seed, check_type, shown
 from ..backend import Backend
 from ..drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..network import ACTIVATIONS
 from ..options import loss_grad, present_target, set_rule_options
+from .graph import Model
 from .reference import vertex_params
 
 # Rows of the delta tag table.
@@ -75,6 +77,8 @@ def sync_set(model):
     loss, g at these vertices is backprop's gradient of frame t − b exactly on
     any stream.
     """
+    check_type("sync_set", "model", model, Model, "a simulator.Model "
+               "(Model.from_network(network) for a Network)")
     into, out_of = path_lengths(model)
     names = []
     for v in model.vertices[1:]:
@@ -127,9 +131,13 @@ class GraphEngine:
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
                  itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
+        check_type("GraphEngine", "model", model, Model, "a simulator.Model "
+                   "(Model.from_network(network) for a Network)")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
-        self.levelled = bool(levelled)
+        check_seed("GraphEngine", feedback_seed, "feedback_seed")
+        feedback_scale = check_number("GraphEngine", "feedback_scale", feedback_scale, 0.0)
+        self.levelled = check_bool("GraphEngine", "levelled", levelled)
         self.model = model.level() if self.levelled else model
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
@@ -625,8 +633,12 @@ class GraphEngine:
     # ------------------------------------------------------------------ tick
     def step(self, u, y):
         """Advance one tick: u (batch, *input_shape) is the new input frame, y
-        (batch, *output_shape) the new target frame."""
-        if u.shape != self._u_shape or y.shape != self._y_shape:
+        (batch, *output_shape) the new target frame; a wrong shape or a
+        non-numeric array raises SimulatorError naming it."""
+        if (getattr(u, "shape", None) != self._u_shape
+                or getattr(y, "shape", None) != self._y_shape
+                or getattr(u.dtype, "kind", "f") not in "fiub"
+                or getattr(y.dtype, "kind", "f") not in "fiub"):
             self._check_shape("u", u, self.model.input_shape)
             self._check_shape("y", y, self.model.output_shape)
         if self._fast:
@@ -670,8 +682,11 @@ class GraphEngine:
 
     def _check_shape(self, what, a, shape):
         want = (self.batch,) + tuple(shape)
-        if tuple(a.shape) != want:
-            raise SimulatorError(f"{what} of shape {tuple(a.shape)}; the engine expects {want}")
+        got = getattr(a, "shape", None)
+        if got is None or tuple(got) != want or getattr(a.dtype, "kind", "f") not in "fiub":
+            raise SimulatorError(f"GraphEngine.step: {what}: expected a numeric array of shape "
+                                 f"{want} (the engine expects batch {self.batch}, then the "
+                                 f"{'input' if what == 'u' else 'output'} shape), got {shown(a)}")
 
     def _backward(self, t, X, P, Dl):
         """Σ over children of their VJPs of δ[t−1, c], per vertex (None for the input)."""
@@ -839,6 +854,7 @@ class GraphEngine:
         """Step ``ticks`` times on frames from ``stream``, as ``Engine.run``
         (simulator.drive.run_stream): the recorder (if any) sees every tick;
         NaN/Inf stops the run naming the tick and vertex."""
+        check_run("GraphEngine.run", stream, ticks, recorder, progress, chunk)
         run_stream(self, stream, ticks, recorder, progress, chunk)
 
     def check_finite(self):
@@ -853,6 +869,9 @@ class GraphEngine:
     def _index(self, vertex):
         if isinstance(vertex, str):
             return self.model.vertex(vertex).index
+        if isinstance(vertex, (bool, np.bool_)) or not isinstance(vertex, (int, np.integer)):
+            raise SimulatorError(f"GraphEngine: vertex: expected an index in 0..{self.n - 1} or "
+                                 f"a name ({', '.join(self.names)}), got {shown(vertex)}")
         i = int(vertex)
         if not 0 <= i < self.n:
             raise SimulatorError(f"vertex index {i} out of range 0..{self.n - 1}")

@@ -21,41 +21,103 @@ stays the submodule.) Figures are ``matplotlib.figure.Figure`` on the Agg canvas
 them). Submodules: palette (shared colours), raster, animate, plots, locking;
 convergence (Activation Relaxation), levels (PC waves), learning, phase.
 """
+import functools
+import inspect
 import os
 
+from matplotlib.figure import Figure
+
+from .. import files
+from ..arguments import check_int, check_path, check_type, fail
 from ..errors import SimulatorError
-from ..files import save_png
-from .animate import DEFAULT_SIZE, WaveAnimator, render_frames, write_gif
-from .plots import mismatch_figure, write_mismatch
-from .raster import colourings, raster_figure, write_raster
+from ..probes import Trace
+from . import animate, plots, raster
+from .animate import DEFAULT_SIZE, WaveAnimator
+from .raster import colourings
 
 
+def _entry(func):
+    """``func`` as a public entry: its arguments checked once, by name, before
+    it runs (``trace`` a Trace, ``fig`` a Figure, ``path`` a file path in an existing folder,
+    ``folder`` an existing folder, ``every`` an integer >= 1, ``windows`` a
+    list of (start, stop) pairs, ``row`` a recorded row of the trace); size
+    and color are checked by the builders themselves."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def entry(*args, **kwargs):
+        call = f"simulator.render.{func.__name__}"
+        try:
+            given = signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise SimulatorError(f"{call}: {exc}") from None
+        _check_entry(call, given)
+        return func(*args, **kwargs)
+    return entry
+
+
+def _check_entry(call, given):
+    """The checks of ``_entry`` on the bound arguments ``given``."""
+    trace = given.get("trace")
+    if "trace" in given:
+        check_type(call, "trace", trace, Trace, "a simulator.Trace (simulator.simulate or "
+                   "Trace.load(folder))")
+    if "fig" in given:
+        check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
+    if "path" in given:
+        check_path(call, "path", given["path"])
+    if "folder" in given:
+        check_path(call, "folder", given["folder"], folder=True)
+    if "every" in given:
+        check_int(call, "every", given["every"], 1)
+    windows = given.get("windows", ())
+    if isinstance(windows, (str, bytes)) or not isinstance(windows, (list, tuple)):
+        fail(call, "windows", "a list of (start, stop) tick pairs", windows)
+    if "row" in given:
+        rows = len(trace.ticks)
+        check_int(call, "row", given["row"], -rows, rows - 1)
+
+
+raster_figure = _entry(raster.raster_figure)
+write_raster = _entry(raster.write_raster)
+mismatch_figure = _entry(plots.mismatch_figure)
+write_mismatch = _entry(plots.write_mismatch)
+render_frames = _entry(animate.render_frames)
+write_gif = _entry(animate.write_gif)
+save_png = _entry(files.save_png)
+
+
+@_entry
 def waves(trace, windows=(), color="both"):
     """The wave raster figure of a diffusion Trace (waves.png): one row of panels
     per (start, stop) tick window in ``windows`` (the whole run if none), one
     column per colouring ('magnitude', 'tag' or 'both'). Returns the Figure."""
-    return raster_figure(trace, windows, color)[0]
+    return raster.raster_figure(trace, windows, color)[0]
 
 
+@_entry
 def mismatch(trace):
     """The gradient-mismatch figure of a diffusion Trace (mismatch.png): per-layer
     cosine and relative error of g against backprop over ticks, the heatmap and
     the steady-state summary with ls marked. Returns the Figure."""
-    return mismatch_figure(trace)[0]
+    return plots.mismatch_figure(trace)[0]
 
 
+@_entry
 def gif_figure(trace, size=DEFAULT_SIZE, color="magnitude"):
     """The static part of the wave GIF (network axes, mismatch bars, raster,
     legend) as a Figure of ``size`` = (width, height) pixels."""
     return WaveAnimator(trace, size=size, color=color).fig
 
 
+@_entry
 def gif_frame(trace, row, size=DEFAULT_SIZE, color="magnitude"):
     """One picture of the wave GIF: the network at recorded row ``row`` (tick
     ``trace.ticks[row]``) as a uint8 RGB array (height, width, 3)."""
     return WaveAnimator(trace, size=size, color=color).render(int(row))
 
 
+@_entry
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,
                    color="both", windows=()):
     """Draw a diffusion run's pictures into ``folder``: waves.png (the wave raster
@@ -65,17 +127,16 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
     against backprop, heatmap, steady-state summary with ls) when ``png``, and
     waves.gif (every ``every``-th tick, ``size`` = (width, height) pixels; its
     raster uses the first colouring) when ``gif``. Returns {file name: path}."""
-    if not os.path.isdir(folder):
-        raise SimulatorError(f"{folder}: not a folder to write pictures into")
     kinds = colourings(color)
     written = {}
     if png:
-        written["waves.png"] = write_raster(os.path.join(folder, "waves.png"), trace,
-                                            windows=windows, color=color)
-        written["mismatch.png"] = write_mismatch(os.path.join(folder, "mismatch.png"), trace)
+        written["waves.png"] = raster.write_raster(os.path.join(folder, "waves.png"), trace,
+                                                   windows=windows, color=color)
+        written["mismatch.png"] = plots.write_mismatch(os.path.join(folder, "mismatch.png"),
+                                                       trace)
     if gif:
         path = os.path.join(folder, "waves.gif")
-        write_gif(path, trace, every=every, size=size, color=kinds[0])
+        animate.write_gif(path, trace, every=every, size=size, color=kinds[0])
         written["waves.gif"] = path
     return written
 
