@@ -115,6 +115,7 @@ FILE_MODE, DIR_MODE = 0o644, 0o755
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}$")
 _LEGACY_TMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
 _POINT_FILE = re.compile(r"^[0-9a-f]{64}\.json$")
+_POINT_PATH = re.compile(r"^points/[0-9a-f]{64}\.json$")
 _ATTEMPTS = 200                     # exchanges lost to concurrent writers before giving up
 _GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
 _NAMED = 5                          # foreign files an error names before "and N more"
@@ -738,8 +739,10 @@ def check_out(out, force=False):
     return _check_out(out, force)[0]
 
 
-def _check_out(out, force):
-    """check_out's work: (real path, what is foreign in it, [] unless forced)."""
+def _check_out(out, force, renewed=None):
+    """check_out's work: (real path, what is foreign in it, [] unless forced).
+    A listed file that changed is not counted if ``renewed`` (a compiled
+    pattern of relative paths) matches it: the caller checks and rewrites it."""
     given = os.fspath(out)
     if not given:
         raise OutputError("--out: expected a folder name, got ''")
@@ -754,7 +757,8 @@ def _check_out(out, force):
         raise OutputError(f"{given}: exists and is not a folder; choose another --out")
     if os.path.lexists(os.path.join(real, ".git")):
         raise OutputError(f"{given}: holds a .git (a checkout); tickprop never replaces it")
-    problems = foreign_files(real)
+    problems = [(rel, why) for rel, why in foreign_files(real)
+                if not (renewed and why == CHANGED and renewed.match(rel))]
     if not problems:
         return real, []
     if not force:
@@ -816,14 +820,16 @@ def write_folder(out, fill, force=False):
 
 
 def claim_folder(out, force=False, meta=None):
-    """Check, before any work, a folder that is written in place over several
-    runs (a sweep, which resumes): refused as check_out refuses. A missing or
-    empty folder is made with an empty manifest; a tickprop output of the
-    version before manifests gets one listing what it holds; a foreign folder
-    accepted with ``force`` is replaced at once, atomically as write_folder
-    does, by an empty one holding a run.json of ``meta`` plus the marker.
-    Returns ``out``."""
-    real, problems = _check_out(out, force)
+    """Check, before any work, a sweep folder, which is written in place over
+    several runs (it resumes): refused as check_out refuses, except that a
+    point file the manifest lists (points/<key>.json) that changed since is
+    not counted: the sweep reads every point file back itself and runs a
+    damaged one again. A missing or empty folder is made with an empty
+    manifest; a tickprop output of the version before manifests gets one
+    listing what it holds; a foreign folder accepted with ``force`` is
+    replaced at once, atomically as write_folder does, by an empty one holding
+    a run.json of ``meta`` plus the marker. Returns ``out``."""
+    real, problems = _check_out(out, force, renewed=_POINT_PATH)
     if problems:
         write_folder(out, lambda folder: dict(meta or {}), force=True)
         return out
@@ -835,6 +841,40 @@ def claim_folder(out, force=False, meta=None):
     if not adopted:
         raise OutputError(f"{out}: changed while it was being checked; try again")
     return out
+
+
+@contextlib.contextmanager
+def claimed(out, force=False, meta=None):
+    """``claim_folder(out, force, meta)``, then ``recording(out)`` for the
+    block; if the block fails (interrupt included) before any file was written
+    in a folder this claim made, that folder goes again, with every parent
+    folder it made that is still empty."""
+    made = _missing_folders(os.path.realpath(os.fspath(out)))
+    claim_folder(out, force, meta)
+    try:
+        with recording(out):
+            yield
+    except BaseException:
+        if made and _unused(made[0]):
+            _remove_empty(made)
+        raise
+
+
+def _unused(folder):
+    """Empty ``folder`` of what an unused claim left (an empty manifest and
+    empty subfolders); True if nothing else was in it."""
+    try:
+        if _read_manifest(folder) != {}:
+            return False
+        entries = [e for e in os.scandir(folder) if e.name != MANIFEST]
+        if not all(e.is_dir(follow_symlinks=False) and _is_empty(e.path) for e in entries):
+            return False
+        for entry in entries:
+            os.rmdir(entry.path)
+        os.remove(os.path.join(folder, MANIFEST))
+    except (OSError, OutputError):
+        return False
+    return True
 
 
 def clean_stale(parent):
@@ -1165,4 +1205,4 @@ __all__ = ["MARKER", "MANIFEST", "RESULT_FILES", "SWEEP_FILES", "VIEW_GENERATOR"
            "output_error", "speak_of", "atomic_write", "move_into_place", "write_text",
            "write_json", "write_csv", "write_npz", "PNG_HOOKS", "save_png", "write_gif",
            "foreign_files", "recording", "file_status", "scratch_folder", "remove_scratch",
-           "default_out", "check_out", "write_folder", "claim_folder", "clean_stale"]
+           "default_out", "check_out", "write_folder", "claim_folder", "claimed", "clean_stale"]

@@ -271,8 +271,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         scheduler = check_scheduler(scheduler)
         distributed = _distributed()
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
-    files.claim_folder(out_dir, force, {"name": name, "kind": "sweep"})
-    with files.recording(out_dir):
+    with files.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
         return _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers,
                             scheduler, distributed, progress)
 
