@@ -284,6 +284,8 @@ def _kill_hook(path):
 # ------------------------------------------------------------------ manifests
 _DIGESTS = {}                       # stat identity -> sha256: a file is hashed once per process
 _DIGESTS_LOCK = threading.Lock()
+_MANIFESTS = {}                     # manifest path -> (stat identity, entries) last seen
+_MANIFESTS_LOCK = threading.Lock()
 _RECORDING = {}                     # real folder -> open recording() blocks in this process
 _RECORDING_LOCK = threading.Lock()
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
@@ -352,13 +354,14 @@ def file_status(folder, name):
 def scratch_folder(folder, what):
     """A private scratch folder ``.tickprop-<what>.tmp-<pid>-<token>`` inside
     ``folder``, marked as tickprop's, so that clean_stale removes it if this
-    process dies before ``remove_scratch``. Returns its path."""
+    process dies before ``remove_scratch``; an error making it names
+    ``folder``. Returns its path."""
     path = _tmp_name(os.path.realpath(folder), f"tickprop-{what}", "tmp")
     try:
         _make_tmp(path)
-    except BaseException:
+    except BaseException as exc:
         _remove_tree(path)
-        raise
+        raise speak_of(exc, path, folder)
     return path
 
 
@@ -378,7 +381,7 @@ def _digest(path):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = _stat_key(st)
         with _DIGESTS_LOCK:
             known = _DIGESTS.get(key)
         if known is None:
@@ -409,10 +412,19 @@ def _matches(got, want):
 def _read_manifest(root):
     """{path: entry} of the manifest in ``root``; None if there is none; an
     OutputError naming it if it is damaged (not a small regular file of the
-    documented shape)."""
+    documented shape). The manifest this process last read or wrote is kept
+    while the file is unchanged (same inode, size and times)."""
     path = os.path.join(root, MANIFEST)
-    if not os.path.lexists(path):
+    try:
+        key = _stat_key(os.lstat(path))
+    except FileNotFoundError:
         return None
+    except OSError:
+        key = None
+    with _MANIFESTS_LOCK:
+        known = _MANIFESTS.get(path)
+    if key is not None and known is not None and known[0] == key:
+        return known[1]
     raw = _read_small(path, _SMALL_JSON * 16)
     try:
         data = json.loads(raw) if raw is not None else None
@@ -424,7 +436,19 @@ def _read_manifest(root):
             or not all(_good_path(k) and _good_entry(v) for k, v in listed.items())):
         raise OutputError(f"{path}: damaged (not a tickprop manifest); move it away, or pass "
                           "--force to replace the folder")
+    _remember_manifest(path, key, listed)
     return listed
+
+
+def _remember_manifest(path, key, listed):
+    if key is None:
+        return
+    with _MANIFESTS_LOCK:
+        _MANIFESTS[path] = (key, listed)
+
+
+def _stat_key(st):
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _good_path(rel):
@@ -442,9 +466,12 @@ def _good_entry(entry, nested=False):
 
 
 def _write_manifest(root, listed):
-    """Replace ``root``'s manifest with one listing ``listed``, atomically."""
-    text = json.dumps({"tickprop_manifest": MANIFEST_FORMAT, "files": listed}, indent=1,
-                      sort_keys=True)
+    """Replace ``root``'s manifest with one listing ``listed``, atomically: one
+    line per file, in path order (the C JSON encoder: a sweep of thousands of
+    points rewrites it after each)."""
+    text = json.dumps({"files": listed, "tickprop_manifest": MANIFEST_FORMAT}, sort_keys=True)
+    # Inside a JSON string a quote is escaped, so '}, "' only ever ends an entry.
+    text = text.replace('{"files": {', '{"files": {\n', 1).replace('}, "', '},\n"') + "\n"
     path = os.path.join(root, MANIFEST)
     tmp = _tmp_name(root, MANIFEST, "tmp")
     try:
@@ -453,7 +480,10 @@ def _write_manifest(root, listed):
         os.chmod(tmp, FILE_MODE)
         _kill_hook(path)
         os.replace(tmp, path)
+        _remember_manifest(path, _stat_key(os.lstat(path)), listed)
     except BaseException:
+        with _MANIFESTS_LOCK:
+            _MANIFESTS.pop(path, None)
         try:
             os.remove(tmp)
         except OSError:

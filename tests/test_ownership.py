@@ -363,3 +363,14 @@ def test_render_errors_name_the_run_folder_not_a_scratch_folder(runner):
         assert "o/trace.npz" in line, line
         assert ".tmp" not in line and "tickprop-render" not in line, line
     assert temporaries(".") == [] and not os.path.exists("r")
+
+
+def test_a_run_folder_render_cannot_write_in_is_named_not_its_scratch(runner, monkeypatch):
+    ok(invoke(runner, "run", "fig3_fast", "--out", "o", *PNG))
+
+    def read_only(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+    monkeypatch.setattr(files, "_make_tmp", read_only)
+    line = one_error_line(invoke(runner, "render", "o", "--no-gif"))
+    assert "Read-only file system" in line and "o" in line, line
+    assert ".tmp" not in line and "tickprop-render" not in line, line

@@ -160,13 +160,10 @@ def _redraw_in_place(kind, folder, meta, options):
     files.clean_stale(folder)
     scratch = files.scratch_folder(folder, "render")
     try:
-        try:
-            for entry in os.scandir(folder):
-                if not entry.name.startswith(".") and entry.name != files.MANIFEST:
-                    os.symlink(os.path.abspath(entry.path), os.path.join(scratch, entry.name))
-            drawn = kind.draw(scratch, meta, options)
-        except (SimulatorError, OSError) as exc:
-            raise files.speak_of(exc, scratch, folder)
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(".") and entry.name != files.MANIFEST:
+                os.symlink(os.path.abspath(entry.path), os.path.join(scratch, entry.name))
+        drawn = kind.draw(scratch, meta, options)
         for name in drawn:
             _check_picture(folder, name, meta.get("pictures"))
         with files.recording(folder):
@@ -174,6 +171,8 @@ def _redraw_in_place(kind, folder, meta, options):
                 source = os.path.join(scratch, name)
                 if not os.path.islink(source):      # a link: not drawn, the run's own file
                     files.move_into_place(source, os.path.join(folder, name))
+    except (SimulatorError, OSError) as exc:
+        raise files.speak_of(exc, scratch, folder)
     finally:
         files.remove_scratch(scratch)
     return {name: os.path.join(folder, name) for name in drawn}
