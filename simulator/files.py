@@ -19,9 +19,9 @@ the folder, '/'-separated; the manifest itself is not listed). A whole output
 name. A folder written in place -- a sweep (points, sweep.csv, pictures), a
 ``view.html`` that ``tickprop view`` writes into a run folder, the pictures of
 an in-place ``render`` -- updates it with every file (``recording``): under an
-exclusive ``flock`` of the folder itself, the manifest is read, the entry of the
-file is set and the manifest replaced atomically, then the file is renamed into
-place; until that rename the entry also keeps the version on disk (``before``),
+exclusive ``flock`` of the folder itself, the manifest is read, the entry of
+the file is set and the manifest replaced atomically, then the file is renamed
+into place; until that rename the entry also keeps the version on disk (``before``),
 so a kill between the two steps leaves a folder whose files are all listed.
 
 What may be replaced or reused (``check_out``, ``claim_folder`` and the install
@@ -32,10 +32,13 @@ are not counted). Stale temporaries of dead tickprop processes are removed
 first; those of live ones are not counted. Anything else -- a file the manifest
 does not list (a note the user added), a listed file changed since, a link, a
 FIFO, a damaged manifest -- stops the command before any work with one
-OutputError naming those files, unless ``force``; even then the root folder,
-the home folder, the current folder and the folders above them, and any folder
-holding a ``.git`` are never replaced. A symlinked output is followed: the real
-folder it names is written with the same rules and the link stays.
+OutputError naming those files (a few, then "and N more"), unless ``force``.
+One exception, for a sweep's reuse only: a listed point file that changed is
+run again (the sweep checks every point file itself). Even with ``force`` the
+root folder, the home folder, the current folder and the folders above them,
+and any folder holding a ``.git`` are never replaced. A symlinked output is
+followed: the real folder it names is written with the same rules and the link
+stays.
 
 Folders of the version before the manifest (LEGACY) are recognised by exact
 content only, never by a ``points/`` folder or by JSON keys:
@@ -58,15 +61,18 @@ tickprop's. A sweep, an in-place render or a view written into such a folder
 first gives it a manifest of what it holds (and removes those temporaries).
 
 Temporaries. Every temporary -- a single file's, an output's folder, a backup,
-the scratch folder of an in-place render (``.tickprop-render.tmp-<pid>-<token>``
-inside the run folder, marked) -- carries the writer's pid in its name;
-``clean_stale`` removes those of dead processes: a file by its name alone, a
-folder only if provably tickprop's (its marker file, its manifest or the legacy
-rule, or empty). Commands run it on the folders they write in or check: the
-parent of an output, the output itself and its ``points/``, the folder of a
-view.html, the run folder of an in-place render. A run that fails removes its
-temporary folder and every parent folder it created that is still empty.
-Writes are atomic against a killed process, not against a power loss (no fsync).
+the scratch folder of an in-place render
+(``.tickprop-render.tmp-<pid>-<token>`` inside the run folder, marked) --
+carries the writer's pid in its name;
+``clean_stale`` removes those of dead processes: a file by its name alone
+(its token starts with a tag of this host's name, so another host's files on
+a shared disk are left), a folder only if provably tickprop's (its marker
+file, its manifest or the legacy rule, or empty). Commands run it on the
+folders they write in or check: the parent of an output, the output itself
+and its ``points/``, the folder of a view.html, the run folder of an in-place
+render. A run that fails removes its temporary folder and every parent folder
+it created that is still empty. Writes are atomic against a killed process,
+not against a power loss (no fsync).
 
 Test hook (tests only, never set it otherwise): with the environment variable
 TICKPROP_TEST_KILL_AT_RENAME naming a file (its base name, or a path ending
@@ -120,6 +126,7 @@ _ATTEMPTS = 200                     # exchanges lost to concurrent writers befor
 _GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
 _NAMED = 5                          # foreign files an error names before "and N more"
 _SMALL_JSON = 64 << 20              # a run.json or point file larger than this is not ours
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 FOREIGN, CHANGED = "not written by tickprop", "changed since tickprop wrote it"
 
 
@@ -370,28 +377,39 @@ def remove_scratch(path):
     _remove_tree(path, mark=True)
 
 
-def _digest(path):
-    """{"size", "sha256"} of the regular file ``path``; None for anything else
-    (a link, a folder, a FIFO or device, which is never read: it could block)."""
+def _open_regular(path):
+    """``path`` opened for reading (unbuffered) if it is a regular file, with
+    its stat; None for anything else -- a link, a folder, a FIFO or device is
+    never read (a FIFO would block) -- or if it cannot be opened."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return None
-    with open(fd, "rb", buffering=0) as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return open(fd, "rb", buffering=0), st
+
+
+def _digest(path):
+    """{"size", "sha256"} of the regular file ``path``; None for anything else."""
+    opened = _open_regular(path)
+    if opened is None:
+        return None
+    f, st = opened
+    with f:
         key = _stat_key(st)
         with _DIGESTS_LOCK:
             known = _DIGESTS.get(key)
         if known is None:
             h, buf = hashlib.sha256(), bytearray(1 << 20)
             view = memoryview(buf)
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(view[:n])
+            try:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+            except OSError:
+                return None
             known = h.hexdigest()
             with _DIGESTS_LOCK:
                 _DIGESTS[key] = known
@@ -634,7 +652,8 @@ def _legacy_sweep_problems(entries, sweep_json):
             problems += found
             continue
         old = _LEGACY_TMP.match(name)
-        if entry.is_file(follow_symlinks=False) and (name in allowed or (old and old["name"] in allowed)):
+        if entry.is_file(follow_symlinks=False) and (name in allowed
+                                                     or (old and old["name"] in allowed)):
             continue
         problems.append((_shown(entry), FOREIGN))
     return problems, valid
@@ -694,16 +713,13 @@ def _plain_name(name):
 def _read_small(path, limit=_SMALL_JSON):
     """The bytes of the regular file ``path`` if it is at most ``limit`` bytes;
     None for anything else (never opened if a FIFO: no read can block)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+    opened = _open_regular(path)
+    if opened is None:
         return None
-    with open(fd, "rb", buffering=0) as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
+    f, st = opened
+    with f:
         try:
-            return f.read(limit + 1)
+            return f.read(limit + 1) if st.st_size <= limit else None
         except OSError:
             return None
 
@@ -717,14 +733,12 @@ def _small_json(path):
 
 
 def _is_view(path):
-    """Does the file start (first 2 KiB) with tickprop view's generator tag?"""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+    """Does the regular file ``path`` start (first 2 KiB) with tickprop view's
+    generator tag?"""
+    opened = _open_regular(path)
+    if opened is None:
         return False
-    with open(fd, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
+    with opened[0] as f:
         try:
             head = f.read(2048)
         except OSError:
