@@ -28,8 +28,9 @@ What may be replaced or reused (``check_out``, ``claim_folder`` and the install
 step, which checks again): a missing name, an empty folder, or a folder whose
 manifest lists exactly what it holds, each file with its listed size and
 sha256 (a listed file that is gone is fine; empty subfolders hold nothing and
-are not counted). Stale temporaries of dead tickprop processes are removed
-first; those of live ones are not counted. Anything else -- a file the manifest
+are not counted, nor are the files a file browser leaves in any folder it
+shows, OS_FILES: .DS_Store, Thumbs.db, desktop.ini). Stale temporaries of
+dead tickprop processes are removed first; those of live ones are not counted. Anything else -- a file the manifest
 does not list (a note the user added), a listed file changed since, a link, a
 FIFO, a damaged manifest -- stops the command before any work with one
 OutputError naming those files (a few, then "and N more"), unless ``force``.
@@ -55,9 +56,9 @@ content only, never by a ``points/`` folder or by JSON keys:
   only SWEEP_FILES and, from a forced ``claim_folder``, a run.json with the
   marker and ``"kind": "sweep"`` (which stands for the points if none ran yet).
 
-In both, the marker file ``.tickprop-tmp`` and that version's single-file
-temporaries ``.<name>.<12 hex>.tmp`` of a file the rule accepts count as
-tickprop's. A sweep, an in-place render or a view written into such a folder
+In both, OS_FILES are not counted, and the marker file ``.tickprop-tmp`` and
+that version's single-file temporaries ``.<name>.<12 hex>.tmp`` of a file the
+rule accepts count as tickprop's. A sweep, an in-place render or a view written into such a folder
 first gives it a manifest of what it holds (and removes those temporaries).
 
 Temporaries. Every temporary -- a single file's, an output's folder, a backup,
@@ -117,6 +118,7 @@ RESULT_FILES = {"diffusion": ("trace.npz",), "train": ("results.json",),
                 "pc_table": ("table1.csv", "table2.csv"), "pc_wave": ("wave.npz",),
                 "locking": ("locking.npz",)}
 SWEEP_FILES = ("sweep.csv", "phase.png", "boundary.json", "accuracy.png")
+OS_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")   # a file browser's, in any folder it shows
 FILE_MODE, DIR_MODE = 0o644, 0o755
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}$")
 _LEGACY_TMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
@@ -557,10 +559,11 @@ def _adopt(root, empty=False):
 
 def _scan(root, prefix=""):
     """{path: digest} of every regular file under ``root`` but the manifest,
-    the marker file and temporaries: the manifest of a folder tickprop wrote."""
+    the marker file, temporaries and OS_FILES: the manifest of a folder
+    tickprop wrote."""
     out = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name == TMP_MARK or _STALE.match(entry.name) or (
+        if entry.name in (TMP_MARK, *OS_FILES) or _STALE.match(entry.name) or (
                 not prefix and entry.name == MANIFEST):
             continue
         if entry.is_dir(follow_symlinks=False):
@@ -588,11 +591,13 @@ def _manifest_problems(root, listed):
             if (not prefix and entry.name in (MANIFEST, TMP_MARK)) or _live_temporary(entry.name):
                 continue
             if entry.is_dir(follow_symlinks=False):
+                clean_stale(entry.path)
                 if rel in folders:
-                    clean_stale(entry.path)
                     walk(entry.path, rel + "/")
                 elif not _is_empty(entry.path):
                     problems.append((rel + "/", FOREIGN))
+                continue
+            if entry.name in OS_FILES:
                 continue
             want = listed.get(rel)
             if want is None:
@@ -607,8 +612,8 @@ def _legacy_problems(root):
     """(path, why) of what ``root``, a folder without a manifest, holds beyond
     what the legacy rule recognises (module notes); [] if it is one."""
     try:
-        entries = {e.name: e for e in os.scandir(root)
-                   if e.name != TMP_MARK and not _live_temporary(e.name)}
+        entries = {e.name: e for e in os.scandir(root) if e.name != TMP_MARK
+                   and e.name not in OS_FILES and not _live_temporary(e.name)}
     except OSError as exc:
         return [(".", f"cannot read ({exc.strerror or exc})")]
     everything = [(_shown(e), FOREIGN) for _, e in sorted(entries.items())]
@@ -671,7 +676,7 @@ def _legacy_points_problems(points):
         return [("points/", f"cannot read ({exc.strerror or exc})")], 0
     for entry in entries:
         name = entry.name
-        if _live_temporary(name):
+        if name in OS_FILES or _live_temporary(name):
             continue
         if entry.is_file(follow_symlinks=False):
             old = _LEGACY_TMP.match(name)

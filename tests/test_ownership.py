@@ -374,3 +374,23 @@ def test_a_run_folder_render_cannot_write_in_is_named_not_its_scratch(runner, mo
     line = one_error_line(invoke(runner, "render", "o", "--no-gif"))
     assert "Read-only file system" in line and "o" in line, line
     assert ".tmp" not in line and "tickprop-render" not in line, line
+
+
+def test_what_a_killed_write_or_a_file_browser_leaves_does_not_block_a_sweep(tmp_path):
+    """A point killed while its temporary was still being written (before the
+    manifest lists it) leaves a stale temporary in points/; Finder leaves a
+    .DS_Store. Neither is the user's: the sweep resumes, the temporary goes."""
+    out = tmp_path / "sw"
+    files.claim_folder(str(out))
+    (out / "points").mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / "points" / f".{'a' * 64}.json.tmp-{dead.pid}-{files._HOST_TAG}01234567"
+    stale.write_text('{"half')
+    (out / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    assert files.foreign_files(str(out)) == []
+    assert not stale.exists()
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SWEEP)
+    assert sweeps.run_sweep(str(path), str(out))["ran"] == 1
+    assert ".DS_Store" not in manifest(out)
