@@ -394,3 +394,30 @@ def test_what_a_killed_write_or_a_file_browser_leaves_does_not_block_a_sweep(tmp
     path.write_text(TINY_SWEEP)
     assert sweeps.run_sweep(str(path), str(out))["ran"] == 1
     assert ".DS_Store" not in manifest(out)
+
+
+def test_the_legacy_rule_knows_every_kinds_result_files(tmp_path):
+    """RESULT_FILES is what each kind really saves: an output of every kind,
+    its manifest taken away (as the version before manifests left it), is
+    recognised by its exact content, and a note beside it is not."""
+    import glob
+    from simulator import scene as scenes
+    from test_fuzz import fast_scene, write_scene
+    seen = {}
+    for path in sorted(glob.glob(os.path.join(scenes.SCENES_DIR, "*.toml"))):
+        doc = fast_scene(path)
+        kind = json.loads(doc.get("kind", '"diffusion"'))
+        if kind in seen or kind == "sweep":
+            continue
+        scene_path = tmp_path / os.path.basename(path)
+        write_scene(doc, scene_path)
+        out = tmp_path / kind
+        res = CliRunner().invoke(cli.main, ["run", str(scene_path), "--out", str(out), "--quiet",
+                                            "--no-gif"])
+        assert res.exit_code == 0, (path, res.output)
+        os.remove(out / files.MANIFEST)
+        seen[kind] = sorted(os.listdir(out))
+        assert files.foreign_files(str(out)) == [], (kind, seen[kind])
+        (out / "my_notes.md").write_text("notes")
+        assert files.foreign_files(str(out)) == [("my_notes.md", files.FOREIGN)]
+    assert set(seen) == set(files.RESULT_FILES), seen
