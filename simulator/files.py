@@ -267,11 +267,12 @@ def _commit(tmp, path):
                         os.path.basename(path))
     rel = os.path.relpath(real, root).replace(os.sep, "/")
     entry = _digest(tmp)
+    if entry is None:
+        raise OutputError(f"{path}: cannot read back the file just written")
     with _locked(root):
         files = _read_manifest(root)
         if files is None:
             files = {}
-        entry = dict(entry)
         now = _digest(real)
         if now is not None and not _same(now, entry):
             entry["before"] = now

@@ -421,3 +421,14 @@ def test_the_legacy_rule_knows_every_kinds_result_files(tmp_path):
         (out / "my_notes.md").write_text("notes")
         assert files.foreign_files(str(out)) == [("my_notes.md", files.FOREIGN)]
     assert set(seen) == set(files.RESULT_FILES), seen
+
+
+def test_view_never_replaces_a_tickprop_file_that_is_not_a_page(runner):
+    """run.json is listed in the manifest as it is, but it is no view: --out
+    pointing at it must not replace it."""
+    ok(invoke(runner, "run", "fig1_constant", "--out", "o", *QUICK))
+    before = open("o/run.json").read()
+    for target in ("o/run.json", f"o/{files.MANIFEST}"):
+        line = one_error_line(invoke(runner, "view", "o", "--out", target, "--no-open"))
+        assert "not written by tickprop view" in line
+    assert open("o/run.json").read() == before and files.foreign_files("o") == []

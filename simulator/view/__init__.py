@@ -70,12 +70,12 @@ def write_view(run_dir, out_path=None):
 
 
 def _check_replaceable(path):
-    """Refuse to replace a file that tickprop view did not write, or one
-    changed since (the manifest of its folder says; without one, the page's
-    generator tag)."""
+    """Refuse to replace a file that is not a page of tickprop view (its
+    generator tag), or that the manifest of its folder does not list as it is
+    (changed since, or not written by tickprop)."""
     folder, name = os.path.split(os.path.abspath(path))
     status = files.file_status(folder, name)
-    if status in ("missing", "ours"):
+    if status == "missing":
         return
     if status == "changed":
         raise SimulatorError(f"{path}: changed since tickprop view wrote it; choose another "
