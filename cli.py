@@ -185,15 +185,15 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
         sweeps.check_scheduler(scheduler)
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
     out = out or files.default_out(name)
-    files.claim_folder(out, force, {"name": name, "kind": "sweep"})
     total = len(points)
     bar = _progress(quiet, total, name)
     if bar is None:
-        summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler)
+        summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler,
+                                   force=force)
     else:
         with bar:
             summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler,
-                                       progress=bar.update)
+                                       progress=bar.update, force=force)
     if not quiet:
         _say(name, sweep_lines(summary), summary["csv"])
     if summary["points"] and summary["failed"] == summary["points"]:

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import pool, threads
+from . import files, pool, threads
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
@@ -251,12 +251,16 @@ def _distributed():
     return distributed
 
 
-def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None):
+def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None,
+              force=False):
     """Run every point of a sweep scene that has no valid finished file in
     ``<out_dir>/points/`` (missing, failed or damaged points run again; files
     are named by point_key), in ``workers`` local processes or on the Dask
     cluster at ``scheduler``; then write sweep.csv and the pictures. Every
-    point is resolved and checked before any runs. ``progress(n)`` is called
+    point is resolved and checked, and ``out_dir`` claimed
+    (simulator.files.claim_folder: a foreign folder is refused unless
+    ``force``), before any runs; every file is listed in the folder's
+    manifest as it is written. ``progress(n)`` is called
     per finished point. Ctrl-C (KeyboardInterrupt) stops at once: the workers
     are killed, the points finished so far stay. Returns a summary dict
     (counts, paths, seconds, records)."""
@@ -267,6 +271,14 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         scheduler = check_scheduler(scheduler)
         distributed = _distributed()
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
+    with files.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
+        return _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers,
+                            scheduler, distributed, progress)
+
+
+def _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers, scheduler,
+                 distributed, progress):
+    """run_sweep's work once ``out_dir`` is claimed and recorded."""
     sw = sweep_scene["sweep"]
     points_dir = os.path.join(out_dir, "points")
     records, damaged = {}, 0

@@ -215,7 +215,8 @@ def test_run_writes_pictures_and_render_redraws_them(runner):
 
 def test_no_gif_and_no_png_skip_their_files(runner):
     invoke(runner, "run", "fig3_fast", "--ticks", "20", "--quiet", "--no-gif", "--no-png")
-    assert sorted(os.listdir("outputs/fig3_fast")) == ["run.json", "trace.npz"]
+    assert sorted(os.listdir("outputs/fig3_fast")) == ["run.json", "tickprop-manifest.json",
+                                                       "trace.npz"]
 
 
 def test_sync_names_ls_and_delay(runner):

@@ -120,7 +120,7 @@ def test_force_replaces_a_foreign_folder_but_never_root_or_home(runner, tmp_path
     user_folder("mine")
     res = invoke(runner, "run", "fig3_fast", "--out", "mine", "--force", *QUICK)
     assert res.exit_code == 0, res.output
-    assert sorted(os.listdir("mine")) == ["run.json", "trace.npz"]
+    assert sorted(os.listdir("mine")) == ["run.json", files.MANIFEST, "trace.npz"]
     home = tmp_path / "home"
     before = user_folder(home)
     root_before = set(os.listdir("/"))
@@ -136,11 +136,17 @@ def test_tickprop_outputs_old_and_new_are_replaced_and_others_refused(runner):
     assert res.exit_code == 0, res.output
     assert json.load(open("new/run.json"))[files.MARKER] is True
     assert invoke(runner, "run", "fig3_fast", "--out", "new", *QUICK).exit_code == 0
-    os.makedirs("old")                        # a run.json of an earlier tickprop (no marker)
-    json.dump({"name": "x", "scene": {}, "versions": {"numpy": "1"}}, open("old/run.json", "w"))
+    os.makedirs("old")                        # the version before manifests: marker, its files
+    json.dump({files.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]},
+              open("old/run.json", "w"))
     open("old/trace.npz", "wb").close()
+    open("old/waves.png", "wb").close()
     assert invoke(runner, "run", "fig3_fast", "--out", "old", *QUICK).exit_code == 0
     assert json.load(open("old/run.json"))["scene"]["run"]["ticks"] == 5
+    os.makedirs("other")                      # scene and versions: any tool may write those
+    json.dump({"name": "x", "scene": {}, "versions": {"numpy": "1"}}, open("other/run.json", "w"))
+    one_error_line(invoke(runner, "run", "fig3_fast", "--out", "other", *QUICK))
+    assert json.load(open("other/run.json"))["versions"] == {"numpy": "1"}
     os.makedirs("fake")                       # someone else's run.json
     json.dump({"name": "x"}, open("fake/run.json", "w"))
     one_error_line(invoke(runner, "run", "fig3_fast", "--out", "fake", *QUICK))
@@ -596,7 +602,7 @@ def test_output_folders_are_0755_and_their_files_0644(tmp_path):
         os.umask(old)
     assert os.stat(out).st_mode & 0o777 == 0o755
     assert os.stat(os.path.join(out, "run.json")).st_mode & 0o777 == 0o644
-    assert sorted(os.listdir(out)) == ["data.txt", "run.json"]   # marker file removed
+    assert sorted(os.listdir(out)) == ["data.txt", "run.json", files.MANIFEST]   # no marker file
 
 
 def test_a_sweep_folder_is_resumed_and_a_foreign_one_forced_is_emptied(runner, tmp_path):
@@ -615,28 +621,64 @@ def test_a_sweep_folder_is_resumed_and_a_foreign_one_forced_is_emptied(runner, t
     assert leftovers(".") == []
 
 
+def _point(seed=0):
+    """(file name, JSON text) of a valid sweep point file, as tickprop writes it."""
+    from simulator import sweep as sweeps
+    scene, options = {"kind": "diffusion", "run": {"seed": seed}}, {"summary": "mismatch"}
+    key = sweeps.point_key(scene, options)
+    return f"{key}.json", json.dumps(sweeps._record(key, {"run.seed": seed}, scene, options))
+
+
+VIEW = '<!DOCTYPE html><html><head><meta charset="utf-8">' + files.VIEW_GENERATOR + "</head>"
+
+
 def test_what_counts_as_a_tickprop_output(tmp_path):
+    """Without a manifest (the version before it) only exact, documented
+    content counts: a marked run.json and the files its kind and pictures
+    name (and a tickprop view.html), or a points/ folder of valid point files
+    with the sweep's own files beside it. Never a points/ folder or JSON keys."""
     def folder(name, entries):
         path = tmp_path / name
+        path.mkdir()
         for rel, text in entries.items():
             (path / rel).parent.mkdir(parents=True, exist_ok=True)
             if text is not None:
                 (path / rel).write_text(text)
         return str(path)
-    ours = {"marked": {"run.json": json.dumps({files.MARKER: True})},
-            "old_run": {"run.json": json.dumps({"name": "a", "scene": {}, "versions": {}})},
-            "old_pc_table": {"run.json": json.dumps({"name": "pc_table", "table1": [], "table2": []})},
-            "old_sweep": {"points/ab.json": "{}", "sweep.csv": "a\n", "phase.png": "x"}}
+    point, record = _point()
+    other, other_record = _point(seed=1)
+    run = json.dumps({files.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]})
+    table = json.dumps({files.MARKER: True, "kind": "pc_table", "pictures": ["tables.md"]})
+    ours = {"empty": {},
+            "marked_run": {"run.json": run, "trace.npz": "x", "waves.png": "x"},
+            "marked_run_with_view": {"run.json": run, "trace.npz": "x", "view.html": VIEW},
+            "pc_table": {"run.json": table, "table1.csv": "a", "table2.csv": "b", "tables.md": "m"},
+            "sweep": {f"points/{point}": record, "sweep.csv": "a\n", "phase.png": "x",
+                      "boundary.json": "{}"},
+            "forced_sweep": {"run.json": json.dumps({files.MARKER: True, "kind": "sweep"}),
+                             "points/.keep": None},
+            "old_temporary": {"run.json": run, "trace.npz": "x",
+                              ".trace.npz.0123456789ab.tmp": "half"}}
     theirs = {"plain": {"thesis.tex": "x"},
               "fake_run": {"run.json": json.dumps({"name": "a"})},
+              "scene_and_versions": {"run.json": json.dumps({"name": "a", "scene": {},
+                                                             "versions": {}}), "trace.npz": "x"},
+              "old_pc_table_keys": {"run.json": json.dumps({"name": "pc_table", "table1": [],
+                                                            "table2": []})},
               "marker_not_true": {"run.json": json.dumps({files.MARKER: "yes"})},
               "broken_run": {"run.json": "{"},
-              "points_and_thesis": {"points/ab.json": "{}", "thesis.tex": "x"},
+              "note_in_a_run": {"run.json": run, "trace.npz": "x", "my_notes.md": "notes"},
+              "other_kinds_file": {"run.json": run, "relaxation.npz": "x"},
+              "view_not_tickprops": {"run.json": run, "view.html": "<p>mine</p>"},
+              "points_and_thesis": {f"points/{point}": record, "thesis.tex": "x"},
+              "points_and_results": {"points/.keep": None, "results.csv": "x"},
+              "invalid_points": {"points/ab.json": "{}", "sweep.csv": "a\n"},
+              "renamed_point": {f"points/{point}": other_record, "sweep.csv": "a\n"},
               "points_of_other": {"points/ab.txt": "x"}}
     for name, entries in ours.items():
-        assert files.is_tickprop_output(folder(name, entries)), name
+        assert files.foreign_files(folder(name, entries)) == [], name
     for name, entries in theirs.items():
-        assert not files.is_tickprop_output(folder(name, entries)), name
+        assert files.foreign_files(folder(name, entries)), name
 
 
 def test_an_interrupt_while_the_temporary_folder_is_made_leaves_nothing(tmp_path, monkeypatch):

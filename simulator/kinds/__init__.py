@@ -5,7 +5,6 @@ run's pictures again from its files, for every kind.
 """
 import os
 import shutil
-import tempfile
 import time
 
 from ..errors import SceneError, SimulatorError
@@ -37,7 +36,8 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
     pictures (``draw_options``: png/gif False to skip) and run.json is written
     last, all into a temporary folder that replaces ``out_dir`` at the end
     (simulator.files.write_folder: only a tickprop output, or any folder but the
-    protected ones with ``force``). BLAS threads: ``blas_threads`` (--threads),
+    protected ones with ``force``; a failed run leaves nothing, not even the
+    parent folders it made). BLAS threads: ``blas_threads`` (--threads),
     else the scene's run.threads, 0 meaning automatic (simulator.threads);
     run.json says what was used.
     Returns the run.json content."""
@@ -59,19 +59,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
         meta["pictures"] = sorted(kind.draw(folder, meta, options))
         holder["meta"] = meta
         return meta
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    made_parent = not os.path.exists(parent)
-    try:
-        files.write_folder(out_dir, fill, force)
-    except BaseException:
-        # A failed run leaves nothing behind, not even the parent folder
-        # (e.g. outputs/) that it created for its output.
-        if made_parent:
-            try:
-                os.rmdir(parent)
-            except OSError:
-                pass
-        raise
+    files.write_folder(out_dir, fill, force)
     return holder["meta"]
 
 
@@ -125,7 +113,10 @@ def redraw(folder, options=None, select=None, out=None, force=False):
 
     def fill(tmp):
         _copy_results(folder, tmp, set(meta.get("pictures", ())))
-        names = kind.draw(tmp, meta, options)
+        try:
+            names = kind.draw(tmp, meta, options)
+        except SimulatorError as exc:       # about the copied results: name the run's own
+            raise files.speak_of(exc, tmp, folder) from None
         written.update({n: os.path.join(out, n) for n in names})
         new = dict(meta, pictures=sorted(names))
         new["rendered_from"] = {"folder": os.path.abspath(folder), "select": plain(select)}
@@ -146,9 +137,10 @@ def _check_apart(folder, out):
 
 
 def _copy_results(folder, dest, skip):
-    """Copy everything of a run folder but its pictures (``skip``) into ``dest``."""
+    """Copy everything of a run folder but its pictures (``skip``), its
+    manifest and hidden entries (temporaries) into ``dest``."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name in skip or entry.name.startswith("."):
+        if entry.name in skip or entry.name == files.MANIFEST or entry.name.startswith("."):
             continue
         target = os.path.join(dest, entry.name)
         if entry.is_dir():
@@ -158,29 +150,49 @@ def _copy_results(folder, dest, skip):
 
 
 def _redraw_in_place(kind, folder, meta, options):
-    """Draw into a private temporary folder that links the run's files, then
-    put each picture over its name in ``folder`` (atomically); a name the run
-    did not list as its picture is refused before any is replaced."""
-    listed = meta.get("pictures")
-    with tempfile.TemporaryDirectory(prefix="tickprop-render-") as tmp:
+    """Draw into a private scratch folder inside ``folder`` that links the
+    run's files, then move each picture over its name in ``folder``
+    (atomically, listed in the folder's manifest). A picture that would
+    replace a file tickprop did not write there, or one changed since, is
+    refused before any is replaced. Stale scratch folders and temporaries of
+    dead processes in ``folder`` are removed first; errors name ``folder``,
+    never the scratch folder."""
+    files.clean_stale(folder)
+    scratch = files.scratch_folder(folder, "render")
+    try:
         for entry in os.scandir(folder):
-            if not entry.name.startswith("."):
-                os.symlink(os.path.abspath(entry.path), os.path.join(tmp, entry.name))
-        drawn = kind.draw(tmp, meta, options)
+            if not entry.name.startswith(".") and entry.name != files.MANIFEST:
+                os.symlink(os.path.abspath(entry.path), os.path.join(scratch, entry.name))
+        drawn = kind.draw(scratch, meta, options)
         for name in drawn:
-            target = os.path.join(folder, name)
-            if listed is not None and name not in listed and os.path.lexists(target):
-                raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
-                                     f"{', '.join(listed) or 'none'}); render with --out NEW "
-                                     "to draw elsewhere")
-        written = {}
-        for name in drawn:
-            source = os.path.join(tmp, name)
-            with open(source, "rb") as src:
-                written[name] = files.atomic_write(
-                    os.path.join(folder, name), lambda f, src=src: shutil.copyfileobj(src, f),
-                    binary=True)
-    return {name: os.path.join(folder, name) for name in written}
+            _check_picture(folder, name, meta.get("pictures"))
+        with files.recording(folder):
+            for name in drawn:
+                source = os.path.join(scratch, name)
+                if not os.path.islink(source):      # a link: not drawn, the run's own file
+                    files.move_into_place(source, os.path.join(folder, name))
+    except (SimulatorError, OSError) as exc:
+        raise files.speak_of(exc, scratch, folder)
+    finally:
+        files.remove_scratch(scratch)
+    return {name: os.path.join(folder, name) for name in drawn}
+
+
+def _check_picture(folder, name, listed):
+    """Refuse to draw ``name`` over a file of ``folder`` that tickprop did not
+    write as this run's picture, or that changed since (the folder's manifest;
+    without one, run.json's list of pictures ``listed``)."""
+    target = os.path.join(folder, name)
+    status = files.file_status(folder, name)
+    if status in ("missing", "ours"):
+        return
+    if status == "changed":
+        raise SimulatorError(f"{target}: changed since tickprop wrote it; move it away, or "
+                             "render with --out NEW to draw elsewhere")
+    if status == "foreign" or (listed is not None and name not in listed):
+        raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
+                             f"{', '.join(listed or []) or 'none'}); render with --out NEW "
+                             "to draw elsewhere")
 
 
 __all__ = ["KINDS", "Kind", "TYPED_OPTIONS", "RENDER_OPTIONS", "SELECTORS", "get", "run_scene",

@@ -17,11 +17,12 @@ import json
 import os
 from importlib import resources
 
+from .. import files
 from ..errors import SimulatorError
 from ..files import write_text
 from .data import diffusion_payload, run_payload
 
-GENERATOR = '<meta name="generator" content="tickprop view">'
+GENERATOR = files.VIEW_GENERATOR
 NOTEBOOK_HEIGHT = 760          # pixels of the notebook's iframe
 
 
@@ -45,27 +46,44 @@ def write_view(run_dir, out_path=None):
     """Write the viewer of the saved run in ``run_dir`` (its folder, or its
     trace.npz / run.json) to ``out_path`` (default ``run_dir/view.html``; a
     folder gets a view.html inside) atomically, and return its path. A file
-    already there is replaced only if tickprop wrote it (a view.html); the
-    run's kind must be diffusion, ar_converge or pc_wave. Errors (not a run,
-    damaged files, another kind, a foreign file at ``out_path``) are one
-    SimulatorError."""
+    already there is replaced only if tickprop wrote it (the folder's
+    manifest lists it as it is; without a manifest, a page of tickprop view);
+    written into a tickprop output (a run folder), the page is listed in its
+    manifest. Stale temporaries of dead processes in that folder are removed
+    first. The run's kind must be diffusion, ar_converge or pc_wave. Errors
+    (not a run, damaged files, another kind, a foreign or changed file at
+    ``out_path``) are one SimulatorError."""
     run_dir = os.fspath(run_dir)
     folder = (os.path.dirname(run_dir) or ".") if os.path.isfile(run_dir) else run_dir
     payload = run_payload(folder)
     out = os.path.join(folder, "view.html") if out_path is None else os.fspath(out_path)
     if os.path.isdir(out):
         out = os.path.join(out, "view.html")
-    _check_replaceable(out)
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise SimulatorError(f"{out}: the folder {parent} does not exist")
-    return write_text(out, page_html(payload))
+    files.clean_stale(parent)
+    _check_replaceable(out)
+    page = page_html(payload)
+    with files.recording(parent):
+        return write_text(out, page)
 
 
 def _check_replaceable(path):
-    """Refuse to replace a file that is not a tickprop view."""
-    if not os.path.lexists(path):
+    """Refuse to replace a file that is not a page of tickprop view (its
+    generator tag), or that the manifest of its folder does not list as it is
+    (changed since, or not written by tickprop)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    status = files.file_status(folder, name)
+    if status == "missing":
         return
+    if status == "changed":
+        raise SimulatorError(f"{path}: changed since tickprop view wrote it; choose another "
+                             "--out or move it away")
+    if status == "foreign":
+        raise SimulatorError(f"{path}: exists and was not written by tickprop view (the "
+                             f"folder's {files.MANIFEST} does not list it); choose another "
+                             "--out or move it away")
     if not os.path.isfile(path):
         raise SimulatorError(f"{path}: exists and is not a file; choose another --out")
     try:
