@@ -39,8 +39,8 @@ SHORT = {
 _TIMING_KEYS = {"timings", "versions", "threads", "rule_threads", "seconds", "table2",
                 "markdown"}
 _TIMING_PARTS = ("per_second", "per_minute", "time")
-# tables.md and table2.csv hold Table 2's times per update.
-_SKIP_FILES = ("run.json", "tables.md", "table2.csv")
+# tables.md and table2.csv hold Table 2's times per update; the manifest, hashes.
+_SKIP_FILES = ("run.json", "tables.md", "table2.csv", "tickprop-manifest.json")
 
 
 def shipped():
