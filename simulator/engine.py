@@ -24,15 +24,13 @@ from .backend import Backend
 from .drive import run_stream
 from .errors import NumericalError, SimulatorError
 from .model import Model
-from .model.tick import GraphEngine
+from .model.tick import FINITE_RING, GraphEngine
 from .network import ZERO_AT_ZERO, Network, activate
 from .options import frame_lags, loss_grad, present_target, set_rule_options
 
 # Rows of the delta tag array: supervision frame, output-activity frame, and
 # the lowest / highest frame any of its σ' factors came from.
 SUP, OUT, SIG_LO, SIG_HI = range(4)
-# Ticks of per-layer finiteness flags kept on the device between host checks.
-FINITE_RING = 256
 # The state block's quantities (x, a, σ', δ) as NumericalError names them, in
 # the order one (tick, layer) reports them; σ' is only non-finite where x is.
 FINITE_KINDS = ("activity", "preactivation", "activity", "delta")
