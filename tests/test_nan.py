@@ -19,6 +19,7 @@ from simulator.runner import Prepared
 from simulator.streams import ConstantStream, HeldStream
 
 KINDS = ("activity", "preactivation", "delta")
+NAN, INF = float("nan"), float("inf")
 
 
 def diverging():
@@ -83,6 +84,31 @@ def test_large_finite_values_never_trip_it():
     assert np.isfinite(engine.activity(3)).all() and np.abs(engine.activity(3)).max() > 1e190
 
 
+@pytest.mark.parametrize("dtype, big", [("float64", 1e307), ("float32", 3e37)])
+def test_large_finite_values_near_the_dtype_limit_never_trip_the_chain_check(device, dtype, big):
+    # identity weights and x ~ big: no value overflows, but any sum of a layer's would
+    net = Network([np.eye(8) / 4] * 3, [np.zeros(8)] * 3, "linear")
+    engine = Engine(net, batch=4, device=device, dtype=dtype)
+    u = np.full((40, 4, 8), big)
+    with np.errstate(all="ignore"):
+        engine.run(Frames(u, -u), 40, chunk=16)
+        engine.check_finite()
+    x = np.asarray(to_host(engine.activity(3)))
+    assert np.isfinite(x).all() and np.abs(x).min() > big / 100
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+def test_a_non_finite_target_in_the_last_neuron_is_the_output_delta(device, value):
+    net = Network.random([3, 5, 4], "tanh", seed=2)
+    engine = Engine(net, batch=2, device=device)
+    g = np.random.default_rng(3)
+    u, y = g.normal(size=(60, 2, 3)), g.normal(size=(60, 2, 4))
+    y[37, 1, 3] = value
+    with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
+        engine.run(Frames(u, y), 60, chunk=16)
+    assert (err.value.tick, err.value.layer, err.value.what) == (37, 2, "delta")
+
+
 def test_an_infinite_preactivation_under_a_saturated_tanh_is_caught():
     # a = +inf gives x = tanh(a) = 1 and σ' = 0: only the preactivation shows it.
     net = Network([np.full((3, 2), 1e10), np.ones((2, 3))], None, ["tanh", "linear"])
@@ -103,7 +129,6 @@ def test_an_infinite_preactivation_under_a_saturated_tanh_is_caught():
 # a vertex and quantity known by construction (vertices in model order).
 GRAPHS = {"conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,)),
           "attention": (ATTENTION, (3, 5))}
-NAN, INF = float("nan"), float("inf")
 # graph: [(case, where, poked vertex, key, value, reported vertex, quantity)]
 # where: "param" (the vertex's parameter ``key``), "feedback" (its random B, so
 # only the deltas its VJP sends to its parent see it), "u" / "y" (the frame).
