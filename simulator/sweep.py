@@ -29,6 +29,7 @@ or the scheduler is out of reach) every unfinished point fails with one line
 and the sweep finishes with what is done (csv and pictures).
 """
 import collections
+import concurrent.futures
 import copy
 import csv
 import difflib
@@ -36,6 +37,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -470,14 +472,30 @@ class _WorkerWatch:
                 "re-run the sweep to retry")
 
 
+def _quiet_loggers(package):
+    """Set ``package``'s logger and every logger under it that exists (Dask
+    gives some their own levels) to CRITICAL; return {logger: old level}."""
+    names = [n for n in logging.root.manager.loggerDict
+             if n == package or n.startswith(package + ".")]
+    levels = {}
+    for name in [package] + names:
+        log = logging.getLogger(name)
+        levels.setdefault(log, log.level)
+        log.setLevel(logging.CRITICAL)
+    return levels
+
+
 def _finished(distributed, pending, wait_s):
     """The futures of ``pending`` that are done, waiting at most ``wait_s``
-    seconds for the first one (an empty list if none finished by then)."""
+    seconds for the first one (an empty list if none finished by then; the
+    cancelled ones, e.g. when the connection to the scheduler is lost)."""
     try:
         return list(distributed.wait(list(pending), timeout=wait_s,
                                      return_when="FIRST_COMPLETED").done)
     except TimeoutError:
         return []
+    except concurrent.futures.CancelledError:
+        return [f for f in pending if f.done()]
 
 
 def _run_dask(jobs, timeouts, client, distributed, save, no_worker_s):
@@ -491,6 +509,10 @@ def _run_dask(jobs, timeouts, client, distributed, save, no_worker_s):
     futures = {}
     watch = _WorkerWatch(client, no_worker_s)
     wait_s = min(WATCH_S, no_worker_s / 4)
+    # A lost scheduler makes Dask's client log tracebacks while it tries to
+    # reconnect, even after it is closed; the sweep says what happened in one
+    # line per point, and Dask's logger stays quiet after such a loss.
+    levels, dropped = _quiet_loggers("distributed"), False
     try:
         watch.lost()                   # a worker there from the start counts as seen
         for job, timeout_s in zip(jobs, timeouts):
@@ -500,10 +522,13 @@ def _run_dask(jobs, timeouts, client, distributed, save, no_worker_s):
             done = _finished(distributed, pending, wait_s)
             for fut in done:
                 pending.discard(fut)
+                dropped = dropped or fut.status == "cancelled"
                 save(_result_or_failure(fut, futures[fut]))
             reason = None if done else watch.lost()
+            dropped = dropped or not watch.reached
             if reason is not None:
-                client.cancel(list(pending))
+                if watch.reached:          # a scheduler out of reach cannot be told
+                    client.cancel(list(pending))
                 for fut in [f for f in futures if f in pending]:
                     pending.discard(fut)
                     save(_failure(futures[fut], reason))
@@ -512,12 +537,19 @@ def _run_dask(jobs, timeouts, client, distributed, save, no_worker_s):
         raise
     finally:
         client.close()
+        if not dropped:
+            for log, level in levels.items():
+                log.setLevel(level)
 
 
 def _result_or_failure(fut, job):
-    """The point's record, or a failure record if its worker itself died."""
+    """The point's record, or a failure record if its worker itself died or
+    Dask cancelled it (the connection to the scheduler lost)."""
     try:
         return fut.result()
+    except concurrent.futures.CancelledError as exc:
+        reason = getattr(exc, "reason", None) or "cancelled"
+        return _failure(job, f"cancelled by Dask ({reason}); re-run the sweep to retry")
     except Exception as exc:  # a lost worker fails this point only
         return _failure(job, f"{type(exc).__name__}: {exc}".splitlines()[0])
 

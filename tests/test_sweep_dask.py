@@ -164,6 +164,34 @@ def test_a_dask_sweep_whose_only_worker_dies_fails_its_points_and_finishes(tmp_p
     assert "3 points (3 run now, 3 failed)" in stdout and why in stdout
 
 
+def test_a_dask_sweep_whose_scheduler_dies_fails_its_points_and_finishes(tmp_path, cluster):
+    cluster.start_worker()
+    path = _sweep_file(tmp_path, "gone", {"no_worker_timeout": 3},
+                       {"network.depth": "[2]", "stream.hold": "[1, 2]"})
+    out = str(tmp_path / "out")
+    proc = _sweep_command(path, cluster.address, out)
+    try:
+        _until("a point ran on the worker", lambda: cluster.running() or proc.poll() is not None,
+               START_S)
+        assert proc.poll() is None, proc.communicate(timeout=10)
+        cluster.client.close(timeout=10)
+        cluster.client = None
+        os.kill(cluster.procs[0].pid, signal.SIGKILL)
+        stdout, stderr = _finish(proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert "Traceback" not in stderr, stderr
+    rows = _rows(os.path.join(out, "sweep.csv"))
+    assert [r["status"] for r in rows] == ["failed"] * 2
+    for r in rows:
+        assert r["error"] in ("cancelled by Dask (scheduler-connection-lost); re-run the sweep "
+                              "to retry", "the Dask scheduler was out of reach for 3 s "
+                              "(sweep.no_worker_timeout); re-run the sweep to retry")
+    assert "2 points (2 run now, 2 failed)" in stdout
+
+
 def test_a_scheduler_no_worker_joins_fails_the_points_after_the_wait(tmp_path, cluster):
     path = _sweep_file(tmp_path, "none", {"no_worker_timeout": 2},
                        {"network.depth": "[2]", "stream.hold": "[1, 2]"})
