@@ -452,6 +452,8 @@ class _WorkerWatch:
             return None
 
     def lost(self):
+        """Look once; the one-line reason if the scheduler has had no worker
+        (or was out of reach) for the limit, else None."""
         n = self.workers()
         now = time.monotonic()
         if n:
@@ -533,7 +535,8 @@ def _run_dask(jobs, timeouts, client, distributed, save, no_worker_s):
                     pending.discard(fut)
                     save(_failure(futures[fut], reason))
     except BaseException:
-        client.cancel([f for f in futures if not f.done()])
+        if watch.reached:
+            client.cancel([f for f in futures if not f.done()])
         raise
     finally:
         client.close()
