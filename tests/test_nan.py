@@ -43,7 +43,7 @@ def first_nonfinite(net, engine_kw, u, y):
     return None
 
 
-@pytest.mark.parametrize("record", [False, True])
+@pytest.mark.parametrize("record", [None, 1, 3], ids=["bare", "every1", "every3"])
 @pytest.mark.parametrize("chunk", [1, 7, 256])
 def test_first_nonfinite_tick_layer_and_quantity_whatever_the_chunk(chunk, record):
     net, kw, stream = diverging()
@@ -51,7 +51,7 @@ def test_first_nonfinite_tick_layer_and_quantity_whatever_the_chunk(chunk, recor
     want = first_nonfinite(net, kw, u, y)
     assert want is not None
     engine = Engine(net, **kw)
-    plan = RecordPlan(300, 3, 3, 1, 8, chunk=chunk)
+    plan = RecordPlan(300, 3, 3, 1, 8, states=record == 1, every=record or 1, chunk=chunk)
     rec = Recorder(engine, plan) if record else None
     with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
         engine.run(stream, 300, rec, chunk=None if record else chunk)
