@@ -3,7 +3,8 @@
 One loop for every engine (the stacked chain engine and the graph engine):
 frames are generated on the host ``chunk`` ticks at a time and moved to the
 device once per chunk; the recorder, if any, sees every tick and is flushed
-once per chunk; the engine's NaN/Inf check runs once per chunk.
+once per chunk; the engine's NaN/Inf check (a read of the per-tick flags
+the engine writes, so exact whatever the chunk) runs once per chunk.
 """
 import numpy as np
 

@@ -15,8 +15,10 @@ NaN/Inf: every tick writes, per quantity and layer, whether x, a, σ' and δ are
 all finite into a small device ring (FINITE_RING ticks); the host reads it once
 per ring (or at ``check_finite``), so the first non-finite value is found
 exactly — tick, layer and which quantity — whatever the chunking, at the cost
-of one subtraction and one matrix-vector product over the state per tick.
-Finite values, however large, never trip it.
+of one matrix-vector product of the state block with zeros per tick: 0·v is 0
+for every finite v, however large (no overflow), and NaN for NaN or ±Inf, and
+a sum is NaN iff one of its terms is (a dot product never skips a zero
+factor). Finite values, however large, never trip it.
 """
 import numpy as np
 
@@ -25,15 +27,13 @@ from .backend import Backend
 from .drive import run_stream
 from .errors import NumericalError, SimulatorError
 from .model import Model
-from .model.tick import GraphEngine
+from .model.tick import FINITE_RING, GraphEngine
 from .network import ZERO_AT_ZERO, Network, activate
 from .options import frame_lags, loss_grad, present_target, set_rule_options
 
 # Rows of the delta tag array: supervision frame, output-activity frame, and
 # the lowest / highest frame any of its σ' factors came from.
 SUP, OUT, SIG_LO, SIG_HI = range(4)
-# Ticks of per-layer finiteness flags kept on the device between host checks.
-FINITE_RING = 256
 # The state block's quantities (x, a, σ', δ) as NumericalError names them, in
 # the order one (tick, layer) reports them; σ' is only non-finite where x is.
 FINITE_KINDS = ("activity", "preactivation", "activity", "delta")
@@ -156,7 +156,8 @@ class Engine:
             self._acc_b = be.zeros((L, 1, N))
         # Row t % FINITE_RING: per (quantity, layer) 0 if all finite, NaN if not.
         self._finite = be.zeros((FINITE_RING, 4 * (L + 1)))
-        self._ones = self.xp.ones((B * N,), dtype=be.dtype)
+        self._zeros = self.xp.zeros((B * N,), dtype=be.dtype)
+        self._finite_rows = (4 * (L + 1), B * N)
         self._finite_from = 0          # first tick whose flags the host has not read
 
     def _index_table(self, lags, layers):
@@ -216,12 +217,14 @@ class Engine:
 
     def _flag_finite(self, t):
         """Store, for tick t, per quantity and layer, 0 if all of x, a, σ', δ are
-        finite and NaN if not: v − v is 0 for finite v and NaN for NaN or ±Inf
-        (never an overflow), and a sum of them (one matrix-vector product with
-        ones) is NaN iff one of them is."""
-        xp, blk = self.xp, self._blk
-        zero_or_nan = xp.reshape(blk - blk, (4 * (self.depth + 1), -1))
-        self._finite[t % FINITE_RING, :] = zero_or_nan @ self._ones
+        finite and NaN if not: the state block times zeros (module docstring),
+        one matrix-vector product, on numpy straight into the ring's row."""
+        xp = self.xp
+        flat = xp.reshape(self._blk, self._finite_rows)
+        if xp is np:
+            np.matmul(flat, self._zeros, out=self._finite[t % FINITE_RING])
+        else:
+            self._finite[t % FINITE_RING, :] = flat @ self._zeros
         if t - self._finite_from + 1 == FINITE_RING:
             self.check_finite()
 

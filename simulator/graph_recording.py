@@ -26,7 +26,7 @@ weights. The mismatch of a block's rows is a few batched calls.
 """
 import numpy as np
 
-from .errors import NumericalError, SimulatorError
+from .errors import SimulatorError
 from .model import reference as graph_reference
 from .model.tick import distances, sync_set
 from .probes import (REFERENCES, TAG_KEYS, RunBudget, Trace, _blank_padding, _row_bytes,
@@ -379,9 +379,9 @@ class GraphRecorder:
 
     # ---------------------------------------------------------------- chunks
     def flush(self):
-        """Move the pending rows to the host; stop with NumericalError naming
-        the first recorded tick and vertex whose x or δ is NaN (and the engine's
-        own check of its current state)."""
+        """Move the pending rows to the host, then let the engine check every
+        tick it made since its last check (``GraphEngine.check_finite``: the
+        first tick, vertex and quantity with a NaN or ±Inf, recorded or not)."""
         if self.plan.metrics:
             self._process_block()
         n, start = self._pending, self._chunk_start
@@ -400,11 +400,6 @@ class GraphRecorder:
                 self._host["state_x"][start:start + n] = both[:, 0]
                 self._host["state_delta"][start:start + n] = both[:, 1]
             self._pending, self._chunk_start = 0, start + n
-            for what, key in (("activity", "x_norm"), ("delta", "delta_norm")):
-                bad = np.argwhere(np.isnan(self._host[key][start:start + n]))
-                if len(bad):
-                    row, v = bad[0]
-                    raise NumericalError(self._host["tick"][start + row], v, what)
         self.engine.check_finite()
 
     def trace(self, meta=None):

@@ -9,6 +9,8 @@ always knows which job a worker holds:
 - a worker that dies (``os._exit``, a signal, the OOM killer) fails only the
   job it held (its message says the worker died and how); a fresh worker takes its
   place and the other jobs go on;
+- a job given a timeout that runs past it fails, its worker is killed and a
+  fresh one takes its place;
 - leaving ``run_jobs`` in any way (return, exception, KeyboardInterrupt)
   terminates and reaps every worker at once, without waiting for their jobs;
 - workers ignore SIGINT (the parent decides what Ctrl-C means) and die with
@@ -88,10 +90,11 @@ class _Slot:
                                    daemon=True, name="tickprop-worker")
         self.process.start()
         child.close()
-        self.job = None
+        self.job, self.deadline = None, None
 
-    def give(self, index, args):
+    def give(self, index, args, timeout=None):
         self.job = index
+        self.deadline = None if timeout is None else time.monotonic() + timeout
         self.conn.send((index, args))
 
     def death_message(self):
@@ -102,7 +105,8 @@ class _Slot:
         return f"worker process {self.process.pid} died ({how}) while running this point"
 
 
-def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False):
+def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False, timeouts=None,
+             timed_out=None):
     """Call ``func(*args)`` for every ``args`` in ``jobs`` in ``workers``
     processes, at most one job per worker at a time, and call
     ``on_result(index, ok, value)`` in the parent as each job ends: ``ok`` True
@@ -112,9 +116,14 @@ def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False):
     has ended; on any exit, including KeyboardInterrupt or an exception raised
     by ``on_result``, every worker is terminated before this returns. ``fresh``
     starts the workers as new processes (spawn) instead of forks: ``func`` and
-    ``initializer`` must then be importable module-level functions."""
+    ``initializer`` must then be importable module-level functions.
+    ``timeouts`` (seconds per job, None entries for none) bounds each job from
+    when its worker gets it: past it the worker is killed and the job fails
+    with ``timed_out(seconds)`` (default: "ran past its timeout of N s")."""
     ctx = _context(fresh)
     pending = collections.deque(enumerate(jobs))
+    timeouts = list(timeouts) if timeouts is not None else [None] * len(jobs)
+    timed_out = timed_out or (lambda seconds: f"ran past its timeout of {seconds:g} s")
     slots = []
     try:
         while pending or any(s.job is not None for s in slots):
@@ -124,13 +133,20 @@ def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False):
                 if slot.job is None and pending:
                     index, args = pending.popleft()
                     try:
-                        slot.give(index, args)
+                        slot.give(index, args, timeouts[index])
                     except (BrokenPipeError, OSError):
                         pass    # found dead below, through its sentinel
             busy = [s for s in slots if s.job is not None]
             waitables = [s.conn for s in busy] + [s.process.sentinel for s in busy]
-            ready = set(multiprocessing.connection.wait(waitables))
-            for slot in busy:
+            deadlines = [s.deadline for s in busy if s.deadline is not None]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready = set(multiprocessing.connection.wait(waitables, wait_s))
+            for slot in _past_deadline(busy, ready):
+                index, slot.job = slot.job, None
+                slots.remove(slot)
+                _stop([slot])
+                on_result(index, False, timed_out(timeouts[index]))
+            for slot in [s for s in busy if s.job is not None]:
                 reply = None
                 if slot.conn in ready:
                     try:
@@ -147,6 +163,13 @@ def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False):
                     on_result(index, False, slot.death_message())
     finally:
         _stop(slots)
+
+
+def _past_deadline(busy, ready):
+    """The busy slots whose job passed its deadline without a reply or a death."""
+    now = time.monotonic()
+    return [s for s in busy if s.deadline is not None and now >= s.deadline
+            and s.conn not in ready and s.process.sentinel not in ready]
 
 
 def _stop(slots):

@@ -255,6 +255,11 @@ SWEEP = {
     "summary": Str("auto", "what a point reports (auto: by the base kind)", SUMMARIES),
     "steady_from": Float(0.5, "steady state = ticks after this fraction of the run", 0.0, 0.99),
     "threshold": Float(0.9, "mean cosine that defines the boundary h*(L)", -1.0, 1.0),
+    "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic: "
+                           "600 + 0.1 a tick and rule, an ar rule's ticks counted "
+                           "ar_iterations times)", 0.0, 10.0**9),
+    "no_worker_timeout": Float(30.0, "Dask: seconds with no worker (points pending) before "
+                               "the unfinished points fail", 0.1, 10.0**9),
 }
 SWEEP_SECTIONS = {"sweep": SWEEP}
 

@@ -157,7 +157,7 @@ def test_spawned_workers_give_the_forked_workers_csv(tmp_path, monkeypatch):
     assert a == (tmp_path / "spawn" / "sweep.csv").read_bytes() and a.count(b"\n") == 5
     monkeypatch.setattr(sweep.pool, "run_jobs", lambda *a, **kw: fresh.append(kw["fresh"]))
     sweep._run_local([("b", {"run": {"device": "cpu"}}, {}, {}, "k1"),
-                      ("b", {"run": {"device": "cuda"}}, {}, {}, "k2")], 2, None)
+                      ("b", {"run": {"device": "cuda"}}, {}, {}, "k2")], [1.0, 1.0], 2, None)
     assert fresh == [False, True]
 
 

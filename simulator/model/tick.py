@@ -24,6 +24,16 @@ the paired x of parent p the one recorded at s + fwd(p). On a levelled graph
 fwd(v) + bwd(v) = D and these are the single frames the tags carry (B′ exact);
 on an unlevelled one a vertex's δ and x mix frames (the ``*_lo``/``*_hi`` tags
 say which) and no lag makes the pairing exact.
+
+NaN/Inf, as ``Engine`` does: every tick writes, per vertex and quantity, 0 if
+its values are all finite and NaN if not into a small device ring
+(FINITE_RING ticks), read by the host once per ring or at ``check_finite``.
+The flag of an array is its dot product with zeros (0·v is 0 for every finite
+v, however large, and NaN for NaN or ±Inf), one reduction per array with no
+temporary. A run stops naming the FIRST tick, at it the lowest vertex in
+model order (the input 0, the output last; on a chain, the layer) and the
+quantity: activity before preactivation (checked where a nonlinear σ makes it
+differ from the activity) before delta.
 """
 import numpy as np
 
@@ -38,6 +48,10 @@ from .reference import vertex_params
 
 # Rows of the delta tag table.
 SUP_LO, SUP_HI, OUT_LO, OUT_HI, SIG_LO, SIG_HI = range(6)
+# Ticks of finiteness flags kept on the device between host checks (both engines).
+FINITE_RING = 256
+# The per-vertex quantities the flags cover, in the order one (tick, vertex) reports them.
+FINITE_QUANTITIES = ("activity", "preactivation", "delta")
 
 
 def distances(model):
@@ -144,6 +158,7 @@ class GraphEngine:
         self._plan()
         self._build_parameters(feedback_seed, feedback_scale)
         self._build_state()
+        self._build_finite()
         self.tick = -1
         self._u_shape = (self.batch,) + tuple(self.model.input_shape)
         self._y_shape = (self.batch,) + tuple(self.model.output_shape)
@@ -634,7 +649,9 @@ class GraphEngine:
     def step(self, u, y):
         """Advance one tick: u (batch, *input_shape) is the new input frame, y
         (batch, *output_shape) the new target frame; a wrong shape or a
-        non-numeric array raises SimulatorError naming it."""
+        non-numeric array raises SimulatorError naming it. A non-finite value
+        raises NumericalError (at the latest FINITE_RING ticks later, or at
+        ``check_finite``) naming its first tick, vertex and quantity."""
         if (getattr(u, "shape", None) != self._u_shape
                 or getattr(y, "shape", None) != self._y_shape
                 or getattr(u.dtype, "kind", "f") not in "fiub"
@@ -645,6 +662,41 @@ class GraphEngine:
             self._step_fast(u, y)
         else:
             self._step_generic(u, y)
+        self._flag_finite(self.tick)
+
+    def _build_finite(self):
+        """The flag slots, in report order: per vertex (model order) its
+        activity, its preactivation where a nonlinear σ makes it differ, its
+        delta (not the input's); a zero vector of each slot's size; the ring."""
+        self._finite_slots = []
+        for v in self.model.vertices:
+            size = self.batch * int(np.prod(v.shape))
+            zeros = self.backend.zeros((size,))
+            quantities = [0]
+            if v.layer is not None and not v.layer.linear:
+                quantities.append(1)
+            if v.index:
+                quantities.append(2)
+            self._finite_slots += [(q, v.index, zeros) for q in quantities]
+        # Row t % FINITE_RING: per slot 0 if all finite, NaN if not.
+        self._finite = self.backend.zeros((FINITE_RING, len(self._finite_slots)))
+        self._finite_from = 0          # first tick whose flags the host has not read
+
+    def _flag_finite(self, t):
+        """Write tick t's row of flags: per slot x·0 (see the module docstring),
+        a list of numpy scalars on numpy, one stacked device row elsewhere; every
+        FINITE_RING ticks the host reads the ring (``check_finite``)."""
+        arrays = (self._X, self._P, self._D)
+        if self._fast:
+            self._finite[t % FINITE_RING] = [arrays[q][i].ravel().dot(zeros)
+                                             for q, i, zeros in self._finite_slots]
+        else:
+            xp = self.xp
+            self._finite[t % FINITE_RING, :] = xp.stack(
+                [xp.vecdot(xp.reshape(arrays[q][i], (-1,)), zeros)
+                 for q, i, zeros in self._finite_slots])
+        if t - self._finite_from + 1 == FINITE_RING:
+            self.check_finite()
 
     def _step_generic(self, u, y):
         """One tick in any array namespace: fresh arrays per vertex."""
@@ -853,17 +905,29 @@ class GraphEngine:
     def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
         """Step ``ticks`` times on frames from ``stream``, as ``Engine.run``
         (simulator.drive.run_stream): the recorder (if any) sees every tick;
-        NaN/Inf stops the run naming the tick and vertex."""
+        NaN/Inf stops the run naming its first tick, vertex and quantity, the
+        same whatever the chunk size."""
         check_run("GraphEngine.run", stream, ticks, recorder, progress, chunk)
         run_stream(self, stream, ticks, recorder, progress, chunk)
 
     def check_finite(self):
-        """Raise NumericalError naming the first vertex whose x or δ is not finite."""
-        xp = self.xp
-        for what, arrs in (("activity", self._X), ("delta", self._D)):
-            for i, a in enumerate(arrs):
-                if a is not None and not bool(xp.all(xp.isfinite(a))):
-                    raise NumericalError(self.tick, i, what)
+        """Raise NumericalError naming the first tick since the last check at
+        which some x, pre or δ entry was NaN or ±Inf, at it the lowest such
+        vertex (model order) and which quantity (activity before preactivation
+        before delta). One host transfer of the per-tick flags; finite values,
+        however large, never trip it."""
+        start, stop = self._finite_from, self.tick + 1
+        if stop <= start:
+            return
+        flags = np.asarray(self.backend.to_host(self._finite))
+        ticks = np.arange(start, stop)
+        bad = ~np.isfinite(flags[ticks % FINITE_RING])
+        self._finite_from = stop
+        if not bad.any():
+            return
+        row, slot = np.argwhere(bad)[0]
+        q, i, _ = self._finite_slots[slot]
+        raise NumericalError(ticks[row], i, FINITE_QUANTITIES[q], name=self.names[i])
 
     # ------------------------------------------------------------- accessors
     def _index(self, vertex):
