@@ -1,9 +1,10 @@
 """The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
-run on ``simulator.model.relaxation`` (the paper's chains as ``Model.from_network``): Fig. 1 (``run_converge``: one batch relaxed at
-several η_x, error to the fixed point per tick and layer, against the exact
-linear analysis) and Figs. 2–3 (``run_train``: every AR variant and plain
-backprop trained on the digits from the same weights and minibatches), with
-the data each one uses and the backprop baseline.
+run on ``simulator.model.relaxation`` (the paper's chains as ``Model.from_network``):
+Fig. 1 (``run_converge``: one batch relaxed at several η_x, error to the
+fixed point per tick and layer, against the exact linear analysis) and
+Figs. 2–3 (``run_train``: every AR variant and plain backprop trained on the
+digits from the same weights and minibatches), with the data each one uses and
+the backprop baseline.
 
 Experiments compute and return arrays; they never draw or write files.
 ``converge_arrays`` and ``train_arrays`` give exactly what a run saves

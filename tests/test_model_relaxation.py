@@ -1,12 +1,13 @@
 """Activation Relaxation on graph models (simulator.model.relaxation), grouped
 by oracle: the chain relaxation written out in numpy here, tick for tick, on
 Model.from_network; K explicit ticks for the closed form on chains, residual,
-conv and attention models, every variant; graph backprop (simulator.model.reference) and central finite
-differences of the loss (the relaxed state is ∂ℓ/∂x_v, the weight update is
-backprop's); the linear analysis (exact geometric decay, exactness at η = 1
-from the longest path on); closed forms of the feedback and no-derivative
-fixed points (reference backprop with B in place of W, backprop of the model
-with every σ made linear)."""
+conv and attention models, every variant; graph backprop
+(simulator.model.reference) and central finite differences of the loss (the
+relaxed state is ∂ℓ/∂x_v, the weight update is backprop's); the linear
+analysis (exact geometric decay, exactness at η = 1 from the longest path
+on); closed forms of the feedback and no-derivative fixed points (reference
+backprop with B in place of W, backprop of the model with every σ made
+linear)."""
 import numpy as np
 import pytest
 
@@ -104,7 +105,7 @@ def test_chain_model_relaxes_tick_for_tick_like_the_written_out_chain(rng, devic
     psi = None
     if ar.feedback is not None:      # B for layers 2..L, W's layout, drawn N(0, 1/fan_in)
         assert feedback_keys(ar.model) == ["2.W", "3.W", "4.W"]
-        psi = [None] + [to_host(ar.feedback[f"{l + 1}.W"]) for l in range(1, 4)]
+        psi = [None] + [np.array(to_host(ar.feedback[f"{l + 1}.W"])) for l in range(1, 4)]
         assert all(p.shape == w.shape for p, w in zip(psi[1:], net.weights[1:]))
     want = _chain_relaxation(net, psi, u, y, 0.3, 40, variant not in ("no-derivative",
                                                                      "learned-no-derivative"))

@@ -223,11 +223,18 @@ def model_sweep(model, u, y, loss="mse", params=None):
     ∂ℓ/∂x_out that the output vertex is clamped to. ``params`` (keyed like
     ``model.parameters()``, host or device) override the model's."""
     _check_model(model)
+    if tuple(getattr(u, "shape", (None,))[1:]) != model.input_shape:
+        evaluate(model, u)            # raises the oracle's one clear error for a bad input
     xp = array_namespace(u)
     p = device_params(xp, model, u.dtype, params)
-    pres, outs = evaluate(model, u, p)
-    derivs = [None] + [None if v.layer.linear else v.layer.derivative(xp, pres[v.index])
-                       for v in model.vertices[1:]]
+    pres, outs, derivs = [u], [u], [None]
+    for v in model.vertices[1:]:
+        # the layer's value (Layer.value) with σ and σ' from one activation call
+        pre = v.layer._pre(xp, vertex_params(p, v), [outs[i] for i in v.parents])
+        out, d = (pre, None) if v.layer.linear else v.layer.activate(xp, pre)
+        pres.append(pre)
+        outs.append(out)
+        derivs.append(d)
     value, grad = loss_and_grad(xp, check_choice("loss", loss, tuple(LOSSES)), outs[-1], y)
     return ModelSweep(model, p, pres, outs, derivs, grad, value)
 
@@ -565,9 +572,11 @@ class ActivationRelaxation:
             raise NumericalError(self.steps, self.model.depth, "loss")
         self.steps += 1
         scale = float(lr) / u.shape[0]
-        self.params = {k: p - scale * grads[k] for k, p in self.params.items()}
+        for k, p in self.params.items():      # in place: the learner owns its arrays
+            p -= scale * grads[k]
         if self.variant in LEARNS_FEEDBACK:
-            self.feedback = {k: b - scale * grads[k] for k, b in self.feedback.items()}
+            for k, b in self.feedback.items():
+                b -= scale * grads[k]
         return loss
 
     def predict(self, u):
