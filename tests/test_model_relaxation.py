@@ -167,6 +167,20 @@ def test_closed_form_is_k_explicit_ticks_on_every_model(rng, which, variant):
                     np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * big)
 
 
+def test_relax_model_solves_in_closed_form_without_a_record(rng):
+    model, u, y = _problem(rng, "residual")
+    ticked = relax_model(model, u, y, eta_x=0.4, iterations=50, variant="random")
+    closed = relax_model(model, u, y, eta_x=0.4, iterations=50, variant="random",
+                         solver="closed-form")
+    for name, x in ticked.state().items():
+        np.testing.assert_allclose(closed.state()[name], x, rtol=0,
+                                   atol=1e-12 * max(np.abs(x).max(), 1.0))
+    with pytest.raises(SimulatorError):
+        relax_model(model, u, y, solver="closed-form", record=True)
+    with pytest.raises(SimulatorError):
+        relax_model(model, u, y, solver="newton")
+
+
 @pytest.mark.parametrize("which", MODELS)
 def test_closed_form_learner_steps_like_the_ticking_one_on_graphs(rng, which):
     model, u, y = _problem(rng, which)
