@@ -1,21 +1,23 @@
 """Benchmark: one Activation Relaxation update (forward sweep, K relaxation
-ticks, weight update) as a ratio to one backprop SGD step on the same network
-and batch, both timed in the same run, the K ticks either stepped or summed in
-closed form (``relax_closed_form``).
+ticks, weight update) on a Model (``simulator.model.relaxation``), the K ticks
+stepped or summed in closed form (``relax_closed_form``), as ratios to one
+backprop SGD step on the same network and batch and to the same closed-form
+update written out in numpy per layer (``numpy_closed_form_step``, the chain
+solver AR had before it moved onto the Model), all timed in the same run,
+interleaved.
 
     python benchmarks/bench_relaxation.py                 # timing only
     python benchmarks/bench_relaxation.py --report        # + Fig. 1 numbers and
                                                           #   the digits training table
 
-Matmul flops predict the ratios: backprop does L forward, L−1 backward and
-L weight-gradient matmuls; ticked AR does the same 2L plus K(L−1) relaxation
-matmuls (one per hidden layer per tick, each the size of a backward one);
-closed-form AR does the 2L, one backward pass to the fixed point and each
-hidden layer's initial error carried down to layer 1, whatever K. BLAS is
-pinned to one thread while timing (``_one_blas_thread``): threaded OpenBLAS
-competing for the cores of a shared machine made these small matmuls many
-times slower (ratio 102 instead of 53 on a busy 2-core machine) and the
-ratio meaningless.
+Matmul flops predict the ratios to backprop: backprop does L forward, L−1
+backward and L weight-gradient matmuls; ticked AR does the same 2L plus
+K(L−1) relaxation matmuls (one per hidden layer per tick, each the size of a
+backward one); closed-form AR does the 2L, one backward pass to the fixed
+point and each hidden layer's initial error carried down to layer 1, whatever
+K. BLAS is pinned to one thread while timing (``_one_blas_thread``): threaded
+OpenBLAS competing for the cores of a shared machine made these small
+matmuls many times slower and the ratios meaningless.
 """
 import argparse
 import os
@@ -29,10 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
-from simulator import reference  # noqa: E402
 from simulator.datasets import batch_indices, load_digits  # noqa: E402
+from simulator.model import Model  # noqa: E402
+from simulator.model import reference  # noqa: E402
+from simulator.model.relaxation import VARIANTS, ActivationRelaxation, tick_weights  # noqa: E402
 from simulator.network import Network  # noqa: E402
-from simulator.relaxation import VARIANTS, ActivationRelaxation  # noqa: E402
 from simulator.relaxation_experiments import (PAPER_ACTIVATIONS, PAPER_SIZES,  # noqa: E402
                                               converge_arrays, run_converge, run_train,
                                               train_arrays)
@@ -60,26 +63,70 @@ def _flops(sizes, batch, iterations=None, closed_form=False):
     return 2 * sum(layer) + iterations * backward
 
 
+def _relu(a):
+    return np.maximum(a, 0.0), (a > 0).astype(a.dtype)
+
+
+def numpy_closed_form_step(weights, biases, u, y, eta, iterations, lr):
+    """The baseline: one exact-variant AR update on a ReLU chain with a linear
+    top layer and MSE, written out in numpy per layer (forward sweep, fixed
+    point x^l* = (σ'^{l+1} ⊙ x^{l+1}*) W_l, each hidden layer's initial error
+    carried down with the closed form's weights, ΔW = (σ' ⊙ x)ᵀ x̄); updates
+    ``weights`` and ``biases`` in place."""
+    L = len(weights)
+    xs, ds = [u], [None]
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        a = xs[-1] @ w.T + b
+        x, d = _relu(a) if l < L - 1 else (a, None)
+        xs.append(x)
+        ds.append(d)
+    star = [None] * (L + 1)
+    star[L] = xs[L] - y
+    for l in range(L - 1, 0, -1):
+        v = star[l + 1] if ds[l + 1] is None else ds[l + 1] * star[l + 1]
+        star[l] = v @ weights[l]
+    wts = tick_weights(iterations, L - 1, eta)
+    acc = [None] * L
+    for m in range(L - 1, 0, -1):
+        e = xs[m] - star[m]
+        for l in range(m, 0, -1):
+            if l < m:
+                if not any(wts[m - l:]):
+                    break
+                e = (ds[l + 1] * e) @ weights[l]
+            acc[l] = wts[m - l] * e if acc[l] is None else acc[l] + wts[m - l] * e
+    state = [u] + [star[l] + acc[l] for l in range(1, L)] + [star[L]]
+    scale = lr / u.shape[0]
+    for l in range(L):
+        v = state[l + 1] if ds[l + 1] is None else ds[l + 1] * state[l + 1]
+        weights[l] -= scale * (v.T @ xs[l])
+        biases[l] -= scale * v.sum(axis=0)
+
+
 def bench_timing(iterations=100, batch=64, repeats=5, n=5, seed=0):
-    """Time a backprop step, a ticked AR update and a closed-form one on the
-    paper network and a digits batch (best of ``repeats`` runs of ``n``
-    calls, interleaved); print each and its ratio to backprop beside the
-    flop prediction. Returns {"ticks": ratio, "closed-form": ratio}."""
+    """Time a backprop step, a ticked and a closed-form AR update on the
+    paper network (Model.from_network) and a digits batch, and the numpy
+    closed-form step (best of ``repeats`` runs of ``n`` calls, interleaved);
+    print each and its ratios. Returns {"ticks": ratio to backprop,
+    "closed-form": ratio to backprop, "closed-form/numpy": ratio to numpy}."""
     data = load_digits(seed=0)
     idx = batch_indices(data.train_x.shape[0], batch, seed=seed)[0]
     u, y = data.train_x[idx], data.train_targets[idx]
     net = Network.random(PAPER_SIZES, PAPER_ACTIVATIONS, seed=seed)
-    ars = {s: ActivationRelaxation(net, "exact", 0.1, iterations, solver=s)
+    model = Model.from_network(net)
+    ars = {s: ActivationRelaxation(model, "exact", 0.1, iterations, solver=s)
            for s in ("ticks", "closed-form")}
-    bp_net = net.copy()
+    params = model.parameters()
+    weights, biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
 
     def bp_step():
-        pairs, _ = reference.factors(bp_net, u, y)
-        for l, (x, d) in enumerate(pairs):
-            bp_net.weights[l] -= 1e-9 * (d.T @ x)
-            bp_net.biases[l] -= 1e-9 * d.sum(axis=0)
+        g = reference.backprop(model, u, y, params=params)
+        for k in params:
+            params[k] -= 1e-9 * g[k]
 
-    steps = {"backprop": bp_step}
+    steps = {"backprop": bp_step,
+             "numpy": lambda: numpy_closed_form_step(weights, biases, u, y, 0.1, iterations,
+                                                     1e-9)}
     steps.update({s: (lambda a=a: a.step(u, y, 1e-9)) for s, a in ars.items()})
     times = {k: np.inf for k in steps}
     with _one_blas_thread():
@@ -89,13 +136,16 @@ def bench_timing(iterations=100, batch=64, repeats=5, n=5, seed=0):
     bp_flops = _flops(PAPER_SIZES, batch)
     print(f"network {list(PAPER_SIZES)}, batch {batch}, K = {iterations}, float64, numpy, "
           "one BLAS thread")
-    print(f"  backprop step       {times['backprop'] * 1e3:9.3f} ms")
+    print(f"  backprop step on the Model          {times['backprop'] * 1e3:9.3f} ms")
+    print(f"  closed-form AR, numpy per layer     {times['numpy'] * 1e3:9.3f} ms")
     ratios = {}
     for s in ars:
         ratios[s] = times[s] / times["backprop"]
         pred = _flops(PAPER_SIZES, batch, iterations, s == "closed-form") / bp_flops
-        print(f"  AR update, {s:11s}{times[s] * 1e3:9.3f} ms   = {ratios[s]:6.1f} backprop steps"
-              f"   (matmul flops predict {pred:.1f})")
+        print(f"  AR on the Model, {s:11s}       {times[s] * 1e3:9.3f} ms = {ratios[s]:6.1f} "
+              f"backprop steps   (matmul flops predict {pred:.1f})")
+    ratios["closed-form/numpy"] = times["closed-form"] / times["numpy"]
+    print(f"  closed form on the Model / numpy per layer: {ratios['closed-form/numpy']:.2f}x")
     return ratios
 
 

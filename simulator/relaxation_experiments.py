@@ -1,9 +1,10 @@
 """The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
-run on ``simulator.relaxation``: Fig. 1 (``run_converge``: one batch relaxed at
-several η_x, error to the fixed point per tick and layer, against the exact
-linear analysis) and Figs. 2–3 (``run_train``: every AR variant and plain
-backprop trained on the digits from the same weights and minibatches), with
-the data each one uses and the backprop baseline.
+run on ``simulator.model.relaxation`` (the paper's chains as ``Model.from_network``):
+Fig. 1 (``run_converge``: one batch relaxed at several η_x, error to the
+fixed point per tick and layer, against the exact linear analysis) and
+Figs. 2–3 (``run_train``: every AR variant and plain backprop trained on the
+digits from the same weights and minibatches), with the data each one uses and
+the backprop baseline.
 
 Experiments compute and return arrays; they never draw or write files.
 ``converge_arrays`` and ``train_arrays`` give exactly what a run saves
@@ -13,14 +14,16 @@ Experiments compute and return arrays; they never draw or write files.
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import reference
 from .backend import Backend, rng, to_host
 from .datasets import batch_indices, load_digits
 from .errors import NumericalError, SimulatorError
+from .model import reference
+from .model.graph import Model
+from .model.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
+                               check_variant, model_weight_gradients, predicted_errors,
+                               relax_sweep)
 from .network import Network
-from .relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
-                         check_variant, fixed_point, predicted_errors, relax,
-                         true_activation_gradients, weight_gradients)
+from .options import loss_and_grad
 
 PAPER_SIZES = (64, 300, 300, 100, 10)
 PAPER_ACTIVATIONS = ("relu", "relu", "relu", "linear")
@@ -67,37 +70,61 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
                              bias_scale=bias_scale)
     if network.depth < 2:
         raise SimulatorError("relaxation needs at least one hidden layer (L >= 2)")
+    model = Model.from_network(network)
     u_host, y_host = convergence_batch(data, list(sizes), batch, seed, split_seed)
-    learner = ActivationRelaxation(network, variant, etas[0], iterations, loss, init,
+    learner = ActivationRelaxation(model, variant, etas[0], iterations, loss, init,
                                    feedback_seed=(seed, 1), feedback_scale=feedback_scale,
                                    device=device, dtype=dtype)
     be, xp = learner.backend, learner.xp
     u, y = be.asarray(u_host), be.asarray(y_host)
     sweep = learner.sweep(u, y)
-    target = fixed_point(sweep, learner.feedback, learner.use_derivative, xp)
-    bp_x = true_activation_gradients(network, u, y, loss)
-    bp_w = reference.backprop(network, u, y, loss)
+    target = learner.fixed_point(sweep)
+    bp_x = true_activation_gradients(model, u, y, loss)
+    bp = reference.backprop(model, u, y, loss)
+    keys = [k for k in model.param_keys() if k.endswith(".W")]
     L = network.depth
     out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
     # A relative error to a fixed point (or gradient) of 0 is NaN by design
     # (e.g. zero weights): numpy's 0/0 warnings would only repeat that.
     with np.errstate(divide="ignore", invalid="ignore"):
         for eta in etas:
-            xs, rec = relax(sweep, learner.feedback, eta, iterations, learner.use_derivative,
-                            init, record=True, targets=target, xp=xp)
+            xs, rec = relax_sweep(sweep, learner.feedback, eta, iterations,
+                                  learner.use_derivative, init, record=True, targets=target,
+                                  xp=xp)
             out["errors"].append(rec.errors)
             out["norms"].append(rec.norms)
             out["changes"].append(rec.changes)
             out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
                                                      target, learner.use_derivative, init, xp))
-            gw, _ = weight_gradients(sweep, xs, xp)
-            out["weight_error"].append([_relative(xp, a, b) for a, b in zip(gw, bp_w)])
+            gw = model_weight_gradients(sweep, xs, xp)
+            out["weight_error"].append([_relative(xp, gw[k], bp[k]) for k in keys])
         grad_error = [np.nan] + [_relative(xp, target[l], bp_x[l]) for l in range(1, L + 1)]
     result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
     result["grad_error"] = np.array(grad_error)
     result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
                   variant=variant, sizes=list(network.sizes))
     return result
+
+
+def true_activation_gradients(model, u, y, loss="mse"):
+    """∂ℓ/∂x_v per vertex index by the oracle's backprop (``simulator.model.
+    reference.factors``): the loss gradient at the output, below it the sum
+    over children c of c's VJP of the oracle's δ_c (index 0: the input)."""
+    xp = array_namespace(u)
+    outs, deltas, _ = reference.factors(model, u, y, loss)
+    pres, _ = reference.evaluate(model, u)
+    p = reference.device_params(xp, model, u.dtype)
+    grads = [None] * len(model)
+    grads[0], grads[-1] = u, loss_and_grad(xp, loss, outs[-1], y)[1]
+    for c in model.vertices[1:]:
+        if not any(c.parents):
+            continue
+        back = c.layer.vjp(xp, reference.vertex_params(p, c), [outs[i] for i in c.parents],
+                           pres[c.index], deltas[c.index])
+        for i, cot in zip(c.parents, back):
+            if i:
+                grads[i] = cot if grads[i] is None else grads[i] + cot
+    return grads
 
 
 def converge_arrays(result):
@@ -125,29 +152,32 @@ def accuracy(predict, x, labels, xp):
 
 
 class BackpropBaseline:
-    """Plain minibatch SGD on ``reference.factors`` from the same initial weights:
-    W ← W − lr ∂ℓ/∂W / B, the baseline of Figs. 2–3. Runs in the arrays'
-    namespace on a host copy of the Network."""
+    """Plain minibatch SGD on the oracle's gradients (``simulator.model.
+    reference.backprop``) from the same initial weights: p ← p − lr ∂ℓ/∂p / B,
+    the baseline of Figs. 2–3. Runs in the arrays' namespace on host parameters."""
 
-    def __init__(self, network, loss):
-        self.network, self.loss = network.copy(), loss
+    def __init__(self, model, loss):
+        self.model, self.loss = model, loss
+        self.params = model.parameters()
 
     def step(self, u, y, lr):
         """One SGD step on the batch (u, y); returns the batch loss before it."""
+        outs, deltas, value = reference.factors(self.model, u, y, self.loss, self.params)
         xp = array_namespace(u)
-        pairs, value = reference.factors(self.network, u, y, self.loss)
         scale = float(lr) / u.shape[0]
-        for l, (x, d) in enumerate(pairs):
-            self.network.weights[l] -= scale * to_host(xp.matmul(xp.matrix_transpose(d), x))
-            self.network.biases[l] -= scale * to_host(xp.sum(d, axis=0))
+        for v in self.model.vertices[1:]:
+            if v.param_names:
+                g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
+                for k in v.param_names:
+                    self.params[f"{v.name}.{k}"] -= scale * to_host(g[k])
         value = float(value)
         if not np.isfinite(value):
-            raise NumericalError(0, self.network.depth, "loss")
+            raise NumericalError(0, self.model.depth, "loss")
         return value
 
     def predict(self, u):
-        """Network output x^L for inputs u."""
-        return reference.forward(self.network, u)[0][-1]
+        """The model's output for inputs u."""
+        return reference.evaluate(self.model, u, self.params)[1][-1]
 
 
 def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
@@ -216,8 +246,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
                   "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
     diverged_at = {n: np.full(len(seeds), -1) for n in names}
     for s, seed in enumerate(seeds):
-        network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
-                                 bias_scale=bias_scale)
+        network = Model.from_network(Network.random(sizes, activations, seed=seed,
+                                                    scale=weight_scale, bias_scale=bias_scale))
         for name in names:
             if name == BASELINE:
                 be = Backend("cpu", "float64")

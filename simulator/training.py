@@ -29,7 +29,7 @@ from .model.graph import Model
 from .model.pc import zil_model
 from .model.reference import backprop as model_backprop
 from .model.reference import evaluate as model_evaluate
-from .model.relaxation import ModelActivationRelaxation
+from .model.relaxation import ActivationRelaxation
 from .model.tick import GraphEngine
 from .reference import factors, forward
 from .options import loss_and_grad
@@ -163,13 +163,13 @@ class RelaxationLearner:
     ``eta_x``, then p ← p − η Δp (Δp summed over the batch, as every rule here)."""
 
     def __init__(self, model, train, seed):
-        self.ar = ModelActivationRelaxation(model, "exact", eta_x=train["ar_eta_x"],
-                                            iterations=train["ar_iterations"],
-                                            loss=train["loss"], feedback_seed=seed)
+        self.ar = ActivationRelaxation(model, "exact", eta_x=train["ar_eta_x"],
+                                       iterations=train["ar_iterations"], loss=train["loss"],
+                                       feedback_seed=seed)
         self.eta, self.shape = float(train["learning_rate"]), model.output_shape
 
     def step(self, u, y):
-        # ModelActivationRelaxation divides its rate by the batch size.
+        # ActivationRelaxation divides its rate by the batch size.
         self.ar.step(u, y.reshape((len(y),) + self.shape), self.eta * len(u))
 
     def network(self):

@@ -1,11 +1,13 @@
 """Activation Relaxation on graph models (simulator.model.relaxation), grouped
-by oracle: today's chain AR (simulator.relaxation) on Model.from_network, tick
-for tick; graph backprop (simulator.model.reference) and central finite
-differences of the loss (the relaxed state is ∂ℓ/∂x_v, the weight update is
-backprop's); the linear analysis (exact geometric decay, exactness at η = 1
-from the longest path on); closed forms of the feedback and no-derivative
-fixed points (reference backprop with B in place of W, backprop of the model
-with every σ made linear)."""
+by oracle: the chain relaxation written out in numpy here, tick for tick, on
+Model.from_network; K explicit ticks for the closed form on chains, residual,
+conv and attention models, every variant; graph backprop
+(simulator.model.reference) and central finite differences of the loss (the
+relaxed state is ∂ℓ/∂x_v, the weight update is backprop's); the linear
+analysis (exact geometric decay, exactness at η = 1 from the longest path
+on); closed forms of the feedback and no-derivative fixed points (reference
+backprop with B in place of W, backprop of the model with every σ made
+linear)."""
 import numpy as np
 import pytest
 
@@ -13,10 +15,10 @@ from simulator import Model, Network
 from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
 from simulator.model import reference as R
-from simulator.model.relaxation import (VARIANTS, ModelActivationRelaxation, draw_feedback,
-                                        feedback_keys, model_sweep, model_weight_gradients,
-                                        predicted_errors, relax_model, relax_sweep)
-from simulator.relaxation import ActivationRelaxation
+from simulator.model.relaxation import (INITS, VARIANTS, ActivationRelaxation, draw_feedback,
+                                        feedback_keys, model_fixed_point, model_sweep,
+                                        model_weight_gradients, predicted_errors,
+                                        relax_closed_form, relax_model, relax_sweep)
 from graph_models import ATTENTION, CONV, RESIDUAL
 
 MODELS = {"conv": (CONV, (2, 8, 10)), "residual": (RESIDUAL, (4,)),
@@ -63,37 +65,133 @@ def _to_output(model, pick=max):
     return [walk(v.index) for v in model.vertices]
 
 
-# ------------------------------------------------ oracle: today's chain AR
+# ------------------------------------------------ oracle: the chain written out
+_SIGMA = {"tanh": (np.tanh, lambda a: 1.0 - np.tanh(a) ** 2),
+          "relu": (lambda a: np.maximum(a, 0.0), lambda a: (a > 0).astype(float)),
+          "logistic": (lambda a: 1.0 / (1.0 + np.exp(-a)),
+                       lambda a: np.exp(-a) / (1.0 + np.exp(-a)) ** 2),
+          "linear": (lambda a: a, np.ones_like)}
+
+
+def _chain_relaxation(net, psi, u, y, eta, n, use_derivative):
+    """Paper 001's Eqs. 4–5 (7–8) on a dense chain in numpy, per layer: the
+    forward sweep, x^L = x̄^L − y, then n ticks of x^l ← (1−η) x^l + η
+    (d^{l+1} ⊙ x^{l+1}) F_l from the previous tick, F_l = W_l or ψ_l; returns
+    the states after each tick (index 0: the forward values)."""
+    xs, ds = [u], [None]
+    for w, b, act in zip(net.weights, net.biases, net.activations):
+        a = xs[-1] @ w.T + b
+        xs.append(_SIGMA[act][0](a))
+        ds.append(_SIGMA[act][1](a) if use_derivative else np.ones_like(a))
+    L = net.depth
+    F = [psi[l] if psi is not None and l else net.weights[l] for l in range(L)]
+    state = xs[:L] + [xs[L] - y]
+    states = [state]
+    for _ in range(n):
+        state = [state[0]] + [(1 - eta) * state[l] + eta * (ds[l + 1] * state[l + 1]) @ F[l]
+                              for l in range(1, L)] + [state[L]]
+        states.append(state)
+    return states
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_chain_model_relaxes_tick_for_tick_like_the_chain_form(rng, device, variant):
+def test_chain_model_relaxes_tick_for_tick_like_the_written_out_chain(rng, device, variant):
     net = Network.random([5, 7, 6, 4, 3], ["tanh", "relu", "logistic", "linear"],
                          seed=int(rng.integers(1 << 30)), scale=1.3, bias_scale=0.3)
     be = Backend(device, "float64")
-    u, y = be.asarray(rng.normal(size=(6, 5))), be.asarray(rng.normal(size=(6, 3)))
-    chain = ActivationRelaxation(net, variant, 0.3, 40, feedback_seed=7, device=device)
-    graph = ModelActivationRelaxation(Model.from_network(net), variant, 0.3, 40,
-                                      feedback_seed=7, device=device)
-    if chain.psi is not None:  # the same ψ drawn for layers 2..L
-        assert feedback_keys(graph.model) == ["2.W", "3.W", "4.W"]
-        for l in range(1, 4):
-            np.testing.assert_array_equal(to_host(graph.feedback[f"{l + 1}.W"]),
-                                          to_host(chain.psi[l]))
+    u, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
+    ar = ActivationRelaxation(Model.from_network(net), variant, 0.3, 40, feedback_seed=7,
+                              device=device)
+    psi = None
+    if ar.feedback is not None:      # B for layers 2..L, W's layout, drawn N(0, 1/fan_in)
+        assert feedback_keys(ar.model) == ["2.W", "3.W", "4.W"]
+        psi = [None] + [np.array(to_host(ar.feedback[f"{l + 1}.W"])) for l in range(1, 4)]
+        assert all(p.shape == w.shape for p, w in zip(psi[1:], net.weights[1:]))
+    want = _chain_relaxation(net, psi, u, y, 0.3, 40, variant not in ("no-derivative",
+                                                                     "learned-no-derivative"))
+    sweep = ar.sweep(be.asarray(u), be.asarray(y))
     for n in (0, 1, 2, 7, 40):
-        xs, rec = chain.relax(chain.sweep(u, y), record=True, iterations=n)
-        gxs, grec = graph.relax(graph.sweep(u, y), record=True, iterations=n)
-        for a, b in zip(xs, gxs):
-            np.testing.assert_array_equal(to_host(b), to_host(a))
-        np.testing.assert_array_equal(grec.norms, rec.norms)
-        np.testing.assert_array_equal(grec.changes, rec.changes)
-    for _ in range(3):  # learning steps, ψ included for the learned variants
-        assert graph.step(u, y, 0.2) == chain.step(u, y, 0.2)
-    params = graph.to_model().parameters()
+        xs, rec = ar.relax(sweep, record=True, iterations=n)
+        for a, b in zip(want[n], xs):
+            np.testing.assert_allclose(to_host(b), a, rtol=1e-13, atol=1e-13 * np.abs(a).max())
+        norms = [[np.linalg.norm(x) for x in st] for st in want[:n + 1]]
+        np.testing.assert_allclose(rec.norms, norms, rtol=1e-12)
+    # one learning step: W ← W − lr (σ' ⊙ x^{l+1})ᵀ x̄^l / B at the relaxed state
+    # (σ' kept in every variant), ψ taking W's step in the learned variants
+    xs = _chain_relaxation(net, None, u, y, 0.3, 40, True)[0]
+    relaxed = ar.relax(sweep)[0]
+    ar.step(be.asarray(u), be.asarray(y), 0.2)
+    params = ar.to_model().parameters()
     for l in range(4):
-        np.testing.assert_array_equal(params[f"{l + 1}.W"], to_host(chain.weights[l]))
-        np.testing.assert_array_equal(params[f"{l + 1}.b"], to_host(chain.biases[l]))
-        if chain.psi is not None and l:
-            np.testing.assert_array_equal(to_host(graph.feedback[f"{l + 1}.W"]),
-                                          to_host(chain.psi[l]))
+        d = _SIGMA[net.activations[l]][1](xs[l] @ net.weights[l].T + net.biases[l])
+        delta = d * to_host(relaxed[l + 1])
+        np.testing.assert_allclose(params[f"{l + 1}.W"], net.weights[l] - 0.2 / 6 * delta.T @ xs[l],
+                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(params[f"{l + 1}.b"], net.biases[l] - 0.2 / 6 * delta.sum(0),
+                                   rtol=1e-12, atol=1e-14)
+        if psi is not None and l:
+            moved = psi[l] - 0.2 / 6 * delta.T @ xs[l] if variant.startswith("learned") else psi[l]
+            np.testing.assert_allclose(to_host(ar.feedback[f"{l + 1}.W"]), moved,
+                                       rtol=1e-12, atol=1e-14)
+
+
+# ------------------------------------------------ oracle: K explicit ticks
+CLOSED = {**MODELS, "chain": None}
+
+
+@pytest.mark.parametrize("which", CLOSED)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_closed_form_is_k_explicit_ticks_on_every_model(rng, which, variant):
+    if which == "chain":
+        net = Network.random([5, 8, 6, 7, 3], ["relu", "tanh", "logistic", "linear"],
+                             seed=int(rng.integers(1 << 30)), scale=1.3, bias_scale=0.3)
+        model, u, y = Model.from_network(net), rng.normal(size=(4, 5)), rng.normal(size=(4, 3))
+    else:
+        model, u, y = _problem(rng, which)
+    for init in INITS:
+        ar = ActivationRelaxation(model, variant, 0.3, 0, init=init, feedback_seed=5)
+        sweep = ar.sweep(u, y)
+        star = model_fixed_point(sweep, ar.feedback, ar.use_derivative)
+        # the largest magnitude of the fixed point and of the initial error
+        scale = max(max(np.abs(s).max(), np.abs(x - s).max())
+                    for s, x in zip(star[1:-1], ar.relax(sweep, iterations=0)[0][1:-1]))
+        for eta in (0.1, 0.6, 1.0, 1.7):
+            for k in (0, 1, 2, 5, 30, 120):
+                ticked, rec = relax_sweep(sweep, ar.feedback, eta, k, ar.use_derivative, init,
+                                          record=True)
+                # ticking rounds at the largest value it passes (η > 1 swings high)
+                big = max(scale, rec.norms[:, 1:-1].max())
+                closed = relax_closed_form(sweep, ar.feedback, eta, k, ar.use_derivative, init)
+                assert closed[0] is sweep.outs[0] and closed[-1] is sweep.top
+                for a, b in zip(ticked, closed):
+                    np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * big)
+
+
+def test_relax_model_solves_in_closed_form_without_a_record(rng):
+    model, u, y = _problem(rng, "residual")
+    ticked = relax_model(model, u, y, eta_x=0.4, iterations=50, variant="random")
+    closed = relax_model(model, u, y, eta_x=0.4, iterations=50, variant="random",
+                         solver="closed-form")
+    for name, x in ticked.state().items():
+        np.testing.assert_allclose(closed.state()[name], x, rtol=0,
+                                   atol=1e-12 * max(np.abs(x).max(), 1.0))
+    with pytest.raises(SimulatorError):
+        relax_model(model, u, y, solver="closed-form", record=True)
+    with pytest.raises(SimulatorError):
+        relax_model(model, u, y, solver="newton")
+
+
+@pytest.mark.parametrize("which", MODELS)
+def test_closed_form_learner_steps_like_the_ticking_one_on_graphs(rng, which):
+    model, u, y = _problem(rng, which)
+    for variant in ("exact", "learned"):
+        ticks = ActivationRelaxation(model, variant, 0.4, 60, feedback_seed=2)
+        closed = ActivationRelaxation(model, variant, 0.4, 60, feedback_seed=2,
+                                      solver="closed-form")
+        for _ in range(3):
+            assert closed.step(u, y, 0.2) == pytest.approx(ticks.step(u, y, 0.2), rel=1e-12)
+        for k, a in ticks.params.items():
+            np.testing.assert_allclose(closed.params[k], a, rtol=0, atol=1e-12 * np.abs(a).max())
 
 
 # ------------------------------------------------ oracle: graph backprop, finite differences
@@ -246,7 +344,7 @@ def test_no_derivative_relaxes_to_backprop_of_the_linearised_model(rng, which):
 # ------------------------------------------------ the learner
 def test_one_exact_step_is_a_backprop_sgd_step(rng):
     model, u, y = _problem(rng, "conv")
-    ar = ModelActivationRelaxation(model, "exact", 0.5, 200)
+    ar = ActivationRelaxation(model, "exact", 0.5, 200)
     want = R.backprop(model, u, y)
     loss = ar.step(u, y, 0.3)
     assert loss == pytest.approx(float(R.loss_value(model, u, y)), rel=1e-12)
@@ -258,8 +356,8 @@ def test_one_exact_step_is_a_backprop_sgd_step(rng):
 
 def test_learned_feedback_keeps_b_minus_w_constant(rng):
     model, u, y = _problem(rng, "residual")
-    learned = ModelActivationRelaxation(model, "learned", 0.5, 60, feedback_seed=3)
-    fixed = ModelActivationRelaxation(model, "random", 0.5, 60, feedback_seed=3)
+    learned = ActivationRelaxation(model, "learned", 0.5, 60, feedback_seed=3)
+    fixed = ActivationRelaxation(model, "random", 0.5, 60, feedback_seed=3)
     gap0 = {k: learned.feedback[k] - learned.params[k] for k in learned.feedback}
     b0 = {k: b.copy() for k, b in fixed.feedback.items()}
     for _ in range(4):
@@ -278,12 +376,12 @@ def test_learned_feedback_keeps_b_minus_w_constant(rng):
 def test_bad_arguments_raise_one_clear_error(rng, kwargs):
     model, _, _ = _problem(rng, "residual")
     with pytest.raises(SimulatorError):
-        ModelActivationRelaxation(model, **kwargs)
+        ActivationRelaxation(model, **kwargs)
 
 
 def test_not_a_model_or_missing_feedback_raise(rng):
     model, u, y = _problem(rng, "residual")
     with pytest.raises(SimulatorError):
-        ModelActivationRelaxation(Network.random([3, 4, 2]))
+        ActivationRelaxation(Network.random([3, 4, 2]))
     with pytest.raises(SimulatorError):
         relax_model(model, u, y, variant="random", feedback={"o.W": np.zeros((3, 6))})

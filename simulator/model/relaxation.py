@@ -1,41 +1,61 @@
-"""Activation Relaxation on any Model (paper 001, its DAG form; SPEC §3 on graphs).
+"""Activation Relaxation on any Model (Millidge et al., paper 001; SPEC §3).
 
-Paper 001 (appendix, "arbitrary computation graphs") states the relaxation
-for a DAG; this module runs it on ``simulator.model.Model`` through the layer
-kinds' VJPs, in the signs derived in ``simulator.relaxation`` (see its
-docstring): the state x_v of every vertex is the running estimate of ∂ℓ/∂x_v.
-A forward sweep stores every vertex's pre-activation and value x̄_v, the output
-vertex is clamped to ∂ℓ/∂x_out, the input does not relax, and every other
-vertex moves at once, from the previous tick's state, towards what its
-children send down:
+One learning step is a forward sweep that stores every vertex's
+pre-activation and value x̄_v, the output vertex clamped to ∂ℓ/∂x_out, then K
+relaxation ticks in which every vertex but the input and the output moves at
+once, from the previous tick's state, towards what its children send down
+(Eqs. 4–5, Euler step η_x; the paper's appendix states it for DAGs):
 
     x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c)
 
 (one term per position of v in c's ``from``), with d_c = σ'_c(pre_c) of the
-sweep (1 without derivatives) and each VJP evaluated at the sweep's inputs,
-with W replaced by a feedback matrix B for the feedback variants. On a dense
-chain this is exactly ``simulator.relaxation.relax``, tick for tick. The
-fixed point is the reverse-mode sweep: x_v* = ∂ℓ/∂x_v (exact), backprop with
-B in place of W (random/learned), or the same without σ' (no-derivative).
-Weight gradients pair each vertex's σ'_v ⊙ x_v with its inputs (Eq. 1; σ' is
-kept in every variant, as in the chain form), so at the fixed point of
-``exact`` they equal backprop's.
+sweep (1 without derivatives) and each VJP taken at the sweep's inputs, W
+replaced by a feedback matrix B for the feedback variants. On a dense chain
+(``Model.from_network``) this is x^l ← x^l + η_x(−x^l + (d^{l+1} ⊙ x^{l+1}) F_l)
+in the row-vector batch convention. Finally every weighted vertex pairs
+σ'_v ⊙ x_v with its inputs (Eq. 1 with x_v in place of ∂ℓ/∂x_v; dense:
+ΔW = (σ' ⊙ x)ᵀ x̄, Δb = Σ_batch σ' ⊙ x), and W ← W − lr ΔW / B.
 
-Linear analysis. With e_v = x_v − x_v* the tick is e ← ((1 − η) I + η N) e
-with (N e)_v = Σ_c VJP_{c→v}(d_c ⊙ e_c) and e_out = 0, so N is nilpotent: a
-vertex whose longest path to the output has k edges sees N^j e_0 vanish for
-j ≥ k, and e_n = Σ_{j<k} C(n, j) (1−η)^{n−j} η^j (N^j e_0)_v. Vertices read
-only by the output decay exactly as (1−η)^n; at η = 1 vertex v is exact from
-tick k on. ``predicted_errors`` evaluates this sum.
+Signs. The paper writes the relaxation both as dx/dt = −x + … (Eqs. 2–5) and
+as dx/dt = x − … (Eqs. 7–8), its Algorithm 1 sets the top to T − x^L =
+−∂ℓ/∂x^L and adds the update to W. Taken literally the mixtures either
+diverge (iteration factor 1 + η > 1) or ascend the loss. The consistent
+choice made here: the output clamped to +∂ℓ/∂x_out, the stable leaky form
+above (its fixed point is the reverse-mode sweep x_v* = ∂ℓ/∂x_v for W and σ'),
+and gradient descent on W. The convergence tests pin it.
 
-Variants, feedback and learning are those of ``simulator.relaxation``:
-``exact``, ``random`` (fixed B), ``learned`` (B takes W's update, Eq. 6),
-``no-derivative`` (Eq. 7), ``learned-no-derivative`` (Eq. 8). Feedback
-matrices exist for the weighted vertices (dense, conv2d) that have a parent
-other than the input (the others never send anything down).
+Linear analysis (exact). With e_v = x_v − x_v* the tick is e ← ((1 − η) I +
+η N) e with (N e)_v = Σ_c VJP_{c→v}(d_c ⊙ e_c) and e_out = 0, so N is
+nilpotent: on a vertex whose longest path to the output has k edges N^j e_0
+vanishes for j ≥ k. The two terms commute, so
+
+    e_n = Σ_{j<k} C(n, j) (1−η)^{n−j} η^j (N^j e_0)_v,
+
+a polynomial of degree k−1 in n times (1−η)^n: vertices read only by the
+output decay exactly as (1−η)^n, the others as n^{k−1}(1−η)^n. It converges
+iff 0 < η < 2; at η = 1 vertex v is exact from tick k on (the backward wave).
+``predicted_errors`` evaluates the norms of this sum; ``relax_closed_form``
+the state itself, x_K = x* + Σ_j C(K, j)(1−η)^{K−j} η^j N^j e_0: one
+reverse sweep to x* and N applied k−1 times to the initial error (a few
+backward passes) instead of K ticks — on a chain of depth L, (L−1)L/2
+backward-sized matmuls plus the sweep, whatever K.
+
+Variants (the paper's): ``exact`` W and σ' (Eq. 5); ``random`` a fixed random
+B (feedback alignment); ``learned`` B trained by Eq. 6, which in these signs
+is W's own update (B ← B − lr ΔW / batch, as in the authors' code), so B − W
+never changes; ``no-derivative`` W and d = 1 (Eq. 7), the fixed point
+backprop of the model with every σ linear; ``learned-no-derivative`` B by
+Eq. 6 and d = 1 (Eq. 8). The weight update keeps σ' in every variant. B
+exists for the weighted vertices (dense, conv2d) with a parent other than the
+input (the others never send anything down), drawn N(0, scale²/fan_in) in
+topological order.
+
+This module is the physics only. Paper 001's experiments (Fig. 1, Figs. 2–3)
+are in ``simulator.relaxation_experiments``; their pictures are drawn by
+``simulator.render.convergence``.
 """
 from dataclasses import dataclass
-from math import comb
+from math import comb, exp, log
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -43,19 +63,99 @@ from array_api_compat import array_namespace
 from ..backend import Backend, rng, to_host
 from ..errors import NumericalError, SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
-from ..relaxation import (INITS, VARIANTS, RelaxationRecord, _Recorder, check_count,
-                          check_eta_x, check_variant, set_relaxation_options)
 from .graph import Model
 from .reference import device_params, evaluate, vertex_params
 
-__all__ = ["VARIANTS", "INITS", "ModelSweep", "Relaxed", "RelaxationRecord",
-           "ModelActivationRelaxation", "draw_feedback", "model_sweep", "relax_sweep",
-           "relax_model", "model_weight_gradients", "model_fixed_point", "predicted_errors",
-           "distances_to_output", "feedback_keys", "send_down"]
+__all__ = ["VARIANTS", "INITS", "SOLVERS", "ModelSweep", "Relaxed", "RelaxationRecord",
+           "ActivationRelaxation", "draw_feedback", "model_sweep", "relax_sweep",
+           "relax_closed_form", "relax_model", "model_weight_gradients", "model_fixed_point",
+           "predicted_errors", "leading_decay", "tick_weights", "distances_to_output",
+           "feedback_keys", "send_down", "check_variant", "check_eta_x", "check_count"]
 
+VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
+INITS = ("forward", "zero")
+# How a learner reaches the state after K ticks: by ticking, or by the exact
+# binomial sum of the linear analysis (``relax_closed_form``).
+SOLVERS = ("ticks", "closed-form")
 USES_FEEDBACK = ("random", "learned", "learned-no-derivative")
 NO_DERIVATIVE = ("no-derivative", "learned-no-derivative")
 LEARNS_FEEDBACK = ("learned", "learned-no-derivative")
+
+
+def check_variant(variant):
+    """The variant name, or one clear SimulatorError listing the known ones."""
+    return check_choice("relaxation variant", variant, VARIANTS)
+
+
+def check_eta_x(eta_x):
+    """η_x as a float; the linear analysis says the relaxation diverges outside (0, 2)."""
+    eta = float(eta_x)
+    if not 0.0 < eta < 2.0:
+        raise SimulatorError(f"eta_x must lie in (0, 2), got {eta_x}: the error of a vertex "
+                             "read only by the output is multiplied by (1 - eta_x) every tick")
+    return eta
+
+
+def check_count(name, value, minimum=0):
+    """``value`` as an int, or one clear SimulatorError if it is not an integer >= minimum."""
+    if int(value) != value or int(value) < minimum:
+        raise SimulatorError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclass
+class RelaxationRecord:
+    """Per-tick vertex summaries of one relaxation, host arrays (ticks+1) × vertices.
+
+    Row n is the state after n ticks (row 0 = the initial state). ``norms`` =
+    ‖x_v,n‖_F over the batch (the relaxation wave), ``changes`` = ‖x_v,n −
+    x_v,n−1‖_F (row 0 is 0), ``errors`` = ‖x_v,n − g_v‖_F / ‖g_v‖_F against
+    given targets g (NaN for the input, which does not relax) or None.
+    """
+
+    norms: np.ndarray
+    changes: np.ndarray
+    errors: object = None
+
+
+class _Recorder:
+    """Accumulates per-tick norms as device scalars; one host transfer at the end."""
+
+    def __init__(self, xp, xs, targets):
+        self.xp, self.targets = xp, targets
+        if targets is not None:
+            self.target_norms = [None] + [self._norm(targets[v]) for v in range(1, len(xs))]
+        self.norms = [self._norms(xs)]
+        self.changes = [[xp.zeros((), dtype=x.dtype) for x in xs]]
+        self.errors = [self._errors(xs)] if targets is not None else None
+
+    def _norm(self, a):
+        return self.xp.sqrt(self.xp.sum(a * a))
+
+    def _norms(self, xs):
+        return [self._norm(x) for x in xs]
+
+    def _errors(self, xs):
+        # vertices 1..; the input's NaN column is added on the host
+        return [self._norm(xs[v] - self.targets[v]) / self.target_norms[v]
+                for v in range(1, len(xs))]
+
+    def add(self, new, old):
+        self.norms.append(self._norms(new))
+        self.changes.append([self._norm(a - b) for a, b in zip(new, old)])
+        if self.errors is not None:
+            self.errors.append(self._errors(new))
+
+    def _host(self, rows):
+        xp = self.xp
+        return np.asarray(to_host(xp.stack([xp.stack(row) for row in rows])), dtype=np.float64)
+
+    def finish(self):
+        errors = None
+        if self.errors is not None:
+            e = self._host(self.errors)
+            errors = np.concatenate([np.full((e.shape[0], 1), np.nan), e], axis=1)
+        return RelaxationRecord(self._host(self.norms), self._host(self.changes), errors)
 
 
 @dataclass
@@ -108,8 +208,7 @@ def feedback_keys(model):
 def draw_feedback(model, seed=0, scale=1.0):
     """Fixed random feedback {"<layer>.W": B} (host float64, W's layout) for
     ``feedback_keys(model)``: B ~ N(0, scale²/fan_in) drawn in topological
-    order from ``rng(seed)`` — on ``Model.from_network(net)`` the ψ of
-    ``simulator.relaxation.ActivationRelaxation(net, feedback_seed=seed)``."""
+    order from ``rng(seed)``."""
     g = rng(seed)
     out = {}
     for key in feedback_keys(model):
@@ -119,22 +218,29 @@ def draw_feedback(model, seed=0, scale=1.0):
 
 
 def model_sweep(model, u, y, loss="mse", params=None):
-    """The forward sweep on a graph (Algorithm 1's first phase): every
-    vertex's pre-activation, value and σ' in topological order, and the
-    output error ∂ℓ/∂x_out that the output vertex is clamped to. ``params``
-    (keyed like ``model.parameters()``, host or device) override the model's."""
+    """The forward sweep (Algorithm 1's first phase): every vertex's
+    pre-activation, value and σ' in topological order, and the output error
+    ∂ℓ/∂x_out that the output vertex is clamped to. ``params`` (keyed like
+    ``model.parameters()``, host or device) override the model's."""
     _check_model(model)
+    if tuple(getattr(u, "shape", (None,))[1:]) != model.input_shape:
+        evaluate(model, u)            # raises the oracle's one clear error for a bad input
     xp = array_namespace(u)
     p = device_params(xp, model, u.dtype, params)
-    pres, outs = evaluate(model, u, p)
-    derivs = [None] + [None if v.layer.linear else v.layer.derivative(xp, pres[v.index])
-                       for v in model.vertices[1:]]
+    pres, outs, derivs = [u], [u], [None]
+    for v in model.vertices[1:]:
+        # the layer's value (Layer.value) with σ and σ' from one activation call
+        pre = v.layer._pre(xp, vertex_params(p, v), [outs[i] for i in v.parents])
+        out, d = (pre, None) if v.layer.linear else v.layer.activate(xp, pre)
+        pres.append(pre)
+        outs.append(out)
+        derivs.append(d)
     value, grad = loss_and_grad(xp, check_choice("loss", loss, tuple(LOSSES)), outs[-1], y)
     return ModelSweep(model, p, pres, outs, derivs, grad, value)
 
 
 def _feedback(xp, sweep, feedback):
-    if feedback is None:
+    if not feedback:
         return {}
     want = feedback_keys(sweep.model)
     missing = [k for k in want if k not in feedback]
@@ -147,16 +253,18 @@ def _feedback(xp, sweep, feedback):
 def send_down(sweep, xs, gains, feedback=None, xp=None):
     """(N x)_v for every vertex: Σ over children c of VJP_{c→v}(gain_c ⊙ x_c)
     at the sweep's inputs, W replaced by ``feedback[key]`` where given.
-    ``gains[c]`` is an array, a scalar or None (= 1). Returns a list per vertex
-    index (None where nothing arrives: the input, the output)."""
+    ``gains[c]`` is an array, a scalar or None (= 1); ``xs[c]`` None is zero
+    (sends nothing). Returns a list per vertex index (None where nothing
+    arrives: the input, the output)."""
     xp = array_namespace(sweep.top) if xp is None else xp
     fb = feedback or {}
     acc = [None] * len(sweep.model)
     for c in sweep.model.vertices[1:]:
-        if not _sends(c):
+        x = xs[c.index]
+        if x is None or not _sends(c):
             continue
         g = gains[c.index]
-        delta = xs[c.index] if g is None else g * xs[c.index]
+        delta = x if g is None else g * x
         back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
                            sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
         for p, cot in zip(c.parents, back):
@@ -166,8 +274,11 @@ def send_down(sweep, xs, gains, feedback=None, xp=None):
 
 
 def _gains(sweep, scale, use_derivative):
+    """Per vertex: scale·σ' (or scale without derivatives); None stands for 1."""
     if not use_derivative:
         return [scale] * len(sweep.model)
+    if scale is None:
+        return list(sweep.derivs)
     return [scale if d is None else scale * d for d in sweep.derivs]
 
 
@@ -180,23 +291,25 @@ def _initial_state(xp, sweep, init):
 
 def relax_sweep(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=True,
                 init="forward", record=False, targets=None, xp=None):
-    """K relaxation ticks on a graph (Eqs. 4–5 of paper 001 through the VJPs;
-    Eqs. 7–8 with ``use_derivative=False``): every vertex but the input and
-    the clamped output becomes (1−η_x) x_v + η_x Σ_c VJP_{c→v}(d_c ⊙ x_c),
-    all from the previous tick's state. ``feedback`` {"<layer>.W": B} or None
-    (W itself). ``init``: hidden vertices start at their forward values (the
-    paper) or at zero. Returns (xs per vertex index, RelaxationRecord or None);
-    ``targets`` (per vertex index, index 0 unused) adds relative errors."""
+    """K relaxation ticks (Eqs. 4–5 through the VJPs; Eqs. 7–8 with
+    ``use_derivative=False``): every vertex but the input and the clamped
+    output becomes (1−η_x) x_v + η_x Σ_c VJP_{c→v}(d_c ⊙ x_c), all from the
+    previous tick's state. ``feedback`` {"<layer>.W": B} or None (W itself).
+    ``init``: hidden vertices start at their forward values (the paper) or at
+    zero. Returns (xs per vertex index, RelaxationRecord or None); ``targets``
+    (per vertex index, index 0 unused) adds relative errors."""
     xp = array_namespace(sweep.top) if xp is None else xp
     eta = check_eta_x(eta_x)
     iterations = check_count("iterations", iterations)
     init = check_choice("relaxation init", init, INITS)
     fb = _feedback(xp, sweep, feedback)
-    gains = _gains(sweep, eta, use_derivative)   # η folded into σ' once
+    # η folded into σ' once, so a tick costs per edge one product, one VJP, one add.
+    gains = _gains(sweep, eta, use_derivative)
     xs = _initial_state(xp, sweep, init)
     out = len(xs) - 1
     rec = _Recorder(xp, xs, targets) if record else None
     for _ in range(iterations):
+        # The whole next state from the current one: no vertex sees its own tick.
         acc = send_down(sweep, xs, gains, fb, xp)
         new = [xs[0]] + [acc[v] + (1.0 - eta) * xs[v] for v in range(1, out)] + [xs[out]]
         if rec is not None:
@@ -205,26 +318,100 @@ def relax_sweep(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=
     return xs, (rec.finish() if rec is not None else None)
 
 
+def tick_weights(n, count, eta_x):
+    """The weights C(n, j)(1−η)^{n−j} η^j, j = 0..count−1, with which N^j e_0
+    reaches the state after n ticks (module docstring); 0 for j > n. Computed
+    exactly as a binomial times two powers, through logarithms only where a
+    factor leaves the float range (its value is then the correctly rounded
+    exponential of the exact logarithm, or 0 on underflow)."""
+    eta = check_eta_x(eta_x)
+    out = []
+    for j in range(count):
+        if j > n:
+            out.append(0.0)
+            continue
+        if eta == 1.0:           # (1−η)^{n−j} = 0 unless j = n
+            out.append(1.0 if j == n else 0.0)
+            continue
+        c = comb(n, j)
+        p = (1.0 - eta) ** (n - j) * eta ** j
+        if c < 1e300 and abs(p) >= 2.2250738585072014e-308:
+            out.append(c * p)
+            continue
+        sign = -1.0 if eta > 1.0 and (n - j) % 2 else 1.0
+        try:
+            out.append(sign * exp(log(c) + (n - j) * log(abs(1.0 - eta)) + j * log(eta)))
+        except OverflowError:
+            out.append(sign * np.inf)
+    return out
+
+
+def relax_closed_form(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=True,
+                      init="forward", xp=None):
+    """The state after K relaxation ticks without ticking: ``relax_sweep``'s
+    final state (to rounding) from the exact linear analysis, x_K = x* +
+    Σ_j C(K, j)(1−η)^{K−j} η^j N^j e_0 with e_0 = x_0 − x* and x* the
+    ``model_fixed_point``. N is applied to the initial error only while a
+    weight remains (k−1 times for the longest path k to the output; on a
+    chain (L−1)L/2 backward-sized matmuls in all), whatever K. Returns xs per
+    vertex index (the input, the hidden vertices, the clamped ∂ℓ/∂x_out; the
+    initial state when K = 0)."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    eta = check_eta_x(eta_x)
+    iterations = check_count("iterations", iterations)
+    init = check_choice("relaxation init", init, INITS)
+    xs = _initial_state(xp, sweep, init)
+    if iterations == 0:
+        return xs
+    fb = _feedback(xp, sweep, feedback)
+    gains = _gains(sweep, None, use_derivative)
+    star = model_fixed_point(sweep, fb, use_derivative, xp)
+    out = len(xs) - 1
+    w = tick_weights(iterations, max(distances_to_output(sweep.model).values()), eta)
+    last = max([j for j, c in enumerate(w) if c] + [0])
+    # powers[j][v] = (N^j e_0)_v, None where it is zero (the output, and
+    # vertices closer than j edges to it).
+    powers = [[None] + [xs[v] - star[v] for v in range(1, out)] + [None]]
+    for _ in range(last):
+        powers.append(send_down(sweep, powers[-1], gains, fb, xp))
+    new = [xs[0]]
+    for v in range(1, out):
+        acc = None                      # the highest power first (the chain order)
+        for j in range(last, -1, -1):
+            if powers[j][v] is not None:
+                term = w[j] * powers[j][v]
+                acc = term if acc is None else acc + term
+        new.append(star[v] + acc)
+    return new + [xs[out]]
+
+
 def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exact",
-                init="forward", feedback=None, params=None, record=False, targets=None):
-    """Sweep and relax in one call: ``variant`` picks feedback and σ' as in
-    ``simulator.relaxation``; the feedback variants use ``feedback``
-    ({"<layer>.W": B}) or, when None, ``draw_feedback(model)``. Returns a
-    ``Relaxed`` (sweep, final state per vertex, record)."""
+                init="forward", feedback=None, params=None, record=False, targets=None,
+                solver="ticks"):
+    """Sweep and relax in one call: ``variant`` picks feedback and σ'; the
+    feedback variants use ``feedback`` ({"<layer>.W": B}) or, when None,
+    ``draw_feedback(model)``. ``solver`` ``ticks`` or ``closed-form`` (no
+    record). Returns a ``Relaxed`` (sweep, final state per vertex, record)."""
     variant = check_variant(variant)
+    solver = check_choice("relaxation solver", solver, SOLVERS)
+    if solver == "closed-form" and record:
+        raise SimulatorError("record needs solver 'ticks': the closed form has no ticks")
     sweep = model_sweep(model, u, y, loss, params)
     fb = None
     if variant in USES_FEEDBACK:
         fb = draw_feedback(model) if feedback is None else feedback
-    xs, rec = relax_sweep(sweep, fb, eta_x, iterations, variant not in NO_DERIVATIVE, init,
-                          record, targets)
+    use_derivative = variant not in NO_DERIVATIVE
+    if solver == "closed-form":
+        return Relaxed(sweep, relax_closed_form(sweep, fb, eta_x, iterations, use_derivative,
+                                                init))
+    xs, rec = relax_sweep(sweep, fb, eta_x, iterations, use_derivative, init, record, targets)
     return Relaxed(sweep, xs, rec)
 
 
 def model_weight_gradients(sweep, xs, xp=None):
-    """Eq. 1 at the relaxed state on a graph: for every weighted vertex the
-    layer's parameter gradient of δ_v = σ'_v(pre_v) ⊙ x_v with its inputs x̄
-    (dense: δᵀx̄ and Σ δ), summed over the batch, keyed and laid out like
+    """Eq. 1 at the relaxed state: for every weighted vertex the layer's
+    parameter gradient of δ_v = σ'_v(pre_v) ⊙ x_v with its inputs x̄ (dense:
+    δᵀx̄ and Σ δ), summed over the batch, keyed and laid out like
     ``model.parameters()``. At the fixed point of ``exact`` this is backprop."""
     xp = array_namespace(sweep.top) if xp is None else xp
     grads = {}
@@ -240,8 +427,9 @@ def model_weight_gradients(sweep, xs, xp=None):
 
 def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
     """The equilibrium, solved in one reverse-topological pass: x_out* =
-    ∂ℓ/∂x_out, x_v* = Σ_c VJP_{c→v}(d_c ⊙ x_c*) (index 0 is the input's value,
-    never relaxed). With W and σ' this is reverse-mode AD's ∂ℓ/∂x_v."""
+    ∂ℓ/∂x_out, x_v* = Σ_c VJP_{c→v}(d_c ⊙ x_c*) (Eq. 5 at dx/dt = 0; index 0
+    is the input's value, never relaxed). With W and σ' this is reverse-mode
+    AD's ∂ℓ/∂x_v; with B, backprop through B; without σ', the linearised model's."""
     xp = array_namespace(sweep.top) if xp is None else xp
     fb = _feedback(xp, sweep, feedback)
     model = sweep.model
@@ -276,53 +464,70 @@ def distances_to_output(model):
 
 def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_derivative=True,
                      init="forward", xp=None):
-    """The linear analysis evaluated exactly on a graph (module docstring):
-    e_n = Σ_{j<k} C(n,j)(1−η)^{n−j} η^j N^j e_0 with e_0 = x_0 − x_*. Returns
-    host relative errors ‖e_v,n‖_F / ‖x_v*‖_F, shape (iterations+1, vertices),
+    """The linear analysis evaluated exactly (module docstring): e_n =
+    Σ_{j<k} C(n,j)(1−η)^{n−j} η^j N^j e_0 with e_0 = x_0 − x*. Returns host
+    relative errors ‖e_v,n‖_F / ‖x_v*‖_F, shape (iterations+1, vertices),
     input column NaN, output column 0."""
     xp = array_namespace(sweep.top) if xp is None else xp
     eta = check_eta_x(eta_x)
     model = sweep.model
     fb = _feedback(xp, sweep, feedback)
-    gains = _gains(sweep, 1.0, use_derivative)
+    gains = _gains(sweep, None, use_derivative)
     x0 = _initial_state(xp, sweep, check_choice("relaxation init", init, INITS))
     V = len(model)
-    powers = [[None] + [x0[v] - fixed_point[v] for v in range(1, V - 1)]
-              + [xp.zeros_like(sweep.top)]]
+    powers = [[None] + [x0[v] - fixed_point[v] for v in range(1, V - 1)] + [None]]
     depth = max(distances_to_output(model).values())
     for _ in range(1, depth):
-        nxt = send_down(sweep, powers[-1], gains, fb, xp)
-        powers.append([None] + nxt[1:-1] + [xp.zeros_like(sweep.top)])
+        powers.append(send_down(sweep, powers[-1], gains, fb, xp))
     out = np.full((iterations + 1, V), np.nan)
     out[:, -1] = 0.0
     n = np.arange(iterations + 1)
     coef = np.array([[comb(int(t), j) * (1.0 - eta) ** (int(t) - j) * eta ** j if j <= t else 0.0
                       for j in range(len(powers))] for t in n])
-    scale = coef.max(axis=1)           # scale rows first: (1−η)^{2n} underflows early
-    scale[scale == 0.0] = 1.0
-    unit = coef / scale[:, None]
     for v in range(1, V - 1):
-        chains = [pw[v] for pw in powers]
+        js = [j for j, pw in enumerate(powers) if pw[v] is not None]
+        chains = [powers[j][v] for j in js]
         gram = np.array([[float(xp.sum(a * b)) for b in chains] for a in chains])
+        c = coef[:, js]
+        scale = c.max(axis=1)          # scale rows first: (1−η)^{2n} underflows early
+        scale[scale == 0.0] = 1.0
+        unit = c / scale[:, None]
         sq = np.einsum("ti,ij,tj->t", unit, gram, unit)
         norm = float(xp.sqrt(xp.sum(fixed_point[v] * fixed_point[v])))
         out[:, v] = scale * np.sqrt(np.maximum(sq, 0.0)) / norm
     return out
 
 
-class ModelActivationRelaxation:
-    """A Model trained by Activation Relaxation (``simulator.relaxation.
-    ActivationRelaxation`` on a graph). Holds the parameters (and B for the
-    feedback variants) on its Backend; ``step`` is one forward sweep, K
-    relaxation ticks and p ← p − lr Δp / batch (B ← B − lr ΔW / batch for the
-    learned variants, Eq. 6). B is ``draw_feedback(model, feedback_seed,
-    feedback_scale)``."""
+def leading_decay(n, k, eta_x):
+    """The asymptotic envelope of the error of a vertex k edges below the
+    output, C(n, k−1)(1−η)^{n−k+1} η^{k−1} (the last, highest-degree term of
+    the closed form), for n ≥ k−1."""
+    n = np.asarray(n)
+    return np.array([comb(int(t), k - 1) for t in n.reshape(-1)], dtype=float).reshape(n.shape) \
+        * (1.0 - eta_x) ** (n - k + 1) * eta_x ** (k - 1)
+
+
+class ActivationRelaxation:
+    """A Model trained by Activation Relaxation (Algorithm 1 with Eqs. 4–8).
+
+    Holds the parameters (and B for the feedback variants, ``draw_feedback(
+    model, feedback_seed, feedback_scale)``) on its Backend. ``step`` is one
+    forward sweep, the relaxation, and p ← p − lr Δp / batch (B ← B − lr ΔW /
+    batch for the learned variants, Eq. 6). ``solver`` says how the state
+    after K ticks is reached: ``ticks`` (``relax_sweep``) or ``closed-form``
+    (``relax_closed_form``: the same state to rounding, a few backward passes
+    whatever K). On a chain pass ``Model.from_network(net)``."""
 
     def __init__(self, model, variant="exact", eta_x=0.1, iterations=100, loss="mse",
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
-                 dtype="float64"):
+                 dtype="float64", solver="ticks"):
         self.model = _check_model(model)
-        set_relaxation_options(self, variant, eta_x, iterations, loss, init)
+        self.variant = check_variant(variant)
+        self.eta_x = check_eta_x(eta_x)
+        self.iterations = check_count("iterations", iterations)
+        self.loss = check_choice("loss", loss, tuple(LOSSES))
+        self.init = check_choice("relaxation init", init, INITS)
+        self.solver = check_choice("relaxation solver", solver, SOLVERS)
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.params = {k: self.backend.asarray(a) for k, a in model.parameters().items()}
@@ -331,22 +536,31 @@ class ModelActivationRelaxation:
         if self.variant in USES_FEEDBACK:
             self.feedback = {k: self.backend.asarray(b) for k, b in
                              draw_feedback(model, feedback_seed, feedback_scale).items()}
-        self.steps = 0
+        self.steps = 0   # learning steps taken (names the step of a divergence)
 
     def sweep(self, u, y):
         """The forward sweep on device arrays u (B, *input_shape), y (B, *output_shape)."""
         return model_sweep(self.model, u, y, self.loss, self.params)
 
     def relax(self, sweep, record=False, targets=None, iterations=None):
-        """The relaxation phase of this learner's variant (see ``relax_sweep``)."""
+        """The relaxation phase of this learner's variant, ticked (see ``relax_sweep``)."""
         its = self.iterations if iterations is None else iterations
         return relax_sweep(sweep, self.feedback, self.eta_x, its, self.use_derivative,
                            self.init, record, targets, self.xp)
 
+    def fixed_point(self, sweep):
+        """The equilibrium of this learner's relaxation (``model_fixed_point``)."""
+        return model_fixed_point(sweep, self.feedback, self.use_derivative, self.xp)
+
     def gradients(self, u, y):
-        """(gradients keyed like ``model.parameters()``, sweep) of one AR phase."""
+        """(gradients keyed like ``model.parameters()``, sweep) of one AR
+        phase, the relaxed state reached by this learner's ``solver``."""
         sweep = self.sweep(u, y)
-        xs, _ = self.relax(sweep)
+        if self.solver == "closed-form":
+            xs = relax_closed_form(sweep, self.feedback, self.eta_x, self.iterations,
+                                   self.use_derivative, self.init, self.xp)
+        else:
+            xs, _ = self.relax(sweep)
         return model_weight_gradients(sweep, xs, self.xp), sweep
 
     def step(self, u, y, lr):
@@ -358,9 +572,11 @@ class ModelActivationRelaxation:
             raise NumericalError(self.steps, self.model.depth, "loss")
         self.steps += 1
         scale = float(lr) / u.shape[0]
-        self.params = {k: p - scale * grads[k] for k, p in self.params.items()}
+        for k, p in self.params.items():      # in place: the learner owns its arrays
+            p -= scale * grads[k]
         if self.variant in LEARNS_FEEDBACK:
-            self.feedback = {k: b - scale * grads[k] for k, b in self.feedback.items()}
+            for k, b in self.feedback.items():
+                b -= scale * grads[k]
         return loss
 
     def predict(self, u):
