@@ -4,12 +4,33 @@ Exit codes: 0 success; 2 user error (one ``error:`` line on stderr, nothing
 written); 130 Ctrl-C and 143 SIGTERM (one line, nothing left behind); 1 internal
 failure (a bug: the traceback is printed).
 """
-import json
 import os
-import pathlib
 import signal
 import sys
 import threading
+
+
+def _interrupted_while_starting(signum, frame):
+    """Ctrl-C while tickprop starts (importing numpy, matplotlib and the
+    simulator takes a good part of a second): nothing is written yet, so
+    the one line and exit 130 at once, no traceback."""
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+# Until the module is loaded, Ctrl-C is _interrupted_while_starting (where
+# Ctrl-C has its usual meaning: not in a worker thread, nor where the parent
+# process made it ignored); at the end of the module it is a KeyboardInterrupt
+# again, which every command turns into `interrupted` after cleaning up.
+_STARTING = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+# The imports below are what Ctrl-C may interrupt while tickprop starts.
+import errno
+import json
+import pathlib
 import webbrowser
 
 import click
@@ -30,6 +51,22 @@ def _fail(exc):
     sys.exit(2)
 
 
+# OS errors only a write meets; a read of a saved file is the loader's own
+# error (simulator.runfiles), so any other OSError is told as the OS tells it.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _os_error(exc):
+    """The one-line error of an OSError no command caught: ``cannot write``
+    (files.output_error) for the errors only a write meets, else the file and
+    the OS's reason, without guessing whether it was read or written."""
+    if exc.errno in _WRITE_ERRNOS:
+        return files.output_error(exc)
+    where = exc.filename if getattr(exc, "filename", None) else None
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return SimulatorError(f"{where}: {reason}" if where else reason)
+
+
 # click >= 8.2 raises this for a group called without a command.
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -47,7 +84,7 @@ def _on_sigterm(signum, frame):
 
 
 class _Group(click.Group):
-    """Turns SimulatorError (and an OSError met while writing) into one line and
+    """Turns SimulatorError (and an OSError no command caught) into one line and
     exit code 2, click's own usage errors (a bad option value, an unknown
     option or command) into one ``error:`` line and exit 2 as well, and Ctrl-C
     and SIGTERM into one line and exit 130 / 143 after cleaning up."""
@@ -82,7 +119,7 @@ class _Group(click.Group):
         except SimulatorError as exc:
             _fail(exc)
         except OSError as exc:
-            _fail(files.output_error(exc))
+            _fail(_os_error(exc))
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, _Terminated)
             click.echo("terminated" if terminated else "interrupted", err=True)
@@ -314,6 +351,9 @@ def view(source, out, no_open):
     if not opened:
         click.echo(f"open it in a browser: {pathlib.Path(path).as_uri()}")
 
+
+if _STARTING:                 # loaded: Ctrl-C is a KeyboardInterrupt again (see the top)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if __name__ == "__main__":
     main()

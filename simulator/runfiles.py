@@ -330,7 +330,15 @@ def read_npz(path, required=(), text=(), budget=None):
                             "to write it again") from None
         with zf:
             return _read_members(zf, name, required, text,
-                                 read_budget() if budget is None else budget)
+                                 read_budget() if budget is None else int(budget))
+
+
+def _budget_words(budget):
+    """How an error names the budget of a read: where it comes from."""
+    if READ_BUDGET is None:
+        return (f"the {_format_bytes(budget)} this process may use now (a fraction "
+                f"{BUDGET_FRACTION:g} of the memory available)")
+    return f"the read budget of {_format_bytes(budget)}"
 
 
 def _read_members(zf, name, required, text, budget):
@@ -353,8 +361,8 @@ def _read_members(zf, name, required, text, budget):
     total = sum(info.file_size for info, _, _ in headers.values())
     if total > budget:
         raise ReadError(f"{name}: its arrays take {_format_bytes(total)} once read, more than "
-                        f"the {_format_bytes(budget)} this process may use now (half the "
-                        "memory available); free memory or read it on a larger machine")
+                        f"{_budget_words(budget)}; free memory or read it on a larger "
+                        "machine")
     arrays = {}
     for key, (info, shape, dtype) in headers.items():
         try:
@@ -393,8 +401,8 @@ def _want_range(name, arrays, key, low, high=None):
     """Refuse integer values of ``arrays[key]`` outside low..high."""
     a = arrays[key]
     if a.size and (int(a.min()) < low or (high is not None and int(a.max()) > high)):
-        span = f"{low}..{high}" if high is not None else f"at least {low}"
-        raise _damaged(name, f"array '{key}' holds values outside {span}")
+        span = f"outside {low}..{high}" if high is not None else f"below {low}"
+        raise _damaged(name, f"array '{key}' holds values {span}")
 
 
 def _want_increasing(name, arrays, key):
@@ -574,8 +582,7 @@ def read_run_meta(folder):
     if "kind" in scene and not isinstance(scene["kind"], str):
         raise _damaged(name, f"'scene.kind' is {type(scene['kind']).__name__}, expected text")
     pictures = meta.get("pictures", [])
-    if not isinstance(pictures, list) or not all(
-            isinstance(p, str) and p and os.path.basename(p) == p for p in pictures):
+    if not isinstance(pictures, list) or not all(isinstance(p, str) for p in pictures):
         raise _damaged(name, "'pictures' must be a list of file names")
     return meta
 
