@@ -519,12 +519,13 @@ def _check_states(name, arrays):
 
 
 def _check_vertices(name, arrays):
-    """A graph trace's vertices: names and levels for every vertex, levels and
-    distances to the output in 0..L, edges (parent, child) between vertices."""
+    """A graph trace's vertices: names, levels and synchronization flags for
+    every vertex, levels and distances to the output in 0..L, edges (parent,
+    child) between vertices."""
     given = [k for k in VERTEX_KEYS + ("vertex_edges",) if k in arrays]
     if not given:
         return
-    for key in ("vertex_names", "vertex_levels"):
+    for key in ("vertex_names", "vertex_levels", "vertex_sync"):
         if key not in arrays:
             raise _damaged(name, f"{given[0]} without {key}")
     n = len(arrays["sizes"])

@@ -28,6 +28,7 @@ COMMANDS = ("render", "view")
 # Tiny runs of every kind whose saved files a render or a view reads.
 RUNS = {
     "diffusion": ["fig3_fast", "--ticks", "12"],
+    "graph": ["residual_levelling", "--ticks", "6", "--set", "record.states=true"],
     "ar_converge": ["ar_converge", "--set", "relaxation.iterations=3",
                     "--set", "relaxation.batch=4", "--set", "relaxation.eta_x=[0.1, 0.5]",
                     "--set", "network.sizes=[64, 6, 10]"],
@@ -195,6 +196,22 @@ def test_run_json_fields_of_the_wrong_type_are_one_error_line(runs, tmp_path, co
         "states-without-ticks", "complex-norms"])
 def test_a_damaged_trace_is_one_error_line(runs, tmp_path, command, change, needle):
     folder = copy_run(runs, "diffusion", tmp_path)
+    rewrite_npz(trace_of(folder), change)
+    one_error_line(invoke(command, folder), trace_of(folder), needle)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("change, needle", [
+    (lambda a: a.pop("vertex_sync"), "without vertex_sync"),
+    (lambda a: a.update(vertex_levels=a["vertex_levels"] + 100), "'vertex_levels' holds values"),
+    (lambda a: a.update(vertex_edges=a["vertex_edges"] + 100), "'vertex_edges' holds values"),
+    (lambda a: a.update(vertex_edges=a["vertex_edges"].reshape(-1)), "'vertex_edges' has shape"),
+    (lambda a: a.update(vertex_names=np.arange(len(a["sizes"]))), "'vertex_names'"),
+    (lambda a: a.update(tag_pair_hi=a["tag_pair_hi"][:, :2]), "'tag_pair_hi' has shape"),
+], ids=["no-sync-flags", "levels-outside", "edges-outside", "edges-flat", "names-numbers",
+        "narrow-newest-tags"])
+def test_a_damaged_graph_trace_is_one_error_line(runs, tmp_path, command, change, needle):
+    folder = copy_run(runs, "graph", tmp_path)
     rewrite_npz(trace_of(folder), change)
     one_error_line(invoke(command, folder), trace_of(folder), needle)
 
