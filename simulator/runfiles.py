@@ -295,12 +295,16 @@ def _member_header(zf, info, name):
                 raise ValueError(f"unsupported .npy version {version}")
             header = fp.tell()
     except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, RuntimeError,
-            NotImplementedError, SyntaxError, TypeError) as exc:
+            NotImplementedError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
         raise ReadError(f"{name}: damaged (array {key!r}: {str(exc)[:160] or type(exc).__name__})"
                         ) from None
-    if dtype.hasobject or dtype.kind not in NUMBERS + TEXT or dtype.names is not None:
+    if dtype.hasobject or dtype.kind not in NUMBERS + TEXT or dtype.names is not None \
+            or dtype.itemsize == 0:
         raise ReadError(f"{name}: damaged (array {key!r} holds {dtype.kind!r} values of dtype "
                         f"{dtype}; expected numbers)")
+    if any(int(n) < 0 for n in shape):
+        raise ReadError(f"{name}: damaged (array {key!r}: its header declares the negative "
+                        f"shape {tuple(shape)})")
     count = math.prod(int(n) for n in shape)
     if header + count * dtype.itemsize != info.file_size:
         raise ReadError(f"{name}: damaged (array {key!r}: its header declares shape "

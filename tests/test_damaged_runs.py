@@ -489,3 +489,13 @@ def test_the_loader_refuses_what_numpy_would_unpickle_or_inflate(tmp_path, monke
     np.save(tmp_path / "b.npy", np.arange(3))
     with pytest.raises(runfiles.ReadError, match="not an .npz archive"):
         runfiles.read_npz(tmp_path / "b.npy")
+    for header, needle in (({"descr": "<f8", "fortran_order": False, "shape": (-1, 0)},
+                            "negative shape"),
+                           ({"descr": "<U0", "fortran_order": False, "shape": (2**50,)},
+                            "dtype <U0"),
+                           ({"descr": "<f8", "fortran_order": False, "shape": (3,)},
+                            "header declares shape")):
+        with zipfile.ZipFile(path, "w") as z, z.open("a.npy", "w") as f:
+            npy.write_array_header_1_0(f, header)
+        with pytest.raises(runfiles.ReadError, match=needle):
+            runfiles.read_npz(path, ["a"], text=["a"])

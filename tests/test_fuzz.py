@@ -513,9 +513,9 @@ def test_damaged_run_folders_render_and_view_or_are_one_error_line(saved_runs, k
             shutil.copytree(source, folder)
             apply_damage(folder, damage)
             what = (kind, damage[0], damage[1], repr(damage[2])[:80])
-            out = ["--out", os.path.join(tmp, "new")] if elsewhere else []
-            check_folder_outcome(run_cli(["render", folder, "--no-gif", *out]),
-                                 what + ("render", *out))
+            # in place only the run's own pictures (no GIF); into a new folder all of them
+            how = ["--out", os.path.join(tmp, "new")] if elsewhere else ["--no-gif"]
+            check_folder_outcome(run_cli(["render", folder, *how]), what + ("render", *how))
             if kind in VIEWABLE:
                 check_folder_outcome(run_cli(["view", folder, "--no-open"]), what + ("view",))
     check()

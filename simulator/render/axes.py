@@ -109,8 +109,9 @@ def log_axis(ax, values, note, margin=3.0, floor=None):
     zeros = bool((v <= 0).any())
     v = np.maximum(v, floor)
     # widened, but within what a log axis can tick (a saved 1e308 must not widen to inf)
-    ax.set_ylim(max(float(v.min()) / margin, 1 / LOG_LIMIT),
-                min(float(v.max()) * margin, LOG_LIMIT))
+    lo = min(max(float(v.min()) / margin, 1 / LOG_LIMIT), LOG_LIMIT / margin ** 2)
+    hi = max(min(float(v.max()) * margin, LOG_LIMIT), lo * margin ** 2)
+    ax.set_ylim(lo, hi)
     if zeros and v.max() <= floor:
         # Nothing but zeros: the "0" tick alone (no decades to label around it).
         ax.yaxis.set_major_locator(FixedLocator([floor]))
