@@ -499,3 +499,42 @@ def test_the_loader_refuses_what_numpy_would_unpickle_or_inflate(tmp_path, monke
             npy.write_array_header_1_0(f, header)
         with pytest.raises(runfiles.ReadError, match=needle):
             runfiles.read_npz(path, ["a"], text=["a"])
+
+
+# ---------------------------------------------------------------- sweeps
+SWEEP = """description = "two points"
+kind = "sweep"
+
+[sweep]
+base = "fig3_fast"
+seeds = [0]
+
+[sweep.set]
+"run.ticks" = 8
+"record.states" = false
+"network.depth" = 2
+
+[sweep.grid]
+"stream.hold" = [1, 2]
+"""
+
+
+def test_a_fifo_or_a_deep_nesting_among_sweep_points_is_computed_again(tmp_path):
+    """A sweep's point files are saved files too: one replaced by a FIFO (a
+    reader would block for ever) or by deeply nested JSON (RecursionError) is
+    damaged, so the point runs again; the sweep finishes (a real process
+    with a timeout)."""
+    scene_path = tmp_path / "two.toml"
+    scene_path.write_text(SWEEP)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "cli", "sweep", str(scene_path), "--out", str(out), "--quiet"]
+    assert subprocess.run(args, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+    points = sorted((out / "points").iterdir())
+    assert len(points) == 2
+    points[0].unlink()
+    os.mkfifo(points[0])
+    points[1].write_text("[" * DEEP + "]" * DEEP)
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
+    for point in points:
+        assert point.is_file() and json.loads(point.read_text())["status"] == "ok"
