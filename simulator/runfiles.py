@@ -273,6 +273,7 @@ def read_gzip(path, limit):
 
 # ---------------------------------------------------------------- archives
 NUMBERS = "biuf"            # dtype kinds of numeric arrays (bool, ints, floats)
+REAL = "iuf"                # dtype kinds of arrays of values (not flags)
 TEXT = "US"                 # dtype kinds of text arrays
 
 
@@ -458,11 +459,12 @@ def check_trace(name, arrays):
     if missing:
         raise _damaged(name, f"missing arrays {', '.join(missing)}")
     for key in arrays:
-        if key not in TRACE_TEXT:
-            _want_kind(name, arrays, key, "iu" if key in TRACE_INTEGERS or
-                       key.startswith("tag_") else NUMBERS,
-                       "integers" if key in TRACE_INTEGERS or key.startswith("tag_")
-                       else "numbers")
+        if key in TRACE_INTEGERS or key.startswith("tag_"):      # -1 marks "none"
+            _want_kind(name, arrays, key, "i", "signed integers")
+        elif key == "vertex_sync":
+            _want_kind(name, arrays, key, "biu", "true/false flags")
+        elif key not in TRACE_TEXT:
+            _want_kind(name, arrays, key, REAL, "numbers")
     sizes, tick = arrays["sizes"], arrays["tick"]
     if sizes.ndim != 1 or len(sizes) < 2 or tick.ndim != 1:
         raise _damaged(name, f"'sizes' must list at least two widths and 'tick' be 1-D, got "
@@ -599,6 +601,9 @@ def read_relaxation(folder):
     path = os.path.join(os.fspath(folder), "relaxation.npz")
     arrays = read_npz(path, ("errors", "predicted", "changes", "eta_x"), text=("variant",))
     name = shown(path)
+    for key in ("errors", "predicted", "changes", "norms", "eta_x"):
+        if key in arrays:
+            _want_kind(name, arrays, key, REAL, "numbers")
     eta = arrays["eta_x"]
     _want_shape(name, arrays, "eta_x", (None,))
     errors = arrays["errors"]
@@ -625,6 +630,8 @@ def read_training(folder):
     path = os.path.join(os.fspath(folder), "training.npz")
     arrays = read_npz(path, ("steps", "test_backprop", "train_backprop"))
     name = shown(path)
+    for key in arrays:
+        _want_kind(name, arrays, key, REAL, "numbers")
     _want_shape(name, arrays, "steps", (None,))
     steps = len(arrays["steps"])
     if steps < 1:
@@ -647,6 +654,8 @@ def read_wave(folder):
     path = os.path.join(os.fspath(folder), "wave.npz")
     arrays = read_npz(path, ("by_level", "by_vertex", "levels"))
     name = shown(path)
+    for key in ("by_level", "by_vertex"):
+        _want_kind(name, arrays, key, REAL, "numbers")
     by_level = arrays["by_level"]
     if by_level.ndim != 2 or 0 in by_level.shape:
         raise _damaged(name, f"array 'by_level' has shape {by_level.shape}, expected (ticks ≥ "

@@ -191,9 +191,11 @@ def test_run_json_fields_of_the_wrong_type_are_one_error_line(runs, tmp_path, co
     (lambda a: a.update(state_layers=a["state_layers"] + 50), "'state_layers'"),
     (lambda a: a.pop("state_tick"), "without state_tick"),
     (lambda a: a.update(x_norm=a["x_norm"].astype(complex)), "'x_norm' holds"),
+    (lambda a: a.update(tag_pair=a["tag_pair"].astype(np.uint64)), "'tag_pair' holds uint64"),
+    (lambda a: a.update(state_delta=a["state_delta"] > 0), "'state_delta' holds bool"),
 ], ids=["tick-text", "tick-objects", "short-x-norm", "narrow-delta", "float-tags",
         "zero-widths", "ticks-backwards", "narrow-states", "state-layer-outside",
-        "states-without-ticks", "complex-norms"])
+        "states-without-ticks", "complex-norms", "unsigned-tags", "flag-states"])
 def test_a_damaged_trace_is_one_error_line(runs, tmp_path, command, change, needle):
     folder = copy_run(runs, "diffusion", tmp_path)
     rewrite_npz(trace_of(folder), change)
