@@ -1,8 +1,8 @@
 """Every saved file tickprop reads goes through here: run.json, trace.npz and
 the other results of each kind (results.json, relaxation.npz, training.npz,
 wave.npz, locking.npz), for ``tickprop render``, ``tickprop view`` and the
-notebook's ``Trace.load`` alike, and the gzipped data files of
-simulator.datasets.
+notebook's ``Trace.load`` alike, a sweep's point files, and the gzipped data
+files of simulator.datasets.
 
 A damaged or hostile file is one ``ReadError`` (a SimulatorError: one
 ``error:`` line) naming the file and what is wrong, never a traceback and
@@ -53,6 +53,8 @@ MAX_MEMBERS = 4096
 MAX_HEADER_BYTES = 10000        # numpy's own limit for a trusted .npy header
 # The arrays of one file may take at most this fraction of the memory the
 # process can still allocate (read_budget): drawing needs copies beside them.
+# (Not the run's own record.memory_budget: run.json is as open to damage as
+# the archive it would vouch for, and the machine reading may be smaller.)
 BUDGET_FRACTION = 0.5
 # Bytes the arrays of one file may take; None: BUDGET_FRACTION of
 # available_memory() at the time of reading. Tests set it.
