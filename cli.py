@@ -67,6 +67,16 @@ def _os_error(exc):
     return SimulatorError(f"{where}: {reason}" if where else reason)
 
 
+def _exit_interrupted(code):
+    """Exit with ``code`` after Ctrl-C or SIGTERM was handled. CPython keeps
+    a KeyboardInterrupt that escaped an eval() of a string (numpy's f2py
+    evaluates some while it imports) as unhandled, however it was caught
+    later, and would end the process by SIGINT instead of ``code``;
+    evaluating a string again clears that mark."""
+    eval("None")
+    sys.exit(code)
+
+
 # click >= 8.2 raises this for a group called without a command.
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -106,7 +116,7 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            _exit_interrupted(130)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
@@ -123,7 +133,7 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, _Terminated)
             click.echo("terminated" if terminated else "interrupted", err=True)
-            sys.exit(143 if terminated else 130)
+            _exit_interrupted(143 if terminated else 130)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -472,6 +472,28 @@ def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(tmp_path, delay):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
+def test_ctrl_c_met_inside_an_eval_still_exits_130(tmp_path):
+    """CPython marks a KeyboardInterrupt that escapes an eval() of a string
+    as unhandled (numpy's f2py evals strings while it imports, so Ctrl-C
+    lands there now and then) and, run as ``python -m``, ends the process by
+    SIGINT (exit -2) after the handled Ctrl-C asked for 130, unless the mark
+    is cleared."""
+    (tmp_path / "interrupt_in_eval.py").write_text(
+        "import cli\n"
+        "from simulator import scene\n"
+        "def interrupted(*a, **k):\n"
+        "    eval('(_ for _ in ()).throw(KeyboardInterrupt)')\n"
+        "scene.load = interrupted\n"
+        f"cli.main(args=['run', 'fig3_fast', '--out', {str(tmp_path / 'out')!r}])\n")
+    path = os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-m", "interrupt_in_eval"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=path))
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", (
+        proc.returncode, proc.stderr[-2000:])
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------ the loader
 def test_the_loader_refuses_what_numpy_would_unpickle_or_inflate(tmp_path, monkeypatch):
     """read_npz directly: object arrays, a single .npy, and a budget smaller
