@@ -120,10 +120,11 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
-        previous = None
+        previous = hook = None
         if threading.current_thread() is threading.main_thread():
             _on_sigterm.pid = os.getpid()
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            hook, sys.unraisablehook = sys.unraisablehook, _redeliver(sys.unraisablehook)
         try:
             return super().invoke(ctx)
         except SimulatorError as exc:
@@ -131,12 +132,81 @@ class _Group(click.Group):
         except OSError as exc:
             _fail(_os_error(exc))
         except KeyboardInterrupt as exc:
-            terminated = isinstance(exc, _Terminated)
-            click.echo("terminated" if terminated else "interrupted", err=True)
-            _exit_interrupted(143 if terminated else 130)
+            _stop(exc, half_imported=_in_import(exc))
+        except ImportError as exc:
+            # Ctrl-C that broke a C extension's import (matplotlib's ft2font)
+            # comes out as ImportError('initialization failed') from it.
+            interrupt = _interrupt_behind(exc)
+            if interrupt is None:
+                raise
+            _stop(interrupt, half_imported=True)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            if hook is not None:
+                sys.unraisablehook = hook
+
+
+def _stop(interrupt, half_imported=False):
+    """The one line and exit 130 (Ctrl-C) or 143 (SIGTERM), everything already
+    cleaned up on the way out. After an extension module's import was broken
+    half-way (``half_imported``) the interpreter's own shutdown can crash on
+    it (a fatal error, SIGABRT), so the process then ends at once."""
+    terminated = isinstance(interrupt, _Terminated)
+    code = 143 if terminated else 130
+    click.echo("terminated" if terminated else "interrupted", err=True)
+    if half_imported:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    _exit_interrupted(code)
+
+
+def _in_import(exc):
+    """Whether ``exc`` was raised while a module was being imported (a
+    module's top-level code on its way from the command), which may leave a
+    half-initialised extension module behind."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "<module>":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _interrupt_behind(exc):
+    """The KeyboardInterrupt an exception was raised from (its cause or
+    context, followed down), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+REDELIVER_S = 0.01       # how long a dropped Ctrl-C waits to be delivered again
+
+
+def _redeliver(hook):
+    """An unraisable-exception hook that delivers again a Ctrl-C (or SIGTERM)
+    which landed in a finalizer or a weakref callback -- where Python can only
+    print 'Exception ignored' and drop it, and the run would go on -- so the
+    command stops; other unraisable exceptions go to ``hook``."""
+    def handle(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                           KeyboardInterrupt):
+            signum = (signal.SIGTERM if issubclass(unraisable.exc_type, _Terminated)
+                      else signal.SIGINT)
+            # A moment later from another thread: raised here, it would land
+            # in this hook and be dropped again.
+            later = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signum))
+            later.daemon = True
+            later.start()
+            return
+        hook(unraisable)
+    return handle
 
 
 def _say(name, lines, out):

@@ -472,26 +472,53 @@ def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(tmp_path, delay):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
+def run_interrupted(tmp_path, body):
+    """Run ``tickprop run fig3_fast`` as ``python -m`` of a module that first
+    replaces scene loading by ``body`` (Python source of a function
+    ``interrupted(*a, **k)``) -- a Ctrl-C met at a chosen awkward place."""
+    (tmp_path / "interrupt_here.py").write_text(
+        "import time\nimport cli\nfrom simulator import scene\n" + body +
+        "scene.load = interrupted\n"
+        f"cli.main(args=['run', 'fig3_fast', '--out', {str(tmp_path / 'out')!r}])\n")
+    path = os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-m", "interrupt_here"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=path))
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", (
+        proc.returncode, proc.stderr[-2000:])
+    assert not (tmp_path / "out").exists()
+
+
 def test_ctrl_c_met_inside_an_eval_still_exits_130(tmp_path):
     """CPython marks a KeyboardInterrupt that escapes an eval() of a string
     as unhandled (numpy's f2py evals strings while it imports, so Ctrl-C
     lands there now and then) and, run as ``python -m``, ends the process by
     SIGINT (exit -2) after the handled Ctrl-C asked for 130, unless the mark
     is cleared."""
-    (tmp_path / "interrupt_in_eval.py").write_text(
-        "import cli\n"
-        "from simulator import scene\n"
-        "def interrupted(*a, **k):\n"
-        "    eval('(_ for _ in ()).throw(KeyboardInterrupt)')\n"
-        "scene.load = interrupted\n"
-        f"cli.main(args=['run', 'fig3_fast', '--out', {str(tmp_path / 'out')!r}])\n")
-    path = os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    proc = subprocess.run([sys.executable, "-m", "interrupt_in_eval"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=path))
-    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", (
-        proc.returncode, proc.stderr[-2000:])
-    assert not (tmp_path / "out").exists()
+    run_interrupted(tmp_path, "def interrupted(*a, **k):\n"
+                              "    eval('(_ for _ in ()).throw(KeyboardInterrupt)')\n")
+
+
+def test_ctrl_c_that_broke_an_extension_import_exits_130(tmp_path):
+    """Ctrl-C inside a C extension's initialisation (matplotlib's ft2font,
+    imported when the first picture is drawn) comes out as
+    ImportError('initialization failed') raised from the KeyboardInterrupt:
+    `interrupted` and 130, not a traceback."""
+    run_interrupted(tmp_path, "def interrupted(*a, **k):\n"
+                              "    raise ImportError('initialization failed') "
+                              "from KeyboardInterrupt()\n")
+
+
+def test_ctrl_c_dropped_in_a_finalizer_still_stops_the_command(tmp_path):
+    """A Ctrl-C that lands in a finalizer or weakref callback is one Python
+    can only print as 'Exception ignored' and drop, and the run went on to
+    exit 0; it is delivered again, so the command stops with 130."""
+    run_interrupted(tmp_path, "class Doomed:\n"
+                              "    def __del__(self):\n"
+                              "        raise KeyboardInterrupt\n"
+                              "def interrupted(*a, **k):\n"
+                              "    Doomed()\n"
+                              "    time.sleep(5)\n")
 
 
 # ------------------------------------------------------------ the loader
