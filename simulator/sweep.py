@@ -52,6 +52,7 @@ from . import files, pool, threads
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
+from .runfiles import ReadError, read_json
 from .runner import Prepared
 from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
 from .training import train_scene
@@ -391,9 +392,8 @@ def read_point(points_dir, key):
     if not os.path.lexists(path):
         return None, False
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
+        record = read_json(path, dict)      # a FIFO or a deep nesting is damage, not a hang
+    except ReadError:
         return None, True
     if (not isinstance(record, dict) or any(k not in record for k in _POINT_KEYS)
             or record["format"] != POINT_FORMAT or record["key"] != key

@@ -5,6 +5,13 @@ values. The only acceptable outcomes (README, "Rules of the house"): exit 0,
 or exit 2 with exactly one line starting 'error:' on stderr and no output
 folder. A traceback (exit 1, an exception) is a bug.
 
+Then damaged run folders: real tiny runs of every kind whose pictures `render`
+redraws or `view` shows are made once per session, and each example damages
+one array of their .npz files (dtype, shape, values with NaN, inf and huge
+numbers, text, objects, missing) or one field of their JSON files (type,
+deletion, deep nesting), or truncates a file; `render` and `view` must each
+end in exit 0 or one 'error:' line.
+
 Each shipped scene is first made fast (FAST: a few ticks, tiny networks) so
 valid examples finish in a fraction of a second; then one key is replaced by a
 fuzzed TOML value, either in the scene file or with --set. Hypothesis runs
@@ -14,9 +21,12 @@ import glob
 import json
 import math
 import os
+import shutil
 import tempfile
 import tomllib
+import warnings
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -296,3 +306,222 @@ def test_every_field_refuses_every_weird_value_cleanly():
                     tried += 1
     assert tried > 3000
     assert math.isfinite(tried)
+
+
+# ------------------------------------------------------------ damaged run folders
+# Tiny runs whose saved files `render` (and, for the viewable kinds, `view`)
+# read: pictures on (render redraws only those a run lists), GIFs off.
+DAMAGE_RUNS = {
+    "diffusion": ["fig3_fast", "--ticks", "6"],
+    "graph": ["residual_levelling", "--ticks", "6", "--set", "record.states=true"],
+    "ar_converge": ["ar_converge", "--set", "relaxation.iterations=3",
+                    "--set", "relaxation.batch=4", "--set", "relaxation.eta_x=[0.1, 0.5]",
+                    "--set", "network.sizes=[64, 6, 10]"],
+    "pc_wave": ["pc_wave", "--set", "wave.il_steps=3"],
+    "train": ["train_digits", "--ticks", "8", "--set", "train.eval_every=4",
+              "--set", "train.eval_size=8"],
+    "locking": ["locking", "--set", "locking.depth=3", "--set", "locking.frames=2"],
+}
+VIEWABLE = ("diffusion", "graph", "ar_converge", "pc_wave")
+# Examples per kind (TICKPROP_FUZZ_FOLDERS scales them for a longer local run).
+FOLDER_EXAMPLES = int(os.environ.get("TICKPROP_FUZZ_FOLDERS", "16"))
+DTYPES = ["float32", "float16", "int8", "uint64", "int64", "bool", "complex128", "<U4", "S2",
+          "object"]
+SHAPES = ["drop-row", "add-row", "empty", "scalar", "flat", "extra-axis", "transpose",
+          "drop-column"]
+VALUES = [float("nan"), float("inf"), -float("inf"), 1e308, -1, -7, 2**40, 0, "x"]
+JSON_VALUES = [None, True, 0, -1, 1.5, 1e308, float("nan"), "", "x", [], {}, [1, "a"],
+               {"a": 1}, [[[]]]]
+
+
+@pytest.fixture(scope="session")
+def saved_runs(tmp_path_factory):
+    """{kind: folder} of the runs in DAMAGE_RUNS, made once per session."""
+    base = tmp_path_factory.mktemp("fuzz-runs")
+    made = {}
+    for kind, args in DAMAGE_RUNS.items():
+        out = str(base / kind)
+        result = run_cli(["run", *args, "--out", out, "--quiet", "--no-gif"])
+        assert result.exit_code == 0, (kind, _tail(result))
+        made[kind] = out
+    return made
+
+
+def _json_paths(value, path=()):
+    """Every path (tuple of keys and indices) into a parsed JSON value."""
+    out = [path] if path else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _json_paths(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:3]):
+            out += _json_paths(v, path + (i,))
+    return out
+
+
+def _targets(folder):
+    """(file, key or JSON path) of everything a damage may hit in a run folder."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.endswith(".npz"):
+            with np.load(path) as data:
+                out += [(name, key) for key in data.files]
+        elif name.endswith(".json"):
+            with open(path) as f:
+                out += [(name, p) for p in _json_paths(json.load(f))]
+        if name.endswith((".npz", ".json")):
+            out.append((name, None))
+    return out
+
+
+def damages(folder):
+    """A strategy of one damage to the run folder ``folder``: (file, target,
+    operation, argument)."""
+    targets = _targets(folder)
+    arrays = [t for t in targets if t[0].endswith(".npz") and t[1]]
+    fields = [t for t in targets if t[0].endswith(".json") and t[1]]
+    position = st.integers(0, 10**6)
+    options = [st.tuples(st.sampled_from([t for t in targets if t[1] is None]),
+                         st.just("truncate"), st.floats(0.0, 0.99))]
+    if arrays:
+        one = st.sampled_from(arrays)
+        options += [st.tuples(one, st.just("drop"), st.none()),
+                    st.tuples(one, st.just("dtype"), st.sampled_from(DTYPES)),
+                    st.tuples(one, st.just("shape"), st.sampled_from(SHAPES)),
+                    st.tuples(one, st.just("value"),
+                              st.tuples(st.sampled_from(VALUES), position, st.booleans()))]
+    if fields:
+        one = st.sampled_from(fields)
+        options += [st.tuples(one, st.just("delete"), st.none()),
+                    st.tuples(one, st.just("set"), st.sampled_from(JSON_VALUES)),
+                    st.tuples(one, st.just("nest"), st.sampled_from([3, 70, 5000]))]
+    return st.one_of(options)
+
+
+def _reshaped(a, how):
+    if how == "drop-row":
+        return a[:-1] if a.ndim else a
+    if how == "add-row":
+        return np.concatenate([a, a[:1]]) if a.ndim and len(a) else a
+    if how == "empty":
+        return a.reshape(-1)[:0]
+    if how == "scalar":
+        return a.reshape(-1)[0] if a.size else np.zeros(())
+    if how == "flat":
+        return a.reshape(-1)
+    if how == "extra-axis":
+        return a[..., None]
+    if how == "transpose":
+        return a.T
+    return a[..., :-1] if a.ndim else a           # drop-column
+
+
+def _with_value(a, value, where, everywhere):
+    a = np.array(a)
+    if isinstance(value, str):
+        a = a.astype(str)
+    elif isinstance(value, float) and not np.isfinite(value) and a.dtype.kind not in "fc":
+        a = a.astype(float)
+    elif a.dtype.kind in "iub" and isinstance(value, int) and not (
+            np.iinfo(np.int64).min <= value <= np.iinfo(np.int64).max):
+        a = a.astype(float)
+    elif a.dtype.kind in "US":
+        a = a.astype(object)
+    if a.dtype.kind in "iu" and isinstance(value, (int, float)) and np.isfinite(value):
+        a = a.astype(np.int64)
+    if a.size == 0:
+        return a
+    if everywhere:
+        a[...] = value
+    else:
+        a.reshape(-1)[where % a.size] = value
+    return a
+
+
+def _change_array(a, op, arg):
+    """``a`` with one damage: another dtype, shape or value."""
+    if op == "dtype":
+        return np.array(a, dtype=object) if arg == "object" else a.astype(arg)
+    if op == "shape":
+        return _reshaped(a, arg)
+    return _with_value(a, *arg)
+
+
+DEEP_MARK = "@@nested here@@"
+
+
+def apply_damage(folder, damage):
+    """Damage one file of the run folder ``folder`` in place."""
+    (name, target), op, arg = damage
+    path = os.path.join(folder, name)
+    if op == "truncate":
+        data = open(path, "rb").read()
+        with open(path, "wb") as f:
+            f.write(data[:int(len(data) * arg)])
+    elif name.endswith(".npz"):
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        if op == "drop":
+            arrays.pop(target)
+        else:
+            try:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")         # NaN cast to int: the damage
+                    arrays[target] = _change_array(arrays[target], op, arg)
+            except (ValueError, TypeError, OverflowError):
+                arrays[target] = np.array(arrays[target], dtype=object)   # cannot convert
+        np.savez(path, **arrays)
+    else:
+        with open(path) as f:
+            doc = json.load(f)
+        *where, last = target
+        parent = doc
+        for key in where:
+            parent = parent[key]
+        if op == "delete":
+            del parent[last]
+        elif op == "set":
+            parent[last] = arg
+        else:                   # nested ``arg`` lists deep, past what json.dumps recurses
+            inner = json.dumps(parent[last])
+            parent[last] = DEEP_MARK
+        text = json.dumps(doc)
+        if op == "nest":
+            text = text.replace(json.dumps(DEEP_MARK), "[" * arg + inner + "]" * arg)
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def check_folder_outcome(result, what):
+    """Exit 0, or exit 2 with exactly one 'error:' line; never a traceback."""
+    if result.exit_code == 0:
+        return
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (
+        what, result.exit_code, repr(result.exception), _tail(result))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (what, result.stderr[-2000:])
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE_RUNS))
+def test_damaged_run_folders_render_and_view_or_are_one_error_line(saved_runs, kind):
+    """One damage at a time to a real run folder of each kind; `render` (in
+    place or into a new --out folder) and, for the kinds it shows, `view` each
+    succeed or print one error line."""
+    source = saved_runs[kind]
+
+    @settings(max_examples=FOLDER_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(damages(source), st.booleans())
+    def check(damage, elsewhere):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = os.path.join(tmp, "run")
+            shutil.copytree(source, folder)
+            apply_damage(folder, damage)
+            what = (kind, damage[0], damage[1], repr(damage[2])[:80])
+            # in place only the run's own pictures (no GIF); into a new folder all of them
+            how = ["--out", os.path.join(tmp, "new")] if elsewhere else ["--no-gif"]
+            check_folder_outcome(run_cli(["render", folder, *how]), what + ("render", *how))
+            if kind in VIEWABLE:
+                check_folder_outcome(run_cli(["view", folder, "--no-open"]), what + ("view",))
+    check()

@@ -85,6 +85,28 @@ def test_log_axis_with_nothing_finite_gets_a_fixed_range_and_a_note():
     assert ax2.get_yticks(minor=True).min() > 1e-4          # nothing labelled below the zero
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("key", ["mismatch_rel", "x_norm", "delta_norm"])
+@pytest.mark.parametrize("everywhere", [False, True], ids=["one", "all"])
+def test_a_saved_value_near_the_largest_float_draws(tmp_path, key, everywhere):
+    """A trace holding 1e308 (finite; a run that nearly overflowed, or a
+    damaged file) draws: the log axes stop at LOG_LIMIT instead of widening
+    to inf ('Axis limits cannot be NaN or Inf' before), and no overflow
+    warning reaches the terminal."""
+    out = run_scene(tmp_path, "fig3_fast", "--ticks", "12", "--no-gif")
+    with np.load(out / "trace.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    if everywhere:
+        arrays[key][...] = 1e308
+    else:
+        arrays[key][3, 2] = 1e308
+    np.savez(out / "trace.npz", **arrays)
+    res = CliRunner().invoke(cli.main, ["render", str(out), "--no-gif"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert res.stderr == ""
+    assert images(out, ("waves.png", "mismatch.png"))["mismatch.png"].size == (1100, 750)
+
+
 # ------------------------------------------------ Activation Relaxation
 def test_relaxation_of_one_tick_draws_and_zero_ticks_is_refused(tmp_path):
     """iterations = 1: one relaxation step, a one-row wave; iterations = 0 has

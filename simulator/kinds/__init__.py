@@ -12,7 +12,8 @@ from .. import files, threads
 from ..runner import run_metadata
 from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
 from ..selection import plain
-from .base import RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind, load_json
+from ..runfiles import read_run_meta
+from .base import RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind
 
 KINDS = {}
 for _module in (diffusion, train, ar_converge, ar_train, pc_table, pc_wave, locking, sweep):
@@ -68,7 +69,7 @@ def read_run(folder):
     readable tickprop run.json is one SimulatorError naming the file."""
     if not os.path.isfile(os.path.join(folder, "run.json")):
         raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
-    meta = load_json(folder, "run.json")
+    meta = read_run_meta(folder)
     scene = meta.get("scene") if isinstance(meta, dict) else None
     kind = meta.get("kind") if isinstance(meta, dict) else None
     kind = kind or (scene.get("kind", "diffusion") if isinstance(scene, dict) else None)

@@ -5,9 +5,8 @@ import numpy as np
 
 from ..build import relaxation_network
 from ..relaxation_experiments import converge_arrays, run_converge
-from .base import Kind, load_npz, save_npz, scene_of
-
-SAVED = ("errors", "predicted", "changes", "eta_x")     # what draw needs of relaxation.npz
+from ..runfiles import read_relaxation
+from .base import Kind, save_npz, saved_section
 
 
 def prepare(name, scene, options=None):
@@ -35,9 +34,10 @@ def draw(folder, meta, options):
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.convergence import draw_converge
 
-    arrays = load_npz(folder, "relaxation.npz", SAVED)
+    arrays = read_relaxation(folder)
     if "variant" not in arrays:       # relaxation.npz of an earlier version
-        arrays["variant"] = np.asarray(str(scene_of(meta, "relaxation").get("variant", "")))
+        arrays["variant"] = np.asarray(saved_section(folder, meta, "ar_converge",
+                                                     "relaxation")["variant"])
     return draw_converge(folder, arrays, png=options.get("png", True),
                          gif=options.get("gif", True))
 
@@ -46,7 +46,7 @@ def summary(folder, meta):
     """Headline, then per η_x the final relaxation error of every layer (the
     distance of the relaxed activity to backprop's gradient) from
     relaxation.npz."""
-    arrays = load_npz(folder, "relaxation.npz", SAVED)
+    arrays = read_relaxation(folder)
     errors, etas = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     lines = [f"done in {meta['timings']['run_s']:.2f} s: final error per layer after "
              f"{errors.shape[1] - 1} relaxation ticks (layers 1..{errors.shape[2] - 1})"]

@@ -5,7 +5,8 @@ import numpy as np
 
 from ..build import relaxation_network
 from ..relaxation_experiments import run_train, train_arrays
-from .base import Kind, load_npz, save_npz
+from ..runfiles import read_training
+from .base import Kind, save_npz
 
 
 def prepare(name, scene, options=None):
@@ -37,14 +38,14 @@ def draw(folder, meta, options):
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.convergence import draw_train
 
-    arrays = load_npz(folder, "training.npz", ("steps", "test_backprop", "train_backprop"))
+    arrays = read_training(folder)
     return draw_train(folder, arrays) if options.get("png", True) else {}
 
 
 def summary(folder, meta):
     """Headline, then per rule (backprop and each variant) the final test
     accuracy, mean ± std over seeds, from training.npz."""
-    arrays = load_npz(folder, "training.npz", ("steps", "test_backprop", "train_backprop"))
+    arrays = read_training(folder)
     rules = [k[len("test_"):] for k in arrays if k.startswith("test_")]
     lines = [f"done in {meta['timings']['run_s']:.2f} s: final test accuracy (mean ± std over "
              "seeds)"]

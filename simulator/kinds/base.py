@@ -24,9 +24,8 @@ for every kind, ``tickprop pc-table`` as an alias of the pc_table kind.
   numbers of that kind. ``selects`` names the ``tickprop render`` selectors
   (ticks, layers, neurons) the kind's pictures honour; the others are refused.
 """
-import json
+import copy
 import os
-import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -34,6 +33,8 @@ import numpy as np
 
 from ..errors import SceneError, SimulatorError
 from ..files import atomic_write
+from ..runfiles import shown
+from ..scene import SCHEMAS
 
 TYPED_OPTIONS = ("ticks", "seed", "device", "dtype")
 RENDER_OPTIONS = ("every", "size", "color")      # --no-png/--no-gif apply to every kind
@@ -129,44 +130,18 @@ def save_npz(folder, filename, arrays):
                  lambda f: np.savez_compressed(f, **arrays), binary=True)
 
 
-def load_npz(folder, filename, keys):
-    """The arrays ``keys`` of a saved folder/filename; a missing or damaged file
-    is one SimulatorError naming it and what is wrong."""
-    path = os.path.join(folder, filename)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise SimulatorError(f"{path}: damaged or not a tickprop result "
-                                     f"(no {', '.join(missing)})")
-            return {k: data[k] for k in data.files}
-    except SimulatorError:
-        raise
-    except FileNotFoundError:
-        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
-
-
-def load_json(folder, filename):
-    """A saved JSON file of a run folder; missing or damaged is one SimulatorError."""
-    path = os.path.join(folder, filename)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
-    except (OSError, ValueError) as exc:
-        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
-
-
-def scene_of(meta, section):
-    """A section of the run's resolved scene from its run.json content."""
-    try:
-        value = meta["scene"][section]
-    except (KeyError, TypeError):
-        raise SimulatorError(f"run.json: no [{section}] in its scene; damaged or not "
-                             "a tickprop run") from None
-    if not isinstance(value, dict):
-        raise SimulatorError(f"run.json: [{section}] of its scene is not a table")
-    return value
+def saved_section(folder, meta, kind, section):
+    """A section of the scene a run.json saved, checked again against the
+    kind's schema (simulator.scene) as a scene file would be: each key the
+    run.json holds must be valid (SceneError naming run.json and the key,
+    e.g. ``run.json: key 'scene.render.gif'``), a key or the whole section
+    it lacks takes the schema's default (a run.json of an earlier version)."""
+    fields = SCHEMAS[kind][section]
+    scene = meta.get("scene") if isinstance(meta, dict) else None
+    given = scene.get(section, {}) if isinstance(scene, dict) else {}
+    where = shown(os.path.join(folder, "run.json"))
+    if not isinstance(given, dict):
+        raise SceneError(f"{where}: key 'scene.{section}': expected a table, got "
+                         f"{type(given).__name__}")
+    return {key: field.check(given[key], f"{where}: key 'scene.{section}.{key}'")
+            if key in given else copy.deepcopy(field.default) for key, field in fields.items()}

@@ -2,12 +2,10 @@
 Trace (trace.npz) and drawn as waves.png, mismatch.png and waves.gif."""
 import numpy as np
 
-from ..errors import SimulatorError
 from ..probes import Trace
 from ..runner import Prepared, check_picture_size, clip_windows
-from ..scene import RENDER
 from ..sync import steady_window, synchronized_layers
-from .base import Kind, scene_of
+from .base import Kind, saved_section
 
 # Relative error of g against backprop at or below which a layer counts as
 # exact: the Gram-matrix rounding floor of the mismatch (simulator.metrics).
@@ -38,10 +36,7 @@ def draw(folder, meta, options):
     [render] choices (defaults if the run.json has none) overridden by
     ``options`` (every, size, color; png/gif False to skip)."""
     trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
-    try:
-        render = dict(scene_of(meta, "render"))
-    except SimulatorError:
-        render = {k: f.default for k, f in RENDER.items()}
+    render = saved_section(folder, meta, "diffusion", "render")
     render.update({k: options[k] for k in ("every", "size", "color") if k in options})
     png = render["png"] and options.get("png", True)
     gif = render["gif"] and options.get("gif", True)

@@ -2,7 +2,8 @@
 engine's pipeline, saved as locking.npz (both occupancy tables) with the
 numbers in run.json, and drawn as locking.png and locking.gif."""
 from ..locking import schedules
-from .base import Kind, load_npz, save_npz, scene_of
+from ..runfiles import read_locking
+from .base import Kind, save_npz, saved_section
 
 NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
 
@@ -29,11 +30,11 @@ def draw(folder, meta, options):
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.locking import write_locking
 
-    load_npz(folder, "locking.npz", ("backprop_forward", "pipelined_forward"))
-    lk = scene_of(meta, "locking")
+    read_locking(folder)
+    lk = saved_section(folder, meta, "locking", "locking")
     return write_locking(folder, lk["depth"], lk["frames"],
-                         gif=lk.get("gif", True) and options.get("gif", True),
-                         every=options.get("every", lk.get("every", 1)),
+                         gif=lk["gif"] and options.get("gif", True),
+                         every=options.get("every", lk["every"]),
                          size=options.get("size"))
 
 

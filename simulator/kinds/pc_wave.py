@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from ..pc.inference import error_wave
-from .base import Kind, load_npz, save_npz, scene_of
+from ..runfiles import read_wave
+from .base import Kind, save_npz, saved_section
 
 
 def prepare(name, scene, options=None):
@@ -32,9 +33,8 @@ def draw(folder, meta, options):
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.levels import write_wave_gif, write_wave_png
 
-    by_level = np.asarray(load_npz(folder, "wave.npz", ("by_level",))["by_level"],
-                          dtype=float)[:, ::-1]
-    wv = scene_of(meta, "wave")
+    by_level = np.asarray(read_wave(folder)["by_level"], dtype=float)[:, ::-1]
+    wv = saved_section(folder, meta, "pc_wave", "wave")
     n = by_level.shape[1]
     label = "levelled" if wv.get("levelled") else "not levelled"
     labels = dict(title=f"{str(wv.get('method', '')).upper()} error wave ‖ε‖ per level, "
@@ -58,8 +58,8 @@ def summary(folder, meta):
     """Headline, then how the error wave travels (the inference tick at which
     ‖ε‖ first becomes non-zero at each level, output level first) and its
     largest ‖ε‖, from wave.npz."""
-    by_level = np.asarray(load_npz(folder, "wave.npz", ("by_level",))["by_level"], dtype=float)
-    wv = scene_of(meta, "wave")
+    by_level = np.asarray(read_wave(folder)["by_level"], dtype=float)
+    wv = saved_section(folder, meta, "pc_wave", "wave")
     T, n = by_level.shape
     nonzero = np.abs(by_level) > 0
     first = [int(np.argmax(nonzero[:, k])) if nonzero[:, k].any() else None for k in range(n)]

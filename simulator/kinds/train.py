@@ -8,12 +8,12 @@ import numpy as np
 
 from .. import threads
 from ..build import graph_skeleton, network_shape
-from ..errors import SimulatorError
 from ..files import write_json
 from ..graph_recording import GraphBudget
 from ..probes import RecordPlan, RunBudget
 from ..training import Setup, stream_chunk, train_scene
-from .base import Kind, load_json
+from ..runfiles import read_results
+from .base import Kind
 
 
 def prepare(name, scene, options=None):
@@ -78,9 +78,7 @@ def draw(folder, meta, options):
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.learning import render_learning
 
-    results = load_json(folder, "results.json")
-    if not isinstance(results, dict) or not isinstance(results.get("curves"), dict):
-        raise SimulatorError(f"{os.path.join(folder, 'results.json')}: damaged (no curves)")
+    results = read_results(folder)
     if not options.get("png", True):
         return {}
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
@@ -95,10 +93,7 @@ def _progress(scene):
 def summary(folder, meta):
     """Headline, then per rule its final test accuracy (best in brackets) or,
     for a regression target, its final test loss, read from results.json."""
-    results = load_json(folder, "results.json")
-    curves = results.get("curves") if isinstance(results, dict) else None
-    if not isinstance(curves, dict):
-        raise SimulatorError(f"{os.path.join(folder, 'results.json')}: damaged (no curves)")
+    curves = read_results(folder)["curves"]
     lines = [f"done in {meta['timings']['run_s']:.2f} s: final test result per rule"]
     width = max((len(r) for r in curves), default=4)
     for rule, c in curves.items():

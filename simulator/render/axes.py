@@ -85,6 +85,11 @@ class _ZeroFormatter(LogFormatterSciNotation):
         return super().__call__(x, pos)
 
 
+# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
+# decade ticks overflow on an axis reaching towards 1e308.
+LOG_LIMIT = 1e100
+
+
 def log_axis(ax, values, note, margin=3.0, floor=None):
     """Put ``ax``'s y axis on a log scale with limits fixed from the finite
     ``values``, widened by the factor ``margin`` both ways. Exact zeros (drawn
@@ -95,14 +100,18 @@ def log_axis(ax, values, note, margin=3.0, floor=None):
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     floor = zero_floor(v) if floor is None else floor
-    ax.set_yscale("log")
+    with np.errstate(over="ignore"):     # autoscaling around a saved 1e308 overflows
+        ax.set_yscale("log")
     if not v.size:
         ax.set_ylim(*EMPTY_LOG_RANGE)
         no_data(ax, note)
         return False
     zeros = bool((v <= 0).any())
     v = np.maximum(v, floor)
-    ax.set_ylim(float(v.min()) / margin, float(v.max()) * margin)
+    # widened, but within what a log axis can tick (a saved 1e308 must not widen to inf)
+    lo = min(max(float(v.min()) / margin, 1 / LOG_LIMIT), LOG_LIMIT / margin ** 2)
+    hi = max(min(float(v.max()) * margin, LOG_LIMIT), lo * margin ** 2)
+    ax.set_ylim(lo, hi)
     if zeros and v.max() <= floor:
         # Nothing but zeros: the "0" tick alone (no decades to label around it).
         ax.yaxis.set_major_locator(FixedLocator([floor]))

@@ -62,7 +62,8 @@ def steady_means(trace):
         block = trace[key][start:stop]
         finite = np.isfinite(block)
         count = finite.sum(axis=0)
-        total = np.where(finite, block, 0.0).sum(axis=0)
+        with np.errstate(over="ignore"):        # values near 1e308 sum to inf: drawn so
+            total = np.where(finite, block, 0.0).sum(axis=0)
         out.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
     return out[0], out[1]
 

@@ -34,14 +34,12 @@ or whose neuron states would exceed ``MAX_STATE_VALUES``, is decimated (every
 k-th recorded tick, evenly spaced neurons) and a note says so.
 """
 import base64
-import json
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
 from ..errors import SimulatorError
+from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
 from ..sync import synchronized_layers
 
 FORMAT = 1
@@ -91,57 +89,19 @@ def neuron_index(size, limit):
 def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
     """The payload of a saved run folder (run.json plus trace.npz,
     relaxation.npz or wave.npz), for the kinds in VIEWABLE; anything else, a
-    missing or damaged file, is one SimulatorError naming it."""
+    missing or damaged file, is one SimulatorError naming it. The files are
+    read and checked by simulator.runfiles, as ``tickprop render`` reads them."""
     folder = os.fspath(folder)
-    meta = _read_meta(folder)
-    scene = meta.get("scene") if isinstance(meta.get("scene"), dict) else {}
-    kind = meta.get("kind") or scene.get("kind") or "diffusion"
+    meta = read_run_meta(folder)
+    kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
     if kind == "diffusion":
-        arrays = read_npz(folder, "trace.npz", DIFFUSION_ARRAYS)
-        return diffusion_payload(arrays, meta, max_frames, max_states)
+        return diffusion_payload(read_trace(folder), meta, max_frames, max_states)
     if kind == "ar_converge":
-        arrays = read_npz(folder, "relaxation.npz", ("errors", "changes", "eta_x"))
-        return relaxation_payload(arrays, meta, max_frames)
+        return relaxation_payload(read_relaxation(folder), meta, max_frames)
     if kind == "pc_wave":
-        arrays = read_npz(folder, "wave.npz", ("by_level", "by_vertex", "levels"))
-        return pc_payload(arrays, meta, max_frames)
+        return pc_payload(read_wave(folder), meta, max_frames)
     raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
                          f"shows {', '.join(VIEWABLE)} runs")
-
-
-def _read_meta(folder):
-    path = os.path.join(folder, "run.json")
-    if not os.path.isdir(folder):
-        raise SimulatorError(f"{folder}: no such run folder")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SimulatorError(f"{path}: damaged run.json ({exc})") from None
-    if not isinstance(meta, dict):
-        raise SimulatorError(f"{path}: damaged run.json: expected a JSON object")
-    return meta
-
-
-def read_npz(folder, filename, keys):
-    """{name: array} of folder/filename; missing, damaged or lacking one of
-    ``keys`` is one SimulatorError naming the file."""
-    path = os.path.join(folder, filename)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise SimulatorError(f"{path}: missing; the run folder is incomplete") from None
-    except (OSError, ValueError, EOFError, KeyError, AttributeError, zipfile.BadZipFile,
-            zlib.error) as exc:
-        raise SimulatorError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in keys if k not in arrays]
-    if missing:
-        raise SimulatorError(f"{path}: damaged or not a tickprop result (no "
-                             f"{', '.join(missing)})")
-    return arrays
 
 
 def _description(meta):
@@ -157,11 +117,8 @@ def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=
 
 
 # ----------------------------------------------------------------- diffusion
-# required; mismatch_cos/mismatch_rel are absent from a run recorded without
-# metrics (record.metrics = false) and show as NaN
-DIFFUSION_ARRAYS = ("x_norm", "delta_norm", "tick",
-                    "stream_frame", "sizes", "tag_input", "tag_supervision", "tag_output",
-                    "tag_pair")
+# mismatch_cos/mismatch_rel are absent from a run recorded without metrics
+# (record.metrics = false) and show as NaN
 TAG_LABELS = {"input": "x carries frame (input tag)",
               "supervision": "δ's supervision frame",
               "output": "δ's output-activity frame",
