@@ -726,7 +726,7 @@ def _read_small(path, limit=_SMALL_JSON):
     f, st = opened
     with f:
         try:
-            return f.read(limit + 1) if st.st_size <= limit else None
+            return f.read(st.st_size + 1) if st.st_size <= limit else None
         except OSError:
             return None
 

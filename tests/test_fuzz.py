@@ -317,7 +317,7 @@ DAMAGE_RUNS = {
     "ar_converge": ["ar_converge", "--set", "relaxation.iterations=3",
                     "--set", "relaxation.batch=4", "--set", "relaxation.eta_x=[0.1, 0.5]",
                     "--set", "network.sizes=[64, 6, 10]"],
-    "pc_wave": ["pc_wave", "--set", "wave.il_steps=3"],
+    "pc_wave": ["pc_wave"],
     "train": ["train_digits", "--ticks", "8", "--set", "train.eval_every=4",
               "--set", "train.eval_size=8"],
     "locking": ["locking", "--set", "locking.depth=3", "--set", "locking.frames=2"],
