@@ -70,3 +70,29 @@ def test_grouped_runs_match_the_generic_step(derivative, pairing, feedback, mode
         ta, tb = fast.tags(), generic.tags()
         for k in ta:
             np.testing.assert_array_equal(ta[k], tb[k], err_msg=f"tick {t} tag {k}")
+
+
+def test_a_flagged_tick_leaves_no_stale_flag_once_the_state_is_finite_again():
+    """The numpy flag writes a row only on a non-finite tick: that row must be
+    cleared when the ring comes round to it on a finite tick, or a recovered
+    run would report an old tick again (oracle: the state is finite)."""
+    from simulator.errors import NumericalError
+    from simulator.model.tick import FINITE_RING
+    engine = GraphEngine(Model.from_layers(LAYERS, (4,), seed=2), batch=2)
+    u, y = np.zeros((2, 4)), np.zeros((2, 3))
+    bad = u.copy()
+    bad[0, 0] = np.nan
+    engine.step(u, y)
+    engine.step(bad, y)
+    with pytest.raises(NumericalError) as err:
+        engine.check_finite()
+    assert (err.value.tick, err.value.what) == (1, "activity")
+    for _ in range(30):                       # the NaN leaves the pipeline
+        engine.step(u, y)
+    with pytest.raises(NumericalError):       # the ticks it was still there
+        engine.check_finite()
+    for _ in range(2 * FINITE_RING + 3):      # the ring wraps over the flagged rows
+        engine.step(u, y)
+    engine.check_finite()
+    assert all(np.isfinite(host(engine.activity(v.index))).all()
+               for v in engine.model.vertices)

@@ -120,7 +120,14 @@ class FastNumpy:
                          for i in self._free_dense}
         self._ones = {i: np.ones((B,) + verts[i].shape, dt) for i in range(1, n)
                       if self._sigma[i] and verts[i].layer.linear}
+        self._flats = []
         self._sets = [self._buffer_set(dt) for _ in range(3)]
+        self._flat_zeros = np.zeros(self._flats[0].shape, dt)
+        # Flagged preactivations outside the flat block (non-dense kinds with
+        # a nonlinear σ return fresh arrays), each with zeros of its size.
+        self._flag_extra = [(i, np.zeros(B * int(np.prod(verts[i].shape)), dt))
+                            for i in self._free_other if not verts[i].layer.linear]
+        self._finite_dirty = set()
         X, P, S, D, _ = self._sets[0]
         self._X, self._P, self._S, self._D = X, P, S, D
         self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
@@ -148,33 +155,59 @@ class FastNumpy:
         return [g for g in groups if len(g["members"]) >= 2]
 
     def _buffer_set(self, dt):
-        """One set of x, pre, σ', δ lists (blocks of the runs first)."""
-        m, n, B = self.model, self.n, self.batch
-        verts = m.vertices
+        """One set of x, pre, σ', δ lists (blocks of the runs first), and the
+        flat block that every x, pre and δ the finiteness flags read is a view
+        of (all but the fresh preactivations of non-dense kinds), so one dot
+        product flags the whole state (``_flag_fast``)."""
+        n, B, verts = self.n, self.batch, self.model.vertices
         X, P, S, D = ([None] * n for _ in range(4))
+        srcs = {g["src"] for g in self._groups}
+        shared = [bool(i) and self._dense[i] and (verts[i].layer.linear or not self._sigma[i])
+                  for i in range(n)]
+        own = []
+        for i in range(n):
+            if i in self._member:
+                continue
+            shape = (B,) + verts[i].shape
+            if i and self._dense[i]:
+                own.append((P, i, shape))
+            if i not in srcs and not shared[i]:
+                own.append((X, i, shape))
+            if i:
+                own.append((D, i, shape))
+        shapes = [(g["k"] + 1, B, g["w"]) for g in self._groups for _ in range(3)]
+        shapes += [shape for _, _, shape in own]
+        flat = np.zeros(sum(int(np.prod(s)) for s in shapes), dt)
+        cut = [0]
+
+        def carve(shape):
+            size = int(np.prod(shape))
+            a = flat[cut[0]:cut[0] + size].reshape(shape)
+            cut[0] += size
+            return a
+
         blocks = []
         for g in self._groups:
-            k, w = g["k"], g["w"]
-            Xb, Pb, Sb, Db = (np.zeros((k + 1, B, w), dt) for _ in range(4))
+            Xb, Pb, Db = (carve((g["k"] + 1, B, g["w"])) for _ in range(3))
+            Sb = np.zeros(Xb.shape, dt)
             X[g["src"]] = Xb[0]
             for j, i in enumerate(g["members"], 1):
                 X[i], P[i], S[i], D[i] = Xb[j], Pb[j], Sb[j], Db[j]
                 if verts[i].layer.linear:
                     Sb[j] = 1.0
             blocks.append((Xb, Pb, Sb, Db))
+        for lst, i, shape in own:
+            lst[i] = carve(shape)
         for i in range(n):
-            shape = (B,) + verts[i].shape
             if P[i] is None:
-                P[i] = np.zeros(shape, dt)
+                P[i] = np.zeros((B,) + verts[i].shape, dt)
             if X[i] is None:
-                lin = i and (verts[i].layer.linear or not self._sigma[i])
-                X[i] = P[i] if lin and self._dense[i] else np.zeros(shape, dt)
+                X[i] = P[i]
             if S[i] is None and self._sigma[i]:
                 S[i] = self._ones.get(i, None)
                 if S[i] is None:
-                    S[i] = np.zeros(shape, dt)
-            if D[i] is None and i:
-                D[i] = np.zeros(shape, dt)
+                    S[i] = np.zeros((B,) + verts[i].shape, dt)
+        self._flats.append(flat)
         return X, P, S, D, blocks
 
     def _build_history(self, dt):
@@ -307,6 +340,25 @@ class FastNumpy:
                 g["aw"], g["ab"] = np.zeros_like(g["gw"]), np.zeros_like(g["gb"])
             self._acc_dense = {i: (np.zeros_like(gw), np.zeros_like(gb))
                                for i, _, _, _, gw, gb, _, _, _ in self._learn_dense}
+
+    def _flag_fast(self, t, ring):
+        """Flag tick t into row t % len(ring): one dot product of the flat
+        block with zeros (plus one per preactivation outside it) says whether
+        anything is non-finite; only then the row gets its per-slot flags
+        (``GraphEngine._flag_finite``), so the location stays exact."""
+        f = self._flats[(t + 1) % 3].dot(self._flat_zeros)
+        P = self._P
+        for i, zeros in self._flag_extra:
+            f += P[i].ravel().dot(zeros)
+        row = t % ring.shape[0]
+        if f != f:
+            X, D = self._X, self._D
+            arrays = (X, P, D)
+            ring[row] = [arrays[q][i].ravel().dot(zeros) for q, i, zeros in self._finite_slots]
+            self._finite_dirty.add(row)
+        elif row in self._finite_dirty:
+            ring[row] = 0.0
+            self._finite_dirty.discard(row)
 
     def _loss_err(self, x, target, out):
         np.copyto(out, loss_grad(np, self.loss, x, target))

@@ -355,14 +355,13 @@ class GraphEngine(FastNumpy):
 
     def _flag_finite(self, t):
         """Write tick t's row of flags: per slot x·0 (see the module docstring),
-        a list of numpy scalars on numpy, one stacked device row elsewhere; every
+        one stacked device row; on numpy one product for the whole state and
+        the per-slot row only where it is non-finite (``_flag_fast``); every
         FINITE_RING ticks the host reads the ring (``check_finite``)."""
-        arrays = (self._X, self._P, self._D)
         if self._fast:
-            self._finite[t % FINITE_RING] = [arrays[q][i].ravel().dot(zeros)
-                                             for q, i, zeros in self._finite_slots]
+            self._flag_fast(t, self._finite)
         else:
-            xp = self.xp
+            xp, arrays = self.xp, (self._X, self._P, self._D)
             self._finite[t % FINITE_RING, :] = xp.stack(
                 [xp.vecdot(xp.reshape(arrays[q][i], (-1,)), zeros)
                  for q, i, zeros in self._finite_slots])
