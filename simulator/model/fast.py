@@ -327,10 +327,8 @@ class FastNumpy:
         self._out_err = _mse_err if self.loss == "mse" else self._loss_err
         self._out_sigma = self._sigma[self.out] and self.out not in self._ones
         # Learning: pairing, accumulation, feedback updates.
-        self._pair_frame = self.pairing == "frame"
-        self._learned = self.feedback == "learned"
         self._resign = []
-        if self.feedback == "sign":
+        if self._sign:
             self._resign = [(g["W"], g["F"]) for g in self._groups]
             self._resign += [(self._vp[i]["W"], self._F[i]) for i in self._free
                              if "W" in verts[i].param_names]

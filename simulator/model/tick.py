@@ -160,7 +160,16 @@ class GraphEngine(FastNumpy):
                           for v in m.vertices[1:] for p in set(v.parents)}
         self._factored_nonlinear = [i for i in self._factored
                                     if not m.vertices[i].layer.linear]
-        self._vjp_frame = self.derivative == "frame"
+        # Options resolved once: no option name is compared inside a tick.
+        kind = self.derivative
+        self._vjp_frame = kind == "frame"
+        self._pair_frame = self.pairing == "frame"
+        self._learned = self.feedback == "learned"
+        self._sign = self.feedback == "sign"
+        name = kind.replace("-", "_")
+        self._factors = getattr(self, f"_factors_{name}")
+        tags = "none" if not self._factored else "itd" if kind.startswith("itd") else name
+        self._factor_tags = getattr(self, f"_factor_tags_{tags}")
         self._factored_idx = np.array(self._factored, dtype=np.int64)
         self._deriv_lag_arr = np.array([self._deriv_lag[i] for i in self._factored],
                                        dtype=np.int64)
@@ -183,7 +192,7 @@ class GraphEngine(FastNumpy):
         self._refresh_feedback()
 
     def _refresh_feedback(self):
-        if self.feedback == "sign":
+        if self._sign:
             for v in self.model.vertices[1:]:
                 if "W" in v.param_names:
                     self._F[v.index] = self.xp.sign(self._vp[v.index]["W"])
@@ -446,47 +455,56 @@ class GraphEngine(FastNumpy):
             return y  # d_y = 0: the ring would only copy y
         return present_target(self._targets, t, y, self.supervision_delay)
 
-    def _factors(self, t):
-        """D[t−1, v] per vertex index (None means the factor 1)."""
-        xp, kind = self.xp, self.derivative
-        out = [None] * self.n
-        if kind == "none":
-            return out
-        if kind == "local":
-            S = self._S
-            for i in self._factored_nonlinear:
-                out[i] = S[i]
-            return out
-        verts = self.model.vertices
-        for i in self._factored:
-            if kind == "local":
-                if not verts[i].layer.linear:
-                    out[i] = self._S[i]
-            elif kind == "frame":
-                out[i] = self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
-            else:
-                dx = self._X[i] - self._X_prev[i]
-                if kind == "itd-y":
-                    out[i] = dx
-                    continue
-                da = self._P[i] - self._P_prev[i]
-                finite = xp.abs(da) >= self.itd_epsilon
-                safe = xp.where(finite, da, xp.ones_like(da))
-                self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
-                out[i] = self._Q[i]
+    # D[t−1, v] per vertex index (None: the factor 1), one method per
+    # derivative option, chosen once in ``_plan`` as ``_factors``.
+    def _factors_none(self, t):
+        return [None] * self.n
+
+    def _factors_local(self, t):
+        out, S = [None] * self.n, self._S
+        for i in self._factored_nonlinear:
+            out[i] = S[i]
         return out
 
-    def _factor_tags(self, t):
-        """(lo, hi) int arrays over ``self._factored``: the frame range of the σ'
-        factor D[t−1, v] contributes (None without a factor)."""
-        kind, f = self.derivative, self._factored_idx
-        if kind == "none" or not len(f):
-            return None
-        if kind == "local":
-            return self._tx[0, f], self._tx[1, f]
-        if kind == "frame":
-            rows = self._ring_tags[(t - 1 - self._deriv_lag_arr) % self._ring_tags.shape[0], :, f]
-            return rows[:, 0], rows[:, 1]
+    def _factors_frame(self, t):
+        out = [None] * self.n
+        for i in self._factored:
+            out[i] = self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
+        return out
+
+    def _factors_itd_y(self, t):
+        out = [None] * self.n
+        for i in self._factored:
+            out[i] = self._X[i] - self._X_prev[i]
+        return out
+
+    def _factors_itd_dy(self, t):
+        xp, out = self.xp, [None] * self.n
+        for i in self._factored:
+            dx = self._X[i] - self._X_prev[i]
+            da = self._P[i] - self._P_prev[i]
+            finite = xp.abs(da) >= self.itd_epsilon
+            safe = xp.where(finite, da, xp.ones_like(da))
+            self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
+            out[i] = self._Q[i]
+        return out
+
+    # (lo, hi) int arrays over ``self._factored``: the frame range of the σ'
+    # factor D[t−1, v] contributes (None without one), chosen as ``_factor_tags``.
+    def _factor_tags_none(self, t):
+        return None
+
+    def _factor_tags_local(self, t):
+        f = self._factored_idx
+        return self._tx[0, f], self._tx[1, f]
+
+    def _factor_tags_frame(self, t):
+        f = self._factored_idx
+        rows = self._ring_tags[(t - 1 - self._deriv_lag_arr) % self._ring_tags.shape[0], :, f]
+        return rows[:, 0], rows[:, 1]
+
+    def _factor_tags_itd(self, t):
+        f = self._factored_idx
         return self._tx_prev[0, f], self._tx[1, f]
 
     def _advance_tags(self, t, supervised):
@@ -532,7 +550,7 @@ class GraphEngine(FastNumpy):
     def _paired_inputs(self, v):
         """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s
         frame (`frame`, from history: an eligibility trace)."""
-        if self.pairing == "local":
+        if not self._pair_frame:
             return [self._X[p] for p in v.parents]
         return [self._ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
                 for p in v.parents]
@@ -565,10 +583,10 @@ class GraphEngine(FastNumpy):
                 a = self._vp[i][k]
                 if k == "W" and self.weight_decay:
                     a *= keep
-                    if self.feedback == "learned":
+                    if self._learned:
                         self._F[i] *= keep
                 a -= steps[f"{v.name}.{k}"]
-                if k == "W" and self.feedback == "learned":
+                if k == "W" and self._learned:
                     self._F[i] -= steps[f"{v.name}.{k}"]
         self._refresh_feedback()
 
@@ -696,7 +714,7 @@ class GraphEngine(FastNumpy):
         out = np.full((2, self.n), -1, dtype=np.int64)
         R = self._ring_tags.shape[0]
         for v in self.model.vertices[1:]:
-            if self.pairing == "local":
+            if not self._pair_frame:
                 rows = [self._tx[:, p] for p in v.parents]
             else:
                 rows = [self._ring_tags[(self.tick - self._pair_lag[(p, v.index)]) % R, :, p]
