@@ -41,11 +41,16 @@ def _close(what, got, want):
     np.testing.assert_allclose(host(got), host(want), rtol=1e-12, atol=1e-13, err_msg=what)
 
 
-@pytest.mark.parametrize("derivative,pairing,feedback,mode",
-                         list(itertools.product(DERIVATIVE, PAIRING, FEEDBACK, MODES)))
-def test_grouped_runs_match_the_generic_step(derivative, pairing, feedback, mode):
+GRID = [(d, p, f, m, 2) for d, p, f, m in itertools.product(DERIVATIVE, PAIRING, FEEDBACK, MODES)]
+# batch 1: the weight gradient is an outer product (a broadcast multiply)
+GRID += [(d, p, "learned", "accumulate3_decay", 1) for d, p in itertools.product(DERIVATIVE,
+                                                                                  PAIRING)]
+
+
+@pytest.mark.parametrize("derivative,pairing,feedback,mode,batch", GRID)
+def test_grouped_runs_match_the_generic_step(derivative, pairing, feedback, mode, batch):
     model = Model.from_layers(LAYERS, (4,), seed=2)
-    kw = dict(derivative=derivative, pairing=pairing, feedback=feedback, batch=2,
+    kw = dict(derivative=derivative, pairing=pairing, feedback=feedback, batch=batch,
               supervision_delay=1, feedback_seed=3, **MODES[mode])
     fast, generic = GraphEngine(model, **kw), GraphEngine(model, device="strict", **kw)
     assert fast._fast and not generic._fast
@@ -53,7 +58,7 @@ def test_grouped_runs_match_the_generic_step(derivative, pairing, feedback, mode
     strict = Backend("strict")
     g = np.random.default_rng(1)
     for t in range(TICKS):
-        u, y = g.normal(size=(2, 4)), g.normal(size=(2, 3))
+        u, y = g.normal(size=(batch, 4)), g.normal(size=(batch, 3))
         with np.errstate(all="ignore"):
             fast.step(u, y)
             generic.step(strict.asarray(u), strict.asarray(y))

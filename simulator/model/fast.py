@@ -332,6 +332,9 @@ class FastNumpy:
             self._resign = [(g["W"], g["F"]) for g in self._groups]
             self._resign += [(self._vp[i]["W"], self._F[i]) for i in self._free
                              if "W" in verts[i].param_names]
+        # δᵀx: at batch 1 an outer product, which numpy's matmul runs through
+        # its slow non-BLAS loop; a broadcast multiply gives the same numbers.
+        self._outer = np.multiply if B == 1 else np.matmul
         self._acc_on = self.learning_rate and self.accumulate > 1
         if self._acc_on:
             for g in self._groups:
@@ -464,7 +467,7 @@ class FastNumpy:
         decay, learned, acc = bool(self.weight_decay), self._learned, self._acc_on
         due = not acc or not (t + 1) % self.accumulate
         X, D = self._X, self._D
-        matmul, multiply = np.matmul, np.multiply
+        multiply, outer = np.multiply, self._outer
         for g, cv in zip(self._groups, gv):
             e = g["e"]
             multiply(cv[3], lr, out=e)
@@ -473,7 +476,7 @@ class FastNumpy:
                              out=g["xpair"])
             else:
                 xs = cv[0]
-            sw, sb = matmul(g["eT"], xs, out=g["gw"]), np.add.reduce(e, axis=1, out=g["gb"])
+            sw, sb = outer(g["eT"], xs, out=g["gw"]), np.add.reduce(e, axis=1, out=g["gb"])
             if acc:
                 g["aw"] += sw
                 g["ab"] += sb
@@ -487,7 +490,7 @@ class FastNumpy:
         for i, p, e, eT, gw, gb, W, b, lag in self._learn_dense:
             multiply(D[i], lr, out=e)
             xs = self._ring_read(self._ring_x[p], t - lag) if self._pair_frame else X[p]
-            sw, sb = matmul(eT, xs, out=gw), np.add.reduce(e, axis=0, out=gb)
+            sw, sb = outer(eT, xs, out=gw), np.add.reduce(e, axis=0, out=gb)
             if acc:
                 aw, ab = self._acc_dense[i]
                 aw += sw
