@@ -264,11 +264,16 @@ class FastNumpy:
             for g, (Xb, Pb, Sb, Db) in zip(self._groups, blk):
                 k = g["k"]
                 runs = [(act, Pb[lo:hi], Xb[lo:hi], Sb[lo:hi]) for lo, hi, act in g["runs"]]
+                # the backward reads δ of the members whose VJP goes somewhere:
+                # not the first's when the run hangs off the input
+                fed = Db[2:] if g["src"] == 0 else Db[1:]
                 per.append((Xb[:k], Pb[1:], runs, Db[1:], Sb[1:k], Db[1:k], Xb[1:k], Pb[1:k],
-                            (Xb, Pb, Sb, Db)))
+                            (Xb, Pb, Sb, Db), fed))
             self._gviews.append(per)
         for g in self._groups:
             g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
+            first = 1 if g["src"] == 0 else 0       # the input takes no cotangent
+            g["F_fed"], g["cot_fed"] = g["F"][first:], g["cot"][first:]
         X0, P0 = self._sets[0][0], self._sets[0][1]
         self._fwd_dense = []
         for i in self._free_dense:
@@ -413,7 +418,7 @@ class FastNumpy:
         # then the other children
         fac_group = self._fac_group
         for g, cv, nv, pv in zip(self._groups, gv, gvn, gvp):
-            matmul(cv[3], g["F"], out=g["cot"])
+            matmul(cv[9], g["F_fed"], out=g["cot_fed"])
             f = fac_group(self, g, t, cv, pv)
             if f is None:
                 np.copyto(nv[5], g["cot1"])
