@@ -437,3 +437,72 @@ def test_max_pool_routes_by_the_inputs_that_made_its_value(rng):
             np.testing.assert_allclose(host(eng.delta("c")), want, rtol=1e-13, atol=1e-15)
             told_apart += not np.allclose(want, max_pool_vjp(xs[t - 1], ds[t - 1]))
     assert told_apart >= 4  # routing by x[t−1, c] would give other deltas
+
+
+# ------------------------------------------------------------- Model.chain
+def test_model_chain_has_the_weights_of_network_random():
+    kw = dict(seed=5, scale=0.7, bias_scale=0.3)
+    net = Network.random([7, 4, 6, 3], ["tanh", "relu", "linear"], **kw)
+    p = Model.chain([7, 4, 6, 3], ["tanh", "relu", "linear"], **kw).parameters()
+    assert list(p) == ["1.W", "1.b", "2.W", "2.b", "3.W", "3.b"]
+    for l, (w, b) in enumerate(zip(net.weights, net.biases), 1):
+        np.testing.assert_array_equal(p[f"{l}.W"], w)
+        np.testing.assert_array_equal(p[f"{l}.b"], b)
+    m = Model.chain([3, 5, 2], "tanh")
+    assert [v.layer.activation for v in m.vertices[1:]] == ["tanh", "tanh"]
+
+
+@pytest.mark.parametrize("chain", ["chain_equal", "chain_unequal"])
+def test_graph_engine_on_model_chain_replays_the_stacked_engines_golden_runs(chain):
+    """Every chain run of tests/golden (5 derivatives x 2 pairings x 4 feedbacks
+    x 5 learning modes, recorded with the stacked ``Engine(Network)``) through
+    GraphEngine(Model.chain(...)): per tick the fingerprints of every x, δ and
+    g (weights and biases), the final parameters, and every tag (lo rows) equal
+    the recorded ones (rtol 1e-12, tags exact)."""
+    import sys
+    import os
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "golden"))
+    import record as golden
+    sizes, acts, seed = {"chain_equal": ([5, 5, 5, 5, 5], ["tanh", "logistic", "tanh",
+                                                            "linear"], 3),
+                         "chain_unequal": ([6, 9, 4, 7, 3], ["tanh", "relu", "tanh",
+                                                              "linear"], 4)}[chain]
+    L = len(sizes) - 1
+    with np.load(golden.golden_path(chain)) as data:
+        recorded = {k: data[k] for k in data.files}
+    stacked_keys = ["input", "output", "pair", "sigma_hi", "sigma_lo", "supervision"]
+    for combo in golden.grid():
+        if combo[0] != chain:
+            continue
+        _, derivative, pairing, feedback, mode = combo
+        name = golden.run_name(*combo)
+        engine = GraphEngine(Model.chain(sizes, acts, seed=seed, bias_scale=0.3),
+                             derivative=derivative, pairing=pairing, feedback=feedback,
+                             batch=golden.BATCH, feedback_seed=11, supervision_delay=1,
+                             **golden.MODES[mode])
+        u, y = golden.frames((sizes[0],), (sizes[-1],), seed=list(golden.models()).index(chain))
+        values, tags = [], []
+        with np.errstate(all="ignore"):
+            for t in range(golden.TICKS):
+                engine.step(u[t], y[t])
+                arrays = []
+                for l in range(L + 1):
+                    arrays.append(engine.activity(l))
+                    if l:
+                        arrays.append(engine.delta(l))
+                g = engine.gradients()
+                arrays += [g[f"{l}.W"] for l in range(1, L + 1)]
+                arrays += [g[f"{l}.b"] for l in range(1, L + 1)]
+                values.append(np.stack([golden.fingerprint(a) for a in arrays]))
+                tg = engine.tags()
+                tags.append(np.concatenate([np.asarray(tg[k]).ravel() for k in stacked_keys]))
+        p = engine.parameters()
+        params = np.stack([golden.fingerprint(p[f"{l}.{k}"]) for k in "Wb"
+                           for l in range(1, L + 1)])
+        for what, got in (("values", np.stack(values)), ("params", params)):
+            want = recorded[f"{name}|{what}"]
+            scale = np.nanmax(np.abs(want), axis=0, initial=0.0) if want.ndim > 1 else abs(want)
+            bad = ~np.isclose(got, want, rtol=1e-12, atol=1e-12 * np.maximum(scale, 1e-300),
+                              equal_nan=True)
+            assert not bad.any(), f"{name}: {what} first differs at {np.argwhere(bad)[0]}"
+        np.testing.assert_array_equal(np.stack(tags), recorded[f"{name}|tags"], err_msg=name)

@@ -142,6 +142,14 @@ class Model:
             params[f"{l + 1}.b"] = np.array(b, dtype=np.float64)
         return cls._assemble(cfgs, (int(network.weights[0].shape[1]),), params)
 
+    @classmethod
+    def chain(cls, sizes, activations="tanh", seed=0, scale=1.0, bias_scale=0.0):
+        """A chain of dense layers of widths ``sizes`` (layers 0..L; layer l is
+        named str(l)) with σ ``activations`` (one name, or one per layer 1..L):
+        exactly the weights and biases of ``Network.random(sizes, activations,
+        seed, scale, bias_scale)`` (W ~ N(0, scale²/n_in), then b ~ N(0, bias_scale²))."""
+        return cls.from_network(Network.random(sizes, activations, seed, scale, bias_scale))
+
     def to_network(self):
         """The ``Network`` of a model that is a chain of dense layers over a flat
         input (weights and biases copied); raises otherwise."""

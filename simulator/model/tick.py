@@ -41,13 +41,12 @@ from ..arguments import check_bool, check_number, check_run, check_seed, check_t
 from ..backend import Backend
 from ..drive import run_stream
 from ..errors import NumericalError, SimulatorError
-from ..network import ACTIVATIONS
 from ..options import loss_grad, present_target, set_rule_options
+from .fast import FastNumpy
+from .graph_tags import GraphTags
 from .graph import Model
 from .reference import vertex_params
 
-# Rows of the delta tag table.
-SUP_LO, SUP_HI, OUT_LO, OUT_HI, SIG_LO, SIG_HI = range(6)
 # Ticks of finiteness flags kept on the device between host checks (both engines).
 FINITE_RING = 256
 # The per-vertex quantities the flags cover, in the order one (tick, vertex) reports them.
@@ -103,35 +102,7 @@ def sync_set(model):
     return names
 
 
-def _runs(names):
-    """Contiguous runs of equal names as (start, stop, name)."""
-    out, start = [], 0
-    for i in range(1, len(names) + 1):
-        if i == len(names) or names[i] != names[start]:
-            out.append((start, i, names[start]))
-            start = i
-    return out
-
-
-def _activate(name, pre, x, s):
-    """x = σ(pre) and (unless s is None) s = σ'(pre), into x and s (numpy);
-    the same operations as ``network.ACTIVATIONS`` so the numbers match.
-    ``linear`` leaves s alone (its σ' buffers hold ones)."""
-    if name == "tanh":
-        np.tanh(pre, out=x)
-        if s is not None:
-            np.multiply(x, x, out=s)
-            np.subtract(1.0, s, out=s)
-    elif name == "linear":
-        np.copyto(x, pre)
-    else:
-        xa, sa = ACTIVATIONS[name](np, pre)
-        np.copyto(x, xa)
-        if s is not None:
-            np.copyto(s, sa)
-
-
-class GraphEngine:
+class GraphEngine(FastNumpy, GraphTags):
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
     Same keywords and meanings as ``simulator.engine.Engine``, plus
@@ -188,6 +159,16 @@ class GraphEngine:
                           for v in m.vertices[1:] for p in set(v.parents)}
         self._factored_nonlinear = [i for i in self._factored
                                     if not m.vertices[i].layer.linear]
+        # Options resolved once: no option name is compared inside a tick.
+        kind = self.derivative
+        self._vjp_frame = kind == "frame"
+        self._pair_frame = self.pairing == "frame"
+        self._learned = self.feedback == "learned"
+        self._sign = self.feedback == "sign"
+        name = kind.replace("-", "_")
+        self._factors = getattr(self, f"_factors_{name}")
+        tags = "none" if not self._factored else "itd" if kind.startswith("itd") else name
+        self._factor_tags = getattr(self, f"_factor_tags_{tags}")
         self._factored_idx = np.array(self._factored, dtype=np.int64)
         self._deriv_lag_arr = np.array([self._deriv_lag[i] for i in self._factored],
                                        dtype=np.int64)
@@ -210,7 +191,7 @@ class GraphEngine:
         self._refresh_feedback()
 
     def _refresh_feedback(self):
-        if self.feedback == "sign":
+        if self._sign:
             for v in self.model.vertices[1:]:
                 if "W" in v.param_names:
                     self._F[v.index] = self.xp.sign(self._vp[v.index]["W"])
@@ -255,396 +236,6 @@ class GraphEngine:
             self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
         self._build_fast()
 
-    def _build_tags(self):
-        """Tag state and the gather that advances it (``_advance_tags``).
-
-        The tags of tick t live in one flat int buffer: rows x lo, x hi, then
-        the six δ rows (SUP_LO … SIG_HI), n entries each, followed by slots for
-        t, the supervision frame, −1 and the σ' factor tags of ``frame``/``itd``
-        derivatives. Every new tag is the min (lo rows) or max (hi rows) of a
-        few old entries and slots, fixed by the graph: an index matrix (K, 8, n)
-        built here, padded to K by repeating an entry. Three buffers rotate so
-        the tags of t−1 (``_tx_prev``) survive the write of t+1.
-        """
-        n, o = self.n, self.out
-        verts, f = self.model.vertices, self._factored
-        T, S, M1 = 8 * n, 8 * n + 1, 8 * n + 2
-        sig0 = 8 * n + 3
-        size = sig0 + 2 * len(f)
-        slot = {v: j for j, v in enumerate(f)}
-        kind = self.derivative
-        cands = [[None] * n for _ in range(8)]
-        for r in range(8):
-            lo = r % 2 == 0
-            for v in range(n):
-                if r < 2:
-                    c = [T] if v == 0 else [r * n + p for p in verts[v].parents]
-                elif v == 0:
-                    c = [M1]
-                elif v == o:
-                    if r < 4:
-                        c = [S]
-                    else:
-                        c = [(0 if lo else 1) * n + p for p in verts[v].parents]
-                else:
-                    c = [r * n + ch for ch in sorted({ch for ch, _ in self._children[v]})]
-                    if r >= 6 and v in slot and kind != "none":
-                        if kind == "local":
-                            c.append((0 if lo else 1) * n + v)
-                        else:
-                            c.append(sig0 + (0 if lo else len(f)) + slot[v])
-                cands[r][v] = c
-        K = max(len(c) for row in cands for c in row)
-        idx = np.empty((K, 8, n), dtype=np.intp)
-        for r in range(8):
-            for v in range(n):
-                c = cands[r][v]
-                idx[:, r, v] = c + [c[0]] * (K - len(c))
-        self._tag_idx = idx
-        self._tag_gather = np.empty((K, 8, n), dtype=np.int64)
-        self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
-        self._tag_cur = 0
-        # Per buffer: (flat buffer, state (8, n), its lo rows, hi rows, x rows, δ rows).
-        self._tag_views = []
-        for buf in self._tag_bufs:
-            st = buf[:8 * n].reshape(8, n)
-            self._tag_views.append((buf, st, st[0::2], st[1::2], st[:2], st[2:]))
-        self._tag_g = (self._tag_gather[:, 0::2], self._tag_gather[:, 1::2])
-        self._tag_slots = (T, S, sig0, sig0 + len(f))
-        self._tag_ring_on = self.pairing == "frame" or kind == "frame"
-        self._tag_sig_slots = kind not in ("none", "local") and len(f) > 0
-        self._tx_a, self._td_a = self._tag_views[0][4], self._tag_views[0][5]
-        self._tx_prev = self._tag_views[2][4]
-        # Steady state (local/none σ', local pairing, so nothing reads tag
-        # history): once a supervised tick's tags are those of the tick before
-        # shifted by one frame (every entry ≥ 0 plus one, the −1 entries kept),
-        # the update commutes with that shift (min/max commute with the
-        # monotone map −1 ↦ −1, s ↦ s + 1, and t, t − d_y shift with it), so
-        # every later tick is the same shift: tags are then computed on reading
-        # from the steady tick's (``_tx``/``_td``) and ticks skip the update.
-        self._tag_lazy_ok = kind in ("local", "none") and self.pairing == "local"
-        self._tag_steady = None   # (tick, state (8, n), 0/1 increments) once steady
-
-    @property
-    def _tx(self):
-        """Input tags (lo, hi) of x[t, v] at the current tick, (2, n)."""
-        if self._tag_steady is None:
-            return self._tx_a
-        return self._tag_state()[:2]
-
-    @property
-    def _td(self):
-        """Delta tags (rows SUP_LO … SIG_HI) at the current tick, (6, n)."""
-        if self._tag_steady is None:
-            return self._td_a
-        return self._tag_state()[2:]
-
-    def _tag_state(self):
-        t0, base, inc = self._tag_steady
-        return base + inc * (self.tick - t0)
-
-    # ------------------------------------------------------- numpy fast path
-    def _build_fast(self):
-        """Buffers of the numpy tick, allocated once (``_step_fast``).
-
-        Three sets of per-vertex x, pre, σ', δ arrays rotate (t+1 is written
-        while t and t−1 are read: ``local`` max pooling and ITD read t−1);
-        dense vertices write into theirs with ``out=``, other kinds keep their
-        layer's fresh arrays. Runs of two or more dense vertices of one width
-        over a parent of that width (each but the last with no other child)
-        share one stacked block per set, so the run's forward, backward and
-        update are one batched matmul each (the stacked engine's trick without
-        its padding); only with transpose feedback, local pairing, local/none
-        derivative and accumulate = 1, where the run's factors are its own σ'.
-        array-api-strict and cupy take ``_step_generic``.
-        """
-        self._fast = self.xp is np
-        if not self._fast:
-            return
-        m, n, B, dt = self.model, self.n, self.batch, self.backend.dtype
-        verts = m.vertices
-        self._dense = [v.kind == "dense" for v in verts]
-        self._groups = self._find_groups() if (
-            self.feedback == "transpose" and self.pairing == "local"
-            and self.derivative in ("local", "none") and self.accumulate == 1) else []
-        self._member = {}
-        for gi, g in enumerate(self._groups):
-            for j, i in enumerate(g["members"], 1):
-                self._member[i] = (gi, j)
-        self._sources = {g["src"] for g in self._groups}
-        self._free = [i for i in range(1, n) if i not in self._member]
-        self._free_dense = [i for i in self._free if self._dense[i]]
-        self._free_other = [i for i in self._free if not self._dense[i]]
-        # Stacked parameters of each run: the per-vertex W, b become views.
-        for g in self._groups:
-            keys = [(f"{verts[i].name}.W", f"{verts[i].name}.b") for i in g["members"]]
-            g["W"] = np.stack([self._params[kw] for kw, _ in keys])
-            g["b"] = np.stack([self._params[kb] for _, kb in keys])
-            for j, (kw, kb) in enumerate(keys):
-                self._params[kw], self._params[kb] = g["W"][j], g["b"][j]
-            g["WT"] = g["W"].transpose(0, 2, 1)
-            g["b3"] = g["b"][:, None, :]
-            k, w = g["W"].shape[0], g["W"].shape[1]
-            g["cot"] = np.zeros((k, B, w), dt)
-            g["e"] = np.zeros((k, B, w), dt)
-            g["gw"] = np.zeros((k, w, w), dt)
-            g["gb"] = np.zeros((k, w), dt)
-            acts = [verts[i].layer.activation for i in g["members"]]
-            g["runs"] = [(lo + 1, hi + 1, a) for lo, hi, a in _runs(acts)]
-        self._vp = [vertex_params(self._params, v) if v.layer else {} for v in verts]
-        self._refresh_feedback()
-        self._WT = [None] + [self._vp[i]["W"].T if self._dense[i] else None
-                             for i in range(1, n)]
-        # Per free dense vertex: its VJP (parent-shaped), η δ, η g_W and η g_b.
-        self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
-                             np.zeros((B,) + verts[i].shape, dt),
-                             np.zeros(verts[i].layer.param_shapes["W"], dt),
-                             np.zeros(verts[i].layer.param_shapes["b"], dt))
-                         for i in self._free_dense}
-        self._ones = {i: np.ones((B,) + verts[i].shape, dt) for i in range(1, n)
-                      if self._sigma[i] and verts[i].layer.linear}
-        self._sets = [self._buffer_set(dt) for _ in range(3)]
-        X, P, S, D, _ = self._sets[0]
-        self._X, self._P, self._S, self._D = X, P, S, D
-        self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
-        self._plan_fast()
-
-    def _plan_fast(self):
-        """Per-tick work of ``_step_fast``/``_learn_fast`` resolved once: the
-        views of each run's blocks in each buffer set, and per free dense vertex
-        its parent, Wᵀ, b and activation (parameters are updated in place, so
-        the views stay live), so a tick does no lookups by name or slicing."""
-        verts, n = self.model.vertices, self.n
-        keep_s = self.derivative in ("local", "frame")
-        self._gviews = []
-        for X, P, S, D, blk in self._sets:
-            per = []
-            for g, (Xb, Pb, Sb, Db) in zip(self._groups, blk):
-                k = g["W"].shape[0]
-                runs = [(act, Pb[lo:hi], Xb[lo:hi], Sb[lo:hi]) for lo, hi, act in g["runs"]]
-                per.append((Xb[:k], Pb[1:], runs, Db[1:], Sb[1:k], Db[1:k]))
-            self._gviews.append(per)
-        for g in self._groups:
-            g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
-        X0, P0 = self._sets[0][0], self._sets[0][1]
-        self._fwd_dense = []
-        for i in self._free_dense:
-            act = verts[i].layer.activation
-            self._fwd_dense.append((i, verts[i].parents[0], self._WT[i], self._vp[i]["b"], act,
-                                    keep_s or i == self.out, X0[i] is P0[i]))
-        # Backward: the children that send a cotangent, and per vertex the
-        # (child, position) contributions in child order (runs send cot[0]).
-        self._bw_free = [c for c in self._free if any(verts[c].parents)]
-        contrib = [[] for _ in range(n)]
-        for gi, g in enumerate(self._groups):
-            if g["src"]:
-                contrib[g["src"]].append((g["members"][0], -1, gi))
-        for c in self._bw_free:
-            for k, p in enumerate(verts[c].parents):
-                if p:
-                    contrib[p].append((c, k, None))
-        self._bw_plan = [(c, self._vp[c]["W"], self._scratch[c][0]) if self._dense[c]
-                         else (c, None, None) for c in self._bw_free]
-        for lst in contrib:
-            lst.sort(key=lambda e: e[0])
-        self._bw_into = [(i, contrib[i]) for i in range(1, n - 1) if contrib[i]]
-        nonlin = set(self._factored_nonlinear)
-        self._sig_local = [i in nonlin for i in range(n)]
-        self._learn_dense = [(i, verts[i].parents[0], self._scratch[i][1],
-                              self._scratch[i][1].T, self._scratch[i][2], self._scratch[i][3],
-                              self._vp[i]["W"], self._vp[i]["b"])
-                             for i in self._free_dense if self._has_params[i]]
-        self._learn_other = [i for i in self._free_other if self._has_params[i]]
-
-    def _find_groups(self):
-        """Runs of equal-width dense vertices (see ``_build_fast``), ≥ 2 long."""
-        verts, groups, owner = self.model.vertices, [], {}
-        for v in verts[1:]:
-            if not (v.kind == "dense" and len(v.parents) == 1):
-                continue
-            p = v.parents[0]
-            if verts[p].shape != v.shape:
-                continue
-            g = owner.get(p)
-            if g is not None and g["members"][-1] == p and len(self._children[p]) == 1:
-                g["members"].append(v.index)
-                owner[v.index] = g
-            elif g is None and p not in {h["src"] for h in groups}:
-                g = {"src": p, "members": [v.index]}
-                groups.append(g)
-                owner[v.index] = g
-        return [g for g in groups if len(g["members"]) >= 2]
-
-    def _buffer_set(self, dt):
-        """One set of x, pre, σ', δ lists (blocks of the runs first)."""
-        m, n, B = self.model, self.n, self.batch
-        verts = m.vertices
-        X, P, S, D = ([None] * n for _ in range(4))
-        blocks = []
-        for g in self._groups:
-            k, w = len(g["members"]), verts[g["members"][0]].shape[0]
-            Xb, Pb, Sb, Db = (np.zeros((k + 1, B, w), dt) for _ in range(4))
-            X[g["src"]] = Xb[0]
-            for j, i in enumerate(g["members"], 1):
-                X[i], P[i], S[i], D[i] = Xb[j], Pb[j], Sb[j], Db[j]
-                if verts[i].layer.linear:
-                    Sb[j] = 1.0
-            blocks.append((Xb, Pb, Sb, Db))
-        for i in range(n):
-            shape = (B,) + verts[i].shape
-            if P[i] is None:
-                P[i] = np.zeros(shape, dt)
-            if X[i] is None:
-                lin = i and (verts[i].layer.linear or not self._sigma[i])
-                X[i] = P[i] if lin and self._dense[i] else np.zeros(shape, dt)
-            if S[i] is None and self._sigma[i]:
-                S[i] = self._ones.get(i, None)
-                if S[i] is None:
-                    S[i] = np.zeros(shape, dt)
-            if D[i] is None and i:
-                D[i] = np.zeros(shape, dt)
-        return X, P, S, D, blocks
-
-    def _step_fast(self, u, y):
-        """One numpy tick into preallocated buffers (same numbers as
-        ``_step_generic``): forward and backward read only tick t, so their order
-        over vertices is free; runs go first as single batched calls."""
-        t = self.tick + 1
-        verts, lr = self.model.vertices, self.learning_rate
-        cur, new = self._sets[t % 3], self._sets[(t + 1) % 3]
-        X, P, S, D, _ = cur
-        Xn, Pn, Sn, Dn, _ = new
-        gv, gvn = self._gviews[t % 3], self._gviews[(t + 1) % 3]
-        # D[t−1, v]; `local` reads σ' of tick t straight from S below
-        factors = None if self.derivative == "local" else self._factors(t)
-        keep_s = self.derivative in ("local", "frame")
-        matmul, activate = np.matmul, _activate
-        np.copyto(Xn[0], u)
-        # forward: runs, then dense vertices, then other kinds
-        for g, (Xk, _, _, _, _, _), (_, P1n, runsn, _, _, _) in zip(self._groups, gv, gvn):
-            matmul(Xk, g["WT"], out=P1n)
-            P1n += g["b3"]
-            for act, pre, x, s in runsn:
-                activate(act, pre, x, s)
-        for i, p, WT, b, act, want_s, shared in self._fwd_dense:
-            pre = Pn[i]
-            matmul(X[p], WT, out=pre)
-            pre += b
-            if act == "linear":
-                if not shared:
-                    np.copyto(Xn[i], pre)
-            else:
-                activate(act, pre, Xn[i], Sn[i] if want_s else None)
-        for i in self._free_other:
-            v = verts[i]
-            pre, out = v.layer.value(np, self._vp[i], [X[p] for p in v.parents])
-            Pn[i] = pre
-            np.copyto(Xn[i], out)  # out may be a view of a parent's buffer (flatten, identity)
-            if self._sigma[i] and (keep_s or i == self.out):
-                Sn[i] = v.layer.derivative(np, pre)
-        # output delta
-        target = self._present_target(t, y)
-        o = self.out
-        if target is None:
-            Dn[o][...] = 0
-        else:
-            if self.loss == "mse":
-                np.subtract(Xn[o], target, out=Dn[o])
-            else:
-                np.copyto(Dn[o], loss_grad(np, self.loss, Xn[o], target))
-            if self._sigma[o] and o not in self._ones:
-                Dn[o] *= Sn[o]
-        # backward: one batched VJP per run, then the other children
-        local = self.derivative == "local"
-        for g, (_, _, _, D1, S1k, _), (_, _, _, _, _, D1kn) in zip(self._groups, gv, gvn):
-            cot = g["cot"]
-            matmul(D1, g["W"], out=cot)
-            if local:
-                np.multiply(S1k, g["cot1"], out=D1kn)
-            else:
-                np.copyto(D1kn, g["cot1"])
-        backs, Fs = {}, self._F
-        for c, W, scratch in self._bw_plan:
-            if W is not None:
-                F = Fs[c]
-                backs[c] = [matmul(D[c], W if F is None else F, out=scratch)]
-            else:
-                v = verts[c]
-                backs[c] = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
-                                       weights=self._F[c])
-        groups, sig_local = self._groups, self._sig_local
-        for i, got in self._bw_into:
-            total = None
-            for c, k, gi in got:
-                b = groups[gi]["cot0"] if gi is not None else backs[c][k]
-                total = b if total is None else total + b
-            # into δ's own buffer: a VJP may return a scratch or a view
-            if factors is None:
-                f = S[i] if sig_local[i] else None
-            else:
-                f = factors[i]
-            if f is None:
-                np.copyto(Dn[i], total)
-            else:
-                np.multiply(f, total, out=Dn[i])
-        self._X_prev, self._P_prev = X, P
-        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
-        self._advance_tags(t, target is not None)
-        self.tick = t
-        if self._ring_x or self._ring_s:
-            self._record_history(t)
-        if lr:
-            if self.accumulate > 1:
-                self._learn(t)
-            else:
-                self._learn_fast()
-
-    def _learn_fast(self):
-        """W ← (1 − ηλ) W − η δᵀx per vertex (per run: one batched matmul), in place."""
-        lr, verts = self.learning_rate, self.model.vertices
-        keep = 1.0 - lr * self.weight_decay
-        decay = bool(self.weight_decay)
-        X, D = self._X, self._D
-        gv = self._gviews[(self.tick + 1) % 3]  # set of tick t
-        matmul, multiply = np.matmul, np.multiply
-        for g, (Xk, _, _, D1, _, _) in zip(self._groups, gv):
-            e = g["e"]
-            multiply(D1, lr, out=e)
-            matmul(g["eT"], Xk, out=g["gw"])
-            np.add.reduce(e, axis=1, out=g["gb"])
-            if decay:
-                g["W"] *= keep
-            g["W"] -= g["gw"]
-            g["b"] -= g["gb"]
-        learned = self.feedback == "learned"
-        local = self.pairing == "local"
-        for i, p, e, eT, gw, gb, W, b in self._learn_dense:
-            multiply(D[i], lr, out=e)
-            matmul(eT, X[p] if local else self._paired_inputs(verts[i])[0], out=gw)
-            np.add.reduce(e, axis=0, out=gb)
-            if decay:
-                W *= keep
-                if learned:
-                    self._F[i] *= keep
-            W -= gw
-            if learned:
-                self._F[i] -= gw
-            b -= gb
-        for i in self._learn_other:
-            v = verts[i]
-            steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
-            for k in v.param_names:
-                a = self._vp[i][k]
-                if k == "W" and decay:
-                    a *= keep
-                    if learned:
-                        self._F[i] *= keep
-                a -= steps[k]
-                if k == "W" and learned:
-                    self._F[i] -= steps[k]
-        if self.feedback == "sign":
-            self._refresh_feedback()
-
     # ------------------------------------------------------------------ tick
     def step(self, u, y):
         """Advance one tick: u (batch, *input_shape) is the new input frame, y
@@ -684,14 +275,13 @@ class GraphEngine:
 
     def _flag_finite(self, t):
         """Write tick t's row of flags: per slot x·0 (see the module docstring),
-        a list of numpy scalars on numpy, one stacked device row elsewhere; every
+        one stacked device row; on numpy one product for the whole state and
+        the per-slot row only where it is non-finite (``_flag_fast``); every
         FINITE_RING ticks the host reads the ring (``check_finite``)."""
-        arrays = (self._X, self._P, self._D)
         if self._fast:
-            self._finite[t % FINITE_RING] = [arrays[q][i].ravel().dot(zeros)
-                                             for q, i, zeros in self._finite_slots]
+            self._flag_fast(t, self._finite)
         else:
-            xp = self.xp
+            xp, arrays = self.xp, (self._X, self._P, self._D)
             self._finite[t % FINITE_RING, :] = xp.stack(
                 [xp.vecdot(xp.reshape(arrays[q][i], (-1,)), zeros)
                  for q, i, zeros in self._finite_slots])
@@ -762,7 +352,7 @@ class GraphEngine:
         at t−1 (x[t−2, parents]); `frame`: those of δ[t−1,c]'s frame."""
         if not self._reads[c.index]:
             return [X[p] for p in c.parents]
-        if self.derivative == "frame":
+        if self._vjp_frame:
             return [self._ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
                     for p in c.parents]
         return [self._X_prev[p] for p in c.parents]
@@ -776,82 +366,39 @@ class GraphEngine:
             return y  # d_y = 0: the ring would only copy y
         return present_target(self._targets, t, y, self.supervision_delay)
 
-    def _factors(self, t):
-        """D[t−1, v] per vertex index (None means the factor 1)."""
-        xp, kind = self.xp, self.derivative
-        out = [None] * self.n
-        if kind == "none":
-            return out
-        if kind == "local":
-            S = self._S
-            for i in self._factored_nonlinear:
-                out[i] = S[i]
-            return out
-        verts = self.model.vertices
-        for i in self._factored:
-            if kind == "local":
-                if not verts[i].layer.linear:
-                    out[i] = self._S[i]
-            elif kind == "frame":
-                out[i] = self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
-            else:
-                dx = self._X[i] - self._X_prev[i]
-                if kind == "itd-y":
-                    out[i] = dx
-                    continue
-                da = self._P[i] - self._P_prev[i]
-                finite = xp.abs(da) >= self.itd_epsilon
-                safe = xp.where(finite, da, xp.ones_like(da))
-                self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
-                out[i] = self._Q[i]
+    # D[t−1, v] per vertex index (None: the factor 1), one method per
+    # derivative option, chosen once in ``_plan`` as ``_factors``.
+    def _factors_none(self, t):
+        return [None] * self.n
+
+    def _factors_local(self, t):
+        out, S = [None] * self.n, self._S
+        for i in self._factored_nonlinear:
+            out[i] = S[i]
         return out
 
-    def _factor_tags(self, t):
-        """(lo, hi) int arrays over ``self._factored``: the frame range of the σ'
-        factor D[t−1, v] contributes (None without a factor)."""
-        kind, f = self.derivative, self._factored_idx
-        if kind == "none" or not len(f):
-            return None
-        if kind == "local":
-            return self._tx[0, f], self._tx[1, f]
-        if kind == "frame":
-            rows = self._ring_tags[(t - 1 - self._deriv_lag_arr) % self._ring_tags.shape[0], :, f]
-            return rows[:, 0], rows[:, 1]
-        return self._tx_prev[0, f], self._tx[1, f]
+    def _factors_frame(self, t):
+        out = [None] * self.n
+        for i in self._factored:
+            out[i] = self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
+        return out
 
-    def _advance_tags(self, t, supervised):
-        """Tags of tick t from those of t−1 in a few array calls whatever the
-        graph: x takes the (min, max) over its parents, δ over its children and
-        its σ' factor (one gather through ``_tag_idx``, then a min and a max
-        reduction; see ``_build_tags``)."""
-        if self._tag_steady is not None:
-            return
-        T, S, sig_lo, sig_hi = self._tag_slots
-        old = self._tag_bufs[self._tag_cur]
-        if self._tag_sig_slots:
-            sig = self._factor_tags(t)
-            nf = len(self._factored)
-            old[sig_lo:sig_lo + nf] = sig[0]
-            old[sig_hi:sig_hi + nf] = sig[1]
-        old[T] = t
-        old[S] = t - self.supervision_delay if supervised else -1
-        cur = (self._tag_cur + 1) % 3
-        _, new, new_lo, new_hi, tx, td = self._tag_views[cur]
-        g_lo, g_hi = self._tag_g
-        old.take(self._tag_idx, out=self._tag_gather)
-        np.minimum.reduce(g_lo, axis=0, out=new_lo)
-        np.maximum.reduce(g_hi, axis=0, out=new_hi)
-        if not supervised:
-            new[2:, self.out] = -1
-        self._tx_prev = self._tx_a
-        self._tag_cur = cur
-        self._tx_a, self._td_a = tx, td
-        if self._tag_ring_on:
-            self._ring_tags[t % self._ring_tags.shape[0]] = tx
-        if self._tag_lazy_ok and supervised and not t % 8:
-            was = self._tag_views[(cur + 2) % 3][1]
-            if np.array_equal(new, np.where(was >= 0, was + 1, was)):
-                self._tag_steady = (t, new.copy(), (new >= 0).astype(np.int64))
+    def _factors_itd_y(self, t):
+        out = [None] * self.n
+        for i in self._factored:
+            out[i] = self._X[i] - self._X_prev[i]
+        return out
+
+    def _factors_itd_dy(self, t):
+        xp, out = self.xp, [None] * self.n
+        for i in self._factored:
+            dx = self._X[i] - self._X_prev[i]
+            da = self._P[i] - self._P_prev[i]
+            finite = xp.abs(da) >= self.itd_epsilon
+            safe = xp.where(finite, da, xp.ones_like(da))
+            self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
+            out[i] = self._Q[i]
+        return out
 
     def _record_history(self, t):
         for p, ring in self._ring_x.items():
@@ -862,7 +409,7 @@ class GraphEngine:
     def _paired_inputs(self, v):
         """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s
         frame (`frame`, from history: an eligibility trace)."""
-        if self.pairing == "local":
+        if not self._pair_frame:
             return [self._X[p] for p in v.parents]
         return [self._ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
                 for p in v.parents]
@@ -895,10 +442,10 @@ class GraphEngine:
                 a = self._vp[i][k]
                 if k == "W" and self.weight_decay:
                     a *= keep
-                    if self.feedback == "learned":
+                    if self._learned:
                         self._F[i] *= keep
                 a -= steps[f"{v.name}.{k}"]
-                if k == "W" and self.feedback == "learned":
+                if k == "W" and self._learned:
                     self._F[i] -= steps[f"{v.name}.{k}"]
         self._refresh_feedback()
 
@@ -1002,35 +549,3 @@ class GraphEngine:
         """The engine's model (levelled if asked) with the current parameters, on the host."""
         be = self.backend
         return self.model.with_parameters({k: be.to_host(a) for k, a in self._params.items()})
-
-    def tags(self):
-        """Host copies of the provenance tags at the current tick, arrays over
-        vertices in model order, −1 where empty (the input has no delta).
-
-        As ``Engine.tags()``: ``input`` (frame in x[t,v]), ``supervision``,
-        ``output`` (frame of the output activity in δ[t,v]), ``sigma_lo``/
-        ``sigma_hi`` (frame range of its σ' factors), ``pair`` (frame of the x
-        that g[t,v] pairs with). A vertex of an unlevelled graph mixes frames:
-        each key then gives the OLDEST frame and ``<key>_hi`` the newest (equal
-        on a levelled graph).
-        """
-        tx, td = self._tx, self._td
-        pair = self._pair_tags()
-        return {"input": tx[0].copy(), "input_hi": tx[1].copy(),
-                "supervision": td[SUP_LO].copy(), "supervision_hi": td[SUP_HI].copy(),
-                "output": td[OUT_LO].copy(), "output_hi": td[OUT_HI].copy(),
-                "sigma_lo": td[SIG_LO].copy(), "sigma_hi": td[SIG_HI].copy(),
-                "pair": pair[0], "pair_hi": pair[1]}
-
-    def _pair_tags(self):
-        out = np.full((2, self.n), -1, dtype=np.int64)
-        R = self._ring_tags.shape[0]
-        for v in self.model.vertices[1:]:
-            if self.pairing == "local":
-                rows = [self._tx[:, p] for p in v.parents]
-            else:
-                rows = [self._ring_tags[(self.tick - self._pair_lag[(p, v.index)]) % R, :, p]
-                        for p in v.parents]
-            out[0, v.index] = min(r[0] for r in rows)
-            out[1, v.index] = max(r[1] for r in rows)
-        return out

@@ -1,0 +1,594 @@
+"""The fast numpy executor of ``GraphEngine`` (SPEC §1 on preallocated buffers).
+
+Same numbers as the generic step (``GraphEngine._step_generic``, fresh arrays
+per vertex, any array namespace) to rounding, for every option set; two tricks:
+
+* **Buffers.** Three sets of per-vertex x, pre, σ', δ arrays rotate (t+1 is
+  written while t and t−1 are read: ``local`` max pooling and ITD read t−1);
+  dense vertices write into theirs with ``out=``, other kinds keep their
+  layer's fresh arrays.
+* **Runs.** A run of two or more dense vertices of one width over a parent of
+  that width (each but the last with no other child) shares one stacked block
+  per set (the stacked chain engine's trick without its padding): the run's
+  forward, backward (through its stacked feedback matrices: W itself, fixed
+  random B, learned B updated in place with W's step, or sign(W) refreshed
+  in place), derivative factors and update are one batched call each. The
+  ``frame`` options keep one history ring per run (x and σ' of the whole
+  block per tick), read at each member's own lag through a gather table
+  built here; ITD factors are computed on the run's block; ``accumulate``
+  sums into stacked accumulators.
+
+Options are resolved here once into small functions and flags (``_fac_group``,
+``_fac_vertex``, ``_out_err``, ``_pair_group``...): nothing in the tick
+compares an option name.
+"""
+import numpy as np
+
+from ..network import ACTIVATIONS
+from ..options import loss_grad
+from .reference import vertex_params
+
+
+def _runs(names):
+    """Contiguous runs of equal names as (start, stop, name)."""
+    out, start = [], 0
+    for i in range(1, len(names) + 1):
+        if i == len(names) or names[i] != names[start]:
+            out.append((start, i, names[start]))
+            start = i
+    return out
+
+
+def _activate(name, pre, x, s):
+    """x = σ(pre) and (unless s is None) s = σ'(pre), into x and s (numpy);
+    the same operations as ``network.ACTIVATIONS`` so the numbers match.
+    ``linear`` leaves s alone (its σ' buffers hold ones)."""
+    if name == "tanh":
+        np.tanh(pre, out=x)
+        if s is not None:
+            np.multiply(x, x, out=s)
+            np.subtract(1.0, s, out=s)
+    elif name == "linear":
+        np.copyto(x, pre)
+    else:
+        xa, sa = ACTIVATIONS[name](np, pre)
+        np.copyto(x, xa)
+        if s is not None:
+            np.copyto(s, sa)
+
+
+def _mse_err(x, target, out):
+    np.subtract(x, target, out=out)
+
+
+class FastNumpy:
+    """Mixin of ``GraphEngine``: the numpy executor (module docstring)."""
+
+    # ----------------------------------------------------------- construction
+    def _build_fast(self):
+        """Buffers, runs and option strategies of the numpy tick, once."""
+        self._fast = self.xp is np
+        if not self._fast:
+            return
+        m, n, B, dt = self.model, self.n, self.batch, self.backend.dtype
+        verts = m.vertices
+        self._dense = [v.kind == "dense" for v in verts]
+        self._groups = self._find_groups()
+        self._member = {}
+        for gi, g in enumerate(self._groups):
+            for j, i in enumerate(g["members"], 1):
+                self._member[i] = (gi, j)
+        self._free = [i for i in range(1, n) if i not in self._member]
+        self._free_dense = [i for i in self._free if self._dense[i]]
+        self._free_other = [i for i in self._free if not self._dense[i]]
+        # Stacked parameters (and feedback matrices) of each run: the
+        # per-vertex W, b, B become views of them.
+        for g in self._groups:
+            mem = g["members"]
+            keys = [(f"{verts[i].name}.W", f"{verts[i].name}.b") for i in mem]
+            g["W"] = np.stack([self._params[kw] for kw, _ in keys])
+            g["b"] = np.stack([self._params[kb] for _, kb in keys])
+            for j, (kw, kb) in enumerate(keys):
+                self._params[kw], self._params[kb] = g["W"][j], g["b"][j]
+            k, w = g["W"].shape[0], g["W"].shape[1]
+            g["k"], g["w"] = k, w
+            g["WT"] = g["W"].transpose(0, 2, 1)
+            g["b3"] = g["b"][:, None, :]
+            g["cot"] = np.zeros((k, B, w), dt)
+            g["e"] = np.zeros((k, B, w), dt)
+            g["gw"] = np.zeros((k, w, w), dt)
+            g["gb"] = np.zeros((k, w), dt)
+            acts = [verts[i].layer.activation for i in mem]
+            g["runs"] = [(lo + 1, hi + 1, a) for lo, hi, a in _runs(acts)]
+        self._vp = [vertex_params(self._params, v) if v.layer else {} for v in verts]
+        self._refresh_feedback()
+        for g in self._groups:
+            mem = g["members"]
+            if self._F[mem[0]] is None:          # transpose: B is W itself
+                g["F"] = g["W"]
+            else:
+                g["F"] = np.stack([self._F[i] for i in mem])
+                for j, i in enumerate(mem):
+                    self._F[i] = g["F"][j]
+        self._WT = [None] + [self._vp[i]["W"].T if self._dense[i] else None
+                             for i in range(1, n)]
+        # Per free dense vertex: its VJP (parent-shaped), η δ, η g_W and η g_b.
+        self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
+                             np.zeros((B,) + verts[i].shape, dt),
+                             np.zeros(verts[i].layer.param_shapes["W"], dt),
+                             np.zeros(verts[i].layer.param_shapes["b"], dt))
+                         for i in self._free_dense}
+        self._ones = {i: np.ones((B,) + verts[i].shape, dt) for i in range(1, n)
+                      if self._sigma[i] and verts[i].layer.linear}
+        self._flats = []
+        self._sets = [self._buffer_set(dt) for _ in range(3)]
+        self._flat_zeros = np.zeros(self._flats[0].shape, dt)
+        # Flagged preactivations outside the flat block (non-dense kinds with
+        # a nonlinear σ return fresh arrays), each with zeros of its size.
+        self._flag_extra = [(i, np.zeros(B * int(np.prod(verts[i].shape)), dt))
+                            for i in self._free_other if not verts[i].layer.linear]
+        self._finite_dirty = set()
+        X, P, S, D, _ = self._sets[0]
+        self._X, self._P, self._S, self._D = X, P, S, D
+        self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
+        self._build_history(dt)
+        self._plan_fast()
+        self._build_strategies(dt)
+
+    def _find_groups(self):
+        """Runs of equal-width dense vertices (module docstring), ≥ 2 long."""
+        verts, groups, owner = self.model.vertices, [], {}
+        for v in verts[1:]:
+            if not (v.kind == "dense" and len(v.parents) == 1):
+                continue
+            p = v.parents[0]
+            if verts[p].shape != v.shape:
+                continue
+            g = owner.get(p)
+            if g is not None and g["members"][-1] == p and len(self._children[p]) == 1:
+                g["members"].append(v.index)
+                owner[v.index] = g
+            elif g is None and p not in {h["src"] for h in groups}:
+                g = {"src": p, "members": [v.index]}
+                groups.append(g)
+                owner[v.index] = g
+        return [g for g in groups if len(g["members"]) >= 2]
+
+    def _buffer_set(self, dt):
+        """One set of x, pre, σ', δ lists (blocks of the runs first), and the
+        flat block that every x, pre and δ the finiteness flags read is a view
+        of (all but the fresh preactivations of non-dense kinds), so one dot
+        product flags the whole state (``_flag_fast``)."""
+        n, B, verts = self.n, self.batch, self.model.vertices
+        X, P, S, D = ([None] * n for _ in range(4))
+        srcs = {g["src"] for g in self._groups}
+        shared = [bool(i) and self._dense[i] and (verts[i].layer.linear or not self._sigma[i])
+                  for i in range(n)]
+        own = []
+        for i in range(n):
+            if i in self._member:
+                continue
+            shape = (B,) + verts[i].shape
+            if i and self._dense[i]:
+                own.append((P, i, shape))
+            if i not in srcs and not shared[i]:
+                own.append((X, i, shape))
+            if i:
+                own.append((D, i, shape))
+        shapes = [(g["k"] + 1, B, g["w"]) for g in self._groups for _ in range(3)]
+        shapes += [shape for _, _, shape in own]
+        flat = np.zeros(sum(int(np.prod(s)) for s in shapes), dt)
+        cut = [0]
+
+        def carve(shape):
+            size = int(np.prod(shape))
+            a = flat[cut[0]:cut[0] + size].reshape(shape)
+            cut[0] += size
+            return a
+
+        blocks = []
+        for g in self._groups:
+            Xb, Pb, Db = (carve((g["k"] + 1, B, g["w"])) for _ in range(3))
+            Sb = np.zeros(Xb.shape, dt)
+            X[g["src"]] = Xb[0]
+            for j, i in enumerate(g["members"], 1):
+                X[i], P[i], S[i], D[i] = Xb[j], Pb[j], Sb[j], Db[j]
+                if verts[i].layer.linear:
+                    Sb[j] = 1.0
+            blocks.append((Xb, Pb, Sb, Db))
+        for lst, i, shape in own:
+            lst[i] = carve(shape)
+        for i in range(n):
+            if P[i] is None:
+                P[i] = np.zeros((B,) + verts[i].shape, dt)
+            if X[i] is None:
+                X[i] = P[i]
+            if S[i] is None and self._sigma[i]:
+                S[i] = self._ones.get(i, None)
+                if S[i] is None:
+                    S[i] = np.zeros((B,) + verts[i].shape, dt)
+        self._flats.append(flat)
+        return X, P, S, D, blocks
+
+    def _build_history(self, dt):
+        """Rings of the ``frame`` options: one per run and quantity covering
+        its whole block (x: the source and the members; σ': the members), the
+        per-vertex rings of its vertices becoming views of it; the gather
+        tables that read each member at its own lag."""
+        B = self.batch
+        self._hist_blocks, covered_x, covered_s = [], set(), set()
+        for gi, g in enumerate(self._groups):
+            k, w, block = g["k"], g["w"], [g["src"]] + g["members"]
+            g["ring_x"] = g["ring_s"] = None
+            for q, rings, first, covered in ((0, self._ring_x, 0, covered_x),
+                                             (2, self._ring_s, 1, covered_s)):
+                have = [j for j in range(first, k + 1) if block[j] in rings]
+                if not have:
+                    continue
+                R = max(rings[block[j]].shape[0] for j in have)
+                ring = np.zeros((R, k + 1, B, w), dt)
+                for j in range(first, k + 1):
+                    rings[block[j]] = ring[:, j]
+                    covered.add(block[j])
+                g["ring_x" if q == 0 else "ring_s"] = ring
+                self._hist_blocks.append((ring, gi, q))
+            if self.pairing == "frame" and g["ring_x"] is not None:
+                R = g["ring_x"].shape[0]
+                lags = [self._pair_lag[(block[j - 1], block[j])] for j in range(1, k + 1)]
+                g["ptab"] = [np.array([((r - lag) % R) * (k + 1) + j
+                                       for j, lag in enumerate(lags)], dtype=np.intp)
+                             for r in range(R)]
+                g["xpair"] = np.zeros((k, B, w), dt)
+                g["ring_x_flat"] = g["ring_x"].reshape(R * (k + 1), B, w)
+            if self.derivative == "frame":
+                R = g["ring_s"].shape[0]
+                lags = [self._deriv_lag[block[j]] for j in range(1, k)]
+                g["dtab"] = [np.array([((r - lag) % R) * (k + 1) + j
+                                       for j, lag in enumerate(lags, 1)], dtype=np.intp)
+                             for r in range(R)]
+                g["ring_s_flat"] = g["ring_s"].reshape(R * (k + 1), B, w)
+        self._hist_x = [(p, r) for p, r in self._ring_x.items() if p not in covered_x]
+        self._hist_s = [(v, r) for v, r in self._ring_s.items() if v not in covered_s]
+        self._has_history = bool(self._hist_blocks or self._hist_x or self._hist_s)
+
+    def _plan_fast(self):
+        """Per-tick work resolved once: the views of each run's blocks in each
+        buffer set, and per free dense vertex its parent, Wᵀ, b and activation
+        (parameters are updated in place, so the views stay live), so a tick
+        does no lookups by name or slicing."""
+        verts, n = self.model.vertices, self.n
+        keep_s = self.derivative in ("local", "frame")
+        self._gviews = []
+        for X, P, S, D, blk in self._sets:
+            per = []
+            for g, (Xb, Pb, Sb, Db) in zip(self._groups, blk):
+                k = g["k"]
+                runs = [(act, Pb[lo:hi], Xb[lo:hi], Sb[lo:hi]) for lo, hi, act in g["runs"]]
+                # the backward reads δ of the members whose VJP goes somewhere:
+                # not the first's when the run hangs off the input
+                fed = Db[2:] if g["src"] == 0 else Db[1:]
+                per.append((Xb[:k], Pb[1:], runs, Db[1:], Sb[1:k], Db[1:k], Xb[1:k], Pb[1:k],
+                            (Xb, Pb, Sb, Db), fed))
+            self._gviews.append(per)
+        for g in self._groups:
+            g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
+            first = 1 if g["src"] == 0 else 0       # the input takes no cotangent
+            g["F_fed"], g["cot_fed"] = g["F"][first:], g["cot"][first:]
+        X0, P0 = self._sets[0][0], self._sets[0][1]
+        self._fwd_dense = []
+        for i in self._free_dense:
+            act = verts[i].layer.activation
+            self._fwd_dense.append((i, verts[i].parents[0], self._WT[i], self._vp[i]["b"],
+                                    act == "linear", act, keep_s or i == self.out,
+                                    X0[i] is P0[i]))
+        self._fwd_other = [(i, self._sigma[i] and (keep_s or i == self.out))
+                           for i in self._free_other]
+        # Backward: the children that send a cotangent, and per vertex the
+        # (child, position) contributions in child order (runs send cot[0]).
+        bw_free = [c for c in self._free if any(verts[c].parents)]
+        contrib = [[] for _ in range(n)]
+        for gi, g in enumerate(self._groups):
+            if g["src"]:
+                contrib[g["src"]].append((g["members"][0], -1, gi))
+        for c in bw_free:
+            for k, p in enumerate(verts[c].parents):
+                if p:
+                    contrib[p].append((c, k, None))
+        self._bw_plan = [(c, self._vp[c]["W"], self._scratch[c][0]) if self._dense[c]
+                         else (c, None, None) for c in bw_free]
+        for lst in contrib:
+            lst.sort(key=lambda e: e[0])
+        self._bw_into = [(i, contrib[i]) for i in range(1, n - 1) if contrib[i]]
+        self._learn_dense = [(i, verts[i].parents[0], self._scratch[i][1],
+                              self._scratch[i][1].T, self._scratch[i][2], self._scratch[i][3],
+                              self._vp[i]["W"], self._vp[i]["b"],
+                              self._pair_lag[(verts[i].parents[0], i)])
+                             for i in self._free_dense if self._has_params[i]]
+        self._learn_other = [i for i in self._free_other if self._has_params[i]]
+
+    def _build_strategies(self, dt):
+        """The option choices of the tick as functions and flags, once."""
+        B, verts = self.batch, self.model.vertices
+        kind = self.derivative
+        # σ' factor of the run members fed by the run (rows 1..k−1) and of
+        # every other vertex that receives a cotangent.
+        for g in self._groups:
+            if kind in ("frame", "itd-y", "itd-dy"):
+                g["fac"] = np.zeros((g["k"] - 1, B, g["w"]), dt)
+            if kind == "itd-dy":
+                g["da"] = np.zeros((g["k"] - 1, B, g["w"]), dt)
+                g["Q"] = np.zeros((g["k"] - 1, B, g["w"]), dt)
+                for j, i in enumerate(g["members"][:-1]):
+                    self._Q[i] = g["Q"][j]
+        self._fac_group = {"none": _group_none, "local": _group_local, "frame": _group_frame,
+                           "itd-y": _group_itd_y, "itd-dy": _group_itd_dy}[kind]
+        self._fac_vertex = {"none": _vertex_none, "local": _vertex_local,
+                            "frame": _vertex_frame, "itd-y": _vertex_itd_y,
+                            "itd-dy": _vertex_itd_dy}[kind]
+        nonlin = set(self._factored_nonlinear)
+        factored = set(self._factored)
+        self._fac_plan = [(i, got, i in (nonlin if kind == "local" else factored))
+                          for i, got in self._bw_into]
+        self._out_err = _mse_err if self.loss == "mse" else self._loss_err
+        self._out_sigma = self._sigma[self.out] and self.out not in self._ones
+        # Learning: pairing, accumulation, feedback updates.
+        self._resign = []
+        if self._sign:
+            self._resign = [(g["W"], g["F"]) for g in self._groups]
+            self._resign += [(self._vp[i]["W"], self._F[i]) for i in self._free
+                             if "W" in verts[i].param_names]
+        # δᵀx: at batch 1 an outer product, which numpy's matmul runs through
+        # its slow non-BLAS loop; a broadcast multiply gives the same numbers.
+        self._outer = np.multiply if B == 1 else np.matmul
+        self._acc_on = self.learning_rate and self.accumulate > 1
+        if self._acc_on:
+            for g in self._groups:
+                g["aw"], g["ab"] = np.zeros_like(g["gw"]), np.zeros_like(g["gb"])
+            self._acc_dense = {i: (np.zeros_like(gw), np.zeros_like(gb))
+                               for i, _, _, _, gw, gb, _, _, _ in self._learn_dense}
+
+    def _flag_fast(self, t, ring):
+        """Flag tick t into row t % len(ring): one dot product of the flat
+        block with zeros (plus one per preactivation outside it) says whether
+        anything is non-finite; only then the row gets its per-slot flags
+        (``GraphEngine._flag_finite``), so the location stays exact."""
+        f = self._flats[(t + 1) % 3].dot(self._flat_zeros)
+        P = self._P
+        for i, zeros in self._flag_extra:
+            f += P[i].ravel().dot(zeros)
+        row = t % ring.shape[0]
+        if f != f:
+            X, D = self._X, self._D
+            arrays = (X, P, D)
+            ring[row] = [arrays[q][i].ravel().dot(zeros) for q, i, zeros in self._finite_slots]
+            self._finite_dirty.add(row)
+        elif row in self._finite_dirty:
+            ring[row] = 0.0
+            self._finite_dirty.discard(row)
+
+    def _loss_err(self, x, target, out):
+        np.copyto(out, loss_grad(np, self.loss, x, target))
+
+    # ------------------------------------------------------------------ tick
+    def _step_fast(self, u, y):
+        """One numpy tick into preallocated buffers (same numbers as
+        ``_step_generic``): forward and backward read only tick t, so their order
+        over vertices is free; runs go first as single batched calls."""
+        t = self.tick + 1
+        verts = self.model.vertices
+        cur, new = self._sets[t % 3], self._sets[(t + 1) % 3]
+        X, P, S, D, _ = cur
+        Xn, Pn, Sn, Dn, _ = new
+        gv, gvn, gvp = self._gviews[t % 3], self._gviews[(t + 1) % 3], self._gviews[(t + 2) % 3]
+        matmul, activate = np.matmul, _activate
+        np.copyto(Xn[0], u)
+        # forward: runs, then dense vertices, then other kinds
+        for g, cv, nv in zip(self._groups, gv, gvn):
+            P1n = nv[1]
+            matmul(cv[0], g["WT"], out=P1n)
+            P1n += g["b3"]
+            for act, pre, x, s in nv[2]:
+                activate(act, pre, x, s)
+        for i, p, WT, b, linear, act, want_s, shared in self._fwd_dense:
+            pre = Pn[i]
+            matmul(X[p], WT, out=pre)
+            pre += b
+            if linear:
+                if not shared:
+                    np.copyto(Xn[i], pre)
+            else:
+                activate(act, pre, Xn[i], Sn[i] if want_s else None)
+        for i, want_s in self._fwd_other:
+            v = verts[i]
+            pre, out = v.layer.value(np, self._vp[i], [X[p] for p in v.parents])
+            Pn[i] = pre
+            np.copyto(Xn[i], out)  # out may be a view of a parent's buffer (flatten, identity)
+            if want_s:
+                Sn[i] = v.layer.derivative(np, pre)
+        # output delta
+        target = self._present_target(t, y)
+        o = self.out
+        if target is None:
+            Dn[o][...] = 0
+        else:
+            self._out_err(Xn[o], target, Dn[o])
+            if self._out_sigma:
+                Dn[o] *= Sn[o]
+        # backward: one batched VJP per run (its factor D[t−1] on its block),
+        # then the other children
+        fac_group = self._fac_group
+        for g, cv, nv, pv in zip(self._groups, gv, gvn, gvp):
+            matmul(cv[9], g["F_fed"], out=g["cot_fed"])
+            f = fac_group(self, g, t, cv, pv)
+            if f is None:
+                np.copyto(nv[5], g["cot1"])
+            else:
+                np.multiply(f, g["cot1"], out=nv[5])
+        backs, Fs = {}, self._F
+        for c, W, scratch in self._bw_plan:
+            if W is not None:
+                F = Fs[c]
+                backs[c] = [matmul(D[c], W if F is None else F, out=scratch)]
+            else:
+                v = verts[c]
+                backs[c] = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
+                                       weights=Fs[c])
+        groups, fac_vertex = self._groups, self._fac_vertex
+        for i, got, factored in self._fac_plan:
+            total = None
+            for c, k, gi in got:
+                b = groups[gi]["cot0"] if gi is not None else backs[c][k]
+                total = b if total is None else total + b
+            # into δ's own buffer: a VJP may return a scratch or a view
+            f = fac_vertex(self, i, t) if factored else None
+            if f is None:
+                np.copyto(Dn[i], total)
+            else:
+                np.multiply(f, total, out=Dn[i])
+        self._X_prev, self._P_prev = X, P
+        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
+        self._advance_tags(t, target is not None)
+        self.tick = t
+        if self._has_history:
+            self._record_fast(t, gvn)
+        if self.learning_rate:
+            self._learn_fast(t, gvn)
+
+    def _record_fast(self, t, gvn):
+        """History of tick t: each run's block once, other vertices one by one."""
+        for ring, gi, q in self._hist_blocks:
+            ring[t % ring.shape[0]] = gvn[gi][8][q]
+        for p, ring in self._hist_x:
+            ring[t % ring.shape[0]] = self._X[p]
+        for v, ring in self._hist_s:
+            ring[t % ring.shape[0]] = self._S[v]
+
+    def _learn_fast(self, t, gv):
+        """W ← (1 − ηλ) W − η δᵀx per vertex (per run: one batched matmul), in
+        place; with ``accumulate`` a, the sum of a ticks' steps every a-th tick;
+        learned feedback takes W's step, sign feedback is refreshed after it."""
+        lr, verts = self.learning_rate, self.model.vertices
+        keep = 1.0 - lr * self.weight_decay
+        decay, learned, acc = bool(self.weight_decay), self._learned, self._acc_on
+        due = not acc or not (t + 1) % self.accumulate
+        X, D = self._X, self._D
+        multiply, outer = np.multiply, self._outer
+        for g, cv in zip(self._groups, gv):
+            e = g["e"]
+            multiply(cv[3], lr, out=e)
+            if self._pair_frame:
+                xs = np.take(g["ring_x_flat"], g["ptab"][t % len(g["ptab"])], axis=0,
+                             out=g["xpair"])
+            else:
+                xs = cv[0]
+            sw, sb = outer(g["eT"], xs, out=g["gw"]), np.add.reduce(e, axis=1, out=g["gb"])
+            if acc:
+                g["aw"] += sw
+                g["ab"] += sb
+                if not due:
+                    continue
+                sw, sb = g["aw"], g["ab"]
+            _apply(g["W"], g["b"], g["F"] if learned else None, sw, sb, decay, keep)
+            if acc:
+                sw[...] = 0
+                sb[...] = 0
+        for i, p, e, eT, gw, gb, W, b, lag in self._learn_dense:
+            multiply(D[i], lr, out=e)
+            xs = self._ring_read(self._ring_x[p], t - lag) if self._pair_frame else X[p]
+            sw, sb = outer(eT, xs, out=gw), np.add.reduce(e, axis=0, out=gb)
+            if acc:
+                aw, ab = self._acc_dense[i]
+                aw += sw
+                ab += sb
+                if not due:
+                    continue
+                sw, sb = aw, ab
+            _apply(W, b, self._F[i] if learned else None, sw, sb, decay, keep)
+            if acc:
+                sw[...] = 0
+                sb[...] = 0
+        for i in self._learn_other:
+            v = verts[i]
+            steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
+            if acc:
+                for k in v.param_names:
+                    self._acc[f"{v.name}.{k}"] += steps[k]
+                if not due:
+                    continue
+                steps = {k: self._acc[f"{v.name}.{k}"] for k in v.param_names}
+            for k in v.param_names:
+                a = self._vp[i][k]
+                if k == "W":
+                    _apply(a, None, self._F[i] if learned else None, steps[k], None, decay, keep)
+                else:
+                    a -= steps[k]
+                if acc:
+                    steps[k][...] = 0
+        if due:
+            for W, F in self._resign:
+                np.sign(W, out=F)
+
+
+def _apply(W, b, F, sw, sb, decay, keep):
+    """W ← keep·W − sw (F likewise when learned), b ← b − sb, in place."""
+    if decay:
+        W *= keep
+        if F is not None:
+            F *= keep
+    W -= sw
+    if F is not None:
+        F -= sw
+    if b is not None:
+        b -= sb
+
+
+# Factor D[t−1] of a run's rows 1..k−1 (cv: the run's views at t−1, pv: at t−2).
+def _group_none(eng, g, t, cv, pv):
+    return None
+
+
+def _group_local(eng, g, t, cv, pv):
+    return cv[4]
+
+
+def _group_frame(eng, g, t, cv, pv):
+    tab = g["dtab"]
+    return np.take(g["ring_s_flat"], tab[(t - 1) % len(tab)], axis=0, out=g["fac"])
+
+
+def _group_itd_y(eng, g, t, cv, pv):
+    return np.subtract(cv[6], pv[6], out=g["fac"])
+
+
+def _group_itd_dy(eng, g, t, cv, pv):
+    dx = np.subtract(cv[6], pv[6], out=g["fac"])
+    da = np.subtract(cv[7], pv[7], out=g["da"])
+    finite = np.abs(da) >= eng.itd_epsilon
+    np.copyto(g["Q"], dx / np.where(finite, da, 1.0), where=finite)
+    return g["Q"]
+
+
+# Factor D[t−1, i] of one vertex outside the runs' rows (None: the factor 1).
+def _vertex_none(eng, i, t):
+    return None
+
+
+def _vertex_local(eng, i, t):
+    return eng._S[i]
+
+
+def _vertex_frame(eng, i, t):
+    return eng._ring_read(eng._ring_s[i], t - 1 - eng._deriv_lag[i])
+
+
+def _vertex_itd_y(eng, i, t):
+    return eng._X[i] - eng._X_prev[i]
+
+
+def _vertex_itd_dy(eng, i, t):
+    dx = eng._X[i] - eng._X_prev[i]
+    da = eng._P[i] - eng._P_prev[i]
+    finite = np.abs(da) >= eng.itd_epsilon
+    q = eng._Q[i]
+    np.copyto(q, dx / np.where(finite, da, 1.0), where=finite)
+    return q
