@@ -406,11 +406,21 @@ def _lockstep(runs, stream, ticks, every, progress, pool, dtype):
                 progress(ticks - done + n if r.stopped else n)
 
 
+# An update this much smaller than backprop's gradient is zero up to rounding
+# (e.g. ITD's Δy/Δx on a held frame, formed two ways): its direction is noise.
+ZERO_UPDATE = 1e-12
+
+
 def _angle(g, G):
-    """Degrees between two arrays as vectors (NaN when either is zero)."""
+    """Degrees between two arrays as vectors; NaN when either is zero, or when
+    ``g`` is numerically zero next to ``G`` (‖g‖ ≤ ZERO_UPDATE·‖G‖), whose
+    direction would be rounding noise (two ways of summing the same zero
+    gave 89.6° and 92.2°)."""
     g, G = np.ravel(g).astype(np.float64), np.ravel(G).astype(np.float64)
-    denom = np.linalg.norm(g) * np.linalg.norm(G)
-    return float(np.degrees(np.arccos(np.clip(g @ G / denom, -1, 1)))) if denom else np.nan
+    ng, nG = np.linalg.norm(g), np.linalg.norm(G)
+    if not ng * nG or ng <= ZERO_UPDATE * nG:
+        return np.nan
+    return float(np.degrees(np.arccos(np.clip(g @ G / (ng * nG), -1, 1))))
 
 
 def gradient_angles(learner, frame, loss):

@@ -273,3 +273,15 @@ def test_curves_keep_the_frames_every_layer_error_belongs_to():
     curves, _ = training.train_scene(sc)
     last = curves["diffusion"]["grad_angles"][-1]
     assert len(last) == 4 and np.isfinite(last).all()
+
+
+def test_the_angle_of_a_numerically_zero_update_is_undefined():
+    """An update at rounding level next to backprop's gradient has no
+    direction: NaN, not the 90°-ish noise its sign pattern happens to give;
+    a small but real update keeps its angle."""
+    G = np.arange(1.0, 7.0).reshape(2, 3)
+    noise = 1e-19 * np.array([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0]])
+    assert np.isnan(training._angle(noise, G))
+    assert np.isnan(training._angle(np.zeros((2, 3)), G))
+    assert training._angle(1e-9 * G, G) == pytest.approx(0.0, abs=1e-5)
+    assert training._angle(-1e-9 * G, G) == pytest.approx(180.0, abs=1e-5)
