@@ -23,7 +23,6 @@ import numpy as np
 
 from .build import build_network, build_stream, engine_options, network_shape, seeds
 from .datasets import load_dataset
-from .engine import Engine
 from .errors import NumericalError, SceneError
 from .model.graph import Model
 from .model.pc import zil_model
@@ -48,7 +47,6 @@ RULES = {
     "ar": None,
     "zil": None,
 }
-ENGINES = (Engine, GraphEngine)
 # Rules that are not tick engines (their learners live in this module).
 BASELINES = ("backprop", "ar", "zil")
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
@@ -108,15 +106,6 @@ class Setup:
     def _shaped(self, x):
         """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
         return x.reshape((len(x),) + self.model.input_shape)
-
-    def tick_network(self):
-        """What the tick-engine rules run on: the chain ``Network`` (the stacked
-        engine) unless its widths are so unequal that padding them to the
-        widest would cost more than PADDING_LIMIT times the real weights
-        (e.g. 784-32-32-10: 70×); then, as for every graph, the Model."""
-        if isinstance(self.network, Model) or padding_waste(self.sizes) <= PADDING_LIMIT:
-            return self.network
-        return self.model
 
     def new_stream(self):
         """A fresh stream with the scene's seed: every rule sees the same frames."""
@@ -204,19 +193,9 @@ def make_learner(rule, setup):
         return RelaxationLearner(setup.model, train, setup.seeds.feedback)
     if rule == "zil":
         return ZILLearner(setup.model, train)
-    return Engine(setup.tick_network(), **setup.engine_options(rule))
-
-
-# A chain whose stacked (L, N, N) weights would hold this many times its real
-# entries runs on the graph engine instead (no padding; same results to rounding).
-PADDING_LIMIT = 4.0
-
-
-def padding_waste(sizes):
-    """Entries of the stacked engine's padded weights over the real ones:
-    L·N² / Σ n_l·n_{l+1} for layer widths ``sizes`` (N the widest)."""
-    real = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    return (len(sizes) - 1) * max(sizes) ** 2 / real
+    # Chains too: the graph engine groups their equal-width runs under every
+    # option and never pads (the stacked engine padded 784-32-32-10 70-fold).
+    return GraphEngine(setup.model, **setup.engine_options(rule))
 
 
 def _learned(learner):
@@ -242,15 +221,12 @@ def evaluate(network, x, y, loss, classify):
 def alignment_angles(learner):
     """Angle in degrees between W_l and its feedback F_l for l = 1..L−1 (F_0 is
     never used), flattened; 0° is exact backprop."""
-    if not isinstance(learner, ENGINES):
+    if not isinstance(learner, GraphEngine):
         return []
     host = learner.backend.to_host
-    if hasattr(learner, "feedback_weights"):   # a graph engine: every weight but the first
-        fb, params, model = learner.feedback_weights(), learner.parameters(), learner.model
-        sends = [k for k in fb if any(model.vertex(k[:-2]).parents)]   # F of a vertex on the input is never used
-        pairs = [(params[k], fb[k]) for k in sends]
-    else:
-        pairs = list(zip(learner.weights(), learner.feedback_matrices()))[1:]
+    fb, params, model = learner.feedback_weights(), learner.parameters(), learner.model
+    sends = [k for k in fb if any(model.vertex(k[:-2]).parents)]   # F of a vertex on the input is never used
+    pairs = [(params[k], fb[k]) for k in sends]
     out = []
     for w, f in pairs:
         w, f = host(w).ravel(), host(f).ravel()
@@ -331,7 +307,7 @@ class RuleRun:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for k in range(len(u)):
                     self.learner.step(u[k], y[k])
-                if isinstance(self.learner, ENGINES):
+                if isinstance(self.learner, GraphEngine):
                     self.learner.check_finite()
         except NumericalError as exc:
             self.curve["diverged"], self.curve["error"] = True, str(exc)
@@ -455,18 +431,6 @@ def gradient_angles(learner, frame, loss):
                 model, *_frame64(got, model.output_shape), loss)
         return [np.nan if refs[s] is None else _angle(host(est[k]), refs[s][k])
                 for k, s in zip(keys, frames)]
-    if isinstance(learner, Engine):
-        est = [learner.backend.to_host(g) for g in learner.gradients()]
-        sup = learner.tags()["supervision"]
-        out = []
-        for layer, g in enumerate(est, 1):
-            got = frame(int(sup[layer]))
-            if got is None:
-                out.append(np.nan)
-                continue
-            x, d = factors(learner.network(), *_frame64(got, None), loss)[0][layer - 1]
-            out.append(_angle(g, d.T @ x))
-        return out
     return []
 
 

@@ -11,6 +11,7 @@ from matplotlib.image import imread
 from simulator import kinds, scene, training
 from simulator.engine import Engine
 from simulator.errors import SceneError
+from simulator.model import Model
 from simulator.network import Network
 from simulator.render.learning import RULE_COLOURS
 
@@ -120,12 +121,14 @@ def test_zero_learning_rate_gives_identical_curves_for_every_rule():
 
 def test_alignment_angle_closed_forms():
     net = Network.random([20, 30, 30, 5], ["tanh", "tanh", "linear"], seed=2)
-    exact = training.alignment_angles(Engine(net, feedback="transpose"))
-    assert np.allclose(exact, 0.0, atol=1e-6)
+    model = Model.from_network(net)
+    exact = training.alignment_angles(Engine(model, feedback="transpose"))
+    assert len(exact) == 2 and np.allclose(exact, 0.0, atol=1e-6)
     # independent Gaussian W and B: cos ~ N(0, 1/n) for n entries, so five
     # standard deviations bound it
-    rand = training.alignment_angles(Engine(net, feedback="random", feedback_seed=9))
+    rand = training.alignment_angles(Engine(model, feedback="random", feedback_seed=9))
     sizes = [30 * 30, 5 * 30]
+    assert len(rand) == len(sizes)
     for angle, n in zip(rand, sizes):
         assert abs(np.cos(np.radians(angle))) < 5 / np.sqrt(n)
     assert training.alignment_angles(training.BackpropLearner(net, "mse", 0.1)) == []
@@ -214,19 +217,23 @@ def test_a_rule_that_blows_up_stops_alone(monkeypatch):
 
 
 def test_gradient_angles_of_a_chain_engine(rng):
-    """Chain engine: at a constant frame with frozen weights diffusion's g is
-    backprop's gradient (fact A: angle ~0°); random feedback's hidden layers
-    are not, and their angles equal those computed here from B by hand."""
+    """A chain on the engine: at a constant frame with frozen weights
+    diffusion's g is backprop's gradient (fact A: angle ~0°); random
+    feedback's hidden layers are not, and their angles equal those computed
+    here from B by hand."""
     net = Network.random([5, 7, 6, 3], ["tanh", "tanh", "linear"], seed=4)
     u, y = rng.normal(size=(2, 5)), rng.normal(size=(2, 3))
-    diff = Engine(net, loss="mse", batch=2)
+    diff = Engine(Model.chain([5, 7, 6, 3], ["tanh", "tanh", "linear"], seed=4), loss="mse",
+                  batch=2)
     for _ in range(3 * net.depth):
         diff.step(u, y)
     assert max(training.gradient_angles(diff, lambda s: (u, y), "mse")) < 1e-4
-    fa = Engine(net, loss="mse", feedback="random", feedback_seed=3, batch=2)
+    fa = Engine(Model.from_network(net), loss="mse", feedback="random", feedback_seed=3,
+                batch=2)
     for _ in range(3 * net.depth):
         fa.step(u, y)
-    B = fa.feedback_matrices()
+    fb = fa.feedback_weights()
+    B = [fb[k] for k in fa.model.parameters() if k.endswith(".W")]
     W, b = net.weights, net.biases
     x1 = np.tanh(u @ W[0].T + b[0])
     x2 = np.tanh(x1 @ W[1].T + b[1])
@@ -245,9 +252,8 @@ def test_gradient_angles_compare_each_layer_with_the_frame_of_its_error(rng):
     """Pipelined options (frame derivative and pairing, d_y = L), frozen
     weights, a new random frame every tick: by fact B each layer's g is exactly
     backprop's gradient of the frame its δ carries (t − 2L + l), so every
-    angle is ~0° on both engines, though no two layers use the same frame; a
-    frame no longer at hand gives NaN."""
-    from simulator.model.graph import Model
+    angle is ~0°, though no two layers use the same frame; a frame no longer
+    at hand gives NaN."""
     from simulator.model.tick import GraphEngine
     net = Network.random([4, 6, 5, 3], ["tanh", "tanh", "linear"], seed=7)
     L, n = net.depth, 20
@@ -256,7 +262,7 @@ def test_gradient_angles_compare_each_layer_with_the_frame_of_its_error(rng):
     def frame(s):
         return (U[s], Y[s]) if -1 <= s < n else None
     opts = dict(loss="mse", derivative="frame", pairing="frame", supervision_delay=L, batch=2)
-    for eng in (Engine(net, **opts), GraphEngine(Model.from_network(net), **opts)):
+    for eng in (GraphEngine(Model.from_network(net), **opts),):
         for k in range(n):
             eng.step(U[k], Y[k])
         assert max(training.gradient_angles(eng, frame, "mse")) < 1e-4   # arccos near 1: ~1e-6°
