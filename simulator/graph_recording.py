@@ -29,8 +29,9 @@ import numpy as np
 from .errors import SimulatorError
 from .model import reference as graph_reference
 from .model.tick import distances, sync_set
-from .probes import (REFERENCES, TAG_KEYS, RunBudget, Trace, _blank_padding, _row_bytes,
-                     repeat_sources)
+from .probes.plan import RunBudget, _row_bytes
+from .probes.recorder import REFERENCES, repeat_sources
+from .probes.trace import TAG_KEYS, Trace, _blank_padding
 
 HI_KEYS = ("input", "supervision", "output", "pair")
 

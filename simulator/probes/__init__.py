@@ -1,0 +1,16 @@
+"""What a run records and what it costs, and the Trace it produces.
+
+``plan``: RecordPlan (which arrays a run keeps, every ``record.every`` ticks)
+and RunBudget (everything a diffusion run allocates, refused before it is);
+``recorder``: the Recorder that fills those arrays from an engine; ``trace``:
+the Trace (trace.npz plus run.json) and its SCHEMA.
+"""
+from .plan import (BLOCK_BYTES, RecordPlan, RunBudget, block_ticks, distinct_frames,
+                   format_bytes, parse_bytes, states_in_place)
+from .recorder import REFERENCES, Recorder, TagTable, repeat_sources, tag_table
+from .trace import METRIC_KEYS, SCHEMA, TAG_KEYS, Trace, schema_of
+
+__all__ = ["BLOCK_BYTES", "METRIC_KEYS", "REFERENCES", "SCHEMA", "TAG_KEYS", "RecordPlan",
+           "Recorder", "RunBudget", "TagTable", "Trace", "block_ticks", "distinct_frames",
+           "format_bytes", "parse_bytes", "repeat_sources", "schema_of", "states_in_place",
+           "tag_table"]
