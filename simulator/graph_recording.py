@@ -13,24 +13,31 @@ and NaN-padded to the largest. It adds ``vertex_names``, ``vertex_kinds``,
 path to the output) and ``vertex_sync`` (in the synchronization set).
 
 The mismatch compares each weighted vertex's g for W (its δ paired with its
-inputs, ``GraphEngine.gradients()``) with the W gradient of
-``simulator.model.reference.backprop`` on the frame the vertex's tag names
+inputs, ``GraphEngine.gradient_factors()``) with the W gradient of
+``simulator.model.reference`` backprop on the frame the vertex's tag names
 (``pair`` for reference "input", ``supervision`` for "supervision"; the oldest
 frame where a vertex mixes several), with the weights of the tick that frame
 entered: backprop of every frame goes into a ring of 2D + d_y + 2 frames, D
-the model's depth, (plus a block of K ticks) as the chain recorder does. With
-frozen weights the reference of a block's distinct frames is ONE batched
-forward and backward pass (``reference.frame_gradients``; a held frame reuses
-the gradient before); learning on, one ``backprop`` per tick with that tick's
-weights. The mismatch of a block's rows is a few batched calls.
+the model's depth, (plus a block of K ticks) as the chain recorder does. A
+dense or linear vertex (g = δᵀx over rows) is compared as the chain recorder
+compares a layer: the ring keeps the reference's factors δ and x, and the
+mismatch comes from Gram products ⟨δᵀx, δ'ᵀx'⟩ = Σ (δδ'ᵀ) ⊙ (xx'ᵀ) of a
+block's rows, neither g nor its reference formed; any other kind (conv2d …)
+forms g and keeps the reference's W gradient. With frozen weights the
+reference of a block's distinct frames is ONE batched forward and backward
+pass (the oracle's ``factors``, then ``frame_param_grads`` per explicit
+vertex, as ``frame_gradients`` does; a held frame reuses the reference
+before); learning on, one pass per tick with that tick's weights. The
+mismatch of a block's rows is a few batched calls.
 """
 import numpy as np
 
 from .errors import SimulatorError
+from .metrics import cosine_and_relative
 from .model import reference as graph_reference
 from .model.tick import distances, sync_set
 from .probes.plan import RunBudget, _row_bytes
-from .probes.recorder import REFERENCES, repeat_sources
+from .probes.recorder import REFERENCES, gram, repeat_sources
 from .probes.trace import TAG_KEYS, Trace, _blank_padding
 
 HI_KEYS = ("input", "supervision", "output", "pair")
@@ -50,16 +57,46 @@ def vertex_arrays(model):
             "sizes": np.array([int(np.prod(v.shape)) for v in model.vertices], dtype=np.int64)}
 
 
+# Kinds whose W gradient is δᵀx over rows (the batch and any leading axes of
+# the vertex): their mismatch comes from Gram products of the factors
+# (``gram``, as the chain recorder forms it), never forming g or its
+# reference; g of any other kind (conv2d, attention …) is formed explicitly.
+GRAM_KINDS = ("dense", "linear")
+
+
+def metric_layout(model, batch):
+    """How a graph recorder holds the W gradients of ``model``'s weighted
+    vertices (vertex 1 on; ``model`` may be a skeleton): (weighted vertex
+    indices; per weighted vertex the rows of its Gram factors, None where g
+    is formed explicitly; values per frame of the explicit W gradients;
+    values per frame of the Gram factors δ and x)."""
+    shapes = model.param_shapes()
+    weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
+    rows, explicit, factors = [], 0, 0
+    for i in weighted:
+        v = model.vertices[i]
+        out, inp = shapes[f"{v.name}.W"][0], shapes[f"{v.name}.W"][-1]
+        if v.kind in GRAM_KINDS:
+            r = int(batch) * int(np.prod(v.shape[:-1]))
+            rows.append(r)
+            factors += r * (int(out) + int(inp))
+        else:
+            rows.append(None)
+            explicit += int(np.prod(shapes[f"{v.name}.W"]))
+    return weighted, rows, explicit, factors
+
+
 # Bytes a graph recorder may spend on one metric block: the engine's W
-# gradients of its pending rows, or one batched backprop over its frames.
+# gradients and Gram factors of its pending rows, or one batched backprop
+# over its frames.
 BLOCK_BYTES = 16 * 2**20
 
 
 def metric_block(chunk, batch, vertex_values, weights, itemsize):
     """Ticks per metric block of a graph recorder: as many as fit BLOCK_BYTES
-    of pending W gradients (``weights`` values a row) and of one batched
-    backprop (about 4 arrays of ``vertex_values`` per frame row), at least 1,
-    at most a chunk."""
+    of pending W gradients and Gram factors (``weights`` values a row) and of
+    one batched backprop (about 4 arrays of ``vertex_values`` per frame row),
+    at least 1, at most a chunk."""
     per_tick = itemsize * max(weights, 4 * batch * vertex_values, 1)
     return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
 
@@ -102,12 +139,13 @@ class GraphRecorder:
     (``plan``: a RecordPlan whose depth is n − 1 and width the largest vertex).
 
     Norms, tags and states are read per recorded tick; the mismatch is done
-    per block of K ticks (``metric_block``): a recorded tick keeps the
-    engine's W gradients as one flat row, and the block's rows are compared
-    with the reference ring in a few batched calls. The reference of frozen
-    weights is ONE ``reference.frame_gradients`` pass over the block's
-    distinct frames (weights read once per run); learning on, a ``backprop``
-    per tick with that tick's weights, as it must."""
+    per block of K ticks (``metric_block``): a recorded tick keeps copies of
+    the factors of every weighted vertex's g, and the block's rows are
+    compared with the reference ring in a few batched calls (Gram products
+    for dense and linear vertices, explicit W gradients otherwise). The
+    reference of frozen weights is ONE batched backprop over the block's
+    distinct frames (weights read once per run); learning on, one per tick
+    with that tick's weights, as it must."""
 
     def __init__(self, engine, plan, reference="input"):
         if reference not in REFERENCES:
@@ -155,27 +193,38 @@ class GraphRecorder:
         self._norms_of_states = plan.states and list(plan.layers) == list(range(n))
 
     def _setup_metrics(self, model, be):
-        """The flat layout of the W gradients (one segment per weighted
-        vertex), the pending-row block and the reference ring."""
-        eng = self.engine
-        self._wkeys = [f"{model.vertices[v].name}.W" for v in self._weighted]
+        """The layout of the W gradients (``metric_layout``: a flat segment
+        per explicit vertex, Gram factors per dense/linear vertex), the
+        pending-row block and the reference ring."""
+        eng, B = self.engine, self.engine.batch
+        self._gv = [model.vertices[v] for v in self._weighted]
+        _, rows, _, factor_values = metric_layout(model, B)
+        self._grows = rows                            # Gram rows per weighted vertex, or None
+        self._gcols = [j for j, r in enumerate(rows) if r is not None]
+        self._ecols = [j for j, r in enumerate(rows) if r is None]
+        self._wkeys = [f"{self._gv[j].name}.W" for j in self._ecols]
         shapes = model.param_shapes()
         bounds = np.cumsum([0] + [int(np.prod(shapes[k])) for k in self._wkeys])
         self._segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
         PW = int(bounds[-1])
         self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
-        self._K = K = metric_block(self.plan.chunk, eng.batch, sum(self._sizes), PW,
+        self._K = K = metric_block(self.plan.chunk, B, sum(self._sizes), PW + factor_values,
                                    self.plan.itemsize)
         self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
         self._ring = RR = R + K
-        self._ref_g = be.zeros((RR, PW))              # the W gradients of frame i in slot i % RR
-        self._ref_gg = be.zeros((RR, max(1, len(self._wkeys))))
+        # the ring: per slot the explicit W gradients of frame i (slot i % RR),
+        # the Gram factors (δ, x) of each dense/linear vertex, ⟨G, G⟩ per vertex
+        self._ref = [be.zeros((RR, PW))] if PW else []
+        for j in self._gcols:
+            w = shapes[f"{self._gv[j].name}.W"]
+            out, inp = w[0], w[-1]
+            self._ref += [be.zeros((RR, rows[j], out)), be.zeros((RR, rows[j], inp))]
+        self._ref_gg = be.zeros((RR, max(1, len(self._weighted))))
+        self._ref.append(self._ref_gg)
         self._ref_frame = np.full(RR, -1, dtype=np.int64)
-        self._blk_g = be.zeros((K, PW))               # the engine's g of the pending rows
+        self._blk_g = be.zeros((K, PW)) if PW else None   # explicit g of the pending rows
         # ... formed per block from copies of each recorded tick's factors
         # (δ[t,v] and the inputs g pairs it with), one batched product per vertex
-        B = eng.batch
-        self._gv = [model.vertices[v] for v in self._weighted]
         self._blk_d = [be.zeros((K, B) + tuple(v.shape)) for v in self._gv]
         self._blk_x = [[be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
                        for v in self._gv]
@@ -224,7 +273,7 @@ class GraphRecorder:
                 blk[c, 1, j, :, :sizes[l]] = xp.reshape(D[l] if l else X[0], (B, -1))
         self._pending += 1
         if metrics:
-            if self._wkeys:
+            if self._gv:
                 k = len(self._blk_rows)
                 factors = {v.index: (x, d) for v, x, d in eng.gradient_factors()}
                 for j, v in enumerate(self._gv):
@@ -239,16 +288,23 @@ class GraphRecorder:
             self.flush()
 
     def _block_gradients(self, n):
-        """The engine's W gradients g[t] of the first n pending rows, from their
-        copied factors: per weighted vertex one ``frame_param_grads`` over the
-        n·B rows (a tick plays the part of a frame), into ``_blk_g``."""
+        """The engine's explicit W gradients g[t] of the first n pending rows,
+        from their copied factors: per explicit vertex one ``frame_param_grads``
+        over the n·B rows (a tick plays the part of a frame), into ``_blk_g``."""
         xp, B = self.xp, self.engine.batch
-        for j, v in enumerate(self._gv):
+        for seg, j in enumerate(self._ecols):
+            v = self._gv[j]
             d = xp.reshape(self._blk_d[j][:n, ...], (n * B,) + tuple(v.shape))
             xs = [xp.reshape(a[:n, ...], (n * B,) + tuple(a.shape[2:])) for a in self._blk_x[j]]
             gw = graph_reference.frame_param_grads(xp, v.layer, xs, d, n, B)["W"]
-            lo, hi = self._segments[j]
+            lo, hi = self._segments[seg]
             self._blk_g[:n, lo:hi] = xp.reshape(gw, (n, hi - lo))
+
+    def _gram_factors(self, j, d, x, lead):
+        """δ and x of Gram vertex j as (lead, rows, out) and (lead, rows, in)."""
+        xp, rows = self.xp, self._grows[j]
+        return (xp.reshape(d, (lead, rows, d.shape[-1])),
+                xp.reshape(x, (lead, rows, x.shape[-1])))
 
     def _settle_tags(self, upto):
         """Write the closed-form tags of the rows before ``upto`` not yet
@@ -264,66 +320,92 @@ class GraphRecorder:
             for j, (name, _) in enumerate(self._tag_keys):
                 self._host[name][rows] = table[:, j]
 
-    def _flat(self, arrays, lead=()):
-        """The W gradients ``arrays`` (in ``_wkeys`` order, each with leading
-        axes ``lead``) as one flat row per leading index."""
-        xp = self.xp
-        parts = [xp.reshape(a, lead + (-1,)) for a in arrays]
-        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
-
     # ------------------------------------------------------------- reference
     def _segment_sums(self, a):
-        """(rows, segments): sums of ``a`` (rows, PW) over each weighted vertex's columns."""
+        """(rows, segments): sums of ``a`` (rows, PW) over each explicit vertex's columns."""
         xp = self.xp
         return xp.stack([xp.sum(a[:, lo:hi], axis=1) for lo, hi in self._segments], axis=1)
 
+    def _reference_rows(self, outs, deltas, F, B, grads):
+        """Ring rows (in ``_ref`` order) of F frames from the oracle's factors
+        (``outs``, ``deltas`` of the F·B rows): the explicit W gradients
+        (``grads(vertex, inputs, delta)`` gives each (F, *W shape)), each Gram
+        vertex's δ and x, and ⟨G, G⟩ per weighted vertex."""
+        xp = self.xp
+        gg = [None] * len(self._gv)
+        out = []
+        if self._wkeys:
+            G = [grads(self._gv[j], [outs[p] for p in self._gv[j].parents],
+                       deltas[self._gv[j].index]) for j in self._ecols]
+            parts = [xp.reshape(a, (F, -1)) for a in G]
+            G = parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
+            out.append(G)
+            sums = self._segment_sums(G * G)
+            for seg, j in enumerate(self._ecols):
+                gg[j] = sums[:, seg]
+        for j in self._gcols:
+            v = self._gv[j]
+            d, x = self._gram_factors(j, deltas[v.index], outs[v.parents[0]], F)
+            out += [d, x]
+            gg[j] = gram(xp, d, x, d, x)
+        out.append(xp.stack(gg, axis=1))
+        return out
+
     def _reference_now(self, i, u, y):
-        """Learning on: backprop's W gradients of frame i with the weights of tick i."""
-        if not self._wkeys:
+        """Learning on: backprop's factors of frame i with the weights of tick i
+        (the oracle's ``factors`` and ``param_grads``, as ``backprop`` forms them)."""
+        if not self._gv:
             return
-        eng, slot = self.engine, i % self._ring
-        grads = graph_reference.backprop(eng.model, u, y, eng.loss, params=eng.parameters())
-        G = self._flat([grads[key] for key in self._wkeys], (1,))
-        self._ref_g[slot:slot + 1, :] = G
-        self._ref_gg[slot:slot + 1, :] = self._segment_sums(G * G)
+        eng, xp, slot = self.engine, self.xp, i % self._ring
+        outs, deltas, _ = graph_reference.factors(eng.model, u, y, eng.loss,
+                                                  params=eng.parameters())
+        rows = self._reference_rows(
+            outs, deltas, 1, u.shape[0],
+            lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0))
+        for ring, row in zip(self._ref, rows):
+            ring[slot:slot + 1, ...] = row
         self._ref_frame[slot] = i
 
     def _reference_block(self):
-        """Frozen weights: the W gradients of the pending frames that are not
-        repeats of the frame before, in ONE batched backprop
-        (``frame_gradients``), written into the ring (a repeat takes the slot
-        of the tick before)."""
+        """Frozen weights: the factors and W gradients of the pending frames
+        that are not repeats of the frame before, in ONE batched backprop
+        (the oracle's ``factors`` over their rows, ``frame_param_grads`` per
+        explicit vertex, as ``frame_gradients`` forms them), written into the
+        ring (a repeat takes the slot of the tick before)."""
         frames, self._frames = self._frames, []
-        if not self._wkeys:
+        if not self._gv:
             return
         eng, xp, RR = self.engine, self.xp, self._ring
         n, i0 = len(frames), frames[0][0]
         src, fresh = repeat_sources(frames, self._ref_frame, RR)
         if self._params is None:
             self._params = eng.parameters()
-        rows = []
+        parts = []
         if src[0] < 0:                                 # leading repeats: the slot before
             prev = (i0 - 1) % RR
-            rows.append((self._ref_g[prev:prev + 1, :], self._ref_gg[prev:prev + 1, :]))
+            parts.append([ring[prev:prev + 1, ...] for ring in self._ref])
         if fresh:
             U = xp.stack([frames[k][1] for k in fresh])
             Y = xp.stack([frames[k][2] for k in fresh])
-            grads = graph_reference.frame_gradients(eng.model, U, Y, eng.loss,
-                                                    params=self._params)
-            G = self._flat([grads[key] for key in self._wkeys], (len(fresh),))
-            rows.append((G, self._segment_sums(G * G)))
-        G = rows[0][0] if len(rows) == 1 else xp.concat([r[0] for r in rows], axis=0)
-        GG = rows[0][1] if len(rows) == 1 else xp.concat([r[1] for r in rows], axis=0)
+            F, B = len(fresh), int(U.shape[1])
+            outs, deltas, _ = graph_reference.factors(
+                eng.model, xp.reshape(U, (F * B,) + tuple(U.shape[2:])),
+                xp.reshape(Y, (F * B,) + tuple(Y.shape[2:])), eng.loss, params=self._params)
+            parts.append(self._reference_rows(
+                outs, deltas, F, B,
+                lambda v, inputs, d: graph_reference.frame_param_grads(
+                    xp, v.layer, inputs, d, F, B)["W"]))
+        rows = [p[0] if len(parts) == 1 else xp.concat(p, axis=0) for p in zip(*parts)]
         pick = src + (1 if src[0] < 0 else 0)
-        if not np.array_equal(pick, np.arange(G.shape[0])):
+        if not np.array_equal(pick, np.arange(rows[0].shape[0])):
             take = xp.asarray(pick)
-            G, GG = xp.take(G, take, axis=0), xp.take(GG, take, axis=0)
+            rows = [xp.take(r, take, axis=0) for r in rows]
         p = 0
         while p < n:                                   # at most two pieces: the ring wraps
             s = (i0 + p) % RR
             q = min(n, p + RR - s)
-            self._ref_g[s:s + q - p, :] = G[p:q, :]
-            self._ref_gg[s:s + q - p, :] = GG[p:q, :]
+            for ring, r in zip(self._ref, rows):
+                ring[s:s + q - p, ...] = r[p:q, ...]
             p = q
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
@@ -338,20 +420,29 @@ class GraphRecorder:
             with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
                 self._measure()
 
+    def _slots(self, ring, slots):
+        """``ring``'s rows at ``slots``: a view where they are consecutive, else a gather."""
+        s0 = int(slots[0])
+        if s0 + len(slots) <= ring.shape[0] and np.array_equal(slots, s0 + np.arange(len(slots))):
+            return ring[s0:s0 + len(slots), ...]
+        return self.xp.take(ring, self.xp.asarray(slots), axis=0)
+
     def _measure(self):
         """Mismatch of the pending rows against the ring's references of their
         paired frames (the oldest where a vertex mixes frames), batched over
-        the rows, into the host arrays (rows are consecutive)."""
+        the rows, into the host arrays (rows are consecutive): explicit
+        vertices compare g with the reference's W gradient, dense and linear
+        ones through Gram products of the factors (``gram``), as the chain
+        recorder does."""
         ticks, self._blk_rows = np.array(self._blk_rows, dtype=np.int64), []
         xp, be, host = self.xp, self.engine.backend, self._host
         n, r0 = len(ticks), int(ticks[0]) // self.plan.every
         rows = slice(r0, r0 + n)
         for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
             host[k][rows] = np.nan
-        if not self._wkeys:
+        if not self._gv:
             return
-        self._block_gradients(n)
-        R, RR, PW = self._R, self._ring, self._ref_g.shape[1]
+        R, RR = self._R, self._ring
         key = "tag_pair" if self.reference == "input" else "tag_supervision"
         self._settle_tags(r0 + n)
         cols = np.array(self._weighted)
@@ -360,23 +451,46 @@ class GraphRecorder:
         valid = (frames >= 0) & (frames > t - R)
         slots = np.where(valid, frames % RR, t % RR)
         valid &= self._ref_frame[slots] == frames
-        g = self._blk_g[:n, :]
-        idx = slots[:, self._seg_of] * PW + np.arange(PW)
-        ref = xp.reshape(xp.take(xp.reshape(self._ref_g, (-1,)), xp.asarray(idx.reshape(-1))),
-                         (n, PW))
+        nan = np.where(valid, 0.0, np.nan)
         GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)),
                                 xp.asarray((slots * self._ref_gg.shape[1]
                                             + np.arange(len(cols))).reshape(-1))),
                         (n, len(cols)))
-        diff = g - ref
-        gg = self._segment_sums(g * g)
-        gG = self._segment_sums(g * ref)
-        dd = self._segment_sums(diff * diff)
-        nan = np.where(valid, 0.0, np.nan)
-        host["mismatch_cos"][rows, cols - 1] = be.to_host(gG / xp.sqrt(gg * GG)) + nan
-        host["mismatch_rel"][rows, cols - 1] = be.to_host(xp.sqrt(dd / GG)) + nan
-        host["grad_norm"][rows, cols - 1] = be.to_host(xp.sqrt(gg))
-        host["ref_norm"][rows, cols - 1] = be.to_host(xp.sqrt(GG)) + nan
+        out = {}
+        if self._wkeys:
+            e = np.array(self._ecols)
+            self._block_gradients(n)
+            PW = self._blk_g.shape[1]
+            g = self._blk_g[:n, :]
+            idx = slots[:, e][:, self._seg_of] * PW + np.arange(PW)
+            ref = xp.reshape(xp.take(xp.reshape(self._ref[0], (-1,)),
+                                     xp.asarray(idx.reshape(-1))), (n, PW))
+            diff = g - ref
+            gg, gG, dd = (self._segment_sums(a) for a in (g * g, g * ref, diff * diff))
+            GGe = GG[:, e] if len(e) < len(cols) else GG
+            out[tuple(e)] = (gG / xp.sqrt(gg * GGe), xp.sqrt(dd / GGe), gg, GGe)
+        if self._gcols:
+            first = 1 if self._wkeys else 0
+            gg, gG = [], []
+            for q, j in enumerate(self._gcols):
+                d, x = self._gram_factors(j, self._blk_d[j][:n, ...],
+                                          self._blk_x[j][0][:n, ...], n)
+                ref_d = self._slots(self._ref[first + 2 * q], slots[:, j])
+                ref_x = self._slots(self._ref[first + 2 * q + 1], slots[:, j])
+                gg.append(gram(xp, d, x, d, x))
+                gG.append(gram(xp, d, x, ref_d, ref_x))
+            gg, gG = xp.stack(gg, axis=1), xp.stack(gG, axis=1)
+            g_ = np.array(self._gcols)
+            GGg = GG[:, g_] if len(g_) < len(cols) else GG
+            cos, rel = cosine_and_relative(xp, gg, gG, GGg)
+            out[tuple(g_)] = (cos, rel, gg, GGg)
+        for js, (cos, rel, gg, GGj) in out.items():
+            c, mask = cols[list(js)] - 1, nan[:, list(js)]
+            host["mismatch_cos"][rows, c] = be.to_host(cos) + mask
+            host["mismatch_rel"][rows, c] = be.to_host(rel) + mask
+            host["grad_norm"][rows, c] = be.to_host(xp.sqrt(gg))
+            host["ref_norm"][rows, c] = be.to_host(xp.sqrt(GGj)) + mask
+
 
     # ---------------------------------------------------------------- chunks
     def flush(self):
@@ -440,7 +554,6 @@ class GraphBudget(RunBudget):
         B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
         shapes = model.param_shapes()
         P = sum(int(np.prod(a)) for a in shapes.values())
-        PW = sum(int(np.prod(a)) for k, a in shapes.items() if k.endswith(".W"))
         sizes = [int(np.prod(v.shape)) for v in model.vertices]
         S, N, n = sum(sizes), max(sizes), len(sizes)
         n_in, n_out = sizes[0], sizes[-1]
@@ -454,9 +567,12 @@ class GraphBudget(RunBudget):
         items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            K = metric_block(C, B, S, PW, s)
+            # the ring holds, per frame, the explicit W gradients and the Gram
+            # factors (metric_layout); the block, the explicit g of its rows
+            _, _, explicit, factors = metric_layout(model, B)
+            K = metric_block(C, B, S, explicit + factors, s)
             ref = 2 * D + d_y + 2 + K
-            items["reference ring"] = s * (ref + K) * PW       # the ring and the block's g rows
+            items["reference ring"] = s * (ref * (explicit + factors) + K * explicit)
             items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
         items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":

@@ -84,6 +84,16 @@ RUNS = {  # name: (scene, overrides {(section, key): value}, ticks, block bytes 
         "residual_levelling", {("stream", "kind"): "held", ("stream", "hold"): 2,
                                ("rule", "learning_rate"): 0.05,
                                ("network", "levelled"): True}, 40, 10000),
+    # linear vertices on (tokens, features): Gram factors of B·T rows
+    "tokens hold 1 batch 2 small blocks": (
+        "residual_levelling", {("network", "layers"): TOKENS, ("network", "input_shape"): [2, 4],
+                               ("stream", "kind"): "held", ("stream", "hold"): 1,
+                               ("stream", "batch"): 2}, 30, 3000),
+    "attention learning batch 2": (
+        "residual_levelling", {("network", "layers"): ATTENTION,
+                               ("network", "input_shape"): [3, 5], ("stream", "kind"): "held",
+                               ("stream", "hold"): 2, ("stream", "batch"): 2,
+                               ("rule", "learning_rate"): 0.05}, 30, None),
 }
 
 

@@ -74,7 +74,7 @@ def tag_table(engine):
     return _TAG_TABLES[key]
 
 
-def _gram(xp, d1, x1, d2, x2):
+def gram(xp, d1, x1, d2, x2):
     """⟨d1ᵀ x1, d2ᵀ x2⟩_F over the last two axes (batch, neurons) of stacked
     factors: Gram products of the batch, or, for a batch of one, the product
     of two dot products (the same number without a tiny matrix product per layer)."""
@@ -302,7 +302,7 @@ class Recorder:
             # spread and one copy per ring piece instead of some per layer
             X = xp.stack([xp.reshape(x, (F, B, N)) for x, _ in pairs], axis=1)
             D = xp.stack([xp.reshape(d, (F, B, N)) for _, d in pairs], axis=1)
-            GG = _gram(xp, D, X, D, X)
+            GG = gram(xp, D, X, D, X)
             if spread is not None:
                 X, D = xp.take(X, spread, axis=0), xp.take(D, spread, axis=0)
                 GG = xp.take(GG, spread, axis=0)
@@ -321,7 +321,7 @@ class Recorder:
             x3 = xp.reshape(x, (F, B, x.shape[1]))
             d3 = xp.reshape(d, (F, B, d.shape[1]))
             if per_layer:
-                gg.append(_gram(xp, d3, x3, d3, x3))
+                gg.append(gram(xp, d3, x3, d3, x3))
             if spread is not None:
                 x3, d3 = xp.take(x3, spread, axis=0), xp.take(d3, spread, axis=0)
             nx, nd = x3.shape[2], d3.shape[2]
@@ -337,7 +337,7 @@ class Recorder:
                 self._ref_gg[a:b, ...] = GG[p - m:q - m, ...]
             else:
                 d4, x4 = self._ref_d[a:b, ...], self._ref_x[a:b, ...]
-                self._ref_gg[a:b, ...] = _gram(xp, d4, x4, d4, x4)
+                self._ref_gg[a:b, ...] = gram(xp, d4, x4, d4, x4)
 
     # --------------------------------------------------------------- blocks
     def _process_block(self):
@@ -394,7 +394,7 @@ class Recorder:
         bx, bd = self._block(rows, n)
         d = bd[:, 1:, ...]
         x = bx[:, :L, ...] if self._blk_p is None else self._blk_p[:n, ...]
-        gg = _gram(xp, d, x, d, x)
+        gg = gram(xp, d, x, d, x)
         # slices pay a few calls per layer, gathers copy B·N per layer and row:
         # measured, slices win from batch 2 on (L = 6, w 128, B 16: 2.01x ->
         # 1.91x recorded/bare) and lose at batch 1 (L = 64: 2.42x -> 2.50x)
@@ -406,14 +406,14 @@ class Recorder:
                                (n, L, B, N))
             x_ref = xp.reshape(xp.take(xp.reshape(self._ref_x, (RR * L, B, N)), ix, axis=0),
                                (n, L, B, N))
-            gG = _gram(xp, d, x, d_ref, x_ref)
+            gG = gram(xp, d, x, d_ref, x_ref)
         else:
             # every tick a row, each layer pairing it with the frame a fixed lag
             # back: the layer's references are consecutive ring slots, read as
             # slices, not gathered into copies
             cols = []
             for l in range(L):
-                parts = [_gram(xp, d[p:q, l, ...], x[p:q, l, ...],
+                parts = [gram(xp, d[p:q, l, ...], x[p:q, l, ...],
                                self._ref_d[a:b, l, ...], self._ref_x[a:b, l, ...])
                          for p, q, a, b in self._ranges(int(ticks[0]) - int(lags[l]), 0, n)]
                 cols.append(parts[0] if len(parts) == 1 else xp.concat(parts))
