@@ -467,7 +467,7 @@ class GraphRecorder:
                                      xp.asarray(idx.reshape(-1))), (n, PW))
             diff = g - ref
             gg, gG, dd = (self._segment_sums(a) for a in (g * g, g * ref, diff * diff))
-            GGe = GG[:, e] if len(e) < len(cols) else GG
+            GGe = xp.take(GG, xp.asarray(e), axis=1) if len(e) < len(cols) else GG
             out[tuple(e)] = (gG / xp.sqrt(gg * GGe), xp.sqrt(dd / GGe), gg, GGe)
         if self._gcols:
             first = 1 if self._wkeys else 0
@@ -481,7 +481,7 @@ class GraphRecorder:
                 gG.append(gram(xp, d, x, ref_d, ref_x))
             gg, gG = xp.stack(gg, axis=1), xp.stack(gG, axis=1)
             g_ = np.array(self._gcols)
-            GGg = GG[:, g_] if len(g_) < len(cols) else GG
+            GGg = xp.take(GG, xp.asarray(g_), axis=1) if len(g_) < len(cols) else GG
             cos, rel = cosine_and_relative(xp, gg, gG, GGg)
             out[tuple(g_)] = (cos, rel, gg, GGg)
         for js, (cos, rel, gg, GGj) in out.items():

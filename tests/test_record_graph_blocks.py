@@ -170,3 +170,23 @@ def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
         assert got.shape == a.shape, key
         np.testing.assert_array_equal(np.isnan(got), np.isnan(a), err_msg=key)
         np.testing.assert_allclose(got, a, rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["conv frozen hold 1 small blocks", "attention learning batch 2"])
+def test_recorded_graph_run_gives_numpys_trace_in_every_namespace(name, device, monkeypatch):
+    """Explicit (conv) and Gram (dense, linear on tokens) vertices: the same
+    recorded metrics under array-api-strict (and cupy where present) as under numpy."""
+    from simulator import graph_recording
+    from simulator.runner import Prepared
+    base, overrides, ticks, block = RUNS[name]
+    if block is not None:
+        monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
+    traces = {}
+    for dev in ("cpu", device):
+        sc = shipped_with(base, {**overrides, ("run", "device"): dev}, ticks)
+        with np.errstate(all="ignore"):
+            traces[dev] = Prepared(name, sc).simulate()
+    assert np.isfinite(traces["cpu"]["mismatch_cos"]).sum() > ticks // 2
+    for key in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm", "x_norm"):
+        np.testing.assert_allclose(traces[device][key], traces["cpu"][key], rtol=1e-9,
+                                   atol=1e-9, equal_nan=True, err_msg=key)
