@@ -64,7 +64,7 @@ CASES = [  # name, scene, overrides {(section, key): value}, ticks
     ("chain L=6 w=128 B=16 hold 1 learning", "residual_levelling", {**CHAIN, **{
         ("network", "layers"): [DENSE(128)] * 5 + [DENSE(128, "linear")],
         ("network", "input_shape"): [128], ("stream", "batch"): 16,
-        ("rule", "learning_rate"): 0.01}}, 300),
+        ("rule", "learning_rate"): 0.001}}, 300),
 ]
 
 
