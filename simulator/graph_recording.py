@@ -58,17 +58,28 @@ def vertex_arrays(model):
 
 
 # Kinds whose W gradient is δᵀx over rows (the batch and any leading axes of
-# the vertex): their mismatch comes from Gram products of the factors
+# the vertex): their mismatch can come from Gram products of the factors
 # (``gram``, as the chain recorder forms it), never forming g or its
 # reference; g of any other kind (conv2d, attention …) is formed explicitly.
 GRAM_KINDS = ("dense", "linear")
+
+
+def gram_pays(rows, out, inp):
+    """Whether a dense/linear vertex is measured through Gram products: where
+    its factors (rows · (out + in) values a frame) are smaller than its W
+    gradient (out · in), so that the ring holds less and the Gram products
+    (rows² · (out + in)) cost less than forming g (rows · out · in). Measured
+    (bench_graph_record.py): a chain 6 × 128 at batch 16 records at 3.9–4.0×
+    its bare tick instead of 13.4×; residual_levelling's 8-wide vertices at
+    batch 16 are 10–15 % dearer through Gram products, and stay explicit."""
+    return rows * (out + inp) < out * inp
 
 
 def metric_layout(model, batch):
     """How a graph recorder holds the W gradients of ``model``'s weighted
     vertices (vertex 1 on; ``model`` may be a skeleton): (weighted vertex
     indices; per weighted vertex the rows of its Gram factors, None where g
-    is formed explicitly; values per frame of the explicit W gradients;
+    is formed explicitly (``gram_pays``); values per frame of the explicit W gradients;
     values per frame of the Gram factors δ and x)."""
     shapes = model.param_shapes()
     weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
@@ -76,8 +87,8 @@ def metric_layout(model, batch):
     for i in weighted:
         v = model.vertices[i]
         out, inp = shapes[f"{v.name}.W"][0], shapes[f"{v.name}.W"][-1]
-        if v.kind in GRAM_KINDS:
-            r = int(batch) * int(np.prod(v.shape[:-1]))
+        r = int(batch) * int(np.prod(v.shape[:-1]))
+        if v.kind in GRAM_KINDS and gram_pays(r, int(out), int(inp)):
             rows.append(r)
             factors += r * (int(out) + int(inp))
         else:

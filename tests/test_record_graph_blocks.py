@@ -150,13 +150,18 @@ def _oracle(sc):
     return {k2: np.array(a) for k2, a in rows.items()}
 
 
+@pytest.mark.parametrize("gram", ["cheaper", "always", "never"])
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
+def test_recorded_graph_run_matches_per_tick_backprop(name, gram, monkeypatch):
+    """Dense and linear vertices measured through Gram products where they
+    pay (``gram_pays``), always, or never: the same trace as the oracle's."""
     from simulator import graph_recording
     from simulator.runner import Prepared
     base, overrides, ticks, block = RUNS[name]
     if block is not None:         # blocks of a few ticks: the ring wraps, blocks cut runs of frames
         monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
+    if gram != "cheaper":
+        monkeypatch.setattr(graph_recording, "gram_pays", lambda *_: gram == "always")
     sc = shipped_with(base, overrides, ticks)
     with np.errstate(all="ignore"):
         trace = Prepared(name, sc).simulate()
@@ -174,10 +179,11 @@ def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
 
 @pytest.mark.parametrize("name", ["conv frozen hold 1 small blocks", "attention learning batch 2"])
 def test_recorded_graph_run_gives_numpys_trace_in_every_namespace(name, device, monkeypatch):
-    """Explicit (conv) and Gram (dense, linear on tokens) vertices: the same
-    recorded metrics under array-api-strict (and cupy where present) as under numpy."""
+    """Explicit (conv) and Gram (dense, linear on tokens: forced) vertices: the
+    same recorded metrics under array-api-strict (and cupy where present) as under numpy."""
     from simulator import graph_recording
     from simulator.runner import Prepared
+    monkeypatch.setattr(graph_recording, "gram_pays", lambda *_: True)
     base, overrides, ticks, block = RUNS[name]
     if block is not None:
         monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
