@@ -38,6 +38,7 @@ from .model import reference as graph_reference
 from .model.tick import distances, sync_set
 from .probes.plan import RunBudget, _row_bytes
 from .probes.recorder import REFERENCES, gram, repeat_sources
+from .probes.tags import TagClock
 from .probes.trace import TAG_KEYS, Trace, _blank_padding
 
 HI_KEYS = ("input", "supervision", "output", "pair")
@@ -112,39 +113,6 @@ def metric_block(chunk, batch, vertex_values, weights, itemsize):
     return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
 
 
-class _TagClock:
-    """A graph engine's tags in closed form. Tags are exact bookkeeping that
-    depends on the tick, the graph and the options only (never on frames or
-    weights): after a warm-up of W ticks each tag is the tick minus a fixed
-    lag, or stays −1. ``observe`` takes the engine's own tags of ticks
-    0, 1, … (keys × vertices); once 2W + 1 ticks show every tag moving one
-    frame per tick over the second half, ``ready`` is set and ``rows(ticks)``
-    gives the tags of any later ticks at once. A tag that ever breaks the
-    shift keeps the clock unready, so the tags stay stepped."""
-
-    def __init__(self, warm):
-        self.warm, self.ready, self.last = int(warm), False, -1
-        self._prev, self._steady_since = None, None
-
-    def observe(self, t, tags):
-        prev, self._prev = self._prev, tags
-        if prev is None or t < self.warm:
-            return
-        if np.array_equal(np.where(prev >= 0, prev + 1, prev), tags):
-            if self._steady_since is None:
-                self._steady_since = t
-            if t - self._steady_since >= self.warm:
-                self.ready, self.last = True, t
-        else:
-            self._steady_since = None
-
-    def rows(self, ticks):
-        """Tags at ``ticks`` (all after ``last``): (len(ticks), keys, vertices)."""
-        t = np.asarray(ticks, dtype=np.int64)
-        base = self._prev
-        return np.where(base >= 0, base[None] + (t - self.last)[:, None, None], base[None])
-
-
 class GraphRecorder:
     """Records a GraphEngine into host arrays, a row every ``plan.every`` ticks
     (``plan``: a RecordPlan whose depth is n − 1 and width the largest vertex).
@@ -179,10 +147,10 @@ class GraphRecorder:
             self._host[f"tag_{key}_hi"] = np.full((T, n), -1, dtype=np.int64)
         # Tags in closed form: read off the engine's own tag rule until the
         # warm-up has passed twice over and every tag moves one frame per tick
-        # (or stays −1), then written for a chunk's rows at once (_TagClock).
+        # (or stays −1), then written for a chunk's rows at once (TagClock).
         self._tag_keys = [("tag_" + k, k) for k in TAG_KEYS] + [
             (f"tag_{k}_hi", k + "_hi") for k in HI_KEYS]
-        self._clock = _TagClock(2 * engine.depth + engine.supervision_delay
+        self._clock = TagClock(2 * engine.depth + engine.supervision_delay
                                 + engine.history + 2)
         self._tags_from = 0        # rows before this have their tags written
         be = engine.backend
