@@ -37,7 +37,7 @@ from .metrics import cosine_and_relative
 from .model import reference as graph_reference
 from .model.tick import distances, sync_set
 from .probes.plan import RunBudget, _row_bytes
-from .probes.recorder import REFERENCES, gram, repeat_sources
+from .probes.recorder import REFERENCES, gram, repeat_sources, ring_pieces
 from .probes.tags import TagClock
 from .probes.trace import TAG_KEYS, Trace, _blank_padding
 
@@ -379,13 +379,9 @@ class GraphRecorder:
         if not np.array_equal(pick, np.arange(rows[0].shape[0])):
             take = xp.asarray(pick)
             rows = [xp.take(r, take, axis=0) for r in rows]
-        p = 0
-        while p < n:                                   # at most two pieces: the ring wraps
-            s = (i0 + p) % RR
-            q = min(n, p + RR - s)
+        for p, q, a, b in ring_pieces(RR, i0, 0, n):
             for ring, r in zip(self._ref, rows):
-                ring[s:s + q - p, ...] = r[p:q, ...]
-            p = q
+                ring[a:b, ...] = r[p:q, ...]
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
 

@@ -45,6 +45,19 @@ def _layer_lags(lag, valid):
     return np.where(none, 0, hi)
 
 
+def ring_pieces(ring, i0, lo, hi):
+    """Slots of a reference ring of ``ring`` frames (tick i in slot i % ring)
+    holding ticks i0 + lo .. i0 + hi − 1, as contiguous pieces (pos_lo,
+    pos_hi, slot_lo, slot_hi): at most two (the ring wraps)."""
+    out, p = [], lo
+    while p < hi:
+        s = (i0 + p) % ring
+        q = min(hi, p + ring - s)
+        out.append((p, q, s, s + q - p))
+        p = q
+    return out
+
+
 def repeat_sources(frames, ref_frame, ring):
     """For a block of pending ``frames`` (tick index i, ..., repeat flag) the
     reference to use per frame: (src, fresh) with ``fresh`` the positions of
@@ -180,15 +193,8 @@ class Recorder:
 
     # ------------------------------------------------------------- reference
     def _ranges(self, i0, lo, hi):
-        """Ring slots of ticks i0 + lo .. i0 + hi − 1 as contiguous pieces
-        (pos_lo, pos_hi, slot_lo, slot_hi): at most two (the ring wraps)."""
-        RR, out, p = self._ring, [], lo
-        while p < hi:
-            s = (i0 + p) % RR
-            q = min(hi, p + RR - s)
-            out.append((p, q, s, s + q - p))
-            p = q
-        return out
+        """Ring slots of ticks i0 + lo .. i0 + hi − 1 (``ring_pieces``)."""
+        return ring_pieces(self._ring, i0, lo, hi)
 
     def _reference_now(self, i, u, y, repeat):
         """Learning on: backprop of frame i with the weights of tick i, into the ring."""
