@@ -15,7 +15,7 @@ its own reference), at hold 1 with batch 16, and conv_digits with frozen
 weights (learning_rate 0), where the reference is one batched pass per chunk;
 and chains as a Model (``network.layers`` of dense layers, a new frame every
 tick), where the mismatch of each dense vertex comes from Gram products of
-its factors as in the chain recorder.
+its factors as a chain layer's is.
 """
 import argparse
 import copy
@@ -54,7 +54,7 @@ CASES = [  # name, scene, overrides {(section, key): value}, ticks
     ("residual_levelling hold 1 B=16", "residual_levelling",
      {("stream", "kind"): "held", ("stream", "hold"): 1, ("stream", "batch"): 16}, 2000),
     # chains as a Model (dense vertices: the mismatch from Gram products of
-    # their factors, as the chain recorder forms it), a new frame every tick
+    # their factors, as for a chain's layers), a new frame every tick
     ("chain L=9 w=16 B=1 hold 1", "residual_levelling", {**CHAIN, **{
         ("network", "layers"): [DENSE(16)] * 8 + [DENSE(16, "linear")],
         ("network", "input_shape"): [16]}}, 2000),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator import reference
-from simulator.probes import plan as probe_plan, recorder as probe_recorder
+from simulator.probes import plan as probe_plan, stacked as probe_stacked
 from simulator.build import build
 from simulator.engine import Engine
 from simulator.probes import RecordPlan, Recorder
@@ -102,8 +102,8 @@ def test_layer_lags_are_read_as_slices_only_when_each_layer_has_one():
     valid rows pair with the frame one fixed lag back; otherwise it gathers."""
     lag = np.array([[3, 5, 0], [3, 5, 9], [3, 5, 2]])
     valid = np.array([[True, False, False], [True, True, False], [True, True, False]])
-    np.testing.assert_array_equal(probe_recorder._layer_lags(lag, valid), [3, 5, 0])
+    np.testing.assert_array_equal(probe_stacked._layer_lags(lag, valid), [3, 5, 0])
     valid[0, 1] = True                       # layer 1 gains a row, at lag 5 too
-    np.testing.assert_array_equal(probe_recorder._layer_lags(lag, valid), [3, 5, 0])
+    np.testing.assert_array_equal(probe_stacked._layer_lags(lag, valid), [3, 5, 0])
     lag[0, 1] = 4                            # two lags in one layer: gather
-    assert probe_recorder._layer_lags(lag, valid) is None
+    assert probe_stacked._layer_lags(lag, valid) is None

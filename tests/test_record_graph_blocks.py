@@ -155,13 +155,13 @@ def _oracle(sc):
 def test_recorded_graph_run_matches_per_tick_backprop(name, gram, monkeypatch):
     """Dense and linear vertices measured through Gram products where they
     pay (``gram_pays``), always, or never: the same trace as the oracle's."""
-    from simulator import graph_recording
+    from simulator.probes import vertex as vertex_metrics
     from simulator.runner import Prepared
     base, overrides, ticks, block = RUNS[name]
     if block is not None:         # blocks of a few ticks: the ring wraps, blocks cut runs of frames
-        monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
+        monkeypatch.setattr(vertex_metrics, "BLOCK_BYTES", block)
     if gram != "cheaper":
-        monkeypatch.setattr(graph_recording, "gram_pays", lambda *_: gram == "always")
+        monkeypatch.setattr(vertex_metrics, "gram_pays", lambda *_: gram == "always")
     sc = shipped_with(base, overrides, ticks)
     with np.errstate(all="ignore"):
         trace = Prepared(name, sc).simulate()
@@ -181,12 +181,12 @@ def test_recorded_graph_run_matches_per_tick_backprop(name, gram, monkeypatch):
 def test_recorded_graph_run_gives_numpys_trace_in_every_namespace(name, device, monkeypatch):
     """Explicit (conv) and Gram (dense, linear on tokens: forced) vertices: the
     same recorded metrics under array-api-strict (and cupy where present) as under numpy."""
-    from simulator import graph_recording
+    from simulator.probes import vertex as vertex_metrics
     from simulator.runner import Prepared
-    monkeypatch.setattr(graph_recording, "gram_pays", lambda *_: True)
+    monkeypatch.setattr(vertex_metrics, "gram_pays", lambda *_: True)
     base, overrides, ticks, block = RUNS[name]
     if block is not None:
-        monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
+        monkeypatch.setattr(vertex_metrics, "BLOCK_BYTES", block)
     traces = {}
     for dev in ("cpu", device):
         sc = shipped_with(base, {**overrides, ("run", "device"): dev}, ticks)

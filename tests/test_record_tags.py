@@ -50,7 +50,7 @@ def _record(monkeypatch, closed, every, derivative, pairing, lr):
     engine = Engine(net, derivative=derivative, pairing=pairing, supervision_delay=1,
                     learning_rate=lr, batch=2)
     rec = Recorder(engine, RecordPlan(45, 4, 4, 2, 8, every=every, chunk=8))
-    assert (rec._tags is not None) == closed
+    assert (rec._table is not None) == closed
     engine.run(stream, 45, rec)
     monkeypatch.undo()
     return rec.trace()

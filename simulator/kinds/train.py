@@ -10,8 +10,7 @@ from .. import threads
 from ..build import graph_skeleton, network_shape
 from ..errors import SimulatorError
 from ..files import write_json
-from ..graph_recording import GraphBudget
-from ..probes import RecordPlan, RunBudget
+from ..probes import GraphBudget, RecordPlan, RunBudget
 from ..training import Setup, stream_chunk, train_scene
 from .base import Kind, load_json
 

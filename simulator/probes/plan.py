@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import BudgetError, SceneError, SimulatorError
 from ..options import frame_lags
 from .trace import TAG_KEYS
+from .vertex import HI_KEYS, metric_block
 
 GIF_BYTES_PER_PIXEL = 4
 # The process itself, whatever the run: Python, numpy and tickprop's modules
@@ -314,7 +315,7 @@ BLOCK_BYTES = 16 * 2**20
 
 
 def states_in_place(plan, depth, device):
-    """Whether a chain recorder writes x and δ straight into the host state
+    """Whether the recorder of a chain writes x and δ straight into the host state
     arrays, whose rows then serve as its block buffer: on numpy (the cpu
     device) when every layer's states are recorded (the default)."""
     return bool(device == "cpu" and plan.states and list(plan.layers) == list(range(depth + 1)))
@@ -326,3 +327,58 @@ def block_ticks(plan, layers, batch, width, itemsize):
     per_tick = 2 * layers * batch * width * itemsize
     return max(1, min(plan.chunk, BLOCK_BYTES // max(per_tick, 1)))
 
+
+class GraphBudget(RunBudget):
+    """``RunBudget`` of a run of the tick engine on a graph: the same parts,
+    sized from the model's parameter shapes and vertex shapes (``model`` may
+    be a skeleton, so nothing is allocated), with ``n_in``/``n_out`` the flat
+    sizes of the stream's frames."""
+
+    ADVICE = dict(RunBudget.ADVICE, **{
+        "weights": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "weight work": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "state buffers": "a smaller stream.batch, network.input_shape or fewer channels "
+                         "(network.layers)",
+        "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
+                         "hold up to 2D ticks of state), a smaller stream.batch or model",
+        "reference ring": "a smaller rule.supervision_delay (the ring holds 2D + d_y + 2 "
+                          "gradients and a block's) or record.metrics = false",
+        "metric work": "a smaller stream.batch or model, or record.metrics = false",
+    })
+
+    def __init__(self, plan, model, feedback="transpose", derivative="local", pairing="local",
+                 supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
+                 gif=None, distinct=None, pictures=False, budget_key="record.memory_budget"):
+        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
+        B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
+        shapes = model.param_shapes()
+        P = sum(int(np.prod(a)) for a in shapes.values())
+        sizes = [int(np.prod(v.shape)) for v in model.vertices]
+        S, N, n = sum(sizes), max(sizes), len(sizes)
+        n_in, n_out = sizes[0], sizes[-1]
+        D = model.depth
+        copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
+        teacher = 8 * n_in * n_out if target == "teacher" else 0
+        items = {"weights": s * P * copies + 8 * P + teacher,
+                 "weight work": s * P * (2 if learning_rate else 1),
+                 "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
+        frame_rings = (derivative == "frame") + (pairing == "frame")
+        items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
+        items["targets ring"] = s * (d_y + 1) * B * n_out
+        if plan.metrics:
+            # the ring and the block's rows, counted as W gradients of every
+            # weighted vertex: a bound, since a vertex measured through Gram
+            # products (``gram_pays``) keeps its smaller factors instead
+            PW = sum(int(np.prod(a)) for k, a in shapes.items() if k.endswith(".W"))
+            K = metric_block(C, B, S, PW, s)
+            ref = 2 * D + d_y + 2 + K
+            items["reference ring"] = s * (ref + K) * PW
+            items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
+        items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
+        if target == "teacher":
+            F = C if distinct is None else min(C, int(distinct))
+            items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
+        rows = plan.rows
+        items["recorded rows"] = (rows * (_row_bytes(n - 1, plan.metrics) + 8 * len(HI_KEYS) * n)
+                                  + 6 * s * C * n)
+        self._finish(items, N, B, s, C, gif)
