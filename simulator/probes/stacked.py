@@ -70,6 +70,7 @@ class StackedMetrics:
         return len(self._frames) >= self._K
 
     def pending(self):
+        """Whether frames wait for their reference."""
         return bool(self._frames)
 
     def copy(self, k, views):
@@ -78,6 +79,7 @@ class StackedMetrics:
             self._blk_p[k, ...] = views[2]
 
     def reference(self):
+        """The pending frames' references into the ring (frozen weights)."""
         if self._frozen and self._frames:
             self._reference_block()
 

@@ -110,8 +110,8 @@ class VertexMetrics:
 
     def __init__(self, engine, plan, host, sizes, reference):
         self.engine, self.xp, self.plan = engine, engine.xp, plan
-        self._host, self.reference_key = host, ("tag_pair" if reference == "input"
-                                                else "tag_supervision")
+        self._host = host
+        self._pair_key = "tag_pair" if reference == "input" else "tag_supervision"
         model = engine.model
         self._weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
         self._sizes = sizes
@@ -131,6 +131,7 @@ class VertexMetrics:
         return self._since >= self._K
 
     def pending(self):
+        """Whether ticks were fed since the last block."""
         return bool(self._frames) or self._since > 0
 
     def copy(self, k, views):
@@ -144,6 +145,7 @@ class VertexMetrics:
                     self._blk_x[j][q][k, ...] = a
 
     def reference(self):
+        """The pending frames' references into the ring (frozen weights)."""
         self._since = 0
         if self._frozen and self._frames:
             self._reference_block()
@@ -307,21 +309,20 @@ class VertexMetrics:
         mixes frames), batched over the rows: explicit vertices compare g
         with the reference's W gradient, dense and linear ones go through Gram
         products of the factors (``gram``), as a chain layer does."""
-        xp, be, host = self.xp, self.engine.backend, self._host
-        n = len(ticks)
         for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
-            host[k][rows] = np.nan
+            self._host[k][rows] = np.nan
         if not self._gv:
             return
-        R, RR = self._R, self._ring
-        key = self.reference_key
         with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
-            self._mismatch(ticks, rows, n, R, RR, key)
+            self._mismatch(ticks, rows)
 
-    def _mismatch(self, ticks, rows, n, R, RR, key):
+    def _mismatch(self, ticks, rows):
+        """``measure``'s numbers: the rows' paired frames and their ring slots,
+        then cosine, relative error and norms per weighted vertex."""
         xp, be, host = self.xp, self.engine.backend, self._host
+        n, R, RR = len(ticks), self._R, self._ring
         cols = np.array(self._weighted)
-        frames = host[key][rows][:, cols]                          # (n, weighted)
+        frames = host[self._pair_key][rows][:, cols]               # (n, weighted)
         t = ticks[:, None]
         valid = (frames >= 0) & (frames > t - R)
         slots = np.where(valid, frames % RR, t % RR)
