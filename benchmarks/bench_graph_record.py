@@ -12,7 +12,10 @@ is shared). Cases: the shipped ``conv_digits`` (learning on, hold 8, batch 4)
 and ``residual_levelling`` (frozen weights, a constant input), each also at
 hold 1 (a new frame every tick: the recorder's worst case, every frame needs
 its own reference), at hold 1 with batch 16, and conv_digits with frozen
-weights (learning_rate 0), where the reference is one batched pass per chunk.
+weights (learning_rate 0), where the reference is one batched pass per chunk;
+and chains as a Model (``network.layers`` of dense layers, a new frame every
+tick), where the mismatch of each dense vertex comes from Gram products of
+its factors as a chain layer's is.
 """
 import argparse
 import copy
@@ -26,6 +29,14 @@ from bench_run import bare   # GraphEngine.step is timed the same way as Engine.
 from simulator import threads
 from simulator.runner import Prepared
 from simulator.scene import load
+
+CHAIN = {("stream", "kind"): "held", ("stream", "hold"): 1}
+
+
+def DENSE(units, activation="tanh"):
+    """A dense layer of a chain Model (network.layers entry), named when used."""
+    return {"kind": "dense", "units": units, "activation": activation}
+
 
 CASES = [  # name, scene, overrides {(section, key): value}, ticks
     ("conv_digits", "conv_digits", {}, 1000),
@@ -42,6 +53,18 @@ CASES = [  # name, scene, overrides {(section, key): value}, ticks
      {("stream", "kind"): "held", ("stream", "hold"): 1}, 2000),
     ("residual_levelling hold 1 B=16", "residual_levelling",
      {("stream", "kind"): "held", ("stream", "hold"): 1, ("stream", "batch"): 16}, 2000),
+    # chains as a Model (dense vertices: the mismatch from Gram products of
+    # their factors, as for a chain's layers), a new frame every tick
+    ("chain L=9 w=16 B=1 hold 1", "residual_levelling", {**CHAIN, **{
+        ("network", "layers"): [DENSE(16)] * 8 + [DENSE(16, "linear")],
+        ("network", "input_shape"): [16]}}, 2000),
+    ("chain L=6 w=128 B=16 hold 1", "residual_levelling", {**CHAIN, **{
+        ("network", "layers"): [DENSE(128)] * 5 + [DENSE(128, "linear")],
+        ("network", "input_shape"): [128], ("stream", "batch"): 16}}, 500),
+    ("chain L=6 w=128 B=16 hold 1 learning", "residual_levelling", {**CHAIN, **{
+        ("network", "layers"): [DENSE(128)] * 5 + [DENSE(128, "linear")],
+        ("network", "input_shape"): [128], ("stream", "batch"): 16,
+        ("rule", "learning_rate"): 0.001}}, 300),
 ]
 
 
@@ -49,6 +72,8 @@ def scene(base, overrides, ticks):
     _, sc = load(base)
     sc = copy.deepcopy(sc)
     for (section, key), value in overrides.items():
+        if key == "layers":       # a chain's dense layers, named 1, 2, …
+            value = [dict(layer, name=str(i + 1)) for i, layer in enumerate(value)]
         sc[section][key] = value
     sc["run"]["ticks"] = ticks
     sc["record"]["memory_budget"] = "16GiB"

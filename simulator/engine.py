@@ -427,7 +427,7 @@ class Engine:
     def write_tags(self, rows, row):
         """Write the tags of ``tags()`` straight into row ``row`` of the host
         arrays ``rows`` (input, supervision, output, sigma_lo, sigma_hi, pair —
-        the order of probes.TAG_KEYS): what a recorder does every tick, without
+        the order of probes.trace.TAG_KEYS): what a recorder does every tick, without
         the copies."""
         td = self._td
         rows[0][row] = self._tx

@@ -14,10 +14,8 @@ import numpy as np
 
 from .build import build, graph_skeleton, network_shape
 from .engine import Engine
-from .model.tick import GraphEngine
 from .errors import SceneError
-from .graph_recording import GraphBudget, GraphRecorder
-from .probes import Recorder, RecordPlan, RunBudget, Trace, distinct_frames
+from .probes import GraphBudget, Recorder, RecordPlan, RunBudget, Trace, distinct_frames
 from .scene import apply_overrides, load
 from .version import __version__
 
@@ -64,8 +62,7 @@ class Prepared:
         """Run the ticks; return the Trace with timings in its metadata."""
         t0 = time.perf_counter()
         engine = self.parts.engine()
-        kind = GraphRecorder if isinstance(engine, GraphEngine) else Recorder
-        recorder = kind(engine, self.plan, reference=self.scene["rule"]["reference"])
+        recorder = Recorder(engine, self.plan, reference=self.scene["rule"]["reference"])
         t1 = time.perf_counter()
         # A blow-up is reported once, as NumericalError with tick and layer,
         # not as a stream of numpy warnings before it.

@@ -12,7 +12,6 @@ from simulator import scene as scenes
 from simulator.backend import to_host
 from simulator.engine import Engine
 from simulator.errors import NumericalError
-from simulator.graph_recording import GraphRecorder
 from simulator.model.tick import GraphEngine
 from simulator.probes import Recorder, RecordPlan
 from simulator.runner import Prepared
@@ -202,7 +201,7 @@ def graph_recorder(engine, chunk, every):
     sizes = [int(np.prod(v.shape)) for v in engine.model.vertices]
     plan = RecordPlan(TICKS, len(sizes) - 1, max(sizes), engine.batch, 8, states=every == 1,
                       every=every, chunk=chunk)
-    return GraphRecorder(engine, plan)
+    return Recorder(engine, plan)
 
 
 @pytest.mark.parametrize("record", [None, 1, 3], ids=["bare", "every1", "every3"])

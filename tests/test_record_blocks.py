@@ -7,7 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from simulator import probes, reference
+from simulator import reference
+from simulator.probes import plan as probe_plan, stacked as probe_stacked
 from simulator.build import build
 from simulator.engine import Engine
 from simulator.probes import RecordPlan, Recorder
@@ -63,10 +64,10 @@ def _oracle_cos(sc):
 
 @pytest.mark.parametrize("hold, lr, every", [(1, 0.0, 1), (3, 0.0, 1), (5, 0.0, 2),
                                              (1, 0.05, 1), (4, 0.05, 3)])
-@pytest.mark.parametrize("block_bytes", [1, 700, probes.BLOCK_BYTES])
+@pytest.mark.parametrize("block_bytes", [1, 700, probe_plan.BLOCK_BYTES])
 @pytest.mark.parametrize("widths", sorted(WIDTHS))
 def test_block_size_never_changes_the_trace(monkeypatch, hold, lr, every, block_bytes, widths):
-    monkeypatch.setattr(probes, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(probe_plan, "BLOCK_BYTES", block_bytes)
     sc = _scene(hold, lr, every, widths=widths)
     trace = Prepared("t", sc).simulate()
     want, want_norm = _oracle_cos(sc)
@@ -80,8 +81,8 @@ def test_block_size_never_changes_the_trace(monkeypatch, hold, lr, every, block_
 
 def test_blocks_hold_several_ticks_at_small_sizes():
     plan = RecordPlan(100, 4, 5, 2, 8, chunk=64)
-    assert probes.block_ticks(plan, 4, 2, 5, 8) == 64
-    assert probes.block_ticks(plan, 4, 2048, 2048, 8) == 1
+    assert probe_plan.block_ticks(plan, 4, 2, 5, 8) == 64
+    assert probe_plan.block_ticks(plan, 4, 2048, 2048, 8) == 1
 
 
 def test_trace_npz_is_stored_uncompressed_unless_asked(tmp_path):
@@ -101,8 +102,8 @@ def test_layer_lags_are_read_as_slices_only_when_each_layer_has_one():
     valid rows pair with the frame one fixed lag back; otherwise it gathers."""
     lag = np.array([[3, 5, 0], [3, 5, 9], [3, 5, 2]])
     valid = np.array([[True, False, False], [True, True, False], [True, True, False]])
-    np.testing.assert_array_equal(probes._layer_lags(lag, valid), [3, 5, 0])
+    np.testing.assert_array_equal(probe_stacked._layer_lags(lag, valid), [3, 5, 0])
     valid[0, 1] = True                       # layer 1 gains a row, at lag 5 too
-    np.testing.assert_array_equal(probes._layer_lags(lag, valid), [3, 5, 0])
+    np.testing.assert_array_equal(probe_stacked._layer_lags(lag, valid), [3, 5, 0])
     lag[0, 1] = 4                            # two lags in one layer: gather
-    assert probes._layer_lags(lag, valid) is None
+    assert probe_stacked._layer_lags(lag, valid) is None

@@ -84,6 +84,16 @@ RUNS = {  # name: (scene, overrides {(section, key): value}, ticks, block bytes 
         "residual_levelling", {("stream", "kind"): "held", ("stream", "hold"): 2,
                                ("rule", "learning_rate"): 0.05,
                                ("network", "levelled"): True}, 40, 10000),
+    # linear vertices on (tokens, features): Gram factors of B·T rows
+    "tokens hold 1 batch 2 small blocks": (
+        "residual_levelling", {("network", "layers"): TOKENS, ("network", "input_shape"): [2, 4],
+                               ("stream", "kind"): "held", ("stream", "hold"): 1,
+                               ("stream", "batch"): 2}, 30, 3000),
+    "attention learning batch 2": (
+        "residual_levelling", {("network", "layers"): ATTENTION,
+                               ("network", "input_shape"): [3, 5], ("stream", "kind"): "held",
+                               ("stream", "hold"): 2, ("stream", "batch"): 2,
+                               ("rule", "learning_rate"): 0.05}, 30, None),
 }
 
 
@@ -140,13 +150,18 @@ def _oracle(sc):
     return {k2: np.array(a) for k2, a in rows.items()}
 
 
+@pytest.mark.parametrize("gram", ["cheaper", "always", "never"])
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
-    from simulator import graph_recording
+def test_recorded_graph_run_matches_per_tick_backprop(name, gram, monkeypatch):
+    """Dense and linear vertices measured through Gram products where they
+    pay (``gram_pays``), always, or never: the same trace as the oracle's."""
+    from simulator.probes import vertex as vertex_metrics
     from simulator.runner import Prepared
     base, overrides, ticks, block = RUNS[name]
     if block is not None:         # blocks of a few ticks: the ring wraps, blocks cut runs of frames
-        monkeypatch.setattr(graph_recording, "BLOCK_BYTES", block)
+        monkeypatch.setattr(vertex_metrics, "BLOCK_BYTES", block)
+    if gram != "cheaper":
+        monkeypatch.setattr(vertex_metrics, "gram_pays", lambda *_: gram == "always")
     sc = shipped_with(base, overrides, ticks)
     with np.errstate(all="ignore"):
         trace = Prepared(name, sc).simulate()
@@ -160,3 +175,24 @@ def test_recorded_graph_run_matches_per_tick_backprop(name, monkeypatch):
         assert got.shape == a.shape, key
         np.testing.assert_array_equal(np.isnan(got), np.isnan(a), err_msg=key)
         np.testing.assert_allclose(got, a, rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["conv frozen hold 1 small blocks", "attention learning batch 2"])
+def test_recorded_graph_run_gives_numpys_trace_in_every_namespace(name, device, monkeypatch):
+    """Explicit (conv) and Gram (dense, linear on tokens: forced) vertices: the
+    same recorded metrics under array-api-strict (and cupy where present) as under numpy."""
+    from simulator.probes import vertex as vertex_metrics
+    from simulator.runner import Prepared
+    monkeypatch.setattr(vertex_metrics, "gram_pays", lambda *_: True)
+    base, overrides, ticks, block = RUNS[name]
+    if block is not None:
+        monkeypatch.setattr(vertex_metrics, "BLOCK_BYTES", block)
+    traces = {}
+    for dev in ("cpu", device):
+        sc = shipped_with(base, {**overrides, ("run", "device"): dev}, ticks)
+        with np.errstate(all="ignore"):
+            traces[dev] = Prepared(name, sc).simulate()
+    assert np.isfinite(traces["cpu"]["mismatch_cos"]).sum() > ticks // 2
+    for key in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm", "x_norm"):
+        np.testing.assert_allclose(traces[device][key], traces["cpu"][key], rtol=1e-9,
+                                   atol=1e-9, equal_nan=True, err_msg=key)

@@ -9,7 +9,7 @@ import pytest
 
 from graph_models import shipped_with
 from simulator.build import build
-from simulator.graph_recording import HI_KEYS
+from simulator.probes.vertex import HI_KEYS
 from simulator.probes import TAG_KEYS
 from simulator.runner import Prepared
 

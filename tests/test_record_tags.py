@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from simulator import Network, probes
+from simulator import Network
+from simulator.probes import recorder as probe_recorder
 from simulator.engine import Engine
 from simulator.probes import TAG_KEYS, RecordPlan, Recorder, TagTable
 from simulator.streams import HeldStream, teacher_target
@@ -42,14 +43,14 @@ def test_closed_form_tags_equal_the_stepped_tags(derivative, pairing, depth, del
 
 def _record(monkeypatch, closed, every, derivative, pairing, lr):
     if not closed:
-        monkeypatch.setattr(probes, "tag_table", lambda engine: None)
+        monkeypatch.setattr(probe_recorder, "tag_table", lambda engine: None)
     net = Network.random([3, 4, 4, 4, 2], "tanh", seed=7)
     rng = np.random.default_rng(0)
     stream = HeldStream(3, 2, rng, teacher_target(net, "mse"), hold=2)
     engine = Engine(net, derivative=derivative, pairing=pairing, supervision_delay=1,
                     learning_rate=lr, batch=2)
     rec = Recorder(engine, RecordPlan(45, 4, 4, 2, 8, every=every, chunk=8))
-    assert (rec._tags is not None) == closed
+    assert (rec._table is not None) == closed
     engine.run(stream, 45, rec)
     monkeypatch.undo()
     return rec.trace()

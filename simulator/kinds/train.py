@@ -9,8 +9,7 @@ import numpy as np
 from .. import threads
 from ..build import graph_skeleton, network_shape
 from ..files import write_json
-from ..graph_recording import GraphBudget
-from ..probes import RecordPlan, RunBudget
+from ..probes import GraphBudget, RecordPlan, RunBudget
 from ..training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from .base import Kind

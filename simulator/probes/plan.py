@@ -1,0 +1,384 @@
+"""What a run records and what it costs: RecordPlan and RunBudget.
+
+RecordPlan says which arrays a run keeps: every ``record.every``-th tick (a
+"row") norms of x and δ, the provenance tags and both mismatch metrics, and
+optionally full neuron states of chosen layers, so the memory of a run grows
+as ticks / every.
+
+RunBudget itemises everything a diffusion run allocates (weights, batch
+buffers, rings, stream chunks, recording, GIF frames) so that a run that would
+not fit ``record.memory_budget`` is refused before anything is allocated,
+with advice naming the knob that shrinks its biggest part.
+"""
+import math
+
+import numpy as np
+
+from ..errors import BudgetError, SceneError, SimulatorError
+from ..options import frame_lags
+from .trace import TAG_KEYS
+from .vertex import HI_KEYS, metric_block
+
+GIF_BYTES_PER_PIXEL = 4
+# The process itself, whatever the run: Python, numpy and tickprop's modules
+# (41.5 MiB resident after `import cli`, measured), rounded up.
+INTERPRETER_BYTES = 48 * 2**20
+# Drawing pictures: matplotlib and the renderers (32 MiB resident once
+# imported) and the figures' canvases and work (up to ~60 MiB on a 100k-tick
+# fig3_fast run, measured phase by phase), rounded up.
+PICTURE_BYTES = 96 * 2**20
+GIF_WORK_FRAMES = 4       # the figure's RGBA buffer, the frame, the previous one, a rectangle
+# Parts of the run a budget refusal gives advice for (the biggest first).
+MAX_ADVICE = 2
+
+
+def parse_bytes(text):
+    """'1GiB', '512MiB', '2e9' or an int -> bytes."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return int(text)
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+             "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
+    s = str(text).strip().lower()
+    for unit, factor in units.items():
+        if s.endswith(unit):
+            try:
+                return int(float(s[:-len(unit)]) * factor)
+            except ValueError:
+                break
+    try:
+        return int(float(s))
+    except ValueError:
+        raise SimulatorError(f"cannot read {text!r} as a size (e.g. '1GiB', '512MiB')") from None
+
+
+def format_bytes(n):
+    """Bytes as a short human string ('1.5 GiB'); beyond TiB in TiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if unit == "TiB" and abs(n) >= 10000:
+            return f"{n:.3g} {unit}"
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+
+
+def _row_bytes(L, metrics=True):
+    """Host bytes of one recorded row: norms, metrics (when recorded), tags,
+    stream frame, tick."""
+    return 8 * (2 * (L + 1) + (4 * L if metrics else 0) + len(TAG_KEYS) * (L + 1) + 2)
+
+
+class RecordPlan:
+    """Which arrays a run keeps: a row every ``every`` ticks (norms, tags,
+    metrics and, when ``states``, full states of ``layers``)."""
+
+    def __init__(self, ticks, depth, width, batch, itemsize, states=False, every=1,
+                 layers=None, metrics=True, chunk=256, budget="1GiB"):
+        self.ticks, self.depth, self.width, self.batch = ticks, depth, width, batch
+        self.itemsize = itemsize
+        self.states, self.every = bool(states), max(1, int(every))
+        self.layers = list(range(depth + 1)) if not layers else [int(l) for l in layers]
+        bad = [l for l in self.layers if not 0 <= l <= depth]
+        if bad:
+            raise SceneError(f"key 'record.layers': expected layers in 0..{depth}, got {bad}")
+        self.metrics, self.chunk = bool(metrics), max(1, int(chunk))
+        self.budget = parse_bytes(budget)
+
+    @property
+    def rows(self):
+        """Recorded rows: ticks 0, every, 2·every, … below ``ticks``."""
+        return len(range(0, self.ticks, self.every))
+
+    @property
+    def state_ticks(self):
+        return self.rows if self.states else 0
+
+    def size(self):
+        """Bytes of host memory the recorded arrays will take."""
+        states = 2 * self.state_ticks * len(self.layers) * self.batch * self.width * self.itemsize
+        return self.rows * _row_bytes(self.depth, self.metrics) + states
+
+    def check_budget(self, sizes=None, **run):
+        """Refuse, before any allocation, a run that does not fit the budget:
+        ``RunBudget(self, sizes, **run).check()`` (sizes default to ``width``
+        for every layer). Returns the estimated peak bytes."""
+        if sizes is None:
+            sizes = [self.width] * (self.depth + 1)
+        return RunBudget(self, sizes, **run).check()
+
+
+def distinct_frames(stream, chunk):
+    """Most distinct input frames one chunk of ticks can hold for a resolved
+    [stream] section: a held frame (held, dataset) repeats for ``hold`` ticks
+    but its first ``crossfade`` ticks each differ; other streams change every tick."""
+    if stream.get("kind") in ("held", "dataset"):
+        hold, fade = max(1, int(stream["hold"])), int(stream.get("crossfade", 0))
+        return min(chunk, (-(-chunk // hold) + 1) * (1 + fade))
+    if stream.get("kind") == "constant":
+        return 1
+    return chunk
+
+
+class RunBudget:
+    """Itemised peak memory of one diffusion run, before anything is allocated.
+
+    ``plan`` (RecordPlan) gives ticks, batch, dtype size, recording and chunk;
+    ``sizes`` the layer widths; the rule options say which rings and buffers the
+    engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
+    network maps the stream); ``gif`` = (render.every, (width, height)) adds
+    the GIF frames, None leaves them out; ``pictures`` adds the plotting
+    library and figures; ``distinct`` bounds the distinct
+    frames of a chunk (``distinct_frames``). ``items`` maps each part to bytes,
+    ``total`` is their sum and ``check()`` refuses a run over ``plan.budget``
+    naming its biggest parts and the knobs that shrink them (``budget_key``
+    names the scene key that sets the budget).
+    """
+
+    ADVICE = {
+        "weights": "fewer or narrower layers (network.width, network.depth or network.sizes)",
+        "state buffers": "a smaller stream.batch or a narrower network (network.width, "
+                         "network.sizes)",
+        "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
+                         "hold 2L ticks of state), a smaller stream.batch or network",
+        "targets ring": "a smaller rule.supervision_delay",
+        "reference ring": "a smaller rule.supervision_delay (the ring holds 2L + d_y + 2 "
+                          "frames) or record.metrics = false",
+        "metric work": "a smaller stream.batch (the mismatch forms batch x batch Gram "
+                       "matrices) or record.metrics = false",
+        "record block": "a smaller stream.batch or narrower network",
+        "weight work": "fewer or narrower layers (network.width, network.depth or "
+                       "network.sizes)",
+        "stream frames": "a smaller record.chunk (ticks generated at once) or stream.batch",
+        "teacher forward": "a smaller record.chunk (ticks generated at once) or stream.batch",
+        "state transfer": "a smaller record.chunk (ticks moved to the host at once), a larger "
+                          "record.every or fewer record.layers",
+        "recorded rows": "a larger record.every (keep every k-th tick) or fewer run.ticks",
+        "recorded states": "",     # computed: the record.every that fits
+        "pictures": "no pictures (--no-png --no-gif, or render.png/render.gif = false)",
+        "gif frames": "a smaller render.size, or no GIF "
+                      "(render.gif = false, --no-gif)",
+    }
+
+    # Parts alive only for a moment, never two at once: the peak holds the largest.
+    TRANSIENT = ("weight work", "metric work", "teacher forward", "state transfer")
+
+    def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
+                 supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
+                 gif=None, budget_key="record.memory_budget", distinct=None, pictures=False,
+                 device="cpu"):
+        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
+        sizes = [int(n) for n in sizes]
+        L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
+        # on numpy with every layer's states recorded, the recorder writes x and
+        # δ straight into the state arrays: no block copy of them, no transfer
+        self.direct = states_in_place(plan, L, device)
+        n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
+        d_y, C = int(supervision_delay), plan.chunk
+        W = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))      # true weight entries
+        padded = L * N * N
+        host_nets = 8 * W * (2 if target == "teacher" else 1)       # student + teacher
+        persistent = s * (padded + L * N) + host_nets
+        if feedback != "transpose":
+            persistent += s * padded
+        build = 8 * padded * (2 if feedback in ("random", "learned") else 1)
+        work = 0
+        if learning_rate:
+            work += s * padded                          # η g, formed as one (L, N, N) array
+            if accumulate > 1:
+                persistent += s * padded
+                work += s * padded                      # the fresh accumulator
+            if feedback == "sign":
+                work += s * padded                      # refreshed sign(Wᵀ)
+        if plan.metrics:
+            work = max(work, s * W)                     # weight copies for the reference
+        state = (L + 1) * B * N
+        items = {"weights": persistent,
+                 "weight work": max(build, work),
+                 "state buffers": s * state * 13 + (s * (L - 1) * B * N
+                                                    if derivative == "itd-dy" else 0)}
+        deriv_lags, pair_lags = frame_lags(L)
+        lags = (deriv_lags if derivative == "frame" else []) + (
+            pair_lags if pairing == "frame" else [])
+        R = max(lags) + 1 if lags else 0
+        items["history rings"] = s * R * state * ((derivative == "frame") + (pairing == "frame"))
+        items["targets ring"] = s * (d_y + 1) * B * nL
+        # x and δ of the pending rows (and the paired x, pairing `frame`)
+        K = block_ticks(plan, L + 1, B, N, s)
+        items["record block"] = s * K * B * N * (
+            (0 if self.direct else 2 * (L + 1))
+            + (L if plan.metrics and pairing != "local" else 0))
+        if plan.metrics:
+            ref = 2 * L + d_y + 2 + K
+            items["reference ring"] = s * ref * L * (2 * B * N + 1) + 8 * ref
+            # one block's backprop (activations, σ', δ of K frames stacked into one
+            # batch, padded factors) or its gathered references and Gram products
+            items["metric work"] = s * (3 * K * B * total_n + 2 * K * L * B * N
+                                        + 3 * K * L * B * B)
+        # Two chunks of frames are alive while the next is drawn; the teacher's
+        # forward pass over a whole chunk is transient.
+        items["stream frames"] = (8 + s) * 2 * C * B * (n0 + nL)
+        if target == "teacher":
+            # the teacher runs once per distinct frame of a chunk (held ticks repeat)
+            F = C if distinct is None else min(C, int(distinct))
+            items["teacher forward"] = 8 * F * B * (2 * total_n + 2 * N)
+        rows = plan.rows
+        items["recorded rows"] = rows * _row_bytes(L, plan.metrics)
+        self._finish(items, N, B, s, C, gif)
+
+    def _finish(self, items, width, batch, itemsize, chunk, gif):
+        """Add the process itself, the recorded states, their host transfer,
+        the pictures and the GIF frames to ``items`` (states are ``width`` wide
+        per recorded layer or vertex), then set ``items`` and the peak ``total``
+        — what the run's peak resident memory should come to."""
+        plan, rows = self.plan, self.plan.rows
+        items["interpreter"] = INTERPRETER_BYTES
+        if getattr(self, "pictures", False):
+            items["pictures"] = PICTURE_BYTES
+        if plan.states:
+            per_row = 2 * len(plan.layers) * batch * width
+            items["recorded states"] = plan.itemsize * per_row * rows
+            if not getattr(self, "direct", False):
+                items["state transfer"] = (2 * itemsize * per_row
+                                           * min(len(range(0, chunk, plan.every)), rows))
+        if gif is not None:
+            every, (w, h) = gif
+            # streamed (render.gifstream): a few frames' worth at a time, not all
+            items["gif frames"] = GIF_BYTES_PER_PIXEL * GIF_WORK_FRAMES * int(w) * int(h)
+        self.items = {k: int(v) for k, v in items.items() if v}
+        self.total = self._peak(self.items)
+
+    @classmethod
+    def _peak(cls, items):
+        """Lasting parts add up; transient ones are never alive together."""
+        return (sum(v for k, v in items.items() if k not in cls.TRANSIENT)
+                + max((v for k, v in items.items() if k in cls.TRANSIENT), default=0))
+
+    def held(self, parts, copies):
+        """This budget with each of ``parts`` alive ``copies`` times at once
+        (several engines learning side by side); returns self."""
+        self.items = {k: v * copies if k in parts else v for k, v in self.items.items()}
+        self.total = self._peak(self.items)
+        return self
+
+    # Parts the run cannot shrink: counted in ``total`` (the predicted peak),
+    # not against the budget, which is for what the scene controls.
+    FIXED = ("interpreter",)
+
+    def _charged(self, items):
+        """The peak of the parts a budget is charged with (all but FIXED)."""
+        return self._peak({k: v for k, v in items.items() if k not in self.FIXED})
+
+    def advice(self, item):
+        """What shrinks ``item`` (for recorded states: the record.every that fits)."""
+        if item != "recorded states":
+            return self.ADVICE[item]
+        plan = self.plan
+        room = plan.budget - self._charged({**self.items, item: 0, "state transfer": 0})
+        hint = "record fewer layers (record.layers) or record.states = false"
+        if room > 0:
+            factor = math.ceil(self.items[item] / room)
+            hint = f"record.every = {plan.every * max(factor, 2)}, " + hint
+        return hint
+
+    def check(self):
+        """Return the predicted peak bytes (``total``, the interpreter
+        included), or raise BudgetError before any allocation when the parts
+        the scene controls exceed the budget: names their total, the budget
+        and the biggest parts (as many as must shrink for the rest to fit)
+        with the knob that shrinks each."""
+        budget = self.plan.budget
+        charged = self._charged(self.items)
+        if charged <= budget:
+            return self.total
+        groups, rest = {}, {k: v for k, v in self.items.items() if k not in self.FIXED}
+        for name, size in sorted(rest.items(), key=lambda kv: -kv[1]):
+            groups.setdefault(self.advice(name), []).append((name, size))
+            rest[name] = 0
+            if self._peak(rest) <= budget:
+                break
+        parts = [" + ".join(f"{n} {format_bytes(b)}" for n, b in named) + f": {advice}"
+                 for advice, named in groups.items()]
+        shown = parts[:MAX_ADVICE]
+        if len(parts) > MAX_ADVICE:
+            shown.append(f"then {len(parts) - MAX_ADVICE} smaller part(s)")
+        raise BudgetError(
+            f"this run would take {format_bytes(charged)}, over the memory budget of "
+            f"{format_bytes(budget)} ({self.budget_key}); shrink " + "; ".join(shown))
+
+    def __repr__(self):
+        return ("RunBudget(" + ", ".join(f"{k}={format_bytes(v)}" for k, v in self.items.items())
+                + f", total={format_bytes(self.total)})")
+
+
+# Bytes of device memory a recorder may spend on one block of pending rows
+# (copies of x and δ of each recorded tick, measured together).
+BLOCK_BYTES = 16 * 2**20
+
+
+def states_in_place(plan, depth, device):
+    """Whether the recorder of a chain writes x and δ straight into the host state
+    arrays, whose rows then serve as its block buffer: on numpy (the cpu
+    device) when every layer's states are recorded (the default)."""
+    return bool(device == "cpu" and plan.states and list(plan.layers) == list(range(depth + 1)))
+
+
+def block_ticks(plan, layers, batch, width, itemsize):
+    """Ticks per record block: as many as fit BLOCK_BYTES of pending x and δ
+    copies (2 · layers · batch · width values a tick), at least 1, at most a chunk."""
+    per_tick = 2 * layers * batch * width * itemsize
+    return max(1, min(plan.chunk, BLOCK_BYTES // max(per_tick, 1)))
+
+
+class GraphBudget(RunBudget):
+    """``RunBudget`` of a run of the tick engine on a graph: the same parts,
+    sized from the model's parameter shapes and vertex shapes (``model`` may
+    be a skeleton, so nothing is allocated), with ``n_in``/``n_out`` the flat
+    sizes of the stream's frames."""
+
+    ADVICE = dict(RunBudget.ADVICE, **{
+        "weights": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "weight work": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "state buffers": "a smaller stream.batch, network.input_shape or fewer channels "
+                         "(network.layers)",
+        "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
+                         "hold up to 2D ticks of state), a smaller stream.batch or model",
+        "reference ring": "a smaller rule.supervision_delay (the ring holds 2D + d_y + 2 "
+                          "gradients and a block's) or record.metrics = false",
+        "metric work": "a smaller stream.batch or model, or record.metrics = false",
+    })
+
+    def __init__(self, plan, model, feedback="transpose", derivative="local", pairing="local",
+                 supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
+                 gif=None, distinct=None, pictures=False, budget_key="record.memory_budget"):
+        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
+        B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
+        shapes = model.param_shapes()
+        P = sum(int(np.prod(a)) for a in shapes.values())
+        sizes = [int(np.prod(v.shape)) for v in model.vertices]
+        S, N, n = sum(sizes), max(sizes), len(sizes)
+        n_in, n_out = sizes[0], sizes[-1]
+        D = model.depth
+        copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
+        teacher = 8 * n_in * n_out if target == "teacher" else 0
+        items = {"weights": s * P * copies + 8 * P + teacher,
+                 "weight work": s * P * (2 if learning_rate else 1),
+                 "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
+        frame_rings = (derivative == "frame") + (pairing == "frame")
+        items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
+        items["targets ring"] = s * (d_y + 1) * B * n_out
+        if plan.metrics:
+            # the ring and the block's rows, counted as W gradients of every
+            # weighted vertex: a bound, since a vertex measured through Gram
+            # products (``gram_pays``) keeps its smaller factors instead
+            PW = sum(int(np.prod(a)) for k, a in shapes.items() if k.endswith(".W"))
+            K = metric_block(C, B, S, PW, s)
+            ref = 2 * D + d_y + 2 + K
+            items["reference ring"] = s * (ref + K) * PW
+            items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
+        items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
+        if target == "teacher":
+            F = C if distinct is None else min(C, int(distinct))
+            items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
+        rows = plan.rows
+        items["recorded rows"] = (rows * (_row_bytes(n - 1, plan.metrics) + 8 * len(HI_KEYS) * n)
+                                  + 6 * s * C * n)
+        self._finish(items, N, B, s, C, gif)

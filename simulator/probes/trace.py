@@ -1,0 +1,458 @@
+"""The Trace a run produces (trace.npz plus run.json) and its SCHEMA.
+
+A trace holds, per recorded row, norms of x and δ, the provenance tags
+(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and,
+optionally, full neuron states; SCHEMA says the dims and unit of every array,
+and is stored in the file so that it explains itself.
+"""
+import difflib
+import json
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from ..arguments import check_bool, check_path, shown
+from ..errors import MissingKeyError, SimulatorError
+from ..fields import did_you_mean
+from ..files import atomic_write
+from ..sync import synchronized_layers
+from ..view import trace_html
+
+TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
+METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
+
+
+def _blank_padding(arrays, sizes, layers):
+    """Neurons beyond a layer's width are padding: NaN, so no picture shows them."""
+    for j, l in enumerate(layers):
+        arrays["state_x"][:, j, :, sizes[l]:] = np.nan
+        arrays["state_delta"][:, j, :, sizes[l]:] = np.nan
+
+
+def _trace_shapes(arrays):
+    """Expected shape of every array a trace must (or may) hold, from its own
+    ``sizes`` and ``tick``; None where a dimension is free."""
+    L, T = len(arrays["sizes"]) - 1, len(arrays["tick"])
+    want = {"sizes": (L + 1,), "tick": (T,), "stream_frame": (T,),
+            "x_norm": (T, L + 1), "delta_norm": (T, L + 1)}
+    for key in TAG_KEYS:
+        want["tag_" + key] = (T, L + 1)
+    for key in METRIC_KEYS:          # optional: absent when record.metrics = false
+        want[key] = (T, L)
+    return want
+
+
+REQUIRED_ARRAYS = tuple(k for k in _trace_shapes({"sizes": np.zeros(2), "tick": np.zeros(0)})
+                        if k not in METRIC_KEYS)
+
+
+# What every array of trace.npz holds: its dims and unit (stored in the file as
+# the JSON string array ``schema``, so a trace read without tickprop explains
+# itself). Words: a *tick* is one step of the engine (an index in time); a
+# *stream frame* is one item (input, target) the stream presents, held for one
+# or more ticks; a *row* is one recorded tick (every record.every ticks). Tags
+# name a frame by the tick it entered layer 0 (tag unit "tick"); ``stream_frame``
+# turns a row into the stream frame presented then. A *GIF frame* is a picture
+# of the animation, never one of these.
+SCHEMA_VERSION = 1
+_ROW_LAYERS = ("row", "layer")
+_ROW_MISMATCH = ("row", "layer_with_weights")
+SCHEMA = {
+    "tick": (("row",), "tick", "the tick each recorded row was taken at"),
+    "stream_frame": (("row",), "stream frame",
+                     "index of the stream frame (input/target item) presented at that tick"),
+    "sizes": (("layer",), "neurons", "number of values of each layer (vertex), input first"),
+    "x_norm": (_ROW_LAYERS, "activation (L2 norm over batch and neurons)", "‖x‖ per layer"),
+    "delta_norm": (_ROW_LAYERS, "delta (L2 norm over batch and neurons)",
+                   "‖δ‖ per layer; NaN for the input layer"),
+    "mismatch_cos": (_ROW_MISMATCH, "cosine (dimensionless)",
+                     "cosine of Eq. 5's g against backprop's gradient of the paired frame; "
+                     "column l-1 is layer l; NaN where not defined"),
+    "mismatch_rel": (_ROW_MISMATCH, "relative error (dimensionless)",
+                     "‖g − ∇‖ / ‖∇‖ against backprop; column l-1 is layer l"),
+    "grad_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)", "‖g‖ of Eq. 5; column l-1 is layer l"),
+    "ref_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
+                 "‖∇‖ of backprop on the paired frame; column l-1 is layer l"),
+    "tag_input": (_ROW_LAYERS, "tick (-1: empty)", "frame in x: the tick it entered layer 0"),
+    "tag_supervision": (_ROW_LAYERS, "tick (-1: empty)",
+                        "frame whose target δ carries: the tick it entered layer 0"),
+    "tag_output": (_ROW_LAYERS, "tick (-1: empty)",
+                   "frame of the output activity δ's error is made of"),
+    "tag_sigma_lo": (_ROW_LAYERS, "tick (-1: empty)", "oldest frame of δ's σ' factors"),
+    "tag_sigma_hi": (_ROW_LAYERS, "tick (-1: empty)", "newest frame of δ's σ' factors"),
+    "tag_pair": (_ROW_LAYERS, "tick (-1: empty)", "frame of the x that g pairs with δ"),
+    "state_x": (("state_row", "state_layer", "batch", "neuron"), "activation",
+                "x of the recorded layers (NaN beyond a layer's width)"),
+    "state_delta": (("state_row", "state_layer", "batch", "neuron"), "delta",
+                    "δ of the recorded layers (NaN beyond a layer's width)"),
+    "state_tick": (("state_row",), "tick", "the tick of each recorded state row"),
+    "state_layers": (("state_layer",), "layer index", "which layer each state_layer is"),
+    "vertex_names": (("layer",), "name", "graph vertex names (input first)"),
+    "vertex_kinds": (("layer",), "layer kind", "graph vertex kinds"),
+    "vertex_levels": (("layer",), "edges", "longest path from the input"),
+    "vertex_bwd": (("layer",), "edges", "longest path to the output"),
+    "vertex_sync": (("layer",), "bool", "vertex in the synchronization set"),
+    "vertex_edges": (("edge", "parent_child"), "layer index", "graph edges (parent, child)"),
+    "source_tick": (("source_row",), "tick",
+                    "a selected trace: every row's tick of the trace it was cut from"),
+    "source_stream_frame": (("source_row",), "stream frame",
+                            "a selected trace: every row's stream frame of the trace it was "
+                            "cut from (so tags before the window still name their frame)"),
+}
+for _key in ("input", "supervision", "output", "pair"):
+    SCHEMA[f"tag_{_key}_hi"] = (_ROW_LAYERS, "tick (-1: empty)",
+                                f"graph: newest frame of tag_{_key} (differs where a vertex "
+                                "mixes frames)")
+
+
+def schema_of(arrays):
+    """The schema entries ({name: {dims, shape, unit, description}}) of the
+    arrays given; an array SCHEMA does not describe gets ``"unit": null`` and
+    says so, so an undocumented array is visible (tests require none)."""
+    out = {}
+    for key, value in arrays.items():
+        dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
+                                            None, "not described"))
+        out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
+                    "dtype": str(np.asarray(value).dtype), "description": text}
+    return {"version": SCHEMA_VERSION, "arrays": out}
+
+
+def _interval(value, name):
+    """(start, stop) from None, a (start, stop) pair (either None) or a slice."""
+    if value is None:
+        return None, None
+    if isinstance(value, slice):
+        if value.step not in (None, 1):
+            raise SimulatorError(f"{name} {value}: a step is not supported")
+        return value.start, value.stop
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise SimulatorError(f"{name} {value!r}: expected (start, stop)") from None
+    for end in (a, b):
+        if end is not None and (isinstance(end, (bool, np.bool_))
+                                or not isinstance(end, (int, np.integer))):
+            raise SimulatorError(f"{name} {value!r}: expected (start, stop) ticks, each an "
+                                 f"integer or None, got {end!r} ({type(end).__name__})")
+    return a, b
+
+
+class Trace:
+    """Recorded arrays (trace.npz) plus the run's metadata (run.json).
+
+    ``trace[name]`` is an array described in SCHEMA (``trace.schema()`` gives
+    dims and units). Row r was recorded at tick ``trace.ticks[r]`` while the
+    stream presented stream frame ``trace["stream_frame"][r]``; tag arrays
+    name frames by the tick they entered (``stream_frames_of`` turns them into
+    stream frame indices). ``select`` cuts a smaller Trace (ticks, layers,
+    neurons) that every renderer draws as it is.
+    """
+
+    def __init__(self, arrays, meta):
+        self.arrays, self.meta = arrays, meta
+
+    def __getitem__(self, key):
+        """The array ``key``; a metric array of a run recorded without metrics
+        (record.metrics = false: not in trace.npz) reads as NaN, made here. A
+        name the trace lacks raises MissingKeyError (a SimulatorError and a
+        KeyError) naming it and listing the arrays there are."""
+        if isinstance(key, str) and key in self.arrays:
+            return self.arrays[key]
+        if key in METRIC_KEYS and "tick" in self.arrays and "sizes" in self.arrays:
+            return np.full((len(self.arrays["tick"]), len(self.arrays["sizes"]) - 1), np.nan)
+        names = sorted(self.arrays)
+        if not isinstance(key, str):
+            raise MissingKeyError(f"Trace[{key!r}]: expected an array name (a string), got "
+                                  f"{type(key).__name__}; the trace has {', '.join(names)}")
+        raise MissingKeyError(f"Trace[{key!r}]: no such array{did_you_mean(key, names)}; the "
+                              f"trace has {', '.join(names) or 'none'} (trace.schema() says "
+                              "what each holds)")
+
+    def _repr_html_(self):
+        """The time-travel viewer of this trace (simulator.view.trace_html), for notebooks."""
+        return trace_html(self)
+
+    def __contains__(self, key):
+        return key in self.arrays
+
+    @property
+    def depth(self):
+        return len(self.arrays["sizes"]) - 1
+
+    @property
+    def ticks(self):
+        """The tick of every recorded row (array ``tick``)."""
+        return self.arrays["tick"]
+
+    def schema(self):
+        """Dims, shape, unit and meaning of every array of this trace (schema_of)."""
+        return schema_of(self.arrays)
+
+    def stream_frames_of(self, tags):
+        """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick
+        not recorded takes the frame of the last recorded row before it); works
+        on a selected trace whose tags name ticks before its window."""
+        try:
+            tags = np.asarray(tags)
+        except ValueError:            # a ragged list
+            tags = np.asarray(None)
+        integral = tags.dtype.kind in "iu" or (
+            tags.dtype.kind == "f" and bool(np.all(np.isfinite(tags) & (tags == np.round(tags)))))
+        if not integral or tags.dtype.kind == "b":
+            raise SimulatorError(f"Trace.stream_frames_of: tags: expected integer ticks "
+                                 f"(an int or an array of them, -1 for none), got {shown(tags)}")
+        tags = tags.astype(np.int64)
+        ticks = self.arrays.get("source_tick", self.arrays["tick"])
+        frames = self.arrays.get("source_stream_frame", self.arrays["stream_frame"])
+        if not len(ticks):
+            return np.full(tags.shape, -1, dtype=np.int64)
+        row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
+        return np.where(tags >= 0, frames[row], -1)
+
+    def layer_names(self):
+        """Names of the layers (vertex names of a graph, '0'..'L' of a chain)."""
+        if "vertex_names" in self.arrays:
+            return [str(n) for n in self.arrays["vertex_names"]]
+        return [str(l) for l in range(self.depth + 1)]
+
+    def select(self, ticks=None, layers=None, neurons=None):
+        """A smaller Trace of the same kind that renderers draw unchanged.
+
+        ``ticks``: (start, stop) ticks, stop excluded, either None for open
+        (or a slice): the rows recorded in that window. ``layers``: layer
+        indices or names (a graph's vertex names; slices allowed); the input
+        layer is always kept, since every picture anchors on it (it carries no
+        δ and no mismatch), and a chain comes back as a graph trace whose
+        vertices are named by their layer index, keep their level and mark
+        ls. ``neurons``: neuron indices (per layer, slices allowed) that the
+        recorded states keep; norms, tags and metrics stay per layer. A value
+        that selects nothing or names what the trace lacks raises
+        SimulatorError naming it and what the trace has."""
+        arrays = dict(self.arrays)
+        meta = dict(self.meta) if isinstance(self.meta, dict) else {}
+        chosen = {}
+        if ticks is not None:
+            arrays, chosen["ticks"] = _select_ticks(arrays, ticks)
+        if layers is not None:
+            arrays, chosen["layers"] = _select_layers(self, arrays, layers)
+        if neurons is not None:
+            arrays, chosen["neurons"] = _select_neurons(arrays, neurons)
+        if chosen:
+            meta["selection"] = {**meta.get("selection", {}), **chosen}
+        return Trace(arrays, meta)
+
+    def save(self, folder, compress=False):
+        """Write trace.npz atomically into ``folder``, with its ``schema`` entry
+        (a JSON string: schema_of the arrays). Uncompressed by default:
+        deflating recorded states took 3–5× the simulation; ``compress``
+        (record.compress) trades that time for a smaller file."""
+        folder = check_path("Trace.save", "folder", folder, folder=True)
+        check_bool("Trace.save", "compress", compress)
+        arrays = dict(self.arrays, schema=np.array(json.dumps(self.schema())))
+        write = np.savez_compressed if compress else np.savez
+        atomic_write(os.path.join(folder, "trace.npz"), lambda f: write(f, **arrays), binary=True)
+
+    @classmethod
+    def load(cls, folder, meta=None):
+        """Load trace.npz and run.json from a run folder (``meta``, when given,
+        stands in for run.json: a run draws its pictures before run.json is
+        written). A missing or damaged file (not a zip, truncated, an array
+        missing or of the wrong shape, run.json not a JSON object) raises
+        SimulatorError naming the file and what is wrong. The stored schema
+        entry is not an array of the trace (``schema()`` rebuilds it)."""
+        path = os.path.join(folder, "trace.npz")
+        if not os.path.isfile(path):
+            raise SimulatorError(f"{folder}: no trace.npz here (expected a run folder)")
+        arrays = _read_npz(path)
+        arrays.pop("schema", None)
+        _check_arrays(path, arrays)
+        if meta is None:
+            meta = _read_meta(os.path.join(folder, "run.json"))
+        return cls(arrays, meta)
+
+
+_ROW_KEYS = ("tick", "stream_frame")
+
+
+def _row_arrays(arrays):
+    """Names of the arrays whose first axis is the recorded row."""
+    T = len(arrays["tick"])
+    skip = {"sizes", "state_x", "state_delta", "state_tick", "state_layers", "source_tick",
+            "source_stream_frame"}
+    return [k for k, v in arrays.items() if k not in skip and not k.startswith("vertex_")
+            and np.ndim(v) >= 1 and np.shape(v)[0] == T]
+
+
+def _select_ticks(arrays, ticks):
+    start, stop = _interval(ticks, "ticks")
+    t = np.asarray(arrays["tick"])
+    first, last = (int(t[0]), int(t[-1])) if len(t) else (0, -1)
+    lo = first if start is None else int(start)
+    hi = last + 1 if stop is None else int(stop)
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    if lo < 0 or hi <= lo:
+        raise SimulatorError(f"ticks {text}: expected 0 <= start < stop")
+    rows = np.flatnonzero((t >= lo) & (t < hi))
+    if not len(rows):
+        raise SimulatorError(f"ticks {text}: no recorded tick in it (the run has ticks "
+                             f"{first}..{last})")
+    out = dict(arrays)
+    out.setdefault("source_tick", t.copy())
+    out.setdefault("source_stream_frame", np.asarray(arrays["stream_frame"]).copy())
+    for key in _row_arrays(arrays):
+        out[key] = arrays[key][rows]
+    if "state_tick" in arrays:
+        keep = np.flatnonzero((arrays["state_tick"] >= lo) & (arrays["state_tick"] < hi))
+        for key in ("state_x", "state_delta", "state_tick"):
+            out[key] = arrays[key][keep]
+    return out, [int(t[rows[0]]), int(t[rows[-1]]) + 1]
+
+
+def _indices(spec, count, names, what):
+    """Sorted unique indices in 0..count-1 from ints, names and slices."""
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    out = set()
+    for item in items:
+        if isinstance(item, slice):
+            got = range(count)[item]
+            if not len(got):
+                raise SimulatorError(f"{what} {_show(item)}: selects none of 0..{count - 1}")
+            out.update(got)
+            continue
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if not 0 <= int(item) < count:
+                raise SimulatorError(f"{what} {item}: expected an index in 0..{count - 1}")
+            out.add(int(item))
+            continue
+        if isinstance(item, str) and names is not None:
+            if item in names:
+                out.add(names.index(item))
+                continue
+            hint = difflib.get_close_matches(item, names, n=1, cutoff=0.5)
+            more = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise SimulatorError(f"{what} {item!r}: no such {what[:-1]} (the run has "
+                                 f"{', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
+                                 f"{more}")
+        raise SimulatorError(f"{what} {item!r}: expected an index in 0..{count - 1}"
+                             + (" or a name" if names is not None else ""))
+    if not out:
+        raise SimulatorError(f"{what}: selects nothing")
+    return sorted(out)
+
+
+def _show(item):
+    if isinstance(item, slice):
+        return f"{'' if item.start is None else item.start}:{'' if item.stop is None else item.stop}"
+    return str(item)
+
+
+def _select_layers(trace, arrays, layers):
+    names = trace.layer_names()
+    n = len(names)
+    keep = sorted(set(_indices(layers, n, names, "layers")) | {0})
+    new = {k: v for k, v in arrays.items()}
+    col = np.asarray(keep)
+    for key in _row_arrays(arrays):
+        a = arrays[key]
+        if np.ndim(a) == 2 and a.shape[1] == n:
+            new[key] = a[:, col]
+        elif np.ndim(a) == 2 and a.shape[1] == n - 1:        # metrics of layers 1..
+            new[key] = a[:, col[1:] - 1]
+    new["sizes"] = np.asarray(arrays["sizes"])[col]
+    position = {old: i for i, old in enumerate(keep)}
+    if "vertex_names" in arrays:
+        for key in ("vertex_names", "vertex_kinds", "vertex_levels", "vertex_bwd", "vertex_sync"):
+            if key in arrays:
+                new[key] = np.asarray(arrays[key])[col]
+        if "vertex_edges" in arrays:
+            edges = [(position[p], position[c]) for p, c in
+                     np.asarray(arrays["vertex_edges"]).reshape(-1, 2).tolist()
+                     if p in position and c in position]
+            new["vertex_edges"] = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    else:
+        L = n - 1
+        sync = set(synchronized_layers(L))
+        new.update({"vertex_names": np.array([str(l) for l in keep]),
+                    "vertex_kinds": np.array(["layer"] * len(keep)),
+                    "vertex_levels": np.array(keep, dtype=np.int64),
+                    "vertex_bwd": np.array([L - l for l in keep], dtype=np.int64),
+                    "vertex_sync": np.array([l in sync for l in keep]),
+                    "vertex_edges": np.array([(position[l], position[l + 1]) for l in keep
+                                              if l + 1 in position],
+                                             dtype=np.int64).reshape(-1, 2)})
+    if "state_layers" in arrays:
+        recorded = [int(l) for l in arrays["state_layers"]]
+        which = [j for j, l in enumerate(recorded) if l in position]
+        new["state_layers"] = np.array([position[recorded[j]] for j in which], dtype=np.int64)
+        for key in ("state_x", "state_delta"):
+            new[key] = arrays[key][:, which]
+    return new, [names[i] for i in keep]
+
+
+def _select_neurons(arrays, neurons):
+    if "state_x" not in arrays:
+        raise SimulatorError("neurons: this run recorded no neuron states (record.states = "
+                             "false), only per-layer norms; re-run with --set record.states=true")
+    width = arrays["state_x"].shape[-1]
+    keep = np.asarray(_indices(neurons, width, None, "neurons"))
+    new = dict(arrays)
+    for key in ("state_x", "state_delta"):
+        new[key] = arrays[key][..., keep]
+    new["sizes"] = np.array([int((keep < s).sum()) for s in arrays["sizes"]], dtype=np.int64)
+    return new, keep.tolist()
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("a single array, not an archive of arrays")
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        what = str(exc) or type(exc).__name__
+        if os.path.getsize(path) == 0:
+            what = "the file is empty"
+        raise SimulatorError(f"{path}: damaged trace ({what}); re-run the scene "
+                             "to write it again") from None
+
+
+def _check_arrays(path, arrays):
+    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    if missing:
+        raise SimulatorError(f"{path}: damaged trace: missing arrays {', '.join(missing)}")
+    if arrays["sizes"].ndim != 1 or len(arrays["sizes"]) < 2 or arrays["tick"].ndim != 1:
+        raise SimulatorError(f"{path}: damaged trace: 'sizes' must list at least two widths "
+                             f"and 'tick' be 1-D, got shapes {arrays['sizes'].shape} and "
+                             f"{arrays['tick'].shape}")
+    for key, shape in _trace_shapes(arrays).items():
+        if key in arrays and arrays[key].shape != shape:
+            raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape "
+                                 f"{arrays[key].shape}, expected {shape}")
+    if "state_x" in arrays:
+        for key in ("state_delta", "state_tick", "state_layers"):
+            if key not in arrays:
+                raise SimulatorError(f"{path}: damaged trace: state_x without {key}")
+        S, nl = len(arrays["state_tick"]), len(arrays["state_layers"])
+        for key in ("state_x", "state_delta"):
+            shape = arrays[key].shape
+            if len(shape) != 4 or shape[:2] != (S, nl):
+                raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape {shape}, "
+                                     f"expected ({S}, {nl}, batch, width)")
+
+
+def _read_meta(path):
+    if not os.path.isfile(path):
+        raise SimulatorError(f"{path}: missing (a run folder holds run.json beside trace.npz)")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SimulatorError(f"{path}: damaged run.json ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SimulatorError(f"{path}: damaged run.json: expected a JSON object, "
+                             f"got {type(meta).__name__}")
+    return meta
+

@@ -1,0 +1,368 @@
+"""The mismatch of a graph engine's weighted vertices, vertex by vertex.
+
+Each weighted vertex's g for W (its δ paired with its inputs,
+``GraphEngine.gradient_factors()``) is compared with the W gradient of the
+oracle (``simulator.model.reference``) on the frame the vertex's tag names
+(the oldest where a vertex mixes several), with the weights of the tick that
+frame entered; the reference of every frame goes into a ring of 2D + d_y + 2
++ K frames, D the model's depth. A dense or linear vertex whose factors are
+smaller than its W (``gram_pays``) is compared as a chain layer is
+(``simulator.probes.stacked``): the ring keeps the reference's δ and x and
+the mismatch comes from Gram products ⟨δᵀx, δ'ᵀx'⟩ = Σ (δδ'ᵀ) ⊙ (xx'ᵀ) of a
+block's rows, neither g nor its reference formed; any other vertex (conv2d,
+attention …) forms g and keeps the reference's W gradient. With frozen
+weights the reference of a block's distinct frames is ONE batched forward
+and backward pass (the oracle's ``factors``, then ``frame_param_grads`` per
+explicit vertex, as ``frame_gradients`` does; a held frame reuses the
+reference before); learning on, one pass per tick with that tick's weights.
+
+A graph trace has the arrays of a chain trace with "layer" read as "vertex
+in model order" (vertex 0 the input, the output last; levelled runs include
+the identities), the tags with the OLDEST frame of each vertex and
+``tag_<key>_hi`` the newest, metrics NaN for vertices without weights, and
+the per-vertex arrays of ``vertex_arrays``.
+"""
+import numpy as np
+
+from ..metrics import cosine_and_relative
+from ..model import reference as graph_reference
+from ..model.tick import distances, sync_set
+from .ring import gram, repeat_sources, ring_pieces
+
+HI_KEYS = ("input", "supervision", "output", "pair")
+
+
+def vertex_arrays(model):
+    """The per-vertex arrays a graph trace carries, for the model the engine runs on."""
+    fwd, bwd = distances(model)
+    synced = set(sync_set(model))
+    return {"vertex_names": np.array(model.names),
+            "vertex_kinds": np.array([v.kind for v in model.vertices]),
+            "vertex_levels": np.array(fwd, dtype=np.int64),
+            "vertex_bwd": np.array(bwd, dtype=np.int64),
+            "vertex_sync": np.array([v.name in synced for v in model.vertices]),
+            "vertex_edges": np.array([(p, c) for p, c, _ in model.edges()],
+                                     dtype=np.int64).reshape(-1, 2),
+            "sizes": np.array([int(np.prod(v.shape)) for v in model.vertices], dtype=np.int64)}
+
+
+# Kinds whose W gradient is δᵀx over rows (the batch and any leading axes of
+# the vertex): their mismatch can come from Gram products of the factors
+# (``gram``, as a chain's layers are measured), never forming g or its
+# reference; g of any other kind (conv2d, attention …) is formed explicitly.
+GRAM_KINDS = ("dense", "linear")
+
+
+def gram_pays(rows, out, inp):
+    """Whether a dense/linear vertex is measured through Gram products: where
+    its factors (rows · (out + in) values a frame) are smaller than its W
+    gradient (out · in), so that the ring holds less and the Gram products
+    (rows² · (out + in)) cost less than forming g (rows · out · in). Measured
+    (bench_graph_record.py): a chain 6 × 128 at batch 16 records at 3.9–4.0×
+    its bare tick instead of 13.4×; residual_levelling's 8-wide vertices at
+    batch 16 are 10–15 % dearer through Gram products, and stay explicit."""
+    return rows * (out + inp) < out * inp
+
+
+def metric_layout(model, batch):
+    """How the recorder of a graph holds the W gradients of ``model``'s weighted
+    vertices (vertex 1 on; ``model`` may be a skeleton): (weighted vertex
+    indices; per weighted vertex the rows of its Gram factors, None where g
+    is formed explicitly (``gram_pays``); values per frame of the explicit W gradients;
+    values per frame of the Gram factors δ and x)."""
+    shapes = model.param_shapes()
+    weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
+    rows, explicit, factors = [], 0, 0
+    for i in weighted:
+        v = model.vertices[i]
+        out, inp = shapes[f"{v.name}.W"][0], shapes[f"{v.name}.W"][-1]
+        r = int(batch) * int(np.prod(v.shape[:-1]))
+        if v.kind in GRAM_KINDS and gram_pays(r, int(out), int(inp)):
+            rows.append(r)
+            factors += r * (int(out) + int(inp))
+        else:
+            rows.append(None)
+            explicit += int(np.prod(shapes[f"{v.name}.W"]))
+    return weighted, rows, explicit, factors
+
+
+# Bytes the recorder of a graph may spend on one metric block: the engine's W
+# gradients and Gram factors of its pending rows, or one batched backprop
+# over its frames.
+BLOCK_BYTES = 16 * 2**20
+
+
+def metric_block(chunk, batch, vertex_values, weights, itemsize):
+    """Ticks per metric block of a graph's recorder: as many as fit BLOCK_BYTES
+    of pending W gradients and Gram factors (``weights`` values a row) and of
+    one batched backprop (about 4 arrays of ``vertex_values`` per frame row),
+    at least 1, at most a chunk."""
+    per_tick = itemsize * max(weights, 4 * batch * vertex_values, 1)
+    return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
+
+
+class VertexMetrics:
+    """The metrics of a Recorder on a graph engine (``StackedMetrics``' part
+    for chains): ``frame`` feeds every tick to the reference ring, ``copy``
+    keeps the factors of a recorded row's g, ``reference`` does the pending
+    frames' backprop and ``measure`` the block's mismatch, into the
+    Recorder's ``host`` arrays (their tags settled before)."""
+
+    def __init__(self, engine, plan, host, sizes, reference):
+        self.engine, self.xp, self.plan = engine, engine.xp, plan
+        self._host = host
+        self._pair_key = "tag_pair" if reference == "input" else "tag_supervision"
+        model = engine.model
+        self._weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
+        self._sizes = sizes
+        self._setup_metrics(model, engine.backend)
+
+    def frame(self, i, u, y, repeat):
+        """Tick i's frame: kept for the block's batched reference (frozen) or
+        referenced now (learning on)."""
+        if self._frozen:
+            self._frames.append((i, u, y, repeat))
+        else:
+            self._reference_now(i, u, y)
+        self._since += 1
+
+    def due(self):
+        """Whether K ticks passed since the last block (the ring holds no more)."""
+        return self._since >= self._K
+
+    def pending(self):
+        """Whether ticks were fed since the last block."""
+        return bool(self._frames) or self._since > 0
+
+    def copy(self, k, views):
+        """Row k of the block: the factors (δ, paired inputs) of every weighted vertex."""
+        if self._gv:
+            factors = {v.index: (x, d) for v, x, d in self.engine.gradient_factors()}
+            for j, v in enumerate(self._gv):
+                inputs, delta = factors[v.index]
+                self._blk_d[j][k, ...] = delta
+                for q, a in enumerate(inputs):
+                    self._blk_x[j][q][k, ...] = a
+
+    def reference(self):
+        """The pending frames' references into the ring (frozen weights)."""
+        self._since = 0
+        if self._frozen and self._frames:
+            self._reference_block()
+
+    def _setup_metrics(self, model, be):
+        """The layout of the W gradients (``metric_layout``: a flat segment
+        per explicit vertex, Gram factors per dense/linear vertex), the
+        pending-row block and the reference ring."""
+        eng, B = self.engine, self.engine.batch
+        self._gv = [model.vertices[v] for v in self._weighted]
+        _, rows, _, factor_values = metric_layout(model, B)
+        self._grows = rows                            # Gram rows per weighted vertex, or None
+        self._gcols = [j for j, r in enumerate(rows) if r is not None]
+        self._ecols = [j for j, r in enumerate(rows) if r is None]
+        self._wkeys = [f"{self._gv[j].name}.W" for j in self._ecols]
+        shapes = model.param_shapes()
+        bounds = np.cumsum([0] + [int(np.prod(shapes[k])) for k in self._wkeys])
+        self._segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        PW = int(bounds[-1])
+        self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
+        self._K = K = metric_block(self.plan.chunk, B, sum(self._sizes), PW + factor_values,
+                                   self.plan.itemsize)
+        self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
+        self._ring = RR = R + K
+        # the ring: per slot the explicit W gradients of frame i (slot i % RR),
+        # the Gram factors (δ, x) of each dense/linear vertex, ⟨G, G⟩ per vertex
+        self._ref = [be.zeros((RR, PW))] if PW else []
+        for j in self._gcols:
+            w = shapes[f"{self._gv[j].name}.W"]
+            out, inp = w[0], w[-1]
+            self._ref += [be.zeros((RR, rows[j], out)), be.zeros((RR, rows[j], inp))]
+        self._ref_gg = be.zeros((RR, max(1, len(self._weighted))))
+        self._ref.append(self._ref_gg)
+        self._ref_frame = np.full(RR, -1, dtype=np.int64)
+        self._blk_g = be.zeros((K, PW)) if PW else None   # explicit g of the pending rows
+        # ... formed per block from copies of each recorded tick's factors
+        # (δ[t,v] and the inputs g pairs it with), one batched product per vertex
+        self._blk_d = [be.zeros((K, B) + tuple(v.shape)) for v in self._gv]
+        self._blk_x = [[be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
+                       for v in self._gv]
+        self._since = 0                               # ticks since the last block
+        self._frames = []                             # frozen: (tick, u, y, repeat) pending
+        self._frozen = not eng.learning_rate
+        self._params = None                           # frozen: read once per run
+
+    def _block_gradients(self, n):
+        """The engine's explicit W gradients g[t] of the first n pending rows,
+        from their copied factors: per explicit vertex one ``frame_param_grads``
+        over the n·B rows (a tick plays the part of a frame), into ``_blk_g``."""
+        xp, B = self.xp, self.engine.batch
+        for seg, j in enumerate(self._ecols):
+            v = self._gv[j]
+            d = xp.reshape(self._blk_d[j][:n, ...], (n * B,) + tuple(v.shape))
+            xs = [xp.reshape(a[:n, ...], (n * B,) + tuple(a.shape[2:])) for a in self._blk_x[j]]
+            gw = graph_reference.frame_param_grads(xp, v.layer, xs, d, n, B)["W"]
+            lo, hi = self._segments[seg]
+            self._blk_g[:n, lo:hi] = xp.reshape(gw, (n, hi - lo))
+
+    def _gram_factors(self, j, d, x, lead):
+        """δ and x of Gram vertex j as (lead, rows, out) and (lead, rows, in)."""
+        xp, rows = self.xp, self._grows[j]
+        return (xp.reshape(d, (lead, rows, d.shape[-1])),
+                xp.reshape(x, (lead, rows, x.shape[-1])))
+
+    # ------------------------------------------------------------- reference
+    def _segment_sums(self, a):
+        """(rows, segments): sums of ``a`` (rows, PW) over each explicit vertex's columns."""
+        xp = self.xp
+        return xp.stack([xp.sum(a[:, lo:hi], axis=1) for lo, hi in self._segments], axis=1)
+
+    def _reference_rows(self, outs, deltas, F, B, grads):
+        """Ring rows (in ``_ref`` order) of F frames from the oracle's factors
+        (``outs``, ``deltas`` of the F·B rows): the explicit W gradients
+        (``grads(vertex, inputs, delta)`` gives each (F, *W shape)), each Gram
+        vertex's δ and x, and ⟨G, G⟩ per weighted vertex."""
+        xp = self.xp
+        gg = [None] * len(self._gv)
+        out = []
+        if self._wkeys:
+            G = [grads(self._gv[j], [outs[p] for p in self._gv[j].parents],
+                       deltas[self._gv[j].index]) for j in self._ecols]
+            parts = [xp.reshape(a, (F, -1)) for a in G]
+            G = parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
+            out.append(G)
+            sums = self._segment_sums(G * G)
+            for seg, j in enumerate(self._ecols):
+                gg[j] = sums[:, seg]
+        for j in self._gcols:
+            v = self._gv[j]
+            d, x = self._gram_factors(j, deltas[v.index], outs[v.parents[0]], F)
+            out += [d, x]
+            gg[j] = gram(xp, d, x, d, x)
+        out.append(xp.stack(gg, axis=1))
+        return out
+
+    def _reference_now(self, i, u, y):
+        """Learning on: backprop's factors of frame i with the weights of tick i
+        (the oracle's ``factors`` and ``param_grads``, as ``backprop`` forms them)."""
+        if not self._gv:
+            return
+        eng, xp, slot = self.engine, self.xp, i % self._ring
+        outs, deltas, _ = graph_reference.factors(eng.model, u, y, eng.loss,
+                                                  params=eng.parameters())
+        rows = self._reference_rows(
+            outs, deltas, 1, u.shape[0],
+            lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0))
+        for ring, row in zip(self._ref, rows):
+            ring[slot:slot + 1, ...] = row
+        self._ref_frame[slot] = i
+
+    def _reference_block(self):
+        """Frozen weights: the factors and W gradients of the pending frames
+        that are not repeats of the frame before, in ONE batched backprop
+        (the oracle's ``factors`` over their rows, ``frame_param_grads`` per
+        explicit vertex, as ``frame_gradients`` forms them), written into the
+        ring (a repeat takes the slot of the tick before)."""
+        frames, self._frames = self._frames, []
+        if not self._gv:
+            return
+        eng, xp, RR = self.engine, self.xp, self._ring
+        n, i0 = len(frames), frames[0][0]
+        src, fresh = repeat_sources(frames, self._ref_frame, RR)
+        if self._params is None:
+            self._params = eng.parameters()
+        parts = []
+        if src[0] < 0:                                 # leading repeats: the slot before
+            prev = (i0 - 1) % RR
+            parts.append([ring[prev:prev + 1, ...] for ring in self._ref])
+        if fresh:
+            U = xp.stack([frames[k][1] for k in fresh])
+            Y = xp.stack([frames[k][2] for k in fresh])
+            F, B = len(fresh), int(U.shape[1])
+            outs, deltas, _ = graph_reference.factors(
+                eng.model, xp.reshape(U, (F * B,) + tuple(U.shape[2:])),
+                xp.reshape(Y, (F * B,) + tuple(Y.shape[2:])), eng.loss, params=self._params)
+            parts.append(self._reference_rows(
+                outs, deltas, F, B,
+                lambda v, inputs, d: graph_reference.frame_param_grads(
+                    xp, v.layer, inputs, d, F, B)["W"]))
+        rows = [p[0] if len(parts) == 1 else xp.concat(p, axis=0) for p in zip(*parts)]
+        pick = src + (1 if src[0] < 0 else 0)
+        if not np.array_equal(pick, np.arange(rows[0].shape[0])):
+            take = xp.asarray(pick)
+            rows = [xp.take(r, take, axis=0) for r in rows]
+        for p, q, a, b in ring_pieces(RR, i0, 0, n):
+            for ring, r in zip(self._ref, rows):
+                ring[a:b, ...] = r[p:q, ...]
+        ticks = i0 + np.arange(n)
+        self._ref_frame[ticks % RR] = ticks
+
+    def _slots(self, ring, slots):
+        """``ring``'s rows at ``slots``: a view where they are consecutive, else a gather."""
+        s0 = int(slots[0])
+        if s0 + len(slots) <= ring.shape[0] and np.array_equal(slots, s0 + np.arange(len(slots))):
+            return ring[s0:s0 + len(slots), ...]
+        return self.xp.take(ring, self.xp.asarray(slots), axis=0)
+
+    def measure(self, ticks, rows, bx=None, bd=None):
+        """Mismatch of the block's rows (``ticks``, host ``rows``) against the
+        ring's references of their paired frames (the oldest where a vertex
+        mixes frames), batched over the rows: explicit vertices compare g
+        with the reference's W gradient, dense and linear ones go through Gram
+        products of the factors (``gram``), as a chain layer does."""
+        for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
+            self._host[k][rows] = np.nan
+        if not self._gv:
+            return
+        with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
+            self._mismatch(ticks, rows)
+
+    def _mismatch(self, ticks, rows):
+        """``measure``'s numbers: the rows' paired frames and their ring slots,
+        then cosine, relative error and norms per weighted vertex."""
+        xp, be, host = self.xp, self.engine.backend, self._host
+        n, R, RR = len(ticks), self._R, self._ring
+        cols = np.array(self._weighted)
+        frames = host[self._pair_key][rows][:, cols]               # (n, weighted)
+        t = ticks[:, None]
+        valid = (frames >= 0) & (frames > t - R)
+        slots = np.where(valid, frames % RR, t % RR)
+        valid &= self._ref_frame[slots] == frames
+        nan = np.where(valid, 0.0, np.nan)
+        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)),
+                                xp.asarray((slots * self._ref_gg.shape[1]
+                                            + np.arange(len(cols))).reshape(-1))),
+                        (n, len(cols)))
+        out = {}
+        if self._wkeys:
+            e = np.array(self._ecols)
+            self._block_gradients(n)
+            PW = self._blk_g.shape[1]
+            g = self._blk_g[:n, :]
+            idx = slots[:, e][:, self._seg_of] * PW + np.arange(PW)
+            ref = xp.reshape(xp.take(xp.reshape(self._ref[0], (-1,)),
+                                     xp.asarray(idx.reshape(-1))), (n, PW))
+            diff = g - ref
+            gg, gG, dd = (self._segment_sums(a) for a in (g * g, g * ref, diff * diff))
+            GGe = xp.take(GG, xp.asarray(e), axis=1) if len(e) < len(cols) else GG
+            out[tuple(e)] = (gG / xp.sqrt(gg * GGe), xp.sqrt(dd / GGe), gg, GGe)
+        if self._gcols:
+            first = 1 if self._wkeys else 0
+            gg, gG = [], []
+            for q, j in enumerate(self._gcols):
+                d, x = self._gram_factors(j, self._blk_d[j][:n, ...],
+                                          self._blk_x[j][0][:n, ...], n)
+                ref_d = self._slots(self._ref[first + 2 * q], slots[:, j])
+                ref_x = self._slots(self._ref[first + 2 * q + 1], slots[:, j])
+                gg.append(gram(xp, d, x, d, x))
+                gG.append(gram(xp, d, x, ref_d, ref_x))
+            gg, gG = xp.stack(gg, axis=1), xp.stack(gG, axis=1)
+            g_ = np.array(self._gcols)
+            GGg = xp.take(GG, xp.asarray(g_), axis=1) if len(g_) < len(cols) else GG
+            cos, rel = cosine_and_relative(xp, gg, gG, GGg)
+            out[tuple(g_)] = (cos, rel, gg, GGg)
+        for js, (cos, rel, gg, GGj) in out.items():
+            c, mask = cols[list(js)] - 1, nan[:, list(js)]
+            host["mismatch_cos"][rows, c] = be.to_host(cos) + mask
+            host["mismatch_rel"][rows, c] = be.to_host(rel) + mask
+            host["grad_norm"][rows, c] = be.to_host(xp.sqrt(gg))
+            host["ref_norm"][rows, c] = be.to_host(xp.sqrt(GGj)) + mask
