@@ -5,8 +5,10 @@ flags against the same tick without them.
 
 Both engines (the stacked chain ``Engine`` and the ``GraphEngine``) write,
 every tick, a flag per layer (vertex) and quantity into a device ring that
-the host reads once per 256 ticks (chain: (v − v) summed by one product with
-ones; graph: one dot product of each array with zeros). Per case the same
+the host reads once per 256 ticks (chain: the state block times zeros, one
+product; graph on numpy: one dot product of the flat block that holds every
+vertex's x, pre and δ with zeros, the per-vertex row written only on a tick
+that is not finite; elsewhere one product per array). Per case the same
 scene's engine is stepped on the same frames twice, interleaved in one
 process: once as shipped, once with its ``_flag_finite`` replaced by a no-op
 (the bare tick, nothing checked); checked / bare is the check's cost. Best of

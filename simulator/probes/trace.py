@@ -8,8 +8,6 @@ and is stored in the file so that it explains itself.
 import difflib
 import json
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
@@ -17,11 +15,11 @@ from ..arguments import check_bool, check_path, shown
 from ..errors import MissingKeyError, SimulatorError
 from ..fields import did_you_mean
 from ..files import atomic_write
+# The trace's file layout (and its one check) lives with the one loader of saved files.
+from ..runfiles import METRIC_KEYS, TAG_KEYS, read_json, read_trace
 from ..sync import synchronized_layers
 from ..view import trace_html
 
-TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
-METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
 
 
 def _blank_padding(arrays, sizes, layers):
@@ -29,23 +27,6 @@ def _blank_padding(arrays, sizes, layers):
     for j, l in enumerate(layers):
         arrays["state_x"][:, j, :, sizes[l]:] = np.nan
         arrays["state_delta"][:, j, :, sizes[l]:] = np.nan
-
-
-def _trace_shapes(arrays):
-    """Expected shape of every array a trace must (or may) hold, from its own
-    ``sizes`` and ``tick``; None where a dimension is free."""
-    L, T = len(arrays["sizes"]) - 1, len(arrays["tick"])
-    want = {"sizes": (L + 1,), "tick": (T,), "stream_frame": (T,),
-            "x_norm": (T, L + 1), "delta_norm": (T, L + 1)}
-    for key in TAG_KEYS:
-        want["tag_" + key] = (T, L + 1)
-    for key in METRIC_KEYS:          # optional: absent when record.metrics = false
-        want[key] = (T, L)
-    return want
-
-
-REQUIRED_ARRAYS = tuple(k for k in _trace_shapes({"sizes": np.zeros(2), "tick": np.zeros(0)})
-                        if k not in METRIC_KEYS)
 
 
 # What every array of trace.npz holds: its dims and unit (stored in the file as
@@ -259,18 +240,16 @@ class Trace:
     def load(cls, folder, meta=None):
         """Load trace.npz and run.json from a run folder (``meta``, when given,
         stands in for run.json: a run draws its pictures before run.json is
-        written). A missing or damaged file (not a zip, truncated, an array
-        missing or of the wrong shape, run.json not a JSON object) raises
-        SimulatorError naming the file and what is wrong. The stored schema
-        entry is not an array of the trace (``schema()`` rebuilds it)."""
-        path = os.path.join(folder, "trace.npz")
-        if not os.path.isfile(path):
-            raise SimulatorError(f"{folder}: no trace.npz here (expected a run folder)")
-        arrays = _read_npz(path)
-        arrays.pop("schema", None)
-        _check_arrays(path, arrays)
+        written). A missing or damaged file (not a regular file, not a zip,
+        truncated, too large for memory, an array missing, of the wrong shape
+        or dtype, no recorded tick, run.json not a JSON object) raises
+        SimulatorError naming the file and what is wrong: the one check
+        ``tickprop render`` and ``tickprop view`` make too
+        (simulator.runfiles.read_trace). The stored schema entry is not an
+        array of the trace (``schema()`` rebuilds it)."""
+        arrays = read_trace(folder)
         if meta is None:
-            meta = _read_meta(os.path.join(folder, "run.json"))
+            meta = read_json(os.path.join(folder, "run.json"), dict)
         return cls(arrays, meta)
 
 
@@ -403,56 +382,4 @@ def _select_neurons(arrays, neurons):
         new[key] = arrays[key][..., keep]
     new["sizes"] = np.array([int((keep < s).sum()) for s in arrays["sizes"]], dtype=np.int64)
     return new, keep.tolist()
-
-
-def _read_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("a single array, not an archive of arrays")
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        what = str(exc) or type(exc).__name__
-        if os.path.getsize(path) == 0:
-            what = "the file is empty"
-        raise SimulatorError(f"{path}: damaged trace ({what}); re-run the scene "
-                             "to write it again") from None
-
-
-def _check_arrays(path, arrays):
-    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
-    if missing:
-        raise SimulatorError(f"{path}: damaged trace: missing arrays {', '.join(missing)}")
-    if arrays["sizes"].ndim != 1 or len(arrays["sizes"]) < 2 or arrays["tick"].ndim != 1:
-        raise SimulatorError(f"{path}: damaged trace: 'sizes' must list at least two widths "
-                             f"and 'tick' be 1-D, got shapes {arrays['sizes'].shape} and "
-                             f"{arrays['tick'].shape}")
-    for key, shape in _trace_shapes(arrays).items():
-        if key in arrays and arrays[key].shape != shape:
-            raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape "
-                                 f"{arrays[key].shape}, expected {shape}")
-    if "state_x" in arrays:
-        for key in ("state_delta", "state_tick", "state_layers"):
-            if key not in arrays:
-                raise SimulatorError(f"{path}: damaged trace: state_x without {key}")
-        S, nl = len(arrays["state_tick"]), len(arrays["state_layers"])
-        for key in ("state_x", "state_delta"):
-            shape = arrays[key].shape
-            if len(shape) != 4 or shape[:2] != (S, nl):
-                raise SimulatorError(f"{path}: damaged trace: array '{key}' has shape {shape}, "
-                                     f"expected ({S}, {nl}, batch, width)")
-
-
-def _read_meta(path):
-    if not os.path.isfile(path):
-        raise SimulatorError(f"{path}: missing (a run folder holds run.json beside trace.npz)")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SimulatorError(f"{path}: damaged run.json ({exc})") from None
-    if not isinstance(meta, dict):
-        raise SimulatorError(f"{path}: damaged run.json: expected a JSON object, "
-                             f"got {type(meta).__name__}")
-    return meta
 
