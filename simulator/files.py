@@ -52,7 +52,7 @@ content only, never by a ``points/`` folder or by JSON keys:
   ``view.html`` whose first 2 KiB hold VIEW_GENERATOR;
 - a sweep folder: ``points/`` holds only valid point files (``<key>.json``
   whose record has that key and whose scene and options hash to it, as
-  ``simulator.sweep.read_point`` checks), at least one of them, and beside it
+  ``simulator.points.read_point`` checks), at least one of them, and beside it
   only SWEEP_FILES and, from a forced ``claim_folder``, a run.json with the
   marker and ``"kind": "sweep"`` (which stands for the points if none ran yet).
 
@@ -102,6 +102,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from .errors import SimulatorError
+from .points import read_point
 
 try:
     import fcntl
@@ -668,8 +669,7 @@ def _legacy_sweep_problems(entries, sweep_json):
 
 def _legacy_points_problems(points):
     """(problems, valid points) of a sweep's points/ folder: only point files
-    whose record checks out against its name (simulator.sweep.read_point)."""
-    from .sweep import read_point       # here: simulator.sweep imports this module
+    whose record checks out against its name (simulator.points.read_point)."""
     clean_stale(points)
     problems, valid = [], 0
     try:

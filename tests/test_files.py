@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cli
-from simulator import files
+from simulator import files, points
 from simulator.errors import SimulatorError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -625,7 +625,7 @@ def _point(seed=0):
     """(file name, JSON text) of a valid sweep point file, as tickprop writes it."""
     from simulator import sweep as sweeps
     scene, options = {"kind": "diffusion", "run": {"seed": seed}}, {"summary": "mismatch"}
-    key = sweeps.point_key(scene, options)
+    key = points.point_key(scene, options)
     return f"{key}.json", json.dumps(sweeps._record(key, {"run.seed": seed}, scene, options))
 
 
