@@ -32,7 +32,6 @@ if _STARTING:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 # The imports below are what Ctrl-C may interrupt while tickprop starts.
-import errno
 import json
 import pathlib
 import webbrowser
@@ -57,22 +56,6 @@ EXIT_ALL_FAILED = 3
 def _fail(exc):
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
-
-
-# OS errors only a write meets; a read of a saved file is the loader's own
-# error (simulator.runfiles), so any other OSError is told as the OS tells it.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def _os_error(exc):
-    """The one-line error of an OSError no command caught: ``cannot write``
-    (files.output_error) for the errors only a write meets, else the file and
-    the OS's reason, without guessing whether it was read or written."""
-    if exc.errno in _WRITE_ERRNOS:
-        return files.output_error(exc)
-    where = exc.filename if getattr(exc, "filename", None) else None
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return SimulatorError(f"{where}: {reason}" if where else reason)
 
 
 def _exit_interrupted(code):
@@ -138,7 +121,7 @@ class _Group(click.Group):
         except SimulatorError as exc:
             _fail(exc)
         except OSError as exc:
-            _fail(_os_error(exc))
+            _fail(files.output_error(exc))     # 'cannot write' only for write errnos
         except KeyboardInterrupt as exc:
             _stop(exc, half_imported=_in_import(exc))
         except ImportError as exc:

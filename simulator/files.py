@@ -132,6 +132,9 @@ _NAMED = 5                          # foreign files an error names before "and N
 _SMALL_JSON = 64 << 20              # a run.json or point file larger than this is not ours
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 FOREIGN, CHANGED = "not written by tickprop", "changed since tickprop wrote it"
+# OS errors only a write meets (output_error): any other is told as the OS tells it.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG,
+                          getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 class OutputError(SimulatorError):
@@ -139,11 +142,17 @@ class OutputError(SimulatorError):
 
 
 def output_error(exc, path=None):
-    """The OutputError for an OSError met while writing: ``path: reason``
-    (the OS's file name if it gave one, else ``path``)."""
+    """The OutputError for an OSError met while writing an output, naming the
+    OS's file name if it gave one, else ``path``: ``cannot write (reason)``
+    for the errors only a write meets (WRITE_ERRNOS: a full, read-only or
+    over-quota disk, a file too large), else the OS's reason alone -- a
+    source file that cannot be read while an output is filled is no write
+    error."""
     where = exc.filename if getattr(exc, "filename", None) else path
-    reason = exc.strerror or str(exc)
-    return OutputError(f"{where}: cannot write ({reason})" if where else f"cannot write ({reason})")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in WRITE_ERRNOS:
+        reason = f"cannot write ({reason})"
+    return OutputError(f"{where}: {reason}" if where else reason)
 
 
 def speak_of(exc, private, public):
