@@ -93,7 +93,6 @@ import re
 import shutil
 import signal
 import socket
-import stat
 import threading
 import unicodedata
 import uuid
@@ -103,6 +102,7 @@ import numpy as np
 
 from .errors import SimulatorError
 from .points import read_point
+from .runfiles import MAX_JSON_BYTES, ReadError, open_regular, read_head, read_json
 
 try:
     import fcntl
@@ -129,8 +129,7 @@ _POINT_PATH = re.compile(r"^points/[0-9a-f]{64}\.json$")
 _ATTEMPTS = 200                     # exchanges lost to concurrent writers before giving up
 _GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
 _NAMED = 5                          # foreign files an error names before "and N more"
-_SMALL_JSON = 64 << 20              # a run.json or point file larger than this is not ours
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_MANIFEST_BYTES = 1 << 30          # a manifest larger than this is damaged
 FOREIGN, CHANGED = "not written by tickprop", "changed since tickprop wrote it"
 # OS errors only a write meets (output_error): any other is told as the OS tells it.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG,
@@ -391,29 +390,14 @@ def remove_scratch(path):
     _remove_tree(path, mark=True)
 
 
-def _open_regular(path):
-    """``path`` opened for reading (unbuffered) if it is a regular file, with
-    its stat; None for anything else -- a link, a folder, a FIFO or device is
-    never read (a FIFO would block) -- or if it cannot be opened."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError:
-        return None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return None
-    return open(fd, "rb", buffering=0), st
-
-
 def _digest(path):
     """{"size", "sha256"} of the regular file ``path``; None for anything else."""
-    opened = _open_regular(path)
-    if opened is None:
+    try:
+        f, _ = open_regular(path, follow_links=False)
+    except ReadError:
         return None
-    f, st = opened
     with f:
-        key = _stat_key(st)
+        key = _stat_key(os.fstat(f.fileno()))
         with _DIGESTS_LOCK:
             known = _DIGESTS.get(key)
         if known is None:
@@ -427,7 +411,7 @@ def _digest(path):
             known = h.hexdigest()
             with _DIGESTS_LOCK:
                 _DIGESTS[key] = known
-    return {"size": st.st_size, "sha256": known}
+    return {"size": key[2], "sha256": known}
 
 
 def _same(a, b):
@@ -457,10 +441,9 @@ def _read_manifest(root):
         known = _MANIFESTS.get(path)
     if key is not None and known is not None and known[0] == key:
         return known[1]
-    raw = _read_small(path, _SMALL_JSON * 16)
     try:
-        data = json.loads(raw) if raw is not None else None
-    except (ValueError, RecursionError):
+        data = read_json(path, dict, limit=_MANIFEST_BYTES, follow_links=False)
+    except ReadError:
         data = None
     listed = data.get("files") if isinstance(data, dict) else None
     if (not isinstance(data, dict) or data.get("tickprop_manifest") != MANIFEST_FORMAT
@@ -630,7 +613,8 @@ def _legacy_problems(root):
         return [(".", f"cannot read ({exc.strerror or exc})")]
     everything = [(_shown(e), FOREIGN) for _, e in sorted(entries.items())]
     run = entries.get("run.json")
-    meta = _small_json(run.path) if run is not None and run.is_file(follow_symlinks=False) else None
+    meta = _json_or_none(run.path) if run is not None and run.is_file(follow_symlinks=False) \
+        else None
     marked = isinstance(meta, dict) and meta.get(MARKER) is True
     kind = meta.get("kind") if marked else None
     if isinstance(kind, str) and kind in RESULT_FILES:
@@ -693,7 +677,7 @@ def _legacy_points_problems(points):
             old = _LEGACY_TMP.match(name)
             if old and _POINT_FILE.match(old["name"]):
                 continue
-            if (_POINT_FILE.match(name) and entry.stat(follow_symlinks=False).st_size <= _SMALL_JSON
+            if (_POINT_FILE.match(name) and entry.stat(follow_symlinks=False).st_size <= MAX_JSON_BYTES
                     and read_point(points, name[:-len(".json")])[0] is not None):
                 valid += 1
                 continue
@@ -726,39 +710,22 @@ def _plain_name(name):
     return name not in ("", ".", "..") and "/" not in name and os.sep not in name
 
 
-def _read_small(path, limit=_SMALL_JSON):
-    """The bytes of the regular file ``path`` if it is at most ``limit`` bytes;
-    None for anything else (never opened if a FIFO: no read can block)."""
-    opened = _open_regular(path)
-    if opened is None:
-        return None
-    f, st = opened
-    with f:
-        try:
-            return f.read(st.st_size + 1) if st.st_size <= limit else None
-        except OSError:
-            return None
-
-
-def _small_json(path):
-    raw = _read_small(path)
+def _json_or_none(path):
+    """The JSON object of the file ``path`` as simulator.runfiles reads it
+    (never a link, a FIFO or past MAX_JSON_BYTES), None if it is no such file."""
     try:
-        return json.loads(raw) if raw is not None else None
-    except (ValueError, RecursionError):
+        return read_json(path, dict, follow_links=False)
+    except ReadError:
         return None
 
 
 def _is_view(path):
     """Does the regular file ``path`` start (first 2 KiB) with tickprop view's
     generator tag?"""
-    opened = _open_regular(path)
-    if opened is None:
+    try:
+        head = read_head(path, 2048, follow_links=False)
+    except ReadError:
         return False
-    with opened[0] as f:
-        try:
-            head = f.read(2048)
-        except OSError:
-            return False
     return VIEW_GENERATOR in head.decode("utf-8", errors="replace")
 
 
@@ -1084,9 +1051,8 @@ def _ours(path):
     mark = os.path.join(path, TMP_MARK)
     if os.path.isfile(mark):
         try:
-            with open(mark) as f:
-                host = json.load(f).get("host")
-        except (OSError, ValueError, AttributeError):
+            host = read_json(mark, dict).get("host")
+        except ReadError:
             host = None
         return host in (None, socket.gethostname())
     return _is_empty(path) or not foreign_files(path)
