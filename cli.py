@@ -38,7 +38,7 @@ import webbrowser
 
 import click
 
-from simulator import files, kinds
+from simulator import files, kinds, outputs
 from simulator import sweep as sweeps
 from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError, SimulatorError
@@ -245,8 +245,8 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     if typed or overrides:
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
-    out = out or files.default_out(name + ("_replay" if replay else ""))
-    files.check_out(out, force)                   # before any work
+    out = out or outputs.default_out(name + ("_replay" if replay else ""))
+    outputs.check_out(out, force)                   # before any work
     meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
                      {"png": False if no_png else None, "gif": False if no_gif else None}, force,
                      threads)
@@ -284,7 +284,7 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
     if scheduler:
         sweeps.check_scheduler(scheduler)
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
-    out = out or files.default_out(name)
+    out = out or outputs.default_out(name)
     total = len(points)
     bar = _progress(quiet, total, name)
     if bar is None:
@@ -330,7 +330,7 @@ def render(source, out, force, ticks, layers, neurons, every, size, color, no_pn
     select = {"ticks": parse_ticks(ticks), "layers": parse_list(layers, "layers", names=True),
               "neurons": parse_list(neurons, "neurons")}
     if out is not None:
-        files.check_out(out, force)                # before any work
+        outputs.check_out(out, force)                # before any work
     kind, written, where = kinds.redraw(folder, options, select, out=out, force=force)
     click.echo(f"{kind} pictures re-drawn in {where}: {', '.join(sorted(written)) or 'none'}")
 
@@ -391,7 +391,7 @@ def pc_table(dtype, levelled, il_steps, repeats, seed, out, force, quiet):
            "table": {"dtypes": [dtype], "levelled": "levelled" if levelled else "unlevelled",
                      "il_steps": il_steps, "repeats": repeats},
            "run": {"seed": seed}}
-    files.check_out(out, force)
+    outputs.check_out(out, force)
     meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, quiet, "pc-table",
                      force=force)
     if not quiet:

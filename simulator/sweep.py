@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import files, pool, threads
+from . import outputs, pool, threads
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
@@ -300,7 +300,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
     are named by point_key), in ``workers`` local processes or on the Dask
     cluster at ``scheduler``; then write sweep.csv and the pictures. Every
     point is resolved and checked, and ``out_dir`` claimed
-    (simulator.files.claim_folder: a foreign folder is refused unless
+    (simulator.outputs.claim_folder: a foreign folder is refused unless
     ``force``), before any runs; every file is listed in the folder's
     manifest as it is written. ``progress(n)`` is called
     per finished point. Ctrl-C (KeyboardInterrupt) stops at once: the workers
@@ -313,7 +313,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         scheduler = check_scheduler(scheduler)
         distributed = _distributed()
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
-    with files.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
+    with outputs.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
         return _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers,
                             scheduler, distributed, progress)
 
