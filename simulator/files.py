@@ -15,8 +15,8 @@ backup (simulator.outputs), the scratch folder of an in-place render
 ``.<name>.tmp|old-<pid>-<token>`` (STALE): it carries the writer's pid, and
 its token starts with a tag of this host's name (HOST_TAG), so another host's
 files on a shared disk are told apart. A temporary folder holds a marker file
-TMP_MARK (pid and host) from its first moment to its last, so a kill midway
-leaves a folder that simulator.manifest's ``clean_stale`` knows for
+TMP_MARK (pid and host) while it is filled and while it is deleted, so a kill
+midway leaves a folder that simulator.manifest's ``clean_stale`` knows for
 tickprop's and removes once its process is gone.
 
 Errors. OutputError names the output and the reason; ``output_error`` makes
@@ -245,8 +245,8 @@ def kill_hook(path):
 # ------------------------------------------------------------------ temporaries
 def scratch_folder(folder, what):
     """A private scratch folder ``.tickprop-<what>.tmp-<pid>-<token>`` inside
-    ``folder``, marked as tickprop's, so that clean_stale removes it if this
-    process dies before ``remove_scratch``; an error making it names
+    ``folder``, marked as tickprop's, so that simulator.manifest.clean_stale
+    removes it if this process dies before ``remove_scratch``; an error making it names
     ``folder``. Returns its path."""
     path = tmp_name(os.path.realpath(folder), f"tickprop-{what}", "tmp")
     try:
