@@ -115,8 +115,8 @@ def foreign_files(folder):
 @contextlib.contextmanager
 def recording(folder):
     """Within this block every single file written under ``folder`` (by
-    simulator.files.atomic_write and its writers, or move_into_place) is listed in
-    ``folder``'s manifest before it takes its name (module notes), if
+    simulator.files.atomic_write and its writers, or move_into_place) is
+    listed in ``folder``'s manifest before it takes its name (module notes), if
     ``folder`` is a tickprop output: it has a manifest, or it is a non-empty
     folder of the version before manifests that the legacy rule recognises,
     which gets one now. Elsewhere the writes are plain atomic writes. Yields
@@ -233,6 +233,7 @@ def _ours(path):
 
 
 def _ctime(path):
+    """The status-change time of ``path`` (0.0 if it is gone): the newest backup wins."""
     try:
         return os.lstat(path).st_ctime
     except OSError:
@@ -264,6 +265,7 @@ def _digest(path):
 
 
 def _same(a, b):
+    """Do two digests (or manifest entries) name the same content?"""
     return (isinstance(a, dict) and isinstance(b, dict) and a.get("size") == b.get("size")
             and a.get("sha256") == b.get("sha256"))
 
@@ -305,6 +307,7 @@ def read_manifest(root):
 
 
 def _remember_manifest(path, key, listed):
+    """Keep the entries of the manifest ``path`` as of its stat identity ``key``."""
     if key is None:
         return
     with _MANIFESTS_LOCK:
@@ -312,15 +315,18 @@ def _remember_manifest(path, key, listed):
 
 
 def _stat_key(st):
+    """What identifies one version of a file on disk (inode, size, times)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _good_path(rel):
+    """A manifest path: relative, '/'-separated, no empty, '.' or '..' part."""
     return (isinstance(rel, str) and rel and not rel.startswith("/")
             and all(p not in ("", ".", "..") for p in rel.split("/")))
 
 
 def _good_entry(entry, nested=False):
+    """A manifest entry: size and sha256, and at most one level of ``before``."""
     if not isinstance(entry, dict):
         return False
     ok = (isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)
@@ -547,6 +553,7 @@ def _shown(entry):
 
 
 def _plain_name(name):
+    """A single file name, no folder part (a picture run.json may list)."""
     return name not in ("", ".", "..") and "/" not in name and os.sep not in name
 
 

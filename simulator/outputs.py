@@ -347,6 +347,7 @@ def _install_with_backup(tmp, target, force, given):
 
 
 def _rename(src, dst):
+    """os.rename, named so tests can stop a process between the two renames."""
     os.rename(src, dst)
 
 
@@ -359,6 +360,7 @@ _SYSCALL_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276,
 
 
 def _load_renameat2():
+    """renameat2 from the C library (or the raw syscall); None where there is none."""
     if platform.system() != "Linux":
         return None
     try:

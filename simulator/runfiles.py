@@ -751,6 +751,6 @@ def _check_curve(name, rule, c):
 
 
 __all__ = ["ReadError", "read_json", "read_head", "read_npz", "read_gzip", "read_trace",
-           "check_trace", "read_run_meta", "read_relaxation", "read_training", "read_wave", "read_locking",
-           "read_results", "open_regular", "available_memory", "read_budget", "shown",
+           "check_trace", "read_run_meta", "read_relaxation", "read_training", "read_wave",
+           "read_locking", "read_results", "open_regular", "available_memory", "read_budget", "shown",
            "TAG_KEYS", "METRIC_KEYS", "REQUIRED_ARRAYS", "trace_shapes"]
