@@ -32,14 +32,13 @@ if _STARTING:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 # The imports below are what Ctrl-C may interrupt while tickprop starts.
-import errno
 import json
 import pathlib
 import webbrowser
 
 import click
 
-from simulator import files, kinds
+from simulator import files, kinds, outputs
 from simulator import sweep as sweeps
 from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError, SimulatorError
@@ -57,22 +56,6 @@ EXIT_ALL_FAILED = 3
 def _fail(exc):
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
-
-
-# OS errors only a write meets; a read of a saved file is the loader's own
-# error (simulator.runfiles), so any other OSError is told as the OS tells it.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def _os_error(exc):
-    """The one-line error of an OSError no command caught: ``cannot write``
-    (files.output_error) for the errors only a write meets, else the file and
-    the OS's reason, without guessing whether it was read or written."""
-    if exc.errno in _WRITE_ERRNOS:
-        return files.output_error(exc)
-    where = exc.filename if getattr(exc, "filename", None) else None
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return SimulatorError(f"{where}: {reason}" if where else reason)
 
 
 def _exit_interrupted(code):
@@ -138,7 +121,7 @@ class _Group(click.Group):
         except SimulatorError as exc:
             _fail(exc)
         except OSError as exc:
-            _fail(_os_error(exc))
+            _fail(files.output_error(exc))     # 'cannot write' only for write errnos
         except KeyboardInterrupt as exc:
             _stop(exc, half_imported=_in_import(exc))
         except ImportError as exc:
@@ -262,8 +245,8 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     if typed or overrides:
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
     replay = scene.endswith(".json")
-    out = out or files.default_out(name + ("_replay" if replay else ""))
-    files.check_out(out, force)                   # before any work
+    out = out or outputs.default_out(name + ("_replay" if replay else ""))
+    outputs.check_out(out, force)                   # before any work
     meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
                      {"png": False if no_png else None, "gif": False if no_gif else None}, force,
                      threads)
@@ -301,7 +284,7 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
     if scheduler:
         sweeps.check_scheduler(scheduler)
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
-    out = out or files.default_out(name)
+    out = out or outputs.default_out(name)
     total = len(points)
     bar = _progress(quiet, total, name)
     if bar is None:
@@ -347,7 +330,7 @@ def render(source, out, force, ticks, layers, neurons, every, size, color, no_pn
     select = {"ticks": parse_ticks(ticks), "layers": parse_list(layers, "layers", names=True),
               "neurons": parse_list(neurons, "neurons")}
     if out is not None:
-        files.check_out(out, force)                # before any work
+        outputs.check_out(out, force)                # before any work
     kind, written, where = kinds.redraw(folder, options, select, out=out, force=force)
     click.echo(f"{kind} pictures re-drawn in {where}: {', '.join(sorted(written)) or 'none'}")
 
@@ -408,7 +391,7 @@ def pc_table(dtype, levelled, il_steps, repeats, seed, out, force, quiet):
            "table": {"dtypes": [dtype], "levelled": "levelled" if levelled else "unlevelled",
                      "il_steps": il_steps, "repeats": repeats},
            "run": {"seed": seed}}
-    files.check_out(out, force)
+    outputs.check_out(out, force)
     meta = _run_kind("pc_table", scenes.validate(raw, "pc-table"), out, quiet, "pc-table",
                      force=force)
     if not quiet:

@@ -66,7 +66,7 @@ CGROUP = "/sys/fs/cgroup"
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISDIR, "a folder"))
+          (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"))
 
 
 class ReadError(SimulatorError):
@@ -154,14 +154,18 @@ def read_budget():
 
 
 # -------------------------------------------------------------- plain files
-def open_regular(path):
+def open_regular(path, follow_links=True):
     """Open ``path`` for reading in binary, refusing anything but a regular
     file without ever blocking (a FIFO is opened with O_NONBLOCK and refused
-    after fstat). Returns (file object, size in bytes)."""
+    after fstat); with ``follow_links`` False a symbolic link is refused too
+    (O_NOFOLLOW: what tickprop checks as its own is never a link). Returns
+    (file object, size in bytes)."""
     path = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        mode = os.stat(path).st_mode
+        mode = (os.stat if follow_links else os.lstat)(path).st_mode
         _refuse_special(path, mode)
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -187,15 +191,28 @@ def _refuse_special(path, mode):
                     "only regular files")
 
 
-def _read_bytes(path, limit):
-    """The bytes of regular file ``path``, refused past ``limit`` bytes."""
-    f, size = open_regular(path)
+def read_head(path, size, follow_links=True):
+    """The first ``size`` bytes of the regular file ``path`` (all of it if
+    shorter); refused as open_regular refuses, a read error a ReadError."""
+    f, _ = open_regular(path, follow_links)
+    with f:
+        try:
+            return f.read(size)
+        except OSError as exc:
+            raise ReadError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read_bytes(path, limit, follow_links=True):
+    """The bytes of regular file ``path``, refused past ``limit`` bytes; read
+    at the file's own size (a buffer of ``limit`` bytes could be a
+    MemoryError under an address-space limit)."""
+    f, size = open_regular(path, follow_links)
     with f:
         if size > limit:
             raise ReadError(f"{shown(path)}: {_format_bytes(size)}, larger than any file "
                             f"tickprop writes there ({_format_bytes(limit)} at most)")
         try:
-            data = f.read(limit + 1)
+            data = f.read(size + 1)
         except OSError as exc:
             raise ReadError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
     if len(data) > limit:
@@ -220,12 +237,13 @@ def _depth(value):
 _TYPE_NAMES = {dict: "a JSON object", list: "a JSON array"}
 
 
-def read_json(path, top=dict):
+def read_json(path, top=dict, limit=MAX_JSON_BYTES, follow_links=True):
     """The parsed content of the saved JSON file ``path``, whose top level
-    must be of type ``top``. Missing, not a regular file, over
-    MAX_JSON_BYTES, not UTF-8 JSON, nested deeper than MAX_JSON_DEPTH or too
-    big for memory is one ReadError naming the file."""
-    data = _read_bytes(path, MAX_JSON_BYTES)
+    must be of type ``top``. Missing, not a regular file (a link too, without
+    ``follow_links``), over ``limit`` bytes, not UTF-8 JSON, nested deeper
+    than MAX_JSON_DEPTH or too big for memory is one ReadError naming the
+    file."""
+    data = _read_bytes(path, limit, follow_links)
     name = shown(path)
     if not data.strip():
         raise ReadError(f"{name}: damaged (the file is empty)")
@@ -732,7 +750,7 @@ def _check_curve(name, rule, c):
         raise _damaged(name, f"curve {rule!r}: 'error' must be text")
 
 
-__all__ = ["ReadError", "read_json", "read_npz", "read_gzip", "read_trace", "check_trace",
-           "read_run_meta", "read_relaxation", "read_training", "read_wave", "read_locking",
-           "read_results", "open_regular", "available_memory", "read_budget", "shown",
+__all__ = ["ReadError", "read_json", "read_head", "read_npz", "read_gzip", "read_trace",
+           "check_trace", "read_run_meta", "read_relaxation", "read_training", "read_wave",
+           "read_locking", "read_results", "open_regular", "available_memory", "read_budget", "shown",
            "TAG_KEYS", "METRIC_KEYS", "REQUIRED_ARRAYS", "trace_shapes"]

@@ -562,7 +562,7 @@ def check_run_name(name, path):
     a scene file: a string of 1..MAX_NAME printable characters (spaces and
     non-ASCII letters included: `my scene.toml`, `szené.toml`) with no path
     separator and not only dots. Where a replay writes is made safe by
-    ``files.default_out``; this refuses names no scene file can have."""
+    ``outputs.default_out``; this refuses names no scene file can have."""
     if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
             or "/" in name or "\\" in name or name.strip(".") == ""):
         raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "

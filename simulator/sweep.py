@@ -10,7 +10,7 @@ address, on a Dask distributed cluster.
 Every point is resolved (base scene, then sweep.set, then its grid values and
 seed) and validated before any runs, so a bad key or value stops the sweep
 with one error. A point is named by the hash of its resolved scene and summary
-options (``point_key``), so editing the sweep or its base never reuses a stale
+options (``simulator.points.point_key``), so editing the sweep or its base never reuses a stale
 point. Every finished point is written atomically as its own JSON file in
 ``<out>/points/``, holding its scene and key, checked again when read: an
 interrupted sweep resumes with the missing points only, failed and damaged
@@ -33,7 +33,6 @@ import concurrent.futures
 import copy
 import csv
 import difflib
-import hashlib
 import io
 import itertools
 import json
@@ -48,24 +47,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import files, pool, threads
+from . import outputs, pool, threads
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
-from .runfiles import ReadError, read_json
+from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
 from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
 from .training import train_scene
 
 
-POINT_FORMAT = 2          # bump when what a point file means changes
 SCHEDULER_TIMEOUT_S = 20  # how long to try reaching a Dask scheduler
 # The automatic point timeout (sweep.point_timeout = 0): start-up allowance plus
 # an allowance per tick of each rule, some 100x what a tick of a shipped scene takes.
 POINT_START_S = 600.0
 POINT_TICK_S = 0.1
 WATCH_S = 1.0             # longest a Dask sweep waits between looks at the scheduler
-_POINT_KEYS = ("format", "key", "params", "scene", "options", "status", "error", "summary")
 _ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})/?")
 
 
@@ -89,18 +86,6 @@ def points_of(sweep):
             params["run.seed"] = seed
             out.append(params)
     return out
-
-
-def point_key(scene, options):
-    """The identity of a point: sha256 of the canonical JSON (sorted keys, no
-    spaces) of everything that determines its result, the resolved point scene
-    (its description aside) and the summary options, with the point file
-    format. Editing the base scene or sweep.set changes it, so a stale point
-    is never reused."""
-    content = {"format": POINT_FORMAT, "options": options,
-               "scene": {k: v for k, v in scene.items() if k != "description"}}
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def summary_options(sweep, base_name, base, where):
@@ -315,7 +300,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
     are named by point_key), in ``workers`` local processes or on the Dask
     cluster at ``scheduler``; then write sweep.csv and the pictures. Every
     point is resolved and checked, and ``out_dir`` claimed
-    (simulator.files.claim_folder: a foreign folder is refused unless
+    (simulator.outputs.claim_folder: a foreign folder is refused unless
     ``force``), before any runs; every file is listed in the folder's
     manifest as it is written. ``progress(n)`` is called
     per finished point. Ctrl-C (KeyboardInterrupt) stops at once: the workers
@@ -328,7 +313,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         scheduler = check_scheduler(scheduler)
         distributed = _distributed()
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
-    with files.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
+    with outputs.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
         return _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers,
                             scheduler, distributed, progress)
 
@@ -355,7 +340,7 @@ def _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers
     timeouts = [point_timeout(p.scene, sw) for p in todo.values()]
 
     def save(record):
-        write_json(_point_path(points_dir, record["key"]), record, indent=1)
+        write_json(point_path(points_dir, record["key"]), record, indent=1)
         records[record["key"]] = record
         if progress is not None:
             progress(copies[record["key"]])
@@ -377,35 +362,6 @@ def _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers
             "damaged": damaged, "csv": csv_path, "pictures": pictures, "seconds": elapsed,
             "points_per_minute": 60.0 * len(jobs) / elapsed if jobs and elapsed > 0 else float("nan"),
             "records": done}
-
-
-def _point_path(points_dir, key):
-    return os.path.join(points_dir, key + ".json")
-
-
-def read_point(points_dir, key):
-    """(record, damaged) of the point file named by ``key``: (None, False) if
-    there is none; (None, True) if it cannot be used (not JSON, not a point
-    record, another format, or its stored scene and options do not hash to
-    ``key``), so the point is computed again; else (record, False)."""
-    path = _point_path(points_dir, key)
-    if not os.path.lexists(path):
-        return None, False
-    try:
-        record = read_json(path, dict)      # a FIFO or a deep nesting is damage, not a hang
-    except ReadError:
-        return None, True
-    if (not isinstance(record, dict) or any(k not in record for k in _POINT_KEYS)
-            or record["format"] != POINT_FORMAT or record["key"] != key
-            or record["status"] not in ("ok", "failed") or not isinstance(record["error"], str)
-            or not isinstance(record["params"], dict) or not isinstance(record["summary"], dict)
-            or not isinstance(record["scene"], dict) or not isinstance(record["options"], dict)):
-        return None, True
-    try:
-        same = point_key(record["scene"], record["options"]) == key
-    except (TypeError, ValueError):
-        same = False
-    return (record, False) if same else (None, True)
 
 
 def sweep_records(sweep_path_or_name, out_dir):
@@ -701,5 +657,5 @@ def render_sweep(records, sweep, out_dir, title=""):
 
 __all__ = ["SWEEP_SECTIONS", "Point", "run_sweep", "plan_sweep", "run_point", "points_of",
            "point_timeout", "run_point_within",
-           "point_key", "read_point", "sweep_records", "check_scheduler", "write_csv",
+           "sweep_records", "check_scheduler", "write_csv",
            "boundary", "layer_boundaries", "fit_boundary", "steady_mismatch", "mean_over_seeds"]

@@ -552,6 +552,31 @@ def test_the_loader_refuses_what_numpy_would_unpickle_or_inflate(tmp_path, monke
             runfiles.read_npz(path, ["a"], text=["a"])
 
 
+
+def test_the_loader_reads_a_head_refuses_links_when_asked_and_caps_json_by_size(tmp_path):
+    """What the ownership checks (simulator.manifest) read through the loader:
+    the first bytes of a file (read_head), never through a link where they
+    ask (follow_links=False: a link is refused, it is not what tickprop
+    wrote), and a JSON file with a cap of their own (the manifest's)."""
+    from simulator import runfiles
+    real = tmp_path / "view.html"
+    real.write_text("<!DOCTYPE html>" + "x" * 5000)
+    link = tmp_path / "link.json"
+    (tmp_path / "real.json").write_text('{"a": 1}')
+    link.symlink_to(tmp_path / "real.json")
+    assert runfiles.read_head(real, 15) == b"<!DOCTYPE html>"
+    assert runfiles.read_head(real, 10**6) == real.read_bytes()
+    assert runfiles.read_json(link) == {"a": 1}
+    with pytest.raises(runfiles.ReadError, match="is a symbolic link"):
+        runfiles.read_json(link, follow_links=False)
+    with pytest.raises(runfiles.ReadError, match="is a symbolic link"):
+        runfiles.read_head(link, 4, follow_links=False)
+    with pytest.raises(runfiles.ReadError, match="larger than any file"):
+        runfiles.read_json(tmp_path / "real.json", limit=4)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(runfiles.ReadError, match="FIFO"):
+        runfiles.read_head(tmp_path / "fifo", 4, follow_links=False)
+
 # ---------------------------------------------------------------- sweeps
 SWEEP = """description = "two points"
 kind = "sweep"

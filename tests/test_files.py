@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cli
-from simulator import files
+from simulator import files, manifest, outputs, points
 from simulator.errors import SimulatorError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +120,7 @@ def test_force_replaces_a_foreign_folder_but_never_root_or_home(runner, tmp_path
     user_folder("mine")
     res = invoke(runner, "run", "fig3_fast", "--out", "mine", "--force", *QUICK)
     assert res.exit_code == 0, res.output
-    assert sorted(os.listdir("mine")) == ["run.json", files.MANIFEST, "trace.npz"]
+    assert sorted(os.listdir("mine")) == ["run.json", manifest.MANIFEST, "trace.npz"]
     home = tmp_path / "home"
     before = user_folder(home)
     root_before = set(os.listdir("/"))
@@ -134,10 +134,10 @@ def test_force_replaces_a_foreign_folder_but_never_root_or_home(runner, tmp_path
 def test_tickprop_outputs_old_and_new_are_replaced_and_others_refused(runner):
     res = invoke(runner, "run", "fig3_fast", "--out", "new", *QUICK)
     assert res.exit_code == 0, res.output
-    assert json.load(open("new/run.json"))[files.MARKER] is True
+    assert json.load(open("new/run.json"))[manifest.MARKER] is True
     assert invoke(runner, "run", "fig3_fast", "--out", "new", *QUICK).exit_code == 0
     os.makedirs("old")                        # the version before manifests: marker, its files
-    json.dump({files.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]},
+    json.dump({manifest.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]},
               open("old/run.json", "w"))
     open("old/trace.npz", "wb").close()
     open("old/waves.png", "wb").close()
@@ -183,13 +183,13 @@ def read_output(path):
     return data
 
 
-@pytest.mark.skipif(files._RENAMEAT2 is None, reason="no renameat2 on this system")
+@pytest.mark.skipif(outputs._RENAMEAT2 is None, reason="no renameat2 on this system")
 def test_replacement_is_one_exchange_the_name_never_missing(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
-    files.write_folder(out, fill_with("first"))
+    outputs.write_folder(out, fill_with("first"))
     calls = []
-    real_exchange = files._exchange
-    monkeypatch.setattr(files, "_exchange", lambda a, b: calls.append((a, b)) or real_exchange(a, b))
+    real_exchange = outputs._exchange
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: calls.append((a, b)) or real_exchange(a, b))
     stop, missing = threading.Event(), []
 
     def watch():
@@ -201,7 +201,7 @@ def test_replacement_is_one_exchange_the_name_never_missing(tmp_path, monkeypatc
     watcher.start()
     try:
         for i in range(40):
-            files.write_folder(out, fill_with(f"run{i}"))
+            outputs.write_folder(out, fill_with(f"run{i}"))
     finally:
         stop.set()
         watcher.join()
@@ -211,10 +211,10 @@ def test_replacement_is_one_exchange_the_name_never_missing(tmp_path, monkeypatc
 
 
 def test_fallback_without_exchange_replaces_and_cleans_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
     out = str(tmp_path / "out")
-    files.write_folder(out, fill_with("a"))
-    files.write_folder(out, fill_with("b"))
+    outputs.write_folder(out, fill_with("a"))
+    outputs.write_folder(out, fill_with("b"))
     assert read_output(out) == "b"
     assert os.listdir(tmp_path) == ["out"]
 
@@ -222,29 +222,29 @@ def test_fallback_without_exchange_replaces_and_cleans_up(tmp_path, monkeypatch)
 KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {repo!r})
-    from simulator import files
+    from simulator import files, outputs
     out, where = sys.argv[1], sys.argv[2]
     def fill(folder):
         open(os.path.join(folder, "data.txt"), "w").write("new")
         return {{"name": "t", "tag": "new"}}
     if where == "between-renames":           # no exchange: die after old -> backup
-        files._exchange = lambda a, b: False
-        real = files._rename
+        outputs._exchange = lambda a, b: False
+        real = outputs._rename
         def rename(src, dst):
             real(src, dst)
             os._exit(9)
-        files._rename = rename
+        outputs._rename = rename
     else:                                      # exchange done, die before deleting the old
         def remove(path, mark=False):
             os._exit(9)
-        files._remove_tree = remove
-    files.write_folder(out, fill)
+        files.remove_tree = remove
+    outputs.write_folder(out, fill)
 """)
 
 
 def killed_writer(tmp_path, where):
     out = str(tmp_path / "out")
-    files.write_folder(out, fill_with("old"))
+    outputs.write_folder(out, fill_with("old"))
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT.format(repo=REPO))
     proc = subprocess.run([sys.executable, str(script), out, where], capture_output=True, text=True)
@@ -257,20 +257,20 @@ def test_kill_between_the_fallback_renames_is_undone_by_the_next_run(tmp_path):
     assert not os.path.exists(out)            # the moment the fallback cannot avoid ...
     backups = [n for n in os.listdir(tmp_path) if n.startswith(".out.old-")]
     assert len(backups) == 1                  # ... but the old output is kept aside
-    files.clean_stale(str(tmp_path))          # what the next run into this parent does first
+    manifest.clean_stale(str(tmp_path))          # what the next run into this parent does first
     assert read_output(out) == "old"
     assert sorted(os.listdir(tmp_path)) == ["kill.py", "out"]
-    files.write_folder(out, fill_with("next"))
+    outputs.write_folder(out, fill_with("next"))
     assert read_output(out) == "next"
 
 
-@pytest.mark.skipif(files._RENAMEAT2 is None, reason="no renameat2 on this system")
+@pytest.mark.skipif(outputs._RENAMEAT2 is None, reason="no renameat2 on this system")
 def test_kill_after_the_exchange_leaves_new_output_and_next_run_cleans(tmp_path):
     out = killed_writer(tmp_path, "after-exchange")
     assert read_output(out) == "new"
     stale = [n for n in os.listdir(tmp_path) if n.startswith(".out.tmp-")]
     assert len(stale) == 1
-    files.write_folder(str(tmp_path / "other"), fill_with("x"))      # any run into the parent
+    outputs.write_folder(str(tmp_path / "other"), fill_with("x"))      # any run into the parent
     assert sorted(os.listdir(tmp_path)) == ["kill.py", "other", "out"]
 
 
@@ -289,7 +289,7 @@ def test_only_provably_stale_tickprop_temporaries_are_removed(tmp_path):
         path = tmp_path / name
         os.makedirs(path)
         if marker:
-            files._mark(str(path))
+            files.mark_folder(str(path))
         if content:
             (path / "thesis.txt").write_text("keep me")
         return name
@@ -302,7 +302,7 @@ def test_only_provably_stale_tickprop_temporaries_are_removed(tmp_path):
             make(".old-abc", content=True), make("results")]
     os.symlink(tmp_path / "results", tmp_path / f".v.tmp-{dead}-{token}")   # links are never ours
     kept.append(f".v.tmp-{dead}-{token}")
-    files.clean_stale(str(tmp_path))
+    manifest.clean_stale(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(kept)
     assert (tmp_path / f".z.tmp-{dead}-{token}" / "thesis.txt").read_text() == "keep me"
 
@@ -366,24 +366,24 @@ def test_a_replay_cannot_write_outside_outputs(runner, tmp_path, bad):
     json.dump(meta, open("evil.json", "w"))
     res = invoke(runner, "run", "evil.json", "--quiet")
     assert res.exit_code in (0, 2), res.output
-    outputs = os.path.realpath("outputs")
+    root = os.path.realpath("outputs")
     assert sorted(os.listdir(tmp_path)) == ["evil.json", "outputs"]
-    for name in os.listdir(outputs):
-        assert os.path.dirname(os.path.realpath(os.path.join(outputs, name))) == outputs
+    for name in os.listdir(root):
+        assert os.path.dirname(os.path.realpath(os.path.join(root, name))) == root
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
 def test_default_out_is_always_one_folder_inside_root(name):
-    path = files.default_out(name, root="outputs")
+    path = outputs.default_out(name, root="outputs")
     head, tail = os.path.split(path)
     assert head == "outputs" and tail not in ("", ".", "..") and not tail.startswith(".")
     assert os.sep not in tail and "/" not in tail and "\\" not in tail and "\0" not in tail
 
 
 def test_default_out_keeps_plain_names():
-    assert files.default_out("fig1_constant") == os.path.join("outputs", "fig1_constant")
-    assert files.default_out("fig3_fast_replay") == os.path.join("outputs", "fig3_fast_replay")
+    assert outputs.default_out("fig1_constant") == os.path.join("outputs", "fig1_constant")
+    assert outputs.default_out("fig3_fast_replay") == os.path.join("outputs", "fig3_fast_replay")
 
 
 # ------------------------------------------------------------------ 7. full or read-only disk
@@ -455,7 +455,7 @@ def _concurrent(out, n, tag_prefix):
     def one(i):
         barrier.wait()
         try:
-            files.write_folder(out, fill_with(f"{tag_prefix}{i}", pause=random.random() * 0.01))
+            outputs.write_folder(out, fill_with(f"{tag_prefix}{i}", pause=random.random() * 0.01))
             done.append(i)
         except SimulatorError as exc:
             errors.append(exc)
@@ -471,11 +471,11 @@ def _concurrent(out, n, tag_prefix):
 @pytest.mark.parametrize("exchange", ["renameat2", "fallback"])
 def test_many_concurrent_writers_leave_one_complete_output(tmp_path, monkeypatch, exchange):
     if exchange == "fallback":
-        monkeypatch.setattr(files, "_exchange", lambda a, b: False)
-    elif files._RENAMEAT2 is None:
+        monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    elif outputs._RENAMEAT2 is None:
         pytest.skip("no renameat2 on this system")
     out = str(tmp_path / "out")
-    files.write_folder(out, fill_with("seed"))
+    outputs.write_folder(out, fill_with("seed"))
     done = _concurrent(out, 24, "t")
     assert done and read_output(out) in {f"t{i}" for i in done}
     assert os.listdir(tmp_path) == ["out"]
@@ -484,7 +484,7 @@ def test_many_concurrent_writers_leave_one_complete_output(tmp_path, monkeypatch
 def _process_writer(out, i, start):
     start.wait()
     try:
-        files.write_folder(out, fill_with(f"p{i}", pause=random.random() * 0.01))
+        outputs.write_folder(out, fill_with(f"p{i}", pause=random.random() * 0.01))
     except SimulatorError:
         sys.exit(3)
 
@@ -502,7 +502,7 @@ def test_many_concurrent_processes_leave_one_complete_output(tmp_path):
     assert all(p.exitcode in (0, 3) for p in procs), [p.exitcode for p in procs]
     winners = {f"p{i}" for i, p in enumerate(procs) if p.exitcode == 0}
     assert read_output(out) in winners
-    files.clean_stale(str(tmp_path))
+    manifest.clean_stale(str(tmp_path))
     assert os.listdir(tmp_path) == ["out"]
 
 
@@ -597,12 +597,12 @@ def test_a_failing_file_writer_keeps_the_old_file_and_no_temp(tmp_path):
 def test_output_folders_are_0755_and_their_files_0644(tmp_path):
     old = os.umask(0o077)
     try:
-        out = files.write_folder(str(tmp_path / "o"), fill_with("m"))
+        out = outputs.write_folder(str(tmp_path / "o"), fill_with("m"))
     finally:
         os.umask(old)
     assert os.stat(out).st_mode & 0o777 == 0o755
     assert os.stat(os.path.join(out, "run.json")).st_mode & 0o777 == 0o644
-    assert sorted(os.listdir(out)) == ["data.txt", "run.json", files.MANIFEST]   # no marker file
+    assert sorted(os.listdir(out)) == ["data.txt", "run.json", manifest.MANIFEST]   # no marker file
 
 
 def test_a_sweep_folder_is_resumed_and_a_foreign_one_forced_is_emptied(runner, tmp_path):
@@ -617,7 +617,7 @@ def test_a_sweep_folder_is_resumed_and_a_foreign_one_forced_is_emptied(runner, t
     res = invoke(runner, "sweep", str(sweep), "--quiet", "--out", "mine", "--force")
     assert res.exit_code == 0, res.output
     assert not os.path.exists("mine/notes.txt") and os.path.isfile("mine/sweep.csv")
-    assert json.load(open("mine/run.json"))[files.MARKER] is True
+    assert json.load(open("mine/run.json"))[manifest.MARKER] is True
     assert leftovers(".") == []
 
 
@@ -625,11 +625,11 @@ def _point(seed=0):
     """(file name, JSON text) of a valid sweep point file, as tickprop writes it."""
     from simulator import sweep as sweeps
     scene, options = {"kind": "diffusion", "run": {"seed": seed}}, {"summary": "mismatch"}
-    key = sweeps.point_key(scene, options)
+    key = points.point_key(scene, options)
     return f"{key}.json", json.dumps(sweeps._record(key, {"run.seed": seed}, scene, options))
 
 
-VIEW = '<!DOCTYPE html><html><head><meta charset="utf-8">' + files.VIEW_GENERATOR + "</head>"
+VIEW = '<!DOCTYPE html><html><head><meta charset="utf-8">' + manifest.VIEW_GENERATOR + "</head>"
 
 
 def test_what_counts_as_a_tickprop_output(tmp_path):
@@ -647,15 +647,15 @@ def test_what_counts_as_a_tickprop_output(tmp_path):
         return str(path)
     point, record = _point()
     other, other_record = _point(seed=1)
-    run = json.dumps({files.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]})
-    table = json.dumps({files.MARKER: True, "kind": "pc_table", "pictures": ["tables.md"]})
+    run = json.dumps({manifest.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]})
+    table = json.dumps({manifest.MARKER: True, "kind": "pc_table", "pictures": ["tables.md"]})
     ours = {"empty": {},
             "marked_run": {"run.json": run, "trace.npz": "x", "waves.png": "x"},
             "marked_run_with_view": {"run.json": run, "trace.npz": "x", "view.html": VIEW},
             "pc_table": {"run.json": table, "table1.csv": "a", "table2.csv": "b", "tables.md": "m"},
             "sweep": {f"points/{point}": record, "sweep.csv": "a\n", "phase.png": "x",
                       "boundary.json": "{}"},
-            "forced_sweep": {"run.json": json.dumps({files.MARKER: True, "kind": "sweep"}),
+            "forced_sweep": {"run.json": json.dumps({manifest.MARKER: True, "kind": "sweep"}),
                              "points/.keep": None},
             "old_temporary": {"run.json": run, "trace.npz": "x",
                               ".trace.npz.0123456789ab.tmp": "half"}}
@@ -665,7 +665,7 @@ def test_what_counts_as_a_tickprop_output(tmp_path):
                                                              "versions": {}}), "trace.npz": "x"},
               "old_pc_table_keys": {"run.json": json.dumps({"name": "pc_table", "table1": [],
                                                             "table2": []})},
-              "marker_not_true": {"run.json": json.dumps({files.MARKER: "yes"})},
+              "marker_not_true": {"run.json": json.dumps({manifest.MARKER: "yes"})},
               "broken_run": {"run.json": "{"},
               "note_in_a_run": {"run.json": run, "trace.npz": "x", "my_notes.md": "notes"},
               "other_kinds_file": {"run.json": run, "relaxation.npz": "x"},
@@ -676,9 +676,9 @@ def test_what_counts_as_a_tickprop_output(tmp_path):
               "renamed_point": {f"points/{point}": other_record, "sweep.csv": "a\n"},
               "points_of_other": {"points/ab.txt": "x"}}
     for name, entries in ours.items():
-        assert files.foreign_files(folder(name, entries)) == [], name
+        assert manifest.foreign_files(folder(name, entries)) == [], name
     for name, entries in theirs.items():
-        assert files.foreign_files(folder(name, entries)), name
+        assert manifest.foreign_files(folder(name, entries)), name
 
 
 def test_an_interrupt_while_the_temporary_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
@@ -686,7 +686,7 @@ def test_an_interrupt_while_the_temporary_folder_is_made_leaves_nothing(tmp_path
     a later run's clean-up could not know it is ours) must still remove it."""
     def interrupted(path):
         raise KeyboardInterrupt
-    monkeypatch.setattr(files, "_mark", interrupted)
+    monkeypatch.setattr(files, "mark_folder", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        files.write_folder(str(tmp_path / "X"), lambda folder: {})
+        outputs.write_folder(str(tmp_path / "X"), lambda folder: {})
     assert os.listdir(tmp_path) == []

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from simulator import files
+from simulator import files, outputs
+from simulator import manifest as manifests
 from simulator import sweep as sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +70,7 @@ def temporaries(path):
 
 
 def manifest(folder):
-    with open(os.path.join(folder, files.MANIFEST)) as f:
+    with open(os.path.join(folder, manifests.MANIFEST)) as f:
         return json.load(f)["files"]
 
 
@@ -98,7 +99,7 @@ def killed(proc):
 def test_every_output_lists_each_file_with_its_size_and_sha256(runner):
     ok(invoke(runner, "run", "fig3_fast", "--out", "o", *PNG))
     listed = manifest("o")
-    on_disk = sorted(n for n in os.listdir("o") if n != files.MANIFEST)
+    on_disk = sorted(n for n in os.listdir("o") if n != manifests.MANIFEST)
     assert sorted(listed) == on_disk == ["mismatch.png", "run.json", "trace.npz", "waves.png"]
     for name, entry in listed.items():
         data = open(os.path.join("o", name), "rb").read()
@@ -110,19 +111,19 @@ def test_view_render_and_sweep_record_what_they_write(runner, tmp_path):
     ok(invoke(runner, "view", "o", "--no-open"))
     ok(invoke(runner, "render", "o", "--no-png", "--every", "2"))      # adds waves.gif in place
     assert {"view.html", "waves.gif"} <= set(manifest("o"))
-    assert files.foreign_files("o") == []
+    assert manifests.foreign_files("o") == []
     ok(invoke(runner, "render", "o", "--out", "r", "--no-gif"))
-    assert sorted(manifest("r")) == sorted(n for n in os.listdir("r") if n != files.MANIFEST)
+    assert sorted(manifest("r")) == sorted(n for n in os.listdir("r") if n != manifests.MANIFEST)
     (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
     ok(invoke(runner, "sweep", "tiny.toml", "--quiet", "--out", "sw"))
     listed = manifest("sw")
     assert "sweep.csv" in listed and [p for p in listed if p.startswith("points/")]
-    assert files.foreign_files("sw") == []
+    assert manifests.foreign_files("sw") == []
 
 
 def _record_many(folder, tag, start):
     start.wait()
-    with files.recording(folder):
+    with manifests.recording(folder):
         for i in range(30):
             files.write_text(os.path.join(folder, f"{tag}{i}.txt"), f"{tag} {i}\n" * (i + 1))
             files.write_text(os.path.join(folder, "shared.txt"), f"{tag} {i}\n")
@@ -130,7 +131,7 @@ def _record_many(folder, tag, start):
 
 def test_concurrent_processes_recording_one_folder_lose_no_entry(tmp_path):
     out = str(tmp_path / "o")
-    files.write_folder(out, lambda folder: {"name": "t"})
+    outputs.write_folder(out, lambda folder: {"name": "t"})
     ctx = multiprocessing.get_context("fork")
     start = ctx.Event()
     procs = [ctx.Process(target=_record_many, args=(out, tag, start)) for tag in "abcd"]
@@ -141,7 +142,7 @@ def test_concurrent_processes_recording_one_folder_lose_no_entry(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert len(manifest(out)) == 1 + 4 * 30 + 1          # run.json, 120 files, shared.txt
-    assert files.foreign_files(out) == []
+    assert manifests.foreign_files(out) == []
     assert temporaries(out) == []
 
 
@@ -178,7 +179,7 @@ def test_a_note_added_inside_an_earlier_output_is_kept(runner, monkeypatch, tmp_
         line = one_error_line(invoke(runner, *command))
         assert "my_notes.md" in line and "not written by tickprop" in line and "--force" in line
         assert open("o/my_notes.md").read() == "notes\n"
-    assert files.foreign_files("o") == [("my_notes.md", files.FOREIGN)]
+    assert manifests.foreign_files("o") == [("my_notes.md", manifests.FOREIGN)]
 
 
 def test_a_file_changed_since_is_refused_even_at_the_same_size(runner, monkeypatch):
@@ -209,17 +210,17 @@ def test_a_fifo_in_an_output_is_foreign_and_never_read(runner, monkeypatch):
     assert "pipe" in line
     os.remove("o/trace.npz")
     os.mkfifo("o/trace.npz")                          # where a listed file was: never opened
-    assert ("trace.npz", files.CHANGED) in files.foreign_files("o")
+    assert ("trace.npz", manifests.CHANGED) in manifests.foreign_files("o")
 
 
 def test_force_still_replaces_and_a_damaged_manifest_is_named(runner):
     ok(invoke(runner, "run", "fig3_fast", "--out", "o", *QUICK))
     open("o/my_notes.md", "w").write("notes\n")
     ok(invoke(runner, "run", "fig3_fast", "--out", "o", "--force", *QUICK))
-    assert not os.path.exists("o/my_notes.md") and files.foreign_files("o") == []
-    open(os.path.join("o", files.MANIFEST), "w").write("{")
+    assert not os.path.exists("o/my_notes.md") and manifests.foreign_files("o") == []
+    open(os.path.join("o", manifests.MANIFEST), "w").write("{")
     line = one_error_line(invoke(runner, "run", "fig3_fast", "--out", "o", *QUICK))
-    assert f"{files.MANIFEST} (damaged)" in line
+    assert f"{manifests.MANIFEST} (damaged)" in line
 
 
 def test_in_place_writers_refuse_a_file_changed_since(runner):
@@ -243,7 +244,7 @@ def test_own_outputs_are_rerun_resumed_rendered_and_viewed(runner, tmp_path):
     ok(invoke(runner, "render", "o", "--no-gif"))                   # in place
     ok(invoke(runner, "view", "o", "--no-open"))                     # view.html in the run
     ok(invoke(runner, "run", "fig1_constant", "--out", "o", *PNG))   # and again over all that
-    assert not os.path.exists("o/view.html") and files.foreign_files("o") == []
+    assert not os.path.exists("o/view.html") and manifests.foreign_files("o") == []
     for _ in range(2):
         ok(invoke(runner, "render", "o", "--out", "r", "--no-gif"))
     (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
@@ -259,7 +260,7 @@ def test_outputs_of_the_version_before_manifests_are_adopted(runner, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
     ok(invoke(runner, "sweep", "tiny.toml", "--quiet", "--out", "sw"))
     for folder in ("o", "sw"):                         # as that version left them
-        os.remove(os.path.join(folder, files.MANIFEST))
+        os.remove(os.path.join(folder, manifests.MANIFEST))
     open("o/.trace.npz.0123456789ab.tmp", "wb").write(b"half")       # its kind of leftover
     ok(invoke(runner, "view", "o", "--no-open"))
     assert sorted(manifest("o")) == ["mismatch.png", "run.json", "trace.npz", "view.html",
@@ -267,28 +268,28 @@ def test_outputs_of_the_version_before_manifests_are_adopted(runner, tmp_path):
     assert not os.path.exists("o/.trace.npz.0123456789ab.tmp")
     res = ok(invoke(runner, "sweep", "tiny.toml", "--out", "sw"))
     assert "(0 run now" in res.output and "sweep.csv" in manifest("sw")
-    os.remove(os.path.join("o", files.MANIFEST))
+    os.remove(os.path.join("o", manifests.MANIFEST))
     open("o/my_notes.md", "w").write("notes\n")        # no longer that version's exact content
     ok(invoke(runner, "view", "o", "--no-open"))       # written, but the folder is not adopted
-    assert not os.path.exists(os.path.join("o", files.MANIFEST))
+    assert not os.path.exists(os.path.join("o", manifests.MANIFEST))
     one_error_line(invoke(runner, "run", "fig1_constant", "--out", "o", *QUICK))
 
 
 # ------------------------------------------------------------------ temporaries
 def test_live_temporaries_are_left_alone_and_stale_ones_removed(tmp_path):
     out = str(tmp_path / "o")
-    files.write_folder(out, lambda folder: {"name": "t"})
+    outputs.write_folder(out, lambda folder: {"name": "t"})
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    tag = files._HOST_TAG
+    tag = files.HOST_TAG
     live = f".run.json.tmp-{os.getpid()}-{tag}01234567"
     stale = f".run.json.tmp-{dead.pid}-{tag}01234567"
     elsewhere = f".run.json.tmp-{dead.pid}-{'0000' if tag != '0000' else '1111'}01234567"
     for name in (live, stale, elsewhere):
         open(os.path.join(out, name), "w").write("half")
-    problems = files.foreign_files(out)
-    assert sorted(os.listdir(out)) == sorted([files.MANIFEST, "run.json", live, elsewhere])
-    assert problems == [(elsewhere, files.FOREIGN)]    # another host's: not provably stale
+    problems = manifests.foreign_files(out)
+    assert sorted(os.listdir(out)) == sorted([manifests.MANIFEST, "run.json", live, elsewhere])
+    assert problems == [(elsewhere, manifests.FOREIGN)]    # another host's: not provably stale
 
 
 def test_a_failed_run_removes_every_parent_folder_it_made(runner, monkeypatch):
@@ -303,7 +304,7 @@ def test_a_failed_run_removes_every_parent_folder_it_made(runner, monkeypatch):
     assert sorted(os.listdir(".")) == ["keep"] and os.listdir("keep") == []
 
 
-@pytest.mark.parametrize("kill_at", ["view.html", files.MANIFEST])
+@pytest.mark.parametrize("kill_at", ["view.html", manifests.MANIFEST])
 def test_sigkill_at_the_rename_of_view_html_leaves_nothing_after_the_next_command(tmp_path,
                                                                                    kill_at):
     """The page replaces an earlier one: killed between the manifest's update
@@ -313,10 +314,10 @@ def test_sigkill_at_the_rename_of_view_html_leaves_nothing_after_the_next_comman
     done(cli_run(tmp_path, "view", "o", "--no-open"))
     killed(cli_run(tmp_path, "view", "p", "--out", "o/view.html", "--no-open", kill_at=kill_at))
     assert temporaries(tmp_path / "o")                 # what the kill left ...
-    assert files.foreign_files(str(tmp_path / "o")) == []
+    assert manifests.foreign_files(str(tmp_path / "o")) == []
     done(cli_run(tmp_path, "view", "o", "--no-open"))
     assert temporaries(tmp_path) == []                 # ... the next command removed
-    assert files.foreign_files(str(tmp_path / "o")) == []
+    assert manifests.foreign_files(str(tmp_path / "o")) == []
     done(cli_run(tmp_path, "run", "fig1_constant", "--out", "o", *QUICK))
 
 
@@ -330,7 +331,7 @@ def test_sigkill_at_the_rename_of_a_sweep_point_leaves_nothing_after_the_resume(
     res = done(cli_run(tmp_path, "sweep", "tiny.toml", "--out", "sw"))
     assert "(1 run now" in res.stdout
     assert temporaries(tmp_path) == []
-    assert files.foreign_files(str(tmp_path / "sw")) == []
+    assert manifests.foreign_files(str(tmp_path / "sw")) == []
 
 
 @pytest.mark.parametrize("kill_at", ["o/waves.png", "waves.png"])
@@ -339,10 +340,10 @@ def test_sigkill_in_an_in_place_render_leaves_nothing_after_the_next_render(tmp_
     done(cli_run(tmp_path, "run", "fig3_fast", "--out", "o", *PNG))
     killed(cli_run(tmp_path, "render", "o", "--no-gif", "--color", "tag", kill_at=kill_at))
     assert temporaries(tmp_path / "o")
-    assert files.foreign_files(str(tmp_path / "o")) == []
+    assert manifests.foreign_files(str(tmp_path / "o")) == []
     done(cli_run(tmp_path, "render", "o", "--no-gif"))
     assert temporaries(tmp_path) == []
-    assert files.foreign_files(str(tmp_path / "o")) == []
+    assert manifests.foreign_files(str(tmp_path / "o")) == []
     done(cli_run(tmp_path, "run", "fig3_fast", "--out", "o", *QUICK))
 
 
@@ -352,7 +353,7 @@ def test_sigkill_in_a_render_out_leaves_nothing_after_the_next_render(tmp_path):
     assert temporaries(tmp_path) and not os.path.exists(tmp_path / "r")
     done(cli_run(tmp_path, "render", "o", "--out", "r", "--no-gif"))
     assert temporaries(tmp_path) == []
-    assert files.foreign_files(str(tmp_path / "r")) == []
+    assert manifests.foreign_files(str(tmp_path / "r")) == []
 
 
 def test_render_errors_name_the_run_folder_not_a_scratch_folder(runner):
@@ -370,7 +371,7 @@ def test_a_run_folder_render_cannot_write_in_is_named_not_its_scratch(runner, mo
 
     def read_only(path):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-    monkeypatch.setattr(files, "_make_tmp", read_only)
+    monkeypatch.setattr(files, "make_tmp", read_only)
     line = one_error_line(invoke(runner, "render", "o", "--no-gif"))
     assert "Read-only file system" in line and "o" in line, line
     assert ".tmp" not in line and "tickprop-render" not in line, line
@@ -381,14 +382,14 @@ def test_what_a_killed_write_or_a_file_browser_leaves_does_not_block_a_sweep(tmp
     manifest lists it) leaves a stale temporary in points/; Finder leaves a
     .DS_Store. Neither is the user's: the sweep resumes, the temporary goes."""
     out = tmp_path / "sw"
-    files.claim_folder(str(out))
+    outputs.claim_folder(str(out))
     (out / "points").mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = out / "points" / f".{'a' * 64}.json.tmp-{dead.pid}-{files._HOST_TAG}01234567"
+    stale = out / "points" / f".{'a' * 64}.json.tmp-{dead.pid}-{files.HOST_TAG}01234567"
     stale.write_text('{"half')
     (out / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    assert files.foreign_files(str(out)) == []
+    assert manifests.foreign_files(str(out)) == []
     assert not stale.exists()
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SWEEP)
@@ -415,12 +416,12 @@ def test_the_legacy_rule_knows_every_kinds_result_files(tmp_path):
         res = CliRunner().invoke(cli.main, ["run", str(scene_path), "--out", str(out), "--quiet",
                                             "--no-gif"])
         assert res.exit_code == 0, (path, res.output)
-        os.remove(out / files.MANIFEST)
+        os.remove(out / manifests.MANIFEST)
         seen[kind] = sorted(os.listdir(out))
-        assert files.foreign_files(str(out)) == [], (kind, seen[kind])
+        assert manifests.foreign_files(str(out)) == [], (kind, seen[kind])
         (out / "my_notes.md").write_text("notes")
-        assert files.foreign_files(str(out)) == [("my_notes.md", files.FOREIGN)]
-    assert set(seen) == set(files.RESULT_FILES), seen
+        assert manifests.foreign_files(str(out)) == [("my_notes.md", manifests.FOREIGN)]
+    assert set(seen) == set(manifests.RESULT_FILES), seen
 
 
 def test_view_never_replaces_a_tickprop_file_that_is_not_a_page(runner):
@@ -428,7 +429,7 @@ def test_view_never_replaces_a_tickprop_file_that_is_not_a_page(runner):
     pointing at it must not replace it."""
     ok(invoke(runner, "run", "fig1_constant", "--out", "o", *QUICK))
     before = open("o/run.json").read()
-    for target in ("o/run.json", f"o/{files.MANIFEST}"):
+    for target in ("o/run.json", f"o/{manifests.MANIFEST}"):
         line = one_error_line(invoke(runner, "view", "o", "--out", target, "--no-open"))
         assert "not written by tickprop view" in line
-    assert open("o/run.json").read() == before and files.foreign_files("o") == []
+    assert open("o/run.json").read() == before and manifests.foreign_files("o") == []

@@ -162,3 +162,23 @@ def test_out_over_a_foreign_folder_needs_force(fig3):
     open("mine/notes.txt", "w").write("keep")
     line = one_error_line(fig3.invoke(cli.main, ["render", RUN, "--out", "mine"]))
     assert "--force" in line and open("mine/notes.txt").read() == "keep"
+
+
+def test_a_run_file_render_out_cannot_read_is_no_write_error(fig3, monkeypatch):
+    """render --out copies the run's results while its new folder is filled:
+    a source file that cannot be read is named with the OS's reason, not
+    called 'cannot write', and nothing is written."""
+    import builtins
+    import errno
+    real_open = builtins.open
+    source = os.path.join(RUN, "trace.npz")
+
+    def failing(path, mode="r", *a, **k):
+        if str(path).endswith(source) and "r" in mode:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        return real_open(path, mode, *a, **k)
+    monkeypatch.setattr(builtins, "open", failing)
+    line = one_error_line(fig3.invoke(cli.main, ["render", RUN, "--out", "part", "--no-gif"]))
+    assert source in line and "Input/output error" in line, line
+    assert "cannot write" not in line, line
+    assert not os.path.exists("part")

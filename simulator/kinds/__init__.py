@@ -8,7 +8,7 @@ import shutil
 import time
 
 from ..errors import SceneError, SimulatorError
-from .. import files, threads
+from .. import files, manifest, outputs, threads
 from ..runner import run_metadata
 from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
 from ..selection import plain
@@ -36,7 +36,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
     refuses) before any folder exists, then runs, saves its results, draws its
     pictures (``draw_options``: png/gif False to skip) and run.json is written
     last, all into a temporary folder that replaces ``out_dir`` at the end
-    (simulator.files.write_folder: only a tickprop output, or any folder but the
+    (simulator.outputs.write_folder: only a tickprop output, or any folder but the
     protected ones with ``force``; a failed run leaves nothing, not even the
     parent folders it made). BLAS threads: ``blas_threads`` (--threads),
     else the scene's run.threads, 0 meaning automatic (simulator.threads);
@@ -60,7 +60,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
         meta["pictures"] = sorted(kind.draw(folder, meta, options))
         holder["meta"] = meta
         return meta
-    files.write_folder(out_dir, fill, force)
+    outputs.write_folder(out_dir, fill, force)
     return holder["meta"]
 
 
@@ -96,7 +96,7 @@ def redraw(folder, options=None, select=None, out=None, force=False):
     applies to. Without ``out`` the pictures replace those in ``folder``
     (each atomically; a file of the same name that the run did not list as
     its picture is refused, nothing else in ``folder`` is touched). With
-    ``out`` a new folder is written atomically (simulator.files.write_folder,
+    ``out`` a new folder is written atomically (simulator.outputs.write_folder,
     ``force`` as there): a copy of the run's results and run.json with the new
     pictures; ``folder`` is left byte for byte as it was. Pictures are drawn
     in a temporary folder first, so a bad selection writes nothing. Returns
@@ -122,7 +122,7 @@ def redraw(folder, options=None, select=None, out=None, force=False):
         new = dict(meta, pictures=sorted(names))
         new["rendered_from"] = {"folder": os.path.abspath(folder), "select": plain(select)}
         return new
-    files.write_folder(out, fill, force)
+    outputs.write_folder(out, fill, force)
     return kind.name, written, out
 
 
@@ -141,7 +141,7 @@ def _copy_results(folder, dest, skip):
     """Copy everything of a run folder but its pictures (``skip``), its
     manifest and hidden entries (temporaries) into ``dest``."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name in skip or entry.name == files.MANIFEST or entry.name.startswith("."):
+        if entry.name in skip or entry.name == manifest.MANIFEST or entry.name.startswith("."):
             continue
         target = os.path.join(dest, entry.name)
         if entry.is_dir():
@@ -158,16 +158,16 @@ def _redraw_in_place(kind, folder, meta, options):
     refused before any is replaced. Stale scratch folders and temporaries of
     dead processes in ``folder`` are removed first; errors name ``folder``,
     never the scratch folder."""
-    files.clean_stale(folder)
+    manifest.clean_stale(folder)
     scratch = files.scratch_folder(folder, "render")
     try:
         for entry in os.scandir(folder):
-            if not entry.name.startswith(".") and entry.name != files.MANIFEST:
+            if not entry.name.startswith(".") and entry.name != manifest.MANIFEST:
                 os.symlink(os.path.abspath(entry.path), os.path.join(scratch, entry.name))
         drawn = kind.draw(scratch, meta, options)
         for name in drawn:
             _check_picture(folder, name, meta.get("pictures"))
-        with files.recording(folder):
+        with manifest.recording(folder):
             for name in drawn:
                 source = os.path.join(scratch, name)
                 if not os.path.islink(source):      # a link: not drawn, the run's own file
@@ -184,7 +184,7 @@ def _check_picture(folder, name, listed):
     write as this run's picture, or that changed since (the folder's manifest;
     without one, run.json's list of pictures ``listed``)."""
     target = os.path.join(folder, name)
-    status = files.file_status(folder, name)
+    status = manifest.file_status(folder, name)
     if status in ("missing", "ours"):
         return
     if status == "changed":

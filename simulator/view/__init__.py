@@ -17,12 +17,12 @@ import json
 import os
 from importlib import resources
 
-from .. import files
+from .. import manifest
 from ..errors import SimulatorError
 from ..files import write_text
 from .data import diffusion_payload, run_payload
 
-GENERATOR = files.VIEW_GENERATOR
+GENERATOR = manifest.VIEW_GENERATOR
 NOTEBOOK_HEIGHT = 760          # pixels of the notebook's iframe
 
 
@@ -62,10 +62,10 @@ def write_view(run_dir, out_path=None):
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise SimulatorError(f"{out}: the folder {parent} does not exist")
-    files.clean_stale(parent)
+    manifest.clean_stale(parent)
     _check_replaceable(out)
     page = page_html(payload)
-    with files.recording(parent):
+    with manifest.recording(parent):
         return write_text(out, page)
 
 
@@ -74,7 +74,7 @@ def _check_replaceable(path):
     generator tag), or that the manifest of its folder does not list as it is
     (changed since, or not written by tickprop)."""
     folder, name = os.path.split(os.path.abspath(path))
-    status = files.file_status(folder, name)
+    status = manifest.file_status(folder, name)
     if status == "missing":
         return
     if status == "changed":
@@ -82,7 +82,7 @@ def _check_replaceable(path):
                              "--out or move it away")
     if status == "foreign":
         raise SimulatorError(f"{path}: exists and was not written by tickprop view (the "
-                             f"folder's {files.MANIFEST} does not list it); choose another "
+                             f"folder's {manifest.MANIFEST} does not list it); choose another "
                              "--out or move it away")
     if not os.path.isfile(path):
         raise SimulatorError(f"{path}: exists and is not a file; choose another --out")

@@ -1,0 +1,404 @@
+"""Every output folder tickprop writes is put in place here, atomically, and
+only where tickprop may: a run of any kind, ``render --out`` (``write_folder``)
+and a sweep (``claim_folder``, ``claimed``).
+
+A whole output is filled under a temporary sibling name
+``.<name>.tmp-<pid>-<token>`` (marked, simulator.files) and given its
+manifest last (simulator.manifest), then put under its name in one step: on
+Linux ``renameat2(RENAME_EXCHANGE)`` swaps the new folder with the old one,
+which is deleted afterwards; where the exchange is not available the old
+folder is first moved to a backup ``.<name>.old-<pid>-<token>`` that the next
+run into the same parent restores (simulator.manifest's ``clean_stale``) if it
+finds the name empty. A run that fails removes its temporary folder and every
+parent folder it created that is still empty.
+
+What may be replaced or reused (``check_out``, ``claim_folder`` and the
+install step, which checks again): a missing name, an empty folder, or a
+tickprop output (simulator.manifest's ``foreign_files`` finds nothing in it).
+Anything else stops the command before any work with one OutputError naming
+those files (a few, then "and N more"), unless ``force``. One exception, for
+a sweep's reuse only: a listed point file that changed is run again (the
+sweep checks every point file itself). Even with ``force`` the root folder,
+the home folder, the current folder and the folders above them, and any
+folder holding a ``.git`` are never replaced. A symlinked output is followed:
+the real folder it names is written with the same rules and the link stays.
+"""
+import contextlib
+import ctypes
+import errno
+import os
+import platform
+import re
+import unicodedata
+
+from . import files, manifest
+from .files import OutputError
+
+_POINT_PATH = re.compile(r"^points/[0-9a-f]{64}\.json$")
+_ATTEMPTS = 200                     # exchanges lost to concurrent writers before giving up
+_GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
+_NAMED = 5                          # foreign files an error names before "and N more"
+
+
+def default_out(name, root="outputs"):
+    """``root/<name>`` with ``name`` made a single safe folder name: path
+    separators, '.', '..' and characters outside letters (any script, NFC),
+    digits, '_', '-', '.' become '_' and leading dots go, so a replayed
+    run.json whose name is '../x' or '/x' still writes inside ``root``, and
+    'szené' keeps its 'é' (two scenes differing in one accent do not share a
+    folder)."""
+    parts = [p for p in re.split(r"[\\/]+", str(name)) if p not in ("", ".", "..")]
+    safe = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", "_".join(parts))).lstrip(".")
+    return os.path.join(root, safe or "run")
+
+
+def check_out(out, force=False):
+    """Refuse, before any work, an output folder tickprop may not replace; return
+    its real path (a symlink is followed). Accepted: a missing name whose parent
+    can hold it, an empty folder, a tickprop output (manifest.foreign_files finds
+    nothing), or, with ``force``, any other folder, except that the root, home
+    and current folders, any folder above the current or home folder, and any
+    folder holding a '.git' are refused even with ``force``. Raises
+    OutputError naming the foreign or changed files."""
+    return _check_out(out, force)[0]
+
+
+def _check_out(out, force, renewed=None):
+    """check_out's work: (real path, what is foreign in it, [] unless forced).
+    A listed file that changed is not counted if ``renewed`` (a compiled
+    pattern of relative paths) matches it: the caller checks and rewrites it."""
+    given = os.fspath(out)
+    if not given:
+        raise OutputError("--out: expected a folder name, got ''")
+    real = os.path.realpath(given)
+    why = _protected(real)
+    if why:
+        raise OutputError(f"{given}: refusing to write over {why}; choose a new folder for --out")
+    _check_parent(given, os.path.dirname(real))
+    if not os.path.lexists(real):
+        return real, []
+    if not os.path.isdir(real):
+        raise OutputError(f"{given}: exists and is not a folder; choose another --out")
+    if os.path.lexists(os.path.join(real, ".git")):
+        raise OutputError(f"{given}: holds a .git (a checkout); tickprop never replaces it")
+    problems = [(rel, why) for rel, why in manifest.foreign_files(real)
+                if not (renewed and why == manifest.CHANGED and renewed.match(rel))]
+    if not problems:
+        return real, []
+    if not force:
+        raise OutputError(f"{given}: not a tickprop output as it stands: {_describe(problems)}; "
+                          "choose another --out, move those away, or pass --force to replace "
+                          "the folder anyway")
+    git = _find_git(real)
+    if git:
+        raise OutputError(f"{given}: {git}; --force never replaces a folder holding a checkout")
+    return real, problems
+
+
+def write_folder(out, fill, force=False):
+    """Write a whole output folder atomically: ``fill(folder)`` writes the files
+    into a fresh temporary sibling and returns the run.json content (a dict, to
+    which ``"tickprop_output": true`` is added); the manifest listing every
+    file is written last; then the folder takes the name ``out`` in one step
+    (see the module notes), the old output is deleted, and stale temporaries
+    of killed runs in the same parent are removed. On any failure or interrupt
+    the temporary folder is removed, and so is every parent folder this call
+    created that is still empty; the earlier output is left as it was. An
+    OSError becomes an OutputError naming the path and the OS's reason, and an
+    error naming the temporary folder names ``out`` instead. ``force``: see
+    check_out. Returns ``out``."""
+    target = check_out(out, force)
+    parent, base = os.path.split(target)
+    made = _missing_folders(parent)
+    try:
+        os.makedirs(parent, mode=files.DIR_MODE, exist_ok=True)
+        manifest.clean_stale(parent)
+    except OSError as exc:
+        _remove_empty(made)
+        raise files.output_error(exc, out) from None
+    # Named first and made inside the try: an interrupt that lands while the
+    # folder is being made (before its marker exists, so no later run would
+    # clean it) still removes it.
+    tmp = files.tmp_name(parent, base, "tmp")
+    try:
+        files.make_tmp(tmp)
+        meta = fill(tmp)
+        if not isinstance(meta, dict):
+            raise TypeError(f"fill must return the run.json dict, got {type(meta).__name__}")
+        files.write_json(os.path.join(tmp, "run.json"), {manifest.MARKER: True, **meta})
+        manifest.write_manifest(tmp, manifest.scan(tmp))
+        _install(tmp, target, force, out)
+    except OSError as exc:
+        files.remove_tree(tmp)
+        _remove_empty(made)
+        if exc.filename and os.fspath(exc.filename) == tmp:
+            exc.filename = out
+        elif exc.filename and os.fspath(exc.filename).startswith(tmp + os.sep):
+            exc.filename = os.path.join(out, os.path.relpath(exc.filename, tmp))
+        raise files.output_error(exc, out) from None
+    except BaseException as exc:
+        files.remove_tree(tmp)
+        _remove_empty(made)
+        raise files.speak_of(exc, tmp, os.fspath(out))
+    return out
+
+
+def claim_folder(out, force=False, meta=None):
+    """Check, before any work, a sweep folder, which is written in place over
+    several runs (it resumes): refused as check_out refuses, except that a
+    point file the manifest lists (points/<key>.json) that changed since is
+    not counted: the sweep reads every point file back itself and runs a
+    damaged one again. A missing or empty folder is made with an empty
+    manifest; a tickprop output of the version before manifests gets one
+    listing what it holds; a foreign folder accepted with ``force`` is
+    replaced at once, atomically as write_folder does, by an empty one holding
+    a run.json of ``meta`` plus the marker. Returns ``out``."""
+    real, problems = _check_out(out, force, renewed=_POINT_PATH)
+    if problems:
+        write_folder(out, lambda folder: dict(meta or {}), force=True)
+        return out
+    try:
+        os.makedirs(real, mode=files.DIR_MODE, exist_ok=True)
+        adopted = manifest.adopt(real, empty=True)
+    except OSError as exc:
+        raise files.output_error(exc, out) from None
+    if not adopted:
+        raise OutputError(f"{out}: changed while it was being checked; try again")
+    return out
+
+
+@contextlib.contextmanager
+def claimed(out, force=False, meta=None):
+    """``claim_folder(out, force, meta)``, then ``manifest.recording(out)``
+    for the block; if the block fails (interrupt included) before any file was written
+    in a folder this claim made, that folder goes again, with every parent
+    folder it made that is still empty."""
+    made = _missing_folders(os.path.realpath(os.fspath(out)))
+    claim_folder(out, force, meta)
+    try:
+        with manifest.recording(out):
+            yield
+    except BaseException:
+        if made and _unused(made[0]):
+            _remove_empty(made)
+        raise
+
+
+def _unused(folder):
+    """Empty ``folder`` of what an unused claim left (an empty manifest and
+    empty subfolders); True if nothing else was in it."""
+    try:
+        if manifest.read_manifest(folder) != {}:
+            return False
+        entries = [e for e in os.scandir(folder) if e.name != manifest.MANIFEST]
+        if not all(e.is_dir(follow_symlinks=False) and files.is_empty(e.path) for e in entries):
+            return False
+        for entry in entries:
+            os.rmdir(entry.path)
+        os.remove(os.path.join(folder, manifest.MANIFEST))
+    except (OSError, OutputError):
+        return False
+    return True
+
+
+def _describe(problems):
+    """'a, b (why); c (why) and N more': the first few problems, by reason."""
+    shown, rest = problems[:_NAMED], len(problems) - _NAMED
+    parts = []
+    for why in dict.fromkeys(w for _, w in shown):
+        parts.append(f"{', '.join(p for p, w in shown if w == why)} ({why})")
+    return "; ".join(parts) + (f" and {rest} more" if rest > 0 else "")
+
+
+def _missing_folders(path):
+    """The folders from ``path`` up that do not exist yet, deepest first."""
+    missing = []
+    while path and not os.path.lexists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _remove_empty(folders):
+    """Remove the folders this run created (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
+def _protected(real):
+    """Why ``real`` must never be replaced, or None."""
+    if real == os.path.dirname(real):
+        return "the root folder"
+    places = [("the current folder", os.path.realpath(os.getcwd())),
+              ("your home folder", os.path.realpath(os.path.expanduser("~")))]
+    for what, place in places:
+        if real == place:
+            return what
+    for what, place in places:
+        if place.startswith(real.rstrip(os.sep) + os.sep):
+            return f"a folder that holds {what}"
+    return None
+
+
+def _check_parent(given, parent):
+    """The deepest existing ancestor of the output's parent must be a folder we may write in."""
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputError(f"{given}: cannot write there ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{given}: cannot write there ({parent}: permission denied)")
+
+
+def _find_git(path):
+    """A description of a '.git' somewhere under ``path`` (or of a tree too
+    big to check), None if there is none."""
+    seen = 0
+    for root, dirs, files in os.walk(path):
+        if ".git" in dirs or ".git" in files:
+            return f"holds {os.path.join(root, '.git')}"
+        seen += len(dirs) + len(files)
+        if seen > _GIT_SCAN_LIMIT:
+            return f"holds more than {_GIT_SCAN_LIMIT} files (too many to check for a .git)"
+    return None
+
+
+def _replaceable(path, force):
+    """May this folder (just moved aside) be deleted in favour of a new output?"""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    if os.path.lexists(os.path.join(path, ".git")):
+        return False
+    if files.is_empty(path) or not manifest.foreign_files(path):
+        return True
+    return force and _find_git(path) is None
+
+
+def _install(tmp, target, force, given):
+    """Put the filled folder ``tmp`` under ``target``; delete what was there."""
+    for _ in range(_ATTEMPTS):
+        if not os.path.lexists(target):
+            try:
+                os.rename(tmp, target)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue                    # another run got there first
+                raise
+            files.unmark_folder(target)
+            return
+        try:
+            swapped = _exchange(tmp, target)
+        except FileNotFoundError:
+            continue                            # the old one vanished meanwhile
+        if not swapped:
+            return _install_with_backup(tmp, target, force, given)
+        if not _replaceable(tmp, force):        # changed since check_out: put it back
+            _exchange(tmp, target)
+            raise OutputError(f"{given}: changed while the run was writing and is no longer "
+                              "a tickprop output; left as it is")
+        files.unmark_folder(target)
+        files.remove_tree(tmp, mark=True)
+        return
+    raise OutputError(f"{given}: other runs kept replacing it; try again")
+
+
+def _install_with_backup(tmp, target, force, given):
+    """Without an exchange: old -> backup, new -> name, delete backup. Until the
+    second rename only the backup holds the old output; manifest.clean_stale restores it
+    if this process dies there."""
+    parent, base = os.path.split(target)
+    backups = []
+    try:
+        for _ in range(_ATTEMPTS):
+            if os.path.lexists(target):
+                backup = files.tmp_name(parent, base, "old")
+                try:
+                    _rename(target, backup)
+                except FileNotFoundError:
+                    continue
+                backups.append(backup)
+                if not _replaceable(backup, force):
+                    _rename(backup, target)
+                    backups.pop()
+                    raise OutputError(f"{given}: changed while the run was writing and is no "
+                                      "longer a tickprop output; left as it is")
+            try:
+                _rename(tmp, target)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue
+                raise
+            break
+        else:
+            raise OutputError(f"{given}: other runs kept replacing it; try again")
+    except BaseException:
+        if backups and not os.path.lexists(target):
+            try:
+                _rename(backups.pop(), target)
+            except OSError:
+                pass
+        raise
+    files.unmark_folder(target)
+    for backup in backups:
+        files.remove_tree(backup, mark=True)
+
+
+def _rename(src, dst):
+    """os.rename, named so tests can stop a process between the two renames."""
+    os.rename(src, dst)
+
+
+# renameat2(2): Linux >= 3.15; glibc >= 2.28 has the wrapper, else the raw syscall.
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+_SYSCALL_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276,
+                      "ppc64le": 357, "ppc64": 357, "s390x": 347, "riscv64": 276}
+
+
+def _load_renameat2():
+    """renameat2 from the C library (or the raw syscall); None where there is none."""
+    if platform.system() != "Linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    fn = getattr(libc, "renameat2", None)
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+        return fn
+    number = _SYSCALL_RENAMEAT2.get(platform.machine().lower())
+    if number is None or not hasattr(libc, "syscall"):
+        return None
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+
+    def raw(olddir, old, newdir, new, flags):
+        return syscall(ctypes.c_long(number), ctypes.c_int(olddir), ctypes.c_char_p(old),
+                       ctypes.c_int(newdir), ctypes.c_char_p(new), ctypes.c_uint(flags))
+    return raw
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def _exchange(a, b):
+    """Swap the names ``a`` and ``b`` in one step. True if swapped; False where
+    this system or file system cannot (the caller falls back); other failures
+    raise OSError (FileNotFoundError if either name is missing)."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), a, None, b)
+
+
+__all__ = ["default_out", "check_out", "write_folder", "claim_folder", "claimed"]
