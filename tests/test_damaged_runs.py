@@ -22,25 +22,11 @@ from click.testing import CliRunner
 from numpy.lib import format as npy
 
 import cli
+from tiny_runs import TINY_RUNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ("render", "view")
-# Tiny runs of every kind whose saved files a render or a view reads.
-RUNS = {
-    "diffusion": ["fig3_fast", "--ticks", "12"],
-    "graph": ["residual_levelling", "--ticks", "6", "--set", "record.states=true"],
-    "ar_converge": ["ar_converge", "--set", "relaxation.iterations=3",
-                    "--set", "relaxation.batch=4", "--set", "relaxation.eta_x=[0.1, 0.5]",
-                    "--set", "network.sizes=[64, 6, 10]"],
-    "pc_wave": ["pc_wave"],
-    "train": ["train_digits", "--ticks", "8", "--set", "train.eval_every=4",
-              "--set", "train.eval_size=8"],
-    "ar_train": ["ar_train", "--set", "network.sizes=[64, 6, 10]",
-                 "--set", "relaxation.iterations=2", "--set", 'relaxation.variants=["exact"]',
-                 "--set", "train.epochs=1", "--set", "train.seeds=[0]",
-                 "--set", "train.batch=512"],
-    "locking": ["locking", "--set", "locking.depth=3", "--set", "locking.frames=2"],
-}
+RUNS = TINY_RUNS        # one tiny saved run per kind
 
 
 @pytest.fixture(scope="module")

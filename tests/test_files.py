@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,12 +25,6 @@ from simulator.errors import SimulatorError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--ticks", "5", "--no-gif", "--no-png", "--quiet"]
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def invoke(runner, *args):
@@ -304,6 +297,7 @@ def test_only_provably_stale_tickprop_temporaries_are_removed(tmp_path):
     kept.append(f".v.tmp-{dead}-{token}")
     manifest.clean_stale(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(kept)
+    assert not any(os.path.lexists(tmp_path / name) for name in removed)
     assert (tmp_path / f".z.tmp-{dead}-{token}" / "thesis.txt").read_text() == "keep me"
 
 

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 import cli
 from simulator import scene as scenes
 from simulator.errors import SceneError
+from tiny_runs import TINY_RUNS
 
 SCENES = sorted(glob.glob(os.path.join(scenes.SCENES_DIR, "*.toml")))
 
@@ -311,17 +312,7 @@ def test_every_field_refuses_every_weird_value_cleanly():
 # ------------------------------------------------------------ damaged run folders
 # Tiny runs whose saved files `render` (and, for the viewable kinds, `view`)
 # read: pictures on (render redraws only those a run lists), GIFs off.
-DAMAGE_RUNS = {
-    "diffusion": ["fig3_fast", "--ticks", "6"],
-    "graph": ["residual_levelling", "--ticks", "6", "--set", "record.states=true"],
-    "ar_converge": ["ar_converge", "--set", "relaxation.iterations=3",
-                    "--set", "relaxation.batch=4", "--set", "relaxation.eta_x=[0.1, 0.5]",
-                    "--set", "network.sizes=[64, 6, 10]"],
-    "pc_wave": ["pc_wave"],
-    "train": ["train_digits", "--ticks", "8", "--set", "train.eval_every=4",
-              "--set", "train.eval_size=8"],
-    "locking": ["locking", "--set", "locking.depth=3", "--set", "locking.frames=2"],
-}
+DAMAGE_RUNS = {kind: args for kind, args in TINY_RUNS.items() if kind != "ar_train"}
 VIEWABLE = ("diffusion", "graph", "ar_converge", "pc_wave")
 # Examples per kind (TICKPROP_FUZZ_FOLDERS scales them for a longer local run).
 FOLDER_EXAMPLES = int(os.environ.get("TICKPROP_FUZZ_FOLDERS", "16"))

@@ -15,7 +15,6 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import cli
 from simulator.backend import cuda_available
@@ -50,12 +49,6 @@ TRAIN = {
 # what legitimately differs between two runs of the same scene
 VOLATILE = {"scene", "seconds", "rule_threads", "timings", "versions", "machine", "threads",
             "backend", "record_bytes", "created", "wall_s", "seconds_per_point", "workers"}
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def _run(runner, name, device, args, pictures=False):

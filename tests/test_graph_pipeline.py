@@ -183,13 +183,6 @@ def test_a_graph_over_the_budget_is_refused_before_building(tmp_path):
 
 
 # ------------------------------------------------------------------ CLI
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 @pytest.mark.parametrize("name", ["residual_levelling", "conv_digits"])
 def test_shipped_graph_scenes_run_write_pictures_and_redraw(runner, name):
     import cli

@@ -7,7 +7,6 @@ import os
 import struct
 
 import pytest
-from click.testing import CliRunner
 
 import cli
 from simulator import kinds
@@ -32,12 +31,6 @@ RUNS = {
 }
 SHIPPED_OF_KIND = {kind: args[0] for kind, (args, _) in RUNS.items()}
 SHIPPED_OF_KIND["sweep"] = "sweep_rules"
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def one_error_line(res):

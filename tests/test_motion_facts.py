@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import cli
 from oracles import paths
@@ -130,12 +129,6 @@ def test_shipped_motion_sweep_resolves_every_point():
     assert all(p.scene["stream"]["kind"] == "moving" for p in points)
     assert len(points) == (len(sw["sweep"]["grid"]["network.depth"])
                            * len(sw["sweep"]["grid"]["stream.speed"]) * len(sw["sweep"]["seeds"]))
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 @pytest.mark.parametrize("name", MOTION_SCENES)

@@ -27,12 +27,6 @@ TINY_SWEEP = ('description = "tiny"\nkind = "sweep"\n[sweep]\nbase = "fig3_fast"
               '"record.states" = false\n[sweep.grid]\n"stream.hold" = [1]\n')
 
 
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 def invoke(runner, *args):
     return runner.invoke(cli.main, list(args))
 

@@ -9,17 +9,10 @@ import struct
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import cli
 
 RUN = "outputs/fig3_fast"
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 @pytest.fixture

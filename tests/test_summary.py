@@ -7,15 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import cli
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def run(runner, *args):

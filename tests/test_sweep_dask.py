@@ -137,24 +137,33 @@ def _finish(proc, seconds):
         pytest.fail(f"the sweep was still running {seconds} s later")
 
 
-def test_a_dask_sweep_whose_only_worker_dies_fails_its_points_and_finishes(tmp_path, cluster):
-    cluster.start_worker()
-    path = _sweep_file(tmp_path, "lost", {"no_worker_timeout": 3},
-                       {"network.depth": "[2]", "stream.hold": "[1, 2, 4]"})
-    out = str(tmp_path / "out")
+def _sweep_killed_midway(cluster, path, out, kill):
+    """Run the sweep ``path`` through the CLI on ``cluster``; once a point runs
+    on the worker call ``kill()``; (stdout, stderr, seconds from the kill to
+    the sweep's end), every wait bounded."""
     proc = _sweep_command(path, cluster.address, out)
     try:
         _until("a point ran on the worker", lambda: cluster.running() or proc.poll() is not None,
                START_S)
         assert proc.poll() is None, proc.communicate(timeout=10)
-        os.kill(cluster.worker.pid, signal.SIGKILL)
+        kill()
         killed = time.monotonic()
         stdout, stderr = _finish(proc, 60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
-    assert time.monotonic() - killed < 40
+    return stdout, stderr, time.monotonic() - killed
+
+
+def test_a_dask_sweep_whose_only_worker_dies_fails_its_points_and_finishes(tmp_path, cluster):
+    cluster.start_worker()
+    path = _sweep_file(tmp_path, "lost", {"no_worker_timeout": 3},
+                       {"network.depth": "[2]", "stream.hold": "[1, 2, 4]"})
+    out = str(tmp_path / "out")
+    stdout, stderr, after = _sweep_killed_midway(
+        cluster, path, out, lambda: os.kill(cluster.worker.pid, signal.SIGKILL))
+    assert after < 40
     assert "Traceback" not in stderr, stderr
     why = "no Dask worker (the worker was lost) for 3 s (sweep.no_worker_timeout); " \
           "re-run the sweep to retry"
@@ -169,19 +178,12 @@ def test_a_dask_sweep_whose_scheduler_dies_fails_its_points_and_finishes(tmp_pat
     path = _sweep_file(tmp_path, "gone", {"no_worker_timeout": 3},
                        {"network.depth": "[2]", "stream.hold": "[1, 2]"})
     out = str(tmp_path / "out")
-    proc = _sweep_command(path, cluster.address, out)
-    try:
-        _until("a point ran on the worker", lambda: cluster.running() or proc.poll() is not None,
-               START_S)
-        assert proc.poll() is None, proc.communicate(timeout=10)
+
+    def kill_scheduler():
         cluster.client.close(timeout=10)
         cluster.client = None
         os.kill(cluster.procs[0].pid, signal.SIGKILL)
-        stdout, stderr = _finish(proc, 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+    stdout, stderr, _ = _sweep_killed_midway(cluster, path, out, kill_scheduler)
     assert "Traceback" not in stderr, stderr
     rows = _rows(os.path.join(out, "sweep.csv"))
     assert [r["status"] for r in rows] == ["failed"] * 2
