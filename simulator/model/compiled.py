@@ -99,9 +99,10 @@ class TagClock:
         u = np.zeros((1,) + tuple(probe.model.input_shape))
         y = np.zeros((1,) + tuple(probe.model.output_shape))
         self._table = []
-        for _ in range(2 * warm + 1):
-            probe.step(u, y)
-            self._table.append(probe.tags())
+        with np.errstate(all="ignore"):
+            for _ in range(2 * warm + 1):
+                probe.step(u, y)
+                self._table.append(probe.tags())
         self._last = len(self._table) - 1
         for t in range(warm, self._last):
             nxt = self._shift(self._table[t], 1)
@@ -165,7 +166,7 @@ class _Plan:
 
 
 def _initial_state(plan, host, dtype):
-    """The pytree at tick −1: zeros, the host engine's parameters and feedback."""
+    """The pytree at tick −1: zeros, the model's parameters, the host engine's feedback."""
     m, B = plan.model, plan.batch
 
     def zeros(i, lead=()):
@@ -185,7 +186,7 @@ def _initial_state(plan, host, dtype):
         s["Q"] = {i: zeros(i) for i in plan.factored}
     if plan.delay:
         s["T"] = jnp.zeros((plan.delay + 1, B) + tuple(m.output_shape), dtype)
-    s["params"] = {k: jnp.asarray(a, dtype) for k, a in host.parameters().items()}
+    s["params"] = {k: jnp.asarray(a, dtype) for k, a in m.parameters().items()}
     if plan.feedback in ("random", "learned"):
         fb = host.feedback_weights()
         s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.weighted}
@@ -387,14 +388,17 @@ class CompiledEngine:
             model = Model.from_network(model)
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
-        # A batch-1 numpy GraphEngine with the same model and options checks
-        # them, levels the model, draws the feedback (one source of truth)
-        # and is the tag clock's probe.
-        probe = GraphEngine(model, loss=loss, feedback=feedback, derivative=derivative,
+        # A batch-1 numpy GraphEngine with the same model (parameters zeroed:
+        # tags never depend on values) and options checks them, levels the
+        # model, draws the random feedback (one source of truth) and is the
+        # tag clock's probe.
+        zero = model.with_parameters({k: np.zeros_like(a) for k, a in model.parameters().items()})
+        probe = GraphEngine(zero, loss=loss, feedback=feedback, derivative=derivative,
                             pairing=pairing, supervision_delay=supervision_delay,
                             feedback_seed=feedback_seed, feedback_scale=feedback_scale,
                             itd_epsilon=itd_epsilon, dtype=dtype, levelled=levelled)
-        self.levelled, self.model = probe.levelled, probe.model
+        self.levelled = probe.levelled
+        self.model = model.level() if self.levelled else model
         self.names, self.n, self.depth = probe.names, probe.n, probe.depth
         self.history = probe.history
         self.backend = Backend("cpu", dtype)
