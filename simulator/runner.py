@@ -14,6 +14,7 @@ import numpy as np
 
 from .build import build, graph_skeleton, network_shape
 from .engine import Engine
+from .model.compiled import CompiledEngine
 from .model.tick import GraphEngine
 from .errors import SceneError
 from .graph_recording import GraphBudget, GraphRecorder
@@ -64,7 +65,7 @@ class Prepared:
         """Run the ticks; return the Trace with timings in its metadata."""
         t0 = time.perf_counter()
         engine = self.parts.engine()
-        kind = GraphRecorder if isinstance(engine, GraphEngine) else Recorder
+        kind = GraphRecorder if isinstance(engine, (GraphEngine, CompiledEngine)) else Recorder
         recorder = kind(engine, self.plan, reference=self.scene["rule"]["reference"])
         t1 = time.perf_counter()
         # A blow-up is reported once, as NumericalError with tick and layer,

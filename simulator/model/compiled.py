@@ -76,13 +76,15 @@ def _load_jax():
 
 
 def prefers_compiled(model, batch):
-    """Whether the compiled loop is the faster executor for ``model`` at
-    ``batch``: True while a tick's forward multiply-adds (batch × parameters,
-    an upper bound for dense layers and a lower one for convolutions) stay
-    below GEMM_BOUND_MACS (interpreter-bound ticks, where it wins in
+    """Whether the compiled loop is the faster executor for ``model`` (a Model
+    or a Network) at ``batch``: True while a tick's forward multiply-adds
+    (batch × weights: exact for dense layers, a lower bound for convolutions)
+    stay below GEMM_BOUND_MACS (interpreter-bound ticks, where it wins in
     bench_compiled.py), False above (numpy's BLAS is as fast) and without jax."""
-    params = sum(int(np.prod(a.shape)) for a in model.parameters().values())
-    return jax_available() and batch * params < GEMM_BOUND_MACS
+    weights = (model.weights if isinstance(model, Network) else
+               [a for k, a in model.parameters().items() if k.endswith(".W")])
+    macs = batch * sum(int(np.prod(np.shape(w))) for w in weights)
+    return jax_available() and macs < GEMM_BOUND_MACS
 
 
 class TagClock:
