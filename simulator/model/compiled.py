@@ -51,10 +51,14 @@ INSTALL_HINT = "pip install 'tickprop[jax]'"
 # Bytes of per-tick outputs one recorded scan may return; longer chunks are
 # cut into scans of at most this much.
 RECORD_BYTES = 256 * 2 ** 20
-# Multiply-adds per tick above which the tick is GEMM-bound: both backends
-# then spend it in a matmul library and the compiled loop gains nothing
-# (L = 4, width 1024, batch 64: 0.95–1.13× numpy, measured), so "auto" picks numpy.
-GEMM_BOUND_MACS = 2 ** 24
+# The measured rule of run.backend = "auto" (bench_compiled.py, one core):
+# the compiled loop wins 2.9–8.5× where every vertex's work is tiny (paper
+# scale, residual_levelling, conv_digits: batch × largest weight ≤ 2^14) and
+# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.71×) or
+# where numpy stacks a long equal-width chain into one batched matmul
+# (L 64 w 32 B 8: 0.6×), so "auto" picks numpy there.
+SMALL_VERTEX_MACS = 2 ** 14
+MAX_VERTICES = 32
 
 
 def jax_available():
@@ -77,14 +81,16 @@ def _load_jax():
 
 def prefers_compiled(model, batch):
     """Whether the compiled loop is the faster executor for ``model`` (a Model
-    or a Network) at ``batch``: True while a tick's forward multiply-adds
-    (batch × weights: exact for dense layers, a lower bound for convolutions)
-    stay below GEMM_BOUND_MACS (interpreter-bound ticks, where it wins in
-    bench_compiled.py), False above (numpy's BLAS is as fast) and without jax."""
-    weights = (model.weights if isinstance(model, Network) else
-               [a for k, a in model.parameters().items() if k.endswith(".W")])
-    macs = batch * sum(int(np.prod(np.shape(w))) for w in weights)
-    return jax_available() and macs < GEMM_BOUND_MACS
+    or a Network) at ``batch``, by the measured rule above: True while batch ×
+    the largest weight stays within SMALL_VERTEX_MACS and the model has at most
+    MAX_VERTICES vertices; False otherwise and without jax."""
+    if isinstance(model, Network):
+        weights, n = model.weights, len(model.weights) + 1
+    else:
+        weights = [a for k, a in model.parameters().items() if k.endswith(".W")]
+        n = len(model)
+    largest = max((int(np.prod(np.shape(w))) for w in weights), default=0)
+    return jax_available() and batch * largest <= SMALL_VERTEX_MACS and n <= MAX_VERTICES
 
 
 class TagClock:
