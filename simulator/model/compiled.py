@@ -166,6 +166,13 @@ class _Plan:
         self.ring_s = ({v: lag + 1 for v, lag in self.deriv_lag.items()}
                        if kind == "frame" else {})
         self.backward = [c for c in verts[1:] if any(c.parents)]
+        # Dense vertices with one weight shape: their forward, VJP and weight
+        # gradient read only tick t, so each is one batched matmul per group.
+        shapes = {}
+        for v in verts[1:]:
+            if v.kind == "dense":
+                shapes.setdefault(v.layer.param_shapes["W"], []).append(v.index)
+        self.groups = [tuple(g) for g in shapes.values() if len(g) > 1]
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
         # The (quantity, vertex) flag slots in GraphEngine's report order.
         self.slots = [(q, v.index) for v in verts for q in range(3)
@@ -252,11 +259,21 @@ def _tick(plan, s, uy):
     F = _feedback(plan, s)
     factors, Q = _factors(plan, s, t)
     Xn, Pn, Sn, Dn = [u], [u], [None] * n, [None] * n
-    for v in verts[1:]:                                             # forward
+    pres = {}
+    for g in plan.groups:                                           # forward
+        pre = jnp.einsum("kbi,kji->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
+                         jnp.stack([vp[i]["W"] for i in g]))
+        pre = pre + jnp.stack([vp[i]["b"] for i in g])[:, None, :]
+        pres.update({i: pre[j] for j, i in enumerate(g)})
+    for v in verts[1:]:
         i = v.index
         Pn.append(None)
         Xn.append(None)
-        Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
+        if i in pres:
+            Pn[i] = pres[i]
+            Xn[i] = Pn[i] if v.layer.linear else v.layer.activate(xp, Pn[i])[0]
+        else:
+            Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
         if s["S"][i] is not None:
             Sn[i] = v.layer.derivative(xp, Pn[i])
     new = dict(s, t=t)
@@ -269,16 +286,23 @@ def _tick(plan, s, uy):
     Dn[o] = err if Sn[o] is None else Sn[o] * err
     if plan.delay:
         Dn[o] = jnp.where(t >= plan.delay, Dn[o], jnp.zeros_like(Dn[o]))
-    cot = [None] * n                                                # backward
+    cot, backs = [None] * n, {}                                     # backward
+    for g in plan.groups:
+        back = jnp.einsum("kbj,kji->kbi", jnp.stack([D[i] for i in g]),
+                          jnp.stack([vp[i]["W"] if F[i] is None else F[i] for i in g]))
+        backs.update({i: [back[j]] for j, i in enumerate(g)})
     for c in plan.backward:
         ci = c.index
-        if not plan.reads[ci]:
+        if ci in backs:
+            back = backs[ci]
+        elif not plan.reads[ci]:
             inputs = [X[p] for p in c.parents]
         elif plan.derivative == "frame":
             inputs = [_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
         else:
             inputs = [s["Xp"][p] for p in c.parents]
-        back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
+        if ci not in backs:
+            back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
         for p, b in zip(c.parents, back):
             if p:
                 cot[p] = b if cot[p] is None else cot[p] + b
@@ -312,8 +336,17 @@ def _paired(plan, s, v):
 def _learn(plan, s, pairs):
     """W ← (1 − ηλ) W − η g (every ``accumulate`` ticks, the sum of the steps);
     learned feedback gets W's own update (Kolen–Pollack)."""
-    verts, steps = plan.model.vertices, {}
+    verts, steps, grouped = plan.model.vertices, {}, set()
+    for g in plan.groups:
+        e = jnp.stack([plan.lr * s["D"][i] for i in g])
+        gw = jnp.einsum("kbj,kbi->kji", e, jnp.stack([pairs[i][0] for i in g]))
+        gb = jnp.sum(e, axis=1)
+        for j, i in enumerate(g):
+            steps.update({f"{verts[i].name}.W": gw[j], f"{verts[i].name}.b": gb[j]})
+        grouped.update(g)
     for i in plan.params:
+        if i in grouped:
+            continue
         v = verts[i]
         g = v.layer.param_grads(jnp, pairs[i], plan.lr * s["D"][i])
         steps.update({f"{v.name}.{k}": g[k] for k in v.param_names})
