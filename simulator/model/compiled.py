@@ -197,17 +197,27 @@ class CompiledEngine:
         tick, vertex and quantity, as GraphEngine.check_finite does."""
         n = self._check_chunk(U, Y)
         start = self.tick + 1
+        before, U, Y = self._state, self._frames(U), self._frames(Y)
         with self._scope():
-            self._state, out = self._loops[bool(record)](self._state, self._frames(U),
-                                                         self._frames(Y))
+            self._state, out = self._loops[bool(record)](before, U, Y)
             host = jax.tree_util.tree_map(np.asarray, out)
         self.tick += n
         bad = ~np.isfinite(host.pop("finite"))
         if bad.any():
-            row, slot = np.argwhere(bad)[0]
-            q, i = self._plan.slots[slot]
-            raise NumericalError(start + int(row), i, FINITE_QUANTITIES[q], name=self.names[i])
+            row = int(np.argmax(bad))
+            q, i = self._first_slot(before, U[:row + 1], Y[:row + 1])
+            raise NumericalError(start + row, i, FINITE_QUANTITIES[q], name=self.names[i])
         return host if record else None
+
+    def _first_slot(self, state, U, Y):
+        """(quantity, vertex) of the first non-finite flag at the last of these
+        ticks, replayed from ``state`` with one flag per slot (compiled on the
+        first NaN/Inf only)."""
+        if "exact" not in self._loops:
+            self._loops["exact"] = chunk_loop(self._plan, False, exact=True)
+        with self._scope():
+            flags = np.asarray(self._loops["exact"](state, U, Y)[1]["finite"][-1])
+        return self._plan.slots[int(np.argmax(~np.isfinite(flags)))]
 
     def _frames(self, a):
         if isinstance(a, jax.Array):

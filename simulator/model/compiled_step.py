@@ -67,6 +67,11 @@ class Plan:
         self.slots = [(q, v.index) for v in verts for q in range(3)
                       if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
                       or (q == 2 and v.index)]
+        # Enough of them to see that a tick has a non-finite value: σ (tanh,
+        # logistic, relu) of a finite pre is finite, so a vertex's activity
+        # need not be looked at where its preactivation is.
+        pre = {i for q, i in self.slots if q == 1}
+        self.detect = [(q, i) for q, i in self.slots if not (q == 0 and i in pre)]
 
 
 def initial_state(plan, host, dtype):
@@ -137,7 +142,7 @@ def _factors(plan, s, t):
     return out, None
 
 
-def _tick(plan, s, uy):
+def _tick(plan, s, uy, exact=False):
     """One tick of SPEC §1 from state ``s`` (tick t−1) on (u, y): GraphEngine's
     generic step, functionally."""
     u, y = uy
@@ -207,7 +212,10 @@ def _tick(plan, s, uy):
     pairs = {i: paired(plan, new, verts[i]) for i in plan.params}
     if plan.lr:
         new = _learn(plan, new, pairs)
-    out = {"finite": jnp.stack([jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in plan.slots])}
+    # NaN/Inf: 0·v is 0 for finite v, NaN otherwise. One number a tick (NaN
+    # when some value is not finite); ``exact`` gives one per flag slot.
+    flags = [jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in (plan.slots if exact else plan.detect)]
+    out = {"finite": jnp.stack(flags) if exact else sum(flags[1:], flags[0])}
     return new, out, pairs
 
 
@@ -268,8 +276,9 @@ def _learn(plan, s, pairs):
     return s
 
 
-def chunk_loop(plan, record):
-    """The jitted chunk loop: (state, U, Y) -> (state, per-tick outputs)."""
+def chunk_loop(plan, record, exact=False):
+    """The jitted chunk loop: (state, U, Y) -> (state, per-tick outputs); the
+    state passed in stays valid (a chunk with a NaN/Inf is replayed from it)."""
     learning = bool(plan.lr)
     fixed_keys = () if learning else ("params", "F")
 
@@ -277,7 +286,7 @@ def chunk_loop(plan, record):
         fixed = {k: state[k] for k in fixed_keys if k in state}
 
         def tick(moving, uy):
-            new, out, pairs = _tick(plan, {**moving, **fixed}, uy)
+            new, out, pairs = _tick(plan, {**moving, **fixed}, uy, exact)
             if record:
                 out.update(X=new["X"], P=new["P"], D=new["D"], pairs=pairs)
                 if learning:
@@ -290,4 +299,4 @@ def chunk_loop(plan, record):
         final, out = jax.lax.scan(tick, moving, (U, Y))
         return {**final, **fixed}, out
 
-    return jax.jit(run, donate_argnums=0)
+    return jax.jit(run)
