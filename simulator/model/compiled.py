@@ -26,8 +26,10 @@ model and the options only, so ``TagClock`` steps a batch-1 numpy
 GraphEngine with the same model and options through its warm-up (the
 authoritative tag rule, not a copy of it), after which every tag is the tick
 minus a fixed lag and ``tags(t)`` is closed form. NaN/Inf: every tick returns
-one flag per (vertex, quantity) slot of GraphEngine's report order, so a run
-stops naming the same first tick, vertex and quantity as GraphEngine.
+one number, NaN when some value is not finite; a chunk that has one is
+replayed from its start state with one flag per (vertex, quantity) slot of
+GraphEngine's report order, so a run stops naming the same first tick,
+vertex and quantity as GraphEngine.
 """
 import importlib.util
 
