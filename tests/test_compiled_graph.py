@@ -127,7 +127,32 @@ def test_compiled_executor_equals_graph_engine_every_tick(point):
 def test_compiled_executor_equals_graph_engine_over_the_whole_grid(point, request):
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("the whole grid (1,200 runs): run with -m slow")
-    check_run(*point)
+    try:
+        check_run(*point)
+    except AssertionError:
+        if not max_pool_ties(*point):
+            raise
+        pytest.xfail("a max-pool window holds a tie (tanh saturated to ±1): which element "
+                     "is first is decided by rounding, so δ moves to another element")
+
+
+def max_pool_ties(model_name, derivative, pairing, feedback, mode):
+    """Whether some max-pool window of the numpy run has its two largest
+    inputs within rounding (1e-12 of the input's scale) at some tick."""
+    model, levelled = model_of(model_name)
+    e = GraphEngine(model, derivative=derivative, pairing=pairing, feedback=feedback,
+                    batch=golden.BATCH, feedback_seed=11, supervision_delay=1,
+                    levelled=levelled, **golden.MODES[mode])
+    pools = [v for v in e.model.vertices if v.kind == "pool" and v.cfg["mode"] == "max"]
+    u, y = golden.frames(model.input_shape, model.output_shape, seed=1)
+    for t in range(golden.TICKS):
+        e.step(u[t], y[t])
+        for v in pools:
+            x = e.activity(v.parents[0])
+            top2 = np.sort(np.stack(v.layer._parts(x)), axis=0)[-2:]
+            if np.min(top2[1] - top2[0]) <= 1e-12 * np.max(np.abs(x)):
+                return True
+    return False
 
 
 @needs_jax
