@@ -1,15 +1,21 @@
-"""Ticks per second of the compiled chunk loop (simulator.compiled, jax
-jit + lax.scan) against the numpy Engine.step, measured in the same run:
+"""Ticks per second of the compiled executor (simulator.model.compiled, jax
+jit + lax.scan of the graph engine's step) against the numpy GraphEngine
+(its fast path; the engine Engine(Model) builds), measured in the same run:
 interleaved rounds, fastest round of each, after a warm-up (compilation and
-first-call allocations stay out). Prints a table; never asserts.
+first-call allocations stay out; the compile time of each chunk length is
+reported on its own, as the CPU time of the first scan of that length).
+Prints a table; never asserts.
 
     python benchmarks/bench_compiled.py [--quick] [--threads 1] [--chunk 256]
 
-Sizes (tanh hidden layers, linear output, mse, frozen and learning):
-  paper   L = 9,  width 16,   batch 1,  float64
-  medium  L = 6,  width 128,  batch 16, float64
-  large   L = 4,  width 1024, batch 64, float32
-  deep    L = 64, width 32,   batch 8,  float64
+Sizes (chains: tanh hidden layers, linear output, mse; frozen and learning):
+  paper     L = 9,  width 16,   batch 1,  float64
+  medium    L = 6,  width 128,  batch 16, float64
+  large     L = 4,  width 1024, batch 64, float32
+  deep      L = 64, width 32,   batch 8,  float64
+and the graphs of two shipped scenes with their own options (batch, rule):
+  residual  scenes/residual_levelling.toml (dense + add, unlevelled)
+  conv      scenes/conv_digits.toml (conv2d, avg pool, flatten, dense)
 
 Both sides get the same number of threads (default 1: the machine is
 usually shared, and one thread per process is what a sweep runs): BLAS
@@ -37,6 +43,8 @@ SIZES = {  # name: (depth, width, batch, dtype, numpy ticks per round)
     "large": (4, 1024, 64, "float32", 16),
     "deep": (64, 32, 8, "float64", 200),
 }
+SCENES = {"residual": ("residual_levelling", 2000), "conv": ("conv_digits", 500)}
+COMPILE_CHUNKS = (64, 256)
 
 
 def _threads_env(threads):
@@ -63,24 +71,49 @@ def _reexec(threads):
 CLOCK = time.process_time
 
 
-def measure(name, learning_rate, chunk, rounds):
-    """(numpy ticks/s, compiled ticks/s) at size ``name``, fastest round of each."""
-    # Imported here, not at the top: numpy and jax read their thread settings
-    # when they load, which must happen after _reexec has set them.
+def _case(name, learning_rate, chunk):
+    """(model, engine keywords, U, Y, numpy ticks per round) of one size."""
     import numpy as np
 
-    from simulator import Network
-    from simulator.compiled import CompiledEngine
-    from simulator.engine import Engine
+    from simulator import Model, Network
+    from simulator.build import build
+    from simulator.scene import apply_overrides, load
 
-    L, W, B, dtype, n_np = SIZES[name]
-    net = Network.random([W] * (L + 1), ["tanh"] * (L - 1) + ["linear"], seed=0)
     rng = np.random.default_rng(0)
-    U = rng.normal(size=(chunk, B, W)).astype(dtype)
-    Y = rng.normal(size=(chunk, B, W)).astype(dtype)
-    kw = dict(batch=B, dtype=dtype, learning_rate=learning_rate)
-    eng, comp = Engine(net, **kw), CompiledEngine(net, **kw)
-    n_np = min(n_np, chunk)
+    if name in SIZES:
+        L, W, B, dtype, n_np = SIZES[name]
+        net = Network.random([W] * (L + 1), ["tanh"] * (L - 1) + ["linear"], seed=0)
+        model, kw = Model.from_network(net), dict(batch=B, dtype=dtype)
+    else:
+        scene, n_np = SCENES[name]
+        _, resolved = load(scene)
+        resolved = apply_overrides(resolved, [f"rule.learning_rate={learning_rate!r}"], scene)
+        parts = build(resolved)
+        model, kw = parts.network, dict(parts.engine_args)
+        dtype = kw.get("dtype", "float64")
+    kw["learning_rate"] = learning_rate
+    B = kw["batch"]
+    U = rng.normal(size=(chunk, B) + tuple(model.input_shape)).astype(dtype)
+    Y = rng.normal(size=(chunk, B) + tuple(model.output_shape)).astype(dtype)
+    return model, kw, U, Y, min(n_np, chunk)
+
+
+def measure(name, learning_rate, chunk, rounds):
+    """(numpy ticks/s, compiled ticks/s, {chunk length: compile s}) at size
+    ``name``, fastest round of each."""
+    # Imported here, not at the top: numpy and jax read their thread settings
+    # when they load, which must happen after _reexec has set them.
+    from simulator.model.compiled import CompiledEngine
+    from simulator.model.tick import GraphEngine
+
+    model, kw, U, Y, n_np = _case(name, learning_rate, chunk)
+    eng, comp = GraphEngine(model, **kw), CompiledEngine(model, **kw)
+    compile_s = {}
+    for n in sorted(set(COMPILE_CHUNKS) | {chunk}):
+        t = CLOCK()
+        comp.run_chunk(U[:n] if n <= chunk else U.repeat(-(-n // chunk), 0)[:n],
+                       Y[:n] if n <= chunk else Y.repeat(-(-n // chunk), 0)[:n])
+        compile_s[n] = CLOCK() - t
 
     def numpy_round():
         t = CLOCK()
@@ -94,12 +127,12 @@ def measure(name, learning_rate, chunk, rounds):
         comp.run_chunk(U, Y)
         return chunk / (CLOCK() - t)
 
-    numpy_round(), compiled_round()                      # warm-up: compile, allocate
+    numpy_round(), compiled_round()                      # warm-up: allocate
     best_np = best_c = 0.0
     for _ in range(rounds):
         best_np = max(best_np, numpy_round())
         best_c = max(best_c, compiled_round())
-    return best_np, best_c
+    return best_np, best_c, compile_s
 
 
 def main():
@@ -107,7 +140,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--threads", type=int, default=1, help="BLAS and XLA threads (both)")
     ap.add_argument("--chunk", type=int, default=256, help="ticks per compiled scan")
-    ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated subset")
+    ap.add_argument("--sizes", default=",".join([*SIZES, *SCENES]),
+                    help="comma-separated subset")
     ap.add_argument("--wall", action="store_true", help="time the wall clock, not CPU time")
     args = ap.parse_args()
     global CLOCK
@@ -120,12 +154,15 @@ def main():
         load = f.read().split()[:3]
     print(f"threads {args.threads}, chunk {args.chunk}, load average {' '.join(load)}, "
           f"{os.cpu_count()} cpus, {'wall clock' if args.wall else 'CPU time'}")
-    print(f"{'size':>7} {'learning':>8} {'numpy t/s':>11} {'jax t/s':>11} {'ratio':>7}")
+    lens = sorted(set(COMPILE_CHUNKS) | {args.chunk})
+    print(f"{'size':>8} {'learning':>8} {'numpy t/s':>11} {'jax t/s':>11} {'ratio':>7}  "
+          + " ".join(f"{'compile ' + str(n):>12}" for n in lens))
     for name in args.sizes.split(","):
         for lr in (0.0, 1e-4):
-            t_np, t_c = measure(name, lr, args.chunk, rounds)
-            print(f"{name:>7} {'on' if lr else 'off':>8} {t_np:11.0f} {t_c:11.0f} "
-                  f"{t_c / t_np:6.2f}x", flush=True)
+            t_np, t_c, comp = measure(name, lr, args.chunk, rounds)
+            print(f"{name:>8} {'on' if lr else 'off':>8} {t_np:11.0f} {t_c:11.0f} "
+                  f"{t_c / t_np:6.2f}x  " + " ".join(f"{comp[n]:11.2f}s" for n in lens),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ import numpy as np
 
 from .backend import Backend
 from .datasets import DIGITS_SHAPE, load_dataset
-from .compiled import CompiledEngine, jax_available, prefers_compiled
 from .engine import Engine
 from .errors import BudgetError, SceneError
 from .model import Model
+from .model.compiled import CompiledEngine, jax_available, prefers_compiled
 from .network import Network
 from .probes import format_bytes, parse_bytes
 from .scene import check_graph, network_sizes
@@ -182,20 +182,19 @@ class Parts:
 
 
 def _tick_backend(scene, network, sizes):
-    """'numpy' or 'jax' for run.backend: jax runs chain networks on the CPU
-    only and needs the extra; 'auto' takes it where ``prefers_compiled`` says
-    it is faster. A backend that cannot run this scene is one SceneError."""
+    """'numpy' or 'jax' for run.backend: jax runs any network (chain or graph)
+    on the CPU and needs the extra; 'auto' takes it where ``prefers_compiled``
+    says it is faster. A backend that cannot run this scene is one SceneError."""
     run = scene["run"]
     want = run.get("backend", "numpy")
     if want == "numpy":
         return "numpy"
-    chain = not isinstance(network, Model) and run["device"] == "cpu"
+    cpu = run["device"] == "cpu"
     if want == "auto":
-        return "jax" if chain and prefers_compiled(sizes, scene["stream"]["batch"]) else "numpy"
-    if not chain:
-        what = "a graph (network.layers)" if isinstance(network, Model) else \
-            f"run.device = {run['device']!r}"
-        raise SceneError(f"key 'run.backend': 'jax' runs chain networks on the CPU, got {what}")
+        return "jax" if cpu and prefers_compiled(network, scene["stream"]["batch"]) else "numpy"
+    if not cpu:
+        raise SceneError(f"key 'run.backend': 'jax' runs on the CPU, got run.device = "
+                         f"{run['device']!r}")
     if not jax_available():
         raise SceneError("key 'run.backend': 'jax' needs the jax extra: "
                          "pip install 'tickprop[jax]'")

@@ -123,8 +123,8 @@ RUN = {
     "dtype": Str("float64", "float32 or float64", ("float32", "float64")),
     "threads": Int(0, "BLAS threads (0 = automatic: one when the machine is busy or in a "
                       "sweep worker, else the usable cores up to 4)", 0, 1024),
-    "backend": Str("numpy", "the tick loop: numpy, jax (the compiled chunk loop, chain "
-                   "networks on the CPU, extra 'jax') or auto (jax where it is faster)",
+    "backend": Str("numpy", "the tick loop: numpy, jax (the compiled chunk loop, any "
+                   "network on the CPU, extra 'jax') or auto (jax where it is faster)",
                    ("numpy", "jax", "auto")),
 }
 RECORD = {

@@ -1,18 +1,20 @@
-"""The compiled tick loop (simulator.compiled) against the numpy Engine, its
-independent oracle: same network, same frames, every SPEC §1 option — x, δ, g,
-weights and tags after N ticks equal to rounding, per tick as well as at the
-end, whatever the chunking. Skipped where the optional jax extra is absent."""
+"""The compiled executor (simulator.model.compiled) on chains against the
+stacked numpy Engine, an independent implementation of the same tick (padded
+layers, its own tag rule), and routed through scenes and recorders as the
+numpy GraphEngine is. The graph grid is tests/test_compiled_graph.py.
+Skipped where the optional jax extra is absent."""
 import numpy as np
 import pytest
 
 from graph_models import RESIDUAL
-from simulator import Model, Network, SimulatorError
+from simulator import Model, Network
 from simulator.engine import Engine
-from simulator.probes import Recorder, RecordPlan
-from simulator.streams import HeldStream, teacher_target
-
-from simulator import compiled
-from simulator.compiled import CompiledEngine
+from simulator.probes import Recorder
+from simulator.model import compiled
+from simulator.model.compiled import CompiledEngine, TagClock
+from simulator.model.tick import GraphEngine
+from simulator.probes import RecordPlan
+from simulator.streams import HeldStream
 
 needs_jax = pytest.mark.skipif(not compiled.jax_available(), reason="the jax extra is not installed")
 
@@ -25,40 +27,25 @@ def net5(act="tanh", sizes=(3, 4, 5, 4, 4, 2), seed=0):
     return Network.random(list(sizes), [act] * (L - 1) + ["linear"], seed=seed, bias_scale=0.3)
 
 
-def frames(net, batch, ticks, seed=0, hold=1):
+def frames(sizes, batch, ticks, seed=0, hold=1):
     """Input/target frames, each held ``hold`` ticks (targets ≥ 0 so xent reads them as mass)."""
     rng = np.random.default_rng(seed)
     n = -(-ticks // hold)
-    u = np.repeat(rng.normal(size=(n, batch, net.sizes[0])), hold, axis=0)[:ticks]
-    y = np.repeat(rng.uniform(size=(n, batch, net.sizes[-1])), hold, axis=0)[:ticks]
+    u = np.repeat(rng.normal(size=(n, batch, sizes[0])), hold, axis=0)[:ticks]
+    y = np.repeat(rng.uniform(size=(n, batch, sizes[-1])), hold, axis=0)[:ticks]
     return u, y
 
 
-def assert_close(got, want, tol, what):
+def assert_close(got, want, tol, what, scale=None):
     got, want = np.asarray(got), np.asarray(want)
-    scale = max(float(np.max(np.abs(want))), 1e-300)
+    scale = max(float(np.max(np.abs(want))) if scale is None else scale, 1e-300)
     err = float(np.max(np.abs(got - want))) / scale
     assert err <= tol, f"{what}: relative difference {err:.3g} > {tol:g}"
 
 
-def assert_engines_agree(c, e, tol, tick=""):
-    L = e.depth
-    for l in range(L + 1):
-        assert_close(c.activity(l), e.activity(l), tol, f"x[{tick},{l}]")
-    for l in range(1, L + 1):
-        assert_close(c.delta(l), e.delta(l), tol, f"δ[{tick},{l}]")
-        assert_close(c.preactivation(l), e.preactivation(l), tol, f"a[{tick},{l}]")
-    for name in ("gradients", "bias_gradients", "weights", "biases", "feedback_matrices"):
-        for i, (g, w) in enumerate(zip(getattr(c, name)(), getattr(e, name)())):
-            assert_close(g, w, tol, f"{name}[{i}] at tick {tick}")
-    te, tc = e.tags(), c.tags()
-    for key in te:
-        np.testing.assert_array_equal(tc[key], te[key], err_msg=f"tag {key} at tick {tick}")
-
-
-# A covering set: every value of every option appears, each interaction that
-# touches a different code path (learning × feedback, frame rings × delay,
-# ITD × learning, masking of a logistic network's padding, L = 1 and 2).
+# A covering set on chains: every value of every option, the interactions
+# that touch different paths (learning × feedback, frame rings × delay, ITD ×
+# learning, logistic's σ(0) ≠ 0, L = 1 and 2, a batch above 16, float32).
 CASES = [
     dict(),
     dict(loss="xent", feedback="random", derivative="frame", pairing="frame",
@@ -73,7 +60,7 @@ CASES = [
     dict(pairing="frame", learning_rate=0.05, act="relu", sizes=(6, 3, 7, 2)),
     dict(learning_rate=0.1, sizes=(3, 2)),
     dict(derivative="frame", learning_rate=0.1, sizes=(3, 5, 2), batch=3),
-    dict(learning_rate=0.05, accumulate=2, sizes=(3, 4, 2), batch=compiled.RANK_ONE_BATCH + 1),
+    dict(learning_rate=0.05, accumulate=2, sizes=(3, 4, 2), batch=17),
     dict(dtype="float32"),
     dict(dtype="float32", feedback="learned", derivative="frame", pairing="frame",
          learning_rate=0.05),
@@ -83,75 +70,83 @@ CASES = [
 @needs_jax
 @pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
                          or "defaults")
-def test_compiled_loop_equals_numpy_engine_every_tick(case):
+def test_compiled_chain_equals_the_stacked_engine_every_tick(case):
     kw = dict(case)
     net = net5(kw.pop("act", "tanh"), kw.pop("sizes", (3, 4, 5, 4, 4, 2)))
     kw.setdefault("batch", 2)
-    tol = TOL[kw.get("dtype", "float64")]
+    dt = kw.get("dtype", "float64")
+    tol = TOL[dt]
     e, c = Engine(net, feedback_seed=3, **kw), CompiledEngine(net, feedback_seed=3, **kw)
     # Held frames (hold 2) exercise repeated inputs; ITD-Δy divides by Δa, which
     # turns rounding into ~1e-16/|Δa| and is run on fresh frames instead.
-    u, y = frames(net, kw["batch"], TICKS, hold=1 if kw.get("derivative") == "itd-dy" else 2)
+    u, y = frames(net.sizes, kw["batch"], TICKS, hold=1 if kw.get("derivative") == "itd-dy" else 2)
     out = c.run_chunk(u, y, record=True)
-    assert c.tick == e.tick + TICKS
+    L = net.depth
     for k in range(TICKS):
-        e.step(u[k].astype(kw.get("dtype", "float64")), y[k].astype(kw.get("dtype", "float64")))
-        X, D, P = e.stacked_state_views()
-        assert_close(out["x"][k], X, tol, f"x at tick {k}")
-        assert_close(out["delta"][k], D, tol, f"δ at tick {k}")
-        if "pair" in out:
-            assert_close(out["pair"][k], P, tol, f"paired x at tick {k}")
-        if "WT" in out:
-            assert_close(out["WT"][k], e._WT, tol, f"weights at tick {k}")
-    assert e.tick == TICKS - 1
-    assert_engines_agree(c, e, tol, TICKS - 1)
+        e.step(u[k].astype(dt), y[k].astype(dt))
+        # δ against the tick's largest (as the padded stack is): an ITD factor
+        # is a difference of successive x, a cancellation on held frames.
+        d_scale = max(float(np.max(np.abs(e.delta(l)))) for l in range(1, L + 1))
+        for l in range(L + 1):
+            assert_close(out["X"][l][k], e.activity(l), tol, f"x[{k},{l}]")
+            if l:
+                assert_close(out["D"][l][k], e.delta(l), tol, f"δ[{k},{l}]", d_scale)
+                if "params" in out:
+                    assert_close(out["params"][f"{l}.W"][k], e.weights()[l - 1], tol,
+                                 f"W[{k},{l}]")
+        want, got = e.tags(), c._clock.tags(k)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"tag {key} at {k}")
+    g = c.gradients()
+    for l in range(1, L + 1):
+        assert_close(c.preactivation(l), e.preactivation(l), tol, f"a[{l}]")
+        assert_close(g[f"{l}.W"], e.gradients()[l - 1], tol, f"g_W[{l}]")
+        assert_close(g[f"{l}.b"], e.bias_gradients()[l - 1], tol, f"g_b[{l}]")
+        assert_close(c.parameters()[f"{l}.b"], e.biases()[l - 1], tol, f"b[{l}]")
+        assert_close(c.feedback_weights()[f"{l}.W"], _feedback(e, l), tol, f"B[{l}]")
     if kw.get("learning_rate"):            # the test would pass if learning were ignored
         assert max(np.max(np.abs(w - w0)) for w, w0 in zip(e.weights(), net.weights)) > 1e-3
 
 
-@needs_jax
-def test_chunked_and_unchunked_runs_are_identical():
-    net = net5()
-    kw = dict(feedback="learned", derivative="itd-dy", pairing="frame", learning_rate=0.05,
-              accumulate=3, supervision_delay=2, batch=2)
-    u, y = frames(net, 2, TICKS, seed=4)
-    whole, parts = CompiledEngine(net, **kw), CompiledEngine(net, **kw)
-    whole.run_chunk(u, y)
-    for k in range(0, TICKS, 8):
-        parts.run_chunk(u[k:k + 8], y[k:k + 8])
-    assert parts.tick == whole.tick == TICKS - 1
-    assert_engines_agree(parts, whole, 0.0, TICKS - 1)
+def _feedback(e, l):
+    """The stacked engine's backward weights of layer l, shaped like W_l."""
+    if e.feedback == "transpose":
+        return e.weights()[l - 1]
+    if e.feedback == "sign":
+        return np.sign(e.weights()[l - 1])
+    return e.feedback_matrices()[l - 1]
 
 
-def test_tags_equal_the_engines_at_every_tick_past_the_warm_up():
-    net = net5(sizes=(2, 3, 3, 3, 2))
+def test_tags_equal_the_graph_engines_far_past_the_clocks_table():
+    model = Model.from_layers(RESIDUAL, (5,), seed=3)
     for opts in ({}, {"derivative": "frame", "pairing": "frame", "supervision_delay": 4},
                  {"derivative": "itd-dy", "supervision_delay": 1}, {"derivative": "none"}):
-        clock = compiled.TagClock(net.depth, opts.get("derivative", "local"),
-                                  opts.get("pairing", "local"), opts.get("supervision_delay", 0))
-        e = Engine(net, **opts)
+        clock = TagClock(GraphEngine(model, **opts))
+        e = GraphEngine(model, **opts)
         assert all(np.array_equal(clock.tags(-1)[k], v) for k, v in e.tags().items())
-        for t in range(120):                 # far beyond the clock's own table
-            e.step(np.zeros((1, 2)), np.zeros((1, 2)))
+        for t in range(120):
+            e.step(np.zeros((1, 5)), np.zeros((1,) + model.output_shape))
             for k, v in e.tags().items():
                 np.testing.assert_array_equal(clock.tags(t)[k], v, err_msg=f"{opts} {k} {t}")
 
 
 @needs_jax
 @pytest.mark.parametrize("learning_rate", [0.0, 0.05])
-def test_recorded_run_gives_the_numpy_engines_trace(learning_rate):
-    net = net5(sizes=(3, 4, 4, 2))
+def test_recorded_run_gives_the_graph_engines_trace(learning_rate):
+    model = Model.from_layers(RESIDUAL, (5,), seed=3)
     traces = []
-    for cls in (Engine, CompiledEngine):
-        teacher = Network.random(net.sizes, net.activations, seed=1)
-        stream = HeldStream(3, 2, np.random.default_rng(0), teacher_target(teacher, "mse"),
+    for cls in (GraphEngine, CompiledEngine):
+        n_out = model.output_shape[0]
+        stream = HeldStream(5, 2, np.random.default_rng(0), lambda u, ids: np.tanh(u[..., :n_out]),
                             hold=3)
-        engine = cls(net, batch=2, learning_rate=learning_rate, supervision_delay=3)
-        plan = RecordPlan(20, net.depth, 4, 2, 8, states=True, layers=[0, 2], chunk=8)
+        engine = cls(model, batch=2, learning_rate=learning_rate, supervision_delay=3)
+        width = max(int(np.prod(v.shape)) for v in engine.model.vertices)
+        plan = RecordPlan(20, engine.n - 1, width, 2, 8, states=True, chunk=8)
         rec = Recorder(engine, plan)
         engine.run(stream, 20, rec)
         traces.append(rec.trace())
     want, got = traces
+    assert set(want.arrays) == set(got.arrays)
     for key in want.arrays:
         w, g = np.asarray(want[key]), np.asarray(got[key])
         if w.dtype.kind == "f":
@@ -164,63 +159,40 @@ def test_recorded_run_gives_the_numpy_engines_trace(learning_rate):
 
 
 @needs_jax
-def test_non_finite_values_name_their_first_tick_layer_and_quantity():
-    net = net5()
-    u, y = frames(net, 1, 10)
-    u[6, 0, 1] = np.inf
-    c = CompiledEngine(net, batch=1)
-    with pytest.raises(SimulatorError) as err:
-        c.run_chunk(u, y)
-    # x[6,0] = u[6] is the first non-finite value: tick 6, layer 0, the activity.
-    assert (err.value.tick, err.value.layer, err.value.what) == (6, 0, "activity")
+def test_auto_choice_follows_the_measured_rule():
+    # bench_compiled.py: jax wins at paper scale and on the small graphs,
+    # loses at L 6 w 128 B 16, L 4 w 1024 B 64 and L 64 w 32 B 8.
+    def chain(w, L):
+        return Network.random([w] * (L + 1), "tanh", seed=0)
+    assert compiled.prefers_compiled(chain(16, 9), 1)
+    assert compiled.prefers_compiled(Model.from_layers(RESIDUAL, (5,), seed=3), 1)
+    assert not compiled.prefers_compiled(Model.from_network(chain(32, 64)), 8)
+    assert not compiled.prefers_compiled(chain(128, 6), 16)
+    assert not compiled.prefers_compiled(chain(1024, 4), 64)
 
 
 @needs_jax
-@pytest.mark.parametrize("bad", ["shape", "model", "device"])
-def test_misuse_is_one_simulator_error(bad):
-    net = net5()
-    if bad == "shape":
-        with pytest.raises(SimulatorError, match=r"\(4, 1, 3\)"):
-            CompiledEngine(net).run_chunk(np.zeros((4, 1, 2)), np.zeros((4, 1, 2)))
-    elif bad == "device":
-        with pytest.raises(SimulatorError, match="cpu"):
-            CompiledEngine(net, device="cuda")
-    else:
-        with pytest.raises(SimulatorError, match="chain"):
-            CompiledEngine(Model.from_layers(RESIDUAL, (4,), seed=3))
-
-
-@needs_jax
-def test_auto_choice_keeps_gemm_bound_sizes_on_numpy():
-    # Multiply-adds per tick: paper 2.3k, L = 64 width 32 batch 8 524k,
-    # L = 4 width 1024 batch 64 268M (measured no faster compiled).
-    assert compiled.prefers_compiled([16] * 10, 1)
-    assert compiled.prefers_compiled([32] * 65, 8)
-    assert not compiled.prefers_compiled([1024] * 5, 64)
-
-
-def test_missing_extra_is_one_error_naming_the_install(monkeypatch):
-    monkeypatch.setattr(compiled, "_load_jax", lambda: False)
-    with pytest.raises(SimulatorError, match=r"pip install 'tickprop\[jax\]'"):
-        CompiledEngine(net5())
-
-
-@needs_jax
-def test_scene_backend_jax_gives_the_numpy_trace():
+@pytest.mark.parametrize("scene, keys", [
+    ("fig3_fast", ("x_norm", "delta_norm", "mismatch_cos", "tag_pair")),
+    ("conv_digits", ("x_norm", "delta_norm", "grad_norm", "tag_pair", "tag_input"))])
+def test_scene_backend_jax_gives_the_numpy_trace(scene, keys):
     """run.backend = 'jax' (what `--set run.backend=jax` selects) records the
-    trace the numpy engine records, to rounding; 'auto' picks jax at paper scale."""
+    trace the numpy engine records, to rounding, on a chain and on a graph;
+    'auto' picks jax at paper scale."""
     from simulator.runner import simulate_scene
-    numpy_trace = simulate_scene("fig3_fast", "run.ticks=60")
-    jax_trace = simulate_scene("fig3_fast", "run.ticks=60", "run.backend='jax'")
+    numpy_trace = simulate_scene(scene, "run.ticks=30")
+    jax_trace = simulate_scene(scene, "run.ticks=30", "run.backend='jax'")
     assert jax_trace.meta["backend"] == "jax" and numpy_trace.meta["backend"] == "numpy"
-    for key in ("x_norm", "delta_norm", "mismatch_cos", "tag_pair"):
+    for key in keys:
         np.testing.assert_allclose(jax_trace[key], numpy_trace[key], rtol=1e-9, atol=1e-7,
-                                   equal_nan=True)
-    assert simulate_scene("fig3_fast", "run.ticks=5", "run.backend='auto'").meta["backend"] == "jax"
+                                   equal_nan=True, err_msg=key)
+    if scene == "fig3_fast":
+        assert simulate_scene(scene, "run.ticks=5", "run.backend='auto'").meta["backend"] == "jax"
 
 
-def test_scene_backend_jax_refuses_graphs_in_one_line():
+def test_scene_backend_jax_refuses_a_gpu_device_in_one_line():
+    from simulator import build
     from simulator.errors import SceneError
-    from simulator.runner import simulate_scene
+    scene = {"run": {"backend": "jax", "device": "cuda"}, "stream": {"batch": 1}}
     with pytest.raises(SceneError, match="run.backend"):
-        simulate_scene("conv_digits", "run.ticks=5", "run.backend='jax'")
+        build._tick_backend(scene, net5(), None)

@@ -64,7 +64,7 @@ import math
 import numpy as np
 
 from ..network import ACTIVATIONS
-from .windows import crop2d, out_size, pad2d, scatter, slices, windows
+from .windows import crop2d, out_size, pad2d, scatter, slices, windows, zeros
 
 
 class Unfit(Exception):
@@ -254,11 +254,11 @@ class Pool(Layer):
         """(max, k): each window's maximum and the offset k of its first
         occurrence, by one elementwise pass per offset (no stacked windows)."""
         parts = self._parts(x)
-        best, first = parts[0], xp.zeros(parts[0].shape, dtype=xp.int32, device=x.device)
+        best, first = parts[0], zeros(xp, parts[0].shape, x, xp.int32)
         for k, part in enumerate(parts[1:], 1):
             later = part > best          # strictly: ties keep the first offset
             best = xp.where(later, part, best)
-            first = xp.where(later, xp.asarray(k, dtype=xp.int32, device=x.device), first)
+            first = xp.where(later, xp.full_like(first, k), first)
         return best, first
 
     def _pre(self, xp, params, inputs):

@@ -5,9 +5,21 @@ slices, one per kernel offset (i, j): slice (i, j) holds, for every output
 pixel (r, c), the input pixel (i + r·sh, j + c·sw). Stacking the slices gives
 im2col; scattering cotangents back slice by slice gives col2im. Only basic
 slicing, ``concat``, ``stack`` and slice assignment are used, so the same code
-runs under numpy, array-api-strict and cupy; the one Python loop is over the
-kh·kw offsets (never over batch, channels or pixels).
+runs under numpy, array-api-strict and cupy, and (its immutable arrays written
+through ``.at``, arrays traced by jit carrying no device) under jax.numpy; the
+one Python loop is over the kh·kw offsets (never over batch, channels or pixels).
 """
+
+
+def zeros(xp, shape, like, dtype=None):
+    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device; a
+    jax array traced inside jit has no device and gets the default one."""
+    dtype = like.dtype if dtype is None else dtype
+    try:
+        device = like.device
+    except AttributeError:
+        return xp.zeros(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype, device=device)
 
 
 def out_size(n, k, s, p):
@@ -20,10 +32,10 @@ def out_size(n, k, s, p):
 def pad2d(xp, x, ph, pw):
     """x zero-padded by ph rows above and below and pw columns left and right."""
     if ph:
-        z = xp.zeros(x.shape[:-2] + (ph, x.shape[-1]), dtype=x.dtype, device=x.device)
+        z = zeros(xp, x.shape[:-2] + (ph, x.shape[-1]), x)
         x = xp.concat([z, x, z], axis=-2)
     if pw:
-        z = xp.zeros(x.shape[:-1] + (pw,), dtype=x.dtype, device=x.device)
+        z = zeros(xp, x.shape[:-1] + (pw,), x)
         x = xp.concat([z, x, z], axis=-1)
     return x
 
@@ -50,7 +62,10 @@ def windows(xp, x, kernel, stride, out_hw):
 def scatter(xp, parts, shape, kernel, stride, out_hw, like):
     """col2im: the sum, into a zero array of ``shape`` (padded input shape), of
     ``parts[k]`` (B, C, Ho, Wo) added at offset k's strided positions."""
-    g = xp.zeros(shape, dtype=like.dtype, device=like.device)
+    g = zeros(xp, shape, like)
     for part, (r, c) in zip(parts, slices(kernel, stride, out_hw)):
-        g[..., r, c] = g[..., r, c] + part
+        if hasattr(g, "at"):                 # jax: a functional update
+            g = g.at[..., r, c].add(part)
+        else:
+            g[..., r, c] = g[..., r, c] + part
     return g

@@ -21,7 +21,6 @@ vertex, Gram products for dense/linear, explicit g otherwise).
 import numpy as np
 
 from ..errors import SimulatorError
-from ..model.tick import GraphEngine
 from .plan import block_ticks, states_in_place
 from .stacked import StackedMetrics
 from .tags import TagClock, tag_table
@@ -52,7 +51,9 @@ class Recorder:
         self.engine, self.plan, self.reference = engine, plan, reference
         self.xp = xp = engine.xp
         be, B, T = engine.backend, engine.batch, plan.rows
-        self._graph = isinstance(engine, GraphEngine)
+        # Engines of a Model (GraphEngine, the compiled CompiledEngine) expose
+        # per-vertex state views; the stacked chain engine its padded block.
+        self._graph = hasattr(engine, "state_views")
         if self._graph:
             self._vertex = vertex_arrays(engine.model)
             self._sizes = [int(s) for s in self._vertex["sizes"]]

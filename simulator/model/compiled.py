@@ -1,0 +1,372 @@
+"""The graph engine's tick as one compiled loop: ``jax.jit`` + ``jax.lax.scan``.
+
+At paper scale a tick is a few kFLOP, so a numpy tick is interpreter
+overhead; jitting one step does not help, the loop over ticks has to move
+into compiled code. ``CompiledEngine`` runs SPEC §1 on ANY Model (chains,
+conv, residual, attention) as GraphEngine's generic step does — the layers'
+own ``value``/``vjp``/``param_grads`` in the jax.numpy namespace — written as
+one pure function ``tick(state, (u_t, y_t)) -> (state, per-tick outputs)``
+built once from the model and the resolved options (no option name is looked
+at inside it) and scanned over a chunk of ticks; jit compiles it once per
+chunk length. The state is a pytree: per vertex x, pre, σ', δ, the previous
+x and pre where ITD or a VJP that reads its inputs needs them, the ITD
+quotients, the target ring of d_y, the history rings of the ``frame``
+options and, with learning, the parameters, feedback and accumulators.
+Frozen parameters stay out of the scan's carry (a carried array that never
+changes is still copied every iteration). The numbers equal the numpy
+GraphEngine's to rounding (XLA's matmuls, not OpenBLAS's).
+
+jax is an optional extra (``pip install 'tickprop[jax]'``); without it,
+constructing a CompiledEngine raises one DeviceError naming that command.
+float64 runs enable jax's 64-bit mode only inside this module's calls
+(``jax.enable_x64`` as a context), so it never leaks into other jax users.
+
+Provenance tags never enter the compiled loop: they depend on the tick, the
+model and the options only, so ``TagClock`` steps a batch-1 numpy
+GraphEngine with the same model and options through its warm-up (the
+authoritative tag rule, not a copy of it), after which every tag is the tick
+minus a fixed lag and ``tags(t)`` is closed form. NaN/Inf: every tick returns
+one number, NaN when some value is not finite; a chunk that has one is
+replayed from its start state with one flag per (vertex, quantity) slot of
+GraphEngine's report order, so a run stops naming the same first tick,
+vertex and quantity as GraphEngine.
+"""
+import importlib.util
+
+import numpy as np
+
+from ..arguments import check_run
+from ..backend import Backend
+from ..drive import repeated_frames, stream_chunks
+from ..errors import DeviceError, NumericalError, SimulatorError
+from ..network import Network
+from ..options import set_rule_options
+from . import compiled_step as step
+from .compiled_step import chunk_loop, initial_state, paired, Plan
+from .graph import Model
+from .tick import FINITE_QUANTITIES, GraphEngine
+
+# The optional extra, loaded on first use (``_load_jax``): importing jax
+# costs about a second, which no run on the numpy backend should pay.
+jax = jnp = None
+
+INSTALL_HINT = "pip install 'tickprop[jax]'"
+# Bytes of per-tick outputs one recorded scan may return; longer chunks are
+# cut into scans of at most this much.
+RECORD_BYTES = 256 * 2 ** 20
+# The measured rule of run.backend = "auto" (bench_compiled.py, one core):
+# the compiled loop wins 3.4–8.8× where every vertex's work is tiny (paper
+# scale, residual_levelling, conv_digits: batch × largest weight ≤ 2^14) and
+# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.81×) or
+# on long chains, which numpy's fast path runs as one stacked block
+# (L 64 w 32 B 8: 0.44–0.64×), so "auto" picks numpy there.
+SMALL_VERTEX_MACS = 2 ** 14
+MAX_VERTICES = 32
+
+
+def jax_available():
+    """True when the optional jax extra is installed (looked up, not imported)."""
+    return jax is not None or importlib.util.find_spec("jax") is not None
+
+
+def _load_jax():
+    """Import jax and jax.numpy into this module's globals (once); False without the extra."""
+    global jax, jnp
+    if jax is None:
+        try:
+            import jax as _jax
+            import jax.numpy as _jnp
+        except ImportError:
+            return False
+        jax, jnp = _jax, _jnp
+        step.bind(_jax, _jnp)
+    return True
+
+
+def prefers_compiled(model, batch):
+    """Whether the compiled loop is the faster executor for ``model`` (a Model
+    or a Network) at ``batch``, by the measured rule above: True while batch ×
+    the largest weight stays within SMALL_VERTEX_MACS and the model has at most
+    MAX_VERTICES vertices; False otherwise and without jax."""
+    if isinstance(model, Network):
+        weights, n = model.weights, len(model.weights) + 1
+    else:
+        weights = [a for k, a in model.parameters().items() if k.endswith(".W")]
+        n = len(model)
+    largest = max((int(np.prod(np.shape(w))) for w in weights), default=0)
+    return jax_available() and batch * largest <= SMALL_VERTEX_MACS and n <= MAX_VERTICES
+
+
+class TagClock:
+    """Provenance tags of every tick, from GraphEngine's own tag rule.
+
+    ``probe`` is a batch-1 GraphEngine with the run's model and options; it
+    steps on zero frames through its warm-up (every tag written at least
+    once); after it each tag is the tick minus a fixed lag (or stays −1),
+    which is checked here, so ``tags(t)`` for any later t is that shift."""
+
+    def __init__(self, probe):
+        self._before = probe.tags()
+        warm = 2 * probe.depth + probe.supervision_delay + probe.history + 2
+        u = np.zeros((1,) + tuple(probe.model.input_shape))
+        y = np.zeros((1,) + tuple(probe.model.output_shape))
+        self._table = []
+        with np.errstate(all="ignore"):
+            for _ in range(2 * warm + 1):
+                probe.step(u, y)
+                self._table.append(probe.tags())
+        self._last = len(self._table) - 1
+        for t in range(warm, self._last):
+            nxt = self._shift(self._table[t], 1)
+            if any(not np.array_equal(nxt[k], self._table[t + 1][k]) for k in nxt):
+                raise SimulatorError(f"tags are not shift-invariant after tick {warm}")
+
+    @staticmethod
+    def _shift(tags, n):
+        return {k: np.where(v >= 0, v + n, v) for k, v in tags.items()}
+
+    def tags(self, t):
+        """The GraphEngine.tags() dict at tick t (t = −1: before the first step)."""
+        if t < 0:
+            return {k: v.copy() for k, v in self._before.items()}
+        if t <= self._last:
+            return {k: v.copy() for k, v in self._table[t].items()}
+        return self._shift(self._table[self._last], t - self._last)
+
+
+class CompiledEngine:
+    """GraphEngine's tick rule (SPEC §1, "Graphs") compiled with jax:
+    ``run_chunk(U, Y)`` scans a whole chunk of ticks in one call.
+
+    Same keywords as ``GraphEngine`` (a ``Network`` is run as
+    ``Model.from_network``; ``device`` must be "cpu" or "jax": the loop runs on
+    jax's default CPU device) and its surface: ``step``, ``run``,
+    ``check_finite``, ``state_views``, ``gradient_factors``, the accessors
+    (``activity``, ``preactivation``, ``delta``, ``gradients``,
+    ``parameters``, ``feedback_weights``, ``tags`` …) as host numpy arrays;
+    ``xp`` and ``backend`` are numpy's, so a recorder keeps its buffers on
+    the host."""
+
+    def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
+                 pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
+                 accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
+                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
+        if not _load_jax():
+            raise DeviceError(f"the compiled tick loop needs jax: {INSTALL_HINT}")
+        if device not in ("cpu", "jax"):
+            raise DeviceError(f"the compiled tick loop runs on the cpu; got device {device!r}")
+        if isinstance(model, Network):
+            model = Model.from_network(model)
+        set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
+                         accumulate, learning_rate, weight_decay, itd_epsilon)
+        # A batch-1 numpy GraphEngine with the same model (parameters zeroed:
+        # tags never depend on values) and options checks them, levels the
+        # model, draws the random feedback (one source of truth) and is the
+        # tag clock's probe.
+        zero = model.with_parameters({k: np.zeros_like(a) for k, a in model.parameters().items()})
+        probe = GraphEngine(zero, loss=loss, feedback=feedback, derivative=derivative,
+                            pairing=pairing, supervision_delay=supervision_delay,
+                            feedback_seed=feedback_seed, feedback_scale=feedback_scale,
+                            itd_epsilon=itd_epsilon, dtype=dtype, levelled=levelled)
+        self.levelled = probe.levelled
+        self.model = model.level() if self.levelled else model
+        self.names, self.n, self.depth = probe.names, probe.n, probe.depth
+        self.history = probe.history
+        self.backend = Backend("cpu", dtype)
+        self.xp = np
+        self._x64 = dtype == "float64"
+        self._plan = Plan(self, self.model)
+        with self._scope():
+            self._state = initial_state(self._plan, probe, dtype)
+            self._loops = {r: chunk_loop(self._plan, r) for r in (False, True)}
+        self._clock = TagClock(probe)
+        self._u_shape = (self.batch,) + tuple(self.model.input_shape)
+        self._y_shape = (self.batch,) + tuple(self.model.output_shape)
+        self.tick = -1
+        self._view = None
+
+    def _scope(self):
+        return jax.enable_x64(self._x64)
+
+    # ----------------------------------------------------------------- ticks
+    def run_chunk(self, U, Y, record=False):
+        """Advance len(U) ticks in one compiled scan: U (ticks, batch, *input
+        shape) input frames, Y (ticks, batch, *output shape) targets. Without
+        ``record`` returns None; with it, the per-tick outputs as host arrays
+        stacked over the chunk: ``X``, ``P``, ``D`` (tuples over vertices),
+        ``pairs`` ({vertex index: paired inputs}) and, with learning,
+        ``params`` (and ``F``). A NaN/Inf raises NumericalError naming its first
+        tick, vertex and quantity, as GraphEngine.check_finite does."""
+        n = self._check_chunk(U, Y)
+        start = self.tick + 1
+        before, U, Y = self._state, self._frames(U), self._frames(Y)
+        with self._scope():
+            self._state, out = self._loops[bool(record)](before, U, Y)
+            host = jax.tree_util.tree_map(np.asarray, out)
+        self.tick += n
+        bad = ~np.isfinite(host.pop("finite"))
+        if bad.any():
+            row = int(np.argmax(bad))
+            q, i = self._first_slot(before, U[:row + 1], Y[:row + 1])
+            raise NumericalError(start + row, i, FINITE_QUANTITIES[q], name=self.names[i])
+        return host if record else None
+
+    def _first_slot(self, state, U, Y):
+        """(quantity, vertex) of the first non-finite flag at the last of these
+        ticks, replayed from ``state`` with one flag per slot (compiled on the
+        first NaN/Inf only)."""
+        if "exact" not in self._loops:
+            self._loops["exact"] = chunk_loop(self._plan, False, exact=True)
+        with self._scope():
+            flags = np.asarray(self._loops["exact"](state, U, Y)[1]["finite"][-1])
+        return self._plan.slots[int(np.argmax(~np.isfinite(flags)))]
+
+    def _frames(self, a):
+        if isinstance(a, jax.Array):
+            return a.astype(self.backend.dtype_name)
+        return np.asarray(a, dtype=self.backend.host_dtype)
+
+    def _check_chunk(self, U, Y):
+        shape_u, shape_y = tuple(getattr(U, "shape", ())), tuple(getattr(Y, "shape", ()))
+        n = shape_u[0] if shape_u else 0
+        want_u, want_y = (n,) + self._u_shape, (n,) + self._y_shape
+        if shape_u != want_u or shape_y != want_y or n < 1:
+            raise SimulatorError(
+                f"CompiledEngine.run_chunk: U and Y must have shapes (ticks, batch, *shape) = "
+                f"{want_u} and {want_y}, got {shape_u} and {shape_y}")
+        return n
+
+    def step(self, u, y):
+        """One tick (a chunk of one; prefer ``run_chunk`` — this is the slow path)."""
+        self.run_chunk(np.asarray(u)[None], np.asarray(y)[None])
+
+    def check_finite(self):
+        """Nothing to do: every chunk is checked as it returns."""
+
+    def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
+        """Step ``ticks`` times on frames from ``stream``, ``chunk`` ticks per
+        compiled scan (default: the recorder's plan.chunk, else 256). With a
+        recorder each chunk comes back as stacked per-tick states and the
+        recorder sees every tick from them, as simulator.drive.run_stream
+        feeds it from GraphEngine."""
+        check_run("CompiledEngine.run", stream, ticks, recorder, progress, chunk)
+        last = None
+        for u_host, y_host, frame_ids in stream_chunks(stream, ticks, recorder, chunk):
+            if recorder is None:
+                self.run_chunk(u_host, y_host)
+            else:
+                last = self._run_recorded(u_host, y_host, frame_ids, recorder, last)
+                recorder.flush()
+            if progress is not None:
+                progress(len(u_host))
+
+    def _run_recorded(self, u_host, y_host, frame_ids, recorder, last):
+        per_tick = sum(3 * self.batch * int(np.prod(v.shape)) for v in self.model.vertices)
+        if self.learning_rate:
+            per_tick += 2 * sum(a.size for a in self._state["params"].values())
+        step = max(1, min(len(u_host), RECORD_BYTES // (per_tick * 8)))
+        dt = self.backend.host_dtype
+        repeats = (repeated_frames(u_host, y_host, last) if not self.learning_rate
+                   else np.zeros(len(u_host), dtype=bool))
+        for lo in range(0, len(u_host), step):
+            hi = min(lo + step, len(u_host))
+            first = self.tick + 1
+            out = self.run_chunk(u_host[lo:hi], y_host[lo:hi], record=True)
+            end = self.tick
+            try:
+                for k in range(hi - lo):
+                    self._view, self.tick = jax.tree_util.tree_map(lambda a: a[k], out), first + k
+                    recorder.record(self.tick, u_host[lo + k].astype(dt),
+                                    y_host[lo + k].astype(dt), int(frame_ids[lo + k]),
+                                    bool(repeats[lo + k]))
+            finally:
+                self._view, self.tick = None, end
+        return u_host[-1], y_host[-1]
+
+    # ------------------------------------------------------------- accessors
+    def _now(self):
+        """The host state of the replayed tick (inside ``run``), else the current
+        one: X, P, D, pairs, params, F."""
+        if self._view is not None:
+            v = self._view
+            params = v.get("params")
+            F = v.get("F")
+        else:
+            with self._scope():
+                s = self._state
+                v = jax.tree_util.tree_map(np.asarray, {
+                    "X": s["X"], "P": s["P"], "D": s["D"],
+                    "pairs": {i: paired(self._plan, s, self.model.vertices[i])
+                              for i in self._plan.params}})
+            params, F = None, None
+        if params is None:
+            params = {k: np.asarray(a) for k, a in self._state["params"].items()}
+        if F is None and "F" in self._state:
+            F = {i: np.asarray(a) for i, a in self._state["F"].items()}
+        return v, params, F
+
+    def _index(self, vertex):
+        if isinstance(vertex, str):
+            return self.model.vertex(vertex).index
+        i = int(vertex)
+        if not 0 <= i < self.n:
+            raise SimulatorError(f"vertex index {i} out of range 0..{self.n - 1}")
+        return i
+
+    def state_views(self):
+        """(x per vertex, δ per vertex (None for the input)) as host arrays."""
+        v = self._now()[0]
+        return list(v["X"]), list(v["D"])
+
+    def activity(self, vertex):
+        """x[t, v] (a host copy), shape (batch, *shape of v)."""
+        return np.array(self._now()[0]["X"][self._index(vertex)])
+
+    def preactivation(self, vertex):
+        """pre[t, v] (a host copy)."""
+        return np.array(self._now()[0]["P"][self._index(vertex)])
+
+    def delta(self, vertex):
+        """δ[t, v] (a host copy); v ≥ 1."""
+        i = self._index(vertex)
+        if i == 0:
+            raise SimulatorError("the input vertex has no delta")
+        return np.array(self._now()[0]["D"][i])
+
+    def gradient_factors(self):
+        """[(vertex, paired inputs, δ[t,v])] of every vertex with parameters."""
+        v = self._now()[0]
+        return [(self.model.vertices[i], list(v["pairs"][i]), v["D"][i])
+                for i in self._plan.params]
+
+    def gradients(self):
+        """{"<layer>.W", "<layer>.b": g[t]} keyed like ``model.parameters()``,
+        as GraphEngine.gradients (Eq. 5 of Betti & Gori per vertex)."""
+        out = {}
+        for v, inputs, delta in self.gradient_factors():
+            g = v.layer.param_grads(np, inputs, delta)
+            out.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+        return out
+
+    def parameters(self):
+        """Host copies of the current parameters keyed like ``model.parameters()``."""
+        return {k: np.array(a) for k, a in self._now()[1].items()}
+
+    def feedback_weights(self):
+        """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
+        _, params, F = self._now()
+        out = {}
+        for i in self._plan.weighted:
+            key = f"{self.model.vertices[i].name}.W"
+            w = params[key]
+            out[key] = (np.array(w) if self.feedback == "transpose" else
+                        np.sign(w) if self.feedback == "sign" else np.array(F[i]))
+        return out
+
+    def current_model(self):
+        """The engine's model (levelled if asked) with the current parameters."""
+        return self.model.with_parameters(self.parameters())
+
+    def tags(self):
+        """Provenance tags at the current tick, as GraphEngine.tags() (TagClock)."""
+        return self._clock.tags(self.tick)

@@ -1,0 +1,302 @@
+"""The pure tick of the compiled executor (``simulator.model.compiled``).
+
+``Plan`` resolves the model and the options once; ``_tick(plan, state,
+(u, y))`` is GraphEngine's generic step (SPEC §1, "Graphs") written
+functionally on jax.numpy — the layers' own ``value``/``vjp``/``param_grads``
+— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. jax is
+bound by ``bind`` when the compiled module loads the optional extra, so
+importing this module never imports jax.
+"""
+from ..options import loss_grad
+from .reference import vertex_params
+from .tick import distances
+
+jax = jnp = None
+
+
+def bind(jax_module, jnp_module):
+    """Use these jax and jax.numpy modules (the optional extra, once loaded)."""
+    global jax, jnp
+    jax, jnp = jax_module, jnp_module
+
+class Plan:
+    """What the tick needs from the model and the options, resolved once."""
+
+    def __init__(self, eng, model):
+        self.model, verts = model, model.vertices
+        n = len(model)
+        self.n, self.out = n, model.output
+        self.loss, self.batch = eng.loss, eng.batch
+        self.lr, self.acc = eng.learning_rate, eng.accumulate if eng.learning_rate else 1
+        self.keep = 1.0 - eng.learning_rate * eng.weight_decay
+        self.decay = bool(eng.weight_decay)
+        self.eps, self.delay = eng.itd_epsilon, eng.supervision_delay
+        kind, self.pairing, self.feedback = eng.derivative, eng.pairing, eng.feedback
+        self.derivative = kind
+        D = model.depth
+        fwd, bwd = distances(model)
+        self.sigma = [v.layer is not None and "activation" in v.cfg for v in verts]
+        self.factored = [i for i in range(1, n - 1) if self.sigma[i]]
+        self.nonlinear = [i for i in self.factored if not verts[i].layer.linear]
+        self.params = [i for i in range(1, n) if verts[i].param_names]
+        self.reads = [v.layer is not None and v.layer.reads_inputs for v in verts]
+        self.deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self.factored}
+        self.pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
+                         for v in verts[1:] for p in set(v.parents)}
+        self.keep_s = kind in ("local", "frame")
+        self.keep_prev = kind in ("itd-y", "itd-dy") or (
+            kind != "frame" and any(self.reads))
+        x_need = {}
+        for (p, v), lag in self.pair_lag.items():
+            if (self.pairing == "frame" and v in self.params) or (
+                    kind == "frame" and self.reads[v]):
+                x_need[p] = max(x_need.get(p, 0), lag)
+        self.ring_x = {p: lag + 1 for p, lag in x_need.items()}
+        self.ring_s = ({v: lag + 1 for v, lag in self.deriv_lag.items()}
+                       if kind == "frame" else {})
+        self.backward = [c for c in verts[1:] if any(c.parents)]
+        # Dense vertices with one weight shape: their forward, VJP and weight
+        # gradient read only tick t, so each is one batched matmul per group.
+        shapes = {}
+        for v in verts[1:]:
+            if v.kind == "dense":
+                shapes.setdefault(v.layer.param_shapes["W"], []).append(v.index)
+        self.groups = [tuple(g) for g in shapes.values() if len(g) > 1]
+        self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
+        # The (quantity, vertex) flag slots in GraphEngine's report order.
+        self.slots = [(q, v.index) for v in verts for q in range(3)
+                      if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
+                      or (q == 2 and v.index)]
+        # Enough of them to see that a tick has a non-finite value: σ (tanh,
+        # logistic, relu) of a finite pre is finite, so a vertex's activity
+        # need not be looked at where its preactivation is.
+        pre = {i for q, i in self.slots if q == 1}
+        self.detect = [(q, i) for q, i in self.slots if not (q == 0 and i in pre)]
+
+
+def initial_state(plan, host, dtype):
+    """The pytree at tick −1: zeros, the model's parameters, the host engine's feedback."""
+    m, B = plan.model, plan.batch
+
+    def zeros(i, lead=()):
+        return jnp.zeros(tuple(lead) + (B,) + m.vertices[i].shape, dtype)
+
+    n = plan.n
+    s = {"t": jnp.asarray(-1), "X": tuple(zeros(i) for i in range(n)),
+         "P": tuple(zeros(i) for i in range(n)),
+         "S": tuple(zeros(i) if plan.sigma[i] and (plan.keep_s or i == plan.out) else None
+                    for i in range(n)),
+         "D": (None,) + tuple(zeros(i) for i in range(1, n)),
+         "RX": {p: zeros(p, (r,)) for p, r in plan.ring_x.items()},
+         "RS": {v: zeros(v, (r,)) for v, r in plan.ring_s.items()}}
+    if plan.keep_prev:
+        s["Xp"], s["Pp"] = (tuple(zeros(i) for i in range(n)) for _ in range(2))
+    if plan.derivative == "itd-dy":
+        s["Q"] = {i: zeros(i) for i in plan.factored}
+    if plan.delay:
+        s["T"] = jnp.zeros((plan.delay + 1, B) + tuple(m.output_shape), dtype)
+    s["params"] = {k: jnp.asarray(a, dtype) for k, a in m.parameters().items()}
+    if plan.feedback in ("random", "learned"):
+        fb = host.feedback_weights()
+        s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.weighted}
+    if plan.lr and plan.acc > 1:
+        s["A"] = {k: jnp.zeros_like(a) for k, a in s["params"].items()}
+    return s
+
+
+def _feedback(plan, s):
+    """Per vertex index the backward weights B in place of W (None: W itself)."""
+    F = [None] * plan.n
+    verts = plan.model.vertices
+    if plan.feedback == "sign":
+        for i in plan.weighted:
+            F[i] = jnp.sign(s["params"][f"{verts[i].name}.W"])
+    elif plan.feedback in ("random", "learned"):
+        for i in plan.weighted:
+            F[i] = s["F"][i]
+    return F
+
+
+def _factors(plan, s, t):
+    """D[t−1, v] per vertex index (None: the factor 1), and the new ITD quotients."""
+    out, kind = [None] * plan.n, plan.derivative
+    if kind == "local":
+        for i in plan.nonlinear:
+            out[i] = s["S"][i]
+    elif kind == "frame":
+        for i in plan.factored:
+            ring = s["RS"][i]
+            out[i] = ring[(t - 1 - plan.deriv_lag[i]) % ring.shape[0]]
+    elif kind in ("itd-y", "itd-dy"):
+        Q = dict(s.get("Q", {}))
+        for i in plan.factored:
+            dx = s["X"][i] - s["Xp"][i]
+            if kind == "itd-y":
+                out[i] = dx
+                continue
+            da = s["P"][i] - s["Pp"][i]
+            finite = jnp.abs(da) >= plan.eps
+            safe = jnp.where(finite, da, jnp.ones_like(da))
+            Q[i] = out[i] = jnp.where(finite, dx / safe, Q[i])
+        return out, (Q if kind == "itd-dy" else None)
+    return out, None
+
+
+def _tick(plan, s, uy, exact=False):
+    """One tick of SPEC §1 from state ``s`` (tick t−1) on (u, y): GraphEngine's
+    generic step, functionally."""
+    u, y = uy
+    verts, n, o, xp = plan.model.vertices, plan.n, plan.out, jnp
+    t = s["t"] + 1
+    X, P, D = s["X"], s["P"], s["D"]
+    vp = [vertex_params(s["params"], v) if v.layer else {} for v in verts]
+    F = _feedback(plan, s)
+    factors, Q = _factors(plan, s, t)
+    Xn, Pn, Sn, Dn = [u], [u], [None] * n, [None] * n
+    pres = {}
+    for g in plan.groups:                                           # forward
+        pre = jnp.einsum("kbi,kji->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
+                         jnp.stack([vp[i]["W"] for i in g]))
+        pre = pre + jnp.stack([vp[i]["b"] for i in g])[:, None, :]
+        pres.update({i: pre[j] for j, i in enumerate(g)})
+    for v in verts[1:]:
+        i = v.index
+        Pn.append(None)
+        Xn.append(None)
+        if i in pres:
+            Pn[i] = pres[i]
+            Xn[i] = Pn[i] if v.layer.linear else v.layer.activate(xp, Pn[i])[0]
+        else:
+            Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
+        if s["S"][i] is not None:
+            Sn[i] = v.layer.derivative(xp, Pn[i])
+    new = dict(s, t=t)
+    if plan.delay:                                                  # output delta
+        ring = s["T"].at[t % (plan.delay + 1)].set(y)
+        new["T"], target = ring, ring[(t - plan.delay) % (plan.delay + 1)]
+    else:
+        target = y
+    err = loss_grad(xp, plan.loss, Xn[o], target)
+    Dn[o] = err if Sn[o] is None else Sn[o] * err
+    if plan.delay:
+        Dn[o] = jnp.where(t >= plan.delay, Dn[o], jnp.zeros_like(Dn[o]))
+    cot, backs = [None] * n, {}                                     # backward
+    for g in plan.groups:
+        back = jnp.einsum("kbj,kji->kbi", jnp.stack([D[i] for i in g]),
+                          jnp.stack([vp[i]["W"] if F[i] is None else F[i] for i in g]))
+        backs.update({i: [back[j]] for j, i in enumerate(g)})
+    for c in plan.backward:
+        ci = c.index
+        if ci in backs:
+            back = backs[ci]
+        elif not plan.reads[ci]:
+            inputs = [X[p] for p in c.parents]
+        elif plan.derivative == "frame":
+            inputs = [_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
+        else:
+            inputs = [s["Xp"][p] for p in c.parents]
+        if ci not in backs:
+            back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
+        for p, b in zip(c.parents, back):
+            if p:
+                cot[p] = b if cot[p] is None else cot[p] + b
+    for i in range(1, n - 1):
+        Dn[i] = cot[i] if factors[i] is None else factors[i] * cot[i]
+    new.update(X=tuple(Xn), P=tuple(Pn), S=tuple(Sn), D=tuple(Dn))
+    if plan.keep_prev:
+        new["Xp"], new["Pp"] = X, P
+    if Q is not None:
+        new["Q"] = Q
+    new["RX"] = {p: r.at[t % r.shape[0]].set(Xn[p]) for p, r in s["RX"].items()}  # history
+    new["RS"] = {v: r.at[t % r.shape[0]].set(Sn[v]) for v, r in s["RS"].items()}
+    pairs = {i: paired(plan, new, verts[i]) for i in plan.params}
+    if plan.lr:
+        new = _learn(plan, new, pairs)
+    # NaN/Inf: 0·v is 0 for finite v, NaN otherwise. One number a tick (NaN
+    # when some value is not finite); ``exact`` gives one per flag slot.
+    flags = [jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in (plan.slots if exact else plan.detect)]
+    out = {"finite": jnp.stack(flags) if exact else sum(flags[1:], flags[0])}
+    return new, out, pairs
+
+
+def _read(ring, tick):
+    return ring[tick % ring.shape[0]]
+
+
+def paired(plan, s, v):
+    """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s frame."""
+    if plan.pairing == "local":
+        return [s["X"][p] for p in v.parents]
+    return [_read(s["RX"][p], s["t"] - plan.pair_lag[(p, v.index)]) for p in v.parents]
+
+
+def _learn(plan, s, pairs):
+    """W ← (1 − ηλ) W − η g (every ``accumulate`` ticks, the sum of the steps);
+    learned feedback gets W's own update (Kolen–Pollack)."""
+    verts, steps, grouped = plan.model.vertices, {}, set()
+    for g in plan.groups:
+        e = jnp.stack([plan.lr * s["D"][i] for i in g])
+        gw = jnp.einsum("kbj,kbi->kji", e, jnp.stack([pairs[i][0] for i in g]))
+        gb = jnp.sum(e, axis=1)
+        for j, i in enumerate(g):
+            steps.update({f"{verts[i].name}.W": gw[j], f"{verts[i].name}.b": gb[j]})
+        grouped.update(g)
+    for i in plan.params:
+        if i in grouped:
+            continue
+        v = verts[i]
+        g = v.layer.param_grads(jnp, pairs[i], plan.lr * s["D"][i])
+        steps.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+    s = dict(s)
+    if plan.acc > 1:
+        steps = {k: s["A"][k] + a for k, a in steps.items()}
+        apply = (s["t"] + 1) % plan.acc == 0
+    params, F = dict(s["params"]), dict(s.get("F", {}))
+    learned = plan.feedback == "learned"
+    for i in plan.params:
+        v = verts[i]
+        for k in v.param_names:
+            key = f"{v.name}.{k}"
+            a = params[key]
+            if k == "W" and plan.decay:
+                a = a * plan.keep
+                if learned:
+                    F[i] = F[i] * plan.keep
+            a = a - steps[key]
+            if k == "W" and learned:
+                F[i] = F[i] - steps[key]
+            params[key] = a
+    if plan.acc > 1:
+        params = {k: jnp.where(apply, a, s["params"][k]) for k, a in params.items()}
+        F = {i: jnp.where(apply, f, s["F"][i]) for i, f in F.items()}
+        s["A"] = {k: jnp.where(apply, jnp.zeros_like(a), a) for k, a in steps.items()}
+    s["params"] = params
+    if learned:
+        s["F"] = F
+    return s
+
+
+def chunk_loop(plan, record, exact=False):
+    """The jitted chunk loop: (state, U, Y) -> (state, per-tick outputs); the
+    state passed in stays valid (a chunk with a NaN/Inf is replayed from it)."""
+    learning = bool(plan.lr)
+    fixed_keys = () if learning else ("params", "F")
+
+    def run(state, U, Y):
+        fixed = {k: state[k] for k in fixed_keys if k in state}
+
+        def tick(moving, uy):
+            new, out, pairs = _tick(plan, {**moving, **fixed}, uy, exact)
+            if record:
+                out.update(X=new["X"], P=new["P"], D=new["D"], pairs=pairs)
+                if learning:
+                    out["params"] = new["params"]
+                    if "F" in new:
+                        out["F"] = new["F"]
+            return {k: a for k, a in new.items() if k not in fixed}, out
+
+        moving = {k: a for k, a in state.items() if k not in fixed}
+        final, out = jax.lax.scan(tick, moving, (U, Y))
+        return {**final, **fixed}, out
+
+    return jax.jit(run)
