@@ -51,3 +51,14 @@ def runner(tmp_path, monkeypatch):
     from click.testing import CliRunner
     monkeypatch.chdir(tmp_path)
     return CliRunner()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run only when asked (``-m slow``): deselected,
+    not reported as 1,200 skips, in the default run."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]

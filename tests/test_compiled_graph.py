@@ -124,9 +124,8 @@ def test_compiled_executor_equals_graph_engine_every_tick(point):
 @needs_jax
 @pytest.mark.slow
 @pytest.mark.parametrize("point", list(golden.grid()), ids="|".join)
-def test_compiled_executor_equals_graph_engine_over_the_whole_grid(point, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the whole grid (1,200 runs): run with -m slow")
+def test_compiled_executor_equals_graph_engine_over_the_whole_grid(point):
+    """The whole grid (1,200 runs): deselected unless -m slow (tests/conftest.py)."""
     try:
         check_run(*point)
     except AssertionError:
