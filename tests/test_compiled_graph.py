@@ -40,7 +40,7 @@ def model_of(name):
     return (Model.from_network(net) if isinstance(net, Network) else net), levelled
 
 
-def close(got, want, tol, what, scale=None):
+def assert_close(got, want, tol, what, scale=None):
     """max |got − want| ≤ tol · scale (default: max |want|)."""
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
@@ -73,9 +73,9 @@ def check_run(model_name, derivative, pairing, feedback, mode, chunks=(None,)):
             d_scale = (max(float(np.max(np.abs(e.delta(i)))) for i in range(1, e.n))
                        if itd else None)
             for v in verts:
-                close(out["X"][v.index][k], e.activity(v.index), tol, f"x[{v.name}] {where}")
+                assert_close(out["X"][v.index][k], e.activity(v.index), tol, f"x[{v.name}] {where}")
                 if v.index:
-                    close(out["D"][v.index][k], e.delta(v.index), tol, f"δ[{v.name}] {where}",
+                    assert_close(out["D"][v.index][k], e.delta(v.index), tol, f"δ[{v.name}] {where}",
                           d_scale)
             want_g = e.gradients()
             g_scale = (max(float(np.max(np.abs(a))) for a in want_g.values())
@@ -85,18 +85,18 @@ def check_run(model_name, derivative, pairing, feedback, mode, chunks=(None,)):
                 g = v.layer.param_grads(np, [p[k] for p in pairs], out["D"][i][k])
                 for name in v.param_names:
                     key = f"{v.name}.{name}"
-                    close(g[name], want_g[key], tol, f"g[{key}] {where}", g_scale)
+                    assert_close(g[name], want_g[key], tol, f"g[{key}] {where}", g_scale)
             if "params" in out:
                 for key, a in e.parameters().items():
-                    close(out["params"][key][k], a, tol, f"{key} {where}")
+                    assert_close(out["params"][key][k], a, tol, f"{key} {where}")
             want_tags, got_tags = e.tags(), c._clock.tags(t)
             for key, a in want_tags.items():
                 np.testing.assert_array_equal(got_tags[key], a, err_msg=f"tag {key} {where}")
     assert c.tick == e.tick == T - 1
     for key, a in e.parameters().items():
-        close(c.parameters()[key], a, tol, f"final {key}")
+        assert_close(c.parameters()[key], a, tol, f"final {key}")
     for key, a in e.feedback_weights().items():
-        close(c.feedback_weights()[key], a, tol, f"final feedback {key}")
+        assert_close(c.feedback_weights()[key], a, tol, f"final feedback {key}")
     if golden.MODES[mode]:                 # the test would pass if learning were ignored
         moved = max(float(np.max(np.abs(a - model.parameters()[k])))
                     for k, a in e.parameters().items() if k in model.parameters())
@@ -217,9 +217,9 @@ def test_float32_runs_the_same_tick():
     for t in range(len(u)):
         e.step(u[t], y[t])
     for i in range(1, e.n):
-        close(c.delta(i), e.delta(i), 2e-4, f"δ[{i}]")
+        assert_close(c.delta(i), e.delta(i), 2e-4, f"δ[{i}]")
     for key, a in e.parameters().items():
-        close(c.parameters()[key], a, 2e-5, key)
+        assert_close(c.parameters()[key], a, 2e-5, key)
 
 
 @needs_jax

@@ -58,7 +58,7 @@ def invoke(command, folder):
     return CliRunner().invoke(cli.main, args_of(command, folder))
 
 
-def one_error_line(res, *needles):
+def check_one_error_line(res, *needles):
     """Exit 2, no exception but the exit, stderr exactly one ``error:`` line
     holding every needle; returns the line."""
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), (
@@ -71,7 +71,7 @@ def one_error_line(res, *needles):
     return lines[0]
 
 
-def one_error_line_of(proc, *needles):
+def check_one_error_line_of(proc, *needles):
     """The same for a finished subprocess (CompletedProcess)."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
     lines = proc.stderr.strip().splitlines()
@@ -115,7 +115,7 @@ def test_a_deeply_nested_run_json_is_one_error_line(runs, tmp_path, command, con
     folder = copy_run(runs, "diffusion", tmp_path)
     with open(os.path.join(folder, "run.json"), "w") as f:
         f.write(content)
-    one_error_line(invoke(command, folder), os.path.join(folder, "run.json"), "nested")
+    check_one_error_line(invoke(command, folder), os.path.join(folder, "run.json"), "nested")
 
 
 @pytest.mark.parametrize("block, needle", [
@@ -131,7 +131,7 @@ def test_a_bad_render_block_is_one_error_line_naming_the_key(runs, tmp_path, blo
     folder = copy_run(runs, "diffusion", tmp_path)
     edit_json(os.path.join(folder, "run.json"),
               lambda m: m["scene"].__setitem__("render", block))
-    one_error_line(invoke("render", folder), os.path.join(folder, "run.json"), needle)
+    check_one_error_line(invoke("render", folder), os.path.join(folder, "run.json"), needle)
     assert invoke("view", folder).exit_code == 0
 
 
@@ -160,7 +160,7 @@ def test_run_json_fields_of_the_wrong_type_are_one_error_line(runs, tmp_path, co
                                                               needle):
     folder = copy_run(runs, "diffusion", tmp_path)
     edit_json(os.path.join(folder, "run.json"), change)
-    one_error_line(invoke(command, folder), os.path.join(folder, "run.json"), needle)
+    check_one_error_line(invoke(command, folder), os.path.join(folder, "run.json"), needle)
 
 
 # ------------------------------------------------------------------ trace.npz
@@ -185,7 +185,7 @@ def test_run_json_fields_of_the_wrong_type_are_one_error_line(runs, tmp_path, co
 def test_a_damaged_trace_is_one_error_line(runs, tmp_path, command, change, needle):
     folder = copy_run(runs, "diffusion", tmp_path)
     rewrite_npz(trace_of(folder), change)
-    one_error_line(invoke(command, folder), trace_of(folder), needle)
+    check_one_error_line(invoke(command, folder), trace_of(folder), needle)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -201,7 +201,7 @@ def test_a_damaged_trace_is_one_error_line(runs, tmp_path, command, change, need
 def test_a_damaged_graph_trace_is_one_error_line(runs, tmp_path, command, change, needle):
     folder = copy_run(runs, "graph", tmp_path)
     rewrite_npz(trace_of(folder), change)
-    one_error_line(invoke(command, folder), trace_of(folder), needle)
+    check_one_error_line(invoke(command, folder), trace_of(folder), needle)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -213,7 +213,7 @@ def test_a_trace_with_no_recorded_tick_is_one_error_line(runs, tmp_path, command
             if key not in ("sizes", "state_layers", "schema"):
                 arrays[key] = arrays[key][:0]
     rewrite_npz(trace_of(folder), empty)
-    one_error_line(invoke(command, folder), trace_of(folder), "no recorded tick")
+    check_one_error_line(invoke(command, folder), trace_of(folder), "no recorded tick")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -230,7 +230,7 @@ def test_an_npz_member_whose_header_disagrees_with_its_size_is_damaged(runs, tmp
             npy.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False,
                                            "shape": (2**40,)})
             f.write(bytes(8))
-    one_error_line(invoke(command, folder), trace_of(folder), "'x_norm'", "header declares")
+    check_one_error_line(invoke(command, folder), trace_of(folder), "'x_norm'", "header declares")
 
 
 # ----------------------------------------------------------- special files
@@ -245,7 +245,7 @@ def test_a_fifo_in_place_of_a_saved_file_is_one_error_line_not_a_hang(runs, tmp_
     os.mkfifo(os.path.join(folder, name))
     proc = subprocess.run([sys.executable, "-m", "cli", *args_of(command, folder)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
-    line = one_error_line_of(proc)
+    line = check_one_error_line_of(proc)
     if name == "trace.npz" or command == "view":
         assert os.path.join(folder, name) in line and "FIFO" in line
     else:       # render finds no run.json file there at all
@@ -257,7 +257,7 @@ def test_a_device_in_place_of_a_saved_file_is_refused(runs, tmp_path, command):
     folder = copy_run(runs, "diffusion", tmp_path)
     os.remove(trace_of(folder))
     os.symlink("/dev/zero", trace_of(folder))
-    one_error_line(invoke(command, folder), "/dev/zero", "character device")
+    check_one_error_line(invoke(command, folder), "/dev/zero", "character device")
 
 
 # ------------------------------------------------------------ other kinds
@@ -290,7 +290,7 @@ def test_a_damaged_result_of_another_kind_is_one_error_line(runs, tmp_path, kind
     folder = copy_run(runs, kind, tmp_path)
     rewrite_npz(os.path.join(folder, filename), change)
     for command in commands:
-        one_error_line(invoke(command, folder), os.path.join(folder, filename), needle)
+        check_one_error_line(invoke(command, folder), os.path.join(folder, filename), needle)
 
 
 @pytest.mark.parametrize("change, needle", [
@@ -307,7 +307,7 @@ def test_damaged_training_results_are_one_error_line(runs, tmp_path, change, nee
     folder = copy_run(runs, "train", tmp_path)
     path = os.path.join(folder, "results.json")
     edit_json(path, change)
-    one_error_line(invoke("render", folder), path, needle)
+    check_one_error_line(invoke("render", folder), path, needle)
 
 
 # ------------------------------------------------------------ read errors
@@ -323,7 +323,7 @@ def test_a_read_error_says_cannot_read(runs, tmp_path, monkeypatch, command):
             raise OSError(errno.EIO, os.strerror(errno.EIO), path)
         return real_open(path, *a, **k)
     monkeypatch.setattr(os, "open", failing)
-    line = one_error_line(invoke(command, folder), trace_of(folder), "cannot read",
+    line = check_one_error_line(invoke(command, folder), trace_of(folder), "cannot read",
                           "Input/output error")
     assert "cannot write" not in line
 
@@ -341,7 +341,7 @@ def test_an_oserror_met_while_reading_a_run_folder_is_not_called_a_write_error(
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return real_scandir(path, *a, **k)
     monkeypatch.setattr(os, "scandir", denied)
-    line = one_error_line(invoke("render", folder), folder, "Permission denied")
+    line = check_one_error_line(invoke("render", folder), folder, "Permission denied")
     assert "cannot write" not in line
 
 
@@ -395,7 +395,7 @@ def npz_bomb(runs, tmp_path_factory):
 def test_an_npz_that_inflates_past_memory_is_refused_before_inflating(runs, npz_bomb, command):
     ok = run_capped(args_of(command, runs["diffusion"]))
     assert ok.returncode == 0, ok.stderr[-3000:]        # the cap alone is not the error
-    line = one_error_line_of(run_capped(args_of(command, npz_bomb)), trace_of(npz_bomb))
+    line = check_one_error_line_of(run_capped(args_of(command, npz_bomb)), trace_of(npz_bomb))
     assert "1.0 GiB" in line and "more than" in line
 
 
@@ -410,7 +410,7 @@ def test_a_gzip_that_inflates_past_its_cap_is_one_error_line(tmp_path):
     assert bomb.stat().st_size < 2**20
     proc = run_capped(["run", "train_mnist", "--out", str(tmp_path / "out"), "--quiet"],
                       TICKPROP_TEST_MNIST=str(bomb))
-    one_error_line_of(proc, str(bomb), "inflates to more than")
+    check_one_error_line_of(proc, str(bomb), "inflates to more than")
     assert not (tmp_path / "out").exists()
 
 
@@ -458,7 +458,7 @@ def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(tmp_path, delay):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
-def run_interrupted(tmp_path, body):
+def check_interrupted(tmp_path, body):
     """Run ``tickprop run fig3_fast`` as ``python -m`` of a module that first
     replaces scene loading by ``body`` (Python source of a function
     ``interrupted(*a, **k)``) -- a Ctrl-C met at a chosen awkward place."""
@@ -481,7 +481,7 @@ def test_ctrl_c_met_inside_an_eval_still_exits_130(tmp_path):
     lands there now and then) and, run as ``python -m``, ends the process by
     SIGINT (exit -2) after the handled Ctrl-C asked for 130, unless the mark
     is cleared."""
-    run_interrupted(tmp_path, "def interrupted(*a, **k):\n"
+    check_interrupted(tmp_path, "def interrupted(*a, **k):\n"
                               "    eval('(_ for _ in ()).throw(KeyboardInterrupt)')\n")
 
 
@@ -490,7 +490,7 @@ def test_ctrl_c_that_broke_an_extension_import_exits_130(tmp_path):
     imported when the first picture is drawn) comes out as
     ImportError('initialization failed') raised from the KeyboardInterrupt:
     `interrupted` and 130, not a traceback."""
-    run_interrupted(tmp_path, "def interrupted(*a, **k):\n"
+    check_interrupted(tmp_path, "def interrupted(*a, **k):\n"
                               "    raise ImportError('initialization failed') "
                               "from KeyboardInterrupt()\n")
 
@@ -499,7 +499,7 @@ def test_ctrl_c_dropped_in_a_finalizer_still_stops_the_command(tmp_path):
     """A Ctrl-C that lands in a finalizer or weakref callback is one Python
     can only print as 'Exception ignored' and drop, and the run went on to
     exit 0; it is delivered again, so the command stops with 130."""
-    run_interrupted(tmp_path, "class Doomed:\n"
+    check_interrupted(tmp_path, "class Doomed:\n"
                               "    def __del__(self):\n"
                               "        raise KeyboardInterrupt\n"
                               "def interrupted(*a, **k):\n"

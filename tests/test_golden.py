@@ -72,7 +72,7 @@ with open(golden_scenes.PATH) as _f:
     SCENES = json.load(_f)
 
 
-def _same_prints(where, got, want):
+def _assert_same_prints(where, got, want):
     """Every recorded fingerprint is there again, equal (floats within RTOL
     of their scale, everything else exactly); nothing new appeared."""
     assert sorted(got) == sorted(want), \
@@ -99,12 +99,12 @@ def test_a_short_run_of_every_shipped_scene_and_its_replay_give_the_recorded_num
         name, tmp_path):
     want = SCENES[name]["fingerprints"]
     _, got = golden_scenes.run_short(name, str(tmp_path / "run"))
-    _same_prints(name, got, want)
+    _assert_same_prints(name, got, want)
     recorded = tmp_path / "recorded_run.json"        # today's run.json of the same run
     recorded.write_text(json.dumps(SCENES[name]["run.json"]))
     from simulator import kinds, scene as scenes
     replay_name, resolved = scenes.load(str(recorded))
     meta = kinds.run_scene(replay_name, resolved, str(tmp_path / "replay"),
                            draw_options={"png": False, "gif": False})
-    _same_prints(f"{name} (replayed run.json)",
+    _assert_same_prints(f"{name} (replayed run.json)",
                  golden_scenes.fingerprint_folder(str(tmp_path / "replay"), meta), want)

@@ -435,7 +435,10 @@ def test_a_key_the_variant_does_not_read_is_refused(kind, raw, key, selector):
     ("pc_wave", {"wave": {"method": "il", "il_steps": 5, "gamma": 0.5}}),
 ])
 def test_a_key_its_variant_reads_is_accepted(kind, raw):
-    scenes.validate(dict(raw, kind=kind), "t")
+    resolved = scenes.validate(dict(raw, kind=kind), "t")
+    for section, values in raw.items():
+        for key, value in values.items():
+            assert resolved[section][key] == value, (section, key)
 
 
 # ------------------------------------------------------------------ run.json replays
