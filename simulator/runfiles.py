@@ -316,7 +316,7 @@ def _member_header(zf, info, name):
                 raise ValueError(f"unsupported .npy version {version}")
             header = fp.tell()
     except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, RuntimeError,
-            NotImplementedError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
+            SyntaxError, TypeError, RecursionError, MemoryError) as exc:
         raise ReadError(f"{name}: damaged (array {key!r}: {str(exc)[:160] or type(exc).__name__})"
                         ) from None
     if dtype.hasobject or dtype.kind not in NUMBERS + TEXT or dtype.names is not None \
@@ -350,7 +350,7 @@ def read_npz(path, required=(), text=(), budget=None):
         try:
             zf = zipfile.ZipFile(f)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error,
-                NotImplementedError) as exc:
+                RuntimeError) as exc:       # an unknown compression or an encrypted member
             raise ReadError(f"{name}: damaged (not an .npz archive: {exc}); re-run the scene "
                             "to write it again") from None
         with zf:
@@ -397,8 +397,8 @@ def _read_members(zf, name, required, text, budget):
         except MemoryError:
             raise ReadError(f"{name}: too large to read in the memory available (array "
                             f"{key!r}, {_format_bytes(info.file_size)})") from None
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, RuntimeError,
-                NotImplementedError) as exc:
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
+                RuntimeError) as exc:      # RuntimeError: also an unknown compression
             raise ReadError(f"{name}: damaged (array {key!r}: {str(exc)[:160]})") from None
     return arrays
 

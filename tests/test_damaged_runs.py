@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from numpy.lib import format as npy
 
 import cli
-from tiny_runs import TINY_RUNS
+from tiny_runs import TINY_RUNS, make_tiny_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ("render", "view")
@@ -32,15 +32,7 @@ RUNS = TINY_RUNS        # one tiny saved run per kind
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """{kind: folder} of one tiny saved run per kind (no pictures)."""
-    base = tmp_path_factory.mktemp("runs")
-    made = {}
-    for kind, args in RUNS.items():
-        out = str(base / kind)
-        res = CliRunner().invoke(cli.main, ["run", *args, "--out", out, "--quiet", "--no-png",
-                                            "--no-gif"])
-        assert res.exit_code == 0, (kind, res.output)
-        made[kind] = out
-    return made
+    return make_tiny_runs(tmp_path_factory.mktemp("runs"), RUNS, pictures=False)
 
 
 def copy_run(runs, kind, tmp_path):

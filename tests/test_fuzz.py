@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import cli
 from simulator import scene as scenes
 from simulator.errors import SceneError
-from tiny_runs import TINY_RUNS
+from tiny_runs import TINY_RUNS, make_tiny_runs
 
 SCENES = sorted(glob.glob(os.path.join(scenes.SCENES_DIR, "*.toml")))
 
@@ -328,14 +328,7 @@ JSON_VALUES = [None, True, 0, -1, 1.5, 1e308, float("nan"), "", "x", [], {}, [1,
 @pytest.fixture(scope="session")
 def saved_runs(tmp_path_factory):
     """{kind: folder} of the runs in DAMAGE_RUNS, made once per session."""
-    base = tmp_path_factory.mktemp("fuzz-runs")
-    made = {}
-    for kind, args in DAMAGE_RUNS.items():
-        out = str(base / kind)
-        result = run_cli(["run", *args, "--out", out, "--quiet", "--no-gif"])
-        assert result.exit_code == 0, (kind, _tail(result))
-        made[kind] = out
-    return made
+    return make_tiny_runs(tmp_path_factory.mktemp("fuzz-runs"), DAMAGE_RUNS, pictures=True)
 
 
 def _json_paths(value, path=()):

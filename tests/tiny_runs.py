@@ -17,3 +17,19 @@ TINY_RUNS = {
                  "--set", "train.batch=512"],
     "locking": ["locking", "--set", "locking.depth=3", "--set", "locking.frames=2"],
 }
+
+
+def make_tiny_runs(base, kinds, pictures):
+    """{kind: folder} of one tiny run per kind in ``kinds`` under ``base``,
+    through the CLI (GIFs off; PNGs as ``pictures`` says)."""
+    from click.testing import CliRunner
+
+    import cli
+    made = {}
+    for kind in kinds:
+        out = str(base / kind)
+        flags = ["--quiet", "--no-gif"] + ([] if pictures else ["--no-png"])
+        res = CliRunner().invoke(cli.main, ["run", *TINY_RUNS[kind], "--out", out, *flags])
+        assert res.exit_code == 0, (kind, res.output[-3000:])
+        made[kind] = out
+    return made
