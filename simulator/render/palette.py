@@ -42,6 +42,11 @@ def hexcolour(rgb):
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def from_hex(colour):
+    """RGB floats in [0, 1] of a '#rrggbb' colour."""
+    return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+
+
 PURPLE = 0.5 * (RED + BLUE)
 
 
