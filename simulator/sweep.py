@@ -49,6 +49,7 @@ from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
+from .sync import synchronized_layers
 from .training import train_scene
 
 
@@ -179,14 +180,10 @@ def _record(key, params, scene, options, status="ok", error=""):
 
 
 def summarize_point(name, scene, options):
-    """Summary numbers of one resolved scene: steady-state mismatch per layer
-    for a diffusion scene, final test accuracy/loss for a train scene."""
-    kind = options["summary"]
-    if kind == "auto":
-        kind = "training" if scene["kind"] == "train" else "mismatch"
-    if kind == "training":
-        if scene["kind"] != "train":
-            raise SceneError(f"sweep.summary 'training' needs a train base scene, got {scene['kind']}")
+    """Summary numbers of one resolved scene (``options`` from summary_options,
+    which checked its kind): steady-state mismatch per layer for a diffusion
+    scene, final test accuracy/loss for a train scene."""
+    if options["summary"] == "training":
         _, summary = train_scene(scene)
         rules = scene["train"]["rules"]
         if len(rules) == 1:
@@ -194,8 +191,6 @@ def summarize_point(name, scene, options):
             prefix = rules[0] + "."
             summary = {k[len(prefix):]: v for k, v in summary.items()}
         return summary
-    if scene["kind"] != "diffusion":
-        raise SceneError(f"sweep.summary 'mismatch' needs a diffusion base scene, got {scene['kind']}")
     trace = Prepared(name, scene).simulate()
     return steady_mismatch(trace["mismatch_cos"], trace["mismatch_rel"], options["steady_from"])
 
@@ -203,30 +198,24 @@ def summarize_point(name, scene, options):
 def steady_mismatch(cos, rel, steady_from):
     """Mean cosine and relative error per layer over the steady part of a run
     (ticks from max(2L, steady_from·T), when both waves have crossed the
-    network), their mean over layers, and the synchronization layer's cosine."""
+    network), their mean over layers, and the cosine of ls (the lower of the two
+    closest layers for even L)."""
     T, L = cos.shape
     start = min(max(2 * L, int(steady_from * T)), T - 1)
     out = {}
-    per_layer = [float(np.nanmean(cos[start:, l])) if np.isfinite(cos[start:, l]).any()
-                 else float("nan") for l in range(L)]
-    per_rel = [float(np.nanmean(rel[start:, l])) if np.isfinite(rel[start:, l]).any()
-               else float("nan") for l in range(L)]
+    per_layer, per_rel = ([float(np.nanmean(a[start:, l])) if np.isfinite(a[start:, l]).any()
+                           else float("nan") for l in range(L)] for a in (cos, rel))
     for l in range(L):
         out[f"cos_l{l + 1:02d}"] = per_layer[l]
         out[f"rel_l{l + 1:02d}"] = per_rel[l]
     out["mean_cos"] = float(np.nanmean(per_layer))
     out["mean_rel"] = float(np.nanmean(per_rel))
-    ls = sync_layer(L)
+    ls = synchronized_layers(L)[0]
     out["ls"] = ls
     out["cos_ls"] = per_layer[ls - 1]
     others = [c for l, c in enumerate(per_layer, start=1) if l != ls]
     out["cos_others"] = float(np.nanmean(others)) if others else float("nan")
     return out
-
-
-def sync_layer(L):
-    """ls = (L+1)/2, the lower middle layer for even L (SPEC §1 fact C)."""
-    return (L + 1) // 2
 
 
 # ------------------------------------------------------------------ running
