@@ -45,6 +45,18 @@ def _want_increasing(name, arrays, key):
         raise _damaged(name, f"array '{key}' is not strictly increasing")
 
 
+def _read_archive(folder, file, required, text=(), numbers=None):
+    """(arrays of ``folder``/``file`` as read_npz reads them, the name errors
+    give it), the arrays named in ``numbers`` (None: all) checked to hold
+    numbers where they are there."""
+    path = os.path.join(os.fspath(folder), file)
+    arrays, name = read_npz(path, required, text=text), shown(path)
+    for key in arrays if numbers is None else numbers:
+        if key in arrays:
+            _want_kind(name, arrays, key, REAL, "numbers")
+    return arrays, name
+
+
 # trace.npz: what the Recorder writes (simulator.probes describes every array).
 TAG_KEYS = ("input", "supervision", "output", "sigma_lo", "sigma_hi", "pair")
 METRIC_KEYS = ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm")
@@ -182,10 +194,9 @@ def _check_vertices(name, arrays):
 def read_trace(folder):
     """The checked arrays of ``folder``/trace.npz (check_trace), its stored
     ``schema`` entry left out."""
-    path = os.path.join(os.fspath(folder), "trace.npz")
-    arrays = read_npz(path, text=TRACE_TEXT)
+    arrays, name = _read_archive(folder, "trace.npz", (), TRACE_TEXT, numbers=())
     arrays.pop("schema", None)
-    check_trace(shown(path), arrays)
+    check_trace(name, arrays)
     return arrays
 
 
@@ -225,12 +236,9 @@ def read_relaxation(folder):
     """relaxation.npz of an ar_converge run: errors, predicted, changes (and
     norms) of one shape (η_x values, relaxation ticks, layers ≥ 2), eta_x one
     value per η_x; ticks and layers, when there, one per tick and layer."""
-    path = os.path.join(os.fspath(folder), "relaxation.npz")
-    arrays = read_npz(path, ("errors", "predicted", "changes", "eta_x"), text=("variant",))
-    name = shown(path)
-    for key in ("errors", "predicted", "changes", "norms", "eta_x"):
-        if key in arrays:
-            _want_kind(name, arrays, key, REAL, "numbers")
+    arrays, name = _read_archive(folder, "relaxation.npz",
+                                 ("errors", "predicted", "changes", "eta_x"), ("variant",),
+                                 ("errors", "predicted", "changes", "norms", "eta_x"))
     eta = arrays["eta_x"]
     _want_shape(name, arrays, "eta_x", (None,))
     errors = arrays["errors"]
@@ -254,11 +262,8 @@ def read_training(folder):
     """training.npz of an ar_train run: ``steps`` (at least one evaluation)
     and, per model (backprop first), ``test_<name>`` and ``train_<name>``
     accuracies (seeds × evaluations)."""
-    path = os.path.join(os.fspath(folder), "training.npz")
-    arrays = read_npz(path, ("steps", "test_backprop", "train_backprop"))
-    name = shown(path)
-    for key in arrays:
-        _want_kind(name, arrays, key, REAL, "numbers")
+    arrays, name = _read_archive(folder, "training.npz",
+                                 ("steps", "test_backprop", "train_backprop"))
     _want_shape(name, arrays, "steps", (None,))
     steps = len(arrays["steps"])
     if steps < 1:
@@ -278,11 +283,8 @@ def read_training(folder):
 def read_wave(folder):
     """wave.npz of a pc_wave run: ‖ε‖ ``by_level`` (ticks, levels) and
     ``by_vertex`` (ticks, vertices), ``levels`` of every vertex in 0..levels-1."""
-    path = os.path.join(os.fspath(folder), "wave.npz")
-    arrays = read_npz(path, ("by_level", "by_vertex", "levels"))
-    name = shown(path)
-    for key in ("by_level", "by_vertex"):
-        _want_kind(name, arrays, key, REAL, "numbers")
+    arrays, name = _read_archive(folder, "wave.npz", ("by_level", "by_vertex", "levels"),
+                                 numbers=("by_level", "by_vertex"))
     by_level = arrays["by_level"]
     if by_level.ndim != 2 or 0 in by_level.shape:
         raise _damaged(name, f"array 'by_level' has shape {by_level.shape}, expected (ticks ≥ "
@@ -301,10 +303,9 @@ LOCKING_ARRAYS = ("backprop_forward", "backprop_backward", "pipelined_forward",
 
 def read_locking(folder):
     """locking.npz of a locking run: the four occupancy tables (layers × ticks)."""
-    path = os.path.join(os.fspath(folder), "locking.npz")
-    arrays = read_npz(path, LOCKING_ARRAYS)
+    arrays, name = _read_archive(folder, "locking.npz", LOCKING_ARRAYS, numbers=())
     for key in LOCKING_ARRAYS:
-        _want_shape(shown(path), arrays, key, (None, None))
+        _want_shape(name, arrays, key, (None, None))
     return arrays
 
 
