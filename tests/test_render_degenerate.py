@@ -159,9 +159,9 @@ def test_a_deep_relaxation_draws_ten_layer_curves(tmp_path):
 # ----------------------------------------------------------------- GIF size
 def test_wave_gif_of_a_long_record_is_capped():
     v = np.ones((5000, 3))
-    frames = levels.gif_frames(v)
-    assert MAX_FRAMES // 2 < len(frames) <= MAX_FRAMES
-    assert frames[0].shape[1] <= levels.MAX_COLUMNS * 10 + 120
+    anim = levels.LevelAnimator(v)
+    assert MAX_FRAMES // 2 < len(anim.frame_ticks()) <= MAX_FRAMES
+    assert anim.render(anim.frame_ticks()[0]).shape[1] <= levels.MAX_COLUMNS * 10 + 120
 
 
 def test_locking_gif_of_a_deep_long_schedule_stays_within_the_frame_budget(tmp_path):

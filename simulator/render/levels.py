@@ -262,35 +262,14 @@ class LevelAnimator(IndexedFigure):
         return frame
 
 
-class _Frames:
-    """RGB frames made on access (a long record's frames never sit in memory at once)."""
-
-    def __init__(self, anim):
-        self.anim, self.ticks = anim, anim.frame_ticks()
-
-    def __len__(self):
-        return len(self.ticks)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.anim.render(self.ticks[i])
-
-
-def gif_frames(values, size=DEFAULT_SIZE, title="", level_label="level", level_names=None,
-               tick_label="tick"):
-    """The GIF's frames, uint8 RGB (height, width, 3), made on access: one per
-    tick (every k-th tick beyond indexed.MAX_FRAMES), the labelled raster filled up to
-    that tick with a time cursor, the tick named, a bar per level at that tick
-    on the colour bar's log scale. The raster has one column per tick, or per
-    k-th tick beyond MAX_COLUMNS. No ticks: one empty frame."""
-    return _Frames(LevelAnimator(values, size, title, level_label, level_names, tick_label))
-
-
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of the wave (see gif_frames), written atomically, each
-    frame drawn and encoded in turn (memory: one frame)."""
+    """Animated GIF of the wave, written atomically, each frame drawn and
+    encoded in turn (memory: one frame): one frame per tick (every k-th tick
+    beyond indexed.MAX_FRAMES), the labelled raster filled up to that tick
+    with a time cursor, the tick named, a bar per level at that tick on the
+    colour bar's log scale. The raster has one column per tick, or per k-th
+    tick beyond MAX_COLUMNS. No ticks: one empty frame."""
     duration = gif_duration(fps)
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
     frames = (anim.indices(t) for t in anim.frame_ticks())
