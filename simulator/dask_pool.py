@@ -73,7 +73,8 @@ def run_within(timeout_s, fn, fail, timed_out, job):
     thread.join(timeout_s)
     if "result" in box:
         return box["result"]
-    return fail(job, timed_out(timeout_s) if thread.is_alive() else "the job ended without a result")
+    return fail(job, timed_out(timeout_s) if thread.is_alive()
+                else "the job ended without a result")
 
 
 class _WorkerWatch:
