@@ -41,6 +41,7 @@ import click
 from simulator import files, kinds, outputs
 from simulator import sweep as sweeps
 from simulator import scene as scenes
+from simulator.dask_pool import check_scheduler
 from simulator.errors import BudgetError, SceneError, SimulatorError
 from simulator.kinds.sweep import summary_lines as sweep_lines
 from simulator.runner import Prepared
@@ -282,7 +283,7 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False,
 def sweep(sweep_scene, workers, scheduler, out, quiet, force):
     """Run the grid of a sweep scene; finished points are kept, so a re-run resumes."""
     if scheduler:
-        sweeps.check_scheduler(scheduler)
+        check_scheduler(scheduler)
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
     out = out or outputs.default_out(name)
     total = len(points)

@@ -21,7 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from simulator import scene  # noqa: E402
 from simulator.render import DEFAULT_SIZE  # noqa: E402
-from simulator.render.animate import WaveAnimator, encode_gif, frame_ticks  # noqa: E402
+from simulator.render.animate import WaveAnimator, frame_ticks  # noqa: E402
+from simulator.render.gifstream import stream_gif  # noqa: E402
+from simulator.render.indexed import gif_duration  # noqa: E402
 from simulator.render.plots import write_mismatch  # noqa: E402
 from simulator.render.raster import write_raster  # noqa: E402
 from simulator.runner import Prepared  # noqa: E402
@@ -62,7 +64,7 @@ def main():
 
     def encode():
         buf = io.BytesIO()
-        encode_gif(buf, frames, anim.palette.colours)
+        stream_gif(buf, frames, anim.palette.colours, gif_duration())
         return buf.getbuffer().nbytes
 
     encode_s, nbytes = best_of(args.repeat, encode)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import rng
 from .errors import SimulatorError
-from .runfiles import read_gzip
+from .safe_read import read_gzip
 
 _SKLEARN_HINT = "install the data extra: pip install -e '.[data]'"
 

@@ -25,7 +25,7 @@ dead tickprop processes are removed first; those of live ones are not
 counted. Anything else -- a file the manifest does not list (a note the user
 added), a listed file changed since, a link, a FIFO, a damaged manifest -- is
 named, with why (FOREIGN, CHANGED, 'damaged'). Every file is read through
-simulator.runfiles: never a link, never a FIFO or device (no read blocks).
+simulator.safe_read: never a link, never a FIFO or device (no read blocks).
 
 Folders of the version before the manifest (LEGACY) are recognised by exact
 content only, never by a ``points/`` folder or by JSON keys:
@@ -68,7 +68,7 @@ import threading
 from . import files
 from .files import OutputError
 from .points import read_point
-from .runfiles import MAX_JSON_BYTES, ReadError, open_regular, read_head, read_json
+from .safe_read import MAX_JSON_BYTES, ReadError, open_regular, read_head, read_json
 
 try:
     import fcntl
@@ -558,7 +558,7 @@ def _plain_name(name):
 
 
 def _json_or_none(path):
-    """The JSON object of the file ``path`` as simulator.runfiles reads it
+    """The JSON object of the file ``path`` as simulator.safe_read reads it
     (never a link, a FIFO or past MAX_JSON_BYTES), None if it is no such file."""
     try:
         return read_json(path, dict, follow_links=False)

@@ -9,13 +9,13 @@ it. simulator.sweep writes and reads point files through here, and the
 ownership rule of simulator.manifest recognises a sweep folder of the version
 before manifests by them.
 
-A ground floor: this module imports simulator.runfiles only.
+A ground floor: this module imports simulator.safe_read only.
 """
 import hashlib
 import json
 import os
 
-from .runfiles import ReadError, read_json
+from .safe_read import ReadError, read_json
 
 POINT_FORMAT = 2          # bump when what a point file means changes
 POINT_KEYS = ("format", "key", "params", "scene", "options", "status", "error", "summary")

@@ -21,49 +21,42 @@ any scheduler gives the same table; pictures come last.
 
 Nothing waits for ever. A point that runs longer than its timeout
 (``sweep.point_timeout``, or derived from its ticks: ``point_timeout``) fails
-with one line: a local worker process is stopped; on Dask the point's thread
-is abandoned (it cannot be stopped) and its worker takes the next point. A
-Dask sweep watches the scheduler while points are pending: with no worker
-for ``sweep.no_worker_timeout`` seconds (the only worker died, none joined,
-or the scheduler is out of reach) every unfinished point fails with one line
-and the sweep finishes with what is done (csv and pictures).
+with one line: a local worker process is stopped (``simulator.pool``); on
+Dask the point's thread is abandoned and its worker takes the next point
+(``simulator.dask_pool``). A Dask sweep watches the scheduler while points
+are pending: with no worker for ``sweep.no_worker_timeout`` seconds every
+unfinished point fails with one line and the sweep finishes with what is done
+(csv and pictures).
 """
 import collections
-import concurrent.futures
 import copy
 import csv
 import difflib
 import io
 import itertools
 import json
-import logging
 import math
 import os
-import re
-import threading
 import time
 import traceback
 from typing import NamedTuple
 
 import numpy as np
 
-from . import outputs, pool, threads
+from . import dask_pool, outputs, pool, threads
 from . import scene as scene_mod
 from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
-from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
+from .sync import synchronized_layers
 from .training import train_scene
 
 
-SCHEDULER_TIMEOUT_S = 20  # how long to try reaching a Dask scheduler
 # The automatic point timeout (sweep.point_timeout = 0): start-up allowance plus
 # an allowance per tick of each rule, some 100x what a tick of a shipped scene takes.
 POINT_START_S = 600.0
 POINT_TICK_S = 0.1
-WATCH_S = 1.0             # longest a Dask sweep waits between looks at the scheduler
-_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})/?")
 
 
 class Point(NamedTuple):
@@ -180,25 +173,6 @@ def timeout_message(seconds):
             "re-run the sweep to retry, or raise sweep.point_timeout")
 
 
-def run_point_within(timeout_s, base_name, scene, options, params, key):
-    """``run_point`` with a deadline, as a Dask worker runs it: the point runs
-    in a thread of its own and, if it has not finished after ``timeout_s``
-    seconds, a failed record with ``timeout_message`` is returned at once (the
-    thread cannot be stopped: it is abandoned, and ends with its worker)."""
-    box = {}
-
-    def target():
-        box["record"] = run_point(base_name, scene, options, params, key)
-
-    thread = threading.Thread(target=target, name=f"tickprop-point-{key[:12]}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if "record" in box:
-        return box["record"]
-    error = timeout_message(timeout_s) if thread.is_alive() else "the point ended without a record"
-    return _record(key, params, scene, options, status="failed", error=error)
-
-
 def _record(key, params, scene, options, status="ok", error=""):
     return {"format": POINT_FORMAT, "key": key, "params": params, "scene": scene,
             "options": options, "status": status, "error": error, "summary": {},
@@ -206,14 +180,10 @@ def _record(key, params, scene, options, status="ok", error=""):
 
 
 def summarize_point(name, scene, options):
-    """Summary numbers of one resolved scene: steady-state mismatch per layer
-    for a diffusion scene, final test accuracy/loss for a train scene."""
-    kind = options["summary"]
-    if kind == "auto":
-        kind = "training" if scene["kind"] == "train" else "mismatch"
-    if kind == "training":
-        if scene["kind"] != "train":
-            raise SceneError(f"sweep.summary 'training' needs a train base scene, got {scene['kind']}")
+    """Summary numbers of one resolved scene (``options`` from summary_options,
+    which checked its kind): steady-state mismatch per layer for a diffusion
+    scene, final test accuracy/loss for a train scene."""
+    if options["summary"] == "training":
         _, summary = train_scene(scene)
         rules = scene["train"]["rules"]
         if len(rules) == 1:
@@ -221,8 +191,6 @@ def summarize_point(name, scene, options):
             prefix = rules[0] + "."
             summary = {k[len(prefix):]: v for k, v in summary.items()}
         return summary
-    if scene["kind"] != "diffusion":
-        raise SceneError(f"sweep.summary 'mismatch' needs a diffusion base scene, got {scene['kind']}")
     trace = Prepared(name, scene).simulate()
     return steady_mismatch(trace["mismatch_cos"], trace["mismatch_rel"], options["steady_from"])
 
@@ -230,30 +198,24 @@ def summarize_point(name, scene, options):
 def steady_mismatch(cos, rel, steady_from):
     """Mean cosine and relative error per layer over the steady part of a run
     (ticks from max(2L, steady_from·T), when both waves have crossed the
-    network), their mean over layers, and the synchronization layer's cosine."""
+    network), their mean over layers, and the cosine of ls (the lower of the two
+    closest layers for even L)."""
     T, L = cos.shape
     start = min(max(2 * L, int(steady_from * T)), T - 1)
     out = {}
-    per_layer = [float(np.nanmean(cos[start:, l])) if np.isfinite(cos[start:, l]).any()
-                 else float("nan") for l in range(L)]
-    per_rel = [float(np.nanmean(rel[start:, l])) if np.isfinite(rel[start:, l]).any()
-               else float("nan") for l in range(L)]
+    per_layer, per_rel = ([float(np.nanmean(a[start:, l])) if np.isfinite(a[start:, l]).any()
+                           else float("nan") for l in range(L)] for a in (cos, rel))
     for l in range(L):
         out[f"cos_l{l + 1:02d}"] = per_layer[l]
         out[f"rel_l{l + 1:02d}"] = per_rel[l]
     out["mean_cos"] = float(np.nanmean(per_layer))
     out["mean_rel"] = float(np.nanmean(per_rel))
-    ls = sync_layer(L)
+    ls = synchronized_layers(L)[0]
     out["ls"] = ls
     out["cos_ls"] = per_layer[ls - 1]
     others = [c for l, c in enumerate(per_layer, start=1) if l != ls]
     out["cos_others"] = float(np.nanmean(others)) if others else float("nan")
     return out
-
-
-def sync_layer(L):
-    """ls = (L+1)/2, the lower middle layer for even L (SPEC §1 fact C)."""
-    return (L + 1) // 2
 
 
 # ------------------------------------------------------------------ running
@@ -266,31 +228,6 @@ def load_sweep(sweep_path_or_name):
     if base["kind"] == "sweep":
         raise SceneError(f"{name}: key 'sweep.base': a sweep cannot sweep a sweep")
     return name, sweep_scene, base_name, base
-
-
-def check_scheduler(address):
-    """Refuse a --scheduler that is not a Dask scheduler address (HOST:PORT,
-    tcp://HOST:PORT or another Dask protocol, inproc://… for an in-process
-    cluster) with one SimulatorError, before anything connects."""
-    if not isinstance(address, str):
-        raise SimulatorError(f"--scheduler: expected an address such as tcp://HOST:PORT, got {address!r}")
-    if address.startswith("inproc://") and len(address) > len("inproc://"):
-        return address
-    match = _ADDRESS.fullmatch(address.strip())
-    if match is None or not 1 <= int(match.group(2)) <= 65535:
-        raise SimulatorError(f"--scheduler {address!r}: expected a Dask scheduler address such as "
-                             "tcp://HOST:PORT or HOST:PORT (port 1..65535)")
-    return address.strip()
-
-
-def _distributed():
-    """The Dask distributed module, or a SimulatorError naming the dist extra."""
-    try:
-        import distributed
-    except ImportError:
-        raise SimulatorError("--scheduler needs Dask distributed; install the dist extra: "
-                             "pip install -e '.[dist]'") from None
-    return distributed
 
 
 def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None,
@@ -310,8 +247,8 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         raise SimulatorError(f"--workers: expected at least 1, got {workers}")
     distributed = None
     if scheduler:
-        scheduler = check_scheduler(scheduler)
-        distributed = _distributed()
+        scheduler = dask_pool.check_scheduler(scheduler)
+        distributed = dask_pool.distributed_module()
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
     with outputs.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
         return _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers,
@@ -345,11 +282,12 @@ def _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers
         if progress is not None:
             progress(copies[record["key"]])
 
-    client = _connect(distributed, scheduler) if jobs and distributed is not None else None
+    client = dask_pool.connect(distributed, scheduler) if jobs and distributed is not None else None
     os.makedirs(points_dir, exist_ok=True)
     t0 = time.perf_counter()
     if client is not None:
-        _run_dask(jobs, timeouts, client, distributed, save, sw["no_worker_timeout"])
+        dask_pool.run_jobs(run_point, jobs, timeouts, client, distributed, save, _failure,
+                           timeout_message, sw["no_worker_timeout"])
     elif jobs:
         _run_local(jobs, timeouts, int(workers), save)
     elapsed = time.perf_counter() - t0
@@ -390,139 +328,6 @@ def _run_local(jobs, timeouts, workers, save):
     gpu = any(job[1].get("run", {}).get("device") == "cuda" for job in jobs)
     pool.run_jobs(run_point, jobs, workers, finished, initializer=threads.worker, fresh=gpu,
                   timeouts=timeouts, timed_out=timeout_message)
-
-
-def _connect(distributed, scheduler):
-    """A Client of the Dask scheduler at ``scheduler``, or one SimulatorError."""
-    try:
-        return distributed.Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
-    except Exception as exc:  # any failure to connect is the address's fault here
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise SimulatorError(f"--scheduler {scheduler!r}: cannot reach the Dask scheduler "
-                             f"({reason})") from None
-
-
-class _WorkerWatch:
-    """Tells when a Dask scheduler has had no worker for ``limit_s`` seconds
-    (or could not be asked for as long): ``lost()`` looks (one scheduler call,
-    itself bounded) and returns the one-line reason once the limit is passed,
-    else None. A worker seen at any look resets the clock."""
-
-    def __init__(self, client, limit_s):
-        self.client, self.limit = client, float(limit_s)
-        self.since, self.seen, self.reached = None, False, True
-
-    def workers(self):
-        """Workers the scheduler has now; None if it cannot be asked."""
-        try:
-            return len(self.client.nthreads(callback_timeout=max(self.limit, WATCH_S)))
-        except Exception:  # a scheduler out of reach is a lost cluster here
-            return None
-
-    def lost(self):
-        """Look once; the one-line reason if the scheduler has had no worker
-        (or was out of reach) for the limit, else None."""
-        n = self.workers()
-        now = time.monotonic()
-        if n:
-            self.since, self.seen, self.reached = None, True, True
-            return None
-        self.reached = n is not None
-        if self.since is None:
-            self.since = now
-        if now - self.since < self.limit:
-            return None
-        if not self.reached:
-            why = "the Dask scheduler was out of reach"
-        elif self.seen:
-            why = "no Dask worker (the worker was lost)"
-        else:
-            why = "no Dask worker (none joined the scheduler)"
-        return (f"{why} for {self.limit:g} s (sweep.no_worker_timeout); "
-                "re-run the sweep to retry")
-
-
-def _quiet_loggers(package):
-    """Set ``package``'s logger and every logger under it that exists (Dask
-    gives some their own levels) to CRITICAL; return {logger: old level}."""
-    names = [n for n in logging.root.manager.loggerDict
-             if n == package or n.startswith(package + ".")]
-    levels = {}
-    for name in [package] + names:
-        log = logging.getLogger(name)
-        levels.setdefault(log, log.level)
-        log.setLevel(logging.CRITICAL)
-    return levels
-
-
-def _finished(distributed, pending, wait_s):
-    """The futures of ``pending`` that are done, waiting at most ``wait_s``
-    seconds for the first one (an empty list if none finished by then; the
-    cancelled ones, e.g. when the connection to the scheduler is lost)."""
-    try:
-        return list(distributed.wait(list(pending), timeout=wait_s,
-                                     return_when="FIRST_COMPLETED").done)
-    except TimeoutError:
-        return []
-    except concurrent.futures.CancelledError:
-        return [f for f in pending if f.done()]
-
-
-def _run_dask(jobs, timeouts, client, distributed, save, no_worker_s):
-    """Points on the Dask cluster of ``client`` (closed at the end), each run
-    with its deadline (``run_point_within``, ``timeouts`` seconds per job) and
-    saved as it finishes. While points are pending the scheduler is watched
-    (``_WorkerWatch``): with no worker for ``no_worker_s`` seconds every
-    unfinished point is saved failed with the reason, and this returns. On
-    any exit before the end (Ctrl-C included) the unfinished points are
-    cancelled."""
-    futures = {}
-    watch = _WorkerWatch(client, no_worker_s)
-    wait_s = min(WATCH_S, no_worker_s / 4)
-    # A lost scheduler makes Dask's client log tracebacks while it tries to
-    # reconnect, even after it is closed; the sweep says what happened in one
-    # line per point, and Dask's logger stays quiet after such a loss.
-    levels, dropped = _quiet_loggers("distributed"), False
-    try:
-        watch.lost()                   # a worker there from the start counts as seen
-        for job, timeout_s in zip(jobs, timeouts):
-            futures[client.submit(run_point_within, timeout_s, *job, pure=False)] = job
-        pending = set(futures)
-        while pending:
-            done = _finished(distributed, pending, wait_s)
-            for fut in done:
-                pending.discard(fut)
-                dropped = dropped or fut.status == "cancelled"
-                save(_result_or_failure(fut, futures[fut]))
-            reason = None if done else watch.lost()
-            dropped = dropped or not watch.reached
-            if reason is not None:
-                if watch.reached:          # a scheduler out of reach cannot be told
-                    client.cancel(list(pending))
-                for fut in [f for f in futures if f in pending]:
-                    pending.discard(fut)
-                    save(_failure(futures[fut], reason))
-    except BaseException:
-        if watch.reached:
-            client.cancel([f for f in futures if not f.done()])
-        raise
-    finally:
-        client.close()
-        if not dropped:
-            for log, level in levels.items():
-                log.setLevel(level)
-
-
-def _result_or_failure(fut, job):
-    """The point's record, or a failure record if its worker itself died or
-    Dask cancelled it (the connection to the scheduler lost)."""
-    try:
-        return fut.result()
-    except concurrent.futures.CancelledError as exc:
-        reason = getattr(exc, "reason", None) or "cancelled"
-        return _failure(job, f"cancelled by Dask ({reason}); re-run the sweep to retry")
-    except Exception as exc:  # a lost worker fails this point only
-        return _failure(job, f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def _failure(job, message):
@@ -655,7 +460,6 @@ def render_sweep(records, sweep, out_dir, title=""):
     return written
 
 
-__all__ = ["SWEEP_SECTIONS", "Point", "run_sweep", "plan_sweep", "run_point", "points_of",
-           "point_timeout", "run_point_within",
-           "sweep_records", "check_scheduler", "write_csv",
+__all__ = ["Point", "run_sweep", "plan_sweep", "run_point", "points_of",
+           "point_timeout", "sweep_records", "write_csv",
            "boundary", "layer_boundaries", "fit_boundary", "steady_mismatch", "mean_over_seeds"]

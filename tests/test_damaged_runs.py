@@ -1,7 +1,7 @@
 """Damaged and hostile run folders (issue 19, item 4): `tickprop render` and
 `tickprop view` read every saved file through one loader
-(simulator.runfiles), so each damage below ends in exit 2 and exactly one
-``error:`` line naming the file -- never a traceback, never a hang, never a
+(simulator.runfiles over simulator.safe_read), so each damage below ends in
+exit 2 and exactly one ``error:`` line naming the file -- never a traceback, never a hang, never a
 MemoryError -- for both commands. Real run folders are made once per module
 (tiny runs of every kind) and damaged copy by copy; the memory-cap, FIFO and
 Ctrl-C cases run the command line in a real subprocess."""
@@ -410,7 +410,7 @@ def test_the_read_budget_follows_the_address_space_cap():
     """available_memory() sees ulimit -v: under a 1 GiB cap the budget is
     below half a GiB, whatever the machine has."""
     code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30)); "
-            "from simulator import runfiles; print(runfiles.read_budget())")
+            "from simulator import safe_read; print(safe_read.read_budget())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     assert 0 < int(out.stdout) < 2**29
@@ -503,21 +503,21 @@ def test_ctrl_c_dropped_in_a_finalizer_still_stops_the_command(tmp_path):
 def test_the_loader_refuses_what_numpy_would_unpickle_or_inflate(tmp_path, monkeypatch):
     """read_npz directly: object arrays, a single .npy, and a budget smaller
     than the arrays are refused before any array is read."""
-    from simulator import runfiles
+    from simulator import safe_read
     path = tmp_path / "a.npz"
     np.savez(path, a=np.arange(1000.0))
-    assert runfiles.read_npz(path, ["a"])["a"].sum() == np.arange(1000.0).sum()
-    with pytest.raises(runfiles.ReadError, match=r"7.9 KiB once read, more than the 3.9 KiB"):
-        runfiles.read_npz(path, ["a"], budget=4000)
-    monkeypatch.setattr(runfiles, "READ_BUDGET", 4000)
-    with pytest.raises(runfiles.ReadError, match="more than the read budget of 3.9 KiB"):
-        runfiles.read_npz(path, ["a"])
+    assert safe_read.read_npz(path, ["a"])["a"].sum() == np.arange(1000.0).sum()
+    with pytest.raises(safe_read.ReadError, match=r"7.9 KiB once read, more than the 3.9 KiB"):
+        safe_read.read_npz(path, ["a"], budget=4000)
+    monkeypatch.setattr(safe_read, "READ_BUDGET", 4000)
+    with pytest.raises(safe_read.ReadError, match="more than the read budget of 3.9 KiB"):
+        safe_read.read_npz(path, ["a"])
     np.savez(path, a=np.array([{"x": 1}], dtype=object))
-    with pytest.raises(runfiles.ReadError, match="dtype object"):
-        runfiles.read_npz(path, ["a"])
+    with pytest.raises(safe_read.ReadError, match="dtype object"):
+        safe_read.read_npz(path, ["a"])
     np.save(tmp_path / "b.npy", np.arange(3))
-    with pytest.raises(runfiles.ReadError, match="not an .npz archive"):
-        runfiles.read_npz(tmp_path / "b.npy")
+    with pytest.raises(safe_read.ReadError, match="not an .npz archive"):
+        safe_read.read_npz(tmp_path / "b.npy")
     for header, needle in (({"descr": "<f8", "fortran_order": False, "shape": (-1, 0)},
                             "negative shape"),
                            ({"descr": "<U0", "fortran_order": False, "shape": (2**50,)},
@@ -526,8 +526,8 @@ def test_the_loader_refuses_what_numpy_would_unpickle_or_inflate(tmp_path, monke
                             "header declares shape")):
         with zipfile.ZipFile(path, "w") as z, z.open("a.npy", "w") as f:
             npy.write_array_header_1_0(f, header)
-        with pytest.raises(runfiles.ReadError, match=needle):
-            runfiles.read_npz(path, ["a"], text=["a"])
+        with pytest.raises(safe_read.ReadError, match=needle):
+            safe_read.read_npz(path, ["a"], text=["a"])
 
 
 
@@ -536,24 +536,24 @@ def test_the_loader_reads_a_head_refuses_links_when_asked_and_caps_json_by_size(
     the first bytes of a file (read_head), never through a link where they
     ask (follow_links=False: a link is refused, it is not what tickprop
     wrote), and a JSON file with a cap of their own (the manifest's)."""
-    from simulator import runfiles
+    from simulator import safe_read
     real = tmp_path / "view.html"
     real.write_text("<!DOCTYPE html>" + "x" * 5000)
     link = tmp_path / "link.json"
     (tmp_path / "real.json").write_text('{"a": 1}')
     link.symlink_to(tmp_path / "real.json")
-    assert runfiles.read_head(real, 15) == b"<!DOCTYPE html>"
-    assert runfiles.read_head(real, 10**6) == real.read_bytes()
-    assert runfiles.read_json(link) == {"a": 1}
-    with pytest.raises(runfiles.ReadError, match="is a symbolic link"):
-        runfiles.read_json(link, follow_links=False)
-    with pytest.raises(runfiles.ReadError, match="is a symbolic link"):
-        runfiles.read_head(link, 4, follow_links=False)
-    with pytest.raises(runfiles.ReadError, match="larger than any file"):
-        runfiles.read_json(tmp_path / "real.json", limit=4)
+    assert safe_read.read_head(real, 15) == b"<!DOCTYPE html>"
+    assert safe_read.read_head(real, 10**6) == real.read_bytes()
+    assert safe_read.read_json(link) == {"a": 1}
+    with pytest.raises(safe_read.ReadError, match="is a symbolic link"):
+        safe_read.read_json(link, follow_links=False)
+    with pytest.raises(safe_read.ReadError, match="is a symbolic link"):
+        safe_read.read_head(link, 4, follow_links=False)
+    with pytest.raises(safe_read.ReadError, match="larger than any file"):
+        safe_read.read_json(tmp_path / "real.json", limit=4)
     os.mkfifo(tmp_path / "fifo")
-    with pytest.raises(runfiles.ReadError, match="FIFO"):
-        runfiles.read_head(tmp_path / "fifo", 4, follow_links=False)
+    with pytest.raises(safe_read.ReadError, match="FIFO"):
+        safe_read.read_head(tmp_path / "fifo", 4, follow_links=False)
 
 # ---------------------------------------------------------------- sweeps
 SWEEP = """description = "two points"

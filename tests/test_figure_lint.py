@@ -1,5 +1,5 @@
 """Every PNG figure of every shipped scene passes the figure lint
-(simulator.render.lint): no text outside the canvas or over another text,
+(tests/figure_lint.py): no text outside the canvas or over another text,
 legends and tick labels of at least 8 pt, a colorbar (or a legend, for a
 categorical image) on every heat map.
 
@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 
 import cli
 from simulator import files
-from simulator.render.lint import lint_figure, mark_categorical, mark_keyed
+from figure_lint import lint_figure
+from simulator.render.lint import mark_categorical, mark_keyed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENES = sorted(os.path.splitext(os.path.basename(p))[0]

@@ -14,7 +14,8 @@ from PIL import GifImagePlugin, Image
 
 from simulator.errors import SimulatorError
 from simulator.render import gifstream, levels
-from simulator.render.animate import NeuronStates, encode_gif, render_frames
+from simulator.render.animate import NeuronStates, render_frames
+from simulator.render.indexed import gif_duration
 from simulator.runner import simulate_scene
 
 H, W = 40, 64
@@ -164,7 +165,7 @@ def test_wave_gif_is_pixel_for_pixel_the_gif_pillow_wrote(tmp_path):
     iio.imwrite(tmp_path / "pillow.gif", frames, extension=".gif", mode="L",
                 palette=table.tobytes(), duration=50.0, loop=0, optimize=True)
     with open(tmp_path / "stream.gif", "wb") as f:
-        assert encode_gif(f, iter(frames), colours) == len(frames)
+        assert gifstream.stream_gif(f, iter(frames), colours, gif_duration()) == len(frames)
     old = iio.imread(tmp_path / "pillow.gif", index=None)[..., :3]
     new = iio.imread(tmp_path / "stream.gif", index=None)[..., :3]
     assert np.array_equal(old, new)
@@ -196,7 +197,7 @@ def test_memory_stays_one_frame_while_writing_300_frames(tmp_path):
     try:
         tracemalloc.reset_peak()
         with open(tmp_path / "long.gif", "wb") as f:
-            assert encode_gif(f, frames(), colours) == n
+            assert gifstream.stream_gif(f, frames(), colours, gif_duration()) == n
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -13,7 +13,7 @@ from PIL import Image
 import cli
 from simulator.probes import Trace
 from simulator.render import convergence, levels, plots, raster, write_pictures
-from simulator.render.animate import MAX_GIF_BYTES, frame_limit
+from simulator.render.indexed import MAX_FRAMES, MAX_GIF_BYTES, frame_limit
 from simulator.render.plots import mismatch_figure
 from simulator.render.raster import raster_figure
 
@@ -159,9 +159,9 @@ def test_a_deep_relaxation_draws_ten_layer_curves(tmp_path):
 # ----------------------------------------------------------------- GIF size
 def test_wave_gif_of_a_long_record_is_capped():
     v = np.ones((5000, 3))
-    frames = levels.gif_frames(v)
-    assert levels.MAX_FRAMES // 2 < len(frames) <= levels.MAX_FRAMES
-    assert frames[0].shape[1] <= levels.MAX_COLUMNS * 10 + 120
+    anim = levels.LevelAnimator(v)
+    assert MAX_FRAMES // 2 < len(anim.frame_ticks()) <= MAX_FRAMES
+    assert anim.render(anim.frame_ticks()[0]).shape[1] <= levels.MAX_COLUMNS * 10 + 120
 
 
 def test_locking_gif_of_a_deep_long_schedule_stays_within_the_frame_budget(tmp_path):

@@ -3,7 +3,7 @@ checked by pixel content against the values they draw."""
 import imageio.v3 as iio
 import numpy as np
 
-from simulator.render.levels import gif_frames, wave_levels, wave_rgb, write_wave_gif
+from simulator.render.levels import LevelAnimator, wave_levels, wave_rgb, write_wave_gif
 from simulator.render.palette import classify
 
 
@@ -34,7 +34,8 @@ def test_log_shading_is_monotone_and_overflow_is_the_strongest():
 
 def test_gif_has_one_frame_per_tick_and_a_moving_cursor(tmp_path):
     v = front(ticks=9)
-    frames = gif_frames(v)
+    anim = LevelAnimator(v)
+    frames = [anim.render(t) for t in anim.frame_ticks()]
     assert len(frames) == 9 and len({f.shape for f in frames}) == 1
     path = write_wave_gif(tmp_path / "w.gif", v)
     read = iio.imread(path, index=None)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from simulator import scene, sweep
+from simulator import dask_pool, scene, sweep
 from simulator.errors import SceneError, SimulatorError
 
 
@@ -490,7 +490,7 @@ def test_unreachable_scheduler_is_refused_before_any_point(tmp_path, monkeypatch
     with socket.socket() as s:       # a port on this machine that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(sweep, "SCHEDULER_TIMEOUT_S", 2)
+    monkeypatch.setattr(dask_pool, "SCHEDULER_TIMEOUT_S", 2)
     with pytest.raises(SimulatorError, match=rf"--scheduler 'tcp://127.0.0.1:{port}': cannot reach"):
         sweep.run_sweep(_write(tmp_path, "away"), str(tmp_path / "out"),
                         scheduler=f"tcp://127.0.0.1:{port}")

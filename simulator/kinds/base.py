@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import SceneError, SimulatorError
 from ..files import atomic_write
-from ..runfiles import shown
+from ..safe_read import shown
 from ..scene import SCHEMAS
 
 TYPED_OPTIONS = ("ticks", "seed", "device", "dtype")

@@ -19,7 +19,8 @@ neurons=[...])``. (``waves`` is named after its file: ``simulator.render.raster`
 stays the submodule.) Figures are ``matplotlib.figure.Figure`` on the Agg canvas
 (no pyplot, no display needed; a notebook shows them, ``fig.savefig`` saves
 them). Submodules: palette (shared colours), raster, animate, plots, locking;
-convergence (Activation Relaxation), levels (PC waves), learning, phase.
+convergence (Activation Relaxation), levels (PC waves), learning, phase;
+indexed (what every GIF is composed with: palette indices over a static figure).
 """
 import functools
 import inspect
@@ -32,7 +33,8 @@ from ..arguments import check_int, check_path, check_type, fail
 from ..errors import SimulatorError
 from ..probes import Trace
 from . import animate, plots, raster
-from .animate import DEFAULT_SIZE, WaveAnimator
+from .animate import WaveAnimator
+from .indexed import DEFAULT_SIZE
 from .raster import colourings
 
 

@@ -9,85 +9,32 @@ frame of δ[l]'s target) boxed in amber where they are the same frame, ls
 outlined in amber, live per-layer mismatch bars (cosine of g against
 backprop's gradient) and a cursor moving over the whole-run raster.
 
-Everything scales with the GIF's size: the figure is drawn at a resolution of
-DPI × ``size_scale(size)``, so fonts, lines and margins grow with the picture
-(the default size draws text at 8 pt and up).
+Everything scales with the GIF's size (``indexed.size_scale``; the default
+size draws text at 8 pt and up).
 
-Speed: matplotlib draws the static figure (axes, labels, raster, legend) once.
-Every frame is then composed in numpy from that background: the neuron
-picture is painted through precomputed pixel maps, bars and cursor as filled
-rectangles, tags and the title from glyphs rendered once. Frames are built
-directly as indices into one fixed palette of at most 256 colours (a GIF frame
-holds 256), so the encoder neither quantizes per frame nor flickers, and only
-stores the pixels that changed between frames.
+Speed: matplotlib draws the static figure (axes, labels, raster, legend) once
+(``indexed.IndexedFigure``). Every frame is then composed in numpy from that
+background: the neuron picture is painted through precomputed pixel maps,
+bars and cursor as filled rectangles, tags and the title from glyphs rendered
+once, as indices into one fixed palette, so the encoder only stores the
+pixels that changed between frames.
 
 A graph trace draws its vertices as the columns, in the raster's row order
 (``rows.picture_rows``: by level, named under the mismatch bars), and outlines
 its synchronization set (``vertex_sync``) instead of ls.
 """
-import functools
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..errors import SimulatorError
 from . import gifstream, palette
-from .raster import (backward_tags, draw_panel, layer_scales, panel_image, presence, row_ticks,
-                     step_note, stream_frames)
+from .indexed import (CURSOR, DEFAULT_FPS, DEFAULT_SIZE, FONT, GRAY_BAR, MAX_FRAMES,
+                      NOT_A_NEURON, IndexedFigure, frame_limit, frame_step, gif_duration,
+                      glyphs_for)
+from .raster import (draw_panel, layer_scales, panel_image, presence, row_ticks, step_note,
+                     stream_frames)
 from .rows import picture_rows
 
-DEFAULT_FPS = 20
-MAX_FPS = 50            # browsers clamp shorter GIF delays
-MAX_FRAMES = 600        # beyond this the frame step grows (memory and file size)
-# Frames are held as palette indices (1 byte a pixel) until encoded: a large GIF
-# gets fewer frames (a larger step) so they never take more than this.
-MAX_GIF_BYTES = 512 * 2 ** 20
-# One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
-PALETTE_COLOURS = 254
 MAX_NEURONS = 32        # neurons drawn per layer column
-LUT_BLOCK = 4096        # colours of the 32³ lookup cube matched to the palette at once
-DPI = 100
-NOT_A_NEURON = np.array([1.0, 1.0, 1.0])
-GRAY_BAR = np.array([0.33, 0.33, 0.33])
-CURSOR = np.array([0.07, 0.07, 0.07])
-
-DEFAULT_SIZE = (720, 400)     # GIF width and height in pixels
-GLYPH_ORIGIN = 2              # pixels left of a glyph in its mask
-FONT = 9                      # points at the default size (tags and labels one less)
-
-
-def size_scale(size):
-    """How much larger than DEFAULT_SIZE a (width, height) GIF is drawn: the
-    smaller of the two ratios, so the layout of the default fits any size."""
-    w, h = check_size(size)
-    return min(w / DEFAULT_SIZE[0], h / DEFAULT_SIZE[1])
-
-
-def check_size(size):
-    """(width, height) in pixels, each within 320..4000 x 200..4000."""
-    try:
-        w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise SimulatorError(f"size: expected (width, height) in pixels, got {size!r}") from None
-    if not (320 <= w <= 4000 and 200 <= h <= 4000):
-        raise SimulatorError(f"size: expected 320..4000 x 200..4000 pixels, got {w}x{h}")
-    return w, h
-
-
-def frame_limit(width, height):
-    """How many frames of ``width`` x ``height`` pixels a GIF may hold: MAX_FRAMES,
-    or fewer when they would take more than MAX_GIF_BYTES."""
-    return int(max(1, min(MAX_FRAMES, MAX_GIF_BYTES // max(int(width) * int(height), 1))))
-
-
-def frame_step(ticks, every=1, max_frames=MAX_FRAMES):
-    """The tick step between GIF frames: ``every``, grown until ``ticks`` ticks
-    give at most ``max_frames`` frames."""
-    if isinstance(every, bool) or int(every) != every or every < 1:
-        raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
-    return max(int(every), -(-int(ticks) // int(max_frames)))
 
 
 def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
@@ -156,133 +103,6 @@ def _layer_scale(a):
     return out
 
 
-class IndexedPalette:
-    """At most 256 colours and a 32³ lookup table from RGB to the nearest one.
-
-    The colours are the wave colours on a 10 × 10 grid of levels (so neurons and
-    raster cells keep their meaning), the inks used for text and marks blended
-    with white (anti-aliased edges), greys, and whatever else the static
-    background needs, chosen by Pillow's quantizer from that background."""
-
-    def __init__(self, background_rgb):
-        fixed = self._fixed()
-        free = PALETTE_COLOURS - len(fixed)
-        extra = self._adaptive(background_rgb, free)
-        colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
-        self.colours = colours
-        self.lut = self._lookup(colours)
-
-    @staticmethod
-    def _fixed():
-        levels = np.linspace(0.0, 1.0, 10)
-        f, b = np.meshgrid(levels, levels)
-        waves = palette.mix(f.ravel(), b.ravel())
-        white = np.ones(3)
-        amber = np.array([int(palette.LS_COLOUR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
-        inks = (palette.RED, palette.BLUE, amber, np.zeros(3), GRAY_BAR)
-        ramps = [white + a * (ink - white) for ink in inks for a in np.linspace(0.125, 1.0, 8)]
-        specials = [palette.EMPTY * 0.9, NOT_A_NEURON, CURSOR, np.array([0.867, 0.867, 0.867])]
-        colours = np.vstack([waves, np.array(ramps), np.array(specials)])
-        return np.unique(palette.to_bytes(colours), axis=0)
-
-    @staticmethod
-    def _adaptive(rgb, count):
-        from PIL import Image
-        if count <= 0:
-            return np.zeros((0, 3), dtype=np.uint8)
-        image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=count, dither=0)
-        used = np.unique(np.asarray(image))
-        pal = np.array(image.getpalette()[:3 * 256], dtype=np.uint8).reshape(-1, 3)
-        return pal[used]
-
-    @staticmethod
-    def _lookup(colours):
-        grid = (np.arange(32) * 8 + 4).astype(np.float32)
-        cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
-        pal = colours.astype(np.float32)
-        p2 = (pal ** 2).sum(1)[None, :]
-        lut = np.empty(len(cube), dtype=np.uint8)
-        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product per block of the cube
-        # (the whole cube's distances would take 33 MB, several times over).
-        for a in range(0, len(cube), LUT_BLOCK):
-            c = cube[a:a + LUT_BLOCK]
-            lut[a:a + LUT_BLOCK] = ((c ** 2).sum(1)[:, None] - 2.0 * c @ pal.T + p2).argmin(axis=1)
-        return lut.reshape(32, 32, 32)
-
-    def index_exact(self, rgb):
-        """Palette indices of the nearest colours, exactly (for the static
-        background, whose colours are few and matter: white stays white)."""
-        rgb = np.asarray(rgb, dtype=np.uint8)
-        flat = rgb.reshape(-1, 3).astype(np.int32)
-        keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-        unique, inverse = np.unique(keys, return_inverse=True)
-        u = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float32)
-        pal = self.colours.astype(np.float32)
-        dist = (u ** 2).sum(1)[:, None] - 2.0 * u @ pal.T + (pal ** 2).sum(1)[None, :]
-        return dist.argmin(axis=1).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:-1])
-
-    def index(self, rgb):
-        """Palette indices (uint8) for uint8 RGB (..., 3), through the lookup table."""
-        q = np.asarray(rgb, dtype=np.uint8) >> 3
-        return self.lut[q[..., 0], q[..., 1], q[..., 2]]
-
-    def index_float(self, rgb):
-        """Palette indices for RGB floats in [0, 1]."""
-        return self.index(palette.to_bytes(rgb))
-
-
-class Glyphs:
-    """Coverage masks of single characters, rendered once by Agg at one font size,
-    so per-frame text is a few numpy blends instead of a text layout."""
-
-    def __init__(self, fontsize, dpi=DPI):
-        self.px = fontsize * dpi / 72.0
-        self.height = int(np.ceil(1.5 * self.px)) + 2
-        self.base_row = int(np.ceil(1.15 * self.px))       # baseline, rows from the top
-        side = 4 * self.height
-        self.fig = Figure(figsize=(side / dpi, side / dpi), dpi=dpi)
-        self.canvas = FigureCanvasAgg(self.fig)
-        self.side = side
-        bottom = self.height - 1 - self.base_row
-        self.text = self.fig.text(GLYPH_ORIGIN / side, (bottom + 0.5) / side, "", fontsize=fontsize,
-                                  color="black", va="baseline", ha="left")
-        self.cache = {}
-
-    def glyph(self, ch):
-        """(coverage (height, width) floats in [0, 1], advance in pixels)."""
-        if ch not in self.cache:
-            self.text.set_text(ch if ch.strip() else "")
-            self.canvas.draw()
-            grey = np.asarray(self.canvas.buffer_rgba())[self.side - self.height:, :, 0]
-            coverage = 1.0 - grey.astype(float) / 255.0
-            if ch.strip():
-                advance = self.text.get_window_extent(self.canvas.get_renderer()).width
-            else:
-                advance = 0.32 * self.px
-            cols = int(np.ceil(advance)) + 4
-            self.cache[ch] = (coverage[:, :cols].copy(), float(advance))
-        return self.cache[ch]
-
-    def mask(self, text):
-        """Coverage of a whole string (height, width) and its width in pixels."""
-        parts, pen = [], 0.0
-        for ch in text:
-            cover, advance = self.glyph(ch)
-            parts.append((int(round(pen)), cover))
-            pen += advance
-        width = max([x + c.shape[1] for x, c in parts], default=1)
-        out = np.zeros((self.height, width))
-        for x, cover in parts:
-            np.maximum(out[:, x:x + cover.shape[1]], cover, out=out[:, x:x + cover.shape[1]])
-        return out, pen
-
-
-@functools.lru_cache(maxsize=16)
-def glyphs_for(fontsize, dpi=DPI):
-    """The shared Glyphs of one font size and resolution (rendered once per process)."""
-    return Glyphs(fontsize, dpi)
-
-
 def paired_tags(trace):
     """(x frames, δ frames), each (T, n) stream-frame indices (−1: none): column
     v ≥ 1 holds the frame of the x that g[v] pairs with (the trace's
@@ -301,15 +121,12 @@ def paired_tags(trace):
     return stream_frames(trace, pair), stream_frames(trace, sup)
 
 
-class WaveAnimator:
+class WaveAnimator(IndexedFigure):
     """Builds the GIF's static figure once and composes any tick as a frame of
     palette indices (``indices``) or RGB (``render``)."""
 
     def __init__(self, trace, size=DEFAULT_SIZE, color="magnitude"):
         self.trace = trace
-        self.width, self.height = check_size(size)
-        self.scale = size_scale(size)
-        self.dpi = DPI * self.scale
         self.depth = trace.depth
         self.rows = picture_rows(trace)      # column p shows trace column rows.order[p]
         self.states = NeuronStates(trace)
@@ -318,28 +135,17 @@ class WaveAnimator:
         self.tag_x, self.tag_d = paired_tags(trace)
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
         self.font = FONT
-        self._build_figure(color)
-        self.canvas.draw()
-        rgb = np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
-        assert rgb.shape[:2] == (self.height, self.width), rgb.shape
-        self.palette = IndexedPalette(rgb)
-        self.background = self.palette.index_exact(rgb)
-        self.background_rgb = rgb
+        self._build_figure(size, color)
+        self._index_background()
         self.glyphs = glyphs_for(self.font - 0.5, self.dpi)
         self.title_glyphs = glyphs_for(self.font + 2, self.dpi)
         self._pixel_maps()
-        self._text_cache = {}
         self.ink = {name: self.palette.index_float(c) for name, c in (
-            ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", _hex(palette.LS_COLOUR)))}
+            ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", palette.from_hex(palette.LS_COLOUR)))}
 
     # ------------------------------------------------------------ static figure
-    def _build_figure(self, color):
-        # The figure is w/dpi × h/dpi inches at dpi = DPI × scale: the same layout
-        # in points at every size, so text grows with the picture.
-        fig = Figure(figsize=((self.width + 0.01) / self.dpi, (self.height + 0.01) / self.dpi),
-                     dpi=self.dpi)
-        self.canvas = FigureCanvasAgg(fig)
-        self.fig = fig
+    def _build_figure(self, size, color):
+        fig = self._start(size)
         small = self.font - 1
         graph = self.rows.graph
         # A graph names its vertices: room under the bars and left of the raster.
@@ -453,22 +259,9 @@ class WaveAnimator:
                         borderpad=0.0)
 
     # ------------------------------------------------------------- pixel maps
-    def _to_pixel(self, ax, x, y):
-        """Data (x, y) of ``ax`` -> (column, row) pixel floats, row 0 at the top."""
-        dx, dy = ax.transData.transform((x, y))
-        return dx, self.height - dy
-
     def _pixel_maps(self):
         L, rows = self.depth, self.states.rows
-        (c0, r1), (c1, r0) = (self._to_pixel(self.net, -0.5, -0.5),
-                              self._to_pixel(self.net, L + 0.5, rows - 0.5))
-        self.net_box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
-        top, bottom, left, right = self.net_box
-        inv = self.net.transData.inverted()
-        cols = np.arange(left, right) + 0.5
-        rws = np.arange(top, bottom) + 0.5
-        xs = inv.transform(np.column_stack([cols, np.zeros_like(cols)]))[:, 0]
-        ys = inv.transform(np.column_stack([np.zeros_like(rws), self.height - rws]))[:, 1]
+        self.net_box, xs, ys = self._pixel_grid(self.net, L + 0.5, rows - 0.5)
         self.col_layer = np.clip(np.rint(xs).astype(int), 0, L)
         self.row_neuron = np.clip(np.rint(ys).astype(int), 0, rows - 1)
         self.ls_cols = [self._col_range(self.net, l - 0.5, l + 0.5) for l in self.rows.sync]
@@ -568,10 +361,6 @@ class WaveAnimator:
                          self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
         return frame
 
-    def render(self, t):
-        """The frame for tick ``t`` as uint8 RGB (height, width, 3)."""
-        return self.palette.colours[self.indices(t)]
-
     def _paint_network(self, frame, t):
         top, bottom, left, right = self.net_box
         small = self.palette.index_float(self.states.rgb(t)[:, self.rows.order])
@@ -620,53 +409,11 @@ class WaveAnimator:
                 frame[top:bottom, left:left + w] = amber
                 frame[top:bottom, right - w:right] = amber
 
-    def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):
-        """Blend ``text`` in ``colour`` over the static background; ``bottom_row``
-        is the pixel row of the glyph box's bottom edge. Over a one-colour
-        background (where the tags and the title sit) the blended patch depends
-        only on the text, so it is made once and pasted afterwards."""
-        box, patch, ink = self._text_patch(glyphs, text, x, bottom_row, colour, anchor)
-        if box is None:
-            return
-        r0, r1, c0, c1 = box
-        region = frame[r0:r1, c0:c1]
-        region[ink] = patch[ink]
-
-    def _text_patch(self, glyphs, text, x, bottom_row, colour, anchor):
-        mask, width = glyphs.mask(text)
-        # Glyphs are drawn GLYPH_ORIGIN pixels into their masks.
-        left = int(round(x - GLYPH_ORIGIN
-                         - {"left": 0.0, "center": width / 2, "right": width}[anchor]))
-        top = int(round(bottom_row)) - glyphs.height
-        h, w = mask.shape
-        r0, c0 = max(top, 0), max(left, 0)
-        r1, c1 = min(top + h, self.height), min(left + w, self.width)
-        if r1 <= r0 or c1 <= c0:
-            return None, None, None
-        under = self.background[r0:r1, c0:c1]
-        uniform = bool((under == under.flat[0]).all())
-        key = (id(glyphs), text, tuple(np.round(colour, 4)), int(under.flat[0]),
-               r0 - top, c0 - left, r1 - r0, c1 - c0)
-        if uniform and key in self._text_cache:
-            return (r0, r1, c0, c1), *self._text_cache[key]
-        a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
-        below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
-        patch = self.palette.index_float(below * (1.0 - a) + np.asarray(colour) * a)
-        ink = a[..., 0] > 0.02
-        if uniform:
-            self._text_cache[key] = (patch, ink)
-        return (r0, r1, c0, c1), patch, ink
-
 
 def _layer_ticks(depth):
     # Three-digit layer numbers need twice the room of short ones.
     step = max(1, int(np.ceil((depth + 1) / (12 if depth < 100 else 6))))
     return list(range(0, depth + 1, step))
-
-
-def _hex(colour):
-    return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
-
 
 def _tag_text(tag):
     return str(int(tag)) if tag >= 0 else "·"
@@ -679,24 +426,6 @@ def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
     anim = WaveAnimator(trace, size=size, color=color)
     ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
     return (anim.indices(t) for t in ticks), anim.palette.colours
-
-
-def gif_duration(fps=DEFAULT_FPS):
-    """Milliseconds a GIF frame is shown at ``fps`` frames a second (at most
-    MAX_FPS, which browsers honour); a non-positive ``fps`` is refused."""
-    fps = float(fps)
-    if not fps > 0:
-        raise SimulatorError(f"fps: expected a positive number, got {fps}")
-    return 1000.0 / min(fps, MAX_FPS)
-
-
-def encode_gif(file, frames, colours, fps=DEFAULT_FPS):
-    """Write palette-index frames (an iterable of (height, width) uint8, or an
-    (n, height, width) array) as a looping GIF to an open binary file, one
-    frame at a time (``gifstream.GifWriter``: each frame stores only the
-    rectangle that changed, unchanged pixels in it as transparent runs).
-    Returns the number of frames."""
-    return gifstream.stream_gif(file, frames, colours, gif_duration(fps))
 
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):

@@ -106,9 +106,8 @@ class GifWriter:
     (``add``), each frame a (height, width) uint8 array of indices into
     ``colours`` (k <= 256 RGB rows); every frame is shown ``duration_ms``
     (stored in hundredths of a second, rounded down as Pillow does, after
-    repeats are merged); ``loop`` = 0 loops forever. ``close`` (or leaving a
-    ``with`` block without an error) writes the rest and the trailer; the file
-    itself stays open. ``frames`` counts the frames given, ``stored`` the
+    repeats are merged); ``loop`` = 0 loops forever. ``close`` writes the rest
+    and the trailer; the file itself stays open. ``frames`` counts the frames given, ``stored`` the
     image blocks written."""
 
     def __init__(self, file, colours, duration_ms, loop=0):
@@ -164,13 +163,6 @@ class GifWriter:
         self._flush()
         self.file.write(TRAILER)
         self.closed = True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        if kind is None:
-            self.close()
 
     def _header(self, shape):
         h, w = (int(n) for n in shape)

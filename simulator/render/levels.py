@@ -11,7 +11,7 @@ only decays still shows its decay. The colour bar beside each picture gives
 the scale; +inf is drawn as the strongest shade and said in the title, an
 exact zero is left empty (white) and said under the colour bar. A record
 without ticks (no relaxation step) draws an empty raster with a note; a long
-record is drawn with at most MAX_FRAMES GIF frames and MAX_COLUMNS raster
+record is drawn with at most ``indexed.MAX_FRAMES`` GIF frames and MAX_COLUMNS raster
 columns (every k-th tick).
 
 The GIF is labelled like the PNG (title, level axis, tick axis, colour bar);
@@ -24,36 +24,27 @@ one fixed palette.
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
 
 from ..files import save_png
 from . import gifstream
-from .animate import (DPI, IndexedPalette, check_size, frame_limit, gif_duration, glyphs_for,
-                      size_scale)
 from .axes import no_data
+from .indexed import (DEFAULT_SIZE, FONT, IndexedFigure, frame_limit, frame_step, gif_duration,
+                      glyphs_for)
 from .lint import mark_keyed
-from .palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, mix, to_bytes
+from .palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, from_hex, mix, to_bytes
 
 DECADES = 8
-MAX_FRAMES = 600        # GIF frames; a longer record shows every k-th tick
-MAX_COLUMNS = 600       # GIF raster columns, likewise
+MAX_COLUMNS = 600       # GIF raster columns (a longer record shows every k-th tick)
 NO_TICKS = "no ticks recorded"
-DEFAULT_SIZE = (720, 400)
 NAVY = np.array([0.05, 0.14, 0.42])      # the strongest shade (still lighter than the cursor)
 INK = "#333333"                          # text and axes of the GIF, lighter than the cursor
-FONT = 9
 ZERO_NOTE = "white: exactly 0"
 # light blue (the weakest present wave of the diffusion pictures) -> blue -> navy
 WAVE_CMAP = LinearSegmentedColormap.from_list(
     "tickprop_wave", [mix(0.0, FLOOR), BLUE, NAVY])
-
-
-def tick_step(ticks, limit):
-    """The smallest k with ceil(ticks / k) <= limit (1 for short records)."""
-    return max(1, -(-int(ticks) // int(limit)))
 
 
 def wave_range(values):
@@ -154,41 +145,31 @@ def _level_ticks(ax, n_levels, level_names, fontsize=None):
         ax.tick_params(axis="y", labelsize=fontsize)
 
 
-class LevelAnimator:
+class LevelAnimator(IndexedFigure):
     """The labelled static figure of a level wave, drawn once, and its frames
     composed as palette indices (``indices``) or RGB (``render``)."""
 
     def __init__(self, values, size=DEFAULT_SIZE, title="", level_label="level",
                  level_names=None, tick_label="tick"):
         self.values = np.asarray(values, dtype=float)
-        self.width, self.height = check_size(size)
-        self.scale = size_scale(size)
-        self.dpi = DPI * self.scale
         ticks, n = self.values.shape
         self.ticks, self.n_levels = ticks, n
-        self.col_step = tick_step(ticks, MAX_COLUMNS)
+        self.col_step = frame_step(ticks, 1, MAX_COLUMNS)
         self.columns = self.values[::self.col_step]
         self.image = wave_rgb(self.columns) if ticks else None        # (levels, cols, 3)
         self.range = wave_range(self.values)
         self.tick_label = tick_label
-        self._figure(title, level_label, level_names, tick_label)
-        self.canvas.draw()
-        rgb = np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+        self._figure(size, title, level_label, level_names, tick_label)
         # The colour bar puts every shade of the raster in the background: the
         # palette picks them up from there.
-        self.palette = IndexedPalette(rgb)
-        self.background = self.palette.index_exact(rgb)
-        self.background_rgb = rgb
+        self._index_background()
         self.glyphs = glyphs_for(FONT, self.dpi)
         self._maps()
-        self.cursor = self.palette.index(to_bytes(_hex(CURSOR_COLOUR)))
+        self.cursor = self.palette.index(to_bytes(from_hex(CURSOR_COLOUR)))
         self.blue = self.palette.index(to_bytes(BLUE))
 
-    def _figure(self, title, level_label, level_names, tick_label):
-        fig = Figure(figsize=((self.width + 0.01) / self.dpi, (self.height + 0.01) / self.dpi),
-                     dpi=self.dpi)
-        self.canvas = FigureCanvasAgg(fig)
-        self.fig = fig
+    def _figure(self, size, title, level_label, level_names, tick_label):
+        fig = self._start(size)
         small = FONT - 1
         grid = fig.add_gridspec(1, 3, width_ratios=(1.0, 0.2, 0.03), left=0.13, right=0.86,
                                 bottom=0.14, top=0.80, wspace=0.08)
@@ -223,21 +204,11 @@ class LevelAnimator:
                  fontsize=FONT + 1, color=INK, wrap=True)
         self.ax, self.now_ax, self.cax = ax, now, cax
 
-    def _pixel(self, ax, x, y):
-        dx, dy = ax.transData.transform((x, y))
-        return dx, self.height - dy
-
     def _maps(self):
         ax, n = self.ax, self.n_levels
         T = max(self.ticks, 1)
-        (c0, r1), (c1, r0) = self._pixel(ax, -0.5, -0.5), self._pixel(ax, T - 0.5, n - 0.5)
-        self.box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
-        top, bottom, left, right = self.box
-        inv = ax.transData.inverted()
-        xs = inv.transform(np.column_stack([np.arange(left, right) + 0.5,
-                                            np.zeros(right - left)]))[:, 0]
-        ys = inv.transform(np.column_stack([np.zeros(bottom - top),
-                                            self.height - (np.arange(top, bottom) + 0.5)]))[:, 1]
+        self.box, xs, ys = self._pixel_grid(ax, T - 0.5, n - 0.5)
+        top = self.box[0]
         self.col_tick = np.clip(np.rint(xs).astype(int), 0, T - 1)     # tick under a pixel column
         level = np.clip(np.rint(ys).astype(int), 0, n - 1)
         self.row_image = n - 1 - level                                   # image row (top = highest)
@@ -246,24 +217,24 @@ class LevelAnimator:
             self.cells = self.palette.index(cells)
         self.bar_rows = []
         for k in range(n):
-            a = int(round(self._pixel(self.now_ax, 0, k + 0.35)[1]))
-            b = int(round(self._pixel(self.now_ax, 0, k - 0.35)[1]))
+            a = int(round(self._to_pixel(self.now_ax, 0, k + 0.35)[1]))
+            b = int(round(self._to_pixel(self.now_ax, 0, k - 0.35)[1]))
             self.bar_rows.append((a, max(b, a + 1)))
         lo, hi = self.range
-        self.bar_x = (self._pixel(self.now_ax, lo, 0)[0], self._pixel(self.now_ax, hi, 0)[0])
-        self.tick_at = (self._pixel(ax, T - 0.5, n - 0.5)[0], top - 3 * self.scale)
+        self.bar_x = (self._to_pixel(self.now_ax, lo, 0)[0], self._to_pixel(self.now_ax, hi, 0)[0])
+        self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], top - 3 * self.scale)
 
     def frame_ticks(self):
         """Ticks that become frames: every k-th, at most MAX_FRAMES and the
         frame budget of this size; [None] (one empty frame) without ticks."""
         if not self.ticks:
             return [None]
-        limit = min(MAX_FRAMES, frame_limit(self.width, self.height))
-        return list(range(0, self.ticks, tick_step(self.ticks, limit)))
+        return list(range(0, self.ticks, frame_step(self.ticks, 1,
+                                                    frame_limit(self.width, self.height))))
 
     def cursor_column(self, t):
         """Pixel column of the cursor at tick ``t``."""
-        return int(round(self._pixel(self.ax, (t // self.col_step) * self.col_step, 0)[0]))
+        return int(round(self._to_pixel(self.ax, (t // self.col_step) * self.col_step, 0)[0]))
 
     def indices(self, t):
         """The frame of tick ``t`` (None: the empty frame) as palette indices."""
@@ -285,61 +256,20 @@ class LevelAnimator:
             pos = 1.0 if np.isinf(v) else float(np.clip((np.log10(v) - lo) / (hi - lo), 0, 1))
             end = int(round(x0 + max(pos, 0.02) * (x1 - x0)))
             frame[a:b, int(round(x0)) + 1:end] = self.blue
-        self._paint_text(frame, f"{self.tick_label} {t}", *self.tick_at)
+        right, bottom = self.tick_at
+        self._paint_text(frame, self.glyphs, f"{self.tick_label} {t}", right, bottom,
+                         from_hex(INK), "right")
         return frame
-
-    def render(self, t):
-        """The frame of tick ``t`` as uint8 RGB (height, width, 3)."""
-        return self.palette.colours[self.indices(t)]
-
-    def _paint_text(self, frame, text, right, bottom):
-        mask, width = self.glyphs.mask(text)
-        h, w = mask.shape
-        left = int(round(right - width)) - 2
-        top = int(round(bottom)) - h
-        r0, c0 = max(top, 0), max(left, 0)
-        r1, c1 = min(top + h, self.height), min(left + w, self.width)
-        a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
-        below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
-        ink = _hex(INK)
-        patch = self.palette.index(to_bytes(below * (1.0 - a) + ink * a))
-        covered = a[..., 0] > 0.02
-        frame[r0:r1, c0:c1][covered] = patch[covered]
-
-
-class _Frames:
-    """RGB frames made on access (a long record's frames never sit in memory at once)."""
-
-    def __init__(self, anim):
-        self.anim, self.ticks = anim, anim.frame_ticks()
-
-    def __len__(self):
-        return len(self.ticks)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        return self.anim.render(self.ticks[i])
-
-
-def _hex(colour):
-    return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
-
-
-def gif_frames(values, size=DEFAULT_SIZE, title="", level_label="level", level_names=None,
-               tick_label="tick"):
-    """The GIF's frames, uint8 RGB (height, width, 3), made on access: one per
-    tick (every k-th tick beyond MAX_FRAMES), the labelled raster filled up to
-    that tick with a time cursor, the tick named, a bar per level at that tick
-    on the colour bar's log scale. The raster has one column per tick, or per
-    k-th tick beyond MAX_COLUMNS. No ticks: one empty frame."""
-    return _Frames(LevelAnimator(values, size, title, level_label, level_names, tick_label))
 
 
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of the wave (see gif_frames), written atomically, each
-    frame drawn and encoded in turn (memory: one frame)."""
+    """Animated GIF of the wave, written atomically, each frame drawn and
+    encoded in turn (memory: one frame): one frame per tick (every k-th tick
+    beyond indexed.MAX_FRAMES), the labelled raster filled up to that tick
+    with a time cursor, the tick named, a bar per level at that tick on the
+    colour bar's log scale. The raster has one column per tick, or per k-th
+    tick beyond MAX_COLUMNS. No ticks: one empty frame."""
     duration = gif_duration(fps)
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
     frames = (anim.indices(t) for t in anim.frame_ticks())

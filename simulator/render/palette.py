@@ -20,7 +20,6 @@ EMPTY = np.array([0.96, 0.96, 0.96])
 LS_COLOUR = "#f2a900"          # amber: the synchronization layer ls
 CURSOR_COLOUR = "#111111"
 SYNC_COLOUR = "#111111"        # the sync overlay: g pairs x and δ of one stream frame
-BAR_COLOUR = "#555555"
 
 # Absent is 0; a present wave never drops below this level, so even a tiny
 # activity or delta stays visibly red or blue.
@@ -36,10 +35,9 @@ STRIPE_SPACING = 8
 TAG_GROUND = 0.45
 
 
-def hexcolour(rgb):
-    """'#rrggbb' for an RGB triple in [0, 1] (for legends and text)."""
-    r, g, b = (int(round(255 * float(c))) for c in rgb)
-    return f"#{r:02x}{g:02x}{b:02x}"
+def from_hex(colour):
+    """RGB floats in [0, 1] of a '#rrggbb' colour."""
+    return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
 
 
 PURPLE = 0.5 * (RED + BLUE)

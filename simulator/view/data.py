@@ -292,7 +292,31 @@ def _states(trace, frames, rows, nmax, notes):
             "batch": batch}
 
 
-# ---------------------------------------------------------------- relaxation
+# ------------------------------------------------- relaxation and PC: norms only
+def _shown_ticks(T, max_frames, what, notes):
+    """The rows of T shown (every k-th beyond ``max_frames``), a note saying so."""
+    k = frame_step(T, max_frames)
+    frames = np.arange(0, T, k)
+    if k > 1:
+        notes.append(f"Showing every {_ordinal(k)} {what} ({len(frames)} of {T}).")
+    return frames
+
+
+def _row(name, column, level):
+    return {"name": name, "column": column, "level": level, "sync": False, "identity": False}
+
+
+def _norms_view(label, row_label, rows, fields, labels, raster, bars):
+    """A view of per-row magnitudes only (no tags, waves or neuron states): the
+    raster shades ``fields[raster]``, the bars show ``fields[bars]`` on a log scale."""
+    return {"label": label, "row_label": row_label, "rows": rows, "sync_label": "", "edges": [],
+            "raster": {"mode": "magnitude", "field": raster, "label": labels[raster]},
+            "fields": {k: encode(v, "f8") for k, v in fields.items()},
+            "field_labels": {k: labels[k] for k in fields}, "tags": {}, "tag_labels": {},
+            "wave": None, "bars": {"field": bars, "label": labels[bars], "log": True},
+            "states": None}
+
+
 def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     """The payload of an ar_converge run (relaxation.npz): per η_x, the
     relaxation wave ‖x_l(t) − x_l(t−1)‖ per layer (raster) and the relative
@@ -305,17 +329,12 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     E, T, L = changes.shape
     ticks = np.asarray(arrays["ticks"]) if "ticks" in arrays else np.arange(T)
     layers = np.asarray(arrays["layers"]) if "layers" in arrays else np.arange(L)
-    k = frame_step(T, max_frames)
-    frames = np.arange(0, T, k)
     notes = ["Activation Relaxation saves per-layer norms, not neuron states: no neuron "
              "strips; there are no frames, so no forward or backward wave (the raster is "
              "the relaxation wave)."]
-    if k > 1:
-        notes.append(f"Showing every {_ordinal(k)} relaxation tick ({len(frames)} of {T}).")
+    frames = _shown_ticks(T, max_frames, "relaxation tick", notes)
     ends = {0: " (input, clamped)", L - 1: " (output)"}
-    rows = [{"name": str(int(layers[l])) + ends.get(l, ""),
-             "column": l, "level": int(layers[l]), "sync": False, "identity": False}
-            for l in range(L)]
+    rows = [_row(str(int(layers[l])) + ends.get(l, ""), l, int(layers[l])) for l in range(L)]
     labels = {"changes": "‖x_l(t) − x_l(t−1)‖", "errors": "relative error to the fixed point",
               "norms": "‖x_l(t)‖"}
     views = []
@@ -323,15 +342,8 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
         fields = {"changes": changes[e][frames], "errors": errors[e][frames]}
         if norms is not None:
             fields["norms"] = norms[e][frames]
-        views.append({"label": f"η_x = {eta[e]:g}", "row_label": "layer",
-                      "rows": rows, "sync_label": "", "edges": [],
-                      "raster": {"mode": "magnitude", "field": "changes",
-                                 "label": labels["changes"]},
-                      "fields": {k2: encode(v, "f8") for k2, v in fields.items()},
-                      "field_labels": {k2: labels[k2] for k2 in fields},
-                      "tags": {}, "tag_labels": {}, "wave": None,
-                      "bars": {"field": "errors", "label": labels["errors"], "log": True},
-                      "states": None})
+        views.append(_norms_view(f"η_x = {eta[e]:g}", "layer", rows, fields, labels,
+                                 "changes", "errors"))
     variant = str(arrays["variant"]) if "variant" in arrays else ""
     title = _description(meta) or (f"Activation Relaxation ({variant})" if variant
                                    else "Activation Relaxation")
@@ -349,32 +361,22 @@ def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     by_vertex = np.asarray(arrays["by_vertex"], dtype=float)
     levels = [int(v) for v in np.asarray(arrays["levels"]).reshape(-1)]
     T = by_level.shape[0]
-    k = frame_step(T, max_frames)
-    frames = np.arange(0, T, k)
     notes = ["Predictive coding saves ‖ε‖ per level and vertex, not neuron states: no neuron "
              "strips. Level = distance to the output (the output, level 0, on top)."]
-    if k > 1:
-        notes.append(f"Showing every {_ordinal(k)} inference tick ({len(frames)} of {T}).")
+    frames = _shown_ticks(T, max_frames, "inference tick", notes)
     if not np.isfinite(by_level).all():
         notes.append("Some errors overflowed (drawn as 'overflow').")
     nl = by_level.shape[1]
-    level_rows = [{"name": f"level {d}", "column": d, "level": d, "sync": False,
-                   "identity": False} for d in range(nl - 1, -1, -1)]
+    level_rows = [_row(f"level {d}", d, d) for d in range(nl - 1, -1, -1)]
     order = sorted(range(len(levels)), key=lambda v: (-levels[v], v))
-    vertex_rows = [{"name": f"v{v} (level {levels[v]})", "column": v, "level": levels[v],
-                    "sync": False, "identity": False} for v in order]
+    vertex_rows = [_row(f"v{v} (level {levels[v]})", v, levels[v]) for v in order]
     views = []
-    for label, rows, a in (("per level", level_rows, by_level),
-                           ("per vertex", vertex_rows, by_vertex)):
+    for label, row_label, rows, a in (
+            ("per level", "level (distance to output)", level_rows, by_level),
+            ("per vertex", "vertex (level)", vertex_rows, by_vertex)):
         cols = [r["column"] for r in rows]
-        views.append({"label": label, "row_label": "level (distance to output)"
-                      if label == "per level" else "vertex (level)",
-                      "rows": rows, "sync_label": "", "edges": [],
-                      "raster": {"mode": "magnitude", "field": "eps", "label": "‖ε‖"},
-                      "fields": {"eps": encode(a[np.ix_(frames, cols)], "f8")},
-                      "field_labels": {"eps": "‖ε‖"}, "tags": {}, "tag_labels": {},
-                      "wave": None, "bars": {"field": "eps", "label": "‖ε‖", "log": True},
-                      "states": None})
+        views.append(_norms_view(label, row_label, rows, {"eps": a[np.ix_(frames, cols)]},
+                                 {"eps": "‖ε‖"}, "eps", "eps"))
     scene = meta.get("scene") if isinstance(meta.get("scene"), dict) else {}
     wave = scene.get("wave") if isinstance(scene.get("wave"), dict) else {}
     title = _description(meta) or (f"{str(wave.get('method', 'PC')).upper()} error wave, "
