@@ -2,7 +2,9 @@
 (ARCHITECTURE.md). Checked on the source itself: an AST walk collects every
 module's import statements, the module-level ones form a graph that must have
 no cycle, and an import of a project module inside a function is allowed only
-where a comment beside it says it defers matplotlib (start-up time)."""
+where a comment beside it says it defers matplotlib (start-up time). Every module stands
+on one floor of the table FLOORS below and imports nothing from a floor above its
+own (model/ imports nothing above the model; probes/ no renderer or viewer)."""
 import ast
 import os
 import subprocess
@@ -167,3 +169,131 @@ def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "False"]
     assert (out / "trace.npz").exists()
+
+
+# ---------------------------------------------------------------------------
+# Floors: the one table of which module stands on which floor (lowest first).
+# A module may import modules of its own floor or of the floors below it, never
+# above (ARCHITECTURE.md: "one direction, no back and forth"). An entry names a
+# package (it covers the package and everything inside) or one module; the
+# longest entry that covers a module gives its floor, so a module filed in a
+# folder of another floor is named on its own line, with the reason.
+FLOORS = [
+    ("ground", [  # errors, argument checks, array backend, files and run folders
+        "simulator.errors", "simulator.arguments", "simulator.backend", "simulator.files",
+        "simulator.paths", "simulator.threads", "simulator.pool", "simulator.version",
+        "simulator.runfiles", "simulator.points", "simulator.manifest", "simulator.outputs",
+        "simulator.fields", "simulator.selection"]),
+    ("model", [  # the one network type, its layers and the oracle
+        "simulator.model", "simulator.network", "simulator.reference", "simulator.options"]),
+    ("engine", [  # SPEC §1 ticks of a model; the graph engine still lives in model/
+        "simulator.engine", "simulator.drive", "simulator.model.tick", "simulator.model.fast",
+        "simulator.model.compiled", "simulator.model.compiled_step",
+        "simulator.model.graph_tags"]),
+    ("rules", [  # the other credit-assignment rules on a Model
+        "simulator.model.relaxation", "simulator.model.pc"]),
+    ("data", ["simulator.datasets", "simulator.streams"]),
+    ("probes", [  # the recorder; metrics is the recorder's Gram-identity mismatch
+        "simulator.probes", "simulator.metrics"]),
+    ("analysis", ["simulator.sync", "simulator.locking"]),
+    ("render/view", [  # read a Trace, never simulate; kinds and sweeps call them to draw
+        "simulator.render", "simulator.view"]),
+    ("scene", ["simulator.scene"]),
+    ("build", ["simulator.build", "simulator.runner"]),
+    ("experiments", [  # paper-specific loops: online training, paper 001, paper 002's graphs
+        "simulator.training", "simulator.relaxation_experiments", "simulator.pc"]),
+    ("kinds", ["simulator.kinds"]),
+    ("sweep", ["simulator.sweep"]),
+    ("api", ["simulator", "simulator.api", "cli"]),
+]
+
+# Packages on one floor that must not import each other.
+SIBLINGS = [("simulator.render", "simulator.view")]
+
+# Today's upward imports, each with what it takes and who removes it. The list
+# must be exact: a new upward import fails, and so does an entry that is gone.
+KNOWN_UPWARD = {
+    ("simulator.model.elementary", "simulator.pc.graph"):
+        "from_graph converts paper 002's elementary graphs: it belongs with them",
+    ("simulator.model.pc", "simulator.pc.inference"):
+        "ErrorWave, the error-wave record both Z-ILs return",
+    ("simulator.probes.trace", "simulator.sync"):
+        "synchronized_layers, a closed form the trace's summary needs",
+    ("simulator.probes.trace", "simulator.view"):
+        "trace_html for Trace._repr_html_ (the notebook viewer)",
+}
+
+
+def _covers(entry, module):
+    return module == entry or module.startswith(entry + ".")
+
+
+def floor_of(module, floors=FLOORS):
+    """(index, name) of the floor whose longest entry covers ``module``, or None."""
+    best = None
+    for i, (name, entries) in enumerate(floors):
+        for entry in entries:
+            if _covers(entry, module) and (best is None or len(entry) > best[0]):
+                best = (len(entry), i, name)
+    return None if best is None else best[1:]
+
+
+def upward_imports(graph, floors=FLOORS, siblings=SIBLINGS):
+    """{(importer, imported)} of a {module: set(modules)} graph that go up a
+    floor, or across between sibling packages."""
+    bad = set()
+    for src, targets in graph.items():
+        for dst in targets:
+            if floor_of(dst, floors)[0] > floor_of(src, floors)[0]:
+                bad.add((src, dst))
+            for a, b in siblings:
+                if (_covers(a, src) and _covers(b, dst)) or (_covers(b, src) and _covers(a, dst)):
+                    bad.add((src, dst))
+    return bad
+
+
+def dependency_graph():
+    """Every project import, module-level or function-local (a deferred import
+    is still a dependency)."""
+    graph = {}
+    for m in MODULES:
+        top, local = imports(m)
+        graph[m] = top | {t for _, t, _ in local}
+    return graph
+
+
+def test_every_module_stands_on_a_floor_and_every_entry_names_a_module():
+    assert [m for m in sorted(MODULES) if floor_of(m) is None] == []
+    entries = [e for _, es in FLOORS for e in es]
+    assert sorted(e for e in set(entries) if e not in MODULES) == []
+    assert len(entries) == len(set(entries))
+
+
+def test_no_module_imports_a_floor_above_its_own():
+    found = upward_imports(dependency_graph())
+    new = sorted(found - set(KNOWN_UPWARD))
+    gone = sorted(set(KNOWN_UPWARD) - found)
+    assert new == [], "upward imports (see FLOORS): %s" % [
+        f"{s} ({floor_of(s)[1]}) -> {d} ({floor_of(d)[1]})" for s, d in new]
+    assert gone == [], f"no longer imported: delete from KNOWN_UPWARD {gone}"
+
+
+def test_the_floor_check_catches_an_upward_or_sideways_import():
+    """Fed a graph with fake edges (no real code edited), the checker reports
+    exactly the edges that go up or across, and passes those that go down."""
+    graph = dependency_graph()
+    fake = {
+        ("simulator.model.graph", "simulator.kinds.train"),  # model importing a kind
+        ("simulator.probes.recorder", "simulator.render.raster"),  # probes importing render
+        ("simulator.render.raster", "simulator.view.data"),  # sibling across
+        ("simulator.errors", "simulator.model"),  # the ground importing the model
+    }
+    down = {("simulator.kinds.train", "simulator.model.graph"),
+            ("simulator.view.data", "simulator.errors")}
+    for src, dst in fake | down:
+        graph[src] = graph[src] | {dst}
+    assert upward_imports(graph) - set(KNOWN_UPWARD) == fake
+    # a new module in a package takes the package's floor
+    assert floor_of("simulator.model.new_layer") == floor_of("simulator.model.graph")
+    assert upward_imports({"simulator.model.new_layer": {"simulator.sweep"}}) == {
+        ("simulator.model.new_layer", "simulator.sweep")}
