@@ -54,7 +54,7 @@ from .files import atomic_write, write_json
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
 from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
-from .training import train_scene
+from .experiments.training import train_scene
 
 
 SCHEDULER_TIMEOUT_S = 20  # how long to try reaching a Dask scheduler

@@ -7,6 +7,7 @@ on one floor of the table FLOORS below and imports nothing from a floor above it
 own (model/ imports nothing above the model; probes/ no renderer or viewer)."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -190,18 +191,17 @@ FLOORS = [
         "simulator.engine", "simulator.drive", "simulator.model.tick", "simulator.model.fast",
         "simulator.model.compiled", "simulator.model.compiled_step",
         "simulator.model.graph_tags"]),
-    ("rules", [  # the other credit-assignment rules on a Model
-        "simulator.model.relaxation", "simulator.model.pc"]),
+    ("rules", ["simulator.rules"]),  # the other credit-assignment rules on a Model
     ("data", ["simulator.datasets", "simulator.streams"]),
     ("probes", [  # the recorder; metrics is the recorder's Gram-identity mismatch
         "simulator.probes", "simulator.metrics"]),
-    ("analysis", ["simulator.sync", "simulator.locking"]),
+    ("analysis", ["simulator.analysis"]),
     ("render/view", [  # read a Trace, never simulate; kinds and sweeps call them to draw
         "simulator.render", "simulator.view"]),
     ("scene", ["simulator.scene"]),
     ("build", ["simulator.build", "simulator.runner"]),
     ("experiments", [  # paper-specific loops: online training, paper 001, paper 002's graphs
-        "simulator.training", "simulator.relaxation_experiments", "simulator.pc"]),
+        "simulator.experiments"]),
     ("kinds", ["simulator.kinds"]),
     ("sweep", ["simulator.sweep"]),
     ("api", ["simulator", "simulator.api", "cli"]),
@@ -213,11 +213,7 @@ SIBLINGS = [("simulator.render", "simulator.view")]
 # Today's upward imports, each with what it takes and who removes it. The list
 # must be exact: a new upward import fails, and so does an entry that is gone.
 KNOWN_UPWARD = {
-    ("simulator.model.elementary", "simulator.pc.graph"):
-        "from_graph converts paper 002's elementary graphs: it belongs with them",
-    ("simulator.model.pc", "simulator.pc.inference"):
-        "ErrorWave, the error-wave record both Z-ILs return",
-    ("simulator.probes.trace", "simulator.sync"):
+    ("simulator.probes.trace", "simulator.analysis.sync"):
         "synchronized_layers, a closed form the trace's summary needs",
     ("simulator.probes.trace", "simulator.view"):
         "trace_html for Trace._repr_html_ (the notebook viewer)",
@@ -297,3 +293,80 @@ def test_the_floor_check_catches_an_upward_or_sideways_import():
     assert floor_of("simulator.model.new_layer") == floor_of("simulator.model.graph")
     assert upward_imports({"simulator.model.new_layer": {"simulator.sweep"}}) == {
         ("simulator.model.new_layer", "simulator.sweep")}
+
+
+def _bound_names(path):
+    """Names a module binds at its top level (definitions, assignments, imports)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    bound = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound
+
+
+def _missing_project_imports(path, module=None):
+    """(line, name) of every import in the file at ``path`` that names a
+    ``simulator`` module (absolute, or relative inside the package) which is
+    not in this tree. Such an import is not silently harmless: an editable
+    install of another checkout would answer it with that checkout's file."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    missing = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = _package(module, path)
+                for _ in range(node.level - 1):
+                    pkg = pkg.rpartition(".")[0]
+                base = f"{pkg}.{base}" if base else pkg
+            names = [base]
+            # `from pkg import x` needs x as a submodule or a name pkg binds
+            if base in MODULES and MODULES[base].endswith("__init__.py"):
+                bound = _bound_names(MODULES[base])
+                names += [f"{base}.{a.name}" for a in node.names if a.name not in bound]
+        else:
+            continue
+        missing += [(node.lineno, n) for n in names
+                    if (n == "simulator" or n.startswith("simulator.")) and n not in MODULES]
+    return missing
+
+
+def test_every_project_import_names_a_module_of_this_tree(tmp_path):
+    """After a module moves, no import anywhere (package, cli, tests,
+    benchmarks, docs scripts) still names its old place."""
+    found = {}
+    for m, path in MODULES.items():
+        found.update({(path, line, n): 1 for line, n in _missing_project_imports(path, m)})
+    for folder in ("tests", "benchmarks", "docs"):
+        for f in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if f.endswith(".py"):
+                path = os.path.join(ROOT, folder, f)
+                found.update({(path, line, n): 1 for line, n in _missing_project_imports(path)})
+    assert sorted(found) == []
+    stale = tmp_path / "stale.py"
+    stale.write_text("import simulator.sync\nfrom simulator.pc import graph\n"
+                     "from simulator.analysis import sync\nfrom simulator import Model, training\n")
+    assert _missing_project_imports(str(stale)) == [
+        (1, "simulator.sync"), (2, "simulator.pc"), (4, "simulator.training")]
+
+
+def test_the_tests_readme_files_every_test_file_once():
+    """tests/README.md groups the tests by oracle: a new test file is filed
+    there under the oracle it is checked against, a deleted one is struck."""
+    with open(os.path.join(ROOT, "tests", "README.md")) as f:
+        listed = re.findall(r"^\| (test_\w+\.py) \|", f.read(), re.M)
+    files = sorted(f for f in os.listdir(os.path.join(ROOT, "tests"))
+                   if f.startswith("test_") and f.endswith(".py"))
+    assert sorted(set(files) - set(listed)) == [], "file these in tests/README.md"
+    assert sorted(set(listed) - set(files)) == [], "no such test file"
+    assert len(listed) == len(set(listed)), "a file is listed twice"

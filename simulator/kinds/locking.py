@@ -1,7 +1,7 @@
 """The locking kind (SPEC §5): backprop's locked schedule beside the tick
 engine's pipeline, saved as locking.npz (both occupancy tables) with the
 numbers in run.json, and drawn as locking.png and locking.gif."""
-from ..locking import schedules
+from ..analysis.locking import schedules
 from ..runfiles import read_locking
 from .base import Kind, save_npz, saved_section
 

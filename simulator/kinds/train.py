@@ -10,7 +10,7 @@ from .. import threads
 from ..build import graph_skeleton, network_shape
 from ..files import write_json
 from ..probes import GraphBudget, RecordPlan, RunBudget
-from ..training import Setup, stream_chunk, train_scene
+from ..experiments.training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from .base import Kind
 

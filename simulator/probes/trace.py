@@ -17,7 +17,7 @@ from ..fields import did_you_mean
 from ..files import atomic_write
 # The trace's file layout (and its one check) lives with the one loader of saved files.
 from ..runfiles import METRIC_KEYS, TAG_KEYS, read_json, read_trace
-from ..sync import synchronized_layers
+from ..analysis.sync import synchronized_layers
 from ..view import trace_html
 
 
