@@ -46,7 +46,7 @@ from simulator.errors import BudgetError, SceneError, SimulatorError
 from simulator.kinds.sweep import summary_lines as sweep_lines
 from simulator.runner import Prepared
 from simulator.selection import parse_list, parse_ticks
-from simulator.sync import format_sync, sync_report
+from simulator.analysis.sync import format_sync, sync_report
 from simulator.view import write_view
 
 

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from allocator import ensure  # noqa: E402
-from simulator.pc.tables import format_markdown, table2  # noqa: E402
+from simulator.experiments.pc.tables import format_markdown, table2  # noqa: E402
 
 
 def main():

@@ -1,5 +1,5 @@
 """Benchmark: one Activation Relaxation update (forward sweep, K relaxation
-ticks, weight update) on a Model (``simulator.model.relaxation``), the K ticks
+ticks, weight update) on a Model (``simulator.rules.relaxation``), the K ticks
 stepped or summed in closed form (``relax_closed_form``), as ratios to one
 backprop SGD step on the same network and batch and to the same closed-form
 update written out in numpy per layer (``numpy_closed_form_step``, the chain
@@ -34,9 +34,9 @@ from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
 from simulator.datasets import batch_indices, load_digits  # noqa: E402
 from simulator.model import Model  # noqa: E402
 from simulator.model import reference  # noqa: E402
-from simulator.model.relaxation import VARIANTS, ActivationRelaxation, tick_weights  # noqa: E402
+from simulator.rules.relaxation import VARIANTS, ActivationRelaxation, tick_weights  # noqa: E402
 from simulator.network import Network  # noqa: E402
-from simulator.relaxation_experiments import (PAPER_ACTIVATIONS, PAPER_SIZES,  # noqa: E402
+from simulator.experiments.activation_relaxation import (PAPER_ACTIVATIONS, PAPER_SIZES,  # noqa: E402
                                               converge_arrays, run_converge, run_train,
                                               train_arrays)
 from simulator.render.convergence import draw_converge, draw_train  # noqa: E402

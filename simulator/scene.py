@@ -221,7 +221,7 @@ LOCKING = {
     "every": Int(1, "one GIF frame every k ticks", 1, 10**6),
 }
 
-# The learning rules of a `train` scene (simulator.training.RULES says what each runs).
+# The learning rules of a `train` scene (simulator.experiments.training.RULES says what each runs).
 TRAIN_RULES = ("diffusion", "random", "sign", "learned", "itd-y", "itd-dy", "backprop", "ar",
                "zil")
 TRAIN = {

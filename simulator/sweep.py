@@ -49,8 +49,8 @@ from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
-from .sync import synchronized_layers
-from .training import train_scene
+from .analysis.sync import synchronized_layers
+from .experiments.training import train_scene
 
 
 # The automatic point timeout (sweep.point_timeout = 0): start-up allowance plus

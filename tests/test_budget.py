@@ -175,7 +175,7 @@ def test_a_training_estimate_covers_every_rule_learning_side_by_side(rules):
     inputs, so the weights dominate) stays under the charged estimate (one
     engine's estimate, 74 MiB, is under the 102 MiB four rules take)."""
     from simulator.kinds.train import train_budget
-    from simulator.training import Setup, train_scene
+    from simulator.experiments.training import Setup, train_scene
     raw = {"kind": "train", "network": {"depth": 3, "width": 768, "inputs": 8, "outputs": 4},
            "stream": {"kind": "held", "batch": 4, "hold": 8}, "target": {"kind": "teacher"},
            "train": {"rules": rules, "eval_every": 20, "eval_size": 16, "loss": "mse"},

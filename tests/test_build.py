@@ -8,9 +8,9 @@ from simulator import build, scene
 from simulator.engine import Engine
 from simulator.errors import SceneError
 from simulator.kinds import ar_converge
-from simulator.relaxation_experiments import run_converge
+from simulator.experiments.activation_relaxation import run_converge
 from simulator.runner import Prepared
-from simulator.training import Setup
+from simulator.experiments.training import Setup
 
 NET = {"depth": 3, "width": 5, "inputs": 4, "outputs": 3, "scale": 0.7}
 

@@ -2,9 +2,12 @@
 (ARCHITECTURE.md). Checked on the source itself: an AST walk collects every
 module's import statements, the module-level ones form a graph that must have
 no cycle, and an import of a project module inside a function is allowed only
-where a comment beside it says it defers matplotlib (start-up time)."""
+where a comment beside it says it defers matplotlib (start-up time). Every module stands
+on one floor of the table FLOORS below and imports nothing from a floor above its
+own (model/ imports nothing above the model; probes/ no renderer or viewer)."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -167,3 +170,203 @@ def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "False"]
     assert (out / "trace.npz").exists()
+
+
+# ---------------------------------------------------------------------------
+# Floors: the one table of which module stands on which floor (lowest first).
+# A module may import modules of its own floor or of the floors below it, never
+# above (ARCHITECTURE.md: "one direction, no back and forth"). An entry names a
+# package (it covers the package and everything inside) or one module; the
+# longest entry that covers a module gives its floor, so a module filed in a
+# folder of another floor is named on its own line, with the reason.
+FLOORS = [
+    ("ground", [  # errors, argument checks, array backend, files and run folders
+        "simulator.errors", "simulator.arguments", "simulator.backend", "simulator.files",
+        "simulator.paths", "simulator.threads", "simulator.pool", "simulator.version",
+        "simulator.runfiles", "simulator.points", "simulator.manifest", "simulator.outputs",
+        "simulator.fields", "simulator.selection", "simulator.safe_read", "simulator.dask_pool"]),
+    ("model", [  # the one network type, its layers and the oracle
+        "simulator.model", "simulator.network", "simulator.reference", "simulator.options"]),
+    ("engine", [  # SPEC §1 ticks of a model; the graph engine still lives in model/
+        "simulator.engine", "simulator.drive", "simulator.model.tick", "simulator.model.fast",
+        "simulator.model.compiled", "simulator.model.compiled_step",
+        "simulator.model.graph_tags"]),
+    ("rules", ["simulator.rules"]),  # the other credit-assignment rules on a Model
+    ("data", ["simulator.datasets", "simulator.streams"]),
+    ("probes", [  # the recorder; metrics is the recorder's Gram-identity mismatch
+        "simulator.probes", "simulator.metrics"]),
+    ("analysis", ["simulator.analysis"]),
+    ("render/view", [  # read a Trace, never simulate; kinds and sweeps call them to draw
+        "simulator.render", "simulator.view"]),
+    ("scene", ["simulator.scene"]),
+    ("build", ["simulator.build", "simulator.runner"]),
+    ("experiments", [  # paper-specific loops: online training, paper 001, paper 002's graphs
+        "simulator.experiments"]),
+    ("kinds", ["simulator.kinds"]),
+    ("sweep", ["simulator.sweep"]),
+    ("api", ["simulator", "simulator.api", "cli"]),
+]
+
+# Packages on one floor that must not import each other.
+SIBLINGS = [("simulator.render", "simulator.view")]
+
+# Today's upward imports, each with what it takes and who removes it. The list
+# must be exact: a new upward import fails, and so does an entry that is gone.
+KNOWN_UPWARD = {
+    ("simulator.probes.trace", "simulator.analysis.sync"):
+        "synchronized_layers, a closed form the trace's summary needs",
+    ("simulator.probes.trace", "simulator.view"):
+        "trace_html for Trace._repr_html_ (the notebook viewer)",
+}
+
+
+def _covers(entry, module):
+    return module == entry or module.startswith(entry + ".")
+
+
+def floor_of(module, floors=FLOORS):
+    """(index, name) of the floor whose longest entry covers ``module``, or None."""
+    best = None
+    for i, (name, entries) in enumerate(floors):
+        for entry in entries:
+            if _covers(entry, module) and (best is None or len(entry) > best[0]):
+                best = (len(entry), i, name)
+    return None if best is None else best[1:]
+
+
+def upward_imports(graph, floors=FLOORS, siblings=SIBLINGS):
+    """{(importer, imported)} of a {module: set(modules)} graph that go up a
+    floor, or across between sibling packages."""
+    bad = set()
+    for src, targets in graph.items():
+        for dst in targets:
+            if floor_of(dst, floors)[0] > floor_of(src, floors)[0]:
+                bad.add((src, dst))
+            for a, b in siblings:
+                if (_covers(a, src) and _covers(b, dst)) or (_covers(b, src) and _covers(a, dst)):
+                    bad.add((src, dst))
+    return bad
+
+
+def dependency_graph():
+    """Every project import, module-level or function-local (a deferred import
+    is still a dependency)."""
+    graph = {}
+    for m in MODULES:
+        top, local = imports(m)
+        graph[m] = top | {t for _, t, _ in local}
+    return graph
+
+
+def test_every_module_stands_on_a_floor_and_every_entry_names_a_module():
+    assert [m for m in sorted(MODULES) if floor_of(m) is None] == []
+    entries = [e for _, es in FLOORS for e in es]
+    assert sorted(e for e in set(entries) if e not in MODULES) == []
+    assert len(entries) == len(set(entries))
+
+
+def test_no_module_imports_a_floor_above_its_own():
+    found = upward_imports(dependency_graph())
+    new = sorted(found - set(KNOWN_UPWARD))
+    gone = sorted(set(KNOWN_UPWARD) - found)
+    assert new == [], "upward imports (see FLOORS): %s" % [
+        f"{s} ({floor_of(s)[1]}) -> {d} ({floor_of(d)[1]})" for s, d in new]
+    assert gone == [], f"no longer imported: delete from KNOWN_UPWARD {gone}"
+
+
+def test_the_floor_check_catches_an_upward_or_sideways_import():
+    """Fed a graph with fake edges (no real code edited), the checker reports
+    exactly the edges that go up or across, and passes those that go down."""
+    graph = dependency_graph()
+    fake = {
+        ("simulator.model.graph", "simulator.kinds.train"),  # model importing a kind
+        ("simulator.probes.recorder", "simulator.render.raster"),  # probes importing render
+        ("simulator.render.raster", "simulator.view.data"),  # sibling across
+        ("simulator.errors", "simulator.model"),  # the ground importing the model
+    }
+    down = {("simulator.kinds.train", "simulator.model.graph"),
+            ("simulator.view.data", "simulator.errors")}
+    for src, dst in fake | down:
+        graph[src] = graph[src] | {dst}
+    assert upward_imports(graph) - set(KNOWN_UPWARD) == fake
+    # a new module in a package takes the package's floor
+    assert floor_of("simulator.model.new_layer") == floor_of("simulator.model.graph")
+    assert upward_imports({"simulator.model.new_layer": {"simulator.sweep"}}) == {
+        ("simulator.model.new_layer", "simulator.sweep")}
+
+
+def _bound_names(path):
+    """Names a module binds at its top level (definitions, assignments, imports)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    bound = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound
+
+
+def _missing_project_imports(path, module=None):
+    """(line, name) of every import in the file at ``path`` that names a
+    ``simulator`` module (absolute, or relative inside the package) which is
+    not in this tree. Such an import is not silently harmless: an editable
+    install of another checkout would answer it with that checkout's file."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    missing = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = _package(module, path)
+                for _ in range(node.level - 1):
+                    pkg = pkg.rpartition(".")[0]
+                base = f"{pkg}.{base}" if base else pkg
+            names = [base]
+            # `from pkg import x` needs x as a submodule or a name pkg binds
+            if base in MODULES and MODULES[base].endswith("__init__.py"):
+                bound = _bound_names(MODULES[base])
+                names += [f"{base}.{a.name}" for a in node.names if a.name not in bound]
+        else:
+            continue
+        missing += [(node.lineno, n) for n in names
+                    if (n == "simulator" or n.startswith("simulator.")) and n not in MODULES]
+    return missing
+
+
+def test_every_project_import_names_a_module_of_this_tree(tmp_path):
+    """After a module moves, no import anywhere (package, cli, tests,
+    benchmarks, docs scripts) still names its old place."""
+    found = {}
+    for m, path in MODULES.items():
+        found.update({(path, line, n): 1 for line, n in _missing_project_imports(path, m)})
+    for folder in ("tests", "benchmarks", "docs"):
+        for f in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if f.endswith(".py"):
+                path = os.path.join(ROOT, folder, f)
+                found.update({(path, line, n): 1 for line, n in _missing_project_imports(path)})
+    assert sorted(found) == []
+    stale = tmp_path / "stale.py"
+    stale.write_text("import simulator.sync\nfrom simulator.pc import graph\n"
+                     "from simulator.analysis import sync\nfrom simulator import Model, training\n")
+    assert _missing_project_imports(str(stale)) == [
+        (1, "simulator.sync"), (2, "simulator.pc"), (4, "simulator.training")]
+
+
+def test_the_tests_readme_files_every_test_file_once():
+    """tests/README.md groups the tests by oracle: a new test file is filed
+    there under the oracle it is checked against, a deleted one is struck."""
+    with open(os.path.join(ROOT, "tests", "README.md")) as f:
+        listed = re.findall(r"^\| (test_\w+\.py) \|", f.read(), re.M)
+    files = sorted(f for f in os.listdir(os.path.join(ROOT, "tests"))
+                   if f.startswith("test_") and f.endswith(".py"))
+    assert sorted(set(files) - set(listed)) == [], "file these in tests/README.md"
+    assert sorted(set(listed) - set(files)) == [], "no such test file"
+    assert len(listed) == len(set(listed)), "a file is listed twice"

@@ -148,7 +148,7 @@ def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind)
     import simulator.kinds.pc_table as k_pt
     import simulator.kinds.pc_wave as k_pw
     import simulator.runner as runner_mod
-    import simulator.training as training
+    import simulator.experiments.training as training
 
     def no(*a, **k):
         raise AssertionError("render simulated")

@@ -1,16 +1,16 @@
-"""The elementary-op graphs of simulator.pc rebuilt as Models (the second way
+"""The elementary-op graphs of simulator.experiments.pc rebuilt as Models (the second way
 to build the one model): the same function, the same gradients, the same
-Z-IL update — against the elementary graph's own backprop (simulator.pc.graph,
+Z-IL update — against the elementary graph's own backprop (simulator.experiments.pc.graph,
 which shares no code with the model core) and central finite differences."""
 import numpy as np
 import pytest
 
 from simulator.errors import SimulatorError
-from simulator.model.elementary import from_graph
-from simulator.model.pc import zil_model
+from simulator.experiments.pc.as_model import from_graph
+from simulator.rules.predictive_coding import zil_model
 from simulator.model.reference import backprop, evaluate
-from simulator.pc import builders
-from simulator.pc import graph as G
+from simulator.experiments.pc import builders
+from simulator.experiments.pc import graph as G
 
 CONVERTIBLE = ["mlp", "cnn", "residual", "attention"]
 

@@ -1,9 +1,9 @@
-"""IL and Z-IL on graph models (simulator.model.pc), grouped by oracle: graph
+"""IL and Z-IL on graph models (simulator.rules.predictive_coding), grouped by oracle: graph
 backprop (simulator.model.reference) and central finite differences of the
 loss for Z-IL's update (Theorem 3 of paper 002 on levelled models); central
 finite differences of an energy written here from the layers' values alone
 for IL's inference tick and parameter update; a closed-form equilibrium of
-IL on a scalar linear chain; the elementary-graph Z-IL of simulator.pc on the
+IL on a scalar linear chain; the elementary-graph Z-IL of simulator.experiments.pc on the
 same MLP."""
 import numpy as np
 import pytest
@@ -12,8 +12,8 @@ from simulator import Model
 from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
 from simulator.model import reference as R
-from simulator.model.pc import il_model, model_error_wave, output_distances, zil_model
-from simulator.pc import build, level, zil
+from simulator.rules.predictive_coding import il_model, model_error_wave, output_distances, zil_model
+from simulator.experiments.pc import build, level, zil
 from graph_models import ATTENTION, CONV, RESIDUAL
 
 CHAIN = [

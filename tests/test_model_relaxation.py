@@ -1,4 +1,4 @@
-"""Activation Relaxation on graph models (simulator.model.relaxation), grouped
+"""Activation Relaxation on graph models (simulator.rules.relaxation), grouped
 by oracle: the chain relaxation written out in numpy here, tick for tick, on
 Model.from_network; K explicit ticks for the closed form on chains, residual,
 conv and attention models, every variant; graph backprop
@@ -15,7 +15,7 @@ from simulator import Model, Network
 from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
 from simulator.model import reference as R
-from simulator.model.relaxation import (INITS, VARIANTS, ActivationRelaxation, draw_feedback,
+from simulator.rules.relaxation import (INITS, VARIANTS, ActivationRelaxation, draw_feedback,
                                         feedback_keys, model_fixed_point, model_sweep,
                                         model_weight_gradients, predicted_errors,
                                         relax_closed_form, relax_model, relax_sweep)

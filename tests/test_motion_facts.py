@@ -190,7 +190,7 @@ def test_every_rule_learns_online_on_moving_digits_for_each_model_kind(kind):
                            {"name": "r", "kind": "add", "from": ["b", "h"],
                             "activation": "tanh"},
                            {"name": "o", "kind": "dense", "units": 10}]}[kind]
-    from simulator.training import train_scene
+    from simulator.experiments.training import train_scene
     rules = list(scenes.TRAIN_RULES)
     raw = {"kind": "train",
            "network": {"input_shape": [1, 10, 10], "layers": layers,

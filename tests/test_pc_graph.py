@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from simulator.errors import SimulatorError
-from simulator.pc.builders import ARCHITECTURES, build
-from simulator.pc.graph import OPS, Graph, backprop, bp_update, loss
+from simulator.experiments.pc.builders import ARCHITECTURES, build
+from simulator.experiments.pc.graph import OPS, Graph, backprop, bp_update, loss
 
 H = 1e-6
 

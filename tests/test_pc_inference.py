@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from simulator.errors import SimulatorError
-from simulator.pc.builders import ARCHITECTURES, build, random_dag
-from simulator.pc.graph import Graph, backprop, bp_update, forward
-from simulator.pc.inference import error_wave, il, zil, zil_wave
-from simulator.pc.levelling import level
+from simulator.experiments.pc.builders import ARCHITECTURES, build, random_dag
+from simulator.experiments.pc.graph import Graph, backprop, bp_update, forward
+from simulator.experiments.pc.inference import error_wave, il, zil, zil_wave
+from simulator.experiments.pc.levelling import level
 
 LR = 0.05
 

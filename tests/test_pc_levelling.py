@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from simulator.errors import SimulatorError
-from simulator.pc.builders import build, random_dag
-from simulator.pc.graph import Graph, backprop
-from simulator.pc.levelling import distances, inserted_identities, is_levelled, level, levels
+from simulator.experiments.pc.builders import build, random_dag
+from simulator.experiments.pc.graph import Graph, backprop
+from simulator.experiments.pc.levelling import distances, inserted_identities, is_levelled, level, levels
 
 
 def all_path_lengths(graph):

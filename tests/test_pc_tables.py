@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from simulator.pc.builders import ARCHITECTURES
-from simulator.pc.tables import format_markdown, table1, table2, write_csv
+from simulator.experiments.pc.builders import ARCHITECTURES
+from simulator.experiments.pc.tables import format_markdown, table1, table2, write_csv
 
 SKIPPY = {"residual", "attention"}
 

@@ -1,6 +1,6 @@
-"""Activation Relaxation on dense chains (simulator.model.relaxation on
+"""Activation Relaxation on dense chains (simulator.rules.relaxation on
 Model.from_network, and the paper's experiments in
-simulator.relaxation_experiments), grouped by oracle:
+simulator.experiments.activation_relaxation), grouped by oracle:
 reference backprop and finite differences (convergence to ∂ℓ/∂x^l), a dense
 iteration matrix (the linear analysis), closed-form fixed points of each
 variant, operation counts (cost), and short end-to-end runs."""
@@ -16,12 +16,12 @@ from simulator.errors import SimulatorError
 from simulator.model import Model
 from simulator.model import reference as R
 from simulator.model.layers import Dense
-from simulator.model.relaxation import (INITS, VARIANTS, ActivationRelaxation, leading_decay,
+from simulator.rules.relaxation import (INITS, VARIANTS, ActivationRelaxation, leading_decay,
                                         model_fixed_point, model_weight_gradients,
                                         predicted_errors, relax_closed_form, relax_sweep,
                                         tick_weights)
 from simulator.network import Network
-from simulator.relaxation_experiments import (converge_arrays, run_converge, run_train,
+from simulator.experiments.activation_relaxation import (converge_arrays, run_converge, run_train,
                                               train_arrays, true_activation_gradients)
 from simulator.render.convergence import (BASELINE_COLOUR, DPI, draw_converge, draw_train,
                                           layer_colour, plot_accuracy, plot_convergence)

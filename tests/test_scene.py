@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from simulator import scene as scenes
-from simulator import training
+from simulator.experiments import training
 from simulator.errors import SceneError, SimulatorError
 from test_imports import imports
 
@@ -593,7 +593,7 @@ def test_scene_module_imports_no_scene_kind_module():
         if module not in seen:
             seen.add(module)
             todo.extend(t for t in imports(module)[0] if t != "simulator")
-    for mod in ("simulator.sweep", "simulator.training", "simulator.runner", "simulator.kinds"):
+    for mod in ("simulator.sweep", "simulator.experiments.training", "simulator.runner", "simulator.kinds"):
         assert mod not in seen, sorted(seen)
     tree = ast.parse(open(scenes.__file__).read())
     for node in ast.walk(tree):

@@ -7,7 +7,7 @@ import pytest
 
 from simulator.errors import SimulatorError
 from simulator.runner import simulate_scene
-from simulator.sync import (format_sync, gradient_delay, steady_window, sync_report,
+from simulator.analysis.sync import (format_sync, gradient_delay, steady_window, sync_report,
                             synchronized_layers)
 
 

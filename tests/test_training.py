@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from simulator import kinds, scene, training
+from simulator import kinds, scene
+from simulator.experiments import training
 from simulator.engine import Engine
 from simulator.errors import SceneError
 from simulator.model import Model

@@ -8,9 +8,10 @@ import copy
 import numpy as np
 import pytest
 
-from simulator import scene, training
+from simulator import scene
+from simulator.experiments import training
 from simulator.model.graph import Model
-from simulator.model.pc import zil_model
+from simulator.rules.predictive_coding import zil_model
 from simulator.model.reference import backprop
 
 LAYERS = [

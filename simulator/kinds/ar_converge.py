@@ -4,7 +4,7 @@ drawn as ar_convergence.png and the relaxation wave (png and gif)."""
 import numpy as np
 
 from ..build import relaxation_network
-from ..relaxation_experiments import converge_arrays, run_converge
+from ..experiments.activation_relaxation import converge_arrays, run_converge
 from ..runfiles import read_relaxation
 from .base import Kind, save_npz, saved_section
 

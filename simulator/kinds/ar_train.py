@@ -4,7 +4,7 @@ ar_accuracy.png (test) and ar_accuracy_train.png."""
 import numpy as np
 
 from ..build import relaxation_network
-from ..relaxation_experiments import run_train, train_arrays
+from ..experiments.activation_relaxation import run_train, train_arrays
 from ..runfiles import read_training
 from .base import Kind, save_npz
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..probes import Trace
 from ..runner import Prepared, check_picture_size, clip_windows
-from ..sync import steady_window, synchronized_layers
+from ..analysis.sync import steady_window, synchronized_layers
 from .base import Kind, saved_section
 
 # Relative error of g against backprop at or below which a layer counts as

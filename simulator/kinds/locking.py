@@ -1,7 +1,7 @@
 """The locking kind (SPEC §5): backprop's locked schedule beside the tick
 engine's pipeline, saved as locking.npz (both occupancy tables) with the
 numbers in run.json, and drawn as locking.png and locking.gif."""
-from ..locking import schedules
+from ..analysis.locking import schedules
 from ..runfiles import read_locking
 from .base import Kind, save_npz, saved_section
 
@@ -25,7 +25,7 @@ def draw(folder, meta, options):
     """locking.png and (if the scene's locking.gif and ``options`` allow)
     locking.gif, one frame every ``every`` ticks (option or locking.every), at
     ``size`` pixels if given. The schedules are closed forms of depth and
-    frames (simulator.locking), so the picture is drawn from those two numbers;
+    frames (simulator.analysis.locking), so the picture is drawn from those two numbers;
     locking.npz must be present all the same (a damaged folder is refused)."""
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.locking import write_locking

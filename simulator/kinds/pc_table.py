@@ -4,7 +4,7 @@ table1.csv and table2.csv with the rows in run.json, and drawn as tables.md.
 import csv
 import os
 
-from ..pc.tables import format_markdown, table1, table2, write_csv
+from ..experiments.pc.tables import format_markdown, table1, table2, write_csv
 from ..files import atomic_write
 from ..errors import SimulatorError
 from .base import Kind

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from ..pc.inference import error_wave
+from ..experiments.pc.inference import error_wave
 from ..runfiles import read_wave
 from .base import Kind, save_npz, saved_section
 

@@ -1,5 +1,5 @@
 """The train kind: online learning on a stream, every rule from the same
-weights on the same frames (simulator.training), saved as results.json (the
+weights on the same frames (simulator.experiments.training), saved as results.json (the
 curves) and drawn as learning.png."""
 import os
 import time
@@ -10,7 +10,7 @@ from .. import threads
 from ..build import graph_skeleton, network_shape
 from ..files import write_json
 from ..probes import GraphBudget, RecordPlan, RunBudget
-from ..training import Setup, stream_chunk, train_scene
+from ..experiments.training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from .base import Kind
 

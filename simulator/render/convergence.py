@@ -3,7 +3,7 @@ and accuracy curves of AR variants against backprop (Figs. 2 and 3).
 
 Renderers only draw arrays they are given: ``draw_converge`` and ``draw_train``
 take exactly what a run saves (relaxation.npz, training.npz; see
-``simulator.relaxation_experiments.converge_arrays`` / ``train_arrays``), so a
+``simulator.experiments.activation_relaxation.converge_arrays`` / ``train_arrays``), so a
 run is redrawn from its files alone. PNGs and GIFs are written atomically.
 """
 import os

@@ -3,7 +3,7 @@ against tick for every rule, the angle per layer between each rule's update
 and backprop's gradient, and the weight–feedback angle per layer for the
 rules whose feedback is not W itself (feedback alignment and its kin).
 
-Drawn from the curves dict that ``simulator.training`` returns or stores in
+Drawn from the curves dict that ``simulator.experiments.training`` returns or stores in
 results.json; the figure is a matplotlib ``Figure`` on the Agg canvas (no
 pyplot), written atomically.
 """

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import SimulatorError
-from ..locking import schedules
+from ..analysis.locking import schedules
 from . import gifstream, palette, save_png
 from .indexed import IndexedPalette, check_size, frame_limit, frame_step, gif_duration
 from .lint import mark_categorical

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sync import synchronized_layers
+from ..analysis.sync import synchronized_layers
 
 INPUT = "input"
 IDENTITY_PREFIX = "_id_"

@@ -12,7 +12,7 @@ bookkeeping, not formulas — and pairs it with the measured mismatch.
 """
 import numpy as np
 
-from .errors import SimulatorError
+from ..errors import SimulatorError
 
 
 def synchronized_layers(depth):

@@ -3,7 +3,7 @@
 The value nodes are the model's layer vertices. Every vertex v but the input
 holds x_v and a prediction μ_v = f_v(x of its parents) (the layer's value:
 σ of the pre-activation, ``layers.py``); its error is ε_v = μ_v − x_v, the
-sign of SPEC §4 and ``simulator.pc.inference`` (the brief's x − μ is its
+sign of SPEC §4 and ``simulator.experiments.pc.inference`` (the brief's x − μ is its
 negative; norms do not care). The input is clamped to u. The output is
 clamped to the target: its error is ε_out = ∂ℓ/∂μ_out (= μ_out − y for
 ``mse``), so the energy is F = Σ_{hidden v} ½‖ε_v‖² + ℓ(μ_out, y) and
@@ -22,7 +22,7 @@ not backprop (the output error leaks into the hidden value nodes); with
 pass (Millidge et al.'s fixed-prediction assumption), and the errors then
 relax geometrically to backprop's ∂ℓ/∂x_v, as Activation Relaxation does.
 
-Z-IL (Algorithm 1; ``simulator.pc.inference.zil`` on elementary graphs): IL
+Z-IL (Algorithm 1; ``simulator.experiments.pc.inference.zil`` on elementary graphs): IL
 with γ = 1 from the forward pass, where the parameters of a vertex at
 (shortest) distance k from the output learn at tick k + 1 from the state after
 k ticks — Algorithm 1's "t = l" with t counted from 0 — and are changed at
@@ -47,11 +47,24 @@ from array_api_compat import array_namespace
 from ..backend import to_host
 from ..errors import SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
-from ..pc.inference import ErrorWave
-from .graph import Model
-from .reference import device_params, evaluate, vertex_params
+from ..model.graph import Model
+from ..model.reference import device_params, evaluate, vertex_params
 
-__all__ = ["PCStep", "il_model", "zil_model", "model_error_wave", "output_distances"]
+__all__ = ["ErrorWave", "PCStep", "il_model", "zil_model", "model_error_wave", "output_distances"]
+
+
+@dataclass
+class ErrorWave:
+    """The error wave of one update, ready for a raster: ``by_vertex`` (states ×
+    vertices) and ``by_level`` (states × levels, root-sum-square over a level's
+    internal vertices) of error norms, each vertex's level, names and kinds."""
+    by_vertex: np.ndarray
+    by_level: np.ndarray
+    levels: list
+    names: list
+    kinds: list
+    method: str
+    levelled: bool
 
 
 @dataclass
@@ -248,7 +261,8 @@ def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=Fals
 def model_error_wave(model, u, y, method="zil", levelled=True, lr=0.01, gamma=0.1, T=20,
                      loss="mse"):
     """The error wave of one Z-IL (or IL) update on a model, as a
-    ``simulator.pc.ErrorWave``: ‖ε_v‖ per state and vertex, per state and
+    ``ErrorWave`` (what ``simulator.experiments.pc``'s ``error_wave`` returns on an
+    elementary graph): ‖ε_v‖ per state and vertex, per state and
     level (shortest distance to the output), names and layer kinds."""
     method = check_choice("predictive-coding method", method, ("zil", "il"))
     if method == "zil":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SimulatorError
+from ...errors import SimulatorError
 from .graph import Graph
 
 DTYPES = ("float32", "float64")

@@ -21,19 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .build import build_network, build_stream, engine_options, network_shape, seeds
-from .datasets import load_dataset
-from .errors import NumericalError, SceneError
-from .model.graph import Model
-from .model.pc import zil_model
-from .model.reference import backprop as model_backprop
-from .model.reference import evaluate as model_evaluate
-from .model.relaxation import ActivationRelaxation
-from .model.tick import GraphEngine
-from .reference import factors, forward
-from .options import loss_and_grad
-from .scene import TRAIN, TRAIN_SECTIONS  # noqa: F401 (the train schema lives in scene.py)
-from .streams import make_teacher, moving_canvas, render, teacher_target
+from ..build import build_network, build_stream, engine_options, network_shape, seeds
+from ..datasets import load_dataset
+from ..errors import NumericalError
+from ..model.graph import Model
+from ..rules.predictive_coding import zil_model
+from ..model.reference import backprop as model_backprop
+from ..model.reference import evaluate as model_evaluate
+from ..rules.relaxation import ActivationRelaxation
+from ..model.tick import GraphEngine
+from ..reference import factors, forward
+from ..options import loss_and_grad
+from ..streams import make_teacher, moving_canvas, render, teacher_target
 
 # rule name -> Engine options (None = the instantaneous backprop baseline).
 RULES = {
@@ -472,6 +471,6 @@ def train_scene(scene, progress=None, setup=None, workers=1):
     return curves, summarize(curves)
 
 
-__all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
+__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene", "train_rule",
            "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
            "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]

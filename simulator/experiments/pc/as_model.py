@@ -1,4 +1,4 @@
-"""Build a Model from an elementary-op graph of ``simulator.pc`` (the second
+"""Build a Model from an elementary-op graph of ``simulator.experiments.pc`` (the second
 way to build the one model; ``Model.from_layers`` and ``Model.from_network``
 are the others).
 
@@ -24,15 +24,15 @@ vertex: several data inputs (an unrolled RNN), a parameter used by more than
 one operation (shared weights), a parameter as a free operand (``add(x, p)``
 where x is no layer, ``mul``), elementwise products of activities, softmax
 over another axis. The elementary graph itself stays what Tables 1 and 2 of
-paper 002 run on (``simulator.pc``): its vertex-per-operation levels are the
+paper 002 run on (``simulator.experiments.pc``): its vertex-per-operation levels are the
 paper's.
 """
 import numpy as np
 
-from ..errors import SimulatorError
-from ..pc.graph import Graph
-from .graph import Model
-from .spec import INPUT
+from ...errors import SimulatorError
+from .graph import Graph
+from ...model.graph import Model
+from ...model.spec import INPUT
 
 ACTIVATION_OPS = ("tanh", "logistic", "relu")
 
@@ -48,13 +48,13 @@ class _Layer:
 
 def from_graph(graph, values):
     """(model, u): the Model equivalent to the elementary ``graph`` (a
-    ``simulator.pc.graph.Graph``) with its parameters taken from ``values``
-    ({leaf name: array}, as a ``simulator.pc`` Problem holds them), and the
+    ``simulator.experiments.pc.graph.Graph``) with its parameters taken from ``values``
+    ({leaf name: array}, as a ``simulator.experiments.pc`` Problem holds them), and the
     input batch u = values[<the input leaf>] in the model's layout. The
     model's output is the graph's output vertex. Raises SimulatorError for
     what the model core cannot hold (module docstring)."""
     if not isinstance(graph, Graph):
-        raise SimulatorError(f"expected a simulator.pc Graph, got {type(graph).__name__}")
+        raise SimulatorError(f"expected a simulator.experiments.pc Graph, got {type(graph).__name__}")
     inputs = graph.leaves("input")
     if len(inputs) != 1:
         names = [graph.vertices[i].name for i in inputs]

@@ -13,7 +13,7 @@ Ticks here start at the first computing step (the engine's tick 1, since tick
 """
 import numpy as np
 
-from .errors import SimulatorError
+from ..errors import SimulatorError
 
 MAX_CELLS = 20_000_000
 

@@ -5,7 +5,7 @@ some path of length k joins it to the output. A graph is *levelled* when every
 vertex lies in exactly one S_k, i.e. all of its paths to the output have the
 same length; then the error wave of Z-IL reaches each vertex at one tick.
 """
-from ..errors import SimulatorError
+from ...errors import SimulatorError
 from .graph import Graph, Vertex
 
 

@@ -51,7 +51,7 @@ input (the others never send anything down), drawn N(0, scale²/fan_in) in
 topological order.
 
 This module is the physics only. Paper 001's experiments (Fig. 1, Figs. 2–3)
-are in ``simulator.relaxation_experiments``; their pictures are drawn by
+are in ``simulator.experiments.activation_relaxation``; their pictures are drawn by
 ``simulator.render.convergence``.
 """
 from dataclasses import dataclass
@@ -63,8 +63,8 @@ from array_api_compat import array_namespace
 from ..backend import Backend, rng, to_host
 from ..errors import NumericalError, SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
-from .graph import Model
-from .reference import device_params, evaluate, vertex_params
+from ..model.graph import Model
+from ..model.reference import device_params, evaluate, vertex_params
 
 __all__ = ["VARIANTS", "INITS", "SOLVERS", "ModelSweep", "Relaxed", "RelaxationRecord",
            "ActivationRelaxation", "draw_feedback", "model_sweep", "relax_sweep",

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ..files import atomic_write
+from ...files import atomic_write
 from .builders import ARCHITECTURES, build
 from .graph import bp_update
 from .inference import il, zil, zil_wave

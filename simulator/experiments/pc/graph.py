@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import SimulatorError
+from ...errors import SimulatorError
 
 LEAF_KINDS = ("input", "param")
 

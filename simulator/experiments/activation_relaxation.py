@@ -1,5 +1,5 @@
 """The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
-run on ``simulator.model.relaxation`` (the paper's chains as ``Model.from_network``):
+run on ``simulator.rules.relaxation`` (the paper's chains as ``Model.from_network``):
 Fig. 1 (``run_converge``: one batch relaxed at several η_x, error to the
 fixed point per tick and layer, against the exact linear analysis) and
 Figs. 2–3 (``run_train``: every AR variant and plain backprop trained on the
@@ -14,16 +14,16 @@ Experiments compute and return arrays; they never draw or write files.
 import numpy as np
 from array_api_compat import array_namespace
 
-from .backend import Backend, rng, to_host
-from .datasets import batch_indices, load_digits
-from .errors import NumericalError, SimulatorError
-from .model import reference
-from .model.graph import Model
-from .model.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
+from ..backend import Backend, rng, to_host
+from ..datasets import batch_indices, load_digits
+from ..errors import NumericalError, SimulatorError
+from ..model import reference
+from ..model.graph import Model
+from ..rules.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
                                check_variant, model_weight_gradients, predicted_errors,
                                relax_sweep)
-from .network import Network
-from .options import loss_and_grad
+from ..network import Network
+from ..options import loss_and_grad
 
 PAPER_SIZES = (64, 300, 300, 100, 10)
 PAPER_ACTIVATIONS = ("relu", "relu", "relu", "linear")

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SimulatorError
+from ...errors import SimulatorError
+from ...rules.predictive_coding import ErrorWave
 from .builders import build
 from .graph import evaluate, forward, needs_grad, vjp
 from .levelling import distances, level, levels
@@ -39,20 +40,6 @@ class PCResult:
     ticks: int
     eps_norms: np.ndarray | None = None
     levels: list | None = None
-
-
-@dataclass
-class ErrorWave:
-    """The error wave of one update, ready for a raster: ``by_vertex`` (states ×
-    vertices) and ``by_level`` (states × levels, root-sum-square over a level's
-    internal vertices) of error norms, each vertex's level, names and kinds."""
-    by_vertex: np.ndarray
-    by_level: np.ndarray
-    levels: list
-    names: list
-    kinds: list
-    method: str
-    levelled: bool
 
 
 def _initial_state(graph, values, target):
