@@ -18,7 +18,7 @@ from .model import Model
 from .model.compiled import CompiledEngine, jax_available, prefers_compiled
 from .network import Network
 from .probes import format_bytes, parse_bytes
-from .scene import check_graph, network_sizes
+from .scene.validation import check_graph, network_sizes
 from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, moving_canvas,
                       moving_stream, teacher_target)
 

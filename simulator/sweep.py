@@ -53,7 +53,7 @@ from .errors import SceneError, SimulatorError
 from .files import atomic_write, write_json
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
-from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene.py)
+from .scene import SUMMARIES, SWEEP_SECTIONS  # noqa: F401 (the sweep schema lives in scene/sections.py)
 from .training import train_scene
 
 

@@ -32,7 +32,6 @@ from .model.relaxation import ActivationRelaxation
 from .model.tick import GraphEngine
 from .reference import factors, forward
 from .options import loss_and_grad
-from .scene import TRAIN, TRAIN_SECTIONS  # noqa: F401 (the train schema lives in scene.py)
 from .streams import make_teacher, moving_canvas, render, teacher_target
 
 # rule name -> Engine options (None = the instantaneous backprop baseline).
@@ -472,6 +471,6 @@ def train_scene(scene, progress=None, setup=None, workers=1):
     return curves, summarize(curves)
 
 
-__all__ = ["RULES", "TRAIN_SECTIONS", "Setup", "BackpropLearner", "train_scene", "train_rule",
+__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene", "train_rule",
            "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
            "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]

@@ -17,7 +17,7 @@ import math
 import re
 import sys
 
-from .errors import SceneError
+from ..errors import SceneError
 
 # Python refuses to turn longer integers into text (sys.get_int_max_str_digits).
 INT_DIGITS = sys.get_int_max_str_digits() or 4300

@@ -1,0 +1,18 @@
+"""The scene: the one schema of every kind, read once.
+
+    fields.py      a class per field type (Int, Float, Str, ...), each checking
+                   its own values and writing its own one-line error
+    sections.py    every kind's sections, one field object per key (SCHEMAS)
+    validation.py  a parsed scene checked and resolved, every default filled
+    loader.py      scene files and run.json (replay) found and read; --set overrides
+
+A bad scene fails before any work with one SceneError naming the file, the
+key, what was expected and what was given. The resolved scene is what run.json
+stores and replays. This package imports no scene-kind module: the kinds'
+code imports their sections from here.
+"""
+from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe, find_scene,  # noqa: F401
+                   list_scenes, load, load_run_json)
+from .sections import (SCHEMAS, SUMMARIES, SWEEP_SECTIONS, TOP, TRAIN_RULES,  # noqa: F401
+                       TRAIN_SECTIONS, register_kind)
+from .validation import check_graph, validate  # noqa: F401
