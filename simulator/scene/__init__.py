@@ -5,6 +5,7 @@
     sections.py    every kind's sections, one field object per key (SCHEMAS)
     validation.py  a parsed scene checked and resolved, every default filled
     loader.py      scene files and run.json (replay) found and read; --set overrides
+    specs.py       a resolved scene read once into typed, frozen specs (spec_of)
 
 A bad scene fails before any work with one SceneError naming the file, the
 key, what was expected and what was given. The resolved scene is what run.json
@@ -16,3 +17,4 @@ from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe, find
 from .sections import (SCHEMAS, SUMMARIES, SWEEP_SECTIONS, TOP, TRAIN_RULES,  # noqa: F401
                        TRAIN_SECTIONS, register_kind)
 from .validation import check_graph, validate  # noqa: F401
+from .specs import SceneSpec, spec_of  # noqa: F401

@@ -159,11 +159,3 @@ def check_graph(net, source):
             where = f"key 'network.layers[{exc.index}].{exc.key}'{named}"
         raise SceneError(f"{source}: {where}: {exc.detail}") from None
 
-
-def network_sizes(net):
-    """Widths of layers 0..L from a resolved [network] section."""
-    if net["sizes"]:
-        if len(net["sizes"]) < 2:
-            raise SceneError("key 'network.sizes': expected at least two widths (layers 0 and L)")
-        return list(net["sizes"])
-    return [net["inputs"]] + [net["width"]] * (net["depth"] - 1) + [net["outputs"]]
