@@ -4,8 +4,10 @@ itself (every key, every shipped scene), against widths written out by hand
 from the keys, and against the source of the modules below the builder, which
 must read specs, never the raw scene dict."""
 import ast
+import copy
 import dataclasses
 import os
+import pickle
 
 import pytest
 
@@ -52,6 +54,22 @@ def test_specs_are_frozen_all_the_way_down():
     assert isinstance(spec.network.input_shape, tuple)
     with pytest.raises(AttributeError, match="no section 'rules'"):
         spec.rules
+
+
+def test_a_spec_pickles_and_copies_to_an_equal_frozen_spec():
+    for name in ("conv_digits", "train_digits", "zil_table"):
+        spec = scenes.spec_of(scenes.load(name)[1])
+        again = pickle.loads(pickle.dumps(spec))
+        assert again == spec and copy.deepcopy(spec) == spec
+        with pytest.raises(TypeError, match="frozen"):
+            again.sections["extra"] = None
+
+
+def test_every_section_of_every_kind_has_a_named_spec_class():
+    for kind, sections in scenes.SCHEMAS.items():
+        for section in sections:
+            cls = specs.section_class(kind, section)
+            assert getattr(specs, cls.__name__) is cls and cls.__name__.endswith("Spec")
 
 
 def test_a_section_shared_by_kinds_has_one_class():

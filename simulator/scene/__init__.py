@@ -15,6 +15,6 @@ code imports their sections from here.
 from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe, find_scene,  # noqa: F401
                    list_scenes, load, load_run_json)
 from .sections import (SCHEMAS, SUMMARIES, SWEEP_SECTIONS, TOP, TRAIN_RULES,  # noqa: F401
-                       TRAIN_SECTIONS, register_kind)
+                       TRAIN_SECTIONS)
 from .validation import check_graph, validate  # noqa: F401
 from .specs import SceneSpec, spec_of  # noqa: F401

@@ -188,6 +188,7 @@ PC_WAVE = {
     "lr": Float(0.01, "parameter learning rate α", 0.0, BIG),
 }
 PC_RUN = {k: RUN[k] for k in ("seed", "dtype")}
+SEED_RUN = {"seed": RUN["seed"]}
 LOCKING = {
     "depth": Int(9, "L, the index of the output layer", 1, 64),
     "frames": Int(6, "frames pushed through both schedules", 1, 200),
@@ -245,7 +246,7 @@ SCHEMAS = {
     "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
     "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
                  "run": SEED_DEVICE},
-    "pc_table": {"table": PC_TABLE, "run": {"seed": RUN["seed"]}},
+    "pc_table": {"table": PC_TABLE, "run": SEED_RUN},
     "pc_wave": {"wave": PC_WAVE, "run": PC_RUN},
     "locking": {"locking": LOCKING},
 }
@@ -299,7 +300,3 @@ VARIANT_KEYS = {
                 "wave.gamma": ("wave.method", ("il",))},
 }
 
-
-def register_kind(kind, sections):
-    """Declare the sections ({section: {key: Field}}) of another scene kind."""
-    SCHEMAS[kind] = sections

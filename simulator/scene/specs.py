@@ -15,15 +15,14 @@ resolved dict stays what run.json stores; the spec never goes to disk.
 """
 import dataclasses
 import functools
-import types
 from typing import Mapping
 
 import numpy as np
 
 from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window
 from .sections import (AR_CONVERGE, AR_NETWORK, AR_TRAIN, GRAPH_NETWORK, LOCKING, PC_RUN,
-                       PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEMAS, SEED_DEVICE, STREAM,
-                       SWEEP, TARGET, TRAIN, TRAIN_BATCHES)
+                       PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEMAS, SEED_DEVICE,
+                       SEED_RUN, STREAM, SWEEP, TARGET, TRAIN, TRAIN_BATCHES)
 from .validation import check_graph
 
 # The Python type of each field type's values in a spec.
@@ -31,12 +30,25 @@ TYPES = {Int: int, Float: float, Str: str, Bool: bool, Size: int | str, ListOf: 
          Tuple: tuple, Window: tuple, Table: Mapping, Layers: tuple}
 
 
+class FrozenTable(dict):
+    """A read-only dict (a table inside a spec); it pickles and copies, unlike
+    a mappingproxy, so a spec can go to another process."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a scene spec is frozen; change the scene and read it again")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return FrozenTable, (dict(self),)
+
+
 def frozen(value):
-    """``value`` with every list made a tuple and every table a read-only mapping."""
+    """``value`` with every list made a tuple and every table a FrozenTable."""
     if isinstance(value, (list, tuple)):
         return tuple(frozen(v) for v in value)
     if isinstance(value, dict):
-        return types.MappingProxyType({k: frozen(v) for k, v in value.items()})
+        return FrozenTable({k: frozen(v) for k, v in value.items()})
     return value
 
 
@@ -137,17 +149,14 @@ SeedDeviceSpec = spec_class("SeedDeviceSpec", SEED_DEVICE)
 TableSpec = spec_class("TableSpec", PC_TABLE)
 WaveSpec = spec_class("WaveSpec", PC_WAVE)
 SeedDtypeSpec = spec_class("SeedDtypeSpec", PC_RUN)
+SeedSpec = spec_class("SeedSpec", SEED_RUN)
 LockingSpec = spec_class("LockingSpec", LOCKING)
 SweepSpec = spec_class("SweepSpec", SWEEP)
 
 
 def section_class(kind, section):
-    """The spec class of ``kind``'s ``section`` (one made on the spot for a
-    section declared inline, such as pc_table's [run])."""
-    fields = SCHEMAS[kind][section]
-    if id(fields) not in _BY_SCHEMA:
-        spec_class("".join(w.title() for w in f"{kind}_{section}".split("_")) + "Spec", fields)
-    return _BY_SCHEMA[id(fields)]
+    """The spec class of ``kind``'s ``section``."""
+    return _BY_SCHEMA[id(SCHEMAS[kind][section])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,5 +178,5 @@ class SceneSpec:
 def spec_of(resolved):
     """The SceneSpec of a resolved scene (``validate``'s result), read once."""
     kind = resolved["kind"]
-    return SceneSpec(kind, resolved["description"], types.MappingProxyType(
+    return SceneSpec(kind, resolved["description"], FrozenTable(
         {name: section_class(kind, name).read(resolved[name]) for name in SCHEMAS[kind]}))
