@@ -6,8 +6,9 @@ so a key is declared once: its attributes are the section's keys, typed by
 their field (Int → int, Float → float, Str → str, Bool → bool, Size → the size
 as written, a list → a tuple, a table → a read-only mapping), and nested lists
 and tables are frozen too. A section shared by kinds (the diffusion and train
-[network], [stream], [run]) has one class. Some classes add what is computed
-from their keys (``NetworkSpec.sizes``, ``.activations``, ``.skeleton``).
+[network], [stream], [run]) has one class. The network classes add what is
+computed from their keys (``NetworkSpec.shape``: widths and activations;
+``.graph``; ``.skeleton``: the graph's Model shapes).
 
 ``spec_of(resolved)`` gives the ``SceneSpec``: ``kind``, ``description`` and
 one attribute per section (``spec.network.hidden``, ``spec.run.ticks``). The
