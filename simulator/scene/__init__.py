@@ -13,8 +13,7 @@ stores and replays. This package imports no scene-kind module: the kinds'
 code imports their sections from here.
 """
 from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe, find_scene,  # noqa: F401
-                   list_scenes, load, load_run_json)
-from .sections import (SCHEMAS, SUMMARIES, SWEEP_SECTIONS, TOP, TRAIN_RULES,  # noqa: F401
-                       TRAIN_SECTIONS)
-from .validation import check_graph, validate  # noqa: F401
+                     list_scenes, load)
+from .sections import SCHEMAS, SUMMARIES, SWEEP_SECTIONS, TOP, TRAIN_RULES  # noqa: F401
+from .validation import validate  # noqa: F401
 from .specs import SceneSpec, spec_of  # noqa: F401
