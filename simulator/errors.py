@@ -1,6 +1,7 @@
 """The one exception family users see: a SimulatorError is a user mistake or a
 refused run, reported by the CLI as a single ``error:`` line with exit code 2.
 It is a ValueError, so code that catches bad arguments the Python way works."""
+import difflib
 
 
 class SimulatorError(ValueError):
@@ -38,3 +39,17 @@ class BudgetError(SimulatorError):
 
 class DeviceError(SimulatorError):
     """The requested device or array library is not available here."""
+
+
+def closest(word, known):
+    """The known name closest to ``word`` (difflib, cutoff 0.6), or None."""
+    if not isinstance(word, str) or len(word) > 100:
+        return None
+    close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word, known):
+    """' (did you mean 'x'?)' for the closest known name, or ''."""
+    close = closest(word, known)
+    return f" (did you mean {close!r}?)" if close else ""

@@ -12,49 +12,53 @@ import time
 
 import numpy as np
 
-from .build import build, graph_skeleton, network_shape
+from .build import Parts
 from .engine import Engine
 from .errors import SceneError
 from .probes import GraphBudget, Recorder, RecordPlan, RunBudget, Trace, distinct_frames
-from .scene import apply_overrides, load
+from .scene import apply_overrides, load, spec_of
 from .version import __version__
 
 
 class Prepared:
-    """Everything a run needs, built and checked, nothing simulated yet."""
+    """Everything a run needs, built and checked, nothing simulated yet. The
+    memory budget counts pictures when ``pictures`` says so, else when the
+    scene draws a PNG (``png``: not switched off) or a GIF (``gif``: drawn)."""
 
-    def __init__(self, name, scene, gif=False, pictures=None):
+    def __init__(self, name, scene, gif=False, pictures=None, png=True):
+        # ``scene`` (the resolved dict) goes to run.json as it is; everything
+        # else reads its specs, read once here.
         self.name, self.scene = name, scene
-        run, rule = scene["run"], scene["rule"]
-        rec = scene["record"]
+        self.spec = spec = spec_of(scene)
+        run, rule, rec, render = spec.run, spec.rule, spec.record, spec.render
         # A graph (network.layers) is sized from its skeleton (levelled when it
         # runs levelled): vertices as layers, the largest vertex as the width.
-        skeleton = graph_skeleton(scene["network"])
-        if skeleton is not None and scene["network"]["levelled"]:
+        skeleton = spec.network.skeleton
+        if skeleton is not None and spec.network.levelled:
             skeleton = skeleton.level()
         if skeleton is None:
-            sizes, _ = network_shape(scene["network"])
+            sizes, _ = spec.network.shape
         else:
             sizes = [int(np.prod(v.shape)) for v in skeleton.vertices]
-        self.plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), scene["stream"]["batch"],
-                               np.dtype(run["dtype"]).itemsize, states=rec["states"],
-                               every=rec["every"], layers=rec["layers"], metrics=rec["metrics"],
-                               chunk=rec["chunk"], budget=rec["memory_budget"])
+        self.plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), spec.stream.batch,
+                               np.dtype(run.dtype).itemsize, states=rec.states,
+                               every=rec.every, layers=rec.layers, metrics=rec.metrics,
+                               chunk=rec.chunk, budget=rec.memory_budget)
         # The whole run (weights, buffers, rings, recording, GIF when ``gif``
         # says it will be drawn) is checked before anything is allocated.
-        render = scene.get("render") or {}
-        options = dict(target=scene["target"]["kind"],
-                       pictures=(bool(render.get("png") or (gif and render.get("gif")))
+        options = dict(target=spec.target.kind,
+                       pictures=(bool((png and render.png) or (gif and render.gif))
                                  if pictures is None else bool(pictures)),
-                       distinct=distinct_frames(scene["stream"], self.plan.chunk),
-                       gif=(render["every"], render["size"]) if gif and render.get("gif") else None,
-                       **{k: rule[k] for k in ("feedback", "derivative", "pairing",
-                                               "supervision_delay", "learning_rate", "accumulate")})
-        self.budget = (RunBudget(self.plan, sizes, device=run["device"], **options)
+                       distinct=distinct_frames(vars(spec.stream), self.plan.chunk),
+                       gif=(render.every, render.size) if gif and render.gif else None,
+                       **{k: getattr(rule, k) for k in ("feedback", "derivative", "pairing",
+                                                        "supervision_delay", "learning_rate",
+                                                        "accumulate")})
+        self.budget = (RunBudget(self.plan, sizes, device=run.device, **options)
                        if skeleton is None
                        else GraphBudget(self.plan, skeleton, **options))
         self.record_bytes = self.budget.check()
-        self.parts = build(scene)
+        self.parts = Parts(spec)
         self.network, self.stream = self.parts.network, self.parts.stream
         self.engine_args = self.parts.engine_args
 
@@ -62,7 +66,7 @@ class Prepared:
         """Run the ticks; return the Trace with timings in its metadata."""
         t0 = time.perf_counter()
         engine = self.parts.engine()
-        recorder = Recorder(engine, self.plan, reference=self.scene["rule"]["reference"])
+        recorder = Recorder(engine, self.plan, reference=self.spec.rule.reference)
         t1 = time.perf_counter()
         # A blow-up is reported once, as NumericalError with tick and layer,
         # not as a stream of numpy warnings before it.

@@ -413,33 +413,33 @@ class MovingStream:
 
 
 def moving_canvas(st, image_shape):
-    """(height, width) of the canvas of a resolved [stream] section:
+    """(height, width) of the canvas of a StreamSpec:
     ``stream.canvas``, or twice the image's sides when it is empty. A section
     that cannot move its images (a canvas smaller than them, or not larger with
     ``edges = "wrap"``; a crossfade not shorter than the hold) raises one
     SceneError naming the key."""
     h, w = (int(s) for s in image_shape)
-    H, W = (tuple(int(c) for c in st["canvas"]) if st["canvas"] else (2 * h, 2 * w))
-    if st["crossfade"] and st["crossfade"] >= st["hold"]:
+    H, W = (tuple(int(c) for c in st.canvas) if st.canvas else (2 * h, 2 * w))
+    if st.crossfade and st.crossfade >= st.hold:
         raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = "
-                         f"{st['hold']} ticks, got {st['crossfade']}")
-    wrap = st["edges"] == "wrap"
+                         f"{st.hold} ticks, got {st.crossfade}")
+    wrap = st.edges == "wrap"
     if H < h + wrap or W < w + wrap:
         least = "larger than" if wrap else "at least as large as"
         raise SceneError(f"key 'stream.canvas': expected a canvas {least} the {h}x{w} images "
-                         f"of stream.data = {st['data']!r}"
+                         f"of stream.data = {st.data!r}"
                          f"{' (edges = wrap)' if wrap else ''}, got [{H}, {W}]")
     return H, W
 
 
 def moving_stream(st, images, labels, n_classes, rng, target=None):
-    """The MovingStream of a resolved [stream] section (kind `moving`) over
+    """The MovingStream of a StreamSpec (kind `moving`) over
     ``images`` (n, h, w) and their ``labels``, seeded by ``rng``; ``target``
     None gives one-hot label targets, else a teacher rule target(u, ids). The
     section is checked by ``moving_canvas`` (one SceneError naming the key)."""
     canvas = moving_canvas(st, np.shape(images)[1:])
-    return MovingStream(images, labels, n_classes, st["batch"], rng, canvas, speed=st["speed"],
-                        direction=st["direction"], edges=st["edges"], hold=st["hold"],
-                        crossfade=st["crossfade"], jitter=st["jitter"],
-                        jitter_every=st["jitter_every"], amplitude=st["amplitude"],
-                        target=target, stagger=st["stagger"])
+    return MovingStream(images, labels, n_classes, st.batch, rng, canvas, speed=st.speed,
+                        direction=st.direction, edges=st.edges, hold=st.hold,
+                        crossfade=st.crossfade, jitter=st.jitter,
+                        jitter_every=st.jitter_every, amplitude=st.amplitude,
+                        target=target, stagger=st.stagger)

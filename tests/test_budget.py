@@ -181,11 +181,11 @@ def test_a_training_estimate_covers_every_rule_learning_side_by_side(rules):
            "train": {"rules": rules, "eval_every": 20, "eval_size": 16, "loss": "mse"},
            "run": {"ticks": 20}}
     sc = scenes.validate(raw, "test")
-    budget = train_budget(sc)
+    budget = train_budget(scenes.spec_of(sc))
     charged = budget.total - budget.items.get("interpreter", 0)
     tracemalloc.start()
     try:
-        train_scene(sc, setup=Setup(sc))
+        train_scene(sc, setup=Setup(scenes.spec_of(sc)))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -31,11 +31,11 @@ def test_seeds_are_the_seed_sequence_children():
 
 
 def test_network_follows_the_scene_keys():
-    net = build.build_network(diffusion()["network"], seed=1)
+    net = build.build_network(scene.spec_of(diffusion()).network, seed=1)
     assert [w.shape for w in net.weights] == [(5, 4), (5, 5), (3, 5)]
     assert list(net.activations) == ["tanh", "tanh", "linear"]
     # W ~ N(0, scale²/n_in): over many draws the variance is scale²/n_in
-    big = diffusion(network={"width": 400, "inputs": 400})["network"]
+    big = scene.spec_of(diffusion(network={"width": 400, "inputs": 400})).network
     w = build.build_network(big, seed=2).weights[1]
     assert w.var() * 400 == pytest.approx(0.7 ** 2, rel=0.05)
 
@@ -44,7 +44,7 @@ def test_diffusion_run_and_training_build_the_same_network_and_frames():
     d = diffusion(rule={"loss": "mse"})
     t = scene.validate({"kind": "train", "network": dict(NET), "stream": {"kind": "held", "hold": 4},
                         "run": {"seed": 5}, "train": {"loss": "mse"}}, "test")
-    run, setup = Prepared("d", d), Setup(t)
+    run, setup = Prepared("d", d), Setup(scene.spec_of(t))
     for a, b in zip(run.network.weights, setup.network.weights):
         np.testing.assert_array_equal(a, b)
     u1, y1, _ = run.stream.take(20)
@@ -81,7 +81,7 @@ def test_relaxation_network_is_what_the_ar_kinds_run():
     _, sc = scene.load("ar_converge")
     sc = scene.apply_overrides(sc, ["network.sizes=[6, 5, 4, 3]", 'relaxation.data="gaussian"',
                                     "relaxation.eta_x=[1.0]", "relaxation.batch=2"], "ar")
-    kw = build.relaxation_network(sc)
+    kw = build.relaxation_network(scene.spec_of(sc))
     assert kw["sizes"] == [6, 5, 4, 3] and kw["activations"] == ["relu", "relu", "linear"]
     res = run_converge(eta_x=[1.0], batch=2, data="gaussian", iterations=5, **kw)
     assert res["errors"].shape == (1, 6, 4)

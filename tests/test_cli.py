@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import cli
 from simulator import scene as scenes
+from simulator.errors import SceneError
 
 SHIPPED = ["fig1_constant", "fig2_slow", "fig3_fast", "sync_linear", "pipelined"]
 
@@ -144,7 +145,7 @@ def test_fuzzed_scene_values_either_validate_or_raise_scene_error(section, key, 
     base[section][key] = value
     try:
         resolved = scenes.validate(base, "fuzz")
-    except scenes.SceneError as exc:
+    except SceneError as exc:
         assert "fuzz" in str(exc)
         return
     assert resolved[section][key] == value or isinstance(value, int)

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 import cli
 from simulator import scene as scenes
+from simulator.scene import fields
 from simulator.errors import SceneError
 from tiny_runs import TINY_RUNS, make_tiny_runs
 
@@ -131,25 +132,25 @@ def valid_texts(field):
     default or a high value, which could make a valid run slow."""
     if field is None:
         return []
-    if isinstance(field, scenes.Bool):
+    if isinstance(field, fields.Bool):
         return ["true", "false"]
-    if getattr(field, "choices", None) and not isinstance(field, scenes.ListOf):
+    if getattr(field, "choices", None) and not isinstance(field, fields.ListOf):
         return [json.dumps(c) for c in field.choices]
-    if isinstance(field, scenes.Int):
+    if isinstance(field, fields.Int):
         return [str(field.low), str(min(field.low + 1, field.high))]
-    if isinstance(field, scenes.Float):
+    if isinstance(field, fields.Float):
         return [repr(field.low), repr(min(field.low + 0.5, field.high))]
-    if isinstance(field, scenes.Size):
+    if isinstance(field, fields.Size):
         return ['"64MiB"', "1000000"]
-    if isinstance(field, scenes.ListOf):
+    if isinstance(field, fields.ListOf):
         n = max(field.min_len, 1)
         return ["[" + ", ".join([t] * n) + "]" for t in valid_texts(field.entry)] + (
             ["[]"] if field.empty_ok else [])
-    if isinstance(field, scenes.Tuple):
+    if isinstance(field, fields.Tuple):
         return ["[" + ", ".join(valid_texts(e)[0] for e in field.entries) + "]"]
-    if isinstance(field, scenes.Window):
+    if isinstance(field, fields.Window):
         return ["[0, 2]"]
-    if isinstance(field, scenes.Table):
+    if isinstance(field, fields.Table):
         return ["{}"]
     return []
 

@@ -184,7 +184,7 @@ FLOORS = [
         "simulator.errors", "simulator.arguments", "simulator.backend", "simulator.files",
         "simulator.paths", "simulator.threads", "simulator.pool", "simulator.version",
         "simulator.runfiles", "simulator.points", "simulator.manifest", "simulator.outputs",
-        "simulator.fields", "simulator.selection", "simulator.safe_read", "simulator.dask_pool"]),
+        "simulator.selection", "simulator.safe_read", "simulator.dask_pool"]),
     ("model", [  # the one network type, its layers and the oracle
         "simulator.model", "simulator.network", "simulator.reference", "simulator.options"]),
     ("engine", [  # SPEC §1 ticks of a model; the graph engine still lives in model/

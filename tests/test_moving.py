@@ -238,7 +238,7 @@ def test_scene_builds_a_moving_digits_stream_on_the_default_canvas():
     pytest.importorskip("sklearn")
     sc = moving_scene({"speed": 0.0, "canvas": [8, 8], "hold": 3}, {"depth": 2, "width": 8,
                                                                     "inputs": 64, "outputs": 10})
-    stream = build.build_stream(sc, build.seeds(2), "xent")
+    stream = build.build_stream(scene.spec_of(sc), build.seeds(2), "xent")
     u, y, _ = stream.take(9)
     data = datasets.load_digits(seed=2)
     # a still digit on a canvas its own size is the training image itself
@@ -246,24 +246,24 @@ def test_scene_builds_a_moving_digits_stream_on_the_default_canvas():
     for t in range(9):
         assert rows[u[t, 0].tobytes()] == y[t, 0].argmax()
     sc = moving_scene({})              # canvas [] = twice the 8x8 digits: 16x16 = 256 inputs
-    assert build.build_stream(sc, build.seeds(2), "xent").take(3)[0].shape == (3, 1, 256)
+    assert build.build_stream(scene.spec_of(sc), build.seeds(2), "xent").take(3)[0].shape == (3, 1, 256)
 
 
 def test_scene_refuses_canvas_and_network_that_do_not_fit():
     pytest.importorskip("sklearn")
     with pytest.raises(SceneError, match=r"stream.canvas'.*8x8 images"):
-        build.build_stream(moving_scene({"canvas": [7, 20]}), build.seeds(0), "xent")
+        build.build_stream(scene.spec_of(moving_scene({"canvas": [7, 20]})), build.seeds(0), "xent")
     with pytest.raises(SceneError, match=r"network.inputs'.*256"):
-        build.build_stream(moving_scene({}, {"inputs": 100, "outputs": 10}), build.seeds(0),
-                           "xent")
+        build.build_stream(scene.spec_of(moving_scene({}, {"inputs": 100, "outputs": 10})),
+                           build.seeds(0), "xent")
     with pytest.raises(SceneError, match=r"stream.crossfade'"):
-        build.build_stream(moving_scene({"hold": 4, "crossfade": 4}), build.seeds(0), "xent")
+        build.build_stream(scene.spec_of(moving_scene({"hold": 4, "crossfade": 4})), build.seeds(0), "xent")
 
 
 def test_a_teacher_may_set_the_targets_of_moving_digits():
     pytest.importorskip("sklearn")
     sc = moving_scene({}, {"depth": 2, "width": 8, "inputs": 256, "outputs": 3}, target="teacher")
-    u, y, _ = build.build_stream(sc, build.seeds(0), "mse").take(4)
+    u, y, _ = build.build_stream(scene.spec_of(sc), build.seeds(0), "mse").take(4)
     assert u.shape == (4, 1, 256) and y.shape == (4, 1, 3)
 
 

@@ -1,4 +1,4 @@
-"""The scene schema (simulator/scene.py): every user mistake in a scene file,
+"""The scene schema (simulator/scene/): every user mistake in a scene file,
 a run.json or a --set override is ONE SceneError naming the file, the key, what
 was expected and what was given -- never another exception. Expected messages
 come from the mistake itself (the key the user wrote, the digit count of the
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from simulator import scene as scenes
+from simulator.scene import fields
 from simulator.experiments import training
 from simulator.errors import SceneError, SimulatorError
 from test_imports import imports
@@ -199,7 +200,7 @@ def test_bad_memory_budgets(tmp_path, value):
 def test_good_memory_budgets_keep_their_spelling(value, n):
     sc = scenes.validate({"kind": "diffusion", "record": {"memory_budget": value}}, "t")
     assert sc["record"]["memory_budget"] == value
-    assert scenes.size_bytes(value) == n
+    assert fields.size_bytes(value) == n
 
 
 @pytest.mark.parametrize("raw,key", [
@@ -258,14 +259,14 @@ def test_every_number_field_declares_a_finite_lower_and_upper_bound():
     """A value above any bound would otherwise blow up memory or time."""
     seen = 0
     for kind, sections in scenes.SCHEMAS.items():
-        for section, fields in sections.items():
-            for key, top in fields.items():
+        for section, keys in sections.items():
+            for key, top in keys.items():
                 for field in _fields(top):
-                    if isinstance(field, (scenes.Int, scenes.Float, scenes.Size)):
+                    if isinstance(field, (fields.Int, fields.Float, fields.Size)):
                         assert math.isfinite(field.low) and math.isfinite(field.high), key
                         assert field.high < 10**16, (kind, section, key)
                         seen += 1
-                    if isinstance(field, scenes.ListOf):
+                    if isinstance(field, fields.ListOf):
                         assert field.max_len <= 1024, (kind, section, key)
     assert seen > 60
 
@@ -582,10 +583,10 @@ def test_train_rules_are_the_ones_training_runs():
 
 
 def test_scene_module_imports_no_scene_kind_module():
-    """scene.py is the bottom of the upper floors: nothing it imports, directly
+    """The scene package is the bottom of the upper floors: nothing it imports, directly
     or through the modules it imports (module-level imports, read from the
     source; the package's public API in simulator/__init__.py, which exports
-    simulate, is not scene.py's doing), is sweep, training, runner or a kind,
+    simulate, is not the scene package's doing), is sweep, training, runner or a kind,
     and it has no function-local imports."""
     seen, todo = set(), ["simulator.scene"]
     while todo:
@@ -595,8 +596,11 @@ def test_scene_module_imports_no_scene_kind_module():
             todo.extend(t for t in imports(module)[0] if t != "simulator")
     for mod in ("simulator.sweep", "simulator.experiments.training", "simulator.runner", "simulator.kinds"):
         assert mod not in seen, sorted(seen)
-    tree = ast.parse(open(scenes.__file__).read())
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            assert not [n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))], \
-                node.name
+    folder = os.path.dirname(scenes.__file__)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            tree = ast.parse(open(os.path.join(folder, name)).read())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    assert not [n for n in ast.walk(node)
+                                if isinstance(n, (ast.Import, ast.ImportFrom))], (name, node.name)

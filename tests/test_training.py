@@ -184,7 +184,7 @@ def test_rules_learning_side_by_side_equal_each_rule_alone(workers):
     sc = scene.apply_overrides(sc, ["run.ticks=120", "train.eval_every=40", "train.eval_size=60",
                                     "train.ar_iterations=5"], "train_digits")
     together, _ = training.train_scene(sc, workers=workers)
-    setup = training.Setup(sc)
+    setup = training.Setup(scene.spec_of(sc))
     for rule in rules:
         alone = training.train_rules([rule], setup)[rule]
         assert together[rule] == alone, rule

@@ -149,7 +149,7 @@ def test_moving_stream_test_set_is_the_held_out_digits_on_the_canvas():
            "target": {"kind": "labels"},
            "train": {"rules": ["backprop"], "eval_size": 50},
            "run": {"ticks": 8, "seed": 2}}
-    setup = training.Setup(scene.validate(raw, "test"))
+    setup = training.Setup(scene.spec_of(scene.validate(raw, "test")))
     data = load_dataset("mnist", seed=2)
     assert setup.test_x.shape == (50, 1, 36, 36)
     np.testing.assert_allclose(setup.test_x.reshape(50, -1).sum(axis=1),
@@ -170,7 +170,7 @@ def test_every_chain_trains_on_the_graph_engine_unpadded():
                "train": {"rules": ["diffusion", "learned"], "eval_every": 8, "eval_size": 30,
                          "learning_rate": 0.05},
                "run": {"ticks": 24, "seed": 1}}
-        setup = training.Setup(scene.validate(raw, "test"))
+        setup = training.Setup(scene.spec_of(scene.validate(raw, "test")))
         for rule in ("diffusion", "learned"):
             learner = training.make_learner(rule, setup)
             assert isinstance(learner, GraphEngine)
@@ -215,7 +215,7 @@ def test_gradient_angles_measure_the_update_against_finite_differences(rng):
             assert max(angles) > 20       # random feedback is not backprop
             assert angles[-1] < 1e-4      # ... except at the output
     sc = _scene(["ar", "zil", "backprop"], ar_iterations=200, ar_eta_x=0.5)
-    setup = training.Setup(sc)
+    setup = training.Setup(scene.spec_of(sc))
     ar = training.make_learner("ar", setup)
     ar_angles = training.gradient_angles(ar, lambda s: (u, y), "xent")
     assert len(ar_angles) == len(keys) and max(ar_angles) < 1.0
@@ -227,7 +227,7 @@ def test_gradient_angles_measure_the_update_against_finite_differences(rng):
 def test_training_curves_carry_gradient_angles_per_layer():
     sc = _scene(["diffusion", "random", "backprop"], ticks=32)
     curves, _ = training.train_scene(sc)
-    n_w = sum(k.endswith(".W") for k in training.Setup(sc).model.parameters())
+    n_w = sum(k.endswith(".W") for k in training.Setup(scene.spec_of(sc)).model.parameters())
     for rule in ("diffusion", "random"):
         ga = curves[rule]["grad_angles"]
         assert ga[0] == [] and len(ga) == len(curves[rule]["tick"])

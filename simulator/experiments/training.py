@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..build import build_network, build_stream, engine_options, network_shape, seeds
+from ..build import build_network, build_stream, engine_options, seeds
 from ..datasets import load_dataset
 from ..errors import NumericalError
 from ..model.graph import Model
@@ -32,6 +32,7 @@ from ..rules.relaxation import ActivationRelaxation
 from ..model.tick import GraphEngine
 from ..reference import factors, forward
 from ..options import loss_and_grad
+from ..scene import spec_of
 from ..streams import make_teacher, moving_canvas, render, teacher_target
 
 # rule name -> Engine options (None = the instantaneous backprop baseline).
@@ -55,38 +56,38 @@ DIVERGENCE_FACTOR = 1e3
 
 
 class Setup:
-    """The shared pieces of a training scene (simulator.build): initial network,
-    test set, and a factory for fresh identical streams."""
+    """The shared pieces of a training scene (simulator.build) from its
+    ``spec`` (simulator.scene.spec_of): initial network, test set, and a
+    factory for fresh identical streams."""
 
-    def __init__(self, scene):
-        self.scene = scene
-        self.sizes, self.acts = network_shape(scene["network"])
-        self.seeds = seeds(scene["run"]["seed"])
-        self.network = build_network(scene["network"], self.seeds.network)
+    def __init__(self, spec):
+        self.spec = spec
+        self.sizes, self.acts = spec.network.shape
+        self.seeds = seeds(spec.run.seed)
+        self.network = build_network(spec.network, self.seeds.network)
         # The same initial weights as a graph: what the ar and zil rules run on.
         self.model = (self.network if isinstance(self.network, Model)
                       else Model.from_network(self.network))
-        self.classify = scene["target"]["kind"] == "labels"
+        self.classify = spec.target.kind == "labels"
         self.new_stream()          # fail before any work on a bad stream/target/shape
-        self.test_x, self.test_y = self._test_set(scene)
+        self.test_x, self.test_y = self._test_set(spec)
 
-    def _test_set(self, scene):
-        train, n = scene["train"], scene["train"]["eval_size"]
-        st = scene["stream"]
+    def _test_set(self, spec):
+        train, n, st = spec.train, spec.train.eval_size, spec.stream
         if self.classify:
             # The held-out split of the same call the stream trains on: digits
             # never shown while learning (build_stream checked the shapes).
-            data = load_dataset(st["data"], seed=scene["run"]["seed"])
+            data = load_dataset(st.data, seed=spec.run.seed)
             n = n or len(data.test_x)
-            if st["kind"] == "moving":
+            if st.kind == "moving":
                 return self._shaped(self._moving_test(st, data, n)), data.test_targets[:n]
             return self._shaped(data.test_x[:n]), data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
-        rng = np.random.default_rng(np.random.SeedSequence([scene["run"]["seed"], 7]))
-        x = scene["stream"]["amplitude"] * rng.normal(size=(1, n, self.sizes[0]))
-        teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, scene["target"]["scale"])
-        return self._shaped(x[0]), teacher_target(teacher, train["loss"])(x, None)[0]
+        rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
+        x = st.amplitude * rng.normal(size=(1, n, self.sizes[0]))
+        teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, spec.target.scale)
+        return self._shaped(x[0]), teacher_target(teacher, train.loss)(x, None)[0]
 
     def _moving_test(self, st, data, n):
         """Held-out digits as the moving stream shows them: each drawn once on
@@ -96,11 +97,11 @@ class Setup:
         H, W = moving_canvas(st, data.image_shape)
         h, w = data.image_shape
         # bounce: the image lies inside the canvas; wrap: anywhere on the torus
-        span = np.array([H, W] if st["edges"] == "wrap" else [H - h, W - w], dtype=np.float64)
-        rng = np.random.default_rng(np.random.SeedSequence([self.scene["run"]["seed"], 11]))
+        span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
+        rng = np.random.default_rng(np.random.SeedSequence([self.spec.run.seed, 11]))
         pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
-        frames = render(images, (H, W), pos, st["edges"])
-        return st["amplitude"] * frames.reshape(len(images), -1)
+        frames = render(images, (H, W), pos, st.edges)
+        return st.amplitude * frames.reshape(len(images), -1)
 
     def _shaped(self, x):
         """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
@@ -108,11 +109,11 @@ class Setup:
 
     def new_stream(self):
         """A fresh stream with the scene's seed: every rule sees the same frames."""
-        return build_stream(self.scene, self.seeds, self.scene["train"]["loss"])
+        return build_stream(self.spec, self.seeds, self.spec.train.loss)
 
     def engine_options(self, rule):
         """Engine keyword arguments of a diffusion-family rule (see RULES)."""
-        return dict(engine_options(self.scene["train"], self.scene, self.seeds.feedback),
+        return dict(engine_options(self.spec.train, self.spec, self.seeds.feedback),
                     **RULES[rule])
 
 
@@ -151,10 +152,10 @@ class RelaxationLearner:
     ``eta_x``, then p ← p − η Δp (Δp summed over the batch, as every rule here)."""
 
     def __init__(self, model, train, seed):
-        self.ar = ActivationRelaxation(model, "exact", eta_x=train["ar_eta_x"],
-                                       iterations=train["ar_iterations"], loss=train["loss"],
+        self.ar = ActivationRelaxation(model, "exact", eta_x=train.ar_eta_x,
+                                       iterations=train.ar_iterations, loss=train.loss,
                                        feedback_seed=seed)
-        self.eta, self.shape = float(train["learning_rate"]), model.output_shape
+        self.eta, self.shape = float(train.learning_rate), model.output_shape
 
     def step(self, u, y):
         # ActivationRelaxation divides its rate by the batch size.
@@ -170,7 +171,7 @@ class ZILLearner:
 
     def __init__(self, model, train):
         self.model, self.params = model, model.parameters()
-        self.eta, self.loss = float(train["learning_rate"]), train["loss"]
+        self.eta, self.loss = float(train.learning_rate), train.loss
 
     def step(self, u, y):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -184,10 +185,10 @@ class ZILLearner:
 
 def make_learner(rule, setup):
     """The learner for one rule, starting from the setup's initial weights."""
-    train = setup.scene["train"]
+    train = setup.spec.train
     if rule == "backprop":
-        return BackpropLearner(setup.network, train["loss"], train["learning_rate"],
-                               train["weight_decay"])
+        return BackpropLearner(setup.network, train.loss, train.learning_rate,
+                               train.weight_decay)
     if rule == "ar":
         return RelaxationLearner(setup.model, train, setup.seeds.feedback)
     if rule == "zil":
@@ -261,9 +262,9 @@ class RuleRun:
         self.rule, self.setup, self.reported_stop = rule, setup, False
         # every wave's frame lies within 2·(vertices) + d_y ticks of the last
         self.chunks = []
-        self.keep = 2 * len(setup.model.vertices) + setup.scene["train"]["supervision_delay"] + 2
+        self.keep = 2 * len(setup.model.vertices) + setup.spec.train.supervision_delay + 2
         self.learner = make_learner(rule, setup)
-        loss = setup.scene["train"]["loss"]
+        loss = setup.spec.train.loss
         acc0, self.loss0 = evaluate(setup.network, setup.test_x, setup.test_y, loss,
                                     setup.classify)
         # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
@@ -315,7 +316,7 @@ class RuleRun:
         """Evaluate after ``done`` ticks; mark a blow-up."""
         c, setup = self.curve, self.setup
         acc, value = evaluate(_learned(self.learner), setup.test_x, setup.test_y,
-                              setup.scene["train"]["loss"], setup.classify)
+                              setup.spec.train.loss, setup.classify)
         c["tick"].append(done)
         c["accuracy"].append(acc)
         c["loss"].append(value)
@@ -339,13 +340,13 @@ def train_rules(rules, setup, progress=None, workers=1):
     by one thread at a time, so the curves are the same as with one). Returns
     {rule: curve} (see RuleRun); ``progress(n)`` is told every rule's ticks
     (a stopped rule's remaining ticks at once)."""
-    sc = setup.scene
-    ticks, every = sc["run"]["ticks"], sc["train"]["eval_every"]
+    sc = setup.spec
+    ticks, every = sc.run.ticks, sc.train.eval_every
     runs = [RuleRun(rule, setup) for rule in rules]
     stream = setup.new_stream()
     pool = ThreadPoolExecutor(min(workers, len(runs))) if workers > 1 and len(runs) > 1 else None
     try:
-        _lockstep(runs, stream, ticks, every, progress, pool, np.dtype(sc["run"]["dtype"]))
+        _lockstep(runs, stream, ticks, every, progress, pool, np.dtype(sc.run.dtype))
     finally:
         if pool is not None:
             pool.shutdown()
@@ -358,7 +359,7 @@ def _lockstep(runs, stream, ticks, every, progress, pool, dtype):
     threads if given), test every ``every`` ticks."""
     done = 0
     sizes = runs[0].setup.sizes
-    chunk = stream_chunk(runs[0].setup.scene["stream"]["batch"], sizes[0], sizes[-1])
+    chunk = stream_chunk(runs[0].setup.spec.stream.batch, sizes[0], sizes[-1])
     while done < ticks and not all(r.reported_stop for r in runs):
         n = min(every, ticks - done)
         for start in range(0, n, chunk):
@@ -466,8 +467,8 @@ def train_scene(scene, progress=None, setup=None, workers=1):
     """Train every rule of a resolved `train` scene (on ``setup`` if already
     built; the rules in ``workers`` threads, see train_rules); return (curves,
     summary)."""
-    setup = Setup(scene) if setup is None else setup
-    curves = train_rules(scene["train"]["rules"], setup, progress, workers)
+    setup = Setup(spec_of(scene)) if setup is None else setup
+    curves = train_rules(setup.spec.train.rules, setup, progress, workers)
     return curves, summarize(curves)
 
 

@@ -13,6 +13,7 @@ from ..runner import run_metadata
 from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
 from ..selection import plain
 from ..runfiles import read_run_meta
+from ..scene import spec_of
 from .base import RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind
 
 KINDS = {}
@@ -45,8 +46,8 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)
-    blas = threads.setup(scene.get("run", {}).get("threads", 0) if blas_threads is None
-                         else blas_threads)
+    run = spec_of(scene).sections.get("run")      # a locking scene has none
+    blas = threads.setup(getattr(run, "threads", 0) if blas_threads is None else blas_threads)
 
     holder = {}
 

@@ -6,19 +6,21 @@ import numpy as np
 from ..build import relaxation_network
 from ..experiments.activation_relaxation import converge_arrays, run_converge
 from ..runfiles import read_relaxation
+from ..scene import spec_of
 from .base import Kind, save_npz, saved_section
 
 
 def prepare(name, scene, options=None):
     """Check the network (relaxation needs a hidden layer); the job relaxes one
     batch per η_x and saves relaxation.npz."""
-    network = relaxation_network(scene)
-    ar = scene["relaxation"]
+    spec = spec_of(scene)
+    network = relaxation_network(spec)
+    ar = spec.relaxation
 
     def job(folder, progress=None):
-        res = run_converge(variant=ar["variant"], eta_x=ar["eta_x"], iterations=ar["iterations"],
-                           batch=ar["batch"], loss=ar["loss"], seed=scene["run"]["seed"],
-                           data=ar["data"], feedback_scale=ar["feedback_scale"], init=ar["init"],
+        res = run_converge(variant=ar.variant, eta_x=ar.eta_x, iterations=ar.iterations,
+                           batch=ar.batch, loss=ar.loss, seed=spec.run.seed,
+                           data=ar.data, feedback_scale=ar.feedback_scale, init=ar.init,
                            **network)
         save_npz(folder, "relaxation.npz", converge_arrays(res))
         final = res["errors"][:, -1, :]

@@ -6,22 +6,24 @@ import numpy as np
 from ..build import relaxation_network
 from ..experiments.activation_relaxation import run_train, train_arrays
 from ..runfiles import read_training
+from ..scene import spec_of
 from .base import Kind, save_npz
 
 
 def prepare(name, scene, options=None):
     """Check the network; the job trains backprop and every variant per seed
     and saves the accuracy curves (training.npz: steps, test_<rule>, train_<rule>)."""
-    network = relaxation_network(scene)
-    ar, tr = scene["relaxation"], scene["train"]
+    spec = spec_of(scene)
+    network = relaxation_network(spec)
+    ar, tr = spec.relaxation, spec.train
 
     def job(folder, progress=None):
-        res = run_train(variants=ar["variants"], eta_x=ar["eta_x"], iterations=ar["iterations"],
-                        lr=tr["lr"], batch=tr["batch"], epochs=tr["epochs"], seeds=tr["seeds"],
-                        loss=ar["loss"], feedback_scale=ar["feedback_scale"], init=ar["init"],
-                        split_seed=scene["run"]["seed"], test_fraction=tr["test_fraction"],
-                        eval_every=tr["eval_every"] or None, progress=progress,
-                        solver=ar["solver"], **network)
+        res = run_train(variants=ar.variants, eta_x=ar.eta_x, iterations=ar.iterations,
+                        lr=tr.lr, batch=tr.batch, epochs=tr.epochs, seeds=tr.seeds,
+                        loss=ar.loss, feedback_scale=ar.feedback_scale, init=ar.init,
+                        split_seed=spec.run.seed, test_fraction=tr.test_fraction,
+                        eval_every=tr.eval_every or None, progress=progress,
+                        solver=ar.solver, **network)
         save_npz(folder, "training.npz", train_arrays(res))
         return {"final_test_accuracy": {
             rule: {"mean": float(np.nanmean(acc)), "std": float(np.nanstd(acc)),
@@ -60,7 +62,8 @@ def summary(folder, meta):
 
 
 def _progress(scene):
-    return len(scene["train"]["seeds"]) * (len(scene["relaxation"]["variants"]) + 1)
+    spec = spec_of(scene)
+    return len(spec.train.seeds) * (len(spec.relaxation.variants) + 1)
 
 
 KIND = Kind("ar_train", prepare, draw,

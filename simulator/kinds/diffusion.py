@@ -5,6 +5,7 @@ import numpy as np
 from ..probes import Trace
 from ..runner import Prepared, check_picture_size, clip_windows
 from ..analysis.sync import steady_window, synchronized_layers
+from ..scene import spec_of
 from .base import Kind, saved_section
 
 # Relative error of g against backprop at or below which a layer counts as
@@ -17,14 +18,13 @@ def prepare(name, scene, options=None):
     """Build and check the run (sizes, memory budget -- the GIF's frames
     included when it will be drawn -- device, picture size)."""
     options = options or {}
-    draws = scene["render"]["png"] and options.get("png", True) is not False or (
-        scene["render"]["gif"] and options.get("gif", True) is not False)
-    prepared = Prepared(name, scene, gif=options.get("gif", True) is not False, pictures=draws)
-    check_picture_size(scene["render"]["size"])
+    prepared = Prepared(name, scene, gif=options.get("gif", True) is not False,
+                        png=options.get("png", True) is not False)
+    check_picture_size(list(prepared.spec.render.size))
 
     def job(folder, progress=None):
         trace = prepared.simulate(progress)
-        trace.save(folder, compress=scene["record"]["compress"])
+        trace.save(folder, compress=prepared.spec.record.compress)
         return {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
                 "backend": trace.meta["backend"],
                 "timings": trace.meta["timings"]}
@@ -58,7 +58,7 @@ def draw(folder, meta, options):
 
 
 def _progress(scene):
-    return scene["run"]["ticks"]
+    return spec_of(scene).run.ticks
 
 
 def _headline(meta):

@@ -3,6 +3,7 @@ engine's pipeline, saved as locking.npz (both occupancy tables) with the
 numbers in run.json, and drawn as locking.png and locking.gif."""
 from ..analysis.locking import schedules
 from ..runfiles import read_locking
+from ..scene import spec_of
 from .base import Kind, save_npz, saved_section
 
 NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
@@ -10,10 +11,10 @@ NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
 
 def prepare(name, scene, options=None):
     """Nothing to refuse beyond the schema; the job counts both schedules."""
-    lk = scene["locking"]
+    lk = spec_of(scene).locking
 
     def job(folder, progress=None):
-        result = schedules(lk["depth"], lk["frames"])
+        result = schedules(lk.depth, lk.frames)
         save_npz(folder, "locking.npz",
                  {f"{kind}_{part}": result[kind][part]
                   for kind in ("backprop", "pipelined") for part in ("forward", "backward")})

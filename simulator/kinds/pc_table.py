@@ -7,6 +7,7 @@ import os
 from ..experiments.pc.tables import format_markdown, table1, table2, write_csv
 from ..files import atomic_write
 from ..errors import SimulatorError
+from ..scene import spec_of
 from .base import Kind
 
 LEVELLED = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}
@@ -16,22 +17,28 @@ def prepare(name, scene, options=None):
     """Nothing to refuse beyond the schema; the job measures Table 1 for every
     precision in table.dtypes (levelled, unlevelled or both) and Table 2 (time
     per update) in every precision too, and saves both as CSV."""
-    tb, seed = scene["table"], scene["run"]["seed"]
+    spec = spec_of(scene)
+    tb, seed = spec.table, spec.run.seed
 
     def job(folder, progress=None):
         step = progress or (lambda n: None)
         rows1, rows2 = [], []
-        for dtype in tb["dtypes"]:
-            for flag in LEVELLED[tb["levelled"]]:
+        for dtype in tb.dtypes:
+            for flag in LEVELLED[tb.levelled]:
                 rows1 += table1(dtype=dtype, levelled=flag, seed=seed)
                 step(1)
-        for dtype in tb["dtypes"]:
-            rows2 += table2(dtype=dtype, T=tb["il_steps"], repeats=tb["repeats"], seed=seed)
+        for dtype in tb.dtypes:
+            rows2 += table2(dtype=dtype, T=tb.il_steps, repeats=tb.repeats, seed=seed)
             step(1)
         write_csv(rows1, os.path.join(folder, "table1.csv"))
         write_csv(rows2, os.path.join(folder, "table2.csv"))
         return {"table1": rows1, "table2": rows2, "markdown": markdown(rows1, rows2)}
     return job
+
+
+def _progress(scene):
+    table = spec_of(scene).table
+    return len(table.dtypes) * (len(LEVELLED[table.levelled]) + 1)
 
 
 def markdown(rows1, rows2):
@@ -89,6 +96,5 @@ KIND = Kind("pc_table", prepare, draw,
             refuse={"ticks": "pc_table scenes have no run.ticks; IL's length is "
                              "--set table.il_steps=T",
                     "device": "pc_table scenes run on the CPU only (numpy)"},
-            progress=lambda scene: len(scene["table"]["dtypes"]) * (
-                len(LEVELLED[scene["table"]["levelled"]]) + 1),
+            progress=_progress,
             summary=summary)

@@ -6,18 +6,20 @@ import numpy as np
 
 from ..experiments.pc.inference import error_wave
 from ..runfiles import read_wave
+from ..scene import spec_of
 from .base import Kind, save_npz, saved_section
 
 
 def prepare(name, scene, options=None):
     """Nothing to refuse beyond the schema; the job runs one update and saves
     ‖ε‖ per level and per vertex (wave.npz)."""
-    wv, run = scene["wave"], scene["run"]
+    spec = spec_of(scene)
+    wv, run = spec.wave, spec.run
 
     def job(folder, progress=None):
-        wave = error_wave(wv["architecture"], wv["method"], levelled=wv["levelled"],
-                          T=wv["il_steps"], gamma=wv["gamma"], lr=wv["lr"], seed=run["seed"],
-                          dtype=run["dtype"])
+        wave = error_wave(wv.architecture, wv.method, levelled=wv.levelled,
+                          T=wv.il_steps, gamma=wv.gamma, lr=wv.lr, seed=run.seed,
+                          dtype=run.dtype)
         by_level = np.asarray(wave.by_level, dtype=float)
         save_npz(folder, "wave.npz", {"by_level": np.asarray(wave.by_level),
                                       "by_vertex": np.asarray(wave.by_vertex),

@@ -7,11 +7,11 @@ import time
 import numpy as np
 
 from .. import threads
-from ..build import graph_skeleton, network_shape
 from ..files import write_json
 from ..probes import GraphBudget, RecordPlan, RunBudget
 from ..experiments.training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
+from ..scene import spec_of
 from .base import Kind
 
 
@@ -20,13 +20,14 @@ def prepare(name, scene, options=None):
     against train.memory_budget before anything is allocated, then build the
     shared pieces (network, test set, a first stream) so a bad scene is
     refused here; the job trains every rule and saves results.json."""
-    train_budget(scene).check()
-    setup = Setup(scene)
+    spec = spec_of(scene)
+    train_budget(spec).check()
+    setup = Setup(spec)
 
     def job(folder, progress=None):
         # The cores the run may use go to the rules side by side, one BLAS
         # thread each (threads.own_threads: run.threads / --threads, else the cores).
-        workers = min(threads.own_threads(), len(scene["train"]["rules"]))
+        workers = min(threads.own_threads(), len(spec.train.rules))
         t0 = time.perf_counter()
         if workers > 1:
             with threads.one_blas_thread():
@@ -45,30 +46,30 @@ def prepare(name, scene, options=None):
 PER_RULE = ("weights", "state buffers", "history rings", "targets ring")
 
 
-def train_budget(scene):
-    """The RunBudget of a training scene: every rule's learner alive at once,
-    each charged as the costliest engine (learned feedback); no recording, the
-    stream generated in chunks of ``stream_chunk`` ticks, the budget
-    train.memory_budget."""
-    run, tr = scene["run"], scene["train"]
-    sizes, _ = network_shape(scene["network"])
-    batch = scene["stream"]["batch"]
-    plan = RecordPlan(run["ticks"], len(sizes) - 1, max(sizes), batch,
-                      np.dtype(run["dtype"]).itemsize, states=False, metrics=False,
-                      chunk=stream_chunk(batch, sizes[0], sizes[-1]), budget=tr["memory_budget"])
+def train_budget(spec):
+    """The RunBudget of a training scene's SceneSpec: every rule's learner alive
+    at once, each charged as the costliest engine (learned feedback); no
+    recording, the stream generated in chunks of ``stream_chunk`` ticks, the
+    budget train.memory_budget."""
+    run, tr = spec.run, spec.train
+    sizes, _ = spec.network.shape
+    batch = spec.stream.batch
+    plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), batch,
+                      np.dtype(run.dtype).itemsize, states=False, metrics=False,
+                      chunk=stream_chunk(batch, sizes[0], sizes[-1]), budget=tr.memory_budget)
     # the costliest rule: learned feedback keeps a second set of matrices
-    skeleton = graph_skeleton(scene["network"])
+    skeleton = spec.network.skeleton
     if skeleton is not None:
-        if scene["network"]["levelled"]:
+        if spec.network.levelled:
             skeleton = skeleton.level()
         budget = GraphBudget(plan, skeleton, feedback="learned",
-                             supervision_delay=tr["supervision_delay"], learning_rate=1.0,
-                             target=scene["target"]["kind"], budget_key="train.memory_budget")
+                             supervision_delay=tr.supervision_delay, learning_rate=1.0,
+                             target=spec.target.kind, budget_key="train.memory_budget")
     else:
         budget = RunBudget(plan, sizes, feedback="learned",
-                           supervision_delay=tr["supervision_delay"], learning_rate=1.0,
-                           target=scene["target"]["kind"], budget_key="train.memory_budget")
-    return budget.held(PER_RULE, len(tr["rules"]))
+                           supervision_delay=tr.supervision_delay, learning_rate=1.0,
+                           target=spec.target.kind, budget_key="train.memory_budget")
+    return budget.held(PER_RULE, len(tr.rules))
 
 
 def draw(folder, meta, options):
@@ -86,7 +87,8 @@ def draw(folder, meta, options):
 
 
 def _progress(scene):
-    return scene["run"]["ticks"] * len(scene["train"]["rules"])
+    spec = spec_of(scene)
+    return spec.run.ticks * len(spec.train.rules)
 
 
 def summary(folder, meta):

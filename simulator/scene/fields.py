@@ -11,13 +11,12 @@ integer into text (Python refuses past 4300 digits) and cuts long values.
 """
 import abc
 import copy
-import difflib
 import json
 import math
 import re
 import sys
 
-from .errors import SceneError
+from ..errors import SceneError, did_you_mean
 
 # Python refuses to turn longer integers into text (sys.get_int_max_str_digits).
 INT_DIGITS = sys.get_int_max_str_digits() or 4300
@@ -77,20 +76,6 @@ def show(value, typed=False, depth=0):
     if len(text) > 2 * limit:
         text = text[:2 * limit] + "..."
     return f"{text} ({_kind_name(value)})" if typed else text
-
-
-def closest(word, known):
-    """The known name closest to ``word`` (difflib, cutoff 0.6), or None."""
-    if not isinstance(word, str) or len(word) > 100:
-        return None
-    close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def did_you_mean(word, known):
-    """' (did you mean 'x'?)' for the closest known name, or ''."""
-    close = closest(word, known)
-    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _number(x):

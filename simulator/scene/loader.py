@@ -1,0 +1,196 @@
+"""Reading scenes: find a scene by name or path, load a TOML scene or a
+run.json (replay), apply command-line overrides; each returns the scene
+validated (simulator.scene.validate)."""
+import copy
+import json
+import os
+import re
+import tomllib
+
+from ..errors import SceneError, closest, did_you_mean
+from ..paths import scenes_dir
+from .fields import INT_DIGITS, show
+from .sections import SCHEMAS
+from .validation import kind_of, validate
+
+SCENES_DIR = scenes_dir()
+# A scene or run.json larger than this is not one (a binary file given by mistake).
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def list_scenes():
+    """Names of the scenes shipped in scenes/."""
+    if not os.path.isdir(SCENES_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(SCENES_DIR) if f.endswith(".toml"))
+
+
+def find_scene(name_or_path):
+    """Path of a scene given as a file path (a .toml scene or a run.json) or as
+    a name in scenes/; SceneError with a did-you-mean when there is none."""
+    if os.path.isdir(name_or_path):
+        inside = os.path.join(name_or_path, "run.json")
+        hint = f" (did you mean {inside!r}?)" if os.path.isfile(inside) else ""
+        raise SceneError(f"{name_or_path!r} is a folder: expected a scene name, a .toml scene "
+                         f"file or a run.json{hint}")
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    candidate = os.path.join(SCENES_DIR, name_or_path + ".toml")
+    if os.path.isfile(candidate):
+        return candidate
+    folder, base = os.path.split(name_or_path)
+    if folder or name_or_path.endswith((".toml", ".json")):
+        try:
+            near = sorted(os.listdir(folder or "."))
+        except OSError:
+            near = []
+        close = closest(base, near)
+        hint = f" (did you mean {os.path.join(folder, close)!r}?)" if close else ""
+        raise SceneError(f"scene file {show(name_or_path)} not found{hint}")
+    raise SceneError(f"scene {show(name_or_path)} not found (neither a file nor a name in "
+                     f"{SCENES_DIR}){did_you_mean(name_or_path, list_scenes())}")
+
+
+def _read_text(path):
+    """The text of a scene or run.json file, or SceneError saying why not."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SceneError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SceneError(f"{path}: expected a scene file of at most "
+                         f"{MAX_FILE_BYTES // 2**20} MiB, got a larger file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SceneError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
+
+
+def _parse_toml(text, source):
+    """tomllib.loads with every failure turned into one SceneError."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SceneError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SceneError(f"{source}: not valid TOML (arrays or tables nested too deeply)") from None
+    except ValueError:
+        # Only an integer over Python's digit limit gets here.
+        match = re.search(r"[0-9][0-9_]{%d,}" % INT_DIGITS, text)
+        where = f" line {text.count(chr(10), 0, match.start()) + 1}:" if match else ""
+        digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
+        raise SceneError(f"{source}: not valid TOML:{where} an integer with {digits} digits "
+                         f"(at most {INT_DIGITS} are read)") from None
+
+
+def load(name_or_path):
+    """Load a TOML scene or a run.json (replay); return (name, resolved scene)."""
+    path = find_scene(name_or_path)
+    if path.endswith(".json"):
+        return load_run_json(path)
+    raw = _parse_toml(_read_text(path), path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    return name, validate(raw, path)
+
+
+MAX_NAME = 200          # longest scene name a run.json may hold
+
+
+def check_run_name(name, path):
+    """The ``name`` of a run.json, refused unless it could be the base name of
+    a scene file: a string of 1..MAX_NAME printable characters (spaces and
+    non-ASCII letters included: `my scene.toml`, `szené.toml`) with no path
+    separator and not only dots. Where a replay writes is made safe by
+    ``outputs.default_out``; this refuses names no scene file can have."""
+    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
+            or "/" in name or "\\" in name or name.strip(".") == ""):
+        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
+                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
+                         f"only dots), got {show(name, typed=True)}")
+    return name
+
+
+def load_run_json(path):
+    """The name and resolved scene stored in a run.json, validated again; the
+    name must be one a scene file can have (``check_run_name``)."""
+    text = _read_text(path)
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise SceneError(f"{path}: not a tickprop run.json (not valid JSON: {reason})") from None
+    if not isinstance(meta, dict) or "scene" not in meta or "name" not in meta:
+        raise SceneError(f"{path}: not a tickprop run.json (expected an object with "
+                         "'name' and 'scene')")
+    name = check_run_name(meta["name"], path)
+    if not isinstance(meta["scene"], dict):
+        raise SceneError(f"{path}: key 'scene': expected a table of sections, "
+                         f"got {show(meta['scene'], typed=True)}")
+    return name, validate(meta["scene"], path)
+
+
+# ------------------------------------------------------------------ overrides
+def _set_value(text, item):
+    """The value of one --set: TOML when it parses (numbers, booleans, lists,
+    inline tables, quoted strings), else the text itself as a string."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    except RecursionError:
+        raise SceneError(f"--set {show(item)}: the value is nested too deeply") from None
+    except ValueError:
+        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} digits") from None
+    if set(doc) != {"v"}:
+        raise SceneError(f"--set {show(item)}: expected one value after '='")
+    return doc["v"]
+
+
+def _section_of(raw, kind, section, name, what):
+    """raw[section] after checking section.name exists for this kind."""
+    schema = SCHEMAS[kind]
+    if section not in schema:
+        raise SceneError(f"{what}: unknown section {show(section)}"
+                         f"{did_you_mean(section, list(schema))}; a {kind} scene has "
+                         f"{', '.join(schema)}")
+    if name not in schema[section]:
+        raise SceneError(f"{what}: unknown key {show(section + '.' + name)}"
+                         f"{did_you_mean(name, schema[section])}; [{section}] accepts "
+                         f"{', '.join(schema[section])}")
+    if not isinstance(raw.get(section), dict):
+        raw[section] = {}
+    return raw[section]
+
+
+def apply_overrides(scene, overrides, source, values=None):
+    """Apply 'section.key=value' overrides (``--set``; values parsed as TOML,
+    else taken as strings), after ``values`` ({'section.key': python value},
+    from typed CLI options), and return the scene validated again. Unknown
+    sections and keys are refused naming the override, with a did-you-mean."""
+    raw = copy.deepcopy(scene)
+    kind = kind_of(raw, source)
+    for key, value in (values or {}).items():
+        section, _, name = key.partition(".")
+        if name not in SCHEMAS[kind].get(section, {}):
+            raise SceneError(f"{source}: a {kind} scene has no key {key!r}, so its command-line "
+                             f"option does not apply (its sections: {', '.join(SCHEMAS[kind])})")
+        _section_of(raw, kind, section, name, key)[name] = value
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or len(parts) != 2 or not all(parts):
+            raise SceneError(f"--set {show(item)}: expected SECTION.KEY=VALUE, "
+                             "e.g. rule.feedback=random")
+        section, name = parts
+        value = _set_value(text, item)
+        _section_of(raw, kind, section, name, f"--set {show(item)}")[name] = value
+    return validate(raw, source)
+
+
+def describe(name):
+    """The one-line description of a shipped scene (or its load error)."""
+    try:
+        return load(name)[1]["description"]
+    except SceneError as exc:
+        return f"(invalid: {exc})"
