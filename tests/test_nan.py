@@ -1,6 +1,6 @@
 """NaN/Inf is found exactly: the first tick, layer (vertex) and quantity,
-whatever the chunk size and with or without recording, on the stacked chain
-engine and the graph engine; finite values never trip it. Oracles: a twin
+whatever the chunk size and with or without recording, on chains (the
+``Engine`` door of a Network) and graphs; finite values never trip it. Oracles: a twin
 engine stepped tick by tick with every accessor looked at (chains), and a
 non-finite value put where it must first show (graphs)."""
 import numpy as np
@@ -55,7 +55,7 @@ def test_first_nonfinite_tick_layer_and_quantity_whatever_the_chunk(chunk, recor
     with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
         engine.run(stream, 300, rec, chunk=None if record else chunk)
     assert (err.value.tick, err.value.layer, err.value.what) == want
-    assert f"tick {want[0]}, layer {want[1]}" in str(err.value)
+    assert f"tick {want[0]}, vertex {want[1]} ('{want[1]}')" in str(err.value)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 256])

@@ -32,8 +32,23 @@ from .ring import gram, repeat_sources, ring_pieces
 HI_KEYS = ("input", "supervision", "output", "pair")
 
 
+def is_plain_chain(model):
+    """Whether ``model`` is a plain chain of dense layers over a flat input:
+    every vertex after the input has one parent, the vertex before it, and
+    is dense (so no levelling identities, no layer that mixes frames: each
+    vertex's oldest and newest tags are equal). Such a model records as
+    layers (``vertex_arrays``); this is the one place the rule lives."""
+    return len(model.input_shape) == 1 and all(
+        v.kind == "dense" and tuple(v.parents) == (v.index - 1,) for v in model.vertices[1:])
+
+
 def vertex_arrays(model):
-    """The per-vertex arrays a graph trace carries, for the model the engine runs on."""
+    """The per-vertex arrays a graph trace carries, for the model the engine
+    runs on; None for a plain chain (``is_plain_chain``), whose trace is a
+    chain trace: layers 0..L, ``sizes``, no ``vertex_*`` arrays and no
+    ``tag_<key>_hi`` tags (a chain's vertices never mix frames)."""
+    if is_plain_chain(model):
+        return None
     fwd, bwd = distances(model)
     synced = set(sync_set(model))
     return {"vertex_names": np.array(model.names),
@@ -42,8 +57,7 @@ def vertex_arrays(model):
             "vertex_bwd": np.array(bwd, dtype=np.int64),
             "vertex_sync": np.array([v.name in synced for v in model.vertices]),
             "vertex_edges": np.array([(p, c) for p, c, _ in model.edges()],
-                                     dtype=np.int64).reshape(-1, 2),
-            "sizes": np.array([int(np.prod(v.shape)) for v in model.vertices], dtype=np.int64)}
+                                     dtype=np.int64).reshape(-1, 2)}
 
 
 # Kinds whose W gradient is δᵀx over rows (the batch and any leading axes of
