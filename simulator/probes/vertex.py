@@ -6,8 +6,8 @@ oracle (``simulator.model.reference``) on the frame the vertex's tag names
 (the oldest where a vertex mixes several), with the weights of the tick that
 frame entered; the reference of every frame goes into a ring of 2D + d_y + 2
 + K frames, D the model's depth. A dense or linear vertex whose factors are
-smaller than its W (``gram_pays``) is compared as a chain layer is
-(``simulator.probes.stacked``): the ring keeps the reference's δ and x and
+smaller than its W (``gram_pays``; every layer of a chain at the
+paper's sizes) is compared through its factors: the ring keeps the reference's δ and x and
 the mismatch comes from Gram products ⟨δᵀx, δ'ᵀx'⟩ = Σ (δδ'ᵀ) ⊙ (xx'ᵀ) of a
 block's rows, neither g nor its reference formed; any other vertex (conv2d,
 attention …) forms g and keeps the reference's W gradient. With frozen
@@ -116,8 +116,7 @@ def metric_block(chunk, batch, vertex_values, weights, itemsize):
 
 
 class VertexMetrics:
-    """The metrics of a Recorder on a graph engine (``StackedMetrics``' part
-    for chains): ``frame`` feeds every tick to the reference ring, ``copy``
+    """The metrics of a Recorder (chains and graphs): ``frame`` feeds every tick to the reference ring, ``copy``
     keeps the factors of a recorded row's g, ``reference`` does the pending
     frames' backprop and ``measure`` the block's mismatch, into the
     Recorder's ``host`` arrays (their tags settled before)."""
@@ -149,10 +148,12 @@ class VertexMetrics:
         return bool(self._frames) or self._since > 0
 
     def copy(self, k, views):
-        """Row k of the block: the factors (δ, paired inputs) of every weighted vertex."""
-        if self._gv:
+        """Row k of the block: the factors (δ, paired inputs) of every weighted
+        vertex that does not read them off the Recorder's block (``_in_block``)."""
+        if self._copied:
             factors = {v.index: (x, d) for v, x, d in self.engine.gradient_factors()}
-            for j, v in enumerate(self._gv):
+            for j in self._copied:
+                v = self._gv[j]
                 inputs, delta = factors[v.index]
                 self._blk_d[j][k, ...] = delta
                 for q, a in enumerate(inputs):
@@ -197,9 +198,19 @@ class VertexMetrics:
         self._blk_g = be.zeros((K, PW)) if PW else None   # explicit g of the pending rows
         # ... formed per block from copies of each recorded tick's factors
         # (δ[t,v] and the inputs g pairs it with), one batched product per vertex
-        self._blk_d = [be.zeros((K, B) + tuple(v.shape)) for v in self._gv]
-        self._blk_x = [[be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
-                       for v in self._gv]
+        # A Gram vertex of a flat dense layer paired with its parent's current
+        # x (pairing `local`) reads δ and x off the Recorder's block rows (the
+        # same rows, the same ticks), copying nothing more per tick.
+        self._in_block = {j for j in self._gcols
+                          if eng.pairing == "local" and len(self._gv[j].shape) == 1
+                          and len(self._gv[j].parents) == 1
+                          and len(model.vertices[self._gv[j].parents[0]].shape) == 1}
+        self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
+        self._blk_d = [None if j in self._in_block else be.zeros((K, B) + tuple(v.shape))
+                       for j, v in enumerate(self._gv)]
+        self._blk_x = [None if j in self._in_block else
+                       [be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
+                       for j, v in enumerate(self._gv)]
         self._since = 0                               # ticks since the last block
         self._frames = []                             # frozen: (tick, u, y, repeat) pending
         self._frozen = not eng.learning_rate
@@ -328,9 +339,9 @@ class VertexMetrics:
         if not self._gv:
             return
         with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
-            self._mismatch(ticks, rows)
+            self._mismatch(ticks, rows, bx, bd)
 
-    def _mismatch(self, ticks, rows):
+    def _mismatch(self, ticks, rows, bx, bd):
         """``measure``'s numbers: the rows' paired frames and their ring slots,
         then cosine, relative error and norms per weighted vertex."""
         xp, be, host = self.xp, self.engine.backend, self._host
@@ -363,8 +374,14 @@ class VertexMetrics:
             first = 1 if self._wkeys else 0
             gg, gG = [], []
             for q, j in enumerate(self._gcols):
-                d, x = self._gram_factors(j, self._blk_d[j][:n, ...],
-                                          self._blk_x[j][0][:n, ...], n)
+                if j in self._in_block:
+                    v = self._gv[j]
+                    p = v.parents[0]
+                    d = bd[:n, v.index, :, :v.shape[0]]
+                    x = bx[:n, p, :, :self._sizes[p]]
+                else:
+                    d, x = self._blk_d[j][:n, ...], self._blk_x[j][0][:n, ...]
+                d, x = self._gram_factors(j, d, x, n)
                 ref_d = self._slots(self._ref[first + 2 * q], slots[:, j])
                 ref_x = self._slots(self._ref[first + 2 * q + 1], slots[:, j])
                 gg.append(gram(xp, d, x, d, x))
