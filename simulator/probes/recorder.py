@@ -51,6 +51,8 @@ class Recorder:
         be, B, T = engine.backend, engine.batch, plan.rows
         self._sizes = [int(np.prod(v.shape)) for v in engine.model.vertices]
         self._vertex = vertex_arrays(engine.model)    # None: a plain chain, recorded as layers
+        self._copy_plan = [(l, s, len(v.shape) == 1)
+                           for l, (s, v) in enumerate(zip(self._sizes, engine.model.vertices))]
         n, N = engine.n, max(self._sizes)
         self._every, self._metrics = plan.every, plan.metrics
         self._host = host = {
@@ -128,10 +130,11 @@ class Recorder:
             bx, bd = self._host["state_x"][row, ...], self._host["state_delta"][row, ...]
         else:
             bx, bd = self._blk[k, 0, ...], self._blk[k, 1, ...]
-        for l, s in enumerate(self._sizes):
-            bx[l, :, :s] = xp.reshape(X[l], (B, s))
+        for l, s, flat in self._copy_plan:     # a flat vertex needs no reshape
+            bx[l, :, :s] = X[l] if flat else xp.reshape(X[l], (B, s))
             if l or self._vertex is not None:
-                bd[l, :, :s] = xp.reshape(D[l] if l else X[0], (B, s))
+                a = D[l] if l else X[0]
+                bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
         return X, D
 
     def _settle_tags(self, ticks, rows):
