@@ -500,6 +500,18 @@ class GraphEngine(FastNumpy, GraphTags):
         within one tick, anything kept longer must be copied."""
         return self._X, self._D
 
+    def state_blocks(self):
+        """[(first, X, D)]: the stacked runs of equal-width dense vertices the
+        numpy executor keeps in one block each (fast path only; [] otherwise),
+        whose vertices have consecutive indices: X (k+1, batch, w) holds x of
+        vertices first..first+k, D (k, batch, w) δ of first+1..first+k. LIVE
+        VIEWS with ``state_views``' rules; a recorder copies a run in one call."""
+        if not self._fast:
+            return []
+        blocks = self._sets[(self.tick + 1) % 3][4]
+        return [(g["src"], Xb, Db[1:]) for g, (Xb, _, _, Db) in zip(self._groups, blocks)
+                if g["members"] == list(range(g["src"] + 1, g["src"] + 1 + g["k"]))]
+
     def activity(self, vertex):
         """x[t, v] (a copy), shape (batch, *shape of v); v by index or name."""
         return self._copy(self._X[self._index(vertex)])

@@ -51,8 +51,17 @@ class Recorder:
         be, B, T = engine.backend, engine.batch, plan.rows
         self._sizes = [int(np.prod(v.shape)) for v in engine.model.vertices]
         self._vertex = vertex_arrays(engine.model)    # None: a plain chain, recorded as layers
-        self._copy_plan = [(l, s, len(v.shape) == 1)
-                           for l, (s, v) in enumerate(zip(self._sizes, engine.model.vertices))]
+        # per tick: each stacked run of the engine in one copy (``state_blocks``),
+        # every other vertex's x and δ on its own (a flat one without a reshape)
+        runs = getattr(engine, "state_blocks", lambda: [])()
+        in_x = {i for first, X, _ in runs for i in range(first, first + X.shape[0])}
+        in_d = {i for first, _, D in runs for i in range(first + 1, first + 1 + D.shape[0])}
+        self._runs = bool(runs)
+        self._copy_x = [(l, s, len(v.shape) == 1) for l, (s, v) in
+                        enumerate(zip(self._sizes, engine.model.vertices)) if l not in in_x]
+        self._copy_d = [(l, s, len(v.shape) == 1) for l, (s, v) in
+                        enumerate(zip(self._sizes, engine.model.vertices))
+                        if l not in in_d and (l or self._vertex is not None)]
         n, N = engine.n, max(self._sizes)
         self._every, self._metrics = plan.every, plan.metrics
         self._host = host = {
@@ -130,11 +139,16 @@ class Recorder:
             bx, bd = self._host["state_x"][row, ...], self._host["state_delta"][row, ...]
         else:
             bx, bd = self._blk[k, 0, ...], self._blk[k, 1, ...]
-        for l, s, flat in self._copy_plan:     # a flat vertex needs no reshape
+        if self._runs:
+            for first, Xr, Dr in eng.state_blocks():
+                w = Xr.shape[-1]
+                bx[first:first + Xr.shape[0], :, :w] = Xr
+                bd[first + 1:first + 1 + Dr.shape[0], :, :w] = Dr
+        for l, s, flat in self._copy_x:        # a flat vertex needs no reshape
             bx[l, :, :s] = X[l] if flat else xp.reshape(X[l], (B, s))
-            if l or self._vertex is not None:
-                a = D[l] if l else X[0]
-                bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
+        for l, s, flat in self._copy_d:        # the input's δ row: x in a graph trace
+            a = D[l] if l else X[0]
+            bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
         return X, D
 
     def _settle_tags(self, ticks, rows):
