@@ -55,7 +55,7 @@ def test_first_nonfinite_tick_layer_and_quantity_whatever_the_chunk(chunk, recor
     with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
         engine.run(stream, 300, rec, chunk=None if record else chunk)
     assert (err.value.tick, err.value.layer, err.value.what) == want
-    assert f"tick {want[0]}, vertex {want[1]} ('{want[1]}')" in str(err.value)
+    assert f"tick {want[0]}, layer {want[1]}" in str(err.value)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 256])
