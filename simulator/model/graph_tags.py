@@ -63,6 +63,12 @@ class GraphTags:
                 c = cands[r][v]
                 idx[:, r, v] = c + [c[0]] * (K - len(c))
         self._tag_idx = idx
+        rows = [list(v.parents) for v in verts[1:]]
+        P = max(len(r) for r in rows)
+        self._pair_par = np.array([r + r[:1] * (P - len(r)) for r in rows], dtype=np.intp)
+        self._pair_lags = np.array([[self._pair_lag[(p, v.index)] for p in r]
+                                    for v, r in zip(verts[1:], self._pair_par.tolist())],
+                                   dtype=np.int64)
         self._tag_gather = np.empty((K, 8, n), dtype=np.int64)
         self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
         self._tag_cur = 0
@@ -177,14 +183,16 @@ class GraphTags:
                 "pair": pair[0], "pair_hi": pair[1]}
 
     def _pair_tags(self):
+        """(lo, hi) pair tags per vertex: the min/max over its parents of the
+        input tags they had at the pairing's lag, in one gather (``_build_tags``'
+        parent table, a short row padded by repeating its first parent)."""
         out = np.full((2, self.n), -1, dtype=np.int64)
-        R = self._ring_tags.shape[0]
-        for v in self.model.vertices[1:]:
-            if not self._pair_frame:
-                rows = [self._tx[:, p] for p in v.parents]
-            else:
-                rows = [self._ring_tags[(self.tick - self._pair_lag[(p, v.index)]) % R, :, p]
-                        for p in v.parents]
-            out[0, v.index] = min(r[0] for r in rows)
-            out[1, v.index] = max(r[1] for r in rows)
+        par = self._pair_par
+        if not self._pair_frame:
+            rows = self._tx[:, par]                                    # (2, n − 1, P)
+        else:
+            ring = self._ring_tags
+            rows = np.moveaxis(ring[(self.tick - self._pair_lags) % ring.shape[0], :, par], -1, 0)
+        out[0, 1:] = rows[0].min(axis=-1)
+        out[1, 1:] = rows[1].max(axis=-1)
         return out
