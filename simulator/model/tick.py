@@ -483,8 +483,9 @@ class GraphEngine(FastNumpy, GraphTags):
         if isinstance(vertex, str):
             return self.model.vertex(vertex).index
         if isinstance(vertex, (bool, np.bool_)) or not isinstance(vertex, (int, np.integer)):
-            raise SimulatorError(f"GraphEngine: vertex (layer): expected an index in 0..{self.n - 1} or "
-                                 f"a name ({', '.join(self.names)}), got {shown(vertex)}")
+            raise SimulatorError(f"GraphEngine: vertex (layer): expected an index in "
+                                 f"0..{self.n - 1} or a name ({', '.join(self.names)}), "
+                                 f"got {shown(vertex)}")
         i = int(vertex)
         if not 0 <= i < self.n:
             raise SimulatorError(f"vertex (layer) index: expected 0..{self.n - 1}, got {i}")

@@ -116,7 +116,8 @@ def metric_block(chunk, batch, vertex_values, weights, itemsize):
 
 
 class VertexMetrics:
-    """The metrics of a Recorder (chains and graphs): ``frame`` feeds every tick to the reference ring, ``copy``
+    """The metrics of a Recorder (chains and graphs): ``frame`` feeds every
+    tick to the reference ring, ``copy``
     keeps the factors of a recorded row's g, ``reference`` does the pending
     frames' backprop and ``measure`` the block's mismatch, into the
     Recorder's ``host`` arrays (their tags settled before)."""
