@@ -94,9 +94,11 @@ class Recorder:
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
         if plan.states:
             S, nl = plan.state_ticks, len(plan.layers)
-            fill = np.zeros if self._direct else lambda shape, dtype: np.full(shape, np.nan, dtype)
-            host["state_x"] = fill((S, nl, B, N), dtype=be.host_dtype)
-            host["state_delta"] = fill((S, nl, B, N), dtype=be.host_dtype)
+            # written here (not np.zeros' untouched pages, which the first
+            # ticks would fault in): NaN, or 0 where rows are the block
+            fill = 0.0 if self._direct else np.nan
+            host["state_x"] = np.full((S, nl, B, N), fill, dtype=be.host_dtype)
+            host["state_delta"] = np.full((S, nl, B, N), fill, dtype=be.host_dtype)
             host["state_tick"] = host["tick"].copy()
             self._state_layers = (None if list(plan.layers) == list(range(n)) else
                                   xp.asarray(np.array(plan.layers, dtype=np.int64)))
