@@ -6,6 +6,13 @@ vertex, equal-width runs of dense layers stacked without padding under every
 option set). A ``Network`` is converted by ``Model.from_network``: the same
 weights and biases, layer l (1..L) named str(l), so ``parameters()`` holds
 "l.W" = network.weights[l−1] and ``activity(l)``/``delta(l)`` address layer l.
+
+The padded stacked chain engine this door used to build for a ``Network`` is
+gone; its accessors map to the graph engine's: ``weights()[i]`` and
+``biases()[i]`` → ``parameters()["{i+1}.W"]``/``["{i+1}.b"]``,
+``gradients()[i]``/``bias_gradients()[i]`` → ``gradients()["{i+1}.W"]``/
+``["{i+1}.b"]``, ``feedback_matrices()`` → ``feedback_weights()``,
+``network()`` → ``current_model().to_network()``.
 """
 from .arguments import check_type
 from .model import Model
