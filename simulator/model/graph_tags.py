@@ -12,10 +12,15 @@ import numpy as np
 
 # Rows of the delta tag table.
 SUP_LO, SUP_HI, OUT_LO, OUT_HI, SIG_LO, SIG_HI = range(6)
+# Rows of ``tag_state()``: x's (lo, hi), the delta table's, the pairing's (lo, hi).
+TAG_ROWS = ("input", "input_hi", "supervision", "supervision_hi", "output", "output_hi",
+            "sigma_lo", "sigma_hi", "pair", "pair_hi")
 
 
 class GraphTags:
     """Mixin of ``GraphEngine``: the tag state, its per-tick update and ``tags()``."""
+
+    TAG_ROWS = TAG_ROWS
 
     def _build_tags(self):
         """Tag state and the gather that advances it (``_advance_tags``).
@@ -174,19 +179,20 @@ class GraphTags:
         each key then gives the OLDEST frame and ``<key>_hi`` the newest (equal
         on a levelled graph).
         """
-        tx, td = self._tx, self._td
-        pair = self._pair_tags()
-        return {"input": tx[0].copy(), "input_hi": tx[1].copy(),
-                "supervision": td[SUP_LO].copy(), "supervision_hi": td[SUP_HI].copy(),
-                "output": td[OUT_LO].copy(), "output_hi": td[OUT_HI].copy(),
-                "sigma_lo": td[SIG_LO].copy(), "sigma_hi": td[SIG_HI].copy(),
-                "pair": pair[0], "pair_hi": pair[1]}
+        return dict(zip(TAG_ROWS, self.tag_state()))
+
+    def tag_state(self):
+        """Every tag of the current tick as one new int array (10, vertices),
+        rows named by ``TAG_ROWS``: what ``tags()`` gives, in one piece (a
+        recorder reads it every tick of its warm-up)."""
+        return np.concatenate([self._tx, self._td, self._pair_tags()])
 
     def _pair_tags(self):
         """(lo, hi) pair tags per vertex: the min/max over its parents of the
         input tags they had at the pairing's lag, in one gather (``_build_tags``'
         parent table, a short row padded by repeating its first parent)."""
-        out = np.full((2, self.n), -1, dtype=np.int64)
+        out = np.empty((2, self.n), dtype=np.int64)
+        out[:, 0] = -1
         par = self._pair_par
         if not self._pair_frame:
             rows = self._tx[:, par]                                    # (2, n − 1, P)

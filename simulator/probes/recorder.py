@@ -75,6 +75,11 @@ class Recorder:
         for name, _ in self._tag_keys:
             host[name] = np.full((T, n), -1, dtype=np.int64)
         self._tag_rows = [host[name] for name, _ in self._tag_keys]
+        # the rows of the engine's ``tag_state`` that are these keys (None:
+        # an engine without it, read through ``tags()``)
+        names = getattr(engine, "TAG_ROWS", None)
+        self._tag_pick = (None if names is None or not hasattr(engine, "tag_state") else
+                          np.array([names.index(k) for _, k in self._tag_keys]))
         # closed form: a clock that reads the engine's own tags until every
         # one moves a frame per tick (until then the tags are read per row)
         self._clock = TagClock(2 * engine.depth + engine.supervision_delay + engine.history + 2)
@@ -111,8 +116,8 @@ class Recorder:
         a graph's tag clock)."""
         m, clock, tags = self._m, self._clock, None
         if not clock.ready:
-            tags = self.engine.tags()
-            clock.observe(i, np.stack([tags[k] for _, k in self._tag_keys]))
+            tags = self._read_tags()
+            clock.observe(i, tags)
         if m is not None:
             m.frame(i, u, y, repeat)
         if i % self._every:
@@ -127,10 +132,17 @@ class Recorder:
         self._blk_ticks.append(i)
         self._host["stream_frame"][row] = frame_id
         if tags is not None:
-            for name, key in self._tag_keys:
-                self._host[name][row] = tags[key]
+            for arr, t in zip(self._tag_rows, tags):
+                arr[row] = t
         if k + 1 == self._K or (m is not None and m.due()):
             self._process_block()
+
+    def _read_tags(self):
+        """The engine's tags of this tick, (tag keys, vertices) in ``_tag_keys`` order."""
+        if self._tag_pick is not None:
+            return self.engine.tag_state()[self._tag_pick]
+        tags = self.engine.tags()
+        return np.stack([tags[k] for _, k in self._tag_keys])
 
     def _copy(self, k, row):
         """x and δ of every vertex into block row k (or, in place, host row
