@@ -12,12 +12,10 @@ BLAS thread, float32 unless said. The baselines:
   (δ ← σ' ⊙ δ_child W), and every layer forms g = δᵀx and applies W −= ηg,
   b −= η Σδ — the same work as a tick, plain numpy with fresh arrays.
   For the conv net the same with im2col through ``sliding_window_view``.
-- ``stacked``: today's ``simulator.engine.Engine`` (layers zero-padded to the
-  widest and stacked) on the same chain.
 
-Sections: heterogeneous dense chains (B = 16) vs hand and stacked; paper scale
-(L = 9, width 16, B = 1, float64) vs stacked; a small conv net on 28×28 inputs
-(B = 16) vs hand; a deep chain (L = 64, width 32, B = 8) vs stacked; then how
+Sections: heterogeneous dense chains (B = 16), paper scale (L = 9, width 16,
+B = 1, float64), a small conv net on 28×28 inputs (B = 16) and a deep chain
+(L = 64, width 32, B = 8), each vs hand; then how
 tick cost grows with depth, width, batch and channels, and the per-vertex
 Python floor (the width below which a tick costs the same whatever the size).
 The machine is usually shared: every time is the best of several repeats.
@@ -33,7 +31,6 @@ import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
-from simulator.engine import Engine  # noqa: E402
 from simulator.model.graph import Model  # noqa: E402
 from simulator.model.tick import GraphEngine  # noqa: E402
 
@@ -185,19 +182,13 @@ def graph_engine(model, batch, dtype):
     return GraphEngine(model, learning_rate=ETA, batch=batch, dtype=dtype)
 
 
-def stacked_engine(model, batch, dtype):
-    return Engine(model.to_network(), learning_rate=ETA, batch=batch, dtype=dtype)
-
-
-def time_dense(sizes, batch, dtype, n, versus=("hand", "stacked")):
+def time_dense(sizes, batch, dtype, n, versus=("hand",)):
     """{name: seconds per tick} of the graph engine and the baselines on a chain."""
     model = Model.from_layers(dense_layers(sizes), (sizes[0],), seed=0)
     u, y = frames((sizes[0],), (sizes[-1],), batch, dtype)
     runs = {"graph": graph_engine(model, batch, dtype)}
     if "hand" in versus:
         runs["hand"] = HandDense(model, batch, dtype)
-    if "stacked" in versus:
-        runs["stacked"] = stacked_engine(model, batch, dtype)
     return {k: best_of(lambda e=e: e.step(u, y), n) for k, e in runs.items()}
 
 
@@ -242,15 +233,13 @@ def main():
         r = t["graph"] / t["hand"]
         results.append(("dense " + "-".join(map(str, sizes)), r, 1.2))
         print(f"  {'-'.join(map(str, sizes)):>20}: graph {us(t['graph'])}  hand {us(t['hand'])}"
-              f"  stacked {us(t['stacked'])}  graph/hand {r:5.2f}x  "
-              f"graph/stacked {t['graph'] / t['stacked']:5.2f}x")
+              f"  graph/hand {r:5.2f}x")
 
-    print("\n2. paper scale: L=9, width 16, B=1, float64 (target graph/stacked <= 1.3)")
+    print("\n2. paper scale: L=9, width 16, B=1, float64 (target graph/hand <= 1.3)")
     t = time_dense(chain(9, 16), 1, "float64", n(3000))
-    r = t["graph"] / t["stacked"]
+    r = t["graph"] / t["hand"]
     results.append(("paper scale", r, 1.3))
-    print(f"  graph {us(t['graph'])}  stacked {us(t['stacked'])}  hand {us(t['hand'])}  "
-          f"graph/stacked {r:5.2f}x  graph/hand {t['graph'] / t['hand']:5.2f}x")
+    print(f"  graph {us(t['graph'])}  hand {us(t['hand'])}  graph/hand {r:5.2f}x")
 
     print("\n3. conv net on 28x28 (conv 1->8 k3 p1, avgpool 2, conv 8->16 k3 p1, avgpool 2, "
           "flatten, dense 10), B=16, float32 (target graph/hand <= 1.5)")
@@ -259,30 +248,28 @@ def main():
     results.append(("conv net", r, 1.5))
     print(f"  graph {us(t['graph'])}  hand {us(t['hand'])}  graph/hand {r:5.2f}x")
 
-    print("\n4. deep chain: L=64, width 32, B=8, float32 (target graph/stacked <= 1.0)")
+    print("\n4. deep chain: L=64, width 32, B=8, float32 (target graph/hand <= 1.0)")
     t = time_dense(chain(64, 32), 8, "float32", n(300))
-    r = t["graph"] / t["stacked"]
+    r = t["graph"] / t["hand"]
     results.append(("deep chain", r, 1.0))
-    print(f"  graph {us(t['graph'])}  stacked {us(t['stacked'])}  hand {us(t['hand'])}  "
-          f"graph/stacked {r:5.2f}x  hand/stacked {t['hand'] / t['stacked']:5.2f}x")
+    print(f"  graph {us(t['graph'])}  hand {us(t['hand'])}  graph/hand {r:5.2f}x")
 
     print("\n5. growth of the graph engine's tick (float32)")
-    print("  depth (width 32, B=8):     L   graph          stacked        graph/stacked")
+    print("  depth (width 32, B=8):     L   graph          hand           graph/hand")
     for L in (2, 4, 8, 16, 32, 64, 128):
-        t = time_dense(chain(L, 32), 8, "float32", n(max(30, 2000 // L)), versus=("stacked",))
-        print(f"  {L:30d} {us(t['graph'])}   {us(t['stacked'])}   {t['graph'] / t['stacked']:5.2f}x"
+        t = time_dense(chain(L, 32), 8, "float32", n(max(30, 2000 // L)))
+        print(f"  {L:30d} {us(t['graph'])}   {us(t['hand'])}   {t['graph'] / t['hand']:5.2f}x"
               f"   ({t['graph'] / L * 1e6:.1f} us/layer)")
     print("  width (L=4, B=16):         w   graph          hand           graph/hand")
     floor = None
     for w in (4, 16, 64, 256, 1024):
-        t = time_dense(chain(4, w), 16, "float32", n(max(10, 20000 // w)), versus=("hand",))
+        t = time_dense(chain(4, w), 16, "float32", n(max(10, 20000 // w)))
         floor = floor or t["graph"]
         print(f"  {w:30d} {us(t['graph'])}   {us(t['hand'])}   {t['graph'] / t['hand']:5.2f}x"
               f"   ({t['graph'] / floor:5.1f}x the w=4 tick)")
     print("  batch (784-256-256-10):    B   graph          hand           graph/hand")
     for b in (1, 4, 16, 64, 256):
-        t = time_dense([784, 256, 256, 10], b, "float32", n(max(10, 2000 // b)),
-                       versus=("hand",))
+        t = time_dense([784, 256, 256, 10], b, "float32", n(max(10, 2000 // b)))
         print(f"  {b:30d} {us(t['graph'])}   {us(t['hand'])}   {t['graph'] / t['hand']:5.2f}x")
     print("  channels (conv net c->2c, B=16):  c   graph     hand           graph/hand")
     for c in (2, 4, 8, 16, 32):

@@ -3,12 +3,11 @@ flags against the same tick without them.
 
     PYTHONPATH=. python benchmarks/bench_nan.py [--quick] [--rounds N] [--device cuda]
 
-Both engines (the stacked chain ``Engine`` and the ``GraphEngine``) write,
-every tick, a flag per layer (vertex) and quantity into a device ring that
-the host reads once per 256 ticks (chain: the state block times zeros, one
-product; graph on numpy: one dot product of the flat block that holds every
-vertex's x, pre and δ with zeros, the per-vertex row written only on a tick
-that is not finite; elsewhere one product per array). Per case the same
+The engine (chains and graphs alike) writes, every tick, a flag per vertex
+(layer) and quantity into a device ring that the host reads once per 256
+ticks (on numpy: one dot product of the flat block that holds every vertex's
+x, pre and δ with zeros, the per-vertex row written only on a tick that is
+not finite; elsewhere one product per array). Per case the same
 scene's engine is stepped on the same frames twice, interleaved in one
 process: once as shipped, once with its ``_flag_finite`` replaced by a no-op
 (the bare tick, nothing checked); checked / bare is the check's cost. Best of

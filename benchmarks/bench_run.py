@@ -39,7 +39,7 @@ from allocator import ensure
 from simulator import threads
 from simulator.build import build
 from simulator.drive import repeated_frames, stream_chunks
-from simulator.reference import factors_of
+from simulator.model.reference import factors
 from simulator.runner import Prepared
 from simulator.scene import load, validate
 
@@ -118,10 +118,10 @@ def reference_only(sc):
     be = engine.backend
     U = be.asarray(u[keep].reshape(-1, u.shape[-1]))
     Y = be.asarray(y[keep].reshape(-1, y.shape[-1]))
-    W, b = engine.weights(), engine.biases()
+    params = engine.parameters()
     _sync(sc["run"]["device"])
     t = time.perf_counter()
-    factors_of(W, b, engine.activations, U, Y, engine.loss)
+    factors(engine.model, U, Y, engine.loss, params=params)
     _sync(sc["run"]["device"])
     return time.perf_counter() - t
 

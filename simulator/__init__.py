@@ -2,7 +2,7 @@
 
 Public API (re-exported explicitly): simulate (a diffusion scene -> Trace, no
 files written), Trace (recorded arrays; ``Trace.schema()``, ``Trace.select``),
-Network, Model, Engine (a GraphEngine for a Model), GraphEngine, sync_set,
+Network, Model, Engine (the graph engine, a Network run as its Model), GraphEngine, sync_set,
 reference, SimulatorError. The figure builders are in simulator.render (it
 loads matplotlib, so it is not imported here).
 """

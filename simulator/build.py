@@ -144,7 +144,7 @@ class Parts:
     """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
     ``network`` (a Network, or a Model when ``network.layers`` describes a
     graph), the input ``stream`` and ``engine_args``; ``engine()`` makes a
-    fresh Engine (a GraphEngine for a Model) from them. Building checks the device and the stream/target
+    fresh Engine (the graph engine, a Network run as its Model) from them. Building checks the device and the stream/target
     pair, so a bad scene is refused here, before any tick."""
 
     def __init__(self, spec):

@@ -1,6 +1,6 @@
 """Feeding a stream into a tick engine, chunk by chunk (SPEC §2 into §1).
 
-One loop for every engine (the stacked chain engine and the graph engine):
+One loop for every engine (the numpy graph engine and the compiled one):
 frames are generated on the host ``chunk`` ticks at a time and moved to the
 device once per chunk; the recorder, if any, sees every tick and is flushed
 once per chunk; the engine's NaN/Inf check (a read of the per-tick flags

@@ -23,11 +23,13 @@ class SceneError(SimulatorError):
 
 class NumericalError(SimulatorError):
     """A NaN or Inf appeared; names the tick and layer (on a graph, the vertex
-    index in model order, with its ``name``) where it first showed."""
+    index in model order, with its ``name`` unless that is the index, as the
+    layers of a chain are named) where it first showed."""
 
     def __init__(self, tick, layer, what, name=None):
         self.tick, self.layer, self.what = int(tick), int(layer), what
-        where = f"layer {self.layer}" if name is None else f"vertex {self.layer} ({name!r})"
+        where = (f"layer {self.layer}" if name is None or name == str(self.layer)
+                 else f"vertex {self.layer} ({name!r})")
         super().__init__(
             f"non-finite {what} at tick {self.tick}, {where}: "
             "the run diverged (lower the learning rate or the weight scale)")

@@ -13,7 +13,6 @@ import time
 import numpy as np
 
 from .build import Parts
-from .engine import Engine
 from .errors import SceneError
 from .probes import GraphBudget, Recorder, RecordPlan, RunBudget, Trace, distinct_frames
 from .scene import apply_overrides, load, spec_of

@@ -45,3 +45,11 @@ def paths(model):
     for v in reversed(model.vertices[:-1]):
         out_of[v.name] = {n + 1 for c in model.children(v.name) for n in out_of[c]}
     return into, out_of
+
+
+def per_layer(params, key="W"):
+    """A chain's arrays keyed like ``Model.from_network``'s parameters ("1.W",
+    "2.W", …, what ``Engine(network).gradients()``/``parameters()``/
+    ``feedback_weights()`` give) as a list in layer order: entry i is W_i's."""
+    n = sum(k.endswith("." + key) for k in params)
+    return [params[f"{l}.{key}"] for l in range(1, n + 1)]

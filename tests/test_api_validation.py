@@ -132,7 +132,7 @@ CASES = [
     ("Engine.step(strings)", lambda o: o.eng.step(o.u.astype(str), o.y), "input frame u"),
     ("Engine.step(complex)", lambda o: o.eng.step(o.u.astype(complex), o.y), "input frame u"),
     ("Engine.activity(5)", lambda o: o.eng.activity(5), "layer"),
-    ("Engine.activity('x')", lambda o: o.eng.activity("x"), "layer"),
+    ("Engine.activity('x')", lambda o: o.eng.activity("x"), "vertex"),
     ("Engine.activity(1.5)", lambda o: o.eng.activity(1.5), "layer"),
     ("Engine.delta(0)", lambda o: o.eng.delta(0), "layer"),
     ("Engine.preactivation(9)", lambda o: o.eng.preactivation(9), "layer"),

@@ -2,6 +2,8 @@
 get their network and stream from simulator.build, so the same scene keys give
 the same objects wherever they are used, and bad pairs are refused there."""
 import numpy as np
+
+from oracles import per_layer
 import pytest
 
 from simulator import build, scene
@@ -64,7 +66,7 @@ def test_parts_engine_is_fresh_and_carries_the_rule():
     u, y, _ = parts.stream.take(6)
     for k in range(6):
         e1.step(u[k], y[k])
-    np.testing.assert_array_equal(e2.weights()[0], parts.network.weights[0])   # untouched
+    np.testing.assert_array_equal(per_layer(e2.parameters())[0], parts.network.weights[0])   # untouched
 
 
 @pytest.mark.parametrize("sections,key", [

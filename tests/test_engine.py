@@ -4,7 +4,7 @@ or from the plain reference, never from the engine's own gradient code."""
 import numpy as np
 import pytest
 
-from oracles import host, layer_rel, max_rel
+from oracles import host, layer_rel, max_rel, per_layer
 from simulator import Network, SimulatorError, reference
 from simulator.engine import Engine
 
@@ -29,13 +29,13 @@ def test_fixed_feedback_converges_to_backprop_through_that_feedback(device, rng,
     u, y = constant_pair(rng)
     engine = Engine(net, feedback=feedback, feedback_seed=5, device=device)
     settle(engine, u, y, 12)
-    fb = host(engine.feedback_matrices())
+    fb = host(per_layer(engine.feedback_weights()))
     if feedback == "sign":
         np.testing.assert_array_equal(fb[1], np.sign(net.weights[1]))
     pairs, _ = reference.factors(net, u, y, feedback=fb)
     want = [d.T @ x for x, d in pairs]
-    assert max_rel(host(engine.gradients()), want) < 1e-12
-    assert max_rel(host(engine.gradients()), reference.backprop(net, u, y)) > 1e-3
+    assert max_rel(host(per_layer(engine.gradients())), want) < 1e-12
+    assert max_rel(host(per_layer(engine.gradients())), reference.backprop(net, u, y)) > 1e-3
 
 
 def test_derivative_none_drops_sigma_prime_below_the_output(rng):
@@ -50,7 +50,7 @@ def test_derivative_none_drops_sigma_prime_below_the_output(rng):
         want[l - 1] = delta.T @ xs[l - 1]
         if l > 1:
             delta = delta @ net.weights[l - 1]            # no σ' factor
-    assert max_rel(host(engine.gradients()), want) < 1e-12
+    assert max_rel(host(per_layer(engine.gradients())), want) < 1e-12
 
 
 @pytest.mark.parametrize("kind", ["itd-y", "itd-dy"])
@@ -111,13 +111,13 @@ def test_online_learning_applies_eta_g_every_tick_to_weights_and_biases(device, 
     eta = 0.01
     engine = Engine(net, learning_rate=eta, weight_decay=decay, device=device)
     settle(engine, u, y, 5)
-    before_w = host(engine.weights())
-    before_b = host(engine.biases())
+    before_w = host(per_layer(engine.parameters()))
+    before_b = host(per_layer(engine.parameters(), "b"))
     settle(engine, u, y, 1)
-    g, gb = host(engine.gradients()), host(engine.bias_gradients())
-    for w0, w1, gi in zip(before_w, host(engine.weights()), g):
+    g, gb = host(per_layer(engine.gradients())), host(per_layer(engine.gradients(), "b"))
+    for w0, w1, gi in zip(before_w, host(per_layer(engine.parameters())), g):
         np.testing.assert_allclose(w1, (1 - eta * decay) * w0 - eta * gi, rtol=1e-12, atol=1e-15)
-    for b0, b1, gi in zip(before_b, host(engine.biases()), gb):
+    for b0, b1, gi in zip(before_b, host(per_layer(engine.parameters(), "b")), gb):
         np.testing.assert_allclose(b1, b0 - eta * gi, rtol=1e-12, atol=1e-15)
 
 
@@ -125,15 +125,15 @@ def test_accumulate_applies_the_sum_every_k_ticks(rng):
     net = net5(7)
     u, y = constant_pair(rng)
     engine = Engine(net, learning_rate=0.02, accumulate=3)
-    w0 = host(engine.weights())
+    w0 = host(per_layer(engine.parameters()))
     gs = []
     for t in range(3):
         settle(engine, u, y, 1)
-        gs.append(host(engine.gradients()))
+        gs.append(host(per_layer(engine.gradients())))
         if t < 2:
-            assert max_rel(host(engine.weights()), w0) == 0.0
+            assert max_rel(host(per_layer(engine.parameters())), w0) == 0.0
     want = [w - 0.02 * (a + b + c) for w, a, b, c in zip(w0, *gs)]
-    assert max_rel(host(engine.weights()), want) < 1e-12
+    assert max_rel(host(per_layer(engine.parameters())), want) < 1e-12
 
 
 def test_learned_feedback_gets_the_weights_update_and_decay_closes_the_gap(device, rng):
@@ -141,9 +141,9 @@ def test_learned_feedback_gets_the_weights_update_and_decay_closes_the_gap(devic
     u, y = constant_pair(rng)
     eta, lam, ticks = 0.05, 0.5, 7
     engine = Engine(net, feedback="learned", learning_rate=eta, weight_decay=lam, device=device)
-    gap0 = [f - w for f, w in zip(host(engine.feedback_matrices()), host(engine.weights()))]
+    gap0 = [f - w for f, w in zip(host(per_layer(engine.feedback_weights())), host(per_layer(engine.parameters())))]
     settle(engine, u, y, ticks)
-    gap = [f - w for f, w in zip(host(engine.feedback_matrices()), host(engine.weights()))]
+    gap = [f - w for f, w in zip(host(per_layer(engine.feedback_weights())), host(per_layer(engine.parameters())))]
     # Kolen–Pollack: B − W shrinks by (1 − ηλ) per update whatever the gradients.
     keep = (1 - eta * lam) ** ticks
     for g0, g1 in zip(gap0, gap):
@@ -156,8 +156,8 @@ def test_transpose_feedback_follows_learning_and_sign_is_refreshed(rng):
     for fb in ("transpose", "sign"):
         engine = Engine(net, feedback=fb, learning_rate=0.5)
         settle(engine, u, y, 10)
-        w = host(engine.weights())
-        f = host(engine.feedback_matrices())
+        w = host(per_layer(engine.parameters()))
+        f = host(per_layer(engine.feedback_weights()))
         want = w if fb == "transpose" else [np.sign(m) for m in w]
         assert max_rel(f, want) == 0.0
 
@@ -175,7 +175,7 @@ def test_pairing_frame_alone_uses_the_x_of_the_deltas_frame(rng):
     for l in range(1, L + 1):
         lag = 2 * L - 2 * l + 1
         want = engine.delta(l).T @ xs_by_tick[t - lag][l - 1]
-        np.testing.assert_allclose(host(engine.gradients())[l - 1], want, rtol=1e-12)
+        np.testing.assert_allclose(host(per_layer(engine.gradients()))[l - 1], want, rtol=1e-12)
         assert engine.tags()["pair"][l] == t - 2 * L + l
 
 
@@ -209,7 +209,7 @@ def test_local_derivative_mixes_frames_in_the_sigma_tags(rng):
 def test_float32_runs_in_float32():
     engine = Engine(net5(13), dtype="float32")
     engine.step(np.ones((1, 3), np.float32), np.ones((1, 2), np.float32))
-    assert host(engine.gradients())[0].dtype == np.float32
+    assert host(per_layer(engine.gradients()))[0].dtype == np.float32
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -229,7 +229,7 @@ def test_engine_does_not_mutate_the_network(rng):
     engine = Engine(net, learning_rate=0.1)
     settle(engine, *constant_pair(rng), 5)
     assert max_rel(net.weights, w0) == 0.0
-    assert layer_rel(host(engine.weights()), w0)[0] > 0
+    assert layer_rel(host(per_layer(engine.parameters())), w0)[0] > 0
 
 
 def test_accessors_return_copies_not_live_views(device, rng):

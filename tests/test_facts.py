@@ -4,7 +4,7 @@ Engine tests run under numpy and again under array-api-strict (``device``)."""
 import numpy as np
 import pytest
 
-from oracles import finite_difference, host, layer_rel, max_rel
+from oracles import finite_difference, host, layer_rel, max_rel, per_layer
 from simulator import Network, reference
 from simulator.engine import Engine
 
@@ -22,7 +22,7 @@ def drive(engine, us, ys):
     be = engine.backend
     for u, y in zip(us, ys):
         engine.step(be.asarray(u), be.asarray(y))
-        yield engine.tick, host(engine.gradients())
+        yield engine.tick, host(per_layer(engine.gradients()))
 
 
 # ----------------------------------------------------------------- fact A

@@ -1,6 +1,7 @@
 """The tick engine on graphs (simulator.model.tick.GraphEngine), SPEC "Graphs".
 
-Oracles: today's stacked chain engine (the chain special case), instantaneous
+Oracles: the golden chain runs recorded with the stacked chain engine
+(tests/test_golden.py replays them through ``Engine(Network)``), instantaneous
 graph backprop ``simulator.model.reference.backprop`` (itself checked against
 central finite differences in test_model_graph), and path lengths enumerated
 here from the graph's edges (first exact ticks, frames, the sync set). The
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from test_model_graph import random_dag
 
-from simulator import Engine, Model, Network, SimulatorError
+from simulator import Model, Network, SimulatorError
 from simulator.backend import Backend, to_host
 from simulator.model import reference as R
 from simulator.model.tick import GraphEngine, sync_set
@@ -107,57 +108,6 @@ def white_noise(rng, model, n, batch=2):
 
 
 # ------------------------------------------------------- chain special case
-CHAIN_OPTIONS = [
-    {},
-    {"derivative": "frame", "pairing": "frame", "supervision_delay": 3},
-    {"derivative": "none", "pairing": "frame", "supervision_delay": 1, "loss": "linear"},
-    {"derivative": "itd-dy", "learning_rate": 0.05, "feedback": "learned",
-     "weight_decay": 0.1, "accumulate": 2},
-    {"derivative": "itd-y", "feedback": "sign", "learning_rate": 0.1, "loss": "xent"},
-    {"feedback": "random", "learning_rate": 0.1, "feedback_seed": 4, "feedback_scale": 0.5},
-    {"derivative": "frame", "pairing": "frame", "learning_rate": 0.05, "weight_decay": 0.01,
-     "supervision_delay": 2},
-]
-
-
-@pytest.mark.parametrize("opts", CHAIN_OPTIONS, ids=lambda o: ",".join(
-    f"{k}={v}" for k, v in o.items()) or "default")
-def test_a_chain_runs_exactly_like_the_stacked_engine(rng, device, opts):
-    """GraphEngine(Model.from_network(net)) = Engine(net) tick for tick: activities,
-    deltas, gradients (weights and biases), parameters and tags (the σ' tags
-    too, since the stacked engine's one-tick-late σ' tag was fixed in issue 9)."""
-    net = Network.random([4, 6, 5, 3], ["tanh", "relu", "logistic"], seed=7, bias_scale=0.4)
-    kw = dict(batch=2, device=device, **opts)
-    old, new = Engine(net, **kw), GraphEngine(Model.from_network(net), **kw)
-    be = Backend(device)
-    for t in range(40):            # past the steady-state tag shortcut (checked every 8 ticks)
-        u, y = rng.normal(size=(2, 4)), rng.normal(size=(2, 3))
-        if opts.get("loss") == "xent":
-            y = np.abs(y) / np.abs(y).sum(axis=1, keepdims=True)
-        old.step(be.asarray(u), be.asarray(y))
-        new.step(be.asarray(u), be.asarray(y))
-        for l in range(4):
-            np.testing.assert_allclose(host(new.activity(l)), host(old.activity(l)),
-                                       rtol=1e-12, atol=1e-14)
-            if l:
-                np.testing.assert_allclose(host(new.delta(str(l))), host(old.delta(l)),
-                                           rtol=1e-12, atol=1e-14)
-        g = new.gradients()
-        assert list(g) == ["1.W", "1.b", "2.W", "2.b", "3.W", "3.b"]
-        for l, (w, b) in enumerate(zip(old.gradients(), old.bias_gradients())):
-            np.testing.assert_allclose(host(g[f"{l + 1}.W"]), host(w), rtol=1e-12, atol=1e-14)
-            np.testing.assert_allclose(host(g[f"{l + 1}.b"]), host(b), rtol=1e-12, atol=1e-14)
-        p = new.parameters()
-        for l, (w, b) in enumerate(zip(old.weights(), old.biases())):
-            np.testing.assert_allclose(host(p[f"{l + 1}.W"]), host(w), rtol=1e-12, atol=1e-14)
-            np.testing.assert_allclose(host(p[f"{l + 1}.b"]), host(b), rtol=1e-12, atol=1e-14)
-        want, got = old.tags(), new.tags()
-        for k in want:
-            np.testing.assert_array_equal(got[k], want[k], err_msg=f"tick {t}, {k}")
-            if not k.startswith("sigma"):  # a chain carries one frame: lo = hi
-                np.testing.assert_array_equal(got[f"{k}_hi"], want[k], err_msg=f"tick {t}, {k}")
-
-
 @pytest.mark.parametrize("derivative", ["local", "itd-y"])
 def test_chain_sigma_tags_follow_the_tick_rule(rng, derivative):
     """On a chain of L layers δ[t,l] = D[t−1,l] ⊙ F δ[t−1,l+1]: its σ' factors
@@ -450,59 +400,3 @@ def test_model_chain_has_the_weights_of_network_random():
         np.testing.assert_array_equal(p[f"{l}.b"], b)
     m = Model.chain([3, 5, 2], "tanh")
     assert [v.layer.activation for v in m.vertices[1:]] == ["tanh", "tanh"]
-
-
-@pytest.mark.parametrize("chain", ["chain_equal", "chain_unequal"])
-def test_graph_engine_on_model_chain_replays_the_stacked_engines_golden_runs(chain):
-    """Every chain run of tests/golden (5 derivatives x 2 pairings x 4 feedbacks
-    x 5 learning modes, recorded with the stacked ``Engine(Network)``) through
-    GraphEngine(Model.chain(...)): per tick the fingerprints of every x, δ and
-    g (weights and biases), the final parameters, and every tag (lo rows) equal
-    the recorded ones (rtol 1e-12, tags exact)."""
-    import sys
-    import os
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "golden"))
-    import record as golden
-    sizes, acts, seed = {"chain_equal": ([5, 5, 5, 5, 5], ["tanh", "logistic", "tanh",
-                                                            "linear"], 3),
-                         "chain_unequal": ([6, 9, 4, 7, 3], ["tanh", "relu", "tanh",
-                                                              "linear"], 4)}[chain]
-    L = len(sizes) - 1
-    with np.load(golden.golden_path(chain)) as data:
-        recorded = {k: data[k] for k in data.files}
-    stacked_keys = ["input", "output", "pair", "sigma_hi", "sigma_lo", "supervision"]
-    for combo in golden.grid():
-        if combo[0] != chain:
-            continue
-        _, derivative, pairing, feedback, mode = combo
-        name = golden.run_name(*combo)
-        engine = GraphEngine(Model.chain(sizes, acts, seed=seed, bias_scale=0.3),
-                             derivative=derivative, pairing=pairing, feedback=feedback,
-                             batch=golden.BATCH, feedback_seed=11, supervision_delay=1,
-                             **golden.MODES[mode])
-        u, y = golden.frames((sizes[0],), (sizes[-1],), seed=list(golden.models()).index(chain))
-        values, tags = [], []
-        with np.errstate(all="ignore"):
-            for t in range(golden.TICKS):
-                engine.step(u[t], y[t])
-                arrays = []
-                for l in range(L + 1):
-                    arrays.append(engine.activity(l))
-                    if l:
-                        arrays.append(engine.delta(l))
-                g = engine.gradients()
-                arrays += [g[f"{l}.W"] for l in range(1, L + 1)]
-                arrays += [g[f"{l}.b"] for l in range(1, L + 1)]
-                values.append(np.stack([golden.fingerprint(a) for a in arrays]))
-                tg = engine.tags()
-                tags.append(np.concatenate([np.asarray(tg[k]).ravel() for k in stacked_keys]))
-        p = engine.parameters()
-        params = np.stack([golden.fingerprint(p[f"{l}.{k}"]) for k in "Wb"
-                           for l in range(1, L + 1)])
-        for what, got in (("values", np.stack(values)), ("params", params)):
-            want = recorded[f"{name}|{what}"]
-            scale = np.nanmax(np.abs(want), axis=0, initial=0.0) if want.ndim > 1 else abs(want)
-            bad = ~np.isclose(got, want, rtol=1e-12, atol=1e-12 * np.maximum(scale, 1e-300),
-                              equal_nan=True)
-            assert not bad.any(), f"{name}: {what} first differs at {np.argwhere(bad)[0]}"
-        np.testing.assert_array_equal(np.stack(tags), recorded[f"{name}|tags"], err_msg=name)

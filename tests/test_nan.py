@@ -1,6 +1,6 @@
 """NaN/Inf is found exactly: the first tick, layer (vertex) and quantity,
-whatever the chunk size and with or without recording, on the stacked chain
-engine and the graph engine; finite values never trip it. Oracles: a twin
+whatever the chunk size and with or without recording, on chains (the
+``Engine`` door of a Network) and graphs; finite values never trip it. Oracles: a twin
 engine stepped tick by tick with every accessor looked at (chains), and a
 non-finite value put where it must first show (graphs)."""
 import numpy as np

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from simulator import reference
-from simulator.probes import plan as probe_plan, stacked as probe_stacked
+from oracles import per_layer
+from simulator.probes import plan as probe_plan
 from simulator.build import build
-from simulator.engine import Engine
 from simulator.probes import RecordPlan, Recorder
 from simulator.runner import Prepared
 from simulator.scene import validate
 
 
-# unequal widths take the recorder's per-layer path, equal widths its stacked one
+# unequal widths (5 wide hidden layers between 3 and 2) and equal ones
 WIDTHS = {"unequal": (3, 2), "equal": (5, 5)}
 
 
@@ -41,10 +41,10 @@ def _oracle_cos(sc):
     nets, cos, norms = [], [], []
     for t in range(T):
         eng.step(u[t], y[t])
-        nets.append(eng.network())
+        nets.append(eng.current_model().to_network())
         if t % sc["record"]["every"]:
             continue
-        g = eng.gradients()
+        g = per_layer(eng.gradients())
         pair = eng.tags()["pair"][1:]
         row, nrow = [], []
         for l in range(eng.depth):
@@ -95,15 +95,3 @@ def test_trace_npz_is_stored_uncompressed_unless_asked(tmp_path):
         trace.save(str(folder), compress=compress)
         with zipfile.ZipFile(folder / "trace.npz") as z:
             assert {i.compress_type for i in z.infolist()} == {kind}
-
-
-def test_layer_lags_are_read_as_slices_only_when_each_layer_has_one():
-    """The recorder reads a layer's references as ring slices only when all its
-    valid rows pair with the frame one fixed lag back; otherwise it gathers."""
-    lag = np.array([[3, 5, 0], [3, 5, 9], [3, 5, 2]])
-    valid = np.array([[True, False, False], [True, True, False], [True, True, False]])
-    np.testing.assert_array_equal(probe_stacked._layer_lags(lag, valid), [3, 5, 0])
-    valid[0, 1] = True                       # layer 1 gains a row, at lag 5 too
-    np.testing.assert_array_equal(probe_stacked._layer_lags(lag, valid), [3, 5, 0])
-    lag[0, 1] = 4                            # two lags in one layer: gather
-    assert probe_stacked._layer_lags(lag, valid) is None

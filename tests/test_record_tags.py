@@ -1,7 +1,7 @@
-"""Tags in closed form (probes.TagTable) against the oracle: the tags a chain
+"""Tags in closed form (probes.TagClock) against the oracle: the tags a chain
 Engine steps itself, tick by tick, on real frames, for every option
-combination the closed form is used for; and the Recorder, which writes the
-closed form per block, against the same recorder stepping the tags."""
+combination; and the Recorder, which writes the closed form per block,
+against the same recorder stepping the tags."""
 import itertools
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 from simulator import Network
 from simulator.probes import recorder as probe_recorder
 from simulator.engine import Engine
-from simulator.probes import TAG_KEYS, RecordPlan, Recorder, TagTable
+from simulator.probes import TAG_KEYS, RecordPlan, Recorder, TagClock
 from simulator.streams import HeldStream, teacher_target
 
 DERIVATIVES = ("none", "local", "frame", "itd-y", "itd-dy")
@@ -24,34 +24,38 @@ def test_closed_form_tags_equal_the_stepped_tags(derivative, pairing, depth, del
     sizes = [3] + [4] * (depth - 1) + [2]
     engine = Engine(Network.random(sizes, "tanh", seed=1), derivative=derivative,
                     pairing=pairing, supervision_delay=delay, batch=2)
-    table = TagTable(depth, derivative, pairing, delay)
-    T = 8 * depth + 3 * delay + 40          # well past the table's warm-up
+    clock = TagClock(2 * depth + delay + engine.history + 2)
+    T = 8 * depth + 3 * delay + 40          # well past the clock's warm-up
     stepped = []
-    for _ in range(T):
+    for t in range(T):
         engine.step(rng.normal(size=(2, 3)), rng.normal(size=(2, 2)))
         tags = engine.tags()
         stepped.append(np.stack([tags[k] for k in TAG_KEYS]))
-    ticks = np.arange(T)
-    np.testing.assert_array_equal(table.rows(ticks), np.stack(stepped))
-    # any subset of ticks, in any order, far beyond the steps taken
-    pick = np.array([T - 1, 3, 0, T // 2])
-    np.testing.assert_array_equal(table.rows(pick), np.stack(stepped)[pick])
-    far = table.rows(np.array([10**6]))[0]
+        if not clock.ready:
+            clock.observe(t, stepped[-1])
+    assert clock.ready and clock.last < T - 1
+    stepped = np.stack(stepped)
+    # any subset of the later ticks, in any order, and far beyond the steps taken
+    late = np.arange(clock.last + 1, T)
+    np.testing.assert_array_equal(clock.rows(late), stepped[late])
+    pick = late[::-1][::3]
+    np.testing.assert_array_equal(clock.rows(pick), stepped[pick])
+    far = clock.rows(np.array([10**6]))[0]
     last = stepped[-1]
     np.testing.assert_array_equal(far, np.where(last >= 0, last + 10**6 - (T - 1), last))
 
 
 def _record(monkeypatch, closed, every, derivative, pairing, lr):
-    if not closed:
-        monkeypatch.setattr(probe_recorder, "tag_table", lambda engine: None)
+    if not closed:                          # a clock that never settles: tags stepped
+        monkeypatch.setattr(probe_recorder, "TagClock", lambda warm: TagClock(10**9))
     net = Network.random([3, 4, 4, 4, 2], "tanh", seed=7)
     rng = np.random.default_rng(0)
     stream = HeldStream(3, 2, rng, teacher_target(net, "mse"), hold=2)
     engine = Engine(net, derivative=derivative, pairing=pairing, supervision_delay=1,
                     learning_rate=lr, batch=2)
     rec = Recorder(engine, RecordPlan(45, 4, 4, 2, 8, every=every, chunk=8))
-    assert (rec._table is not None) == closed
     engine.run(stream, 45, rec)
+    assert rec._clock.ready == closed
     monkeypatch.undo()
     return rec.trace()
 

@@ -194,7 +194,7 @@ def make_learner(rule, setup):
     if rule == "zil":
         return ZILLearner(setup.model, train)
     # Chains too: the graph engine groups their equal-width runs under every
-    # option and never pads (the stacked engine padded 784-32-32-10 70-fold).
+    # option and never pads.
     return GraphEngine(setup.model, **setup.engine_options(rule))
 
 

@@ -86,13 +86,16 @@ class FastNumpy:
         for g in self._groups:
             mem = g["members"]
             keys = [(f"{verts[i].name}.W", f"{verts[i].name}.b") for i in mem]
-            g["W"] = np.stack([self._params[kw] for kw, _ in keys])
+            # Wᵀ stored contiguous, W its view: the forward reads Wᵀ, the
+            # backward W, each the way the stacked chain engine laid them out
+            # (same BLAS calls, so the same numbers to the last bit)
+            g["WT"] = np.ascontiguousarray(np.stack([self._params[kw].T for kw, _ in keys]))
+            g["W"] = g["WT"].transpose(0, 2, 1)
             g["b"] = np.stack([self._params[kb] for _, kb in keys])
             for j, (kw, kb) in enumerate(keys):
                 self._params[kw], self._params[kb] = g["W"][j], g["b"][j]
             k, w = g["W"].shape[0], g["W"].shape[1]
             g["k"], g["w"] = k, w
-            g["WT"] = g["W"].transpose(0, 2, 1)
             g["b3"] = g["b"][:, None, :]
             g["cot"] = np.zeros((k, B, w), dt)
             g["e"] = np.zeros((k, B, w), dt)

@@ -12,10 +12,15 @@ import numpy as np
 
 # Rows of the delta tag table.
 SUP_LO, SUP_HI, OUT_LO, OUT_HI, SIG_LO, SIG_HI = range(6)
+# Rows of ``tag_state()``: x's (lo, hi), the delta table's, the pairing's (lo, hi).
+TAG_ROWS = ("input", "input_hi", "supervision", "supervision_hi", "output", "output_hi",
+            "sigma_lo", "sigma_hi", "pair", "pair_hi")
 
 
 class GraphTags:
     """Mixin of ``GraphEngine``: the tag state, its per-tick update and ``tags()``."""
+
+    TAG_ROWS = TAG_ROWS
 
     def _build_tags(self):
         """Tag state and the gather that advances it (``_advance_tags``).
@@ -63,6 +68,12 @@ class GraphTags:
                 c = cands[r][v]
                 idx[:, r, v] = c + [c[0]] * (K - len(c))
         self._tag_idx = idx
+        rows = [list(v.parents) for v in verts[1:]]
+        P = max(len(r) for r in rows)
+        self._pair_par = np.array([r + r[:1] * (P - len(r)) for r in rows], dtype=np.intp)
+        self._pair_lags = np.array([[self._pair_lag[(p, v.index)] for p in r]
+                                    for v, r in zip(verts[1:], self._pair_par.tolist())],
+                                   dtype=np.int64)
         self._tag_gather = np.empty((K, 8, n), dtype=np.int64)
         self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
         self._tag_cur = 0
@@ -168,23 +179,26 @@ class GraphTags:
         each key then gives the OLDEST frame and ``<key>_hi`` the newest (equal
         on a levelled graph).
         """
-        tx, td = self._tx, self._td
-        pair = self._pair_tags()
-        return {"input": tx[0].copy(), "input_hi": tx[1].copy(),
-                "supervision": td[SUP_LO].copy(), "supervision_hi": td[SUP_HI].copy(),
-                "output": td[OUT_LO].copy(), "output_hi": td[OUT_HI].copy(),
-                "sigma_lo": td[SIG_LO].copy(), "sigma_hi": td[SIG_HI].copy(),
-                "pair": pair[0], "pair_hi": pair[1]}
+        return dict(zip(TAG_ROWS, self.tag_state()))
+
+    def tag_state(self):
+        """Every tag of the current tick as one new int array (10, vertices),
+        rows named by ``TAG_ROWS``: what ``tags()`` gives, in one piece (a
+        recorder reads it every tick of its warm-up)."""
+        return np.concatenate([self._tx, self._td, self._pair_tags()])
 
     def _pair_tags(self):
-        out = np.full((2, self.n), -1, dtype=np.int64)
-        R = self._ring_tags.shape[0]
-        for v in self.model.vertices[1:]:
-            if not self._pair_frame:
-                rows = [self._tx[:, p] for p in v.parents]
-            else:
-                rows = [self._ring_tags[(self.tick - self._pair_lag[(p, v.index)]) % R, :, p]
-                        for p in v.parents]
-            out[0, v.index] = min(r[0] for r in rows)
-            out[1, v.index] = max(r[1] for r in rows)
+        """(lo, hi) pair tags per vertex: the min/max over its parents of the
+        input tags they had at the pairing's lag, in one gather (``_build_tags``'
+        parent table, a short row padded by repeating its first parent)."""
+        out = np.empty((2, self.n), dtype=np.int64)
+        out[:, 0] = -1
+        par = self._pair_par
+        if not self._pair_frame:
+            rows = self._tx[:, par]                                    # (2, n − 1, P)
+        else:
+            ring = self._ring_tags
+            rows = np.moveaxis(ring[(self.tick - self._pair_lags) % ring.shape[0], :, par], -1, 0)
+        out[0, 1:] = rows[0].min(axis=-1)
+        out[1, 1:] = rows[1].max(axis=-1)
         return out

@@ -13,7 +13,8 @@ The VJP of a child uses its feedback weights (random, sign or learned B in
 place of W for dense and conv2d) and, for max pooling, the window maxima of
 the inputs that made the pool's current value (``frame`` derivative: of the
 delta's frame, from history). On a chain of dense layers this is exactly
-``simulator.engine.Engine``.
+the stacked chain tick of Betti & Gori; ``simulator.engine.Engine`` is the
+door that also takes a ``Network``.
 
 Frames of unlevelled graphs. Let fwd(v) be the longest path from the input
 to v and bwd(v) the longest path from v to the output, D = fwd(output). The
@@ -105,7 +106,7 @@ def sync_set(model):
 class GraphEngine(FastNumpy, GraphTags):
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
-    Same keywords and meanings as ``simulator.engine.Engine``, plus
+    Keywords: the rule options of SPEC §1 (``simulator.options``), plus
     ``levelled`` (run on ``model.level()``, Algorithm 2 of paper 002, so every
     vertex carries one frame). Vertices are addressed by index (model order,
     the input 0, the output last) or name; ``gradients()`` and ``parameters()``
@@ -247,8 +248,8 @@ class GraphEngine(FastNumpy, GraphTags):
                 or getattr(y, "shape", None) != self._y_shape
                 or getattr(u.dtype, "kind", "f") not in "fiub"
                 or getattr(y.dtype, "kind", "f") not in "fiub"):
-            self._check_shape("u", u, self.model.input_shape)
-            self._check_shape("y", y, self.model.output_shape)
+            self._check_shape("input frame u", u, self.model.input_shape)
+            self._check_shape("target frame y", y, self.model.output_shape)
         if self._fast:
             self._step_fast(u, y)
         else:
@@ -325,10 +326,11 @@ class GraphEngine(FastNumpy, GraphTags):
     def _check_shape(self, what, a, shape):
         want = (self.batch,) + tuple(shape)
         got = getattr(a, "shape", None)
+        side = "input" if what.endswith("u") else "output"
         if got is None or tuple(got) != want or getattr(a.dtype, "kind", "f") not in "fiub":
             raise SimulatorError(f"GraphEngine.step: {what}: expected a numeric array of shape "
                                  f"{want} (the engine expects batch {self.batch}, then the "
-                                 f"{'input' if what == 'u' else 'output'} shape), got {shown(a)}")
+                                 f"{side} shape), got {shown(a)}")
 
     def _backward(self, t, X, P, Dl):
         """Σ over children of their VJPs of δ[t−1, c], per vertex (None for the input)."""
@@ -481,11 +483,12 @@ class GraphEngine(FastNumpy, GraphTags):
         if isinstance(vertex, str):
             return self.model.vertex(vertex).index
         if isinstance(vertex, (bool, np.bool_)) or not isinstance(vertex, (int, np.integer)):
-            raise SimulatorError(f"GraphEngine: vertex: expected an index in 0..{self.n - 1} or "
-                                 f"a name ({', '.join(self.names)}), got {shown(vertex)}")
+            raise SimulatorError(f"GraphEngine: vertex (layer): expected an index in "
+                                 f"0..{self.n - 1} or a name ({', '.join(self.names)}), "
+                                 f"got {shown(vertex)}")
         i = int(vertex)
         if not 0 <= i < self.n:
-            raise SimulatorError(f"vertex index {i} out of range 0..{self.n - 1}")
+            raise SimulatorError(f"vertex (layer) index: expected 0..{self.n - 1}, got {i}")
         return i
 
     def _copy(self, a):
@@ -494,9 +497,21 @@ class GraphEngine(FastNumpy, GraphTags):
     def state_views(self):
         """(x per vertex, δ per vertex (None for the input)): LIVE VIEWS of the
         engine's buffers, valid only until the next ``step`` and never to be
-        written into (as ``Engine.stacked_state_views``); recorders read them
+        written into; recorders read them
         within one tick, anything kept longer must be copied."""
         return self._X, self._D
+
+    def state_blocks(self):
+        """[(first, X, D)]: the stacked runs of equal-width dense vertices the
+        numpy executor keeps in one block each (fast path only; [] otherwise),
+        whose vertices have consecutive indices: X (k+1, batch, w) holds x of
+        vertices first..first+k, D (k, batch, w) δ of first+1..first+k. LIVE
+        VIEWS with ``state_views``' rules; a recorder copies a run in one call."""
+        if not self._fast:
+            return []
+        blocks = self._sets[(self.tick + 1) % 3][4]
+        return [(g["src"], Xb, Db[1:]) for g, (Xb, _, _, Db) in zip(self._groups, blocks)
+                if g["members"] == list(range(g["src"] + 1, g["src"] + 1 + g["k"]))]
 
     def activity(self, vertex):
         """x[t, v] (a copy), shape (batch, *shape of v); v by index or name."""
@@ -510,7 +525,7 @@ class GraphEngine(FastNumpy, GraphTags):
         """δ[t, v] = the estimate of ∂ℓ/∂pre_v (a copy); v ≥ 1."""
         i = self._index(vertex)
         if i == 0:
-            raise SimulatorError("the input vertex has no delta")
+            raise SimulatorError("the input vertex (layer 0) has no delta")
         return self._copy(self._D[i])
 
     def gradients(self):

@@ -3,21 +3,20 @@
 ``plan``: RecordPlan (which arrays a run keeps, every ``record.every`` ticks)
 and RunBudget/GraphBudget (everything a diffusion run allocates, refused
 before it is);
-``recorder``: the one Recorder that fills those arrays from either engine,
-its metrics ``stacked`` (a chain's layers) or per ``vertex`` (a graph's),
-sharing ``ring`` (Gram products, reference ring slots); ``tags``:
-provenance tags in closed form (TagTable for a chain Engine's options,
-TagClock read off any engine as it runs); ``trace``: the Trace (trace.npz
-plus run.json) and its SCHEMA.
+``recorder``: the one Recorder that fills those arrays from any engine of a
+Model, its metrics per ``vertex`` (Gram products through ``ring``, which
+also places reference ring slots); ``tags``: provenance tags in closed
+form (TagClock, read off the engine as it runs); ``trace``: the Trace
+(trace.npz plus run.json) and its SCHEMA.
 """
 from .plan import (BLOCK_BYTES, GraphBudget, RecordPlan, RunBudget, block_ticks,
                    distinct_frames, format_bytes, parse_bytes, states_in_place)
 from .recorder import REFERENCES, Recorder
 from .ring import gram, repeat_sources, ring_pieces
-from .tags import TagClock, TagTable, tag_table
+from .tags import TagClock
 from .trace import METRIC_KEYS, SCHEMA, TAG_KEYS, Trace, schema_of
 
 __all__ = ["BLOCK_BYTES", "GraphBudget", "METRIC_KEYS", "REFERENCES", "SCHEMA", "TAG_KEYS",
-           "RecordPlan", "Recorder", "RunBudget", "TagClock", "TagTable", "Trace", "block_ticks",
+           "RecordPlan", "Recorder", "RunBudget", "TagClock", "Trace", "block_ticks",
            "distinct_frames", "format_bytes", "gram", "parse_bytes", "repeat_sources",
-           "ring_pieces", "schema_of", "states_in_place", "tag_table"]
+           "ring_pieces", "schema_of", "states_in_place"]

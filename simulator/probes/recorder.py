@@ -1,5 +1,5 @@
 """The Recorder: what a run keeps of every ``record.every``-th tick, from
-either engine's per-vertex (per-layer) states.
+the engine's per-vertex (per-layer) states.
 
 Every row the Recorder keeps norms of x and δ, the provenance tags and both
 mismatch metrics against the reference gradient of the frame chosen by
@@ -9,21 +9,19 @@ Full neuron states are optional, at the same rows, for chosen layers
 (vertices). Device-side values go into preallocated block buffers that are
 moved to the host once per block (never per neuron, never per tick).
 
-One Recorder records both engines: a chain engine (``stacked_state_views``:
-every layer N wide in one array, copied in one call a tick) and a graph
-engine (``GraphEngine.state_views``: each vertex's x and δ, copied flattened
-into the block, zero beyond its size). What differs is read off the engine
-once: the tags' closed form (``TagTable`` of a chain Engine's options,
-``TagClock`` read off a graph engine as it runs) and the metrics
-(``StackedMetrics``: the layers' factors stacked; ``VertexMetrics``: per
-vertex, Gram products for dense/linear, explicit g otherwise).
+It reads any engine of a Model (``GraphEngine``, the compiled
+``CompiledEngine``) through ``state_views``: each vertex's x and δ, copied
+flattened into the block, zero beyond its size. Tags come in closed form
+from a ``TagClock`` read off the engine as it runs; the metrics from
+``VertexMetrics`` (Gram products for dense/linear vertices, explicit g
+otherwise). A plain chain records as layers (``vertex_arrays``: no vertex
+arrays, no ``_hi`` tags; the trace schema says so).
 """
 import numpy as np
 
 from ..errors import SimulatorError
 from .plan import block_ticks, states_in_place
-from .stacked import StackedMetrics
-from .tags import TagClock, tag_table
+from .tags import TagClock
 from .trace import METRIC_KEYS, TAG_KEYS, Trace, _blank_padding
 from .vertex import HI_KEYS, VertexMetrics, vertex_arrays
 
@@ -37,7 +35,7 @@ class Recorder:
 
     A recorded tick costs two copies: x and δ of every layer (vertex) go into
     a block buffer of K rows (and what the metrics pair them with); on numpy
-    with every layer of a chain recorded (the default) that buffer is the
+    with every vertex recorded (the default) that buffer is the
     host state arrays' rows themselves, so the states need no second copy;
     everything else is done per block in a few batched calls: norms
     (sqrt(sum(x²)) over the block), states (one transfer), tags (closed
@@ -51,16 +49,20 @@ class Recorder:
         self.engine, self.plan, self.reference = engine, plan, reference
         self.xp = xp = engine.xp
         be, B, T = engine.backend, engine.batch, plan.rows
-        # Engines of a Model (GraphEngine, the compiled CompiledEngine) expose
-        # per-vertex state views; the stacked chain engine its padded block.
-        self._graph = hasattr(engine, "state_views")
-        if self._graph:
-            self._vertex = vertex_arrays(engine.model)
-            self._sizes = [int(s) for s in self._vertex["sizes"]]
-            n, N = engine.n, max(self._sizes)
-        else:
-            self._vertex, self._sizes = None, list(engine.sizes)
-            n, N = engine.depth + 1, engine.width
+        self._sizes = [int(np.prod(v.shape)) for v in engine.model.vertices]
+        self._vertex = vertex_arrays(engine.model)    # None: a plain chain, recorded as layers
+        # per tick: each stacked run of the engine in one copy (``state_blocks``),
+        # every other vertex's x and δ on its own (a flat one without a reshape)
+        runs = getattr(engine, "state_blocks", lambda: [])()
+        in_x = {i for first, X, _ in runs for i in range(first, first + X.shape[0])}
+        in_d = {i for first, _, D in runs for i in range(first + 1, first + 1 + D.shape[0])}
+        self._runs = bool(runs)
+        self._copy_x = [(l, s, len(v.shape) == 1) for l, (s, v) in
+                        enumerate(zip(self._sizes, engine.model.vertices)) if l not in in_x]
+        self._copy_d = [(l, s, len(v.shape) == 1) for l, (s, v) in
+                        enumerate(zip(self._sizes, engine.model.vertices))
+                        if l not in in_d and (l or self._vertex is not None)]
+        n, N = engine.n, max(self._sizes)
         self._every, self._metrics = plan.every, plan.metrics
         self._host = host = {
             "x_norm": np.full((T, n), np.nan), "delta_norm": np.full((T, n), np.nan),
@@ -69,37 +71,39 @@ class Recorder:
         }
         # tags: (host array, engine key); a graph adds the newest frame (_hi)
         self._tag_keys = [("tag_" + k, k) for k in TAG_KEYS] + (
-            [(f"tag_{k}_hi", k + "_hi") for k in HI_KEYS] if self._graph else [])
+            [(f"tag_{k}_hi", k + "_hi") for k in HI_KEYS] if self._vertex is not None else [])
         for name, _ in self._tag_keys:
             host[name] = np.full((T, n), -1, dtype=np.int64)
         self._tag_rows = [host[name] for name, _ in self._tag_keys]
-        # closed form: a chain Engine's TagTable (ready at once), or a clock
-        # that reads a graph engine's own tags until every one moves a frame
-        # per tick; otherwise (no table) the tags are stepped
-        self._table = None if self._graph else tag_table(engine)
-        self._clock = (TagClock(2 * engine.depth + engine.supervision_delay + engine.history + 2)
-                       if self._graph else None)
-        # a graph's metrics keep their own block of factors (VertexMetrics,
-        # ``metric_block``) and ask for the block to be processed when full
+        # the rows of the engine's ``tag_state`` that are these keys (None:
+        # an engine without it, read through ``tags()``)
+        names = getattr(engine, "TAG_ROWS", None)
+        self._tag_pick = (None if names is None or not hasattr(engine, "tag_state") else
+                          np.array([names.index(k) for _, k in self._tag_keys]))
+        # closed form: a clock that reads the engine's own tags until every
+        # one moves a frame per tick (until then the tags are read per row)
+        self._clock = TagClock(2 * engine.depth + engine.supervision_delay + engine.history + 2)
         self._K = K = block_ticks(plan, n, B, N, plan.itemsize)
-        # x and δ of every layer of the pending rows: (K, 2, n, B, N); on
-        # numpy with every layer of a chain recorded, the host state arrays'
-        # rows are that buffer (one copy a tick, not two)
-        self._direct = not self._graph and states_in_place(plan, n - 1, be.device)
+        # x and δ of every vertex of the pending rows: (K, 2, n, B, N) (the
+        # input has no δ: its δ row is 0 in a chain trace, x in a graph's); on
+        # numpy with every vertex recorded, the host state arrays' rows are
+        # that buffer (one copy a tick, not two; zero beyond a vertex's size
+        # until ``trace`` blanks the padding)
+        self._direct = states_in_place(plan, n - 1, be.device)
         self._blk = None if self._direct else be.zeros((K, 2, n, B, N))
         self._blk_ticks = []
         self._m = None
         if plan.metrics:
             for k in METRIC_KEYS:
                 host[k] = np.full((T, n - 1), np.nan)
-            self._m = (VertexMetrics(engine, plan, host, self._sizes, reference) if self._graph
-                       else StackedMetrics(engine, K, host, host["tag_pair" if reference == "input"
-                                                                 else "tag_supervision"],
-                                           plan.every))
+            self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
         if plan.states:
             S, nl = plan.state_ticks, len(plan.layers)
-            host["state_x"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
-            host["state_delta"] = np.full((S, nl, B, N), np.nan, dtype=be.host_dtype)
+            # written here (not np.zeros' untouched pages, which the first
+            # ticks would fault in): NaN, or 0 where rows are the block
+            fill = 0.0 if self._direct else np.nan
+            host["state_x"] = np.full((S, nl, B, N), fill, dtype=be.host_dtype)
+            host["state_delta"] = np.full((S, nl, B, N), fill, dtype=be.host_dtype)
             host["state_tick"] = host["tick"].copy()
             self._state_layers = (None if list(plan.layers) == list(range(n)) else
                                   xp.asarray(np.array(plan.layers, dtype=np.int64)))
@@ -111,9 +115,9 @@ class Recorder:
         are not a multiple of ``plan.every`` only feed the reference ring (and
         a graph's tag clock)."""
         m, clock, tags = self._m, self._clock, None
-        if clock is not None and not clock.ready:
-            tags = self.engine.tags()
-            clock.observe(i, np.stack([tags[k] for _, k in self._tag_keys]))
+        if not clock.ready:
+            tags = self._read_tags()
+            clock.observe(i, tags)
         if m is not None:
             m.frame(i, u, y, repeat)
         if i % self._every:
@@ -128,56 +132,48 @@ class Recorder:
         self._blk_ticks.append(i)
         self._host["stream_frame"][row] = frame_id
         if tags is not None:
-            for name, key in self._tag_keys:
-                self._host[name][row] = tags[key]
-        elif self._table is None and clock is None:
-            self._step_tags(row)
+            for arr, t in zip(self._tag_rows, tags):
+                arr[row] = t
         if k + 1 == self._K or (m is not None and m.due()):
             self._process_block()
 
+    def _read_tags(self):
+        """The engine's tags of this tick, (tag keys, vertices) in ``_tag_keys`` order."""
+        if self._tag_pick is not None:
+            return self.engine.tag_state()[self._tag_pick]
+        tags = self.engine.tags()
+        return np.stack([tags[k] for _, k in self._tag_keys])
+
     def _copy(self, k, row):
-        """x and δ of every layer (vertex) into block row k (or, in place, host
-        row ``row``); returns the engine's views for the metrics."""
-        eng = self.engine
-        if not self._graph:
-            views = X, D, _ = eng.stacked_state_views()
-            if self._direct:
-                self._host["state_x"][row, ...] = X
-                self._host["state_delta"][row, ...] = D
-            else:
-                self._blk[k, 0, ...] = X
-                self._blk[k, 1, ...] = D
-            return views
-        xp, blk, B = self.xp, self._blk, eng.batch
+        """x and δ of every vertex into block row k (or, in place, host row
+        ``row``); returns the engine's views for the metrics."""
+        eng, xp, B = self.engine, self.xp, self.engine.batch
         X, D = eng.state_views()            # live views: read within this tick
-        for l, s in enumerate(self._sizes):
-            blk[k, 0, l, :, :s] = xp.reshape(X[l], (B, s))
-            blk[k, 1, l, :, :s] = xp.reshape(D[l] if l else X[0], (B, s))
+        if self._direct:
+            bx, bd = self._host["state_x"][row, ...], self._host["state_delta"][row, ...]
+        else:
+            bx, bd = self._blk[k, 0, ...], self._blk[k, 1, ...]
+        if self._runs:
+            for first, Xr, Dr in eng.state_blocks():
+                w = Xr.shape[-1]
+                bx[first:first + Xr.shape[0], :, :w] = Xr
+                bd[first + 1:first + 1 + Dr.shape[0], :, :w] = Dr
+        for l, s, flat in self._copy_x:        # a flat vertex needs no reshape
+            bx[l, :, :s] = X[l] if flat else xp.reshape(X[l], (B, s))
+        for l, s, flat in self._copy_d:        # the input's δ row: x in a graph trace
+            a = D[l] if l else X[0]
+            bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
         return X, D
 
-    def _step_tags(self, row):
-        """Tags of a chain engine without a TagTable: read from it, this tick."""
-        eng = self.engine
-        write_tags = getattr(eng, "write_tags", None)
-        if write_tags is not None:
-            write_tags(self._tag_rows, row)
-            return
-        tags = eng.tags()
-        for (_, key), rows in zip(self._tag_keys, self._tag_rows):
-            rows[row] = tags[key]
-
     def _settle_tags(self, ticks, rows):
-        """Closed-form tags of the block's rows: all of them (TagTable), or
-        those after the clock's warm-up (earlier rows were stepped)."""
-        if self._table is not None:
-            table, at = self._table.rows(ticks), rows
-        elif self._clock is not None and self._clock.ready:
-            late = ticks > self._clock.last
-            if not late.any():
-                return
-            table, at = self._clock.rows(ticks[late]), np.arange(rows.start, rows.stop)[late]
-        else:
+        """Closed-form tags of the block's rows after the clock's warm-up
+        (earlier rows were read off the engine)."""
+        if not self._clock.ready:
             return
+        late = ticks > self._clock.last
+        if not late.any():
+            return
+        table, at = self._clock.rows(ticks[late]), np.arange(rows.start, rows.stop)[late]
         for j, arr in enumerate(self._tag_rows):
             arr[at] = table[:, j]
 
@@ -231,10 +227,9 @@ class Recorder:
         self.flush()
         arrays = dict(self._host)
         arrays["delta_norm"][:, 0] = np.nan
-        if self._graph:
+        arrays["sizes"] = np.array(self._sizes, dtype=np.int64)
+        if self._vertex is not None:
             arrays.update(self._vertex)
-        else:
-            arrays["sizes"] = np.array(self._sizes, dtype=np.int64)
         if self.plan.states:
             arrays["state_layers"] = np.array(self.plan.layers, dtype=np.int64)
             _blank_padding(arrays, self._sizes, self.plan.layers)

@@ -4,6 +4,15 @@ A trace holds, per recorded row, norms of x and δ, the provenance tags
 (TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and,
 optionally, full neuron states; SCHEMA says the dims and unit of every array,
 and is stored in the file so that it explains itself.
+
+Chain or graph: a run on a plain chain (every vertex a dense layer on the one
+before it, over a flat input: ``probes.vertex.is_plain_chain``) is a chain
+trace: layers 0..L, ``sizes``, no ``vertex_*`` arrays and no ``tag_<key>_hi``
+tags (its layers never mix frames, so the newest frame is the oldest), and
+the δ row of layer 0 in ``state_delta`` is 0. Any other model gives a graph
+trace: "layer" reads "vertex in model order", plus the ``vertex_*`` arrays,
+the ``_hi`` tags, and x in layer 0's δ row. Readers tell them apart by
+``vertex_names``.
 """
 import difflib
 import json

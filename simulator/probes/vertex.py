@@ -6,8 +6,8 @@ oracle (``simulator.model.reference``) on the frame the vertex's tag names
 (the oldest where a vertex mixes several), with the weights of the tick that
 frame entered; the reference of every frame goes into a ring of 2D + d_y + 2
 + K frames, D the model's depth. A dense or linear vertex whose factors are
-smaller than its W (``gram_pays``) is compared as a chain layer is
-(``simulator.probes.stacked``): the ring keeps the reference's δ and x and
+smaller than its W (``gram_pays``; every layer of a chain at the
+paper's sizes) is compared through its factors: the ring keeps the reference's δ and x and
 the mismatch comes from Gram products ⟨δᵀx, δ'ᵀx'⟩ = Σ (δδ'ᵀ) ⊙ (xx'ᵀ) of a
 block's rows, neither g nor its reference formed; any other vertex (conv2d,
 attention …) forms g and keeps the reference's W gradient. With frozen
@@ -32,8 +32,23 @@ from .ring import gram, repeat_sources, ring_pieces
 HI_KEYS = ("input", "supervision", "output", "pair")
 
 
+def is_plain_chain(model):
+    """Whether ``model`` is a plain chain of dense layers over a flat input:
+    every vertex after the input has one parent, the vertex before it, and
+    is dense (so no levelling identities, no layer that mixes frames: each
+    vertex's oldest and newest tags are equal). Such a model records as
+    layers (``vertex_arrays``); this is the one place the rule lives."""
+    return len(model.input_shape) == 1 and all(
+        v.kind == "dense" and tuple(v.parents) == (v.index - 1,) for v in model.vertices[1:])
+
+
 def vertex_arrays(model):
-    """The per-vertex arrays a graph trace carries, for the model the engine runs on."""
+    """The per-vertex arrays a graph trace carries, for the model the engine
+    runs on; None for a plain chain (``is_plain_chain``), whose trace is a
+    chain trace: layers 0..L, ``sizes``, no ``vertex_*`` arrays and no
+    ``tag_<key>_hi`` tags (a chain's vertices never mix frames)."""
+    if is_plain_chain(model):
+        return None
     fwd, bwd = distances(model)
     synced = set(sync_set(model))
     return {"vertex_names": np.array(model.names),
@@ -42,8 +57,7 @@ def vertex_arrays(model):
             "vertex_bwd": np.array(bwd, dtype=np.int64),
             "vertex_sync": np.array([v.name in synced for v in model.vertices]),
             "vertex_edges": np.array([(p, c) for p, c, _ in model.edges()],
-                                     dtype=np.int64).reshape(-1, 2),
-            "sizes": np.array([int(np.prod(v.shape)) for v in model.vertices], dtype=np.int64)}
+                                     dtype=np.int64).reshape(-1, 2)}
 
 
 # Kinds whose W gradient is δᵀx over rows (the batch and any leading axes of
@@ -102,8 +116,8 @@ def metric_block(chunk, batch, vertex_values, weights, itemsize):
 
 
 class VertexMetrics:
-    """The metrics of a Recorder on a graph engine (``StackedMetrics``' part
-    for chains): ``frame`` feeds every tick to the reference ring, ``copy``
+    """The metrics of a Recorder (chains and graphs): ``frame`` feeds every
+    tick to the reference ring, ``copy``
     keeps the factors of a recorded row's g, ``reference`` does the pending
     frames' backprop and ``measure`` the block's mismatch, into the
     Recorder's ``host`` arrays (their tags settled before)."""
@@ -135,10 +149,12 @@ class VertexMetrics:
         return bool(self._frames) or self._since > 0
 
     def copy(self, k, views):
-        """Row k of the block: the factors (δ, paired inputs) of every weighted vertex."""
-        if self._gv:
+        """Row k of the block: the factors (δ, paired inputs) of every weighted
+        vertex that does not read them off the Recorder's block (``_in_block``)."""
+        if self._copied:
             factors = {v.index: (x, d) for v, x, d in self.engine.gradient_factors()}
-            for j, v in enumerate(self._gv):
+            for j in self._copied:
+                v = self._gv[j]
                 inputs, delta = factors[v.index]
                 self._blk_d[j][k, ...] = delta
                 for q, a in enumerate(inputs):
@@ -170,26 +186,57 @@ class VertexMetrics:
                                    self.plan.itemsize)
         self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
         self._ring = RR = R + K
+        # A Gram vertex of a flat dense layer paired with its parent's current
+        # x (pairing `local`) reads δ and x off the Recorder's block rows (the
+        # same rows, the same ticks), copying nothing more per tick.
+        self._in_block = {j for j in self._gcols
+                          if eng.pairing == "local" and len(self._gv[j].shape) == 1
+                          and len(self._gv[j].parents) == 1
+                          and len(model.vertices[self._gv[j].parents[0]].shape) == 1}
+        self._gruns = self._gram_runs(shapes)
         # the ring: per slot the explicit W gradients of frame i (slot i % RR),
-        # the Gram factors (δ, x) of each dense/linear vertex, ⟨G, G⟩ per vertex
+        # the Gram factors (δ, x) of each run of Gram vertices stacked (slot,
+        # vertex, rows, width), ⟨G, G⟩ per vertex
         self._ref = [be.zeros((RR, PW))] if PW else []
-        for j in self._gcols:
-            w = shapes[f"{self._gv[j].name}.W"]
-            out, inp = w[0], w[-1]
-            self._ref += [be.zeros((RR, rows[j], out)), be.zeros((RR, rows[j], inp))]
+        for run in self._gruns:
+            w = shapes[f"{self._gv[run[0]].name}.W"]
+            r, m = rows[run[0]], len(run)
+            self._ref += [be.zeros((RR, m, r, w[0])), be.zeros((RR, m, r, w[-1]))]
         self._ref_gg = be.zeros((RR, max(1, len(self._weighted))))
         self._ref.append(self._ref_gg)
         self._ref_frame = np.full(RR, -1, dtype=np.int64)
         self._blk_g = be.zeros((K, PW)) if PW else None   # explicit g of the pending rows
         # ... formed per block from copies of each recorded tick's factors
         # (δ[t,v] and the inputs g pairs it with), one batched product per vertex
-        self._blk_d = [be.zeros((K, B) + tuple(v.shape)) for v in self._gv]
-        self._blk_x = [[be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
-                       for v in self._gv]
+        self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
+        self._blk_d = [None if j in self._in_block else be.zeros((K, B) + tuple(v.shape))
+                       for j, v in enumerate(self._gv)]
+        self._blk_x = [None if j in self._in_block else
+                       [be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
+                       for j, v in enumerate(self._gv)]
         self._since = 0                               # ticks since the last block
         self._frames = []                             # frozen: (tick, u, y, repeat) pending
         self._frozen = not eng.learning_rate
         self._params = None                           # frozen: read once per run
+
+    def _gram_runs(self, shapes):
+        """Gram columns in runs (lists of j, in ``_gcols`` order): consecutive
+        vertices read off the block, each on the vertex before it, with one
+        W shape (a chain's equal layers) form one run, measured in one Gram
+        product per block; any other Gram vertex is a run of its own."""
+        runs = []
+        for j in self._gcols:
+            if runs and self._chained(runs[-1][-1], j, shapes):
+                runs[-1].append(j)
+            else:
+                runs.append([j])
+        return runs
+
+    def _chained(self, i, j, shapes):
+        a, b = self._gv[i], self._gv[j]
+        return (i in self._in_block and j in self._in_block and b.index == a.index + 1
+                and a.parents[0] == a.index - 1 and b.parents[0] == b.index - 1
+                and shapes[f"{a.name}.W"] == shapes[f"{b.name}.W"])
 
     def _block_gradients(self, n):
         """The engine's explicit W gradients g[t] of the first n pending rows,
@@ -233,11 +280,18 @@ class VertexMetrics:
             sums = self._segment_sums(G * G)
             for seg, j in enumerate(self._ecols):
                 gg[j] = sums[:, seg]
-        for j in self._gcols:
-            v = self._gv[j]
-            d, x = self._gram_factors(j, deltas[v.index], outs[v.parents[0]], F)
+        for run in self._gruns:
+            ds, xs = [], []
+            for j in run:
+                v = self._gv[j]
+                d, x = self._gram_factors(j, deltas[v.index], outs[v.parents[0]], F)
+                ds.append(d)
+                xs.append(x)
+            d, x = xp.stack(ds, axis=1), xp.stack(xs, axis=1)      # (F, m, rows, width)
             out += [d, x]
-            gg[j] = gram(xp, d, x, d, x)
+            g = gram(xp, d, x, d, x)
+            for q, j in enumerate(run):
+                gg[j] = g[:, q]
         out.append(xp.stack(gg, axis=1))
         return out
 
@@ -296,6 +350,28 @@ class VertexMetrics:
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
 
+    def _run_factors(self, run, n, bx, bd):
+        """δ and x of a Gram run's n pending rows, (n, m, rows, width): views
+        of the Recorder's block rows (``bx``, ``bd``) or the run's one copy."""
+        j, xp = run[0], self.xp
+        if j in self._in_block:
+            v, m = self._gv[j], len(run)
+            p = v.parents[0]
+            return (bd[:n, v.index:v.index + m, :, :v.shape[0]],
+                    bx[:n, p:p + m, :, :self._sizes[p]])
+        d, x = self._gram_factors(j, self._blk_d[j][:n, ...], self._blk_x[j][0][:n, ...], n)
+        return xp.expand_dims(d, axis=1), xp.expand_dims(x, axis=1)
+
+    def _run_slots(self, ring, slots):
+        """A run's ring (RR, m, rows, width) at ``slots`` (n, m): each vertex
+        at its own slot, as a view (one vertex, consecutive slots) or a gather."""
+        xp, m = self.xp, ring.shape[1]
+        if m == 1:
+            return self._slots(ring, slots[:, 0])
+        flat = xp.reshape(ring, (-1,) + tuple(ring.shape[2:]))
+        idx = xp.asarray((slots * m + np.arange(m)).reshape(-1))
+        return xp.reshape(xp.take(flat, idx, axis=0), slots.shape + tuple(ring.shape[2:]))
+
     def _slots(self, ring, slots):
         """``ring``'s rows at ``slots``: a view where they are consecutive, else a gather."""
         s0 = int(slots[0])
@@ -314,9 +390,9 @@ class VertexMetrics:
         if not self._gv:
             return
         with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
-            self._mismatch(ticks, rows)
+            self._mismatch(ticks, rows, bx, bd)
 
-    def _mismatch(self, ticks, rows):
+    def _mismatch(self, ticks, rows, bx, bd):
         """``measure``'s numbers: the rows' paired frames and their ring slots,
         then cosine, relative error and norms per weighted vertex."""
         xp, be, host = self.xp, self.engine.backend, self._host
@@ -348,14 +424,14 @@ class VertexMetrics:
         if self._gcols:
             first = 1 if self._wkeys else 0
             gg, gG = [], []
-            for q, j in enumerate(self._gcols):
-                d, x = self._gram_factors(j, self._blk_d[j][:n, ...],
-                                          self._blk_x[j][0][:n, ...], n)
-                ref_d = self._slots(self._ref[first + 2 * q], slots[:, j])
-                ref_x = self._slots(self._ref[first + 2 * q + 1], slots[:, j])
+            for q, run in enumerate(self._gruns):
+                d, x = self._run_factors(run, n, bx, bd)               # (n, m, rows, width)
+                ref_d = self._run_slots(self._ref[first + 2 * q], slots[:, run])
+                ref_x = self._run_slots(self._ref[first + 2 * q + 1], slots[:, run])
                 gg.append(gram(xp, d, x, d, x))
                 gG.append(gram(xp, d, x, ref_d, ref_x))
-            gg, gG = xp.stack(gg, axis=1), xp.stack(gG, axis=1)
+            gg = gg[0] if len(gg) == 1 else xp.concat(gg, axis=1)
+            gG = gG[0] if len(gG) == 1 else xp.concat(gG, axis=1)
             g_ = np.array(self._gcols)
             GGg = xp.take(GG, xp.asarray(g_), axis=1) if len(g_) < len(cols) else GG
             cos, rel = cosine_and_relative(xp, gg, gG, GGg)

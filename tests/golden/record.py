@@ -98,18 +98,25 @@ def _shapes(net):
     return net.input_shape, net.output_shape
 
 
+def _chain(engine):
+    """Whether ``engine`` runs a chain recorded through the stacked engine's API
+    (layers "1".."L" of ``Model.from_network``): its arrays keep those names."""
+    return engine.names == ["input"] + [str(l) for l in range(1, engine.n)] and all(
+        v.kind == "dense" for v in engine.model.vertices[1:])
+
+
 def state_arrays(engine):
-    """[(name, array)] of x, δ and g of the current tick, in a fixed order."""
+    """[(name, array)] of x, δ and g of the current tick, in a fixed order (a
+    chain's: x and δ per layer, then g of every W, then of every b)."""
     out = []
-    if isinstance(engine, Engine):                     # the stacked chain engine
+    if _chain(engine):
         for l in range(engine.depth + 1):
             out.append((f"x{l}", engine.activity(l)))
             if l:
                 out.append((f"d{l}", engine.delta(l)))
-        for i, g in enumerate(engine.gradients()):
-            out.append((f"g{i}", g))
-        for i, g in enumerate(engine.bias_gradients()):
-            out.append((f"gb{i}", g))
+        g = engine.gradients()
+        out += [(f"g{i}", g[f"{i + 1}.W"]) for i in range(engine.depth)]
+        out += [(f"gb{i}", g[f"{i + 1}.b"]) for i in range(engine.depth)]
         return out
     for v in engine.model.vertices:
         out.append((f"x:{v.name}", engine.activity(v.index)))
@@ -121,16 +128,23 @@ def state_arrays(engine):
 
 
 def parameter_arrays(engine):
-    if isinstance(engine, Engine):
-        return ([(f"W{i}", w) for i, w in enumerate(engine.weights())]
-                + [(f"b{i}", b) for i, b in enumerate(engine.biases())])
-    return sorted(engine.parameters().items())
+    p = engine.parameters()
+    if _chain(engine):
+        return ([(f"W{i}", p[f"{i + 1}.W"]) for i in range(engine.depth)]
+                + [(f"b{i}", p[f"{i + 1}.b"]) for i in range(engine.depth)])
+    return sorted(p.items())
+
+
+# The tags of a chain (the stacked engine's keys; a chain's vertices never mix
+# frames, so the newest frame equals the oldest and is not kept).
+CHAIN_TAGS = ("input", "output", "pair", "sigma_hi", "sigma_lo", "supervision")
 
 
 def tag_array(engine):
     """Every tag of the current tick as one int64 row (keys sorted)."""
     tags = engine.tags()
-    return np.concatenate([np.asarray(tags[k], dtype=np.int64).ravel() for k in sorted(tags)])
+    keys = CHAIN_TAGS if _chain(engine) else sorted(tags)
+    return np.concatenate([np.asarray(tags[k], dtype=np.int64).ravel() for k in keys])
 
 
 def run(model, derivative, pairing, feedback, mode):
