@@ -6,7 +6,7 @@ for every option set, and the chain door against a hand-written numpy tick.
 1. Per option set (the four feedbacks; ``frame`` derivative; ``frame``
    pairing; both; itd-y; itd-dy; accumulate 2), learning on (η = 1e-4),
    float64, tanh hidden layers and a linear output, the same chain through
-   ``GraphEngine(Model.from_network(net))`` (``graph``: equal-width runs
+   ``GraphEngine(net)`` (``graph``: equal-width runs
    grouped into stacked blocks) and ``Engine(net)`` (``stacked``: every layer
    padded to the widest) at paper scale (L = 9, width 16, B = 1), L = 6 width
    128 B = 16 and L = 64 width 32 B = 8. Target graph/stacked ≤ 1.
@@ -89,7 +89,8 @@ def main():
         u, y = frames(w, w, B, "float64")
         for label, opts in OPTIONS:
             kw = dict(learning_rate=ETA, batch=B, **opts)
-            graph = Engine(Model.from_network(net), **kw)
+            graph = Engine(Model.chain([w] * (L + 1), ["tanh"] * (L - 1) + ["linear"], seed=0),
+                           **kw)
             stacked = Engine(net, **kw)
             assert graph._groups, "the chain must be grouped"
             t = interleaved({"graph": graph.step, "stacked": stacked.step}, u, y,

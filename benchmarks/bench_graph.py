@@ -36,6 +36,7 @@ from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
 from simulator.engine import Engine  # noqa: E402
 from simulator.model.graph import Model  # noqa: E402
 from simulator.model.tick import GraphEngine  # noqa: E402
+from simulator.network import Network  # noqa: E402
 
 ETA = 1e-4
 
@@ -186,7 +187,10 @@ def graph_engine(model, batch, dtype):
 
 
 def stacked_engine(model, batch, dtype):
-    return Engine(model.to_network(), learning_rate=ETA, batch=batch, dtype=dtype)
+    p = model.parameters()
+    chain = Network([p[k] for k in p if k.endswith(".W")], [p[k] for k in p if k.endswith(".b")],
+                    [v.layer.activation for v in model.vertices[1:]])
+    return Engine(chain, learning_rate=ETA, batch=batch, dtype=dtype)
 
 
 def time_dense(sizes, batch, dtype, n, versus=("hand", "stacked")):

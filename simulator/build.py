@@ -58,13 +58,17 @@ def network_shape(net):
 
 
 def build_network(net, seed):
-    """The initial Network of a resolved [network] section: W ~ N(0, scale²/n_in),
-    b ~ N(0, bias_scale²), drawn from ``seed``; for a graph (``network.layers``)
-    the ``Model.from_layers(layers, input_shape, seed)``."""
+    """The initial Model of a resolved [network] section: the chain
+    ``Model.chain(sizes, ...)`` (W ~ N(0, scale²/n_in), b ~ N(0, bias_scale²),
+    drawn from ``seed``), or for a graph (``network.layers``)
+    ``Model.from_layers(layers, input_shape, seed)``. The chain comes as its
+    alias ``Network`` while ``Engine(Network)`` still picks the stacked chain
+    engine (diffusion scenes' traces keep its layout)."""
     if net.get("layers"):
         return Model.from_layers(net["layers"], net["input_shape"], seed=seed)
     sizes, acts = network_shape(net)
-    return Network.random(sizes, acts, seed=seed, scale=net["scale"], bias_scale=net["bias_scale"])
+    return Network.random(sizes, acts, seed=seed, scale=net["scale"],
+                          bias_scale=net["bias_scale"])
 
 
 def build_stream(scene, seeds_, loss):

@@ -28,7 +28,8 @@ from .drive import run_stream
 from .errors import NumericalError, SimulatorError
 from .model import Model
 from .model.tick import FINITE_RING, GraphEngine
-from .network import ZERO_AT_ZERO, Network, activate
+from .model.layers import ZERO_AT_ZERO, activate
+from .network import Network
 from .options import frame_lags, loss_grad, present_target, set_rule_options
 
 # Rows of the delta tag array: supervision frame, output-activity frame, and
@@ -64,7 +65,7 @@ class Engine:
     """
 
     def __new__(cls, network, *args, **kwargs):
-        if isinstance(network, Model):
+        if isinstance(network, Model) and not isinstance(network, Network):
             return GraphEngine(network, *args, **kwargs)
         return super().__new__(cls)
 

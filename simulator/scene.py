@@ -28,7 +28,7 @@ from .paths import scenes_dir
 from .fields import (INT_DIGITS, Bool, Field, Float, Int, Layers, ListOf, Size, Str, Table,  # noqa: F401
                      Tuple, Window, closest, did_you_mean, show, size_bytes)
 from .model import LayerError, Model
-from .network import ACTIVATIONS
+from .model.layers import ACTIVATIONS
 from .options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 from .streams import EDGES, INPUTS, TARGETS
 

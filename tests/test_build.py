@@ -45,8 +45,10 @@ def test_diffusion_run_and_training_build_the_same_network_and_frames():
     t = scene.validate({"kind": "train", "network": dict(NET), "stream": {"kind": "held", "hold": 4},
                         "run": {"seed": 5}, "train": {"loss": "mse"}}, "test")
     run, setup = Prepared("d", d), Setup(t)
-    for a, b in zip(run.network.weights, setup.network.weights):
-        np.testing.assert_array_equal(a, b)
+    want = setup.model.parameters()
+    assert list(run.network.parameters()) == list(want)
+    for k, a in run.network.parameters().items():
+        np.testing.assert_array_equal(a, want[k])
     u1, y1, _ = run.stream.take(20)
     u2, y2, _ = setup.new_stream().take(20)
     np.testing.assert_array_equal(u1, u2)

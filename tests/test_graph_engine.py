@@ -123,12 +123,12 @@ CHAIN_OPTIONS = [
 @pytest.mark.parametrize("opts", CHAIN_OPTIONS, ids=lambda o: ",".join(
     f"{k}={v}" for k, v in o.items()) or "default")
 def test_a_chain_runs_exactly_like_the_stacked_engine(rng, device, opts):
-    """GraphEngine(Model.from_network(net)) = Engine(net) tick for tick: activities,
+    """GraphEngine(net) = Engine(net) tick for tick: activities,
     deltas, gradients (weights and biases), parameters and tags (the σ' tags
     too, since the stacked engine's one-tick-late σ' tag was fixed in issue 9)."""
     net = Network.random([4, 6, 5, 3], ["tanh", "relu", "logistic"], seed=7, bias_scale=0.4)
     kw = dict(batch=2, device=device, **opts)
-    old, new = Engine(net, **kw), GraphEngine(Model.from_network(net), **kw)
+    old, new = Engine(net, **kw), GraphEngine(net, **kw)
     be = Backend(device)
     for t in range(40):            # past the steady-state tag shortcut (checked every 8 ticks)
         u, y = rng.normal(size=(2, 4)), rng.normal(size=(2, 3))
@@ -167,7 +167,7 @@ def test_chain_sigma_tags_follow_the_tick_rule(rng, derivative):
     the output layer's own σ' has frame t−L."""
     L = 4
     net = Network.random([3] * (L + 1), ["tanh"] * L, seed=2)
-    eng = GraphEngine(Model.from_network(net), derivative=derivative)
+    eng = GraphEngine(net, derivative=derivative)
     for t in range(3 * L):
         eng.step(rng.normal(size=(1, 3)), rng.normal(size=(1, 3)))
     tags, t = eng.tags(), eng.tick
@@ -400,7 +400,7 @@ def test_facts_c_d_prime_the_sync_set_is_exact_for_linear_layers(rng, kind):
 def test_sync_set_of_a_chain_is_the_middle_layer(L, want):
     """Fact C: on a chain l_s = (L+1)/2 for odd L, none for even L."""
     net = Network.random([2] * (L + 1), seed=0)
-    assert sync_set(Model.from_network(net)) == want
+    assert sync_set(net) == want
 
 
 def max_pool_vjp(x, delta):

@@ -2,7 +2,7 @@
 N wide (the engine's padded width) in one array, so that a block's Gram
 products, the reference ring and its writes are a few calls for all layers.
 
-The backprop reference (``simulator.reference.factors_of``, independent of
+The backprop reference (``factors_of``, plain chain backprop independent of
 the engine) of the block's frames goes into a ring of 2L + d_y + 2 + K frames:
 with frozen weights ONE forward and backward pass over the block's distinct
 frames stacked into one batch, with weights read once per run, its factors
@@ -11,10 +11,30 @@ that tick's weights, as it must. The mismatch of all K rows comes from two
 batched Gram products.
 """
 import numpy as np
+from array_api_compat import array_namespace
 
 from ..metrics import cosine_and_relative
-from ..reference import factors_of
+from ..model.layers import activate
+from ..options import loss_and_grad
 from .ring import gram, repeat_sources, ring_pieces
+
+
+def factors_of(weights, biases, activations, u, y, loss="mse"):
+    """Per layer l = 1..L the backprop factors (x^{l-1}, δ^l) of batch (u, y),
+    weights and biases already arrays in u's namespace: one loop forward, one
+    backward (δ^L = σ'_L ⊙ ∂ℓ/∂x^L, δ^l = σ'_l ⊙ (δ^{l+1} W_l)); and ℓ."""
+    xp = array_namespace(u)
+    xs, ds = [u], [None]
+    for w, b, act in zip(weights, biases, activations):
+        x, d = activate(xp, act, xs[-1] @ xp.matrix_transpose(w) + b)
+        xs.append(x)
+        ds.append(d)
+    value, grad = loss_and_grad(xp, loss, xs[-1], y)
+    deltas = [None] * len(xs)
+    deltas[-1] = ds[-1] * grad
+    for l in range(len(xs) - 2, 0, -1):
+        deltas[l] = ds[l] * (deltas[l + 1] @ weights[l])
+    return [(xs[l - 1], deltas[l]) for l in range(1, len(xs))], value
 
 
 def _layer_lags(lag, valid):
