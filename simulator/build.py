@@ -163,8 +163,8 @@ def engine_options(section, scene, feedback_seed):
 
 class Parts:
     """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
-    ``network`` (a Network, or a Model when ``network.layers`` describes a
-    graph), the input ``stream`` and ``engine_args``; ``engine()`` makes a
+    ``network`` (a Model: a chain, or the graph ``network.layers`` describes),
+    the input ``stream`` and ``engine_args``; ``engine()`` makes a
     fresh Engine (a GraphEngine for a Model) from them. Building checks the device and the stream/target
     pair, so a bad scene is refused here, before any tick."""
 

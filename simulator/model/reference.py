@@ -22,8 +22,8 @@ def check_call(call, model, u, y=None, loss=None, params=None, feedback=None, le
     ``target`` is False: a forward pass), ``params``
     and ``feedback`` dicts keyed like ``model.parameters()`` (feedback: some
     of its "<layer>.W" keys)."""
-    check_type(call, "model", model, Model, "a simulator.Model (simulator.reference "
-               "takes a Network)")
+    check_type(call, "model", model, Model, "a simulator.Model (Model.chain(sizes, ...) "
+               "for a chain)")
     check_array(call, "u", u, ndim=lead + len(model.input_shape))
     if tuple(u.shape[lead:]) != model.input_shape:
         fail(call, "u", f"an array of shape ({', '.join(['batch', 'frames'][:lead][::-1])}, "
