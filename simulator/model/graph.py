@@ -70,7 +70,7 @@ class Model:
             drawn[c["name"]].update(layer.init_biases(g, c.get("bias_scale", 0.0)))
         params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
                   for p in v.param_names}
-        return cls(input_shape, shell.vertices, params)
+        return Model(input_shape, shell.vertices, params)
 
     @classmethod
     def skeleton(cls, layers, input_shape):
@@ -124,7 +124,7 @@ class Model:
             vertices.append(Vertex(len(vertices), c["name"], c["kind"], parents, layer.shape,
                                    layer, c))
         _check_reaches_output(cfgs, vertices, index)
-        return cls(input_shape, vertices, params or {})
+        return Model(input_shape, vertices, params or {})
 
     @classmethod
     def from_weights(cls, weights, biases=None, activations="tanh"):
