@@ -32,11 +32,12 @@ def test_seeds_are_the_seed_sequence_children():
 
 def test_network_follows_the_scene_keys():
     net = build.build_network(diffusion()["network"], seed=1)
-    assert [w.shape for w in net.weights] == [(5, 4), (5, 5), (3, 5)]
-    assert list(net.activations) == ["tanh", "tanh", "linear"]
+    assert net.param_shapes() == {"1.W": (5, 4), "1.b": (5,), "2.W": (5, 5), "2.b": (5,),
+                                  "3.W": (3, 5), "3.b": (3,)}
+    assert [v.layer.activation for v in net.vertices[1:]] == ["tanh", "tanh", "linear"]
     # W ~ N(0, scale²/n_in): over many draws the variance is scale²/n_in
     big = diffusion(network={"width": 400, "inputs": 400})["network"]
-    w = build.build_network(big, seed=2).weights[1]
+    w = build.build_network(big, seed=2).parameters()["2.W"]
     assert w.var() * 400 == pytest.approx(0.7 ** 2, rel=0.05)
 
 
@@ -66,7 +67,7 @@ def test_parts_engine_is_fresh_and_carries_the_rule():
     u, y, _ = parts.stream.take(6)
     for k in range(6):
         e1.step(u[k], y[k])
-    np.testing.assert_array_equal(e2.weights()[0], parts.network.weights[0])   # untouched
+    np.testing.assert_array_equal(e2.weights()[0], parts.network.parameters()["1.W"])  # untouched
 
 
 @pytest.mark.parametrize("sections,key", [
