@@ -126,7 +126,8 @@ class BackpropLearner:
         keep = 1.0 - self.eta * self.decay
         grads = model_backprop(self.net, u, y.reshape((len(y),) + self.net.output_shape),
                                self.loss, self.params)
-        self.params = {k: (keep * p if k.endswith(".W") else p) - self.eta * grads[k]
+        decay = keep != 1.0     # (1 − ηλ)W only with weight decay: W · 1.0 is W
+        self.params = {k: (keep * p if decay and k.endswith(".W") else p) - self.eta * grads[k]
                        for k, p in self.params.items()}
 
     def network(self):
