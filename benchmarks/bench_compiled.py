@@ -75,15 +75,15 @@ def _case(name, learning_rate, chunk):
     """(model, engine keywords, U, Y, numpy ticks per round) of one size."""
     import numpy as np
 
-    from simulator import Model, Network
+    from simulator import Model
     from simulator.build import build
     from simulator.scene import apply_overrides, load
 
     rng = np.random.default_rng(0)
     if name in SIZES:
         L, W, B, dtype, n_np = SIZES[name]
-        net = Network.random([W] * (L + 1), ["tanh"] * (L - 1) + ["linear"], seed=0)
-        model, kw = Model.from_network(net), dict(batch=B, dtype=dtype)
+        model = Model.chain([W] * (L + 1), ["tanh"] * (L - 1) + ["linear"], seed=0)
+        kw = dict(batch=B, dtype=dtype)
     else:
         scene, n_np = SCENES[name]
         _, resolved = load(scene)

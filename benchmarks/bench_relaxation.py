@@ -35,7 +35,6 @@ from simulator.datasets import batch_indices, load_digits  # noqa: E402
 from simulator.model import Model  # noqa: E402
 from simulator.model import reference  # noqa: E402
 from simulator.rules.relaxation import VARIANTS, ActivationRelaxation, tick_weights  # noqa: E402
-from simulator.network import Network  # noqa: E402
 from simulator.experiments.activation_relaxation import (PAPER_ACTIVATIONS, PAPER_SIZES,  # noqa: E402
                                               converge_arrays, run_converge, run_train,
                                               train_arrays)
@@ -105,19 +104,19 @@ def numpy_closed_form_step(weights, biases, u, y, eta, iterations, lr):
 
 def bench_timing(iterations=100, batch=64, repeats=5, n=5, seed=0):
     """Time a backprop step, a ticked and a closed-form AR update on the
-    paper network (Model.from_network) and a digits batch, and the numpy
+    paper network (Model.chain) and a digits batch, and the numpy
     closed-form step (best of ``repeats`` runs of ``n`` calls, interleaved);
     print each and its ratios. Returns {"ticks": ratio to backprop,
     "closed-form": ratio to backprop, "closed-form/numpy": ratio to numpy}."""
     data = load_digits(seed=0)
     idx = batch_indices(data.train_x.shape[0], batch, seed=seed)[0]
     u, y = data.train_x[idx], data.train_targets[idx]
-    net = Network.random(PAPER_SIZES, PAPER_ACTIVATIONS, seed=seed)
-    model = Model.from_network(net)
+    model = Model.chain(PAPER_SIZES, PAPER_ACTIVATIONS, seed=seed)
     ars = {s: ActivationRelaxation(model, "exact", 0.1, iterations, solver=s)
            for s in ("ticks", "closed-form")}
     params = model.parameters()
-    weights, biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    weights = [a for k, a in model.parameters().items() if k.endswith(".W")]
+    biases = [a for k, a in model.parameters().items() if k.endswith(".b")]
 
     def bp_step():
         g = reference.backprop(model, u, y, params=params)

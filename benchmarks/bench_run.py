@@ -39,7 +39,8 @@ from allocator import ensure
 from simulator import threads
 from simulator.build import build
 from simulator.drive import repeated_frames, stream_chunks
-from simulator.model.reference import factors
+from simulator.model import reference
+from simulator.model.reference import device_params
 from simulator.runner import Prepared
 from simulator.scene import load, validate
 
@@ -110,18 +111,17 @@ def stream_only(sc):
 def reference_only(sc):
     """Seconds of the independent reference alone: one backprop of every
     distinct frame of the run (batched, as the recorder forms it with frozen
-    weights), with the engine's weights."""
+    weights) by the oracle, with the initial weights on the run's device."""
     parts = build(sc)
-    engine = parts.engine()
+    model, be = parts.network, parts.engine().backend
     u, y, _ = parts.stream.take(sc["run"]["ticks"])
     keep = ~repeated_frames(u, y, None)
-    be = engine.backend
     U = be.asarray(u[keep].reshape(-1, u.shape[-1]))
     Y = be.asarray(y[keep].reshape(-1, y.shape[-1]))
-    params = engine.parameters()
+    params = device_params(be.xp, model, be.dtype)
     _sync(sc["run"]["device"])
     t = time.perf_counter()
-    factors(engine.model, U, Y, engine.loss, params=params)
+    reference.factors(model, U, Y, sc["rule"]["loss"], params)
     _sync(sc["run"]["device"])
     return time.perf_counter() - t
 

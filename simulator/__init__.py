@@ -2,15 +2,16 @@
 
 Public API (re-exported explicitly): simulate (a diffusion scene -> Trace, no
 files written), Trace (recorded arrays; ``Trace.schema()``, ``Trace.select``),
-Network, Model, Engine (the graph engine, a Network run as its Model), GraphEngine, sync_set,
-reference, SimulatorError. The figure builders are in simulator.render (it
+Model (the network type: ``Model.chain`` for a chain, ``Model.from_layers`` for
+a graph), Network (its deprecated alias for a chain, kept one release), Engine
+(a GraphEngine for a Model), GraphEngine, sync_set, reference (the float64
+backprop oracle on any Model, ``simulator.model.reference``), SimulatorError. The figure builders are in simulator.render (it
 loads matplotlib, so it is not imported here).
 """
-from . import reference
 from .api import simulate
 from .engine import Engine
 from .errors import SimulatorError
-from .model import Model
+from .model import Model, reference
 from .model.tick import GraphEngine, sync_set
 from .network import Network
 from .probes import Trace

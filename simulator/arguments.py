@@ -4,7 +4,7 @@ simulator.render's figure builders), made once where a call enters.
 Each check names the call and the argument, what was expected and what was
 given, in one SimulatorError (a ValueError)::
 
-    Network.random: seed: expected an integer >= 0, got 'x' (str)
+    Model.chain: seed: expected an integer >= 0, got 'x' (str)
 
 and returns the value as the call uses it. Ground floor: numpy and errors only.
 """

@@ -65,7 +65,7 @@ class Backend:
         self.dtype_name = dtype
         self.dtype = getattr(self.xp, dtype)
         self.host_dtype = np.dtype(dtype)
-        # The references (simulator.reference) resolve their namespace with
+        # The oracle (simulator.model.reference) resolves their namespace with
         # array_api_compat, which imports its wrapper for a library on first
         # use: do it here, at construction, not inside a timed simulation.
         array_namespace(self.zeros((1,)))

@@ -18,7 +18,6 @@ from .engine import Engine
 from .errors import BudgetError, SceneError
 from .model import Model
 from .model.compiled import CompiledEngine, jax_available, prefers_compiled
-from .network import Network
 from .probes import format_bytes, parse_bytes
 from .scene import spec_of
 from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, moving_canvas,
@@ -41,13 +40,13 @@ def seeds(seed):
 
 
 def build_network(net, seed):
-    """The initial Network of a NetworkSpec: W ~ N(0, scale²/n_in),
-    b ~ N(0, bias_scale²), drawn from ``seed``; for a graph (``network.layers``)
-    the ``Model.from_layers(layers, input_shape, seed)``."""
+    """The initial Model of a NetworkSpec: the chain ``Model.chain(sizes, ...)``
+    (W ~ N(0, scale²/n_in), b ~ N(0, bias_scale²), drawn from ``seed``), or for
+    a graph (``network.layers``) ``Model.from_layers(layers, input_shape, seed)``."""
     if net.graph:
         return Model.from_layers(net.layer_dicts(), list(net.input_shape), seed=seed)
     sizes, acts = net.shape
-    return Network.random(sizes, acts, seed=seed, scale=net.scale, bias_scale=net.bias_scale)
+    return Model.chain(sizes, acts, seed=seed, scale=net.scale, bias_scale=net.bias_scale)
 
 
 def build_stream(spec, seeds_, loss):
@@ -142,9 +141,9 @@ def engine_options(section, spec, feedback_seed):
 
 class Parts:
     """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
-    ``network`` (a Network, or a Model when ``network.layers`` describes a
-    graph), the input ``stream`` and ``engine_args``; ``engine()`` makes a
-    fresh Engine (the graph engine, a Network run as its Model) from them. Building checks the device and the stream/target
+    ``network`` (a Model: a chain, or the graph ``network.layers`` describes),
+    the input ``stream`` and ``engine_args``; ``engine()`` makes a
+    fresh Engine (the one graph engine) from them. Building checks the device and the stream/target
     pair, so a bad scene is refused here, before any tick."""
 
     def __init__(self, spec):

@@ -15,8 +15,8 @@ import numpy as np
 
 from .backend import Backend
 from .errors import SceneError, SimulatorError
-from .network import Network
-from .reference import forward, forward_arrays
+from .model import Model
+from .model.reference import device_params, evaluate
 
 INPUTS = ("constant", "held", "smooth", "sine", "dataset", "moving")
 TARGETS = ("teacher", "labels")
@@ -167,8 +167,7 @@ def teacher_target(teacher, loss, dtype="float64", device="cpu"):
     backend = None
     if device != "cpu":
         backend = Backend(device, dtype)
-        ws = [backend.asarray(w) for w in teacher.weights]
-        bs = [backend.asarray(b) for b in teacher.biases]
+        params = device_params(backend.xp, teacher, backend.dtype)
 
     def target(u, ids):
         # Once per distinct frame: a held frame repeats its u, so its target
@@ -179,10 +178,9 @@ def teacher_target(teacher, loss, dtype="float64", device="cpu"):
         fresh[1:] = (flat[1:] != flat[:-1]).any(axis=1)
         distinct = u[fresh].astype(dtype, copy=False).reshape(-1, n_in)
         if backend is None:
-            y = forward(teacher, distinct)[0][-1]
+            y = evaluate(teacher, distinct)[1][-1]
         else:
-            y = backend.to_host(forward_arrays(ws, bs, teacher.activations,
-                                               backend.asarray(distinct))[0][-1])
+            y = backend.to_host(evaluate(teacher, backend.asarray(distinct), params)[1][-1])
         if loss == "xent":
             z = np.exp(y - y.max(axis=1, keepdims=True))
             y = z / z.sum(axis=1, keepdims=True)
@@ -192,8 +190,8 @@ def teacher_target(teacher, loss, dtype="float64", device="cpu"):
 
 
 def make_teacher(sizes, activations, seed, scale=1.0):
-    """The teacher network: same shape as the student, its own seed."""
-    return Network.random(sizes, activations, seed=seed, scale=scale)
+    """The teacher network: a chain Model of the student's shape, its own seed."""
+    return Model.chain(sizes, activations, seed=seed, scale=scale)
 
 
 def make_stream(kind, n_in, batch, rng, target, **params):

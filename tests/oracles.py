@@ -1,22 +1,28 @@
 """Independent oracles the tests measure against: central finite differences of
 the loss (no backprop anywhere) and small helpers to drive an engine."""
 import numpy as np
+from array_api_compat import array_namespace
 
-from simulator import reference
 from simulator.backend import to_host
+from simulator.model import reference
 
 
-def finite_difference(net, u, y, loss="mse", eps=1e-6):
-    """∂ℓ/∂W_i by central differences of the instantaneous loss, for every weight."""
+def finite_difference(model, u, y, loss="mse", eps=1e-6, kind="W"):
+    """∂ℓ/∂p by central differences of the instantaneous loss (the forward pass
+    alone, no backprop), for every entry of every parameter "<layer>.<kind>"
+    of the Model (a chain: W_0 … W_{L-1}, or the biases with kind="b"), as a
+    list in ``parameters()`` order."""
+    params = model.parameters()
     grads = []
-    for i, w in enumerate(net.weights):
-        g = np.zeros_like(w)
-        for idx in np.ndindex(w.shape):
-            plus, minus = net.copy(), net.copy()
-            plus.weights[i][idx] += eps
-            minus.weights[i][idx] -= eps
-            g[idx] = (reference.loss_value(plus, u, y, loss)
-                      - reference.loss_value(minus, u, y, loss)) / (2 * eps)
+    for key in [k for k in params if k.endswith(f".{kind}")]:
+        g = np.zeros_like(params[key])
+        for idx in np.ndindex(g.shape):
+            plus, minus = dict(params), dict(params)
+            plus[key], minus[key] = params[key].copy(), params[key].copy()
+            plus[key][idx] += eps
+            minus[key][idx] -= eps
+            g[idx] = (reference.loss_value(model, u, y, loss, plus)
+                      - reference.loss_value(model, u, y, loss, minus)) / (2 * eps)
         grads.append(g)
     return grads
 
@@ -48,8 +54,25 @@ def paths(model):
 
 
 def per_layer(params, key="W"):
-    """A chain's arrays keyed like ``Model.from_network``'s parameters ("1.W",
+    """A chain's arrays keyed like ``Model.chain``'s parameters ("1.W",
     "2.W", …, what ``Engine(network).gradients()``/``parameters()``/
     ``feedback_weights()`` give) as a list in layer order: entry i is W_i's."""
     n = sum(k.endswith("." + key) for k in params)
     return [params[f"{l}.{key}"] for l in range(1, n + 1)]
+
+
+def chain_forward(model, u):
+    """(xs, ds) of a chain Model by the oracle: x^l for l = 0..L and σ'_l at
+    layer l's pre-activation (ds[0] is None)."""
+    pres, outs = reference.evaluate(model, u)
+    xp = array_namespace(u)
+    return outs, [None] + [v.layer.derivative(xp, pres[v.index]) for v in model.vertices[1:]]
+
+
+def chain_backprop(model, u, y, loss="mse", feedback=None):
+    """∂ℓ/∂W of a chain Model by the oracle, as a list (layer 1 first);
+    ``feedback`` optionally replaces W_l (l >= 1) in the backward pass, a list
+    shaped like the weights (entry 0 is never read)."""
+    fb = None if feedback is None else {f"{l + 1}.W": b for l, b in enumerate(feedback) if l}
+    grads = reference.backprop(model, u, y, loss, feedback=fb)
+    return [g for k, g in grads.items() if k.endswith(".W")]

@@ -34,11 +34,12 @@ def test_seeds_are_the_seed_sequence_children():
 
 def test_network_follows_the_scene_keys():
     net = build.build_network(scene.spec_of(diffusion()).network, seed=1)
-    assert [w.shape for w in net.weights] == [(5, 4), (5, 5), (3, 5)]
-    assert list(net.activations) == ["tanh", "tanh", "linear"]
+    assert net.param_shapes() == {"1.W": (5, 4), "1.b": (5,), "2.W": (5, 5), "2.b": (5,),
+                                  "3.W": (3, 5), "3.b": (3,)}
+    assert [v.layer.activation for v in net.vertices[1:]] == ["tanh", "tanh", "linear"]
     # W ~ N(0, scale²/n_in): over many draws the variance is scale²/n_in
     big = scene.spec_of(diffusion(network={"width": 400, "inputs": 400})).network
-    w = build.build_network(big, seed=2).weights[1]
+    w = build.build_network(big, seed=2).parameters()["2.W"]
     assert w.var() * 400 == pytest.approx(0.7 ** 2, rel=0.05)
 
 
@@ -47,8 +48,10 @@ def test_diffusion_run_and_training_build_the_same_network_and_frames():
     t = scene.validate({"kind": "train", "network": dict(NET), "stream": {"kind": "held", "hold": 4},
                         "run": {"seed": 5}, "train": {"loss": "mse"}}, "test")
     run, setup = Prepared("d", d), Setup(scene.spec_of(t))
-    for a, b in zip(run.network.weights, setup.network.weights):
-        np.testing.assert_array_equal(a, b)
+    want = setup.model.parameters()
+    assert list(run.network.parameters()) == list(want)
+    for k, a in run.network.parameters().items():
+        np.testing.assert_array_equal(a, want[k])
     u1, y1, _ = run.stream.take(20)
     u2, y2, _ = setup.new_stream().take(20)
     np.testing.assert_array_equal(u1, u2)
@@ -66,7 +69,8 @@ def test_parts_engine_is_fresh_and_carries_the_rule():
     u, y, _ = parts.stream.take(6)
     for k in range(6):
         e1.step(u[k], y[k])
-    np.testing.assert_array_equal(per_layer(e2.parameters())[0], parts.network.weights[0])   # untouched
+    np.testing.assert_array_equal(per_layer(e2.parameters())[0],
+                                  parts.network.parameters()["1.W"])  # untouched
 
 
 @pytest.mark.parametrize("sections,key", [

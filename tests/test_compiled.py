@@ -159,7 +159,7 @@ def test_auto_choice_follows_the_measured_rule():
         return Network.random([w] * (L + 1), "tanh", seed=0)
     assert compiled.prefers_compiled(chain(16, 9), 1)
     assert compiled.prefers_compiled(Model.from_layers(RESIDUAL, (5,), seed=3), 1)
-    assert not compiled.prefers_compiled(Model.from_network(chain(32, 64)), 8)
+    assert not compiled.prefers_compiled(chain(32, 64), 8)
     assert not compiled.prefers_compiled(chain(128, 6), 16)
     assert not compiled.prefers_compiled(chain(1024, 4), 64)
 

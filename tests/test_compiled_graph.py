@@ -16,7 +16,6 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "golden"))
 import record as golden  # noqa: E402
 
-from simulator import Model, Network  # noqa: E402
 from simulator.errors import NumericalError, SimulatorError  # noqa: E402
 from simulator.model import compiled  # noqa: E402
 from simulator.model.tick import GraphEngine  # noqa: E402
@@ -36,8 +35,7 @@ TOL_ITD = {"itd-y": 1e-12, "itd-dy": 1e-8}
 
 def model_of(name):
     factory, levelled = golden.models()[name]
-    net = factory()
-    return (Model.from_network(net) if isinstance(net, Network) else net), levelled
+    return factory(), levelled
 
 
 def assert_close(got, want, tol, what, scale=None):

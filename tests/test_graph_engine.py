@@ -117,7 +117,7 @@ def test_chain_sigma_tags_follow_the_tick_rule(rng, derivative):
     the output layer's own σ' has frame t−L."""
     L = 4
     net = Network.random([3] * (L + 1), ["tanh"] * L, seed=2)
-    eng = GraphEngine(Model.from_network(net), derivative=derivative)
+    eng = GraphEngine(net, derivative=derivative)
     for t in range(3 * L):
         eng.step(rng.normal(size=(1, 3)), rng.normal(size=(1, 3)))
     tags, t = eng.tags(), eng.tick
@@ -350,7 +350,7 @@ def test_facts_c_d_prime_the_sync_set_is_exact_for_linear_layers(rng, kind):
 def test_sync_set_of_a_chain_is_the_middle_layer(L, want):
     """Fact C: on a chain l_s = (L+1)/2 for odd L, none for even L."""
     net = Network.random([2] * (L + 1), seed=0)
-    assert sync_set(Model.from_network(net)) == want
+    assert sync_set(net) == want
 
 
 def max_pool_vjp(x, delta):

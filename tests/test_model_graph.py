@@ -1,14 +1,13 @@
 """The Model graph: building from layer dicts, backprop on DAGs, levelling, validation.
 
-Oracles: central finite differences of the loss (graph backprop), today's
-chain reference ``simulator.reference`` (Model.from_network), and path
+Oracles: central finite differences of the loss (graph backprop), a chain's
+backprop and the seeded draw of ``Model.chain`` written out, and path
 enumeration written here (levels and levelling).
 """
 import numpy as np
 import pytest
 
 from simulator import Model, Network, SimulatorError
-from simulator import reference as chain_reference
 from simulator.backend import Backend, to_host
 from simulator.model import LayerError
 from simulator.model import reference as R
@@ -142,32 +141,68 @@ def test_feedback_replaces_weights_in_the_backward_pass_only(rng):
     np.testing.assert_allclose(got["b.W"], e.T @ h, rtol=1e-12)
 
 
-@pytest.mark.parametrize("loss", ["mse", "xent", "linear"])
-def test_from_network_backprop_equals_the_chain_reference(rng, loss):
-    net = Network.random([4, 6, 5, 3], ["tanh", "relu", "linear"], seed=7, bias_scale=0.4)
-    model = Model.from_network(net)
-    u, y = rng.normal(size=(3, 4)), target(rng, loss, (3, 3))
-    got = R.backprop(model, u, y, loss)
-    ws = chain_reference.backprop(net, u, y, loss)
-    bs = chain_reference.backprop_biases(net, u, y, loss)
-    assert list(got) == ["1.W", "1.b", "2.W", "2.b", "3.W", "3.b"]
+def test_a_chain_draws_its_weights_then_its_biases_from_the_seeded_generator():
+    """Model.chain: W_l ~ N(0, scale²/n_{l-1}) for every layer, then every b_l
+    ~ N(0, bias_scale²), from numpy's default_rng(seed), written out here;
+    Network.random (the deprecated alias) is the same chain Model."""
+    sizes, seed = [4, 6, 5, 3], 7
+    model = Model.chain(sizes, ["tanh", "relu", "linear"], seed=seed, scale=1.5, bias_scale=0.4)
+    g = np.random.default_rng(seed)
+    ws = [g.normal(0.0, 1.5 / np.sqrt(n), (m, n)) for n, m in zip(sizes[:-1], sizes[1:])]
+    bs = [g.normal(0.0, 0.4, m) for m in sizes[1:]]
+    p = model.parameters()
+    assert list(p) == ["1.W", "1.b", "2.W", "2.b", "3.W", "3.b"]
     for l in range(3):
-        np.testing.assert_allclose(got[f"{l + 1}.W"], ws[l], rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(got[f"{l + 1}.b"], bs[l], rtol=1e-13, atol=1e-15)
-    back = model.to_network()
-    for a, b in zip(back.weights + back.biases, net.weights + net.biases):
+        np.testing.assert_array_equal(p[f"{l + 1}.W"], ws[l])
+        np.testing.assert_array_equal(p[f"{l + 1}.b"], bs[l])
+    assert [model.vertex(str(l)).layer.activation for l in (1, 2, 3)] == ["tanh", "relu", "linear"]
+    assert not Model.chain([3, 2], seed=1).parameters()["1.b"].any()   # bias_scale 0: zeros
+    net = Network.random(sizes, ["tanh", "relu", "linear"], seed=seed, scale=1.5, bias_scale=0.4)
+    assert isinstance(net, Model) and net.sizes == sizes
+    for a, b in zip(net.weights + net.biases, ws + bs):
         np.testing.assert_array_equal(a, b)
-    assert back.activations == net.activations
+    again = Model.from_weights(ws, bs, ["tanh", "relu", "linear"]).parameters()
+    for k in p:
+        np.testing.assert_array_equal(again[k], p[k])
 
 
-def test_a_dense_chain_from_layers_draws_network_randoms_weights():
+@pytest.mark.parametrize("loss", ["mse", "xent", "linear"])
+def test_chain_backprop_equals_backprop_written_out(rng, loss):
+    """The oracle on Model.chain against the chain's backprop written out here:
+    δ^L = σ'_L ⊙ ∂ℓ/∂x^L, δ^l = σ'_l ⊙ (δ^{l+1} W_l), ∂ℓ/∂W = δᵀx, ∂ℓ/∂b = Σ δ."""
+    model = Model.chain([4, 6, 5, 3], ["tanh", "relu", "linear"], seed=7, bias_scale=0.4)
+    p = model.parameters()
+    u, y = rng.normal(size=(3, 4)), target(rng, loss, (3, 3))
+    a1 = u @ p["1.W"].T + p["1.b"]
+    x1 = np.tanh(a1)
+    a2 = x1 @ p["2.W"].T + p["2.b"]
+    x2 = np.maximum(a2, 0.0)
+    x3 = x2 @ p["3.W"].T + p["3.b"]
+    if loss == "mse":
+        d3 = x3 - y
+    elif loss == "linear":
+        d3 = -y
+    else:
+        z = np.exp(x3 - x3.max(axis=1, keepdims=True))
+        d3 = z / z.sum(axis=1, keepdims=True) - y
+    d2 = (a2 > 0) * (d3 @ p["3.W"])
+    d1 = (1 - x1 ** 2) * (d2 @ p["2.W"])
+    want = {"1.W": d1.T @ u, "1.b": d1.sum(0), "2.W": d2.T @ x1, "2.b": d2.sum(0),
+            "3.W": d3.T @ x2, "3.b": d3.sum(0)}
+    got = R.backprop(model, u, y, loss)
+    assert list(got) == list(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14)
+
+
+def test_a_dense_chain_from_layers_draws_the_chains_weights():
     layers = [{"kind": "dense", "units": 5}, {"kind": "dense", "units": 2, "activation": "linear"}]
     model = Model.from_layers(layers, [3], seed=11)
-    net = Network.random([3, 5, 2], seed=11)
+    chain = Model.chain([3, 5, 2], ["tanh", "linear"], seed=11).parameters()
     p = model.parameters()
     assert list(p) == ["1.W", "1.b", "2.W", "2.b"]
-    np.testing.assert_array_equal(p["1.W"], net.weights[0])
-    np.testing.assert_array_equal(p["2.W"], net.weights[1])
+    np.testing.assert_array_equal(p["1.W"], chain["1.W"])
+    np.testing.assert_array_equal(p["2.W"], chain["2.W"])
     assert not p["1.b"].any() and p["1.b"].shape == (5,)
 
 
@@ -321,5 +356,5 @@ def test_wrong_input_and_parameter_shapes_are_errors(rng):
         model.with_parameters({"1.W": np.zeros((2, 4)), "1.b": np.zeros(2)})
     with pytest.raises(SimulatorError, match="missing"):
         model.with_parameters({"1.W": np.zeros((2, 3))})
-    with pytest.raises(SimulatorError, match="chain of dense"):
-        Model.from_layers(conv_residual_layers(), (2, 6, 5)).to_network()
+    with pytest.raises(SimulatorError, match="weights.1. has 3 columns but layer 1 has 2"):
+        Model.from_weights([np.zeros((2, 4)), np.zeros((3, 3))])

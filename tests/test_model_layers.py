@@ -13,7 +13,7 @@ import pytest
 from simulator.backend import Backend, to_host
 from simulator.model.layers import KINDS
 from simulator.model.spec import normalize
-from simulator.network import ACTIVATIONS
+from simulator.model.layers import ACTIVATIONS
 
 EPS = 1e-6
 

@@ -1,6 +1,6 @@
 """Activation Relaxation on graph models (simulator.rules.relaxation), grouped
 by oracle: the chain relaxation written out in numpy here, tick for tick, on
-Model.from_network; K explicit ticks for the closed form on chains, residual,
+Model.chain; K explicit ticks for the closed form on chains, residual,
 conv and attention models, every variant; graph backprop
 (simulator.model.reference) and central finite differences of the loss (the
 relaxed state is ∂ℓ/∂x_v, the weight update is backprop's); the linear
@@ -100,7 +100,7 @@ def test_chain_model_relaxes_tick_for_tick_like_the_written_out_chain(rng, devic
                          seed=int(rng.integers(1 << 30)), scale=1.3, bias_scale=0.3)
     be = Backend(device, "float64")
     u, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
-    ar = ActivationRelaxation(Model.from_network(net), variant, 0.3, 40, feedback_seed=7,
+    ar = ActivationRelaxation(net, variant, 0.3, 40, feedback_seed=7,
                               device=device)
     psi = None
     if ar.feedback is not None:      # B for layers 2..L, W's layout, drawn N(0, 1/fan_in)
@@ -145,7 +145,7 @@ def test_closed_form_is_k_explicit_ticks_on_every_model(rng, which, variant):
     if which == "chain":
         net = Network.random([5, 8, 6, 7, 3], ["relu", "tanh", "logistic", "linear"],
                              seed=int(rng.integers(1 << 30)), scale=1.3, bias_scale=0.3)
-        model, u, y = Model.from_network(net), rng.normal(size=(4, 5)), rng.normal(size=(4, 3))
+        model, u, y = net, rng.normal(size=(4, 5)), rng.normal(size=(4, 3))
     else:
         model, u, y = _problem(rng, which)
     for init in INITS:
@@ -382,6 +382,6 @@ def test_bad_arguments_raise_one_clear_error(rng, kwargs):
 def test_not_a_model_or_missing_feedback_raise(rng):
     model, u, y = _problem(rng, "residual")
     with pytest.raises(SimulatorError):
-        ActivationRelaxation(Network.random([3, 4, 2]))
+        ActivationRelaxation([np.zeros((4, 3)), np.zeros((2, 4))])
     with pytest.raises(SimulatorError):
         relax_model(model, u, y, variant="random", feedback={"o.W": np.zeros((3, 6))})

@@ -251,7 +251,7 @@ def test_chain_and_graph_engines_name_the_same_first_nonfinite_tick():
     u, y, _ = diverging()[2].take(300)
     want = first_nonfinite(net, kw, u, y)
     found = []
-    for engine in (Engine(net, **kw), GraphEngine(Model.from_network(net), **kw)):
+    for engine in (Engine(net, **kw), GraphEngine(net, **kw)):
         with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
             engine.run(Frames(u, y), 300, chunk=7)
         found.append((err.value.tick, err.value.layer, err.value.what))

@@ -41,7 +41,7 @@ def _oracle_cos(sc):
     nets, cos, norms = [], [], []
     for t in range(T):
         eng.step(u[t], y[t])
-        nets.append(eng.current_model().to_network())
+        nets.append(eng.current_model())
         if t % sc["record"]["every"]:
             continue
         g = per_layer(eng.gradients())
@@ -53,7 +53,7 @@ def _oracle_cos(sc):
                 row.append(np.nan)
                 nrow.append(np.nan)
                 continue
-            G = reference.backprop(nets[s], u[s], y[s], eng.loss)[l]
+            G = reference.backprop(nets[s], u[s], y[s], eng.loss)[f"{l + 1}.W"]
             with np.errstate(invalid="ignore", divide="ignore"):
                 row.append(float(np.sum(g[l] * G) / (np.linalg.norm(g[l]) * np.linalg.norm(G))))
             nrow.append(float(np.linalg.norm(G)))

@@ -1,5 +1,5 @@
 """Activation Relaxation on dense chains (simulator.rules.relaxation on
-Model.from_network, and the paper's experiments in
+Model.chain (a Network is one), and the paper's experiments in
 simulator.experiments.activation_relaxation), grouped by oracle:
 reference backprop and finite differences (convergence to ∂ℓ/∂x^l), a dense
 iteration matrix (the linear analysis), closed-form fixed points of each
@@ -13,7 +13,6 @@ import pytest
 
 from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
-from simulator.model import Model
 from simulator.model import reference as R
 from simulator.model.layers import Dense
 from simulator.rules.relaxation import (INITS, VARIANTS, ActivationRelaxation, leading_decay,
@@ -69,8 +68,8 @@ def _backprop_activation_grads(net, u, y, feedback=None):
 
 
 def _ar(net, *args, **kw):
-    """The learner on the chain ``net`` (Model.from_network: layer l is vertex l)."""
-    return ActivationRelaxation(Model.from_network(net), *args, **kw)
+    """The learner on the chain ``net`` (a Network is a chain Model: layer l is vertex l)."""
+    return ActivationRelaxation(net, *args, **kw)
 
 
 def _weights(ar):
@@ -99,7 +98,7 @@ def _bp(net, u, y, feedback=None):
     """The oracle's (simulator.model.reference) ΔW and Δb lists on the chain."""
     fb = None if feedback is None else {f"{l + 1}.W": feedback[l]
                                         for l in range(1, net.depth)}
-    g = R.backprop(Model.from_network(net), u, y, feedback=fb)
+    g = R.backprop(net, u, y, feedback=fb)
     return [g[f"{l + 1}.W"] for l in range(net.depth)], [g[f"{l + 1}.b"] for l in range(net.depth)]
 
 
@@ -129,7 +128,7 @@ def test_exact_relaxes_to_backprop_activation_gradients(rng, sizes, acts):
         assert rec.errors[100, 1] > 1e-6
     assert np.all(rec.errors[-1, 1:] <= 1e-10) and np.isnan(rec.errors[0, 0])
     # the experiments' backprop gradients (Fig. 1's grad_error) are the same
-    helper = true_activation_gradients(Model.from_network(net), u, y)
+    helper = true_activation_gradients(net, u, y)
     for l in range(1, net.depth + 1):
         assert _rel(helper[l], truth[l]) <= 1e-12
 

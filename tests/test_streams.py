@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from simulator import Network
+from simulator import Model
 from simulator.errors import SimulatorError
 from simulator.streams import (ConstantStream, HeldStream, SineStream, SmoothStream,
                                make_stream, teacher_target)
@@ -61,10 +61,10 @@ def test_sine_and_constant():
 
 
 def test_teacher_targets_are_the_teachers_instantaneous_output():
-    teacher = Network.random([3, 4, 2], ["tanh", "linear"], seed=4)
+    teacher = Model.chain([3, 4, 2], ["tanh", "linear"], seed=4)
     u = np.random.default_rng(4).normal(size=(2, 5, 3))
     y = teacher_target(teacher, "mse")(u, None)
-    w0, w1 = teacher.weights
+    w0, w1 = teacher.parameters()["1.W"], teacher.parameters()["2.W"]
     np.testing.assert_allclose(y[1, 3], w1 @ np.tanh(w0 @ u[1, 3]), rtol=1e-12)
     p = teacher_target(teacher, "xent")(u, None)
     np.testing.assert_allclose(p.sum(axis=-1), 1.0)
@@ -74,10 +74,10 @@ def test_teacher_targets_on_a_device_equal_the_hand_written_teacher(device):
     """On a device the teacher's products run there (its weights copied once);
     the targets come back as float64 host arrays equal to the hand-written
     teacher, held frames repeated."""
-    teacher = Network.random([3, 4, 2], ["tanh", "linear"], seed=4)
+    teacher = Model.chain([3, 4, 2], ["tanh", "linear"], seed=4)
     u = np.random.default_rng(4).normal(size=(4, 5, 3))
     u[2] = u[1]
-    w0, w1 = teacher.weights
+    w0, w1 = teacher.parameters()["1.W"], teacher.parameters()["2.W"]
     for loss in ("mse", "xent"):
         y = teacher_target(teacher, loss, "float64", device)(u, None)
         assert type(y) is np.ndarray and y.dtype == np.float64 and y.shape == (4, 5, 2)
@@ -97,9 +97,9 @@ def test_bad_stream_requests():
 def test_teacher_targets_computed_once_per_distinct_frame_equal_per_tick_ones():
     """The teacher runs once per distinct frame (held and crossfaded frames
     included); every tick's target equals the teacher applied to that tick."""
-    from simulator.reference import forward
     from simulator.streams import HeldStream, make_teacher, teacher_target
     teacher = make_teacher([4, 6, 3], ["tanh", "linear"], seed=5)
+    p = teacher.parameters()
     calls = []
     target = teacher_target(teacher, "xent")
 
@@ -109,7 +109,7 @@ def test_teacher_targets_computed_once_per_distinct_frame_equal_per_tick_ones():
     stream = HeldStream(4, 2, np.random.default_rng(1), counting, hold=5, crossfade=2)
     u, y, _ = stream.take(23)
     for k in range(23):
-        z = forward(teacher, u[k])[0][-1]
+        z = np.tanh(u[k] @ p["1.W"].T + p["1.b"]) @ p["2.W"].T + p["2.b"]
         want = np.exp(z - z.max(axis=1, keepdims=True))
         np.testing.assert_allclose(y[k], want / want.sum(axis=1, keepdims=True), rtol=1e-13)
     fresh = 1 + int(np.sum(np.any(u[1:] != u[:-1], axis=(1, 2))))

@@ -37,16 +37,20 @@ def test_backprop_step_matches_finite_differences(rng):
     learner = training.BackpropLearner(net, "mse", eta)
     learner.step(u, y)
     h = 1e-6
+    new = learner.network().parameters()
+    W, B = net.weights, net.biases
+    after_w = [new[f"{l}.W"] for l in range(1, net.depth + 1)]
+    after_b = [new[f"{l}.b"] for l in range(1, net.depth + 1)]
     for i in range(net.depth):
-        for params, after in ((net.weights, learner.net.weights), (net.biases, learner.net.biases)):
+        for params, after in ((W, after_w), (B, after_b)):
             fd = np.zeros_like(params[i])
             for idx in np.ndindex(params[i].shape):
                 plus = [p.copy() for p in params]
                 minus = [p.copy() for p in params]
                 plus[i][idx] += h
                 minus[i][idx] -= h
-                ws_p, bs_p = (plus, net.biases) if params is net.weights else (net.weights, plus)
-                ws_m, bs_m = (minus, net.biases) if params is net.weights else (net.weights, minus)
+                ws_p, bs_p = (plus, B) if params is W else (W, plus)
+                ws_m, bs_m = (minus, B) if params is W else (W, minus)
                 fd[idx] = (_loss_by_hand(ws_p, bs_p, u, y) - _loss_by_hand(ws_m, bs_m, u, y)) / (2 * h)
             np.testing.assert_allclose((params[i] - after[i]) / eta, fd, rtol=1e-6, atol=1e-8)
 
@@ -68,8 +72,9 @@ def _diffusion_vs_backprop(eta, steps, depth=3):
     for _ in range(steps):
         engine.step(u, y)
         bp.step(u, y)
-    diff = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(per_layer(engine.parameters()), bp.net.weights)))
-    moved = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(bp.net.weights, net.weights)))
+    learned = [w for k, w in bp.network().parameters().items() if k.endswith(".W")]
+    diff = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(per_layer(engine.parameters()), learned)))
+    moved = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(learned, net.weights)))
     return diff, moved
 
 
@@ -123,8 +128,7 @@ def test_zero_learning_rate_gives_identical_curves_for_every_rule():
 
 
 def test_alignment_angle_closed_forms():
-    net = Network.random([20, 30, 30, 5], ["tanh", "tanh", "linear"], seed=2)
-    model = Model.from_network(net)
+    model = Model.chain([20, 30, 30, 5], ["tanh", "tanh", "linear"], seed=2)
     exact = training.alignment_angles(Engine(model, feedback="transpose"))
     assert len(exact) == 2 and np.allclose(exact, 0.0, atol=1e-6)
     # independent Gaussian W and B: cos ~ N(0, 1/n) for n entries, so five
@@ -134,7 +138,7 @@ def test_alignment_angle_closed_forms():
     assert len(rand) == len(sizes)
     for angle, n in zip(rand, sizes):
         assert abs(np.cos(np.radians(angle))) < 5 / np.sqrt(n)
-    assert training.alignment_angles(training.BackpropLearner(net, "mse", 0.1)) == []
+    assert training.alignment_angles(training.BackpropLearner(model, "mse", 0.1)) == []
 
 
 def test_blow_up_is_reported_not_raised():
@@ -231,8 +235,8 @@ def test_gradient_angles_of_a_chain_engine(rng):
     for _ in range(3 * net.depth):
         diff.step(u, y)
     assert max(training.gradient_angles(diff, lambda s: (u, y), "mse")) < 1e-4
-    fa = Engine(Model.from_network(net), loss="mse", feedback="random", feedback_seed=3,
-                batch=2)
+    fa = Engine(Model.chain([5, 7, 6, 3], ["tanh", "tanh", "linear"], seed=4), loss="mse",
+                feedback="random", feedback_seed=3, batch=2)
     for _ in range(3 * net.depth):
         fa.step(u, y)
     fb = fa.feedback_weights()
@@ -265,7 +269,7 @@ def test_gradient_angles_compare_each_layer_with_the_frame_of_its_error(rng):
     def frame(s):
         return (U[s], Y[s]) if -1 <= s < n else None
     opts = dict(loss="mse", derivative="frame", pairing="frame", supervision_delay=L, batch=2)
-    for eng in (GraphEngine(Model.from_network(net), **opts),):
+    for eng in (GraphEngine(net, **opts),):
         for k in range(n):
             eng.step(U[k], Y[k])
         assert max(training.gradient_angles(eng, frame, "mse")) < 1e-4   # arccos near 1: ~1e-6°

@@ -1,5 +1,5 @@
 """The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
-run on ``simulator.rules.relaxation`` (the paper's chains as ``Model.from_network``):
+run on ``simulator.rules.relaxation`` (the paper's chains as ``Model.chain``):
 Fig. 1 (``run_converge``: one batch relaxed at several η_x, error to the
 fixed point per tick and layer, against the exact linear analysis) and
 Figs. 2–3 (``run_train``: every AR variant and plain backprop trained on the
@@ -22,7 +22,6 @@ from ..model.graph import Model
 from ..rules.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
                                check_variant, model_weight_gradients, predicted_errors,
                                relax_sweep)
-from ..network import Network
 from ..options import loss_and_grad
 
 PAPER_SIZES = (64, 300, 300, 100, 10)
@@ -66,11 +65,9 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     etas = [check_eta_x(e) for e in np.atleast_1d(eta_x)]
     iterations = check_count("iterations", iterations)
     batch = check_count("batch", batch, minimum=1)
-    network = Network.random(sizes, activations, seed=seed, scale=weight_scale,
-                             bias_scale=bias_scale)
-    if network.depth < 2:
+    model = Model.chain(sizes, activations, seed=seed, scale=weight_scale, bias_scale=bias_scale)
+    if model.depth < 2:
         raise SimulatorError("relaxation needs at least one hidden layer (L >= 2)")
-    model = Model.from_network(network)
     u_host, y_host = convergence_batch(data, list(sizes), batch, seed, split_seed)
     learner = ActivationRelaxation(model, variant, etas[0], iterations, loss, init,
                                    feedback_seed=(seed, 1), feedback_scale=feedback_scale,
@@ -82,7 +79,7 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     bp_x = true_activation_gradients(model, u, y, loss)
     bp = reference.backprop(model, u, y, loss)
     keys = [k for k in model.param_keys() if k.endswith(".W")]
-    L = network.depth
+    L = model.depth
     out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
     # A relative error to a fixed point (or gradient) of 0 is NaN by design
     # (e.g. zero weights): numpy's 0/0 warnings would only repeat that.
@@ -102,7 +99,7 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
     result["grad_error"] = np.array(grad_error)
     result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
-                  variant=variant, sizes=list(network.sizes))
+                  variant=variant, sizes=[int(n) for n in sizes])
     return result
 
 
@@ -246,8 +243,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
                   "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
     diverged_at = {n: np.full(len(seeds), -1) for n in names}
     for s, seed in enumerate(seeds):
-        network = Model.from_network(Network.random(sizes, activations, seed=seed,
-                                                    scale=weight_scale, bias_scale=bias_scale))
+        network = Model.chain(sizes, activations, seed=seed, scale=weight_scale,
+                              bias_scale=bias_scale)
         for name in names:
             if name == BASELINE:
                 be = Backend("cpu", "float64")

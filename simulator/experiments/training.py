@@ -10,8 +10,8 @@ baseline ``backprop``: instantaneous backprop on every tick's frame with the
 same learning rate. Every ``eval_every`` ticks the current weights are tested
 with an instantaneous forward pass (accuracy and mean loss on the test set).
 
-The network is a chain (``Network``) or any graph of layers (``network.layers``,
-a ``Model``): the tick-engine rules run on either. Two rules that are not tick
+The network is a ``Model``: a chain (``Model.chain``) or any graph of layers
+(``network.layers``); every rule runs on it. Two rules that are not tick
 engines run on the same model, frames and initial weights: ``ar`` (Activation
 Relaxation, paper 001: K relaxation ticks per frame, then the update) and
 ``zil`` (Z-IL, paper 002: one Z-IL update per frame, on the levelled model).
@@ -24,14 +24,12 @@ import numpy as np
 from ..build import build_network, build_stream, engine_options, seeds
 from ..datasets import load_dataset
 from ..errors import NumericalError
-from ..model.graph import Model
-from ..rules.predictive_coding import zil_model
 from ..model.reference import backprop as model_backprop
 from ..model.reference import evaluate as model_evaluate
-from ..rules.relaxation import ActivationRelaxation
 from ..model.tick import GraphEngine
-from ..reference import factors, forward
 from ..options import loss_and_grad
+from ..rules.predictive_coding import zil_model
+from ..rules.relaxation import ActivationRelaxation
 from ..scene import spec_of
 from ..streams import make_teacher, moving_canvas, render, teacher_target
 
@@ -64,10 +62,7 @@ class Setup:
         self.spec = spec
         self.sizes, self.acts = spec.network.shape
         self.seeds = seeds(spec.run.seed)
-        self.network = build_network(spec.network, self.seeds.network)
-        # The same initial weights as a graph: what the ar and zil rules run on.
-        self.model = (self.network if isinstance(self.network, Model)
-                      else Model.from_network(self.network))
+        self.model = build_network(spec.network, self.seeds.network)
         self.classify = spec.target.kind == "labels"
         self.new_stream()          # fail before any work on a bad stream/target/shape
         self.test_x, self.test_y = self._test_set(spec)
@@ -119,31 +114,24 @@ class Setup:
 
 class BackpropLearner:
     """The baseline: instantaneous backprop on each tick's frame,
-    W ← W − η ∂ℓ(u_t, y_t)/∂W (summed over the batch, biases too); on a chain
-    ``Network`` or a graph ``Model``."""
+    W ← W − η ∂ℓ(u_t, y_t)/∂W (summed over the batch, biases too), by the
+    oracle's backprop on the ``Model``."""
 
-    def __init__(self, network, loss, learning_rate, weight_decay=0.0):
-        self.graph = isinstance(network, Model)
-        self.net = network if self.graph else network.copy()
-        self.params = network.parameters() if self.graph else None
+    def __init__(self, model, loss, learning_rate, weight_decay=0.0):
+        self.net, self.params = model, model.parameters()
         self.loss, self.eta, self.decay = loss, float(learning_rate), float(weight_decay)
 
     def step(self, u, y):
         """One tick of online backprop on frame (u, y), u (B, *input shape), y (B, n_L)."""
         keep = 1.0 - self.eta * self.decay
-        if self.graph:
-            grads = model_backprop(self.net, u, y.reshape((len(y),) + self.net.output_shape),
-                                   self.loss, self.params)
-            self.params = {k: (keep * p if k.endswith(".W") else p) - self.eta * grads[k]
-                           for k, p in self.params.items()}
-            return
-        pairs, _ = factors(self.net, u, y, self.loss)
-        for i, (x, d) in enumerate(pairs):
-            self.net.weights[i] = keep * self.net.weights[i] - self.eta * (d.T @ x)
-            self.net.biases[i] = self.net.biases[i] - self.eta * d.sum(axis=0)
+        grads = model_backprop(self.net, u, y.reshape((len(y),) + self.net.output_shape),
+                               self.loss, self.params)
+        decay = keep != 1.0     # (1 − ηλ)W only with weight decay: W · 1.0 is W
+        self.params = {k: (keep * p if decay and k.endswith(".W") else p) - self.eta * grads[k]
+                       for k, p in self.params.items()}
 
     def network(self):
-        return self.net.with_parameters(self.params) if self.graph else self.net
+        return self.net.with_parameters(self.params)
 
 
 class RelaxationLearner:
@@ -187,7 +175,7 @@ def make_learner(rule, setup):
     """The learner for one rule, starting from the setup's initial weights."""
     train = setup.spec.train
     if rule == "backprop":
-        return BackpropLearner(setup.network, train.loss, train.learning_rate,
+        return BackpropLearner(setup.model, train.loss, train.learning_rate,
                                train.weight_decay)
     if rule == "ar":
         return RelaxationLearner(setup.model, train, setup.seeds.feedback)
@@ -209,10 +197,7 @@ def evaluate(network, x, y, loss, classify):
     """Test (accuracy, mean loss) of the instantaneous forward pass; accuracy is
     NaN for regression targets."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if isinstance(network, Model):
-            out = model_evaluate(network, x)[1][-1].reshape(len(x), -1)
-        else:
-            out = forward(network, x)[0][-1]
+        out = model_evaluate(network, x)[1][-1].reshape(len(x), -1)
         value = float(loss_and_grad(np, loss, out, y)[0]) / len(x)
     acc = float(np.mean(np.argmax(out, axis=1) == np.argmax(y, axis=1))) if classify else np.nan
     return acc, value
@@ -265,7 +250,7 @@ class RuleRun:
         self.keep = 2 * len(setup.model.vertices) + setup.spec.train.supervision_delay + 2
         self.learner = make_learner(rule, setup)
         loss = setup.spec.train.loss
-        acc0, self.loss0 = evaluate(setup.network, setup.test_x, setup.test_y, loss,
+        acc0, self.loss0 = evaluate(setup.model, setup.test_x, setup.test_y, loss,
                                     setup.classify)
         # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
         self.angles = alignment_angles if rule in ALIGNMENT_RULES else (lambda _: [])

@@ -39,11 +39,9 @@ from ..arguments import check_run
 from ..backend import Backend
 from ..drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
-from ..network import Network
 from ..options import set_rule_options
 from . import compiled_step as step
 from .compiled_step import chunk_loop, initial_state, paired, Plan
-from .graph import Model
 from .tick import FINITE_QUANTITIES, GraphEngine
 
 # The optional extra, loaded on first use (``_load_jax``): importing jax
@@ -84,16 +82,13 @@ def _load_jax():
 
 
 def prefers_compiled(model, batch):
-    """Whether the compiled loop is the faster executor for ``model`` (a Model
-    or a Network) at ``batch``, by the measured rule above: True while batch ×
-    the largest weight stays within SMALL_VERTEX_MACS and the model has at most
+    """Whether the compiled loop is the faster executor for ``model`` at
+    ``batch``, by the measured rule above: True while batch × the largest
+    weight stays within SMALL_VERTEX_MACS and the model has at most
     MAX_VERTICES vertices; False otherwise and without jax."""
-    if isinstance(model, Network):
-        weights, n = model.weights, len(model.weights) + 1
-    else:
-        weights = [a for k, a in model.parameters().items() if k.endswith(".W")]
-        n = len(model)
-    largest = max((int(np.prod(np.shape(w))) for w in weights), default=0)
+    n = len(model)
+    largest = max((int(np.prod(s)) for k, s in model.param_shapes().items() if k.endswith(".W")),
+                  default=0)
     return jax_available() and batch * largest <= SMALL_VERTEX_MACS and n <= MAX_VERTICES
 
 
@@ -138,8 +133,7 @@ class CompiledEngine:
     """GraphEngine's tick rule (SPEC §1, "Graphs") compiled with jax:
     ``run_chunk(U, Y)`` scans a whole chunk of ticks in one call.
 
-    Same keywords as ``GraphEngine`` (a ``Network`` is run as
-    ``Model.from_network``; ``device`` must be "cpu" or "jax": the loop runs on
+    Same keywords as ``GraphEngine`` (``device`` must be "cpu" or "jax": the loop runs on
     jax's default CPU device) and its surface: ``step``, ``run``,
     ``check_finite``, ``state_views``, ``gradient_factors``, the accessors
     (``activity``, ``preactivation``, ``delta``, ``gradients``,
@@ -155,8 +149,6 @@ class CompiledEngine:
             raise DeviceError(f"the compiled tick loop needs jax: {INSTALL_HINT}")
         if device not in ("cpu", "jax"):
             raise DeviceError(f"the compiled tick loop runs on the cpu; got device {device!r}")
-        if isinstance(model, Network):
-            model = Model.from_network(model)
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
         # A batch-1 numpy GraphEngine with the same model (parameters zeroed:

@@ -24,8 +24,8 @@ compares an option name.
 """
 import numpy as np
 
-from ..network import ACTIVATIONS
 from ..options import loss_grad
+from .layers import ACTIVATIONS
 from .reference import vertex_params
 
 
@@ -41,7 +41,7 @@ def _runs(names):
 
 def _activate(name, pre, x, s):
     """x = σ(pre) and (unless s is None) s = σ'(pre), into x and s (numpy);
-    the same operations as ``network.ACTIVATIONS`` so the numbers match.
+    the same operations as ``layers.ACTIVATIONS`` so the numbers match.
     ``linear`` leaves s alone (its σ' buffers hold ones)."""
     if name == "tanh":
         np.tanh(pre, out=x)

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arguments import check_seed, check_type, fail
+from ..arguments import check_int, check_number, check_seed, fail
 from ..backend import rng
 from ..errors import MissingKeyError, SimulatorError
-from ..network import Network
-from .layers import KINDS, Layer, Unfit
+from .layers import ACTIVATIONS, KINDS, Layer, Unfit
 from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
 
 
@@ -42,7 +41,7 @@ class Vertex:
 
 class Model:
     """A graph of layers with its parameters; build it with ``from_layers``,
-    ``from_network`` or ``level``. Immutable: ``with_parameters`` returns a copy."""
+    ``chain``, ``from_weights`` or ``level``. Immutable: ``with_parameters`` returns a copy."""
 
     def __init__(self, input_shape, vertices, params):
         self.input_shape = tuple(input_shape)
@@ -58,7 +57,7 @@ class Model:
         Generator in list order, all weights first then all biases:
         W ~ N(0, scale²/fan_in) (fan_in = n_in for dense, C_in·kh·kw for conv2d),
         b ~ N(0, bias_scale²) or zeros when bias_scale = 0 — so a dense chain
-        gets the weights of ``Network.random(sizes, seed=seed)``."""
+        gets the weights of ``Model.chain(sizes, seed=seed)``."""
         check_seed("Model.from_layers", seed)
         input_shape, cfgs = _configs(layers, input_shape)
         shell = cls._assemble(cfgs, input_shape)
@@ -71,7 +70,7 @@ class Model:
             drawn[c["name"]].update(layer.init_biases(g, c.get("bias_scale", 0.0)))
         params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
                   for p in v.param_names}
-        return cls(input_shape, shell.vertices, params)
+        return Model(input_shape, shell.vertices, params)
 
     @classmethod
     def skeleton(cls, layers, input_shape):
@@ -125,42 +124,65 @@ class Model:
             vertices.append(Vertex(len(vertices), c["name"], c["kind"], parents, layer.shape,
                                    layer, c))
         _check_reaches_output(cfgs, vertices, index)
-        return cls(input_shape, vertices, params or {})
+        return Model(input_shape, vertices, params or {})
 
     @classmethod
-    def from_network(cls, network):
-        """The dense chain of a ``Network``: layer l (1..L) is named str(l), so
-        ``parameters()`` holds "l.W" = network.weights[l-1] and "l.b" =
-        network.biases[l-1] (copies); σ of layer l is network.activations[l-1]."""
-        check_type("Model.from_network", "network", network, Network, "a simulator.Network")
+    def from_weights(cls, weights, biases=None, activations="tanh"):
+        """The chain of dense layers of these arrays: layer l (1..L) is named
+        str(l), with "l.W" = weights[l-1] (n_l x n_{l-1}), "l.b" = biases[l-1]
+        (zeros when ``biases`` is None) and σ ``activations[l-1]`` (one name
+        applies to every layer); float64 copies."""
+        call = "Model.from_weights"
+        weights = _float_arrays(call, "weights", weights)
+        if not weights:
+            raise SimulatorError(f"{call}: a chain needs at least one weight matrix (L >= 1)")
+        for i, w in enumerate(weights):
+            if w.ndim != 2:
+                raise SimulatorError(f"{call}: weights[{i}] must be 2-D, got shape {w.shape}")
+            if i and w.shape[1] != weights[i - 1].shape[0]:
+                raise SimulatorError(f"{call}: weights[{i}] has {w.shape[1]} columns but layer "
+                                     f"{i} has {weights[i - 1].shape[0]} neurons")
+        if biases is None:
+            biases = [np.zeros(w.shape[0]) for w in weights]
+        biases = [b.reshape(-1) for b in _float_arrays(call, "biases", biases)]
+        if len(biases) != len(weights) or any(
+                b.shape[0] != w.shape[0] for b, w in zip(biases, weights)):
+            raise SimulatorError(f"{call}: biases must be one vector of n_l entries per "
+                                 "weight matrix")
+        if isinstance(activations, str):
+            activations = [activations] * len(weights)
+        if not isinstance(activations, (list, tuple)) or len(activations) != len(weights) or any(
+                not isinstance(a, str) or a not in ACTIVATIONS for a in activations):
+            fail(call, "activations", f"a name ({', '.join(ACTIVATIONS)}) or a list of "
+                 f"{len(weights)}, one per layer", activations)
         cfgs = [{"name": str(l + 1), "kind": "dense", "from": (INPUT if l == 0 else str(l),),
                  "units": int(w.shape[0]), "activation": a, "scale": 1.0, "bias_scale": 0.0}
-                for l, (w, a) in enumerate(zip(network.weights, network.activations))]
+                for l, (w, a) in enumerate(zip(weights, activations))]
         params = {}
-        for l, (w, b) in enumerate(zip(network.weights, network.biases)):
-            params[f"{l + 1}.W"] = np.array(w, dtype=np.float64)
-            params[f"{l + 1}.b"] = np.array(b, dtype=np.float64)
-        return cls._assemble(cfgs, (int(network.weights[0].shape[1]),), params)
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            params[f"{l + 1}.W"], params[f"{l + 1}.b"] = w, b
+        return cls._assemble(cfgs, (int(weights[0].shape[1]),), params)
 
     @classmethod
     def chain(cls, sizes, activations="tanh", seed=0, scale=1.0, bias_scale=0.0):
         """A chain of dense layers of widths ``sizes`` (layers 0..L; layer l is
-        named str(l)) with σ ``activations`` (one name, or one per layer 1..L):
-        exactly the weights and biases of ``Network.random(sizes, activations,
-        seed, scale, bias_scale)`` (W ~ N(0, scale²/n_in), then b ~ N(0, bias_scale²))."""
-        return cls.from_network(Network.random(sizes, activations, seed, scale, bias_scale))
-
-    def to_network(self):
-        """The ``Network`` of a model that is a chain of dense layers over a flat
-        input (weights and biases copied); raises otherwise."""
-        chain = all(v.kind == "dense" and v.parents == (v.index - 1,) for v in self.vertices[1:])
-        if not chain or len(self.input_shape) != 1:
-            raise SimulatorError("only a chain of dense layers over a flat input converts "
-                                 "to a Network")
-        layers = self.vertices[1:]
-        return Network([self._params[f"{v.name}.W"].copy() for v in layers],
-                       [self._params[f"{v.name}.b"].copy() for v in layers],
-                       [v.layer.activation for v in layers])
+        named str(l)) with σ ``activations`` (one name, or one per layer 1..L).
+        From the seeded host Generator, all weights first, then all biases:
+        W_l ~ N(0, scale²/n_{l-1}), then b_l ~ N(0, bias_scale²) (zeros when
+        bias_scale = 0) — the draw of ``from_layers`` on the same dense layers."""
+        call = "Model.chain"
+        if not isinstance(sizes, (list, tuple, np.ndarray)) or len(sizes) < 2:
+            fail(call, "sizes", "a list of at least two widths (layers 0..L)", sizes)
+        sizes = [check_int(call, f"sizes[{i}]", n, 1) for i, n in enumerate(sizes)]
+        check_seed(call, seed)
+        scale = check_number(call, "scale", scale, 0.0)
+        bias_scale = check_number(call, "bias_scale", bias_scale, 0.0)
+        g = rng(seed)
+        weights = [g.normal(0.0, scale / np.sqrt(n_in), (n_out, n_in))
+                   for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        biases = [g.normal(0.0, bias_scale, n_out) if bias_scale else np.zeros(n_out)
+                  for n_out in sizes[1:]]
+        return cls.from_weights(weights, biases, activations)
 
     def to_layers(self):
         """The layer dicts (TOML-ready, every field explicit) that rebuild this
@@ -291,6 +313,20 @@ class Model:
                 parents.append(p)
             cfgs.append({**v.cfg, "from": tuple(parents)})
         return Model._assemble(cfgs, self.input_shape, self.parameters())
+
+
+def _float_arrays(call, name, values):
+    """A list of float64 copies of ``values`` (one array per layer); one
+    SimulatorError naming the entry that is not made of numbers."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        fail(call, name, "a list of arrays, one per layer", values)
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(np.array(v, dtype=np.float64))
+        except (TypeError, ValueError):
+            fail(call, f"{name}[{i}]", "an array of numbers", v)
+    return out
 
 
 def _configs(layers, input_shape):

@@ -55,16 +55,46 @@ Exact semantics (enough to rebuild a model from ``parameters()``):
 ``derivative`` option names (``local``: those that made the value δ was
 computed from; ``frame``: those of δ's frame), as it does σ'.
 
-Activations are those of ``simulator.network.ACTIVATIONS`` (σ applied
-elementwise to pre). pool, flatten and identity have none (linear).
+Activations are those of ``ACTIVATIONS`` below (σ applied elementwise to
+pre), their one home: the scene's choices, the fast executor and the oracle
+read them here. pool, flatten and identity have none (linear).
 """
 import abc
 import math
 
 import numpy as np
 
-from ..network import ACTIVATIONS
 from .windows import crop2d, out_size, pad2d, scatter, slices, windows, zeros
+
+
+def _tanh(xp, a):
+    x = xp.tanh(a)
+    return x, 1.0 - x * x
+
+
+def _logistic(xp, a):
+    x = 1.0 / (1.0 + xp.exp(-a))
+    return x, x * (1.0 - x)
+
+
+def _relu(xp, a):
+    x = xp.maximum(a, xp.zeros_like(a))
+    return x, xp.astype(a > 0, a.dtype)
+
+
+def _linear(xp, a):
+    return a, xp.ones_like(a)
+
+
+# name -> f(xp, a) returning (σ(a), σ'(a)) in a's namespace; σ(0) = 0 except
+# for logistic (ZERO_AT_ZERO), which matters to an engine that pads with zeros.
+ACTIVATIONS = {"tanh": _tanh, "logistic": _logistic, "relu": _relu, "linear": _linear}
+ZERO_AT_ZERO = {"tanh": True, "logistic": False, "relu": True, "linear": True}
+
+
+def activate(xp, name, a):
+    """σ(a) and σ'(a) of the named activation, in a's namespace."""
+    return ACTIVATIONS[name](xp, a)
 
 
 class Unfit(Exception):

@@ -22,8 +22,8 @@ def check_call(call, model, u, y=None, loss=None, params=None, feedback=None, le
     ``target`` is False: a forward pass), ``params``
     and ``feedback`` dicts keyed like ``model.parameters()`` (feedback: some
     of its "<layer>.W" keys)."""
-    check_type(call, "model", model, Model, "a simulator.Model (simulator.reference "
-               "takes a Network)")
+    check_type(call, "model", model, Model, "a simulator.Model (Model.chain(sizes, ...) "
+               "for a chain)")
     check_array(call, "u", u, ndim=lead + len(model.input_shape))
     if tuple(u.shape[lead:]) != model.input_shape:
         fail(call, "u", f"an array of shape ({', '.join(['batch', 'frames'][:lead][::-1])}, "
@@ -82,6 +82,11 @@ def factors(model, u, y, loss="mse", params=None, feedback=None):
     backward pass (feedback-alignment baselines). deltas[0] is None.
     """
     check_call("model.reference.factors", model, u, y, loss, params, feedback)
+    return _factors(model, u, y, loss, params, feedback)
+
+
+def _factors(model, u, y, loss, params, feedback):
+    """``factors`` of arguments already checked (once, by the public call)."""
     xp = array_namespace(u)
     pres, outs = evaluate(model, u, params)
     p = device_params(xp, model, u.dtype, params)
@@ -112,7 +117,7 @@ def backprop(model, u, y, loss="mse", params=None, feedback=None):
     the vertex's δ paired with its inputs)."""
     check_call("model.reference.backprop", model, u, y, loss, params, feedback)
     xp = array_namespace(u)
-    outs, deltas, _ = factors(model, u, y, loss, params, feedback)
+    outs, deltas, _ = _factors(model, u, y, loss, params, feedback)
     grads = {}
     for v in model.vertices[1:]:
         if v.param_names:
@@ -137,7 +142,7 @@ def frame_gradients(model, u, y, loss="mse", params=None):
     F, B = int(u.shape[0]), int(u.shape[1])
     flat_u = xp.reshape(u, (F * B,) + tuple(u.shape[2:]))
     flat_y = xp.reshape(y, (F * B,) + tuple(y.shape[2:]))
-    outs, deltas, _ = factors(model, flat_u, flat_y, loss, params)
+    outs, deltas, _ = _factors(model, flat_u, flat_y, loss, params, None)
     grads = {}
     for v in model.vertices[1:]:
         if not v.param_names:

@@ -12,7 +12,7 @@ import math
 import re
 
 from ..errors import SimulatorError
-from ..network import ACTIVATIONS
+from .layers import ACTIVATIONS
 
 INPUT = "input"
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")

@@ -92,7 +92,7 @@ def sync_set(model):
     any stream.
     """
     check_type("sync_set", "model", model, Model, "a simulator.Model "
-               "(Model.from_network(network) for a Network)")
+               "(Model.chain(sizes, ...) for a chain)")
     into, out_of = path_lengths(model)
     names = []
     for v in model.vertices[1:]:
@@ -118,7 +118,7 @@ class GraphEngine(FastNumpy, GraphTags):
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
                  itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
         check_type("GraphEngine", "model", model, Model, "a simulator.Model "
-                   "(Model.from_network(network) for a Network)")
+                   "(Model.chain(sizes, ...) for a chain)")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
         check_seed("GraphEngine", feedback_seed, "feedback_seed")

@@ -11,7 +11,7 @@ once, from the previous tick's state, towards what its children send down
 (one term per position of v in c's ``from``), with d_c = σ'_c(pre_c) of the
 sweep (1 without derivatives) and each VJP taken at the sweep's inputs, W
 replaced by a feedback matrix B for the feedback variants. On a dense chain
-(``Model.from_network``) this is x^l ← x^l + η_x(−x^l + (d^{l+1} ⊙ x^{l+1}) F_l)
+(``Model.chain``) this is x^l ← x^l + η_x(−x^l + (d^{l+1} ⊙ x^{l+1}) F_l)
 in the row-vector batch convention. Finally every weighted vertex pairs
 σ'_v ⊙ x_v with its inputs (Eq. 1 with x_v in place of ∂ℓ/∂x_v; dense:
 ΔW = (σ' ⊙ x)ᵀ x̄, Δb = Σ_batch σ' ⊙ x), and W ← W − lr ΔW / B.
@@ -516,7 +516,7 @@ class ActivationRelaxation:
     batch for the learned variants, Eq. 6). ``solver`` says how the state
     after K ticks is reached: ``ticks`` (``relax_sweep``) or ``closed-form``
     (``relax_closed_form``: the same state to rounding, a few backward passes
-    whatever K). On a chain pass ``Model.from_network(net)``."""
+    whatever K). A chain is ``Model.chain(sizes, ...)``."""
 
     def __init__(self, model, variant="exact", eta_x=0.1, iterations=100, loss="mse",
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",

@@ -8,7 +8,7 @@ writes its own error message. ``SCHEMAS`` maps each kind to its sections;
 ``VARIANT_KEYS`` says which keys only some variants of a kind read.
 """
 from ..datasets import DATASETS
-from ..network import ACTIVATIONS
+from ..model.layers import ACTIVATIONS
 from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 from ..streams import EDGES, INPUTS, TARGETS
 from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window

@@ -1,5 +1,5 @@
 """Build a Model from an elementary-op graph of ``simulator.experiments.pc`` (the second
-way to build the one model; ``Model.from_layers`` and ``Model.from_network``
+way to build the one model; ``Model.from_layers`` and ``Model.chain``
 are the others).
 
 The elementary graph has one vertex per operation (matmul, add, tanh, ...)
