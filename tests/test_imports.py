@@ -186,7 +186,7 @@ FLOORS = [
         "simulator.runfiles", "simulator.points", "simulator.manifest", "simulator.outputs",
         "simulator.selection", "simulator.safe_read", "simulator.dask_pool"]),
     ("model", [  # the one network type, its layers and the oracle
-        "simulator.model", "simulator.network", "simulator.reference", "simulator.options"]),
+        "simulator.model", "simulator.network", "simulator.options"]),
     ("engine", [  # SPEC §1 ticks of a model; the graph engine still lives in model/
         "simulator.engine", "simulator.drive", "simulator.model.tick", "simulator.model.fast",
         "simulator.model.compiled", "simulator.model.compiled_step",
