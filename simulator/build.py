@@ -153,7 +153,7 @@ class Parts:
         Backend(spec.run.device, spec.run.dtype)   # fail early on a missing device
         self.stream = build_stream(spec, self.seeds, spec.rule.loss)
         self.engine_args = engine_options(spec.rule, spec, self.seeds.feedback)
-        self.backend = _tick_backend(spec, self.network, self.sizes)
+        self.backend = _tick_backend(spec, self.network)
 
     def engine(self):
         """A new Engine on the initial network with the scene's rule options
@@ -163,7 +163,7 @@ class Parts:
         return Engine(self.network, **self.engine_args)
 
 
-def _tick_backend(spec, network, sizes):
+def _tick_backend(spec, network):
     """'numpy' or 'jax' for run.backend: jax runs any network (chain or graph)
     on the CPU and needs the extra; 'auto' takes it where ``prefers_compiled``
     says it is faster. A backend that cannot run this scene is one SceneError."""

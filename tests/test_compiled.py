@@ -186,6 +186,7 @@ def test_scene_backend_jax_gives_the_numpy_trace(scene, keys):
 def test_scene_backend_jax_refuses_a_gpu_device_in_one_line():
     from simulator import build
     from simulator.errors import SceneError
-    scene = {"run": {"backend": "jax", "device": "cuda"}, "stream": {"batch": 1}}
+    from types import SimpleNamespace as spec
+    scene = spec(run=spec(backend="jax", device="cuda"), stream=spec(batch=1))
     with pytest.raises(SceneError, match="run.backend"):
-        build._tick_backend(scene, net5(), None)
+        build._tick_backend(scene, net5())
