@@ -265,12 +265,17 @@ def send_down(sweep, xs, gains, feedback=None, xp=None):
             continue
         g = gains[c.index]
         delta = x if g is None else g * x
-        back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
-                           sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
-        for p, cot in zip(c.parents, back):
-            if p:
-                acc[p] = cot if acc[p] is None else acc[p] + cot
+        _send(xp, sweep, c, delta, fb, acc)
     return acc
+
+
+def _send(xp, sweep, c, delta, fb, acc):
+    """Add vertex ``c``'s vector-Jacobian product of ``delta`` into its parents' ``acc``."""
+    back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
+                       sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
+    for p, cot in zip(c.parents, back):
+        if p:
+            acc[p] = cot if acc[p] is None else acc[p] + cot
 
 
 def _gains(sweep, scale, use_derivative):
@@ -444,11 +449,7 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
             continue
         d = derivs[c.index]
         delta = out[c.index] if d is None else d * out[c.index]
-        back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
-                           sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
-        for p, cot in zip(c.parents, back):
-            if p:
-                acc[p] = cot if acc[p] is None else acc[p] + cot
+        _send(xp, sweep, c, delta, fb, acc)
     return out
 
 
