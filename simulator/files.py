@@ -164,10 +164,9 @@ def write_csv(path, columns, rows):
     return write_text(path, buf.getvalue())
 
 
-def write_npz(path, arrays, compressed=True):
-    """Write {name: array} as an .npz atomically (compressed unless told not)."""
-    save = np.savez_compressed if compressed else np.savez
-    return atomic_write(path, lambda f: save(f, **arrays), binary=True)
+def write_npz(path, arrays):
+    """Write {name: array} as a compressed .npz atomically."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), binary=True)
 
 
 # Callables hook(fig, path) that save_png calls before writing each figure:

@@ -440,12 +440,6 @@ def _frame64(got, output_shape):
     return u, (y if output_shape is None else y.reshape((len(y),) + tuple(output_shape)))
 
 
-def train_rule(rule, setup, progress=None):
-    """Train one rule for run.ticks ticks; return its curve (ticks, accuracy,
-    loss, alignment angles) and whether it diverged (``train_rules``)."""
-    return train_rules([rule], setup, progress)[rule]
-
-
 def summarize(curves):
     """Flat summary numbers per rule: final accuracy and loss (NaN if diverged),
     best accuracy, whether it diverged, and whether it is stable (no blow-up and
@@ -472,6 +466,6 @@ def train_scene(scene, progress=None, setup=None, workers=1):
     return curves, summarize(curves)
 
 
-__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene", "train_rule",
+__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene",
            "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
            "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]
