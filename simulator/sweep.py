@@ -30,7 +30,6 @@ unfinished point fails with one line and the sweep finishes with what is done
 """
 import collections
 import copy
-import difflib
 import itertools
 import json
 import math
@@ -43,7 +42,7 @@ import numpy as np
 
 from . import dask_pool, files, outputs, pool, threads
 from . import scene as scene_mod
-from .errors import SceneError, SimulatorError
+from .errors import SceneError, SimulatorError, closest
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
 from .analysis.sync import synchronized_layers
@@ -102,8 +101,8 @@ def resolve_point(scene, overrides, where):
         section, field = key.split(".")
         if section in scene_mod.TOP or not isinstance(raw.get(section), dict):
             known = [k for k, v in raw.items() if isinstance(v, dict)]
-            close = difflib.get_close_matches(section, known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}.{field}'?)" if close else ""
+            close = closest(section, known)
+            hint = f" (did you mean '{close}.{field}'?)" if close else ""
             raise SceneError(f"{where}: unknown section {section!r} in key {key!r}{hint}; "
                              f"a {raw['kind']} scene has {', '.join(known)}")
         raw[section][field] = copy.deepcopy(value)

@@ -47,8 +47,6 @@ RULES = {
     "ar": None,
     "zil": None,
 }
-# Rules that are not tick engines (their learners live in this module).
-BASELINES = ("backprop", "ar", "zil")
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
 ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
@@ -468,4 +466,4 @@ def train_scene(scene, progress=None, setup=None, workers=1):
 
 __all__ = ["RULES", "Setup", "BackpropLearner", "train_scene",
            "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
-           "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]
+           "RelaxationLearner", "ZILLearner", "summarize", "evaluate", "alignment_angles"]
