@@ -115,10 +115,8 @@ def atomic_write(path, write, binary=False):
         os.chmod(tmp, FILE_MODE)
         _commit(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
         raise
     return path
 
@@ -274,10 +272,8 @@ def mark_folder(path):
 
 def unmark_folder(path):
     """Remove the marker file of the folder ``path``, if there is one."""
-    try:
+    with contextlib.suppress(OSError):
         os.remove(os.path.join(path, TMP_MARK))
-    except OSError:
-        pass
 
 
 def remove_tree(path, mark=False):

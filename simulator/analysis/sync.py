@@ -70,7 +70,8 @@ def _in_sync(component, reference):
     return component == reference
 
 
-def _mean(values):
+def finite_mean(values):
+    """Mean of the finite values as a float; None when there are none."""
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if len(finite) else None
 
@@ -97,8 +98,8 @@ def _rows(trace, window):
             "supervision_in_sync": _in_sync(_tag(trace["tag_supervision"][last, l]), x_tag),
             "output_in_sync": _in_sync(_tag(trace["tag_output"][last, l]), x_tag),
             "sigma_in_sync": sigma,
-            "mean_cos": _mean(trace["mismatch_cos"][start:stop, l - 1]),
-            "mean_rel": _mean(trace["mismatch_rel"][start:stop, l - 1]),
+            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
+            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
             "synchronized": False,
         })
     return rows
@@ -240,8 +241,8 @@ def graph_sync_report(trace):
             "synchronized": bool(trace["vertex_sync"][v]),
             "input_tags": tags("input"), "pair_tags": tags("pair"),
             "supervision_tag": _tag(trace["tag_supervision"][last, v]),
-            "mean_cos": _mean(trace["mismatch_cos"][start:stop, v - 1]),
-            "mean_rel": _mean(trace["mismatch_rel"][start:stop, v - 1]),
+            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, v - 1]),
+            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1]),
         })
     synced = [r["vertex"] for r in rows if r["synchronized"]]
     levelled = bool(_scene(trace).get("network", {}).get("levelled", False))
