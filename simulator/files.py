@@ -46,7 +46,6 @@ import socket
 import threading
 import uuid
 
-import imageio.v3 as iio
 import numpy as np
 
 from .errors import SimulatorError
@@ -116,10 +115,8 @@ def atomic_write(path, write, binary=False):
         os.chmod(tmp, FILE_MODE)
         _commit(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
         raise
     return path
 
@@ -153,21 +150,20 @@ def _plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
-def write_csv(path, columns, rows):
+def write_csv(path, columns, rows, newline="\n"):
     """Write a CSV atomically: a header of ``columns``, then one line per row
     (a mapping, read by column with '' for a missing key, or a sequence)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator=newline)
     writer.writerow(columns)
     for row in rows:
         writer.writerow([row.get(c, "") for c in columns] if hasattr(row, "get") else row)
     return write_text(path, buf.getvalue())
 
 
-def write_npz(path, arrays, compressed=True):
-    """Write {name: array} as an .npz atomically (compressed unless told not)."""
-    save = np.savez_compressed if compressed else np.savez
-    return atomic_write(path, lambda f: save(f, **arrays), binary=True)
+def write_npz(path, arrays):
+    """Write {name: array} as a compressed .npz atomically."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), binary=True)
 
 
 # Callables hook(fig, path) that save_png calls before writing each figure:
@@ -181,14 +177,6 @@ def save_png(fig, path):
     for hook in list(PNG_HOOKS):
         hook(fig, path)
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=fig.dpi), binary=True)
-
-
-def write_gif(path, frames, **options):
-    """Write frames (uint8 arrays, (n, h, w) or (n, h, w, 3|4)) as a GIF with
-    imageio atomically; ``options`` go to ``imageio.v3.imwrite`` (duration in
-    ms, loop, ...). Returns ``path``."""
-    return atomic_write(path, lambda f: iio.imwrite(f, frames, extension=".gif", **options),
-                        binary=True)
 
 
 def _commit(tmp, path):
@@ -284,10 +272,8 @@ def mark_folder(path):
 
 def unmark_folder(path):
     """Remove the marker file of the folder ``path``, if there is one."""
-    try:
+    with contextlib.suppress(OSError):
         os.remove(os.path.join(path, TMP_MARK))
-    except OSError:
-        pass
 
 
 def remove_tree(path, mark=False):
@@ -342,6 +328,6 @@ def is_empty(path):
 __all__ = ["TMP_MARK", "KILL_HOOK", "FILE_MODE", "DIR_MODE", "STALE", "WRITE_ERRNOS", "HOST_TAG",
            "OutputError", "output_error", "speak_of", "atomic_write", "move_into_place",
            "write_text", "write_json", "write_csv", "write_npz", "PNG_HOOKS", "save_png",
-           "write_gif", "committing", "kill_hook", "scratch_folder", "remove_scratch",
+           "committing", "kill_hook", "scratch_folder", "remove_scratch",
            "make_tmp", "tmp_name", "mark_folder", "unmark_folder", "remove_tree", "alive",
            "live_temporary", "is_empty"]

@@ -354,10 +354,8 @@ def write_manifest(root, listed):
     except BaseException:
         with _MANIFESTS_LOCK:
             _MANIFESTS.pop(path, None)
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -541,10 +539,8 @@ def _drop_legacy_temporaries(root):
             continue
         for entry in entries:
             if _LEGACY_TMP.match(entry.name) and entry.is_file(follow_symlinks=False):
-                try:
+                with contextlib.suppress(OSError):
                     os.remove(entry.path)
-                except OSError:
-                    pass
 
 
 def _shown(entry):

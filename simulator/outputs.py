@@ -336,10 +336,8 @@ def _install_with_backup(tmp, target, force, given):
             raise OutputError(f"{given}: other runs kept replacing it; try again")
     except BaseException:
         if backups and not os.path.lexists(target):
-            try:
+            with contextlib.suppress(OSError):
                 _rename(backups.pop(), target)
-            except OSError:
-                pass
         raise
     files.unmark_folder(target)
     for backup in backups:

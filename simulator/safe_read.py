@@ -21,6 +21,7 @@ never a hang:
 
 The ground floor: this module imports numpy and simulator.errors only.
 """
+import contextlib
 import gzip
 import json
 import math
@@ -132,10 +133,8 @@ def available_memory():
     found = [_read_number(MEMINFO, "MemAvailable"), _cgroup_headroom(),
              _address_space_headroom()]
     if found[0] is None and hasattr(os, "sysconf"):
-        try:
+        with contextlib.suppress(ValueError, OSError):
             found[0] = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            pass
     found = [n for n in found if n is not None]
     return min(found) if found else 2**63
 

@@ -30,9 +30,6 @@ unfinished point fails with one line and the sweep finishes with what is done
 """
 import collections
 import copy
-import csv
-import difflib
-import io
 import itertools
 import json
 import math
@@ -43,10 +40,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import dask_pool, outputs, pool, threads
+from . import dask_pool, files, outputs, pool, threads
 from . import scene as scene_mod
-from .errors import SceneError, SimulatorError
-from .files import atomic_write, write_json
+from .errors import SceneError, SimulatorError, closest
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
 from .analysis.sync import synchronized_layers
@@ -105,8 +101,8 @@ def resolve_point(scene, overrides, where):
         section, field = key.split(".")
         if section in scene_mod.TOP or not isinstance(raw.get(section), dict):
             known = [k for k, v in raw.items() if isinstance(v, dict)]
-            close = difflib.get_close_matches(section, known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}.{field}'?)" if close else ""
+            close = closest(section, known)
+            hint = f" (did you mean '{close}.{field}'?)" if close else ""
             raise SceneError(f"{where}: unknown section {section!r} in key {key!r}{hint}; "
                              f"a {raw['kind']} scene has {', '.join(known)}")
         raw[section][field] = copy.deepcopy(value)
@@ -277,7 +273,7 @@ def _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers
     timeouts = [point_timeout(p.scene, sw) for p in todo.values()]
 
     def save(record):
-        write_json(point_path(points_dir, record["key"]), record, indent=1)
+        files.write_json(point_path(points_dir, record["key"]), record, indent=1)
         records[record["key"]] = record
         if progress is not None:
             progress(copies[record["key"]])
@@ -349,14 +345,9 @@ def write_csv(path, records, param_keys):
     summary names, so the same points always give the same bytes."""
     summary_keys = sorted({k for r in records for k in r["summary"]})
     rows = sorted(records, key=lambda r: [_sort_key(r["params"].get(k)) for k in param_keys])
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(param_keys + ["status", "error"] + summary_keys)
-    for r in rows:
-        writer.writerow([_cell(r["params"].get(k)) for k in param_keys] + [r["status"], r["error"]]
-                        + [_cell(r["summary"].get(k)) for k in summary_keys])
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
-    return path
+    return files.write_csv(path, param_keys + ["status", "error"] + summary_keys, [
+        [_cell(r["params"].get(k)) for k in param_keys] + [r["status"], r["error"]]
+        + [_cell(r["summary"].get(k)) for k in summary_keys] for r in rows])
 
 
 def _cell(value):
@@ -448,7 +439,7 @@ def render_sweep(records, sweep, out_dir, title=""):
         written["phase.png"] = render_phase(ok, star, sweep["threshold"], path, title=title,
                                             axis=axis)
         name = "v_star" if axis == "stream.speed" else "h_star"
-        write_json(os.path.join(out_dir, "boundary.json"), {
+        files.write_json(os.path.join(out_dir, "boundary.json"), {
             "threshold": sweep["threshold"], name: {str(k): v for k, v in star.items()},
             name + "_layers": {str(k): v for k, v in
                                layer_boundaries(ok, sweep["threshold"], axis).items()},

@@ -91,12 +91,12 @@ def own_threads():
     return 1 if _WORKER else max(1, min(usable_cores(), MAX_AUTO))
 
 
-def setup(requested=0, workers=1):
+def setup(requested=0):
     """Choose, apply and report in one call (every run's entry, kinds.run_scene)."""
     global _REQUESTED
     _REQUESTED = requested if isinstance(requested, int) and not isinstance(requested, bool) \
         else 0
-    threads, why = choose(requested, max(workers, 2) if _WORKER else workers)
+    threads, why = choose(requested, 2 if _WORKER else 1)
     apply(threads)
     return report(threads, why)
 

@@ -6,7 +6,7 @@ import pytest
 
 from simulator import scene
 from simulator.errors import SimulatorError
-from simulator.analysis.locking import schedules, summary_table
+from simulator.analysis.locking import schedules
 from simulator.render import palette
 from simulator.render.locking import frame_colour, locking_figure, write_locking
 from simulator.runner import Prepared
@@ -65,8 +65,8 @@ def test_bad_arguments_fail_cleanly():
         schedules(512, 100_000)
 
 
-def test_summary_table_is_plain_numbers():
-    table = summary_table(schedules(4, 6))
+def test_steady_rates_and_latency():
+    table = schedules(4, 6)
     assert table["backprop"]["steady_frames_per_tick"] == pytest.approx(1 / 8)
     assert table["pipelined"]["steady_frames_per_tick"] == 1.0
     assert table["pipelined"]["latency"] == 7 and table["backprop"]["latency"] == 8

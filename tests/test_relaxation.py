@@ -15,7 +15,7 @@ from simulator.backend import Backend, to_host
 from simulator.errors import SimulatorError
 from simulator.model import reference as R
 from simulator.model.layers import Dense
-from simulator.rules.relaxation import (INITS, VARIANTS, ActivationRelaxation, leading_decay,
+from simulator.rules.relaxation import (INITS, VARIANTS, ActivationRelaxation,
                                         model_fixed_point, model_weight_gradients,
                                         predicted_errors, relax_closed_form, relax_sweep,
                                         tick_weights)
@@ -302,6 +302,15 @@ def test_closed_form_costs_a_few_backward_matmuls_whatever_k(rng, variant, monke
         calls = _count_backward_matmuls(monkeypatch)
         relax_closed_form(sweep, ar.feedback, 0.1, k, ar.use_derivative)
         assert sorted(calls) == sorted(want)
+
+
+def leading_decay(n, k, eta_x):
+    """The asymptotic envelope of the error of a vertex k edges below the
+    output, C(n, k−1)(1−η)^{n−k+1} η^{k−1} (the last, highest-degree term of
+    the closed form), for n ≥ k−1."""
+    n = np.asarray(n)
+    return np.array([comb(int(t), k - 1) for t in n.reshape(-1)], dtype=float).reshape(n.shape) \
+        * (1.0 - eta_x) ** (n - k + 1) * eta_x ** (k - 1)
 
 
 def test_top_hidden_layer_decays_exactly_geometrically_lower_layers_polynomially(rng):

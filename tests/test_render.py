@@ -13,6 +13,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from colours import classify
 from simulator.errors import SimulatorError
 from simulator.render import DEFAULT_SIZE, write_pictures
 from simulator.render import palette
@@ -62,7 +63,7 @@ def test_raster_cells_red_before_backward_wave_and_purple_after(fig1, tmp_path):
         for t in range(start, stop):
             for layer in range(L + 1):
                 want = expected_cell(t, layer, L)
-                got = palette.classify(pixel(image, ax, t, layer))
+                got = classify(pixel(image, ax, t, layer))
                 assert got == want, (kind, t, layer, got, want)
                 counts[want] = counts.get(want, 0) + 1
     # The run shows the filling: every category the paper draws appears.
@@ -156,7 +157,7 @@ def test_gif_frame_count_size_and_neuron_colours(fig1, tmp_path):
     for i, t in enumerate(ticks):
         for layer in range(L + 1):
             col, row = anim.neuron_pixel(layer, 0)
-            got = palette.classify(frames[i, row, col])
+            got = classify(frames[i, row, col])
             want = expected_cell(t, layer, L)
             assert got == want, (t, layer, got)
 
@@ -186,9 +187,9 @@ def test_gif_without_recorded_states_shows_one_block_per_layer(tmp_path):
     frames = gif_frames(tmp_path / "waves.gif")
     anim = WaveAnimator(trace)
     col, row = anim.neuron_pixel(0, 0)
-    assert palette.classify(frames[-1, row, col]) == "red"
+    assert classify(frames[-1, row, col]) == "red"
     col, row = anim.neuron_pixel(trace.depth, 0)
-    assert palette.classify(frames[-1, row, col]) == "purple"
+    assert classify(frames[-1, row, col]) == "purple"
 
 
 def test_mismatch_png_bars_heatmap_and_ls(fig1, tmp_path):
@@ -220,12 +221,12 @@ def test_write_pictures_refuses_a_missing_folder(fig1, tmp_path):
 def test_palette_mix_classifies_back():
     levels = np.linspace(0.4, 1.0, 7)
     for f in levels:
-        assert palette.classify(palette.mix(f, 0.0)) == "red"
-        assert palette.classify(palette.mix(0.0, f)) == "blue"
+        assert classify(palette.mix(f, 0.0)) == "red"
+        assert classify(palette.mix(0.0, f)) == "blue"
         for b in levels:
-            assert palette.classify(palette.mix(f, b)) == "purple"
-            assert palette.classify(palette.mix(f, b, strength="mean")) == "purple"
-    assert palette.classify(palette.mix(0.0, 0.0)) == "empty"
+            assert classify(palette.mix(f, b)) == "purple"
+            assert classify(palette.mix(f, b, strength="mean")) == "purple"
+    assert classify(palette.mix(0.0, 0.0)) == "empty"
 
 
 def test_tag_colouring_band_edges_cross_in_the_middle():

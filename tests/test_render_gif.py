@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
+from colours import classify
 from simulator.render import levels, palette
 from simulator.render.animate import WaveAnimator, write_gif
 from simulator.runner import simulate_scene
@@ -190,7 +191,7 @@ def test_the_neuron_grid_has_a_colour_key(fig3):
     for row, colour in enumerate(("red", "blue", "purple")):
         y = int(H - (y1 - (row + 0.5) * (y1 - y0) / 3))
         line = frame[y, int(x0):int(x1)].astype(int)
-        assert {palette.classify(p) for p in line} == {colour}, colour
+        assert {classify(p) for p in line} == {colour}, colour
         lightness = line.sum(axis=1)
         assert len(np.unique(lightness)) >= 6 and lightness[0] > lightness[-1] + 150, colour
 
@@ -242,7 +243,7 @@ def gradient_column(image, min_rows=80):
     img = image[..., :3].astype(int)
     for x in range(img.shape[1] // 2, img.shape[1]):
         col = img[:, x]
-        blue = np.array([palette.classify(p) == "blue" for p in col])
+        blue = np.array([classify(p) == "blue" for p in col])
         rows = np.flatnonzero(blue)
         if len(rows) < min_rows:
             continue

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 
+from colours import classify
 from simulator.render import write_pictures
 from simulator.render import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
@@ -87,7 +88,7 @@ def test_raster_cells_follow_the_tags_of_the_vertex_on_their_row(graph, tmp_path
                 f, b = fwd[t, v], bwd[t, v] and v != 0
                 want = {(True, True): "purple", (True, False): "red",
                         (False, True): "blue", (False, False): "empty"}[(bool(f), bool(b))]
-                got = palette.classify(pixel(image, ax, t, row))
+                got = classify(pixel(image, ax, t, row))
                 assert got == want, (kind, t, v, got, want)
                 seen.add(want)
     assert {"red", "blue", "empty", "purple"} <= seen

@@ -3,8 +3,8 @@ checked by pixel content against the values they draw."""
 import imageio.v3 as iio
 import numpy as np
 
+from colours import classify
 from simulator.render.levels import LevelAnimator, wave_levels, wave_rgb, write_wave_gif
-from simulator.render.palette import classify
 
 
 def front(ticks=12, levels=5):

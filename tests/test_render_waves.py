@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from matplotlib.patches import Patch
 
-from simulator.render import palette, write_pictures
+from colours import classify
+from simulator.render import write_pictures
 from simulator.render.raster import raster_figure, sync_cells
 from simulator.runner import simulate_scene
 
@@ -52,7 +53,7 @@ def cell_pixels(image, ax, t, layer, xs=(-0.3, 0.0, 0.3), ys=(0.0, 0.15, 0.3)):
 
 
 def cell_colour(image, ax, t, layer):
-    names = {palette.classify(p) for p in cell_pixels(image, ax, t, layer)}
+    names = {classify(p) for p in cell_pixels(image, ax, t, layer)}
     assert len(names) == 1, (t, layer, names)
     return names.pop()
 
@@ -161,8 +162,8 @@ def test_waves_png_text_inside_the_canvas_legible_and_the_key_matches(scene, tmp
     legend = fig.legends[0]
     labels = [t.get_text() for t in legend.get_texts()]
     patches = {lab: h for lab, h in zip(labels, legend.legend_handles) if isinstance(h, Patch)}
-    key = {palette.classify(h.get_facecolor()) for h in patches.values()}
+    key = {classify(h.get_facecolor()) for h in patches.values()}
     assert {"red", "blue", "purple", "empty"} <= key
     assert any("g pairs x and δ" in lab for lab in labels)
-    drawn_colours = {palette.classify(p) for p in image[::3, ::3].reshape(-1, 3)}
+    drawn_colours = {classify(p) for p in image[::3, ::3].reshape(-1, 3)}
     assert {"red", "blue", "purple"} <= drawn_colours

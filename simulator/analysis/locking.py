@@ -89,11 +89,3 @@ def schedules(depth, frames):
     bp = _summary(*locked_schedule(L, F), F, 1.0 / (2 * L), 1.0 / L, 2 * L)
     pp = _summary(*pipelined_schedule(L, F), F, 1.0, 1.0, 2 * L - 1)
     return {"depth": L, "frames": F, "backprop": bp, "pipelined": pp}
-
-
-def summary_table(result):
-    """JSON-serializable numbers of ``schedules`` (no arrays), for printing or run.json."""
-    keys = ("ticks", "utilisation", "frames_per_tick", "steady_utilisation",
-            "steady_frames_per_tick", "latency")
-    return {"depth": result["depth"], "frames": result["frames"],
-            **{name: {k: result[name][k] for k in keys} for name in ("backprop", "pipelined")}}

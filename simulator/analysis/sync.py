@@ -70,7 +70,8 @@ def _in_sync(component, reference):
     return component == reference
 
 
-def _mean(values):
+def finite_mean(values):
+    """Mean of the finite values as a float; None when there are none."""
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if len(finite) else None
 
@@ -97,8 +98,8 @@ def _rows(trace, window):
             "supervision_in_sync": _in_sync(_tag(trace["tag_supervision"][last, l]), x_tag),
             "output_in_sync": _in_sync(_tag(trace["tag_output"][last, l]), x_tag),
             "sigma_in_sync": sigma,
-            "mean_cos": _mean(trace["mismatch_cos"][start:stop, l - 1]),
-            "mean_rel": _mean(trace["mismatch_rel"][start:stop, l - 1]),
+            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
+            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
             "synchronized": False,
         })
     return rows
@@ -240,8 +241,8 @@ def graph_sync_report(trace):
             "synchronized": bool(trace["vertex_sync"][v]),
             "input_tags": tags("input"), "pair_tags": tags("pair"),
             "supervision_tag": _tag(trace["tag_supervision"][last, v]),
-            "mean_cos": _mean(trace["mismatch_cos"][start:stop, v - 1]),
-            "mean_rel": _mean(trace["mismatch_rel"][start:stop, v - 1]),
+            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, v - 1]),
+            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1]),
         })
     synced = [r["vertex"] for r in rows if r["synchronized"]]
     levelled = bool(_scene(trace).get("network", {}).get("levelled", False))
@@ -282,21 +283,26 @@ def format_graph_sync(report):
                       "yes" if r["synchronized"] else "", _frames(r["input_tags"]),
                       _frames(r["pair_tags"]), _num(r["supervision_tag"], "d"),
                       _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g")))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     s = report["summary"]
-    lines = [f"{report.get('name') or 'run'}: graph of depth D = {s['depth']}"
-             f"{' (levelled)' if s['levelled'] else ''}, supervision delay d_y = "
-             f"{s['supervision_delay']}, tags at tick {s['last_tick']}"]
+    return _print_table(
+        f"{report.get('name') or 'run'}: graph of depth D = {s['depth']}"
+        f"{' (levelled)' if s['levelled'] else ''}, supervision delay d_y = "
+        f"{s['supervision_delay']}, tags at tick {s['last_tick']}", table,
+        "fwd/bwd: longest path from the input / to the output; sync: in the "
+        "synchronization set; x frames / paired x: frames (oldest–newest) of the vertex's "
+        "x and of the x its g pairs with; y tag: frame of δ's target; cos, rel err: mean "
+        "mismatch of g_W against backprop.", s["text"])
+
+
+def _print_table(title, table, legend, notes):
+    """Title, the right-aligned table with a rule under its header, legend, notes."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [title]
     for k, row in enumerate(table):
         lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths)).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths).rstrip())
-    lines.append("fwd/bwd: longest path from the input / to the output; sync: in the "
-                 "synchronization set; x frames / paired x: frames (oldest–newest) of the vertex's "
-                 "x and of the x its g pairs with; y tag: frame of δ's target; cos, rel err: mean "
-                 "mismatch of g_W against backprop.")
-    lines.extend(s["text"])
-    return "\n".join(lines)
+    return "\n".join([*lines, legend, *notes])
 
 
 def format_sync(report):
@@ -313,22 +319,14 @@ def format_sync(report):
                       _cell(r["output_in_sync"]), _cell(r["sigma_in_sync"]),
                       _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g"),
                       _marker(r, report["summary"])))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    name = report.get("name") or "run"
     s = report["summary"]
-    lines.append(f"{name}: depth L = {s['depth']}, supervision delay d_y = {s['supervision_delay']}, "
-                 f"tags at tick {s['last_tick']}")
-    for k, row in enumerate(table):
-        lines.append("  ".join(cell.rjust(w) for cell, w in zip(row, widths)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths).rstrip())
-    lines.append("fwd/bwd: forward steps l−1 / backward steps L−l; lag = fwd − bwd; x tag / y tag: "
-                 "frame of the paired input / of δ's target; age: ticks since the x tag's frame "
-                 "entered; out, σ': that component of δ belongs to the x tag's frame; cos, rel err: "
-                 "mean mismatch against backprop.")
-    lines.extend(s["text"])
-    return "\n".join(lines)
+    return _print_table(
+        f"{report.get('name') or 'run'}: depth L = {s['depth']}, supervision delay d_y = "
+        f"{s['supervision_delay']}, tags at tick {s['last_tick']}", table,
+        "fwd/bwd: forward steps l−1 / backward steps L−l; lag = fwd − bwd; x tag / y tag: "
+        "frame of the paired input / of δ's target; age: ticks since the x tag's frame "
+        "entered; out, σ': that component of δ belongs to the x tag's frame; cos, rel err: "
+        "mean mismatch against backprop.", s["text"])
 
 
 def _marker(row, summary):

@@ -45,8 +45,6 @@ RULES = {
     "ar": None,
     "zil": None,
 }
-# Rules that are not tick engines (their learners live in this module).
-BASELINES = ("backprop", "ar", "zil")
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
 ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
@@ -425,12 +423,6 @@ def _frame64(got, output_shape):
     return u, (y if output_shape is None else y.reshape((len(y),) + tuple(output_shape)))
 
 
-def train_rule(rule, setup, progress=None):
-    """Train one rule for run.ticks ticks; return its curve (ticks, accuracy,
-    loss, alignment angles) and whether it diverged (``train_rules``)."""
-    return train_rules([rule], setup, progress)[rule]
-
-
 def summarize(curves):
     """Flat summary numbers per rule: final accuracy and loss (NaN if diverged),
     best accuracy, whether it diverged, and whether it is stable (no blow-up and
@@ -457,6 +449,6 @@ def train_scene(scene, progress=None, setup=None, workers=1):
     return curves, summarize(curves)
 
 
-__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene", "train_rule",
+__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene",
            "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
-           "RelaxationLearner", "ZILLearner", "BASELINES", "summarize", "evaluate", "alignment_angles"]
+           "RelaxationLearner", "ZILLearner", "summarize", "evaluate", "alignment_angles"]

@@ -1,13 +1,16 @@
 """The ar_converge kind: paper 001 Fig. 1, the Activation Relaxation error per
 layer against relaxation tick for several η_x, saved as relaxation.npz and
 drawn as ar_convergence.png and the relaxation wave (png and gif)."""
+import os
+
 import numpy as np
 
 from ..build import relaxation_network
 from ..experiments.activation_relaxation import converge_arrays, run_converge
+from ..files import write_npz
 from ..runfiles import read_relaxation
 from ..scene import spec_of
-from .base import Kind, save_npz, saved_section
+from .base import Kind, saved_section
 
 
 def prepare(name, scene, options=None):
@@ -22,7 +25,7 @@ def prepare(name, scene, options=None):
                            batch=ar.batch, loss=ar.loss, seed=spec.run.seed,
                            data=ar.data, feedback_scale=ar.feedback_scale, init=ar.init,
                            **network)
-        save_npz(folder, "relaxation.npz", converge_arrays(res))
+        write_npz(os.path.join(folder, "relaxation.npz"), converge_arrays(res))
         final = res["errors"][:, -1, :]
         return {"final_error": {f"eta_x={e:g}": final[i].tolist()
                                 for i, e in enumerate(res["eta_x"])},

@@ -1,13 +1,16 @@
 """The ar_train kind: paper 001 Figs. 2–3, Activation Relaxation variants
 against backprop on the digits, saved as training.npz and drawn as
 ar_accuracy.png (test) and ar_accuracy_train.png."""
+import os
+
 import numpy as np
 
 from ..build import relaxation_network
 from ..experiments.activation_relaxation import run_train, train_arrays
+from ..files import write_npz
 from ..runfiles import read_training
 from ..scene import spec_of
-from .base import Kind, save_npz
+from .base import Kind
 
 
 def prepare(name, scene, options=None):
@@ -24,7 +27,7 @@ def prepare(name, scene, options=None):
                         split_seed=spec.run.seed, test_fraction=tr.test_fraction,
                         eval_every=tr.eval_every or None, progress=progress,
                         solver=ar.solver, **network)
-        save_npz(folder, "training.npz", train_arrays(res))
+        write_npz(os.path.join(folder, "training.npz"), train_arrays(res))
         return {"final_test_accuracy": {
             rule: {"mean": float(np.nanmean(acc)), "std": float(np.nanstd(acc)),
                    "per_seed": np.asarray(acc).tolist()}

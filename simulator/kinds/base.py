@@ -29,10 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-import numpy as np
-
 from ..errors import SceneError, SimulatorError
-from ..files import atomic_write
 from ..safe_read import shown
 from ..scene import SCHEMAS
 
@@ -122,12 +119,6 @@ class Kind:
                 where = ", ".join(kinds_with.get(option, [])) or "none"
                 raise SimulatorError(f"--{option}: a {self.name} run has nothing to select it "
                                      f"on; it applies to runs of kind {where}")
-
-
-def save_npz(folder, filename, arrays):
-    """Write ``arrays`` to folder/filename as a compressed .npz, atomically."""
-    atomic_write(os.path.join(folder, filename),
-                 lambda f: np.savez_compressed(f, **arrays), binary=True)
 
 
 def saved_section(folder, meta, kind, section):

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..probes import Trace
 from ..runner import Prepared, check_picture_size, clip_windows
-from ..analysis.sync import steady_window, synchronized_layers
+from ..analysis.sync import finite_mean, steady_window, synchronized_layers
 from ..scene import spec_of
 from .base import Kind, saved_section
 
@@ -97,15 +97,10 @@ def layer_results(trace):
         if not np.isfinite(cos[:, col]).any():
             continue                                        # a vertex without weights
         first = exact_from(rel[:, col], tol)
-        rows.append({"name": names[col + 1], "cos": _mean(c), "rel": _mean(r),
+        rows.append({"name": names[col + 1], "cos": finite_mean(c), "rel": finite_mean(r),
                      "exact_from": None if first is None else int(trace["tick"][first]),
                      "sync": col + 1 in sync})
     return rows, (start, stop)
-
-
-def _mean(values):
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else None
 
 
 def summary(folder, meta):

@@ -1,10 +1,13 @@
 """The locking kind (SPEC §5): backprop's locked schedule beside the tick
 engine's pipeline, saved as locking.npz (both occupancy tables) with the
 numbers in run.json, and drawn as locking.png and locking.gif."""
+import os
+
 from ..analysis.locking import schedules
+from ..files import write_npz
 from ..runfiles import read_locking
 from ..scene import spec_of
-from .base import Kind, save_npz, saved_section
+from .base import Kind, saved_section
 
 NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
 
@@ -15,9 +18,9 @@ def prepare(name, scene, options=None):
 
     def job(folder, progress=None):
         result = schedules(lk.depth, lk.frames)
-        save_npz(folder, "locking.npz",
-                 {f"{kind}_{part}": result[kind][part]
-                  for kind in ("backprop", "pipelined") for part in ("forward", "backward")})
+        write_npz(os.path.join(folder, "locking.npz"),
+                  {f"{kind}_{part}": result[kind][part]
+                   for kind in ("backprop", "pipelined") for part in ("forward", "backward")})
         return {kind: {k: result[kind][k] for k in NUMBERS} for kind in ("backprop", "pipelined")}
     return job
 

@@ -5,9 +5,10 @@ import os
 import numpy as np
 
 from ..experiments.pc.inference import error_wave
+from ..files import write_npz
 from ..runfiles import read_wave
 from ..scene import spec_of
-from .base import Kind, save_npz, saved_section
+from .base import Kind, saved_section
 
 
 def prepare(name, scene, options=None):
@@ -21,9 +22,9 @@ def prepare(name, scene, options=None):
                           T=wv.il_steps, gamma=wv.gamma, lr=wv.lr, seed=run.seed,
                           dtype=run.dtype)
         by_level = np.asarray(wave.by_level, dtype=float)
-        save_npz(folder, "wave.npz", {"by_level": np.asarray(wave.by_level),
-                                      "by_vertex": np.asarray(wave.by_vertex),
-                                      "levels": np.asarray(wave.levels)})
+        write_npz(os.path.join(folder, "wave.npz"), {"by_level": np.asarray(wave.by_level),
+                                                     "by_vertex": np.asarray(wave.by_vertex),
+                                                     "levels": np.asarray(wave.levels)})
         return {"ticks": int(by_level.shape[0]), "levels": int(by_level.shape[1]),
                 "overflow": bool(np.isinf(by_level).any())}
     return job

@@ -98,25 +98,3 @@ def tag_levels(frames, present, period=0):
     else:
         level = TAG_LEVELS[np.mod(safe, len(TAG_LEVELS))]
     return np.where(present, level, 0.0)
-
-
-def classify(rgb, margin=0.08):
-    """Name the colour of an RGB triple (floats in [0, 1] or uint8): 'red', 'blue',
-    'purple' or 'empty' — the inverse of ``mix`` that tests and readers rely on."""
-    rgb = np.asarray(rgb, dtype=float)[:3]
-    if rgb.max() > 1.0:
-        rgb = rgb / 255.0
-    r, g, b = rgb
-    if r - g > margin and b - g > margin:
-        if r - b > 2.5 * margin:
-            return "red"
-        if b - r > 2.5 * margin:
-            return "blue"
-        return "purple"
-    if r - max(g, b) > margin:
-        return "red"
-    if b - max(r, g) > margin:
-        return "blue"
-    if min(r, g, b) > 0.9:
-        return "empty"
-    return "other"

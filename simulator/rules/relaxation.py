@@ -69,7 +69,7 @@ from ..model.reference import device_params, evaluate, vertex_params
 __all__ = ["VARIANTS", "INITS", "SOLVERS", "ModelSweep", "Relaxed", "RelaxationRecord",
            "ActivationRelaxation", "draw_feedback", "model_sweep", "relax_sweep",
            "relax_closed_form", "relax_model", "model_weight_gradients", "model_fixed_point",
-           "predicted_errors", "leading_decay", "tick_weights", "distances_to_output",
+           "predicted_errors", "tick_weights", "distances_to_output",
            "feedback_keys", "send_down", "check_variant", "check_eta_x", "check_count"]
 
 VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
@@ -265,12 +265,17 @@ def send_down(sweep, xs, gains, feedback=None, xp=None):
             continue
         g = gains[c.index]
         delta = x if g is None else g * x
-        back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
-                           sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
-        for p, cot in zip(c.parents, back):
-            if p:
-                acc[p] = cot if acc[p] is None else acc[p] + cot
+        _send(xp, sweep, c, delta, fb, acc)
     return acc
+
+
+def _send(xp, sweep, c, delta, fb, acc):
+    """Add vertex ``c``'s vector-Jacobian product of ``delta`` into its parents' ``acc``."""
+    back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
+                       sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
+    for p, cot in zip(c.parents, back):
+        if p:
+            acc[p] = cot if acc[p] is None else acc[p] + cot
 
 
 def _gains(sweep, scale, use_derivative):
@@ -444,11 +449,7 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
             continue
         d = derivs[c.index]
         delta = out[c.index] if d is None else d * out[c.index]
-        back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
-                           sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
-        for p, cot in zip(c.parents, back):
-            if p:
-                acc[p] = cot if acc[p] is None else acc[p] + cot
+        _send(xp, sweep, c, delta, fb, acc)
     return out
 
 
@@ -496,15 +497,6 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
         norm = float(xp.sqrt(xp.sum(fixed_point[v] * fixed_point[v])))
         out[:, v] = scale * np.sqrt(np.maximum(sq, 0.0)) / norm
     return out
-
-
-def leading_decay(n, k, eta_x):
-    """The asymptotic envelope of the error of a vertex k edges below the
-    output, C(n, k−1)(1−η)^{n−k+1} η^{k−1} (the last, highest-degree term of
-    the closed form), for n ≥ k−1."""
-    n = np.asarray(n)
-    return np.array([comb(int(t), k - 1) for t in n.reshape(-1)], dtype=float).reshape(n.shape) \
-        * (1.0 - eta_x) ** (n - k + 1) * eta_x ** (k - 1)
 
 
 class ActivationRelaxation:

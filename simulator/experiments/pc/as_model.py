@@ -34,8 +34,6 @@ from .graph import Graph
 from ...model.graph import Model
 from ...model.spec import INPUT
 
-ACTIVATION_OPS = ("tanh", "logistic", "relu")
-
 
 class _Layer:
     """A layer being assembled from consecutive operations."""
