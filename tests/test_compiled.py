@@ -152,6 +152,37 @@ def test_recorded_run_gives_the_graph_engines_trace(learning_rate):
 
 
 @needs_jax
+@pytest.mark.parametrize("record", [False, True])
+def test_a_run_with_a_short_last_chunk_compiles_one_scan(record):
+    """20 ticks in chunks of 8 are scans of 8, 8 and 4: the 4 is padded to 8
+    (its extra ticks leave the state as it was), so one scan length is
+    compiled (jit's cache holds one entry), and the run ends in the state of
+    the numpy GraphEngine stepped 20 times (the recorded run's every tick is
+    checked in test_recorded_run_gives_the_graph_engines_trace)."""
+    model = Model.from_layers(RESIDUAL, (5,), seed=3)
+    kw = dict(batch=2, learning_rate=0.05, supervision_delay=3, feedback="learned",
+              accumulate=2, pairing="frame")
+    engines = []
+    for cls in (GraphEngine, CompiledEngine):
+        n_out = model.output_shape[0]
+        stream = HeldStream(5, 2, np.random.default_rng(0), lambda u, ids: np.tanh(u[..., :n_out]),
+                            hold=3)
+        engine = cls(model, **kw)
+        width = max(int(np.prod(v.shape)) for v in engine.model.vertices)
+        plan = RecordPlan(20, engine.n - 1, width, 2, 8, states=False, chunk=8)
+        engine.run(stream, 20, Recorder(engine, plan) if record else None, chunk=8)
+        engines.append(engine)
+    want, got = engines
+    assert {k: f._cache_size() for k, f in got._loops.items()} == {
+        (record, True): 1, (not record, True): 0, (False, False): 0, (True, False): 0}
+    assert got.tick == want.tick == 19
+    for key, a in want.parameters().items():
+        assert_close(got.parameters()[key], a, 1e-12, key)
+    for v in want.model.vertices:
+        assert_close(got.activity(v.index), want.activity(v.index), 1e-12, v.name)
+
+
+@needs_jax
 def test_auto_choice_follows_the_measured_rule():
     # bench_compiled.py: jax wins at paper scale and on the small graphs,
     # loses at L 6 w 128 B 16, L 4 w 1024 B 64 and L 64 w 32 B 8.

@@ -5,6 +5,8 @@ import csv
 import gzip
 import hashlib
 import importlib.metadata
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -97,6 +99,52 @@ def test_missing_sklearn_gives_install_hint(monkeypatch):
     # A None entry in sys.modules makes the import fail as if not installed.
     monkeypatch.setitem(sys.modules, "sklearn", None)
     with pytest.raises(SimulatorError, match=r"pip install -e '\.\[data\]'"):
+        datasets.load_digits()
+
+
+# sha256 of the decompressed digits.csv.gz inside scikit-learn (1.9.1), worked
+# out once with `gunzip | sha256sum`.
+DIGITS_CSV_SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
+
+
+def test_digits_file_is_the_known_one_and_its_arrays_are_sklearns(raw):
+    path = datasets.digits_path()
+    assert hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == DIGITS_CSV_SHA256
+    # the loader's rows, put back in file order, are exactly sklearn's data / 16
+    d = datasets.load_digits(seed=5)
+    train, test = datasets.split_indices(1797, 0.25, 5)
+    x = np.empty((1797, 64))
+    x[train], x[test] = d.train_x, d.test_x
+    labels = np.empty(1797, dtype=np.int64)
+    labels[train], labels[test] = d.train_labels, d.test_labels
+    assert np.array_equal(x, np.asarray(raw.data, dtype=np.float64) / 16.0)
+    assert np.array_equal(labels, raw.target)
+
+
+def test_loading_the_digits_imports_no_sklearn():
+    """The digits are read from sklearn's file; importing sklearn (and the
+    scipy and pandas it loads) cost ~5 CPU-s in every digits scene."""
+    code = ("import sys\nfrom simulator import datasets\ndatasets.load_digits()\n"
+            "print(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_changed_or_missing_digits_file_is_refused(monkeypatch, tmp_path):
+    bad = tmp_path / "digits.csv.gz"
+    bad.write_bytes(gzip.compress(b"0,0,1\n"))
+    monkeypatch.setattr(datasets, "digits_path", lambda: bad)
+    with pytest.raises(SimulatorError, match="not the expected file"):
+        datasets.load_digits()
+    monkeypatch.undo()
+    empty = tmp_path / "sklearn"
+    empty.mkdir()
+    (empty / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sklearn", raising=False)
+    with pytest.raises(SimulatorError, match=r"no digits file.*pip install -e '\.\[data\]'"):
         datasets.load_digits()
 
 

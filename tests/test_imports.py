@@ -153,23 +153,25 @@ def test_the_command_line_loads_no_plotting_library_until_it_draws():
     assert out == "False"
 
 
-def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path):
+@pytest.mark.parametrize("scene", ["fig3_fast", "train_teacher"])
+def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path, scene):
     """`tickprop run ... --no-png --no-gif` simulates and saves without loading
-    matplotlib; the array-API wrapper the reference uses is loaded when the
-    engine's Backend is made, not on the first reference call of the run."""
+    matplotlib (a kind's draw returns before it imports its renderer); the
+    array-API wrapper the reference uses is loaded when the engine's Backend
+    is made, not on the first reference call of the run."""
     out = tmp_path / "run"
     code = ("import sys, cli\n"
             "from simulator.backend import Backend\n"
             "Backend()\n"
             "wrapped = 'array_api_compat.numpy' in sys.modules\n"
-            f"sys.argv = ['tickprop', 'run', 'fig3_fast', '--ticks', '20', '--no-png', "
+            f"sys.argv = ['tickprop', 'run', {scene!r}, '--ticks', '20', '--no-png', "
             f"'--no-gif', '--quiet', '--out', {str(out)!r}]\n"
             "try:\n    cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print(wrapped, 'matplotlib' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "False"]
-    assert (out / "trace.npz").exists()
+    assert (out / "run.json").exists()
 
 
 # ---------------------------------------------------------------------------

@@ -36,15 +36,18 @@ def prepare(name, scene, options=None):
 def draw(folder, meta, options):
     """ar_convergence.png (Fig. 1 a/b) and relaxation_wave.png/.gif from
     relaxation.npz (render.convergence.draw_converge)."""
-    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
-    from ..render.convergence import draw_converge
-
     arrays = read_relaxation(folder)
     if "variant" not in arrays:       # relaxation.npz of an earlier version
         arrays["variant"] = np.asarray(saved_section(folder, meta, "ar_converge",
                                                      "relaxation")["variant"])
-    return draw_converge(folder, arrays, png=options.get("png", True),
-                         gif=options.get("gif", True))
+    png, gif = options.get("png", True), options.get("gif", True)
+    if not (png or gif):
+        return {}       # nothing to draw: no plotting library is loaded
+    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
+    # that draw nothing stay quick.
+    from ..render.convergence import draw_converge
+
+    return draw_converge(folder, arrays, png=png, gif=gif)
 
 
 def summary(folder, meta):

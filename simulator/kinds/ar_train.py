@@ -40,11 +40,14 @@ def draw(folder, meta, options):
     """ar_accuracy.png and ar_accuracy_train.png (mean ± std over seeds, one
     panel per variant beside backprop) from training.npz
     (render.convergence.draw_train)."""
-    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
+    arrays = read_training(folder)
+    if not options.get("png", True):
+        return {}       # nothing to draw: no plotting library is loaded
+    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
+    # that draw nothing stay quick.
     from ..render.convergence import draw_train
 
-    arrays = read_training(folder)
-    return draw_train(folder, arrays) if options.get("png", True) else {}
+    return draw_train(folder, arrays)
 
 
 def summary(folder, meta):

@@ -33,9 +33,7 @@ def prepare(name, scene, options=None):
 def draw(folder, meta, options):
     """pc_wave.png (‖ε‖ per level against inference tick, output on top) and
     pc_wave.gif from wave.npz."""
-    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
-    from ..render.levels import write_wave_gif, write_wave_png
-
+    png, gif = options.get("png", True), options.get("gif", True)
     by_level = np.asarray(read_wave(folder)["by_level"], dtype=float)[:, ::-1]
     wv = saved_section(folder, meta, "pc_wave", "wave")
     n = by_level.shape[1]
@@ -44,11 +42,17 @@ def draw(folder, meta, options):
                         f"{wv.get('architecture', '')} ({label})",
                   level_label="level (distance to output)",
                   level_names=range(n - 1, -1, -1), tick_label="inference tick")
+    if not (png or gif):
+        return {}       # nothing to draw: no plotting library is loaded
+    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
+    # that draw nothing stay quick.
+    from ..render.levels import write_wave_gif, write_wave_png
+
     written = {}
-    if options.get("png", True):
+    if png:
         written["pc_wave.png"] = write_wave_png(os.path.join(folder, "pc_wave.png"), by_level,
                                                 **labels)
-    if options.get("gif", True):
+    if gif:
         written["pc_wave.gif"] = write_wave_gif(os.path.join(folder, "pc_wave.gif"), by_level,
                                                 **labels)
     return written

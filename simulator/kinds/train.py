@@ -75,12 +75,13 @@ def train_budget(spec):
 def draw(folder, meta, options):
     """learning.png (test accuracy, test loss, W–F angles per rule against
     tick) from results.json."""
-    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
-    from ..render.learning import render_learning
-
     results = read_results(folder)
     if not options.get("png", True):
-        return {}
+        return {}       # nothing to draw: no plotting library is loaded
+    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
+    # that draw nothing stay quick.
+    from ..render.learning import render_learning
+
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
     return {"learning.png": render_learning(results["curves"],
                                             os.path.join(folder, "learning.png"), title=title)}

@@ -8,10 +8,13 @@ own ``value``/``vjp``/``param_grads`` in the jax.numpy namespace — written as
 one pure function ``tick(state, (u_t, y_t)) -> (state, per-tick outputs)``
 built once from the model and the resolved options (no option name is looked
 at inside it) and scanned over a chunk of ticks; jit compiles it once per
-chunk length. The state is a pytree: per vertex x, pre, σ', δ, the previous
-x and pre where ITD or a VJP that reads its inputs needs them, the ITD
-quotients, the target ring of d_y, the history rings of the ``frame``
-options and, with learning, the parameters, feedback and accumulators.
+chunk length, and a run whose scans would have two lengths (a shorter last
+chunk) pads the short ones to the first's, the ticks past the end leaving the
+state as it was, so a run compiles one scan. The state is a pytree: per
+vertex x, pre, σ', δ, the previous x and pre where ITD or a VJP that reads
+its inputs needs them, the ITD quotients, the target ring of d_y, the
+history rings of the ``frame`` options and, with learning, the parameters,
+feedback and accumulators.
 Frozen parameters stay out of the scan's carry (a carried array that never
 changes is still copied every iteration). The numbers equal the numpy
 GraphEngine's to rounding (XLA's matmuls, not OpenBLAS's).
@@ -170,7 +173,8 @@ class CompiledEngine:
         self._plan = Plan(self, self.model)
         with self._scope():
             self._state = initial_state(self._plan, probe, dtype)
-            self._loops = {r: chunk_loop(self._plan, r) for r in (False, True)}
+            self._loops = {(r, m): chunk_loop(self._plan, r, masked=m)
+                           for r in (False, True) for m in (False, True)}
         self._clock = TagClock(probe)
         self._u_shape = (self.batch,) + tuple(self.model.input_shape)
         self._y_shape = (self.batch,) + tuple(self.model.output_shape)
@@ -181,20 +185,27 @@ class CompiledEngine:
         return jax.enable_x64(self._x64)
 
     # ----------------------------------------------------------------- ticks
-    def run_chunk(self, U, Y, record=False):
+    def run_chunk(self, U, Y, record=False, length=None):
         """Advance len(U) ticks in one compiled scan: U (ticks, batch, *input
         shape) input frames, Y (ticks, batch, *output shape) targets. Without
         ``record`` returns None; with it, the per-tick outputs as host arrays
         stacked over the chunk: ``X``, ``P``, ``D`` (tuples over vertices),
         ``pairs`` ({vertex index: paired inputs}) and, with learning,
         ``params`` (and ``F``). A NaN/Inf raises NumericalError naming its first
-        tick, vertex and quantity, as GraphEngine.check_finite does."""
+        tick, vertex and quantity, as GraphEngine.check_finite does.
+        ``length`` (>= len(U)) runs the masked scan of that many ticks, the
+        ticks past len(U) (on repeats of the last frame) leaving the state as
+        it was and their outputs dropped: one compile instead of another."""
         n = self._check_chunk(U, Y)
         start = self.tick + 1
         before, U, Y = self._state, self._frames(U), self._frames(Y)
+        pad = max(0, (length or n) - n)
+        live = np.arange(n + pad) < n
+        if pad:
+            U, Y = (np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in (U, Y))
         with self._scope():
-            self._state, out = self._loops[bool(record)](before, U, Y)
-            host = jax.tree_util.tree_map(np.asarray, out)
+            self._state, out = self._loops[bool(record), length is not None](before, U, Y, live)
+            host = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], out)
         self.tick += n
         bad = ~np.isfinite(host.pop("finite"))
         if bad.any():
@@ -210,7 +221,8 @@ class CompiledEngine:
         if "exact" not in self._loops:
             self._loops["exact"] = chunk_loop(self._plan, False, exact=True)
         with self._scope():
-            flags = np.asarray(self._loops["exact"](state, U, Y)[1]["finite"][-1])
+            out = self._loops["exact"](state, U, Y, np.ones(len(U), dtype=bool))
+            flags = np.asarray(out[1]["finite"][-1])
         return self._plan.slots[int(np.argmax(~np.isfinite(flags)))]
 
     def _frames(self, a):
@@ -242,28 +254,37 @@ class CompiledEngine:
         recorder sees every tick from them, as simulator.drive.run_stream
         feeds it from GraphEngine."""
         check_run("CompiledEngine.run", stream, ticks, recorder, progress, chunk)
-        last = None
+        last = scan = None
         for u_host, y_host, frame_ids in stream_chunks(stream, ticks, recorder, chunk):
+            if scan is None:        # the first chunk is the longest
+                first = len(u_host)
+                scan = first if recorder is None else self._record_scan(first)
+                # ragged: some scan would be shorter; pad it to one length
+                pad = None if first % scan == 0 and ticks % first % scan == 0 else scan
             if recorder is None:
-                self.run_chunk(u_host, y_host)
+                self.run_chunk(u_host, y_host, length=pad)
             else:
-                last = self._run_recorded(u_host, y_host, frame_ids, recorder, last)
+                last = self._run_recorded(u_host, y_host, frame_ids, recorder, last, scan, pad)
                 recorder.flush()
             if progress is not None:
                 progress(len(u_host))
 
-    def _run_recorded(self, u_host, y_host, frame_ids, recorder, last):
+    def _record_scan(self, chunk):
+        """Ticks per recorded scan: ``chunk``, or fewer where their per-tick
+        outputs would pass RECORD_BYTES."""
         per_tick = sum(3 * self.batch * int(np.prod(v.shape)) for v in self.model.vertices)
         if self.learning_rate:
             per_tick += 2 * sum(a.size for a in self._state["params"].values())
-        step = max(1, min(len(u_host), RECORD_BYTES // (per_tick * 8)))
+        return max(1, min(chunk, RECORD_BYTES // (per_tick * 8)))
+
+    def _run_recorded(self, u_host, y_host, frame_ids, recorder, last, step, pad):
         dt = self.backend.host_dtype
         repeats = (repeated_frames(u_host, y_host, last) if not self.learning_rate
                    else np.zeros(len(u_host), dtype=bool))
         for lo in range(0, len(u_host), step):
             hi = min(lo + step, len(u_host))
             first = self.tick + 1
-            out = self.run_chunk(u_host[lo:hi], y_host[lo:hi], record=True)
+            out = self.run_chunk(u_host[lo:hi], y_host[lo:hi], record=True, length=pad)
             end = self.tick
             try:
                 for k in range(hi - lo):
