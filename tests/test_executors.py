@@ -45,6 +45,9 @@ TOL = 1e-12
 # that order changes, so on those executors they are compared to the tick's
 # largest δ (g), and ITD-Δy (a quotient of two cancellations, rounding up to
 # ~1e-16·|pre|/ε) to 1e-8, as tests/test_compiled_graph.py does.
+# Learning amplifies that rounding tick by tick: jax runs stay short (≤ 18
+# ticks); at 48 ticks an attention run whose softmax saturates differs by
+# 7e-11 in δ of the scores (a cancellation to 1e-292 of terms near 1e3).
 OTHER_ORDER = ("compiled jax", "generic cupy")
 TOL_ITD = {"itd-y": 1e-12, "itd-dy": 1e-8}
 
@@ -205,10 +208,16 @@ def run(executor, p):
 
 
 def assert_close(got, want, tol, what, scale=None):
-    """max |got − want| ≤ tol · scale (default: the largest |want|)."""
+    """Non-finite entries equal (a diverging run's g and parameters overflow
+    before its x, pre or δ, which the NaN check reads); elsewhere
+    max |got − want| ≤ tol · scale (default: the largest finite |want|)."""
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    if not want.size:
+    finite = np.isfinite(want)
+    assert np.array_equal(np.isfinite(got), finite), f"{what}: non-finite entries differ"
+    assert np.array_equal(got[~finite], want[~finite], equal_nan=True), f"{what}: ±inf differ"
+    if not finite.any():
         return
+    got, want = got[finite], want[finite]
     if scale is None:
         scale = float(np.max(np.abs(want)))
     err = float(np.max(np.abs(got - want))) / max(scale, 1e-300)
@@ -228,7 +237,8 @@ def compare(name, got, want, p, last):
             assert sorted(a[key]) == sorted(b[key]), f"{name}: tick {t} {key} keys"
             scale = None
             if itd and key in ("δ", "g"):
-                scale = max((float(np.max(np.abs(w))) for w in b[key].values()), default=1.0)
+                scale = max((float(np.max(np.abs(w), initial=0.0, where=np.isfinite(w)))
+                             for w in b[key].values()), default=1.0)
             for k, w in b[key].items():
                 assert_close(a[key][k], w, tol, f"{name}: tick {t} {key}[{k}]", scale)
         for k, w in b["tags"].items():
@@ -252,8 +262,10 @@ def check(p, names):
     """Run point ``p`` on the oracle and on the named executors and compare."""
     table = executors()
     want, want_error = run(table["generic numpy"], p)
-    n = len(want[0]["x"])
-    assert want_error == first_nonfinite(p, n)
+    expected = first_nonfinite(p, len(want[0]["x"]))
+    if want_error != expected:                  # only a run diverging by itself, earlier
+        assert want_error is not None and (expected is None or want_error[0] < expected[0]), \
+            f"first non-finite {want_error}, by the tick rule {expected}"
     last = p["ticks"] if want_error is None else want_error[0]
     assert len(want) >= last
     for name in names:
