@@ -153,18 +153,19 @@ def test_the_command_line_loads_no_plotting_library_until_it_draws():
     assert out == "False"
 
 
-@pytest.mark.parametrize("scene", ["fig3_fast", "train_teacher"])
+@pytest.mark.parametrize("scene", ["fig3_fast", "train_teacher", "locking"])
 def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path, scene):
     """`tickprop run ... --no-png --no-gif` simulates and saves without loading
     matplotlib (a kind's draw returns before it imports its renderer); the
     array-API wrapper the reference uses is loaded when the engine's Backend
     is made, not on the first reference call of the run."""
     out = tmp_path / "run"
+    ticks = "" if scene == "locking" else "'--ticks', '20', "    # locking has no run.ticks
     code = ("import sys, cli\n"
             "from simulator.backend import Backend\n"
             "Backend()\n"
             "wrapped = 'array_api_compat.numpy' in sys.modules\n"
-            f"sys.argv = ['tickprop', 'run', {scene!r}, '--ticks', '20', '--no-png', "
+            f"sys.argv = ['tickprop', 'run', {scene!r}, {ticks}'--no-png', "
             f"'--no-gif', '--quiet', '--out', {str(out)!r}]\n"
             "try:\n    cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print(wrapped, 'matplotlib' in sys.modules)")
@@ -172,6 +173,7 @@ def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path, scene):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "False"]
     assert (out / "run.json").exists()
+    assert not list(out.glob("*.png")) and not list(out.glob("*.gif"))
 
 
 # ---------------------------------------------------------------------------

@@ -26,18 +26,20 @@ def prepare(name, scene, options=None):
 
 
 def draw(folder, meta, options):
-    """locking.png and (if the scene's locking.gif and ``options`` allow)
-    locking.gif, one frame every ``every`` ticks (option or locking.every), at
+    """locking.png (unless ``options`` say png False) and (if the scene's
+    locking.gif and ``options`` allow) locking.gif, one frame every ``every`` ticks (option or locking.every), at
     ``size`` pixels if given. The schedules are closed forms of depth and
     frames (simulator.analysis.locking), so the picture is drawn from those two numbers;
     locking.npz must be present all the same (a damaged folder is refused)."""
+    read_locking(folder)
+    lk = saved_section(folder, meta, "locking", "locking")
+    png, gif = options.get("png", True), lk["gif"] and options.get("gif", True)
+    if not (png or gif):
+        return {}       # nothing to draw: no plotting library is loaded
     # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
     from ..render.locking import write_locking
 
-    read_locking(folder)
-    lk = saved_section(folder, meta, "locking", "locking")
-    return write_locking(folder, lk["depth"], lk["frames"],
-                         gif=lk["gif"] and options.get("gif", True),
+    return write_locking(folder, lk["depth"], lk["frames"], png=png, gif=gif,
                          every=options.get("every", lk["every"]),
                          size=options.get("size"))
 

@@ -156,9 +156,9 @@ def _locking_frames(fig, axes, span, every):
     return frames(), pal.colours
 
 
-def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
+def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None, fps=10):
     """Write locking.png (both schedules side by side, SPEC §5) into ``folder``
-    atomically, and locking.gif (a tick cursor sweeping both) when ``gif``.
+    atomically when ``png``, and locking.gif (a tick cursor sweeping both) when ``gif``.
     ``size`` (width, height) pixels sets the picture size (default: 12 in wide).
     Returns {file name: path}."""
     if not os.path.isdir(folder):
@@ -167,7 +167,7 @@ def write_locking(folder, depth, frames, gif=False, every=1, size=None, fps=10):
     if size is not None:
         w, h = check_size(size)
         fig.set_size_inches(w / DPI, h / DPI)
-    written = {"locking.png": save_png(fig, os.path.join(folder, "locking.png"))}
+    written = {"locking.png": save_png(fig, os.path.join(folder, "locking.png"))} if png else {}
     if gif:
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
