@@ -1,4 +1,4 @@
-"""Ticks per second of the compiled executor (simulator.model.compiled, jax
+"""Ticks per second of the compiled executor (simulator.engine.compiled, jax
 jit + lax.scan of the graph engine's step) against the numpy GraphEngine
 (its fast path; the engine Engine(Model) builds), measured in the same run:
 interleaved rounds, fastest round of each, after a warm-up (compilation and
@@ -103,8 +103,8 @@ def measure(name, learning_rate, chunk, rounds):
     ``name``, fastest round of each."""
     # Imported here, not at the top: numpy and jax read their thread settings
     # when they load, which must happen after _reexec has set them.
-    from simulator.model.compiled import CompiledEngine
-    from simulator.model.tick import GraphEngine
+    from simulator.engine.compiled import CompiledEngine
+    from simulator.engine.tick import GraphEngine
 
     model, kw, U, Y, n_np = _case(name, learning_rate, chunk)
     eng, comp = GraphEngine(model, **kw), CompiledEngine(model, **kw)

@@ -1,4 +1,4 @@
-"""Tick cost of the graph engine (``simulator.model.tick.GraphEngine``) against
+"""Tick cost of the graph engine (``simulator.engine.tick.GraphEngine``) against
 baselines measured in the same run; ratios, not absolute times, are the result.
 
     python benchmarks/bench_graph.py [--quick]
@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 from bench_engine import best_of  # noqa: E402 (benchmarks/ is on sys.path)
 from simulator.model.graph import Model  # noqa: E402
-from simulator.model.tick import GraphEngine  # noqa: E402
+from simulator.engine.tick import GraphEngine  # noqa: E402
 
 ETA = 1e-4
 

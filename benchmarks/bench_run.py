@@ -38,7 +38,7 @@ import numpy as np
 from allocator import ensure
 from simulator import threads
 from simulator.build import build
-from simulator.drive import repeated_frames, stream_chunks
+from simulator.engine.drive import repeated_frames, stream_chunks
 from simulator.model import reference
 from simulator.model.reference import device_params
 from simulator.runner import Prepared

@@ -12,7 +12,7 @@ from .api import simulate
 from .engine import Engine
 from .errors import SimulatorError
 from .model import Model, reference
-from .model.tick import GraphEngine, sync_set
+from .engine.tick import GraphEngine, sync_set
 from .network import Network
 from .probes import Trace
 from .version import __version__

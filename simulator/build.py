@@ -17,7 +17,7 @@ from .datasets import DIGITS_SHAPE, load_dataset
 from .engine import Engine
 from .errors import BudgetError, SceneError
 from .model import Model
-from .model.compiled import CompiledEngine, jax_available, prefers_compiled
+from .engine.compiled import CompiledEngine, jax_available, prefers_compiled
 from .probes import format_bytes, parse_bytes
 from .scene import spec_of
 from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, moving_canvas,

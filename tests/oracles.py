@@ -43,7 +43,7 @@ def layer_rel(got, want):
 def paths(model):
     """(into, out_of): per vertex name, the set of lengths of every path from the
     input to it and from it to the output, walked from the edges (independent
-    of simulator.model.tick.distances)."""
+    of simulator.engine.tick.distances)."""
     into = {"input": {0}}
     for v in model.vertices[1:]:
         into[v.name] = {n + 1 for p in model.parents(v.name) for n in into[p]}

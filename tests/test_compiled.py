@@ -1,4 +1,4 @@
-"""The compiled executor (simulator.model.compiled) on chains against the
+"""The compiled executor (simulator.engine.compiled) on chains against the
 numpy executor (``Engine(network)``: preallocated buffers, equal-width runs
 stacked; the compiled loop scans the generic step), and routed through scenes and recorders as the
 numpy GraphEngine is. The graph grid is tests/test_compiled_graph.py.
@@ -11,9 +11,9 @@ from oracles import per_layer
 from simulator import Model, Network
 from simulator.engine import Engine
 from simulator.probes import Recorder
-from simulator.model import compiled
-from simulator.model.compiled import CompiledEngine, TagClock
-from simulator.model.tick import GraphEngine
+from simulator.engine import compiled
+from simulator.engine.compiled import CompiledEngine, TagClock
+from simulator.engine.tick import GraphEngine
 from simulator.probes import RecordPlan
 from simulator.streams import HeldStream
 

@@ -1,4 +1,4 @@
-"""The compiled executor (simulator.model.compiled, jax jit + lax.scan of the
+"""The compiled executor (simulator.engine.compiled, jax jit + lax.scan of the
 generic step) against its oracle, the numpy GraphEngine stepped tick by tick:
 over the golden option grid (tests/golden/record.py: 5 derivatives x 2
 pairings x 4 feedbacks x 5 learning modes x 6 models — chains, residual
@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "golden"))
 import record as golden  # noqa: E402
 
 from simulator.errors import NumericalError, SimulatorError  # noqa: E402
-from simulator.model import compiled  # noqa: E402
-from simulator.model.tick import GraphEngine  # noqa: E402
+from simulator.engine import compiled  # noqa: E402
+from simulator.engine.tick import GraphEngine  # noqa: E402
 from simulator.options import DERIVATIVE, FEEDBACK, PAIRING  # noqa: E402
 
 needs_jax = pytest.mark.skipif(not compiled.jax_available(),

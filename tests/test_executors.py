@@ -2,9 +2,9 @@
 
 Executors: the generic step (``GraphEngine._step_generic``, SPEC §1 vertex by
 vertex, fresh arrays) on numpy, on array-api-strict and, where a GPU is
-present, on cupy; the fast numpy step (``simulator.model.fast``: preallocated
+present, on cupy; the fast numpy step (``simulator.engine.fast``: preallocated
 buffers, grouped equal-width runs); the compiled jax loop
-(``simulator.model.compiled.CompiledEngine``, jit + lax.scan per chunk), where
+(``simulator.engine.compiled.CompiledEngine``, jit + lax.scan per chunk), where
 jax is installed. Which one runs is decided by the namespace: GraphEngine
 takes the fast step exactly when its namespace is numpy itself, so the
 generic step on numpy is reached here through ``GenericNumpy`` (the fast
@@ -34,8 +34,8 @@ from graph_models import ATTENTION, CONV, RESIDUAL
 from simulator.backend import cuda_available, to_host
 from simulator.errors import NumericalError
 from simulator.model import Model
-from simulator.model import compiled
-from simulator.model.tick import GraphEngine
+from simulator.engine import compiled
+from simulator.engine.tick import GraphEngine
 from simulator.options import DERIVATIVE, FEEDBACK, PAIRING
 
 TOL = 1e-12

@@ -16,7 +16,7 @@ import pytest
 
 from simulator import Model
 from simulator.backend import Backend, to_host
-from simulator.model.tick import GraphEngine
+from simulator.engine.tick import GraphEngine
 from simulator.options import DERIVATIVE, FEEDBACK, PAIRING
 
 LAYERS = [
@@ -82,7 +82,7 @@ def test_a_flagged_tick_leaves_no_stale_flag_once_the_state_is_finite_again():
     cleared when the ring comes round to it on a finite tick, or a recovered
     run would report an old tick again (oracle: the state is finite)."""
     from simulator.errors import NumericalError
-    from simulator.model.tick import FINITE_RING
+    from simulator.engine.tick import FINITE_RING
     engine = GraphEngine(Model.from_layers(LAYERS, (4,), seed=2), batch=2)
     u, y = np.zeros((2, 4)), np.zeros((2, 3))
     bad = u.copy()

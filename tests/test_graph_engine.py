@@ -1,4 +1,4 @@
-"""The tick engine on graphs (simulator.model.tick.GraphEngine), SPEC "Graphs".
+"""The tick engine on graphs (simulator.engine.tick.GraphEngine), SPEC "Graphs".
 
 Oracles: the golden chain runs recorded with the stacked chain engine
 (tests/test_golden.py replays them through ``Engine(Network)``), instantaneous
@@ -19,7 +19,7 @@ from test_model_graph import random_dag
 from simulator import Model, Network, SimulatorError
 from simulator.backend import Backend, to_host
 from simulator.model import reference as R
-from simulator.model.tick import GraphEngine, sync_set
+from simulator.engine.tick import GraphEngine, sync_set
 from oracles import paths
 from graph_models import ATTENTION
 

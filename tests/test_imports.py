@@ -191,10 +191,7 @@ FLOORS = [
         "simulator.selection", "simulator.safe_read", "simulator.dask_pool"]),
     ("model", [  # the one network type, its layers and the oracle
         "simulator.model", "simulator.network", "simulator.options"]),
-    ("engine", [  # SPEC §1 ticks of a model; the graph engine still lives in model/
-        "simulator.engine", "simulator.drive", "simulator.model.tick", "simulator.model.fast",
-        "simulator.model.compiled", "simulator.model.compiled_step",
-        "simulator.model.graph_tags"]),
+    ("engine", ["simulator.engine"]),  # SPEC §1 ticks of any Model: the door, executors, tags
     ("rules", ["simulator.rules"]),  # the other credit-assignment rules on a Model
     ("data", ["simulator.datasets", "simulator.streams"]),
     ("probes", [  # the recorder; metrics is the recorder's Gram-identity mismatch

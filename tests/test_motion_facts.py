@@ -18,7 +18,7 @@ from simulator import scene as scenes
 from simulator.datasets import load_dataset
 from simulator.model import Model
 from simulator.model import reference as R
-from simulator.model.tick import GraphEngine
+from simulator.engine.tick import GraphEngine
 from simulator.streams import MovingStream
 from simulator.sweep import boundary, plan_sweep
 

@@ -12,7 +12,7 @@ from simulator import scene as scenes
 from simulator.backend import to_host
 from simulator.engine import Engine
 from simulator.errors import NumericalError
-from simulator.model.tick import GraphEngine
+from simulator.engine.tick import GraphEngine
 from simulator.probes import Recorder, RecordPlan
 from simulator.runner import Prepared
 from simulator.streams import ConstantStream, HeldStream

@@ -261,7 +261,7 @@ def test_gradient_angles_compare_each_layer_with_the_frame_of_its_error(rng):
     backprop's gradient of the frame its δ carries (t − 2L + l), so every
     angle is ~0°, though no two layers use the same frame; a frame no longer
     at hand gives NaN."""
-    from simulator.model.tick import GraphEngine
+    from simulator.engine.tick import GraphEngine
     net = Network.random([4, 6, 5, 3], ["tanh", "tanh", "linear"], seed=7)
     L, n = net.depth, 20
     U, Y = rng.normal(size=(n, 2, 4)), rng.normal(size=(n, 2, 3))

@@ -163,7 +163,7 @@ def test_every_chain_trains_on_the_graph_engine_unpadded():
     """Chains of equal or unequal widths train on the graph engine (it groups
     equal-width runs, so padding buys nothing); tests/test_golden.py's train
     scenes, recorded on the stacked engine, pin that the curves did not move."""
-    from simulator.model.tick import GraphEngine
+    from simulator.engine.tick import GraphEngine
     for sizes in ([64, 6, 10], [64, 16, 16, 10]):
         raw = {"kind": "train", "network": {"sizes": sizes},
                "stream": {"kind": "dataset", "batch": 2, "hold": 4}, "target": {"kind": "labels"},
@@ -196,7 +196,7 @@ def test_gradient_angles_measure_the_update_against_finite_differences(rng):
     those of its own g against finite differences of the loss written by
     hand; the backprop and Z-IL baselines report none; AR's relaxed gradient
     at K = 200, η_x = 0.5 is within a degree."""
-    from simulator.model.tick import GraphEngine
+    from simulator.engine.tick import GraphEngine
     model = Model.from_layers(LAYERS, [1, 8, 8], seed=2)
     u, y = rng.normal(size=(2, 1, 8, 8)), np.eye(10)[[3, 8]]
     keys = [k for k in model.parameters() if k.endswith(".W")]

@@ -220,7 +220,7 @@ def graph_sync_report(trace):
     path from the input, its level), backward distance (longest path to the
     output), whether it is in the synchronization set (every path in has one
     length a + 1, every path out one length b, and a = b; ``vertex_sync``,
-    from ``simulator.model.tick.sync_set``), the frames its x and its paired
+    from ``simulator.engine.tick.sync_set``), the frames its x and its paired
     x carry at the last tick (oldest–newest: they differ where the vertex
     mixes frames) and its δ's target frame, and the mean mismatch over the
     steady window (vertices with weights)."""

@@ -26,7 +26,7 @@ from ..datasets import load_dataset
 from ..errors import NumericalError
 from ..model.reference import backprop as model_backprop
 from ..model.reference import evaluate as model_evaluate
-from ..model.tick import GraphEngine
+from ..engine.tick import GraphEngine
 from ..options import loss_and_grad
 from ..rules.predictive_coding import zil_model
 from ..rules.relaxation import ActivationRelaxation

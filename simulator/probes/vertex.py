@@ -26,7 +26,7 @@ import numpy as np
 
 from ..metrics import cosine_and_relative
 from ..model import reference as graph_reference
-from ..model.tick import distances, sync_set
+from ..engine.tick import distances, sync_set
 from .ring import gram, repeat_sources, ring_pieces
 
 HI_KEYS = ("input", "supervision", "output", "pair")

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..arguments import check_run
 from ..backend import Backend
-from ..drive import repeated_frames, stream_chunks
+from .drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
 from ..options import set_rule_options
 from . import compiled_step as step
@@ -251,7 +251,7 @@ class CompiledEngine:
         """Step ``ticks`` times on frames from ``stream``, ``chunk`` ticks per
         compiled scan (default: the recorder's plan.chunk, else 256). With a
         recorder each chunk comes back as stacked per-tick states and the
-        recorder sees every tick from them, as simulator.drive.run_stream
+        recorder sees every tick from them, as simulator.engine.drive.run_stream
         feeds it from GraphEngine."""
         check_run("CompiledEngine.run", stream, ticks, recorder, progress, chunk)
         last = scan = None

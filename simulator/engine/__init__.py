@@ -1,8 +1,14 @@
-"""The one door to the tick engine: ``Engine(model, ...)``.
+"""The tick engine (SPEC §1 on any Model) and its one door, ``Engine(model, ...)``.
+
+The package: ``tick`` (GraphEngine: options resolved once, the generic step
+over the array-API namespace), ``fast`` (the numpy executor: preallocated
+buffers, equal-shape runs stacked), ``compiled``/``compiled_step`` (the jax
+executor: jit + lax.scan of the same step), ``tags`` (the provenance tags)
+and ``drive`` (streams fed to an engine in chunks).
 
 A chain (``Model.chain``, or its deprecated alias ``Network``, which is a
 chain Model) and any graph ``Model`` run on the one graph engine
-(``simulator.model.tick.GraphEngine``: SPEC §1 vertex by vertex, equal-width
+(``simulator.engine.tick.GraphEngine``: SPEC §1 vertex by vertex, equal-width
 runs of dense layers stacked without padding under every option set). A
 chain's layer l (1..L) is named str(l), so ``parameters()`` holds "l.W" and
 ``activity(l)``/``delta(l)`` address layer l.
@@ -14,9 +20,9 @@ gone; its accessors map to the graph engine's: ``weights()[i]`` and
 ``["{i+1}.b"]``, ``feedback_matrices()`` → ``feedback_weights()``,
 ``network()`` → ``current_model()``.
 """
-from .arguments import check_type
-from .model import Model
-from .model.tick import GraphEngine
+from ..arguments import check_type
+from ..model import Model
+from .tick import GraphEngine
 
 
 class Engine(GraphEngine):

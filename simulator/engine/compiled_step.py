@@ -1,4 +1,4 @@
-"""The pure tick of the compiled executor (``simulator.model.compiled``).
+"""The pure tick of the compiled executor (``simulator.engine.compiled``).
 
 ``Plan`` resolves the model and the options once; ``_tick(plan, state,
 (u, y))`` is GraphEngine's generic step (SPEC §1, "Graphs") written
@@ -8,7 +8,7 @@ bound by ``bind`` when the compiled module loads the optional extra, so
 importing this module never imports jax.
 """
 from ..options import loss_grad
-from .reference import vertex_params
+from ..model.reference import vertex_params
 from .tick import distances
 
 jax = jnp = None

@@ -25,8 +25,8 @@ compares an option name.
 import numpy as np
 
 from ..options import loss_grad
-from .layers import ACTIVATIONS
-from .reference import vertex_params
+from ..model.layers import ACTIVATIONS
+from ..model.reference import vertex_params
 
 
 def _runs(names):

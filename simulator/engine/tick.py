@@ -40,13 +40,13 @@ import numpy as np
 
 from ..arguments import check_bool, check_number, check_run, check_seed, check_type, shown
 from ..backend import Backend
-from ..drive import run_stream
+from .drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..options import loss_grad, present_target, set_rule_options
 from .fast import FastNumpy
-from .graph_tags import GraphTags
-from .graph import Model
-from .reference import vertex_params
+from .tags import GraphTags
+from ..model.graph import Model
+from ..model.reference import vertex_params
 
 # Ticks of finiteness flags kept on the device between host checks (both engines).
 FINITE_RING = 256
@@ -453,7 +453,7 @@ class GraphEngine(FastNumpy, GraphTags):
 
     def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
         """Step ``ticks`` times on frames from ``stream``, as ``Engine.run``
-        (simulator.drive.run_stream): the recorder (if any) sees every tick;
+        (simulator.engine.drive.run_stream): the recorder (if any) sees every tick;
         NaN/Inf stops the run naming its first tick, vertex and quantity, the
         same whatever the chunk size."""
         check_run("GraphEngine.run", stream, ticks, recorder, progress, chunk)
