@@ -58,21 +58,6 @@ def check_choice(kind, value, choices):
     return value
 
 
-def frame_lags(depth):
-    """History lags of the `frame` options, from the tick rule (SPEC §1).
-
-    The delta δ[t,l] belongs to the output-activity frame t − 2L + l. Its σ'
-    factor (used when stepping from tick t to t+1 at layer l) is the a of that
-    frame, recorded 2L − 2l − 1 ticks before t; the x it pairs with at layer
-    l − 1 was recorded 2L − 2l + 1 ticks before t. Returned per layer l = 1..L
-    as two lists (derivative lags for l = 1..L−1, pairing lags for l = 1..L).
-    """
-    L = depth
-    deriv = [2 * L - 2 * l - 1 for l in range(1, L)]
-    pair = [2 * L - 2 * l + 1 for l in range(1, L + 1)]
-    return deriv, pair
-
-
 def check_count(name, value, minimum=0):
     """``value`` as an int >= ``minimum`` (bools refused), or SimulatorError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

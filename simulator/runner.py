@@ -14,7 +14,7 @@ import numpy as np
 
 from .build import Parts
 from .errors import SceneError
-from .probes import GraphBudget, Recorder, RecordPlan, RunBudget, Trace, distinct_frames
+from .probes import Recorder, RecordPlan, RunBudget, Trace, distinct_frames
 from .scene import apply_overrides, load, spec_of
 from .version import __version__
 
@@ -30,15 +30,10 @@ class Prepared:
         self.name, self.scene = name, scene
         self.spec = spec = spec_of(scene)
         run, rule, rec, render = spec.run, spec.rule, spec.record, spec.render
-        # A graph (network.layers) is sized from its skeleton (levelled when it
-        # runs levelled): vertices as layers, the largest vertex as the width.
-        skeleton = spec.network.skeleton
-        if skeleton is not None and spec.network.levelled:
-            skeleton = skeleton.level()
-        if skeleton is None:
-            sizes, _ = spec.network.shape
-        else:
-            sizes = [int(np.prod(v.shape)) for v in skeleton.vertices]
+        # Sized from the skeleton the engine runs (a graph levelled when it runs
+        # levelled): vertices as layers, the largest vertex as the width.
+        skeleton = spec.network.run_skeleton
+        sizes = [int(np.prod(v.shape)) for v in skeleton.vertices]
         self.plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), spec.stream.batch,
                                np.dtype(run.dtype).itemsize, states=rec.states,
                                every=rec.every, layers=rec.layers, metrics=rec.metrics,
@@ -53,9 +48,7 @@ class Prepared:
                        **{k: getattr(rule, k) for k in ("feedback", "derivative", "pairing",
                                                         "supervision_delay", "learning_rate",
                                                         "accumulate")})
-        self.budget = (RunBudget(self.plan, sizes, device=run.device, **options)
-                       if skeleton is None
-                       else GraphBudget(self.plan, skeleton, **options))
+        self.budget = RunBudget(self.plan, skeleton, device=run.device, **options)
         self.record_bytes = self.budget.check()
         self.parts = Parts(spec)
         self.network, self.stream = self.parts.network, self.parts.stream

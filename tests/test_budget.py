@@ -9,6 +9,7 @@ import pytest
 
 from simulator import scene as scenes
 from simulator.errors import BudgetError, SceneError
+from simulator.model import Model
 from simulator.probes import RecordPlan, RunBudget
 from simulator.runner import Prepared
 
@@ -76,14 +77,30 @@ def test_advice_for_a_long_recording_works_when_followed():
 
 def test_estimate_is_itemised_and_follows_the_options():
     plan = RecordPlan(100, 4, 8, 2, 8, metrics=False)
-    base = RunBudget(plan, [3, 8, 8, 8, 2])
-    frame = RunBudget(plan, [3, 8, 8, 8, 2], derivative="frame", pairing="frame")
-    # Two rings of 2L = 8 ticks (the longest pairing lag is 2L − 1) of (L+1, B, N) states.
-    assert frame.items["history rings"] == 2 * 8 * 5 * 2 * 8 * 8
+    chain = Model.chain_skeleton([3, 8, 8, 8, 2], ["tanh"] * 4)
+    base = RunBudget(plan, chain)
+    frame = RunBudget(plan, chain, derivative="frame", pairing="frame")
+    # Two rings of 2D + 1 = 9 ticks (the longest lag is 2L − 1 = 7 on a chain
+    # of depth D = L = 4) of every vertex's values, 3 + 8 + 8 + 8 + 2 = 29 per
+    # batch row, B = 2, 8 bytes: no padding to the widest layer.
+    assert frame.items["history rings"] == 2 * 9 * 29 * 2 * 8
     assert "history rings" not in base.items
     assert frame.total - base.total == frame.items["history rings"]
-    assert RunBudget(plan, [3, 8, 8, 8, 2], supervision_delay=9).items["targets ring"] == \
+    assert RunBudget(plan, chain, supervision_delay=9).items["targets ring"] == \
         8 * 10 * 2 * 2
+
+
+def test_a_chain_is_charged_its_layers_not_the_widest_one_times_the_depth():
+    """The engine stacks no padding, so neither does the budget: a wide input
+    layer costs its own weights once, not (L + 1) layers of its width."""
+    plan = RecordPlan(10, 3, 784, 1, 8, metrics=False)
+    wide = RunBudget(plan, Model.chain_skeleton([784, 32, 32, 10], ["tanh"] * 3))
+    W = 784 * 32 + 32 * 32 + 32 * 10 + 32 + 32 + 10    # every weight and bias
+    # one device copy and one host float64 copy of the student's parameters,
+    # and the teacher, a chain of the student's shape (streams.make_teacher)
+    assert wide.items["weights"] == 3 * 8 * W
+    padded = 3 * 784 * 784                           # what padding every layer would take
+    assert wide.items["weights"] < padded
 
 
 @pytest.mark.parametrize("overrides", [
@@ -172,8 +189,8 @@ def test_other_kinds_are_refused_before_allocating(scene, overrides, key, knob, 
 def test_a_training_estimate_covers_every_rule_learning_side_by_side(rules):
     """The rules of a train scene learn in lockstep, so the estimate must hold
     all their learners at once: the traced peak of training (width 768, tiny
-    inputs, so the weights dominate) stays under the charged estimate (one
-    engine's estimate, 74 MiB, is under the 102 MiB four rules take)."""
+    inputs, so the weights dominate) stays under the charged estimate, which
+    grows with every rule (each learner's weights and gradient)."""
     from simulator.kinds.train import train_budget
     from simulator.experiments.training import Setup, train_scene
     raw = {"kind": "train", "network": {"depth": 3, "width": 768, "inputs": 8, "outputs": 4},

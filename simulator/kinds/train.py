@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import threads
 from ..files import write_json
-from ..probes import GraphBudget, RecordPlan, RunBudget
+from ..probes import RecordPlan, RunBudget
 from ..experiments.training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from ..scene import spec_of
@@ -43,7 +43,7 @@ def prepare(name, scene, options=None):
 
 
 # What each rule's learner holds for the whole run (the rules learn in lockstep).
-PER_RULE = ("weights", "state buffers", "history rings", "targets ring")
+PER_RULE = ("weights", "state buffers", "history rings", "targets ring", "learner work")
 
 
 def train_budget(spec):
@@ -58,17 +58,15 @@ def train_budget(spec):
                       np.dtype(run.dtype).itemsize, states=False, metrics=False,
                       chunk=stream_chunk(batch, sizes[0], sizes[-1]), budget=tr.memory_budget)
     # the costliest rule: learned feedback keeps a second set of matrices
-    skeleton = spec.network.skeleton
-    if skeleton is not None:
-        if spec.network.levelled:
-            skeleton = skeleton.level()
-        budget = GraphBudget(plan, skeleton, feedback="learned",
-                             supervision_delay=tr.supervision_delay, learning_rate=1.0,
-                             target=spec.target.kind, budget_key="train.memory_budget")
-    else:
-        budget = RunBudget(plan, sizes, feedback="learned",
-                           supervision_delay=tr.supervision_delay, learning_rate=1.0,
-                           target=spec.target.kind, budget_key="train.memory_budget")
+    skeleton = spec.network.run_skeleton
+    budget = RunBudget(plan, skeleton, feedback="learned",
+                       supervision_delay=tr.supervision_delay, learning_rate=1.0,
+                       target=spec.target.kind, budget_key="train.memory_budget",
+                       device=run.device)
+    # beyond one engine: each learner's float64 gradient (the backprop
+    # baseline's step operand) and the setup's initial model, on the host
+    params = 8 * sum(int(np.prod(a)) for a in skeleton.param_shapes().values())
+    budget.items.update({"learner work": params, "initial model": params})
     return budget.held(PER_RULE, len(tr.rules))
 
 

@@ -155,13 +155,19 @@ class Model:
                 not isinstance(a, str) or a not in ACTIVATIONS for a in activations):
             fail(call, "activations", f"a name ({', '.join(ACTIVATIONS)}) or a list of "
                  f"{len(weights)}, one per layer", activations)
-        cfgs = [{"name": str(l + 1), "kind": "dense", "from": (INPUT if l == 0 else str(l),),
-                 "units": int(w.shape[0]), "activation": a, "scale": 1.0, "bias_scale": 0.0}
-                for l, (w, a) in enumerate(zip(weights, activations))]
+        cfgs = _chain_configs([int(w.shape[0]) for w in weights], activations)
         params = {}
         for l, (w, b) in enumerate(zip(weights, biases)):
             params[f"{l + 1}.W"], params[f"{l + 1}.b"] = w, b
         return cls._assemble(cfgs, (int(weights[0].shape[1]),), params)
+
+    @classmethod
+    def chain_skeleton(cls, sizes, activations):
+        """The chain ``chain(sizes, activations)`` would build, without parameters
+        (as ``skeleton`` is for ``from_layers``): what a run is sized from
+        before anything is allocated. ``activations``: one name per layer 1..L."""
+        return cls._assemble(_chain_configs([int(n) for n in sizes[1:]], list(activations)),
+                             (int(sizes[0]),))
 
     @classmethod
     def chain(cls, sizes, activations="tanh", seed=0, scale=1.0, bias_scale=0.0):
@@ -327,6 +333,14 @@ def _float_arrays(call, name, values):
         except (TypeError, ValueError):
             fail(call, f"{name}[{i}]", "an array of numbers", v)
     return out
+
+
+def _chain_configs(units, activations):
+    """The dense layer configs of a chain: layer l (1..L) named str(l), on layer
+    l − 1, ``units[l−1]`` wide with σ ``activations[l−1]``."""
+    return [{"name": str(l + 1), "kind": "dense", "from": (INPUT if l == 0 else str(l),),
+             "units": n, "activation": a, "scale": 1.0, "bias_scale": 0.0}
+            for l, (n, a) in enumerate(zip(units, activations))]
 
 
 def _configs(layers, input_shape):

@@ -15,9 +15,8 @@ import math
 import numpy as np
 
 from ..errors import BudgetError, SceneError, SimulatorError
-from ..options import frame_lags
 from .trace import TAG_KEYS
-from .vertex import HI_KEYS, metric_block
+from .vertex import HI_KEYS, is_plain_chain, metric_block
 
 GIF_BYTES_PER_PIXEL = 4
 # The process itself, whatever the run: Python, numpy and tickprop's modules
@@ -122,8 +121,10 @@ class RunBudget:
     """Itemised peak memory of one diffusion run, before anything is allocated.
 
     ``plan`` (RecordPlan) gives ticks, batch, dtype size, recording and chunk;
-    ``sizes`` the layer widths; the rule options say which rings and buffers the
-    engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
+    ``model`` the Model the engine runs (a skeleton will do: the parts are
+    sized from its parameter and vertex shapes, a chain's dense layers as any
+    graph's vertices, so nothing is allocated); ``device`` where it runs; the
+    rule options say which rings and buffers the engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
     network maps the stream); ``gif`` = (render.every, (width, height)) adds
     the GIF frames, None leaves them out; ``pictures`` adds the plotting
     library and figures; ``distinct`` bounds the distinct
@@ -156,72 +157,71 @@ class RunBudget:
         "pictures": "no pictures (--no-png --no-gif, or render.png/render.gif = false)",
         "gif frames": "a smaller render.size, or no GIF "
                       "(render.gif = false, --no-gif)",
+        "learner work": "fewer train.rules or fewer or narrower layers",
+        "initial model": "fewer or narrower layers (network.width, network.depth or "
+                         "network.sizes)",
     }
 
     # Parts alive only for a moment, never two at once: the peak holds the largest.
     TRANSIENT = ("weight work", "metric work", "teacher forward", "state transfer")
 
-    def __init__(self, plan, sizes, feedback="transpose", derivative="local", pairing="local",
+    GRAPH_ADVICE = {
+        "weights": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "weight work": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "state buffers": "a smaller stream.batch, network.input_shape or fewer channels "
+                         "(network.layers)",
+        "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
+                         "hold up to 2D ticks of state), a smaller stream.batch or model",
+        "reference ring": "a smaller rule.supervision_delay (the ring holds 2D + d_y + 2 "
+                          "gradients and a block's) or record.metrics = false",
+        "metric work": "a smaller stream.batch or model, or record.metrics = false",
+    }
+
+    def __init__(self, plan, model, feedback="transpose", derivative="local", pairing="local",
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None, budget_key="record.memory_budget", distinct=None, pictures=False,
+                 gif=None, distinct=None, pictures=False, budget_key="record.memory_budget",
                  device="cpu"):
         self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
-        sizes = [int(n) for n in sizes]
-        L, N, B, s = len(sizes) - 1, max(sizes), int(plan.batch), int(plan.itemsize)
-        # on numpy with every layer's states recorded, the recorder writes x and
-        # δ straight into the state arrays: no block copy of them, no transfer
-        self.direct = states_in_place(plan, L, device)
-        n0, nL, total_n = sizes[0], sizes[-1], sum(sizes)
-        d_y, C = int(supervision_delay), plan.chunk
-        W = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))      # true weight entries
-        padded = L * N * N
-        host_nets = 8 * W * (2 if target == "teacher" else 1)       # student + teacher
-        persistent = s * (padded + L * N) + host_nets
-        if feedback != "transpose":
-            persistent += s * padded
-        build = 8 * padded * (2 if feedback in ("random", "learned") else 1)
-        work = 0
-        if learning_rate:
-            work += s * padded                          # η g, formed as one (L, N, N) array
-            if accumulate > 1:
-                persistent += s * padded
-                work += s * padded                      # the fresh accumulator
-            if feedback == "sign":
-                work += s * padded                      # refreshed sign(Wᵀ)
+        chain = is_plain_chain(model)
+        if not chain:
+            self.ADVICE = dict(self.ADVICE, **self.GRAPH_ADVICE)
+        B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
+        shapes = model.param_shapes()
+        P = sum(int(np.prod(a)) for a in shapes.values())
+        sizes = [int(np.prod(v.shape)) for v in model.vertices]
+        S, N, n = sum(sizes), max(sizes), len(sizes)
+        n_in, n_out = sizes[0], sizes[-1]
+        D = model.depth
+        # on numpy with every vertex's states recorded, the recorder writes x
+        # and δ straight into the state arrays: no block copy, no transfer
+        self.direct = states_in_place(plan, n - 1, device)
+        copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
+        # the teacher: a chain of the student's shape (``streams.make_teacher``),
+        # for a graph one map of the flat input to the flat output; float64, host
+        teacher = (8 * (P if chain else n_in * n_out)) if target == "teacher" else 0
+        items = {"weights": s * P * copies + 8 * P + teacher,
+                 "weight work": s * P * (2 if learning_rate else 1),
+                 "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
+        frame_rings = (derivative == "frame") + (pairing == "frame")
+        items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
+        items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            work = max(work, s * W)                     # weight copies for the reference
-        state = (L + 1) * B * N
-        items = {"weights": persistent,
-                 "weight work": max(build, work),
-                 "state buffers": s * state * 13 + (s * (L - 1) * B * N
-                                                    if derivative == "itd-dy" else 0)}
-        deriv_lags, pair_lags = frame_lags(L)
-        lags = (deriv_lags if derivative == "frame" else []) + (
-            pair_lags if pairing == "frame" else [])
-        R = max(lags) + 1 if lags else 0
-        items["history rings"] = s * R * state * ((derivative == "frame") + (pairing == "frame"))
-        items["targets ring"] = s * (d_y + 1) * B * nL
-        # x and δ of the pending rows (and the paired x, pairing `frame`)
-        K = block_ticks(plan, L + 1, B, N, s)
-        items["record block"] = s * K * B * N * (
-            (0 if self.direct else 2 * (L + 1))
-            + (L if plan.metrics and pairing != "local" else 0))
-        if plan.metrics:
-            ref = 2 * L + d_y + 2 + K
-            items["reference ring"] = s * ref * L * (2 * B * N + 1) + 8 * ref
-            # one block's backprop (activations, σ', δ of K frames stacked into one
-            # batch, padded factors) or its gathered references and Gram products
-            items["metric work"] = s * (3 * K * B * total_n + 2 * K * L * B * N
-                                        + 3 * K * L * B * B)
-        # Two chunks of frames are alive while the next is drawn; the teacher's
-        # forward pass over a whole chunk is transient.
-        items["stream frames"] = (8 + s) * 2 * C * B * (n0 + nL)
+            # the ring and the block's rows, counted as W gradients of every
+            # weighted vertex: a bound, since a vertex measured through Gram
+            # products (``gram_pays``) keeps its smaller factors instead
+            PW = sum(int(np.prod(a)) for k, a in shapes.items() if k.endswith(".W"))
+            K = metric_block(C, B, S, PW, s)
+            ref = 2 * D + d_y + 2 + K
+            items["reference ring"] = s * (ref + K) * PW
+            items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
+        items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":
-            # the teacher runs once per distinct frame of a chunk (held ticks repeat)
             F = C if distinct is None else min(C, int(distinct))
-            items["teacher forward"] = 8 * F * B * (2 * total_n + 2 * N)
+            items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
         rows = plan.rows
-        items["recorded rows"] = rows * _row_bytes(L, plan.metrics)
+        # a chain's trace has no newest-frame (_hi) tags (``is_plain_chain``)
+        hi = 0 if chain else 8 * len(HI_KEYS) * n
+        items["recorded rows"] = rows * (_row_bytes(n - 1, plan.metrics) + hi) + 6 * s * C * n
         self._finish(items, N, B, s, C, gif)
 
     def _finish(self, items, width, batch, itemsize, chunk, gif):
@@ -236,7 +236,7 @@ class RunBudget:
         if plan.states:
             per_row = 2 * len(plan.layers) * batch * width
             items["recorded states"] = plan.itemsize * per_row * rows
-            if not getattr(self, "direct", False):
+            if not self.direct:
                 items["state transfer"] = (2 * itemsize * per_row
                                            * min(len(range(0, chunk, plan.every)), rows))
         if gif is not None:
@@ -326,59 +326,3 @@ def block_ticks(plan, layers, batch, width, itemsize):
     copies (2 · layers · batch · width values a tick), at least 1, at most a chunk."""
     per_tick = 2 * layers * batch * width * itemsize
     return max(1, min(plan.chunk, BLOCK_BYTES // max(per_tick, 1)))
-
-
-class GraphBudget(RunBudget):
-    """``RunBudget`` of a run of the tick engine on a graph: the same parts,
-    sized from the model's parameter shapes and vertex shapes (``model`` may
-    be a skeleton, so nothing is allocated), with ``n_in``/``n_out`` the flat
-    sizes of the stream's frames."""
-
-    ADVICE = dict(RunBudget.ADVICE, **{
-        "weights": "fewer or smaller layers (network.layers: units, channels, kernel)",
-        "weight work": "fewer or smaller layers (network.layers: units, channels, kernel)",
-        "state buffers": "a smaller stream.batch, network.input_shape or fewer channels "
-                         "(network.layers)",
-        "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
-                         "hold up to 2D ticks of state), a smaller stream.batch or model",
-        "reference ring": "a smaller rule.supervision_delay (the ring holds 2D + d_y + 2 "
-                          "gradients and a block's) or record.metrics = false",
-        "metric work": "a smaller stream.batch or model, or record.metrics = false",
-    })
-
-    def __init__(self, plan, model, feedback="transpose", derivative="local", pairing="local",
-                 supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
-                 gif=None, distinct=None, pictures=False, budget_key="record.memory_budget"):
-        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
-        B, s, C, d_y = int(plan.batch), int(plan.itemsize), plan.chunk, int(supervision_delay)
-        shapes = model.param_shapes()
-        P = sum(int(np.prod(a)) for a in shapes.values())
-        sizes = [int(np.prod(v.shape)) for v in model.vertices]
-        S, N, n = sum(sizes), max(sizes), len(sizes)
-        n_in, n_out = sizes[0], sizes[-1]
-        D = model.depth
-        copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
-        teacher = 8 * n_in * n_out if target == "teacher" else 0
-        items = {"weights": s * P * copies + 8 * P + teacher,
-                 "weight work": s * P * (2 if learning_rate else 1),
-                 "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
-        frame_rings = (derivative == "frame") + (pairing == "frame")
-        items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
-        items["targets ring"] = s * (d_y + 1) * B * n_out
-        if plan.metrics:
-            # the ring and the block's rows, counted as W gradients of every
-            # weighted vertex: a bound, since a vertex measured through Gram
-            # products (``gram_pays``) keeps its smaller factors instead
-            PW = sum(int(np.prod(a)) for k, a in shapes.items() if k.endswith(".W"))
-            K = metric_block(C, B, S, PW, s)
-            ref = 2 * D + d_y + 2 + K
-            items["reference ring"] = s * (ref + K) * PW
-            items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
-        items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
-        if target == "teacher":
-            F = C if distinct is None else min(C, int(distinct))
-            items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
-        rows = plan.rows
-        items["recorded rows"] = (rows * (_row_bytes(n - 1, plan.metrics) + 8 * len(HI_KEYS) * n)
-                                  + 6 * s * C * n)
-        self._finish(items, N, B, s, C, gif)

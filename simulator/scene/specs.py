@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..model import Model
 from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window
 from .sections import (AR_CONVERGE, AR_NETWORK, AR_TRAIN, GRAPH_NETWORK, LOCKING, PC_RUN,
                        PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEMAS, SEED_DEVICE,
@@ -87,6 +88,16 @@ class ChainOrGraph(Spec):
             return None
         return check_graph({f.name: thawed(getattr(self, f.name))
                             for f in dataclasses.fields(self)}, "network")
+
+    @property
+    def run_skeleton(self):
+        """The Model skeleton a run of this network ticks (shapes, no
+        parameters): the graph's (levelled when it runs levelled) or the chain's
+        dense layers; what budgets are sized from."""
+        if not self.graph:
+            sizes, acts = self.shape
+            return Model.chain_skeleton(sizes, acts)
+        return self.skeleton.level() if self.levelled else self.skeleton
 
     def layer_dicts(self):
         """The graph's layer tables as plain dicts (``Model.from_layers``'s input)."""
