@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graph_models import ATTENTION, CONV, RESIDUAL
+from graph_models import ATTENTION, CONV, RESIDUAL, RUN_SKIP
 from simulator.backend import cuda_available, to_host
 from simulator.errors import NumericalError
 from simulator.model import Model
@@ -54,15 +54,6 @@ TOL = 1e-12
 OTHER_ORDER = ("fast numpy", "compiled jax", "generic cupy")
 TOL_ITD = {"itd-y": 1e-12, "itd-dy": 1e-8}
 
-RUN_SKIP = [  # a run of four equal-width dense layers over a source with a second child
-    {"name": "h0", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "h1", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "h2", "kind": "dense", "units": 5, "activation": "logistic", "bias_scale": 0.3},
-    {"name": "h3", "kind": "dense", "units": 5, "activation": "linear", "bias_scale": 0.3},
-    {"name": "h4", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "r", "kind": "add", "from": ["h4", "h0"], "activation": "tanh"},
-    {"name": "out", "kind": "dense", "units": 3, "activation": "linear", "bias_scale": 0.3},
-]
 # name -> (seed -> Model, levelled): the golden grid's models (record.py), seeded.
 MODELS = {
     "chain_equal": (lambda s: Model.chain([5, 5, 5, 5, 5], ["tanh", "logistic", "tanh", "linear"],

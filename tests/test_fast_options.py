@@ -17,17 +17,9 @@ import pytest
 from simulator import Model
 from simulator.backend import Backend, to_host
 from simulator.engine.tick import GraphEngine
+from graph_models import RUN_SKIP as LAYERS
 from simulator.options import DERIVATIVE, FEEDBACK, PAIRING
 
-LAYERS = [
-    {"name": "h0", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "h1", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "h2", "kind": "dense", "units": 5, "activation": "logistic", "bias_scale": 0.3},
-    {"name": "h3", "kind": "dense", "units": 5, "activation": "linear", "bias_scale": 0.3},
-    {"name": "h4", "kind": "dense", "units": 5, "activation": "tanh", "bias_scale": 0.3},
-    {"name": "r", "kind": "add", "from": ["h4", "h0"], "activation": "tanh"},
-    {"name": "out", "kind": "dense", "units": 3, "activation": "linear", "bias_scale": 0.3},
-]
 MODES = {"learning": {"learning_rate": 0.05},
          "accumulate3_decay": {"learning_rate": 0.05, "accumulate": 3, "weight_decay": 0.2}}
 TICKS = 13

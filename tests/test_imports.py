@@ -36,17 +36,23 @@ def _package(module, path):
     return module if path.endswith("__init__.py") else module.rpartition(".")[0]
 
 
+def _from_base(node, module, path):
+    """The absolute module an ImportFrom node names (its dots resolved)."""
+    base = node.module or ""
+    if node.level:
+        pkg = _package(module, path)
+        for _ in range(node.level - 1):
+            pkg = pkg.rpartition(".")[0]
+        base = f"{pkg}.{base}" if base else pkg
+    return base
+
+
 def _targets(node, module, path):
     """Project modules an Import/ImportFrom node loads (absolute names)."""
     if isinstance(node, ast.Import):
         names = [a.name for a in node.names]
     else:
-        base = node.module or ""
-        if node.level:
-            pkg = _package(module, path)
-            for _ in range(node.level - 1):
-                pkg = pkg.rpartition(".")[0]
-            base = f"{pkg}.{base}" if base else pkg
+        base = _from_base(node, module, path)
         # `from pkg import sub` needs the submodule pkg.sub; it needs pkg itself
         # only for names that are attributes of pkg (not submodules).
         subs = [f"{base}.{a.name}" for a in node.names]
@@ -324,12 +330,7 @@ def _missing_project_imports(path, module=None):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                pkg = _package(module, path)
-                for _ in range(node.level - 1):
-                    pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{base}" if base else pkg
+            base = _from_base(node, module, path)
             names = [base]
             # `from pkg import x` needs x as a submodule or a name pkg binds
             if base in MODULES and MODULES[base].endswith("__init__.py"):
