@@ -293,14 +293,16 @@ class CompiledEngine:
             F = v.get("F")
         else:
             with self._scope():
-                s = self._state
+                s = self._plan.unpack(self._state)
                 v = jax.tree_util.tree_map(np.asarray, {
                     "X": s["X"], "P": s["P"], "D": s["D"],
                     "pairs": {i: paired(self._plan, s, self.model.vertices[i])
                               for i in self._plan.params}})
             params, F = None, None
         if params is None:
-            params = {k: np.asarray(a) for k, a in self._state["params"].items()}
+            with self._scope():
+                params = {k: np.asarray(a)
+                          for k, a in self._plan.unpack(self._state)["params"].items()}
         if F is None and "F" in self._state:
             F = {i: np.asarray(a) for i, a in self._state["F"].items()}
         return v, params, F
