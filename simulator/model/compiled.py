@@ -8,7 +8,9 @@ own ``value``/``vjp``/``param_grads`` in the jax.numpy namespace — written as
 one pure function ``tick(state, (u_t, y_t)) -> (state, per-tick outputs)``
 built once from the model and the resolved options (no option name is looked
 at inside it) and scanned over a chunk of ticks; jit compiles it once per
-chunk length. The state is a pytree: per vertex x, pre, σ', δ, the previous
+chunk length. The state is a pytree: per vertex x, pre, σ', δ (carried
+stacked by vertex shape, so a tick is a few fused loops, not a few per
+vertex: ``compiled_step.Plan.pack``), the previous
 x and pre where ITD or a VJP that reads its inputs needs them, the ITD
 quotients, the target ring of d_y, the history rings of the ``frame``
 options and, with learning, the parameters, feedback and accumulators.

@@ -3,7 +3,12 @@
 ``Plan`` resolves the model and the options once; ``_tick(plan, state,
 (u, y))`` is GraphEngine's generic step (SPEC §1, "Graphs") written
 functionally on jax.numpy — the layers' own ``value``/``vjp``/``param_grads``
-— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. jax is
+— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. At paper
+scale a tick's cost is the number of XLA kernels it launches, not its
+arithmetic, so the carry holds each quantity stacked by vertex shape and a
+dense group's parameters stacked (``Plan.pack``; the step reads and writes
+per vertex, ``Plan.unpack``), and a group's σ/σ', the hidden deltas and the
+weight update each run as one stacked elementwise loop. jax is
 bound by ``bind`` when the compiled module loads the optional extra, so
 importing this module never imports jax.
 """
@@ -227,8 +232,10 @@ def _tick(plan, s, uy, exact=False):
     Xn, Pn, Sn, Dn = [u], [u], [None] * n, [None] * n
     pres = {}
     for g in plan.groups:                                           # forward
-        pre = jnp.einsum("kbi,kji->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
-                         jnp.stack([vp[i]["W"] for i in g]))
+        # Contracting W's leading axis lets XLA's CPU dot skip a transpose
+        # of x a tick (and the frozen Wᵀ is hoisted out of the loop).
+        pre = jnp.einsum("kbi,kij->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
+                         jnp.swapaxes(jnp.stack([vp[i]["W"] for i in g]), 1, 2))
         pre = pre + jnp.stack([vp[i]["b"] for i in g])[:, None, :]
         for lo, hi in plan.runs[g]:
             layer = verts[g[lo]].layer
