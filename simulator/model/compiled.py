@@ -57,11 +57,11 @@ INSTALL_HINT = "pip install 'tickprop[jax]'"
 # cut into scans of at most this much.
 RECORD_BYTES = 256 * 2 ** 20
 # The measured rule of run.backend = "auto" (bench_compiled.py, one core):
-# the compiled loop wins 3.4–8.8× where every vertex's work is tiny (paper
+# the compiled loop wins 5–12× where every vertex's work is tiny (paper
 # scale, residual_levelling, conv_digits: batch × largest weight ≤ 2^14) and
-# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.81×) or
+# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.70×) or
 # on long chains, which numpy's fast path runs as one stacked block
-# (L 64 w 32 B 8: 0.44–0.64×), so "auto" picks numpy there.
+# (L 64 w 32 B 8: 0.67–0.92×), so "auto" picks numpy there.
 SMALL_VERTEX_MACS = 2 ** 14
 MAX_VERTICES = 32
 
