@@ -185,7 +185,7 @@ class CompiledEngine:
         self._u_shape = (self.batch,) + tuple(self.model.input_shape)
         self._y_shape = (self.batch,) + tuple(self.model.output_shape)
         self.tick = -1
-        self._view = None
+        self._view = self._host = None
 
     def _scope(self):
         return jax.enable_x64(self._x64)
@@ -289,25 +289,30 @@ class CompiledEngine:
     def _now(self):
         """The host state of the replayed tick (inside ``run``), else the current
         one: X, P, D, pairs, params, F."""
+        host = self._host_state()
         if self._view is not None:
             v = self._view
             params = v.get("params")
             F = v.get("F")
         else:
-            with self._scope():
-                s = self._plan.unpack(self._state)
-                v = jax.tree_util.tree_map(np.asarray, {
-                    "X": s["X"], "P": s["P"], "D": s["D"],
-                    "pairs": {i: paired(self._plan, s, self.model.vertices[i])
-                              for i in self._plan.params}})
+            v = {"X": host["X"], "P": host["P"], "D": host["D"],
+                 "pairs": {i: paired(self._plan, host, self.model.vertices[i])
+                           for i in self._plan.params}}
             params, F = None, None
         if params is None:
-            with self._scope():
-                params = {k: np.asarray(a)
-                          for k, a in self._plan.unpack(self._state)["params"].items()}
-        if F is None and "F" in self._state:
-            F = {i: np.asarray(a) for i, a in self._state["F"].items()}
+            params = host["params"]
+        if F is None and "F" in host:
+            F = host["F"]
         return v, params, F
+
+    def _host_state(self):
+        """The current state as host arrays, per vertex (``Plan.unpack``), read
+        once per chunk: a recorded run asks for it every tick."""
+        if self._host is None or self._host[0] is not self._state:
+            with self._scope():
+                host = jax.tree_util.tree_map(np.asarray, self._state)
+            self._host = (self._state, self._plan.unpack(host))
+        return self._host[1]
 
     def _index(self, vertex):
         if isinstance(vertex, str):
