@@ -80,9 +80,6 @@ class Plan:
         self.slots = [(q, v.index) for v in verts for q in range(3)
                       if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
                       or (q == 2 and v.index)]
-        # Enough of them to see that a tick has a non-finite value: σ (tanh,
-        # logistic, relu) of a finite pre is finite, so a vertex's activity
-        # need not be looked at where its preactivation is.
         # The carry stacks per-vertex arrays of one shape (``pack``): one
         # buffer, one fused elementwise loop and one carry copy per shape
         # instead of per vertex; a tick reads and writes per vertex (``unpack``).
