@@ -11,10 +11,11 @@ at inside it) and scanned over a chunk of ticks; jit compiles it once per
 chunk length, and a run whose scans would have two lengths (a shorter last
 chunk) pads the short ones to the first's, the ticks past the end leaving the
 state as it was, so a run compiles one scan. The state is a pytree: per
-vertex x, pre, σ', δ, the previous x and pre where ITD or a VJP that reads
-its inputs needs them, the ITD quotients, the target ring of d_y, the
-history rings of the ``frame`` options and, with learning, the parameters,
-feedback and accumulators.
+vertex x, pre, σ', δ (carried stacked by vertex shape, so a tick is a few
+fused loops, not a few per vertex: ``compiled_step.Plan.pack``), the previous
+x and pre where ITD or a VJP that reads its inputs needs them, the ITD
+quotients, the target ring of d_y, the history rings of the ``frame``
+options and, with learning, the parameters, feedback and accumulators.
 Frozen parameters stay out of the scan's carry (a carried array that never
 changes is still copied every iteration). The numbers equal the numpy
 GraphEngine's to rounding (XLA's matmuls, not OpenBLAS's).
@@ -56,11 +57,11 @@ INSTALL_HINT = "pip install 'tickprop[jax]'"
 # cut into scans of at most this much.
 RECORD_BYTES = 256 * 2 ** 20
 # The measured rule of run.backend = "auto" (bench_compiled.py, one core):
-# the compiled loop wins 3.4–8.8× where every vertex's work is tiny (paper
+# the compiled loop wins 5–12× where every vertex's work is tiny (paper
 # scale, residual_levelling, conv_digits: batch × largest weight ≤ 2^14) and
-# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.81×) or
+# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.70×) or
 # on long chains, which numpy's fast path runs as one stacked block
-# (L 64 w 32 B 8: 0.44–0.64×), so "auto" picks numpy there.
+# (L 64 w 32 B 8: 0.67–0.92×), so "auto" picks numpy there.
 SMALL_VERTEX_MACS = 2 ** 14
 MAX_VERTICES = 32
 
@@ -179,7 +180,7 @@ class CompiledEngine:
         self._u_shape = (self.batch,) + tuple(self.model.input_shape)
         self._y_shape = (self.batch,) + tuple(self.model.output_shape)
         self.tick = -1
-        self._view = None
+        self._view = self._host = None
 
     def _scope(self):
         return jax.enable_x64(self._x64)
@@ -300,23 +301,30 @@ class CompiledEngine:
     def _now(self):
         """The host state of the replayed tick (inside ``run``), else the current
         one: X, P, D, pairs, params, F."""
+        host = self._host_state()
         if self._view is not None:
             v = self._view
             params = v.get("params")
             F = v.get("F")
         else:
-            with self._scope():
-                s = self._state
-                v = jax.tree_util.tree_map(np.asarray, {
-                    "X": s["X"], "P": s["P"], "D": s["D"],
-                    "pairs": {i: paired(self._plan, s, self.model.vertices[i])
-                              for i in self._plan.params}})
+            v = {"X": host["X"], "P": host["P"], "D": host["D"],
+                 "pairs": {i: paired(self._plan, host, self.model.vertices[i])
+                           for i in self._plan.params}}
             params, F = None, None
         if params is None:
-            params = {k: np.asarray(a) for k, a in self._state["params"].items()}
-        if F is None and "F" in self._state:
-            F = {i: np.asarray(a) for i, a in self._state["F"].items()}
+            params = host["params"]
+        if F is None and "F" in host:
+            F = host["F"]
         return v, params, F
+
+    def _host_state(self):
+        """The current state as host arrays, per vertex (``Plan.unpack``), read
+        once per chunk: a recorded run asks for it every tick."""
+        if self._host is None or self._host[0] is not self._state:
+            with self._scope():
+                host = jax.tree_util.tree_map(np.asarray, self._state)
+            self._host = (self._state, self._plan.unpack(host))
+        return self._host[1]
 
     def _index(self, vertex):
         if isinstance(vertex, str):

@@ -3,7 +3,12 @@
 ``Plan`` resolves the model and the options once; ``_tick(plan, state,
 (u, y))`` is GraphEngine's generic step (SPEC §1, "Graphs") written
 functionally on jax.numpy — the layers' own ``value``/``vjp``/``param_grads``
-— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. jax is
+— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. At paper
+scale a tick's cost is the number of XLA kernels it launches, not its
+arithmetic, so the carry holds each quantity stacked by vertex shape and a
+dense group's parameters stacked (``Plan.pack``; the step reads and writes
+per vertex, ``Plan.unpack``), and a group's σ/σ', the hidden deltas and the
+weight update each run as one stacked elementwise loop. jax is
 bound by ``bind`` when the compiled module loads the optional extra, so
 importing this module never imports jax.
 """
@@ -62,16 +67,85 @@ class Plan:
             if v.kind == "dense":
                 shapes.setdefault(v.layer.param_shapes["W"], []).append(v.index)
         self.groups = [tuple(g) for g in shapes.values() if len(g) > 1]
+        # A group's runs of one activation: σ and σ' of a run are one
+        # elementwise loop over its stacked preactivations.
+        self.runs = {g: [(lo, hi) for lo, hi in _runs([verts[i].cfg.get("activation")
+                                                      for i in g])] for g in self.groups}
+        self.stacked = [tuple(f"{verts[i].name}.{k}" for i in g) for g in self.groups
+                        for k in ("W", "b")]
+        # The hidden vertices' deltas D ⊙ cotangent, one product per shape.
+        self.hidden = _classes(verts, range(1, n - 1))
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
         # The (quantity, vertex) flag slots in GraphEngine's report order.
         self.slots = [(q, v.index) for v in verts for q in range(3)
                       if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
                       or (q == 2 and v.index)]
-        # Enough of them to see that a tick has a non-finite value: σ (tanh,
-        # logistic, relu) of a finite pre is finite, so a vertex's activity
-        # need not be looked at where its preactivation is.
-        pre = {i for q, i in self.slots if q == 1}
-        self.detect = [(q, i) for q, i in self.slots if not (q == 0 and i in pre)]
+        # The carry stacks per-vertex arrays of one shape (``pack``): one
+        # buffer, one fused elementwise loop and one carry copy per shape
+        # instead of per vertex; a tick reads and writes per vertex (``unpack``).
+        held_s = [i for i in range(n) if self.sigma[i] and (self.keep_s or i == self.out)]
+        self.layout = {"X": _classes(verts, range(n)), "S": _classes(verts, held_s),
+                       "D": _classes(verts, range(1, n))}
+        self.layout.update(P=self.layout["X"], Xp=self.layout["X"], Pp=self.layout["X"])
+
+    def pack(self, s):
+        """``s`` with its per-vertex tuples stacked by shape and its groups'
+        parameters (and accumulators) stacked per group: the carry's form."""
+        out = dict(s)
+        for key, classes in self.layout.items():
+            if key in s:
+                out[key] = tuple(jnp.stack([s[key][i] for i in c]) for c in classes)
+        for key in ("params", "A"):
+            if key in s:
+                d = dict(s[key])
+                for keys in self.stacked:
+                    d["|".join(keys)] = jnp.stack([d.pop(k) for k in keys])
+                out[key] = d
+        return out
+
+    def unpack(self, s):
+        """``s`` with per-vertex tuples again (None where a vertex holds none)."""
+        out = dict(s)
+        for key, classes in self.layout.items():
+            if key in s:
+                one = [None] * self.n
+                for c, a in zip(classes, s[key]):
+                    for j, i in enumerate(c):
+                        one[i] = a[j]
+                out[key] = tuple(one)
+        for key in ("params", "A"):
+            if key in s:
+                d = dict(s[key])
+                for keys in self.stacked:
+                    a = d.pop("|".join(keys))
+                    d.update({k: a[j] for j, k in enumerate(keys)})
+                out[key] = d
+        return out
+
+    @staticmethod
+    def finite(s):
+        """0 when every x, pre and δ of packed state ``s`` is finite, else NaN
+        (the flag slots hold no more: σ of a finite pre is finite and a linear
+        vertex's pre is its x)."""
+        flags = [jnp.sum(a * 0.0) for key in ("X", "P", "D") for a in s[key]]
+        return sum(flags[1:], flags[0])
+
+
+def _runs(keys):
+    """(lo, hi) of the maximal runs of equal consecutive ``keys``."""
+    lo = 0
+    for k in range(1, len(keys) + 1):
+        if k == len(keys) or keys[k] != keys[lo]:
+            yield lo, k
+            lo = k
+
+
+def _classes(verts, members):
+    """``members`` (vertex indices) grouped by vertex shape, in model order."""
+    by_shape = {}
+    for i in members:
+        by_shape.setdefault(tuple(verts[i].shape), []).append(i)
+    return [tuple(c) for c in by_shape.values()]
 
 
 def initial_state(plan, host, dtype):
@@ -101,7 +175,7 @@ def initial_state(plan, host, dtype):
         s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.weighted}
     if plan.lr and plan.acc > 1:
         s["A"] = {k: jnp.zeros_like(a) for k, a in s["params"].items()}
-    return s
+    return plan.pack(s)
 
 
 def _feedback(plan, s):
@@ -155,19 +229,26 @@ def _tick(plan, s, uy, exact=False):
     Xn, Pn, Sn, Dn = [u], [u], [None] * n, [None] * n
     pres = {}
     for g in plan.groups:                                           # forward
-        pre = jnp.einsum("kbi,kji->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
-                         jnp.stack([vp[i]["W"] for i in g]))
+        # Contracting W's leading axis lets XLA's CPU dot skip a transpose
+        # of x a tick (and the frozen Wᵀ is hoisted out of the loop).
+        pre = jnp.einsum("kbi,kij->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
+                         jnp.swapaxes(jnp.stack([vp[i]["W"] for i in g]), 1, 2))
         pre = pre + jnp.stack([vp[i]["b"] for i in g])[:, None, :]
-        pres.update({i: pre[j] for j, i in enumerate(g)})
+        for lo, hi in plan.runs[g]:
+            layer = verts[g[lo]].layer
+            x, d = (pre[lo:hi], None) if layer.linear else layer.activate(xp, pre[lo:hi])
+            for j, i in enumerate(g[lo:hi]):
+                pres[i] = (pre[lo + j], x[j], d if d is None else d[j])
     for v in verts[1:]:
         i = v.index
         Pn.append(None)
         Xn.append(None)
         if i in pres:
-            Pn[i] = pres[i]
-            Xn[i] = Pn[i] if v.layer.linear else v.layer.activate(xp, Pn[i])[0]
-        else:
-            Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
+            Pn[i], Xn[i], d = pres[i]
+            if s["S"][i] is not None:
+                Sn[i] = jnp.ones_like(Pn[i]) if d is None else d
+            continue
+        Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
         if s["S"][i] is not None:
             Sn[i] = v.layer.derivative(xp, Pn[i])
     new = dict(s, t=t)
@@ -200,8 +281,14 @@ def _tick(plan, s, uy, exact=False):
         for p, b in zip(c.parents, back):
             if p:
                 cot[p] = b if cot[p] is None else cot[p] + b
-    for i in range(1, n - 1):
-        Dn[i] = cot[i] if factors[i] is None else factors[i] * cot[i]
+    for c in plan.hidden:
+        fs = [factors[i] for i in c]
+        dc = jnp.stack([cot[i] for i in c])
+        if any(f is not None for f in fs):
+            dc = jnp.stack([jnp.ones_like(cot[i]) if f is None else f
+                            for i, f in zip(c, fs)]) * dc
+        for j, i in enumerate(c):
+            Dn[i] = dc[j]
     new.update(X=tuple(Xn), P=tuple(Pn), S=tuple(Sn), D=tuple(Dn))
     if plan.keep_prev:
         new["Xp"], new["Pp"] = X, P
@@ -212,10 +299,11 @@ def _tick(plan, s, uy, exact=False):
     pairs = {i: paired(plan, new, verts[i]) for i in plan.params}
     if plan.lr:
         new = _learn(plan, new, pairs)
-    # NaN/Inf: 0·v is 0 for finite v, NaN otherwise. One number a tick (NaN
-    # when some value is not finite); ``exact`` gives one per flag slot.
-    flags = [jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in (plan.slots if exact else plan.detect)]
-    out = {"finite": jnp.stack(flags) if exact else sum(flags[1:], flags[0])}
+    # NaN/Inf: 0·v is 0 for finite v, NaN otherwise. ``exact`` gives one flag
+    # per slot; else chunk_loop flags the packed state (Plan.finite).
+    out = {}
+    if exact:
+        out["finite"] = jnp.stack([jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in plan.slots])
     return new, out, pairs
 
 
@@ -232,48 +320,67 @@ def paired(plan, s, v):
 
 def _learn(plan, s, pairs):
     """W ← (1 − ηλ) W − η g (every ``accumulate`` ticks, the sum of the steps);
-    learned feedback gets W's own update (Kolen–Pollack)."""
-    verts, steps, grouped = plan.model.vertices, {}, set()
+    learned feedback gets W's own update (Kolen–Pollack). A group's weights
+    update as one stacked array."""
+    verts, grouped = plan.model.vertices, set()
+    s = dict(s)
+    params, F = dict(s["params"]), dict(s.get("F", {}))
+    A = dict(s["A"]) if plan.acc > 1 else None
+    apply = (s["t"] + 1) % plan.acc == 0 if plan.acc > 1 else None
+    learned = plan.feedback == "learned"
+
+    def update(keys, step, fb=None):
+        """Step the parameters ``keys`` (stacked when several) and ``fb``."""
+        one = len(keys) == 1
+        get = (lambda d: d[keys[0]]) if one else (lambda d: jnp.stack([d[k] for k in keys]))
+        a, acc = get(params), None if A is None else get(A)
+        f = None if fb is None else (F[fb[0]] if one else jnp.stack([F[i] for i in fb]))
+        a, acc, f = _update(plan, keys[0].endswith(".W"), a, step, acc, f, apply)
+        for j, k in enumerate(keys):
+            params[k] = a if one else a[j]
+            if A is not None:
+                A[k] = acc if one else acc[j]
+        for j, i in enumerate(fb or ()):
+            F[i] = f if one else f[j]
+
     for g in plan.groups:
-        e = jnp.stack([plan.lr * s["D"][i] for i in g])
+        e = plan.lr * jnp.stack([s["D"][i] for i in g])
         gw = jnp.einsum("kbj,kbi->kji", e, jnp.stack([pairs[i][0] for i in g]))
-        gb = jnp.sum(e, axis=1)
-        for j, i in enumerate(g):
-            steps.update({f"{verts[i].name}.W": gw[j], f"{verts[i].name}.b": gb[j]})
+        update([f"{verts[i].name}.W" for i in g], gw, g if learned else None)
+        update([f"{verts[i].name}.b" for i in g], jnp.sum(e, axis=1))
         grouped.update(g)
     for i in plan.params:
         if i in grouped:
             continue
         v = verts[i]
         g = v.layer.param_grads(jnp, pairs[i], plan.lr * s["D"][i])
-        steps.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-    s = dict(s)
-    if plan.acc > 1:
-        steps = {k: s["A"][k] + a for k, a in steps.items()}
-        apply = (s["t"] + 1) % plan.acc == 0
-    params, F = dict(s["params"]), dict(s.get("F", {}))
-    learned = plan.feedback == "learned"
-    for i in plan.params:
-        v = verts[i]
         for k in v.param_names:
-            key = f"{v.name}.{k}"
-            a = params[key]
-            if k == "W" and plan.decay:
-                a = a * plan.keep
-                if learned:
-                    F[i] = F[i] * plan.keep
-            a = a - steps[key]
-            if k == "W" and learned:
-                F[i] = F[i] - steps[key]
-            params[key] = a
-    if plan.acc > 1:
-        params = {k: jnp.where(apply, a, s["params"][k]) for k, a in params.items()}
-        F = {i: jnp.where(apply, f, s["F"][i]) for i, f in F.items()}
-        s["A"] = {k: jnp.where(apply, jnp.zeros_like(a), a) for k, a in steps.items()}
+            update([f"{v.name}.{k}"], g[k], (i,) if learned and k == "W" else None)
     s["params"] = params
     if learned:
         s["F"] = F
+    if A is not None:
+        s["A"] = A
     return s
+
+
+def _update(plan, weight, a, step, acc, f, apply):
+    """(a, accumulator, feedback f) after one step of parameter ``a`` (a
+    weight when ``weight``: decayed); with ``accumulate`` the steps sum and
+    apply every acc-th tick."""
+    old_a, old_f = a, f
+    if acc is not None:
+        step = acc + step
+    if weight and plan.decay:
+        a = a * plan.keep
+        f = None if f is None else f * plan.keep
+    a = a - step
+    f = None if f is None else f - step
+    if acc is not None:
+        a = jnp.where(apply, a, old_a)
+        f = None if f is None else jnp.where(apply, f, old_f)
+        acc = jnp.where(apply, jnp.zeros_like(step), step)
+    return a, acc, f
 
 
 def chunk_loop(plan, record, exact=False, masked=False):
@@ -291,13 +398,16 @@ def chunk_loop(plan, record, exact=False, masked=False):
 
         def tick(moving, xs):
             u, y, on = xs
-            new, out, pairs = _tick(plan, {**moving, **fixed}, (u, y), exact)
+            new, out, pairs = _tick(plan, plan.unpack({**moving, **fixed}), (u, y), exact)
             if record:
                 out.update(X=new["X"], P=new["P"], D=new["D"], pairs=pairs)
                 if learning:
                     out["params"] = new["params"]
                     if "F" in new:
                         out["F"] = new["F"]
+            new = plan.pack(new)
+            if not exact:
+                out["finite"] = plan.finite(new)
             kept = {k: a for k, a in new.items() if k not in fixed}
             if masked:
                 kept = jax.tree_util.tree_map(lambda a, b: jax.lax.select(on, a, b), kept, moving)
