@@ -15,8 +15,9 @@ import math
 import numpy as np
 
 from ..errors import BudgetError, SceneError, SimulatorError
+from ..model import Model
 from .trace import TAG_KEYS
-from .vertex import HI_KEYS, is_plain_chain, metric_block
+from .vertex import HI_KEYS, is_plain_chain, metric_block, metric_layout
 
 GIF_BYTES_PER_PIXEL = 4
 # The process itself, whatever the run: Python, numpy and tickprop's modules
@@ -96,13 +97,14 @@ class RecordPlan:
         states = 2 * self.state_ticks * len(self.layers) * self.batch * self.width * self.itemsize
         return self.rows * _row_bytes(self.depth, self.metrics) + states
 
-    def check_budget(self, sizes=None, **run):
+    def check_budget(self, model=None, **run):
         """Refuse, before any allocation, a run that does not fit the budget:
-        ``RunBudget(self, sizes, **run).check()`` (sizes default to ``width``
-        for every layer). Returns the estimated peak bytes."""
-        if sizes is None:
-            sizes = [self.width] * (self.depth + 1)
-        return RunBudget(self, sizes, **run).check()
+        ``RunBudget(self, model, **run).check()`` (``model`` defaults to the
+        skeleton of a chain ``width`` wide at every layer). Returns the
+        estimated peak bytes."""
+        if model is None:
+            model = Model.chain_skeleton([self.width] * (self.depth + 1), ["tanh"] * self.depth)
+        return RunBudget(self, model, **run).check()
 
 
 def distinct_frames(stream, chunk):
@@ -206,10 +208,11 @@ class RunBudget:
         items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            # the ring and the block's rows, counted as W gradients of every
-            # weighted vertex: a bound, since a vertex measured through Gram
-            # products (``gram_pays``) keeps its smaller factors instead
-            PW = sum(int(np.prod(a)) for k, a in shapes.items() if k.endswith(".W"))
+            # the ring and the block's rows hold, a frame, each weighted
+            # vertex's W gradient, or its δ and x where those are smaller and
+            # its mismatch comes from Gram products (``metric_layout``)
+            _, _, explicit, factors = metric_layout(model, B)
+            PW = explicit + factors
             K = metric_block(C, B, S, PW, s)
             ref = 2 * D + d_y + 2 + K
             items["reference ring"] = s * (ref + K) * PW
