@@ -252,7 +252,7 @@ def first_nonfinite(p, n):
     return (tick, n - 1, "delta") if tick < p["ticks"] else None
 
 
-def check(p, names):
+def check_executors_agree(p, names):
     """Run point ``p`` on the oracle and on the named executors and compare."""
     table = executors()
     want, want_error = run(table["generic numpy"], p)
@@ -280,7 +280,8 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None,
 def test_numpy_executors_agree_every_tick(model, data):
     """Fast numpy and the generic step on array-api-strict against the generic
     step on numpy."""
-    check(data.draw(points(model), label="point"), ["fast numpy", "generic array-api-strict"])
+    check_executors_agree(data.draw(points(model), label="point"),
+                          ["fast numpy", "generic array-api-strict"])
 
 
 @pytest.mark.skipif(not cuda_available(), reason="no cupy GPU here")
@@ -289,7 +290,7 @@ def test_numpy_executors_agree_every_tick(model, data):
 @given(data=st.data())
 def test_generic_cuda_agrees_every_tick(model, data):
     """The generic step on cupy against the generic step on numpy (GPU tier)."""
-    check(data.draw(points(model), label="point"), ["generic cupy"])
+    check_executors_agree(data.draw(points(model), label="point"), ["generic cupy"])
 
 
 @pytest.mark.skipif(not compiled.jax_available(), reason="the jax extra is not installed")
@@ -299,4 +300,4 @@ def test_generic_cuda_agrees_every_tick(model, data):
 def test_compiled_jax_agrees_every_tick(model, data):
     """The compiled jax loop against the generic step on numpy, two points a
     model (each ~2 CPU-s, nearly all of it compiling)."""
-    check(data.draw(points(model, whole_chunks=True), label="point"), ["compiled jax"])
+    check_executors_agree(data.draw(points(model, whole_chunks=True), label="point"), ["compiled jax"])
