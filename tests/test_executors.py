@@ -300,4 +300,5 @@ def test_generic_cuda_agrees_every_tick(model, data):
 def test_compiled_jax_agrees_every_tick(model, data):
     """The compiled jax loop against the generic step on numpy, two points a
     model (each ~2 CPU-s, nearly all of it compiling)."""
-    check_executors_agree(data.draw(points(model, whole_chunks=True), label="point"), ["compiled jax"])
+    check_executors_agree(data.draw(points(model, whole_chunks=True), label="point"),
+                          ["compiled jax"])
