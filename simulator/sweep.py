@@ -45,7 +45,7 @@ from . import scene as scene_mod
 from .errors import SceneError, SimulatorError, closest
 from .points import POINT_FORMAT, point_key, point_path, read_point
 from .runner import Prepared
-from .analysis.sync import synchronized_layers
+from .engine.tick import synchronized_layers
 from .experiments.training import train_scene
 
 

@@ -220,8 +220,6 @@ SIBLINGS = [("simulator.render", "simulator.view")]
 # Today's upward imports, each with what it takes and who removes it. The list
 # must be exact: a new upward import fails, and so does an entry that is gone.
 KNOWN_UPWARD = {
-    ("simulator.probes.trace", "simulator.analysis.sync"):
-        "synchronized_layers, a closed form the trace's summary needs",
     ("simulator.probes.trace", "simulator.view"):
         "trace_html for Trace._repr_html_ (the notebook viewer)",
 }

@@ -7,8 +7,8 @@ import pytest
 
 from simulator.errors import SimulatorError
 from simulator.runner import simulate_scene
-from simulator.analysis.sync import (format_sync, gradient_delay, steady_window, sync_report,
-                            synchronized_layers)
+from simulator.analysis.sync import format_sync, gradient_delay, steady_window, sync_report
+from simulator.engine.tick import synchronized_layers
 
 
 simulate = simulate_scene

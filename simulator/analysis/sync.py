@@ -12,17 +12,7 @@ bookkeeping, not formulas — and pairs it with the measured mismatch.
 """
 import numpy as np
 
-from ..errors import SimulatorError
-
-
-def synchronized_layers(depth):
-    """(ls,) for odd L, the two layers closest to synchronization for even L."""
-    depth = int(depth)
-    if depth < 1:
-        raise SimulatorError(f"depth must be >= 1, got {depth}")
-    if depth % 2:
-        return ((depth + 1) // 2,)
-    return (depth // 2, depth // 2 + 1)
+from ..engine.tick import synchronized_layers
 
 
 def gradient_delay(depth):

@@ -79,6 +79,17 @@ def path_lengths(model):
     return into, out_of
 
 
+def synchronized_layers(depth):
+    """The synchronization layer of a chain of depth L (Eq. 6 of Betti & Gori,
+    ls = (L+1)/2): (ls,) for odd L, the two layers closest to it for even L."""
+    depth = int(depth)
+    if depth < 1:
+        raise SimulatorError(f"depth must be >= 1, got {depth}")
+    if depth % 2:
+        return ((depth + 1) // 2,)
+    return (depth // 2, depth // 2 + 1)
+
+
 def sync_set(model):
     """Names of the synchronized vertices of a graph (facts C′/D′).
 

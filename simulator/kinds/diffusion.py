@@ -4,7 +4,8 @@ import numpy as np
 
 from ..probes import Trace
 from ..runner import Prepared, check_picture_size, clip_windows
-from ..analysis.sync import finite_mean, steady_window, synchronized_layers
+from ..analysis.sync import finite_mean, steady_window
+from ..engine.tick import synchronized_layers
 from ..scene import spec_of
 from .base import Kind, saved_section
 

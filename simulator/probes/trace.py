@@ -26,7 +26,7 @@ from ..files import atomic_write
 # The trace's file layout (and its one check) lives with the one loader of saved files.
 from ..runfiles import METRIC_KEYS, TAG_KEYS, read_trace
 from ..safe_read import read_json
-from ..analysis.sync import synchronized_layers
+from ..engine.tick import synchronized_layers
 from ..view import trace_html
 
 

@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..files import save_png
-from ..analysis.sync import steady_window, synchronized_layers
+from ..analysis.sync import steady_window
+from ..engine.tick import synchronized_layers
 from . import palette
 from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
 from .rows import picture_rows

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.sync import synchronized_layers
+from ..engine.tick import synchronized_layers
 
 INPUT = "input"
 IDENTITY_PREFIX = "_id_"

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import SimulatorError
 from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
-from ..analysis.sync import synchronized_layers
+from ..engine.tick import synchronized_layers
 
 FORMAT = 1
 MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
