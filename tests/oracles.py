@@ -7,24 +7,30 @@ from simulator.backend import to_host
 from simulator.model import reference
 
 
+def central_difference(loss_of, params, key, eps=1e-6):
+    """∂ loss_of(params) / ∂ params[key] by central differences, entry by
+    entry (``loss_of`` takes a parameter dict and returns the loss)."""
+    g = np.zeros_like(params[key])
+    for idx in np.ndindex(g.shape):
+        plus, minus = dict(params), dict(params)
+        plus[key], minus[key] = params[key].copy(), params[key].copy()
+        plus[key][idx] += eps
+        minus[key][idx] -= eps
+        g[idx] = (loss_of(plus) - loss_of(minus)) / (2 * eps)
+    return g
+
+
 def finite_difference(model, u, y, loss="mse", eps=1e-6, kind="W"):
     """∂ℓ/∂p by central differences of the instantaneous loss (the forward pass
     alone, no backprop), for every entry of every parameter "<layer>.<kind>"
     of the Model (a chain: W_0 … W_{L-1}, or the biases with kind="b"), as a
     list in ``parameters()`` order."""
     params = model.parameters()
-    grads = []
-    for key in [k for k in params if k.endswith(f".{kind}")]:
-        g = np.zeros_like(params[key])
-        for idx in np.ndindex(g.shape):
-            plus, minus = dict(params), dict(params)
-            plus[key], minus[key] = params[key].copy(), params[key].copy()
-            plus[key][idx] += eps
-            minus[key][idx] -= eps
-            g[idx] = (reference.loss_value(model, u, y, loss, plus)
-                      - reference.loss_value(model, u, y, loss, minus)) / (2 * eps)
-        grads.append(g)
-    return grads
+
+    def loss_of(p):
+        return reference.loss_value(model, u, y, loss, p)
+    return [central_difference(loss_of, params, key, eps)
+            for key in params if key.endswith(f".{kind}")]
 
 
 def host(arrays):

@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 
+from oracles import central_difference
 from simulator import scene
 from simulator.experiments import training
 from simulator.model.graph import Model
@@ -177,18 +178,6 @@ def test_every_chain_trains_on_the_graph_engine_unpadded():
             assert [tuple(v.shape) for v in learner.model.vertices] == [(n,) for n in sizes]
 
 
-def _fd_gradient(params, key, u, y, h=1e-6):
-    """Central finite differences of _by_hand with respect to params[key]."""
-    g = np.zeros_like(params[key])
-    for idx in np.ndindex(g.shape):
-        plus, minus = dict(params), dict(params)
-        plus[key], minus[key] = params[key].copy(), params[key].copy()
-        plus[key][idx] += h
-        minus[key][idx] -= h
-        g[idx] = (_by_hand(plus, u, y) - _by_hand(minus, u, y)) / (2 * h)
-    return g
-
-
 def test_gradient_angles_measure_the_update_against_finite_differences(rng):
     """The per-layer angle between a rule's update and backprop's gradient:
     diffusion on a constant frame with frozen weights reaches backprop's
@@ -200,7 +189,8 @@ def test_gradient_angles_measure_the_update_against_finite_differences(rng):
     model = Model.from_layers(LAYERS, [1, 8, 8], seed=2)
     u, y = rng.normal(size=(2, 1, 8, 8)), np.eye(10)[[3, 8]]
     keys = [k for k in model.parameters() if k.endswith(".W")]
-    fd = {k: _fd_gradient(model.parameters(), k, u, y) for k in keys}
+    fd = {k: central_difference(lambda p: _by_hand(p, u, y), model.parameters(), k)
+          for k in keys}
     for feedback in ("transpose", "random"):
         eng = GraphEngine(model, loss="xent", feedback=feedback, batch=2, feedback_seed=5)
         for _ in range(4 * model.depth):
