@@ -16,6 +16,10 @@ from .engine.tick import GraphEngine, sync_set
 from .network import Network
 from .probes import Trace
 from .version import __version__
+from .view import trace_html
+
+# The notebook viewer is drawn by view/ (a floor above probes/): wired here, at the top.
+Trace.html_viewer = staticmethod(trace_html)
 
 __all__ = ["Engine", "GraphEngine", "Model", "Network", "reference", "simulate", "SimulatorError",
            "sync_set", "Trace"]

@@ -142,6 +142,8 @@ def test_trace_html_is_the_same_page_in_an_iframe(fig1):
     frame = trace_html(fig1)
     m = re.fullmatch(r'<iframe srcdoc="([^"]*)" (.*)></iframe>', frame, re.S)
     assert m and html.unescape(m.group(1)) == page_html(diffusion_payload(fig1))
+    # a notebook shows the same iframe: the package wires the viewer into Trace
+    assert fig1._repr_html_() == frame
 
 
 def test_relaxation_and_pc_payloads(tmp_path):

@@ -27,7 +27,6 @@ from ..files import atomic_write
 from ..runfiles import METRIC_KEYS, TAG_KEYS, read_trace
 from ..safe_read import read_json
 from ..engine.tick import synchronized_layers
-from ..view import trace_html
 
 
 
@@ -161,9 +160,11 @@ class Trace:
                               f"trace has {', '.join(names) or 'none'} (trace.schema() says "
                               "what each holds)")
 
+    html_viewer = None     # simulator.view.trace_html, wired by the package (the top floor)
+
     def _repr_html_(self):
-        """The time-travel viewer of this trace (simulator.view.trace_html), for notebooks."""
-        return trace_html(self)
+        """The time-travel viewer of this trace, for notebooks (None: plain repr)."""
+        return None if self.html_viewer is None else self.html_viewer(self)
 
     def __contains__(self, key):
         return key in self.arrays
