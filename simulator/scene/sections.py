@@ -1,10 +1,5 @@
-"""The scene schema: every kind's sections, one field object per key.
-
-A scene is a TOML file: top-level ``description`` and ``kind``, then sections
-of keys. Every key of every kind is declared here once, as a field object of
-one of the field types of simulator.scene.fields (Int, Float, Str, Bool, Size,
-ListOf, Window, Tuple, Table, Layers); each type checks its own values and
-writes its own error message. ``SCHEMAS`` maps each kind to its sections;
+"""The scene schema: every key of every kind declared once, as a field object
+(simulator.scene.fields). ``SCHEMAS`` maps each kind to its sections;
 ``VARIANT_KEYS`` says which keys only some variants of a kind read.
 """
 from ..datasets import DATASETS
@@ -21,15 +16,11 @@ BIG = 1e6               # largest rate, scale or decay (beyond it every run dive
 SEED = 2**32 - 1        # largest seed
 
 
-def _width(doc):
-    return Int(16, doc, 1, WIDTH)
-
-
 NETWORK = {
     "depth": Int(9, "L, the index of the output layer (L+1 levels)", 1, DEPTH),
-    "width": _width("neurons per hidden layer"),
-    "inputs": _width("neurons in layer 0"),
-    "outputs": _width("neurons in layer L"),
+    "width": Int(16, "neurons per hidden layer", 1, WIDTH),
+    "inputs": Int(16, "neurons in layer 0", 1, WIDTH),
+    "outputs": Int(16, "neurons in layer L", 1, WIDTH),
     "sizes": ListOf(Int(16, "width", 1, WIDTH), [],
                     "explicit widths of layers 0..L (overrides depth/width/inputs/outputs)",
                     min_len=2, max_len=DEPTH + 1, empty_ok=True),
@@ -131,9 +122,7 @@ AR_NETWORK = {
                     "widths of layers 0..L (a hidden layer at least)", min_len=3,
                     max_len=DEPTH + 1),
     "hidden": Str("relu", "σ of layers 1..L−1", ACTS),
-    "output": Str("linear", "σ of layer L", ACTS),
-    "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
-    "bias_scale": Float(0.0, "biases ~ N(0, bias_scale²)", 0.0, BIG),
+    **{k: NETWORK[k] for k in ("output", "scale", "bias_scale")},
 }
 AR_COMMON = {
     "iterations": Int(100, "relaxation ticks K per update", 1, 10**6),
@@ -205,12 +194,12 @@ TRAIN = {
                     min_len=1, max_len=len(TRAIN_RULES), unique=True, single=True),
     "learning_rate": Float(0.01, "η, applied every tick", 0.0, BIG),
     "loss": Str("xent", "ℓ", ("mse", "xent", "linear")),
-    "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
+    "supervision_delay": RULE["supervision_delay"],
     "eval_every": Int(200, "ticks between test evaluations", 1, TICKS),
     "eval_size": Int(0, "test samples (0 = the whole test split)", 0, 10**6),
-    "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
+    "feedback_scale": RULE["feedback_scale"],
     "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
-    "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
+    "itd_epsilon": RULE["itd_epsilon"],
     "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (paper 001: 100)", 1, 10**5),
     "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (paper 001: 0.1)", 1e-9, 1.0),
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
@@ -252,9 +241,8 @@ SCHEMAS = {
 }
 TOP = ("description", "kind")
 
-# No option is parsed and ignored. The chain keys of a [network] that
-# network.layers (a graph) replaces, each with what the graph takes instead;
-# and the keys only a graph reads.
+# No option is parsed and ignored: the chain keys a graph (network.layers)
+# replaces, with what it takes instead, and the keys only a graph reads.
 CHAIN_ONLY = {
     "depth": "one [[network.layers]] entry per layer",
     "width": "each layer's units (dense, linear) or channels (conv2d)",
@@ -266,22 +254,18 @@ CHAIN_ONLY = {
     "bias_scale": "each layer's bias_scale",
 }
 GRAPH_ONLY = ("input_shape", "levelled")
-# Keys that only some variants of a kind read, per kind: "section.key" ->
-# (the selector "section.key" that picks the variant, the selector's values
-# whose variant reads the key; a list selector reads it if it holds one).
-# On/off switches (render.gif, record.states, locking.gif) are no variants:
-# switching one off leaves its keys dormant, as --no-gif does.
-_STREAM_KEYS = {
-    **{f"stream.{key}": ("stream.kind", ("moving",))
-       for key in ("canvas", "speed", "direction", "edges", "jitter", "jitter_every", "stagger")},
-    "stream.tau": ("stream.kind", ("smooth",)),
-    "stream.period": ("stream.kind", ("sine",)),
-    "stream.hold": ("stream.kind", ("held", "dataset", "moving")),
-    "stream.crossfade": ("stream.kind", ("held", "dataset", "moving")),
-    "stream.data": ("stream.kind", ("dataset", "moving")),
-    "stream.amplitude": ("stream.kind", ("constant", "held", "smooth", "sine", "moving")),
-    "target.scale": ("target.kind", ("teacher",)),
-}
+# Keys that only some variants of a kind read: "section.key" -> (the selector
+# key, its values whose variant reads the key; a list selector reads it if it
+# holds one). On/off switches (render.gif, ...) are no variants: switching one
+# off leaves its keys dormant, as --no-gif does.
+_STREAM_READERS = {
+    ("canvas", "speed", "direction", "edges", "jitter", "jitter_every", "stagger"): ("moving",),
+    ("tau",): ("smooth",), ("period",): ("sine",),
+    ("hold", "crossfade"): ("held", "dataset", "moving"), ("data",): ("dataset", "moving"),
+    ("amplitude",): ("constant", "held", "smooth", "sine", "moving")}
+_STREAM_KEYS = {f"stream.{key}": ("stream.kind", readers)
+                for keys, readers in _STREAM_READERS.items() for key in keys}
+_STREAM_KEYS["target.scale"] = ("target.kind", ("teacher",))
 _PSI_VARIANTS = ("random", "learned", "learned-no-derivative")
 VARIANT_KEYS = {
     "diffusion": dict(_STREAM_KEYS, **{
