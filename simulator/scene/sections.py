@@ -205,10 +205,7 @@ TRAIN = {
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
                           "stream) exceeds this", 1, 2**50),
 }
-TRAIN_SECTIONS = {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
-                  "run": RUN}
 
-SUMMARIES = ("auto", "mismatch", "training")
 SWEEP = {
     "base": Str("fig3_fast", "the scene every point starts from (name or path)"),
     "grid": Table({}, "axes: \"section.key\" = [values]; the points are their product",
@@ -216,7 +213,7 @@ SWEEP = {
     "set": Table({}, "overrides applied to every point before the grid's", lists=False),
     "seeds": ListOf(Int(0, "seed", 0, SEED), [0], "run.seed values; every grid cell runs each",
                     min_len=1, max_len=100),
-    "summary": Str("auto", "what a point reports (auto: by the base kind)", SUMMARIES),
+    "summary": Str("auto", "what a point reports (auto: by the base kind)", ("auto", "mismatch", "training")),
     "steady_from": Float(0.5, "steady state = ticks after this fraction of the run", 0.0, 0.99),
     "threshold": Float(0.9, "mean cosine that defines the boundary h*(L)", -1.0, 1.0),
     "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic: "
@@ -225,13 +222,13 @@ SWEEP = {
     "no_worker_timeout": Float(30.0, "Dask: seconds with no worker (points pending) before "
                                "the unfinished points fail", 0.1, 10.0**9),
 }
-SWEEP_SECTIONS = {"sweep": SWEEP}
 
 SCHEMAS = {
     "diffusion": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
-    "train": TRAIN_SECTIONS,
-    "sweep": SWEEP_SECTIONS,
+    "train": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
+              "run": RUN},
+    "sweep": {"sweep": SWEEP},
     "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
     "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
                  "run": SEED_DEVICE},
