@@ -25,8 +25,8 @@ from .kinds.base import TYPED_OPTIONS
 
 
 def resolve(scene_or_path, overrides=None, **more):
-    """(name, resolved scene) of a scene name, .toml path, run.json or raw scene
-    dict, with ``overrides`` (a dict) and ``more`` applied (see the module)."""
+    """(name, resolved scene) of a scene name, path or dict, with ``overrides``
+    (a dict) and ``more`` applied."""
     if isinstance(scene_or_path, dict):
         name, resolved = "scene", validate(dict(scene_or_path), "scene")
     elif isinstance(scene_or_path, (str, os.PathLike)):
@@ -58,12 +58,10 @@ def resolve(scene_or_path, overrides=None, **more):
 
 
 def simulate(scene_or_path, overrides=None, /, out=None, **more):
-    """Run a diffusion scene (shipped name, .toml path, run.json to replay, or a
-    raw scene dict) with overrides (a dict and/or keywords: ticks, seed, device,
-    dtype, "section.key") and return its Trace. Nothing is written unless
-    ``out`` names a folder: then the run is saved there as ``tickprop run
-    --out`` saves it (trace.npz, run.json, pictures) and read back. A scene of
-    another kind, or a bad override, raises SimulatorError."""
+    """The Trace of a diffusion scene (name, .toml, run.json or dict) with
+    overrides (a dict and/or keywords). With ``out`` the run is saved there as
+    ``tickprop run --out`` saves it and read back. Another kind or a bad
+    override raises SimulatorError."""
     name, resolved = resolve(scene_or_path, overrides, **more)
     if out is not None and (not isinstance(out, (str, os.PathLike)) or not os.fspath(out)):
         fail("simulate", "out", "None or a folder path to save the run in", out)
@@ -76,5 +74,3 @@ def simulate(scene_or_path, overrides=None, /, out=None, **more):
         return Trace.load(os.fspath(out))
     return Prepared(name, resolved).simulate()
 
-
-__all__ = ["simulate", "resolve"]
