@@ -1,16 +1,7 @@
-"""The notebook API: run a diffusion scene and get its Trace, no files written.
-
-    >>> import simulator
-    >>> trace = simulator.simulate("fig1_constant", ticks=50, seed=1,
-    ...                            **{"network.depth": 5})
-    >>> trace["mismatch_cos"].shape          # (rows, layers 1..L)
-    (50, 5)
-
-Overrides are the CLI's: ``ticks``, ``seed``, ``device``, ``dtype`` (what
-``tickprop run --ticks`` etc. set) and any ``"section.key"`` of the scene (what
-``--set section.key=value`` sets, given as a Python value). The pictures are
-built from the Trace by ``simulator.render`` (raster_figure, mismatch_figure,
-write_gif); ``trace.schema()`` says what every array holds.
+"""The notebook API: ``simulate`` runs a diffusion scene and returns its Trace,
+no files written: ``simulator.simulate("fig1_constant", ticks=50,
+**{"network.depth": 5})``. Overrides are the CLI's: ``ticks``, ``seed``,
+``device``, ``dtype`` and any ``"section.key"`` of the scene (a Python value).
 """
 import difflib
 import os
