@@ -20,7 +20,8 @@ EDGES = ("bounce", "wrap")
 
 
 class Stream:
-    """Base: a source of input frames u_t paired with a target rule."""
+    """Base: input frames u_t (a subclass's ``_next(t)`` gives (frame, id))
+    paired with a target rule."""
 
     def __init__(self, n_in, batch, rng, target):
         self.n_in, self.batch, self.rng, self.target = n_in, batch, rng, target
@@ -33,9 +34,6 @@ class Stream:
             u[k], ids[k] = self._next(self.t)
             self.t += 1
         return u, self.target(u, ids), ids
-
-    def _next(self, t):
-        raise TypeError("Stream subclasses define _next")
 
 
 class ConstantStream(Stream):

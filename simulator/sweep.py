@@ -257,8 +257,8 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
 
 def sweep_records(sweep_path_or_name, out_dir):
     """The valid point records found in ``<out_dir>/points/``, in point order."""
-    points_dir = os.path.join(out_dir, "points")
-    found = [(read_point(points_dir, p.key)[0], p.params) for p in plan_sweep(sweep_path_or_name)[4]]
+    folder = os.path.join(out_dir, "points")
+    found = [(read_point(folder, p.key)[0], p.params) for p in plan_sweep(sweep_path_or_name)[4]]
     return [dict(record, params=params) for record, params in found if record is not None]
 
 

@@ -6,8 +6,8 @@ replays); loader.py: scene files and run.json found and read, --set
 overrides; specs.py: a resolved scene read once into typed, frozen specs.
 This package imports no scene-kind module.
 """
-from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe, find_scene,  # noqa: F401
-                     list_scenes, load)
+from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe,  # noqa: F401
+                     find_scene, list_scenes, load)
 from .sections import SCHEMAS, TOP, TRAIN_RULES  # noqa: F401
 from .validation import validate  # noqa: F401
 from .specs import spec_of  # noqa: F401

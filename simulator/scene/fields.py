@@ -7,7 +7,6 @@ did-you-mean for a misspelt choice), ``where`` naming the file and key, e.g.
 'network.sizes[2]'"). ``show`` renders values and never turns a huge integer
 into text (Python refuses past 4300 digits).
 """
-import abc
 import copy
 import json
 import math
@@ -78,19 +77,16 @@ def _member(where, name):
     return f"{where[:-1]}.{name}'" if where.endswith("'") else f"{where}.{name}"
 
 
-class Field(abc.ABC):
+class Field:
     """One scene key: its default, its meaning (``doc``), what it takes
-    (``expected``) and ``check``, which returns the value converted or raises
-    SceneError naming ``where``, what was expected and what was given."""
+    (``expected``); a subclass's ``check(value, where)`` returns the value
+    converted or raises SceneError naming ``where``, what was expected and what
+    was given."""
 
     expected = "a value"
 
     def __init__(self, default, doc):
         self.default, self.doc = default, doc
-
-    @abc.abstractmethod
-    def check(self, value, where):
-        """The value converted to its type, or SceneError."""
 
     def fail(self, value, where, expected=None, typed=False, hint=""):
         raise SceneError(f"{where}: expected {expected or self.expected}, "
@@ -226,7 +222,8 @@ class ListOf(Field):
         if not isinstance(value, list):
             self.fail(value, where, typed=True)
         if not (self.min_len <= len(value) <= self.max_len or (self.empty_ok and not value)):
-            self.fail(value, where, hint=f" ({len(value)} {'entry' if len(value) == 1 else 'entries'})")
+            count = f"{len(value)} {'entry' if len(value) == 1 else 'entries'}"
+            self.fail(value, where, hint=f" ({count})")
         out = [self.entry.check(v, _entry(where, i)) for i, v in enumerate(value)]
         if self.unique and len({json.dumps(v) for v in out}) != len(out):
             self.fail(value, where, expected=self.expected + ", each at most once")

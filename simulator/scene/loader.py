@@ -135,7 +135,8 @@ def _set_value(text, item):
     except RecursionError:
         raise SceneError(f"--set {show(item)}: the value is nested too deeply") from None
     except ValueError:
-        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} digits") from None
+        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} "
+                         "digits") from None
     if set(doc) != {"v"}:
         raise SceneError(f"--set {show(item)}: expected one value after '='")
     return doc["v"]

@@ -113,7 +113,7 @@ RENDER = {
                       "tick windows [start, stop] drawn as raster panels (empty = the whole run)",
                       max_len=16),
 }
-SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}  # no backend: not a tick engine
+SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}  # not a tick engine
 
 AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
 ETA_X = Float(0.1, "relaxation rate", 1e-9, 1.999999)
@@ -213,7 +213,8 @@ SWEEP = {
     "set": Table({}, "overrides applied to every point before the grid's", lists=False),
     "seeds": ListOf(Int(0, "seed", 0, SEED), [0], "run.seed values; every grid cell runs each",
                     min_len=1, max_len=100),
-    "summary": Str("auto", "what a point reports (auto: by the base kind)", ("auto", "mismatch", "training")),
+    "summary": Str("auto", "what a point reports (auto: by the base kind)",
+                   ("auto", "mismatch", "training")),
     "steady_from": Float(0.5, "steady state = ticks after this fraction of the run", 0.0, 0.99),
     "threshold": Float(0.9, "mean cosine that defines the boundary h*(L)", -1.0, 1.0),
     "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic: "

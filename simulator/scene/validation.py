@@ -102,7 +102,8 @@ def check_variant_keys(resolved, source):
             continue
         when = f"{selector} {'holds' if many else 'is'} {' or '.join(show(v) for v in readers)}"
         raise SceneError(f"{source}: key {key!r}: only read when {when}, and {selector} is "
-                         f"{show(chosen)}; expected it left out, given {show(resolved[section][name])}")
+                         f"{show(chosen)}; expected it left out, given "
+                         f"{show(resolved[section][name])}")
 
 
 def _check_graph_output(resolved, source):
