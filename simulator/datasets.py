@@ -70,9 +70,7 @@ def one_hot(labels, n_classes):
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise SimulatorError(f"labels must lie in 0..{n_classes - 1}, got "
                              f"{labels.min()}..{labels.max()}")
-    out = np.zeros((labels.shape[0], n_classes))
-    out[np.arange(labels.shape[0]), labels] = 1.0
-    return out
+    return np.eye(n_classes)[labels]
 
 
 def split_indices(n, test_fraction=0.25, seed=0):

@@ -120,30 +120,20 @@ def spec_class(name, fields, base=Spec):
         name, [(key, TYPES[type(field)]) for key, field in fields.items()], bases=(base,),
         frozen=True)
     cls.__module__ = __name__
-    _BY_SCHEMA[id(fields)] = cls
     return cls
 
 
-_BY_SCHEMA = {}
-NetworkSpec = spec_class("NetworkSpec", GRAPH_NETWORK, ChainOrGraph)
-StreamSpec = spec_class("StreamSpec", STREAM)
-TargetSpec = spec_class("TargetSpec", TARGET)
-RuleSpec = spec_class("RuleSpec", RULE)
-RunSpec = spec_class("RunSpec", RUN)
-RecordSpec = spec_class("RecordSpec", RECORD)
-RenderSpec = spec_class("RenderSpec", RENDER)
-TrainSpec = spec_class("TrainSpec", TRAIN)
-RelaxationNetworkSpec = spec_class("RelaxationNetworkSpec", AR_NETWORK, RelaxationChain)
-ConvergeSpec = spec_class("ConvergeSpec", AR_CONVERGE)
-RelaxationTrainSpec = spec_class("RelaxationTrainSpec", AR_TRAIN)
-BatchTrainSpec = spec_class("BatchTrainSpec", TRAIN_BATCHES)
-SeedDeviceSpec = spec_class("SeedDeviceSpec", SEED_DEVICE)
-TableSpec = spec_class("TableSpec", PC_TABLE)
-WaveSpec = spec_class("WaveSpec", PC_WAVE)
-SeedDtypeSpec = spec_class("SeedDtypeSpec", PC_RUN)
-SeedSpec = spec_class("SeedSpec", SEED_RUN)
-LockingSpec = spec_class("LockingSpec", LOCKING)
-SweepSpec = spec_class("SweepSpec", SWEEP)
+# One class per schema (a section shared by kinds has one), a module attribute by its name.
+_BY_SCHEMA = {id(fields): spec_class(name, fields, *base) for name, fields, *base in (
+    ("NetworkSpec", GRAPH_NETWORK, ChainOrGraph), ("StreamSpec", STREAM),
+    ("TargetSpec", TARGET), ("RuleSpec", RULE), ("RunSpec", RUN), ("RecordSpec", RECORD),
+    ("RenderSpec", RENDER), ("TrainSpec", TRAIN),
+    ("RelaxationNetworkSpec", AR_NETWORK, RelaxationChain), ("ConvergeSpec", AR_CONVERGE),
+    ("RelaxationTrainSpec", AR_TRAIN), ("BatchTrainSpec", TRAIN_BATCHES),
+    ("SeedDeviceSpec", SEED_DEVICE), ("TableSpec", PC_TABLE), ("WaveSpec", PC_WAVE),
+    ("SeedDtypeSpec", PC_RUN), ("SeedSpec", SEED_RUN), ("LockingSpec", LOCKING),
+    ("SweepSpec", SWEEP))}
+globals().update({cls.__name__: cls for cls in _BY_SCHEMA.values()})
 
 
 def section_class(kind, section):
