@@ -235,10 +235,10 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
             if progress is not None:
                 progress(copies[record["key"]])
 
+        client = dask_pool.connect(distributed, scheduler) if jobs and distributed else None
         os.makedirs(points_dir, exist_ok=True)
         t0 = time.perf_counter()
-        if jobs and distributed is not None:
-            client = dask_pool.connect(distributed, scheduler)
+        if client is not None:
             dask_pool.run_jobs(run_point, jobs, timeouts, client, distributed, save, _failure,
                                timeout_message, sw["no_worker_timeout"])
         elif jobs:
