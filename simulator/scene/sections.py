@@ -21,9 +21,8 @@ NETWORK = {
     "width": Int(16, "neurons per hidden layer", 1, WIDTH),
     "inputs": Int(16, "neurons in layer 0", 1, WIDTH),
     "outputs": Int(16, "neurons in layer L", 1, WIDTH),
-    "sizes": ListOf(Int(16, "width", 1, WIDTH), [],
-                    "explicit widths of layers 0..L (overrides depth/width/inputs/outputs)",
-                    min_len=2, max_len=DEPTH + 1, empty_ok=True),
+    "sizes": ListOf(Int(16, "width", 1, WIDTH), [], "widths of layers 0..L (overrides the "
+                    "four above)", min_len=2, max_len=DEPTH + 1, empty_ok=True),
     "hidden": Str("tanh", "σ of layers 1..L−1", ACTS),
     "output": Str("linear", "σ of layer L", ACTS),
     "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
@@ -33,8 +32,7 @@ NETWORK = {
 GRAPH_NETWORK = dict(NETWORK, **{
     "layers": Layers([], "a graph of layers {name, kind, from, ...} ([[network.layers]]; "
                      "overrides the chain keys)", WIDTH, max_len=DEPTH),
-    "input_shape": ListOf(Int(1, "size", 1, WIDTH), [],
-                          "shape of one input frame with network.layers, e.g. [1, 8, 8]",
+    "input_shape": ListOf(Int(1, "size", 1, WIDTH), [], "a graph's input frame, e.g. [1, 8, 8]",
                           min_len=1, max_len=3, empty_ok=True),
     "levelled": Bool(False, "run the graph levelled (identity vertices, Algorithm 2)"),
 })
@@ -50,9 +48,8 @@ STREAM = {
     "amplitude": Float(1.0, "input scale (not dataset)", 0.0, BIG),
     "data": Str("digits", "images of dataset and moving streams: scikit-learn's 8x8 digits "
                 "or the 28x28 MNIST sample (both from the data extra)", tuple(DATASETS)),
-    "canvas": ListOf(Int(16, "canvas side", 1, CANVAS), [],
-                     "[height, width] of the canvas a moving digit crosses, pixels "
-                     "(empty = twice the image's)", min_len=2, max_len=2, empty_ok=True),
+    "canvas": ListOf(Int(16, "canvas side", 1, CANVAS), [], "[height, width] a moving digit "
+                     "crosses (empty = twice the image's)", min_len=2, max_len=2, empty_ok=True),
     "speed": Float(1.0, "pixels per tick a moving digit travels (sub-pixel speeds "
                    "interpolate bilinearly)", 0.0, CANVAS),
     "direction": Float(0.0, "degrees of the motion, counterclockwise from rightwards "
@@ -88,9 +85,8 @@ RUN = {
     "dtype": Str("float64", "float32 or float64", ("float32", "float64")),
     "threads": Int(0, "BLAS threads (0 = automatic: one when the machine is busy or in a "
                       "sweep worker, else the usable cores up to 4)", 0, 1024),
-    "backend": Str("numpy", "the tick loop: numpy, jax (the compiled chunk loop, any "
-                   "network on the CPU, extra 'jax') or auto (jax where it is faster)",
-                   ("numpy", "jax", "auto")),
+    "backend": Str("numpy", "the tick loop: numpy, jax (compiled, on the CPU, extra 'jax') "
+                   "or auto (jax where it is faster)", ("numpy", "jax", "auto")),
 }
 RECORD = {
     "states": Bool(True, "record full neuron states"),
@@ -109,9 +105,8 @@ RENDER = {
     "size": Tuple([Int(720, "width", 320, 4000), Int(400, "height", 200, 4000)],
                   ["width", "height"], [720, 400], "GIF width and height in pixels"),
     "color": Str("both", "raster colouring", ("magnitude", "tag", "both")),
-    "windows": ListOf(Window([0, 1], "window", TICKS), [],
-                      "tick windows [start, stop] drawn as raster panels (empty = the whole run)",
-                      max_len=16),
+    "windows": ListOf(Window([0, 1], "window", TICKS), [], "tick windows drawn as raster "
+                      "panels (empty = the whole run)", max_len=16),
 }
 SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}  # not a tick engine
 
@@ -119,8 +114,7 @@ AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-deriva
 ETA_X = Float(0.1, "relaxation rate", 1e-9, 1.999999)
 AR_NETWORK = {
     "sizes": ListOf(Int(16, "width", 1, WIDTH), [64, 300, 300, 100, 10],
-                    "widths of layers 0..L (a hidden layer at least)", min_len=3,
-                    max_len=DEPTH + 1),
+                    "widths of layers 0..L", min_len=3, max_len=DEPTH + 1),
     "hidden": Str("relu", "σ of layers 1..L−1", ACTS),
     **{k: NETWORK[k] for k in ("output", "scale", "bias_scale")},
 }
@@ -140,14 +134,12 @@ AR_CONVERGE = dict(AR_COMMON, **{
     "data": Str("digits", "digits images or gaussian inputs", ("digits", "gaussian")),
 })
 AR_TRAIN = dict(AR_COMMON, **{
-    "variants": ListOf(Str("exact", "variant", AR_VARIANTS), list(AR_VARIANTS),
-                       "AR variants trained beside backprop", min_len=1,
-                       max_len=len(AR_VARIANTS), unique=True),
+    "variants": ListOf(Str("exact", "variant", AR_VARIANTS), list(AR_VARIANTS), "AR variants "
+                       "trained beside backprop", min_len=1, max_len=len(AR_VARIANTS), unique=True),
     "eta_x": ETA_X,
-    "solver": Str("closed-form", "the state after K relaxation ticks: closed-form (the exact "
-                  "binomial sum of the linear analysis, one cost whatever K) or ticks "
-                  "(stepped K times; the same weights to rounding, about 10x slower)",
-                  ("closed-form", "ticks")),
+    "solver": Str("closed-form", "the state after K ticks: closed-form (the exact binomial "
+                  "sum, one cost whatever K) or ticks (stepped K times, ~10x slower, same "
+                  "weights to rounding)", ("closed-form", "ticks")),
 })
 SEEDS = ListOf(Int(0, "seed", 0, SEED), [0, 1, 2], "one run per seed", min_len=1, max_len=1000)
 TRAIN_BATCHES = {
@@ -217,9 +209,8 @@ SWEEP = {
                    ("auto", "mismatch", "training")),
     "steady_from": Float(0.5, "steady state = ticks after this fraction of the run", 0.0, 0.99),
     "threshold": Float(0.9, "mean cosine that defines the boundary h*(L)", -1.0, 1.0),
-    "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic: "
-                           "600 + 0.1 a tick and rule, an ar rule's ticks counted "
-                           "ar_iterations times)", 0.0, 10.0**9),
+    "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic, "
+                           "simulator.sweep.point_timeout)", 0.0, 10.0**9),
     "no_worker_timeout": Float(30.0, "Dask: seconds with no worker (points pending) before "
                                "the unfinished points fail", 0.1, 10.0**9),
 }
