@@ -72,11 +72,6 @@ def _entry(where, index):
     return f"{where[:-1]}[{index}]'" if where.endswith("'") else f"{where}[{index}]"
 
 
-def _member(where, name):
-    """The ``where`` of a table entry: "f: key 'a.b'" -> "f: key 'a.b.name'"."""
-    return f"{where[:-1]}.{name}'" if where.endswith("'") else f"{where}.{name}"
-
-
 class Field:
     """One scene key: its default, its meaning (``doc``), what it takes
     (``expected``); a subclass's ``check(value, where)`` returns the value
@@ -284,7 +279,7 @@ class Table(Field):
         for key, item in value.items():
             if not _KEY.fullmatch(key):
                 self.fail(key, where, expected="keys like \"stream.hold\"")
-            at = _member(where, f'"{key}"')
+            at = f"{where[:-1]}.\"{key}\"'" if where.endswith("'") else f"{where}.{key}"
             if self.lists:
                 if not isinstance(item, list) or not item or len(item) > 1000:
                     raise SceneError(f"{where}: expected a non-empty list of at most 1000 "
@@ -332,7 +327,7 @@ class Layers(Field):
             if not isinstance(table, dict):
                 self.fail(table, at, expected="a layer table {name, kind, from, ...}", typed=True)
             for key, item in table.items():
-                self._value(item, _member(at, key))
+                self._value(item, f"{at[:-1]}.{key}'" if at.endswith("'") else f"{at}.{key}")
         return copy.deepcopy(value)
 
     def _value(self, item, where, nested=False):
