@@ -1,16 +1,7 @@
-"""The notebook API: run a diffusion scene and get its Trace, no files written.
-
-    >>> import simulator
-    >>> trace = simulator.simulate("fig1_constant", ticks=50, seed=1,
-    ...                            **{"network.depth": 5})
-    >>> trace["mismatch_cos"].shape          # (rows, layers 1..L)
-    (50, 5)
-
-Overrides are the CLI's: ``ticks``, ``seed``, ``device``, ``dtype`` (what
-``tickprop run --ticks`` etc. set) and any ``"section.key"`` of the scene (what
-``--set section.key=value`` sets, given as a Python value). The pictures are
-built from the Trace by ``simulator.render`` (raster_figure, mismatch_figure,
-write_gif); ``trace.schema()`` says what every array holds.
+"""The notebook API: ``simulate`` runs a diffusion scene and returns its Trace,
+no files written: ``simulator.simulate("fig1_constant", ticks=50,
+**{"network.depth": 5})``. Overrides are the CLI's: ``ticks``, ``seed``,
+``device``, ``dtype`` and any ``"section.key"`` of the scene (a Python value).
 """
 import difflib
 import os
@@ -25,8 +16,8 @@ from .kinds.base import TYPED_OPTIONS
 
 
 def resolve(scene_or_path, overrides=None, **more):
-    """(name, resolved scene) of a scene name, .toml path, run.json or raw scene
-    dict, with ``overrides`` (a dict) and ``more`` applied (see the module)."""
+    """(name, resolved scene) of a scene name, path or dict, with ``overrides``
+    (a dict) and ``more`` applied."""
     if isinstance(scene_or_path, dict):
         name, resolved = "scene", validate(dict(scene_or_path), "scene")
     elif isinstance(scene_or_path, (str, os.PathLike)):
@@ -58,12 +49,10 @@ def resolve(scene_or_path, overrides=None, **more):
 
 
 def simulate(scene_or_path, overrides=None, /, out=None, **more):
-    """Run a diffusion scene (shipped name, .toml path, run.json to replay, or a
-    raw scene dict) with overrides (a dict and/or keywords: ticks, seed, device,
-    dtype, "section.key") and return its Trace. Nothing is written unless
-    ``out`` names a folder: then the run is saved there as ``tickprop run
-    --out`` saves it (trace.npz, run.json, pictures) and read back. A scene of
-    another kind, or a bad override, raises SimulatorError."""
+    """The Trace of a diffusion scene (name, .toml, run.json or dict) with
+    overrides (a dict and/or keywords). With ``out`` the run is saved there as
+    ``tickprop run --out`` saves it and read back. Another kind or a bad
+    override raises SimulatorError."""
     name, resolved = resolve(scene_or_path, overrides, **more)
     if out is not None and (not isinstance(out, (str, os.PathLike)) or not os.fspath(out)):
         fail("simulate", "out", "None or a folder path to save the run in", out)
@@ -76,5 +65,3 @@ def simulate(scene_or_path, overrides=None, /, out=None, **more):
         return Trace.load(os.fspath(out))
     return Prepared(name, resolved).simulate()
 
-
-__all__ = ["simulate", "resolve"]

@@ -1,12 +1,7 @@
-"""Scene -> parts, written once: seeds, network, input stream, engine options.
-
-ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``. Every place that
-turns a scene into objects goes through here: a diffusion run
-(``runner.Prepared``), online training (``training.Setup``), the relaxation
-kinds (``relaxation_network``), sweeps (through those two) and the benchmarks.
-It reads the scene's typed, frozen specs (``simulator.scene.spec_of``), never
-the raw dict. The builder only builds and refuses; it never simulates, records
-or draws.
+"""Scene -> parts (ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``),
+written once: seeds, network, input stream, engine options, read from the
+scene's typed specs. Every run, trainer and sweep builds through here; the
+builder only builds and refuses, it never simulates, records or draws.
 """
 from collections import namedtuple
 
@@ -24,25 +19,22 @@ from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, mo
                       moving_stream, teacher_target)
 
 Seeds = namedtuple("Seeds", "network teacher stream feedback")
-Seeds.__doc__ = "Independent child seeds of run.seed, one per random draw of a run."
 
-# Keys of a [rule] (diffusion) or [train] section that are Engine keyword
-# arguments of the same name; a section without one keeps Engine's default.
+# Keys of a [rule] or [train] section that are Engine keyword arguments of the
+# same name; a section without one keeps Engine's default.
 ENGINE_KEYS = ("loss", "feedback", "derivative", "pairing", "supervision_delay",
                "learning_rate", "accumulate", "weight_decay", "feedback_scale", "itd_epsilon")
 
 
 def seeds(seed):
-    """Independent child seeds for network, teacher, stream and feedback
-    (``numpy.random.SeedSequence(seed).spawn(4)``), as a ``Seeds`` tuple."""
+    """Independent child seeds of run.seed (``SeedSequence(seed).spawn(4)``)."""
     children = np.random.SeedSequence(seed).spawn(4)
     return Seeds(*(int(c.generate_state(1)[0]) for c in children))
 
 
 def build_network(net, seed):
-    """The initial Model of a NetworkSpec: the chain ``Model.chain(sizes, ...)``
-    (W ~ N(0, scale²/n_in), b ~ N(0, bias_scale²), drawn from ``seed``), or for
-    a graph (``network.layers``) ``Model.from_layers(layers, input_shape, seed)``."""
+    """The initial Model of a NetworkSpec: ``Model.chain`` or, for a graph,
+    ``Model.from_layers``, drawn from ``seed``."""
     if net.graph:
         return Model.from_layers(net.layer_dicts(), list(net.input_shape), seed=seed)
     sizes, acts = net.shape
@@ -50,14 +42,9 @@ def build_network(net, seed):
 
 
 def build_stream(spec, seeds_, loss):
-    """The scene's input stream with its target rule: dataset frames, or digits
-    moving over a canvas (``moving_stream``), with their labels (a moving stream
-    may take a teacher's targets instead), or a stream of ``stream.kind`` whose targets a random teacher network
-    (seeded by ``seeds_.teacher``) computes under ``loss``. A fresh call gives
-    the same frames (the stream's generator is seeded by ``seeds_.stream``).
-    For a graph its frames come in the model's input and output shapes
-    (``ShapedStream``); its teacher is one dense layer from the flat input to
-    the flat output."""
+    """The scene's input stream with its targets: labels (dataset, moving) or a
+    random teacher's under ``loss``; the same frames on every call. For a graph
+    the frames come in the model's shapes, the teacher mapping flat to flat."""
     stream = _flat_stream(spec, seeds_, loss)
     skeleton = spec.network.skeleton
     if skeleton is None:
@@ -87,19 +74,13 @@ def _flat_stream(spec, seeds_, loss):
                          f"ticks, got {st.crossfade}")
     teacher = make_teacher(sizes, acts, seeds_.teacher, tg.scale)
     target = teacher_target(teacher, loss, spec.run.dtype, spec.run.device)
-    params = {"amplitude": st.amplitude}
-    if st.kind == "held":
-        params.update(hold=st.hold, crossfade=st.crossfade)
-    elif st.kind == "smooth":
-        params["tau"] = st.tau
-    elif st.kind == "sine":
-        params["period"] = st.period
+    keys = {"held": ("hold", "crossfade"), "smooth": ("tau",), "sine": ("period",)}
+    params = {k: getattr(st, k) for k in ("amplitude",) + keys.get(st.kind, ())}
     return make_stream(st.kind, sizes[0], st.batch, rng, target, **params)
 
 
 def _check_shape(spec, sizes, image, n_classes, what):
-    """Refuse a network whose input (and, with label targets, output) size
-    does not fit the images of a dataset or moving stream."""
+    """Refuse a network whose input (and output, with labels) misfits the images."""
     labels, n_in = spec.target.kind == "labels", int(np.prod(image))
     if sizes[0] == n_in and (sizes[-1] == n_classes or not labels):
         return
@@ -128,8 +109,7 @@ def _moving(spec, seeds_, loss, sizes, acts, rng):
 
 
 def engine_options(section, spec, feedback_seed):
-    """Engine keyword arguments from the RuleSpec or TrainSpec ``section`` of
-    ``spec`` (its ENGINE_KEYS), the stream's batch and the run's device and dtype."""
+    """Engine keyword arguments from a RuleSpec or TrainSpec ``section`` and ``spec``."""
     kw = {k: getattr(section, k) for k in ENGINE_KEYS if hasattr(section, k)}
     run = spec.run
     kw.update(batch=spec.stream.batch, feedback_seed=feedback_seed,
@@ -141,10 +121,8 @@ def engine_options(section, spec, feedback_seed):
 
 class Parts:
     """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
-    ``network`` (a Model: a chain, or the graph ``network.layers`` describes),
-    the input ``stream`` and ``engine_args``; ``engine()`` makes a
-    fresh Engine (the one graph engine) from them. Building checks the device and the stream/target
-    pair, so a bad scene is refused here, before any tick."""
+    ``network``, the ``stream`` and ``engine_args``; ``engine()`` makes a fresh
+    engine. A bad device or stream/target pair is refused here, before any tick."""
 
     def __init__(self, spec):
         self.sizes, self.activations = spec.network.shape
@@ -156,17 +134,15 @@ class Parts:
         self.backend = _tick_backend(spec, self.network)
 
     def engine(self):
-        """A new Engine on the initial network with the scene's rule options
-        (the compiled CompiledEngine when run.backend chose jax)."""
+        """A new Engine (CompiledEngine when run.backend chose jax)."""
         if self.backend == "jax":
             return CompiledEngine(self.network, **self.engine_args)
         return Engine(self.network, **self.engine_args)
 
 
 def _tick_backend(spec, network):
-    """'numpy' or 'jax' for run.backend: jax runs any network (chain or graph)
-    on the CPU and needs the extra; 'auto' takes it where ``prefers_compiled``
-    says it is faster. A backend that cannot run this scene is one SceneError."""
+    """'numpy' or 'jax' for run.backend ('auto': jax where ``prefers_compiled``);
+    jax runs on the CPU and needs the extra, else SceneError."""
     want = spec.run.backend
     if want == "numpy":
         return "numpy"
@@ -183,14 +159,13 @@ def _tick_backend(spec, network):
 
 
 def build(scene):
-    """Parts of a resolved diffusion scene (see ``Parts``), read into its specs once."""
+    """Parts of a resolved diffusion scene."""
     return Parts(spec_of(scene))
 
 
 def relaxation_network(spec):
-    """Keyword arguments of ``relaxation.run_converge``/``run_train`` for the
-    network of an ar_converge/ar_train SceneSpec (sizes, activations, weight
-    and bias scales, device, dtype); relaxation needs a hidden layer."""
+    """Keyword arguments of ``relaxation.run_converge``/``run_train`` for an
+    ar_converge/ar_train SceneSpec's network (which needs a hidden layer)."""
     net, run = spec.network, spec.run
     if len(net.sizes) < 3:
         raise SceneError("key 'network.sizes': relaxation needs a hidden layer (3 widths or more)")
@@ -206,10 +181,9 @@ def relaxation_network(spec):
 
 
 def relaxation_budget(spec, sizes):
-    """Refuse (BudgetError, before anything is allocated) a relaxation whose
-    float64 weights (with feedback, gradients and a learned copy: 4 sets) and
-    activity buffers (8 per layer and sample) exceed relaxation.memory_budget.
-    Returns the estimate in bytes."""
+    """The bytes of a relaxation's float64 weights (4 sets: with feedback,
+    gradients and a learned copy) and activity (8 buffers per layer and
+    sample); BudgetError, before any allocation, over relaxation.memory_budget."""
     converge = spec.kind == "ar_converge"
     batch_key = "relaxation.batch" if converge else "train.batch"
     batch = spec.relaxation.batch if converge else spec.train.batch
@@ -224,6 +198,3 @@ def relaxation_budget(spec, sizes):
             f"{format_bytes(activity)}: a smaller {batch_key}")
     return weights + activity
 
-
-__all__ = ["Seeds", "Parts", "seeds", "build_network", "build_stream",
-           "engine_options", "build", "relaxation_network", "relaxation_budget"]

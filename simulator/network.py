@@ -1,12 +1,8 @@
-"""``Network``: the deprecated name of a dense chain ``Model`` (kept one release).
+"""``Network``: the deprecated alias of a dense chain ``Model`` (kept one release).
 
-``Model`` is the only network type. ``Network(weights, biases, activations)``
-is ``Model.from_weights(...)`` and ``Network.random(sizes, activations, seed,
-scale, bias_scale)`` is ``Model.chain(...)``: the same vertices, parameters and
-draw, and an instance IS a Model (every engine, rule and the oracle take it as
-one). The alias only adds the old chain views: ``weights`` and ``biases`` (the
-model's own arrays, layer 1 first), ``sizes``, ``activations`` and ``copy()``.
-New code uses ``Model.chain`` and ``model.parameters()["<l>.W"]``.
+``Network(weights, biases, activations)`` is ``Model.from_weights`` and
+``Network.random`` is ``Model.chain``; an instance IS a Model with the old
+chain views added (``weights``, ``biases``, ``sizes``, ``activations``, ``copy()``).
 """
 from .model import Model
 

@@ -1,7 +1,5 @@
 """Every rule option of SPEC §1 in one place: losses, feedback, derivative,
-pairing, reference frame. Each is a named choice; the engine resolves the
-names once at construction.
-"""
+pairing, reference frame, as named choices the engine resolves once."""
 import numpy as np
 
 from .arguments import check_number
@@ -67,9 +65,8 @@ def check_count(name, value, minimum=0):
 
 def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_delay, batch,
                      accumulate, learning_rate, weight_decay, itd_epsilon):
-    """Check the rule options every tick engine shares (SPEC §1: loss, feedback,
-    derivative, pairing, d_y, batch, accumulate, η, weight decay, ITD ε) and set
-    them as attributes of ``engine``; a bad value is one SimulatorError."""
+    """Check the rule options every tick engine shares (SPEC §1) and set them
+    as attributes of ``engine``; a bad value is one SimulatorError."""
     engine.loss = check_choice("loss", loss, tuple(LOSSES))
     engine.feedback = check_choice("feedback", feedback, FEEDBACK)
     engine.derivative = check_choice("derivative", derivative, DERIVATIVE)

@@ -1,10 +1,7 @@
-"""Turn a resolved diffusion scene into a run: build, simulate, record.
-
-Data flows one way (ARCHITECTURE.md): scene -> parts (simulator.build) ->
-Engine -> Recorder -> Trace. Everything that can be refused (bad sizes, memory
-budget, missing device) is refused in ``Prepared`` before any tick runs. This is
-the diffusion kind's experiment; the folder a run of any kind writes, and how it
-is drawn again, are in simulator.kinds.
+"""A resolved diffusion scene run: scene -> parts (simulator.build) -> Engine ->
+Recorder -> Trace (ARCHITECTURE.md). Everything that can be refused (sizes,
+memory budget, device) is refused in ``Prepared`` before any tick; the folder a
+run writes is simulator.kinds' business.
 """
 import importlib.metadata
 import platform
@@ -14,7 +11,7 @@ import numpy as np
 
 from .build import Parts
 from .errors import SceneError
-from .probes import Recorder, RecordPlan, RunBudget, Trace, distinct_frames
+from .probes import Recorder, RecordPlan, RunBudget, distinct_frames
 from .scene import apply_overrides, load, spec_of
 from .version import __version__
 
@@ -25,21 +22,16 @@ class Prepared:
     scene draws a PNG (``png``: not switched off) or a GIF (``gif``: drawn)."""
 
     def __init__(self, name, scene, gif=False, pictures=None, png=True):
-        # ``scene`` (the resolved dict) goes to run.json as it is; everything
-        # else reads its specs, read once here.
         self.name, self.scene = name, scene
         self.spec = spec = spec_of(scene)
         run, rule, rec, render = spec.run, spec.rule, spec.record, spec.render
-        # Sized from the skeleton the engine runs (a graph levelled when it runs
-        # levelled): vertices as layers, the largest vertex as the width.
+        # Sized from the skeleton the engine runs: vertices as layers, the largest as width.
         skeleton = spec.network.run_skeleton
         sizes = [int(np.prod(v.shape)) for v in skeleton.vertices]
         self.plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), spec.stream.batch,
                                np.dtype(run.dtype).itemsize, states=rec.states,
                                every=rec.every, layers=rec.layers, metrics=rec.metrics,
                                chunk=rec.chunk, budget=rec.memory_budget)
-        # The whole run (weights, buffers, rings, recording, GIF when ``gif``
-        # says it will be drawn) is checked before anything is allocated.
         options = dict(target=spec.target.kind,
                        pictures=(bool((png and render.png) or (gif and render.gif))
                                  if pictures is None else bool(pictures)),
@@ -60,8 +52,7 @@ class Prepared:
         engine = self.parts.engine()
         recorder = Recorder(engine, self.plan, reference=self.spec.rule.reference)
         t1 = time.perf_counter()
-        # A blow-up is reported once, as NumericalError with tick and layer,
-        # not as a stream of numpy warnings before it.
+        # A blow-up is reported once (NumericalError), not as numpy warnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             engine.run(self.stream, self.plan.ticks, recorder, progress)
         t2 = time.perf_counter()
@@ -74,8 +65,8 @@ class Prepared:
 
 
 def simulate_scene(name, *overrides):
-    """Load a diffusion scene by name or path, apply 'section.key=value'
-    overrides, simulate it and return the Trace (no files written)."""
+    """The Trace of a diffusion scene (name or path) with 'section.key=value'
+    overrides (no files written)."""
     scene_name, resolved = load(name)
     if overrides:
         resolved = apply_overrides(resolved, list(overrides), name)
@@ -97,9 +88,8 @@ def run_metadata(name, scene):
 
 
 def clip_windows(windows, trace):
-    """Raster windows cut to the ticks a run has (a run shortened with --ticks
-    still draws what it has); windows left empty are dropped. Rows are kept
-    every record.every ticks, the last standing for the ticks up to the run's end."""
+    """Raster windows cut to the ticks a run has (rows every record.every ticks,
+    the last standing for the rest); windows left empty are dropped."""
     t = trace["tick"]
     ticks = int(t[-1]) + (int(t[1] - t[0]) if len(t) > 1 else 1) if len(t) else 0
     clipped = [(min(a, ticks), min(b, ticks)) for a, b in windows]
@@ -112,6 +102,3 @@ def check_picture_size(size):
         raise SceneError(f"key 'render.size': expected [width, height] with width in "
                          f"320..4000 and height in 200..4000, got {size}")
 
-
-__all__ = ["Prepared", "simulate_scene", "run_metadata", "Trace",
-           "check_picture_size", "clip_windows"]

@@ -1,11 +1,7 @@
-"""The text of ``tickprop render``'s selectors, read into what Trace.select takes.
-
-``--ticks A:B`` is a tick window, start included, stop excluded (either may be
-left out: ``A:`` to the end, ``:B`` from the start; a lone ``A`` is the one tick
-A). ``--layers`` and ``--neurons`` are comma-separated lists of indices and
-``A:B`` ranges (stop excluded, as in Python); ``--layers`` also takes a graph's
-vertex names. A malformed value is one SimulatorError naming the option, what
-it expects and what was given.
+"""``tickprop render``'s selectors read into what Trace.select takes:
+``--ticks A:B`` (stop excluded, either end may be left out, a lone A is one
+tick) and comma-separated ``--layers``/``--neurons`` of indices, ``A:B`` ranges
+and (``--layers``) vertex names. A malformed value is one SimulatorError.
 """
 import re
 

@@ -1,13 +1,9 @@
 """Input and target streams (SPEC §2), generated on the host, seeded, in order.
 
-A stream hands out consecutive ticks with ``take(n)`` -> (u, y, frame_id):
-u of shape (n, batch, n_0), y of shape (n, batch, n_L), and the index of the
-stream frame each tick shows (a held frame keeps its index for h ticks; a
-continuous stream numbers every tick). The same seed gives the same stream
-whatever the chunk sizes, so traces are reproducible.
-
-The `moving` stream (``MovingStream``) draws a digit gliding over a larger
-canvas: its speed is motion, v pixels per tick, rather than a hold time.
+``take(n)`` hands out the next n ticks as (u, y, frame_id): u (n, batch, n_0),
+y (n, batch, n_L) and the index of the frame each tick shows (a held frame
+keeps its index for h ticks; a continuous stream numbers every tick). The same
+seed gives the same stream whatever the chunk sizes.
 """
 import math
 
@@ -24,7 +20,8 @@ EDGES = ("bounce", "wrap")
 
 
 class Stream:
-    """Base: a source of input frames u_t paired with a target rule."""
+    """Base: input frames u_t (a subclass's ``_next(t)`` gives (frame, id))
+    paired with a target rule."""
 
     def __init__(self, n_in, batch, rng, target):
         self.n_in, self.batch, self.rng, self.target = n_in, batch, rng, target
@@ -37,9 +34,6 @@ class Stream:
             u[k], ids[k] = self._next(self.t)
             self.t += 1
         return u, self.target(u, ids), ids
-
-    def _next(self, t):
-        raise TypeError("Stream subclasses define _next")
 
 
 class ConstantStream(Stream):
@@ -54,9 +48,9 @@ class ConstantStream(Stream):
 
 
 class HeldStream(Stream):
-    """A new random frame every ``hold`` ticks; the first ``crossfade`` ticks of
-    each frame blend linearly from the previous one. hold ≫ L is the paper's
-    slow input (Fig. 2), hold = 1 its fast input (Fig. 3) — white noise."""
+    """A new random frame every ``hold`` ticks, the first ``crossfade`` blending
+    from the previous one: hold ≫ L is the paper's slow input (Fig. 2), hold = 1
+    its fast input (Fig. 3)."""
 
     def __init__(self, n_in, batch, rng, target, hold=1, crossfade=0, amplitude=1.0):
         super().__init__(n_in, batch, rng, target)
@@ -108,9 +102,8 @@ class SineStream(Stream):
 
 
 class DatasetStream(HeldStream):
-    """Images shown like video frames: each held ``hold`` ticks (with optional
-    crossfade), in a seeded random order, one independent sequence per batch row.
-    Targets are the one-hot labels of the frame being shown."""
+    """Images held like video frames, in a seeded random order per batch row;
+    targets are the one-hot labels of the frame being shown."""
 
     def __init__(self, n_in, batch, rng, inputs, onehot, hold=1, crossfade=0):
         if inputs.shape[1] != n_in:
@@ -141,9 +134,8 @@ class DatasetStream(HeldStream):
 
 
 class ShapedStream:
-    """A stream whose flat frames are handed out in the shapes of a graph
-    model: u (n, batch, *input_shape), y (n, batch, *output_shape), row-major
-    (64 digit pixels are one [1, 8, 8] image)."""
+    """A stream's flat frames in a graph model's shapes: u (n, batch,
+    *input_shape), y (n, batch, *output_shape), row-major."""
 
     def __init__(self, stream, input_shape, output_shape):
         self.stream = stream
@@ -156,22 +148,16 @@ class ShapedStream:
 
 
 def teacher_target(teacher, loss, dtype="float64", device="cpu"):
-    """y = teacher(u): a fixed random network of the student's shape, so the task
-    is realizable. For `xent` the teacher's softmax is the target distribution.
-    Computed in the run's ``dtype`` (a float32 run's targets are float32
-    anyway; float64 would double the stream's cost at GEMM-bound sizes) and on
-    the run's ``device`` (on the GPU the teacher's products would otherwise
-    bound the run: 11x the bare tick at width 1024), and returned as float64
-    host arrays, like every stream's frames (the reference pass casts the
-    weights to the inputs' dtype)."""
+    """The target rule y = teacher(u) (for `xent` the teacher's softmax), once
+    per distinct frame. Computed in the run's ``dtype`` and on its ``device``
+    (on the GPU the teacher would otherwise bound the run: 11x the bare tick at
+    width 1024), returned as float64 host arrays like every stream's frames."""
     backend = None
     if device != "cpu":
         backend = Backend(device, dtype)
         params = device_params(backend.xp, teacher, backend.dtype)
 
     def target(u, ids):
-        # Once per distinct frame: a held frame repeats its u, so its target
-        # is computed for its first tick and repeated (rows are identical).
         n, batch, n_in = u.shape
         flat = u.reshape(n, batch * n_in)
         fresh = np.ones(n, dtype=bool)
@@ -205,10 +191,9 @@ def make_stream(kind, n_in, batch, rng, target, **params):
 
 # ------------------------------------------------------------------ moving digits
 def fold(position, span, edges):
-    """Top-left positions of a moving image folded onto the canvas along one
-    axis: ``bounce`` reflects them into [0, span] (span = canvas − image, the
-    path of a ball between two walls; span 0 pins the image at 0), ``wrap``
-    takes them modulo span (span = canvas, a torus)."""
+    """Positions folded onto the canvas along one axis: ``bounce`` reflects them
+    into [0, span] (span = canvas − image; 0 pins the image), ``wrap`` takes
+    them modulo span (span = canvas)."""
     position = np.asarray(position, dtype=np.float64)
     if edges == "wrap":
         return np.mod(position, span)
@@ -219,14 +204,12 @@ def fold(position, span, edges):
 
 
 def render(images, canvas, positions, edges="bounce"):
-    """Images (..., h, w) drawn on blank canvases (..., H, W) with their top-left
-    pixel at the real ``positions`` (..., 2) = (row, column), bilinearly: pixel
-    (r, c) lands on the four canvas pixels around (row + r, column + c) with
-    weights (1 − f)(1 − g), f(1 − g), (1 − f)g, fg for the fractional parts
-    f, g of the position, so a sub-pixel shift keeps the total intensity and
-    moves the intensity-weighted centroid by exactly the shift. Positions must
-    already be folded (``fold``): with ``bounce`` the image lies inside the
-    canvas, with ``wrap`` it continues across the opposite edge."""
+    """Images (..., h, w) drawn bilinearly on blank canvases (..., H, W) at the
+    folded top-left ``positions`` (..., 2) = (row, column): pixel (r, c) lands
+    on the four pixels around (row + r, column + c) with weights (1 − f)(1 − g),
+    f(1 − g), (1 − f)g, fg, so a sub-pixel shift keeps the total intensity and
+    moves the centroid by exactly the shift. With ``wrap`` the image continues
+    across the opposite edge."""
     images = np.asarray(images, dtype=np.float64)
     positions = np.asarray(positions, dtype=np.float64)
     lead, (h, w), (H, W) = images.shape[:-2], images.shape[-2:], tuple(canvas)
@@ -253,8 +236,7 @@ def render(images, canvas, positions, edges="bounce"):
     m = int(np.prod(lead, dtype=np.int64))
     rows = (whole[..., 0].reshape(m, 1) + np.arange(h + 1)) % rows_out
     cols = (whole[..., 1].reshape(m, 1) + np.arange(w + 1)) % cols_out
-    # Within one patch no canvas pixel repeats (h + 1 <= rows_out), so a plain
-    # assignment places it.
+    # No canvas pixel repeats within a patch (h + 1 <= rows_out): assignment places it.
     out = np.zeros((m, rows_out, cols_out))
     out[np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]] = patch.reshape(m, h + 1, w + 1)
     if (rows_out, cols_out) != (H, W):
@@ -263,39 +245,25 @@ def render(images, canvas, positions, edges="bounce"):
 
 
 class MovingStream:
-    """A digit moving over a larger blank canvas: the `moving` input stream.
+    """The `moving` stream: digits gliding over a larger blank canvas.
 
-    Each of the ``batch`` rows shows its own endless sequence of ``images``
-    (n, h, w) — seeded random permutations of them, one after another — a new
-    one every ``hold`` ticks, the first ``crossfade`` ticks of each blending
-    linearly from the previous one (weight (k+1)/(crossfade+1) of the new image
-    at its k-th tick; the first image fades in from blank). The image's top-left
-    corner starts at a seeded random point of the canvas and moves ``speed``
-    pixels per tick in ``direction`` degrees (0 = rightwards, 90 = upwards on
-    the picture, i.e. towards row 0), on one straight path for the whole run:
-    position(t) = start + speed·t·(−sin θ, cos θ) in (row, column), folded at
-    the edges (``fold``: ``bounce`` or ``wrap``) and drawn bilinearly
-    (``render``), so sub-pixel speeds move the image smoothly. With ``jitter``
-    > 0 and ``jitter_every`` = k > 0 the eye makes saccades: ticks
-    [jk, (j+1)k) see the image displaced by ``jitter`` pixels in a seeded random
-    direction, a new one every k ticks (displacements do not accumulate).
-    With ``stagger`` the rows do not change digit together: row b's k-th digit
-    starts at tick k·hold − ⌊b·hold/batch⌋ (its first is cut short), so the
-    cuts of a batch are spread evenly over the hold.
+    Each batch row shows seeded random permutations of ``images`` (n, h, w), a
+    new one every ``hold`` ticks (``crossfade``: weight (k+1)/(crossfade+1) of
+    the new image at its k-th tick; the first fades in from blank). The top-left
+    corner starts at a seeded random point and moves on one straight path,
+    start + speed·t·(−sin θ, cos θ) in (row, column) with θ = ``direction``
+    (0 = rightwards, 90 = up), folded at the ``edges`` and drawn bilinearly.
+    ``jitter`` > 0 with ``jitter_every`` = k adds saccades: ticks [jk, (j+1)k)
+    see the image displaced ``jitter`` pixels in a seeded random direction (not
+    accumulating). With ``stagger`` row b's k-th digit starts at tick
+    k·hold − ⌊b·hold/batch⌋, spreading a batch's cuts over the hold.
 
-    Labels travel with the frames: the label of a tick is the digit that makes
-    up most of the frame — during a crossfade the previous digit while its
-    weight is above 1/2, the incoming one from the tick its weight reaches 1/2
-    (and the first digit from tick 0). Targets are their one-hot rows, or
-    ``target(u, ids)`` (a teacher) when given. Frame ids number every tick
-    (the frame changes every tick), except a still stream (speed 0 and no
-    saccades), whose ids are the index of the digit shown, like `held`.
-
-    Every frame is a function of its tick: ``frames(t0, n)`` draws ticks
-    t0..t0+n−1 vectorized over ticks and rows, and its random draws are made
-    in fixed blocks from three independent child generators of ``rng``
-    (start points, digit order, saccades), so the frames of a tick never depend
-    on how the run is cut into chunks; ``take(n)`` hands out the next n ticks.
+    A tick's label is the digit that makes up most of the frame (the incoming
+    one from the tick its crossfade weight reaches 1/2); targets are its one-hot
+    rows, or ``target(u, ids)`` (a teacher). Frame ids number every tick, except
+    on a still stream (speed 0, no saccades, no stagger): the digit's index.
+    ``frames(t0, n)`` is a function of the ticks alone (random draws in fixed
+    blocks from three child generators of ``rng``), whatever the chunks.
     """
 
     _JITTER_BLOCK = 1024       # saccades drawn this many at a time
@@ -338,8 +306,7 @@ class MovingStream:
         theta = math.radians(self.direction)
         self.velocity = self.speed * np.array([-math.sin(theta), math.cos(theta)])
         # Folding spans per axis (row, column) and the start points inside them.
-        self.span = (np.array([H - h, W - w], dtype=np.float64) if edges == "bounce"
-                     else np.array([H, W], dtype=np.float64))
+        self.span = np.array([H - h, W - w] if edges == "bounce" else [H, W], dtype=np.float64)
         start_rng, self._order_rng, self._jitter_rng = rng.spawn(3)
         self.start = start_rng.uniform(0.0, 1.0, size=(self.batch, 2)) * self.span
         self._order = np.empty((0, self.batch), dtype=np.int64)   # digit j of row b
@@ -348,10 +315,8 @@ class MovingStream:
                       and not self.offsets.any())
         self.t = 0
 
-    # -- the random draws, extended in fixed blocks (chunk-independent)
     def _digits(self, j):
-        """Indices into ``images`` (n, batch) of the digits number j (n, batch)
-        of each row."""
+        """Indices into ``images`` of the digits number j (n, batch) of each row."""
         n = self.images.shape[0]
         while self._order.shape[0] <= j.max(initial=0):
             epoch = self._order_rng.permuted(np.tile(np.arange(n), (self.batch, 1)), axis=1)
@@ -369,7 +334,6 @@ class MovingStream:
             self._jumps = np.concatenate([self._jumps, step])
         return self._jumps[j]
 
-    # -- the frames of any ticks
     def positions(self, t0, n):
         """Folded top-left positions (n, batch, 2) = (row, column) of ticks t0..t0+n−1."""
         t = np.arange(t0, t0 + n)
@@ -377,9 +341,7 @@ class MovingStream:
         return np.stack([fold(raw[..., a], self.span[a], self.edges) for a in (0, 1)], axis=-1)
 
     def frames(self, t0, n):
-        """Ticks t0..t0+n−1 as (u, y, ids, labels): flat frames u (n, batch, H·W),
-        targets y, frame ids (n,) and the integer labels (n, batch) of the digit
-        on screen (see the class notes)."""
+        """Ticks t0..t0+n−1 as (u (n, batch, H·W), y, ids (n,), labels (n, batch))."""
         t = np.arange(t0, t0 + n)
         j, phase = np.divmod(t[:, None] + self.offsets, self.hold)          # (n, batch)
         new = self._digits(j)
@@ -397,10 +359,7 @@ class MovingStream:
         shown = np.where(fading & (weight < 0.5), old, new)
         labels = self.labels[shown]
         ids = j[:, 0].astype(np.int64) if self.still else t.astype(np.int64)
-        if self.target is not None:
-            y = self.target(u, ids)
-        else:
-            y = np.eye(self.n_classes)[labels]
+        y = np.eye(self.n_classes)[labels] if self.target is None else self.target(u, ids)
         return u, y, ids, labels
 
     def take(self, n):
@@ -411,11 +370,8 @@ class MovingStream:
 
 
 def moving_canvas(st, image_shape):
-    """(height, width) of the canvas of a StreamSpec:
-    ``stream.canvas``, or twice the image's sides when it is empty. A section
-    that cannot move its images (a canvas smaller than them, or not larger with
-    ``edges = "wrap"``; a crossfade not shorter than the hold) raises one
-    SceneError naming the key."""
+    """(height, width) of a StreamSpec's canvas: ``stream.canvas``, or twice
+    the image's sides; SceneError naming the key when it cannot move them."""
     h, w = (int(s) for s in image_shape)
     H, W = (tuple(int(c) for c in st.canvas) if st.canvas else (2 * h, 2 * w))
     if st.crossfade and st.crossfade >= st.hold:
@@ -431,10 +387,8 @@ def moving_canvas(st, image_shape):
 
 
 def moving_stream(st, images, labels, n_classes, rng, target=None):
-    """The MovingStream of a StreamSpec (kind `moving`) over
-    ``images`` (n, h, w) and their ``labels``, seeded by ``rng``; ``target``
-    None gives one-hot label targets, else a teacher rule target(u, ids). The
-    section is checked by ``moving_canvas`` (one SceneError naming the key)."""
+    """The MovingStream of a StreamSpec over ``images`` (n, h, w) and their
+    ``labels``; ``target`` None gives one-hot label targets."""
     canvas = moving_canvas(st, np.shape(images)[1:])
     return MovingStream(images, labels, n_classes, st.batch, rng, canvas, speed=st.speed,
                         direction=st.direction, edges=st.edges, hold=st.hold,

@@ -1,32 +1,13 @@
 """Sweeps: a grid of scene overrides run as independent points (SPEC §9).
 
 A `sweep` scene names a base scene, a grid {"section.key": [values, ...]},
-fixed overrides for every point, and seeds. Each point (one grid cell × one
-seed) is a full scene run — a diffusion run summarised by its steady-state
-gradient mismatch per layer, or a training run summarised by its final test
-accuracy and loss — executed in local worker processes or, given a scheduler
-address, on a Dask distributed cluster.
-
-Every point is resolved (base scene, then sweep.set, then its grid values and
-seed) and validated before any runs, so a bad key or value stops the sweep
-with one error. A point is named by the hash of its resolved scene and summary
-options (``simulator.points.point_key``), so editing the sweep or its base never reuses a stale
-point. Every finished point is written atomically as its own JSON file in
-``<out>/points/``, holding its scene and key, checked again when read: an
-interrupted sweep resumes with the missing points only, failed and damaged
-points are run again, and a failing point (or a dying worker, see
-``simulator.pool``) is stored with its error while the others go on.
-``sweep.csv`` is assembled from the point files, rows sorted by parameters, so
-any scheduler gives the same table; pictures come last.
-
-Nothing waits for ever. A point that runs longer than its timeout
-(``sweep.point_timeout``, or derived from its ticks: ``point_timeout``) fails
-with one line: a local worker process is stopped (``simulator.pool``); on
-Dask the point's thread is abandoned and its worker takes the next point
-(``simulator.dask_pool``). A Dask sweep watches the scheduler while points
-are pending: with no worker for ``sweep.no_worker_timeout`` seconds every
-unfinished point fails with one line and the sweep finishes with what is done
-(csv and pictures).
+overrides for every point (``set``) and seeds. Every point (grid cell × seed)
+is resolved and validated before any runs, named by the hash of its resolved
+scene (``simulator.points``) and stored as its own JSON file, so a sweep
+resumes with its missing, failed or damaged points only. Points run in local
+processes (``simulator.pool``) or on Dask (``simulator.dask_pool``); a failing
+or timed-out point is stored with its one-line error while the others go on.
+``sweep.csv`` (rows sorted by parameters) and the pictures come last.
 """
 import collections
 import copy
@@ -49,38 +30,32 @@ from .engine.tick import synchronized_layers
 from .experiments.training import train_scene
 
 
-# The automatic point timeout (sweep.point_timeout = 0): start-up allowance plus
-# an allowance per tick of each rule, some 100x what a tick of a shipped scene takes.
+# The automatic point timeout (sweep.point_timeout = 0): start-up plus an allowance
+# per tick of each rule, some 100x what a tick of a shipped scene takes.
 POINT_START_S = 600.0
 POINT_TICK_S = 0.1
 
 
 class Point(NamedTuple):
-    """One point of a sweep: its grid values and seed (``params``), the scene
-    it runs (resolved: base, then sweep.set, then params, every default
-    filled) and its ``key``, the hash that names its file."""
+    """A point: its grid values and seed, its resolved scene and the hash
+    that names its file."""
     params: dict
     scene: dict
     key: str
 
 
 def points_of(sweep):
-    """The points of a resolved sweep section: list of {"section.key": value},
+    """The params {"section.key": value} of a resolved sweep section's points:
     the grid's product (first axis slowest) with run.seed last."""
-    axes = list(sweep["grid"].items())
-    out = []
-    for combo in itertools.product(*[values for _, values in axes]):
-        for seed in sweep["seeds"]:
-            params = {key: value for (key, _), value in zip(axes, combo)}
-            params["run.seed"] = seed
-            out.append(params)
-    return out
+    grid = sweep["grid"]
+    return [dict(zip(grid, combo), **{"run.seed": seed})
+            for combo in itertools.product(*grid.values()) for seed in sweep["seeds"]]
 
 
 def summary_options(sweep, base_name, base, where):
-    """The options a point's summary depends on: the summary kind ('auto'
-    resolved by the base scene's kind) and, for mismatch summaries, where the
-    steady state starts. Raises SceneError if the base kind has no summary."""
+    """The options a point's summary depends on: its kind ('auto' resolved by
+    the base scene's) and, for mismatch, ``steady_from``; SceneError if the
+    base kind has no such summary."""
     kind = sweep["summary"]
     if kind == "auto":
         kind = "training" if base["kind"] == "train" else "mismatch"
@@ -93,9 +68,8 @@ def summary_options(sweep, base_name, base, where):
 
 
 def resolve_point(scene, overrides, where):
-    """``scene`` with {"section.key": value} ``overrides`` applied and validated
-    again (every default filled); an unknown section or key, or a bad value,
-    raises SceneError starting with ``where`` (file and sweep table)."""
+    """``scene`` with {"section.key": value} ``overrides`` applied, validated
+    again; a mistake is a SceneError starting with ``where``."""
     raw = copy.deepcopy(scene)
     for key, value in overrides.items():
         section, field = key.split(".")
@@ -110,10 +84,8 @@ def resolve_point(scene, overrides, where):
 
 
 def plan_sweep(sweep_path_or_name):
-    """Load a sweep scene and resolve every one of its points before any runs:
-    (name, resolved sweep scene, base name, summary options, [Point]). A bad
-    key or value in sweep.set or sweep.grid is one SceneError naming the sweep
-    file, the table, the key, what was expected and what was given."""
+    """(name, resolved sweep scene, base name, summary options, [Point]), every
+    point resolved before any runs (a mistake is one SceneError)."""
     name, sweep_scene, base_name, base = load_sweep(sweep_path_or_name)
     path = scene_mod.find_scene(sweep_path_or_name)
     sw = sweep_scene["sweep"]
@@ -131,10 +103,8 @@ def plan_sweep(sweep_path_or_name):
 
 
 def run_point(base_name, scene, options, params, key):
-    """Run one point (its resolved scene) and return its record {format, key,
-    params, scene, options, status, error, summary, seconds}; never raises for
-    a point's own failure (blow-up, any exception), which is recorded as
-    status 'failed' with its message."""
+    """The record of one point run; its own failure (any exception) is
+    recorded as status 'failed' with its message, not raised."""
     t0 = time.perf_counter()
     record = _record(key, params, scene, options)
     try:
@@ -150,10 +120,9 @@ def run_point(base_name, scene, options, params, key):
 
 
 def point_timeout(scene, sweep):
-    """Seconds a point of resolved ``scene`` may run: ``sweep.point_timeout``
-    when set (> 0), else POINT_START_S plus POINT_TICK_S per tick of each run
-    the point makes (a train point runs once per rule; the ar rule relaxes
-    ``train.ar_iterations`` steps a tick)."""
+    """Seconds a point may run: ``sweep.point_timeout`` when > 0, else
+    POINT_START_S plus POINT_TICK_S per tick of each rule it trains (the ar
+    rule's counted ``train.ar_iterations`` times)."""
     if sweep["point_timeout"] > 0:
         return float(sweep["point_timeout"])
     ticks = scene["run"]["ticks"]
@@ -164,7 +133,6 @@ def point_timeout(scene, sweep):
 
 
 def timeout_message(seconds):
-    """The one line of a point that ran past its timeout."""
     return (f"the point ran past its timeout of {seconds:g} s (sweep.point_timeout); "
             "re-run the sweep to retry, or raise sweep.point_timeout")
 
@@ -176,9 +144,8 @@ def _record(key, params, scene, options, status="ok", error=""):
 
 
 def summarize_point(name, scene, options):
-    """Summary numbers of one resolved scene (``options`` from summary_options,
-    which checked its kind): steady-state mismatch per layer for a diffusion
-    scene, final test accuracy/loss for a train scene."""
+    """Summary numbers of a point: the steady mismatch per layer of a
+    diffusion scene, the final test accuracy and loss of a train scene."""
     if options["summary"] == "training":
         _, summary = train_scene(scene)
         rules = scene["train"]["rules"]
@@ -193,25 +160,26 @@ def summarize_point(name, scene, options):
 
 def steady_mismatch(cos, rel, steady_from):
     """Mean cosine and relative error per layer over the steady part of a run
-    (ticks from max(2L, steady_from·T), when both waves have crossed the
-    network), their mean over layers, and the cosine of ls (the lower of the two
-    closest layers for even L)."""
+    (ticks from max(2L, steady_from·T), once both waves crossed the network),
+    their means over layers, and the cosine of ls (Eq. 6) and of the others."""
     T, L = cos.shape
     start = min(max(2 * L, int(steady_from * T)), T - 1)
+    per_layer, per_rel = ([_nanmean(a[start:, l]) for l in range(L)] for a in (cos, rel))
     out = {}
-    per_layer, per_rel = ([float(np.nanmean(a[start:, l])) if np.isfinite(a[start:, l]).any()
-                           else float("nan") for l in range(L)] for a in (cos, rel))
     for l in range(L):
         out[f"cos_l{l + 1:02d}"] = per_layer[l]
         out[f"rel_l{l + 1:02d}"] = per_rel[l]
-    out["mean_cos"] = float(np.nanmean(per_layer))
-    out["mean_rel"] = float(np.nanmean(per_rel))
     ls = synchronized_layers(L)[0]
-    out["ls"] = ls
-    out["cos_ls"] = per_layer[ls - 1]
     others = [c for l, c in enumerate(per_layer, start=1) if l != ls]
-    out["cos_others"] = float(np.nanmean(others)) if others else float("nan")
-    return out
+    return dict(out, mean_cos=float(np.nanmean(per_layer)), mean_rel=float(np.nanmean(per_rel)),
+                ls=ls, cos_ls=per_layer[ls - 1],
+                cos_others=float(np.nanmean(others)) if others else float("nan"))
+
+
+def _nanmean(values, stat=np.nanmean):
+    """``stat`` of the finite values, NaN (and no warning) when there are none."""
+    values = np.asarray(values, dtype=float)
+    return float(stat(values)) if np.isfinite(values).any() else float("nan")
 
 
 # ------------------------------------------------------------------ running
@@ -228,17 +196,13 @@ def load_sweep(sweep_path_or_name):
 
 def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None,
               force=False):
-    """Run every point of a sweep scene that has no valid finished file in
-    ``<out_dir>/points/`` (missing, failed or damaged points run again; files
-    are named by point_key), in ``workers`` local processes or on the Dask
-    cluster at ``scheduler``; then write sweep.csv and the pictures. Every
-    point is resolved and checked, and ``out_dir`` claimed
-    (simulator.outputs.claim_folder: a foreign folder is refused unless
-    ``force``), before any runs; every file is listed in the folder's
-    manifest as it is written. ``progress(n)`` is called
-    per finished point. Ctrl-C (KeyboardInterrupt) stops at once: the workers
-    are killed, the points finished so far stay. Returns a summary dict
-    (counts, paths, seconds, records)."""
+    """Run every point of a sweep scene with no valid file in
+    ``<out_dir>/points/``, in ``workers`` local processes or on the Dask
+    cluster at ``scheduler``, then write sweep.csv and the pictures.
+    ``out_dir`` is claimed first (a foreign folder is refused unless
+    ``force``); ``progress(n)`` is called per finished point; Ctrl-C stops at
+    once, keeping the finished points. Returns a summary dict (counts, paths,
+    seconds, records)."""
     if int(workers) < 1:
         raise SimulatorError(f"--workers: expected at least 1, got {workers}")
     distributed = None
@@ -247,80 +211,64 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         distributed = dask_pool.distributed_module()
     name, sweep_scene, base_name, options, points = plan_sweep(sweep_path_or_name)
     with outputs.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
-        return _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers,
-                            scheduler, distributed, progress)
+        sw = sweep_scene["sweep"]
+        points_dir = os.path.join(out_dir, "points")
+        records, damaged = {}, 0
+        for point in points:
+            if point.key not in records:
+                record, was_damaged = read_point(points_dir, point.key)
+                damaged += was_damaged
+                if record is not None:
+                    records[point.key] = record
+        copies = collections.Counter(p.key for p in points)
+        todo = {p.key: p for p in points
+                if p.key not in records or records[p.key]["status"] != "ok"}
+        ready = len(points) - sum(copies[k] for k in todo)
+        if progress is not None and ready:
+            progress(ready)
+        jobs = [(base_name, p.scene, options, p.params, p.key) for p in todo.values()]
+        timeouts = [point_timeout(p.scene, sw) for p in todo.values()]
 
+        def save(record):
+            files.write_json(point_path(points_dir, record["key"]), record, indent=1)
+            records[record["key"]] = record
+            if progress is not None:
+                progress(copies[record["key"]])
 
-def _run_claimed(name, sweep_scene, base_name, options, points, out_dir, workers, scheduler,
-                 distributed, progress):
-    """run_sweep's work once ``out_dir`` is claimed and recorded."""
-    sw = sweep_scene["sweep"]
-    points_dir = os.path.join(out_dir, "points")
-    records, damaged = {}, 0
-    for point in points:
-        if point.key not in records:
-            record, was_damaged = read_point(points_dir, point.key)
-            damaged += was_damaged
-            if record is not None:
-                records[point.key] = record
-    copies = collections.Counter(p.key for p in points)
-    todo = {p.key: p for p in points
-            if p.key not in records or records[p.key]["status"] != "ok"}
-    ready = len(points) - sum(copies[k] for k in todo)
-    if progress is not None and ready:
-        progress(ready)
-    jobs = [(base_name, p.scene, options, p.params, p.key) for p in todo.values()]
-    timeouts = [point_timeout(p.scene, sw) for p in todo.values()]
-
-    def save(record):
-        files.write_json(point_path(points_dir, record["key"]), record, indent=1)
-        records[record["key"]] = record
-        if progress is not None:
-            progress(copies[record["key"]])
-
-    client = dask_pool.connect(distributed, scheduler) if jobs and distributed is not None else None
-    os.makedirs(points_dir, exist_ok=True)
-    t0 = time.perf_counter()
-    if client is not None:
-        dask_pool.run_jobs(run_point, jobs, timeouts, client, distributed, save, _failure,
-                           timeout_message, sw["no_worker_timeout"])
-    elif jobs:
-        _run_local(jobs, timeouts, int(workers), save)
-    elapsed = time.perf_counter() - t0
-    # a point's params are how this sweep names it (another sweep may have run the same scene)
-    done = [dict(records[p.key], params=p.params) for p in points if p.key in records]
-    csv_path = write_csv(os.path.join(out_dir, "sweep.csv"), done, list(sw["grid"]) + ["run.seed"])
-    pictures = render_sweep(done, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
-    failed = sum(r["status"] != "ok" for r in done)
-    return {"name": name, "points": len(points), "ran": len(jobs), "failed": failed,
-            "damaged": damaged, "csv": csv_path, "pictures": pictures, "seconds": elapsed,
-            "points_per_minute": 60.0 * len(jobs) / elapsed if jobs and elapsed > 0 else float("nan"),
-            "records": done}
+        client = dask_pool.connect(distributed, scheduler) if jobs and distributed else None
+        os.makedirs(points_dir, exist_ok=True)
+        t0 = time.perf_counter()
+        if client is not None:
+            dask_pool.run_jobs(run_point, jobs, timeouts, client, distributed, save, _failure,
+                               timeout_message, sw["no_worker_timeout"])
+        elif jobs:
+            _run_local(jobs, timeouts, int(workers), save)
+        elapsed = time.perf_counter() - t0
+        # a point's params are how this sweep names it (another sweep may run the same scene)
+        done = [dict(records[p.key], params=p.params) for p in points if p.key in records]
+        csv = write_csv(os.path.join(out_dir, "sweep.csv"), done, list(sw["grid"]) + ["run.seed"])
+        pictures = render_sweep(done, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
+        rate = 60.0 * len(jobs) / elapsed if jobs and elapsed > 0 else float("nan")
+        return {"name": name, "points": len(points), "ran": len(jobs),
+                "failed": sum(r["status"] != "ok" for r in done), "damaged": damaged,
+                "csv": csv, "pictures": pictures, "seconds": elapsed,
+                "points_per_minute": rate, "records": done}
 
 
 def sweep_records(sweep_path_or_name, out_dir):
-    """The valid point records of a sweep found in ``<out_dir>/points/``, in
-    point order (points not run yet or damaged are left out)."""
-    _, _, _, _, points = plan_sweep(sweep_path_or_name)
-    points_dir = os.path.join(out_dir, "points")
-    out = []
-    for point in points:
-        record, _ = read_point(points_dir, point.key)
-        if record is not None:
-            out.append(dict(record, params=point.params))
-    return out
+    """The valid point records found in ``<out_dir>/points/``, in point order."""
+    folder = os.path.join(out_dir, "points")
+    found = [(read_point(folder, p.key)[0], p.params) for p in plan_sweep(sweep_path_or_name)[4]]
+    return [dict(record, params=params) for record, params in found if record is not None]
 
 
 def _run_local(jobs, timeouts, workers, save):
-    """Points in ``workers`` processes, each saved as it finishes; a worker
-    that dies fails only its own point, and one whose point runs past its
-    timeout (``timeouts``, seconds per job) is stopped and fails that point."""
+    """Points in ``workers`` processes, each saved as it finishes; a dying or
+    timed-out worker fails only its own point."""
     def finished(index, ok, value):
         save(value if ok else _failure(jobs[index], value))
-    # Worker processes are the parallelism: a multi-threaded BLAS in each of
-    # them would oversubscribe the cores and make more workers slower.
-    # A forked child cannot use a CUDA context its parent made (the parent's
-    # checks build the points): points on the GPU run in spawned workers.
+    # One BLAS thread per worker (more would oversubscribe the cores); GPU points
+    # run in spawned workers (a fork cannot use its parent's CUDA context).
     gpu = any(job[1].get("run", {}).get("device") == "cuda" for job in jobs)
     pool.run_jobs(run_point, jobs, workers, finished, initializer=threads.worker, fresh=gpu,
                   timeouts=timeouts, timed_out=timeout_message)
@@ -340,9 +288,8 @@ def _sort_key(value):
 
 
 def write_csv(path, records, param_keys):
-    """sweep.csv: one row per point — its parameters, status, error and summary
-    numbers — sorted by parameters, columns fixed by the grid then sorted
-    summary names, so the same points always give the same bytes."""
+    """sweep.csv: a row per point (parameters, status, error, summary numbers)
+    sorted by parameters, so the same points always give the same bytes."""
     summary_keys = sorted({k for r in records for k in r["summary"]})
     rows = sorted(records, key=lambda r: [_sort_key(r["params"].get(k)) for k in param_keys])
     return files.write_csv(path, param_keys + ["status", "error"] + summary_keys, [
@@ -369,9 +316,7 @@ def mean_over_seeds(records, keys, value):
         if r["status"] != "ok" or v is None:
             continue
         groups.setdefault(tuple(_hashable(r["params"].get(k)) for k in keys), []).append(float(v))
-    return {k: (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
-                float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"), len(v))
-            for k, v in groups.items()}
+    return {k: (_nanmean(v), _nanmean(v, np.nanstd), len(v)) for k, v in groups.items()}
 
 
 def _hashable(value):
@@ -379,10 +324,9 @@ def _hashable(value):
 
 
 def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
-    """The boundary of each depth along ``axis``: h*(L), the smallest hold whose
-    seed-averaged ``value`` is ≥ threshold, or, for axis ``stream.speed``
-    (moving streams), v*(L), the largest speed that still reaches it (None if
-    no grid value does). Keys: depth -> hold (speed)."""
+    """{depth: h*(L)}, the smallest hold whose seed-averaged ``value`` is ≥
+    threshold, or along ``stream.speed`` v*(L), the largest speed that still
+    reaches it (None if no grid value does)."""
     means = mean_over_seeds(records, ["network.depth", axis], value)
     pick = max if axis == "stream.speed" else min
     out = {}
@@ -393,9 +337,7 @@ def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
 
 
 def layer_boundaries(records, threshold=0.9, axis="stream.hold"):
-    """h*(L, l) (or v*(L, l) along ``stream.speed``): per depth and layer, the
-    boundary of the seed-averaged steady cosine of layer l (see ``boundary``).
-    Keys: depth -> [boundary for l = 1..L] (None = never)."""
+    """{depth: [h*(L, l) for l = 1..L]}: ``boundary`` of each layer's cosine."""
     out = {}
     depths = sorted({r["params"].get("network.depth") for r in records if r["status"] == "ok"})
     for depth in depths:
@@ -406,12 +348,11 @@ def layer_boundaries(records, threshold=0.9, axis="stream.hold"):
 
 
 def fit_boundary(hstar):
-    """Least-squares fits of h*(L): linear h* = a·L + b and power h* = c·L^p,
-    over the depths that reach the threshold. Returns a dict (NaN if < 2 points)."""
+    """Least-squares fits of h*(L) over the depths that reach the threshold:
+    linear h* = a·L + b and power h* = c·L^p (NaN with fewer than 2 points)."""
     pts = [(L, h) for L, h in hstar.items() if h is not None]
     if len(pts) < 2:
-        return {"slope": float("nan"), "intercept": float("nan"), "power": float("nan"),
-                "coefficient": float("nan")}
+        return dict.fromkeys(("slope", "intercept", "power", "coefficient"), float("nan"))
     L, h = np.array(pts, dtype=float).T
     slope, intercept = np.polyfit(L, h, 1)
     power, logc = np.polyfit(np.log(L), np.log(h), 1)
@@ -420,13 +361,10 @@ def fit_boundary(hstar):
 
 
 def render_sweep(records, sweep, out_dir, title=""):
-    """The sweep's pictures, by what its grid varies: phase.png (mismatch over
-    hold × depth, or speed × depth for a moving stream) and boundary.json when
-    it varies network.depth and stream.hold (or stream.speed) with mismatch
-    summaries; accuracy.png (final accuracy over hold per rule) when it varies
-    stream.hold with training summaries. Returns {file name: path}."""
-    # matplotlib loads only when a picture is drawn: sweep workers and
-    # `tickprop --help` stay quick.
+    """{file name: path} of the pictures the grid allows: phase.png and
+    boundary.json (mismatch over depth × hold or speed), accuracy.png (final
+    accuracy over hold per rule)."""
+    # matplotlib loads only when a picture is drawn: sweep workers stay quick.
     from .render.phase import render_accuracy, render_phase
 
     grid = sweep["grid"]
@@ -450,7 +388,3 @@ def render_sweep(records, sweep, out_dir, title=""):
         written["accuracy.png"] = render_accuracy(ok, path, title=title)
     return written
 
-
-__all__ = ["Point", "run_sweep", "plan_sweep", "run_point", "points_of",
-           "point_timeout", "sweep_records", "write_csv",
-           "boundary", "layer_boundaries", "fit_boundary", "steady_mismatch", "mean_over_seeds"]

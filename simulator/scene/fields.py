@@ -1,15 +1,12 @@
-"""Scene field types: one class per kind of value, each checking its own values
-and writing its own one-line error message.
+"""Scene field types: one class per kind of value, each checking its own values.
 
 ``check(value, where)`` returns the value converted to its type or raises
 SceneError "<where>: expected <what the field takes>, got <the value>" (with a
-did-you-mean for a misspelt choice), where ``where`` names the file and key,
-e.g. "scene.toml: key 'run.ticks'". A list (ListOf, Tuple, Window) checks
-every entry with the entry's own message and its index ("key
-'network.sizes[2]'"). Values are shown by ``show``, which never turns a huge
-integer into text (Python refuses past 4300 digits) and cuts long values.
+did-you-mean for a misspelt choice), ``where`` naming the file and key, e.g.
+"scene.toml: key 'run.ticks'"; a list entry adds its index ("key
+'network.sizes[2]'"). ``show`` renders values and never turns a huge integer
+into text (Python refuses past 4300 digits).
 """
-import abc
 import copy
 import json
 import math
@@ -18,11 +15,11 @@ import sys
 
 from ..errors import SceneError, did_you_mean
 
-# Python refuses to turn longer integers into text (sys.get_int_max_str_digits).
 INT_DIGITS = sys.get_int_max_str_digits() or 4300
+_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+          ((list, tuple), "a list"), (dict, "a table"))
 
 
-# ------------------------------------------------------------------ showing values
 def _digits(n):
     """Decimal digits of the integer n, without converting it to text."""
     n = abs(n)
@@ -32,27 +29,10 @@ def _digits(n):
     return d - 1 if n < 10 ** (d - 1) else d
 
 
-def _kind_name(value):
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
-
-
 def show(value, typed=False, depth=0):
     """A short, always printable rendering of a scene value for an error
-    message (TOML spelling; huge integers as their digit count; long strings,
-    long or deeply nested lists and tables cut); ``typed`` appends the value's
-    type, e.g. "'x' (a string)"."""
+    message (TOML spelling; huge integers as their digit count; long or deeply
+    nested values cut); ``typed`` appends the type, e.g. "'x' (a string)"."""
     limit = 60 if depth == 0 else 20
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -75,7 +55,11 @@ def show(value, typed=False, depth=0):
         text = type(value).__name__
     if len(text) > 2 * limit:
         text = text[:2 * limit] + "..."
-    return f"{text} ({_kind_name(value)})" if typed else text
+    if not typed:
+        return text
+    kind = next((name for types, name in _KINDS if isinstance(value, types)),
+                type(value).__name__)
+    return f"{text} ({kind})"
 
 
 def _number(x):
@@ -88,35 +72,36 @@ def _entry(where, index):
     return f"{where[:-1]}[{index}]'" if where.endswith("'") else f"{where}[{index}]"
 
 
-# ------------------------------------------------------------------ field types
-class Field(abc.ABC):
-    """One scene key: its default, its meaning and how to check a value.
-    Subclasses say what they accept in ``expected`` and implement ``check``."""
+class Field:
+    """One scene key: its default, its meaning (``doc``), what it takes
+    (``expected``); a subclass's ``check(value, where)`` returns the value
+    converted or raises SceneError naming ``where``, what was expected and what
+    was given."""
 
     expected = "a value"
 
     def __init__(self, default, doc):
         self.default, self.doc = default, doc
 
-    @abc.abstractmethod
-    def check(self, value, where):
-        """Return the value converted to its type, or raise SceneError naming
-        ``where`` (e.g. "scene.toml: key 'run.ticks'"), what was expected and
-        what was given."""
-
     def fail(self, value, where, expected=None, typed=False, hint=""):
-        """Raise the field's SceneError for ``value``."""
         raise SceneError(f"{where}: expected {expected or self.expected}, "
                          f"got {show(value, typed=typed)}{hint}")
 
 
-class Int(Field):
-    """An integer in low..high (booleans and floats are refused)."""
+class _Bounded(Field):
+    """A field whose values lie in low..high."""
 
     def __init__(self, default, doc, low, high):
         super().__init__(default, doc)
         self.low, self.high = low, high
-        self.expected = f"an integer in {low}..{high}"
+        self.expected = self.describe()
+
+
+class Int(_Bounded):
+    """An integer in low..high (booleans and floats are refused)."""
+
+    def describe(self):
+        return f"an integer in {self.low}..{self.high}"
 
     def check(self, value, where):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -126,13 +111,11 @@ class Int(Field):
         return value
 
 
-class Float(Field):
+class Float(_Bounded):
     """A finite number in low..high (an integer is taken as a float)."""
 
-    def __init__(self, default, doc, low, high):
-        super().__init__(default, doc)
-        self.low, self.high = low, high
-        self.expected = f"a finite number in {_number(low)}..{_number(high)}"
+    def describe(self):
+        return f"a finite number in {_number(self.low)}..{_number(self.high)}"
 
     def check(self, value, where):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -147,8 +130,7 @@ class Float(Field):
 
 
 class Str(Field):
-    """A string, one of ``choices`` when given (with a did-you-mean), else any
-    non-empty string."""
+    """One of ``choices`` when given (with a did-you-mean), else any non-empty string."""
 
     def __init__(self, default, doc, choices=None):
         super().__init__(default, doc)
@@ -196,31 +178,26 @@ def size_bytes(value):
     return int(number)
 
 
-class Size(Field):
-    """A memory size: an integer number of bytes or a string such as '1GiB'
-    (units B, KB, MB, GB, KiB, MiB, GiB, TiB), between low and high bytes. The
-    value is kept as written (run.json stays readable); ``size_bytes`` reads it."""
+class Size(_Bounded):
+    """A memory size in low..high bytes: an integer or a string such as '1GiB'
+    (units of ``_UNITS``), kept as written (run.json stays readable)."""
 
-    def __init__(self, default, doc, low, high):
-        super().__init__(default, doc)
-        self.low, self.high = low, high
-        self.expected = (f"a size from {low} bytes to {high // 2**40} TiB, such as '512MiB', "
-                         "'1GiB' or a number of bytes")
+    def describe(self):
+        return (f"a size from {self.low} bytes to {self.high // 2**40} TiB, such as "
+                "'512MiB', '1GiB' or a number of bytes")
 
     def check(self, value, where):
         try:
             n = size_bytes(value)
         except ValueError:
-            typed = not isinstance(value, str)
-            self.fail(value, where, typed=typed)
+            self.fail(value, where, typed=not isinstance(value, str))
         if not self.low <= n <= self.high:
             self.fail(value, where)
         return value
 
 
 class ListOf(Field):
-    """A list whose every entry is checked by ``entry`` (a Field), with its
-    entry's own message and index ("key 'record.layers[2]'"). Its length is in
+    """A list whose every entry ``entry`` (a Field) checks; its length in
     min_len..max_len, or 0 when ``empty_ok``; ``unique`` refuses repeats;
     ``single`` also takes one bare entry as a one-entry list."""
 
@@ -240,7 +217,8 @@ class ListOf(Field):
         if not isinstance(value, list):
             self.fail(value, where, typed=True)
         if not (self.min_len <= len(value) <= self.max_len or (self.empty_ok and not value)):
-            self.fail(value, where, hint=f" ({len(value)} {'entry' if len(value) == 1 else 'entries'})")
+            count = f"{len(value)} {'entry' if len(value) == 1 else 'entries'}"
+            self.fail(value, where, hint=f" ({count})")
         out = [self.entry.check(v, _entry(where, i)) for i, v in enumerate(value)]
         if self.unique and len({json.dumps(v) for v in out}) != len(out):
             self.fail(value, where, expected=self.expected + ", each at most once")
@@ -256,9 +234,8 @@ class Window(Field):
         self.expected = f"a tick window [start, stop] with 0 <= start < stop <= {high}"
 
     def check(self, value, where):
-        ok = (isinstance(value, list) and len(value) == 2 and
-              all(isinstance(v, int) and not isinstance(v, bool) for v in value))
-        if not ok:
+        if not (isinstance(value, list) and len(value) == 2 and
+                all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
             self.fail(value, where, typed=True)
         if not 0 <= value[0] < value[1] <= self.high:
             self.fail(value, where)
@@ -324,22 +301,17 @@ def _plain(value, where, nested=False):
         for i, v in enumerate(value):
             _plain(v, _entry(where, i), nested=True)
         return
-    ok = (isinstance(value, (bool, str)) or
-          (isinstance(value, int) and abs(value) < 2**63) or
-          (isinstance(value, float) and math.isfinite(value)))
-    if not ok:
+    if not (isinstance(value, (bool, str)) or (isinstance(value, int) and abs(value) < 2**63)
+            or (isinstance(value, float) and math.isfinite(value))):
         raise SceneError(f"{where}: expected a string, boolean, integer, finite number"
                          f"{'' if nested else ' or a list of those'}, got {show(value, typed=True)}")
 
 
 class Layers(Field):
-    """A list of at most ``max_len`` layer tables ``{name, kind, from, ...}``
-    (``simulator.Model.from_layers``'s dicts; a TOML ``[[network.layers]]``
-    array of tables). Here each entry must be a table of plain values: strings,
-    booleans, integers in -``high``..``high``, finite numbers, or lists of at most
-    64 of those (``from``, ``kernel`` pairs); what each key of each layer kind
-    means, and whether the layers fit together, the model checks (a scene does
-    so once every section is read, naming the entry: "key 'network.layers[2].kernel'")."""
+    """A list of at most ``max_len`` layer tables {name, kind, from, ...}
+    (``Model.from_layers``'s dicts, a TOML ``[[network.layers]]``) of plain
+    values: strings, booleans, numbers in -``high``..``high``, or lists of at
+    most 64 of those. The model checks what they mean once every section is read."""
 
     def __init__(self, default, doc, high, max_len=512):
         super().__init__(default, doc)
@@ -350,15 +322,13 @@ class Layers(Field):
     def check(self, value, where):
         if not isinstance(value, list) or len(value) > self.max_len:
             self.fail(value, where, typed=True)
-        out = []
         for i, table in enumerate(value):
             at = _entry(where, i)
             if not isinstance(table, dict):
                 self.fail(table, at, expected="a layer table {name, kind, from, ...}", typed=True)
             for key, item in table.items():
                 self._value(item, f"{at[:-1]}.{key}'" if at.endswith("'") else f"{at}.{key}")
-            out.append(copy.deepcopy(table))
-        return out
+        return copy.deepcopy(value)
 
     def _value(self, item, where, nested=False):
         if isinstance(item, list) and not nested:
@@ -367,10 +337,9 @@ class Layers(Field):
             for k, v in enumerate(item):
                 self._value(v, _entry(where, k), nested=True)
             return
-        ok = (isinstance(item, (bool, str)) or
-              (isinstance(item, int) and abs(item) <= self.high) or
-              (isinstance(item, float) and math.isfinite(item) and abs(item) <= self.high))
-        if not ok:
+        if not (isinstance(item, (bool, str)) or
+                (isinstance(item, int) and abs(item) <= self.high) or
+                (isinstance(item, float) and math.isfinite(item) and abs(item) <= self.high)):
             self.fail(item, where, expected=f"a string, boolean, or a number in "
                       f"-{self.high}..{self.high}{'' if nested else ' (or a list of those)'}",
                       typed=not isinstance(item, (int, float)) or isinstance(item, bool))

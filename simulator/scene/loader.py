@@ -1,6 +1,5 @@
-"""Reading scenes: find a scene by name or path, load a TOML scene or a
-run.json (replay), apply command-line overrides; each returns the scene
-validated (simulator.scene.validate)."""
+"""Scenes found by name or path, read from TOML or a run.json (replay), and
+command-line overrides applied; each returns the scene validated."""
 import copy
 import json
 import os
@@ -11,10 +10,9 @@ from ..errors import SceneError, closest, did_you_mean
 from ..paths import scenes_dir
 from .fields import INT_DIGITS, show
 from .sections import SCHEMAS
-from .validation import kind_of, validate
+from .validation import kind_of, unknown_key, validate
 
 SCENES_DIR = scenes_dir()
-# A scene or run.json larger than this is not one (a binary file given by mistake).
 MAX_FILE_BYTES = 16 * 2**20
 
 
@@ -26,8 +24,8 @@ def list_scenes():
 
 
 def find_scene(name_or_path):
-    """Path of a scene given as a file path (a .toml scene or a run.json) or as
-    a name in scenes/; SceneError with a did-you-mean when there is none."""
+    """Path of a scene given as a path (.toml or run.json) or a name in
+    scenes/; SceneError with a did-you-mean when there is none."""
     if os.path.isdir(name_or_path):
         inside = os.path.join(name_or_path, "run.json")
         hint = f" (did you mean {inside!r}?)" if os.path.isfile(inside) else ""
@@ -52,7 +50,8 @@ def find_scene(name_or_path):
 
 
 def _read_text(path):
-    """The text of a scene or run.json file, or SceneError saying why not."""
+    """The text of a scene or run.json file (not larger than MAX_FILE_BYTES:
+    a binary file given by mistake), or SceneError saying why not."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -98,11 +97,8 @@ MAX_NAME = 200          # longest scene name a run.json may hold
 
 
 def check_run_name(name, path):
-    """The ``name`` of a run.json, refused unless it could be the base name of
-    a scene file: a string of 1..MAX_NAME printable characters (spaces and
-    non-ASCII letters included: `my scene.toml`, `szené.toml`) with no path
-    separator and not only dots. Where a replay writes is made safe by
-    ``outputs.default_out``; this refuses names no scene file can have."""
+    """The ``name`` of a run.json, refused unless a scene file could have it
+    (spaces and non-ASCII letters are fine: `my scene.toml`, `szené.toml`)."""
     if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
             or "/" in name or "\\" in name or name.strip(".") == ""):
         raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
@@ -112,8 +108,7 @@ def check_run_name(name, path):
 
 
 def load_run_json(path):
-    """The name and resolved scene stored in a run.json, validated again; the
-    name must be one a scene file can have (``check_run_name``)."""
+    """The name and resolved scene stored in a run.json, validated again."""
     text = _read_text(path)
     try:
         meta = json.loads(text)
@@ -132,8 +127,7 @@ def load_run_json(path):
 
 # ------------------------------------------------------------------ overrides
 def _set_value(text, item):
-    """The value of one --set: TOML when it parses (numbers, booleans, lists,
-    inline tables, quoted strings), else the text itself as a string."""
+    """The value of one --set: TOML when it parses, else the text itself."""
     try:
         doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
@@ -141,7 +135,8 @@ def _set_value(text, item):
     except RecursionError:
         raise SceneError(f"--set {show(item)}: the value is nested too deeply") from None
     except ValueError:
-        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} digits") from None
+        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} "
+                         "digits") from None
     if set(doc) != {"v"}:
         raise SceneError(f"--set {show(item)}: expected one value after '='")
     return doc["v"]
@@ -155,19 +150,16 @@ def _section_of(raw, kind, section, name, what):
                          f"{did_you_mean(section, list(schema))}; a {kind} scene has "
                          f"{', '.join(schema)}")
     if name not in schema[section]:
-        raise SceneError(f"{what}: unknown key {show(section + '.' + name)}"
-                         f"{did_you_mean(name, schema[section])}; [{section}] accepts "
-                         f"{', '.join(schema[section])}")
+        unknown_key(what, section, name, schema[section])
     if not isinstance(raw.get(section), dict):
         raw[section] = {}
     return raw[section]
 
 
 def apply_overrides(scene, overrides, source, values=None):
-    """Apply 'section.key=value' overrides (``--set``; values parsed as TOML,
-    else taken as strings), after ``values`` ({'section.key': python value},
-    from typed CLI options), and return the scene validated again. Unknown
-    sections and keys are refused naming the override, with a did-you-mean."""
+    """The scene with ``values`` ({'section.key': value}, from typed CLI
+    options) and then 'section.key=value' ``overrides`` (``--set``) applied,
+    validated again; an unknown section or key is refused naming the override."""
     raw = copy.deepcopy(scene)
     kind = kind_of(raw, source)
     for key, value in (values or {}).items():

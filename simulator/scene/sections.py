@@ -1,10 +1,5 @@
-"""The scene schema: every kind's sections, one field object per key.
-
-A scene is a TOML file: top-level ``description`` and ``kind``, then sections
-of keys. Every key of every kind is declared here once, as a field object of
-one of the field types of simulator.scene.fields (Int, Float, Str, Bool, Size,
-ListOf, Window, Tuple, Table, Layers); each type checks its own values and
-writes its own error message. ``SCHEMAS`` maps each kind to its sections;
+"""The scene schema: every key of every kind declared once, as a field object
+(simulator.scene.fields). ``SCHEMAS`` maps each kind to its sections;
 ``VARIANT_KEYS`` says which keys only some variants of a kind read.
 """
 from ..datasets import DATASETS
@@ -21,18 +16,13 @@ BIG = 1e6               # largest rate, scale or decay (beyond it every run dive
 SEED = 2**32 - 1        # largest seed
 
 
-def _width(doc):
-    return Int(16, doc, 1, WIDTH)
-
-
 NETWORK = {
     "depth": Int(9, "L, the index of the output layer (L+1 levels)", 1, DEPTH),
-    "width": _width("neurons per hidden layer"),
-    "inputs": _width("neurons in layer 0"),
-    "outputs": _width("neurons in layer L"),
-    "sizes": ListOf(Int(16, "width", 1, WIDTH), [],
-                    "explicit widths of layers 0..L (overrides depth/width/inputs/outputs)",
-                    min_len=2, max_len=DEPTH + 1, empty_ok=True),
+    "width": Int(16, "neurons per hidden layer", 1, WIDTH),
+    "inputs": Int(16, "neurons in layer 0", 1, WIDTH),
+    "outputs": Int(16, "neurons in layer L", 1, WIDTH),
+    "sizes": ListOf(Int(16, "width", 1, WIDTH), [], "widths of layers 0..L (overrides the "
+                    "four above)", min_len=2, max_len=DEPTH + 1, empty_ok=True),
     "hidden": Str("tanh", "σ of layers 1..L−1", ACTS),
     "output": Str("linear", "σ of layer L", ACTS),
     "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
@@ -42,8 +32,7 @@ NETWORK = {
 GRAPH_NETWORK = dict(NETWORK, **{
     "layers": Layers([], "a graph of layers {name, kind, from, ...} ([[network.layers]]; "
                      "overrides the chain keys)", WIDTH, max_len=DEPTH),
-    "input_shape": ListOf(Int(1, "size", 1, WIDTH), [],
-                          "shape of one input frame with network.layers, e.g. [1, 8, 8]",
+    "input_shape": ListOf(Int(1, "size", 1, WIDTH), [], "a graph's input frame, e.g. [1, 8, 8]",
                           min_len=1, max_len=3, empty_ok=True),
     "levelled": Bool(False, "run the graph levelled (identity vertices, Algorithm 2)"),
 })
@@ -59,9 +48,8 @@ STREAM = {
     "amplitude": Float(1.0, "input scale (not dataset)", 0.0, BIG),
     "data": Str("digits", "images of dataset and moving streams: scikit-learn's 8x8 digits "
                 "or the 28x28 MNIST sample (both from the data extra)", tuple(DATASETS)),
-    "canvas": ListOf(Int(16, "canvas side", 1, CANVAS), [],
-                     "[height, width] of the canvas a moving digit crosses, pixels "
-                     "(empty = twice the image's)", min_len=2, max_len=2, empty_ok=True),
+    "canvas": ListOf(Int(16, "canvas side", 1, CANVAS), [], "[height, width] a moving digit "
+                     "crosses (empty = twice the image's)", min_len=2, max_len=2, empty_ok=True),
     "speed": Float(1.0, "pixels per tick a moving digit travels (sub-pixel speeds "
                    "interpolate bilinearly)", 0.0, CANVAS),
     "direction": Float(0.0, "degrees of the motion, counterclockwise from rightwards "
@@ -97,9 +85,8 @@ RUN = {
     "dtype": Str("float64", "float32 or float64", ("float32", "float64")),
     "threads": Int(0, "BLAS threads (0 = automatic: one when the machine is busy or in a "
                       "sweep worker, else the usable cores up to 4)", 0, 1024),
-    "backend": Str("numpy", "the tick loop: numpy, jax (the compiled chunk loop, any "
-                   "network on the CPU, extra 'jax') or auto (jax where it is faster)",
-                   ("numpy", "jax", "auto")),
+    "backend": Str("numpy", "the tick loop: numpy, jax (compiled, on the CPU, extra 'jax') "
+                   "or auto (jax where it is faster)", ("numpy", "jax", "auto")),
 }
 RECORD = {
     "states": Bool(True, "record full neuron states"),
@@ -118,22 +105,18 @@ RENDER = {
     "size": Tuple([Int(720, "width", 320, 4000), Int(400, "height", 200, 4000)],
                   ["width", "height"], [720, 400], "GIF width and height in pixels"),
     "color": Str("both", "raster colouring", ("magnitude", "tag", "both")),
-    "windows": ListOf(Window([0, 1], "window", TICKS), [],
-                      "tick windows [start, stop] drawn as raster panels (empty = the whole run)",
-                      max_len=16),
+    "windows": ListOf(Window([0, 1], "window", TICKS), [], "tick windows drawn as raster "
+                      "panels (empty = the whole run)", max_len=16),
 }
-SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}  # no backend: not a tick engine
+SEED_DEVICE = {k: RUN[k] for k in ("seed", "device", "dtype", "threads")}  # not a tick engine
 
 AR_VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
 ETA_X = Float(0.1, "relaxation rate", 1e-9, 1.999999)
 AR_NETWORK = {
     "sizes": ListOf(Int(16, "width", 1, WIDTH), [64, 300, 300, 100, 10],
-                    "widths of layers 0..L (a hidden layer at least)", min_len=3,
-                    max_len=DEPTH + 1),
+                    "widths of layers 0..L", min_len=3, max_len=DEPTH + 1),
     "hidden": Str("relu", "σ of layers 1..L−1", ACTS),
-    "output": Str("linear", "σ of layer L", ACTS),
-    "scale": Float(1.0, "weights ~ N(0, scale²/n_in)", 0.0, BIG),
-    "bias_scale": Float(0.0, "biases ~ N(0, bias_scale²)", 0.0, BIG),
+    **{k: NETWORK[k] for k in ("output", "scale", "bias_scale")},
 }
 AR_COMMON = {
     "iterations": Int(100, "relaxation ticks K per update", 1, 10**6),
@@ -151,14 +134,12 @@ AR_CONVERGE = dict(AR_COMMON, **{
     "data": Str("digits", "digits images or gaussian inputs", ("digits", "gaussian")),
 })
 AR_TRAIN = dict(AR_COMMON, **{
-    "variants": ListOf(Str("exact", "variant", AR_VARIANTS), list(AR_VARIANTS),
-                       "AR variants trained beside backprop", min_len=1,
-                       max_len=len(AR_VARIANTS), unique=True),
+    "variants": ListOf(Str("exact", "variant", AR_VARIANTS), list(AR_VARIANTS), "AR variants "
+                       "trained beside backprop", min_len=1, max_len=len(AR_VARIANTS), unique=True),
     "eta_x": ETA_X,
-    "solver": Str("closed-form", "the state after K relaxation ticks: closed-form (the exact "
-                  "binomial sum of the linear analysis, one cost whatever K) or ticks "
-                  "(stepped K times; the same weights to rounding, about 10x slower)",
-                  ("closed-form", "ticks")),
+    "solver": Str("closed-form", "the state after K ticks: closed-form (the exact binomial "
+                  "sum, one cost whatever K) or ticks (stepped K times, ~10x slower, same "
+                  "weights to rounding)", ("closed-form", "ticks")),
 })
 SEEDS = ListOf(Int(0, "seed", 0, SEED), [0, 1, 2], "one run per seed", min_len=1, max_len=1000)
 TRAIN_BATCHES = {
@@ -205,21 +186,18 @@ TRAIN = {
                     min_len=1, max_len=len(TRAIN_RULES), unique=True, single=True),
     "learning_rate": Float(0.01, "η, applied every tick", 0.0, BIG),
     "loss": Str("xent", "ℓ", ("mse", "xent", "linear")),
-    "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
+    "supervision_delay": RULE["supervision_delay"],
     "eval_every": Int(200, "ticks between test evaluations", 1, TICKS),
     "eval_size": Int(0, "test samples (0 = the whole test split)", 0, 10**6),
-    "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
+    "feedback_scale": RULE["feedback_scale"],
     "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
-    "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
+    "itd_epsilon": RULE["itd_epsilon"],
     "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (paper 001: 100)", 1, 10**5),
     "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (paper 001: 0.1)", 1e-9, 1.0),
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
                           "stream) exceeds this", 1, 2**50),
 }
-TRAIN_SECTIONS = {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
-                  "run": RUN}
 
-SUMMARIES = ("auto", "mismatch", "training")
 SWEEP = {
     "base": Str("fig3_fast", "the scene every point starts from (name or path)"),
     "grid": Table({}, "axes: \"section.key\" = [values]; the points are their product",
@@ -227,22 +205,22 @@ SWEEP = {
     "set": Table({}, "overrides applied to every point before the grid's", lists=False),
     "seeds": ListOf(Int(0, "seed", 0, SEED), [0], "run.seed values; every grid cell runs each",
                     min_len=1, max_len=100),
-    "summary": Str("auto", "what a point reports (auto: by the base kind)", SUMMARIES),
+    "summary": Str("auto", "what a point reports (auto: by the base kind)",
+                   ("auto", "mismatch", "training")),
     "steady_from": Float(0.5, "steady state = ticks after this fraction of the run", 0.0, 0.99),
     "threshold": Float(0.9, "mean cosine that defines the boundary h*(L)", -1.0, 1.0),
-    "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic: "
-                           "600 + 0.1 a tick and rule, an ar rule's ticks counted "
-                           "ar_iterations times)", 0.0, 10.0**9),
+    "point_timeout": Float(0.0, "seconds a point may run before it fails (0 = automatic, "
+                           "simulator.sweep.point_timeout)", 0.0, 10.0**9),
     "no_worker_timeout": Float(30.0, "Dask: seconds with no worker (points pending) before "
                                "the unfinished points fail", 0.1, 10.0**9),
 }
-SWEEP_SECTIONS = {"sweep": SWEEP}
 
 SCHEMAS = {
     "diffusion": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
-    "train": TRAIN_SECTIONS,
-    "sweep": SWEEP_SECTIONS,
+    "train": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET, "train": TRAIN,
+              "run": RUN},
+    "sweep": {"sweep": SWEEP},
     "ar_converge": {"network": AR_NETWORK, "relaxation": AR_CONVERGE, "run": SEED_DEVICE},
     "ar_train": {"network": AR_NETWORK, "relaxation": AR_TRAIN, "train": TRAIN_BATCHES,
                  "run": SEED_DEVICE},
@@ -252,9 +230,8 @@ SCHEMAS = {
 }
 TOP = ("description", "kind")
 
-# No option is parsed and ignored. The chain keys of a [network] that
-# network.layers (a graph) replaces, each with what the graph takes instead;
-# and the keys only a graph reads.
+# No option is parsed and ignored: the chain keys a graph (network.layers)
+# replaces, with what it takes instead, and the keys only a graph reads.
 CHAIN_ONLY = {
     "depth": "one [[network.layers]] entry per layer",
     "width": "each layer's units (dense, linear) or channels (conv2d)",
@@ -266,22 +243,18 @@ CHAIN_ONLY = {
     "bias_scale": "each layer's bias_scale",
 }
 GRAPH_ONLY = ("input_shape", "levelled")
-# Keys that only some variants of a kind read, per kind: "section.key" ->
-# (the selector "section.key" that picks the variant, the selector's values
-# whose variant reads the key; a list selector reads it if it holds one).
-# On/off switches (render.gif, record.states, locking.gif) are no variants:
-# switching one off leaves its keys dormant, as --no-gif does.
-_STREAM_KEYS = {
-    **{f"stream.{key}": ("stream.kind", ("moving",))
-       for key in ("canvas", "speed", "direction", "edges", "jitter", "jitter_every", "stagger")},
-    "stream.tau": ("stream.kind", ("smooth",)),
-    "stream.period": ("stream.kind", ("sine",)),
-    "stream.hold": ("stream.kind", ("held", "dataset", "moving")),
-    "stream.crossfade": ("stream.kind", ("held", "dataset", "moving")),
-    "stream.data": ("stream.kind", ("dataset", "moving")),
-    "stream.amplitude": ("stream.kind", ("constant", "held", "smooth", "sine", "moving")),
-    "target.scale": ("target.kind", ("teacher",)),
-}
+# Keys that only some variants of a kind read: "section.key" -> (the selector
+# key, its values whose variant reads the key; a list selector reads it if it
+# holds one). On/off switches (render.gif, ...) are no variants: switching one
+# off leaves its keys dormant, as --no-gif does.
+_STREAM_READERS = {
+    ("canvas", "speed", "direction", "edges", "jitter", "jitter_every", "stagger"): ("moving",),
+    ("tau",): ("smooth",), ("period",): ("sine",),
+    ("hold", "crossfade"): ("held", "dataset", "moving"), ("data",): ("dataset", "moving"),
+    ("amplitude",): ("constant", "held", "smooth", "sine", "moving")}
+_STREAM_KEYS = {f"stream.{key}": ("stream.kind", readers)
+                for keys, readers in _STREAM_READERS.items() for key in keys}
+_STREAM_KEYS["target.scale"] = ("target.kind", ("teacher",))
 _PSI_VARIANTS = ("random", "learned", "learned-no-derivative")
 VARIANT_KEYS = {
     "diffusion": dict(_STREAM_KEYS, **{

@@ -1,18 +1,9 @@
-"""Typed, frozen specs: a resolved scene read once into one frozen dataclass
-per section, for the builder and everything below it.
-
-Each section's class is made from the section's schema (simulator.scene.sections),
-so a key is declared once: its attributes are the section's keys, typed by
-their field (Int → int, Float → float, Str → str, Bool → bool, Size → the size
-as written, a list → a tuple, a table → a read-only mapping), and nested lists
-and tables are frozen too. A section shared by kinds (the diffusion and train
-[network], [stream], [run]) has one class. The network classes add what is
-computed from their keys (``NetworkSpec.shape``: widths and activations;
-``.graph``; ``.skeleton``: the graph's Model shapes).
-
-``spec_of(resolved)`` gives the ``SceneSpec``: ``kind``, ``description`` and
-one attribute per section (``spec.network.hidden``, ``spec.run.ticks``). The
-resolved dict stays what run.json stores; the spec never goes to disk.
+"""Typed, frozen specs: a resolved scene read once into one frozen dataclass per
+section, made from the section's schema (simulator.scene.sections) so a key is
+declared once. Lists become tuples and tables read-only mappings. The network
+classes add what is computed from their keys (``shape``, ``graph``,
+``skeleton``). ``spec_of(resolved)`` gives the ``SceneSpec``; the resolved dict
+stays what run.json stores, the spec never goes to disk.
 """
 import dataclasses
 import functools
@@ -33,8 +24,8 @@ TYPES = {Int: int, Float: float, Str: str, Bool: bool, Size: int | str, ListOf: 
 
 
 class FrozenTable(dict):
-    """A read-only dict (a table inside a spec); it pickles and copies, unlike
-    a mappingproxy, so a spec can go to another process."""
+    """A read-only dict that pickles (unlike a mappingproxy): a spec can go to
+    another process."""
 
     def _refuse(self, *args, **kwargs):
         raise TypeError("a scene spec is frozen; change the scene and read it again")
@@ -72,13 +63,11 @@ class Spec:
 
 
 class ChainOrGraph(Spec):
-    """What NetworkSpec computes from its keys. [network] of a diffusion or
-    train scene: a chain (sizes, or depth/width/inputs/outputs) or a graph
-    (``layers`` with ``input_shape``)."""
+    """What a diffusion or train [network] computes from its keys: a chain
+    (sizes, or depth/width/inputs/outputs) or a graph (``layers``, ``input_shape``)."""
 
     @property
     def graph(self):
-        """Whether ``layers`` describe a graph (else the network is a chain)."""
         return bool(self.layers)
 
     @functools.cached_property
@@ -91,9 +80,8 @@ class ChainOrGraph(Spec):
 
     @property
     def run_skeleton(self):
-        """The Model skeleton a run of this network ticks (shapes, no
-        parameters): the graph's (levelled when it runs levelled) or the chain's
-        dense layers; what budgets are sized from."""
+        """The skeleton a run ticks (levelled when it runs levelled), what
+        budgets are sized from."""
         if not self.graph:
             sizes, acts = self.shape
             return Model.chain_skeleton(sizes, acts)
@@ -104,30 +92,22 @@ class ChainOrGraph(Spec):
         return thawed(self.layers)
 
     @property
-    def chain_sizes(self):
-        """Widths of layers 0..L of a chain: ``sizes``, or inputs, depth−1 hidden
-        layers of ``width`` and outputs."""
-        if self.sizes:
-            return list(self.sizes)
-        return [self.inputs] + [self.width] * (self.depth - 1) + [self.outputs]
-
-    @property
     def shape(self):
-        """(sizes, activations): widths of layers 0..L and σ of layers 1..L
-        (``hidden`` for 1..L−1, ``output`` for L). For a graph: the flat sizes
-        of its input and output frames and ``output``, the shape of the teacher
-        that maps one to the other."""
+        """(sizes, activations) of a chain: widths of layers 0..L (``sizes``, or
+        inputs, depth−1 x ``width``, outputs) and σ of 1..L (``hidden``, then
+        ``output``); of a graph: the flat input and output sizes and ``output``,
+        the shape of the teacher that maps one to the other."""
         if self.graph:
             skeleton = self.skeleton
             return ([int(np.prod(skeleton.input_shape)), int(np.prod(skeleton.output_shape))],
                     [self.output])
-        sizes = self.chain_sizes
+        sizes = list(self.sizes) or ([self.inputs] + [self.width] * (self.depth - 1)
+                                     + [self.outputs])
         return sizes, [self.hidden] * (len(sizes) - 2) + [self.output]
 
 
 class RelaxationChain(ChainOrGraph):
-    """What RelaxationNetworkSpec computes from its keys. [network] of an
-    ar_converge or ar_train scene: a chain given by ``sizes``."""
+    """[network] of an ar_converge or ar_train scene: a chain given by ``sizes``."""
 
     layers = ()
     graph = False
@@ -140,30 +120,20 @@ def spec_class(name, fields, base=Spec):
         name, [(key, TYPES[type(field)]) for key, field in fields.items()], bases=(base,),
         frozen=True)
     cls.__module__ = __name__
-    _BY_SCHEMA[id(fields)] = cls
     return cls
 
 
-_BY_SCHEMA = {}
-NetworkSpec = spec_class("NetworkSpec", GRAPH_NETWORK, ChainOrGraph)
-StreamSpec = spec_class("StreamSpec", STREAM)
-TargetSpec = spec_class("TargetSpec", TARGET)
-RuleSpec = spec_class("RuleSpec", RULE)
-RunSpec = spec_class("RunSpec", RUN)
-RecordSpec = spec_class("RecordSpec", RECORD)
-RenderSpec = spec_class("RenderSpec", RENDER)
-TrainSpec = spec_class("TrainSpec", TRAIN)
-RelaxationNetworkSpec = spec_class("RelaxationNetworkSpec", AR_NETWORK, RelaxationChain)
-ConvergeSpec = spec_class("ConvergeSpec", AR_CONVERGE)
-RelaxationTrainSpec = spec_class("RelaxationTrainSpec", AR_TRAIN)
-BatchTrainSpec = spec_class("BatchTrainSpec", TRAIN_BATCHES)
-SeedDeviceSpec = spec_class("SeedDeviceSpec", SEED_DEVICE)
-TableSpec = spec_class("TableSpec", PC_TABLE)
-WaveSpec = spec_class("WaveSpec", PC_WAVE)
-SeedDtypeSpec = spec_class("SeedDtypeSpec", PC_RUN)
-SeedSpec = spec_class("SeedSpec", SEED_RUN)
-LockingSpec = spec_class("LockingSpec", LOCKING)
-SweepSpec = spec_class("SweepSpec", SWEEP)
+# One class per schema (a section shared by kinds has one), a module attribute by its name.
+_BY_SCHEMA = {id(fields): spec_class(name, fields, *base) for name, fields, *base in (
+    ("NetworkSpec", GRAPH_NETWORK, ChainOrGraph), ("StreamSpec", STREAM),
+    ("TargetSpec", TARGET), ("RuleSpec", RULE), ("RunSpec", RUN), ("RecordSpec", RECORD),
+    ("RenderSpec", RENDER), ("TrainSpec", TRAIN),
+    ("RelaxationNetworkSpec", AR_NETWORK, RelaxationChain), ("ConvergeSpec", AR_CONVERGE),
+    ("RelaxationTrainSpec", AR_TRAIN), ("BatchTrainSpec", TRAIN_BATCHES),
+    ("SeedDeviceSpec", SEED_DEVICE), ("TableSpec", PC_TABLE), ("WaveSpec", PC_WAVE),
+    ("SeedDtypeSpec", PC_RUN), ("SeedSpec", SEED_RUN), ("LockingSpec", LOCKING),
+    ("SweepSpec", SWEEP))}
+globals().update({cls.__name__: cls for cls in _BY_SCHEMA.values()})
 
 
 def section_class(kind, section):
@@ -173,8 +143,8 @@ def section_class(kind, section):
 
 @dataclasses.dataclass(frozen=True)
 class SceneSpec:
-    """A resolved scene read into specs: ``kind``, ``description`` and
-    ``sections`` ({name: spec}); each section is also an attribute."""
+    """``kind``, ``description`` and ``sections`` ({name: spec}), each section
+    also an attribute (``spec.run.ticks``)."""
 
     kind: str
     description: str

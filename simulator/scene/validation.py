@@ -1,11 +1,7 @@
-"""Validation: a parsed scene (TOML or run.json) checked against its kind's
-sections and resolved, every default filled. Every mistake is one SceneError
-naming the file, the key, what was expected and what was given, with a
-did-you-mean for typos::
-
-    fig.toml: key 'network.sizes[2]': expected an integer in 1..65536, got 0
-
-The resolved scene (all defaults filled) is what run.json stores and replays.
+"""A parsed scene (TOML or run.json) checked against its kind's sections and
+resolved, every default filled (what run.json stores and replays). Every
+mistake is one SceneError naming the file, the key, what was expected and what
+was given: "fig.toml: key 'network.sizes[2]': expected an integer in 1..65536, got 0".
 """
 import copy
 
@@ -26,9 +22,9 @@ def kind_of(raw, source):
     return kind
 
 
-def _owners(name, sections_of_kind=None):
-    """Where a section or key name is known elsewhere, as a hint."""
-    if sections_of_kind is not None:
+def _owners(name, section=False):
+    """Where a section (or key) name is known elsewhere, as a hint."""
+    if section:
         kinds = [k for k, sch in SCHEMAS.items() if name in sch]
         return (f"; [{name}] belongs to {' or '.join(repr(k) for k in kinds)} scenes (set kind)"
                 if kinds else "")
@@ -36,11 +32,14 @@ def _owners(name, sections_of_kind=None):
     return f"; {name!r} is a key of [{'] or ['.join(sections)}]" if sections else ""
 
 
+def unknown_key(where, section, key, fields):
+    raise SceneError(f"{where}: unknown key {show(section + '.' + str(key))}"
+                     f"{did_you_mean(key, fields)}; [{section}] accepts {', '.join(fields)}")
+
+
 def validate(raw, source):
-    """Check a parsed scene (a dict from TOML or run.json) and return it
-    resolved, every default filled; raise SceneError naming ``source``, the key,
-    what was expected and what was given. An empty scene (no kind, no section)
-    is refused: it is always a mistake."""
+    """A parsed scene (a dict) resolved, every default filled, or SceneError
+    naming ``source``; an empty scene (no kind, no section) is always a mistake."""
     if not isinstance(raw, dict):
         raise SceneError(f"{source}: expected a table of sections, got {show(raw, typed=True)}")
     if "kind" not in raw and not any(name not in TOP for name in raw):
@@ -60,7 +59,7 @@ def validate(raw, source):
             if isinstance(value, dict):
                 raise SceneError(f"{source}: unknown section {show(name)}"
                                  f"{did_you_mean(name, list(schema))}; a {kind} scene has "
-                                 f"{', '.join(schema)}{_owners(name, schema)}")
+                                 f"{', '.join(schema)}{_owners(name, True)}")
             raise SceneError(f"{source}: unknown top-level key {show(name)}"
                              f"{did_you_mean(name, list(schema) + list(TOP))}; the top level "
                              f"holds description, kind and sections{_owners(name)}")
@@ -71,9 +70,7 @@ def validate(raw, source):
         given = raw.get(section, {})
         for key in given:
             if key not in fields:
-                raise SceneError(f"{source}: unknown key {show(section + '.' + str(key))}"
-                                 f"{did_you_mean(key, fields)}; [{section}] accepts "
-                                 f"{', '.join(fields)}")
+                unknown_key(source, section, key, fields)
         resolved[section] = {
             key: field.check(given[key], f"{source}: key '{section}.{key}'") if key in given
             else copy.deepcopy(field.default)
@@ -86,32 +83,27 @@ def validate(raw, source):
 
 
 def _is_set(section, fields, key):
-    """Whether a resolved section's ``key`` differs from its field's default
-    (a resolved scene no longer says which keys were written)."""
+    """Whether a resolved section's ``key`` differs from its default (a
+    resolved scene no longer says which keys were written)."""
     return section[key] != fields[key].default
 
 
 def check_variant_keys(resolved, source):
-    """Refuse a key that the scene's variant does not read (VARIANT_KEYS: a
-    moving stream's canvas on a held stream, IL's steps under Z-IL, ...), set
-    to anything but its default: one SceneError naming the key, the selector
-    that makes it unread and the selector's values that read it."""
+    """Refuse a key the scene's variant does not read (VARIANT_KEYS) set to
+    anything but its default, naming the selector and the values that read it."""
     schema = SCHEMAS[resolved["kind"]]
     for key, (selector, readers) in VARIANT_KEYS.get(resolved["kind"], {}).items():
         section, name = key.split(".")
         if not _is_set(resolved[section], schema[section], name):
             continue
         chosen = resolved[selector.split(".")[0]][selector.split(".")[1]]
-        if isinstance(chosen, list):
-            if any(v in readers for v in chosen):
-                continue
-            when = f"{selector} holds {' or '.join(show(v) for v in readers)}"
-        elif chosen in readers:
+        many = isinstance(chosen, list)
+        if any(v in readers for v in chosen) if many else chosen in readers:
             continue
-        else:
-            when = f"{selector} is {' or '.join(show(v) for v in readers)}"
+        when = f"{selector} {'holds' if many else 'is'} {' or '.join(show(v) for v in readers)}"
         raise SceneError(f"{source}: key {key!r}: only read when {when}, and {selector} is "
-                         f"{show(chosen)}; expected it left out, given {show(resolved[section][name])}")
+                         f"{show(chosen)}; expected it left out, given "
+                         f"{show(resolved[section][name])}")
 
 
 def _check_graph_output(resolved, source):
@@ -127,12 +119,10 @@ def _check_graph_output(resolved, source):
 
 
 def check_graph(net, source):
-    """Check a resolved [network] whose ``layers`` describe a graph: the
-    layers and ``input_shape`` must build a Model (every mistake one SceneError
-    naming ``source`` and the entry, "key 'network.layers[2].kernel'"), and no
-    chain key (CHAIN_ONLY) may be set; a chain may set no graph key
-    (GRAPH_ONLY). Returns the model's skeleton (no parameters), or None for a
-    chain."""
+    """The Model skeleton of a resolved [network] whose ``layers`` describe a
+    graph (None for a chain), or SceneError naming the entry ("key
+    'network.layers[2].kernel'"); a graph may set no CHAIN_ONLY key, a chain no
+    GRAPH_ONLY key."""
     if not net.get("layers"):
         for key in GRAPH_ONLY:
             if key in net and _is_set(net, GRAPH_NETWORK, key):
