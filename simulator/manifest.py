@@ -476,7 +476,3 @@ def _is_view(path):
         return False
     return VIEW_GENERATOR in head.decode("utf-8", errors="replace")
 
-
-__all__ = ["MARKER", "MANIFEST", "MANIFEST_FORMAT", "VIEW_GENERATOR", "RESULT_FILES",
-           "SWEEP_FILES", "OS_FILES", "FOREIGN", "CHANGED", "foreign_files", "recording",
-           "file_status", "clean_stale", "read_manifest", "write_manifest", "scan", "adopt"]

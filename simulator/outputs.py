@@ -352,5 +352,3 @@ def _exchange(a, b):
         return False
     raise OSError(err, os.strerror(err), a, None, b)
 
-
-__all__ = ["default_out", "check_out", "write_folder", "claim_folder", "claimed"]
