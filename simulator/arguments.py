@@ -30,13 +30,8 @@ def check_int(call, name, value, low=None, high=None):
     """``value`` as an int within [low, high] (bools and non-integral numbers refused)."""
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
-        if low is not None and high is not None:
-            want = f"an integer in {low}..{high}"
-        elif low is not None:
-            want = f"an integer >= {low}"
-        else:
-            want = "an integer"
-        fail(call, name, want, value)
+        fail(call, name, "an integer" if low is None else f"an integer >= {low}" if high is None
+             else f"an integer in {low}..{high}", value)
     return int(value)
 
 
@@ -97,9 +92,7 @@ def check_array(call, name, value, shape=None, ndim=None):
 def _array_words(shape, ndim):
     if shape is not None:
         return f"a numeric array of shape {tuple(shape)}"
-    if ndim is not None:
-        return f"a numeric array of {ndim} dimensions"
-    return "a numeric array"
+    return "a numeric array" + (f" of {ndim} dimensions" if ndim is not None else "")
 
 
 def check_keyed_arrays(call, name, value, shapes, subset=False):

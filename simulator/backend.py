@@ -47,6 +47,15 @@ def cuda_available():
     return True
 
 
+def to_host(array):
+    """numpy view/copy of an array from any supported namespace."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "get") and type(array).__module__.startswith("cupy"):
+        return array.get()
+    return np.from_dlpack(array)
+
+
 class Backend:
     """One array namespace and dtype, resolved at engine construction."""
 
@@ -70,21 +79,11 @@ class Backend:
     def zeros(self, shape):
         return self.xp.zeros(shape, dtype=self.dtype)
 
-    def to_host(self, array):
-        """A numpy copy of a device array (the only way data leaves the device)."""
-        return to_host(array)
+    # A numpy copy of a device array: the only way data leaves the device.
+    to_host = staticmethod(to_host)
 
     def __repr__(self):
         return f"Backend(device={self.device!r}, dtype={self.dtype_name!r})"
-
-
-def to_host(array):
-    """numpy view/copy of an array from any supported namespace."""
-    if isinstance(array, np.ndarray):
-        return array
-    if hasattr(array, "get") and type(array).__module__.startswith("cupy"):
-        return array.get()
-    return np.from_dlpack(array)
 
 
 def rng(seed):

@@ -163,7 +163,6 @@ def _ours(path):
 
 
 def _ctime(path):
-    """The status-change time of ``path``, 0.0 if it is gone."""
     try:
         return os.lstat(path).st_ctime
     except OSError:
@@ -181,14 +180,10 @@ def _digest(path):
         with _DIGESTS_LOCK:
             known = _DIGESTS.get(key)
         if known is None:
-            h, buf = hashlib.sha256(), bytearray(1 << 20)
-            view = memoryview(buf)
             try:
-                while n := f.readinto(buf):
-                    h.update(view[:n])
+                known = hashlib.file_digest(f, "sha256").hexdigest()
             except OSError:
                 return None
-            known = h.hexdigest()
             with _DIGESTS_LOCK:
                 _DIGESTS[key] = known
     return {"size": key[2], "sha256": known}
@@ -239,7 +234,6 @@ def _remember_manifest(path, key, listed):
 
 
 def _stat_key(st):
-    """One version of a file on disk: inode, size and times."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -332,7 +326,7 @@ def scan(root, prefix=""):
 
 
 def _manifest_problems(root, listed):
-    """(path, why) of what ``root`` holds beyond its manifest ``listed``."""
+    """(path, why) of what ``root`` holds beyond ``listed``."""
     folders = {"/".join(p.split("/")[:i]) for p in listed for i in range(1, p.count("/") + 1)}
     problems = []
 
@@ -340,7 +334,7 @@ def _manifest_problems(root, listed):
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:
-            problems.append((prefix or ".", f"cannot read ({exc.strerror or exc})"))
+            problems.append((prefix or ".", _unreadable(exc)))
             return
         for entry in entries:
             rel = prefix + entry.name
@@ -371,7 +365,7 @@ def _legacy_problems(root):
         entries = {e.name: e for e in os.scandir(root) if e.name != files.TMP_MARK
                    and e.name not in OS_FILES and not files.live_temporary(e.name)}
     except OSError as exc:
-        return [(".", f"cannot read ({exc.strerror or exc})")]
+        return [(".", _unreadable(exc))]
     everything = [(_shown(e), FOREIGN) for _, e in sorted(entries.items())]
     run = entries.get("run.json")
     meta = None
@@ -428,7 +422,7 @@ def _legacy_points_problems(points):
     try:
         entries = sorted(os.scandir(points), key=lambda e: e.name)
     except OSError as exc:
-        return [("points/", f"cannot read ({exc.strerror or exc})")], 0
+        return [("points/", _unreadable(exc))], 0
     for entry in entries:
         name = entry.name
         if name in OS_FILES or files.live_temporary(name):
@@ -446,22 +440,23 @@ def _legacy_points_problems(points):
 
 
 def _drop_legacy_temporaries(root):
-    """Remove the legacy temporaries ``.<name>.<12 hex>.tmp`` of root and its points/."""
+    """Remove the legacy temporaries of ``root`` and its points/."""
     for folder in (root, os.path.join(root, "points")):
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if _LEGACY_TMP.match(entry.name) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.remove(entry.path)
+        with contextlib.suppress(OSError):
+            for entry in list(os.scandir(folder)):
+                if _LEGACY_TMP.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.remove(entry.path)
 
 
 def _legacy_tmp(name):
     """The file a legacy temporary ``.<name>.<12 hex>.tmp`` stood for, else None."""
     old = _LEGACY_TMP.match(name)
     return old["name"] if old else None
+
+
+def _unreadable(exc):
+    return f"cannot read ({exc.strerror or exc})"
 
 
 def _shown(entry):

@@ -60,8 +60,6 @@ def _worker(conn, parent_pid, func, initializer):
             message = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:
-            return
         index, args = message
         try:
             reply = (index, True, func(*args))

@@ -115,9 +115,7 @@ def available_memory():
 def read_budget():
     """Bytes the arrays of one saved file may take: READ_BUDGET, else
     BUDGET_FRACTION of available_memory()."""
-    if READ_BUDGET is not None:
-        return int(READ_BUDGET)
-    return int(available_memory() * BUDGET_FRACTION)
+    return int(READ_BUDGET if READ_BUDGET is not None else available_memory() * BUDGET_FRACTION)
 
 
 def open_regular(path, follow_links=True):
