@@ -110,9 +110,7 @@ def write_json(path, data, indent=2):
 
 
 def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
@@ -184,9 +182,7 @@ def _committer(path):
 def kill_hook(path):
     """Tests only: SIGKILL this process if TICKPROP_TEST_KILL_AT_RENAME names ``path``."""
     want = os.environ.get(KILL_HOOK)
-    if not want:
-        return
-    if os.path.abspath(path).endswith(os.sep + want.strip(os.sep)):
+    if want and os.path.abspath(path).endswith(os.sep + want.strip(os.sep)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

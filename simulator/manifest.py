@@ -213,13 +213,11 @@ def read_manifest(root):
         known = _MANIFESTS.get(path)
     if key is not None and known is not None and known[0] == key:
         return known[1]
-    try:
+    data = {}
+    with contextlib.suppress(ReadError):
         data = read_json(path, dict, limit=_MANIFEST_BYTES, follow_links=False)
-    except ReadError:
-        data = None
-    listed = data.get("files") if isinstance(data, dict) else None
-    if (not isinstance(data, dict) or data.get("tickprop_manifest") != MANIFEST_FORMAT
-            or not isinstance(listed, dict)
+    listed = data.get("files")
+    if (data.get("tickprop_manifest") != MANIFEST_FORMAT or not isinstance(listed, dict)
             or not all(_good_path(k) and _good_entry(v) for k, v in listed.items())):
         raise OutputError(f"{path}: damaged (not a tickprop manifest); move it away, or pass "
                           "--force to replace the folder")
@@ -298,10 +296,7 @@ def adopt(root, empty=False):
     with _locked(root):
         if read_manifest(root) is not None:
             return True
-        if files.is_empty(root):
-            if not empty:
-                return False
-        elif _legacy_problems(root):
+        if not empty if files.is_empty(root) else _legacy_problems(root):
             return False
         _drop_legacy_temporaries(root)
         write_manifest(root, scan(root))
@@ -318,9 +313,7 @@ def scan(root, prefix=""):
             continue
         if entry.is_dir(follow_symlinks=False):
             out.update(scan(entry.path, prefix + entry.name + "/"))
-            continue
-        digest = _digest(entry.path)
-        if digest is not None:
+        elif (digest := _digest(entry.path)) is not None:
             out[prefix + entry.name] = digest
     return out
 
