@@ -79,31 +79,23 @@ class _WorkerWatch:
         self.client, self.limit = client, float(limit_s)
         self.since, self.seen, self.reached = None, False, True
 
-    def workers(self):
-        """Workers the scheduler has now; None if it cannot be asked."""
-        try:
-            return len(self.client.nthreads(callback_timeout=max(self.limit, WATCH_S)))
-        except Exception:  # a scheduler out of reach is a lost cluster here
-            return None
-
     def lost(self):
         """Look once (one bounded call): the one-line reason past the limit, else None."""
-        n = self.workers()
+        try:
+            n = len(self.client.nthreads(callback_timeout=max(self.limit, WATCH_S)))
+        except Exception:  # a scheduler out of reach is a lost cluster here
+            n = None
         now = time.monotonic()
         if n:
             self.since, self.seen, self.reached = None, True, True
             return None
         self.reached = n is not None
-        if self.since is None:
-            self.since = now
+        self.since = now if self.since is None else self.since
         if now - self.since < self.limit:
             return None
-        if not self.reached:
-            why = "the Dask scheduler was out of reach"
-        elif self.seen:
-            why = "no Dask worker (the worker was lost)"
-        else:
-            why = "no Dask worker (none joined the scheduler)"
+        why = ("the Dask scheduler was out of reach" if not self.reached
+               else "no Dask worker (the worker was lost)" if self.seen
+               else "no Dask worker (none joined the scheduler)")
         return (f"{why} for {self.limit:g} s (sweep.no_worker_timeout); "
                 "re-run the sweep to retry")
 

@@ -22,21 +22,12 @@ WATCH_PARENT_S = 0.5      # how often a worker checks that its parent lives
 TERMINATE_GRACE_S = 1.0   # SIGTERM, then SIGKILL after this long
 
 
-def _context(fresh=False):
-    """fork where there is one (cheap), else or when ``fresh`` spawn: a CUDA
-    context does not survive fork."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods and not fresh else "spawn")
-
-
 def _die_with_parent(parent_pid):
     """Make this worker exit when the process that started it goes away."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
     if os.getppid() != parent_pid:      # the parent died before prctl took effect
         os._exit(1)
 
@@ -100,7 +91,9 @@ def run_jobs(func, jobs, workers, on_result, timeouts, timed_out, initializer=No
     (...)", or ``timed_out(seconds)`` past the job's ``timeouts`` entry, if any).
     Every worker is terminated before this returns or raises. ``fresh``: spawn
     instead of fork (``func`` and ``initializer`` must be importable)."""
-    ctx = _context(fresh)
+    # fork where there is one (cheap); spawn with ``fresh``: CUDA does not survive fork.
+    fork = "fork" in multiprocessing.get_all_start_methods() and not fresh
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
     pending = collections.deque(enumerate(jobs))
     timeouts = list(timeouts)
     slots = []

@@ -146,33 +146,28 @@ def open_regular(path, follow_links=True):
 
 
 def _refuse_special(path, mode):
-    if stat.S_ISREG(mode):
-        return
-    what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise ReadError(f"{shown(path)}: is {what}, not a file tickprop wrote; tickprop reads "
-                    "only regular files")
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise ReadError(f"{shown(path)}: is {what}, not a file tickprop wrote; tickprop reads "
+                        "only regular files")
 
 
 def read_head(path, size, follow_links=True):
     """The first ``size`` bytes of the regular file ``path`` (as open_regular refuses)."""
-    f, _ = open_regular(path, follow_links)
-    with f:
-        try:
-            return f.read(size)
-        except OSError as exc:
-            raise ReadError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
+    return _read_bytes(path, size, follow_links, head=True)
 
 
-def _read_bytes(path, limit, follow_links=True):
-    """The bytes of the regular file ``path``, refused past ``limit``; read at the
-    file's own size (a ``limit``-byte buffer could be a MemoryError)."""
+def _read_bytes(path, limit, follow_links=True, head=False):
+    """The bytes of the regular file ``path``, refused past ``limit`` (``head``: cut
+    there); read at the file's own size (a ``limit``-byte buffer could be a
+    MemoryError)."""
     f, size = open_regular(path, follow_links)
     with f:
-        if size > limit:
+        if size > limit and not head:
             raise ReadError(f"{shown(path)}: {_format_bytes(size)}, larger than any file "
                             f"tickprop writes there ({_format_bytes(limit)} at most)")
         try:
-            data = f.read(size + 1)
+            data = f.read(limit if head else size + 1)
         except OSError as exc:
             raise ReadError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
     if len(data) > limit:
