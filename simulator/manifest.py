@@ -129,10 +129,9 @@ def clean_stale(parent):
                 with contextlib.suppress(OSError):
                     os.remove(entry.path)
                     done.append(entry.path)
+        elif not entry.is_dir(follow_symlinks=False):
             continue
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        if m["kind"] == "old":
+        elif m["kind"] == "old":
             backups.setdefault(m["name"], []).append(entry.path)
         elif _ours(entry.path) and files.remove_tree(entry.path):
             done.append(entry.path)
