@@ -219,10 +219,10 @@ def _check_parent(given, parent):
 def _find_git(path):
     """Where a '.git' is under ``path`` (or that the tree is too big to check), else None."""
     seen = 0
-    for root, dirs, files in os.walk(path):
-        if ".git" in dirs or ".git" in files:
+    for root, dirs, names in os.walk(path):
+        if ".git" in dirs or ".git" in names:
             return f"holds {os.path.join(root, '.git')}"
-        seen += len(dirs) + len(files)
+        seen += len(dirs) + len(names)
         if seen > _GIT_SCAN_LIMIT:
             return f"holds more than {_GIT_SCAN_LIMIT} files (too many to check for a .git)"
     return None
