@@ -246,8 +246,8 @@ TEXT = "US"                 # dtype kinds of text arrays
 
 
 def _member_header(zf, info, name):
-    """(key, shape, dtype) of one .npy member from its header, which must agree
-    with the member's declared size."""
+    """(key, dtype) of one .npy member from its header, which must agree with
+    the member's declared size."""
     if not info.filename.endswith(".npy"):
         raise ReadError(f"{name}: damaged or not a tickprop result (member "
                         f"{info.filename!r} is not an array)")
@@ -277,7 +277,7 @@ def _member_header(zf, info, name):
         raise ReadError(f"{name}: damaged (array {key!r}: its header declares shape "
                         f"{tuple(shape)} of {dtype} ({_format_bytes(count * dtype.itemsize)}) "
                         f"but the archive holds {_format_bytes(info.file_size - header)})")
-    return key, tuple(int(n) for n in shape), dtype
+    return key, dtype
 
 
 def read_npz(path, required=(), text=(), budget=None):
@@ -317,23 +317,23 @@ def _read_members(zf, name, required, text, budget):
                         "dozen)")
     headers = {}
     for info in infos:
-        key, shape, dtype = _member_header(zf, info, name)
+        key, dtype = _member_header(zf, info, name)
         if key in headers:
             raise ReadError(f"{name}: damaged (array {key!r} stored twice)")
         if dtype.kind in TEXT and key not in text:
             raise ReadError(f"{name}: damaged (array {key!r} holds text ({dtype}); expected "
                             "numbers)")
-        headers[key] = (info, shape, dtype)
+        headers[key] = info
     missing = [k for k in required if k not in headers]
     if missing:
         raise ReadError(f"{name}: damaged or not a tickprop result (no {', '.join(missing)})")
-    total = sum(info.file_size for info, _, _ in headers.values())
+    total = sum(info.file_size for info in headers.values())
     if total > budget:
         raise ReadError(f"{name}: its arrays take {_format_bytes(total)} once read, more than "
                         f"{_budget_words(budget)}; free memory or read it on a larger "
                         "machine")
     arrays = {}
-    for key, (info, shape, dtype) in headers.items():
+    for key, info in headers.items():
         try:
             with zf.open(info) as fp:
                 arrays[key] = npy.read_array(fp, allow_pickle=False,

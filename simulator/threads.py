@@ -49,7 +49,6 @@ def apply(threads):
     variables act only before numpy loads)."""
     global _LIMITER
     _LIMITER = threadpool_limits(limits=int(threads), user_api="blas")
-    return threads
 
 
 def one_blas_thread():
