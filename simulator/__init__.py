@@ -1,12 +1,9 @@
 """tickprop: backprop diffusion in time-delayed networks, and its relatives.
 
-Public API (re-exported explicitly): simulate (a diffusion scene -> Trace, no
-files written), Trace (recorded arrays; ``Trace.schema()``, ``Trace.select``),
-Model (the network type: ``Model.chain`` for a chain, ``Model.from_layers`` for
-a graph), Network (its deprecated alias for a chain, kept one release), Engine
-(a GraphEngine for a Model), GraphEngine, sync_set, reference (the float64
-backprop oracle on any Model, ``simulator.model.reference``), SimulatorError. The figure builders are in simulator.render (it
-loads matplotlib, so it is not imported here).
+Public API: simulate (a diffusion scene -> Trace), Trace, Model (``Model.chain``,
+``Model.from_layers``), Network (its deprecated chain alias), Engine, GraphEngine,
+sync_set, reference (the float64 backprop oracle), SimulatorError. The figure
+builders are in simulator.render (it loads matplotlib, so not imported here).
 """
 from .api import simulate
 from .engine import Engine

@@ -1,12 +1,8 @@
-"""Argument checks of the public Python API (simulator/__init__.py's names and
-simulator.render's figure builders), made once where a call enters.
-
-Each check names the call and the argument, what was expected and what was
-given, in one SimulatorError (a ValueError)::
+"""Argument checks of the public Python API, made once where a call enters.
+Each names the call, the argument, what was expected and what was given, in
+one SimulatorError, and returns the value as the call uses it::
 
     Model.chain: seed: expected an integer >= 0, got 'x' (str)
-
-and returns the value as the call uses it. Ground floor: numpy and errors only.
 """
 import os
 
@@ -16,8 +12,7 @@ from .errors import SimulatorError
 
 
 def shown(value):
-    """A short rendering of a given value: arrays by shape and dtype, anything
-    else by a repr cut to 60 characters and its type."""
+    """An array by shape and dtype, anything else by its repr (60 characters) and type."""
     shape = getattr(value, "shape", None)
     if shape is not None and not isinstance(value, (str, bytes)):
         return f"an array of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
@@ -35,13 +30,8 @@ def check_int(call, name, value, low=None, high=None):
     """``value`` as an int within [low, high] (bools and non-integral numbers refused)."""
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
-        if low is not None and high is not None:
-            want = f"an integer in {low}..{high}"
-        elif low is not None:
-            want = f"an integer >= {low}"
-        else:
-            want = "an integer"
-        fail(call, name, want, value)
+        fail(call, name, "an integer" if low is None else f"an integer >= {low}" if high is None
+             else f"an integer in {low}..{high}", value)
     return int(value)
 
 
@@ -67,16 +57,14 @@ def check_seed(call, value, name="seed"):
 
 
 def check_type(call, name, value, types, expected):
-    """``value`` when it is an instance of ``types``; else the error saying
-    ``expected`` (e.g. "a simulator.Model")."""
+    """``value`` if an instance of ``types``, else the error saying ``expected``."""
     if not isinstance(value, types):
         fail(call, name, expected, value)
     return value
 
 
 def check_path(call, name, value, folder=False):
-    """A file path (str or os.PathLike) whose folder exists, or with
-    ``folder`` an existing folder; returned as a str."""
+    """A str of a path whose folder exists (with ``folder``: an existing folder)."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         fail(call, name, "a folder path" if folder else "a file path", value)
     path = os.fspath(value)
@@ -88,9 +76,8 @@ def check_path(call, name, value, folder=False):
 
 
 def check_array(call, name, value, shape=None, ndim=None):
-    """An array of a numeric dtype (numpy or another array-API namespace's
-    array; a list is refused: its namespace is unknown), of ``shape`` (a
-    tuple) or ``ndim`` dimensions when given."""
+    """A numeric array of any array-API namespace (a list is refused: its
+    namespace is unknown), of ``shape`` or ``ndim`` when given."""
     got = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if got is None or dtype is None or isinstance(value, (str, bytes)):
@@ -105,14 +92,11 @@ def check_array(call, name, value, shape=None, ndim=None):
 def _array_words(shape, ndim):
     if shape is not None:
         return f"a numeric array of shape {tuple(shape)}"
-    if ndim is not None:
-        return f"a numeric array of {ndim} dimensions"
-    return "a numeric array"
+    return "a numeric array" + (f" of {ndim} dimensions" if ndim is not None else "")
 
 
 def check_keyed_arrays(call, name, value, shapes, subset=False):
-    """A dict {key: array} whose keys are those of ``shapes`` ({key: shape};
-    some of them with ``subset``) and whose arrays have those shapes."""
+    """A dict {key: array} with the keys (with ``subset``: some) and shapes of ``shapes``."""
     if not isinstance(value, dict):
         fail(call, name, "a dict {'<layer>.W': array, ...} keyed like model.parameters()",
              value)
@@ -128,9 +112,7 @@ def check_keyed_arrays(call, name, value, shapes, subset=False):
 
 
 def check_run(call, stream, ticks, recorder=None, progress=None, chunk=None):
-    """The arguments of an engine's ``run``: a stream with ``take(n)``,
-    ``ticks`` >= 0, a recorder with ``record``, ``flush`` and ``plan`` (or None), a
-    callable ``progress`` (or None), ``chunk`` >= 1 (or None)."""
+    """The arguments of an engine's ``run``."""
     if not callable(getattr(stream, "take", None)):
         fail(call, "stream", "a stream (an object with take(n), e.g. "
              "simulator.streams.make_stream)", stream)
@@ -145,6 +127,3 @@ def check_run(call, stream, ticks, recorder=None, progress=None, chunk=None):
     if chunk is not None:
         check_int(call, "chunk", chunk, 1)
 
-
-__all__ = ["check_array", "check_bool", "check_int", "check_keyed_arrays", "check_number",
-           "check_path", "check_run", "check_seed", "check_type", "fail", "shown"]

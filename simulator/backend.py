@@ -1,11 +1,7 @@
-"""Array namespace, device, dtype and host transfer, resolved once per engine.
-
-Engine code never imports numpy for device work: it asks a Backend for ``xp``
-(the array-API namespace) and moves host arrays in and out through it. numpy
-2.x exposes the standard in its main namespace and is used directly (the
-array-api-compat wrapper would add Python overhead to every call); cupy goes
-through array-api-compat; array-api-strict proves that nothing else slips in.
-Random numbers are always drawn on the host from a seeded numpy Generator.
+"""Array namespace, device, dtype and host transfer, resolved once per engine:
+numpy itself on the CPU (its main namespace is the standard), cupy through
+array-api-compat, array-api-strict to prove nothing else slips in. Random
+numbers are always drawn on the host from a seeded numpy Generator.
 """
 import numpy as np
 from array_api_compat import array_namespace
@@ -51,11 +47,17 @@ def cuda_available():
     return True
 
 
-class Backend:
-    """One array namespace + dtype, with host<->device transfer.
+def to_host(array):
+    """numpy view/copy of an array from any supported namespace."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "get") and type(array).__module__.startswith("cupy"):
+        return array.get()
+    return np.from_dlpack(array)
 
-    Resolved once (at engine construction), so the tick loop pays no lookup.
-    """
+
+class Backend:
+    """One array namespace and dtype, resolved at engine construction."""
 
     def __init__(self, device="cpu", dtype="float64"):
         if dtype not in DTYPES:
@@ -65,9 +67,8 @@ class Backend:
         self.dtype_name = dtype
         self.dtype = getattr(self.xp, dtype)
         self.host_dtype = np.dtype(dtype)
-        # The oracle (simulator.model.reference) resolves their namespace with
-        # array_api_compat, which imports its wrapper for a library on first
-        # use: do it here, at construction, not inside a timed simulation.
+        # array_api_compat imports a library's wrapper on first use (the
+        # oracle's): here, not inside a timed simulation.
         array_namespace(self.zeros((1,)))
 
     def asarray(self, host_array, dtype=None):
@@ -78,21 +79,11 @@ class Backend:
     def zeros(self, shape):
         return self.xp.zeros(shape, dtype=self.dtype)
 
-    def to_host(self, array):
-        """A numpy copy of a device array (the only way data leaves the device)."""
-        return to_host(array)
+    # A numpy copy of a device array: the only way data leaves the device.
+    to_host = staticmethod(to_host)
 
     def __repr__(self):
         return f"Backend(device={self.device!r}, dtype={self.dtype_name!r})"
-
-
-def to_host(array):
-    """numpy view/copy of an array from any supported namespace."""
-    if isinstance(array, np.ndarray):
-        return array
-    if hasattr(array, "get") and type(array).__module__.startswith("cupy"):
-        return array.get()
-    return np.from_dlpack(array)
 
 
 def rng(seed):

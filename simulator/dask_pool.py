@@ -1,14 +1,8 @@
-"""Independent jobs on a Dask distributed cluster, each with a deadline, while
-the scheduler is watched: the cluster counterpart of ``simulator.pool`` (local
-worker processes), for a sweep's points (``simulator.sweep``).
-
-Nothing waits for ever. A job that runs longer than its timeout fails with
-one line: its thread is abandoned (a thread cannot be stopped) and its worker
-takes the next job. While jobs are pending the scheduler is watched: with no
-worker for ``no_worker_s`` seconds (the only worker died, none joined, or the
-scheduler is out of reach) every unfinished job fails with one line.
-
-Dask itself is imported only when a scheduler is given (``distributed_module``).
+"""A sweep's points as jobs on a Dask distributed cluster (the counterpart of
+simulator.pool). Nothing waits for ever: a job past its timeout fails with one
+line (its thread is abandoned), and with no worker for ``no_worker_s`` seconds
+every unfinished job fails with one line. Dask is imported only when a
+scheduler is given (``distributed_module``).
 """
 import concurrent.futures
 import logging
@@ -20,15 +14,16 @@ from .errors import SimulatorError
 
 SCHEDULER_TIMEOUT_S = 20  # how long to try reaching a Dask scheduler
 WATCH_S = 1.0             # longest a Dask sweep waits between looks at the scheduler
-_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})/?")
+_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?"
+                      r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})/?")
 
 
 def check_scheduler(address):
-    """Refuse a --scheduler that is not a Dask scheduler address (HOST:PORT,
-    tcp://HOST:PORT or another Dask protocol, inproc://… for an in-process
-    cluster) with one SimulatorError, before anything connects."""
+    """``address`` if it is a Dask scheduler address ([protocol://]HOST:PORT or
+    inproc://…), else one SimulatorError, before anything connects."""
     if not isinstance(address, str):
-        raise SimulatorError(f"--scheduler: expected an address such as tcp://HOST:PORT, got {address!r}")
+        raise SimulatorError("--scheduler: expected an address such as tcp://HOST:PORT, "
+                             f"got {address!r}")
     if address.startswith("inproc://") and len(address) > len("inproc://"):
         return address
     match = _ADDRESS.fullmatch(address.strip())
@@ -59,10 +54,9 @@ def connect(distributed, scheduler):
 
 
 def run_within(timeout_s, fn, fail, timed_out, job):
-    """``fn(*job)`` with a deadline, as a Dask worker runs it: in a thread of
-    its own and, if it has not finished after ``timeout_s`` seconds,
-    ``fail(job, timed_out(timeout_s))`` is returned at once (the thread cannot
-    be stopped: it is abandoned, and ends with its worker)."""
+    """``fn(*job)`` in a thread of its own, as a Dask worker runs it; after
+    ``timeout_s`` seconds ``fail(job, timed_out(timeout_s))`` instead (the
+    thread is abandoned: it cannot be stopped)."""
     box = {}
 
     def target():
@@ -78,48 +72,36 @@ def run_within(timeout_s, fn, fail, timed_out, job):
 
 
 class _WorkerWatch:
-    """Tells when a Dask scheduler has had no worker for ``limit_s`` seconds
-    (or could not be asked for as long): ``lost()`` looks (one scheduler call,
-    itself bounded) and returns the one-line reason once the limit is passed,
-    else None. A worker seen at any look resets the clock."""
+    """Tells when a Dask scheduler has had no worker (or was out of reach) for
+    ``limit_s`` seconds; a worker seen at any look resets the clock."""
 
     def __init__(self, client, limit_s):
         self.client, self.limit = client, float(limit_s)
         self.since, self.seen, self.reached = None, False, True
 
-    def workers(self):
-        """Workers the scheduler has now; None if it cannot be asked."""
-        try:
-            return len(self.client.nthreads(callback_timeout=max(self.limit, WATCH_S)))
-        except Exception:  # a scheduler out of reach is a lost cluster here
-            return None
-
     def lost(self):
-        """Look once; the one-line reason if the scheduler has had no worker
-        (or was out of reach) for the limit, else None."""
-        n = self.workers()
+        """Look once (one bounded call): the one-line reason past the limit, else None."""
+        try:
+            n = len(self.client.nthreads(callback_timeout=max(self.limit, WATCH_S)))
+        except Exception:  # a scheduler out of reach is a lost cluster here
+            n = None
         now = time.monotonic()
         if n:
             self.since, self.seen, self.reached = None, True, True
             return None
         self.reached = n is not None
-        if self.since is None:
-            self.since = now
+        self.since = now if self.since is None else self.since
         if now - self.since < self.limit:
             return None
-        if not self.reached:
-            why = "the Dask scheduler was out of reach"
-        elif self.seen:
-            why = "no Dask worker (the worker was lost)"
-        else:
-            why = "no Dask worker (none joined the scheduler)"
+        why = ("the Dask scheduler was out of reach" if not self.reached
+               else "no Dask worker (the worker was lost)" if self.seen
+               else "no Dask worker (none joined the scheduler)")
         return (f"{why} for {self.limit:g} s (sweep.no_worker_timeout); "
                 "re-run the sweep to retry")
 
 
 def _quiet_loggers(package):
-    """Set ``package``'s logger and every logger under it that exists (Dask
-    gives some their own levels) to CRITICAL; return {logger: old level}."""
+    """Set ``package``'s loggers to CRITICAL; return {logger: old level}."""
     names = [n for n in logging.root.manager.loggerDict
              if n == package or n.startswith(package + ".")]
     levels = {}
@@ -131,9 +113,7 @@ def _quiet_loggers(package):
 
 
 def _finished(distributed, pending, wait_s):
-    """The futures of ``pending`` that are done, waiting at most ``wait_s``
-    seconds for the first one (an empty list if none finished by then; the
-    cancelled ones, e.g. when the connection to the scheduler is lost)."""
+    """The done futures of ``pending``, waiting at most ``wait_s`` seconds."""
     try:
         return list(distributed.wait(list(pending), timeout=wait_s,
                                      return_when="FIRST_COMPLETED").done)
@@ -144,20 +124,15 @@ def _finished(distributed, pending, wait_s):
 
 
 def run_jobs(fn, jobs, timeouts, client, distributed, save, fail, timed_out, no_worker_s):
-    """``fn(*job)`` of every job on the Dask cluster of ``client`` (closed at
-    the end), each run with its deadline (``run_within``, ``timeouts`` seconds
-    per job; ``fail(job, message)`` the result of a job that failed) and
-    saved as it finishes. While points are pending the scheduler is watched
-    (``_WorkerWatch``): with no worker for ``no_worker_s`` seconds every
-    unfinished job is saved failed with the reason, and this returns. On
-    any exit before the end (Ctrl-C included) the unfinished jobs are
-    cancelled."""
+    """``save`` the result of ``fn(*job)`` for every job, run with its deadline
+    on ``client``'s cluster (closed at the end); ``fail(job, message)`` is the
+    result of a failed one. With no worker for ``no_worker_s`` seconds every
+    unfinished job is saved failed; on any early exit they are cancelled."""
     futures = {}
     watch = _WorkerWatch(client, no_worker_s)
     wait_s = min(WATCH_S, no_worker_s / 4)
-    # A lost scheduler makes Dask's client log tracebacks while it tries to
-    # reconnect, even after it is closed; the sweep says what happened in one
-    # line per point, and Dask's logger stays quiet after such a loss.
+    # A lost scheduler makes Dask log tracebacks while it reconnects, even after
+    # close: the sweep says it in one line per point, and Dask stays quiet.
     levels, dropped = _quiet_loggers("distributed"), False
     try:
         watch.lost()                   # a worker there from the start counts as seen
@@ -191,8 +166,7 @@ def run_jobs(fn, jobs, timeouts, client, distributed, save, fail, timed_out, no_
 
 
 def _result_or_failure(fut, job, fail):
-    """The job's result, or ``fail``'s if its worker itself died or
-    Dask cancelled it (the connection to the scheduler lost)."""
+    """The job's result, or ``fail``'s if its worker died or Dask cancelled it."""
     try:
         return fut.result()
     except concurrent.futures.CancelledError as exc:

@@ -10,9 +10,8 @@ class SimulatorError(ValueError):
 
 
 class MissingKeyError(SimulatorError, KeyError):
-    """A name looked up in a mapping-like object (``trace["nope"]``) that it
-    does not hold: a SimulatorError and a KeyError, so ``except KeyError``
-    and ``in`` keep working; the message names the key and what exists."""
+    """A name a mapping-like object does not hold (``trace["nope"]``): also a
+    KeyError, so ``except KeyError`` and ``in`` keep working."""
 
     __str__ = Exception.__str__         # KeyError's would quote the whole message
 
@@ -22,9 +21,8 @@ class SceneError(SimulatorError):
 
 
 class NumericalError(SimulatorError):
-    """A NaN or Inf appeared; names the tick and layer (on a graph, the vertex
-    index in model order, with its ``name`` unless that is the index, as the
-    layers of a chain are named) where it first showed."""
+    """A NaN or Inf appeared; names the tick and layer (a graph's vertex index
+    and ``name``, unless that is the index) where it first showed."""
 
     def __init__(self, tick, layer, what, name=None):
         self.tick, self.layer, self.what = int(tick), int(layer), what

@@ -1,36 +1,13 @@
-"""Every single file tickprop writes goes through here, atomically, and every
-temporary it makes is named here.
-
-Single files (JSON, CSV, text, npz, PNG, GIF) are written to a temporary name
-``.<name>.tmp-<pid>-<token>`` in the same folder and moved over the final name
-with ``os.replace``: a reader sees the old file or the new one, never half of
-one. Inside a folder being recorded (simulator.manifest's ``recording``, which
-uses ``committing``) that rename is the folder's own commit: the manifest
-lists the new file first. Writes are atomic against a killed process, not
-against a power loss (no fsync).
-
-Temporaries. Every temporary -- a single file's, an output's folder and a
-backup (simulator.outputs), the scratch folder of an in-place render
-(``.tickprop-render.tmp-<pid>-<token>`` inside the run folder) -- is named
-``.<name>.tmp|old-<pid>-<token>`` (STALE): it carries the writer's pid, and
-its token starts with a tag of this host's name (HOST_TAG), so another host's
-files on a shared disk are told apart. A temporary folder holds a marker file
-TMP_MARK (pid and host) while it is filled and while it is deleted, so a kill
-midway leaves a folder that simulator.manifest's ``clean_stale`` knows for
-tickprop's and removes once its process is gone.
-
-Errors. OutputError names the output and the reason; ``output_error`` makes
-one of an OSError, ``cannot write`` only for the errors only a write meets
-(WRITE_ERRNOS); ``speak_of`` makes an error name the output, never the
-temporary folder it was filled in.
-
-Test hook (tests only, never set it otherwise): with the environment variable
-TICKPROP_TEST_KILL_AT_RENAME naming a file (its base name, or a path ending
-with it), the process kills itself with SIGKILL right before renaming that
-file's temporary into place.
-
-This module imports simulator.errors only (of the package): simulator.manifest
-and simulator.outputs build on it.
+"""Every single file tickprop writes goes through here, atomically: written to
+a temporary ``.<name>.tmp-<pid>-<token>`` beside it, then ``os.replace``-d
+(atomic against a killed process, not a power loss: no fsync); inside a folder
+being recorded (``committing``) the manifest lists it first. Every temporary
+is named here, ``.<name>.tmp|old-<pid>-<token>`` (STALE), the token starting
+with this host's tag; a temporary folder holds the marker file TMP_MARK while
+it is filled or deleted, so manifest.clean_stale removes it once its process
+is gone. Test hook: TICKPROP_TEST_KILL_AT_RENAME names a file (base name or
+path tail) before whose rename the process SIGKILLs itself. Imports
+simulator.errors only.
 """
 import contextlib
 import csv
@@ -67,12 +44,8 @@ class OutputError(SimulatorError):
 
 
 def output_error(exc, path=None):
-    """The OutputError for an OSError met while writing an output, naming the
-    OS's file name if it gave one, else ``path``: ``cannot write (reason)``
-    for the errors only a write meets (WRITE_ERRNOS: a full, read-only or
-    over-quota disk, a file too large), else the OS's reason alone -- a
-    source file that cannot be read while an output is filled is no write
-    error."""
+    """The OutputError of an OSError met writing an output, naming its file (else
+    ``path``): ``cannot write (reason)`` for WRITE_ERRNOS, else the OS's reason."""
     where = exc.filename if getattr(exc, "filename", None) else path
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in WRITE_ERRNOS:
@@ -81,9 +54,8 @@ def output_error(exc, path=None):
 
 
 def speak_of(exc, private, public):
-    """Make ``exc`` name ``public`` where it names the private (temporary or
-    scratch) folder ``private``: an OSError's file names, the message of any
-    other exception. Returns ``exc`` (changed in place), for ``raise``."""
+    """``exc``, changed to name ``public`` where it names the temporary folder
+    ``private`` (an OSError's file names, else its message), for ``raise``."""
     private = os.fspath(private)
     public = os.fspath(public)
 
@@ -99,13 +71,10 @@ def speak_of(exc, private, public):
     return exc
 
 
-# ------------------------------------------------------------------ single files
 def atomic_write(path, write, binary=False):
-    """Call ``write(fileobj)`` on a temporary file ``.<name>.tmp-<pid>-<token>``
-    beside ``path``, then move it over ``path`` (mode 0644): never half a file.
-    In a folder being ``recording``-ed the manifest lists the new file first.
-    The temporary file is removed on any failure, and the error (an OSError for
-    a full or read-only disk) goes on to the caller. Returns ``path``."""
+    """``write(fileobj)`` into a temporary beside ``path``, then move it over
+    ``path`` (mode 0644) and return ``path``; on any failure the temporary goes
+    and the error goes on to the caller."""
     path = os.fspath(path)
     folder, base = os.path.split(os.path.abspath(path))
     tmp = tmp_name(folder, base, "tmp")
@@ -122,9 +91,8 @@ def atomic_write(path, write, binary=False):
 
 
 def move_into_place(source, path):
-    """Rename the finished file ``source`` (on the same file system) over
-    ``path``, as atomic_write's last step: recorded in the manifest of a
-    folder being ``recording``-ed. Returns ``path``."""
+    """Rename the finished file ``source`` (same file system) over ``path`` as
+    atomic_write's last step; returns ``path``."""
     os.chmod(source, FILE_MODE)
     _commit(os.fspath(source), os.fspath(path))
     return path
@@ -136,23 +104,20 @@ def write_text(path, text):
 
 
 def write_json(path, data, indent=2):
-    """Write ``data`` as JSON atomically; numpy scalars and arrays become plain
-    numbers and lists, anything else unknown is refused (never silently str()'d)."""
-    text = json.dumps(data, indent=indent, default=_plain)
-    return write_text(path, text)
+    """Write ``data`` as JSON atomically; numpy scalars and arrays become numbers
+    and lists, anything else unknown is refused (never silently str()'d)."""
+    return write_text(path, json.dumps(data, indent=indent, default=_plain))
 
 
 def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
 def write_csv(path, columns, rows, newline="\n"):
-    """Write a CSV atomically: a header of ``columns``, then one line per row
-    (a mapping, read by column with '' for a missing key, or a sequence)."""
+    """Write a CSV atomically: ``columns``, then one line per row (a mapping,
+    '' for a missing key, or a sequence)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator=newline)
     writer.writerow(columns)
@@ -166,23 +131,18 @@ def write_npz(path, arrays):
     return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), binary=True)
 
 
-# Callables hook(fig, path) that save_png calls before writing each figure:
-# a place for checks (the figure-lint test registers one); empty in a run.
-PNG_HOOKS = []
+PNG_HOOKS = []      # hook(fig, path) called before each PNG is written (tests' figure lint)
 
 
 def save_png(fig, path):
-    """Write a matplotlib Figure as a PNG at its own dpi atomically; returns
-    ``path``. Each hook in PNG_HOOKS sees (fig, path) first."""
+    """Write a matplotlib Figure as a PNG at its own dpi atomically; returns ``path``."""
     for hook in list(PNG_HOOKS):
         hook(fig, path)
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=fig.dpi), binary=True)
 
 
 def _commit(tmp, path):
-    """The last step of every single-file write: rename ``tmp`` over ``path``,
-    or, inside a folder being recorded (``committing``), let that folder's
-    commit do it (it lists the new file in the folder's manifest first)."""
+    """Rename ``tmp`` over ``path``, by the commit of a folder being recorded if any."""
     commit = _committer(path)
     if commit is None:
         kill_hook(path)
@@ -193,11 +153,9 @@ def _commit(tmp, path):
 
 @contextlib.contextmanager
 def committing(root, commit):
-    """Within this block every single file written under the real folder
-    ``root`` (by atomic_write and its writers, or move_into_place) takes its
-    name by ``commit(tmp, path)`` instead of a plain rename: how
-    simulator.manifest's ``recording`` lists it in the folder's manifest
-    first. Blocks nest; the first one's ``commit`` holds while any is open."""
+    """Within this block every file written here under the real folder ``root``
+    takes its name by ``commit(tmp, path)`` instead of a plain rename (how
+    manifest.recording lists it). Blocks nest; the first one's commit holds."""
     with _COMMITTING_LOCK:
         held = _COMMITTING.setdefault(root, [0, commit])
         held[0] += 1
@@ -224,18 +182,13 @@ def _committer(path):
 def kill_hook(path):
     """Tests only: SIGKILL this process if TICKPROP_TEST_KILL_AT_RENAME names ``path``."""
     want = os.environ.get(KILL_HOOK)
-    if not want:
-        return
-    if os.path.abspath(path).endswith(os.sep + want.strip(os.sep)):
+    if want and os.path.abspath(path).endswith(os.sep + want.strip(os.sep)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# ------------------------------------------------------------------ temporaries
 def scratch_folder(folder, what):
-    """A private scratch folder ``.tickprop-<what>.tmp-<pid>-<token>`` inside
-    ``folder``, marked as tickprop's, so that simulator.manifest.clean_stale
-    removes it if this process dies before ``remove_scratch``; an error making it names
-    ``folder``. Returns its path."""
+    """The path of a new marked scratch folder ``.tickprop-<what>.tmp-<pid>-<token>``
+    inside ``folder``; an error making it names ``folder``."""
     path = tmp_name(os.path.realpath(folder), f"tickprop-{what}", "tmp")
     try:
         make_tmp(path)
@@ -259,13 +212,12 @@ def make_tmp(path):
 
 
 def tmp_name(parent, base, kind):
-    """``parent/.<base>.<kind>-<pid>-<token>``; the token starts with this
-    host's tag, so clean_stale leaves other hosts' files alone."""
+    """``parent/.<base>.<kind>-<pid>-<token>``, the token starting with HOST_TAG."""
     return os.path.join(parent, f".{base}.{kind}-{os.getpid()}-{HOST_TAG}{uuid.uuid4().hex[:8]}")
 
 
 def mark_folder(path):
-    """Write the marker file TMP_MARK (this pid and host) into the folder ``path``."""
+    """Write the marker file TMP_MARK (pid and host) into the folder ``path``."""
     with open(os.path.join(path, TMP_MARK), "w") as f:
         json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
 
@@ -277,8 +229,8 @@ def unmark_folder(path):
 
 
 def remove_tree(path, mark=False):
-    """Delete a folder this run owns; with ``mark`` the marker file is written
-    first and removed last, so a kill midway leaves a folder clean_stale knows."""
+    """Delete a folder this run owns; with ``mark`` the marker is written first
+    and removed last. True if it is gone."""
     try:
         if mark:
             mark_folder(path)
@@ -306,12 +258,12 @@ def alive(pid):
     except ProcessLookupError:
         return False
     except OSError:
-        return True
+        pass
     return True
 
 
 def live_temporary(name):
-    """A temporary name (``.<name>.tmp|old-<pid>-<token>``) of a live process."""
+    """Is ``name`` a temporary (STALE) of a live process?"""
     m = STALE.match(name)
     return bool(m) and alive(int(m["pid"]))
 
@@ -324,10 +276,3 @@ def is_empty(path):
     except OSError:
         return False
 
-
-__all__ = ["TMP_MARK", "KILL_HOOK", "FILE_MODE", "DIR_MODE", "STALE", "WRITE_ERRNOS", "HOST_TAG",
-           "OutputError", "output_error", "speak_of", "atomic_write", "move_into_place",
-           "write_text", "write_json", "write_csv", "write_npz", "PNG_HOOKS", "save_png",
-           "committing", "kill_hook", "scratch_folder", "remove_scratch",
-           "make_tmp", "tmp_name", "mark_folder", "unmark_folder", "remove_tree", "alive",
-           "live_temporary", "is_empty"]

@@ -1,60 +1,7 @@
-"""Which files and folders are tickprop's: the manifest, and the rule for
-folders of the version before it.
-
-The manifest. Every folder tickprop writes holds ``tickprop-manifest.json``
-(MANIFEST): ``{"tickprop_manifest": 1, "files": {path: {"size": bytes,
-"sha256": hex}}}``, one entry per file tickprop wrote there (paths relative to
-the folder, '/'-separated; the manifest itself is not listed). A whole output
-(a run of any kind, ``render --out``: simulator.outputs) gets it last, before
-the folder takes its name. A folder written in place -- a sweep (points,
-sweep.csv, pictures), a ``view.html`` that ``tickprop view`` writes into a run
-folder, the pictures of an in-place ``render`` -- updates it with every file
-(``recording``): under an exclusive ``flock`` of the folder itself, the
-manifest is read, the entry of the file is set and the manifest replaced
-atomically, then the file is renamed into place; until that rename the entry
-also keeps the version on disk (``before``), so a kill between the two steps
-leaves a folder whose files are all listed.
-
-What tickprop may count as its own (``foreign_files``; simulator.outputs
-replaces or reuses only such a folder): an empty folder, or a folder whose
-manifest lists exactly what it holds, each file with its listed size and
-sha256 (a listed file that is gone is fine; empty subfolders hold nothing and
-are not counted, nor are the files a file browser leaves in any folder it
-shows, OS_FILES: .DS_Store, Thumbs.db, desktop.ini). Stale temporaries of
-dead tickprop processes are removed first; those of live ones are not
-counted. Anything else -- a file the manifest does not list (a note the user
-added), a listed file changed since, a link, a FIFO, a damaged manifest -- is
-named, with why (FOREIGN, CHANGED, 'damaged'). Every file is read through
-simulator.safe_read: never a link, never a FIFO or device (no read blocks).
-
-Folders of the version before the manifest (LEGACY) are recognised by exact
-content only, never by a ``points/`` folder or by JSON keys:
-
-- a run folder: its run.json is a JSON object with ``"tickprop_output": true``,
-  and every other entry is a file that run.json's ``"pictures"`` list names, a
-  result file of its ``"kind"`` (RESULT_FILES: diffusion trace.npz, train
-  results.json, ar_converge relaxation.npz, ar_train training.npz, pc_table
-  table1.csv and table2.csv, pc_wave wave.npz, locking locking.npz), or a
-  ``view.html`` whose first 2 KiB hold VIEW_GENERATOR;
-- a sweep folder: ``points/`` holds only valid point files (``<key>.json``
-  whose record has that key and whose scene and options hash to it, as
-  ``simulator.points.read_point`` checks), at least one of them, and beside it
-  only SWEEP_FILES and, from a forced ``claim_folder``, a run.json with the
-  marker and ``"kind": "sweep"`` (which stands for the points if none ran yet).
-
-In both, OS_FILES are not counted, and the marker file ``.tickprop-tmp`` and
-that version's single-file temporaries ``.<name>.<12 hex>.tmp`` of a file the
-rule accepts count as tickprop's. A sweep, an in-place render or a view
-written into such a folder first gives it a manifest of what it holds (and
-removes those temporaries).
-
-Stale temporaries (``clean_stale``, here because telling a temporary folder
-for tickprop's is the rule above): those of dead processes go, a file by its
-name alone (simulator.files.STALE, this host's tag), a folder only if
-provably tickprop's (its marker file, its manifest or the legacy rule, or
-empty). Commands run it on the folders they write in or check: the parent of
-an output, the output itself and its ``points/``, the folder of a view.html,
-the run folder of an in-place render.
+"""Which files and folders are tickprop's: the manifest (``tickprop-manifest.json``,
+what tickprop wrote in a folder, each file's size and sha256), the rule for
+folders of the version before it (LEGACY), and the removal of stale
+temporaries of dead processes. The rules: docs/design/manifest.md.
 """
 import contextlib
 import functools
@@ -76,7 +23,7 @@ except ImportError:                 # not POSIX: manifests are updated without a
     fcntl = None
 
 MARKER = "tickprop_output"          # run.json key that makes a folder a tickprop output
-MANIFEST = "tickprop-manifest.json"  # what tickprop wrote in a folder (see the module notes)
+MANIFEST = "tickprop-manifest.json"
 MANIFEST_FORMAT = 1
 VIEW_GENERATOR = '<meta name="generator" content="tickprop view">'
 RESULT_FILES = {"diffusion": ("trace.npz",), "train": ("results.json",),
@@ -96,11 +43,9 @@ _MANIFESTS_LOCK = threading.Lock()
 
 
 def foreign_files(folder):
-    """What in ``folder`` tickprop cannot show it wrote: a list of (path
-    relative to ``folder``, why), why being FOREIGN, CHANGED or 'damaged' (the
-    manifest); [] for an empty folder or a tickprop output (see the module
-    notes: its manifest, else the legacy rule). Stale temporaries of dead
-    tickprop processes in it are removed first."""
+    """[(path relative to ``folder``, why)] of what tickprop cannot show it
+    wrote, why being FOREIGN, CHANGED or 'damaged' (the manifest); [] for an
+    empty folder or a tickprop output. Stale temporaries are removed first."""
     folder = os.fspath(folder)
     clean_stale(folder)
     try:
@@ -114,13 +59,11 @@ def foreign_files(folder):
 
 @contextlib.contextmanager
 def recording(folder):
-    """Within this block every single file written under ``folder`` (by
-    simulator.files.atomic_write and its writers, or move_into_place) is
-    listed in ``folder``'s manifest before it takes its name (module notes), if
-    ``folder`` is a tickprop output: it has a manifest, or it is a non-empty
-    folder of the version before manifests that the legacy rule recognises,
-    which gets one now. Elsewhere the writes are plain atomic writes. Yields
-    True when recording. A damaged manifest is an OutputError naming it."""
+    """Within this block every file simulator.files writes under ``folder`` is
+    listed in its manifest before it takes its name, if ``folder`` is a
+    tickprop output (a legacy one gets a manifest now); elsewhere the writes
+    are plain atomic writes. Yields True when recording. A damaged manifest
+    is an OutputError naming it."""
     root = os.path.realpath(folder)
     if not adopt(root):
         yield False
@@ -130,10 +73,9 @@ def recording(folder):
 
 
 def _record(root, tmp, path):
-    """Rename the finished temporary ``tmp`` over ``path``, inside the
-    recorded folder ``root``: under the folder's lock, the manifest lists the
-    new file first (keeping the version on disk as ``before`` until the
-    rename is done)."""
+    """Rename ``tmp`` over ``path`` in the recorded folder ``root``: under its
+    lock the manifest lists the new file first, the version on disk as
+    ``before``."""
     real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
                         os.path.basename(path))
     rel = os.path.relpath(real, root).replace(os.sep, "/")
@@ -141,9 +83,7 @@ def _record(root, tmp, path):
     if entry is None:
         raise OutputError(f"{path}: cannot read back the file just written")
     with _locked(root):
-        listed = read_manifest(root)
-        if listed is None:
-            listed = {}
+        listed = read_manifest(root) or {}
         now = _digest(real)
         if now is not None and not _same(now, entry):
             entry["before"] = now
@@ -154,11 +94,9 @@ def _record(root, tmp, path):
 
 
 def file_status(folder, name):
-    """What tickprop knows of ``folder/name`` before an in-place write replaces
-    it: 'missing'; 'ours' (the manifest lists it as it is); 'changed' (listed,
-    but changed since); 'foreign' (the manifest does not list it); 'unknown'
-    (the folder has no manifest: the caller's own rule decides). A damaged
-    manifest is an OutputError naming it."""
+    """'missing', 'ours' (listed as it is), 'changed' (listed, changed since),
+    'foreign' (not listed) or 'unknown' (no manifest: the caller decides) for
+    ``folder/name``. A damaged manifest is an OutputError naming it."""
     path = os.path.join(folder, name)
     if not os.path.lexists(path):
         return "missing"
@@ -172,12 +110,10 @@ def file_status(folder, name):
 
 
 def clean_stale(parent):
-    """Remove what killed tickprop processes left in ``parent``: single-file
-    temporaries ``.<name>.tmp-<pid>-<token>`` written on this host, temporary
-    folders ``.<name>.tmp-<pid>-*`` and backups ``.<name>.old-<pid>-*`` that are
-    provably tickprop's (marker file, manifest or legacy rule, or empty), each
-    only if its process is gone. A backup whose name is now free is put back
-    under it instead. Never raises; returns the paths removed or restored."""
+    """Remove what dead tickprop processes left in ``parent``: this host's
+    single-file temporaries, temporary folders and backups that are provably
+    tickprop's (_ours); a backup whose name is free is put back under it.
+    Never raises; returns the paths removed or restored."""
     done = []
     try:
         entries = sorted(os.scandir(parent), key=lambda e: e.name)
@@ -190,15 +126,12 @@ def clean_stale(parent):
             continue
         if entry.is_file(follow_symlinks=False):
             if m["kind"] == "tmp" and entry.name.endswith(files.HOST_TAG, -12, -8):
-                try:
+                with contextlib.suppress(OSError):
                     os.remove(entry.path)
                     done.append(entry.path)
-                except OSError:
-                    pass
+        elif not entry.is_dir(follow_symlinks=False):
             continue
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        if m["kind"] == "old":
+        elif m["kind"] == "old":
             backups.setdefault(m["name"], []).append(entry.path)
         elif _ours(entry.path) and files.remove_tree(entry.path):
             done.append(entry.path)
@@ -206,13 +139,11 @@ def clean_stale(parent):
         target = os.path.join(parent, name)
         if not os.path.lexists(target):         # killed between its two renames
             newest = max(paths, key=_ctime)
-            try:
+            with contextlib.suppress(OSError):
                 os.rename(newest, target)
                 files.unmark_folder(target)
                 done.append(newest)
                 paths.remove(newest)
-            except OSError:
-                pass
         for path in paths:
             if _ours(path) and files.remove_tree(path):
                 done.append(path)
@@ -220,20 +151,17 @@ def clean_stale(parent):
 
 
 def _ours(path):
-    """Provably written by tickprop on this host: marker file, or what
-    foreign_files accepts (manifest, legacy rule, empty)."""
+    """Provably tickprop's: this host's marker file, or foreign_files finds nothing."""
     mark = os.path.join(path, files.TMP_MARK)
     if os.path.isfile(mark):
-        try:
+        host = None
+        with contextlib.suppress(ReadError):
             host = read_json(mark, dict).get("host")
-        except ReadError:
-            host = None
         return host in (None, socket.gethostname())
     return files.is_empty(path) or not foreign_files(path)
 
 
 def _ctime(path):
-    """The status-change time of ``path`` (0.0 if it is gone): the newest backup wins."""
     try:
         return os.lstat(path).st_ctime
     except OSError:
@@ -251,36 +179,28 @@ def _digest(path):
         with _DIGESTS_LOCK:
             known = _DIGESTS.get(key)
         if known is None:
-            h, buf = hashlib.sha256(), bytearray(1 << 20)
-            view = memoryview(buf)
             try:
-                while n := f.readinto(buf):
-                    h.update(view[:n])
+                known = hashlib.file_digest(f, "sha256").hexdigest()
             except OSError:
                 return None
-            known = h.hexdigest()
             with _DIGESTS_LOCK:
                 _DIGESTS[key] = known
     return {"size": key[2], "sha256": known}
 
 
 def _same(a, b):
-    """Do two digests (or manifest entries) name the same content?"""
     return (isinstance(a, dict) and isinstance(b, dict) and a.get("size") == b.get("size")
             and a.get("sha256") == b.get("sha256"))
 
 
 def _matches(got, want):
-    """Is the file (its digest ``got``) the version its entry ``want`` lists,
-    or the one it replaces (``before``, kept until the rename is done)?"""
+    """Is digest ``got`` the version entry ``want`` lists, or its ``before``?"""
     return got is not None and (_same(got, want) or _same(got, want.get("before")))
 
 
 def read_manifest(root):
-    """{path: entry} of the manifest in ``root``; None if there is none; an
-    OutputError naming it if it is damaged (not a small regular file of the
-    documented shape). The manifest this process last read or wrote is kept
-    while the file is unchanged (same inode, size and times)."""
+    """{path: entry} of ``root``'s manifest, None if there is none, an
+    OutputError if it is damaged. Kept in memory while the file is unchanged."""
     path = os.path.join(root, MANIFEST)
     try:
         key = _stat_key(os.lstat(path))
@@ -292,13 +212,11 @@ def read_manifest(root):
         known = _MANIFESTS.get(path)
     if key is not None and known is not None and known[0] == key:
         return known[1]
-    try:
+    data = {}
+    with contextlib.suppress(ReadError):
         data = read_json(path, dict, limit=_MANIFEST_BYTES, follow_links=False)
-    except ReadError:
-        data = None
-    listed = data.get("files") if isinstance(data, dict) else None
-    if (not isinstance(data, dict) or data.get("tickprop_manifest") != MANIFEST_FORMAT
-            or not isinstance(listed, dict)
+    listed = data.get("files")
+    if (data.get("tickprop_manifest") != MANIFEST_FORMAT or not isinstance(listed, dict)
             or not all(_good_path(k) and _good_entry(v) for k, v in listed.items())):
         raise OutputError(f"{path}: damaged (not a tickprop manifest); move it away, or pass "
                           "--force to replace the folder")
@@ -307,15 +225,12 @@ def read_manifest(root):
 
 
 def _remember_manifest(path, key, listed):
-    """Keep the entries of the manifest ``path`` as of its stat identity ``key``."""
-    if key is None:
-        return
-    with _MANIFESTS_LOCK:
-        _MANIFESTS[path] = (key, listed)
+    if key is not None:
+        with _MANIFESTS_LOCK:
+            _MANIFESTS[path] = (key, listed)
 
 
 def _stat_key(st):
-    """What identifies one version of a file on disk (inode, size, times)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -336,9 +251,8 @@ def _good_entry(entry, nested=False):
 
 
 def write_manifest(root, listed):
-    """Replace ``root``'s manifest with one listing ``listed``, atomically: one
-    line per file, in path order (the C JSON encoder: a sweep of thousands of
-    points rewrites it after each)."""
+    """Replace ``root``'s manifest atomically: one line per file, in path order
+    (the C JSON encoder: a sweep of thousands of points rewrites it after each)."""
     text = json.dumps({"files": listed, "tickprop_manifest": MANIFEST_FORMAT}, sort_keys=True)
     # Inside a JSON string a quote is escaped, so '}, "' only ever ends an entry.
     text = text.replace('{"files": {', '{"files": {\n', 1).replace('}, "', '},\n"') + "\n"
@@ -361,8 +275,7 @@ def write_manifest(root, listed):
 
 @contextlib.contextmanager
 def _locked(root):
-    """Hold an exclusive flock on the folder ``root`` itself (no lock file to
-    account for): one manifest update at a time, across processes and threads."""
+    """An exclusive flock on the folder ``root`` itself (no lock file to account for)."""
     if fcntl is None:
         yield
         return
@@ -375,19 +288,14 @@ def _locked(root):
 
 
 def adopt(root, empty=False):
-    """Make sure the tickprop output ``root`` has a manifest: True if it has
-    one, or if it is recognised by the legacy rule (or is empty, with
-    ``empty``) and one listing what it holds is written now (that version's
-    temporaries removed first); False if it is no tickprop output."""
+    """True if the folder ``root`` has a manifest, or gets one now because the
+    legacy rule recognises it (or, with ``empty``, it is empty); else False."""
     if not os.path.isdir(root) or read_manifest(root) is not None:
         return os.path.isdir(root)
     with _locked(root):
         if read_manifest(root) is not None:
             return True
-        if files.is_empty(root):
-            if not empty:
-                return False
-        elif _legacy_problems(root):
+        if not empty if files.is_empty(root) else _legacy_problems(root):
             return False
         _drop_legacy_temporaries(root)
         write_manifest(root, scan(root))
@@ -396,8 +304,7 @@ def adopt(root, empty=False):
 
 def scan(root, prefix=""):
     """{path: digest} of every regular file under ``root`` but the manifest,
-    the marker file, temporaries and OS_FILES: the manifest of a folder
-    tickprop wrote."""
+    the marker file, temporaries and OS_FILES."""
     out = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name in (files.TMP_MARK, *OS_FILES) or files.STALE.match(entry.name) or (
@@ -405,15 +312,13 @@ def scan(root, prefix=""):
             continue
         if entry.is_dir(follow_symlinks=False):
             out.update(scan(entry.path, prefix + entry.name + "/"))
-            continue
-        digest = _digest(entry.path)
-        if digest is not None:
+        elif (digest := _digest(entry.path)) is not None:
             out[prefix + entry.name] = digest
     return out
 
 
 def _manifest_problems(root, listed):
-    """(path, why) of what ``root`` holds beyond its manifest ``listed``."""
+    """(path, why) of what ``root`` holds beyond ``listed``."""
     folders = {"/".join(p.split("/")[:i]) for p in listed for i in range(1, p.count("/") + 1)}
     problems = []
 
@@ -421,7 +326,7 @@ def _manifest_problems(root, listed):
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:
-            problems.append((prefix or ".", f"cannot read ({exc.strerror or exc})"))
+            problems.append((prefix or ".", _unreadable(exc)))
             return
         for entry in entries:
             rel = prefix + entry.name
@@ -447,24 +352,26 @@ def _manifest_problems(root, listed):
 
 
 def _legacy_problems(root):
-    """(path, why) of what ``root``, a folder without a manifest, holds beyond
-    what the legacy rule recognises (module notes); [] if it is one."""
+    """(path, why) of what ``root``, without a manifest, holds beyond the legacy rule."""
     try:
         entries = {e.name: e for e in os.scandir(root) if e.name != files.TMP_MARK
                    and e.name not in OS_FILES and not files.live_temporary(e.name)}
     except OSError as exc:
-        return [(".", f"cannot read ({exc.strerror or exc})")]
+        return [(".", _unreadable(exc))]
     everything = [(_shown(e), FOREIGN) for _, e in sorted(entries.items())]
     run = entries.get("run.json")
-    meta = _json_or_none(run.path) if run is not None and run.is_file(follow_symlinks=False) \
-        else None
+    meta = None
+    if run is not None and run.is_file(follow_symlinks=False):
+        with contextlib.suppress(ReadError):
+            meta = read_json(run.path, dict, follow_links=False)
     marked = isinstance(meta, dict) and meta.get(MARKER) is True
     kind = meta.get("kind") if marked else None
     if isinstance(kind, str) and kind in RESULT_FILES:
         pictures = meta.get("pictures")
         allowed = {"run.json", *RESULT_FILES[kind]} | {
             p for p in (pictures if isinstance(pictures, list) else [])
-            if isinstance(p, str) and _plain_name(p)}
+            if isinstance(p, str) and p not in ("", ".", "..") and "/" not in p
+            and os.sep not in p}
         return [(_shown(e), FOREIGN) for name, e in sorted(entries.items())
                 if not _legacy_run_file(e, allowed)]
     sweep_json = marked and kind == "sweep"
@@ -477,17 +384,15 @@ def _legacy_problems(root):
 
 
 def _legacy_run_file(entry, allowed):
-    """Does the legacy rule for a run folder accept this entry?"""
     if not entry.is_file(follow_symlinks=False):
         return False
     if entry.name in allowed or (entry.name == "view.html" and _is_view(entry.path)):
         return True
-    old = _LEGACY_TMP.match(entry.name)
-    return bool(old) and old["name"] in allowed | {"view.html"}
+    return _legacy_tmp(entry.name) in allowed | {"view.html"}
 
 
 def _legacy_sweep_problems(entries, sweep_json):
-    """(problems, valid points) of a folder the legacy sweep rule may recognise."""
+    """(problems, valid points) under the legacy sweep rule."""
     allowed = set(SWEEP_FILES) | ({"run.json"} if sweep_json else set())
     problems, valid = [], 0
     for name, entry in sorted(entries.items()):
@@ -495,30 +400,27 @@ def _legacy_sweep_problems(entries, sweep_json):
             found, valid = _legacy_points_problems(entry.path)
             problems += found
             continue
-        old = _LEGACY_TMP.match(name)
         if entry.is_file(follow_symlinks=False) and (name in allowed
-                                                     or (old and old["name"] in allowed)):
+                                                     or _legacy_tmp(name) in allowed):
             continue
         problems.append((_shown(entry), FOREIGN))
     return problems, valid
 
 
 def _legacy_points_problems(points):
-    """(problems, valid points) of a sweep's points/ folder: only point files
-    whose record checks out against its name (simulator.points.read_point)."""
+    """(problems, valid points) of a sweep's points/ folder."""
     clean_stale(points)
     problems, valid = [], 0
     try:
         entries = sorted(os.scandir(points), key=lambda e: e.name)
     except OSError as exc:
-        return [("points/", f"cannot read ({exc.strerror or exc})")], 0
+        return [("points/", _unreadable(exc))], 0
     for entry in entries:
         name = entry.name
         if name in OS_FILES or files.live_temporary(name):
             continue
         if entry.is_file(follow_symlinks=False):
-            old = _LEGACY_TMP.match(name)
-            if old and _POINT_FILE.match(old["name"]):
+            if _POINT_FILE.match(_legacy_tmp(name) or ""):
                 continue
             if (_POINT_FILE.match(name)
                     and entry.stat(follow_symlinks=False).st_size <= MAX_JSON_BYTES
@@ -530,48 +432,34 @@ def _legacy_points_problems(points):
 
 
 def _drop_legacy_temporaries(root):
-    """Remove the single-file temporaries ``.<name>.<12 hex>.tmp`` of the version
-    before manifests from a folder the legacy rule recognised (and its points/)."""
+    """Remove the legacy temporaries of ``root`` and its points/."""
     for folder in (root, os.path.join(root, "points")):
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if _LEGACY_TMP.match(entry.name) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.remove(entry.path)
+        with contextlib.suppress(OSError):
+            for entry in list(os.scandir(folder)):
+                if _LEGACY_TMP.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.remove(entry.path)
+
+
+def _legacy_tmp(name):
+    """The file a legacy temporary ``.<name>.<12 hex>.tmp`` stood for, else None."""
+    old = _LEGACY_TMP.match(name)
+    return old["name"] if old else None
+
+
+def _unreadable(exc):
+    return f"cannot read ({exc.strerror or exc})"
 
 
 def _shown(entry):
-    """An entry's name as an error shows it: a folder ends with '/'."""
     return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
 
 
-def _plain_name(name):
-    """A single file name, no folder part (a picture run.json may list)."""
-    return name not in ("", ".", "..") and "/" not in name and os.sep not in name
-
-
-def _json_or_none(path):
-    """The JSON object of the file ``path`` as simulator.safe_read reads it
-    (never a link, a FIFO or past MAX_JSON_BYTES), None if it is no such file."""
-    try:
-        return read_json(path, dict, follow_links=False)
-    except ReadError:
-        return None
-
-
 def _is_view(path):
-    """Does the regular file ``path`` start (first 2 KiB) with tickprop view's
-    generator tag?"""
+    """Do the first 2 KiB of the regular file ``path`` hold VIEW_GENERATOR?"""
     try:
         head = read_head(path, 2048, follow_links=False)
     except ReadError:
         return False
     return VIEW_GENERATOR in head.decode("utf-8", errors="replace")
 
-
-__all__ = ["MARKER", "MANIFEST", "MANIFEST_FORMAT", "VIEW_GENERATOR", "RESULT_FILES",
-           "SWEEP_FILES", "OS_FILES", "FOREIGN", "CHANGED", "foreign_files", "recording",
-           "file_status", "clean_stale", "read_manifest", "write_manifest", "scan", "adopt"]

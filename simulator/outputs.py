@@ -2,26 +2,14 @@
 only where tickprop may: a run of any kind, ``render --out`` (``write_folder``)
 and a sweep (``claim_folder``, ``claimed``).
 
-A whole output is filled under a temporary sibling name
-``.<name>.tmp-<pid>-<token>`` (marked, simulator.files) and given its
-manifest last (simulator.manifest), then put under its name in one step: on
-Linux ``renameat2(RENAME_EXCHANGE)`` swaps the new folder with the old one,
-which is deleted afterwards; where the exchange is not available the old
-folder is first moved to a backup ``.<name>.old-<pid>-<token>`` that the next
-run into the same parent restores (simulator.manifest's ``clean_stale``) if it
-finds the name empty. A run that fails removes its temporary folder and every
-parent folder it created that is still empty.
-
-What may be replaced or reused (``check_out``, ``claim_folder`` and the
-install step, which checks again): a missing name, an empty folder, or a
-tickprop output (simulator.manifest's ``foreign_files`` finds nothing in it).
-Anything else stops the command before any work with one OutputError naming
-those files (a few, then "and N more"), unless ``force``. One exception, for
-a sweep's reuse only: a listed point file that changed is run again (the
-sweep checks every point file itself). Even with ``force`` the root folder,
-the home folder, the current folder and the folders above them, and any
-folder holding a ``.git`` are never replaced. A symlinked output is followed:
-the real folder it names is written with the same rules and the link stays.
+A whole output is filled under a marked temporary sibling, given its manifest
+last, then takes its name in one ``renameat2(RENAME_EXCHANGE)`` (elsewhere:
+old -> backup ``.<name>.old-<pid>-<token>``, new -> name, and
+manifest.clean_stale restores a backup left by a killed run). Only a missing
+name, an empty folder or a tickprop output (manifest.foreign_files finds
+nothing) is replaced, unless ``force``; even with ``force`` never the root,
+home or current folder, a folder above them, or a folder holding a ``.git``.
+A symlinked output is followed: the real folder is written, the link stays.
 """
 import contextlib
 import ctypes
@@ -38,35 +26,29 @@ _POINT_PATH = re.compile(r"^points/[0-9a-f]{64}\.json$")
 _ATTEMPTS = 200                     # exchanges lost to concurrent writers before giving up
 _GIT_SCAN_LIMIT = 100_000           # entries looked at for a .git before --force gives up
 _NAMED = 5                          # foreign files an error names before "and N more"
+_CHANGED = "changed while the run was writing and is no longer a tickprop output; left as it is"
+_CROWDED = "other runs kept replacing it; try again"
 
 
 def default_out(name, root="outputs"):
-    """``root/<name>`` with ``name`` made a single safe folder name: path
-    separators, '.', '..' and characters outside letters (any script, NFC),
-    digits, '_', '-', '.' become '_' and leading dots go, so a replayed
-    run.json whose name is '../x' or '/x' still writes inside ``root``, and
-    'szené' keeps its 'é' (two scenes differing in one accent do not share a
-    folder)."""
+    """``root/<name>`` with ``name`` made one safe folder name: separators, '.',
+    '..' and characters other than letters (any script, NFC: 'szené' keeps its
+    'é'), digits, '_', '-', '.' become '_', leading dots go (a name '../x'
+    still writes inside ``root``)."""
     parts = [p for p in re.split(r"[\\/]+", str(name)) if p not in ("", ".", "..")]
     safe = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", "_".join(parts))).lstrip(".")
     return os.path.join(root, safe or "run")
 
 
 def check_out(out, force=False):
-    """Refuse, before any work, an output folder tickprop may not replace; return
-    its real path (a symlink is followed). Accepted: a missing name whose parent
-    can hold it, an empty folder, a tickprop output (manifest.foreign_files finds
-    nothing), or, with ``force``, any other folder, except that the root, home
-    and current folders, any folder above the current or home folder, and any
-    folder holding a '.git' are refused even with ``force``. Raises
-    OutputError naming the foreign or changed files."""
+    """The real path of ``out`` if tickprop may replace it (module notes), checked
+    before any work; else an OutputError naming the foreign or changed files."""
     return _check_out(out, force)[0]
 
 
 def _check_out(out, force, renewed=None):
-    """check_out's work: (real path, what is foreign in it, [] unless forced).
-    A listed file that changed is not counted if ``renewed`` (a compiled
-    pattern of relative paths) matches it: the caller checks and rewrites it."""
+    """(real path, what is foreign in it: [] unless forced); a changed listed
+    file whose path the pattern ``renewed`` matches is not counted."""
     given = os.fspath(out)
     if not given:
         raise OutputError("--out: expected a folder name, got ''")
@@ -96,17 +78,12 @@ def _check_out(out, force, renewed=None):
 
 
 def write_folder(out, fill, force=False):
-    """Write a whole output folder atomically: ``fill(folder)`` writes the files
-    into a fresh temporary sibling and returns the run.json content (a dict, to
-    which ``"tickprop_output": true`` is added); the manifest listing every
-    file is written last; then the folder takes the name ``out`` in one step
-    (see the module notes), the old output is deleted, and stale temporaries
-    of killed runs in the same parent are removed. On any failure or interrupt
-    the temporary folder is removed, and so is every parent folder this call
-    created that is still empty; the earlier output is left as it was. An
-    OSError becomes an OutputError naming the path and the OS's reason, and an
-    error naming the temporary folder names ``out`` instead. ``force``: see
-    check_out. Returns ``out``."""
+    """Write a whole output folder atomically and return ``out``: ``fill(folder)``
+    fills a temporary sibling and returns the run.json dict (the marker is
+    added), the manifest comes last, then the folder replaces ``out``. On any
+    failure the temporary folder and the parents this call made go, the old
+    output stays, and the error (an OSError becomes an OutputError) names
+    ``out``, never the temporary folder."""
     target = check_out(out, force)
     parent, base = os.path.split(target)
     made = _missing_folders(parent)
@@ -116,9 +93,7 @@ def write_folder(out, fill, force=False):
     except OSError as exc:
         _remove_empty(made)
         raise files.output_error(exc, out) from None
-    # Named first and made inside the try: an interrupt that lands while the
-    # folder is being made (before its marker exists, so no later run would
-    # clean it) still removes it.
+    # Made inside the try: an interrupt before its marker exists still removes it.
     tmp = files.tmp_name(parent, base, "tmp")
     try:
         files.make_tmp(tmp)
@@ -128,31 +103,25 @@ def write_folder(out, fill, force=False):
         files.write_json(os.path.join(tmp, "run.json"), {manifest.MARKER: True, **meta})
         manifest.write_manifest(tmp, manifest.scan(tmp))
         _install(tmp, target, force, out)
-    except OSError as exc:
+    except BaseException as exc:
         files.remove_tree(tmp)
         _remove_empty(made)
+        if not isinstance(exc, OSError):
+            raise files.speak_of(exc, tmp, os.fspath(out))
         if exc.filename and os.fspath(exc.filename) == tmp:
             exc.filename = out
         elif exc.filename and os.fspath(exc.filename).startswith(tmp + os.sep):
             exc.filename = os.path.join(out, os.path.relpath(exc.filename, tmp))
         raise files.output_error(exc, out) from None
-    except BaseException as exc:
-        files.remove_tree(tmp)
-        _remove_empty(made)
-        raise files.speak_of(exc, tmp, os.fspath(out))
     return out
 
 
 def claim_folder(out, force=False, meta=None):
-    """Check, before any work, a sweep folder, which is written in place over
-    several runs (it resumes): refused as check_out refuses, except that a
-    point file the manifest lists (points/<key>.json) that changed since is
-    not counted: the sweep reads every point file back itself and runs a
-    damaged one again. A missing or empty folder is made with an empty
-    manifest; a tickprop output of the version before manifests gets one
-    listing what it holds; a foreign folder accepted with ``force`` is
-    replaced at once, atomically as write_folder does, by an empty one holding
-    a run.json of ``meta`` plus the marker. Returns ``out``."""
+    """Check and claim a sweep folder, written in place (it resumes), as
+    check_out does, except that a changed point file is not counted (the sweep
+    runs it again). A missing or empty folder gets an empty manifest, a legacy
+    output one of what it holds; a foreign one accepted with ``force`` is
+    replaced by an empty one holding a run.json of ``meta``. Returns ``out``."""
     real, problems = _check_out(out, force, renewed=_POINT_PATH)
     if problems:
         write_folder(out, lambda folder: dict(meta or {}), force=True)
@@ -169,10 +138,8 @@ def claim_folder(out, force=False, meta=None):
 
 @contextlib.contextmanager
 def claimed(out, force=False, meta=None):
-    """``claim_folder(out, force, meta)``, then ``manifest.recording(out)``
-    for the block; if the block fails (interrupt included) before any file was written
-    in a folder this claim made, that folder goes again, with every parent
-    folder it made that is still empty."""
+    """``claim_folder`` then ``manifest.recording`` for the block; if the block
+    fails before writing a file, the folders this claim made go again."""
     made = _missing_folders(os.path.realpath(os.fspath(out)))
     claim_folder(out, force, meta)
     try:
@@ -185,8 +152,7 @@ def claimed(out, force=False, meta=None):
 
 
 def _unused(folder):
-    """Empty ``folder`` of what an unused claim left (an empty manifest and
-    empty subfolders); True if nothing else was in it."""
+    """Empty ``folder`` of what an unused claim left; True if nothing else was there."""
     try:
         if manifest.read_manifest(folder) != {}:
             return False
@@ -204,9 +170,8 @@ def _unused(folder):
 def _describe(problems):
     """'a, b (why); c (why) and N more': the first few problems, by reason."""
     shown, rest = problems[:_NAMED], len(problems) - _NAMED
-    parts = []
-    for why in dict.fromkeys(w for _, w in shown):
-        parts.append(f"{', '.join(p for p, w in shown if w == why)} ({why})")
+    parts = [f"{', '.join(p for p, w in shown if w == why)} ({why})"
+             for why in dict.fromkeys(w for _, w in shown)]
     return "; ".join(parts) + (f" and {rest} more" if rest > 0 else "")
 
 
@@ -220,7 +185,7 @@ def _missing_folders(path):
 
 
 def _remove_empty(folders):
-    """Remove the folders this run created (deepest first) while they are empty."""
+    """Remove ``folders`` (deepest first) while they are empty."""
     for folder in folders:
         try:
             os.rmdir(folder)
@@ -237,14 +202,12 @@ def _protected(real):
     for what, place in places:
         if real == place:
             return what
-    for what, place in places:
-        if place.startswith(real.rstrip(os.sep) + os.sep):
-            return f"a folder that holds {what}"
-    return None
+    return next((f"a folder that holds {what}" for what, place in places
+                 if place.startswith(real.rstrip(os.sep) + os.sep)), None)
 
 
 def _check_parent(given, parent):
-    """The deepest existing ancestor of the output's parent must be a folder we may write in."""
+    """The deepest existing ancestor of ``parent`` must be a folder we may write in."""
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
@@ -254,13 +217,12 @@ def _check_parent(given, parent):
 
 
 def _find_git(path):
-    """A description of a '.git' somewhere under ``path`` (or of a tree too
-    big to check), None if there is none."""
+    """Where a '.git' is under ``path`` (or that the tree is too big to check), else None."""
     seen = 0
-    for root, dirs, files in os.walk(path):
-        if ".git" in dirs or ".git" in files:
+    for root, dirs, names in os.walk(path):
+        if ".git" in dirs or ".git" in names:
             return f"holds {os.path.join(root, '.git')}"
-        seen += len(dirs) + len(files)
+        seen += len(dirs) + len(names)
         if seen > _GIT_SCAN_LIMIT:
             return f"holds more than {_GIT_SCAN_LIMIT} files (too many to check for a .git)"
     return None
@@ -268,9 +230,8 @@ def _find_git(path):
 
 def _replaceable(path, force):
     """May this folder (just moved aside) be deleted in favour of a new output?"""
-    if os.path.islink(path) or not os.path.isdir(path):
-        return False
-    if os.path.lexists(os.path.join(path, ".git")):
+    if (os.path.islink(path) or not os.path.isdir(path)
+            or os.path.lexists(os.path.join(path, ".git"))):
         return False
     if files.is_empty(path) or not manifest.foreign_files(path):
         return True
@@ -297,18 +258,15 @@ def _install(tmp, target, force, given):
             return _install_with_backup(tmp, target, force, given)
         if not _replaceable(tmp, force):        # changed since check_out: put it back
             _exchange(tmp, target)
-            raise OutputError(f"{given}: changed while the run was writing and is no longer "
-                              "a tickprop output; left as it is")
+            raise OutputError(f"{given}: {_CHANGED}")
         files.unmark_folder(target)
         files.remove_tree(tmp, mark=True)
         return
-    raise OutputError(f"{given}: other runs kept replacing it; try again")
+    raise OutputError(f"{given}: {_CROWDED}")
 
 
 def _install_with_backup(tmp, target, force, given):
-    """Without an exchange: old -> backup, new -> name, delete backup. Until the
-    second rename only the backup holds the old output; manifest.clean_stale restores it
-    if this process dies there."""
+    """Without an exchange: old -> backup, new -> name, delete backup."""
     parent, base = os.path.split(target)
     backups = []
     try:
@@ -323,8 +281,7 @@ def _install_with_backup(tmp, target, force, given):
                 if not _replaceable(backup, force):
                     _rename(backup, target)
                     backups.pop()
-                    raise OutputError(f"{given}: changed while the run was writing and is no "
-                                      "longer a tickprop output; left as it is")
+                    raise OutputError(f"{given}: {_CHANGED}")
             try:
                 _rename(tmp, target)
             except OSError as exc:
@@ -333,7 +290,7 @@ def _install_with_backup(tmp, target, force, given):
                 raise
             break
         else:
-            raise OutputError(f"{given}: other runs kept replacing it; try again")
+            raise OutputError(f"{given}: {_CROWDED}")
     except BaseException:
         if backups and not os.path.lexists(target):
             with contextlib.suppress(OSError):
@@ -345,14 +302,12 @@ def _install_with_backup(tmp, target, force, given):
 
 
 def _rename(src, dst):
-    """os.rename, named so tests can stop a process between the two renames."""
+    """os.rename, named so tests can stop between the two renames."""
     os.rename(src, dst)
 
 
 # renameat2(2): Linux >= 3.15; glibc >= 2.28 has the wrapper, else the raw syscall.
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-
-
 _SYSCALL_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276,
                       "ppc64le": 357, "ppc64": 357, "s390x": 347, "riscv64": 276}
 
@@ -386,9 +341,8 @@ _RENAMEAT2 = _load_renameat2()
 
 
 def _exchange(a, b):
-    """Swap the names ``a`` and ``b`` in one step. True if swapped; False where
-    this system or file system cannot (the caller falls back); other failures
-    raise OSError (FileNotFoundError if either name is missing)."""
+    """Swap the names ``a`` and ``b`` in one step: True if swapped, False where
+    this system cannot; other failures raise OSError."""
     if _RENAMEAT2 is None:
         return False
     if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
@@ -398,5 +352,3 @@ def _exchange(a, b):
         return False
     raise OSError(err, os.strerror(err), a, None, b)
 
-
-__all__ = ["default_out", "check_out", "write_folder", "claim_folder", "claimed"]

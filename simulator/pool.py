@@ -1,23 +1,13 @@
-"""A pool of worker processes for independent jobs that a dead worker cannot spoil.
-
-``concurrent.futures.ProcessPoolExecutor`` breaks as a whole when one worker
-dies (every pending job then fails with BrokenProcessPool), waits for running
-jobs on Ctrl-C, and leaves its workers running when the parent is killed. This
-pool gives each worker one job at a time over its own pipe, so the parent
-always knows which job a worker holds:
-
-- a worker that dies (``os._exit``, a signal, the OOM killer) fails only the
-  job it held (its message says the worker died and how); a fresh worker takes its
-  place and the other jobs go on;
-- a job given a timeout that runs past it fails, its worker is killed and a
-  fresh one takes its place;
-- leaving ``run_jobs`` in any way (return, exception, KeyboardInterrupt)
-  terminates and reaps every worker at once, without waiting for their jobs;
-- workers ignore SIGINT (the parent decides what Ctrl-C means) and die with
-  their parent: PR_SET_PDEATHSIG on Linux, and everywhere a watchdog thread
-  that exits the worker when its parent process changes.
+"""A pool of worker processes for independent jobs that a dead worker cannot
+spoil (``ProcessPoolExecutor`` breaks as a whole when one worker dies, waits
+for running jobs on Ctrl-C and outlives a killed parent). Each worker holds
+one job at a time over its own pipe: a worker that dies or runs past its job's
+timeout fails only that job and is replaced; leaving ``run_jobs`` in any way
+terminates every worker at once; workers ignore SIGINT and die with their
+parent (PR_SET_PDEATHSIG on Linux, and a watchdog thread everywhere).
 """
 import collections
+import contextlib
 import ctypes
 import multiprocessing
 import multiprocessing.connection
@@ -32,22 +22,12 @@ WATCH_PARENT_S = 0.5      # how often a worker checks that its parent lives
 TERMINATE_GRACE_S = 1.0   # SIGTERM, then SIGKILL after this long
 
 
-def _context(fresh=False):
-    """fork where the platform has it (cheap, and workers see the parent's
-    modules as they are), spawn elsewhere or when ``fresh``: a CUDA context
-    does not survive fork, so workers that use the GPU start as new processes."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods and not fresh else "spawn")
-
-
 def _die_with_parent(parent_pid):
     """Make this worker exit when the process that started it goes away."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
     if os.getppid() != parent_pid:      # the parent died before prctl took effect
         os._exit(1)
 
@@ -71,8 +51,6 @@ def _worker(conn, parent_pid, func, initializer):
             message = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:
-            return
         index, args = message
         try:
             reply = (index, True, func(*args))
@@ -92,7 +70,7 @@ class _Slot:
         child.close()
         self.job, self.deadline = None, None
 
-    def give(self, index, args, timeout=None):
+    def give(self, index, args, timeout):
         self.job = index
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.conn.send((index, args))
@@ -105,25 +83,19 @@ class _Slot:
         return f"worker process {self.process.pid} died ({how}) while running this point"
 
 
-def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False, timeouts=None,
-             timed_out=None):
-    """Call ``func(*args)`` for every ``args`` in ``jobs`` in ``workers``
-    processes, at most one job per worker at a time, and call
-    ``on_result(index, ok, value)`` in the parent as each job ends: ``ok`` True
-    with func's return value, or False with a one-line message (func's
-    exception, or "worker process N died (...)" when the worker process itself
-    died, in which case only that job fails and a new worker replaces it). Returns when every job
-    has ended; on any exit, including KeyboardInterrupt or an exception raised
-    by ``on_result``, every worker is terminated before this returns. ``fresh``
-    starts the workers as new processes (spawn) instead of forks: ``func`` and
-    ``initializer`` must then be importable module-level functions.
-    ``timeouts`` (seconds per job, None entries for none) bounds each job from
-    when its worker gets it: past it the worker is killed and the job fails
-    with ``timed_out(seconds)`` (default: "ran past its timeout of N s")."""
-    ctx = _context(fresh)
+def run_jobs(func, jobs, workers, on_result, timeouts, timed_out, initializer=None,
+             fresh=False):
+    """``func(*args)`` for every ``args`` in ``jobs`` in ``workers`` processes;
+    ``on_result(index, ok, value)`` in the parent as each ends: True and the
+    value, or False and one line (func's exception, "worker process N died
+    (...)", or ``timed_out(seconds)`` past the job's ``timeouts`` entry, if any).
+    Every worker is terminated before this returns or raises. ``fresh``: spawn
+    instead of fork (``func`` and ``initializer`` must be importable)."""
+    # fork where there is one (cheap); spawn with ``fresh``: CUDA does not survive fork.
+    fork = "fork" in multiprocessing.get_all_start_methods() and not fresh
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
     pending = collections.deque(enumerate(jobs))
-    timeouts = list(timeouts) if timeouts is not None else [None] * len(jobs)
-    timed_out = timed_out or (lambda seconds: f"ran past its timeout of {seconds:g} s")
+    timeouts = list(timeouts)
     slots = []
     try:
         while pending or any(s.job is not None for s in slots):
@@ -149,10 +121,8 @@ def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False, time
             for slot in [s for s in busy if s.job is not None]:
                 reply = None
                 if slot.conn in ready:
-                    try:
+                    with contextlib.suppress(EOFError, OSError):
                         reply = slot.conn.recv()
-                    except (EOFError, OSError):
-                        reply = None
                 if reply is not None:
                     slot.job = None
                     on_result(*reply)
@@ -166,15 +136,14 @@ def run_jobs(func, jobs, workers, on_result, initializer=None, fresh=False, time
 
 
 def _past_deadline(busy, ready):
-    """The busy slots whose job passed its deadline without a reply or a death."""
+    """The busy slots past their deadline without a reply or a death."""
     now = time.monotonic()
     return [s for s in busy if s.deadline is not None and now >= s.deadline
             and s.conn not in ready and s.process.sentinel not in ready]
 
 
 def _stop(slots):
-    """Terminate every worker now (they hold no files: the parent writes), then
-    kill the ones still there after a short grace, and reap them all."""
+    """Terminate every worker (they hold no files), kill those left after a grace, reap all."""
     for slot in slots:
         if slot.process.is_alive():
             slot.process.terminate()
@@ -186,5 +155,3 @@ def _stop(slots):
             slot.process.join()
         slot.conn.close()
 
-
-__all__ = ["run_jobs"]

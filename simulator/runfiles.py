@@ -1,17 +1,14 @@
-"""The files of a run folder, each read (``simulator.safe_read``: never a hang,
-never a pickle, never more than the memory budget) and its layout checked
-here once -- its arrays, their shapes, dtypes and the values the drawing code
-indexes with -- so ``tickprop render``, ``tickprop view`` and the notebook's
-``Trace.load`` see the same file or the same ``ReadError``: run.json,
-trace.npz and the other results of each kind (results.json, relaxation.npz,
-training.npz, wave.npz, locking.npz). A ``tick`` of strings, a missing
-array, a shape that disagrees with ``sizes`` is damage, said in one line.
+"""The files of a run folder (run.json, trace.npz and each kind's results), each
+read through simulator.safe_read and its layout checked here once (arrays,
+shapes, dtypes, the values drawing code indexes with), so render, view and
+``Trace.load`` see the same file or the same one-line ``ReadError``.
 """
 import os
 
 import numpy as np
 
 from .safe_read import REAL, TEXT, ReadError, read_json, read_npz, shown
+
 
 def _damaged(name, what):
     return ReadError(f"{name}: damaged ({what}); re-run the scene to write it again")
@@ -46,9 +43,8 @@ def _want_increasing(name, arrays, key):
 
 
 def _read_archive(folder, file, required, text=(), numbers=None):
-    """(arrays of ``folder``/``file`` as read_npz reads them, the name errors
-    give it), the arrays named in ``numbers`` (None: all) checked to hold
-    numbers where they are there."""
+    """(arrays of ``folder``/``file``, its name in errors); those in ``numbers``
+    (None: all) must hold numbers."""
     path = os.path.join(os.fspath(folder), file)
     arrays, name = read_npz(path, required, text=text), shown(path)
     for key in arrays if numbers is None else numbers:
@@ -68,18 +64,13 @@ VERTEX_KEYS = ("vertex_names", "vertex_kinds", "vertex_levels", "vertex_bwd", "v
 
 
 def trace_shapes(arrays):
-    """Expected shape of every per-row array a trace must (or may) hold, from
-    its own ``sizes`` and ``tick``; the metrics are optional (absent when
-    record.metrics = false), as are the graph tags' newest frames."""
+    """{key: shape} of every per-row array a trace may hold, from its ``sizes`` and ``tick``."""
     L, T = len(arrays["sizes"]) - 1, len(arrays["tick"])
-    want = {"sizes": (L + 1,), "tick": (T,), "stream_frame": (T,),
-            "x_norm": (T, L + 1), "delta_norm": (T, L + 1)}
-    for key in TAG_KEYS:
-        want["tag_" + key] = (T, L + 1)
-    for key in METRIC_KEYS:
-        want[key] = (T, L)
-    for key in ("input", "supervision", "output", "pair"):
-        want[f"tag_{key}_hi"] = (T, L + 1)
+    row = (T, L + 1)
+    want = {"sizes": (L + 1,), "tick": (T,), "stream_frame": (T,), "x_norm": row,
+            "delta_norm": row, **{"tag_" + k: row for k in TAG_KEYS}}
+    want.update(dict.fromkeys(METRIC_KEYS, (T, L)))
+    want.update({f"tag_{k}_hi": row for k in ("input", "supervision", "output", "pair")})
     return want
 
 
@@ -88,12 +79,9 @@ REQUIRED_ARRAYS = ("sizes", "tick", "stream_frame", "x_norm", "delta_norm") + tu
 
 
 def check_trace(name, arrays):
-    """Refuse a trace (trace.npz's arrays, named ``name`` in errors) that the
-    renderers and the viewer could not draw: a missing array, a wrong shape
-    or dtype (numbers where numbers are expected, integers for ticks, tags
-    and indices), no recorded tick, ticks not increasing, a layer width below
-    1, state arrays that do not match their layers, graph vertices whose
-    levels or edges point outside the graph."""
+    """Refuse trace.npz's ``arrays`` (``name`` in errors) if render or view could
+    not draw them: a missing array, a wrong shape or dtype, no tick, ticks not
+    increasing, a width below 1, states or vertices out of range."""
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
         raise _damaged(name, f"missing arrays {', '.join(missing)}")
@@ -132,9 +120,8 @@ def check_trace(name, arrays):
 
 
 def _check_states(name, arrays):
-    """The recorded neuron states: (rows, layers, batch, width) of the layers
-    in ``state_layers`` at the ticks in ``state_tick``, at least one sample
-    and as wide as the widest recorded layer."""
+    """state_x, state_delta: (len(state_tick), len(state_layers), batch ≥ 1,
+    width ≥ the widest recorded layer)."""
     keys = ("state_x", "state_delta", "state_tick", "state_layers")
     present = [k for k in keys if k in arrays]
     if not present:
@@ -164,9 +151,8 @@ def _check_states(name, arrays):
 
 
 def _check_vertices(name, arrays):
-    """A graph trace's vertices: names, levels and synchronization flags for
-    every vertex, levels and distances to the output in 0..L, edges (parent,
-    child) between vertices."""
+    """A graph trace's vertices: names, levels and sync flags for each, levels and
+    bwd in 0..L, edges (parent, child) between vertices."""
     given = [k for k in VERTEX_KEYS + ("vertex_edges",) if k in arrays]
     if not given:
         return
@@ -192,8 +178,7 @@ def _check_vertices(name, arrays):
 
 
 def read_trace(folder):
-    """The checked arrays of ``folder``/trace.npz (check_trace), its stored
-    ``schema`` entry left out."""
+    """The checked arrays of ``folder``/trace.npz, but its ``schema``."""
     arrays, name = _read_archive(folder, "trace.npz", (), TRACE_TEXT, numbers=())
     arrays.pop("schema", None)
     check_trace(name, arrays)
@@ -201,10 +186,8 @@ def read_trace(folder):
 
 
 def read_run_meta(folder):
-    """run.json of a run folder as a dict, checked where readers index it
-    (``name``, ``kind`` and ``scene.description`` text, ``scene`` and its
-    sections tables, ``pictures`` a list of file names). A folder that does
-    not exist, has no run.json, or a damaged one is one ReadError."""
+    """run.json of the run ``folder`` as a dict, checked where readers index it;
+    no such folder, no run.json or a damaged one is one ReadError."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise ReadError(f"{folder}: no such run folder")
@@ -233,9 +216,8 @@ def read_run_meta(folder):
 
 
 def read_relaxation(folder):
-    """relaxation.npz of an ar_converge run: errors, predicted, changes (and
-    norms) of one shape (η_x values, relaxation ticks, layers ≥ 2), eta_x one
-    value per η_x; ticks and layers, when there, one per tick and layer."""
+    """relaxation.npz of an ar_converge run: errors, predicted, changes (norms) of
+    shape (η_x values, ticks, layers ≥ 2); eta_x, ticks and layers along them."""
     arrays, name = _read_archive(folder, "relaxation.npz",
                                  ("errors", "predicted", "changes", "eta_x"), ("variant",),
                                  ("errors", "predicted", "changes", "norms", "eta_x"))
@@ -259,9 +241,8 @@ def read_relaxation(folder):
 
 
 def read_training(folder):
-    """training.npz of an ar_train run: ``steps`` (at least one evaluation)
-    and, per model (backprop first), ``test_<name>`` and ``train_<name>``
-    accuracies (seeds × evaluations)."""
+    """training.npz of an ar_train run: ``steps`` (≥ 1) and per model
+    ``test_<name>``, ``train_<name>`` accuracies (seeds × steps)."""
     arrays, name = _read_archive(folder, "training.npz",
                                  ("steps", "test_backprop", "train_backprop"))
     _want_shape(name, arrays, "steps", (None,))
@@ -281,8 +262,8 @@ def read_training(folder):
 
 
 def read_wave(folder):
-    """wave.npz of a pc_wave run: ‖ε‖ ``by_level`` (ticks, levels) and
-    ``by_vertex`` (ticks, vertices), ``levels`` of every vertex in 0..levels-1."""
+    """wave.npz of a pc_wave run: ‖ε‖ ``by_level`` (ticks, levels), ``by_vertex``
+    (ticks, vertices), each vertex's ``levels``."""
     arrays, name = _read_archive(folder, "wave.npz", ("by_level", "by_vertex", "levels"),
                                  numbers=("by_level", "by_vertex"))
     by_level = arrays["by_level"]
@@ -310,10 +291,8 @@ def read_locking(folder):
 
 
 def read_results(folder):
-    """results.json of a train run: ``curves`` {rule: curve}, each curve's
-    ``tick``, ``accuracy`` and ``loss`` lists of numbers (null for none) of
-    one length (at least one evaluation), ``angles`` (and ``grad_angles``)
-    one list of numbers per evaluation, ``diverged`` true or false."""
+    """results.json of a train run: ``curves`` {rule: curve}, each checked by
+    _check_curve."""
     path = os.path.join(os.fspath(folder), "results.json")
     results = read_json(path, dict)
     name = shown(path)
@@ -326,7 +305,7 @@ def read_results(folder):
 
 
 def _numbers(value):
-    """``value`` as a float array if it is a list of numbers (null: NaN), else None."""
+    """``value`` as floats if it is a list of numbers (null: NaN), else None."""
     if not isinstance(value, list) or not all(
             v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
             for v in value):
@@ -335,6 +314,9 @@ def _numbers(value):
 
 
 def _check_curve(name, rule, c):
+    """``tick``, ``accuracy``, ``loss``: non-empty lists of numbers (null: none) of
+    one length; ``angles`` (``grad_angles``): a list of numbers per
+    evaluation; ``diverged`` a bool; ``error`` text."""
     if not isinstance(c, dict):
         raise _damaged(name, f"curve {rule!r} is not a table")
     n = None
@@ -344,9 +326,7 @@ def _check_curve(name, rule, c):
             raise _damaged(name, f"curve {rule!r}: '{key}' must be a non-empty list of numbers "
                                  "as long as 'tick'")
         n = len(values)
-    for key in ("angles", "grad_angles"):
-        if key not in c and key == "grad_angles":
-            continue
+    for key in ["angles"] + (["grad_angles"] if "grad_angles" in c else []):
         rows = c.get(key)
         if not isinstance(rows, list) or len(rows) != n or any(_numbers(r) is None
                                                                  for r in rows):
@@ -357,7 +337,3 @@ def _check_curve(name, rule, c):
     if not isinstance(c.get("error", ""), str):
         raise _damaged(name, f"curve {rule!r}: 'error' must be text")
 
-
-__all__ = ["read_trace", "check_trace", "read_run_meta", "read_relaxation", "read_training",
-           "read_wave", "read_locking", "read_results", "TAG_KEYS", "METRIC_KEYS",
-           "REQUIRED_ARRAYS", "trace_shapes"]

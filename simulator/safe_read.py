@@ -1,25 +1,11 @@
-"""Every saved file tickprop reads is opened through here: run.json, trace.npz
-and the other results of each kind (through ``simulator.runfiles``, which
-checks their layouts), the manifest, a sweep's point files, and the gzipped
-data files of simulator.datasets.
-
-A damaged or hostile file is one ``ReadError`` (a SimulatorError: one
-``error:`` line) naming the file and what is wrong, never a traceback and
-never a hang:
-
-- only regular files are read: a FIFO, a device or a socket is refused
-  without blocking (opened with O_NONBLOCK, checked with fstat);
-- a JSON file larger than ``MAX_JSON_BYTES``, nested deeper than
-  ``MAX_JSON_DEPTH`` (RecursionError) or too big for memory (MemoryError) is
-  refused, and its top level must be of the expected type;
-- an .npz archive is checked before anything is inflated: every member's
-  .npy header (shape × dtype itemsize) must agree with the size the archive
-  declares for it, and the sum must fit ``read_budget()`` -- so a small file
-  that would inflate to GiB is refused, not a MemoryError -- object arrays
-  are refused (no pickle, ever) and strings are accepted only where text is
-  expected.
-
-The ground floor: this module imports numpy and simulator.errors only.
+"""Every saved file tickprop reads is opened through here (run.json and the
+results through simulator.runfiles, the manifest, point files, datasets). A
+damaged or hostile file is one ``ReadError`` naming it, never a traceback or a
+hang: only regular files are read (a FIFO or device is refused without
+blocking); JSON is bounded in bytes and depth; an .npz archive's .npy headers
+are checked against the sizes it declares and their total against
+``read_budget()`` before anything is inflated, and never unpickled.
+Ground floor: numpy and simulator.errors only.
 """
 import contextlib
 import gzip
@@ -39,23 +25,15 @@ try:                    # not on every platform (Windows has no address-space li
 except ImportError:     # pragma: no cover
     resource = None
 
-# A saved JSON file larger than this is not one tickprop wrote (a run.json is a
-# few KiB; results.json holds a few curves).
-MAX_JSON_BYTES = 64 * 2**20
-# run.json and results.json are a few levels deep; deeper is hostile.
-MAX_JSON_DEPTH = 64
-# trace.npz holds a few dozen arrays.
-MAX_MEMBERS = 4096
+MAX_JSON_BYTES = 64 * 2**20     # a run.json is a few KiB: larger is not tickprop's
+MAX_JSON_DEPTH = 64             # run.json and results.json are a few levels deep
+MAX_MEMBERS = 4096              # trace.npz holds a few dozen arrays
 MAX_HEADER_BYTES = 10000        # numpy's own limit for a trusted .npy header
-# The arrays of one file may take at most this fraction of the memory the
-# process can still allocate (read_budget): drawing needs copies beside them.
-# (Not the run's own record.memory_budget: run.json is as open to damage as
-# the archive it would vouch for, and the machine reading may be smaller.)
+# The arrays of one file may take this fraction of the memory the process can
+# still allocate (drawing needs copies beside them); not the run's own
+# record.memory_budget: run.json is as open to damage as the archive.
 BUDGET_FRACTION = 0.5
-# Bytes the arrays of one file may take; None: BUDGET_FRACTION of
-# available_memory() at the time of reading. Tests set it.
-READ_BUDGET = None
-# Where the kernel tells what memory is left (Linux; elsewhere only what is found).
+READ_BUDGET = None              # bytes for the arrays of one file; None: as above (tests set it)
 MEMINFO = "/proc/meminfo"
 STATM = "/proc/self/statm"
 CGROUP = "/sys/fs/cgroup"
@@ -71,8 +49,7 @@ class ReadError(SimulatorError):
 
 
 def shown(path):
-    """The name errors give ``path``: the file a symlink points to (a render
-    draws in a scratch folder of links to the run's files), else ``path``."""
+    """The name errors give ``path``: the file a symlink points to, else ``path``."""
     path = os.fspath(path)
     return os.path.realpath(path) if os.path.islink(path) else path
 
@@ -84,10 +61,8 @@ def _format_bytes(n):
         n /= 1024
 
 
-# ------------------------------------------------------------------- memory
 def _read_number(path, field=None):
-    """An integer from a /proc or /sys file (``field``: the line starting with
-    it, in kiB as /proc/meminfo gives it), or None where there is none."""
+    """An integer from a /proc or /sys file (``field``: that line's, kiB -> bytes), or None."""
     try:
         with open(path) as f:
             text = f.read()
@@ -104,8 +79,7 @@ def _read_number(path, field=None):
 
 
 def _address_space_headroom():
-    """Bytes the address-space and data limits (RLIMIT_AS, RLIMIT_DATA) leave
-    above what the process maps now; None where there is no such limit."""
+    """Bytes RLIMIT_AS and RLIMIT_DATA leave above what the process maps; None if unlimited."""
     if resource is None:
         return None
     pages = _read_number(STATM)
@@ -127,9 +101,8 @@ def _cgroup_headroom():
 
 
 def available_memory():
-    """Bytes this process can still allocate: the least of the system's
-    available memory (MemAvailable), the headroom under its cgroup's memory
-    limit and under its address-space limits (ulimit -v)."""
+    """Bytes this process can still allocate: the least of MemAvailable and the
+    headroom under its cgroup's limit and its address-space limits (ulimit -v)."""
     found = [_read_number(MEMINFO, "MemAvailable"), _cgroup_headroom(),
              _address_space_headroom()]
     if found[0] is None and hasattr(os, "sysconf"):
@@ -140,20 +113,15 @@ def available_memory():
 
 
 def read_budget():
-    """Bytes the arrays of one saved file may take once read: READ_BUDGET if
-    set, else BUDGET_FRACTION of available_memory()."""
-    if READ_BUDGET is not None:
-        return int(READ_BUDGET)
-    return int(available_memory() * BUDGET_FRACTION)
+    """Bytes the arrays of one saved file may take: READ_BUDGET, else
+    BUDGET_FRACTION of available_memory()."""
+    return int(READ_BUDGET if READ_BUDGET is not None else available_memory() * BUDGET_FRACTION)
 
 
-# -------------------------------------------------------------- plain files
 def open_regular(path, follow_links=True):
-    """Open ``path`` for reading in binary, refusing anything but a regular
-    file without ever blocking (a FIFO is opened with O_NONBLOCK and refused
-    after fstat); with ``follow_links`` False a symbolic link is refused too
-    (O_NOFOLLOW: what tickprop checks as its own is never a link). Returns
-    (file object, size in bytes)."""
+    """(binary file object, size) of the regular file ``path``, anything else
+    refused without blocking (O_NONBLOCK, then fstat); without
+    ``follow_links`` a symbolic link is refused too (O_NOFOLLOW)."""
     path = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
@@ -178,35 +146,28 @@ def open_regular(path, follow_links=True):
 
 
 def _refuse_special(path, mode):
-    if stat.S_ISREG(mode):
-        return
-    what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise ReadError(f"{shown(path)}: is {what}, not a file tickprop wrote; tickprop reads "
-                    "only regular files")
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise ReadError(f"{shown(path)}: is {what}, not a file tickprop wrote; tickprop reads "
+                        "only regular files")
 
 
 def read_head(path, size, follow_links=True):
-    """The first ``size`` bytes of the regular file ``path`` (all of it if
-    shorter); refused as open_regular refuses, a read error a ReadError."""
-    f, _ = open_regular(path, follow_links)
-    with f:
-        try:
-            return f.read(size)
-        except OSError as exc:
-            raise ReadError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
+    """The first ``size`` bytes of the regular file ``path`` (as open_regular refuses)."""
+    return _read_bytes(path, size, follow_links, head=True)
 
 
-def _read_bytes(path, limit, follow_links=True):
-    """The bytes of regular file ``path``, refused past ``limit`` bytes; read
-    at the file's own size (a buffer of ``limit`` bytes could be a
-    MemoryError under an address-space limit)."""
+def _read_bytes(path, limit, follow_links=True, head=False):
+    """The bytes of the regular file ``path``, refused past ``limit`` (``head``: cut
+    there); read at the file's own size (a ``limit``-byte buffer could be a
+    MemoryError)."""
     f, size = open_regular(path, follow_links)
     with f:
-        if size > limit:
+        if size > limit and not head:
             raise ReadError(f"{shown(path)}: {_format_bytes(size)}, larger than any file "
                             f"tickprop writes there ({_format_bytes(limit)} at most)")
         try:
-            data = f.read(size + 1)
+            data = f.read(limit if head else size + 1)
         except OSError as exc:
             raise ReadError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
     if len(data) > limit:
@@ -216,7 +177,7 @@ def _read_bytes(path, limit, follow_links=True):
 
 
 def _depth(value):
-    """Nesting depth of a parsed JSON value (lists and objects), iteratively."""
+    """Nesting depth of a parsed JSON value, iteratively."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, d = stack.pop()
@@ -232,11 +193,9 @@ _TYPE_NAMES = {dict: "a JSON object", list: "a JSON array"}
 
 
 def read_json(path, top=dict, limit=MAX_JSON_BYTES, follow_links=True):
-    """The parsed content of the saved JSON file ``path``, whose top level
-    must be of type ``top``. Missing, not a regular file (a link too, without
-    ``follow_links``), over ``limit`` bytes, not UTF-8 JSON, nested deeper
-    than MAX_JSON_DEPTH or too big for memory is one ReadError naming the
-    file."""
+    """The parsed JSON file ``path``, its top level of type ``top``; missing,
+    not a regular file, over ``limit`` bytes, not UTF-8 JSON, nested deeper
+    than MAX_JSON_DEPTH or too big for memory is one ReadError."""
     data = _read_bytes(path, limit, follow_links)
     name = shown(path)
     if not data.strip():
@@ -261,18 +220,14 @@ def read_json(path, top=dict, limit=MAX_JSON_BYTES, follow_links=True):
 
 
 def read_gzip(path, limit):
-    """The decompressed bytes of the gzip file ``path``, inflated in steps so
-    that a small file that would inflate past ``limit`` bytes is one
-    ReadError, not a MemoryError."""
+    """The decompressed bytes of the gzip file ``path``, inflated in steps: past
+    ``limit`` bytes it is one ReadError, not a MemoryError."""
     f, _ = open_regular(path)
     name = shown(path)
     parts, total = [], 0
     try:
         with f, gzip.GzipFile(fileobj=f) as z:
-            while True:
-                part = z.read(2**20)
-                if not part:
-                    break
+            while part := z.read(2**20):
                 total += len(part)
                 if total > limit:
                     raise ReadError(f"{name}: inflates to more than {_format_bytes(limit)}; "
@@ -285,16 +240,14 @@ def read_gzip(path, limit):
     return b"".join(parts)
 
 
-# ---------------------------------------------------------------- archives
 NUMBERS = "biuf"            # dtype kinds of numeric arrays (bool, ints, floats)
 REAL = "iuf"                # dtype kinds of arrays of values (not flags)
 TEXT = "US"                 # dtype kinds of text arrays
 
 
 def _member_header(zf, info, name):
-    """(key, shape, dtype) of one .npy member, from its header alone; a header
-    that is not numpy's, or that disagrees with the member's declared size,
-    is damage."""
+    """(key, dtype) of one .npy member from its header, which must agree with
+    the member's declared size."""
     if not info.filename.endswith(".npy"):
         raise ReadError(f"{name}: damaged or not a tickprop result (member "
                         f"{info.filename!r} is not an array)")
@@ -302,12 +255,11 @@ def _member_header(zf, info, name):
     try:
         with zf.open(info) as fp:
             version = npy.read_magic(fp)
-            if version == (1, 0):
-                shape, _, dtype = npy.read_array_header_1_0(fp, max_header_size=MAX_HEADER_BYTES)
-            elif version == (2, 0):
-                shape, _, dtype = npy.read_array_header_2_0(fp, max_header_size=MAX_HEADER_BYTES)
-            else:
+            read = {(1, 0): npy.read_array_header_1_0,
+                    (2, 0): npy.read_array_header_2_0}.get(version)
+            if read is None:
                 raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = read(fp, max_header_size=MAX_HEADER_BYTES)
             header = fp.tell()
     except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, RuntimeError,
             SyntaxError, TypeError, RecursionError, MemoryError) as exc:
@@ -325,16 +277,14 @@ def _member_header(zf, info, name):
         raise ReadError(f"{name}: damaged (array {key!r}: its header declares shape "
                         f"{tuple(shape)} of {dtype} ({_format_bytes(count * dtype.itemsize)}) "
                         f"but the archive holds {_format_bytes(info.file_size - header)})")
-    return key, tuple(int(n) for n in shape), dtype
+    return key, dtype
 
 
 def read_npz(path, required=(), text=(), budget=None):
-    """{name: array} of the saved .npz archive ``path``. Before anything is
-    inflated every member's header is checked against its declared size and
-    the total against ``budget`` (default read_budget()); arrays other than
-    those named in ``text`` must hold numbers (no pickled objects, ever); the
-    names in ``required`` must be there. Anything wrong is one ReadError
-    naming the file."""
+    """{name: array} of the .npz archive ``path``, its headers checked before
+    anything is inflated (total within ``budget``, default read_budget());
+    arrays not named in ``text`` hold numbers; those in ``required`` must be
+    there. Anything wrong is one ReadError naming the file."""
     f, size = open_regular(path)
     name = shown(path)
     with f:
@@ -353,7 +303,7 @@ def read_npz(path, required=(), text=(), budget=None):
 
 
 def _budget_words(budget):
-    """How an error names the budget of a read: where it comes from."""
+    """How an error names the budget of a read."""
     if READ_BUDGET is None:
         return (f"the {_format_bytes(budget)} this process may use now (a fraction "
                 f"{BUDGET_FRACTION:g} of the memory available)")
@@ -367,23 +317,23 @@ def _read_members(zf, name, required, text, budget):
                         "dozen)")
     headers = {}
     for info in infos:
-        key, shape, dtype = _member_header(zf, info, name)
+        key, dtype = _member_header(zf, info, name)
         if key in headers:
             raise ReadError(f"{name}: damaged (array {key!r} stored twice)")
         if dtype.kind in TEXT and key not in text:
             raise ReadError(f"{name}: damaged (array {key!r} holds text ({dtype}); expected "
                             "numbers)")
-        headers[key] = (info, shape, dtype)
+        headers[key] = info
     missing = [k for k in required if k not in headers]
     if missing:
         raise ReadError(f"{name}: damaged or not a tickprop result (no {', '.join(missing)})")
-    total = sum(info.file_size for info, _, _ in headers.values())
+    total = sum(info.file_size for info in headers.values())
     if total > budget:
         raise ReadError(f"{name}: its arrays take {_format_bytes(total)} once read, more than "
                         f"{_budget_words(budget)}; free memory or read it on a larger "
                         "machine")
     arrays = {}
-    for key, (info, shape, dtype) in headers.items():
+    for key, info in headers.items():
         try:
             with zf.open(info) as fp:
                 arrays[key] = npy.read_array(fp, allow_pickle=False,
@@ -396,6 +346,3 @@ def _read_members(zf, name, required, text, budget):
             raise ReadError(f"{name}: damaged (array {key!r}: {str(exc)[:160]})") from None
     return arrays
 
-
-__all__ = ["ReadError", "read_json", "read_head", "read_npz", "read_gzip", "open_regular",
-           "available_memory", "read_budget", "shown"]

@@ -1,15 +1,10 @@
 """How many BLAS threads a run uses, chosen once per process and reported.
 
-A tick's matrix products are small: a second BLAS thread helps a large
-network on a quiet machine (about 1.75× at width 1024, batch 64) but costs
-×10 and more when the cores are already busy, because BLAS threads spin
-waiting for each other. So ``choose`` takes one thread per process when
-several processes share the machine (sweep workers), when the machine is
-busy (the 1-minute load average is at least half the cores this process may
-use), and otherwise as many as this process may use (at most MAX_AUTO).
-``run.threads`` / ``--threads N`` set it by hand. ``apply`` sets the limit
-through threadpoolctl (environment variables only act before numpy loads);
-``report`` says what was used, for run.json.
+A tick's matrix products are small: a second BLAS thread helps a large network
+on a quiet machine (about 1.75× at width 1024, batch 64) but costs ×10 and more
+on busy cores, where BLAS threads spin waiting for each other. So ``choose``
+takes one thread when several processes share the machine or it is busy, else
+the usable cores (at most MAX_AUTO); ``run.threads`` / ``--threads N`` set it.
 """
 import os
 
@@ -32,9 +27,8 @@ def usable_cores():
 
 
 def choose(requested=0, workers=1, load=None, cores=None):
-    """(threads, why): ``requested`` > 0 wins; else one per process for
-    ``workers`` > 1 or a busy machine (``load`` ≥ cores / 2), else the usable
-    cores up to MAX_AUTO. ``load`` and ``cores`` default to this machine's."""
+    """(threads, why): ``requested`` > 0 wins; else 1 for ``workers`` > 1 or a
+    busy machine (``load`` ≥ cores / 2), else the usable cores up to MAX_AUTO."""
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
         raise SimulatorError(f"threads: expected an integer >= 0 (0 = automatic), "
                              f"got {requested!r}")
@@ -51,22 +45,19 @@ def choose(requested=0, workers=1, load=None, cores=None):
 
 
 def apply(threads):
-    """Limit every BLAS library numpy (and cupy's host side) loaded to ``threads``."""
+    """Limit every BLAS library loaded to ``threads`` (threadpoolctl: environment
+    variables act only before numpy loads)."""
     global _LIMITER
     _LIMITER = threadpool_limits(limits=int(threads), user_api="blas")
-    return threads
 
 
 def one_blas_thread():
-    """A context manager holding BLAS to one thread while it lasts: for work
-    that runs its own threads (a train scene's rules side by side), so the
-    cores are not oversubscribed."""
+    """A context manager holding BLAS to one thread, for work running its own threads."""
     return threadpool_limits(limits=1, user_api="blas")
 
 
 def report(threads, why):
-    """What run.json records: the threads asked for, why, and per BLAS library
-    loaded its name, version and the threads it now uses."""
+    """What run.json records: the threads, why, and each BLAS library's threads."""
     libs = [{"library": i.get("internal_api"), "version": i.get("version"),
              "threads": i.get("num_threads")}
             for i in threadpool_info() if i.get("user_api") == "blas"]
@@ -74,25 +65,23 @@ def report(threads, why):
 
 
 def worker():
-    """Mark this process as one of a sweep's workers (one BLAS thread each;
-    ``setup`` then keeps it at one unless a scene asks otherwise)."""
+    """Mark this process as a sweep's worker: one BLAS thread unless a scene asks."""
     global _WORKER
     _WORKER = True
     apply(1)
 
 
 def own_threads():
-    """Threads for work that runs its own Python threads, one BLAS thread each
-    (a train scene's rules side by side): what run.threads / --threads asked
-    for, 1 in a sweep worker, else the usable cores up to MAX_AUTO. There is
-    no load test: waiting Python threads sleep, where idle BLAS threads spin."""
+    """Python threads for work that runs its own (one BLAS thread each): what
+    --threads asked, 1 in a sweep worker, else the usable cores up to MAX_AUTO
+    (no load test: waiting Python threads sleep, idle BLAS threads spin)."""
     if _REQUESTED:
         return _REQUESTED
     return 1 if _WORKER else max(1, min(usable_cores(), MAX_AUTO))
 
 
 def setup(requested=0):
-    """Choose, apply and report in one call (every run's entry, kinds.run_scene)."""
+    """Choose, apply and report (every run's entry, kinds.run_scene)."""
     global _REQUESTED
     _REQUESTED = requested if isinstance(requested, int) and not isinstance(requested, bool) \
         else 0
@@ -100,6 +89,3 @@ def setup(requested=0):
     apply(threads)
     return report(threads, why)
 
-
-__all__ = ["MAX_AUTO", "apply", "choose", "one_blas_thread", "own_threads", "report",
-           "setup", "usable_cores", "worker"]
