@@ -200,8 +200,7 @@ class WaveAnimator(IndexedFigure):
                     label.set_fontweight("bold")
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
-        draw_panel(self.raster, rgb, (0, T), L, steps=steps, ticks=row_ticks(self.trace),
-                   rows=self.rows, strip=False)
+        draw_panel(self.raster, rgb, (0, T), self.rows, steps, row_ticks(self.trace), strip=False)
         note = step_note(steps)
         self.raster.set_xlabel(f"tick (raster coloured by {color}{'; ' + note if note else ''})",
                                fontsize=small)
