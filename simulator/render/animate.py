@@ -1,27 +1,13 @@
 """The wave GIF: one frame per tick (or every k), looping.
 
-Each frame shows the network as columns of neurons (layer l = column l; red
-fill = |x|, blue = |δ|, purple where both waves are present, the palette of the
-raster; a colour key says so and what a saturated shade means), above each
-column l ≥ 1 the two stream frames that g[l] = δ[l] x[l−1]ᵀ pairs (red: the
-frame of the x it takes from layer l − 1, the trace's ``tag_pair``; blue: the
-frame of δ[l]'s target) boxed in amber where they are the same frame, ls
-outlined in amber, live per-layer mismatch bars (cosine of g against
-backprop's gradient) and a cursor moving over the whole-run raster.
-
-Everything scales with the GIF's size (``indexed.size_scale``; the default
-size draws text at 8 pt and up).
-
-Speed: matplotlib draws the static figure (axes, labels, raster, legend) once
-(``indexed.IndexedFigure``). Every frame is then composed in numpy from that
-background: the neuron picture is painted through precomputed pixel maps,
-bars and cursor as filled rectangles, tags and the title from glyphs rendered
-once, as indices into one fixed palette, so the encoder only stores the
-pixels that changed between frames.
-
-A graph trace draws its vertices as the columns, in the raster's row order
-(``rows.picture_rows``: by level, named under the mismatch bars), and outlines
-its synchronization set (``vertex_sync``) instead of ls.
+A frame shows the network as columns of neurons (layer l = column l, or a
+graph's vertices by level; red |x|, blue |δ|, purple both, with a colour key),
+above each column l ≥ 1 the two stream frames g[l] = δ[l] x[l−1]ᵀ pairs (red:
+the x's ``tag_pair``, blue: δ[l]'s target; boxed in amber when the same), ls
+or the sync set outlined in amber, per-layer mismatch bars (cos of g against
+backprop) and a cursor over the whole-run raster. The static figure is drawn
+once (``indexed.IndexedFigure``); each frame is painted over it in numpy as
+palette indices, through pixel maps and glyphs rendered once.
 """
 import numpy as np
 from matplotlib.patches import Patch
@@ -45,11 +31,9 @@ def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
 
 
 class NeuronStates:
-    """Per-neuron levels for the network panel, from the recorded states
-    (batch element 0) or, when no states were recorded, one block per layer
-    from the norms. Scales are per layer and fixed for the whole run. The
-    states are read through views of the trace's arrays (no copy of a long
-    run's states); a frame takes |x| and |δ| of its own row."""
+    """Per-neuron levels for the network panel: the recorded states of batch
+    element 0 (read through views, never copied whole) or, without states, one
+    block per layer from the norms; scales per layer, fixed for the run."""
 
     def __init__(self, trace):
         self.trace = trace
@@ -91,10 +75,9 @@ class NeuronStates:
 
 
 def _layer_scale(a):
-    """Per-layer colour scale of |x| or |δ| over the run (``a``: states
-    (rows, layers, neurons)): the 95th percentile, so a few outliers do not
-    wash the typical neuron out (larger values saturate). One layer at a
-    time, so a long run's states are never copied whole."""
+    """Per-layer colour scale of states ``a`` (rows, layers, neurons): the 95th
+    percentile of |a| > 0, so outliers saturate instead of washing the rest
+    out. One layer at a time, so a long run's states are never copied whole."""
     out = np.zeros(a.shape[1])
     for j in range(a.shape[1]):
         row = np.abs(a[:, j]).ravel()
@@ -104,16 +87,10 @@ def _layer_scale(a):
 
 
 def paired_tags(trace):
-    """(x frames, δ frames), each (T, n) stream-frame indices (−1: none): column
-    v ≥ 1 holds the frame of the x that g[v] pairs with (the trace's
-    ``tag_pair``: x of layer v − 1 under local pairing, a graph vertex's oldest
-    input) and the supervision frame of δ[v]'s target where the backward wave
-    is drawn; column 0 (the input, no g) holds −1 in both."""
-    if "tag_pair" in trace:
-        pair = np.array(trace["tag_pair"], copy=True)
-    else:                                   # an older chain trace: local pairing
-        pair = np.full_like(trace["tag_input"], -1)
-        pair[:, 1:] = trace["tag_input"][:, :-1]
+    """(x frames, δ frames), each (T, n) stream-frame indices (−1: none): of
+    the x that g[v] pairs with (``tag_pair``) and of δ[v]'s target where the
+    backward wave is drawn; column 0 (the input, no g) holds −1 in both."""
+    pair = np.array(trace["tag_pair"], copy=True)
     bwd = presence(trace)[1]
     sup = np.where(bwd & (trace["tag_supervision"] >= 0), trace["tag_supervision"], -1)
     pair[:, 0] = -1
@@ -134,19 +111,17 @@ class WaveAnimator(IndexedFigure):
         # Tags are shown as stream frames, the numbering the tag colouring uses.
         self.tag_x, self.tag_d = paired_tags(trace)
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
-        self.font = FONT
         self._build_figure(size, color)
         self._index_background()
-        self.glyphs = glyphs_for(self.font - 0.5, self.dpi)
-        self.title_glyphs = glyphs_for(self.font + 2, self.dpi)
+        self.title_glyphs = glyphs_for(FONT + 2, self.dpi)
         self._pixel_maps()
         self.ink = {name: self.palette.index_float(c) for name, c in (
             ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", palette.from_hex(palette.LS_COLOUR)))}
 
-    # ------------------------------------------------------------ static figure
     def _build_figure(self, size, color):
         fig = self._start(size)
-        small = self.font - 1
+        self.glyphs = glyphs_for(FONT - 0.5, self.dpi)          # the tags' font
+        small = FONT - 1
         graph = self.rows.graph
         # A graph names its vertices: room under the bars and left of the raster.
         grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.25), height_ratios=(2.2, 1.0),
@@ -170,13 +145,13 @@ class WaveAnimator(IndexedFigure):
             label = "neurons"
         net.set_ylabel(label, fontsize=small)
         # The two tag rows above the network: what column l shows of g[l]'s pairing.
-        x_row, d_row = self.tag_baselines()
+        x_row, d_row = self._tag_baselines()
         x0 = net.get_position().x0
         for row, text, colour in ((x_row, "x[input]" if graph else "x[l−1]", palette.RED),
                                   (d_row, "δ[v]" if graph else "δ[l]", palette.BLUE)):
             fig.text(x0 - 0.005, 1.0 - row / self.height, text, ha="right", va="baseline",
                      fontsize=small, color=colour)
-        fig.text(x0, 1.0 - (d_row - 1.45 * self._tag_px()) / self.height,
+        fig.text(x0, 1.0 - (d_row - 1.45 * self.glyphs.px) / self.height,
                  "frames g pairs (amber box: the same frame)", ha="left", va="baseline",
                  fontsize=small, color="#333333")
         bars = self.bars_ax
@@ -194,7 +169,7 @@ class WaveAnimator(IndexedFigure):
             bars.set_xticklabels([str(n) for n in np.asarray(self.trace["vertex_names"])
                                   [self.rows.order]], rotation=35, ha="right", fontsize=small)
             bars.set_xlabel("")
-            for label, p in zip(bars.get_xticklabels(), range(L + 1)):
+            for p, label in enumerate(bars.get_xticklabels()):
                 if p in self.rows.sync:
                     label.set_color(palette.LS_COLOUR)
                     label.set_fontweight("bold")
@@ -210,21 +185,16 @@ class WaveAnimator(IndexedFigure):
             text.set_fontsize(small)
         self._key(small)
 
-    def _tag_px(self):
-        """Pixel size of the tag font."""
-        return (self.font - 0.5) * self.dpi / 72.0
-
-    def tag_baselines(self):
+    def _tag_baselines(self):
         """Pixel rows (from the top) of the baselines of the x tags (just above
         the network panel) and of the δ tags (one line higher)."""
         top = self.height * (1.0 - self.net.get_position().y1)
-        x_row = top - 0.4 * self._tag_px()
-        return x_row, x_row - 1.35 * self._tag_px()
+        x_row = top - 0.4 * self.glyphs.px
+        return x_row, x_row - 1.35 * self.glyphs.px
 
     def _key(self, small):
-        """The colour key of the neuron grid (and raster) above the raster: a
-        shade ramp per wave, red |x|, blue |δ|, purple both, lighter to stronger,
-        full shade at the layer's scale and beyond; and what amber outlines."""
+        """The colour key above the raster: a shade ramp per wave (red |x|, blue
+        |δ|, purple both), full at the layer's scale; and what amber outlines."""
         box = self.raster.get_position()
         levels = np.concatenate([[0.0], np.linspace(palette.FLOOR, 1.0, 24)])
         zero = np.zeros_like(levels)
@@ -257,7 +227,6 @@ class WaveAnimator(IndexedFigure):
                         fontsize=small, frameon=False, handlelength=1.2, borderaxespad=0.0,
                         borderpad=0.0)
 
-    # ------------------------------------------------------------- pixel maps
     def _pixel_maps(self):
         L, rows = self.depth, self.states.rows
         self.net_box, xs, ys = self._pixel_grid(self.net, L + 0.5, rows - 0.5)
@@ -266,29 +235,32 @@ class WaveAnimator(IndexedFigure):
         self.ls_cols = [self._col_range(self.net, l - 0.5, l + 0.5) for l in self.rows.sync]
         self.bar_cols = [self._col_range(self.bars_ax, l - 0.35, l + 0.35) for l in range(1, L + 1)]
         self.bar_zero = self._to_pixel(self.bars_ax, 0, 0.0)[1]
-        self.bar_unit = self._to_pixel(self.bars_ax, 0, 0.0)[1] - self._to_pixel(self.bars_ax, 0, 1.0)[1]
+        self.bar_unit = self.bar_zero - self._to_pixel(self.bars_ax, 0, 1.0)[1]
         T = len(self.trace["tick"])
         _, rt = self._to_pixel(self.raster, 0, L + 0.5)
         _, rb = self._to_pixel(self.raster, 0, -0.5)
         self.raster_rows = (int(np.ceil(rt)), int(np.floor(rb)))
         self.raster_x = [self._to_pixel(self.raster, t, 0)[0] for t in (0, max(T - 1, 1))]
         # Glyph boxes' bottom rows: x tags just above the panel, δ tags one row higher.
+        baseline = self._tag_baselines()
         below = self.glyphs.height - self.glyphs.base_row
-        self.tag_baseline = self.tag_baselines()
-        self.tag_row = [row + below for row in self.tag_baseline]
-        self.tag_columns = [(p, self._to_pixel(self.net, p, 0)[0]) for p in self._tag_layers()]
-        self.tag_columns_x = {int(self.rows.order[p]): x for p, x in self.tag_columns}
-
-    def _tag_layers(self):
-        """Picture columns whose tags are written: all of them if the widest tag
-        fits its column, else every k-th counted from the synchronization set, so
-        ls always shows its pair and neighbours never overlap."""
-        L = self.depth
+        self.tag_row = [row + below for row in baseline]
         spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
-        widest = str(int(max(self.tag_x.max(), self.tag_d.max(), 0)))
-        width = self.glyphs.mask(widest)[1] + 6
+        widest = self.glyphs.mask(str(int(max(self.tag_x.max(), self.tag_d.max(), 0))))[1]
+        # {trace column: pixel column} of the labelled columns, in picture order
+        self.tag_columns = {int(self.rows.order[p]): self._to_pixel(self.net, p, 0)[0]
+                            for p in self._tag_layers(spacing, widest)}
+        half = min(0.5 * widest + 2, 0.5 * spacing - 1)
+        self.tag_span = (int(round(baseline[1] - 0.95 * self.glyphs.px)),
+                         int(round(baseline[0] + 0.3 * self.glyphs.px)), half)
+
+    def _tag_layers(self, spacing, widest):
+        """Picture columns whose tags are written: all if the widest tag fits its
+        column, else every k-th counted from the sync set, so ls always shows its
+        pair and neighbours never overlap."""
+        L = self.depth
         # A deep network has columns narrower than a pixel: divide by the true spacing.
-        step = max(int(np.ceil(width / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
+        step = max(int(np.ceil((widest + 6) / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
         anchor = self.rows.sync[0] if self.rows.sync else 0
         shown = set(range(anchor % step, L + 1, step))
         for p in self.rows.sync:                       # a second ls row (even L) or set member
@@ -299,13 +271,10 @@ class WaveAnimator(IndexedFigure):
         return sorted(shown)
 
     def _col_range(self, ax, x0, x1):
-        a, _ = self._to_pixel(ax, x0, 0)
-        b, _ = self._to_pixel(ax, x1, 0)
-        return int(np.round(a)), int(np.round(b))
+        return tuple(int(np.round(self._to_pixel(ax, x, 0)[0])) for x in (x0, x1))
 
     def neuron_pixel(self, layer, neuron):
-        """(column, row) of the pixel at the centre of a neuron's cell in a frame;
-        ``layer`` is the trace's column (a graph's vertex index in model order)."""
+        """(column, row) of the centre of a neuron's cell (``layer``: trace column)."""
         x, y = self._to_pixel(self.net, self.rows.position(layer), neuron)
         return int(x), int(y)
 
@@ -315,36 +284,19 @@ class WaveAnimator(IndexedFigure):
         return self._cursor_column(t), (top + bottom) // 2
 
     def tag_box(self, layer):
-        """(top, bottom, left, right) pixel box of the tag pair written above
-        trace column ``layer`` (None when its column is not labelled): the amber
-        outline of a synchronized pair is drawn on its edges."""
-        p = self.rows.position(layer)
-        for q, x in self.tag_columns:
-            if q == p:
-                half = self._pair_half_width()
-                px = self._tag_px()
-                top = int(round(self.tag_baseline[1] - 0.95 * px))
-                bottom = int(round(self.tag_baseline[0] + 0.3 * px))
-                return top, bottom, int(round(x - half)), int(round(x + half))
-        return None
-
-    def _pair_half_width(self):
-        widest = str(int(max(self.tag_x.max(), self.tag_d.max(), 0)))
-        spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
-        return min(0.5 * self.glyphs.mask(widest)[1] + 2, 0.5 * spacing - 1)
+        """(top, bottom, left, right) pixels of the tag pair above trace column
+        ``layer`` (None when it is not labelled), where its amber box goes."""
+        if layer not in self.tag_columns:
+            return None
+        top, bottom, half = self.tag_span
+        x = self.tag_columns[layer]
+        return top, bottom, int(round(x - half)), int(round(x + half))
 
     def _cursor_column(self, t):
         x0, x1 = self.raster_x
         T1 = max(len(self.trace["tick"]) - 1, 1)
         return int(round(x0 + (x1 - x0) * t / T1))
 
-    # ----------------------------------------------------------------- frames
-    def shown_tags(self, t):
-        """{trace column: (x frame, δ frame)} written above the network at row
-        ``t`` (−1: none): the pair of stream frames g forms at that column."""
-        return {int(self.rows.order[p]): (int(self.tag_x[t, self.rows.order[p]]),
-                                          int(self.tag_d[t, self.rows.order[p]]))
-                for p, _ in self.tag_columns if self.rows.order[p] != 0}
     def indices(self, t):
         """The frame for tick ``t`` as palette indices (height, width) uint8."""
         t = int(t)
@@ -393,12 +345,14 @@ class WaveAnimator(IndexedFigure):
     def _paint_tags(self, frame, t):
         """Above each labelled column v ≥ 1: the frame of the x g[v] pairs (red,
         lower) and of δ[v]'s target (blue, upper), boxed in amber when equal."""
-        red, blue = palette.RED, palette.BLUE
-        for v, (fx, fd) in self.shown_tags(t).items():
-            x = self.tag_columns_x[v]
-            self._paint_text(frame, self.glyphs, _tag_text(fx), x, self.tag_row[0], red, "center")
-            self._paint_text(frame, self.glyphs, _tag_text(fd), x, self.tag_row[1], blue,
-                             "center")
+        for v, x in self.tag_columns.items():
+            if v == 0:
+                continue
+            fx, fd = int(self.tag_x[t, v]), int(self.tag_d[t, v])
+            for tag, row, ink in ((fx, self.tag_row[0], palette.RED),
+                                  (fd, self.tag_row[1], palette.BLUE)):
+                self._paint_text(frame, self.glyphs, str(tag) if tag >= 0 else "·", x, row, ink,
+                                 "center")
             if fx >= 0 and fx == fd:
                 top, bottom, left, right = self.tag_box(v)
                 w = max(1, int(round(1.6 * self.scale)))
@@ -413,9 +367,6 @@ def _layer_ticks(depth):
     # Three-digit layer numbers need twice the room of short ones.
     step = max(1, int(np.ceil((depth + 1) / (12 if depth < 100 else 6))))
     return list(range(0, depth + 1, step))
-
-def _tag_text(tag):
-    return str(int(tag)) if tag >= 0 else "·"
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
