@@ -1,14 +1,9 @@
-"""Indexed-colour GIF frames composed in numpy, for every GIF tickprop draws
-(the wave GIF of ``animate``, the level waves of ``levels``, the locking
-schedule): the size and frame-count rules, one fixed palette of at most 256
-colours with a lookup table from RGB, glyphs rendered once, and
-``IndexedFigure``, a static matplotlib figure drawn once over which frames are
-painted as palette indices.
-
-Everything scales with the GIF's size: a figure is drawn at a resolution of
-DPI × ``size_scale(size)``, so fonts, lines and margins grow with the picture.
-Frames are built directly as indices into the one palette (a GIF frame holds
-256 colours), so the encoder neither quantizes per frame nor flickers.
+"""Indexed-colour GIF frames composed in numpy, for every GIF tickprop draws:
+the size and frame-count rules, one fixed palette of at most 256 colours with
+a lookup table from RGB, glyphs rendered once, and ``IndexedFigure``, a static
+matplotlib figure drawn once (at DPI × ``size_scale``, so text grows with the
+picture) over which frames are painted as palette indices, so the encoder
+neither quantizes per frame nor flickers.
 """
 import functools
 
@@ -37,12 +32,6 @@ CURSOR = np.array([0.07, 0.07, 0.07])
 DEFAULT_SIZE = (720, 400)     # GIF width and height in pixels
 GLYPH_ORIGIN = 2              # pixels left of a glyph in its mask
 FONT = 9                      # points at the default size (tags and labels one less)
-
-def size_scale(size):
-    """How much larger than DEFAULT_SIZE a (width, height) GIF is drawn: the
-    smaller of the two ratios, so the layout of the default fits any size."""
-    w, h = check_size(size)
-    return min(w / DEFAULT_SIZE[0], h / DEFAULT_SIZE[1])
 
 
 def check_size(size):
@@ -79,22 +68,23 @@ def gif_duration(fps=DEFAULT_FPS):
     return 1000.0 / min(fps, MAX_FPS)
 
 
+def _nearest(rgb, pal):
+    """Index of the nearest of the colours ``pal`` for each row of ``rgb``
+    (float32), as |c − p|² = |c|² − 2 c·p + |p|²: one matrix product."""
+    return ((rgb ** 2).sum(1)[:, None] - 2.0 * rgb @ pal.T + (pal ** 2).sum(1)[None, :]).argmin(1)
+
 
 class IndexedPalette:
-    """At most 256 colours and a 32³ lookup table from RGB to the nearest one.
-
-    The colours are the wave colours on a 10 × 10 grid of levels (so neurons and
-    raster cells keep their meaning), the inks used for text and marks blended
-    with white (anti-aliased edges), greys, and whatever else the static
-    background needs, chosen by Pillow's quantizer from that background."""
+    """At most 256 colours and a 32³ lookup table from RGB to the nearest one:
+    the wave colours on a 10 × 10 grid of levels, the inks blended with white
+    (anti-aliased edges), greys, and what else the static background needs,
+    chosen by Pillow's quantizer from it."""
 
     def __init__(self, background_rgb):
         fixed = self._fixed()
-        free = PALETTE_COLOURS - len(fixed)
-        extra = self._adaptive(background_rgb, free)
-        colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
-        self.colours = colours
-        self.lut = self._lookup(colours)
+        extra = self._adaptive(background_rgb, PALETTE_COLOURS - len(fixed))
+        self.colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
+        self.lut = self._lookup(self.colours)
 
     @staticmethod
     def _fixed():
@@ -124,13 +114,10 @@ class IndexedPalette:
         grid = (np.arange(32) * 8 + 4).astype(np.float32)
         cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
         pal = colours.astype(np.float32)
-        p2 = (pal ** 2).sum(1)[None, :]
         lut = np.empty(len(cube), dtype=np.uint8)
-        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product per block of the cube
-        # (the whole cube's distances would take 33 MB, several times over).
+        # by blocks: the whole cube's distances would take 33 MB, several times over
         for a in range(0, len(cube), LUT_BLOCK):
-            c = cube[a:a + LUT_BLOCK]
-            lut[a:a + LUT_BLOCK] = ((c ** 2).sum(1)[:, None] - 2.0 * c @ pal.T + p2).argmin(axis=1)
+            lut[a:a + LUT_BLOCK] = _nearest(cube[a:a + LUT_BLOCK], pal)
         return lut.reshape(32, 32, 32)
 
     def index_exact(self, rgb):
@@ -141,9 +128,8 @@ class IndexedPalette:
         keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
         unique, inverse = np.unique(keys, return_inverse=True)
         u = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float32)
-        pal = self.colours.astype(np.float32)
-        dist = (u ** 2).sum(1)[:, None] - 2.0 * u @ pal.T + (pal ** 2).sum(1)[None, :]
-        return dist.argmin(axis=1).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:-1])
+        nearest = _nearest(u, self.colours.astype(np.float32)).astype(np.uint8)
+        return nearest[inverse.ravel()].reshape(rgb.shape[:-1])
 
     def index(self, rgb):
         """Palette indices (uint8) for uint8 RGB (..., 3), through the lookup table."""
@@ -163,13 +149,12 @@ class Glyphs:
         self.px = fontsize * dpi / 72.0
         self.height = int(np.ceil(1.5 * self.px)) + 2
         self.base_row = int(np.ceil(1.15 * self.px))       # baseline, rows from the top
-        side = 4 * self.height
-        self.fig = Figure(figsize=(side / dpi, side / dpi), dpi=dpi)
-        self.canvas = FigureCanvasAgg(self.fig)
-        self.side = side
+        self.side = side = 4 * self.height
+        fig = Figure(figsize=(side / dpi, side / dpi), dpi=dpi)
+        self.canvas = FigureCanvasAgg(fig)
         bottom = self.height - 1 - self.base_row
-        self.text = self.fig.text(GLYPH_ORIGIN / side, (bottom + 0.5) / side, "", fontsize=fontsize,
-                                  color="black", va="baseline", ha="left")
+        self.text = fig.text(GLYPH_ORIGIN / side, (bottom + 0.5) / side, "", fontsize=fontsize,
+                             color="black", va="baseline", ha="left")
         self.cache = {}
 
     def glyph(self, ch):
@@ -215,13 +200,12 @@ class IndexedFigure:
     ``_start`` and ``_index_background`` and composes a frame in ``indices``."""
 
     def _start(self, size):
-        """The empty figure of ``size`` = (width, height) pixels, at DPI ×
-        size_scale(size) dots per inch."""
+        """The empty figure of ``size`` = (width, height) pixels at DPI × scale
+        dots per inch, scale the smaller ratio to DEFAULT_SIZE: the default's
+        layout in points at every size, so text grows with the picture."""
         self.width, self.height = check_size(size)
-        self.scale = size_scale(size)
+        self.scale = min(self.width / DEFAULT_SIZE[0], self.height / DEFAULT_SIZE[1])
         self.dpi = DPI * self.scale
-        # The figure is w/dpi × h/dpi inches at dpi = DPI × scale: the same layout
-        # in points at every size, so text grows with the picture.
         self.fig = Figure(figsize=((self.width + 0.01) / self.dpi,
                                    (self.height + 0.01) / self.dpi), dpi=self.dpi)
         self.canvas = FigureCanvasAgg(self.fig)
@@ -265,14 +249,6 @@ class IndexedFigure:
         is the pixel row of the glyph box's bottom edge. Over a one-colour
         background (where the tags and the title sit) the blended patch depends
         only on the text, so it is made once and pasted afterwards."""
-        box, patch, ink = self._text_patch(glyphs, text, x, bottom_row, colour, anchor)
-        if box is None:
-            return
-        r0, r1, c0, c1 = box
-        region = frame[r0:r1, c0:c1]
-        region[ink] = patch[ink]
-
-    def _text_patch(self, glyphs, text, x, bottom_row, colour, anchor):
         mask, width = glyphs.mask(text)
         # Glyphs are drawn GLYPH_ORIGIN pixels into their masks.
         left = int(round(x - GLYPH_ORIGIN
@@ -282,17 +258,19 @@ class IndexedFigure:
         r0, c0 = max(top, 0), max(left, 0)
         r1, c1 = min(top + h, self.height), min(left + w, self.width)
         if r1 <= r0 or c1 <= c0:
-            return None, None, None
+            return
         under = self.background[r0:r1, c0:c1]
         uniform = bool((under == under.flat[0]).all())
         key = (id(glyphs), text, tuple(np.round(colour, 4)), int(under.flat[0]),
                r0 - top, c0 - left, r1 - r0, c1 - c0)
         if uniform and key in self._text_cache:
-            return (r0, r1, c0, c1), *self._text_cache[key]
-        a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
-        below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
-        patch = self.palette.index_float(below * (1.0 - a) + np.asarray(colour) * a)
-        ink = a[..., 0] > 0.02
-        if uniform:
-            self._text_cache[key] = (patch, ink)
-        return (r0, r1, c0, c1), patch, ink
+            patch, ink = self._text_cache[key]
+        else:
+            a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
+            below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
+            patch = self.palette.index_float(below * (1.0 - a) + np.asarray(colour) * a)
+            ink = a[..., 0] > 0.02
+            if uniform:
+                self._text_cache[key] = (patch, ink)
+        region = frame[r0:r1, c0:c1]
+        region[ink] = patch[ink]
