@@ -1,37 +1,8 @@
-"""A run's saved results as the viewer's payload: one compact JSON document.
-
-The payload is what view.html draws; it is built from the saved arrays only
-(never simulating) and is the same for a run folder and for a Trace in a
-notebook. Every array is stored little-endian and base64-encoded as
-``{"dtype": "f8"|"f4"|"i4"|"u1", "shape": [...], "b64": "..."}``: per-cell
-values (norms, mismatch, errors) keep float64, so the page shows exactly what
-the run saved; neuron states are float32 (what a float32 run records anyway).
-
-Layout of the payload::
-
-    {"format": 1, "kind": "diffusion" | "ar_converge" | "pc_wave",
-     "name", "title", "tick_label", "ticks": [tick of each viewer frame],
-     "notes": [what was left out, said on the page], "default_view": 0,
-     "views": [{"label", "row_label", "rows": [{"name", "column", "level",
-                "sync", "identity"}] (bottom row first), "sync_label",
-                "edges": [[parent row, child row, level gap]],
-                "raster": {"mode": "waves"} | {"mode": "magnitude",
-                           "field", "label"},
-                "fields": {name: array (frames, rows)}, "field_labels",
-                "tags": {name: array (frames, rows)}, "tag_labels",
-                "wave": array u1 (frames, rows): bit 0 forward frame
-                        present (x carries a frame), bit 1 δ ≠ 0, bit 2
-                        g pairs x and δ of one stream frame,
-                "bars": {"field", "label", "lo", "hi", "log"},
-                "states": {"x", "delta": f4 (frames, rows, neurons),
-                           "index": [[neuron of the layer per column]],
-                           "sample", "batch"} or null}]}
-
-A diffusion trace holds one view (layers, or a graph's vertices ordered by
-level); an ar_converge run one view per relaxation rate η_x; a pc_wave run a
-view per level and one per vertex. A trace longer than ``MAX_FRAMES`` rows,
-or whose neuron states would exceed ``MAX_STATE_VALUES``, is decimated (every
-k-th recorded tick, evenly spaced neurons) and a note says so.
+"""A run's saved results as the viewer's payload: one compact JSON document,
+built from the saved arrays only, the same for a run folder and a notebook's
+Trace; arrays are base64 records (``encode``). Its layout is in
+docs/design/view_data.md. Long traces and wide layers are decimated (every
+k-th tick, evenly spaced neurons) within MAX_FRAMES and MAX_STATE_VALUES.
 """
 import base64
 import os
@@ -87,10 +58,9 @@ def neuron_index(size, limit):
 
 # --------------------------------------------------------------- run folders
 def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
-    """The payload of a saved run folder (run.json plus trace.npz,
-    relaxation.npz or wave.npz), for the kinds in VIEWABLE; anything else, a
-    missing or damaged file, is one SimulatorError naming it. The files are
-    read and checked by simulator.runfiles, as ``tickprop render`` reads them."""
+    """The payload of a saved run folder (run.json plus trace.npz, relaxation.npz
+    or wave.npz, read by simulator.runfiles) of a kind in VIEWABLE; anything
+    else, a missing or damaged file, is one SimulatorError naming it."""
     folder = os.fspath(folder)
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
@@ -104,21 +74,22 @@ def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
                          f"shows {', '.join(VIEWABLE)} runs")
 
 
-def _description(meta):
+def _scene(meta):
     scene = meta.get("scene") if isinstance(meta, dict) else None
-    return str(scene.get("description", "")) if isinstance(scene, dict) else ""
+    return scene if isinstance(scene, dict) else {}
 
 
-def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=None):
+def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=""):
+    """The document around ``views``; ``title`` when the scene has no description."""
+    title = str(_scene(meta).get("description", "")) or title
+    meta = meta if isinstance(meta, dict) else {}
     return {"format": FORMAT, "kind": kind, "name": str(meta.get("name", "") or kind),
-            "title": title or _description(meta), "tick_label": tick_label,
+            "title": title, "tick_label": tick_label,
             "ticks": [int(t) for t in ticks], "notes": notes, "views": views,
             "default_view": int(default_view)}
 
 
 # ----------------------------------------------------------------- diffusion
-# mismatch_cos/mismatch_rel are absent from a run recorded without metrics
-# (record.metrics = false) and show as NaN
 TAG_LABELS = {"input": "x carries frame (input tag)",
               "supervision": "δ's supervision frame",
               "output": "δ's output-activity frame",
@@ -128,10 +99,9 @@ FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "
 
 
 def diffusion_rows(trace):
-    """Rows of a diffusion trace, bottom first: layers 0..L with ls (Eq. 6 of
-    Betti & Gori; the two closest layers for even L), or a graph's vertices
-    ordered by level (ties in model order) with its synchronization set.
-    Returns (rows, sync label, edges [parent row, child row, level gap])."""
+    """(rows bottom first, sync label, edges [parent row, child row, level gap]):
+    layers 0..L with ls (Eq. 6; the two closest layers for even L), or a graph's
+    vertices by level (ties in model order) with its synchronization set."""
     n = len(trace["sizes"])
     if "vertex_names" not in trace:
         sync = set(synchronized_layers(n - 1))
@@ -149,19 +119,15 @@ def diffusion_rows(trace):
     rows = [{"name": names[v], "label": f"{names[v]} ({levels[v]})", "column": v,
              "level": levels[v], "sync": bool(flags[v]), "identity": names[v].startswith("_id_")}
             for v in order]
-    edges = []
-    if "vertex_edges" in trace:
-        for p, c in np.asarray(trace["vertex_edges"]).reshape(-1, 2):
-            edges.append([position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]])
-    return rows, "sync set", edges
+    pairs = np.asarray(trace["vertex_edges"]).reshape(-1, 2) if "vertex_edges" in trace else []
+    return rows, "sync set", [[position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]]
+                              for p, c in pairs]
 
 
 def wave_cells(trace):
     """(T, columns) u1: bit 0 where x carries a frame (input tag ≥ 0), bit 1
-    where δ is non-zero (finite, ≠ 0) -- the backward wave as the paper draws
-    it, present from the first supervised tick, before any forward frame
-    reaches the output -- and bit 2 where g pairs x and δ of the same stream
-    frame (Eq. 6's synchronization: at ls only, for a new frame every tick)."""
+    where δ is finite and ≠ 0 (from the first supervised tick, as the paper
+    draws it), bit 2 where g pairs x and δ of one stream frame (``synchronized``)."""
     fwd = np.asarray(trace["tag_input"]) >= 0
     d = np.asarray(trace["delta_norm"], dtype=float)
     bwd = np.isfinite(d) & (d != 0)
@@ -192,7 +158,6 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     """The payload of a diffusion Trace (or any mapping with its arrays) and
     its run.json content ``meta`` (default ``trace.meta``)."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
-    meta = meta if isinstance(meta, dict) else {}
     rows, sync_label, edges = diffusion_rows(trace)
     cols = np.array([r["column"] for r in rows])
     T, n = np.asarray(trace["x_norm"]).shape
@@ -202,8 +167,9 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     if len(ticks) > 1 and ticks[1] - ticks[0] > 1:
         notes.append(f"The run recorded every {_ordinal(int(ticks[1] - ticks[0]))} tick "
                      "(record.every).")
-    states, k, nmax = None, frame_step(T, max_frames), 0
-    if "state_x" in trace and "state_layers" in trace:
+    k, nmax = frame_step(T, max_frames), 0
+    has_states = "state_x" in trace and "state_layers" in trace
+    if has_states:
         sizes = np.asarray(trace["sizes"])
         recorded = [int(l) for l in np.asarray(trace["state_layers"])]
         widest = max(int(sizes[c]) for c in recorded) if recorded else 0
@@ -218,27 +184,22 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     if k > 1:
         notes.append(f"The trace is too long to embed whole: showing every {_ordinal(k)} "
                      f"recorded tick ({len(frames)} of {T}).")
-    mismatch = {}
-    for key in ("mismatch_cos", "mismatch_rel"):
+    pick = np.ix_(frames, cols)
+    fields = {key: np.asarray(trace[key], dtype=float)[pick] for key in ("x_norm", "delta_norm")}
+    for key in ("mismatch_cos", "mismatch_rel"):      # absent without record.metrics: NaN
         full = np.full((T, n), np.nan)
         if key in trace:
             full[:, 1:] = np.asarray(trace[key], dtype=float)
-        mismatch[key] = full
-    pick = np.ix_(frames, cols)
-    fields = {"x_norm": np.asarray(trace["x_norm"], dtype=float)[pick],
-              "delta_norm": np.asarray(trace["delta_norm"], dtype=float)[pick],
-              **{key: a[pick] for key, a in mismatch.items()}}
-    tag_keys = list(TAG_LABELS)
-    tags = {key: np.asarray(trace["tag_" + key])[pick] for key in tag_keys}
+        fields[key] = full[pick]
+    tags = {key: np.asarray(trace["tag_" + key])[pick] for key in TAG_LABELS}
     tag_labels = dict(TAG_LABELS)
     if "tag_input_hi" in trace:            # a graph vertex may mix frames: newest too
         for key in ("input", "supervision", "pair"):
             if "tag_" + key + "_hi" in trace:
                 tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
                 tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
-    if "state_x" in trace and "state_layers" in trace:
-        states = _states(trace, frames, rows, nmax, notes)
-    else:
+    states = _states(trace, frames, rows, nmax, notes) if has_states else None
+    if not has_states:
         notes.append("No neuron states recorded (record.states = false): the neuron strips "
                      "are empty.")
     view = {"label": "vertices by level" if "vertex_names" in trace else "layers",
@@ -258,8 +219,7 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
 
 def _states(trace, frames, rows, nmax, notes):
     """x and δ of sample 0 at the viewer frames, (frames, rows, nmax) float32
-    NaN-padded (δ of the input, which has none, NaN too), and which neuron
-    each column is."""
+    NaN-padded (the input's δ too), and which neuron each column is."""
     sx, sd = np.asarray(trace["state_x"]), np.asarray(trace["state_delta"])
     layers = [int(l) for l in np.asarray(trace["state_layers"])]
     sizes = np.asarray(trace["sizes"])
@@ -321,7 +281,6 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     """The payload of an ar_converge run (relaxation.npz): per η_x, the
     relaxation wave ‖x_l(t) − x_l(t−1)‖ per layer (raster) and the relative
     error to the fixed point per layer (bars)."""
-    meta = meta if isinstance(meta, dict) else {}
     errors = np.asarray(arrays["errors"], dtype=float)
     changes = np.asarray(arrays["changes"], dtype=float)
     norms = np.asarray(arrays["norms"], dtype=float) if "norms" in arrays else None
@@ -345,8 +304,7 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
         views.append(_norms_view(f"η_x = {eta[e]:g}", "layer", rows, fields, labels,
                                  "changes", "errors"))
     variant = str(arrays["variant"]) if "variant" in arrays else ""
-    title = _description(meta) or (f"Activation Relaxation ({variant})" if variant
-                                   else "Activation Relaxation")
+    title = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
     default = int(np.argmin(np.abs(eta - WAVE_ETA))) if E else 0
     return _payload("ar_converge", meta, "relaxation tick", ticks[frames], notes, views,
                     default, title)
@@ -356,7 +314,6 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
 def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output,
     level 0, on top) and per vertex (ordered by level) against inference tick."""
-    meta = meta if isinstance(meta, dict) else {}
     by_level = np.asarray(arrays["by_level"], dtype=float)
     by_vertex = np.asarray(arrays["by_vertex"], dtype=float)
     levels = [int(v) for v in np.asarray(arrays["levels"]).reshape(-1)]
@@ -377,13 +334,7 @@ def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
         cols = [r["column"] for r in rows]
         views.append(_norms_view(label, row_label, rows, {"eps": a[np.ix_(frames, cols)]},
                                  {"eps": "‖ε‖"}, "eps", "eps"))
-    scene = meta.get("scene") if isinstance(meta.get("scene"), dict) else {}
-    wave = scene.get("wave") if isinstance(scene.get("wave"), dict) else {}
-    title = _description(meta) or (f"{str(wave.get('method', 'PC')).upper()} error wave, "
-                                   f"{wave.get('architecture', '')}")
+    wave = _scene(meta).get("wave")
+    wave = wave if isinstance(wave, dict) else {}
+    title = f"{str(wave.get('method', 'PC')).upper()} error wave, {wave.get('architecture', '')}"
     return _payload("pc_wave", meta, "inference tick", frames, notes, views, 0, title)
-
-
-__all__ = ["run_payload", "diffusion_payload", "relaxation_payload", "pc_payload", "encode",
-           "decode", "frame_step", "neuron_index", "wave_cells", "diffusion_rows", "VIEWABLE",
-           "MAX_FRAMES", "MAX_NEURONS", "MAX_STATE_VALUES"]
