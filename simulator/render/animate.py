@@ -39,26 +39,22 @@ class NeuronStates:
         self.trace = trace
         self.depth = trace.depth
         self.fwd, self.bwd = presence(trace)
-        if "state_x" in trace and len(trace["state_tick"]):
-            self.has_states = True
+        self.has_states = "state_x" in trace and len(trace["state_tick"]) > 0
+        if self.has_states:
             self.state_tick = np.asarray(trace["state_tick"])
             self.layers = np.asarray(trace["state_layers"])
             self.rows = int(min(MAX_NEURONS, np.max(trace["sizes"])))
             self.x = trace["state_x"][:, :, 0, :self.rows]
             self.d = trace["state_delta"][:, :, 0, :self.rows]
-            self.xs = _layer_scale(self.x)
-            self.ds = _layer_scale(self.d)
+            self.xs, self.ds = _layer_scale(self.x), _layer_scale(self.d)
         else:
-            self.has_states = False
-            self.rows = 1
-            self.layers = np.arange(self.depth + 1)
+            self.rows, self.layers = 1, np.arange(self.depth + 1)
             self.xs, self.ds = layer_scales(trace)
 
     def rgb(self, t):
         """RGB floats (rows, L+1, 3) for tick t; unrecorded layers grey,
         neurons beyond a layer's width white."""
-        image = np.empty((self.rows, self.depth + 1, 3))
-        image[:] = palette.EMPTY * 0.9
+        image = np.full((self.rows, self.depth + 1, 3), palette.EMPTY * 0.9)
         if self.has_states:
             s = max(0, int(np.searchsorted(self.state_tick, t, side="right")) - 1)
             x, d = np.abs(self.x[s]).T, np.abs(self.d[s]).T      # (rows, recorded layers)
@@ -91,10 +87,9 @@ def paired_tags(trace):
     the x that g[v] pairs with (``tag_pair``) and of δ[v]'s target where the
     backward wave is drawn; column 0 (the input, no g) holds −1 in both."""
     pair = np.array(trace["tag_pair"], copy=True)
-    bwd = presence(trace)[1]
-    sup = np.where(bwd & (trace["tag_supervision"] >= 0), trace["tag_supervision"], -1)
-    pair[:, 0] = -1
-    sup[:, 0] = -1
+    sup = np.where(presence(trace)[1] & (trace["tag_supervision"] >= 0),
+                   trace["tag_supervision"], -1)
+    pair[:, 0] = sup[:, 0] = -1
     return stream_frames(trace, pair), stream_frames(trace, sup)
 
 
@@ -121,21 +116,19 @@ class WaveAnimator(IndexedFigure):
     def _build_figure(self, size, color):
         fig = self._start(size)
         self.glyphs = glyphs_for(FONT - 0.5, self.dpi)          # the tags' font
-        small = FONT - 1
-        graph = self.rows.graph
+        small, graph, L = FONT - 1, self.rows.graph, self.depth
         # A graph names its vertices: room under the bars and left of the raster.
         grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.25), height_ratios=(2.2, 1.0),
                                 left=0.085, right=0.91, bottom=0.21 if graph else 0.12,
                                 top=0.72, wspace=0.55 if graph else 0.3, hspace=0.3)
-        self.net = fig.add_subplot(grid[0, 0])
-        self.bars_ax = fig.add_subplot(grid[1, 0])
+        net = self.net = fig.add_subplot(grid[0, 0])
+        bars = self.bars_ax = fig.add_subplot(grid[1, 0])
         self.raster = fig.add_subplot(grid[:, 1])
-        L, rows = self.depth, self.states.rows
-        net = self.net
-        net.set_xlim(-0.5, L + 0.5)
-        net.set_ylim(-0.5, rows - 0.5)
+        for ax in (net, bars):
+            ax.set_xlim(-0.5, L + 0.5)
+            ax.set_xticks(_layer_ticks(L))
+        net.set_ylim(-0.5, self.states.rows - 0.5)
         net.set_yticks([])
-        net.set_xticks(_layer_ticks(L))
         net.tick_params(labelbottom=False, labelsize=small)
         if not self.states.has_states:
             label = "‖·‖ per layer"
@@ -154,25 +147,21 @@ class WaveAnimator(IndexedFigure):
         fig.text(x0, 1.0 - (d_row - 1.45 * self.glyphs.px) / self.height,
                  "frames g pairs (amber box: the same frame)", ha="left", va="baseline",
                  fontsize=small, color="#333333")
-        bars = self.bars_ax
         bars.axhline(0.0, color="#999999", linewidth=0.8)
         bars.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
         bars.set_ylim(-1.05, 1.05)
-        bars.set_xlim(-0.5, L + 0.5)
         bars.set_yticks([-1, 0, 1])
-        bars.set_xticks(_layer_ticks(L))
         bars.set_ylabel("cos(g, ∇)", fontsize=small)
-        bars.set_xlabel("layer", fontsize=small, labelpad=1)
+        bars.set_xlabel("" if graph else "layer", fontsize=small, labelpad=1)
         bars.tick_params(labelsize=small)
-        if graph:
+        if graph:               # vertex names, the sync set's in amber
             bars.set_xticks(range(L + 1))
             bars.set_xticklabels([str(n) for n in np.asarray(self.trace["vertex_names"])
                                   [self.rows.order]], rotation=35, ha="right", fontsize=small)
-            bars.set_xlabel("")
-            for p, label in enumerate(bars.get_xticklabels()):
-                if p in self.rows.sync:
-                    label.set_color(palette.LS_COLOUR)
-                    label.set_fontweight("bold")
+            labels = bars.get_xticklabels()
+            for p in self.rows.sync:
+                labels[p].set_color(palette.LS_COLOUR)
+                labels[p].set_fontweight("bold")
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
         draw_panel(self.raster, rgb, (0, T), self.rows, steps, row_ticks(self.trace), strip=False)
@@ -201,7 +190,7 @@ class WaveAnimator(IndexedFigure):
         ramps = np.stack([palette.mix(levels, zero), palette.mix(zero, levels),
                           palette.mix(levels, levels)])
         y0, h = 0.81, 0.12
-        key = self.fig.add_axes((box.x0 + 0.07, y0, 0.15, h))
+        key = self.key_ax = self.fig.add_axes((box.x0 + 0.07, y0, 0.15, h))
         key.imshow(ramps, aspect="auto", interpolation="nearest", origin="upper",
                    extent=(-0.5 / 24, 1 + 0.5 / 24, 2.5, -0.5))
         key.set_yticks([0, 1, 2])
@@ -216,14 +205,12 @@ class WaveAnimator(IndexedFigure):
         for label, ha in zip(key.get_xticklabels(), ("left", "right")):
             label.set_ha(ha)
         key.set_title("neuron colour", fontsize=small, pad=2)
-        self.key_ax = key
         right = box.x0 + 0.25
         self.fig.text(right, y0 + h, "deeper: larger |value|\nfull: saturated", fontsize=small,
                       va="top", ha="left", color="#333333")
-        self.fig.legend(handles=[Patch(facecolor="none", edgecolor=palette.LS_COLOUR,
-                                       linewidth=1.6,
-                                       label="sync set" if self.rows.graph else "ls")],
-                        loc="upper left", bbox_to_anchor=(right, y0 - 0.01),
+        outline = Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6,
+                        label="sync set" if self.rows.graph else "ls")
+        self.fig.legend(handles=[outline], loc="upper left", bbox_to_anchor=(right, y0 - 0.01),
                         fontsize=small, frameon=False, handlelength=1.2, borderaxespad=0.0,
                         borderpad=0.0)
 
@@ -305,9 +292,8 @@ class WaveAnimator(IndexedFigure):
         self._paint_bars(frame, t)
         self._paint_cursor(frame, t)
         self._paint_tags(frame, t)
-        frame_id = int(self.trace["stream_frame"][t])
-        tick = int(self.trace["tick"][t])          # t is a recorded row
-        title = f"{self.name}   tick {tick}   stream frame {frame_id}".strip()
+        title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
+                 f"stream frame {int(self.trace['stream_frame'][t])}").strip()
         self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
                          self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
         return frame
@@ -324,7 +310,6 @@ class WaveAnimator(IndexedFigure):
             frame[bottom - 1:bottom + 1, a:b] = amber
 
     def _paint_bars(self, frame, t):
-        ls = self.rows.sync
         for l, (a, b) in enumerate(self.bar_cols, start=1):
             value = self.cos[t, self.rows.order[l] - 1]
             if not np.isfinite(value):
@@ -333,7 +318,7 @@ class WaveAnimator(IndexedFigure):
             lo, hi = sorted((int(round(self.bar_zero)), int(round(end))))
             hi = max(hi, lo + 1)
             frame[lo:hi, a:b] = self.ink["bar"]
-            if l in ls:
+            if l in self.rows.sync:
                 frame[lo:hi, a:a + 2] = self.ink["amber"]
                 frame[lo:hi, b - 2:b] = self.ink["amber"]
 
@@ -371,16 +356,15 @@ def _layer_ticks(depth):
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
     """(frames, palette (≤256, 3) uint8): ``frames`` yields each GIF frame as
-    palette indices (height, width) uint8 when it is asked for, so a writer
-    that streams them (``gifstream``) holds one frame at a time."""
+    palette indices (height, width) uint8, drawn only when asked for."""
     anim = WaveAnimator(trace, size=size, color=color)
     ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
     return (anim.indices(t) for t in ticks), anim.palette.colours
 
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
-    """Write the looping wave GIF atomically at ``path``, each frame drawn and
-    encoded in turn (memory: one frame); returns the number of frames."""
+    """Write the looping wave GIF atomically at ``path``, one frame in memory at a
+    time; returns the number of frames."""
     duration = gif_duration(fps)
     frames, colours = render_frames(trace, every=every, size=size, color=color)
     return gifstream.write_gif(path, frames, colours, duration)
