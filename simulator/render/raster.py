@@ -1,14 +1,7 @@
-"""The wave raster (Betti & Gori, Figs. 1–3): time across, layers up.
-
-A cell (tick t, layer l) is red where x carries a frame, blue where δ ≠ 0 and
-purple where both are; shades come from magnitudes (‖x‖, ‖δ‖ over the layer's
-run maximum) or from frame tags (x by its input frame, δ by its supervision
-frame: bands for slow streams, a dark stripe every p-th frame for fast ones).
-ls = (L+1)/2 (or a graph's sync set) is outlined in amber and a dark line marks
-every cell whose g pairs x and δ of one stream frame. A panel draws at most
-MAX_DRAWN_TICKS × MAX_DRAWN_LAYERS cells (every k-th beyond); a run too long for
-MIN_TICK_PX pixels a tick shows its first and last ticks. A graph trace draws
-one row per vertex by level, with its edges as arcs in a strip left of a panel.
+"""The wave raster (Betti & Gori, Figs. 1–3): time across, layers (or a graph's
+vertices by level, its edges in a strip) up; red where x carries a frame, blue
+where δ ≠ 0, purple both, shaded by magnitude or frame tag; ls (or the sync set)
+outlined in amber, a dark line where g pairs x and δ of one stream frame.
 """
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,9 +25,8 @@ MAX_DRAWN_TICKS = 2000
 MAX_DRAWN_LAYERS = 400
 STRIP_IN = 0.4          # width of a graph panel's edge strip
 SKIP_COLOUR, EDGE_COLOUR, IDENTITY_COLOUR = "#222222", "#9a9a9a", "#777777"
-# A panel of a whole run draws each tick at least MIN_TICK_PX wide, and
-# MIN_STRIPE_TICK_PX for a fast stream (tag stripes), whose one-tick diagonals
-# need cells closer to square to read as lines rather than a brick pattern.
+# Pixels a tick at least in a panel of a whole run (else its first and last
+# ticks are shown); a fast stream's one-tick stripes need cells closer to square.
 MIN_TICK_PX, MIN_STRIPE_TICK_PX = 5, 8
 SYNC_AT, SYNC_WIDTH = 0.25, 1.6    # sync overlay: height in its row (0 = bottom), points
 TAG_LEAN = 1.8           # tag colouring: hue of a mixed cell leans toward its stronger wave
@@ -79,10 +71,8 @@ def _cells(trace, ticks=None, layers=None):
 
 
 def presence(trace):
-    """Boolean (T, L+1) masks of the forward wave (x carries a frame: input tag
-    ≥ 0, on a graph the newest frame of any path) and of the backward wave
-    (δ ≠ 0, layers ≥ 1; it starts at the output on the first supervised tick,
-    Fig. 1)."""
+    """Boolean (T, L+1) masks of the forward wave (x carries a frame: on a graph
+    from any path) and of the backward wave (δ ≠ 0, layers ≥ 1)."""
     fwd = _tag(trace, "input", newest=True) >= 0
     bwd = np.asarray(trace["delta_norm"], dtype=float) > 0       # NaN (layer 0) is False
     bwd[:, 0] = False
@@ -109,10 +99,9 @@ def stream_frames(trace, tags):
 
 
 def tag_period(trace, step=1):
-    """0 when stream frames last at least palette.WIDE_BAND columns of a panel
-    drawing every ``step``-th row (shades cycle frame by frame), else the
-    period p ≥ WIDE_BAND of the stripes marking every p-th frame (a fast
-    stream: thin lines, so x's and δ's diagonals do not make a checkerboard)."""
+    """0 when stream frames last palette.WIDE_BAND columns or more of a panel
+    drawing every ``step``-th row (shades cycle), else the period p of the
+    stripes marking every p-th frame (thin lines, no checkerboard)."""
     frames = np.asarray(trace["stream_frame"])
     changes = int(np.count_nonzero(np.diff(frames))) if len(frames) > 1 else 0
     columns = len(frames) / (changes + 1) / max(int(step), 1)
@@ -122,10 +111,9 @@ def tag_period(trace, step=1):
 
 
 def sync_cells(trace, ticks=None, layers=None):
-    """Boolean (ticks, layers): where g pairs x and δ of one stream frame (the
-    ``tag_pair`` and ``tag_supervision`` frames, on a graph the oldest and the
-    newest of each, all present and equal). A new frame every tick: ls only
-    (Eq. 6); frames held h ≫ L: almost every cell."""
+    """Boolean (ticks, layers): where the ``tag_pair`` and ``tag_supervision``
+    frames (on a graph the oldest and newest of each) are one stream frame; for
+    a new frame every tick, ls only (Eq. 6)."""
     cells = _cells(trace, ticks, layers)
     tags = [_tag(trace, key, newest)[cells] for key in ("pair", "supervision")
             for newest in (False, True)]
@@ -135,36 +123,30 @@ def sync_cells(trace, ticks=None, layers=None):
     return present & same
 
 
-def wave_levels(trace, color="magnitude", ticks=None, layers=None, period=None):
-    """Forward and backward levels in [0, 1] shaped (ticks, layers), of the
-    index arrays given or all (scales from the whole run). Tag colouring shades
-    x by its input frame and δ by its supervision frame, cycling (``period``
-    0) or striping every p-th frame (``tag_period`` when None)."""
+def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
+    """The raster as RGB floats (layers, ticks, 3) of the index arrays given or
+    all, on scales from the whole run. Tag colouring shades x by its input frame
+    and δ by its supervision frame (cycling, or stripes every ``tag_period``
+    frames), averaging both levels so crossing bands show (Fig. 2B), the hue
+    leaning to the stronger wave so crossing stripes of x and δ stay apart."""
     cells = _cells(trace, ticks, layers)
-    fwd, bwd = (mask[cells] for mask in presence(trace))
+    fwd, bwd = presence(trace)
     if color == "magnitude":
         xs, ds = layer_scales(trace)
-        return (palette.magnitude_levels(trace["x_norm"][cells], fwd, xs[cells[1][0]]),
-                palette.magnitude_levels(trace["delta_norm"][cells], bwd, ds[cells[1][0]]))
-    if color == "tag":
-        if period is None:
-            step = int(np.min(np.diff(cells[0][:, 0]))) if cells[0].shape[0] > 1 else 1
-            period = tag_period(trace, step)
-        sup = np.where(presence(trace)[1], _oldest(trace, "supervision"), -1)
-        return (palette.tag_levels(stream_frames(trace, _oldest(trace, "input")[cells]), fwd,
-                                   period),
-                palette.tag_levels(stream_frames(trace, sup[cells]), bwd, period))
-    raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
-
-
-def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
-    """The raster as RGB floats shaped (layers, ticks, 3): row l is layer l,
-    column t tick t (every tick and layer, or the index arrays given)."""
-    f, b = wave_levels(trace, color, ticks, layers)
-    # Tag colouring averages both levels so crossing bands show (Fig. 2B), its
-    # hue leaning to the stronger wave so crossing stripes of x and δ stay apart.
-    tag = {"strength": "mean", "lean": TAG_LEAN} if color == "tag" else {}
-    return np.transpose(palette.mix(f, b, **tag), (1, 0, 2))
+        rgb = palette.mix(
+            palette.magnitude_levels(trace["x_norm"][cells], fwd[cells], xs[cells[1][0]]),
+            palette.magnitude_levels(trace["delta_norm"][cells], bwd[cells], ds[cells[1][0]]))
+    elif color == "tag":
+        step = int(np.min(np.diff(cells[0][:, 0]))) if cells[0].shape[0] > 1 else 1
+        period = tag_period(trace, step)
+        x_frames = stream_frames(trace, _oldest(trace, "input")[cells])
+        d_frames = stream_frames(trace, np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
+        rgb = palette.mix(palette.tag_levels(x_frames, fwd[cells], period),
+                          palette.tag_levels(d_frames, bwd[cells], period),
+                          strength="mean", lean=TAG_LEAN)
+    else:
+        raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
+    return np.transpose(rgb, (1, 0, 2))
 
 
 def _drawn(trace, window, rows):
@@ -361,20 +343,16 @@ def _window_title(window, index, count, ticks=(0, 1), total=None):
     """'(A) filling: ticks a–b' for two windows, 'ticks a–b' for one, '(A)
     start: ticks a–b of N' when the run (``total`` ticks) did not fit."""
     first, every = ticks
-    start, stop = first + window[0] * every, first + (window[1] - 1) * every + 1
+    span = f"ticks {first + window[0] * every}–{first + (window[1] - 1) * every}"
     if total is not None:
-        return f"{('(A) start', '(B) end')[index]}: ticks {start}–{stop - 1} of {total}"
-    if count == 2:
-        phase = ("(A) filling", "(B) stationary")[index]
-        return f"{phase}: ticks {start}–{stop - 1}"
-    return f"ticks {start}–{stop - 1}"
+        return f"{('(A) start', '(B) end')[index]}: {span} of {total}"
+    return f"{('(A) filling', '(B) stationary')[index]}: {span}" if count == 2 else span
 
 
 def raster_figure(trace, windows=(), color="both"):
-    """The waves.png figure: one row per window (none: the whole run, or its
-    first and last ticks when each would get under MIN_TICK_PX pixels, so a
-    fast stream's stripes stay wide), one column per colouring. Returns
-    (figure, [(axes, row window, colouring)])."""
+    """The waves.png figure: a row of panels per tick window (none: the whole run
+    or its first and last ticks), a column per colouring. Returns (figure,
+    [(axes, row window, colouring)])."""
     ticks = row_ticks(trace)
     kinds = colourings(color)
     order = picture_rows(trace)
