@@ -16,8 +16,7 @@ from . import gifstream, palette
 from .indexed import (CURSOR, DEFAULT_FPS, DEFAULT_SIZE, FONT, GRAY_BAR, MAX_FRAMES,
                       NOT_A_NEURON, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
-from .raster import (draw_panel, layer_scales, panel_image, presence, row_ticks, step_note,
-                     stream_frames)
+from .raster import draw_panel, layer_scales, panel_image, presence, row_ticks, step_note
 from .rows import picture_rows
 
 MAX_NEURONS = 32        # neurons drawn per layer column
@@ -90,7 +89,7 @@ def paired_tags(trace):
     sup = np.where(presence(trace)[1] & (trace["tag_supervision"] >= 0),
                    trace["tag_supervision"], -1)
     pair[:, 0] = sup[:, 0] = -1
-    return stream_frames(trace, pair), stream_frames(trace, sup)
+    return trace.stream_frames_of(pair), trace.stream_frames_of(sup)
 
 
 class WaveAnimator(IndexedFigure):

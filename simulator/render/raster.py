@@ -85,19 +85,6 @@ def layer_scales(trace):
             np.nan_to_num(trace["delta_norm"]).max(axis=0))
 
 
-def stream_frames(trace, tags):
-    """Stream-frame indices of integer tick ``tags`` (−1 stays −1): a frame held
-    h ticks has one index. With a row every k ticks, the frame of the row at or
-    before the tagged tick; a ``Trace.select`` cut maps through its parent."""
-    if hasattr(trace, "stream_frames_of"):
-        return trace.stream_frames_of(tags)
-    frames = np.asarray(trace["stream_frame"])
-    tags = np.asarray(tags)
-    first, every = row_ticks(trace)
-    rows = np.clip((tags - first) // every, 0, len(frames) - 1)
-    return np.where(tags >= 0, frames[rows], -1)
-
-
 def tag_period(trace, step=1):
     """0 when stream frames last palette.WIDE_BAND columns or more of a panel
     drawing every ``step``-th row (shades cycle), else the period p of the
@@ -118,7 +105,7 @@ def sync_cells(trace, ticks=None, layers=None):
     tags = [_tag(trace, key, newest)[cells] for key in ("pair", "supervision")
             for newest in (False, True)]
     present = np.logical_and.reduce([t >= 0 for t in tags])
-    frames = [stream_frames(trace, t) for t in tags]
+    frames = [trace.stream_frames_of(t) for t in tags]
     same = np.logical_and.reduce([f == frames[0] for f in frames[1:]])
     return present & same
 
@@ -139,8 +126,8 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
     elif color == "tag":
         step = int(np.min(np.diff(cells[0][:, 0]))) if cells[0].shape[0] > 1 else 1
         period = tag_period(trace, step)
-        x_frames = stream_frames(trace, _oldest(trace, "input")[cells])
-        d_frames = stream_frames(trace, np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
+        x_frames = trace.stream_frames_of(_oldest(trace, "input")[cells])
+        d_frames = trace.stream_frames_of(np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
         rgb = palette.mix(palette.tag_levels(x_frames, fwd[cells], period),
                           palette.tag_levels(d_frames, bwd[cells], period),
                           strength="mean", lean=TAG_LEAN)

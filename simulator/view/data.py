@@ -56,8 +56,7 @@ def neuron_index(size, limit):
     return np.unique(np.round(np.linspace(0, size - 1, int(limit))).astype(int))
 
 
-# --------------------------------------------------------------- run folders
-def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
+def run_payload(folder):
     """The payload of a saved run folder (run.json plus trace.npz, relaxation.npz
     or wave.npz, read by simulator.runfiles) of a kind in VIEWABLE; anything
     else, a missing or damaged file, is one SimulatorError naming it."""
@@ -65,11 +64,11 @@ def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
     if kind == "diffusion":
-        return diffusion_payload(read_trace(folder), meta, max_frames, max_states)
+        return diffusion_payload(read_trace(folder), meta)
     if kind == "ar_converge":
-        return relaxation_payload(read_relaxation(folder), meta, max_frames)
+        return relaxation_payload(read_relaxation(folder), meta)
     if kind == "pc_wave":
-        return pc_payload(read_wave(folder), meta, max_frames)
+        return pc_payload(read_wave(folder), meta)
     raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
                          f"shows {', '.join(VIEWABLE)} runs")
 
@@ -89,7 +88,6 @@ def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=
             "default_view": int(default_view)}
 
 
-# ----------------------------------------------------------------- diffusion
 TAG_LABELS = {"input": "x carries frame (input tag)",
               "supervision": "δ's supervision frame",
               "output": "δ's output-activity frame",
@@ -126,32 +124,24 @@ def diffusion_rows(trace):
 
 def wave_cells(trace):
     """(T, columns) u1: bit 0 where x carries a frame (input tag ≥ 0), bit 1
-    where δ is finite and ≠ 0 (from the first supervised tick, as the paper
-    draws it), bit 2 where g pairs x and δ of one stream frame (``synchronized``)."""
+    where δ is finite and ≠ 0, bit 2 where g pairs x and δ of one stream frame:
+    the pair tag (on a graph the oldest and the newest) and the supervision tag
+    name one frame, compared as stream frames when every tick was recorded,
+    else as ticks."""
     fwd = np.asarray(trace["tag_input"]) >= 0
     d = np.asarray(trace["delta_norm"], dtype=float)
     bwd = np.isfinite(d) & (d != 0)
-    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (synchronized(trace) << 2)
-
-
-def synchronized(trace):
-    """(T, columns) u1: 1 where the frame of the x that g pairs with (pair
-    tag; for a graph vertex the oldest and the newest) is the stream frame
-    of δ's supervision: compared as stream frames when every tick was
-    recorded (a frame held h ticks is one frame), else as tick tags."""
-    sup, pair = np.asarray(trace["tag_supervision"]), np.asarray(trace["tag_pair"])
-    tags = [pair] + ([np.asarray(trace["tag_pair_hi"])] if "tag_pair_hi" in trace else [])
+    sup = np.asarray(trace["tag_supervision"])
+    tags = [np.asarray(trace[k]) for k in ("tag_pair", "tag_pair_hi") if k in trace]
     ticks, frames = np.asarray(trace["tick"]), np.asarray(trace["stream_frame"])
-    if len(ticks) and np.array_equal(ticks, np.arange(len(ticks))):
-        def frame(t):
-            return np.where(t >= 0, frames[np.clip(t, 0, len(frames) - 1)], -1)
-    else:
-        def frame(t):
-            return t
+    every_tick = len(ticks) and np.array_equal(ticks, np.arange(len(ticks)))
+
+    def frame(t):
+        return np.where(t >= 0, frames[np.clip(t, 0, len(frames) - 1)], -1) if every_tick else t
     same = (sup >= 0) & (frame(sup) >= 0)
     for t in tags:
         same &= (t >= 0) & (frame(t) == frame(sup))
-    return same.astype(np.uint8)
+    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (same.astype(np.uint8) << 2)
 
 
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
@@ -160,10 +150,8 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     meta = getattr(trace, "meta", {}) if meta is None else meta
     rows, sync_label, edges = diffusion_rows(trace)
     cols = np.array([r["column"] for r in rows])
-    T, n = np.asarray(trace["x_norm"]).shape
-    R = len(rows)
-    ticks = np.asarray(trace["tick"])
-    notes = []
+    T, n = np.shape(trace["x_norm"])
+    R, ticks, notes = len(rows), np.asarray(trace["tick"]), []
     if len(ticks) > 1 and ticks[1] - ticks[0] > 1:
         notes.append(f"The run recorded every {_ordinal(int(ticks[1] - ticks[0]))} tick "
                      "(record.every).")
@@ -202,12 +190,11 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     if not has_states:
         notes.append("No neuron states recorded (record.states = false): the neuron strips "
                      "are empty.")
-    view = {"label": "vertices by level" if "vertex_names" in trace else "layers",
-            "row_label": "vertex (level)" if "vertex_names" in trace else "layer (0 = input)",
-            "rows": rows, "sync_label": sync_label, "edges": edges,
-            "raster": {"mode": "waves"},
-            "fields": {k: encode(v, "f8") for k, v in fields.items()},
-            "field_labels": FIELD_LABELS,
+    graph = "vertex_names" in trace
+    view = {"label": "vertices by level" if graph else "layers",
+            "row_label": "vertex (level)" if graph else "layer (0 = input)",
+            "rows": rows, "sync_label": sync_label, "edges": edges, "raster": {"mode": "waves"},
+            "fields": {k: encode(v, "f8") for k, v in fields.items()}, "field_labels": FIELD_LABELS,
             "tags": {k: encode(v, "i4") for k, v in tags.items()}, "tag_labels": tag_labels,
             "wave": encode(wave_cells(trace)[pick], "u1"),
             "bars": {"field": "mismatch_cos", "label": "cos(g, backprop)", "lo": -1.0,
@@ -252,10 +239,9 @@ def _states(trace, frames, rows, nmax, notes):
             "batch": batch}
 
 
-# ------------------------------------------------- relaxation and PC: norms only
-def _shown_ticks(T, max_frames, what, notes):
-    """The rows of T shown (every k-th beyond ``max_frames``), a note saying so."""
-    k = frame_step(T, max_frames)
+def _shown_ticks(T, what, notes):
+    """The rows of T shown (every k-th beyond MAX_FRAMES), a note saying so."""
+    k = frame_step(T)
     frames = np.arange(0, T, k)
     if k > 1:
         notes.append(f"Showing every {_ordinal(k)} {what} ({len(frames)} of {T}).")
@@ -277,7 +263,7 @@ def _norms_view(label, row_label, rows, fields, labels, raster, bars):
             "states": None}
 
 
-def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
+def relaxation_payload(arrays, meta=None):
     """The payload of an ar_converge run (relaxation.npz): per η_x, the
     relaxation wave ‖x_l(t) − x_l(t−1)‖ per layer (raster) and the relative
     error to the fixed point per layer (bars)."""
@@ -291,7 +277,7 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     notes = ["Activation Relaxation saves per-layer norms, not neuron states: no neuron "
              "strips; there are no frames, so no forward or backward wave (the raster is "
              "the relaxation wave)."]
-    frames = _shown_ticks(T, max_frames, "relaxation tick", notes)
+    frames = _shown_ticks(T, "relaxation tick", notes)
     ends = {0: " (input, clamped)", L - 1: " (output)"}
     rows = [_row(str(int(layers[l])) + ends.get(l, ""), l, int(layers[l])) for l in range(L)]
     labels = {"changes": "‖x_l(t) − x_l(t−1)‖", "errors": "relative error to the fixed point",
@@ -310,8 +296,7 @@ def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
                     default, title)
 
 
-# ------------------------------------------------------------------------ PC
-def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
+def pc_payload(arrays, meta=None):
     """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output,
     level 0, on top) and per vertex (ordered by level) against inference tick."""
     by_level = np.asarray(arrays["by_level"], dtype=float)
@@ -320,7 +305,7 @@ def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
     T = by_level.shape[0]
     notes = ["Predictive coding saves ‖ε‖ per level and vertex, not neuron states: no neuron "
              "strips. Level = distance to the output (the output, level 0, on top)."]
-    frames = _shown_ticks(T, max_frames, "inference tick", notes)
+    frames = _shown_ticks(T, "inference tick", notes)
     if not np.isfinite(by_level).all():
         notes.append("Some errors overflowed (drawn as 'overflow').")
     nl = by_level.shape[1]
