@@ -124,10 +124,8 @@ class WaveAnimator(IndexedFigure):
         bars = self.bars_ax = fig.add_subplot(grid[1, 0])
         self.raster = fig.add_subplot(grid[:, 1])
         for ax in (net, bars):
-            ax.set_xlim(-0.5, L + 0.5)
-            ax.set_xticks(_layer_ticks(L))
-        net.set_ylim(-0.5, self.states.rows - 0.5)
-        net.set_yticks([])
+            ax.set(xlim=(-0.5, L + 0.5), xticks=_layer_ticks(L))
+        net.set(ylim=(-0.5, self.states.rows - 0.5), yticks=[])
         net.tick_params(labelbottom=False, labelsize=small)
         if not self.states.has_states:
             label = "‖·‖ per layer"
@@ -148,15 +146,14 @@ class WaveAnimator(IndexedFigure):
                  fontsize=small, color="#333333")
         bars.axhline(0.0, color="#999999", linewidth=0.8)
         bars.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
-        bars.set_ylim(-1.05, 1.05)
-        bars.set_yticks([-1, 0, 1])
+        bars.set(ylim=(-1.05, 1.05), yticks=[-1, 0, 1])
         bars.set_ylabel("cos(g, ∇)", fontsize=small)
         bars.set_xlabel("" if graph else "layer", fontsize=small, labelpad=1)
         bars.tick_params(labelsize=small)
         if graph:               # vertex names, the sync set's in amber
-            bars.set_xticks(range(L + 1))
-            bars.set_xticklabels([str(n) for n in np.asarray(self.trace["vertex_names"])
-                                  [self.rows.order]], rotation=35, ha="right", fontsize=small)
+            names = np.asarray(self.trace["vertex_names"])[self.rows.order]
+            bars.set_xticks(range(L + 1), [str(n) for n in names], rotation=35, ha="right",
+                            fontsize=small)
             labels = bars.get_xticklabels()
             for p in self.rows.sync:
                 labels[p].set_color(palette.LS_COLOUR)
@@ -192,14 +189,12 @@ class WaveAnimator(IndexedFigure):
         key = self.key_ax = self.fig.add_axes((box.x0 + 0.07, y0, 0.15, h))
         key.imshow(ramps, aspect="auto", interpolation="nearest", origin="upper",
                    extent=(-0.5 / 24, 1 + 0.5 / 24, 2.5, -0.5))
-        key.set_yticks([0, 1, 2])
-        key.set_yticklabels(["|x|", "|δ|", "both"], fontsize=small)
+        key.set_yticks([0, 1, 2], ["|x|", "|δ|", "both"], fontsize=small)
         for label, colour in zip(key.get_yticklabels(), (palette.RED, palette.BLUE,
                                                          palette.PURPLE)):
             label.set_color(colour)
-        key.set_xticks([0.0, 1.0])
         scale = "95th pct" if self.states.has_states else "max"
-        key.set_xticklabels(["0", f"layer {scale}"], fontsize=small)
+        key.set_xticks([0.0, 1.0], ["0", f"layer {scale}"], fontsize=small)
         key.tick_params(length=2, pad=1)
         for label, ha in zip(key.get_xticklabels(), ("left", "right")):
             label.set_ha(ha)

@@ -223,10 +223,8 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
         ax.annotate(rows.sync_label, xy=(1.0, float(np.mean(group))),
                     xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
                     va="center", fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
-    ax.set_xlim(x(start), x(stop))
-    ax.set_ylim(-0.5, len(rows) - 0.5)
-    ax.set_xlabel("tick")
-    ax.set_ylabel(rows.axis_label)
+    ax.set(xlim=(x(start), x(stop)), ylim=(-0.5, len(rows) - 0.5), xlabel="tick",
+           ylabel=rows.axis_label)
     if rows.graph:
         _graph_rows(ax, rows, m if strip else 0)
     else:
@@ -256,9 +254,7 @@ def _graph_rows(ax, rows, m=1):
     vertices grey italic) and, when every row is drawn (m = 1), draw the edges
     as arcs in a strip left of the panel."""
     shown = list(range(0, len(rows), max(m, 1)))
-    fig = ax.figure
-    ax.set_yticks(shown)
-    ax.set_yticklabels([rows.labels[r] for r in shown], fontsize=8)
+    ax.set_yticks(shown, [rows.labels[r] for r in shown], fontsize=8)
     for label, r in zip(ax.get_yticklabels(), shown):
         if r in rows.sync:
             label.set_color(palette.LS_COLOUR)
@@ -268,19 +264,16 @@ def _graph_rows(ax, rows, m=1):
             label.set_fontstyle("italic")
     if m != 1 or not rows.edges:
         return
-    width_in = ax.get_position().width * fig.get_figwidth()
-    frac = STRIP_IN / width_in
+    frac = STRIP_IN / (ax.get_position().width * ax.figure.get_figwidth())
     ax.tick_params(axis="y", pad=STRIP_IN * 72 + 2, length=0)
     strip = ax.inset_axes([-frac, 0.0, frac, 1.0])
-    strip.set_xlim(0.0, 1.0)
-    strip.set_ylim(ax.get_ylim())
+    strip.set(xlim=(0.0, 1.0), ylim=ax.get_ylim())
     strip.axis("off")
     longest = max(abs(c - p) for p, c, _ in rows.edges)
     theta = np.linspace(0.0, np.pi, 25)
     end = 0.9
     for p, c, gap in sorted(rows.edges, key=lambda e: -abs(e[1] - e[0])):
-        span = abs(c - p)
-        bulge = 0.12 + 0.72 * (span - 1) / max(longest - 1, 1)
+        bulge = 0.12 + 0.72 * (abs(c - p) - 1) / max(longest - 1, 1)
         xs = end - bulge * np.sin(theta)
         ys = p + (c - p) * (1 - np.cos(theta)) / 2
         skip = gap > 1
