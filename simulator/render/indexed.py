@@ -1,9 +1,7 @@
-"""Indexed-colour GIF frames composed in numpy, for every GIF tickprop draws:
-the size and frame-count rules, one fixed palette of at most 256 colours with
-a lookup table from RGB, glyphs rendered once, and ``IndexedFigure``, a static
-matplotlib figure drawn once (at DPI × ``size_scale``, so text grows with the
-picture) over which frames are painted as palette indices, so the encoder
-neither quantizes per frame nor flickers.
+"""Indexed-colour GIF frames composed in numpy, for every GIF tickprop draws: a
+static matplotlib figure drawn once (``IndexedFigure``), one fixed palette of at
+most 256 colours with a lookup table from RGB, glyphs rendered once, and the
+size and frame-count rules. Frames are palette indices: no per-frame quantizing.
 """
 import functools
 
@@ -17,8 +15,7 @@ from . import palette
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
 MAX_FRAMES = 600        # beyond this the frame step grows (memory and file size)
-# Frames are held as palette indices (1 byte a pixel) until encoded: a large GIF
-# gets fewer frames (a larger step) so they never take more than this.
+# The frames' indices (1 byte a pixel) take at most this: a large GIF gets fewer.
 MAX_GIF_BYTES = 512 * 2 ** 20
 # One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
 PALETTE_COLOURS = 254
@@ -46,8 +43,7 @@ def check_size(size):
 
 
 def frame_limit(width, height):
-    """How many frames of ``width`` x ``height`` pixels a GIF may hold: MAX_FRAMES,
-    or fewer when they would take more than MAX_GIF_BYTES."""
+    """How many frames of ``width`` x ``height`` pixels a GIF may hold."""
     return int(max(1, min(MAX_FRAMES, MAX_GIF_BYTES // max(int(width) * int(height), 1))))
 
 
@@ -60,8 +56,7 @@ def frame_step(ticks, every=1, max_frames=MAX_FRAMES):
 
 
 def gif_duration(fps=DEFAULT_FPS):
-    """Milliseconds a GIF frame is shown at ``fps`` frames a second (at most
-    MAX_FPS, which browsers honour); a non-positive ``fps`` is refused."""
+    """Milliseconds a GIF frame is shown at ``fps`` (> 0) frames a second, at most MAX_FPS."""
     fps = float(fps)
     if not fps > 0:
         raise SimulatorError(f"fps: expected a positive number, got {fps}")
@@ -69,16 +64,15 @@ def gif_duration(fps=DEFAULT_FPS):
 
 
 def _nearest(rgb, pal):
-    """Index of the nearest of the colours ``pal`` for each row of ``rgb``
-    (float32), as |c − p|² = |c|² − 2 c·p + |p|²: one matrix product."""
+    """Index of the nearest colour of ``pal`` for each row of ``rgb`` (float32),
+    by |c − p|² = |c|² − 2 c·p + |p|²: one matrix product."""
     return ((rgb ** 2).sum(1)[:, None] - 2.0 * rgb @ pal.T + (pal ** 2).sum(1)[None, :]).argmin(1)
 
 
 class IndexedPalette:
-    """At most 256 colours and a 32³ lookup table from RGB to the nearest one:
-    the wave colours on a 10 × 10 grid of levels, the inks blended with white
-    (anti-aliased edges), greys, and what else the static background needs,
-    chosen by Pillow's quantizer from it."""
+    """At most 256 colours (wave colours on a 10 × 10 grid of levels, inks blended
+    with white, what else Pillow's quantizer finds in the static background) and
+    a 32³ lookup table from RGB to the nearest one."""
 
     def __init__(self, background_rgb):
         fixed = self._fixed()
@@ -124,11 +118,9 @@ class IndexedPalette:
         """Palette indices of the nearest colours, exactly (for the static
         background, whose colours are few and matter: white stays white)."""
         rgb = np.asarray(rgb, dtype=np.uint8)
-        flat = rgb.reshape(-1, 3).astype(np.int32)
-        keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-        unique, inverse = np.unique(keys, return_inverse=True)
-        u = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float32)
-        nearest = _nearest(u, self.colours.astype(np.float32)).astype(np.uint8)
+        unique, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+        nearest = _nearest(unique.astype(np.float32), self.colours.astype(np.float32))
+        nearest = nearest.astype(np.uint8)
         return nearest[inverse.ravel()].reshape(rgb.shape[:-1])
 
     def index(self, rgb):
@@ -164,10 +156,8 @@ class Glyphs:
             self.canvas.draw()
             grey = np.asarray(self.canvas.buffer_rgba())[self.side - self.height:, :, 0]
             coverage = 1.0 - grey.astype(float) / 255.0
-            if ch.strip():
-                advance = self.text.get_window_extent(self.canvas.get_renderer()).width
-            else:
-                advance = 0.32 * self.px
+            advance = (self.text.get_window_extent(self.canvas.get_renderer()).width
+                       if ch.strip() else 0.32 * self.px)
             cols = int(np.ceil(advance)) + 4
             self.cache[ch] = (coverage[:, :cols].copy(), float(advance))
         return self.cache[ch]
@@ -193,11 +183,9 @@ def glyphs_for(fontsize, dpi=DPI):
 
 
 class IndexedFigure:
-    """A GIF's static figure, drawn once by matplotlib at ``size`` pixels, and
-    what its frames are painted with: ``background`` (palette indices of the
-    drawn figure), ``palette``, pixel positions of data points and text
-    blended over the background. A subclass draws on ``self.fig`` between
-    ``_start`` and ``_index_background`` and composes a frame in ``indices``."""
+    """A GIF's static figure, drawn once, and what frames are painted with. A
+    subclass draws on ``self.fig`` between ``_start`` and ``_index_background``
+    and composes a frame of palette indices in ``indices``."""
 
     def _start(self, size):
         """The empty figure of ``size`` = (width, height) pixels at DPI × scale
@@ -232,8 +220,7 @@ class IndexedFigure:
 
     def _pixel_grid(self, ax, x1, y1):
         """((top, bottom, left, right) pixel box of ``ax``'s data rectangle
-        (−0.5, −0.5)..(x1, y1), data x of each of its pixel columns' centres,
-        data y of each of its pixel rows' centres)."""
+        (−0.5, −0.5)..(x1, y1), data x of its pixel columns, data y of its rows)."""
         (c0, r1), (c1, r0) = self._to_pixel(ax, -0.5, -0.5), self._to_pixel(ax, x1, y1)
         box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
         top, bottom, left, right = box
