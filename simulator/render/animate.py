@@ -1,13 +1,7 @@
-"""The wave GIF: one frame per tick (or every k), looping.
-
-A frame shows the network as columns of neurons (layer l = column l, or a
-graph's vertices by level; red |x|, blue |δ|, purple both, with a colour key),
-above each column l ≥ 1 the two stream frames g[l] = δ[l] x[l−1]ᵀ pairs (red:
-the x's ``tag_pair``, blue: δ[l]'s target; boxed in amber when the same), ls
-or the sync set outlined in amber, per-layer mismatch bars (cos of g against
-backprop) and a cursor over the whole-run raster. The static figure is drawn
-once (``indexed.IndexedFigure``); each frame is painted over it in numpy as
-palette indices, through pixel maps and glyphs rendered once.
+"""The wave GIF: a frame per tick (or every k) of the network's neurons (red |x|,
+blue |δ|, purple both), over each column l the stream frames g[l] = δ[l] x[l−1]ᵀ
+pairs (amber box: the same), ls in amber, mismatch bars and a cursor over the
+run's raster; painted in numpy over a static figure drawn once (``indexed``).
 """
 import numpy as np
 from matplotlib.patches import Patch

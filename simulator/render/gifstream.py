@@ -1,15 +1,6 @@
-"""A GIF written one frame at a time: memory O(one frame), whatever the length.
-
-Pillow's GIF writer keeps every frame until the end; ``stream_gif`` writes the
-file as it goes (GIF89a, https://www.w3.org/Graphics/GIF/spec-gif89a.txt): one
-global colour table of 256 entries and a NETSCAPE2.0 loop count, then per frame
-a graphic control extension (delay, disposal "do not dispose", transparent
-index) and the LZW-coded bounding box of the pixels that changed, its unchanged
-pixels set to the transparent index (the first past the caller's colours; none
-when they fill all 256), as Pillow's ``optimize`` does. A frame equal to the
-previous one adds its delay to it. The LZW data comes from Pillow's own C
-encoder: the rectangle is saved as a one-frame 'P' GIF with the same palette
-and ``optimize=False`` (no index remapped) and its image data block is copied.
+"""A GIF written one frame at a time (memory: one frame, whatever the length),
+only each frame's changed box stored, its LZW data from Pillow's encoder. The
+block layout: docs/design/gifstream.md.
 """
 import io
 
@@ -25,18 +16,6 @@ DISPOSE_NOTHING = 1          # GCE disposal method 1: leave the frame in place
 
 def _u16(value):
     return int(value).to_bytes(2, "little")
-
-
-def palette_bytes(colours):
-    """The 256-entry global colour table (768 bytes) for ``colours`` (k, 3)
-    uint8, 1 <= k <= 256: the colours in order, then black."""
-    colours = np.asarray(colours)
-    if colours.ndim != 2 or colours.shape[1] != 3 or not 1 <= len(colours) <= 256:
-        raise SimulatorError(f"GIF palette: expected 1..256 RGB colours (k, 3), "
-                             f"got shape {colours.shape}")
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[:len(colours)] = colours
-    return table.tobytes()
 
 
 def lzw_block(indices, table):
@@ -79,16 +58,20 @@ def _write_frame(file, pending):
 
 
 def stream_gif(file, frames, colours, duration_ms, loop=0):
-    """Write the frames of the iterable ``frames`` (each (height, width) uint8
-    indices into ``colours``, k <= 256 RGB rows) to the open binary ``file`` as
-    a GIF looping ``loop`` times (0: forever), one frame held at a time, each
-    shown ``duration_ms`` (stored in hundredths of a second, rounded down as
-    Pillow does, after repeats are merged). Returns how many frames were given."""
+    """Write the iterable ``frames`` ((height, width) uint8 indices into ``colours``,
+    k <= 256 RGB rows) to the binary ``file`` as a GIF looping ``loop`` times (0:
+    forever), each frame shown ``duration_ms`` (in hundredths of a second,
+    rounded down as Pillow does). Returns how many frames were given."""
     duration_ms = float(duration_ms)
     if not duration_ms >= 0:
         raise SimulatorError(f"GIF frame duration: expected >= 0 ms, got {duration_ms}")
-    table = palette_bytes(colours)
-    k = len(np.asarray(colours))
+    colours = np.asarray(colours)
+    if colours.ndim != 2 or colours.shape[1] != 3 or not 1 <= len(colours) <= 256:
+        raise SimulatorError(f"GIF palette: expected 1..256 RGB colours (k, 3), "
+                             f"got shape {colours.shape}")
+    table = np.zeros((256, 3), dtype=np.uint8)          # the colours, then black
+    table[:len(colours)] = colours
+    table, k = table.tobytes(), len(colours)
     transparent = k if k < 256 else None
     previous = pending = None          # pending: the last frame, which a repeat lengthens
     count = 0
