@@ -17,16 +17,14 @@ MAX_NEURONS = 32        # neurons drawn per layer column
 
 
 def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
-    """Ticks that become GIF frames: 0, k, 2k, …; k grows past ``every`` only if
-    the run would otherwise give more than ``max_frames`` frames."""
+    """Rows that become GIF frames: 0, k, 2k, … with k ≥ ``every``, at most ``max_frames``."""
     T = len(trace["tick"])
     return np.arange(0, T, frame_step(T, every, max_frames))
 
 
 class NeuronStates:
-    """Per-neuron levels for the network panel: the recorded states of batch
-    element 0 (read through views, never copied whole) or, without states, one
-    block per layer from the norms; scales per layer, fixed for the run."""
+    """Levels of the network panel: batch element 0's recorded states (read through
+    views) or, without states, one block per layer from the norms."""
 
     def __init__(self, trace):
         self.trace = trace
@@ -45,8 +43,7 @@ class NeuronStates:
             self.xs, self.ds = layer_scales(trace)
 
     def rgb(self, t):
-        """RGB floats (rows, L+1, 3) for tick t; unrecorded layers grey,
-        neurons beyond a layer's width white."""
+        """RGB floats (rows, L+1, 3) for row t; unrecorded layers grey, no neuron white."""
         image = np.full((self.rows, self.depth + 1, 3), palette.EMPTY * 0.9)
         if self.has_states:
             s = max(0, int(np.searchsorted(self.state_tick, t, side="right")) - 1)
@@ -64,9 +61,8 @@ class NeuronStates:
 
 
 def _layer_scale(a):
-    """Per-layer colour scale of states ``a`` (rows, layers, neurons): the 95th
-    percentile of |a| > 0, so outliers saturate instead of washing the rest
-    out. One layer at a time, so a long run's states are never copied whole."""
+    """Per-layer 95th percentile of |a| > 0 for states ``a`` (rows, layers, neurons), so
+    outliers saturate; a layer at a time, so a long run's states are never copied."""
     out = np.zeros(a.shape[1])
     for j in range(a.shape[1]):
         row = np.abs(a[:, j]).ravel()
@@ -76,9 +72,8 @@ def _layer_scale(a):
 
 
 def paired_tags(trace):
-    """(x frames, δ frames), each (T, n) stream-frame indices (−1: none): of
-    the x that g[v] pairs with (``tag_pair``) and of δ[v]'s target where the
-    backward wave is drawn; column 0 (the input, no g) holds −1 in both."""
+    """(x frames, δ frames) (T, n), −1 for none: the stream frames of the x g[v] pairs
+    with and of δ[v]'s target where the backward wave is; column 0 (no g) −1."""
     pair = np.array(trace["tag_pair"], copy=True)
     sup = np.where(presence(trace)[1] & (trace["tag_supervision"] >= 0),
                    trace["tag_supervision"], -1)
@@ -87,8 +82,7 @@ def paired_tags(trace):
 
 
 class WaveAnimator(IndexedFigure):
-    """Builds the GIF's static figure once and composes any tick as a frame of
-    palette indices (``indices``) or RGB (``render``)."""
+    """The GIF's static figure, drawn once; ``indices(t)`` / ``render(t)`` a frame."""
 
     def __init__(self, trace, size=DEFAULT_SIZE, color="magnitude"):
         self.trace = trace
@@ -165,8 +159,8 @@ class WaveAnimator(IndexedFigure):
         self._key(small)
 
     def _tag_baselines(self):
-        """Pixel rows (from the top) of the baselines of the x tags (just above
-        the network panel) and of the δ tags (one line higher)."""
+        """Pixel rows (from the top) of the x tags' baseline, just above the network
+        panel, and of the δ tags', one line higher."""
         top = self.height * (1.0 - self.net.get_position().y1)
         x_row = top - 0.4 * self.glyphs.px
         return x_row, x_row - 1.35 * self.glyphs.px
@@ -212,9 +206,8 @@ class WaveAnimator(IndexedFigure):
         self.bar_zero = self._to_pixel(self.bars_ax, 0, 0.0)[1]
         self.bar_unit = self.bar_zero - self._to_pixel(self.bars_ax, 0, 1.0)[1]
         T = len(self.trace["tick"])
-        _, rt = self._to_pixel(self.raster, 0, L + 0.5)
-        _, rb = self._to_pixel(self.raster, 0, -0.5)
-        self.raster_rows = (int(np.ceil(rt)), int(np.floor(rb)))
+        self.raster_rows = (int(np.ceil(self._to_pixel(self.raster, 0, L + 0.5)[1])),
+                            int(np.floor(self._to_pixel(self.raster, 0, -0.5)[1])))
         self.raster_x = [self._to_pixel(self.raster, t, 0)[0] for t in (0, max(T - 1, 1))]
         # Glyph boxes' bottom rows: x tags just above the panel, δ tags one row higher.
         baseline = self._tag_baselines()
@@ -230,9 +223,8 @@ class WaveAnimator(IndexedFigure):
                          int(round(baseline[0] + 0.3 * self.glyphs.px)), half)
 
     def _tag_layers(self, spacing, widest):
-        """Picture columns whose tags are written: all if the widest tag fits its
-        column, else every k-th counted from the sync set, so ls always shows its
-        pair and neighbours never overlap."""
+        """Picture columns whose tags are written: every k-th counted from the sync
+        set (k = 1 if the widest tag fits), so ls shows its pair and none overlap."""
         L = self.depth
         # A deep network has columns narrower than a pixel: divide by the true spacing.
         step = max(int(np.ceil((widest + 6) / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
@@ -259,8 +251,8 @@ class WaveAnimator(IndexedFigure):
         return self._cursor_column(t), (top + bottom) // 2
 
     def tag_box(self, layer):
-        """(top, bottom, left, right) pixels of the tag pair above trace column
-        ``layer`` (None when it is not labelled), where its amber box goes."""
+        """(top, bottom, left, right) pixels of the tag pair (None: none) above trace
+        column ``layer``, where its amber box goes."""
         if layer not in self.tag_columns:
             return None
         top, bottom, half = self.tag_span

@@ -16,7 +16,6 @@ from . import palette
 from .lint import mark_categorical
 from .rows import picture_rows
 
-COLOURINGS = ("magnitude", "tag")
 DPI = 100
 PANEL_HEIGHT_IN = 2.3
 TOP_IN, BOTTOM_IN, GAP_IN = 0.35, 1.45, 0.75     # margins: titles, legend + tick labels
@@ -33,8 +32,7 @@ TAG_LEAN = 1.8           # tag colouring: hue of a mixed cell leans toward its s
 
 
 def drawn(start, stop, limit):
-    """(step k, indices start, start+k, … < stop): every k-th of the cells in
-    [start, stop), with k the smallest step that gives at most ``limit``."""
+    """(k, every k-th index of [start, stop)), k the smallest step giving ≤ ``limit``."""
     k = max(1, -(-(int(stop) - int(start)) // int(limit)))
     return k, np.arange(int(start), int(stop), k)
 
@@ -42,15 +40,14 @@ def drawn(start, stop, limit):
 def colourings(color):
     """The colourings a ``color`` argument asks for: 'magnitude', 'tag' or 'both'."""
     if color == "both":
-        return COLOURINGS
-    if color not in COLOURINGS:
+        return ("magnitude", "tag")
+    if color not in ("magnitude", "tag"):
         raise SimulatorError(f"color: expected magnitude, tag or both, got {color!r}")
     return (color,)
 
 
 def _tag(trace, key, newest=False):
-    """``tag_<key>``, or a graph's newest frame ``tag_<key>_hi`` when ``newest``
-    and the trace has it."""
+    """``tag_<key>``, or when ``newest`` a graph's newest frame ``tag_<key>_hi``."""
     if newest and f"tag_{key}_hi" in trace:
         return np.asarray(trace[f"tag_{key}_hi"])
     return np.asarray(trace["tag_" + key])
@@ -170,8 +167,7 @@ def _ordinal(k):
 
 
 def row_ticks(trace):
-    """(first tick, ticks per row): a trace keeps a row every ``record.every``
-    ticks, so row r holds tick ``first + r * every`` (every = 1: row = tick)."""
+    """(first, every): row r of the trace holds tick first + r·every (record.every)."""
     t = trace["tick"]
     if len(t) < 2:
         return (int(t[0]) if len(t) else 0), 1
@@ -200,11 +196,10 @@ def check_windows(trace, windows):
 
 
 def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None):
-    """Draw ``rgb`` from ``panel_image`` (row ``window``, ``steps`` (k, m)) on
-    ``ax`` with the sync rows (``rows.picture_rows``) outlined. The x axis is in
-    ticks: with ``ticks`` = (first, every) of ``row_ticks``, row r is tick
-    first + r·every, its cell centred there. ``strip``: draw a graph's edges;
-    ``sync`` (``panel_sync``): a dark line through every synchronized cell."""
+    """Draw ``rgb`` of ``panel_image`` (row ``window``, ``steps`` (k, m)) on ``ax``
+    in ticks (row r is tick first + r·every, ``ticks`` = (first, every)), with
+    the sync rows of ``rows`` outlined; ``strip``: a graph's edges; ``sync``
+    (``panel_sync``): a dark line through every synchronized cell."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -228,16 +223,14 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
     if rows.graph:
         _graph_rows(ax, rows, m if strip else 0)
     else:
-        step = max(1, int(np.ceil(len(rows) / 12)))
-        ax.set_yticks(range(0, len(rows), step))
+        ax.set_yticks(range(0, len(rows), max(1, int(np.ceil(len(rows) / 12)))))
     if title:
         ax.set_title(title, fontsize=9)
 
 
-def _sync_overlay(ax, sync, left, width, m=1):
+def _sync_overlay(ax, sync, left, width, m):
     """A segment per run of True cells of each image row of ``sync`` (cells
     ``width`` ticks wide from ``left``, rows m layers high), SYNC_AT up the row."""
-    sync = np.asarray(sync, dtype=bool)
     segments = []
     for i, row in enumerate(sync):
         edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
@@ -250,9 +243,8 @@ def _sync_overlay(ax, sync, left, width, m=1):
 
 
 def _graph_rows(ax, rows, m=1):
-    """Label a graph panel's rows by vertex and level (sync set amber, identity
-    vertices grey italic) and, when every row is drawn (m = 1), draw the edges
-    as arcs in a strip left of the panel."""
+    """Label a graph panel's rows (sync set amber, identity vertices grey italic)
+    and, when every row is drawn (m = 1), draw the edges as arcs left of it."""
     shown = list(range(0, len(rows), max(m, 1)))
     ax.set_yticks(shown, [rows.labels[r] for r in shown], fontsize=8)
     for label, r in zip(ax.get_yticklabels(), shown):

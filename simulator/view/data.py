@@ -24,8 +24,7 @@ _DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
 
 
 def encode(array, dtype):
-    """``array`` as the payload's {"dtype", "shape", "b64"} record (``dtype``
-    one of f8, f4, i4, u1; little-endian, C order)."""
+    """``array`` as a {"dtype" (f8, f4, i4, u1), "shape", "b64"} record, little-endian."""
     a = np.ascontiguousarray(np.asarray(array).astype(_DTYPES[dtype]))
     return {"dtype": dtype, "shape": list(a.shape),
             "b64": base64.b64encode(a.tobytes()).decode("ascii")}
@@ -48,8 +47,7 @@ def frame_step(ticks, limit=MAX_FRAMES):
 
 
 def neuron_index(size, limit):
-    """Indices of at most ``limit`` evenly spaced neurons among ``size``
-    (all of them when they fit), first and last included."""
+    """At most ``limit`` evenly spaced neuron indices of ``size``, first and last in."""
     size = int(size)
     if size <= limit:
         return np.arange(size)
@@ -145,8 +143,8 @@ def wave_cells(trace):
 
 
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
-    """The payload of a diffusion Trace (or any mapping with its arrays) and
-    its run.json content ``meta`` (default ``trace.meta``)."""
+    """The payload of a diffusion Trace (or a mapping of its arrays) and its run.json
+    content ``meta`` (default ``trace.meta``)."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
     rows, sync_label, edges = diffusion_rows(trace)
     cols = np.array([r["column"] for r in rows])
@@ -211,12 +209,10 @@ def _states(trace, frames, rows, nmax, notes):
     layers = [int(l) for l in np.asarray(trace["state_layers"])]
     sizes = np.asarray(trace["sizes"])
     ticks = np.asarray(trace["tick"])[frames]
-    stick = np.asarray(trace["state_tick"]) if "state_tick" in trace else np.asarray(
-        trace["tick"])
+    stick = np.asarray(trace["state_tick"] if "state_tick" in trace else trace["tick"])
     at = np.clip(np.searchsorted(stick, ticks), 0, max(len(stick) - 1, 0))
     have = (stick[at] == ticks) if len(stick) else np.zeros(len(ticks), dtype=bool)
-    F, R = len(frames), len(rows)
-    x = np.full((F, R, max(nmax, 1)), np.nan, dtype=np.float32)
+    x = np.full((len(frames), len(rows), max(nmax, 1)), np.nan, dtype=np.float32)
     d = np.full_like(x, np.nan)
     index = []
     for r, row in enumerate(rows):
@@ -253,8 +249,8 @@ def _row(name, column, level):
 
 
 def _norms_view(label, row_label, rows, fields, labels, raster, bars):
-    """A view of per-row magnitudes only (no tags, waves or neuron states): the
-    raster shades ``fields[raster]``, the bars show ``fields[bars]`` on a log scale."""
+    """A view of per-row magnitudes only: the raster shades ``fields[raster]``, the
+    bars show ``fields[bars]`` on a log scale."""
     return {"label": label, "row_label": row_label, "rows": rows, "sync_label": "", "edges": [],
             "raster": {"mode": "magnitude", "field": raster, "label": labels[raster]},
             "fields": {k: encode(v, "f8") for k, v in fields.items()},
@@ -264,14 +260,12 @@ def _norms_view(label, row_label, rows, fields, labels, raster, bars):
 
 
 def relaxation_payload(arrays, meta=None):
-    """The payload of an ar_converge run (relaxation.npz): per η_x, the
-    relaxation wave ‖x_l(t) − x_l(t−1)‖ per layer (raster) and the relative
-    error to the fixed point per layer (bars)."""
-    errors = np.asarray(arrays["errors"], dtype=float)
-    changes = np.asarray(arrays["changes"], dtype=float)
-    norms = np.asarray(arrays["norms"], dtype=float) if "norms" in arrays else None
+    """The payload of an ar_converge run (relaxation.npz): per η_x, the relaxation
+    wave ‖x_l(t) − x_l(t−1)‖ (raster) and the error to the fixed point (bars)."""
+    data = {k: np.asarray(arrays[k], dtype=float) for k in ("changes", "errors", "norms")
+            if k in arrays}
     eta = np.asarray(arrays["eta_x"], dtype=float).reshape(-1)
-    E, T, L = changes.shape
+    E, T, L = data["changes"].shape
     ticks = np.asarray(arrays["ticks"]) if "ticks" in arrays else np.arange(T)
     layers = np.asarray(arrays["layers"]) if "layers" in arrays else np.arange(L)
     notes = ["Activation Relaxation saves per-layer norms, not neuron states: no neuron "
@@ -282,13 +276,9 @@ def relaxation_payload(arrays, meta=None):
     rows = [_row(str(int(layers[l])) + ends.get(l, ""), l, int(layers[l])) for l in range(L)]
     labels = {"changes": "‖x_l(t) − x_l(t−1)‖", "errors": "relative error to the fixed point",
               "norms": "‖x_l(t)‖"}
-    views = []
-    for e in range(E):
-        fields = {"changes": changes[e][frames], "errors": errors[e][frames]}
-        if norms is not None:
-            fields["norms"] = norms[e][frames]
-        views.append(_norms_view(f"η_x = {eta[e]:g}", "layer", rows, fields, labels,
-                                 "changes", "errors"))
+    views = [_norms_view(f"η_x = {eta[e]:g}", "layer", rows,
+                         {k: a[e][frames] for k, a in data.items()}, labels, "changes", "errors")
+             for e in range(E)]
     variant = str(arrays["variant"]) if "variant" in arrays else ""
     title = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
     default = int(np.argmin(np.abs(eta - WAVE_ETA))) if E else 0
@@ -297,8 +287,8 @@ def relaxation_payload(arrays, meta=None):
 
 
 def pc_payload(arrays, meta=None):
-    """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output,
-    level 0, on top) and per vertex (ordered by level) against inference tick."""
+    """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output on top)
+    and per vertex (by level) against inference tick."""
     by_level = np.asarray(arrays["by_level"], dtype=float)
     by_vertex = np.asarray(arrays["by_vertex"], dtype=float)
     levels = [int(v) for v in np.asarray(arrays["levels"]).reshape(-1)]
