@@ -246,9 +246,10 @@ class WaveAnimator(IndexedFigure):
         return int(x), int(y)
 
     def cursor_pixel(self, t):
-        """(column, row) of a pixel on the time cursor at tick ``t``, mid-raster."""
-        top, bottom = self.raster_rows
-        return self._cursor_column(t), (top + bottom) // 2
+        """(column, row) of a pixel on the time cursor at row ``t``, mid-raster."""
+        (x0, x1), (top, bottom) = self.raster_x, self.raster_rows
+        column = int(round(x0 + (x1 - x0) * t / max(len(self.trace["tick"]) - 1, 1)))
+        return column, (top + bottom) // 2
 
     def tag_box(self, layer):
         """(top, bottom, left, right) pixels of the tag pair (None: none) above trace
@@ -259,18 +260,14 @@ class WaveAnimator(IndexedFigure):
         x = self.tag_columns[layer]
         return top, bottom, int(round(x - half)), int(round(x + half))
 
-    def _cursor_column(self, t):
-        x0, x1 = self.raster_x
-        T1 = max(len(self.trace["tick"]) - 1, 1)
-        return int(round(x0 + (x1 - x0) * t / T1))
-
     def indices(self, t):
         """The frame for tick ``t`` as palette indices (height, width) uint8."""
         t = int(t)
         frame = self.background.copy()
         self._paint_network(frame, t)
         self._paint_bars(frame, t)
-        self._paint_cursor(frame, t)
+        c, _ = self.cursor_pixel(t)
+        frame[self.raster_rows[0]:self.raster_rows[1], max(c - 1, 0):c + 1] = self.ink["cursor"]
         self._paint_tags(frame, t)
         title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
                  f"stream frame {int(self.trace['stream_frame'][t])}").strip()
@@ -301,11 +298,6 @@ class WaveAnimator(IndexedFigure):
             if l in self.rows.sync:
                 frame[lo:hi, a:a + 2] = self.ink["amber"]
                 frame[lo:hi, b - 2:b] = self.ink["amber"]
-
-    def _paint_cursor(self, frame, t):
-        top, bottom = self.raster_rows
-        c = self._cursor_column(t)
-        frame[top:bottom, max(c - 1, 0):c + 1] = self.ink["cursor"]
 
     def _paint_tags(self, frame, t):
         """Above each labelled column v ≥ 1: the frame of the x g[v] pairs (red,

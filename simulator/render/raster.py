@@ -149,12 +149,6 @@ def panel_image(trace, window, color="magnitude", rows=None):
     return raster_rgb(trace, color, ticks, columns), (k, m)
 
 
-def panel_sync(trace, window, rows=None):
-    """``sync_cells`` (rows, columns) of a window, laid out as ``panel_image``."""
-    _, _, ticks, columns = _drawn(trace, window, rows)
-    return sync_cells(trace, ticks, columns).T
-
-
 def step_note(steps):
     """'' or a note such as 'every 10th tick, every 2nd layer drawn'."""
     parts = [f"every {_ordinal(k)} {what}" for k, what in zip(steps, ("tick", "layer")) if k > 1]
@@ -199,7 +193,7 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
     """Draw ``rgb`` of ``panel_image`` (row ``window``, ``steps`` (k, m)) on ``ax``
     in ticks (row r is tick first + r·every, ``ticks`` = (first, every)), with
     the sync rows of ``rows`` outlined; ``strip``: a graph's edges; ``sync``
-    (``panel_sync``): a dark line through every synchronized cell."""
+    (``sync_cells`` as drawn): a dark line through every synchronized cell."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -368,8 +362,8 @@ def raster_figure(trace, windows=(), color="both"):
             title = f"{name} — {_window_title(window, i, rows, ticks, total)} — colour by {kind}"
             note = step_note(steps)
             title = title.lstrip(" —") + (f"\n({note})" if note else "")
-            draw_panel(ax, rgb, window, order, steps, ticks, title=title,
-                       sync=panel_sync(trace, window, order))
+            sync = sync_cells(trace, *_drawn(trace, window, order)[2:]).T
+            draw_panel(ax, rgb, window, order, steps, ticks, title=title, sync=sync)
             panels.append((ax, window, kind))
     period = max(periods) if periods else 0
     notes = "; ".join(f"{k}: {_shading(k, period)}" for k in kinds)
