@@ -1,10 +1,6 @@
-"""The time-travel viewer: one self-contained view.html per run.
-
-``write_view(run_dir)`` turns a saved run's results (no simulation) into one
-HTML file with the data (``data``: compact JSON, base64-packed arrays) and the
-page's script and style (view.html, view.js, view.css, package data) inlined,
-so it works from ``file://`` with no network. ``trace_html(trace)`` is the same
-viewer as an HTML string for a notebook (a Trace's ``_repr_html_``).
+"""The time-travel viewer: one self-contained view.html per saved run (the data of
+``data`` and the page's view.html/js/css inlined, no network needed), or as an
+HTML string for a notebook (``trace_html``, a Trace's ``_repr_html_``).
 """
 import html
 import json
@@ -24,10 +20,9 @@ def _asset(name):
 
 
 def page_html(payload):
-    """view.html for a payload (``data.run_payload`` and friends): the page
-    template with its style, script and the payload inlined."""
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    data = data.replace("<", "\\u003c")          # no "</script>" can end the data early
+    """view.html with its style, script and ``payload`` (``data.run_payload``) inlined."""
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).replace("<", "\\u003c")   # no "</script>" in the data
     page = _asset("view.html")
     for token, value in (("@@TITLE@@", html.escape(str(payload.get("name", "tickprop")))),
                          ("@@CSS@@", _asset("view.css")), ("@@JS@@", _asset("view.js"))):
@@ -36,12 +31,10 @@ def page_html(payload):
 
 
 def write_view(run_dir, out_path=None):
-    """Write the viewer of the diffusion, ar_converge or pc_wave run saved in
-    ``run_dir`` (its folder, or its trace.npz / run.json) atomically to
-    ``out_path`` (default and in a folder: view.html), list it in the folder's
-    manifest, and return its path. A file already there is replaced only if
-    tickprop view wrote it and it is unchanged. Errors (not a run, damaged
-    files, another kind, a foreign or changed file) are one SimulatorError."""
+    """Write the viewer of the run saved in ``run_dir`` (its folder, or a file in
+    it) atomically to ``out_path`` (default, or in a folder: view.html), listed
+    in the folder's manifest; return its path. Only a page tickprop view wrote,
+    unchanged, is replaced. Every error is one SimulatorError."""
     run_dir = os.fspath(run_dir)
     folder = (os.path.dirname(run_dir) or ".") if os.path.isfile(run_dir) else run_dir
     payload = run_payload(folder)

@@ -1,8 +1,7 @@
-"""A run's saved results as the viewer's payload: one compact JSON document,
-built from the saved arrays only, the same for a run folder and a notebook's
-Trace; arrays are base64 records (``encode``). Its layout is in
-docs/design/view_data.md. Long traces and wide layers are decimated (every
-k-th tick, evenly spaced neurons) within MAX_FRAMES and MAX_STATE_VALUES.
+"""A run's saved results as the viewer's payload: one compact JSON document (layout:
+docs/design/view_data.md) built from the saved arrays only, arrays as base64
+records, thinned (every k-th tick, evenly spaced neurons) to fit MAX_FRAMES and
+MAX_STATE_VALUES.
 """
 import base64
 import os
@@ -55,9 +54,8 @@ def neuron_index(size, limit):
 
 
 def run_payload(folder):
-    """The payload of a saved run folder (run.json plus trace.npz, relaxation.npz
-    or wave.npz, read by simulator.runfiles) of a kind in VIEWABLE; anything
-    else, a missing or damaged file, is one SimulatorError naming it."""
+    """The payload of a saved run folder of a kind in VIEWABLE; another kind, a
+    missing or damaged file, is one SimulatorError naming it."""
     folder = os.fspath(folder)
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
@@ -121,11 +119,9 @@ def diffusion_rows(trace):
 
 
 def wave_cells(trace):
-    """(T, columns) u1: bit 0 where x carries a frame (input tag ≥ 0), bit 1
-    where δ is finite and ≠ 0, bit 2 where g pairs x and δ of one stream frame:
-    the pair tag (on a graph the oldest and the newest) and the supervision tag
-    name one frame, compared as stream frames when every tick was recorded,
-    else as ticks."""
+    """(T, columns) u1: bit 0 where x carries a frame, bit 1 where δ is finite and ≠ 0,
+    bit 2 where the pair tags (a graph's oldest and newest) and the supervision tag
+    name one frame (as stream frames when every tick was recorded, else ticks)."""
     fwd = np.asarray(trace["tag_input"]) >= 0
     d = np.asarray(trace["delta_norm"], dtype=float)
     bwd = np.isfinite(d) & (d != 0)
