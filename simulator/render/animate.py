@@ -291,8 +291,8 @@ class WaveAnimator(IndexedFigure):
             value = self.cos[t, self.rows.order[l] - 1]
             if not np.isfinite(value):
                 continue
-            end = self.bar_zero - value * self.bar_unit
-            lo, hi = sorted((int(round(self.bar_zero)), int(round(end))))
+            lo, hi = sorted((int(round(self.bar_zero)),
+                             int(round(self.bar_zero - value * self.bar_unit))))
             hi = max(hi, lo + 1)
             frame[lo:hi, a:b] = self.ink["bar"]
             if l in self.rows.sync:

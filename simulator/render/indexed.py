@@ -8,6 +8,7 @@ import functools
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from ..errors import SimulatorError
 from . import palette
@@ -75,44 +76,30 @@ class IndexedPalette:
     a 32³ lookup table from RGB to the nearest one."""
 
     def __init__(self, background_rgb):
-        fixed = self._fixed()
-        extra = self._adaptive(background_rgb, PALETTE_COLOURS - len(fixed))
-        self.colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
-        self.lut = self._lookup(self.colours)
-
-    @staticmethod
-    def _fixed():
         levels = np.linspace(0.0, 1.0, 10)
         f, b = np.meshgrid(levels, levels)
-        waves = palette.mix(f.ravel(), b.ravel())
         white = np.ones(3)
-        amber = palette.from_hex(palette.LS_COLOUR)
-        inks = (palette.RED, palette.BLUE, amber, np.zeros(3), GRAY_BAR)
+        inks = (palette.RED, palette.BLUE, palette.from_hex(palette.LS_COLOUR), np.zeros(3),
+                GRAY_BAR)
         ramps = [white + a * (ink - white) for ink in inks for a in np.linspace(0.125, 1.0, 8)]
         specials = [palette.EMPTY * 0.9, NOT_A_NEURON, CURSOR, np.array([0.867, 0.867, 0.867])]
-        colours = np.vstack([waves, np.array(ramps), np.array(specials)])
-        return np.unique(palette.to_bytes(colours), axis=0)
-
-    @staticmethod
-    def _adaptive(rgb, count):
-        from PIL import Image
-        if count <= 0:
-            return np.zeros((0, 3), dtype=np.uint8)
-        image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=count, dither=0)
-        used = np.unique(np.asarray(image))
-        pal = np.array(image.getpalette()[:3 * 256], dtype=np.uint8).reshape(-1, 3)
-        return pal[used]
-
-    @staticmethod
-    def _lookup(colours):
+        fixed = np.unique(palette.to_bytes(np.vstack([palette.mix(f.ravel(), b.ravel()),
+                                                      np.array(ramps), np.array(specials)])),
+                          axis=0)
+        extra, free = np.zeros((0, 3), dtype=np.uint8), PALETTE_COLOURS - len(fixed)
+        if free > 0:            # what else the background needs, by Pillow's quantizer
+            image = Image.fromarray(np.ascontiguousarray(background_rgb))
+            image = image.quantize(colors=free, dither=0)
+            pal = np.array(image.getpalette()[:3 * 256], dtype=np.uint8).reshape(-1, 3)
+            extra = pal[np.unique(np.asarray(image))]
+        self.colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
         grid = (np.arange(32) * 8 + 4).astype(np.float32)
         cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
-        pal = colours.astype(np.float32)
         lut = np.empty(len(cube), dtype=np.uint8)
         # by blocks: the whole cube's distances would take 33 MB, several times over
         for a in range(0, len(cube), LUT_BLOCK):
-            lut[a:a + LUT_BLOCK] = _nearest(cube[a:a + LUT_BLOCK], pal)
-        return lut.reshape(32, 32, 32)
+            lut[a:a + LUT_BLOCK] = _nearest(cube[a:a + LUT_BLOCK], self.colours.astype(np.float32))
+        self.lut = lut.reshape(32, 32, 32)
 
     def index_exact(self, rgb):
         """Palette indices of the nearest colours, exactly (for the static
@@ -134,8 +121,7 @@ class IndexedPalette:
 
 
 class Glyphs:
-    """Coverage masks of single characters, rendered once by Agg at one font size,
-    so per-frame text is a few numpy blends instead of a text layout."""
+    """Coverage masks of characters, rendered once by Agg at one font size."""
 
     def __init__(self, fontsize, dpi=DPI):
         self.px = fontsize * dpi / 72.0
@@ -178,7 +164,7 @@ class Glyphs:
 
 @functools.lru_cache(maxsize=16)
 def glyphs_for(fontsize, dpi=DPI):
-    """The shared Glyphs of one font size and resolution (rendered once per process)."""
+    """The Glyphs of one font size and resolution, shared by the process."""
     return Glyphs(fontsize, dpi)
 
 
@@ -188,9 +174,8 @@ class IndexedFigure:
     and composes a frame of palette indices in ``indices``."""
 
     def _start(self, size):
-        """The empty figure of ``size`` = (width, height) pixels at DPI × scale
-        dots per inch, scale the smaller ratio to DEFAULT_SIZE: the default's
-        layout in points at every size, so text grows with the picture."""
+        """The empty figure of ``size`` (width, height) pixels at DPI × the smaller
+        ratio to DEFAULT_SIZE, so the layout and text grow with the picture."""
         self.width, self.height = check_size(size)
         self.scale = min(self.width / DEFAULT_SIZE[0], self.height / DEFAULT_SIZE[1])
         self.dpi = DPI * self.scale
@@ -232,10 +217,8 @@ class IndexedFigure:
         return box, xs, ys
 
     def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):
-        """Blend ``text`` in ``colour`` over the static background; ``bottom_row``
-        is the pixel row of the glyph box's bottom edge. Over a one-colour
-        background (where the tags and the title sit) the blended patch depends
-        only on the text, so it is made once and pasted afterwards."""
+        """Blend ``text`` in ``colour`` over the background, the glyph box's bottom at
+        pixel row ``bottom_row``; over one colour the patch is made once, then pasted."""
         mask, width = glyphs.mask(text)
         # Glyphs are drawn GLYPH_ORIGIN pixels into their masks.
         left = int(round(x - GLYPH_ORIGIN

@@ -269,8 +269,7 @@ def _graph_rows(ax, rows, m=1):
         strip.annotate("", xy=(xs[-1], ys[-1]), xytext=(xs[-3], ys[-3]),
                        arrowprops=dict(arrowstyle="-|>", color=colour, linewidth=0.8,
                                        mutation_scale=6 if skip else 5, shrinkA=0, shrinkB=0))
-    strip.plot(np.full(len(rows), end), np.arange(len(rows)), "o", color="#444444",
-               markersize=2.2)
+    strip.plot(np.full(len(rows), end), np.arange(len(rows)), "o", color="#444444", markersize=2.2)
 
 
 def _legend_handles(rows):

@@ -56,15 +56,13 @@ def _check_replaceable(path):
     that is not a page of tickprop view (its generator tag)."""
     folder, name = os.path.split(os.path.abspath(path))
     status = manifest.file_status(folder, name)
+    refused = {"changed": "changed since tickprop view wrote it",
+               "foreign": "exists and was not written by tickprop view (the folder's "
+                          f"{manifest.MANIFEST} does not list it)"}
     if status == "missing":
         return
-    if status == "changed":
-        raise SimulatorError(f"{path}: changed since tickprop view wrote it; choose another "
-                             "--out or move it away")
-    if status == "foreign":
-        raise SimulatorError(f"{path}: exists and was not written by tickprop view (the "
-                             f"folder's {manifest.MANIFEST} does not list it); choose another "
-                             "--out or move it away")
+    if status in refused:
+        raise SimulatorError(f"{path}: {refused[status]}; choose another --out or move it away")
     if not os.path.isfile(path):
         raise SimulatorError(f"{path}: exists and is not a file; choose another --out")
     try:

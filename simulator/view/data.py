@@ -84,10 +84,8 @@ def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=
             "default_view": int(default_view)}
 
 
-TAG_LABELS = {"input": "x carries frame (input tag)",
-              "supervision": "δ's supervision frame",
-              "output": "δ's output-activity frame",
-              "pair": "frame of the x that g pairs with δ"}
+TAG_LABELS = {"input": "x carries frame (input tag)", "supervision": "δ's supervision frame",
+              "output": "δ's output-activity frame", "pair": "frame of the x that g pairs with δ"}
 FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "cos(g, backprop)",
                 "mismatch_rel": "‖g − backprop‖ / ‖backprop‖"}
 
