@@ -111,8 +111,10 @@ class WaveAnimator(IndexedFigure):
         net = self.net = fig.add_subplot(grid[0, 0])
         bars = self.bars_ax = fig.add_subplot(grid[1, 0])
         self.raster = fig.add_subplot(grid[:, 1])
+        # Three-digit layer numbers need twice the room of short ones.
+        layer_ticks = range(0, L + 1, max(1, int(np.ceil((L + 1) / (12 if L < 100 else 6)))))
         for ax in (net, bars):
-            ax.set(xlim=(-0.5, L + 0.5), xticks=_layer_ticks(L))
+            ax.set(xlim=(-0.5, L + 0.5), xticks=layer_ticks)
         net.set(ylim=(-0.5, self.states.rows - 0.5), yticks=[])
         net.tick_params(labelbottom=False, labelsize=small)
         if not self.states.has_states:
@@ -264,18 +266,6 @@ class WaveAnimator(IndexedFigure):
         """The frame for tick ``t`` as palette indices (height, width) uint8."""
         t = int(t)
         frame = self.background.copy()
-        self._paint_network(frame, t)
-        self._paint_bars(frame, t)
-        c, _ = self.cursor_pixel(t)
-        frame[self.raster_rows[0]:self.raster_rows[1], max(c - 1, 0):c + 1] = self.ink["cursor"]
-        self._paint_tags(frame, t)
-        title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
-                 f"stream frame {int(self.trace['stream_frame'][t])}").strip()
-        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
-                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
-        return frame
-
-    def _paint_network(self, frame, t):
         top, bottom, left, right = self.net_box
         small = self.palette.index_float(self.states.rgb(t)[:, self.rows.order])
         frame[top:bottom, left:right] = small[self.row_neuron][:, self.col_layer]
@@ -285,9 +275,7 @@ class WaveAnimator(IndexedFigure):
             frame[top:bottom, b - 1:b + 1] = amber
             frame[max(top - 1, 0):top + 1, a:b] = amber
             frame[bottom - 1:bottom + 1, a:b] = amber
-
-    def _paint_bars(self, frame, t):
-        for l, (a, b) in enumerate(self.bar_cols, start=1):
+        for l, (a, b) in enumerate(self.bar_cols, start=1):         # the mismatch bars
             value = self.cos[t, self.rows.order[l] - 1]
             if not np.isfinite(value):
                 continue
@@ -296,8 +284,16 @@ class WaveAnimator(IndexedFigure):
             hi = max(hi, lo + 1)
             frame[lo:hi, a:b] = self.ink["bar"]
             if l in self.rows.sync:
-                frame[lo:hi, a:a + 2] = self.ink["amber"]
-                frame[lo:hi, b - 2:b] = self.ink["amber"]
+                frame[lo:hi, a:a + 2] = amber
+                frame[lo:hi, b - 2:b] = amber
+        c, _ = self.cursor_pixel(t)
+        frame[self.raster_rows[0]:self.raster_rows[1], max(c - 1, 0):c + 1] = self.ink["cursor"]
+        self._paint_tags(frame, t)
+        title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
+                 f"stream frame {int(self.trace['stream_frame'][t])}").strip()
+        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
+                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
+        return frame
 
     def _paint_tags(self, frame, t):
         """Above each labelled column v ≥ 1: the frame of the x g[v] pairs (red,
@@ -318,12 +314,6 @@ class WaveAnimator(IndexedFigure):
                 frame[bottom - w:bottom, left:right] = amber
                 frame[top:bottom, left:left + w] = amber
                 frame[top:bottom, right - w:right] = amber
-
-
-def _layer_ticks(depth):
-    # Three-digit layer numbers need twice the room of short ones.
-    step = max(1, int(np.ceil((depth + 1) / (12 if depth < 100 else 6))))
-    return list(range(0, depth + 1, step))
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):

@@ -373,6 +373,5 @@ def raster_figure(trace, windows=(), color="both"):
 
 def write_raster(path, trace, windows=(), color="both"):
     """Write waves.png atomically at ``path``."""
-    fig, _ = raster_figure(trace, windows, color)
-    save_png(fig, path)
+    save_png(raster_figure(trace, windows, color)[0], path)
     return path
