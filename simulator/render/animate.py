@@ -288,17 +288,7 @@ class WaveAnimator(IndexedFigure):
                 frame[lo:hi, b - 2:b] = amber
         c, _ = self.cursor_pixel(t)
         frame[self.raster_rows[0]:self.raster_rows[1], max(c - 1, 0):c + 1] = self.ink["cursor"]
-        self._paint_tags(frame, t)
-        title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
-                 f"stream frame {int(self.trace['stream_frame'][t])}").strip()
-        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
-                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
-        return frame
-
-    def _paint_tags(self, frame, t):
-        """Above each labelled column v ≥ 1: the frame of the x g[v] pairs (red,
-        lower) and of δ[v]'s target (blue, upper), boxed in amber when equal."""
-        for v, x in self.tag_columns.items():
+        for v, x in self.tag_columns.items():       # the frames g[v] pairs: x red, δ blue
             if v == 0:
                 continue
             fx, fd = int(self.tag_x[t, v]), int(self.tag_d[t, v])
@@ -306,14 +296,18 @@ class WaveAnimator(IndexedFigure):
                                   (fd, self.tag_row[1], palette.BLUE)):
                 self._paint_text(frame, self.glyphs, str(tag) if tag >= 0 else "·", x, row, ink,
                                  "center")
-            if fx >= 0 and fx == fd:
+            if fx >= 0 and fx == fd:                    # one frame: boxed in amber
                 top, bottom, left, right = self.tag_box(v)
                 w = max(1, int(round(1.6 * self.scale)))
-                amber = self.ink["amber"]
                 frame[top:top + w, left:right] = amber
                 frame[bottom - w:bottom, left:right] = amber
                 frame[top:bottom, left:left + w] = amber
                 frame[top:bottom, right - w:right] = amber
+        title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
+                 f"stream frame {int(self.trace['stream_frame'][t])}").strip()
+        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
+                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
+        return frame
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):

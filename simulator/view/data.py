@@ -173,11 +173,10 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
         fields[key] = full[pick]
     tags = {key: np.asarray(trace["tag_" + key])[pick] for key in TAG_LABELS}
     tag_labels = dict(TAG_LABELS)
-    if "tag_input_hi" in trace:            # a graph vertex may mix frames: newest too
-        for key in ("input", "supervision", "pair"):
-            if "tag_" + key + "_hi" in trace:
-                tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
-                tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
+    for key in ("input", "supervision", "pair"):     # a graph vertex may mix frames: newest too
+        if "tag_" + key + "_hi" in trace:
+            tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
+            tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
     states = _states(trace, frames, rows, nmax, notes) if has_states else None
     if not has_states:
         notes.append("No neuron states recorded (record.states = false): the neuron strips "
@@ -197,8 +196,8 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
 
 
 def _states(trace, frames, rows, nmax, notes):
-    """x and δ of sample 0 at the viewer frames, (frames, rows, nmax) float32
-    NaN-padded (the input's δ too), and which neuron each column is."""
+    """x and δ of sample 0 at the viewer frames (frames, rows, nmax) float32, NaN
+    where none, and which neuron each column is."""
     sx, sd = np.asarray(trace["state_x"]), np.asarray(trace["state_delta"])
     layers = [int(l) for l in np.asarray(trace["state_layers"])]
     sizes = np.asarray(trace["sizes"])
