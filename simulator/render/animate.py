@@ -1,7 +1,6 @@
-"""The wave GIF: a frame per tick (or every k) of the network's neurons (red |x|,
-blue |δ|, purple both), over each column l the stream frames g[l] = δ[l] x[l−1]ᵀ
-pairs (amber box: the same), ls in amber, mismatch bars and a cursor over the
-run's raster; painted in numpy over a static figure drawn once (``indexed``).
+"""The wave GIF: a frame per tick (or every k) of the neurons (red |x|, blue |δ|),
+over column l the frames g[l] = δ[l] x[l−1]ᵀ pairs (amber box: the same), ls in
+amber, mismatch bars and a cursor over the raster, painted over a static figure.
 """
 import numpy as np
 from matplotlib.patches import Patch
@@ -23,8 +22,7 @@ def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
 
 
 class NeuronStates:
-    """Levels of the network panel: batch element 0's recorded states (read through
-    views) or, without states, one block per layer from the norms."""
+    """The network panel's colours: sample 0's states, or per-layer norms without."""
 
     def __init__(self, trace):
         self.trace = trace
@@ -72,8 +70,7 @@ def _layer_scale(a):
 
 
 def paired_tags(trace):
-    """(x frames, δ frames) (T, n), −1 for none: the stream frames of the x g[v] pairs
-    with and of δ[v]'s target where the backward wave is; column 0 (no g) −1."""
+    """The stream frames (T, n) of the x and δ g[v] pairs (δ's where drawn), −1: none."""
     pair = np.array(trace["tag_pair"], copy=True)
     sup = np.where(presence(trace)[1] & (trace["tag_supervision"] >= 0),
                    trace["tag_supervision"], -1)
@@ -161,15 +158,13 @@ class WaveAnimator(IndexedFigure):
         self._key(small)
 
     def _tag_baselines(self):
-        """Pixel rows (from the top) of the x tags' baseline, just above the network
-        panel, and of the δ tags', one line higher."""
+        """Pixel rows of the x tags' baseline over the network panel and the δ tags'."""
         top = self.height * (1.0 - self.net.get_position().y1)
         x_row = top - 0.4 * self.glyphs.px
         return x_row, x_row - 1.35 * self.glyphs.px
 
     def _key(self, small):
-        """The colour key above the raster: a shade ramp per wave (red |x|, blue
-        |δ|, purple both), full at the layer's scale; and what amber outlines."""
+        """The colour key above the raster: a shade ramp per wave; what amber outlines."""
         box = self.raster.get_position()
         levels = np.concatenate([[0.0], np.linspace(palette.FLOOR, 1.0, 24)])
         zero = np.zeros_like(levels)
@@ -254,8 +249,7 @@ class WaveAnimator(IndexedFigure):
         return column, (top + bottom) // 2
 
     def tag_box(self, layer):
-        """(top, bottom, left, right) pixels of the tag pair (None: none) above trace
-        column ``layer``, where its amber box goes."""
+        """(top, bottom, left, right) of the tag pair's box over trace column ``layer``."""
         if layer not in self.tag_columns:
             return None
         top, bottom, half = self.tag_span
@@ -311,16 +305,14 @@ class WaveAnimator(IndexedFigure):
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
-    """(frames, palette (≤256, 3) uint8): ``frames`` yields each GIF frame as
-    palette indices (height, width) uint8, drawn only when asked for."""
+    """(a generator of GIF frames (height, width) uint8, palette (≤256, 3) uint8)."""
     anim = WaveAnimator(trace, size=size, color=color)
     ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
     return (anim.indices(t) for t in ticks), anim.palette.colours
 
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
-    """Write the looping wave GIF atomically at ``path``, one frame in memory at a
-    time; returns the number of frames."""
+    """Write the looping wave GIF atomically at ``path``; returns its frame count."""
     duration = gif_duration(fps)
     frames, colours = render_frames(trace, every=every, size=size, color=color)
     return gifstream.write_gif(path, frames, colours, duration)

@@ -19,9 +19,8 @@ def _u16(value):
 
 
 def lzw_block(indices, table):
-    """The image data of ``indices`` (h, w) uint8 as a GIF stores it after an
-    image descriptor (LZW minimum code size, sub-blocks, terminator), encoded
-    by Pillow with the global colour table ``table`` (768 bytes)."""
+    """The image data block of ``indices`` (h, w) uint8, LZW-coded by Pillow with the
+    global colour table ``table`` (768 bytes)."""
     h, w = indices.shape
     image = Image.frombytes("P", (w, h), np.ascontiguousarray(indices, dtype=np.uint8).tobytes())
     image.putpalette(table)
@@ -58,10 +57,9 @@ def _write_frame(file, pending):
 
 
 def stream_gif(file, frames, colours, duration_ms, loop=0):
-    """Write the iterable ``frames`` ((height, width) uint8 indices into ``colours``,
-    k <= 256 RGB rows) to the binary ``file`` as a GIF looping ``loop`` times (0:
-    forever), each frame shown ``duration_ms`` (in hundredths of a second,
-    rounded down as Pillow does). Returns how many frames were given."""
+    """Write ``frames`` ((height, width) uint8 indices into ``colours``, ≤ 256 RGB rows)
+    to the binary ``file`` as a GIF looping ``loop`` times (0: forever), each shown
+    ``duration_ms`` (rounded down to 10 ms as Pillow does); returns the frame count."""
     duration_ms = float(duration_ms)
     if not duration_ms >= 0:
         raise SimulatorError(f"GIF frame duration: expected >= 0 ms, got {duration_ms}")
@@ -119,8 +117,7 @@ def stream_gif(file, frames, colours, duration_ms, loop=0):
 
 
 def write_gif(path, frames, colours, duration_ms, loop=0):
-    """``stream_gif`` into ``path`` atomically: the GIF appears whole or, when
-    making a frame fails, not at all. Returns how many frames were given."""
+    """``stream_gif`` into ``path`` atomically: whole or, if a frame fails, not at all."""
     count = []
     atomic_write(path, lambda f: count.append(stream_gif(f, frames, colours, duration_ms, loop)),
                  binary=True)

@@ -1,7 +1,6 @@
-"""Indexed-colour GIF frames composed in numpy, for every GIF tickprop draws: a
-static matplotlib figure drawn once (``IndexedFigure``), one fixed palette of at
-most 256 colours with a lookup table from RGB, glyphs rendered once, and the
-size and frame-count rules. Frames are palette indices: no per-frame quantizing.
+"""GIF frames composed in numpy as indices into one fixed palette (no per-frame
+quantizing), over a static matplotlib figure drawn once (``IndexedFigure``), with
+glyphs rendered once; and the GIF size and frame-count rules.
 """
 import functools
 
@@ -49,8 +48,7 @@ def frame_limit(width, height):
 
 
 def frame_step(ticks, every=1, max_frames=MAX_FRAMES):
-    """The tick step between GIF frames: ``every``, grown until ``ticks`` ticks
-    give at most ``max_frames`` frames."""
+    """The step between GIF frames: ``every``, grown until ``ticks`` give ≤ ``max_frames``."""
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
     return max(int(every), -(-int(ticks) // int(max_frames)))
@@ -65,15 +63,13 @@ def gif_duration(fps=DEFAULT_FPS):
 
 
 def _nearest(rgb, pal):
-    """Index of the nearest colour of ``pal`` for each row of ``rgb`` (float32),
-    by |c − p|² = |c|² − 2 c·p + |p|²: one matrix product."""
+    """Nearest colour of ``pal`` to each row of ``rgb``, by |c − p|² = |c|² − 2c·p + |p|²."""
     return ((rgb ** 2).sum(1)[:, None] - 2.0 * rgb @ pal.T + (pal ** 2).sum(1)[None, :]).argmin(1)
 
 
 class IndexedPalette:
-    """At most 256 colours (wave colours on a 10 × 10 grid of levels, inks blended
-    with white, what else Pillow's quantizer finds in the static background) and
-    a 32³ lookup table from RGB to the nearest one."""
+    """≤ 256 colours (waves, inks, and what Pillow's quantizer finds in the static
+    background) and a 32³ lookup table from RGB to the nearest one."""
 
     def __init__(self, background_rgb):
         levels = np.linspace(0.0, 1.0, 10)
@@ -102,8 +98,7 @@ class IndexedPalette:
         self.lut = lut.reshape(32, 32, 32)
 
     def index_exact(self, rgb):
-        """Palette indices of the nearest colours, exactly (for the static
-        background, whose colours are few and matter: white stays white)."""
+        """Exact nearest palette indices (for the background's few colours: white stays)."""
         rgb = np.asarray(rgb, dtype=np.uint8)
         unique, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
         nearest = _nearest(unique.astype(np.float32), self.colours.astype(np.float32))
@@ -169,13 +164,11 @@ def glyphs_for(fontsize, dpi=DPI):
 
 
 class IndexedFigure:
-    """A GIF's static figure, drawn once, and what frames are painted with. A
-    subclass draws on ``self.fig`` between ``_start`` and ``_index_background``
-    and composes a frame of palette indices in ``indices``."""
+    """A GIF's static figure: a subclass draws on ``self.fig`` between ``_start`` and
+    ``_index_background`` and composes a frame of palette indices in ``indices``."""
 
     def _start(self, size):
-        """The empty figure of ``size`` (width, height) pixels at DPI × the smaller
-        ratio to DEFAULT_SIZE, so the layout and text grow with the picture."""
+        """The empty figure of ``size`` pixels, at DPI × its scale to DEFAULT_SIZE."""
         self.width, self.height = check_size(size)
         self.scale = min(self.width / DEFAULT_SIZE[0], self.height / DEFAULT_SIZE[1])
         self.dpi = DPI * self.scale
@@ -204,8 +197,7 @@ class IndexedFigure:
         return dx, self.height - dy
 
     def _pixel_grid(self, ax, x1, y1):
-        """((top, bottom, left, right) pixel box of ``ax``'s data rectangle
-        (−0.5, −0.5)..(x1, y1), data x of its pixel columns, data y of its rows)."""
+        """(pixel box of ``ax``'s data (−0.5, −0.5)..(x1, y1), data x, y of its pixels)."""
         (c0, r1), (c1, r0) = self._to_pixel(ax, -0.5, -0.5), self._to_pixel(ax, x1, y1)
         box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
         top, bottom, left, right = box

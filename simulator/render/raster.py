@@ -1,7 +1,6 @@
-"""The wave raster (Betti & Gori, Figs. 1–3): time across, layers (or a graph's
-vertices by level, its edges in a strip) up; red where x carries a frame, blue
-where δ ≠ 0, purple both, shaded by magnitude or frame tag; ls (or the sync set)
-outlined in amber, a dark line where g pairs x and δ of one stream frame.
+"""The wave raster (Betti & Gori, Figs. 1–3): ticks across, layers (or a graph's
+vertices by level) up; red where x carries a frame, blue where δ ≠ 0, purple both,
+ls (or the sync set) in amber, a dark line where g pairs x and δ of one frame.
 """
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -54,8 +53,7 @@ def _tag(trace, key, newest=False):
 
 
 def _oldest(trace, key):
-    """The frame tag ``key`` names: on a graph the oldest, else the newest a
-    skip path brought; −1 where there is none."""
+    """Tag ``key``'s frame: a graph's oldest, else the newest a skip brought; −1: none."""
     lo = _tag(trace, key)
     return np.where(lo >= 0, lo, _tag(trace, key, newest=True))
 
@@ -68,8 +66,7 @@ def _cells(trace, ticks=None, layers=None):
 
 
 def presence(trace):
-    """Boolean (T, L+1) masks of the forward wave (x carries a frame: on a graph
-    from any path) and of the backward wave (δ ≠ 0, layers ≥ 1)."""
+    """Boolean (T, L+1) masks of the forward (x carries a frame) and backward (δ ≠ 0) waves."""
     fwd = _tag(trace, "input", newest=True) >= 0
     bwd = np.asarray(trace["delta_norm"], dtype=float) > 0       # NaN (layer 0) is False
     bwd[:, 0] = False
@@ -83,9 +80,8 @@ def layer_scales(trace):
 
 
 def tag_period(trace, step=1):
-    """0 when stream frames last palette.WIDE_BAND columns or more of a panel
-    drawing every ``step``-th row (shades cycle), else the period p of the
-    stripes marking every p-th frame (thin lines, no checkerboard)."""
+    """0 when frames span palette.WIDE_BAND columns or more of a panel drawing every
+    ``step``-th row (shades cycle), else p: a stripe marks every p-th frame."""
     frames = np.asarray(trace["stream_frame"])
     changes = int(np.count_nonzero(np.diff(frames))) if len(frames) > 1 else 0
     columns = len(frames) / (changes + 1) / max(int(step), 1)
@@ -95,9 +91,8 @@ def tag_period(trace, step=1):
 
 
 def sync_cells(trace, ticks=None, layers=None):
-    """Boolean (ticks, layers): where the ``tag_pair`` and ``tag_supervision``
-    frames (on a graph the oldest and newest of each) are one stream frame; for
-    a new frame every tick, ls only (Eq. 6)."""
+    """Boolean (ticks, layers): where the pair and supervision tags (a graph's oldest
+    and newest) name one stream frame; for a new frame every tick, ls only (Eq. 6)."""
     cells = _cells(trace, ticks, layers)
     tags = [_tag(trace, key, newest)[cells] for key in ("pair", "supervision")
             for newest in (False, True)]
@@ -108,11 +103,10 @@ def sync_cells(trace, ticks=None, layers=None):
 
 
 def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
-    """The raster as RGB floats (layers, ticks, 3) of the index arrays given or
-    all, on scales from the whole run. Tag colouring shades x by its input frame
-    and δ by its supervision frame (cycling, or stripes every ``tag_period``
-    frames), averaging both levels so crossing bands show (Fig. 2B), the hue
-    leaning to the stronger wave so crossing stripes of x and δ stay apart."""
+    """The raster as RGB floats (layers, ticks, 3) of the index arrays given or all.
+    Tag colouring shades x by its input frame and δ by its supervision frame,
+    averaging both levels so crossing bands show (Fig. 2B), the hue leaning to
+    the stronger wave so crossing stripes of x and δ stay apart."""
     cells = _cells(trace, ticks, layers)
     fwd, bwd = presence(trace)
     if color == "magnitude":
@@ -134,8 +128,7 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
 
 
 def _drawn(trace, window, rows):
-    """(k, m, ticks, trace columns) of a (start, stop) row window as a panel draws
-    it: every k-th tick and m-th of ``rows`` (``picture_rows``; None: the trace's)."""
+    """(k, m, ticks, trace columns) of a row window drawn every k-th tick, m-th row."""
     rows = picture_rows(trace) if rows is None else rows
     k, ticks = drawn(window[0], window[1], MAX_DRAWN_TICKS)
     m, drawn_rows = drawn(0, len(rows), MAX_DRAWN_LAYERS)
@@ -143,8 +136,7 @@ def _drawn(trace, window, rows):
 
 
 def panel_image(trace, window, color="magnitude", rows=None):
-    """RGB (rows, columns, 3) of one (start, stop) row window as drawn, and the
-    steps (k, m) > 1 when it exceeds MAX_DRAWN_TICKS / MAX_DRAWN_LAYERS."""
+    """(RGB (rows, columns, 3) of a (start, stop) row window as drawn, steps (k, m))."""
     k, m, ticks, columns = _drawn(trace, window, rows)
     return raster_rgb(trace, color, ticks, columns), (k, m)
 
@@ -169,8 +161,7 @@ def row_ticks(trace):
 
 
 def check_windows(trace, windows):
-    """Validated (start, stop) tick ranges as the (start, stop) row ranges
-    that hold them."""
+    """Validated (start, stop) tick ranges as the row ranges that hold them."""
     T = len(trace["tick"])
     first, every = row_ticks(trace)
     last = first + T * every          # one past the ticks the last row stands for
@@ -190,10 +181,9 @@ def check_windows(trace, windows):
 
 
 def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None):
-    """Draw ``rgb`` of ``panel_image`` (row ``window``, ``steps`` (k, m)) on ``ax``
-    in ticks (row r is tick first + r·every, ``ticks`` = (first, every)), with
-    the sync rows of ``rows`` outlined; ``strip``: a graph's edges; ``sync``
-    (``sync_cells`` as drawn): a dark line through every synchronized cell."""
+    """Draw ``rgb`` of ``panel_image`` (row ``window``, ``steps``) on ``ax`` in ticks
+    (``ticks`` = ``row_ticks``), the sync rows outlined; ``strip``: a graph's edges;
+    ``sync`` (``sync_cells`` as drawn): a dark line through synchronized cells."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -223,8 +213,7 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
 
 
 def _sync_overlay(ax, sync, left, width, m):
-    """A segment per run of True cells of each image row of ``sync`` (cells
-    ``width`` ticks wide from ``left``, rows m layers high), SYNC_AT up the row."""
+    """A line through each run of True cells of ``sync``, SYNC_AT up its row."""
     segments = []
     for i, row in enumerate(sync):
         edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
@@ -305,8 +294,7 @@ def _shading(color, period):
 
 
 def _window_title(window, index, count, ticks=(0, 1), total=None):
-    """'(A) filling: ticks a–b' for two windows, 'ticks a–b' for one, '(A)
-    start: ticks a–b of N' when the run (``total`` ticks) did not fit."""
+    """'ticks a–b', '(A) filling: ticks a–b' of two, '(A) start: … of N' of a cut run."""
     first, every = ticks
     span = f"ticks {first + window[0] * every}–{first + (window[1] - 1) * every}"
     if total is not None:
@@ -315,9 +303,8 @@ def _window_title(window, index, count, ticks=(0, 1), total=None):
 
 
 def raster_figure(trace, windows=(), color="both"):
-    """The waves.png figure: a row of panels per tick window (none: the whole run
-    or its first and last ticks), a column per colouring. Returns (figure,
-    [(axes, row window, colouring)])."""
+    """(waves.png figure, [(axes, row window, colouring)]): a row of panels per tick
+    window (none: the run, or its first and last ticks), a column per colouring."""
     ticks = row_ticks(trace)
     kinds = colourings(color)
     order = picture_rows(trace)

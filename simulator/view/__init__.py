@@ -31,10 +31,9 @@ def page_html(payload):
 
 
 def write_view(run_dir, out_path=None):
-    """Write the viewer of the run saved in ``run_dir`` (its folder, or a file in
-    it) atomically to ``out_path`` (default, or in a folder: view.html), listed
-    in the folder's manifest; return its path. Only a page tickprop view wrote,
-    unchanged, is replaced. Every error is one SimulatorError."""
+    """Write the viewer of the run saved in ``run_dir`` (or a file in it) atomically to
+    ``out_path`` (default, or in a folder: view.html), listed in the manifest, and
+    return its path; it replaces only an unchanged tickprop page. Errors: SimulatorError."""
     run_dir = os.fspath(run_dir)
     folder = (os.path.dirname(run_dir) or ".") if os.path.isfile(run_dir) else run_dir
     payload = run_payload(folder)
@@ -52,8 +51,7 @@ def write_view(run_dir, out_path=None):
 
 
 def _check_replaceable(path):
-    """Refuse to replace a file its folder's manifest does not list as it is, or
-    that is not a page of tickprop view (its generator tag)."""
+    """Refuse to replace a changed or foreign file, or one not a tickprop view page."""
     folder, name = os.path.split(os.path.abspath(path))
     status = manifest.file_status(folder, name)
     refused = {"changed": "changed since tickprop view wrote it",

@@ -1,7 +1,6 @@
-"""A run's saved results as the viewer's payload: one compact JSON document (layout:
-docs/design/view_data.md) built from the saved arrays only, arrays as base64
-records, thinned (every k-th tick, evenly spaced neurons) to fit MAX_FRAMES and
-MAX_STATE_VALUES.
+"""A run's saved results as the viewer's payload: one JSON document (layout:
+docs/design/view_data.md) of the saved arrays as base64 records, thinned (every
+k-th tick, evenly spaced neurons) to fit MAX_FRAMES and MAX_STATE_VALUES.
 """
 import base64
 import os
@@ -54,8 +53,7 @@ def neuron_index(size, limit):
 
 
 def run_payload(folder):
-    """The payload of a saved run folder of a kind in VIEWABLE; another kind, a
-    missing or damaged file, is one SimulatorError naming it."""
+    """The payload of a saved run folder of a kind in VIEWABLE, else a SimulatorError."""
     folder = os.fspath(folder)
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
@@ -137,8 +135,7 @@ def wave_cells(trace):
 
 
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
-    """The payload of a diffusion Trace (or a mapping of its arrays) and its run.json
-    content ``meta`` (default ``trace.meta``)."""
+    """The payload of a diffusion Trace (or its arrays) and its run.json ``meta``."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
     rows, sync_label, edges = diffusion_rows(trace)
     cols = np.array([r["column"] for r in rows])
@@ -196,8 +193,7 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
 
 
 def _states(trace, frames, rows, nmax, notes):
-    """x and δ of sample 0 at the viewer frames (frames, rows, nmax) float32, NaN
-    where none, and which neuron each column is."""
+    """Sample 0's x and δ (frames, rows, nmax) float32 (NaN: none), and which neurons."""
     sx, sd = np.asarray(trace["state_x"]), np.asarray(trace["state_delta"])
     layers = [int(l) for l in np.asarray(trace["state_layers"])]
     sizes = np.asarray(trace["sizes"])
@@ -242,8 +238,7 @@ def _row(name, column, level):
 
 
 def _norms_view(label, row_label, rows, fields, labels, raster, bars):
-    """A view of per-row magnitudes only: the raster shades ``fields[raster]``, the
-    bars show ``fields[bars]`` on a log scale."""
+    """A view of magnitudes: raster ``fields[raster]``, log-scale bars ``fields[bars]``."""
     return {"label": label, "row_label": row_label, "rows": rows, "sync_label": "", "edges": [],
             "raster": {"mode": "magnitude", "field": raster, "label": labels[raster]},
             "fields": {k: encode(v, "f8") for k, v in fields.items()},
@@ -253,8 +248,7 @@ def _norms_view(label, row_label, rows, fields, labels, raster, bars):
 
 
 def relaxation_payload(arrays, meta=None):
-    """The payload of an ar_converge run (relaxation.npz): per η_x, the relaxation
-    wave ‖x_l(t) − x_l(t−1)‖ (raster) and the error to the fixed point (bars)."""
+    """The payload of an ar_converge run: per η_x, ‖x_l(t) − x_l(t−1)‖ and the error."""
     data = {k: np.asarray(arrays[k], dtype=float) for k in ("changes", "errors", "norms")
             if k in arrays}
     eta = np.asarray(arrays["eta_x"], dtype=float).reshape(-1)
@@ -280,8 +274,7 @@ def relaxation_payload(arrays, meta=None):
 
 
 def pc_payload(arrays, meta=None):
-    """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output on top)
-    and per vertex (by level) against inference tick."""
+    """The payload of a pc_wave run: ‖ε‖ per level (output on top) and per vertex."""
     by_level = np.asarray(arrays["by_level"], dtype=float)
     by_vertex = np.asarray(arrays["by_vertex"], dtype=float)
     levels = [int(v) for v in np.asarray(arrays["levels"]).reshape(-1)]
