@@ -1,27 +1,6 @@
-"""The wave GIF: one frame per tick (or every k), looping.
-
-Each frame shows the network as columns of neurons (layer l = column l; red
-fill = |x|, blue = |δ|, purple where both waves are present, the palette of the
-raster; a colour key says so and what a saturated shade means), above each
-column l ≥ 1 the two stream frames that g[l] = δ[l] x[l−1]ᵀ pairs (red: the
-frame of the x it takes from layer l − 1, the trace's ``tag_pair``; blue: the
-frame of δ[l]'s target) boxed in amber where they are the same frame, ls
-outlined in amber, live per-layer mismatch bars (cosine of g against
-backprop's gradient) and a cursor moving over the whole-run raster.
-
-Everything scales with the GIF's size (``indexed.size_scale``; the default
-size draws text at 8 pt and up).
-
-Speed: matplotlib draws the static figure (axes, labels, raster, legend) once
-(``indexed.IndexedFigure``). Every frame is then composed in numpy from that
-background: the neuron picture is painted through precomputed pixel maps,
-bars and cursor as filled rectangles, tags and the title from glyphs rendered
-once, as indices into one fixed palette, so the encoder only stores the
-pixels that changed between frames.
-
-A graph trace draws its vertices as the columns, in the raster's row order
-(``rows.picture_rows``: by level, named under the mismatch bars), and outlines
-its synchronization set (``vertex_sync``) instead of ls.
+"""The wave GIF: a frame per tick (or every k) of the neurons (red |x|, blue |δ|),
+over column l the frames g[l] = δ[l] x[l−1]ᵀ pairs (amber box: the same), ls in
+amber, mismatch bars and a cursor over the raster, painted over a static figure.
 """
 import numpy as np
 from matplotlib.patches import Patch
@@ -30,51 +9,40 @@ from . import gifstream, palette
 from .indexed import (CURSOR, DEFAULT_FPS, DEFAULT_SIZE, FONT, GRAY_BAR, MAX_FRAMES,
                       NOT_A_NEURON, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
-from .raster import (draw_panel, layer_scales, panel_image, presence, row_ticks, step_note,
-                     stream_frames)
+from .raster import draw_panel, layer_scales, panel_image, presence, row_ticks, step_note
 from .rows import picture_rows
 
 MAX_NEURONS = 32        # neurons drawn per layer column
 
 
 def frame_ticks(trace, every=1, max_frames=MAX_FRAMES):
-    """Ticks that become GIF frames: 0, k, 2k, …; k grows past ``every`` only if
-    the run would otherwise give more than ``max_frames`` frames."""
+    """Rows that become GIF frames: 0, k, 2k, … with k ≥ ``every``, at most ``max_frames``."""
     T = len(trace["tick"])
     return np.arange(0, T, frame_step(T, every, max_frames))
 
 
 class NeuronStates:
-    """Per-neuron levels for the network panel, from the recorded states
-    (batch element 0) or, when no states were recorded, one block per layer
-    from the norms. Scales are per layer and fixed for the whole run. The
-    states are read through views of the trace's arrays (no copy of a long
-    run's states); a frame takes |x| and |δ| of its own row."""
+    """The network panel's colours: sample 0's states, or per-layer norms without."""
 
     def __init__(self, trace):
         self.trace = trace
         self.depth = trace.depth
         self.fwd, self.bwd = presence(trace)
-        if "state_x" in trace and len(trace["state_tick"]):
-            self.has_states = True
+        self.has_states = "state_x" in trace and len(trace["state_tick"]) > 0
+        if self.has_states:
             self.state_tick = np.asarray(trace["state_tick"])
             self.layers = np.asarray(trace["state_layers"])
             self.rows = int(min(MAX_NEURONS, np.max(trace["sizes"])))
             self.x = trace["state_x"][:, :, 0, :self.rows]
             self.d = trace["state_delta"][:, :, 0, :self.rows]
-            self.xs = _layer_scale(self.x)
-            self.ds = _layer_scale(self.d)
+            self.xs, self.ds = _layer_scale(self.x), _layer_scale(self.d)
         else:
-            self.has_states = False
-            self.rows = 1
-            self.layers = np.arange(self.depth + 1)
+            self.rows, self.layers = 1, np.arange(self.depth + 1)
             self.xs, self.ds = layer_scales(trace)
 
     def rgb(self, t):
-        """RGB floats (rows, L+1, 3) for tick t; unrecorded layers grey,
-        neurons beyond a layer's width white."""
-        image = np.empty((self.rows, self.depth + 1, 3))
-        image[:] = palette.EMPTY * 0.9
+        """RGB floats (rows, L+1, 3) for row t; unrecorded layers grey, no neuron white."""
+        image = np.full((self.rows, self.depth + 1, 3), palette.EMPTY * 0.9)
         if self.has_states:
             s = max(0, int(np.searchsorted(self.state_tick, t, side="right")) - 1)
             x, d = np.abs(self.x[s]).T, np.abs(self.d[s]).T      # (rows, recorded layers)
@@ -91,10 +59,8 @@ class NeuronStates:
 
 
 def _layer_scale(a):
-    """Per-layer colour scale of |x| or |δ| over the run (``a``: states
-    (rows, layers, neurons)): the 95th percentile, so a few outliers do not
-    wash the typical neuron out (larger values saturate). One layer at a
-    time, so a long run's states are never copied whole."""
+    """Per-layer 95th percentile of |a| > 0 for states ``a`` (rows, layers, neurons), so
+    outliers saturate; a layer at a time, so a long run's states are never copied."""
     out = np.zeros(a.shape[1])
     for j in range(a.shape[1]):
         row = np.abs(a[:, j]).ravel()
@@ -104,26 +70,16 @@ def _layer_scale(a):
 
 
 def paired_tags(trace):
-    """(x frames, δ frames), each (T, n) stream-frame indices (−1: none): column
-    v ≥ 1 holds the frame of the x that g[v] pairs with (the trace's
-    ``tag_pair``: x of layer v − 1 under local pairing, a graph vertex's oldest
-    input) and the supervision frame of δ[v]'s target where the backward wave
-    is drawn; column 0 (the input, no g) holds −1 in both."""
-    if "tag_pair" in trace:
-        pair = np.array(trace["tag_pair"], copy=True)
-    else:                                   # an older chain trace: local pairing
-        pair = np.full_like(trace["tag_input"], -1)
-        pair[:, 1:] = trace["tag_input"][:, :-1]
-    bwd = presence(trace)[1]
-    sup = np.where(bwd & (trace["tag_supervision"] >= 0), trace["tag_supervision"], -1)
-    pair[:, 0] = -1
-    sup[:, 0] = -1
-    return stream_frames(trace, pair), stream_frames(trace, sup)
+    """The stream frames (T, n) of the x and δ g[v] pairs (δ's where drawn), −1: none."""
+    pair = np.array(trace["tag_pair"], copy=True)
+    sup = np.where(presence(trace)[1] & (trace["tag_supervision"] >= 0),
+                   trace["tag_supervision"], -1)
+    pair[:, 0] = sup[:, 0] = -1
+    return trace.stream_frames_of(pair), trace.stream_frames_of(sup)
 
 
 class WaveAnimator(IndexedFigure):
-    """Builds the GIF's static figure once and composes any tick as a frame of
-    palette indices (``indices``) or RGB (``render``)."""
+    """The GIF's static figure, drawn once; ``indices(t)`` / ``render(t)`` a frame."""
 
     def __init__(self, trace, size=DEFAULT_SIZE, color="magnitude"):
         self.trace = trace
@@ -134,33 +90,29 @@ class WaveAnimator(IndexedFigure):
         # Tags are shown as stream frames, the numbering the tag colouring uses.
         self.tag_x, self.tag_d = paired_tags(trace)
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
-        self.font = FONT
         self._build_figure(size, color)
         self._index_background()
-        self.glyphs = glyphs_for(self.font - 0.5, self.dpi)
-        self.title_glyphs = glyphs_for(self.font + 2, self.dpi)
+        self.title_glyphs = glyphs_for(FONT + 2, self.dpi)
         self._pixel_maps()
         self.ink = {name: self.palette.index_float(c) for name, c in (
             ("bar", GRAY_BAR), ("cursor", CURSOR), ("amber", palette.from_hex(palette.LS_COLOUR)))}
 
-    # ------------------------------------------------------------ static figure
     def _build_figure(self, size, color):
         fig = self._start(size)
-        small = self.font - 1
-        graph = self.rows.graph
+        self.glyphs = glyphs_for(FONT - 0.5, self.dpi)          # the tags' font
+        small, graph, L = FONT - 1, self.rows.graph, self.depth
         # A graph names its vertices: room under the bars and left of the raster.
         grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.25), height_ratios=(2.2, 1.0),
                                 left=0.085, right=0.91, bottom=0.21 if graph else 0.12,
                                 top=0.72, wspace=0.55 if graph else 0.3, hspace=0.3)
-        self.net = fig.add_subplot(grid[0, 0])
-        self.bars_ax = fig.add_subplot(grid[1, 0])
+        net = self.net = fig.add_subplot(grid[0, 0])
+        bars = self.bars_ax = fig.add_subplot(grid[1, 0])
         self.raster = fig.add_subplot(grid[:, 1])
-        L, rows = self.depth, self.states.rows
-        net = self.net
-        net.set_xlim(-0.5, L + 0.5)
-        net.set_ylim(-0.5, rows - 0.5)
-        net.set_yticks([])
-        net.set_xticks(_layer_ticks(L))
+        # Three-digit layer numbers need twice the room of short ones.
+        layer_ticks = range(0, L + 1, max(1, int(np.ceil((L + 1) / (12 if L < 100 else 6)))))
+        for ax in (net, bars):
+            ax.set(xlim=(-0.5, L + 0.5), xticks=layer_ticks)
+        net.set(ylim=(-0.5, self.states.rows - 0.5), yticks=[])
         net.tick_params(labelbottom=False, labelsize=small)
         if not self.states.has_states:
             label = "‖·‖ per layer"
@@ -170,38 +122,32 @@ class WaveAnimator(IndexedFigure):
             label = "neurons"
         net.set_ylabel(label, fontsize=small)
         # The two tag rows above the network: what column l shows of g[l]'s pairing.
-        x_row, d_row = self.tag_baselines()
+        x_row, d_row = self._tag_baselines()
         x0 = net.get_position().x0
         for row, text, colour in ((x_row, "x[input]" if graph else "x[l−1]", palette.RED),
                                   (d_row, "δ[v]" if graph else "δ[l]", palette.BLUE)):
             fig.text(x0 - 0.005, 1.0 - row / self.height, text, ha="right", va="baseline",
                      fontsize=small, color=colour)
-        fig.text(x0, 1.0 - (d_row - 1.45 * self._tag_px()) / self.height,
+        fig.text(x0, 1.0 - (d_row - 1.45 * self.glyphs.px) / self.height,
                  "frames g pairs (amber box: the same frame)", ha="left", va="baseline",
                  fontsize=small, color="#333333")
-        bars = self.bars_ax
         bars.axhline(0.0, color="#999999", linewidth=0.8)
         bars.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
-        bars.set_ylim(-1.05, 1.05)
-        bars.set_xlim(-0.5, L + 0.5)
-        bars.set_yticks([-1, 0, 1])
-        bars.set_xticks(_layer_ticks(L))
+        bars.set(ylim=(-1.05, 1.05), yticks=[-1, 0, 1])
         bars.set_ylabel("cos(g, ∇)", fontsize=small)
-        bars.set_xlabel("layer", fontsize=small, labelpad=1)
+        bars.set_xlabel("" if graph else "layer", fontsize=small, labelpad=1)
         bars.tick_params(labelsize=small)
-        if graph:
-            bars.set_xticks(range(L + 1))
-            bars.set_xticklabels([str(n) for n in np.asarray(self.trace["vertex_names"])
-                                  [self.rows.order]], rotation=35, ha="right", fontsize=small)
-            bars.set_xlabel("")
-            for label, p in zip(bars.get_xticklabels(), range(L + 1)):
-                if p in self.rows.sync:
-                    label.set_color(palette.LS_COLOUR)
-                    label.set_fontweight("bold")
+        if graph:               # vertex names, the sync set's in amber
+            names = np.asarray(self.trace["vertex_names"])[self.rows.order]
+            bars.set_xticks(range(L + 1), [str(n) for n in names], rotation=35, ha="right",
+                            fontsize=small)
+            labels = bars.get_xticklabels()
+            for p in self.rows.sync:
+                labels[p].set_color(palette.LS_COLOUR)
+                labels[p].set_fontweight("bold")
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
-        draw_panel(self.raster, rgb, (0, T), L, steps=steps, ticks=row_ticks(self.trace),
-                   rows=self.rows, strip=False)
+        draw_panel(self.raster, rgb, (0, T), self.rows, steps, row_ticks(self.trace), strip=False)
         note = step_note(steps)
         self.raster.set_xlabel(f"tick (raster coloured by {color}{'; ' + note if note else ''})",
                                fontsize=small)
@@ -211,54 +157,42 @@ class WaveAnimator(IndexedFigure):
             text.set_fontsize(small)
         self._key(small)
 
-    def _tag_px(self):
-        """Pixel size of the tag font."""
-        return (self.font - 0.5) * self.dpi / 72.0
-
-    def tag_baselines(self):
-        """Pixel rows (from the top) of the baselines of the x tags (just above
-        the network panel) and of the δ tags (one line higher)."""
+    def _tag_baselines(self):
+        """Pixel rows of the x tags' baseline over the network panel and the δ tags'."""
         top = self.height * (1.0 - self.net.get_position().y1)
-        x_row = top - 0.4 * self._tag_px()
-        return x_row, x_row - 1.35 * self._tag_px()
+        x_row = top - 0.4 * self.glyphs.px
+        return x_row, x_row - 1.35 * self.glyphs.px
 
     def _key(self, small):
-        """The colour key of the neuron grid (and raster) above the raster: a
-        shade ramp per wave, red |x|, blue |δ|, purple both, lighter to stronger,
-        full shade at the layer's scale and beyond; and what amber outlines."""
+        """The colour key above the raster: a shade ramp per wave; what amber outlines."""
         box = self.raster.get_position()
         levels = np.concatenate([[0.0], np.linspace(palette.FLOOR, 1.0, 24)])
         zero = np.zeros_like(levels)
         ramps = np.stack([palette.mix(levels, zero), palette.mix(zero, levels),
                           palette.mix(levels, levels)])
         y0, h = 0.81, 0.12
-        key = self.fig.add_axes((box.x0 + 0.07, y0, 0.15, h))
+        key = self.key_ax = self.fig.add_axes((box.x0 + 0.07, y0, 0.15, h))
         key.imshow(ramps, aspect="auto", interpolation="nearest", origin="upper",
                    extent=(-0.5 / 24, 1 + 0.5 / 24, 2.5, -0.5))
-        key.set_yticks([0, 1, 2])
-        key.set_yticklabels(["|x|", "|δ|", "both"], fontsize=small)
+        key.set_yticks([0, 1, 2], ["|x|", "|δ|", "both"], fontsize=small)
         for label, colour in zip(key.get_yticklabels(), (palette.RED, palette.BLUE,
                                                          palette.PURPLE)):
             label.set_color(colour)
-        key.set_xticks([0.0, 1.0])
         scale = "95th pct" if self.states.has_states else "max"
-        key.set_xticklabels(["0", f"layer {scale}"], fontsize=small)
+        key.set_xticks([0.0, 1.0], ["0", f"layer {scale}"], fontsize=small)
         key.tick_params(length=2, pad=1)
         for label, ha in zip(key.get_xticklabels(), ("left", "right")):
             label.set_ha(ha)
         key.set_title("neuron colour", fontsize=small, pad=2)
-        self.key_ax = key
         right = box.x0 + 0.25
         self.fig.text(right, y0 + h, "deeper: larger |value|\nfull: saturated", fontsize=small,
                       va="top", ha="left", color="#333333")
-        self.fig.legend(handles=[Patch(facecolor="none", edgecolor=palette.LS_COLOUR,
-                                       linewidth=1.6,
-                                       label="sync set" if self.rows.graph else "ls")],
-                        loc="upper left", bbox_to_anchor=(right, y0 - 0.01),
+        outline = Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6,
+                        label="sync set" if self.rows.graph else "ls")
+        self.fig.legend(handles=[outline], loc="upper left", bbox_to_anchor=(right, y0 - 0.01),
                         fontsize=small, frameon=False, handlelength=1.2, borderaxespad=0.0,
                         borderpad=0.0)
 
-    # ------------------------------------------------------------- pixel maps
     def _pixel_maps(self):
         L, rows = self.depth, self.states.rows
         self.net_box, xs, ys = self._pixel_grid(self.net, L + 0.5, rows - 0.5)
@@ -267,29 +201,30 @@ class WaveAnimator(IndexedFigure):
         self.ls_cols = [self._col_range(self.net, l - 0.5, l + 0.5) for l in self.rows.sync]
         self.bar_cols = [self._col_range(self.bars_ax, l - 0.35, l + 0.35) for l in range(1, L + 1)]
         self.bar_zero = self._to_pixel(self.bars_ax, 0, 0.0)[1]
-        self.bar_unit = self._to_pixel(self.bars_ax, 0, 0.0)[1] - self._to_pixel(self.bars_ax, 0, 1.0)[1]
+        self.bar_unit = self.bar_zero - self._to_pixel(self.bars_ax, 0, 1.0)[1]
         T = len(self.trace["tick"])
-        _, rt = self._to_pixel(self.raster, 0, L + 0.5)
-        _, rb = self._to_pixel(self.raster, 0, -0.5)
-        self.raster_rows = (int(np.ceil(rt)), int(np.floor(rb)))
+        self.raster_rows = (int(np.ceil(self._to_pixel(self.raster, 0, L + 0.5)[1])),
+                            int(np.floor(self._to_pixel(self.raster, 0, -0.5)[1])))
         self.raster_x = [self._to_pixel(self.raster, t, 0)[0] for t in (0, max(T - 1, 1))]
         # Glyph boxes' bottom rows: x tags just above the panel, δ tags one row higher.
+        baseline = self._tag_baselines()
         below = self.glyphs.height - self.glyphs.base_row
-        self.tag_baseline = self.tag_baselines()
-        self.tag_row = [row + below for row in self.tag_baseline]
-        self.tag_columns = [(p, self._to_pixel(self.net, p, 0)[0]) for p in self._tag_layers()]
-        self.tag_columns_x = {int(self.rows.order[p]): x for p, x in self.tag_columns}
-
-    def _tag_layers(self):
-        """Picture columns whose tags are written: all of them if the widest tag
-        fits its column, else every k-th counted from the synchronization set, so
-        ls always shows its pair and neighbours never overlap."""
-        L = self.depth
+        self.tag_row = [row + below for row in baseline]
         spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
-        widest = str(int(max(self.tag_x.max(), self.tag_d.max(), 0)))
-        width = self.glyphs.mask(widest)[1] + 6
+        widest = self.glyphs.mask(str(int(max(self.tag_x.max(), self.tag_d.max(), 0))))[1]
+        # {trace column: pixel column} of the labelled columns, in picture order
+        self.tag_columns = {int(self.rows.order[p]): self._to_pixel(self.net, p, 0)[0]
+                            for p in self._tag_layers(spacing, widest)}
+        half = min(0.5 * widest + 2, 0.5 * spacing - 1)
+        self.tag_span = (int(round(baseline[1] - 0.95 * self.glyphs.px)),
+                         int(round(baseline[0] + 0.3 * self.glyphs.px)), half)
+
+    def _tag_layers(self, spacing, widest):
+        """Picture columns whose tags are written: every k-th counted from the sync
+        set (k = 1 if the widest tag fits), so ls shows its pair and none overlap."""
+        L = self.depth
         # A deep network has columns narrower than a pixel: divide by the true spacing.
-        step = max(int(np.ceil(width / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
+        step = max(int(np.ceil((widest + 6) / max(spacing, 1e-6))), int(np.ceil((L + 1) / 12)))
         anchor = self.rows.sync[0] if self.rows.sync else 0
         shown = set(range(anchor % step, L + 1, step))
         for p in self.rows.sync:                       # a second ls row (even L) or set member
@@ -300,68 +235,31 @@ class WaveAnimator(IndexedFigure):
         return sorted(shown)
 
     def _col_range(self, ax, x0, x1):
-        a, _ = self._to_pixel(ax, x0, 0)
-        b, _ = self._to_pixel(ax, x1, 0)
-        return int(np.round(a)), int(np.round(b))
+        return tuple(int(np.round(self._to_pixel(ax, x, 0)[0])) for x in (x0, x1))
 
     def neuron_pixel(self, layer, neuron):
-        """(column, row) of the pixel at the centre of a neuron's cell in a frame;
-        ``layer`` is the trace's column (a graph's vertex index in model order)."""
+        """(column, row) of the centre of a neuron's cell (``layer``: trace column)."""
         x, y = self._to_pixel(self.net, self.rows.position(layer), neuron)
         return int(x), int(y)
 
     def cursor_pixel(self, t):
-        """(column, row) of a pixel on the time cursor at tick ``t``, mid-raster."""
-        top, bottom = self.raster_rows
-        return self._cursor_column(t), (top + bottom) // 2
+        """(column, row) of a pixel on the time cursor at row ``t``, mid-raster."""
+        (x0, x1), (top, bottom) = self.raster_x, self.raster_rows
+        column = int(round(x0 + (x1 - x0) * t / max(len(self.trace["tick"]) - 1, 1)))
+        return column, (top + bottom) // 2
 
     def tag_box(self, layer):
-        """(top, bottom, left, right) pixel box of the tag pair written above
-        trace column ``layer`` (None when its column is not labelled): the amber
-        outline of a synchronized pair is drawn on its edges."""
-        p = self.rows.position(layer)
-        for q, x in self.tag_columns:
-            if q == p:
-                half = self._pair_half_width()
-                px = self._tag_px()
-                top = int(round(self.tag_baseline[1] - 0.95 * px))
-                bottom = int(round(self.tag_baseline[0] + 0.3 * px))
-                return top, bottom, int(round(x - half)), int(round(x + half))
-        return None
+        """(top, bottom, left, right) of the tag pair's box over trace column ``layer``."""
+        if layer not in self.tag_columns:
+            return None
+        top, bottom, half = self.tag_span
+        x = self.tag_columns[layer]
+        return top, bottom, int(round(x - half)), int(round(x + half))
 
-    def _pair_half_width(self):
-        widest = str(int(max(self.tag_x.max(), self.tag_d.max(), 0)))
-        spacing = self._to_pixel(self.net, 1, 0)[0] - self._to_pixel(self.net, 0, 0)[0]
-        return min(0.5 * self.glyphs.mask(widest)[1] + 2, 0.5 * spacing - 1)
-
-    def _cursor_column(self, t):
-        x0, x1 = self.raster_x
-        T1 = max(len(self.trace["tick"]) - 1, 1)
-        return int(round(x0 + (x1 - x0) * t / T1))
-
-    # ----------------------------------------------------------------- frames
-    def shown_tags(self, t):
-        """{trace column: (x frame, δ frame)} written above the network at row
-        ``t`` (−1: none): the pair of stream frames g forms at that column."""
-        return {int(self.rows.order[p]): (int(self.tag_x[t, self.rows.order[p]]),
-                                          int(self.tag_d[t, self.rows.order[p]]))
-                for p, _ in self.tag_columns if self.rows.order[p] != 0}
     def indices(self, t):
         """The frame for tick ``t`` as palette indices (height, width) uint8."""
         t = int(t)
         frame = self.background.copy()
-        self._paint_network(frame, t)
-        self._paint_bars(frame, t)
-        self._paint_cursor(frame, t)
-        self._paint_tags(frame, t)
-        frame_id = int(self.trace["stream_frame"][t])
-        tick = int(self.trace["tick"][t])          # t is a recorded row
-        title = f"{self.name}   tick {tick}   stream frame {frame_id}".strip()
-        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
-                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
-        return frame
-
-    def _paint_network(self, frame, t):
         top, bottom, left, right = self.net_box
         small = self.palette.index_float(self.states.rgb(t)[:, self.rows.order])
         frame[top:bottom, left:right] = small[self.row_neuron][:, self.col_layer]
@@ -371,66 +269,50 @@ class WaveAnimator(IndexedFigure):
             frame[top:bottom, b - 1:b + 1] = amber
             frame[max(top - 1, 0):top + 1, a:b] = amber
             frame[bottom - 1:bottom + 1, a:b] = amber
-
-    def _paint_bars(self, frame, t):
-        ls = self.rows.sync
-        for l, (a, b) in enumerate(self.bar_cols, start=1):
+        for l, (a, b) in enumerate(self.bar_cols, start=1):         # the mismatch bars
             value = self.cos[t, self.rows.order[l] - 1]
             if not np.isfinite(value):
                 continue
-            end = self.bar_zero - value * self.bar_unit
-            lo, hi = sorted((int(round(self.bar_zero)), int(round(end))))
+            lo, hi = sorted((int(round(self.bar_zero)),
+                             int(round(self.bar_zero - value * self.bar_unit))))
             hi = max(hi, lo + 1)
             frame[lo:hi, a:b] = self.ink["bar"]
-            if l in ls:
-                frame[lo:hi, a:a + 2] = self.ink["amber"]
-                frame[lo:hi, b - 2:b] = self.ink["amber"]
-
-    def _paint_cursor(self, frame, t):
-        top, bottom = self.raster_rows
-        c = self._cursor_column(t)
-        frame[top:bottom, max(c - 1, 0):c + 1] = self.ink["cursor"]
-
-    def _paint_tags(self, frame, t):
-        """Above each labelled column v ≥ 1: the frame of the x g[v] pairs (red,
-        lower) and of δ[v]'s target (blue, upper), boxed in amber when equal."""
-        red, blue = palette.RED, palette.BLUE
-        for v, (fx, fd) in self.shown_tags(t).items():
-            x = self.tag_columns_x[v]
-            self._paint_text(frame, self.glyphs, _tag_text(fx), x, self.tag_row[0], red, "center")
-            self._paint_text(frame, self.glyphs, _tag_text(fd), x, self.tag_row[1], blue,
-                             "center")
-            if fx >= 0 and fx == fd:
+            if l in self.rows.sync:
+                frame[lo:hi, a:a + 2] = amber
+                frame[lo:hi, b - 2:b] = amber
+        c, _ = self.cursor_pixel(t)
+        frame[self.raster_rows[0]:self.raster_rows[1], max(c - 1, 0):c + 1] = self.ink["cursor"]
+        for v, x in self.tag_columns.items():       # the frames g[v] pairs: x red, δ blue
+            if v == 0:
+                continue
+            fx, fd = int(self.tag_x[t, v]), int(self.tag_d[t, v])
+            for tag, row, ink in ((fx, self.tag_row[0], palette.RED),
+                                  (fd, self.tag_row[1], palette.BLUE)):
+                self._paint_text(frame, self.glyphs, str(tag) if tag >= 0 else "·", x, row, ink,
+                                 "center")
+            if fx >= 0 and fx == fd:                    # one frame: boxed in amber
                 top, bottom, left, right = self.tag_box(v)
                 w = max(1, int(round(1.6 * self.scale)))
-                amber = self.ink["amber"]
                 frame[top:top + w, left:right] = amber
                 frame[bottom - w:bottom, left:right] = amber
                 frame[top:bottom, left:left + w] = amber
                 frame[top:bottom, right - w:right] = amber
-
-
-def _layer_ticks(depth):
-    # Three-digit layer numbers need twice the room of short ones.
-    step = max(1, int(np.ceil((depth + 1) / (12 if depth < 100 else 6))))
-    return list(range(0, depth + 1, step))
-
-def _tag_text(tag):
-    return str(int(tag)) if tag >= 0 else "·"
+        title = (f"{self.name}   tick {int(self.trace['tick'][t])}   "        # t: a row
+                 f"stream frame {int(self.trace['stream_frame'][t])}").strip()
+        self._paint_text(frame, self.title_glyphs, title, 6 * self.scale,
+                         self.title_glyphs.height + 4 * self.scale, np.zeros(3), "left")
+        return frame
 
 
 def render_frames(trace, every=1, size=DEFAULT_SIZE, color="magnitude"):
-    """(frames, palette (≤256, 3) uint8): ``frames`` yields each GIF frame as
-    palette indices (height, width) uint8 when it is asked for, so a writer
-    that streams them (``gifstream``) holds one frame at a time."""
+    """(a generator of GIF frames (height, width) uint8, palette (≤256, 3) uint8)."""
     anim = WaveAnimator(trace, size=size, color=color)
     ticks = frame_ticks(trace, every, frame_limit(anim.width, anim.height))
     return (anim.indices(t) for t in ticks), anim.palette.colours
 
 
 def write_gif(path, trace, every=1, size=DEFAULT_SIZE, color="magnitude", fps=DEFAULT_FPS):
-    """Write the looping wave GIF atomically at ``path``, each frame drawn and
-    encoded in turn (memory: one frame); returns the number of frames."""
+    """Write the looping wave GIF atomically at ``path``; returns its frame count."""
     duration = gif_duration(fps)
     frames, colours = render_frames(trace, every=every, size=size, color=color)
     return gifstream.write_gif(path, frames, colours, duration)

@@ -1,20 +1,13 @@
-"""Indexed-colour GIF frames composed in numpy, for every GIF tickprop draws
-(the wave GIF of ``animate``, the level waves of ``levels``, the locking
-schedule): the size and frame-count rules, one fixed palette of at most 256
-colours with a lookup table from RGB, glyphs rendered once, and
-``IndexedFigure``, a static matplotlib figure drawn once over which frames are
-painted as palette indices.
-
-Everything scales with the GIF's size: a figure is drawn at a resolution of
-DPI × ``size_scale(size)``, so fonts, lines and margins grow with the picture.
-Frames are built directly as indices into the one palette (a GIF frame holds
-256 colours), so the encoder neither quantizes per frame nor flickers.
+"""GIF frames composed in numpy as indices into one fixed palette (no per-frame
+quantizing), over a static matplotlib figure drawn once (``IndexedFigure``), with
+glyphs rendered once; and the GIF size and frame-count rules.
 """
 import functools
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from ..errors import SimulatorError
 from . import palette
@@ -22,8 +15,7 @@ from . import palette
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays
 MAX_FRAMES = 600        # beyond this the frame step grows (memory and file size)
-# Frames are held as palette indices (1 byte a pixel) until encoded: a large GIF
-# gets fewer frames (a larger step) so they never take more than this.
+# The frames' indices (1 byte a pixel) take at most this: a large GIF gets fewer.
 MAX_GIF_BYTES = 512 * 2 ** 20
 # One GIF palette entry stays free for the encoder's transparent 'unchanged' pixels.
 PALETTE_COLOURS = 254
@@ -38,12 +30,6 @@ DEFAULT_SIZE = (720, 400)     # GIF width and height in pixels
 GLYPH_ORIGIN = 2              # pixels left of a glyph in its mask
 FONT = 9                      # points at the default size (tags and labels one less)
 
-def size_scale(size):
-    """How much larger than DEFAULT_SIZE a (width, height) GIF is drawn: the
-    smaller of the two ratios, so the layout of the default fits any size."""
-    w, h = check_size(size)
-    return min(w / DEFAULT_SIZE[0], h / DEFAULT_SIZE[1])
-
 
 def check_size(size):
     """(width, height) in pixels, each within 320..4000 x 200..4000."""
@@ -57,93 +43,67 @@ def check_size(size):
 
 
 def frame_limit(width, height):
-    """How many frames of ``width`` x ``height`` pixels a GIF may hold: MAX_FRAMES,
-    or fewer when they would take more than MAX_GIF_BYTES."""
+    """How many frames of ``width`` x ``height`` pixels a GIF may hold."""
     return int(max(1, min(MAX_FRAMES, MAX_GIF_BYTES // max(int(width) * int(height), 1))))
 
 
 def frame_step(ticks, every=1, max_frames=MAX_FRAMES):
-    """The tick step between GIF frames: ``every``, grown until ``ticks`` ticks
-    give at most ``max_frames`` frames."""
+    """The step between GIF frames: ``every``, grown until ``ticks`` give ≤ ``max_frames``."""
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
     return max(int(every), -(-int(ticks) // int(max_frames)))
 
 
 def gif_duration(fps=DEFAULT_FPS):
-    """Milliseconds a GIF frame is shown at ``fps`` frames a second (at most
-    MAX_FPS, which browsers honour); a non-positive ``fps`` is refused."""
+    """Milliseconds a GIF frame is shown at ``fps`` (> 0) frames a second, at most MAX_FPS."""
     fps = float(fps)
     if not fps > 0:
         raise SimulatorError(f"fps: expected a positive number, got {fps}")
     return 1000.0 / min(fps, MAX_FPS)
 
 
+def _nearest(rgb, pal):
+    """Nearest colour of ``pal`` to each row of ``rgb``, by |c − p|² = |c|² − 2c·p + |p|²."""
+    return ((rgb ** 2).sum(1)[:, None] - 2.0 * rgb @ pal.T + (pal ** 2).sum(1)[None, :]).argmin(1)
+
 
 class IndexedPalette:
-    """At most 256 colours and a 32³ lookup table from RGB to the nearest one.
-
-    The colours are the wave colours on a 10 × 10 grid of levels (so neurons and
-    raster cells keep their meaning), the inks used for text and marks blended
-    with white (anti-aliased edges), greys, and whatever else the static
-    background needs, chosen by Pillow's quantizer from that background."""
+    """≤ 256 colours (waves, inks, and what Pillow's quantizer finds in the static
+    background) and a 32³ lookup table from RGB to the nearest one."""
 
     def __init__(self, background_rgb):
-        fixed = self._fixed()
-        free = PALETTE_COLOURS - len(fixed)
-        extra = self._adaptive(background_rgb, free)
-        colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
-        self.colours = colours
-        self.lut = self._lookup(colours)
-
-    @staticmethod
-    def _fixed():
         levels = np.linspace(0.0, 1.0, 10)
         f, b = np.meshgrid(levels, levels)
-        waves = palette.mix(f.ravel(), b.ravel())
         white = np.ones(3)
-        amber = palette.from_hex(palette.LS_COLOUR)
-        inks = (palette.RED, palette.BLUE, amber, np.zeros(3), GRAY_BAR)
+        inks = (palette.RED, palette.BLUE, palette.from_hex(palette.LS_COLOUR), np.zeros(3),
+                GRAY_BAR)
         ramps = [white + a * (ink - white) for ink in inks for a in np.linspace(0.125, 1.0, 8)]
         specials = [palette.EMPTY * 0.9, NOT_A_NEURON, CURSOR, np.array([0.867, 0.867, 0.867])]
-        colours = np.vstack([waves, np.array(ramps), np.array(specials)])
-        return np.unique(palette.to_bytes(colours), axis=0)
-
-    @staticmethod
-    def _adaptive(rgb, count):
-        from PIL import Image
-        if count <= 0:
-            return np.zeros((0, 3), dtype=np.uint8)
-        image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=count, dither=0)
-        used = np.unique(np.asarray(image))
-        pal = np.array(image.getpalette()[:3 * 256], dtype=np.uint8).reshape(-1, 3)
-        return pal[used]
-
-    @staticmethod
-    def _lookup(colours):
+        fixed = np.unique(palette.to_bytes(np.vstack([palette.mix(f.ravel(), b.ravel()),
+                                                      np.array(ramps), np.array(specials)])),
+                          axis=0)
+        extra, free = np.zeros((0, 3), dtype=np.uint8), PALETTE_COLOURS - len(fixed)
+        if free > 0:            # what else the background needs, by Pillow's quantizer
+            image = Image.fromarray(np.ascontiguousarray(background_rgb))
+            image = image.quantize(colors=free, dither=0)
+            pal = np.array(image.getpalette()[:3 * 256], dtype=np.uint8).reshape(-1, 3)
+            extra = pal[np.unique(np.asarray(image))]
+        self.colours = np.unique(np.vstack([fixed, extra]), axis=0)[:PALETTE_COLOURS]
         grid = (np.arange(32) * 8 + 4).astype(np.float32)
         cube = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
-        pal = colours.astype(np.float32)
-        p2 = (pal ** 2).sum(1)[None, :]
         lut = np.empty(len(cube), dtype=np.uint8)
-        # |c − p|² = |c|² − 2 c·p + |p|², one matrix product per block of the cube
-        # (the whole cube's distances would take 33 MB, several times over).
+        # by blocks: the whole cube's distances would take 33 MB, several times over
         for a in range(0, len(cube), LUT_BLOCK):
-            c = cube[a:a + LUT_BLOCK]
-            lut[a:a + LUT_BLOCK] = ((c ** 2).sum(1)[:, None] - 2.0 * c @ pal.T + p2).argmin(axis=1)
-        return lut.reshape(32, 32, 32)
+            lut[a:a + LUT_BLOCK] = _nearest(cube[a:a + LUT_BLOCK], self.colours.astype(np.float32))
+        self.lut = lut.reshape(32, 32, 32)
 
     def index_exact(self, rgb):
-        """Palette indices of the nearest colours, exactly (for the static
-        background, whose colours are few and matter: white stays white)."""
+        """Exact nearest palette indices (for the background's few colours: white stays)."""
         rgb = np.asarray(rgb, dtype=np.uint8)
-        flat = rgb.reshape(-1, 3).astype(np.int32)
-        keys = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-        unique, inverse = np.unique(keys, return_inverse=True)
-        u = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float32)
-        pal = self.colours.astype(np.float32)
-        dist = (u ** 2).sum(1)[:, None] - 2.0 * u @ pal.T + (pal ** 2).sum(1)[None, :]
-        return dist.argmin(axis=1).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:-1])
+        unique, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+        nearest = _nearest(unique.astype(np.float32), self.colours.astype(np.float32))
+        nearest = nearest.astype(np.uint8)
+        return nearest[inverse.ravel()].reshape(rgb.shape[:-1])
 
     def index(self, rgb):
         """Palette indices (uint8) for uint8 RGB (..., 3), through the lookup table."""
@@ -156,20 +116,18 @@ class IndexedPalette:
 
 
 class Glyphs:
-    """Coverage masks of single characters, rendered once by Agg at one font size,
-    so per-frame text is a few numpy blends instead of a text layout."""
+    """Coverage masks of characters, rendered once by Agg at one font size."""
 
     def __init__(self, fontsize, dpi=DPI):
         self.px = fontsize * dpi / 72.0
         self.height = int(np.ceil(1.5 * self.px)) + 2
         self.base_row = int(np.ceil(1.15 * self.px))       # baseline, rows from the top
-        side = 4 * self.height
-        self.fig = Figure(figsize=(side / dpi, side / dpi), dpi=dpi)
-        self.canvas = FigureCanvasAgg(self.fig)
-        self.side = side
+        self.side = side = 4 * self.height
+        fig = Figure(figsize=(side / dpi, side / dpi), dpi=dpi)
+        self.canvas = FigureCanvasAgg(fig)
         bottom = self.height - 1 - self.base_row
-        self.text = self.fig.text(GLYPH_ORIGIN / side, (bottom + 0.5) / side, "", fontsize=fontsize,
-                                  color="black", va="baseline", ha="left")
+        self.text = fig.text(GLYPH_ORIGIN / side, (bottom + 0.5) / side, "", fontsize=fontsize,
+                             color="black", va="baseline", ha="left")
         self.cache = {}
 
     def glyph(self, ch):
@@ -179,10 +137,8 @@ class Glyphs:
             self.canvas.draw()
             grey = np.asarray(self.canvas.buffer_rgba())[self.side - self.height:, :, 0]
             coverage = 1.0 - grey.astype(float) / 255.0
-            if ch.strip():
-                advance = self.text.get_window_extent(self.canvas.get_renderer()).width
-            else:
-                advance = 0.32 * self.px
+            advance = (self.text.get_window_extent(self.canvas.get_renderer()).width
+                       if ch.strip() else 0.32 * self.px)
             cols = int(np.ceil(advance)) + 4
             self.cache[ch] = (coverage[:, :cols].copy(), float(advance))
         return self.cache[ch]
@@ -203,25 +159,19 @@ class Glyphs:
 
 @functools.lru_cache(maxsize=16)
 def glyphs_for(fontsize, dpi=DPI):
-    """The shared Glyphs of one font size and resolution (rendered once per process)."""
+    """The Glyphs of one font size and resolution, shared by the process."""
     return Glyphs(fontsize, dpi)
 
 
 class IndexedFigure:
-    """A GIF's static figure, drawn once by matplotlib at ``size`` pixels, and
-    what its frames are painted with: ``background`` (palette indices of the
-    drawn figure), ``palette``, pixel positions of data points and text
-    blended over the background. A subclass draws on ``self.fig`` between
-    ``_start`` and ``_index_background`` and composes a frame in ``indices``."""
+    """A GIF's static figure: a subclass draws on ``self.fig`` between ``_start`` and
+    ``_index_background`` and composes a frame of palette indices in ``indices``."""
 
     def _start(self, size):
-        """The empty figure of ``size`` = (width, height) pixels, at DPI ×
-        size_scale(size) dots per inch."""
+        """The empty figure of ``size`` pixels, at DPI × its scale to DEFAULT_SIZE."""
         self.width, self.height = check_size(size)
-        self.scale = size_scale(size)
+        self.scale = min(self.width / DEFAULT_SIZE[0], self.height / DEFAULT_SIZE[1])
         self.dpi = DPI * self.scale
-        # The figure is w/dpi × h/dpi inches at dpi = DPI × scale: the same layout
-        # in points at every size, so text grows with the picture.
         self.fig = Figure(figsize=((self.width + 0.01) / self.dpi,
                                    (self.height + 0.01) / self.dpi), dpi=self.dpi)
         self.canvas = FigureCanvasAgg(self.fig)
@@ -247,9 +197,7 @@ class IndexedFigure:
         return dx, self.height - dy
 
     def _pixel_grid(self, ax, x1, y1):
-        """((top, bottom, left, right) pixel box of ``ax``'s data rectangle
-        (−0.5, −0.5)..(x1, y1), data x of each of its pixel columns' centres,
-        data y of each of its pixel rows' centres)."""
+        """(pixel box of ``ax``'s data (−0.5, −0.5)..(x1, y1), data x, y of its pixels)."""
         (c0, r1), (c1, r0) = self._to_pixel(ax, -0.5, -0.5), self._to_pixel(ax, x1, y1)
         box = (int(np.ceil(r0)), int(np.floor(r1)), int(np.ceil(c0)), int(np.floor(c1)))
         top, bottom, left, right = box
@@ -261,18 +209,8 @@ class IndexedFigure:
         return box, xs, ys
 
     def _paint_text(self, frame, glyphs, text, x, bottom_row, colour, anchor):
-        """Blend ``text`` in ``colour`` over the static background; ``bottom_row``
-        is the pixel row of the glyph box's bottom edge. Over a one-colour
-        background (where the tags and the title sit) the blended patch depends
-        only on the text, so it is made once and pasted afterwards."""
-        box, patch, ink = self._text_patch(glyphs, text, x, bottom_row, colour, anchor)
-        if box is None:
-            return
-        r0, r1, c0, c1 = box
-        region = frame[r0:r1, c0:c1]
-        region[ink] = patch[ink]
-
-    def _text_patch(self, glyphs, text, x, bottom_row, colour, anchor):
+        """Blend ``text`` in ``colour`` over the background, the glyph box's bottom at
+        pixel row ``bottom_row``; over one colour the patch is made once, then pasted."""
         mask, width = glyphs.mask(text)
         # Glyphs are drawn GLYPH_ORIGIN pixels into their masks.
         left = int(round(x - GLYPH_ORIGIN
@@ -282,17 +220,19 @@ class IndexedFigure:
         r0, c0 = max(top, 0), max(left, 0)
         r1, c1 = min(top + h, self.height), min(left + w, self.width)
         if r1 <= r0 or c1 <= c0:
-            return None, None, None
+            return
         under = self.background[r0:r1, c0:c1]
         uniform = bool((under == under.flat[0]).all())
         key = (id(glyphs), text, tuple(np.round(colour, 4)), int(under.flat[0]),
                r0 - top, c0 - left, r1 - r0, c1 - c0)
         if uniform and key in self._text_cache:
-            return (r0, r1, c0, c1), *self._text_cache[key]
-        a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
-        below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
-        patch = self.palette.index_float(below * (1.0 - a) + np.asarray(colour) * a)
-        ink = a[..., 0] > 0.02
-        if uniform:
-            self._text_cache[key] = (patch, ink)
-        return (r0, r1, c0, c1), patch, ink
+            patch, ink = self._text_cache[key]
+        else:
+            a = mask[r0 - top:r1 - top, c0 - left:c1 - left, None]
+            below = self.background_rgb[r0:r1, c0:c1].astype(float) / 255.0
+            patch = self.palette.index_float(below * (1.0 - a) + np.asarray(colour) * a)
+            ink = a[..., 0] > 0.02
+            if uniform:
+                self._text_cache[key] = (patch, ink)
+        region = frame[r0:r1, c0:c1]
+        region[ink] = patch[ink]

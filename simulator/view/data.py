@@ -1,37 +1,6 @@
-"""A run's saved results as the viewer's payload: one compact JSON document.
-
-The payload is what view.html draws; it is built from the saved arrays only
-(never simulating) and is the same for a run folder and for a Trace in a
-notebook. Every array is stored little-endian and base64-encoded as
-``{"dtype": "f8"|"f4"|"i4"|"u1", "shape": [...], "b64": "..."}``: per-cell
-values (norms, mismatch, errors) keep float64, so the page shows exactly what
-the run saved; neuron states are float32 (what a float32 run records anyway).
-
-Layout of the payload::
-
-    {"format": 1, "kind": "diffusion" | "ar_converge" | "pc_wave",
-     "name", "title", "tick_label", "ticks": [tick of each viewer frame],
-     "notes": [what was left out, said on the page], "default_view": 0,
-     "views": [{"label", "row_label", "rows": [{"name", "column", "level",
-                "sync", "identity"}] (bottom row first), "sync_label",
-                "edges": [[parent row, child row, level gap]],
-                "raster": {"mode": "waves"} | {"mode": "magnitude",
-                           "field", "label"},
-                "fields": {name: array (frames, rows)}, "field_labels",
-                "tags": {name: array (frames, rows)}, "tag_labels",
-                "wave": array u1 (frames, rows): bit 0 forward frame
-                        present (x carries a frame), bit 1 δ ≠ 0, bit 2
-                        g pairs x and δ of one stream frame,
-                "bars": {"field", "label", "lo", "hi", "log"},
-                "states": {"x", "delta": f4 (frames, rows, neurons),
-                           "index": [[neuron of the layer per column]],
-                           "sample", "batch"} or null}]}
-
-A diffusion trace holds one view (layers, or a graph's vertices ordered by
-level); an ar_converge run one view per relaxation rate η_x; a pc_wave run a
-view per level and one per vertex. A trace longer than ``MAX_FRAMES`` rows,
-or whose neuron states would exceed ``MAX_STATE_VALUES``, is decimated (every
-k-th recorded tick, evenly spaced neurons) and a note says so.
+"""A run's saved results as the viewer's payload: one JSON document (layout:
+docs/design/view_data.md) of the saved arrays as base64 records, thinned (every
+k-th tick, evenly spaced neurons) to fit MAX_FRAMES and MAX_STATE_VALUES.
 """
 import base64
 import os
@@ -53,8 +22,7 @@ _DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
 
 
 def encode(array, dtype):
-    """``array`` as the payload's {"dtype", "shape", "b64"} record (``dtype``
-    one of f8, f4, i4, u1; little-endian, C order)."""
+    """``array`` as a {"dtype" (f8, f4, i4, u1), "shape", "b64"} record, little-endian."""
     a = np.ascontiguousarray(np.asarray(array).astype(_DTYPES[dtype]))
     return {"dtype": dtype, "shape": list(a.shape),
             "b64": base64.b64encode(a.tobytes()).decode("ascii")}
@@ -77,61 +45,53 @@ def frame_step(ticks, limit=MAX_FRAMES):
 
 
 def neuron_index(size, limit):
-    """Indices of at most ``limit`` evenly spaced neurons among ``size``
-    (all of them when they fit), first and last included."""
+    """At most ``limit`` evenly spaced neuron indices of ``size``, first and last in."""
     size = int(size)
     if size <= limit:
         return np.arange(size)
     return np.unique(np.round(np.linspace(0, size - 1, int(limit))).astype(int))
 
 
-# --------------------------------------------------------------- run folders
-def run_payload(folder, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
-    """The payload of a saved run folder (run.json plus trace.npz,
-    relaxation.npz or wave.npz), for the kinds in VIEWABLE; anything else, a
-    missing or damaged file, is one SimulatorError naming it. The files are
-    read and checked by simulator.runfiles, as ``tickprop render`` reads them."""
+def run_payload(folder):
+    """The payload of a saved run folder of a kind in VIEWABLE, else a SimulatorError."""
     folder = os.fspath(folder)
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
     if kind == "diffusion":
-        return diffusion_payload(read_trace(folder), meta, max_frames, max_states)
+        return diffusion_payload(read_trace(folder), meta)
     if kind == "ar_converge":
-        return relaxation_payload(read_relaxation(folder), meta, max_frames)
+        return relaxation_payload(read_relaxation(folder), meta)
     if kind == "pc_wave":
-        return pc_payload(read_wave(folder), meta, max_frames)
+        return pc_payload(read_wave(folder), meta)
     raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
                          f"shows {', '.join(VIEWABLE)} runs")
 
 
-def _description(meta):
+def _scene(meta):
     scene = meta.get("scene") if isinstance(meta, dict) else None
-    return str(scene.get("description", "")) if isinstance(scene, dict) else ""
+    return scene if isinstance(scene, dict) else {}
 
 
-def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=None):
+def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=""):
+    """The document around ``views``; ``title`` when the scene has no description."""
+    title = str(_scene(meta).get("description", "")) or title
+    meta = meta if isinstance(meta, dict) else {}
     return {"format": FORMAT, "kind": kind, "name": str(meta.get("name", "") or kind),
-            "title": title or _description(meta), "tick_label": tick_label,
+            "title": title, "tick_label": tick_label,
             "ticks": [int(t) for t in ticks], "notes": notes, "views": views,
             "default_view": int(default_view)}
 
 
-# ----------------------------------------------------------------- diffusion
-# mismatch_cos/mismatch_rel are absent from a run recorded without metrics
-# (record.metrics = false) and show as NaN
-TAG_LABELS = {"input": "x carries frame (input tag)",
-              "supervision": "δ's supervision frame",
-              "output": "δ's output-activity frame",
-              "pair": "frame of the x that g pairs with δ"}
+TAG_LABELS = {"input": "x carries frame (input tag)", "supervision": "δ's supervision frame",
+              "output": "δ's output-activity frame", "pair": "frame of the x that g pairs with δ"}
 FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "cos(g, backprop)",
                 "mismatch_rel": "‖g − backprop‖ / ‖backprop‖"}
 
 
 def diffusion_rows(trace):
-    """Rows of a diffusion trace, bottom first: layers 0..L with ls (Eq. 6 of
-    Betti & Gori; the two closest layers for even L), or a graph's vertices
-    ordered by level (ties in model order) with its synchronization set.
-    Returns (rows, sync label, edges [parent row, child row, level gap])."""
+    """(rows bottom first, sync label, edges [parent row, child row, level gap]):
+    layers 0..L with ls (Eq. 6; the two closest layers for even L), or a graph's
+    vertices by level (ties in model order) with its synchronization set."""
     n = len(trace["sizes"])
     if "vertex_names" not in trace:
         sync = set(synchronized_layers(n - 1))
@@ -149,61 +109,44 @@ def diffusion_rows(trace):
     rows = [{"name": names[v], "label": f"{names[v]} ({levels[v]})", "column": v,
              "level": levels[v], "sync": bool(flags[v]), "identity": names[v].startswith("_id_")}
             for v in order]
-    edges = []
-    if "vertex_edges" in trace:
-        for p, c in np.asarray(trace["vertex_edges"]).reshape(-1, 2):
-            edges.append([position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]])
-    return rows, "sync set", edges
+    pairs = np.asarray(trace["vertex_edges"]).reshape(-1, 2) if "vertex_edges" in trace else []
+    return rows, "sync set", [[position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]]
+                              for p, c in pairs]
 
 
 def wave_cells(trace):
-    """(T, columns) u1: bit 0 where x carries a frame (input tag ≥ 0), bit 1
-    where δ is non-zero (finite, ≠ 0) -- the backward wave as the paper draws
-    it, present from the first supervised tick, before any forward frame
-    reaches the output -- and bit 2 where g pairs x and δ of the same stream
-    frame (Eq. 6's synchronization: at ls only, for a new frame every tick)."""
+    """(T, columns) u1: bit 0 where x carries a frame, bit 1 where δ is finite and ≠ 0,
+    bit 2 where the pair tags (a graph's oldest and newest) and the supervision tag
+    name one frame (as stream frames when every tick was recorded, else ticks)."""
     fwd = np.asarray(trace["tag_input"]) >= 0
     d = np.asarray(trace["delta_norm"], dtype=float)
     bwd = np.isfinite(d) & (d != 0)
-    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (synchronized(trace) << 2)
-
-
-def synchronized(trace):
-    """(T, columns) u1: 1 where the frame of the x that g pairs with (pair
-    tag; for a graph vertex the oldest and the newest) is the stream frame
-    of δ's supervision: compared as stream frames when every tick was
-    recorded (a frame held h ticks is one frame), else as tick tags."""
-    sup, pair = np.asarray(trace["tag_supervision"]), np.asarray(trace["tag_pair"])
-    tags = [pair] + ([np.asarray(trace["tag_pair_hi"])] if "tag_pair_hi" in trace else [])
+    sup = np.asarray(trace["tag_supervision"])
+    tags = [np.asarray(trace[k]) for k in ("tag_pair", "tag_pair_hi") if k in trace]
     ticks, frames = np.asarray(trace["tick"]), np.asarray(trace["stream_frame"])
-    if len(ticks) and np.array_equal(ticks, np.arange(len(ticks))):
-        def frame(t):
-            return np.where(t >= 0, frames[np.clip(t, 0, len(frames) - 1)], -1)
-    else:
-        def frame(t):
-            return t
+    every_tick = len(ticks) and np.array_equal(ticks, np.arange(len(ticks)))
+
+    def frame(t):
+        return np.where(t >= 0, frames[np.clip(t, 0, len(frames) - 1)], -1) if every_tick else t
     same = (sup >= 0) & (frame(sup) >= 0)
     for t in tags:
         same &= (t >= 0) & (frame(t) == frame(sup))
-    return same.astype(np.uint8)
+    return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (same.astype(np.uint8) << 2)
 
 
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
-    """The payload of a diffusion Trace (or any mapping with its arrays) and
-    its run.json content ``meta`` (default ``trace.meta``)."""
+    """The payload of a diffusion Trace (or its arrays) and its run.json ``meta``."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
-    meta = meta if isinstance(meta, dict) else {}
     rows, sync_label, edges = diffusion_rows(trace)
     cols = np.array([r["column"] for r in rows])
-    T, n = np.asarray(trace["x_norm"]).shape
-    R = len(rows)
-    ticks = np.asarray(trace["tick"])
-    notes = []
+    T, n = np.shape(trace["x_norm"])
+    R, ticks, notes = len(rows), np.asarray(trace["tick"]), []
     if len(ticks) > 1 and ticks[1] - ticks[0] > 1:
         notes.append(f"The run recorded every {_ordinal(int(ticks[1] - ticks[0]))} tick "
                      "(record.every).")
-    states, k, nmax = None, frame_step(T, max_frames), 0
-    if "state_x" in trace and "state_layers" in trace:
+    k, nmax = frame_step(T, max_frames), 0
+    has_states = "state_x" in trace and "state_layers" in trace
+    if has_states:
         sizes = np.asarray(trace["sizes"])
         recorded = [int(l) for l in np.asarray(trace["state_layers"])]
         widest = max(int(sizes[c]) for c in recorded) if recorded else 0
@@ -218,35 +161,28 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
     if k > 1:
         notes.append(f"The trace is too long to embed whole: showing every {_ordinal(k)} "
                      f"recorded tick ({len(frames)} of {T}).")
-    mismatch = {}
-    for key in ("mismatch_cos", "mismatch_rel"):
+    pick = np.ix_(frames, cols)
+    fields = {key: np.asarray(trace[key], dtype=float)[pick] for key in ("x_norm", "delta_norm")}
+    for key in ("mismatch_cos", "mismatch_rel"):      # absent without record.metrics: NaN
         full = np.full((T, n), np.nan)
         if key in trace:
             full[:, 1:] = np.asarray(trace[key], dtype=float)
-        mismatch[key] = full
-    pick = np.ix_(frames, cols)
-    fields = {"x_norm": np.asarray(trace["x_norm"], dtype=float)[pick],
-              "delta_norm": np.asarray(trace["delta_norm"], dtype=float)[pick],
-              **{key: a[pick] for key, a in mismatch.items()}}
-    tag_keys = list(TAG_LABELS)
-    tags = {key: np.asarray(trace["tag_" + key])[pick] for key in tag_keys}
+        fields[key] = full[pick]
+    tags = {key: np.asarray(trace["tag_" + key])[pick] for key in TAG_LABELS}
     tag_labels = dict(TAG_LABELS)
-    if "tag_input_hi" in trace:            # a graph vertex may mix frames: newest too
-        for key in ("input", "supervision", "pair"):
-            if "tag_" + key + "_hi" in trace:
-                tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
-                tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
-    if "state_x" in trace and "state_layers" in trace:
-        states = _states(trace, frames, rows, nmax, notes)
-    else:
+    for key in ("input", "supervision", "pair"):     # a graph vertex may mix frames: newest too
+        if "tag_" + key + "_hi" in trace:
+            tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
+            tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
+    states = _states(trace, frames, rows, nmax, notes) if has_states else None
+    if not has_states:
         notes.append("No neuron states recorded (record.states = false): the neuron strips "
                      "are empty.")
-    view = {"label": "vertices by level" if "vertex_names" in trace else "layers",
-            "row_label": "vertex (level)" if "vertex_names" in trace else "layer (0 = input)",
-            "rows": rows, "sync_label": sync_label, "edges": edges,
-            "raster": {"mode": "waves"},
-            "fields": {k: encode(v, "f8") for k, v in fields.items()},
-            "field_labels": FIELD_LABELS,
+    graph = "vertex_names" in trace
+    view = {"label": "vertices by level" if graph else "layers",
+            "row_label": "vertex (level)" if graph else "layer (0 = input)",
+            "rows": rows, "sync_label": sync_label, "edges": edges, "raster": {"mode": "waves"},
+            "fields": {k: encode(v, "f8") for k, v in fields.items()}, "field_labels": FIELD_LABELS,
             "tags": {k: encode(v, "i4") for k, v in tags.items()}, "tag_labels": tag_labels,
             "wave": encode(wave_cells(trace)[pick], "u1"),
             "bars": {"field": "mismatch_cos", "label": "cos(g, backprop)", "lo": -1.0,
@@ -257,19 +193,15 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
 
 
 def _states(trace, frames, rows, nmax, notes):
-    """x and δ of sample 0 at the viewer frames, (frames, rows, nmax) float32
-    NaN-padded (δ of the input, which has none, NaN too), and which neuron
-    each column is."""
+    """Sample 0's x and δ (frames, rows, nmax) float32 (NaN: none), and which neurons."""
     sx, sd = np.asarray(trace["state_x"]), np.asarray(trace["state_delta"])
     layers = [int(l) for l in np.asarray(trace["state_layers"])]
     sizes = np.asarray(trace["sizes"])
     ticks = np.asarray(trace["tick"])[frames]
-    stick = np.asarray(trace["state_tick"]) if "state_tick" in trace else np.asarray(
-        trace["tick"])
+    stick = np.asarray(trace["state_tick"] if "state_tick" in trace else trace["tick"])
     at = np.clip(np.searchsorted(stick, ticks), 0, max(len(stick) - 1, 0))
     have = (stick[at] == ticks) if len(stick) else np.zeros(len(ticks), dtype=bool)
-    F, R = len(frames), len(rows)
-    x = np.full((F, R, max(nmax, 1)), np.nan, dtype=np.float32)
+    x = np.full((len(frames), len(rows), max(nmax, 1)), np.nan, dtype=np.float32)
     d = np.full_like(x, np.nan)
     index = []
     for r, row in enumerate(rows):
@@ -292,10 +224,9 @@ def _states(trace, frames, rows, nmax, notes):
             "batch": batch}
 
 
-# ------------------------------------------------- relaxation and PC: norms only
-def _shown_ticks(T, max_frames, what, notes):
-    """The rows of T shown (every k-th beyond ``max_frames``), a note saying so."""
-    k = frame_step(T, max_frames)
+def _shown_ticks(T, what, notes):
+    """The rows of T shown (every k-th beyond MAX_FRAMES), a note saying so."""
+    k = frame_step(T)
     frames = np.arange(0, T, k)
     if k > 1:
         notes.append(f"Showing every {_ordinal(k)} {what} ({len(frames)} of {T}).")
@@ -307,8 +238,7 @@ def _row(name, column, level):
 
 
 def _norms_view(label, row_label, rows, fields, labels, raster, bars):
-    """A view of per-row magnitudes only (no tags, waves or neuron states): the
-    raster shades ``fields[raster]``, the bars show ``fields[bars]`` on a log scale."""
+    """A view of magnitudes: raster ``fields[raster]``, log-scale bars ``fields[bars]``."""
     return {"label": label, "row_label": row_label, "rows": rows, "sync_label": "", "edges": [],
             "raster": {"mode": "magnitude", "field": raster, "label": labels[raster]},
             "fields": {k: encode(v, "f8") for k, v in fields.items()},
@@ -317,53 +247,41 @@ def _norms_view(label, row_label, rows, fields, labels, raster, bars):
             "states": None}
 
 
-def relaxation_payload(arrays, meta=None, max_frames=MAX_FRAMES):
-    """The payload of an ar_converge run (relaxation.npz): per η_x, the
-    relaxation wave ‖x_l(t) − x_l(t−1)‖ per layer (raster) and the relative
-    error to the fixed point per layer (bars)."""
-    meta = meta if isinstance(meta, dict) else {}
-    errors = np.asarray(arrays["errors"], dtype=float)
-    changes = np.asarray(arrays["changes"], dtype=float)
-    norms = np.asarray(arrays["norms"], dtype=float) if "norms" in arrays else None
+def relaxation_payload(arrays, meta=None):
+    """The payload of an ar_converge run: per η_x, ‖x_l(t) − x_l(t−1)‖ and the error."""
+    data = {k: np.asarray(arrays[k], dtype=float) for k in ("changes", "errors", "norms")
+            if k in arrays}
     eta = np.asarray(arrays["eta_x"], dtype=float).reshape(-1)
-    E, T, L = changes.shape
+    E, T, L = data["changes"].shape
     ticks = np.asarray(arrays["ticks"]) if "ticks" in arrays else np.arange(T)
     layers = np.asarray(arrays["layers"]) if "layers" in arrays else np.arange(L)
     notes = ["Activation Relaxation saves per-layer norms, not neuron states: no neuron "
              "strips; there are no frames, so no forward or backward wave (the raster is "
              "the relaxation wave)."]
-    frames = _shown_ticks(T, max_frames, "relaxation tick", notes)
+    frames = _shown_ticks(T, "relaxation tick", notes)
     ends = {0: " (input, clamped)", L - 1: " (output)"}
     rows = [_row(str(int(layers[l])) + ends.get(l, ""), l, int(layers[l])) for l in range(L)]
     labels = {"changes": "‖x_l(t) − x_l(t−1)‖", "errors": "relative error to the fixed point",
               "norms": "‖x_l(t)‖"}
-    views = []
-    for e in range(E):
-        fields = {"changes": changes[e][frames], "errors": errors[e][frames]}
-        if norms is not None:
-            fields["norms"] = norms[e][frames]
-        views.append(_norms_view(f"η_x = {eta[e]:g}", "layer", rows, fields, labels,
-                                 "changes", "errors"))
+    views = [_norms_view(f"η_x = {eta[e]:g}", "layer", rows,
+                         {k: a[e][frames] for k, a in data.items()}, labels, "changes", "errors")
+             for e in range(E)]
     variant = str(arrays["variant"]) if "variant" in arrays else ""
-    title = _description(meta) or (f"Activation Relaxation ({variant})" if variant
-                                   else "Activation Relaxation")
+    title = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
     default = int(np.argmin(np.abs(eta - WAVE_ETA))) if E else 0
     return _payload("ar_converge", meta, "relaxation tick", ticks[frames], notes, views,
                     default, title)
 
 
-# ------------------------------------------------------------------------ PC
-def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
-    """The payload of a pc_wave run (wave.npz): ‖ε‖ per level (the output,
-    level 0, on top) and per vertex (ordered by level) against inference tick."""
-    meta = meta if isinstance(meta, dict) else {}
+def pc_payload(arrays, meta=None):
+    """The payload of a pc_wave run: ‖ε‖ per level (output on top) and per vertex."""
     by_level = np.asarray(arrays["by_level"], dtype=float)
     by_vertex = np.asarray(arrays["by_vertex"], dtype=float)
     levels = [int(v) for v in np.asarray(arrays["levels"]).reshape(-1)]
     T = by_level.shape[0]
     notes = ["Predictive coding saves ‖ε‖ per level and vertex, not neuron states: no neuron "
              "strips. Level = distance to the output (the output, level 0, on top)."]
-    frames = _shown_ticks(T, max_frames, "inference tick", notes)
+    frames = _shown_ticks(T, "inference tick", notes)
     if not np.isfinite(by_level).all():
         notes.append("Some errors overflowed (drawn as 'overflow').")
     nl = by_level.shape[1]
@@ -377,13 +295,7 @@ def pc_payload(arrays, meta=None, max_frames=MAX_FRAMES):
         cols = [r["column"] for r in rows]
         views.append(_norms_view(label, row_label, rows, {"eps": a[np.ix_(frames, cols)]},
                                  {"eps": "‖ε‖"}, "eps", "eps"))
-    scene = meta.get("scene") if isinstance(meta.get("scene"), dict) else {}
-    wave = scene.get("wave") if isinstance(scene.get("wave"), dict) else {}
-    title = _description(meta) or (f"{str(wave.get('method', 'PC')).upper()} error wave, "
-                                   f"{wave.get('architecture', '')}")
+    wave = _scene(meta).get("wave")
+    wave = wave if isinstance(wave, dict) else {}
+    title = f"{str(wave.get('method', 'PC')).upper()} error wave, {wave.get('architecture', '')}"
     return _payload("pc_wave", meta, "inference tick", frames, notes, views, 0, title)
-
-
-__all__ = ["run_payload", "diffusion_payload", "relaxation_payload", "pc_payload", "encode",
-           "decode", "frame_step", "neuron_index", "wave_cells", "diffusion_rows", "VIEWABLE",
-           "MAX_FRAMES", "MAX_NEURONS", "MAX_STATE_VALUES"]
