@@ -1,8 +1,6 @@
-"""The registry of scene kinds: each kind is one ``Kind`` record (kinds/base.py)
-in one module, registered once here. ``run_scene`` runs a resolved scene of any
-kind into an output folder (atomically, run.json last); ``redraw`` draws a saved
-run's pictures again from its files, for every kind.
-"""
+"""The registry of scene kinds (one ``Kind`` record per module, kinds/base.py):
+``run_scene`` runs a resolved scene into an output folder, ``redraw`` draws a
+saved run's pictures again from its files."""
 import os
 import shutil
 import time
@@ -14,7 +12,7 @@ from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, swee
 from ..selection import plain
 from ..runfiles import read_run_meta
 from ..scene import spec_of
-from .base import RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind
+from .base import SELECTORS
 
 KINDS = {}
 for _module in (diffusion, train, ar_converge, ar_train, pc_table, pc_wave, locking, sweep):
@@ -33,16 +31,13 @@ def get(kind):
 
 def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False,
               blas_threads=None):
-    """Run a resolved scene of any kind into ``out_dir``: the kind prepares (and
-    refuses) before any folder exists, then runs, saves its results, draws its
-    pictures (``draw_options``: png/gif False to skip) and run.json is written
-    last, all into a temporary folder that replaces ``out_dir`` at the end
-    (simulator.outputs.write_folder: only a tickprop output, or any folder but the
-    protected ones with ``force``; a failed run leaves nothing, not even the
-    parent folders it made). BLAS threads: ``blas_threads`` (--threads),
-    else the scene's run.threads, 0 meaning automatic (simulator.threads);
-    run.json says what was used.
-    Returns the run.json content."""
+    """Run a resolved scene into ``out_dir`` and return the run.json content.
+
+    The kind prepares (and refuses) before any folder exists, then runs, saves,
+    draws (``draw_options``: png/gif False to skip) and run.json is written last,
+    all in a temporary folder that replaces ``out_dir`` (outputs.write_folder,
+    ``force`` as there; a failed run leaves nothing). BLAS threads:
+    ``blas_threads`` (--threads), else run.threads, 0 automatic."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)
@@ -66,8 +61,7 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
 
 
 def read_run(folder):
-    """(Kind, run.json content) of a saved run folder; a folder without a
-    readable tickprop run.json is one SimulatorError naming the file."""
+    """(Kind, run.json content) of a saved run folder (SimulatorError if none)."""
     if not os.path.isfile(os.path.join(folder, "run.json")):
         raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
     meta = read_run_meta(folder)
@@ -81,27 +75,23 @@ def read_run(folder):
 
 
 def selectors():
-    """{selector: [kinds whose pictures honour it]} (tickprop render's
-    --ticks/--layers/--neurons)."""
+    """{render selector: [kinds whose pictures honour it]}."""
     return {option: [k.name for k in KINDS.values() if option in k.selects]
             for option in SELECTORS}
 
 
 def redraw(folder, options=None, select=None, out=None, force=False):
-    """Draw a saved run's pictures again from its saved results (no simulation).
+    """Draw a saved run's pictures again from its saved results (no simulation);
+    return (kind name, {file name: path}, folder written).
 
-    ``options`` are render options (every, size, color; png/gif False), those
-    the kind's pictures do not have refused by name; ``select`` ({ticks,
-    layers, neurons}: what Trace.select takes, None = all) chooses what is
-    drawn, a selector the kind has no use for refused naming the kinds it
-    applies to. Without ``out`` the pictures replace those in ``folder``
-    (each atomically; a file of the same name that the run did not list as
-    its picture is refused, nothing else in ``folder`` is touched). With
-    ``out`` a new folder is written atomically (simulator.outputs.write_folder,
-    ``force`` as there): a copy of the run's results and run.json with the new
-    pictures; ``folder`` is left byte for byte as it was. Pictures are drawn
-    in a temporary folder first, so a bad selection writes nothing. Returns
-    (kind name, {file name: path}, folder written)."""
+    ``options``: render options (every, size, color; png/gif False), those the
+    kind lacks refused by name; ``select`` ({ticks, layers, neurons} as
+    Trace.select takes, None = all), a selector the kind has no use for refused.
+    Without ``out`` the pictures replace those in ``folder`` (each atomically,
+    nothing else touched); with ``out`` a new folder holds a copy of the results
+    and run.json with the new pictures (outputs.write_folder, ``force`` as
+    there). Pictures are drawn in a temporary folder first, so a bad selection
+    writes nothing."""
     kind, meta = read_run(folder)
     options = kind.render_options(options or {})
     select = {k: v for k, v in (select or {}).items() if v is not None}
@@ -139,8 +129,7 @@ def _check_apart(folder, out):
 
 
 def _copy_results(folder, dest, skip):
-    """Copy everything of a run folder but its pictures (``skip``), its
-    manifest and hidden entries (temporaries) into ``dest``."""
+    """Copy a run folder but its pictures (``skip``), manifest and hidden entries."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name in skip or entry.name == manifest.MANIFEST or entry.name.startswith("."):
             continue
@@ -152,13 +141,10 @@ def _copy_results(folder, dest, skip):
 
 
 def _redraw_in_place(kind, folder, meta, options):
-    """Draw into a private scratch folder inside ``folder`` that links the
-    run's files, then move each picture over its name in ``folder``
-    (atomically, listed in the folder's manifest). A picture that would
-    replace a file tickprop did not write there, or one changed since, is
-    refused before any is replaced. Stale scratch folders and temporaries of
-    dead processes in ``folder`` are removed first; errors name ``folder``,
-    never the scratch folder."""
+    """Draw into a scratch folder inside ``folder`` that links the run's files,
+    then move each picture over its name (atomically, in the manifest); a
+    picture over a file tickprop did not write, or one changed since, is
+    refused before any is replaced. Errors name ``folder``, not the scratch."""
     manifest.clean_stale(folder)
     scratch = files.scratch_folder(folder, "render")
     try:
@@ -181,9 +167,8 @@ def _redraw_in_place(kind, folder, meta, options):
 
 
 def _check_picture(folder, name, listed):
-    """Refuse to draw ``name`` over a file of ``folder`` that tickprop did not
-    write as this run's picture, or that changed since (the folder's manifest;
-    without one, run.json's list of pictures ``listed``)."""
+    """Refuse to draw ``name`` over a file of ``folder`` that tickprop did not write
+    as this run's picture (manifest, else run.json's ``listed``), or changed since."""
     target = os.path.join(folder, name)
     status = manifest.file_status(folder, name)
     if status in ("missing", "ours"):
@@ -195,7 +180,3 @@ def _check_picture(folder, name, listed):
         raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
                              f"{', '.join(listed or []) or 'none'}); render with --out NEW "
                              "to draw elsewhere")
-
-
-__all__ = ["KINDS", "Kind", "TYPED_OPTIONS", "RENDER_OPTIONS", "SELECTORS", "get", "run_scene",
-           "read_run", "redraw", "selectors"]

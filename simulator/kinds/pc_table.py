@@ -8,15 +8,14 @@ from ..experiments.pc.tables import format_markdown, table1, table2, write_csv
 from ..files import atomic_write
 from ..errors import SimulatorError
 from ..scene import spec_of
-from .base import Kind
+from .base import Kind, done_in
 
 LEVELLED = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}
 
 
 def prepare(name, scene, options=None):
-    """Nothing to refuse beyond the schema; the job measures Table 1 for every
-    precision in table.dtypes (levelled, unlevelled or both) and Table 2 (time
-    per update) in every precision too, and saves both as CSV."""
+    """The job measures Table 1 (levelled, unlevelled or both) and Table 2 in
+    every precision of table.dtypes and saves both as CSV."""
     spec = spec_of(scene)
     tb, seed = spec.table, spec.run.seed
 
@@ -60,12 +59,10 @@ def draw(folder, meta, options):
 
 
 def summary(folder, meta):
-    """Headline, then Table 1's largest relative divergence of Z-IL from BP
-    (per precision) and Table 2's Z-IL time over BP's, from table1.csv and
-    table2.csv."""
-    rows1, rows2 = read_csv(os.path.join(folder, "table1.csv")), read_csv(
-        os.path.join(folder, "table2.csv"))
-    lines = [f"done in {meta['timings']['run_s']:.2f} s"]
+    """Headline, then Table 1's largest relative divergence of Z-IL from BP per
+    precision and Table 2's Z-IL time over BP's."""
+    rows1, rows2 = (read_csv(os.path.join(folder, f"table{k}.csv")) for k in (1, 2))
+    lines = [done_in(meta)]
     for dtype in sorted({r["dtype"] for r in rows1}):
         mine = [r for r in rows1 if r["dtype"] == dtype]
         worst = max(mine, key=lambda r: float(r["divergence_rel"]))
@@ -73,7 +70,8 @@ def summary(folder, meta):
                      f"{float(worst['divergence_rel']):.3g} ({worst['architecture']}, "
                      f"{len(mine)} rows)")
     for r in rows2:
-        lines.append(f"  Table 2 {r['architecture']} ({r['dtype']}): Z-IL {float(r['zil_ms']):.3g} ms "
+        lines.append(f"  Table 2 {r['architecture']} ({r['dtype']}): "
+                     f"Z-IL {float(r['zil_ms']):.3g} ms "
                      f"= {float(r['zil_over_bp']):.3g} × BP {float(r['bp_ms']):.3g} ms")
     return lines
 
@@ -96,5 +94,4 @@ KIND = Kind("pc_table", prepare, draw,
             refuse={"ticks": "pc_table scenes have no run.ticks; IL's length is "
                              "--set table.il_steps=T",
                     "device": "pc_table scenes run on the CPU only (numpy)"},
-            progress=_progress,
-            summary=summary)
+            progress=_progress, summary=summary)

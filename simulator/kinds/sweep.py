@@ -1,6 +1,5 @@
-"""The sweep kind, declared so that every scene kind has a record: a sweep is
-run point by point by ``tickprop sweep`` (simulator.sweep), each point through
-the kind of its base scene; ``tickprop run`` refuses it with that advice."""
+"""The sweep kind: ``tickprop sweep`` (simulator.sweep) runs it point by point, each
+through its base scene's kind; ``tickprop run`` refuses it with that advice."""
 import math
 
 from ..errors import SceneError
@@ -18,15 +17,13 @@ def prepare(name, scene, options=None):
 
 
 def draw(folder, meta, options):
-    """Refuse: a sweep's pictures are re-drawn by re-running `tickprop sweep`,
-    which keeps every finished point."""
+    """Refuse: re-running `tickprop sweep` re-draws, keeping finished points."""
     raise SceneError(f"{folder}: sweep pictures are re-drawn by `tickprop sweep` (finished "
                      "points are kept, so nothing is simulated again)")
 
 
 def headline_key(records):
-    """The summary key the terminal ranks points by: the first of HEADLINE_KEYS
-    that the finished points have (None if none)."""
+    """The first of HEADLINE_KEYS that the finished points have (None if none)."""
     keys = set().union(*(r.get("summary", {}) for r in records if r.get("status") == "ok"))
     return next((k for k in HEADLINE_KEYS if k in keys), None)
 
@@ -43,12 +40,11 @@ def summary_lines(summary):
         groups = {}
         for r in records:
             value = r.get("summary", {}).get(key)
-            if r.get("status") != "ok" or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                continue
-            params = {k: v for k, v in r.get("params", {}).items() if k != "run.seed"}
-            name = ", ".join(f"{k}={v}" for k, v in params.items()) or "base"
-            groups.setdefault(name, []).append(float(value))
+            if r.get("status") == "ok" and isinstance(value, (int, float)) \
+                    and math.isfinite(value):
+                name = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items()
+                                 if k != "run.seed") or "base"
+                groups.setdefault(name, []).append(float(value))
         means = sorted(((sum(v) / len(v), k) for k, v in groups.items()), reverse=True)
         if means:
             lines.append(f"  best  {key} {means[0][0]:.4g}: {means[0][1]}")
