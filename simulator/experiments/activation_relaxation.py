@@ -1,15 +1,10 @@
-"""The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
-run on ``simulator.rules.relaxation`` (the paper's chains as ``Model.chain``):
-Fig. 1 (``run_converge``: one batch relaxed at several η_x, error to the
-fixed point per tick and layer, against the exact linear analysis) and
-Figs. 2–3 (``run_train``: every AR variant and plain backprop trained on the
-digits from the same weights and minibatches), with the data each one uses and
-the backprop baseline.
-
-Experiments compute and return arrays; they never draw or write files.
-``converge_arrays`` and ``train_arrays`` give exactly what a run saves
-(relaxation.npz, training.npz), and ``simulator.render.convergence``'s
-``draw_converge`` / ``draw_train`` draw the pictures from those arrays alone.
+"""The experiments of the Activation Relaxation paper (Millidge et al., paper 001)
+on ``simulator.rules.relaxation``: Fig. 1 (``run_converge``: one batch relaxed at
+several η_x, error to the fixed point per tick and layer) and Figs. 2–3
+(``run_train``: every AR variant and backprop trained on the digits from the same
+weights and minibatches). They return arrays, never draw or write files;
+``converge_arrays`` / ``train_arrays`` give what a run saves and
+``simulator.render.convergence`` draws from.
 """
 import numpy as np
 from array_api_compat import array_namespace
@@ -31,8 +26,8 @@ BASELINE = "backprop"
 
 
 def convergence_batch(data, sizes, batch, seed, split_seed):
-    """A host batch (u, y) for Fig. 1: ``digits`` images and one-hot labels
-    (sizes must run from 64 to 10), or ``gaussian`` inputs with Gaussian targets."""
+    """A host batch (u, y) for Fig. 1: ``digits`` and one-hot labels, or
+    ``gaussian`` inputs and targets."""
     if data == "digits":
         d = load_digits(seed=split_seed)
         if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
@@ -47,20 +42,16 @@ def convergence_batch(data, sizes, batch, seed, split_seed):
     raise SimulatorError(f"unknown data {data!r}; expected {' or '.join(DATA)}")
 
 
-# ---------------------------------------------------------------- Fig. 1
 def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exact",
                  eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100, batch=64, loss="mse",
                  seed=0, data="digits", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
                  init="forward", split_seed=0, device="cpu", dtype="float64"):
-    """Fig. 1 of paper 001: relax one batch for each η_x and record, per tick
-    and layer, the relative error to the variant's fixed point (backprop's
-    ∂ℓ/∂x^l for ``exact``), the closed-form linear prediction of that error,
-    and the relaxation wave (layer norms and per-tick changes). Returns a dict
-    of numpy arrays: ``errors``, ``predicted``, ``norms``, ``changes`` each
-    (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
-    ticks; ``grad_error`` (L+1,) = the fixed point against backprop's ∂ℓ/∂x^l;
-    ``eta_x``, ``ticks``, ``layers``, ``variant`` and ``sizes``.
-    """
+    """Fig. 1 of paper 001: relax one batch for each η_x. Returns numpy arrays:
+    ``errors`` (relative error to the variant's fixed point), ``predicted`` (its
+    closed-form linear prediction), ``norms``, ``changes`` (the relaxation wave),
+    each (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
+    ticks; ``grad_error`` (L+1,), the fixed point against backprop's ∂ℓ/∂x^l;
+    ``eta_x``, ``ticks``, ``layers``, ``variant`` and ``sizes``."""
     variant = check_variant(variant)
     etas = [check_eta_x(e) for e in np.atleast_1d(eta_x)]
     iterations = check_count("iterations", iterations)
@@ -81,16 +72,14 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     keys = [k for k in model.param_keys() if k.endswith(".W")]
     L = model.depth
     out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
-    # A relative error to a fixed point (or gradient) of 0 is NaN by design
-    # (e.g. zero weights): numpy's 0/0 warnings would only repeat that.
+    # a relative error to a fixed point of 0 is NaN by design (0/0)
     with np.errstate(divide="ignore", invalid="ignore"):
         for eta in etas:
             xs, rec = relax_sweep(sweep, learner.feedback, eta, iterations,
                                   learner.use_derivative, init, record=True, targets=target,
                                   xp=xp)
-            out["errors"].append(rec.errors)
-            out["norms"].append(rec.norms)
-            out["changes"].append(rec.changes)
+            for key in ("errors", "norms", "changes"):
+                out[key].append(getattr(rec, key))
             out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
                                                      target, learner.use_derivative, init, xp))
             gw = model_weight_gradients(sweep, xs, xp)
@@ -104,9 +93,8 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
 
 
 def true_activation_gradients(model, u, y, loss="mse"):
-    """∂ℓ/∂x_v per vertex index by the oracle's backprop (``simulator.model.
-    reference.factors``): the loss gradient at the output, below it the sum
-    over children c of c's VJP of the oracle's δ_c (index 0: the input)."""
+    """∂ℓ/∂x_v per vertex index by the oracle's backprop: the loss gradient at
+    the output, below it the sum over children c of c's VJP of δ_c (index 0: u)."""
     xp = array_namespace(u)
     outs, deltas, _ = reference.factors(model, u, y, loss)
     pres, _ = reference.evaluate(model, u)
@@ -125,9 +113,7 @@ def true_activation_gradients(model, u, y, loss="mse"):
 
 
 def converge_arrays(result):
-    """The arrays of a ``run_converge`` result that a run saves (relaxation.npz)
-    and ``render.convergence.draw_converge`` draws from: errors, predicted,
-    norms, changes, weight_error, grad_error, eta_x, ticks, layers, and the
+    """What a run saves of a ``run_converge`` result (relaxation.npz), the
     variant as a 0-d string array (loadable without pickle)."""
     arrays = {k: np.asarray(result[k]) for k in
               ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
@@ -141,7 +127,6 @@ def _relative(xp, a, b):
     return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
 
 
-# ------------------------------------------------------------ Figs. 2–3
 def accuracy(predict, x, labels, xp):
     """Fraction of rows whose largest output is the label (device arrays in, float out)."""
     hits = xp.astype(xp.argmax(predict(x), axis=1) == labels, xp.float64)
@@ -149,9 +134,8 @@ def accuracy(predict, x, labels, xp):
 
 
 class BackpropBaseline:
-    """Plain minibatch SGD on the oracle's gradients (``simulator.model.
-    reference.backprop``) from the same initial weights: p ← p − lr ∂ℓ/∂p / B,
-    the baseline of Figs. 2–3. Runs in the arrays' namespace on host parameters."""
+    """Figs. 2–3's baseline: minibatch SGD on the oracle's gradients,
+    p ← p − lr ∂ℓ/∂p / B, on host parameters."""
 
     def __init__(self, model, loss):
         self.model, self.loss = model, loss
@@ -173,22 +157,19 @@ class BackpropBaseline:
         return value
 
     def predict(self, u):
-        """The model's output for inputs u."""
         return reference.evaluate(self.model, u, self.params)[1][-1]
 
 
 def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
-    """Train ``model`` on the seeded batches; accuracies at every eval point
-    (NaN after a divergence) and the step at which it diverged (or -1)."""
-    train_x, test_x = asarray(data.train_x), asarray(data.test_x)
-    train_l = asarray(data.train_labels, xp.int64)
-    test_l = asarray(data.test_labels, xp.int64)
-    train_y = asarray(data.train_targets)
-    accs, step, diverged = [], 0, -1
+    """Train ``model`` on the seeded batches: ((train, test) accuracy per eval
+    point, the step at which it diverged or -1)."""
+    sets = [(asarray(data.train_x), asarray(data.train_labels, xp.int64)),
+            (asarray(data.test_x), asarray(data.test_labels, xp.int64))]
+    train_x, train_y = sets[0][0], asarray(data.train_targets)
+    accs, step = [], 0
 
     def evaluate():
-        accs.append((accuracy(model.predict, train_x, train_l, xp),
-                     accuracy(model.predict, test_x, test_l, xp)))
+        accs.append(tuple(accuracy(model.predict, x, labels, xp) for x, labels in sets))
 
     evaluate()
     with np.errstate(all="ignore"):
@@ -198,15 +179,11 @@ def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
                 try:
                     model.step(xp.take(train_x, i, axis=0), xp.take(train_y, i, axis=0), lr)
                 except NumericalError:
-                    diverged = step
-                    break
+                    return np.asarray(accs, dtype=np.float64), step
                 step += 1
                 if step % eval_every == 0:
                     evaluate()
-            if diverged >= 0:
-                break
-    accs = np.asarray(accs, dtype=np.float64)
-    return accs, diverged
+    return np.asarray(accs, dtype=np.float64), -1
 
 
 def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
@@ -214,18 +191,13 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
               init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
               device="cpu", dtype="float64", progress=None, solver="closed-form"):
-    """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
-    variant and plain backprop train from the same initial weights on the same
-    minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
-    batch). Returns a dict: ``steps`` (T,) minibatch updates at each
-    evaluation; ``curves[name]`` with ``train`` and ``test`` accuracies
-    (S, T), NaN after a divergence; ``final_test[name]`` (S,);
-    ``diverged_at[name]`` (S,) the step of divergence or −1. ``progress``
-    (optional) is called with 1 after each (seed, model) run. ``solver``
-    (``ActivationRelaxation``'s): ``closed-form`` by default, the state after
-    K ticks from the exact linear analysis, which equals ticking to rounding
-    at a cost independent of K; ``ticks`` steps the relaxation.
-    """
+    """Figs. 2–3 of paper 001 on the digits: per seed, each AR variant and
+    backprop train from the same weights on the same minibatches (SGD, lr on the
+    batch-mean gradient, K relaxation ticks per batch; ``solver`` as
+    ActivationRelaxation's). Returns ``steps`` (T,) updates at each evaluation;
+    ``curves[name]`` {train, test} accuracies (S, T), NaN after a divergence;
+    ``final_test[name]`` (S,); ``diverged_at[name]`` (S,) step or −1.
+    ``progress(1)`` after each (seed, model) run."""
     variants = [check_variant(v) for v in ([variants] if isinstance(variants, str) else variants)]
     seeds = [int(s) for s in np.atleast_1d(seeds)]
     batch = check_count("batch", batch, minimum=1)
@@ -268,10 +240,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
 
 
 def train_arrays(result):
-    """The arrays of a ``run_train`` result that a run saves (training.npz) and
-    ``render.convergence.draw_train`` draws from: ``steps`` and, per model
-    (backprop first, then the variants in order), ``test_<name>`` and
-    ``train_<name>`` accuracies (seeds × evaluations)."""
+    """What a run saves of a ``run_train`` result (training.npz): ``steps`` and
+    per model (backprop first) ``test_<name>``, ``train_<name>`` (seeds × evals)."""
     arrays = {"steps": np.asarray(result["steps"])}
     for name, curve in result["curves"].items():
         arrays[f"test_{name}"] = np.asarray(curve["test"])

@@ -1,31 +1,16 @@
-"""Build a Model from an elementary-op graph of ``simulator.experiments.pc`` (the second
-way to build the one model; ``Model.from_layers`` and ``Model.chain``
-are the others).
+"""Build a Model from an elementary-op graph of ``simulator.experiments.pc``
+(``Model.from_layers`` and ``Model.chain`` are the other ways).
 
-The elementary graph has one vertex per operation (matmul, add, tanh, ...)
-and its parameters as leaves; the model core has one vertex per layer, with
-its parameters inside. ``from_graph`` fuses runs of operations into layers:
-
-- ``matmul(h, W)`` with W a parameter → a ``linear`` layer named after W,
-  whose weight is Wᵀ (layout (units, n_in)); followed by ``add(·, b)`` with b
-  a parameter it takes b as its bias, and by ``tanh``/``logistic``/``relu``
-  it takes that activation (each only when the operation before has no other
-  consumer). On a flat input with a bias it is a ``dense`` layer.
-- ``conv2d(h, K)`` → a ``conv2d`` layer named after K (stride 1, no padding:
-  the elementary op's "valid" correlation), bias from a following
-  ``add(·, c)`` (c of shape (C_out, 1, 1)) or zero, activation as above.
-- ``matmul(a, b)`` of two activities → ``matmul`` (``transpose`` when b is a
-  ``transpose`` vertex used only there; a following ``scale`` becomes its
-  ``factor``); ``softmax`` over the last axis, ``add`` of two activities
-  (activation folded as above), ``flatten`` and ``identity`` map one to one.
-
-What the model core cannot hold is refused with one SimulatorError naming the
-vertex: several data inputs (an unrolled RNN), a parameter used by more than
-one operation (shared weights), a parameter as a free operand (``add(x, p)``
-where x is no layer, ``mul``), elementwise products of activities, softmax
-over another axis. The elementary graph itself stays what Tables 1 and 2 of
-paper 002 run on (``simulator.experiments.pc``): its vertex-per-operation levels are the
-paper's.
+``from_graph`` fuses runs of operations into layers: ``matmul(h, W)`` with W a
+parameter is a ``linear`` layer named after W (weight Wᵀ; ``dense`` on a flat
+input with a bias), ``conv2d(h, K)`` a ``conv2d`` layer (stride 1, no padding); a
+following ``add(·, b)`` of a parameter is their bias and a following
+tanh/logistic/relu their activation (each only when the value feeds nothing
+else). ``matmul`` of two activities (with ``transpose`` and ``scale`` folded in),
+``softmax`` over the last axis, ``add`` of activities, ``flatten`` and ``identity``
+map one to one. What the model core cannot hold (several inputs, shared weights,
+a parameter as a free operand, products of activities) is one SimulatorError
+naming the vertex.
 """
 import numpy as np
 
@@ -45,14 +30,12 @@ class _Layer:
 
 
 def from_graph(graph, values):
-    """(model, u): the Model equivalent to the elementary ``graph`` (a
-    ``simulator.experiments.pc.graph.Graph``) with its parameters taken from ``values``
-    ({leaf name: array}, as a ``simulator.experiments.pc`` Problem holds them), and the
-    input batch u = values[<the input leaf>] in the model's layout. The
-    model's output is the graph's output vertex. Raises SimulatorError for
-    what the model core cannot hold (module docstring)."""
+    """(model, u): the Model equivalent to the elementary ``graph``, its parameters
+    from ``values`` ({leaf name: array}, as a Problem holds them), and the input
+    batch u = values[<the input leaf>]; the model's output is the graph's."""
     if not isinstance(graph, Graph):
-        raise SimulatorError(f"expected a simulator.experiments.pc Graph, got {type(graph).__name__}")
+        raise SimulatorError(f"expected a simulator.experiments.pc Graph, got "
+                             f"{type(graph).__name__}")
     inputs = graph.leaves("input")
     if len(inputs) != 1:
         names = [graph.vertices[i].name for i in inputs]
@@ -74,7 +57,6 @@ class _Builder:
         self.layers = {}                       # name -> _Layer, in creation order
         self.input_index = input_index
 
-    # ------------------------------------------------------------- helpers
     def _v(self, i):
         return self.g.vertices[i]
 
@@ -102,26 +84,20 @@ class _Builder:
 
     def _fusable(self, a):
         """The open layer holding vertex a's value, if a feeds nothing else."""
-        name = self.layer_of.get(a)
-        layer = self.layers.get(name)
-        if layer is not None and layer.open and len(self.consumers[a]) == 1:
-            return layer
-        return None
+        layer = self.layers.get(self.layer_of.get(a))
+        return layer if layer is not None and layer.open and len(self.consumers[a]) == 1 else None
 
     def _new(self, i, name, kind, parents, **fields):
         if name in self.layers or name == INPUT:
             name = f"{name}_{i}"
-        layer = _Layer(name, kind, parents, **fields)
-        self.layers[name] = layer
+        self.layers[name] = layer = _Layer(name, kind, parents, **fields)
         self.layer_of[i] = name
         return layer
 
-    # ------------------------------------------------------------ operations
     def run(self):
         for i, v in enumerate(self.g.vertices):
-            if v.is_leaf:
-                continue
-            getattr(self, "_op_" + v.op, self._unsupported)(i, v, dict(v.attrs))
+            if not v.is_leaf:
+                getattr(self, "_op_" + v.op, self._unsupported)(i, v, dict(v.attrs))
         out = self.layer_of.get(self.g.output)
         if out is None:
             self._refuse(self.g.output, "the output is not a layer's value")
@@ -144,7 +120,7 @@ class _Builder:
         return cfg, params
 
     def _shape(self, name):
-        """Shape (batch excluded) of a model vertex's value, from the values."""
+        """Shape (batch excluded) of a model vertex's value."""
         if name == INPUT:
             return self._value(self.input_index).shape[1:]
         return self.layers[name].shape
@@ -237,23 +213,17 @@ class _Builder:
         layer.cfg["factor"] *= float(at["c"])
         self.layer_of[i] = layer.cfg["name"]
 
-    def _op_softmax(self, i, v, at):
+    def _one_to_one(self, i, v, at):
         (a,) = v.args
         parent = self._parent(i, a)
+        shape = self._shape(parent)
         axis = at.get("axis", -1)
-        if axis not in (-1, len(self._shape(parent))):
+        if v.op == "softmax" and axis not in (-1, len(shape)):
             self._refuse(i, f"softmax over axis {axis}; the model layer takes the last axis")
-        self._new(i, v.name, "softmax", [parent]).shape = self._shape(parent)
+        layer = self._new(i, v.name, v.op, [parent])
+        layer.shape = (int(np.prod(shape)),) if v.op == "flatten" else shape
 
-    def _op_flatten(self, i, v, at):
-        (a,) = v.args
-        parent = self._parent(i, a)
-        self._new(i, v.name, "flatten", [parent]).shape = (int(np.prod(self._shape(parent))),)
-
-    def _op_identity(self, i, v, at):
-        (a,) = v.args
-        parent = self._parent(i, a)
-        self._new(i, v.name, "identity", [parent]).shape = self._shape(parent)
+    _op_softmax = _op_flatten = _op_identity = _one_to_one
 
 
 __all__ = ["from_graph"]

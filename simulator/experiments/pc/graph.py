@@ -1,14 +1,11 @@
 """Computational graphs of elementary operations, and backprop on them.
 
-A graph is a DAG of vertices in topological order. Leaves are inputs (data,
-never updated) or parameters (what learning changes); every other vertex
-applies one elementary op ``g_i`` to the values of its arguments — the paper's
-children C(i) — and knows its vector–Jacobian product (VJP). Values are
-batch-major numpy arrays; the output vertex is the last one added.
-
-``forward`` is the paper's Eq. 1, ``backprop`` its Eqs. 2–4: the reference
-every predictive-coding rule in this package is measured against. The loss is
-E = ½‖μ_out − y‖², summed over the batch.
+A graph is a DAG of vertices in topological order, the output last. Leaves are
+inputs (data) or parameters; every other vertex applies one elementary op g_i,
+with its vector–Jacobian product (VJP), to its arguments (the paper's children
+C(i)); values are batch-major numpy arrays. ``forward`` is Eq. 1, ``backprop``
+Eqs. 2–4 for E = ½‖μ_out − y‖² summed over the batch: the reference every
+predictive-coding rule here is measured against.
 """
 from dataclasses import dataclass
 
@@ -67,10 +64,6 @@ def _matmul_vjp(g, a, b, needs):
     return ga, gb
 
 
-def _softmax_vjp(g, s, axis):
-    return s * (g - (g * s).sum(axis=axis, keepdims=True))
-
-
 @dataclass(frozen=True)
 class Op:
     """An elementary function: ``forward(args, attrs)`` and
@@ -106,7 +99,8 @@ OPS = {
     "transpose": Op(1, lambda args, at: _swap(args[0]),
                     lambda g, args, out, at, needs: (_swap(g),)),
     "softmax": Op(1, lambda args, at: _softmax(args[0], at.get("axis", -1)),
-                  lambda g, args, out, at, needs: (_softmax_vjp(g, out, at.get("axis", -1)),)),
+                  lambda g, args, out, at, needs: (
+                      out * (g - (g * out).sum(axis=at.get("axis", -1), keepdims=True)),)),
     "flatten": Op(1, lambda args, at: args[0].reshape(args[0].shape[0], -1),
                   lambda g, args, out, at, needs: (g.reshape(args[0].shape),)),
     "conv2d": Op(2, lambda args, at: _conv2d(*args),
@@ -138,8 +132,7 @@ class Graph:
         self._cache = {}
 
     def cached(self, key, compute):
-        """``compute(self)``, remembered until the next vertex is added (graphs
-        only grow, so the vertex count identifies the structure)."""
+        """``compute(self)``, remembered until the next vertex is added."""
         hit = self._cache.get(key)
         if hit is None or hit[0] != len(self.vertices):
             hit = self._cache[key] = (len(self.vertices), compute(self))
@@ -217,31 +210,20 @@ def needs_grad(graph):
         tuple(g.vertices[a].kind != "input" for a in v.args) for v in g.vertices])
 
 
-def leaf_value(graph, values, i):
-    v = graph.vertices[i]
-    try:
-        return values[v.name]
-    except KeyError:
-        raise SimulatorError(f"graph: no value given for leaf {v.name!r}") from None
-
-
 def forward(graph, values):
-    """The forward pass μ_i for every vertex (Eq. 1 of Salvatori et al.):
-    leaves take ``values[name]``, every other vertex applies its op."""
+    """The forward pass μ_i for every vertex (Eq. 1): leaves take
+    ``values[name]``, every other vertex applies its op."""
     mu = []
     for i, v in enumerate(graph.vertices):
-        mu.append(leaf_value(graph, values, i) if v.is_leaf
-                  else evaluate(graph, i, [mu[a] for a in v.args]))
+        if v.is_leaf and v.name not in values:
+            raise SimulatorError(f"graph: no value given for leaf {v.name!r}")
+        mu.append(values[v.name] if v.is_leaf else evaluate(graph, i, [mu[a] for a in v.args]))
     return mu
 
 
 def backprop(graph, values, target):
-    """Reverse differentiation on the graph (Eqs. 2–4 of Salvatori et al.).
-
-    Returns (μ, δ, grads): μ per vertex, δ_i = ∂E/∂μ_i per vertex (None where
-    no gradient flows, e.g. data inputs) with δ_out = μ_out − y, and grads =
-    {parameter name: ∂E/∂ζ}, for E = ½‖μ_out − y‖².
-    """
+    """Reverse differentiation (Eqs. 2–4): (μ, δ, grads), δ_i = ∂E/∂μ_i per vertex
+    (None where no gradient flows) from δ_out = μ_out − y, grads {param: ∂E/∂ζ}."""
     mu = forward(graph, values)
     delta = reverse(graph, mu, mu[graph.output] - target)
     grads = {graph.vertices[i].name: delta[i] for i in graph.leaves("param")}
@@ -250,8 +232,7 @@ def backprop(graph, values, target):
 
 def reverse(graph, mu, delta_out, keep=True):
     """Eq. 2/4: propagate δ from the output to every vertex, summing over
-    parents. With ``keep=False`` an op vertex's δ is dropped once passed on
-    (only the leaves' survive), as autodiff engines do to save memory."""
+    parents; ``keep=False`` drops an op vertex's δ once passed on (saves memory)."""
     needs = needs_grad(graph)
     delta = [None] * len(graph)
     delta[graph.output] = delta_out
