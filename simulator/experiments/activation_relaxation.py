@@ -31,7 +31,8 @@ def convergence_batch(data, sizes, batch, seed, split_seed):
     if data == "digits":
         d = load_digits(seed=split_seed)
         if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
-            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, got {sizes}")
+            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, "
+                                 f"got {sizes}")
         if batch > d.train_x.shape[0]:
             raise SimulatorError(f"batch {batch} exceeds the {d.train_x.shape[0]} training digits")
         idx = batch_indices(d.train_x.shape[0], batch, seed=seed)[0]

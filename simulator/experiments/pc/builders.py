@@ -22,9 +22,6 @@ class Problem:
     values: dict
     target: np.ndarray
 
-    def params(self):
-        return {n: self.values[n] for n in self.graph.param_names()}
-
 
 class _Maker:
     """Adds leaves to a graph and draws their values from one Generator."""
@@ -32,10 +29,8 @@ class _Maker:
     def __init__(self, seed, dtype):
         if dtype not in DTYPES:
             raise SimulatorError(f"pc builders: dtype {dtype!r}; expected one of {DTYPES}")
-        self.rng = np.random.default_rng(seed)
-        self.dtype = dtype
-        self.graph = Graph()
-        self.values = {}
+        self.rng, self.dtype = np.random.default_rng(seed), dtype
+        self.graph, self.values = Graph(), {}
 
     def _store(self, index, value):
         self.values[self.graph.vertices[index].name] = value.astype(self.dtype)
@@ -136,10 +131,8 @@ def attention(seed=0, dtype="float64", tokens=4, n_in=3, d=6, n_out=2, batch=3):
 
 
 def random_dag(seed=0, dtype="float64", n_ops=8, n_params=3, shape=(2, 3)):
-    """A random DAG for property tests: ``n_ops`` vertices, each applying a
-    random op (tanh, logistic, identity, scale, add, mul, or a matmul by a
-    parameter matrix) to random earlier vertices, so paths of many lengths
-    meet; every vertex left unused is summed into the output."""
+    """A random DAG for property tests: ``n_ops`` random ops on random earlier
+    vertices (paths of many lengths meet); unused vertices summed into the output."""
     m = _Maker(seed, dtype)
     g, rng = m.graph, m.rng
     pool = [m.data("x", shape)]

@@ -88,8 +88,9 @@ OPS = {
     "scale": Op(1, lambda args, at: args[0] * at["c"],
                 lambda g, args, out, at, needs: (g * at["c"],)),
     "add": Op(2, lambda args, at: args[0] + args[1],
-              lambda g, args, out, at, needs: (_unbroadcast(g, args[0].shape) if needs[0] else None,
-                                               _unbroadcast(g, args[1].shape) if needs[1] else None)),
+              lambda g, args, out, at, needs: (
+                  _unbroadcast(g, args[0].shape) if needs[0] else None,
+                  _unbroadcast(g, args[1].shape) if needs[1] else None)),
     "mul": Op(2, lambda args, at: args[0] * args[1],
               lambda g, args, out, at, needs: (
                   _unbroadcast(g * args[1], args[0].shape) if needs[0] else None,
@@ -162,7 +163,8 @@ class Graph:
         if op not in OPS:
             raise SimulatorError(f"graph: unknown op {op!r}; expected one of {', '.join(OPS)}")
         if len(args) != OPS[op].arity:
-            raise SimulatorError(f"graph: op {op!r} takes {OPS[op].arity} arguments, got {len(args)}")
+            raise SimulatorError(f"graph: op {op!r} takes {OPS[op].arity} arguments, "
+                                 f"got {len(args)}")
         if any(not 0 <= a < len(self.vertices) for a in args):
             raise SimulatorError(f"graph: op {op!r} refers to a vertex that does not exist yet")
         name = name or f"{op}{len(self.vertices)}"

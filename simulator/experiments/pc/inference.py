@@ -1,24 +1,12 @@
 """Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.).
 
 Every internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its
-arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values
-(ε = 0) and the output value node is clamped to the target y. The energy is
-F = ½ Σ_i ‖ε_i‖² (Eq. 6). Signs, derived here because the paper's Eqs. 3, 7
-and 8 flip them: ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i, inference moves
-x_i ← x_i − γ ∂F/∂x_i (Eq. 7), and learning moves ζ ← ζ − α ∂F/∂ζ with
-∂F/∂ζ = Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8). With these signs ε_out = μ_out − y
-equals BP's δ_out, and Z-IL's updates equal BP's −α ∂E/∂ζ.
-
-Ticks: tick t (t = 1, 2, …) takes state t−1 to state t. Z-IL starts from the
-forward pass (x = μ, all errors zero but the output's), uses γ = 1, and lets
-each parameter learn from the edge to its parent j at tick d_j + 1 — the tick
-the error wave reaches its level (Algorithm 3: level k learns at tick k). A
-parameter used by several parents (an RNN's shared weights) collects one term
-per edge at that edge's tick and changes once, after its last term, so its
-other uses still see the forward-pass value until the wave reaches them.
-d_j is the shortest distance to the output (the paper's d_i): on a graph that
-is not levelled a parameter thus learns from the first, partial arrival of
-the error — the failure that Algorithm 2 repairs.
+arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values and
+the output is clamped to y. F = ½ Σ_i ‖ε_i‖² (Eq. 6), so (signs derived here:
+the paper's Eqs. 3, 7 and 8 flip them) ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i,
+x_i ← x_i − γ ∂F/∂x_i (Eq. 7) and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8); then
+ε_out = μ_out − y is BP's δ_out and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t
+takes state t−1 to state t; d_j is the shortest distance to the output.
 """
 from dataclasses import dataclass
 
@@ -33,9 +21,8 @@ from .levelling import distances, level, levels
 
 @dataclass
 class PCResult:
-    """One learning step: ``updates`` {parameter name: Δζ}, the number of
-    inference ticks, and (when recorded) ``eps_norms`` — ‖ε_i‖ per state
-    0..ticks (rows) and vertex (columns) — with each vertex's level."""
+    """One learning step: ``updates`` {parameter name: Δζ}, inference ``ticks``,
+    ``eps_norms`` (recorded: ‖ε_i‖ per state 0..ticks and vertex), ``levels``."""
     updates: dict
     ticks: int
     eps_norms: np.ndarray | None = None
@@ -43,7 +30,7 @@ class PCResult:
 
 
 def _initial_state(graph, values, target):
-    """The forward pass as initial value nodes, output clamped (x_i,0 = μ_i,0)."""
+    """The forward pass as value nodes (x_i,0 = μ_i,0), output clamped."""
     x = forward(graph, values)
     mu = list(x)
     x[graph.output] = np.asarray(target, dtype=mu[graph.output].dtype)
@@ -70,9 +57,8 @@ def _refresh(graph, x, mu, changed):
 
 
 def _backward_terms(graph, x, mu, eps, needs, on_param):
-    """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i), and
-    ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are
-    skipped: a VJP of zero is zero."""
+    """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i); calls
+    ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are skipped."""
     acc = [None] * len(graph)
     for j, v in enumerate(graph.vertices):
         if v.is_leaf or not eps[j].any():
@@ -102,12 +88,13 @@ def _relax(graph, x, eps, acc, gamma):
 
 
 def zil(graph, values, target, lr, gamma=1.0, record=False):
-    """Z-IL for computational graphs (Algorithm 3 of Salvatori et al.), with
-    every internal vertex relaxing at every tick (Eq. 7) and each parameter
-    learning (Eq. 16) at the tick d_j + 1 the error wave reaches its parent j.
-    On a levelled graph with γ = 1 the updates equal BP's (Theorem 3).
-    ``gamma`` other than 1 is the paper's Table 3 ablation. Returns a PCResult
-    (with per-state error norms when ``record``)."""
+    """Z-IL (Algorithm 3): from the forward pass every internal vertex relaxes at
+    every tick (Eq. 7) and each parameter learns (Eq. 16) from the edge to its
+    parent j at tick d_j + 1, when the error wave arrives; a parameter used by
+    several parents changes once, after its last term. On a levelled graph with
+    γ = 1 the updates equal BP's (Theorem 3); on one that is not, a parameter
+    learns from the first, partial arrival (what Algorithm 2 repairs). Other
+    ``gamma``: Table 3's ablation. Returns a PCResult."""
     x, mu = _initial_state(graph, values, target)
     dmin, _ = distances(graph)
     needs = needs_grad(graph)
@@ -120,9 +107,7 @@ def zil(graph, values, target, lr, gamma=1.0, record=False):
     pending = {a: np.zeros_like(x[a]) for a in last_read}
     eps = _errors(graph, x, mu)
     rows = [_norms(graph, eps)] if record else None
-    # With γ = 1 the relaxation behind the front is unstable and may overflow
-    # (the paper's Table 3 shows the same growth); on a levelled graph it never
-    # reaches an update, so the overflow is expected, not an error.
+    # the γ = 1 relaxation behind the front may overflow; it never reaches an update
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(1, ticks + 1):
             def learn(j, a, term, t=t):
@@ -143,18 +128,13 @@ def zil(graph, values, target, lr, gamma=1.0, record=False):
 
 
 def zil_wave(graph, values, target, lr):
-    """Z-IL on a levelled graph computing only the error wavefront.
+    """Z-IL computing only the error wavefront: Table 2's schedule.
 
-    By Lemma A.1 of Salvatori et al., at state t every vertex below level t
-    still has ε = 0 and its forward value, and every vertex at level t has
-    ε = −Δx from its parents' errors at state t−1; vertices behind the front
-    keep relaxing, but nothing they do reaches a later front or a parameter
-    update before the next forward pass resets them. So the wavefront alone
-    gives exactly the updates of ``zil`` (tested), at the cost of one backward
-    sweep: this is the schedule whose time Table 2 compares with BP's. Value
-    nodes are dropped once the front has passed them, since nothing reads them
-    again. Needs the op vertices levelled (``level(graph, leaves=False)``).
-    """
+    By Lemma A.1, at state t every vertex below level t still has ε = 0 and its
+    forward value, and every vertex at level t has ε = −Δx from its parents'
+    errors; what the vertices behind the front do never reaches a later front or
+    an update, so the front alone gives ``zil``'s updates for one backward sweep.
+    Needs the op vertices levelled (``level(graph, leaves=False)``)."""
     lv = levels(graph, leaves=False)
     needs = needs_grad(graph)
     mu = forward(graph, values)
@@ -179,9 +159,7 @@ def zil_wave(graph, values, target, lr):
             if vertex.is_leaf:  # Eq. 16: this use of the parameter learns now
                 grads[vertex.name] = grads[vertex.name] + term if vertex.name in grads else term
             else:
-                # Eq. 7 with γ = 1 and ε_a = 0 before the front: x_a = μ_a − term.
-                # Then ε_a = μ_a − x_a, written over x_a, which this schedule
-                # never reads again (the wake is not simulated).
+                # Eq. 7 with γ = 1: x_a = μ_a − term, then ε_a = μ_a − x_a over x_a
                 value = mu[a] - term
                 eps[a] = np.subtract(mu[a], value, out=value)
     updates = {name: -lr * g for name, g in grads.items()}
@@ -189,10 +167,8 @@ def zil_wave(graph, values, target, lr):
 
 
 def il(graph, values, target, lr, gamma=0.1, T=20, record=False):
-    """Inference learning on a computational graph (Section 2.2 of Salvatori
-    et al.): from the forward pass with the output clamped, T inference ticks
-    of Eq. 7 at rate γ on every internal vertex, then one update of every
-    parameter by Eq. 8 with the errors of state T. Returns a PCResult."""
+    """Inference learning (Section 2.2): from the clamped forward pass, T ticks of
+    Eq. 7 at rate γ, then one update of every parameter by Eq. 8. Returns a PCResult."""
     if T < 0 or gamma <= 0:
         raise SimulatorError(f"IL needs T >= 0 and gamma > 0, got T={T}, gamma={gamma}")
     x, mu = _initial_state(graph, values, target)
@@ -225,10 +201,8 @@ def _by_level(norms, lv, kinds):
 
 def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma=0.1,
                lr=0.01, seed=0, dtype="float64"):
-    """Run one Z-IL (or IL) update on a named builder's graph and return its
-    error wave: ‖ε_i‖ at every state (Eq. 5), per vertex and per level, with
-    the levels (shortest distance to the output, the paper's d_i) — the
-    picture of Lemma A.1's wavefront moving one level per tick."""
+    """The ErrorWave of one Z-IL (or IL) update on a named builder's graph:
+    ‖ε_i‖ at every state per vertex and per level (d_i), Lemma A.1's wavefront."""
     if method not in ("zil", "il"):
         raise SimulatorError(f"error_wave: method {method!r}; expected 'zil' or 'il'")
     problem = build(architecture, seed=seed, dtype=dtype)
