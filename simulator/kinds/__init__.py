@@ -12,13 +12,9 @@ from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, swee
 from ..selection import plain
 from ..runfiles import read_run_meta
 from ..scene import spec_of
-from .base import SELECTORS
 
-KINDS = {}
-for _module in (diffusion, train, ar_converge, ar_train, pc_table, pc_wave, locking, sweep):
-    if _module.KIND.name in KINDS:
-        raise ValueError(f"scene kind {_module.KIND.name!r} registered twice")
-    KINDS[_module.KIND.name] = _module.KIND
+KINDS = {m.KIND.name: m.KIND for m in (diffusion, train, ar_converge, ar_train, pc_table,
+                                         pc_wave, locking, sweep)}
 
 
 def get(kind):
@@ -43,7 +39,6 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
     job = kind.prepare(name, scene, options)
     run = spec_of(scene).sections.get("run")      # a locking scene has none
     blas = threads.setup(getattr(run, "threads", 0) if blas_threads is None else blas_threads)
-
     holder = {}
 
     def fill(folder):
@@ -74,12 +69,6 @@ def read_run(folder):
     return KINDS[kind], meta
 
 
-def selectors():
-    """{render selector: [kinds whose pictures honour it]}."""
-    return {option: [k.name for k in KINDS.values() if option in k.selects]
-            for option in SELECTORS}
-
-
 def redraw(folder, options=None, select=None, out=None, force=False):
     """Draw a saved run's pictures again from its saved results (no simulation);
     return (kind name, {file name: path}, folder written).
@@ -95,7 +84,10 @@ def redraw(folder, options=None, select=None, out=None, force=False):
     kind, meta = read_run(folder)
     options = kind.render_options(options or {})
     select = {k: v for k, v in (select or {}).items() if v is not None}
-    kind.check_selection(select, selectors())
+    for option in (o for o in select if o not in kind.selects):
+        where = ", ".join(k.name for k in KINDS.values() if option in k.selects) or "none"
+        raise SimulatorError(f"--{option}: a {kind.name} run has nothing to select it on; it "
+                             f"applies to runs of kind {where}")
     if select:
         options["select"] = select
     if out is None:

@@ -62,13 +62,10 @@ def summary(folder, meta):
     return lines
 
 
-def _progress(scene):
-    spec = spec_of(scene)
-    return len(spec.train.seeds) * (len(spec.relaxation.variants) + 1)
-
-
 KIND = Kind("ar_train", prepare, draw,
             options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
             refuse={"ticks": "ar_train scenes have no run.ticks; their length is "
                              "--set train.epochs=N"},
-            progress=_progress, summary=summary)
+            progress=lambda scene: len(spec_of(scene).train.seeds) * (
+                len(spec_of(scene).relaxation.variants) + 1),
+            summary=summary)

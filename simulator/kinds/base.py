@@ -92,15 +92,6 @@ class Kind:
                                      f"option{has}")
         return out
 
-    def check_selection(self, selection, kinds_with):
-        """Refuse a render selector this kind's pictures do not honour, naming
-        the kinds it applies to (``kinds_with``: {selector: [kind names]})."""
-        for option, value in selection.items():
-            if value is not None and option not in self.selects:
-                where = ", ".join(kinds_with.get(option, [])) or "none"
-                raise SimulatorError(f"--{option}: a {self.name} run has nothing to select it "
-                                     f"on; it applies to runs of kind {where}")
-
 
 def saved_section(folder, meta, kind, section):
     """A section of the scene a run.json saved, checked again against the kind's

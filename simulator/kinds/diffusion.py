@@ -7,7 +7,7 @@ from ..runner import Prepared, check_picture_size, clip_windows
 from ..analysis.sync import finite_mean, steady_window
 from ..engine.tick import synchronized_layers
 from ..scene import spec_of
-from .base import Kind, saved_section, wanted
+from .base import RENDER_OPTIONS, SELECTORS, Kind, saved_section, wanted
 
 # Relative error of g against backprop at or below which a layer counts as
 # exact: the Gram-matrix rounding floor of the mismatch (simulator.metrics).
@@ -37,7 +37,7 @@ def draw(folder, meta, options):
     ``options`` (every, size, color; png/gif False to skip)."""
     trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
     render = saved_section(folder, meta, "diffusion", "render")
-    render.update({k: options[k] for k in ("every", "size", "color") if k in options})
+    render.update({k: options[k] for k in RENDER_OPTIONS if k in options})
     png, gif = wanted(options, render["png"], render["gif"])
     if not (png or gif):
         return {}       # matplotlib is imported only to draw
@@ -52,11 +52,6 @@ def draw(folder, meta, options):
     return write_pictures(folder, trace, png=png, gif=gif, every=render["every"],
                           size=tuple(render["size"]), color=render["color"],
                           windows=clip_windows(render["windows"], trace))
-
-
-def _headline(meta):
-    t, ticks = meta["timings"], meta["summary"]["ticks"]
-    return f"{ticks} ticks in {t['simulate_s']:.2f} s ({t['ticks_per_s']:.0f} ticks/s)"
 
 
 def exact_from(rel, tol):
@@ -104,7 +99,9 @@ def summary(folder, meta):
     ticks = trace["tick"]
     span = (f"ticks {int(ticks[start])}–{int(ticks[stop - 1])}" if stop > start
             else "no steady ticks")
-    lines = [_headline(meta)]
+    t = meta["timings"]
+    lines = [f"{meta['summary']['ticks']} ticks in {t['simulate_s']:.2f} s "
+             f"({t['ticks_per_s']:.0f} ticks/s)"]
     if not rows:
         return lines + ["  no layer has a gradient mismatch recorded (record.metrics = false?)"]
     shown = list(range(len(rows)))
@@ -130,12 +127,8 @@ def summary(folder, meta):
     return lines
 
 
-def _progress(scene):
-    return spec_of(scene).run.ticks
-
-
 KIND = Kind("diffusion", prepare, draw,
             options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
                      "dtype": "run.dtype"},
-            draws=("every", "size", "color"), progress=_progress, summary=summary,
-            selects=("ticks", "layers", "neurons"))
+            draws=RENDER_OPTIONS, progress=lambda scene: spec_of(scene).run.ticks,
+            summary=summary, selects=SELECTORS)

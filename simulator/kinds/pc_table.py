@@ -29,15 +29,10 @@ def prepare(name, scene, options=None):
         for dtype in tb.dtypes:
             rows2 += table2(dtype=dtype, T=tb.il_steps, repeats=tb.repeats, seed=seed)
             step(1)
-        write_csv(rows1, os.path.join(folder, "table1.csv"))
-        write_csv(rows2, os.path.join(folder, "table2.csv"))
+        for k, rows in ((1, rows1), (2, rows2)):
+            write_csv(rows, os.path.join(folder, f"table{k}.csv"))
         return {"table1": rows1, "table2": rows2, "markdown": markdown(rows1, rows2)}
     return job
-
-
-def _progress(scene):
-    table = spec_of(scene).table
-    return len(table.dtypes) * (len(LEVELLED[table.levelled]) + 1)
 
 
 def markdown(rows1, rows2):
@@ -52,9 +47,8 @@ def draw(folder, meta, options):
     if not isinstance(summary, dict) or not all(
             isinstance(summary.get(k), list) for k in ("table1", "table2")):
         raise SimulatorError(f"{os.path.join(folder, 'run.json')}: damaged (no table rows)")
-    text = markdown(summary["table1"], summary["table2"])
     path = os.path.join(folder, "tables.md")
-    atomic_write(path, lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(markdown(summary["table1"], summary["table2"])))
     return {"tables.md": path}
 
 
@@ -94,4 +88,6 @@ KIND = Kind("pc_table", prepare, draw,
             refuse={"ticks": "pc_table scenes have no run.ticks; IL's length is "
                              "--set table.il_steps=T",
                     "device": "pc_table scenes run on the CPU only (numpy)"},
-            progress=_progress, summary=summary)
+            progress=lambda scene: len(spec_of(scene).table.dtypes) * (
+                len(LEVELLED[spec_of(scene).table.levelled]) + 1),
+            summary=summary)

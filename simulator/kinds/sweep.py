@@ -3,7 +3,7 @@ through its base scene's kind; ``tickprop run`` refuses it with that advice."""
 import math
 
 from ..errors import SceneError
-from .base import Kind
+from .base import TYPED_OPTIONS, Kind
 
 # The number a sweep's terminal summary ranks points by, the first present.
 HEADLINE_KEYS = ("final_accuracy", "mean_cos", "final_loss")
@@ -22,20 +22,16 @@ def draw(folder, meta, options):
                      "points are kept, so nothing is simulated again)")
 
 
-def headline_key(records):
-    """The first of HEADLINE_KEYS that the finished points have (None if none)."""
-    keys = set().union(*(r.get("summary", {}) for r in records if r.get("status") == "ok"))
-    return next((k for k in HEADLINE_KEYS if k in keys), None)
-
-
 def summary_lines(summary):
-    """What ``tickprop sweep`` prints: the counts, then (mean over seeds) the
-    best and worst grid point by ``headline_key`` and the first failures."""
+    """What ``tickprop sweep`` prints: the counts, then (mean over seeds) the best
+    and worst grid point by the first of HEADLINE_KEYS the finished points have,
+    and the first failures."""
     points = summary["points"]
     lines = [f"{points} point{'' if points == 1 else 's'} ({summary['ran']} run now, "
              f"{summary['failed']} failed) in {summary['seconds']:.1f} s"]
     records = summary.get("records", [])
-    key = headline_key(records)
+    keys = set().union(*(r.get("summary", {}) for r in records if r.get("status") == "ok"))
+    key = next((k for k in HEADLINE_KEYS if k in keys), None)
     if key is not None:
         groups = {}
         for r in records:
@@ -58,4 +54,4 @@ def summary_lines(summary):
 KIND = Kind("sweep", prepare, draw,
             refuse={option: f"a sweep scene is not one run; {ADVICE} (set run.{option} "
                             "for every point in [sweep.set] or the grid)"
-                    for option in ("ticks", "seed", "device", "dtype")})
+                    for option in TYPED_OPTIONS})

@@ -75,11 +75,6 @@ def draw(folder, meta, options):
                                             os.path.join(folder, "learning.png"), title=title)}
 
 
-def _progress(scene):
-    spec = spec_of(scene)
-    return spec.run.ticks * len(spec.train.rules)
-
-
 def summary(folder, meta):
     """Headline, then per rule its final test accuracy (best in brackets) or,
     for a regression target, its final test loss."""
@@ -106,4 +101,5 @@ def summary(folder, meta):
 KIND = Kind("train", prepare, draw,
             options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
                      "dtype": "run.dtype"},
-            progress=_progress, summary=summary)
+            progress=lambda scene: spec_of(scene).run.ticks * len(spec_of(scene).train.rules),
+            summary=summary)
