@@ -56,28 +56,24 @@ class Setup:
             # the held-out split of the data the stream trains on
             data = load_dataset(st.data, seed=spec.run.seed)
             n = n or len(data.test_x)
-            if st.kind == "moving":
-                return self._shaped(self._moving_test(st, data, n)), data.test_targets[:n]
-            return self._shaped(data.test_x[:n]), data.test_targets[:n]
+            if st.kind != "moving":
+                return self._shaped(data.test_x[:n]), data.test_targets[:n]
+            # each digit once at a random sub-pixel position, seeded apart from the stream
+            images = data.test_images[:n]
+            H, W = moving_canvas(st, data.image_shape)
+            h, w = data.image_shape
+            # bounce: the image lies inside the canvas; wrap: anywhere on the torus
+            span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
+            rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
+            pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
+            frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
+            return self._shaped(st.amplitude * frames), data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
         rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
         x = st.amplitude * rng.normal(size=(1, n, self.sizes[0]))
         teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, spec.target.scale)
         return self._shaped(x[0]), teacher_target(teacher, train.loss)(x, None)[0]
-
-    def _moving_test(self, st, data, n):
-        """Held-out digits as the moving stream shows them, each once at a random
-        sub-pixel position (seeded apart from the stream); flat rows (n, H·W)."""
-        images = data.test_images[:n]
-        H, W = moving_canvas(st, data.image_shape)
-        h, w = data.image_shape
-        # bounce: the image lies inside the canvas; wrap: anywhere on the torus
-        span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
-        rng = np.random.default_rng(np.random.SeedSequence([self.spec.run.seed, 11]))
-        pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
-        frames = render(images, (H, W), pos, st.edges)
-        return st.amplitude * frames.reshape(len(images), -1)
 
     def _shaped(self, x):
         """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
@@ -127,21 +123,14 @@ class RelaxationLearner:
         return self.ar.to_model()
 
 
-class ZILLearner:
+class ZILLearner(BackpropLearner):
     """The ``zil`` rule: one Z-IL update (Algorithm 1) per tick's frame."""
-
-    def __init__(self, model, train):
-        self.model, self.params = model, model.parameters()
-        self.eta, self.loss = float(train.learning_rate), train.loss
 
     def step(self, u, y):
         with np.errstate(over="ignore", invalid="ignore"):
-            out = zil_model(self.model, u, y.reshape((len(y),) + self.model.output_shape),
-                            self.eta, levelled=True, loss=self.loss, params=self.params)
-        self.params = out.params
-
-    def network(self):
-        return self.model.with_parameters(self.params)
+            self.params = zil_model(self.net, u, y.reshape((len(y),) + self.net.output_shape),
+                                    self.eta, levelled=True, loss=self.loss,
+                                    params=self.params).params
 
 
 def make_learner(rule, setup):
@@ -153,7 +142,7 @@ def make_learner(rule, setup):
     if rule == "ar":
         return RelaxationLearner(setup.model, train, setup.seeds.feedback)
     if rule == "zil":
-        return ZILLearner(setup.model, train)
+        return ZILLearner(setup.model, train.loss, train.learning_rate)
     return GraphEngine(setup.model, **dict(engine_options(train, setup.spec, setup.seeds.feedback),
                                            **RULES[rule]))
 
@@ -354,9 +343,12 @@ def _frame64(got, output_shape):
     return u, y.reshape((len(y),) + tuple(output_shape))
 
 
-def summarize(curves):
-    """Per rule: final accuracy and loss (NaN if diverged), best accuracy,
-    diverged, and stable (no blow-up, final test loss below the initial one)."""
+def train_scene(scene, progress=None, setup=None, workers=1):
+    """Train every rule of a resolved `train` scene (on ``setup`` if built, see
+    train_rules); return (curves, summary): per rule final accuracy and loss (NaN
+    if diverged), best accuracy, diverged, stable (final loss below the first)."""
+    setup = Setup(spec_of(scene)) if setup is None else setup
+    curves = train_rules(setup.spec.train.rules, setup, progress, workers)
     out = {}
     for rule, c in curves.items():
         bad = c["diverged"]
@@ -366,13 +358,5 @@ def summarize(curves):
             c["accuracy"]).any() else float("nan")
         out[f"{rule}.diverged"] = bool(bad)
         out[f"{rule}.stable"] = bool(not bad and c["loss"][-1] < c["loss"][0])
-    return out
-
-
-def train_scene(scene, progress=None, setup=None, workers=1):
-    """Train every rule of a resolved `train` scene (on ``setup`` if built, see
-    train_rules); return (curves, summary)."""
-    setup = Setup(spec_of(scene)) if setup is None else setup
-    curves = train_rules(setup.spec.train.rules, setup, progress, workers)
-    return curves, summarize(curves)
+    return curves, out
 
