@@ -29,10 +29,6 @@ def _swap(a):
     return np.swapaxes(a, -1, -2)
 
 
-def _logistic(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))  # overflow-free σ(a) = 1/(1+e^{-a})
-
-
 def _softmax(a, axis):
     e = np.exp(a - a.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -58,12 +54,6 @@ def _conv2d_vjp(g, x, k, needs):
     return gx, gk
 
 
-def _matmul_vjp(g, a, b, needs):
-    ga = _unbroadcast(g @ _swap(b), a.shape) if needs[0] else None
-    gb = _unbroadcast(_swap(a) @ g, b.shape) if needs[1] else None
-    return ga, gb
-
-
 @dataclass(frozen=True)
 class Op:
     """An elementary function: ``forward(args, attrs)`` and
@@ -80,23 +70,24 @@ def _unary(f, df):
               lambda g, args, out, at, needs: (g * df(args[0], out),))
 
 
+def _binary(f, d0, d1):
+    """Broadcasting binary op; ``d0``/``d1``(g, a, b): each argument's cotangent."""
+    return Op(2, lambda args, at: f(*args), lambda g, args, out, at, needs: tuple(
+        _unbroadcast(d(g, *args), x.shape) if need else None
+        for d, x, need in zip((d0, d1), args, needs)))
+
+
 OPS = {
     "identity": Op(1, lambda args, at: args[0], lambda g, args, out, at, needs: (g,)),
     "tanh": _unary(np.tanh, lambda a, y: 1.0 - y * y),
-    "logistic": _unary(_logistic, lambda a, y: y * (1.0 - y)),
+    # overflow-free σ(a) = 1/(1+e^{-a})
+    "logistic": _unary(lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)), lambda a, y: y * (1.0 - y)),
     "relu": _unary(lambda a: np.maximum(a, 0), lambda a, y: (a > 0).astype(a.dtype)),
     "scale": Op(1, lambda args, at: args[0] * at["c"],
                 lambda g, args, out, at, needs: (g * at["c"],)),
-    "add": Op(2, lambda args, at: args[0] + args[1],
-              lambda g, args, out, at, needs: (
-                  _unbroadcast(g, args[0].shape) if needs[0] else None,
-                  _unbroadcast(g, args[1].shape) if needs[1] else None)),
-    "mul": Op(2, lambda args, at: args[0] * args[1],
-              lambda g, args, out, at, needs: (
-                  _unbroadcast(g * args[1], args[0].shape) if needs[0] else None,
-                  _unbroadcast(g * args[0], args[1].shape) if needs[1] else None)),
-    "matmul": Op(2, lambda args, at: args[0] @ args[1],
-                 lambda g, args, out, at, needs: _matmul_vjp(g, *args, needs)),
+    "add": _binary(np.add, lambda g, a, b: g, lambda g, a, b: g),
+    "mul": _binary(np.multiply, lambda g, a, b: g * b, lambda g, a, b: g * a),
+    "matmul": _binary(np.matmul, lambda g, a, b: g @ _swap(b), lambda g, a, b: _swap(a) @ g),
     "transpose": Op(1, lambda args, at: _swap(args[0]),
                     lambda g, args, out, at, needs: (_swap(g),)),
     "softmax": Op(1, lambda args, at: _softmax(args[0], at.get("axis", -1)),

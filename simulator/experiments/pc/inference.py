@@ -42,7 +42,7 @@ def _errors(graph, x, mu):
     return [None if v.is_leaf else mu[i] - x[i] for i, v in enumerate(graph.vertices)]
 
 
-def _norms(graph, eps):
+def _norms(eps):
     """‖ε_i‖ per vertex; a wake that overflowed is recorded as +inf, never NaN."""
     norms = np.array([0.0 if e is None else float(np.linalg.norm(e)) for e in eps])
     norms[~np.isfinite(norms)] = np.inf
@@ -87,6 +87,26 @@ def _relax(graph, x, eps, acc, gamma):
     return changed
 
 
+def _infer(graph, x, mu, gamma, ticks, record, learn=lambda t, j, a, term: None,
+           arrive=lambda t, changed: None):
+    """``ticks`` inference ticks of Eq. 7 on the state (x, μ), in place; at tick t
+    ``learn(t, j, leaf, term)`` gets every parameter edge's term and ``arrive(t,
+    changed)`` may move leaves before μ is refreshed. Returns (ε, ‖ε‖ per state
+    and vertex when ``record``, else None)."""
+    needs = needs_grad(graph)
+    eps = _errors(graph, x, mu)
+    rows = [_norms(eps)] if record else None
+    for t in range(1, ticks + 1):
+        acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: learn(t, j, a, c))
+        changed = _relax(graph, x, eps, acc, gamma)
+        arrive(t, changed)
+        _refresh(graph, x, mu, changed)
+        eps = _errors(graph, x, mu)
+        if record:
+            rows.append(_norms(eps))
+    return eps, (np.array(rows) if record else None)
+
+
 def zil(graph, values, target, lr, gamma=1.0, record=False):
     """Z-IL (Algorithm 3): from the forward pass every internal vertex relaxes at
     every tick (Eq. 7) and each parameter learns (Eq. 16) from the edge to its
@@ -105,26 +125,20 @@ def zil(graph, values, target, lr, gamma=1.0, record=False):
                 last_read[a] = max(last_read.get(a, 0), dmin[j] + 1)
     ticks = max(last_read.values(), default=0)
     pending = {a: np.zeros_like(x[a]) for a in last_read}
-    eps = _errors(graph, x, mu)
-    rows = [_norms(graph, eps)] if record else None
+
+    def learn(t, j, a, term):
+        if dmin[j] + 1 == t:
+            pending[a] -= lr * term
+
+    def arrive(t, changed):
+        for a, tick in last_read.items():
+            if tick == t:
+                x[a] = x[a] + pending[a]
+                changed[a] = True
     # the γ = 1 relaxation behind the front may overflow; it never reaches an update
     with np.errstate(over="ignore", invalid="ignore"):
-        for t in range(1, ticks + 1):
-            def learn(j, a, term, t=t):
-                if dmin[j] + 1 == t:
-                    pending[a] -= lr * term
-            acc = _backward_terms(graph, x, mu, eps, needs, learn)
-            changed = _relax(graph, x, eps, acc, gamma)
-            for a, tick in last_read.items():
-                if tick == t:
-                    x[a] = x[a] + pending[a]
-                    changed[a] = True
-            _refresh(graph, x, mu, changed)
-            eps = _errors(graph, x, mu)
-            if record:
-                rows.append(_norms(graph, eps))
-    updates = {graph.vertices[a].name: d for a, d in pending.items()}
-    return PCResult(updates, ticks, np.array(rows) if record else None, dmin)
+        _, rows = _infer(graph, x, mu, gamma, ticks, record, learn, arrive)
+    return PCResult({graph.vertices[a].name: d for a, d in pending.items()}, ticks, rows, dmin)
 
 
 def zil_wave(graph, values, target, lr):
@@ -172,31 +186,14 @@ def il(graph, values, target, lr, gamma=0.1, T=20, record=False):
     if T < 0 or gamma <= 0:
         raise SimulatorError(f"IL needs T >= 0 and gamma > 0, got T={T}, gamma={gamma}")
     x, mu = _initial_state(graph, values, target)
-    needs = needs_grad(graph)
-    eps = _errors(graph, x, mu)
-    rows = [_norms(graph, eps)] if record else None
-    for _ in range(T):
-        acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: None)
-        changed = _relax(graph, x, eps, acc, gamma)
-        _refresh(graph, x, mu, changed)
-        eps = _errors(graph, x, mu)
-        if record:
-            rows.append(_norms(graph, eps))
+    eps, rows = _infer(graph, x, mu, gamma, T, record)
     grads = {a: np.zeros_like(x[a]) for a in graph.leaves("param")}
 
     def collect(j, a, term):
         grads[a] += term
-    _backward_terms(graph, x, mu, eps, needs, collect)
+    _backward_terms(graph, x, mu, eps, needs_grad(graph), collect)
     updates = {graph.vertices[a].name: -lr * g for a, g in grads.items()}
-    return PCResult(updates, T, np.array(rows) if record else None, distances(graph)[0])
-
-
-def _by_level(norms, lv, kinds):
-    out = np.zeros((norms.shape[0], max(lv) + 1))
-    for i, (k, kind) in enumerate(zip(lv, kinds)):
-        if kind == "op":
-            out[:, k] += norms[:, i] ** 2
-    return np.sqrt(out)
+    return PCResult(updates, T, rows, distances(graph)[0])
 
 
 def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma=0.1,
@@ -212,5 +209,9 @@ def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma
     else:
         res = il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
     kinds = [v.kind for v in graph.vertices]
-    return ErrorWave(res.eps_norms, _by_level(res.eps_norms, res.levels, kinds), res.levels,
+    by_level = np.zeros((res.eps_norms.shape[0], max(res.levels) + 1))
+    for i, (k, kind) in enumerate(zip(res.levels, kinds)):
+        if kind == "op":
+            by_level[:, k] += res.eps_norms[:, i] ** 2
+    return ErrorWave(res.eps_norms, np.sqrt(by_level), res.levels,
                      [v.name for v in graph.vertices], kinds, method, levelled)
