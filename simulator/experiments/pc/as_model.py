@@ -23,9 +23,9 @@ from ...model.spec import INPUT
 class _Layer:
     """A layer being assembled from consecutive operations."""
 
-    def __init__(self, name, kind, parents, **fields):
+    def __init__(self, name, kind, parents, shape, **fields):
         self.cfg = {"name": name, "kind": kind, "from": list(parents), **fields}
-        self.params = {}
+        self.params, self.shape = {}, shape      # shape: of the value, batch excluded
         self.open = kind in ("linear", "conv2d", "add", "matmul")  # may still fuse
 
 
@@ -87,10 +87,10 @@ class _Builder:
         layer = self.layers.get(self.layer_of.get(a))
         return layer if layer is not None and layer.open and len(self.consumers[a]) == 1 else None
 
-    def _new(self, i, name, kind, parents, **fields):
+    def _new(self, i, name, kind, parents, shape, **fields):
         if name in self.layers or name == INPUT:
             name = f"{name}_{i}"
-        self.layers[name] = layer = _Layer(name, kind, parents, **fields)
+        self.layers[name] = layer = _Layer(name, kind, parents, shape, **fields)
         self.layer_of[i] = name
         return layer
 
@@ -132,20 +132,21 @@ class _Builder:
     def _op_matmul(self, i, v, at):
         a, b = v.args
         if self._is_param(b):
-            w = self._value(b)
-            layer = self._new(i, self._v(b).name, "linear", [self._parent(i, a)],
-                              units=int(w.shape[1]), bias=False, activation="linear")
+            w, parent = self._value(b), self._parent(i, a)
+            units = int(w.shape[1])
+            layer = self._new(i, self._v(b).name, "linear", [parent],
+                              tuple(self._shape(parent)[:-1]) + (units,), units=units,
+                              bias=False, activation="linear")
             layer.params["W"] = w.T.copy()
-            layer.shape = tuple(self._shape(layer.cfg["from"][0])[:-1]) + (int(w.shape[1]),)
             return
         transpose = False
         if (not self._v(b).is_leaf and self._v(b).op == "transpose"
                 and len(self.consumers[b]) == 1):
             transpose, b = True, self._v(b).args[0]
         pa, pb = self._parent(i, a), self._parent(i, b)
-        layer = self._new(i, v.name, "matmul", [pa, pb], transpose=transpose, factor=1.0)
         sa, sb = self._shape(pa), self._shape(pb)
-        layer.shape = tuple(sa[:-1]) + ((sb[-2],) if transpose else (sb[-1],))
+        self._new(i, v.name, "matmul", [pa, pb], tuple(sa[:-1]) + (sb[-2 if transpose else -1],),
+                  transpose=transpose, factor=1.0)
 
     def _op_transpose(self, i, v, at):
         users = self.consumers[i]
@@ -161,11 +162,11 @@ class _Builder:
         w = self._value(k)
         parent = self._parent(i, x)
         c, h, wd = self._shape(parent)
-        layer = self._new(i, self._v(k).name, "conv2d", [parent], channels=int(w.shape[0]),
-                          kernel=[int(w.shape[2]), int(w.shape[3])], stride=1, padding=0,
-                          activation="linear")
+        layer = self._new(i, self._v(k).name, "conv2d", [parent],
+                          (int(w.shape[0]), h - w.shape[2] + 1, wd - w.shape[3] + 1),
+                          channels=int(w.shape[0]), kernel=[int(w.shape[2]), int(w.shape[3])],
+                          stride=1, padding=0, activation="linear")
         layer.params["W"] = w.copy()
-        layer.shape = (int(w.shape[0]), h - w.shape[2] + 1, wd - w.shape[3] + 1)
 
     def _op_add(self, i, v, at):
         a, b = v.args
@@ -189,8 +190,7 @@ class _Builder:
         pa, pb = self._parent(i, a), self._parent(i, b)
         if self._shape(pa) != self._shape(pb):
             self._refuse(i, "an add of activities needs one shape (no broadcasting)")
-        layer = self._new(i, v.name, "add", [pa, pb], activation="linear")
-        layer.shape = self._shape(pa)
+        self._new(i, v.name, "add", [pa, pb], self._shape(pa), activation="linear")
 
     def _activation(self, i, v, at):
         (a,) = v.args
@@ -220,10 +220,6 @@ class _Builder:
         axis = at.get("axis", -1)
         if v.op == "softmax" and axis not in (-1, len(shape)):
             self._refuse(i, f"softmax over axis {axis}; the model layer takes the last axis")
-        layer = self._new(i, v.name, v.op, [parent])
-        layer.shape = (int(np.prod(shape)),) if v.op == "flatten" else shape
+        self._new(i, v.name, v.op, [parent], (int(np.prod(shape)),) if v.op == "flatten" else shape)
 
     _op_softmax = _op_flatten = _op_identity = _one_to_one
-
-
-__all__ = ["from_graph"]
