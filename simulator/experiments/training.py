@@ -76,7 +76,7 @@ class Setup:
         return self._shaped(x[0]), teacher_target(teacher, train.loss)(x, None)[0]
 
     def _shaped(self, x):
-        """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
+        """Flat test inputs (n, n_0) in the model's input shape."""
         return x.reshape((len(x),) + self.model.input_shape)
 
     def new_stream(self):
@@ -104,6 +104,8 @@ class BackpropLearner:
     def network(self):
         return self.net.with_parameters(self.params)
 
+    current_model = network          # a tick engine's name for it
+
 
 class RelaxationLearner:
     """The ``ar`` rule: Activation Relaxation (exact variant) on each tick's
@@ -121,6 +123,8 @@ class RelaxationLearner:
 
     def network(self):
         return self.ar.to_model()
+
+    current_model = network
 
 
 class ZILLearner(BackpropLearner):
@@ -145,13 +149,6 @@ def make_learner(rule, setup):
         return ZILLearner(setup.model, train.loss, train.learning_rate)
     return GraphEngine(setup.model, **dict(engine_options(train, setup.spec, setup.seeds.feedback),
                                            **RULES[rule]))
-
-
-def _learned(learner):
-    """The current network of any learner (a tick engine's on the host)."""
-    if isinstance(learner, GraphEngine):
-        return learner.current_model()
-    return learner.network()
 
 
 def evaluate(network, x, y, loss, classify):
@@ -249,8 +246,8 @@ class RuleRun:
     def test(self, done):
         """Evaluate after ``done`` ticks; mark a blow-up."""
         c, setup = self.curve, self.setup
-        acc, value = evaluate(_learned(self.learner), setup.test_x, setup.test_y, self.loss,
-                              setup.classify)
+        acc, value = evaluate(self.learner.current_model(), setup.test_x, setup.test_y,
+                              self.loss, setup.classify)
         for key, v in (("tick", done), ("accuracy", acc), ("loss", value),
                        ("angles", self.angles(self.learner))):
             c[key].append(v)
@@ -319,7 +316,7 @@ def gradient_angles(learner, frame, loss):
     ``frame(-1)`` the last one. [] for backprop and Z-IL, whose update is backprop's."""
     if not isinstance(learner, (GraphEngine, RelaxationLearner)):
         return []
-    model = _learned(learner)
+    model = learner.current_model()
     keys = [k for k in model.parameters() if k.endswith(".W")]
     if isinstance(learner, GraphEngine):
         est, host = learner.gradients(), learner.backend.to_host
