@@ -92,7 +92,13 @@ def redraw(folder, options=None, select=None, out=None, force=False):
         options["select"] = select
     if out is None:
         return kind.name, _redraw_in_place(kind, folder, meta, options), folder
-    _check_apart(folder, out)
+    a, b = os.path.realpath(folder), os.path.realpath(out)
+    if a == b:
+        raise SimulatorError(f"--out {out}: is the run folder itself; leave --out out to redraw "
+                             "its pictures in place")
+    if b.startswith(a + os.sep) or a.startswith(b + os.sep):
+        raise SimulatorError(f"--out {out}: {'inside' if b.startswith(a) else 'holds'} the run "
+                             f"folder {folder}; choose a folder apart from it")
     written = {}
 
     def fill(tmp):
@@ -107,17 +113,6 @@ def redraw(folder, options=None, select=None, out=None, force=False):
         return new
     outputs.write_folder(out, fill, force)
     return kind.name, written, out
-
-
-def _check_apart(folder, out):
-    """Refuse an --out that is the run folder, inside it, or holds it."""
-    a, b = os.path.realpath(folder), os.path.realpath(out)
-    if a == b:
-        raise SimulatorError(f"--out {out}: is the run folder itself; leave --out out to redraw "
-                             "its pictures in place")
-    if b.startswith(a + os.sep) or a.startswith(b + os.sep):
-        raise SimulatorError(f"--out {out}: {'inside' if b.startswith(a) else 'holds'} the run "
-                             f"folder {folder}; choose a folder apart from it")
 
 
 def _copy_results(folder, dest, skip):
@@ -143,9 +138,17 @@ def _redraw_in_place(kind, folder, meta, options):
         for entry in os.scandir(folder):
             if not entry.name.startswith(".") and entry.name != manifest.MANIFEST:
                 os.symlink(os.path.abspath(entry.path), os.path.join(scratch, entry.name))
-        drawn = kind.draw(scratch, meta, options)
-        for name in drawn:
-            _check_picture(folder, name, meta.get("pictures"))
+        drawn, listed = kind.draw(scratch, meta, options), meta.get("pictures")
+        for name in drawn:      # refuse a foreign or changed file before replacing any
+            target, status = os.path.join(folder, name), manifest.file_status(folder, name)
+            if status == "changed":
+                raise SimulatorError(f"{target}: changed since tickprop wrote it; move it away, "
+                                     "or render with --out NEW to draw elsewhere")
+            if status not in ("missing", "ours") and (
+                    status == "foreign" or (listed is not None and name not in listed)):
+                raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
+                                     f"{', '.join(listed or []) or 'none'}); render with --out "
+                                     "NEW to draw elsewhere")
         with manifest.recording(folder):
             for name in drawn:
                 source = os.path.join(scratch, name)
@@ -157,18 +160,3 @@ def _redraw_in_place(kind, folder, meta, options):
         files.remove_scratch(scratch)
     return {name: os.path.join(folder, name) for name in drawn}
 
-
-def _check_picture(folder, name, listed):
-    """Refuse to draw ``name`` over a file of ``folder`` that tickprop did not write
-    as this run's picture (manifest, else run.json's ``listed``), or changed since."""
-    target = os.path.join(folder, name)
-    status = manifest.file_status(folder, name)
-    if status in ("missing", "ours"):
-        return
-    if status == "changed":
-        raise SimulatorError(f"{target}: changed since tickprop wrote it; move it away, or "
-                             "render with --out NEW to draw elsewhere")
-    if status == "foreign" or (listed is not None and name not in listed):
-        raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
-                             f"{', '.join(listed or []) or 'none'}); render with --out NEW "
-                             "to draw elsewhere")
