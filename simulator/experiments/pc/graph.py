@@ -14,8 +14,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import SimulatorError
 
-LEAF_KINDS = ("input", "param")
-
 
 def _unbroadcast(g, shape):
     """Sum a cotangent over the axes numpy broadcasting added or stretched."""
@@ -137,17 +135,13 @@ class Graph:
         self.vertices.append(vertex)
         return len(self.vertices) - 1
 
-    def leaf(self, name, kind="param"):
-        """Add an input or parameter leaf named ``name``; returns its index."""
-        if kind not in LEAF_KINDS:
-            raise SimulatorError(f"graph: leaf kind {kind!r}; expected one of {LEAF_KINDS}")
-        return self._add(Vertex(name, kind))
-
     def input(self, name):
-        return self.leaf(name, "input")
+        """Add a data leaf; returns its index."""
+        return self._add(Vertex(name, "input"))
 
     def param(self, name):
-        return self.leaf(name, "param")
+        """Add a parameter leaf; returns its index."""
+        return self._add(Vertex(name, "param"))
 
     def apply(self, op, *args, name=None, **attrs):
         """Add a vertex computing ``op`` of the vertices ``args``; returns its index."""

@@ -4,8 +4,10 @@ A vertex is in level S_k (Eq. 14) when a path of length k joins it to the output
 a graph is *levelled* when every vertex lies in exactly one S_k, so Z-IL's error
 wave reaches each vertex at one tick.
 """
+from dataclasses import replace
+
 from ...errors import SimulatorError
-from .graph import Graph, Vertex
+from .graph import Graph
 
 
 def distances(graph):
@@ -61,9 +63,6 @@ def level(graph, leaves=True):
     out = Graph()
     new_index = []
     for j, v in enumerate(graph.vertices):
-        if v.is_leaf:
-            new_index.append(out.leaf(v.name, v.kind))
-            continue
         args = []
         for pos, a in enumerate(v.args):
             k = new_index[a]
@@ -71,7 +70,7 @@ def level(graph, leaves=True):
             for step in range(gap):
                 k = out.apply("identity", k, name=f"id:{v.name}.{pos}:{step}")
             args.append(k)
-        new_index.append(out._add(Vertex(v.name, v.kind, v.op, tuple(args), v.attrs)))
+        new_index.append(out._add(replace(v, args=tuple(args))))
     return out
 
 
