@@ -1,13 +1,8 @@
-"""Online learning on streams: the tick engine trains, a plain forward pass tests.
-
-A `train` scene trains a fresh copy of one initial network (a ``Model``) once per
-rule on the same frames in the same order, so the curves are comparable. Rules
-(RULES): the engine's credit-assignment options, the baseline ``backprop``
-(instantaneous backprop on every tick's frame), ``ar`` (Activation Relaxation,
-paper 001: K relaxation ticks per frame) and ``zil`` (one Z-IL update per frame
-on the levelled model, paper 002). All apply η to the gradient summed over the
-batch; every ``eval_every`` ticks the weights are tested (accuracy, mean loss).
-"""
+"""Online learning on streams: a `train` scene trains a fresh copy of one initial
+network once per rule (RULES: the tick engine's credit-assignment options, plus
+``backprop``, ``ar`` and ``zil`` learners) on the same frames, each applying η to
+the gradient summed over the batch; a plain forward pass tests every
+``eval_every`` ticks."""
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 

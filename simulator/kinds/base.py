@@ -1,17 +1,11 @@
-"""What a scene kind is: one ``Kind`` record, registered once (kinds/__init__.py),
-through which ``tickprop run``, ``tickprop render`` and ``tickprop pc-table`` go.
+"""What a scene kind is: one ``Kind`` record (registered in kinds/__init__.py).
 
-- ``prepare(name, scene, options) -> job`` checks everything that can be refused
-  before any output folder exists (``options``: the draw options); ``job(folder,
-  progress)`` runs, saves every array the pictures need into ``folder`` and returns
-  run.json's summary (its ``"timings"`` entry goes to run.json's timings).
-- ``draw(folder, meta, options) -> {file name: path}`` draws the pictures from the
-  saved results and run.json (``meta``) alone, never simulating; matplotlib is
-  imported only once a picture is drawn, so runs that draw nothing stay quick.
-- ``options`` maps each typed CLI option the kind takes to its scene key (or to a
-  function value -> {key: value}); ``refuse`` says why it takes the others.
-- ``summary(folder, meta) -> [lines]``: the headline, then indented numbers, read
-  back from the saved results. ``selects``: the render selectors it honours.
+``prepare(name, scene, options) -> job`` refuses what it can before any output
+folder exists; ``job(folder, progress)`` runs, saves what the pictures need and
+returns run.json's summary (its ``"timings"`` go to run.json's timings).
+``draw(folder, meta, options) -> {file name: path}`` draws from the saved results
+and run.json alone, importing matplotlib only once a picture is drawn.
+``summary(folder, meta) -> [lines]``: a headline, then indented numbers.
 """
 import copy
 import os

@@ -1,16 +1,11 @@
-"""Build a Model from an elementary-op graph of ``simulator.experiments.pc``
-(``Model.from_layers`` and ``Model.chain`` are the other ways).
+"""``from_graph``: a Model from an elementary-op graph of ``simulator.experiments.pc``.
 
-``from_graph`` fuses runs of operations into layers: ``matmul(h, W)`` with W a
-parameter is a ``linear`` layer named after W (weight Wᵀ; ``dense`` on a flat
-input with a bias), ``conv2d(h, K)`` a ``conv2d`` layer (stride 1, no padding); a
-following ``add(·, b)`` of a parameter is their bias and a following
-tanh/logistic/relu their activation (each only when the value feeds nothing
-else). ``matmul`` of two activities (with ``transpose`` and ``scale`` folded in),
-``softmax`` over the last axis, ``add`` of activities, ``flatten`` and ``identity``
-map one to one. What the model core cannot hold (several inputs, shared weights,
-a parameter as a free operand, products of activities) is one SimulatorError
-naming the vertex.
+Runs of operations fuse into layers: ``matmul(h, W)`` (W a parameter) is a
+``linear`` layer named after W, ``conv2d(h, K)`` a ``conv2d`` layer; a following
+``add`` of a parameter is their bias, a following tanh/logistic/relu their
+activation (only where the value feeds nothing else). Other ops map one to one.
+What the model core cannot hold (several inputs, shared weights, a parameter as
+a free operand, products of activities) is a SimulatorError naming the vertex.
 """
 import numpy as np
 

@@ -1,11 +1,9 @@
 """Computational graphs of elementary operations, and backprop on them.
 
-A graph is a DAG of vertices in topological order, the output last. Leaves are
-inputs (data) or parameters; every other vertex applies one elementary op g_i,
-with its vector–Jacobian product (VJP), to its arguments (the paper's children
-C(i)); values are batch-major numpy arrays. ``forward`` is Eq. 1, ``backprop``
-Eqs. 2–4 for E = ½‖μ_out − y‖² summed over the batch: the reference every
-predictive-coding rule here is measured against.
+A DAG of vertices in topological order, the output last: leaves are data inputs
+or parameters, every other vertex applies one op g_i (with its VJP) to its
+arguments (the paper's children C(i)); values are batch-major numpy arrays.
+``forward`` is Eq. 1, ``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖².
 """
 from dataclasses import dataclass
 
