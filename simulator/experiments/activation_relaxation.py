@@ -86,11 +86,10 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
             gw = model_weight_gradients(sweep, xs, xp)
             out["weight_error"].append([_relative(xp, gw[k], bp[k]) for k in keys])
         grad_error = [np.nan] + [_relative(xp, target[l], bp_x[l]) for l in range(1, L + 1)]
-    result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-    result["grad_error"] = np.array(grad_error)
-    result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
-                  variant=variant, sizes=[int(n) for n in sizes])
-    return result
+    return dict({k: np.asarray(v, dtype=np.float64) for k, v in out.items()},
+                grad_error=np.array(grad_error), eta_x=np.asarray(etas),
+                ticks=np.arange(iterations + 1), layers=np.arange(L + 1), variant=variant,
+                sizes=[int(n) for n in sizes])
 
 
 def true_activation_gradients(model, u, y, loss="mse"):
@@ -116,11 +115,9 @@ def true_activation_gradients(model, u, y, loss="mse"):
 def converge_arrays(result):
     """What a run saves of a ``run_converge`` result (relaxation.npz), the
     variant as a 0-d string array (loadable without pickle)."""
-    arrays = {k: np.asarray(result[k]) for k in
-              ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
-               "eta_x", "ticks", "layers")}
-    arrays["variant"] = np.asarray(str(result["variant"]))
-    return arrays
+    return dict({k: np.asarray(result[k]) for k in
+                 ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
+                  "eta_x", "ticks", "layers")}, variant=np.asarray(str(result["variant"])))
 
 
 def _relative(xp, a, b):
@@ -128,22 +125,15 @@ def _relative(xp, a, b):
     return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
 
 
-def accuracy(predict, x, labels, xp):
-    """Fraction of rows whose largest output is the label (device arrays in, float out)."""
-    hits = xp.astype(xp.argmax(predict(x), axis=1) == labels, xp.float64)
-    return float(xp.mean(hits))
-
-
 class BackpropBaseline:
     """Figs. 2–3's baseline: minibatch SGD on the oracle's gradients,
     p ← p − lr ∂ℓ/∂p / B, on host parameters."""
 
     def __init__(self, model, loss):
-        self.model, self.loss = model, loss
-        self.params = model.parameters()
+        self.model, self.loss, self.params = model, loss, model.parameters()
 
     def step(self, u, y, lr):
-        """One SGD step on the batch (u, y); returns the batch loss before it."""
+        """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
         outs, deltas, value = reference.factors(self.model, u, y, self.loss, self.params)
         xp = array_namespace(u)
         scale = float(lr) / u.shape[0]
@@ -152,10 +142,8 @@ class BackpropBaseline:
                 g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
                 for k in v.param_names:
                     self.params[f"{v.name}.{k}"] -= scale * to_host(g[k])
-        value = float(value)
-        if not np.isfinite(value):
+        if not np.isfinite(float(value)):
             raise NumericalError(0, self.model.depth, "loss")
-        return value
 
     def predict(self, u):
         return reference.evaluate(self.model, u, self.params)[1][-1]
@@ -169,8 +157,9 @@ def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
     train_x, train_y = sets[0][0], asarray(data.train_targets)
     accs, step = [], 0
 
-    def evaluate():
-        accs.append(tuple(accuracy(model.predict, x, labels, xp) for x, labels in sets))
+    def evaluate():         # the fraction of rows whose largest output is the label
+        accs.append(tuple(float(xp.mean(xp.astype(xp.argmax(model.predict(x), axis=1) == labels,
+                                                  xp.float64))) for x, labels in sets))
 
     evaluate()
     with np.errstate(all="ignore"):
