@@ -10,7 +10,7 @@ from ..experiments.activation_relaxation import converge_arrays, run_converge
 from ..files import write_npz
 from ..runfiles import read_relaxation
 from ..scene import spec_of
-from .base import Kind, done_in, saved_section, wanted
+from .base import Kind, done_in, run_keys, saved_section, wanted
 
 
 def prepare(name, scene, options=None):
@@ -61,7 +61,7 @@ def summary(folder, meta):
 
 
 KIND = Kind("ar_converge", prepare, draw,
-            options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
+            options=run_keys("seed", "device", "dtype"),
             refuse={"ticks": "ar_converge scenes have no run.ticks; the relaxation length is "
                              "--set relaxation.iterations=K"},
             summary=summary)

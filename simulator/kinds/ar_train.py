@@ -10,7 +10,7 @@ from ..experiments.activation_relaxation import run_train, train_arrays
 from ..files import write_npz
 from ..runfiles import read_training
 from ..scene import spec_of
-from .base import Kind, done_in
+from .base import Kind, done_in, run_keys
 
 
 def prepare(name, scene, options=None):
@@ -63,7 +63,7 @@ def summary(folder, meta):
 
 
 KIND = Kind("ar_train", prepare, draw,
-            options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
+            options=run_keys("seed", "device", "dtype"),
             refuse={"ticks": "ar_train scenes have no run.ticks; their length is "
                              "--set train.epochs=N"},
             progress=lambda scene: len(spec_of(scene).train.seeds) * (

@@ -21,6 +21,11 @@ RENDER_OPTIONS = ("every", "size", "color")      # --no-png/--no-gif apply to ev
 SELECTORS = ("ticks", "layers", "neurons")        # tickprop render's choice of what is drawn
 
 
+def run_keys(*options):
+    """{option: its run.<option> scene key} for the typed options given."""
+    return {option: f"run.{option}" for option in options}
+
+
 def done_in(meta):
     """The usual headline: the run's wall time."""
     return f"done in {meta['timings']['run_s']:.2f} s"

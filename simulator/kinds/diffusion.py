@@ -7,7 +7,8 @@ from ..runner import Prepared, check_picture_size, clip_windows
 from ..analysis.sync import finite_mean, steady_window
 from ..engine.tick import synchronized_layers
 from ..scene import spec_of
-from .base import RENDER_OPTIONS, SELECTORS, Kind, saved_section, wanted
+from .base import (RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind, run_keys, saved_section,
+                   wanted)
 
 # Relative error of g against backprop at or below which a layer counts as
 # exact: the Gram-matrix rounding floor of the mismatch (simulator.metrics).
@@ -128,7 +129,6 @@ def summary(folder, meta):
 
 
 KIND = Kind("diffusion", prepare, draw,
-            options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
-                     "dtype": "run.dtype"},
+            options=run_keys(*TYPED_OPTIONS),
             draws=RENDER_OPTIONS, progress=lambda scene: spec_of(scene).run.ticks,
             summary=summary, selects=SELECTORS)

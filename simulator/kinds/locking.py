@@ -13,15 +13,14 @@ NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
 
 
 def prepare(name, scene, options=None):
-    """Nothing to refuse beyond the schema; the job counts both schedules."""
-    lk = spec_of(scene).locking
+    """The job counts both schedules."""
+    lk, both = spec_of(scene).locking, ("backprop", "pipelined")
 
     def job(folder, progress=None):
         result = schedules(lk.depth, lk.frames)
-        write_npz(os.path.join(folder, "locking.npz"),
-                  {f"{kind}_{part}": result[kind][part]
-                   for kind in ("backprop", "pipelined") for part in ("forward", "backward")})
-        return {kind: {k: result[kind][k] for k in NUMBERS} for kind in ("backprop", "pipelined")}
+        write_npz(os.path.join(folder, "locking.npz"), {f"{kind}_{part}": result[kind][part]
+                  for kind in both for part in ("forward", "backward")})
+        return {kind: {k: result[kind][k] for k in NUMBERS} for kind in both}
     return job
 
 

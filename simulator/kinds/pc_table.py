@@ -8,7 +8,7 @@ from ..experiments.pc.tables import format_markdown, table1, table2, write_csv
 from ..files import atomic_write
 from ..errors import SimulatorError
 from ..scene import spec_of
-from .base import Kind, done_in
+from .base import Kind, done_in, run_keys
 
 LEVELLED = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}
 
@@ -84,7 +84,7 @@ def read_csv(path):
 
 
 KIND = Kind("pc_table", prepare, draw,
-            options={"seed": "run.seed", "dtype": lambda v: {"table.dtypes": [v]}},
+            options=dict(run_keys("seed"), dtype=lambda v: {"table.dtypes": [v]}),
             refuse={"ticks": "pc_table scenes have no run.ticks; IL's length is "
                              "--set table.il_steps=T",
                     "device": "pc_table scenes run on the CPU only (numpy)"},

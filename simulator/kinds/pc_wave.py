@@ -8,7 +8,7 @@ from ..experiments.pc.inference import error_wave
 from ..files import write_npz
 from ..runfiles import read_wave
 from ..scene import spec_of
-from .base import Kind, done_in, saved_section, wanted
+from .base import Kind, done_in, run_keys, saved_section, wanted
 
 
 def prepare(name, scene, options=None):
@@ -77,7 +77,7 @@ def summary(folder, meta):
 
 
 KIND = Kind("pc_wave", prepare, draw,
-            options={"seed": "run.seed", "dtype": "run.dtype"},
+            options=run_keys("seed", "dtype"),
             refuse={"ticks": "pc_wave scenes have no run.ticks; IL's length is "
                              "--set wave.il_steps=T (Z-IL takes one tick per level)",
                     "device": "pc_wave scenes run on the CPU only (numpy)"},

@@ -13,7 +13,7 @@ from ..probes import RecordPlan, RunBudget
 from ..experiments.training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from ..scene import spec_of
-from .base import Kind, done_in
+from .base import TYPED_OPTIONS, Kind, done_in, run_keys
 
 
 def prepare(name, scene, options=None):
@@ -99,7 +99,6 @@ def summary(folder, meta):
 
 
 KIND = Kind("train", prepare, draw,
-            options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
-                     "dtype": "run.dtype"},
+            options=run_keys(*TYPED_OPTIONS),
             progress=lambda scene: spec_of(scene).run.ticks * len(spec_of(scene).train.rules),
             summary=summary)

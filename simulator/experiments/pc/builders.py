@@ -4,7 +4,7 @@ Each builder returns a Problem: the graph, values for every leaf (weights drawn
 N(0, 1/fan_in), inputs and targets N(0, 1), all from one seeded Generator) and
 the target of the output vertex. Arrays are batch-major.
 """
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
@@ -14,13 +14,8 @@ from .graph import Graph
 DTYPES = ("float32", "float64")
 
 
-@dataclass
-class Problem:
-    """A graph plus one training pair: ``values`` {leaf name: array}, ``target`` y."""
-    name: str
-    graph: Graph
-    values: dict
-    target: np.ndarray
+# A graph plus one training pair: ``values`` {leaf name: array}, ``target`` y.
+Problem = namedtuple("Problem", "name graph values target")
 
 
 class _Maker:
@@ -52,8 +47,8 @@ class _Maker:
         return self.graph.apply("add", self.graph.apply("matmul", h, w), b)
 
     def problem(self, name, out_shape):
-        target = self.rng.normal(0, 1, out_shape).astype(self.dtype)
-        return Problem(name, self.graph, self.values, target)
+        return Problem(name, self.graph, self.values,
+                       self.rng.normal(0, 1, out_shape).astype(self.dtype))
 
 
 def mlp(seed=0, dtype="float64", sizes=(8, 16, 16, 4), batch=5):

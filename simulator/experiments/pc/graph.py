@@ -5,6 +5,7 @@ or parameters, every other vertex applies one op g_i (with its VJP) to its
 arguments (the paper's children C(i)); values are batch-major numpy arrays.
 ``forward`` is Eq. 1, ``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖².
 """
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,14 +51,9 @@ def _conv2d_vjp(g, x, k, needs):
     return gx, gk
 
 
-@dataclass(frozen=True)
-class Op:
-    """An elementary function: ``forward(args, attrs)`` and
-    ``vjp(g, args, out, attrs, needs)`` -> one cotangent per argument (None
-    where ``needs`` is False, so data inputs cost nothing)."""
-    arity: int
-    forward: object
-    vjp: object
+# An elementary function: forward(args, attrs) and vjp(g, args, out, attrs, needs) -> one
+# cotangent per argument (None where ``needs`` is False, so data inputs cost nothing).
+Op = namedtuple("Op", "arity forward vjp")
 
 
 def _unary(f, df):

@@ -8,7 +8,7 @@ x_i ← x_i − γ ∂F/∂x_i (Eq. 7) and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j 
 ε_out = μ_out − y is BP's δ_out and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t
 takes state t−1 to state t; d_j is the shortest distance to the output.
 """
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
@@ -19,14 +19,9 @@ from .graph import evaluate, forward, needs_grad, vjp
 from .levelling import distances, level, levels
 
 
-@dataclass
-class PCResult:
-    """One learning step: ``updates`` {parameter name: Δζ}, inference ``ticks``,
-    ``eps_norms`` (recorded: ‖ε_i‖ per state 0..ticks and vertex), ``levels``."""
-    updates: dict
-    ticks: int
-    eps_norms: np.ndarray | None = None
-    levels: list | None = None
+# One learning step: ``updates`` {parameter name: Δζ}, inference ``ticks``, ``eps_norms``
+# (when recorded: ‖ε_i‖ per state 0..ticks and vertex, else None), each vertex's ``levels``.
+PCResult = namedtuple("PCResult", "updates ticks eps_norms levels")
 
 
 def _initial_state(graph, values, target):
