@@ -44,13 +44,6 @@ def _norms(eps):
     return norms
 
 
-def _refresh(graph, x, mu, changed):
-    """μ_i = g_i(x of its arguments), recomputed only where an argument moved."""
-    for i, v in enumerate(graph.vertices):
-        if not v.is_leaf and any(changed[a] for a in v.args):
-            mu[i] = evaluate(graph, i, [x[a] for a in v.args])
-
-
 def _backward_terms(graph, x, mu, eps, needs, on_param):
     """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i); calls
     ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are skipped."""
@@ -69,33 +62,29 @@ def _backward_terms(graph, x, mu, eps, needs, on_param):
     return acc
 
 
-def _relax(graph, x, eps, acc, gamma):
-    """Eq. 7 on every internal vertex but the clamped output; returns which moved."""
-    changed = [False] * len(graph)
-    for i, v in enumerate(graph.vertices):
-        if v.is_leaf or i == graph.output:
-            continue
-        grad = -eps[i] if acc[i] is None else acc[i] - eps[i]
-        if grad.any():
-            x[i] = x[i] - gamma * grad
-            changed[i] = True
-    return changed
-
-
 def _infer(graph, x, mu, gamma, ticks, record, learn=lambda t, j, a, term: None,
            arrive=lambda t, changed: None):
-    """``ticks`` inference ticks of Eq. 7 on the state (x, μ), in place; at tick t
-    ``learn(t, j, leaf, term)`` gets every parameter edge's term and ``arrive(t,
-    changed)`` may move leaves before μ is refreshed. Returns (ε, ‖ε‖ per state
-    and vertex when ``record``, else None)."""
+    """``ticks`` inference ticks of Eq. 7 on every internal vertex but the clamped
+    output, on the state (x, μ) in place; at tick t ``learn(t, j, leaf, term)`` gets
+    every parameter edge's term and ``arrive(t, changed)`` may move leaves before μ
+    is recomputed where an argument moved. Returns (ε, ‖ε‖ per state and vertex
+    when ``record``, else None)."""
     needs = needs_grad(graph)
     eps = _errors(graph, x, mu)
     rows = [_norms(eps)] if record else None
     for t in range(1, ticks + 1):
         acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: learn(t, j, a, c))
-        changed = _relax(graph, x, eps, acc, gamma)
+        changed = [False] * len(graph)
+        for i, v in enumerate(graph.vertices):
+            if v.is_leaf or i == graph.output:
+                continue
+            grad = -eps[i] if acc[i] is None else acc[i] - eps[i]
+            if grad.any():
+                x[i], changed[i] = x[i] - gamma * grad, True
         arrive(t, changed)
-        _refresh(graph, x, mu, changed)
+        for i, v in enumerate(graph.vertices):
+            if not v.is_leaf and any(changed[a] for a in v.args):
+                mu[i] = evaluate(graph, i, [x[a] for a in v.args])
         eps = _errors(graph, x, mu)
         if record:
             rows.append(_norms(eps))
