@@ -256,10 +256,9 @@ class RuleRun:
 
 
 def train_rules(rules, setup, progress=None, workers=1):
-    """Train every rule for run.ticks ticks in lockstep on ONE stream: each chunk
-    of frames is drawn once (in the run's dtype) and every rule's learner steps
-    through it, in ``workers`` threads if > 1 (each learner in one thread at a
-    time, so the curves are the same). Returns {rule: curve} (see RuleRun);
+    """Train every rule for run.ticks ticks in lockstep on ONE stream (each chunk
+    drawn once, in the run's dtype), in ``workers`` threads if > 1 (one learner per
+    thread at a time: the same curves). Returns {rule: curve} (see RuleRun);
     ``progress(n)`` is told every rule's ticks (a stopped rule's rest at once)."""
     sc = setup.spec
     ticks, every, dtype = sc.run.ticks, sc.train.eval_every, np.dtype(sc.run.dtype)
@@ -303,12 +302,11 @@ def _angle(g, G):
 
 
 def gradient_angles(learner, frame, loss):
-    """Per weight matrix, degrees between the learner's update direction and
-    backprop's gradient (current weights) of the frame that update belongs to:
-    for a tick engine the supervision frame of its vertex's δ (``tags()``), so
-    the angle is the rule's misalignment, not the waves' delay; for AR the frame
-    it relaxed on. ``frame(s)``: stream frame s as (u, y), None when gone (NaN);
-    ``frame(-1)`` the last one. [] for backprop and Z-IL, whose update is backprop's."""
+    """Per weight matrix, degrees between the learner's update and backprop's
+    gradient of the frame it belongs to (a tick engine's: its δ's supervision
+    frame, so the angle is the rule's misalignment, not the waves' delay).
+    ``frame(s)``: stream frame s as (u, y), None when gone (NaN), -1 the last.
+    [] for backprop and Z-IL, whose update is backprop's."""
     if not isinstance(learner, (GraphEngine, RelaxationLearner)):
         return []
     model = learner.current_model()

@@ -27,13 +27,9 @@ def get(kind):
 
 def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False,
               blas_threads=None):
-    """Run a resolved scene into ``out_dir`` and return the run.json content.
-
-    The kind prepares (and refuses) before any folder exists, then runs, saves,
-    draws (``draw_options``: png/gif False to skip) and run.json is written last,
-    all in a temporary folder that replaces ``out_dir`` (outputs.write_folder,
-    ``force`` as there; a failed run leaves nothing). BLAS threads:
-    ``blas_threads`` (--threads), else run.threads, 0 automatic."""
+    """Run a resolved scene into ``out_dir`` (outputs.write_folder: atomically, a
+    failed run leaves nothing) and return the run.json content. ``draw_options``:
+    png/gif False to skip; BLAS threads: ``blas_threads``, else run.threads."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)
@@ -70,17 +66,12 @@ def read_run(folder):
 
 
 def redraw(folder, options=None, select=None, out=None, force=False):
-    """Draw a saved run's pictures again from its saved results (no simulation);
-    return (kind name, {file name: path}, folder written).
-
-    ``options``: render options (every, size, color; png/gif False), those the
-    kind lacks refused by name; ``select`` ({ticks, layers, neurons} as
-    Trace.select takes, None = all), a selector the kind has no use for refused.
-    Without ``out`` the pictures replace those in ``folder`` (each atomically,
-    nothing else touched); with ``out`` a new folder holds a copy of the results
-    and run.json with the new pictures (outputs.write_folder, ``force`` as
-    there). Pictures are drawn in a temporary folder first, so a bad selection
-    writes nothing."""
+    """Draw a saved run's pictures again from its results, never simulating;
+    return (kind name, {file name: path}, folder written). ``options``: render
+    options, ``select``: {ticks, layers, neurons} as Trace.select takes (None =
+    all); those the kind lacks are refused by name. Without ``out`` only the
+    pictures in ``folder`` are replaced; ``out`` is a new folder with a copy of the
+    results (outputs.write_folder). Nothing is written before all are drawn."""
     kind, meta = read_run(folder)
     options = kind.render_options(options or {})
     select = {k: v for k, v in (select or {}).items() if v is not None}
@@ -128,10 +119,8 @@ def _copy_results(folder, dest, skip):
 
 
 def _redraw_in_place(kind, folder, meta, options):
-    """Draw into a scratch folder inside ``folder`` that links the run's files,
-    then move each picture over its name (atomically, in the manifest); a
-    picture over a file tickprop did not write, or one changed since, is
-    refused before any is replaced. Errors name ``folder``, not the scratch."""
+    """Draw into a scratch folder inside ``folder`` that links the run's files, then
+    move each picture over its name; errors name ``folder``, not the scratch."""
     manifest.clean_stale(folder)
     scratch = files.scratch_folder(folder, "render")
     try:

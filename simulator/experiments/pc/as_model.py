@@ -187,26 +187,27 @@ class _Builder:
             self._refuse(i, "an add of activities needs one shape (no broadcasting)")
         self._new(i, v.name, "add", [pa, pb], self._shape(pa), activation="linear")
 
-    def _activation(self, i, v, at):
-        (a,) = v.args
-        layer = self._fusable(a)
-        if layer is None or layer.cfg["kind"] == "matmul" or layer.cfg["activation"] != "linear":
-            self._refuse(i, "an activation fuses only into the linear, conv or add layer "
-                            "right before it (with no other consumer)")
-        layer.cfg["activation"] = v.op
-        layer.open = False
+    def _fuse(self, i, ok, why):
+        """The layer right before unary vertex i, which i joins; refused with
+        ``why`` unless ``ok(its cfg)``."""
+        layer = self._fusable(self._v(i).args[0])
+        if layer is None or not ok(layer.cfg):
+            self._refuse(i, why)
         self.layer_of[i] = layer.cfg["name"]
+        return layer
+
+    def _activation(self, i, v, at):
+        layer = self._fuse(i, lambda c: c["kind"] != "matmul" and c["activation"] == "linear",
+                           "an activation fuses only into the linear, conv or add layer right "
+                           "before it (with no other consumer)")
+        layer.cfg["activation"], layer.open = v.op, False
 
     _op_tanh = _op_logistic = _op_relu = _activation
 
     def _op_scale(self, i, v, at):
-        (a,) = v.args
-        layer = self._fusable(a)
-        if layer is None or layer.cfg["kind"] != "matmul":
-            self._refuse(i, "a scale fuses only into the matmul of two activities right "
-                            "before it (with no other consumer)")
+        layer = self._fuse(i, lambda c: c["kind"] == "matmul", "a scale fuses only into the "
+                           "matmul of two activities right before it (with no other consumer)")
         layer.cfg["factor"] *= float(at["c"])
-        self.layer_of[i] = layer.cfg["name"]
 
     def _one_to_one(self, i, v, at):
         (a,) = v.args
