@@ -131,6 +131,7 @@ class BackpropBaseline:
 
     def __init__(self, model, loss):
         self.model, self.loss, self.params = model, loss, model.parameters()
+        self.backend = Backend("cpu", "float64")
 
     def step(self, u, y, lr):
         """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
@@ -149,9 +150,10 @@ class BackpropBaseline:
         return reference.evaluate(self.model, u, self.params)[1][-1]
 
 
-def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
+def _train_one(model, data, seed, lr, batch, epochs, eval_every):
     """Train ``model`` on the seeded batches: ((train, test) accuracy per eval
     point, the step at which it diverged or -1)."""
+    xp, asarray = model.backend.xp, model.backend.asarray
     sets = [(asarray(data.train_x), asarray(data.train_labels, xp.int64)),
             (asarray(data.test_x), asarray(data.test_labels, xp.int64))]
     train_x, train_y = sets[0][0], asarray(data.train_targets)
@@ -208,17 +210,11 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
         network = Model.chain(sizes, activations, seed=seed, scale=weight_scale,
                               bias_scale=bias_scale)
         for name in names:
-            if name == BASELINE:
-                be = Backend("cpu", "float64")
-                model = BackpropBaseline(network, loss)
-            else:
-                model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
-                                             feedback_seed=(seed, 1),
-                                             feedback_scale=feedback_scale,
-                                             device=device, dtype=dtype, solver=solver)
-                be = model.backend
-            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
-                                   be.asarray)
+            model = BackpropBaseline(network, loss) if name == BASELINE else \
+                ActivationRelaxation(network, name, eta_x, iterations, loss, init,
+                                     feedback_seed=(seed, 1), feedback_scale=feedback_scale,
+                                     device=device, dtype=dtype, solver=solver)
+            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every)
             curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
             curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
             diverged_at[name][s] = div
