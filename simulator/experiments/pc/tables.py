@@ -44,21 +44,12 @@ def table1(dtype="float64", levelled=True, seed=0):
         with np.errstate(over="ignore", invalid="ignore"):
             result = zil(graph, problem.values, problem.target, LR)
         rel, absolute = divergence(result.updates, reference)
-        rows.append({
-            "architecture": name, "dtype": dtype, "levelled": levelled,
-            "was_levelled": is_levelled(problem.graph),
-            "vertices": len(graph),
-            "identities": inserted_identities(problem.graph, graph),
-            "levels": max(distances(graph)[1]) + 1, "ticks": result.ticks,
-            "divergence_rel": rel, "divergence_abs": absolute,
-        })
+        rows.append({"architecture": name, "dtype": dtype, "levelled": levelled,
+                     "was_levelled": is_levelled(problem.graph), "vertices": len(graph),
+                     "identities": inserted_identities(problem.graph, graph),
+                     "levels": max(distances(graph)[1]) + 1, "ticks": result.ticks,
+                     "divergence_rel": rel, "divergence_abs": absolute})
     return rows
-
-
-def _time(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def table2(dtype="float64", T=20, repeats=10, seed=0, gamma=0.1, sizes=None):
@@ -87,21 +78,16 @@ def table2(dtype="float64", T=20, repeats=10, seed=0, gamma=0.1, sizes=None):
             for _ in range(repeats):
                 for m in rng.permutation(list(methods)):
                     methods[m]()            # untimed first: timed in steady state
-                    times[m].append(_time(methods[m]))
+                    start = time.perf_counter()
+                    methods[m]()
+                    times[m].append(time.perf_counter() - start)
         # the fastest repeat: disturbances only ever add time
         ms = {m: 1e3 * float(np.min(t)) for m, t in times.items()}
-        row = {"architecture": name, "dtype": dtype, "T": T,
-               "levels": max(distances(ops_levelled)[1]) + 1}
-        row.update({f"{m}_ms": v for m, v in ms.items()})
-        row.update({f"{m}_over_bp": ms[m] / ms["bp"] for m in methods if m != "bp"})
-        rows.append(row)
+        rows.append({"architecture": name, "dtype": dtype, "T": T,
+                     "levels": max(distances(ops_levelled)[1]) + 1,
+                     **{f"{m}_ms": v for m, v in ms.items()},
+                     **{f"{m}_over_bp": ms[m] / ms["bp"] for m in methods if m != "bp"}})
     return rows
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def format_markdown(rows):
@@ -110,7 +96,8 @@ def format_markdown(rows):
         return ""
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
+                                for v in (r.get(c, "") for c in cols)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
