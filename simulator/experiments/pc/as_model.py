@@ -66,8 +66,8 @@ class _Builder:
             raise SimulatorError(f"graph: no value given for leaf {v.name!r}") from None
 
     def _refuse(self, i, why):
-        v = self._v(i)
-        raise SimulatorError(f"graph: vertex {v.name!r} ({v.op}) has no model layer: {why}")
+        raise SimulatorError(f"graph: vertex {self._v(i).name!r} ({self._v(i).op}) has no "
+                             f"model layer: {why}")
 
     def _parent(self, i, a):
         """Model vertex name holding graph vertex a's value (as input of i)."""
@@ -96,23 +96,19 @@ class _Builder:
         out = self.layer_of.get(self.g.output)
         if out is None:
             self._refuse(self.g.output, "the output is not a layer's value")
-        order = [n for n in self.layers if n != out] + [out]
-        cfgs = [self._finish(self.layers[n]) for n in order]
-        u = self._value(self.input_index)
-        model = Model.from_layers([c for c, _ in cfgs], u.shape[1:], seed=0)
-        params = model.parameters()
-        for cfg, p in cfgs:
+        cfgs, params = [], {}
+        for layer in [self.layers[n] for n in self.layers if n != out] + [self.layers[out]]:
+            cfg, p = dict(layer.cfg), dict(layer.params)
+            if cfg["kind"] == "linear" and "b" in p and len(self._shape(cfg["from"][0])) == 1:
+                cfg["kind"] = "dense"       # a flat affine layer: the engine's fast path
+                del cfg["bias"]
+            if cfg["kind"] == "conv2d" and "b" not in p:
+                p["b"] = np.zeros(p["W"].shape[0])
+            cfgs.append(cfg)
             params.update({f"{cfg['name']}.{k}": a for k, a in p.items()})
-        return model.with_parameters(params), u
-
-    def _finish(self, layer):
-        cfg, params = dict(layer.cfg), dict(layer.params)
-        if cfg["kind"] == "linear" and "b" in params and len(self._shape(cfg["from"][0])) == 1:
-            cfg["kind"] = "dense"       # a flat affine layer: the engine's fast path
-            del cfg["bias"]
-        if cfg["kind"] == "conv2d" and "b" not in params:
-            params["b"] = np.zeros(params["W"].shape[0])
-        return cfg, params
+        u = self._value(self.input_index)
+        model = Model.from_layers(cfgs, u.shape[1:], seed=0)
+        return model.with_parameters(dict(model.parameters(), **params)), u
 
     def _shape(self, name):
         """Shape (batch excluded) of a model vertex's value."""
