@@ -55,15 +55,6 @@ def draw(folder, meta, options):
                           windows=clip_windows(render["windows"], trace))
 
 
-def exact_from(rel, tol):
-    """The first row from which ``rel`` stays finite and <= ``tol`` to the end; None if never."""
-    good = np.isfinite(rel) & (rel <= tol)
-    if not len(good) or not good[-1]:
-        return None
-    bad = np.flatnonzero(~good)
-    return int(bad[-1]) + 1 if len(bad) else 0
-
-
 def layer_results(trace):
     """([per layer (chain: 1..L) or weighted vertex (graph): {name, cos, rel: means
     over the steady window, exact_from: first tick g is exact (EXACT_REL) or None,
@@ -82,7 +73,10 @@ def layer_results(trace):
     for col in range(cos.shape[1]):
         if not np.isfinite(cos[:, col]).any():
             continue                                        # a vertex without weights
-        first = exact_from(rel[:, col], tol)
+        # the first row from which rel stays finite and <= tol to the end
+        good = np.isfinite(rel[:, col]) & (rel[:, col] <= tol)
+        bad = np.flatnonzero(~good)
+        first = None if not len(good) or not good[-1] else int(bad[-1]) + 1 if len(bad) else 0
         rows.append({"name": names[col + 1], "cos": finite_mean(cos[start:stop, col]),
                      "rel": finite_mean(rel[start:stop, col]),
                      "exact_from": None if first is None else int(trace["tick"][first]),
@@ -109,8 +103,7 @@ def summary(folder, meta):
     if len(rows) > MAX_SUMMARY_ROWS:
         spaced = np.rint(np.linspace(0, len(rows) - 1, MAX_SUMMARY_ROWS - 2)).astype(int)
         shown = sorted(set(spaced.tolist()) | {i for i, r in enumerate(rows) if r["sync"]})
-    unit = "vertex" if graph else "layer"
-    mark = "sync set" if graph else "ls"
+    unit, mark = ("vertex", "sync set") if graph else ("layer", "ls")
     lines.append(f"  steady state ({span}): g of Eq. 5 against backprop per {unit}"
                  + (f" ({len(shown)} of {len(rows)} shown; `tickprop sync` lists all)"
                     if len(shown) < len(rows) else ""))

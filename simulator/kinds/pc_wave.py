@@ -35,9 +35,9 @@ def draw(folder, meta, options):
     by_level = np.asarray(read_wave(folder)["by_level"], dtype=float)[:, ::-1]
     wv = saved_section(folder, meta, "pc_wave", "wave")
     n = by_level.shape[1]
-    label = "levelled" if wv.get("levelled") else "not levelled"
     labels = dict(title=f"{str(wv.get('method', '')).upper()} error wave ‖ε‖ per level, "
-                        f"{wv.get('architecture', '')} ({label})",
+                        f"{wv.get('architecture', '')} "
+                        f"({'levelled' if wv.get('levelled') else 'not levelled'})",
                   level_label="level (distance to output)",
                   level_names=range(n - 1, -1, -1), tick_label="inference tick")
     if not (png or gif):
