@@ -92,8 +92,15 @@ def redraw(folder, options=None, select=None, out=None, force=False):
                              f"folder {folder}; choose a folder apart from it")
     written = {}
 
-    def fill(tmp):
-        _copy_results(folder, tmp, set(meta.get("pictures", ())))
+    def fill(tmp):          # the run's results, without its pictures, manifest, temporaries
+        skip = set(meta.get("pictures", ())) | {manifest.MANIFEST}
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name not in skip and not entry.name.startswith("."):
+                target = os.path.join(tmp, entry.name)
+                if entry.is_dir():
+                    shutil.copytree(entry.path, target, symlinks=True)
+                else:
+                    shutil.copy2(entry.path, target)
         try:
             names = kind.draw(tmp, meta, options)
         except SimulatorError as exc:       # about the copied results: name the run's own
@@ -104,18 +111,6 @@ def redraw(folder, options=None, select=None, out=None, force=False):
         return new
     outputs.write_folder(out, fill, force)
     return kind.name, written, out
-
-
-def _copy_results(folder, dest, skip):
-    """Copy a run folder but its pictures (``skip``), manifest and hidden entries."""
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name in skip or entry.name == manifest.MANIFEST or entry.name.startswith("."):
-            continue
-        target = os.path.join(dest, entry.name)
-        if entry.is_dir():
-            shutil.copytree(entry.path, target, symlinks=True)
-        else:
-            shutil.copy2(entry.path, target)
 
 
 def _redraw_in_place(kind, folder, meta, options):

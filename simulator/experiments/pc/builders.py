@@ -27,23 +27,22 @@ class _Maker:
         self.rng, self.dtype = np.random.default_rng(seed), dtype
         self.graph, self.values = Graph(), {}
 
-    def _store(self, index, value):
-        self.values[self.graph.vertices[index].name] = value.astype(self.dtype)
+    def leaf(self, name, shape, std, data=False):
+        """A parameter (``data``: an input) leaf valued N(0, std²); its index."""
+        index = (self.graph.input if data else self.graph.param)(name)
+        self.values[name] = self.rng.normal(0, std, shape).astype(self.dtype)
         return index
 
     def weight(self, name, shape, fan_in):
-        return self._store(self.graph.param(name), self.rng.normal(0, fan_in ** -0.5, shape))
-
-    def bias(self, name, shape):
-        return self._store(self.graph.param(name), self.rng.normal(0, 0.1, shape))
+        return self.leaf(name, shape, fan_in ** -0.5)
 
     def data(self, name, shape):
-        return self._store(self.graph.input(name), self.rng.normal(0, 1, shape))
+        return self.leaf(name, shape, 1, data=True)
 
     def dense(self, h, n_in, n_out, tag):
         """h @ W + b as two vertices (matmul, add)."""
         w = self.weight(f"W{tag}", (n_in, n_out), n_in)
-        b = self.bias(f"b{tag}", (n_out,))
+        b = self.leaf(f"b{tag}", (n_out,), 0.1)
         return self.graph.apply("add", self.graph.apply("matmul", h, w), b)
 
     def problem(self, name, out_shape):
@@ -71,7 +70,7 @@ def cnn(seed=0, dtype="float64", image=8, channels=(1, 3, 4), kernel=3, n_out=3,
     for k in range(len(channels) - 1):
         c_in, c_out = channels[k], channels[k + 1]
         w = m.weight(f"K{k}", (c_out, c_in, kernel, kernel), c_in * kernel * kernel)
-        b = m.bias(f"c{k}", (c_out, 1, 1))
+        b = m.leaf(f"c{k}", (c_out, 1, 1), 0.1)
         h = g.apply("add", g.apply("conv2d", h, w), b)
         h = g.apply("relu" if k == 0 else "tanh", h)
         side -= kernel - 1
@@ -87,7 +86,7 @@ def rnn(seed=0, dtype="float64", steps=4, n_in=3, hidden=8, n_out=2, batch=4):
     g = m.graph
     u = m.weight("U", (n_in, hidden), n_in)
     w = m.weight("W", (hidden, hidden), hidden)
-    b = m.bias("b", (hidden,))
+    b = m.leaf("b", (hidden,), 0.1)
     h = None
     for s in range(steps):
         a = g.apply("matmul", m.data(f"x{s}", (batch, n_in)), u)
@@ -131,7 +130,7 @@ def random_dag(seed=0, dtype="float64", n_ops=8, n_params=3, shape=(2, 3)):
     m = _Maker(seed, dtype)
     g, rng = m.graph, m.rng
     pool = [m.data("x", shape)]
-    pool += [m._store(g.param(f"p{k}"), rng.normal(0, 1, shape)) for k in range(n_params)]
+    pool += [m.leaf(f"p{k}", shape, 1) for k in range(n_params)]
     matrix = None
     kinds = ("tanh", "logistic", "identity", "scale", "add", "mul", "matmul")
     last = None
