@@ -55,11 +55,9 @@ def read_run(folder):
     """(Kind, run.json content) of a saved run folder (SimulatorError if none)."""
     if not os.path.isfile(os.path.join(folder, "run.json")):
         raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
-    meta = read_run_meta(folder)
-    scene = meta.get("scene") if isinstance(meta, dict) else None
-    kind = meta.get("kind") if isinstance(meta, dict) else None
-    kind = kind or (scene.get("kind", "diffusion") if isinstance(scene, dict) else None)
-    if not isinstance(kind, str) or kind not in KINDS:
+    meta = read_run_meta(folder)          # a dict, its kinds text and its scene a table
+    kind = meta.get("kind") or meta.get("scene", {}).get("kind", "diffusion")
+    if kind not in KINDS:
         raise SimulatorError(f"{os.path.join(folder, 'run.json')}: not a tickprop run.json "
                              f"(kind {kind!r})")
     return KINDS[kind], meta

@@ -39,7 +39,9 @@ def wanted(options, png=True, gif=True):
 
 @dataclass(frozen=True)
 class Kind:
-    """One scene kind: how it runs, how it draws, which CLI options it takes."""
+    """One scene kind: how it runs and draws. ``options``: {typed CLI option it
+    takes: scene key, or value -> {key: value}}; ``refuse``: {the others: why};
+    ``draws``/``selects``: the render options and selectors its pictures honour."""
 
     name: str
     prepare: Callable
