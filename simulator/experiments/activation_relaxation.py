@@ -1,10 +1,7 @@
-"""The experiments of the Activation Relaxation paper (Millidge et al., paper 001)
-on ``simulator.rules.relaxation``: Fig. 1 (``run_converge``: one batch relaxed at
-several η_x, error to the fixed point per tick and layer) and Figs. 2–3
-(``run_train``: every AR variant and backprop trained on the digits from the same
-weights and minibatches). They return arrays, never draw or write files;
-``converge_arrays`` / ``train_arrays`` give what a run saves and
-``simulator.render.convergence`` draws from.
+"""Paper 001's experiments (Activation Relaxation, Millidge et al.) on
+``simulator.rules.relaxation``: Fig. 1 (``run_converge``) and Figs. 2–3
+(``run_train``). They return arrays, never draw or write files; ``converge_arrays``
+/ ``train_arrays`` give what a run saves and ``simulator.render.convergence`` draws.
 """
 import numpy as np
 from array_api_compat import array_namespace

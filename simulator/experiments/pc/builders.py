@@ -1,9 +1,6 @@
-"""The five computational graphs of Salvatori et al.'s Tables 1 and 2, small.
-
-Each builder returns a Problem: the graph, values for every leaf (weights drawn
-N(0, 1/fan_in), inputs and targets N(0, 1), all from one seeded Generator) and
-the target of the output vertex. Arrays are batch-major.
-"""
+"""The five computational graphs of Salvatori et al.'s Tables 1 and 2, small: each
+builder returns a Problem whose leaf values (weights N(0, 1/fan_in), inputs and
+target N(0, 1), batch-major) come from one seeded Generator."""
 from collections import namedtuple
 
 import numpy as np

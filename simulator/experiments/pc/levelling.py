@@ -1,9 +1,6 @@
-"""Levels of a computational graph, and Algorithm 2: levelling by identity vertices.
-
-A vertex is in level S_k (Eq. 14) when a path of length k joins it to the output;
-a graph is *levelled* when every vertex lies in exactly one S_k, so Z-IL's error
-wave reaches each vertex at one tick.
-"""
+"""Levels of a computational graph (Eq. 14: S_k holds the vertices a path of length
+k joins to the output; *levelled*: each vertex in one S_k, so Z-IL's error wave
+reaches it at one tick), and Algorithm 2: levelling by identity vertices."""
 from dataclasses import replace
 
 from ...errors import SimulatorError
