@@ -1,15 +1,7 @@
-"""The experiments of the Activation Relaxation paper (Millidge et al., paper 001),
-run on ``simulator.rules.relaxation`` (the paper's chains as ``Model.chain``):
-Fig. 1 (``run_converge``: one batch relaxed at several η_x, error to the
-fixed point per tick and layer, against the exact linear analysis) and
-Figs. 2–3 (``run_train``: every AR variant and plain backprop trained on the
-digits from the same weights and minibatches), with the data each one uses and
-the backprop baseline.
-
-Experiments compute and return arrays; they never draw or write files.
-``converge_arrays`` and ``train_arrays`` give exactly what a run saves
-(relaxation.npz, training.npz), and ``simulator.render.convergence``'s
-``draw_converge`` / ``draw_train`` draw the pictures from those arrays alone.
+"""Paper 001's experiments (Activation Relaxation, Millidge et al.) on
+``simulator.rules.relaxation``: Fig. 1 (``run_converge``) and Figs. 2–3
+(``run_train``). They return arrays, never draw or write files; ``converge_arrays``
+/ ``train_arrays`` give what a run saves and ``simulator.render.convergence`` draws.
 """
 import numpy as np
 from array_api_compat import array_namespace
@@ -31,12 +23,13 @@ BASELINE = "backprop"
 
 
 def convergence_batch(data, sizes, batch, seed, split_seed):
-    """A host batch (u, y) for Fig. 1: ``digits`` images and one-hot labels
-    (sizes must run from 64 to 10), or ``gaussian`` inputs with Gaussian targets."""
+    """A host batch (u, y) for Fig. 1: ``digits`` and one-hot labels, or
+    ``gaussian`` inputs and targets."""
     if data == "digits":
         d = load_digits(seed=split_seed)
         if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
-            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, got {sizes}")
+            raise SimulatorError(f"digits need sizes from {d.n_features} to {d.n_classes}, "
+                                 f"got {sizes}")
         if batch > d.train_x.shape[0]:
             raise SimulatorError(f"batch {batch} exceeds the {d.train_x.shape[0]} training digits")
         idx = batch_indices(d.train_x.shape[0], batch, seed=seed)[0]
@@ -47,20 +40,16 @@ def convergence_batch(data, sizes, batch, seed, split_seed):
     raise SimulatorError(f"unknown data {data!r}; expected {' or '.join(DATA)}")
 
 
-# ---------------------------------------------------------------- Fig. 1
 def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exact",
                  eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100, batch=64, loss="mse",
                  seed=0, data="digits", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
                  init="forward", split_seed=0, device="cpu", dtype="float64"):
-    """Fig. 1 of paper 001: relax one batch for each η_x and record, per tick
-    and layer, the relative error to the variant's fixed point (backprop's
-    ∂ℓ/∂x^l for ``exact``), the closed-form linear prediction of that error,
-    and the relaxation wave (layer norms and per-tick changes). Returns a dict
-    of numpy arrays: ``errors``, ``predicted``, ``norms``, ``changes`` each
-    (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
-    ticks; ``grad_error`` (L+1,) = the fixed point against backprop's ∂ℓ/∂x^l;
-    ``eta_x``, ``ticks``, ``layers``, ``variant`` and ``sizes``.
-    """
+    """Fig. 1 of paper 001: relax one batch for each η_x. Returns numpy arrays:
+    ``errors`` (relative error to the variant's fixed point), ``predicted`` (its
+    closed-form linear prediction), ``norms``, ``changes`` (the relaxation wave),
+    each (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
+    ticks; ``grad_error`` (L+1,), the fixed point against backprop's ∂ℓ/∂x^l;
+    ``eta_x``, ``ticks``, ``layers``, ``variant`` and ``sizes``."""
     variant = check_variant(variant)
     etas = [check_eta_x(e) for e in np.atleast_1d(eta_x)]
     iterations = check_count("iterations", iterations)
@@ -81,32 +70,28 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     keys = [k for k in model.param_keys() if k.endswith(".W")]
     L = model.depth
     out = {k: [] for k in ("errors", "predicted", "norms", "changes", "weight_error")}
-    # A relative error to a fixed point (or gradient) of 0 is NaN by design
-    # (e.g. zero weights): numpy's 0/0 warnings would only repeat that.
+    # a relative error to a fixed point of 0 is NaN by design (0/0)
     with np.errstate(divide="ignore", invalid="ignore"):
         for eta in etas:
             xs, rec = relax_sweep(sweep, learner.feedback, eta, iterations,
                                   learner.use_derivative, init, record=True, targets=target,
                                   xp=xp)
-            out["errors"].append(rec.errors)
-            out["norms"].append(rec.norms)
-            out["changes"].append(rec.changes)
+            for key in ("errors", "norms", "changes"):
+                out[key].append(getattr(rec, key))
             out["predicted"].append(predicted_errors(sweep, learner.feedback, eta, iterations,
                                                      target, learner.use_derivative, init, xp))
             gw = model_weight_gradients(sweep, xs, xp)
             out["weight_error"].append([_relative(xp, gw[k], bp[k]) for k in keys])
         grad_error = [np.nan] + [_relative(xp, target[l], bp_x[l]) for l in range(1, L + 1)]
-    result = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-    result["grad_error"] = np.array(grad_error)
-    result.update(eta_x=np.asarray(etas), ticks=np.arange(iterations + 1), layers=np.arange(L + 1),
-                  variant=variant, sizes=[int(n) for n in sizes])
-    return result
+    return dict({k: np.asarray(v, dtype=np.float64) for k, v in out.items()},
+                grad_error=np.array(grad_error), eta_x=np.asarray(etas),
+                ticks=np.arange(iterations + 1), layers=np.arange(L + 1), variant=variant,
+                sizes=[int(n) for n in sizes])
 
 
 def true_activation_gradients(model, u, y, loss="mse"):
-    """∂ℓ/∂x_v per vertex index by the oracle's backprop (``simulator.model.
-    reference.factors``): the loss gradient at the output, below it the sum
-    over children c of c's VJP of the oracle's δ_c (index 0: the input)."""
+    """∂ℓ/∂x_v per vertex index by the oracle's backprop: the loss gradient at
+    the output, below it the sum over children c of c's VJP of δ_c (index 0: u)."""
     xp = array_namespace(u)
     outs, deltas, _ = reference.factors(model, u, y, loss)
     pres, _ = reference.evaluate(model, u)
@@ -125,15 +110,11 @@ def true_activation_gradients(model, u, y, loss="mse"):
 
 
 def converge_arrays(result):
-    """The arrays of a ``run_converge`` result that a run saves (relaxation.npz)
-    and ``render.convergence.draw_converge`` draws from: errors, predicted,
-    norms, changes, weight_error, grad_error, eta_x, ticks, layers, and the
+    """What a run saves of a ``run_converge`` result (relaxation.npz), the
     variant as a 0-d string array (loadable without pickle)."""
-    arrays = {k: np.asarray(result[k]) for k in
-              ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
-               "eta_x", "ticks", "layers")}
-    arrays["variant"] = np.asarray(str(result["variant"]))
-    return arrays
+    return dict({k: np.asarray(result[k]) for k in
+                 ("errors", "predicted", "norms", "changes", "weight_error", "grad_error",
+                  "eta_x", "ticks", "layers")}, variant=np.asarray(str(result["variant"])))
 
 
 def _relative(xp, a, b):
@@ -141,24 +122,16 @@ def _relative(xp, a, b):
     return float(xp.sqrt(xp.sum((a - b) ** 2)) / xp.sqrt(xp.sum(b * b)))
 
 
-# ------------------------------------------------------------ Figs. 2–3
-def accuracy(predict, x, labels, xp):
-    """Fraction of rows whose largest output is the label (device arrays in, float out)."""
-    hits = xp.astype(xp.argmax(predict(x), axis=1) == labels, xp.float64)
-    return float(xp.mean(hits))
-
-
 class BackpropBaseline:
-    """Plain minibatch SGD on the oracle's gradients (``simulator.model.
-    reference.backprop``) from the same initial weights: p ← p − lr ∂ℓ/∂p / B,
-    the baseline of Figs. 2–3. Runs in the arrays' namespace on host parameters."""
+    """Figs. 2–3's baseline: minibatch SGD on the oracle's gradients,
+    p ← p − lr ∂ℓ/∂p / B, on host parameters."""
 
     def __init__(self, model, loss):
-        self.model, self.loss = model, loss
-        self.params = model.parameters()
+        self.model, self.loss, self.params = model, loss, model.parameters()
+        self.backend = Backend("cpu", "float64")
 
     def step(self, u, y, lr):
-        """One SGD step on the batch (u, y); returns the batch loss before it."""
+        """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
         outs, deltas, value = reference.factors(self.model, u, y, self.loss, self.params)
         xp = array_namespace(u)
         scale = float(lr) / u.shape[0]
@@ -167,28 +140,25 @@ class BackpropBaseline:
                 g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
                 for k in v.param_names:
                     self.params[f"{v.name}.{k}"] -= scale * to_host(g[k])
-        value = float(value)
-        if not np.isfinite(value):
+        if not np.isfinite(float(value)):
             raise NumericalError(0, self.model.depth, "loss")
-        return value
 
     def predict(self, u):
-        """The model's output for inputs u."""
         return reference.evaluate(self.model, u, self.params)[1][-1]
 
 
-def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
-    """Train ``model`` on the seeded batches; accuracies at every eval point
-    (NaN after a divergence) and the step at which it diverged (or -1)."""
-    train_x, test_x = asarray(data.train_x), asarray(data.test_x)
-    train_l = asarray(data.train_labels, xp.int64)
-    test_l = asarray(data.test_labels, xp.int64)
-    train_y = asarray(data.train_targets)
-    accs, step, diverged = [], 0, -1
+def _train_one(model, data, seed, lr, batch, epochs, eval_every):
+    """Train ``model`` on the seeded batches: ((train, test) accuracy per eval
+    point, the step at which it diverged or -1)."""
+    xp, asarray = model.backend.xp, model.backend.asarray
+    sets = [(asarray(data.train_x), asarray(data.train_labels, xp.int64)),
+            (asarray(data.test_x), asarray(data.test_labels, xp.int64))]
+    train_x, train_y = sets[0][0], asarray(data.train_targets)
+    accs, step = [], 0
 
-    def evaluate():
-        accs.append((accuracy(model.predict, train_x, train_l, xp),
-                     accuracy(model.predict, test_x, test_l, xp)))
+    def evaluate():         # the fraction of rows whose largest output is the label
+        accs.append(tuple(float(xp.mean(xp.astype(xp.argmax(model.predict(x), axis=1) == labels,
+                                                  xp.float64))) for x, labels in sets))
 
     evaluate()
     with np.errstate(all="ignore"):
@@ -198,15 +168,11 @@ def _train_one(model, data, seed, lr, batch, epochs, eval_every, xp, asarray):
                 try:
                     model.step(xp.take(train_x, i, axis=0), xp.take(train_y, i, axis=0), lr)
                 except NumericalError:
-                    diverged = step
-                    break
+                    return np.asarray(accs, dtype=np.float64), step
                 step += 1
                 if step % eval_every == 0:
                     evaluate()
-            if diverged >= 0:
-                break
-    accs = np.asarray(accs, dtype=np.float64)
-    return accs, diverged
+    return np.asarray(accs, dtype=np.float64), -1
 
 
 def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANTS,
@@ -214,18 +180,13 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
               init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
               device="cpu", dtype="float64", progress=None, solver="closed-form"):
-    """Figs. 2–3 of paper 001 on scikit-learn's digits: for every seed, each AR
-    variant and plain backprop train from the same initial weights on the same
-    minibatches (SGD, lr on the batch-mean gradient, K relaxation ticks per
-    batch). Returns a dict: ``steps`` (T,) minibatch updates at each
-    evaluation; ``curves[name]`` with ``train`` and ``test`` accuracies
-    (S, T), NaN after a divergence; ``final_test[name]`` (S,);
-    ``diverged_at[name]`` (S,) the step of divergence or −1. ``progress``
-    (optional) is called with 1 after each (seed, model) run. ``solver``
-    (``ActivationRelaxation``'s): ``closed-form`` by default, the state after
-    K ticks from the exact linear analysis, which equals ticking to rounding
-    at a cost independent of K; ``ticks`` steps the relaxation.
-    """
+    """Figs. 2–3 of paper 001 on the digits: per seed, each AR variant and
+    backprop train from the same weights on the same minibatches (SGD, lr on the
+    batch-mean gradient, K relaxation ticks per batch; ``solver`` as
+    ActivationRelaxation's). Returns ``steps`` (T,) updates at each evaluation;
+    ``curves[name]`` {train, test} accuracies (S, T), NaN after a divergence;
+    ``final_test[name]`` (S,); ``diverged_at[name]`` (S,) step or −1.
+    ``progress(1)`` after each (seed, model) run."""
     variants = [check_variant(v) for v in ([variants] if isinstance(variants, str) else variants)]
     seeds = [int(s) for s in np.atleast_1d(seeds)]
     batch = check_count("batch", batch, minimum=1)
@@ -246,17 +207,11 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
         network = Model.chain(sizes, activations, seed=seed, scale=weight_scale,
                               bias_scale=bias_scale)
         for name in names:
-            if name == BASELINE:
-                be = Backend("cpu", "float64")
-                model = BackpropBaseline(network, loss)
-            else:
-                model = ActivationRelaxation(network, name, eta_x, iterations, loss, init,
-                                             feedback_seed=(seed, 1),
-                                             feedback_scale=feedback_scale,
-                                             device=device, dtype=dtype, solver=solver)
-                be = model.backend
-            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every, be.xp,
-                                   be.asarray)
+            model = BackpropBaseline(network, loss) if name == BASELINE else \
+                ActivationRelaxation(network, name, eta_x, iterations, loss, init,
+                                     feedback_seed=(seed, 1), feedback_scale=feedback_scale,
+                                     device=device, dtype=dtype, solver=solver)
+            accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every)
             curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
             curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
             diverged_at[name][s] = div
@@ -268,10 +223,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
 
 
 def train_arrays(result):
-    """The arrays of a ``run_train`` result that a run saves (training.npz) and
-    ``render.convergence.draw_train`` draws from: ``steps`` and, per model
-    (backprop first, then the variants in order), ``test_<name>`` and
-    ``train_<name>`` accuracies (seeds × evaluations)."""
+    """What a run saves of a ``run_train`` result (training.npz): ``steps`` and
+    per model (backprop first) ``test_<name>``, ``train_<name>`` (seeds × evals)."""
     arrays = {"steps": np.asarray(result["steps"])}
     for name, curve in result["curves"].items():
         arrays[f"test_{name}"] = np.asarray(curve["test"])

@@ -1,22 +1,9 @@
-"""Online learning on streams: the tick engine trains, a plain forward pass tests.
-
-A `train` scene builds one network, one stream and one test set, then trains a
-fresh copy of the same initial network once per rule on the same frames in the
-same order (each rule gets a new stream from the same seed), so the learning
-curves are comparable. Rules are the engine's credit-assignment options
-(backprop diffusion with transpose, random, sign or learned feedback, and the
-temporal-differencing derivatives of paper 004 with random feedback) plus the
-baseline ``backprop``: instantaneous backprop on every tick's frame with the
-same learning rate. Every ``eval_every`` ticks the current weights are tested
-with an instantaneous forward pass (accuracy and mean loss on the test set).
-
-The network is a ``Model``: a chain (``Model.chain``) or any graph of layers
-(``network.layers``); every rule runs on it. Two rules that are not tick
-engines run on the same model, frames and initial weights: ``ar`` (Activation
-Relaxation, paper 001: K relaxation ticks per frame, then the update) and
-``zil`` (Z-IL, paper 002: one Z-IL update per frame, on the levelled model).
-All rules apply η to the gradient summed over the batch.
-"""
+"""Online learning on streams: a `train` scene trains a fresh copy of one initial
+network once per rule (RULES: the tick engine's credit-assignment options, plus
+``backprop``, ``ar`` and ``zil`` learners) on the same frames, each applying η to
+the gradient summed over the batch; a plain forward pass tests every
+``eval_every`` ticks."""
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,18 +20,12 @@ from ..rules.relaxation import ActivationRelaxation
 from ..scene import spec_of
 from ..streams import make_teacher, moving_canvas, render, teacher_target
 
-# rule name -> Engine options (None = the instantaneous backprop baseline).
-RULES = {
-    "diffusion": {"feedback": "transpose", "derivative": "local"},
-    "random": {"feedback": "random", "derivative": "local"},
-    "sign": {"feedback": "sign", "derivative": "local"},
-    "learned": {"feedback": "learned", "derivative": "local"},
-    "itd-y": {"feedback": "random", "derivative": "itd-y"},
-    "itd-dy": {"feedback": "random", "derivative": "itd-dy"},
-    "backprop": None,
-    "ar": None,
-    "zil": None,
-}
+# rule name -> Engine options (None: a learner that is no tick engine).
+RULES = {**{rule: {"feedback": feedback, "derivative": "local"} for rule, feedback in
+            (("diffusion", "transpose"), ("random", "random"), ("sign", "sign"),
+             ("learned", "learned"))},
+         **{rule: {"feedback": "random", "derivative": rule} for rule in ("itd-y", "itd-dy")},
+         **dict.fromkeys(("backprop", "ar", "zil"))}
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
 ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
@@ -52,9 +33,8 @@ DIVERGENCE_FACTOR = 1e3
 
 
 class Setup:
-    """The shared pieces of a training scene (simulator.build) from its
-    ``spec`` (simulator.scene.spec_of): initial network, test set, and a
-    factory for fresh identical streams."""
+    """The shared pieces of a training scene from its ``spec``: initial network,
+    test set, and fresh identical streams."""
 
     def __init__(self, spec):
         self.spec = spec
@@ -68,13 +48,21 @@ class Setup:
     def _test_set(self, spec):
         train, n, st = spec.train, spec.train.eval_size, spec.stream
         if self.classify:
-            # The held-out split of the same call the stream trains on: digits
-            # never shown while learning (build_stream checked the shapes).
+            # the held-out split of the data the stream trains on
             data = load_dataset(st.data, seed=spec.run.seed)
             n = n or len(data.test_x)
-            if st.kind == "moving":
-                return self._shaped(self._moving_test(st, data, n)), data.test_targets[:n]
-            return self._shaped(data.test_x[:n]), data.test_targets[:n]
+            if st.kind != "moving":
+                return self._shaped(data.test_x[:n]), data.test_targets[:n]
+            # each digit once at a random sub-pixel position, seeded apart from the stream
+            images = data.test_images[:n]
+            H, W = moving_canvas(st, data.image_shape)
+            h, w = data.image_shape
+            # bounce: the image lies inside the canvas; wrap: anywhere on the torus
+            span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
+            rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
+            pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
+            frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
+            return self._shaped(st.amplitude * frames), data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
         rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
@@ -82,38 +70,18 @@ class Setup:
         teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, spec.target.scale)
         return self._shaped(x[0]), teacher_target(teacher, train.loss)(x, None)[0]
 
-    def _moving_test(self, st, data, n):
-        """Held-out digits as the moving stream shows them: each drawn once on
-        the canvas at a uniformly random sub-pixel position (seeded apart from
-        the stream), scaled by stream.amplitude; flat rows (n, H·W)."""
-        images = data.test_images[:n]
-        H, W = moving_canvas(st, data.image_shape)
-        h, w = data.image_shape
-        # bounce: the image lies inside the canvas; wrap: anywhere on the torus
-        span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
-        rng = np.random.default_rng(np.random.SeedSequence([self.spec.run.seed, 11]))
-        pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
-        frames = render(images, (H, W), pos, st.edges)
-        return st.amplitude * frames.reshape(len(images), -1)
-
     def _shaped(self, x):
-        """Flat test inputs (n, n_0) in the model's input shape (n, *input_shape)."""
+        """Flat test inputs (n, n_0) in the model's input shape."""
         return x.reshape((len(x),) + self.model.input_shape)
 
     def new_stream(self):
-        """A fresh stream with the scene's seed: every rule sees the same frames."""
+        """A fresh stream with the scene's seed (the same frames every time)."""
         return build_stream(self.spec, self.seeds, self.spec.train.loss)
-
-    def engine_options(self, rule):
-        """Engine keyword arguments of a diffusion-family rule (see RULES)."""
-        return dict(engine_options(self.spec.train, self.spec, self.seeds.feedback),
-                    **RULES[rule])
 
 
 class BackpropLearner:
-    """The baseline: instantaneous backprop on each tick's frame,
-    W ← W − η ∂ℓ(u_t, y_t)/∂W (summed over the batch, biases too), by the
-    oracle's backprop on the ``Model``."""
+    """The baseline: W ← W − η ∂ℓ(u_t, y_t)/∂W on each tick's frame (biases too),
+    by the oracle's backprop on the ``Model``."""
 
     def __init__(self, model, loss, learning_rate, weight_decay=0.0):
         self.net, self.params = model, model.parameters()
@@ -131,11 +99,12 @@ class BackpropLearner:
     def network(self):
         return self.net.with_parameters(self.params)
 
+    current_model = network          # a tick engine's name for it
+
 
 class RelaxationLearner:
-    """The ``ar`` rule: Activation Relaxation (paper 001, exact variant) on each
-    tick's frame — one forward sweep, ``iterations`` relaxation ticks at rate
-    ``eta_x``, then p ← p − η Δp (Δp summed over the batch, as every rule here)."""
+    """The ``ar`` rule: Activation Relaxation (exact variant) on each tick's
+    frame, ``ar_iterations`` relaxation ticks at ``ar_eta_x``, then p ← p − η Δp."""
 
     def __init__(self, model, train, seed):
         self.ar = ActivationRelaxation(model, "exact", eta_x=train.ar_eta_x,
@@ -150,23 +119,17 @@ class RelaxationLearner:
     def network(self):
         return self.ar.to_model()
 
+    current_model = network
 
-class ZILLearner:
-    """The ``zil`` rule: one Z-IL update (paper 002, Algorithm 1: γ = 1, a level
-    learns at the tick its error arrives) per tick's frame on the levelled model."""
 
-    def __init__(self, model, train):
-        self.model, self.params = model, model.parameters()
-        self.eta, self.loss = float(train.learning_rate), train.loss
+class ZILLearner(BackpropLearner):
+    """The ``zil`` rule: one Z-IL update (Algorithm 1) per tick's frame."""
 
     def step(self, u, y):
         with np.errstate(over="ignore", invalid="ignore"):
-            out = zil_model(self.model, u, y.reshape((len(y),) + self.model.output_shape),
-                            self.eta, levelled=True, loss=self.loss, params=self.params)
-        self.params = out.params
-
-    def network(self):
-        return self.model.with_parameters(self.params)
+            self.params = zil_model(self.net, u, y.reshape((len(y),) + self.net.output_shape),
+                                    self.eta, levelled=True, loss=self.loss,
+                                    params=self.params).params
 
 
 def make_learner(rule, setup):
@@ -178,17 +141,9 @@ def make_learner(rule, setup):
     if rule == "ar":
         return RelaxationLearner(setup.model, train, setup.seeds.feedback)
     if rule == "zil":
-        return ZILLearner(setup.model, train)
-    # Chains too: the graph engine groups their equal-width runs under every
-    # option and never pads.
-    return GraphEngine(setup.model, **setup.engine_options(rule))
-
-
-def _learned(learner):
-    """The current network of any learner (a tick engine's on the host)."""
-    if isinstance(learner, GraphEngine):
-        return learner.current_model()
-    return learner.network()
+        return ZILLearner(setup.model, train.loss, train.learning_rate)
+    return GraphEngine(setup.model, **dict(engine_options(train, setup.spec, setup.seeds.feedback),
+                                           **RULES[rule]))
 
 
 def evaluate(network, x, y, loss, classify):
@@ -202,57 +157,47 @@ def evaluate(network, x, y, loss, classify):
 
 
 def alignment_angles(learner):
-    """Angle in degrees between W_l and its feedback F_l for l = 1..L−1 (F_0 is
-    never used), flattened; 0° is exact backprop."""
+    """Degrees between each weight and its feedback matrix, but for vertices on
+    the input (their F is never used); 0° is exact backprop."""
     if not isinstance(learner, GraphEngine):
         return []
     host = learner.backend.to_host
     fb, params, model = learner.feedback_weights(), learner.parameters(), learner.model
-    sends = [k for k in fb if any(model.vertex(k[:-2]).parents)]   # F of a vertex on the input is never used
-    pairs = [(params[k], fb[k]) for k in sends]
     out = []
-    for w, f in pairs:
-        w, f = host(w).ravel(), host(f).ravel()
+    for k in (k for k in fb if any(model.vertex(k[:-2]).parents)):
+        w, f = host(params[k]).ravel(), host(fb[k]).ravel()
         denom = np.linalg.norm(w) * np.linalg.norm(f)
         out.append(float(np.degrees(np.arccos(np.clip(w @ f / denom, -1, 1)))) if denom else np.nan)
     return out
 
 
-# The stream is generated in chunks of at most STREAM_CHUNK ticks and about
-# STREAM_BYTES of frames (train_budget charges this chunk): every rule steps
-# through a chunk before the next is drawn.
+# Every rule steps through a chunk of the stream before the next is drawn.
 STREAM_CHUNK = 256
 STREAM_BYTES = 32 * 2**20
 
 
 def stream_chunk(batch, n_in, n_out):
-    """Ticks per stream chunk for frames of ``n_in`` inputs and ``n_out``
-    targets, ``batch`` rows: as many as fit STREAM_BYTES in float64, at least
-    1, at most STREAM_CHUNK."""
+    """Ticks per stream chunk: as many frames (``batch`` rows of ``n_in`` inputs
+    and ``n_out`` targets, float64) as fit STREAM_BYTES, within 1..STREAM_CHUNK."""
     per_tick = 8 * int(batch) * (int(n_in) + int(n_out))
     return max(1, min(STREAM_CHUNK, STREAM_BYTES // per_tick))
 
 
 class RuleRun:
-    """One rule learning in a `train` scene: its learner (from the setup's
-    initial weights) and its curve — ticks, test accuracy, test loss, W–F
-    alignment angles, update-vs-backprop angles (``gradient_angles``) —
-    evaluated before the first tick and after every ``eval_every`` ticks; a
-    blow-up (non-finite, or a test loss DIVERGENCE_FACTOR times the initial
-    one) stops it and is recorded."""
+    """One rule learning: its learner and its curve (tick, accuracy, loss, W–F
+    ``angles``, update-vs-backprop ``grad_angles``), evaluated before the first
+    tick and every ``eval_every`` ticks; a blow-up (non-finite, or a test loss
+    DIVERGENCE_FACTOR times the initial one) stops it and is recorded."""
 
     def __init__(self, rule, setup):
-        self.rule, self.setup, self.reported_stop = rule, setup, False
+        self.rule, self.setup, self.reported_stop, self.chunks = rule, setup, False, []
         # every wave's frame lies within 2·(vertices) + d_y ticks of the last
-        self.chunks = []
         self.keep = 2 * len(setup.model.vertices) + setup.spec.train.supervision_delay + 2
         self.learner = make_learner(rule, setup)
-        loss = setup.spec.train.loss
-        acc0, self.loss0 = evaluate(setup.model, setup.test_x, setup.test_y, loss,
+        self.loss = setup.spec.train.loss
+        acc0, self.loss0 = evaluate(setup.model, setup.test_x, setup.test_y, self.loss,
                                     setup.classify)
-        # Diffusion's F is W itself (angle 0): only the other feedbacks are tracked.
         self.angles = alignment_angles if rule in ALIGNMENT_RULES else (lambda _: [])
-        self.loss = loss
         self.curve = {"tick": [0], "accuracy": [acc0], "loss": [self.loss0],
                       "angles": [self.angles(self.learner)], "grad_angles": [[]],
                       "diverged": False, "error": ""}
@@ -276,15 +221,13 @@ class RuleRun:
         stream ticks t0, t0 + 1, ..."""
         if self.stopped:
             return
-        # Keep the chunks that hold the last `keep` ticks: the frames whose
-        # errors the waves still carry (gradient_angles looks them up).
+        # keep the frames whose errors the waves still carry (gradient_angles)
         self.chunks.append((t0, u, y))
         while len(self.chunks) > 1 and t0 + len(u) - self.chunks[1][0] >= self.keep:
             self.chunks.pop(0)
         backend = getattr(self.learner, "backend", None)
         if backend is not None and backend.device != "cpu":
-            # a tick engine on the GPU takes its frames there (one copy per
-            # chunk); the host copy stays for gradient_angles
+            # one copy per chunk to the GPU; the host copy stays for gradient_angles
             u, y = backend.asarray(u), backend.asarray(y)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -298,12 +241,11 @@ class RuleRun:
     def test(self, done):
         """Evaluate after ``done`` ticks; mark a blow-up."""
         c, setup = self.curve, self.setup
-        acc, value = evaluate(_learned(self.learner), setup.test_x, setup.test_y,
-                              setup.spec.train.loss, setup.classify)
-        c["tick"].append(done)
-        c["accuracy"].append(acc)
-        c["loss"].append(value)
-        c["angles"].append(self.angles(self.learner))
+        acc, value = evaluate(self.learner.current_model(), setup.test_x, setup.test_y,
+                              self.loss, setup.classify)
+        for key, v in (("tick", done), ("accuracy", acc), ("loss", value),
+                       ("angles", self.angles(self.learner))):
+            c[key].append(v)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             c["grad_angles"].append(gradient_angles(self.learner, self._frame, self.loss)
                                     if not c["diverged"] else [])
@@ -314,67 +256,44 @@ class RuleRun:
 
 
 def train_rules(rules, setup, progress=None, workers=1):
-    """Train every rule in ``rules`` for run.ticks ticks in lockstep on ONE
-    stream: each chunk of frames is drawn once and every rule's learner steps
-    through the same arrays (a fresh copy of the initial weights each), so the
-    rules see identical frames and the stream is generated once, not once per
-    rule. With ``workers`` > 1 the learners step through a chunk in that many
-    threads (numpy releases the GIL in its array work; each learner is touched
-    by one thread at a time, so the curves are the same as with one). Returns
-    {rule: curve} (see RuleRun); ``progress(n)`` is told every rule's ticks
-    (a stopped rule's remaining ticks at once)."""
+    """Train every rule for run.ticks ticks in lockstep on ONE stream (each chunk
+    drawn once, in the run's dtype), in ``workers`` threads if > 1 (one learner per
+    thread at a time: the same curves). Returns {rule: curve} (see RuleRun);
+    ``progress(n)`` is told every rule's ticks (a stopped rule's rest at once)."""
     sc = setup.spec
-    ticks, every = sc.run.ticks, sc.train.eval_every
+    ticks, every, dtype = sc.run.ticks, sc.train.eval_every, np.dtype(sc.run.dtype)
     runs = [RuleRun(rule, setup) for rule in rules]
     stream = setup.new_stream()
+    chunk = stream_chunk(sc.stream.batch, setup.sizes[0], setup.sizes[-1])
     pool = ThreadPoolExecutor(min(workers, len(runs))) if workers > 1 and len(runs) > 1 else None
-    try:
-        _lockstep(runs, stream, ticks, every, progress, pool, np.dtype(sc.run.dtype))
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    done = 0
+    with pool or contextlib.nullcontext():
+        while done < ticks and not all(r.reported_stop for r in runs):
+            n = min(every, ticks - done)
+            for start in range(0, n, chunk):
+                t0 = done + start
+                u, y, _ = stream.take(min(chunk, n - start))
+                u, y = u.astype(dtype, copy=False), y.astype(dtype, copy=False)
+                list((pool.map if pool else map)(lambda r: r.learn(u, y, t0), runs))
+            done += n
+            for r in runs:
+                if r.reported_stop:
+                    continue                       # stopped at an earlier evaluation
+                r.test(done)
+                r.reported_stop = r.stopped        # its remaining ticks are never run
+                if progress is not None:
+                    progress(ticks - done + n if r.stopped else n)
     return {r.rule: r.curve for r in runs}
 
 
-def _lockstep(runs, stream, ticks, every, progress, pool, dtype):
-    """The loop of train_rules: draw a chunk, in the run's ``dtype`` (so the
-    baselines compute in it too), step every run through it (in ``pool``'s
-    threads if given), test every ``every`` ticks."""
-    done = 0
-    sizes = runs[0].setup.sizes
-    chunk = stream_chunk(runs[0].setup.spec.stream.batch, sizes[0], sizes[-1])
-    while done < ticks and not all(r.reported_stop for r in runs):
-        n = min(every, ticks - done)
-        for start in range(0, n, chunk):
-            t0 = done + start
-            u, y, _ = stream.take(min(chunk, n - start))
-            u, y = u.astype(dtype, copy=False), y.astype(dtype, copy=False)
-            if pool is None:
-                for r in runs:
-                    r.learn(u, y, t0)
-            else:
-                list(pool.map(lambda r: r.learn(u, y, t0), runs))
-        done += n
-        for r in runs:
-            if r.reported_stop:
-                continue                       # stopped at an earlier evaluation
-            r.test(done)
-            if r.stopped:                      # its remaining ticks are never run
-                r.reported_stop = True
-            if progress is not None:
-                progress(ticks - done + n if r.stopped else n)
-
-
-# An update this much smaller than backprop's gradient is zero up to rounding
-# (e.g. ITD's Δy/Δx on a held frame, formed two ways): its direction is noise.
+# An update this much smaller than backprop's gradient is zero up to rounding:
+# its direction is noise (two ways of summing one zero gave 89.6° and 92.2°).
 ZERO_UPDATE = 1e-12
 
 
 def _angle(g, G):
-    """Degrees between two arrays as vectors; NaN when either is zero, or when
-    ``g`` is numerically zero next to ``G`` (‖g‖ ≤ ZERO_UPDATE·‖G‖), whose
-    direction would be rounding noise (two ways of summing the same zero
-    gave 89.6° and 92.2°)."""
+    """Degrees between two arrays as vectors; NaN when either is zero or
+    ‖g‖ ≤ ZERO_UPDATE·‖G‖."""
     g, G = np.ravel(g).astype(np.float64), np.ravel(G).astype(np.float64)
     ng, nG = np.linalg.norm(g), np.linalg.norm(G)
     if not ng * nG or ng <= ZERO_UPDATE * nG:
@@ -383,50 +302,43 @@ def _angle(g, G):
 
 
 def gradient_angles(learner, frame, loss):
-    """Per weight matrix (first layer first), the angle in degrees between the
-    update direction the learner has formed and instantaneous backprop's
-    gradient, with the learner's current weights, of the frame that update
-    belongs to (0° is backprop). ``frame(s)`` gives stream frame s as (u, y),
-    or None when it is no longer at hand; the last frame taken is ``frame(-1)``.
-
-    A tick engine's g[t] of a weight is compared with backprop's gradient of
-    the supervision frame of its vertex's δ (the frame whose error it carries,
-    ``tags()``: on a slow stream the paired x is of nearly that frame, so the
-    angle is the rule's misalignment, not the waves' delay); AR's relaxed
-    gradient with that of the frame it relaxed on. NaN where the frame is gone;
-    [] for the backprop and Z-IL baselines, whose update is backprop's."""
-    if isinstance(learner, (GraphEngine, RelaxationLearner)):
-        model = _learned(learner)
-        keys = [k for k in model.parameters() if k.endswith(".W")]
-        if isinstance(learner, GraphEngine):
-            est, host = learner.gradients(), learner.backend.to_host
-            sup = learner.tags()["supervision"]
-            frames = [int(sup[model.vertex(k[:-2]).index]) for k in keys]
-        else:
-            u, y = _frame64(frame(-1), model.output_shape)
-            backend = learner.ar.backend
-            est = learner.ar.gradients(backend.asarray(u), backend.asarray(y))[0]
-            host, frames = backend.to_host, [-1] * len(keys)
-        refs = {}
-        for s in set(frames):
-            got = frame(s)
-            refs[s] = None if got is None else model_backprop(
-                model, *_frame64(got, model.output_shape), loss)
-        return [np.nan if refs[s] is None else _angle(host(est[k]), refs[s][k])
-                for k, s in zip(keys, frames)]
-    return []
+    """Per weight matrix, degrees between the learner's update and backprop's
+    gradient of the frame it belongs to (a tick engine's: its δ's supervision
+    frame, so the angle is the rule's misalignment, not the waves' delay).
+    ``frame(s)``: stream frame s as (u, y), None when gone (NaN), -1 the last.
+    [] for backprop and Z-IL, whose update is backprop's."""
+    if not isinstance(learner, (GraphEngine, RelaxationLearner)):
+        return []
+    model = learner.current_model()
+    keys = [k for k in model.parameters() if k.endswith(".W")]
+    if isinstance(learner, GraphEngine):
+        est, host = learner.gradients(), learner.backend.to_host
+        sup = learner.tags()["supervision"]
+        frames = [int(sup[model.vertex(k[:-2]).index]) for k in keys]
+    else:
+        u, y = _frame64(frame(-1), model.output_shape)
+        backend = learner.ar.backend
+        est = learner.ar.gradients(backend.asarray(u), backend.asarray(y))[0]
+        host, frames = backend.to_host, [-1] * len(keys)
+    refs = {s: frame(s) for s in set(frames)}
+    refs = {s: got if got is None else model_backprop(model, *_frame64(got, model.output_shape),
+                                                      loss) for s, got in refs.items()}
+    return [np.nan if refs[s] is None else _angle(host(est[k]), refs[s][k])
+            for k, s in zip(keys, frames)]
 
 
 def _frame64(got, output_shape):
-    """(u, y) in float64, y shaped (B, *output_shape) when one is given."""
+    """(u, y) in float64, y shaped (B, *output_shape)."""
     u, y = (np.asarray(a, dtype=np.float64) for a in got)
-    return u, (y if output_shape is None else y.reshape((len(y),) + tuple(output_shape)))
+    return u, y.reshape((len(y),) + tuple(output_shape))
 
 
-def summarize(curves):
-    """Flat summary numbers per rule: final accuracy and loss (NaN if diverged),
-    best accuracy, whether it diverged, and whether it is stable (no blow-up and
-    a final test loss below the initial one)."""
+def train_scene(scene, progress=None, setup=None, workers=1):
+    """Train every rule of a resolved `train` scene (on ``setup`` if built, see
+    train_rules); return (curves, summary): per rule final accuracy and loss (NaN
+    if diverged), best accuracy, diverged, stable (final loss below the first)."""
+    setup = Setup(spec_of(scene)) if setup is None else setup
+    curves = train_rules(setup.spec.train.rules, setup, progress, workers)
     out = {}
     for rule, c in curves.items():
         bad = c["diverged"]
@@ -435,20 +347,6 @@ def summarize(curves):
         out[f"{rule}.best_accuracy"] = float(np.nanmax(c["accuracy"])) if np.isfinite(
             c["accuracy"]).any() else float("nan")
         out[f"{rule}.diverged"] = bool(bad)
-        # Stable: no blow-up and the test loss ended below where it started.
         out[f"{rule}.stable"] = bool(not bad and c["loss"][-1] < c["loss"][0])
-    return out
+    return curves, out
 
-
-def train_scene(scene, progress=None, setup=None, workers=1):
-    """Train every rule of a resolved `train` scene (on ``setup`` if already
-    built; the rules in ``workers`` threads, see train_rules); return (curves,
-    summary)."""
-    setup = Setup(spec_of(scene)) if setup is None else setup
-    curves = train_rules(setup.spec.train.rules, setup, progress, workers)
-    return curves, summarize(curves)
-
-
-__all__ = ["RULES", "Setup", "BackpropLearner", "train_scene",
-           "train_rules", "RuleRun", "stream_chunk", "gradient_angles",
-           "RelaxationLearner", "ZILLearner", "summarize", "evaluate", "alignment_angles"]

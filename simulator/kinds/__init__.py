@@ -1,8 +1,6 @@
-"""The registry of scene kinds: each kind is one ``Kind`` record (kinds/base.py)
-in one module, registered once here. ``run_scene`` runs a resolved scene of any
-kind into an output folder (atomically, run.json last); ``redraw`` draws a saved
-run's pictures again from its files, for every kind.
-"""
+"""The registry of scene kinds (one ``Kind`` record per module, kinds/base.py):
+``run_scene`` runs a resolved scene into an output folder, ``redraw`` draws a
+saved run's pictures again from its files."""
 import os
 import shutil
 import time
@@ -14,13 +12,9 @@ from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, swee
 from ..selection import plain
 from ..runfiles import read_run_meta
 from ..scene import spec_of
-from .base import RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind
 
-KINDS = {}
-for _module in (diffusion, train, ar_converge, ar_train, pc_table, pc_wave, locking, sweep):
-    if _module.KIND.name in KINDS:
-        raise ValueError(f"scene kind {_module.KIND.name!r} registered twice")
-    KINDS[_module.KIND.name] = _module.KIND
+KINDS = {m.KIND.name: m.KIND for m in (diffusion, train, ar_converge, ar_train, pc_table,
+                                         pc_wave, locking, sweep)}
 
 
 def get(kind):
@@ -33,22 +27,14 @@ def get(kind):
 
 def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False,
               blas_threads=None):
-    """Run a resolved scene of any kind into ``out_dir``: the kind prepares (and
-    refuses) before any folder exists, then runs, saves its results, draws its
-    pictures (``draw_options``: png/gif False to skip) and run.json is written
-    last, all into a temporary folder that replaces ``out_dir`` at the end
-    (simulator.outputs.write_folder: only a tickprop output, or any folder but the
-    protected ones with ``force``; a failed run leaves nothing, not even the
-    parent folders it made). BLAS threads: ``blas_threads`` (--threads),
-    else the scene's run.threads, 0 meaning automatic (simulator.threads);
-    run.json says what was used.
-    Returns the run.json content."""
+    """Run a resolved scene into ``out_dir`` (outputs.write_folder: atomically, a
+    failed run leaves nothing) and return the run.json content. ``draw_options``:
+    png/gif False to skip; BLAS threads: ``blas_threads``, else run.threads."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)
     run = spec_of(scene).sections.get("run")      # a locking scene has none
     blas = threads.setup(getattr(run, "threads", 0) if blas_threads is None else blas_threads)
-
     holder = {}
 
     def fill(folder):
@@ -66,55 +52,53 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
 
 
 def read_run(folder):
-    """(Kind, run.json content) of a saved run folder; a folder without a
-    readable tickprop run.json is one SimulatorError naming the file."""
+    """(Kind, run.json content) of a saved run folder (SimulatorError if none)."""
     if not os.path.isfile(os.path.join(folder, "run.json")):
         raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
-    meta = read_run_meta(folder)
-    scene = meta.get("scene") if isinstance(meta, dict) else None
-    kind = meta.get("kind") if isinstance(meta, dict) else None
-    kind = kind or (scene.get("kind", "diffusion") if isinstance(scene, dict) else None)
-    if not isinstance(kind, str) or kind not in KINDS:
+    meta = read_run_meta(folder)          # a dict, its kinds text and its scene a table
+    kind = meta.get("kind") or meta.get("scene", {}).get("kind", "diffusion")
+    if kind not in KINDS:
         raise SimulatorError(f"{os.path.join(folder, 'run.json')}: not a tickprop run.json "
                              f"(kind {kind!r})")
     return KINDS[kind], meta
 
 
-def selectors():
-    """{selector: [kinds whose pictures honour it]} (tickprop render's
-    --ticks/--layers/--neurons)."""
-    return {option: [k.name for k in KINDS.values() if option in k.selects]
-            for option in SELECTORS}
-
-
 def redraw(folder, options=None, select=None, out=None, force=False):
-    """Draw a saved run's pictures again from its saved results (no simulation).
-
-    ``options`` are render options (every, size, color; png/gif False), those
-    the kind's pictures do not have refused by name; ``select`` ({ticks,
-    layers, neurons}: what Trace.select takes, None = all) chooses what is
-    drawn, a selector the kind has no use for refused naming the kinds it
-    applies to. Without ``out`` the pictures replace those in ``folder``
-    (each atomically; a file of the same name that the run did not list as
-    its picture is refused, nothing else in ``folder`` is touched). With
-    ``out`` a new folder is written atomically (simulator.outputs.write_folder,
-    ``force`` as there): a copy of the run's results and run.json with the new
-    pictures; ``folder`` is left byte for byte as it was. Pictures are drawn
-    in a temporary folder first, so a bad selection writes nothing. Returns
-    (kind name, {file name: path}, folder written)."""
+    """Draw a saved run's pictures again from its results, never simulating;
+    return (kind name, {file name: path}, folder written). ``options``: render
+    options, ``select``: {ticks, layers, neurons} as Trace.select takes (None =
+    all); those the kind lacks are refused by name. Without ``out`` only the
+    pictures in ``folder`` are replaced; ``out`` is a new folder with a copy of the
+    results (outputs.write_folder). Nothing is written before all are drawn."""
     kind, meta = read_run(folder)
     options = kind.render_options(options or {})
     select = {k: v for k, v in (select or {}).items() if v is not None}
-    kind.check_selection(select, selectors())
+    for option in (o for o in select if o not in kind.selects):
+        where = ", ".join(k.name for k in KINDS.values() if option in k.selects) or "none"
+        raise SimulatorError(f"--{option}: a {kind.name} run has nothing to select it on; it "
+                             f"applies to runs of kind {where}")
     if select:
         options["select"] = select
     if out is None:
         return kind.name, _redraw_in_place(kind, folder, meta, options), folder
-    _check_apart(folder, out)
+    a, b = os.path.realpath(folder), os.path.realpath(out)
+    if a == b:
+        raise SimulatorError(f"--out {out}: is the run folder itself; leave --out out to redraw "
+                             "its pictures in place")
+    if b.startswith(a + os.sep) or a.startswith(b + os.sep):
+        raise SimulatorError(f"--out {out}: {'inside' if b.startswith(a) else 'holds'} the run "
+                             f"folder {folder}; choose a folder apart from it")
     written = {}
 
-    def fill(tmp):
-        _copy_results(folder, tmp, set(meta.get("pictures", ())))
+    def fill(tmp):          # the run's results, without its pictures, manifest, temporaries
+        skip = set(meta.get("pictures", ())) | {manifest.MANIFEST}
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name not in skip and not entry.name.startswith("."):
+                target = os.path.join(tmp, entry.name)
+                if entry.is_dir():
+                    shutil.copytree(entry.path, target, symlinks=True)
+                else:
+                    shutil.copy2(entry.path, target)
         try:
             names = kind.draw(tmp, meta, options)
         except SimulatorError as exc:       # about the copied results: name the run's own
@@ -127,47 +111,26 @@ def redraw(folder, options=None, select=None, out=None, force=False):
     return kind.name, written, out
 
 
-def _check_apart(folder, out):
-    """Refuse an --out that is the run folder, inside it, or holds it."""
-    a, b = os.path.realpath(folder), os.path.realpath(out)
-    if a == b:
-        raise SimulatorError(f"--out {out}: is the run folder itself; leave --out out to redraw "
-                             "its pictures in place")
-    if b.startswith(a + os.sep) or a.startswith(b + os.sep):
-        raise SimulatorError(f"--out {out}: {'inside' if b.startswith(a) else 'holds'} the run "
-                             f"folder {folder}; choose a folder apart from it")
-
-
-def _copy_results(folder, dest, skip):
-    """Copy everything of a run folder but its pictures (``skip``), its
-    manifest and hidden entries (temporaries) into ``dest``."""
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name in skip or entry.name == manifest.MANIFEST or entry.name.startswith("."):
-            continue
-        target = os.path.join(dest, entry.name)
-        if entry.is_dir():
-            shutil.copytree(entry.path, target, symlinks=True)
-        else:
-            shutil.copy2(entry.path, target)
-
-
 def _redraw_in_place(kind, folder, meta, options):
-    """Draw into a private scratch folder inside ``folder`` that links the
-    run's files, then move each picture over its name in ``folder``
-    (atomically, listed in the folder's manifest). A picture that would
-    replace a file tickprop did not write there, or one changed since, is
-    refused before any is replaced. Stale scratch folders and temporaries of
-    dead processes in ``folder`` are removed first; errors name ``folder``,
-    never the scratch folder."""
+    """Draw into a scratch folder inside ``folder`` that links the run's files, then
+    move each picture over its name; errors name ``folder``, not the scratch."""
     manifest.clean_stale(folder)
     scratch = files.scratch_folder(folder, "render")
     try:
         for entry in os.scandir(folder):
             if not entry.name.startswith(".") and entry.name != manifest.MANIFEST:
                 os.symlink(os.path.abspath(entry.path), os.path.join(scratch, entry.name))
-        drawn = kind.draw(scratch, meta, options)
-        for name in drawn:
-            _check_picture(folder, name, meta.get("pictures"))
+        drawn, listed = kind.draw(scratch, meta, options), meta.get("pictures")
+        for name in drawn:      # refuse a foreign or changed file before replacing any
+            target, status = os.path.join(folder, name), manifest.file_status(folder, name)
+            if status == "changed":
+                raise SimulatorError(f"{target}: changed since tickprop wrote it; move it away, "
+                                     "or render with --out NEW to draw elsewhere")
+            if status not in ("missing", "ours") and (
+                    status == "foreign" or (listed is not None and name not in listed)):
+                raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
+                                     f"{', '.join(listed or []) or 'none'}); render with --out "
+                                     "NEW to draw elsewhere")
         with manifest.recording(folder):
             for name in drawn:
                 source = os.path.join(scratch, name)
@@ -179,23 +142,3 @@ def _redraw_in_place(kind, folder, meta, options):
         files.remove_scratch(scratch)
     return {name: os.path.join(folder, name) for name in drawn}
 
-
-def _check_picture(folder, name, listed):
-    """Refuse to draw ``name`` over a file of ``folder`` that tickprop did not
-    write as this run's picture, or that changed since (the folder's manifest;
-    without one, run.json's list of pictures ``listed``)."""
-    target = os.path.join(folder, name)
-    status = manifest.file_status(folder, name)
-    if status in ("missing", "ours"):
-        return
-    if status == "changed":
-        raise SimulatorError(f"{target}: changed since tickprop wrote it; move it away, or "
-                             "render with --out NEW to draw elsewhere")
-    if status == "foreign" or (listed is not None and name not in listed):
-        raise SimulatorError(f"{target}: not a picture this run wrote (run.json lists "
-                             f"{', '.join(listed or []) or 'none'}); render with --out NEW "
-                             "to draw elsewhere")
-
-
-__all__ = ["KINDS", "Kind", "TYPED_OPTIONS", "RENDER_OPTIONS", "SELECTORS", "get", "run_scene",
-           "read_run", "redraw", "selectors"]

@@ -10,7 +10,7 @@ from ..experiments.activation_relaxation import converge_arrays, run_converge
 from ..files import write_npz
 from ..runfiles import read_relaxation
 from ..scene import spec_of
-from .base import Kind, saved_section
+from .base import Kind, done_in, run_keys, saved_section, wanted
 
 
 def prepare(name, scene, options=None):
@@ -34,30 +34,25 @@ def prepare(name, scene, options=None):
 
 
 def draw(folder, meta, options):
-    """ar_convergence.png (Fig. 1 a/b) and relaxation_wave.png/.gif from
-    relaxation.npz (render.convergence.draw_converge)."""
+    """ar_convergence.png (Fig. 1 a/b) and relaxation_wave.png/.gif."""
     arrays = read_relaxation(folder)
     if "variant" not in arrays:       # relaxation.npz of an earlier version
         arrays["variant"] = np.asarray(saved_section(folder, meta, "ar_converge",
                                                      "relaxation")["variant"])
-    png, gif = options.get("png", True), options.get("gif", True)
+    png, gif = wanted(options)
     if not (png or gif):
-        return {}       # nothing to draw: no plotting library is loaded
-    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
-    # that draw nothing stay quick.
+        return {}       # matplotlib is imported only to draw
     from ..render.convergence import draw_converge
 
     return draw_converge(folder, arrays, png=png, gif=gif)
 
 
 def summary(folder, meta):
-    """Headline, then per η_x the final relaxation error of every layer (the
-    distance of the relaxed activity to backprop's gradient) from
-    relaxation.npz."""
+    """Headline, then per η_x the final relaxation error of every layer."""
     arrays = read_relaxation(folder)
     errors, etas = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
-    lines = [f"done in {meta['timings']['run_s']:.2f} s: final error per layer after "
-             f"{errors.shape[1] - 1} relaxation ticks (layers 1..{errors.shape[2] - 1})"]
+    lines = [f"{done_in(meta)}: final error per layer after {errors.shape[1] - 1} relaxation "
+             f"ticks (layers 1..{errors.shape[2] - 1})"]
     for i, eta in enumerate(etas):
         final = errors[i, -1, 1:]
         lines.append(f"  η_x = {float(eta):g}: " + "  ".join(f"{v:.4g}" for v in final)
@@ -66,7 +61,7 @@ def summary(folder, meta):
 
 
 KIND = Kind("ar_converge", prepare, draw,
-            options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
+            options=run_keys("seed", "device", "dtype"),
             refuse={"ticks": "ar_converge scenes have no run.ticks; the relaxation length is "
                              "--set relaxation.iterations=K"},
             summary=summary)

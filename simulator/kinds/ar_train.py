@@ -10,7 +10,7 @@ from ..experiments.activation_relaxation import run_train, train_arrays
 from ..files import write_npz
 from ..runfiles import read_training
 from ..scene import spec_of
-from .base import Kind
+from .base import Kind, done_in, run_keys
 
 
 def prepare(name, scene, options=None):
@@ -38,25 +38,20 @@ def prepare(name, scene, options=None):
 
 def draw(folder, meta, options):
     """ar_accuracy.png and ar_accuracy_train.png (mean ± std over seeds, one
-    panel per variant beside backprop) from training.npz
-    (render.convergence.draw_train)."""
+    panel per variant beside backprop)."""
     arrays = read_training(folder)
     if not options.get("png", True):
-        return {}       # nothing to draw: no plotting library is loaded
-    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
-    # that draw nothing stay quick.
+        return {}       # matplotlib is imported only to draw
     from ..render.convergence import draw_train
 
     return draw_train(folder, arrays)
 
 
 def summary(folder, meta):
-    """Headline, then per rule (backprop and each variant) the final test
-    accuracy, mean ± std over seeds, from training.npz."""
+    """Headline, then per rule the final test accuracy, mean ± std over seeds."""
     arrays = read_training(folder)
     rules = [k[len("test_"):] for k in arrays if k.startswith("test_")]
-    lines = [f"done in {meta['timings']['run_s']:.2f} s: final test accuracy (mean ± std over "
-             "seeds)"]
+    lines = [f"{done_in(meta)}: final test accuracy (mean ± std over seeds)"]
     width = max(len(r) for r in rules)
     for rule in rules:
         final = np.asarray(arrays["test_" + rule], dtype=float).reshape(-1, len(arrays["steps"]))
@@ -67,13 +62,10 @@ def summary(folder, meta):
     return lines
 
 
-def _progress(scene):
-    spec = spec_of(scene)
-    return len(spec.train.seeds) * (len(spec.relaxation.variants) + 1)
-
-
 KIND = Kind("ar_train", prepare, draw,
-            options={"seed": "run.seed", "device": "run.device", "dtype": "run.dtype"},
+            options=run_keys("seed", "device", "dtype"),
             refuse={"ticks": "ar_train scenes have no run.ticks; their length is "
                              "--set train.epochs=N"},
-            progress=_progress, summary=summary)
+            progress=lambda scene: len(spec_of(scene).train.seeds) * (
+                len(spec_of(scene).relaxation.variants) + 1),
+            summary=summary)

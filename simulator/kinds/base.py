@@ -1,28 +1,11 @@
-"""What a scene kind is: one record that says how it runs and how it draws.
+"""What a scene kind is: one ``Kind`` record (registered in kinds/__init__.py).
 
-A ``Kind`` is registered once (simulator/kinds/__init__.py) and everything that
-runs or draws a scene goes through it: ``tickprop run`` and ``tickprop render``
-for every kind, ``tickprop pc-table`` as an alias of the pc_table kind.
-
-- ``prepare(name, scene, options) -> job`` builds and checks everything that
-  can be refused (before any output folder exists; ``options`` are the draw
-  options, so a kind can count the pictures it will draw in its budget); ``job(folder, progress)`` then
-  does the experiment, saves into ``folder`` every array its pictures need and
-  returns the summary that run.json stores (a ``"timings"`` entry of it goes to
-  run.json's timings instead).
-- ``draw(folder, meta, options) -> {file name: path}`` re-draws the kind's
-  pictures from the saved results in ``folder`` and ``meta`` (the run.json
-  content) only, never simulating; ``options`` holds the render options the
-  user gave (``png``/``gif`` False to skip, and those named in ``draws``).
-- ``options`` maps the typed CLI options (--ticks/--seed/--device/--dtype) the
-  kind accepts to the scene key each sets (or to a function value -> {key:
-  value}); ``refuse`` says, per option it has no use for, why, in one line.
-  Every typed option is in exactly one of the two.
-- ``summary(folder, meta) -> [lines]`` says the result on the terminal, read
-  back from the saved results in ``folder`` (so a test can recompute it from
-  the files): its first line is the headline, the others (indented) the
-  numbers of that kind. ``selects`` names the ``tickprop render`` selectors
-  (ticks, layers, neurons) the kind's pictures honour; the others are refused.
+``prepare(name, scene, options) -> job`` refuses what it can before any output
+folder exists; ``job(folder, progress)`` runs, saves what the pictures need and
+returns run.json's summary (its ``"timings"`` go to run.json's timings).
+``draw(folder, meta, options) -> {file name: path}`` draws from the saved results
+and run.json alone, importing matplotlib only once a picture is drawn.
+``summary(folder, meta) -> [lines]``: a headline, then indented numbers.
 """
 import copy
 import os
@@ -38,23 +21,27 @@ RENDER_OPTIONS = ("every", "size", "color")      # --no-png/--no-gif apply to ev
 SELECTORS = ("ticks", "layers", "neurons")        # tickprop render's choice of what is drawn
 
 
-def _no_progress(scene):
-    return 0
+def run_keys(*options):
+    """{option: its run.<option> scene key} for the typed options given."""
+    return {option: f"run.{option}" for option in options}
 
 
-def _done_in(meta):
+def done_in(meta):
+    """The usual headline: the run's wall time."""
     return f"done in {meta['timings']['run_s']:.2f} s"
 
 
-def _headline_only(kind):
-    def summary(folder, meta):
-        return [kind.headline(meta)]
-    return summary
+def wanted(options, png=True, gif=True):
+    """(png, gif): draw each where the scene (``png``/``gif``) and the render
+    ``options`` (False to skip) both allow it."""
+    return png and options.get("png", True), gif and options.get("gif", True)
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One scene kind: how it runs, how it draws, which CLI options it takes."""
+    """One scene kind: how it runs and draws. ``options``: {typed CLI option it
+    takes: scene key, or value -> {key: value}}; ``refuse``: {the others: why};
+    ``draws``/``selects``: the render options and selectors its pictures honour."""
 
     name: str
     prepare: Callable
@@ -62,14 +49,11 @@ class Kind:
     options: Mapping = field(default_factory=dict)
     refuse: Mapping = field(default_factory=dict)
     draws: tuple = ()
-    progress: Callable = _no_progress
-    headline: Callable = _done_in
-    summary: Callable = None
+    progress: Callable = lambda scene: 0
+    summary: Callable = lambda folder, meta: [done_in(meta)]
     selects: tuple = ()
 
     def __post_init__(self):
-        if self.summary is None:
-            object.__setattr__(self, "summary", _headline_only(self))
         both = set(self.options) & set(self.refuse)
         missing = set(TYPED_OPTIONS) - set(self.options) - set(self.refuse)
         extra = (set(self.options) | set(self.refuse)) - set(TYPED_OPTIONS)
@@ -81,8 +65,7 @@ class Kind:
                              f"selects among {SELECTORS}")
 
     def run(self, name, scene, folder, progress=None):
-        """Prepare and run a resolved scene of this kind into an existing folder;
-        return its summary."""
+        """Prepare and run a resolved scene into an existing folder; return its summary."""
         return self.prepare(name, scene, {"png": False, "gif": False})(folder, progress)
 
     def overrides(self, given):
@@ -110,23 +93,11 @@ class Kind:
                                      f"option{has}")
         return out
 
-    def check_selection(self, selection, kinds_with):
-        """Refuse a render selector (--ticks/--layers/--neurons) this kind's
-        pictures do not honour, naming the kinds it applies to
-        (``kinds_with``: {selector: [kind names]})."""
-        for option, value in selection.items():
-            if value is not None and option not in self.selects:
-                where = ", ".join(kinds_with.get(option, [])) or "none"
-                raise SimulatorError(f"--{option}: a {self.name} run has nothing to select it "
-                                     f"on; it applies to runs of kind {where}")
-
 
 def saved_section(folder, meta, kind, section):
-    """A section of the scene a run.json saved, checked again against the
-    kind's schema (simulator.scene) as a scene file would be: each key the
-    run.json holds must be valid (SceneError naming run.json and the key,
-    e.g. ``run.json: key 'scene.render.gif'``), a key or the whole section
-    it lacks takes the schema's default (a run.json of an earlier version)."""
+    """A section of the scene a run.json saved, checked again against the kind's
+    schema: an invalid key is a SceneError naming run.json and the key (e.g.
+    ``run.json: key 'scene.render.gif'``); a missing key takes its default."""
     fields = SCHEMAS[kind][section]
     scene = meta.get("scene") if isinstance(meta, dict) else None
     given = scene.get(section, {}) if isinstance(scene, dict) else {}

@@ -7,7 +7,8 @@ from ..runner import Prepared, check_picture_size, clip_windows
 from ..analysis.sync import finite_mean, steady_window
 from ..engine.tick import synchronized_layers
 from ..scene import spec_of
-from .base import Kind, saved_section
+from .base import (RENDER_OPTIONS, SELECTORS, TYPED_OPTIONS, Kind, run_keys, saved_section,
+                   wanted)
 
 # Relative error of g against backprop at or below which a layer counts as
 # exact: the Gram-matrix rounding floor of the mismatch (simulator.metrics).
@@ -16,8 +17,8 @@ MAX_SUMMARY_ROWS = 12       # deeper networks list evenly spaced layers and ls
 
 
 def prepare(name, scene, options=None):
-    """Build and check the run (sizes, memory budget -- the GIF's frames
-    included when it will be drawn -- device, picture size)."""
+    """Build and check the run (sizes, memory budget with the GIF's frames when
+    it will be drawn, device, picture size)."""
     options = options or {}
     prepared = Prepared(name, scene, gif=options.get("gif", True) is not False,
                         png=options.get("png", True) is not False)
@@ -27,8 +28,7 @@ def prepare(name, scene, options=None):
         trace = prepared.simulate(progress)
         trace.save(folder, compress=prepared.spec.record.compress)
         return {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
-                "backend": trace.meta["backend"],
-                "timings": trace.meta["timings"]}
+                "backend": trace.meta["backend"], "timings": trace.meta["timings"]}
     return job
 
 
@@ -38,13 +38,10 @@ def draw(folder, meta, options):
     ``options`` (every, size, color; png/gif False to skip)."""
     trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
     render = saved_section(folder, meta, "diffusion", "render")
-    render.update({k: options[k] for k in ("every", "size", "color") if k in options})
-    png = render["png"] and options.get("png", True)
-    gif = render["gif"] and options.get("gif", True)
+    render.update({k: options[k] for k in RENDER_OPTIONS if k in options})
+    png, gif = wanted(options, render["png"], render["gif"])
     if not (png or gif):
-        return {}       # nothing to draw: no plotting library is loaded
-    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
-    # that draw nothing stay quick.
+        return {}       # matplotlib is imported only to draw
     from ..render import write_pictures
 
     selection = options.get("select") or {}
@@ -58,30 +55,10 @@ def draw(folder, meta, options):
                           windows=clip_windows(render["windows"], trace))
 
 
-def _progress(scene):
-    return spec_of(scene).run.ticks
-
-
-def _headline(meta):
-    t, ticks = meta["timings"], meta["summary"]["ticks"]
-    return f"{ticks} ticks in {t['simulate_s']:.2f} s ({t['ticks_per_s']:.0f} ticks/s)"
-
-
-def exact_from(rel, tol):
-    """The first row from which ``rel`` (one layer's relative error over rows)
-    stays finite and at most ``tol`` to the end of the run; None if never."""
-    good = np.isfinite(rel) & (rel <= tol)
-    if not len(good) or not good[-1]:
-        return None
-    bad = np.flatnonzero(~good)
-    return int(bad[-1]) + 1 if len(bad) else 0
-
-
 def layer_results(trace):
-    """Per layer (chain: 1..L) or weighted vertex (graph) of a trace: (name,
-    mean cosine and mean relative error over the steady window, first tick
-    from which g is exact (EXACT_REL of the run's dtype) or None, synchronized)
-    and the steady window (start, stop) rows."""
+    """([per layer (chain: 1..L) or weighted vertex (graph): {name, cos, rel: means
+    over the steady window, exact_from: first tick g is exact (EXACT_REL) or None,
+    sync}], (start, stop) rows of the steady window)."""
     start, stop = steady_window(trace)
     dtype = str(trace.meta.get("scene", {}).get("run", {}).get("dtype", "float64"))
     tol = EXACT_REL.get(dtype, EXACT_REL["float32"])
@@ -94,46 +71,47 @@ def layer_results(trace):
         sync = set(synchronized_layers(trace.depth)) if trace.depth % 2 else set()
     rows = []
     for col in range(cos.shape[1]):
-        c, r = cos[start:stop, col], rel[start:stop, col]
         if not np.isfinite(cos[:, col]).any():
             continue                                        # a vertex without weights
-        first = exact_from(rel[:, col], tol)
-        rows.append({"name": names[col + 1], "cos": finite_mean(c), "rel": finite_mean(r),
+        # the first row from which rel stays finite and <= tol to the end
+        good = np.isfinite(rel[:, col]) & (rel[:, col] <= tol)
+        bad = np.flatnonzero(~good)
+        first = None if not len(good) or not good[-1] else int(bad[-1]) + 1 if len(bad) else 0
+        rows.append({"name": names[col + 1], "cos": finite_mean(cos[start:stop, col]),
+                     "rel": finite_mean(rel[start:stop, col]),
                      "exact_from": None if first is None else int(trace["tick"][first]),
                      "sync": col + 1 in sync})
     return rows, (start, stop)
 
 
 def summary(folder, meta):
-    """Headline, then per layer (graph: per weighted vertex) the steady-state
-    mean cosine and relative error of g against backprop, the first tick from
-    which g is exact, ls (the sync set) marked; deep networks show evenly
-    spaced layers and ls."""
+    """Headline, then per layer (graph: weighted vertex) the steady-state cosine and
+    relative error of g against backprop and the first tick g is exact, ls marked;
+    deep networks show evenly spaced layers and ls."""
     trace = Trace.load(folder, meta)
     rows, (start, stop) = layer_results(trace)
     graph = "vertex_names" in trace
     ticks = trace["tick"]
     span = (f"ticks {int(ticks[start])}–{int(ticks[stop - 1])}" if stop > start
             else "no steady ticks")
-    lines = [_headline(meta)]
+    t = meta["timings"]
+    lines = [f"{meta['summary']['ticks']} ticks in {t['simulate_s']:.2f} s "
+             f"({t['ticks_per_s']:.0f} ticks/s)"]
     if not rows:
         return lines + ["  no layer has a gradient mismatch recorded (record.metrics = false?)"]
     shown = list(range(len(rows)))
     if len(rows) > MAX_SUMMARY_ROWS:
         spaced = np.rint(np.linspace(0, len(rows) - 1, MAX_SUMMARY_ROWS - 2)).astype(int)
         shown = sorted(set(spaced.tolist()) | {i for i, r in enumerate(rows) if r["sync"]})
-    unit = "vertex" if graph else "layer"
-    mark = "sync set" if graph else "ls"
+    unit, mark = ("vertex", "sync set") if graph else ("layer", "ls")
     lines.append(f"  steady state ({span}): g of Eq. 5 against backprop per {unit}"
                  + (f" ({len(shown)} of {len(rows)} shown; `tickprop sync` lists all)"
                     if len(shown) < len(rows) else ""))
     width = max(len(unit), *(len(rows[i]["name"]) for i in shown))
     lines.append(f"  {unit.rjust(width)}  {'cos':>7}  {'rel err':>8}  {'exact from tick':>15}")
-    for i in shown:
-        r = rows[i]
-        cos = "-" if r["cos"] is None else f"{r['cos']:.4f}"
-        rel = "-" if r["rel"] is None else f"{r['rel']:.2e}"
-        exact = "-" if r["exact_from"] is None else str(r["exact_from"])
+    for r in (rows[i] for i in shown):
+        cos, rel, exact = ("-" if r[k] is None else f.format(r[k]) for k, f in
+                           (("cos", "{:.4f}"), ("rel", "{:.2e}"), ("exact_from", "{}")))
         lines.append(f"  {r['name'].rjust(width)}  {cos:>7}  {rel:>8}  {exact:>15}"
                      f"{'  <- ' + mark if r['sync'] else ''}")
     if not graph and trace.depth % 2 == 0:
@@ -144,7 +122,6 @@ def summary(folder, meta):
 
 
 KIND = Kind("diffusion", prepare, draw,
-            options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
-                     "dtype": "run.dtype"},
-            draws=("every", "size", "color"), progress=_progress, headline=_headline,
-            summary=summary, selects=("ticks", "layers", "neurons"))
+            options=run_keys(*TYPED_OPTIONS),
+            draws=RENDER_OPTIONS, progress=lambda scene: spec_of(scene).run.ticks,
+            summary=summary, selects=SELECTORS)

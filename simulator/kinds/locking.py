@@ -7,36 +7,32 @@ from ..analysis.locking import schedules
 from ..files import write_npz
 from ..runfiles import read_locking
 from ..scene import spec_of
-from .base import Kind, saved_section
+from .base import Kind, done_in, saved_section, wanted
 
 NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
 
 
 def prepare(name, scene, options=None):
-    """Nothing to refuse beyond the schema; the job counts both schedules."""
-    lk = spec_of(scene).locking
+    """The job counts both schedules."""
+    lk, both = spec_of(scene).locking, ("backprop", "pipelined")
 
     def job(folder, progress=None):
         result = schedules(lk.depth, lk.frames)
-        write_npz(os.path.join(folder, "locking.npz"),
-                  {f"{kind}_{part}": result[kind][part]
-                   for kind in ("backprop", "pipelined") for part in ("forward", "backward")})
-        return {kind: {k: result[kind][k] for k in NUMBERS} for kind in ("backprop", "pipelined")}
+        write_npz(os.path.join(folder, "locking.npz"), {f"{kind}_{part}": result[kind][part]
+                  for kind in both for part in ("forward", "backward")})
+        return {kind: {k: result[kind][k] for k in NUMBERS} for kind in both}
     return job
 
 
 def draw(folder, meta, options):
-    """locking.png (unless ``options`` say png False) and (if the scene's
-    locking.gif and ``options`` allow) locking.gif, one frame every ``every`` ticks (option or locking.every), at
-    ``size`` pixels if given. The schedules are closed forms of depth and
-    frames (simulator.analysis.locking), so the picture is drawn from those two numbers;
-    locking.npz must be present all the same (a damaged folder is refused)."""
+    """locking.png and (if locking.gif) locking.gif, one frame every ``every``
+    ticks, drawn from depth and frames alone (the schedules are closed forms);
+    a damaged locking.npz is refused all the same."""
     read_locking(folder)
     lk = saved_section(folder, meta, "locking", "locking")
-    png, gif = options.get("png", True), lk["gif"] and options.get("gif", True)
+    png, gif = wanted(options, gif=lk["gif"])
     if not (png or gif):
-        return {}       # nothing to draw: no plotting library is loaded
-    # matplotlib loads only when a picture is drawn: `tickprop --help` stays quick.
+        return {}       # matplotlib is imported only to draw
     from ..render.locking import write_locking
 
     return write_locking(folder, lk["depth"], lk["frames"], png=png, gif=gif,
@@ -45,9 +41,8 @@ def draw(folder, meta, options):
 
 
 def summary(folder, meta):
-    """Headline, then per schedule its ticks, utilisation, frames per tick and
-    latency (run.json's numbers)."""
-    lines = [f"done in {meta['timings']['run_s']:.2f} s"]
+    """Headline, then per schedule its ticks, utilisation, frames/tick, latency."""
+    lines = [done_in(meta)]
     for kind in ("backprop", "pipelined"):
         n = meta["summary"][kind]
         lines.append(f"  {kind:9}  {n['ticks']} ticks, utilisation {n['utilisation']:.3f}, "

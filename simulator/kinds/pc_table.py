@@ -8,15 +8,14 @@ from ..experiments.pc.tables import format_markdown, table1, table2, write_csv
 from ..files import atomic_write
 from ..errors import SimulatorError
 from ..scene import spec_of
-from .base import Kind
+from .base import Kind, done_in, run_keys
 
 LEVELLED = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}
 
 
 def prepare(name, scene, options=None):
-    """Nothing to refuse beyond the schema; the job measures Table 1 for every
-    precision in table.dtypes (levelled, unlevelled or both) and Table 2 (time
-    per update) in every precision too, and saves both as CSV."""
+    """The job measures Table 1 (levelled, unlevelled or both) and Table 2 in
+    every precision of table.dtypes and saves both as CSV."""
     spec = spec_of(scene)
     tb, seed = spec.table, spec.run.seed
 
@@ -30,15 +29,10 @@ def prepare(name, scene, options=None):
         for dtype in tb.dtypes:
             rows2 += table2(dtype=dtype, T=tb.il_steps, repeats=tb.repeats, seed=seed)
             step(1)
-        write_csv(rows1, os.path.join(folder, "table1.csv"))
-        write_csv(rows2, os.path.join(folder, "table2.csv"))
+        for k, rows in ((1, rows1), (2, rows2)):
+            write_csv(rows, os.path.join(folder, f"table{k}.csv"))
         return {"table1": rows1, "table2": rows2, "markdown": markdown(rows1, rows2)}
     return job
-
-
-def _progress(scene):
-    table = spec_of(scene).table
-    return len(table.dtypes) * (len(LEVELLED[table.levelled]) + 1)
 
 
 def markdown(rows1, rows2):
@@ -53,19 +47,16 @@ def draw(folder, meta, options):
     if not isinstance(summary, dict) or not all(
             isinstance(summary.get(k), list) for k in ("table1", "table2")):
         raise SimulatorError(f"{os.path.join(folder, 'run.json')}: damaged (no table rows)")
-    text = markdown(summary["table1"], summary["table2"])
     path = os.path.join(folder, "tables.md")
-    atomic_write(path, lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(markdown(summary["table1"], summary["table2"])))
     return {"tables.md": path}
 
 
 def summary(folder, meta):
-    """Headline, then Table 1's largest relative divergence of Z-IL from BP
-    (per precision) and Table 2's Z-IL time over BP's, from table1.csv and
-    table2.csv."""
-    rows1, rows2 = read_csv(os.path.join(folder, "table1.csv")), read_csv(
-        os.path.join(folder, "table2.csv"))
-    lines = [f"done in {meta['timings']['run_s']:.2f} s"]
+    """Headline, then Table 1's largest relative divergence of Z-IL from BP per
+    precision and Table 2's Z-IL time over BP's."""
+    rows1, rows2 = (read_csv(os.path.join(folder, f"table{k}.csv")) for k in (1, 2))
+    lines = [done_in(meta)]
     for dtype in sorted({r["dtype"] for r in rows1}):
         mine = [r for r in rows1 if r["dtype"] == dtype]
         worst = max(mine, key=lambda r: float(r["divergence_rel"]))
@@ -73,7 +64,8 @@ def summary(folder, meta):
                      f"{float(worst['divergence_rel']):.3g} ({worst['architecture']}, "
                      f"{len(mine)} rows)")
     for r in rows2:
-        lines.append(f"  Table 2 {r['architecture']} ({r['dtype']}): Z-IL {float(r['zil_ms']):.3g} ms "
+        lines.append(f"  Table 2 {r['architecture']} ({r['dtype']}): "
+                     f"Z-IL {float(r['zil_ms']):.3g} ms "
                      f"= {float(r['zil_over_bp']):.3g} × BP {float(r['bp_ms']):.3g} ms")
     return lines
 
@@ -92,9 +84,10 @@ def read_csv(path):
 
 
 KIND = Kind("pc_table", prepare, draw,
-            options={"seed": "run.seed", "dtype": lambda v: {"table.dtypes": [v]}},
+            options=dict(run_keys("seed"), dtype=lambda v: {"table.dtypes": [v]}),
             refuse={"ticks": "pc_table scenes have no run.ticks; IL's length is "
                              "--set table.il_steps=T",
                     "device": "pc_table scenes run on the CPU only (numpy)"},
-            progress=_progress,
+            progress=lambda scene: len(spec_of(scene).table.dtypes) * (
+                len(LEVELLED[spec_of(scene).table.levelled]) + 1),
             summary=summary)

@@ -8,12 +8,11 @@ from ..experiments.pc.inference import error_wave
 from ..files import write_npz
 from ..runfiles import read_wave
 from ..scene import spec_of
-from .base import Kind, saved_section
+from .base import Kind, done_in, run_keys, saved_section, wanted
 
 
 def prepare(name, scene, options=None):
-    """Nothing to refuse beyond the schema; the job runs one update and saves
-    ‖ε‖ per level and per vertex (wave.npz)."""
+    """The job runs one update and saves ‖ε‖ per level and per vertex (wave.npz)."""
     spec = spec_of(scene)
     wv, run = spec.wave, spec.run
 
@@ -22,9 +21,8 @@ def prepare(name, scene, options=None):
                           T=wv.il_steps, gamma=wv.gamma, lr=wv.lr, seed=run.seed,
                           dtype=run.dtype)
         by_level = np.asarray(wave.by_level, dtype=float)
-        write_npz(os.path.join(folder, "wave.npz"), {"by_level": np.asarray(wave.by_level),
-                                                     "by_vertex": np.asarray(wave.by_vertex),
-                                                     "levels": np.asarray(wave.levels)})
+        write_npz(os.path.join(folder, "wave.npz"),
+                  {k: np.asarray(getattr(wave, k)) for k in ("by_level", "by_vertex", "levels")})
         return {"ticks": int(by_level.shape[0]), "levels": int(by_level.shape[1]),
                 "overflow": bool(np.isinf(by_level).any())}
     return job
@@ -32,46 +30,38 @@ def prepare(name, scene, options=None):
 
 def draw(folder, meta, options):
     """pc_wave.png (‖ε‖ per level against inference tick, output on top) and
-    pc_wave.gif from wave.npz."""
-    png, gif = options.get("png", True), options.get("gif", True)
+    pc_wave.gif."""
+    png, gif = wanted(options)
     by_level = np.asarray(read_wave(folder)["by_level"], dtype=float)[:, ::-1]
     wv = saved_section(folder, meta, "pc_wave", "wave")
     n = by_level.shape[1]
-    label = "levelled" if wv.get("levelled") else "not levelled"
     labels = dict(title=f"{str(wv.get('method', '')).upper()} error wave ‖ε‖ per level, "
-                        f"{wv.get('architecture', '')} ({label})",
+                        f"{wv.get('architecture', '')} "
+                        f"({'levelled' if wv.get('levelled') else 'not levelled'})",
                   level_label="level (distance to output)",
                   level_names=range(n - 1, -1, -1), tick_label="inference tick")
     if not (png or gif):
-        return {}       # nothing to draw: no plotting library is loaded
-    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
-    # that draw nothing stay quick.
+        return {}       # matplotlib is imported only to draw
     from ..render.levels import write_wave_gif, write_wave_png
 
-    written = {}
-    if png:
-        written["pc_wave.png"] = write_wave_png(os.path.join(folder, "pc_wave.png"), by_level,
-                                                **labels)
-    if gif:
-        written["pc_wave.gif"] = write_wave_gif(os.path.join(folder, "pc_wave.gif"), by_level,
-                                                **labels)
-    return written
+    return {f"pc_wave.{ext}": write(os.path.join(folder, f"pc_wave.{ext}"), by_level, **labels)
+            for ext, write, want in (("png", write_wave_png, png), ("gif", write_wave_gif, gif))
+            if want}
 
 
 METHODS = {"zil": "Z-IL", "il": "IL"}
 
 
 def summary(folder, meta):
-    """Headline, then how the error wave travels (the inference tick at which
-    ‖ε‖ first becomes non-zero at each level, output level first) and its
-    largest ‖ε‖, from wave.npz."""
+    """Headline, then the inference tick at which ‖ε‖ first becomes non-zero at
+    each level (output first) and the largest ‖ε‖."""
     by_level = np.asarray(read_wave(folder)["by_level"], dtype=float)
     wv = saved_section(folder, meta, "pc_wave", "wave")
     T, n = by_level.shape
     nonzero = np.abs(by_level) > 0
     first = [int(np.argmax(nonzero[:, k])) if nonzero[:, k].any() else None for k in range(n)]
     reached = [f for f in first if f is not None]
-    lines = [f"done in {meta['timings']['run_s']:.2f} s: {METHODS.get(wv.get('method'), wv.get('method'))} "
+    lines = [f"{done_in(meta)}: {METHODS.get(wv.get('method'), wv.get('method'))} "
              f"error wave on {wv.get('architecture', '')}, {n} levels, {T} inference ticks"]
     if first == list(range(n)):
         lines.append(f"  ‖ε‖ moves one level per tick: level k (from the output) first "
@@ -87,7 +77,7 @@ def summary(folder, meta):
 
 
 KIND = Kind("pc_wave", prepare, draw,
-            options={"seed": "run.seed", "dtype": "run.dtype"},
+            options=run_keys("seed", "dtype"),
             refuse={"ticks": "pc_wave scenes have no run.ticks; IL's length is "
                              "--set wave.il_steps=T (Z-IL takes one tick per level)",
                     "device": "pc_wave scenes run on the CPU only (numpy)"},

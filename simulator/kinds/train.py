@@ -1,6 +1,7 @@
-"""The train kind: online learning on a stream, every rule from the same
-weights on the same frames (simulator.experiments.training), saved as results.json (the
+"""The train kind: online learning on a stream, every rule from the same weights on
+the same frames (simulator.experiments.training), saved as results.json (the
 curves) and drawn as learning.png."""
+import contextlib
 import os
 import time
 
@@ -12,28 +13,23 @@ from ..probes import RecordPlan, RunBudget
 from ..experiments.training import Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from ..scene import spec_of
-from .base import Kind
+from .base import TYPED_OPTIONS, Kind, done_in, run_keys
 
 
 def prepare(name, scene, options=None):
-    """Check the memory of every rule's engine (the rules learn side by side)
-    against train.memory_budget before anything is allocated, then build the
-    shared pieces (network, test set, a first stream) so a bad scene is
-    refused here; the job trains every rule and saves results.json."""
+    """Check every rule's engine's memory (they learn side by side) against
+    train.memory_budget, then build the shared pieces so a bad scene is refused
+    here; the job trains every rule and saves results.json."""
     spec = spec_of(scene)
     train_budget(spec).check()
     setup = Setup(spec)
 
     def job(folder, progress=None):
-        # The cores the run may use go to the rules side by side, one BLAS
-        # thread each (threads.own_threads: run.threads / --threads, else the cores).
+        # the run's cores go to the rules side by side, one BLAS thread each
         workers = min(threads.own_threads(), len(spec.train.rules))
         t0 = time.perf_counter()
-        if workers > 1:
-            with threads.one_blas_thread():
-                curves, summary = train_scene(scene, progress, setup, workers)
-        else:
-            curves, summary = train_scene(scene, progress, setup)
+        with threads.one_blas_thread() if workers > 1 else contextlib.nullcontext():
+            curves, summary = train_scene(scene, progress, setup, workers)
         elapsed = time.perf_counter() - t0
         write_json(os.path.join(folder, "results.json"),
                    {"name": name, "scene": scene, "curves": curves, "summary": summary,
@@ -47,37 +43,31 @@ PER_RULE = ("weights", "state buffers", "history rings", "targets ring", "learne
 
 
 def train_budget(spec):
-    """The RunBudget of a training scene's SceneSpec: every rule's learner alive
-    at once, each charged as the costliest engine (learned feedback); no
-    recording, the stream generated in chunks of ``stream_chunk`` ticks, the
-    budget train.memory_budget."""
+    """The RunBudget of a training scene's SceneSpec: every rule's learner alive at
+    once, each charged as the costliest engine (learned feedback keeps a second
+    set of matrices); no recording, the stream drawn in ``stream_chunk`` ticks."""
     run, tr = spec.run, spec.train
     sizes, _ = spec.network.shape
     batch = spec.stream.batch
     plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), batch,
                       np.dtype(run.dtype).itemsize, states=False, metrics=False,
                       chunk=stream_chunk(batch, sizes[0], sizes[-1]), budget=tr.memory_budget)
-    # the costliest rule: learned feedback keeps a second set of matrices
     skeleton = spec.network.run_skeleton
     budget = RunBudget(plan, skeleton, feedback="learned",
                        supervision_delay=tr.supervision_delay, learning_rate=1.0,
                        target=spec.target.kind, budget_key="train.memory_budget",
                        device=run.device)
-    # beyond one engine: each learner's float64 gradient (the backprop
-    # baseline's step operand) and the setup's initial model, on the host
+    # beyond one engine: each learner's float64 gradient and the initial model
     params = 8 * sum(int(np.prod(a)) for a in skeleton.param_shapes().values())
     budget.items.update({"learner work": params, "initial model": params})
     return budget.held(PER_RULE, len(tr.rules))
 
 
 def draw(folder, meta, options):
-    """learning.png (test accuracy, test loss, W–F angles per rule against
-    tick) from results.json."""
+    """learning.png: test accuracy, test loss, W–F angles per rule against tick."""
     results = read_results(folder)
     if not options.get("png", True):
-        return {}       # nothing to draw: no plotting library is loaded
-    # matplotlib loads only when a picture is drawn: `tickprop --help` and runs
-    # that draw nothing stay quick.
+        return {}       # matplotlib is imported only to draw
     from ..render.learning import render_learning
 
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
@@ -85,16 +75,11 @@ def draw(folder, meta, options):
                                             os.path.join(folder, "learning.png"), title=title)}
 
 
-def _progress(scene):
-    spec = spec_of(scene)
-    return spec.run.ticks * len(spec.train.rules)
-
-
 def summary(folder, meta):
     """Headline, then per rule its final test accuracy (best in brackets) or,
-    for a regression target, its final test loss, read from results.json."""
+    for a regression target, its final test loss."""
     curves = read_results(folder)["curves"]
-    lines = [f"done in {meta['timings']['run_s']:.2f} s: final test result per rule"]
+    lines = [f"{done_in(meta)}: final test result per rule"]
     width = max((len(r) for r in curves), default=4)
     for rule, c in curves.items():
         acc = np.asarray(c.get("accuracy", []), dtype=float)
@@ -114,6 +99,6 @@ def summary(folder, meta):
 
 
 KIND = Kind("train", prepare, draw,
-            options={"ticks": "run.ticks", "seed": "run.seed", "device": "run.device",
-                     "dtype": "run.dtype"},
-            progress=_progress, summary=summary)
+            options=run_keys(*TYPED_OPTIONS),
+            progress=lambda scene: spec_of(scene).run.ticks * len(spec_of(scene).train.rules),
+            summary=summary)

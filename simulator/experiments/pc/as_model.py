@@ -1,31 +1,11 @@
-"""Build a Model from an elementary-op graph of ``simulator.experiments.pc`` (the second
-way to build the one model; ``Model.from_layers`` and ``Model.chain``
-are the others).
+"""``from_graph``: a Model from an elementary-op graph of ``simulator.experiments.pc``.
 
-The elementary graph has one vertex per operation (matmul, add, tanh, ...)
-and its parameters as leaves; the model core has one vertex per layer, with
-its parameters inside. ``from_graph`` fuses runs of operations into layers:
-
-- ``matmul(h, W)`` with W a parameter → a ``linear`` layer named after W,
-  whose weight is Wᵀ (layout (units, n_in)); followed by ``add(·, b)`` with b
-  a parameter it takes b as its bias, and by ``tanh``/``logistic``/``relu``
-  it takes that activation (each only when the operation before has no other
-  consumer). On a flat input with a bias it is a ``dense`` layer.
-- ``conv2d(h, K)`` → a ``conv2d`` layer named after K (stride 1, no padding:
-  the elementary op's "valid" correlation), bias from a following
-  ``add(·, c)`` (c of shape (C_out, 1, 1)) or zero, activation as above.
-- ``matmul(a, b)`` of two activities → ``matmul`` (``transpose`` when b is a
-  ``transpose`` vertex used only there; a following ``scale`` becomes its
-  ``factor``); ``softmax`` over the last axis, ``add`` of two activities
-  (activation folded as above), ``flatten`` and ``identity`` map one to one.
-
-What the model core cannot hold is refused with one SimulatorError naming the
-vertex: several data inputs (an unrolled RNN), a parameter used by more than
-one operation (shared weights), a parameter as a free operand (``add(x, p)``
-where x is no layer, ``mul``), elementwise products of activities, softmax
-over another axis. The elementary graph itself stays what Tables 1 and 2 of
-paper 002 run on (``simulator.experiments.pc``): its vertex-per-operation levels are the
-paper's.
+Runs of operations fuse into layers: ``matmul(h, W)`` (W a parameter) is a
+``linear`` layer named after W, ``conv2d(h, K)`` a ``conv2d`` layer; a following
+``add`` of a parameter is their bias, a following tanh/logistic/relu their
+activation (only where the value feeds nothing else). Other ops map one to one.
+What the model core cannot hold (several inputs, shared weights, a parameter as
+a free operand, products of activities) is a SimulatorError naming the vertex.
 """
 import numpy as np
 
@@ -38,21 +18,19 @@ from ...model.spec import INPUT
 class _Layer:
     """A layer being assembled from consecutive operations."""
 
-    def __init__(self, name, kind, parents, **fields):
+    def __init__(self, name, kind, parents, shape, **fields):
         self.cfg = {"name": name, "kind": kind, "from": list(parents), **fields}
-        self.params = {}
+        self.params, self.shape = {}, shape      # shape: of the value, batch excluded
         self.open = kind in ("linear", "conv2d", "add", "matmul")  # may still fuse
 
 
 def from_graph(graph, values):
-    """(model, u): the Model equivalent to the elementary ``graph`` (a
-    ``simulator.experiments.pc.graph.Graph``) with its parameters taken from ``values``
-    ({leaf name: array}, as a ``simulator.experiments.pc`` Problem holds them), and the
-    input batch u = values[<the input leaf>] in the model's layout. The
-    model's output is the graph's output vertex. Raises SimulatorError for
-    what the model core cannot hold (module docstring)."""
+    """(model, u): the Model equivalent to the elementary ``graph``, its parameters
+    from ``values`` ({leaf name: array}, as a Problem holds them), and the input
+    batch u = values[<the input leaf>]; the model's output is the graph's."""
     if not isinstance(graph, Graph):
-        raise SimulatorError(f"expected a simulator.experiments.pc Graph, got {type(graph).__name__}")
+        raise SimulatorError(f"expected a simulator.experiments.pc Graph, got "
+                             f"{type(graph).__name__}")
     inputs = graph.leaves("input")
     if len(inputs) != 1:
         names = [graph.vertices[i].name for i in inputs]
@@ -74,7 +52,6 @@ class _Builder:
         self.layers = {}                       # name -> _Layer, in creation order
         self.input_index = input_index
 
-    # ------------------------------------------------------------- helpers
     def _v(self, i):
         return self.g.vertices[i]
 
@@ -89,8 +66,8 @@ class _Builder:
             raise SimulatorError(f"graph: no value given for leaf {v.name!r}") from None
 
     def _refuse(self, i, why):
-        v = self._v(i)
-        raise SimulatorError(f"graph: vertex {v.name!r} ({v.op}) has no model layer: {why}")
+        raise SimulatorError(f"graph: vertex {self._v(i).name!r} ({self._v(i).op}) has no "
+                             f"model layer: {why}")
 
     def _parent(self, i, a):
         """Model vertex name holding graph vertex a's value (as input of i)."""
@@ -102,49 +79,39 @@ class _Builder:
 
     def _fusable(self, a):
         """The open layer holding vertex a's value, if a feeds nothing else."""
-        name = self.layer_of.get(a)
-        layer = self.layers.get(name)
-        if layer is not None and layer.open and len(self.consumers[a]) == 1:
-            return layer
-        return None
+        layer = self.layers.get(self.layer_of.get(a))
+        return layer if layer is not None and layer.open and len(self.consumers[a]) == 1 else None
 
-    def _new(self, i, name, kind, parents, **fields):
+    def _new(self, i, name, kind, parents, shape, **fields):
         if name in self.layers or name == INPUT:
             name = f"{name}_{i}"
-        layer = _Layer(name, kind, parents, **fields)
-        self.layers[name] = layer
+        self.layers[name] = layer = _Layer(name, kind, parents, shape, **fields)
         self.layer_of[i] = name
         return layer
 
-    # ------------------------------------------------------------ operations
     def run(self):
         for i, v in enumerate(self.g.vertices):
-            if v.is_leaf:
-                continue
-            getattr(self, "_op_" + v.op, self._unsupported)(i, v, dict(v.attrs))
+            if not v.is_leaf:
+                getattr(self, "_op_" + v.op, self._unsupported)(i, v, dict(v.attrs))
         out = self.layer_of.get(self.g.output)
         if out is None:
             self._refuse(self.g.output, "the output is not a layer's value")
-        order = [n for n in self.layers if n != out] + [out]
-        cfgs = [self._finish(self.layers[n]) for n in order]
-        u = self._value(self.input_index)
-        model = Model.from_layers([c for c, _ in cfgs], u.shape[1:], seed=0)
-        params = model.parameters()
-        for cfg, p in cfgs:
+        cfgs, params = [], {}
+        for layer in [self.layers[n] for n in self.layers if n != out] + [self.layers[out]]:
+            cfg, p = dict(layer.cfg), dict(layer.params)
+            if cfg["kind"] == "linear" and "b" in p and len(self._shape(cfg["from"][0])) == 1:
+                cfg["kind"] = "dense"       # a flat affine layer: the engine's fast path
+                del cfg["bias"]
+            if cfg["kind"] == "conv2d" and "b" not in p:
+                p["b"] = np.zeros(p["W"].shape[0])
+            cfgs.append(cfg)
             params.update({f"{cfg['name']}.{k}": a for k, a in p.items()})
-        return model.with_parameters(params), u
-
-    def _finish(self, layer):
-        cfg, params = dict(layer.cfg), dict(layer.params)
-        if cfg["kind"] == "linear" and "b" in params and len(self._shape(cfg["from"][0])) == 1:
-            cfg["kind"] = "dense"       # a flat affine layer: the engine's fast path
-            del cfg["bias"]
-        if cfg["kind"] == "conv2d" and "b" not in params:
-            params["b"] = np.zeros(params["W"].shape[0])
-        return cfg, params
+        u = self._value(self.input_index)
+        model = Model.from_layers(cfgs, u.shape[1:], seed=0)
+        return model.with_parameters(dict(model.parameters(), **params)), u
 
     def _shape(self, name):
-        """Shape (batch excluded) of a model vertex's value, from the values."""
+        """Shape (batch excluded) of a model vertex's value."""
         if name == INPUT:
             return self._value(self.input_index).shape[1:]
         return self.layers[name].shape
@@ -156,20 +123,21 @@ class _Builder:
     def _op_matmul(self, i, v, at):
         a, b = v.args
         if self._is_param(b):
-            w = self._value(b)
-            layer = self._new(i, self._v(b).name, "linear", [self._parent(i, a)],
-                              units=int(w.shape[1]), bias=False, activation="linear")
+            w, parent = self._value(b), self._parent(i, a)
+            units = int(w.shape[1])
+            layer = self._new(i, self._v(b).name, "linear", [parent],
+                              tuple(self._shape(parent)[:-1]) + (units,), units=units,
+                              bias=False, activation="linear")
             layer.params["W"] = w.T.copy()
-            layer.shape = tuple(self._shape(layer.cfg["from"][0])[:-1]) + (int(w.shape[1]),)
             return
         transpose = False
         if (not self._v(b).is_leaf and self._v(b).op == "transpose"
                 and len(self.consumers[b]) == 1):
             transpose, b = True, self._v(b).args[0]
         pa, pb = self._parent(i, a), self._parent(i, b)
-        layer = self._new(i, v.name, "matmul", [pa, pb], transpose=transpose, factor=1.0)
         sa, sb = self._shape(pa), self._shape(pb)
-        layer.shape = tuple(sa[:-1]) + ((sb[-2],) if transpose else (sb[-1],))
+        self._new(i, v.name, "matmul", [pa, pb], tuple(sa[:-1]) + (sb[-2 if transpose else -1],),
+                  transpose=transpose, factor=1.0)
 
     def _op_transpose(self, i, v, at):
         users = self.consumers[i]
@@ -185,11 +153,11 @@ class _Builder:
         w = self._value(k)
         parent = self._parent(i, x)
         c, h, wd = self._shape(parent)
-        layer = self._new(i, self._v(k).name, "conv2d", [parent], channels=int(w.shape[0]),
-                          kernel=[int(w.shape[2]), int(w.shape[3])], stride=1, padding=0,
-                          activation="linear")
+        layer = self._new(i, self._v(k).name, "conv2d", [parent],
+                          (int(w.shape[0]), h - w.shape[2] + 1, wd - w.shape[3] + 1),
+                          channels=int(w.shape[0]), kernel=[int(w.shape[2]), int(w.shape[3])],
+                          stride=1, padding=0, activation="linear")
         layer.params["W"] = w.copy()
-        layer.shape = (int(w.shape[0]), h - w.shape[2] + 1, wd - w.shape[3] + 1)
 
     def _op_add(self, i, v, at):
         a, b = v.args
@@ -213,47 +181,37 @@ class _Builder:
         pa, pb = self._parent(i, a), self._parent(i, b)
         if self._shape(pa) != self._shape(pb):
             self._refuse(i, "an add of activities needs one shape (no broadcasting)")
-        layer = self._new(i, v.name, "add", [pa, pb], activation="linear")
-        layer.shape = self._shape(pa)
+        self._new(i, v.name, "add", [pa, pb], self._shape(pa), activation="linear")
+
+    def _fuse(self, i, ok, why):
+        """The layer right before unary vertex i, which i joins; refused with
+        ``why`` unless ``ok(its cfg)``."""
+        layer = self._fusable(self._v(i).args[0])
+        if layer is None or not ok(layer.cfg):
+            self._refuse(i, why)
+        self.layer_of[i] = layer.cfg["name"]
+        return layer
 
     def _activation(self, i, v, at):
-        (a,) = v.args
-        layer = self._fusable(a)
-        if layer is None or layer.cfg["kind"] == "matmul" or layer.cfg["activation"] != "linear":
-            self._refuse(i, "an activation fuses only into the linear, conv or add layer "
-                            "right before it (with no other consumer)")
-        layer.cfg["activation"] = v.op
-        layer.open = False
-        self.layer_of[i] = layer.cfg["name"]
+        layer = self._fuse(i, lambda c: c["kind"] != "matmul" and c["activation"] == "linear",
+                           "an activation fuses only into the linear, conv or add layer right "
+                           "before it (with no other consumer)")
+        layer.cfg["activation"], layer.open = v.op, False
 
     _op_tanh = _op_logistic = _op_relu = _activation
 
     def _op_scale(self, i, v, at):
-        (a,) = v.args
-        layer = self._fusable(a)
-        if layer is None or layer.cfg["kind"] != "matmul":
-            self._refuse(i, "a scale fuses only into the matmul of two activities right "
-                            "before it (with no other consumer)")
+        layer = self._fuse(i, lambda c: c["kind"] == "matmul", "a scale fuses only into the "
+                           "matmul of two activities right before it (with no other consumer)")
         layer.cfg["factor"] *= float(at["c"])
-        self.layer_of[i] = layer.cfg["name"]
 
-    def _op_softmax(self, i, v, at):
+    def _one_to_one(self, i, v, at):
         (a,) = v.args
         parent = self._parent(i, a)
+        shape = self._shape(parent)
         axis = at.get("axis", -1)
-        if axis not in (-1, len(self._shape(parent))):
+        if v.op == "softmax" and axis not in (-1, len(shape)):
             self._refuse(i, f"softmax over axis {axis}; the model layer takes the last axis")
-        self._new(i, v.name, "softmax", [parent]).shape = self._shape(parent)
+        self._new(i, v.name, v.op, [parent], (int(np.prod(shape)),) if v.op == "flatten" else shape)
 
-    def _op_flatten(self, i, v, at):
-        (a,) = v.args
-        parent = self._parent(i, a)
-        self._new(i, v.name, "flatten", [parent]).shape = (int(np.prod(self._shape(parent))),)
-
-    def _op_identity(self, i, v, at):
-        (a,) = v.args
-        parent = self._parent(i, a)
-        self._new(i, v.name, "identity", [parent]).shape = self._shape(parent)
-
-
-__all__ = ["from_graph"]
+    _op_softmax = _op_flatten = _op_identity = _one_to_one

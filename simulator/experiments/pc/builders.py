@@ -1,10 +1,7 @@
-"""The five computational graphs of Salvatori et al.'s Tables 1 and 2, small.
-
-Each builder returns a Problem: the graph, values for every leaf (weights drawn
-N(0, 1/fan_in), inputs and targets N(0, 1), all from one seeded Generator) and
-the target of the output vertex. Arrays are batch-major.
-"""
-from dataclasses import dataclass
+"""The five computational graphs of Salvatori et al.'s Tables 1 and 2, small: each
+builder returns a Problem whose leaf values (weights N(0, 1/fan_in), inputs and
+target N(0, 1), batch-major) come from one seeded Generator."""
+from collections import namedtuple
 
 import numpy as np
 
@@ -14,16 +11,8 @@ from .graph import Graph
 DTYPES = ("float32", "float64")
 
 
-@dataclass
-class Problem:
-    """A graph plus one training pair: ``values`` {leaf name: array}, ``target`` y."""
-    name: str
-    graph: Graph
-    values: dict
-    target: np.ndarray
-
-    def params(self):
-        return {n: self.values[n] for n in self.graph.param_names()}
+# A graph plus one training pair: ``values`` {leaf name: array}, ``target`` y.
+Problem = namedtuple("Problem", "name graph values target")
 
 
 class _Maker:
@@ -32,33 +21,30 @@ class _Maker:
     def __init__(self, seed, dtype):
         if dtype not in DTYPES:
             raise SimulatorError(f"pc builders: dtype {dtype!r}; expected one of {DTYPES}")
-        self.rng = np.random.default_rng(seed)
-        self.dtype = dtype
-        self.graph = Graph()
-        self.values = {}
+        self.rng, self.dtype = np.random.default_rng(seed), dtype
+        self.graph, self.values = Graph(), {}
 
-    def _store(self, index, value):
-        self.values[self.graph.vertices[index].name] = value.astype(self.dtype)
+    def leaf(self, name, shape, std, data=False):
+        """A parameter (``data``: an input) leaf valued N(0, std²); its index."""
+        index = (self.graph.input if data else self.graph.param)(name)
+        self.values[name] = self.rng.normal(0, std, shape).astype(self.dtype)
         return index
 
     def weight(self, name, shape, fan_in):
-        return self._store(self.graph.param(name), self.rng.normal(0, fan_in ** -0.5, shape))
-
-    def bias(self, name, shape):
-        return self._store(self.graph.param(name), self.rng.normal(0, 0.1, shape))
+        return self.leaf(name, shape, fan_in ** -0.5)
 
     def data(self, name, shape):
-        return self._store(self.graph.input(name), self.rng.normal(0, 1, shape))
+        return self.leaf(name, shape, 1, data=True)
 
     def dense(self, h, n_in, n_out, tag):
         """h @ W + b as two vertices (matmul, add)."""
         w = self.weight(f"W{tag}", (n_in, n_out), n_in)
-        b = self.bias(f"b{tag}", (n_out,))
+        b = self.leaf(f"b{tag}", (n_out,), 0.1)
         return self.graph.apply("add", self.graph.apply("matmul", h, w), b)
 
     def problem(self, name, out_shape):
-        target = self.rng.normal(0, 1, out_shape).astype(self.dtype)
-        return Problem(name, self.graph, self.values, target)
+        return Problem(name, self.graph, self.values,
+                       self.rng.normal(0, 1, out_shape).astype(self.dtype))
 
 
 def mlp(seed=0, dtype="float64", sizes=(8, 16, 16, 4), batch=5):
@@ -81,7 +67,7 @@ def cnn(seed=0, dtype="float64", image=8, channels=(1, 3, 4), kernel=3, n_out=3,
     for k in range(len(channels) - 1):
         c_in, c_out = channels[k], channels[k + 1]
         w = m.weight(f"K{k}", (c_out, c_in, kernel, kernel), c_in * kernel * kernel)
-        b = m.bias(f"c{k}", (c_out, 1, 1))
+        b = m.leaf(f"c{k}", (c_out, 1, 1), 0.1)
         h = g.apply("add", g.apply("conv2d", h, w), b)
         h = g.apply("relu" if k == 0 else "tanh", h)
         side -= kernel - 1
@@ -97,7 +83,7 @@ def rnn(seed=0, dtype="float64", steps=4, n_in=3, hidden=8, n_out=2, batch=4):
     g = m.graph
     u = m.weight("U", (n_in, hidden), n_in)
     w = m.weight("W", (hidden, hidden), hidden)
-    b = m.bias("b", (hidden,))
+    b = m.leaf("b", (hidden,), 0.1)
     h = None
     for s in range(steps):
         a = g.apply("matmul", m.data(f"x{s}", (batch, n_in)), u)
@@ -136,14 +122,12 @@ def attention(seed=0, dtype="float64", tokens=4, n_in=3, d=6, n_out=2, batch=3):
 
 
 def random_dag(seed=0, dtype="float64", n_ops=8, n_params=3, shape=(2, 3)):
-    """A random DAG for property tests: ``n_ops`` vertices, each applying a
-    random op (tanh, logistic, identity, scale, add, mul, or a matmul by a
-    parameter matrix) to random earlier vertices, so paths of many lengths
-    meet; every vertex left unused is summed into the output."""
+    """A random DAG for property tests: ``n_ops`` random ops on random earlier
+    vertices (paths of many lengths meet); unused vertices summed into the output."""
     m = _Maker(seed, dtype)
     g, rng = m.graph, m.rng
     pool = [m.data("x", shape)]
-    pool += [m._store(g.param(f"p{k}"), rng.normal(0, 1, shape)) for k in range(n_params)]
+    pool += [m.leaf(f"p{k}", shape, 1) for k in range(n_params)]
     matrix = None
     kinds = ("tanh", "logistic", "identity", "scale", "add", "mul", "matmul")
     last = None

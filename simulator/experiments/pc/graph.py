@@ -1,23 +1,17 @@
 """Computational graphs of elementary operations, and backprop on them.
 
-A graph is a DAG of vertices in topological order. Leaves are inputs (data,
-never updated) or parameters (what learning changes); every other vertex
-applies one elementary op ``g_i`` to the values of its arguments — the paper's
-children C(i) — and knows its vector–Jacobian product (VJP). Values are
-batch-major numpy arrays; the output vertex is the last one added.
-
-``forward`` is the paper's Eq. 1, ``backprop`` its Eqs. 2–4: the reference
-every predictive-coding rule in this package is measured against. The loss is
-E = ½‖μ_out − y‖², summed over the batch.
+A DAG of vertices in topological order, the output last: leaves are data inputs
+or parameters, every other vertex applies one op g_i (with its VJP) to its
+arguments (the paper's children C(i)); values are batch-major numpy arrays.
+``forward`` is Eq. 1, ``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖².
 """
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import SimulatorError
-
-LEAF_KINDS = ("input", "param")
 
 
 def _unbroadcast(g, shape):
@@ -30,10 +24,6 @@ def _unbroadcast(g, shape):
 
 def _swap(a):
     return np.swapaxes(a, -1, -2)
-
-
-def _logistic(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))  # overflow-free σ(a) = 1/(1+e^{-a})
 
 
 def _softmax(a, axis):
@@ -61,24 +51,9 @@ def _conv2d_vjp(g, x, k, needs):
     return gx, gk
 
 
-def _matmul_vjp(g, a, b, needs):
-    ga = _unbroadcast(g @ _swap(b), a.shape) if needs[0] else None
-    gb = _unbroadcast(_swap(a) @ g, b.shape) if needs[1] else None
-    return ga, gb
-
-
-def _softmax_vjp(g, s, axis):
-    return s * (g - (g * s).sum(axis=axis, keepdims=True))
-
-
-@dataclass(frozen=True)
-class Op:
-    """An elementary function: ``forward(args, attrs)`` and
-    ``vjp(g, args, out, attrs, needs)`` -> one cotangent per argument (None
-    where ``needs`` is False, so data inputs cost nothing)."""
-    arity: int
-    forward: object
-    vjp: object
+# An elementary function: forward(args, attrs) and vjp(g, args, out, attrs, needs) -> one
+# cotangent per argument (None where ``needs`` is False, so data inputs cost nothing).
+Op = namedtuple("Op", "arity forward vjp")
 
 
 def _unary(f, df):
@@ -87,26 +62,29 @@ def _unary(f, df):
               lambda g, args, out, at, needs: (g * df(args[0], out),))
 
 
+def _binary(f, d0, d1):
+    """Broadcasting binary op; ``d0``/``d1``(g, a, b): each argument's cotangent."""
+    return Op(2, lambda args, at: f(*args), lambda g, args, out, at, needs: tuple(
+        _unbroadcast(d(g, *args), x.shape) if need else None
+        for d, x, need in zip((d0, d1), args, needs)))
+
+
 OPS = {
     "identity": Op(1, lambda args, at: args[0], lambda g, args, out, at, needs: (g,)),
     "tanh": _unary(np.tanh, lambda a, y: 1.0 - y * y),
-    "logistic": _unary(_logistic, lambda a, y: y * (1.0 - y)),
+    # overflow-free σ(a) = 1/(1+e^{-a})
+    "logistic": _unary(lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)), lambda a, y: y * (1.0 - y)),
     "relu": _unary(lambda a: np.maximum(a, 0), lambda a, y: (a > 0).astype(a.dtype)),
     "scale": Op(1, lambda args, at: args[0] * at["c"],
                 lambda g, args, out, at, needs: (g * at["c"],)),
-    "add": Op(2, lambda args, at: args[0] + args[1],
-              lambda g, args, out, at, needs: (_unbroadcast(g, args[0].shape) if needs[0] else None,
-                                               _unbroadcast(g, args[1].shape) if needs[1] else None)),
-    "mul": Op(2, lambda args, at: args[0] * args[1],
-              lambda g, args, out, at, needs: (
-                  _unbroadcast(g * args[1], args[0].shape) if needs[0] else None,
-                  _unbroadcast(g * args[0], args[1].shape) if needs[1] else None)),
-    "matmul": Op(2, lambda args, at: args[0] @ args[1],
-                 lambda g, args, out, at, needs: _matmul_vjp(g, *args, needs)),
+    "add": _binary(np.add, lambda g, a, b: g, lambda g, a, b: g),
+    "mul": _binary(np.multiply, lambda g, a, b: g * b, lambda g, a, b: g * a),
+    "matmul": _binary(np.matmul, lambda g, a, b: g @ _swap(b), lambda g, a, b: _swap(a) @ g),
     "transpose": Op(1, lambda args, at: _swap(args[0]),
                     lambda g, args, out, at, needs: (_swap(g),)),
     "softmax": Op(1, lambda args, at: _softmax(args[0], at.get("axis", -1)),
-                  lambda g, args, out, at, needs: (_softmax_vjp(g, out, at.get("axis", -1)),)),
+                  lambda g, args, out, at, needs: (
+                      out * (g - (g * out).sum(axis=at.get("axis", -1), keepdims=True)),)),
     "flatten": Op(1, lambda args, at: args[0].reshape(args[0].shape[0], -1),
                   lambda g, args, out, at, needs: (g.reshape(args[0].shape),)),
     "conv2d": Op(2, lambda args, at: _conv2d(*args),
@@ -138,8 +116,7 @@ class Graph:
         self._cache = {}
 
     def cached(self, key, compute):
-        """``compute(self)``, remembered until the next vertex is added (graphs
-        only grow, so the vertex count identifies the structure)."""
+        """``compute(self)``, remembered until the next vertex is added."""
         hit = self._cache.get(key)
         if hit is None or hit[0] != len(self.vertices):
             hit = self._cache[key] = (len(self.vertices), compute(self))
@@ -152,24 +129,21 @@ class Graph:
         self.vertices.append(vertex)
         return len(self.vertices) - 1
 
-    def leaf(self, name, kind="param"):
-        """Add an input or parameter leaf named ``name``; returns its index."""
-        if kind not in LEAF_KINDS:
-            raise SimulatorError(f"graph: leaf kind {kind!r}; expected one of {LEAF_KINDS}")
-        return self._add(Vertex(name, kind))
-
     def input(self, name):
-        return self.leaf(name, "input")
+        """Add a data leaf; returns its index."""
+        return self._add(Vertex(name, "input"))
 
     def param(self, name):
-        return self.leaf(name, "param")
+        """Add a parameter leaf; returns its index."""
+        return self._add(Vertex(name, "param"))
 
     def apply(self, op, *args, name=None, **attrs):
         """Add a vertex computing ``op`` of the vertices ``args``; returns its index."""
         if op not in OPS:
             raise SimulatorError(f"graph: unknown op {op!r}; expected one of {', '.join(OPS)}")
         if len(args) != OPS[op].arity:
-            raise SimulatorError(f"graph: op {op!r} takes {OPS[op].arity} arguments, got {len(args)}")
+            raise SimulatorError(f"graph: op {op!r} takes {OPS[op].arity} arguments, "
+                                 f"got {len(args)}")
         if any(not 0 <= a < len(self.vertices) for a in args):
             raise SimulatorError(f"graph: op {op!r} refers to a vertex that does not exist yet")
         name = name or f"{op}{len(self.vertices)}"
@@ -217,31 +191,20 @@ def needs_grad(graph):
         tuple(g.vertices[a].kind != "input" for a in v.args) for v in g.vertices])
 
 
-def leaf_value(graph, values, i):
-    v = graph.vertices[i]
-    try:
-        return values[v.name]
-    except KeyError:
-        raise SimulatorError(f"graph: no value given for leaf {v.name!r}") from None
-
-
 def forward(graph, values):
-    """The forward pass μ_i for every vertex (Eq. 1 of Salvatori et al.):
-    leaves take ``values[name]``, every other vertex applies its op."""
+    """The forward pass μ_i for every vertex (Eq. 1): leaves take
+    ``values[name]``, every other vertex applies its op."""
     mu = []
     for i, v in enumerate(graph.vertices):
-        mu.append(leaf_value(graph, values, i) if v.is_leaf
-                  else evaluate(graph, i, [mu[a] for a in v.args]))
+        if v.is_leaf and v.name not in values:
+            raise SimulatorError(f"graph: no value given for leaf {v.name!r}")
+        mu.append(values[v.name] if v.is_leaf else evaluate(graph, i, [mu[a] for a in v.args]))
     return mu
 
 
 def backprop(graph, values, target):
-    """Reverse differentiation on the graph (Eqs. 2–4 of Salvatori et al.).
-
-    Returns (μ, δ, grads): μ per vertex, δ_i = ∂E/∂μ_i per vertex (None where
-    no gradient flows, e.g. data inputs) with δ_out = μ_out − y, and grads =
-    {parameter name: ∂E/∂ζ}, for E = ½‖μ_out − y‖².
-    """
+    """Reverse differentiation (Eqs. 2–4): (μ, δ, grads), δ_i = ∂E/∂μ_i per vertex
+    (None where no gradient flows) from δ_out = μ_out − y, grads {param: ∂E/∂ζ}."""
     mu = forward(graph, values)
     delta = reverse(graph, mu, mu[graph.output] - target)
     grads = {graph.vertices[i].name: delta[i] for i in graph.leaves("param")}
@@ -250,8 +213,7 @@ def backprop(graph, values, target):
 
 def reverse(graph, mu, delta_out, keep=True):
     """Eq. 2/4: propagate δ from the output to every vertex, summing over
-    parents. With ``keep=False`` an op vertex's δ is dropped once passed on
-    (only the leaves' survive), as autodiff engines do to save memory."""
+    parents; ``keep=False`` drops an op vertex's δ once passed on (saves memory)."""
     needs = needs_grad(graph)
     delta = [None] * len(graph)
     delta[graph.output] = delta_out

@@ -1,26 +1,14 @@
 """Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.).
 
 Every internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its
-arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values
-(ε = 0) and the output value node is clamped to the target y. The energy is
-F = ½ Σ_i ‖ε_i‖² (Eq. 6). Signs, derived here because the paper's Eqs. 3, 7
-and 8 flip them: ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i, inference moves
-x_i ← x_i − γ ∂F/∂x_i (Eq. 7), and learning moves ζ ← ζ − α ∂F/∂ζ with
-∂F/∂ζ = Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8). With these signs ε_out = μ_out − y
-equals BP's δ_out, and Z-IL's updates equal BP's −α ∂E/∂ζ.
-
-Ticks: tick t (t = 1, 2, …) takes state t−1 to state t. Z-IL starts from the
-forward pass (x = μ, all errors zero but the output's), uses γ = 1, and lets
-each parameter learn from the edge to its parent j at tick d_j + 1 — the tick
-the error wave reaches its level (Algorithm 3: level k learns at tick k). A
-parameter used by several parents (an RNN's shared weights) collects one term
-per edge at that edge's tick and changes once, after its last term, so its
-other uses still see the forward-pass value until the wave reaches them.
-d_j is the shortest distance to the output (the paper's d_i): on a graph that
-is not levelled a parameter thus learns from the first, partial arrival of
-the error — the failure that Algorithm 2 repairs.
+arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values and
+the output is clamped to y. F = ½ Σ_i ‖ε_i‖² (Eq. 6), so (signs derived here:
+the paper's Eqs. 3, 7 and 8 flip them) ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i,
+x_i ← x_i − γ ∂F/∂x_i (Eq. 7) and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8); then
+ε_out = μ_out − y is BP's δ_out and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t
+takes state t−1 to state t; d_j is the shortest distance to the output.
 """
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
@@ -31,19 +19,13 @@ from .graph import evaluate, forward, needs_grad, vjp
 from .levelling import distances, level, levels
 
 
-@dataclass
-class PCResult:
-    """One learning step: ``updates`` {parameter name: Δζ}, the number of
-    inference ticks, and (when recorded) ``eps_norms`` — ‖ε_i‖ per state
-    0..ticks (rows) and vertex (columns) — with each vertex's level."""
-    updates: dict
-    ticks: int
-    eps_norms: np.ndarray | None = None
-    levels: list | None = None
+# One learning step: ``updates`` {parameter name: Δζ}, inference ``ticks``, ``eps_norms``
+# (when recorded: ‖ε_i‖ per state 0..ticks and vertex, else None), each vertex's ``levels``.
+PCResult = namedtuple("PCResult", "updates ticks eps_norms levels")
 
 
 def _initial_state(graph, values, target):
-    """The forward pass as initial value nodes, output clamped (x_i,0 = μ_i,0)."""
+    """The forward pass as value nodes (x_i,0 = μ_i,0), output clamped."""
     x = forward(graph, values)
     mu = list(x)
     x[graph.output] = np.asarray(target, dtype=mu[graph.output].dtype)
@@ -55,24 +37,16 @@ def _errors(graph, x, mu):
     return [None if v.is_leaf else mu[i] - x[i] for i, v in enumerate(graph.vertices)]
 
 
-def _norms(graph, eps):
+def _norms(eps):
     """‖ε_i‖ per vertex; a wake that overflowed is recorded as +inf, never NaN."""
     norms = np.array([0.0 if e is None else float(np.linalg.norm(e)) for e in eps])
     norms[~np.isfinite(norms)] = np.inf
     return norms
 
 
-def _refresh(graph, x, mu, changed):
-    """μ_i = g_i(x of its arguments), recomputed only where an argument moved."""
-    for i, v in enumerate(graph.vertices):
-        if not v.is_leaf and any(changed[a] for a in v.args):
-            mu[i] = evaluate(graph, i, [x[a] for a in v.args])
-
-
 def _backward_terms(graph, x, mu, eps, needs, on_param):
-    """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i), and
-    ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are
-    skipped: a VJP of zero is zero."""
+    """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i); calls
+    ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are skipped."""
     acc = [None] * len(graph)
     for j, v in enumerate(graph.vertices):
         if v.is_leaf or not eps[j].any():
@@ -88,26 +62,43 @@ def _backward_terms(graph, x, mu, eps, needs, on_param):
     return acc
 
 
-def _relax(graph, x, eps, acc, gamma):
-    """Eq. 7 on every internal vertex but the clamped output; returns which moved."""
-    changed = [False] * len(graph)
-    for i, v in enumerate(graph.vertices):
-        if v.is_leaf or i == graph.output:
-            continue
-        grad = -eps[i] if acc[i] is None else acc[i] - eps[i]
-        if grad.any():
-            x[i] = x[i] - gamma * grad
-            changed[i] = True
-    return changed
+def _infer(graph, x, mu, gamma, ticks, record, learn=lambda t, j, a, term: None,
+           arrive=lambda t, changed: None):
+    """``ticks`` inference ticks of Eq. 7 on every internal vertex but the clamped
+    output, on the state (x, μ) in place; at tick t ``learn(t, j, leaf, term)`` gets
+    every parameter edge's term and ``arrive(t, changed)`` may move leaves before μ
+    is recomputed where an argument moved. Returns (ε, ‖ε‖ per state and vertex
+    when ``record``, else None)."""
+    needs = needs_grad(graph)
+    eps = _errors(graph, x, mu)
+    rows = [_norms(eps)] if record else None
+    for t in range(1, ticks + 1):
+        acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: learn(t, j, a, c))
+        changed = [False] * len(graph)
+        for i, v in enumerate(graph.vertices):
+            if v.is_leaf or i == graph.output:
+                continue
+            grad = -eps[i] if acc[i] is None else acc[i] - eps[i]
+            if grad.any():
+                x[i], changed[i] = x[i] - gamma * grad, True
+        arrive(t, changed)
+        for i, v in enumerate(graph.vertices):
+            if not v.is_leaf and any(changed[a] for a in v.args):
+                mu[i] = evaluate(graph, i, [x[a] for a in v.args])
+        eps = _errors(graph, x, mu)
+        if record:
+            rows.append(_norms(eps))
+    return eps, (np.array(rows) if record else None)
 
 
 def zil(graph, values, target, lr, gamma=1.0, record=False):
-    """Z-IL for computational graphs (Algorithm 3 of Salvatori et al.), with
-    every internal vertex relaxing at every tick (Eq. 7) and each parameter
-    learning (Eq. 16) at the tick d_j + 1 the error wave reaches its parent j.
-    On a levelled graph with γ = 1 the updates equal BP's (Theorem 3).
-    ``gamma`` other than 1 is the paper's Table 3 ablation. Returns a PCResult
-    (with per-state error norms when ``record``)."""
+    """Z-IL (Algorithm 3): from the forward pass every internal vertex relaxes at
+    every tick (Eq. 7) and each parameter learns (Eq. 16) from the edge to its
+    parent j at tick d_j + 1, when the error wave arrives; a parameter used by
+    several parents changes once, after its last term. On a levelled graph with
+    γ = 1 the updates equal BP's (Theorem 3); on one that is not, a parameter
+    learns from the first, partial arrival (what Algorithm 2 repairs). Other
+    ``gamma``: Table 3's ablation. Returns a PCResult."""
     x, mu = _initial_state(graph, values, target)
     dmin, _ = distances(graph)
     needs = needs_grad(graph)
@@ -118,43 +109,30 @@ def zil(graph, values, target, lr, gamma=1.0, record=False):
                 last_read[a] = max(last_read.get(a, 0), dmin[j] + 1)
     ticks = max(last_read.values(), default=0)
     pending = {a: np.zeros_like(x[a]) for a in last_read}
-    eps = _errors(graph, x, mu)
-    rows = [_norms(graph, eps)] if record else None
-    # With γ = 1 the relaxation behind the front is unstable and may overflow
-    # (the paper's Table 3 shows the same growth); on a levelled graph it never
-    # reaches an update, so the overflow is expected, not an error.
+
+    def learn(t, j, a, term):
+        if dmin[j] + 1 == t:
+            pending[a] -= lr * term
+
+    def arrive(t, changed):
+        for a, tick in last_read.items():
+            if tick == t:
+                x[a] = x[a] + pending[a]
+                changed[a] = True
+    # the γ = 1 relaxation behind the front may overflow; it never reaches an update
     with np.errstate(over="ignore", invalid="ignore"):
-        for t in range(1, ticks + 1):
-            def learn(j, a, term, t=t):
-                if dmin[j] + 1 == t:
-                    pending[a] -= lr * term
-            acc = _backward_terms(graph, x, mu, eps, needs, learn)
-            changed = _relax(graph, x, eps, acc, gamma)
-            for a, tick in last_read.items():
-                if tick == t:
-                    x[a] = x[a] + pending[a]
-                    changed[a] = True
-            _refresh(graph, x, mu, changed)
-            eps = _errors(graph, x, mu)
-            if record:
-                rows.append(_norms(graph, eps))
-    updates = {graph.vertices[a].name: d for a, d in pending.items()}
-    return PCResult(updates, ticks, np.array(rows) if record else None, dmin)
+        _, rows = _infer(graph, x, mu, gamma, ticks, record, learn, arrive)
+    return PCResult({graph.vertices[a].name: d for a, d in pending.items()}, ticks, rows, dmin)
 
 
 def zil_wave(graph, values, target, lr):
-    """Z-IL on a levelled graph computing only the error wavefront.
+    """Z-IL computing only the error wavefront: Table 2's schedule.
 
-    By Lemma A.1 of Salvatori et al., at state t every vertex below level t
-    still has ε = 0 and its forward value, and every vertex at level t has
-    ε = −Δx from its parents' errors at state t−1; vertices behind the front
-    keep relaxing, but nothing they do reaches a later front or a parameter
-    update before the next forward pass resets them. So the wavefront alone
-    gives exactly the updates of ``zil`` (tested), at the cost of one backward
-    sweep: this is the schedule whose time Table 2 compares with BP's. Value
-    nodes are dropped once the front has passed them, since nothing reads them
-    again. Needs the op vertices levelled (``level(graph, leaves=False)``).
-    """
+    By Lemma A.1, at state t every vertex below level t still has ε = 0 and its
+    forward value, and every vertex at level t has ε = −Δx from its parents'
+    errors; what the vertices behind the front do never reaches a later front or
+    an update, so the front alone gives ``zil``'s updates for one backward sweep.
+    Needs the op vertices levelled (``level(graph, leaves=False)``)."""
     lv = levels(graph, leaves=False)
     needs = needs_grad(graph)
     mu = forward(graph, values)
@@ -179,9 +157,7 @@ def zil_wave(graph, values, target, lr):
             if vertex.is_leaf:  # Eq. 16: this use of the parameter learns now
                 grads[vertex.name] = grads[vertex.name] + term if vertex.name in grads else term
             else:
-                # Eq. 7 with γ = 1 and ε_a = 0 before the front: x_a = μ_a − term.
-                # Then ε_a = μ_a − x_a, written over x_a, which this schedule
-                # never reads again (the wake is not simulated).
+                # Eq. 7 with γ = 1: x_a = μ_a − term, then ε_a = μ_a − x_a over x_a
                 value = mu[a] - term
                 eps[a] = np.subtract(mu[a], value, out=value)
     updates = {name: -lr * g for name, g in grads.items()}
@@ -189,46 +165,25 @@ def zil_wave(graph, values, target, lr):
 
 
 def il(graph, values, target, lr, gamma=0.1, T=20, record=False):
-    """Inference learning on a computational graph (Section 2.2 of Salvatori
-    et al.): from the forward pass with the output clamped, T inference ticks
-    of Eq. 7 at rate γ on every internal vertex, then one update of every
-    parameter by Eq. 8 with the errors of state T. Returns a PCResult."""
+    """Inference learning (Section 2.2): from the clamped forward pass, T ticks of
+    Eq. 7 at rate γ, then one update of every parameter by Eq. 8. Returns a PCResult."""
     if T < 0 or gamma <= 0:
         raise SimulatorError(f"IL needs T >= 0 and gamma > 0, got T={T}, gamma={gamma}")
     x, mu = _initial_state(graph, values, target)
-    needs = needs_grad(graph)
-    eps = _errors(graph, x, mu)
-    rows = [_norms(graph, eps)] if record else None
-    for _ in range(T):
-        acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: None)
-        changed = _relax(graph, x, eps, acc, gamma)
-        _refresh(graph, x, mu, changed)
-        eps = _errors(graph, x, mu)
-        if record:
-            rows.append(_norms(graph, eps))
+    eps, rows = _infer(graph, x, mu, gamma, T, record)
     grads = {a: np.zeros_like(x[a]) for a in graph.leaves("param")}
 
     def collect(j, a, term):
         grads[a] += term
-    _backward_terms(graph, x, mu, eps, needs, collect)
+    _backward_terms(graph, x, mu, eps, needs_grad(graph), collect)
     updates = {graph.vertices[a].name: -lr * g for a, g in grads.items()}
-    return PCResult(updates, T, np.array(rows) if record else None, distances(graph)[0])
-
-
-def _by_level(norms, lv, kinds):
-    out = np.zeros((norms.shape[0], max(lv) + 1))
-    for i, (k, kind) in enumerate(zip(lv, kinds)):
-        if kind == "op":
-            out[:, k] += norms[:, i] ** 2
-    return np.sqrt(out)
+    return PCResult(updates, T, rows, distances(graph)[0])
 
 
 def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma=0.1,
                lr=0.01, seed=0, dtype="float64"):
-    """Run one Z-IL (or IL) update on a named builder's graph and return its
-    error wave: ‖ε_i‖ at every state (Eq. 5), per vertex and per level, with
-    the levels (shortest distance to the output, the paper's d_i) — the
-    picture of Lemma A.1's wavefront moving one level per tick."""
+    """The ErrorWave of one Z-IL (or IL) update on a named builder's graph:
+    ‖ε_i‖ at every state per vertex and per level (d_i), Lemma A.1's wavefront."""
     if method not in ("zil", "il"):
         raise SimulatorError(f"error_wave: method {method!r}; expected 'zil' or 'il'")
     problem = build(architecture, seed=seed, dtype=dtype)
@@ -238,5 +193,9 @@ def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma
     else:
         res = il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
     kinds = [v.kind for v in graph.vertices]
-    return ErrorWave(res.eps_norms, _by_level(res.eps_norms, res.levels, kinds), res.levels,
+    by_level = np.zeros((res.eps_norms.shape[0], max(res.levels) + 1))
+    for i, (k, kind) in enumerate(zip(res.levels, kinds)):
+        if kind == "op":
+            by_level[:, k] += res.eps_norms[:, i] ** 2
+    return ErrorWave(res.eps_norms, np.sqrt(by_level), res.levels,
                      [v.name for v in graph.vertices], kinds, method, levelled)

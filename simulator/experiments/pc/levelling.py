@@ -1,18 +1,15 @@
-"""Levels of a computational graph, and Algorithm 2: levelling by identity vertices.
+"""Levels of a computational graph (Eq. 14: S_k holds the vertices a path of length
+k joins to the output; *levelled*: each vertex in one S_k, so Z-IL's error wave
+reaches it at one tick), and Algorithm 2: levelling by identity vertices."""
+from dataclasses import replace
 
-The level structure S_k of Salvatori et al. (Eq. 14) puts a vertex in S_k when
-some path of length k joins it to the output. A graph is *levelled* when every
-vertex lies in exactly one S_k, i.e. all of its paths to the output have the
-same length; then the error wave of Z-IL reaches each vertex at one tick.
-"""
 from ...errors import SimulatorError
-from .graph import Graph, Vertex
+from .graph import Graph
 
 
 def distances(graph):
-    """(d_min, d_max) per vertex: the shortest and longest path length to the
-    output (the paper's d_i is the shortest). Raises if a vertex cannot reach
-    the output, since it would never receive an error."""
+    """(d_min, d_max) per vertex: the shortest (the paper's d_i) and longest path
+    length to the output. SimulatorError if a vertex does not reach it."""
     return graph.cached("distances", _distances)
 
 
@@ -38,14 +35,13 @@ def _mixed(graph, leaves):
 
 
 def is_levelled(graph, leaves=True):
-    """True when every vertex belongs to a single level S_k (Eq. 14); with
-    ``leaves=False`` only the op vertices are required to."""
+    """Every vertex (``leaves=False``: every op vertex) in a single level S_k."""
     return not _mixed(graph, leaves)
 
 
 def levels(graph, leaves=True):
-    """The level (distance to the output) of every vertex of a levelled graph
-    (with ``leaves=False``, leaves may have several levels and get their longest)."""
+    """The level of every vertex of a levelled graph (``leaves=False``: leaves
+    may lie on several and get their longest)."""
     bad = _mixed(graph, leaves)
     if bad:
         names = ", ".join(graph.vertices[i].name for i in bad[:5])
@@ -55,25 +51,15 @@ def levels(graph, leaves=True):
 
 
 def level(graph, leaves=True):
-    """Algorithm 2 of Salvatori et al.: a levelled copy of ``graph``.
-
-    Every vertex is given the level D = its longest distance to the output;
-    each edge from vertex i to a parent j is then replaced by a chain of
-    D_i − D_j − 1 identity vertices (Eq. 15), so every edge spans exactly one
-    level. Identities compute nothing, so outputs and BP gradients are those
-    of the original graph; leaf names are kept, so the same values apply.
-    With ``leaves=False`` edges out of leaves are left alone: a parameter
-    shared by several levels (an RNN's weights) then keeps one level per use
-    instead of being copied down identity chains, which Z-IL does not need
-    because it lets each use of a parameter learn when the wave reaches it.
-    """
+    """Algorithm 2: a levelled copy of ``graph``, each edge from i to a parent j
+    replaced by a chain of D_i − D_j − 1 identities (Eq. 15, D the longest
+    distance to the output). Outputs, gradients and leaf names stay those of
+    ``graph``. ``leaves=False`` leaves edges out of leaves alone: a shared
+    parameter keeps one level per use (Z-IL lets each use learn on arrival)."""
     _, depth = distances(graph)
     out = Graph()
     new_index = []
     for j, v in enumerate(graph.vertices):
-        if v.is_leaf:
-            new_index.append(out.leaf(v.name, v.kind))
-            continue
         args = []
         for pos, a in enumerate(v.args):
             k = new_index[a]
@@ -81,7 +67,7 @@ def level(graph, leaves=True):
             for step in range(gap):
                 k = out.apply("identity", k, name=f"id:{v.name}.{pos}:{step}")
             args.append(k)
-        new_index.append(out._add(Vertex(v.name, v.kind, v.op, tuple(args), v.attrs)))
+        new_index.append(out._add(replace(v, args=tuple(args))))
     return out
 
 

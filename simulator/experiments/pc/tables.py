@@ -1,17 +1,10 @@
-"""Tables 1 and 2 of Salvatori et al., measured on the five builders.
-
-Table 1: the divergence between one BP update and one Z-IL update from the
-same weights, ‖Δζ_ZIL − Δζ_BP‖ / ‖Δζ_BP‖ over all parameters together (and
-the paper's absolute Euclidean distance). Table 2: wall-clock time per update
-of BP, Z-IL and IL, all measured in the same run, interleaved, fastest of
-``repeats``.
-"""
-import contextlib
+"""Tables 1 and 2 of Salvatori et al., measured on the five builders: the
+divergence of one Z-IL update from one BP update, and time per update."""
 import time
 
 import numpy as np
 
-from ... import files
+from ... import files, threads
 from .builders import ARCHITECTURES, build
 from .graph import bp_update
 from .inference import il, zil, zil_wave
@@ -30,8 +23,7 @@ BENCH_SIZES = {
 
 
 def divergence(updates, reference):
-    """(relative, absolute) distance between two {name: Δζ} dicts, over all
-    parameters at once; relative is absolute / ‖reference‖."""
+    """(‖Δ − Δ_ref‖ / ‖Δ_ref‖, ‖Δ − Δ_ref‖) over all parameters of two {name: Δζ}."""
     with np.errstate(over="ignore", invalid="ignore"):
         diff = sum(float(np.sum((updates[k].astype(np.float64) - reference[k]) ** 2))
                    for k in reference)
@@ -41,11 +33,9 @@ def divergence(updates, reference):
 
 
 def table1(dtype="float64", levelled=True, seed=0):
-    """Table 1 of Salvatori et al.: one BP update vs one Z-IL update (Algorithm
-    3, full relaxation of every vertex at every tick) from identical weights,
-    per architecture, on the levelled graph (Algorithm 2) or the original one.
-    BP runs on the original graph. A Z-IL run that overflows (the unstable γ = 1
-    relaxation of an unlevelled graph can) is reported as inf."""
+    """Table 1: one BP update (original graph) vs one Z-IL update (Algorithm 3)
+    from identical weights per architecture, on the levelled graph (Algorithm 2)
+    or the original one; a Z-IL run that overflows is reported as inf."""
     rows = []
     for name in ARCHITECTURES:
         problem = build(name, seed=seed, dtype=dtype)
@@ -54,42 +44,20 @@ def table1(dtype="float64", levelled=True, seed=0):
         with np.errstate(over="ignore", invalid="ignore"):
             result = zil(graph, problem.values, problem.target, LR)
         rel, absolute = divergence(result.updates, reference)
-        rows.append({
-            "architecture": name, "dtype": dtype, "levelled": levelled,
-            "was_levelled": is_levelled(problem.graph),
-            "vertices": len(graph),
-            "identities": inserted_identities(problem.graph, graph),
-            "levels": max(distances(graph)[1]) + 1, "ticks": result.ticks,
-            "divergence_rel": rel, "divergence_abs": absolute,
-        })
+        rows.append({"architecture": name, "dtype": dtype, "levelled": levelled,
+                     "was_levelled": is_levelled(problem.graph), "vertices": len(graph),
+                     "identities": inserted_identities(problem.graph, graph),
+                     "levels": max(distances(graph)[1]) + 1, "ticks": result.ticks,
+                     "divergence_rel": rel, "divergence_abs": absolute})
     return rows
 
 
-def _time(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _one_blas_thread():
-    """Pin BLAS to one thread while timing, when threadpoolctl is installed:
-    on a shared machine multi-threaded BLAS makes small matmuls erratic."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def table2(dtype="float64", T=20, repeats=10, seed=0, gamma=0.1, sizes=None):
-    """Table 2 of Salvatori et al.: milliseconds per update of BP (original
-    graph); Z-IL on the graph with its op vertices levelled (wavefront
-    schedule, inference.zil_wave); the same on the fully levelled graph of
-    Algorithm 2 (shared parameters copied down identity chains); Z-IL with
-    every vertex relaxed at every tick (inference.zil); and IL (T ticks at rate
-    γ). All in one run, in a fresh random order per repeat, each timed call
-preceded by an untimed one; fastest of ``repeats``, with ratios to BP.
-    ``sizes`` overrides BENCH_SIZES per architecture."""
+    """Table 2: milliseconds per update, with ratios to BP, of BP; Z-IL's
+    wavefront (zil_wave) on the op-levelled graph and on Algorithm 2's;
+    full Z-IL (every vertex relaxed every tick); IL (T ticks at rate γ). In a
+    fresh random order per repeat, each timed call after an untimed one,
+    fastest of ``repeats``; ``sizes`` overrides BENCH_SIZES per architecture."""
     sizes = BENCH_SIZES if sizes is None else sizes
     rng = np.random.default_rng(seed)
     rows = []
@@ -103,29 +71,23 @@ preceded by an untimed one; fastest of ``repeats``, with ratios to BP.
             "zil_full": lambda: zil(ops_levelled, p.values, p.target, LR),
             "il": lambda: il(p.graph, p.values, p.target, LR, gamma=gamma, T=T),
         }
-        # The relaxing wake behind the front may overflow; it never reaches an update.
-        with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
+        # one BLAS thread: multi-threaded BLAS makes small matmuls erratic; the
+        # wake behind the front may overflow, never reaching an update
+        with threads.one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
             times = {m: [] for m in methods}
             for _ in range(repeats):
                 for m in rng.permutation(list(methods)):
-                    # Untimed run first: timed in steady state, as in training where
-                    # updates follow updates, not after another method's memory use.
+                    methods[m]()            # untimed first: timed in steady state
+                    start = time.perf_counter()
                     methods[m]()
-                    times[m].append(_time(methods[m]))
-        # The fastest repeat: on a shared machine disturbances only ever add time.
+                    times[m].append(time.perf_counter() - start)
+        # the fastest repeat: disturbances only ever add time
         ms = {m: 1e3 * float(np.min(t)) for m, t in times.items()}
-        row = {"architecture": name, "dtype": dtype, "T": T,
-               "levels": max(distances(ops_levelled)[1]) + 1}
-        row.update({f"{m}_ms": v for m, v in ms.items()})
-        row.update({f"{m}_over_bp": ms[m] / ms["bp"] for m in methods if m != "bp"})
-        rows.append(row)
+        rows.append({"architecture": name, "dtype": dtype, "T": T,
+                     "levels": max(distances(ops_levelled)[1]) + 1,
+                     **{f"{m}_ms": v for m, v in ms.items()},
+                     **{f"{m}_over_bp": ms[m] / ms["bp"] for m in methods if m != "bp"}})
     return rows
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def format_markdown(rows):
@@ -134,12 +96,12 @@ def format_markdown(rows):
         return ""
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
+                                for v in (r.get(c, "") for c in cols)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def write_csv(rows, path):
-    """Write row dicts as CSV (columns: the first row's keys; csv's default
-    \\r\\n line ends) atomically, so a reader never sees half a table."""
+    """Write row dicts as CSV atomically (columns: the first row's keys; \\r\\n)."""
     return files.write_csv(path, list(rows[0]) if rows else [], rows, newline="\r\n")
 
