@@ -24,10 +24,9 @@ the per-vertex arrays of ``vertex_arrays``.
 """
 import numpy as np
 
-from ..metrics import cosine_and_relative
+from ..metrics import cosine_and_relative, gram
 from ..model import reference as graph_reference
 from ..engine.tick import distances, sync_set
-from .ring import gram, repeat_sources, ring_pieces
 
 HI_KEYS = ("input", "supervision", "output", "pair")
 
@@ -113,6 +112,36 @@ def metric_block(chunk, batch, vertex_values, weights, itemsize):
     at least 1, at most a chunk."""
     per_tick = itemsize * max(weights, 4 * batch * vertex_values, 1)
     return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
+
+
+def ring_pieces(ring, i0, lo, hi):
+    """Slots of a reference ring of ``ring`` frames (tick i in slot i % ring)
+    holding ticks i0 + lo .. i0 + hi − 1, as contiguous pieces (pos_lo,
+    pos_hi, slot_lo, slot_hi): at most two (the ring wraps)."""
+    out, p = [], lo
+    while p < hi:
+        s = (i0 + p) % ring
+        q = min(hi, p + ring - s)
+        out.append((p, q, s, s + q - p))
+        p = q
+    return out
+
+
+def repeat_sources(frames, ref_frame, ring):
+    """For a block of pending ``frames`` (tick index i, ..., repeat flag) the
+    reference to use per frame: (src, fresh) with ``fresh`` the positions of
+    the frames needing their own backprop and ``src[k]`` the index into
+    ``fresh`` of frame k's reference, or −1 for a leading repeat whose
+    reference is the ring slot of the tick before (``ref_frame`` says which
+    frame each of the ``ring`` slots holds)."""
+    src, fresh = np.empty(len(frames), dtype=np.int64), []
+    for k, (i, _, _, rep) in enumerate(frames):
+        if rep and i > 0 and (k > 0 or ref_frame[(i - 1) % ring] == i - 1):
+            src[k] = src[k - 1] if k else -1
+        else:
+            src[k] = len(fresh)
+            fresh.append(k)
+    return src, fresh
 
 
 class VertexMetrics:
