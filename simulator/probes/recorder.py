@@ -158,9 +158,9 @@ class Recorder:
             return
         k = len(self._blk_ticks)
         row = i // self._every
-        views = self._copy(k, row)
+        self._copy(k, row)
         if m is not None:
-            m.copy(k, views)
+            m.copy(k)
         self._blk_ticks.append(i)
         self._host["stream_frame"][row] = frame_id
         if tags is not None:
@@ -177,8 +177,7 @@ class Recorder:
         return np.stack([tags[k] for _, k in self._tag_keys])
 
     def _copy(self, k, row):
-        """x and δ of every vertex into block row k (or, in place, host row
-        ``row``); returns the engine's views for the metrics."""
+        """x and δ of every vertex into block row k (or, in place, host row ``row``)."""
         eng, xp, B = self.engine, self.xp, self.engine.batch
         X, D = eng.state_views()            # live views: read within this tick
         if self._direct:
@@ -195,7 +194,6 @@ class Recorder:
         for l, s, flat in self._copy_d:        # the input's δ row: x in a graph trace
             a = D[l] if l else X[0]
             bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
-        return X, D
 
     def _settle_tags(self, ticks, rows):
         """Closed-form tags of the block's rows after the clock's warm-up
