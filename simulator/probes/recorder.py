@@ -130,7 +130,7 @@ class Recorder:
                 host[k] = np.full((T, n - 1), np.nan)
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
         if plan.states:
-            S, nl = plan.state_ticks, len(plan.layers)
+            S, nl = plan.rows, len(plan.layers)
             # written here (not np.zeros' untouched pages, which the first
             # ticks would fault in): NaN, or 0 where rows are the block
             fill = 0.0 if self._direct else np.nan
