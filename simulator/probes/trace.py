@@ -1,18 +1,11 @@
 """The Trace a run produces (trace.npz plus run.json) and its SCHEMA.
 
-A trace holds, per recorded row, norms of x and δ, the provenance tags
-(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and,
-optionally, full neuron states; SCHEMA says the dims and unit of every array,
-and is stored in the file so that it explains itself.
-
-Chain or graph: a run on a plain chain (every vertex a dense layer on the one
-before it, over a flat input: ``probes.vertex.is_plain_chain``) is a chain
-trace: layers 0..L, ``sizes``, no ``vertex_*`` arrays and no ``tag_<key>_hi``
-tags (its layers never mix frames, so the newest frame is the oldest), and
-the δ row of layer 0 in ``state_delta`` is 0. Any other model gives a graph
-trace: "layer" reads "vertex in model order", plus the ``vertex_*`` arrays,
-the ``_hi`` tags, and x in layer 0's δ row. Readers tell them apart by
-``vertex_names``.
+Per recorded row a trace holds norms of x and δ, the provenance tags
+(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and
+optionally full neuron states. A plain chain (``vertex.is_plain_chain``) gives
+a chain trace: layers 0..L, no ``vertex_*`` arrays, no ``tag_<key>_hi`` tags, 0
+in layer 0's δ state row. Any other model gives a graph trace: "layer" reads
+"vertex in model order", with those arrays and tags, and x in layer 0's δ row.
 """
 import difflib
 import json
@@ -29,7 +22,6 @@ from ..safe_read import read_json
 from ..engine.tick import synchronized_layers
 
 
-
 def _blank_padding(arrays, sizes, layers):
     """Neurons beyond a layer's width are padding: NaN, so no picture shows them."""
     for j, l in enumerate(layers):
@@ -37,14 +29,10 @@ def _blank_padding(arrays, sizes, layers):
         arrays["state_delta"][:, j, :, sizes[l]:] = np.nan
 
 
-# What every array of trace.npz holds: its dims and unit (stored in the file as
-# the JSON string array ``schema``, so a trace read without tickprop explains
-# itself). Words: a *tick* is one step of the engine (an index in time); a
-# *stream frame* is one item (input, target) the stream presents, held for one
-# or more ticks; a *row* is one recorded tick (every record.every ticks). Tags
-# name a frame by the tick it entered layer 0 (tag unit "tick"); ``stream_frame``
-# turns a row into the stream frame presented then. A *GIF frame* is a picture
-# of the animation, never one of these.
+# Dims, unit and meaning of every array of trace.npz (stored in it as the JSON
+# string ``schema``, so a trace explains itself). A *row* is one recorded tick;
+# a *stream frame* one (input, target) item; tags name a frame by the tick it
+# entered layer 0, which ``stream_frame`` turns into the stream frame.
 SCHEMA_VERSION = 1
 _ROW_LAYERS = ("row", "layer")
 _ROW_MISMATCH = ("row", "layer_with_weights")
@@ -97,9 +85,8 @@ for _key in ("input", "supervision", "output", "pair"):
 
 
 def schema_of(arrays):
-    """The schema entries ({name: {dims, shape, unit, description}}) of the
-    arrays given; an array SCHEMA does not describe gets ``"unit": null`` and
-    says so, so an undocumented array is visible (tests require none)."""
+    """{"version", "arrays": {name: {dims, shape, unit, dtype, description}}} of
+    ``arrays``; one SCHEMA lacks gets ``"unit": null``, "not described"."""
     out = {}
     for key, value in arrays.items():
         dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
@@ -130,24 +117,16 @@ def _interval(value, name):
 
 
 class Trace:
-    """Recorded arrays (trace.npz) plus the run's metadata (run.json).
-
-    ``trace[name]`` is an array described in SCHEMA (``trace.schema()`` gives
-    dims and units). Row r was recorded at tick ``trace.ticks[r]`` while the
-    stream presented stream frame ``trace["stream_frame"][r]``; tag arrays
-    name frames by the tick they entered (``stream_frames_of`` turns them into
-    stream frame indices). ``select`` cuts a smaller Trace (ticks, layers,
-    neurons) that every renderer draws as it is.
-    """
+    """Recorded arrays (trace.npz, ``trace[name]``, described in SCHEMA) plus the
+    run's metadata (run.json). Row r was recorded at tick ``trace.ticks[r]``;
+    ``select`` cuts a smaller Trace that every renderer draws as it is."""
 
     def __init__(self, arrays, meta):
         self.arrays, self.meta = arrays, meta
 
     def __getitem__(self, key):
-        """The array ``key``; a metric array of a run recorded without metrics
-        (record.metrics = false: not in trace.npz) reads as NaN, made here. A
-        name the trace lacks raises MissingKeyError (a SimulatorError and a
-        KeyError) naming it and listing the arrays there are."""
+        """The array ``key`` (a metric array not recorded reads as NaN); a name
+        the trace lacks raises MissingKeyError listing the arrays there are."""
         if isinstance(key, str) and key in self.arrays:
             return self.arrays[key]
         if key in METRIC_KEYS and "tick" in self.arrays and "sizes" in self.arrays:
@@ -183,9 +162,9 @@ class Trace:
         return schema_of(self.arrays)
 
     def stream_frames_of(self, tags):
-        """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick
-        not recorded takes the frame of the last recorded row before it); works
-        on a selected trace whose tags name ticks before its window."""
+        """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick not
+        recorded takes the last recorded row's before it; also before a
+        selection's window)."""
         try:
             tags = np.asarray(tags)
         except ValueError:            # a ragged list
@@ -210,17 +189,11 @@ class Trace:
         return [str(l) for l in range(self.depth + 1)]
 
     def select(self, ticks=None, layers=None, neurons=None):
-        """A smaller Trace of the same kind that renderers draw unchanged.
-
-        ``ticks``: (start, stop) ticks, stop excluded, either None for open
-        (or a slice): the rows recorded in that window. ``layers``: layer
-        indices or names (a graph's vertex names; slices allowed); the input
-        layer is always kept, since every picture anchors on it (it carries no
-        δ and no mismatch), and a chain comes back as a graph trace whose
-        vertices are named by their layer index, keep their level and mark
-        ls. ``neurons``: neuron indices (per layer, slices allowed) that the
-        recorded states keep; norms, tags and metrics stay per layer. A value
-        that selects nothing or names what the trace lacks raises
+        """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop)
+        (either None for open, or a slice); ``layers`` indices or names (slices
+        allowed; the input is always kept; a chain comes back as a graph trace
+        named by layer index); ``neurons`` indices the recorded states keep. A
+        value that selects nothing or names what the trace lacks raises
         SimulatorError naming it and what the trace has."""
         arrays = dict(self.arrays)
         meta = dict(self.meta) if isinstance(self.meta, dict) else {}
@@ -236,10 +209,8 @@ class Trace:
         return Trace(arrays, meta)
 
     def save(self, folder, compress=False):
-        """Write trace.npz atomically into ``folder``, with its ``schema`` entry
-        (a JSON string: schema_of the arrays). Uncompressed by default:
-        deflating recorded states took 3–5× the simulation; ``compress``
-        (record.compress) trades that time for a smaller file."""
+        """Write trace.npz atomically into ``folder``, with its ``schema`` entry;
+        uncompressed unless ``compress`` (deflating states took 3–5× the run)."""
         folder = check_path("Trace.save", "folder", folder, folder=True)
         check_bool("Trace.save", "compress", compress)
         arrays = dict(self.arrays, schema=np.array(json.dumps(self.schema())))
@@ -248,22 +219,13 @@ class Trace:
 
     @classmethod
     def load(cls, folder, meta=None):
-        """Load trace.npz and run.json from a run folder (``meta``, when given,
-        stands in for run.json: a run draws its pictures before run.json is
-        written). A missing or damaged file (not a regular file, not a zip,
-        truncated, too large for memory, an array missing, of the wrong shape
-        or dtype, no recorded tick, run.json not a JSON object) raises
-        SimulatorError naming the file and what is wrong: the one check
-        ``tickprop render`` and ``tickprop view`` make too
-        (simulator.runfiles.read_trace). The stored schema entry is not an
-        array of the trace (``schema()`` rebuilds it)."""
+        """Load trace.npz and run.json (or ``meta`` in its stead) from a run
+        folder; a missing or damaged file raises SimulatorError naming it and
+        what is wrong (``runfiles.read_trace``, the check render and view make)."""
         arrays = read_trace(folder)
         if meta is None:
             meta = read_json(os.path.join(folder, "run.json"), dict)
         return cls(arrays, meta)
-
-
-_ROW_KEYS = ("tick", "stream_frame")
 
 
 def _row_arrays(arrays):
@@ -281,7 +243,7 @@ def _select_ticks(arrays, ticks):
     first, last = (int(t[0]), int(t[-1])) if len(t) else (0, -1)
     lo = first if start is None else int(start)
     hi = last + 1 if stop is None else int(stop)
-    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    text = _show(slice(start, stop))
     if lo < 0 or hi <= lo:
         raise SimulatorError(f"ticks {text}: expected 0 <= start < stop")
     rows = np.flatnonzero((t >= lo) & (t < hi))
@@ -310,23 +272,21 @@ def _indices(spec, count, names, what):
             if not len(got):
                 raise SimulatorError(f"{what} {_show(item)}: selects none of 0..{count - 1}")
             out.update(got)
-            continue
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             if not 0 <= int(item) < count:
                 raise SimulatorError(f"{what} {item}: expected an index in 0..{count - 1}")
             out.add(int(item))
-            continue
-        if isinstance(item, str) and names is not None:
-            if item in names:
-                out.add(names.index(item))
-                continue
+        elif isinstance(item, str) and names is not None and item in names:
+            out.add(names.index(item))
+        elif isinstance(item, str) and names is not None:
             hint = difflib.get_close_matches(item, names, n=1, cutoff=0.5)
             more = f"; did you mean {hint[0]!r}?" if hint else ""
             raise SimulatorError(f"{what} {item!r}: no such {what[:-1]} (the run has "
                                  f"{', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
                                  f"{more}")
-        raise SimulatorError(f"{what} {item!r}: expected an index in 0..{count - 1}"
-                             + (" or a name" if names is not None else ""))
+        else:
+            raise SimulatorError(f"{what} {item!r}: expected an index in 0..{count - 1}"
+                                 + (" or a name" if names is not None else ""))
     if not out:
         raise SimulatorError(f"{what}: selects nothing")
     return sorted(out)
@@ -342,7 +302,7 @@ def _select_layers(trace, arrays, layers):
     names = trace.layer_names()
     n = len(names)
     keep = sorted(set(_indices(layers, n, names, "layers")) | {0})
-    new = {k: v for k, v in arrays.items()}
+    new = dict(arrays)
     col = np.asarray(keep)
     for key in _row_arrays(arrays):
         a = arrays[key]
