@@ -25,37 +25,19 @@ def _check(depth, frames):
     return depth, frames
 
 
-def locked_schedule(depth, frames):
-    """(forward, backward) occupancy of backprop, each (L, 2L·frames) int64."""
-    L, F = depth, frames
-    fwd, bwd = np.full((2, L, 2 * L * F), -1, dtype=np.int64)
-    layers = np.arange(L)
-    for s in range(F):
-        base = 2 * L * s
-        fwd[layers, base + layers] = s                    # layer l at step l − 1
-        bwd[layers, base + 2 * L - 1 - layers] = s        # layer L first, layer 1 last
-    return fwd, bwd
-
-
-def pipelined_schedule(depth, frames):
-    """(forward, backward) occupancy of the tick engine, each (L, frames + 2L − 2)."""
-    L, F = depth, frames
-    fwd, bwd = np.full((2, L, F + 2 * L - 2), -1, dtype=np.int64)
-    s = np.arange(F)
-    for l in range(1, L + 1):
-        fwd[l - 1, s + l - 1] = s
-        bwd[l - 1, s + 2 * L - l - 1] = s
-    return fwd, bwd
-
-
-def _summary(fwd, bwd, frames, steady_rate, steady_use, latency):
+def _schedule(L, F, period, back, steady_rate, steady_use, latency):
+    """Frame s works forward at layer l (0-based) at step period·s + l and
+    backward at period·s + back − l."""
+    T = period * (F - 1) + back + 1
+    fwd, bwd = np.full((2, L, T), -1, dtype=np.int64)
+    s, l = np.arange(F), np.arange(L)[:, None]
+    fwd[l, period * s + l] = s
+    bwd[l, period * s + back - l] = s
     busy = (fwd >= 0) | (bwd >= 0)
-    L, T = busy.shape
-    occupancy = np.where(fwd >= 0, fwd, bwd)
-    return {"forward": fwd, "backward": bwd, "occupancy": occupancy, "busy": busy,
-            "ticks": int(T), "utilisation": float(busy.mean()), "frames_per_tick": frames / T,
-            "steady_utilisation": steady_use, "steady_frames_per_tick": steady_rate,
-            "latency": latency}
+    return {"forward": fwd, "backward": bwd, "occupancy": np.where(fwd >= 0, fwd, bwd),
+            "busy": busy, "ticks": int(T), "utilisation": float(busy.mean()),
+            "frames_per_tick": F / T, "steady_utilisation": steady_use,
+            "steady_frames_per_tick": steady_rate, "latency": latency}
 
 
 def schedules(depth, frames):
@@ -66,6 +48,6 @@ def schedules(depth, frames):
     included), their steady values and ``latency`` (2L locked, 2L − 1
     pipelined: the output layer works both ways in one tick)."""
     L, F = _check(depth, frames)
-    bp = _summary(*locked_schedule(L, F), F, 1.0 / (2 * L), 1.0 / L, 2 * L)
-    pp = _summary(*pipelined_schedule(L, F), F, 1.0, 1.0, 2 * L - 1)
+    bp = _schedule(L, F, 2 * L, 2 * L - 1, 1.0 / (2 * L), 1.0 / L, 2 * L)
+    pp = _schedule(L, F, 1, 2 * L - 2, 1.0, 1.0, 2 * L - 1)
     return {"depth": L, "frames": F, "backprop": bp, "pipelined": pp}
