@@ -47,14 +47,11 @@ def supervision_delay(trace):
 
 
 def _tag(value):
-    value = int(value)
-    return value if value >= 0 else None
+    return int(value) if value >= 0 else None
 
 
 def _in_sync(component, reference):
-    if component is None or reference is None:
-        return None
-    return component == reference
+    return None if component is None or reference is None else component == reference
 
 
 def finite_mean(values):
@@ -85,18 +82,14 @@ def _rows(trace, window):
     return rows
 
 
-def _hold(trace):
-    stream = _scene(trace).get("stream", {})
-    return int(stream.get("hold", 1)) if stream.get("kind") in ("held", "dataset") else None
-
-
-def _tau_rule(depth, hold, kind):
+def _tau_rule(depth, stream):
     tau = depth - 1
     text = (f"τs = (L−1)Δt = {tau} ticks: synchronization approximately holds where the input "
             f"is nearly constant over {tau} ticks (frames held h ≥ {tau}).")
-    if kind == "constant":
+    if stream.get("kind") == "constant":
         text += " This run's input is constant: every layer settles on backprop's gradient."
-    elif hold is not None:
+    elif stream.get("kind") in ("held", "dataset"):
+        hold = int(stream.get("hold", 1))
         verdict = "at or above" if hold >= tau else "below"
         unit = "tick" if hold == 1 else "ticks"
         text += f" This run holds each frame {hold} {unit}, {verdict} τs."
@@ -119,22 +112,14 @@ def sync_report(trace):
     exact = L % 2 == 1
     if exact:
         rows[layers[0] - 1]["synchronized"] = True
-    matched = [r["layer"] for r in rows if r["supervision_in_sync"]]
-    stream = _scene(trace).get("stream", {})
     summary = {
-        "depth": L,
-        "supervision_delay": supervision_delay(trace),
-        "ls": layers[0] if exact else None,
-        "closest": list(layers),
-        "exact": exact,
-        "matched_layers": matched,
-        "delay": gradient_delay(L),
-        "tau_s": L - 1,
-        "tau_rule": _tau_rule(L, _hold(trace), stream.get("kind")),
-        "steady_window": list(window),
-        "ticks": int(len(trace["tick"])),
-        "last_tick": int(trace["tick"][-1]),
-    }
+        "depth": L, "supervision_delay": supervision_delay(trace),
+        "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
+        "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
+        "delay": gradient_delay(L), "tau_s": L - 1,
+        "tau_rule": _tau_rule(L, _scene(trace).get("stream", {})),
+        "steady_window": list(window), "ticks": int(len(trace["tick"])),
+        "last_tick": int(trace["tick"][-1])}
     summary["text"] = _summary_lines(summary, rows)
     return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
 
@@ -206,10 +191,10 @@ def graph_sync_report(trace):
             "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1]),
         })
     synced = [r["vertex"] for r in rows if r["synchronized"]]
-    levelled = bool(_scene(trace).get("network", {}).get("levelled", False))
     mixed = [r["vertex"] for r in rows if None not in r["input_tags"]
              and r["input_tags"][0] != r["input_tags"][1]]
-    summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]), "levelled": levelled,
+    summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]),
+               "levelled": bool(_scene(trace).get("network", {}).get("levelled", False)),
                "sync_set": synced, "mixed_frames": mixed,
                "supervision_delay": supervision_delay(trace), "steady_window": list(window),
                "ticks": int(len(trace["tick"])), "last_tick": int(trace["tick"][-1])}
