@@ -1,19 +1,10 @@
-"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4 on layer graphs).
-
-Every vertex v but the input (clamped to u) holds a value node x_v and a
-prediction μ_v = f_v(x of its parents), error ε_v = μ_v − x_v (SPEC §4's
-sign); the output's error is ∂ℓ/∂μ_out. With F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y):
-
-    ∂F/∂x_v = −ε_v + Σ_{c ∈ children(v)} VJP_{c→v}(σ'_c(pre_c) ⊙ ε_c)
-    ∂F/∂θ_v = the layer's parameter gradient of σ'_v(pre_v) ⊙ ε_v
-
-Inference (Eq. 7) moves every hidden vertex at once, x_v ← x_v − γ ∂F/∂x_v,
-then recomputes every μ. IL: T ticks from the forward pass, then θ ← θ − α
-∂F/∂θ (not backprop; with ``fixed_prediction`` μ, σ' and the VJPs' inputs stay
-at the forward pass and the errors relax to backprop's). Z-IL (Algorithm 1):
-γ = 1, and a vertex at shortest distance k from the output learns at tick
-k + 1 from state k, at once; on a levelled model (``Model.level``) each update
-is backprop's −α ∂ℓ/∂θ exactly (Theorem 3). The loss is summed over the batch.
+"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README
+"Predictive coding on graph models"). Each vertex but the input holds x_v and
+μ_v = f_v(x of its parents), error ε_v = μ_v − x_v (the output's ∂ℓ/∂μ_out);
+with F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y), inference (Eq. 7) moves every hidden
+vertex at once by −γ ∂F/∂x_v, ∂F/∂x_v = −ε_v + Σ_c VJP_{c→v}(σ'_c ⊙ ε_c). IL
+learns after T ticks; Z-IL (γ = 1) learns a vertex at distance k from the
+output at tick k + 1, which on a levelled model is backprop (Theorem 3).
 """
 from dataclasses import dataclass
 
@@ -192,7 +183,9 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
 def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=False,
              record=True, params=None):
     """One IL update (Section 2.2 of paper 002): T ticks of Eq. 7 at rate γ,
-    then θ ← θ − lr ∂F/∂θ; a PCStep with ‖ε_v‖ per tick when ``record``."""
+    then θ ← θ − lr ∂F/∂θ; a PCStep with ‖ε_v‖ per tick when ``record``.
+    ``fixed_prediction`` keeps μ, σ' and the VJPs' inputs at the forward pass
+    (the errors then relax to backprop's)."""
     if not T >= 0 or not gamma > 0:
         raise SimulatorError(f"IL needs T >= 0 and gamma > 0, got T={T}, gamma={gamma}")
     state = _State(model, u, y, loss, params, fixed=fixed_prediction)

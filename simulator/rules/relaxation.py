@@ -1,30 +1,15 @@
-"""Activation Relaxation on any Model (Millidge et al., paper 001; SPEC §3).
-
-A learning step is a forward sweep (every vertex's pre-activation and value
-x̄_v, the output clamped to +∂ℓ/∂x_out), then K ticks in which every vertex but
-the input and the output moves at once, from the previous tick's state
-(Eqs. 4–5, Euler step η_x; the paper's appendix states it for DAGs):
+"""Activation Relaxation on any Model (Millidge et al., paper 001; SPEC §3;
+README "Activation Relaxation on any model"). After a forward sweep, with the
+output clamped to +∂ℓ/∂x_out, every vertex but the input and output ticks
 
     x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c)
 
-with d_c = σ'_c(pre_c) of the sweep (1 without derivatives), each VJP at the
-sweep's inputs, W replaced by a feedback matrix B for the feedback variants.
-Then W ← W − lr ΔW / B with ΔW Eq. 1 of σ'_v ⊙ x_v and the inputs. Signs: the
-paper mixes dx/dt = −x + … and x − …, which taken literally diverge or ascend;
-the stable leaky form above has the reverse-mode sweep x_v* = ∂ℓ/∂x_v as its
-fixed point, and W descends (the convergence tests pin it).
-
-Linear analysis (exact): with e = x − x* a tick is e ← ((1 − η) I + η N) e, N
-nilpotent (N^j e_0 vanishes on a vertex j edges or fewer from the output), so
-e_n = Σ_{j<k} C(n, j)(1−η)^{n−j} η^j N^j e_0: it converges iff 0 < η < 2, and
-at η = 1 a vertex k edges from the output is exact from tick k on.
-``predicted_errors`` evaluates its norms, ``relax_closed_form`` the state.
-
-Variants: ``exact`` W and σ' (Eq. 5); ``random`` fixed random B; ``learned`` B
-by Eq. 6 (in these signs W's own update, so B − W never changes);
-``no-derivative`` d = 1 (Eq. 7); ``learned-no-derivative`` (Eq. 8). The weight
-update keeps σ' in every variant. B exists for weighted vertices with a parent
-other than the input, drawn N(0, scale²/fan_in) in topological order.
+(d_c = σ'_c of the sweep, or 1; W replaced by B for the feedback variants),
+then W descends Eq. 1 of σ'_v ⊙ x_v. Signs: the paper mixes dx/dt = −x + … and
+x − …, which taken literally diverge or ascend the loss; this leaky form has
+x_v* = ∂ℓ/∂x_v as its fixed point. With e = x − x*, a tick is e ← ((1 − η) I +
+η N) e, N nilpotent, so e_n = Σ_{j<k} C(n, j)(1−η)^{n−j} η^j N^j e_0 exactly
+(k the longest path to the output): ``predicted_errors``, ``relax_closed_form``.
 """
 from dataclasses import dataclass
 from math import comb, exp, log
@@ -38,6 +23,7 @@ from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
 
+# W and σ' (Eq. 5); fixed random B; B by Eq. 6 (W's own update); d = 1 (Eq. 7); Eq. 8
 VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
 INITS = ("forward", "zero")
 SOLVERS = ("ticks", "closed-form")
