@@ -81,8 +81,8 @@ class RecordPlan:
 
     def size(self):
         """Bytes of host memory the recorded arrays will take."""
-        states = 2 * (self.rows if self.states else 0) * len(self.layers) * self.batch * self.width * self.itemsize
-        return self.rows * _row_bytes(self.depth, self.metrics) + states
+        states = 2 * self.rows * len(self.layers) * self.batch * self.width * self.itemsize
+        return self.rows * _row_bytes(self.depth, self.metrics) + (states if self.states else 0)
 
     def check_budget(self, model=None, **run):
         """``RunBudget(self, model, **run).check()``, ``model`` by default a chain
@@ -103,6 +103,11 @@ def distinct_frames(stream, chunk):
     return chunk
 
 
+_LAYERS = "fewer or narrower layers (network.width, network.depth or network.sizes)"
+_GRAPH_LAYERS = "fewer or smaller layers (network.layers: units, channels, kernel)"
+_CHUNK = "a smaller record.chunk (ticks generated at once) or stream.batch"
+
+
 class RunBudget:
     """Itemised peak memory of one diffusion run, before anything is allocated.
 
@@ -116,7 +121,7 @@ class RunBudget:
     """
 
     ADVICE = {
-        "weights": "fewer or narrower layers (network.width, network.depth or network.sizes)",
+        "weights": _LAYERS,
         "state buffers": "a smaller stream.batch or a narrower network (network.width, "
                          "network.sizes)",
         "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
@@ -126,28 +131,25 @@ class RunBudget:
                           "frames) or record.metrics = false",
         "metric work": "a smaller stream.batch (the mismatch forms batch x batch Gram "
                        "matrices) or record.metrics = false",
-        "weight work": "fewer or narrower layers (network.width, network.depth or "
-                       "network.sizes)",
-        "stream frames": "a smaller record.chunk (ticks generated at once) or stream.batch",
-        "teacher forward": "a smaller record.chunk (ticks generated at once) or stream.batch",
+        "weight work": _LAYERS,
+        "stream frames": _CHUNK,
+        "teacher forward": _CHUNK,
         "state transfer": "a smaller record.chunk (ticks moved to the host at once), a larger "
                           "record.every or fewer record.layers",
         "recorded rows": "a larger record.every (keep every k-th tick) or fewer run.ticks",
         "recorded states": "",     # computed: the record.every that fits
         "pictures": "no pictures (--no-png --no-gif, or render.png/render.gif = false)",
-        "gif frames": "a smaller render.size, or no GIF "
-                      "(render.gif = false, --no-gif)",
+        "gif frames": "a smaller render.size, or no GIF (render.gif = false, --no-gif)",
         "learner work": "fewer train.rules or fewer or narrower layers",
-        "initial model": "fewer or narrower layers (network.width, network.depth or "
-                         "network.sizes)",
+        "initial model": _LAYERS,
     }
 
     # Parts alive only for a moment, never two at once: the peak holds the largest.
     TRANSIENT = ("weight work", "metric work", "teacher forward", "state transfer")
 
     GRAPH_ADVICE = {
-        "weights": "fewer or smaller layers (network.layers: units, channels, kernel)",
-        "weight work": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "weights": _GRAPH_LAYERS,
+        "weight work": _GRAPH_LAYERS,
         "state buffers": "a smaller stream.batch, network.input_shape or fewer channels "
                          "(network.layers)",
         "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
