@@ -129,8 +129,9 @@ def _summary_lines(s, rows):
     lines = []
     if s["exact"]:
         ls = s["ls"]
-        so = ("so input and supervision belong to the same frame (Eq. 6)." if not s["supervision_delay"]
-              else "which synchronizes input and supervision when d_y = 0 (Eq. 6).")
+        so = ("which synchronizes input and supervision when d_y = 0 (Eq. 6)."
+              if s["supervision_delay"] else
+              "so input and supervision belong to the same frame (Eq. 6).")
         lines.append(f"ls = (L+1)/2 = {ls}: forward steps {ls - 1} = backward steps {L - ls}, {so}")
         row = rows[ls - 1]
         parts = [f"output activity {_WORD[row['output_in_sync']]}",
@@ -140,8 +141,8 @@ def _summary_lines(s, rows):
             lines.append(f"Gradient delay (L−1)/2 = {s['delay']} ticks: frame s is formed at ls at "
                          f"tick s + {s['delay']}.")
         else:
-            lines.append(f"The paper's gradient delay (L−1)/2 = {s['delay']} ticks assumes d_y = 0; "
-                         "the age column gives each layer's delay in this run.")
+            lines.append(f"The paper's gradient delay (L−1)/2 = {s['delay']} ticks assumes "
+                         "d_y = 0; the age column gives each layer's delay in this run.")
     else:
         a, b = s["closest"]
         lines.append(f"L = {L} is even: no layer is exactly synchronized; layers {a} and {b} are "

@@ -49,7 +49,8 @@ SCHEMA = {
                      "column l-1 is layer l; NaN where not defined"),
     "mismatch_rel": (_ROW_MISMATCH, "relative error (dimensionless)",
                      "‖g − ∇‖ / ‖∇‖ against backprop; column l-1 is layer l"),
-    "grad_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)", "‖g‖ of Eq. 5; column l-1 is layer l"),
+    "grad_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
+                  "‖g‖ of Eq. 5; column l-1 is layer l"),
     "ref_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
                  "‖∇‖ of backprop on the paired frame; column l-1 is layer l"),
     "tag_input": (_ROW_LAYERS, "tick (-1: empty)", "frame in x: the tick it entered layer 0"),
@@ -293,9 +294,9 @@ def _indices(spec, count, names, what):
 
 
 def _show(item):
-    if isinstance(item, slice):
-        return f"{'' if item.start is None else item.start}:{'' if item.stop is None else item.stop}"
-    return str(item)
+    if not isinstance(item, slice):
+        return str(item)
+    return ":".join("" if end is None else str(end) for end in (item.start, item.stop))
 
 
 def _select_layers(trace, arrays, layers):
