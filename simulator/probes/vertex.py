@@ -211,12 +211,6 @@ class VertexMetrics:
                 for q, a in enumerate(inputs):
                     self._blk_x[j][q][k, ...] = a
 
-    def reference(self):
-        """The pending frames' references into the ring (frozen weights)."""
-        self._since = 0
-        if self._frozen and self._frames:
-            self._reference_block()
-
     def _chained(self, i, j, shapes):
         a, b = self._gv[i], self._gv[j]
         return (i in self._in_block and j in self._in_block and b.index == a.index + 1
@@ -287,11 +281,12 @@ class VertexMetrics:
             ring[slot:slot + 1, ...] = row
         self._ref_frame[slot] = i
 
-    def _reference_block(self):
+    def reference(self):
         """Frozen weights: the references of the pending frames that repeat no
         frame before in ONE batched backprop, into the ring (a repeat copies)."""
+        self._since = 0
         frames, self._frames = self._frames, []
-        if not self._gv:
+        if not (frames and self._gv):
             return
         eng, xp, RR = self.engine, self.xp, self._ring
         n, i0 = len(frames), frames[0][0]
@@ -352,18 +347,15 @@ class VertexMetrics:
             return ring[s0:s0 + len(slots), ...]
         return self.xp.take(ring, self.xp.asarray(slots), axis=0)
 
+    @np.errstate(divide="ignore", invalid="ignore")     # a zero gradient gives NaN
     def measure(self, ticks, rows, bx=None, bd=None):
         """Mismatch of the block's rows (``ticks``, host ``rows``) against the
         ring's references of their paired frames, batched over the rows."""
+        xp, be, host = self.xp, self.engine.backend, self._host
         for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
-            self._host[k][rows] = np.nan
+            host[k][rows] = np.nan
         if not self._gv:
             return
-        with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
-            self._mismatch(ticks, rows, bx, bd)
-
-    def _mismatch(self, ticks, rows, bx, bd):
-        xp, be, host = self.xp, self.engine.backend, self._host
         n, R, RR = len(ticks), self._R, self._ring
         cols = np.array(self._weighted)
         frames = host[self._pair_key][rows][:, cols]               # (n, weighted)
