@@ -12,12 +12,9 @@ from .trace import TAG_KEYS
 from .vertex import HI_KEYS, is_plain_chain, metric_block, metric_layout
 
 GIF_BYTES_PER_PIXEL = 4
-# The process itself, whatever the run: Python, numpy and tickprop's modules
-# (41.5 MiB resident after `import cli`, measured), rounded up.
-INTERPRETER_BYTES = 48 * 2**20
-# Drawing pictures: matplotlib and the renderers (32 MiB resident once
-# imported) and the figures' canvases and work (up to ~60 MiB on a 100k-tick
-# fig3_fast run, measured phase by phase), rounded up.
+INTERPRETER_BYTES = 48 * 2**20   # Python, numpy, tickprop: 41.5 MiB after `import cli`
+# matplotlib and the renderers (32 MiB) and the figures' work (up to ~60 MiB
+# on a 100k-tick fig3_fast run), measured, rounded up
 PICTURE_BYTES = 96 * 2**20
 GIF_WORK_FRAMES = 4       # the figure's RGBA buffer, the frame, the previous one, a rectangle
 MAX_ADVICE = 2
@@ -174,12 +171,10 @@ class RunBudget:
         S, N, n = sum(sizes), max(sizes), len(sizes)
         n_in, n_out = sizes[0], sizes[-1]
         D = model.depth
-        # on numpy with every vertex's states recorded, the recorder writes x
-        # and δ straight into the state arrays: no block copy, no transfer
         direct = states_in_place(plan, n - 1, device)
         copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
-        # the teacher: a chain of the student's shape (``streams.make_teacher``),
-        # for a graph one map of the flat input to the flat output; float64, host
+        # the teacher (float64, host): a chain of the student's shape, for a
+        # graph one map of the flat input to the flat output
         teacher = (8 * (P if chain else n_in * n_out)) if target == "teacher" else 0
         items = {"weights": s * P * copies + 8 * P + teacher,
                  "weight work": s * P * (2 if learning_rate else 1),
@@ -188,9 +183,7 @@ class RunBudget:
         items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            # the ring and the block's rows hold, a frame, each weighted
-            # vertex's W gradient, or its δ and x where those are smaller and
-            # its mismatch comes from Gram products (``metric_layout``)
+            # a frame of the ring or block: W gradients or Gram factors
             _, _, explicit, factors = metric_layout(model, B)
             PW = explicit + factors
             K = metric_block(C, B, S, PW, s)
@@ -202,7 +195,7 @@ class RunBudget:
             F = C if distinct is None else min(C, int(distinct))
             items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
         rows = plan.rows
-        # a chain's trace has no newest-frame (_hi) tags (``is_plain_chain``)
+        # a chain's trace has no newest-frame (_hi) tags
         hi = 0 if chain else 8 * len(HI_KEYS) * n
         items["recorded rows"] = rows * (_row_bytes(n - 1, plan.metrics) + hi) + 6 * s * C * n
         items["interpreter"] = INTERPRETER_BYTES
@@ -216,7 +209,7 @@ class RunBudget:
                                            * min(len(range(0, C, plan.every)), rows))
         if gif is not None:
             every, (w, h) = gif
-            # streamed (render.gifstream): a few frames' worth at a time, not all
+            # streamed (render.gifstream): a few frames at a time
             items["gif frames"] = GIF_BYTES_PER_PIXEL * GIF_WORK_FRAMES * int(w) * int(h)
         self.items = {k: int(v) for k, v in items.items() if v}
         self.total = self._peak(self.items)
@@ -233,8 +226,7 @@ class RunBudget:
         self.total = self._peak(self.items)
         return self
 
-    # Parts the run cannot shrink: counted in ``total`` (the predicted peak),
-    # not against the budget, which is for what the scene controls.
+    # Parts the scene cannot shrink: in ``total``, not charged to the budget.
     FIXED = ("interpreter",)
 
     def _charged(self, items):
@@ -281,8 +273,7 @@ class RunBudget:
                 + f", total={format_bytes(self.total)})")
 
 
-# Bytes of device memory a recorder may spend on one block of pending rows
-# (copies of x and δ of each recorded tick, measured together).
+# Bytes of device memory one block of pending rows (x and δ copies) may take.
 BLOCK_BYTES = 16 * 2**20
 
 
