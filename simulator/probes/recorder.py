@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import SimulatorError
 from .plan import block_ticks, states_in_place
-from .trace import METRIC_KEYS, TAG_KEYS, Trace, _blank_padding
+from .trace import METRIC_KEYS, TAG_KEYS, Trace
 from .vertex import HI_KEYS, VertexMetrics, vertex_arrays
 
 REFERENCES = ("input", "supervision")
@@ -227,5 +227,7 @@ class Recorder:
             arrays.update(self._vertex)
         if self.plan.states:
             arrays["state_layers"] = np.array(self.plan.layers, dtype=np.int64)
-            _blank_padding(arrays, self._sizes, self.plan.layers)
+            for j, l in enumerate(self.plan.layers):    # padding: NaN, so no picture shows it
+                arrays["state_x"][:, j, :, self._sizes[l]:] = np.nan
+                arrays["state_delta"][:, j, :, self._sizes[l]:] = np.nan
         return Trace(arrays, meta or {})

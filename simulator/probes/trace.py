@@ -22,13 +22,6 @@ from ..safe_read import read_json
 from ..engine.tick import synchronized_layers
 
 
-def _blank_padding(arrays, sizes, layers):
-    """Neurons beyond a layer's width are padding: NaN, so no picture shows them."""
-    for j, l in enumerate(layers):
-        arrays["state_x"][:, j, :, sizes[l]:] = np.nan
-        arrays["state_delta"][:, j, :, sizes[l]:] = np.nan
-
-
 # Dims, unit and meaning of every array of trace.npz (stored in it as the JSON
 # string ``schema``, so a trace explains itself). A *row* is one recorded tick;
 # a *stream frame* one (input, target) item; tags name a frame by the tick it
@@ -95,26 +88,6 @@ def schema_of(arrays):
         out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
                     "dtype": str(np.asarray(value).dtype), "description": text}
     return {"version": SCHEMA_VERSION, "arrays": out}
-
-
-def _interval(value, name):
-    """(start, stop) from None, a (start, stop) pair (either None) or a slice."""
-    if value is None:
-        return None, None
-    if isinstance(value, slice):
-        if value.step not in (None, 1):
-            raise SimulatorError(f"{name} {value}: a step is not supported")
-        return value.start, value.stop
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise SimulatorError(f"{name} {value!r}: expected (start, stop)") from None
-    for end in (a, b):
-        if end is not None and (isinstance(end, (bool, np.bool_))
-                                or not isinstance(end, (int, np.integer))):
-            raise SimulatorError(f"{name} {value!r}: expected (start, stop) ticks, each an "
-                                 f"integer or None, got {end!r} ({type(end).__name__})")
-    return a, b
 
 
 class Trace:
@@ -239,7 +212,21 @@ def _row_arrays(arrays):
 
 
 def _select_ticks(arrays, ticks):
-    start, stop = _interval(ticks, "ticks")
+    """``ticks``: a (start, stop) pair (either None) or a slice."""
+    if isinstance(ticks, slice):
+        if ticks.step not in (None, 1):
+            raise SimulatorError(f"ticks {ticks}: a step is not supported")
+        start, stop = ticks.start, ticks.stop
+    else:
+        try:
+            start, stop = ticks
+        except (TypeError, ValueError):
+            raise SimulatorError(f"ticks {ticks!r}: expected (start, stop)") from None
+        for end in (start, stop):
+            if end is not None and (isinstance(end, (bool, np.bool_))
+                                    or not isinstance(end, (int, np.integer))):
+                raise SimulatorError(f"ticks {ticks!r}: expected (start, stop) ticks, each an "
+                                     f"integer or None, got {end!r} ({type(end).__name__})")
     t = np.asarray(arrays["tick"])
     first, last = (int(t[0]), int(t[-1])) if len(t) else (0, -1)
     lo = first if start is None else int(start)
