@@ -156,12 +156,6 @@ class Trace:
         row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
         return np.where(tags >= 0, frames[row], -1)
 
-    def layer_names(self):
-        """Names of the layers (vertex names of a graph, '0'..'L' of a chain)."""
-        if "vertex_names" in self.arrays:
-            return [str(n) for n in self.arrays["vertex_names"]]
-        return [str(l) for l in range(self.depth + 1)]
-
     def select(self, ticks=None, layers=None, neurons=None):
         """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop)
         (either None for open, or a slice); ``layers`` indices or names (slices
@@ -287,8 +281,8 @@ def _show(item):
 
 
 def _select_layers(trace, arrays, layers):
-    names = trace.layer_names()
-    n = len(names)
+    n = trace.depth + 1       # names: a graph's vertex names, '0'..'L' of a chain
+    names = [str(v) for v in arrays.get("vertex_names", range(n))]
     keep = sorted(set(_indices(layers, n, names, "layers")) | {0})
     new = dict(arrays)
     col = np.asarray(keep)
