@@ -141,15 +141,11 @@ def _result(original, state, updates, ticks, rows, dist, given=None):
     """The PCStep: the starting parameters (``given``, else the model's) plus updates."""
     params = original.parameters() if given is None else {
         k: np.array(to_host(a), dtype=np.float64) for k, a in given.items()}
-    host = {}
-    for k in params:
-        if k in updates:
-            host[k] = np.asarray(to_host(updates[k]), dtype=np.float64)
-            params[k] = params[k] + host[k]
-        else:
-            host[k] = np.zeros_like(params[k])
-    norms = np.array(rows) if rows is not None else None
-    return PCStep(params, host, ticks, norms, dist, state.model)
+    host = {k: np.asarray(to_host(updates[k]), dtype=np.float64) if k in updates
+            else np.zeros_like(p) for k, p in params.items()}
+    params = {k: p + host[k] if k in updates else p for k, p in params.items()}
+    return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist,
+                  state.model)
 
 
 def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=None):
@@ -165,10 +161,10 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
     updates = {}
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(1, ticks + 1):
-            now = [v for v in learners if dist[v.index] + 1 == t]
             grads = {}
-            for v in now:
-                grads.update(state.param_grads(v))
+            for v in learners:
+                if dist[v.index] + 1 == t:
+                    grads.update(state.param_grads(v))
             state.relax(1.0)
             for k, g in grads.items():
                 updates[k] = -lr * g
@@ -198,10 +194,8 @@ def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=Fals
         state.errors()
         if record:
             rows.append(state.norms())
-    updates = {}
-    for v in model.vertices[1:]:
-        if v.param_names:
-            updates.update({k: -lr * g for k, g in state.param_grads(v).items()})
+    updates = {k: -lr * g for v in model.vertices[1:] if v.param_names
+               for k, g in state.param_grads(v).items()}
     return _result(model, state, updates, int(T), rows, dist, params)
 
 
