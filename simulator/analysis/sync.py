@@ -176,21 +176,18 @@ def graph_sync_report(trace):
     start, stop = window
     last = len(trace["tick"]) - 1
     names = [str(n) for n in trace["vertex_names"]]
-    rows = []
 
     def tags(key, v):
         lo, hi = _tag(trace["tag_" + key][last, v]), f"tag_{key}_hi"
         return [lo, _tag(trace[hi][last, v]) if hi in trace else lo]
-    for v in range(1, len(names)):
-        rows.append({
-            "vertex": names[v], "index": v, "kind": str(trace["vertex_kinds"][v]),
-            "forward": int(trace["vertex_levels"][v]), "backward": int(trace["vertex_bwd"][v]),
-            "synchronized": bool(trace["vertex_sync"][v]),
-            "input_tags": tags("input", v), "pair_tags": tags("pair", v),
-            "supervision_tag": _tag(trace["tag_supervision"][last, v]),
-            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, v - 1]),
-            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1]),
-        })
+    rows = [{"vertex": names[v], "index": v, "kind": str(trace["vertex_kinds"][v]),
+             "forward": int(trace["vertex_levels"][v]), "backward": int(trace["vertex_bwd"][v]),
+             "synchronized": bool(trace["vertex_sync"][v]),
+             "input_tags": tags("input", v), "pair_tags": tags("pair", v),
+             "supervision_tag": _tag(trace["tag_supervision"][last, v]),
+             "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, v - 1]),
+             "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1])}
+            for v in range(1, len(names))]
     synced = [r["vertex"] for r in rows if r["synchronized"]]
     mixed = [r["vertex"] for r in rows if None not in r["input_tags"]
              and r["input_tags"][0] != r["input_tags"][1]]
@@ -214,21 +211,18 @@ def graph_sync_report(trace):
 
 def _frames(pair):
     lo, hi = pair
-    if lo is None:
-        return "-"
-    return str(lo) if lo == hi else f"{lo}–{hi}"
+    return "-" if lo is None else (str(lo) if lo == hi else f"{lo}–{hi}")
 
 
 def format_graph_sync(report):
     """A graph sync report as a printable table plus its summary lines."""
     header = ("vertex", "kind", "fwd", "bwd", "sync", "x frames", "paired x", "y tag", "cos",
               "rel err")
-    table = [header]
-    for r in report["rows"]:
-        table.append((r["vertex"], r["kind"], str(r["forward"]), str(r["backward"]),
-                      "yes" if r["synchronized"] else "", _frames(r["input_tags"]),
-                      _frames(r["pair_tags"]), _num(r["supervision_tag"], "d"),
-                      _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g")))
+    table = [header] + [
+        (r["vertex"], r["kind"], str(r["forward"]), str(r["backward"]),
+         "yes" if r["synchronized"] else "", _frames(r["input_tags"]), _frames(r["pair_tags"]),
+         _num(r["supervision_tag"], "d"), _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g"))
+        for r in report["rows"]]
     s = report["summary"]
     return _print_table(
         f"{report.get('name') or 'run'}: graph of depth D = {s['depth']}"
@@ -257,14 +251,11 @@ def format_sync(report):
         return format_graph_sync(report)
     header = ("layer", "fwd", "bwd", "lag", "x tag", "y tag", "age", "out", "σ'", "cos",
               "rel err", "note")
-    table = [header]
-    for r in report["rows"]:
-        table.append((str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]),
-                      f"{r['lag']:+d}", _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"),
-                      _num(r["age"], "d"),
-                      _CELL[r["output_in_sync"]], _CELL[r["sigma_in_sync"]],
-                      _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g"),
-                      _marker(r, report["summary"])))
+    table = [header] + [
+        (str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]), f"{r['lag']:+d}",
+         _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"), _num(r["age"], "d"),
+         _CELL[r["output_in_sync"]], _CELL[r["sigma_in_sync"]], _num(r["mean_cos"], ".4f"),
+         _num(r["mean_rel"], ".3g"), _marker(r, report["summary"])) for r in report["rows"]]
     s = report["summary"]
     return _print_table(
         f"{report.get('name') or 'run'}: depth L = {s['depth']}, supervision delay d_y = "
@@ -278,6 +269,4 @@ def format_sync(report):
 def _marker(row, summary):
     if row["synchronized"]:
         return "<- ls"
-    if not summary["exact"] and row["layer"] in summary["closest"]:
-        return "<- closest"
-    return ""
+    return "<- closest" if not summary["exact"] and row["layer"] in summary["closest"] else ""
