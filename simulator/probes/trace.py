@@ -29,6 +29,8 @@ from ..engine.tick import synchronized_layers
 SCHEMA_VERSION = 1
 _ROW_LAYERS = ("row", "layer")
 _ROW_MISMATCH = ("row", "layer_with_weights")
+_TAG = (_ROW_LAYERS, "tick (-1: empty)")
+_STATE = ("state_row", "state_layer", "batch", "neuron")
 SCHEMA = {
     "tick": (("row",), "tick", "the tick each recorded row was taken at"),
     "stream_frame": (("row",), "stream frame",
@@ -46,18 +48,14 @@ SCHEMA = {
                   "‖g‖ of Eq. 5; column l-1 is layer l"),
     "ref_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
                  "‖∇‖ of backprop on the paired frame; column l-1 is layer l"),
-    "tag_input": (_ROW_LAYERS, "tick (-1: empty)", "frame in x: the tick it entered layer 0"),
-    "tag_supervision": (_ROW_LAYERS, "tick (-1: empty)",
-                        "frame whose target δ carries: the tick it entered layer 0"),
-    "tag_output": (_ROW_LAYERS, "tick (-1: empty)",
-                   "frame of the output activity δ's error is made of"),
-    "tag_sigma_lo": (_ROW_LAYERS, "tick (-1: empty)", "oldest frame of δ's σ' factors"),
-    "tag_sigma_hi": (_ROW_LAYERS, "tick (-1: empty)", "newest frame of δ's σ' factors"),
-    "tag_pair": (_ROW_LAYERS, "tick (-1: empty)", "frame of the x that g pairs with δ"),
-    "state_x": (("state_row", "state_layer", "batch", "neuron"), "activation",
-                "x of the recorded layers (NaN beyond a layer's width)"),
-    "state_delta": (("state_row", "state_layer", "batch", "neuron"), "delta",
-                    "δ of the recorded layers (NaN beyond a layer's width)"),
+    "tag_input": (*_TAG, "frame in x: the tick it entered layer 0"),
+    "tag_supervision": (*_TAG, "frame whose target δ carries: the tick it entered layer 0"),
+    "tag_output": (*_TAG, "frame of the output activity δ's error is made of"),
+    "tag_sigma_lo": (*_TAG, "oldest frame of δ's σ' factors"),
+    "tag_sigma_hi": (*_TAG, "newest frame of δ's σ' factors"),
+    "tag_pair": (*_TAG, "frame of the x that g pairs with δ"),
+    "state_x": (_STATE, "activation", "x of the recorded layers (NaN beyond a layer's width)"),
+    "state_delta": (_STATE, "delta", "δ of the recorded layers (NaN beyond a layer's width)"),
     "state_tick": (("state_row",), "tick", "the tick of each recorded state row"),
     "state_layers": (("state_layer",), "layer index", "which layer each state_layer is"),
     "vertex_names": (("layer",), "name", "graph vertex names (input first)"),
@@ -73,9 +71,8 @@ SCHEMA = {
                             "cut from (so tags before the window still name their frame)"),
 }
 for _key in ("input", "supervision", "output", "pair"):
-    SCHEMA[f"tag_{_key}_hi"] = (_ROW_LAYERS, "tick (-1: empty)",
-                                f"graph: newest frame of tag_{_key} (differs where a vertex "
-                                "mixes frames)")
+    SCHEMA[f"tag_{_key}_hi"] = (*_TAG, f"graph: newest frame of tag_{_key} (differs where a "
+                                       "vertex mixes frames)")
 
 
 def schema_of(arrays):
