@@ -332,20 +332,15 @@ class VertexMetrics:
         return xp.expand_dims(d, axis=1), xp.expand_dims(x, axis=1)
 
     def _run_slots(self, ring, slots):
-        """A run's ring (RR, m, rows, width) at ``slots`` (n, m), each vertex at its own."""
-        xp, m = self.xp, ring.shape[1]
-        if m == 1:
-            return self._slots(ring, slots[:, 0])
+        """A run's ring (RR, m, rows, width) at ``slots`` (n, m), each vertex at its
+        own: a view for one vertex at consecutive slots, else a gather."""
+        xp, (n, m) = self.xp, slots.shape
+        s0 = int(slots[0, 0])
+        if m == 1 and s0 + n <= ring.shape[0] and np.array_equal(slots[:, 0], s0 + np.arange(n)):
+            return ring[s0:s0 + n, ...]
         flat = xp.reshape(ring, (-1,) + tuple(ring.shape[2:]))
         idx = xp.asarray((slots * m + np.arange(m)).reshape(-1))
         return xp.reshape(xp.take(flat, idx, axis=0), slots.shape + tuple(ring.shape[2:]))
-
-    def _slots(self, ring, slots):
-        """``ring``'s rows at ``slots``: a view where they are consecutive, else a gather."""
-        s0 = int(slots[0])
-        if s0 + len(slots) <= ring.shape[0] and np.array_equal(slots, s0 + np.arange(len(slots))):
-            return ring[s0:s0 + len(slots), ...]
-        return self.xp.take(ring, self.xp.asarray(slots), axis=0)
 
     @np.errstate(divide="ignore", invalid="ignore")     # a zero gradient gives NaN
     def measure(self, ticks, rows, bx=None, bd=None):
