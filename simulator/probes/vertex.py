@@ -118,6 +118,11 @@ def _concat(xp, parts, axis):
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
 
 
+def _gather(xp, a, idx):
+    """``a``'s flat elements at the host indices ``idx``, shaped like ``idx``."""
+    return xp.reshape(xp.take(xp.reshape(a, (-1,)), xp.asarray(idx.reshape(-1))), idx.shape)
+
+
 class VertexMetrics:
     """A Recorder's metrics: ``frame`` feeds every tick to the reference ring,
     ``copy`` keeps a recorded row's factors of g, ``reference`` backprops the
@@ -359,22 +364,17 @@ class VertexMetrics:
         slots = np.where(valid, frames % RR, t % RR)
         valid &= self._ref_frame[slots] == frames
         nan = np.where(valid, 0.0, np.nan)
-        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)),
-                                xp.asarray((slots * self._ref_gg.shape[1]
-                                            + np.arange(len(cols))).reshape(-1))),
-                        (n, len(cols)))
+        C = self._ref_gg.shape[1]            # ⟨G, G⟩ of vertex j at slot s: flat s·C + j
         out = {}
         if self._wkeys:
             e = np.array(self._ecols)
             self._block_gradients(n)
             PW = self._blk_g.shape[1]
             g = self._blk_g[:n, :]
-            idx = slots[:, e][:, self._seg_of] * PW + np.arange(PW)
-            ref = xp.reshape(xp.take(xp.reshape(self._ref[0], (-1,)),
-                                     xp.asarray(idx.reshape(-1))), (n, PW))
+            ref = _gather(xp, self._ref[0], slots[:, e][:, self._seg_of] * PW + np.arange(PW))
             diff = g - ref
             gg, gG, dd = (self._segment_sums(a) for a in (g * g, g * ref, diff * diff))
-            GGe = xp.take(GG, xp.asarray(e), axis=1) if len(e) < len(cols) else GG
+            GGe = _gather(xp, self._ref_gg, slots[:, e] * C + e)
             out[tuple(e)] = (gG / xp.sqrt(gg * GGe), xp.sqrt(dd / GGe), gg, GGe)
         if self._gcols:
             first = 1 if self._wkeys else 0
@@ -387,7 +387,7 @@ class VertexMetrics:
                 gG.append(gram(xp, d, x, ref_d, ref_x))
             gg, gG = _concat(xp, gg, 1), _concat(xp, gG, 1)
             g_ = np.array(self._gcols)
-            GGg = xp.take(GG, xp.asarray(g_), axis=1) if len(g_) < len(cols) else GG
+            GGg = _gather(xp, self._ref_gg, slots[:, g_] * C + g_)
             cos, rel = cosine_and_relative(xp, gg, gG, GGg)
             out[tuple(g_)] = (cos, rel, gg, GGg)
         for js, (cos, rel, gg, GGj) in out.items():
