@@ -83,7 +83,7 @@ class _Recorder:
     def add(self, new, old):
         self.norms.append([self._norm(x) for x in new])
         self.changes.append([self._norm(a - b) for a, b in zip(new, old)])
-        if self.errors is not None:   # vertices 1..; the input's NaN column is added on the host
+        if self.errors is not None:   # vertices 1..
             self.errors.append([self._norm(new[v] - self.targets[v]) / self.target_norms[v]
                                 for v in range(1, len(new))])
 
@@ -92,10 +92,8 @@ class _Recorder:
         return np.asarray(to_host(xp.stack([xp.stack(row) for row in rows])), dtype=np.float64)
 
     def finish(self):
-        errors = None
-        if self.errors is not None:
-            e = self._host(self.errors)
-            errors = np.concatenate([np.full((e.shape[0], 1), np.nan), e], axis=1)
+        errors = None if self.errors is None else np.pad(   # the input's column: NaN
+            self._host(self.errors), ((0, 0), (1, 0)), constant_values=np.nan)
         return RelaxationRecord(self._host(self.norms), self._host(self.changes), errors)
 
 
