@@ -2,26 +2,28 @@
 forming any n×n matrix.
 
 Both gradients are batched outer products, g = Δᵀ X and G = Δ'ᵀ X', so their
-Frobenius inner product is a sum over batch pairs (SPEC §1):
-⟨Δᵀ X, Δ'ᵀ X'⟩ = sum((Δ Δ'ᵀ) ⊙ (X X'ᵀ)), with B×B Gram matrices only.
-Every function takes stacked (L, B, N) factors and returns one value per layer.
-The relative error is formed from those inner products, so below about
-√(machine ε) (1e-8 in float64, 3e-4 in float32) it is rounding, not mismatch.
+Frobenius inner product needs B×B Gram matrices only (SPEC §1):
+⟨Δᵀ X, Δ'ᵀ X'⟩ = sum((Δ Δ'ᵀ) ⊙ (X X'ᵀ)). The relative error is formed from those
+inner products, so below about √(machine ε) (1e-8 in float64, 3e-4 in float32)
+it is rounding, not mismatch.
 """
 
 
-def inner(xp, d1, x1, d2, x2):
-    """⟨d1ᵀ x1, d2ᵀ x2⟩_F per layer, for stacked factors of shape (L, B, N)."""
+def gram(xp, d1, x1, d2, x2):
+    """⟨d1ᵀ x1, d2ᵀ x2⟩_F over the last two axes (batch, neurons) of stacked
+    factors; for a batch of one the product of two dot products (the same
+    number without a tiny matrix product per layer)."""
+    if d1.shape[-2] == 1:
+        return (xp.vecdot(d1[..., 0, :], d2[..., 0, :])
+                * xp.vecdot(x1[..., 0, :], x2[..., 0, :]))
     dd = d1 @ xp.matrix_transpose(d2)
     xx = x1 @ xp.matrix_transpose(x2)
-    return xp.sum(dd * xx, axis=(1, 2))
+    return xp.sum(dd * xx, axis=(-2, -1))
 
 
 def cosine_and_relative(xp, gg, gG, GG):
-    """Cosine similarity and relative error ‖g − G‖/‖G‖ from the three inner products.
-
-    Undefined values (a zero gradient) come out as NaN, never as a silent 0.
-    """
+    """Cosine similarity and relative error ‖g − G‖/‖G‖ from the three inner
+    products; a zero gradient gives NaN, never a silent 0."""
     cos = gG / xp.sqrt(gg * GG)
     diff = xp.maximum(gg - 2.0 * gG + GG, xp.zeros_like(gg))
     rel = xp.sqrt(diff / GG)
@@ -29,6 +31,7 @@ def cosine_and_relative(xp, gg, gG, GG):
 
 
 def mismatch(xp, d, x, d_ref, x_ref):
-    """(cosine, relative error) per layer between g = dᵀx and G = d_refᵀx_ref."""
-    return cosine_and_relative(xp, inner(xp, d, x, d, x), inner(xp, d, x, d_ref, x_ref),
-                               inner(xp, d_ref, x_ref, d_ref, x_ref))
+    """(cosine, relative error) per layer between g = dᵀx and G = d_refᵀx_ref,
+    stacked factors of shape (L, B, N)."""
+    return cosine_and_relative(xp, gram(xp, d, x, d, x), gram(xp, d, x, d_ref, x_ref),
+                               gram(xp, d_ref, x_ref, d_ref, x_ref))

@@ -1,14 +1,10 @@
 """Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D).
 
-In g[t,l] = δ[t,l] x[t,l−1]ᵀ the input has taken l − 1 forward steps and the
-supervision L − l backward steps, so with the target presented alongside the
-input (d_y = 0) they belong to the same frame exactly at ls = (L+1)/2 (L odd);
-for even L the two middle layers are off by one tick. The gradient of frame s
-is formed at ls at tick s + (L−1)/2. Even at ls only the input and the
-supervision are guaranteed to match: the output activity in δ and the σ'
-factors come from other frames unless the rule keeps them (Fact D). This
-module reads all of that from the provenance tags of a trace — exact
-bookkeeping, not formulas — and pairs it with the measured mismatch.
+In g[t,l] = δ[t,l] x[t,l−1]ᵀ the input took l − 1 forward steps and the
+supervision L − l backward ones, so (d_y = 0) they share a frame exactly at
+ls = (L+1)/2, where frame s's gradient forms at tick s + (L−1)/2; the output
+activity and σ' factors in δ may still come from other frames (Fact D). All of
+it is read off the trace's provenance tags and paired with the mismatch.
 """
 import numpy as np
 
@@ -23,19 +19,20 @@ def gradient_delay(depth):
 
 
 def steady_window(trace):
-    """(start, stop) ticks once the network is filled: every layer's δ carries a
-    real frame's output error and its g pairs with a real frame. The whole run if
-    it never fills (too few ticks)."""
-    ready = (trace["tag_output"][:, 1:] >= 0).all(axis=1) & (trace["tag_pair"][:, 1:] >= 0).all(axis=1)
-    T = len(ready)
+    """(start, stop) rows once every layer's δ carries a real frame's output
+    error and its g pairs with a real frame; the whole run if it never fills."""
+    ready = ((trace["tag_output"][:, 1:] >= 0).all(axis=1)
+             & (trace["tag_pair"][:, 1:] >= 0).all(axis=1))
     filled = np.flatnonzero(ready)
-    if not len(filled):
-        return 0, T
-    return int(filled[0]), T
+    return (int(filled[0]) if len(filled) else 0), len(ready)
+
+
+def _meta(trace):
+    return trace.meta if isinstance(trace.meta, dict) else {}
 
 
 def _scene(trace):
-    return trace.meta.get("scene", {}) if isinstance(trace.meta, dict) else {}
+    return _meta(trace).get("scene", {})
 
 
 def supervision_delay(trace):
@@ -50,14 +47,11 @@ def supervision_delay(trace):
 
 
 def _tag(value):
-    value = int(value)
-    return value if value >= 0 else None
+    return int(value) if value >= 0 else None
 
 
 def _in_sync(component, reference):
-    if component is None or reference is None:
-        return None
-    return component == reference
+    return None if component is None or reference is None else component == reference
 
 
 def finite_mean(values):
@@ -72,22 +66,15 @@ def _rows(trace, window):
     start, stop = window
     rows = []
     for l in range(1, L + 1):
-        x_tag = _tag(trace["tag_pair"][last, l])
-        lo, hi = _tag(trace["tag_sigma_lo"][last, l]), _tag(trace["tag_sigma_hi"][last, l])
-        sigma = None if lo is None or x_tag is None else (lo == hi == x_tag)
+        x_tag, lo, hi, sup, out = (_tag(trace["tag_" + k][last, l]) for k in
+                                   ("pair", "sigma_lo", "sigma_hi", "supervision", "output"))
         rows.append({
-            "layer": l,
-            "forward_steps": l - 1,
-            "backward_steps": L - l,
-            "lag": (l - 1) - (L - l),
-            "input_tag": x_tag,
+            "layer": l, "forward_steps": l - 1, "backward_steps": L - l,
+            "lag": (l - 1) - (L - l), "input_tag": x_tag,
             "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
-            "supervision_tag": _tag(trace["tag_supervision"][last, l]),
-            "output_tag": _tag(trace["tag_output"][last, l]),
-            "sigma_tags": [lo, hi],
-            "supervision_in_sync": _in_sync(_tag(trace["tag_supervision"][last, l]), x_tag),
-            "output_in_sync": _in_sync(_tag(trace["tag_output"][last, l]), x_tag),
-            "sigma_in_sync": sigma,
+            "supervision_tag": sup, "output_tag": out, "sigma_tags": [lo, hi],
+            "supervision_in_sync": _in_sync(sup, x_tag), "output_in_sync": _in_sync(out, x_tag),
+            "sigma_in_sync": None if lo is None or x_tag is None else (lo == hi == x_tag),
             "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
             "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
             "synchronized": False,
@@ -95,22 +82,14 @@ def _rows(trace, window):
     return rows
 
 
-def _hold(trace):
-    stream = _scene(trace).get("stream", {})
-    if stream.get("kind") in ("held", "dataset"):
-        return int(stream.get("hold", 1))
-    if stream.get("kind") == "constant":
-        return None
-    return None
-
-
-def _tau_rule(depth, hold, kind):
+def _tau_rule(depth, stream):
     tau = depth - 1
     text = (f"τs = (L−1)Δt = {tau} ticks: synchronization approximately holds where the input "
             f"is nearly constant over {tau} ticks (frames held h ≥ {tau}).")
-    if kind == "constant":
+    if stream.get("kind") == "constant":
         text += " This run's input is constant: every layer settles on backprop's gradient."
-    elif hold is not None:
+    elif stream.get("kind") in ("held", "dataset"):
+        hold = int(stream.get("hold", 1))
         verdict = "at or above" if hold >= tau else "below"
         unit = "tick" if hold == 1 else "ticks"
         text += f" This run holds each frame {hold} {unit}, {verdict} τs."
@@ -118,17 +97,12 @@ def _tau_rule(depth, hold, kind):
 
 
 def sync_report(trace):
-    """Per-layer synchronization of a trace, as a JSON-serializable dict.
-
-    ``rows``: for each layer l = 1..L the forward steps l−1, backward steps L−l,
-    their lag, the input (paired x) and supervision tags at the last tick, whether
-    the supervision, the output activity and the σ' factors of δ belong to the
-    input's frame, and the mean cosine / relative error over the steady window.
-    ``summary``: ls = (L+1)/2 (Eq. 6) or, for even L, the two closest layers; the
-    layers whose tags actually match at the last tick; the gradient delay
-    (L−1)/2; and the τs = (L−1)Δt rule, with the run's hold time when known.
-    A trace of a graph (it carries ``vertex_names``) gets ``graph_sync_report``.
-    """
+    """Per-layer synchronization of a trace, as a JSON-serializable dict
+    (``graph_sync_report`` for a graph trace). ``rows``: per layer 1..L the
+    steps, tags at the last tick, which components of δ belong to the paired
+    input's frame, and the mean mismatch over the steady window. ``summary``:
+    ls (Eq. 6) or the two closest layers, the layers whose tags match, the
+    gradient delay (L−1)/2 and the τs = (L−1)Δt rule."""
     if "vertex_names" in trace:
         return graph_sync_report(trace)
     L = trace.depth
@@ -138,25 +112,16 @@ def sync_report(trace):
     exact = L % 2 == 1
     if exact:
         rows[layers[0] - 1]["synchronized"] = True
-    matched = [r["layer"] for r in rows if r["supervision_in_sync"]]
-    stream = _scene(trace).get("stream", {})
     summary = {
-        "depth": L,
-        "supervision_delay": supervision_delay(trace),
-        "ls": layers[0] if exact else None,
-        "closest": list(layers),
-        "exact": exact,
-        "matched_layers": matched,
-        "delay": gradient_delay(L),
-        "tau_s": L - 1,
-        "tau_rule": _tau_rule(L, _hold(trace), stream.get("kind")),
-        "steady_window": list(window),
-        "ticks": int(len(trace["tick"])),
-        "last_tick": int(trace["tick"][-1]),
-    }
+        "depth": L, "supervision_delay": supervision_delay(trace),
+        "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
+        "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
+        "delay": gradient_delay(L), "tau_s": L - 1,
+        "tau_rule": _tau_rule(L, _scene(trace).get("stream", {})),
+        "steady_window": list(window), "ticks": int(len(trace["tick"])),
+        "last_tick": int(trace["tick"][-1])}
     summary["text"] = _summary_lines(summary, rows)
-    return {"name": trace.meta.get("name", "") if isinstance(trace.meta, dict) else "",
-            "rows": rows, "summary": summary}
+    return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
 
 
 def _summary_lines(s, rows):
@@ -164,19 +129,20 @@ def _summary_lines(s, rows):
     lines = []
     if s["exact"]:
         ls = s["ls"]
-        so = ("so input and supervision belong to the same frame (Eq. 6)." if not s["supervision_delay"]
-              else "which synchronizes input and supervision when d_y = 0 (Eq. 6).")
+        so = ("which synchronizes input and supervision when d_y = 0 (Eq. 6)."
+              if s["supervision_delay"] else
+              "so input and supervision belong to the same frame (Eq. 6).")
         lines.append(f"ls = (L+1)/2 = {ls}: forward steps {ls - 1} = backward steps {L - ls}, {so}")
         row = rows[ls - 1]
-        parts = [f"output activity {_word(row['output_in_sync'])}",
-                 f"σ' factors {_word(row['sigma_in_sync'])}"]
+        parts = [f"output activity {_WORD[row['output_in_sync']]}",
+                 f"σ' factors {_WORD[row['sigma_in_sync']]}"]
         lines.append(f"At ls the other components of δ: {', '.join(parts)} with the input's frame.")
         if s["supervision_delay"] == 0:
             lines.append(f"Gradient delay (L−1)/2 = {s['delay']} ticks: frame s is formed at ls at "
                          f"tick s + {s['delay']}.")
         else:
-            lines.append(f"The paper's gradient delay (L−1)/2 = {s['delay']} ticks assumes d_y = 0; "
-                         "the age column gives each layer's delay in this run.")
+            lines.append(f"The paper's gradient delay (L−1)/2 = {s['delay']} ticks assumes "
+                         "d_y = 0; the age column gives each layer's delay in this run.")
     else:
         a, b = s["closest"]
         lines.append(f"L = {L} is even: no layer is exactly synchronized; layers {a} and {b} are "
@@ -192,12 +158,8 @@ def _summary_lines(s, rows):
     return lines
 
 
-def _word(flag):
-    return {True: "in sync", False: "NOT in sync", None: "unknown (empty)"}[flag]
-
-
-def _cell(flag):
-    return {True: "yes", False: "no", None: "-"}[flag]
+_WORD = {True: "in sync", False: "NOT in sync", None: "unknown (empty)"}
+_CELL = {True: "yes", False: "no", None: "-"}
 
 
 def _num(value, fmt):
@@ -206,39 +168,31 @@ def _num(value, fmt):
 
 def graph_sync_report(trace):
     """Synchronization of a graph run (SPEC "Graphs", facts C′/D′), as a
-    JSON-serializable dict: per vertex 1..n−1 its kind, forward distance (longest
-    path from the input, its level), backward distance (longest path to the
-    output), whether it is in the synchronization set (every path in has one
-    length a + 1, every path out one length b, and a = b; ``vertex_sync``,
-    from ``simulator.engine.tick.sync_set``), the frames its x and its paired
-    x carry at the last tick (oldest–newest: they differ where the vertex
-    mixes frames) and its δ's target frame, and the mean mismatch over the
-    steady window (vertices with weights)."""
+    JSON-serializable dict: per vertex 1..n−1 its kind, longest paths from the
+    input and to the output, membership of the synchronization set
+    (``engine.tick.sync_set``), the frames (oldest–newest) of its x and paired
+    x and its δ's target at the last tick, and the mean mismatch."""
     window = steady_window(trace)
     start, stop = window
     last = len(trace["tick"]) - 1
     names = [str(n) for n in trace["vertex_names"]]
-    rows = []
-    for v in range(1, len(names)):
-        def tags(key, hi=True):
-            lo = _tag(trace["tag_" + key][last, v])
-            if not hi or "tag_" + key + "_hi" not in trace:
-                return [lo, lo]
-            return [lo, _tag(trace["tag_" + key + "_hi"][last, v])]
-        rows.append({
-            "vertex": names[v], "index": v, "kind": str(trace["vertex_kinds"][v]),
-            "forward": int(trace["vertex_levels"][v]), "backward": int(trace["vertex_bwd"][v]),
-            "synchronized": bool(trace["vertex_sync"][v]),
-            "input_tags": tags("input"), "pair_tags": tags("pair"),
-            "supervision_tag": _tag(trace["tag_supervision"][last, v]),
-            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, v - 1]),
-            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1]),
-        })
+
+    def tags(key, v):
+        lo, hi = _tag(trace["tag_" + key][last, v]), f"tag_{key}_hi"
+        return [lo, _tag(trace[hi][last, v]) if hi in trace else lo]
+    rows = [{"vertex": names[v], "index": v, "kind": str(trace["vertex_kinds"][v]),
+             "forward": int(trace["vertex_levels"][v]), "backward": int(trace["vertex_bwd"][v]),
+             "synchronized": bool(trace["vertex_sync"][v]),
+             "input_tags": tags("input", v), "pair_tags": tags("pair", v),
+             "supervision_tag": _tag(trace["tag_supervision"][last, v]),
+             "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, v - 1]),
+             "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, v - 1])}
+            for v in range(1, len(names))]
     synced = [r["vertex"] for r in rows if r["synchronized"]]
-    levelled = bool(_scene(trace).get("network", {}).get("levelled", False))
     mixed = [r["vertex"] for r in rows if None not in r["input_tags"]
              and r["input_tags"][0] != r["input_tags"][1]]
-    summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]), "levelled": levelled,
+    summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]),
+               "levelled": bool(_scene(trace).get("network", {}).get("levelled", False)),
                "sync_set": synced, "mixed_frames": mixed,
                "supervision_delay": supervision_delay(trace), "steady_window": list(window),
                "ticks": int(len(trace["tick"])), "last_tick": int(trace["tick"][-1])}
@@ -252,27 +206,23 @@ def graph_sync_report(trace):
                      "identity vertices so each carries one frame.")
     lines.append(f"Mean mismatch over ticks {start}–{stop - 1} (graph filled).")
     summary["text"] = lines
-    return {"name": trace.meta.get("name", "") if isinstance(trace.meta, dict) else "",
-            "rows": rows, "summary": summary}
+    return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
 
 
 def _frames(pair):
     lo, hi = pair
-    if lo is None:
-        return "-"
-    return str(lo) if lo == hi else f"{lo}–{hi}"
+    return "-" if lo is None else (str(lo) if lo == hi else f"{lo}–{hi}")
 
 
 def format_graph_sync(report):
     """A graph sync report as a printable table plus its summary lines."""
     header = ("vertex", "kind", "fwd", "bwd", "sync", "x frames", "paired x", "y tag", "cos",
               "rel err")
-    table = [header]
-    for r in report["rows"]:
-        table.append((r["vertex"], r["kind"], str(r["forward"]), str(r["backward"]),
-                      "yes" if r["synchronized"] else "", _frames(r["input_tags"]),
-                      _frames(r["pair_tags"]), _num(r["supervision_tag"], "d"),
-                      _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g")))
+    table = [header] + [
+        (r["vertex"], r["kind"], str(r["forward"]), str(r["backward"]),
+         "yes" if r["synchronized"] else "", _frames(r["input_tags"]), _frames(r["pair_tags"]),
+         _num(r["supervision_tag"], "d"), _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g"))
+        for r in report["rows"]]
     s = report["summary"]
     return _print_table(
         f"{report.get('name') or 'run'}: graph of depth D = {s['depth']}"
@@ -301,14 +251,11 @@ def format_sync(report):
         return format_graph_sync(report)
     header = ("layer", "fwd", "bwd", "lag", "x tag", "y tag", "age", "out", "σ'", "cos",
               "rel err", "note")
-    table = [header]
-    for r in report["rows"]:
-        table.append((str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]),
-                      f"{r['lag']:+d}", _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"),
-                      _num(r["age"], "d"),
-                      _cell(r["output_in_sync"]), _cell(r["sigma_in_sync"]),
-                      _num(r["mean_cos"], ".4f"), _num(r["mean_rel"], ".3g"),
-                      _marker(r, report["summary"])))
+    table = [header] + [
+        (str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]), f"{r['lag']:+d}",
+         _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"), _num(r["age"], "d"),
+         _CELL[r["output_in_sync"]], _CELL[r["sigma_in_sync"]], _num(r["mean_cos"], ".4f"),
+         _num(r["mean_rel"], ".3g"), _marker(r, report["summary"])) for r in report["rows"]]
     s = report["summary"]
     return _print_table(
         f"{report.get('name') or 'run'}: depth L = {s['depth']}, supervision delay d_y = "
@@ -322,6 +269,4 @@ def format_sync(report):
 def _marker(row, summary):
     if row["synchronized"]:
         return "<- ls"
-    if not summary["exact"] and row["layer"] in summary["closest"]:
-        return "<- closest"
-    return ""
+    return "<- closest" if not summary["exact"] and row["layer"] in summary["closest"] else ""

@@ -1,15 +1,7 @@
-"""What a run records and what it costs: RecordPlan and RunBudget.
-
-RecordPlan says which arrays a run keeps: every ``record.every``-th tick (a
-"row") norms of x and δ, the provenance tags and both mismatch metrics, and
-optionally full neuron states of chosen layers, so the memory of a run grows
-as ticks / every.
-
-RunBudget itemises everything a diffusion run allocates (weights, batch
-buffers, rings, stream chunks, recording, GIF frames) so that a run that would
-not fit ``record.memory_budget`` is refused before anything is allocated,
-with advice naming the knob that shrinks its biggest part.
-"""
+"""What a run records (RecordPlan: a row every ``record.every`` ticks) and
+what it costs (RunBudget: everything a diffusion run allocates, itemised, so
+that a run over ``record.memory_budget`` is refused before anything is
+allocated, with advice naming the knob that shrinks its biggest parts)."""
 import math
 
 import numpy as np
@@ -20,15 +12,11 @@ from .trace import TAG_KEYS
 from .vertex import HI_KEYS, is_plain_chain, metric_block, metric_layout
 
 GIF_BYTES_PER_PIXEL = 4
-# The process itself, whatever the run: Python, numpy and tickprop's modules
-# (41.5 MiB resident after `import cli`, measured), rounded up.
-INTERPRETER_BYTES = 48 * 2**20
-# Drawing pictures: matplotlib and the renderers (32 MiB resident once
-# imported) and the figures' canvases and work (up to ~60 MiB on a 100k-tick
-# fig3_fast run, measured phase by phase), rounded up.
+INTERPRETER_BYTES = 48 * 2**20   # Python, numpy, tickprop: 41.5 MiB after `import cli`
+# matplotlib and the renderers (32 MiB) and the figures' work (up to ~60 MiB
+# on a 100k-tick fig3_fast run), measured, rounded up
 PICTURE_BYTES = 96 * 2**20
 GIF_WORK_FRAMES = 4       # the figure's RGBA buffer, the frame, the previous one, a rectangle
-# Parts of the run a budget refusal gives advice for (the biggest first).
 MAX_ADVICE = 2
 
 
@@ -88,29 +76,22 @@ class RecordPlan:
         """Recorded rows: ticks 0, every, 2·every, … below ``ticks``."""
         return len(range(0, self.ticks, self.every))
 
-    @property
-    def state_ticks(self):
-        return self.rows if self.states else 0
-
     def size(self):
         """Bytes of host memory the recorded arrays will take."""
-        states = 2 * self.state_ticks * len(self.layers) * self.batch * self.width * self.itemsize
-        return self.rows * _row_bytes(self.depth, self.metrics) + states
+        states = 2 * self.rows * len(self.layers) * self.batch * self.width * self.itemsize
+        return self.rows * _row_bytes(self.depth, self.metrics) + (states if self.states else 0)
 
     def check_budget(self, model=None, **run):
-        """Refuse, before any allocation, a run that does not fit the budget:
-        ``RunBudget(self, model, **run).check()`` (``model`` defaults to the
-        skeleton of a chain ``width`` wide at every layer). Returns the
-        estimated peak bytes."""
+        """``RunBudget(self, model, **run).check()``, ``model`` by default a chain
+        skeleton ``width`` wide at every layer."""
         if model is None:
             model = Model.chain_skeleton([self.width] * (self.depth + 1), ["tanh"] * self.depth)
         return RunBudget(self, model, **run).check()
 
 
 def distinct_frames(stream, chunk):
-    """Most distinct input frames one chunk of ticks can hold for a resolved
-    [stream] section: a held frame (held, dataset) repeats for ``hold`` ticks
-    but its first ``crossfade`` ticks each differ; other streams change every tick."""
+    """Most distinct input frames a chunk of ticks holds for a resolved [stream]
+    (a held frame repeats for ``hold`` ticks, but its ``crossfade`` ticks differ)."""
     if stream.get("kind") in ("held", "dataset"):
         hold, fade = max(1, int(stream["hold"])), int(stream.get("crossfade", 0))
         return min(chunk, (-(-chunk // hold) + 1) * (1 + fade))
@@ -119,25 +100,25 @@ def distinct_frames(stream, chunk):
     return chunk
 
 
+_LAYERS = "fewer or narrower layers (network.width, network.depth or network.sizes)"
+_GRAPH_LAYERS = "fewer or smaller layers (network.layers: units, channels, kernel)"
+_CHUNK = "a smaller record.chunk (ticks generated at once) or stream.batch"
+
+
 class RunBudget:
     """Itemised peak memory of one diffusion run, before anything is allocated.
 
     ``plan`` (RecordPlan) gives ticks, batch, dtype size, recording and chunk;
-    ``model`` the Model the engine runs (a skeleton will do: the parts are
-    sized from its parameter and vertex shapes, a chain's dense layers as any
-    graph's vertices, so nothing is allocated); ``device`` where it runs; the
-    rule options say which rings and buffers the engine allocates (``target`` 'teacher' or 'labels' says whether a teacher
-    network maps the stream); ``gif`` = (render.every, (width, height)) adds
-    the GIF frames, None leaves them out; ``pictures`` adds the plotting
-    library and figures; ``distinct`` bounds the distinct
-    frames of a chunk (``distinct_frames``). ``items`` maps each part to bytes,
-    ``total`` is their sum and ``check()`` refuses a run over ``plan.budget``
-    naming its biggest parts and the knobs that shrink them (``budget_key``
-    names the scene key that sets the budget).
+    ``model`` the Model (a skeleton will do); the rule options which rings and
+    buffers the engine allocates (``target`` 'teacher' adds a teacher network);
+    ``gif`` (render.every, (width, height)) the GIF frames; ``pictures`` the
+    plotting library; ``distinct`` bounds a chunk's distinct frames.
+    ``items`` maps each part to bytes, ``total`` is the peak and ``check()``
+    refuses a run over ``plan.budget`` (set by scene key ``budget_key``).
     """
 
     ADVICE = {
-        "weights": "fewer or narrower layers (network.width, network.depth or network.sizes)",
+        "weights": _LAYERS,
         "state buffers": "a smaller stream.batch or a narrower network (network.width, "
                          "network.sizes)",
         "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
@@ -147,29 +128,25 @@ class RunBudget:
                           "frames) or record.metrics = false",
         "metric work": "a smaller stream.batch (the mismatch forms batch x batch Gram "
                        "matrices) or record.metrics = false",
-        "record block": "a smaller stream.batch or narrower network",
-        "weight work": "fewer or narrower layers (network.width, network.depth or "
-                       "network.sizes)",
-        "stream frames": "a smaller record.chunk (ticks generated at once) or stream.batch",
-        "teacher forward": "a smaller record.chunk (ticks generated at once) or stream.batch",
+        "weight work": _LAYERS,
+        "stream frames": _CHUNK,
+        "teacher forward": _CHUNK,
         "state transfer": "a smaller record.chunk (ticks moved to the host at once), a larger "
                           "record.every or fewer record.layers",
         "recorded rows": "a larger record.every (keep every k-th tick) or fewer run.ticks",
         "recorded states": "",     # computed: the record.every that fits
         "pictures": "no pictures (--no-png --no-gif, or render.png/render.gif = false)",
-        "gif frames": "a smaller render.size, or no GIF "
-                      "(render.gif = false, --no-gif)",
+        "gif frames": "a smaller render.size, or no GIF (render.gif = false, --no-gif)",
         "learner work": "fewer train.rules or fewer or narrower layers",
-        "initial model": "fewer or narrower layers (network.width, network.depth or "
-                         "network.sizes)",
+        "initial model": _LAYERS,
     }
 
     # Parts alive only for a moment, never two at once: the peak holds the largest.
     TRANSIENT = ("weight work", "metric work", "teacher forward", "state transfer")
 
     GRAPH_ADVICE = {
-        "weights": "fewer or smaller layers (network.layers: units, channels, kernel)",
-        "weight work": "fewer or smaller layers (network.layers: units, channels, kernel)",
+        "weights": _GRAPH_LAYERS,
+        "weight work": _GRAPH_LAYERS,
         "state buffers": "a smaller stream.batch, network.input_shape or fewer channels "
                          "(network.layers)",
         "history rings": "rule.derivative and rule.pairing other than 'frame' (their rings "
@@ -183,7 +160,7 @@ class RunBudget:
                  supervision_delay=0, learning_rate=0.0, accumulate=1, target="teacher",
                  gif=None, distinct=None, pictures=False, budget_key="record.memory_budget",
                  device="cpu"):
-        self.plan, self.budget_key, self.pictures = plan, budget_key, pictures
+        self.plan, self.budget_key = plan, budget_key
         chain = is_plain_chain(model)
         if not chain:
             self.ADVICE = dict(self.ADVICE, **self.GRAPH_ADVICE)
@@ -194,12 +171,10 @@ class RunBudget:
         S, N, n = sum(sizes), max(sizes), len(sizes)
         n_in, n_out = sizes[0], sizes[-1]
         D = model.depth
-        # on numpy with every vertex's states recorded, the recorder writes x
-        # and δ straight into the state arrays: no block copy, no transfer
-        self.direct = states_in_place(plan, n - 1, device)
+        direct = states_in_place(plan, n - 1, device)
         copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
-        # the teacher: a chain of the student's shape (``streams.make_teacher``),
-        # for a graph one map of the flat input to the flat output; float64, host
+        # the teacher (float64, host): a chain of the student's shape, for a
+        # graph one map of the flat input to the flat output
         teacher = (8 * (P if chain else n_in * n_out)) if target == "teacher" else 0
         items = {"weights": s * P * copies + 8 * P + teacher,
                  "weight work": s * P * (2 if learning_rate else 1),
@@ -208,9 +183,7 @@ class RunBudget:
         items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
-            # the ring and the block's rows hold, a frame, each weighted
-            # vertex's W gradient, or its δ and x where those are smaller and
-            # its mismatch comes from Gram products (``metric_layout``)
+            # a frame of the ring or block: W gradients or Gram factors
             _, _, explicit, factors = metric_layout(model, B)
             PW = explicit + factors
             K = metric_block(C, B, S, PW, s)
@@ -222,29 +195,21 @@ class RunBudget:
             F = C if distinct is None else min(C, int(distinct))
             items["teacher forward"] = 8 * F * B * 2 * (n_in + n_out)
         rows = plan.rows
-        # a chain's trace has no newest-frame (_hi) tags (``is_plain_chain``)
+        # a chain's trace has no newest-frame (_hi) tags
         hi = 0 if chain else 8 * len(HI_KEYS) * n
         items["recorded rows"] = rows * (_row_bytes(n - 1, plan.metrics) + hi) + 6 * s * C * n
-        self._finish(items, N, B, s, C, gif)
-
-    def _finish(self, items, width, batch, itemsize, chunk, gif):
-        """Add the process itself, the recorded states, their host transfer,
-        the pictures and the GIF frames to ``items`` (states are ``width`` wide
-        per recorded layer or vertex), then set ``items`` and the peak ``total``
-        — what the run's peak resident memory should come to."""
-        plan, rows = self.plan, self.plan.rows
         items["interpreter"] = INTERPRETER_BYTES
-        if getattr(self, "pictures", False):
+        if pictures:
             items["pictures"] = PICTURE_BYTES
-        if plan.states:
-            per_row = 2 * len(plan.layers) * batch * width
+        if plan.states:           # states are N wide per recorded vertex
+            per_row = 2 * len(plan.layers) * B * N
             items["recorded states"] = plan.itemsize * per_row * rows
-            if not self.direct:
-                items["state transfer"] = (2 * itemsize * per_row
-                                           * min(len(range(0, chunk, plan.every)), rows))
+            if not direct:
+                items["state transfer"] = (2 * s * per_row
+                                           * min(len(range(0, C, plan.every)), rows))
         if gif is not None:
             every, (w, h) = gif
-            # streamed (render.gifstream): a few frames' worth at a time, not all
+            # streamed (render.gifstream): a few frames at a time
             items["gif frames"] = GIF_BYTES_PER_PIXEL * GIF_WORK_FRAMES * int(w) * int(h)
         self.items = {k: int(v) for k, v in items.items() if v}
         self.total = self._peak(self.items)
@@ -256,14 +221,12 @@ class RunBudget:
                 + max((v for k, v in items.items() if k in cls.TRANSIENT), default=0))
 
     def held(self, parts, copies):
-        """This budget with each of ``parts`` alive ``copies`` times at once
-        (several engines learning side by side); returns self."""
+        """This budget (returned) with ``parts`` alive ``copies`` times at once."""
         self.items = {k: v * copies if k in parts else v for k, v in self.items.items()}
         self.total = self._peak(self.items)
         return self
 
-    # Parts the run cannot shrink: counted in ``total`` (the predicted peak),
-    # not against the budget, which is for what the scene controls.
+    # Parts the scene cannot shrink: in ``total``, not charged to the budget.
     FIXED = ("interpreter",)
 
     def _charged(self, items):
@@ -283,11 +246,9 @@ class RunBudget:
         return hint
 
     def check(self):
-        """Return the predicted peak bytes (``total``, the interpreter
-        included), or raise BudgetError before any allocation when the parts
-        the scene controls exceed the budget: names their total, the budget
-        and the biggest parts (as many as must shrink for the rest to fit)
-        with the knob that shrinks each."""
+        """The predicted peak bytes (``total``), or BudgetError when the parts
+        the scene controls exceed the budget, naming the biggest parts (as many
+        as must shrink for the rest to fit) and the knob that shrinks each."""
         budget = self.plan.budget
         charged = self._charged(self.items)
         if charged <= budget:
@@ -312,20 +273,18 @@ class RunBudget:
                 + f", total={format_bytes(self.total)})")
 
 
-# Bytes of device memory a recorder may spend on one block of pending rows
-# (copies of x and δ of each recorded tick, measured together).
+# Bytes of device memory one block of pending rows (x and δ copies) may take.
 BLOCK_BYTES = 16 * 2**20
 
 
 def states_in_place(plan, depth, device):
-    """Whether the recorder of a chain writes x and δ straight into the host state
-    arrays, whose rows then serve as its block buffer: on numpy (the cpu
-    device) when every layer's states are recorded (the default)."""
+    """Whether the recorder writes x and δ straight into the host state arrays
+    (their rows its block buffer): on cpu, with every layer's states recorded."""
     return bool(device == "cpu" and plan.states and list(plan.layers) == list(range(depth + 1)))
 
 
 def block_ticks(plan, layers, batch, width, itemsize):
     """Ticks per record block: as many as fit BLOCK_BYTES of pending x and δ
-    copies (2 · layers · batch · width values a tick), at least 1, at most a chunk."""
+    copies, at least 1, at most a chunk."""
     per_tick = 2 * layers * batch * width * itemsize
     return max(1, min(plan.chunk, BLOCK_BYTES // max(per_tick, 1)))

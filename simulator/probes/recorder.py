@@ -1,46 +1,62 @@
-"""The Recorder: what a run keeps of every ``record.every``-th tick, from
-the engine's per-vertex (per-layer) states.
+"""The Recorder: what a run keeps of every ``record.every``-th tick.
 
-Every row the Recorder keeps norms of x and δ, the provenance tags and both
-mismatch metrics against the reference gradient of the frame chosen by
-``reference`` ("input": the frame of the x that g pairs with; "supervision":
-the frame of δ's target); the reference ring itself is filled every tick.
-Full neuron states are optional, at the same rows, for chosen layers
-(vertices). Device-side values go into preallocated block buffers that are
-moved to the host once per block (never per neuron, never per tick).
-
-It reads any engine of a Model (``GraphEngine``, the compiled
-``CompiledEngine``) through ``state_views``: each vertex's x and δ, copied
-flattened into the block, zero beyond its size. Tags come in closed form
-from a ``TagClock`` read off the engine as it runs; the metrics from
-``VertexMetrics`` (Gram products for dense/linear vertices, explicit g
-otherwise). A plain chain records as layers (``vertex_arrays``: no vertex
-arrays, no ``_hi`` tags; the trace schema says so).
+Every row keeps norms of x and δ, the provenance tags and both mismatch
+metrics against the reference gradient of the frame ``reference`` names
+("input": the frame of the x g pairs with; "supervision": that of δ's
+target), optionally full states of chosen layers. It reads any engine of a
+Model through ``state_views`` (x and δ of each vertex, flattened, zero beyond
+its size) into preallocated blocks moved to the host once per block; tags come
+in closed form (TagClock), the metrics from ``vertex.VertexMetrics``.
 """
 import numpy as np
 
 from ..errors import SimulatorError
 from .plan import block_ticks, states_in_place
-from .tags import TagClock
-from .trace import METRIC_KEYS, TAG_KEYS, Trace, _blank_padding
+from .trace import METRIC_KEYS, TAG_KEYS, Trace
 from .vertex import HI_KEYS, VertexMetrics, vertex_arrays
 
 REFERENCES = ("input", "supervision")
 
 
+class TagClock:
+    """An engine's tags in closed form. Tags depend on the tick, the graph and
+    the options only (SPEC §1), so after a warm-up of W ticks each is the tick
+    minus a fixed lag, or stays −1. ``observe`` takes the engine's tags of
+    ticks 0, 1, … (keys × vertices); once W ticks after the warm-up show every
+    tag moving one frame a tick, ``ready`` is set and ``rows(ticks)`` gives
+    any later ticks' tags. A tag that breaks the shift keeps it unready."""
+
+    def __init__(self, warm):
+        self.warm, self.ready, self.last = int(warm), False, -1
+        self._prev, self._steady_since = None, None
+
+    def observe(self, t, tags):
+        prev, self._prev = self._prev, tags
+        if prev is None or t < self.warm:
+            return
+        if np.array_equal(np.where(prev >= 0, prev + 1, prev), tags):
+            if self._steady_since is None:
+                self._steady_since = t
+            if t - self._steady_since >= self.warm:
+                self.ready, self.last = True, t
+        else:
+            self._steady_since = None
+
+    def rows(self, ticks):
+        """Tags at ``ticks`` (all after ``last``): (len(ticks), keys, vertices)."""
+        t = np.asarray(ticks, dtype=np.int64)
+        base = self._prev
+        return np.where(base >= 0, base[None] + (t - self.last)[:, None, None], base[None])
+
+
 class Recorder:
     """Records an engine into host arrays, a row every ``plan.every`` ticks
-    (see RecordPlan; for a graph its depth is n − 1 and its width the largest
-    vertex).
+    (RecordPlan; for a graph its depth is n − 1, its width the largest vertex).
 
-    A recorded tick costs two copies: x and δ of every layer (vertex) go into
-    a block buffer of K rows (and what the metrics pair them with); on numpy
-    with every vertex recorded (the default) that buffer is the
-    host state arrays' rows themselves, so the states need no second copy;
-    everything else is done per block in a few batched calls: norms
-    (sqrt(sum(x²)) over the block), states (one transfer), tags (closed
-    form, once settled) and the mismatch. Nothing is allocated for what the
-    plan does not record (no metric arrays without ``plan.metrics``).
+    A recorded tick copies x and δ of every vertex into a block of K rows (on
+    numpy with every vertex recorded, the host state arrays' rows themselves);
+    norms, states, tags and the mismatch are then done per block in a few
+    batched calls. Nothing is allocated for what the plan does not record.
     """
 
     def __init__(self, engine, plan, reference="input"):
@@ -63,7 +79,7 @@ class Recorder:
                         enumerate(zip(self._sizes, engine.model.vertices))
                         if l not in in_d and (l or self._vertex is not None)]
         n, N = engine.n, max(self._sizes)
-        self._every, self._metrics = plan.every, plan.metrics
+        self._every = plan.every
         self._host = host = {
             "x_norm": np.full((T, n), np.nan), "delta_norm": np.full((T, n), np.nan),
             "stream_frame": np.full(T, -1, dtype=np.int64),
@@ -75,20 +91,14 @@ class Recorder:
         for name, _ in self._tag_keys:
             host[name] = np.full((T, n), -1, dtype=np.int64)
         self._tag_rows = [host[name] for name, _ in self._tag_keys]
-        # the rows of the engine's ``tag_state`` that are these keys (None:
-        # an engine without it, read through ``tags()``)
+        # their rows of the engine's ``tag_state`` (None: read through ``tags()``)
         names = getattr(engine, "TAG_ROWS", None)
         self._tag_pick = (None if names is None or not hasattr(engine, "tag_state") else
                           np.array([names.index(k) for _, k in self._tag_keys]))
-        # closed form: a clock that reads the engine's own tags until every
-        # one moves a frame per tick (until then the tags are read per row)
         self._clock = TagClock(2 * engine.depth + engine.supervision_delay + engine.history + 2)
         self._K = K = block_ticks(plan, n, B, N, plan.itemsize)
         # x and δ of every vertex of the pending rows: (K, 2, n, B, N) (the
-        # input has no δ: its δ row is 0 in a chain trace, x in a graph's); on
-        # numpy with every vertex recorded, the host state arrays' rows are
-        # that buffer (one copy a tick, not two; zero beyond a vertex's size
-        # until ``trace`` blanks the padding)
+        # input's δ row: 0 in a chain trace, x in a graph's), or the host rows
         self._direct = states_in_place(plan, n - 1, be.device)
         self._blk = None if self._direct else be.zeros((K, 2, n, B, N))
         self._blk_ticks = []
@@ -98,9 +108,8 @@ class Recorder:
                 host[k] = np.full((T, n - 1), np.nan)
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
         if plan.states:
-            S, nl = plan.state_ticks, len(plan.layers)
-            # written here (not np.zeros' untouched pages, which the first
-            # ticks would fault in): NaN, or 0 where rows are the block
+            S, nl = plan.rows, len(plan.layers)
+            # written now (not np.zeros' pages, faulted in by the first ticks)
             fill = 0.0 if self._direct else np.nan
             host["state_x"] = np.full((S, nl, B, N), fill, dtype=be.host_dtype)
             host["state_delta"] = np.full((S, nl, B, N), fill, dtype=be.host_dtype)
@@ -110,10 +119,9 @@ class Recorder:
 
     # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
-        """Record tick i (the engine has just made it), whose input/target were u, y;
-        ``repeat`` says u, y and the weights are those of tick i − 1. Ticks that
-        are not a multiple of ``plan.every`` only feed the reference ring (and
-        a graph's tag clock)."""
+        """Record tick i (just made) of input/target u, y (``repeat``: those and
+        the weights of tick i − 1); ticks off ``plan.every`` only feed the
+        reference ring and the tag clock."""
         m, clock, tags = self._m, self._clock, None
         if not clock.ready:
             tags = self._read_tags()
@@ -126,9 +134,9 @@ class Recorder:
             return
         k = len(self._blk_ticks)
         row = i // self._every
-        views = self._copy(k, row)
+        self._copy(k, row)
         if m is not None:
-            m.copy(k, views)
+            m.copy(k)
         self._blk_ticks.append(i)
         self._host["stream_frame"][row] = frame_id
         if tags is not None:
@@ -145,8 +153,7 @@ class Recorder:
         return np.stack([tags[k] for _, k in self._tag_keys])
 
     def _copy(self, k, row):
-        """x and δ of every vertex into block row k (or, in place, host row
-        ``row``); returns the engine's views for the metrics."""
+        """x and δ of every vertex into block row k (or, in place, host row ``row``)."""
         eng, xp, B = self.engine, self.xp, self.engine.batch
         X, D = eng.state_views()            # live views: read within this tick
         if self._direct:
@@ -163,15 +170,11 @@ class Recorder:
         for l, s, flat in self._copy_d:        # the input's δ row: x in a graph trace
             a = D[l] if l else X[0]
             bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
-        return X, D
 
     def _settle_tags(self, ticks, rows):
-        """Closed-form tags of the block's rows after the clock's warm-up
-        (earlier rows were read off the engine)."""
-        if not self._clock.ready:
-            return
+        """Closed-form tags of the block's rows after the clock's warm-up."""
         late = ticks > self._clock.last
-        if not late.any():
+        if not self._clock.ready or not late.any():
             return
         table, at = self._clock.rows(ticks[late]), np.arange(rows.start, rows.stop)[late]
         for j, arr in enumerate(self._tag_rows):
@@ -179,9 +182,8 @@ class Recorder:
 
     # --------------------------------------------------------------- blocks
     def _process_block(self):
-        """References of the pending frames, then, for the pending rows (they
-        are consecutive rows), norms, tags, states and the mismatch in a few
-        batched calls each, written into the host arrays."""
+        """References of the pending frames, then norms, tags, states and the
+        mismatch of the pending (consecutive) rows into the host arrays."""
         if self._m is not None:
             self._m.reference()
         ticks, self._blk_ticks = self._blk_ticks, []
@@ -192,7 +194,10 @@ class Recorder:
         ticks = np.asarray(ticks)
         r0 = int(ticks[0]) // self._every
         rows = slice(r0, r0 + n)
-        bx, bd = self._block(rows, n)
+        if self._direct:             # the host state arrays' rows are the block
+            bx, bd = host["state_x"][rows], host["state_delta"][rows]
+        else:
+            bx, bd = self._blk[:n, 0, ...], self._blk[:n, 1, ...]
         for key, b in (("x_norm", bx), ("delta_norm", bd)):
             flat = xp.reshape(b, b.shape[:2] + (-1,))
             host[key][rows] = be.to_host(xp.sqrt(xp.vecdot(flat, flat)))    # (n, layers)
@@ -206,24 +211,14 @@ class Recorder:
         if self._m is not None:
             self._m.measure(ticks, rows, bx, bd)
 
-    def _block(self, rows, n):
-        """x and δ (n, layers, B, N) of the pending rows: views of the block
-        buffer, or of the host state arrays' ``rows`` when they are the buffer."""
-        if self._direct:
-            return self._host["state_x"][rows], self._host["state_delta"][rows]
-        return self._blk[:n, 0, ...], self._blk[:n, 1, ...]
-
     # ---------------------------------------------------------------- chunks
     def flush(self):
-        """Measure and move to the host whatever is pending (run_stream calls
-        it once per chunk, then lets the engine find NaN/Inf)."""
+        """Measure and move to the host whatever is pending (once per chunk)."""
         if self._blk_ticks or (self._m is not None and self._m.pending()):
             self._process_block()
 
     def trace(self, meta=None):
-        """The finished recording as a Trace (host arrays only). Without
-        metrics the trace holds no metric arrays (readers see NaN for them,
-        Trace.__getitem__)."""
+        """The finished recording as a Trace (host arrays only)."""
         self.flush()
         arrays = dict(self._host)
         arrays["delta_norm"][:, 0] = np.nan
@@ -232,5 +227,7 @@ class Recorder:
             arrays.update(self._vertex)
         if self.plan.states:
             arrays["state_layers"] = np.array(self.plan.layers, dtype=np.int64)
-            _blank_padding(arrays, self._sizes, self.plan.layers)
+            for j, l in enumerate(self.plan.layers):    # padding: NaN, so no picture shows it
+                arrays["state_x"][:, j, :, self._sizes[l]:] = np.nan
+                arrays["state_delta"][:, j, :, self._sizes[l]:] = np.nan
         return Trace(arrays, meta or {})

@@ -1,18 +1,11 @@
 """The Trace a run produces (trace.npz plus run.json) and its SCHEMA.
 
-A trace holds, per recorded row, norms of x and δ, the provenance tags
-(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and,
-optionally, full neuron states; SCHEMA says the dims and unit of every array,
-and is stored in the file so that it explains itself.
-
-Chain or graph: a run on a plain chain (every vertex a dense layer on the one
-before it, over a flat input: ``probes.vertex.is_plain_chain``) is a chain
-trace: layers 0..L, ``sizes``, no ``vertex_*`` arrays and no ``tag_<key>_hi``
-tags (its layers never mix frames, so the newest frame is the oldest), and
-the δ row of layer 0 in ``state_delta`` is 0. Any other model gives a graph
-trace: "layer" reads "vertex in model order", plus the ``vertex_*`` arrays,
-the ``_hi`` tags, and x in layer 0's δ row. Readers tell them apart by
-``vertex_names``.
+Per recorded row a trace holds norms of x and δ, the provenance tags
+(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and
+optionally full neuron states. A plain chain (``vertex.is_plain_chain``) gives
+a chain trace: layers 0..L, no ``vertex_*`` arrays, no ``tag_<key>_hi`` tags, 0
+in layer 0's δ state row. Any other model gives a graph trace: "layer" reads
+"vertex in model order", with those arrays and tags, and x in layer 0's δ row.
 """
 import difflib
 import json
@@ -29,25 +22,15 @@ from ..safe_read import read_json
 from ..engine.tick import synchronized_layers
 
 
-
-def _blank_padding(arrays, sizes, layers):
-    """Neurons beyond a layer's width are padding: NaN, so no picture shows them."""
-    for j, l in enumerate(layers):
-        arrays["state_x"][:, j, :, sizes[l]:] = np.nan
-        arrays["state_delta"][:, j, :, sizes[l]:] = np.nan
-
-
-# What every array of trace.npz holds: its dims and unit (stored in the file as
-# the JSON string array ``schema``, so a trace read without tickprop explains
-# itself). Words: a *tick* is one step of the engine (an index in time); a
-# *stream frame* is one item (input, target) the stream presents, held for one
-# or more ticks; a *row* is one recorded tick (every record.every ticks). Tags
-# name a frame by the tick it entered layer 0 (tag unit "tick"); ``stream_frame``
-# turns a row into the stream frame presented then. A *GIF frame* is a picture
-# of the animation, never one of these.
+# Dims, unit and meaning of every array of trace.npz (stored in it as the JSON
+# string ``schema``, so a trace explains itself). A *row* is one recorded tick;
+# a *stream frame* one (input, target) item; tags name a frame by the tick it
+# entered layer 0, which ``stream_frame`` turns into the stream frame.
 SCHEMA_VERSION = 1
 _ROW_LAYERS = ("row", "layer")
 _ROW_MISMATCH = ("row", "layer_with_weights")
+_TAG = (_ROW_LAYERS, "tick (-1: empty)")
+_STATE = ("state_row", "state_layer", "batch", "neuron")
 SCHEMA = {
     "tick": (("row",), "tick", "the tick each recorded row was taken at"),
     "stream_frame": (("row",), "stream frame",
@@ -61,21 +44,18 @@ SCHEMA = {
                      "column l-1 is layer l; NaN where not defined"),
     "mismatch_rel": (_ROW_MISMATCH, "relative error (dimensionless)",
                      "‖g − ∇‖ / ‖∇‖ against backprop; column l-1 is layer l"),
-    "grad_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)", "‖g‖ of Eq. 5; column l-1 is layer l"),
+    "grad_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
+                  "‖g‖ of Eq. 5; column l-1 is layer l"),
     "ref_norm": (_ROW_MISMATCH, "gradient (Frobenius norm)",
                  "‖∇‖ of backprop on the paired frame; column l-1 is layer l"),
-    "tag_input": (_ROW_LAYERS, "tick (-1: empty)", "frame in x: the tick it entered layer 0"),
-    "tag_supervision": (_ROW_LAYERS, "tick (-1: empty)",
-                        "frame whose target δ carries: the tick it entered layer 0"),
-    "tag_output": (_ROW_LAYERS, "tick (-1: empty)",
-                   "frame of the output activity δ's error is made of"),
-    "tag_sigma_lo": (_ROW_LAYERS, "tick (-1: empty)", "oldest frame of δ's σ' factors"),
-    "tag_sigma_hi": (_ROW_LAYERS, "tick (-1: empty)", "newest frame of δ's σ' factors"),
-    "tag_pair": (_ROW_LAYERS, "tick (-1: empty)", "frame of the x that g pairs with δ"),
-    "state_x": (("state_row", "state_layer", "batch", "neuron"), "activation",
-                "x of the recorded layers (NaN beyond a layer's width)"),
-    "state_delta": (("state_row", "state_layer", "batch", "neuron"), "delta",
-                    "δ of the recorded layers (NaN beyond a layer's width)"),
+    "tag_input": (*_TAG, "frame in x: the tick it entered layer 0"),
+    "tag_supervision": (*_TAG, "frame whose target δ carries: the tick it entered layer 0"),
+    "tag_output": (*_TAG, "frame of the output activity δ's error is made of"),
+    "tag_sigma_lo": (*_TAG, "oldest frame of δ's σ' factors"),
+    "tag_sigma_hi": (*_TAG, "newest frame of δ's σ' factors"),
+    "tag_pair": (*_TAG, "frame of the x that g pairs with δ"),
+    "state_x": (_STATE, "activation", "x of the recorded layers (NaN beyond a layer's width)"),
+    "state_delta": (_STATE, "delta", "δ of the recorded layers (NaN beyond a layer's width)"),
     "state_tick": (("state_row",), "tick", "the tick of each recorded state row"),
     "state_layers": (("state_layer",), "layer index", "which layer each state_layer is"),
     "vertex_names": (("layer",), "name", "graph vertex names (input first)"),
@@ -91,15 +71,13 @@ SCHEMA = {
                             "cut from (so tags before the window still name their frame)"),
 }
 for _key in ("input", "supervision", "output", "pair"):
-    SCHEMA[f"tag_{_key}_hi"] = (_ROW_LAYERS, "tick (-1: empty)",
-                                f"graph: newest frame of tag_{_key} (differs where a vertex "
-                                "mixes frames)")
+    SCHEMA[f"tag_{_key}_hi"] = (*_TAG, f"graph: newest frame of tag_{_key} (differs where a "
+                                       "vertex mixes frames)")
 
 
 def schema_of(arrays):
-    """The schema entries ({name: {dims, shape, unit, description}}) of the
-    arrays given; an array SCHEMA does not describe gets ``"unit": null`` and
-    says so, so an undocumented array is visible (tests require none)."""
+    """{"version", "arrays": {name: {dims, shape, unit, dtype, description}}} of
+    ``arrays``; one SCHEMA lacks gets ``"unit": null``, "not described"."""
     out = {}
     for key, value in arrays.items():
         dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
@@ -109,45 +87,17 @@ def schema_of(arrays):
     return {"version": SCHEMA_VERSION, "arrays": out}
 
 
-def _interval(value, name):
-    """(start, stop) from None, a (start, stop) pair (either None) or a slice."""
-    if value is None:
-        return None, None
-    if isinstance(value, slice):
-        if value.step not in (None, 1):
-            raise SimulatorError(f"{name} {value}: a step is not supported")
-        return value.start, value.stop
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise SimulatorError(f"{name} {value!r}: expected (start, stop)") from None
-    for end in (a, b):
-        if end is not None and (isinstance(end, (bool, np.bool_))
-                                or not isinstance(end, (int, np.integer))):
-            raise SimulatorError(f"{name} {value!r}: expected (start, stop) ticks, each an "
-                                 f"integer or None, got {end!r} ({type(end).__name__})")
-    return a, b
-
-
 class Trace:
-    """Recorded arrays (trace.npz) plus the run's metadata (run.json).
-
-    ``trace[name]`` is an array described in SCHEMA (``trace.schema()`` gives
-    dims and units). Row r was recorded at tick ``trace.ticks[r]`` while the
-    stream presented stream frame ``trace["stream_frame"][r]``; tag arrays
-    name frames by the tick they entered (``stream_frames_of`` turns them into
-    stream frame indices). ``select`` cuts a smaller Trace (ticks, layers,
-    neurons) that every renderer draws as it is.
-    """
+    """Recorded arrays (trace.npz, ``trace[name]``, described in SCHEMA) plus the
+    run's metadata (run.json). Row r was recorded at tick ``trace.ticks[r]``;
+    ``select`` cuts a smaller Trace that every renderer draws as it is."""
 
     def __init__(self, arrays, meta):
         self.arrays, self.meta = arrays, meta
 
     def __getitem__(self, key):
-        """The array ``key``; a metric array of a run recorded without metrics
-        (record.metrics = false: not in trace.npz) reads as NaN, made here. A
-        name the trace lacks raises MissingKeyError (a SimulatorError and a
-        KeyError) naming it and listing the arrays there are."""
+        """The array ``key`` (a metric array not recorded reads as NaN); a name
+        the trace lacks raises MissingKeyError listing the arrays there are."""
         if isinstance(key, str) and key in self.arrays:
             return self.arrays[key]
         if key in METRIC_KEYS and "tick" in self.arrays and "sizes" in self.arrays:
@@ -183,9 +133,9 @@ class Trace:
         return schema_of(self.arrays)
 
     def stream_frames_of(self, tags):
-        """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick
-        not recorded takes the frame of the last recorded row before it); works
-        on a selected trace whose tags name ticks before its window."""
+        """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick not
+        recorded takes the last recorded row's before it; also before a
+        selection's window)."""
         try:
             tags = np.asarray(tags)
         except ValueError:            # a ragged list
@@ -203,24 +153,12 @@ class Trace:
         row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
         return np.where(tags >= 0, frames[row], -1)
 
-    def layer_names(self):
-        """Names of the layers (vertex names of a graph, '0'..'L' of a chain)."""
-        if "vertex_names" in self.arrays:
-            return [str(n) for n in self.arrays["vertex_names"]]
-        return [str(l) for l in range(self.depth + 1)]
-
     def select(self, ticks=None, layers=None, neurons=None):
-        """A smaller Trace of the same kind that renderers draw unchanged.
-
-        ``ticks``: (start, stop) ticks, stop excluded, either None for open
-        (or a slice): the rows recorded in that window. ``layers``: layer
-        indices or names (a graph's vertex names; slices allowed); the input
-        layer is always kept, since every picture anchors on it (it carries no
-        δ and no mismatch), and a chain comes back as a graph trace whose
-        vertices are named by their layer index, keep their level and mark
-        ls. ``neurons``: neuron indices (per layer, slices allowed) that the
-        recorded states keep; norms, tags and metrics stay per layer. A value
-        that selects nothing or names what the trace lacks raises
+        """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop)
+        (either None for open, or a slice); ``layers`` indices or names (slices
+        allowed; the input is always kept; a chain comes back as a graph trace
+        named by layer index); ``neurons`` indices the recorded states keep. A
+        value that selects nothing or names what the trace lacks raises
         SimulatorError naming it and what the trace has."""
         arrays = dict(self.arrays)
         meta = dict(self.meta) if isinstance(self.meta, dict) else {}
@@ -236,10 +174,8 @@ class Trace:
         return Trace(arrays, meta)
 
     def save(self, folder, compress=False):
-        """Write trace.npz atomically into ``folder``, with its ``schema`` entry
-        (a JSON string: schema_of the arrays). Uncompressed by default:
-        deflating recorded states took 3–5× the simulation; ``compress``
-        (record.compress) trades that time for a smaller file."""
+        """Write trace.npz atomically into ``folder``, with its ``schema`` entry;
+        uncompressed unless ``compress`` (deflating states took 3–5× the run)."""
         folder = check_path("Trace.save", "folder", folder, folder=True)
         check_bool("Trace.save", "compress", compress)
         arrays = dict(self.arrays, schema=np.array(json.dumps(self.schema())))
@@ -248,22 +184,13 @@ class Trace:
 
     @classmethod
     def load(cls, folder, meta=None):
-        """Load trace.npz and run.json from a run folder (``meta``, when given,
-        stands in for run.json: a run draws its pictures before run.json is
-        written). A missing or damaged file (not a regular file, not a zip,
-        truncated, too large for memory, an array missing, of the wrong shape
-        or dtype, no recorded tick, run.json not a JSON object) raises
-        SimulatorError naming the file and what is wrong: the one check
-        ``tickprop render`` and ``tickprop view`` make too
-        (simulator.runfiles.read_trace). The stored schema entry is not an
-        array of the trace (``schema()`` rebuilds it)."""
+        """Load trace.npz and run.json (or ``meta`` in its stead) from a run
+        folder; a missing or damaged file raises SimulatorError naming it and
+        what is wrong (``runfiles.read_trace``, the check render and view make)."""
         arrays = read_trace(folder)
         if meta is None:
             meta = read_json(os.path.join(folder, "run.json"), dict)
         return cls(arrays, meta)
-
-
-_ROW_KEYS = ("tick", "stream_frame")
 
 
 def _row_arrays(arrays):
@@ -276,12 +203,26 @@ def _row_arrays(arrays):
 
 
 def _select_ticks(arrays, ticks):
-    start, stop = _interval(ticks, "ticks")
+    """``ticks``: a (start, stop) pair (either None) or a slice."""
+    if isinstance(ticks, slice):
+        if ticks.step not in (None, 1):
+            raise SimulatorError(f"ticks {ticks}: a step is not supported")
+        start, stop = ticks.start, ticks.stop
+    else:
+        try:
+            start, stop = ticks
+        except (TypeError, ValueError):
+            raise SimulatorError(f"ticks {ticks!r}: expected (start, stop)") from None
+        for end in (start, stop):
+            if end is not None and (isinstance(end, (bool, np.bool_))
+                                    or not isinstance(end, (int, np.integer))):
+                raise SimulatorError(f"ticks {ticks!r}: expected (start, stop) ticks, each an "
+                                     f"integer or None, got {end!r} ({type(end).__name__})")
     t = np.asarray(arrays["tick"])
     first, last = (int(t[0]), int(t[-1])) if len(t) else (0, -1)
     lo = first if start is None else int(start)
     hi = last + 1 if stop is None else int(stop)
-    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    text = _show(slice(start, stop))
     if lo < 0 or hi <= lo:
         raise SimulatorError(f"ticks {text}: expected 0 <= start < stop")
     rows = np.flatnonzero((t >= lo) & (t < hi))
@@ -310,39 +251,37 @@ def _indices(spec, count, names, what):
             if not len(got):
                 raise SimulatorError(f"{what} {_show(item)}: selects none of 0..{count - 1}")
             out.update(got)
-            continue
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             if not 0 <= int(item) < count:
                 raise SimulatorError(f"{what} {item}: expected an index in 0..{count - 1}")
             out.add(int(item))
-            continue
-        if isinstance(item, str) and names is not None:
-            if item in names:
-                out.add(names.index(item))
-                continue
+        elif isinstance(item, str) and names is not None and item in names:
+            out.add(names.index(item))
+        elif isinstance(item, str) and names is not None:
             hint = difflib.get_close_matches(item, names, n=1, cutoff=0.5)
             more = f"; did you mean {hint[0]!r}?" if hint else ""
             raise SimulatorError(f"{what} {item!r}: no such {what[:-1]} (the run has "
                                  f"{', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
                                  f"{more}")
-        raise SimulatorError(f"{what} {item!r}: expected an index in 0..{count - 1}"
-                             + (" or a name" if names is not None else ""))
+        else:
+            raise SimulatorError(f"{what} {item!r}: expected an index in 0..{count - 1}"
+                                 + (" or a name" if names is not None else ""))
     if not out:
         raise SimulatorError(f"{what}: selects nothing")
     return sorted(out)
 
 
 def _show(item):
-    if isinstance(item, slice):
-        return f"{'' if item.start is None else item.start}:{'' if item.stop is None else item.stop}"
-    return str(item)
+    if not isinstance(item, slice):
+        return str(item)
+    return ":".join("" if end is None else str(end) for end in (item.start, item.stop))
 
 
 def _select_layers(trace, arrays, layers):
-    names = trace.layer_names()
-    n = len(names)
+    n = trace.depth + 1       # names: a graph's vertex names, '0'..'L' of a chain
+    names = [str(v) for v in arrays.get("vertex_names", range(n))]
     keep = sorted(set(_indices(layers, n, names, "layers")) | {0})
-    new = {k: v for k, v in arrays.items()}
+    new = dict(arrays)
     col = np.asarray(keep)
     for key in _row_arrays(arrays):
         a = arrays[key]

@@ -1,52 +1,33 @@
-"""The mismatch of a graph engine's weighted vertices, vertex by vertex.
+"""The recorder's mismatch metrics, vertex by vertex (chains and graphs).
 
-Each weighted vertex's g for W (its δ paired with its inputs,
-``GraphEngine.gradient_factors()``) is compared with the W gradient of the
-oracle (``simulator.model.reference``) on the frame the vertex's tag names
-(the oldest where a vertex mixes several), with the weights of the tick that
-frame entered; the reference of every frame goes into a ring of 2D + d_y + 2
-+ K frames, D the model's depth. A dense or linear vertex whose factors are
-smaller than its W (``gram_pays``; every layer of a chain at the
-paper's sizes) is compared through its factors: the ring keeps the reference's δ and x and
-the mismatch comes from Gram products ⟨δᵀx, δ'ᵀx'⟩ = Σ (δδ'ᵀ) ⊙ (xx'ᵀ) of a
-block's rows, neither g nor its reference formed; any other vertex (conv2d,
-attention …) forms g and keeps the reference's W gradient. With frozen
-weights the reference of a block's distinct frames is ONE batched forward
-and backward pass (the oracle's ``factors``, then ``frame_param_grads`` per
-explicit vertex, as ``frame_gradients`` does; a held frame reuses the
-reference before); learning on, one pass per tick with that tick's weights.
-
-A graph trace has the arrays of a chain trace with "layer" read as "vertex
-in model order" (vertex 0 the input, the output last; levelled runs include
-the identities), the tags with the OLDEST frame of each vertex and
-``tag_<key>_hi`` the newest, metrics NaN for vertices without weights, and
-the per-vertex arrays of ``vertex_arrays``.
+Each weighted vertex's g for W (``GraphEngine.gradient_factors()``) is
+compared with the oracle's W gradient (``model.reference``) on the frame its
+tag names (the oldest where it mixes several), with the weights of the tick
+that frame entered; references go into a ring of 2D + d_y + 2 + K frames. A
+dense or linear vertex whose factors are smaller than its W (``gram_pays``) is
+compared through Gram products of δ and x (``metrics.gram``), neither g nor
+its reference formed; any other vertex forms g. With frozen weights a block's
+distinct frames are referenced in ONE batched backprop; learning on, per tick.
 """
 import numpy as np
 
-from ..metrics import cosine_and_relative
+from ..metrics import cosine_and_relative, gram
 from ..model import reference as graph_reference
 from ..engine.tick import distances, sync_set
-from .ring import gram, repeat_sources, ring_pieces
 
 HI_KEYS = ("input", "supervision", "output", "pair")
 
 
 def is_plain_chain(model):
-    """Whether ``model`` is a plain chain of dense layers over a flat input:
-    every vertex after the input has one parent, the vertex before it, and
-    is dense (so no levelling identities, no layer that mixes frames: each
-    vertex's oldest and newest tags are equal). Such a model records as
-    layers (``vertex_arrays``); this is the one place the rule lives."""
+    """Whether ``model`` is a plain chain of dense layers over a flat input (each
+    vertex dense on the one before), recorded as layers: no vertex mixes
+    frames, so a trace needs no ``vertex_*`` arrays and no ``_hi`` tags."""
     return len(model.input_shape) == 1 and all(
         v.kind == "dense" and tuple(v.parents) == (v.index - 1,) for v in model.vertices[1:])
 
 
 def vertex_arrays(model):
-    """The per-vertex arrays a graph trace carries, for the model the engine
-    runs on; None for a plain chain (``is_plain_chain``), whose trace is a
-    chain trace: layers 0..L, ``sizes``, no ``vertex_*`` arrays and no
-    ``tag_<key>_hi`` tags (a chain's vertices never mix frames)."""
+    """The per-vertex arrays of a graph trace; None for a plain chain."""
     if is_plain_chain(model):
         return None
     fwd, bwd = distances(model)
@@ -60,30 +41,23 @@ def vertex_arrays(model):
                                      dtype=np.int64).reshape(-1, 2)}
 
 
-# Kinds whose W gradient is δᵀx over rows (the batch and any leading axes of
-# the vertex): their mismatch can come from Gram products of the factors
-# (``gram``, as a chain's layers are measured), never forming g or its
-# reference; g of any other kind (conv2d, attention …) is formed explicitly.
+# Kinds whose W gradient is δᵀx over rows (the batch and any leading axes).
 GRAM_KINDS = ("dense", "linear")
 
 
 def gram_pays(rows, out, inp):
     """Whether a dense/linear vertex is measured through Gram products: where
-    its factors (rows · (out + in) values a frame) are smaller than its W
-    gradient (out · in), so that the ring holds less and the Gram products
-    (rows² · (out + in)) cost less than forming g (rows · out · in). Measured
-    (bench_graph_record.py): a chain 6 × 128 at batch 16 records at 3.9–4.0×
-    its bare tick instead of 13.4×; residual_levelling's 8-wide vertices at
-    batch 16 are 10–15 % dearer through Gram products, and stay explicit."""
+    its factors (rows · (out + in)) are smaller than its W gradient (out · in).
+    Measured (bench_graph_record.py): a chain 6 × 128 at batch 16 records at
+    4× its bare tick instead of 13.4×; 8-wide vertices are dearer that way."""
     return rows * (out + inp) < out * inp
 
 
 def metric_layout(model, batch):
-    """How the recorder of a graph holds the W gradients of ``model``'s weighted
-    vertices (vertex 1 on; ``model`` may be a skeleton): (weighted vertex
-    indices; per weighted vertex the rows of its Gram factors, None where g
-    is formed explicitly (``gram_pays``); values per frame of the explicit W gradients;
-    values per frame of the Gram factors δ and x)."""
+    """How the recorder holds the W gradients of ``model``'s weighted vertices
+    (``model`` may be a skeleton): (their indices; per vertex its Gram rows,
+    None where g is formed; values per frame of the explicit W gradients; of
+    the Gram factors δ and x)."""
     shapes = model.param_shapes()
     weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
     rows, explicit, factors = [], 0, 0
@@ -100,40 +74,122 @@ def metric_layout(model, batch):
     return weighted, rows, explicit, factors
 
 
-# Bytes the recorder of a graph may spend on one metric block: the engine's W
-# gradients and Gram factors of its pending rows, or one batched backprop
-# over its frames.
+# Bytes one metric block may take: its rows' W gradients and Gram factors,
+# or one batched backprop over its frames.
 BLOCK_BYTES = 16 * 2**20
 
 
 def metric_block(chunk, batch, vertex_values, weights, itemsize):
-    """Ticks per metric block of a graph's recorder: as many as fit BLOCK_BYTES
-    of pending W gradients and Gram factors (``weights`` values a row) and of
-    one batched backprop (about 4 arrays of ``vertex_values`` per frame row),
+    """Ticks per metric block: as many as fit BLOCK_BYTES of ``weights`` values
+    a row and of one batched backprop (~4 × ``vertex_values`` a frame row),
     at least 1, at most a chunk."""
     per_tick = itemsize * max(weights, 4 * batch * vertex_values, 1)
     return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
 
 
+def ring_pieces(ring, i0, lo, hi):
+    """Slots of a ring of ``ring`` frames (tick i in slot i % ring) holding
+    ticks i0 + lo .. i0 + hi − 1: at most two (pos_lo, pos_hi, slot_lo, slot_hi)."""
+    out, p = [], lo
+    while p < hi:
+        s = (i0 + p) % ring
+        q = min(hi, p + ring - s)
+        out.append((p, q, s, s + q - p))
+        p = q
+    return out
+
+
+def repeat_sources(frames, ref_frame, ring):
+    """(src, fresh) for pending ``frames`` (tick, u, y, repeat): ``fresh`` the
+    frames needing their own backprop, ``src[k]`` the index into ``fresh`` of
+    frame k's reference, −1 for a leading repeat of the ring's previous tick
+    (``ref_frame``: the frame each slot holds)."""
+    src, fresh = np.empty(len(frames), dtype=np.int64), []
+    for k, (i, _, _, rep) in enumerate(frames):
+        if rep and i > 0 and (k > 0 or ref_frame[(i - 1) % ring] == i - 1):
+            src[k] = src[k - 1] if k else -1
+        else:
+            src[k] = len(fresh)
+            fresh.append(k)
+    return src, fresh
+
+
+def _concat(xp, parts, axis):
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+
+
+def _gather(xp, a, idx):
+    """``a``'s flat elements at the host indices ``idx``, shaped like ``idx``."""
+    return xp.reshape(xp.take(xp.reshape(a, (-1,)), xp.asarray(idx.reshape(-1))), idx.shape)
+
+
 class VertexMetrics:
-    """The metrics of a Recorder (chains and graphs): ``frame`` feeds every
-    tick to the reference ring, ``copy``
-    keeps the factors of a recorded row's g, ``reference`` does the pending
-    frames' backprop and ``measure`` the block's mismatch, into the
-    Recorder's ``host`` arrays (their tags settled before)."""
+    """A Recorder's metrics: ``frame`` feeds every tick to the reference ring,
+    ``copy`` keeps a recorded row's factors of g, ``reference`` backprops the
+    pending frames and ``measure`` writes a block's mismatch into ``host``."""
 
     def __init__(self, engine, plan, host, sizes, reference):
-        self.engine, self.xp, self.plan = engine, engine.xp, plan
-        self._host = host
+        self.engine = eng = engine
+        self.xp, self.plan = engine.xp, plan
+        self._host, self._sizes = host, sizes
         self._pair_key = "tag_pair" if reference == "input" else "tag_supervision"
-        model = engine.model
-        self._weighted = [v.index for v in model.vertices[1:] if "W" in v.param_names]
-        self._sizes = sizes
-        self._setup_metrics(model, engine.backend)
+        model, be, B = engine.model, engine.backend, engine.batch
+        # the W gradients: a flat segment per explicit vertex, Gram factors per
+        # dense/linear vertex (``metric_layout``)
+        self._weighted, rows, _, factor_values = metric_layout(model, B)
+        self._gv = [model.vertices[v] for v in self._weighted]
+        self._grows = rows                            # Gram rows per weighted vertex, or None
+        self._gcols = [j for j, r in enumerate(rows) if r is not None]
+        self._ecols = [j for j, r in enumerate(rows) if r is None]
+        self._wkeys = [f"{self._gv[j].name}.W" for j in self._ecols]
+        shapes = model.param_shapes()
+        bounds = np.cumsum([0] + [int(np.prod(shapes[k])) for k in self._wkeys])
+        self._segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        PW = int(bounds[-1])
+        self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
+        self._K = K = metric_block(plan.chunk, B, sum(sizes), PW + factor_values, plan.itemsize)
+        self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
+        self._ring = RR = R + K
+        # A Gram vertex of a flat dense layer paired with its parent's current
+        # x (pairing `local`) reads δ and x off the Recorder's block rows.
+        self._in_block = {j for j in self._gcols
+                          if eng.pairing == "local" and len(self._gv[j].shape) == 1
+                          and len(self._gv[j].parents) == 1
+                          and len(model.vertices[self._gv[j].parents[0]].shape) == 1}
+        # Gram columns in runs: consecutive block-read vertices, each on the one
+        # before, of one W shape (a chain's equal layers), take one Gram product
+        self._gruns = []
+        for j in self._gcols:
+            if self._gruns and self._chained(self._gruns[-1][-1], j, shapes):
+                self._gruns[-1].append(j)
+            else:
+                self._gruns.append([j])
+        # the ring: per slot (frame i in slot i % RR) the explicit W gradients,
+        # each Gram run's δ and x (slot, vertex, rows, width), ⟨G, G⟩ per vertex
+        self._ref = [be.zeros((RR, PW))] if PW else []
+        for run in self._gruns:
+            w = shapes[f"{self._gv[run[0]].name}.W"]
+            r, m = rows[run[0]], len(run)
+            self._ref += [be.zeros((RR, m, r, w[0])), be.zeros((RR, m, r, w[-1]))]
+        self._ref_gg = be.zeros((RR, max(1, len(self._weighted))))
+        self._ref.append(self._ref_gg)
+        self._ref_frame = np.full(RR, -1, dtype=np.int64)
+        # explicit g of the pending rows, formed per block from copies of each
+        # recorded tick's factors (δ and the inputs g pairs it with)
+        self._blk_g = be.zeros((K, PW)) if PW else None
+        self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
+        self._blk_d = [None if j in self._in_block else be.zeros((K, B) + tuple(v.shape))
+                       for j, v in enumerate(self._gv)]
+        self._blk_x = [None if j in self._in_block else
+                       [be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
+                       for j, v in enumerate(self._gv)]
+        self._since = 0                               # ticks since the last block
+        self._frames = []                             # frozen: (tick, u, y, repeat) pending
+        self._frozen = not eng.learning_rate
+        self._params = None                           # frozen: read once per run
 
     def frame(self, i, u, y, repeat):
-        """Tick i's frame: kept for the block's batched reference (frozen) or
-        referenced now (learning on)."""
+        """Tick i's frame: kept for the block's reference (frozen) or referenced now."""
         if self._frozen:
             self._frames.append((i, u, y, repeat))
         else:
@@ -148,9 +204,9 @@ class VertexMetrics:
         """Whether ticks were fed since the last block."""
         return bool(self._frames) or self._since > 0
 
-    def copy(self, k, views):
+    def copy(self, k):
         """Row k of the block: the factors (δ, paired inputs) of every weighted
-        vertex that does not read them off the Recorder's block (``_in_block``)."""
+        vertex that does not read them off the Recorder's block."""
         if self._copied:
             factors = {v.index: (x, d) for v, x, d in self.engine.gradient_factors()}
             for j in self._copied:
@@ -160,78 +216,6 @@ class VertexMetrics:
                 for q, a in enumerate(inputs):
                     self._blk_x[j][q][k, ...] = a
 
-    def reference(self):
-        """The pending frames' references into the ring (frozen weights)."""
-        self._since = 0
-        if self._frozen and self._frames:
-            self._reference_block()
-
-    def _setup_metrics(self, model, be):
-        """The layout of the W gradients (``metric_layout``: a flat segment
-        per explicit vertex, Gram factors per dense/linear vertex), the
-        pending-row block and the reference ring."""
-        eng, B = self.engine, self.engine.batch
-        self._gv = [model.vertices[v] for v in self._weighted]
-        _, rows, _, factor_values = metric_layout(model, B)
-        self._grows = rows                            # Gram rows per weighted vertex, or None
-        self._gcols = [j for j, r in enumerate(rows) if r is not None]
-        self._ecols = [j for j, r in enumerate(rows) if r is None]
-        self._wkeys = [f"{self._gv[j].name}.W" for j in self._ecols]
-        shapes = model.param_shapes()
-        bounds = np.cumsum([0] + [int(np.prod(shapes[k])) for k in self._wkeys])
-        self._segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-        PW = int(bounds[-1])
-        self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
-        self._K = K = metric_block(self.plan.chunk, B, sum(self._sizes), PW + factor_values,
-                                   self.plan.itemsize)
-        self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
-        self._ring = RR = R + K
-        # A Gram vertex of a flat dense layer paired with its parent's current
-        # x (pairing `local`) reads δ and x off the Recorder's block rows (the
-        # same rows, the same ticks), copying nothing more per tick.
-        self._in_block = {j for j in self._gcols
-                          if eng.pairing == "local" and len(self._gv[j].shape) == 1
-                          and len(self._gv[j].parents) == 1
-                          and len(model.vertices[self._gv[j].parents[0]].shape) == 1}
-        self._gruns = self._gram_runs(shapes)
-        # the ring: per slot the explicit W gradients of frame i (slot i % RR),
-        # the Gram factors (δ, x) of each run of Gram vertices stacked (slot,
-        # vertex, rows, width), ⟨G, G⟩ per vertex
-        self._ref = [be.zeros((RR, PW))] if PW else []
-        for run in self._gruns:
-            w = shapes[f"{self._gv[run[0]].name}.W"]
-            r, m = rows[run[0]], len(run)
-            self._ref += [be.zeros((RR, m, r, w[0])), be.zeros((RR, m, r, w[-1]))]
-        self._ref_gg = be.zeros((RR, max(1, len(self._weighted))))
-        self._ref.append(self._ref_gg)
-        self._ref_frame = np.full(RR, -1, dtype=np.int64)
-        self._blk_g = be.zeros((K, PW)) if PW else None   # explicit g of the pending rows
-        # ... formed per block from copies of each recorded tick's factors
-        # (δ[t,v] and the inputs g pairs it with), one batched product per vertex
-        self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
-        self._blk_d = [None if j in self._in_block else be.zeros((K, B) + tuple(v.shape))
-                       for j, v in enumerate(self._gv)]
-        self._blk_x = [None if j in self._in_block else
-                       [be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
-                       for j, v in enumerate(self._gv)]
-        self._since = 0                               # ticks since the last block
-        self._frames = []                             # frozen: (tick, u, y, repeat) pending
-        self._frozen = not eng.learning_rate
-        self._params = None                           # frozen: read once per run
-
-    def _gram_runs(self, shapes):
-        """Gram columns in runs (lists of j, in ``_gcols`` order): consecutive
-        vertices read off the block, each on the vertex before it, with one
-        W shape (a chain's equal layers) form one run, measured in one Gram
-        product per block; any other Gram vertex is a run of its own."""
-        runs = []
-        for j in self._gcols:
-            if runs and self._chained(runs[-1][-1], j, shapes):
-                runs[-1].append(j)
-            else:
-                runs.append([j])
-        return runs
-
     def _chained(self, i, j, shapes):
         a, b = self._gv[i], self._gv[j]
         return (i in self._in_block and j in self._in_block and b.index == a.index + 1
@@ -239,9 +223,8 @@ class VertexMetrics:
                 and shapes[f"{a.name}.W"] == shapes[f"{b.name}.W"])
 
     def _block_gradients(self, n):
-        """The engine's explicit W gradients g[t] of the first n pending rows,
-        from their copied factors: per explicit vertex one ``frame_param_grads``
-        over the n·B rows (a tick plays the part of a frame), into ``_blk_g``."""
+        """The explicit W gradients g[t] of the first n pending rows into
+        ``_blk_g``: per vertex one ``frame_param_grads`` (a tick as a frame)."""
         xp, B = self.xp, self.engine.batch
         for seg, j in enumerate(self._ecols):
             v = self._gv[j]
@@ -264,29 +247,23 @@ class VertexMetrics:
         return xp.stack([xp.sum(a[:, lo:hi], axis=1) for lo, hi in self._segments], axis=1)
 
     def _reference_rows(self, outs, deltas, F, B, grads):
-        """Ring rows (in ``_ref`` order) of F frames from the oracle's factors
-        (``outs``, ``deltas`` of the F·B rows): the explicit W gradients
-        (``grads(vertex, inputs, delta)`` gives each (F, *W shape)), each Gram
-        vertex's δ and x, and ⟨G, G⟩ per weighted vertex."""
+        """Ring rows (``_ref`` order) of F frames from the oracle's factors of
+        their F·B rows: explicit W gradients (``grads(vertex, inputs, delta)``,
+        each (F, *W shape)), each Gram run's δ and x, ⟨G, G⟩ per vertex."""
         xp = self.xp
         gg = [None] * len(self._gv)
         out = []
         if self._wkeys:
             G = [grads(self._gv[j], [outs[p] for p in self._gv[j].parents],
                        deltas[self._gv[j].index]) for j in self._ecols]
-            parts = [xp.reshape(a, (F, -1)) for a in G]
-            G = parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
+            G = _concat(xp, [xp.reshape(a, (F, -1)) for a in G], -1)
             out.append(G)
             sums = self._segment_sums(G * G)
             for seg, j in enumerate(self._ecols):
                 gg[j] = sums[:, seg]
         for run in self._gruns:
-            ds, xs = [], []
-            for j in run:
-                v = self._gv[j]
-                d, x = self._gram_factors(j, deltas[v.index], outs[v.parents[0]], F)
-                ds.append(d)
-                xs.append(x)
+            ds, xs = zip(*(self._gram_factors(j, deltas[self._gv[j].index],
+                                              outs[self._gv[j].parents[0]], F) for j in run))
             d, x = xp.stack(ds, axis=1), xp.stack(xs, axis=1)      # (F, m, rows, width)
             out += [d, x]
             g = gram(xp, d, x, d, x)
@@ -296,8 +273,7 @@ class VertexMetrics:
         return out
 
     def _reference_now(self, i, u, y):
-        """Learning on: backprop's factors of frame i with the weights of tick i
-        (the oracle's ``factors`` and ``param_grads``, as ``backprop`` forms them)."""
+        """Learning on: the reference of frame i with the weights of tick i."""
         if not self._gv:
             return
         eng, xp, slot = self.engine, self.xp, i % self._ring
@@ -310,14 +286,12 @@ class VertexMetrics:
             ring[slot:slot + 1, ...] = row
         self._ref_frame[slot] = i
 
-    def _reference_block(self):
-        """Frozen weights: the factors and W gradients of the pending frames
-        that are not repeats of the frame before, in ONE batched backprop
-        (the oracle's ``factors`` over their rows, ``frame_param_grads`` per
-        explicit vertex, as ``frame_gradients`` forms them), written into the
-        ring (a repeat takes the slot of the tick before)."""
+    def reference(self):
+        """Frozen weights: the references of the pending frames that repeat no
+        frame before in ONE batched backprop, into the ring (a repeat copies)."""
+        self._since = 0
         frames, self._frames = self._frames, []
-        if not self._gv:
+        if not (frames and self._gv):
             return
         eng, xp, RR = self.engine, self.xp, self._ring
         n, i0 = len(frames), frames[0][0]
@@ -339,7 +313,7 @@ class VertexMetrics:
                 outs, deltas, F, B,
                 lambda v, inputs, d: graph_reference.frame_param_grads(
                     xp, v.layer, inputs, d, F, B)["W"]))
-        rows = [p[0] if len(parts) == 1 else xp.concat(p, axis=0) for p in zip(*parts)]
+        rows = [_concat(xp, p, 0) for p in zip(*parts)]
         pick = src + (1 if src[0] < 0 else 0)
         if not np.array_equal(pick, np.arange(rows[0].shape[0])):
             take = xp.asarray(pick)
@@ -351,8 +325,8 @@ class VertexMetrics:
         self._ref_frame[ticks % RR] = ticks
 
     def _run_factors(self, run, n, bx, bd):
-        """δ and x of a Gram run's n pending rows, (n, m, rows, width): views
-        of the Recorder's block rows (``bx``, ``bd``) or the run's one copy."""
+        """δ and x (n, m, rows, width) of a Gram run's n pending rows: views of
+        the Recorder's block (``bx``, ``bd``) or the run's one copy."""
         j, xp = run[0], self.xp
         if j in self._in_block:
             v, m = self._gv[j], len(run)
@@ -363,39 +337,25 @@ class VertexMetrics:
         return xp.expand_dims(d, axis=1), xp.expand_dims(x, axis=1)
 
     def _run_slots(self, ring, slots):
-        """A run's ring (RR, m, rows, width) at ``slots`` (n, m): each vertex
-        at its own slot, as a view (one vertex, consecutive slots) or a gather."""
-        xp, m = self.xp, ring.shape[1]
-        if m == 1:
-            return self._slots(ring, slots[:, 0])
+        """A run's ring (RR, m, rows, width) at ``slots`` (n, m), each vertex at its
+        own: a view for one vertex at consecutive slots, else a gather."""
+        xp, (n, m) = self.xp, slots.shape
+        s0 = int(slots[0, 0])
+        if m == 1 and s0 + n <= ring.shape[0] and np.array_equal(slots[:, 0], s0 + np.arange(n)):
+            return ring[s0:s0 + n, ...]
         flat = xp.reshape(ring, (-1,) + tuple(ring.shape[2:]))
         idx = xp.asarray((slots * m + np.arange(m)).reshape(-1))
         return xp.reshape(xp.take(flat, idx, axis=0), slots.shape + tuple(ring.shape[2:]))
 
-    def _slots(self, ring, slots):
-        """``ring``'s rows at ``slots``: a view where they are consecutive, else a gather."""
-        s0 = int(slots[0])
-        if s0 + len(slots) <= ring.shape[0] and np.array_equal(slots, s0 + np.arange(len(slots))):
-            return ring[s0:s0 + len(slots), ...]
-        return self.xp.take(ring, self.xp.asarray(slots), axis=0)
-
+    @np.errstate(divide="ignore", invalid="ignore")     # a zero gradient gives NaN
     def measure(self, ticks, rows, bx=None, bd=None):
         """Mismatch of the block's rows (``ticks``, host ``rows``) against the
-        ring's references of their paired frames (the oldest where a vertex
-        mixes frames), batched over the rows: explicit vertices compare g
-        with the reference's W gradient, dense and linear ones go through Gram
-        products of the factors (``gram``), as a chain layer does."""
+        ring's references of their paired frames, batched over the rows."""
+        xp, be, host = self.xp, self.engine.backend, self._host
         for k in ("mismatch_cos", "mismatch_rel", "grad_norm", "ref_norm"):
-            self._host[k][rows] = np.nan
+            host[k][rows] = np.nan
         if not self._gv:
             return
-        with np.errstate(divide="ignore", invalid="ignore"):   # a zero gradient gives NaN
-            self._mismatch(ticks, rows, bx, bd)
-
-    def _mismatch(self, ticks, rows, bx, bd):
-        """``measure``'s numbers: the rows' paired frames and their ring slots,
-        then cosine, relative error and norms per weighted vertex."""
-        xp, be, host = self.xp, self.engine.backend, self._host
         n, R, RR = len(ticks), self._R, self._ring
         cols = np.array(self._weighted)
         frames = host[self._pair_key][rows][:, cols]               # (n, weighted)
@@ -404,22 +364,17 @@ class VertexMetrics:
         slots = np.where(valid, frames % RR, t % RR)
         valid &= self._ref_frame[slots] == frames
         nan = np.where(valid, 0.0, np.nan)
-        GG = xp.reshape(xp.take(xp.reshape(self._ref_gg, (-1,)),
-                                xp.asarray((slots * self._ref_gg.shape[1]
-                                            + np.arange(len(cols))).reshape(-1))),
-                        (n, len(cols)))
+        C = self._ref_gg.shape[1]            # ⟨G, G⟩ of vertex j at slot s: flat s·C + j
         out = {}
         if self._wkeys:
             e = np.array(self._ecols)
             self._block_gradients(n)
             PW = self._blk_g.shape[1]
             g = self._blk_g[:n, :]
-            idx = slots[:, e][:, self._seg_of] * PW + np.arange(PW)
-            ref = xp.reshape(xp.take(xp.reshape(self._ref[0], (-1,)),
-                                     xp.asarray(idx.reshape(-1))), (n, PW))
+            ref = _gather(xp, self._ref[0], slots[:, e][:, self._seg_of] * PW + np.arange(PW))
             diff = g - ref
             gg, gG, dd = (self._segment_sums(a) for a in (g * g, g * ref, diff * diff))
-            GGe = xp.take(GG, xp.asarray(e), axis=1) if len(e) < len(cols) else GG
+            GGe = _gather(xp, self._ref_gg, slots[:, e] * C + e)
             out[tuple(e)] = (gG / xp.sqrt(gg * GGe), xp.sqrt(dd / GGe), gg, GGe)
         if self._gcols:
             first = 1 if self._wkeys else 0
@@ -430,10 +385,9 @@ class VertexMetrics:
                 ref_x = self._run_slots(self._ref[first + 2 * q + 1], slots[:, run])
                 gg.append(gram(xp, d, x, d, x))
                 gG.append(gram(xp, d, x, ref_d, ref_x))
-            gg = gg[0] if len(gg) == 1 else xp.concat(gg, axis=1)
-            gG = gG[0] if len(gG) == 1 else xp.concat(gG, axis=1)
+            gg, gG = _concat(xp, gg, 1), _concat(xp, gG, 1)
             g_ = np.array(self._gcols)
-            GGg = xp.take(GG, xp.asarray(g_), axis=1) if len(g_) < len(cols) else GG
+            GGg = _gather(xp, self._ref_gg, slots[:, g_] * C + g_)
             cos, rel = cosine_and_relative(xp, gg, gG, GGg)
             out[tuple(g_)] = (cos, rel, gg, GGg)
         for js, (cos, rel, gg, GGj) in out.items():

@@ -1,43 +1,10 @@
-"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4 on layer graphs).
-
-The value nodes are the model's layer vertices. Every vertex v but the input
-holds x_v and a prediction μ_v = f_v(x of its parents) (the layer's value:
-σ of the pre-activation, ``layers.py``); its error is ε_v = μ_v − x_v, the
-sign of SPEC §4 and ``simulator.experiments.pc.inference`` (the brief's x − μ is its
-negative; norms do not care). The input is clamped to u. The output is
-clamped to the target: its error is ε_out = ∂ℓ/∂μ_out (= μ_out − y for
-``mse``), so the energy is F = Σ_{hidden v} ½‖ε_v‖² + ℓ(μ_out, y) and
-
-    ∂F/∂x_v = −ε_v + Σ_{c ∈ children(v)} VJP_{c→v}(σ'_c(pre_c) ⊙ ε_c)
-    ∂F/∂θ_v = the layer's parameter gradient of σ'_v(pre_v) ⊙ ε_v with x of v's parents
-
-(one VJP term per position of v in c's ``from``; everything at the current
-state). Inference (Eq. 7) moves every hidden vertex at once, from the previous
-tick's state, by x_v ← x_v − γ ∂F/∂x_v, then recomputes every μ.
-
-IL: from the forward pass (x = μ, so only ε_out ≠ 0), T inference ticks at
-rate γ, then θ ← θ − α ∂F/∂θ at the state after T ticks. Its equilibrium is
-not backprop (the output error leaks into the hidden value nodes); with
-``fixed_prediction`` the μ, σ' and inputs of the VJPs stay at the forward
-pass (Millidge et al.'s fixed-prediction assumption), and the errors then
-relax geometrically to backprop's ∂ℓ/∂x_v, as Activation Relaxation does.
-
-Z-IL (Algorithm 1; ``simulator.experiments.pc.inference.zil`` on elementary graphs): IL
-with γ = 1 from the forward pass, where the parameters of a vertex at
-(shortest) distance k from the output learn at tick k + 1 from the state after
-k ticks — Algorithm 1's "t = l" with t counted from 0 — and are changed at
-once (later ticks see the new values). On a levelled model (every path from a
-vertex to the output of one length, ``Model.level``) the state after k ticks
-has ε_v = ∂ℓ/∂x_v on distance-k vertices and the forward values on every
-vertex farther away, so each update is backprop's −α ∂ℓ/∂θ exactly
-(Theorem 3). Unlevelled, a vertex on paths of several lengths learns from the
-first, partial arrival of its error, and the update diverges from backprop.
-With γ = 1 the relaxation behind the wavefront grows and may overflow (the
-paper's Table 3); it reaches no update on a levelled model.
-
-Arrays stay in the namespace of ``u`` (numpy, array-api-strict, cupy); the
-loss is summed over the batch, so Z-IL's update is −α times
-``reference.backprop``'s gradient.
+"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README
+"Predictive coding on graph models"). Each vertex but the input holds x_v and
+μ_v = f_v(x of its parents), error ε_v = μ_v − x_v (the output's ∂ℓ/∂μ_out);
+with F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y), inference (Eq. 7) moves every hidden
+vertex at once by −γ ∂F/∂x_v, ∂F/∂x_v = −ε_v + Σ_c VJP_{c→v}(σ'_c ⊙ ε_c). IL
+learns after T ticks; Z-IL (γ = 1) learns a vertex at distance k from the
+output at tick k + 1, which on a levelled model is backprop (Theorem 3).
 """
 from dataclasses import dataclass
 
@@ -50,14 +17,12 @@ from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
 
-__all__ = ["ErrorWave", "PCStep", "il_model", "zil_model", "model_error_wave", "output_distances"]
-
 
 @dataclass
 class ErrorWave:
-    """The error wave of one update, ready for a raster: ``by_vertex`` (states ×
-    vertices) and ``by_level`` (states × levels, root-sum-square over a level's
-    internal vertices) of error norms, each vertex's level, names and kinds."""
+    """The error wave of one update: error norms ``by_vertex`` (states ×
+    vertices) and ``by_level`` (states × levels, root-sum-square), each
+    vertex's level, names and kinds."""
     by_vertex: np.ndarray
     by_level: np.ndarray
     levels: list
@@ -69,13 +34,11 @@ class ErrorWave:
 
 @dataclass
 class PCStep:
-    """One learning step on a model: ``params`` (host float64, keyed like the
-    input model's ``parameters()``, after the step), ``updates`` (host Δθ, the
-    same keys), ``ticks`` of inference, ``norms`` (states 0..ticks × vertices
-    of ``model``: ‖ε_v‖, the input column 0; overflow recorded as +inf; None
-    unless recorded), ``distances`` (shortest path to the output per vertex of
-    ``model``) and ``model`` (the model it ran on: the levelled copy when Z-IL
-    levelled)."""
+    """One learning step: ``params`` after it (host float64, keyed like
+    ``parameters()``), ``updates`` (host Δθ), ``ticks`` of inference, ``norms``
+    ‖ε_v‖ (states 0..ticks × vertices, input 0, overflow +inf; None unless
+    recorded), ``distances`` (shortest to the output) and the ``model`` it ran
+    on (the levelled copy when Z-IL levelled)."""
     params: dict
     updates: dict
     ticks: int
@@ -84,8 +47,7 @@ class PCStep:
     model: Model
 
     def by_level(self):
-        """‖ε‖ per state and distance to the output (root-sum-square over the
-        vertices at that distance): the error wave, one level per tick."""
+        """‖ε‖ per state and distance to the output (root-sum-square)."""
         if self.norms is None:
             raise SimulatorError("this step was not recorded (pass record=True)")
         out = np.zeros((self.norms.shape[0], max(self.distances) + 1))
@@ -96,9 +58,8 @@ class PCStep:
 
 
 def output_distances(model):
-    """(shortest, longest) path length in edges from every vertex index to the
-    output (the output is 0). Z-IL uses the shortest (the paper's d_i); the two
-    agree everywhere on a levelled model."""
+    """(shortest, longest) path in edges from every vertex index to the output;
+    Z-IL uses the shortest (the paper's d_i)."""
     n = len(model)
     dmin, dmax = [None] * n, [None] * n
     dmin[-1] = dmax[-1] = 0
@@ -122,7 +83,6 @@ class _State:
         self.p = device_params(xp, model, u.dtype, params)
         self.pres, self.mu = evaluate(model, u, self.p)
         self.x = list(self.mu)  # x = μ: the forward pass, errors zero but the output's
-        # what VJPs and parameter gradients read: x, or the forward pass when fixed
         self.reads = list(self.mu) if fixed else self.x
         self.eps = [None] * len(model)
         self.deltas = [None] * len(model)
@@ -146,8 +106,8 @@ class _State:
             self.deltas[v.index] = e if v.layer.linear else \
                 v.layer.derivative(xp, self.pres[v.index]) * e
 
-    def sent_down(self):
-        """Σ_c VJP_{c→v}(δ_c) per vertex index (None where nothing arrives)."""
+    def relax(self, gamma):
+        """Eq. 7 on every hidden vertex: x_v ← x_v − γ(Σ_c VJP_{c→v}(δ_c) − ε_v)."""
         acc = [None] * len(self.model)
         for c in self.model.vertices[1:]:
             if not any(c.parents):
@@ -158,11 +118,6 @@ class _State:
             for i, cot in zip(c.parents, back):
                 if i:
                     acc[i] = cot if acc[i] is None else acc[i] + cot
-        return acc
-
-    def relax(self, gamma):
-        """Eq. 7 on every hidden vertex: x_v ← x_v − γ(Σ_c VJP − ε_v)."""
-        acc = self.sent_down()
         for v in self.model.vertices[1:-1]:
             i = v.index
             grad = -self.eps[i] if acc[i] is None else acc[i] - self.eps[i]
@@ -183,30 +138,20 @@ class _State:
 
 
 def _result(original, state, updates, ticks, rows, dist, given=None):
-    """The PCStep: the parameters the step started from (``given``, else the
-    model's) plus its updates, on the host."""
+    """The PCStep: the starting parameters (``given``, else the model's) plus updates."""
     params = original.parameters() if given is None else {
         k: np.array(to_host(a), dtype=np.float64) for k, a in given.items()}
-    host = {}
-    for k in params:
-        if k in updates:
-            host[k] = np.asarray(to_host(updates[k]), dtype=np.float64)
-            params[k] = params[k] + host[k]
-        else:
-            host[k] = np.zeros_like(params[k])
-    norms = np.array(rows) if rows is not None else None
-    return PCStep(params, host, ticks, norms, dist, state.model)
+    host = {k: np.asarray(to_host(updates[k]), dtype=np.float64) if k in updates
+            else np.zeros_like(p) for k, p in params.items()}
+    params = {k: p + host[k] if k in updates else p for k, p in params.items()}
+    return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist,
+                  state.model)
 
 
 def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=None):
-    """One Z-IL update (Algorithm 1 of paper 002) on ``model`` — on
-    ``model.level()`` when ``levelled`` — for the batch u (B, *input_shape)
-    and target y: γ = 1, value nodes from the forward pass, the parameters of
-    a vertex at shortest distance k from the output updated at tick k + 1 from
-    the errors of state k; every hidden vertex relaxes at every tick. On a
-    levelled model the update equals one backprop SGD step −lr ∂ℓ/∂θ.
-    ``params`` (keyed like ``parameters()``) override the model's. Returns a
-    PCStep (error norms per state when ``record``)."""
+    """One Z-IL update (Algorithm 1 of paper 002) on ``model`` (its
+    ``level()`` when ``levelled``) for u (B, *input_shape) and y, as a PCStep;
+    ``params`` override the model's."""
     run = model.level() if levelled and not model.is_levelled() else model
     state = _State(run, u, y, loss, params)
     dist, _ = output_distances(run)
@@ -216,10 +161,10 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
     updates = {}
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(1, ticks + 1):
-            now = [v for v in learners if dist[v.index] + 1 == t]
             grads = {}
-            for v in now:
-                grads.update(state.param_grads(v))
+            for v in learners:
+                if dist[v.index] + 1 == t:
+                    grads.update(state.param_grads(v))
             state.relax(1.0)
             for k, g in grads.items():
                 updates[k] = -lr * g
@@ -233,12 +178,10 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
 
 def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=False,
              record=True, params=None):
-    """One IL update (Section 2.2 of paper 002) on ``model``: from the forward
-    pass with the output clamped, T inference ticks of Eq. 7 at rate γ on
-    every hidden vertex, then θ ← θ − lr ∂F/∂θ at the state after T ticks.
-    With ``fixed_prediction`` μ, σ' and the inputs of VJPs and parameter
-    gradients stay at the forward pass, so the errors relax to backprop's.
-    Returns a PCStep with ‖ε_v‖ per tick (``record``)."""
+    """One IL update (Section 2.2 of paper 002): T ticks of Eq. 7 at rate γ,
+    then θ ← θ − lr ∂F/∂θ; a PCStep with ‖ε_v‖ per tick when ``record``.
+    ``fixed_prediction`` keeps μ, σ' and the VJPs' inputs at the forward pass
+    (the errors then relax to backprop's)."""
     if not T >= 0 or not gamma > 0:
         raise SimulatorError(f"IL needs T >= 0 and gamma > 0, got T={T}, gamma={gamma}")
     state = _State(model, u, y, loss, params, fixed=fixed_prediction)
@@ -251,19 +194,14 @@ def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=Fals
         state.errors()
         if record:
             rows.append(state.norms())
-    updates = {}
-    for v in model.vertices[1:]:
-        if v.param_names:
-            updates.update({k: -lr * g for k, g in state.param_grads(v).items()})
+    updates = {k: -lr * g for v in model.vertices[1:] if v.param_names
+               for k, g in state.param_grads(v).items()}
     return _result(model, state, updates, int(T), rows, dist, params)
 
 
 def model_error_wave(model, u, y, method="zil", levelled=True, lr=0.01, gamma=0.1, T=20,
                      loss="mse"):
-    """The error wave of one Z-IL (or IL) update on a model, as a
-    ``ErrorWave`` (what ``simulator.experiments.pc``'s ``error_wave`` returns on an
-    elementary graph): ‖ε_v‖ per state and vertex, per state and
-    level (shortest distance to the output), names and layer kinds."""
+    """The ErrorWave of one Z-IL (or IL) update on a model."""
     method = check_choice("predictive-coding method", method, ("zil", "il"))
     if method == "zil":
         step = zil_model(model, u, y, lr, levelled=levelled, record=True, loss=loss)
