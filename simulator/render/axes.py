@@ -1,22 +1,21 @@
 """Axis helpers every plot shares, so degenerate data draw instead of raising.
 
-A run may be valid and still give a panel nothing to show: exact zeros (the
-clamped top layer, an exact gradient), NaN everywhere (a quantity undefined
-because a gradient is 0 or the backward wave never arrived), no ticks at all.
-A log axis cannot show 0, so exact zeros are drawn on a labelled floor: one
-decade below the decade of the smallest positive value (``zero_floor``), where
-the axis has a tick reading "0" and a dotted line, and nothing below it.
-``log_axis`` fixes the limits from the finite values, so matplotlib's 'Data
-cannot be log-scaled' and NaN axis limits cannot happen; ``no_data`` writes a
-note where there is nothing to draw; ``fit_suptitle`` wraps a long figure
-title to the canvas.
+A panel may have exact zeros (the clamped top layer, an exact gradient), only
+NaN (an undefined quantity) or no ticks at all. A log axis cannot show 0, so
+exact zeros are drawn on a labelled floor (``zero_floor``) with a tick reading
+"0"; ``log_axis`` fixes the limits from the finite values, so matplotlib's
+'Data cannot be log-scaled' and NaN limits cannot happen; ``no_data`` writes a
+note where there is nothing to draw.
 """
 import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.ticker import (FixedLocator, Locator, LogFormatterSciNotation, LogLocator,
-                               NullLocator)
+                               MaxNLocator, NullLocator)
+
+from ..files import save_png
 
 # Where zeros go when a panel has no positive value at all.
 LOG_FLOOR = 1e-17
@@ -26,6 +25,35 @@ NOTE_COLOUR = "#555555"
 FLOOR_COLOUR = "#999999"
 ZERO_LABEL = "0"
 TITLE_MARGIN_PX = 8
+
+
+def new_figure(size, dpi=100, layout="constrained"):
+    """A Figure of ``size`` inches on the Agg canvas (no pyplot)."""
+    fig = Figure(figsize=size, dpi=dpi, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def integer_ticks(axis, least=1):
+    """Integer tick positions (at least ``least`` of them) on ``axis``."""
+    axis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=least))
+
+
+def tick_axis(ax, first, last, label="tick"):
+    """``ax``'s x axis from tick ``first`` to ``last`` (half a tick each way
+    around a single tick), integer ticks, labelled ``label``."""
+    pad = 0.5 if first == last else 0.0
+    ax.set_xlim(first - pad, last + pad)
+    integer_ticks(ax.xaxis)
+    ax.set_xlabel(label)
+
+
+def finish(fig, path, title=""):
+    """Give ``fig`` the wrapped suptitle ``title`` (if any) and write it as a
+    PNG at ``path`` atomically; returns ``path``."""
+    if title:
+        fit_suptitle(fig, title, fontsize=9)
+    return save_png(fig, path)
 
 
 def zero_floor(values):
