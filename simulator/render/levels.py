@@ -1,36 +1,23 @@
 """Raster and GIF of one backward-travelling quantity per level and tick: the
 relaxation wave of Activation Relaxation and the error wave of predictive
-coding. Same blue as the diffusion pictures (blue = backward wave), levels
-up (input or leaves at the bottom, output at the top), ticks across.
+coding, in the diffusion pictures' blue; levels up, ticks across.
 
-Magnitudes span many decades (errors decay geometrically, an unlevelled Z-IL
-graph can overflow), so the shade follows log10 of the value on a scale fixed
-for the whole record: from the smallest non-zero value (at most DECADES
-decades below the largest) light blue, to the largest dark blue, so a wave that
-only decays still shows its decay. The colour bar beside each picture gives
-the scale; +inf is drawn as the strongest shade and said in the title, an
-exact zero is left empty (white) and said under the colour bar. A record
-without ticks (no relaxation step) draws an empty raster with a note; a long
-record is drawn with at most ``indexed.MAX_FRAMES`` GIF frames and MAX_COLUMNS raster
-columns (every k-th tick).
-
-The GIF is labelled like the PNG (title, level axis, tick axis, colour bar);
-each frame fills the raster up to its tick with a cursor there, names the tick,
-and draws one bar per level at that tick on the colour bar's scale. As for the
-wave GIF (``animate``) the static figure is drawn once at a resolution that
-grows with the GIF's size, and frames are composed in numpy as indices into
-one fixed palette.
+Magnitudes span many decades, so the shade follows log10 of the value on a
+scale fixed for the whole record (``wave_range``: at most DECADES decades),
+keyed by a colour bar; +inf is drawn darkest and said in the title, an exact 0
+is left white. A long record draws at most MAX_COLUMNS raster columns and
+``indexed.MAX_FRAMES`` GIF frames (every k-th tick). Each GIF frame fills the
+raster up to its tick, with a cursor, the tick's name and a bar per level.
 """
 import os
 
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LinearSegmentedColormap, Normalize
-from matplotlib.figure import Figure
 
 from ..files import save_png
 from . import gifstream
-from .axes import no_data
+from .axes import new_figure, no_data
 from .indexed import (DEFAULT_SIZE, FONT, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
 from .lint import mark_keyed
@@ -75,17 +62,12 @@ def wave_levels(values):
     return np.where(np.isinf(v), 1.0, level)
 
 
-def wave_colours(levels):
-    """RGB floats (..., 3) of levels from ``wave_levels``: EMPTY at 0, the
-    colour map's light blue at FLOOR through blue to navy at 1."""
-    levels = np.asarray(levels, dtype=float)
-    rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
-    return np.where((levels > 0)[..., None], rgb, EMPTY)
-
-
 def wave_rgb(values):
-    """(levels, ticks, 3) uint8 image, top row = highest level."""
-    return to_bytes(wave_colours(wave_levels(np.asarray(values).T)[::-1]))
+    """(levels, ticks, 3) uint8 image of ``values`` (ticks × levels), top row =
+    highest level: EMPTY at level 0, light blue at FLOOR through blue to navy."""
+    levels = wave_levels(np.asarray(values).T)[::-1]
+    rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
+    return to_bytes(np.where((levels > 0)[..., None], rgb, EMPTY))
 
 
 def colour_bar(fig, cax, values, fontsize, ax=None):
@@ -94,7 +76,6 @@ def colour_bar(fig, cax, values, fontsize, ax=None):
     lo, hi = wave_range(values)
     bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), WAVE_CMAP), cax=cax, ax=ax,
                        fraction=0.04, pad=0.02)
-    cax = bar.ax
     zero = (np.asarray(values, dtype=float) == 0).any()
     bar.set_label("log10 of the value" + (f" ({ZERO_NOTE})" if zero else ""), fontsize=fontsize)
     bar.ax.tick_params(labelsize=fontsize)
@@ -112,7 +93,7 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
     ``level_names`` label the rows."""
     values = np.asarray(values, dtype=float)
     ticks, n_levels = values.shape
-    fig = Figure(figsize=(8, 3.8), dpi=100, layout="constrained")
+    fig = new_figure((8, 3.8))
     ax = fig.add_subplot(1, 1, 1)
     image = None
     if ticks:
@@ -155,14 +136,11 @@ class LevelAnimator(IndexedFigure):
         ticks, n = self.values.shape
         self.ticks, self.n_levels = ticks, n
         self.col_step = frame_step(ticks, 1, MAX_COLUMNS)
-        self.columns = self.values[::self.col_step]
-        self.image = wave_rgb(self.columns) if ticks else None        # (levels, cols, 3)
+        self.image = wave_rgb(self.values[::self.col_step]) if ticks else None   # (levels, cols, 3)
         self.range = wave_range(self.values)
         self.tick_label = tick_label
         self._figure(size, title, level_label, level_names, tick_label)
-        # The colour bar puts every shade of the raster in the background: the
-        # palette picks them up from there.
-        self._index_background()
+        self._index_background()      # the colour bar brings every shade into the palette
         self.glyphs = glyphs_for(FONT, self.dpi)
         self._maps()
         self.cursor = self.palette.index(to_bytes(from_hex(CURSOR_COLOUR)))
@@ -202,18 +180,16 @@ class LevelAnimator(IndexedFigure):
         cax.yaxis.label.set_color(INK)
         fig.text(0.01, 0.985, _title(title, self.values), ha="left", va="top",
                  fontsize=FONT + 1, color=INK, wrap=True)
-        self.ax, self.now_ax, self.cax = ax, now, cax
+        self.ax, self.now_ax = ax, now
 
     def _maps(self):
         ax, n = self.ax, self.n_levels
         T = max(self.ticks, 1)
         self.box, xs, ys = self._pixel_grid(ax, T - 0.5, n - 0.5)
-        top = self.box[0]
         self.col_tick = np.clip(np.rint(xs).astype(int), 0, T - 1)     # tick under a pixel column
-        level = np.clip(np.rint(ys).astype(int), 0, n - 1)
-        self.row_image = n - 1 - level                                   # image row (top = highest)
+        image_row = n - 1 - np.clip(np.rint(ys).astype(int), 0, n - 1)  # top = highest level
         if self.ticks:
-            cells = self.image[self.row_image][:, self.col_tick // self.col_step]
+            cells = self.image[image_row][:, self.col_tick // self.col_step]
             self.cells = self.palette.index(cells)
         self.bar_rows = []
         for k in range(n):
@@ -222,7 +198,7 @@ class LevelAnimator(IndexedFigure):
             self.bar_rows.append((a, max(b, a + 1)))
         lo, hi = self.range
         self.bar_x = (self._to_pixel(self.now_ax, lo, 0)[0], self._to_pixel(self.now_ax, hi, 0)[0])
-        self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], top - 3 * self.scale)
+        self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], self.box[0] - 3 * self.scale)
 
     def frame_ticks(self):
         """Ticks that become frames: every k-th, at most MAX_FRAMES and the
@@ -232,19 +208,16 @@ class LevelAnimator(IndexedFigure):
         return list(range(0, self.ticks, frame_step(self.ticks, 1,
                                                     frame_limit(self.width, self.height))))
 
-    def cursor_column(self, t):
-        """Pixel column of the cursor at tick ``t``."""
-        return int(round(self._to_pixel(self.ax, (t // self.col_step) * self.col_step, 0)[0]))
-
     def indices(self, t):
         """The frame of tick ``t`` (None: the empty frame) as palette indices."""
         frame = self.background.copy()
         if t is None:
             return frame
         top, bottom, left, right = self.box
-        shown = self.col_tick <= (t // self.col_step) * self.col_step + self.col_step - 1
+        column = (t // self.col_step) * self.col_step      # the raster column of tick t
+        shown = self.col_tick <= column + self.col_step - 1
         frame[top:bottom, left:right][:, shown] = self.cells[:, shown]
-        c = self.cursor_column(t)
+        c = int(round(self._to_pixel(self.ax, column, 0)[0]))
         w = max(1, int(round(2 * self.scale)))
         frame[top:bottom, max(c - w // 2, left):max(c - w // 2, left) + w] = self.cursor
         lo, hi = self.range
@@ -264,12 +237,9 @@ class LevelAnimator(IndexedFigure):
 
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of the wave, written atomically, each frame drawn and
-    encoded in turn (memory: one frame): one frame per tick (every k-th tick
-    beyond indexed.MAX_FRAMES), the labelled raster filled up to that tick
-    with a time cursor, the tick named, a bar per level at that tick on the
-    colour bar's log scale. The raster has one column per tick, or per k-th
-    tick beyond MAX_COLUMNS. No ticks: one empty frame."""
+    """Animated GIF of ``values`` (ticks × levels) at ``path``, written
+    atomically one frame at a time (the module docstring says what a frame
+    shows); no ticks: one empty frame. Returns ``path``."""
     duration = gif_duration(fps)
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
     frames = (anim.indices(t) for t in anim.frame_ticks())
