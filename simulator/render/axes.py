@@ -17,13 +17,11 @@ from matplotlib.ticker import (FixedLocator, Locator, LogFormatterSciNotation, L
 
 from ..files import save_png
 
-# Where zeros go when a panel has no positive value at all.
-LOG_FLOOR = 1e-17
-# The log axis shown when a panel has no finite value at all.
-EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)
-NOTE_COLOUR = "#555555"
-FLOOR_COLOUR = "#999999"
-ZERO_LABEL = "0"
+LOG_FLOOR = 1e-17                       # zeros' floor when a panel has no positive value
+EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)     # the log axis of a panel without a finite value
+# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
+# decade ticks overflow on an axis reaching towards 1e308.
+LOG_LIMIT = 1e100
 TITLE_MARGIN_PX = 8
 
 
@@ -57,9 +55,8 @@ def finish(fig, path, title=""):
 
 
 def zero_floor(values):
-    """Where exact zeros of ``values`` are drawn on a log axis: the power of ten
-    one decade below the decade of the smallest positive finite value
-    (LOG_FLOOR when there is none)."""
+    """Where exact zeros of ``values`` are drawn on a log axis: one decade below
+    the decade of the smallest positive finite value (LOG_FLOOR if none)."""
     v = np.asarray(values, dtype=float)
     positive = v[np.isfinite(v) & (v > 0)]
     if not positive.size:
@@ -77,7 +74,7 @@ def floored(values, floor=None):
 def no_data(ax, text):
     """Write ``text`` in the middle of ``ax`` (a panel with nothing to draw)."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-            color=NOTE_COLOUR, bbox=dict(facecolor="white", edgecolor="#bbbbbb", alpha=0.9))
+            color="#555555", bbox=dict(facecolor="white", edgecolor="#bbbbbb", alpha=0.9))
 
 
 class _FromFloor(Locator):
@@ -101,7 +98,7 @@ class _FromFloor(Locator):
 
 
 class _ZeroFormatter(LogFormatterSciNotation):
-    """Log labels, with ZERO_LABEL at the zero floor."""
+    """Log labels, with "0" at the zero floor."""
 
     def __init__(self, floor, **kwargs):
         super().__init__(**kwargs)
@@ -109,22 +106,15 @@ class _ZeroFormatter(LogFormatterSciNotation):
 
     def __call__(self, x, pos=None):
         if np.isclose(x, self.floor, rtol=1e-6, atol=0.0):
-            return ZERO_LABEL
+            return "0"
         return super().__call__(x, pos)
 
 
-# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
-# decade ticks overflow on an axis reaching towards 1e308.
-LOG_LIMIT = 1e100
-
-
 def log_axis(ax, values, note, margin=3.0, floor=None):
-    """Put ``ax``'s y axis on a log scale with limits fixed from the finite
-    ``values``, widened by the factor ``margin`` both ways. Exact zeros (drawn
-    by the caller at ``floored(v, floor)``; ``floor`` defaults to
-    ``zero_floor(values)``) get a tick reading "0" and a dotted line at the
-    floor. With no finite value, a fixed range and the ``note`` in the middle
-    of the panel. Returns whether there was any value."""
+    """Put ``ax``'s y axis on a log scale, limits from the finite ``values``
+    widened by the factor ``margin``. Exact zeros (drawn by the caller at
+    ``floored(v, floor)``) get a tick "0" and a dotted line at the floor. With
+    no finite value: a fixed range and ``note``. Returns whether there was any."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     floor = zero_floor(v) if floor is None else floor
@@ -149,14 +139,13 @@ def log_axis(ax, values, note, margin=3.0, floor=None):
         ax.yaxis.set_minor_locator(_FromFloor(LogLocator(subs="auto"), floor, False))
     if zeros:
         ax.yaxis.set_major_formatter(_ZeroFormatter(floor))
-        ax.axhline(floor, color=FLOOR_COLOUR, linewidth=0.8, linestyle=":", zorder=1)
+        ax.axhline(floor, color="#999999", linewidth=0.8, linestyle=":", zorder=1)
     return True
 
 
 def fit_suptitle(fig, text, fontsize=10, **kwargs):
-    """Set ``text`` as ``fig``'s suptitle, wrapped at word boundaries so that
-    it stays TITLE_MARGIN_PX inside the canvas at ``fontsize`` (measured with
-    the figure's renderer). Returns the title Text."""
+    """Set ``text`` as ``fig``'s suptitle, wrapped at words to stay
+    TITLE_MARGIN_PX inside the canvas. Returns the title Text."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
