@@ -92,38 +92,38 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
     PNG written atomically, with a colour bar of its log10 scale;
     ``level_names`` label the rows."""
     values = np.asarray(values, dtype=float)
-    ticks, n_levels = values.shape
     fig = new_figure((8, 3.8))
     ax = fig.add_subplot(1, 1, 1)
-    image = None
-    if ticks:
-        image = ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
-                          extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
-    else:
-        ax.set_xlim(-0.5, 0.5)
-        ax.set_xticks([])
-        ax.set_ylim(-0.5, n_levels - 0.5)
-        no_data(ax, NO_TICKS)
-    ax.set_xlabel(tick_label)
-    ax.set_ylabel(level_label)
-    _level_ticks(ax, n_levels, level_names)
+    _level_axes(ax, values.shape, level_label, level_names, tick_label)
     ax.set_title(_title(title, values), fontsize=9)
     bar = colour_bar(fig, None, values, 9, ax=ax)
-    if image is not None:
+    if len(values):
+        ticks, n_levels = values.shape
+        image = ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
+                          extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
         mark_keyed(image, bar)      # the RGB shades follow the bar's colormap
+    else:
+        ax.set_xticks([])
     return save_png(fig, path)
 
 
-def _level_ticks(ax, n_levels, level_names, fontsize=None):
-    """At most 20 labelled rows (every k-th level)."""
-    step = max(1, -(-n_levels // 20))
-    shown = list(range(0, n_levels, step))
+def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
+    """Limits and labels of a (ticks, levels) raster on ``ax``, at most 20
+    labelled rows (every k-th level), a note when there are no ticks."""
+    ticks, n_levels = shape
+    ax.set_xlim(-0.5, max(ticks, 1) - 0.5)
+    ax.set_ylim(-0.5, n_levels - 0.5)
+    ax.set_xlabel(tick_label, **font)
+    ax.set_ylabel(level_label, **font)
+    shown = list(range(0, n_levels, max(1, -(-n_levels // 20))))
     ax.set_yticks(shown)
     if level_names is not None:
         names = [str(n) for n in level_names]
-        ax.set_yticklabels([names[k] for k in shown], fontsize=fontsize)
-    elif fontsize:
-        ax.tick_params(axis="y", labelsize=fontsize)
+        ax.set_yticklabels([names[k] for k in shown], fontsize=font.get("fontsize"))
+    elif font:
+        ax.tick_params(axis="y", labelsize=font["fontsize"])
+    if not ticks:
+        no_data(ax, NO_TICKS)
 
 
 class LevelAnimator(IndexedFigure):
@@ -159,14 +159,8 @@ class LevelAnimator(IndexedFigure):
                 spine.set_edgecolor("#666666")
             a.tick_params(colors="#666666", labelcolor=INK, labelsize=small)
         ax.set_facecolor(EMPTY)
-        T = max(self.ticks, 1)
-        ax.set_xlim(-0.5, T - 0.5)
-        ax.set_ylim(-0.5, self.n_levels - 0.5)
-        ax.set_xlabel(tick_label, fontsize=small, color=INK)
-        ax.set_ylabel(level_label, fontsize=small, color=INK)
-        _level_ticks(ax, self.n_levels, level_names, small)
-        if not self.ticks:
-            no_data(ax, NO_TICKS)
+        _level_axes(ax, self.values.shape, level_label, level_names, tick_label,
+                    fontsize=small, color=INK)
         lo, hi = self.range
         now.set_xlim(lo, hi)
         now.set_xticks([lo, hi])

@@ -46,17 +46,20 @@ def _colour(p, rows):
 
 def steady_means(trace):
     """Per-layer (mean cosine, mean relative error) over the steady window; NaN
-    where a layer has no defined value there."""
+    where a layer has no finite value there."""
     start, stop = steady_window(trace)
-    out = []
-    for key in ("mismatch_cos", "mismatch_rel"):
-        block = trace[key][start:stop]
-        finite = np.isfinite(block)
-        count = finite.sum(axis=0)
-        with np.errstate(over="ignore"):        # values near 1e308 sum to inf: drawn so
-            total = np.where(finite, block, 0.0).sum(axis=0)
-        out.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
-    return out[0], out[1]
+    return tuple(_finite_mean(trace[key][start:stop], lambda a: a.sum(axis=0))
+                 for key in ("mismatch_cos", "mismatch_rel"))
+
+
+def _finite_mean(values, total):
+    """Mean of the finite ``values`` by ``total`` (a sum along an axis or a
+    window), NaN where there is none."""
+    finite = np.isfinite(values)
+    with np.errstate(over="ignore"):        # values near 1e308 sum to inf: drawn so
+        sums = total(np.where(finite, values, 0.0))
+    count = total(finite.astype(float))
+    return np.where(count > 0, sums / np.maximum(count, 1), np.nan)
 
 
 def _weighted(trace, rows):
@@ -67,38 +70,27 @@ def _weighted(trace, rows):
     return [p for p in range(1, len(rows)) if np.isfinite(cos[:, rows.order[p] - 1]).any()]
 
 
-def _curve_rows(trace, rows):
-    """(rows drawn as curves, rows with weights): all of them when there are at
-    most ALL_CURVES, else the first, the synchronization rows and the last."""
-    weighted = _weighted(trace, rows)
-    if len(weighted) <= ALL_CURVES:
-        return weighted, len(weighted)
-    keep = {weighted[0], weighted[-1]} | (set(rows.sync) & set(weighted))
-    return sorted(keep)[:MAX_CURVES], len(weighted)
-
-
 def running_mean(values, window, log=False):
     """Centred mean of ``values`` over ``window`` ticks, NaN-aware (a window of
     only NaN is NaN); ``log``: the geometric mean (of positive values)."""
     v = np.asarray(values, dtype=float)
-    if window <= 1:
-        return v
-    v = np.log10(v) if log else v
-    finite = np.isfinite(v)
     kernel = np.ones(int(window))
-    total = np.convolve(np.where(finite, v, 0.0), kernel, mode="same")
-    count = np.convolve(finite.astype(float), kernel, mode="same")
-    mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    mean = _finite_mean(np.log10(v) if log else v, lambda a: np.convolve(a, kernel, mode="same"))
     return 10.0 ** mean if log else mean
 
 
-def _curves(ax, trace, rows, key, log):
-    """Curves of ``key`` over ticks for a few rows (``_curve_rows``; the heatmap
-    shows all); a long run draws each raw curve thin and its running mean
-    thick. Returns a note on what the panel shows."""
+def _curves(ax, trace, rows, key, ylabel, title):
+    """Curves of ``key`` over ticks for a few rows (the heatmap shows all), on a
+    log axis for the relative error; a long run draws each raw curve thin and
+    its running mean thick. The ``title`` gets a note on what the panel shows."""
+    log = key == "mismatch_rel"
     ticks = trace["tick"]
     k, idx = drawn(0, len(ticks), MAX_POINTS)
-    shown, total = _curve_rows(trace, rows)
+    # Every row with weights in a small network, else the first, the sync rows and the last.
+    weighted = _weighted(trace, rows)
+    shown = weighted
+    if len(weighted) > ALL_CURVES:
+        shown = sorted({weighted[0], weighted[-1]} | (set(rows.sync) & set(weighted)))[:MAX_CURVES]
     floor = zero_floor(trace[key]) if log else None
     window = 1 if len(idx) <= SMOOTH_FROM else int(np.ceil(len(idx) / SMOOTH_WINDOWS))
     for p in shown:
@@ -119,6 +111,7 @@ def _curves(ax, trace, rows, key, log):
                 marker="o" if len(idx) == 1 else None,     # one tick: a point, not a line
                 label=label, zorder=z + 2)
     what = "vertices with weights" if rows.graph else "layers"
+    total = len(weighted)
     notes = [f"{len(shown)} of {total} {what}; all in the heatmap"] if len(shown) < total else []
     notes += [f"thick: mean over {window} ticks"] if window > 1 else []
     notes += [step_note((k, 1))] if k > 1 else []
@@ -134,7 +127,8 @@ def _curves(ax, trace, rows, key, log):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=LEGEND_PT, loc="lower right" if not log else "upper right",
                   ncol=1 if len(shown) <= 5 else 2, framealpha=0.85)
-    return f"\n({', '.join(notes)})" if notes else ""
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + (f"\n({', '.join(notes)})" if notes else ""), fontsize=9)
 
 
 def _heatmap(ax, fig, trace, rows):
@@ -244,14 +238,11 @@ def mismatch_figure(trace):
     axes = {"cos": fig.add_subplot(grid[0, 0]), "rel": fig.add_subplot(grid[0, 1]),
             "heatmap": fig.add_subplot(grid[1, 0]), "summary": fig.add_subplot(grid[1, 1])}
     unit = "vertex" if rows.graph else "layer"
-    note = _curves(axes["cos"], trace, rows, "mismatch_cos", log=False)
-    axes["cos"].set_ylabel("cos(g, ∇ backprop)")
+    _curves(axes["cos"], trace, rows, "mismatch_cos", "cos(g, ∇ backprop)",
+            f"cosine similarity per {unit} (dotted: network filled)")
     axes["cos"].set_ylim(-1.05, 1.05)
-    axes["cos"].set_title(f"cosine similarity per {unit} (dotted: network filled)" + note,
-                          fontsize=9)
-    note = _curves(axes["rel"], trace, rows, "mismatch_rel", log=True)
-    axes["rel"].set_ylabel("‖g − ∇‖ / ‖∇‖")
-    axes["rel"].set_title(f"relative error per {unit} (0: exact)" + note, fontsize=9)
+    _curves(axes["rel"], trace, rows, "mismatch_rel", "‖g − ∇‖ / ‖∇‖",
+            f"relative error per {unit} (0: exact)")
     _heatmap(axes["heatmap"], fig, trace, rows)
     _summary(axes["summary"], trace, rows)
     name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
