@@ -87,6 +87,10 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
         log_axis(ax, values, NO_ERROR, margin=3.0, floor=floor)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path, title)
+
+
+def _save(fig, path, title):
     fig.suptitle(title)
     fig.tight_layout()
     return save_png(fig, path)
@@ -109,10 +113,9 @@ def _band(ax, x, runs, colour, label):
 def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                   title="Activation Relaxation vs backprop (digits)"):
     """Figs. 2–3 of paper 001: accuracy against minibatch updates, mean ± std
-    over seeds, one panel per AR variant with the backprop baseline (black)
-    in each (one panel of the baseline alone when no variant was trained).
-    ``curves[name][split]`` is an array (seeds, len(steps)); NaN marks the
-    points after a run diverged."""
+    over seeds, a panel per AR variant with the ``baseline`` (black) in each
+    (or alone). ``curves[name][split]``: (seeds, len(steps)), NaN after a run
+    diverged."""
     steps = np.asarray(steps)
     if baseline not in curves:
         raise SimulatorError(f"curves have no baseline {baseline!r}; got {sorted(curves)}")
@@ -141,9 +144,7 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         ax.legend(fontsize=8, loc="lower right")
     for j in range(len(names), rows * cols):
         axes[j // cols][j % cols].axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_png(fig, path)
+    return _save(fig, path, title)
 
 
 WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the paper's
@@ -151,11 +152,10 @@ WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the pa
 
 def draw_converge(folder, arrays, png=True, gif=True):
     """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
-    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b, measured
-    errors with the linear analysis dashed) and the relaxation wave
-    ‖x^l_n − x^l_{n−1}‖ per layer and tick for the η_x closest to 0.1
-    (relaxation_wave.png and .gif; layer 0, the clamped input, left out).
-    ``png``/``gif`` False skip those files. Returns {file name: path}."""
+    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b) when ``png``,
+    and the relaxation wave ‖x^l_n − x^l_{n−1}‖ per hidden layer and tick for the
+    η_x closest to WAVE_ETA (relaxation_wave.png, .gif when ``gif``).
+    Returns {file name: path}."""
     folder = os.fspath(folder)
     errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     variant = str(arrays["variant"]) if "variant" in arrays else ""

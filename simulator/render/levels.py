@@ -53,13 +53,10 @@ def wave_levels(values):
     value is 0 (nothing there); 1 where infinite."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = np.isfinite(v) & (v > 0)
-    if not finite.any():
-        return np.where(np.isinf(v), 1.0, 0.0)
     lo, hi = wave_range(v)
     logv = np.log10(np.where(finite, v, 1.0))
     level = FLOOR + (1.0 - FLOOR) * np.clip((logv - lo) / (hi - lo), 0.0, 1.0)
-    level = np.where(finite, level, 0.0)
-    return np.where(np.isinf(v), 1.0, level)
+    return np.where(np.isinf(v), 1.0, np.where(finite, level, 0.0))
 
 
 def wave_rgb(values):
@@ -83,8 +80,7 @@ def colour_bar(fig, cax, values, fontsize, ax=None):
 
 
 def _title(title, values):
-    note = " (+inf: overflow, drawn darkest)" if np.isinf(np.asarray(values, float)).any() else ""
-    return f"{title}{note}"
+    return title + (" (+inf: overflow, drawn darkest)" if np.isinf(values).any() else "")
 
 
 def write_wave_png(path, values, title, level_label, level_names=None, tick_label="tick"):
@@ -185,11 +181,9 @@ class LevelAnimator(IndexedFigure):
         if self.ticks:
             cells = self.image[image_row][:, self.col_tick // self.col_step]
             self.cells = self.palette.index(cells)
-        self.bar_rows = []
-        for k in range(n):
-            a = int(round(self._to_pixel(self.now_ax, 0, k + 0.35)[1]))
-            b = int(round(self._to_pixel(self.now_ax, 0, k - 0.35)[1]))
-            self.bar_rows.append((a, max(b, a + 1)))
+        ends = [[int(round(self._to_pixel(self.now_ax, 0, k + d)[1])) for d in (0.35, -0.35)]
+                for k in range(n)]
+        self.bar_rows = [(a, max(b, a + 1)) for a, b in ends]     # pixel rows of level k's bar
         lo, hi = self.range
         self.bar_x = (self._to_pixel(self.now_ax, lo, 0)[0], self._to_pixel(self.now_ax, hi, 0)[0])
         self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], self.box[0] - 3 * self.scale)
@@ -234,8 +228,7 @@ def write_wave_gif(path, values, fps=20, title="", level_label="level", level_na
     """Animated GIF of ``values`` (ticks × levels) at ``path``, written
     atomically one frame at a time (the module docstring says what a frame
     shows); no ticks: one empty frame. Returns ``path``."""
-    duration = gif_duration(fps)
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
-    frames = (anim.indices(t) for t in anim.frame_ticks())
-    gifstream.write_gif(os.fspath(path), frames, anim.palette.colours, duration)
+    gifstream.write_gif(os.fspath(path), (anim.indices(t) for t in anim.frame_ticks()),
+                        anim.palette.colours, gif_duration(fps))
     return path
