@@ -110,17 +110,15 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
     and mismatch.png when ``png``, waves.gif (every ``every``-th tick, ``size`` =
     (width, height) pixels, the first colouring of ``color``) when ``gif``.
     Returns {file name: path}."""
-    kinds = colourings(color)
+    first = colourings(color)[0]           # checks color, GIF or not
     written = {}
     if png:
         written["waves.png"] = raster.write_raster(os.path.join(folder, "waves.png"), trace,
                                                    windows=windows, color=color)
-        written["mismatch.png"] = plots.write_mismatch(os.path.join(folder, "mismatch.png"),
-                                                       trace)
+        written["mismatch.png"] = plots.write_mismatch(os.path.join(folder, "mismatch.png"), trace)
     if gif:
-        path = os.path.join(folder, "waves.gif")
-        animate.write_gif(path, trace, every=every, size=size, color=kinds[0])
-        written["waves.gif"] = path
+        written["waves.gif"] = os.path.join(folder, "waves.gif")
+        animate.write_gif(written["waves.gif"], trace, every=every, size=size, color=first)
     return written
 
 

@@ -38,8 +38,7 @@ def integer_ticks(axis, least=1):
 
 
 def tick_axis(ax, first, last, label="tick"):
-    """``ax``'s x axis from tick ``first`` to ``last`` (half a tick each way
-    around a single tick), integer ticks, labelled ``label``."""
+    """``ax``'s x axis over ticks ``first``..``last`` (± half a tick if one), integer ticks."""
     pad = 0.5 if first == last else 0.0
     ax.set_xlim(first - pad, last + pad)
     integer_ticks(ax.xaxis)
@@ -47,8 +46,7 @@ def tick_axis(ax, first, last, label="tick"):
 
 
 def finish(fig, path, title=""):
-    """Give ``fig`` the wrapped suptitle ``title`` (if any) and write it as a
-    PNG at ``path`` atomically; returns ``path``."""
+    """Write ``fig`` with the suptitle ``title`` (if any) as a PNG at ``path``; returns ``path``."""
     if title:
         fit_suptitle(fig, title, fontsize=9)
     return save_png(fig, path)
@@ -64,11 +62,9 @@ def zero_floor(values):
     return float(10.0 ** (np.floor(np.log10(positive.min())) - 1))
 
 
-def floored(values, floor=None):
-    """``values`` as floats with zeros (and anything below ``floor``) raised to
-    ``floor`` (default ``zero_floor(values)``); NaN stays NaN."""
-    v = np.asarray(values, dtype=float)
-    return np.maximum(v, zero_floor(v) if floor is None else floor)   # NaN propagates
+def floored(values, floor):
+    """``values`` as floats, zeros (anything below ``floor``) raised to ``floor``; NaN stays."""
+    return np.maximum(np.asarray(values, dtype=float), floor)
 
 
 def no_data(ax, text):
@@ -78,8 +74,7 @@ def no_data(ax, text):
 
 
 class _FromFloor(Locator):
-    """The ticks of ``base`` above ``floor``, with ``floor`` itself when ``mark``:
-    nothing is labelled below the zero floor, where no value is drawn."""
+    """The ticks of ``base`` above ``floor`` (and ``floor`` itself when ``mark``)."""
 
     def __init__(self, base, floor, mark):
         self.base, self.floor, self.mark = base, floor, mark
@@ -143,7 +138,7 @@ def log_axis(ax, values, note, margin=3.0, floor=None):
     return True
 
 
-def fit_suptitle(fig, text, fontsize=10, **kwargs):
+def fit_suptitle(fig, text, fontsize=10):
     """Set ``text`` as ``fig``'s suptitle, wrapped at words to stay
     TITLE_MARGIN_PX inside the canvas. Returns the title Text."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
@@ -154,7 +149,7 @@ def fit_suptitle(fig, text, fontsize=10, **kwargs):
     while True:
         wrapped = "\n".join(textwrap.fill(line, max(width, 10)) if line else line
                             for line in str(text).splitlines())
-        title = fig.suptitle(wrapped, fontsize=fontsize, **kwargs)
+        title = fig.suptitle(wrapped, fontsize=fontsize)
         if width <= 10 or title.get_window_extent(renderer).width <= room:
             return title
         width = int(width * 0.9)

@@ -23,12 +23,10 @@ def rule_colour(rule):
 
 
 def render_learning(curves, path, title=""):
-    """Write learning.png: against tick, test accuracy (if the task has
-    classes), test loss (log scale), the angle per layer between each rule's
-    update and backprop's gradient (``grad_angles``) and the W–F alignment
-    angle per layer (``angles``, rules whose feedback is not W); one colour
-    per rule, named in one legend under the panels; a diverged rule ends
-    where it blew up, marked ×."""
+    """Write learning.png against tick: test accuracy (classes only), test loss
+    (log), per layer the angle of each rule's update to backprop's gradient and
+    of W to F (rules whose feedback is not W); a colour per rule, a diverged
+    rule's curve ending in ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
     aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]

@@ -71,10 +71,8 @@ def _panel(ax, name, sched, depth):
 
 
 def panel_shares(ticks, least=MIN_SHARE):
-    """Widths of the panels (summing to 1) for schedules of ``ticks`` ticks:
-    proportional to the ticks (the same tick scale in both), except that no
-    panel gets less than ``least`` of the width, so a short schedule stays
-    readable."""
+    """Panel widths (summing to 1) proportional to the schedules' ``ticks``, but
+    none under ``least``, so a short schedule stays readable."""
     ticks = np.asarray(ticks, dtype=float)
     share = ticks / ticks.sum()
     small = share < least
@@ -111,9 +109,8 @@ def locking_figure(depth, frames, result=None):
 
 def _locking_frames(fig, axes, span, every):
     """(frames, palette) of the GIF: the figure with a cursor every ``every``
-    ticks, or every k-th tick when that would exceed the GIF frame limit (said
-    in a note on the frames); ``frames`` yields each frame's palette indices
-    when asked, so only one is in memory at a time."""
+    ticks (or every k-th, said in a note, within the frame limit); ``frames``
+    yields each frame's palette indices lazily."""
     width, height = fig.canvas.get_width_height()
     step = frame_step(span, every, frame_limit(width, height))
     if step != every:
@@ -141,10 +138,8 @@ def _locking_frames(fig, axes, span, every):
 
 
 def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None, fps=10):
-    """Write locking.png (both schedules side by side, SPEC §5) into ``folder``
-    atomically when ``png``, and locking.gif (a tick cursor sweeping both) when ``gif``.
-    ``size`` (width, height) pixels sets the picture size (default: 12 in wide).
-    Returns {file name: path}."""
+    """Write locking.png into ``folder`` when ``png`` and locking.gif when ``gif``,
+    ``size`` (width, height) pixels (default: 12 in wide). Returns {file name: path}."""
     if not os.path.isdir(folder):
         raise SimulatorError(f"{folder}: not a folder to write pictures into")
     fig, axes, result = locking_figure(depth, frames)

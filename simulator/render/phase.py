@@ -24,12 +24,10 @@ def _means(records, value, axis="stream.hold"):
 
 
 def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
-    """Write phase.png: left, mean steady cosine over (hold, depth) as a heat
-    map with h*(L) (smallest hold with mean cosine ≥ threshold) and the paper's
-    τs = L − 1 line; right, cosine vs hold per depth for the synchronization
-    layer ls (dashed) apart from the mean of the other layers (solid). Along
-    ``axis`` = stream.speed the boundary is v*(L) and the paper's line is one
-    pixel of travel per τs, v = 1/(L − 1)."""
+    """Write phase.png: left, the mean steady cosine over (hold, depth) with
+    ``hstar`` h*(L) (the least hold reaching ``threshold``) and the paper's
+    τs = L − 1; right, cosine vs hold per depth, ls (dashed) and the other
+    layers (solid). Along ``axis`` = stream.speed: v*(L) and v = 1/(L − 1)."""
     speed = axis == "stream.speed"
     means = _means(records, "mean_cos", axis)
     depths = sorted({d for d, _ in means})
@@ -48,8 +46,8 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     ax.set_yticks(range(len(depths)), [str(d) for d in depths])
     ax.set_xlabel("speed v (pixels per tick)" if speed else "hold h (ticks per frame)")
     ax.set_ylabel("depth L")
-    # Holds are drawn at their index: place a continuous hold on that axis by log interpolation.
-    def pos(h):
+
+    def pos(h):      # holds are drawn at their index: log-interpolate between them
         return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
 
     ys = np.arange(len(depths))
