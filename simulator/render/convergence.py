@@ -137,9 +137,7 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         if steps.size == 1:
             ax.set_xlim(steps[0] - 0.5, steps[0] + 0.5)
         integer_ticks(ax.xaxis)
-        ax.set_xlabel("minibatch updates")
-        ax.set_ylabel(f"{split} accuracy")
-        ax.set_ylim(0.0, 1.02)
+        ax.set(xlabel="minibatch updates", ylabel=f"{split} accuracy", ylim=(0.0, 1.02))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     for j in range(len(names), rows * cols):

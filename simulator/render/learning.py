@@ -63,8 +63,7 @@ def _draw_metric(ax, curves, key):
             ax.set_ylim(finite.min() * 0.8, finite.max() * 1.25)
     else:
         ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("tick")
-    ax.set_ylabel(f"test {key}")
+    ax.set(xlabel="tick", ylabel=f"test {key}")
     ax.grid(alpha=0.3)
 
 
@@ -83,11 +82,8 @@ def _draw_angles(ax, curves, rules, key):
                     ls=LAYER_STYLES[j % len(LAYER_STYLES)],
                     marker="." if len(t) < 3 else None, label=f"{rule} W{j + 1}")
     label, top = ANGLE_PANELS[key]
-    ax.set_ylim(0, top)
-    ax.set_xlim(left=0)
+    ax.set(ylim=(0, top), xlim=(0, None), xlabel="tick", ylabel=label)
     ax.axhline(90, color="#999999", lw=0.8)
-    ax.set_xlabel("tick")
-    ax.set_ylabel(label)
     ax.set_title("colour: rule, line: layer", fontsize=9)
     ax.grid(alpha=0.3)
     styles = [Line2D([], [], color="#333333", lw=1.2, ls=LAYER_STYLES[j % len(LAYER_STYLES)],

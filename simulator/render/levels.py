@@ -107,8 +107,7 @@ def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
     """Limits and labels of a (ticks, levels) raster on ``ax``, at most 20
     labelled rows (every k-th level), a note when there are no ticks."""
     ticks, n_levels = shape
-    ax.set_xlim(-0.5, max(ticks, 1) - 0.5)
-    ax.set_ylim(-0.5, n_levels - 0.5)
+    ax.set(xlim=(-0.5, max(ticks, 1) - 0.5), ylim=(-0.5, n_levels - 0.5))
     ax.set_xlabel(tick_label, **font)
     ax.set_ylabel(level_label, **font)
     shown = list(range(0, n_levels, max(1, -(-n_levels // 20))))
@@ -158,8 +157,7 @@ class LevelAnimator(IndexedFigure):
         _level_axes(ax, self.values.shape, level_label, level_names, tick_label,
                     fontsize=small, color=INK)
         lo, hi = self.range
-        now.set_xlim(lo, hi)
-        now.set_xticks([lo, hi])
+        now.set(xlim=(lo, hi), xticks=[lo, hi])
         now.set_xticklabels([f"{lo:.1f}", f"{hi:.1f}"], fontsize=small)
         now.xaxis.get_majorticklabels()[0].set_ha("left")
         now.xaxis.get_majorticklabels()[1].set_ha("right")

@@ -50,12 +50,9 @@ def _panel(ax, name, sched, depth):
     T = sched["ticks"]
     mark_categorical(ax.imshow(image, origin="lower", aspect="auto", interpolation="nearest",
                                extent=(-0.5, T - 0.5, 0.5, depth + 0.5)))
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_ylim(0.5, depth + 0.5)
-    ax.set_yticks(range(1, depth + 1, max(1, int(np.ceil(depth / 12)))))
+    ax.set(xlim=(-0.5, T - 0.5), ylim=(0.5, depth + 0.5), xlabel=f"tick (0–{T - 1})",
+           ylabel="layer", yticks=range(1, depth + 1, max(1, int(np.ceil(depth / 12)))))
     integer_ticks(ax.xaxis, least=2)
-    ax.set_xlabel(f"tick (0–{T - 1})")
-    ax.set_ylabel("layer")
     for l in range(1, depth):
         ax.axhline(l + 0.5, color="white", linewidth=1.0)
     if T <= LABEL_LIMIT:

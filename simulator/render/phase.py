@@ -44,8 +44,8 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     ax.set_xticks(range(len(holds)), [f"1/{round(1 / h)}" if speed and 0 < h < 1
                                       and (1 / h).is_integer() else f"{h:g}" for h in holds])
     ax.set_yticks(range(len(depths)), [str(d) for d in depths])
-    ax.set_xlabel("speed v (pixels per tick)" if speed else "hold h (ticks per frame)")
-    ax.set_ylabel("depth L")
+    ax.set(xlabel="speed v (pixels per tick)" if speed else "hold h (ticks per frame)",
+           ylabel="depth L")
 
     def pos(h):      # holds are drawn at their index: log-interpolate between them
         return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
@@ -68,8 +68,7 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
         ax2.plot(hs, [sync[(d, h)] for h in hs], "--", color=colour)
     ax2.set_xscale("log", base=2)
     ax2.axhline(threshold, color="#999999", lw=0.8)
-    ax2.set_xlabel("speed v" if speed else "hold h")
-    ax2.set_ylabel("steady mean cosine")
+    ax2.set(xlabel="speed v" if speed else "hold h", ylabel="steady mean cosine")
     ax2.set_title("synchronization layer ls (dashed) vs other layers (solid)", fontsize=9)
     ax2.grid(alpha=0.3)
     # One entry per depth (colour) and one per line style, outside the curves.
@@ -115,9 +114,7 @@ def render_accuracy(records, path, title=""):
         m, s, _ = np.array(list(by_hold.values()), dtype=float).T
         ax.errorbar(hs, m, yerr=s, color=rule_colour(rule), marker="o", ms=3, capsize=2, label=rule)
     ax.set_xscale("log", base=2)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("hold h (ticks per image)")
-    ax.set_ylabel("final test accuracy")
+    ax.set(ylim=(0, 1), xlabel="hold h (ticks per image)", ylabel="final test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=LEGEND_PT, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return finish(fig, path, title)

@@ -143,15 +143,13 @@ def _heatmap(ax, fig, trace, rows):
                       norm=Normalize(-1.0, 1.0),
                       extent=(first - 0.5 * every, first + (len(ticks) * k - 0.5) * every,
                               0.5, 0.5 + len(layers) * m))
-    ax.set_xlim(first - 0.5 * every, first + (T - 0.5) * every)
-    ax.set_ylim(0.5, L + 0.5)
+    ax.set(xlim=(first - 0.5 * every, first + (T - 0.5) * every), ylim=(0.5, L + 0.5),
+           xlabel="tick", ylabel="vertex" if rows.graph else "layer")
     integer_ticks(ax.yaxis)
     integer_ticks(ax.xaxis)
     for p in rows.sync:
         for edge in (p - 0.5, p + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
-    ax.set_xlabel("tick")
-    ax.set_ylabel("vertex" if rows.graph else "layer")
     if rows.graph:
         shown = list(range(1, L + 1, m))
         ax.set_yticks(shown)
@@ -187,11 +185,10 @@ def _summary(ax, trace, rows):
     columns = rows.order[positions] - 1
     cos, rel = cos[columns], rel[columns]
     ax.bar(positions, np.nan_to_num(cos), color=[_colour(p, rows) for p in positions], width=0.7)
-    ax.set_ylim(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05)
-    ax.set_ylabel("mean cosine (bars)")
+    ax.set(ylim=(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05),
+           ylabel="mean cosine (bars)")
     if rows.graph:
-        ax.set_xlim(0.4, n - 0.4)
-        ax.set_xticks(positions)
+        ax.set(xlim=(0.4, n - 0.4), xticks=positions)
         ax.set_xticklabels([_name(trace, rows, p) for p in positions], fontsize=LABEL_PT,
                            rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
     else:
