@@ -160,10 +160,9 @@ def draw_converge(folder, arrays, png=True, gif=True):
     label = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
     k = int(np.argmin(np.abs(eta_x.astype(float) - WAVE_ETA)))
     changes = np.asarray(arrays["changes"], dtype=float)[k][1:, 1:]
-    L = changes.shape[1]
     labels = dict(title=f"{label}, η_x = {float(eta_x[k]):g}: ‖x_l(t) − x_l(t−1)‖ per "
                         "relaxation tick", level_label="layer",
-                  level_names=range(1, L + 1), tick_label="relaxation tick")
+                  level_names=range(1, changes.shape[1] + 1), tick_label="relaxation tick")
     written = {}
     if png:
         written["ar_convergence.png"] = plot_convergence(

@@ -1,13 +1,8 @@
-"""Raster and GIF of one backward-travelling quantity per level and tick: the
-relaxation wave of Activation Relaxation and the error wave of predictive
-coding, in the diffusion pictures' blue; levels up, ticks across.
-
-Magnitudes span many decades, so the shade follows log10 of the value on a
-scale fixed for the whole record (``wave_range``: at most DECADES decades),
-keyed by a colour bar; +inf is drawn darkest and said in the title, an exact 0
-is left white. A long record draws at most MAX_COLUMNS raster columns and
-``indexed.MAX_FRAMES`` GIF frames (every k-th tick). Each GIF frame fills the
-raster up to its tick, with a cursor, the tick's name and a bar per level.
+"""Raster and GIF of one backward-travelling quantity per level and tick (AR's
+relaxation wave, predictive coding's error wave), in the diffusion pictures'
+blue. The shade follows log10 of the value on one scale for the whole record
+(``wave_range``), keyed by a colour bar; +inf is darkest, an exact 0 white.
+Each GIF frame fills the raster up to its tick, with a cursor and a bar per level.
 """
 import os
 

@@ -1,13 +1,8 @@
-"""Gradient-mismatch pictures (SPEC §6): how far Eq. 5's g[t,l] is from backprop.
-
-mismatch.png: per-layer cosine and relative error ‖g − G‖/‖G‖ (log scale) over
-ticks, a layer × tick heatmap of the cosine, and the steady-state summary per
-layer (mean cosine bars, mean relative error dots) with ls marked. A big run
-draws at most MAX_CURVES curves of MAX_POINTS points and the raster's cells
-(every k-th tick / layer), said in the titles. The steady window is the sync
-report's, so picture and table agree. A graph trace (``rows.picture_rows``) has
-one curve, heatmap row and bar per vertex in level order; vertices without
-weights have no mismatch (NaN: grey) and the synchronization set takes ls's amber.
+"""Gradient-mismatch pictures (SPEC §6): how far Eq. 5's g[t,l] is from backprop,
+as cosine and relative error ‖g − G‖/‖G‖ per layer (or graph vertex, in level
+order; NaN, grey, where it has no weights) over ticks, a heatmap, and the
+steady state (the sync report's window) with ls or the sync set in amber. A
+big run draws fewer curves, points and cells, and the titles say so.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -231,9 +226,7 @@ def mismatch_figure(trace):
     rows = picture_rows(trace)
     fig = new_figure((11, 7.5), DPI)
     fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08, hspace=0.06, wspace=0.06)
-    grid = fig.add_gridspec(2, 2)
-    axes = {"cos": fig.add_subplot(grid[0, 0]), "rel": fig.add_subplot(grid[0, 1]),
-            "heatmap": fig.add_subplot(grid[1, 0]), "summary": fig.add_subplot(grid[1, 1])}
+    axes = dict(zip(("cos", "rel", "heatmap", "summary"), fig.subplots(2, 2).ravel()))
     unit = "vertex" if rows.graph else "layer"
     _curves(axes["cos"], trace, rows, "mismatch_cos", "cos(g, ∇ backprop)",
             f"cosine similarity per {unit} (dotted: network filled)")
