@@ -145,8 +145,7 @@ class LevelAnimator(IndexedFigure):
         now = fig.add_subplot(grid[0, 1], sharey=ax)
         cax = fig.add_subplot(grid[0, 2])
         for a in (ax, now, cax):
-            for spine in a.spines.values():
-                spine.set_edgecolor("#666666")
+            a.spines[:].set_edgecolor("#666666")
             a.tick_params(colors="#666666", labelcolor=INK, labelsize=small)
         ax.set_facecolor(EMPTY)
         _level_axes(ax, self.values.shape, level_label, level_names, tick_label,

@@ -93,10 +93,8 @@ def _curves(ax, trace, rows, key, ylabel, title):
         if log:
             values = floored(values, floor)
         sync = p in rows.sync
-        if rows.graph:
-            label = _name(trace, rows, p) + (" (sync)" if sync else "")
-        else:
-            label = f"layer {p}" + (" (ls)" if sync else "")
+        name, mark = (_name(trace, rows, p), " (sync)") if rows.graph else (f"layer {p}", " (ls)")
+        label = name + (mark if sync else "")
         z = 3 if sync else 2
         if window > 1:
             ax.plot(ticks[idx], values, color=_colour(p, rows), linewidth=0.6, alpha=0.35,
