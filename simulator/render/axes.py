@@ -40,9 +40,8 @@ def integer_ticks(axis, least=1):
 def tick_axis(ax, first, last, label="tick"):
     """``ax``'s x axis over ticks ``first``..``last`` (± half a tick if one), integer ticks."""
     pad = 0.5 if first == last else 0.0
-    ax.set_xlim(first - pad, last + pad)
+    ax.set(xlim=(first - pad, last + pad), xlabel=label)
     integer_ticks(ax.xaxis)
-    ax.set_xlabel(label)
 
 
 def finish(fig, path, title=""):
