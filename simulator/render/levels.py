@@ -123,10 +123,10 @@ class LevelAnimator(IndexedFigure):
     def __init__(self, values, size=DEFAULT_SIZE, title="", level_label="level",
                  level_names=None, tick_label="tick"):
         self.values = np.asarray(values, dtype=float)
-        ticks, n = self.values.shape
-        self.ticks, self.n_levels = ticks, n
-        self.col_step = frame_step(ticks, 1, MAX_COLUMNS)
-        self.image = wave_rgb(self.values[::self.col_step]) if ticks else None   # (levels, cols, 3)
+        self.ticks, self.n_levels = self.values.shape
+        self.col_step = frame_step(self.ticks, 1, MAX_COLUMNS)
+        columns = self.values[::self.col_step]
+        self.image = wave_rgb(columns) if self.ticks else None        # (levels, cols, 3)
         self.range = wave_range(self.values)
         self.tick_label = tick_label
         self._figure(size, title, level_label, level_names, tick_label)
