@@ -1,26 +1,12 @@
 """Renderers: pictures drawn from recorded arrays; they never simulate.
 
 The figure builders of a diffusion Trace (``simulator.simulate`` or
-``Trace.load(folder)``), for a notebook or a script:
-
-- ``waves(trace, windows=(), color="both") -> Figure``: the wave raster of
-  Betti & Gori Figs. 1–3 (waves.png); ``raster_figure`` also returns its panels.
-- ``mismatch(trace) -> Figure``: cosine and relative error of Eq. 5's g against
-  backprop per layer, heatmap, steady state with ls (mismatch.png);
-  ``mismatch_figure`` also returns its axes.
-- ``gif_frame(trace, row, size=(720, 400), color="magnitude") -> uint8 RGB
-  array``: one picture of the animation at recorded row ``row``;
-  ``gif_figure(trace, ...) -> Figure`` its static part (axes, raster, legend);
-  ``write_gif(path, trace, every=1, ...)`` writes the whole waves.gif.
-- ``write_pictures(folder, trace, ...)``: all three files, as a run writes them.
-
-Draw a part of a run with ``trace.select(ticks=(a, b), layers=[...],
-neurons=[...])``. (``waves`` is named after its file: ``simulator.render.raster``
-stays the submodule.) Figures are ``matplotlib.figure.Figure`` on the Agg canvas
-(no pyplot, no display needed; a notebook shows them, ``fig.savefig`` saves
-them). Submodules: palette (shared colours), raster, animate, plots, locking;
-convergence (Activation Relaxation), levels (PC waves), learning, phase;
-indexed (what every GIF is composed with: palette indices over a static figure).
+``Trace.load(folder)``): ``waves`` (waves.png), ``mismatch`` (mismatch.png),
+``gif_frame``/``gif_figure``/``write_gif`` (waves.gif) and ``write_pictures``
+(all three, as a run writes them); draw a part of a run with
+``trace.select(ticks=..., layers=..., neurons=...)``. Figures are matplotlib
+Figures on the Agg canvas (no pyplot). The other kinds' pictures live in the
+submodules (convergence, levels, learning, locking, phase).
 """
 import functools
 import inspect
@@ -39,11 +25,8 @@ from .raster import colourings
 
 
 def _entry(func):
-    """``func`` as a public entry: its arguments checked once, by name, before
-    it runs (``trace`` a Trace, ``fig`` a Figure, ``path`` a file path in an existing folder,
-    ``folder`` an existing folder, ``every`` an integer >= 1, ``windows`` a
-    list of (start, stop) pairs, ``row`` a recorded row of the trace); size
-    and color are checked by the builders themselves."""
+    """``func`` as a public entry: its arguments checked by name before it runs
+    (``_check_entry``); size and color are checked by the builders themselves."""
     signature = inspect.signature(func)
 
     @functools.wraps(func)
@@ -59,7 +42,9 @@ def _entry(func):
 
 
 def _check_entry(call, given):
-    """The checks of ``_entry`` on the bound arguments ``given``."""
+    """Check the bound arguments ``given``: ``trace`` a Trace, ``fig`` a Figure,
+    ``path``/``folder`` in an existing folder, ``every`` >= 1, ``windows`` a
+    list of (start, stop) pairs, ``row`` a recorded row of the trace."""
     trace = given.get("trace")
     if "trace" in given:
         check_type(call, "trace", trace, Trace, "a simulator.Trace (simulator.simulate or "
@@ -91,17 +76,16 @@ save_png = _entry(files.save_png)
 
 @_entry
 def waves(trace, windows=(), color="both"):
-    """The wave raster figure of a diffusion Trace (waves.png): one row of panels
-    per (start, stop) tick window in ``windows`` (the whole run if none), one
-    column per colouring ('magnitude', 'tag' or 'both'). Returns the Figure."""
+    """The wave raster Figure of a diffusion Trace (waves.png, Betti & Gori Figs.
+    1–3): a row of panels per (start, stop) tick window in ``windows`` (the
+    whole run if none), a column per colouring ('magnitude', 'tag' or 'both')."""
     return raster.raster_figure(trace, windows, color)[0]
 
 
 @_entry
 def mismatch(trace):
-    """The gradient-mismatch figure of a diffusion Trace (mismatch.png): per-layer
-    cosine and relative error of g against backprop over ticks, the heatmap and
-    the steady-state summary with ls marked. Returns the Figure."""
+    """The gradient-mismatch Figure of a diffusion Trace (mismatch.png, see
+    ``plots``): Eq. 5's g against backprop per layer and tick."""
     return plots.mismatch_figure(trace)[0]
 
 
@@ -122,24 +106,19 @@ def gif_frame(trace, row, size=DEFAULT_SIZE, color="magnitude"):
 @_entry
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,
                    color="both", windows=()):
-    """Draw a diffusion run's pictures into ``folder``: waves.png (the wave raster
-    of Betti & Gori Figs. 1–3, one row of panels per (start, stop) tick window in
-    ``windows`` or the whole run, one column per colouring: 'magnitude', 'tag' or
-    'both'), mismatch.png (per-layer cosine and relative error of Eq. 5's g
-    against backprop, heatmap, steady-state summary with ls) when ``png``, and
-    waves.gif (every ``every``-th tick, ``size`` = (width, height) pixels; its
-    raster uses the first colouring) when ``gif``. Returns {file name: path}."""
-    kinds = colourings(color)
+    """Draw a diffusion run's pictures into ``folder``: waves.png (as ``waves``)
+    and mismatch.png when ``png``, waves.gif (every ``every``-th tick, ``size`` =
+    (width, height) pixels, the first colouring of ``color``) when ``gif``.
+    Returns {file name: path}."""
+    first = colourings(color)[0]           # checks color, GIF or not
     written = {}
     if png:
         written["waves.png"] = raster.write_raster(os.path.join(folder, "waves.png"), trace,
                                                    windows=windows, color=color)
-        written["mismatch.png"] = plots.write_mismatch(os.path.join(folder, "mismatch.png"),
-                                                       trace)
+        written["mismatch.png"] = plots.write_mismatch(os.path.join(folder, "mismatch.png"), trace)
     if gif:
-        path = os.path.join(folder, "waves.gif")
-        animate.write_gif(path, trace, every=every, size=size, color=kinds[0])
-        written["waves.gif"] = path
+        written["waves.gif"] = os.path.join(folder, "waves.gif")
+        animate.write_gif(written["waves.gif"], trace, every=every, size=size, color=first)
     return written
 
 

@@ -1,37 +1,59 @@
 """Axis helpers every plot shares, so degenerate data draw instead of raising.
 
-A run may be valid and still give a panel nothing to show: exact zeros (the
-clamped top layer, an exact gradient), NaN everywhere (a quantity undefined
-because a gradient is 0 or the backward wave never arrived), no ticks at all.
-A log axis cannot show 0, so exact zeros are drawn on a labelled floor: one
-decade below the decade of the smallest positive value (``zero_floor``), where
-the axis has a tick reading "0" and a dotted line, and nothing below it.
-``log_axis`` fixes the limits from the finite values, so matplotlib's 'Data
-cannot be log-scaled' and NaN axis limits cannot happen; ``no_data`` writes a
-note where there is nothing to draw; ``fit_suptitle`` wraps a long figure
-title to the canvas.
+A panel may have exact zeros (the clamped top layer, an exact gradient), only
+NaN (an undefined quantity) or no ticks at all. A log axis cannot show 0, so
+exact zeros are drawn on a labelled floor (``zero_floor``) with a tick reading
+"0"; ``log_axis`` fixes the limits from the finite values, so matplotlib's
+'Data cannot be log-scaled' and NaN limits cannot happen; ``no_data`` writes a
+note where there is nothing to draw.
 """
 import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.ticker import (FixedLocator, Locator, LogFormatterSciNotation, LogLocator,
-                               NullLocator)
+                               MaxNLocator, NullLocator)
 
-# Where zeros go when a panel has no positive value at all.
-LOG_FLOOR = 1e-17
-# The log axis shown when a panel has no finite value at all.
-EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)
-NOTE_COLOUR = "#555555"
-FLOOR_COLOUR = "#999999"
-ZERO_LABEL = "0"
+from ..files import save_png
+
+LOG_FLOOR = 1e-17                       # zeros' floor when a panel has no positive value
+EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)     # the log axis of a panel without a finite value
+# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
+# decade ticks overflow on an axis reaching towards 1e308.
+LOG_LIMIT = 1e100
 TITLE_MARGIN_PX = 8
 
 
+def new_figure(size, dpi=100, layout="constrained"):
+    """A Figure of ``size`` inches on the Agg canvas (no pyplot)."""
+    fig = Figure(figsize=size, dpi=dpi, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def integer_ticks(axis, least=1):
+    """Integer tick positions (at least ``least`` of them) on ``axis``."""
+    axis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=least))
+
+
+def tick_axis(ax, first, last, label="tick"):
+    """``ax``'s x axis over ticks ``first``..``last`` (± half a tick if one), integer ticks."""
+    pad = 0.5 if first == last else 0.0
+    ax.set(xlim=(first - pad, last + pad), xlabel=label)
+    integer_ticks(ax.xaxis)
+
+
+def finish(fig, path, title=""):
+    """Write ``fig`` with the suptitle ``title`` (if any) as a PNG at ``path``; returns ``path``."""
+    if title:
+        fit_suptitle(fig, title, fontsize=9)
+    return save_png(fig, path)
+
+
 def zero_floor(values):
-    """Where exact zeros of ``values`` are drawn on a log axis: the power of ten
-    one decade below the decade of the smallest positive finite value
-    (LOG_FLOOR when there is none)."""
+    """Where exact zeros of ``values`` are drawn on a log axis: one decade below
+    the decade of the smallest positive finite value (LOG_FLOOR if none)."""
     v = np.asarray(values, dtype=float)
     positive = v[np.isfinite(v) & (v > 0)]
     if not positive.size:
@@ -39,22 +61,19 @@ def zero_floor(values):
     return float(10.0 ** (np.floor(np.log10(positive.min())) - 1))
 
 
-def floored(values, floor=None):
-    """``values`` as floats with zeros (and anything below ``floor``) raised to
-    ``floor`` (default ``zero_floor(values)``); NaN stays NaN."""
-    v = np.asarray(values, dtype=float)
-    return np.maximum(v, zero_floor(v) if floor is None else floor)   # NaN propagates
+def floored(values, floor):
+    """``values`` as floats, zeros (anything below ``floor``) raised to ``floor``; NaN stays."""
+    return np.maximum(np.asarray(values, dtype=float), floor)
 
 
 def no_data(ax, text):
     """Write ``text`` in the middle of ``ax`` (a panel with nothing to draw)."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-            color=NOTE_COLOUR, bbox=dict(facecolor="white", edgecolor="#bbbbbb", alpha=0.9))
+            color="#555555", bbox=dict(facecolor="white", edgecolor="#bbbbbb", alpha=0.9))
 
 
 class _FromFloor(Locator):
-    """The ticks of ``base`` above ``floor``, with ``floor`` itself when ``mark``:
-    nothing is labelled below the zero floor, where no value is drawn."""
+    """The ticks of ``base`` above ``floor`` (and ``floor`` itself when ``mark``)."""
 
     def __init__(self, base, floor, mark):
         self.base, self.floor, self.mark = base, floor, mark
@@ -73,7 +92,7 @@ class _FromFloor(Locator):
 
 
 class _ZeroFormatter(LogFormatterSciNotation):
-    """Log labels, with ZERO_LABEL at the zero floor."""
+    """Log labels, with "0" at the zero floor."""
 
     def __init__(self, floor, **kwargs):
         super().__init__(**kwargs)
@@ -81,22 +100,15 @@ class _ZeroFormatter(LogFormatterSciNotation):
 
     def __call__(self, x, pos=None):
         if np.isclose(x, self.floor, rtol=1e-6, atol=0.0):
-            return ZERO_LABEL
+            return "0"
         return super().__call__(x, pos)
 
 
-# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
-# decade ticks overflow on an axis reaching towards 1e308.
-LOG_LIMIT = 1e100
-
-
 def log_axis(ax, values, note, margin=3.0, floor=None):
-    """Put ``ax``'s y axis on a log scale with limits fixed from the finite
-    ``values``, widened by the factor ``margin`` both ways. Exact zeros (drawn
-    by the caller at ``floored(v, floor)``; ``floor`` defaults to
-    ``zero_floor(values)``) get a tick reading "0" and a dotted line at the
-    floor. With no finite value, a fixed range and the ``note`` in the middle
-    of the panel. Returns whether there was any value."""
+    """Put ``ax``'s y axis on a log scale, limits from the finite ``values``
+    widened by the factor ``margin``. Exact zeros (drawn by the caller at
+    ``floored(v, floor)``) get a tick "0" and a dotted line at the floor. With
+    no finite value: a fixed range and ``note``. Returns whether there was any."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     floor = zero_floor(v) if floor is None else floor
@@ -121,14 +133,13 @@ def log_axis(ax, values, note, margin=3.0, floor=None):
         ax.yaxis.set_minor_locator(_FromFloor(LogLocator(subs="auto"), floor, False))
     if zeros:
         ax.yaxis.set_major_formatter(_ZeroFormatter(floor))
-        ax.axhline(floor, color=FLOOR_COLOUR, linewidth=0.8, linestyle=":", zorder=1)
+        ax.axhline(floor, color="#999999", linewidth=0.8, linestyle=":", zorder=1)
     return True
 
 
-def fit_suptitle(fig, text, fontsize=10, **kwargs):
-    """Set ``text`` as ``fig``'s suptitle, wrapped at word boundaries so that
-    it stays TITLE_MARGIN_PX inside the canvas at ``fontsize`` (measured with
-    the figure's renderer). Returns the title Text."""
+def fit_suptitle(fig, text, fontsize=10):
+    """Set ``text`` as ``fig``'s suptitle, wrapped at words to stay
+    TITLE_MARGIN_PX inside the canvas. Returns the title Text."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
@@ -137,7 +148,7 @@ def fit_suptitle(fig, text, fontsize=10, **kwargs):
     while True:
         wrapped = "\n".join(textwrap.fill(line, max(width, 10)) if line else line
                             for line in str(text).splitlines())
-        title = fig.suptitle(wrapped, fontsize=fontsize, **kwargs)
+        title = fig.suptitle(wrapped, fontsize=fontsize)
         if width <= 10 or title.get_window_extent(renderer).width <= room:
             return title
         width = int(width * 0.9)

@@ -1,27 +1,21 @@
-"""Activation Relaxation pictures: convergence curves (paper 001, Fig. 1 a/b)
-and accuracy curves of AR variants against backprop (Figs. 2 and 3).
-
-Renderers only draw arrays they are given: ``draw_converge`` and ``draw_train``
-take exactly what a run saves (relaxation.npz, training.npz; see
-``simulator.experiments.activation_relaxation.converge_arrays`` / ``train_arrays``), so a
-run is redrawn from its files alone. PNGs and GIFs are written atomically.
+"""Activation Relaxation pictures (paper 001): convergence curves (Fig. 1 a/b)
+and accuracy of AR variants against backprop (Figs. 2 and 3), drawn from
+exactly what a run saves (relaxation.npz, training.npz; see
+``experiments.activation_relaxation``), so a run is redrawn from its files alone.
 """
 import os
 import warnings
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from ..files import save_png
 from ..errors import SimulatorError
-from .axes import floored, log_axis, zero_floor
+from .axes import floored, integer_ticks, log_axis, tick_axis, zero_floor
 from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
-# Errors of exactly 0 (the clamped top, or η_x = 1 after k ticks) are drawn on
-# the panel's labelled zero floor (axes.zero_floor, a tick reading "0"); an error is NaN where the fixed point
-# is 0 (e.g. zero weights), and a panel of NaN only says so.
+# An error is NaN where the fixed point is 0 (e.g. zero weights).
 NO_ERROR = "no defined error:\nthe fixed point is 0 in every layer drawn"
 MAX_LAYER_CURVES = 10      # panel (a) draws at most this many hidden layers
 BASELINE_COLOUR = "#000000"
@@ -58,6 +52,7 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
                              f"for {eta_x.shape[0]} eta_x values")
     if predicted is not None and np.shape(predicted) != errors.shape:
         raise SimulatorError(f"predicted has shape {np.shape(predicted)}, errors {errors.shape}")
+    pred = None if predicted is None else np.asarray(predicted, dtype=float)
     L = errors.shape[2] - 1
     if not 1 <= layer <= max(L - 1, 1):
         raise SimulatorError(f"layer must be a hidden layer 1..{L - 1}, got {layer}")
@@ -69,16 +64,16 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
     ax_a, ax_b = fig.subplots(1, 2)
     shown = (errors[main][:, layers], errors[:, :, layer])
     # One zero floor per panel (exact zeros, e.g. η_x = 1 after k ticks, read "0").
-    floor_a = zero_floor(np.concatenate([shown[0].ravel()] + (
-        [] if predicted is None else [np.asarray(predicted, dtype=float)[main][:, layers].ravel()])))
+    floor_a = zero_floor(shown[0] if pred is None else
+                         np.concatenate([shown[0].ravel(), pred[main][:, layers].ravel()]))
     floor_b = zero_floor(shown[1])
     for i, l in enumerate(layers):
         ax_a.plot(ticks, floored(errors[main, :, l], floor_a), color=layer_colour(i), lw=2.5,
                   marker=dot, label=f"layer {l}")
-        if predicted is not None:
-            ax_a.plot(ticks, floored(np.asarray(predicted)[main, :, l], floor_a), color="#000000",
+        if pred is not None:
+            ax_a.plot(ticks, floored(pred[main, :, l], floor_a), color="#000000",
                       lw=1, ls="--", marker=dot, mfc="none")
-    if predicted is not None:
+    if pred is not None:
         ax_a.plot([], [], color="#000000", lw=1, ls="--", label="linear analysis")
     some = "" if len(layers) == L - 1 else f", {len(layers)} of {L - 1} hidden layers"
     ax_a.set_title(f"(a) per layer, η_x = {eta_x[main]:g}{some}")
@@ -87,20 +82,22 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
                   marker=dot, label=f"η_x = {eta:g}")
     ax_b.set_title(f"(b) layer {layer}, several η_x")
     for ax, values, floor in zip((ax_a, ax_b), shown, (floor_a, floor_b)):
-        ax.set_xlabel("relaxation tick n")
+        tick_axis(ax, 0, ticks[-1], "relaxation tick n")
         ax.set_ylabel("relative error to ∂ℓ/∂x^l")
-        pad = 0.5 if ticks.size == 1 else 0.0
-        ax.set_xlim(-pad, ticks[-1] + pad)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
         log_axis(ax, values, NO_ERROR, margin=3.0, floor=floor)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path, title)
+
+
+def _save(fig, path, title):
     fig.suptitle(title)
     fig.tight_layout()
     return save_png(fig, path)
 
 
-def _band(ax, x, runs, colour, label, ls="-"):
+def _band(ax, x, runs, colour, label):
+    """Mean ± std over seeds (rows of ``runs``)."""
     runs = np.atleast_2d(np.asarray(runs, dtype=float))
     with warnings.catch_warnings():
         # all-NaN columns (every seed diverged) are meant to draw nothing
@@ -108,7 +105,7 @@ def _band(ax, x, runs, colour, label, ls="-"):
         mean = np.nanmean(runs, axis=0)
         std = np.nanstd(runs, axis=0)
     # A single evaluation is a point, which a line alone would not show.
-    ax.plot(x, mean, color=colour, lw=2.5, ls=ls, label=label, marker="o" if len(x) == 1 else None)
+    ax.plot(x, mean, color=colour, lw=2.5, label=label, marker="o" if len(x) == 1 else None)
     if runs.shape[0] > 1:
         ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
 
@@ -116,10 +113,9 @@ def _band(ax, x, runs, colour, label, ls="-"):
 def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                   title="Activation Relaxation vs backprop (digits)"):
     """Figs. 2–3 of paper 001: accuracy against minibatch updates, mean ± std
-    over seeds, one panel per AR variant with the backprop baseline (black)
-    in each (one panel of the baseline alone when no variant was trained).
-    ``curves[name][split]`` is an array (seeds, len(steps)); NaN marks the
-    points after a run diverged."""
+    over seeds, a panel per AR variant with the ``baseline`` (black) in each
+    (or alone). ``curves[name][split]``: (seeds, len(steps)), NaN after a run
+    diverged."""
     steps = np.asarray(steps)
     if baseline not in curves:
         raise SimulatorError(f"curves have no baseline {baseline!r}; got {sorted(curves)}")
@@ -140,40 +136,33 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         ax.set_title(name or f"{baseline} only (no AR variant trained)")
         if steps.size == 1:
             ax.set_xlim(steps[0] - 0.5, steps[0] + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))
-        ax.set_xlabel("minibatch updates")
-        ax.set_ylabel(f"{split} accuracy")
-        ax.set_ylim(0.0, 1.02)
+        integer_ticks(ax.xaxis)
+        ax.set(xlabel="minibatch updates", ylabel=f"{split} accuracy", ylim=(0.0, 1.02))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     for j in range(len(names), rows * cols):
         axes[j // cols][j % cols].axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_png(fig, path)
+    return _save(fig, path, title)
 
 
-# ------------------------------------------------ whole runs from saved arrays
 WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the paper's
 
 
 def draw_converge(folder, arrays, png=True, gif=True):
     """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
-    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b, measured
-    errors with the linear analysis dashed) and the relaxation wave
-    ‖x^l_n − x^l_{n−1}‖ per layer and tick for the η_x closest to 0.1
-    (relaxation_wave.png and .gif; layer 0, the clamped input, left out).
-    ``png``/``gif`` False skip those files. Returns {file name: path}."""
+    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b) when ``png``,
+    and the relaxation wave ‖x^l_n − x^l_{n−1}‖ per hidden layer and tick for the
+    η_x closest to WAVE_ETA (relaxation_wave.png, .gif when ``gif``).
+    Returns {file name: path}."""
     folder = os.fspath(folder)
     errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     variant = str(arrays["variant"]) if "variant" in arrays else ""
     label = f"Activation Relaxation ({variant})" if variant else "Activation Relaxation"
     k = int(np.argmin(np.abs(eta_x.astype(float) - WAVE_ETA)))
     changes = np.asarray(arrays["changes"], dtype=float)[k][1:, 1:]
-    L = changes.shape[1]
     labels = dict(title=f"{label}, η_x = {float(eta_x[k]):g}: ‖x_l(t) − x_l(t−1)‖ per "
                         "relaxation tick", level_label="layer",
-                  level_names=range(1, L + 1), tick_label="relaxation tick")
+                  level_names=range(1, changes.shape[1] + 1), tick_label="relaxation tick")
     written = {}
     if png:
         written["ar_convergence.png"] = plot_convergence(

@@ -1,19 +1,10 @@
-"""Learning curves of a `train` run (learning.png): test accuracy and test loss
-against tick for every rule, the angle per layer between each rule's update
-and backprop's gradient, and the weight–feedback angle per layer for the
-rules whose feedback is not W itself (feedback alignment and its kin).
-
-Drawn from the curves dict that ``simulator.experiments.training`` returns or stores in
-results.json; the figure is a matplotlib ``Figure`` on the Agg canvas (no
-pyplot), written atomically.
+"""Learning curves of a `train` run (learning.png), drawn from the curves dict
+that ``simulator.experiments.training`` returns or stores in results.json.
 """
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..files import save_png
-from .axes import fit_suptitle
+from .axes import finish, new_figure
 
 # Fixed colour per rule so every picture and test finds the same curve.
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
@@ -21,6 +12,9 @@ RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b
                 "itd-dy": "#8c564b"}
 LAYER_STYLES = ("-", "--", ":", "-.")
 LEGEND_PT = 8
+# Angle panels: curve key -> (y label, y top)
+ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),
+                "angles": ("angle(W_l, F_l) [deg]", 100)}
 
 
 def rule_colour(rule):
@@ -29,13 +23,10 @@ def rule_colour(rule):
 
 
 def render_learning(curves, path, title=""):
-    """Write learning.png: panels of test accuracy (if the task has classes),
-    test loss (log scale), the angle per layer between each rule's update and
-    backprop's gradient of the frame on screen (``grad_angles``) and the W–F
-    alignment angle per layer, all against
-    tick, one colour per rule (named in one legend under the panels, the
-    angle panel's line styles in its own); diverged rules end where they blew
-    up, marked ×."""
+    """Write learning.png against tick: test accuracy (classes only), test loss
+    (log), per layer the angle of each rule's update to backprop's gradient and
+    of W to F (rules whose feedback is not W); a colour per rule, a diverged
+    rule's curve ending in ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
     aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
@@ -43,8 +34,7 @@ def render_learning(curves, path, title=""):
     misaligned = [r for r, c in curves.items() if any(len(a) for a in c.get("grad_angles", []))]
     panels = (["accuracy"] * classify + ["loss"] + ["grad_angles"] * bool(misaligned)
               + ["angles"] * bool(aligned))
-    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((4.2 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
         if panel in ANGLE_PANELS:
@@ -54,9 +44,7 @@ def render_learning(curves, path, title=""):
     handles = [Line2D([], [], color=rule_colour(rule), lw=1.8, label=rule) for rule in curves]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7),
                fontsize=LEGEND_PT, frameon=False)
-    if title:
-        fit_suptitle(fig, title, fontsize=9)
-    return save_png(fig, path)
+    return finish(fig, path, title)
 
 
 def _draw_metric(ax, curves, key):
@@ -75,14 +63,8 @@ def _draw_metric(ax, curves, key):
             ax.set_ylim(finite.min() * 0.8, finite.max() * 1.25)
     else:
         ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("tick")
-    ax.set_ylabel(f"test {key}")
+    ax.set(xlabel="tick", ylabel=f"test {key}")
     ax.grid(alpha=0.3)
-
-
-# Angle panels: curve key -> (y label, y top)
-ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),
-                "angles": ("angle(W_l, F_l) [deg]", 100)}
 
 
 def _draw_angles(ax, curves, rules, key):
@@ -96,20 +78,15 @@ def _draw_angles(ax, curves, rules, key):
         for i, a in enumerate(c[key]):
             angles[i, :len(a)] = a
         for j in range(n_layers):
-            ax.plot(t, angles[:, j], color=rule_colour(rule), ls=LAYER_STYLES[j % len(LAYER_STYLES)],
-                    lw=1.2, marker="." if len(t) < 3 else None, label=f"{rule} W{j + 1}")
+            ax.plot(t, angles[:, j], color=rule_colour(rule), lw=1.2,
+                    ls=LAYER_STYLES[j % len(LAYER_STYLES)],
+                    marker="." if len(t) < 3 else None, label=f"{rule} W{j + 1}")
     label, top = ANGLE_PANELS[key]
-    ax.set_ylim(0, top)
-    ax.set_xlim(left=0)
+    ax.set(ylim=(0, top), xlim=(0, None), xlabel="tick", ylabel=label)
     ax.axhline(90, color="#999999", lw=0.8)
-    ax.set_xlabel("tick")
-    ax.set_ylabel(label)
     ax.set_title("colour: rule, line: layer", fontsize=9)
     ax.grid(alpha=0.3)
     styles = [Line2D([], [], color="#333333", lw=1.2, ls=LAYER_STYLES[j % len(LAYER_STYLES)],
                      label=f"W{j + 1}") for j in range(layers)]
     ax.legend(handles=styles, fontsize=LEGEND_PT, ncol=min(layers, 4), loc="lower left",
               handlelength=2.6, columnspacing=1.0)
-
-
-__all__ = ["render_learning", "rule_colour", "RULE_COLOURS"]

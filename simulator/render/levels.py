@@ -1,36 +1,18 @@
-"""Raster and GIF of one backward-travelling quantity per level and tick: the
-relaxation wave of Activation Relaxation and the error wave of predictive
-coding. Same blue as the diffusion pictures (blue = backward wave), levels
-up (input or leaves at the bottom, output at the top), ticks across.
-
-Magnitudes span many decades (errors decay geometrically, an unlevelled Z-IL
-graph can overflow), so the shade follows log10 of the value on a scale fixed
-for the whole record: from the smallest non-zero value (at most DECADES
-decades below the largest) light blue, to the largest dark blue, so a wave that
-only decays still shows its decay. The colour bar beside each picture gives
-the scale; +inf is drawn as the strongest shade and said in the title, an
-exact zero is left empty (white) and said under the colour bar. A record
-without ticks (no relaxation step) draws an empty raster with a note; a long
-record is drawn with at most ``indexed.MAX_FRAMES`` GIF frames and MAX_COLUMNS raster
-columns (every k-th tick).
-
-The GIF is labelled like the PNG (title, level axis, tick axis, colour bar);
-each frame fills the raster up to its tick with a cursor there, names the tick,
-and draws one bar per level at that tick on the colour bar's scale. As for the
-wave GIF (``animate``) the static figure is drawn once at a resolution that
-grows with the GIF's size, and frames are composed in numpy as indices into
-one fixed palette.
+"""Raster and GIF of one backward-travelling quantity per level and tick (AR's
+relaxation wave, predictive coding's error wave), in the diffusion pictures'
+blue. The shade follows log10 of the value on one scale for the whole record
+(``wave_range``), keyed by a colour bar; +inf is darkest, an exact 0 white.
+Each GIF frame fills the raster up to its tick, with a cursor and a bar per level.
 """
 import os
 
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LinearSegmentedColormap, Normalize
-from matplotlib.figure import Figure
 
 from ..files import save_png
 from . import gifstream
-from .axes import no_data
+from .axes import new_figure, no_data
 from .indexed import (DEFAULT_SIZE, FONT, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
 from .lint import mark_keyed
@@ -66,26 +48,18 @@ def wave_levels(values):
     value is 0 (nothing there); 1 where infinite."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = np.isfinite(v) & (v > 0)
-    if not finite.any():
-        return np.where(np.isinf(v), 1.0, 0.0)
     lo, hi = wave_range(v)
     logv = np.log10(np.where(finite, v, 1.0))
     level = FLOOR + (1.0 - FLOOR) * np.clip((logv - lo) / (hi - lo), 0.0, 1.0)
-    level = np.where(finite, level, 0.0)
-    return np.where(np.isinf(v), 1.0, level)
-
-
-def wave_colours(levels):
-    """RGB floats (..., 3) of levels from ``wave_levels``: EMPTY at 0, the
-    colour map's light blue at FLOOR through blue to navy at 1."""
-    levels = np.asarray(levels, dtype=float)
-    rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
-    return np.where((levels > 0)[..., None], rgb, EMPTY)
+    return np.where(np.isinf(v), 1.0, np.where(finite, level, 0.0))
 
 
 def wave_rgb(values):
-    """(levels, ticks, 3) uint8 image, top row = highest level."""
-    return to_bytes(wave_colours(wave_levels(np.asarray(values).T)[::-1]))
+    """(levels, ticks, 3) uint8 image of ``values`` (ticks × levels), top row =
+    highest level: EMPTY at level 0, light blue at FLOOR through blue to navy."""
+    levels = wave_levels(np.asarray(values).T)[::-1]
+    rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
+    return to_bytes(np.where((levels > 0)[..., None], rgb, EMPTY))
 
 
 def colour_bar(fig, cax, values, fontsize, ax=None):
@@ -94,7 +68,6 @@ def colour_bar(fig, cax, values, fontsize, ax=None):
     lo, hi = wave_range(values)
     bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), WAVE_CMAP), cax=cax, ax=ax,
                        fraction=0.04, pad=0.02)
-    cax = bar.ax
     zero = (np.asarray(values, dtype=float) == 0).any()
     bar.set_label("log10 of the value" + (f" ({ZERO_NOTE})" if zero else ""), fontsize=fontsize)
     bar.ax.tick_params(labelsize=fontsize)
@@ -102,8 +75,7 @@ def colour_bar(fig, cax, values, fontsize, ax=None):
 
 
 def _title(title, values):
-    note = " (+inf: overflow, drawn darkest)" if np.isinf(np.asarray(values, float)).any() else ""
-    return f"{title}{note}"
+    return title + (" (+inf: overflow, drawn darkest)" if np.isinf(values).any() else "")
 
 
 def write_wave_png(path, values, title, level_label, level_names=None, tick_label="tick"):
@@ -111,38 +83,37 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
     PNG written atomically, with a colour bar of its log10 scale;
     ``level_names`` label the rows."""
     values = np.asarray(values, dtype=float)
-    ticks, n_levels = values.shape
-    fig = Figure(figsize=(8, 3.8), dpi=100, layout="constrained")
+    fig = new_figure((8, 3.8))
     ax = fig.add_subplot(1, 1, 1)
-    image = None
-    if ticks:
-        image = ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
-                          extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
-    else:
-        ax.set_xlim(-0.5, 0.5)
-        ax.set_xticks([])
-        ax.set_ylim(-0.5, n_levels - 0.5)
-        no_data(ax, NO_TICKS)
-    ax.set_xlabel(tick_label)
-    ax.set_ylabel(level_label)
-    _level_ticks(ax, n_levels, level_names)
+    _level_axes(ax, values.shape, level_label, level_names, tick_label)
     ax.set_title(_title(title, values), fontsize=9)
     bar = colour_bar(fig, None, values, 9, ax=ax)
-    if image is not None:
+    if len(values):
+        ticks, n_levels = values.shape
+        image = ax.imshow(wave_rgb(values), aspect="auto", interpolation="nearest",
+                          extent=(-0.5, ticks - 0.5, -0.5, n_levels - 0.5))
         mark_keyed(image, bar)      # the RGB shades follow the bar's colormap
+    else:
+        ax.set_xticks([])
     return save_png(fig, path)
 
 
-def _level_ticks(ax, n_levels, level_names, fontsize=None):
-    """At most 20 labelled rows (every k-th level)."""
-    step = max(1, -(-n_levels // 20))
-    shown = list(range(0, n_levels, step))
+def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
+    """Limits and labels of a (ticks, levels) raster on ``ax``, at most 20
+    labelled rows (every k-th level), a note when there are no ticks."""
+    ticks, n_levels = shape
+    ax.set(xlim=(-0.5, max(ticks, 1) - 0.5), ylim=(-0.5, n_levels - 0.5))
+    ax.set_xlabel(tick_label, **font)
+    ax.set_ylabel(level_label, **font)
+    shown = list(range(0, n_levels, max(1, -(-n_levels // 20))))
     ax.set_yticks(shown)
     if level_names is not None:
         names = [str(n) for n in level_names]
-        ax.set_yticklabels([names[k] for k in shown], fontsize=fontsize)
-    elif fontsize:
-        ax.tick_params(axis="y", labelsize=fontsize)
+        ax.set_yticklabels([names[k] for k in shown], fontsize=font.get("fontsize"))
+    elif font:
+        ax.tick_params(axis="y", labelsize=font["fontsize"])
+    if not ticks:
+        no_data(ax, NO_TICKS)
 
 
 class LevelAnimator(IndexedFigure):
@@ -152,17 +123,14 @@ class LevelAnimator(IndexedFigure):
     def __init__(self, values, size=DEFAULT_SIZE, title="", level_label="level",
                  level_names=None, tick_label="tick"):
         self.values = np.asarray(values, dtype=float)
-        ticks, n = self.values.shape
-        self.ticks, self.n_levels = ticks, n
-        self.col_step = frame_step(ticks, 1, MAX_COLUMNS)
-        self.columns = self.values[::self.col_step]
-        self.image = wave_rgb(self.columns) if ticks else None        # (levels, cols, 3)
+        self.ticks, self.n_levels = self.values.shape
+        self.col_step = frame_step(self.ticks, 1, MAX_COLUMNS)
+        columns = self.values[::self.col_step]
+        self.image = wave_rgb(columns) if self.ticks else None        # (levels, cols, 3)
         self.range = wave_range(self.values)
         self.tick_label = tick_label
         self._figure(size, title, level_label, level_names, tick_label)
-        # The colour bar puts every shade of the raster in the background: the
-        # palette picks them up from there.
-        self._index_background()
+        self._index_background()      # the colour bar brings every shade into the palette
         self.glyphs = glyphs_for(FONT, self.dpi)
         self._maps()
         self.cursor = self.palette.index(to_bytes(from_hex(CURSOR_COLOUR)))
@@ -177,21 +145,13 @@ class LevelAnimator(IndexedFigure):
         now = fig.add_subplot(grid[0, 1], sharey=ax)
         cax = fig.add_subplot(grid[0, 2])
         for a in (ax, now, cax):
-            for spine in a.spines.values():
-                spine.set_edgecolor("#666666")
+            a.spines[:].set_edgecolor("#666666")
             a.tick_params(colors="#666666", labelcolor=INK, labelsize=small)
         ax.set_facecolor(EMPTY)
-        T = max(self.ticks, 1)
-        ax.set_xlim(-0.5, T - 0.5)
-        ax.set_ylim(-0.5, self.n_levels - 0.5)
-        ax.set_xlabel(tick_label, fontsize=small, color=INK)
-        ax.set_ylabel(level_label, fontsize=small, color=INK)
-        _level_ticks(ax, self.n_levels, level_names, small)
-        if not self.ticks:
-            no_data(ax, NO_TICKS)
+        _level_axes(ax, self.values.shape, level_label, level_names, tick_label,
+                    fontsize=small, color=INK)
         lo, hi = self.range
-        now.set_xlim(lo, hi)
-        now.set_xticks([lo, hi])
+        now.set(xlim=(lo, hi), xticks=[lo, hi])
         now.set_xticklabels([f"{lo:.1f}", f"{hi:.1f}"], fontsize=small)
         now.xaxis.get_majorticklabels()[0].set_ha("left")
         now.xaxis.get_majorticklabels()[1].set_ha("right")
@@ -202,27 +162,23 @@ class LevelAnimator(IndexedFigure):
         cax.yaxis.label.set_color(INK)
         fig.text(0.01, 0.985, _title(title, self.values), ha="left", va="top",
                  fontsize=FONT + 1, color=INK, wrap=True)
-        self.ax, self.now_ax, self.cax = ax, now, cax
+        self.ax, self.now_ax = ax, now
 
     def _maps(self):
         ax, n = self.ax, self.n_levels
         T = max(self.ticks, 1)
         self.box, xs, ys = self._pixel_grid(ax, T - 0.5, n - 0.5)
-        top = self.box[0]
         self.col_tick = np.clip(np.rint(xs).astype(int), 0, T - 1)     # tick under a pixel column
-        level = np.clip(np.rint(ys).astype(int), 0, n - 1)
-        self.row_image = n - 1 - level                                   # image row (top = highest)
+        image_row = n - 1 - np.clip(np.rint(ys).astype(int), 0, n - 1)  # top = highest level
         if self.ticks:
-            cells = self.image[self.row_image][:, self.col_tick // self.col_step]
+            cells = self.image[image_row][:, self.col_tick // self.col_step]
             self.cells = self.palette.index(cells)
-        self.bar_rows = []
-        for k in range(n):
-            a = int(round(self._to_pixel(self.now_ax, 0, k + 0.35)[1]))
-            b = int(round(self._to_pixel(self.now_ax, 0, k - 0.35)[1]))
-            self.bar_rows.append((a, max(b, a + 1)))
+        ends = [[int(round(self._to_pixel(self.now_ax, 0, k + d)[1])) for d in (0.35, -0.35)]
+                for k in range(n)]
+        self.bar_rows = [(a, max(b, a + 1)) for a, b in ends]     # pixel rows of level k's bar
         lo, hi = self.range
         self.bar_x = (self._to_pixel(self.now_ax, lo, 0)[0], self._to_pixel(self.now_ax, hi, 0)[0])
-        self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], top - 3 * self.scale)
+        self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], self.box[0] - 3 * self.scale)
 
     def frame_ticks(self):
         """Ticks that become frames: every k-th, at most MAX_FRAMES and the
@@ -232,19 +188,16 @@ class LevelAnimator(IndexedFigure):
         return list(range(0, self.ticks, frame_step(self.ticks, 1,
                                                     frame_limit(self.width, self.height))))
 
-    def cursor_column(self, t):
-        """Pixel column of the cursor at tick ``t``."""
-        return int(round(self._to_pixel(self.ax, (t // self.col_step) * self.col_step, 0)[0]))
-
     def indices(self, t):
         """The frame of tick ``t`` (None: the empty frame) as palette indices."""
         frame = self.background.copy()
         if t is None:
             return frame
         top, bottom, left, right = self.box
-        shown = self.col_tick <= (t // self.col_step) * self.col_step + self.col_step - 1
+        column = (t // self.col_step) * self.col_step      # the raster column of tick t
+        shown = self.col_tick <= column + self.col_step - 1
         frame[top:bottom, left:right][:, shown] = self.cells[:, shown]
-        c = self.cursor_column(t)
+        c = int(round(self._to_pixel(self.ax, column, 0)[0]))
         w = max(1, int(round(2 * self.scale)))
         frame[top:bottom, max(c - w // 2, left):max(c - w // 2, left) + w] = self.cursor
         lo, hi = self.range
@@ -264,14 +217,10 @@ class LevelAnimator(IndexedFigure):
 
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of the wave, written atomically, each frame drawn and
-    encoded in turn (memory: one frame): one frame per tick (every k-th tick
-    beyond indexed.MAX_FRAMES), the labelled raster filled up to that tick
-    with a time cursor, the tick named, a bar per level at that tick on the
-    colour bar's log scale. The raster has one column per tick, or per k-th
-    tick beyond MAX_COLUMNS. No ticks: one empty frame."""
-    duration = gif_duration(fps)
+    """Animated GIF of ``values`` (ticks × levels) at ``path``, written
+    atomically one frame at a time (the module docstring says what a frame
+    shows); no ticks: one empty frame. Returns ``path``."""
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
-    frames = (anim.indices(t) for t in anim.frame_ticks())
-    gifstream.write_gif(os.fspath(path), frames, anim.palette.colours, duration)
+    gifstream.write_gif(os.fspath(path), (anim.indices(t) for t in anim.frame_ticks()),
+                        anim.palette.colours, gif_duration(fps))
     return path

@@ -1,28 +1,21 @@
-"""The locking picture (SPEC §5): backprop's locked schedule and the tick engine's
-pipelined one side by side, layer × tick, each on its own tick axis with the
-panels as wide as their schedules are long (``panel_shares``; no panel under
-MIN_SHARE of the width, so the short pipelined schedule stays readable).
-
-Each layer's row is split in two: the lower half shows forward work, the upper
-half backward work, coloured by the frame being worked on (backward in a
-lighter shade of the frame's colour), light grey where the layer idles. Titles
-give utilisation (share of layer-ticks doing work) and frames per tick. The
-optional GIF sweeps a tick cursor over both panels (a finished schedule keeps
-it on its last tick). The images are categorical (colour = frame, keyed by the
-legend), marked so for the figure lint.
+"""The locking picture (SPEC §5): backprop's locked schedule and the tick
+engine's pipelined one side by side, layer × tick, each panel on its own tick
+axis and as wide as its schedule is long (``panel_shares``). A layer's row
+shows forward work in its lower half and backward work (lighter) in its upper
+half, coloured by frame (categorical, keyed by the legend), grey where idle.
+The optional GIF sweeps a tick cursor over both (a finished schedule keeps it
+on its last tick).
 """
 import os
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
 from ..errors import SimulatorError
 from ..analysis.locking import schedules
 from . import gifstream, palette, save_png
+from .axes import integer_ticks, new_figure
 from .indexed import IndexedPalette, check_size, frame_limit, frame_step, gif_duration
 from .lint import mark_categorical
 
@@ -44,14 +37,11 @@ def frame_colour(frame, backward=False):
 
 def occupancy_rgb(forward, backward):
     """(2L, T, 3) image: row 2(l−1) forward work of layer l, row 2(l−1)+1 backward."""
-    L, T = forward.shape
-    image = np.empty((2 * L, T, 3))
-    image[:] = palette.EMPTY
-    for rows, occ, back in ((slice(0, None, 2), forward, False), (slice(1, None, 2), backward, True)):
-        part = image[rows]
+    image = np.full((2 * forward.shape[0], forward.shape[1], 3), palette.EMPTY)
+    for back, occ in enumerate((forward, backward)):
+        rows = image[back::2]
         for frame in np.unique(occ[occ >= 0]):
-            part[occ == frame] = frame_colour(frame, back)
-        image[rows] = part
+            rows[occ == frame] = frame_colour(frame, back)
     return image
 
 
@@ -60,12 +50,9 @@ def _panel(ax, name, sched, depth):
     T = sched["ticks"]
     mark_categorical(ax.imshow(image, origin="lower", aspect="auto", interpolation="nearest",
                                extent=(-0.5, T - 0.5, 0.5, depth + 0.5)))
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_ylim(0.5, depth + 0.5)
-    ax.set_yticks(range(1, depth + 1, max(1, int(np.ceil(depth / 12)))))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=2))
-    ax.set_xlabel(f"tick (0–{T - 1})")
-    ax.set_ylabel("layer")
+    ax.set(xlim=(-0.5, T - 0.5), ylim=(0.5, depth + 0.5), xlabel=f"tick (0–{T - 1})",
+           ylabel="layer", yticks=range(1, depth + 1, max(1, int(np.ceil(depth / 12)))))
+    integer_ticks(ax.xaxis, least=2)
     for l in range(1, depth):
         ax.axhline(l + 0.5, color="white", linewidth=1.0)
     if T <= LABEL_LIMIT:
@@ -81,10 +68,8 @@ def _panel(ax, name, sched, depth):
 
 
 def panel_shares(ticks, least=MIN_SHARE):
-    """Widths of the panels (summing to 1) for schedules of ``ticks`` ticks:
-    proportional to the ticks (the same tick scale in both), except that no
-    panel gets less than ``least`` of the width, so a short schedule stays
-    readable."""
+    """Panel widths (summing to 1) proportional to the schedules' ``ticks``, but
+    none under ``least``, so a short schedule stays readable."""
     ticks = np.asarray(ticks, dtype=float)
     share = ticks / ticks.sum()
     small = share < least
@@ -95,23 +80,18 @@ def panel_shares(ticks, least=MIN_SHARE):
 
 
 def locking_figure(depth, frames, result=None):
-    """The locking.png figure; returns (figure, {schedule name: axes}, schedules).
-    Each schedule has its own tick axis, the panels as wide as their ticks
-    (``panel_shares``), so neither is squeezed into a corner of the other's."""
+    """The locking.png figure; returns (figure, {schedule name: axes}, schedules)."""
     result = result or schedules(depth, frames)
     L, F = result["depth"], result["frames"]
     names = ("backprop", "pipelined")
     height = 2.6 + 0.3 * L
-    fig = Figure(figsize=(12, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = new_figure((12, height), DPI, layout=None)
     grid = fig.add_gridspec(1, 2, left=0.05, right=0.98, bottom=0.95 / height,
                             top=1 - 1.25 / height, wspace=0.1,
                             width_ratios=panel_shares([result[n]["ticks"] for n in names]))
-    axes = {}
-    for j, name in enumerate(names):
-        ax = fig.add_subplot(grid[0, j])
+    axes = {name: fig.add_subplot(grid[0, j]) for j, name in enumerate(names)}
+    for name, ax in axes.items():
         _panel(ax, name, result[name], L)
-        axes[name] = ax
     handles = [Patch(color=frame_colour(0), label="forward work (lower half), colour = frame"),
                Patch(color=frame_colour(0, True), label="backward work (upper half)"),
                Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="idle")]
@@ -126,9 +106,8 @@ def locking_figure(depth, frames, result=None):
 
 def _locking_frames(fig, axes, span, every):
     """(frames, palette) of the GIF: the figure with a cursor every ``every``
-    ticks, or every k-th tick when that would exceed the GIF frame limit (said
-    in a note on the frames); ``frames`` yields each frame's palette indices
-    when asked, so only one is in memory at a time."""
+    ticks (or every k-th, said in a note, within the frame limit); ``frames``
+    yields each frame's palette indices lazily."""
     width, height = fig.canvas.get_width_height()
     step = frame_step(span, every, frame_limit(width, height))
     if step != every:
@@ -141,9 +120,8 @@ def _locking_frames(fig, axes, span, every):
     dark = pal.index_float(np.array([0.07, 0.07, 0.07]))
     spans = []
     for ax in axes.values():
-        top = int(np.ceil(height - ax.transData.transform((0, ax.get_ylim()[1]))[1]))
-        bottom = int(np.floor(height - ax.transData.transform((0, ax.get_ylim()[0]))[1]))
-        spans.append((ax, top, bottom))
+        top, bottom = height - ax.transData.transform([(0, y) for y in ax.get_ylim()[::-1]])[:, 1]
+        spans.append((ax, int(np.ceil(top)), int(np.floor(bottom))))
 
     def frames():
         for t in range(0, span, step):
@@ -157,10 +135,8 @@ def _locking_frames(fig, axes, span, every):
 
 
 def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None, fps=10):
-    """Write locking.png (both schedules side by side, SPEC §5) into ``folder``
-    atomically when ``png``, and locking.gif (a tick cursor sweeping both) when ``gif``.
-    ``size`` (width, height) pixels sets the picture size (default: 12 in wide).
-    Returns {file name: path}."""
+    """Write locking.png into ``folder`` when ``png`` and locking.gif when ``gif``,
+    ``size`` (width, height) pixels (default: 12 in wide). Returns {file name: path}."""
     if not os.path.isdir(folder):
         raise SimulatorError(f"{folder}: not a folder to write pictures into")
     fig, axes, result = locking_figure(depth, frames)
@@ -172,9 +148,8 @@ def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
         span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
-        duration = gif_duration(fps)
         images, colours = _locking_frames(fig, axes, span, int(every))
         path = os.path.join(folder, "locking.gif")
-        gifstream.write_gif(path, images, colours, duration)
+        gifstream.write_gif(path, images, colours, gif_duration(fps))
         written["locking.gif"] = path
     return written

@@ -1,35 +1,26 @@
 """The colours every wave picture shares, so the raster, the GIF and the docs agree.
 
-A cell (tick, layer) — or one neuron in the GIF — gets its colour from two
-levels in [0, 1]: how strongly the forward wave is there (red) and how
-strongly the backward wave is there (blue); 0 means absent. Where both waves
-are present the colour is the level-weighted mix of red and blue: the paper's
-"red-blue neurons" come out purple. Levels come either from magnitudes (per
-layer, on a scale fixed for the whole run so nothing flickers) or from frame
-tags: shades that alternate with the stream frame where frames last at least
-WIDE_BAND columns (a slow stream shows broad bands), else dark stripes on a
-light ground marking every p-th frame (a fast stream shows thin diagonal lines
-of x climbing and of δ descending, which cross visibly instead of averaging
-into a checkerboard).
+A cell (tick, layer), or a neuron in the GIF, is coloured from two levels in
+[0, 1] (0: absent): the forward wave's (red) and the backward wave's (blue);
+where both are present the level-weighted mix comes out purple (the paper's
+"red-blue neurons"). Levels come from magnitudes (per layer, on one scale for
+the whole run, so nothing flickers) or from frame tags: shades cycling with the
+stream frame where frames last at least WIDE_BAND columns, else dark stripes on
+a light ground every p-th frame (thin diagonals of x and δ that cross visibly).
 """
 import numpy as np
 
 RED = np.array([0.84, 0.09, 0.11])
 BLUE = np.array([0.13, 0.33, 0.80])
+PURPLE = 0.5 * (RED + BLUE)
 EMPTY = np.array([0.96, 0.96, 0.96])
 LS_COLOUR = "#f2a900"          # amber: the synchronization layer ls
 CURSOR_COLOUR = "#111111"
 SYNC_COLOUR = "#111111"        # the sync overlay: g pairs x and δ of one stream frame
-
-# Absent is 0; a present wave never drops below this level, so even a tiny
-# activity or delta stays visibly red or blue.
-FLOOR = 0.4
-# Shades cycled by stream frame in tag colouring; neighbours differ strongly so
-# consecutive frames are told apart at a glance.
-TAG_LEVELS = np.array([1.0, 0.5, 0.8, 0.4])
-# Frames shorter than WIDE_BAND columns are striped (every p-th frame dark on
-# a TAG_GROUND level, stripes STRIPE_SPACING columns or more apart) rather than
-# cycled through TAG_LEVELS.
+FLOOR = 0.4                    # the least level of a present wave, so it stays visible
+TAG_LEVELS = np.array([1.0, 0.5, 0.8, 0.4])   # shades by frame, neighbours far apart
+# Frames shorter than WIDE_BAND columns are striped (every p-th frame dark on a
+# TAG_GROUND level, stripes at least STRIPE_SPACING columns apart).
 WIDE_BAND = 4
 STRIPE_SPACING = 8
 TAG_GROUND = 0.45
@@ -40,34 +31,24 @@ def from_hex(colour):
     return np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
 
 
-PURPLE = 0.5 * (RED + BLUE)
-
-
 def mix(fwd, bwd, strength="max", lean=1):
     """RGB floats (..., 3) for forward levels ``fwd`` and backward levels ``bwd``
-    (same shape, in [0, 1], 0 = wave absent): red for forward only, blue for
-    backward only, the level-weighted red-blue mix (purple) where both are
-    present (leaning toward the stronger), lightened toward EMPTY as the
-    ``strength`` of the two levels falls: their 'max' (a weak wave under a
-    strong one stays visible as the hue) or their 'mean' (both levels shape the
-    lightness, so bands of both waves show where they cross). ``lean`` sharpens
-    how far a mixed cell's hue leans toward the stronger wave (weights
-    (1 + level) ** lean; up to 1.8 keeps every mean mix of levels ≥ FLOOR purple while the
-    stripes of x and of δ stay told apart by hue)."""
+    (same shape, in [0, 1], 0 = absent): red, blue, or where both are present
+    a hue weighted (1 + level) ** ``lean`` toward the stronger (purple even when
+    one is much weaker; ``lean`` up to 1.8 keeps every mean mix of levels ≥
+    FLOOR purple), lightened toward EMPTY as the ``strength`` of the two falls:
+    their 'max' (a weak wave under a strong one shows as hue) or 'mean' (bands
+    of both waves show where they cross)."""
     fwd = np.clip(np.nan_to_num(np.asarray(fwd, dtype=float)), 0.0, 1.0)
     bwd = np.clip(np.nan_to_num(np.asarray(bwd, dtype=float)), 0.0, 1.0)
-    # Weights 1 + level keep a mixed cell recognisably purple even when one
-    # wave is much weaker, while still leaning toward the stronger one.
     wf = np.where(fwd > 0, (1.0 + fwd) ** lean, 0.0)
     wb = np.where(bwd > 0, (1.0 + bwd) ** lean, 0.0)
     total = wf + wb
     safe = np.where(total > 0, total, 1.0)[..., None]
     hue = (wf[..., None] * RED + wb[..., None] * BLUE) / safe
-    both = (fwd > 0) & (bwd > 0)
+    level = np.maximum(fwd, bwd)
     if strength == "mean":
-        level = np.where(both, 0.5 * (fwd + bwd), np.maximum(fwd, bwd))
-    else:
-        level = np.maximum(fwd, bwd)
+        level = np.where((fwd > 0) & (bwd > 0), 0.5 * (fwd + bwd), level)
     return EMPTY + level[..., None] * (hue - EMPTY)
 
 

@@ -1,25 +1,17 @@
-"""Sweep pictures: the phase diagram of steady-state gradient mismatch over
-hold time × depth (with the measured boundary h*(L) and the paper's
-τs = L − 1 line, and the synchronization layer's curve apart from the other
-layers), and final test accuracy over hold time per learning rule.
-
-Drawn from the point records of ``simulator.sweep`` (never simulates); a
-matplotlib ``Figure`` on the Agg canvas, written atomically.
+"""Sweep pictures from the point records of ``simulator.sweep``: the phase
+diagram of steady-state gradient mismatch over hold time × depth, and final
+test accuracy over hold time per learning rule.
 """
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..files import save_png
-from .axes import fit_suptitle
-from .learning import rule_colour
+from .axes import finish, new_figure
+from .learning import LEGEND_PT, rule_colour
 
 DEPTH_CMAP = "viridis"
 BOUNDARY_COLOUR = "#d62728"   # measured h*(L)
-PAPER_COLOUR = "#17becf"      # τs = L − 1 (cyan: seen on every shade of magma and in the legend)
-LEGEND_PT = 8
+PAPER_COLOUR = "#17becf"      # τs = L − 1 (cyan: seen on every shade of magma)
 
 
 def _means(records, value, axis="stream.hold"):
@@ -32,12 +24,10 @@ def _means(records, value, axis="stream.hold"):
 
 
 def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
-    """Write phase.png: left, mean steady cosine over (hold, depth) as a heat
-    map with h*(L) (smallest hold with mean cosine ≥ threshold) and the paper's
-    τs = L − 1 line; right, cosine vs hold per depth for the synchronization
-    layer ls (dashed) apart from the mean of the other layers (solid). Along
-    ``axis`` = stream.speed the boundary is v*(L) and the paper's line is one
-    pixel of travel per τs, v = 1/(L − 1)."""
+    """Write phase.png: left, the mean steady cosine over (hold, depth) with
+    ``hstar`` h*(L) (the least hold reaching ``threshold``) and the paper's
+    τs = L − 1; right, cosine vs hold per depth, ls (dashed) and the other
+    layers (solid). Along ``axis`` = stream.speed: v*(L) and v = 1/(L − 1)."""
     speed = axis == "stream.speed"
     means = _means(records, "mean_cos", axis)
     depths = sorted({d for d, _ in means})
@@ -45,19 +35,19 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     grid = np.full((len(depths), len(holds)), np.nan)
     for (d, h), v in means.items():
         grid[depths.index(d), holds.index(h)] = v
-    fig = Figure(figsize=(11, 4.4), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((11, 4.4))
     ax, ax2 = fig.subplots(1, 2)
-    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)),
-                   vmax=1.0, extent=(-0.5, len(holds) - 0.5, -0.5, len(depths) - 0.5))
+    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="magma",
+                   vmin=min(0.0, np.nanmin(grid)), vmax=1.0,
+                   extent=(-0.5, len(holds) - 0.5, -0.5, len(depths) - 0.5))
     fig.colorbar(im, ax=ax, label="steady mean cos(g, ∇)")
-    ax.set_xticks(range(len(holds)), [f"1/{round(1 / h)}" if speed and 0 < h < 1 and (1 / h).is_integer()
-                                      else f"{h:g}" for h in holds])
+    ax.set_xticks(range(len(holds)), [f"1/{round(1 / h)}" if speed and 0 < h < 1
+                                      and (1 / h).is_integer() else f"{h:g}" for h in holds])
     ax.set_yticks(range(len(depths)), [str(d) for d in depths])
-    ax.set_xlabel("speed v (pixels per tick)" if speed else "hold h (ticks per frame)")
-    ax.set_ylabel("depth L")
-    # Holds are drawn at their index: place a continuous hold on that axis by log interpolation.
-    def pos(h):
+    ax.set(xlabel="speed v (pixels per tick)" if speed else "hold h (ticks per frame)",
+           ylabel="depth L")
+
+    def pos(h):      # holds are drawn at their index: log-interpolate between them
         return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
 
     ys = np.arange(len(depths))
@@ -78,8 +68,7 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
         ax2.plot(hs, [sync[(d, h)] for h in hs], "--", color=colour)
     ax2.set_xscale("log", base=2)
     ax2.axhline(threshold, color="#999999", lw=0.8)
-    ax2.set_xlabel("speed v" if speed else "hold h")
-    ax2.set_ylabel("steady mean cosine")
+    ax2.set(xlabel="speed v" if speed else "hold h", ylabel="steady mean cosine")
     ax2.set_title("synchronization layer ls (dashed) vs other layers (solid)", fontsize=9)
     ax2.grid(alpha=0.3)
     # One entry per depth (colour) and one per line style, outside the curves.
@@ -89,9 +78,7 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
                  Line2D([], [], color="#333333", ls="-", label="mean of other layers")]
     ax2.legend(handles=depth_key + style_key, fontsize=LEGEND_PT, loc="center left",
                bbox_to_anchor=(1.02, 0.5), frameon=False)
-    if title:
-        fit_suptitle(fig, title, fontsize=9)
-    return save_png(fig, path)
+    return finish(fig, path, title)
 
 
 def _rule_of(record):
@@ -108,7 +95,8 @@ def accuracy_table(records, value="final_accuracy"):
         v = r["summary"].get(value)
         if v is None:
             continue
-        groups.setdefault(_rule_of(r), {}).setdefault(r["params"]["stream.hold"], []).append(float(v))
+        hold = r["params"]["stream.hold"]
+        groups.setdefault(_rule_of(r), {}).setdefault(hold, []).append(float(v))
     return {rule: {h: (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
                        float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"), len(v))
                    for h, v in sorted(by_hold.items())}
@@ -119,23 +107,15 @@ def render_accuracy(records, path, title=""):
     """Write accuracy.png: final test accuracy (mean ± std over seeds) against
     hold time, one curve per rule."""
     table = accuracy_table(records)
-    fig = Figure(figsize=(6.4, 4.2), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
     for rule, by_hold in sorted(table.items()):
         hs = np.array(list(by_hold), dtype=float)
-        m = np.array([by_hold[h][0] for h in by_hold])
-        s = np.array([by_hold[h][1] for h in by_hold])
+        m, s, _ = np.array(list(by_hold.values()), dtype=float).T
         ax.errorbar(hs, m, yerr=s, color=rule_colour(rule), marker="o", ms=3, capsize=2, label=rule)
     ax.set_xscale("log", base=2)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("hold h (ticks per image)")
-    ax.set_ylabel("final test accuracy")
+    ax.set(ylim=(0, 1), xlabel="hold h (ticks per image)", ylabel="final test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=LEGEND_PT, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    if title:
-        fit_suptitle(fig, title, fontsize=9)
-    return save_png(fig, path)
+    return finish(fig, path, title)
 
-
-__all__ = ["render_phase", "render_accuracy", "accuracy_table"]

@@ -1,16 +1,8 @@
-"""Which vertex each picture row shows: the one place chain and graph traces differ.
-
-A chain trace (no ``vertex_*`` arrays) draws layer l on row l, labels rows by
-their number and marks the synchronization layer(s) ls = (L+1)/2 of Betti &
-Gori's Eq. 6 (the two closest layers for even L). A graph trace draws one row
-per vertex ordered by ``vertex_levels`` (longest path from the input; ties in
-model order), labels rows by vertex name and level, marks the rows whose
-``vertex_sync`` is true (the synchronization set of fact C′), and lists the
-graph's edges between rows so a picture can show skip connections. The edges
-come from the trace's ``vertex_edges`` (E, 2) when it has one, else from the
-scene's ``[[network.layers]]`` ``from`` lists (default: the previous layer) and
-the identity vertices levelling inserted, named "_id_<v>_<k>_<step>"
-(``Model.level``): the edge p → v of position k becomes p → _id_v_k_0 → … → v.
+"""Which layer or vertex each picture row shows: the one place chain and graph
+traces differ. A chain draws layer l on row l and marks ls = (L+1)/2 (Eq. 6;
+the two closest layers for even L); a graph draws its vertices in level order
+(ties in model order), marks its synchronization set (fact C′) and lists its
+edges between rows, so a picture can show skip connections.
 """
 from dataclasses import dataclass, field
 
@@ -24,13 +16,11 @@ IDENTITY_PREFIX = "_id_"
 
 @dataclass(frozen=True)
 class Rows:
-    """Row r of a picture shows trace column ``order[r]`` (layer or vertex).
-
-    ``labels[r]`` names it, ``sync`` lists the rows marked as synchronized and
-    ``sync_label`` says what the mark means ("ls=5", "closest\\n4,5" or
-    "sync set"); ``edges`` are (parent row, child row, level gap) of a graph
-    (empty for a chain); ``identity[r]`` is true for an identity vertex
-    inserted by levelling; ``axis_label`` titles the row axis."""
+    """Row r of a picture shows trace column ``order[r]``, named ``labels[r]``;
+    ``sync`` lists the synchronized rows, ``sync_label`` says what the mark
+    means ("ls=5", "closest\\n4,5" or "sync set"); ``edges`` are (parent row,
+    child row, level gap) of a graph; ``identity[r]`` is true for an identity
+    vertex inserted by levelling; ``axis_label`` titles the row axis."""
     order: np.ndarray
     labels: list
     sync: tuple
@@ -38,7 +28,6 @@ class Rows:
     graph: bool = False
     edges: list = field(default_factory=list)
     identity: tuple = ()
-    levels: tuple = ()
     axis_label: str = "layer (0 = input)"
 
     def __len__(self):
@@ -49,29 +38,24 @@ class Rows:
         return int(np.flatnonzero(self.order == column)[0])
 
 
-def is_graph(trace):
-    """True for a trace recorded on a graph model (it carries ``vertex_names``)."""
-    return "vertex_names" in trace
-
-
 def picture_rows(trace):
     """The Rows of ``trace``: layers 0..L with ls for a chain, vertices ordered
-    by level with the synchronization set and edges for a graph."""
-    if not is_graph(trace):
+    by level with the synchronization set and edges for a graph (a trace with
+    ``vertex_names``)."""
+    if "vertex_names" not in trace:
         return chain_rows(trace.depth)
     names = [str(n) for n in trace["vertex_names"]]
     levels = np.asarray(trace["vertex_levels"], dtype=int)
     order = np.array(sorted(range(len(names)), key=lambda v: (levels[v], v)))
     position = np.empty(len(order), dtype=int)
     position[order] = np.arange(len(order))
-    sync_flags = np.asarray(trace["vertex_sync"], dtype=bool)
-    sync = tuple(int(position[v]) for v in np.flatnonzero(sync_flags))
+    sync = sorted(int(position[v]) for v in np.flatnonzero(trace["vertex_sync"]))
     edges = [(int(position[p]), int(position[c]), int(levels[c] - levels[p]))
              for p, c in graph_edges(trace, names)]
-    return Rows(order, [f"{names[v]} ({levels[v]})" for v in order], tuple(sorted(sync)),
+    return Rows(order, [f"{names[v]} ({levels[v]})" for v in order], tuple(sync),
                 "sync set", graph=True, edges=edges,
                 identity=tuple(names[v].startswith(IDENTITY_PREFIX) for v in order),
-                levels=tuple(int(levels[v]) for v in order), axis_label="vertex (level)")
+                axis_label="vertex (level)")
 
 
 def chain_rows(depth):
@@ -80,14 +64,15 @@ def chain_rows(depth):
     sync = tuple(int(l) for l in synchronized_layers(depth))
     label = f"ls={sync[0]}" if len(sync) == 1 else "closest\n{},{}".format(*sync)
     n = depth + 1
-    return Rows(np.arange(n), [str(l) for l in range(n)], sync, label,
-                identity=(False,) * n, levels=tuple(range(n)))
+    return Rows(np.arange(n), [str(l) for l in range(n)], sync, label, identity=(False,) * n)
 
 
 def graph_edges(trace, names):
     """(parent column, child column) of every edge of a graph trace, from
-    ``vertex_edges`` or rebuilt from the scene's layers and the identity names
-    (empty when neither is there)."""
+    ``vertex_edges``, else rebuilt from the scene's ``[[network.layers]]``
+    ``from`` lists (default: the previous layer) and the identity vertices
+    levelling inserted (``Model.level``: p → v, the k-th parent, becomes
+    p → _id_v_k_0 → … → v); empty when neither is there."""
     if "vertex_edges" in trace:
         return [(int(p), int(c)) for p, c in np.asarray(trace["vertex_edges"]).reshape(-1, 2)]
     meta = trace.meta if isinstance(trace.meta, dict) else {}
