@@ -1,20 +1,15 @@
 """The pure tick of the compiled executor (``simulator.engine.compiled``).
 
-``Plan`` resolves the model and the options once; ``_tick(plan, state,
-(u, y))`` is GraphEngine's generic step (SPEC §1, "Graphs") written
-functionally on jax.numpy — the layers' own ``value``/``vjp``/``param_grads``
-— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. At paper
-scale a tick's cost is the number of XLA kernels it launches, not its
-arithmetic, so the carry holds each quantity stacked by vertex shape and a
-dense group's parameters stacked (``Plan.pack``; the step reads and writes
-per vertex, ``Plan.unpack``), and a group's σ/σ', the hidden deltas and the
-weight update each run as one stacked elementwise loop. jax is
-bound by ``bind`` when the compiled module loads the optional extra, so
-importing this module never imports jax.
+``_tick(plan, state, (u, y))`` is GraphEngine's generic step written
+functionally on jax.numpy over a pytree state; ``chunk_loop`` jits its
+``lax.scan``. A tick costs the XLA kernels it launches, so the carry stacks
+each quantity by vertex shape and a dense group's parameters (``Plan.pack``)
+and a group's σ/σ', hidden deltas and weight update are one stacked loop each.
+jax is bound by ``bind`` once the optional extra loads.
 """
 from ..options import loss_grad
 from ..model.reference import vertex_params
-from .tick import distances
+from .fast import runs
 
 jax = jnp = None
 
@@ -24,10 +19,12 @@ def bind(jax_module, jnp_module):
     global jax, jnp
     jax, jnp = jax_module, jnp_module
 
-class Plan:
-    """What the tick needs from the model and the options, resolved once."""
 
-    def __init__(self, eng, model):
+class Plan:
+    """What the tick needs from the model and the options, resolved once
+    (the vertex tables and lags from ``probe``, a GraphEngine of this model)."""
+
+    def __init__(self, eng, probe, model):
         self.model, verts = model, model.vertices
         n = len(model)
         self.n, self.out = n, model.output
@@ -38,27 +35,16 @@ class Plan:
         self.eps, self.delay = eng.itd_epsilon, eng.supervision_delay
         kind, self.pairing, self.feedback = eng.derivative, eng.pairing, eng.feedback
         self.derivative = kind
-        D = model.depth
-        fwd, bwd = distances(model)
-        self.sigma = [v.layer is not None and "activation" in v.cfg for v in verts]
-        self.factored = [i for i in range(1, n - 1) if self.sigma[i]]
-        self.nonlinear = [i for i in self.factored if not verts[i].layer.linear]
+        self.sigma, self.factored = probe._sigma, probe._factored
+        self.nonlinear, self.reads = probe._factored_nonlinear, probe._reads
+        self.deriv_lag, self.pair_lag = probe._deriv_lag, probe._pair_lag
         self.params = [i for i in range(1, n) if verts[i].param_names]
-        self.reads = [v.layer is not None and v.layer.reads_inputs for v in verts]
-        self.deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self.factored}
-        self.pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
-                         for v in verts[1:] for p in set(v.parents)}
         self.keep_s = kind in ("local", "frame")
         self.keep_prev = kind in ("itd-y", "itd-dy") or (
             kind != "frame" and any(self.reads))
-        x_need = {}
-        for (p, v), lag in self.pair_lag.items():
-            if (self.pairing == "frame" and v in self.params) or (
-                    kind == "frame" and self.reads[v]):
-                x_need[p] = max(x_need.get(p, 0), lag)
+        x_need, s_need = probe._ring_lags
         self.ring_x = {p: lag + 1 for p, lag in x_need.items()}
-        self.ring_s = ({v: lag + 1 for v, lag in self.deriv_lag.items()}
-                       if kind == "frame" else {})
+        self.ring_s = {v: lag + 1 for v, lag in s_need.items()}
         self.backward = [c for c in verts[1:] if any(c.parents)]
         # Dense vertices with one weight shape: their forward, VJP and weight
         # gradient read only tick t, so each is one batched matmul per group.
@@ -69,8 +55,8 @@ class Plan:
         self.groups = [tuple(g) for g in shapes.values() if len(g) > 1]
         # A group's runs of one activation: σ and σ' of a run are one
         # elementwise loop over its stacked preactivations.
-        self.runs = {g: [(lo, hi) for lo, hi in _runs([verts[i].cfg.get("activation")
-                                                      for i in g])] for g in self.groups}
+        self.runs = {g: [(lo, hi) for lo, hi, _ in runs([verts[i].cfg.get("activation")
+                                                          for i in g])] for g in self.groups}
         self.stacked = [tuple(f"{verts[i].name}.{k}" for i in g) for g in self.groups
                         for k in ("W", "b")]
         # The hidden vertices' deltas D ⊙ cotangent, one product per shape.
@@ -129,15 +115,6 @@ class Plan:
         vertex's pre is its x)."""
         flags = [jnp.sum(a * 0.0) for key in ("X", "P", "D") for a in s[key]]
         return sum(flags[1:], flags[0])
-
-
-def _runs(keys):
-    """(lo, hi) of the maximal runs of equal consecutive ``keys``."""
-    lo = 0
-    for k in range(1, len(keys) + 1):
-        if k == len(keys) or keys[k] != keys[lo]:
-            yield lo, k
-            lo = k
 
 
 def _classes(verts, members):
