@@ -442,23 +442,7 @@ class FastNumpy:
             self._learn_block(D[i], xs, e, eT, gw, gb, W, b, self._F[i] if learned else None,
                               self._acc_dense.get(i), due, keep)
         for i in self._learn_other:
-            v = verts[i]
-            steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
-            if acc:
-                for k in v.param_names:
-                    self._acc[f"{v.name}.{k}"] += steps[k]
-                if not due:
-                    continue
-                steps = {k: self._acc[f"{v.name}.{k}"] for k in v.param_names}
-            for k in v.param_names:
-                a = self._vp[i][k]
-                if k == "W":
-                    _apply(a, None, self._F[i] if learned else None, steps[k], None,
-                           self.weight_decay, keep)
-                else:
-                    a -= steps[k]
-                if acc:
-                    steps[k][...] = 0
+            self._learn_vertex(verts[i], due, keep)
         if due:
             for W, F in self._resign:
                 np.sign(W, out=F)
@@ -490,11 +474,12 @@ class FastNumpy:
         sw = self._outer(eT, xs, out=gw)
         sb = np.add.reduce(e, axis=e.ndim - 2, out=gb)
         if accs is not None:
-            accs[0] += sw
-            accs[1] += sb
+            aw, ab = accs
+            aw += sw
+            ab += sb
             if not due:
                 return
-            sw, sb = accs
+            sw, sb = aw, ab
         _apply(W, b, F, sw, sb, self.weight_decay, keep)
         if accs is not None:
             sw[...] = 0

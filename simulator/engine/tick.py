@@ -25,22 +25,13 @@ from ..backend import Backend
 from .drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..options import loss_grad, present_target, set_rule_options
-from .fast import FastNumpy
+from .fast import FastNumpy, _apply
 from .tags import GraphTags
 from ..model.graph import Model
 from ..model.reference import vertex_params
 
 FINITE_RING = 256
 FINITE_QUANTITIES = ("activity", "preactivation", "delta")
-
-
-def distances(model):
-    """(fwd, bwd): per vertex index, the longest path input → v and v → output."""
-    fwd = list(model.levels().values())
-    bwd = [0] * len(model)
-    for v in reversed(model.vertices[:-1]):
-        bwd[v.index] = 1 + max(bwd[c.index] for c in model.vertices if v.index in c.parents)
-    return fwd, bwd
 
 
 def path_lengths(model):
@@ -55,6 +46,11 @@ def path_lengths(model):
         out_of[v.index] = {n + 1 for c in model.vertices if v.index in c.parents
                            for n in out_of[c.index]}
     return into, out_of
+
+
+def distances(model):
+    """(fwd, bwd): per vertex index, the longest path input → v and v → output."""
+    return tuple([max(lengths) for lengths in side] for side in path_lengths(model))
 
 
 def synchronized_layers(depth):
@@ -367,39 +363,35 @@ class GraphEngine(FastNumpy, GraphTags):
                 for p in v.parents]
 
     def _learn(self, t):
-        # η is folded into δ (param_grads is linear in δ): step = η g.
-        steps = {}
+        """W ← (1 − ηλ) W − η g per vertex; with ``accumulate`` a, the sum of a
+        ticks' steps every a-th tick; learned feedback takes W's step
+        (Kolen–Pollack, paper 001 Eq. 6), sign feedback is refreshed."""
+        keep = 1.0 - self.learning_rate * self.weight_decay
+        due = not (t + 1) % self.accumulate
         for v in self.model.vertices[1:]:
             if self._has_params[v.index]:
-                g = v.layer.param_grads(self.xp, self._paired_inputs(v),
-                                        self.learning_rate * self._D[v.index])
-                steps.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-        if self.accumulate > 1:
-            for k, s in steps.items():
-                self._acc[k] += s
-            if (t + 1) % self.accumulate:
-                return
-            steps = self._acc
-        self._apply_update(steps)
-        if self.accumulate > 1:
-            self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
+                self._learn_vertex(v, due, keep)
+        if due:
+            self._refresh_feedback()
 
-    def _apply_update(self, steps):
-        """W ← (1 − ηλ) W − η g given steps = η g, in place; biases get no decay;
-        learned feedback gets W's own update (Kolen–Pollack, paper 001 Eq. 6)."""
-        keep = 1.0 - self.learning_rate * self.weight_decay
-        for v in self.model.vertices[1:]:
-            i = v.index
-            for k in v.param_names:
-                a = self._vp[i][k]
-                if k == "W" and self.weight_decay:
-                    a *= keep
-                    if self._learned:
-                        self._F[i] *= keep
-                a -= steps[f"{v.name}.{k}"]
-                if k == "W" and self._learned:
-                    self._F[i] -= steps[f"{v.name}.{k}"]
-        self._refresh_feedback()
+    def _learn_vertex(self, v, due, keep):
+        # η is folded into δ (param_grads is linear in δ): step = η g
+        i, acc = v.index, self.accumulate > 1
+        steps = v.layer.param_grads(self.xp, self._paired_inputs(v),
+                                    self.learning_rate * self._D[i])
+        for k in v.param_names:
+            key, step = f"{v.name}.{k}", steps[k]
+            if acc:
+                self._acc[key] += step
+                if not due:
+                    continue
+                step = self._acc[key]
+                self._acc[key] = self.xp.zeros_like(step)
+            if k == "W":
+                _apply(self._vp[i][k], None, self._F[i] if self._learned else None, step, None,
+                       self.weight_decay, keep)
+            else:
+                self._vp[i][k] -= step
 
     def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
         """Step ``ticks`` times on frames from ``stream`` (``drive.run_stream``)."""
