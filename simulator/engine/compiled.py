@@ -246,21 +246,12 @@ class CompiledEngine:
     # ------------------------------------------------------------- accessors
     def _now(self):
         """(X/P/D/pairs, params, F) of the replayed tick in ``run``, else the current one."""
-        host = self._host_state()
-        if self._view is not None:
-            v = self._view
-            params = v.get("params")
-            F = v.get("F")
-        else:
+        host, v = self._host_state(), self._view
+        if v is None:
             v = {"X": host["X"], "P": host["P"], "D": host["D"],
                  "pairs": {i: paired(self._plan, host, self.model.vertices[i])
                            for i in self._plan.params}}
-            params, F = None, None
-        if params is None:
-            params = host["params"]
-        if F is None and "F" in host:
-            F = host["F"]
-        return v, params, F
+        return v, v.get("params", host["params"]), v.get("F", host.get("F"))
 
     def _host_state(self):
         """The current state as per-vertex host arrays, read once per chunk."""
@@ -270,33 +261,15 @@ class CompiledEngine:
             self._host = (self._state, self._plan.unpack(host))
         return self._host[1]
 
-    def _index(self, vertex):
-        if isinstance(vertex, str):
-            return self.model.vertex(vertex).index
-        i = int(vertex)
-        if not 0 <= i < self.n:
-            raise SimulatorError(f"vertex index {i} out of range 0..{self.n - 1}")
-        return i
+    # per-vertex host x, pre and δ of ``_now``, read by GraphEngine's accessors
+    _X, _P, _D = (property(lambda self, k=k: list(self._now()[0][k])) for k in "XPD")
+    _index, _copy = GraphEngine._index, GraphEngine._copy
+    activity, preactivation, delta = (GraphEngine.activity, GraphEngine.preactivation,
+                                      GraphEngine.delta)
 
     def state_views(self):
         """(x per vertex, δ per vertex (None for the input)) as host arrays."""
-        v = self._now()[0]
-        return list(v["X"]), list(v["D"])
-
-    def activity(self, vertex):
-        """x[t, v] (a host copy), shape (batch, *shape of v)."""
-        return np.array(self._now()[0]["X"][self._index(vertex)])
-
-    def preactivation(self, vertex):
-        """pre[t, v] (a host copy)."""
-        return np.array(self._now()[0]["P"][self._index(vertex)])
-
-    def delta(self, vertex):
-        """δ[t, v] (a host copy); v ≥ 1."""
-        i = self._index(vertex)
-        if i == 0:
-            raise SimulatorError("the input vertex has no delta")
-        return np.array(self._now()[0]["D"][i])
+        return self._X, self._D
 
     def gradient_factors(self):
         """[(vertex, paired inputs, δ[t,v])] of every vertex with parameters."""

@@ -9,7 +9,8 @@ jax is bound by ``bind`` once the optional extra loads.
 """
 from ..options import loss_grad
 from ..model.reference import vertex_params
-from .fast import runs
+from .fast import ring_read, runs
+from .tick import finite_slots
 
 jax = jnp = None
 
@@ -62,10 +63,7 @@ class Plan:
         # The hidden vertices' deltas D ⊙ cotangent, one product per shape.
         self.hidden = _classes(verts, range(1, n - 1))
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
-        # The (quantity, vertex) flag slots in GraphEngine's report order.
-        self.slots = [(q, v.index) for v in verts for q in range(3)
-                      if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
-                      or (q == 2 and v.index)]
+        self.slots = finite_slots(model)
         # The carry stacks per-vertex arrays of one shape (``pack``): one
         # buffer, one fused elementwise loop and one carry copy per shape
         # instead of per vertex; a tick reads and writes per vertex (``unpack``).
@@ -176,8 +174,7 @@ def _factors(plan, s, t):
             out[i] = s["S"][i]
     elif kind == "frame":
         for i in plan.factored:
-            ring = s["RS"][i]
-            out[i] = ring[(t - 1 - plan.deriv_lag[i]) % ring.shape[0]]
+            out[i] = ring_read(s["RS"][i], t - 1 - plan.deriv_lag[i])
     elif kind in ("itd-y", "itd-dy"):
         Q = dict(s.get("Q", {}))
         for i in plan.factored:
@@ -203,11 +200,10 @@ def _tick(plan, s, uy, exact=False):
     vp = [vertex_params(s["params"], v) if v.layer else {} for v in verts]
     F = _feedback(plan, s)
     factors, Q = _factors(plan, s, t)
-    Xn, Pn, Sn, Dn = [u], [u], [None] * n, [None] * n
+    Xn, Pn, Sn, Dn = [u] + [None] * (n - 1), [u] + [None] * (n - 1), [None] * n, [None] * n
     pres = {}
     for g in plan.groups:                                           # forward
-        # Contracting W's leading axis lets XLA's CPU dot skip a transpose
-        # of x a tick (and the frozen Wᵀ is hoisted out of the loop).
+        # contracting W's leading axis spares XLA's CPU dot a transpose of x
         pre = jnp.einsum("kbi,kij->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
                          jnp.swapaxes(jnp.stack([vp[i]["W"] for i in g]), 1, 2))
         pre = pre + jnp.stack([vp[i]["b"] for i in g])[:, None, :]
@@ -218,8 +214,6 @@ def _tick(plan, s, uy, exact=False):
                 pres[i] = (pre[lo + j], x[j], d if d is None else d[j])
     for v in verts[1:]:
         i = v.index
-        Pn.append(None)
-        Xn.append(None)
         if i in pres:
             Pn[i], Xn[i], d = pres[i]
             if s["S"][i] is not None:
@@ -245,15 +239,11 @@ def _tick(plan, s, uy, exact=False):
         backs.update({i: [back[j]] for j, i in enumerate(g)})
     for c in plan.backward:
         ci = c.index
-        if ci in backs:
-            back = backs[ci]
-        elif not plan.reads[ci]:
-            inputs = [X[p] for p in c.parents]
-        elif plan.derivative == "frame":
-            inputs = [_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
-        else:
-            inputs = [s["Xp"][p] for p in c.parents]
-        if ci not in backs:
+        back = backs.get(ci)
+        if back is None:
+            inputs = ([X[p] for p in c.parents] if not plan.reads[ci] else
+                      [ring_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
+                      if plan.derivative == "frame" else [s["Xp"][p] for p in c.parents])
             back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
         for p, b in zip(c.parents, back):
             if p:
@@ -276,23 +266,18 @@ def _tick(plan, s, uy, exact=False):
     pairs = {i: paired(plan, new, verts[i]) for i in plan.params}
     if plan.lr:
         new = _learn(plan, new, pairs)
-    # NaN/Inf: 0·v is 0 for finite v, NaN otherwise. ``exact`` gives one flag
-    # per slot; else chunk_loop flags the packed state (Plan.finite).
+    # ``exact``: one NaN/Inf flag per slot; else chunk_loop flags the packed state
     out = {}
     if exact:
         out["finite"] = jnp.stack([jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in plan.slots])
     return new, out, pairs
 
 
-def _read(ring, tick):
-    return ring[tick % ring.shape[0]]
-
-
 def paired(plan, s, v):
     """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s frame."""
     if plan.pairing == "local":
         return [s["X"][p] for p in v.parents]
-    return [_read(s["RX"][p], s["t"] - plan.pair_lag[(p, v.index)]) for p in v.parents]
+    return [ring_read(s["RX"][p], s["t"] - plan.pair_lag[(p, v.index)]) for p in v.parents]
 
 
 def _learn(plan, s, pairs):

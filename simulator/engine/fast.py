@@ -10,6 +10,8 @@ preallocated buffers, for every option set.
 Options are resolved once into functions and flags: no option name is
 compared inside a tick.
 """
+import math
+
 import numpy as np
 
 from ..options import loss_grad
@@ -25,6 +27,11 @@ def runs(names):
             out.append((start, i, names[start]))
             start = i
     return out
+
+
+def ring_read(ring, tick):
+    """The entry of tick ``tick`` in a history ring (axis 0, modulo its length)."""
+    return ring[tick % ring.shape[0], ...]
 
 
 def _activate(name, pre, x, s):
@@ -59,10 +66,7 @@ class FastNumpy:
         verts = m.vertices
         self._dense = [v.kind == "dense" for v in verts]
         self._groups = self._find_groups()
-        self._member = {}
-        for gi, g in enumerate(self._groups):
-            for j, i in enumerate(g["members"], 1):
-                self._member[i] = (gi, j)
+        self._member = {i for g in self._groups for i in g["members"]}
         self._free = [i for i in range(1, n) if i not in self._member]
         self._free_dense = [i for i in self._free if self._dense[i]]
         self._free_other = [i for i in self._free if not self._dense[i]]
@@ -77,11 +81,9 @@ class FastNumpy:
             g["b"] = np.stack([self._params[kb] for _, kb in keys])
             for j, (kw, kb) in enumerate(keys):
                 self._params[kw], self._params[kb] = g["W"][j], g["b"][j]
-            k, w = g["W"].shape[0], g["W"].shape[1]
-            g["k"], g["w"] = k, w
+            g["k"], g["w"] = k, w = g["W"].shape[:2]
             g["b3"] = g["b"][:, None, :]
-            g["cot"] = np.zeros((k, B, w), dt)
-            g["e"] = np.zeros((k, B, w), dt)
+            g["cot"], g["e"] = np.zeros((k, B, w), dt), np.zeros((k, B, w), dt)
             g["gw"] = np.zeros((k, w, w), dt)
             g["gb"] = np.zeros((k, w), dt)
             acts = [verts[i].layer.activation for i in mem]
@@ -96,8 +98,6 @@ class FastNumpy:
                 g["F"] = np.stack([self._F[i] for i in mem])
                 for j, i in enumerate(mem):
                     self._F[i] = g["F"][j]
-        self._WT = [None] + [self._vp[i]["W"].T if self._dense[i] else None
-                             for i in range(1, n)]
         # per free dense vertex: its VJP, η δ, η g_W and η g_b
         self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
                              np.zeros((B,) + verts[i].shape, dt),
@@ -113,9 +113,8 @@ class FastNumpy:
         self._flag_extra = [(i, np.zeros(B * int(np.prod(verts[i].shape)), dt))
                             for i in self._free_other if not verts[i].layer.linear]
         self._finite_dirty = set()
-        X, P, S, D, _ = self._sets[0]
-        self._X, self._P, self._S, self._D = X, P, S, D
-        self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
+        self._X, self._P, self._S, self._D = self._sets[0][:4]
+        self._X_prev, self._P_prev = self._sets[2][:2]
         self._build_history(dt)
         self._plan_fast()
         self._build_strategies(dt)
@@ -124,10 +123,8 @@ class FastNumpy:
         """Runs of equal-width dense vertices, ≥ 2 long."""
         verts, groups, owner = self.model.vertices, [], {}
         for v in verts[1:]:
-            if not (v.kind == "dense" and len(v.parents) == 1):
-                continue
             p = v.parents[0]
-            if verts[p].shape != v.shape:
+            if v.kind != "dense" or len(v.parents) != 1 or verts[p].shape != v.shape:
                 continue
             g = owner.get(p)
             if g is not None and g["members"][-1] == p and len(self._children[p]) == 1:
@@ -140,10 +137,8 @@ class FastNumpy:
         return [g for g in groups if len(g["members"]) >= 2]
 
     def _buffer_set(self, dt):
-        """One set of x, pre, σ', δ lists (blocks of the runs first), and the
-        flat block that every x, pre and δ the finiteness flags read is a view
-        of (all but the fresh preactivations of non-dense kinds), so one dot
-        product flags the whole state (``_flag_fast``)."""
+        """One set of x, pre, σ', δ lists (runs' blocks first), and the flat
+        block all flagged x, pre and δ are views of (``_flag_fast``)."""
         n, B, verts = self.n, self.batch, self.model.vertices
         X, P, S, D = ([None] * n for _ in range(4))
         srcs = {g["src"] for g in self._groups}
@@ -162,18 +157,12 @@ class FastNumpy:
                 own.append((D, i, shape))
         shapes = [(g["k"] + 1, B, g["w"]) for g in self._groups for _ in range(3)]
         shapes += [shape for _, _, shape in own]
-        flat = np.zeros(sum(int(np.prod(s)) for s in shapes), dt)
-        cut = [0]
-
-        def carve(shape):
-            size = int(np.prod(shape))
-            a = flat[cut[0]:cut[0] + size].reshape(shape)
-            cut[0] += size
-            return a
-
+        sizes = [math.prod(s) for s in shapes]
+        flat = np.zeros(sum(sizes), dt)
+        pieces = iter(np.split(flat, np.cumsum(sizes)[:-1]))
         blocks = []
         for g in self._groups:
-            Xb, Pb, Db = (carve((g["k"] + 1, B, g["w"])) for _ in range(3))
+            Xb, Pb, Db = (next(pieces).reshape(g["k"] + 1, B, g["w"]) for _ in range(3))
             Sb = np.zeros(Xb.shape, dt)
             X[g["src"]] = Xb[0]
             for j, i in enumerate(g["members"], 1):
@@ -182,16 +171,14 @@ class FastNumpy:
                     Sb[j] = 1.0
             blocks.append((Xb, Pb, Sb, Db))
         for lst, i, shape in own:
-            lst[i] = carve(shape)
+            lst[i] = next(pieces).reshape(shape)
         for i in range(n):
             if P[i] is None:
                 P[i] = np.zeros((B,) + verts[i].shape, dt)
             if X[i] is None:
                 X[i] = P[i]
             if S[i] is None and self._sigma[i]:
-                S[i] = self._ones.get(i, None)
-                if S[i] is None:
-                    S[i] = np.zeros((B,) + verts[i].shape, dt)
+                S[i] = self._ones[i] if i in self._ones else np.zeros((B,) + verts[i].shape, dt)
         self._flats.append(flat)
         return X, P, S, D, blocks
 
@@ -252,7 +239,7 @@ class FastNumpy:
         self._fwd_dense = []
         for i in self._free_dense:
             act = verts[i].layer.activation
-            self._fwd_dense.append((i, verts[i].parents[0], self._WT[i], self._vp[i]["b"],
+            self._fwd_dense.append((i, verts[i].parents[0], self._vp[i]["W"].T, self._vp[i]["b"],
                                     act == "linear", act, keep_s or i == self.out,
                                     X0[i] is P0[i]))
         self._fwd_other = [(i, self._sigma[i] and (keep_s or i == self.out))
@@ -438,7 +425,7 @@ class FastNumpy:
             self._learn_block(cv[3], xs, g["e"], g["eT"], g["gw"], g["gb"], g["W"], g["b"],
                               g["F"] if learned else None, g.get("acc"), due, keep)
         for i, p, e, eT, gw, gb, W, b, lag in self._learn_dense:
-            xs = self._ring_read(self._ring_x[p], t - lag) if self._pair_frame else X[p]
+            xs = ring_read(self._ring_x[p], t - lag) if self._pair_frame else X[p]
             self._learn_block(D[i], xs, e, eT, gw, gb, W, b, self._F[i] if learned else None,
                               self._acc_dense.get(i), due, keep)
         for i in self._learn_other:
@@ -480,7 +467,7 @@ class FastNumpy:
             if not due:
                 return
             sw, sb = aw, ab
-        _apply(W, b, F, sw, sb, self.weight_decay, keep)
+        apply_step(W, b, F, sw, sb, self.weight_decay, keep)
         if accs is not None:
             sw[...] = 0
             sb[...] = 0
@@ -495,7 +482,7 @@ def _gather(ring, lags, first):
     return tab, ring.reshape((R * k1,) + ring.shape[2:])
 
 
-def _apply(W, b, F, sw, sb, decay, keep):
+def apply_step(W, b, F, sw, sb, decay, keep):
     """W ← keep·W − sw (F likewise when learned), b ← b − sb, in place."""
     if decay:
         W *= keep

@@ -31,37 +31,25 @@ class GraphTags:
         size = sig0 + 2 * len(f)
         slot = {v: j for j, v in enumerate(f)}
         kind = self.derivative
-        cands = [[None] * n for _ in range(8)]
+        cands = []
         for r in range(8):
-            lo = r % 2 == 0
+            x_row = (r % 2) * n           # the x row of this row's side (lo or hi)
             for v in range(n):
                 if r < 2:
                     c = [T] if v == 0 else [r * n + p for p in verts[v].parents]
                 elif v == 0:
                     c = [M1]
                 elif v == o:
-                    if r < 4:
-                        c = [S]
-                    else:
-                        c = [(0 if lo else 1) * n + p for p in verts[v].parents]
+                    c = [S] if r < 4 else [x_row + p for p in verts[v].parents]
                 else:
                     c = [r * n + ch for ch in sorted({ch for ch, _ in self._children[v]})]
                     if r >= 6 and v in slot and kind != "none":
-                        if kind == "local":
-                            c.append((0 if lo else 1) * n + v)
-                        else:
-                            c.append(sig0 + (0 if lo else len(f)) + slot[v])
-                cands[r][v] = c
-        K = max(len(c) for row in cands for c in row)
-        idx = np.empty((K, 8, n), dtype=np.intp)
-        for r in range(8):
-            for v in range(n):
-                c = cands[r][v]
-                idx[:, r, v] = c + [c[0]] * (K - len(c))
-        self._tag_idx = idx
-        rows = [list(v.parents) for v in verts[1:]]
-        P = max(len(r) for r in rows)
-        self._pair_par = np.array([r + r[:1] * (P - len(r)) for r in rows], dtype=np.intp)
+                        c.append(x_row + v if kind == "local"
+                                 else sig0 + (r % 2) * len(f) + slot[v])
+                cands.append(c)
+        self._tag_idx = idx = _padded(cands).T.reshape(-1, 8, n)
+        K = idx.shape[0]
+        self._pair_par = _padded([list(v.parents) for v in verts[1:]])
         self._pair_lags = np.array([[self._pair_lag[(p, v.index)] for p in r]
                                     for v, r in zip(verts[1:], self._pair_par.tolist())],
                                    dtype=np.int64)
@@ -177,3 +165,9 @@ class GraphTags:
         out[0, 1:] = rows[0].min(axis=-1)
         out[1, 1:] = rows[1].max(axis=-1)
         return out
+
+
+def _padded(rows):
+    """Lists padded to one length by repeating their first entry, as an int array."""
+    K = max(len(r) for r in rows)
+    return np.array([r + r[:1] * (K - len(r)) for r in rows], dtype=np.intp)

@@ -18,6 +18,8 @@ NaN) into a device ring of FINITE_RING ticks that the host reads once per
 ring; a run stops at the first tick, lowest vertex, then activity before
 preactivation before delta.
 """
+import math
+
 import numpy as np
 
 from ..arguments import check_bool, check_number, check_run, check_seed, check_type, shown
@@ -25,7 +27,7 @@ from ..backend import Backend
 from .drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..options import loss_grad, present_target, set_rule_options
-from .fast import FastNumpy, _apply
+from .fast import FastNumpy, apply_step, ring_read
 from .tags import GraphTags
 from ..model.graph import Model
 from ..model.reference import vertex_params
@@ -51,6 +53,14 @@ def path_lengths(model):
 def distances(model):
     """(fwd, bwd): per vertex index, the longest path input → v and v → output."""
     return tuple([max(lengths) for lengths in side] for side in path_lengths(model))
+
+
+def finite_slots(model):
+    """The (quantity, vertex) NaN/Inf flags in report order: per vertex its
+    activity, its preactivation where a nonlinear σ makes it differ, its δ."""
+    return [(q, v.index) for v in model.vertices for q in range(3)
+            if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
+            or (q == 2 and v.index)]
 
 
 def synchronized_layers(depth):
@@ -116,7 +126,7 @@ class GraphEngine(FastNumpy, GraphTags):
         self.depth = m.depth
         self.n = n = len(m)
         self.out = m.output
-        self.fwd, self.bwd = distances(m)
+        fwd, bwd = distances(m)
         self._children = [[] for _ in range(n)]
         for p, c, k in m.edges():
             self._children[p].append((c, k))
@@ -125,7 +135,7 @@ class GraphEngine(FastNumpy, GraphTags):
         self._factored = [i for i in range(1, n - 1) if self._sigma[i]]
         self._has_params = [bool(v.param_names) for v in m.vertices]
         self._reads = [v.layer is not None and v.layer.reads_inputs for v in m.vertices]
-        D, fwd, bwd = self.depth, self.fwd, self.bwd
+        D = self.depth
         # frame options: σ' of v for δ[t+1,v] is read at t − deriv_lag[v]; x of
         # parent p of v for δ[t,v] at t − pair_lag[(p, v)]
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
@@ -176,10 +186,8 @@ class GraphEngine(FastNumpy, GraphTags):
 
     def _build_state(self):
         n = self.n
-        self._X = [self._zeros(i) for i in range(n)]
-        self._X_prev = [self._zeros(i) for i in range(n)]
-        self._P = [self._zeros(i) for i in range(n)]
-        self._P_prev = [self._zeros(i) for i in range(n)]
+        self._X, self._X_prev, self._P, self._P_prev = (
+            [self._zeros(i) for i in range(n)] for _ in range(4))
         self._S = [None] * n
         self._D = [None] + [self._zeros(i) for i in range(1, n)]
         self._Q = ({i: self._zeros(i) for i in self._factored}
@@ -225,18 +233,10 @@ class GraphEngine(FastNumpy, GraphTags):
         self._flag_finite(self.tick)
 
     def _build_finite(self):
-        """Flag slots (quantity, vertex, zeros of its size) in report order (the
-        preactivation only where a nonlinear σ makes it differ) and the ring."""
-        self._finite_slots = []
-        for v in self.model.vertices:
-            size = self.batch * int(np.prod(v.shape))
-            zeros = self.backend.zeros((size,))
-            quantities = [0]
-            if v.layer is not None and not v.layer.linear:
-                quantities.append(1)
-            if v.index:
-                quantities.append(2)
-            self._finite_slots += [(q, v.index, zeros) for q in quantities]
+        """Flag slots (quantity, vertex, zeros of its size) and the ring."""
+        verts = self.model.vertices
+        self._finite_slots = [(q, i, self.backend.zeros((self.batch * math.prod(verts[i].shape),)))
+                              for q, i in finite_slots(self.model)]
         self._finite = self.backend.zeros((FINITE_RING, len(self._finite_slots)))
         self._finite_from = 0          # first tick whose flags the host has not read
 
@@ -318,13 +318,9 @@ class GraphEngine(FastNumpy, GraphTags):
         if not self._reads[c.index]:
             return [X[p] for p in c.parents]
         if self._vjp_frame:
-            return [self._ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
+            return [ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
                     for p in c.parents]
         return [self._X_prev[p] for p in c.parents]
-
-    @staticmethod
-    def _ring_read(ring, tick):
-        return ring[tick % ring.shape[0], ...]
 
     def _present_target(self, t, y):
         if not self.supervision_delay and self._fast and y.dtype == self._targets.dtype:
@@ -335,7 +331,7 @@ class GraphEngine(FastNumpy, GraphTags):
         return self._S[i]
 
     def _factor_frame(self, i, t):
-        return self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
+        return ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
 
     def _factor_itd_y(self, i, t):
         return self._X[i] - self._X_prev[i]
@@ -359,7 +355,7 @@ class GraphEngine(FastNumpy, GraphTags):
         """The parents' x that g[t,v] pairs with: now, or of δ[t,v]'s frame."""
         if not self._pair_frame:
             return [self._X[p] for p in v.parents]
-        return [self._ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
+        return [ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
                 for p in v.parents]
 
     def _learn(self, t):
@@ -388,7 +384,7 @@ class GraphEngine(FastNumpy, GraphTags):
                 step = self._acc[key]
                 self._acc[key] = self.xp.zeros_like(step)
             if k == "W":
-                _apply(self._vp[i][k], None, self._F[i] if self._learned else None, step, None,
+                apply_step(self._vp[i][k], None, self._F[i] if self._learned else None, step, None,
                        self.weight_decay, keep)
             else:
                 self._vp[i][k] -= step

@@ -82,6 +82,12 @@ class Layer(abc.ABC):
         """σ'(pre), the factor a caller applies before ``vjp``."""
         return self.activate(xp, pre)[1]
 
+    def _chw(self):
+        (s,) = self.in_shapes
+        if len(s) != 3:
+            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
+        return s
+
     def value(self, xp, params, inputs):
         """(pre, out) of this vertex for its parents' values ``inputs``."""
         pre = self._pre(xp, params, inputs)
@@ -114,10 +120,7 @@ class Conv2d(Layer):
     kind = "conv2d"
 
     def _shape(self):
-        (s,) = self.in_shapes
-        if len(s) != 3:
-            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
-        c, h, w = s
+        c, h, w = self._chw()
         (kh, kw), (sh, sw), (ph, pw) = self.cfg["kernel"], self.cfg["stride"], self.cfg["padding"]
         if kh > h + 2 * ph or kw > w + 2 * pw:
             raise Unfit("kernel", f"at most the padded input ({h + 2 * ph}, {w + 2 * pw})",
@@ -128,8 +131,7 @@ class Conv2d(Layer):
         return (o,) + self.out_hw
 
     def fan_in(self):
-        o, c, kh, kw = self.param_shapes["W"]
-        return c * kh * kw
+        return math.prod(self.param_shapes["W"][1:])
 
     def _cols(self, xp, x):
         """im2col: (B, C·kh·kw, Ho·Wo), row index c·kh·kw + i·kw + j."""
@@ -178,10 +180,7 @@ class Pool(Layer):
         return self.cfg["mode"] == "max"
 
     def _shape(self):
-        (s,) = self.in_shapes
-        if len(s) != 3:
-            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
-        c, h, w = s
+        c, h, w = self._chw()
         (kh, kw), (sh, sw) = self.cfg["size"], self.cfg["stride"]
         if kh > h or kw > w:
             raise Unfit("size", f"at most the input ({h}, {w})", [kh, kw])

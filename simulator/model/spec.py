@@ -59,22 +59,22 @@ def _pair(lo):
     return check
 
 
-def _number(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
-        return float(v)
-    raise ValueError("a finite number >= 0")
+def _real(ok, expected):
+    def check(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v):
+            return float(v)
+        raise ValueError(expected)
+    return check
+
+
+_number = _real(lambda v: v >= 0, "a finite number >= 0")
+_finite = _real(lambda v: v != 0, "a finite non-zero number")
 
 
 def _bool(v):
     if isinstance(v, bool):
         return v
     raise ValueError("true or false")
-
-
-def _finite(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v != 0:
-        return float(v)
-    raise ValueError("a finite non-zero number")
 
 
 def _choice(choices):
