@@ -56,10 +56,9 @@ def _load_jax():
 
 def prefers_compiled(model, batch):
     """Whether the compiled loop is the faster executor (the rule above; False without jax)."""
-    n = len(model)
     largest = max((int(np.prod(s)) for k, s in model.param_shapes().items() if k.endswith(".W")),
                   default=0)
-    return jax_available() and batch * largest <= SMALL_VERTEX_MACS and n <= MAX_VERTICES
+    return jax_available() and batch * largest <= SMALL_VERTEX_MACS and len(model) <= MAX_VERTICES
 
 
 class TagClock:
@@ -68,19 +67,18 @@ class TagClock:
     which every tag is the tick minus a fixed lag (checked) or −1."""
 
     def __init__(self, probe):
-        self._before = probe.tags()
         warm = 2 * probe.depth + probe.supervision_delay + probe.history + 2
         u = np.zeros((1,) + tuple(probe.model.input_shape))
         y = np.zeros((1,) + tuple(probe.model.output_shape))
-        self._table = []
+        self._table = [probe.tags()]              # entry t + 1 holds tick t's
         with np.errstate(all="ignore"):
             for _ in range(2 * warm + 1):
                 probe.step(u, y)
                 self._table.append(probe.tags())
-        self._last = len(self._table) - 1
+        self._last = len(self._table) - 2
         for t in range(warm, self._last):
-            nxt = self._shift(self._table[t], 1)
-            if any(not np.array_equal(nxt[k], self._table[t + 1][k]) for k in nxt):
+            nxt = self._shift(self._table[t + 1], 1)
+            if any(not np.array_equal(nxt[k], self._table[t + 2][k]) for k in nxt):
                 raise SimulatorError(f"tags are not shift-invariant after tick {warm}")
 
     @staticmethod
@@ -89,11 +87,9 @@ class TagClock:
 
     def tags(self, t):
         """The GraphEngine.tags() dict at tick t (t = −1: before the first step)."""
-        if t < 0:
-            return {k: v.copy() for k, v in self._before.items()}
         if t <= self._last:
-            return {k: v.copy() for k, v in self._table[t].items()}
-        return self._shift(self._table[self._last], t - self._last)
+            return {k: v.copy() for k, v in self._table[t + 1].items()}
+        return self._shift(self._table[-1], t - self._last)
 
 
 class CompiledEngine:

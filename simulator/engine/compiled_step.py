@@ -191,8 +191,7 @@ def _factors(plan, s, t):
 
 
 def _tick(plan, s, uy, exact=False):
-    """One tick of SPEC §1 from state ``s`` (tick t−1) on (u, y): GraphEngine's
-    generic step, functionally."""
+    """GraphEngine's generic step from state ``s`` (tick t−1) on (u, y), functionally."""
     u, y = uy
     verts, n, o, xp = plan.model.vertices, plan.n, plan.out, jnp
     t = s["t"] + 1
@@ -281,9 +280,7 @@ def paired(plan, s, v):
 
 
 def _learn(plan, s, pairs):
-    """W ← (1 − ηλ) W − η g (every ``accumulate`` ticks, the sum of the steps);
-    learned feedback gets W's own update (Kolen–Pollack). A group's weights
-    update as one stacked array."""
+    """``GraphEngine._learn`` functionally, a group's weights as one stacked array."""
     verts, grouped = plan.model.vertices, set()
     s = dict(s)
     params, F = dict(s["params"]), dict(s.get("F", {}))
@@ -327,9 +324,7 @@ def _learn(plan, s, pairs):
 
 
 def _update(plan, weight, a, step, acc, f, apply):
-    """(a, accumulator, feedback f) after one step of parameter ``a`` (a
-    weight when ``weight``: decayed); with ``accumulate`` the steps sum and
-    apply every acc-th tick."""
+    """(a, accumulator, feedback f) after one step of ``a`` (decayed if a ``weight``)."""
     old_a, old_f = a, f
     if acc is not None:
         step = acc + step

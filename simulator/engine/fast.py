@@ -183,9 +183,8 @@ class FastNumpy:
         return X, P, S, D, blocks
 
     def _build_history(self, dt):
-        """Rings of the ``frame`` options: one per run and quantity over its
-        whole block (the vertices' rings become views of it), and the gather
-        tables that read each member at its own lag."""
+        """One ring per run and quantity (the vertices' rings become views of
+        it) and gather tables reading each member at its own lag."""
         B = self.batch
         self._hist_blocks, covered_x, covered_s = [], set(), set()
         for gi, g in enumerate(self._groups):
@@ -298,9 +297,8 @@ class FastNumpy:
                            if self._acc_on}
 
     def _flag_fast(self, t, ring):
-        """Flag tick t into row t % len(ring): one dot product of the flat block
-        with zeros (and of each preactivation outside it); only a non-finite
-        tick gets its per-slot flags."""
+        """Flag tick t with one dot product of the flat block with zeros (and
+        each preactivation outside it); per-slot flags only when non-finite."""
         f = self._flats[(t + 1) % 3].dot(self._flat_zeros)
         P = self._P
         for i, zeros in self._flag_extra:
@@ -319,9 +317,7 @@ class FastNumpy:
 
     # ------------------------------------------------------------------ tick
     def _step_fast(self, u, y):
-        """One numpy tick into preallocated buffers (same numbers as
-        ``_step_generic``): forward and backward read only tick t, so their order
-        over vertices is free; runs go first as single batched calls."""
+        """``_step_generic`` into preallocated buffers, runs first as batched calls."""
         t = self.tick + 1
         verts = self.model.vertices
         cur, new = self._sets[t % 3], self._sets[(t + 1) % 3]
@@ -366,11 +362,7 @@ class FastNumpy:
         # then the other children
         for g, cv, nv, pv in zip(self._groups, gv, gvn, gvp):
             matmul(cv[9], g["F_fed"], out=g["cot_fed"])
-            f = self._fac_group(g, t, cv, pv)
-            if f is None:
-                np.copyto(nv[5], g["cot1"])
-            else:
-                np.multiply(f, g["cot1"], out=nv[5])
+            _times(self._fac_group(g, t, cv, pv), g["cot1"], nv[5])
         backs, Fs = {}, self._F
         for c, W, scratch in self._bw_plan:
             if W is not None:
@@ -387,15 +379,8 @@ class FastNumpy:
                 b = groups[gi]["cot0"] if gi is not None else backs[c][k]
                 total = b if total is None else total + b
             # into δ's own buffer: a VJP may return a scratch or a view
-            f = factor(i, t) if factored else None
-            if f is None:
-                np.copyto(Dn[i], total)
-            else:
-                np.multiply(f, total, out=Dn[i])
-        self._X_prev, self._P_prev = X, P
-        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
-        self._advance_tags(t, target is not None)
-        self.tick = t
+            _times(factor(i, t) if factored else None, total, Dn[i])
+        self._advance(t, (Xn, Pn, Sn, Dn), target is not None)
         if self._has_history:
             self._record_fast(t, gvn)
         if self.learning_rate:
@@ -411,9 +396,7 @@ class FastNumpy:
             ring[t % ring.shape[0]] = self._S[v]
 
     def _learn_fast(self, t, gv):
-        """W ← (1 − ηλ) W − η δᵀx per vertex (per run: one batched matmul), in
-        place; with ``accumulate`` a, the sum of a ticks' steps every a-th tick;
-        learned feedback takes W's step, sign feedback is refreshed after it."""
+        """``GraphEngine._learn`` in place, one batched update per run."""
         lr, verts = self.learning_rate, self.model.vertices
         keep = 1.0 - lr * self.weight_decay
         learned, acc = self._learned, self._acc_on
@@ -471,6 +454,14 @@ class FastNumpy:
         if accs is not None:
             sw[...] = 0
             sb[...] = 0
+
+
+def _times(f, x, out):
+    """out = f ⊙ x (x where f is None), in place."""
+    if f is None:
+        np.copyto(out, x)
+    else:
+        np.multiply(f, x, out=out)
 
 
 def _gather(ring, lags, first):

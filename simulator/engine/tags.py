@@ -16,14 +16,10 @@ class GraphTags:
     TAG_ROWS = TAG_ROWS
 
     def _build_tags(self):
-        """Tag state and the gather that advances it (``_advance_tags``).
-
-        Tick t's tags are one flat int buffer: the 8 rows of TAG_ROWS but the
-        pairing's, n entries each, then slots for t, the supervision frame, −1
-        and the σ' factor tags. Each new tag is the min (lo rows) or max (hi
-        rows) of old entries picked by an index matrix (K, 8, n), short lists
-        padded by repeating an entry. Three buffers rotate (``_tx_prev`` is t−1).
-        """
+        """Tick t's tags are one flat int buffer (TAG_ROWS but the pairing's, n
+        entries each, then slots for t, the supervision frame, −1 and the σ'
+        factor tags); each new tag is the min (lo) or max (hi) of old entries
+        picked by ``_tag_idx`` (K, 8, n). Three buffers rotate."""
         n, o = self.n, self.out
         verts, f = self.model.vertices, self._factored
         T, S, M1 = 8 * n, 8 * n + 1, 8 * n + 2

@@ -68,9 +68,7 @@ def synchronized_layers(depth):
     depth = int(depth)
     if depth < 1:
         raise SimulatorError(f"depth must be >= 1, got {depth}")
-    if depth % 2:
-        return ((depth + 1) // 2,)
-    return (depth // 2, depth // 2 + 1)
+    return ((depth + 1) // 2,) if depth % 2 else (depth // 2, depth // 2 + 1)
 
 
 def sync_set(model):
@@ -80,13 +78,8 @@ def sync_set(model):
     check_type("sync_set", "model", model, Model, "a simulator.Model "
                "(Model.chain(sizes, ...) for a chain)")
     into, out_of = path_lengths(model)
-    names = []
-    for v in model.vertices[1:]:
-        if len(into[v.index]) == 1 and len(out_of[v.index]) == 1:
-            (a,), (b,) = into[v.index], out_of[v.index]
-            if a - 1 == b:
-                names.append(v.name)
-    return names
+    return [v.name for v in model.vertices[1:] if len(into[v.index]) == len(out_of[v.index]) == 1
+            and min(into[v.index]) - 1 == min(out_of[v.index])]
 
 
 class GraphEngine(FastNumpy, GraphTags):
@@ -280,13 +273,17 @@ class GraphEngine(FastNumpy, GraphTags):
         for i in range(1, self.n - 1):
             f = factors[i]
             Dn[i] = cot[i] if f is None else f * cot[i]
-        self._X_prev, self._P_prev = X, P
-        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
-        self._advance_tags(t, target is not None)
-        self.tick = t
+        self._advance(t, (Xn, Pn, Sn, Dn), target is not None)
         self._record_history(t)
         if self.learning_rate:
             self._learn(t)
+
+    def _advance(self, t, new, supervised):
+        """Make ``new`` (x, pre, σ', δ lists) the state of tick t."""
+        self._X_prev, self._P_prev = self._X, self._P
+        self._X, self._P, self._S, self._D = new
+        self._advance_tags(t, supervised)
+        self.tick = t
 
     def _check_shape(self, what, a, shape):
         want = (self.batch,) + tuple(shape)

@@ -5,6 +5,7 @@ the output last (the last layer listed; every layer must reach it).
 Parameters are host float64 arrays keyed "<layer>.W"/"<layer>.b". On the tick
 engine frame s first reaches v at tick s + ``levels()[v]``.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,15 +56,17 @@ class Model:
         check_seed("Model.from_layers", seed)
         input_shape, cfgs = _configs(layers, input_shape)
         shell = cls._assemble(cfgs, input_shape)
-        g = rng(seed)
-        by_name = {v.name: v for v in shell.vertices}
-        drawn = {c["name"]: by_name[c["name"]].layer.init_weights(g, c.get("scale", 1.0))
-                 for c in cfgs}
-        for c in cfgs:
-            layer = by_name[c["name"]].layer
-            drawn[c["name"]].update(layer.init_biases(g, c.get("bias_scale", 0.0)))
-        params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
-                  for p in v.param_names}
+        g, drawn = rng(seed), {}
+        layers = [(c["name"], shell.vertex(c["name"]).layer, c) for c in cfgs]
+        for name, layer, c in layers:
+            if "W" in layer.param_shapes:
+                drawn[f"{name}.W"] = g.normal(0.0, c.get("scale", 1.0) / math.sqrt(layer.fan_in()),
+                                              layer.param_shapes["W"])
+        for name, layer, c in layers:
+            if "b" in layer.param_shapes:
+                n, scale = layer.param_shapes["b"], c.get("bias_scale", 0.0)
+                drawn[f"{name}.b"] = g.normal(0.0, scale, n) if scale else np.zeros(n)
+        params = {k: drawn[k] for k in shell.param_shapes()}
         return Model(input_shape, shell.vertices, params)
 
     @classmethod

@@ -14,8 +14,6 @@ import math
 import operator
 from functools import reduce
 
-import numpy as np
-
 from .windows import crop2d, out_size, pad2d, scatter, slices, windows, zeros
 
 
@@ -100,19 +98,6 @@ class Layer(abc.ABC):
     def param_grads(self, xp, inputs, delta):
         """{name: ∂E/∂param} summed over the batch, from δ = ∂E/∂pre."""
         return {}
-
-    def init_weights(self, g, scale):
-        """Host (numpy) {"W": N(0, scale²/fan_in)} drawn from Generator g (or {})."""
-        if "W" not in self.param_shapes:
-            return {}
-        return {"W": g.normal(0.0, scale / math.sqrt(self.fan_in()), self.param_shapes["W"])}
-
-    def init_biases(self, g, bias_scale):
-        """Host {"b": N(0, bias_scale²)}, zeros when bias_scale = 0 (or {})."""
-        if "b" not in self.param_shapes:
-            return {}
-        n = self.param_shapes["b"]
-        return {"b": g.normal(0.0, bias_scale, n) if bias_scale else np.zeros(n)}
 
 
 class Conv2d(Layer):
