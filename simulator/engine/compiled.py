@@ -1,13 +1,9 @@
 """The graph engine's tick as one compiled loop: ``jax.jit`` + ``jax.lax.scan``.
 
-At paper scale a numpy tick is interpreter overhead, so the loop over ticks
-moves into compiled code: ``CompiledEngine`` runs GraphEngine's generic step
-on any Model as a pure function scanned over a chunk (``compiled_step``);
-a short last chunk is padded (masked) so a run compiles one scan. Frozen
-parameters stay out of the carry. jax is an optional extra; float64 enables
-jax's 64-bit mode only inside this module's calls. Tags never enter the loop
-(``TagClock``); a chunk with a NaN/Inf is replayed with one flag per slot,
-so a run stops naming what GraphEngine would.
+At paper scale a numpy tick is interpreter overhead, so ``CompiledEngine``
+scans GraphEngine's generic step, a pure function (``compiled_step``), over a
+chunk of ticks. jax is an optional extra; float64 enables its 64-bit mode only
+inside this module's calls. Tags never enter the loop (``TagClock``).
 """
 import importlib.util
 

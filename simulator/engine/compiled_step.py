@@ -37,7 +37,7 @@ class Plan:
         kind, self.pairing, self.feedback = eng.derivative, eng.pairing, eng.feedback
         self.derivative = kind
         self.sigma, self.factored = probe._sigma, probe._factored
-        self.nonlinear, self.reads = probe._factored_nonlinear, probe._reads
+        self.factor_set, self.reads = probe._factor_set, probe._reads
         self.deriv_lag, self.pair_lag = probe._deriv_lag, probe._pair_lag
         self.params = [i for i in range(1, n) if verts[i].param_names]
         self.keep_s = kind in ("local", "frame")
@@ -47,29 +47,24 @@ class Plan:
         self.ring_x = {p: lag + 1 for p, lag in x_need.items()}
         self.ring_s = {v: lag + 1 for v, lag in s_need.items()}
         self.backward = [c for c in verts[1:] if any(c.parents)]
-        # Dense vertices with one weight shape: their forward, VJP and weight
-        # gradient read only tick t, so each is one batched matmul per group.
-        shapes = {}
-        for v in verts[1:]:
-            if v.kind == "dense":
-                shapes.setdefault(v.layer.param_shapes["W"], []).append(v.index)
-        self.groups = [tuple(g) for g in shapes.values() if len(g) > 1]
-        # A group's runs of one activation: σ and σ' of a run are one
-        # elementwise loop over its stacked preactivations.
+        # dense vertices of one weight shape: one batched matmul per group (they
+        # read only tick t); σ and σ' one loop per run of one activation
+        dense = [v.index for v in verts if v.kind == "dense"]
+        self.groups = [g for g in _classes(dense, lambda i: verts[i].layer.param_shapes["W"])
+                       if len(g) > 1]
         self.runs = {g: [(lo, hi) for lo, hi, _ in runs([verts[i].cfg.get("activation")
                                                           for i in g])] for g in self.groups}
         self.stacked = [tuple(f"{verts[i].name}.{k}" for i in g) for g in self.groups
                         for k in ("W", "b")]
-        # The hidden vertices' deltas D ⊙ cotangent, one product per shape.
-        self.hidden = _classes(verts, range(1, n - 1))
+        shape = [v.shape for v in verts].__getitem__
+        self.hidden = _classes(range(1, n - 1), shape)   # δ = D ⊙ cotangent, one per shape
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
         self.slots = finite_slots(model)
-        # The carry stacks per-vertex arrays of one shape (``pack``): one
-        # buffer, one fused elementwise loop and one carry copy per shape
-        # instead of per vertex; a tick reads and writes per vertex (``unpack``).
+        # the carry stacks per-vertex arrays of one shape (``pack``): one buffer,
+        # loop and carry copy per shape; a tick works per vertex (``unpack``)
         held_s = [i for i in range(n) if self.sigma[i] and (self.keep_s or i == self.out)]
-        self.layout = {"X": _classes(verts, range(n)), "S": _classes(verts, held_s),
-                       "D": _classes(verts, range(1, n))}
+        self.layout = {"X": _classes(range(n), shape), "S": _classes(held_s, shape),
+                       "D": _classes(range(1, n), shape)}
         self.layout.update(P=self.layout["X"], Xp=self.layout["X"], Pp=self.layout["X"])
 
     def pack(self, s):
@@ -79,13 +74,7 @@ class Plan:
         for key, classes in self.layout.items():
             if key in s:
                 out[key] = tuple(jnp.stack([s[key][i] for i in c]) for c in classes)
-        for key in ("params", "A"):
-            if key in s:
-                d = dict(s[key])
-                for keys in self.stacked:
-                    d["|".join(keys)] = jnp.stack([d.pop(k) for k in keys])
-                out[key] = d
-        return out
+        return self._stack_params(out, True)
 
     def unpack(self, s):
         """``s`` with per-vertex tuples again (None where a vertex holds none)."""
@@ -97,14 +86,19 @@ class Plan:
                     for j, i in enumerate(c):
                         one[i] = a[j]
                 out[key] = tuple(one)
+        return self._stack_params(out, False)
+
+    def _stack_params(self, s, stack):
+        """``s`` with its groups' parameters (and accumulators) stacked or split."""
         for key in ("params", "A"):
             if key in s:
-                d = dict(s[key])
+                d = s[key] = dict(s[key])
                 for keys in self.stacked:
-                    a = d.pop("|".join(keys))
-                    d.update({k: a[j] for j, k in enumerate(keys)})
-                out[key] = d
-        return out
+                    if stack:
+                        d["|".join(keys)] = jnp.stack([d.pop(k) for k in keys])
+                    else:
+                        d.update(zip(keys, d.pop("|".join(keys))))
+        return s
 
     @staticmethod
     def finite(s):
@@ -115,12 +109,12 @@ class Plan:
         return sum(flags[1:], flags[0])
 
 
-def _classes(verts, members):
-    """``members`` (vertex indices) grouped by vertex shape, in model order."""
-    by_shape = {}
+def _classes(members, key):
+    """``members`` (vertex indices) grouped by ``key``, in order."""
+    by_key = {}
     for i in members:
-        by_shape.setdefault(tuple(verts[i].shape), []).append(i)
-    return [tuple(c) for c in by_shape.values()]
+        by_key.setdefault(key(i), []).append(i)
+    return [tuple(c) for c in by_key.values()]
 
 
 def initial_state(plan, host, dtype):
@@ -168,26 +162,19 @@ def _feedback(plan, s):
 
 def _factors(plan, s, t):
     """D[t−1, v] per vertex index (None: the factor 1), and the new ITD quotients."""
-    out, kind = [None] * plan.n, plan.derivative
-    if kind == "local":
-        for i in plan.nonlinear:
+    out, kind, Q = [None] * plan.n, plan.derivative, dict(s.get("Q", {}))
+    for i in plan.factor_set:
+        if kind == "local":
             out[i] = s["S"][i]
-    elif kind == "frame":
-        for i in plan.factored:
+        elif kind == "frame":
             out[i] = ring_read(s["RS"][i], t - 1 - plan.deriv_lag[i])
-    elif kind in ("itd-y", "itd-dy"):
-        Q = dict(s.get("Q", {}))
-        for i in plan.factored:
-            dx = s["X"][i] - s["Xp"][i]
-            if kind == "itd-y":
-                out[i] = dx
-                continue
-            da = s["P"][i] - s["Pp"][i]
+        elif kind == "itd-y":
+            out[i] = s["X"][i] - s["Xp"][i]
+        else:
+            dx, da = s["X"][i] - s["Xp"][i], s["P"][i] - s["Pp"][i]
             finite = jnp.abs(da) >= plan.eps
-            safe = jnp.where(finite, da, jnp.ones_like(da))
-            Q[i] = out[i] = jnp.where(finite, dx / safe, Q[i])
-        return out, (Q if kind == "itd-dy" else None)
-    return out, None
+            Q[i] = out[i] = jnp.where(finite, dx / jnp.where(finite, da, jnp.ones_like(da)), Q[i])
+    return out, (Q if kind == "itd-dy" else None)
 
 
 def _tick(plan, s, uy, exact=False):

@@ -1,14 +1,10 @@
 """The fast numpy executor of ``GraphEngine``: the generic step's numbers on
 preallocated buffers, for every option set.
 
-* Buffers: three sets of per-vertex x, pre, σ', δ rotate (t+1 is written while
-  t and t−1 are read); dense vertices write with ``out=``.
-* Runs: two or more dense vertices of one width over a parent of that width
-  (each but the last with no other child) share one stacked block per set, so
-  a run's forward, backward, factors, history and update are one batched call.
-
-Options are resolved once into functions and flags: no option name is
-compared inside a tick.
+Three sets of per-vertex x, pre, σ', δ rotate (t+1 is written while t and t−1
+are read). A run of two or more dense vertices of one width over a parent of
+that width (each but the last with no other child) shares one stacked block,
+so its forward, backward, factors, history and update are one call each.
 """
 import math
 

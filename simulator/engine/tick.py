@@ -7,16 +7,11 @@ Every vertex responds one tick late from its parents' state at t:
     δ[t+1, v]     = D[t,v] ⊙ Σ_{children c, positions k} VJP_{c→v,k}(δ[t,c])
     g[t, v]       = param_grads(paired inputs of v, δ[t,v])
 
-D[t,v] is the derivative option (vertices with an activation only); a VJP uses
-the feedback weights. With fwd(v)/bwd(v) the longest paths input → v → output
-and D = fwd(output), the ``frame`` options take δ[t,v] to belong to frame
-t − D − bwd(v) and read σ'(v) and the x of parent p at the ticks that frame
-reached them (s + fwd(v), s + fwd(p)); exact on a levelled graph only.
-
-NaN/Inf: each tick writes per (vertex, quantity) slot v·0 (0 if finite, else
-NaN) into a device ring of FINITE_RING ticks that the host reads once per
-ring; a run stops at the first tick, lowest vertex, then activity before
-preactivation before delta.
+D[t,v] is the derivative option; VJPs use the feedback weights. The ``frame``
+options take δ[t,v] to be of frame s = t − D − bwd(v) (fwd/bwd: longest paths
+input → v → output, D = fwd(output)) and read σ'(v) and parent p's x at
+s + fwd(v), s + fwd(p). NaN/Inf: per tick and (vertex, quantity) slot v·0 goes
+into a device ring of FINITE_RING ticks the host reads once per ring.
 """
 import math
 
@@ -154,8 +149,7 @@ class GraphEngine(FastNumpy, GraphTags):
 
     def _build_parameters(self, feedback_seed, feedback_scale):
         be, m = self.backend, self.model
-        host = m.parameters()
-        self._params = {k: be.asarray(a) for k, a in host.items()}
+        self._params = {k: be.asarray(a) for k, a in m.parameters().items()}
         self._vp = [vertex_params(self._params, v) if v.layer else {} for v in m.vertices]
         self._F = [None] * self.n
         if self.feedback in ("random", "learned"):
@@ -482,5 +476,5 @@ class GraphEngine(FastNumpy, GraphTags):
 
     def current_model(self):
         """The engine's model (levelled if asked) with the current parameters."""
-        be = self.backend
-        return self.model.with_parameters({k: be.to_host(a) for k, a in self._params.items()})
+        return self.model.with_parameters({k: self.backend.to_host(a)
+                                           for k, a in self._params.items()})

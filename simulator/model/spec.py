@@ -107,23 +107,16 @@ FIELDS = {
 COMMON = ("name", "kind", "from")
 
 
-def check_name(index, name):
-    """A layer name: letters, digits, _ and -, not 'input'."""
-    if not isinstance(name, str) or not _NAME.match(name) or name == INPUT:
-        raise LayerError(index, name, "name",
-                         "a name of letters, digits, _ and - other than 'input'", name)
-    return name
-
-
 def normalize(index, raw, previous):
     """The complete config of layer ``index`` given as dict ``raw``;
     ``previous`` is the name ``from`` defaults to."""
     if not isinstance(raw, dict):
         raise LayerError(index, None, "layer", "a table of keys (name, kind, from, ...)", raw)
-    name = check_name(index, raw.get("name", str(index + 1)))
+    name = raw.get("name", str(index + 1))
+    if not isinstance(name, str) or not _NAME.match(name) or name == INPUT:
+        raise LayerError(index, name, "name",
+                         "a name of letters, digits, _ and - other than 'input'", name)
     kind = raw.get("kind", MISSING)
-    if kind is MISSING:
-        raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", MISSING)
     if kind not in FIELDS:
         raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", kind, FIELDS)
     fields = FIELDS[kind]

@@ -1,10 +1,7 @@
-"""Sliding windows over the last two axes (im2col and col2im of conv and pool).
-
-Slice (i, j) of a (B, C, H, W) array holds, for every output pixel (r, c), the
-input pixel (i + r·sh, j + c·sw): stacking the kh·kw slices is im2col,
-scattering cotangents back slice by slice col2im. Only basic slicing,
-``concat``, ``stack`` and slice assignment (``.at`` under jax) are used, so
-the code runs in any array namespace, looping only over kernel offsets.
+"""Sliding windows over the last two axes: im2col stacks the kh·kw strided
+slices of a (B, C, H, W) array (slice (i, j) holds pixel (i + r·sh, j + c·sw)
+of output pixel (r, c)), col2im scatters them back; basic slicing only, so any
+array namespace (``.at`` under jax).
 """
 
 
