@@ -230,17 +230,14 @@ class FastNumpy:
             g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
             first = 1 if g["src"] == 0 else 0       # the input takes no cotangent
             g["F_fed"], g["cot_fed"] = g["F"][first:], g["cot"][first:]
-        X0, P0 = self._sets[0][0], self._sets[0][1]
-        self._fwd_dense = []
-        for i in self._free_dense:
-            act = verts[i].layer.activation
-            self._fwd_dense.append((i, verts[i].parents[0], self._vp[i]["W"].T, self._vp[i]["b"],
-                                    act == "linear", act, keep_s or i == self.out,
-                                    X0[i] is P0[i]))
+        X0, P0 = self._sets[0][:2]
+        self._fwd_dense = [(i, verts[i].parents[0], self._vp[i]["W"].T, self._vp[i]["b"],
+                            verts[i].layer.linear, verts[i].layer.activation,
+                            keep_s or i == self.out, X0[i] is P0[i]) for i in self._free_dense]
         self._fwd_other = [(i, self._sigma[i] and (keep_s or i == self.out))
                            for i in self._free_other]
-        # Backward: the children that send a cotangent, and per vertex the
-        # (child, position) contributions in child order (runs send cot[0]).
+        # backward: the children that send a cotangent, and per vertex the
+        # (child, position) contributions in child order (runs send cot[0])
         bw_free = [c for c in self._free if any(verts[c].parents)]
         contrib = [[] for _ in range(n)]
         for gi, g in enumerate(self._groups):

@@ -22,8 +22,7 @@ class GraphTags:
         picked by ``_tag_idx`` (K, 8, n). Three buffers rotate."""
         n, o = self.n, self.out
         verts, f = self.model.vertices, self._factored
-        T, S, M1 = 8 * n, 8 * n + 1, 8 * n + 2
-        sig0 = 8 * n + 3
+        T, S, M1, sig0 = range(8 * n, 8 * n + 4)     # slots after the 8 rows
         size = sig0 + 2 * len(f)
         slot = {v: j for j, v in enumerate(f)}
         kind = self.derivative
@@ -53,10 +52,9 @@ class GraphTags:
         self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
         self._tag_cur = 0
         # per buffer: (flat buffer, state (8, n), lo rows, hi rows, x rows, δ rows)
-        self._tag_views = []
-        for buf in self._tag_bufs:
-            st = buf[:8 * n].reshape(8, n)
-            self._tag_views.append((buf, st, st[0::2], st[1::2], st[:2], st[2:]))
+        states = [buf[:8 * n].reshape(8, n) for buf in self._tag_bufs]
+        self._tag_views = [(buf, st, st[0::2], st[1::2], st[:2], st[2:])
+                           for buf, st in zip(self._tag_bufs, states)]
         self._tag_g = (self._tag_gather[:, 0::2], self._tag_gather[:, 1::2])
         self._tag_slots = (T, S, sig0, sig0 + len(f))
         self._tag_ring_on = self.pairing == "frame" or kind == "frame"
@@ -73,16 +71,12 @@ class GraphTags:
     @property
     def _tx(self):
         """Input tags (lo, hi) of x[t, v] at the current tick, (2, n)."""
-        if self._tag_steady is None:
-            return self._tx_a
-        return self._tag_state()[:2]
+        return self._tx_a if self._tag_steady is None else self._tag_state()[:2]
 
     @property
     def _td(self):
         """Delta tags (supervision … sigma_hi) at the current tick, (6, n)."""
-        if self._tag_steady is None:
-            return self._td_a
-        return self._tag_state()[2:]
+        return self._td_a if self._tag_steady is None else self._tag_state()[2:]
 
     def _tag_state(self):
         t0, base, inc = self._tag_steady
@@ -112,10 +106,8 @@ class GraphTags:
         T, S, sig_lo, sig_hi = self._tag_slots
         old = self._tag_bufs[self._tag_cur]
         if self._tag_sig_slots:
-            sig = self._factor_tags(t)
             nf = len(self._factored)
-            old[sig_lo:sig_lo + nf] = sig[0]
-            old[sig_hi:sig_hi + nf] = sig[1]
+            old[sig_lo:sig_lo + nf], old[sig_hi:sig_hi + nf] = self._factor_tags(t)
         old[T] = t
         old[S] = t - self.supervision_delay if supervised else -1
         cur = (self._tag_cur + 1) % 3

@@ -193,10 +193,8 @@ class GraphEngine(FastNumpy, GraphTags):
         self._ring_lags = x_need, s_need
         self._ring_x = {p: self._zeros(p, (lag + 1,)) for p, lag in x_need.items()}
         self._ring_s = {v: self._zeros(v, (lag + 1,)) for v, lag in s_need.items()}
-        lags = list(x_need.values()) + list(s_need.values())
-        if self.pairing == "frame":
-            lags += list(self._pair_lag.values())
-        self.history = max(lags) + 1 if lags else 0
+        self.history = 1 + max([*x_need.values(), *s_need.values(),
+                                *(self._pair_lag.values() if self._pair_frame else ())], default=-1)
         self._ring_tags = np.full((max(self.history, 1), 2, n), -1, dtype=np.int64)
         if self.learning_rate and self.accumulate > 1:
             self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
