@@ -1,39 +1,9 @@
 """The graph engine's tick as one compiled loop: ``jax.jit`` + ``jax.lax.scan``.
 
-At paper scale a tick is a few kFLOP, so a numpy tick is interpreter
-overhead; jitting one step does not help, the loop over ticks has to move
-into compiled code. ``CompiledEngine`` runs SPEC §1 on ANY Model (chains,
-conv, residual, attention) as GraphEngine's generic step does — the layers'
-own ``value``/``vjp``/``param_grads`` in the jax.numpy namespace — written as
-one pure function ``tick(state, (u_t, y_t)) -> (state, per-tick outputs)``
-built once from the model and the resolved options (no option name is looked
-at inside it) and scanned over a chunk of ticks; jit compiles it once per
-chunk length, and a run whose scans would have two lengths (a shorter last
-chunk) pads the short ones to the first's, the ticks past the end leaving the
-state as it was, so a run compiles one scan. The state is a pytree: per
-vertex x, pre, σ', δ (carried stacked by vertex shape, so a tick is a few
-fused loops, not a few per vertex: ``compiled_step.Plan.pack``), the previous
-x and pre where ITD or a VJP that reads its inputs needs them, the ITD
-quotients, the target ring of d_y, the history rings of the ``frame``
-options and, with learning, the parameters, feedback and accumulators.
-Frozen parameters stay out of the scan's carry (a carried array that never
-changes is still copied every iteration). The numbers equal the numpy
-GraphEngine's to rounding (XLA's matmuls, not OpenBLAS's).
-
-jax is an optional extra (``pip install 'tickprop[jax]'``); without it,
-constructing a CompiledEngine raises one DeviceError naming that command.
-float64 runs enable jax's 64-bit mode only inside this module's calls
-(``jax.enable_x64`` as a context), so it never leaks into other jax users.
-
-Provenance tags never enter the compiled loop: they depend on the tick, the
-model and the options only, so ``TagClock`` steps a batch-1 numpy
-GraphEngine with the same model and options through its warm-up (the
-authoritative tag rule, not a copy of it), after which every tag is the tick
-minus a fixed lag and ``tags(t)`` is closed form. NaN/Inf: every tick returns
-one number, NaN when some value is not finite; a chunk that has one is
-replayed from its start state with one flag per (vertex, quantity) slot of
-GraphEngine's report order, so a run stops naming the same first tick,
-vertex and quantity as GraphEngine.
+At paper scale a numpy tick is interpreter overhead, so ``CompiledEngine``
+scans GraphEngine's generic step, a pure function (``compiled_step``), over a
+chunk of ticks. jax is an optional extra; float64 enables its 64-bit mode only
+inside this module's calls. Tags never enter the loop (``TagClock``).
 """
 import importlib.util
 
@@ -48,20 +18,15 @@ from . import compiled_step as step
 from .compiled_step import chunk_loop, initial_state, paired, Plan
 from .tick import FINITE_QUANTITIES, GraphEngine
 
-# The optional extra, loaded on first use (``_load_jax``): importing jax
-# costs about a second, which no run on the numpy backend should pay.
+# loaded on first use (``_load_jax``): importing jax costs about a second
 jax = jnp = None
 
 INSTALL_HINT = "pip install 'tickprop[jax]'"
-# Bytes of per-tick outputs one recorded scan may return; longer chunks are
-# cut into scans of at most this much.
+# bytes of per-tick outputs one recorded scan may return
 RECORD_BYTES = 256 * 2 ** 20
-# The measured rule of run.backend = "auto" (bench_compiled.py, one core):
-# the compiled loop wins 5–12× where every vertex's work is tiny (paper
-# scale, residual_levelling, conv_digits: batch × largest weight ≤ 2^14) and
-# loses where a vertex's GEMM dominates (L 6 w 128 B 16 learning: 0.70×) or
-# on long chains, which numpy's fast path runs as one stacked block
-# (L 64 w 32 B 8: 0.67–0.92×), so "auto" picks numpy there.
+# run.backend = "auto" (bench_compiled.py, one core): the compiled loop wins
+# 5–12× where batch × largest weight ≤ 2^14 and loses where a GEMM dominates
+# (L 6 w 128 B 16: 0.70×) or on long chains (L 64 w 32 B 8: 0.67–0.92×).
 SMALL_VERTEX_MACS = 2 ** 14
 MAX_VERTICES = 32
 
@@ -72,7 +37,7 @@ def jax_available():
 
 
 def _load_jax():
-    """Import jax and jax.numpy into this module's globals (once); False without the extra."""
+    """Import jax into this module's globals (once); False without the extra."""
     global jax, jnp
     if jax is None:
         try:
@@ -86,38 +51,30 @@ def _load_jax():
 
 
 def prefers_compiled(model, batch):
-    """Whether the compiled loop is the faster executor for ``model`` at
-    ``batch``, by the measured rule above: True while batch × the largest
-    weight stays within SMALL_VERTEX_MACS and the model has at most
-    MAX_VERTICES vertices; False otherwise and without jax."""
-    n = len(model)
+    """Whether the compiled loop is the faster executor (the rule above; False without jax)."""
     largest = max((int(np.prod(s)) for k, s in model.param_shapes().items() if k.endswith(".W")),
                   default=0)
-    return jax_available() and batch * largest <= SMALL_VERTEX_MACS and n <= MAX_VERTICES
+    return jax_available() and batch * largest <= SMALL_VERTEX_MACS and len(model) <= MAX_VERTICES
 
 
 class TagClock:
-    """Provenance tags of every tick, from GraphEngine's own tag rule.
-
-    ``probe`` is a batch-1 GraphEngine with the run's model and options; it
-    steps on zero frames through its warm-up (every tag written at least
-    once); after it each tag is the tick minus a fixed lag (or stays −1),
-    which is checked here, so ``tags(t)`` for any later t is that shift."""
+    """Provenance tags of every tick: ``probe`` (a batch-1 GraphEngine with the
+    run's model and options) steps zero frames through its warm-up, after
+    which every tag is the tick minus a fixed lag (checked) or −1."""
 
     def __init__(self, probe):
-        self._before = probe.tags()
         warm = 2 * probe.depth + probe.supervision_delay + probe.history + 2
         u = np.zeros((1,) + tuple(probe.model.input_shape))
         y = np.zeros((1,) + tuple(probe.model.output_shape))
-        self._table = []
+        self._table = [probe.tags()]              # entry t + 1 holds tick t's
         with np.errstate(all="ignore"):
             for _ in range(2 * warm + 1):
                 probe.step(u, y)
                 self._table.append(probe.tags())
-        self._last = len(self._table) - 1
+        self._last = len(self._table) - 2
         for t in range(warm, self._last):
-            nxt = self._shift(self._table[t], 1)
-            if any(not np.array_equal(nxt[k], self._table[t + 1][k]) for k in nxt):
+            nxt = self._shift(self._table[t + 1], 1)
+            if any(not np.array_equal(nxt[k], self._table[t + 2][k]) for k in nxt):
                 raise SimulatorError(f"tags are not shift-invariant after tick {warm}")
 
     @staticmethod
@@ -126,24 +83,15 @@ class TagClock:
 
     def tags(self, t):
         """The GraphEngine.tags() dict at tick t (t = −1: before the first step)."""
-        if t < 0:
-            return {k: v.copy() for k, v in self._before.items()}
         if t <= self._last:
-            return {k: v.copy() for k, v in self._table[t].items()}
-        return self._shift(self._table[self._last], t - self._last)
+            return {k: v.copy() for k, v in self._table[t + 1].items()}
+        return self._shift(self._table[-1], t - self._last)
 
 
 class CompiledEngine:
-    """GraphEngine's tick rule (SPEC §1, "Graphs") compiled with jax:
-    ``run_chunk(U, Y)`` scans a whole chunk of ticks in one call.
-
-    Same keywords as ``GraphEngine`` (``device`` must be "cpu" or "jax": the loop runs on
-    jax's default CPU device) and its surface: ``step``, ``run``,
-    ``check_finite``, ``state_views``, ``gradient_factors``, the accessors
-    (``activity``, ``preactivation``, ``delta``, ``gradients``,
-    ``parameters``, ``feedback_weights``, ``tags`` …) as host numpy arrays;
-    ``xp`` and ``backend`` are numpy's, so a recorder keeps its buffers on
-    the host."""
+    """GraphEngine's tick rule compiled with jax: ``run_chunk(U, Y)`` scans a
+    chunk of ticks in one call. GraphEngine's keywords (``device`` "cpu" or
+    "jax") and surface, accessors returning host numpy arrays (``xp`` is numpy)."""
 
     def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
@@ -155,10 +103,9 @@ class CompiledEngine:
             raise DeviceError(f"the compiled tick loop runs on the cpu; got device {device!r}")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
-        # A batch-1 numpy GraphEngine with the same model (parameters zeroed:
-        # tags never depend on values) and options checks them, levels the
-        # model, draws the random feedback (one source of truth) and is the
-        # tag clock's probe.
+        # a batch-1 GraphEngine (zero parameters: tags never depend on values)
+        # checks the options, levels the model, draws the feedback, and is the
+        # tag clock's probe
         zero = model.with_parameters({k: np.zeros_like(a) for k, a in model.parameters().items()})
         probe = GraphEngine(zero, loss=loss, feedback=feedback, derivative=derivative,
                             pairing=pairing, supervision_delay=supervision_delay,
@@ -171,7 +118,7 @@ class CompiledEngine:
         self.backend = Backend("cpu", dtype)
         self.xp = np
         self._x64 = dtype == "float64"
-        self._plan = Plan(self, self.model)
+        self._plan = Plan(self, probe, self.model)
         with self._scope():
             self._state = initial_state(self._plan, probe, dtype)
             self._loops = {(r, m): chunk_loop(self._plan, r, masked=m)
@@ -187,16 +134,12 @@ class CompiledEngine:
 
     # ----------------------------------------------------------------- ticks
     def run_chunk(self, U, Y, record=False, length=None):
-        """Advance len(U) ticks in one compiled scan: U (ticks, batch, *input
-        shape) input frames, Y (ticks, batch, *output shape) targets. Without
-        ``record`` returns None; with it, the per-tick outputs as host arrays
-        stacked over the chunk: ``X``, ``P``, ``D`` (tuples over vertices),
-        ``pairs`` ({vertex index: paired inputs}) and, with learning,
-        ``params`` (and ``F``). A NaN/Inf raises NumericalError naming its first
-        tick, vertex and quantity, as GraphEngine.check_finite does.
-        ``length`` (>= len(U)) runs the masked scan of that many ticks, the
-        ticks past len(U) (on repeats of the last frame) leaving the state as
-        it was and their outputs dropped: one compile instead of another."""
+        """Advance len(U) ticks in one scan: U (ticks, batch, *input shape), Y
+        (ticks, batch, *output shape). With ``record``, returns the per-tick
+        host outputs ``X``, ``P``, ``D`` (tuples over vertices), ``pairs`` and,
+        with learning, ``params`` (and ``F``). NumericalError as GraphEngine's.
+        ``length`` (>= len(U)): the masked scan of that many ticks, the extra
+        ones leaving the state as it was (one compile instead of two)."""
         n = self._check_chunk(U, Y)
         start = self.tick + 1
         before, U, Y = self._state, self._frames(U), self._frames(Y)
@@ -216,9 +159,8 @@ class CompiledEngine:
         return host if record else None
 
     def _first_slot(self, state, U, Y):
-        """(quantity, vertex) of the first non-finite flag at the last of these
-        ticks, replayed from ``state`` with one flag per slot (compiled on the
-        first NaN/Inf only)."""
+        """(quantity, vertex) of the first non-finite slot at the last of these
+        ticks, replayed from ``state`` (compiled on the first NaN/Inf only)."""
         if "exact" not in self._loops:
             self._loops["exact"] = chunk_loop(self._plan, False, exact=True)
         with self._scope():
@@ -249,11 +191,8 @@ class CompiledEngine:
         """Nothing to do: every chunk is checked as it returns."""
 
     def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
-        """Step ``ticks`` times on frames from ``stream``, ``chunk`` ticks per
-        compiled scan (default: the recorder's plan.chunk, else 256). With a
-        recorder each chunk comes back as stacked per-tick states and the
-        recorder sees every tick from them, as simulator.engine.drive.run_stream
-        feeds it from GraphEngine."""
+        """Step ``ticks`` times on frames from ``stream``, a chunk per scan; a
+        recorder sees every tick of the stacked per-tick outputs."""
         check_run("CompiledEngine.run", stream, ticks, recorder, progress, chunk)
         last = scan = None
         for u_host, y_host, frame_ids in stream_chunks(stream, ticks, recorder, chunk):
@@ -271,8 +210,7 @@ class CompiledEngine:
                 progress(len(u_host))
 
     def _record_scan(self, chunk):
-        """Ticks per recorded scan: ``chunk``, or fewer where their per-tick
-        outputs would pass RECORD_BYTES."""
+        """Ticks per recorded scan: ``chunk``, or fewer within RECORD_BYTES."""
         per_tick = sum(3 * self.batch * int(np.prod(v.shape)) for v in self.model.vertices)
         if self.learning_rate:
             per_tick += 2 * sum(a.size for a in self._state["params"].values())
@@ -299,60 +237,31 @@ class CompiledEngine:
 
     # ------------------------------------------------------------- accessors
     def _now(self):
-        """The host state of the replayed tick (inside ``run``), else the current
-        one: X, P, D, pairs, params, F."""
-        host = self._host_state()
-        if self._view is not None:
-            v = self._view
-            params = v.get("params")
-            F = v.get("F")
-        else:
+        """(X/P/D/pairs, params, F) of the replayed tick in ``run``, else the current one."""
+        host, v = self._host_state(), self._view
+        if v is None:
             v = {"X": host["X"], "P": host["P"], "D": host["D"],
                  "pairs": {i: paired(self._plan, host, self.model.vertices[i])
                            for i in self._plan.params}}
-            params, F = None, None
-        if params is None:
-            params = host["params"]
-        if F is None and "F" in host:
-            F = host["F"]
-        return v, params, F
+        return v, v.get("params", host["params"]), v.get("F", host.get("F"))
 
     def _host_state(self):
-        """The current state as host arrays, per vertex (``Plan.unpack``), read
-        once per chunk: a recorded run asks for it every tick."""
+        """The current state as per-vertex host arrays, read once per chunk."""
         if self._host is None or self._host[0] is not self._state:
             with self._scope():
                 host = jax.tree_util.tree_map(np.asarray, self._state)
             self._host = (self._state, self._plan.unpack(host))
         return self._host[1]
 
-    def _index(self, vertex):
-        if isinstance(vertex, str):
-            return self.model.vertex(vertex).index
-        i = int(vertex)
-        if not 0 <= i < self.n:
-            raise SimulatorError(f"vertex index {i} out of range 0..{self.n - 1}")
-        return i
+    # per-vertex host x, pre and δ of ``_now``, read by GraphEngine's accessors
+    _X, _P, _D = (property(lambda self, k=k: list(self._now()[0][k])) for k in "XPD")
+    _index, _copy = GraphEngine._index, GraphEngine._copy
+    activity, preactivation, delta = (GraphEngine.activity, GraphEngine.preactivation,
+                                      GraphEngine.delta)
 
     def state_views(self):
         """(x per vertex, δ per vertex (None for the input)) as host arrays."""
-        v = self._now()[0]
-        return list(v["X"]), list(v["D"])
-
-    def activity(self, vertex):
-        """x[t, v] (a host copy), shape (batch, *shape of v)."""
-        return np.array(self._now()[0]["X"][self._index(vertex)])
-
-    def preactivation(self, vertex):
-        """pre[t, v] (a host copy)."""
-        return np.array(self._now()[0]["P"][self._index(vertex)])
-
-    def delta(self, vertex):
-        """δ[t, v] (a host copy); v ≥ 1."""
-        i = self._index(vertex)
-        if i == 0:
-            raise SimulatorError("the input vertex has no delta")
-        return np.array(self._now()[0]["D"][i])
+        return self._X, self._D
 
     def gradient_factors(self):
         """[(vertex, paired inputs, δ[t,v])] of every vertex with parameters."""
@@ -360,14 +269,7 @@ class CompiledEngine:
         return [(self.model.vertices[i], list(v["pairs"][i]), v["D"][i])
                 for i in self._plan.params]
 
-    def gradients(self):
-        """{"<layer>.W", "<layer>.b": g[t]} keyed like ``model.parameters()``,
-        as GraphEngine.gradients (Eq. 5 of Betti & Gori per vertex)."""
-        out = {}
-        for v, inputs, delta in self.gradient_factors():
-            g = v.layer.param_grads(np, inputs, delta)
-            out.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-        return out
+    gradients = GraphEngine.gradients
 
     def parameters(self):
         """Host copies of the current parameters keyed like ``model.parameters()``."""

@@ -1,20 +1,16 @@
 """The pure tick of the compiled executor (``simulator.engine.compiled``).
 
-``Plan`` resolves the model and the options once; ``_tick(plan, state,
-(u, y))`` is GraphEngine's generic step (SPEC §1, "Graphs") written
-functionally on jax.numpy — the layers' own ``value``/``vjp``/``param_grads``
-— with the state a pytree; ``chunk_loop`` jits its ``lax.scan``. At paper
-scale a tick's cost is the number of XLA kernels it launches, not its
-arithmetic, so the carry holds each quantity stacked by vertex shape and a
-dense group's parameters stacked (``Plan.pack``; the step reads and writes
-per vertex, ``Plan.unpack``), and a group's σ/σ', the hidden deltas and the
-weight update each run as one stacked elementwise loop. jax is
-bound by ``bind`` when the compiled module loads the optional extra, so
-importing this module never imports jax.
+``_tick(plan, state, (u, y))`` is GraphEngine's generic step written
+functionally on jax.numpy over a pytree state; ``chunk_loop`` jits its
+``lax.scan``. A tick costs the XLA kernels it launches, so the carry stacks
+each quantity by vertex shape and a dense group's parameters (``Plan.pack``)
+and a group's σ/σ', hidden deltas and weight update are one stacked loop each.
+jax is bound by ``bind`` once the optional extra loads.
 """
 from ..options import loss_grad
 from ..model.reference import vertex_params
-from .tick import distances
+from .fast import ring_read, runs
+from .tick import finite_slots
 
 jax = jnp = None
 
@@ -24,10 +20,12 @@ def bind(jax_module, jnp_module):
     global jax, jnp
     jax, jnp = jax_module, jnp_module
 
-class Plan:
-    """What the tick needs from the model and the options, resolved once."""
 
-    def __init__(self, eng, model):
+class Plan:
+    """What the tick needs from the model and the options, resolved once
+    (the vertex tables and lags from ``probe``, a GraphEngine of this model)."""
+
+    def __init__(self, eng, probe, model):
         self.model, verts = model, model.vertices
         n = len(model)
         self.n, self.out = n, model.output
@@ -38,54 +36,35 @@ class Plan:
         self.eps, self.delay = eng.itd_epsilon, eng.supervision_delay
         kind, self.pairing, self.feedback = eng.derivative, eng.pairing, eng.feedback
         self.derivative = kind
-        D = model.depth
-        fwd, bwd = distances(model)
-        self.sigma = [v.layer is not None and "activation" in v.cfg for v in verts]
-        self.factored = [i for i in range(1, n - 1) if self.sigma[i]]
-        self.nonlinear = [i for i in self.factored if not verts[i].layer.linear]
+        self.sigma, self.factored = probe._sigma, probe._factored
+        self.factor_set, self.reads = probe._factor_set, probe._reads
+        self.deriv_lag, self.pair_lag = probe._deriv_lag, probe._pair_lag
         self.params = [i for i in range(1, n) if verts[i].param_names]
-        self.reads = [v.layer is not None and v.layer.reads_inputs for v in verts]
-        self.deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self.factored}
-        self.pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
-                         for v in verts[1:] for p in set(v.parents)}
         self.keep_s = kind in ("local", "frame")
         self.keep_prev = kind in ("itd-y", "itd-dy") or (
             kind != "frame" and any(self.reads))
-        x_need = {}
-        for (p, v), lag in self.pair_lag.items():
-            if (self.pairing == "frame" and v in self.params) or (
-                    kind == "frame" and self.reads[v]):
-                x_need[p] = max(x_need.get(p, 0), lag)
+        x_need, s_need = probe._ring_lags
         self.ring_x = {p: lag + 1 for p, lag in x_need.items()}
-        self.ring_s = ({v: lag + 1 for v, lag in self.deriv_lag.items()}
-                       if kind == "frame" else {})
+        self.ring_s = {v: lag + 1 for v, lag in s_need.items()}
         self.backward = [c for c in verts[1:] if any(c.parents)]
-        # Dense vertices with one weight shape: their forward, VJP and weight
-        # gradient read only tick t, so each is one batched matmul per group.
-        shapes = {}
-        for v in verts[1:]:
-            if v.kind == "dense":
-                shapes.setdefault(v.layer.param_shapes["W"], []).append(v.index)
-        self.groups = [tuple(g) for g in shapes.values() if len(g) > 1]
-        # A group's runs of one activation: σ and σ' of a run are one
-        # elementwise loop over its stacked preactivations.
-        self.runs = {g: [(lo, hi) for lo, hi in _runs([verts[i].cfg.get("activation")
-                                                      for i in g])] for g in self.groups}
+        # dense vertices of one weight shape: one batched matmul per group (they
+        # read only tick t); σ and σ' one loop per run of one activation
+        dense = [v.index for v in verts if v.kind == "dense"]
+        self.groups = [g for g in _classes(dense, lambda i: verts[i].layer.param_shapes["W"])
+                       if len(g) > 1]
+        self.runs = {g: [(lo, hi) for lo, hi, _ in runs([verts[i].cfg.get("activation")
+                                                          for i in g])] for g in self.groups}
         self.stacked = [tuple(f"{verts[i].name}.{k}" for i in g) for g in self.groups
                         for k in ("W", "b")]
-        # The hidden vertices' deltas D ⊙ cotangent, one product per shape.
-        self.hidden = _classes(verts, range(1, n - 1))
+        shape = [v.shape for v in verts].__getitem__
+        self.hidden = _classes(range(1, n - 1), shape)   # δ = D ⊙ cotangent, one per shape
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
-        # The (quantity, vertex) flag slots in GraphEngine's report order.
-        self.slots = [(q, v.index) for v in verts for q in range(3)
-                      if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
-                      or (q == 2 and v.index)]
-        # The carry stacks per-vertex arrays of one shape (``pack``): one
-        # buffer, one fused elementwise loop and one carry copy per shape
-        # instead of per vertex; a tick reads and writes per vertex (``unpack``).
+        self.slots = finite_slots(model)
+        # the carry stacks per-vertex arrays of one shape (``pack``): one buffer,
+        # loop and carry copy per shape; a tick works per vertex (``unpack``)
         held_s = [i for i in range(n) if self.sigma[i] and (self.keep_s or i == self.out)]
-        self.layout = {"X": _classes(verts, range(n)), "S": _classes(verts, held_s),
-                       "D": _classes(verts, range(1, n))}
+        self.layout = {"X": _classes(range(n), shape), "S": _classes(held_s, shape),
+                       "D": _classes(range(1, n), shape)}
         self.layout.update(P=self.layout["X"], Xp=self.layout["X"], Pp=self.layout["X"])
 
     def pack(self, s):
@@ -95,13 +74,7 @@ class Plan:
         for key, classes in self.layout.items():
             if key in s:
                 out[key] = tuple(jnp.stack([s[key][i] for i in c]) for c in classes)
-        for key in ("params", "A"):
-            if key in s:
-                d = dict(s[key])
-                for keys in self.stacked:
-                    d["|".join(keys)] = jnp.stack([d.pop(k) for k in keys])
-                out[key] = d
-        return out
+        return self._stack_params(out, True)
 
     def unpack(self, s):
         """``s`` with per-vertex tuples again (None where a vertex holds none)."""
@@ -113,14 +86,19 @@ class Plan:
                     for j, i in enumerate(c):
                         one[i] = a[j]
                 out[key] = tuple(one)
+        return self._stack_params(out, False)
+
+    def _stack_params(self, s, stack):
+        """``s`` with its groups' parameters (and accumulators) stacked or split."""
         for key in ("params", "A"):
             if key in s:
-                d = dict(s[key])
+                d = s[key] = dict(s[key])
                 for keys in self.stacked:
-                    a = d.pop("|".join(keys))
-                    d.update({k: a[j] for j, k in enumerate(keys)})
-                out[key] = d
-        return out
+                    if stack:
+                        d["|".join(keys)] = jnp.stack([d.pop(k) for k in keys])
+                    else:
+                        d.update(zip(keys, d.pop("|".join(keys))))
+        return s
 
     @staticmethod
     def finite(s):
@@ -131,21 +109,12 @@ class Plan:
         return sum(flags[1:], flags[0])
 
 
-def _runs(keys):
-    """(lo, hi) of the maximal runs of equal consecutive ``keys``."""
-    lo = 0
-    for k in range(1, len(keys) + 1):
-        if k == len(keys) or keys[k] != keys[lo]:
-            yield lo, k
-            lo = k
-
-
-def _classes(verts, members):
-    """``members`` (vertex indices) grouped by vertex shape, in model order."""
-    by_shape = {}
+def _classes(members, key):
+    """``members`` (vertex indices) grouped by ``key``, in order."""
+    by_key = {}
     for i in members:
-        by_shape.setdefault(tuple(verts[i].shape), []).append(i)
-    return [tuple(c) for c in by_shape.values()]
+        by_key.setdefault(key(i), []).append(i)
+    return [tuple(c) for c in by_key.values()]
 
 
 def initial_state(plan, host, dtype):
@@ -193,32 +162,23 @@ def _feedback(plan, s):
 
 def _factors(plan, s, t):
     """D[t−1, v] per vertex index (None: the factor 1), and the new ITD quotients."""
-    out, kind = [None] * plan.n, plan.derivative
-    if kind == "local":
-        for i in plan.nonlinear:
+    out, kind, Q = [None] * plan.n, plan.derivative, dict(s.get("Q", {}))
+    for i in plan.factor_set:
+        if kind == "local":
             out[i] = s["S"][i]
-    elif kind == "frame":
-        for i in plan.factored:
-            ring = s["RS"][i]
-            out[i] = ring[(t - 1 - plan.deriv_lag[i]) % ring.shape[0]]
-    elif kind in ("itd-y", "itd-dy"):
-        Q = dict(s.get("Q", {}))
-        for i in plan.factored:
-            dx = s["X"][i] - s["Xp"][i]
-            if kind == "itd-y":
-                out[i] = dx
-                continue
-            da = s["P"][i] - s["Pp"][i]
+        elif kind == "frame":
+            out[i] = ring_read(s["RS"][i], t - 1 - plan.deriv_lag[i])
+        elif kind == "itd-y":
+            out[i] = s["X"][i] - s["Xp"][i]
+        else:
+            dx, da = s["X"][i] - s["Xp"][i], s["P"][i] - s["Pp"][i]
             finite = jnp.abs(da) >= plan.eps
-            safe = jnp.where(finite, da, jnp.ones_like(da))
-            Q[i] = out[i] = jnp.where(finite, dx / safe, Q[i])
-        return out, (Q if kind == "itd-dy" else None)
-    return out, None
+            Q[i] = out[i] = jnp.where(finite, dx / jnp.where(finite, da, jnp.ones_like(da)), Q[i])
+    return out, (Q if kind == "itd-dy" else None)
 
 
 def _tick(plan, s, uy, exact=False):
-    """One tick of SPEC §1 from state ``s`` (tick t−1) on (u, y): GraphEngine's
-    generic step, functionally."""
+    """GraphEngine's generic step from state ``s`` (tick t−1) on (u, y), functionally."""
     u, y = uy
     verts, n, o, xp = plan.model.vertices, plan.n, plan.out, jnp
     t = s["t"] + 1
@@ -226,11 +186,10 @@ def _tick(plan, s, uy, exact=False):
     vp = [vertex_params(s["params"], v) if v.layer else {} for v in verts]
     F = _feedback(plan, s)
     factors, Q = _factors(plan, s, t)
-    Xn, Pn, Sn, Dn = [u], [u], [None] * n, [None] * n
+    Xn, Pn, Sn, Dn = [u] + [None] * (n - 1), [u] + [None] * (n - 1), [None] * n, [None] * n
     pres = {}
     for g in plan.groups:                                           # forward
-        # Contracting W's leading axis lets XLA's CPU dot skip a transpose
-        # of x a tick (and the frozen Wᵀ is hoisted out of the loop).
+        # contracting W's leading axis spares XLA's CPU dot a transpose of x
         pre = jnp.einsum("kbi,kij->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
                          jnp.swapaxes(jnp.stack([vp[i]["W"] for i in g]), 1, 2))
         pre = pre + jnp.stack([vp[i]["b"] for i in g])[:, None, :]
@@ -241,8 +200,6 @@ def _tick(plan, s, uy, exact=False):
                 pres[i] = (pre[lo + j], x[j], d if d is None else d[j])
     for v in verts[1:]:
         i = v.index
-        Pn.append(None)
-        Xn.append(None)
         if i in pres:
             Pn[i], Xn[i], d = pres[i]
             if s["S"][i] is not None:
@@ -268,15 +225,11 @@ def _tick(plan, s, uy, exact=False):
         backs.update({i: [back[j]] for j, i in enumerate(g)})
     for c in plan.backward:
         ci = c.index
-        if ci in backs:
-            back = backs[ci]
-        elif not plan.reads[ci]:
-            inputs = [X[p] for p in c.parents]
-        elif plan.derivative == "frame":
-            inputs = [_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
-        else:
-            inputs = [s["Xp"][p] for p in c.parents]
-        if ci not in backs:
+        back = backs.get(ci)
+        if back is None:
+            inputs = ([X[p] for p in c.parents] if not plan.reads[ci] else
+                      [ring_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
+                      if plan.derivative == "frame" else [s["Xp"][p] for p in c.parents])
             back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
         for p, b in zip(c.parents, back):
             if p:
@@ -299,29 +252,22 @@ def _tick(plan, s, uy, exact=False):
     pairs = {i: paired(plan, new, verts[i]) for i in plan.params}
     if plan.lr:
         new = _learn(plan, new, pairs)
-    # NaN/Inf: 0·v is 0 for finite v, NaN otherwise. ``exact`` gives one flag
-    # per slot; else chunk_loop flags the packed state (Plan.finite).
+    # ``exact``: one NaN/Inf flag per slot; else chunk_loop flags the packed state
     out = {}
     if exact:
         out["finite"] = jnp.stack([jnp.sum((Xn, Pn, Dn)[q][i] * 0.0) for q, i in plan.slots])
     return new, out, pairs
 
 
-def _read(ring, tick):
-    return ring[tick % ring.shape[0]]
-
-
 def paired(plan, s, v):
     """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s frame."""
     if plan.pairing == "local":
         return [s["X"][p] for p in v.parents]
-    return [_read(s["RX"][p], s["t"] - plan.pair_lag[(p, v.index)]) for p in v.parents]
+    return [ring_read(s["RX"][p], s["t"] - plan.pair_lag[(p, v.index)]) for p in v.parents]
 
 
 def _learn(plan, s, pairs):
-    """W ← (1 − ηλ) W − η g (every ``accumulate`` ticks, the sum of the steps);
-    learned feedback gets W's own update (Kolen–Pollack). A group's weights
-    update as one stacked array."""
+    """``GraphEngine._learn`` functionally, a group's weights as one stacked array."""
     verts, grouped = plan.model.vertices, set()
     s = dict(s)
     params, F = dict(s["params"]), dict(s.get("F", {}))
@@ -365,9 +311,7 @@ def _learn(plan, s, pairs):
 
 
 def _update(plan, weight, a, step, acc, f, apply):
-    """(a, accumulator, feedback f) after one step of parameter ``a`` (a
-    weight when ``weight``: decayed); with ``accumulate`` the steps sum and
-    apply every acc-th tick."""
+    """(a, accumulator, feedback f) after one step of ``a`` (decayed if a ``weight``)."""
     old_a, old_f = a, f
     if acc is not None:
         step = acc + step

@@ -1,17 +1,13 @@
-"""Feeding a stream into a tick engine, chunk by chunk (SPEC §2 into §1).
-
-One loop for every engine (the numpy graph engine and the compiled one):
-frames are generated on the host ``chunk`` ticks at a time and moved to the
-device once per chunk; the recorder, if any, sees every tick and is flushed
-once per chunk; the engine's NaN/Inf check (a read of the per-tick flags
-the engine writes, so exact whatever the chunk) runs once per chunk.
+"""Feeding a stream into a tick engine, chunk by chunk (SPEC §2 into §1):
+frames made on the host and moved to the device once per chunk, the recorder
+flushed and the NaN/Inf flags read once per chunk.
 """
 import numpy as np
 
 
 def repeated_frames(u, y, last):
-    """Per tick of a chunk: are its (u, y) those of the tick before (the last
-    of the previous chunk for the first)? One vectorized comparison a chunk."""
+    """Per tick of a chunk: are its (u, y) those of the tick before (``last``
+    for the first)?"""
     same = np.zeros(len(u), dtype=bool)
     flat_u, flat_y = u.reshape(len(u), -1), y.reshape(len(y), -1)
     same[1:] = (flat_u[1:] == flat_u[:-1]).all(axis=1) & (flat_y[1:] == flat_y[:-1]).all(axis=1)
@@ -30,11 +26,9 @@ def stream_chunks(stream, ticks, recorder=None, chunk=None):
 
 
 def run_stream(engine, stream, ticks, recorder=None, progress=None, chunk=None):
-    """Step ``engine`` ``ticks`` times on frames from ``stream``. ``chunk``
-    defaults to the recorder's plan.chunk, else 256. With frozen weights a
-    repeated (u, y) is passed to the recorder as ``repeat`` (its reference
-    gradient is the one just computed), decided on the host copies so the
-    device is never synchronised for it. ``progress(n)`` is called per chunk."""
+    """Step ``engine`` ``ticks`` times on frames from ``stream`` (chunks as
+    ``stream_chunks``). With frozen weights a repeated (u, y) reaches the
+    recorder as ``repeat`` (decided on the host copies); ``progress(n)`` per chunk."""
     frozen = not engine.learning_rate
     last = None
     for u_host, y_host, frame_ids in stream_chunks(stream, ticks, recorder, chunk):

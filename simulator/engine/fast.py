@@ -1,27 +1,13 @@
-"""The fast numpy executor of ``GraphEngine`` (SPEC §1 on preallocated buffers).
+"""The fast numpy executor of ``GraphEngine``: the generic step's numbers on
+preallocated buffers, for every option set.
 
-Same numbers as the generic step (``GraphEngine._step_generic``, fresh arrays
-per vertex, any array namespace) to rounding, for every option set; two tricks:
-
-* **Buffers.** Three sets of per-vertex x, pre, σ', δ arrays rotate (t+1 is
-  written while t and t−1 are read: ``local`` max pooling and ITD read t−1);
-  dense vertices write into theirs with ``out=``, other kinds keep their
-  layer's fresh arrays.
-* **Runs.** A run of two or more dense vertices of one width over a parent of
-  that width (each but the last with no other child) shares one stacked block
-  per set (the stacked chain engine's trick without its padding): the run's
-  forward, backward (through its stacked feedback matrices: W itself, fixed
-  random B, learned B updated in place with W's step, or sign(W) refreshed
-  in place), derivative factors and update are one batched call each. The
-  ``frame`` options keep one history ring per run (x and σ' of the whole
-  block per tick), read at each member's own lag through a gather table
-  built here; ITD factors are computed on the run's block; ``accumulate``
-  sums into stacked accumulators.
-
-Options are resolved here once into small functions and flags (``_fac_group``,
-``_fac_vertex``, ``_out_err``, ``_pair_group``...): nothing in the tick
-compares an option name.
+Three sets of per-vertex x, pre, σ', δ rotate (t+1 is written while t and t−1
+are read). A run of two or more dense vertices of one width over a parent of
+that width (each but the last with no other child) shares one stacked block,
+so its forward, backward, factors, history and update are one call each.
 """
+import math
+
 import numpy as np
 
 from ..options import loss_grad
@@ -29,7 +15,7 @@ from ..model.layers import ACTIVATIONS
 from ..model.reference import vertex_params
 
 
-def _runs(names):
+def runs(names):
     """Contiguous runs of equal names as (start, stop, name)."""
     out, start = [], 0
     for i in range(1, len(names) + 1):
@@ -39,10 +25,14 @@ def _runs(names):
     return out
 
 
+def ring_read(ring, tick):
+    """The entry of tick ``tick`` in a history ring (axis 0, modulo its length)."""
+    return ring[tick % ring.shape[0], ...]
+
+
 def _activate(name, pre, x, s):
-    """x = σ(pre) and (unless s is None) s = σ'(pre), into x and s (numpy);
-    the same operations as ``layers.ACTIVATIONS`` so the numbers match.
-    ``linear`` leaves s alone (its σ' buffers hold ones)."""
+    """x = σ(pre) and (unless s is None) s = σ'(pre) in place, with the
+    operations of ``layers.ACTIVATIONS`` (``linear`` leaves s: it holds ones)."""
     if name == "tanh":
         np.tanh(pre, out=x)
         if s is not None:
@@ -62,11 +52,9 @@ def _mse_err(x, target, out):
 
 
 class FastNumpy:
-    """Mixin of ``GraphEngine``: the numpy executor (module docstring)."""
+    """Mixin of ``GraphEngine``: the numpy executor."""
 
-    # ----------------------------------------------------------- construction
     def _build_fast(self):
-        """Buffers, runs and option strategies of the numpy tick, once."""
         self._fast = self.xp is np
         if not self._fast:
             return
@@ -74,35 +62,28 @@ class FastNumpy:
         verts = m.vertices
         self._dense = [v.kind == "dense" for v in verts]
         self._groups = self._find_groups()
-        self._member = {}
-        for gi, g in enumerate(self._groups):
-            for j, i in enumerate(g["members"], 1):
-                self._member[i] = (gi, j)
+        self._member = {i for g in self._groups for i in g["members"]}
         self._free = [i for i in range(1, n) if i not in self._member]
         self._free_dense = [i for i in self._free if self._dense[i]]
         self._free_other = [i for i in self._free if not self._dense[i]]
-        # Stacked parameters (and feedback matrices) of each run: the
-        # per-vertex W, b, B become views of them.
+        # per-vertex W, b (and B) become views of their run's stacks
         for g in self._groups:
             mem = g["members"]
             keys = [(f"{verts[i].name}.W", f"{verts[i].name}.b") for i in mem]
-            # Wᵀ stored contiguous, W its view: the forward reads Wᵀ, the
-            # backward W, each the way the stacked chain engine laid them out
-            # (same BLAS calls, so the same numbers to the last bit)
+            # Wᵀ stored contiguous, W its view: the BLAS calls (so the bits) of
+            # the recorded goldens
             g["WT"] = np.ascontiguousarray(np.stack([self._params[kw].T for kw, _ in keys]))
             g["W"] = g["WT"].transpose(0, 2, 1)
             g["b"] = np.stack([self._params[kb] for _, kb in keys])
             for j, (kw, kb) in enumerate(keys):
                 self._params[kw], self._params[kb] = g["W"][j], g["b"][j]
-            k, w = g["W"].shape[0], g["W"].shape[1]
-            g["k"], g["w"] = k, w
+            g["k"], g["w"] = k, w = g["W"].shape[:2]
             g["b3"] = g["b"][:, None, :]
-            g["cot"] = np.zeros((k, B, w), dt)
-            g["e"] = np.zeros((k, B, w), dt)
+            g["cot"], g["e"] = np.zeros((k, B, w), dt), np.zeros((k, B, w), dt)
             g["gw"] = np.zeros((k, w, w), dt)
             g["gb"] = np.zeros((k, w), dt)
             acts = [verts[i].layer.activation for i in mem]
-            g["runs"] = [(lo + 1, hi + 1, a) for lo, hi, a in _runs(acts)]
+            g["runs"] = [(lo + 1, hi + 1, a) for lo, hi, a in runs(acts)]
         self._vp = [vertex_params(self._params, v) if v.layer else {} for v in verts]
         self._refresh_feedback()
         for g in self._groups:
@@ -113,9 +94,7 @@ class FastNumpy:
                 g["F"] = np.stack([self._F[i] for i in mem])
                 for j, i in enumerate(mem):
                     self._F[i] = g["F"][j]
-        self._WT = [None] + [self._vp[i]["W"].T if self._dense[i] else None
-                             for i in range(1, n)]
-        # Per free dense vertex: its VJP (parent-shaped), η δ, η g_W and η g_b.
+        # per free dense vertex: its VJP, η δ, η g_W and η g_b
         self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
                              np.zeros((B,) + verts[i].shape, dt),
                              np.zeros(verts[i].layer.param_shapes["W"], dt),
@@ -126,26 +105,22 @@ class FastNumpy:
         self._flats = []
         self._sets = [self._buffer_set(dt) for _ in range(3)]
         self._flat_zeros = np.zeros(self._flats[0].shape, dt)
-        # Flagged preactivations outside the flat block (non-dense kinds with
-        # a nonlinear σ return fresh arrays), each with zeros of its size.
+        # flagged preactivations outside the flat block (fresh arrays)
         self._flag_extra = [(i, np.zeros(B * int(np.prod(verts[i].shape)), dt))
                             for i in self._free_other if not verts[i].layer.linear]
         self._finite_dirty = set()
-        X, P, S, D, _ = self._sets[0]
-        self._X, self._P, self._S, self._D = X, P, S, D
-        self._X_prev, self._P_prev = self._sets[2][0], self._sets[2][1]
+        self._X, self._P, self._S, self._D = self._sets[0][:4]
+        self._X_prev, self._P_prev = self._sets[2][:2]
         self._build_history(dt)
         self._plan_fast()
         self._build_strategies(dt)
 
     def _find_groups(self):
-        """Runs of equal-width dense vertices (module docstring), ≥ 2 long."""
+        """Runs of equal-width dense vertices, ≥ 2 long."""
         verts, groups, owner = self.model.vertices, [], {}
         for v in verts[1:]:
-            if not (v.kind == "dense" and len(v.parents) == 1):
-                continue
             p = v.parents[0]
-            if verts[p].shape != v.shape:
+            if v.kind != "dense" or len(v.parents) != 1 or verts[p].shape != v.shape:
                 continue
             g = owner.get(p)
             if g is not None and g["members"][-1] == p and len(self._children[p]) == 1:
@@ -158,10 +133,8 @@ class FastNumpy:
         return [g for g in groups if len(g["members"]) >= 2]
 
     def _buffer_set(self, dt):
-        """One set of x, pre, σ', δ lists (blocks of the runs first), and the
-        flat block that every x, pre and δ the finiteness flags read is a view
-        of (all but the fresh preactivations of non-dense kinds), so one dot
-        product flags the whole state (``_flag_fast``)."""
+        """One set of x, pre, σ', δ lists (runs' blocks first), and the flat
+        block all flagged x, pre and δ are views of (``_flag_fast``)."""
         n, B, verts = self.n, self.batch, self.model.vertices
         X, P, S, D = ([None] * n for _ in range(4))
         srcs = {g["src"] for g in self._groups}
@@ -180,18 +153,12 @@ class FastNumpy:
                 own.append((D, i, shape))
         shapes = [(g["k"] + 1, B, g["w"]) for g in self._groups for _ in range(3)]
         shapes += [shape for _, _, shape in own]
-        flat = np.zeros(sum(int(np.prod(s)) for s in shapes), dt)
-        cut = [0]
-
-        def carve(shape):
-            size = int(np.prod(shape))
-            a = flat[cut[0]:cut[0] + size].reshape(shape)
-            cut[0] += size
-            return a
-
+        sizes = [math.prod(s) for s in shapes]
+        flat = np.zeros(sum(sizes), dt)
+        pieces = iter(np.split(flat, np.cumsum(sizes)[:-1]))
         blocks = []
         for g in self._groups:
-            Xb, Pb, Db = (carve((g["k"] + 1, B, g["w"])) for _ in range(3))
+            Xb, Pb, Db = (next(pieces).reshape(g["k"] + 1, B, g["w"]) for _ in range(3))
             Sb = np.zeros(Xb.shape, dt)
             X[g["src"]] = Xb[0]
             for j, i in enumerate(g["members"], 1):
@@ -200,24 +167,20 @@ class FastNumpy:
                     Sb[j] = 1.0
             blocks.append((Xb, Pb, Sb, Db))
         for lst, i, shape in own:
-            lst[i] = carve(shape)
+            lst[i] = next(pieces).reshape(shape)
         for i in range(n):
             if P[i] is None:
                 P[i] = np.zeros((B,) + verts[i].shape, dt)
             if X[i] is None:
                 X[i] = P[i]
             if S[i] is None and self._sigma[i]:
-                S[i] = self._ones.get(i, None)
-                if S[i] is None:
-                    S[i] = np.zeros((B,) + verts[i].shape, dt)
+                S[i] = self._ones[i] if i in self._ones else np.zeros((B,) + verts[i].shape, dt)
         self._flats.append(flat)
         return X, P, S, D, blocks
 
     def _build_history(self, dt):
-        """Rings of the ``frame`` options: one per run and quantity covering
-        its whole block (x: the source and the members; σ': the members), the
-        per-vertex rings of its vertices becoming views of it; the gather
-        tables that read each member at its own lag."""
+        """One ring per run and quantity (the vertices' rings become views of
+        it) and gather tables reading each member at its own lag."""
         B = self.batch
         self._hist_blocks, covered_x, covered_s = [], set(), set()
         for gi, g in enumerate(self._groups):
@@ -235,30 +198,20 @@ class FastNumpy:
                     covered.add(block[j])
                 g["ring_x" if q == 0 else "ring_s"] = ring
                 self._hist_blocks.append((ring, gi, q))
-            if self.pairing == "frame" and g["ring_x"] is not None:
-                R = g["ring_x"].shape[0]
+            if self._pair_frame and g["ring_x"] is not None:
                 lags = [self._pair_lag[(block[j - 1], block[j])] for j in range(1, k + 1)]
-                g["ptab"] = [np.array([((r - lag) % R) * (k + 1) + j
-                                       for j, lag in enumerate(lags)], dtype=np.intp)
-                             for r in range(R)]
+                g["ptab"], g["ring_x_flat"] = _gather(g["ring_x"], lags, 0)
                 g["xpair"] = np.zeros((k, B, w), dt)
-                g["ring_x_flat"] = g["ring_x"].reshape(R * (k + 1), B, w)
-            if self.derivative == "frame":
-                R = g["ring_s"].shape[0]
+            if self._vjp_frame:
                 lags = [self._deriv_lag[block[j]] for j in range(1, k)]
-                g["dtab"] = [np.array([((r - lag) % R) * (k + 1) + j
-                                       for j, lag in enumerate(lags, 1)], dtype=np.intp)
-                             for r in range(R)]
-                g["ring_s_flat"] = g["ring_s"].reshape(R * (k + 1), B, w)
+                g["dtab"], g["ring_s_flat"] = _gather(g["ring_s"], lags, 1)
         self._hist_x = [(p, r) for p, r in self._ring_x.items() if p not in covered_x]
         self._hist_s = [(v, r) for v, r in self._ring_s.items() if v not in covered_s]
         self._has_history = bool(self._hist_blocks or self._hist_x or self._hist_s)
 
     def _plan_fast(self):
-        """Per-tick work resolved once: the views of each run's blocks in each
-        buffer set, and per free dense vertex its parent, Wᵀ, b and activation
-        (parameters are updated in place, so the views stay live), so a tick
-        does no lookups by name or slicing."""
+        """Per-tick work resolved once (views of each run's blocks per buffer
+        set, per free vertex its arrays): a tick does no lookups or slicing."""
         verts, n = self.model.vertices, self.n
         keep_s = self.derivative in ("local", "frame")
         self._gviews = []
@@ -277,17 +230,14 @@ class FastNumpy:
             g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
             first = 1 if g["src"] == 0 else 0       # the input takes no cotangent
             g["F_fed"], g["cot_fed"] = g["F"][first:], g["cot"][first:]
-        X0, P0 = self._sets[0][0], self._sets[0][1]
-        self._fwd_dense = []
-        for i in self._free_dense:
-            act = verts[i].layer.activation
-            self._fwd_dense.append((i, verts[i].parents[0], self._WT[i], self._vp[i]["b"],
-                                    act == "linear", act, keep_s or i == self.out,
-                                    X0[i] is P0[i]))
+        X0, P0 = self._sets[0][:2]
+        self._fwd_dense = [(i, verts[i].parents[0], self._vp[i]["W"].T, self._vp[i]["b"],
+                            verts[i].layer.linear, verts[i].layer.activation,
+                            keep_s or i == self.out, X0[i] is P0[i]) for i in self._free_dense]
         self._fwd_other = [(i, self._sigma[i] and (keep_s or i == self.out))
                            for i in self._free_other]
-        # Backward: the children that send a cotangent, and per vertex the
-        # (child, position) contributions in child order (runs send cot[0]).
+        # backward: the children that send a cotangent, and per vertex the
+        # (child, position) contributions in child order (runs send cot[0])
         bw_free = [c for c in self._free if any(verts[c].parents)]
         contrib = [[] for _ in range(n)]
         for gi, g in enumerate(self._groups):
@@ -313,56 +263,42 @@ class FastNumpy:
         """The option choices of the tick as functions and flags, once."""
         B, verts = self.batch, self.model.vertices
         kind = self.derivative
-        # σ' factor of the run members fed by the run (rows 1..k−1) and of
-        # every other vertex that receives a cotangent.
+        # D[t−1] of a run's rows 1..k−1 (the members it feeds): ``_group_<kind>``
         for g in self._groups:
-            if kind in ("frame", "itd-y", "itd-dy"):
-                g["fac"] = np.zeros((g["k"] - 1, B, g["w"]), dt)
-            if kind == "itd-dy":
-                g["da"] = np.zeros((g["k"] - 1, B, g["w"]), dt)
-                g["Q"] = np.zeros((g["k"] - 1, B, g["w"]), dt)
-                for j, i in enumerate(g["members"][:-1]):
-                    self._Q[i] = g["Q"][j]
-        self._fac_group = {"none": _group_none, "local": _group_local, "frame": _group_frame,
-                           "itd-y": _group_itd_y, "itd-dy": _group_itd_dy}[kind]
-        self._fac_vertex = {"none": _vertex_none, "local": _vertex_local,
-                            "frame": _vertex_frame, "itd-y": _vertex_itd_y,
-                            "itd-dy": _vertex_itd_dy}[kind]
-        nonlin = set(self._factored_nonlinear)
-        factored = set(self._factored)
-        self._fac_plan = [(i, got, i in (nonlin if kind == "local" else factored))
-                          for i, got in self._bw_into]
+            for key in (("fac", "da", "Q") if kind == "itd-dy" else ("fac",)
+                        if kind in ("frame", "itd-y") else ()):
+                g[key] = np.zeros((g["k"] - 1, B, g["w"]), dt)
+            for j, i in enumerate(g["members"][:-1] if kind == "itd-dy" else ()):
+                self._Q[i] = g["Q"][j]
+        self._fac_group = getattr(self, "_group_" + kind.replace("-", "_"))
+        factor_set = set(self._factor_set)
+        self._fac_plan = [(i, got, i in factor_set) for i, got in self._bw_into]
         self._out_err = _mse_err if self.loss == "mse" else self._loss_err
         self._out_sigma = self._sigma[self.out] and self.out not in self._ones
-        # Learning: pairing, accumulation, feedback updates.
-        self._resign = []
-        if self._sign:
-            self._resign = [(g["W"], g["F"]) for g in self._groups]
-            self._resign += [(self._vp[i]["W"], self._F[i]) for i in self._free
-                             if "W" in verts[i].param_names]
-        # δᵀx: at batch 1 an outer product, which numpy's matmul runs through
-        # its slow non-BLAS loop; a broadcast multiply gives the same numbers.
+        self._resign = [] if not self._sign else (
+            [(g["W"], g["F"]) for g in self._groups]
+            + [(self._vp[i]["W"], self._F[i]) for i in self._free if "W" in verts[i].param_names])
+        # δᵀx at batch 1 is an outer product, which numpy's matmul runs through
+        # its slow non-BLAS loop; a broadcast multiply gives the same numbers
         self._outer = np.multiply if B == 1 else np.matmul
         self._acc_on = self.learning_rate and self.accumulate > 1
         if self._acc_on:
             for g in self._groups:
-                g["aw"], g["ab"] = np.zeros_like(g["gw"]), np.zeros_like(g["gb"])
-            self._acc_dense = {i: (np.zeros_like(gw), np.zeros_like(gb))
-                               for i, _, _, _, gw, gb, _, _, _ in self._learn_dense}
+                g["acc"] = np.zeros_like(g["gw"]), np.zeros_like(g["gb"])
+        self._acc_dense = {i: (np.zeros_like(gw), np.zeros_like(gb))
+                           for i, _, _, _, gw, gb, _, _, _ in self._learn_dense
+                           if self._acc_on}
 
     def _flag_fast(self, t, ring):
-        """Flag tick t into row t % len(ring): one dot product of the flat
-        block with zeros (plus one per preactivation outside it) says whether
-        anything is non-finite; only then the row gets its per-slot flags
-        (``GraphEngine._flag_finite``), so the location stays exact."""
+        """Flag tick t with one dot product of the flat block with zeros (and
+        each preactivation outside it); per-slot flags only when non-finite."""
         f = self._flats[(t + 1) % 3].dot(self._flat_zeros)
         P = self._P
         for i, zeros in self._flag_extra:
             f += P[i].ravel().dot(zeros)
         row = t % ring.shape[0]
         if f != f:
-            X, D = self._X, self._D
-            arrays = (X, P, D)
+            arrays = (self._X, P, self._D)
             ring[row] = [arrays[q][i].ravel().dot(zeros) for q, i, zeros in self._finite_slots]
             self._finite_dirty.add(row)
         elif row in self._finite_dirty:
@@ -374,9 +310,7 @@ class FastNumpy:
 
     # ------------------------------------------------------------------ tick
     def _step_fast(self, u, y):
-        """One numpy tick into preallocated buffers (same numbers as
-        ``_step_generic``): forward and backward read only tick t, so their order
-        over vertices is free; runs go first as single batched calls."""
+        """``_step_generic`` into preallocated buffers, runs first as batched calls."""
         t = self.tick + 1
         verts = self.model.vertices
         cur, new = self._sets[t % 3], self._sets[(t + 1) % 3]
@@ -419,14 +353,9 @@ class FastNumpy:
                 Dn[o] *= Sn[o]
         # backward: one batched VJP per run (its factor D[t−1] on its block),
         # then the other children
-        fac_group = self._fac_group
         for g, cv, nv, pv in zip(self._groups, gv, gvn, gvp):
             matmul(cv[9], g["F_fed"], out=g["cot_fed"])
-            f = fac_group(self, g, t, cv, pv)
-            if f is None:
-                np.copyto(nv[5], g["cot1"])
-            else:
-                np.multiply(f, g["cot1"], out=nv[5])
+            _times(self._fac_group(g, t, cv, pv), g["cot1"], nv[5])
         backs, Fs = {}, self._F
         for c, W, scratch in self._bw_plan:
             if W is not None:
@@ -436,22 +365,15 @@ class FastNumpy:
                 v = verts[c]
                 backs[c] = v.layer.vjp(np, self._vp[c], self._vjp_inputs(t, v, X), P[c], D[c],
                                        weights=Fs[c])
-        groups, fac_vertex = self._groups, self._fac_vertex
+        groups, factor = self._groups, self._factor
         for i, got, factored in self._fac_plan:
             total = None
             for c, k, gi in got:
                 b = groups[gi]["cot0"] if gi is not None else backs[c][k]
                 total = b if total is None else total + b
             # into δ's own buffer: a VJP may return a scratch or a view
-            f = fac_vertex(self, i, t) if factored else None
-            if f is None:
-                np.copyto(Dn[i], total)
-            else:
-                np.multiply(f, total, out=Dn[i])
-        self._X_prev, self._P_prev = X, P
-        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
-        self._advance_tags(t, target is not None)
-        self.tick = t
+            _times(factor(i, t) if factored else None, total, Dn[i])
+        self._advance(t, (Xn, Pn, Sn, Dn), target is not None)
         if self._has_history:
             self._record_fast(t, gvn)
         if self.learning_rate:
@@ -467,72 +389,84 @@ class FastNumpy:
             ring[t % ring.shape[0]] = self._S[v]
 
     def _learn_fast(self, t, gv):
-        """W ← (1 − ηλ) W − η δᵀx per vertex (per run: one batched matmul), in
-        place; with ``accumulate`` a, the sum of a ticks' steps every a-th tick;
-        learned feedback takes W's step, sign feedback is refreshed after it."""
+        """``GraphEngine._learn`` in place, one batched update per run."""
         lr, verts = self.learning_rate, self.model.vertices
         keep = 1.0 - lr * self.weight_decay
-        decay, learned, acc = bool(self.weight_decay), self._learned, self._acc_on
+        learned, acc = self._learned, self._acc_on
         due = not acc or not (t + 1) % self.accumulate
         X, D = self._X, self._D
-        multiply, outer = np.multiply, self._outer
         for g, cv in zip(self._groups, gv):
-            e = g["e"]
-            multiply(cv[3], lr, out=e)
-            if self._pair_frame:
-                xs = np.take(g["ring_x_flat"], g["ptab"][t % len(g["ptab"])], axis=0,
-                             out=g["xpair"])
-            else:
-                xs = cv[0]
-            sw, sb = outer(g["eT"], xs, out=g["gw"]), np.add.reduce(e, axis=1, out=g["gb"])
-            if acc:
-                g["aw"] += sw
-                g["ab"] += sb
-                if not due:
-                    continue
-                sw, sb = g["aw"], g["ab"]
-            _apply(g["W"], g["b"], g["F"] if learned else None, sw, sb, decay, keep)
-            if acc:
-                sw[...] = 0
-                sb[...] = 0
+            xs = (np.take(g["ring_x_flat"], g["ptab"][t % len(g["ptab"])], axis=0, out=g["xpair"])
+                  if self._pair_frame else cv[0])
+            self._learn_block(cv[3], xs, g["e"], g["eT"], g["gw"], g["gb"], g["W"], g["b"],
+                              g["F"] if learned else None, g.get("acc"), due, keep)
         for i, p, e, eT, gw, gb, W, b, lag in self._learn_dense:
-            multiply(D[i], lr, out=e)
-            xs = self._ring_read(self._ring_x[p], t - lag) if self._pair_frame else X[p]
-            sw, sb = outer(eT, xs, out=gw), np.add.reduce(e, axis=0, out=gb)
-            if acc:
-                aw, ab = self._acc_dense[i]
-                aw += sw
-                ab += sb
-                if not due:
-                    continue
-                sw, sb = aw, ab
-            _apply(W, b, self._F[i] if learned else None, sw, sb, decay, keep)
-            if acc:
-                sw[...] = 0
-                sb[...] = 0
+            xs = ring_read(self._ring_x[p], t - lag) if self._pair_frame else X[p]
+            self._learn_block(D[i], xs, e, eT, gw, gb, W, b, self._F[i] if learned else None,
+                              self._acc_dense.get(i), due, keep)
         for i in self._learn_other:
-            v = verts[i]
-            steps = v.layer.param_grads(np, self._paired_inputs(v), lr * D[i])
-            if acc:
-                for k in v.param_names:
-                    self._acc[f"{v.name}.{k}"] += steps[k]
-                if not due:
-                    continue
-                steps = {k: self._acc[f"{v.name}.{k}"] for k in v.param_names}
-            for k in v.param_names:
-                a = self._vp[i][k]
-                if k == "W":
-                    _apply(a, None, self._F[i] if learned else None, steps[k], None, decay, keep)
-                else:
-                    a -= steps[k]
-                if acc:
-                    steps[k][...] = 0
+            self._learn_vertex(verts[i], due, keep)
         if due:
             for W, F in self._resign:
                 np.sign(W, out=F)
 
+    # D[t−1] of a run's rows 1..k−1 (cv: the run's views at t−1, pv: at t−2)
+    def _group_none(self, g, t, cv, pv):
+        return None
 
-def _apply(W, b, F, sw, sb, decay, keep):
+    def _group_local(self, g, t, cv, pv):
+        return cv[4]
+
+    def _group_frame(self, g, t, cv, pv):
+        tab = g["dtab"]
+        return np.take(g["ring_s_flat"], tab[(t - 1) % len(tab)], axis=0, out=g["fac"])
+
+    def _group_itd_y(self, g, t, cv, pv):
+        return np.subtract(cv[6], pv[6], out=g["fac"])
+
+    def _group_itd_dy(self, g, t, cv, pv):
+        dx = np.subtract(cv[6], pv[6], out=g["fac"])
+        da = np.subtract(cv[7], pv[7], out=g["da"])
+        finite = np.abs(da) >= self.itd_epsilon
+        np.copyto(g["Q"], dx / np.where(finite, da, 1.0), where=finite)
+        return g["Q"]
+
+    def _learn_block(self, d, xs, e, eT, gw, gb, W, b, F, accs, due, keep):
+        """η g = η δᵀx of a dense vertex or (stacked) run into W, b (and F)."""
+        np.multiply(d, self.learning_rate, out=e)
+        sw = self._outer(eT, xs, out=gw)
+        sb = np.add.reduce(e, axis=e.ndim - 2, out=gb)
+        if accs is not None:
+            aw, ab = accs
+            aw += sw
+            ab += sb
+            if not due:
+                return
+            sw, sb = aw, ab
+        apply_step(W, b, F, sw, sb, self.weight_decay, keep)
+        if accs is not None:
+            sw[...] = 0
+            sb[...] = 0
+
+
+def _times(f, x, out):
+    """out = f ⊙ x (x where f is None), in place."""
+    if f is None:
+        np.copyto(out, x)
+    else:
+        np.multiply(f, x, out=out)
+
+
+def _gather(ring, lags, first):
+    """Per ring row r, the rows of the flat (R·(k+1), B, w) ``ring`` that hold
+    block entries first, first+1, ... at their ``lags``; and that flat view."""
+    R, k1 = ring.shape[:2]
+    tab = [np.array([((r - lag) % R) * k1 + j for j, lag in enumerate(lags, first)],
+                    dtype=np.intp) for r in range(R)]
+    return tab, ring.reshape((R * k1,) + ring.shape[2:])
+
+
+def apply_step(W, b, F, sw, sb, decay, keep):
     """W ← keep·W − sw (F likewise when learned), b ← b − sb, in place."""
     if decay:
         W *= keep
@@ -569,29 +503,3 @@ def _group_itd_dy(eng, g, t, cv, pv):
     finite = np.abs(da) >= eng.itd_epsilon
     np.copyto(g["Q"], dx / np.where(finite, da, 1.0), where=finite)
     return g["Q"]
-
-
-# Factor D[t−1, i] of one vertex outside the runs' rows (None: the factor 1).
-def _vertex_none(eng, i, t):
-    return None
-
-
-def _vertex_local(eng, i, t):
-    return eng._S[i]
-
-
-def _vertex_frame(eng, i, t):
-    return eng._ring_read(eng._ring_s[i], t - 1 - eng._deriv_lag[i])
-
-
-def _vertex_itd_y(eng, i, t):
-    return eng._X[i] - eng._X_prev[i]
-
-
-def _vertex_itd_dy(eng, i, t):
-    dx = eng._X[i] - eng._X_prev[i]
-    da = eng._P[i] - eng._P_prev[i]
-    finite = np.abs(da) >= eng.itd_epsilon
-    q = eng._Q[i]
-    np.copyto(q, dx / np.where(finite, da, 1.0), where=finite)
-    return q

@@ -7,35 +7,14 @@ Every vertex responds one tick late from its parents' state at t:
     δ[t+1, v]     = D[t,v] ⊙ Σ_{children c, positions k} VJP_{c→v,k}(δ[t,c])
     g[t, v]       = param_grads(paired inputs of v, δ[t,v])
 
-D[t,v] is the derivative option (only for vertices with an activation:
-dense, conv2d, add; identity, pool and flatten are wiring and get no factor).
-The VJP of a child uses its feedback weights (random, sign or learned B in
-place of W for dense and conv2d) and, for max pooling, the window maxima of
-the inputs that made the pool's current value (``frame`` derivative: of the
-delta's frame, from history). On a chain of dense layers this is exactly
-the stacked chain tick of Betti & Gori; ``simulator.engine.Engine`` is the
-door that also takes a ``Network``.
-
-Frames of unlevelled graphs. Let fwd(v) be the longest path from the input
-to v and bwd(v) the longest path from v to the output, D = fwd(output). The
-``frame`` options read history at the lags of the longest paths: the delta
-δ[t,v] is taken to belong to frame t − D − bwd(v) (the oldest frame it holds);
-its σ' factor is σ'(pre[·,v]) recorded at tick s + fwd(v) for that frame s, and
-the paired x of parent p the one recorded at s + fwd(p). On a levelled graph
-fwd(v) + bwd(v) = D and these are the single frames the tags carry (B′ exact);
-on an unlevelled one a vertex's δ and x mix frames (the ``*_lo``/``*_hi`` tags
-say which) and no lag makes the pairing exact.
-
-NaN/Inf, as ``Engine`` does: every tick writes, per vertex and quantity, 0 if
-its values are all finite and NaN if not into a small device ring
-(FINITE_RING ticks), read by the host once per ring or at ``check_finite``.
-The flag of an array is its dot product with zeros (0·v is 0 for every finite
-v, however large, and NaN for NaN or ±Inf), one reduction per array with no
-temporary. A run stops naming the FIRST tick, at it the lowest vertex in
-model order (the input 0, the output last; on a chain, the layer) and the
-quantity: activity before preactivation (checked where a nonlinear σ makes it
-differ from the activity) before delta.
+D[t,v] is the derivative option; VJPs use the feedback weights. The ``frame``
+options take δ[t,v] to be of frame s = t − D − bwd(v) (fwd/bwd: longest paths
+input → v → output, D = fwd(output)) and read σ'(v) and parent p's x at
+s + fwd(v), s + fwd(p). NaN/Inf: per tick and (vertex, quantity) slot v·0 goes
+into a device ring of FINITE_RING ticks the host reads once per ring.
 """
+import math
+
 import numpy as np
 
 from ..arguments import check_bool, check_number, check_run, check_seed, check_type, shown
@@ -43,30 +22,17 @@ from ..backend import Backend
 from .drive import run_stream
 from ..errors import NumericalError, SimulatorError
 from ..options import loss_grad, present_target, set_rule_options
-from .fast import FastNumpy
+from .fast import FastNumpy, apply_step, ring_read
 from .tags import GraphTags
 from ..model.graph import Model
 from ..model.reference import vertex_params
 
-# Ticks of finiteness flags kept on the device between host checks (both engines).
 FINITE_RING = 256
-# The per-vertex quantities the flags cover, in the order one (tick, vertex) reports them.
 FINITE_QUANTITIES = ("activity", "preactivation", "delta")
 
 
-def distances(model):
-    """(fwd, bwd): per vertex index, the longest path from the input to it and
-    from it to the output (in edges, i.e. ticks of delay)."""
-    fwd = list(model.levels().values())
-    bwd = [0] * len(model)
-    for v in reversed(model.vertices[:-1]):
-        bwd[v.index] = 1 + max(bwd[c.index] for c in model.vertices if v.index in c.parents)
-    return fwd, bwd
-
-
 def path_lengths(model):
-    """(into, out_of): per vertex index, the set of lengths of every path from
-    the input to it and of every path from it to the output."""
+    """(into, out_of): per vertex index, the sets of path lengths input → v, v → output."""
     into = [set() for _ in model.vertices]
     into[0] = {0}
     for v in model.vertices[1:]:
@@ -79,49 +45,44 @@ def path_lengths(model):
     return into, out_of
 
 
+def distances(model):
+    """(fwd, bwd): per vertex index, the longest path input → v and v → output."""
+    return tuple([max(lengths) for lengths in side] for side in path_lengths(model))
+
+
+def finite_slots(model):
+    """The (quantity, vertex) NaN/Inf flags in report order: per vertex its
+    activity, its preactivation where a nonlinear σ makes it differ, its δ."""
+    return [(q, v.index) for v in model.vertices for q in range(3)
+            if q == 0 or (q == 1 and v.layer is not None and not v.layer.linear)
+            or (q == 2 and v.index)]
+
+
 def synchronized_layers(depth):
-    """The synchronization layer of a chain of depth L (Eq. 6 of Betti & Gori,
-    ls = (L+1)/2): (ls,) for odd L, the two layers closest to it for even L."""
+    """Eq. 6 of Betti & Gori, ls = (L+1)/2: (ls,) for odd L, else the two nearest."""
     depth = int(depth)
     if depth < 1:
         raise SimulatorError(f"depth must be >= 1, got {depth}")
-    if depth % 2:
-        return ((depth + 1) // 2,)
-    return (depth // 2, depth // 2 + 1)
+    return ((depth + 1) // 2,) if depth % 2 else (depth // 2, depth // 2 + 1)
 
 
 def sync_set(model):
-    """Names of the synchronized vertices of a graph (facts C′/D′).
-
-    Vertex v is synchronized when every path from the input to v's inputs has
-    one length a (so every path to v has length a + 1), every path from v to the
-    output has one length b, and a = b: then the x that g[t,v] pairs with
-    (input frame t − a) and the δ[t,v] (supervision frame t − b, with d_y = 0)
-    belong to one frame. On a chain of L dense layers this is the layer
-    l_s = (L+1)/2 of Betti & Gori (Eq. 6). With linear layers and the linear
-    loss, g at these vertices is backprop's gradient of frame t − b exactly on
-    any stream.
-    """
+    """Names of the synchronized vertices (facts C′/D′): every path into v's
+    inputs has one length a, every path v → output one length b, and a = b, so
+    g[t,v] pairs x and δ of one frame (on a chain, Eq. 6's l_s)."""
     check_type("sync_set", "model", model, Model, "a simulator.Model "
                "(Model.chain(sizes, ...) for a chain)")
     into, out_of = path_lengths(model)
-    names = []
-    for v in model.vertices[1:]:
-        if len(into[v.index]) == 1 and len(out_of[v.index]) == 1:
-            (a,), (b,) = into[v.index], out_of[v.index]
-            if a - 1 == b:
-                names.append(v.name)
-    return names
+    return [v.name for v in model.vertices[1:] if len(into[v.index]) == len(out_of[v.index]) == 1
+            and min(into[v.index]) - 1 == min(out_of[v.index])]
 
 
 class GraphEngine(FastNumpy, GraphTags):
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
-    Keywords: the rule options of SPEC §1 (``simulator.options``), plus
-    ``levelled`` (run on ``model.level()``, Algorithm 2 of paper 002, so every
-    vertex carries one frame). Vertices are addressed by index (model order,
-    the input 0, the output last) or name; ``gradients()`` and ``parameters()``
-    are dicts keyed like ``model.parameters()``.
+    Keywords: the rule options of SPEC §1 (``simulator.options``) and
+    ``levelled`` (run on ``model.level()``). Vertices are addressed by index
+    (model order) or name; dicts are keyed like ``model.parameters()``.
     """
 
     def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
@@ -153,7 +114,7 @@ class GraphEngine(FastNumpy, GraphTags):
         self.depth = m.depth
         self.n = n = len(m)
         self.out = m.output
-        self.fwd, self.bwd = distances(m)
+        fwd, bwd = distances(m)
         self._children = [[] for _ in range(n)]
         for p, c, k in m.edges():
             self._children[p].append((c, k))
@@ -161,24 +122,25 @@ class GraphEngine(FastNumpy, GraphTags):
         self._sigma = [v.layer is not None and "activation" in v.cfg for v in m.vertices]
         self._factored = [i for i in range(1, n - 1) if self._sigma[i]]
         self._has_params = [bool(v.param_names) for v in m.vertices]
-        # VJPs that read their parents' values (max pool, matmul, softmax).
         self._reads = [v.layer is not None and v.layer.reads_inputs for v in m.vertices]
-        D, fwd, bwd = self.depth, self.fwd, self.bwd
-        # Lags of the frame options (module docstring): σ' of v for δ[t+1,v] is
-        # read at t − deriv_lag[v]; parent p of v paired with δ[t,v] at t − lag.
+        D = self.depth
+        # frame options: σ' of v for δ[t+1,v] is read at t − deriv_lag[v]; x of
+        # parent p of v for δ[t,v] at t − pair_lag[(p, v)]
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
         self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
                           for v in m.vertices[1:] for p in set(v.parents)}
         self._factored_nonlinear = [i for i in self._factored
                                     if not m.vertices[i].layer.linear]
-        # Options resolved once: no option name is compared inside a tick.
         kind = self.derivative
         self._vjp_frame = kind == "frame"
         self._pair_frame = self.pairing == "frame"
         self._learned = self.feedback == "learned"
         self._sign = self.feedback == "sign"
         name = kind.replace("-", "_")
-        self._factors = getattr(self, f"_factors_{name}")
+        # D[t−1, v] of vertex v is ``_factor(v, t)``, for v in ``_factor_set``
+        self._factor = getattr(self, f"_factor_{name}", None)
+        self._factor_set = (self._factored_nonlinear if kind == "local" else
+                            [] if kind == "none" else self._factored)
         tags = "none" if not self._factored else "itd" if kind.startswith("itd") else name
         self._factor_tags = getattr(self, f"_factor_tags_{tags}")
         self._factored_idx = np.array(self._factored, dtype=np.int64)
@@ -187,13 +149,11 @@ class GraphEngine(FastNumpy, GraphTags):
 
     def _build_parameters(self, feedback_seed, feedback_scale):
         be, m = self.backend, self.model
-        host = m.parameters()
-        self._params = {k: be.asarray(a) for k, a in host.items()}
+        self._params = {k: be.asarray(a) for k, a in m.parameters().items()}
         self._vp = [vertex_params(self._params, v) if v.layer else {} for v in m.vertices]
         self._F = [None] * self.n
         if self.feedback in ("random", "learned"):
-            # Fixed random B shaped like W, drawn on the host in vertex order
-            # (Lillicrap et al.); for a chain the draws of Engine.
+            # fixed random B shaped like W, drawn on the host in vertex order
             g = np.random.default_rng(feedback_seed)
             for v in m.vertices[1:]:
                 if "W" in v.param_names:
@@ -213,10 +173,8 @@ class GraphEngine(FastNumpy, GraphTags):
 
     def _build_state(self):
         n = self.n
-        self._X = [self._zeros(i) for i in range(n)]
-        self._X_prev = [self._zeros(i) for i in range(n)]
-        self._P = [self._zeros(i) for i in range(n)]
-        self._P_prev = [self._zeros(i) for i in range(n)]
+        self._X, self._X_prev, self._P, self._P_prev = (
+            [self._zeros(i) for i in range(n)] for _ in range(4))
         self._S = [None] * n
         self._D = [None] + [self._zeros(i) for i in range(1, n)]
         self._Q = ({i: self._zeros(i) for i in self._factored}
@@ -224,25 +182,19 @@ class GraphEngine(FastNumpy, GraphTags):
         d_y = self.supervision_delay
         self._targets = self.backend.zeros((d_y + 1, self.batch) + self.model.output_shape)
         self._build_tags()
-        # History rings, allocated once: x of the parents the frame options read
-        # (pairing of parameter vertices, VJPs that read their inputs), σ' of factored
-        # vertices; host tag rings cover every lag.
+        # history rings of the frame options: x of the parents that pairing or
+        # a VJP reading its inputs needs, σ' of factored vertices
         x_need = {}
-        if self.pairing == "frame":
-            for (p, v), lag in self._pair_lag.items():
-                if self._has_params[v]:
-                    x_need[p] = max(x_need.get(p, 0), lag)
-        if self.derivative == "frame":
-            for (p, v), lag in self._pair_lag.items():
-                if self._reads[v]:
-                    x_need[p] = max(x_need.get(p, 0), lag)
-        s_need = dict(self._deriv_lag) if self.derivative == "frame" else {}
+        for (p, v), lag in self._pair_lag.items():
+            if ((self._pair_frame and self._has_params[v])
+                    or (self._vjp_frame and self._reads[v])):
+                x_need[p] = max(x_need.get(p, 0), lag)
+        s_need = dict(self._deriv_lag) if self._vjp_frame else {}
+        self._ring_lags = x_need, s_need
         self._ring_x = {p: self._zeros(p, (lag + 1,)) for p, lag in x_need.items()}
         self._ring_s = {v: self._zeros(v, (lag + 1,)) for v, lag in s_need.items()}
-        lags = list(x_need.values()) + list(s_need.values())
-        if self.pairing == "frame":
-            lags += list(self._pair_lag.values())
-        self.history = max(lags) + 1 if lags else 0
+        self.history = 1 + max([*x_need.values(), *s_need.values(),
+                                *(self._pair_lag.values() if self._pair_frame else ())], default=-1)
         self._ring_tags = np.full((max(self.history, 1), 2, n), -1, dtype=np.int64)
         if self.learning_rate and self.accumulate > 1:
             self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
@@ -250,11 +202,9 @@ class GraphEngine(FastNumpy, GraphTags):
 
     # ------------------------------------------------------------------ tick
     def step(self, u, y):
-        """Advance one tick: u (batch, *input_shape) is the new input frame, y
-        (batch, *output_shape) the new target frame; a wrong shape or a
-        non-numeric array raises SimulatorError naming it. A non-finite value
-        raises NumericalError (at the latest FINITE_RING ticks later, or at
-        ``check_finite``) naming its first tick, vertex and quantity."""
+        """Advance one tick on u (batch, *input_shape) and y (batch,
+        *output_shape); SimulatorError for a bad array, NumericalError (within
+        FINITE_RING ticks or at ``check_finite``) for a NaN/Inf."""
         if (getattr(u, "shape", None) != self._u_shape
                 or getattr(y, "shape", None) != self._y_shape
                 or getattr(u.dtype, "kind", "f") not in "fiub"
@@ -268,28 +218,15 @@ class GraphEngine(FastNumpy, GraphTags):
         self._flag_finite(self.tick)
 
     def _build_finite(self):
-        """The flag slots, in report order: per vertex (model order) its
-        activity, its preactivation where a nonlinear σ makes it differ, its
-        delta (not the input's); a zero vector of each slot's size; the ring."""
-        self._finite_slots = []
-        for v in self.model.vertices:
-            size = self.batch * int(np.prod(v.shape))
-            zeros = self.backend.zeros((size,))
-            quantities = [0]
-            if v.layer is not None and not v.layer.linear:
-                quantities.append(1)
-            if v.index:
-                quantities.append(2)
-            self._finite_slots += [(q, v.index, zeros) for q in quantities]
-        # Row t % FINITE_RING: per slot 0 if all finite, NaN if not.
+        """Flag slots (quantity, vertex, zeros of its size) and the ring."""
+        verts = self.model.vertices
+        self._finite_slots = [(q, i, self.backend.zeros((self.batch * math.prod(verts[i].shape),)))
+                              for q, i in finite_slots(self.model)]
         self._finite = self.backend.zeros((FINITE_RING, len(self._finite_slots)))
         self._finite_from = 0          # first tick whose flags the host has not read
 
     def _flag_finite(self, t):
-        """Write tick t's row of flags: per slot x·0 (see the module docstring),
-        one stacked device row; on numpy one product for the whole state and
-        the per-slot row only where it is non-finite (``_flag_fast``); every
-        FINITE_RING ticks the host reads the ring (``check_finite``)."""
+        """Write tick t's row of flags (on numpy ``_flag_fast``)."""
         if self._fast:
             self._flag_fast(t, self._finite)
         else:
@@ -305,7 +242,9 @@ class GraphEngine(FastNumpy, GraphTags):
         xp, m = self.xp, self.model
         t = self.tick + 1
         X, P, Dl = self._X, self._P, self._D
-        factors = self._factors(t)                       # D[t−1, v]
+        factors = [None] * self.n                        # D[t−1, v]
+        for i in self._factor_set:
+            factors[i] = self._factor(i, t)
         Xn, Pn, Sn, Dn = [u], [u], [None] * self.n, [None] * self.n
         keep_s = self.derivative in ("local", "frame")
         for v in m.vertices[1:]:
@@ -326,13 +265,17 @@ class GraphEngine(FastNumpy, GraphTags):
         for i in range(1, self.n - 1):
             f = factors[i]
             Dn[i] = cot[i] if f is None else f * cot[i]
-        self._X_prev, self._P_prev = X, P
-        self._X, self._P, self._S, self._D = Xn, Pn, Sn, Dn
-        self._advance_tags(t, target is not None)
-        self.tick = t
+        self._advance(t, (Xn, Pn, Sn, Dn), target is not None)
         self._record_history(t)
         if self.learning_rate:
             self._learn(t)
+
+    def _advance(self, t, new, supervised):
+        """Make ``new`` (x, pre, σ', δ lists) the state of tick t."""
+        self._X_prev, self._P_prev = self._X, self._P
+        self._X, self._P, self._S, self._D = new
+        self._advance_tags(t, supervised)
+        self.tick = t
 
     def _check_shape(self, what, a, shape):
         want = (self.batch,) + tuple(shape)
@@ -359,59 +302,37 @@ class GraphEngine(FastNumpy, GraphTags):
         return cot
 
     def _vjp_inputs(self, t, c, X):
-        """The point c's VJP is evaluated at, for the kinds whose VJP reads it
-        (max pooling: which window element is the maximum; matmul: the other
-        factor; softmax: its Jacobian). `local`: the inputs that made its value
-        at t−1 (x[t−2, parents]); `frame`: those of δ[t−1,c]'s frame."""
+        """Where c's VJP is evaluated if it reads its inputs: `local`, the inputs
+        of its value at t−1 (x[t−2, parents]); `frame`, those of δ[t−1,c]'s frame."""
         if not self._reads[c.index]:
             return [X[p] for p in c.parents]
         if self._vjp_frame:
-            return [self._ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
+            return [ring_read(self._ring_x[p], t - 1 - self._pair_lag[(p, c.index)])
                     for p in c.parents]
         return [self._X_prev[p] for p in c.parents]
-
-    @staticmethod
-    def _ring_read(ring, tick):
-        return ring[tick % ring.shape[0], ...]
 
     def _present_target(self, t, y):
         if not self.supervision_delay and self._fast and y.dtype == self._targets.dtype:
             return y  # d_y = 0: the ring would only copy y
         return present_target(self._targets, t, y, self.supervision_delay)
 
-    # D[t−1, v] per vertex index (None: the factor 1), one method per
-    # derivative option, chosen once in ``_plan`` as ``_factors``.
-    def _factors_none(self, t):
-        return [None] * self.n
+    def _factor_local(self, i, t):
+        return self._S[i]
 
-    def _factors_local(self, t):
-        out, S = [None] * self.n, self._S
-        for i in self._factored_nonlinear:
-            out[i] = S[i]
-        return out
+    def _factor_frame(self, i, t):
+        return ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
 
-    def _factors_frame(self, t):
-        out = [None] * self.n
-        for i in self._factored:
-            out[i] = self._ring_read(self._ring_s[i], t - 1 - self._deriv_lag[i])
-        return out
+    def _factor_itd_y(self, i, t):
+        return self._X[i] - self._X_prev[i]
 
-    def _factors_itd_y(self, t):
-        out = [None] * self.n
-        for i in self._factored:
-            out[i] = self._X[i] - self._X_prev[i]
-        return out
-
-    def _factors_itd_dy(self, t):
-        xp, out = self.xp, [None] * self.n
-        for i in self._factored:
-            dx = self._X[i] - self._X_prev[i]
-            da = self._P[i] - self._P_prev[i]
-            finite = xp.abs(da) >= self.itd_epsilon
-            safe = xp.where(finite, da, xp.ones_like(da))
-            self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
-            out[i] = self._Q[i]
-        return out
+    def _factor_itd_dy(self, i, t):
+        xp = self.xp
+        dx = self._X[i] - self._X_prev[i]
+        da = self._P[i] - self._P_prev[i]
+        finite = xp.abs(da) >= self.itd_epsilon
+        safe = xp.where(finite, da, xp.ones_like(da))
+        self._Q[i] = xp.where(finite, dx / safe, self._Q[i])
+        return self._Q[i]
 
     def _record_history(self, t):
         for p, ring in self._ring_x.items():
@@ -420,62 +341,51 @@ class GraphEngine(FastNumpy, GraphTags):
             ring[t % ring.shape[0], ...] = self._S[v]
 
     def _paired_inputs(self, v):
-        """The parents' x that g[t,v] pairs with: now (`local`) or of δ[t,v]'s
-        frame (`frame`, from history: an eligibility trace)."""
+        """The parents' x that g[t,v] pairs with: now, or of δ[t,v]'s frame."""
         if not self._pair_frame:
             return [self._X[p] for p in v.parents]
-        return [self._ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
+        return [ring_read(self._ring_x[p], self.tick - self._pair_lag[(p, v.index)])
                 for p in v.parents]
 
     def _learn(self, t):
-        # η is folded into δ (param_grads is linear in δ): step = η g.
-        steps = {}
+        """W ← (1 − ηλ) W − η g per vertex; with ``accumulate`` a, the sum of a
+        ticks' steps every a-th tick; learned feedback takes W's step
+        (Kolen–Pollack, paper 001 Eq. 6), sign feedback is refreshed."""
+        keep = 1.0 - self.learning_rate * self.weight_decay
+        due = not (t + 1) % self.accumulate
         for v in self.model.vertices[1:]:
             if self._has_params[v.index]:
-                g = v.layer.param_grads(self.xp, self._paired_inputs(v),
-                                        self.learning_rate * self._D[v.index])
-                steps.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-        if self.accumulate > 1:
-            for k, s in steps.items():
-                self._acc[k] += s
-            if (t + 1) % self.accumulate:
-                return
-            steps = self._acc
-        self._apply_update(steps)
-        if self.accumulate > 1:
-            self._acc = {k: self.xp.zeros_like(a) for k, a in self._params.items()}
+                self._learn_vertex(v, due, keep)
+        if due:
+            self._refresh_feedback()
 
-    def _apply_update(self, steps):
-        """W ← (1 − ηλ) W − η g given steps = η g, in place; biases get no decay;
-        learned feedback gets W's own update (Kolen–Pollack, paper 001 Eq. 6)."""
-        keep = 1.0 - self.learning_rate * self.weight_decay
-        for v in self.model.vertices[1:]:
-            i = v.index
-            for k in v.param_names:
-                a = self._vp[i][k]
-                if k == "W" and self.weight_decay:
-                    a *= keep
-                    if self._learned:
-                        self._F[i] *= keep
-                a -= steps[f"{v.name}.{k}"]
-                if k == "W" and self._learned:
-                    self._F[i] -= steps[f"{v.name}.{k}"]
-        self._refresh_feedback()
+    def _learn_vertex(self, v, due, keep):
+        # η is folded into δ (param_grads is linear in δ): step = η g
+        i, acc = v.index, self.accumulate > 1
+        steps = v.layer.param_grads(self.xp, self._paired_inputs(v),
+                                    self.learning_rate * self._D[i])
+        for k in v.param_names:
+            key, step = f"{v.name}.{k}", steps[k]
+            if acc:
+                self._acc[key] += step
+                if not due:
+                    continue
+                step = self._acc[key]
+                self._acc[key] = self.xp.zeros_like(step)
+            if k == "W":
+                apply_step(self._vp[i][k], None, self._F[i] if self._learned else None, step, None,
+                       self.weight_decay, keep)
+            else:
+                self._vp[i][k] -= step
 
     def run(self, stream, ticks, recorder=None, progress=None, chunk=None):
-        """Step ``ticks`` times on frames from ``stream``, as ``Engine.run``
-        (simulator.engine.drive.run_stream): the recorder (if any) sees every tick;
-        NaN/Inf stops the run naming its first tick, vertex and quantity, the
-        same whatever the chunk size."""
+        """Step ``ticks`` times on frames from ``stream`` (``drive.run_stream``)."""
         check_run("GraphEngine.run", stream, ticks, recorder, progress, chunk)
         run_stream(self, stream, ticks, recorder, progress, chunk)
 
     def check_finite(self):
-        """Raise NumericalError naming the first tick since the last check at
-        which some x, pre or δ entry was NaN or ±Inf, at it the lowest such
-        vertex (model order) and which quantity (activity before preactivation
-        before delta). One host transfer of the per-tick flags; finite values,
-        however large, never trip it."""
+        """Raise NumericalError naming the first NaN/Inf since the last check
+        (tick, vertex, quantity), from one host read of the flags."""
         start, stop = self._finite_from, self.tick + 1
         if stop <= start:
             return
@@ -506,18 +416,14 @@ class GraphEngine(FastNumpy, GraphTags):
         return self.xp.asarray(a, copy=True)
 
     def state_views(self):
-        """(x per vertex, δ per vertex (None for the input)): LIVE VIEWS of the
-        engine's buffers, valid only until the next ``step`` and never to be
-        written into; recorders read them
-        within one tick, anything kept longer must be copied."""
+        """(x per vertex, δ per vertex (None for the input)): LIVE VIEWS, valid
+        until the next ``step``, never to be written; copy to keep."""
         return self._X, self._D
 
     def state_blocks(self):
-        """[(first, X, D)]: the stacked runs of equal-width dense vertices the
-        numpy executor keeps in one block each (fast path only; [] otherwise),
-        whose vertices have consecutive indices: X (k+1, batch, w) holds x of
-        vertices first..first+k, D (k, batch, w) δ of first+1..first+k. LIVE
-        VIEWS with ``state_views``' rules; a recorder copies a run in one call."""
+        """[(first, X, D)]: the fast path's stacked runs with consecutive indices,
+        X (k+1, batch, w) x of first..first+k, D (k, batch, w) δ of
+        first+1..first+k; live views as ``state_views``."""
         if not self._fast:
             return []
         blocks = self._sets[(self.tick + 1) % 3][4]
@@ -540,10 +446,8 @@ class GraphEngine(FastNumpy, GraphTags):
         return self._copy(self._D[i])
 
     def gradients(self):
-        """{"<layer>.W", "<layer>.b": g[t]} keyed like ``model.parameters()``: each
-        vertex's δ[t,v] paired with its inputs (Eq. 5 of Betti & Gori per vertex),
-        summed over the batch; the inputs are the current ones (pairing `local`)
-        or those of the delta's frame (`frame`)."""
+        """g[t] keyed like ``model.parameters()``: per vertex δ[t,v] paired with
+        its inputs (Eq. 5 of Betti & Gori), summed over the batch."""
         out = {}
         for v, inputs, delta in self.gradient_factors():
             g = v.layer.param_grads(self.xp, inputs, delta)
@@ -551,15 +455,12 @@ class GraphEngine(FastNumpy, GraphTags):
         return out
 
     def gradient_factors(self):
-        """[(vertex, paired inputs, δ[t,v])] of every vertex with parameters:
-        what ``gradients`` forms g[t] from, as LIVE VIEWS (``state_views``'
-        rules: read within this tick, copy to keep)."""
+        """[(vertex, paired inputs, δ[t,v])] per vertex with parameters (live views)."""
         return [(v, self._paired_inputs(v), self._D[v.index])
                 for v in self.model.vertices[1:] if self._has_params[v.index]]
 
     def parameters(self):
-        """Copies of the current parameters (device arrays) keyed like
-        ``model.parameters()``."""
+        """Copies of the current parameters keyed like ``model.parameters()``."""
         return {k: self._copy(a) for k, a in self._params.items()}
 
     def feedback_weights(self):
@@ -572,6 +473,6 @@ class GraphEngine(FastNumpy, GraphTags):
         return out
 
     def current_model(self):
-        """The engine's model (levelled if asked) with the current parameters, on the host."""
-        be = self.backend
-        return self.model.with_parameters({k: be.to_host(a) for k, a in self._params.items()})
+        """The engine's model (levelled if asked) with the current parameters."""
+        return self.model.with_parameters({k: self.backend.to_host(a)
+                                           for k, a in self._params.items()})

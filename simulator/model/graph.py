@@ -1,13 +1,11 @@
 """Model: a directed acyclic graph of layer vertices over one input.
 
-Vertex 0 is the input (named "input"); the others are layers in a
-topological order (every parent before its children); the output is the last
-layer of the list the model was built from, and every layer must lie on a
-path to it. Parameters live on the host as float64 numpy arrays keyed
-"<layer>.W" and "<layer>.b" in the layouts of ``layers.py``. Levels count
-ticks: ``levels()[v]`` is the longest path from the input to v, so on the tick
-engine the input of frame s first reaches v at tick s + level(v).
+Vertex 0 is the input ("input"); the others are layers in topological order,
+the output last (the last layer listed; every layer must reach it).
+Parameters are host float64 arrays keyed "<layer>.W"/"<layer>.b". On the tick
+engine frame s first reaches v at tick s + ``levels()[v]``.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +19,9 @@ from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
 
 @dataclass(frozen=True, eq=False)
 class Vertex:
-    """One vertex: ``index`` in topological order, ``name``, ``kind`` ("input"
-    or a layer kind), ``parents`` (indices, in ``from`` order; a parent may
-    repeat), ``shape`` (of its value, batch axis excluded), ``layer`` (the
-    Layer object, None for the input) and ``cfg`` (its normalized layer dict)."""
+    """One vertex: ``parents`` are indices in ``from`` order (may repeat),
+    ``shape`` excludes the batch axis, ``layer`` is None for the input and
+    ``cfg`` is the normalized layer dict."""
     index: int
     name: str
     kind: str
@@ -52,45 +49,41 @@ class Model:
     # ---------------------------------------------------------------- building
     @classmethod
     def from_layers(cls, layers, input_shape, seed=0):
-        """A model from a list of layer dicts (what a scene's TOML holds) and the
-        input shape (batch axis excluded). Weights are drawn from the seeded host
-        Generator in list order, all weights first then all biases:
-        W ~ N(0, scale²/fan_in) (fan_in = n_in for dense, C_in·kh·kw for conv2d),
-        b ~ N(0, bias_scale²) or zeros when bias_scale = 0 — so a dense chain
-        gets the weights of ``Model.chain(sizes, seed=seed)``."""
+        """A model from a list of layer dicts (a scene's TOML) and the input shape
+        (batch excluded). From the seeded Generator in list order, all weights,
+        then all biases: W ~ N(0, scale²/fan_in), b ~ N(0, bias_scale²) or zeros
+        when bias_scale = 0 (so a dense chain gets ``Model.chain``'s weights)."""
         check_seed("Model.from_layers", seed)
         input_shape, cfgs = _configs(layers, input_shape)
         shell = cls._assemble(cfgs, input_shape)
-        g = rng(seed)
-        by_name = {v.name: v for v in shell.vertices}
-        drawn = {c["name"]: by_name[c["name"]].layer.init_weights(g, c.get("scale", 1.0))
-                 for c in cfgs}
-        for c in cfgs:
-            layer = by_name[c["name"]].layer
-            drawn[c["name"]].update(layer.init_biases(g, c.get("bias_scale", 0.0)))
-        params = {f"{v.name}.{p}": drawn[v.name][p] for v in shell.vertices[1:]
-                  for p in v.param_names}
+        g, drawn = rng(seed), {}
+        layers = [(c["name"], shell.vertex(c["name"]).layer, c) for c in cfgs]
+        for name, layer, c in layers:
+            if "W" in layer.param_shapes:
+                drawn[f"{name}.W"] = g.normal(0.0, c.get("scale", 1.0) / math.sqrt(layer.fan_in()),
+                                              layer.param_shapes["W"])
+        for name, layer, c in layers:
+            if "b" in layer.param_shapes:
+                n, scale = layer.param_shapes["b"], c.get("bias_scale", 0.0)
+                drawn[f"{name}.b"] = g.normal(0.0, scale, n) if scale else np.zeros(n)
+        params = {k: drawn[k] for k in shell.param_shapes()}
         return Model(input_shape, shell.vertices, params)
 
     @classmethod
     def skeleton(cls, layers, input_shape):
-        """The model ``from_layers`` would build, checked (every LayerError it
-        would raise) but without parameters (``parameters()`` is empty): vertices,
-        shapes and parameter shapes only, so a caller can size a run before
-        allocating anything."""
+        """The model ``from_layers`` would build (checked alike) without
+        parameters: shapes only, to size a run before allocating it."""
         return cls._assemble(*reversed(_configs(layers, input_shape)))
 
     def param_shapes(self):
-        """{"<layer>.W": shape, ...} in the order of ``parameters()``, from the
-        layers alone (a skeleton has them too)."""
+        """{"<layer>.W": shape, ...} in ``parameters()`` order (a skeleton has them too)."""
         return {f"{v.name}.{p}": tuple(v.layer.param_shapes[p])
                 for v in self.vertices[1:] for p in v.param_names}
 
     @classmethod
     def _assemble(cls, cfgs, input_shape, params=None):
-        """Vertices in topological order from normalized configs (list order =
-        declaration order, the last is the output); checks names, parents,
-        cycles, arities, shapes and that every layer reaches the output."""
+        """The Model of normalized configs (declaration order, the output last),
+        checked: names, parents, cycles, arities, shapes, reaching the output."""
         declared = {}
         for i, c in enumerate(cfgs):
             if c["name"] in declared:
@@ -128,10 +121,9 @@ class Model:
 
     @classmethod
     def from_weights(cls, weights, biases=None, activations="tanh"):
-        """The chain of dense layers of these arrays: layer l (1..L) is named
-        str(l), with "l.W" = weights[l-1] (n_l x n_{l-1}), "l.b" = biases[l-1]
-        (zeros when ``biases`` is None) and σ ``activations[l-1]`` (one name
-        applies to every layer); float64 copies."""
+        """The dense chain of these arrays: layer l (1..L) is named str(l), with
+        "l.W" = weights[l-1] (n_l x n_{l-1}), "l.b" = biases[l-1] (default zeros)
+        and σ ``activations[l-1]`` (or one name for all); float64 copies."""
         call = "Model.from_weights"
         weights = _float_arrays(call, "weights", weights)
         if not weights:
@@ -156,26 +148,22 @@ class Model:
             fail(call, "activations", f"a name ({', '.join(ACTIVATIONS)}) or a list of "
                  f"{len(weights)}, one per layer", activations)
         cfgs = _chain_configs([int(w.shape[0]) for w in weights], activations)
-        params = {}
-        for l, (w, b) in enumerate(zip(weights, biases)):
-            params[f"{l + 1}.W"], params[f"{l + 1}.b"] = w, b
+        params = {f"{l}.{k}": a for l, (w, b) in enumerate(zip(weights, biases), 1)
+                  for k, a in (("W", w), ("b", b))}
         return cls._assemble(cfgs, (int(weights[0].shape[1]),), params)
 
     @classmethod
     def chain_skeleton(cls, sizes, activations):
-        """The chain ``chain(sizes, activations)`` would build, without parameters
-        (as ``skeleton`` is for ``from_layers``): what a run is sized from
-        before anything is allocated. ``activations``: one name per layer 1..L."""
+        """``chain(sizes, activations)`` without parameters (as ``skeleton``);
+        ``activations``: one name per layer 1..L."""
         return cls._assemble(_chain_configs([int(n) for n in sizes[1:]], list(activations)),
                              (int(sizes[0]),))
 
     @classmethod
     def chain(cls, sizes, activations="tanh", seed=0, scale=1.0, bias_scale=0.0):
-        """A chain of dense layers of widths ``sizes`` (layers 0..L; layer l is
-        named str(l)) with σ ``activations`` (one name, or one per layer 1..L).
-        From the seeded host Generator, all weights first, then all biases:
-        W_l ~ N(0, scale²/n_{l-1}), then b_l ~ N(0, bias_scale²) (zeros when
-        bias_scale = 0) — the draw of ``from_layers`` on the same dense layers."""
+        """A dense chain of widths ``sizes`` (layers 0..L, layer l named str(l))
+        with σ ``activations`` (one name, or one per layer 1..L), drawn as
+        ``from_layers`` draws the same dense layers."""
         call = "Model.chain"
         if not isinstance(sizes, (list, tuple, np.ndarray)) or len(sizes) < 2:
             fail(call, "sizes", "a list of at least two widths (layers 0..L)", sizes)
@@ -191,15 +179,13 @@ class Model:
         return cls.from_weights(weights, biases, activations)
 
     def to_layers(self):
-        """The layer dicts (TOML-ready, every field explicit) that rebuild this
-        model's structure with ``from_layers``; its parameters come from
-        ``parameters()`` through ``with_parameters``."""
+        """TOML-ready layer dicts (every field explicit) that ``from_layers``
+        rebuilds this structure from."""
         return [denormalize(v.cfg) for v in self.vertices[1:]]
 
     # -------------------------------------------------------------- parameters
     def parameters(self):
-        """{"<layer>.W": W, "<layer>.b": b} as float64 numpy copies, layers in
-        topological order (layouts in ``simulator.model.layers``)."""
+        """{"<layer>.W": W, "<layer>.b": b}: float64 copies in topological order."""
         return {k: a.copy() for k, a in self._params.items()}
 
     def param_keys(self):
@@ -207,8 +193,7 @@ class Model:
         return list(self._params)
 
     def with_parameters(self, params):
-        """A copy of this model whose parameters are ``params`` (same keys and
-        shapes as ``parameters()``, converted to float64)."""
+        """A copy with ``params`` (keys and shapes of ``parameters()``) as float64."""
         call = "Model.with_parameters"
         want = self.param_keys()
         if not isinstance(params, dict):
@@ -265,8 +250,7 @@ class Model:
         return tuple(self.vertices[p].name for p in self.vertex(name).parents)
 
     def children(self, name):
-        """Names of the vertices that list ``name`` among their parents (each
-        once, topological order)."""
+        """Names of the vertices with ``name`` among their parents (each once, in order)."""
         i = self.vertex(name).index
         return tuple(v.name for v in self.vertices if i in v.parents)
 
@@ -275,8 +259,7 @@ class Model:
         return [(p, v.index, k) for v in self.vertices for k, p in enumerate(v.parents)]
 
     def levels(self):
-        """{name: longest path length from the input} (the input is 0): the
-        tick at which frame 0's forward wave has reached every path into v."""
+        """{name: longest path length from the input} (the input is 0)."""
         lv = []
         for v in self.vertices:
             lv.append(1 + max(lv[p] for p in v.parents) if v.parents else 0)
@@ -288,21 +271,15 @@ class Model:
         return self.levels()[self.vertices[-1].name]
 
     def is_levelled(self):
-        """True when every edge joins consecutive levels, i.e. all paths from
-        the input to any vertex have one length."""
+        """True when every edge joins consecutive levels (one path length per vertex)."""
         lv = list(self.levels().values())
         return all(lv[c] == lv[p] + 1 for p, c, _ in self.edges())
 
     def level(self):
-        """Algorithm 2 of Salvatori et al. (paper 002): a levelled copy.
-
-        Each edge p → v with level(v) − level(p) = g + 1 > 1 is replaced by a
-        chain of g identity vertices named "_id_<v>_<k>_<step>" (k: position in
-        v's ``from``, step 0 nearest p), so every edge spans one level and every
-        path from the input to a vertex (and from a vertex to the output) has a
-        single length. Identities compute nothing: values, outputs, parameters
-        and gradients are unchanged.
-        """
+        """A levelled copy (Algorithm 2 of paper 002): each edge p → v spanning
+        g + 1 > 1 levels becomes a chain of g identities "_id_<v>_<k>_<step>"
+        (k: p's position in v's ``from``, step 0 nearest p); values, parameters
+        and gradients are unchanged."""
         lv = self.levels()
         taken = set(self.names)
         cfgs = []
@@ -322,8 +299,7 @@ class Model:
 
 
 def _float_arrays(call, name, values):
-    """A list of float64 copies of ``values`` (one array per layer); one
-    SimulatorError naming the entry that is not made of numbers."""
+    """float64 copies of ``values`` (one per layer); a SimulatorError names a bad entry."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         fail(call, name, "a list of arrays, one per layer", values)
     out = []
@@ -336,8 +312,7 @@ def _float_arrays(call, name, values):
 
 
 def _chain_configs(units, activations):
-    """The dense layer configs of a chain: layer l (1..L) named str(l), on layer
-    l − 1, ``units[l−1]`` wide with σ ``activations[l−1]``."""
+    """Dense configs of a chain: layer l (1..L) named str(l), on layer l − 1."""
     return [{"name": str(l + 1), "kind": "dense", "from": (INPUT if l == 0 else str(l),),
              "units": n, "activation": a, "scale": 1.0, "bias_scale": 0.0}
             for l, (n, a) in enumerate(zip(units, activations))]
@@ -356,8 +331,8 @@ def _configs(layers, input_shape):
 
 
 def _topological(cfgs, declared):
-    """Declaration indices in a topological order (stable: earliest declared
-    ready layer first); a cycle is one LayerError naming the layers on it."""
+    """Declaration indices in topological order (earliest declared ready layer
+    first); a cycle is one LayerError naming its layers."""
     placed, order = {INPUT}, []
     pending = list(range(len(cfgs)))
     while pending:

@@ -1,68 +1,18 @@
 """Layer kinds of the model core: value, vector–Jacobian product, parameter gradient.
 
-Every array is batch-major: a vertex's value has shape (B, *shape). Every
-function is pure and takes the array namespace ``xp`` first, so one code path
-runs under numpy, array-api-strict and cupy.
-
-The derivative convention (what the tick engine's derivative options need):
-
-- ``value(xp, params, inputs) -> (pre, out)``: ``inputs`` holds one array per
-  parent in ``from`` order; ``pre`` is the pre-activation, ``out = σ(pre)``.
-  Kinds without an activation return ``pre is out``.
-- ``derivative(xp, pre)`` is σ'(pre) (ones for kinds without activation).
-- ``vjp(xp, params, inputs, pre, delta, weights=None)`` maps ``delta`` =
-  ∂E/∂pre (σ' ALREADY applied by the caller) to one cotangent ∂E/∂input per
-  parent, in ``from`` order. ``weights`` replaces W in the backward pass only
-  (feedback alignment: random, sign or learned B, shaped like W) for dense and
-  conv2d; other kinds have no weights and ignore it.
-- ``param_grads(xp, inputs, delta)`` -> {"W": ∂E/∂W, "b": ∂E/∂b} summed over
-  the batch, given δ = ∂E/∂pre; for dense g_W = δᵀx (Eq. 5 of Betti & Gori),
-  for conv2d the correlation of δ with the (padded) input.
-
-Exact semantics (enough to rebuild a model from ``parameters()``):
-
-- ``dense``: input (B, n_in) → pre = x Wᵀ + b, W (units, n_in), b (units,).
-- ``conv2d``: input (B, C_in, H, W) (NCHW) → pre[b, o, r, c] = b[o] +
-  Σ_{ci,i,j} W[o, ci, i, j] · xpad[b, ci, r·sh + i, c·sw + j], a cross-correlation
-  (no kernel flip); xpad is x with ph zero rows above and below and pw zero
-  columns left and right; Ho = floor((H + 2ph − kh)/sh) + 1 (same for Wo).
-  W (C_out, C_in, kh, kw), b (C_out,).
-- ``pool``: input (B, C, H, W); windows of size (kh, kw) at stride (sh, sw)
-  (default stride = size), no padding, Ho = floor((H − kh)/sh) + 1. ``avg``
-  is the window mean; ``max`` the window maximum, whose VJP sends the whole
-  cotangent to the FIRST maximum of the window in row-major order (offset
-  i·kw + j smallest) — the subgradient numpy's argmax picks; elsewhere max
-  pooling is differentiable and this is its exact gradient.
-- ``flatten``: (B, *s) → (B, prod(s)) in row-major (C) order: element
-  [c, h, w] of a (C, H, W) value goes to index c·H·W + h·W + w.
-- ``add``: the elementwise sum of two or more parents of one shape, then σ
-  (default linear).
-- ``identity``: out = input; a pure one-tick delay on the tick engine.
-- ``linear``: an affine map on the LAST axis of an input of any rank
-  (B, *s, n_in) → pre = x Wᵀ (+ b when ``bias``), W (units, n_in), b (units,):
-  token-wise projections (attention's W_q, W_k, W_v, W_o). Gradients sum over
-  the batch and every leading axis. Default activation linear.
-- ``matmul``: two parents a (B, *s, m, k) and b (B, *s, k, n) (b (B, *s, n, k)
-  with ``transpose``) → pre = factor · a @ b (or factor · a @ bᵀ), a batched
-  matrix product of two activities (attention scores QKᵀ/√d, mixing A V);
-  no parameters, no activation. Its VJP reads the values of both parents.
-- ``softmax``: out = exp(x − max x) / Σ exp(x − max x) over the LAST axis; no
-  parameters. Its VJP s ⊙ (δ − Σ δ ⊙ s) reads the parent's value (s is
-  recomputed from it).
-
-``reads_inputs`` marks the kinds whose VJP depends on their parents' values
-(max pool, matmul, softmax): the tick engine evaluates it at the inputs the
-``derivative`` option names (``local``: those that made the value δ was
-computed from; ``frame``: those of δ's frame), as it does σ'.
-
-Activations are those of ``ACTIVATIONS`` below (σ applied elementwise to
-pre), their one home: the scene's choices, the fast executor and the oracle
-read them here. pool, flatten and identity have none (linear).
+Arrays are batch-major, (B, *shape); every function is pure and takes the
+array namespace ``xp`` first (numpy, array-api-strict, cupy, jax.numpy). The
+conventions (``value`` -> (pre, out), ``derivative`` = σ'(pre), ``vjp`` of
+δ = ∂E/∂pre with σ' ALREADY applied by the caller and ``weights`` replacing W
+in the backward pass only, ``param_grads`` summed over the batch) and each
+kind's exact semantics are the README's "Layer functions" and layer table.
+``reads_inputs`` marks the kinds whose VJP reads their parents' values (max
+pool, matmul, softmax); ``ACTIVATIONS`` is the one home of σ.
 """
 import abc
 import math
-
-import numpy as np
+import operator
+from functools import reduce
 
 from .windows import crop2d, out_size, pad2d, scatter, slices, windows, zeros
 
@@ -86,15 +36,8 @@ def _linear(xp, a):
     return a, xp.ones_like(a)
 
 
-# name -> f(xp, a) returning (σ(a), σ'(a)) in a's namespace; σ(0) = 0 except
-# for logistic (ZERO_AT_ZERO), which matters to an engine that pads with zeros.
+# name -> f(xp, a) returning (σ(a), σ'(a)) in a's namespace.
 ACTIVATIONS = {"tanh": _tanh, "logistic": _logistic, "relu": _relu, "linear": _linear}
-ZERO_AT_ZERO = {"tanh": True, "logistic": False, "relu": True, "linear": True}
-
-
-def activate(xp, name, a):
-    """σ(a) and σ'(a) of the named activation, in a's namespace."""
-    return ACTIVATIONS[name](xp, a)
 
 
 class Unfit(Exception):
@@ -135,16 +78,18 @@ class Layer(abc.ABC):
 
     def derivative(self, xp, pre):
         """σ'(pre), the factor a caller applies before ``vjp``."""
-        if self.linear:
-            return xp.ones_like(pre)
-        return ACTIVATIONS[self.activation](xp, pre)[1]
+        return self.activate(xp, pre)[1]
+
+    def _chw(self):
+        (s,) = self.in_shapes
+        if len(s) != 3:
+            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
+        return s
 
     def value(self, xp, params, inputs):
         """(pre, out) of this vertex for its parents' values ``inputs``."""
         pre = self._pre(xp, params, inputs)
-        if self.linear:
-            return pre, pre
-        return pre, ACTIVATIONS[self.activation](xp, pre)[0]
+        return (pre, pre) if self.linear else (pre, self.activate(xp, pre)[0])
 
     @abc.abstractmethod
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
@@ -154,58 +99,13 @@ class Layer(abc.ABC):
         """{name: ∂E/∂param} summed over the batch, from δ = ∂E/∂pre."""
         return {}
 
-    def fan_in(self):
-        return 1
-
-    def init_weights(self, g, scale):
-        """Host (numpy) {"W": N(0, scale²/fan_in)} drawn from Generator g (or {})."""
-        if "W" not in self.param_shapes:
-            return {}
-        return {"W": g.normal(0.0, scale / math.sqrt(self.fan_in()), self.param_shapes["W"])}
-
-    def init_biases(self, g, bias_scale):
-        """Host {"b": N(0, bias_scale²)}, zeros when bias_scale = 0 (or {})."""
-        if "b" not in self.param_shapes:
-            return {}
-        n = self.param_shapes["b"]
-        return {"b": g.normal(0.0, bias_scale, n) if bias_scale else np.zeros(n)}
-
-
-class Dense(Layer):
-    """Affine map + activation on flat inputs: pre = x Wᵀ + b."""
-    kind = "dense"
-
-    def _shape(self):
-        (s,) = self.in_shapes
-        if len(s) != 1:
-            raise Unfit("from", "a parent with a flat value (add a flatten layer before it)",
-                        f"shape {s}")
-        n_out = self.cfg["units"]
-        self.param_shapes = {"W": (n_out, s[0]), "b": (n_out,)}
-        return (n_out,)
-
-    def fan_in(self):
-        return self.in_shapes[0][0]
-
-    def _pre(self, xp, params, inputs):
-        return inputs[0] @ xp.matrix_transpose(params["W"]) + params["b"]
-
-    def vjp(self, xp, params, inputs, pre, delta, weights=None):
-        return [delta @ (params["W"] if weights is None else weights)]
-
-    def param_grads(self, xp, inputs, delta):
-        return {"W": xp.matrix_transpose(delta) @ inputs[0], "b": xp.sum(delta, axis=0)}
-
 
 class Conv2d(Layer):
     """2-D cross-correlation over NCHW inputs with zero padding, + activation."""
     kind = "conv2d"
 
     def _shape(self):
-        (s,) = self.in_shapes
-        if len(s) != 3:
-            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
-        c, h, w = s
+        c, h, w = self._chw()
         (kh, kw), (sh, sw), (ph, pw) = self.cfg["kernel"], self.cfg["stride"], self.cfg["padding"]
         if kh > h + 2 * ph or kw > w + 2 * pw:
             raise Unfit("kernel", f"at most the padded input ({h + 2 * ph}, {w + 2 * pw})",
@@ -216,8 +116,7 @@ class Conv2d(Layer):
         return (o,) + self.out_hw
 
     def fan_in(self):
-        o, c, kh, kw = self.param_shapes["W"]
-        return c * kh * kw
+        return math.prod(self.param_shapes["W"][1:])
 
     def _cols(self, xp, x):
         """im2col: (B, C·kh·kw, Ho·Wo), row index c·kh·kw + i·kw + j."""
@@ -266,10 +165,7 @@ class Pool(Layer):
         return self.cfg["mode"] == "max"
 
     def _shape(self):
-        (s,) = self.in_shapes
-        if len(s) != 3:
-            raise Unfit("from", "a parent with a (C, H, W) value", f"shape {s}")
-        c, h, w = s
+        c, h, w = self._chw()
         (kh, kw), (sh, sw) = self.cfg["size"], self.cfg["stride"]
         if kh > h or kw > w:
             raise Unfit("size", f"at most the input ({h}, {w})", [kh, kw])
@@ -292,17 +188,10 @@ class Pool(Layer):
         return best, first
 
     def _pre(self, xp, params, inputs):
-        if self.cfg["mode"] == "avg":
-            parts = self._parts(inputs[0])
-            total = parts[0]
-            for part in parts[1:]:
-                total = total + part
-            return total / len(parts)
         parts = self._parts(inputs[0])
-        best = parts[0]
-        for part in parts[1:]:
-            best = xp.maximum(best, part)
-        return best
+        if self.cfg["mode"] == "avg":
+            return reduce(operator.add, parts) / len(parts)
+        return reduce(xp.maximum, parts)
 
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         x = inputs[0]
@@ -313,8 +202,7 @@ class Pool(Layer):
         else:
             first = self._first_max(xp, x)[1]   # first maximum of each window
             parts = [xp.astype(first == k, delta.dtype) * delta for k in range(n)]
-        g = scatter(xp, parts, x.shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)
-        return [g]
+        return [scatter(xp, parts, x.shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)]
 
 
 class Flatten(Layer):
@@ -346,10 +234,7 @@ class Add(Layer):
         return first
 
     def _pre(self, xp, params, inputs):
-        total = inputs[0]
-        for x in inputs[1:]:
-            total = total + x
-        return total
+        return reduce(operator.add, inputs)
 
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         return [delta] * len(inputs)
@@ -395,6 +280,23 @@ class Linear(Layer):
         if "b" in self.param_shapes:
             out["b"] = xp.sum(d2, axis=0)
         return out
+
+
+class Dense(Linear):
+    """Affine map + activation on flat inputs: pre = x Wᵀ + b."""
+    kind = "dense"
+
+    def _shape(self):
+        (s,) = self.in_shapes
+        if len(s) != 1:
+            raise Unfit("from", "a parent with a flat value (add a flatten layer before it)",
+                        f"shape {s}")
+        n_out = self.cfg["units"]
+        self.param_shapes = {"W": (n_out, s[0]), "b": (n_out,)}
+        return (n_out,)
+
+    def param_grads(self, xp, inputs, delta):
+        return {"W": xp.matrix_transpose(delta) @ inputs[0], "b": xp.sum(delta, axis=0)}
 
 
 class MatMul(Layer):

@@ -1,10 +1,8 @@
 """Instantaneous forward pass and backprop on a Model: the graph oracle.
 
-Plain on purpose — one pass forward in topological order, one pass backward
-in reverse, no history — so that it shares with the tick engine only the layer
-kinds' value/VJP/parameter-gradient functions (which finite differences check)
-and the losses of ``simulator.options``. Arrays stay in the namespace of the
-input ``u`` (numpy, array-api-strict, cupy); the loss is summed over the batch.
+Plain on purpose (one pass forward, one backward, no history): it shares with
+the tick engine only the layers' functions and the losses. Arrays stay in the
+namespace of ``u``; the loss is summed over the batch.
 """
 from array_api_compat import array_namespace
 
@@ -15,13 +13,10 @@ from .graph import Model
 
 def check_call(call, model, u, y=None, loss=None, params=None, feedback=None, lead=1,
                target=True):
-    """The arguments of a public oracle call checked once, where it enters:
-    ``model`` a Model, ``u`` a numeric array (lead, *input_shape) with
-    ``lead`` leading axes (1: batch; 2: frames and batch), ``y`` one of
-    (same leading axes, *output_shape) and ``loss`` a known name (unless
-    ``target`` is False: a forward pass), ``params``
-    and ``feedback`` dicts keyed like ``model.parameters()`` (feedback: some
-    of its "<layer>.W" keys)."""
+    """Check a public oracle call's arguments once: ``u`` (``lead`` leading
+    axes: 1 batch, 2 frames and batch; then the input shape), ``y`` and
+    ``loss`` (unless not ``target``), ``params``/``feedback`` keyed like
+    ``model.parameters()``."""
     check_type(call, "model", model, Model, "a simulator.Model (Model.chain(sizes, ...) "
                "for a chain)")
     check_array(call, "u", u, ndim=lead + len(model.input_shape))
@@ -40,8 +35,7 @@ def check_call(call, model, u, y=None, loss=None, params=None, feedback=None, le
 
 
 def device_params(xp, model, dtype, params=None):
-    """{key: array} of the model's parameters (or of ``params``, host or device
-    arrays keyed like ``parameters()``) in namespace ``xp`` and ``dtype``."""
+    """The model's parameters (or ``params``, keyed alike) in ``xp`` and ``dtype``."""
     params = model.parameters() if params is None else params
     return {k: xp.asarray(a, dtype=dtype) for k, a in params.items()}
 
@@ -52,8 +46,7 @@ def vertex_params(params, vertex):
 
 
 def evaluate(model, u, params=None):
-    """(pres, outs): per vertex index, the pre-activation and the value for the
-    batch ``u`` of shape (B, *input_shape); index 0 is the input itself."""
+    """(pres, outs) per vertex index for the batch ``u`` (B, *input_shape)."""
     if not isinstance(model, Model) or tuple(getattr(u, "shape", (None,))[1:]) != model.input_shape:
         check_call("evaluate", model, u, target=False)
     xp = array_namespace(u)
@@ -76,10 +69,9 @@ def forward(model, u, params=None):
 def factors(model, u, y, loss="mse", params=None, feedback=None):
     """Backprop on the graph: (outs, deltas, loss value), per vertex index.
 
-    ``deltas[v]`` = ∂ℓ/∂pre_v: at the output σ'_out ⊙ ∂ℓ/∂x_out; elsewhere
-    σ'_v ⊙ Σ over children c (and each position of v in c's ``from``) of c's
-    VJP of δ_c. ``feedback`` {"<layer>.W": B} replaces those weights in the
-    backward pass (feedback-alignment baselines). deltas[0] is None.
+    ``deltas[v]`` = ∂ℓ/∂pre_v = σ'_v ⊙ Σ over children c (each position of v in
+    c's ``from``) of c's VJP of δ_c (None for the input); ``feedback``
+    {"<layer>.W": B} replaces those weights in the backward pass.
     """
     check_call("model.reference.factors", model, u, y, loss, params, feedback)
     return _factors(model, u, y, loss, params, feedback)
@@ -112,9 +104,8 @@ def _factors(model, u, y, loss, params, feedback):
 
 
 def backprop(model, u, y, loss="mse", params=None, feedback=None):
-    """{"<layer>.W": ∂ℓ/∂W, "<layer>.b": ∂ℓ/∂b} summed over the batch, keyed
-    and laid out like ``model.parameters()`` (Eq. 5 of Betti & Gori per vertex:
-    the vertex's δ paired with its inputs)."""
+    """{"<layer>.W": ∂ℓ/∂W, ...} summed over the batch, keyed like
+    ``model.parameters()`` (Eq. 5 of Betti & Gori per vertex)."""
     check_call("model.reference.backprop", model, u, y, loss, params, feedback)
     xp = array_namespace(u)
     outs, deltas, _ = _factors(model, u, y, loss, params, feedback)
@@ -127,16 +118,10 @@ def backprop(model, u, y, loss="mse", params=None, feedback=None):
 
 
 def frame_gradients(model, u, y, loss="mse", params=None):
-    """``backprop`` of F frames at once: {"<layer>.W"/"<layer>.b": (F, *shape)},
-    entry f the parameter gradient of frame f (summed over its B rows) for
-    ``u`` (F, B, *input_shape) and ``y`` (F, B, *output_shape), one set of
-    parameters for all. The F·B rows go through ONE forward and backward pass
-    (``factors``; every loss is a sum over rows, so a row's δ does not depend on
-    the others), then each frame's gradient is a batched product over its rows:
-    dense and linear δᵀx per frame as one (F, ·, ·) matmul, conv2d δ against
-    the im2col columns of the frame's rows; any other kind with parameters
-    through its own ``param_grads``, frame by frame. Equal to a loop of
-    ``backprop`` per frame up to rounding."""
+    """``backprop`` of F frames at once, {key: (F, *shape)}, for ``u`` (F, B,
+    *input_shape) and ``y`` (F, B, *output_shape): the F·B rows go through one
+    forward and backward pass (every loss sums over rows), then
+    ``frame_param_grads`` splits the gradients by frame."""
     check_call("model.reference.frame_gradients", model, u, y, loss, params, lead=2)
     xp = array_namespace(u)
     F, B = int(u.shape[0]), int(u.shape[1])
@@ -154,8 +139,9 @@ def frame_gradients(model, u, y, loss="mse", params=None):
 
 
 def frame_param_grads(xp, layer, inputs, delta, F, B):
-    """{name: (F, *shape)}: ``layer.param_grads`` of each frame's B rows of
-    the stacked (F·B, ...) ``inputs`` and ``delta``."""
+    """{name: (F, *shape)}: ``layer.param_grads`` of each frame's B rows of the
+    stacked (F·B, ...) ``inputs`` and ``delta``, batched for dense, linear and
+    conv2d, frame by frame for other kinds."""
     kind = layer.kind
     if kind in ("dense", "linear"):
         x, m = inputs[0], delta.shape[-1]

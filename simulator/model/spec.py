@@ -1,11 +1,6 @@
-"""The layer dicts a scene's TOML holds: fields per kind, defaults, and one
-error per mistake (layer index and name, key, expected, given, did-you-mean).
-
-A layer dict is ``{name=..., kind=..., from=..., <fields of its kind>}``;
-``name`` defaults to the layer's 1-based position ("1", "2", ...), ``from`` to
-the previous layer (the input for the first), and may be one name or a list.
-``normalize`` returns a plain dict with every field filled in and pairs as
-tuples; ``denormalize`` is its inverse up to defaults (lists, TOML-ready).
+"""The layer dicts of a scene's TOML: fields per kind, defaults, one error
+per mistake. ``normalize`` fills every field (pairs as tuples);
+``denormalize`` is its inverse up to defaults (TOML-ready lists).
 """
 import difflib
 import math
@@ -16,12 +11,12 @@ from .layers import ACTIVATIONS
 
 INPUT = "input"
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-MISSING = object()  # "given nothing": a required key is absent
+MISSING = object()  # "given nothing": a required key is absent (also FIELDS' "no default")
 
 
 class LayerError(SimulatorError):
-    """A layer dict (or the input shape) is wrong: names the layer by index and
-    name, the key, what was expected and what was given, and a close match."""
+    """A layer dict (or the input shape) is wrong: the layer (index, name), the
+    key, what was expected, what was given and a close match."""
 
     def __init__(self, index, name, key, expected, given, choices=()):
         self.index, self.name, self.key = index, name, key
@@ -64,22 +59,22 @@ def _pair(lo):
     return check
 
 
-def _number(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
-        return float(v)
-    raise ValueError("a finite number >= 0")
+def _real(ok, expected):
+    def check(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v):
+            return float(v)
+        raise ValueError(expected)
+    return check
+
+
+_number = _real(lambda v: v >= 0, "a finite number >= 0")
+_finite = _real(lambda v: v != 0, "a finite non-zero number")
 
 
 def _bool(v):
     if isinstance(v, bool):
         return v
     raise ValueError("true or false")
-
-
-def _finite(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v != 0:
-        return float(v)
-    raise ValueError("a finite non-zero number")
 
 
 def _choice(choices):
@@ -90,22 +85,21 @@ def _choice(choices):
     return check
 
 
-REQUIRED = object()
 _ACT = _choice(tuple(ACTIVATIONS))
 _INIT = {"scale": (1.0, _number), "bias_scale": (0.0, _number)}
 
-# kind -> {key: (default or REQUIRED, checker)}; pool's stride None means "= size".
+# kind -> {key: (default or MISSING, checker)}; pool's stride None means "= size".
 FIELDS = {
-    "dense": {"units": (REQUIRED, _int(1)), "activation": ("tanh", _ACT), **_INIT},
-    "conv2d": {"channels": (REQUIRED, _int(1)), "kernel": (REQUIRED, _pair(1)),
+    "dense": {"units": (MISSING, _int(1)), "activation": ("tanh", _ACT), **_INIT},
+    "conv2d": {"channels": (MISSING, _int(1)), "kernel": (MISSING, _pair(1)),
                "stride": (1, _pair(1)), "padding": (0, _pair(0)),
                "activation": ("tanh", _ACT), **_INIT},
-    "pool": {"size": (REQUIRED, _pair(1)), "stride": (None, _pair(1)),
+    "pool": {"size": (MISSING, _pair(1)), "stride": (None, _pair(1)),
              "mode": ("avg", _choice(("avg", "max")))},
     "flatten": {},
     "add": {"activation": ("linear", _ACT)},
     "identity": {},
-    "linear": {"units": (REQUIRED, _int(1)), "bias": (True, _bool),
+    "linear": {"units": (MISSING, _int(1)), "bias": (True, _bool),
                "activation": ("linear", _ACT), **_INIT},
     "matmul": {"transpose": (False, _bool), "factor": (1.0, _finite)},
     "softmax": {},
@@ -113,23 +107,16 @@ FIELDS = {
 COMMON = ("name", "kind", "from")
 
 
-def check_name(index, name):
-    """A layer name: letters, digits, _ and -, not 'input'."""
-    if not isinstance(name, str) or not _NAME.match(name) or name == INPUT:
-        raise LayerError(index, name, "name",
-                         "a name of letters, digits, _ and - other than 'input'", name)
-    return name
-
-
 def normalize(index, raw, previous):
     """The complete config of layer ``index`` given as dict ``raw``;
     ``previous`` is the name ``from`` defaults to."""
     if not isinstance(raw, dict):
         raise LayerError(index, None, "layer", "a table of keys (name, kind, from, ...)", raw)
-    name = check_name(index, raw.get("name", str(index + 1)))
-    kind = raw.get("kind", REQUIRED)
-    if kind is REQUIRED:
-        raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", MISSING)
+    name = raw.get("name", str(index + 1))
+    if not isinstance(name, str) or not _NAME.match(name) or name == INPUT:
+        raise LayerError(index, name, "name",
+                         "a name of letters, digits, _ and - other than 'input'", name)
+    kind = raw.get("kind", MISSING)
     if kind not in FIELDS:
         raise LayerError(index, name, "kind", f"one of {', '.join(FIELDS)}", kind, FIELDS)
     fields = FIELDS[kind]
@@ -148,7 +135,7 @@ def normalize(index, raw, previous):
     cfg = {"name": name, "kind": kind, "from": tuple(parents)}
     for key, (default, check) in fields.items():
         if key not in raw:
-            if default is REQUIRED:
+            if default is MISSING:
                 raise LayerError(index, name, key, f"a value (kind {kind!r} needs {key})", MISSING)
             cfg[key] = default if default is None else check(default)
             continue

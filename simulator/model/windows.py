@@ -1,19 +1,13 @@
-"""Sliding windows over the last two axes, without sliding_window_view.
-
-Convolution and pooling read a (B, C, H, W) array through kh·kw strided
-slices, one per kernel offset (i, j): slice (i, j) holds, for every output
-pixel (r, c), the input pixel (i + r·sh, j + c·sw). Stacking the slices gives
-im2col; scattering cotangents back slice by slice gives col2im. Only basic
-slicing, ``concat``, ``stack`` and slice assignment are used, so the same code
-runs under numpy, array-api-strict and cupy, and (its immutable arrays written
-through ``.at``, arrays traced by jit carrying no device) under jax.numpy; the
-one Python loop is over the kh·kw offsets (never over batch, channels or pixels).
+"""Sliding windows over the last two axes: im2col stacks the kh·kw strided
+slices of a (B, C, H, W) array (slice (i, j) holds pixel (i + r·sh, j + c·sw)
+of output pixel (r, c)), col2im scatters them back; basic slicing only, so any
+array namespace (``.at`` under jax).
 """
 
 
 def zeros(xp, shape, like, dtype=None):
-    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device; a
-    jax array traced inside jit has no device and gets the default one."""
+    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device (the
+    default one for a jax array traced inside jit, which has none)."""
     dtype = like.dtype if dtype is None else dtype
     try:
         device = like.device
@@ -23,9 +17,8 @@ def zeros(xp, shape, like, dtype=None):
 
 
 def out_size(n, k, s, p):
-    """Output length of a window of size k, stride s, zero padding p on both
-    sides over n samples: floor((n + 2p − k)/s) + 1 (trailing samples that do
-    not fill a window are dropped)."""
+    """Windows of size k, stride s over n samples padded by p on both sides:
+    floor((n + 2p − k)/s) + 1."""
     return (n + 2 * p - k) // s + 1
 
 
