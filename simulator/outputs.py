@@ -119,16 +119,16 @@ def write_folder(out, fill, force=False):
 def claim_folder(out, force=False, meta=None):
     """Check and claim a sweep folder, written in place (it resumes), as
     check_out does, except that a changed point file is not counted (the sweep
-    runs it again). A missing or empty folder gets an empty manifest, a legacy
-    output one of what it holds; a foreign one accepted with ``force`` is
-    replaced by an empty one holding a run.json of ``meta``. Returns ``out``."""
+    runs it again). A missing or empty folder gets an empty manifest; a foreign
+    one accepted with ``force`` is replaced by an empty one holding a run.json
+    of ``meta``. Returns ``out``."""
     real, problems = _check_out(out, force, renewed=_POINT_PATH)
     if problems:
         write_folder(out, lambda folder: dict(meta or {}), force=True)
         return out
     try:
         os.makedirs(real, mode=files.DIR_MODE, exist_ok=True)
-        adopted = manifest.adopt(real, empty=True)
+        adopted = manifest.adopt(real)
     except OSError as exc:
         raise files.output_error(exc, out) from None
     if not adopted:
