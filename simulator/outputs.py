@@ -1,15 +1,9 @@
 """Every output folder tickprop writes is put in place here, atomically, and
-only where tickprop may: a run of any kind, ``render --out`` (``write_folder``)
-and a sweep (``claim_folder``, ``claimed``).
-
-A whole output is filled under a marked temporary sibling, given its manifest
-last, then takes its name in one ``renameat2(RENAME_EXCHANGE)`` (elsewhere:
-old -> backup ``.<name>.old-<pid>-<token>``, new -> name, and
-manifest.clean_stale restores a backup left by a killed run). Only a missing
-name, an empty folder or a tickprop output (manifest.foreign_files finds
-nothing) is replaced, unless ``force``; even with ``force`` never the root,
-home or current folder, a folder above them, or a folder holding a ``.git``.
-A symlinked output is followed: the real folder is written, the link stays.
+only where tickprop may (README "Outputs"): a run of any kind, ``render --out``
+(``write_folder``) and a sweep (``claim_folder``, ``claimed``). A whole output
+is filled under a marked temporary sibling, given its manifest last, then
+takes its name in one ``renameat2(RENAME_EXCHANGE)`` (elsewhere through a
+backup ``.<name>.old-<pid>-<token>`` that manifest.clean_stale restores).
 """
 import contextlib
 import ctypes
