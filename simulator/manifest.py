@@ -19,7 +19,7 @@ try:
 except ImportError:                 # not POSIX: manifests are updated without a lock
     fcntl = None
 
-MARKER = "tickprop_output"          # run.json key that makes a folder a tickprop output
+MARKER = "tickprop_output"          # key set true in every run.json tickprop writes
 MANIFEST = "tickprop-manifest.json"
 MANIFEST_FORMAT = 1
 VIEW_GENERATOR = '<meta name="generator" content="tickprop view">'
@@ -345,13 +345,10 @@ def _unlisted_problems(root):
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         return [(".", _unreadable(exc))]
-    return [(_shown(e), FOREIGN) for e in entries if e.name not in (files.TMP_MARK, *OS_FILES)
-            and not files.live_temporary(e.name)]
+    return [(e.name + ("/" if e.is_dir(follow_symlinks=False) else ""), FOREIGN)
+            for e in entries
+            if e.name not in (files.TMP_MARK, *OS_FILES) and not files.live_temporary(e.name)]
 
 
 def _unreadable(exc):
     return f"cannot read ({exc.strerror or exc})"
-
-
-def _shown(entry):
-    return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
