@@ -1,11 +1,9 @@
-"""Every saved file tickprop reads is opened through here (run.json and the
-results through simulator.runfiles, the manifest, point files, datasets). A
-damaged or hostile file is one ``ReadError`` naming it, never a traceback or a
-hang: only regular files are read (a FIFO or device is refused without
-blocking); JSON is bounded in bytes and depth; an .npz archive's .npy headers
-are checked against the sizes it declares and their total against
-``read_budget()`` before anything is inflated, and never unpickled.
-Ground floor: numpy and simulator.errors only.
+"""Every saved file tickprop reads is opened through here (README "Commands":
+run folders are read with one set of checks). A damaged or hostile file is one
+``ReadError`` naming it, never a traceback or a hang: only regular files are
+read; JSON is bounded in bytes and depth; an .npz archive's .npy headers are
+checked against its sizes and ``read_budget()`` before anything is inflated,
+and never unpickled. Ground floor: numpy and simulator.errors only.
 """
 import contextlib
 import gzip
