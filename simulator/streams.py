@@ -384,9 +384,8 @@ def moving_canvas(st, image_shape):
 def moving_stream(st, images, labels, n_classes, rng, target=None):
     """The MovingStream of a StreamSpec over ``images`` (n, h, w) and their
     ``labels``; ``target`` None gives one-hot label targets."""
-    canvas = moving_canvas(st, np.shape(images)[1:])
-    return MovingStream(images, labels, n_classes, st.batch, rng, canvas, speed=st.speed,
-                        direction=st.direction, edges=st.edges, hold=st.hold,
-                        crossfade=st.crossfade, jitter=st.jitter,
-                        jitter_every=st.jitter_every, amplitude=st.amplitude,
-                        target=target, stagger=st.stagger)
+    keys = ("speed", "direction", "edges", "hold", "crossfade", "jitter", "jitter_every",
+            "amplitude", "stagger")
+    return MovingStream(images, labels, n_classes, st.batch, rng,
+                        moving_canvas(st, np.shape(images)[1:]), target=target,
+                        **{k: getattr(st, k) for k in keys})
