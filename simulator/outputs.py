@@ -236,14 +236,10 @@ def _install(tmp, target, force, given):
     """Put the filled folder ``tmp`` under ``target``; delete what was there."""
     for _ in range(_ATTEMPTS):
         if not os.path.lexists(target):
-            try:
-                os.rename(tmp, target)
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    continue                    # another run got there first
-                raise
-            files.unmark_folder(target)
-            return
+            if _renamed(os.rename, tmp, target):
+                files.unmark_folder(target)
+                return
+            continue
         try:
             swapped = _exchange(tmp, target)
         except FileNotFoundError:
@@ -276,13 +272,8 @@ def _install_with_backup(tmp, target, force, given):
                     _rename(backup, target)
                     backups.pop()
                     raise OutputError(f"{given}: {_CHANGED}")
-            try:
-                _rename(tmp, target)
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    continue
-                raise
-            break
+            if _renamed(_rename, tmp, target):
+                break
         else:
             raise OutputError(f"{given}: {_CROWDED}")
     except BaseException:
@@ -298,6 +289,17 @@ def _install_with_backup(tmp, target, force, given):
 def _rename(src, dst):
     """os.rename, named so tests can stop between the two renames."""
     os.rename(src, dst)
+
+
+def _renamed(rename, src, dst):
+    """``rename(src, dst)``; False if another run got to ``dst`` first."""
+    try:
+        rename(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
 
 
 # renameat2(2): Linux >= 3.15; glibc >= 2.28 has the wrapper, else the raw syscall.
