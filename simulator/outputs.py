@@ -1,5 +1,5 @@
 """Every output folder tickprop writes is put in place here, atomically, and
-only where tickprop may (README "Outputs"): a run of any kind, ``render --out``
+only where tickprop may (README, `--out`): a run of any kind, ``render --out``
 (``write_folder``) and a sweep (``claim_folder``, ``claimed``). A whole output
 is filled under a marked temporary sibling, given its manifest last, then
 takes its name in one ``renameat2(RENAME_EXCHANGE)`` (elsewhere through a
@@ -25,17 +25,15 @@ _CROWDED = "other runs kept replacing it; try again"
 
 
 def default_out(name, root="outputs"):
-    """``root/<name>`` with ``name`` made one safe folder name: separators, '.',
-    '..' and characters other than letters (any script, NFC: 'szené' keeps its
-    'é'), digits, '_', '-', '.' become '_', leading dots go (a name '../x'
-    still writes inside ``root``)."""
+    """``root/<name>`` with ``name`` made one folder name inside ``root``: NFC
+    letters of any script, digits, '_', '-', '.' kept, the rest '_', leading dots gone."""
     parts = [p for p in re.split(r"[\\/]+", str(name)) if p not in ("", ".", "..")]
     safe = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", "_".join(parts))).lstrip(".")
     return os.path.join(root, safe or "run")
 
 
 def check_out(out, force=False):
-    """The real path of ``out`` if tickprop may replace it (module notes), checked
+    """The real path of ``out`` if tickprop may replace it (README, `--out`), checked
     before any work; else an OutputError naming the foreign or changed files."""
     return _check_out(out, force)[0]
 
