@@ -56,8 +56,17 @@ def _flat_stream(spec, seeds_, loss):
     st, tg = spec.stream, spec.target
     sizes, acts = spec.network.shape
     rng = np.random.default_rng(seeds_.stream)
+
+    def teacher():
+        return teacher_target(make_teacher(sizes, acts, seeds_.teacher, tg.scale), loss,
+                              spec.run.dtype, spec.run.device)
     if st.kind == "moving":
-        return _moving(spec, seeds_, loss, sizes, acts, rng)
+        data = load_dataset(st.data, seed=spec.run.seed)
+        H, W = moving_canvas(st, data.image_shape)
+        _check_shape(spec, sizes, (H, W), data.n_classes,
+                     f"the moving stream's canvas is {H}x{W} = {H * W} pixels")
+        return moving_stream(st, data.train_images, data.train_labels, data.n_classes, rng,
+                             None if tg.kind == "labels" else teacher())
     if st.kind == "dataset":
         if tg.kind != "labels":
             raise SceneError("key 'target.kind': a dataset stream takes 'labels'")
@@ -72,11 +81,9 @@ def _flat_stream(spec, seeds_, loss):
     if st.kind == "held" and st.crossfade >= st.hold and st.crossfade:
         raise SceneError(f"key 'stream.crossfade': expected fewer than stream.hold = {st.hold} "
                          f"ticks, got {st.crossfade}")
-    teacher = make_teacher(sizes, acts, seeds_.teacher, tg.scale)
-    target = teacher_target(teacher, loss, spec.run.dtype, spec.run.device)
     keys = {"held": ("hold", "crossfade"), "smooth": ("tau",), "sine": ("period",)}
     params = {k: getattr(st, k) for k in ("amplitude",) + keys.get(st.kind, ())}
-    return make_stream(st.kind, sizes[0], st.batch, rng, target, **params)
+    return make_stream(st.kind, sizes[0], st.batch, rng, teacher(), **params)
 
 
 def _check_shape(spec, sizes, image, n_classes, what):
@@ -92,20 +99,6 @@ def _check_shape(spec, sizes, image, n_classes, what):
     shape = f" (network.input_shape [1, {image[0]}, {image[1]}] or [{n_in}])" if graph else ""
     raise SceneError(f"key {key!r}: {what}: expected {n_in} inputs{shape}{outs}, got "
                      f"{sizes[0]} inputs and {sizes[-1]} outputs")
-
-
-def _moving(spec, seeds_, loss, sizes, acts, rng):
-    """A moving stream over the training part of stream.data (labels or a teacher)."""
-    st, tg = spec.stream, spec.target
-    data = load_dataset(st.data, seed=spec.run.seed)
-    H, W = moving_canvas(st, data.image_shape)
-    _check_shape(spec, sizes, (H, W), data.n_classes,
-                 f"the moving stream's canvas is {H}x{W} = {H * W} pixels")
-    target = None
-    if tg.kind != "labels":
-        target = teacher_target(make_teacher(sizes, acts, seeds_.teacher, tg.scale), loss,
-                                spec.run.dtype, spec.run.device)
-    return moving_stream(st, data.train_images, data.train_labels, data.n_classes, rng, target)
 
 
 def engine_options(section, spec, feedback_seed):

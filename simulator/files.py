@@ -1,13 +1,10 @@
 """Every single file tickprop writes goes through here, atomically: written to
-a temporary ``.<name>.tmp-<pid>-<token>`` beside it, then ``os.replace``-d
-(atomic against a killed process, not a power loss: no fsync); inside a folder
-being recorded (``committing``) the manifest lists it first. Every temporary
-is named here, ``.<name>.tmp|old-<pid>-<token>`` (STALE), the token starting
-with this host's tag; a temporary folder holds the marker file TMP_MARK while
-it is filled or deleted, so manifest.clean_stale removes it once its process
-is gone. Test hook: TICKPROP_TEST_KILL_AT_RENAME names a file (base name or
-path tail) before whose rename the process SIGKILLs itself. Imports
-simulator.errors only.
+a temporary beside it, then ``os.replace``-d (atomic against a killed process,
+not a power loss: no fsync); inside a folder being recorded (``committing``)
+the manifest lists it first. Every temporary is named here (STALE, the token
+starting with this host's tag); a temporary folder holds the marker file
+TMP_MARK while it is filled or deleted, so manifest.clean_stale removes it
+once its process is gone. Imports simulator.errors only.
 """
 import contextlib
 import csv

@@ -1,40 +1,30 @@
 """Which files and folders are tickprop's: the manifest (``tickprop-manifest.json``,
-what tickprop wrote in a folder, each file's size and sha256), the rule for
-folders of the version before it (LEGACY), and the removal of stale
-temporaries of dead processes. The rules: docs/design/manifest.md.
+what tickprop wrote in a folder, each file's size and sha256) and the removal
+of stale temporaries of dead processes. The rules: docs/design/manifest.md.
 """
 import contextlib
 import functools
 import hashlib
 import json
 import os
-import re
 import socket
 import threading
 
 from . import files
 from .files import OutputError
-from .points import read_point
-from .safe_read import MAX_JSON_BYTES, ReadError, open_regular, read_head, read_json
+from .safe_read import ReadError, open_regular, read_json
 
 try:
     import fcntl
 except ImportError:                 # not POSIX: manifests are updated without a lock
     fcntl = None
 
-MARKER = "tickprop_output"          # run.json key that makes a folder a tickprop output
+MARKER = "tickprop_output"          # key set true in every run.json tickprop writes
 MANIFEST = "tickprop-manifest.json"
 MANIFEST_FORMAT = 1
 VIEW_GENERATOR = '<meta name="generator" content="tickprop view">'
-RESULT_FILES = {"diffusion": ("trace.npz",), "train": ("results.json",),
-                "ar_converge": ("relaxation.npz",), "ar_train": ("training.npz",),
-                "pc_table": ("table1.csv", "table2.csv"), "pc_wave": ("wave.npz",),
-                "locking": ("locking.npz",)}
-SWEEP_FILES = ("sweep.csv", "phase.png", "boundary.json", "accuracy.png")
 OS_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")   # a file browser's, in any folder it shows
 FOREIGN, CHANGED = "not written by tickprop", "changed since tickprop wrote it"
-_LEGACY_TMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
-_POINT_FILE = re.compile(r"^[0-9a-f]{64}\.json$")
 _MANIFEST_BYTES = 1 << 30          # a manifest larger than this is damaged
 _DIGESTS = {}                       # stat identity -> sha256: a file is hashed once per process
 _DIGESTS_LOCK = threading.Lock()
@@ -53,19 +43,18 @@ def foreign_files(folder):
     except OutputError:
         return [(MANIFEST, "damaged")]
     if listed is None:
-        return _legacy_problems(folder)
+        return _unlisted_problems(folder)
     return _manifest_problems(folder, listed)
 
 
 @contextlib.contextmanager
 def recording(folder):
     """Within this block every file simulator.files writes under ``folder`` is
-    listed in its manifest before it takes its name, if ``folder`` is a
-    tickprop output (a legacy one gets a manifest now); elsewhere the writes
-    are plain atomic writes. Yields True when recording. A damaged manifest
-    is an OutputError naming it."""
+    listed in its manifest before it takes its name, if ``folder`` has one;
+    elsewhere the writes are plain atomic writes. Yields True when recording.
+    A damaged manifest is an OutputError naming it."""
     root = os.path.realpath(folder)
-    if not adopt(root):
+    if not os.path.isdir(root) or read_manifest(root) is None:
         yield False
         return
     with files.committing(root, functools.partial(_record, root)):
@@ -287,18 +276,17 @@ def _locked(root):
         os.close(fd)
 
 
-def adopt(root, empty=False):
-    """True if the folder ``root`` has a manifest, or gets one now because the
-    legacy rule recognises it (or, with ``empty``, it is empty); else False."""
+def adopt(root):
+    """True if the folder ``root`` has a manifest, or gets one now because it
+    is empty; else False."""
     if not os.path.isdir(root) or read_manifest(root) is not None:
         return os.path.isdir(root)
     with _locked(root):
         if read_manifest(root) is not None:
             return True
-        if not empty if files.is_empty(root) else _legacy_problems(root):
+        if not files.is_empty(root):
             return False
-        _drop_legacy_temporaries(root)
-        write_manifest(root, scan(root))
+        write_manifest(root, {})
     return True
 
 
@@ -351,115 +339,16 @@ def _manifest_problems(root, listed):
     return problems
 
 
-def _legacy_problems(root):
-    """(path, why) of what ``root``, without a manifest, holds beyond the legacy rule."""
+def _unlisted_problems(root):
+    """(path, why) of everything in ``root``, which has no manifest."""
     try:
-        entries = {e.name: e for e in os.scandir(root) if e.name != files.TMP_MARK
-                   and e.name not in OS_FILES and not files.live_temporary(e.name)}
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         return [(".", _unreadable(exc))]
-    everything = [(_shown(e), FOREIGN) for _, e in sorted(entries.items())]
-    run = entries.get("run.json")
-    meta = None
-    if run is not None and run.is_file(follow_symlinks=False):
-        with contextlib.suppress(ReadError):
-            meta = read_json(run.path, dict, follow_links=False)
-    marked = isinstance(meta, dict) and meta.get(MARKER) is True
-    kind = meta.get("kind") if marked else None
-    if isinstance(kind, str) and kind in RESULT_FILES:
-        pictures = meta.get("pictures")
-        allowed = {"run.json", *RESULT_FILES[kind]} | {
-            p for p in (pictures if isinstance(pictures, list) else [])
-            if isinstance(p, str) and p not in ("", ".", "..") and "/" not in p
-            and os.sep not in p}
-        return [(_shown(e), FOREIGN) for name, e in sorted(entries.items())
-                if not _legacy_run_file(e, allowed)]
-    sweep_json = marked and kind == "sweep"
-    points = entries.get("points")
-    if sweep_json or (run is None and points is not None and points.is_dir(follow_symlinks=False)):
-        problems, valid = _legacy_sweep_problems(entries, sweep_json)
-        if valid or sweep_json:
-            return problems
-    return everything
-
-
-def _legacy_run_file(entry, allowed):
-    if not entry.is_file(follow_symlinks=False):
-        return False
-    if entry.name in allowed or (entry.name == "view.html" and _is_view(entry.path)):
-        return True
-    return _legacy_tmp(entry.name) in allowed | {"view.html"}
-
-
-def _legacy_sweep_problems(entries, sweep_json):
-    """(problems, valid points) under the legacy sweep rule."""
-    allowed = set(SWEEP_FILES) | ({"run.json"} if sweep_json else set())
-    problems, valid = [], 0
-    for name, entry in sorted(entries.items()):
-        if name == "points" and entry.is_dir(follow_symlinks=False):
-            found, valid = _legacy_points_problems(entry.path)
-            problems += found
-            continue
-        if entry.is_file(follow_symlinks=False) and (name in allowed
-                                                     or _legacy_tmp(name) in allowed):
-            continue
-        problems.append((_shown(entry), FOREIGN))
-    return problems, valid
-
-
-def _legacy_points_problems(points):
-    """(problems, valid points) of a sweep's points/ folder."""
-    clean_stale(points)
-    problems, valid = [], 0
-    try:
-        entries = sorted(os.scandir(points), key=lambda e: e.name)
-    except OSError as exc:
-        return [("points/", _unreadable(exc))], 0
-    for entry in entries:
-        name = entry.name
-        if name in OS_FILES or files.live_temporary(name):
-            continue
-        if entry.is_file(follow_symlinks=False):
-            if _POINT_FILE.match(_legacy_tmp(name) or ""):
-                continue
-            if (_POINT_FILE.match(name)
-                    and entry.stat(follow_symlinks=False).st_size <= MAX_JSON_BYTES
-                    and read_point(points, name[:-len(".json")])[0] is not None):
-                valid += 1
-                continue
-        problems.append(("points/" + _shown(entry), FOREIGN))
-    return problems, valid
-
-
-def _drop_legacy_temporaries(root):
-    """Remove the legacy temporaries of ``root`` and its points/."""
-    for folder in (root, os.path.join(root, "points")):
-        with contextlib.suppress(OSError):
-            for entry in list(os.scandir(folder)):
-                if _LEGACY_TMP.match(entry.name) and entry.is_file(follow_symlinks=False):
-                    with contextlib.suppress(OSError):
-                        os.remove(entry.path)
-
-
-def _legacy_tmp(name):
-    """The file a legacy temporary ``.<name>.<12 hex>.tmp`` stood for, else None."""
-    old = _LEGACY_TMP.match(name)
-    return old["name"] if old else None
+    return [(e.name + ("/" if e.is_dir(follow_symlinks=False) else ""), FOREIGN)
+            for e in entries
+            if e.name not in (files.TMP_MARK, *OS_FILES) and not files.live_temporary(e.name)]
 
 
 def _unreadable(exc):
     return f"cannot read ({exc.strerror or exc})"
-
-
-def _shown(entry):
-    return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
-
-
-def _is_view(path):
-    """Do the first 2 KiB of the regular file ``path`` hold VIEW_GENERATOR?"""
-    try:
-        head = read_head(path, 2048, follow_links=False)
-    except ReadError:
-        return False
-    return VIEW_GENERATOR in head.decode("utf-8", errors="replace")
-

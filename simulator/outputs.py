@@ -1,15 +1,9 @@
 """Every output folder tickprop writes is put in place here, atomically, and
-only where tickprop may: a run of any kind, ``render --out`` (``write_folder``)
-and a sweep (``claim_folder``, ``claimed``).
-
-A whole output is filled under a marked temporary sibling, given its manifest
-last, then takes its name in one ``renameat2(RENAME_EXCHANGE)`` (elsewhere:
-old -> backup ``.<name>.old-<pid>-<token>``, new -> name, and
-manifest.clean_stale restores a backup left by a killed run). Only a missing
-name, an empty folder or a tickprop output (manifest.foreign_files finds
-nothing) is replaced, unless ``force``; even with ``force`` never the root,
-home or current folder, a folder above them, or a folder holding a ``.git``.
-A symlinked output is followed: the real folder is written, the link stays.
+only where tickprop may (README, `--out`): a run of any kind, ``render --out``
+(``write_folder``) and a sweep (``claim_folder``, ``claimed``). A whole output
+is filled under a marked temporary sibling, given its manifest last, then
+takes its name in one ``renameat2(RENAME_EXCHANGE)`` (elsewhere through a
+backup ``.<name>.old-<pid>-<token>`` that manifest.clean_stale restores).
 """
 import contextlib
 import ctypes
@@ -31,17 +25,15 @@ _CROWDED = "other runs kept replacing it; try again"
 
 
 def default_out(name, root="outputs"):
-    """``root/<name>`` with ``name`` made one safe folder name: separators, '.',
-    '..' and characters other than letters (any script, NFC: 'szené' keeps its
-    'é'), digits, '_', '-', '.' become '_', leading dots go (a name '../x'
-    still writes inside ``root``)."""
+    """``root/<name>`` with ``name`` made one folder name inside ``root``: NFC
+    letters of any script, digits, '_', '-', '.' kept, the rest '_', leading dots gone."""
     parts = [p for p in re.split(r"[\\/]+", str(name)) if p not in ("", ".", "..")]
     safe = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", "_".join(parts))).lstrip(".")
     return os.path.join(root, safe or "run")
 
 
 def check_out(out, force=False):
-    """The real path of ``out`` if tickprop may replace it (module notes), checked
+    """The real path of ``out`` if tickprop may replace it (README, `--out`), checked
     before any work; else an OutputError naming the foreign or changed files."""
     return _check_out(out, force)[0]
 
@@ -119,16 +111,16 @@ def write_folder(out, fill, force=False):
 def claim_folder(out, force=False, meta=None):
     """Check and claim a sweep folder, written in place (it resumes), as
     check_out does, except that a changed point file is not counted (the sweep
-    runs it again). A missing or empty folder gets an empty manifest, a legacy
-    output one of what it holds; a foreign one accepted with ``force`` is
-    replaced by an empty one holding a run.json of ``meta``. Returns ``out``."""
+    runs it again). A missing or empty folder gets an empty manifest; a foreign
+    one accepted with ``force`` is replaced by an empty one holding a run.json
+    of ``meta``. Returns ``out``."""
     real, problems = _check_out(out, force, renewed=_POINT_PATH)
     if problems:
         write_folder(out, lambda folder: dict(meta or {}), force=True)
         return out
     try:
         os.makedirs(real, mode=files.DIR_MODE, exist_ok=True)
-        adopted = manifest.adopt(real, empty=True)
+        adopted = manifest.adopt(real)
     except OSError as exc:
         raise files.output_error(exc, out) from None
     if not adopted:
@@ -242,14 +234,10 @@ def _install(tmp, target, force, given):
     """Put the filled folder ``tmp`` under ``target``; delete what was there."""
     for _ in range(_ATTEMPTS):
         if not os.path.lexists(target):
-            try:
-                os.rename(tmp, target)
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    continue                    # another run got there first
-                raise
-            files.unmark_folder(target)
-            return
+            if _renamed(os.rename, tmp, target):
+                files.unmark_folder(target)
+                return
+            continue
         try:
             swapped = _exchange(tmp, target)
         except FileNotFoundError:
@@ -282,13 +270,8 @@ def _install_with_backup(tmp, target, force, given):
                     _rename(backup, target)
                     backups.pop()
                     raise OutputError(f"{given}: {_CHANGED}")
-            try:
-                _rename(tmp, target)
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    continue
-                raise
-            break
+            if _renamed(_rename, tmp, target):
+                break
         else:
             raise OutputError(f"{given}: {_CROWDED}")
     except BaseException:
@@ -304,6 +287,17 @@ def _install_with_backup(tmp, target, force, given):
 def _rename(src, dst):
     """os.rename, named so tests can stop between the two renames."""
     os.rename(src, dst)
+
+
+def _renamed(rename, src, dst):
+    """``rename(src, dst)``; False if another run got to ``dst`` first."""
+    try:
+        rename(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
 
 
 # renameat2(2): Linux >= 3.15; glibc >= 2.28 has the wrapper, else the raw syscall.

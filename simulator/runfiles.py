@@ -196,19 +196,18 @@ def read_run_meta(folder):
         raise ReadError(f"{folder}: not a tickprop run folder (no run.json in it)")
     meta = read_json(path, dict)
     name = shown(path)
+
+    def want(key, value, text):
+        if not isinstance(value, str if text else dict):
+            raise _damaged(name, f"'{key}' is {type(value).__name__}, expected "
+                                 f"{'text' if text else 'a table'}")
     for key in ("name", "kind"):
-        if key in meta and not isinstance(meta[key], str):
-            raise _damaged(name, f"'{key}' is {type(meta[key]).__name__}, expected text")
+        if key in meta:
+            want(key, meta[key], True)
     scene = meta.get("scene", {})
-    if not isinstance(scene, dict):
-        raise _damaged(name, f"'scene' is {type(scene).__name__}, expected a table")
-    for key, value in scene.items():
-        if key == "description" and not isinstance(value, str):
-            raise _damaged(name, f"'scene.description' is {type(value).__name__}, expected text")
-        if key not in ("description", "kind") and not isinstance(value, dict):
-            raise _damaged(name, f"'scene.{key}' is {type(value).__name__}, expected a table")
-    if "kind" in scene and not isinstance(scene["kind"], str):
-        raise _damaged(name, f"'scene.kind' is {type(scene['kind']).__name__}, expected text")
+    want("scene", scene, False)
+    for key in sorted(scene, key=lambda k: k == "kind"):      # scene.kind last
+        want(f"scene.{key}", scene[key], key in ("description", "kind"))
     pictures = meta.get("pictures", [])
     if not isinstance(pictures, list) or not all(isinstance(p, str) for p in pictures):
         raise _damaged(name, "'pictures' must be a list of file names")

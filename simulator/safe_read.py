@@ -1,11 +1,9 @@
-"""Every saved file tickprop reads is opened through here (run.json and the
-results through simulator.runfiles, the manifest, point files, datasets). A
-damaged or hostile file is one ``ReadError`` naming it, never a traceback or a
-hang: only regular files are read (a FIFO or device is refused without
-blocking); JSON is bounded in bytes and depth; an .npz archive's .npy headers
-are checked against the sizes it declares and their total against
-``read_budget()`` before anything is inflated, and never unpickled.
-Ground floor: numpy and simulator.errors only.
+"""Every saved file tickprop reads is opened through here (README "Commands":
+run folders are read with one set of checks). A damaged or hostile file is one
+``ReadError`` naming it, never a traceback or a hang: only regular files are
+read; JSON is bounded in bytes and depth; an .npz archive's .npy headers are
+checked against its sizes and ``read_budget()`` before anything is inflated,
+and never unpickled. Ground floor: numpy and simulator.errors only.
 """
 import contextlib
 import gzip
@@ -243,6 +241,8 @@ def read_gzip(path, limit):
 NUMBERS = "biuf"            # dtype kinds of numeric arrays (bool, ints, floats)
 REAL = "iuf"                # dtype kinds of arrays of values (not flags)
 TEXT = "US"                 # dtype kinds of text arrays
+# What a damaged archive raises; RuntimeError: an unknown compression or an encrypted member.
+_ZIP_ERRORS = (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, RuntimeError)
 
 
 def _member_header(zf, info, name):
@@ -261,8 +261,7 @@ def _member_header(zf, info, name):
                 raise ValueError(f"unsupported .npy version {version}")
             shape, _, dtype = read(fp, max_header_size=MAX_HEADER_BYTES)
             header = fp.tell()
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, RuntimeError,
-            SyntaxError, TypeError, RecursionError, MemoryError) as exc:
+    except (*_ZIP_ERRORS, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
         raise ReadError(f"{name}: damaged (array {key!r}: {str(exc)[:160] or type(exc).__name__})"
                         ) from None
     if dtype.hasobject or dtype.kind not in NUMBERS + TEXT or dtype.names is not None \
@@ -293,8 +292,7 @@ def read_npz(path, required=(), text=(), budget=None):
                             "again")
         try:
             zf = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error,
-                RuntimeError) as exc:       # an unknown compression or an encrypted member
+        except _ZIP_ERRORS as exc:
             raise ReadError(f"{name}: damaged (not an .npz archive: {exc}); re-run the scene "
                             "to write it again") from None
         with zf:
@@ -341,8 +339,7 @@ def _read_members(zf, name, required, text, budget):
         except MemoryError:
             raise ReadError(f"{name}: too large to read in the memory available (array "
                             f"{key!r}, {_format_bytes(info.file_size)})") from None
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
-                RuntimeError) as exc:      # RuntimeError: also an unknown compression
+        except _ZIP_ERRORS as exc:
             raise ReadError(f"{name}: damaged (array {key!r}: {str(exc)[:160]})") from None
     return arrays
 

@@ -55,7 +55,8 @@ class HeldStream(Stream):
     def __init__(self, n_in, batch, rng, target, hold=1, crossfade=0, amplitude=1.0):
         super().__init__(n_in, batch, rng, target)
         if crossfade >= hold and crossfade:
-            raise SimulatorError(f"stream.crossfade ({crossfade}) must be smaller than stream.hold ({hold})")
+            raise SimulatorError(f"stream.crossfade ({crossfade}) must be smaller than "
+                                 f"stream.hold ({hold})")
         self.hold, self.crossfade, self.amplitude = hold, crossfade, amplitude
         self.prev = self.cur = None
 
@@ -107,7 +108,8 @@ class DatasetStream(HeldStream):
 
     def __init__(self, n_in, batch, rng, inputs, onehot, hold=1, crossfade=0):
         if inputs.shape[1] != n_in:
-            raise SimulatorError(f"the data set has {inputs.shape[1]} inputs but network.inputs is {n_in}")
+            raise SimulatorError(f"the data set has {inputs.shape[1]} inputs but network.inputs "
+                                 f"is {n_in}")
         self.inputs, self.onehot = inputs, onehot
         self._order = [[] for _ in range(batch)]
         self._shown = np.zeros((batch, onehot.shape[1]))
@@ -232,38 +234,31 @@ def render(images, canvas, positions, edges="bounce"):
     rows_out = H + (edges != "wrap" and H == h)
     cols_out = W + (edges != "wrap" and W == w)
     if h + 1 > rows_out or w + 1 > cols_out:
-        raise SimulatorError(f"a wrapping canvas ({H}x{W}) must be larger than the images ({h}x{w})")
+        raise SimulatorError(f"a wrapping canvas ({H}x{W}) must be larger than the images "
+                             f"({h}x{w})")
     m = int(np.prod(lead, dtype=np.int64))
     rows = (whole[..., 0].reshape(m, 1) + np.arange(h + 1)) % rows_out
     cols = (whole[..., 1].reshape(m, 1) + np.arange(w + 1)) % cols_out
     # No canvas pixel repeats within a patch (h + 1 <= rows_out): assignment places it.
     out = np.zeros((m, rows_out, cols_out))
-    out[np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]] = patch.reshape(m, h + 1, w + 1)
+    flat = patch.reshape(m, h + 1, w + 1)
+    out[np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]] = flat
     if (rows_out, cols_out) != (H, W):
         out = np.ascontiguousarray(out[:, :H, :W])
     return out.reshape(lead + (H, W))
 
 
 class MovingStream:
-    """The `moving` stream: digits gliding over a larger blank canvas.
-
-    Each batch row shows seeded random permutations of ``images`` (n, h, w), a
-    new one every ``hold`` ticks (``crossfade``: weight (k+1)/(crossfade+1) of
-    the new image at its k-th tick; the first fades in from blank). The top-left
-    corner starts at a seeded random point and moves on one straight path,
-    start + speed·t·(−sin θ, cos θ) in (row, column) with θ = ``direction``
-    (0 = rightwards, 90 = up), folded at the ``edges`` and drawn bilinearly.
-    ``jitter`` > 0 with ``jitter_every`` = k adds saccades: ticks [jk, (j+1)k)
-    see the image displaced ``jitter`` pixels in a seeded random direction (not
-    accumulating). With ``stagger`` row b's k-th digit starts at tick
-    k·hold − ⌊b·hold/batch⌋, spreading a batch's cuts over the hold.
-
-    A tick's label is the digit that makes up most of the frame (the incoming
-    one from the tick its crossfade weight reaches 1/2); targets are its one-hot
-    rows, or ``target(u, ids)`` (a teacher). Frame ids number every tick, except
-    on a still stream (speed 0, no saccades, no stagger): the digit's index.
-    ``frames(t0, n)`` is a function of the ticks alone (random draws in fixed
-    blocks from three child generators of ``rng``), whatever the chunks.
+    """The `moving` stream (README "Image streams"): each batch row shows seeded
+    permutations of ``images`` (n, h, w), the k-th crossfade tick weighing the
+    new one (k+1)/(crossfade+1) (the first fades in from blank); the top-left
+    corner moves on start + speed·t·(−sin θ, cos θ) in (row, column), θ =
+    ``direction``, folded at the ``edges``; saccades displace ticks [jk, (j+1)k)
+    by ``jitter`` pixels (k = ``jitter_every``); with ``stagger`` row b's k-th
+    digit starts at tick k·hold − ⌊b·hold/batch⌋. Targets are the one-hot
+    labels, or ``target(u, ids)``. Frame ids number every tick, except on a
+    still stream (speed 0, no saccades, no stagger): the digit's index.
+    ``frames(t0, n)`` depends on the ticks alone (three child generators of ``rng``).
     """
 
     _JITTER_BLOCK = 1024       # saccades drawn this many at a time
@@ -389,9 +384,8 @@ def moving_canvas(st, image_shape):
 def moving_stream(st, images, labels, n_classes, rng, target=None):
     """The MovingStream of a StreamSpec over ``images`` (n, h, w) and their
     ``labels``; ``target`` None gives one-hot label targets."""
-    canvas = moving_canvas(st, np.shape(images)[1:])
-    return MovingStream(images, labels, n_classes, st.batch, rng, canvas, speed=st.speed,
-                        direction=st.direction, edges=st.edges, hold=st.hold,
-                        crossfade=st.crossfade, jitter=st.jitter,
-                        jitter_every=st.jitter_every, amplitude=st.amplitude,
-                        target=target, stagger=st.stagger)
+    keys = ("speed", "direction", "edges", "hold", "crossfade", "jitter", "jitter_every",
+            "amplitude", "stagger")
+    return MovingStream(images, labels, n_classes, st.batch, rng,
+                        moving_canvas(st, np.shape(images)[1:]), target=target,
+                        **{k: getattr(st, k) for k in keys})

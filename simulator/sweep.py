@@ -1,13 +1,9 @@
-"""Sweeps: a grid of scene overrides run as independent points (SPEC §9).
-
-A `sweep` scene names a base scene, a grid {"section.key": [values, ...]},
-overrides for every point (``set``) and seeds. Every point (grid cell × seed)
-is resolved and validated before any runs, named by the hash of its resolved
-scene (``simulator.points``) and stored as its own JSON file, so a sweep
-resumes with its missing, failed or damaged points only. Points run in local
-processes (``simulator.pool``) or on Dask (``simulator.dask_pool``); a failing
-or timed-out point is stored with its one-line error while the others go on.
-``sweep.csv`` (rows sorted by parameters) and the pictures come last.
+"""Sweeps: a grid of scene overrides run as independent points (SPEC §9; README
+"Commands", `tickprop sweep`). Every point (grid cell × seed) is resolved
+before any runs and stored as its own JSON file named by the hash of its
+resolved scene (``simulator.points``), so a sweep resumes with its missing,
+failed or damaged points only; they run in local processes (``simulator.pool``)
+or on Dask (``simulator.dask_pool``). ``sweep.csv`` and the pictures come last.
 """
 import collections
 import copy

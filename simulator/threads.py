@@ -1,10 +1,7 @@
-"""How many BLAS threads a run uses, chosen once per process and reported.
-
-A tick's matrix products are small: a second BLAS thread helps a large network
-on a quiet machine (about 1.75× at width 1024, batch 64) but costs ×10 and more
-on busy cores, where BLAS threads spin waiting for each other. So ``choose``
-takes one thread when several processes share the machine or it is busy, else
-the usable cores (at most MAX_AUTO); ``run.threads`` / ``--threads N`` set it.
+"""How many BLAS threads a run uses, chosen once per process and reported
+(README "BLAS threads"). A tick's matrix products are small: a second BLAS
+thread helps a large network on a quiet machine (about 1.75× at width 1024,
+batch 64) but costs ×10 and more on busy cores, where BLAS threads spin.
 """
 import os
 

@@ -124,18 +124,19 @@ def test_force_replaces_a_foreign_folder_but_never_root_or_home(runner, tmp_path
     assert snapshot(home) == before and set(os.listdir("/")) == root_before
 
 
-def test_tickprop_outputs_old_and_new_are_replaced_and_others_refused(runner):
+def test_tickprop_outputs_are_replaced_and_others_even_old_ones_refused(runner):
     res = invoke(runner, "run", "fig3_fast", "--out", "new", *QUICK)
     assert res.exit_code == 0, res.output
     assert json.load(open("new/run.json"))[manifest.MARKER] is True
     assert invoke(runner, "run", "fig3_fast", "--out", "new", *QUICK).exit_code == 0
-    os.makedirs("old")                        # the version before manifests: marker, its files
+    os.makedirs("old")                        # the version before manifests: no manifest
     json.dump({manifest.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]},
               open("old/run.json", "w"))
     open("old/trace.npz", "wb").close()
     open("old/waves.png", "wb").close()
-    assert invoke(runner, "run", "fig3_fast", "--out", "old", *QUICK).exit_code == 0
-    assert json.load(open("old/run.json"))["scene"]["run"]["ticks"] == 5
+    before = snapshot("old")
+    one_error_line(invoke(runner, "run", "fig3_fast", "--out", "old", *QUICK))
+    assert snapshot("old") == before
     os.makedirs("other")                      # scene and versions: any tool may write those
     json.dump({"name": "x", "scene": {}, "versions": {"numpy": "1"}}, open("other/run.json", "w"))
     one_error_line(invoke(runner, "run", "fig3_fast", "--out", "other", *QUICK))
@@ -624,10 +625,10 @@ VIEW = '<!DOCTYPE html><html><head><meta charset="utf-8">' + manifest.VIEW_GENER
 
 
 def test_what_counts_as_a_tickprop_output(tmp_path):
-    """Without a manifest (the version before it) only exact, documented
-    content counts: a marked run.json and the files its kind and pictures
-    name (and a tickprop view.html), or a points/ folder of valid point files
-    with the sweep's own files beside it. Never a points/ folder or JSON keys."""
+    """Without a manifest only an empty folder counts: every entry of any
+    other is foreign, even exactly what the version before the manifest wrote
+    (a marked run.json and its kind's files, a points/ folder of valid point
+    files with the sweep's own files beside it)."""
     def folder(name, entries):
         path = tmp_path / name
         path.mkdir()
@@ -640,16 +641,16 @@ def test_what_counts_as_a_tickprop_output(tmp_path):
     other, other_record = _point(seed=1)
     run = json.dumps({manifest.MARKER: True, "kind": "diffusion", "pictures": ["waves.png"]})
     table = json.dumps({manifest.MARKER: True, "kind": "pc_table", "pictures": ["tables.md"]})
-    ours = {"empty": {},
-            "marked_run": {"run.json": run, "trace.npz": "x", "waves.png": "x"},
-            "marked_run_with_view": {"run.json": run, "trace.npz": "x", "view.html": VIEW},
-            "pc_table": {"run.json": table, "table1.csv": "a", "table2.csv": "b", "tables.md": "m"},
-            "sweep": {f"points/{point}": record, "sweep.csv": "a\n", "phase.png": "x",
-                      "boundary.json": "{}"},
-            "forced_sweep": {"run.json": json.dumps({manifest.MARKER: True, "kind": "sweep"}),
-                             "points/.keep": None},
-            "old_temporary": {"run.json": run, "trace.npz": "x",
-                              ".trace.npz.0123456789ab.tmp": "half"}}
+    assert manifest.foreign_files(folder("empty", {})) == []
+    old = {"marked_run": {"run.json": run, "trace.npz": "x", "waves.png": "x"},
+           "marked_run_with_view": {"run.json": run, "trace.npz": "x", "view.html": VIEW},
+           "pc_table": {"run.json": table, "table1.csv": "a", "table2.csv": "b", "tables.md": "m"},
+           "sweep": {f"points/{point}": record, "sweep.csv": "a\n", "phase.png": "x",
+                     "boundary.json": "{}"},
+           "forced_sweep": {"run.json": json.dumps({manifest.MARKER: True, "kind": "sweep"}),
+                            "points/.keep": None},
+           "old_temporary": {"run.json": run, "trace.npz": "x",
+                             ".trace.npz.0123456789ab.tmp": "half"}}
     theirs = {"plain": {"thesis.tex": "x"},
               "fake_run": {"run.json": json.dumps({"name": "a"})},
               "scene_and_versions": {"run.json": json.dumps({"name": "a", "scene": {},
@@ -666,10 +667,11 @@ def test_what_counts_as_a_tickprop_output(tmp_path):
               "invalid_points": {"points/ab.json": "{}", "sweep.csv": "a\n"},
               "renamed_point": {f"points/{point}": other_record, "sweep.csv": "a\n"},
               "points_of_other": {"points/ab.txt": "x"}}
-    for name, entries in ours.items():
-        assert manifest.foreign_files(folder(name, entries)) == [], name
-    for name, entries in theirs.items():
-        assert manifest.foreign_files(folder(name, entries)), name
+    for name, entries in {**old, **theirs}.items():
+        path = folder(name, entries)
+        every = [(e + "/" if os.path.isdir(os.path.join(path, e)) else e, manifest.FOREIGN)
+                 for e in sorted(os.listdir(path))]
+        assert manifest.foreign_files(path) == every, name
 
 
 def test_an_interrupt_while_the_temporary_folder_is_made_leaves_nothing(tmp_path, monkeypatch):

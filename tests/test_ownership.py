@@ -63,6 +63,18 @@ def temporaries(path):
     return found
 
 
+def contents(path):
+    """{relative path: bytes (None for a folder)} of everything under ``path``."""
+    out = {}
+    for root, dirs, names in os.walk(path):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), path)] = None
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), path)] = f.read()
+    return out
+
+
 def manifest(folder):
     with open(os.path.join(folder, manifests.MANIFEST)) as f:
         return json.load(f)["files"]
@@ -249,24 +261,24 @@ def test_own_outputs_are_rerun_resumed_rendered_and_viewed(runner, tmp_path):
     assert temporaries(".") == []
 
 
-def test_outputs_of_the_version_before_manifests_are_adopted(runner, tmp_path):
+def test_outputs_of_the_version_before_manifests_are_refused_and_kept(runner, monkeypatch,
+                                                                      tmp_path):
+    """No compatibility rule: a folder as the version before manifests left it
+    is foreign, refused with one error line, and left byte for byte."""
     ok(invoke(runner, "run", "fig1_constant", "--out", "o", *PNG))
     (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
     ok(invoke(runner, "sweep", "tiny.toml", "--quiet", "--out", "sw"))
     for folder in ("o", "sw"):                         # as that version left them
         os.remove(os.path.join(folder, manifests.MANIFEST))
     open("o/.trace.npz.0123456789ab.tmp", "wb").write(b"half")       # its kind of leftover
-    ok(invoke(runner, "view", "o", "--no-open"))
-    assert sorted(manifest("o")) == ["mismatch.png", "run.json", "trace.npz", "view.html",
-                                     "waves.png"]
-    assert not os.path.exists("o/.trace.npz.0123456789ab.tmp")
-    res = ok(invoke(runner, "sweep", "tiny.toml", "--out", "sw"))
-    assert "(0 run now" in res.output and "sweep.csv" in manifest("sw")
-    os.remove(os.path.join("o", manifests.MANIFEST))
-    open("o/my_notes.md", "w").write("notes\n")        # no longer that version's exact content
-    ok(invoke(runner, "view", "o", "--no-open"))       # written, but the folder is not adopted
-    assert not os.path.exists(os.path.join("o", manifests.MANIFEST))
-    one_error_line(invoke(runner, "run", "fig1_constant", "--out", "o", *QUICK))
+    before = contents(".")
+    refuse_simulating(monkeypatch)
+    for command in (["run", "fig1_constant", "--out", "o", *QUICK],
+                    ["sweep", "tiny.toml", "--quiet", "--out", "sw"]):
+        line = one_error_line(invoke(runner, *command))
+        assert "(not written by tickprop)" in line and "--force" in line
+    assert contents(".") == before
+    assert (".trace.npz.0123456789ab.tmp", manifests.FOREIGN) in manifests.foreign_files("o")
 
 
 # ------------------------------------------------------------------ temporaries
@@ -391,19 +403,20 @@ def test_what_a_killed_write_or_a_file_browser_leaves_does_not_block_a_sweep(tmp
     assert ".DS_Store" not in manifest(out)
 
 
-def test_the_legacy_rule_knows_every_kinds_result_files(tmp_path):
-    """RESULT_FILES is what each kind really saves: an output of every kind,
-    its manifest taken away (as the version before manifests left it), is
-    recognised by its exact content, and a note beside it is not."""
+def test_an_output_of_any_kind_without_its_manifest_is_foreign(tmp_path):
+    """An output of every kind, its manifest taken away (as the version before
+    manifests left it): every file in it is named foreign, and check_out
+    refuses it and leaves it as it was."""
     import glob
     from simulator import scene as scenes
     from test_fuzz import fast_scene, write_scene
-    seen = {}
+    seen = set()
     for path in sorted(glob.glob(os.path.join(scenes.SCENES_DIR, "*.toml"))):
         doc = fast_scene(path)
         kind = json.loads(doc.get("kind", '"diffusion"'))
         if kind in seen or kind == "sweep":
             continue
+        seen.add(kind)
         scene_path = tmp_path / os.path.basename(path)
         write_scene(doc, scene_path)
         out = tmp_path / kind
@@ -411,11 +424,12 @@ def test_the_legacy_rule_knows_every_kinds_result_files(tmp_path):
                                             "--no-gif"])
         assert res.exit_code == 0, (path, res.output)
         os.remove(out / manifests.MANIFEST)
-        seen[kind] = sorted(os.listdir(out))
-        assert manifests.foreign_files(str(out)) == [], (kind, seen[kind])
-        (out / "my_notes.md").write_text("notes")
-        assert manifests.foreign_files(str(out)) == [("my_notes.md", manifests.FOREIGN)]
-    assert set(seen) == set(manifests.RESULT_FILES), seen
+        before = contents(out)
+        assert manifests.foreign_files(str(out)) == [
+            (name, manifests.FOREIGN) for name in sorted(os.listdir(out))], kind
+        with pytest.raises(files.OutputError, match="not written by tickprop"):
+            outputs.check_out(str(out))
+        assert contents(out) == before, kind
 
 
 def test_view_never_replaces_a_tickprop_file_that_is_not_a_page(runner):

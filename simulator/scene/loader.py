@@ -10,7 +10,7 @@ from ..errors import SceneError, closest, did_you_mean
 from ..paths import scenes_dir
 from .fields import INT_DIGITS, show
 from .sections import SCHEMAS
-from .validation import kind_of, unknown_key, validate
+from .validation import kind_of, unknown_key, unknown_section, validate
 
 SCENES_DIR = scenes_dir()
 MAX_FILE_BYTES = 16 * 2**20
@@ -146,9 +146,7 @@ def _section_of(raw, kind, section, name, what):
     """raw[section] after checking section.name exists for this kind."""
     schema = SCHEMAS[kind]
     if section not in schema:
-        raise SceneError(f"{what}: unknown section {show(section)}"
-                         f"{did_you_mean(section, list(schema))}; a {kind} scene has "
-                         f"{', '.join(schema)}")
+        unknown_section(what, kind, section)
     if name not in schema[section]:
         unknown_key(what, section, name, schema[section])
     if not isinstance(raw.get(section), dict):

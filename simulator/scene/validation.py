@@ -32,6 +32,12 @@ def _owners(name, section=False):
     return f"; {name!r} is a key of [{'] or ['.join(sections)}]" if sections else ""
 
 
+def unknown_section(where, kind, name, hint=""):
+    schema = SCHEMAS[kind]
+    raise SceneError(f"{where}: unknown section {show(name)}{did_you_mean(name, list(schema))}"
+                     f"; a {kind} scene has {', '.join(schema)}{hint}")
+
+
 def unknown_key(where, section, key, fields):
     raise SceneError(f"{where}: unknown key {show(section + '.' + str(key))}"
                      f"{did_you_mean(key, fields)}; [{section}] accepts {', '.join(fields)}")
@@ -57,9 +63,7 @@ def validate(raw, source):
             continue
         if name not in schema:
             if isinstance(value, dict):
-                raise SceneError(f"{source}: unknown section {show(name)}"
-                                 f"{did_you_mean(name, list(schema))}; a {kind} scene has "
-                                 f"{', '.join(schema)}{_owners(name, True)}")
+                unknown_section(source, kind, name, _owners(name, True))
             raise SceneError(f"{source}: unknown top-level key {show(name)}"
                              f"{did_you_mean(name, list(schema) + list(TOP))}; the top level "
                              f"holds description, kind and sections{_owners(name)}")
