@@ -72,13 +72,10 @@ class Kind:
         """{scene key: value} for the typed CLI options given (None = not given);
         an option this kind has no use for is refused with its reason."""
         out = {}
-        for option in TYPED_OPTIONS:
-            value = given.get(option)
-            if value is None:
-                continue
+        for option in (o for o in TYPED_OPTIONS if given.get(o) is not None):
             if option in self.refuse:
                 raise SceneError(f"--{option}: {self.refuse[option]}")
-            target = self.options[option]
+            target, value = self.options[option], given[option]
             out.update(target(value) if callable(target) else {target: value})
         return out
 

@@ -34,7 +34,6 @@ def draw(folder, meta, options):
     if not (png or gif):
         return {}       # matplotlib is imported only to draw
     from ..render.locking import write_locking
-
     return write_locking(folder, lk["depth"], lk["frames"], png=png, gif=gif,
                          every=options.get("every", lk["every"]),
                          size=options.get("size"))

@@ -111,9 +111,7 @@ class Graph:
     """A computational graph built in topological order; the last vertex is the output."""
 
     def __init__(self):
-        self.vertices = []
-        self._names = set()
-        self._cache = {}
+        self.vertices, self._cache = [], {}
 
     def cached(self, key, compute):
         """``compute(self)``, remembered until the next vertex is added."""
@@ -123,9 +121,8 @@ class Graph:
         return hit[1]
 
     def _add(self, vertex):
-        if vertex.name in self._names:
+        if any(v.name == vertex.name for v in self.vertices):
             raise SimulatorError(f"graph: vertex name {vertex.name!r} is used twice")
-        self._names.add(vertex.name)
         self.vertices.append(vertex)
         return len(self.vertices) - 1
 
