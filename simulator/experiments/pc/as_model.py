@@ -1,12 +1,10 @@
 """``from_graph``: a Model from an elementary-op graph of ``simulator.experiments.pc``.
-
-Runs of operations fuse into layers: ``matmul(h, W)`` (W a parameter) is a
-``linear`` layer named after W, ``conv2d(h, K)`` a ``conv2d`` layer; a following
-``add`` of a parameter is their bias, a following tanh/logistic/relu their
-activation (only where the value feeds nothing else). Other ops map one to one.
-What the model core cannot hold (several inputs, shared weights, a parameter as
-a free operand, products of activities) is a SimulatorError naming the vertex.
-"""
+Runs of operations fuse into layers: ``matmul(h, W)`` (W a parameter) is a ``linear``
+layer named after W, ``conv2d(h, K)`` a ``conv2d`` layer; a following ``add`` of a
+parameter is their bias, a following tanh/logistic/relu their activation (only where
+the value feeds nothing else). Other ops map one to one. What the model core cannot
+hold (several inputs, shared weights, a parameter as a free operand, products of
+activities) is a SimulatorError naming the vertex."""
 from types import SimpleNamespace
 
 import numpy as np

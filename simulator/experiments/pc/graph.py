@@ -1,10 +1,8 @@
-"""Computational graphs of elementary operations, and backprop on them.
-
-A DAG of vertices in topological order, the output last: leaves are data inputs
-or parameters, every other vertex applies one op g_i (with its VJP) to its
-arguments (the paper's children C(i)); values are batch-major numpy arrays.
-``forward`` is Eq. 1, ``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖².
-"""
+"""Computational graphs of elementary operations, and backprop on them: a DAG of
+vertices in topological order, the output last; leaves are data inputs or parameters,
+every other vertex applies one op g_i (with its VJP) to its arguments (the paper's
+children C(i)); values are batch-major numpy arrays. ``forward`` is Eq. 1,
+``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖²."""
 from collections import namedtuple
 from dataclasses import dataclass
 

@@ -1,13 +1,11 @@
-"""Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.).
-
-Every internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its
-arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values and
-the output is clamped to y. F = ½ Σ_i ‖ε_i‖² (Eq. 6), so (signs derived here:
-the paper's Eqs. 3, 7 and 8 flip them) ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i,
-x_i ← x_i − γ ∂F/∂x_i (Eq. 7) and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8); then
-ε_out = μ_out − y is BP's δ_out and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t
-takes state t−1 to state t; d_j is the shortest distance to the output.
-"""
+"""Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.). Every
+internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its arguments) and
+an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values and the output is clamped
+to y. F = ½ Σ_i ‖ε_i‖² (Eq. 6), so (signs derived here: the paper's Eqs. 3, 7 and 8
+flip them) ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i, x_i ← x_i − γ ∂F/∂x_i (Eq. 7)
+and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8); then ε_out = μ_out − y is BP's δ_out
+and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t takes state t−1 to state t; d_j is
+the shortest distance to the output."""
 from collections import namedtuple
 
 import numpy as np
@@ -181,10 +179,8 @@ def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma
         raise SimulatorError(f"error_wave: method {method!r}; expected 'zil' or 'il'")
     problem = build(architecture, seed=seed, dtype=dtype)
     graph = level(problem.graph) if levelled else problem.graph
-    if method == "zil":
-        res = zil(graph, problem.values, problem.target, lr, record=True)
-    else:
-        res = il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
+    res = zil(graph, problem.values, problem.target, lr, record=True) if method == "zil" else \
+        il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
     kinds = [v.kind for v in graph.vertices]
     by_level = np.zeros((res.eps_norms.shape[0], max(res.levels) + 1))
     for i, (k, kind) in enumerate(zip(res.levels, kinds)):
