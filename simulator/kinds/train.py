@@ -67,7 +67,6 @@ def draw(folder, meta, options):
     if not options.get("png", True):
         return {}       # matplotlib is imported only to draw
     from ..render.learning import render_learning
-
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
     return {"learning.png": render_learning(results["curves"],
                                             os.path.join(folder, "learning.png"), title=title)}

@@ -120,13 +120,12 @@ def zil(graph, values, target, lr, gamma=1.0, record=False):
 
 
 def zil_wave(graph, values, target, lr):
-    """Z-IL computing only the error wavefront: Table 2's schedule.
-
-    By Lemma A.1, at state t every vertex below level t still has ε = 0 and its
-    forward value, and every vertex at level t has ε = −Δx from its parents'
-    errors; what the vertices behind the front do never reaches a later front or
-    an update, so the front alone gives ``zil``'s updates for one backward sweep.
-    Needs the op vertices levelled (``level(graph, leaves=False)``)."""
+    """Z-IL computing only the error wavefront: Table 2's schedule. By Lemma A.1,
+    at state t every vertex below level t still has ε = 0 and its forward value,
+    and every vertex at level t has ε = −Δx from its parents' errors; what the
+    vertices behind the front do never reaches a later front or an update, so the
+    front alone gives ``zil``'s updates for one backward sweep. Needs the op
+    vertices levelled (``level(graph, leaves=False)``)."""
     lv = levels(graph, leaves=False)
     mu = forward(graph, values)
     eps = [None] * len(graph)
