@@ -1,3 +1,2 @@
-"""Paper-specific experiments above the builder: ``training`` (the train kind's
-online loop), ``activation_relaxation`` (paper 001), ``pc`` (paper 002's graphs of
-elementary operations). They compute arrays; kinds save and draw them."""
+"""Paper-specific experiments above the builder (``training``, ``activation_relaxation``,
+``pc``): they compute arrays; kinds save and draw them."""

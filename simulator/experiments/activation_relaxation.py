@@ -1,8 +1,6 @@
-"""Paper 001's experiments (Activation Relaxation, Millidge et al.) on
-``simulator.rules.relaxation``: Fig. 1 (``run_converge``) and Figs. 2–3
-(``run_train``). They return arrays, never draw or write files; ``converge_arrays``
-/ ``train_arrays`` give what a run saves and ``simulator.render.convergence`` draws.
-"""
+"""Paper 001's experiments (Activation Relaxation, Millidge et al.): Fig. 1
+(``run_converge``) and Figs. 2–3 (``run_train``), as arrays; ``converge_arrays``
+/ ``train_arrays`` give what a run saves and ``simulator.render.convergence`` draws."""
 import numpy as np
 from array_api_compat import array_namespace
 
@@ -23,8 +21,7 @@ BASELINE = "backprop"
 
 
 def convergence_batch(data, sizes, batch, seed, split_seed):
-    """A host batch (u, y) for Fig. 1: ``digits`` and one-hot labels, or
-    ``gaussian`` inputs and targets."""
+    """A host batch (u, y) for Fig. 1: digits and one-hot labels, or gaussian."""
     if data == "digits":
         d = load_digits(seed=split_seed)
         if sizes[0] != d.n_features or sizes[-1] != d.n_classes:
@@ -200,8 +197,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
     eval_every = per_epoch if eval_every is None else check_count("eval_every", eval_every, 1)
     steps = np.arange(0, per_epoch * epochs + 1, eval_every)
     names = [BASELINE] + variants
-    curves = {n: {"train": np.full((len(seeds), steps.size), np.nan),
-                  "test": np.full((len(seeds), steps.size), np.nan)} for n in names}
+    curves = {n: {part: np.full((len(seeds), steps.size), np.nan) for part in ("train", "test")}
+              for n in names}
     diverged_at = {n: np.full(len(seeds), -1) for n in names}
     for s, seed in enumerate(seeds):
         network = Model.chain(sizes, activations, seed=seed, scale=weight_scale,
@@ -212,8 +209,8 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
                                      feedback_seed=(seed, 1), feedback_scale=feedback_scale,
                                      device=device, dtype=dtype, solver=solver)
             accs, div = _train_one(model, data, seed, lr, batch, epochs, eval_every)
-            curves[name]["train"][s, :accs.shape[0]] = accs[:, 0]
-            curves[name]["test"][s, :accs.shape[0]] = accs[:, 1]
+            for k, part in enumerate(("train", "test")):
+                curves[name][part][s, :accs.shape[0]] = accs[:, k]
             diverged_at[name][s] = div
             if progress is not None:
                 progress(1)
@@ -225,8 +222,6 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
 def train_arrays(result):
     """What a run saves of a ``run_train`` result (training.npz): ``steps`` and
     per model (backprop first) ``test_<name>``, ``train_<name>`` (seeds × evals)."""
-    arrays = {"steps": np.asarray(result["steps"])}
-    for name, curve in result["curves"].items():
-        arrays[f"test_{name}"] = np.asarray(curve["test"])
-        arrays[f"train_{name}"] = np.asarray(curve["train"])
-    return arrays
+    return {"steps": np.asarray(result["steps"]),
+            **{f"{part}_{name}": np.asarray(curve[part])
+               for name, curve in result["curves"].items() for part in ("test", "train")}}

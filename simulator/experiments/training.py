@@ -212,14 +212,10 @@ class RuleRun:
                 return u[s - t0], y[s - t0]
         return None
 
-    @property
-    def stopped(self):
-        return self.curve["diverged"]
-
     def learn(self, u, y, t0):
         """Step the learner through frames u (n, B, ...), y (n, B, n_out) of
         stream ticks t0, t0 + 1, ..."""
-        if self.stopped:
+        if self.curve["diverged"]:
             return
         # keep the frames whose errors the waves still carry (gradient_angles)
         self.chunks.append((t0, u, y))
@@ -280,9 +276,9 @@ def train_rules(rules, setup, progress=None, workers=1):
                 if r.reported_stop:
                     continue                       # stopped at an earlier evaluation
                 r.test(done)
-                r.reported_stop = r.stopped        # its remaining ticks are never run
+                r.reported_stop = r.curve["diverged"]      # its remaining ticks are never run
                 if progress is not None:
-                    progress(ticks - done + n if r.stopped else n)
+                    progress(ticks - done + n if r.reported_stop else n)
     return {r.rule: r.curve for r in runs}
 
 
@@ -341,12 +337,11 @@ def train_scene(scene, progress=None, setup=None, workers=1):
     curves = train_rules(setup.spec.train.rules, setup, progress, workers)
     out = {}
     for rule, c in curves.items():
-        bad = c["diverged"]
-        out[f"{rule}.final_accuracy"] = float("nan") if bad else float(c["accuracy"][-1])
-        out[f"{rule}.final_loss"] = float("nan") if bad else float(c["loss"][-1])
-        out[f"{rule}.best_accuracy"] = float(np.nanmax(c["accuracy"])) if np.isfinite(
-            c["accuracy"]).any() else float("nan")
-        out[f"{rule}.diverged"] = bool(bad)
-        out[f"{rule}.stable"] = bool(not bad and c["loss"][-1] < c["loss"][0])
+        bad, acc = c["diverged"], c["accuracy"]
+        out.update({f"{rule}.{k}": v for k, v in (
+            ("final_accuracy", float("nan") if bad else float(acc[-1])),
+            ("final_loss", float("nan") if bad else float(c["loss"][-1])),
+            ("best_accuracy", float(np.nanmax(acc)) if np.isfinite(acc).any() else float("nan")),
+            ("diverged", bool(bad)), ("stable", bool(not bad and c["loss"][-1] < c["loss"][0])))})
     return curves, out
 

@@ -51,18 +51,6 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
     return holder["meta"]
 
 
-def read_run(folder):
-    """(Kind, run.json content) of a saved run folder (SimulatorError if none)."""
-    if not os.path.isfile(os.path.join(folder, "run.json")):
-        raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
-    meta = read_run_meta(folder)          # a dict, its kinds text and its scene a table
-    kind = meta.get("kind") or meta.get("scene", {}).get("kind", "diffusion")
-    if kind not in KINDS:
-        raise SimulatorError(f"{os.path.join(folder, 'run.json')}: not a tickprop run.json "
-                             f"(kind {kind!r})")
-    return KINDS[kind], meta
-
-
 def redraw(folder, options=None, select=None, out=None, force=False):
     """Draw a saved run's pictures again from its results, never simulating;
     return (kind name, {file name: path}, folder written). ``options``: render
@@ -70,7 +58,14 @@ def redraw(folder, options=None, select=None, out=None, force=False):
     all); those the kind lacks are refused by name. Without ``out`` only the
     pictures in ``folder`` are replaced; ``out`` is a new folder with a copy of the
     results (outputs.write_folder). Nothing is written before all are drawn."""
-    kind, meta = read_run(folder)
+    if not os.path.isfile(os.path.join(folder, "run.json")):
+        raise SimulatorError(f"{folder}: not a tickprop run folder (no run.json in it)")
+    meta = read_run_meta(folder)          # a dict, its kinds text and its scene a table
+    kind = meta.get("kind") or meta.get("scene", {}).get("kind", "diffusion")
+    if kind not in KINDS:
+        raise SimulatorError(f"{os.path.join(folder, 'run.json')}: not a tickprop run.json "
+                             f"(kind {kind!r})")
+    kind = KINDS[kind]
     options = kind.render_options(options or {})
     select = {k: v for k, v in (select or {}).items() if v is not None}
     for option in (o for o in select if o not in kind.selects):

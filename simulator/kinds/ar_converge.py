@@ -43,7 +43,6 @@ def draw(folder, meta, options):
     if not (png or gif):
         return {}       # matplotlib is imported only to draw
     from ..render.convergence import draw_converge
-
     return draw_converge(folder, arrays, png=png, gif=gif)
 
 

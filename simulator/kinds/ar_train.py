@@ -43,7 +43,6 @@ def draw(folder, meta, options):
     if not options.get("png", True):
         return {}       # matplotlib is imported only to draw
     from ..render.convergence import draw_train
-
     return draw_train(folder, arrays)
 
 

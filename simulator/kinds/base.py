@@ -1,12 +1,10 @@
 """What a scene kind is: one ``Kind`` record (registered in kinds/__init__.py).
-
-``prepare(name, scene, options) -> job`` refuses what it can before any output
-folder exists; ``job(folder, progress)`` runs, saves what the pictures need and
-returns run.json's summary (its ``"timings"`` go to run.json's timings).
-``draw(folder, meta, options) -> {file name: path}`` draws from the saved results
-and run.json alone, importing matplotlib only once a picture is drawn.
-``summary(folder, meta) -> [lines]``: a headline, then indented numbers.
-"""
+``prepare(name, scene, options) -> job`` refuses what it can before any output folder
+exists; ``job(folder, progress)`` runs, saves what the pictures need and returns run.json's
+summary (its ``"timings"`` go to run.json's timings). ``draw(folder, meta, options) ->
+{file name: path}`` draws from the saved results and run.json alone, importing matplotlib
+only once a picture is drawn. ``summary(folder, meta) -> [lines]``: a headline, then
+indented numbers."""
 import copy
 import os
 from dataclasses import dataclass, field
@@ -72,13 +70,10 @@ class Kind:
         """{scene key: value} for the typed CLI options given (None = not given);
         an option this kind has no use for is refused with its reason."""
         out = {}
-        for option in TYPED_OPTIONS:
-            value = given.get(option)
-            if value is None:
-                continue
+        for option in (o for o in TYPED_OPTIONS if given.get(o) is not None):
             if option in self.refuse:
                 raise SceneError(f"--{option}: {self.refuse[option]}")
-            target = self.options[option]
+            target, value = self.options[option], given[option]
             out.update(target(value) if callable(target) else {target: value})
         return out
 

@@ -43,7 +43,6 @@ def draw(folder, meta, options):
     if not (png or gif):
         return {}       # matplotlib is imported only to draw
     from ..render import write_pictures
-
     selection = options.get("select") or {}
     if any(v is not None for v in selection.values()):
         trace = trace.select(**selection)

@@ -9,9 +9,6 @@ from ..runfiles import read_locking
 from ..scene import spec_of
 from .base import Kind, done_in, saved_section, wanted
 
-NUMBERS = ("ticks", "utilisation", "frames_per_tick", "latency")
-
-
 def prepare(name, scene, options=None):
     """The job counts both schedules."""
     lk, both = spec_of(scene).locking, ("backprop", "pipelined")
@@ -20,7 +17,8 @@ def prepare(name, scene, options=None):
         result = schedules(lk.depth, lk.frames)
         write_npz(os.path.join(folder, "locking.npz"), {f"{kind}_{part}": result[kind][part]
                   for kind in both for part in ("forward", "backward")})
-        return {kind: {k: result[kind][k] for k in NUMBERS} for kind in both}
+        return {kind: {k: result[kind][k] for k in ("ticks", "utilisation", "frames_per_tick",
+                                                    "latency")} for kind in both}
     return job
 
 
@@ -34,7 +32,6 @@ def draw(folder, meta, options):
     if not (png or gif):
         return {}       # matplotlib is imported only to draw
     from ..render.locking import write_locking
-
     return write_locking(folder, lk["depth"], lk["frames"], png=png, gif=gif,
                          every=options.get("every", lk["every"]),
                          size=options.get("size"))

@@ -5,7 +5,7 @@ import csv
 import os
 
 from ..experiments.pc.tables import format_markdown, table1, table2, write_csv
-from ..files import atomic_write
+from ..files import write_text
 from ..errors import SimulatorError
 from ..scene import spec_of
 from .base import Kind, done_in, run_keys
@@ -47,9 +47,8 @@ def draw(folder, meta, options):
     if not isinstance(summary, dict) or not all(
             isinstance(summary.get(k), list) for k in ("table1", "table2")):
         raise SimulatorError(f"{os.path.join(folder, 'run.json')}: damaged (no table rows)")
-    path = os.path.join(folder, "tables.md")
-    atomic_write(path, lambda f: f.write(markdown(summary["table1"], summary["table2"])))
-    return {"tables.md": path}
+    text = markdown(summary["table1"], summary["table2"])
+    return {"tables.md": write_text(os.path.join(folder, "tables.md"), text)}
 
 
 def summary(folder, meta):

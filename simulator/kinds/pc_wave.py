@@ -43,7 +43,6 @@ def draw(folder, meta, options):
     if not (png or gif):
         return {}       # matplotlib is imported only to draw
     from ..render.levels import write_wave_gif, write_wave_png
-
     return {f"pc_wave.{ext}": write(os.path.join(folder, f"pc_wave.{ext}"), by_level, **labels)
             for ext, write, want in (("png", write_wave_png, png), ("gif", write_wave_gif, gif))
             if want}

@@ -38,10 +38,6 @@ def prepare(name, scene, options=None):
     return job
 
 
-# What each rule's learner holds for the whole run (the rules learn in lockstep).
-PER_RULE = ("weights", "state buffers", "history rings", "targets ring", "learner work")
-
-
 def train_budget(spec):
     """The RunBudget of a training scene's SceneSpec: every rule's learner alive at
     once, each charged as the costliest engine (learned feedback keeps a second
@@ -60,7 +56,9 @@ def train_budget(spec):
     # beyond one engine: each learner's float64 gradient and the initial model
     params = 8 * sum(int(np.prod(a)) for a in skeleton.param_shapes().values())
     budget.items.update({"learner work": params, "initial model": params})
-    return budget.held(PER_RULE, len(tr.rules))
+    # what each rule's learner holds for the whole run (the rules learn in lockstep)
+    return budget.held(("weights", "state buffers", "history rings", "targets ring",
+                        "learner work"), len(tr.rules))
 
 
 def draw(folder, meta, options):
@@ -69,7 +67,6 @@ def draw(folder, meta, options):
     if not options.get("png", True):
         return {}       # matplotlib is imported only to draw
     from ..render.learning import render_learning
-
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
     return {"learning.png": render_learning(results["curves"],
                                             os.path.join(folder, "learning.png"), title=title)}

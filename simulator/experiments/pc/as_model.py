@@ -1,27 +1,18 @@
 """``from_graph``: a Model from an elementary-op graph of ``simulator.experiments.pc``.
+Runs of operations fuse into layers: ``matmul(h, W)`` (W a parameter) is a ``linear``
+layer named after W, ``conv2d(h, K)`` a ``conv2d`` layer; a following ``add`` of a
+parameter is their bias, a following tanh/logistic/relu their activation (only where
+the value feeds nothing else). Other ops map one to one. What the model core cannot
+hold (several inputs, shared weights, a parameter as a free operand, products of
+activities) is a SimulatorError naming the vertex."""
+from types import SimpleNamespace
 
-Runs of operations fuse into layers: ``matmul(h, W)`` (W a parameter) is a
-``linear`` layer named after W, ``conv2d(h, K)`` a ``conv2d`` layer; a following
-``add`` of a parameter is their bias, a following tanh/logistic/relu their
-activation (only where the value feeds nothing else). Other ops map one to one.
-What the model core cannot hold (several inputs, shared weights, a parameter as
-a free operand, products of activities) is a SimulatorError naming the vertex.
-"""
 import numpy as np
 
 from ...errors import SimulatorError
 from .graph import Graph
 from ...model.graph import Model
 from ...model.spec import INPUT
-
-
-class _Layer:
-    """A layer being assembled from consecutive operations."""
-
-    def __init__(self, name, kind, parents, shape, **fields):
-        self.cfg = {"name": name, "kind": kind, "from": list(parents), **fields}
-        self.params, self.shape = {}, shape      # shape: of the value, batch excluded
-        self.open = kind in ("linear", "conv2d", "add", "matmul")  # may still fuse
 
 
 def from_graph(graph, values):
@@ -49,7 +40,7 @@ class _Builder:
     def __init__(self, graph, values, consumers, input_index):
         self.g, self.values, self.consumers = graph, values, consumers
         self.layer_of = {input_index: INPUT}   # graph vertex -> model vertex name
-        self.layers = {}                       # name -> _Layer, in creation order
+        self.layers = {}                       # name -> layer, in creation order
         self.input_index = input_index
 
     def _v(self, i):
@@ -83,9 +74,13 @@ class _Builder:
         return layer if layer is not None and layer.open and len(self.consumers[a]) == 1 else None
 
     def _new(self, i, name, kind, parents, shape, **fields):
+        """A layer being assembled from consecutive operations (``shape``: its
+        value's, batch excluded; ``open``: it may still fuse)."""
         if name in self.layers or name == INPUT:
             name = f"{name}_{i}"
-        self.layers[name] = layer = _Layer(name, kind, parents, shape, **fields)
+        self.layers[name] = layer = SimpleNamespace(
+            cfg={"name": name, "kind": kind, "from": list(parents), **fields}, params={},
+            shape=shape, open=kind in ("linear", "conv2d", "add", "matmul"))
         self.layer_of[i] = name
         return layer
 

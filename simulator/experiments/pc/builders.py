@@ -126,8 +126,7 @@ def random_dag(seed=0, dtype="float64", n_ops=8, n_params=3, shape=(2, 3)):
     vertices (paths of many lengths meet); unused vertices summed into the output."""
     m = _Maker(seed, dtype)
     g, rng = m.graph, m.rng
-    pool = [m.data("x", shape)]
-    pool += [m.leaf(f"p{k}", shape, 1) for k in range(n_params)]
+    pool = [m.data("x", shape)] + [m.leaf(f"p{k}", shape, 1) for k in range(n_params)]
     matrix = None
     kinds = ("tanh", "logistic", "identity", "scale", "add", "mul", "matmul")
     last = None
@@ -158,9 +157,7 @@ ARCHITECTURES = tuple(BUILDERS)
 
 def build(architecture, seed=0, dtype="float64", **sizes):
     """The Problem of a named architecture (one of ARCHITECTURES)."""
-    try:
-        builder = BUILDERS[architecture]
-    except KeyError:
+    if architecture not in BUILDERS:
         raise SimulatorError(f"pc: unknown architecture {architecture!r}; "
-                             f"expected one of {', '.join(ARCHITECTURES)}") from None
-    return builder(seed=seed, dtype=dtype, **sizes)
+                             f"expected one of {', '.join(ARCHITECTURES)}")
+    return BUILDERS[architecture](seed=seed, dtype=dtype, **sizes)

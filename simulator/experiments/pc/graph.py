@@ -1,10 +1,8 @@
-"""Computational graphs of elementary operations, and backprop on them.
-
-A DAG of vertices in topological order, the output last: leaves are data inputs
-or parameters, every other vertex applies one op g_i (with its VJP) to its
-arguments (the paper's children C(i)); values are batch-major numpy arrays.
-``forward`` is Eq. 1, ``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖².
-"""
+"""Computational graphs of elementary operations, and backprop on them: a DAG of
+vertices in topological order, the output last; leaves are data inputs or parameters,
+every other vertex applies one op g_i (with its VJP) to its arguments (the paper's
+children C(i)); values are batch-major numpy arrays. ``forward`` is Eq. 1,
+``backprop`` Eqs. 2–4 for E = ½‖μ_out − y‖²."""
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -111,9 +109,7 @@ class Graph:
     """A computational graph built in topological order; the last vertex is the output."""
 
     def __init__(self):
-        self.vertices = []
-        self._names = set()
-        self._cache = {}
+        self.vertices, self._cache = [], {}
 
     def cached(self, key, compute):
         """``compute(self)``, remembered until the next vertex is added."""
@@ -123,9 +119,8 @@ class Graph:
         return hit[1]
 
     def _add(self, vertex):
-        if vertex.name in self._names:
+        if any(v.name == vertex.name for v in self.vertices):
             raise SimulatorError(f"graph: vertex name {vertex.name!r} is used twice")
-        self._names.add(vertex.name)
         self.vertices.append(vertex)
         return len(self.vertices) - 1
 
@@ -172,17 +167,20 @@ class Graph:
         return [self.vertices[i].name for i in self.leaves("param")]
 
 
-def evaluate(graph, i, args):
-    """μ_i = g_i(args): the elementary function of internal vertex i (Eq. 1, 5)."""
+def evaluate(graph, i, values):
+    """μ_i = g_i(x of its arguments): vertex i's elementary function (Eq. 1, 5) on
+    ``values``, one per vertex."""
     v = graph.vertices[i]
-    return OPS[v.op].forward(args, dict(v.attrs))
+    return OPS[v.op].forward([values[a] for a in v.args], dict(v.attrs))
 
 
-def vjp(graph, i, g, args, out, needs):
-    """Cotangents g·∂g_i/∂(arg) for each argument of vertex i (the terms of Eq. 2)."""
-    v = graph.vertices[i]
-    cots = OPS[v.op].vjp(g, args, out, dict(v.attrs), needs)
-    return tuple(c if need else None for c, need in zip(cots, needs))
+def cotangents(graph, j, g, values, out):
+    """[(argument a, g·∂g_j/∂x_a)] of vertex j (the terms of Eq. 2), ``values`` one
+    per vertex and ``out`` j's value; arguments whose cotangent does not matter
+    (data inputs) are left out."""
+    v, needs = graph.vertices[j], needs_grad(graph)[j]
+    cots = OPS[v.op].vjp(g, [values[a] for a in v.args], out, dict(v.attrs), needs)
+    return [(a, c) for a, c, need in zip(v.args, cots, needs) if need and c is not None]
 
 
 def needs_grad(graph):
@@ -198,7 +196,7 @@ def forward(graph, values):
     for i, v in enumerate(graph.vertices):
         if v.is_leaf and v.name not in values:
             raise SimulatorError(f"graph: no value given for leaf {v.name!r}")
-        mu.append(values[v.name] if v.is_leaf else evaluate(graph, i, [mu[a] for a in v.args]))
+        mu.append(values[v.name] if v.is_leaf else evaluate(graph, i, mu))
     return mu
 
 
@@ -214,19 +212,15 @@ def backprop(graph, values, target):
 def reverse(graph, mu, delta_out, keep=True):
     """Eq. 2/4: propagate δ from the output to every vertex, summing over
     parents; ``keep=False`` drops an op vertex's δ once passed on (saves memory)."""
-    needs = needs_grad(graph)
     delta = [None] * len(graph)
     delta[graph.output] = delta_out
     for j in range(len(graph) - 1, -1, -1):
-        v = graph.vertices[j]
-        if v.is_leaf or delta[j] is None:
+        if graph.vertices[j].is_leaf or delta[j] is None:
             continue
-        cots = vjp(graph, j, delta[j], [mu[a] for a in v.args], mu[j], needs[j])
+        for a, c in cotangents(graph, j, delta[j], mu, mu[j]):
+            delta[a] = c if delta[a] is None else delta[a] + c
         if not keep:
             delta[j] = None
-        for a, c in zip(v.args, cots):
-            if c is not None:
-                delta[a] = c if delta[a] is None else delta[a] + c
     return delta
 
 

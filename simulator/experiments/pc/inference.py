@@ -1,13 +1,11 @@
-"""Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.).
-
-Every internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its
-arguments) and an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values and
-the output is clamped to y. F = ½ Σ_i ‖ε_i‖² (Eq. 6), so (signs derived here:
-the paper's Eqs. 3, 7 and 8 flip them) ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i,
-x_i ← x_i − γ ∂F/∂x_i (Eq. 7) and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8); then
-ε_out = μ_out − y is BP's δ_out and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t
-takes state t−1 to state t; d_j is the shortest distance to the output.
-"""
+"""Predictive coding on computational graphs: IL and Z-IL (Salvatori et al.). Every
+internal vertex i has a value node x_i, a prediction μ_i = g_i(x of its arguments) and
+an error ε_i = μ_i − x_i (Eq. 5); leaves hold their values and the output is clamped
+to y. F = ½ Σ_i ‖ε_i‖² (Eq. 6), so (signs derived here: the paper's Eqs. 3, 7 and 8
+flip them) ∂F/∂x_i = −ε_i + Σ_{j∈P(i)} ε_j ∂μ_j/∂x_i, x_i ← x_i − γ ∂F/∂x_i (Eq. 7)
+and ζ ← ζ − α Σ_{j∈P(ζ)} ε_j ∂μ_j/∂ζ (Eq. 8); then ε_out = μ_out − y is BP's δ_out
+and Z-IL's updates equal BP's −α ∂E/∂ζ. Tick t takes state t−1 to state t; d_j is
+the shortest distance to the output."""
 from collections import namedtuple
 
 import numpy as np
@@ -15,7 +13,7 @@ import numpy as np
 from ...errors import SimulatorError
 from ...rules.predictive_coding import ErrorWave
 from .builders import build
-from .graph import evaluate, forward, needs_grad, vjp
+from .graph import cotangents, evaluate, forward, needs_grad
 from .levelling import distances, level, levels
 
 
@@ -44,17 +42,14 @@ def _norms(eps):
     return norms
 
 
-def _backward_terms(graph, x, mu, eps, needs, on_param):
+def _backward_terms(graph, x, mu, eps, on_param):
     """Σ_j ε_j ∂μ_j/∂x_i for every internal i (the second term of ∂F/∂x_i); calls
     ``on_param(j, leaf, term)`` for every parameter edge. Zero errors are skipped."""
     acc = [None] * len(graph)
     for j, v in enumerate(graph.vertices):
         if v.is_leaf or not eps[j].any():
             continue
-        cots = vjp(graph, j, eps[j], [x[a] for a in v.args], mu[j], needs[j])
-        for a, c in zip(v.args, cots):
-            if c is None:
-                continue
+        for a, c in cotangents(graph, j, eps[j], x, mu[j]):
             if graph.vertices[a].is_leaf:
                 on_param(j, a, c)
             else:
@@ -69,11 +64,10 @@ def _infer(graph, x, mu, gamma, ticks, record, learn=lambda t, j, a, term: None,
     every parameter edge's term and ``arrive(t, changed)`` may move leaves before μ
     is recomputed where an argument moved. Returns (ε, ‖ε‖ per state and vertex
     when ``record``, else None)."""
-    needs = needs_grad(graph)
     eps = _errors(graph, x, mu)
     rows = [_norms(eps)] if record else None
     for t in range(1, ticks + 1):
-        acc = _backward_terms(graph, x, mu, eps, needs, lambda j, a, c: learn(t, j, a, c))
+        acc = _backward_terms(graph, x, mu, eps, lambda j, a, c: learn(t, j, a, c))
         changed = [False] * len(graph)
         for i, v in enumerate(graph.vertices):
             if v.is_leaf or i == graph.output:
@@ -84,7 +78,7 @@ def _infer(graph, x, mu, gamma, ticks, record, learn=lambda t, j, a, term: None,
         arrive(t, changed)
         for i, v in enumerate(graph.vertices):
             if not v.is_leaf and any(changed[a] for a in v.args):
-                mu[i] = evaluate(graph, i, [x[a] for a in v.args])
+                mu[i] = evaluate(graph, i, x)
         eps = _errors(graph, x, mu)
         if record:
             rows.append(_norms(eps))
@@ -126,15 +120,13 @@ def zil(graph, values, target, lr, gamma=1.0, record=False):
 
 
 def zil_wave(graph, values, target, lr):
-    """Z-IL computing only the error wavefront: Table 2's schedule.
-
-    By Lemma A.1, at state t every vertex below level t still has ε = 0 and its
-    forward value, and every vertex at level t has ε = −Δx from its parents'
-    errors; what the vertices behind the front do never reaches a later front or
-    an update, so the front alone gives ``zil``'s updates for one backward sweep.
-    Needs the op vertices levelled (``level(graph, leaves=False)``)."""
+    """Z-IL computing only the error wavefront: Table 2's schedule. By Lemma A.1,
+    at state t every vertex below level t still has ε = 0 and its forward value,
+    and every vertex at level t has ε = −Δx from its parents' errors; what the
+    vertices behind the front do never reaches a later front or an update, so the
+    front alone gives ``zil``'s updates for one backward sweep. Needs the op
+    vertices levelled (``level(graph, leaves=False)``)."""
     lv = levels(graph, leaves=False)
-    needs = needs_grad(graph)
     mu = forward(graph, values)
     eps = [None] * len(graph)
     eps[graph.output] = mu[graph.output] - np.asarray(target, dtype=mu[graph.output].dtype)
@@ -146,12 +138,10 @@ def zil_wave(graph, values, target, lr):
     for t in range(1, len(fronts) + 1):
         inbox = {}
         for j in fronts[t - 1]:
-            v = graph.vertices[j]
-            cots = vjp(graph, j, eps[j], [mu[a] for a in v.args], mu[j], needs[j])
+            cots = cotangents(graph, j, eps[j], mu, mu[j])
             eps[j] = None  # read by nothing after this tick: free it
-            for a, c in zip(v.args, cots):
-                if c is not None:
-                    inbox[a] = c if a not in inbox else inbox[a] + c
+            for a, c in cots:
+                inbox[a] = c if a not in inbox else inbox[a] + c
         for a, term in inbox.items():
             vertex = graph.vertices[a]
             if vertex.is_leaf:  # Eq. 16: this use of the parameter learns now
@@ -175,7 +165,7 @@ def il(graph, values, target, lr, gamma=0.1, T=20, record=False):
 
     def collect(j, a, term):
         grads[a] += term
-    _backward_terms(graph, x, mu, eps, needs_grad(graph), collect)
+    _backward_terms(graph, x, mu, eps, collect)
     updates = {graph.vertices[a].name: -lr * g for a, g in grads.items()}
     return PCResult(updates, T, rows, distances(graph)[0])
 
@@ -188,10 +178,8 @@ def error_wave(architecture="residual", method="zil", levelled=True, T=20, gamma
         raise SimulatorError(f"error_wave: method {method!r}; expected 'zil' or 'il'")
     problem = build(architecture, seed=seed, dtype=dtype)
     graph = level(problem.graph) if levelled else problem.graph
-    if method == "zil":
-        res = zil(graph, problem.values, problem.target, lr, record=True)
-    else:
-        res = il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
+    res = zil(graph, problem.values, problem.target, lr, record=True) if method == "zil" else \
+        il(graph, problem.values, problem.target, lr, gamma=gamma, T=T, record=True)
     kinds = [v.kind for v in graph.vertices]
     by_level = np.zeros((res.eps_norms.shape[0], max(res.levels) + 1))
     for i, (k, kind) in enumerate(zip(res.levels, kinds)):
