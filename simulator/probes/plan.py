@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import BudgetError, SceneError, SimulatorError
 from ..model import Model
+from ..safe_read import _format_bytes
 from .trace import TAG_KEYS
 from .vertex import HI_KEYS, is_plain_chain, metric_block, metric_layout
 
@@ -40,13 +41,9 @@ def parse_bytes(text):
 
 
 def format_bytes(n):
-    """Bytes as a short human string ('1.5 GiB'); beyond TiB in TiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if unit == "TiB" and abs(n) >= 10000:
-            return f"{n:.3g} {unit}"
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
+    """Bytes as a short human string ('1.5 GiB'); from 10000 TiB on in 3 digits."""
+    tib = n / 2**40
+    return f"{tib:.3g} TiB" if abs(tib) >= 10000 else _format_bytes(n)
 
 
 def _row_bytes(L, metrics=True):
