@@ -1,11 +1,7 @@
-"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D).
-
-In g[t,l] = δ[t,l] x[t,l−1]ᵀ the input took l − 1 forward steps and the
-supervision L − l backward ones, so (d_y = 0) they share a frame exactly at
-ls = (L+1)/2, where frame s's gradient forms at tick s + (L−1)/2; the output
-activity and σ' factors in δ may still come from other frames (Fact D). All of
-it is read off the trace's provenance tags and paired with the mismatch.
-"""
+"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D),
+read off the trace's provenance tags and paired with the mismatch: in g[t,l] = δ[t,l]
+x[t,l−1]ᵀ the input took l − 1 forward steps and the supervision L − l backward ones, so
+(d_y = 0) they share a frame exactly at ls = (L+1)/2 (δ's other factors may not: Fact D)."""
 import numpy as np
 
 from ..engine.tick import synchronized_layers
@@ -27,17 +23,13 @@ def steady_window(trace):
     return (int(filled[0]) if len(filled) else 0), len(ready)
 
 
-def _meta(trace):
-    return trace.meta if isinstance(trace.meta, dict) else {}
-
-
-def _scene(trace):
-    return _meta(trace).get("scene", {})
+def _meta(trace, key, default):
+    return (trace.meta if isinstance(trace.meta, dict) else {}).get(key, default)
 
 
 def supervision_delay(trace):
     """d_y from the resolved scene, else read off the output layer's tags."""
-    rule = _scene(trace).get("rule", {})
+    rule = _meta(trace, "scene", {}).get("rule", {})
     if "supervision_delay" in rule:
         return int(rule["supervision_delay"])
     sup = trace["tag_supervision"][:, -1]
@@ -97,12 +89,9 @@ def _tau_rule(depth, stream):
 
 
 def sync_report(trace):
-    """Per-layer synchronization of a trace, as a JSON-serializable dict
-    (``graph_sync_report`` for a graph trace). ``rows``: per layer 1..L the
-    steps, tags at the last tick, which components of δ belong to the paired
-    input's frame, and the mean mismatch over the steady window. ``summary``:
-    ls (Eq. 6) or the two closest layers, the layers whose tags match, the
-    gradient delay (L−1)/2 and the τs = (L−1)Δt rule."""
+    """Per-layer synchronization as a JSON-serializable dict {name, rows, summary}
+    (``graph_sync_report`` for a graph trace): per layer 1..L steps, last tags, which
+    factors of δ share the paired input's frame, mean mismatch over the steady window."""
     if "vertex_names" in trace:
         return graph_sync_report(trace)
     L = trace.depth
@@ -117,11 +106,11 @@ def sync_report(trace):
         "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
         "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
         "delay": gradient_delay(L), "tau_s": L - 1,
-        "tau_rule": _tau_rule(L, _scene(trace).get("stream", {})),
+        "tau_rule": _tau_rule(L, _meta(trace, "scene", {}).get("stream", {})),
         "steady_window": list(window), "ticks": int(len(trace["tick"])),
         "last_tick": int(trace["tick"][-1])}
     summary["text"] = _summary_lines(summary, rows)
-    return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
+    return {"name": _meta(trace, "name", ""), "rows": rows, "summary": summary}
 
 
 def _summary_lines(s, rows):
@@ -167,11 +156,8 @@ def _num(value, fmt):
 
 
 def graph_sync_report(trace):
-    """Synchronization of a graph run (SPEC "Graphs", facts C′/D′), as a
-    JSON-serializable dict: per vertex 1..n−1 its kind, longest paths from the
-    input and to the output, membership of the synchronization set
-    (``engine.tick.sync_set``), the frames (oldest–newest) of its x and paired
-    x and its δ's target at the last tick, and the mean mismatch."""
+    """``sync_report`` of a graph run (SPEC "Graphs", facts C′/D′): per vertex 1..n−1
+    kind, levels, sync-set membership, last frames (oldest–newest) and mean mismatch."""
     window = steady_window(trace)
     start, stop = window
     last = len(trace["tick"]) - 1
@@ -191,8 +177,9 @@ def graph_sync_report(trace):
     synced = [r["vertex"] for r in rows if r["synchronized"]]
     mixed = [r["vertex"] for r in rows if None not in r["input_tags"]
              and r["input_tags"][0] != r["input_tags"][1]]
+    network = _meta(trace, "scene", {}).get("network", {})
     summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]),
-               "levelled": bool(_scene(trace).get("network", {}).get("levelled", False)),
+               "levelled": bool(network.get("levelled", False)),
                "sync_set": synced, "mixed_frames": mixed,
                "supervision_delay": supervision_delay(trace), "steady_window": list(window),
                "ticks": int(len(trace["tick"])), "last_tick": int(trace["tick"][-1])}
@@ -206,7 +193,7 @@ def graph_sync_report(trace):
                      "identity vertices so each carries one frame.")
     lines.append(f"Mean mismatch over ticks {start}–{stop - 1} (graph filled).")
     summary["text"] = lines
-    return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
+    return {"name": _meta(trace, "name", ""), "rows": rows, "summary": summary}
 
 
 def _frames(pair):
