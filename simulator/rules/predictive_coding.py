@@ -16,6 +16,7 @@ from ..errors import SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
+from .relaxation import check_model, output_distances, send_vjp, sends
 
 
 @dataclass
@@ -57,33 +58,17 @@ class PCStep:
         return np.sqrt(out)
 
 
-def output_distances(model):
-    """(shortest, longest) path in edges from every vertex index to the output;
-    Z-IL uses the shortest (the paper's d_i)."""
-    n = len(model)
-    dmin, dmax = [None] * n, [None] * n
-    dmin[-1] = dmax[-1] = 0
-    for v in reversed(model.vertices[1:]):
-        for p in v.parents:
-            lo, hi = dmin[v.index] + 1, dmax[v.index] + 1
-            dmin[p] = lo if dmin[p] is None else min(dmin[p], lo)
-            dmax[p] = hi if dmax[p] is None else max(dmax[p], hi)
-    return dmin, dmax
-
-
 class _State:
     """Value nodes, predictions and errors of one model for one batch."""
 
     def __init__(self, model, u, y, loss, params, fixed=False):
-        if not isinstance(model, Model):
-            raise SimulatorError(f"expected a simulator.Model, got {type(model).__name__}")
-        self.model, self.y = model, y
+        self.model, self.y = check_model(model), y
         self.loss = check_choice("loss", loss, tuple(LOSSES))
         self.xp = xp = array_namespace(u)
-        self.p = device_params(xp, model, u.dtype, params)
-        self.pres, self.mu = evaluate(model, u, self.p)
+        self.params = device_params(xp, model, u.dtype, params)
+        self.pres, self.mu = evaluate(model, u, self.params)
         self.x = list(self.mu)  # x = μ: the forward pass, errors zero but the output's
-        self.reads = list(self.mu) if fixed else self.x
+        self.outs = list(self.mu) if fixed else self.x     # what the VJPs read
         self.eps = [None] * len(model)
         self.deltas = [None] * len(model)
         self.errors()
@@ -92,7 +77,7 @@ class _State:
         """μ_v and pre_v from the current x of the parents and parameters."""
         for v in self.model.vertices[1:]:
             self.pres[v.index], self.mu[v.index] = v.layer.value(
-                self.xp, vertex_params(self.p, v), [self.x[i] for i in v.parents])
+                self.xp, vertex_params(self.params, v), [self.x[i] for i in v.parents])
 
     def errors(self):
         """ε_v = μ_v − x_v (hidden), ε_out = ∂ℓ/∂μ_out, and δ_v = σ'_v ⊙ ε_v."""
@@ -110,14 +95,8 @@ class _State:
         """Eq. 7 on every hidden vertex: x_v ← x_v − γ(Σ_c VJP_{c→v}(δ_c) − ε_v)."""
         acc = [None] * len(self.model)
         for c in self.model.vertices[1:]:
-            if not any(c.parents):
-                continue
-            inputs = [self.reads[i] for i in c.parents]
-            back = c.layer.vjp(self.xp, vertex_params(self.p, c), inputs, self.pres[c.index],
-                               self.deltas[c.index])
-            for i, cot in zip(c.parents, back):
-                if i:
-                    acc[i] = cot if acc[i] is None else acc[i] + cot
+            if sends(c):
+                send_vjp(self.xp, self, c, self.deltas[c.index], {}, acc)
         for v in self.model.vertices[1:-1]:
             i = v.index
             grad = -self.eps[i] if acc[i] is None else acc[i] - self.eps[i]
@@ -125,7 +104,7 @@ class _State:
 
     def param_grads(self, v):
         """∂F/∂θ_v at the current state: {"<v>.W": ..., "<v>.b": ...}."""
-        g = v.layer.param_grads(self.xp, [self.reads[i] for i in v.parents],
+        g = v.layer.param_grads(self.xp, [self.outs[i] for i in v.parents],
                                 self.deltas[v.index])
         return {f"{v.name}.{k}": g[k] for k in v.param_names}
 
@@ -168,7 +147,7 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
             state.relax(1.0)
             for k, g in grads.items():
                 updates[k] = -lr * g
-                state.p[k] = state.p[k] + updates[k]
+                state.params[k] = state.params[k] + updates[k]
             state.refresh()
             state.errors()
             if record:

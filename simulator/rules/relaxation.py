@@ -12,7 +12,9 @@ x_v* = ∂ℓ/∂x_v as its fixed point. With e = x − x*, a tick is e ← ((1 
 (k the longest path to the output): ``predicted_errors``, ``relax_closed_form``.
 """
 from dataclasses import dataclass
+from functools import reduce
 from math import comb, exp, log
+from operator import add
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -124,13 +126,14 @@ class Relaxed:
         return {v.name: x for v, x in zip(self.sweep.model.vertices, self.xs)}
 
 
-def _check_model(model):
+def check_model(model):
+    """``model``, or SimulatorError when it is not a Model."""
     if not isinstance(model, Model):
         raise SimulatorError(f"expected a simulator.Model, got {type(model).__name__}")
     return model
 
 
-def _sends(vertex):
+def sends(vertex):
     """True when the vertex has a parent that relaxes (anything but the input)."""
     return any(p != 0 for p in vertex.parents)
 
@@ -138,8 +141,8 @@ def _sends(vertex):
 def feedback_keys(model):
     """The "<layer>.W" keys that carry a feedback matrix (weighted vertices with
     a parent other than the input), in topological order."""
-    return [f"{v.name}.W" for v in _check_model(model).vertices[1:]
-            if "W" in v.param_names and _sends(v)]
+    return [f"{v.name}.W" for v in check_model(model).vertices[1:]
+            if "W" in v.param_names and sends(v)]
 
 
 def draw_feedback(model, seed=0, scale=1.0):
@@ -156,7 +159,7 @@ def draw_feedback(model, seed=0, scale=1.0):
 def model_sweep(model, u, y, loss="mse", params=None):
     """The forward sweep (Algorithm 1's first phase) as a ModelSweep;
     ``params`` (keyed like ``model.parameters()``) override the model's."""
-    _check_model(model)
+    check_model(model)
     if tuple(getattr(u, "shape", (None,))[1:]) != model.input_shape:
         evaluate(model, u)            # raises the oracle's one clear error for a bad input
     xp = array_namespace(u)
@@ -194,16 +197,17 @@ def send_down(sweep, xs, gains, feedback=None, xp=None):
     acc = [None] * len(sweep.model)
     for c in sweep.model.vertices[1:]:
         x = xs[c.index]
-        if x is None or not _sends(c):
+        if x is None or not sends(c):
             continue
         g = gains[c.index]
         delta = x if g is None else g * x
-        _send(xp, sweep, c, delta, fb, acc)
+        send_vjp(xp, sweep, c, delta, fb, acc)
     return acc
 
 
-def _send(xp, sweep, c, delta, fb, acc):
-    """Add vertex ``c``'s vector-Jacobian product of ``delta`` into its parents' ``acc``."""
+def send_vjp(xp, sweep, c, delta, fb, acc):
+    """Add vertex ``c``'s vector-Jacobian product of ``delta`` into its parents' ``acc``
+    (``sweep``: anything with the ``params``, ``outs`` and ``pres`` its VJP reads)."""
     back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
                        sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
     for p, cot in zip(c.parents, back):
@@ -305,17 +309,13 @@ def relax_closed_form(sweep, feedback=None, eta_x=0.1, iterations=100, use_deriv
     gains = _gains(sweep, None, use_derivative)
     star = model_fixed_point(sweep, fb, use_derivative, xp)
     out = len(xs) - 1
-    w = tick_weights(iterations, max(distances_to_output(sweep.model).values()), eta)
+    w = tick_weights(iterations, max(output_distances(sweep.model)[1]), eta)
     last = max([j for j, c in enumerate(w) if c] + [0])
     powers = _error_powers(sweep, xs, star, gains, fb, xp, last)
     new = [xs[0]]
-    for v in range(1, out):
-        acc = None                      # the highest power first (the chain order)
-        for j in range(last, -1, -1):
-            if powers[j][v] is not None:
-                term = w[j] * powers[j][v]
-                acc = term if acc is None else acc + term
-        new.append(star[v] + acc)
+    for v in range(1, out):             # the highest power first (the chain order)
+        terms = [w[j] * powers[j][v] for j in range(last, -1, -1) if powers[j][v] is not None]
+        new.append(star[v] + reduce(add, terms))
     return new + [xs[out]]
 
 
@@ -369,21 +369,26 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
     for c in reversed(model.vertices[1:]):
         if c.index != model.output:
             out[c.index] = acc[c.index]
-        if not _sends(c):
+        if not sends(c):
             continue
         d = derivs[c.index]
         delta = out[c.index] if d is None else d * out[c.index]
-        _send(xp, sweep, c, delta, fb, acc)
+        send_vjp(xp, sweep, c, delta, fb, acc)
     return out
 
 
-def distances_to_output(model):
-    """{name: longest path (edges) from the vertex to the output}."""
-    dist = [0] * len(model)
-    for v in reversed(model.vertices):
+def output_distances(model):
+    """(shortest, longest) path in edges from every vertex index to the output;
+    Z-IL uses the shortest (the paper's d_i)."""
+    n = len(model)
+    dmin, dmax = [None] * n, [None] * n
+    dmin[-1] = dmax[-1] = 0
+    for v in reversed(model.vertices[1:]):
         for p in v.parents:
-            dist[p] = max(dist[p], dist[v.index] + 1)
-    return {v.name: d for v, d in zip(model.vertices, dist)}
+            lo, hi = dmin[v.index] + 1, dmax[v.index] + 1
+            dmin[p] = lo if dmin[p] is None else min(dmin[p], lo)
+            dmax[p] = hi if dmax[p] is None else max(dmax[p], hi)
+    return dmin, dmax
 
 
 def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_derivative=True,
@@ -397,7 +402,7 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
     gains = _gains(sweep, None, use_derivative)
     x0 = _initial_state(xp, sweep, init)
     V = len(model)
-    depth = max(distances_to_output(model).values())
+    depth = max(output_distances(model)[1])
     powers = _error_powers(sweep, x0, fixed_point, gains, fb, xp, depth - 1)
     out = np.full((iterations + 1, V), np.nan)
     out[:, -1] = 0.0
@@ -427,7 +432,7 @@ class ActivationRelaxation:
     def __init__(self, model, variant="exact", eta_x=0.1, iterations=100, loss="mse",
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
                  dtype="float64", solver="ticks"):
-        self.model = _check_model(model)
+        self.model = check_model(model)
         self.variant = check_variant(variant)
         self.eta_x = check_eta_x(eta_x)
         self.iterations = check_count("iterations", iterations)
