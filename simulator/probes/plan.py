@@ -103,16 +103,11 @@ _CHUNK = "a smaller record.chunk (ticks generated at once) or stream.batch"
 
 
 class RunBudget:
-    """Itemised peak memory of one diffusion run, before anything is allocated.
-
-    ``plan`` (RecordPlan) gives ticks, batch, dtype size, recording and chunk;
-    ``model`` the Model (a skeleton will do); the rule options which rings and
-    buffers the engine allocates (``target`` 'teacher' adds a teacher network);
-    ``gif`` (render.every, (width, height)) the GIF frames; ``pictures`` the
-    plotting library; ``distinct`` bounds a chunk's distinct frames.
-    ``items`` maps each part to bytes, ``total`` is the peak and ``check()``
-    refuses a run over ``plan.budget`` (set by scene key ``budget_key``).
-    """
+    """Itemised peak memory of one diffusion run, before anything is allocated, from the
+    RecordPlan, the Model (a skeleton will do), the rule options (which rings and buffers;
+    ``target`` 'teacher' adds a teacher), ``gif`` (render.every, (width, height)),
+    ``pictures`` and ``distinct`` (a chunk's distinct frames at most). ``items``: bytes per
+    part, ``total`` the peak; ``check()`` refuses a run over ``plan.budget`` (``budget_key``)."""
 
     ADVICE = {
         "weights": _LAYERS,

@@ -1,13 +1,8 @@
-"""The Recorder: what a run keeps of every ``record.every``-th tick.
-
-Every row keeps norms of x and δ, the provenance tags and both mismatch
-metrics against the reference gradient of the frame ``reference`` names
-("input": the frame of the x g pairs with; "supervision": that of δ's
-target), optionally full states of chosen layers. It reads any engine of a
-Model through ``state_views`` (x and δ of each vertex, flattened, zero beyond
-its size) into preallocated blocks moved to the host once per block; tags come
-in closed form (TagClock), the metrics from ``vertex.VertexMetrics``.
-"""
+"""The Recorder: per ``record.every``-th tick the norms of x and δ, the provenance tags
+(in closed form: TagClock), the mismatch against the reference gradient of the frame
+``reference`` names ("input": of the x g pairs with; "supervision": of δ's target;
+``vertex.VertexMetrics``) and optionally full states, read from any engine's
+``state_views`` into preallocated blocks moved to the host once per block."""
 import numpy as np
 
 from ..errors import SimulatorError
@@ -19,12 +14,10 @@ REFERENCES = ("input", "supervision")
 
 
 class TagClock:
-    """An engine's tags in closed form. Tags depend on the tick, the graph and
-    the options only (SPEC §1), so after a warm-up of W ticks each is the tick
-    minus a fixed lag, or stays −1. ``observe`` takes the engine's tags of
-    ticks 0, 1, … (keys × vertices); once W ticks after the warm-up show every
-    tag moving one frame a tick, ``ready`` is set and ``rows(ticks)`` gives
-    any later ticks' tags. A tag that breaks the shift keeps it unready."""
+    """An engine's tags in closed form: they depend on the tick, graph and options only
+    (SPEC §1), so after a warm-up of W ticks each is the tick minus a fixed lag, or −1.
+    ``observe`` takes the tags of ticks 0, 1, … (keys × vertices); once W more ticks move
+    every tag one frame a tick, ``ready`` is set and ``rows(ticks)`` gives later ones."""
 
     def __init__(self, warm):
         self.warm, self.ready, self.last = int(warm), False, -1
@@ -50,14 +43,10 @@ class TagClock:
 
 
 class Recorder:
-    """Records an engine into host arrays, a row every ``plan.every`` ticks
-    (RecordPlan; for a graph its depth is n − 1, its width the largest vertex).
-
-    A recorded tick copies x and δ of every vertex into a block of K rows (on
-    numpy with every vertex recorded, the host state arrays' rows themselves);
-    norms, states, tags and the mismatch are then done per block in a few
-    batched calls. Nothing is allocated for what the plan does not record.
-    """
+    """Records an engine into host arrays, a row every ``plan.every`` ticks (RecordPlan;
+    for a graph depth n − 1, width the largest vertex): x and δ of a recorded tick go into
+    a block of K rows (on cpu with every vertex recorded, the host rows themselves), then
+    norms, states, tags and mismatch per block in a few batched calls."""
 
     def __init__(self, engine, plan, reference="input"):
         if reference not in REFERENCES:

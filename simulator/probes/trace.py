@@ -1,11 +1,7 @@
-"""The Trace a run produces (trace.npz plus run.json) and its SCHEMA.
-
-Per recorded row a trace holds norms of x and δ, the provenance tags
-(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and
-optionally full neuron states. A plain chain (``vertex.is_plain_chain``) gives
-a chain trace: layers 0..L, no ``vertex_*`` arrays, no ``tag_<key>_hi`` tags, 0
-in layer 0's δ state row. Any other model gives a graph trace: "layer" reads
-"vertex in model order", with those arrays and tags, and x in layer 0's δ row.
+"""The Trace a run produces (trace.npz plus run.json) and its SCHEMA. A plain chain
+(``vertex.is_plain_chain``) gives a chain trace: layers 0..L, no ``vertex_*`` arrays or
+``tag_<key>_hi`` tags, 0 in layer 0's δ state row; any other model a graph trace, where
+"layer" reads "vertex in model order", with those arrays and tags and x in layer 0's δ row.
 """
 import difflib
 import json
@@ -154,12 +150,10 @@ class Trace:
         return np.where(tags >= 0, frames[row], -1)
 
     def select(self, ticks=None, layers=None, neurons=None):
-        """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop)
-        (either None for open, or a slice); ``layers`` indices or names (slices
-        allowed; the input is always kept; a chain comes back as a graph trace
-        named by layer index); ``neurons`` indices the recorded states keep. A
-        value that selects nothing or names what the trace lacks raises
-        SimulatorError naming it and what the trace has."""
+        """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop) (None:
+        open) or a slice; ``layers`` indices, names or slices (the input kept; a chain
+        comes back as a graph trace); ``neurons`` indices of the recorded states. Selecting
+        nothing or what the trace lacks raises SimulatorError naming what it has."""
         arrays = dict(self.arrays)
         meta = dict(self.meta) if isinstance(self.meta, dict) else {}
         chosen = {}
