@@ -1,11 +1,8 @@
-"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README
-"Predictive coding on graph models"). Each vertex but the input holds x_v and
-μ_v = f_v(x of its parents), error ε_v = μ_v − x_v (the output's ∂ℓ/∂μ_out);
-with F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y), inference (Eq. 7) moves every hidden
-vertex at once by −γ ∂F/∂x_v, ∂F/∂x_v = −ε_v + Σ_c VJP_{c→v}(σ'_c ⊙ ε_c). IL
-learns after T ticks; Z-IL (γ = 1) learns a vertex at distance k from the
-output at tick k + 1, which on a levelled model is backprop (Theorem 3).
-"""
+"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README). Each
+non-input vertex holds x_v, μ_v = f_v(x of its parents) and ε_v = μ_v − x_v (the output's
+∂ℓ/∂μ_out); inference (Eq. 7) moves every hidden vertex by −γ ∂F/∂x_v = −γ(−ε_v +
+Σ_c VJP_{c→v}(σ'_c ⊙ ε_c)), F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y). IL learns after T ticks;
+Z-IL (γ = 1) a vertex k from the output at tick k + 1: backprop when levelled (Thm. 3)."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +18,8 @@ from .relaxation import check_model, output_distances, send_vjp, sends
 
 @dataclass
 class ErrorWave:
-    """The error wave of one update: error norms ``by_vertex`` (states ×
-    vertices) and ``by_level`` (states × levels, root-sum-square), each
-    vertex's level, names and kinds."""
+    """One update's error norms ``by_vertex`` (states × vertices), ``by_level`` (states ×
+    levels, root-sum-square) and each vertex's level, name and kind."""
     by_vertex: np.ndarray
     by_level: np.ndarray
     levels: list
@@ -35,11 +31,9 @@ class ErrorWave:
 
 @dataclass
 class PCStep:
-    """One learning step: ``params`` after it (host float64, keyed like
-    ``parameters()``), ``updates`` (host Δθ), ``ticks`` of inference, ``norms``
-    ‖ε_v‖ (states 0..ticks × vertices, input 0, overflow +inf; None unless
-    recorded), ``distances`` (shortest to the output) and the ``model`` it ran
-    on (the levelled copy when Z-IL levelled)."""
+    """One learning step: host float64 ``params`` after it and ``updates`` Δθ, ``ticks``,
+    ``norms`` ‖ε_v‖ (states × vertices, input 0, overflow +inf; None unless recorded),
+    ``distances`` (shortest to the output) and the ``model`` it ran on (maybe levelled)."""
     params: dict
     updates: dict
     ticks: int

@@ -1,16 +1,10 @@
-"""Activation Relaxation on any Model (Millidge et al., paper 001; SPEC §3;
-README "Activation Relaxation on any model"). After a forward sweep, with the
-output clamped to +∂ℓ/∂x_out, every vertex but the input and output ticks
-
-    x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c)
-
-(d_c = σ'_c of the sweep, or 1; W replaced by B for the feedback variants),
-then W descends Eq. 1 of σ'_v ⊙ x_v. Signs: the paper mixes dx/dt = −x + … and
-x − …, which taken literally diverge or ascend the loss; this leaky form has
-x_v* = ∂ℓ/∂x_v as its fixed point. With e = x − x*, a tick is e ← ((1 − η) I +
-η N) e, N nilpotent, so e_n = Σ_{j<k} C(n, j)(1−η)^{n−j} η^j N^j e_0 exactly
-(k the longest path to the output): ``predicted_errors``, ``relax_closed_form``.
-"""
+"""Activation Relaxation on any Model (paper 001; SPEC §3; README). After a forward
+sweep, the output clamped to +∂ℓ/∂x_out, every other non-input vertex ticks
+x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c) (d_c = σ'_c or 1; W
+replaced by B for the feedback variants), then W descends Eq. 1 of σ'_v ⊙ x_v. (The
+paper's signs, taken literally, diverge; this leaky form has x_v* = ∂ℓ/∂x_v as fixed
+point.) With e = x − x*, a tick is e ← ((1 − η) I + η N) e, N nilpotent, so e_n =
+Σ_{j<k} C(n, j)(1−η)^{n−j} η^j N^j e_0 exactly (k the longest path to the output)."""
 from dataclasses import dataclass
 from functools import reduce
 from math import comb, exp, log
@@ -57,10 +51,8 @@ def check_count(name, value, minimum=0):
 
 @dataclass
 class RelaxationRecord:
-    """Per-tick vertex summaries, host arrays (ticks+1) × vertices, row n the
-    state after n ticks: ``norms`` ‖x_v,n‖_F, ``changes`` ‖x_v,n − x_v,n−1‖_F
-    (row 0 is 0), ``errors`` ‖x_v,n − g_v‖_F / ‖g_v‖_F against given targets
-    (NaN for the input) or None."""
+    """Host (ticks+1) × vertices, row n after n ticks: ``norms`` ‖x_v,n‖_F, ``changes``
+    ‖x_v,n − x_v,n−1‖_F (row 0: 0), ``errors`` ‖x_v,n − g_v‖_F / ‖g_v‖_F or None."""
 
     norms: np.ndarray
     changes: np.ndarray
@@ -101,9 +93,8 @@ class _Recorder:
 
 @dataclass
 class ModelSweep:
-    """The forward sweep, per vertex index: ``pres``, ``outs`` (x̄_v; 0 the
-    input), ``derivs`` σ'(pre_v) (None for the input and linear kinds), ``top``
-    ∂ℓ/∂x_out, ``loss`` (summed over the batch) and the device ``params``."""
+    """The forward sweep per vertex index: ``pres``, ``outs`` (x̄_v), ``derivs`` σ'(pre_v)
+    (None: input, linear), ``top`` ∂ℓ/∂x_out, ``loss`` (batch sum), device ``params``."""
     model: Model
     params: dict
     pres: list
@@ -115,8 +106,7 @@ class ModelSweep:
 
 @dataclass
 class Relaxed:
-    """One relaxation: the sweep, the final state ``xs`` per vertex index (xs[0]
-    the input, xs[-1] the clamped output gradient) and a RelaxationRecord or None."""
+    """One relaxation: the sweep, the final ``xs`` per vertex index, a RelaxationRecord."""
     sweep: ModelSweep
     xs: list
     record: object = None
@@ -188,10 +178,8 @@ def _feedback(xp, sweep, feedback):
 
 
 def send_down(sweep, xs, gains, feedback=None, xp=None):
-    """(N x)_v per vertex index: Σ_c VJP_{c→v}(gain_c ⊙ x_c) at the sweep's
-    inputs, W replaced by ``feedback[key]`` where given. ``gains[c]`` an array,
-    a scalar or None (= 1); ``xs[c]`` None sends nothing. None where nothing
-    arrives (the input, the output)."""
+    """(N x)_v per vertex index: Σ_c VJP_{c→v}(gain_c ⊙ x_c), W replaced by ``feedback``'s;
+    ``gains[c]`` array, scalar or None (1); None sends / receives nothing."""
     xp = array_namespace(sweep.top) if xp is None else xp
     fb = feedback or {}
     acc = [None] * len(sweep.model)
@@ -251,11 +239,9 @@ def _initial_state(xp, sweep, init):
 
 def relax_sweep(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=True,
                 init="forward", record=False, targets=None, xp=None):
-    """K relaxation ticks (Eqs. 4–5; Eqs. 7–8 without ``use_derivative``),
-    ``feedback`` {"<layer>.W": B} or None (W itself); ``init`` starts the
-    hidden vertices at their forward values (the paper) or at zero. Returns
-    (xs per vertex index, RelaxationRecord or None); ``targets`` (per vertex
-    index, 0 unused) adds relative errors."""
+    """K relaxation ticks (Eqs. 4–5; 7–8 without ``use_derivative``), ``feedback``
+    {"<layer>.W": B} or None (W), hidden vertices from their forward values or zero
+    (``init``): (xs per vertex index, RelaxationRecord or None; ``targets``: its errors)."""
     xp, eta, iterations, xs = _start(sweep, eta_x, iterations, init, xp)
     fb = _feedback(xp, sweep, feedback)
     # η folded into σ' once, so a tick costs per edge one product, one VJP, one add.
@@ -424,10 +410,8 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
 
 
 class ActivationRelaxation:
-    """A Model trained by Activation Relaxation (Algorithm 1, Eqs. 4–8): the
-    parameters (and B of the feedback variants, ``draw_feedback``) on its
-    Backend; ``step`` sweeps, relaxes (``solver`` ticks or closed-form) and
-    sets p ← p − lr Δp / batch (B likewise for the learned variants, Eq. 6)."""
+    """A Model trained by Activation Relaxation (Algorithm 1): ``step`` sweeps, relaxes and
+    sets p ← p − lr Δp / batch on its Backend (B too for the learned variants, Eq. 6)."""
 
     def __init__(self, model, variant="exact", eta_x=0.1, iterations=100, loss="mse",
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
