@@ -1,11 +1,7 @@
-"""Backprop's locked schedule against the tick engine's pipelined one (SPEC §5).
-
-Rows are the computing layers 1..L, columns steps, a cell the frame whose work
-that layer does then (−1: idle). Locked, frame s runs forward through 1..L and
-back from L to 1, 2L steps, before the next starts; pipelined (Fact B), frame s
-works forward at layer l at tick s + l − 1 and backward at s + 2L − l − 1.
-Ticks start at the engine's tick 1 (tick 0 only presents frame 0 to layer 0).
-"""
+"""Backprop's locked schedule against the tick engine's pipelined one (SPEC §5): rows
+layers 1..L, columns steps from the engine's tick 1, a cell the frame worked on (−1 idle).
+Locked, frame s goes forward through 1..L and back, 2L steps, before the next starts;
+pipelined (Fact B), it works at layer l forward at tick s + l − 1, backward s + 2L − l − 1."""
 import numpy as np
 
 from ..errors import SimulatorError
@@ -41,12 +37,10 @@ def _schedule(L, F, period, back, steady_rate, steady_use, latency):
 
 
 def schedules(depth, frames):
-    """Both schedules of ``frames`` frames through ``depth`` layers: {"depth",
-    "frames", "backprop", "pipelined"}, each schedule with (L, T) ``forward`` /
-    ``backward`` frame tables (−1 idle), ``occupancy`` (forward, else backward),
-    ``busy``, ``ticks`` T, ``utilisation``, ``frames_per_tick`` (fill and drain
-    included), their steady values and ``latency`` (2L locked, 2L − 1
-    pipelined: the output layer works both ways in one tick)."""
+    """{"depth", "frames", "backprop", "pipelined"}: each schedule's (L, T) ``forward`` /
+    ``backward`` frame tables, ``occupancy``, ``busy``, ``ticks`` T, ``utilisation`` and
+    ``frames_per_tick`` (fill and drain included), their steady values and ``latency``
+    (2L locked, 2L − 1 pipelined: the output layer works both ways in one tick)."""
     L, F = _check(depth, frames)
     bp = _schedule(L, F, 2 * L, 2 * L - 1, 1.0 / (2 * L), 1.0 / L, 2 * L)
     pp = _schedule(L, F, 1, 2 * L - 2, 1.0, 1.0, 2 * L - 1)
