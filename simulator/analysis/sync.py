@@ -42,10 +42,6 @@ def _tag(value):
     return int(value) if value >= 0 else None
 
 
-def _in_sync(component, reference):
-    return None if component is None or reference is None else component == reference
-
-
 def finite_mean(values):
     """Mean of the finite values as a float; None when there are none."""
     finite = values[np.isfinite(values)]
@@ -65,8 +61,9 @@ def _rows(trace, window):
             "lag": (l - 1) - (L - l), "input_tag": x_tag,
             "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
             "supervision_tag": sup, "output_tag": out, "sigma_tags": [lo, hi],
-            "supervision_in_sync": _in_sync(sup, x_tag), "output_in_sync": _in_sync(out, x_tag),
-            "sigma_in_sync": None if lo is None or x_tag is None else (lo == hi == x_tag),
+            "supervision_in_sync": None if None in (sup, x_tag) else sup == x_tag,
+            "output_in_sync": None if None in (out, x_tag) else out == x_tag,
+            "sigma_in_sync": None if None in (lo, x_tag) else (lo == hi == x_tag),
             "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
             "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
             "synchronized": False,
@@ -234,7 +231,8 @@ def _print_table(title, table, legend, notes):
 
 def format_sync(report):
     """The sync report as a printable table plus its summary lines."""
-    if report["summary"].get("graph"):
+    s = report["summary"]
+    if s.get("graph"):
         return format_graph_sync(report)
     header = ("layer", "fwd", "bwd", "lag", "x tag", "y tag", "age", "out", "σ'", "cos",
               "rel err", "note")
@@ -242,8 +240,9 @@ def format_sync(report):
         (str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]), f"{r['lag']:+d}",
          _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"), _num(r["age"], "d"),
          _CELL[r["output_in_sync"]], _CELL[r["sigma_in_sync"]], _num(r["mean_cos"], ".4f"),
-         _num(r["mean_rel"], ".3g"), _marker(r, report["summary"])) for r in report["rows"]]
-    s = report["summary"]
+         _num(r["mean_rel"], ".3g"), "<- ls" if r["synchronized"] else
+         "<- closest" if not s["exact"] and r["layer"] in s["closest"] else "")
+        for r in report["rows"]]
     return _print_table(
         f"{report.get('name') or 'run'}: depth L = {s['depth']}, supervision delay d_y = "
         f"{s['supervision_delay']}, tags at tick {s['last_tick']}", table,
@@ -251,9 +250,3 @@ def format_sync(report):
         "frame of the paired input / of δ's target; age: ticks since the x tag's frame "
         "entered; out, σ': that component of δ belongs to the x tag's frame; cos, rel err: "
         "mean mismatch against backprop.", s["text"])
-
-
-def _marker(row, summary):
-    if row["synchronized"]:
-        return "<- ls"
-    return "<- closest" if not summary["exact"] and row["layer"] in summary["closest"] else ""
