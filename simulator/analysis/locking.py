@@ -9,18 +9,6 @@ from ..errors import SimulatorError
 MAX_CELLS = 20_000_000
 
 
-def _check(depth, frames):
-    for name, value in (("depth", depth), ("frames", frames)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise SimulatorError(f"locking: {name} must be an integer >= 1, got {value!r}")
-    depth, frames = int(depth), int(frames)
-    if depth * 2 * depth * frames > MAX_CELLS:
-        raise SimulatorError(f"locking: depth {depth} x {frames} frames needs "
-                             f"{2 * depth * depth * frames} cells (over {MAX_CELLS}); "
-                             "draw fewer frames")
-    return depth, frames
-
-
 def _schedule(L, F, period, back, steady_rate, steady_use, latency):
     """Frame s works forward at layer l (0-based) at step period·s + l and
     backward at period·s + back − l."""
@@ -41,7 +29,13 @@ def schedules(depth, frames):
     ``backward`` frame tables, ``occupancy``, ``busy``, ``ticks`` T, ``utilisation`` and
     ``frames_per_tick`` (fill and drain included), their steady values and ``latency``
     (2L locked, 2L − 1 pipelined: the output layer works both ways in one tick)."""
-    L, F = _check(depth, frames)
+    for name, value in (("depth", depth), ("frames", frames)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SimulatorError(f"locking: {name} must be an integer >= 1, got {value!r}")
+    L, F = int(depth), int(frames)
+    if L * 2 * L * F > MAX_CELLS:
+        raise SimulatorError(f"locking: depth {L} x {F} frames needs {2 * L * L * F} cells "
+                             f"(over {MAX_CELLS}); draw fewer frames")
     bp = _schedule(L, F, 2 * L, 2 * L - 1, 1.0 / (2 * L), 1.0 / L, 2 * L)
     pp = _schedule(L, F, 1, 2 * L - 2, 1.0, 1.0, 2 * L - 1)
     return {"depth": L, "frames": F, "backprop": bp, "pipelined": pp}

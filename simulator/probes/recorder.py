@@ -106,7 +106,6 @@ class Recorder:
             self._state_layers = (None if list(plan.layers) == list(range(n)) else
                                   xp.asarray(np.array(plan.layers, dtype=np.int64)))
 
-    # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (just made) of input/target u, y (``repeat``: those and
         the weights of tick i − 1); ticks off ``plan.every`` only feed the
@@ -169,7 +168,6 @@ class Recorder:
         for j, arr in enumerate(self._tag_rows):
             arr[at] = table[:, j]
 
-    # --------------------------------------------------------------- blocks
     def _process_block(self):
         """References of the pending frames, then norms, tags, states and the
         mismatch of the pending (consecutive) rows into the host arrays."""
@@ -200,7 +198,6 @@ class Recorder:
         if self._m is not None:
             self._m.measure(ticks, rows, bx, bd)
 
-    # ---------------------------------------------------------------- chunks
     def flush(self):
         """Measure and move to the host whatever is pending (once per chunk)."""
         if self._blk_ticks or (self._m is not None and self._m.pending()):

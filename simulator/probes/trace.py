@@ -12,7 +12,6 @@ import numpy as np
 from ..arguments import check_bool, check_path, shown
 from ..errors import MissingKeyError, SimulatorError, did_you_mean
 from ..files import atomic_write
-# The trace's file layout (and its one check) lives with the one loader of saved files.
 from ..runfiles import METRIC_KEYS, TAG_KEYS, read_trace
 from ..safe_read import read_json
 from ..engine.tick import synchronized_layers

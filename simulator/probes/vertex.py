@@ -234,7 +234,6 @@ class VertexMetrics:
         return (xp.reshape(d, (lead, rows, d.shape[-1])),
                 xp.reshape(x, (lead, rows, x.shape[-1])))
 
-    # ------------------------------------------------------------- reference
     def _segment_sums(self, a):
         """(rows, segments): sums of ``a`` (rows, PW) over each explicit vertex's columns."""
         xp = self.xp
