@@ -203,8 +203,9 @@ def send_vjp(xp, sweep, c, delta, fb, acc):
             acc[p] = cot if acc[p] is None else acc[p] + cot
 
 
-def _error_powers(sweep, xs, star, gains, fb, xp, count):
+def _error_powers(sweep, xs, star, feedback, use_derivative, xp, count):
     """[N^j e_0 for j = 0..count] per vertex index, e_0 = xs − star; None where zero."""
+    fb, gains = _feedback(xp, sweep, feedback), _gains(sweep, None, use_derivative)
     out = len(xs) - 1
     powers = [[None] + [xs[v] - star[v] for v in range(1, out)] + [None]]
     for _ in range(count):
@@ -224,17 +225,11 @@ def _gains(sweep, scale, use_derivative):
 def _start(sweep, eta_x, iterations, init, xp):
     """(xp, η, K, initial state) of a relaxation, its arguments checked."""
     xp = array_namespace(sweep.top) if xp is None else xp
-    eta = check_eta_x(eta_x)
-    iterations = check_count("iterations", iterations)
-    return xp, eta, iterations, _initial_state(xp, sweep, init)
-
-
-def _initial_state(xp, sweep, init):
-    init = check_choice("relaxation init", init, INITS)
+    eta, iterations = check_eta_x(eta_x), check_count("iterations", iterations)
     hidden = sweep.outs[1:-1]
-    if init == "zero":
+    if check_choice("relaxation init", init, INITS) == "zero":
         hidden = [xp.zeros_like(x) for x in hidden]
-    return [sweep.outs[0]] + list(hidden) + [sweep.top]
+    return xp, eta, iterations, [sweep.outs[0]] + list(hidden) + [sweep.top]
 
 
 def relax_sweep(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=True,
@@ -291,13 +286,11 @@ def relax_closed_form(sweep, feedback=None, eta_x=0.1, iterations=100, use_deriv
     xp, eta, iterations, xs = _start(sweep, eta_x, iterations, init, xp)
     if iterations == 0:
         return xs
-    fb = _feedback(xp, sweep, feedback)
-    gains = _gains(sweep, None, use_derivative)
-    star = model_fixed_point(sweep, fb, use_derivative, xp)
+    star = model_fixed_point(sweep, feedback, use_derivative, xp)
     out = len(xs) - 1
     w = tick_weights(iterations, max(output_distances(sweep.model)[1]), eta)
     last = max([j for j, c in enumerate(w) if c] + [0])
-    powers = _error_powers(sweep, xs, star, gains, fb, xp, last)
+    powers = _error_powers(sweep, xs, star, feedback, use_derivative, xp, last)
     new = [xs[0]]
     for v in range(1, out):             # the highest power first (the chain order)
         terms = [w[j] * powers[j][v] for j in range(last, -1, -1) if powers[j][v] is not None]
@@ -381,15 +374,10 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
                      init="forward", xp=None):
     """The linear analysis's ‖e_v,n‖_F / ‖x_v*‖_F (module docstring), host
     (iterations+1, vertices), input column NaN, output column 0."""
-    xp = array_namespace(sweep.top) if xp is None else xp
-    eta = check_eta_x(eta_x)
-    model = sweep.model
-    fb = _feedback(xp, sweep, feedback)
-    gains = _gains(sweep, None, use_derivative)
-    x0 = _initial_state(xp, sweep, init)
-    V = len(model)
-    depth = max(output_distances(model)[1])
-    powers = _error_powers(sweep, x0, fixed_point, gains, fb, xp, depth - 1)
+    xp, eta, iterations, x0 = _start(sweep, eta_x, iterations, init, xp)
+    V = len(sweep.model)
+    depth = max(output_distances(sweep.model)[1])
+    powers = _error_powers(sweep, x0, fixed_point, feedback, use_derivative, xp, depth - 1)
     out = np.full((iterations + 1, V), np.nan)
     out[:, -1] = 0.0
     n = np.arange(iterations + 1)
