@@ -177,19 +177,14 @@ def _feedback(xp, sweep, feedback):
     return {k: xp.asarray(feedback[k], dtype=dtype) for k in want}
 
 
-def send_down(sweep, xs, gains, feedback=None, xp=None):
-    """(N x)_v per vertex index: Σ_c VJP_{c→v}(gain_c ⊙ x_c), W replaced by ``feedback``'s;
-    ``gains[c]`` array, scalar or None (1); None sends / receives nothing."""
-    xp = array_namespace(sweep.top) if xp is None else xp
-    fb = feedback or {}
+def send_down(sweep, xs, gains, fb, xp):
+    """(N x)_v per vertex index: Σ_c VJP_{c→v}(gain_c ⊙ x_c), W replaced by ``fb``'s
+    (``_feedback``); ``gains[c]`` array, scalar or None (1); None sends / gets nothing."""
     acc = [None] * len(sweep.model)
     for c in sweep.model.vertices[1:]:
-        x = xs[c.index]
-        if x is None or not sends(c):
-            continue
-        g = gains[c.index]
-        delta = x if g is None else g * x
-        send_vjp(xp, sweep, c, delta, fb, acc)
+        x, g = xs[c.index], gains[c.index]
+        if x is not None and sends(c):
+            send_vjp(xp, sweep, c, x if g is None else g * x, fb, acc)
     return acc
 
 
@@ -343,16 +338,13 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
     model = sweep.model
     out = [None] * len(model)
     out[0], out[-1] = sweep.outs[0], sweep.top
-    derivs = sweep.derivs if use_derivative else [None] * len(model)
-    acc = [None] * len(model)
+    gains, acc = _gains(sweep, None, use_derivative), [None] * len(model)
     for c in reversed(model.vertices[1:]):
         if c.index != model.output:
             out[c.index] = acc[c.index]
-        if not sends(c):
-            continue
-        d = derivs[c.index]
-        delta = out[c.index] if d is None else d * out[c.index]
-        send_vjp(xp, sweep, c, delta, fb, acc)
+        g = gains[c.index]
+        if sends(c):
+            send_vjp(xp, sweep, c, out[c.index] if g is None else g * out[c.index], fb, acc)
     return out
 
 
