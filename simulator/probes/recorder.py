@@ -62,11 +62,10 @@ class Recorder:
         in_x = {i for first, X, _ in runs for i in range(first, first + X.shape[0])}
         in_d = {i for first, _, D in runs for i in range(first + 1, first + 1 + D.shape[0])}
         self._runs = bool(runs)
-        self._copy_x = [(l, s, len(v.shape) == 1) for l, (s, v) in
-                        enumerate(zip(self._sizes, engine.model.vertices)) if l not in in_x]
-        self._copy_d = [(l, s, len(v.shape) == 1) for l, (s, v) in
-                        enumerate(zip(self._sizes, engine.model.vertices))
-                        if l not in in_d and (l or self._vertex is not None)]
+        each = [(l, s, len(v.shape) == 1)
+                for l, (s, v) in enumerate(zip(self._sizes, engine.model.vertices))]
+        self._copy_x = [c for c in each if c[0] not in in_x]
+        self._copy_d = [c for c in each if c[0] not in in_d and (c[0] or self._vertex is not None)]
         n, N = engine.n, max(self._sizes)
         self._every = plan.every
         self._host = host = {
