@@ -70,18 +70,6 @@ for _key in ("input", "supervision", "output", "pair"):
                                        "vertex mixes frames)")
 
 
-def schema_of(arrays):
-    """{"version", "arrays": {name: {dims, shape, unit, dtype, description}}} of
-    ``arrays``; one SCHEMA lacks gets ``"unit": null``, "not described"."""
-    out = {}
-    for key, value in arrays.items():
-        dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
-                                            None, "not described"))
-        out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
-                    "dtype": str(np.asarray(value).dtype), "description": text}
-    return {"version": SCHEMA_VERSION, "arrays": out}
-
-
 class Trace:
     """Recorded arrays (trace.npz, ``trace[name]``, described in SCHEMA) plus the
     run's metadata (run.json). Row r was recorded at tick ``trace.ticks[r]``;
@@ -124,8 +112,15 @@ class Trace:
         return self.arrays["tick"]
 
     def schema(self):
-        """Dims, shape, unit and meaning of every array of this trace (schema_of)."""
-        return schema_of(self.arrays)
+        """{"version", "arrays": {name: {dims, shape, unit, dtype, description}}} of this
+        trace's arrays; one SCHEMA lacks gets ``"unit": null``, "not described"."""
+        out = {}
+        for key, value in self.arrays.items():
+            dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
+                                                None, "not described"))
+            out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
+                        "dtype": str(np.asarray(value).dtype), "description": text}
+        return {"version": SCHEMA_VERSION, "arrays": out}
 
     def stream_frames_of(self, tags):
         """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick not
