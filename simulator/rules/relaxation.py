@@ -59,36 +59,26 @@ class RelaxationRecord:
     errors: object = None
 
 
-class _Recorder:
-    """Accumulates per-tick norms as device scalars; one host transfer at the end."""
+def _norm(xp, a):
+    return xp.sqrt(xp.sum(a * a))
 
-    def __init__(self, xp, xs, targets):
-        self.xp, self.targets = xp, targets
-        if targets is not None:
-            self.target_norms = [None] + [self._norm(targets[v]) for v in range(1, len(xs))]
-        self.norms, self.changes = [], []
-        self.errors = [] if targets is not None else None
-        self.add(xs, xs)
-        self.changes[0] = [xp.zeros((), dtype=x.dtype) for x in xs]   # exactly 0, even for inf
 
-    def _norm(self, a):
-        return self.xp.sqrt(self.xp.sum(a * a))
+def _tick_row(xp, new, old, targets, target_norms):
+    """A tick's device scalars: ‖x_v‖, ‖x_v − old_v‖ (old None: exactly 0, even for inf)
+    and, given targets, ‖x_v − g_v‖ / ‖g_v‖ of vertices 1.. (else None)."""
+    changes = ([xp.zeros((), dtype=x.dtype) for x in new] if old is None
+               else [_norm(xp, a - b) for a, b in zip(new, old)])
+    errors = None if targets is None else [_norm(xp, new[v] - targets[v]) / target_norms[v]
+                                           for v in range(1, len(new))]
+    return [_norm(xp, x) for x in new], changes, errors
 
-    def add(self, new, old):
-        self.norms.append([self._norm(x) for x in new])
-        self.changes.append([self._norm(a - b) for a, b in zip(new, old)])
-        if self.errors is not None:   # vertices 1..
-            self.errors.append([self._norm(new[v] - self.targets[v]) / self.target_norms[v]
-                                for v in range(1, len(new))])
 
-    def _host(self, rows):
-        xp = self.xp
-        return np.asarray(to_host(xp.stack([xp.stack(row) for row in rows])), dtype=np.float64)
-
-    def finish(self):
-        errors = None if self.errors is None else np.pad(   # the input's column: NaN
-            self._host(self.errors), ((0, 0), (1, 0)), constant_values=np.nan)
-        return RelaxationRecord(self._host(self.norms), self._host(self.changes), errors)
+def _record(xp, rows):
+    """The RelaxationRecord of ``_tick_row`` rows, in one host transfer."""
+    host = [np.asarray(to_host(xp.stack([xp.stack(r[k]) for r in rows])), dtype=np.float64)
+            for k in range(2 + (rows[0][2] is not None))]
+    errors = np.pad(host[2], ((0, 0), (1, 0)), constant_values=np.nan) if len(host) > 2 else None
+    return RelaxationRecord(host[0], host[1], errors)     # errors: the input's column NaN
 
 
 @dataclass
@@ -237,14 +227,17 @@ def relax_sweep(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=
     # η folded into σ' once, so a tick costs per edge one product, one VJP, one add.
     gains = _gains(sweep, eta, use_derivative)
     out = len(xs) - 1
-    rec = _Recorder(xp, xs, targets) if record else None
+    if record:
+        norms = None if targets is None else [None] + [_norm(xp, targets[v])
+                                                       for v in range(1, len(xs))]
+        rows = [_tick_row(xp, xs, None, targets, norms)]
     for _ in range(iterations):
         acc = send_down(sweep, xs, gains, fb, xp)
         new = [xs[0]] + [acc[v] + (1.0 - eta) * xs[v] for v in range(1, out)] + [xs[out]]
-        if rec is not None:
-            rec.add(new, xs)
+        if record:
+            rows.append(_tick_row(xp, new, xs, targets, norms))
         xs = new
-    return xs, (rec.finish() if rec is not None else None)
+    return xs, (_record(xp, rows) if record else None)
 
 
 def tick_weights(n, count, eta_x):
