@@ -134,10 +134,8 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
     updates = {}
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(1, ticks + 1):
-            grads = {}
-            for v in learners:
-                if dist[v.index] + 1 == t:
-                    grads.update(state.param_grads(v))
+            grads = {k: g for v in learners if dist[v.index] + 1 == t      # distance t − 1
+                     for k, g in state.param_grads(v).items()}
             state.relax(1.0)
             for k, g in grads.items():
                 updates[k] = -lr * g
