@@ -49,7 +49,7 @@ def finite_mean(values):
 
 
 def _rows(trace, window):
-    L = trace.depth
+    L, ls = trace.depth, synchronized_layers(trace.depth)[0]
     last = len(trace["tick"]) - 1
     start, stop = window
     rows = []
@@ -66,7 +66,7 @@ def _rows(trace, window):
             "sigma_in_sync": None if None in (lo, x_tag) else (lo == hi == x_tag),
             "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
             "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
-            "synchronized": False,
+            "synchronized": L % 2 == 1 and l == ls,
         })
     return rows
 
@@ -96,8 +96,6 @@ def sync_report(trace):
     rows = _rows(trace, window)
     layers = synchronized_layers(L)
     exact = L % 2 == 1
-    if exact:
-        rows[layers[0] - 1]["synchronized"] = True
     summary = {
         "depth": L, "supervision_delay": supervision_delay(trace),
         "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
