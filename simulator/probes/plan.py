@@ -171,16 +171,14 @@ class RunBudget:
         items = {"weights": s * P * copies + 8 * P + teacher,
                  "weight work": s * P * (2 if learning_rate else 1),
                  "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
-        frame_rings = (derivative == "frame") + (pairing == "frame")
-        items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
+        items["history rings"] = (s * B * S * (2 * D + 1)
+                                  * ((derivative == "frame") + (pairing == "frame")))
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
             # a frame of the ring or block: W gradients or Gram factors
-            _, _, explicit, factors = metric_layout(model, B)
-            PW = explicit + factors
+            PW = sum(metric_layout(model, B)[2:])
             K = metric_block(C, B, S, PW, s)
-            ref = 2 * D + d_y + 2 + K
-            items["reference ring"] = s * (ref + K) * PW
+            items["reference ring"] = s * (2 * D + d_y + 2 + 2 * K) * PW   # ring + block
             items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
         items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":
@@ -191,17 +189,15 @@ class RunBudget:
         hi = 0 if chain else 8 * len(HI_KEYS) * n
         items["recorded rows"] = rows * (_row_bytes(n - 1, plan.metrics) + hi) + 6 * s * C * n
         items["interpreter"] = INTERPRETER_BYTES
-        if pictures:
-            items["pictures"] = PICTURE_BYTES
+        items["pictures"] = PICTURE_BYTES if pictures else 0
         if plan.states:           # states are N wide per recorded vertex
             per_row = 2 * len(plan.layers) * B * N
             items["recorded states"] = plan.itemsize * per_row * rows
             if not direct:
                 items["state transfer"] = (2 * s * per_row
                                            * min(len(range(0, C, plan.every)), rows))
-        if gif is not None:
-            every, (w, h) = gif
-            # streamed (render.gifstream): a few frames at a time
+        if gif is not None:       # streamed (render.gifstream): a few frames at a time
+            w, h = gif[1]
             items["gif frames"] = GIF_BYTES_PER_PIXEL * GIF_WORK_FRAMES * int(w) * int(h)
         self.items = {k: int(v) for k, v in items.items() if v}
         self.total = self._peak(self.items)
