@@ -56,18 +56,16 @@ def _rows(trace, window):
     for l in range(1, L + 1):
         x_tag, lo, hi, sup, out = (_tag(trace["tag_" + k][last, l]) for k in
                                    ("pair", "sigma_lo", "sigma_hi", "supervision", "output"))
-        rows.append({
-            "layer": l, "forward_steps": l - 1, "backward_steps": L - l,
-            "lag": (l - 1) - (L - l), "input_tag": x_tag,
-            "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
-            "supervision_tag": sup, "output_tag": out, "sigma_tags": [lo, hi],
-            "supervision_in_sync": None if None in (sup, x_tag) else sup == x_tag,
-            "output_in_sync": None if None in (out, x_tag) else out == x_tag,
-            "sigma_in_sync": None if None in (lo, x_tag) else (lo == hi == x_tag),
-            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
-            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
-            "synchronized": L % 2 == 1 and l == ls,
-        })
+        rows.append({"layer": l, "forward_steps": l - 1, "backward_steps": L - l,
+                     "lag": (l - 1) - (L - l), "input_tag": x_tag,
+                     "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
+                     "supervision_tag": sup, "output_tag": out, "sigma_tags": [lo, hi],
+                     "supervision_in_sync": None if None in (sup, x_tag) else sup == x_tag,
+                     "output_in_sync": None if None in (out, x_tag) else out == x_tag,
+                     "sigma_in_sync": None if None in (lo, x_tag) else (lo == hi == x_tag),
+                     "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
+                     "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
+                     "synchronized": L % 2 == 1 and l == ls})
     return rows
 
 
@@ -96,14 +94,13 @@ def sync_report(trace):
     rows = _rows(trace, window)
     layers = synchronized_layers(L)
     exact = L % 2 == 1
-    summary = {
-        "depth": L, "supervision_delay": supervision_delay(trace),
-        "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
-        "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
-        "delay": gradient_delay(L), "tau_s": L - 1,
-        "tau_rule": _tau_rule(L, _meta(trace, "scene", {}).get("stream", {})),
-        "steady_window": list(window), "ticks": int(len(trace["tick"])),
-        "last_tick": int(trace["tick"][-1])}
+    summary = {"depth": L, "supervision_delay": supervision_delay(trace),
+               "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
+               "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
+               "delay": gradient_delay(L), "tau_s": L - 1,
+               "tau_rule": _tau_rule(L, _meta(trace, "scene", {}).get("stream", {})),
+               "steady_window": list(window), "ticks": int(len(trace["tick"])),
+               "last_tick": int(trace["tick"][-1])}
     summary["text"] = _summary_lines(summary, rows)
     return {"name": _meta(trace, "name", ""), "rows": rows, "summary": summary}
 

@@ -231,8 +231,7 @@ class VertexMetrics:
     def _gram_factors(self, j, d, x, lead):
         """δ and x of Gram vertex j as (lead, rows, out) and (lead, rows, in)."""
         xp, rows = self.xp, self._grows[j]
-        return (xp.reshape(d, (lead, rows, d.shape[-1])),
-                xp.reshape(x, (lead, rows, x.shape[-1])))
+        return xp.reshape(d, (lead, rows, d.shape[-1])), xp.reshape(x, (lead, rows, x.shape[-1]))
 
     def _segment_sums(self, a):
         """(rows, segments): sums of ``a`` (rows, PW) over each explicit vertex's columns."""

@@ -98,8 +98,7 @@ class _State:
 
     def param_grads(self, v):
         """∂F/∂θ_v at the current state: {"<v>.W": ..., "<v>.b": ...}."""
-        g = v.layer.param_grads(self.xp, [self.outs[i] for i in v.parents],
-                                self.deltas[v.index])
+        g = v.layer.param_grads(self.xp, [self.outs[i] for i in v.parents], self.deltas[v.index])
         return {f"{v.name}.{k}": g[k] for k in v.param_names}
 
     def norms(self):
@@ -117,8 +116,7 @@ def _result(original, state, updates, ticks, rows, dist, given=None):
     host = {k: np.asarray(to_host(updates[k]), dtype=np.float64) if k in updates
             else np.zeros_like(p) for k, p in params.items()}
     params = {k: p + host[k] if k in updates else p for k, p in params.items()}
-    return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist,
-                  state.model)
+    return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist, state.model)
 
 
 def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=None):

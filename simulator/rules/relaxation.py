@@ -301,8 +301,7 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
         fb = draw_feedback(model) if feedback is None else feedback
     use_derivative = variant not in NO_DERIVATIVE
     if solver == "closed-form":
-        return Relaxed(sweep, relax_closed_form(sweep, fb, eta_x, iterations, use_derivative,
-                                                init))
+        return Relaxed(sweep, relax_closed_form(sweep, fb, eta_x, iterations, use_derivative, init))
     xs, rec = relax_sweep(sweep, fb, eta_x, iterations, use_derivative, init, record, targets)
     return Relaxed(sweep, xs, rec)
 
