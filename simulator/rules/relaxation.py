@@ -247,10 +247,7 @@ def tick_weights(n, count, eta_x):
     eta = check_eta_x(eta_x)
     out = []
     for j in range(count):
-        if j > n:
-            out.append(0.0)
-            continue
-        if eta == 1.0:           # (1−η)^{n−j} = 0 unless j = n
+        if j > n or eta == 1.0:          # η = 1: (1−η)^{n−j} = 0 unless j = n
             out.append(1.0 if j == n else 0.0)
             continue
         c = comb(n, j)
