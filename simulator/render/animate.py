@@ -138,8 +138,7 @@ class WaveAnimator(IndexedFigure):
                             fontsize=small)
             labels = bars.get_xticklabels()
             for p in self.rows.sync:
-                labels[p].set_color(palette.LS_COLOUR)
-                labels[p].set_fontweight("bold")
+                labels[p].set(color=palette.LS_COLOUR, fontweight="bold")
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
         draw_panel(self.raster, rgb, (0, T), self.rows, steps, row_ticks(self.trace), strip=False)

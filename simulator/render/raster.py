@@ -229,11 +229,9 @@ def _graph_rows(ax, rows, m=1):
     ax.set_yticks(shown, [rows.labels[r] for r in shown], fontsize=8)
     for label, r in zip(ax.get_yticklabels(), shown):
         if r in rows.sync:
-            label.set_color(palette.LS_COLOUR)
-            label.set_fontweight("bold")
+            label.set(color=palette.LS_COLOUR, fontweight="bold")
         elif rows.identity[r]:
-            label.set_color(IDENTITY_COLOUR)
-            label.set_fontstyle("italic")
+            label.set(color=IDENTITY_COLOUR, fontstyle="italic")
     if m != 1 or not rows.edges:
         return
     frac = STRIP_IN / (ax.get_position().width * ax.figure.get_figwidth())
