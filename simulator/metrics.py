@@ -1,12 +1,6 @@
-"""Mismatch between the engine's g[t,l] and backprop's G_l(s), per layer, without
-forming any n×n matrix.
-
-Both gradients are batched outer products, g = Δᵀ X and G = Δ'ᵀ X', so their
-Frobenius inner product needs B×B Gram matrices only (SPEC §1):
-⟨Δᵀ X, Δ'ᵀ X'⟩ = sum((Δ Δ'ᵀ) ⊙ (X X'ᵀ)). The relative error is formed from those
-inner products, so below about √(machine ε) (1e-8 in float64, 3e-4 in float32)
-it is rounding, not mismatch.
-"""
+"""Mismatch between the engine's g = Δᵀ X and backprop's G = Δ'ᵀ X' per layer from B×B
+Gram matrices only (SPEC §1): ⟨Δᵀ X, Δ'ᵀ X'⟩ = sum((Δ Δ'ᵀ) ⊙ (X X'ᵀ)). The relative
+error comes from these products: below about √(machine ε) it is rounding, not mismatch."""
 
 
 def gram(xp, d1, x1, d2, x2):

@@ -1,28 +1,12 @@
-"""Backprop's locked schedule against the tick engine's pipelined one (SPEC §5).
-
-Rows are the computing layers 1..L, columns steps, a cell the frame whose work
-that layer does then (−1: idle). Locked, frame s runs forward through 1..L and
-back from L to 1, 2L steps, before the next starts; pipelined (Fact B), frame s
-works forward at layer l at tick s + l − 1 and backward at s + 2L − l − 1.
-Ticks start at the engine's tick 1 (tick 0 only presents frame 0 to layer 0).
-"""
+"""Backprop's locked schedule against the tick engine's pipelined one (SPEC §5): rows
+layers 1..L, columns steps from the engine's tick 1, a cell the frame worked on (−1 idle).
+Locked, frame s goes forward through 1..L and back, 2L steps, before the next starts;
+pipelined (Fact B), it works at layer l forward at tick s + l − 1, backward s + 2L − l − 1."""
 import numpy as np
 
 from ..errors import SimulatorError
 
 MAX_CELLS = 20_000_000
-
-
-def _check(depth, frames):
-    for name, value in (("depth", depth), ("frames", frames)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise SimulatorError(f"locking: {name} must be an integer >= 1, got {value!r}")
-    depth, frames = int(depth), int(frames)
-    if depth * 2 * depth * frames > MAX_CELLS:
-        raise SimulatorError(f"locking: depth {depth} x {frames} frames needs "
-                             f"{2 * depth * depth * frames} cells (over {MAX_CELLS}); "
-                             "draw fewer frames")
-    return depth, frames
 
 
 def _schedule(L, F, period, back, steady_rate, steady_use, latency):
@@ -41,13 +25,17 @@ def _schedule(L, F, period, back, steady_rate, steady_use, latency):
 
 
 def schedules(depth, frames):
-    """Both schedules of ``frames`` frames through ``depth`` layers: {"depth",
-    "frames", "backprop", "pipelined"}, each schedule with (L, T) ``forward`` /
-    ``backward`` frame tables (−1 idle), ``occupancy`` (forward, else backward),
-    ``busy``, ``ticks`` T, ``utilisation``, ``frames_per_tick`` (fill and drain
-    included), their steady values and ``latency`` (2L locked, 2L − 1
-    pipelined: the output layer works both ways in one tick)."""
-    L, F = _check(depth, frames)
+    """{"depth", "frames", "backprop", "pipelined"}: each schedule's (L, T) ``forward`` /
+    ``backward`` frame tables, ``occupancy``, ``busy``, ``ticks`` T, ``utilisation`` and
+    ``frames_per_tick`` (fill and drain included), their steady values and ``latency``
+    (2L locked, 2L − 1 pipelined: the output layer works both ways in one tick)."""
+    for name, value in (("depth", depth), ("frames", frames)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SimulatorError(f"locking: {name} must be an integer >= 1, got {value!r}")
+    L, F = int(depth), int(frames)
+    if L * 2 * L * F > MAX_CELLS:
+        raise SimulatorError(f"locking: depth {L} x {F} frames needs {2 * L * L * F} cells "
+                             f"(over {MAX_CELLS}); draw fewer frames")
     bp = _schedule(L, F, 2 * L, 2 * L - 1, 1.0 / (2 * L), 1.0 / L, 2 * L)
     pp = _schedule(L, F, 1, 2 * L - 2, 1.0, 1.0, 2 * L - 1)
     return {"depth": L, "frames": F, "backprop": bp, "pipelined": pp}

@@ -1,11 +1,7 @@
-"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D).
-
-In g[t,l] = δ[t,l] x[t,l−1]ᵀ the input took l − 1 forward steps and the
-supervision L − l backward ones, so (d_y = 0) they share a frame exactly at
-ls = (L+1)/2, where frame s's gradient forms at tick s + (L−1)/2; the output
-activity and σ' factors in δ may still come from other frames (Fact D). All of
-it is read off the trace's provenance tags and paired with the mismatch.
-"""
+"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D),
+read off the trace's provenance tags and paired with the mismatch: in g[t,l] = δ[t,l]
+x[t,l−1]ᵀ the input took l − 1 forward steps and the supervision L − l backward ones, so
+(d_y = 0) they share a frame exactly at ls = (L+1)/2 (δ's other factors may not: Fact D)."""
 import numpy as np
 
 from ..engine.tick import synchronized_layers
@@ -27,17 +23,13 @@ def steady_window(trace):
     return (int(filled[0]) if len(filled) else 0), len(ready)
 
 
-def _meta(trace):
-    return trace.meta if isinstance(trace.meta, dict) else {}
-
-
-def _scene(trace):
-    return _meta(trace).get("scene", {})
+def _meta(trace, key, default):
+    return (trace.meta if isinstance(trace.meta, dict) else {}).get(key, default)
 
 
 def supervision_delay(trace):
     """d_y from the resolved scene, else read off the output layer's tags."""
-    rule = _scene(trace).get("rule", {})
+    rule = _meta(trace, "scene", {}).get("rule", {})
     if "supervision_delay" in rule:
         return int(rule["supervision_delay"])
     sup = trace["tag_supervision"][:, -1]
@@ -50,10 +42,6 @@ def _tag(value):
     return int(value) if value >= 0 else None
 
 
-def _in_sync(component, reference):
-    return None if component is None or reference is None else component == reference
-
-
 def finite_mean(values):
     """Mean of the finite values as a float; None when there are none."""
     finite = values[np.isfinite(values)]
@@ -61,24 +49,23 @@ def finite_mean(values):
 
 
 def _rows(trace, window):
-    L = trace.depth
+    L, ls = trace.depth, synchronized_layers(trace.depth)[0]
     last = len(trace["tick"]) - 1
     start, stop = window
     rows = []
     for l in range(1, L + 1):
         x_tag, lo, hi, sup, out = (_tag(trace["tag_" + k][last, l]) for k in
                                    ("pair", "sigma_lo", "sigma_hi", "supervision", "output"))
-        rows.append({
-            "layer": l, "forward_steps": l - 1, "backward_steps": L - l,
-            "lag": (l - 1) - (L - l), "input_tag": x_tag,
-            "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
-            "supervision_tag": sup, "output_tag": out, "sigma_tags": [lo, hi],
-            "supervision_in_sync": _in_sync(sup, x_tag), "output_in_sync": _in_sync(out, x_tag),
-            "sigma_in_sync": None if lo is None or x_tag is None else (lo == hi == x_tag),
-            "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
-            "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
-            "synchronized": False,
-        })
+        rows.append({"layer": l, "forward_steps": l - 1, "backward_steps": L - l,
+                     "lag": (l - 1) - (L - l), "input_tag": x_tag,
+                     "age": None if x_tag is None else int(trace["tick"][last]) - x_tag,
+                     "supervision_tag": sup, "output_tag": out, "sigma_tags": [lo, hi],
+                     "supervision_in_sync": None if None in (sup, x_tag) else sup == x_tag,
+                     "output_in_sync": None if None in (out, x_tag) else out == x_tag,
+                     "sigma_in_sync": None if None in (lo, x_tag) else (lo == hi == x_tag),
+                     "mean_cos": finite_mean(trace["mismatch_cos"][start:stop, l - 1]),
+                     "mean_rel": finite_mean(trace["mismatch_rel"][start:stop, l - 1]),
+                     "synchronized": L % 2 == 1 and l == ls})
     return rows
 
 
@@ -97,12 +84,9 @@ def _tau_rule(depth, stream):
 
 
 def sync_report(trace):
-    """Per-layer synchronization of a trace, as a JSON-serializable dict
-    (``graph_sync_report`` for a graph trace). ``rows``: per layer 1..L the
-    steps, tags at the last tick, which components of δ belong to the paired
-    input's frame, and the mean mismatch over the steady window. ``summary``:
-    ls (Eq. 6) or the two closest layers, the layers whose tags match, the
-    gradient delay (L−1)/2 and the τs = (L−1)Δt rule."""
+    """Per-layer synchronization as a JSON-serializable dict {name, rows, summary}
+    (``graph_sync_report`` for a graph trace): per layer 1..L steps, last tags, which
+    factors of δ share the paired input's frame, mean mismatch over the steady window."""
     if "vertex_names" in trace:
         return graph_sync_report(trace)
     L = trace.depth
@@ -110,18 +94,15 @@ def sync_report(trace):
     rows = _rows(trace, window)
     layers = synchronized_layers(L)
     exact = L % 2 == 1
-    if exact:
-        rows[layers[0] - 1]["synchronized"] = True
-    summary = {
-        "depth": L, "supervision_delay": supervision_delay(trace),
-        "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
-        "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
-        "delay": gradient_delay(L), "tau_s": L - 1,
-        "tau_rule": _tau_rule(L, _scene(trace).get("stream", {})),
-        "steady_window": list(window), "ticks": int(len(trace["tick"])),
-        "last_tick": int(trace["tick"][-1])}
+    summary = {"depth": L, "supervision_delay": supervision_delay(trace),
+               "ls": layers[0] if exact else None, "closest": list(layers), "exact": exact,
+               "matched_layers": [r["layer"] for r in rows if r["supervision_in_sync"]],
+               "delay": gradient_delay(L), "tau_s": L - 1,
+               "tau_rule": _tau_rule(L, _meta(trace, "scene", {}).get("stream", {})),
+               "steady_window": list(window), "ticks": int(len(trace["tick"])),
+               "last_tick": int(trace["tick"][-1])}
     summary["text"] = _summary_lines(summary, rows)
-    return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
+    return {"name": _meta(trace, "name", ""), "rows": rows, "summary": summary}
 
 
 def _summary_lines(s, rows):
@@ -167,11 +148,8 @@ def _num(value, fmt):
 
 
 def graph_sync_report(trace):
-    """Synchronization of a graph run (SPEC "Graphs", facts C′/D′), as a
-    JSON-serializable dict: per vertex 1..n−1 its kind, longest paths from the
-    input and to the output, membership of the synchronization set
-    (``engine.tick.sync_set``), the frames (oldest–newest) of its x and paired
-    x and its δ's target at the last tick, and the mean mismatch."""
+    """``sync_report`` of a graph run (SPEC "Graphs", facts C′/D′): per vertex 1..n−1
+    kind, levels, sync-set membership, last frames (oldest–newest) and mean mismatch."""
     window = steady_window(trace)
     start, stop = window
     last = len(trace["tick"]) - 1
@@ -191,8 +169,9 @@ def graph_sync_report(trace):
     synced = [r["vertex"] for r in rows if r["synchronized"]]
     mixed = [r["vertex"] for r in rows if None not in r["input_tags"]
              and r["input_tags"][0] != r["input_tags"][1]]
+    network = _meta(trace, "scene", {}).get("network", {})
     summary = {"graph": True, "depth": int(trace["vertex_levels"][-1]),
-               "levelled": bool(_scene(trace).get("network", {}).get("levelled", False)),
+               "levelled": bool(network.get("levelled", False)),
                "sync_set": synced, "mixed_frames": mixed,
                "supervision_delay": supervision_delay(trace), "steady_window": list(window),
                "ticks": int(len(trace["tick"])), "last_tick": int(trace["tick"][-1])}
@@ -206,7 +185,7 @@ def graph_sync_report(trace):
                      "identity vertices so each carries one frame.")
     lines.append(f"Mean mismatch over ticks {start}–{stop - 1} (graph filled).")
     summary["text"] = lines
-    return {"name": _meta(trace).get("name", ""), "rows": rows, "summary": summary}
+    return {"name": _meta(trace, "name", ""), "rows": rows, "summary": summary}
 
 
 def _frames(pair):
@@ -247,7 +226,8 @@ def _print_table(title, table, legend, notes):
 
 def format_sync(report):
     """The sync report as a printable table plus its summary lines."""
-    if report["summary"].get("graph"):
+    s = report["summary"]
+    if s.get("graph"):
         return format_graph_sync(report)
     header = ("layer", "fwd", "bwd", "lag", "x tag", "y tag", "age", "out", "σ'", "cos",
               "rel err", "note")
@@ -255,8 +235,9 @@ def format_sync(report):
         (str(r["layer"]), str(r["forward_steps"]), str(r["backward_steps"]), f"{r['lag']:+d}",
          _num(r["input_tag"], "d"), _num(r["supervision_tag"], "d"), _num(r["age"], "d"),
          _CELL[r["output_in_sync"]], _CELL[r["sigma_in_sync"]], _num(r["mean_cos"], ".4f"),
-         _num(r["mean_rel"], ".3g"), _marker(r, report["summary"])) for r in report["rows"]]
-    s = report["summary"]
+         _num(r["mean_rel"], ".3g"), "<- ls" if r["synchronized"] else
+         "<- closest" if not s["exact"] and r["layer"] in s["closest"] else "")
+        for r in report["rows"]]
     return _print_table(
         f"{report.get('name') or 'run'}: depth L = {s['depth']}, supervision delay d_y = "
         f"{s['supervision_delay']}, tags at tick {s['last_tick']}", table,
@@ -264,9 +245,3 @@ def format_sync(report):
         "frame of the paired input / of δ's target; age: ticks since the x tag's frame "
         "entered; out, σ': that component of δ belongs to the x tag's frame; cos, rel err: "
         "mean mismatch against backprop.", s["text"])
-
-
-def _marker(row, summary):
-    if row["synchronized"]:
-        return "<- ls"
-    return "<- closest" if not summary["exact"] and row["layer"] in summary["closest"] else ""

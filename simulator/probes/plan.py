@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import BudgetError, SceneError, SimulatorError
 from ..model import Model
+from ..safe_read import _format_bytes
 from .trace import TAG_KEYS
 from .vertex import HI_KEYS, is_plain_chain, metric_block, metric_layout
 
@@ -40,13 +41,9 @@ def parse_bytes(text):
 
 
 def format_bytes(n):
-    """Bytes as a short human string ('1.5 GiB'); beyond TiB in TiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if unit == "TiB" and abs(n) >= 10000:
-            return f"{n:.3g} {unit}"
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
+    """Bytes as a short human string ('1.5 GiB'); from 10000 TiB on in 3 digits."""
+    tib = n / 2**40
+    return f"{tib:.3g} TiB" if abs(tib) >= 10000 else _format_bytes(n)
 
 
 def _row_bytes(L, metrics=True):
@@ -106,16 +103,11 @@ _CHUNK = "a smaller record.chunk (ticks generated at once) or stream.batch"
 
 
 class RunBudget:
-    """Itemised peak memory of one diffusion run, before anything is allocated.
-
-    ``plan`` (RecordPlan) gives ticks, batch, dtype size, recording and chunk;
-    ``model`` the Model (a skeleton will do); the rule options which rings and
-    buffers the engine allocates (``target`` 'teacher' adds a teacher network);
-    ``gif`` (render.every, (width, height)) the GIF frames; ``pictures`` the
-    plotting library; ``distinct`` bounds a chunk's distinct frames.
-    ``items`` maps each part to bytes, ``total`` is the peak and ``check()``
-    refuses a run over ``plan.budget`` (set by scene key ``budget_key``).
-    """
+    """Itemised peak memory of one diffusion run, before anything is allocated, from the
+    RecordPlan, the Model (a skeleton will do), the rule options (which rings and buffers;
+    ``target`` 'teacher' adds a teacher), ``gif`` (render.every, (width, height)),
+    ``pictures`` and ``distinct`` (a chunk's distinct frames at most). ``items``: bytes per
+    part, ``total`` the peak; ``check()`` refuses a run over ``plan.budget`` (``budget_key``)."""
 
     ADVICE = {
         "weights": _LAYERS,
@@ -179,16 +171,14 @@ class RunBudget:
         items = {"weights": s * P * copies + 8 * P + teacher,
                  "weight work": s * P * (2 if learning_rate else 1),
                  "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
-        frame_rings = (derivative == "frame") + (pairing == "frame")
-        items["history rings"] = s * B * S * (2 * D + 1) * frame_rings
+        items["history rings"] = (s * B * S * (2 * D + 1)
+                                  * ((derivative == "frame") + (pairing == "frame")))
         items["targets ring"] = s * (d_y + 1) * B * n_out
         if plan.metrics:
             # a frame of the ring or block: W gradients or Gram factors
-            _, _, explicit, factors = metric_layout(model, B)
-            PW = explicit + factors
+            PW = sum(metric_layout(model, B)[2:])
             K = metric_block(C, B, S, PW, s)
-            ref = 2 * D + d_y + 2 + K
-            items["reference ring"] = s * (ref + K) * PW
+            items["reference ring"] = s * (2 * D + d_y + 2 + 2 * K) * PW   # ring + block
             items["metric work"] = s * (P + 3 * B * S + 4 * K * B * S)
         items["stream frames"] = (8 + s) * 2 * C * B * (n_in + n_out)
         if target == "teacher":
@@ -199,17 +189,15 @@ class RunBudget:
         hi = 0 if chain else 8 * len(HI_KEYS) * n
         items["recorded rows"] = rows * (_row_bytes(n - 1, plan.metrics) + hi) + 6 * s * C * n
         items["interpreter"] = INTERPRETER_BYTES
-        if pictures:
-            items["pictures"] = PICTURE_BYTES
+        items["pictures"] = PICTURE_BYTES if pictures else 0
         if plan.states:           # states are N wide per recorded vertex
             per_row = 2 * len(plan.layers) * B * N
             items["recorded states"] = plan.itemsize * per_row * rows
             if not direct:
                 items["state transfer"] = (2 * s * per_row
                                            * min(len(range(0, C, plan.every)), rows))
-        if gif is not None:
-            every, (w, h) = gif
-            # streamed (render.gifstream): a few frames at a time
+        if gif is not None:       # streamed (render.gifstream): a few frames at a time
+            w, h = gif[1]
             items["gif frames"] = GIF_BYTES_PER_PIXEL * GIF_WORK_FRAMES * int(w) * int(h)
         self.items = {k: int(v) for k, v in items.items() if v}
         self.total = self._peak(self.items)

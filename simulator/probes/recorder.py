@@ -1,13 +1,8 @@
-"""The Recorder: what a run keeps of every ``record.every``-th tick.
-
-Every row keeps norms of x and δ, the provenance tags and both mismatch
-metrics against the reference gradient of the frame ``reference`` names
-("input": the frame of the x g pairs with; "supervision": that of δ's
-target), optionally full states of chosen layers. It reads any engine of a
-Model through ``state_views`` (x and δ of each vertex, flattened, zero beyond
-its size) into preallocated blocks moved to the host once per block; tags come
-in closed form (TagClock), the metrics from ``vertex.VertexMetrics``.
-"""
+"""The Recorder: per ``record.every``-th tick the norms of x and δ, the provenance tags
+(in closed form: TagClock), the mismatch against the reference gradient of the frame
+``reference`` names ("input": of the x g pairs with; "supervision": of δ's target;
+``vertex.VertexMetrics``) and optionally full states, read from any engine's
+``state_views`` into preallocated blocks moved to the host once per block."""
 import numpy as np
 
 from ..errors import SimulatorError
@@ -19,12 +14,10 @@ REFERENCES = ("input", "supervision")
 
 
 class TagClock:
-    """An engine's tags in closed form. Tags depend on the tick, the graph and
-    the options only (SPEC §1), so after a warm-up of W ticks each is the tick
-    minus a fixed lag, or stays −1. ``observe`` takes the engine's tags of
-    ticks 0, 1, … (keys × vertices); once W ticks after the warm-up show every
-    tag moving one frame a tick, ``ready`` is set and ``rows(ticks)`` gives
-    any later ticks' tags. A tag that breaks the shift keeps it unready."""
+    """An engine's tags in closed form: they depend on the tick, graph and options only
+    (SPEC §1), so after a warm-up of W ticks each is the tick minus a fixed lag, or −1.
+    ``observe`` takes the tags of ticks 0, 1, … (keys × vertices); once W more ticks move
+    every tag one frame a tick, ``ready`` is set and ``rows(ticks)`` gives later ones."""
 
     def __init__(self, warm):
         self.warm, self.ready, self.last = int(warm), False, -1
@@ -50,14 +43,10 @@ class TagClock:
 
 
 class Recorder:
-    """Records an engine into host arrays, a row every ``plan.every`` ticks
-    (RecordPlan; for a graph its depth is n − 1, its width the largest vertex).
-
-    A recorded tick copies x and δ of every vertex into a block of K rows (on
-    numpy with every vertex recorded, the host state arrays' rows themselves);
-    norms, states, tags and the mismatch are then done per block in a few
-    batched calls. Nothing is allocated for what the plan does not record.
-    """
+    """Records an engine into host arrays, a row every ``plan.every`` ticks (RecordPlan;
+    for a graph depth n − 1, width the largest vertex): x and δ of a recorded tick go into
+    a block of K rows (on cpu with every vertex recorded, the host rows themselves), then
+    norms, states, tags and mismatch per block in a few batched calls."""
 
     def __init__(self, engine, plan, reference="input"):
         if reference not in REFERENCES:
@@ -73,11 +62,10 @@ class Recorder:
         in_x = {i for first, X, _ in runs for i in range(first, first + X.shape[0])}
         in_d = {i for first, _, D in runs for i in range(first + 1, first + 1 + D.shape[0])}
         self._runs = bool(runs)
-        self._copy_x = [(l, s, len(v.shape) == 1) for l, (s, v) in
-                        enumerate(zip(self._sizes, engine.model.vertices)) if l not in in_x]
-        self._copy_d = [(l, s, len(v.shape) == 1) for l, (s, v) in
-                        enumerate(zip(self._sizes, engine.model.vertices))
-                        if l not in in_d and (l or self._vertex is not None)]
+        each = [(l, s, len(v.shape) == 1)
+                for l, (s, v) in enumerate(zip(self._sizes, engine.model.vertices))]
+        self._copy_x = [c for c in each if c[0] not in in_x]
+        self._copy_d = [c for c in each if c[0] not in in_d and (c[0] or self._vertex is not None)]
         n, N = engine.n, max(self._sizes)
         self._every = plan.every
         self._host = host = {
@@ -117,7 +105,6 @@ class Recorder:
             self._state_layers = (None if list(plan.layers) == list(range(n)) else
                                   xp.asarray(np.array(plan.layers, dtype=np.int64)))
 
-    # --------------------------------------------------------------- per tick
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (just made) of input/target u, y (``repeat``: those and
         the weights of tick i − 1); ticks off ``plan.every`` only feed the
@@ -180,7 +167,6 @@ class Recorder:
         for j, arr in enumerate(self._tag_rows):
             arr[at] = table[:, j]
 
-    # --------------------------------------------------------------- blocks
     def _process_block(self):
         """References of the pending frames, then norms, tags, states and the
         mismatch of the pending (consecutive) rows into the host arrays."""
@@ -211,7 +197,6 @@ class Recorder:
         if self._m is not None:
             self._m.measure(ticks, rows, bx, bd)
 
-    # ---------------------------------------------------------------- chunks
     def flush(self):
         """Measure and move to the host whatever is pending (once per chunk)."""
         if self._blk_ticks or (self._m is not None and self._m.pending()):

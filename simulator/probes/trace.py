@@ -1,11 +1,7 @@
-"""The Trace a run produces (trace.npz plus run.json) and its SCHEMA.
-
-Per recorded row a trace holds norms of x and δ, the provenance tags
-(TAG_KEYS), the mismatch metrics (METRIC_KEYS, absent when not recorded) and
-optionally full neuron states. A plain chain (``vertex.is_plain_chain``) gives
-a chain trace: layers 0..L, no ``vertex_*`` arrays, no ``tag_<key>_hi`` tags, 0
-in layer 0's δ state row. Any other model gives a graph trace: "layer" reads
-"vertex in model order", with those arrays and tags, and x in layer 0's δ row.
+"""The Trace a run produces (trace.npz plus run.json) and its SCHEMA. A plain chain
+(``vertex.is_plain_chain``) gives a chain trace: layers 0..L, no ``vertex_*`` arrays or
+``tag_<key>_hi`` tags, 0 in layer 0's δ state row; any other model a graph trace, where
+"layer" reads "vertex in model order", with those arrays and tags and x in layer 0's δ row.
 """
 import difflib
 import json
@@ -16,7 +12,6 @@ import numpy as np
 from ..arguments import check_bool, check_path, shown
 from ..errors import MissingKeyError, SimulatorError, did_you_mean
 from ..files import atomic_write
-# The trace's file layout (and its one check) lives with the one loader of saved files.
 from ..runfiles import METRIC_KEYS, TAG_KEYS, read_trace
 from ..safe_read import read_json
 from ..engine.tick import synchronized_layers
@@ -75,18 +70,6 @@ for _key in ("input", "supervision", "output", "pair"):
                                        "vertex mixes frames)")
 
 
-def schema_of(arrays):
-    """{"version", "arrays": {name: {dims, shape, unit, dtype, description}}} of
-    ``arrays``; one SCHEMA lacks gets ``"unit": null``, "not described"."""
-    out = {}
-    for key, value in arrays.items():
-        dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
-                                            None, "not described"))
-        out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
-                    "dtype": str(np.asarray(value).dtype), "description": text}
-    return {"version": SCHEMA_VERSION, "arrays": out}
-
-
 class Trace:
     """Recorded arrays (trace.npz, ``trace[name]``, described in SCHEMA) plus the
     run's metadata (run.json). Row r was recorded at tick ``trace.ticks[r]``;
@@ -129,8 +112,15 @@ class Trace:
         return self.arrays["tick"]
 
     def schema(self):
-        """Dims, shape, unit and meaning of every array of this trace (schema_of)."""
-        return schema_of(self.arrays)
+        """{"version", "arrays": {name: {dims, shape, unit, dtype, description}}} of this
+        trace's arrays; one SCHEMA lacks gets ``"unit": null``, "not described"."""
+        out = {}
+        for key, value in self.arrays.items():
+            dims, unit, text = SCHEMA.get(key, (tuple(f"dim{i}" for i in range(np.ndim(value))),
+                                                None, "not described"))
+            out[key] = {"dims": list(dims), "shape": list(np.shape(value)), "unit": unit,
+                        "dtype": str(np.asarray(value).dtype), "description": text}
+        return {"version": SCHEMA_VERSION, "arrays": out}
 
     def stream_frames_of(self, tags):
         """Stream frame indices of tick-valued ``tags`` (−1 stays −1, a tick not
@@ -154,12 +144,10 @@ class Trace:
         return np.where(tags >= 0, frames[row], -1)
 
     def select(self, ticks=None, layers=None, neurons=None):
-        """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop)
-        (either None for open, or a slice); ``layers`` indices or names (slices
-        allowed; the input is always kept; a chain comes back as a graph trace
-        named by layer index); ``neurons`` indices the recorded states keep. A
-        value that selects nothing or names what the trace lacks raises
-        SimulatorError naming it and what the trace has."""
+        """A smaller Trace that renderers draw unchanged: ``ticks`` (start, stop) (None:
+        open) or a slice; ``layers`` indices, names or slices (the input kept; a chain
+        comes back as a graph trace); ``neurons`` indices of the recorded states. Selecting
+        nothing or what the trace lacks raises SimulatorError naming what it has."""
         arrays = dict(self.arrays)
         meta = dict(self.meta) if isinstance(self.meta, dict) else {}
         chosen = {}

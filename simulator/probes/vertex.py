@@ -1,14 +1,9 @@
-"""The recorder's mismatch metrics, vertex by vertex (chains and graphs).
-
-Each weighted vertex's g for W (``GraphEngine.gradient_factors()``) is
-compared with the oracle's W gradient (``model.reference``) on the frame its
-tag names (the oldest where it mixes several), with the weights of the tick
-that frame entered; references go into a ring of 2D + d_y + 2 + K frames. A
-dense or linear vertex whose factors are smaller than its W (``gram_pays``) is
-compared through Gram products of δ and x (``metrics.gram``), neither g nor
-its reference formed; any other vertex forms g. With frozen weights a block's
-distinct frames are referenced in ONE batched backprop; learning on, per tick.
-"""
+"""The recorder's mismatch metrics, vertex by vertex: each weighted vertex's g for W
+against the oracle's W gradient on the frame its tag names (the oldest where it mixes
+several), with that frame's weights, from a ring of 2D + d_y + 2 + K references. A
+dense/linear vertex whose factors are smaller than its W (``gram_pays``) is compared
+through Gram products of δ and x (``metrics.gram``), neither g nor its reference formed.
+Frozen weights: a block's distinct frames in ONE batched backprop; learning: per tick."""
 import numpy as np
 
 from ..metrics import cosine_and_relative, gram
@@ -46,10 +41,9 @@ GRAM_KINDS = ("dense", "linear")
 
 
 def gram_pays(rows, out, inp):
-    """Whether a dense/linear vertex is measured through Gram products: where
-    its factors (rows · (out + in)) are smaller than its W gradient (out · in).
-    Measured (bench_graph_record.py): a chain 6 × 128 at batch 16 records at
-    4× its bare tick instead of 13.4×; 8-wide vertices are dearer that way."""
+    """Whether a dense/linear vertex is measured through Gram products: where its
+    factors (rows · (out + in)) are smaller than its W gradient (out · in); measured in
+    bench_graph_record.py (a chain 6 × 128 at batch 16: 4× its bare tick, not 13.4×)."""
     return rows * (out + inp) < out * inp
 
 
@@ -237,10 +231,8 @@ class VertexMetrics:
     def _gram_factors(self, j, d, x, lead):
         """δ and x of Gram vertex j as (lead, rows, out) and (lead, rows, in)."""
         xp, rows = self.xp, self._grows[j]
-        return (xp.reshape(d, (lead, rows, d.shape[-1])),
-                xp.reshape(x, (lead, rows, x.shape[-1])))
+        return xp.reshape(d, (lead, rows, d.shape[-1])), xp.reshape(x, (lead, rows, x.shape[-1]))
 
-    # ------------------------------------------------------------- reference
     def _segment_sums(self, a):
         """(rows, segments): sums of ``a`` (rows, PW) over each explicit vertex's columns."""
         xp = self.xp

@@ -69,15 +69,6 @@ def _layer_scale(a):
     return out
 
 
-def paired_tags(trace):
-    """The stream frames (T, n) of the x and δ g[v] pairs (δ's where drawn), −1: none."""
-    pair = np.array(trace["tag_pair"], copy=True)
-    sup = np.where(presence(trace)[1] & (trace["tag_supervision"] >= 0),
-                   trace["tag_supervision"], -1)
-    pair[:, 0] = sup[:, 0] = -1
-    return trace.stream_frames_of(pair), trace.stream_frames_of(sup)
-
-
 class WaveAnimator(IndexedFigure):
     """The GIF's static figure, drawn once; ``indices(t)`` / ``render(t)`` a frame."""
 
@@ -87,8 +78,12 @@ class WaveAnimator(IndexedFigure):
         self.rows = picture_rows(trace)      # column p shows trace column rows.order[p]
         self.states = NeuronStates(trace)
         self.cos = trace["mismatch_cos"]
-        # Tags are shown as stream frames, the numbering the tag colouring uses.
-        self.tag_x, self.tag_d = paired_tags(trace)
+        # the stream frames (T, n) of the x and δ g[v] pairs (δ's where drawn), −1: none
+        pair = np.array(trace["tag_pair"], copy=True)
+        sup = np.where(self.states.bwd & (trace["tag_supervision"] >= 0),
+                       trace["tag_supervision"], -1)
+        pair[:, 0] = sup[:, 0] = -1
+        self.tag_x, self.tag_d = trace.stream_frames_of(pair), trace.stream_frames_of(sup)
         self.name = trace.meta.get("name", "") if isinstance(trace.meta, dict) else ""
         self._build_figure(size, color)
         self._index_background()
@@ -143,8 +138,7 @@ class WaveAnimator(IndexedFigure):
                             fontsize=small)
             labels = bars.get_xticklabels()
             for p in self.rows.sync:
-                labels[p].set_color(palette.LS_COLOUR)
-                labels[p].set_fontweight("bold")
+                labels[p].set(color=palette.LS_COLOUR, fontweight="bold")
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
         draw_panel(self.raster, rgb, (0, T), self.rows, steps, row_ticks(self.trace), strip=False)

@@ -80,8 +80,8 @@ def layer_scales(trace):
 
 
 def tag_period(trace, step=1):
-    """0 when frames span palette.WIDE_BAND columns or more of a panel drawing every
-    ``step``-th row (shades cycle), else p: a stripe marks every p-th frame."""
+    """Tag stripes of a panel drawing every ``step``-th row: every p-th frame, or 0 (shades
+    cycle) where frames span palette.WIDE_BAND columns or more."""
     frames = np.asarray(trace["stream_frame"])
     changes = int(np.count_nonzero(np.diff(frames))) if len(frames) > 1 else 0
     columns = len(frames) / (changes + 1) / max(int(step), 1)
@@ -103,10 +103,8 @@ def sync_cells(trace, ticks=None, layers=None):
 
 
 def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
-    """The raster as RGB floats (layers, ticks, 3) of the index arrays given or all.
-    Tag colouring shades x by its input frame and δ by its supervision frame,
-    averaging both levels so crossing bands show (Fig. 2B), the hue leaning to
-    the stronger wave so crossing stripes of x and δ stay apart."""
+    """The raster as RGB floats (layers, ticks, 3) of the index arrays given or all; by tag,
+    x shaded by its input frame, δ by its supervision frame, averaged (Fig. 2B)."""
     cells = _cells(trace, ticks, layers)
     fwd, bwd = presence(trace)
     if color == "magnitude":
@@ -181,9 +179,9 @@ def check_windows(trace, windows):
 
 
 def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None):
-    """Draw ``rgb`` of ``panel_image`` (row ``window``, ``steps``) on ``ax`` in ticks
-    (``ticks`` = ``row_ticks``), the sync rows outlined; ``strip``: a graph's edges;
-    ``sync`` (``sync_cells`` as drawn): a dark line through synchronized cells."""
+    """Draw ``panel_image``'s ``rgb`` and ``steps`` of row ``window`` on ``ax`` in ticks
+    (``row_ticks``), sync rows outlined, a graph's edges (``strip``), a line through
+    the ``sync`` cells (``sync_cells`` as drawn)."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -226,17 +224,14 @@ def _sync_overlay(ax, sync, left, width, m):
 
 
 def _graph_rows(ax, rows, m=1):
-    """Label a graph panel's rows (sync set amber, identity vertices grey italic)
-    and, when every row is drawn (m = 1), draw the edges as arcs left of it."""
+    """Label a graph panel's rows; when every row is drawn (m = 1), edges as arcs left."""
     shown = list(range(0, len(rows), max(m, 1)))
     ax.set_yticks(shown, [rows.labels[r] for r in shown], fontsize=8)
     for label, r in zip(ax.get_yticklabels(), shown):
         if r in rows.sync:
-            label.set_color(palette.LS_COLOUR)
-            label.set_fontweight("bold")
+            label.set(color=palette.LS_COLOUR, fontweight="bold")
         elif rows.identity[r]:
-            label.set_color(IDENTITY_COLOUR)
-            label.set_fontstyle("italic")
+            label.set(color=IDENTITY_COLOUR, fontstyle="italic")
     if m != 1 or not rows.edges:
         return
     frac = STRIP_IN / (ax.get_position().width * ax.figure.get_figwidth())
@@ -303,8 +298,8 @@ def _window_title(window, index, count, ticks=(0, 1), total=None):
 
 
 def raster_figure(trace, windows=(), color="both"):
-    """(waves.png figure, [(axes, row window, colouring)]): a row of panels per tick
-    window (none: the run, or its first and last ticks), a column per colouring."""
+    """(waves.png figure, [(axes, row window, colouring)]): a row per tick window (none: the
+    run, or its first and last ticks), a column per colouring."""
     ticks = row_ticks(trace)
     kinds = colourings(color)
     order = picture_rows(trace)

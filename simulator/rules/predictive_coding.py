@@ -1,11 +1,8 @@
-"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README
-"Predictive coding on graph models"). Each vertex but the input holds x_v and
-μ_v = f_v(x of its parents), error ε_v = μ_v − x_v (the output's ∂ℓ/∂μ_out);
-with F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y), inference (Eq. 7) moves every hidden
-vertex at once by −γ ∂F/∂x_v, ∂F/∂x_v = −ε_v + Σ_c VJP_{c→v}(σ'_c ⊙ ε_c). IL
-learns after T ticks; Z-IL (γ = 1) learns a vertex at distance k from the
-output at tick k + 1, which on a levelled model is backprop (Theorem 3).
-"""
+"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README). Each
+non-input vertex holds x_v, μ_v = f_v(x of its parents) and ε_v = μ_v − x_v (the output's
+∂ℓ/∂μ_out); inference (Eq. 7) moves every hidden vertex by −γ ∂F/∂x_v = −γ(−ε_v +
+Σ_c VJP_{c→v}(σ'_c ⊙ ε_c)), F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y). IL learns after T ticks;
+Z-IL (γ = 1) a vertex k from the output at tick k + 1: backprop when levelled (Thm. 3)."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,13 +13,13 @@ from ..errors import SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
+from .relaxation import check_model, output_distances, send_vjp, sends
 
 
 @dataclass
 class ErrorWave:
-    """The error wave of one update: error norms ``by_vertex`` (states ×
-    vertices) and ``by_level`` (states × levels, root-sum-square), each
-    vertex's level, names and kinds."""
+    """One update's error norms ``by_vertex`` (states × vertices), ``by_level`` (states ×
+    levels, root-sum-square) and each vertex's level, name and kind."""
     by_vertex: np.ndarray
     by_level: np.ndarray
     levels: list
@@ -34,11 +31,9 @@ class ErrorWave:
 
 @dataclass
 class PCStep:
-    """One learning step: ``params`` after it (host float64, keyed like
-    ``parameters()``), ``updates`` (host Δθ), ``ticks`` of inference, ``norms``
-    ‖ε_v‖ (states 0..ticks × vertices, input 0, overflow +inf; None unless
-    recorded), ``distances`` (shortest to the output) and the ``model`` it ran
-    on (the levelled copy when Z-IL levelled)."""
+    """One learning step: host float64 ``params`` after it and ``updates`` Δθ, ``ticks``,
+    ``norms`` ‖ε_v‖ (states × vertices, input 0, overflow +inf; None unless recorded),
+    ``distances`` (shortest to the output) and the ``model`` it ran on (maybe levelled)."""
     params: dict
     updates: dict
     ticks: int
@@ -57,33 +52,17 @@ class PCStep:
         return np.sqrt(out)
 
 
-def output_distances(model):
-    """(shortest, longest) path in edges from every vertex index to the output;
-    Z-IL uses the shortest (the paper's d_i)."""
-    n = len(model)
-    dmin, dmax = [None] * n, [None] * n
-    dmin[-1] = dmax[-1] = 0
-    for v in reversed(model.vertices[1:]):
-        for p in v.parents:
-            lo, hi = dmin[v.index] + 1, dmax[v.index] + 1
-            dmin[p] = lo if dmin[p] is None else min(dmin[p], lo)
-            dmax[p] = hi if dmax[p] is None else max(dmax[p], hi)
-    return dmin, dmax
-
-
 class _State:
     """Value nodes, predictions and errors of one model for one batch."""
 
     def __init__(self, model, u, y, loss, params, fixed=False):
-        if not isinstance(model, Model):
-            raise SimulatorError(f"expected a simulator.Model, got {type(model).__name__}")
-        self.model, self.y = model, y
+        self.model, self.y = check_model(model), y
         self.loss = check_choice("loss", loss, tuple(LOSSES))
         self.xp = xp = array_namespace(u)
-        self.p = device_params(xp, model, u.dtype, params)
-        self.pres, self.mu = evaluate(model, u, self.p)
+        self.params = device_params(xp, model, u.dtype, params)
+        self.pres, self.mu = evaluate(model, u, self.params)
         self.x = list(self.mu)  # x = μ: the forward pass, errors zero but the output's
-        self.reads = list(self.mu) if fixed else self.x
+        self.outs = list(self.mu) if fixed else self.x     # what the VJPs read
         self.eps = [None] * len(model)
         self.deltas = [None] * len(model)
         self.errors()
@@ -92,7 +71,7 @@ class _State:
         """μ_v and pre_v from the current x of the parents and parameters."""
         for v in self.model.vertices[1:]:
             self.pres[v.index], self.mu[v.index] = v.layer.value(
-                self.xp, vertex_params(self.p, v), [self.x[i] for i in v.parents])
+                self.xp, vertex_params(self.params, v), [self.x[i] for i in v.parents])
 
     def errors(self):
         """ε_v = μ_v − x_v (hidden), ε_out = ∂ℓ/∂μ_out, and δ_v = σ'_v ⊙ ε_v."""
@@ -110,14 +89,8 @@ class _State:
         """Eq. 7 on every hidden vertex: x_v ← x_v − γ(Σ_c VJP_{c→v}(δ_c) − ε_v)."""
         acc = [None] * len(self.model)
         for c in self.model.vertices[1:]:
-            if not any(c.parents):
-                continue
-            inputs = [self.reads[i] for i in c.parents]
-            back = c.layer.vjp(self.xp, vertex_params(self.p, c), inputs, self.pres[c.index],
-                               self.deltas[c.index])
-            for i, cot in zip(c.parents, back):
-                if i:
-                    acc[i] = cot if acc[i] is None else acc[i] + cot
+            if sends(c):
+                send_vjp(self.xp, self, c, self.deltas[c.index], {}, acc)
         for v in self.model.vertices[1:-1]:
             i = v.index
             grad = -self.eps[i] if acc[i] is None else acc[i] - self.eps[i]
@@ -125,8 +98,7 @@ class _State:
 
     def param_grads(self, v):
         """∂F/∂θ_v at the current state: {"<v>.W": ..., "<v>.b": ...}."""
-        g = v.layer.param_grads(self.xp, [self.reads[i] for i in v.parents],
-                                self.deltas[v.index])
+        g = v.layer.param_grads(self.xp, [self.outs[i] for i in v.parents], self.deltas[v.index])
         return {f"{v.name}.{k}": g[k] for k in v.param_names}
 
     def norms(self):
@@ -144,8 +116,7 @@ def _result(original, state, updates, ticks, rows, dist, given=None):
     host = {k: np.asarray(to_host(updates[k]), dtype=np.float64) if k in updates
             else np.zeros_like(p) for k, p in params.items()}
     params = {k: p + host[k] if k in updates else p for k, p in params.items()}
-    return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist,
-                  state.model)
+    return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist, state.model)
 
 
 def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=None):
@@ -161,14 +132,12 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
     updates = {}
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(1, ticks + 1):
-            grads = {}
-            for v in learners:
-                if dist[v.index] + 1 == t:
-                    grads.update(state.param_grads(v))
+            grads = {k: g for v in learners if dist[v.index] + 1 == t      # distance t − 1
+                     for k, g in state.param_grads(v).items()}
             state.relax(1.0)
             for k, g in grads.items():
                 updates[k] = -lr * g
-                state.p[k] = state.p[k] + updates[k]
+                state.params[k] = state.params[k] + updates[k]
             state.refresh()
             state.errors()
             if record:

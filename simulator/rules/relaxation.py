@@ -1,18 +1,14 @@
-"""Activation Relaxation on any Model (Millidge et al., paper 001; SPEC §3;
-README "Activation Relaxation on any model"). After a forward sweep, with the
-output clamped to +∂ℓ/∂x_out, every vertex but the input and output ticks
-
-    x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c)
-
-(d_c = σ'_c of the sweep, or 1; W replaced by B for the feedback variants),
-then W descends Eq. 1 of σ'_v ⊙ x_v. Signs: the paper mixes dx/dt = −x + … and
-x − …, which taken literally diverge or ascend the loss; this leaky form has
-x_v* = ∂ℓ/∂x_v as its fixed point. With e = x − x*, a tick is e ← ((1 − η) I +
-η N) e, N nilpotent, so e_n = Σ_{j<k} C(n, j)(1−η)^{n−j} η^j N^j e_0 exactly
-(k the longest path to the output): ``predicted_errors``, ``relax_closed_form``.
-"""
+"""Activation Relaxation on any Model (paper 001; SPEC §3; README). After a forward
+sweep, the output clamped to +∂ℓ/∂x_out, every other non-input vertex ticks
+x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c) (d_c = σ'_c or 1; W
+replaced by B for the feedback variants), then W descends Eq. 1 of σ'_v ⊙ x_v. (The
+paper's signs, taken literally, diverge; this leaky form has x_v* = ∂ℓ/∂x_v as fixed
+point.) With e = x − x*, a tick is e ← ((1 − η) I + η N) e, N nilpotent, so e_n =
+Σ_{j<k} C(n, j)(1−η)^{n−j} η^j N^j e_0 exactly (k the longest path to the output)."""
 from dataclasses import dataclass
+from functools import reduce
 from math import comb, exp, log
+from operator import add
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -55,53 +51,40 @@ def check_count(name, value, minimum=0):
 
 @dataclass
 class RelaxationRecord:
-    """Per-tick vertex summaries, host arrays (ticks+1) × vertices, row n the
-    state after n ticks: ``norms`` ‖x_v,n‖_F, ``changes`` ‖x_v,n − x_v,n−1‖_F
-    (row 0 is 0), ``errors`` ‖x_v,n − g_v‖_F / ‖g_v‖_F against given targets
-    (NaN for the input) or None."""
+    """Host (ticks+1) × vertices, row n after n ticks: ``norms`` ‖x_v,n‖_F, ``changes``
+    ‖x_v,n − x_v,n−1‖_F (row 0: 0), ``errors`` ‖x_v,n − g_v‖_F / ‖g_v‖_F or None."""
 
     norms: np.ndarray
     changes: np.ndarray
     errors: object = None
 
 
-class _Recorder:
-    """Accumulates per-tick norms as device scalars; one host transfer at the end."""
+def _norm(xp, a):
+    return xp.sqrt(xp.sum(a * a))
 
-    def __init__(self, xp, xs, targets):
-        self.xp, self.targets = xp, targets
-        if targets is not None:
-            self.target_norms = [None] + [self._norm(targets[v]) for v in range(1, len(xs))]
-        self.norms, self.changes = [], []
-        self.errors = [] if targets is not None else None
-        self.add(xs, xs)
-        self.changes[0] = [xp.zeros((), dtype=x.dtype) for x in xs]   # exactly 0, even for inf
 
-    def _norm(self, a):
-        return self.xp.sqrt(self.xp.sum(a * a))
+def _tick_row(xp, new, old, targets, target_norms):
+    """A tick's device scalars: ‖x_v‖, ‖x_v − old_v‖ (old None: exactly 0, even for inf)
+    and, given targets, ‖x_v − g_v‖ / ‖g_v‖ of vertices 1.. (else None)."""
+    changes = ([xp.zeros((), dtype=x.dtype) for x in new] if old is None
+               else [_norm(xp, a - b) for a, b in zip(new, old)])
+    errors = None if targets is None else [_norm(xp, new[v] - targets[v]) / target_norms[v]
+                                           for v in range(1, len(new))]
+    return [_norm(xp, x) for x in new], changes, errors
 
-    def add(self, new, old):
-        self.norms.append([self._norm(x) for x in new])
-        self.changes.append([self._norm(a - b) for a, b in zip(new, old)])
-        if self.errors is not None:   # vertices 1..
-            self.errors.append([self._norm(new[v] - self.targets[v]) / self.target_norms[v]
-                                for v in range(1, len(new))])
 
-    def _host(self, rows):
-        xp = self.xp
-        return np.asarray(to_host(xp.stack([xp.stack(row) for row in rows])), dtype=np.float64)
-
-    def finish(self):
-        errors = None if self.errors is None else np.pad(   # the input's column: NaN
-            self._host(self.errors), ((0, 0), (1, 0)), constant_values=np.nan)
-        return RelaxationRecord(self._host(self.norms), self._host(self.changes), errors)
+def _record(xp, rows):
+    """The RelaxationRecord of ``_tick_row`` rows, in one host transfer."""
+    host = [np.asarray(to_host(xp.stack([xp.stack(r[k]) for r in rows])), dtype=np.float64)
+            for k in range(2 + (rows[0][2] is not None))]
+    errors = np.pad(host[2], ((0, 0), (1, 0)), constant_values=np.nan) if len(host) > 2 else None
+    return RelaxationRecord(host[0], host[1], errors)     # errors: the input's column NaN
 
 
 @dataclass
 class ModelSweep:
-    """The forward sweep, per vertex index: ``pres``, ``outs`` (x̄_v; 0 the
-    input), ``derivs`` σ'(pre_v) (None for the input and linear kinds), ``top``
-    ∂ℓ/∂x_out, ``loss`` (summed over the batch) and the device ``params``."""
+    """The forward sweep per vertex index: ``pres``, ``outs`` (x̄_v), ``derivs`` σ'(pre_v)
+    (None: input, linear), ``top`` ∂ℓ/∂x_out, ``loss`` (batch sum), device ``params``."""
     model: Model
     params: dict
     pres: list
@@ -113,8 +96,7 @@ class ModelSweep:
 
 @dataclass
 class Relaxed:
-    """One relaxation: the sweep, the final state ``xs`` per vertex index (xs[0]
-    the input, xs[-1] the clamped output gradient) and a RelaxationRecord or None."""
+    """One relaxation: the sweep, the final ``xs`` per vertex index, a RelaxationRecord."""
     sweep: ModelSweep
     xs: list
     record: object = None
@@ -124,13 +106,14 @@ class Relaxed:
         return {v.name: x for v, x in zip(self.sweep.model.vertices, self.xs)}
 
 
-def _check_model(model):
+def check_model(model):
+    """``model``, or SimulatorError when it is not a Model."""
     if not isinstance(model, Model):
         raise SimulatorError(f"expected a simulator.Model, got {type(model).__name__}")
     return model
 
 
-def _sends(vertex):
+def sends(vertex):
     """True when the vertex has a parent that relaxes (anything but the input)."""
     return any(p != 0 for p in vertex.parents)
 
@@ -138,8 +121,8 @@ def _sends(vertex):
 def feedback_keys(model):
     """The "<layer>.W" keys that carry a feedback matrix (weighted vertices with
     a parent other than the input), in topological order."""
-    return [f"{v.name}.W" for v in _check_model(model).vertices[1:]
-            if "W" in v.param_names and _sends(v)]
+    return [f"{v.name}.W" for v in check_model(model).vertices[1:]
+            if "W" in v.param_names and sends(v)]
 
 
 def draw_feedback(model, seed=0, scale=1.0):
@@ -156,7 +139,7 @@ def draw_feedback(model, seed=0, scale=1.0):
 def model_sweep(model, u, y, loss="mse", params=None):
     """The forward sweep (Algorithm 1's first phase) as a ModelSweep;
     ``params`` (keyed like ``model.parameters()``) override the model's."""
-    _check_model(model)
+    check_model(model)
     if tuple(getattr(u, "shape", (None,))[1:]) != model.input_shape:
         evaluate(model, u)            # raises the oracle's one clear error for a bad input
     xp = array_namespace(u)
@@ -184,26 +167,20 @@ def _feedback(xp, sweep, feedback):
     return {k: xp.asarray(feedback[k], dtype=dtype) for k in want}
 
 
-def send_down(sweep, xs, gains, feedback=None, xp=None):
-    """(N x)_v per vertex index: Σ_c VJP_{c→v}(gain_c ⊙ x_c) at the sweep's
-    inputs, W replaced by ``feedback[key]`` where given. ``gains[c]`` an array,
-    a scalar or None (= 1); ``xs[c]`` None sends nothing. None where nothing
-    arrives (the input, the output)."""
-    xp = array_namespace(sweep.top) if xp is None else xp
-    fb = feedback or {}
+def send_down(sweep, xs, gains, fb, xp):
+    """(N x)_v per vertex index: Σ_c VJP_{c→v}(gain_c ⊙ x_c), W replaced by ``fb``'s
+    (``_feedback``); ``gains[c]`` array, scalar or None (1); None sends / gets nothing."""
     acc = [None] * len(sweep.model)
     for c in sweep.model.vertices[1:]:
-        x = xs[c.index]
-        if x is None or not _sends(c):
-            continue
-        g = gains[c.index]
-        delta = x if g is None else g * x
-        _send(xp, sweep, c, delta, fb, acc)
+        x, g = xs[c.index], gains[c.index]
+        if x is not None and sends(c):
+            send_vjp(xp, sweep, c, x if g is None else g * x, fb, acc)
     return acc
 
 
-def _send(xp, sweep, c, delta, fb, acc):
-    """Add vertex ``c``'s vector-Jacobian product of ``delta`` into its parents' ``acc``."""
+def send_vjp(xp, sweep, c, delta, fb, acc):
+    """Add vertex ``c``'s vector-Jacobian product of ``delta`` into its parents' ``acc``
+    (``sweep``: anything with the ``params``, ``outs`` and ``pres`` its VJP reads)."""
     back = c.layer.vjp(xp, vertex_params(sweep.params, c), [sweep.outs[i] for i in c.parents],
                        sweep.pres[c.index], delta, weights=fb.get(f"{c.name}.W"))
     for p, cot in zip(c.parents, back):
@@ -211,8 +188,9 @@ def _send(xp, sweep, c, delta, fb, acc):
             acc[p] = cot if acc[p] is None else acc[p] + cot
 
 
-def _error_powers(sweep, xs, star, gains, fb, xp, count):
+def _error_powers(sweep, xs, star, feedback, use_derivative, xp, count):
     """[N^j e_0 for j = 0..count] per vertex index, e_0 = xs − star; None where zero."""
+    fb, gains = _feedback(xp, sweep, feedback), _gains(sweep, None, use_derivative)
     out = len(xs) - 1
     powers = [[None] + [xs[v] - star[v] for v in range(1, out)] + [None]]
     for _ in range(count):
@@ -232,39 +210,34 @@ def _gains(sweep, scale, use_derivative):
 def _start(sweep, eta_x, iterations, init, xp):
     """(xp, η, K, initial state) of a relaxation, its arguments checked."""
     xp = array_namespace(sweep.top) if xp is None else xp
-    eta = check_eta_x(eta_x)
-    iterations = check_count("iterations", iterations)
-    return xp, eta, iterations, _initial_state(xp, sweep, init)
-
-
-def _initial_state(xp, sweep, init):
-    init = check_choice("relaxation init", init, INITS)
+    eta, iterations = check_eta_x(eta_x), check_count("iterations", iterations)
     hidden = sweep.outs[1:-1]
-    if init == "zero":
+    if check_choice("relaxation init", init, INITS) == "zero":
         hidden = [xp.zeros_like(x) for x in hidden]
-    return [sweep.outs[0]] + list(hidden) + [sweep.top]
+    return xp, eta, iterations, [sweep.outs[0]] + list(hidden) + [sweep.top]
 
 
 def relax_sweep(sweep, feedback=None, eta_x=0.1, iterations=100, use_derivative=True,
                 init="forward", record=False, targets=None, xp=None):
-    """K relaxation ticks (Eqs. 4–5; Eqs. 7–8 without ``use_derivative``),
-    ``feedback`` {"<layer>.W": B} or None (W itself); ``init`` starts the
-    hidden vertices at their forward values (the paper) or at zero. Returns
-    (xs per vertex index, RelaxationRecord or None); ``targets`` (per vertex
-    index, 0 unused) adds relative errors."""
+    """K relaxation ticks (Eqs. 4–5; 7–8 without ``use_derivative``), ``feedback``
+    {"<layer>.W": B} or None (W), hidden vertices from their forward values or zero
+    (``init``): (xs per vertex index, RelaxationRecord or None; ``targets``: its errors)."""
     xp, eta, iterations, xs = _start(sweep, eta_x, iterations, init, xp)
     fb = _feedback(xp, sweep, feedback)
     # η folded into σ' once, so a tick costs per edge one product, one VJP, one add.
     gains = _gains(sweep, eta, use_derivative)
     out = len(xs) - 1
-    rec = _Recorder(xp, xs, targets) if record else None
+    if record:
+        norms = None if targets is None else [None] + [_norm(xp, targets[v])
+                                                       for v in range(1, len(xs))]
+        rows = [_tick_row(xp, xs, None, targets, norms)]
     for _ in range(iterations):
         acc = send_down(sweep, xs, gains, fb, xp)
         new = [xs[0]] + [acc[v] + (1.0 - eta) * xs[v] for v in range(1, out)] + [xs[out]]
-        if rec is not None:
-            rec.add(new, xs)
+        if record:
+            rows.append(_tick_row(xp, new, xs, targets, norms))
         xs = new
-    return xs, (rec.finish() if rec is not None else None)
+    return xs, (_record(xp, rows) if record else None)
 
 
 def tick_weights(n, count, eta_x):
@@ -274,10 +247,7 @@ def tick_weights(n, count, eta_x):
     eta = check_eta_x(eta_x)
     out = []
     for j in range(count):
-        if j > n:
-            out.append(0.0)
-            continue
-        if eta == 1.0:           # (1−η)^{n−j} = 0 unless j = n
+        if j > n or eta == 1.0:          # η = 1: (1−η)^{n−j} = 0 unless j = n
             out.append(1.0 if j == n else 0.0)
             continue
         c = comb(n, j)
@@ -301,21 +271,15 @@ def relax_closed_form(sweep, feedback=None, eta_x=0.1, iterations=100, use_deriv
     xp, eta, iterations, xs = _start(sweep, eta_x, iterations, init, xp)
     if iterations == 0:
         return xs
-    fb = _feedback(xp, sweep, feedback)
-    gains = _gains(sweep, None, use_derivative)
-    star = model_fixed_point(sweep, fb, use_derivative, xp)
+    star = model_fixed_point(sweep, feedback, use_derivative, xp)
     out = len(xs) - 1
-    w = tick_weights(iterations, max(distances_to_output(sweep.model).values()), eta)
+    w = tick_weights(iterations, max(output_distances(sweep.model)[1]), eta)
     last = max([j for j, c in enumerate(w) if c] + [0])
-    powers = _error_powers(sweep, xs, star, gains, fb, xp, last)
+    powers = _error_powers(sweep, xs, star, feedback, use_derivative, xp, last)
     new = [xs[0]]
-    for v in range(1, out):
-        acc = None                      # the highest power first (the chain order)
-        for j in range(last, -1, -1):
-            if powers[j][v] is not None:
-                term = w[j] * powers[j][v]
-                acc = term if acc is None else acc + term
-        new.append(star[v] + acc)
+    for v in range(1, out):             # the highest power first (the chain order)
+        terms = [w[j] * powers[j][v] for j in range(last, -1, -1) if powers[j][v] is not None]
+        new.append(star[v] + reduce(add, terms))
     return new + [xs[out]]
 
 
@@ -334,8 +298,7 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
         fb = draw_feedback(model) if feedback is None else feedback
     use_derivative = variant not in NO_DERIVATIVE
     if solver == "closed-form":
-        return Relaxed(sweep, relax_closed_form(sweep, fb, eta_x, iterations, use_derivative,
-                                                init))
+        return Relaxed(sweep, relax_closed_form(sweep, fb, eta_x, iterations, use_derivative, init))
     xs, rec = relax_sweep(sweep, fb, eta_x, iterations, use_derivative, init, record, targets)
     return Relaxed(sweep, xs, rec)
 
@@ -364,41 +327,38 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
     model = sweep.model
     out = [None] * len(model)
     out[0], out[-1] = sweep.outs[0], sweep.top
-    derivs = sweep.derivs if use_derivative else [None] * len(model)
-    acc = [None] * len(model)
+    gains, acc = _gains(sweep, None, use_derivative), [None] * len(model)
     for c in reversed(model.vertices[1:]):
         if c.index != model.output:
             out[c.index] = acc[c.index]
-        if not _sends(c):
-            continue
-        d = derivs[c.index]
-        delta = out[c.index] if d is None else d * out[c.index]
-        _send(xp, sweep, c, delta, fb, acc)
+        g = gains[c.index]
+        if sends(c):
+            send_vjp(xp, sweep, c, out[c.index] if g is None else g * out[c.index], fb, acc)
     return out
 
 
-def distances_to_output(model):
-    """{name: longest path (edges) from the vertex to the output}."""
-    dist = [0] * len(model)
-    for v in reversed(model.vertices):
+def output_distances(model):
+    """(shortest, longest) path in edges from every vertex index to the output;
+    Z-IL uses the shortest (the paper's d_i)."""
+    n = len(model)
+    dmin, dmax = [None] * n, [None] * n
+    dmin[-1] = dmax[-1] = 0
+    for v in reversed(model.vertices[1:]):
         for p in v.parents:
-            dist[p] = max(dist[p], dist[v.index] + 1)
-    return {v.name: d for v, d in zip(model.vertices, dist)}
+            lo, hi = dmin[v.index] + 1, dmax[v.index] + 1
+            dmin[p] = lo if dmin[p] is None else min(dmin[p], lo)
+            dmax[p] = hi if dmax[p] is None else max(dmax[p], hi)
+    return dmin, dmax
 
 
 def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_derivative=True,
                      init="forward", xp=None):
     """The linear analysis's ‖e_v,n‖_F / ‖x_v*‖_F (module docstring), host
     (iterations+1, vertices), input column NaN, output column 0."""
-    xp = array_namespace(sweep.top) if xp is None else xp
-    eta = check_eta_x(eta_x)
-    model = sweep.model
-    fb = _feedback(xp, sweep, feedback)
-    gains = _gains(sweep, None, use_derivative)
-    x0 = _initial_state(xp, sweep, init)
-    V = len(model)
-    depth = max(distances_to_output(model).values())
-    powers = _error_powers(sweep, x0, fixed_point, gains, fb, xp, depth - 1)
+    xp, eta, iterations, x0 = _start(sweep, eta_x, iterations, init, xp)
+    V = len(sweep.model)
+    depth = max(output_distances(sweep.model)[1])
+    powers = _error_powers(sweep, x0, fixed_point, feedback, use_derivative, xp, depth - 1)
     out = np.full((iterations + 1, V), np.nan)
     out[:, -1] = 0.0
     n = np.arange(iterations + 1)
@@ -419,15 +379,13 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
 
 
 class ActivationRelaxation:
-    """A Model trained by Activation Relaxation (Algorithm 1, Eqs. 4–8): the
-    parameters (and B of the feedback variants, ``draw_feedback``) on its
-    Backend; ``step`` sweeps, relaxes (``solver`` ticks or closed-form) and
-    sets p ← p − lr Δp / batch (B likewise for the learned variants, Eq. 6)."""
+    """A Model trained by Activation Relaxation (Algorithm 1): ``step`` sweeps, relaxes and
+    sets p ← p − lr Δp / batch on its Backend (B too for the learned variants, Eq. 6)."""
 
     def __init__(self, model, variant="exact", eta_x=0.1, iterations=100, loss="mse",
                  init="forward", feedback_seed=0, feedback_scale=1.0, device="cpu",
                  dtype="float64", solver="ticks"):
-        self.model = _check_model(model)
+        self.model = check_model(model)
         self.variant = check_variant(variant)
         self.eta_x = check_eta_x(eta_x)
         self.iterations = check_count("iterations", iterations)
