@@ -478,28 +478,3 @@ def apply_step(W, b, F, sw, sb, decay, keep):
     if b is not None:
         b -= sb
 
-
-# Factor D[t−1] of a run's rows 1..k−1 (cv: the run's views at t−1, pv: at t−2).
-def _group_none(eng, g, t, cv, pv):
-    return None
-
-
-def _group_local(eng, g, t, cv, pv):
-    return cv[4]
-
-
-def _group_frame(eng, g, t, cv, pv):
-    tab = g["dtab"]
-    return np.take(g["ring_s_flat"], tab[(t - 1) % len(tab)], axis=0, out=g["fac"])
-
-
-def _group_itd_y(eng, g, t, cv, pv):
-    return np.subtract(cv[6], pv[6], out=g["fac"])
-
-
-def _group_itd_dy(eng, g, t, cv, pv):
-    dx = np.subtract(cv[6], pv[6], out=g["fac"])
-    da = np.subtract(cv[7], pv[7], out=g["da"])
-    finite = np.abs(da) >= eng.itd_epsilon
-    np.copyto(g["Q"], dx / np.where(finite, da, 1.0), where=finite)
-    return g["Q"]
