@@ -14,7 +14,6 @@ import math
 import operator
 from functools import reduce
 
-from .windows import crop2d, out_size, pad2d, scatter, slices, windows, zeros
 
 
 def _tanh(xp, a):
@@ -40,13 +39,64 @@ def _linear(xp, a):
 ACTIVATIONS = {"tanh": _tanh, "logistic": _logistic, "relu": _relu, "linear": _linear}
 
 
-class Unfit(Exception):
-    """A layer's field does not fit its parents' shapes: (key, expected, given).
-    The graph builder turns it into a LayerError naming the layer."""
+# Sliding windows over the last two axes (im2col/col2im of conv and pool) by basic
+# slicing only, so any array namespace (``.at`` under jax): offset k = i·kw + j
+# holds pixel (i + r·sh, j + c·sw) of output pixel (r, c).
+def zeros(xp, shape, like, dtype=None):
+    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device (the
+    default one for a jax array traced inside jit, which has none)."""
+    dtype = like.dtype if dtype is None else dtype
+    try:
+        device = like.device
+    except AttributeError:
+        return xp.zeros(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype, device=device)
 
-    def __init__(self, key, expected, given):
-        super().__init__(key, expected, given)
-        self.key, self.expected, self.given = key, expected, given
+
+def out_size(n, k, s, p):
+    """Windows of size k, stride s over n samples padded by p on both sides:
+    floor((n + 2p − k)/s) + 1."""
+    return (n + 2 * p - k) // s + 1
+
+
+def pad2d(xp, x, ph, pw):
+    """x zero-padded by ph rows above and below and pw columns left and right."""
+    if ph:
+        z = zeros(xp, x.shape[:-2] + (ph, x.shape[-1]), x)
+        x = xp.concat([z, x, z], axis=-2)
+    if pw:
+        z = zeros(xp, x.shape[:-1] + (pw,), x)
+        x = xp.concat([z, x, z], axis=-1)
+    return x
+
+
+def slices(kernel, stride, out_hw):
+    """The (row, column) slices of every kernel offset, offset k = i·kw + j."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    return [(slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+            for i in range(kh) for j in range(kw)]
+
+
+def strided(x, kernel, stride, out_hw):
+    """The (B, C, Ho, Wo) strided slice of x under every kernel offset."""
+    return [x[..., r, c] for r, c in slices(kernel, stride, out_hw)]
+
+
+def scatter(xp, parts, shape, kernel, stride, out_hw, like):
+    """col2im: the sum, into a zero array of ``shape`` (padded input shape), of
+    ``parts[k]`` (B, C, Ho, Wo) added at offset k's strided positions."""
+    g = zeros(xp, shape, like)
+    for part, (r, c) in zip(parts, slices(kernel, stride, out_hw)):
+        if hasattr(g, "at"):                 # jax: a functional update
+            g = g.at[..., r, c].add(part)
+        else:
+            g[..., r, c] = g[..., r, c] + part
+    return g
+
+
+class Unfit(Exception):
+    """A layer's field does not fit its parents' shapes: args (key, expected,
+    given), which the graph builder turns into a LayerError naming the layer."""
 
 
 class Layer(abc.ABC):
@@ -120,9 +170,8 @@ class Conv2d(Layer):
 
     def _cols(self, xp, x):
         """im2col: (B, C·kh·kw, Ho·Wo), row index c·kh·kw + i·kw + j."""
-        ph, pw = self.cfg["padding"]
-        win = windows(xp, pad2d(xp, x, ph, pw), self.cfg["kernel"], self.cfg["stride"],
-                      self.out_hw)
+        win = xp.stack(strided(pad2d(xp, x, *self.cfg["padding"]), self.cfg["kernel"],
+                               self.cfg["stride"], self.out_hw), axis=2)
         b, c = x.shape[0], x.shape[1]
         return xp.reshape(win, (b, c * win.shape[2], win.shape[3] * win.shape[4]))
 
@@ -146,7 +195,7 @@ class Conv2d(Layer):
         shape = (bsz, c, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
         parts = [dcols[:, :, k, :, :] for k in range(kh * kw)]
         g = scatter(xp, parts, shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)
-        return [crop2d(g, ph, pw)]
+        return [g[..., ph:shape[2] - ph, pw:shape[3] - pw]]
 
     def param_grads(self, xp, inputs, delta):
         cols = self._cols(xp, inputs[0])
@@ -173,8 +222,7 @@ class Pool(Layer):
         return (c,) + self.out_hw
 
     def _parts(self, x):
-        """The (B, C, Ho, Wo) strided slice of x under every window offset."""
-        return [x[..., r, c] for r, c in slices(self.cfg["size"], self.cfg["stride"], self.out_hw)]
+        return strided(x, self.cfg["size"], self.cfg["stride"], self.out_hw)
 
     def _first_max(self, xp, x):
         """(max, k): each window's maximum and the offset k of its first
@@ -259,7 +307,7 @@ class Linear(Layer):
         (s,) = self.in_shapes
         units = self.cfg["units"]
         self.param_shapes = {"W": (units, s[-1])}
-        if self.cfg["bias"]:
+        if self.cfg.get("bias", True):
             self.param_shapes["b"] = (units,)
         return s[:-1] + (units,)
 
@@ -291,12 +339,7 @@ class Dense(Linear):
         if len(s) != 1:
             raise Unfit("from", "a parent with a flat value (add a flatten layer before it)",
                         f"shape {s}")
-        n_out = self.cfg["units"]
-        self.param_shapes = {"W": (n_out, s[0]), "b": (n_out,)}
-        return (n_out,)
-
-    def param_grads(self, xp, inputs, delta):
-        return {"W": xp.matrix_transpose(delta) @ inputs[0], "b": xp.sum(delta, axis=0)}
+        return super()._shape()
 
 
 class MatMul(Layer):
