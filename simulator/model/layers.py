@@ -9,7 +9,6 @@ kind's exact semantics are the README's "Layer functions" and layer table.
 ``reads_inputs`` marks the kinds whose VJP reads their parents' values (max
 pool, matmul, softmax); ``ACTIVATIONS`` is the one home of σ.
 """
-import abc
 import math
 import operator
 from functools import reduce
@@ -99,10 +98,10 @@ class Unfit(Exception):
     given), which the graph builder turns into a LayerError naming the layer."""
 
 
-class Layer(abc.ABC):
-    """Base of the layer kinds: a vertex with ``in_shapes`` (one per parent,
-    batch axis excluded), ``shape`` (its own value's shape), ``activation``
-    (a name of ACTIVATIONS) and ``param_shapes`` {name: shape}."""
+class Layer:
+    """Base of the layer kinds, itself the identity (a pure one-tick delay):
+    ``in_shapes`` (one per parent, batch axis excluded), ``shape`` (its own
+    value's shape), ``activation`` (a name of ACTIVATIONS), ``param_shapes``."""
     kind = None
     arity = 1  # parents: an int, or None for "two or more"
     param_shapes = {}
@@ -141,9 +140,12 @@ class Layer(abc.ABC):
         pre = self._pre(xp, params, inputs)
         return (pre, pre) if self.linear else (pre, self.activate(xp, pre)[0])
 
-    @abc.abstractmethod
+    def _pre(self, xp, params, inputs):
+        return inputs[0]
+
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         """One cotangent per parent from δ = ∂E/∂pre (σ' applied by the caller)."""
+        return [delta]
 
     def param_grads(self, xp, inputs, delta):
         """{name: ∂E/∂param} summed over the batch, from δ = ∂E/∂pre."""
@@ -291,12 +293,6 @@ class Add(Layer):
 class Identity(Layer):
     """A pure one-tick delay: out = input."""
     kind = "identity"
-
-    def _pre(self, xp, params, inputs):
-        return inputs[0]
-
-    def vjp(self, xp, params, inputs, pre, delta, weights=None):
-        return [delta]
 
 
 class Linear(Layer):
