@@ -140,8 +140,7 @@ class Plan:
     @staticmethod
     def finite(s):
         """0 when every x, pre and δ of packed state ``s`` is finite, else NaN
-        (the flag slots hold no more: σ of a finite pre is finite and a linear
-        vertex's pre is its x)."""
+        (all the flag slots hold: σ of a finite pre is finite)."""
         flags = [jnp.sum(a * 0.0) for key in ("X", "P", "D") for a in s[key]]
         return sum(flags[1:], flags[0])
 
@@ -224,7 +223,6 @@ def _tick(plan, s, uy, exact=False):
     F = _feedback(plan, s)
     factors, Q = _factors(plan, s, t)
     Xn, Pn, Sn, Dn = [u] + [None] * (n - 1), [u] + [None] * (n - 1), [None] * n, [None] * n
-    pres = {}
     for g in plan.groups:                                           # forward
         # contracting W's leading axis spares XLA's CPU dot a transpose of x
         pre = jnp.einsum("kbi,kij->kbj", jnp.stack([X[verts[i].parents[0]] for i in g]),
@@ -234,17 +232,15 @@ def _tick(plan, s, uy, exact=False):
             layer = verts[g[lo]].layer
             x, d = (pre[lo:hi], None) if layer.linear else layer.activate(xp, pre[lo:hi])
             for j, i in enumerate(g[lo:hi]):
-                pres[i] = (pre[lo + j], x[j], d if d is None else d[j])
+                Pn[i], Xn[i] = pre[lo + j], x[j]
+                if s["S"][i] is not None:
+                    Sn[i] = jnp.ones_like(Pn[i]) if d is None else d[j]
     for v in verts[1:]:
         i = v.index
-        if i in pres:
-            Pn[i], Xn[i], d = pres[i]
+        if Pn[i] is None:
+            Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
             if s["S"][i] is not None:
-                Sn[i] = jnp.ones_like(Pn[i]) if d is None else d
-            continue
-        Pn[i], Xn[i] = v.layer.value(xp, vp[i], [X[p] for p in v.parents])
-        if s["S"][i] is not None:
-            Sn[i] = v.layer.derivative(xp, Pn[i])
+                Sn[i] = v.layer.derivative(xp, Pn[i])
     new = dict(s, t=t)
     if plan.delay:                                                  # output delta
         ring = s["T"].at[t % (plan.delay + 1)].set(y)
@@ -312,19 +308,23 @@ def _learn(plan, s, pairs):
     apply = (s["t"] + 1) % plan.acc == 0 if plan.acc > 1 else None
     learned = plan.feedback == "learned"
 
+    def get(d, keys):
+        return d[keys[0]] if len(keys) == 1 else jnp.stack([d[k] for k in keys])
+
+    def put(d, keys, a):
+        d.update({k: a if len(keys) == 1 else a[j] for j, k in enumerate(keys)})
+
     def update(keys, step, fb=None):
-        """Step the parameters ``keys`` (stacked when several) and ``fb``."""
-        one = len(keys) == 1
-        get = (lambda d: d[keys[0]]) if one else (lambda d: jnp.stack([d[k] for k in keys]))
-        a, acc = get(params), None if A is None else get(A)
-        f = None if fb is None else (F[fb[0]] if one else jnp.stack([F[i] for i in fb]))
-        a, acc, f = _update(plan, keys[0].endswith(".W"), a, step, acc, f, apply)
-        for j, k in enumerate(keys):
-            params[k] = a if one else a[j]
-            if A is not None:
-                A[k] = acc if one else acc[j]
-        for j, i in enumerate(fb or ()):
-            F[i] = f if one else f[j]
+        """Step the parameters ``keys`` (stacked when several) and feedback ``fb``
+        (decayed if weights); with ``accumulate``, only when ``apply``."""
+        if A is not None:
+            step = get(A, keys) + step
+            put(A, keys, jnp.where(apply, jnp.zeros_like(step), step))
+        for d, ks in ((params, keys), (F, fb or ())):
+            if ks:
+                old = get(d, ks)
+                new = (old * plan.keep if plan.decay and keys[0].endswith(".W") else old) - step
+                put(d, ks, new if A is None else jnp.where(apply, new, old))
 
     for g in plan.groups:
         e = plan.lr * jnp.stack([s["D"][i] for i in g])
@@ -347,30 +347,11 @@ def _learn(plan, s, pairs):
     return s
 
 
-def _update(plan, weight, a, step, acc, f, apply):
-    """(a, accumulator, feedback f) after one step of ``a`` (decayed if a ``weight``)."""
-    old_a, old_f = a, f
-    if acc is not None:
-        step = acc + step
-    if weight and plan.decay:
-        a = a * plan.keep
-        f = None if f is None else f * plan.keep
-    a = a - step
-    f = None if f is None else f - step
-    if acc is not None:
-        a = jnp.where(apply, a, old_a)
-        f = None if f is None else jnp.where(apply, f, old_f)
-        acc = jnp.where(apply, jnp.zeros_like(step), step)
-    return a, acc, f
-
-
 def chunk_loop(plan, record, exact=False, masked=False):
     """The jitted chunk loop: (state, U, Y, live) -> (state, per-tick
     outputs); the state passed in stays valid (a chunk with a NaN/Inf is
     replayed from it). ``masked``: a tick whose ``live`` flag is False leaves
-    the state as it was, so a run whose last chunk is shorter pads it and
-    compiles one scan length, not two (the select costs ~0.15 s more to
-    compile, so runs of equal chunks use the loop without it)."""
+    the state as it was (a padded last chunk; ~0.15 s more to compile)."""
     learning = bool(plan.lr)
     fixed_keys = () if learning else ("params", "F")
 

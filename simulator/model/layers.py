@@ -1,13 +1,9 @@
 """Layer kinds of the model core: value, vector–Jacobian product, parameter gradient.
 
 Arrays are batch-major, (B, *shape); every function is pure and takes the
-array namespace ``xp`` first (numpy, array-api-strict, cupy, jax.numpy). The
-conventions (``value`` -> (pre, out), ``derivative`` = σ'(pre), ``vjp`` of
-δ = ∂E/∂pre with σ' ALREADY applied by the caller and ``weights`` replacing W
-in the backward pass only, ``param_grads`` summed over the batch) and each
-kind's exact semantics are the README's "Layer functions" and layer table.
-``reads_inputs`` marks the kinds whose VJP reads their parents' values (max
-pool, matmul, softmax); ``ACTIVATIONS`` is the one home of σ.
+array namespace ``xp`` first. Conventions and each kind's semantics: the
+README's "Layer functions" and layer table (``vjp`` takes δ = ∂E/∂pre with σ'
+ALREADY applied). ``ACTIVATIONS`` is the one home of σ.
 """
 import math
 import operator
@@ -42,8 +38,7 @@ ACTIVATIONS = {"tanh": _tanh, "logistic": _logistic, "relu": _relu, "linear": _l
 # slicing only, so any array namespace (``.at`` under jax): offset k = i·kw + j
 # holds pixel (i + r·sh, j + c·sw) of output pixel (r, c).
 def zeros(xp, shape, like, dtype=None):
-    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device (the
-    default one for a jax array traced inside jit, which has none)."""
+    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device (if it has one)."""
     dtype = like.dtype if dtype is None else dtype
     try:
         device = like.device
@@ -53,8 +48,7 @@ def zeros(xp, shape, like, dtype=None):
 
 
 def out_size(n, k, s, p):
-    """Windows of size k, stride s over n samples padded by p on both sides:
-    floor((n + 2p − k)/s) + 1."""
+    """Windows of size k, stride s over n samples padded by p: ⌊(n + 2p − k)/s⌋ + 1."""
     return (n + 2 * p - k) // s + 1
 
 
@@ -105,7 +99,7 @@ class Layer:
     kind = None
     arity = 1  # parents: an int, or None for "two or more"
     param_shapes = {}
-    reads_inputs = False  # does the VJP depend on the parents' values?
+    reads_inputs = False  # does the VJP read the parents' values (max pool, matmul, softmax)?
 
     def __init__(self, cfg, in_shapes):
         self.cfg = cfg
@@ -227,8 +221,7 @@ class Pool(Layer):
         return strided(x, self.cfg["size"], self.cfg["stride"], self.out_hw)
 
     def _first_max(self, xp, x):
-        """(max, k): each window's maximum and the offset k of its first
-        occurrence, by one elementwise pass per offset (no stacked windows)."""
+        """(max, k): each window's maximum and the offset k of its first occurrence."""
         parts = self._parts(x)
         best, first = parts[0], zeros(xp, parts[0].shape, x, xp.int32)
         for k, part in enumerate(parts[1:], 1):
