@@ -186,13 +186,9 @@ def initial_state(plan, host, dtype):
 def _feedback(plan, s):
     """Per vertex index the backward weights B in place of W (None: W itself)."""
     F = [None] * plan.n
-    verts = plan.model.vertices
-    if plan.feedback == "sign":
-        for i in plan.weighted:
-            F[i] = jnp.sign(s["params"][f"{verts[i].name}.W"])
-    elif plan.feedback in ("random", "learned"):
-        for i in plan.weighted:
-            F[i] = s["F"][i]
+    for i in plan.weighted if plan.feedback != "transpose" else ():
+        F[i] = (jnp.sign(s["params"][f"{plan.model.vertices[i].name}.W"])
+                if plan.feedback == "sign" else s["F"][i])
     return F
 
 

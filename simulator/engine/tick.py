@@ -135,8 +135,6 @@ class GraphEngine(FastNumpy):
         self._deriv_lag = {v: bwd[v] + D - fwd[v] - 1 for v in self._factored}
         self._pair_lag = {(p, v.index): bwd[v.index] + D - fwd[p]
                           for v in m.vertices[1:] for p in set(v.parents)}
-        self._factored_nonlinear = [i for i in self._factored
-                                    if not m.vertices[i].layer.linear]
         kind = self.derivative
         self._vjp_frame = kind == "frame"
         self._pair_frame = self.pairing == "frame"
@@ -145,8 +143,8 @@ class GraphEngine(FastNumpy):
         name = kind.replace("-", "_")
         # D[t−1, v] of vertex v is ``_factor(v, t)``, for v in ``_factor_set``
         self._factor = getattr(self, f"_factor_{name}", None)
-        self._factor_set = (self._factored_nonlinear if kind == "local" else
-                            [] if kind == "none" else self._factored)
+        self._factor_set = ([i for i in self._factored if not m.vertices[i].layer.linear]
+                            if kind == "local" else [] if kind == "none" else self._factored)
         tags = "none" if not self._factored else "itd" if kind.startswith("itd") else name
         self._factor_tags = getattr(self, f"_factor_tags_{tags}")
         self._factored_idx = np.array(self._factored, dtype=np.int64)
