@@ -599,13 +599,10 @@ class CompiledEngine:
     def feedback_weights(self):
         """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
         _, params, F = self._now()
-        out = {}
-        for i in self._plan.weighted:
-            key = f"{self.model.vertices[i].name}.W"
-            w = params[key]
-            out[key] = (np.array(w) if self.feedback == "transpose" else
-                        np.sign(w) if self.feedback == "sign" else np.array(F[i]))
-        return out
+        keys = {i: f"{self.model.vertices[i].name}.W" for i in self._plan.weighted}
+        return {k: np.array(params[k]) if self.feedback == "transpose" else
+                np.sign(params[k]) if self.feedback == "sign" else np.array(F[i])
+                for i, k in keys.items()}
 
     def current_model(self):
         """The engine's model (levelled if asked) with the current parameters."""

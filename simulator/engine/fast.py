@@ -1,10 +1,9 @@
 """The fast numpy executor of ``GraphEngine``: the generic step's numbers on
-preallocated buffers, for every option set.
-
-Three sets of per-vertex x, pre, σ', δ rotate (t+1 is written while t and t−1
-are read). A run of two or more dense vertices of one width over a parent of
-that width (each but the last with no other child) shares one stacked block,
-so its forward, backward, factors, history and update are one call each.
+preallocated buffers, for every option set. Three sets of per-vertex x, pre,
+σ', δ rotate (t+1 is written while t and t−1 are read). A run of two or more
+dense vertices of one width over a parent of that width (each but the last
+with no other child) shares one stacked block, so its forward, backward,
+factors, history and update are one call each.
 """
 import math
 
