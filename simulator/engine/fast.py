@@ -46,10 +46,6 @@ def _activate(name, pre, x, s):
             np.copyto(s, sa)
 
 
-def _mse_err(x, target, out):
-    np.subtract(x, target, out=out)
-
-
 class FastNumpy:
     """Mixin of ``GraphEngine``: the numpy executor."""
 
@@ -272,7 +268,9 @@ class FastNumpy:
         self._fac_group = getattr(self, "_group_" + kind.replace("-", "_"))
         factor_set = set(self._factor_set)
         self._fac_plan = [(i, got, i in factor_set) for i, got in self._bw_into]
-        self._out_err = _mse_err if self.loss == "mse" else self._loss_err
+        # ∂ℓ/∂x into δ_out (mse's x − y in place)
+        self._out_err = (np.subtract if self.loss == "mse" else
+                         lambda x, y, out: np.copyto(out, loss_grad(np, self.loss, x, y)))
         self._out_sigma = self._sigma[self.out] and self.out not in self._ones
         self._resign = [] if not self._sign else (
             [(g["W"], g["F"]) for g in self._groups]
@@ -303,9 +301,6 @@ class FastNumpy:
         elif row in self._finite_dirty:
             ring[row] = 0.0
             self._finite_dirty.discard(row)
-
-    def _loss_err(self, x, target, out):
-        np.copyto(out, loss_grad(np, self.loss, x, target))
 
     # ------------------------------------------------------------------ tick
     def _step_fast(self, u, y):
