@@ -311,11 +311,15 @@ class Linear(Layer):
         return [delta @ (params["W"] if weights is None else weights)]
 
     def param_grads(self, xp, inputs, delta):
+        return self.frame_param_grads(xp, inputs, delta, ())
+
+    def frame_param_grads(self, xp, inputs, delta, frames):
+        """``param_grads`` per leading ``frames`` ((F,) or ()) of the rows."""
         x = inputs[0]
-        d2 = xp.reshape(delta, (-1, delta.shape[-1]))
-        out = {"W": xp.matrix_transpose(d2) @ xp.reshape(x, (-1, x.shape[-1]))}
+        d = xp.reshape(delta, frames + (-1, delta.shape[-1]))
+        out = {"W": xp.matrix_transpose(d) @ xp.reshape(x, frames + (-1, x.shape[-1]))}
         if "b" in self.param_shapes:
-            out["b"] = xp.sum(d2, axis=0)
+            out["b"] = xp.sum(d, axis=len(frames))
         return out
 
 

@@ -135,12 +135,7 @@ def frame_param_grads(xp, layer, inputs, delta, F, B):
     stacked (F·B, ...) ``inputs`` and ``delta`` (batched for dense, linear, conv2d)."""
     kind = layer.kind
     if kind in ("dense", "linear"):
-        x, m = inputs[0], delta.shape[-1]
-        d3 = xp.reshape(delta, (F, -1, m))
-        out = {"W": xp.matrix_transpose(d3) @ xp.reshape(x, (F, -1, x.shape[-1]))}
-        if "b" in layer.param_shapes:
-            out["b"] = xp.sum(d3, axis=1)
-        return out
+        return layer.frame_param_grads(xp, inputs, delta, (F,))
     if kind == "conv2d":
         cols = layer._cols(xp, inputs[0])                      # (F·B, C·kh·kw, Ho·Wo)
         o, k, hw = delta.shape[1], cols.shape[1], cols.shape[2]
