@@ -1,9 +1,9 @@
 """The tick engine (SPEC §1 on any Model) and its one door, ``Engine(model, ...)``.
 
-``tick`` (GraphEngine: options resolved once, the generic step), ``fast``
-(the numpy executor), ``compiled``/``compiled_step`` (the jax executor),
-``tags`` (provenance tags) and ``drive`` (streams fed in chunks). A chain's
-layer l is the vertex named str(l): parameters "l.W", ``activity(l)``.
+``tick`` (GraphEngine: options resolved once, the generic step, the
+provenance tags), ``fast`` (the numpy executor), ``compiled`` (the jax
+executor) and ``drive`` (streams fed in chunks). A chain's layer l is the
+vertex named str(l): parameters "l.W", ``activity(l)``.
 """
 from ..arguments import check_type
 from ..model import Model

@@ -1,10 +1,9 @@
 """The fast numpy executor of ``GraphEngine``: the generic step's numbers on
-preallocated buffers, for every option set.
-
-Three sets of per-vertex x, pre, σ', δ rotate (t+1 is written while t and t−1
-are read). A run of two or more dense vertices of one width over a parent of
-that width (each but the last with no other child) shares one stacked block,
-so its forward, backward, factors, history and update are one call each.
+preallocated buffers, for every option set. Three sets of per-vertex x, pre,
+σ', δ rotate (t+1 is written while t and t−1 are read). A run of two or more
+dense vertices of one width over a parent of that width (each but the last
+with no other child) shares one stacked block, so its forward, backward,
+factors, history and update are one call each.
 """
 import math
 
@@ -45,10 +44,6 @@ def _activate(name, pre, x, s):
         np.copyto(x, xa)
         if s is not None:
             np.copyto(s, sa)
-
-
-def _mse_err(x, target, out):
-    np.subtract(x, target, out=out)
 
 
 class FastNumpy:
@@ -273,7 +268,9 @@ class FastNumpy:
         self._fac_group = getattr(self, "_group_" + kind.replace("-", "_"))
         factor_set = set(self._factor_set)
         self._fac_plan = [(i, got, i in factor_set) for i, got in self._bw_into]
-        self._out_err = _mse_err if self.loss == "mse" else self._loss_err
+        # ∂ℓ/∂x into δ_out (mse's x − y in place)
+        self._out_err = (np.subtract if self.loss == "mse" else
+                         lambda x, y, out: np.copyto(out, loss_grad(np, self.loss, x, y)))
         self._out_sigma = self._sigma[self.out] and self.out not in self._ones
         self._resign = [] if not self._sign else (
             [(g["W"], g["F"]) for g in self._groups]
@@ -304,9 +301,6 @@ class FastNumpy:
         elif row in self._finite_dirty:
             ring[row] = 0.0
             self._finite_dirty.discard(row)
-
-    def _loss_err(self, x, target, out):
-        np.copyto(out, loss_grad(np, self.loss, x, target))
 
     # ------------------------------------------------------------------ tick
     def _step_fast(self, u, y):
@@ -478,28 +472,3 @@ def apply_step(W, b, F, sw, sb, decay, keep):
     if b is not None:
         b -= sb
 
-
-# Factor D[t−1] of a run's rows 1..k−1 (cv: the run's views at t−1, pv: at t−2).
-def _group_none(eng, g, t, cv, pv):
-    return None
-
-
-def _group_local(eng, g, t, cv, pv):
-    return cv[4]
-
-
-def _group_frame(eng, g, t, cv, pv):
-    tab = g["dtab"]
-    return np.take(g["ring_s_flat"], tab[(t - 1) % len(tab)], axis=0, out=g["fac"])
-
-
-def _group_itd_y(eng, g, t, cv, pv):
-    return np.subtract(cv[6], pv[6], out=g["fac"])
-
-
-def _group_itd_dy(eng, g, t, cv, pv):
-    dx = np.subtract(cv[6], pv[6], out=g["fac"])
-    da = np.subtract(cv[7], pv[7], out=g["da"])
-    finite = np.abs(da) >= eng.itd_epsilon
-    np.copyto(g["Q"], dx / np.where(finite, da, 1.0), where=finite)
-    return g["Q"]

@@ -1,6 +1,6 @@
-"""The model core: ``Model`` (graph.py), the layer kinds (layers.py), scene
-layer dicts (spec.py), backprop on any Model (reference.py) and the strided
-gathers of conv and pool (windows.py).
+"""The model core: ``Model`` (graph.py), the layer kinds and their strided
+windows (layers.py), scene layer dicts (spec.py), backprop on any Model
+(reference.py).
 """
 from . import reference
 from .graph import Model, Vertex

@@ -112,7 +112,7 @@ class Model:
             try:
                 layer = KINDS[c["kind"]](c, [vertices[p].shape for p in parents])
             except Unfit as exc:
-                raise LayerError(i, c["name"], exc.key, exc.expected, exc.given) from None
+                raise LayerError(i, c["name"], *exc.args) from None
             index[c["name"]] = len(vertices)
             vertices.append(Vertex(len(vertices), c["name"], c["kind"], parents, layer.shape,
                                    layer, c))

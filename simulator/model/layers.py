@@ -1,20 +1,14 @@
 """Layer kinds of the model core: value, vector–Jacobian product, parameter gradient.
 
 Arrays are batch-major, (B, *shape); every function is pure and takes the
-array namespace ``xp`` first (numpy, array-api-strict, cupy, jax.numpy). The
-conventions (``value`` -> (pre, out), ``derivative`` = σ'(pre), ``vjp`` of
-δ = ∂E/∂pre with σ' ALREADY applied by the caller and ``weights`` replacing W
-in the backward pass only, ``param_grads`` summed over the batch) and each
-kind's exact semantics are the README's "Layer functions" and layer table.
-``reads_inputs`` marks the kinds whose VJP reads their parents' values (max
-pool, matmul, softmax); ``ACTIVATIONS`` is the one home of σ.
+array namespace ``xp`` first. Conventions and each kind's semantics: the
+README's "Layer functions" and layer table (``vjp`` takes δ = ∂E/∂pre with σ'
+ALREADY applied). ``ACTIVATIONS`` is the one home of σ.
 """
-import abc
 import math
 import operator
 from functools import reduce
 
-from .windows import crop2d, out_size, pad2d, scatter, slices, windows, zeros
 
 
 def _tanh(xp, a):
@@ -40,23 +34,72 @@ def _linear(xp, a):
 ACTIVATIONS = {"tanh": _tanh, "logistic": _logistic, "relu": _relu, "linear": _linear}
 
 
+# Sliding windows over the last two axes (im2col/col2im of conv and pool) by basic
+# slicing only, so any array namespace (``.at`` under jax): offset k = i·kw + j
+# holds pixel (i + r·sh, j + c·sw) of output pixel (r, c).
+def zeros(xp, shape, like, dtype=None):
+    """Zeros of ``shape`` in ``like``'s dtype (or ``dtype``) on its device (if it has one)."""
+    dtype = like.dtype if dtype is None else dtype
+    try:
+        device = like.device
+    except AttributeError:
+        return xp.zeros(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype, device=device)
+
+
+def out_size(n, k, s, p):
+    """Windows of size k, stride s over n samples padded by p: ⌊(n + 2p − k)/s⌋ + 1."""
+    return (n + 2 * p - k) // s + 1
+
+
+def pad2d(xp, x, ph, pw):
+    """x zero-padded by ph rows above and below and pw columns left and right."""
+    if ph:
+        z = zeros(xp, x.shape[:-2] + (ph, x.shape[-1]), x)
+        x = xp.concat([z, x, z], axis=-2)
+    if pw:
+        z = zeros(xp, x.shape[:-1] + (pw,), x)
+        x = xp.concat([z, x, z], axis=-1)
+    return x
+
+
+def slices(kernel, stride, out_hw):
+    """The (row, column) slices of every kernel offset, offset k = i·kw + j."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    return [(slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+            for i in range(kh) for j in range(kw)]
+
+
+def strided(x, kernel, stride, out_hw):
+    """The (B, C, Ho, Wo) strided slice of x under every kernel offset."""
+    return [x[..., r, c] for r, c in slices(kernel, stride, out_hw)]
+
+
+def scatter(xp, parts, shape, kernel, stride, out_hw, like):
+    """col2im: the sum, into a zero array of ``shape`` (padded input shape), of
+    ``parts[k]`` (B, C, Ho, Wo) added at offset k's strided positions."""
+    g = zeros(xp, shape, like)
+    for part, (r, c) in zip(parts, slices(kernel, stride, out_hw)):
+        if hasattr(g, "at"):                 # jax: a functional update
+            g = g.at[..., r, c].add(part)
+        else:
+            g[..., r, c] = g[..., r, c] + part
+    return g
+
+
 class Unfit(Exception):
-    """A layer's field does not fit its parents' shapes: (key, expected, given).
-    The graph builder turns it into a LayerError naming the layer."""
-
-    def __init__(self, key, expected, given):
-        super().__init__(key, expected, given)
-        self.key, self.expected, self.given = key, expected, given
+    """A layer's field does not fit its parents' shapes: args (key, expected,
+    given), which the graph builder turns into a LayerError naming the layer."""
 
 
-class Layer(abc.ABC):
-    """Base of the layer kinds: a vertex with ``in_shapes`` (one per parent,
-    batch axis excluded), ``shape`` (its own value's shape), ``activation``
-    (a name of ACTIVATIONS) and ``param_shapes`` {name: shape}."""
+class Layer:
+    """Base of the layer kinds, itself the identity (a pure one-tick delay):
+    ``in_shapes`` (one per parent, batch axis excluded), ``shape`` (its own
+    value's shape), ``activation`` (a name of ACTIVATIONS), ``param_shapes``."""
     kind = None
     arity = 1  # parents: an int, or None for "two or more"
     param_shapes = {}
-    reads_inputs = False  # does the VJP depend on the parents' values?
+    reads_inputs = False  # does the VJP read the parents' values (max pool, matmul, softmax)?
 
     def __init__(self, cfg, in_shapes):
         self.cfg = cfg
@@ -91,9 +134,12 @@ class Layer(abc.ABC):
         pre = self._pre(xp, params, inputs)
         return (pre, pre) if self.linear else (pre, self.activate(xp, pre)[0])
 
-    @abc.abstractmethod
+    def _pre(self, xp, params, inputs):
+        return inputs[0]
+
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         """One cotangent per parent from δ = ∂E/∂pre (σ' applied by the caller)."""
+        return [delta]
 
     def param_grads(self, xp, inputs, delta):
         """{name: ∂E/∂param} summed over the batch, from δ = ∂E/∂pre."""
@@ -120,9 +166,8 @@ class Conv2d(Layer):
 
     def _cols(self, xp, x):
         """im2col: (B, C·kh·kw, Ho·Wo), row index c·kh·kw + i·kw + j."""
-        ph, pw = self.cfg["padding"]
-        win = windows(xp, pad2d(xp, x, ph, pw), self.cfg["kernel"], self.cfg["stride"],
-                      self.out_hw)
+        win = xp.stack(strided(pad2d(xp, x, *self.cfg["padding"]), self.cfg["kernel"],
+                               self.cfg["stride"], self.out_hw), axis=2)
         b, c = x.shape[0], x.shape[1]
         return xp.reshape(win, (b, c * win.shape[2], win.shape[3] * win.shape[4]))
 
@@ -146,7 +191,7 @@ class Conv2d(Layer):
         shape = (bsz, c, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
         parts = [dcols[:, :, k, :, :] for k in range(kh * kw)]
         g = scatter(xp, parts, shape, (kh, kw), self.cfg["stride"], self.out_hw, delta)
-        return [crop2d(g, ph, pw)]
+        return [g[..., ph:shape[2] - ph, pw:shape[3] - pw]]
 
     def param_grads(self, xp, inputs, delta):
         cols = self._cols(xp, inputs[0])
@@ -173,12 +218,10 @@ class Pool(Layer):
         return (c,) + self.out_hw
 
     def _parts(self, x):
-        """The (B, C, Ho, Wo) strided slice of x under every window offset."""
-        return [x[..., r, c] for r, c in slices(self.cfg["size"], self.cfg["stride"], self.out_hw)]
+        return strided(x, self.cfg["size"], self.cfg["stride"], self.out_hw)
 
     def _first_max(self, xp, x):
-        """(max, k): each window's maximum and the offset k of its first
-        occurrence, by one elementwise pass per offset (no stacked windows)."""
+        """(max, k): each window's maximum and the offset k of its first occurrence."""
         parts = self._parts(x)
         best, first = parts[0], zeros(xp, parts[0].shape, x, xp.int32)
         for k, part in enumerate(parts[1:], 1):
@@ -244,12 +287,6 @@ class Identity(Layer):
     """A pure one-tick delay: out = input."""
     kind = "identity"
 
-    def _pre(self, xp, params, inputs):
-        return inputs[0]
-
-    def vjp(self, xp, params, inputs, pre, delta, weights=None):
-        return [delta]
-
 
 class Linear(Layer):
     """Affine map on the last axis of any-rank inputs, bias optional: x Wᵀ (+ b)."""
@@ -259,7 +296,7 @@ class Linear(Layer):
         (s,) = self.in_shapes
         units = self.cfg["units"]
         self.param_shapes = {"W": (units, s[-1])}
-        if self.cfg["bias"]:
+        if self.cfg.get("bias", True):
             self.param_shapes["b"] = (units,)
         return s[:-1] + (units,)
 
@@ -274,11 +311,15 @@ class Linear(Layer):
         return [delta @ (params["W"] if weights is None else weights)]
 
     def param_grads(self, xp, inputs, delta):
+        return self.frame_param_grads(xp, inputs, delta, ())
+
+    def frame_param_grads(self, xp, inputs, delta, frames):
+        """``param_grads`` per leading ``frames`` ((F,) or ()) of the rows."""
         x = inputs[0]
-        d2 = xp.reshape(delta, (-1, delta.shape[-1]))
-        out = {"W": xp.matrix_transpose(d2) @ xp.reshape(x, (-1, x.shape[-1]))}
+        d = xp.reshape(delta, frames + (-1, delta.shape[-1]))
+        out = {"W": xp.matrix_transpose(d) @ xp.reshape(x, frames + (-1, x.shape[-1]))}
         if "b" in self.param_shapes:
-            out["b"] = xp.sum(d2, axis=0)
+            out["b"] = xp.sum(d, axis=len(frames))
         return out
 
 
@@ -291,12 +332,7 @@ class Dense(Linear):
         if len(s) != 1:
             raise Unfit("from", "a parent with a flat value (add a flatten layer before it)",
                         f"shape {s}")
-        n_out = self.cfg["units"]
-        self.param_shapes = {"W": (n_out, s[0]), "b": (n_out,)}
-        return (n_out,)
-
-    def param_grads(self, xp, inputs, delta):
-        return {"W": xp.matrix_transpose(delta) @ inputs[0], "b": xp.sum(delta, axis=0)}
+        return super()._shape()
 
 
 class MatMul(Layer):

@@ -1,8 +1,6 @@
-"""Instantaneous forward pass and backprop on a Model: the graph oracle.
-
-Plain on purpose (one pass forward, one backward, no history): it shares with
-the tick engine only the layers' functions and the losses. Arrays stay in the
-namespace of ``u``; the loss is summed over the batch.
+"""Instantaneous forward pass and backprop on a Model: the graph oracle, plain
+on purpose (no history; only the layers' functions and the losses are shared
+with the tick engine). Arrays stay in ``u``'s namespace; losses sum over the batch.
 """
 from array_api_compat import array_namespace
 
@@ -13,10 +11,8 @@ from .graph import Model
 
 def check_call(call, model, u, y=None, loss=None, params=None, feedback=None, lead=1,
                target=True):
-    """Check a public oracle call's arguments once: ``u`` (``lead`` leading
-    axes: 1 batch, 2 frames and batch; then the input shape), ``y`` and
-    ``loss`` (unless not ``target``), ``params``/``feedback`` keyed like
-    ``model.parameters()``."""
+    """Check a public oracle call's arguments: ``u`` (``lead`` leading axes:
+    batch, or frames and batch), ``y`` and ``loss`` (if ``target``), ``params``/``feedback``."""
     check_type(call, "model", model, Model, "a simulator.Model (Model.chain(sizes, ...) "
                "for a chain)")
     check_array(call, "u", u, ndim=lead + len(model.input_shape))
@@ -67,18 +63,16 @@ def forward(model, u, params=None):
 
 
 def factors(model, u, y, loss="mse", params=None, feedback=None):
-    """Backprop on the graph: (outs, deltas, loss value), per vertex index.
-
+    """Backprop on the graph: (outs, deltas, loss value), per vertex index;
     ``deltas[v]`` = ∂ℓ/∂pre_v = σ'_v ⊙ Σ over children c (each position of v in
     c's ``from``) of c's VJP of δ_c (None for the input); ``feedback``
-    {"<layer>.W": B} replaces those weights in the backward pass.
-    """
+    {"<layer>.W": B} replaces those weights in the backward pass."""
     check_call("model.reference.factors", model, u, y, loss, params, feedback)
     return _factors(model, u, y, loss, params, feedback)
 
 
 def _factors(model, u, y, loss, params, feedback):
-    """``factors`` of arguments already checked (once, by the public call)."""
+    """``factors`` of checked arguments."""
     xp = array_namespace(u)
     pres, outs = evaluate(model, u, params)
     p = device_params(xp, model, u.dtype, params)
@@ -119,9 +113,7 @@ def backprop(model, u, y, loss="mse", params=None, feedback=None):
 
 def frame_gradients(model, u, y, loss="mse", params=None):
     """``backprop`` of F frames at once, {key: (F, *shape)}, for ``u`` (F, B,
-    *input_shape) and ``y`` (F, B, *output_shape): the F·B rows go through one
-    forward and backward pass (every loss sums over rows), then
-    ``frame_param_grads`` splits the gradients by frame."""
+    *input_shape) and ``y`` (F, B, *output_shape): one pass over the F·B rows."""
     check_call("model.reference.frame_gradients", model, u, y, loss, params, lead=2)
     xp = array_namespace(u)
     F, B = int(u.shape[0]), int(u.shape[1])
@@ -140,16 +132,10 @@ def frame_gradients(model, u, y, loss="mse", params=None):
 
 def frame_param_grads(xp, layer, inputs, delta, F, B):
     """{name: (F, *shape)}: ``layer.param_grads`` of each frame's B rows of the
-    stacked (F·B, ...) ``inputs`` and ``delta``, batched for dense, linear and
-    conv2d, frame by frame for other kinds."""
+    stacked (F·B, ...) ``inputs`` and ``delta`` (batched for dense, linear, conv2d)."""
     kind = layer.kind
     if kind in ("dense", "linear"):
-        x, m = inputs[0], delta.shape[-1]
-        d3 = xp.reshape(delta, (F, -1, m))
-        out = {"W": xp.matrix_transpose(d3) @ xp.reshape(x, (F, -1, x.shape[-1]))}
-        if "b" in layer.param_shapes:
-            out["b"] = xp.sum(d3, axis=1)
-        return out
+        return layer.frame_param_grads(xp, inputs, delta, (F,))
     if kind == "conv2d":
         cols = layer._cols(xp, inputs[0])                      # (F·B, C·kh·kw, Ho·Wo)
         o, k, hw = delta.shape[1], cols.shape[1], cols.shape[2]
