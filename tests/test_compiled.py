@@ -12,7 +12,8 @@ from simulator import Model, Network
 from simulator.engine import Engine
 from simulator.probes import Recorder
 from simulator.engine import compiled
-from simulator.engine.compiled import CompiledEngine, TagClock
+from simulator.engine.compiled import CompiledEngine
+from simulator.engine.tags import TagClock
 from simulator.engine.tick import GraphEngine
 from simulator.probes import RecordPlan
 from simulator.streams import HeldStream

@@ -18,6 +18,7 @@ from ..errors import DeviceError, NumericalError, SimulatorError
 from ..model.reference import vertex_params
 from ..options import loss_grad, set_rule_options
 from .fast import ring_read, runs
+from .tags import TagClock
 from .tick import FINITE_QUANTITIES, GraphEngine, finite_slots
 
 # loaded on first use (``_load_jax``): importing jax costs about a second
@@ -376,37 +377,6 @@ def chunk_loop(plan, record, exact=False, masked=False):
         return {**final, **fixed}, out
 
     return jax.jit(run)
-
-
-class TagClock:
-    """Provenance tags of every tick: ``probe`` (a batch-1 GraphEngine with the
-    run's model and options) steps zero frames through its warm-up, after
-    which every tag is the tick minus a fixed lag (checked) or −1."""
-
-    def __init__(self, probe):
-        warm = 2 * probe.depth + probe.supervision_delay + probe.history + 2
-        u = np.zeros((1,) + tuple(probe.model.input_shape))
-        y = np.zeros((1,) + tuple(probe.model.output_shape))
-        self._table = [probe.tags()]              # entry t + 1 holds tick t's
-        with np.errstate(all="ignore"):
-            for _ in range(2 * warm + 1):
-                probe.step(u, y)
-                self._table.append(probe.tags())
-        self._last = len(self._table) - 2
-        for t in range(warm, self._last):
-            nxt = self._shift(self._table[t + 1], 1)
-            if any(not np.array_equal(nxt[k], self._table[t + 2][k]) for k in nxt):
-                raise SimulatorError(f"tags are not shift-invariant after tick {warm}")
-
-    @staticmethod
-    def _shift(tags, n):
-        return {k: np.where(v >= 0, v + n, v) for k, v in tags.items()}
-
-    def tags(self, t):
-        """The GraphEngine.tags() dict at tick t (t = −1: before the first step)."""
-        if t <= self._last:
-            return {k: v.copy() for k, v in self._table[t + 1].items()}
-        return self._shift(self._table[-1], t - self._last)
 
 
 class CompiledEngine:

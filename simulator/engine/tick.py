@@ -11,9 +11,7 @@ D[t,v] is the derivative option; VJPs use the feedback weights. The ``frame``
 options take δ[t,v] to be of frame s = t − D − bwd(v) (fwd/bwd: longest paths
 input → v → output, D = fwd(output)) and read σ'(v) and parent p's x at
 s + fwd(v), s + fwd(p). NaN/Inf flags (v·0 per slot) fill a ring of FINITE_RING ticks.
-Provenance tags (SPEC "Graphs": which input frame every x and δ holds, and the
-frames of its σ' factors and pairing) at t are a gather of t−1's fixed by the
-graph (min for the oldest frame, max for the newest); once steady, a shift.
+Provenance tags are engine.tags (GraphTags).
 """
 import math
 
@@ -25,14 +23,12 @@ from .drive import repeated_frames, stream_chunks
 from ..errors import NumericalError, SimulatorError
 from ..options import loss_grad, present_target, set_rule_options
 from .fast import FastNumpy, apply_step, ring_read
+from .tags import GraphTags
 from ..model.graph import Model
 from ..model.reference import vertex_params
 
 FINITE_RING = 256
 FINITE_QUANTITIES = ("activity", "preactivation", "delta")
-# rows of ``tag_state()``: x's (lo, hi), δ's supervision, output and σ' (lo, hi), pairing's
-TAG_ROWS = ("input", "input_hi", "supervision", "supervision_hi", "output", "output_hi",
-            "sigma_lo", "sigma_hi", "pair", "pair_hi")
 
 
 def path_lengths(model):
@@ -81,15 +77,13 @@ def sync_set(model):
             and min(into[v.index]) - 1 == min(out_of[v.index])]
 
 
-class GraphEngine(FastNumpy):
+class GraphEngine(FastNumpy, GraphTags):
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
     Keywords: the rule options of SPEC §1 (``simulator.options``) and
     ``levelled`` (run on ``model.level()``). Vertices are addressed by index
     (model order) or name; dicts are keyed like ``model.parameters()``.
     """
-
-    TAG_ROWS = TAG_ROWS
 
     def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
                  pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
@@ -424,146 +418,6 @@ class GraphEngine(FastNumpy):
         q, i, _ = self._finite_slots[slot]
         raise NumericalError(ticks[row], i, FINITE_QUANTITIES[q], name=self.names[i])
 
-    # ------------------------------------------------------------------ tags
-    def _build_tags(self):
-        """Tick t's tags are one flat int buffer (TAG_ROWS but the pairing's, n
-        entries each, then slots for t, the supervision frame, −1 and the σ'
-        factor tags); each new tag is the min (lo) or max (hi) of old entries
-        picked by ``_tag_idx`` (K, 8, n). Three buffers rotate."""
-        n, o = self.n, self.out
-        verts, f = self.model.vertices, self._factored
-        T, S, M1, sig0 = range(8 * n, 8 * n + 4)     # slots after the 8 rows
-        size = sig0 + 2 * len(f)
-        slot = {v: j for j, v in enumerate(f)}
-        kind = self.derivative
-        cands = []
-        for r in range(8):
-            x_row = (r % 2) * n           # the x row of this row's side (lo or hi)
-            for v in range(n):
-                if r < 2:
-                    c = [T] if v == 0 else [r * n + p for p in verts[v].parents]
-                elif v == 0:
-                    c = [M1]
-                elif v == o:
-                    c = [S] if r < 4 else [x_row + p for p in verts[v].parents]
-                else:
-                    c = [r * n + ch for ch in sorted({ch for ch, _ in self._children[v]})]
-                    if r >= 6 and v in slot and kind != "none":
-                        c.append(x_row + v if kind == "local"
-                                 else sig0 + (r % 2) * len(f) + slot[v])
-                cands.append(c)
-        self._tag_idx = idx = _padded(cands).T.reshape(-1, 8, n)
-        K = idx.shape[0]
-        self._pair_par = _padded([list(v.parents) for v in verts[1:]])
-        self._pair_lags = np.array([[self._pair_lag[(p, v.index)] for p in r]
-                                    for v, r in zip(verts[1:], self._pair_par.tolist())],
-                                   dtype=np.int64)
-        self._tag_gather = np.empty((K, 8, n), dtype=np.int64)
-        self._tag_bufs = [np.full(size, -1, dtype=np.int64) for _ in range(3)]
-        self._tag_cur = 0
-        # per buffer: (flat buffer, state (8, n), lo rows, hi rows, x rows, δ rows)
-        states = [buf[:8 * n].reshape(8, n) for buf in self._tag_bufs]
-        self._tag_views = [(buf, st, st[0::2], st[1::2], st[:2], st[2:])
-                           for buf, st in zip(self._tag_bufs, states)]
-        self._tag_g = (self._tag_gather[:, 0::2], self._tag_gather[:, 1::2])
-        self._tag_slots = (T, S, sig0, sig0 + len(f))
-        self._tag_ring_on = self.pairing == "frame" or kind == "frame"
-        self._tag_sig_slots = kind not in ("none", "local") and len(f) > 0
-        self._tx_a, self._td_a = self._tag_views[0][4], self._tag_views[0][5]
-        self._tx_prev = self._tag_views[2][4]
-        # Steady state (nothing reads tag history): once a supervised tick's
-        # tags are the last tick's shifted by one frame (−1 kept), the update
-        # commutes with that monotone shift, so every later tick is the same
-        # shift, computed on reading (``_tx``/``_td``) with no update.
-        self._tag_lazy_ok = kind in ("local", "none") and self.pairing == "local"
-        self._tag_steady = None   # (tick, state (8, n), 0/1 increments) once steady
-
-    @property
-    def _tx(self):
-        """Input tags (lo, hi) of x[t, v] at the current tick, (2, n)."""
-        return self._tx_a if self._tag_steady is None else self._tag_state()[:2]
-
-    @property
-    def _td(self):
-        """Delta tags (supervision … sigma_hi) at the current tick, (6, n)."""
-        return self._td_a if self._tag_steady is None else self._tag_state()[2:]
-
-    def _tag_state(self):
-        t0, base, inc = self._tag_steady
-        return base + inc * (self.tick - t0)
-
-    # (lo, hi) over ``_factored``: the frames of D[t−1, v] (``_factor_tags``)
-    def _factor_tags_none(self, t):
-        return None
-
-    def _factor_tags_local(self, t):
-        f = self._factored_idx
-        return self._tx[0, f], self._tx[1, f]
-
-    def _factor_tags_frame(self, t):
-        f = self._factored_idx
-        rows = self._ring_tags[(t - 1 - self._deriv_lag_arr) % self._ring_tags.shape[0], :, f]
-        return rows[:, 0], rows[:, 1]
-
-    def _factor_tags_itd(self, t):
-        f = self._factored_idx
-        return self._tx_prev[0, f], self._tx[1, f]
-
-    def _advance_tags(self, t, supervised):
-        """Tags of tick t from t−1's: one gather through ``_tag_idx``, a min and a max."""
-        if self._tag_steady is not None:
-            return
-        T, S, sig_lo, sig_hi = self._tag_slots
-        old = self._tag_bufs[self._tag_cur]
-        if self._tag_sig_slots:
-            nf = len(self._factored)
-            old[sig_lo:sig_lo + nf], old[sig_hi:sig_hi + nf] = self._factor_tags(t)
-        old[T] = t
-        old[S] = t - self.supervision_delay if supervised else -1
-        cur = (self._tag_cur + 1) % 3
-        _, new, new_lo, new_hi, tx, td = self._tag_views[cur]
-        g_lo, g_hi = self._tag_g
-        old.take(self._tag_idx, out=self._tag_gather)
-        np.minimum.reduce(g_lo, axis=0, out=new_lo)
-        np.maximum.reduce(g_hi, axis=0, out=new_hi)
-        if not supervised:
-            new[2:, self.out] = -1
-        self._tx_prev = self._tx_a
-        self._tag_cur = cur
-        self._tx_a, self._td_a = tx, td
-        if self._tag_ring_on:
-            self._ring_tags[t % self._ring_tags.shape[0]] = tx
-        if self._tag_lazy_ok and supervised and not t % 8:
-            was = self._tag_views[(cur + 2) % 3][1]
-            if np.array_equal(new, np.where(was >= 0, was + 1, was)):
-                self._tag_steady = (t, new.copy(), (new >= 0).astype(np.int64))
-
-    def tags(self):
-        """{TAG_ROWS key: per-vertex frames} at the current tick, −1 where empty:
-        ``input`` (in x[t,v]), ``supervision`` and ``output`` (in δ[t,v]),
-        ``sigma_lo``/``sigma_hi`` (its σ' factors), ``pair`` (the x g[t,v]
-        pairs with); each the OLDEST frame, ``<key>_hi`` the newest."""
-        return dict(zip(TAG_ROWS, self.tag_state()))
-
-    def tag_state(self):
-        """``tags()`` as one new int array (10, vertices), rows ``TAG_ROWS``."""
-        return np.concatenate([self._tx, self._td, self._pair_tags()])
-
-    def _pair_tags(self):
-        """(lo, hi) pair tags: min/max over the parents of their input tags at
-        the pairing's lag (parent rows padded by repeating the first)."""
-        out = np.empty((2, self.n), dtype=np.int64)
-        out[:, 0] = -1
-        par = self._pair_par
-        if not self._pair_frame:
-            rows = self._tx[:, par]                                    # (2, n − 1, P)
-        else:
-            ring = self._ring_tags
-            rows = np.moveaxis(ring[(self.tick - self._pair_lags) % ring.shape[0], :, par], -1, 0)
-        out[0, 1:] = rows[0].min(axis=-1)
-        out[1, 1:] = rows[1].max(axis=-1)
-        return out
-
     # ------------------------------------------------------------- accessors
     def _index(self, vertex):
         if isinstance(vertex, str):
@@ -642,8 +496,3 @@ class GraphEngine(FastNumpy):
         return self.model.with_parameters({k: self.backend.to_host(a)
                                            for k, a in self._params.items()})
 
-
-def _padded(rows):
-    """Lists padded to one length by repeating their first entry, as an int array."""
-    K = max(len(r) for r in rows)
-    return np.array([r + r[:1] * (K - len(r)) for r in rows], dtype=np.intp)
