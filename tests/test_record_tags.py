@@ -1,4 +1,4 @@
-"""Tags in closed form (probes.TagClock) against the oracle: the tags a chain
+"""Tags in closed form (engine.tags.TagClock) against the oracle: the tags a chain
 Engine steps itself, tick by tick, on real frames, for every option
 combination; and the Recorder, which writes the closed form per block,
 against the same recorder stepping the tags."""
@@ -10,7 +10,8 @@ import pytest
 from simulator import Network
 from simulator.probes import recorder as probe_recorder
 from simulator.engine import Engine
-from simulator.probes import TAG_KEYS, RecordPlan, Recorder, TagClock
+from simulator.engine.tags import TagClock, warm_ticks
+from simulator.probes import TAG_KEYS, RecordPlan, Recorder
 from simulator.streams import HeldStream, teacher_target
 
 DERIVATIVES = ("none", "local", "frame", "itd-y", "itd-dy")
@@ -24,7 +25,8 @@ def test_closed_form_tags_equal_the_stepped_tags(derivative, pairing, depth, del
     sizes = [3] + [4] * (depth - 1) + [2]
     engine = Engine(Network.random(sizes, "tanh", seed=1), derivative=derivative,
                     pairing=pairing, supervision_delay=delay, batch=2)
-    clock = TagClock(2 * depth + delay + engine.history + 2)
+    clock = TagClock(warm_ticks(engine))
+    assert clock.warm == 2 * depth + delay + engine.history + 2
     T = 8 * depth + 3 * delay + 40          # well past the clock's warm-up
     stepped = []
     for t in range(T):

@@ -18,7 +18,7 @@ from ..errors import DeviceError, NumericalError, SimulatorError
 from ..model.reference import vertex_params
 from ..options import loss_grad, set_rule_options
 from .fast import ring_read, runs
-from .tags import TagClock
+from .tags import TAG_ROWS, TagClock
 from .tick import FINITE_QUANTITIES, GraphEngine, finite_slots
 
 # loaded on first use (``_load_jax``): importing jax costs about a second
@@ -414,7 +414,7 @@ class CompiledEngine:
             self._state = initial_state(self._plan, probe, dtype)
             self._loops = {(r, m): chunk_loop(self._plan, r, masked=m)
                            for r in (False, True) for m in (False, True)}
-        self._clock = TagClock(probe)
+        self._clock = TagClock.of(probe)
         self._u_shape = (self.batch,) + tuple(self.model.input_shape)
         self._y_shape = (self.batch,) + tuple(self.model.output_shape)
         self.tick = -1
@@ -578,6 +578,12 @@ class CompiledEngine:
         """The engine's model (levelled if asked) with the current parameters."""
         return self.model.with_parameters(self.parameters())
 
+    TAG_ROWS = TAG_ROWS
+
+    def tag_state(self):
+        """GraphEngine.tag_state() at the current tick (TagClock)."""
+        return self._clock.state(self.tick)
+
     def tags(self):
-        """Provenance tags at the current tick, as GraphEngine.tags() (TagClock)."""
-        return self._clock.tags(self.tick)
+        """Provenance tags at the current tick, as GraphEngine.tags()."""
+        return dict(zip(TAG_ROWS, self.tag_state()))

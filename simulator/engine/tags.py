@@ -164,32 +164,58 @@ def _padded(rows):
     return np.array([r + r[:1] * (K - len(r)) for r in rows], dtype=np.intp)
 
 
-class TagClock:
-    """Provenance tags of every tick: ``probe`` (a batch-1 GraphEngine with the
-    run's model and options) steps zero frames through its warm-up, after
-    which every tag is the tick minus a fixed lag (checked) or −1."""
+def warm_ticks(engine):
+    """Ticks after which an engine's tags are a shift (bounds every lag of SPEC §1)."""
+    return 2 * engine.depth + engine.supervision_delay + engine.history + 2
 
-    def __init__(self, probe):
-        warm = 2 * probe.depth + probe.supervision_delay + probe.history + 2
+
+class TagClock:
+    """An engine's tags in closed form: they depend on the tick, graph and options only
+    (SPEC §1), so after a warm-up of W ticks each is the tick minus a fixed lag, or −1.
+    ``observe`` takes the tag states of ticks 0, 1, … (rows × vertices); once W more
+    ticks move every tag one frame a tick, ``ready`` is set and ``rows(ticks)`` gives
+    later ones. ``TagClock.of(probe)`` runs the warm-up on a probe engine and keeps it."""
+
+    def __init__(self, warm):
+        self.warm, self.ready, self.last = int(warm), False, -1
+        self._prev, self._steady_since, self._early = None, None, None
+
+    def observe(self, t, tags):
+        prev, self._prev = self._prev, tags
+        if prev is None or t < self.warm:
+            return
+        if np.array_equal(np.where(prev >= 0, prev + 1, prev), tags):
+            if self._steady_since is None:
+                self._steady_since = t
+            if t - self._steady_since >= self.warm:
+                self.ready, self.last = True, t
+        else:
+            self._steady_since = None
+
+    def rows(self, ticks):
+        """Tags at ``ticks`` (all after ``last``): (len(ticks), rows, vertices)."""
+        t = np.asarray(ticks, dtype=np.int64)
+        base = self._prev
+        return np.where(base >= 0, base[None] + (t - self.last)[:, None, None], base[None])
+
+    @classmethod
+    def of(cls, probe):
+        """The clock of every tick of ``probe``'s run (a batch-1 GraphEngine with the
+        run's model and options, stepped here on zero frames until its tags are a
+        shift); ``state(t)`` then gives ``tag_state()`` at any tick t ≥ −1."""
+        clock = cls(warm_ticks(probe))
+        clock._early = [probe.tag_state()]           # entry t + 1 holds tick t's
         u = np.zeros((1,) + tuple(probe.model.input_shape))
         y = np.zeros((1,) + tuple(probe.model.output_shape))
-        self._table = [probe.tags()]              # entry t + 1 holds tick t's
         with np.errstate(all="ignore"):
-            for _ in range(2 * warm + 1):
+            while not clock.ready:
+                if probe.tick > 4 * clock.warm:
+                    raise SimulatorError(f"tags are not shift-invariant after tick {clock.warm}")
                 probe.step(u, y)
-                self._table.append(probe.tags())
-        self._last = len(self._table) - 2
-        for t in range(warm, self._last):
-            nxt = self._shift(self._table[t + 1], 1)
-            if any(not np.array_equal(nxt[k], self._table[t + 2][k]) for k in nxt):
-                raise SimulatorError(f"tags are not shift-invariant after tick {warm}")
+                clock._early.append(probe.tag_state())
+                clock.observe(probe.tick, clock._early[-1])
+        return clock
 
-    @staticmethod
-    def _shift(tags, n):
-        return {k: np.where(v >= 0, v + n, v) for k, v in tags.items()}
-
-    def tags(self, t):
-        """The GraphEngine.tags() dict at tick t (t = −1: before the first step)."""
-        if t <= self._last:
-            return {k: v.copy() for k, v in self._table[t + 1].items()}
-        return self._shift(self._table[-1], t - self._last)
+    def state(self, t):
+        """``tag_state()`` at tick t, from the kept warm-up or in closed form."""
+        return self._early[t + 1].copy() if t <= self.last else self.rows([t])[0]

@@ -5,41 +5,13 @@
 ``state_views`` into preallocated blocks moved to the host once per block."""
 import numpy as np
 
+from ..engine.tags import TagClock, warm_ticks
 from ..errors import SimulatorError
 from .plan import block_ticks, states_in_place
 from .trace import METRIC_KEYS, TAG_KEYS, Trace
 from .vertex import HI_KEYS, VertexMetrics, vertex_arrays
 
 REFERENCES = ("input", "supervision")
-
-
-class TagClock:
-    """An engine's tags in closed form: they depend on the tick, graph and options only
-    (SPEC §1), so after a warm-up of W ticks each is the tick minus a fixed lag, or −1.
-    ``observe`` takes the tags of ticks 0, 1, … (keys × vertices); once W more ticks move
-    every tag one frame a tick, ``ready`` is set and ``rows(ticks)`` gives later ones."""
-
-    def __init__(self, warm):
-        self.warm, self.ready, self.last = int(warm), False, -1
-        self._prev, self._steady_since = None, None
-
-    def observe(self, t, tags):
-        prev, self._prev = self._prev, tags
-        if prev is None or t < self.warm:
-            return
-        if np.array_equal(np.where(prev >= 0, prev + 1, prev), tags):
-            if self._steady_since is None:
-                self._steady_since = t
-            if t - self._steady_since >= self.warm:
-                self.ready, self.last = True, t
-        else:
-            self._steady_since = None
-
-    def rows(self, ticks):
-        """Tags at ``ticks`` (all after ``last``): (len(ticks), keys, vertices)."""
-        t = np.asarray(ticks, dtype=np.int64)
-        base = self._prev
-        return np.where(base >= 0, base[None] + (t - self.last)[:, None, None], base[None])
 
 
 class Recorder:
@@ -79,11 +51,9 @@ class Recorder:
         for name, _ in self._tag_keys:
             host[name] = np.full((T, n), -1, dtype=np.int64)
         self._tag_rows = [host[name] for name, _ in self._tag_keys]
-        # their rows of the engine's ``tag_state`` (None: read through ``tags()``)
-        names = getattr(engine, "TAG_ROWS", None)
-        self._tag_pick = (None if names is None or not hasattr(engine, "tag_state") else
-                          np.array([names.index(k) for _, k in self._tag_keys]))
-        self._clock = TagClock(2 * engine.depth + engine.supervision_delay + engine.history + 2)
+        # their rows of the engine's ``tag_state``
+        self._tag_pick = np.array([engine.TAG_ROWS.index(k) for _, k in self._tag_keys])
+        self._clock = TagClock(warm_ticks(engine))
         self._K = K = block_ticks(plan, n, B, N, plan.itemsize)
         # x and δ of every vertex of the pending rows: (K, 2, n, B, N) (the
         # input's δ row: 0 in a chain trace, x in a graph's), or the host rows
@@ -134,10 +104,7 @@ class Recorder:
 
     def _read_tags(self):
         """The engine's tags of this tick, (tag keys, vertices) in ``_tag_keys`` order."""
-        if self._tag_pick is not None:
-            return self.engine.tag_state()[self._tag_pick]
-        tags = self.engine.tags()
-        return np.stack([tags[k] for _, k in self._tag_keys])
+        return self.engine.tag_state()[self._tag_pick]
 
     def _copy(self, k, row):
         """x and δ of every vertex into block row k (or, in place, host row ``row``)."""
