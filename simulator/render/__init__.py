@@ -1,12 +1,9 @@
 """Renderers: pictures drawn from recorded arrays; they never simulate.
 
-The figure builders of a diffusion Trace (``simulator.simulate`` or
-``Trace.load(folder)``): ``waves`` (waves.png), ``mismatch`` (mismatch.png),
-``gif_frame``/``gif_figure``/``write_gif`` (waves.gif) and ``write_pictures``
-(all three, as a run writes them); draw a part of a run with
-``trace.select(ticks=..., layers=..., neurons=...)``. Figures are matplotlib
-Figures on the Agg canvas (no pyplot). The other kinds' pictures live in the
-submodules (convergence, levels, learning, locking, phase).
+Here the public builders of a diffusion Trace's waves.png, mismatch.png and
+waves.gif, their arguments checked (draw a part of a run with
+``trace.select``); matplotlib Figures on the Agg canvas, no pyplot. The other
+kinds' pictures live in the submodules.
 """
 import functools
 import inspect
@@ -25,8 +22,7 @@ from .raster import colourings
 
 
 def _entry(func):
-    """``func`` as a public entry: its arguments checked by name before it runs
-    (``_check_entry``); size and color are checked by the builders themselves."""
+    """``func`` with its arguments checked by name (size, color: by the builders)."""
     signature = inspect.signature(func)
 
     @functools.wraps(func)
@@ -42,9 +38,7 @@ def _entry(func):
 
 
 def _check_entry(call, given):
-    """Check the bound arguments ``given``: ``trace`` a Trace, ``fig`` a Figure,
-    ``path``/``folder`` in an existing folder, ``every`` >= 1, ``windows`` a
-    list of (start, stop) pairs, ``row`` a recorded row of the trace."""
+    """Check the bound arguments ``given`` (dict name -> value) of ``call``."""
     trace = given.get("trace")
     if "trace" in given:
         check_type(call, "trace", trace, Trace, "a simulator.Trace (simulator.simulate or "

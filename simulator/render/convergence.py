@@ -30,8 +30,7 @@ def layer_colour(index):
 
 
 def shown_layers(depth, limit=MAX_LAYER_CURVES):
-    """The hidden layers 1..L−1 drawn as curves: all of them, or ``limit``
-    evenly spaced ones from 1 to L−1 in a deep network."""
+    """The hidden layers 1..L−1 drawn as curves: all, or ``limit`` evenly spaced ones."""
     hidden = np.arange(1, depth)
     if hidden.size <= limit:
         return hidden.tolist()
@@ -40,11 +39,11 @@ def shown_layers(depth, limit=MAX_LAYER_CURVES):
 
 def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
                      title="Activation Relaxation: convergence to ∂ℓ/∂x^l"):
-    """Fig. 1 of paper 001 from recorded arrays. ``errors`` (E, K+1, L+1) is the
+    """Write Fig. 1 of paper 001 at ``path``. ``errors`` (E, K+1, L+1): the
     relative error ‖x^l_n − ∂ℓ/∂x^l‖/‖∂ℓ/∂x^l‖ per η_x, tick and layer (input
-    column ignored); ``predicted`` (same shape, optional) is the linear
-    analysis, drawn dashed. Panel (a): every hidden layer at the η_x closest
-    to ``main_eta``; panel (b): layer ``layer`` for every η_x."""
+    column ignored); ``predicted`` (same shape): the linear analysis, dashed.
+    Panel (a): the hidden layers at the η_x closest to ``main_eta``; (b):
+    ``layer`` at every η_x."""
     errors = np.asarray(errors, dtype=float)
     eta_x = np.atleast_1d(np.asarray(eta_x, dtype=float))
     if errors.ndim != 3 or errors.shape[0] != eta_x.shape[0] or errors.shape[2] < 2:
@@ -127,9 +126,8 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(4.6 * cols, 3.6 * rows), dpi=DPI)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for i, name in enumerate(names):
-        ax = axes[i // cols][i % cols]
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, (ax, name) in enumerate(zip(axes, names)):
         _band(ax, steps, curves[baseline][split], BASELINE_COLOUR, baseline)
         if name is not None:
             _band(ax, steps, curves[name][split], layer_colour(i), f"AR {name}")
@@ -140,8 +138,8 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         ax.set(xlabel="minibatch updates", ylabel=f"{split} accuracy", ylim=(0.0, 1.02))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    for j in range(len(names), rows * cols):
-        axes[j // cols][j % cols].axis("off")
+    for ax in axes[len(names):]:
+        ax.axis("off")
     return _save(fig, path, title)
 
 
@@ -150,10 +148,9 @@ WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the pa
 
 def draw_converge(folder, arrays, png=True, gif=True):
     """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
-    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b) when ``png``,
-    and the relaxation wave ‖x^l_n − x^l_{n−1}‖ per hidden layer and tick for the
-    η_x closest to WAVE_ETA (relaxation_wave.png, .gif when ``gif``).
-    Returns {file name: path}."""
+    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b) and
+    relaxation_wave.png when ``png``, relaxation_wave.gif when ``gif`` (the
+    wave ‖x^l_n − x^l_{n−1}‖ at the η_x closest to WAVE_ETA). Returns {file name: path}."""
     folder = os.fspath(folder)
     errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     variant = str(arrays["variant"]) if "variant" in arrays else ""
@@ -176,20 +173,15 @@ def draw_converge(folder, arrays, png=True, gif=True):
     return written
 
 
-def train_curves(arrays, baseline="backprop"):
-    """``curves[name][split]`` (seeds × evaluations) from training.npz-style
-    arrays keyed ``test_<name>`` / ``train_<name>``, the baseline first."""
-    names = [k[len("test_"):] for k in arrays if k.startswith("test_")]
-    names = sorted(names, key=lambda n: n != baseline)      # stable: variants keep their order
-    return {n: {split: np.atleast_2d(np.asarray(arrays[f"{split}_{n}"], dtype=float))
-                for split in ("test", "train")} for n in names}
-
-
 def draw_train(folder, arrays, baseline="backprop"):
     """Draw an ``ar_train`` run into ``folder`` from its saved arrays
-    (training.npz, any mapping): ar_accuracy.png (test accuracy, Figs. 2–3)
-    and ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
-    folder = os.fspath(folder)
-    steps, curves = np.asarray(arrays["steps"]), train_curves(arrays, baseline)
+    (training.npz, any mapping: ``steps``, ``test_<name>``, ``train_<name>``):
+    ar_accuracy.png (test accuracy, Figs. 2–3) and ar_accuracy_train.png
+    (training accuracy). Returns {file name: path}."""
+    folder, steps = os.fspath(folder), np.asarray(arrays["steps"])
+    names = sorted((k[len("test_"):] for k in arrays if k.startswith("test_")),
+                   key=lambda n: n != baseline)      # the baseline first; variants keep order
+    curves = {n: {split: np.atleast_2d(np.asarray(arrays[f"{split}_{n}"], dtype=float))
+                  for split in ("test", "train")} for n in names}
     return {name: plot_accuracy(os.path.join(folder, name), steps, curves, baseline, split=split)
             for name, split in (("ar_accuracy.png", "test"), ("ar_accuracy_train.png", "train"))}

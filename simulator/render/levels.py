@@ -30,10 +30,8 @@ WAVE_CMAP = LinearSegmentedColormap.from_list(
 
 
 def wave_range(values):
-    """(lo, hi) log10 magnitudes the shading spans: hi from the largest finite
-    non-zero |value|, lo from the smallest but at most DECADES below hi (and at
-    least 1 below it, so a constant record still has a scale); (−1, 0) when
-    nothing is finite and non-zero."""
+    """(lo, hi) log10 magnitudes the shading spans: the finite non-zero |values|'
+    range, at most DECADES and at least 1 wide; (−1, 0) when there is none."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = v[np.isfinite(v) & (v > 0)]
     if not len(finite):
@@ -44,8 +42,7 @@ def wave_range(values):
 
 
 def wave_levels(values):
-    """Levels FLOOR..1 from log10 magnitudes over ``wave_range``; 0 where the
-    value is 0 (nothing there); 1 where infinite."""
+    """Levels FLOOR..1 from log10 magnitudes over ``wave_range``; 0 at 0, 1 at inf."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = np.isfinite(v) & (v > 0)
     lo, hi = wave_range(v)
@@ -55,16 +52,14 @@ def wave_levels(values):
 
 
 def wave_rgb(values):
-    """(levels, ticks, 3) uint8 image of ``values`` (ticks × levels), top row =
-    highest level: EMPTY at level 0, light blue at FLOOR through blue to navy."""
+    """(levels, ticks, 3) uint8 image of ``values`` (ticks × levels), highest level on top."""
     levels = wave_levels(np.asarray(values).T)[::-1]
     rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
     return to_bytes(np.where((levels > 0)[..., None], rgb, EMPTY))
 
 
 def colour_bar(fig, cax, values, fontsize, ax=None):
-    """The colour bar of the shading on ``cax`` (or beside ``ax``): log10 of
-    the value over ``wave_range``; its label says that white means exactly 0."""
+    """The colour bar of the log10 shading on ``cax`` (or beside ``ax``)."""
     lo, hi = wave_range(values)
     bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), WAVE_CMAP), cax=cax, ax=ax,
                        fraction=0.04, pad=0.02)
@@ -79,9 +74,8 @@ def _title(title, values):
 
 
 def write_wave_png(path, values, title, level_label, level_names=None, tick_label="tick"):
-    """Raster of ``values`` (ticks × levels, column 0 drawn at the bottom) as a
-    PNG written atomically, with a colour bar of its log10 scale;
-    ``level_names`` label the rows."""
+    """Write the raster of ``values`` (ticks × levels, column 0 at the bottom)
+    as a PNG at ``path``, rows labelled ``level_names``; returns ``path``."""
     values = np.asarray(values, dtype=float)
     fig = new_figure((8, 3.8))
     ax = fig.add_subplot(1, 1, 1)
@@ -99,8 +93,7 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
 
 
 def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
-    """Limits and labels of a (ticks, levels) raster on ``ax``, at most 20
-    labelled rows (every k-th level), a note when there are no ticks."""
+    """Limits and labels (at most 20 rows) of a (ticks, levels) raster on ``ax``."""
     ticks, n_levels = shape
     ax.set(xlim=(-0.5, max(ticks, 1) - 0.5), ylim=(-0.5, n_levels - 0.5))
     ax.set_xlabel(tick_label, **font)
@@ -181,8 +174,7 @@ class LevelAnimator(IndexedFigure):
         self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], self.box[0] - 3 * self.scale)
 
     def frame_ticks(self):
-        """Ticks that become frames: every k-th, at most MAX_FRAMES and the
-        frame budget of this size; [None] (one empty frame) without ticks."""
+        """Ticks that become frames (every k-th, within the frame limit); [None] without ticks."""
         if not self.ticks:
             return [None]
         return list(range(0, self.ticks, frame_step(self.ticks, 1,
@@ -217,9 +209,7 @@ class LevelAnimator(IndexedFigure):
 
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of ``values`` (ticks × levels) at ``path``, written
-    atomically one frame at a time (the module docstring says what a frame
-    shows); no ticks: one empty frame. Returns ``path``."""
+    """Write the GIF of ``values`` (ticks × levels) at ``path`` frame by frame; returns ``path``."""
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
     gifstream.write_gif(os.fspath(path), (anim.indices(t) for t in anim.frame_ticks()),
                         anim.palette.colours, gif_duration(fps))

@@ -1,8 +1,7 @@
-"""Gradient-mismatch pictures (SPEC §6): how far Eq. 5's g[t,l] is from backprop,
-as cosine and relative error ‖g − G‖/‖G‖ per layer (or graph vertex, in level
-order; NaN, grey, where it has no weights) over ticks, a heatmap, and the
-steady state (the sync report's window) with ls or the sync set in amber. A
-big run draws fewer curves, points and cells, and the titles say so.
+"""Gradient-mismatch pictures (SPEC §6): Eq. 5's g[t,l] against backprop as
+cosine and relative error ‖g − G‖/‖G‖ per layer or graph vertex (grey where it
+has no weights) over ticks, a heatmap and the steady state, ls or the sync set
+in amber. A big run draws fewer curves, points and cells; the titles say so.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -32,24 +31,21 @@ MISSING_TEXT = "#808080"
 
 
 def _colour(p, rows):
-    """The fixed colour of row ``p`` (viridis from row 1 to the last); the
-    synchronization rows use the amber of every other picture."""
+    """The fixed colour of row ``p``: viridis from row 1 on, sync rows amber."""
     if p in rows.sync:
         return palette.LS_COLOUR
     return colormaps["viridis"](0.9 * (p - 1) / max(len(rows) - 2, 1))
 
 
 def steady_means(trace):
-    """Per-layer (mean cosine, mean relative error) over the steady window; NaN
-    where a layer has no finite value there."""
+    """Per-layer (mean cosine, mean relative error) over the steady window (NaN: none finite)."""
     start, stop = steady_window(trace)
     return tuple(_finite_mean(trace[key][start:stop], lambda a: a.sum(axis=0))
                  for key in ("mismatch_cos", "mismatch_rel"))
 
 
 def _finite_mean(values, total):
-    """Mean of the finite ``values`` by ``total`` (a sum along an axis or a
-    window), NaN where there is none."""
+    """Mean of the finite ``values`` by ``total`` (a sum along an axis or a window), else NaN."""
     finite = np.isfinite(values)
     with np.errstate(over="ignore"):        # values near 1e308 sum to inf: drawn so
         sums = total(np.where(finite, values, 0.0))
@@ -66,8 +62,7 @@ def _weighted(trace, rows):
 
 
 def running_mean(values, window, log=False):
-    """Centred mean of ``values`` over ``window`` ticks, NaN-aware (a window of
-    only NaN is NaN); ``log``: the geometric mean (of positive values)."""
+    """Centred NaN-aware mean of ``values`` over ``window`` ticks (geometric if ``log``)."""
     v = np.asarray(values, dtype=float)
     kernel = np.ones(int(window))
     mean = _finite_mean(np.log10(v) if log else v, lambda a: np.convolve(a, kernel, mode="same"))
@@ -75,9 +70,8 @@ def running_mean(values, window, log=False):
 
 
 def _curves(ax, trace, rows, key, ylabel, title):
-    """Curves of ``key`` over ticks for a few rows (the heatmap shows all), on a
-    log axis for the relative error; a long run draws each raw curve thin and
-    its running mean thick. The ``title`` gets a note on what the panel shows."""
+    """Curves of ``key`` over ticks for a few rows (the heatmap shows all), log
+    for the relative error; a long run draws raw curves thin, running means thick."""
     log = key == "mismatch_rel"
     ticks = trace["tick"]
     k, idx = drawn(0, len(ticks), MAX_POINTS)
@@ -94,7 +88,6 @@ def _curves(ax, trace, rows, key, ylabel, title):
             values = floored(values, floor)
         sync = p in rows.sync
         name, mark = (_name(trace, rows, p), " (sync)") if rows.graph else (f"layer {p}", " (ls)")
-        label = name + (mark if sync else "")
         z = 3 if sync else 2
         if window > 1:
             ax.plot(ticks[idx], values, color=_colour(p, rows), linewidth=0.6, alpha=0.35,
@@ -102,7 +95,7 @@ def _curves(ax, trace, rows, key, ylabel, title):
             values = running_mean(values, window, log=log)
         ax.plot(ticks[idx], values, color=_colour(p, rows), linewidth=2.2 if sync else 1.4,
                 marker="o" if len(idx) == 1 else None,     # one tick: a point, not a line
-                label=label, zorder=z + 2)
+                label=name + (mark if sync else ""), zorder=z + 2)
     what = "vertices with weights" if rows.graph else "layers"
     total = len(weighted)
     notes = [f"{len(shown)} of {total} {what}; all in the heatmap"] if len(shown) < total else []
@@ -172,11 +165,9 @@ def _style_names(labels, positions, rows, weighted):
 
 def _summary(ax, trace, rows):
     """The steady-state bars (one per layer or vertex) and relative-error dots."""
-    cos, rel = steady_means(trace)
     n = len(rows)
     positions = np.arange(1, n)
-    columns = rows.order[positions] - 1
-    cos, rel = cos[columns], rel[columns]
+    cos, rel = (means[rows.order[positions] - 1] for means in steady_means(trace))
     ax.bar(positions, np.nan_to_num(cos), color=[_colour(p, rows) for p in positions], width=0.7)
     ax.set(ylim=(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05),
            ylabel="mean cosine (bars)")
@@ -218,9 +209,7 @@ def _summary(ax, trace, rows):
 
 
 def mismatch_figure(trace):
-    """The mismatch.png figure (2 × 2 panels: cosine and relative error over
-    ticks for a few layers, the cosine heatmap of every layer, the steady
-    state per layer); returns (figure, axes dict: cos, rel, heatmap, summary)."""
+    """The mismatch.png figure; returns (figure, {"cos", "rel", "heatmap", "summary": axes})."""
     rows = picture_rows(trace)
     fig = new_figure((11, 7.5), DPI)
     fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08, hspace=0.06, wspace=0.06)

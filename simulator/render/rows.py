@@ -47,8 +47,7 @@ def picture_rows(trace):
     names = [str(n) for n in trace["vertex_names"]]
     levels = np.asarray(trace["vertex_levels"], dtype=int)
     order = np.array(sorted(range(len(names)), key=lambda v: (levels[v], v)))
-    position = np.empty(len(order), dtype=int)
-    position[order] = np.arange(len(order))
+    position = np.argsort(order)            # the row of each vertex
     sync = sorted(int(position[v]) for v in np.flatnonzero(trace["vertex_sync"]))
     edges = [(int(position[p]), int(position[c]), int(levels[c] - levels[p]))
              for p, c in graph_edges(trace, names)]
@@ -68,11 +67,10 @@ def chain_rows(depth):
 
 
 def graph_edges(trace, names):
-    """(parent column, child column) of every edge of a graph trace, from
-    ``vertex_edges``, else rebuilt from the scene's ``[[network.layers]]``
-    ``from`` lists (default: the previous layer) and the identity vertices
-    levelling inserted (``Model.level``: p → v, the k-th parent, becomes
-    p → _id_v_k_0 → … → v); empty when neither is there."""
+    """(parent column, child column) of every edge of a graph trace: its
+    ``vertex_edges``, else (an older trace) rebuilt from the scene's layers'
+    ``from`` lists and levelling's identity vertices (``Model.level``: p → v,
+    the k-th parent, becomes p → _id_v_k_0 → … → v); [] if neither is there."""
     if "vertex_edges" in trace:
         return [(int(p), int(c)) for p, c in np.asarray(trace["vertex_edges"]).reshape(-1, 2)]
     meta = trace.meta if isinstance(trace.meta, dict) else {}
@@ -85,10 +83,9 @@ def graph_edges(trace, names):
         parents = [parents] if isinstance(parents, str) else list(parents)
         previous = child
         for k, parent in enumerate(parents):
-            chain, step = [str(parent)], 0
-            while _identity(index, child, k, step):
-                chain.append(_identity(index, child, k, step))
-                step += 1
+            chain = [str(parent)]
+            while identity := _identity(index, child, k, len(chain) - 1):
+                chain.append(identity)
             chain.append(child)
             edges += [(index[a], index[b]) for a, b in zip(chain, chain[1:])
                       if a in index and b in index]
@@ -99,7 +96,4 @@ def _identity(index, child, k, step):
     """The name of identity ``step`` on the edge k of ``child`` ('' if none);
     levelling appends '_' to a name already taken."""
     name = f"{IDENTITY_PREFIX}{child}_{k}_{step}"
-    for suffix in range(4):
-        if name + "_" * suffix in index:
-            return name + "_" * suffix
-    return ""
+    return next((name + "_" * n for n in range(4) if name + "_" * n in index), "")
