@@ -1,12 +1,9 @@
 """The colours every wave picture shares, so the raster, the GIF and the docs agree.
 
-A cell (tick, layer), or a neuron in the GIF, is coloured from two levels in
-[0, 1] (0: absent): the forward wave's (red) and the backward wave's (blue);
-where both are present the level-weighted mix comes out purple (the paper's
-"red-blue neurons"). Levels come from magnitudes (per layer, on one scale for
-the whole run, so nothing flickers) or from frame tags: shades cycling with the
-stream frame where frames last at least WIDE_BAND columns, else dark stripes on
-a light ground every p-th frame (thin diagonals of x and δ that cross visibly).
+A cell or neuron is coloured from two levels in [0, 1] (0: absent), the forward
+wave's (red) and the backward wave's (blue); both present mix to purple (the
+paper's "red-blue neurons"). Levels come from magnitudes (one scale per layer
+for the whole run, so nothing flickers) or from frame tags (``tag_levels``).
 """
 import numpy as np
 
@@ -58,9 +55,8 @@ def to_bytes(rgb):
 
 
 def magnitude_levels(values, present, scale):
-    """Levels FLOOR..1 proportional to ``values / scale`` where ``present``, 0 elsewhere.
-    ``scale`` broadcasts against ``values`` (e.g. a per-layer maximum) and is fixed
-    for a whole run, so the colour of a value never changes between frames."""
+    """Levels FLOOR..1 proportional to ``values / scale`` where ``present``, 0 elsewhere;
+    ``scale`` broadcasts against ``values`` (e.g. a per-layer maximum)."""
     values = np.abs(np.nan_to_num(np.asarray(values, dtype=float)))
     scale = np.asarray(scale, dtype=float)
     safe = np.where(scale > 0, scale, 1.0)
@@ -69,9 +65,10 @@ def magnitude_levels(values, present, scale):
 
 
 def tag_levels(frames, present, period=0):
-    """Levels from integer stream-frame indices, 0 where not ``present``.
-    ``period`` 0: a shade per frame, cycling through TAG_LEVELS; p > 0: level
-    1 for every p-th frame (index ≡ 0 mod p), TAG_GROUND for the others."""
+    """Levels from integer stream-frame indices, 0 where not ``present``:
+    ``period`` 0 (frames at least WIDE_BAND columns wide) a shade per frame
+    cycling through TAG_LEVELS; p > 0 (thin frames, drawn as stripes that cross
+    visibly) 1 for every p-th frame, TAG_GROUND for the others."""
     frames = np.asarray(frames)
     safe = np.where(present, frames, 0)
     if period:
