@@ -32,31 +32,25 @@ def _entry(func):
             given = signature.bind(*args, **kwargs).arguments
         except TypeError as exc:
             raise SimulatorError(f"{call}: {exc}") from None
-        _check_entry(call, given)
+        if "trace" in given:
+            check_type(call, "trace", given["trace"], Trace,
+                       "a simulator.Trace (simulator.simulate or Trace.load(folder))")
+        if "fig" in given:
+            check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
+        if "path" in given:
+            check_path(call, "path", given["path"])
+        if "folder" in given:
+            check_path(call, "folder", given["folder"], folder=True)
+        if "every" in given:
+            check_int(call, "every", given["every"], 1)
+        windows = given.get("windows", ())
+        if isinstance(windows, (str, bytes)) or not isinstance(windows, (list, tuple)):
+            fail(call, "windows", "a list of (start, stop) tick pairs", windows)
+        if "row" in given:
+            rows = len(given["trace"].ticks)
+            check_int(call, "row", given["row"], -rows, rows - 1)
         return func(*args, **kwargs)
     return entry
-
-
-def _check_entry(call, given):
-    """Check the bound arguments ``given`` (dict name -> value) of ``call``."""
-    trace = given.get("trace")
-    if "trace" in given:
-        check_type(call, "trace", trace, Trace, "a simulator.Trace (simulator.simulate or "
-                   "Trace.load(folder))")
-    if "fig" in given:
-        check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
-    if "path" in given:
-        check_path(call, "path", given["path"])
-    if "folder" in given:
-        check_path(call, "folder", given["folder"], folder=True)
-    if "every" in given:
-        check_int(call, "every", given["every"], 1)
-    windows = given.get("windows", ())
-    if isinstance(windows, (str, bytes)) or not isinstance(windows, (list, tuple)):
-        fail(call, "windows", "a list of (start, stop) tick pairs", windows)
-    if "row" in given:
-        rows = len(trace.ticks)
-        check_int(call, "row", given["row"], -rows, rows - 1)
 
 
 raster_figure = _entry(raster.raster_figure)

@@ -15,9 +15,7 @@ from ..files import save_png
 
 LOG_FLOOR = 1e-17                       # zeros' floor when a panel has no positive value
 EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)     # the log axis of a panel without a finite value
-# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
-# decade ticks overflow on an axis reaching towards 1e308.
-LOG_LIMIT = 1e100
+LOG_LIMIT = 1e100    # the widest log axis drawn: decade ticks overflow towards 1e308
 TITLE_MARGIN_PX = 8
 
 

@@ -1,7 +1,5 @@
-"""Activation Relaxation pictures (paper 001): convergence curves (Fig. 1 a/b)
-and accuracy of AR variants against backprop (Figs. 2 and 3), drawn from
-exactly what a run saves (relaxation.npz, training.npz; see
-``experiments.activation_relaxation``), so a run is redrawn from its files alone.
+"""Activation Relaxation pictures (paper 001): convergence (Fig. 1 a/b) and AR
+variants' accuracy against backprop (Figs. 2, 3), drawn from the saved arrays alone.
 """
 import os
 import warnings
@@ -19,7 +17,6 @@ DPI = 100
 NO_ERROR = "no defined error:\nthe fixed point is 0 in every layer drawn"
 MAX_LAYER_CURVES = 10      # panel (a) draws at most this many hidden layers
 BASELINE_COLOUR = "#000000"
-# Fixed colours per curve so tests (and readers) can find each one.
 LAYER_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
                  "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
@@ -111,10 +108,9 @@ def _band(ax, x, runs, colour, label):
 
 def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                   title="Activation Relaxation vs backprop (digits)"):
-    """Figs. 2–3 of paper 001: accuracy against minibatch updates, mean ± std
-    over seeds, a panel per AR variant with the ``baseline`` (black) in each
-    (or alone). ``curves[name][split]``: (seeds, len(steps)), NaN after a run
-    diverged."""
+    """Write Figs. 2–3 of paper 001 at ``path``: accuracy against ``steps``, mean ± std
+    over seeds, a panel per AR variant with the ``baseline`` (black) in each (or alone).
+    ``curves[name][split]``: (seeds, len(steps)), NaN after a run diverged."""
     steps = np.asarray(steps)
     if baseline not in curves:
         raise SimulatorError(f"curves have no baseline {baseline!r}; got {sorted(curves)}")

@@ -1,18 +1,14 @@
-"""Learning curves of a `train` run (learning.png), drawn from the curves dict
-that ``simulator.experiments.training`` returns or stores in results.json.
-"""
+"""Learning curves of a `train` run (learning.png) from its curves dict (results.json)."""
 import numpy as np
 from matplotlib.lines import Line2D
 
 from .axes import finish, new_figure
 
-# Fixed colour per rule so every picture and test finds the same curve.
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
                 "itd-dy": "#8c564b"}
 LAYER_STYLES = ("-", "--", ":", "-.")
 LEGEND_PT = 8
-# Angle panels: curve key -> (y label, y top)
 ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),
                 "angles": ("angle(W_l, F_l) [deg]", 100)}
 

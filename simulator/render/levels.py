@@ -1,8 +1,7 @@
 """Raster and GIF of one backward-travelling quantity per level and tick (AR's
-relaxation wave, predictive coding's error wave), in the diffusion pictures'
-blue. The shade follows log10 of the value on one scale for the whole record
-(``wave_range``), keyed by a colour bar; +inf is darkest, an exact 0 white.
-Each GIF frame fills the raster up to its tick, with a cursor and a bar per level.
+relaxation wave, predictive coding's error wave) in blue shades of log10 |value|
+on one scale for the whole record; +inf darkest, 0 white. A GIF frame fills the
+raster up to its tick, with a cursor and a bar per level.
 """
 import os
 
@@ -25,8 +24,7 @@ NAVY = np.array([0.05, 0.14, 0.42])      # the strongest shade (still lighter th
 INK = "#333333"                          # text and axes of the GIF, lighter than the cursor
 ZERO_NOTE = "white: exactly 0"
 # light blue (the weakest present wave of the diffusion pictures) -> blue -> navy
-WAVE_CMAP = LinearSegmentedColormap.from_list(
-    "tickprop_wave", [mix(0.0, FLOOR), BLUE, NAVY])
+WAVE_CMAP = LinearSegmentedColormap.from_list("tickprop_wave", [mix(0.0, FLOOR), BLUE, NAVY])
 
 
 def wave_range(values):
@@ -110,16 +108,13 @@ def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
 
 
 class LevelAnimator(IndexedFigure):
-    """The labelled static figure of a level wave, drawn once, and its frames
-    composed as palette indices (``indices``) or RGB (``render``)."""
+    """A level wave's static figure, drawn once, and its frames (``indices``, ``render``)."""
 
     def __init__(self, values, size=DEFAULT_SIZE, title="", level_label="level",
                  level_names=None, tick_label="tick"):
         self.values = np.asarray(values, dtype=float)
         self.ticks, self.n_levels = self.values.shape
         self.col_step = frame_step(self.ticks, 1, MAX_COLUMNS)
-        columns = self.values[::self.col_step]
-        self.image = wave_rgb(columns) if self.ticks else None        # (levels, cols, 3)
         self.range = wave_range(self.values)
         self.tick_label = tick_label
         self._figure(size, title, level_label, level_names, tick_label)
@@ -164,8 +159,8 @@ class LevelAnimator(IndexedFigure):
         self.col_tick = np.clip(np.rint(xs).astype(int), 0, T - 1)     # tick under a pixel column
         image_row = n - 1 - np.clip(np.rint(ys).astype(int), 0, n - 1)  # top = highest level
         if self.ticks:
-            cells = self.image[image_row][:, self.col_tick // self.col_step]
-            self.cells = self.palette.index(cells)
+            image = wave_rgb(self.values[::self.col_step])        # (levels, columns, 3)
+            self.cells = self.palette.index(image[image_row][:, self.col_tick // self.col_step])
         ends = [[int(round(self._to_pixel(self.now_ax, 0, k + d)[1])) for d in (0.35, -0.35)]
                 for k in range(n)]
         self.bar_rows = [(a, max(b, a + 1)) for a, b in ends]     # pixel rows of level k's bar

@@ -53,10 +53,9 @@ def _panel(ax, name, sched, depth):
     for l in range(1, depth):
         ax.axhline(l + 0.5, color="white", linewidth=1.0)
     if T <= LABEL_LIMIT:
-        for l in range(depth):
-            for t in np.flatnonzero(sched["forward"][l] >= 0):
-                ax.text(t, l + 1 - 0.25, str(sched["forward"][l, t]), ha="center", va="center",
-                        fontsize=CELL_PT, color="white")
+        for l, t in zip(*np.nonzero(sched["forward"] >= 0)):
+            ax.text(t, l + 1 - 0.25, str(sched["forward"][l, t]), ha="center", va="center",
+                    fontsize=CELL_PT, color="white")
     ax.set_title(f"{NAMES[name]}\nutilisation {100 * sched['utilisation']:.0f}% "
                  f"(steady {100 * sched['steady_utilisation']:.0f}%)\n"
                  f"{sched['frames_per_tick']:.3f} frames/tick "
@@ -143,7 +142,6 @@ def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None
             raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
         images, colours = _locking_frames(fig, axes, max(result[n]["ticks"] for n in NAMES),
                                           int(every))
-        path = os.path.join(folder, "locking.gif")
-        gifstream.write_gif(path, images, colours, gif_duration(fps))
-        written["locking.gif"] = path
+        written["locking.gif"] = os.path.join(folder, "locking.gif")
+        gifstream.write_gif(written["locking.gif"], images, colours, gif_duration(fps))
     return written

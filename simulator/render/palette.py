@@ -16,8 +16,7 @@ CURSOR_COLOUR = "#111111"
 SYNC_COLOUR = "#111111"        # the sync overlay: g pairs x and δ of one stream frame
 FLOOR = 0.4                    # the least level of a present wave, so it stays visible
 TAG_LEVELS = np.array([1.0, 0.5, 0.8, 0.4])   # shades by frame, neighbours far apart
-# Frames shorter than WIDE_BAND columns are striped (every p-th frame dark on a
-# TAG_GROUND level, stripes at least STRIPE_SPACING columns apart).
+# Frames thinner than WIDE_BAND columns are striped, STRIPE_SPACING columns apart.
 WIDE_BAND = 4
 STRIPE_SPACING = 8
 TAG_GROUND = 0.45
@@ -36,10 +35,8 @@ def mix(fwd, bwd, strength="max", lean=1):
     FLOOR purple), lightened toward EMPTY as the ``strength`` of the two falls:
     their 'max' (a weak wave under a strong one shows as hue) or 'mean' (bands
     of both waves show where they cross)."""
-    fwd = np.clip(np.nan_to_num(np.asarray(fwd, dtype=float)), 0.0, 1.0)
-    bwd = np.clip(np.nan_to_num(np.asarray(bwd, dtype=float)), 0.0, 1.0)
-    wf = np.where(fwd > 0, (1.0 + fwd) ** lean, 0.0)
-    wb = np.where(bwd > 0, (1.0 + bwd) ** lean, 0.0)
+    fwd, bwd = (np.clip(np.nan_to_num(np.asarray(v, dtype=float)), 0.0, 1.0) for v in (fwd, bwd))
+    wf, wb = (np.where(v > 0, (1.0 + v) ** lean, 0.0) for v in (fwd, bwd))
     total = wf + wb
     safe = np.where(total > 0, total, 1.0)[..., None]
     hue = (wf[..., None] * RED + wb[..., None] * BLUE) / safe

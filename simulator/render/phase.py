@@ -1,6 +1,5 @@
-"""Sweep pictures from the point records of ``simulator.sweep``: the phase
-diagram of steady-state gradient mismatch over hold time × depth, and final
-test accuracy over hold time per learning rule.
+"""Sweep pictures from ``simulator.sweep``'s point records: the phase diagram of
+steady mismatch over hold × depth, and final accuracy over hold per rule.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -47,17 +46,16 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     ax.set(xlabel="speed v (pixels per tick)" if speed else "hold h (ticks per frame)",
            ylabel="depth L")
 
-    def pos(h):      # holds are drawn at their index: log-interpolate between them
-        return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
+    def pos(hs):      # holds are drawn at their index: log-interpolate between them
+        return np.interp(np.log(np.maximum(hs, 1e-9)), np.log(holds), np.arange(len(holds)))
 
-    ys = np.arange(len(depths))
-    ax.plot([pos(1 / max(d - 1, 1) if speed else max(d - 1, holds[0])) for d in depths], ys,
-            color=PAPER_COLOUR, ls="--", lw=2,
+    ax.plot(pos([1 / max(d - 1, 1) if speed else max(d - 1, holds[0]) for d in depths]),
+            np.arange(len(depths)), color=PAPER_COLOUR, ls="--", lw=2,
             label="paper: 1 pixel per τs = L − 1" if speed else "paper τs = L − 1")
-    measured = [(pos(hstar[d]), i) for i, d in enumerate(depths) if hstar.get(d) is not None]
+    measured = [(hstar[d], i) for i, d in enumerate(depths) if hstar.get(d) is not None]
     if measured:
-        mx, my = zip(*measured)
-        ax.plot(mx, my, "o-", color=BOUNDARY_COLOUR, lw=2,
+        hs, rows = zip(*measured)
+        ax.plot(pos(hs), rows, "o-", color=BOUNDARY_COLOUR, lw=2,
                 label=f"measured {'v' if speed else 'h'}* (cos ≥ {threshold:g})")
     ax.legend(fontsize=LEGEND_PT, loc="lower right")
     sync, others = _means(records, "cos_ls", axis), _means(records, "cos_others", axis)
@@ -82,9 +80,7 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
 
 
 def _rule_of(record):
-    rules = record["params"].get("train.rules")
-    if rules is None:
-        return "all"
+    rules = record["params"].get("train.rules", "all")
     return rules if isinstance(rules, str) else "+".join(rules)
 
 

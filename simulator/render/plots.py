@@ -16,7 +16,6 @@ from .axes import (fit_suptitle, floored, integer_ticks, log_axis, new_figure, n
                    tick_axis, zero_floor)
 
 DPI = 100
-# What an all-NaN panel says (too few ticks for the backward wave, or a zero gradient).
 NO_DATA = ("no defined value in this run:\nbackprop's gradient is 0, or the\n"
            "backward wave has not reached the layers")
 MAX_CURVES = 24
@@ -54,7 +53,7 @@ def _finite_mean(values, total):
 
 
 def _weighted(trace, rows):
-    """Rows 1.. whose layer or vertex has any defined mismatch (has weights)."""
+    """Rows 1.. whose layer or vertex has weights (any defined mismatch)."""
     if not rows.graph:
         return list(range(1, len(rows)))
     cos = trace["mismatch_cos"]
@@ -138,8 +137,7 @@ def _heatmap(ax, fig, trace, rows):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
     if rows.graph:
         shown = list(range(1, L + 1, m))
-        ax.set_yticks(shown)
-        ax.set_yticklabels([_name(trace, rows, p) for p in shown], fontsize=LABEL_PT)
+        ax.set_yticks(shown, [_name(trace, rows, p) for p in shown], fontsize=LABEL_PT)
         _style_names(ax.get_yticklabels(), shown, rows, _weighted(trace, rows))
     note = step_note((k, m))
     unit = "vertex" if rows.graph else "layer"
@@ -191,8 +189,7 @@ def _summary(ax, trace, rows):
             names = {l: str(l) for l in shown}
             names[sync[0]] = f"{','.join(map(str, sync))}\n{word}"
         positions = shown
-        ax.set_xticks(shown)
-        ax.set_xticklabels([names[l] for l in shown])
+        ax.set_xticks(shown, [names[l] for l in shown])
     _style_names(ax.get_xticklabels(), positions, rows, _weighted(trace, rows))
     twin = ax.twinx()
     floor = zero_floor(rel)

@@ -1,8 +1,7 @@
-"""Which layer or vertex each picture row shows: the one place chain and graph
-traces differ. A chain draws layer l on row l and marks ls = (L+1)/2 (Eq. 6;
-the two closest layers for even L); a graph draws its vertices in level order
-(ties in model order), marks its synchronization set (fact C′) and lists its
-edges between rows, so a picture can show skip connections.
+"""Which layer or vertex each picture row shows, the one place chain and graph
+traces differ: a chain's layer l on row l with ls = (L+1)/2 marked (Eq. 6; two
+layers for even L); a graph's vertices in level order with its sync set (fact
+C′) marked and its edges, so a picture can show skip connections.
 """
 from dataclasses import dataclass, field
 
@@ -39,9 +38,7 @@ class Rows:
 
 
 def picture_rows(trace):
-    """The Rows of ``trace``: layers 0..L with ls for a chain, vertices ordered
-    by level with the synchronization set and edges for a graph (a trace with
-    ``vertex_names``)."""
+    """The Rows of ``trace``, a graph's if it has ``vertex_names``, else a chain's."""
     if "vertex_names" not in trace:
         return chain_rows(trace.depth)
     names = [str(n) for n in trace["vertex_names"]]
