@@ -94,10 +94,9 @@ def gif_frame(trace, row, size=DEFAULT_SIZE, color="magnitude"):
 @_entry
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,
                    color="both", windows=()):
-    """Draw a diffusion run's pictures into ``folder``: waves.png (as ``waves``)
-    and mismatch.png when ``png``, waves.gif (every ``every``-th tick, ``size`` =
-    (width, height) pixels, the first colouring of ``color``) when ``gif``.
-    Returns {file name: path}."""
+    """Draw a diffusion run's waves.png and mismatch.png (``png``) and waves.gif
+    (``gif``: every ``every``-th tick, ``size`` pixels, the first colouring of
+    ``color``) into ``folder``. Returns {file name: path}."""
     first = colourings(color)[0]           # checks color, GIF or not
     written = {}
     if png:

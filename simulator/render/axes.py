@@ -98,10 +98,9 @@ class _ZeroFormatter(LogFormatterSciNotation):
 
 
 def log_axis(ax, values, note, margin=3.0, floor=None):
-    """Put ``ax``'s y axis on a log scale, limits from the finite ``values``
-    widened by ``margin``; exact zeros (drawn at ``floored(v, floor)``) get a
-    tick "0" and a dotted line; no finite value: a fixed range and ``note``.
-    Returns whether there was a finite value."""
+    """Put ``ax``'s y axis on a log scale, limits from the finite ``values`` widened by
+    ``margin``; exact zeros (drawn at ``floored(v, floor)``) get a tick "0" and a dotted
+    line; no finite value: a fixed range and ``note``. Returns whether there was one."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     floor = zero_floor(v) if floor is None else floor

@@ -143,10 +143,9 @@ WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the pa
 
 
 def draw_converge(folder, arrays, png=True, gif=True):
-    """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
-    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b) and
-    relaxation_wave.png when ``png``, relaxation_wave.gif when ``gif`` (the
-    wave ‖x^l_n − x^l_{n−1}‖ at the η_x closest to WAVE_ETA). Returns {file name: path}."""
+    """Draw an ``ar_converge`` run's ``arrays`` (relaxation.npz) into ``folder``:
+    ar_convergence.png (Fig. 1) and relaxation_wave.png/.gif (‖x^l_n − x^l_{n−1}‖
+    at the η_x closest to WAVE_ETA) as ``png``/``gif`` ask. Returns {file name: path}."""
     folder = os.fspath(folder)
     errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     variant = str(arrays["variant"]) if "variant" in arrays else ""
@@ -170,10 +169,9 @@ def draw_converge(folder, arrays, png=True, gif=True):
 
 
 def draw_train(folder, arrays, baseline="backprop"):
-    """Draw an ``ar_train`` run into ``folder`` from its saved arrays
-    (training.npz, any mapping: ``steps``, ``test_<name>``, ``train_<name>``):
-    ar_accuracy.png (test accuracy, Figs. 2–3) and ar_accuracy_train.png
-    (training accuracy). Returns {file name: path}."""
+    """Draw an ``ar_train`` run's ``arrays`` (training.npz: ``steps``, ``test_<name>``,
+    ``train_<name>``) into ``folder``: ar_accuracy.png (test accuracy, Figs. 2–3) and
+    ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
     folder, steps = os.fspath(folder), np.asarray(arrays["steps"])
     names = sorted((k[len("test_"):] for k in arrays if k.startswith("test_")),
                    key=lambda n: n != baseline)      # the baseline first; variants keep order

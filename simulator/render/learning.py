@@ -19,10 +19,9 @@ def rule_colour(rule):
 
 
 def render_learning(curves, path, title=""):
-    """Write learning.png against tick: test accuracy (classes only), test loss
-    (log), per layer the angle of each rule's update to backprop's gradient and
-    of W to F (rules whose feedback is not W); a colour per rule, a diverged
-    rule's curve ending in ×."""
+    """Write learning.png against tick: test accuracy (classes only), test loss (log),
+    per layer the angles of each rule's update to backprop's gradient and of W to F;
+    a colour per rule, a diverged rule's curve ending in ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
     aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]

@@ -28,13 +28,11 @@ def from_hex(colour):
 
 
 def mix(fwd, bwd, strength="max", lean=1):
-    """RGB floats (..., 3) for forward levels ``fwd`` and backward levels ``bwd``
-    (same shape, in [0, 1], 0 = absent): red, blue, or where both are present
-    a hue weighted (1 + level) ** ``lean`` toward the stronger (purple even when
-    one is much weaker; ``lean`` up to 1.8 keeps every mean mix of levels ≥
-    FLOOR purple), lightened toward EMPTY as the ``strength`` of the two falls:
-    their 'max' (a weak wave under a strong one shows as hue) or 'mean' (bands
-    of both waves show where they cross)."""
+    """RGB floats (..., 3) for forward and backward levels ``fwd``, ``bwd`` (in [0, 1],
+    0 = absent): red, blue, or where both are present a hue weighted (1 + level) **
+    ``lean`` toward the stronger (still purple for ``lean`` ≤ 1.8 and levels ≥ FLOOR),
+    lightened toward EMPTY as the ``strength`` of the two falls: their 'max' (a weak
+    wave under a strong one shows as hue) or 'mean' (crossing bands of both show)."""
     fwd, bwd = (np.clip(np.nan_to_num(np.asarray(v, dtype=float)), 0.0, 1.0) for v in (fwd, bwd))
     wf, wb = (np.where(v > 0, (1.0 + v) ** lean, 0.0) for v in (fwd, bwd))
     total = wf + wb

@@ -23,10 +23,9 @@ def _means(records, value, axis="stream.hold"):
 
 
 def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
-    """Write phase.png: left, the mean steady cosine over (hold, depth) with
-    ``hstar`` h*(L) (the least hold reaching ``threshold``) and the paper's
-    τs = L − 1; right, cosine vs hold per depth, ls (dashed) and the other
-    layers (solid). Along ``axis`` = stream.speed: v*(L) and v = 1/(L − 1)."""
+    """Write phase.png: left, the mean steady cosine over (hold, depth) with ``hstar``
+    h*(L) (the least hold reaching ``threshold``) and the paper's τs = L − 1; right, per
+    depth, cosine vs hold at ls and elsewhere. Along stream.speed: v*(L), v = 1/(L − 1)."""
     speed = axis == "stream.speed"
     means = _means(records, "mean_cos", axis)
     depths = sorted({d for d, _ in means})

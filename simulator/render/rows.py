@@ -15,10 +15,9 @@ IDENTITY_PREFIX = "_id_"
 
 @dataclass(frozen=True)
 class Rows:
-    """Row r of a picture shows trace column ``order[r]``, named ``labels[r]``;
-    ``sync`` lists the synchronized rows, ``sync_label`` says what the mark
-    means ("ls=5", "closest\\n4,5" or "sync set"); ``edges`` are (parent row,
-    child row, level gap) of a graph; ``identity[r]`` is true for an identity
+    """Row r of a picture shows trace column ``order[r]``, named ``labels[r]``; ``sync``
+    lists the synchronized rows, ``sync_label`` names the mark ("ls=5", "sync set"...);
+    ``edges``: (parent row, child row, level gap) of a graph; ``identity[r]``: an identity
     vertex inserted by levelling; ``axis_label`` titles the row axis."""
     order: np.ndarray
     labels: list
