@@ -1,8 +1,7 @@
-"""Renderers: pictures drawn from recorded arrays; they never simulate.
+"""Renderers: pictures drawn from recorded arrays (matplotlib on Agg, no pyplot).
 
-Here the public builders of a diffusion Trace's waves.png, mismatch.png and
-waves.gif, their arguments checked (draw a part of a run with
-``trace.select``); matplotlib Figures on the Agg canvas, no pyplot. The other
+Here the public, argument-checked builders of a diffusion Trace's waves.png,
+mismatch.png and waves.gif (``trace.select`` draws a part of a run); the other
 kinds' pictures live in the submodules.
 """
 import functools

@@ -98,8 +98,7 @@ def _band(ax, x, runs, colour, label):
     with warnings.catch_warnings():
         # all-NaN columns (every seed diverged) are meant to draw nothing
         warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(runs, axis=0)
-        std = np.nanstd(runs, axis=0)
+        mean, std = np.nanmean(runs, axis=0), np.nanstd(runs, axis=0)
     # A single evaluation is a point, which a line alone would not show.
     ax.plot(x, mean, color=colour, lw=2.5, label=label, marker="o" if len(x) == 1 else None)
     if runs.shape[0] > 1:

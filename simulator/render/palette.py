@@ -1,9 +1,7 @@
-"""The colours every wave picture shares, so the raster, the GIF and the docs agree.
-
-A cell or neuron is coloured from two levels in [0, 1] (0: absent), the forward
-wave's (red) and the backward wave's (blue); both present mix to purple (the
-paper's "red-blue neurons"). Levels come from magnitudes (one scale per layer
-for the whole run, so nothing flickers) or from frame tags (``tag_levels``).
+"""The colours every wave picture shares: a cell or neuron is coloured from the
+forward wave's level (red) and the backward wave's (blue), in [0, 1] (0: absent),
+both present mixing to purple (the paper's "red-blue neurons"); levels come from
+magnitudes (one scale per layer for the run, so nothing flickers) or frame tags.
 """
 import numpy as np
 

@@ -38,8 +38,11 @@ class Rows:
 
 def picture_rows(trace):
     """The Rows of ``trace``, a graph's if it has ``vertex_names``, else a chain's."""
-    if "vertex_names" not in trace:
-        return chain_rows(trace.depth)
+    if "vertex_names" not in trace:         # a chain: layer l on row l
+        n = int(trace.depth) + 1
+        sync = tuple(int(l) for l in synchronized_layers(n - 1))
+        label = f"ls={sync[0]}" if len(sync) == 1 else "closest\n{},{}".format(*sync)
+        return Rows(np.arange(n), [str(l) for l in range(n)], sync, label, identity=(False,) * n)
     names = [str(n) for n in trace["vertex_names"]]
     levels = np.asarray(trace["vertex_levels"], dtype=int)
     order = np.array(sorted(range(len(names)), key=lambda v: (levels[v], v)))
@@ -51,15 +54,6 @@ def picture_rows(trace):
                 "sync set", graph=True, edges=edges,
                 identity=tuple(names[v].startswith(IDENTITY_PREFIX) for v in order),
                 axis_label="vertex (level)")
-
-
-def chain_rows(depth):
-    """The Rows of a chain of ``depth`` layers: layer l on row l, ls marked."""
-    depth = int(depth)
-    sync = tuple(int(l) for l in synchronized_layers(depth))
-    label = f"ls={sync[0]}" if len(sync) == 1 else "closest\n{},{}".format(*sync)
-    n = depth + 1
-    return Rows(np.arange(n), [str(l) for l in range(n)], sync, label, identity=(False,) * n)
 
 
 def graph_edges(trace, names):
