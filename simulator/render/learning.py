@@ -24,16 +24,15 @@ def render_learning(curves, path, title=""):
     a colour per rule, a diverged rule's curve ending in ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
-    aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
-    # results.json written before the gradient angles were measured has none
-    misaligned = [r for r, c in curves.items() if any(len(a) for a in c.get("grad_angles", []))]
-    panels = (["accuracy"] * classify + ["loss"] + ["grad_angles"] * bool(misaligned)
-              + ["angles"] * bool(aligned))
+    # the rules with angles of each kind (an older results.json has no grad_angles)
+    angled = {key: [r for r, c in curves.items() if any(len(a) for a in c.get(key, []))]
+              for key in ANGLE_PANELS}
+    panels = ["accuracy"] * classify + ["loss"] + [key for key in ANGLE_PANELS if angled[key]]
     fig = new_figure((4.2 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
-        if panel in ANGLE_PANELS:
-            _draw_angles(ax, curves, aligned if panel == "angles" else misaligned, panel)
+        if panel in angled:
+            _draw_angles(ax, curves, angled[panel], panel)
         else:
             _draw_metric(ax, curves, panel)
     handles = [Line2D([], [], color=rule_colour(rule), lw=1.8, label=rule) for rule in curves]

@@ -74,9 +74,9 @@ def panel_shares(ticks, least=MIN_SHARE):
     return share
 
 
-def locking_figure(depth, frames, result=None):
+def locking_figure(depth, frames):
     """The locking.png figure; returns (figure, {schedule name: axes}, schedules)."""
-    result = result or schedules(depth, frames)
+    result = schedules(depth, frames)
     L, F = result["depth"], result["frames"]
     height = 2.6 + 0.3 * L
     fig = new_figure((12, height), DPI, layout=None)
@@ -90,8 +90,7 @@ def locking_figure(depth, frames, result=None):
                Patch(color=frame_colour(0, True), label="backward work (upper half)"),
                Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="idle")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
-    # A fixed distance from the top in inches, so a tall figure (deep network)
-    # keeps its title clear of the panel titles.
+    # y: a fixed distance in inches from the top, so a tall figure's title clears the panels'
     fig.suptitle(f"{F} frames through L = {L} layers: backprop needs 2L = {2 * L} ticks per "
                  f"frame; the tick engine takes a new frame every tick\n"
                  f"(each panel on its own tick axis)", fontsize=10, y=1 - 0.08 / height)
