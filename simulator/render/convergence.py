@@ -5,11 +5,10 @@ import os
 import warnings
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..files import save_png
 from ..errors import SimulatorError
-from .axes import floored, integer_ticks, log_axis, tick_axis, zero_floor
+from .axes import floored, integer_ticks, log_axis, new_figure, tick_axis, zero_floor
 from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
@@ -56,7 +55,7 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
     main = int(np.argmin(np.abs(eta_x - main_eta)))
     layers = shown_layers(L)
     dot = "o" if ticks.size == 1 else None      # one tick: points, not (invisible) lines
-    fig = Figure(figsize=(11, 4.2), dpi=DPI)
+    fig = new_figure((11, 4.2), DPI, layout=None)
     ax_a, ax_b = fig.subplots(1, 2)
     shown = (errors[main][:, layers], errors[:, :, layer])
     # One zero floor per panel (exact zeros, e.g. η_x = 1 after k ticks, read "0").
@@ -120,7 +119,7 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                                  f"{steps.shape[0]} steps")
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), dpi=DPI)
+    fig = new_figure((4.6 * cols, 3.6 * rows), DPI, layout=None)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for i, (ax, name) in enumerate(zip(axes, names)):
         _band(ax, steps, curves[baseline][split], BASELINE_COLOUR, baseline)
