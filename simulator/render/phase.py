@@ -78,20 +78,14 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     return finish(fig, path, title)
 
 
-def _rule_of(record):
-    rules = record["params"].get("train.rules", "all")
-    return rules if isinstance(rules, str) else "+".join(rules)
-
-
 def accuracy_table(records, value="final_accuracy"):
     """{rule: {hold: (mean, std, n)}} over seeds of the points' ``value``."""
     groups = {}
     for r in records:
-        v = r["summary"].get(value)
-        if v is None:
-            continue
-        hold = r["params"]["stream.hold"]
-        groups.setdefault(_rule_of(r), {}).setdefault(hold, []).append(float(v))
+        v, rule = r["summary"].get(value), r["params"].get("train.rules", "all")
+        if v is not None:
+            rule = rule if isinstance(rule, str) else "+".join(rule)
+            groups.setdefault(rule, {}).setdefault(r["params"]["stream.hold"], []).append(float(v))
     return {rule: {h: (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
                        float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"), len(v))
                    for h, v in sorted(by_hold.items())}
