@@ -36,13 +36,6 @@ def _colour(p, rows):
     return colormaps["viridis"](0.9 * (p - 1) / max(len(rows) - 2, 1))
 
 
-def steady_means(trace):
-    """Per-layer (mean cosine, mean relative error) over the steady window (NaN: none finite)."""
-    start, stop = steady_window(trace)
-    return tuple(_finite_mean(trace[key][start:stop], lambda a: a.sum(axis=0))
-                 for key in ("mismatch_cos", "mismatch_rel"))
-
-
 def _finite_mean(values, total):
     """Mean of the finite ``values`` by ``total`` (a sum along an axis or a window), else NaN."""
     finite = np.isfinite(values)
@@ -165,7 +158,10 @@ def _summary(ax, trace, rows):
     """The steady-state bars (one per layer or vertex) and relative-error dots."""
     n = len(rows)
     positions = np.arange(1, n)
-    cos, rel = (means[rows.order[positions] - 1] for means in steady_means(trace))
+    start, stop = steady_window(trace)
+    columns = rows.order[positions] - 1     # the steady means per row, NaN where none is finite
+    cos, rel = (_finite_mean(trace[key][start:stop], lambda a: a.sum(axis=0))[columns]
+                for key in ("mismatch_cos", "mismatch_rel"))
     ax.bar(positions, np.nan_to_num(cos), color=[_colour(p, rows) for p in positions], width=0.7)
     ax.set(ylim=(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05),
            ylabel="mean cosine (bars)")
@@ -196,7 +192,6 @@ def _summary(ax, trace, rows):
     twin.plot(np.arange(1, n), floored(rel, floor), "o", color="#222222", markersize=4)
     log_axis(twin, rel, NO_DATA, floor=floor)
     twin.set_ylabel("mean relative error (dots)")
-    start, stop = steady_window(trace)
     span = f"tick {start}" if stop - start == 1 else f"ticks {start}–{stop - 1}"
     title = f"steady state, {span}"
     if rows.graph:
