@@ -1,7 +1,6 @@
-"""Gradient-mismatch pictures (SPEC §6): Eq. 5's g[t,l] against backprop as
-cosine and relative error ‖g − G‖/‖G‖ per layer or graph vertex (grey where it
-has no weights) over ticks, a heatmap and the steady state, ls or the sync set
-in amber. A big run draws fewer curves, points and cells; the titles say so.
+"""Gradient-mismatch pictures (SPEC §6): Eq. 5's g[t,l] against backprop as cosine
+and relative error ‖g − G‖/‖G‖ per layer or vertex (grey: no weights) over ticks,
+as a heatmap and in the steady state; a big run draws less, and its titles say so.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -69,9 +68,8 @@ def _curves(ax, trace, rows, key, ylabel, title):
     k, idx = drawn(0, len(ticks), MAX_POINTS)
     # Every row with weights in a small network, else the first, the sync rows and the last.
     weighted = _weighted(trace, rows)
-    shown = weighted
-    if len(weighted) > ALL_CURVES:
-        shown = sorted({weighted[0], weighted[-1]} | (set(rows.sync) & set(weighted)))[:MAX_CURVES]
+    shown = weighted if len(weighted) <= ALL_CURVES else sorted(
+        {weighted[0], weighted[-1]} | (set(rows.sync) & set(weighted)))[:MAX_CURVES]
     floor = zero_floor(trace[key]) if log else None
     window = 1 if len(idx) <= SMOOTH_FROM else int(np.ceil(len(idx) / SMOOTH_WINDOWS))
     for p in shown:
