@@ -1,12 +1,8 @@
-"""Renderers: pictures drawn from recorded arrays; they never simulate.
+"""Renderers: pictures drawn from recorded arrays (matplotlib on Agg, no pyplot).
 
-The figure builders of a diffusion Trace (``simulator.simulate`` or
-``Trace.load(folder)``): ``waves`` (waves.png), ``mismatch`` (mismatch.png),
-``gif_frame``/``gif_figure``/``write_gif`` (waves.gif) and ``write_pictures``
-(all three, as a run writes them); draw a part of a run with
-``trace.select(ticks=..., layers=..., neurons=...)``. Figures are matplotlib
-Figures on the Agg canvas (no pyplot). The other kinds' pictures live in the
-submodules (convergence, levels, learning, locking, phase).
+Here the public, argument-checked builders of a diffusion Trace's waves.png,
+mismatch.png and waves.gif (``trace.select`` draws a part of a run); the other
+kinds' pictures live in the submodules.
 """
 import functools
 import inspect
@@ -25,8 +21,7 @@ from .raster import colourings
 
 
 def _entry(func):
-    """``func`` as a public entry: its arguments checked by name before it runs
-    (``_check_entry``); size and color are checked by the builders themselves."""
+    """``func`` with its arguments checked by name (size, color: by the builders)."""
     signature = inspect.signature(func)
 
     @functools.wraps(func)
@@ -36,33 +31,25 @@ def _entry(func):
             given = signature.bind(*args, **kwargs).arguments
         except TypeError as exc:
             raise SimulatorError(f"{call}: {exc}") from None
-        _check_entry(call, given)
+        if "trace" in given:
+            check_type(call, "trace", given["trace"], Trace,
+                       "a simulator.Trace (simulator.simulate or Trace.load(folder))")
+        if "fig" in given:
+            check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
+        if "path" in given:
+            check_path(call, "path", given["path"])
+        if "folder" in given:
+            check_path(call, "folder", given["folder"], folder=True)
+        if "every" in given:
+            check_int(call, "every", given["every"], 1)
+        windows = given.get("windows", ())
+        if isinstance(windows, (str, bytes)) or not isinstance(windows, (list, tuple)):
+            fail(call, "windows", "a list of (start, stop) tick pairs", windows)
+        if "row" in given:
+            rows = len(given["trace"].ticks)
+            check_int(call, "row", given["row"], -rows, rows - 1)
         return func(*args, **kwargs)
     return entry
-
-
-def _check_entry(call, given):
-    """Check the bound arguments ``given``: ``trace`` a Trace, ``fig`` a Figure,
-    ``path``/``folder`` in an existing folder, ``every`` >= 1, ``windows`` a
-    list of (start, stop) pairs, ``row`` a recorded row of the trace."""
-    trace = given.get("trace")
-    if "trace" in given:
-        check_type(call, "trace", trace, Trace, "a simulator.Trace (simulator.simulate or "
-                   "Trace.load(folder))")
-    if "fig" in given:
-        check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
-    if "path" in given:
-        check_path(call, "path", given["path"])
-    if "folder" in given:
-        check_path(call, "folder", given["folder"], folder=True)
-    if "every" in given:
-        check_int(call, "every", given["every"], 1)
-    windows = given.get("windows", ())
-    if isinstance(windows, (str, bytes)) or not isinstance(windows, (list, tuple)):
-        fail(call, "windows", "a list of (start, stop) tick pairs", windows)
-    if "row" in given:
-        rows = len(trace.ticks)
-        check_int(call, "row", given["row"], -rows, rows - 1)
 
 
 raster_figure = _entry(raster.raster_figure)
@@ -106,10 +93,9 @@ def gif_frame(trace, row, size=DEFAULT_SIZE, color="magnitude"):
 @_entry
 def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE,
                    color="both", windows=()):
-    """Draw a diffusion run's pictures into ``folder``: waves.png (as ``waves``)
-    and mismatch.png when ``png``, waves.gif (every ``every``-th tick, ``size`` =
-    (width, height) pixels, the first colouring of ``color``) when ``gif``.
-    Returns {file name: path}."""
+    """Draw a diffusion run's waves.png and mismatch.png (``png``) and waves.gif
+    (``gif``: every ``every``-th tick, ``size`` pixels, the first colouring of
+    ``color``) into ``folder``. Returns {file name: path}."""
     first = colourings(color)[0]           # checks color, GIF or not
     written = {}
     if png:

@@ -1,11 +1,7 @@
-"""Axis helpers every plot shares, so degenerate data draw instead of raising.
-
-A panel may have exact zeros (the clamped top layer, an exact gradient), only
-NaN (an undefined quantity) or no ticks at all. A log axis cannot show 0, so
-exact zeros are drawn on a labelled floor (``zero_floor``) with a tick reading
-"0"; ``log_axis`` fixes the limits from the finite values, so matplotlib's
-'Data cannot be log-scaled' and NaN limits cannot happen; ``no_data`` writes a
-note where there is nothing to draw.
+"""Figure and axis helpers every plot shares, so degenerate data draw instead
+of raising: exact zeros sit on a log axis's floor, ticked "0" (``zero_floor``,
+``log_axis``, limits from the finite values only); a panel without a finite
+value gets a note (``no_data``).
 """
 import textwrap
 
@@ -19,9 +15,7 @@ from ..files import save_png
 
 LOG_FLOOR = 1e-17                       # zeros' floor when a panel has no positive value
 EMPTY_LOG_RANGE = (LOG_FLOOR, 10.0)     # the log axis of a panel without a finite value
-# The widest log axis drawn (values beyond it sit at its edge): matplotlib's
-# decade ticks overflow on an axis reaching towards 1e308.
-LOG_LIMIT = 1e100
+LOG_LIMIT = 1e100    # the widest log axis drawn: decade ticks overflow towards 1e308
 TITLE_MARGIN_PX = 8
 
 
@@ -52,8 +46,8 @@ def finish(fig, path, title=""):
 
 
 def zero_floor(values):
-    """Where exact zeros of ``values`` are drawn on a log axis: one decade below
-    the decade of the smallest positive finite value (LOG_FLOOR if none)."""
+    """Where exact zeros of ``values`` sit on a log axis: a decade below the smallest
+    positive finite value's decade (LOG_FLOOR if none)."""
     v = np.asarray(values, dtype=float)
     positive = v[np.isfinite(v) & (v > 0)]
     if not positive.size:
@@ -83,8 +77,7 @@ class _FromFloor(Locator):
         self.base.set_axis(axis)
 
     def __call__(self):
-        lo, hi = self.axis.get_view_interval()
-        return self.tick_values(lo, hi)
+        return self.tick_values(*self.axis.get_view_interval())
 
     def tick_values(self, vmin, vmax):
         ticks = [t for t in self.base.tick_values(vmin, vmax) if t > self.floor * 1.5]
@@ -105,10 +98,9 @@ class _ZeroFormatter(LogFormatterSciNotation):
 
 
 def log_axis(ax, values, note, margin=3.0, floor=None):
-    """Put ``ax``'s y axis on a log scale, limits from the finite ``values``
-    widened by the factor ``margin``. Exact zeros (drawn by the caller at
-    ``floored(v, floor)``) get a tick "0" and a dotted line at the floor. With
-    no finite value: a fixed range and ``note``. Returns whether there was any."""
+    """Put ``ax``'s y axis on a log scale, limits from the finite ``values`` widened by
+    ``margin``; exact zeros (drawn at ``floored(v, floor)``) get a tick "0" and a dotted
+    line; no finite value: a fixed range and ``note``. Returns whether there was one."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     floor = zero_floor(v) if floor is None else floor
@@ -138,10 +130,8 @@ def log_axis(ax, values, note, margin=3.0, floor=None):
 
 
 def fit_suptitle(fig, text, fontsize=10):
-    """Set ``text`` as ``fig``'s suptitle, wrapped at words to stay
-    TITLE_MARGIN_PX inside the canvas. Returns the title Text."""
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
+    """Set ``text`` as ``fig``'s suptitle (a ``new_figure``), wrapped at words to
+    stay TITLE_MARGIN_PX inside the canvas. Returns the title Text."""
     renderer = fig.canvas.get_renderer()
     room = fig.bbox.width - 2 * TITLE_MARGIN_PX
     width = max(len(line) for line in str(text).splitlines() or [""])

@@ -1,17 +1,14 @@
-"""Activation Relaxation pictures (paper 001): convergence curves (Fig. 1 a/b)
-and accuracy of AR variants against backprop (Figs. 2 and 3), drawn from
-exactly what a run saves (relaxation.npz, training.npz; see
-``experiments.activation_relaxation``), so a run is redrawn from its files alone.
+"""Activation Relaxation pictures (paper 001): convergence (Fig. 1 a/b) and AR
+variants' accuracy against backprop (Figs. 2, 3), drawn from the saved arrays alone.
 """
 import os
 import warnings
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..files import save_png
 from ..errors import SimulatorError
-from .axes import floored, integer_ticks, log_axis, tick_axis, zero_floor
+from .axes import floored, integer_ticks, log_axis, new_figure, tick_axis, zero_floor
 from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
@@ -19,7 +16,6 @@ DPI = 100
 NO_ERROR = "no defined error:\nthe fixed point is 0 in every layer drawn"
 MAX_LAYER_CURVES = 10      # panel (a) draws at most this many hidden layers
 BASELINE_COLOUR = "#000000"
-# Fixed colours per curve so tests (and readers) can find each one.
 LAYER_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
                  "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
@@ -30,8 +26,7 @@ def layer_colour(index):
 
 
 def shown_layers(depth, limit=MAX_LAYER_CURVES):
-    """The hidden layers 1..L−1 drawn as curves: all of them, or ``limit``
-    evenly spaced ones from 1 to L−1 in a deep network."""
+    """The hidden layers 1..L−1 drawn as curves: all, or ``limit`` evenly spaced ones."""
     hidden = np.arange(1, depth)
     if hidden.size <= limit:
         return hidden.tolist()
@@ -40,11 +35,11 @@ def shown_layers(depth, limit=MAX_LAYER_CURVES):
 
 def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
                      title="Activation Relaxation: convergence to ∂ℓ/∂x^l"):
-    """Fig. 1 of paper 001 from recorded arrays. ``errors`` (E, K+1, L+1) is the
+    """Write Fig. 1 of paper 001 at ``path``. ``errors`` (E, K+1, L+1): the
     relative error ‖x^l_n − ∂ℓ/∂x^l‖/‖∂ℓ/∂x^l‖ per η_x, tick and layer (input
-    column ignored); ``predicted`` (same shape, optional) is the linear
-    analysis, drawn dashed. Panel (a): every hidden layer at the η_x closest
-    to ``main_eta``; panel (b): layer ``layer`` for every η_x."""
+    column ignored); ``predicted`` (same shape): the linear analysis, dashed.
+    Panel (a): the hidden layers at the η_x closest to ``main_eta``; (b):
+    ``layer`` at every η_x."""
     errors = np.asarray(errors, dtype=float)
     eta_x = np.atleast_1d(np.asarray(eta_x, dtype=float))
     if errors.ndim != 3 or errors.shape[0] != eta_x.shape[0] or errors.shape[2] < 2:
@@ -60,7 +55,7 @@ def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
     main = int(np.argmin(np.abs(eta_x - main_eta)))
     layers = shown_layers(L)
     dot = "o" if ticks.size == 1 else None      # one tick: points, not (invisible) lines
-    fig = Figure(figsize=(11, 4.2), dpi=DPI)
+    fig = new_figure((11, 4.2), DPI, layout=None)
     ax_a, ax_b = fig.subplots(1, 2)
     shown = (errors[main][:, layers], errors[:, :, layer])
     # One zero floor per panel (exact zeros, e.g. η_x = 1 after k ticks, read "0").
@@ -102,8 +97,7 @@ def _band(ax, x, runs, colour, label):
     with warnings.catch_warnings():
         # all-NaN columns (every seed diverged) are meant to draw nothing
         warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(runs, axis=0)
-        std = np.nanstd(runs, axis=0)
+        mean, std = np.nanmean(runs, axis=0), np.nanstd(runs, axis=0)
     # A single evaluation is a point, which a line alone would not show.
     ax.plot(x, mean, color=colour, lw=2.5, label=label, marker="o" if len(x) == 1 else None)
     if runs.shape[0] > 1:
@@ -112,10 +106,9 @@ def _band(ax, x, runs, colour, label):
 
 def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                   title="Activation Relaxation vs backprop (digits)"):
-    """Figs. 2–3 of paper 001: accuracy against minibatch updates, mean ± std
-    over seeds, a panel per AR variant with the ``baseline`` (black) in each
-    (or alone). ``curves[name][split]``: (seeds, len(steps)), NaN after a run
-    diverged."""
+    """Write Figs. 2–3 of paper 001 at ``path``: accuracy against ``steps``, mean ± std
+    over seeds, a panel per AR variant with the ``baseline`` (black) in each (or alone).
+    ``curves[name][split]``: (seeds, len(steps)), NaN after a run diverged."""
     steps = np.asarray(steps)
     if baseline not in curves:
         raise SimulatorError(f"curves have no baseline {baseline!r}; got {sorted(curves)}")
@@ -126,10 +119,9 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                                  f"{steps.shape[0]} steps")
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), dpi=DPI)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for i, name in enumerate(names):
-        ax = axes[i // cols][i % cols]
+    fig = new_figure((4.6 * cols, 3.6 * rows), DPI, layout=None)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, (ax, name) in enumerate(zip(axes, names)):
         _band(ax, steps, curves[baseline][split], BASELINE_COLOUR, baseline)
         if name is not None:
             _band(ax, steps, curves[name][split], layer_colour(i), f"AR {name}")
@@ -140,8 +132,8 @@ def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
         ax.set(xlabel="minibatch updates", ylabel=f"{split} accuracy", ylim=(0.0, 1.02))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    for j in range(len(names), rows * cols):
-        axes[j // cols][j % cols].axis("off")
+    for ax in axes[len(names):]:
+        ax.axis("off")
     return _save(fig, path, title)
 
 
@@ -149,11 +141,9 @@ WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the pa
 
 
 def draw_converge(folder, arrays, png=True, gif=True):
-    """Draw an ``ar_converge`` run into ``folder`` from its saved arrays
-    (relaxation.npz, any mapping): ar_convergence.png (Fig. 1 a/b) when ``png``,
-    and the relaxation wave ‖x^l_n − x^l_{n−1}‖ per hidden layer and tick for the
-    η_x closest to WAVE_ETA (relaxation_wave.png, .gif when ``gif``).
-    Returns {file name: path}."""
+    """Draw an ``ar_converge`` run's ``arrays`` (relaxation.npz) into ``folder``:
+    ar_convergence.png (Fig. 1) and relaxation_wave.png/.gif (‖x^l_n − x^l_{n−1}‖
+    at the η_x closest to WAVE_ETA) as ``png``/``gif`` ask. Returns {file name: path}."""
     folder = os.fspath(folder)
     errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     variant = str(arrays["variant"]) if "variant" in arrays else ""
@@ -176,20 +166,14 @@ def draw_converge(folder, arrays, png=True, gif=True):
     return written
 
 
-def train_curves(arrays, baseline="backprop"):
-    """``curves[name][split]`` (seeds × evaluations) from training.npz-style
-    arrays keyed ``test_<name>`` / ``train_<name>``, the baseline first."""
-    names = [k[len("test_"):] for k in arrays if k.startswith("test_")]
-    names = sorted(names, key=lambda n: n != baseline)      # stable: variants keep their order
-    return {n: {split: np.atleast_2d(np.asarray(arrays[f"{split}_{n}"], dtype=float))
-                for split in ("test", "train")} for n in names}
-
-
 def draw_train(folder, arrays, baseline="backprop"):
-    """Draw an ``ar_train`` run into ``folder`` from its saved arrays
-    (training.npz, any mapping): ar_accuracy.png (test accuracy, Figs. 2–3)
-    and ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
-    folder = os.fspath(folder)
-    steps, curves = np.asarray(arrays["steps"]), train_curves(arrays, baseline)
+    """Draw an ``ar_train`` run's ``arrays`` (training.npz: ``steps``, ``test_<name>``,
+    ``train_<name>``) into ``folder``: ar_accuracy.png (test accuracy, Figs. 2–3) and
+    ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
+    folder, steps = os.fspath(folder), np.asarray(arrays["steps"])
+    names = sorted((k[len("test_"):] for k in arrays if k.startswith("test_")),
+                   key=lambda n: n != baseline)      # the baseline first; variants keep order
+    curves = {n: {split: np.atleast_2d(np.asarray(arrays[f"{split}_{n}"], dtype=float))
+                  for split in ("test", "train")} for n in names}
     return {name: plot_accuracy(os.path.join(folder, name), steps, curves, baseline, split=split)
             for name, split in (("ar_accuracy.png", "test"), ("ar_accuracy_train.png", "train"))}

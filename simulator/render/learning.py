@@ -1,18 +1,14 @@
-"""Learning curves of a `train` run (learning.png), drawn from the curves dict
-that ``simulator.experiments.training`` returns or stores in results.json.
-"""
+"""Learning curves of a `train` run (learning.png) from its curves dict (results.json)."""
 import numpy as np
 from matplotlib.lines import Line2D
 
 from .axes import finish, new_figure
 
-# Fixed colour per rule so every picture and test finds the same curve.
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
                 "itd-dy": "#8c564b"}
 LAYER_STYLES = ("-", "--", ":", "-.")
 LEGEND_PT = 8
-# Angle panels: curve key -> (y label, y top)
 ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),
                 "angles": ("angle(W_l, F_l) [deg]", 100)}
 
@@ -23,22 +19,20 @@ def rule_colour(rule):
 
 
 def render_learning(curves, path, title=""):
-    """Write learning.png against tick: test accuracy (classes only), test loss
-    (log), per layer the angle of each rule's update to backprop's gradient and
-    of W to F (rules whose feedback is not W); a colour per rule, a diverged
-    rule's curve ending in ×."""
+    """Write learning.png against tick: test accuracy (classes only), test loss (log),
+    per layer the angles of each rule's update to backprop's gradient and of W to F;
+    a colour per rule, a diverged rule's curve ending in ×."""
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
-    aligned = [r for r, c in curves.items() if any(len(a) for a in c["angles"])]
-    # results.json written before the gradient angles were measured has none
-    misaligned = [r for r, c in curves.items() if any(len(a) for a in c.get("grad_angles", []))]
-    panels = (["accuracy"] * classify + ["loss"] + ["grad_angles"] * bool(misaligned)
-              + ["angles"] * bool(aligned))
+    # the rules with angles of each kind (an older results.json has no grad_angles)
+    angled = {key: [r for r, c in curves.items() if any(len(a) for a in c.get(key, []))]
+              for key in ANGLE_PANELS}
+    panels = ["accuracy"] * classify + ["loss"] + [key for key in ANGLE_PANELS if angled[key]]
     fig = new_figure((4.2 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
-        if panel in ANGLE_PANELS:
-            _draw_angles(ax, curves, aligned if panel == "angles" else misaligned, panel)
+        if panel in angled:
+            _draw_angles(ax, curves, angled[panel], panel)
         else:
             _draw_metric(ax, curves, panel)
     handles = [Line2D([], [], color=rule_colour(rule), lw=1.8, label=rule) for rule in curves]

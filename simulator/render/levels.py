@@ -1,8 +1,7 @@
 """Raster and GIF of one backward-travelling quantity per level and tick (AR's
-relaxation wave, predictive coding's error wave), in the diffusion pictures'
-blue. The shade follows log10 of the value on one scale for the whole record
-(``wave_range``), keyed by a colour bar; +inf is darkest, an exact 0 white.
-Each GIF frame fills the raster up to its tick, with a cursor and a bar per level.
+relaxation wave, predictive coding's error wave) in blue shades of log10 |value|
+on one scale for the whole record; +inf darkest, 0 white. A GIF frame fills the
+raster up to its tick, with a cursor and a bar per level.
 """
 import os
 
@@ -25,15 +24,12 @@ NAVY = np.array([0.05, 0.14, 0.42])      # the strongest shade (still lighter th
 INK = "#333333"                          # text and axes of the GIF, lighter than the cursor
 ZERO_NOTE = "white: exactly 0"
 # light blue (the weakest present wave of the diffusion pictures) -> blue -> navy
-WAVE_CMAP = LinearSegmentedColormap.from_list(
-    "tickprop_wave", [mix(0.0, FLOOR), BLUE, NAVY])
+WAVE_CMAP = LinearSegmentedColormap.from_list("tickprop_wave", [mix(0.0, FLOOR), BLUE, NAVY])
 
 
 def wave_range(values):
-    """(lo, hi) log10 magnitudes the shading spans: hi from the largest finite
-    non-zero |value|, lo from the smallest but at most DECADES below hi (and at
-    least 1 below it, so a constant record still has a scale); (−1, 0) when
-    nothing is finite and non-zero."""
+    """(lo, hi) log10 magnitudes the shading spans: the finite non-zero |values|'
+    range, at most DECADES and at least 1 wide; (−1, 0) when there is none."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = v[np.isfinite(v) & (v > 0)]
     if not len(finite):
@@ -44,8 +40,7 @@ def wave_range(values):
 
 
 def wave_levels(values):
-    """Levels FLOOR..1 from log10 magnitudes over ``wave_range``; 0 where the
-    value is 0 (nothing there); 1 where infinite."""
+    """Levels FLOOR..1 from log10 magnitudes over ``wave_range``; 0 at 0, 1 at inf."""
     v = np.abs(np.asarray(values, dtype=float))
     finite = np.isfinite(v) & (v > 0)
     lo, hi = wave_range(v)
@@ -55,16 +50,14 @@ def wave_levels(values):
 
 
 def wave_rgb(values):
-    """(levels, ticks, 3) uint8 image of ``values`` (ticks × levels), top row =
-    highest level: EMPTY at level 0, light blue at FLOOR through blue to navy."""
+    """(levels, ticks, 3) uint8 image of ``values`` (ticks × levels), highest level on top."""
     levels = wave_levels(np.asarray(values).T)[::-1]
     rgb = WAVE_CMAP(np.clip((levels - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., :3]
     return to_bytes(np.where((levels > 0)[..., None], rgb, EMPTY))
 
 
 def colour_bar(fig, cax, values, fontsize, ax=None):
-    """The colour bar of the shading on ``cax`` (or beside ``ax``): log10 of
-    the value over ``wave_range``; its label says that white means exactly 0."""
+    """The colour bar of the log10 shading on ``cax`` (or beside ``ax``)."""
     lo, hi = wave_range(values)
     bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), WAVE_CMAP), cax=cax, ax=ax,
                        fraction=0.04, pad=0.02)
@@ -79,9 +72,8 @@ def _title(title, values):
 
 
 def write_wave_png(path, values, title, level_label, level_names=None, tick_label="tick"):
-    """Raster of ``values`` (ticks × levels, column 0 drawn at the bottom) as a
-    PNG written atomically, with a colour bar of its log10 scale;
-    ``level_names`` label the rows."""
+    """Write the raster of ``values`` (ticks × levels, column 0 at the bottom)
+    as a PNG at ``path``, rows labelled ``level_names``; returns ``path``."""
     values = np.asarray(values, dtype=float)
     fig = new_figure((8, 3.8))
     ax = fig.add_subplot(1, 1, 1)
@@ -99,8 +91,7 @@ def write_wave_png(path, values, title, level_label, level_names=None, tick_labe
 
 
 def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
-    """Limits and labels of a (ticks, levels) raster on ``ax``, at most 20
-    labelled rows (every k-th level), a note when there are no ticks."""
+    """Limits and labels (at most 20 rows) of a (ticks, levels) raster on ``ax``."""
     ticks, n_levels = shape
     ax.set(xlim=(-0.5, max(ticks, 1) - 0.5), ylim=(-0.5, n_levels - 0.5))
     ax.set_xlabel(tick_label, **font)
@@ -117,16 +108,13 @@ def _level_axes(ax, shape, level_label, level_names, tick_label, **font):
 
 
 class LevelAnimator(IndexedFigure):
-    """The labelled static figure of a level wave, drawn once, and its frames
-    composed as palette indices (``indices``) or RGB (``render``)."""
+    """A level wave's static figure, drawn once, and its frames (``indices``, ``render``)."""
 
     def __init__(self, values, size=DEFAULT_SIZE, title="", level_label="level",
                  level_names=None, tick_label="tick"):
         self.values = np.asarray(values, dtype=float)
         self.ticks, self.n_levels = self.values.shape
         self.col_step = frame_step(self.ticks, 1, MAX_COLUMNS)
-        columns = self.values[::self.col_step]
-        self.image = wave_rgb(columns) if self.ticks else None        # (levels, cols, 3)
         self.range = wave_range(self.values)
         self.tick_label = tick_label
         self._figure(size, title, level_label, level_names, tick_label)
@@ -171,8 +159,8 @@ class LevelAnimator(IndexedFigure):
         self.col_tick = np.clip(np.rint(xs).astype(int), 0, T - 1)     # tick under a pixel column
         image_row = n - 1 - np.clip(np.rint(ys).astype(int), 0, n - 1)  # top = highest level
         if self.ticks:
-            cells = self.image[image_row][:, self.col_tick // self.col_step]
-            self.cells = self.palette.index(cells)
+            image = wave_rgb(self.values[::self.col_step])        # (levels, columns, 3)
+            self.cells = self.palette.index(image[image_row][:, self.col_tick // self.col_step])
         ends = [[int(round(self._to_pixel(self.now_ax, 0, k + d)[1])) for d in (0.35, -0.35)]
                 for k in range(n)]
         self.bar_rows = [(a, max(b, a + 1)) for a, b in ends]     # pixel rows of level k's bar
@@ -181,8 +169,7 @@ class LevelAnimator(IndexedFigure):
         self.tick_at = (self._to_pixel(ax, T - 0.5, n - 0.5)[0], self.box[0] - 3 * self.scale)
 
     def frame_ticks(self):
-        """Ticks that become frames: every k-th, at most MAX_FRAMES and the
-        frame budget of this size; [None] (one empty frame) without ticks."""
+        """Ticks that become frames (every k-th, within the frame limit); [None] without ticks."""
         if not self.ticks:
             return [None]
         return list(range(0, self.ticks, frame_step(self.ticks, 1,
@@ -217,9 +204,7 @@ class LevelAnimator(IndexedFigure):
 
 def write_wave_gif(path, values, fps=20, title="", level_label="level", level_names=None,
                    tick_label="tick", size=DEFAULT_SIZE):
-    """Animated GIF of ``values`` (ticks × levels) at ``path``, written
-    atomically one frame at a time (the module docstring says what a frame
-    shows); no ticks: one empty frame. Returns ``path``."""
+    """Write the GIF of ``values`` (ticks × levels) at ``path`` frame by frame; returns ``path``."""
     anim = LevelAnimator(values, size, title, level_label, level_names, tick_label)
     gifstream.write_gif(os.fspath(path), (anim.indices(t) for t in anim.frame_ticks()),
                         anim.palette.colours, gif_duration(fps))

@@ -1,10 +1,7 @@
-"""The locking picture (SPEC §5): backprop's locked schedule and the tick
-engine's pipelined one side by side, layer × tick, each panel on its own tick
-axis and as wide as its schedule is long (``panel_shares``). A layer's row
-shows forward work in its lower half and backward work (lighter) in its upper
-half, coloured by frame (categorical, keyed by the legend), grey where idle.
-The optional GIF sweeps a tick cursor over both (a finished schedule keeps it
-on its last tick).
+"""The locking picture (SPEC §5): backprop's locked schedule beside the tick
+engine's pipelined one, layer × tick, each panel as wide as its schedule is
+long. A layer's row shows forward work in its lower half, backward work
+(lighter) in its upper half, coloured by frame; the GIF sweeps a tick cursor.
 """
 import os
 
@@ -56,10 +53,9 @@ def _panel(ax, name, sched, depth):
     for l in range(1, depth):
         ax.axhline(l + 0.5, color="white", linewidth=1.0)
     if T <= LABEL_LIMIT:
-        for l in range(depth):
-            for t in np.flatnonzero(sched["forward"][l] >= 0):
-                ax.text(t, l + 1 - 0.25, str(sched["forward"][l, t]), ha="center", va="center",
-                        fontsize=CELL_PT, color="white")
+        for l, t in zip(*np.nonzero(sched["forward"] >= 0)):
+            ax.text(t, l + 1 - 0.25, str(sched["forward"][l, t]), ha="center", va="center",
+                    fontsize=CELL_PT, color="white")
     ax.set_title(f"{NAMES[name]}\nutilisation {100 * sched['utilisation']:.0f}% "
                  f"(steady {100 * sched['steady_utilisation']:.0f}%)\n"
                  f"{sched['frames_per_tick']:.3f} frames/tick "
@@ -68,8 +64,7 @@ def _panel(ax, name, sched, depth):
 
 
 def panel_shares(ticks, least=MIN_SHARE):
-    """Panel widths (summing to 1) proportional to the schedules' ``ticks``, but
-    none under ``least``, so a short schedule stays readable."""
+    """Panel widths (summing to 1) proportional to ``ticks``, none under ``least``."""
     ticks = np.asarray(ticks, dtype=float)
     share = ticks / ticks.sum()
     small = share < least
@@ -79,25 +74,23 @@ def panel_shares(ticks, least=MIN_SHARE):
     return share
 
 
-def locking_figure(depth, frames, result=None):
+def locking_figure(depth, frames):
     """The locking.png figure; returns (figure, {schedule name: axes}, schedules)."""
-    result = result or schedules(depth, frames)
+    result = schedules(depth, frames)
     L, F = result["depth"], result["frames"]
-    names = ("backprop", "pipelined")
     height = 2.6 + 0.3 * L
     fig = new_figure((12, height), DPI, layout=None)
     grid = fig.add_gridspec(1, 2, left=0.05, right=0.98, bottom=0.95 / height,
                             top=1 - 1.25 / height, wspace=0.1,
-                            width_ratios=panel_shares([result[n]["ticks"] for n in names]))
-    axes = {name: fig.add_subplot(grid[0, j]) for j, name in enumerate(names)}
+                            width_ratios=panel_shares([result[n]["ticks"] for n in NAMES]))
+    axes = {name: fig.add_subplot(grid[0, j]) for j, name in enumerate(NAMES)}
     for name, ax in axes.items():
         _panel(ax, name, result[name], L)
     handles = [Patch(color=frame_colour(0), label="forward work (lower half), colour = frame"),
                Patch(color=frame_colour(0, True), label="backward work (upper half)"),
                Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="idle")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
-    # A fixed distance from the top in inches, so a tall figure (deep network)
-    # keeps its title clear of the panel titles.
+    # y: a fixed distance in inches from the top, so a tall figure's title clears the panels'
     fig.suptitle(f"{F} frames through L = {L} layers: backprop needs 2L = {2 * L} ticks per "
                  f"frame; the tick engine takes a new frame every tick\n"
                  f"(each panel on its own tick axis)", fontsize=10, y=1 - 0.08 / height)
@@ -105,9 +98,8 @@ def locking_figure(depth, frames, result=None):
 
 
 def _locking_frames(fig, axes, span, every):
-    """(frames, palette) of the GIF: the figure with a cursor every ``every``
-    ticks (or every k-th, said in a note, within the frame limit); ``frames``
-    yields each frame's palette indices lazily."""
+    """(frames, palette colours) of the GIF: a cursor every ``every`` ticks (or
+    every k-th, noted, within the frame limit); ``frames`` yields palette indices."""
     width, height = fig.canvas.get_width_height()
     step = frame_step(span, every, frame_limit(width, height))
     if step != every:
@@ -135,8 +127,8 @@ def _locking_frames(fig, axes, span, every):
 
 
 def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None, fps=10):
-    """Write locking.png into ``folder`` when ``png`` and locking.gif when ``gif``,
-    ``size`` (width, height) pixels (default: 12 in wide). Returns {file name: path}."""
+    """Write locking.png (``png``) and locking.gif (``gif``) into ``folder``, ``size``
+    (width, height) pixels (default: 12 in wide). Returns {file name: path}."""
     if not os.path.isdir(folder):
         raise SimulatorError(f"{folder}: not a folder to write pictures into")
     fig, axes, result = locking_figure(depth, frames)
@@ -147,9 +139,8 @@ def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None
     if gif:
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
-        span = max(result["backprop"]["ticks"], result["pipelined"]["ticks"])
-        images, colours = _locking_frames(fig, axes, span, int(every))
-        path = os.path.join(folder, "locking.gif")
-        gifstream.write_gif(path, images, colours, gif_duration(fps))
-        written["locking.gif"] = path
+        images, colours = _locking_frames(fig, axes, max(result[n]["ticks"] for n in NAMES),
+                                          int(every))
+        written["locking.gif"] = os.path.join(folder, "locking.gif")
+        gifstream.write_gif(written["locking.gif"], images, colours, gif_duration(fps))
     return written

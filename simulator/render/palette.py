@@ -1,12 +1,7 @@
-"""The colours every wave picture shares, so the raster, the GIF and the docs agree.
-
-A cell (tick, layer), or a neuron in the GIF, is coloured from two levels in
-[0, 1] (0: absent): the forward wave's (red) and the backward wave's (blue);
-where both are present the level-weighted mix comes out purple (the paper's
-"red-blue neurons"). Levels come from magnitudes (per layer, on one scale for
-the whole run, so nothing flickers) or from frame tags: shades cycling with the
-stream frame where frames last at least WIDE_BAND columns, else dark stripes on
-a light ground every p-th frame (thin diagonals of x and δ that cross visibly).
+"""The colours every wave picture shares: a cell or neuron is coloured from the
+forward wave's level (red) and the backward wave's (blue), in [0, 1] (0: absent),
+both present mixing to purple (the paper's "red-blue neurons"); levels come from
+magnitudes (one scale per layer for the run, so nothing flickers) or frame tags.
 """
 import numpy as np
 
@@ -19,8 +14,7 @@ CURSOR_COLOUR = "#111111"
 SYNC_COLOUR = "#111111"        # the sync overlay: g pairs x and δ of one stream frame
 FLOOR = 0.4                    # the least level of a present wave, so it stays visible
 TAG_LEVELS = np.array([1.0, 0.5, 0.8, 0.4])   # shades by frame, neighbours far apart
-# Frames shorter than WIDE_BAND columns are striped (every p-th frame dark on a
-# TAG_GROUND level, stripes at least STRIPE_SPACING columns apart).
+# Frames thinner than WIDE_BAND columns are striped, STRIPE_SPACING columns apart.
 WIDE_BAND = 4
 STRIPE_SPACING = 8
 TAG_GROUND = 0.45
@@ -32,17 +26,13 @@ def from_hex(colour):
 
 
 def mix(fwd, bwd, strength="max", lean=1):
-    """RGB floats (..., 3) for forward levels ``fwd`` and backward levels ``bwd``
-    (same shape, in [0, 1], 0 = absent): red, blue, or where both are present
-    a hue weighted (1 + level) ** ``lean`` toward the stronger (purple even when
-    one is much weaker; ``lean`` up to 1.8 keeps every mean mix of levels ≥
-    FLOOR purple), lightened toward EMPTY as the ``strength`` of the two falls:
-    their 'max' (a weak wave under a strong one shows as hue) or 'mean' (bands
-    of both waves show where they cross)."""
-    fwd = np.clip(np.nan_to_num(np.asarray(fwd, dtype=float)), 0.0, 1.0)
-    bwd = np.clip(np.nan_to_num(np.asarray(bwd, dtype=float)), 0.0, 1.0)
-    wf = np.where(fwd > 0, (1.0 + fwd) ** lean, 0.0)
-    wb = np.where(bwd > 0, (1.0 + bwd) ** lean, 0.0)
+    """RGB floats (..., 3) for forward and backward levels ``fwd``, ``bwd`` (in [0, 1],
+    0 = absent): red, blue, or where both are present a hue weighted (1 + level) **
+    ``lean`` toward the stronger (still purple for ``lean`` ≤ 1.8 and levels ≥ FLOOR),
+    lightened toward EMPTY as the ``strength`` of the two falls: their 'max' (a weak
+    wave under a strong one shows as hue) or 'mean' (crossing bands of both show)."""
+    fwd, bwd = (np.clip(np.nan_to_num(np.asarray(v, dtype=float)), 0.0, 1.0) for v in (fwd, bwd))
+    wf, wb = (np.where(v > 0, (1.0 + v) ** lean, 0.0) for v in (fwd, bwd))
     total = wf + wb
     safe = np.where(total > 0, total, 1.0)[..., None]
     hue = (wf[..., None] * RED + wb[..., None] * BLUE) / safe
@@ -58,9 +48,8 @@ def to_bytes(rgb):
 
 
 def magnitude_levels(values, present, scale):
-    """Levels FLOOR..1 proportional to ``values / scale`` where ``present``, 0 elsewhere.
-    ``scale`` broadcasts against ``values`` (e.g. a per-layer maximum) and is fixed
-    for a whole run, so the colour of a value never changes between frames."""
+    """Levels FLOOR..1 proportional to ``values / scale`` where ``present``, 0 elsewhere;
+    ``scale`` broadcasts against ``values`` (e.g. a per-layer maximum)."""
     values = np.abs(np.nan_to_num(np.asarray(values, dtype=float)))
     scale = np.asarray(scale, dtype=float)
     safe = np.where(scale > 0, scale, 1.0)
@@ -69,9 +58,10 @@ def magnitude_levels(values, present, scale):
 
 
 def tag_levels(frames, present, period=0):
-    """Levels from integer stream-frame indices, 0 where not ``present``.
-    ``period`` 0: a shade per frame, cycling through TAG_LEVELS; p > 0: level
-    1 for every p-th frame (index ≡ 0 mod p), TAG_GROUND for the others."""
+    """Levels from integer stream-frame indices, 0 where not ``present``:
+    ``period`` 0 (frames at least WIDE_BAND columns wide) a shade per frame
+    cycling through TAG_LEVELS; p > 0 (thin frames, drawn as stripes that cross
+    visibly) 1 for every p-th frame, TAG_GROUND for the others."""
     frames = np.asarray(frames)
     safe = np.where(present, frames, 0)
     if period:

@@ -1,6 +1,5 @@
-"""Sweep pictures from the point records of ``simulator.sweep``: the phase
-diagram of steady-state gradient mismatch over hold time × depth, and final
-test accuracy over hold time per learning rule.
+"""Sweep pictures from ``simulator.sweep``'s point records: the phase diagram of
+steady mismatch over hold × depth, and final accuracy over hold per rule.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -24,10 +23,9 @@ def _means(records, value, axis="stream.hold"):
 
 
 def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
-    """Write phase.png: left, the mean steady cosine over (hold, depth) with
-    ``hstar`` h*(L) (the least hold reaching ``threshold``) and the paper's
-    τs = L − 1; right, cosine vs hold per depth, ls (dashed) and the other
-    layers (solid). Along ``axis`` = stream.speed: v*(L) and v = 1/(L − 1)."""
+    """Write phase.png: left, the mean steady cosine over (hold, depth) with ``hstar``
+    h*(L) (the least hold reaching ``threshold``) and the paper's τs = L − 1; right, per
+    depth, cosine vs hold at ls and elsewhere. Along stream.speed: v*(L), v = 1/(L − 1)."""
     speed = axis == "stream.speed"
     means = _means(records, "mean_cos", axis)
     depths = sorted({d for d, _ in means})
@@ -47,17 +45,16 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     ax.set(xlabel="speed v (pixels per tick)" if speed else "hold h (ticks per frame)",
            ylabel="depth L")
 
-    def pos(h):      # holds are drawn at their index: log-interpolate between them
-        return float(np.interp(np.log(max(h, 1e-9)), np.log(holds), np.arange(len(holds))))
+    def pos(hs):      # holds are drawn at their index: log-interpolate between them
+        return np.interp(np.log(np.maximum(hs, 1e-9)), np.log(holds), np.arange(len(holds)))
 
-    ys = np.arange(len(depths))
-    ax.plot([pos(1 / max(d - 1, 1) if speed else max(d - 1, holds[0])) for d in depths], ys,
-            color=PAPER_COLOUR, ls="--", lw=2,
+    ax.plot(pos([1 / max(d - 1, 1) if speed else max(d - 1, holds[0]) for d in depths]),
+            np.arange(len(depths)), color=PAPER_COLOUR, ls="--", lw=2,
             label="paper: 1 pixel per τs = L − 1" if speed else "paper τs = L − 1")
-    measured = [(pos(hstar[d]), i) for i, d in enumerate(depths) if hstar.get(d) is not None]
+    measured = [(hstar[d], i) for i, d in enumerate(depths) if hstar.get(d) is not None]
     if measured:
-        mx, my = zip(*measured)
-        ax.plot(mx, my, "o-", color=BOUNDARY_COLOUR, lw=2,
+        hs, rows = zip(*measured)
+        ax.plot(pos(hs), rows, "o-", color=BOUNDARY_COLOUR, lw=2,
                 label=f"measured {'v' if speed else 'h'}* (cos ≥ {threshold:g})")
     ax.legend(fontsize=LEGEND_PT, loc="lower right")
     sync, others = _means(records, "cos_ls", axis), _means(records, "cos_others", axis)
@@ -81,22 +78,14 @@ def render_phase(records, hstar, threshold, path, title="", axis="stream.hold"):
     return finish(fig, path, title)
 
 
-def _rule_of(record):
-    rules = record["params"].get("train.rules")
-    if rules is None:
-        return "all"
-    return rules if isinstance(rules, str) else "+".join(rules)
-
-
 def accuracy_table(records, value="final_accuracy"):
     """{rule: {hold: (mean, std, n)}} over seeds of the points' ``value``."""
     groups = {}
     for r in records:
-        v = r["summary"].get(value)
-        if v is None:
-            continue
-        hold = r["params"]["stream.hold"]
-        groups.setdefault(_rule_of(r), {}).setdefault(hold, []).append(float(v))
+        v, rule = r["summary"].get(value), r["params"].get("train.rules", "all")
+        if v is not None:
+            rule = rule if isinstance(rule, str) else "+".join(rule)
+            groups.setdefault(rule, {}).setdefault(r["params"]["stream.hold"], []).append(float(v))
     return {rule: {h: (float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
                        float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"), len(v))
                    for h, v in sorted(by_hold.items())}

@@ -1,8 +1,6 @@
-"""Gradient-mismatch pictures (SPEC §6): how far Eq. 5's g[t,l] is from backprop,
-as cosine and relative error ‖g − G‖/‖G‖ per layer (or graph vertex, in level
-order; NaN, grey, where it has no weights) over ticks, a heatmap, and the
-steady state (the sync report's window) with ls or the sync set in amber. A
-big run draws fewer curves, points and cells, and the titles say so.
+"""Gradient-mismatch pictures (SPEC §6): Eq. 5's g[t,l] against backprop as cosine
+and relative error ‖g − G‖/‖G‖ per layer or vertex (grey: no weights) over ticks,
+as a heatmap and in the steady state; a big run draws less, and its titles say so.
 """
 import numpy as np
 from matplotlib import colormaps
@@ -17,7 +15,6 @@ from .axes import (fit_suptitle, floored, integer_ticks, log_axis, new_figure, n
                    tick_axis, zero_floor)
 
 DPI = 100
-# What an all-NaN panel says (too few ticks for the backward wave, or a zero gradient).
 NO_DATA = ("no defined value in this run:\nbackprop's gradient is 0, or the\n"
            "backward wave has not reached the layers")
 MAX_CURVES = 24
@@ -32,24 +29,14 @@ MISSING_TEXT = "#808080"
 
 
 def _colour(p, rows):
-    """The fixed colour of row ``p`` (viridis from row 1 to the last); the
-    synchronization rows use the amber of every other picture."""
+    """The fixed colour of row ``p``: viridis from row 1 on, sync rows amber."""
     if p in rows.sync:
         return palette.LS_COLOUR
     return colormaps["viridis"](0.9 * (p - 1) / max(len(rows) - 2, 1))
 
 
-def steady_means(trace):
-    """Per-layer (mean cosine, mean relative error) over the steady window; NaN
-    where a layer has no finite value there."""
-    start, stop = steady_window(trace)
-    return tuple(_finite_mean(trace[key][start:stop], lambda a: a.sum(axis=0))
-                 for key in ("mismatch_cos", "mismatch_rel"))
-
-
 def _finite_mean(values, total):
-    """Mean of the finite ``values`` by ``total`` (a sum along an axis or a
-    window), NaN where there is none."""
+    """Mean of the finite ``values`` by ``total`` (a sum along an axis or a window), else NaN."""
     finite = np.isfinite(values)
     with np.errstate(over="ignore"):        # values near 1e308 sum to inf: drawn so
         sums = total(np.where(finite, values, 0.0))
@@ -58,7 +45,7 @@ def _finite_mean(values, total):
 
 
 def _weighted(trace, rows):
-    """Rows 1.. whose layer or vertex has any defined mismatch (has weights)."""
+    """Rows 1.. whose layer or vertex has weights (any defined mismatch)."""
     if not rows.graph:
         return list(range(1, len(rows)))
     cos = trace["mismatch_cos"]
@@ -66,8 +53,7 @@ def _weighted(trace, rows):
 
 
 def running_mean(values, window, log=False):
-    """Centred mean of ``values`` over ``window`` ticks, NaN-aware (a window of
-    only NaN is NaN); ``log``: the geometric mean (of positive values)."""
+    """Centred NaN-aware mean of ``values`` over ``window`` ticks (geometric if ``log``)."""
     v = np.asarray(values, dtype=float)
     kernel = np.ones(int(window))
     mean = _finite_mean(np.log10(v) if log else v, lambda a: np.convolve(a, kernel, mode="same"))
@@ -75,17 +61,15 @@ def running_mean(values, window, log=False):
 
 
 def _curves(ax, trace, rows, key, ylabel, title):
-    """Curves of ``key`` over ticks for a few rows (the heatmap shows all), on a
-    log axis for the relative error; a long run draws each raw curve thin and
-    its running mean thick. The ``title`` gets a note on what the panel shows."""
+    """Curves of ``key`` over ticks for a few rows (the heatmap shows all), log
+    for the relative error; a long run draws raw curves thin, running means thick."""
     log = key == "mismatch_rel"
     ticks = trace["tick"]
     k, idx = drawn(0, len(ticks), MAX_POINTS)
     # Every row with weights in a small network, else the first, the sync rows and the last.
     weighted = _weighted(trace, rows)
-    shown = weighted
-    if len(weighted) > ALL_CURVES:
-        shown = sorted({weighted[0], weighted[-1]} | (set(rows.sync) & set(weighted)))[:MAX_CURVES]
+    shown = weighted if len(weighted) <= ALL_CURVES else sorted(
+        {weighted[0], weighted[-1]} | (set(rows.sync) & set(weighted)))[:MAX_CURVES]
     floor = zero_floor(trace[key]) if log else None
     window = 1 if len(idx) <= SMOOTH_FROM else int(np.ceil(len(idx) / SMOOTH_WINDOWS))
     for p in shown:
@@ -94,7 +78,6 @@ def _curves(ax, trace, rows, key, ylabel, title):
             values = floored(values, floor)
         sync = p in rows.sync
         name, mark = (_name(trace, rows, p), " (sync)") if rows.graph else (f"layer {p}", " (ls)")
-        label = name + (mark if sync else "")
         z = 3 if sync else 2
         if window > 1:
             ax.plot(ticks[idx], values, color=_colour(p, rows), linewidth=0.6, alpha=0.35,
@@ -102,7 +85,7 @@ def _curves(ax, trace, rows, key, ylabel, title):
             values = running_mean(values, window, log=log)
         ax.plot(ticks[idx], values, color=_colour(p, rows), linewidth=2.2 if sync else 1.4,
                 marker="o" if len(idx) == 1 else None,     # one tick: a point, not a line
-                label=label, zorder=z + 2)
+                label=name + (mark if sync else ""), zorder=z + 2)
     what = "vertices with weights" if rows.graph else "layers"
     total = len(weighted)
     notes = [f"{len(shown)} of {total} {what}; all in the heatmap"] if len(shown) < total else []
@@ -145,8 +128,7 @@ def _heatmap(ax, fig, trace, rows):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
     if rows.graph:
         shown = list(range(1, L + 1, m))
-        ax.set_yticks(shown)
-        ax.set_yticklabels([_name(trace, rows, p) for p in shown], fontsize=LABEL_PT)
+        ax.set_yticks(shown, [_name(trace, rows, p) for p in shown], fontsize=LABEL_PT)
         _style_names(ax.get_yticklabels(), shown, rows, _weighted(trace, rows))
     note = step_note((k, m))
     unit = "vertex" if rows.graph else "layer"
@@ -172,11 +154,12 @@ def _style_names(labels, positions, rows, weighted):
 
 def _summary(ax, trace, rows):
     """The steady-state bars (one per layer or vertex) and relative-error dots."""
-    cos, rel = steady_means(trace)
     n = len(rows)
     positions = np.arange(1, n)
-    columns = rows.order[positions] - 1
-    cos, rel = cos[columns], rel[columns]
+    start, stop = steady_window(trace)
+    columns = rows.order[positions] - 1     # the steady means per row, NaN where none is finite
+    cos, rel = (_finite_mean(trace[key][start:stop], lambda a: a.sum(axis=0))[columns]
+                for key in ("mismatch_cos", "mismatch_rel"))
     ax.bar(positions, np.nan_to_num(cos), color=[_colour(p, rows) for p in positions], width=0.7)
     ax.set(ylim=(min(-0.05, float(np.nanmin(cos, initial=0.0)) - 0.05), 1.05),
            ylabel="mean cosine (bars)")
@@ -200,15 +183,13 @@ def _summary(ax, trace, rows):
             names = {l: str(l) for l in shown}
             names[sync[0]] = f"{','.join(map(str, sync))}\n{word}"
         positions = shown
-        ax.set_xticks(shown)
-        ax.set_xticklabels([names[l] for l in shown])
+        ax.set_xticks(shown, [names[l] for l in shown])
     _style_names(ax.get_xticklabels(), positions, rows, _weighted(trace, rows))
     twin = ax.twinx()
     floor = zero_floor(rel)
     twin.plot(np.arange(1, n), floored(rel, floor), "o", color="#222222", markersize=4)
     log_axis(twin, rel, NO_DATA, floor=floor)
     twin.set_ylabel("mean relative error (dots)")
-    start, stop = steady_window(trace)
     span = f"tick {start}" if stop - start == 1 else f"ticks {start}–{stop - 1}"
     title = f"steady state, {span}"
     if rows.graph:
@@ -218,9 +199,7 @@ def _summary(ax, trace, rows):
 
 
 def mismatch_figure(trace):
-    """The mismatch.png figure (2 × 2 panels: cosine and relative error over
-    ticks for a few layers, the cosine heatmap of every layer, the steady
-    state per layer); returns (figure, axes dict: cos, rel, heatmap, summary)."""
+    """The mismatch.png figure; returns (figure, {"cos", "rel", "heatmap", "summary": axes})."""
     rows = picture_rows(trace)
     fig = new_figure((11, 7.5), DPI)
     fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08, hspace=0.06, wspace=0.06)

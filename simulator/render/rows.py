@@ -1,8 +1,7 @@
-"""Which layer or vertex each picture row shows: the one place chain and graph
-traces differ. A chain draws layer l on row l and marks ls = (L+1)/2 (Eq. 6;
-the two closest layers for even L); a graph draws its vertices in level order
-(ties in model order), marks its synchronization set (fact C′) and lists its
-edges between rows, so a picture can show skip connections.
+"""Which layer or vertex each picture row shows, the one place chain and graph
+traces differ: a chain's layer l on row l with ls = (L+1)/2 marked (Eq. 6; two
+layers for even L); a graph's vertices in level order with its sync set (fact
+C′) marked and its edges, so a picture can show skip connections.
 """
 from dataclasses import dataclass, field
 
@@ -16,10 +15,9 @@ IDENTITY_PREFIX = "_id_"
 
 @dataclass(frozen=True)
 class Rows:
-    """Row r of a picture shows trace column ``order[r]``, named ``labels[r]``;
-    ``sync`` lists the synchronized rows, ``sync_label`` says what the mark
-    means ("ls=5", "closest\\n4,5" or "sync set"); ``edges`` are (parent row,
-    child row, level gap) of a graph; ``identity[r]`` is true for an identity
+    """Row r of a picture shows trace column ``order[r]``, named ``labels[r]``; ``sync``
+    lists the synchronized rows, ``sync_label`` names the mark ("ls=5", "sync set"...);
+    ``edges``: (parent row, child row, level gap) of a graph; ``identity[r]``: an identity
     vertex inserted by levelling; ``axis_label`` titles the row axis."""
     order: np.ndarray
     labels: list
@@ -39,16 +37,16 @@ class Rows:
 
 
 def picture_rows(trace):
-    """The Rows of ``trace``: layers 0..L with ls for a chain, vertices ordered
-    by level with the synchronization set and edges for a graph (a trace with
-    ``vertex_names``)."""
-    if "vertex_names" not in trace:
-        return chain_rows(trace.depth)
+    """The Rows of ``trace``, a graph's if it has ``vertex_names``, else a chain's."""
+    if "vertex_names" not in trace:         # a chain: layer l on row l
+        n = int(trace.depth) + 1
+        sync = tuple(int(l) for l in synchronized_layers(n - 1))
+        label = f"ls={sync[0]}" if len(sync) == 1 else "closest\n{},{}".format(*sync)
+        return Rows(np.arange(n), [str(l) for l in range(n)], sync, label, identity=(False,) * n)
     names = [str(n) for n in trace["vertex_names"]]
     levels = np.asarray(trace["vertex_levels"], dtype=int)
     order = np.array(sorted(range(len(names)), key=lambda v: (levels[v], v)))
-    position = np.empty(len(order), dtype=int)
-    position[order] = np.arange(len(order))
+    position = np.argsort(order)            # the row of each vertex
     sync = sorted(int(position[v]) for v in np.flatnonzero(trace["vertex_sync"]))
     edges = [(int(position[p]), int(position[c]), int(levels[c] - levels[p]))
              for p, c in graph_edges(trace, names)]
@@ -58,21 +56,11 @@ def picture_rows(trace):
                 axis_label="vertex (level)")
 
 
-def chain_rows(depth):
-    """The Rows of a chain of ``depth`` layers: layer l on row l, ls marked."""
-    depth = int(depth)
-    sync = tuple(int(l) for l in synchronized_layers(depth))
-    label = f"ls={sync[0]}" if len(sync) == 1 else "closest\n{},{}".format(*sync)
-    n = depth + 1
-    return Rows(np.arange(n), [str(l) for l in range(n)], sync, label, identity=(False,) * n)
-
-
 def graph_edges(trace, names):
-    """(parent column, child column) of every edge of a graph trace, from
-    ``vertex_edges``, else rebuilt from the scene's ``[[network.layers]]``
-    ``from`` lists (default: the previous layer) and the identity vertices
-    levelling inserted (``Model.level``: p → v, the k-th parent, becomes
-    p → _id_v_k_0 → … → v); empty when neither is there."""
+    """(parent column, child column) of every edge of a graph trace: its
+    ``vertex_edges``, else (an older trace) rebuilt from the scene's layers'
+    ``from`` lists and levelling's identity vertices (``Model.level``: p → v,
+    the k-th parent, becomes p → _id_v_k_0 → … → v); [] if neither is there."""
     if "vertex_edges" in trace:
         return [(int(p), int(c)) for p, c in np.asarray(trace["vertex_edges"]).reshape(-1, 2)]
     meta = trace.meta if isinstance(trace.meta, dict) else {}
@@ -85,10 +73,9 @@ def graph_edges(trace, names):
         parents = [parents] if isinstance(parents, str) else list(parents)
         previous = child
         for k, parent in enumerate(parents):
-            chain, step = [str(parent)], 0
-            while _identity(index, child, k, step):
-                chain.append(_identity(index, child, k, step))
-                step += 1
+            chain = [str(parent)]
+            while identity := _identity(index, child, k, len(chain) - 1):
+                chain.append(identity)
             chain.append(child)
             edges += [(index[a], index[b]) for a, b in zip(chain, chain[1:])
                       if a in index and b in index]
@@ -99,7 +86,4 @@ def _identity(index, child, k, step):
     """The name of identity ``step`` on the edge k of ``child`` ('' if none);
     levelling appends '_' to a name already taken."""
     name = f"{IDENTITY_PREFIX}{child}_{k}_{step}"
-    for suffix in range(4):
-        if name + "_" * suffix in index:
-            return name + "_" * suffix
-    return ""
+    return next((name + "_" * n for n in range(4) if name + "_" * n in index), "")
