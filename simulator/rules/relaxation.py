@@ -172,10 +172,14 @@ def send_down(sweep, xs, gains, fb, xp):
     (``_feedback``); ``gains[c]`` array, scalar or None (1); None sends / gets nothing."""
     acc = [None] * len(sweep.model)
     for c in sweep.model.vertices[1:]:
-        x, g = xs[c.index], gains[c.index]
+        x = xs[c.index]
         if x is not None and sends(c):
-            send_vjp(xp, sweep, c, x if g is None else g * x, fb, acc)
+            send_vjp(xp, sweep, c, _times(gains[c.index], x), fb, acc)
     return acc
+
+
+def _times(gain, x):
+    return x if gain is None else gain * x
 
 
 def send_vjp(xp, sweep, c, delta, fb, acc):
@@ -303,20 +307,22 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
     return Relaxed(sweep, xs, rec)
 
 
-def model_weight_gradients(sweep, xs, xp=None):
-    """Eq. 1 at the relaxed state: each weighted vertex's parameter gradient of
-    σ'_v ⊙ x_v with its inputs x̄, summed over the batch, keyed like
-    ``model.parameters()`` (backprop at the fixed point of ``exact``)."""
-    xp = array_namespace(sweep.top) if xp is None else xp
+def param_gradients(xp, model, outs, deltas):
+    """Eq. 1 per weighted vertex: the parameter gradient of ``deltas[v]`` with its
+    inputs x̄ (``outs``), summed over the batch, keyed like ``model.parameters()``."""
     grads = {}
-    for v in sweep.model.vertices[1:]:
-        if not v.param_names:
-            continue
-        d = sweep.derivs[v.index]
-        delta = xs[v.index] if d is None else d * xs[v.index]
-        g = v.layer.param_grads(xp, [sweep.outs[i] for i in v.parents], delta)
-        grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+    for v in model.vertices[1:]:
+        if v.param_names:
+            g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
+            grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
     return grads
+
+
+def model_weight_gradients(sweep, xs, xp=None):
+    """``param_gradients`` of σ'_v ⊙ x_v at the relaxed state (backprop's at the
+    fixed point of ``exact``)."""
+    xp = array_namespace(sweep.top) if xp is None else xp
+    return param_gradients(xp, sweep.model, sweep.outs, list(map(_times, sweep.derivs, xs)))
 
 
 def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
@@ -331,9 +337,8 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
     for c in reversed(model.vertices[1:]):
         if c.index != model.output:
             out[c.index] = acc[c.index]
-        g = gains[c.index]
         if sends(c):
-            send_vjp(xp, sweep, c, out[c.index] if g is None else g * out[c.index], fb, acc)
+            send_vjp(xp, sweep, c, _times(gains[c.index], out[c.index]), fb, acc)
     return out
 
 
