@@ -307,11 +307,11 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
     return Relaxed(sweep, xs, rec)
 
 
-def param_gradients(xp, model, outs, deltas):
-    """Eq. 1 per weighted vertex: the parameter gradient of ``deltas[v]`` with its
-    inputs x̄ (``outs``), summed over the batch, keyed like ``model.parameters()``."""
+def param_gradients(xp, model, outs, deltas, vertices=None):
+    """Eq. 1 per weighted vertex (of ``vertices``, by default all): the parameter gradient
+    of ``deltas[v]`` with its inputs x̄ (``outs``), batch-summed, keyed like the model's."""
     grads = {}
-    for v in model.vertices[1:]:
+    for v in model.vertices[1:] if vertices is None else vertices:
         if v.param_names:
             g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
             grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
