@@ -12,7 +12,8 @@ from ..errors import NumericalError, SimulatorError
 from ..model import reference
 from ..model.graph import Model
 from ..rules.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
-                               check_variant, model_weight_gradients, param_gradients,
+                               check_variant, model_fixed_point, model_weight_gradients,
+                               param_gradients,
                                predicted_errors, relax_sweep, send_vjp, sends)
 from ..options import loss_and_grad
 
@@ -63,7 +64,7 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     be, xp = learner.backend, learner.xp
     u, y = be.asarray(u_host), be.asarray(y_host)
     sweep = learner.sweep(u, y)
-    target = learner.fixed_point(sweep)
+    target = model_fixed_point(sweep, learner.feedback, learner.use_derivative, xp)
     bp_x = true_activation_gradients(model, u, y, loss)
     bp = reference.backprop(model, u, y, loss)
     keys = [k for k in model.param_keys() if k.endswith(".W")]
