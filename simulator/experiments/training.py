@@ -43,16 +43,18 @@ class Setup:
         self.model = build_network(spec.network, self.seeds.network)
         self.classify = spec.target.kind == "labels"
         self.new_stream()          # fail before any work on a bad stream/target/shape
-        self.test_x, self.test_y = self._test_set(spec)
+        x, self.test_y = self._test_set(spec)
+        self.test_x = x.reshape((len(x),) + self.model.input_shape)
 
     def _test_set(self, spec):
+        """Flat test inputs (n, n_0) and their targets."""
         train, n, st = spec.train, spec.train.eval_size, spec.stream
         if self.classify:
             # the held-out split of the data the stream trains on
             data = load_dataset(st.data, seed=spec.run.seed)
             n = n or len(data.test_x)
             if st.kind != "moving":
-                return self._shaped(data.test_x[:n]), data.test_targets[:n]
+                return data.test_x[:n], data.test_targets[:n]
             # each digit once at a random sub-pixel position, seeded apart from the stream
             images = data.test_images[:n]
             H, W = moving_canvas(st, data.image_shape)
@@ -62,17 +64,13 @@ class Setup:
             rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
             pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
             frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
-            return self._shaped(st.amplitude * frames), data.test_targets[:n]
+            return st.amplitude * frames, data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
         rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
         x = st.amplitude * rng.normal(size=(1, n, self.sizes[0]))
         teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, spec.target.scale)
-        return self._shaped(x[0]), teacher_target(teacher, train.loss)(x, None)[0]
-
-    def _shaped(self, x):
-        """Flat test inputs (n, n_0) in the model's input shape."""
-        return x.reshape((len(x),) + self.model.input_shape)
+        return x[0], teacher_target(teacher, train.loss)(x, None)[0]
 
     def new_stream(self):
         """A fresh stream with the scene's seed (the same frames every time)."""
