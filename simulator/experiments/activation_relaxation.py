@@ -1,6 +1,8 @@
 """Paper 001's experiments (Activation Relaxation, Millidge et al.): Fig. 1
 (``run_converge``) and Figs. 2–3 (``run_train``), as arrays; ``converge_arrays``
 / ``train_arrays`` give what a run saves and ``simulator.render.convergence`` draws."""
+from types import SimpleNamespace
+
 import numpy as np
 from array_api_compat import array_namespace
 
@@ -10,8 +12,9 @@ from ..errors import NumericalError, SimulatorError
 from ..model import reference
 from ..model.graph import Model
 from ..rules.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
-                               check_variant, model_weight_gradients, predicted_errors,
-                               relax_sweep)
+                               check_variant, model_fixed_point, model_weight_gradients,
+                               param_gradients,
+                               predicted_errors, relax_sweep, send_vjp, sends)
 from ..options import loss_and_grad
 
 PAPER_SIZES = (64, 300, 300, 100, 10)
@@ -61,7 +64,7 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
     be, xp = learner.backend, learner.xp
     u, y = be.asarray(u_host), be.asarray(y_host)
     sweep = learner.sweep(u, y)
-    target = learner.fixed_point(sweep)
+    target = model_fixed_point(sweep, learner.feedback, learner.use_derivative, xp)
     bp_x = true_activation_gradients(model, u, y, loss)
     bp = reference.backprop(model, u, y, loss)
     keys = [k for k in model.param_keys() if k.endswith(".W")]
@@ -91,18 +94,13 @@ def true_activation_gradients(model, u, y, loss="mse"):
     the output, below it the sum over children c of c's VJP of δ_c (index 0: u)."""
     xp = array_namespace(u)
     outs, deltas, _ = reference.factors(model, u, y, loss)
-    pres, _ = reference.evaluate(model, u)
-    p = reference.device_params(xp, model, u.dtype)
+    oracle = SimpleNamespace(params=reference.device_params(xp, model, u.dtype), outs=outs,
+                             pres=reference.evaluate(model, u)[0])
     grads = [None] * len(model)
     grads[0], grads[-1] = u, loss_and_grad(xp, loss, outs[-1], y)[1]
     for c in model.vertices[1:]:
-        if not any(c.parents):
-            continue
-        back = c.layer.vjp(xp, reference.vertex_params(p, c), [outs[i] for i in c.parents],
-                           pres[c.index], deltas[c.index])
-        for i, cot in zip(c.parents, back):
-            if i:
-                grads[i] = cot if grads[i] is None else grads[i] + cot
+        if sends(c):
+            send_vjp(xp, oracle, c, deltas[c.index], {}, grads)
     return grads
 
 
@@ -130,13 +128,9 @@ class BackpropBaseline:
     def step(self, u, y, lr):
         """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
         outs, deltas, value = reference.factors(self.model, u, y, self.loss, self.params)
-        xp = array_namespace(u)
         scale = float(lr) / u.shape[0]
-        for v in self.model.vertices[1:]:
-            if v.param_names:
-                g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
-                for k in v.param_names:
-                    self.params[f"{v.name}.{k}"] -= scale * to_host(g[k])
+        for k, g in param_gradients(array_namespace(u), self.model, outs, deltas).items():
+            self.params[k] -= scale * to_host(g)
         if not np.isfinite(float(value)):
             raise NumericalError(0, self.model.depth, "loss")
 

@@ -43,16 +43,18 @@ class Setup:
         self.model = build_network(spec.network, self.seeds.network)
         self.classify = spec.target.kind == "labels"
         self.new_stream()          # fail before any work on a bad stream/target/shape
-        self.test_x, self.test_y = self._test_set(spec)
+        x, self.test_y = self._test_set(spec)
+        self.test_x = x.reshape((len(x),) + self.model.input_shape)
 
     def _test_set(self, spec):
+        """Flat test inputs (n, n_0) and their targets."""
         train, n, st = spec.train, spec.train.eval_size, spec.stream
         if self.classify:
             # the held-out split of the data the stream trains on
             data = load_dataset(st.data, seed=spec.run.seed)
             n = n or len(data.test_x)
             if st.kind != "moving":
-                return self._shaped(data.test_x[:n]), data.test_targets[:n]
+                return data.test_x[:n], data.test_targets[:n]
             # each digit once at a random sub-pixel position, seeded apart from the stream
             images = data.test_images[:n]
             H, W = moving_canvas(st, data.image_shape)
@@ -62,17 +64,13 @@ class Setup:
             rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
             pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
             frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
-            return self._shaped(st.amplitude * frames), data.test_targets[:n]
+            return st.amplitude * frames, data.test_targets[:n]
         # Regression: held-out inputs drawn like the stream's frames, teacher targets.
         n = n or 512
         rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
         x = st.amplitude * rng.normal(size=(1, n, self.sizes[0]))
         teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, spec.target.scale)
-        return self._shaped(x[0]), teacher_target(teacher, train.loss)(x, None)[0]
-
-    def _shaped(self, x):
-        """Flat test inputs (n, n_0) in the model's input shape."""
-        return x.reshape((len(x),) + self.model.input_shape)
+        return x[0], teacher_target(teacher, train.loss)(x, None)[0]
 
     def new_stream(self):
         """A fresh stream with the scene's seed (the same frames every time)."""
@@ -81,28 +79,39 @@ class Setup:
 
 class BackpropLearner:
     """The baseline: W ← W − η ∂ℓ(u_t, y_t)/∂W on each tick's frame (biases too),
-    by the oracle's backprop on the ``Model``."""
+    by the oracle's backprop on the ``Model``; ``step`` takes u (B, *input shape), y (B, n_L)."""
 
     def __init__(self, model, loss, learning_rate, weight_decay=0.0):
         self.net, self.params = model, model.parameters()
         self.loss, self.eta, self.decay = loss, float(learning_rate), float(weight_decay)
 
     def step(self, u, y):
-        """One tick of online backprop on frame (u, y), u (B, *input shape), y (B, n_L)."""
+        self.params = self.update(u, y.reshape((len(y),) + self.net.output_shape))
+
+    def update(self, u, y):
+        """The parameters after one tick of online backprop on frame (u, y)."""
         keep = 1.0 - self.eta * self.decay
-        grads = model_backprop(self.net, u, y.reshape((len(y),) + self.net.output_shape),
-                               self.loss, self.params)
-        decay = keep != 1.0     # (1 − ηλ)W only with weight decay: W · 1.0 is W
-        self.params = {k: (keep * p if decay and k.endswith(".W") else p) - self.eta * grads[k]
-                       for k, p in self.params.items()}
+        grads = model_backprop(self.net, u, y, self.loss, self.params)
+        return {k: (keep * p if k.endswith(".W") else p) - self.eta * grads[k]
+                for k, p in self.params.items()}
 
     def network(self):
         return self.net.with_parameters(self.params)
 
-    current_model = network          # a tick engine's name for it
+    def current_model(self):         # a tick engine's name for it
+        return self.network()
 
 
-class RelaxationLearner:
+class ZILLearner(BackpropLearner):
+    """The ``zil`` rule: one Z-IL update (Algorithm 1) per tick's frame."""
+
+    @np.errstate(over="ignore", invalid="ignore")
+    def update(self, u, y):
+        return zil_model(self.net, u, y, self.eta, levelled=True, loss=self.loss,
+                         params=self.params).params
+
+
+class RelaxationLearner(BackpropLearner):
     """The ``ar`` rule: Activation Relaxation (exact variant) on each tick's
     frame, ``ar_iterations`` relaxation ticks at ``ar_eta_x``, then p ← p − η Δp."""
 
@@ -110,26 +119,14 @@ class RelaxationLearner:
         self.ar = ActivationRelaxation(model, "exact", eta_x=train.ar_eta_x,
                                        iterations=train.ar_iterations, loss=train.loss,
                                        feedback_seed=seed)
-        self.eta, self.shape = float(train.learning_rate), model.output_shape
+        self.net, self.eta = model, float(train.learning_rate)
 
-    def step(self, u, y):
+    def update(self, u, y):
         # ActivationRelaxation divides its rate by the batch size.
-        self.ar.step(u, y.reshape((len(y),) + self.shape), self.eta * len(u))
+        self.ar.step(u, y, self.eta * len(u))
 
     def network(self):
         return self.ar.to_model()
-
-    current_model = network
-
-
-class ZILLearner(BackpropLearner):
-    """The ``zil`` rule: one Z-IL update (Algorithm 1) per tick's frame."""
-
-    def step(self, u, y):
-        with np.errstate(over="ignore", invalid="ignore"):
-            self.params = zil_model(self.net, u, y.reshape((len(y),) + self.net.output_shape),
-                                    self.eta, levelled=True, loss=self.loss,
-                                    params=self.params).params
 
 
 def make_learner(rule, setup):

@@ -14,9 +14,8 @@ HI_KEYS = ("input", "supervision", "output", "pair")
 
 
 def is_plain_chain(model):
-    """Whether ``model`` is a plain chain of dense layers over a flat input (each
-    vertex dense on the one before), recorded as layers: no vertex mixes
-    frames, so a trace needs no ``vertex_*`` arrays and no ``_hi`` tags."""
+    """Whether ``model`` is dense layers each on the one before over a flat input: recorded
+    as layers, no vertex mixes frames (no ``vertex_*`` arrays, no ``_hi`` tags)."""
     return len(model.input_shape) == 1 and all(
         v.kind == "dense" and tuple(v.parents) == (v.index - 1,) for v in model.vertices[1:])
 
@@ -36,14 +35,10 @@ def vertex_arrays(model):
                                      dtype=np.int64).reshape(-1, 2)}
 
 
-# Kinds whose W gradient is δᵀx over rows (the batch and any leading axes).
-GRAM_KINDS = ("dense", "linear")
-
-
 def gram_pays(rows, out, inp):
-    """Whether a dense/linear vertex is measured through Gram products: where its
-    factors (rows · (out + in)) are smaller than its W gradient (out · in); measured in
-    bench_graph_record.py (a chain 6 × 128 at batch 16: 4× its bare tick, not 13.4×)."""
+    """Whether a dense/linear vertex (W gradient δᵀx over rows) is measured through Gram
+    products: where its factors, rows · (out + in), are smaller than its W gradient, out ·
+    in (bench_graph_record.py: a chain 6 × 128 at batch 16 costs 4× its tick, not 13.4×)."""
     return rows * (out + inp) < out * inp
 
 
@@ -59,7 +54,7 @@ def metric_layout(model, batch):
         v = model.vertices[i]
         out, inp = shapes[f"{v.name}.W"][0], shapes[f"{v.name}.W"][-1]
         r = int(batch) * int(np.prod(v.shape[:-1]))
-        if v.kind in GRAM_KINDS and gram_pays(r, int(out), int(inp)):
+        if v.kind in ("dense", "linear") and gram_pays(r, int(out), int(inp)):
             rows.append(r)
             factors += r * (int(out) + int(inp))
         else:
@@ -68,15 +63,13 @@ def metric_layout(model, batch):
     return weighted, rows, explicit, factors
 
 
-# Bytes one metric block may take: its rows' W gradients and Gram factors,
-# or one batched backprop over its frames.
 BLOCK_BYTES = 16 * 2**20
 
 
 def metric_block(chunk, batch, vertex_values, weights, itemsize):
-    """Ticks per metric block: as many as fit BLOCK_BYTES of ``weights`` values
-    a row and of one batched backprop (~4 × ``vertex_values`` a frame row),
-    at least 1, at most a chunk."""
+    """Ticks per metric block (1 to a chunk): as many as fit BLOCK_BYTES of ``weights``
+    values a row (W gradients, Gram factors) and of one batched backprop (~4 ×
+    ``vertex_values`` a frame row)."""
     per_tick = itemsize * max(weights, 4 * batch * vertex_values, 1)
     return max(1, min(int(chunk), BLOCK_BYTES // per_tick))
 
@@ -123,9 +116,8 @@ class VertexMetrics:
     pending frames and ``measure`` writes a block's mismatch into ``host``."""
 
     def __init__(self, engine, plan, host, sizes, reference):
-        self.engine = eng = engine
-        self.xp, self.plan = engine.xp, plan
-        self._host, self._sizes = host, sizes
+        self.engine, self.xp, self._host, self._sizes = engine, engine.xp, host, sizes
+        eng = engine
         self._pair_key = "tag_pair" if reference == "input" else "tag_supervision"
         model, be, B = engine.model, engine.backend, engine.batch
         # the W gradients: a flat segment per explicit vertex, Gram factors per
@@ -172,11 +164,9 @@ class VertexMetrics:
         # recorded tick's factors (δ and the inputs g pairs it with)
         self._blk_g = be.zeros((K, PW)) if PW else None
         self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
-        self._blk_d = [None if j in self._in_block else be.zeros((K, B) + tuple(v.shape))
-                       for j, v in enumerate(self._gv)]
-        self._blk_x = [None if j in self._in_block else
-                       [be.zeros((K, B) + tuple(model.vertices[p].shape)) for p in v.parents]
-                       for j, v in enumerate(self._gv)]
+        self._blk_d = {j: be.zeros((K, B) + tuple(self._gv[j].shape)) for j in self._copied}
+        self._blk_x = {j: [be.zeros((K, B) + tuple(model.vertices[p].shape))
+                           for p in self._gv[j].parents] for j in self._copied}
         self._since = 0                               # ticks since the last block
         self._frames = []                             # frozen: (tick, u, y, repeat) pending
         self._frozen = not eng.learning_rate

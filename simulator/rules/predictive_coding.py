@@ -13,7 +13,7 @@ from ..errors import SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
-from .relaxation import check_model, output_distances, send_vjp, sends
+from .relaxation import check_model, output_distances, param_gradients, send_vjp, sends
 
 
 @dataclass
@@ -96,10 +96,13 @@ class _State:
             grad = -self.eps[i] if acc[i] is None else acc[i] - self.eps[i]
             self.x[i] = self.x[i] - gamma * grad
 
-    def param_grads(self, v):
-        """∂F/∂θ_v at the current state: {"<v>.W": ..., "<v>.b": ...}."""
-        g = v.layer.param_grads(self.xp, [self.outs[i] for i in v.parents], self.deltas[v.index])
-        return {f"{v.name}.{k}": g[k] for k in v.param_names}
+    def settle(self, rows, refresh=True):
+        """After a move: μ anew (when ``refresh``), ε, and ‖ε‖ into ``rows`` unless None."""
+        if refresh:
+            self.refresh()
+        self.errors()
+        if rows is not None:
+            rows.append(self.norms())
 
     def norms(self):
         """Host ‖ε_v‖ per vertex index (input 0; non-finite recorded as +inf)."""
@@ -119,11 +122,15 @@ def _result(original, state, updates, ticks, rows, dist, given=None):
     return PCStep(params, host, ticks, None if rows is None else np.array(rows), dist, state.model)
 
 
+def _levelled(model, levelled):
+    return model.level() if levelled and not model.is_levelled() else model
+
+
 def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=None):
     """One Z-IL update (Algorithm 1 of paper 002) on ``model`` (its
     ``level()`` when ``levelled``) for u (B, *input_shape) and y, as a PCStep;
     ``params`` override the model's."""
-    run = model.level() if levelled and not model.is_levelled() else model
+    run = _levelled(model, levelled)
     state = _State(run, u, y, loss, params)
     dist, _ = output_distances(run)
     learners = [v for v in run.vertices[1:] if v.param_names]
@@ -132,16 +139,13 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
     updates = {}
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(1, ticks + 1):
-            grads = {k: g for v in learners if dist[v.index] + 1 == t      # distance t − 1
-                     for k, g in state.param_grads(v).items()}
+            grads = param_gradients(state.xp, run, state.outs, state.deltas,
+                                    [v for v in learners if dist[v.index] + 1 == t])  # at t − 1
             state.relax(1.0)
             for k, g in grads.items():
                 updates[k] = -lr * g
                 state.params[k] = state.params[k] + updates[k]
-            state.refresh()
-            state.errors()
-            if record:
-                rows.append(state.norms())
+            state.settle(rows)
     return _result(model, state, updates, ticks, rows, dist, params)
 
 
@@ -158,13 +162,9 @@ def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=Fals
     rows = [state.norms()] if record else None
     for _ in range(int(T)):
         state.relax(gamma)
-        if not fixed_prediction:  # fixed: μ and pre stay at the forward pass
-            state.refresh()
-        state.errors()
-        if record:
-            rows.append(state.norms())
-    updates = {k: -lr * g for v in model.vertices[1:] if v.param_names
-               for k, g in state.param_grads(v).items()}
+        state.settle(rows, refresh=not fixed_prediction)   # fixed: μ and pre stay put
+    updates = {k: -lr * g for k, g in
+               param_gradients(state.xp, model, state.outs, state.deltas).items()}
     return _result(model, state, updates, int(T), rows, dist, params)
 
 
@@ -175,7 +175,6 @@ def model_error_wave(model, u, y, method="zil", levelled=True, lr=0.01, gamma=0.
     if method == "zil":
         step = zil_model(model, u, y, lr, levelled=levelled, record=True, loss=loss)
     else:
-        run = model.level() if levelled and not model.is_levelled() else model
-        step = il_model(run, u, y, lr, gamma=gamma, T=T, loss=loss)
+        step = il_model(_levelled(model, levelled), u, y, lr, gamma=gamma, T=T, loss=loss)
     return ErrorWave(step.norms, step.by_level(), step.distances, step.model.names,
                      [v.kind for v in step.model.vertices], method, levelled)

@@ -19,13 +19,14 @@ from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
 
-# W and σ' (Eq. 5); fixed random B; B by Eq. 6 (W's own update); d = 1 (Eq. 7); Eq. 8
-VARIANTS = ("exact", "random", "learned", "no-derivative", "learned-no-derivative")
+# variant: (B in W's place: None, fixed random, or learned by Eq. 6 as W is; σ' used)
+_VARIANTS = {"exact": (None, True),                       # Eq. 5
+             "random": ("fixed", True), "learned": ("learned", True),
+             "no-derivative": (None, False),              # d = 1 (Eq. 7)
+             "learned-no-derivative": ("learned", False)}  # Eq. 8
+VARIANTS = tuple(_VARIANTS)
 INITS = ("forward", "zero")
 SOLVERS = ("ticks", "closed-form")
-USES_FEEDBACK = ("random", "learned", "learned-no-derivative")
-NO_DERIVATIVE = ("no-derivative", "learned-no-derivative")
-LEARNS_FEEDBACK = ("learned", "learned-no-derivative")
 
 
 def check_variant(variant):
@@ -172,10 +173,14 @@ def send_down(sweep, xs, gains, fb, xp):
     (``_feedback``); ``gains[c]`` array, scalar or None (1); None sends / gets nothing."""
     acc = [None] * len(sweep.model)
     for c in sweep.model.vertices[1:]:
-        x, g = xs[c.index], gains[c.index]
+        x = xs[c.index]
         if x is not None and sends(c):
-            send_vjp(xp, sweep, c, x if g is None else g * x, fb, acc)
+            send_vjp(xp, sweep, c, _times(gains[c.index], x), fb, acc)
     return acc
+
+
+def _times(gain, x):
+    return x if gain is None else gain * x
 
 
 def send_vjp(xp, sweep, c, delta, fb, acc):
@@ -293,30 +298,39 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
     if solver == "closed-form" and record:
         raise SimulatorError("record needs solver 'ticks': the closed form has no ticks")
     sweep = model_sweep(model, u, y, loss, params)
+    kind, use_derivative = _VARIANTS[variant]
     fb = None
-    if variant in USES_FEEDBACK:
+    if kind:
         fb = draw_feedback(model) if feedback is None else feedback
-    use_derivative = variant not in NO_DERIVATIVE
+    return Relaxed(sweep, *_solve(solver, sweep, fb, eta_x, iterations, use_derivative, init,
+                                  record, targets))
+
+
+def _solve(solver, sweep, feedback, eta_x, iterations, use_derivative, init, record=False,
+           targets=None, xp=None):
+    """(xs, record) of ``relax_sweep`` or (the record None) ``relax_closed_form``."""
     if solver == "closed-form":
-        return Relaxed(sweep, relax_closed_form(sweep, fb, eta_x, iterations, use_derivative, init))
-    xs, rec = relax_sweep(sweep, fb, eta_x, iterations, use_derivative, init, record, targets)
-    return Relaxed(sweep, xs, rec)
+        return relax_closed_form(sweep, feedback, eta_x, iterations, use_derivative, init, xp), None
+    return relax_sweep(sweep, feedback, eta_x, iterations, use_derivative, init, record, targets,
+                       xp)
+
+
+def param_gradients(xp, model, outs, deltas, vertices=None):
+    """Eq. 1 per weighted vertex (of ``vertices``, by default all): the parameter gradient
+    of ``deltas[v]`` with its inputs x̄ (``outs``), batch-summed, keyed like the model's."""
+    grads = {}
+    for v in model.vertices[1:] if vertices is None else vertices:
+        if v.param_names:
+            g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
+            grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
+    return grads
 
 
 def model_weight_gradients(sweep, xs, xp=None):
-    """Eq. 1 at the relaxed state: each weighted vertex's parameter gradient of
-    σ'_v ⊙ x_v with its inputs x̄, summed over the batch, keyed like
-    ``model.parameters()`` (backprop at the fixed point of ``exact``)."""
+    """``param_gradients`` of σ'_v ⊙ x_v at the relaxed state (backprop's at the
+    fixed point of ``exact``)."""
     xp = array_namespace(sweep.top) if xp is None else xp
-    grads = {}
-    for v in sweep.model.vertices[1:]:
-        if not v.param_names:
-            continue
-        d = sweep.derivs[v.index]
-        delta = xs[v.index] if d is None else d * xs[v.index]
-        g = v.layer.param_grads(xp, [sweep.outs[i] for i in v.parents], delta)
-        grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-    return grads
+    return param_gradients(xp, sweep.model, sweep.outs, list(map(_times, sweep.derivs, xs)))
 
 
 def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
@@ -331,9 +345,8 @@ def model_fixed_point(sweep, feedback=None, use_derivative=True, xp=None):
     for c in reversed(model.vertices[1:]):
         if c.index != model.output:
             out[c.index] = acc[c.index]
-        g = gains[c.index]
         if sends(c):
-            send_vjp(xp, sweep, c, out[c.index] if g is None else g * out[c.index], fb, acc)
+            send_vjp(xp, sweep, c, _times(gains[c.index], out[c.index]), fb, acc)
     return out
 
 
@@ -395,9 +408,9 @@ class ActivationRelaxation:
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp
         self.params = {k: self.backend.asarray(a) for k, a in model.parameters().items()}
-        self.use_derivative = self.variant not in NO_DERIVATIVE
+        self._feedback_kind, self.use_derivative = _VARIANTS[self.variant]
         self.feedback = None
-        if self.variant in USES_FEEDBACK:
+        if self._feedback_kind:
             self.feedback = {k: self.backend.asarray(b) for k, b in
                              draw_feedback(model, feedback_seed, feedback_scale).items()}
         self.steps = 0   # learning steps taken (names the step of a divergence)
@@ -412,18 +425,11 @@ class ActivationRelaxation:
         return relax_sweep(sweep, self.feedback, self.eta_x, its, self.use_derivative,
                            self.init, record, targets, self.xp)
 
-    def fixed_point(self, sweep):
-        """The equilibrium of this learner's relaxation (``model_fixed_point``)."""
-        return model_fixed_point(sweep, self.feedback, self.use_derivative, self.xp)
-
     def gradients(self, u, y):
         """(gradients keyed like ``model.parameters()``, sweep) of one AR phase."""
         sweep = self.sweep(u, y)
-        if self.solver == "closed-form":
-            xs = relax_closed_form(sweep, self.feedback, self.eta_x, self.iterations,
-                                   self.use_derivative, self.init, self.xp)
-        else:
-            xs, _ = self.relax(sweep)
+        xs, _ = _solve(self.solver, sweep, self.feedback, self.eta_x, self.iterations,
+                       self.use_derivative, self.init, xp=self.xp)
         return model_weight_gradients(sweep, xs, self.xp), sweep
 
     def step(self, u, y, lr):
@@ -437,7 +443,7 @@ class ActivationRelaxation:
         scale = float(lr) / u.shape[0]
         for k, p in self.params.items():      # in place: the learner owns its arrays
             p -= scale * grads[k]
-        if self.variant in LEARNS_FEEDBACK:
+        if self._feedback_kind == "learned":
             for k, b in self.feedback.items():
                 b -= scale * grads[k]
         return loss
