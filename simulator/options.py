@@ -40,13 +40,15 @@ def loss_and_grad(xp, name, x, y):
     return LOSSES[name](xp, x, y)
 
 
-def loss_grad(xp, name, x, y):
-    """∂ℓ/∂x alone: the tick loop needs no loss value, so it skips computing one."""
+def loss_gradient(name):
+    """∂ℓ/∂x of loss ``name`` alone, as a function (xp, x, y) resolved once: the
+    tick loop compares no names and needs no loss value, so it computes none."""
     if name == "mse":
-        return x - y
+        return lambda xp, x, y: x - y
     if name == "linear":
-        return -y
-    return LOSSES[name](xp, x, y)[1]
+        return lambda xp, x, y: -y
+    loss = LOSSES[name]
+    return lambda xp, x, y: loss(xp, x, y)[1]
 
 
 def check_choice(kind, value, choices):

@@ -9,7 +9,10 @@ history rings read at each member's lag, ITD blocks and stacked accumulators
 are all on the path the goldens (recorded on chains with the stacked engine
 and on graphs whose runs are two long) see least.
 """
+import ast
+import inspect
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from simulator import Model
 from simulator.backend import Backend, to_host
 from simulator.engine.tick import GraphEngine
 from graph_models import RUN_SKIP as LAYERS
-from simulator.options import DERIVATIVE, FEEDBACK, PAIRING
+from simulator.options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 
 MODES = {"learning": {"learning_rate": 0.05},
          "accumulate3_decay": {"learning_rate": 0.05, "accumulate": 3, "weight_decay": 0.2}}
@@ -93,3 +96,30 @@ def test_a_flagged_tick_leaves_no_stale_flag_once_the_state_is_finite_again():
     engine.check_finite()
     assert all(np.isfinite(host(engine.activity(v.index))).all()
                for v in engine.model.vertices)
+
+
+# Functions of the engine that run once per engine (plan time), where option
+# names are resolved into attributes, strategy methods and functions; every
+# other function of these modules may run inside a tick.
+PLAN_TIME = {"_plan", "_build_parameters", "_build_state", "_build_strategies", "_build_tags",
+             "activator"}
+
+
+def option_comparisons(source):
+    """(function, line) of every comparison with a rule option's name in ``source``."""
+    names = set(FEEDBACK + DERIVATIVE + PAIRING + REFERENCE) | set(LOSSES)
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, ast.FunctionDef) and fn.name not in PLAN_TIME:
+            found += [(fn.name, c.lineno) for c in ast.walk(fn) if isinstance(c, ast.Compare)
+                      and {k.value for k in ast.walk(c) if isinstance(k, ast.Constant)} & names]
+    return found
+
+
+@pytest.mark.parametrize("module", ["tick", "fast", "tags"])
+def test_no_option_name_is_compared_inside_a_tick(module):
+    source = (Path(inspect.getfile(GraphEngine)).parent / f"{module}.py").read_text()
+    assert option_comparisons(source) == []
+    # the check sees a comparison that a tick would make
+    assert option_comparisons("def _step(self):\n    if self.pairing == 'frame':\n"
+                              "        pass\n") == [("_step", 2)]

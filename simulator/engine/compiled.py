@@ -16,7 +16,7 @@ from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
 from ..model.reference import vertex_params
-from ..options import loss_grad, set_rule_options
+from ..options import loss_gradient, set_rule_options
 from .fast import ring_read, runs
 from .tags import TAG_ROWS, TagClock
 from .tick import FINITE_QUANTITIES, GraphEngine, finite_slots
@@ -244,7 +244,7 @@ def _tick(plan, s, uy, exact=False):
         new["T"], target = ring, ring[(t - plan.delay) % (plan.delay + 1)]
     else:
         target = y
-    err = loss_grad(xp, plan.loss, Xn[o], target)
+    err = loss_gradient(plan.loss)(xp, Xn[o], target)
     Dn[o] = err if Sn[o] is None else Sn[o] * err
     if plan.delay:
         Dn[o] = jnp.where(t >= plan.delay, Dn[o], jnp.zeros_like(Dn[o]))

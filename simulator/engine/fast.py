@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 
-from ..options import loss_grad
 from ..model.layers import ACTIVATIONS
 from ..model.reference import vertex_params
 
@@ -29,21 +28,31 @@ def ring_read(ring, tick):
     return ring[tick % ring.shape[0], ...]
 
 
-def _activate(name, pre, x, s):
-    """x = σ(pre) and (unless s is None) s = σ'(pre) in place, with the
-    operations of ``layers.ACTIVATIONS`` (``linear`` leaves s: it holds ones)."""
-    if name == "tanh":
-        np.tanh(pre, out=x)
-        if s is not None:
-            np.multiply(x, x, out=s)
-            np.subtract(1.0, s, out=s)
-    elif name == "linear":
-        np.copyto(x, pre)
-    else:
-        xa, sa = ACTIVATIONS[name](np, pre)
+def _tanh(pre, x, s):
+    np.tanh(pre, out=x)
+    if s is not None:
+        np.multiply(x, x, out=s)
+        np.subtract(1.0, s, out=s)
+
+
+def _linear(pre, x, s):
+    np.copyto(x, pre)
+
+
+def activator(name):
+    """In place x = σ(pre) and (unless s is None) s = σ'(pre), with the operations
+    of ``layers.ACTIVATIONS`` (``linear`` leaves s: it holds ones); resolved once
+    per plan, so a tick compares no names."""
+    if name in ("tanh", "linear"):
+        return _tanh if name == "tanh" else _linear
+    f = ACTIVATIONS[name]
+
+    def activate(pre, x, s):
+        xa, sa = f(np, pre)
         np.copyto(x, xa)
         if s is not None:
             np.copyto(s, sa)
+    return activate
 
 
 class FastNumpy:
@@ -208,13 +217,14 @@ class FastNumpy:
         """Per-tick work resolved once (views of each run's blocks per buffer
         set, per free vertex its arrays): a tick does no lookups or slicing."""
         verts, n = self.model.vertices, self.n
-        keep_s = self.derivative in ("local", "frame")
+        keep_s = self._keep_s
         self._gviews = []
         for X, P, S, D, blk in self._sets:
             per = []
             for g, (Xb, Pb, Sb, Db) in zip(self._groups, blk):
                 k = g["k"]
-                runs = [(act, Pb[lo:hi], Xb[lo:hi], Sb[lo:hi]) for lo, hi, act in g["runs"]]
+                runs = [(activator(act), Pb[lo:hi], Xb[lo:hi], Sb[lo:hi])
+                        for lo, hi, act in g["runs"]]
                 # the backward reads δ of the members whose VJP goes somewhere:
                 # not the first's when the run hangs off the input
                 fed = Db[2:] if g["src"] == 0 else Db[1:]
@@ -227,7 +237,7 @@ class FastNumpy:
             g["F_fed"], g["cot_fed"] = g["F"][first:], g["cot"][first:]
         X0, P0 = self._sets[0][:2]
         self._fwd_dense = [(i, verts[i].parents[0], self._vp[i]["W"].T, self._vp[i]["b"],
-                            verts[i].layer.linear, verts[i].layer.activation,
+                            verts[i].layer.linear, activator(verts[i].layer.activation),
                             keep_s or i == self.out, X0[i] is P0[i]) for i in self._free_dense]
         self._fwd_other = [(i, self._sigma[i] and (keep_s or i == self.out))
                            for i in self._free_other]
@@ -270,7 +280,7 @@ class FastNumpy:
         self._fac_plan = [(i, got, i in factor_set) for i, got in self._bw_into]
         # ∂ℓ/∂x into δ_out (mse's x − y in place)
         self._out_err = (np.subtract if self.loss == "mse" else
-                         lambda x, y, out: np.copyto(out, loss_grad(np, self.loss, x, y)))
+                         lambda x, y, out: np.copyto(out, self._loss_grad(np, x, y)))
         self._out_sigma = self._sigma[self.out] and self.out not in self._ones
         self._resign = [] if not self._sign else (
             [(g["W"], g["F"]) for g in self._groups]
@@ -311,16 +321,16 @@ class FastNumpy:
         X, P, S, D, _ = cur
         Xn, Pn, Sn, Dn, _ = new
         gv, gvn, gvp = self._gviews[t % 3], self._gviews[(t + 1) % 3], self._gviews[(t + 2) % 3]
-        matmul, activate = np.matmul, _activate
+        matmul = np.matmul
         np.copyto(Xn[0], u)
         # forward: runs, then dense vertices, then other kinds
         for g, cv, nv in zip(self._groups, gv, gvn):
             P1n = nv[1]
             matmul(cv[0], g["WT"], out=P1n)
             P1n += g["b3"]
-            for act, pre, x, s in nv[2]:
-                activate(act, pre, x, s)
-        for i, p, WT, b, linear, act, want_s, shared in self._fwd_dense:
+            for activate, pre, x, s in nv[2]:
+                activate(pre, x, s)
+        for i, p, WT, b, linear, activate, want_s, shared in self._fwd_dense:
             pre = Pn[i]
             matmul(X[p], WT, out=pre)
             pre += b
@@ -328,7 +338,7 @@ class FastNumpy:
                 if not shared:
                     np.copyto(Xn[i], pre)
             else:
-                activate(act, pre, Xn[i], Sn[i] if want_s else None)
+                activate(pre, Xn[i], Sn[i] if want_s else None)
         for i, want_s in self._fwd_other:
             v = verts[i]
             pre, out = v.layer.value(np, self._vp[i], [X[p] for p in v.parents])

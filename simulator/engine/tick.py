@@ -21,7 +21,7 @@ from ..arguments import check_bool, check_number, check_run, check_seed, check_t
 from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import NumericalError, SimulatorError
-from ..options import loss_grad, present_target, set_rule_options
+from ..options import loss_gradient, present_target, set_rule_options
 from .fast import FastNumpy, apply_step, ring_read
 from .tags import GraphTags
 from ..model.graph import Model
@@ -131,6 +131,8 @@ class GraphEngine(FastNumpy, GraphTags):
                           for v in m.vertices[1:] for p in set(v.parents)}
         kind = self.derivative
         self._vjp_frame = kind == "frame"
+        self._keep_s = kind in ("local", "frame")         # σ' kept beyond the output
+        self._loss_grad = loss_gradient(self.loss)
         self._pair_frame = self.pairing == "frame"
         self._learned = self.feedback == "learned"
         self._sign = self.feedback == "sign"
@@ -245,7 +247,7 @@ class GraphEngine(FastNumpy, GraphTags):
         for i in self._factor_set:
             factors[i] = self._factor(i, t)
         Xn, Pn, Sn, Dn = [u], [u], [None] * self.n, [None] * self.n
-        keep_s = self.derivative in ("local", "frame")
+        keep_s = self._keep_s
         for v in m.vertices[1:]:
             i = v.index
             pre, out = v.layer.value(xp, self._vp[i], [X[p] for p in v.parents])
@@ -258,7 +260,7 @@ class GraphEngine(FastNumpy, GraphTags):
         if target is None:
             Dn[o] = xp.zeros_like(Xn[o])
         else:
-            err = loss_grad(xp, self.loss, Xn[o], target)
+            err = self._loss_grad(xp, Xn[o], target)
             Dn[o] = err if Sn[o] is None else Sn[o] * err
         cot = self._backward(t, X, P, Dl)
         for i in range(1, self.n - 1):
