@@ -36,17 +36,6 @@ class Stream:
         return u, self.target(u, ids), ids
 
 
-class ConstantStream(Stream):
-    """One frame for ever: the setting of the paper's Fig. 1."""
-
-    def __init__(self, n_in, batch, rng, target, amplitude=1.0):
-        super().__init__(n_in, batch, rng, target)
-        self.frame = amplitude * rng.normal(size=(batch, n_in))
-
-    def _next(self, t):
-        return self.frame, 0
-
-
 class HeldStream(Stream):
     """A new random frame every ``hold`` ticks, the first ``crossfade`` blending
     from the previous one: hold ≫ L is the paper's slow input (Fig. 2), hold = 1
@@ -72,6 +61,13 @@ class HeldStream(Stream):
             w = (phase + 1) / (self.crossfade + 1)
             return (1 - w) * self.prev + w * self.cur, k
         return self.cur, k
+
+
+class ConstantStream(HeldStream):
+    """One frame for ever (held past any run): the setting of the paper's Fig. 1."""
+
+    def __init__(self, n_in, batch, rng, target, amplitude=1.0):
+        super().__init__(n_in, batch, rng, target, hold=2**63 - 1, amplitude=amplitude)
 
 
 class SmoothStream(Stream):

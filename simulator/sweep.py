@@ -59,8 +59,8 @@ def summary_options(sweep, base_name, base, where):
     if base["kind"] != need:
         raise SceneError(f"{where}: key 'sweep.summary': a {kind!r} summary needs a {need} base "
                          f"scene, got {base_name!r} of kind {base['kind']!r}")
-    return {"summary": kind, "steady_from": sweep["steady_from"]} if kind == "mismatch" \
-        else {"summary": kind}
+    return dict(summary=kind, **({"steady_from": sweep["steady_from"]} if kind == "mismatch"
+                                 else {}))
 
 
 def resolve_point(scene, overrides, where):
@@ -161,10 +161,8 @@ def steady_mismatch(cos, rel, steady_from):
     T, L = cos.shape
     start = min(max(2 * L, int(steady_from * T)), T - 1)
     per_layer, per_rel = ([_nanmean(a[start:, l]) for l in range(L)] for a in (cos, rel))
-    out = {}
-    for l in range(L):
-        out[f"cos_l{l + 1:02d}"] = per_layer[l]
-        out[f"rel_l{l + 1:02d}"] = per_rel[l]
+    out = {f"{name}_l{l + 1:02d}": v[l] for l in range(L)
+           for name, v in (("cos", per_layer), ("rel", per_rel))}
     ls = synchronized_layers(L)[0]
     others = [c for l, c in enumerate(per_layer, start=1) if l != ls]
     return dict(out, mean_cos=float(np.nanmean(per_layer)), mean_rel=float(np.nanmean(per_rel)),
@@ -209,13 +207,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
     with outputs.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
         sw = sweep_scene["sweep"]
         points_dir = os.path.join(out_dir, "points")
-        records, damaged = {}, 0
-        for point in points:
-            if point.key not in records:
-                record, was_damaged = read_point(points_dir, point.key)
-                damaged += was_damaged
-                if record is not None:
-                    records[point.key] = record
+        records, damaged = _read_points(points_dir, points)
         copies = collections.Counter(p.key for p in points)
         todo = {p.key: p for p in points
                 if p.key not in records or records[p.key]["status"] != "ok"}
@@ -240,8 +232,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         elif jobs:
             _run_local(jobs, timeouts, int(workers), save)
         elapsed = time.perf_counter() - t0
-        # a point's params are how this sweep names it (another sweep may run the same scene)
-        done = [dict(records[p.key], params=p.params) for p in points if p.key in records]
+        done = _named(points, records)
         csv = write_csv(os.path.join(out_dir, "sweep.csv"), done, list(sw["grid"]) + ["run.seed"])
         pictures = render_sweep(done, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
         rate = 60.0 * len(jobs) / elapsed if jobs and elapsed > 0 else float("nan")
@@ -253,9 +244,20 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
 
 def sweep_records(sweep_path_or_name, out_dir):
     """The valid point records found in ``<out_dir>/points/``, in point order."""
-    folder = os.path.join(out_dir, "points")
-    found = [(read_point(folder, p.key)[0], p.params) for p in plan_sweep(sweep_path_or_name)[4]]
-    return [dict(record, params=params) for record, params in found if record is not None]
+    points = plan_sweep(sweep_path_or_name)[4]
+    return _named(points, _read_points(os.path.join(out_dir, "points"), points)[0])
+
+
+def _read_points(points_dir, points):
+    """({key: valid record}, number of points whose file is damaged)."""
+    found = {p.key: read_point(points_dir, p.key) for p in points}
+    return ({k: r for k, (r, _) in found.items() if r is not None},
+            sum(found[p.key][1] for p in points))
+
+
+def _named(points, records):
+    """The records of ``points`` found, in point order, with this sweep's params."""
+    return [dict(records[p.key], params=p.params) for p in points if p.key in records]
 
 
 def _run_local(jobs, timeouts, workers, save):
@@ -334,13 +336,9 @@ def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
 
 def layer_boundaries(records, threshold=0.9, axis="stream.hold"):
     """{depth: [h*(L, l) for l = 1..L]}: ``boundary`` of each layer's cosine."""
-    out = {}
     depths = sorted({r["params"].get("network.depth") for r in records if r["status"] == "ok"})
-    for depth in depths:
-        mine = [r for r in records if r["params"].get("network.depth") == depth]
-        out[depth] = [boundary(mine, threshold, f"cos_l{l:02d}", axis).get(depth)
-                      for l in range(1, depth + 1)]
-    return out
+    return {d: [boundary(records, threshold, f"cos_l{l:02d}", axis).get(d) for l in range(1, d + 1)]
+            for d in depths}
 
 
 def fit_boundary(hstar):
