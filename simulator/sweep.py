@@ -48,21 +48,6 @@ def points_of(sweep):
             for combo in itertools.product(*grid.values()) for seed in sweep["seeds"]]
 
 
-def summary_options(sweep, base_name, base, where):
-    """The options a point's summary depends on: its kind ('auto' resolved by
-    the base scene's) and, for mismatch, ``steady_from``; SceneError if the
-    base kind has no such summary."""
-    kind = sweep["summary"]
-    if kind == "auto":
-        kind = "training" if base["kind"] == "train" else "mismatch"
-    need = "train" if kind == "training" else "diffusion"
-    if base["kind"] != need:
-        raise SceneError(f"{where}: key 'sweep.summary': a {kind!r} summary needs a {need} base "
-                         f"scene, got {base_name!r} of kind {base['kind']!r}")
-    return dict(summary=kind, **({"steady_from": sweep["steady_from"]} if kind == "mismatch"
-                                 else {}))
-
-
 def resolve_point(scene, overrides, where):
     """``scene`` with {"section.key": value} ``overrides`` applied, validated
     again; a mistake is a SceneError starting with ``where``."""
@@ -81,11 +66,21 @@ def resolve_point(scene, overrides, where):
 
 def plan_sweep(sweep_path_or_name):
     """(name, resolved sweep scene, base name, summary options, [Point]), every
-    point resolved before any runs (a mistake is one SceneError)."""
+    point resolved before any runs (a mistake is one SceneError). The options
+    are what a point's summary depends on: its kind ('auto': by the base
+    scene's) and, for mismatch, ``steady_from``."""
     name, sweep_scene, base_name, base = load_sweep(sweep_path_or_name)
     path = scene_mod.find_scene(sweep_path_or_name)
     sw = sweep_scene["sweep"]
-    options = summary_options(sw, base_name, base, path)
+    kind = sw["summary"]
+    if kind == "auto":
+        kind = "training" if base["kind"] == "train" else "mismatch"
+    need = "train" if kind == "training" else "diffusion"
+    if base["kind"] != need:
+        raise SceneError(f"{path}: key 'sweep.summary': a {kind!r} summary needs a {need} base "
+                         f"scene, got {base_name!r} of kind {base['kind']!r}")
+    options = dict(summary=kind, **({"steady_from": sw["steady_from"]} if kind == "mismatch"
+                                    else {}))
     for table in ("set", "grid"):
         if "run.seed" in sw[table]:
             raise SceneError(f"{path}: key 'sweep.{table}' entry 'run.seed': the seeds of a "
@@ -313,12 +308,10 @@ def mean_over_seeds(records, keys, value):
         v = r["summary"].get(value)
         if r["status"] != "ok" or v is None:
             continue
-        groups.setdefault(tuple(_hashable(r["params"].get(k)) for k in keys), []).append(float(v))
+        at = (r["params"].get(k) for k in keys)
+        groups.setdefault(tuple(tuple(p) if isinstance(p, list) else p for p in at),
+                          []).append(float(v))
     return {k: (_nanmean(v), _nanmean(v, np.nanstd), len(v)) for k, v in groups.items()}
-
-
-def _hashable(value):
-    return tuple(value) if isinstance(value, list) else value
 
 
 def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):

@@ -96,17 +96,6 @@ def load(name_or_path):
 MAX_NAME = 200          # longest scene name a run.json may hold
 
 
-def check_run_name(name, path):
-    """The ``name`` of a run.json, refused unless a scene file could have it
-    (spaces and non-ASCII letters are fine: `my scene.toml`, `szené.toml`)."""
-    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
-            or "/" in name or "\\" in name or name.strip(".") == ""):
-        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
-                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
-                         f"only dots), got {show(name, typed=True)}")
-    return name
-
-
 def load_run_json(path):
     """The name and resolved scene stored in a run.json, validated again."""
     text = _read_text(path)
@@ -118,7 +107,14 @@ def load_run_json(path):
     if not isinstance(meta, dict) or "scene" not in meta or "name" not in meta:
         raise SceneError(f"{path}: not a tickprop run.json (expected an object with "
                          "'name' and 'scene')")
-    name = check_run_name(meta["name"], path)
+    # The name is refused unless a scene file could have it (spaces and
+    # non-ASCII letters are fine: `my scene.toml`, `szené.toml`).
+    name = meta["name"]
+    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
+            or "/" in name or "\\" in name or name.strip(".") == ""):
+        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
+                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
+                         f"only dots), got {show(name, typed=True)}")
     if not isinstance(meta["scene"], dict):
         raise SceneError(f"{path}: key 'scene': expected a table of sections, "
                          f"got {show(meta['scene'], typed=True)}")

@@ -80,8 +80,16 @@ def validate(raw, source):
             else copy.deepcopy(field.default)
             for key, field in fields.items()}
     if kind in ("diffusion", "train"):
-        check_graph(resolved["network"], source)
-        _check_graph_output(resolved, source)
+        net = resolved["network"]
+        check_graph(net, source)
+        # On a graph, network.output is the σ of the teacher that makes the
+        # targets; with label targets nothing reads it.
+        if net["layers"] and resolved["target"]["kind"] == "labels" \
+                and _is_set(net, GRAPH_NETWORK, "output"):
+            raise SceneError(f"{source}: key 'network.output': on a graph (network.layers) it "
+                             "is the output σ of the teacher, and target.kind is 'labels' (no "
+                             "teacher); a graph takes its last layer's activation instead; "
+                             f"expected it left out, given {show(net['output'])}")
     check_variant_keys(resolved, source)
     return resolved
 
@@ -108,18 +116,6 @@ def check_variant_keys(resolved, source):
         raise SceneError(f"{source}: key {key!r}: only read when {when}, and {selector} is "
                          f"{show(chosen)}; expected it left out, given "
                          f"{show(resolved[section][name])}")
-
-
-def _check_graph_output(resolved, source):
-    """On a graph, network.output is the σ of the teacher that makes the
-    targets; with label targets nothing reads it."""
-    net = resolved["network"]
-    if net["layers"] and resolved["target"]["kind"] == "labels" \
-            and _is_set(net, GRAPH_NETWORK, "output"):
-        raise SceneError(f"{source}: key 'network.output': on a graph (network.layers) it is "
-                         "the output σ of the teacher, and target.kind is 'labels' (no teacher); "
-                         "a graph takes its last layer's activation instead; expected it left "
-                         f"out, given {show(net['output'])}")
 
 
 def check_graph(net, source):
