@@ -39,8 +39,8 @@ def read_point(points_dir, key):
     if (not isinstance(record, dict) or any(k not in record for k in POINT_KEYS)
             or record["format"] != POINT_FORMAT or record["key"] != key
             or record["status"] not in ("ok", "failed") or not isinstance(record["error"], str)
-            or not isinstance(record["params"], dict) or not isinstance(record["summary"], dict)
-            or not isinstance(record["scene"], dict) or not isinstance(record["options"], dict)):
+            or any(not isinstance(record[k], dict) for k in ("params", "summary", "scene",
+                                                             "options"))):
         return None, True
     try:
         same = point_key(record["scene"], record["options"]) == key

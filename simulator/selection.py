@@ -60,9 +60,5 @@ def plain(selection):
         if isinstance(v, slice):
             return f"{'' if v.start is None else v.start}:{'' if v.stop is None else v.stop}"
         return v
-    out = {}
-    for key, value in selection.items():
-        if value is None:
-            continue
-        out[key] = [one(v) for v in value] if isinstance(value, (list, tuple)) else one(value)
-    return out
+    return {key: [one(v) for v in value] if isinstance(value, (list, tuple)) else one(value)
+            for key, value in selection.items() if value is not None}

@@ -1,9 +1,7 @@
-"""Input and target streams (SPEC §2), generated on the host, seeded, in order.
-
-``take(n)`` hands out the next n ticks as (u, y, frame_id): u (n, batch, n_0),
-y (n, batch, n_L) and the index of the frame each tick shows (a held frame
-keeps its index for h ticks; a continuous stream numbers every tick). The same
-seed gives the same stream whatever the chunk sizes.
+"""Input and target streams (SPEC §2), generated on the host, seeded, in order:
+``take(n)`` hands out the next n ticks as (u (n, batch, n_0), y (n, batch, n_L),
+the index of the frame each tick shows: a held frame keeps its index for h
+ticks, a continuous stream numbers every tick), the same whatever the chunks.
 """
 import math
 
@@ -245,17 +243,14 @@ def render(images, canvas, positions, edges="bounce"):
 
 
 class MovingStream:
-    """The `moving` stream (README "Image streams"): each batch row shows seeded
-    permutations of ``images`` (n, h, w), the k-th crossfade tick weighing the
-    new one (k+1)/(crossfade+1) (the first fades in from blank); the top-left
-    corner moves on start + speed·t·(−sin θ, cos θ) in (row, column), θ =
-    ``direction``, folded at the ``edges``; saccades displace ticks [jk, (j+1)k)
-    by ``jitter`` pixels (k = ``jitter_every``); with ``stagger`` row b's k-th
-    digit starts at tick k·hold − ⌊b·hold/batch⌋. Targets are the one-hot
-    labels, or ``target(u, ids)``. Frame ids number every tick, except on a
-    still stream (speed 0, no saccades, no stagger): the digit's index.
-    ``frames(t0, n)`` depends on the ticks alone (three child generators of ``rng``).
-    """
+    """The `moving` stream (README "Image streams") of seeded permutations of
+    ``images`` (n, h, w) per batch row: crossfade tick k weighs the new digit
+    (k+1)/(crossfade+1) (the first fades in from blank); the top-left corner
+    moves on start + speed·t·(−sin θ, cos θ) in (row, column), θ = ``direction``;
+    saccades displace ticks [jk, (j+1)k) (k = ``jitter_every``); with ``stagger``
+    row b's k-th digit starts at tick k·hold − ⌊b·hold/batch⌋. Targets: one-hot
+    labels or ``target(u, ids)``; ids number every tick, or the digits on a
+    still stream (speed 0, no saccades, no stagger)."""
 
     _JITTER_BLOCK = 1024       # saccades drawn this many at a time
 
@@ -284,8 +279,7 @@ class MovingStream:
             raise SimulatorError(f"jitter and jitter_every must be >= 0, got {jitter}, "
                                  f"{jitter_every}")
         self.images, self.labels, self.n_classes = images, labels.astype(np.int64), int(n_classes)
-        self.batch, self.canvas, self.edges = int(batch), (H, W), edges
-        self.n_in = H * W
+        self.batch, self.canvas, self.edges, self.n_in = int(batch), (H, W), edges, H * W
         self.speed, self.direction = float(speed), float(direction)
         self.hold, self.crossfade = int(hold), int(crossfade)
         # Row b's digits change at ticks ≡ −offset_b (mod hold): evenly spread
@@ -314,25 +308,23 @@ class MovingStream:
             self._order = np.concatenate([self._order, epoch.T])
         return self._order[j, np.arange(self.batch)]
 
-    def _saccades(self, t):
-        """Saccade displacement (n, batch, 2) of ticks t."""
-        if not (self.jitter and self.jitter_every):
-            return np.zeros(t.shape + (self.batch, 2))
-        j = t // self.jitter_every
-        while self._jumps.shape[0] <= j.max(initial=0):
-            phi = self._jitter_rng.uniform(0.0, 2 * np.pi, size=(self._JITTER_BLOCK, self.batch))
-            step = self.jitter * np.stack([np.sin(phi), np.cos(phi)], axis=-1)
-            self._jumps = np.concatenate([self._jumps, step])
-        return self._jumps[j]
-
     def positions(self, t0, n):
         """Folded top-left positions (n, batch, 2) = (row, column) of ticks t0..t0+n−1."""
         t = np.arange(t0, t0 + n)
-        raw = self.start + t[:, None, None] * self.velocity + self._saccades(t)
+        raw = self.start + t[:, None, None] * self.velocity
+        if self.jitter and self.jitter_every:
+            j = t // self.jitter_every          # the saccade of each tick
+            while self._jumps.shape[0] <= j.max(initial=0):
+                phi = self._jitter_rng.uniform(0.0, 2 * np.pi,
+                                               size=(self._JITTER_BLOCK, self.batch))
+                step = self.jitter * np.stack([np.sin(phi), np.cos(phi)], axis=-1)
+                self._jumps = np.concatenate([self._jumps, step])
+            raw += self._jumps[j]
         return np.stack([fold(raw[..., a], self.span[a], self.edges) for a in (0, 1)], axis=-1)
 
     def frames(self, t0, n):
-        """Ticks t0..t0+n−1 as (u (n, batch, H·W), y, ids (n,), labels (n, batch))."""
+        """Ticks t0..t0+n−1 as (u (n, batch, H·W), y, ids (n,), labels (n, batch)),
+        a function of the ticks alone (three child generators of ``rng``)."""
         t = np.arange(t0, t0 + n)
         j, phase = np.divmod(t[:, None] + self.offsets, self.hold)          # (n, batch)
         new = self._digits(j)

@@ -1,9 +1,7 @@
-"""Sweeps: a grid of scene overrides run as independent points (SPEC §9; README
-"Commands", `tickprop sweep`). Every point (grid cell × seed) is resolved
-before any runs and stored as its own JSON file named by the hash of its
-resolved scene (``simulator.points``), so a sweep resumes with its missing,
-failed or damaged points only; they run in local processes (``simulator.pool``)
-or on Dask (``simulator.dask_pool``). ``sweep.csv`` and the pictures come last.
+"""Sweeps (SPEC §9; README "Commands", `tickprop sweep`): every point (grid cell
+× seed) of scene overrides is resolved before any runs and stored as a JSON
+file named by the hash of its resolved scene (``simulator.points``), so a sweep
+resumes with its missing, failed or damaged points only.
 """
 import collections
 import copy
@@ -185,11 +183,10 @@ def load_sweep(sweep_path_or_name):
 
 def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None,
               force=False):
-    """Run every point of a sweep scene with no valid file in
-    ``<out_dir>/points/``, in ``workers`` local processes or on the Dask
-    cluster at ``scheduler``, then write sweep.csv and the pictures.
-    ``out_dir`` is claimed first (a foreign folder is refused unless
-    ``force``); ``progress(n)`` is called per finished point; Ctrl-C stops at
+    """Run every point of a sweep scene with no valid file in ``<out_dir>/points/``
+    (claimed first: a foreign folder only with ``force``) in ``workers`` local
+    processes or on the Dask cluster at ``scheduler``, then write sweep.csv and
+    the pictures; ``progress(n)`` is called per finished point; Ctrl-C stops at
     once, keeping the finished points. Returns a summary dict (counts, paths,
     seconds, records)."""
     if int(workers) < 1:
