@@ -66,31 +66,26 @@ def _read_text(path):
         raise SceneError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
 
 
-def _parse_toml(text, source):
-    """tomllib.loads with every failure turned into one SceneError."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SceneError(f"{source}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise SceneError(f"{source}: not valid TOML (arrays or tables nested too deeply)") from None
-    except ValueError:
-        # Only an integer over Python's digit limit gets here.
-        match = re.search(r"[0-9][0-9_]{%d,}" % INT_DIGITS, text)
-        where = f" line {text.count(chr(10), 0, match.start()) + 1}:" if match else ""
-        digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
-        raise SceneError(f"{source}: not valid TOML:{where} an integer with {digits} digits "
-                         f"(at most {INT_DIGITS} are read)") from None
-
-
 def load(name_or_path):
     """Load a TOML scene or a run.json (replay); return (name, resolved scene)."""
     path = find_scene(name_or_path)
     if path.endswith(".json"):
         return load_run_json(path)
-    raw = _parse_toml(_read_text(path), path)
-    name = os.path.splitext(os.path.basename(path))[0]
-    return name, validate(raw, path)
+    text = _read_text(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SceneError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SceneError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
+    except ValueError:
+        # Only an integer over Python's digit limit gets here.
+        match = re.search(r"[0-9][0-9_]{%d,}" % INT_DIGITS, text)
+        where = f" line {text.count(chr(10), 0, match.start()) + 1}:" if match else ""
+        digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
+        raise SceneError(f"{path}: not valid TOML:{where} an integer with {digits} digits "
+                         f"(at most {INT_DIGITS} are read)") from None
+    return os.path.splitext(os.path.basename(path))[0], validate(raw, path)
 
 
 MAX_NAME = 200          # longest scene name a run.json may hold

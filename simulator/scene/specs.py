@@ -54,15 +54,7 @@ def thawed(value):
     return value
 
 
-class Spec:
-    """Base of every section spec: ``read`` makes one from a resolved section."""
-
-    @classmethod
-    def read(cls, section):
-        return cls(**{f.name: frozen(section[f.name]) for f in dataclasses.fields(cls)})
-
-
-class ChainOrGraph(Spec):
+class ChainOrGraph:
     """What a diffusion or train [network] computes from its keys: a chain
     (sizes, or depth/width/inputs/outputs) or a graph (``layers``, ``input_shape``)."""
 
@@ -114,7 +106,7 @@ class RelaxationChain(ChainOrGraph):
     skeleton = None
 
 
-def spec_class(name, fields, base=Spec):
+def spec_class(name, fields, base=object):
     """A frozen dataclass ``name`` with one typed attribute per key of ``fields``."""
     cls = dataclasses.make_dataclass(
         name, [(key, TYPES[type(field)]) for key, field in fields.items()], bases=(base,),
@@ -160,5 +152,7 @@ class SceneSpec:
 def spec_of(resolved):
     """The SceneSpec of a resolved scene (``validate``'s result), read once."""
     kind = resolved["kind"]
+    classes = {name: section_class(kind, name) for name in SCHEMAS[kind]}
     return SceneSpec(kind, resolved["description"], FrozenTable(
-        {name: section_class(kind, name).read(resolved[name]) for name in SCHEMAS[kind]}))
+        {name: cls(**{f.name: frozen(resolved[name][f.name]) for f in dataclasses.fields(cls)})
+         for name, cls in classes.items()}))
