@@ -1,8 +1,6 @@
-"""Scene -> parts (ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``),
-written once: seeds, network, input stream, engine options, read from the
-scene's typed specs. Every run, trainer and sweep builds through here; the
-builder only builds and refuses, it never simulates, records or draws.
-"""
+"""Scene -> parts (ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``)
+from the typed specs, for every run, trainer and sweep: it builds and refuses,
+never simulates, records or draws."""
 from collections import namedtuple
 
 import numpy as np

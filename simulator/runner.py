@@ -1,8 +1,6 @@
 """A resolved diffusion scene run: scene -> parts (simulator.build) -> Engine ->
-Recorder -> Trace (ARCHITECTURE.md). Everything that can be refused (sizes,
-memory budget, device) is refused in ``Prepared`` before any tick; the folder a
-run writes is simulator.kinds' business.
-"""
+Recorder -> Trace (ARCHITECTURE.md); ``Prepared`` refuses what it can (sizes,
+memory budget, device) before any tick. The run's folder is simulator.kinds'."""
 import importlib.metadata
 import platform
 import time

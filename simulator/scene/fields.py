@@ -1,12 +1,8 @@
-"""Scene field types: one class per kind of value, each checking its own values.
-
-``check(value, where)`` returns the value converted to its type or raises
-SceneError "<where>: expected <what the field takes>, got <the value>" (with a
-did-you-mean for a misspelt choice), ``where`` naming the file and key, e.g.
-"scene.toml: key 'run.ticks'"; a list entry adds its index ("key
-'network.sizes[2]'"). ``show`` renders values and never turns a huge integer
-into text (Python refuses past 4300 digits).
-"""
+"""Scene field types, one class per kind of value: ``check(value, where)``
+returns the value converted or raises SceneError "<where>: expected <what the
+field takes>, got <the value>" (a did-you-mean for a misspelt choice), ``where``
+naming the file and key ("scene.toml: key 'network.sizes[2]'"). ``show``
+never turns a huge integer into text (Python refuses past 4300 digits)."""
 import copy
 import json
 import math

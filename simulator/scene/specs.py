@@ -1,10 +1,7 @@
-"""Typed, frozen specs: a resolved scene read once into one frozen dataclass per
-section, made from the section's schema (simulator.scene.sections) so a key is
-declared once. Lists become tuples and tables read-only mappings. The network
-classes add what is computed from their keys (``shape``, ``graph``,
-``skeleton``). ``spec_of(resolved)`` gives the ``SceneSpec``; the resolved dict
-stays what run.json stores, the spec never goes to disk.
-"""
+"""Typed, frozen specs: ``spec_of`` reads a resolved scene once into one frozen
+dataclass per section, made from its schema (lists as tuples, tables read-only);
+the network classes add ``shape``, ``graph``, ``skeleton``. The resolved dict
+stays what run.json stores; a spec never goes to disk."""
 import dataclasses
 import functools
 from typing import Mapping
