@@ -351,24 +351,21 @@ def render_sweep(records, sweep, out_dir, title=""):
     # matplotlib loads only when a picture is drawn: sweep workers stay quick.
     from .render.phase import render_accuracy, render_phase
 
-    grid = sweep["grid"]
+    grid, threshold = sweep["grid"], sweep["threshold"]
     ok = [r for r in records if r["status"] == "ok"]
     written = {}
     axis = "stream.speed" if "stream.speed" in grid else "stream.hold"
     if axis in grid and "network.depth" in grid and any("mean_cos" in r["summary"] for r in ok):
-        path = os.path.join(out_dir, "phase.png")
-        star = boundary(ok, sweep["threshold"], axis=axis)
-        written["phase.png"] = render_phase(ok, star, sweep["threshold"], path, title=title,
-                                            axis=axis)
+        star = boundary(ok, threshold, axis=axis)
+        written["phase.png"] = render_phase(ok, star, threshold, os.path.join(out_dir, "phase.png"),
+                                            title=title, axis=axis)
         name = "v_star" if axis == "stream.speed" else "h_star"
-        files.write_json(os.path.join(out_dir, "boundary.json"), {
-            "threshold": sweep["threshold"], name: {str(k): v for k, v in star.items()},
-            name + "_layers": {str(k): v for k, v in
-                               layer_boundaries(ok, sweep["threshold"], axis).items()},
+        written["boundary.json"] = files.write_json(os.path.join(out_dir, "boundary.json"), {
+            "threshold": threshold, name: {str(k): v for k, v in star.items()},
+            name + "_layers": {str(k): v for k, v in layer_boundaries(ok, threshold, axis).items()},
             "fit": fit_boundary(star), "paper_tau_s": {str(k): k - 1 for k in star}}, indent=1)
-        written["boundary.json"] = os.path.join(out_dir, "boundary.json")
     if "stream.hold" in grid and any("final_accuracy" in r["summary"] for r in ok):
-        path = os.path.join(out_dir, "accuracy.png")
-        written["accuracy.png"] = render_accuracy(ok, path, title=title)
+        written["accuracy.png"] = render_accuracy(ok, os.path.join(out_dir, "accuracy.png"),
+                                                  title=title)
     return written
 
