@@ -101,9 +101,6 @@ class DatasetStream(HeldStream):
     targets are the one-hot labels of the frame being shown."""
 
     def __init__(self, n_in, batch, rng, inputs, onehot, hold=1, crossfade=0):
-        if inputs.shape[1] != n_in:
-            raise SimulatorError(f"the data set has {inputs.shape[1]} inputs but network.inputs "
-                                 f"is {n_in}")
         self.inputs, self.onehot = inputs, onehot
         self._order = [[] for _ in range(batch)]
         self._shown = np.zeros((batch, onehot.shape[1]))
@@ -280,7 +277,6 @@ class MovingStream:
                                  f"{jitter_every}")
         self.images, self.labels, self.n_classes = images, labels.astype(np.int64), int(n_classes)
         self.batch, self.canvas, self.edges, self.n_in = int(batch), (H, W), edges, H * W
-        self.speed, self.direction = float(speed), float(direction)
         self.hold, self.crossfade = int(hold), int(crossfade)
         # Row b's digits change at ticks ≡ −offset_b (mod hold): evenly spread
         # over the hold when staggered, all at once otherwise.
@@ -288,15 +284,15 @@ class MovingStream:
                         else np.zeros(self.batch, dtype=np.int64))
         self.jitter, self.jitter_every = float(jitter), int(jitter_every)
         self.amplitude, self.target = float(amplitude), target
-        theta = math.radians(self.direction)
-        self.velocity = self.speed * np.array([-math.sin(theta), math.cos(theta)])
+        theta = math.radians(direction)
+        self.velocity = float(speed) * np.array([-math.sin(theta), math.cos(theta)])
         # Folding spans per axis (row, column) and the start points inside them.
         self.span = np.array([H - h, W - w] if edges == "bounce" else [H, W], dtype=np.float64)
         start_rng, self._order_rng, self._jitter_rng = rng.spawn(3)
         self.start = start_rng.uniform(0.0, 1.0, size=(self.batch, 2)) * self.span
         self._order = np.empty((0, self.batch), dtype=np.int64)   # digit j of row b
         self._jumps = np.empty((0, self.batch, 2))                # saccade j of row b
-        self.still = (self.speed == 0 and not (self.jitter and self.jitter_every)
+        self.still = (speed == 0 and not (self.jitter and self.jitter_every)
                       and not self.offsets.any())
         self.t = 0
 
