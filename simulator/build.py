@@ -110,17 +110,16 @@ def engine_options(section, spec, feedback_seed):
 
 
 class Parts:
-    """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
-    ``network``, the ``stream`` and ``engine_args``; ``engine()`` makes a fresh
-    engine. A bad device or stream/target pair is refused here, before any tick."""
+    """A diffusion scene built: the initial ``network``, the ``stream``, the
+    ``engine_args``; ``engine()`` makes a fresh engine. A bad device or
+    stream/target pair is refused here, before any tick."""
 
     def __init__(self, spec):
-        self.sizes, self.activations = spec.network.shape
-        self.seeds = seeds(spec.run.seed)
-        self.network = build_network(spec.network, self.seeds.network)
+        seeds_ = seeds(spec.run.seed)
+        self.network = build_network(spec.network, seeds_.network)
         Backend(spec.run.device, spec.run.dtype)   # fail early on a missing device
-        self.stream = build_stream(spec, self.seeds, spec.rule.loss)
-        self.engine_args = engine_options(spec.rule, spec, self.seeds.feedback)
+        self.stream = build_stream(spec, seeds_, spec.rule.loss)
+        self.engine_args = engine_options(spec.rule, spec, seeds_.feedback)
         self.backend = _tick_backend(spec, self.network)
 
     def engine(self):

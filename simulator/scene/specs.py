@@ -99,8 +99,6 @@ class RelaxationChain(ChainOrGraph):
     """[network] of an ar_converge or ar_train scene: a chain given by ``sizes``."""
 
     layers = ()
-    graph = False
-    skeleton = None
 
 
 def spec_class(name, fields, base=object):
