@@ -193,8 +193,7 @@ DATASETS = {"digits": load_digits, "mnist": load_mnist}
 
 def load_dataset(name, seed=0, test_fraction=None):
     """The data set ``name`` (of DATASETS) split by ``seed``; ``test_fraction``
-    None keeps its own default. Streams train on ``train_*``, trainers evaluate
-    on ``test_*`` of the same call."""
+    None keeps its own default."""
     if name not in DATASETS:
         raise SimulatorError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
     kw = {} if test_fraction is None else {"test_fraction": test_fraction}

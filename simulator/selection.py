@@ -1,8 +1,7 @@
-"""``tickprop render``'s selectors read into what Trace.select takes:
-``--ticks A:B`` (stop excluded, either end may be left out, a lone A is one
-tick) and comma-separated ``--layers``/``--neurons`` of indices, ``A:B`` ranges
-and (``--layers``) vertex names. A malformed value is one SimulatorError.
-"""
+"""``tickprop render``'s selectors read into what Trace.select takes: ``--ticks
+A:B`` (stop excluded, either end optional, a lone A one tick) and comma-separated
+``--layers``/``--neurons`` of indices, ``A:B`` ranges and (``--layers``) vertex
+names. A malformed value is one SimulatorError."""
 import re
 
 from .errors import SimulatorError

@@ -18,8 +18,8 @@ EDGES = ("bounce", "wrap")
 
 
 class Stream:
-    """Base: input frames u_t (a subclass's ``_next(t)`` gives (frame, id))
-    paired with a target rule."""
+    """Base: frames u_t from a subclass's ``_next(t)`` -> (frame, id), targets
+    from ``target(u, ids)``."""
 
     def __init__(self, n_in, batch, rng, target):
         self.n_in, self.batch, self.rng, self.target = n_in, batch, rng, target

@@ -1,8 +1,6 @@
 """A parsed scene (TOML or run.json) checked against its kind's sections and
-resolved, every default filled (what run.json stores and replays). Every
-mistake is one SceneError naming the file, the key, what was expected and what
-was given: "fig.toml: key 'network.sizes[2]': expected an integer in 1..65536, got 0".
-"""
+resolved, every default filled (what run.json stores and replays); every mistake
+is one SceneError naming the file, the key, what was expected and what was given."""
 import copy
 
 from ..errors import SceneError, did_you_mean
@@ -119,10 +117,9 @@ def check_variant_keys(resolved, source):
 
 
 def check_graph(net, source):
-    """The Model skeleton of a resolved [network] whose ``layers`` describe a
-    graph (None for a chain), or SceneError naming the entry ("key
-    'network.layers[2].kernel'"); a graph may set no CHAIN_ONLY key, a chain no
-    GRAPH_ONLY key."""
+    """The Model skeleton of a resolved [network]'s graph (None for a chain), or
+    SceneError naming the entry ("key 'network.layers[2].kernel'"); a graph may
+    set no CHAIN_ONLY key, a chain no GRAPH_ONLY key."""
     if not net.get("layers"):
         for key in GRAPH_ONLY:
             if key in net and _is_set(net, GRAPH_NETWORK, key):
