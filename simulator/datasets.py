@@ -165,8 +165,7 @@ def mnist_path():
 
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays():
-    path = mnist_path()
-    table = _read_table(path, MNIST_MAX_BYTES, MNIST_SHA256, MNIST_COUNT,
+    table = _read_table(mnist_path(), MNIST_MAX_BYTES, MNIST_SHA256, MNIST_COUNT,
                         MNIST_SIDE * MNIST_SIDE + 1, MNIST_PACKAGE)
     images = table[:, :-1].reshape(MNIST_COUNT, MNIST_SIDE, MNIST_SIDE) / 255.0
     labels = table[:, -1].copy()

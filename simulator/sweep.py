@@ -31,8 +31,7 @@ POINT_TICK_S = 0.1
 
 
 class Point(NamedTuple):
-    """A point: its grid values and seed, its resolved scene and the hash
-    that names its file."""
+    """A point: its grid values and seed, resolved scene, the hash naming its file."""
     params: dict
     scene: dict
     key: str
