@@ -73,8 +73,7 @@ class SmoothStream(Stream):
 
     def __init__(self, n_in, batch, rng, target, tau=8.0, amplitude=1.0):
         super().__init__(n_in, batch, rng, target)
-        self.rho = float(np.exp(-1.0 / tau))
-        self.amplitude = amplitude
+        self.rho, self.amplitude = float(np.exp(-1.0 / tau)), amplitude
         self.state = rng.normal(size=(batch, n_in))
 
     def _next(self, t):

@@ -316,11 +316,9 @@ def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
     reaches it (None if no grid value does)."""
     means = mean_over_seeds(records, ["network.depth", axis], value)
     pick = max if axis == "stream.speed" else min
-    out = {}
-    for depth in sorted({d for d, _ in means}):
-        passing = [h for d, h in means if d == depth and means[(d, h)][0] >= threshold]
-        out[depth] = pick(passing) if passing else None
-    return out
+    passing = {d: [h for (e, h), (mean, _, _) in means.items() if e == d and mean >= threshold]
+               for d in sorted({d for d, _ in means})}
+    return {d: pick(hs) if hs else None for d, hs in passing.items()}
 
 
 def layer_boundaries(records, threshold=0.9, axis="stream.hold"):
