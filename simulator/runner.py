@@ -55,10 +55,9 @@ class Prepared:
             engine.run(self.stream, self.plan.ticks, recorder, progress)
         t2 = time.perf_counter()
         meta = run_metadata(self.name, self.scene)
-        meta["timings"] = {"build_s": t1 - t0, "simulate_s": t2 - t1,
-                           "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)}
-        meta["record_bytes"] = self.record_bytes
-        meta["backend"] = self.parts.backend
+        meta.update(timings={"build_s": t1 - t0, "simulate_s": t2 - t1,
+                             "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)},
+                    record_bytes=self.record_bytes, backend=self.parts.backend)
         return recorder.trace(meta)
 
 

@@ -35,9 +35,8 @@ class Stream:
 
 
 class HeldStream(Stream):
-    """A new random frame every ``hold`` ticks, the first ``crossfade`` blending
-    from the previous one: hold ≫ L is the paper's slow input (Fig. 2), hold = 1
-    its fast input (Fig. 3)."""
+    """A new random frame every ``hold`` ticks, blended in over the first
+    ``crossfade``: hold ≫ L is the paper's slow (Fig. 2), hold = 1 its fast input (Fig. 3)."""
 
     def __init__(self, n_in, batch, rng, target, hold=1, crossfade=0, amplitude=1.0):
         super().__init__(n_in, batch, rng, target)

@@ -83,10 +83,8 @@ def plan_sweep(sweep_path_or_name):
             raise SceneError(f"{path}: key 'sweep.{table}' entry 'run.seed': the seeds of a "
                              f"sweep are given by sweep.seeds, got {sw[table]['run.seed']!r}")
     fixed = resolve_point(base, sw["set"], f"{path}: sweep.set")
-    points = []
-    for params in points_of(sw):
-        scene = resolve_point(fixed, params, f"{path}: sweep.grid")
-        points.append(Point(params, scene, point_key(scene, options)))
+    scenes = [(p, resolve_point(fixed, p, f"{path}: sweep.grid")) for p in points_of(sw)]
+    points = [Point(params, scene, point_key(scene, options)) for params, scene in scenes]
     return name, sweep_scene, base_name, options, points
 
 
