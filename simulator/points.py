@@ -1,8 +1,6 @@
 """A sweep's point files, ``<points>/<key>.json``: ``point_key`` names one,
-``read_point`` uses one again only when it is whole and hashes to its name.
-simulator.sweep and simulator.manifest read them here. A ground floor: this
-module imports simulator.safe_read only.
-"""
+``read_point`` uses one again only when it is whole and hashes to its name
+(for simulator.sweep and simulator.manifest; a ground floor module)."""
 import hashlib
 import json
 import os
@@ -39,8 +37,8 @@ def read_point(points_dir, key):
     if (not isinstance(record, dict) or any(k not in record for k in POINT_KEYS)
             or record["format"] != POINT_FORMAT or record["key"] != key
             or record["status"] not in ("ok", "failed") or not isinstance(record["error"], str)
-            or not isinstance(record["params"], dict) or not isinstance(record["summary"], dict)
-            or not isinstance(record["scene"], dict) or not isinstance(record["options"], dict)):
+            or any(not isinstance(record[k], dict) for k in ("params", "summary", "scene",
+                                                             "options"))):
         return None, True
     try:
         same = point_key(record["scene"], record["options"]) == key

@@ -1,8 +1,6 @@
 """A resolved diffusion scene run: scene -> parts (simulator.build) -> Engine ->
-Recorder -> Trace (ARCHITECTURE.md). Everything that can be refused (sizes,
-memory budget, device) is refused in ``Prepared`` before any tick; the folder a
-run writes is simulator.kinds' business.
-"""
+Recorder -> Trace (ARCHITECTURE.md); ``Prepared`` refuses what it can (sizes,
+memory budget, device) before any tick. The run's folder is simulator.kinds'."""
 import importlib.metadata
 import platform
 import time
@@ -57,10 +55,9 @@ class Prepared:
             engine.run(self.stream, self.plan.ticks, recorder, progress)
         t2 = time.perf_counter()
         meta = run_metadata(self.name, self.scene)
-        meta["timings"] = {"build_s": t1 - t0, "simulate_s": t2 - t1,
-                           "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)}
-        meta["record_bytes"] = self.record_bytes
-        meta["backend"] = self.parts.backend
+        meta.update(timings={"build_s": t1 - t0, "simulate_s": t2 - t1,
+                             "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)},
+                    record_bytes=self.record_bytes, backend=self.parts.backend)
         return recorder.trace(meta)
 
 

@@ -1,8 +1,7 @@
-"""``tickprop render``'s selectors read into what Trace.select takes:
-``--ticks A:B`` (stop excluded, either end may be left out, a lone A is one
-tick) and comma-separated ``--layers``/``--neurons`` of indices, ``A:B`` ranges
-and (``--layers``) vertex names. A malformed value is one SimulatorError.
-"""
+"""``tickprop render``'s selectors read into what Trace.select takes: ``--ticks
+A:B`` (stop excluded, either end optional, a lone A one tick) and comma-separated
+``--layers``/``--neurons`` of indices, ``A:B`` ranges and (``--layers``) vertex
+names. A malformed value is one SimulatorError."""
 import re
 
 from .errors import SimulatorError
@@ -60,9 +59,5 @@ def plain(selection):
         if isinstance(v, slice):
             return f"{'' if v.start is None else v.start}:{'' if v.stop is None else v.stop}"
         return v
-    out = {}
-    for key, value in selection.items():
-        if value is None:
-            continue
-        out[key] = [one(v) for v in value] if isinstance(value, (list, tuple)) else one(value)
-    return out
+    return {key: [one(v) for v in value] if isinstance(value, (list, tuple)) else one(value)
+            for key, value in selection.items() if value is not None}

@@ -1,9 +1,7 @@
-"""Input and target streams (SPEC §2), generated on the host, seeded, in order.
-
-``take(n)`` hands out the next n ticks as (u, y, frame_id): u (n, batch, n_0),
-y (n, batch, n_L) and the index of the frame each tick shows (a held frame
-keeps its index for h ticks; a continuous stream numbers every tick). The same
-seed gives the same stream whatever the chunk sizes.
+"""Input and target streams (SPEC §2), generated on the host, seeded, in order:
+``take(n)`` hands out the next n ticks as (u (n, batch, n_0), y (n, batch, n_L),
+the index of the frame each tick shows: a held frame keeps its index for h
+ticks, a continuous stream numbers every tick), the same whatever the chunks.
 """
 import math
 
@@ -20,8 +18,8 @@ EDGES = ("bounce", "wrap")
 
 
 class Stream:
-    """Base: input frames u_t (a subclass's ``_next(t)`` gives (frame, id))
-    paired with a target rule."""
+    """Base: frames u_t from a subclass's ``_next(t)`` -> (frame, id), targets
+    from ``target(u, ids)``."""
 
     def __init__(self, n_in, batch, rng, target):
         self.n_in, self.batch, self.rng, self.target = n_in, batch, rng, target
@@ -36,21 +34,9 @@ class Stream:
         return u, self.target(u, ids), ids
 
 
-class ConstantStream(Stream):
-    """One frame for ever: the setting of the paper's Fig. 1."""
-
-    def __init__(self, n_in, batch, rng, target, amplitude=1.0):
-        super().__init__(n_in, batch, rng, target)
-        self.frame = amplitude * rng.normal(size=(batch, n_in))
-
-    def _next(self, t):
-        return self.frame, 0
-
-
 class HeldStream(Stream):
-    """A new random frame every ``hold`` ticks, the first ``crossfade`` blending
-    from the previous one: hold ≫ L is the paper's slow input (Fig. 2), hold = 1
-    its fast input (Fig. 3)."""
+    """A new random frame every ``hold`` ticks, blended in over the first
+    ``crossfade``: hold ≫ L is the paper's slow (Fig. 2), hold = 1 its fast input (Fig. 3)."""
 
     def __init__(self, n_in, batch, rng, target, hold=1, crossfade=0, amplitude=1.0):
         super().__init__(n_in, batch, rng, target)
@@ -74,13 +60,19 @@ class HeldStream(Stream):
         return self.cur, k
 
 
+class ConstantStream(HeldStream):
+    """One frame for ever (held past any run): the setting of the paper's Fig. 1."""
+
+    def __init__(self, n_in, batch, rng, target, amplitude=1.0):
+        super().__init__(n_in, batch, rng, target, hold=2**63 - 1, amplitude=amplitude)
+
+
 class SmoothStream(Stream):
     """Low-pass (AR(1)) noise with correlation time τ ticks and unit variance."""
 
     def __init__(self, n_in, batch, rng, target, tau=8.0, amplitude=1.0):
         super().__init__(n_in, batch, rng, target)
-        self.rho = float(np.exp(-1.0 / tau))
-        self.amplitude = amplitude
+        self.rho, self.amplitude = float(np.exp(-1.0 / tau)), amplitude
         self.state = rng.normal(size=(batch, n_in))
 
     def _next(self, t):
@@ -107,9 +99,6 @@ class DatasetStream(HeldStream):
     targets are the one-hot labels of the frame being shown."""
 
     def __init__(self, n_in, batch, rng, inputs, onehot, hold=1, crossfade=0):
-        if inputs.shape[1] != n_in:
-            raise SimulatorError(f"the data set has {inputs.shape[1]} inputs but network.inputs "
-                                 f"is {n_in}")
         self.inputs, self.onehot = inputs, onehot
         self._order = [[] for _ in range(batch)]
         self._shown = np.zeros((batch, onehot.shape[1]))
@@ -249,17 +238,14 @@ def render(images, canvas, positions, edges="bounce"):
 
 
 class MovingStream:
-    """The `moving` stream (README "Image streams"): each batch row shows seeded
-    permutations of ``images`` (n, h, w), the k-th crossfade tick weighing the
-    new one (k+1)/(crossfade+1) (the first fades in from blank); the top-left
-    corner moves on start + speed·t·(−sin θ, cos θ) in (row, column), θ =
-    ``direction``, folded at the ``edges``; saccades displace ticks [jk, (j+1)k)
-    by ``jitter`` pixels (k = ``jitter_every``); with ``stagger`` row b's k-th
-    digit starts at tick k·hold − ⌊b·hold/batch⌋. Targets are the one-hot
-    labels, or ``target(u, ids)``. Frame ids number every tick, except on a
-    still stream (speed 0, no saccades, no stagger): the digit's index.
-    ``frames(t0, n)`` depends on the ticks alone (three child generators of ``rng``).
-    """
+    """The `moving` stream (README "Image streams") of seeded permutations of
+    ``images`` (n, h, w) per batch row: crossfade tick k weighs the new digit
+    (k+1)/(crossfade+1) (the first fades in from blank); the top-left corner
+    moves on start + speed·t·(−sin θ, cos θ) in (row, column), θ = ``direction``;
+    saccades displace ticks [jk, (j+1)k) (k = ``jitter_every``); with ``stagger``
+    row b's k-th digit starts at tick k·hold − ⌊b·hold/batch⌋. Targets: one-hot
+    labels or ``target(u, ids)``; ids number every tick, or the digits on a
+    still stream (speed 0, no saccades, no stagger)."""
 
     _JITTER_BLOCK = 1024       # saccades drawn this many at a time
 
@@ -288,9 +274,7 @@ class MovingStream:
             raise SimulatorError(f"jitter and jitter_every must be >= 0, got {jitter}, "
                                  f"{jitter_every}")
         self.images, self.labels, self.n_classes = images, labels.astype(np.int64), int(n_classes)
-        self.batch, self.canvas, self.edges = int(batch), (H, W), edges
-        self.n_in = H * W
-        self.speed, self.direction = float(speed), float(direction)
+        self.batch, self.canvas, self.edges, self.n_in = int(batch), (H, W), edges, H * W
         self.hold, self.crossfade = int(hold), int(crossfade)
         # Row b's digits change at ticks ≡ −offset_b (mod hold): evenly spread
         # over the hold when staggered, all at once otherwise.
@@ -298,15 +282,15 @@ class MovingStream:
                         else np.zeros(self.batch, dtype=np.int64))
         self.jitter, self.jitter_every = float(jitter), int(jitter_every)
         self.amplitude, self.target = float(amplitude), target
-        theta = math.radians(self.direction)
-        self.velocity = self.speed * np.array([-math.sin(theta), math.cos(theta)])
+        theta = math.radians(direction)
+        self.velocity = float(speed) * np.array([-math.sin(theta), math.cos(theta)])
         # Folding spans per axis (row, column) and the start points inside them.
         self.span = np.array([H - h, W - w] if edges == "bounce" else [H, W], dtype=np.float64)
         start_rng, self._order_rng, self._jitter_rng = rng.spawn(3)
         self.start = start_rng.uniform(0.0, 1.0, size=(self.batch, 2)) * self.span
         self._order = np.empty((0, self.batch), dtype=np.int64)   # digit j of row b
         self._jumps = np.empty((0, self.batch, 2))                # saccade j of row b
-        self.still = (self.speed == 0 and not (self.jitter and self.jitter_every)
+        self.still = (speed == 0 and not (self.jitter and self.jitter_every)
                       and not self.offsets.any())
         self.t = 0
 
@@ -318,25 +302,23 @@ class MovingStream:
             self._order = np.concatenate([self._order, epoch.T])
         return self._order[j, np.arange(self.batch)]
 
-    def _saccades(self, t):
-        """Saccade displacement (n, batch, 2) of ticks t."""
-        if not (self.jitter and self.jitter_every):
-            return np.zeros(t.shape + (self.batch, 2))
-        j = t // self.jitter_every
-        while self._jumps.shape[0] <= j.max(initial=0):
-            phi = self._jitter_rng.uniform(0.0, 2 * np.pi, size=(self._JITTER_BLOCK, self.batch))
-            step = self.jitter * np.stack([np.sin(phi), np.cos(phi)], axis=-1)
-            self._jumps = np.concatenate([self._jumps, step])
-        return self._jumps[j]
-
     def positions(self, t0, n):
         """Folded top-left positions (n, batch, 2) = (row, column) of ticks t0..t0+n−1."""
         t = np.arange(t0, t0 + n)
-        raw = self.start + t[:, None, None] * self.velocity + self._saccades(t)
+        raw = self.start + t[:, None, None] * self.velocity
+        if self.jitter and self.jitter_every:
+            j = t // self.jitter_every          # the saccade of each tick
+            while self._jumps.shape[0] <= j.max(initial=0):
+                phi = self._jitter_rng.uniform(0.0, 2 * np.pi,
+                                               size=(self._JITTER_BLOCK, self.batch))
+                step = self.jitter * np.stack([np.sin(phi), np.cos(phi)], axis=-1)
+                self._jumps = np.concatenate([self._jumps, step])
+            raw += self._jumps[j]
         return np.stack([fold(raw[..., a], self.span[a], self.edges) for a in (0, 1)], axis=-1)
 
     def frames(self, t0, n):
-        """Ticks t0..t0+n−1 as (u (n, batch, H·W), y, ids (n,), labels (n, batch))."""
+        """Ticks t0..t0+n−1 as (u (n, batch, H·W), y, ids (n,), labels (n, batch)),
+        a function of the ticks alone (three child generators of ``rng``)."""
         t = np.arange(t0, t0 + n)
         j, phase = np.divmod(t[:, None] + self.offsets, self.hold)          # (n, batch)
         new = self._digits(j)

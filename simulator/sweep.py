@@ -1,9 +1,7 @@
-"""Sweeps: a grid of scene overrides run as independent points (SPEC §9; README
-"Commands", `tickprop sweep`). Every point (grid cell × seed) is resolved
-before any runs and stored as its own JSON file named by the hash of its
-resolved scene (``simulator.points``), so a sweep resumes with its missing,
-failed or damaged points only; they run in local processes (``simulator.pool``)
-or on Dask (``simulator.dask_pool``). ``sweep.csv`` and the pictures come last.
+"""Sweeps (SPEC §9; README "Commands", `tickprop sweep`): every point (grid cell
+× seed) of scene overrides is resolved before any runs and stored as a JSON
+file named by the hash of its resolved scene (``simulator.points``), so a sweep
+resumes with its missing, failed or damaged points only.
 """
 import collections
 import copy
@@ -33,8 +31,7 @@ POINT_TICK_S = 0.1
 
 
 class Point(NamedTuple):
-    """A point: its grid values and seed, its resolved scene and the hash
-    that names its file."""
+    """A point: its grid values and seed, resolved scene, the hash naming its file."""
     params: dict
     scene: dict
     key: str
@@ -46,21 +43,6 @@ def points_of(sweep):
     grid = sweep["grid"]
     return [dict(zip(grid, combo), **{"run.seed": seed})
             for combo in itertools.product(*grid.values()) for seed in sweep["seeds"]]
-
-
-def summary_options(sweep, base_name, base, where):
-    """The options a point's summary depends on: its kind ('auto' resolved by
-    the base scene's) and, for mismatch, ``steady_from``; SceneError if the
-    base kind has no such summary."""
-    kind = sweep["summary"]
-    if kind == "auto":
-        kind = "training" if base["kind"] == "train" else "mismatch"
-    need = "train" if kind == "training" else "diffusion"
-    if base["kind"] != need:
-        raise SceneError(f"{where}: key 'sweep.summary': a {kind!r} summary needs a {need} base "
-                         f"scene, got {base_name!r} of kind {base['kind']!r}")
-    return {"summary": kind, "steady_from": sweep["steady_from"]} if kind == "mismatch" \
-        else {"summary": kind}
 
 
 def resolve_point(scene, overrides, where):
@@ -81,20 +63,28 @@ def resolve_point(scene, overrides, where):
 
 def plan_sweep(sweep_path_or_name):
     """(name, resolved sweep scene, base name, summary options, [Point]), every
-    point resolved before any runs (a mistake is one SceneError)."""
+    point resolved before any runs (a mistake is one SceneError). The options
+    are what a point's summary depends on: its kind ('auto': by the base
+    scene's) and, for mismatch, ``steady_from``."""
     name, sweep_scene, base_name, base = load_sweep(sweep_path_or_name)
     path = scene_mod.find_scene(sweep_path_or_name)
     sw = sweep_scene["sweep"]
-    options = summary_options(sw, base_name, base, path)
+    kind = sw["summary"]
+    if kind == "auto":
+        kind = "training" if base["kind"] == "train" else "mismatch"
+    need = "train" if kind == "training" else "diffusion"
+    if base["kind"] != need:
+        raise SceneError(f"{path}: key 'sweep.summary': a {kind!r} summary needs a {need} base "
+                         f"scene, got {base_name!r} of kind {base['kind']!r}")
+    options = dict(summary=kind, **({"steady_from": sw["steady_from"]} if kind == "mismatch"
+                                    else {}))
     for table in ("set", "grid"):
         if "run.seed" in sw[table]:
             raise SceneError(f"{path}: key 'sweep.{table}' entry 'run.seed': the seeds of a "
                              f"sweep are given by sweep.seeds, got {sw[table]['run.seed']!r}")
     fixed = resolve_point(base, sw["set"], f"{path}: sweep.set")
-    points = []
-    for params in points_of(sw):
-        scene = resolve_point(fixed, params, f"{path}: sweep.grid")
-        points.append(Point(params, scene, point_key(scene, options)))
+    scenes = [(p, resolve_point(fixed, p, f"{path}: sweep.grid")) for p in points_of(sw)]
+    points = [Point(params, scene, point_key(scene, options)) for params, scene in scenes]
     return name, sweep_scene, base_name, options, points
 
 
@@ -161,10 +151,8 @@ def steady_mismatch(cos, rel, steady_from):
     T, L = cos.shape
     start = min(max(2 * L, int(steady_from * T)), T - 1)
     per_layer, per_rel = ([_nanmean(a[start:, l]) for l in range(L)] for a in (cos, rel))
-    out = {}
-    for l in range(L):
-        out[f"cos_l{l + 1:02d}"] = per_layer[l]
-        out[f"rel_l{l + 1:02d}"] = per_rel[l]
+    out = {f"{name}_l{l + 1:02d}": v[l] for l in range(L)
+           for name, v in (("cos", per_layer), ("rel", per_rel))}
     ls = synchronized_layers(L)[0]
     others = [c for l, c in enumerate(per_layer, start=1) if l != ls]
     return dict(out, mean_cos=float(np.nanmean(per_layer)), mean_rel=float(np.nanmean(per_rel)),
@@ -192,11 +180,10 @@ def load_sweep(sweep_path_or_name):
 
 def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=None,
               force=False):
-    """Run every point of a sweep scene with no valid file in
-    ``<out_dir>/points/``, in ``workers`` local processes or on the Dask
-    cluster at ``scheduler``, then write sweep.csv and the pictures.
-    ``out_dir`` is claimed first (a foreign folder is refused unless
-    ``force``); ``progress(n)`` is called per finished point; Ctrl-C stops at
+    """Run every point of a sweep scene with no valid file in ``<out_dir>/points/``
+    (claimed first: a foreign folder only with ``force``) in ``workers`` local
+    processes or on the Dask cluster at ``scheduler``, then write sweep.csv and
+    the pictures; ``progress(n)`` is called per finished point; Ctrl-C stops at
     once, keeping the finished points. Returns a summary dict (counts, paths,
     seconds, records)."""
     if int(workers) < 1:
@@ -209,13 +196,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
     with outputs.claimed(out_dir, force, {"name": name, "kind": "sweep"}):
         sw = sweep_scene["sweep"]
         points_dir = os.path.join(out_dir, "points")
-        records, damaged = {}, 0
-        for point in points:
-            if point.key not in records:
-                record, was_damaged = read_point(points_dir, point.key)
-                damaged += was_damaged
-                if record is not None:
-                    records[point.key] = record
+        records, damaged = _read_points(points_dir, points)
         copies = collections.Counter(p.key for p in points)
         todo = {p.key: p for p in points
                 if p.key not in records or records[p.key]["status"] != "ok"}
@@ -240,8 +221,7 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
         elif jobs:
             _run_local(jobs, timeouts, int(workers), save)
         elapsed = time.perf_counter() - t0
-        # a point's params are how this sweep names it (another sweep may run the same scene)
-        done = [dict(records[p.key], params=p.params) for p in points if p.key in records]
+        done = _named(points, records)
         csv = write_csv(os.path.join(out_dir, "sweep.csv"), done, list(sw["grid"]) + ["run.seed"])
         pictures = render_sweep(done, sw, out_dir, title=f"{name}: {sweep_scene['description']}")
         rate = 60.0 * len(jobs) / elapsed if jobs and elapsed > 0 else float("nan")
@@ -253,9 +233,20 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
 
 def sweep_records(sweep_path_or_name, out_dir):
     """The valid point records found in ``<out_dir>/points/``, in point order."""
-    folder = os.path.join(out_dir, "points")
-    found = [(read_point(folder, p.key)[0], p.params) for p in plan_sweep(sweep_path_or_name)[4]]
-    return [dict(record, params=params) for record, params in found if record is not None]
+    points = plan_sweep(sweep_path_or_name)[4]
+    return _named(points, _read_points(os.path.join(out_dir, "points"), points)[0])
+
+
+def _read_points(points_dir, points):
+    """({key: valid record}, number of points whose file is damaged)."""
+    found = {p.key: read_point(points_dir, p.key) for p in points}
+    return ({k: r for k, (r, _) in found.items() if r is not None},
+            sum(found[p.key][1] for p in points))
+
+
+def _named(points, records):
+    """The records of ``points`` found, in point order, with this sweep's params."""
+    return [dict(records[p.key], params=p.params) for p in points if p.key in records]
 
 
 def _run_local(jobs, timeouts, workers, save):
@@ -311,12 +302,10 @@ def mean_over_seeds(records, keys, value):
         v = r["summary"].get(value)
         if r["status"] != "ok" or v is None:
             continue
-        groups.setdefault(tuple(_hashable(r["params"].get(k)) for k in keys), []).append(float(v))
+        at = (r["params"].get(k) for k in keys)
+        groups.setdefault(tuple(tuple(p) if isinstance(p, list) else p for p in at),
+                          []).append(float(v))
     return {k: (_nanmean(v), _nanmean(v, np.nanstd), len(v)) for k, v in groups.items()}
-
-
-def _hashable(value):
-    return tuple(value) if isinstance(value, list) else value
 
 
 def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
@@ -325,22 +314,16 @@ def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
     reaches it (None if no grid value does)."""
     means = mean_over_seeds(records, ["network.depth", axis], value)
     pick = max if axis == "stream.speed" else min
-    out = {}
-    for depth in sorted({d for d, _ in means}):
-        passing = [h for d, h in means if d == depth and means[(d, h)][0] >= threshold]
-        out[depth] = pick(passing) if passing else None
-    return out
+    passing = {d: [h for (e, h), (mean, _, _) in means.items() if e == d and mean >= threshold]
+               for d in sorted({d for d, _ in means})}
+    return {d: pick(hs) if hs else None for d, hs in passing.items()}
 
 
 def layer_boundaries(records, threshold=0.9, axis="stream.hold"):
     """{depth: [h*(L, l) for l = 1..L]}: ``boundary`` of each layer's cosine."""
-    out = {}
     depths = sorted({r["params"].get("network.depth") for r in records if r["status"] == "ok"})
-    for depth in depths:
-        mine = [r for r in records if r["params"].get("network.depth") == depth]
-        out[depth] = [boundary(mine, threshold, f"cos_l{l:02d}", axis).get(depth)
-                      for l in range(1, depth + 1)]
-    return out
+    return {d: [boundary(records, threshold, f"cos_l{l:02d}", axis).get(d) for l in range(1, d + 1)]
+            for d in depths}
 
 
 def fit_boundary(hstar):
@@ -363,24 +346,21 @@ def render_sweep(records, sweep, out_dir, title=""):
     # matplotlib loads only when a picture is drawn: sweep workers stay quick.
     from .render.phase import render_accuracy, render_phase
 
-    grid = sweep["grid"]
+    grid, threshold = sweep["grid"], sweep["threshold"]
     ok = [r for r in records if r["status"] == "ok"]
     written = {}
     axis = "stream.speed" if "stream.speed" in grid else "stream.hold"
     if axis in grid and "network.depth" in grid and any("mean_cos" in r["summary"] for r in ok):
-        path = os.path.join(out_dir, "phase.png")
-        star = boundary(ok, sweep["threshold"], axis=axis)
-        written["phase.png"] = render_phase(ok, star, sweep["threshold"], path, title=title,
-                                            axis=axis)
+        star = boundary(ok, threshold, axis=axis)
+        written["phase.png"] = render_phase(ok, star, threshold, os.path.join(out_dir, "phase.png"),
+                                            title=title, axis=axis)
         name = "v_star" if axis == "stream.speed" else "h_star"
-        files.write_json(os.path.join(out_dir, "boundary.json"), {
-            "threshold": sweep["threshold"], name: {str(k): v for k, v in star.items()},
-            name + "_layers": {str(k): v for k, v in
-                               layer_boundaries(ok, sweep["threshold"], axis).items()},
+        written["boundary.json"] = files.write_json(os.path.join(out_dir, "boundary.json"), {
+            "threshold": threshold, name: {str(k): v for k, v in star.items()},
+            name + "_layers": {str(k): v for k, v in layer_boundaries(ok, threshold, axis).items()},
             "fit": fit_boundary(star), "paper_tau_s": {str(k): k - 1 for k in star}}, indent=1)
-        written["boundary.json"] = os.path.join(out_dir, "boundary.json")
     if "stream.hold" in grid and any("final_accuracy" in r["summary"] for r in ok):
-        path = os.path.join(out_dir, "accuracy.png")
-        written["accuracy.png"] = render_accuracy(ok, path, title=title)
+        written["accuracy.png"] = render_accuracy(ok, os.path.join(out_dir, "accuracy.png"),
+                                                  title=title)
     return written
 

@@ -1,8 +1,5 @@
-"""The scene: the one schema of every kind (sections.py, of field types in
-fields.py), checked and resolved (validation.py), found, read and overridden
-(loader.py) and read into typed, frozen specs (specs.py). It imports no
-scene-kind module.
-"""
+"""The scene: the schema of every kind (sections.py, of fields.py's types),
+checked (validation.py), read and overridden (loader.py), typed (specs.py)."""
 from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe,  # noqa: F401
                      find_scene, list_scenes, load)
 from .sections import SCHEMAS, TOP, TRAIN_RULES  # noqa: F401

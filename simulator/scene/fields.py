@@ -1,12 +1,8 @@
-"""Scene field types: one class per kind of value, each checking its own values.
-
-``check(value, where)`` returns the value converted to its type or raises
-SceneError "<where>: expected <what the field takes>, got <the value>" (with a
-did-you-mean for a misspelt choice), ``where`` naming the file and key, e.g.
-"scene.toml: key 'run.ticks'"; a list entry adds its index ("key
-'network.sizes[2]'"). ``show`` renders values and never turns a huge integer
-into text (Python refuses past 4300 digits).
-"""
+"""Scene field types, one class per kind of value: ``check(value, where)``
+returns the value converted or raises SceneError "<where>: expected <what the
+field takes>, got <the value>" (a did-you-mean for a misspelt choice), ``where``
+naming the file and key ("scene.toml: key 'network.sizes[2]'"). ``show``
+never turns a huge integer into text (Python refuses past 4300 digits)."""
 import copy
 import json
 import math
@@ -68,15 +64,15 @@ def _number(x):
 
 
 def _entry(where, index):
-    """The ``where`` of a list entry: "f: key 'a.b'" -> "f: key 'a.b[2]'"."""
-    return f"{where[:-1]}[{index}]'" if where.endswith("'") else f"{where}[{index}]"
+    """The ``where`` of a list entry or (a string ``index``) a table member:
+    "f: key 'a.b'" -> "f: key 'a.b[2]'", "f: key 'a.b.c'"."""
+    part = f".{index}" if isinstance(index, str) else f"[{index}]"
+    return f"{where[:-1]}{part}'" if where.endswith("'") else f"{where}{part}"
 
 
 class Field:
     """One scene key: its default, its meaning (``doc``), what it takes
-    (``expected``); a subclass's ``check(value, where)`` returns the value
-    converted or raises SceneError naming ``where``, what was expected and what
-    was given."""
+    (``expected``) and, in a subclass, ``check`` (see the module docstring)."""
 
     expected = "a value"
 
@@ -279,7 +275,7 @@ class Table(Field):
         for key, item in value.items():
             if not _KEY.fullmatch(key):
                 self.fail(key, where, expected="keys like \"stream.hold\"")
-            at = f"{where[:-1]}.\"{key}\"'" if where.endswith("'") else f"{where}.{key}"
+            at = _entry(where, f'"{key}"') if where.endswith("'") else f"{where}.{key}"
             if self.lists:
                 if not isinstance(item, list) or not item or len(item) > 1000:
                     raise SceneError(f"{where}: expected a non-empty list of at most 1000 "
@@ -327,7 +323,7 @@ class Layers(Field):
             if not isinstance(table, dict):
                 self.fail(table, at, expected="a layer table {name, kind, from, ...}", typed=True)
             for key, item in table.items():
-                self._value(item, f"{at[:-1]}.{key}'" if at.endswith("'") else f"{at}.{key}")
+                self._value(item, _entry(at, key))
         return copy.deepcopy(value)
 
     def _value(self, item, where, nested=False):

@@ -66,45 +66,29 @@ def _read_text(path):
         raise SceneError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
 
 
-def _parse_toml(text, source):
-    """tomllib.loads with every failure turned into one SceneError."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SceneError(f"{source}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise SceneError(f"{source}: not valid TOML (arrays or tables nested too deeply)") from None
-    except ValueError:
-        # Only an integer over Python's digit limit gets here.
-        match = re.search(r"[0-9][0-9_]{%d,}" % INT_DIGITS, text)
-        where = f" line {text.count(chr(10), 0, match.start()) + 1}:" if match else ""
-        digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
-        raise SceneError(f"{source}: not valid TOML:{where} an integer with {digits} digits "
-                         f"(at most {INT_DIGITS} are read)") from None
-
-
 def load(name_or_path):
     """Load a TOML scene or a run.json (replay); return (name, resolved scene)."""
     path = find_scene(name_or_path)
     if path.endswith(".json"):
         return load_run_json(path)
-    raw = _parse_toml(_read_text(path), path)
-    name = os.path.splitext(os.path.basename(path))[0]
-    return name, validate(raw, path)
+    text = _read_text(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SceneError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SceneError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
+    except ValueError:
+        # Only an integer over Python's digit limit gets here.
+        match = re.search(r"[0-9][0-9_]{%d,}" % INT_DIGITS, text)
+        where = f" line {text.count(chr(10), 0, match.start()) + 1}:" if match else ""
+        digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
+        raise SceneError(f"{path}: not valid TOML:{where} an integer with {digits} digits "
+                         f"(at most {INT_DIGITS} are read)") from None
+    return os.path.splitext(os.path.basename(path))[0], validate(raw, path)
 
 
 MAX_NAME = 200          # longest scene name a run.json may hold
-
-
-def check_run_name(name, path):
-    """The ``name`` of a run.json, refused unless a scene file could have it
-    (spaces and non-ASCII letters are fine: `my scene.toml`, `szené.toml`)."""
-    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
-            or "/" in name or "\\" in name or name.strip(".") == ""):
-        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
-                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
-                         f"only dots), got {show(name, typed=True)}")
-    return name
 
 
 def load_run_json(path):
@@ -118,7 +102,14 @@ def load_run_json(path):
     if not isinstance(meta, dict) or "scene" not in meta or "name" not in meta:
         raise SceneError(f"{path}: not a tickprop run.json (expected an object with "
                          "'name' and 'scene')")
-    name = check_run_name(meta["name"], path)
+    # The name is refused unless a scene file could have it (spaces and
+    # non-ASCII letters are fine: `my scene.toml`, `szené.toml`).
+    name = meta["name"]
+    if (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable()
+            or "/" in name or "\\" in name or name.strip(".") == ""):
+        raise SceneError(f"{path}: key 'name': expected a scene name (the base name of its "
+                         f"file: up to {MAX_NAME} printable characters, no '/' or '\\', not "
+                         f"only dots), got {show(name, typed=True)}")
     if not isinstance(meta["scene"], dict):
         raise SceneError(f"{path}: key 'scene': expected a table of sections, "
                          f"got {show(meta['scene'], typed=True)}")

@@ -1,10 +1,7 @@
-"""Typed, frozen specs: a resolved scene read once into one frozen dataclass per
-section, made from the section's schema (simulator.scene.sections) so a key is
-declared once. Lists become tuples and tables read-only mappings. The network
-classes add what is computed from their keys (``shape``, ``graph``,
-``skeleton``). ``spec_of(resolved)`` gives the ``SceneSpec``; the resolved dict
-stays what run.json stores, the spec never goes to disk.
-"""
+"""Typed, frozen specs: ``spec_of`` reads a resolved scene once into one frozen
+dataclass per section, made from its schema (lists as tuples, tables read-only);
+the network classes add ``shape``, ``graph``, ``skeleton``. The resolved dict
+stays what run.json stores; a spec never goes to disk."""
 import dataclasses
 import functools
 from typing import Mapping
@@ -54,15 +51,7 @@ def thawed(value):
     return value
 
 
-class Spec:
-    """Base of every section spec: ``read`` makes one from a resolved section."""
-
-    @classmethod
-    def read(cls, section):
-        return cls(**{f.name: frozen(section[f.name]) for f in dataclasses.fields(cls)})
-
-
-class ChainOrGraph(Spec):
+class ChainOrGraph:
     """What a diffusion or train [network] computes from its keys: a chain
     (sizes, or depth/width/inputs/outputs) or a graph (``layers``, ``input_shape``)."""
 
@@ -110,11 +99,9 @@ class RelaxationChain(ChainOrGraph):
     """[network] of an ar_converge or ar_train scene: a chain given by ``sizes``."""
 
     layers = ()
-    graph = False
-    skeleton = None
 
 
-def spec_class(name, fields, base=Spec):
+def spec_class(name, fields, base=object):
     """A frozen dataclass ``name`` with one typed attribute per key of ``fields``."""
     cls = dataclasses.make_dataclass(
         name, [(key, TYPES[type(field)]) for key, field in fields.items()], bases=(base,),
@@ -160,5 +147,7 @@ class SceneSpec:
 def spec_of(resolved):
     """The SceneSpec of a resolved scene (``validate``'s result), read once."""
     kind = resolved["kind"]
+    classes = {name: section_class(kind, name) for name in SCHEMAS[kind]}
     return SceneSpec(kind, resolved["description"], FrozenTable(
-        {name: section_class(kind, name).read(resolved[name]) for name in SCHEMAS[kind]}))
+        {name: cls(**{f.name: frozen(resolved[name][f.name]) for f in dataclasses.fields(cls)})
+         for name, cls in classes.items()}))

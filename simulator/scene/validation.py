@@ -1,8 +1,6 @@
 """A parsed scene (TOML or run.json) checked against its kind's sections and
-resolved, every default filled (what run.json stores and replays). Every
-mistake is one SceneError naming the file, the key, what was expected and what
-was given: "fig.toml: key 'network.sizes[2]': expected an integer in 1..65536, got 0".
-"""
+resolved, every default filled (what run.json stores and replays); every mistake
+is one SceneError naming the file, the key, what was expected and what was given."""
 import copy
 
 from ..errors import SceneError, did_you_mean
@@ -80,8 +78,16 @@ def validate(raw, source):
             else copy.deepcopy(field.default)
             for key, field in fields.items()}
     if kind in ("diffusion", "train"):
-        check_graph(resolved["network"], source)
-        _check_graph_output(resolved, source)
+        net = resolved["network"]
+        check_graph(net, source)
+        # On a graph, network.output is the σ of the teacher that makes the
+        # targets; with label targets nothing reads it.
+        if net["layers"] and resolved["target"]["kind"] == "labels" \
+                and _is_set(net, GRAPH_NETWORK, "output"):
+            raise SceneError(f"{source}: key 'network.output': on a graph (network.layers) it "
+                             "is the output σ of the teacher, and target.kind is 'labels' (no "
+                             "teacher); a graph takes its last layer's activation instead; "
+                             f"expected it left out, given {show(net['output'])}")
     check_variant_keys(resolved, source)
     return resolved
 
@@ -110,23 +116,10 @@ def check_variant_keys(resolved, source):
                          f"{show(resolved[section][name])}")
 
 
-def _check_graph_output(resolved, source):
-    """On a graph, network.output is the σ of the teacher that makes the
-    targets; with label targets nothing reads it."""
-    net = resolved["network"]
-    if net["layers"] and resolved["target"]["kind"] == "labels" \
-            and _is_set(net, GRAPH_NETWORK, "output"):
-        raise SceneError(f"{source}: key 'network.output': on a graph (network.layers) it is "
-                         "the output σ of the teacher, and target.kind is 'labels' (no teacher); "
-                         "a graph takes its last layer's activation instead; expected it left "
-                         f"out, given {show(net['output'])}")
-
-
 def check_graph(net, source):
-    """The Model skeleton of a resolved [network] whose ``layers`` describe a
-    graph (None for a chain), or SceneError naming the entry ("key
-    'network.layers[2].kernel'"); a graph may set no CHAIN_ONLY key, a chain no
-    GRAPH_ONLY key."""
+    """The Model skeleton of a resolved [network]'s graph (None for a chain), or
+    SceneError naming the entry ("key 'network.layers[2].kernel'"); a graph may
+    set no CHAIN_ONLY key, a chain no GRAPH_ONLY key."""
     if not net.get("layers"):
         for key in GRAPH_ONLY:
             if key in net and _is_set(net, GRAPH_NETWORK, key):
