@@ -151,10 +151,11 @@ def interleaved(fns, arg, rounds):
 def command(ticks):
     """Wall seconds of the whole `tickprop run` command in a fresh process."""
     out = os.path.join("/tmp", f"bench_run_{os.getpid()}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, "cli.py", "run", "scenes/fig3_fast.toml", "--ticks", str(ticks),
            "--no-png", "--no-gif", "--quiet", "--out", out, "--force"]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONPATH="."))
+    subprocess.run(cmd, check=True, cwd=root, env=dict(os.environ, PYTHONPATH=root))
     return time.perf_counter() - t
 
 
