@@ -235,6 +235,12 @@ class FastNumpy:
             g["cot1"], g["cot0"], g["eT"] = g["cot"][1:], g["cot"][0], g["e"].transpose(0, 2, 1)
             first = 1 if g["src"] == 0 else 0       # the input takes no cotangent
             g["F_fed"], g["cot_fed"] = g["F"][first:], g["cot"][first:]
+        # per buffer set, the runs whose members follow their source (``state_blocks``)
+        chained = [g["members"] == list(range(g["src"] + 1, g["src"] + 1 + g["k"]))
+                   for g in self._groups]
+        self._state_blocks = [[(g["src"], Xb, Db[1:]) for g, c, (Xb, _, _, Db)
+                               in zip(self._groups, chained, sets[4]) if c]
+                              for sets in self._sets]
         X0, P0 = self._sets[0][:2]
         self._fwd_dense = [(i, verts[i].parents[0], self._vp[i]["W"].T, self._vp[i]["b"],
                             verts[i].layer.linear, activator(verts[i].layer.activation),

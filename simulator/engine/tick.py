@@ -445,11 +445,7 @@ class GraphEngine(FastNumpy, GraphTags):
         """[(first, X, D)]: the fast path's stacked runs with consecutive indices,
         X (k+1, batch, w) x of first..first+k, D (k, batch, w) δ of
         first+1..first+k; live views as ``state_views``."""
-        if not self._fast:
-            return []
-        blocks = self._sets[(self.tick + 1) % 3][4]
-        return [(g["src"], Xb, Db[1:]) for g, (Xb, _, _, Db) in zip(self._groups, blocks)
-                if g["members"] == list(range(g["src"] + 1, g["src"] + 1 + g["k"]))]
+        return self._state_blocks[(self.tick + 1) % 3] if self._fast else []
 
     def activity(self, vertex):
         """x[t, v] (a copy), shape (batch, *shape of v); v by index or name."""
