@@ -16,7 +16,7 @@ from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
 from ..model.reference import vertex_params
-from ..options import loss_gradient, set_rule_options
+from ..options import set_rule_options
 from .fast import ring_read, runs
 from .tags import TAG_ROWS, TagClock
 from .tick import FINITE_QUANTITIES, GraphEngine, finite_slots
@@ -67,7 +67,7 @@ class Plan:
         self.model, verts = model, model.vertices
         n = len(model)
         self.n, self.out = n, model.output
-        self.loss, self.batch = eng.loss, eng.batch
+        self.loss_grad, self.batch = probe._loss_grad, eng.batch   # ∂ℓ/∂x, resolved once
         self.lr, self.acc = eng.learning_rate, eng.accumulate if eng.learning_rate else 1
         self.keep = 1.0 - eng.learning_rate * eng.weight_decay
         self.decay = bool(eng.weight_decay)
@@ -244,7 +244,7 @@ def _tick(plan, s, uy, exact=False):
         new["T"], target = ring, ring[(t - plan.delay) % (plan.delay + 1)]
     else:
         target = y
-    err = loss_gradient(plan.loss)(xp, Xn[o], target)
+    err = plan.loss_grad(xp, Xn[o], target)
     Dn[o] = err if Sn[o] is None else Sn[o] * err
     if plan.delay:
         Dn[o] = jnp.where(t >= plan.delay, Dn[o], jnp.zeros_like(Dn[o]))
