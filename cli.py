@@ -261,13 +261,13 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False,
     kind = kinds.get(resolved["kind"])
     length = kind.progress(resolved)
     bar = _progress(quiet, length, name) if length else None
+    args = dict(draw_options=draw_options, force=force, blas_threads=threads,
+                warn=lambda line: click.echo(f"warning: {line}", err=True))
     try:
         if bar is None:
-            return kinds.run_scene(name, resolved, out, draw_options=draw_options, force=force,
-                                   blas_threads=threads)
+            return kinds.run_scene(name, resolved, out, **args)
         with bar:
-            return kinds.run_scene(name, resolved, out, progress=bar.update,
-                                   draw_options=draw_options, force=force, blas_threads=threads)
+            return kinds.run_scene(name, resolved, out, progress=bar.update, **args)
     except (SceneError, BudgetError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
 

@@ -2,7 +2,7 @@
 pairing, reference frame, as named choices the engine resolves once."""
 import numpy as np
 
-from .arguments import check_number
+from .arguments import check_number, fail
 from .errors import SimulatorError
 
 
@@ -33,6 +33,9 @@ FEEDBACK = ("transpose", "random", "sign", "learned")
 DERIVATIVE = ("local", "frame", "none", "itd-y", "itd-dy")
 PAIRING = ("local", "frame")
 REFERENCE = ("input", "supervision")
+# what a supervision delay takes beside a count, and ``levelled`` beside a bool
+DELAYS = ("auto", "causal")
+AUTO = ("auto",)
 
 
 def loss_and_grad(xp, name, x, y):
@@ -65,21 +68,47 @@ def check_count(name, value, minimum=0):
     return int(value)
 
 
+def resolve_delay(value, learning, depth):
+    """d_y of SPEC §1 as a count: an integer as given; "causal" the output's level
+    ``depth`` (the target of the frame whose forward wave reaches the output now);
+    "auto" or None causal when ``learning``, else 0 (the paper's figures)."""
+    if value is None or isinstance(value, str) and value == "auto":
+        value = "causal" if learning else 0
+    if isinstance(value, str) and value == "causal":
+        return int(depth)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise SimulatorError(f"supervision_delay must be an integer >= 0, 'causal' or 'auto', "
+                             f"got {value!r}")
+    return int(value)
+
+
+def resolve_levelled(call, value, learning, model):
+    """Whether a run ticks ``model.level()``: a bool as given; "auto" or None when
+    ``learning`` on a graph whose paths into a vertex differ in length (SPEC §1,
+    "Graphs": an unlevelled vertex mixes frames, so its update is no frame's gradient)."""
+    if value is None or isinstance(value, str) and value == "auto":
+        return bool(learning) and not model.is_levelled()
+    if not isinstance(value, (bool, np.bool_)):
+        fail(call, "levelled", "True, False or 'auto'", value)
+    return bool(value)
+
+
 def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_delay, batch,
-                     accumulate, learning_rate, weight_decay, itd_epsilon):
+                     accumulate, learning_rate, weight_decay, itd_epsilon, depth):
     """Check the rule options every tick engine shares (SPEC §1) and set them
-    as attributes of ``engine``; a bad value is one SimulatorError."""
+    as attributes of ``engine`` (d_y resolved for a model of ``depth``); a bad
+    value is one SimulatorError."""
     engine.loss = check_choice("loss", loss, tuple(LOSSES))
     engine.feedback = check_choice("feedback", feedback, FEEDBACK)
     engine.derivative = check_choice("derivative", derivative, DERIVATIVE)
     engine.pairing = check_choice("pairing", pairing, PAIRING)
-    engine.supervision_delay = check_count("supervision_delay", supervision_delay)
     engine.batch = check_count("batch", batch, minimum=1)
     engine.accumulate = check_count("accumulate", accumulate, minimum=1)
     call = type(engine).__name__
     engine.learning_rate = check_number(call, "learning_rate", learning_rate, 0.0)
     engine.weight_decay = check_number(call, "weight_decay", weight_decay, 0.0)
     engine.itd_epsilon = check_number(call, "itd_epsilon", itd_epsilon, 0.0)
+    engine.supervision_delay = resolve_delay(supervision_delay, bool(engine.learning_rate), depth)
 
 
 def present_target(ring, t, y, delay):

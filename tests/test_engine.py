@@ -225,7 +225,7 @@ def test_bad_options_raise_one_clear_error(kwargs):
 def test_engine_does_not_mutate_the_network(rng):
     net = net5(14)
     w0 = [w.copy() for w in net.weights]
-    engine = Engine(net, learning_rate=0.1)
+    engine = Engine(net, learning_rate=0.1, supervision_delay=0)
     settle(engine, *constant_pair(rng), 5)
     assert max_rel(net.weights, w0) == 0.0
     assert layer_rel(host(per_layer(engine.parameters())), w0)[0] > 0

@@ -11,12 +11,13 @@ import importlib.util
 
 import numpy as np
 
-from ..arguments import check_run
+from ..arguments import check_run, check_type
 from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
+from ..model.graph import Model
 from ..model.reference import vertex_params
-from ..options import set_rule_options
+from ..options import resolve_levelled, set_rule_options
 from .fast import ring_read, runs
 from .tags import TAG_ROWS, TagClock
 from .tick import FINITE_QUANTITIES, GraphEngine, finite_slots
@@ -385,21 +386,23 @@ class CompiledEngine:
     "jax") and surface, accessors returning host numpy arrays (``xp`` is numpy)."""
 
     def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
-                 pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
+                 pairing="local", supervision_delay="auto", learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
-                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
+                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled="auto"):
         if not _load_jax():
             raise DeviceError(f"the compiled tick loop needs jax: {INSTALL_HINT}")
         if device not in ("cpu", "jax"):
             raise DeviceError(f"the compiled tick loop runs on the cpu; got device {device!r}")
+        check_type("CompiledEngine", "model", model, Model, "a simulator.Model")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
-                         accumulate, learning_rate, weight_decay, itd_epsilon)
+                         accumulate, learning_rate, weight_decay, itd_epsilon, model.depth)
+        levelled = resolve_levelled("CompiledEngine", levelled, self.learning_rate, model)
         # a batch-1 GraphEngine (zero parameters: tags never depend on values)
         # checks the options, levels the model, draws the feedback, and is the
         # tag clock's probe
         zero = model.with_parameters({k: np.zeros_like(a) for k, a in model.parameters().items()})
         probe = GraphEngine(zero, loss=loss, feedback=feedback, derivative=derivative,
-                            pairing=pairing, supervision_delay=supervision_delay,
+                            pairing=pairing, supervision_delay=self.supervision_delay,
                             feedback_seed=feedback_seed, feedback_scale=feedback_scale,
                             itd_epsilon=itd_epsilon, dtype=dtype, levelled=levelled)
         self.levelled = probe.levelled

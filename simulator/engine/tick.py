@@ -17,11 +17,11 @@ import math
 
 import numpy as np
 
-from ..arguments import check_bool, check_number, check_run, check_seed, check_type, shown
+from ..arguments import check_number, check_run, check_seed, check_type, shown
 from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import NumericalError, SimulatorError
-from ..options import loss_gradient, present_target, set_rule_options
+from ..options import loss_gradient, present_target, resolve_levelled, set_rule_options
 from .fast import FastNumpy, apply_step, ring_read
 from .tags import GraphTags
 from ..model.graph import Model
@@ -81,21 +81,24 @@ class GraphEngine(FastNumpy, GraphTags):
     """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
 
     Keywords: the rule options of SPEC §1 (``simulator.options``) and
-    ``levelled`` (run on ``model.level()``). Vertices are addressed by index
-    (model order) or name; dicts are keyed like ``model.parameters()``.
+    ``levelled`` (run on ``model.level()``); "auto" (the defaults of
+    ``supervision_delay`` and ``levelled``): causal d_y = D and levelled when
+    learning, d_y = 0 and as given when frozen (``options.resolve_delay``).
+    Vertices are addressed by index (model order) or name; dicts are keyed like
+    ``model.parameters()``.
     """
 
     def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
-                 pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
+                 pairing="local", supervision_delay="auto", learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
-                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
+                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled="auto"):
         check_type("GraphEngine", "model", model, Model, "a simulator.Model "
                    "(Model.chain(sizes, ...) for a chain)")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
-                         accumulate, learning_rate, weight_decay, itd_epsilon)
+                         accumulate, learning_rate, weight_decay, itd_epsilon, model.depth)
         check_seed("GraphEngine", feedback_seed, "feedback_seed")
         feedback_scale = check_number("GraphEngine", "feedback_scale", feedback_scale, 0.0)
-        self.levelled = check_bool("GraphEngine", "levelled", levelled)
+        self.levelled = resolve_levelled("GraphEngine", levelled, self.learning_rate, model)
         self.model = model.level() if self.levelled else model
         self.backend = Backend(device, dtype)
         self.xp = self.backend.xp

@@ -4,9 +4,10 @@
 """
 from ..datasets import DATASETS
 from ..model.layers import ACTIVATIONS
-from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
+from ..options import AUTO, DELAYS, DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
 from ..streams import EDGES, INPUTS, TARGETS
-from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window
+from .fields import (Bool, Float, Int, Layers, ListOf, OrWord, Size, Str, Table, Tuple,
+                     Window)
 
 ACTS = tuple(ACTIVATIONS)
 WIDTH = 65536           # widest layer
@@ -34,7 +35,8 @@ GRAPH_NETWORK = dict(NETWORK, **{
                      "overrides the chain keys)", WIDTH, max_len=DEPTH),
     "input_shape": ListOf(Int(1, "size", 1, WIDTH), [], "a graph's input frame, e.g. [1, 8, 8]",
                           min_len=1, max_len=3, empty_ok=True),
-    "levelled": Bool(False, "run the graph levelled (identity vertices, Algorithm 2)"),
+    "levelled": OrWord(Bool(False, ""), AUTO, "auto", "run the graph levelled (identity "
+                       "vertices, Algorithm 2); auto: when learning (its paths differ in length)"),
 })
 CANVAS = 4096           # widest canvas of a moving stream, pixels
 STREAM = {
@@ -70,7 +72,9 @@ RULE = {
     "feedback": Str("transpose", "F_l in the backward wave", FEEDBACK),
     "derivative": Str("local", "D[t,l] in the backward wave", DERIVATIVE),
     "pairing": Str("local", "which x g pairs δ with", PAIRING),
-    "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
+    "supervision_delay": OrWord(Int(0, "", 0, 4 * DEPTH), DELAYS, "auto",
+                                "d_y: target of frame t−d_y at tick t; causal: D, the output's "
+                                "level; auto: causal when learning, 0 when frozen"),
     "learning_rate": Float(0.0, "η; 0 freezes the weights", 0.0, BIG),
     "accumulate": Int(1, "apply the summed g every k ticks", 1, TICKS),
     "weight_decay": Float(0.0, "decay of W (and learned B) per update", 0.0, BIG),

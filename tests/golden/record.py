@@ -152,9 +152,7 @@ def run(model, derivative, pairing, feedback, mode):
     factory, levelled = models()[model]
     net = factory()
     kwargs = dict(derivative=derivative, pairing=pairing, feedback=feedback, batch=BATCH,
-                  feedback_seed=11, supervision_delay=1, **MODES[mode])
-    if levelled:
-        kwargs["levelled"] = True
+                  feedback_seed=11, supervision_delay=1, levelled=levelled, **MODES[mode])
     engine = Engine(net, **kwargs)
     u, y = frames(*_shapes(net), seed=list(models()).index(model))
     values, tags = [], []
