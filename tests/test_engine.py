@@ -157,7 +157,8 @@ def test_transpose_feedback_follows_learning_and_sign_is_refreshed(rng):
         settle(engine, u, y, 10)
         w = host(per_layer(engine.parameters()))
         f = host(per_layer(engine.feedback_weights()))
-        want = w if fb == "transpose" else [np.sign(m) for m in w]
+        # sign: biotorch's uSF, sign(W) scaled by √(2/(fan_in + fan_out)), W (out, in)
+        want = w if fb == "transpose" else [np.sign(m) * np.sqrt(2 / sum(m.shape)) for m in w]
         assert max_rel(f, want) == 0.0
 
 
