@@ -269,3 +269,40 @@ def test_learned_feedback_gap_shrinks_by_one_minus_eta_lambda_per_update():
             for k, f in engine.feedback_weights().items():
                 want = gap[k] * (1 - 0.05 * 0.3) ** ((t + 1) // 2)
                 np.testing.assert_allclose(W[k] - f, want, rtol=1e-12, atol=1e-14)
+
+
+# Machado, Oliveira & Fernandes 2009, severity 1: linear-RGB simulation matrices.
+VISION = {"normal": np.eye(3),
+          "deuteranope": np.array([[0.367322, 0.860646, -0.227968],
+                                   [0.280085, 0.672501, 0.047413],
+                                   [-0.011820, 0.042940, 0.968881]]),
+          "protanope": np.array([[0.152286, 1.052583, -0.204868],
+                                 [0.114503, 0.786281, 0.099216],
+                                 [-0.003882, -0.048116, 1.051998]])}
+
+
+def _lab(hex_colour, vision):
+    """CIELAB (D65) of an sRGB colour as seen with ``vision``."""
+    c = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                    [0.0193, 0.1192, 0.9505]]) @ np.clip(VISION[vision] @ lin, 0, 1)
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_frsf_and_brsf_colours_stay_apart_for_colour_blind_readers():
+    """ΔE ≥ 15 (CIELAB) from each other, every other rule and the fallback grey,
+    with normal, deuteranope and protanope vision."""
+    from simulator.render.learning import RULE_COLOURS, rule_colour
+    from simulator.scene.sections import TRAIN_RULES
+    others = {r: c for r, c in RULE_COLOURS.items() if r not in ("frsf", "brsf")}
+    others["fallback"] = rule_colour("no such rule")
+    for rule in ("frsf", "brsf"):
+        assert rule in TRAIN_RULES
+        against = dict(others, **({"frsf": RULE_COLOURS["frsf"]} if rule == "brsf" else {}))
+        for name, colour in against.items():
+            for vision in VISION:
+                d = np.linalg.norm(_lab(RULE_COLOURS[rule], vision) - _lab(colour, vision))
+                assert d >= 15, (rule, name, vision, d)
