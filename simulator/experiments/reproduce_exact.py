@@ -12,9 +12,10 @@ from ..model.graph import Model
 from ..rules import predictive_coding as pc
 from .pc.tables import table1, table2
 
-SALVATORI = ("Salvatori, Song, Lukasiewicz, Bogacz & Xu, \"Reverse differentiation via "
+SALVATORI = ("Salvatori, Song, Xu, Lukasiewicz & Bogacz, \"Reverse differentiation via "
              "predictive coding\" (AAAI 2022, arXiv:2103.04689)")
-LAYERPIPE = "LayerPipe2 (arXiv:2512.08160): gradient delay of layer l = 2·S(l)"
+LAYERPIPE = ("Unnikrishnan & Parhi, \"LayerPipe2: Multistage pipelining and weight recompute "
+             "via improved exponential moving average\" (arXiv:2512.08160): Delay(l) = 2·S(l)")
 EXACT = 1e-12           # float64: "exactly" = every compared number within this
 LR = 0.01
 
@@ -268,8 +269,9 @@ def pc_inference_ticks(tier, data, seed, progress):
         "chains and levelled graphs, so a chain with H hidden PC layers needs T ≥ H (H + 1 "
         "ticks) before every weight learns.",
         SALVATORI + " (Z-IL updates level k at tick k + 1; \"Z-IL also requires L inference "
-        "steps\"); Song et al., NeurIPS 2020",
-        "T ≥ (PC layers + 1) ticks before every weight learns",
+        "steps\"); Song, Lukasiewicz, Xu & Bogacz, \"Can the brain do backpropagation? Exact "
+        "implementation of backpropagation in predictive coding networks\" (NeurIPS 2020)",
+        "Z-IL: level k learns at tick k + 1; L inference steps before all layers learn",
         f"first non-zero update at tick a(v) + 1 at {good}/{checked} vertices; chain of "
         f"{hidden} hidden layers: T ≥ {max(chain.values())}",
         good == checked > 0, seeds,
