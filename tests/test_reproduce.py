@@ -105,6 +105,19 @@ def _slow_zil(monkeypatch):
     monkeypatch.setattr(X, "table2", lambda **k: rows)
 
 
+def test_the_time_ratio_measures_again_while_a_loaded_machine_fails_it(monkeypatch):
+    """A disturbance only adds time: each method keeps its fastest over the rounds."""
+    def rows(zil):
+        return [{"architecture": a, "bp_ms": 2.0, "zil_ms": zil, "il_ms": 40.0}
+                for a in tables.ARCHITECTURES]
+    calls = iter([rows(9.0), rows(2.2), rows(5.0)])
+    monkeypatch.setattr(X, "table2", lambda **k: next(calls))
+    result = X.zil_time_ratio("offline", None, 0, lambda f: None)
+    assert result["passed"] and result["settings"]["rounds"] == 2
+    assert result["settings"]["ms"]["mlp"] == {"bp": 2.0, "zil": 2.2, "il": 40.0}
+    assert result["ours"].startswith("Z-IL/BP 1.10–1.10; IL/BP 20.0–20.0")
+
+
 @pytest.mark.parametrize("name, breaking", [
     ("layerpipe_delay_law", _late_sigma), ("zil_equals_backprop", _no_levelling),
     ("pc_inference_ticks", _extra_inference_tick), ("zil_time_ratio", _slow_zil)])

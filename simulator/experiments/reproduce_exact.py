@@ -21,6 +21,7 @@ LR = 0.01
 
 
 def _result(name, claim, source, published, ours, passed, seeds, settings, start):
+    settings = dict(settings, dataset="none: seeded synthetic inputs (both tiers)")
     return {"name": name, "claim": claim, "source": source, "published": published,
             "ours": ours, "passed": bool(passed), "seeds": list(seeds), "settings": settings,
             "cpu_s": time.process_time() - start}
