@@ -245,9 +245,18 @@ def first_update_ticks(model, seed, levelled=False):
     return first
 
 
+def zil_arrival(model, seed, levelled=False):
+    """{vertex name: first state of one Z-IL update (γ = 1) with ε_v ≠ 0}, None if never."""
+    run = model.level() if levelled else model
+    u, y = _noise(np.random.default_rng(seed), model, 1)
+    norms = pc.zil_model(model, u[0], y[0], LR, levelled=levelled, record=True).norms
+    return {v.name: int(np.argmax(norms[:, v.index] != 0)) if np.any(norms[:, v.index])
+            else None for v in run.vertices[1:]}
+
+
 def pc_inference_ticks(tier, data, seed, progress):
     start, seeds = time.process_time(), _seeds(seed)
-    good, checked, shown = 0, 0, {}
+    good, checked, shown, z_good, z_checked = 0, 0, {}, 0, 0
     for k, s in enumerate(seeds):
         for name, model in graphs(s).items():
             for levelled in (False, True):
@@ -257,6 +266,9 @@ def pc_inference_ticks(tier, data, seed, progress):
                 params = [v.name for v in run.vertices[1:] if v.param_names]
                 good += sum(got.get(v) == want[v] for v in params)
                 checked += len(params)
+                wave = zil_arrival(model, s, levelled)
+                z_good += sum(wave[v] == a for v, a in want.items())
+                z_checked += len(want)
                 shown[f"{name}{'/levelled' if levelled else ''}"] = {
                     v: got.get(v) for v in params}
         progress((k + 1) / len(seeds))
@@ -268,14 +280,15 @@ def pc_inference_ticks(tier, data, seed, progress):
         "error-driven (non-zero) iff T ≥ a(v), a(v) = min(d(v), d(p) for hidden parents p), "
         "d the fewest edges to the output: it first comes at tick a(v) + 1, = d(v) + 1 on "
         "chains and levelled graphs, so a chain with H hidden PC layers needs T ≥ H (H + 1 "
-        "ticks) before every weight learns.",
+        "ticks) before every weight learns; Z-IL's error wave reaches v at state a(v).",
         SALVATORI + " (Z-IL updates level k at tick k + 1; \"Z-IL also requires L inference "
         "steps\"); Song, Lukasiewicz, Xu & Bogacz, \"Can the brain do backpropagation? Exact "
         "implementation of backpropagation in predictive coding networks\" (NeurIPS 2020)",
         "Z-IL: level k learns at tick k + 1; L inference steps before all layers learn",
         f"first non-zero update at tick a(v) + 1 at {good}/{checked} vertices; chain of "
-        f"{hidden} hidden layers: T ≥ {max(chain.values())}",
-        good == checked > 0, seeds,
+        f"{hidden} hidden layers: T ≥ {max(chain.values())}; Z-IL ε arrives at a(v) at "
+        f"{z_good}/{z_checked}",
+        good == checked > 0 and z_good == z_checked > 0, seeds,
         {"gamma": 0.1, "lr": LR, "batch": 2, "first_T": shown}, start)
 
 
