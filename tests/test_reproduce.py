@@ -6,6 +6,7 @@ lengths from the edges) live in simulator/experiments/reproduce_exact.py."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 import cli
@@ -175,3 +176,12 @@ def test_a_check_breaking_the_contract_is_a_bug_and_writes_nothing(monkeypatch, 
     with pytest.raises(TypeError, match="broke the contract"):
         R.reproduce(str(tmp_path / "ev"), only=("broken",))
     assert not os.path.exists(tmp_path / "ev")
+
+
+def test_a_nan_gradient_fails_the_delay_law(monkeypatch):
+    """NaN compares False with everything: it must not vanish inside a max."""
+    backprop = X.reference.backprop
+    monkeypatch.setattr(X.reference, "backprop",
+                        lambda *a, **k: {key: g * np.nan for key, g in backprop(*a, **k).items()})
+    result = X.layerpipe_delay_law("offline", None, 0, lambda f: None)
+    assert not result["passed"] and "inf" in result["ours"]

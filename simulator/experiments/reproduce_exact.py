@@ -68,6 +68,12 @@ def _noise(rng, model, n, batch=2):
             rng.normal(size=(n, batch) + tuple(model.output_shape)))
 
 
+def _worst(*values):
+    """The largest of ``values``, +inf if any is not finite (NaN never hides in a max)."""
+    values = [float(v) for v in values]
+    return max(values) if all(np.isfinite(values)) else float("inf")
+
+
 def _rel(got, want, keys):
     num = np.sqrt(sum(np.sum((np.asarray(got[k]) - want[k]) ** 2) for k in keys))
     den = np.sqrt(sum(np.sum(want[k] ** 2) for k in keys))
@@ -82,7 +88,7 @@ def zil_equals_backprop(tier, data, seed, progress):
     start, seeds = time.process_time(), _seeds(seed)
     worst, control, model_worst = 0.0, [], 0.0
     for k, s in enumerate(seeds):
-        worst = max([worst] + [r["divergence_abs"] for r in table1(seed=s)])
+        worst = _worst(worst, *[r["divergence_abs"] for r in table1(seed=s)])
         control += [r["divergence_rel"] for r in table1(levelled=False, seed=s)
                     if r["architecture"] in ("residual", "attention")]
         for model in graphs(s).values():
@@ -90,8 +96,8 @@ def zil_equals_backprop(tier, data, seed, progress):
             u, y = _noise(rng, model, 1, batch=3)
             step = pc.zil_model(model, u[0], y[0], LR)
             bp = reference.backprop(model, u[0], y[0])
-            model_worst = max([model_worst] + [float(np.max(np.abs(step.updates[k] + LR * g)))
-                                               for k, g in bp.items()])
+            model_worst = _worst(model_worst, *[np.max(np.abs(step.updates[k] + LR * g))
+                                                for k, g in bp.items()])
         progress((k + 1) / len(seeds))
     passed = worst <= EXACT and model_worst <= EXACT and min(control) > 1e-3
     return _result(
@@ -181,7 +187,7 @@ def pipeline_delays(model, seed, ticks=None):
                     lag, delay, fwd[i], bwd[i]) and lag == 2 * bwd[i] + fwd[i]
                     and delay == 2 * bwd[i]):
                 bad.add(v.name)
-            worst = max(worst, _rel(g, want[s], keys))
+            worst = _worst(worst, _rel(g, want[s], keys))
             compared += 1
     return lags, worst, compared, bad
 
@@ -192,7 +198,7 @@ def layerpipe_delay_law(tier, data, seed, progress):
     for k, s in enumerate(seeds):
         for name, model in graphs(s).items():
             lags, w, c, wrong = pipeline_delays(model, s)
-            worst, compared = max(worst, w), compared + c
+            worst, compared = _worst(worst, w), compared + c
             if name == "chain":     # LayerPipe2: S(l) = L − l stages after weight layer l
                 L = model.depth
                 wrong |= {str(l) for l in range(1, L + 1)
