@@ -190,7 +190,7 @@ TRAIN = {
     "rules": ListOf(Str("diffusion", "rule", TRAIN_RULES), ["diffusion", "backprop"],
                     "learning rules to train, one run each (one name = a one-rule list)",
                     min_len=1, max_len=len(TRAIN_RULES), unique=True, single=True),
-    "learning_rate": Float(0.01, "η, applied every tick", 0.0, BIG),
+    "learning_rate": Float(0.002, "η, applied every tick (docs/defaults.md)", 0.0, BIG),
     "loss": Str("xent", "ℓ", ("mse", "xent", "linear")),
     "supervision_delay": RULE["supervision_delay"],
     "eval_every": Int(200, "ticks between test evaluations", 1, TICKS),
