@@ -6,7 +6,8 @@ written); 3 the work ran but produced nothing: every point of a sweep failed
 (one ``error:`` line with the first failure's message; the points and
 sweep.csv are written, so the failures can be read); 130 Ctrl-C and 143
 SIGTERM (one line, nothing left behind); 1 internal failure (a bug: the
-traceback is printed).
+traceback is printed), or for ``reproduce`` a check that failed (its table
+line says FAIL; the evidence folder is written all the same).
 """
 import os
 import signal
@@ -43,6 +44,7 @@ from simulator import sweep as sweeps
 from simulator import scene as scenes
 from simulator.dask_pool import check_scheduler
 from simulator.errors import BudgetError, SceneError, SimulatorError
+from simulator.experiments import reproduce as reproducing
 from simulator.kinds.sweep import summary_lines as sweep_lines
 from simulator.runner import Prepared
 from simulator.selection import parse_list, parse_ticks
@@ -261,13 +263,13 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False,
     kind = kinds.get(resolved["kind"])
     length = kind.progress(resolved)
     bar = _progress(quiet, length, name) if length else None
+    args = dict(draw_options=draw_options, force=force, blas_threads=threads,
+                warn=lambda line: click.echo(f"warning: {line}", err=True))
     try:
         if bar is None:
-            return kinds.run_scene(name, resolved, out, draw_options=draw_options, force=force,
-                                   blas_threads=threads)
+            return kinds.run_scene(name, resolved, out, **args)
         with bar:
-            return kinds.run_scene(name, resolved, out, progress=bar.update,
-                                   draw_options=draw_options, force=force, blas_threads=threads)
+            return kinds.run_scene(name, resolved, out, progress=bar.update, **args)
     except (SceneError, BudgetError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
 
@@ -398,6 +400,40 @@ def pc_table(dtype, levelled, il_steps, repeats, seed, out, force, quiet):
     if not quiet:
         click.echo(meta["summary"]["markdown"])
         _say("pc-table", kinds.get("pc_table").summary(out, meta), out)
+
+
+@main.command()
+@click.option("--tier", type=click.Choice(reproducing.TIERS), default="offline",
+              show_default=True,
+              help="offline: 2 CPU cores, no download; data: the checks that read --data too.")
+@click.option("--data", type=click.Path(), help="A local dataset (the data tier only).")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="Run only this check (repeatable, or comma-separated).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="The first seed of every check.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="The evidence folder: results.json and results.md.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing --out folder that is not a tickprop output.")
+@click.option("--quiet", is_flag=True, help="No progress bar, no table, no summary.")
+def reproduce(tier, data, only, seed, out, force, quiet):
+    """Re-measure published numbers as checks (docs/reproduce.md); one line per check:
+    name, published, ours, PASS or FAIL. Exit 1 if any check fails."""
+    names = reproducing.plan(tier, data, only)       # every mistake before any work
+    bar = _progress(quiet, reproducing.STEPS * len(names), "reproduce")
+    args = dict(tier=tier, data=data, only=only, seed=seed, force=force)
+    if bar is None:
+        results, env = reproducing.reproduce(out, **args)
+    else:
+        with bar:
+            results, env = reproducing.reproduce(out, progress=bar.update, **args)
+    if not quiet:
+        for line in reproducing.table_lines(results):
+            click.echo(line)
+        click.echo(f"-> {out}")
+        click.echo(f"reproduce: {reproducing.headline(results, env)}")
+    if not all(r["passed"] for r in results):
+        sys.exit(1)
 
 
 @main.command("scenes")

@@ -5,6 +5,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .analysis.pairing import frame_period, frame_spreads, pairing_warning
 from .backend import Backend
 from .datasets import DIGITS_SHAPE, load_dataset
 from .engine import Engine
@@ -104,9 +105,25 @@ def engine_options(section, spec, feedback_seed):
     kw = {k: getattr(section, k) for k in ENGINE_KEYS if hasattr(section, k)}
     kw.update(batch=spec.stream.batch, feedback_seed=feedback_seed,
               device=spec.run.device, dtype=spec.run.dtype)
+    kw["supervision_delay"] = spec.supervision_delay
     if spec.network.graph:
-        kw["levelled"] = spec.network.levelled
+        kw["levelled"] = spec.levelled
     return kw
+
+
+def pairing_warnings(spec, section, model):
+    """[the one warning line] of a learning run of ``model`` whose updates pair
+    different frames at most weighted layers for its stream (analysis.pairing), else []."""
+    period = frame_period(spec.stream)
+    if not spec.learning or period is None:
+        return []
+    d_y = spec.supervision_delay
+    spreads = frame_spreads(model, loss=section.loss, supervision_delay=d_y,
+                            derivative=getattr(section, "derivative", "local"),
+                            pairing=getattr(section, "pairing", "local"),
+                            levelled=bool(spec.levelled))
+    line = pairing_warning(spreads, period, d_y, spec.network.output_level)
+    return [line] if line else []
 
 
 class Parts:
@@ -130,14 +147,16 @@ class Parts:
 
 
 def _tick_backend(spec, network):
-    """'numpy' or 'jax' for run.backend ('auto': jax where ``prefers_compiled``);
-    jax runs on the CPU and needs the extra, else SceneError."""
+    """'numpy' or 'jax' for run.backend ('auto': jax where ``prefers_compiled``,
+    never for brsf feedback, whose draws are on the host); jax runs on the CPU and
+    needs the extra, else SceneError."""
     want = spec.run.backend
     if want == "numpy":
         return "numpy"
     cpu = spec.run.device == "cpu"
     if want == "auto":
-        return "jax" if cpu and prefers_compiled(network, spec.stream.batch) else "numpy"
+        jax = cpu and spec.rule.feedback != "brsf" and prefers_compiled(network, spec.stream.batch)
+        return "jax" if jax else "numpy"
     if not cpu:
         raise SceneError(f"key 'run.backend': 'jax' runs on the CPU, got run.device = "
                          f"{spec.run.device!r}")

@@ -1,8 +1,10 @@
 """Every rule option of SPEC §1 in one place: losses, feedback, derivative,
 pairing, reference frame, as named choices the engine resolves once."""
+import math
+
 import numpy as np
 
-from .arguments import check_number
+from .arguments import check_number, fail
 from .errors import SimulatorError
 
 
@@ -29,10 +31,14 @@ def _linear(xp, x, y):
 
 LOSSES = {"mse": _mse, "xent": _xent, "linear": _linear}
 
-FEEDBACK = ("transpose", "random", "sign", "learned")
+FEEDBACK = ("transpose", "random", "sign", "frsf", "brsf", "learned")
+SIGN_FAMILY = ("sign", "frsf", "brsf")         # F = sign(W) ∘ magnitude (docs/feedback.md)
 DERIVATIVE = ("local", "frame", "none", "itd-y", "itd-dy")
 PAIRING = ("local", "frame")
 REFERENCE = ("input", "supervision")
+# what a supervision delay takes beside a count, and ``levelled`` beside a bool
+DELAYS = ("auto", "causal")
+AUTO = ("auto",)
 
 
 def loss_and_grad(xp, name, x, y):
@@ -51,6 +57,45 @@ def loss_gradient(name):
     return lambda xp, x, y: loss(xp, x, y)[1]
 
 
+def fans(shape):
+    """(fan_in, fan_out) of a weight of ``shape`` as torch's
+    ``_calculate_fan_in_and_fan_out``: dense (out, in), conv (C_out, C_in, kh, kw)."""
+    field = math.prod(shape[2:])
+    return shape[1] * field, shape[0] * field
+
+
+def draw_magnitude(rng, shape, scale, out):
+    """scale·|M| into the float64 C-contiguous ``out``, M ~ U(−a, a) with the Xavier
+    bound a = √(6/(fan_in+fan_out)) of ``shape``: the numbers of rng.uniform(−a, a)."""
+    a = np.sqrt(6.0 / sum(fans(shape)))
+    rng.random(out=out)
+    out *= a - (-a)
+    out += -a
+    np.abs(out, out=out)
+    if scale != 1.0:
+        out *= scale
+    return out
+
+
+def feedback_draws(kind, seed, scale, shapes):
+    """(Generator, [per weight shape, in vertex order]) of feedback ``kind``: B
+    (``random``/``learned``: N(0, (scale/√fan_in)²)), the magnitude multiplying
+    sign(W) (``sign``: scale·√(2/(fan_in+fan_out)); ``frsf``/``brsf``: scale·|M|
+    from ``draw_magnitude``), or None (``transpose``); from
+    np.random.default_rng(seed), which ``brsf`` keeps drawing from."""
+    rng, out = np.random.default_rng(seed), []
+    for shape in shapes:
+        if kind in ("random", "learned"):
+            out.append(rng.normal(0.0, scale / np.sqrt(fans(shape)[0]), shape))
+        elif kind == "sign":
+            out.append(float(scale * np.sqrt(2.0 / sum(fans(shape)))))
+        elif kind in SIGN_FAMILY:
+            out.append(draw_magnitude(rng, shape, scale, np.empty(shape)))
+        else:
+            out.append(None)
+    return rng, out
+
+
 def check_choice(kind, value, choices):
     """Raise one clear error when ``value`` is not a known ``kind``."""
     if not isinstance(value, str) or value not in choices:
@@ -65,21 +110,47 @@ def check_count(name, value, minimum=0):
     return int(value)
 
 
+def resolve_delay(value, learning, depth):
+    """d_y of SPEC §1 as a count: an integer as given; "causal" the output's level
+    ``depth`` (the target of the frame whose forward wave reaches the output now);
+    "auto" or None causal when ``learning``, else 0 (the paper's figures)."""
+    if value is None or isinstance(value, str) and value == "auto":
+        value = "causal" if learning else 0
+    if isinstance(value, str) and value == "causal":
+        return int(depth)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise SimulatorError(f"supervision_delay must be an integer >= 0, 'causal' or 'auto', "
+                             f"got {value!r}")
+    return int(value)
+
+
+def resolve_levelled(call, value, learning, model):
+    """Whether a run ticks ``model.level()``: a bool as given; "auto" or None when
+    ``learning`` on a graph whose paths into a vertex differ in length (SPEC §1,
+    "Graphs": an unlevelled vertex mixes frames, so its update is no frame's gradient)."""
+    if value is None or isinstance(value, str) and value == "auto":
+        return bool(learning) and not model.is_levelled()
+    if not isinstance(value, (bool, np.bool_)):
+        fail(call, "levelled", "True, False or 'auto'", value)
+    return bool(value)
+
+
 def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_delay, batch,
-                     accumulate, learning_rate, weight_decay, itd_epsilon):
+                     accumulate, learning_rate, weight_decay, itd_epsilon, depth):
     """Check the rule options every tick engine shares (SPEC §1) and set them
-    as attributes of ``engine``; a bad value is one SimulatorError."""
+    as attributes of ``engine`` (d_y resolved for a model of ``depth``); a bad
+    value is one SimulatorError."""
     engine.loss = check_choice("loss", loss, tuple(LOSSES))
     engine.feedback = check_choice("feedback", feedback, FEEDBACK)
     engine.derivative = check_choice("derivative", derivative, DERIVATIVE)
     engine.pairing = check_choice("pairing", pairing, PAIRING)
-    engine.supervision_delay = check_count("supervision_delay", supervision_delay)
     engine.batch = check_count("batch", batch, minimum=1)
     engine.accumulate = check_count("accumulate", accumulate, minimum=1)
     call = type(engine).__name__
     engine.learning_rate = check_number(call, "learning_rate", learning_rate, 0.0)
     engine.weight_decay = check_number(call, "weight_decay", weight_decay, 0.0)
     engine.itd_epsilon = check_number(call, "itd_epsilon", itd_epsilon, 0.0)
+    engine.supervision_delay = resolve_delay(supervision_delay, bool(engine.learning_rate), depth)
 
 
 def present_target(ring, t, y, delay):

@@ -24,7 +24,7 @@ class Prepared:
         self.spec = spec = spec_of(scene)
         run, rule, rec, render = spec.run, spec.rule, spec.record, spec.render
         # Sized from the skeleton the engine runs: vertices as layers, the largest as width.
-        skeleton = spec.network.run_skeleton
+        skeleton = spec.network.run_skeleton(spec.levelled)
         sizes = [int(np.prod(v.shape)) for v in skeleton.vertices]
         self.plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), spec.stream.batch,
                                np.dtype(run.dtype).itemsize, states=rec.states,
@@ -35,9 +35,9 @@ class Prepared:
                                  if pictures is None else bool(pictures)),
                        distinct=distinct_frames(vars(spec.stream), self.plan.chunk),
                        gif=(render.every, render.size) if gif and render.gif else None,
+                       supervision_delay=spec.supervision_delay,
                        **{k: getattr(rule, k) for k in ("feedback", "derivative", "pairing",
-                                                        "supervision_delay", "learning_rate",
-                                                        "accumulate")})
+                                                        "learning_rate", "accumulate")})
         self.budget = RunBudget(self.plan, skeleton, device=run.device, **options)
         self.record_bytes = self.budget.check()
         self.parts = Parts(spec)
@@ -57,7 +57,10 @@ class Prepared:
         meta = run_metadata(self.name, self.scene)
         meta.update(timings={"build_s": t1 - t0, "simulate_s": t2 - t1,
                              "ticks_per_s": self.plan.ticks / max(t2 - t1, 1e-12)},
-                    record_bytes=self.record_bytes, backend=self.parts.backend)
+                    record_bytes=self.record_bytes, backend=self.parts.backend,
+                    resolved={"supervision_delay": engine.supervision_delay,
+                              "levelled": bool(engine.levelled)})
+        self.final_model = engine.current_model() if engine.learning_rate else None
         return recorder.trace(meta)
 
 

@@ -21,7 +21,7 @@ from simulator.runner import simulate_scene
 AMBER = np.array([int(palette.LS_COLOUR[i:i + 2], 16) for i in (1, 3, 5)])
 SCENES = {"unlevelled": ("residual_levelling", "run.ticks=20"),
           "levelled": ("residual_levelling", "run.ticks=20", "network.levelled=true"),
-          "conv": ("conv_digits", "run.ticks=24")}
+          "conv": ("conv_digits", "run.ticks=24", "rule.supervision_delay=0")}
 
 
 @pytest.fixture(scope="module", params=sorted(SCENES))

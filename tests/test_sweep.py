@@ -264,7 +264,7 @@ def test_editing_set_or_base_never_reuses_stale_points(tmp_path):
     rows = {r["stream.hold"]: r for r in _rows(out / "sweep.csv")}
     assert len(rows) == 2
     # the base scene edited (a key the sweep does not set): every point runs again
-    base.write_text(base.read_text().replace("[run]", "[rule]\nfeedback = \"random\"\n\n[run]"))
+    base.write_text(base.read_text().replace("[rule]", "[rule]\nfeedback = \"random\""))
     result = sweep.run_sweep(path, str(out))
     assert result["ran"] == 2 and result["failed"] == 0
     assert all(r["scene"]["rule"]["feedback"] == "random" for r in result["records"])

@@ -28,10 +28,13 @@ def _meta(trace, key, default):
 
 
 def supervision_delay(trace):
-    """d_y from the resolved scene, else read off the output layer's tags."""
-    rule = _meta(trace, "scene", {}).get("rule", {})
-    if "supervision_delay" in rule:
-        return int(rule["supervision_delay"])
+    """d_y the engine ran with (or an integer the scene gave), else read off the
+    output layer's tags."""
+    given = [_meta(trace, "resolved", {}).get("supervision_delay"),
+             _meta(trace, "scene", {}).get("rule", {}).get("supervision_delay")]
+    for d_y in given:
+        if isinstance(d_y, int) and not isinstance(d_y, bool):
+            return d_y
     sup = trace["tag_supervision"][:, -1]
     t = trace["tick"]
     known = sup >= 0

@@ -11,12 +11,13 @@ import importlib.util
 
 import numpy as np
 
-from ..arguments import check_run
+from ..arguments import check_run, check_type
 from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
+from ..model.graph import Model
 from ..model.reference import vertex_params
-from ..options import set_rule_options
+from ..options import resolve_levelled, set_rule_options
 from .fast import ring_read, runs
 from .tags import TAG_ROWS, TagClock
 from .tick import FINITE_QUANTITIES, GraphEngine, finite_slots
@@ -97,6 +98,9 @@ class Plan:
         shape = [v.shape for v in verts].__getitem__
         self.hidden = _classes(range(1, n - 1), shape)   # δ = D ⊙ cotangent, one per shape
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
+        # feedback: a fixed or learned B in s["F"] (drawn), or sign(W) ∘ s["M"] (signed)
+        self.signed = list(probe._mag)
+        self.drawn = [i for i in self.weighted if probe._F[i] is not None and not probe._mag]
         self.slots = finite_slots(model)
         # the carry stacks per-vertex arrays of one shape (``pack``): one buffer,
         # loop and carry copy per shape; a tick works per vertex (``unpack``)
@@ -176,9 +180,11 @@ def initial_state(plan, host, dtype):
     if plan.delay:
         s["T"] = jnp.zeros((plan.delay + 1, B) + tuple(m.output_shape), dtype)
     s["params"] = {k: jnp.asarray(a, dtype) for k, a in m.parameters().items()}
-    if plan.feedback in ("random", "learned"):
+    if plan.drawn:
         fb = host.feedback_weights()
-        s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.weighted}
+        s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.drawn}
+    if plan.signed:
+        s["M"] = {i: jnp.asarray(host._mag[i], dtype) for i in plan.signed}
     if plan.lr and plan.acc > 1:
         s["A"] = {k: jnp.zeros_like(a) for k, a in s["params"].items()}
     return plan.pack(s)
@@ -187,9 +193,10 @@ def initial_state(plan, host, dtype):
 def _feedback(plan, s):
     """Per vertex index the backward weights B in place of W (None: W itself)."""
     F = [None] * plan.n
-    for i in plan.weighted if plan.feedback != "transpose" else ():
-        F[i] = (jnp.sign(s["params"][f"{plan.model.vertices[i].name}.W"])
-                if plan.feedback == "sign" else s["F"][i])
+    for i in plan.drawn:
+        F[i] = s["F"][i]
+    for i in plan.signed:
+        F[i] = jnp.sign(s["params"][f"{plan.model.vertices[i].name}.W"]) * s["M"][i]
     return F
 
 
@@ -350,7 +357,7 @@ def chunk_loop(plan, record, exact=False, masked=False):
     replayed from it). ``masked``: a tick whose ``live`` flag is False leaves
     the state as it was (a padded last chunk; ~0.15 s more to compile)."""
     learning = bool(plan.lr)
-    fixed_keys = () if learning else ("params", "F")
+    fixed_keys = ("M",) if learning else ("params", "F", "M")
 
     def run(state, U, Y, live):
         fixed = {k: state[k] for k in fixed_keys if k in state}
@@ -385,21 +392,26 @@ class CompiledEngine:
     "jax") and surface, accessors returning host numpy arrays (``xp`` is numpy)."""
 
     def __init__(self, model, loss="mse", feedback="transpose", derivative="local",
-                 pairing="local", supervision_delay=0, learning_rate=0.0, batch=1,
+                 pairing="local", supervision_delay="auto", learning_rate=0.0, batch=1,
                  accumulate=1, weight_decay=0.0, feedback_seed=0, feedback_scale=1.0,
-                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled=False):
+                 itd_epsilon=1e-6, device="cpu", dtype="float64", levelled="auto"):
         if not _load_jax():
             raise DeviceError(f"the compiled tick loop needs jax: {INSTALL_HINT}")
         if device not in ("cpu", "jax"):
             raise DeviceError(f"the compiled tick loop runs on the cpu; got device {device!r}")
+        check_type("CompiledEngine", "model", model, Model, "a simulator.Model")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
-                         accumulate, learning_rate, weight_decay, itd_epsilon)
+                         accumulate, learning_rate, weight_decay, itd_epsilon, model.depth)
+        levelled = resolve_levelled("CompiledEngine", levelled, self.learning_rate, model)
+        if self.feedback == "brsf":
+            raise SimulatorError("feedback 'brsf' draws on the host after every update, which "
+                                 "the jax loop cannot: use the numpy executor (run.backend numpy)")
         # a batch-1 GraphEngine (zero parameters: tags never depend on values)
         # checks the options, levels the model, draws the feedback, and is the
         # tag clock's probe
         zero = model.with_parameters({k: np.zeros_like(a) for k, a in model.parameters().items()})
         probe = GraphEngine(zero, loss=loss, feedback=feedback, derivative=derivative,
-                            pairing=pairing, supervision_delay=supervision_delay,
+                            pairing=pairing, supervision_delay=self.supervision_delay,
                             feedback_seed=feedback_seed, feedback_scale=feedback_scale,
                             itd_epsilon=itd_epsilon, dtype=dtype, levelled=levelled)
         self.levelled = probe.levelled
@@ -410,6 +422,7 @@ class CompiledEngine:
         self.xp = np
         self._x64 = dtype == "float64"
         self._plan = Plan(self, probe, self.model)
+        self._mag = {i: np.asarray(probe._mag[i]) for i in self._plan.signed}
         with self._scope():
             self._state = initial_state(self._plan, probe, dtype)
             self._loops = {(r, m): chunk_loop(self._plan, r, masked=m)
@@ -570,8 +583,8 @@ class CompiledEngine:
         """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
         _, params, F = self._now()
         keys = {i: f"{self.model.vertices[i].name}.W" for i in self._plan.weighted}
-        return {k: np.array(params[k]) if self.feedback == "transpose" else
-                np.sign(params[k]) if self.feedback == "sign" else np.array(F[i])
+        return {k: np.sign(params[k]) * self._mag[i] if i in self._mag else
+                np.array(params[k]) if F is None else np.array(F[i])
                 for i, k in keys.items()}
 
     def current_model(self):

@@ -23,11 +23,11 @@ from ..streams import make_teacher, moving_canvas, render, teacher_target
 # rule name -> Engine options (None: a learner that is no tick engine).
 RULES = {**{rule: {"feedback": feedback, "derivative": "local"} for rule, feedback in
             (("diffusion", "transpose"), ("random", "random"), ("sign", "sign"),
-             ("learned", "learned"))},
+             ("frsf", "frsf"), ("brsf", "brsf"), ("learned", "learned"))},
          **{rule: {"feedback": "random", "derivative": rule} for rule in ("itd-y", "itd-dy")},
          **dict.fromkeys(("backprop", "ar", "zil"))}
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
-ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
+ALIGNMENT_RULES = ("random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
 DIVERGENCE_FACTOR = 1e3
 
@@ -43,38 +43,44 @@ class Setup:
         self.model = build_network(spec.network, self.seeds.network)
         self.classify = spec.target.kind == "labels"
         self.new_stream()          # fail before any work on a bad stream/target/shape
-        x, self.test_y = self._test_set(spec)
-        self.test_x = x.reshape((len(x),) + self.model.input_shape)
-
-    def _test_set(self, spec):
-        """Flat test inputs (n, n_0) and their targets."""
-        train, n, st = spec.train, spec.train.eval_size, spec.stream
-        if self.classify:
-            # the held-out split of the data the stream trains on
-            data = load_dataset(st.data, seed=spec.run.seed)
-            n = n or len(data.test_x)
-            if st.kind != "moving":
-                return data.test_x[:n], data.test_targets[:n]
-            # each digit once at a random sub-pixel position, seeded apart from the stream
-            images = data.test_images[:n]
-            H, W = moving_canvas(st, data.image_shape)
-            h, w = data.image_shape
-            # bounce: the image lies inside the canvas; wrap: anywhere on the torus
-            span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
-            rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
-            pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
-            frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
-            return st.amplitude * frames, data.test_targets[:n]
-        # Regression: held-out inputs drawn like the stream's frames, teacher targets.
-        n = n or 512
-        rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
-        x = st.amplitude * rng.normal(size=(1, n, self.sizes[0]))
-        teacher = make_teacher(self.sizes, self.acts, self.seeds.teacher, spec.target.scale)
-        return x[0], teacher_target(teacher, train.loss)(x, None)[0]
+        self.test_x, self.test_y = held_out(spec, self.model, self.seeds.teacher,
+                                            spec.train.eval_size)
 
     def new_stream(self):
         """A fresh stream with the scene's seed (the same frames every time)."""
         return build_stream(self.spec, self.seeds, self.spec.train.loss)
+
+
+def held_out(spec, model, teacher_seed, n=0):
+    """A diffusion or train scene's held-out set for ``model``: inputs in its input
+    shape and their targets (``n`` of them; 0 = the whole test split, or 512 drawn)."""
+    st, (sizes, acts) = spec.stream, spec.network.shape
+    if spec.target.kind == "labels":
+        # the held-out split of the data the stream trains on
+        data = load_dataset(st.data, seed=spec.run.seed)
+        n = n or len(data.test_x)
+        if st.kind != "moving":
+            return _shaped(data.test_x[:n], model), data.test_targets[:n]
+        # each digit once at a random sub-pixel position, seeded apart from the stream
+        images = data.test_images[:n]
+        H, W = moving_canvas(st, data.image_shape)
+        h, w = data.image_shape
+        # bounce: the image lies inside the canvas; wrap: anywhere on the torus
+        span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
+        rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
+        pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
+        frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
+        return _shaped(st.amplitude * frames, model), data.test_targets[:n]
+    # Regression: held-out inputs drawn like the stream's frames, teacher targets.
+    rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
+    x = st.amplitude * rng.normal(size=(1, n or 512, sizes[0]))
+    teacher = make_teacher(sizes, acts, teacher_seed, spec.target.scale)
+    loss = spec.train.loss if spec.kind == "train" else spec.rule.loss
+    return _shaped(x[0], model), teacher_target(teacher, loss)(x, None)[0]
+
+
+def _shaped(x, model):
+    return x.reshape((len(x),) + tuple(model.input_shape))
 
 
 class BackpropLearner:
@@ -189,7 +195,7 @@ class RuleRun:
     def __init__(self, rule, setup):
         self.rule, self.setup, self.reported_stop, self.chunks = rule, setup, False, []
         # every wave's frame lies within 2·(vertices) + d_y ticks of the last
-        self.keep = 2 * len(setup.model.vertices) + setup.spec.train.supervision_delay + 2
+        self.keep = 2 * len(setup.model.vertices) + setup.spec.supervision_delay + 2
         self.learner = make_learner(rule, setup)
         self.loss = setup.spec.train.loss
         acc0, self.loss0 = evaluate(setup.model, setup.test_x, setup.test_y, self.loss,

@@ -26,13 +26,17 @@ def get(kind):
 
 
 def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False,
-              blas_threads=None):
+              blas_threads=None, warn=None):
     """Run a resolved scene into ``out_dir`` (outputs.write_folder: atomically, a
     failed run leaves nothing) and return the run.json content. ``draw_options``:
-    png/gif False to skip; BLAS threads: ``blas_threads``, else run.threads."""
+    png/gif False to skip; BLAS threads: ``blas_threads``, else run.threads; the
+    job's warning lines go to ``warn(line)`` before it runs and into run.json."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)
+    warnings = list(getattr(job, "warnings", ()))
+    for line in warnings if warn is not None else ():
+        warn(line)
     run = spec_of(scene).sections.get("run")      # a locking scene has none
     blas = threads.setup(getattr(run, "threads", 0) if blas_threads is None else blas_threads)
     holder = {}
@@ -42,6 +46,8 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
         summary = job(folder, progress)
         timings = summary.pop("timings", {}) if isinstance(summary, dict) else {}
         meta = run_metadata(name, scene)
+        if warnings:
+            meta["warnings"] = warnings
         meta.update(kind=kind.name, summary=summary, threads=blas,
                     timings=dict(timings, run_s=time.perf_counter() - t0))
         meta["pictures"] = sorted(kind.draw(folder, meta, options))

@@ -1,7 +1,8 @@
 """What a scene kind is: one ``Kind`` record (registered in kinds/__init__.py).
 ``prepare(name, scene, options) -> job`` refuses what it can before any output folder
 exists; ``job(folder, progress)`` runs, saves what the pictures need and returns run.json's
-summary (its ``"timings"`` go to run.json's timings). ``draw(folder, meta, options) ->
+summary (its ``"timings"`` go to run.json's timings); ``job.warnings``, if set, are lines
+said before it runs. ``draw(folder, meta, options) ->
 {file name: path}`` draws from the saved results and run.json alone, importing matplotlib
 only once a picture is drawn. ``summary(folder, meta) -> [lines]``: a headline, then
 indented numbers."""

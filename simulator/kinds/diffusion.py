@@ -3,6 +3,8 @@ Trace (trace.npz) and drawn as waves.png, mismatch.png and waves.gif."""
 import numpy as np
 
 from ..probes import Trace
+from ..build import pairing_warnings, seeds
+from ..experiments.training import evaluate, held_out
 from ..runner import Prepared, check_picture_size, clip_windows
 from ..analysis.sync import finite_mean, steady_window
 from ..engine.tick import synchronized_layers
@@ -27,9 +29,25 @@ def prepare(name, scene, options=None):
     def job(folder, progress=None):
         trace = prepared.simulate(progress)
         trace.save(folder, compress=prepared.spec.record.compress)
-        return {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
-                "backend": trace.meta["backend"], "timings": trace.meta["timings"]}
+        out = {"ticks": prepared.plan.ticks, "record_bytes": trace.meta["record_bytes"],
+               "backend": trace.meta["backend"], "timings": trace.meta["timings"],
+               "resolved": trace.meta["resolved"]}
+        if prepared.final_model is not None:
+            out["held_out"] = held_out_scores(prepared)
+        return out
+    job.warnings = pairing_warnings(prepared.spec, prepared.spec.rule, prepared.network)
     return job
+
+
+def held_out_scores(prepared):
+    """A learning run's held-out accuracy (labels; else None) and mean loss, before
+    and after: {"accuracy": [before, after], "loss": [...], "samples": n}."""
+    spec = prepared.spec
+    x, y = held_out(spec, prepared.network, seeds(spec.run.seed).teacher)
+    scores = [evaluate(m, x, y, spec.rule.loss, spec.target.kind == "labels")
+              for m in (prepared.network, prepared.final_model)]
+    return {key: [None if not np.isfinite(s[j]) else float(s[j]) for s in scores]
+            for j, key in enumerate(("accuracy", "loss"))} | {"samples": len(x)}
 
 
 def draw(folder, meta, options):
@@ -113,6 +131,11 @@ def summary(folder, meta):
                            (("cos", "{:.4f}"), ("rel", "{:.2e}"), ("exact_from", "{}")))
         lines.append(f"  {r['name'].rjust(width)}  {cos:>7}  {rel:>8}  {exact:>15}"
                      f"{'  <- ' + mark if r['sync'] else ''}")
+    held = meta["summary"].get("held_out")
+    if held:
+        what = [f"{k} {after:.4g} (before learning {before:.4g})" for k in ("accuracy", "loss")
+                for before, after in [held[k]] if after is not None and before is not None]
+        lines.append(f"  held out ({held['samples']} samples): " + ", ".join(what or ["diverged"]))
     if not graph and trace.depth % 2 == 0:
         a, b = synchronized_layers(trace.depth)
         lines.append(f"  L = {trace.depth} is even: no layer is exactly synchronized "

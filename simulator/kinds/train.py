@@ -10,7 +10,8 @@ import numpy as np
 from .. import threads
 from ..files import write_json
 from ..probes import RecordPlan, RunBudget
-from ..experiments.training import Setup, stream_chunk, train_scene
+from ..build import pairing_warnings
+from ..experiments.training import RULES, Setup, stream_chunk, train_scene
 from ..runfiles import read_results
 from ..scene import spec_of
 from .base import TYPED_OPTIONS, Kind, done_in, run_keys
@@ -34,7 +35,10 @@ def prepare(name, scene, options=None):
         write_json(os.path.join(folder, "results.json"),
                    {"name": name, "scene": scene, "curves": curves, "summary": summary,
                     "seconds": elapsed, "rule_threads": workers})
-        return dict(summary, seconds=elapsed)
+        return dict(summary, seconds=elapsed, resolved={
+            "supervision_delay": spec.supervision_delay, "levelled": bool(spec.levelled)})
+    if any(RULES[rule] is not None for rule in spec.train.rules):
+        job.warnings = pairing_warnings(spec, spec.train, setup.model)
     return job
 
 
@@ -48,9 +52,9 @@ def train_budget(spec):
     plan = RecordPlan(run.ticks, len(sizes) - 1, max(sizes), batch,
                       np.dtype(run.dtype).itemsize, states=False, metrics=False,
                       chunk=stream_chunk(batch, sizes[0], sizes[-1]), budget=tr.memory_budget)
-    skeleton = spec.network.run_skeleton
+    skeleton = spec.network.run_skeleton(spec.levelled)
     budget = RunBudget(plan, skeleton, feedback="learned",
-                       supervision_delay=tr.supervision_delay, learning_rate=1.0,
+                       supervision_delay=spec.supervision_delay, learning_rate=1.0,
                        target=spec.target.kind, budget_key="train.memory_budget",
                        device=run.device)
     # beyond one engine: each learner's float64 gradient and the initial model
@@ -77,6 +81,11 @@ def summary(folder, meta):
     for a regression target, its final test loss."""
     curves = read_results(folder)["curves"]
     lines = [f"{done_in(meta)}: final test result per rule"]
+    resolved = meta.get("summary", {}).get("resolved")
+    if resolved:
+        lines.append(f"  tick-engine rules: supervision delay d_y = "
+                     f"{resolved['supervision_delay']}"
+                     + (", the graph levelled" if resolved["levelled"] else ""))
     width = max((len(r) for r in curves), default=4)
     for rule, c in curves.items():
         acc = np.asarray(c.get("accuracy", []), dtype=float)

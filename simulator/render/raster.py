@@ -330,7 +330,8 @@ def raster_figure(trace, windows=(), color="both"):
                             hspace=GAP_IN / panel_in, wspace=wspace)
     name = trace.meta.get("name", "")
     if order.graph:
-        levelled = trace.meta.get("scene", {}).get("network", {}).get("levelled")
+        levelled = trace.meta.get("resolved", {}).get(
+            "levelled", trace.meta.get("scene", {}).get("network", {}).get("levelled") is True)
         skips = any(gap > 1 for _, _, gap in order.edges)
         name += " (levelled)" if levelled else (" (unlevelled)" if skips else "")
     panels, periods = [], set()

@@ -155,6 +155,26 @@ class Bool(Field):
         return value
 
 
+class OrWord(Field):
+    """A value ``field`` takes, or one of the strings ``words`` (e.g. an integer
+    or "causal"); the default is a word or the field's."""
+
+    def __init__(self, field, words, default, doc):
+        super().__init__(default, doc)
+        self.field, self.words = field, tuple(words)
+        self.expected = f"{field.expected} or one of {', '.join(map(repr, self.words))}"
+
+    def check(self, value, where):
+        if isinstance(value, str):
+            if value not in self.words:
+                self.fail(value, where, hint=did_you_mean(value, self.words))
+            return value
+        try:
+            return self.field.check(value, where)
+        except SceneError:
+            self.fail(value, where, typed=True)
+
+
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*")

@@ -4,9 +4,11 @@
 """
 from ..datasets import DATASETS
 from ..model.layers import ACTIVATIONS
-from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
+from ..options import (AUTO, DELAYS, DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE,
+                       SIGN_FAMILY)
 from ..streams import EDGES, INPUTS, TARGETS
-from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window
+from .fields import (Bool, Float, Int, Layers, ListOf, OrWord, Size, Str, Table, Tuple,
+                     Window)
 
 ACTS = tuple(ACTIVATIONS)
 WIDTH = 65536           # widest layer
@@ -34,7 +36,8 @@ GRAPH_NETWORK = dict(NETWORK, **{
                      "overrides the chain keys)", WIDTH, max_len=DEPTH),
     "input_shape": ListOf(Int(1, "size", 1, WIDTH), [], "a graph's input frame, e.g. [1, 8, 8]",
                           min_len=1, max_len=3, empty_ok=True),
-    "levelled": Bool(False, "run the graph levelled (identity vertices, Algorithm 2)"),
+    "levelled": OrWord(Bool(False, ""), AUTO, "auto", "run the graph levelled (identity "
+                       "vertices, Algorithm 2); auto: when learning (its paths differ in length)"),
 })
 CANVAS = 4096           # widest canvas of a moving stream, pixels
 STREAM = {
@@ -67,14 +70,17 @@ TARGET = {
 }
 RULE = {
     "loss": Str("mse", "ℓ", tuple(LOSSES)),
-    "feedback": Str("transpose", "F_l in the backward wave", FEEDBACK),
+    "feedback": Str("transpose", "F_l in the backward wave (docs/feedback.md)", FEEDBACK),
     "derivative": Str("local", "D[t,l] in the backward wave", DERIVATIVE),
     "pairing": Str("local", "which x g pairs δ with", PAIRING),
-    "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
+    "supervision_delay": OrWord(Int(0, "", 0, 4 * DEPTH), DELAYS, "auto",
+                                "d_y: target of frame t−d_y at tick t; causal: D, the output's "
+                                "level; auto: causal when learning, 0 when frozen"),
     "learning_rate": Float(0.0, "η; 0 freezes the weights", 0.0, BIG),
     "accumulate": Int(1, "apply the summed g every k ticks", 1, TICKS),
     "weight_decay": Float(0.0, "decay of W (and learned B) per update", 0.0, BIG),
-    "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
+    "feedback_scale": Float(1.0, "random/learned B ~ N(0, scale²/fan_in); multiplies the "
+                            "sign/frsf/brsf magnitudes", 0.0, BIG),
     "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
     "reference": Str("input", "frame the mismatch compares with", REFERENCE),
 }
@@ -178,13 +184,13 @@ LOCKING = {
 }
 
 # The learning rules of a `train` scene (simulator.experiments.training.RULES says what each runs).
-TRAIN_RULES = ("diffusion", "random", "sign", "learned", "itd-y", "itd-dy", "backprop", "ar",
-               "zil")
+TRAIN_RULES = ("diffusion", "random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy",
+               "backprop", "ar", "zil")
 TRAIN = {
     "rules": ListOf(Str("diffusion", "rule", TRAIN_RULES), ["diffusion", "backprop"],
                     "learning rules to train, one run each (one name = a one-rule list)",
                     min_len=1, max_len=len(TRAIN_RULES), unique=True, single=True),
-    "learning_rate": Float(0.01, "η, applied every tick", 0.0, BIG),
+    "learning_rate": Float(0.002, "η, applied every tick (docs/defaults.md)", 0.0, BIG),
     "loss": Str("xent", "ℓ", ("mse", "xent", "linear")),
     "supervision_delay": RULE["supervision_delay"],
     "eval_every": Int(200, "ticks between test evaluations", 1, TICKS),
@@ -258,11 +264,12 @@ _STREAM_KEYS["target.scale"] = ("target.kind", ("teacher",))
 _PSI_VARIANTS = ("random", "learned", "learned-no-derivative")
 VARIANT_KEYS = {
     "diffusion": dict(_STREAM_KEYS, **{
-        "rule.feedback_scale": ("rule.feedback", ("random", "learned")),
+        "rule.feedback_scale": ("rule.feedback", ("random", "learned") + SIGN_FAMILY),
         "rule.itd_epsilon": ("rule.derivative", ("itd-dy",)),
     }),
     "train": dict(_STREAM_KEYS, **{
-        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy")),
+        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy")
+                                 + SIGN_FAMILY),
         "train.itd_epsilon": ("train.rules", ("itd-dy",)),
         "train.ar_iterations": ("train.rules", ("ar",)),
         "train.ar_eta_x": ("train.rules", ("ar",)),

@@ -9,7 +9,9 @@ from typing import Mapping
 import numpy as np
 
 from ..model import Model
-from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window
+from ..options import resolve_delay, resolve_levelled
+from .fields import (Bool, Float, Int, Layers, ListOf, OrWord, Size, Str, Table, Tuple,
+                     Window)
 from .sections import (AR_CONVERGE, AR_NETWORK, AR_TRAIN, GRAPH_NETWORK, LOCKING, PC_RUN,
                        PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEMAS, SEED_DEVICE,
                        SEED_RUN, STREAM, SWEEP, TARGET, TRAIN, TRAIN_BATCHES)
@@ -17,7 +19,7 @@ from .validation import check_graph
 
 # The Python type of each field type's values in a spec.
 TYPES = {Int: int, Float: float, Str: str, Bool: bool, Size: int | str, ListOf: tuple,
-         Tuple: tuple, Window: tuple, Table: Mapping, Layers: tuple}
+         Tuple: tuple, Window: tuple, Table: Mapping, Layers: tuple, OrWord: int | str}
 
 
 class FrozenTable(dict):
@@ -67,14 +69,18 @@ class ChainOrGraph:
         return check_graph({f.name: thawed(getattr(self, f.name))
                             for f in dataclasses.fields(self)}, "network")
 
-    @property
-    def run_skeleton(self):
-        """The skeleton a run ticks (levelled when it runs levelled), what
+    def run_skeleton(self, levelled):
+        """The skeleton a run ticks (``levelled``: SceneSpec.levelled), what
         budgets are sized from."""
         if not self.graph:
             sizes, acts = self.shape
             return Model.chain_skeleton(sizes, acts)
-        return self.skeleton.level() if self.levelled else self.skeleton
+        return self.skeleton.level() if levelled else self.skeleton
+
+    @property
+    def output_level(self):
+        """D, the output's level (L for a chain): the causal supervision delay."""
+        return self.skeleton.depth if self.graph else len(self.shape[0]) - 1
 
     def layer_dicts(self):
         """The graph's layer tables as plain dicts (``Model.from_layers``'s input)."""
@@ -136,6 +142,24 @@ class SceneSpec:
     kind: str
     description: str
     sections: Mapping
+
+    @property
+    def learning(self):
+        """Whether the run changes its weights (a train scene, or rule.learning_rate > 0)."""
+        return self.kind == "train" or self.rule.learning_rate > 0
+
+    @property
+    def supervision_delay(self):
+        """d_y as a count (``options.resolve_delay``: "auto" is causal when learning)."""
+        section = self.train if self.kind == "train" else self.rule
+        return resolve_delay(section.supervision_delay, self.learning, self.network.output_level)
+
+    @property
+    def levelled(self):
+        """Whether the run ticks the levelled graph ("auto": when learning on one
+        whose paths differ in length)."""
+        net = self.network
+        return net.graph and resolve_levelled("scene", net.levelled, self.learning, net.skeleton)
 
     def __getattr__(self, name):
         sections = self.__dict__.get("sections", {})
