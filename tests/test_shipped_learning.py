@@ -12,7 +12,7 @@ from simulator.analysis.pairing import frame_spreads
 from simulator.experiments.training import seed_setups
 from simulator.runfiles import read_results
 
-SCENES = ("train_mnist", "train_mnist_fast")
+SCENES = ("train_mnist", "train_mnist_fast", "compare_rules_model")
 
 
 def _short(name):
