@@ -54,6 +54,8 @@ REDUCED = {
     "train_teacher": ["--ticks", "400", "--set", "train.eval_every=100"],
     "train_mnist": ["--ticks", "64", "--set", "train.eval_every=32",
                     "--set", "train.eval_size=40"],
+    "train_mnist_fast": ["--ticks", "64", "--set", "train.eval_every=32",
+                         "--set", "train.eval_size=40"],
     "compare_rules_motion": ["--ticks", "40", "--set", "train.eval_every=20",
                              "--set", "train.eval_size=40", "--set", "train.ar_iterations=2"],
 }
