@@ -50,6 +50,7 @@ REDUCED = {
     "pipelined": ["--ticks", "60"],
     "residual_levelling": [],
     "sync_linear": [],
+    "sync_learning": ["--ticks", "120"],
     "train_digits": ["--ticks", "400", "--set", "train.eval_every=100"],
     "train_teacher": ["--ticks", "400", "--set", "train.eval_every=100"],
     "train_mnist": ["--ticks", "64", "--set", "train.eval_every=32",
