@@ -83,8 +83,10 @@ def test_ordering_rule_by_hand():
     assert not rl.ordering_passes(dict(published, FA=1.0))   # FA not behind
     assert not rl.ordering_passes(dict(published, uSF=3.0))  # family spread 2.09 > 1.5
     assert not rl.ordering_passes({"BP": 1.0, "FA": 5.0})    # one family member is no spread
-    assert rl.ordering_passes({"BP": 1.0, "uSF": 2.4, "FA": 3.4})
-    assert not rl.ordering_passes({"BP": 1.0, "uSF": 2.4, "FA": 3.39})
+    assert rl.ordering_passes({"BP": 1.0, "uSF": 1.2, "FA": 1.7})
+    assert not rl.ordering_passes({"BP": 1.0, "uSF": 1.2, "FA": 1.69})   # < 0.5 behind
+    assert rl.ordering_passes({"BP": 1.0, "uSF": 2.4, "FA": 3.9})
+    assert not rl.ordering_passes({"BP": 1.0, "uSF": 2.4, "FA": 3.8})    # not > spread 1.4
 
 
 def test_mean_sd_format():
@@ -136,7 +138,11 @@ def test_local_mnist_mistakes(tmp_path):
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 5) + b"\x01")
-    with pytest.raises(SimulatorError, match="1 data bytes, expected 5"):
+    with pytest.raises(SimulatorError, match="not an idx file of unsigned bytes with 3 dim"):
+        rl.load_local_mnist(str(tmp_path))      # a labels file where the images belong
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(
+        b"\x00\x00\x08\x03" + struct.pack(">3I", 2, 28, 28) + b"\x01")
+    with pytest.raises(SimulatorError, match="1 data bytes, expected 1568"):
         rl.load_local_mnist(str(tmp_path))
 
 

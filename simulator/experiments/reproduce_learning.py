@@ -292,7 +292,8 @@ PUBLISHED_ERRORS = {"BP": 0.91, "uSF": 0.94, "brSF": 0.91, "frSF": 0.97, "FA": 1
 FB = {"lr": 0.002, "batch": 32, "loss": "xent", "epochs": {"offline": 100, "data": 10},
       "train_rows": None, "channels": (6, 16), "dense": (64,)}
 FAMILY_SPREAD = 1.5     # points: max − min mean error among BP, uSF, brSF, frSF
-FA_MARGIN = 1.0         # points: FA's mean error at least this above the family's worst
+FA_MARGIN = 0.5         # points: FA's mean error at least this (and the spread) above
+#                         the family's worst (biotorch's own table: spread 0.06, FA +0.73)
 
 
 def lenet(image_side, channels=None, dense=None):
@@ -334,12 +335,13 @@ def _engine_error(model, ds, feedback, seed, epochs):
 
 def ordering_passes(errors):
     """The pass rule on {biotorch name: mean error in points}: the measured sign family
-    and BP within FAMILY_SPREAD of each other, FA at least FA_MARGIN behind their worst."""
+    and BP within FAMILY_SPREAD of each other, FA behind their worst by at least FA_MARGIN
+    and by more than their spread."""
     family = [errors[n] for n, _ in FAMILY if n in errors]
     if len(family) < 2 or "FA" not in errors:
         return False
-    return bool(max(family) - min(family) <= FAMILY_SPREAD
-                and errors["FA"] - max(family) >= FA_MARGIN)
+    spread, behind = max(family) - min(family), errors["FA"] - max(family)
+    return bool(spread <= FAMILY_SPREAD and behind >= FA_MARGIN and behind > spread)
 
 
 def feedback_family_ordering(tier, data, seed, progress):
@@ -347,8 +349,9 @@ def feedback_family_ordering(tier, data, seed, progress):
     name, start, seeds = "feedback_family_ordering", time.process_time(), _seeds(seed)
     claim = (f"On a LeNet-style conv net, backprop (transpose) and the sign-concordant family "
              f"(uSF = sign, brSF = brsf, frSF = frsf) reach held-out errors within "
-             f"{FAMILY_SPREAD:g} points of each other and feedback alignment (random) is at "
-             f"least {FA_MARGIN:g} point behind their worst (means over seeds); DFA is not "
+             f"{FAMILY_SPREAD:g} points of each other and feedback alignment (random) is behind "
+             f"their worst by ≥ {FA_MARGIN:g} point and by more than that spread (means over "
+             "seeds); DFA is not "
              "implemented in tickprop and is left out.")
     published = "top-1 error % " + ", ".join(f"{k} {v}" for k, v in PUBLISHED_ERRORS.items())
     try:
@@ -382,7 +385,7 @@ def feedback_family_ordering(tier, data, seed, progress):
                 "engine": "derivative=frame, pairing=frame, supervision_delay=D (pipelined "
                           "backprop, fact B′), one new minibatch per tick",
                 "pass": f"family spread ≤ {FAMILY_SPREAD}, FA − family worst ≥ {FA_MARGIN} "
-                        "points (means)", "not_measured": missing + ["DFA"]}
+                        "points and > the spread (means)", "not_measured": missing + ["DFA"]}
     return _result(name, claim, BIOTORCH, published, ours, passed, seeds, settings, start)
 
 
