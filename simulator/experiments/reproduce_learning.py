@@ -164,7 +164,7 @@ def _ar_cosine(model, params, u, y):
 
 
 def ar_matches_backprop(tier, data, seed, progress):
-    """Paper 001, Fig. 2: AR (K ticks at η_x) trains the 300-300-100-10 ReLU MLP as backprop does."""
+    """Paper 001, Fig. 2: AR (K ticks at η_x) trains the 300-300-100-10 MLP as backprop does."""
     name, start, seeds = "ar_matches_backprop", time.process_time(), _seeds(seed)
     claim = (f"Activation Relaxation (K = {AR['K']}, η_x = {AR['eta_x']}) trains the "
              f"784-300-300-100-10 ReLU MLP as backprop does: held-out accuracy within "
