@@ -146,12 +146,17 @@ def test_local_mnist_mistakes(tmp_path):
         rl.load_local_mnist(str(tmp_path))
 
 
-def test_data_tier_reads_the_folder(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", list(rl.CHECKS))
+def test_data_tier_reads_the_folder(tiny, tmp_path, name):
     parts = _fake_mnist(np.random.default_rng(4))
     np.savez(tmp_path / "mnist.npz", **dict(zip(rl.MNIST_NPZ, parts)))
-    result, _ = _run("ar_matches_backprop", tier="data", data=str(tmp_path))
+    result, _ = _run(name, tier="data", data=str(tmp_path))
     assert str(tmp_path) in result["settings"]["dataset"]
-    assert result["settings"]["sizes"][0] == 784
+    settings = result["settings"]
+    if name == "feedback_family_ordering":     # LeNet-5's kernels on 28x28
+        assert settings["input"] == [1, 28, 28] and settings["layers"][0]["kernel"] == 5
+    else:
+        assert settings["sizes"][0] == 784
 
 
 def test_unreadable_data_is_a_failed_result(tmp_path):

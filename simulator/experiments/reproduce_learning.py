@@ -298,15 +298,18 @@ FA_MARGIN = 0.5         # points: FA's mean error at least this (and the spread)
 
 def lenet(image_side, channels=None, dense=None):
     """LeNet-style layer dicts: two (conv tanh → avg pool 2) stages, tanh dense layers,
-    a linear 10-way output; 5x5 kernels on 28x28 (LeNet-5), 3x3 padded on 8x8."""
-    kernel, pad = (5, 2) if image_side >= 28 else (3, 1)
+    a linear 10-way output; on 28x28 LeNet-5's 5x5 kernels and 120-84 dense layers
+    (``FB["dense"]`` elsewhere), 3x3 padded kernels on the 8x8 digits."""
+    big = image_side >= 28
+    kernel, pad = (5, 2) if big else (3, 1)
+    dense = ((120, 84) if big else FB["dense"]) if dense is None else dense
     layers = []
     for i, c in enumerate(FB["channels"] if channels is None else channels):
         layers += [{"name": f"c{i + 1}", "kind": "conv2d", "channels": c, "kernel": kernel,
                     "padding": pad, "activation": "tanh"},
                    {"name": f"p{i + 1}", "kind": "pool", "size": 2, "mode": "avg"}]
     layers.append({"name": "flat", "kind": "flatten"})
-    for i, n in enumerate(FB["dense"] if dense is None else dense):
+    for i, n in enumerate(dense):
         layers.append({"name": f"h{i + 1}", "kind": "dense", "units": n, "activation": "tanh"})
     return layers + [{"name": "out", "kind": "dense", "units": 10, "activation": "linear"}]
 
