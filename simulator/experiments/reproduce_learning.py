@@ -289,7 +289,7 @@ def pc_il_matches_backprop(tier, data, seed, progress):
 FAMILY = (("BP", "transpose"), ("uSF", "sign"), ("brSF", "brsf"), ("frSF", "frsf"))
 ALIGNED = (("FA", "random"),)
 PUBLISHED_ERRORS = {"BP": 0.91, "uSF": 0.94, "brSF": 0.91, "frSF": 0.97, "FA": 1.70, "DFA": 1.61}
-FB = {"lr": 0.002, "batch": 32, "loss": "xent", "epochs": {"offline": 100, "data": 10},
+FB = {"lr": 0.004, "batch": 32, "loss": "xent", "epochs": {"offline": 200, "data": 10},
       "train_rows": None, "channels": (6, 16), "dense": (64,)}
 FAMILY_SPREAD = 1.5     # points: max − min mean error among BP, uSF, brSF, frSF
 FA_MARGIN = 0.5         # points: FA's mean error at least this (and the spread) above
