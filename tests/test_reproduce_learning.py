@@ -163,3 +163,31 @@ def test_unreadable_data_is_a_failed_result(tmp_path):
     result, _ = _run("pc_il_matches_backprop", tier="data", data=str(tmp_path))
     assert not result["passed"] and result["ours"].startswith("not measured:")
     assert set(result) == set(KEYS)
+
+
+def test_il_learner_step_by_hand():
+    """One ILLearner step on a 4-3-2 chain (tanh, linear output, MSE) against IL written
+    here in numpy: T ticks of x1 ← x1 − γ(δ2 W2 − ε1), then W ← W − lr/B ∂F/∂W."""
+    from simulator.model.graph import Model
+    rng = np.random.default_rng(7)
+    model = Model.chain([4, 3, 2], ["tanh", "linear"], seed=2, bias_scale=0.3)
+    u, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 2))
+    T, gamma, lr = 3, 0.4, 0.2
+    p = model.parameters()
+    w1, b1, w2, b2 = p["1.W"], p["1.b"], p["2.W"], p["2.b"]
+    pre1 = u @ w1.T + b1
+    mu1 = np.tanh(pre1)
+    x1 = mu1.copy()
+    for _ in range(T):
+        e2 = x1 @ w2.T + b2 - y           # the output's ε: ∂½‖μ − y‖²/∂μ
+        x1 = x1 - gamma * (e2 @ w2 - (mu1 - x1))
+    e2 = x1 @ w2.T + b2 - y
+    d1 = (1 - np.tanh(pre1) ** 2) * (mu1 - x1)
+    want = {"1.W": w1 - lr / 5 * d1.T @ u, "1.b": b1 - lr / 5 * d1.sum(0),
+            "2.W": w2 - lr / 5 * e2.T @ x1, "2.b": b2 - lr / 5 * e2.sum(0)}
+    learner = rl.ILLearner(model, T, gamma, "mse")
+    learner.step(u, y, lr)
+    for k, v in want.items():
+        np.testing.assert_allclose(learner.params[k], v, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(learner.predict(u), np.tanh(u @ want["1.W"].T + want["1.b"])
+                               @ want["2.W"].T + want["2.b"], rtol=1e-12)
