@@ -130,14 +130,16 @@ class Parts:
 
 
 def _tick_backend(spec, network):
-    """'numpy' or 'jax' for run.backend ('auto': jax where ``prefers_compiled``);
-    jax runs on the CPU and needs the extra, else SceneError."""
+    """'numpy' or 'jax' for run.backend ('auto': jax where ``prefers_compiled``,
+    never for brsf feedback, whose draws are on the host); jax runs on the CPU and
+    needs the extra, else SceneError."""
     want = spec.run.backend
     if want == "numpy":
         return "numpy"
     cpu = spec.run.device == "cpu"
     if want == "auto":
-        return "jax" if cpu and prefers_compiled(network, spec.stream.batch) else "numpy"
+        jax = cpu and spec.rule.feedback != "brsf" and prefers_compiled(network, spec.stream.batch)
+        return "jax" if jax else "numpy"
     if not cpu:
         raise SceneError(f"key 'run.backend': 'jax' runs on the CPU, got run.device = "
                          f"{spec.run.device!r}")

@@ -1,5 +1,7 @@
 """Every rule option of SPEC §1 in one place: losses, feedback, derivative,
 pairing, reference frame, as named choices the engine resolves once."""
+import math
+
 import numpy as np
 
 from .arguments import check_number
@@ -29,7 +31,8 @@ def _linear(xp, x, y):
 
 LOSSES = {"mse": _mse, "xent": _xent, "linear": _linear}
 
-FEEDBACK = ("transpose", "random", "sign", "learned")
+FEEDBACK = ("transpose", "random", "sign", "frsf", "brsf", "learned")
+SIGN_FAMILY = ("sign", "frsf", "brsf")         # F = sign(W) ∘ magnitude (docs/feedback.md)
 DERIVATIVE = ("local", "frame", "none", "itd-y", "itd-dy")
 PAIRING = ("local", "frame")
 REFERENCE = ("input", "supervision")
@@ -49,6 +52,45 @@ def loss_gradient(name):
         return lambda xp, x, y: -y
     loss = LOSSES[name]
     return lambda xp, x, y: loss(xp, x, y)[1]
+
+
+def fans(shape):
+    """(fan_in, fan_out) of a weight of ``shape`` as torch's
+    ``_calculate_fan_in_and_fan_out``: dense (out, in), conv (C_out, C_in, kh, kw)."""
+    field = math.prod(shape[2:])
+    return shape[1] * field, shape[0] * field
+
+
+def draw_magnitude(rng, shape, scale, out):
+    """scale·|M| into the float64 C-contiguous ``out``, M ~ U(−a, a) with the Xavier
+    bound a = √(6/(fan_in+fan_out)) of ``shape``: the numbers of rng.uniform(−a, a)."""
+    a = np.sqrt(6.0 / sum(fans(shape)))
+    rng.random(out=out)
+    out *= a - (-a)
+    out += -a
+    np.abs(out, out=out)
+    if scale != 1.0:
+        out *= scale
+    return out
+
+
+def feedback_draws(kind, seed, scale, shapes):
+    """(Generator, [per weight shape, in vertex order]) of feedback ``kind``: B
+    (``random``/``learned``: N(0, (scale/√fan_in)²)), the magnitude multiplying
+    sign(W) (``sign``: scale·√(2/(fan_in+fan_out)); ``frsf``/``brsf``: scale·|M|
+    from ``draw_magnitude``), or None (``transpose``); from
+    np.random.default_rng(seed), which ``brsf`` keeps drawing from."""
+    rng, out = np.random.default_rng(seed), []
+    for shape in shapes:
+        if kind in ("random", "learned"):
+            out.append(rng.normal(0.0, scale / np.sqrt(fans(shape)[0]), shape))
+        elif kind == "sign":
+            out.append(float(scale * np.sqrt(2.0 / sum(fans(shape)))))
+        elif kind in SIGN_FAMILY:
+            out.append(draw_magnitude(rng, shape, scale, np.empty(shape)))
+        else:
+            out.append(None)
+    return rng, out
 
 
 def check_choice(kind, value, choices):

@@ -19,7 +19,7 @@ import record as golden  # noqa: E402
 from simulator.errors import NumericalError, SimulatorError  # noqa: E402
 from simulator.engine import compiled  # noqa: E402
 from simulator.engine.tick import GraphEngine  # noqa: E402
-from simulator.options import DERIVATIVE, FEEDBACK, PAIRING  # noqa: E402
+from simulator.options import DERIVATIVE, PAIRING  # noqa: E402
 
 needs_jax = pytest.mark.skipif(not compiled.jax_available(),
                                reason="the jax extra is not installed")
@@ -108,7 +108,7 @@ def covering():
     for m, name in enumerate(golden.models()):
         for k in range(5):
             out.append((name, DERIVATIVE[(k + m) % 5], PAIRING[(k + m) % 2],
-                        FEEDBACK[(k + 2 * m) % 4], modes[(2 * k + m) % 5]))
+                        golden.GRID_FEEDBACK[(k + 2 * m) % 4], modes[(2 * k + m) % 5]))
     return out
 
 
@@ -243,7 +243,8 @@ def test_missing_extra_is_one_error_naming_the_install(monkeypatch):
 def test_the_grid_is_the_golden_grid():
     assert len(list(golden.grid())) == 6 * 5 * 2 * 4 * 5
     points = covering()
-    for i, values in enumerate((list(golden.models()), DERIVATIVE, PAIRING, FEEDBACK,
+    for i, values in enumerate((list(golden.models()), DERIVATIVE, PAIRING,
+                                golden.GRID_FEEDBACK,
                                 list(golden.MODES))):
         assert {p[i] for p in points} == set(values)
     for name in golden.models():

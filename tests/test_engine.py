@@ -31,7 +31,8 @@ def test_fixed_feedback_converges_to_backprop_through_that_feedback(device, rng,
     settle(engine, u, y, 12)
     fb = host(per_layer(engine.feedback_weights()))
     if feedback == "sign":
-        np.testing.assert_array_equal(fb[1], np.sign(net.weights[1]))
+        w = net.weights[1]     # biotorch's uSF: sign(W) · √(2/(fan_in + fan_out))
+        np.testing.assert_array_equal(fb[1], np.sign(w) * np.sqrt(2 / sum(w.shape)))
     want = chain_backprop(net, u, y, feedback=fb)
     assert max_rel(host(per_layer(engine.gradients())), want) < 1e-12
     assert max_rel(host(per_layer(engine.gradients())), chain_backprop(net, u, y)) > 1e-3
@@ -157,7 +158,8 @@ def test_transpose_feedback_follows_learning_and_sign_is_refreshed(rng):
         settle(engine, u, y, 10)
         w = host(per_layer(engine.parameters()))
         f = host(per_layer(engine.feedback_weights()))
-        want = w if fb == "transpose" else [np.sign(m) for m in w]
+        # sign: biotorch's uSF, sign(W) scaled by √(2/(fan_in + fan_out)), W (out, in)
+        want = w if fb == "transpose" else [np.sign(m) * np.sqrt(2 / sum(m.shape)) for m in w]
         assert max_rel(f, want) == 0.0
 
 

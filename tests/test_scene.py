@@ -410,7 +410,7 @@ def test_a_graph_output_with_label_targets_is_refused():
     ("train", {"train": {"rules": ["zil"], "ar_eta_x": 0.5}}, "train.ar_eta_x", "train.rules"),
     ("train", {"train": {"rules": ["itd-y"], "itd_epsilon": 1e-3}}, "train.itd_epsilon",
      "train.rules"),
-    ("train", {"train": {"rules": ["sign", "backprop"], "feedback_scale": 2.0}},
+    ("train", {"train": {"rules": ["diffusion", "backprop"], "feedback_scale": 2.0}},
      "train.feedback_scale", "train.rules"),
     ("ar_converge", {"relaxation": {"variant": "exact", "feedback_scale": 0.5}},
      "relaxation.feedback_scale", "relaxation.variant"),
@@ -431,6 +431,8 @@ def test_a_key_the_variant_does_not_read_is_refused(kind, raw, key, selector):
     ("diffusion", {"stream": {"kind": "moving", "speed": 2.0, "hold": 4}, "network": {
         "inputs": 256, "outputs": 10}, "target": {"kind": "labels"}}),
     ("diffusion", {"rule": {"feedback": "learned", "feedback_scale": 0.5}}),
+    ("diffusion", {"rule": {"feedback": "brsf", "feedback_scale": 0.5}}),
+    ("train", {"train": {"rules": ["sign", "backprop"], "feedback_scale": 2.0}}),
     ("train", {"train": {"rules": ["ar", "backprop"], "ar_iterations": 5}}),
     ("ar_train", {"relaxation": {"variants": ["exact", "learned"], "feedback_scale": 0.5}}),
     ("pc_wave", {"wave": {"method": "il", "il_steps": 5, "gamma": 0.5}}),

@@ -97,6 +97,9 @@ class Plan:
         shape = [v.shape for v in verts].__getitem__
         self.hidden = _classes(range(1, n - 1), shape)   # δ = D ⊙ cotangent, one per shape
         self.weighted = [i for i in range(1, n) if "W" in verts[i].param_names]
+        # feedback: a fixed or learned B in s["F"] (drawn), or sign(W) ∘ s["M"] (signed)
+        self.signed = list(probe._mag)
+        self.drawn = [i for i in self.weighted if probe._F[i] is not None and not probe._mag]
         self.slots = finite_slots(model)
         # the carry stacks per-vertex arrays of one shape (``pack``): one buffer,
         # loop and carry copy per shape; a tick works per vertex (``unpack``)
@@ -176,9 +179,11 @@ def initial_state(plan, host, dtype):
     if plan.delay:
         s["T"] = jnp.zeros((plan.delay + 1, B) + tuple(m.output_shape), dtype)
     s["params"] = {k: jnp.asarray(a, dtype) for k, a in m.parameters().items()}
-    if plan.feedback in ("random", "learned"):
+    if plan.drawn:
         fb = host.feedback_weights()
-        s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.weighted}
+        s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.drawn}
+    if plan.signed:
+        s["M"] = {i: jnp.asarray(host._mag[i], dtype) for i in plan.signed}
     if plan.lr and plan.acc > 1:
         s["A"] = {k: jnp.zeros_like(a) for k, a in s["params"].items()}
     return plan.pack(s)
@@ -187,9 +192,10 @@ def initial_state(plan, host, dtype):
 def _feedback(plan, s):
     """Per vertex index the backward weights B in place of W (None: W itself)."""
     F = [None] * plan.n
-    for i in plan.weighted if plan.feedback != "transpose" else ():
-        F[i] = (jnp.sign(s["params"][f"{plan.model.vertices[i].name}.W"])
-                if plan.feedback == "sign" else s["F"][i])
+    for i in plan.drawn:
+        F[i] = s["F"][i]
+    for i in plan.signed:
+        F[i] = jnp.sign(s["params"][f"{plan.model.vertices[i].name}.W"]) * s["M"][i]
     return F
 
 
@@ -350,7 +356,7 @@ def chunk_loop(plan, record, exact=False, masked=False):
     replayed from it). ``masked``: a tick whose ``live`` flag is False leaves
     the state as it was (a padded last chunk; ~0.15 s more to compile)."""
     learning = bool(plan.lr)
-    fixed_keys = () if learning else ("params", "F")
+    fixed_keys = ("M",) if learning else ("params", "F", "M")
 
     def run(state, U, Y, live):
         fixed = {k: state[k] for k in fixed_keys if k in state}
@@ -394,6 +400,9 @@ class CompiledEngine:
             raise DeviceError(f"the compiled tick loop runs on the cpu; got device {device!r}")
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon)
+        if self.feedback == "brsf":
+            raise SimulatorError("feedback 'brsf' draws on the host after every update, which "
+                                 "the jax loop cannot: use the numpy executor (run.backend numpy)")
         # a batch-1 GraphEngine (zero parameters: tags never depend on values)
         # checks the options, levels the model, draws the feedback, and is the
         # tag clock's probe
@@ -410,6 +419,7 @@ class CompiledEngine:
         self.xp = np
         self._x64 = dtype == "float64"
         self._plan = Plan(self, probe, self.model)
+        self._mag = {i: np.asarray(probe._mag[i]) for i in self._plan.signed}
         with self._scope():
             self._state = initial_state(self._plan, probe, dtype)
             self._loops = {(r, m): chunk_loop(self._plan, r, masked=m)
@@ -570,8 +580,8 @@ class CompiledEngine:
         """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
         _, params, F = self._now()
         keys = {i: f"{self.model.vertices[i].name}.W" for i in self._plan.weighted}
-        return {k: np.array(params[k]) if self.feedback == "transpose" else
-                np.sign(params[k]) if self.feedback == "sign" else np.array(F[i])
+        return {k: np.sign(params[k]) * self._mag[i] if i in self._mag else
+                np.array(params[k]) if F is None else np.array(F[i])
                 for i, k in keys.items()}
 
     def current_model(self):

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..model.layers import ACTIVATIONS
 from ..model.reference import vertex_params
+from ..options import draw_magnitude
 
 
 def runs(names):
@@ -89,7 +90,7 @@ class FastNumpy:
             acts = [verts[i].layer.activation for i in mem]
             g["runs"] = [(lo + 1, hi + 1, a) for lo, hi, a in runs(acts)]
         self._vp = [vertex_params(self._params, v) if v.layer else {} for v in verts]
-        self._refresh_feedback()
+        self._refresh_feedback(())
         for g in self._groups:
             mem = g["members"]
             if self._F[mem[0]] is None:          # transpose: B is W itself
@@ -98,6 +99,11 @@ class FastNumpy:
                 g["F"] = np.stack([self._F[i] for i in mem])
                 for j, i in enumerate(mem):
                     self._F[i] = g["F"][j]
+            # sign-family magnitudes follow the stacking (brsf draws into the views)
+            mags = [self._mag.get(i) for i in mem]
+            g["M"] = mags[0] if np.ndim(mags[0]) == 0 else np.stack(mags)
+            for j, i in enumerate(mem if np.ndim(mags[0]) else ()):
+                self._mag[i] = self._mag_be[i] = g["M"][j]
         # per free dense vertex: its VJP, η δ, η g_W and η g_b
         self._scratch = {i: (np.zeros((B,) + verts[verts[i].parents[0]].shape, dt),
                              np.zeros((B,) + verts[i].shape, dt),
@@ -288,9 +294,11 @@ class FastNumpy:
         self._out_err = (np.subtract if self.loss == "mse" else
                          lambda x, y, out: np.copyto(out, self._loss_grad(np, x, y)))
         self._out_sigma = self._sigma[self.out] and self.out not in self._ones
-        self._resign = [] if not self._sign else (
-            [(g["W"], g["F"]) for g in self._groups]
-            + [(self._vp[i]["W"], self._F[i]) for i in self._free if "W" in verts[i].param_names])
+        # sign family after a due update: brsf's draws, then F = sign(W) ∘ magnitude
+        self._resign = [] if not self._mag else (
+            [(g["W"], g["F"], g["M"]) for g in self._groups]
+            + [(self._vp[i]["W"], self._F[i], self._mag[i]) for i in self._free if i in self._mag])
+        self._redraw_fast = [(self._mag[i], self._fb_shapes[i]) for i in self._redraw]
         # δᵀx at batch 1 is an outer product, which numpy's matmul runs through
         # its slow non-BLAS loop; a broadcast multiply gives the same numbers
         self._outer = np.multiply if B == 1 else np.matmul
@@ -417,8 +425,10 @@ class FastNumpy:
         for i in self._learn_other:
             self._learn_vertex(verts[i], due, keep)
         if due:
-            for W, F in self._resign:
-                np.sign(W, out=F)
+            for out, shape in self._redraw_fast:
+                draw_magnitude(self._fb_rng, shape, self._fb_scale, out)
+            for W, F, mag in self._resign:
+                np.multiply(np.sign(W, out=F), mag, out=F)
 
     # D[t−1] of a run's rows 1..k−1 (cv: the run's views at t−1, pv: at t−2)
     def _group_none(self, g, t, cv, pv):

@@ -21,7 +21,8 @@ from ..arguments import check_bool, check_number, check_run, check_seed, check_t
 from ..backend import Backend
 from .drive import repeated_frames, stream_chunks
 from ..errors import NumericalError, SimulatorError
-from ..options import loss_gradient, present_target, set_rule_options
+from ..options import (SIGN_FAMILY, draw_magnitude, feedback_draws, loss_gradient,
+                       present_target, set_rule_options)
 from .fast import FastNumpy, apply_step, ring_read
 from .tags import GraphTags
 from ..model.graph import Model
@@ -135,7 +136,6 @@ class GraphEngine(FastNumpy, GraphTags):
         self._loss_grad = loss_gradient(self.loss)
         self._pair_frame = self.pairing == "frame"
         self._learned = self.feedback == "learned"
-        self._sign = self.feedback == "sign"
         name = kind.replace("-", "_")
         # D[t−1, v] of vertex v is ``_factor(v, t)``, for v in ``_factor_set``
         self._factor = getattr(self, f"_factor_{name}", None)
@@ -152,21 +152,30 @@ class GraphEngine(FastNumpy, GraphTags):
         self._params = {k: be.asarray(a) for k, a in m.parameters().items()}
         self._vp = [vertex_params(self._params, v) if v.layer else {} for v in m.vertices]
         self._F = [None] * self.n
-        if self.feedback in ("random", "learned"):
-            # fixed random B shaped like W, drawn on the host in vertex order
-            g = np.random.default_rng(feedback_seed)
-            for v in m.vertices[1:]:
-                if "W" in v.param_names:
-                    shape = v.layer.param_shapes["W"]
-                    self._F[v.index] = be.asarray(
-                        g.normal(0.0, feedback_scale / np.sqrt(v.layer.fan_in()), shape))
-        self._refresh_feedback()
+        shapes = {v.index: v.layer.param_shapes["W"] for v in m.vertices[1:]
+                  if "W" in v.param_names}
+        # drawn on the host in vertex order (simulator.options.feedback_draws)
+        self._fb_rng, draws = feedback_draws(self.feedback, feedback_seed, feedback_scale,
+                                             list(shapes.values()))
+        self._fb_scale, self._fb_shapes = feedback_scale, shapes
+        signed = self.feedback in SIGN_FAMILY
+        # sign family: host magnitudes (float or array) and their backend copies
+        self._mag = dict(zip(shapes, draws)) if signed else {}
+        self._mag_be = {i: a if np.ndim(a) == 0 else be.asarray(a) for i, a in self._mag.items()}
+        self._redraw = list(self._mag) if self.feedback == "brsf" else []
+        for i, d in zip(shapes, draws):
+            if not signed and d is not None:
+                self._F[i] = be.asarray(d)
+        self._refresh_feedback(())
 
-    def _refresh_feedback(self):
-        if self._sign:
-            for v in self.model.vertices[1:]:
-                if "W" in v.param_names:
-                    self._F[v.index] = self.xp.sign(self._vp[v.index]["W"])
+    def _refresh_feedback(self, redraw):
+        """Sign family: F = sign(W) ∘ magnitude; brsf (``redraw``: its vertices)
+        first draws new magnitudes into the host buffers, in vertex order."""
+        for i in redraw:
+            draw_magnitude(self._fb_rng, self._fb_shapes[i], self._fb_scale, self._mag[i])
+            self._mag_be[i] = self.backend.asarray(self._mag[i])
+        for i, mag in self._mag_be.items():
+            self._F[i] = self.xp.sign(self._vp[i]["W"]) * mag
 
     def _zeros(self, i, lead=()):
         return self.backend.zeros(tuple(lead) + (self.batch,) + self.model.vertices[i].shape)
@@ -351,14 +360,14 @@ class GraphEngine(FastNumpy, GraphTags):
     def _learn(self, t):
         """W ← (1 − ηλ) W − η g per vertex; with ``accumulate`` a, the sum of a
         ticks' steps every a-th tick; learned feedback takes W's step
-        (Kolen–Pollack, paper 001 Eq. 6), sign feedback is refreshed."""
+        (Kolen–Pollack, paper 001 Eq. 6), sign-family feedback is refreshed."""
         keep = 1.0 - self.learning_rate * self.weight_decay
         due = not (t + 1) % self.accumulate
         for v in self.model.vertices[1:]:
             if self._has_params[v.index]:
                 self._learn_vertex(v, due, keep)
         if due:
-            self._refresh_feedback()
+            self._refresh_feedback(self._redraw)
 
     def _learn_vertex(self, v, due, keep):
         # η is folded into δ (param_grads is linear in δ): step = η g

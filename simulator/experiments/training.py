@@ -23,11 +23,11 @@ from ..streams import make_teacher, moving_canvas, render, teacher_target
 # rule name -> Engine options (None: a learner that is no tick engine).
 RULES = {**{rule: {"feedback": feedback, "derivative": "local"} for rule, feedback in
             (("diffusion", "transpose"), ("random", "random"), ("sign", "sign"),
-             ("learned", "learned"))},
+             ("frsf", "frsf"), ("brsf", "brsf"), ("learned", "learned"))},
          **{rule: {"feedback": "random", "derivative": rule} for rule in ("itd-y", "itd-dy")},
          **dict.fromkeys(("backprop", "ar", "zil"))}
 # Rules whose feedback matrices are not W itself: their W–F angle is plotted.
-ALIGNMENT_RULES = ("random", "sign", "learned", "itd-y", "itd-dy")
+ALIGNMENT_RULES = ("random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
 DIVERGENCE_FACTOR = 1e3
 

@@ -164,7 +164,9 @@ class RunBudget:
         n_in, n_out = sizes[0], sizes[-1]
         D = model.depth
         direct = states_in_place(plan, n - 1, device)
-        copies = 1 + (feedback != "transpose") + (accumulate > 1 and learning_rate > 0)
+        # W, F (not for transpose), frsf/brsf's magnitudes, an accumulator
+        copies = (1 + (feedback != "transpose") + (feedback in ("frsf", "brsf"))
+                  + (accumulate > 1 and learning_rate > 0))
         # the teacher (float64, host): a chain of the student's shape, for a
         # graph one map of the flat input to the flat output
         teacher = (8 * (P if chain else n_in * n_out)) if target == "teacher" else 0

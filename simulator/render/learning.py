@@ -6,7 +6,7 @@ from .axes import finish, new_figure
 
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
-                "itd-dy": "#8c564b"}
+                "itd-dy": "#8c564b", "frsf": "#17becf", "brsf": "#7b4173"}
 LAYER_STYLES = ("-", "--", ":", "-.")
 LEGEND_PT = 8
 ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),

@@ -4,7 +4,7 @@
 """
 from ..datasets import DATASETS
 from ..model.layers import ACTIVATIONS
-from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE
+from ..options import DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE, SIGN_FAMILY
 from ..streams import EDGES, INPUTS, TARGETS
 from .fields import Bool, Float, Int, Layers, ListOf, Size, Str, Table, Tuple, Window
 
@@ -67,14 +67,15 @@ TARGET = {
 }
 RULE = {
     "loss": Str("mse", "ℓ", tuple(LOSSES)),
-    "feedback": Str("transpose", "F_l in the backward wave", FEEDBACK),
+    "feedback": Str("transpose", "F_l in the backward wave (docs/feedback.md)", FEEDBACK),
     "derivative": Str("local", "D[t,l] in the backward wave", DERIVATIVE),
     "pairing": Str("local", "which x g pairs δ with", PAIRING),
     "supervision_delay": Int(0, "d_y: target of frame t−d_y at tick t", 0, 4 * DEPTH),
     "learning_rate": Float(0.0, "η; 0 freezes the weights", 0.0, BIG),
     "accumulate": Int(1, "apply the summed g every k ticks", 1, TICKS),
     "weight_decay": Float(0.0, "decay of W (and learned B) per update", 0.0, BIG),
-    "feedback_scale": Float(1.0, "random B ~ N(0, scale²/n_in)", 0.0, BIG),
+    "feedback_scale": Float(1.0, "random/learned B ~ N(0, scale²/fan_in); multiplies the "
+                            "sign/frsf/brsf magnitudes", 0.0, BIG),
     "itd_epsilon": Float(1e-6, "itd-dy keeps the last quotient where |Δa| < ε", 0.0, BIG),
     "reference": Str("input", "frame the mismatch compares with", REFERENCE),
 }
@@ -178,8 +179,8 @@ LOCKING = {
 }
 
 # The learning rules of a `train` scene (simulator.experiments.training.RULES says what each runs).
-TRAIN_RULES = ("diffusion", "random", "sign", "learned", "itd-y", "itd-dy", "backprop", "ar",
-               "zil")
+TRAIN_RULES = ("diffusion", "random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy",
+               "backprop", "ar", "zil")
 TRAIN = {
     "rules": ListOf(Str("diffusion", "rule", TRAIN_RULES), ["diffusion", "backprop"],
                     "learning rules to train, one run each (one name = a one-rule list)",
@@ -258,11 +259,12 @@ _STREAM_KEYS["target.scale"] = ("target.kind", ("teacher",))
 _PSI_VARIANTS = ("random", "learned", "learned-no-derivative")
 VARIANT_KEYS = {
     "diffusion": dict(_STREAM_KEYS, **{
-        "rule.feedback_scale": ("rule.feedback", ("random", "learned")),
+        "rule.feedback_scale": ("rule.feedback", ("random", "learned") + SIGN_FAMILY),
         "rule.itd_epsilon": ("rule.derivative", ("itd-dy",)),
     }),
     "train": dict(_STREAM_KEYS, **{
-        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy")),
+        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy")
+                                 + SIGN_FAMILY),
         "train.itd_epsilon": ("train.rules", ("itd-dy",)),
         "train.ar_iterations": ("train.rules", ("ar",)),
         "train.ar_eta_x": ("train.rules", ("ar",)),
