@@ -318,7 +318,11 @@ def seed_curves(results):
     several-seed run, else the one run's (its seed from the scene)."""
     if "seed_curves" in results:
         return list(zip(results["seeds"], results["seed_curves"]))
-    return [(results.get("scene", {}).get("run", {}).get("seed"), results["curves"])]
+    scene = results.get("scene")
+    run = scene.get("run") if isinstance(scene, dict) else None
+    seed = run.get("seed") if isinstance(run, dict) else None
+    return [(seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+             results["curves"])]
 
 
 def _numbers(value):

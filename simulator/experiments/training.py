@@ -55,8 +55,7 @@ def seed_setups(scene):
     """One Setup per run seed of a resolved `train` scene (train.seeds, or run.seed
     alone), each exactly the scene with run.seed = s."""
     spec = spec_of(scene)
-    return [Setup(spec_of(dict(scene, run=dict(scene["run"], seed=s))))
-            for s in (list(spec.train.seeds) or [spec.run.seed])]
+    return [Setup(spec.with_run(seed=s)) for s in (list(spec.train.seeds) or [spec.run.seed])]
 
 
 def held_out(spec, model, teacher_seed, n=0):
