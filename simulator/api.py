@@ -5,9 +5,11 @@ no files written: ``simulator.simulate("fig1_constant", ticks=50,
 """
 import difflib
 import os
+import warnings
 
 from . import kinds
 from .arguments import fail
+from .build import pairing_warnings
 from .errors import SimulatorError
 from .probes import Trace
 from .runner import Prepared
@@ -51,7 +53,8 @@ def resolve(scene_or_path, overrides=None, **more):
 def simulate(scene_or_path, overrides=None, /, out=None, **more):
     """The Trace of a diffusion scene (name, .toml, run.json or dict) with overrides
     (a dict and/or keywords), with ``out`` saved there as ``tickprop run --out``
-    does and read back. Another kind or a bad override raises SimulatorError."""
+    does and read back. Another kind or a bad override raises SimulatorError; a
+    learning run whose updates pair different frames warns (UserWarning) first."""
     name, resolved = resolve(scene_or_path, overrides, **more)
     if out is not None and (not isinstance(out, (str, os.PathLike)) or not os.fspath(out)):
         fail("simulate", "out", "None or a folder path to save the run in", out)
@@ -60,7 +63,15 @@ def simulate(scene_or_path, overrides=None, /, out=None, **more):
                              f"one is of kind {resolved['kind']!r} (run it with `tickprop run "
                              f"{name}`)")
     if out is not None:
-        kinds.run_scene(name, resolved, os.fspath(out))
+        kinds.run_scene(name, resolved, os.fspath(out), warn=_warn)
         return Trace.load(os.fspath(out))
-    return Prepared(name, resolved).simulate()
+    prepared = Prepared(name, resolved)
+    for line in pairing_warnings(prepared.spec, prepared.spec.rule, prepared.network):
+        _warn(line)
+    return prepared.simulate()
+
+
+def _warn(line):
+    """A run's warning line (the CLI's ``warning:`` line) as a Python warning."""
+    warnings.warn(line, UserWarning, stacklevel=3)
 

@@ -300,7 +300,29 @@ def read_results(folder):
         raise _damaged(name, "no curves")
     for rule, c in curves.items():
         _check_curve(name, rule, c)
+    if "seed_curves" in results:
+        seeds, runs = results.get("seeds"), results["seed_curves"]
+        if not (isinstance(seeds, list) and isinstance(runs, list) and len(seeds) == len(runs)
+                and all(isinstance(s, int) for s in seeds)):
+            raise _damaged(name, "'seeds' and 'seed_curves' must be lists of one length")
+        for run in runs:
+            if not isinstance(run, dict) or list(run) != list(curves):
+                raise _damaged(name, "every seed's curves must have the rules of 'curves'")
+            for rule, c in run.items():
+                _check_curve(name, rule, c)
     return results
+
+
+def seed_curves(results):
+    """[(seed, {rule: curve})] of read_results' ``results``: every seed's of a
+    several-seed run, else the one run's (its seed from the scene)."""
+    if "seed_curves" in results:
+        return list(zip(results["seeds"], results["seed_curves"]))
+    scene = results.get("scene")
+    run = scene.get("run") if isinstance(scene, dict) else None
+    seed = run.get("seed") if isinstance(run, dict) else None
+    return [(seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+             results["curves"])]
 
 
 def _numbers(value):

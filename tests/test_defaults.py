@@ -203,3 +203,10 @@ def test_a_learning_diffusion_run_reports_held_out_results_a_hand_forward_pass_a
     assert scores["loss"][1] == pytest.approx(want, rel=1e-12)
     assert scores["loss"][1] != scores["loss"][0]
 
+
+
+def test_the_notebook_api_warns_as_a_python_warning():
+    import simulator
+    with pytest.warns(UserWarning, match="different frames"):
+        simulator.simulate("fig3_fast", ticks=12, **{"rule.learning_rate": 0.01,
+                                                     "record.states": False})

@@ -50,10 +50,13 @@ REDUCED = {
     "pipelined": ["--ticks", "60"],
     "residual_levelling": [],
     "sync_linear": [],
+    "sync_learning": ["--ticks", "120"],
     "train_digits": ["--ticks", "400", "--set", "train.eval_every=100"],
     "train_teacher": ["--ticks", "400", "--set", "train.eval_every=100"],
     "train_mnist": ["--ticks", "64", "--set", "train.eval_every=32",
                     "--set", "train.eval_size=40"],
+    "train_mnist_fast": ["--ticks", "64", "--set", "train.eval_every=32",
+                         "--set", "train.eval_size=40"],
     "compare_rules_motion": ["--ticks", "40", "--set", "train.eval_every=20",
                              "--set", "train.eval_size=40", "--set", "train.ar_iterations=2"],
 }

@@ -185,3 +185,15 @@ def test_a_nan_gradient_fails_the_delay_law(monkeypatch):
                         lambda *a, **k: {key: g * np.nan for key, g in backprop(*a, **k).items()})
     result = X.layerpipe_delay_law("offline", None, 0, lambda f: None)
     assert not result["passed"] and "inf" in result["ours"]
+
+
+def test_a_known_failure_is_shown_and_pinned_but_does_not_fail_the_command(monkeypatch):
+    """KNOWN_FAILURES lists exactly the checks that do not reproduce here (each with why):
+    they print FAIL (known) and leave the exit code alone; any other failure fails."""
+    from simulator.experiments import reproduce as rp
+    assert set(rp.KNOWN_FAILURES) <= set(rp.CHECKS)
+    bad = {"name": "pc_il_matches_backprop", "passed": False}
+    other = {"name": "layerpipe_delay_law", "passed": False}
+    assert rp.verdict(bad) == "FAIL (known)" and rp.unexpected([bad]) == []
+    assert rp.verdict(other) == "FAIL" and rp.unexpected([bad, other]) == [other]
+    assert "listed as a known failure" in rp.verdict(dict(bad, passed=True))

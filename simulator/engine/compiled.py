@@ -61,8 +61,7 @@ def prefers_compiled(model, batch):
 
 
 class Plan:
-    """What the tick needs from the model and the options, resolved once
-    (the vertex tables and lags from ``probe``, a GraphEngine of this model)."""
+    """What the tick needs of model and options, resolved once from ``probe`` (a GraphEngine)."""
 
     def __init__(self, eng, probe, model):
         self.model, verts = model, model.vertices
@@ -403,12 +402,11 @@ class CompiledEngine:
         set_rule_options(self, loss, feedback, derivative, pairing, supervision_delay, batch,
                          accumulate, learning_rate, weight_decay, itd_epsilon, model.depth)
         levelled = resolve_levelled("CompiledEngine", levelled, self.learning_rate, model)
-        if self.feedback == "brsf":
+        if self.feedback == "brsf":     # host draws after every update
             raise SimulatorError("feedback 'brsf' draws on the host after every update, which "
                                  "the jax loop cannot: use the numpy executor (run.backend numpy)")
-        # a batch-1 GraphEngine (zero parameters: tags never depend on values)
-        # checks the options, levels the model, draws the feedback, and is the
-        # tag clock's probe
+        # a batch-1 zero-weight GraphEngine checks the options, levels the model,
+        # draws the feedback and is the tag clock's probe (tags ignore values)
         zero = model.with_parameters({k: np.zeros_like(a) for k, a in model.parameters().items()})
         probe = GraphEngine(zero, loss=loss, feedback=feedback, derivative=derivative,
                             pairing=pairing, supervision_delay=self.supervision_delay,

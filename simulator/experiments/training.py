@@ -51,6 +51,13 @@ class Setup:
         return build_stream(self.spec, self.seeds, self.spec.train.loss)
 
 
+def seed_setups(scene):
+    """One Setup per run seed of a resolved `train` scene (train.seeds, or run.seed
+    alone), each exactly the scene with run.seed = s."""
+    spec = spec_of(scene)
+    return [Setup(spec.with_run(seed=s)) for s in (list(spec.train.seeds) or [spec.run.seed])]
+
+
 def held_out(spec, model, teacher_seed, n=0):
     """A diffusion or train scene's held-out set for ``model``: inputs in its input
     shape and their targets (``n`` of them; 0 = the whole test split, or 512 drawn)."""
@@ -255,25 +262,35 @@ class RuleRun:
 
 
 def train_rules(rules, setup, progress=None, workers=1):
-    """Train every rule for run.ticks ticks in lockstep on ONE stream (each chunk
-    drawn once, in the run's dtype), in ``workers`` threads if > 1 (one learner per
-    thread at a time: the same curves). Returns {rule: curve} (see RuleRun);
-    ``progress(n)`` is told every rule's ticks (a stopped rule's rest at once)."""
-    sc = setup.spec
+    """Train every rule for run.ticks ticks on one setup's stream: {rule: curve}
+    (see train_seeds)."""
+    return train_seeds(rules, [setup], progress, workers)[0]
+
+
+def train_seeds(rules, setups, progress=None, workers=1):
+    """Train every rule on every setup (one per seed) for run.ticks ticks in
+    lockstep, each setup's stream drawn once per chunk in the run's dtype, in
+    ``workers`` threads if > 1 (one learner per thread at a time: the same curves).
+    Returns [{rule: curve}] per setup (see RuleRun); ``progress(n)`` is told every
+    learner's ticks (a stopped learner's rest at once)."""
+    sc = setups[0].spec
     ticks, every, dtype = sc.run.ticks, sc.train.eval_every, np.dtype(sc.run.dtype)
-    runs = [RuleRun(rule, setup) for rule in rules]
-    stream = setup.new_stream()
-    chunk = stream_chunk(sc.stream.batch, setup.sizes[0], setup.sizes[-1])
+    groups = [[RuleRun(rule, setup) for rule in rules] for setup in setups]
+    runs = [r for group in groups for r in group]
+    streams = [setup.new_stream() for setup in setups]
+    chunk = stream_chunk(sc.stream.batch, setups[0].sizes[0], setups[0].sizes[-1])
     pool = ThreadPoolExecutor(min(workers, len(runs))) if workers > 1 and len(runs) > 1 else None
     done = 0
     with pool or contextlib.nullcontext():
         while done < ticks and not all(r.reported_stop for r in runs):
             n = min(every, ticks - done)
             for start in range(0, n, chunk):
-                t0 = done + start
-                u, y, _ = stream.take(min(chunk, n - start))
-                u, y = u.astype(dtype, copy=False), y.astype(dtype, copy=False)
-                list((pool.map if pool else map)(lambda r: r.learn(u, y, t0), runs))
+                t0, jobs = done + start, []
+                for stream, group in zip(streams, groups):
+                    u, y, _ = stream.take(min(chunk, n - start))
+                    u, y = u.astype(dtype, copy=False), y.astype(dtype, copy=False)
+                    jobs += [(r, u, y) for r in group]
+                list((pool.map if pool else map)(lambda job: job[0].learn(*job[1:], t0), jobs))
             done += n
             for r in runs:
                 if r.reported_stop:
@@ -282,7 +299,7 @@ def train_rules(rules, setup, progress=None, workers=1):
                 r.reported_stop = r.curve["diverged"]      # its remaining ticks are never run
                 if progress is not None:
                     progress(ticks - done + n if r.reported_stop else n)
-    return {r.rule: r.curve for r in runs}
+    return [{r.rule: r.curve for r in group} for group in groups]
 
 
 # An update this much smaller than backprop's gradient is zero up to rounding:
@@ -333,18 +350,42 @@ def _frame64(got, output_shape):
 
 
 def train_scene(scene, progress=None, setup=None, workers=1):
-    """Train every rule of a resolved `train` scene (on ``setup`` if built, see
-    train_rules); return (curves, summary): per rule final accuracy and loss (NaN
-    if diverged), best accuracy, diverged, stable (final loss below the first)."""
-    setup = Setup(spec_of(scene)) if setup is None else setup
-    curves = train_rules(setup.spec.train.rules, setup, progress, workers)
-    out = {}
-    for rule, c in curves.items():
-        bad, acc = c["diverged"], c["accuracy"]
-        out.update({f"{rule}.{k}": v for k, v in (
-            ("final_accuracy", float("nan") if bad else float(acc[-1])),
-            ("final_loss", float("nan") if bad else float(c["loss"][-1])),
-            ("best_accuracy", float(np.nanmax(acc)) if np.isfinite(acc).any() else float("nan")),
-            ("diverged", bool(bad)), ("stable", bool(not bad and c["loss"][-1] < c["loss"][0])))})
-    return curves, out
+    """Train every rule of a resolved `train` scene on its first seed's ``setup``
+    (if built; see train_rules); return (curves, summary) as train_all."""
+    runs, summary = train_all(scene, progress, None if setup is None else [setup], workers)
+    return runs[0][1], summary
 
+
+def train_all(scene, progress=None, setups=None, workers=1):
+    """Train every rule of a resolved `train` scene on every seed's setup (built by
+    seed_setups if None); return ([(seed, curves)], summary): per rule its final
+    accuracy and loss (NaN if diverged), best accuracy, diverged, stable (final loss
+    below the first); over several seeds, the mean over the seeds that did not
+    diverge, with ``_sd`` (sample sd) and ``seeds`` (how many), diverged if any did."""
+    setups = seed_setups(scene) if setups is None else setups
+    spec = setups[0].spec
+    per_seed = train_seeds(spec.train.rules, setups, progress, workers)
+    out = {}
+    for rule in spec.train.rules:
+        rows = [_final(runs[rule]) for runs in per_seed]
+        if len(rows) == 1:
+            out.update({f"{rule}.{k}": v for k, v in rows[0].items()})
+            continue
+        ok = [row for row in rows if not row["diverged"]]
+        for key in ("final_accuracy", "final_loss", "best_accuracy"):
+            values = np.array([row[key] for row in ok], dtype=float)
+            out[f"{rule}.{key}"] = float(values.mean()) if len(values) else float("nan")
+            out[f"{rule}.{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 \
+                else float("nan")
+        out.update({f"{rule}.seeds": len(ok), f"{rule}.diverged": len(ok) < len(rows),
+                    f"{rule}.stable": all(row["stable"] for row in rows)})
+    return [(s.spec.run.seed, runs) for s, runs in zip(setups, per_seed)], out
+
+
+def _final(c):
+    """One curve's final results (train_all)."""
+    bad, acc = c["diverged"], c["accuracy"]
+    return {"final_accuracy": float("nan") if bad else float(acc[-1]),
+            "final_loss": float("nan") if bad else float(c["loss"][-1]),
+            "best_accuracy": float(np.nanmax(acc)) if np.isfinite(acc).any() else float("nan"),
+            "diverged": bool(bad), "stable": bool(not bad and c["loss"][-1] < c["loss"][0])}

@@ -11,8 +11,8 @@ from .. import threads
 from ..files import write_json
 from ..probes import RecordPlan, RunBudget
 from ..build import pairing_warnings
-from ..experiments.training import RULES, Setup, stream_chunk, train_scene
-from ..runfiles import read_results
+from ..experiments.training import RULES, seed_setups, stream_chunk, train_all
+from ..runfiles import read_results, seed_curves
 from ..scene import spec_of
 from .base import TYPED_OPTIONS, Kind, done_in, run_keys
 
@@ -20,32 +20,37 @@ from .base import TYPED_OPTIONS, Kind, done_in, run_keys
 def prepare(name, scene, options=None):
     """Check every rule's engine's memory (they learn side by side) against
     train.memory_budget, then build the shared pieces so a bad scene is refused
-    here; the job trains every rule and saves results.json."""
+    here; the job trains every rule on every seed and saves results.json: today's
+    layout for one seed; for several, ``curves`` is the first seed's and
+    ``seeds`` / ``seed_curves`` hold every seed's."""
     spec = spec_of(scene)
     train_budget(spec).check()
-    setup = Setup(spec)
+    setups = seed_setups(scene)
 
     def job(folder, progress=None):
-        # the run's cores go to the rules side by side, one BLAS thread each
-        workers = min(threads.own_threads(), len(spec.train.rules))
+        # the run's cores go to the learners (rules x seeds) side by side, one BLAS thread each
+        workers = min(threads.own_threads(), len(spec.train.rules) * len(setups))
         t0 = time.perf_counter()
         with threads.one_blas_thread() if workers > 1 else contextlib.nullcontext():
-            curves, summary = train_scene(scene, progress, setup, workers)
+            runs, summary = train_all(scene, progress, setups, workers)
         elapsed = time.perf_counter() - t0
+        more = {} if len(runs) == 1 else {"seeds": [s for s, _ in runs],
+                                          "seed_curves": [c for _, c in runs]}
         write_json(os.path.join(folder, "results.json"),
-                   {"name": name, "scene": scene, "curves": curves, "summary": summary,
-                    "seconds": elapsed, "rule_threads": workers})
+                   {"name": name, "scene": scene, "curves": runs[0][1], **more,
+                    "summary": summary, "seconds": elapsed, "rule_threads": workers})
         return dict(summary, seconds=elapsed, resolved={
             "supervision_delay": spec.supervision_delay, "levelled": bool(spec.levelled)})
     if any(RULES[rule] is not None for rule in spec.train.rules):
-        job.warnings = pairing_warnings(spec, spec.train, setup.model)
+        job.warnings = pairing_warnings(spec, spec.train, setups[0].model)
     return job
 
 
 def train_budget(spec):
-    """The RunBudget of a training scene's SceneSpec: every rule's learner alive at
-    once, each charged as the costliest engine (learned feedback keeps a second
-    set of matrices); no recording, the stream drawn in ``stream_chunk`` ticks."""
+    """The RunBudget of a training scene's SceneSpec: every rule's learner on every
+    seed alive at once, each charged as the costliest engine (learned feedback keeps
+    a second set of matrices); no recording, each seed's stream drawn in
+    ``stream_chunk`` ticks."""
     run, tr = spec.run, spec.train
     sizes, _ = spec.network.shape
     batch = spec.stream.batch
@@ -60,27 +65,34 @@ def train_budget(spec):
     # beyond one engine: each learner's float64 gradient and the initial model
     params = 8 * sum(int(np.prod(a)) for a in skeleton.param_shapes().values())
     budget.items.update({"learner work": params, "initial model": params})
-    # what each rule's learner holds for the whole run (the rules learn in lockstep)
+    # what each learner holds for the whole run (rules and seeds learn in lockstep)
+    seeds = max(1, len(tr.seeds))
+    budget.held(("stream frames", "teacher forward"), seeds)
     return budget.held(("weights", "state buffers", "history rings", "targets ring",
-                        "learner work"), len(tr.rules))
+                        "learner work"), len(tr.rules) * seeds)
 
 
 def draw(folder, meta, options):
-    """learning.png: test accuracy, test loss, W–F angles per rule against tick."""
+    """learning.png: test accuracy, test loss, W–F angles per rule against tick
+    (over several seeds: each rule's mean with a ±sd band)."""
     results = read_results(folder)
     if not options.get("png", True):
         return {}       # matplotlib is imported only to draw
     from ..render.learning import render_learning
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
-    return {"learning.png": render_learning(results["curves"],
-                                            os.path.join(folder, "learning.png"), title=title)}
+    runs = [c for _, c in seed_curves(results)]
+    return {"learning.png": render_learning(runs[0], os.path.join(folder, "learning.png"),
+                                            title=title, seeds=runs if len(runs) > 1 else None)}
 
 
 def summary(folder, meta):
     """Headline, then per rule its final test accuracy (best in brackets) or,
-    for a regression target, its final test loss."""
-    curves = read_results(folder)["curves"]
-    lines = [f"{done_in(meta)}: final test result per rule"]
+    for a regression target, its final test loss; over several seeds, the mean ±
+    sd of the final values over the seeds that did not diverge, and their count."""
+    runs = [c for _, c in seed_curves(read_results(folder))]
+    curves = runs[0]
+    lines = [f"{done_in(meta)}: final test result per rule"
+             + (f", mean ± sd over {len(runs)} seeds" if len(runs) > 1 else "")]
     resolved = meta.get("summary", {}).get("resolved")
     if resolved:
         lines.append(f"  tick-engine rules: supervision delay d_y = "
@@ -88,6 +100,9 @@ def summary(folder, meta):
                      + (", the graph levelled" if resolved["levelled"] else ""))
     width = max((len(r) for r in curves), default=4)
     for rule, c in curves.items():
+        if len(runs) > 1:
+            lines.append(f"  {rule.ljust(width)}  " + _over_seeds([r[rule] for r in runs]))
+            continue
         acc = np.asarray(c.get("accuracy", []), dtype=float)
         loss = np.asarray(c.get("loss", []), dtype=float)
         tick = c.get("tick", [None])[-1] if c.get("tick") else None
@@ -104,7 +119,30 @@ def summary(folder, meta):
     return lines
 
 
+def _over_seeds(curves):
+    """One rule's final accuracy (or loss) as mean ± sd over its seeds' curves."""
+    ok = [c for c in curves if not c.get("diverged")]
+    bad = f", {len(curves) - len(ok)} diverged" if len(ok) < len(curves) else ""
+    if not ok:
+        return f"diverged on all {len(curves)} seeds"
+    acc = np.array([c["accuracy"][-1] for c in ok], dtype=float)
+    loss = np.array([c["loss"][-1] for c in ok], dtype=float)
+
+    def pm(v, fmt):
+        sd = format(v.std(ddof=1), fmt) if len(v) > 1 else "nan"
+        return f"{format(v.mean(), fmt)} ± {sd}"
+    text = (f"accuracy {pm(acc, '.4f')}, loss {pm(loss, '.4g')}" if np.isfinite(acc).all()
+            else f"loss {pm(loss, '.4g')}")
+    return f"{text} (n = {len(ok)}{bad}) at tick {ok[0]['tick'][-1]}"
+
+
+def _learners(scene):
+    """How many learners a train scene runs (its progress bar: ticks of each)."""
+    tr = spec_of(scene).train
+    return len(tr.rules) * max(1, len(tr.seeds))
+
+
 KIND = Kind("train", prepare, draw,
             options=run_keys(*TYPED_OPTIONS),
-            progress=lambda scene: spec_of(scene).run.ticks * len(spec_of(scene).train.rules),
+            progress=lambda scene: spec_of(scene).run.ticks * _learners(scene),
             summary=summary)

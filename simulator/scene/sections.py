@@ -202,6 +202,9 @@ TRAIN = {
     "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (paper 001: 0.1)", 1e-9, 1.0),
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
                           "stream) exceeds this", 1, 2**50),
+    "seeds": ListOf(Int(0, "seed", 0, SEED), [], "run seeds: each trains every rule as "
+                    "run.seed = s would ([] = run.seed alone)", min_len=1, max_len=100,
+                    empty_ok=True, unique=True),
 }
 
 SWEEP = {

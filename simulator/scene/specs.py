@@ -161,6 +161,11 @@ class SceneSpec:
         net = self.network
         return net.graph and resolve_levelled("scene", net.levelled, self.learning, net.skeleton)
 
+    def with_run(self, **changes):
+        """This spec with ``run`` keys changed (e.g. seed=s), as the scene with them reads."""
+        run = dataclasses.replace(self.sections["run"], **changes)
+        return dataclasses.replace(self, sections=FrozenTable(dict(self.sections, run=run)))
+
     def __getattr__(self, name):
         sections = self.__dict__.get("sections", {})
         if name in sections:
