@@ -207,6 +207,8 @@ def test_a_learning_diffusion_run_reports_held_out_results_a_hand_forward_pass_a
 
 def test_the_notebook_api_warns_as_a_python_warning():
     import simulator
-    with pytest.warns(UserWarning, match="different frames"):
-        simulator.simulate("fig3_fast", ticks=12, **{"rule.learning_rate": 0.01,
-                                                     "record.states": False})
+    with pytest.warns(UserWarning, match="different frames") as caught:
+        trace = simulator.simulate("fig3_fast", ticks=12, **{"rule.learning_rate": 0.01,
+                                                             "record.states": False})
+    assert len([w for w in caught if "different frames" in str(w.message)]) == 1
+    assert trace.meta["resolved"] == {"supervision_delay": 0, "levelled": False}

@@ -92,3 +92,21 @@ def test_an_old_results_file_and_a_damaged_seed_list(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(bad))
     with pytest.raises(Exception, match="rules of 'curves'"):
         read_results(tmp_path)
+
+
+def test_a_rule_learns_at_its_own_rate_and_only_named_rules_take_one():
+    """train.rates: a rule listed there learns at its η, the others at learning_rate.
+    η = 0 freezes backprop (its test curve stays at the initial model's), and a
+    rule's curve at rates = {r: η} equals the whole run at learning_rate = η."""
+    base = ['train.rules=["diffusion", "backprop"]']
+    frozen, _ = training.train_scene(_scene(*base, "train.rates={backprop = 0.0}"))
+    assert len(set(frozen["backprop"]["loss"])) == 1
+    assert len(set(frozen["diffusion"]["loss"])) > 1
+    mixed, _ = training.train_scene(_scene(*base, "train.rates={diffusion = 0.02}"))
+    fast, _ = training.train_scene(_scene(*base, "train.learning_rate=0.02"))
+    slow, _ = training.train_scene(_scene(*base))
+    assert mixed["diffusion"] == fast["diffusion"] and mixed["backprop"] == slow["backprop"]
+    with pytest.raises(SceneError, match=r"train.rates.ar': 'ar' is not trained"):
+        _scene(*base, "train.rates={ar = 0.01}")
+    with pytest.raises(SceneError, match=r"did you mean 'backprop'"):
+        _scene(*base, "train.rates={backprp = 0.01}")

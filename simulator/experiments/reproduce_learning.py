@@ -139,6 +139,13 @@ def _fit(learner, ds, seed, lr, batch, epochs):
     return float("nan") if diverged >= 0 else float(accs[-1, 1])
 
 
+def _mlp_setting(cfg, tier, data, seed):
+    """(dataset, its note, MLP widths, epochs) of a check's settings ``cfg`` on the tier's data."""
+    ds, note = _data(tier, data, seed, offline_mnist)
+    ds = _trim(ds, cfg["train_rows"])
+    return ds, note, (ds.n_features,) + tuple(cfg["hidden"]) + (10,), cfg["epochs"][tier]
+
+
 def _trim(ds, rows):
     """The Dataset with its first ``rows`` training rows (None: all): tests' tiny sizes."""
     if rows is None:
@@ -173,12 +180,9 @@ def ar_matches_backprop(tier, data, seed, progress):
     published = ("AR's MNIST train/test curves 'nearly identical' to backprop's (Fig. 2, 5 "
                  "seeds, 10 epochs, batch 64, MSE, K = 100, η_x = 0.1)")
     try:
-        ds, note = _data(tier, data, seed, offline_mnist)
+        ds, note, sizes, epochs = _mlp_setting(AR, tier, data, seed)
     except SimulatorError as exc:
         return _unavailable(name, claim, MILLIDGE, published, seeds, exc, start)
-    ds = _trim(ds, AR["train_rows"])
-    sizes = (ds.n_features,) + tuple(AR["hidden"]) + (10,)
-    epochs = AR["epochs"][tier]
     u, y = ds.test_x[:AR["batch"]], ds.test_targets[:AR["batch"]]
     bp_acc, ar_acc, cos = [], [], []
     with threadpool_limits(1):
@@ -253,12 +257,9 @@ def pc_il_matches_backprop(tier, data, seed, progress):
              f"update at cos ≥ {PC_COSINE:g} to backprop's per weight matrix.")
     published = "IL vs BP on MNIST (MLP 3×128, T = 5): 0.04-point gap"
     try:
-        ds, note = _data(tier, data, seed, offline_mnist)
+        ds, note, sizes, epochs = _mlp_setting(PC, tier, data, seed)
     except SimulatorError as exc:
         return _unavailable(name, claim, PCX, published, seeds, exc, start)
-    ds = _trim(ds, PC["train_rows"])
-    sizes = (ds.n_features,) + tuple(PC["hidden"]) + (10,)
-    epochs = PC["epochs"][tier]
     u, y = ds.train_x[:PC["batch"]], ds.train_targets[:PC["batch"]]
     bp_acc, il_acc, cos = [], [], []
     with threadpool_limits(1):

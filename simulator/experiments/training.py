@@ -128,11 +128,11 @@ class RelaxationLearner(BackpropLearner):
     """The ``ar`` rule: Activation Relaxation (exact variant) on each tick's
     frame, ``ar_iterations`` relaxation ticks at ``ar_eta_x``, then p ← p − η Δp."""
 
-    def __init__(self, model, train, seed):
+    def __init__(self, model, train, seed, eta):
         self.ar = ActivationRelaxation(model, "exact", eta_x=train.ar_eta_x,
                                        iterations=train.ar_iterations, loss=train.loss,
                                        feedback_seed=seed)
-        self.net, self.eta = model, float(train.learning_rate)
+        self.net, self.eta = model, float(eta)
 
     def update(self, u, y):
         # ActivationRelaxation divides its rate by the batch size.
@@ -142,18 +142,22 @@ class RelaxationLearner(BackpropLearner):
         return self.ar.to_model()
 
 
+def rule_rate(train, rule):
+    """η of ``rule``: train.rates' entry, else train.learning_rate."""
+    return float(train.rates.get(rule, train.learning_rate))
+
+
 def make_learner(rule, setup):
     """The learner for one rule, starting from the setup's initial weights."""
-    train = setup.spec.train
+    train, eta = setup.spec.train, rule_rate(setup.spec.train, rule)
     if rule == "backprop":
-        return BackpropLearner(setup.model, train.loss, train.learning_rate,
-                               train.weight_decay)
+        return BackpropLearner(setup.model, train.loss, eta, train.weight_decay)
     if rule == "ar":
-        return RelaxationLearner(setup.model, train, setup.seeds.feedback)
+        return RelaxationLearner(setup.model, train, setup.seeds.feedback, eta)
     if rule == "zil":
-        return ZILLearner(setup.model, train.loss, train.learning_rate)
+        return ZILLearner(setup.model, train.loss, eta)
     return GraphEngine(setup.model, **dict(engine_options(train, setup.spec, setup.seeds.feedback),
-                                           **RULES[rule]))
+                                           learning_rate=eta, **RULES[rule]))
 
 
 def evaluate(network, x, y, loss, classify):

@@ -98,6 +98,10 @@ def summary(folder, meta):
         lines.append(f"  tick-engine rules: supervision delay d_y = "
                      f"{resolved['supervision_delay']}"
                      + (", the graph levelled" if resolved["levelled"] else ""))
+    train = meta.get("scene", {}).get("train", {})
+    if isinstance(train, dict) and isinstance(train.get("rates"), dict) and train["rates"]:
+        lines.append(f"  learning rate {train.get('learning_rate')}, but "
+                     + ", ".join(f"{r} {eta}" for r, eta in train["rates"].items()))
     width = max((len(r) for r in curves), default=4)
     for rule, c in curves.items():
         if len(runs) > 1:

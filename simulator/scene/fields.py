@@ -175,6 +175,25 @@ class OrWord(Field):
             self.fail(value, where, typed=True)
 
 
+class KeyedTable(Field):
+    """A table {key: value} whose keys are among ``keys`` (did-you-mean) and whose
+    values ``value`` (a Field) checks, e.g. a per-rule learning rate."""
+
+    def __init__(self, keys, value, default, doc):
+        super().__init__(default, doc)
+        self.keys, self.value = tuple(keys), value
+        self.expected = f"a table of name = {value.expected}, names among {', '.join(keys)}"
+
+    def check(self, value, where):
+        if not isinstance(value, dict):
+            self.fail(value, where, typed=True)
+        for key in value:
+            if key not in self.keys:
+                self.fail(key, where, expected=f"names among {', '.join(self.keys)}",
+                          hint=did_you_mean(key, self.keys))
+        return {k: self.value.check(v, _entry(where, str(k))) for k, v in value.items()}
+
+
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*")

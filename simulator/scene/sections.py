@@ -7,8 +7,8 @@ from ..model.layers import ACTIVATIONS
 from ..options import (AUTO, DELAYS, DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE,
                        SIGN_FAMILY)
 from ..streams import EDGES, INPUTS, TARGETS
-from .fields import (Bool, Float, Int, Layers, ListOf, OrWord, Size, Str, Table, Tuple,
-                     Window)
+from .fields import (Bool, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str, Table,
+                     Tuple, Window)
 
 ACTS = tuple(ACTIVATIONS)
 WIDTH = 65536           # widest layer
@@ -191,6 +191,8 @@ TRAIN = {
                     "learning rules to train, one run each (one name = a one-rule list)",
                     min_len=1, max_len=len(TRAIN_RULES), unique=True, single=True),
     "learning_rate": Float(0.002, "η, applied every tick (docs/defaults.md)", 0.0, BIG),
+    "rates": KeyedTable(TRAIN_RULES, Float(0.002, "η", 0.0, BIG), {},
+                        "η per rule where it differs from learning_rate, e.g. {ar = 0.01}"),
     "loss": Str("xent", "ℓ", ("mse", "xent", "linear")),
     "supervision_delay": RULE["supervision_delay"],
     "eval_every": Int(200, "ticks between test evaluations", 1, TICKS),

@@ -88,6 +88,12 @@ def validate(raw, source):
                              "is the output σ of the teacher, and target.kind is 'labels' (no "
                              "teacher); a graph takes its last layer's activation instead; "
                              f"expected it left out, given {show(net['output'])}")
+    if kind == "train":
+        for rule in resolved["train"]["rates"]:
+            if rule not in resolved["train"]["rules"]:
+                raise SceneError(f"{source}: key 'train.rates.{rule}': {rule!r} is not trained "
+                                 f"(train.rules = {show(resolved['train']['rules'])}); expected "
+                                 "rates of rules in train.rules")
     check_variant_keys(resolved, source)
     return resolved
 
