@@ -10,7 +10,9 @@ only, so the core never loads it.
 import copy
 import linecache
 import operator
+import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -35,11 +37,12 @@ def _torch():
     return torch
 
 
-def _where(node):
+def _where(node, torch):
     """' at FILE:LINE (code)' of the user's frame FX recorded for ``node``, or ''."""
     trace = node.meta.get("stack_trace") or getattr(node, "stack_trace", None) or ""
+    home = os.path.dirname(torch.__file__) + os.sep
     for path, line, _ in _FRAME.findall(trace):
-        if "/torch/" not in path:
+        if not path.startswith(home):
             code = linecache.getline(path, int(line)).strip()
             return f" at {path}:{line}" + (f" ({code})" if code else "")
     return ""
@@ -104,7 +107,7 @@ def from_torch(cls, module, example_input):
     except _Refuse as exc:
         node, reason = exc.args
         raise SimulatorError(f"{CALL}: cannot map FX node {node.name!r} (op {node.op}, "
-                             f"target {_target(node)}){_where(node)}: {reason}") from None
+                             f"target {_target(node)}){_where(node, torch)}: {reason}") from None
     model = cls.from_layers(layers, tuple(example_input.shape[1:]))
     model = model.with_parameters(params)
     model.import_report = mapper.report
@@ -207,7 +210,7 @@ class _Mapper:
         elif isinstance(m, nn.BatchNorm2d):
             self.batchnorm(node, x, m)
         elif isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
-            self.pool(node, x, m)
+            self.pool(node, x, m, "max" if isinstance(m, nn.MaxPool2d) else "avg")
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             self.adaptive(node, x, m.output_size)
         elif isinstance(m, nn.Flatten):
@@ -225,7 +228,7 @@ class _Mapper:
             raise _Refuse(node, f"module type {name} has no layer kind")
 
     def function(self, node):
-        t, args, T = node.target, node.args, self.torch
+        t, args, T, F = node.target, node.args, self.torch, self.torch.nn.functional
         method = node.op == "call_method"
         if _shape(node) is None:
             return          # not a tensor (a size, a shape): only a view's shape reads it
@@ -240,6 +243,8 @@ class _Mapper:
             self.transpose(node)
         elif t in (T.flatten, T.reshape) or (method and t in ("flatten", "view", "reshape")):
             self.flatten(node, args[0])
+        elif t in (F.avg_pool2d, F.max_pool2d):
+            self.pool_fn(node, "max" if t is F.max_pool2d else "avg")
         elif t in self.soft_fns or (method and t == "softmax"):
             self.softmax(node, args[0], node.kwargs.get("dim", args[1] if len(args) > 1 else None))
         elif t in (operator.mul, operator.truediv, T.mul, T.div) or (
@@ -305,8 +310,17 @@ class _Mapper:
         self.entry[node] = name
         self.report.append(f"{node.name} (BatchNorm2d, eps={m.eps:g}) folded into conv2d {name}")
 
-    def pool(self, node, x, m):
-        mode = "max" if isinstance(m, self.nn.MaxPool2d) else "avg"
+    def pool_fn(self, node, mode):
+        """F.avg_pool2d / F.max_pool2d: their arguments by position or keyword."""
+        keys = ["input", "kernel_size", "stride", "padding"] + (
+            ["dilation", "ceil_mode", "return_indices"] if mode == "max"
+            else ["ceil_mode", "count_include_pad", "divisor_override"])
+        given = {**dict(zip(keys, node.args)), **node.kwargs}
+        m = SimpleNamespace(**{"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
+                               "return_indices": False, "divisor_override": None, **given})
+        self.pool(node, m.input, m, mode)
+
+    def pool(self, node, x, m, mode):
         pair = self.torch.nn.modules.utils._pair
         size, stride = pair(m.kernel_size), pair(m.stride or m.kernel_size)
         if pair(m.padding) != (0, 0) or m.ceil_mode:
@@ -380,6 +394,8 @@ class _Mapper:
     def scale(self, node):
         a, b = node.args[:2]
         div = node.target in (operator.truediv, self.torch.div, "div")
+        if not div and hasattr(b, "op") and not hasattr(a, "op"):
+            a, b = b, a                                           # number * tensor
         if not isinstance(b, (int, float)) or isinstance(b, bool) or not hasattr(a, "op"):
             raise _Refuse(node, "only a matmul's result times or over a number maps")
         name = self.sole(node, a)
