@@ -272,7 +272,123 @@ def test_lenet5_imports_exactly(rng):
     assert model.output_shape == (10,) and model.import_report == []
 
 
-def test_lenet5_fact_a_prime_on_the_tick_engine(rng):
+# ------------------------------------------------------------------ ResNet-8, ViT block
+class Block(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); a 1×1 conv + BN shortcut
+    when the stride or the width changes."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(h)) + self.short(x))
+
+
+class ResNet8(nn.Module):
+    """stem conv 8 + BN + relu, 3 residual stages (8, 16, 32 channels; strides 1, 2, 2),
+    global average pool, linear 10, on 1×28×28."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                                  nn.ReLU())
+        self.stages = nn.Sequential(Block(8, 8, 1), Block(8, 16, 2), Block(16, 32, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+
+
+def randomize_batchnorm(module):
+    """Running statistics and affine parameters away from their defaults (as after training)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.2)
+    return module
+
+
+class ViTBlock(nn.Module):
+    """One-block vision-transformer-style net on the 16 7×7 patches of a 28×28 digit
+    (input (16, 49), patches cut outside): patch embedding, one self-attention head
+    with a residual, an MLP with a residual, a flatten + linear head to 10."""
+
+    def __init__(self, d=16):
+        super().__init__()
+        self.embed = nn.Linear(49, d)
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.mlp1, self.mlp2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+        self.head = nn.Linear(16 * d, 10)
+        self.scale = d ** -0.5
+
+    def forward(self, x):
+        z = self.embed(x)
+        a = torch.softmax(self.q(z) @ self.k(z).transpose(-2, -1) * self.scale, dim=-1)
+        z = z + self.o(a @ self.v(z))
+        z = z + self.mlp2(F.relu(self.mlp1(z)))
+        return self.head(z.flatten(1))
+
+
+def patches(images):
+    """(B, 28, 28) → (B, 16, 49): the 7×7 patches, row-major, each row-major."""
+    b = images.shape[0]
+    return images.reshape(b, 4, 7, 4, 7).transpose(0, 1, 3, 2, 4).reshape(b, 16, 49)
+
+
+def test_resnet8_imports_exactly_with_batchnorm_folded(rng):
+    torch.manual_seed(8)
+    model, _ = round_trip_folded(randomize_batchnorm(ResNet8()), (1, 28, 28), rng)
+    kinds = [v.kind for v in model.vertices[1:]]
+    assert kinds.count("conv2d") == 9 and kinds.count("add") == 3 and "pool" in kinds
+    assert sum("BatchNorm2d" in line for line in model.import_report) == 9
+
+
+def round_trip_folded(module, shape, rng):
+    """As ``round_trip`` for a net whose BatchNorms fold: values against the module;
+    gradients against the module with every conv + BN pair fused by torch."""
+    module = module.double().eval()
+    from torch.fx.experimental.optimization import fuse
+    fused = fuse(module)
+    model, u = round_trip(fused, shape, rng, batch=2)
+    ref = Model.from_torch(module, t64(u))
+    assert [v.kind for v in ref.vertices] == [v.kind for v in model.vertices]
+    for a, b in zip(ref.parameters().values(), model.parameters().values()):
+        assert np.max(np.abs(a - b)) <= 1e-13 * max(1.0, np.max(np.abs(b)))
+    got = R.forward(ref, u)[ref.names[-1]]
+    want = module(t64(u)).detach().numpy()
+    assert np.max(np.abs(got - want)) <= 1e-12 * max(1.0, np.max(np.abs(want)))
+    return ref, u
+
+
+def test_vit_block_imports_exactly(rng):
+    torch.manual_seed(9)
+    images = rng.normal(size=(2, 28, 28))
+    x = patches(images)
+    assert np.array_equal(x[1, 5], images[1, 7:14, 7:14].ravel())      # patch (1, 1)
+    model, _ = round_trip(ViTBlock(), (16, 49), rng, batch=2)
+    kinds = [v.kind for v in model.vertices[1:]]
+    assert kinds.count("matmul") == 2 and kinds.count("softmax") == 1
+    assert kinds.count("add") == 2 and kinds[-1] == "dense"
+
+
+NETS = {"lenet5": lambda: (LeNet5(), (1, 28, 28)),
+        "resnet8": lambda: (randomize_batchnorm(ResNet8()), (1, 28, 28)),
+        "vit": lambda: (ViTBlock(), (16, 49))}
+
+
+@pytest.mark.parametrize("net", ["lenet5", "resnet8", "vit"])
+def test_fact_a_prime_on_the_levelled_import(rng, net):
     """Constant u and y, frozen weights, levelled: g of vertex v equals backprop
     from tick D + bwd(v) (tests/test_graph_engine.py's derivation), not one earlier."""
     from oracles import paths
@@ -280,8 +396,9 @@ def test_lenet5_fact_a_prime_on_the_tick_engine(rng):
 
     from simulator.engine.tick import GraphEngine
     torch.manual_seed(6)
-    u = rng.normal(size=(2, 1, 28, 28))
-    model = Model.from_torch(LeNet5().double().eval(), t64(u)).level()
+    module, shape = NETS[net]()
+    u = rng.normal(size=(2,) + shape)
+    model = Model.from_torch(module.double().eval(), t64(u)).level()
     y = rng.normal(size=(2, 10))
     into, out_of = paths(model)
     D = max(into[model.names[-1]])
