@@ -6,6 +6,8 @@ gradients of Σ_batch ½‖out − y‖² (to 1e-10) against ``reference.backpro
 BatchNorm folding against torch's ``fuse_conv_bn_eval``; fact A′ on the
 imported LeNet with path lengths enumerated in the test (oracles.paths).
 """
+import importlib.util
+import os
 import sys
 
 import numpy as np
@@ -17,6 +19,10 @@ from simulator.model import reference as R
 
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
+_spec = importlib.util.spec_from_file_location(
+    "torch_models", os.path.join(os.path.dirname(__file__), "..", "examples", "torch_models.py"))
+EX = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(EX)
 
 
 def t64(a):
@@ -197,6 +203,11 @@ REFUSALS = {
                ["'cumsum'", "call_function", "target cumsum", "test_torch_import.py:"]),
     "activation_after_pool": (Seq(nn.Conv2d(1, 2, 2), nn.AvgPool2d(2), nn.Tanh()), (1, 5, 5),
                               ["'m_2'", "activation-only vertex"]),
+    "activation_of_a_shared_value": (
+        Lambda(lambda s, x: s.b(torch.tanh(h := s.a(x)) + h), a=nn.Linear(3, 3),
+               b=nn.Linear(3, 2)), (3,), ["'tanh'", "only user"]),
+    "activation_twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,),
+                         ["'m_2'", "without activation"]),
     "parameter_read": (Lambda(lambda s, x: s.l(x) + s.l.weight.sum(), l=nn.Linear(3, 3)), (3,),
                        ["op get_attr"]),
 }
@@ -246,109 +257,18 @@ def test_export_computes_the_model_and_imports_back_unchanged(rng, op):
         assert np.array_equal(a, b)
 
 
-# ------------------------------------------------------------------ LeNet-5
-class LeNet5(nn.Module):
-    """conv 6 5×5 pad 2 → tanh → avgpool 2 → conv 16 5×5 → tanh → avgpool 2 →
-    flatten → 120 → 84 → 10 (tanh between), on 1×28×28."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
-        self.pool = nn.AvgPool2d(2)
-        self.f1, self.f2, self.f3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(torch.tanh(self.c1(x)))
-        x = self.pool(torch.tanh(self.c2(x)))
-        x = x.view(x.size(0), -1)
-        return self.f3(torch.tanh(self.f2(torch.tanh(self.f1(x)))))
-
-
+# ------------------------------------------------------------------ the three example nets
 def test_lenet5_imports_exactly(rng):
     torch.manual_seed(5)
-    model, _ = round_trip(LeNet5(), (1, 28, 28), rng, batch=4)
+    model, _ = round_trip(EX.LeNet5(), (1, 28, 28), rng, batch=4)
     assert [v.kind for v in model.vertices[1:]] == ["conv2d", "pool", "conv2d", "pool",
                                                     "flatten", "dense", "dense", "dense"]
     assert model.output_shape == (10,) and model.import_report == []
 
 
-# ------------------------------------------------------------------ ResNet-8, ViT block
-class Block(nn.Module):
-    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); a 1×1 conv + BN shortcut
-    when the stride or the width changes."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        h = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(h)) + self.short(x))
-
-
-class ResNet8(nn.Module):
-    """stem conv 8 + BN + relu, 3 residual stages (8, 16, 32 channels; strides 1, 2, 2),
-    global average pool, linear 10, on 1×28×28."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
-                                  nn.ReLU())
-        self.stages = nn.Sequential(Block(8, 8, 1), Block(8, 16, 2), Block(16, 32, 2))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(32, 10)
-
-    def forward(self, x):
-        return self.head(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
-
-
-def randomize_batchnorm(module):
-    """Running statistics and affine parameters away from their defaults (as after training)."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0.0, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.normal_(1.0, 0.2)
-                m.bias.normal_(0.0, 0.2)
-    return module
-
-
-class ViTBlock(nn.Module):
-    """One-block vision-transformer-style net on the 16 7×7 patches of a 28×28 digit
-    (input (16, 49), patches cut outside): patch embedding, one self-attention head
-    with a residual, an MLP with a residual, a flatten + linear head to 10."""
-
-    def __init__(self, d=16):
-        super().__init__()
-        self.embed = nn.Linear(49, d)
-        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
-        self.mlp1, self.mlp2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
-        self.head = nn.Linear(16 * d, 10)
-        self.scale = d ** -0.5
-
-    def forward(self, x):
-        z = self.embed(x)
-        a = torch.softmax(self.q(z) @ self.k(z).transpose(-2, -1) * self.scale, dim=-1)
-        z = z + self.o(a @ self.v(z))
-        z = z + self.mlp2(F.relu(self.mlp1(z)))
-        return self.head(z.flatten(1))
-
-
-def patches(images):
-    """(B, 28, 28) → (B, 16, 49): the 7×7 patches, row-major, each row-major."""
-    b = images.shape[0]
-    return images.reshape(b, 4, 7, 4, 7).transpose(0, 1, 3, 2, 4).reshape(b, 16, 49)
-
-
 def test_resnet8_imports_exactly_with_batchnorm_folded(rng):
     torch.manual_seed(8)
-    model, _ = round_trip_folded(randomize_batchnorm(ResNet8()), (1, 28, 28), rng)
+    model, _ = round_trip_folded(EX.randomize_batchnorm(EX.ResNet8()), (1, 28, 28), rng)
     kinds = [v.kind for v in model.vertices[1:]]
     assert kinds.count("conv2d") == 9 and kinds.count("add") == 3 and "pool" in kinds
     assert sum("BatchNorm2d" in line for line in model.import_report) == 9
@@ -374,17 +294,12 @@ def round_trip_folded(module, shape, rng):
 def test_vit_block_imports_exactly(rng):
     torch.manual_seed(9)
     images = rng.normal(size=(2, 28, 28))
-    x = patches(images)
+    x = EX.patches(images)
     assert np.array_equal(x[1, 5], images[1, 7:14, 7:14].ravel())      # patch (1, 1)
-    model, _ = round_trip(ViTBlock(), (16, 49), rng, batch=2)
+    model, _ = round_trip(EX.ViTBlock(), (16, 49), rng, batch=2)
     kinds = [v.kind for v in model.vertices[1:]]
     assert kinds.count("matmul") == 2 and kinds.count("softmax") == 1
     assert kinds.count("add") == 2 and kinds[-1] == "dense"
-
-
-NETS = {"lenet5": lambda: (LeNet5(), (1, 28, 28)),
-        "resnet8": lambda: (randomize_batchnorm(ResNet8()), (1, 28, 28)),
-        "vit": lambda: (ViTBlock(), (16, 49))}
 
 
 @pytest.mark.parametrize("net", ["lenet5", "resnet8", "vit"])
@@ -396,7 +311,7 @@ def test_fact_a_prime_on_the_levelled_import(rng, net):
 
     from simulator.engine.tick import GraphEngine
     torch.manual_seed(6)
-    module, shape = NETS[net]()
+    module, shape = EX.NETS[net]()
     u = rng.normal(size=(2,) + shape)
     model = Model.from_torch(module.double().eval(), t64(u)).level()
     y = rng.normal(size=(2, 10))

@@ -30,7 +30,7 @@ def _torch():
     """The torch module, or one SimulatorError naming the missing extra."""
     try:
         import torch
-        import torch.fx  # noqa: F401
+        import torch.fx.passes.shape_prop  # noqa: F401  (ShapeProp, used below)
     except ImportError:
         raise SimulatorError("the torch extra is not installed: pip install "
                              "'tickprop[torch]' (or torch from pytorch.org)") from None
@@ -101,7 +101,7 @@ def from_torch(cls, module, example_input):
                              f"{tuple(example_input.shape)}: {type(exc).__name__}: {exc}") from None
     for a, b in zip(gm.graph.nodes, probe.graph.nodes):
         a.meta["tensor_meta"] = b.meta.get("tensor_meta")
-    mapper = _Mapper(torch, gm, tuple(example_input.shape))
+    mapper = _Mapper(torch, gm)
     try:
         layers, params = mapper.run()
     except _Refuse as exc:
@@ -118,19 +118,17 @@ class _Mapper:
     """One pass over the FX nodes: ``entry[node]`` is the vertex name it computes,
     or ("T", name) for a transposed view that only a matmul may read."""
 
-    def __init__(self, torch, gm, in_shape):
-        self.torch, self.gm, self.in_shape = torch, gm, in_shape
+    def __init__(self, torch, gm):
+        self.torch, self.nn, self.gm = torch, torch.nn, gm
         self.modules = dict(gm.named_modules())
         self.layers, self.params, self.report = {}, {}, []
         self.entry, self.owner = {}, {}     # owner: vertex name -> node that made it
-        nn, F = torch.nn, torch.nn.functional
+        F = torch.nn.functional
         self.act_fns = {torch.tanh: "tanh", torch.relu: "relu", torch.sigmoid: "logistic",
                         F.relu: "relu", F.tanh: "tanh", F.sigmoid: "logistic"}
         self.add_fns = {operator.add, torch.add, operator.iadd}
         self.mm_fns = {operator.matmul, torch.matmul, torch.bmm}
-        self.flat_fns = {torch.flatten}
         self.soft_fns = {F.softmax, torch.softmax}
-        self.nn = nn
 
     # ------------------------------------------------------------ helpers
     def vertex(self, node, arg):
