@@ -155,6 +155,21 @@ def test_activations_fold_into_the_producing_layer(rng):
     assert [v.cfg["activation"] for v in model.vertices[1:]] == ["logistic", "relu", "tanh"]
 
 
+def test_a_float32_sequential_imports_its_exact_float32_values(rng):
+    torch.manual_seed(4)
+    module = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 3)).eval()
+    u = rng.normal(size=(2, 1, 5, 5))
+    model = Model.from_torch(module, torch.from_numpy(u).float())
+    p = model.parameters()
+    assert [v.kind for v in model.vertices[1:]] == ["conv2d", "flatten", "dense"]
+    assert all(a.dtype == np.float64 for a in p.values())
+    torch_params = [module[0].weight, module[0].bias, module[3].weight, module[3].bias]
+    for (key, a), t in zip(p.items(), torch_params):
+        assert np.array_equal(a, t.detach().numpy().astype(np.float64)), key
+    want = module(torch.from_numpy(u).float()).detach().numpy()
+    assert np.max(np.abs(R.forward(model, u)[model.names[-1]] - want)) < 1e-5
+
+
 def test_matmul_factor_and_transpose_flags():
     module = Lambda(lambda s, x: torch.matmul(s.a(x), s.b(x).transpose(1, 2)) * 3.0 / 2.0,
                     a=nn.Linear(3, 3), b=nn.Linear(3, 3)).double()
@@ -208,6 +223,7 @@ REFUSALS = {
                b=nn.Linear(3, 2)), (3,), ["'tanh'", "only user"]),
     "activation_twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,),
                          ["'m_2'", "without activation"]),
+    "activation_of_the_input": (Seq(nn.Tanh(), nn.Linear(3, 2)), (3,), ["'m_0'"]),
     "parameter_read": (Lambda(lambda s, x: s.l(x) + s.l.weight.sum(), l=nn.Linear(3, 3)), (3,),
                        ["op get_attr"]),
 }

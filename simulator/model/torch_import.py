@@ -157,6 +157,8 @@ class _Mapper:
             name = self.entry[arg]
             if self.owner.get(name) is arg:
                 return name
+            if name == INPUT:
+                return None
             arg = arg.all_input_nodes[0]
         return None
 
