@@ -4,7 +4,8 @@ Oracle: torch itself, an implementation that shares no code with the model
 core: the module's own float64 forward (values to 1e-12) and torch.autograd's
 gradients of Σ_batch ½‖out − y‖² (to 1e-10) against ``reference.backprop``;
 BatchNorm folding against torch's ``fuse_conv_bn_eval``; fact A′ on the
-imported LeNet with path lengths enumerated in the test (oracles.paths).
+imported nets with path lengths enumerated in the test (oracles.paths); Z-IL
+and exact Activation Relaxation on them against torch's gradients.
 """
 import importlib.util
 import os
@@ -348,3 +349,29 @@ def test_fact_a_prime_on_the_levelled_import(rng, net):
                 assert err < 1e-10, (v, t, t0, err)
             elif t == t0 - 1:
                 assert err > 1e-6, (v, t, t0, err)
+
+
+@pytest.mark.parametrize("net", ["lenet5", "resnet8", "vit"])
+def test_zil_and_exact_relaxation_on_the_imports_give_torchs_gradients(rng, net):
+    """Other rules on the imported weights: one Z-IL update (Theorem 3 of paper 002)
+    is torch's SGD step, and Activation Relaxation with η_x = 1 run past the depth
+    gives torch.autograd's gradients (ResNet-8's: of torch's own conv+BN fusion)."""
+    from torch.fx.experimental.optimization import fuse
+
+    from simulator.rules.predictive_coding import zil_model
+    from simulator.rules.relaxation import model_weight_gradients, relax_model
+    torch.manual_seed(7)
+    module, shape = EX.NETS[net]()
+    module = module.double().eval()
+    u = rng.normal(size=(2,) + shape)
+    y = rng.normal(size=(2, 10))
+    model = Model.from_torch(module, t64(u))
+    _, want = torch_grads(fuse(module) if net == "resnet8" else module, u, y)
+    assert {k for k in model.param_keys() if k.endswith(".W")} <= set(want)
+    relaxed = relax_model(model, u, y, eta_x=1.0, iterations=model.depth + 1, variant="exact")
+    ar = model_weight_gradients(relaxed.sweep, relaxed.xs)
+    step = zil_model(model, u, y, 0.1)
+    p = model.parameters()
+    for k, g in want.items():
+        assert np.linalg.norm(ar[k] - g) <= 1e-10 * max(1.0, np.linalg.norm(g)), k
+        assert np.max(np.abs(step.params[k] - (p[k] - 0.1 * g))) <= 1e-12, k
