@@ -225,6 +225,8 @@ REFUSALS = {
     "activation_twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,),
                          ["'m_2'", "without activation"]),
     "activation_of_the_input": (Seq(nn.Tanh(), nn.Linear(3, 2)), (3,), ["'m_0'"]),
+    "several_outputs": (Lambda(lambda s, x: s.l(torch.chunk(x, 2, dim=1)[0]),
+                               l=nn.Linear(2, 2)), (4,), ["'chunk'", "several tensors"]),
     "parameter_read": (Lambda(lambda s, x: s.l(x) + s.l.weight.sum(), l=nn.Linear(3, 3)), (3,),
                        ["op get_attr"]),
 }
@@ -240,6 +242,14 @@ def test_each_refusal_is_one_error_naming_the_node(case):
     assert text.startswith("Model.from_torch: ")
     for w in words:
         assert w in text, (w, text)
+
+
+def test_a_forward_that_fails_on_the_example_is_one_line():
+    module = Seq(nn.Linear(3, 2)).double()
+    with pytest.raises(SimulatorError) as err:
+        Model.from_torch(module, torch.zeros(2, 5, dtype=torch.float64))
+    assert "fails on example_input of shape (2, 5)" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_control_flow_is_one_error_with_fxs_reason():

@@ -48,6 +48,11 @@ def _where(node, torch):
     return ""
 
 
+def _line(exc):
+    """An exception's message on one line."""
+    return " ".join(str(exc).split())
+
+
 def _target(node):
     t = node.target
     return t if isinstance(t, str) else getattr(t, "__name__", repr(t))
@@ -73,7 +78,7 @@ def _trace(torch, module):
         graph = Tracer().trace(module)
     except Exception as exc:  # TraceError (control flow) and any other tracing failure
         raise SimulatorError(f"{CALL}: torch.fx cannot trace {type(module).__name__}: "
-                             f"{type(exc).__name__}: {exc}".rstrip()) from None
+                             f"{type(exc).__name__}: {_line(exc)}") from None
     gm = torch.fx.GraphModule(module, graph)
     gm.graph.eliminate_dead_code()
     gm.recompile()
@@ -98,7 +103,8 @@ def from_torch(cls, module, example_input):
         torch.fx.passes.shape_prop.ShapeProp(probe).propagate(example_input.double())
     except Exception as exc:
         raise SimulatorError(f"{CALL}: the module's forward fails on example_input of shape "
-                             f"{tuple(example_input.shape)}: {type(exc).__name__}: {exc}") from None
+                             f"{tuple(example_input.shape)}: {type(exc).__name__}: {_line(exc)}"
+                             ) from None
     for a, b in zip(gm.graph.nodes, probe.graph.nodes):
         a.meta["tensor_meta"] = b.meta.get("tensor_meta")
     mapper = _Mapper(torch, gm)
@@ -230,8 +236,11 @@ class _Mapper:
     def function(self, node):
         t, args, T, F = node.target, node.args, self.torch, self.torch.nn.functional
         method = node.op == "call_method"
-        if _shape(node) is None:
+        meta = node.meta.get("tensor_meta")
+        if meta is None:
             return          # not a tensor (a size, a shape): only a view's shape reads it
+        if not hasattr(meta, "shape"):
+            raise _Refuse(node, "it returns several tensors; a layer kind returns one")
         if t in self.act_fns or (method and t in _ACT):
             self.fold_activation(node, args[0], self.act_fns.get(t) or _ACT[t])
         elif t in self.add_fns or (method and t == "add"):
