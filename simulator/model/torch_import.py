@@ -102,9 +102,9 @@ def from_torch(cls, module, example_input):
     try:
         torch.fx.passes.shape_prop.ShapeProp(probe).propagate(example_input.double())
     except Exception as exc:
+        shape = tuple(example_input.shape)
         raise SimulatorError(f"{CALL}: the module's forward fails on example_input of shape "
-                             f"{tuple(example_input.shape)}: {type(exc).__name__}: {_line(exc)}"
-                             ) from None
+                             f"{shape}: {type(exc).__name__}: {_line(exc)}") from None
     for a, b in zip(gm.graph.nodes, probe.graph.nodes):
         a.meta["tensor_meta"] = b.meta.get("tensor_meta")
     mapper = _Mapper(torch, gm)
