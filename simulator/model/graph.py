@@ -13,7 +13,7 @@ import numpy as np
 from ..arguments import check_int, check_number, check_seed, fail
 from ..backend import rng
 from ..errors import MissingKeyError, SimulatorError
-from . import torch_import
+from . import nir_import, torch_import
 from .layers import ACTIVATIONS, KINDS, Layer, Unfit
 from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
 
@@ -188,6 +188,15 @@ class Model:
     def to_torch(self):
         """A torch ``nn.Module`` computing this model with its float64 parameters."""
         return torch_import.to_torch(self)
+
+    @classmethod
+    def from_nir(cls, graph):
+        """The Model of a NIR graph (a ``nir.NIRGraph`` or a file ``nir.read`` reads)."""
+        return nir_import.from_nir(cls, graph)
+
+    def to_nir(self):
+        """This model as a ``nir.NIRGraph`` (linear layers, average pools, sums)."""
+        return nir_import.to_nir(self)
 
     def to_layers(self):
         """TOML-ready layer dicts (every field explicit) that ``from_layers``
