@@ -13,6 +13,7 @@ import numpy as np
 from ..arguments import check_int, check_number, check_seed, fail
 from ..backend import rng
 from ..errors import MissingKeyError, SimulatorError
+from . import nir_import, torch_import
 from .layers import ACTIVATIONS, KINDS, Layer, Unfit
 from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
 
@@ -177,6 +178,25 @@ class Model:
         biases = [g.normal(0.0, bias_scale, n_out) if bias_scale else np.zeros(n_out)
                   for n_out in sizes[1:]]
         return cls.from_weights(weights, biases, activations)
+
+    @classmethod
+    def from_torch(cls, module, example_input):
+        """The Model a torch ``nn.Module`` computes on ``example_input``'s shape
+        (docs/torch_import.md); ``model.import_report`` says what was folded."""
+        return torch_import.from_torch(cls, module, example_input)
+
+    def to_torch(self):
+        """A torch ``nn.Module`` computing this model with its float64 parameters."""
+        return torch_import.to_torch(self)
+
+    @classmethod
+    def from_nir(cls, graph):
+        """The Model of a NIR graph (a ``nir.NIRGraph`` or a file ``nir.read`` reads)."""
+        return nir_import.from_nir(cls, graph)
+
+    def to_nir(self):
+        """This model as a ``nir.NIRGraph`` (linear layers, average pools, sums)."""
+        return nir_import.to_nir(self)
 
     def to_layers(self):
         """TOML-ready layer dicts (every field explicit) that ``from_layers``
