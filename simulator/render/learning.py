@@ -10,7 +10,9 @@ from .axes import finish, new_figure
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
                 "itd-dy": "#8c564b", "frsf": "#17becf", "brsf": "#7b4173"}
-LAYER_STYLES = ("-", "--", ":", "-.")
+# one dash pattern per weighted layer (eight apart before one repeats)
+LAYER_STYLES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)), (0, (10, 3)),
+                (0, (4, 1, 1, 1, 1, 1, 1, 1)))
 LEGEND_PT = 8
 BAND_ALPHA = 0.2
 ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180),
