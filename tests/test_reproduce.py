@@ -192,6 +192,7 @@ def test_a_known_failure_is_shown_and_pinned_but_does_not_fail_the_command(monke
     they print FAIL (known) and leave the exit code alone; any other failure fails."""
     from simulator.experiments import reproduce as rp
     assert set(rp.KNOWN_FAILURES) <= set(rp.CHECKS)
+    monkeypatch.setitem(rp.KNOWN_FAILURES, "pc_il_matches_backprop", "a listed reason")
     bad = {"name": "pc_il_matches_backprop", "passed": False}
     other = {"name": "layerpipe_delay_law", "passed": False}
     assert rp.verdict(bad) == "FAIL (known)" and rp.unexpected([bad]) == []

@@ -125,14 +125,24 @@ class BackpropBaseline:
         self.model, self.loss, self.params = model, loss, model.parameters()
         self.backend = Backend("cpu", "float64")
 
-    def step(self, u, y, lr):
-        """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
+    def _sums(self, u, y):
+        """Each parameter's gradient summed over the batch (u, y), on the host;
+        NumericalError if the loss is not finite."""
         outs, deltas, value = reference.factors(self.model, u, y, self.loss, self.params)
-        scale = float(lr) / u.shape[0]
-        for k, g in param_gradients(array_namespace(u), self.model, outs, deltas).items():
-            self.params[k] -= scale * to_host(g)
         if not np.isfinite(float(value)):
             raise NumericalError(0, self.model.depth, "loss")
+        return {k: to_host(g) for k, g in
+                param_gradients(array_namespace(u), self.model, outs, deltas).items()}
+
+    def gradients(self, u, y):
+        """The batch-mean gradient of every parameter (what an optimizer steps on)."""
+        return {k: g / u.shape[0] for k, g in self._sums(u, y).items()}
+
+    def step(self, u, y, lr):
+        """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
+        scale = float(lr) / u.shape[0]
+        for k, g in self._sums(u, y).items():
+            self.params[k] -= scale * g
 
     def predict(self, u):
         return reference.evaluate(self.model, u, self.params)[1][-1]
