@@ -115,9 +115,14 @@ def identity_labels(names, pairs):
         k, u = 0, v
         while names[u].startswith(IDENTITY_PREFIX) and u in parent and k <= len(names):
             k, u = k + 1, parent[u]
-        if names[v].startswith(IDENTITY_PREFIX):
-            out[v] = f"{names[u]} delay {k}" if not names[u].startswith(IDENTITY_PREFIX) \
-                else f"delay of {names[v][len(IDENTITY_PREFIX):]}"
+        if not name.startswith(IDENTITY_PREFIX):
+            continue
+        if not names[u].startswith(IDENTITY_PREFIX):
+            out[v] = f"{names[u]} delay {k}"
+        else:                     # no edges to follow: _id_<child>_<k>_<step> names the edge
+            child, _, step = name[len(IDENTITY_PREFIX):].rstrip("_").rpartition("_")
+            child = child.rpartition("_")[0] or child
+            out[v] = f"delay {int(step) + 1 if step.isdigit() else '?'} before {child}"
     return out
 
 

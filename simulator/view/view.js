@@ -270,6 +270,12 @@
     ctx.textAlign = opts.align || "left";
     ctx.textBaseline = opts.base || "middle";
     ctx.fillText(s, x, y);
+    if (L.texts && !opts.turned) {            // its box, for tests that no two texts overlap
+      var w = ctx.measureText(s).width, h = opts.size || 12;
+      L.texts.push({ text: s, w: w, h: h, y: ctx.textBaseline === "middle" ? y - h / 2 : y,
+                     x: ctx.textAlign === "right" ? x - w : ctx.textAlign === "center" ?
+                       x - w / 2 : x });
+    }
   }
 
   function rowY(i) { return L.top + L.H - (i + 1) * L.rowH; }
@@ -281,6 +287,7 @@
 
   function draw() {
     var Vw = V(), spec = Vw.spec, f = S.frame, f0 = windowStart(), cw = L.rasterW / L.win;
+    L.texts = [];
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(0, 0, L.W, L.Hc);
     // title
@@ -304,6 +311,7 @@
     ctx.translate(10, L.top + L.H / 2);
     ctx.rotate(-Math.PI / 2);
     text(S.raster === "layers" ? spec.row_label : "neuron", 0, 0, { align: "center", size: 11,
+      turned: true,
       colour: C.faint });
     ctx.restore();
     if (L.stripW) { drawEdges(); }
@@ -401,7 +409,8 @@
     ctx.save();
     ctx.translate(10, M.y + M.h / 2);
     ctx.rotate(-Math.PI / 2);
-    text(cos ? "cos(g, ∇)" : "‖g − ∇‖/‖∇‖", 0, 0, { align: "center", size: 11, colour: C.faint });
+    text(cos ? "cos(g, ∇)" : "‖g − ∇‖/‖∇‖", 0, 0, { align: "center", size: 11, colour: C.faint,
+                                                turned: true });
     ctx.restore();
     ctx.save();
     ctx.beginPath();
@@ -968,13 +977,21 @@
     else if (e.key === " ") { setPlaying(!S.playing); e.preventDefault(); }
   });
 
+  function choose(id, value) {
+    // as a reader would: set the control, then its change event
+    var el = document.getElementById(id);
+    el.value = String(value);
+    el.dispatchEvent(new Event("change"));
+  }
+
   setView(S.view);
   window.tickpropView = {
     payload: P, setFrame: setFrame, frame: function () { return S.frame; },
     play: function () { setPlaying(true); }, pause: function () { setPlaying(false); },
     setSpeed: function (s) { S.speed = s; }, setView: setView, setNeurons: setNeurons,
-    setRaster: function (m) { S.raster = m; relayout(); setFrame(S.frame); },
-    setColour: function (c) { S.colour = c; relayout(); setFrame(S.frame); },
+    setRaster: function (m) { choose("rastermode", m); },
+    setColour: function (c) { choose("colour", c); },
+    setCurve: function (c) { choose("curve", c); },
     cellBox: cellBox, current: current, csv: csv, exportPNG: exportPNG, exportCSV: exportCSV,
     layout: function () { return L; }, loadMs: performance.now()
   };
