@@ -360,14 +360,14 @@
 
   function curveY(v) {
     // y of a mismatch value in the panel (NaN: none); cos linear in [−1, 1], the
-    // relative error on a log scale with 0 on the bottom edge
+    // relative error on a log scale above 0 on the bottom edge
     var M = L.mismatch, t;
     if (Number.isNaN(v)) { return NaN; }
     if (S.curve === "mismatch_cos") {
       t = (clamp(v, -1, 1) + 1) / 2;
     } else {
       var r = V().relRange;
-      t = v > 0 ? clamp((Math.log10(v) - r[0]) / (r[1] - r[0]), 0, 1) : 0;
+      t = v > 0 ? 0.16 + 0.84 * clamp((Math.log10(v) - r[0]) / (r[1] - r[0]), 0, 1) : 0;
     }
     return M.y + M.h - t * M.h;
   }
