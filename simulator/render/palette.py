@@ -8,5 +8,5 @@ from ..analysis.palette import (BLUE, CURSOR_COLOUR, EMPTY, FLOOR, LS_COLOUR, PU
                                 tag_levels, tag_period, to_bytes)
 
 __all__ = ["BLUE", "CURSOR_COLOUR", "EMPTY", "FLOOR", "LS_COLOUR", "PURPLE", "RED", "SIGNED",
-           "STRIPE_SPACING", "SYNC_COLOUR", "TAG_GROUND", "TAG_LEAN", "TAG_LEVELS", "WIDE_BAND", "export",
-           "from_hex", "magnitude_levels", "mix", "tag_levels", "tag_period", "to_bytes"]
+           "STRIPE_SPACING", "SYNC_COLOUR", "TAG_GROUND", "TAG_LEAN", "TAG_LEVELS", "WIDE_BAND",
+           "export", "from_hex", "magnitude_levels", "mix", "tag_levels", "tag_period", "to_bytes"]

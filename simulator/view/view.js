@@ -26,7 +26,7 @@
   var VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
                  [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]];
   var NEG = PAL.signed[0], MID = PAL.signed[1], POS = PAL.signed[2];
-  var MISMATCH_H = 96;          // the mismatch-over-time panel's plot height (CSS px)
+  var MISMATCH_H = [96, 180];   // the mismatch-over-time panel's height, least and most (px)
   var SPEEDS = [0.5, 1, 2, 5, 10, 20, 50, 100];
   var ZOOMS = [50, 100, 200, 400, 1000];
   var FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
@@ -203,6 +203,8 @@
     // strips and bars leave, the rows the height the panels below leave (the colour
     // keys' height, which wrap at the picture's width, from a dry run).
     hoverBox.hidden = true;                   // a box about the old picture would be stale
+    document.getElementById("colourbox").hidden = !Object.keys(V().colours).length ||
+      S.raster !== "layers";                  // the neuron rasters have their own colours
     var rows = rasterRows();
     L = layout(rows, 80);
     L = layout(rows, drawKeys() - L.keyTop);
@@ -221,12 +223,17 @@
     var left = canvas.getBoundingClientRect().left + window.scrollX;      // the body's margin
     var room = Math.max(document.documentElement.clientWidth - 2 * left, 560);
     var tall = window.innerHeight - canvas.getBoundingClientRect().top - window.scrollY;
-    var plot = Vw.curves.length ? MISMATCH_H + 16 : 0, hasStates = !!Vw.x;
-    var below = 24 + plot + 44 + keysH + 6 + 40;     // + the readout line under the canvas
-    var rowH = clamp(Math.floor(clamp(tall - 52 - below, 150, 440) / n), 6, 28);
+    var curves = Vw.curves.length > 0, hasStates = !!Vw.x;
+    var below = 24 + (curves ? MISMATCH_H[0] + 16 : 0) + 44 + keysH + 6 + 40;   // + readout
+    var rowH = clamp(Math.floor(clamp(tall - 52 - below, 150, 560) / n), 6, 36);
+    var plotH = curves ? MISMATCH_H[0] + clamp(tall - 52 - below - n * rowH, 0,
+                                                MISMATCH_H[1] - MISMATCH_H[0]) : 0;
+    var plot = curves ? plotH + 16 : 0;
     var font = clamp(rowH - 2, 9, 13);
     var labelW = 16;
-    rows.forEach(function (row) { labelW = Math.max(labelW, measure(row.name, font, row.sync) + 14); });
+    rows.forEach(function (row) {
+      labelW = Math.max(labelW, measure(row.name, font, row.sync) + 14);
+    });
     labelW = Math.ceil(Math.min(labelW, 170, room / 7)) + 22;   // + the row-axis title
     var graph = spec.edges && spec.edges.some(function (e) { return e[2] !== 1; }) &&
       S.raster === "layers";
@@ -242,7 +249,7 @@
     var barTitle = showBars ? measure(spec.bars.label + " at cursor", 12, true) : 0;
     var barsRoom = showBars ? Math.max(barW + 70, barTitle + 12) : 0;
     var right = 26 + (hasStates ? 2 * stripPanel + 12 : stripPanel) + 30 + barsRoom;
-    var rasterW = Math.floor(clamp(room - x0 - right, 200, Math.max(win * 16, 560)));
+    var rasterW = Math.floor(clamp(room - x0 - right, 200, Math.max(win * 24, 560)));
     var sx = x0 + rasterW + 26;
     var sd = sx + (hasStates ? stripPanel + 12 : 0);
     var bx = (hasStates ? sd + stripPanel : sx + stripPanel) + 30;
@@ -254,7 +261,7 @@
              rasterW: rasterW, win: win, top: top, H: H, sx: sx, sd: sd, cellN: cellN,
              stripPanel: stripPanel, hasStates: hasStates, bx: bx, barW: barW,
              showBars: showBars, W: W, keyTop: keyTop, Hc: keyTop + keysH,
-             mismatch: plot ? { x: x0, y: mTop, w: rasterW, h: MISMATCH_H } : null };
+             mismatch: plot ? { x: x0, y: mTop, w: rasterW, h: plotH } : null };
   }
 
   function windowStart() {
@@ -295,7 +302,8 @@
       P.tick_label + " " + P.ticks[f] + (Vw.stream ? " (stream frame " + Vw.stream[f] + ")" : "");
     text(head, 8, 14, { bold: true, size: 14 });
     var sub = S.raster === "layers" ? (spec.raster.mode === "waves" ?
-      "raster: forward and backward waves, colour by " + S.colour : "raster: " + spec.raster.label + " (log colour)") :
+      "raster: forward and backward waves, colour by " + S.colour :
+      "raster: " + spec.raster.label + " (log colour)") :
       "raster: " + (S.raster[0] === "x" ? "x" : "δ") + " of " +
         rowName(parseInt(S.raster.split(":")[1], 10)) + ", per neuron";
     text(sub, 8, 34, { size: 12, colour: C.faint });
@@ -811,9 +819,9 @@
     document.getElementById("overlaybox").hidden = !Vw.wave;
     var keys = Object.keys(Vw.colours);
     fillSelect(document.getElementById("colour"), keys.map(function (k) {
-      return [k, k === "tag" ? "frame tag" : k]; }), keys.indexOf(S.colour) < 0 ? keys[0] : S.colour);
+      return [k, k === "tag" ? "frame tag" : k];
+    }), keys.indexOf(S.colour) < 0 ? keys[0] : S.colour);
     if (keys.length) { S.colour = document.getElementById("colour").value; }
-    document.getElementById("colourbox").hidden = !keys.length;
     fillSelect(document.getElementById("curve"), Vw.curves.map(function (k) {
       return [k, k === "mismatch_cos" ? "cosine" : "relative error"]; }),
       Vw.curves.indexOf(S.curve) < 0 ? Vw.curves[0] : S.curve);
