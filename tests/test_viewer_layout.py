@@ -189,6 +189,9 @@ def test_mismatch_panel_cursor_moves_with_the_scrubber(browser, pages):
     text = browser.find_element(By.ID, "hover").text.split("\n")
     assert text[0] == "tick 20 · cos(g, backprop)", text
     got = {line.split(" = ")[0]: float(line.split(" = ")[1]) for line in text[1:]}
-    assert got == {str(l): pytest.approx(trace["mismatch_cos"][20, l - 1], rel=1e-5, abs=1e-9)
-                   for l in range(1, 10)}
+    assert got == {f"layer {l}": pytest.approx(trace["mismatch_cos"][20, l - 1], rel=1e-5,
+                                               abs=1e-9) for l in range(1, 10)}
+    ActionChains(browser).click().perform()        # a click there moves the cursor to tick 20
+    assert readout(browser)["tick"] == 20
+    assert abs(cursor_x(browser) - (box["x"] + box["w"] / 2)) <= 1.5
     assert errors(browser.get_log("browser")) == []

@@ -850,7 +850,7 @@
     if (!M || f < 0 || my < M.y || my >= M.y + M.h) { return null; }
     var label = Vw.spec.field_labels[S.curve] || S.curve;
     return [P.tick_label + " " + P.ticks[f] + " · " + label].concat(curveRows().map(function (r) {
-      return rowLabel(r) + " = " + fmt(Vw.fields[S.curve][f * Vw.R + r]);
+      return rowName(r) + " = " + fmt(Vw.fields[S.curve][f * Vw.R + r]);
     })).join("\n");
   }
 
