@@ -9,8 +9,6 @@ import os
 import re
 import sys
 
-from mkdocs.structure.files import File
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)      # the checkout's simulator/ and cli, installed or not
@@ -121,6 +119,7 @@ def on_config(config):
 
 
 def on_files(files, config):
+    from mkdocs.structure.files import File
     for uri, make in GENERATED.items():
         files.append(File.generated(config, uri, content=make()))
     return files
