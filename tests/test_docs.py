@@ -83,3 +83,4 @@ def test_generated_reference_covers_every_scene_key_and_trace_array():
             rows = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
             assert rows == list(fields), (kind, section)
     assert re.findall(r"^\| `([a-z_]+)` \|", trace_page, re.M) == list(SCHEMA)
+    assert not re.search(r"paper 00\d|SPEC\b", keys_page + trace_page)
