@@ -84,3 +84,7 @@ def test_generated_reference_covers_every_scene_key_and_trace_array():
             assert rows == list(fields), (kind, section)
     assert re.findall(r"^\| `([a-z_]+)` \|", trace_page, re.M) == list(SCHEMA)
     assert not re.search(r"paper 00\d|SPEC\b", keys_page + trace_page)
+    from simulator.model.spec import FIELDS
+    for kind, fields in FIELDS.items():
+        table = keys_page.split(f"### `{kind}`\n", 1)[1].split("\n###", 1)[0]
+        assert re.findall(r"^\| `([a-z_]+)` \|", table, re.M) == list(fields), kind

@@ -49,6 +49,57 @@ def _toml(value):
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
+# What each layer key means (the kinds, keys, defaults and accepted values come from
+# simulator/model/spec.py's FIELDS; tests/test_docs.py requires a meaning for each key).
+LAYER_KEYS = {
+    "units": "output features (the last axis)",
+    "channels": "output channels C_out",
+    "kernel": "kernel size, one integer or [rows, columns]",
+    "stride": "step between windows, one integer or [rows, columns]",
+    "padding": "zero rows above and below, columns left and right",
+    "size": "pooling window, one integer or [rows, columns]",
+    "mode": "avg: the window mean; max: the window maximum (gradient to its first maximum)",
+    "activation": "σ applied to the pre-activation",
+    "scale": "weights ~ N(0, scale²/fan_in)",
+    "bias_scale": "biases ~ N(0, bias_scale²), zeros when 0",
+    "bias": "whether the layer has a bias",
+    "transpose": "multiply by the second parent transposed (a @ bᵀ)",
+    "factor": "a constant factor on the product (e.g. 1/√d for attention scores)",
+}
+
+
+def _accepts(check):
+    try:
+        check(object())
+    except ValueError as e:
+        return e.args[0]
+    return "any value"
+
+
+def layer_keys_section():
+    from simulator.model.layers import KINDS
+    from simulator.model.spec import FIELDS, MISSING
+    out = ["## Layer tables (`[[network.layers]]`)", "",
+           "Generated from `simulator/model/spec.py`. Every layer table has `name` (letters, "
+           "digits, `_`, `-`; default its 1-based position), `kind`, and `from` (a layer name, "
+           "`\"input\"`, or a list; default the previous layer). The last listed layer is the "
+           "output. [Models](../explanation/models.md) says what each kind computes.", ""]
+    for kind, fields in FIELDS.items():
+        doc = (KINDS[kind].__doc__ or "").strip().split("\n")[0]
+        out += [f"### `{kind}`", "", doc, ""]
+        if not fields:
+            out += ["No keys besides `name`, `kind` and `from`.", ""]
+            continue
+        out += ["| key | takes | default | meaning |", "|---|---|---|---|"]
+        for key, (default, check) in fields.items():
+            shown = "required" if default is MISSING else (
+                "= size" if default is None else f"`{_toml(default)}`")
+            out.append(f"| `{key}` | {_cell(_accepts(check))} | {shown} | "
+                       f"{_cell(LAYER_KEYS[key])} |")
+        out.append("")
+    return out
+
+
 def scene_keys_page():
     from simulator.scene import sections as s
     out = ["# Scene keys", "",
@@ -78,6 +129,7 @@ def scene_keys_page():
                 out.append(f"| `{key}` | {_cell(field.expected)} | `{_cell(_toml(field.default))}`"
                            f" | {_cell(doc)} |")
             out.append("")
+    out += layer_keys_section()
     return "\n".join(out) + "\n"
 
 
