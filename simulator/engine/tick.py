@@ -79,9 +79,9 @@ def sync_set(model):
 
 
 class GraphEngine(FastNumpy, GraphTags):
-    """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
+    """Backprop diffusion on a graph of time-delayed layers (docs/explanation/model.md).
 
-    Keywords: the rule options of SPEC §1 (``simulator.options``) and
+    Keywords: the rule options (``simulator.options``, docs/explanation/model.md) and
     ``levelled`` (run on ``model.level()``); "auto" (the defaults of
     ``supervision_delay`` and ``levelled``): causal d_y = D and levelled when
     learning, d_y = 0 and as given when frozen (``options.resolve_delay``).

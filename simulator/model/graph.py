@@ -296,7 +296,7 @@ class Model:
         return all(lv[c] == lv[p] + 1 for p, c, _ in self.edges())
 
     def level(self):
-        """A levelled copy (Algorithm 2 of paper 002): each edge p → v spanning
+        """A levelled copy (Algorithm 2 of Salvatori et al. 2022): each edge p → v spanning
         g + 1 > 1 levels becomes a chain of g identities "_id_<v>_<k>_<step>"
         (k: p's position in v's ``from``, step 0 nearest p); values, parameters
         and gradients are unchanged."""
