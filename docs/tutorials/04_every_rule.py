@@ -23,15 +23,28 @@
 #
 # | rule | what replaces backprop |
 # |---|---|
-# | `diffusion` | nothing: the tick engine's waves, g[t,l] = δ[t,l] x[t,l−1]ᵀ (Betti & Gori, [arXiv:1912.04635](https://arxiv.org/abs/1912.04635), Eq. 5) |
-# | `random` | fixed random feedback matrices B_l instead of W_lᵀ (feedback alignment, Lillicrap et al. 2016) |
-# | `sign` | sign(W)ᵀ, scaled by √(2/(fan_in+fan_out)) (sign-concordant feedback, Liao, Leibo & Poggio 2016) |
-# | `frsf`, `brsf` | \|M\| ∘ sign(W), M fixed or redrawn after every update (as biotorch defines them) |
-# | `learned` | B_l receives W_l's own update (Kolen–Pollack; Millidge et al., Activation Relaxation, Eq. 6) |
-# | `itd-y`, `itd-dy` | σ′ replaced by a temporal difference of the neuron's output (Dargazany, [arXiv:1907.07255](https://arxiv.org/abs/1907.07255)) |
-# | `ar` | Activation Relaxation: K relaxation ticks per frame (Millidge et al., [arXiv:2010.07386](https://arxiv.org/abs/2010.07386)) |
-# | `zil` | zero-divergence inference learning on the levelled graph (Salvatori et al., [arXiv:2103.04689](https://arxiv.org/abs/2103.04689)) |
+# | `diffusion` | nothing: the tick engine's waves, g[t,l] = δ[t,l] x[t,l−1]ᵀ (Eq. 5 of [1]) |
+# | `random` | fixed random feedback B_l instead of W_lᵀ (feedback alignment, [2]) |
+# | `sign` | sign(W)ᵀ scaled by √(2/(fan_in+fan_out)) (sign-concordant feedback, [3]) |
+# | `frsf`, `brsf` | \|M\| ∘ sign(W), M fixed or redrawn after every update ([3], biotorch) |
+# | `learned` | B_l receives W_l's own update (Kolen–Pollack; Eq. 6 of [4]) |
+# | `itd-y`, `itd-dy` | σ′ replaced by a temporal difference of the neuron's output [5] |
+# | `ar` | Activation Relaxation: K relaxation ticks per frame [4] |
+# | `zil` | zero-divergence inference learning on the levelled graph [6] |
 # | `backprop` | instantaneous backprop of each frame: the baseline |
+#
+# [1] Betti & Gori, *Backprop diffusion is biologically plausible*,
+# [arXiv:1912.04635](https://arxiv.org/abs/1912.04635);
+# [2] Lillicrap, Cownden, Tweed & Akerman, *Random synaptic feedback weights
+# support error backpropagation for deep learning*, Nat. Commun. 2016;
+# [3] Liao, Leibo & Poggio, *How important is weight symmetry in
+# backpropagation?*, AAAI 2016;
+# [4] Millidge, Tschantz, Seth & Buckley, *Activation Relaxation*,
+# [arXiv:2009.05359](https://arxiv.org/abs/2009.05359);
+# [5] Dargazany, *Iterative temporal differencing with random synaptic feedback
+# weights*, [arXiv:1907.07255](https://arxiv.org/abs/1907.07255);
+# [6] Salvatori et al., *Reverse differentiation via predictive coding*,
+# [arXiv:2103.04689](https://arxiv.org/abs/2103.04689).
 #
 # The tick-engine rules (`diffusion` to `itd-dy`) learn while the waves run,
 # one update per tick; `ar`, `zil` and `backprop` make one update per tick

@@ -19,7 +19,7 @@
 # network's state instead, and tickprop runs both on the same `Model`s:
 #
 # - **Activation Relaxation** (AR; Millidge, Tschantz, Seth & Buckley,
-#   [arXiv:2010.07386](https://arxiv.org/abs/2010.07386)). After a forward sweep
+#   [arXiv:2009.05359](https://arxiv.org/abs/2009.05359)). After a forward sweep
 #   (values x̄_v kept) the output is clamped to ∂ℓ/∂x_out and every other vertex
 #   relaxes, all at once, from the previous tick's state:
 #   x_v ← (1 − η_x) x_v + η_x Σ over children c of VJP_c(σ′_c ⊙ x_c).
