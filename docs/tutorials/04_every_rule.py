@@ -51,6 +51,7 @@
 # from the frame on screen.
 
 # %%
+import io
 import os
 
 import matplotlib.pyplot as plt
@@ -69,18 +70,20 @@ def show(fig, name):
         fig.savefig(os.path.join(folder, f"04_{name}.png"), dpi=90)
     try:
         from IPython import get_ipython
-        from IPython.display import display
-        if get_ipython() is not None:
-            display(fig)
+        from IPython.display import Image, display
     except ImportError:
-        pass
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
+        fig.savefig(png, format="png", dpi=100)
+        display(Image(png.getvalue()))
     plt.close(fig)
 
 
 # The shipped scene trains 4,800 ticks on 3 seeds (about 110 CPU-seconds).
 # A tutorial runs one seed for a few hundred ticks; the test runs fewer.
 QUICK = os.environ.get("TICKPROP_TUTORIAL_QUICK") == "1"
-TICKS, EVERY = (384, 128) if QUICK else (960, 160)
+TICKS, EVERY = (384, 128) if QUICK else (768, 128)
 
 # %% [markdown]
 # ## The scene, shortened

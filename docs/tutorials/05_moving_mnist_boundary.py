@@ -37,6 +37,7 @@
 # 'tickprop[data]'`); nothing is downloaded.
 
 # %%
+import io
 import os
 
 import matplotlib.pyplot as plt
@@ -55,11 +56,13 @@ def show(fig, name):
         fig.savefig(os.path.join(folder, f"05_{name}.png"), dpi=90)
     try:
         from IPython import get_ipython
-        from IPython.display import display
-        if get_ipython() is not None:
-            display(fig)
+        from IPython.display import Image, display
     except ImportError:
-        pass
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
+        fig.savefig(png, format="png", dpi=100)
+        display(Image(png.getvalue()))
     plt.close(fig)
 
 
