@@ -158,14 +158,14 @@ def mean_angles(rule):
     return np.mean(rows, axis=0) if rows else np.full(len(weighted), np.nan)
 
 
-print(f"{'rule':>10} {'accuracy':>9} {'loss':>8}   " + "  ".join(f"{w:>5}" for w in weighted))
+print(f"{'rule':>10} {'accuracy':>9} {'loss':>8} " + " ".join(f"{w:>7}" for w in weighted))
 table = {}
 for rule in rules:
     acc, loss = summary[f"{rule}.final_accuracy"], summary[f"{rule}.final_loss"]
     ang = mean_angles(rule)
     table[rule] = (acc, loss, ang)
-    print(f"{rule:>10} {acc:9.3f} {loss:8.4f}   "
-          + "  ".join("    —" if np.isnan(a) else f"{a:4.1f}°" for a in ang))
+    print(f"{rule:>10} {acc:9.3f} {loss:8.4f} "
+          + " ".join(f"{'—':>7}" if np.isnan(a) else f"{a:6.1f}°" for a in ang))
 
 # %% [markdown]
 # Z-IL and backprop have no angles (—): Z-IL's update *is* backprop's, computed
