@@ -25,18 +25,8 @@ KIND_TEXT = {
 }
 
 
-# A few field texts in sections.py still say "paper 00N" (the seed numbering of the
-# development notes); the page names the work instead (docs/references.md).
-PAPERS = {"paper 000": "Betti & Gori 2019", "paper 001": "Millidge et al. 2020",
-          "paper 002": "Salvatori et al. 2022", "paper 003": "the locking essay",
-          "paper 004": "Dargazany 2019"}
-
-
 def _cell(text):
-    text = str(text)
-    for short, work in PAPERS.items():
-        text = text.replace(short, work)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _toml(value):

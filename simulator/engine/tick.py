@@ -363,7 +363,7 @@ class GraphEngine(FastNumpy, GraphTags):
     def _learn(self, t):
         """W ← (1 − ηλ) W − η g per vertex; with ``accumulate`` a, the sum of a
         ticks' steps every a-th tick; learned feedback takes W's step
-        (Kolen–Pollack, paper 001 Eq. 6), sign-family feedback is refreshed."""
+        (Kolen–Pollack; Millidge et al. 2020, Eq. 6), sign-family feedback is refreshed."""
         keep = 1.0 - self.learning_rate * self.weight_decay
         due = not (t + 1) % self.accumulate
         for v in self.model.vertices[1:]:

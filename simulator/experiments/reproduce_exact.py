@@ -215,7 +215,7 @@ def layerpipe_delay_law(tier, data, seed, progress):
         "backprop's gradient of the frame given lag(v) = 2·bwd(v) + fwd(v) ticks earlier, i.e. "
         "delay(v) = lag − fwd(v) = 2·bwd(v) after its forward use (= 2·S(l) on a chain), "
         "at every vertex from its warm-up tick lag(v) on.",
-        LAYERPIPE + ", S(l) = stages after l; tickprop fact B′ (SPEC §1 Graphs)",
+        LAYERPIPE + ", S(l) = stages after l; tickprop fact B′ (docs/explanation/facts.md)",
         "delay(l) = 2·S(l)",
         f"delay(v) = 2·bwd(v) at {vertices - bad}/{vertices} vertices (chain, residual, "
         f"DAG); gradient rel err ≤ {worst:.2g} over {compared} (tick, vertex) pairs",

@@ -1,5 +1,5 @@
 """The training checks of ``tickprop reproduce`` (contract: reproduce.py): Activation
-Relaxation ≈ backprop (paper 001), predictive-coding IL vs backprop (PCX) and the
+Relaxation ≈ backprop (Millidge et al.), predictive-coding IL vs backprop (PCX) and the
 feedback-alignment family's ordering (biotorch). Each trains the project's own rules from
 the same weights on the same seeded minibatches as the backprop baseline (the oracle
 model.reference.backprop, or the engine with ``feedback="transpose"``) and tests on a
@@ -342,7 +342,7 @@ def lenet(image_side, channels=None, dense=None):
 
 def _engine_error(model, ds, feedback, seed, epochs):
     """Held-out top-1 error after training ``model`` with the engine's ``feedback`` as
-    pipelined backprop (frame σ', frame pairing, causal d_y: SPEC fact B′), one new
+    pipelined backprop (frame σ', frame pairing, causal d_y: fact B′), one new
     minibatch per tick; NaN if it diverged."""
     fwd, _ = distances(model)
     engine = GraphEngine(model, loss=FB["loss"], feedback=feedback, derivative="frame",
@@ -412,7 +412,8 @@ def feedback_family_ordering(tier, data, seed, progress):
                 "lr_note": "η on the batch-summed gradient, every tick", "batch": FB["batch"],
                 "loss": FB["loss"], "epochs": epochs, "train_rows": len(ds.train_x),
                 "engine": "derivative=frame, pairing=frame, supervision_delay=D (pipelined "
-                          "backprop, fact B′), one new minibatch per tick",
+                          "backprop, fact B′ in docs/explanation/facts.md), one new "
+                          "minibatch per tick",
                 "pass": f"family spread ≤ {FAMILY_SPREAD}, FA − family worst ≥ {FA_MARGIN} "
                         "points and > the spread (means)", "not_measured": missing + ["DFA"]}
     return _result(name, claim, BIOTORCH, published, ours, passed, seeds, settings, start)

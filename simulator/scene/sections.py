@@ -133,7 +133,7 @@ AR_COMMON = {
                           "buffers exceed this", 1, 2**50),
 }
 AR_CONVERGE = dict(AR_COMMON, **{
-    "variant": Str("exact", "AR variant (paper 001 Eqs. 5–8)", AR_VARIANTS),
+    "variant": Str("exact", "AR variant (Millidge et al. 2020, Eqs. 5–8)", AR_VARIANTS),
     "eta_x": ListOf(ETA_X, [0.05, 0.1, 0.2, 0.5, 1.0], "relaxation rates to compare",
                     min_len=1, max_len=64),
     "batch": Int(64, "samples relaxed together", 1, WIDTH),
@@ -200,8 +200,9 @@ TRAIN = {
     "feedback_scale": RULE["feedback_scale"],
     "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
     "itd_epsilon": RULE["itd_epsilon"],
-    "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (paper 001: 100)", 1, 10**5),
-    "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (paper 001: 0.1)", 1e-9, 1.0),
+    "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (Millidge et al. 2020: 100)",
+                         1, 10**5),
+    "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (Millidge et al. 2020: 0.1)", 1e-9, 1.0),
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
                           "stream) exceeds this", 1, 2**50),
     "seeds": ListOf(Int(0, "seed", 0, SEED), [], "run seeds: each trains every rule as "
