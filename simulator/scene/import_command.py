@@ -30,6 +30,7 @@ GENERATOR = "# generator: tickprop import"     # the first line of every scene i
 BATCH = 2                                      # rows of the example input
 DIGITS = {784: "mnist", 64: "digits"}          # flat input size -> the data set that fits
 CLASSES = 10
+STATE_BYTES = 2**29     # recorded x and δ a written diffusion scene stays under (budget 1 GiB)
 
 
 class ImportMistake(SimulatorError):
@@ -85,6 +86,7 @@ def load_user_module(path):
     folder = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, folder)
     sys.modules[modname] = module
+    cache, sys.dont_write_bytecode = sys.dont_write_bytecode, True   # no __pycache__ there
     try:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:
@@ -94,6 +96,7 @@ def load_user_module(path):
                            f"{_one_line(exc)}") from None
     finally:
         sys.path.remove(folder)
+        sys.dont_write_bytecode = cache
     return module
 
 
@@ -119,7 +122,7 @@ def build_module(path, name, torch, seed):
             raise ImportMistake(f"{path}:{name}(): {type(exc).__name__}: {_one_line(exc)} "
                                f"({name} must build its module with no arguments)") from None
     else:
-        raise ImportMistake(f"{path}:{name} is a {type(obj).__name__}, expected a "
+        raise ImportMistake(f"{path}:{name} is of type {type(obj).__name__}, expected a "
                            "torch.nn.Module class or a function returning a module")
     if not isinstance(net, nn.Module):
         raise ImportMistake(f"{path}:{name}() returned a {type(net).__name__}, expected a "
@@ -199,11 +202,16 @@ def scene_sections(model, kind, npz_name):
         target, loss = {"kind": "teacher"}, "mse"
     out = {"network": net, "stream": stream, "target": target}
     if kind == "diffusion":
+        ticks = max(200, 4 * hold)
+        widths = [math.prod(v.shape) for v in model.vertices]
+        every = math.ceil(2 * 8 * ticks * len(widths) * max(widths) * 4 / STATE_BYTES)
         out["rule"] = {"loss": loss}
-        out["run"] = {"ticks": max(200, 4 * hold)}
+        out["run"] = {"ticks": ticks}
+        if every > 1:
+            out["record"] = {"every": every}
     else:
         out["train"] = {"rules": list(TRAIN_RULES), "loss": loss, "eval_every": 200,
-                        "eval_size": 200, "ar_iterations": 20, "ar_eta_x": 0.8}
+                        "ar_iterations": 20, "ar_eta_x": 0.8}
         out["run"] = {"ticks": 400}
     return out
 
