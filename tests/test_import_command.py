@@ -1,4 +1,4 @@
-"""`tickprop import` (simulator/scene/import_command.py) and scenes naming a
+"""`tickprop import` (simulator/kinds/import_model.py) and scenes naming a
 parameter .npz (network.parameters, simulator/scene/parameters.py).
 
 Oracles: torch's own float64 forward of the user's module (values to 1e-12 on

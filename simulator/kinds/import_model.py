@@ -21,10 +21,9 @@ from .. import files, manifest
 from ..errors import SimulatorError, did_you_mean
 from ..model import Model, reference
 from ..safe_read import read_head
-from .loader import load
-from .parameters import IMPORT_MARK
-from .sections import TRAIN_RULES, WIDTH
-from .validation import validate
+from ..scene import load, validate
+from ..scene.parameters import IMPORT_MARK
+from ..scene.sections import TRAIN_RULES, WIDTH
 
 GENERATOR = "# generator: tickprop import"     # the first line of every scene it writes
 BATCH = 2                                      # rows of the example input
