@@ -125,6 +125,12 @@ def test_the_imported_scene_runs_exact_from_tick_2d_minus_1(torch, runner, tmp_p
     rows, _ = layer_results(trace)
     assert [r["name"] for r in rows] == ["conv", "fc"]
     assert max(r["exact_from"] for r in rows) == 2 * DEPTH - 1
+    os.chdir(tmp_path / "src")                          # run.json names the .npz absolutely
+    res = run(runner, "run", tmp_path / "r" / "run.json", "--no-png", "--no-gif", "--quiet",
+              "--out", tmp_path / "replay")
+    assert res.exit_code == 0, res.output
+    replay = Trace.load(str(tmp_path / "replay"))
+    assert np.array_equal(replay["mismatch_rel"], trace["mismatch_rel"], equal_nan=True)
 
 
 def test_a_train_scene_of_the_import_runs_every_rule(torch, runner, tmp_path, user_file):
