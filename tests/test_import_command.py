@@ -303,3 +303,12 @@ def test_a_missing_parameter_file_or_a_chain_is_refused(tmp_path, runner):
         load(str(scene))
     res = run(runner, "run", str(tmp_path / "s.toml"), "--out", "r")
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_without_torch_the_command_is_one_line_naming_the_extra(runner, tmp_path, user_file,
+                                                                 monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)     # `import torch` fails
+    res = run(runner, "import", f"{user_file}:small", "--input-shape", "1,8,8", "--out", "s.toml")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "the torch extra is not installed" in res.stderr and "tickprop[torch]" in res.stderr
+    assert listing(tmp_path) == ["src", "src/nets.py"]
