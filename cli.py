@@ -48,6 +48,7 @@ from simulator.errors import BudgetError, SceneError, SimulatorError
 from simulator.experiments import reproduce as reproducing
 from simulator.kinds.sweep import summary_lines as sweep_lines
 from simulator.runner import Prepared
+from simulator.kinds.import_model import import_command
 from simulator.selection import parse_list, parse_ticks
 from simulator.analysis.sync import format_sync, sync_report
 from simulator.view import write_view
@@ -466,6 +467,8 @@ def view(source, out, no_open):
     if not opened:
         click.echo(f"open it in a browser: {pathlib.Path(path).as_uri()}")
 
+
+main.add_command(import_command)        # `tickprop import` (simulator/kinds/import_model.py)
 
 if _STARTING:                 # loaded: Ctrl-C is a KeyboardInterrupt again (see the top)
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -76,6 +76,12 @@ def randomize_batchnorm(module):
     return module
 
 
+def resnet8():
+    """A ResNet8 with its BatchNorm statistics as after training (for ``tickprop import``:
+    a function returning a module, examples/torch_models.py:resnet8)."""
+    return randomize_batchnorm(ResNet8())
+
+
 class ViTBlock(nn.Module):
     """One-block vision-transformer-style net on the 16 7×7 patches of a 28×28 digit
     (input (16, 49), patches cut outside): patch embedding, one self-attention head
@@ -104,7 +110,7 @@ def patches(images):
 
 
 NETS = {"lenet5": lambda: (LeNet5(), (1, 28, 28)),
-        "resnet8": lambda: (randomize_batchnorm(ResNet8()), (1, 28, 28)),
+        "resnet8": lambda: (resnet8(), (1, 28, 28)),
         "vit": lambda: (ViTBlock(), (16, 49))}
 
 

@@ -39,13 +39,15 @@ class Vertex:
 
 class Model:
     """A graph of layers with its parameters; build it with ``from_layers``,
-    ``chain``, ``from_weights`` or ``level``. Immutable: ``with_parameters`` returns a copy."""
+    ``chain``, ``from_weights`` or ``level``. Immutable: ``with_parameters`` returns a copy.
+    ``import_report`` (list of str) says what an importer folded; copies carry it."""
 
-    def __init__(self, input_shape, vertices, params):
+    def __init__(self, input_shape, vertices, params, import_report=()):
         self.input_shape = tuple(input_shape)
         self.vertices = tuple(vertices)
         self._params = params
         self._index = {v.name: v.index for v in self.vertices}
+        self.import_report = list(import_report)
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -234,7 +236,7 @@ class Model:
                 raise SimulatorError(f"{call}: params[{k!r}]: expected shape "
                                      f"{self._params[k].shape}, got {a.shape}")
             new[k] = a
-        return Model(self.input_shape, self.vertices, new)
+        return Model(self.input_shape, self.vertices, new, self.import_report)
 
     # ------------------------------------------------------------------- graph
     def __len__(self):
@@ -315,7 +317,9 @@ class Model:
                     p = name
                 parents.append(p)
             cfgs.append({**v.cfg, "from": tuple(parents)})
-        return Model._assemble(cfgs, self.input_shape, self.parameters())
+        levelled = Model._assemble(cfgs, self.input_shape, self.parameters())
+        return Model(levelled.input_shape, levelled.vertices, levelled._params,
+                     self.import_report)
 
 
 def _float_arrays(call, name, values):

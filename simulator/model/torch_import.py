@@ -7,7 +7,9 @@ naming the FX node (op, target, source line). ``to_torch`` builds an
 ``nn.Module`` from a Model's vertices. torch is imported inside the functions
 only, so the core never loads it.
 """
+import contextlib
 import copy
+import io
 import linecache
 import operator
 import os
@@ -99,8 +101,9 @@ def from_torch(cls, module, example_input):
                              f"shape), given {getattr(example_input, 'shape', example_input)!r}")
     gm = _trace(torch, module)
     probe = copy.deepcopy(gm).double()
-    try:
-        torch.fx.passes.shape_prop.ShapeProp(probe).propagate(example_input.double())
+    try:     # ShapeProp prints the traceback of a failing node itself: not to the user
+        with contextlib.redirect_stderr(io.StringIO()):
+            torch.fx.passes.shape_prop.ShapeProp(probe).propagate(example_input.double())
     except Exception as exc:
         shape = tuple(example_input.shape)
         raise SimulatorError(f"{CALL}: the module's forward fails on example_input of shape "

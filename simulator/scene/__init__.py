@@ -5,3 +5,4 @@ from .loader import (MAX_FILE_BYTES, SCENES_DIR, apply_overrides, describe,  # n
 from .sections import SCHEMAS, TOP, TRAIN_RULES  # noqa: F401
 from .validation import validate  # noqa: F401
 from .specs import spec_of  # noqa: F401
+from .parameters import read_parameters  # noqa: F401

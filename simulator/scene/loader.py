@@ -9,6 +9,7 @@ import tomllib
 from ..errors import SceneError, closest, did_you_mean
 from ..paths import scenes_dir
 from .fields import INT_DIGITS, show
+from .parameters import anchor
 from .sections import SCHEMAS
 from .validation import kind_of, unknown_key, unknown_section, validate
 
@@ -85,7 +86,7 @@ def load(name_or_path):
         digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
         raise SceneError(f"{path}: not valid TOML:{where} an integer with {digits} digits "
                          f"(at most {INT_DIGITS} are read)") from None
-    return os.path.splitext(os.path.basename(path))[0], validate(raw, path)
+    return os.path.splitext(os.path.basename(path))[0], validate(anchor(raw, path), path)
 
 
 MAX_NAME = 200          # longest scene name a run.json may hold

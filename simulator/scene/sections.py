@@ -7,8 +7,8 @@ from ..model.layers import ACTIVATIONS
 from ..options import (AUTO, DELAYS, DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE,
                        SIGN_FAMILY)
 from ..streams import EDGES, INPUTS, TARGETS
-from .fields import (Bool, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str, Table,
-                     Tuple, Window)
+from .fields import (Bool, FilePath, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str,
+                     Table, Tuple, Window)
 
 ACTS = tuple(ACTIVATIONS)
 WIDTH = 65536           # widest layer
@@ -38,6 +38,9 @@ GRAPH_NETWORK = dict(NETWORK, **{
                           min_len=1, max_len=3, empty_ok=True),
     "levelled": OrWord(Bool(False, ""), AUTO, "auto", "run the graph levelled (identity "
                        "vertices, Algorithm 2); auto: when learning (its paths differ in length)"),
+    "parameters": FilePath("", "a graph's parameters: an .npz of '<layer>.W' / '<layer>.b' "
+                           "arrays (tickprop import writes one; relative to the scene file) "
+                           "instead of random draws", ".npz"),
 })
 CANVAS = 4096           # widest canvas of a moving stream, pixels
 STREAM = {
@@ -254,7 +257,7 @@ CHAIN_ONLY = {
     "scale": "each layer's scale",
     "bias_scale": "each layer's bias_scale",
 }
-GRAPH_ONLY = ("input_shape", "levelled")
+GRAPH_ONLY = ("input_shape", "levelled", "parameters")
 # Keys that only some variants of a kind read: "section.key" -> (the selector
 # key, its values whose variant reads the key; a list selector reads it if it
 # holds one). On/off switches (render.gif, ...) are no variants: switching one
