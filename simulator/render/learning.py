@@ -1,4 +1,5 @@
 """Learning curves of a `train` run (learning.png) from its curves dict (results.json)."""
+import textwrap
 import warnings
 
 import numpy as np
@@ -67,9 +68,11 @@ def render_learning(curves, path, title="", seeds=None, layers=None, chance=None
     if len(runs) > 1:
         handles.append(Patch(color="#777777", alpha=BAND_ALPHA, label=f"±sd, {len(runs)} seeds"))
     notes = _chance_notes(runs, chance) if classify and chance else []
+    # wrapped to the canvas: a character is about 0.6 font sizes wide
+    chars = int(fig.get_figwidth() * 72 / (0.6 * (LEGEND_PT + 1))) - 4
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
-               fontsize=LEGEND_PT, frameon=False, title="\n".join(notes) or None,
-               title_fontsize=LEGEND_PT + 1)
+               fontsize=LEGEND_PT, frameon=False, title_fontsize=LEGEND_PT + 1,
+               title="\n".join(textwrap.fill(n, chars) for n in notes) or None)
     return finish(fig, path, title)
 
 
