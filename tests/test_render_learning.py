@@ -70,6 +70,11 @@ def test_twins_of_backprop_are_found_and_said(drawn):
     off = [dict(r, ar=curve(r["ar"]["accuracy"], np.multiply(r["ar"]["loss"], 1.01)))
            for r in runs]
     assert list(learning._twins(off)) == ["zil"]        # 1 % off is not backprop
+    nan = [dict(r, zil=curve(r["zil"]["accuracy"], [np.nan] * len(TICKS))) for r in runs]
+    assert list(learning._twins(nan)) == ["ar"]         # a NaN loss equals no number
+    regression = [{k: dict(c, accuracy=[np.nan] * len(TICKS)) for k, c in r.items()}
+                  for r in runs]
+    assert list(learning._twins(regression)) == ["zil", "ar"]   # NaN accuracy on both
     fig = drawn(runs[0], seeds=runs, chance=0.1)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "zil = backprop (exact)" in legend and "ar = backprop (within 2e-06)" in legend

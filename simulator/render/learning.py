@@ -116,15 +116,22 @@ def _twins(runs):
             if a["diverged"] or b["diverged"] or a["tick"] != b["tick"]:
                 worst = np.inf
                 break
-            with np.errstate(invalid="ignore", divide="ignore"):
-                loss = np.abs(np.subtract(a["loss"], b["loss"], dtype=float)) / np.abs(b["loss"])
-            acc = np.abs(np.subtract(a["accuracy"], b["accuracy"], dtype=float))
-            acc = np.where(np.isnan(a["accuracy"]) & np.isnan(b["accuracy"]), 0.0, acc)
-            worst = max(worst, float(np.max(loss, initial=0.0)), float(np.max(acc, initial=0.0)))
-        if worst <= TWIN_REL:           # NaN (a mismatch of NaNs) fails the test
+            gaps = [_gap(a[k], b[k], rel) for k, rel in (("loss", True), ("accuracy", False))]
+            worst = max([worst] + gaps)
+        if worst <= TWIN_REL:
             note = "(exact)" if worst <= TWIN_EXACT else f"(within {worst:.0e})"
             out[rule] = (TWIN_MARKERS[len(out) % len(TWIN_MARKERS)], f"= backprop {note}")
     return out
+
+
+def _gap(a, b, relative):
+    """The largest |a − b| (relative to |b| if ``relative``) of two curves, NaN
+    where both are NaN counting as equal, anywhere else as inf."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        gap = np.abs(a - b) / (np.maximum(np.abs(b), 1e-300) if relative else 1.0)
+    gap = np.where(np.isnan(a) & np.isnan(b), 0.0, np.where(np.isnan(gap), np.inf, gap))
+    return float(np.max(gap, initial=0.0))
 
 
 def _draw_metric(ax, runs, key, twins, chance=None):
