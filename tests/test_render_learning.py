@@ -16,6 +16,7 @@ from simulator.render import learning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKS = [0, 100, 200, 300, 400]
+TICK_RULES = {"diffusion", "random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy"}
 
 
 def curve(acc, loss, grad=(), angles=(), diverged=False):
@@ -103,6 +104,8 @@ def test_a_rule_at_chance_is_explained(drawn):
     assert "sign ends at chance" in fig.legends[0].get_title().get_text()
     assert "diverged" in fig.legends[0].get_title().get_text()
     assert fig.legends[0].get_title().get_text().count("ends at chance") == 1
+    fig = drawn(runs[0], seeds=runs, chance=0.1, why={"sign": "frames mixed at conv"})
+    assert "sign ends at chance (0.12, chance 0.10): frames mixed at conv" in texts(fig)
     fig = drawn(runs[0], seeds=runs)                # no chance given: no note
     assert not fig.legends[0].get_title().get_text()
 
@@ -137,3 +140,7 @@ def test_picture_names_are_the_weighted_layers_of_the_scene():
     chain = picture_names(scene.load("train_digits")[1])
     assert chain["layers"]["grad_angles"] == ["layer 1", "layer 2", "layer 3", "layer 4"]
     assert picture_names({"kind": "train"}) == {}
+    warned = picture_names(scene.load("compare_rules_model")[1], {"warnings": ["mixed"]})
+    # the tick-engine rules take the run's pairing warning; AR, Z-IL, backprop do not
+    assert sorted(warned["why"]) == sorted(TICK_RULES)
+    assert set(warned["why"].values()) == {"mixed"}

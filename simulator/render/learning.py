@@ -32,7 +32,7 @@ def rule_colour(rule):
     return RULE_COLOURS.get(rule, "#7f7f7f")
 
 
-def render_learning(curves, path, title="", seeds=None, layers=None, chance=None):
+def render_learning(curves, path, title="", seeds=None, layers=None, chance=None, why=None):
     """Write learning.png against tick: test accuracy (classes only) and test loss
     (log) on top, then per weighted layer the angle of each rule's update to
     backprop's gradient and of W to F, a colour per rule, a diverged rule's curve
@@ -41,7 +41,8 @@ def render_learning(curves, path, title="", seeds=None, layers=None, chance=None
     each rule's mean over them, with a ±sd band on accuracy and loss. ``layers``:
     {"grad_angles" / "angles": the weighted layers' names in the curves' order}
     (default W1, W2, ...); ``chance``: the accuracy of guessing, where a rule that
-    ends near it gets a note saying why."""
+    ends near it gets a note saying why: ``why`` {rule: reason} if given (e.g. the
+    run's pairing warning), else what its curves tell."""
     runs = seeds or [curves]
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
@@ -67,7 +68,7 @@ def render_learning(curves, path, title="", seeds=None, layers=None, chance=None
                for rule in curves]
     if len(runs) > 1:
         handles.append(Patch(color="#777777", alpha=BAND_ALPHA, label=f"±sd, {len(runs)} seeds"))
-    notes = _chance_notes(runs, chance) if classify and chance else []
+    notes = _chance_notes(runs, chance, why or {}) if classify and chance else []
     # wrapped to the canvas: a character is about 0.6 font sizes wide
     chars = int(fig.get_figwidth() * 72 / (0.6 * (LEGEND_PT + 1))) - 4
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
@@ -177,9 +178,9 @@ def _draw_metric(ax, runs, key, twins, chance=None):
     ax.grid(alpha=0.3)
 
 
-def _chance_notes(runs, chance):
+def _chance_notes(runs, chance, why):
     """One line per rule whose final accuracy (seed mean) is below CHANCE_FACTOR ×
-    ``chance``, saying why as far as the curves tell."""
+    ``chance``, saying why: divergence, ``why[rule]``, else as far as the curves tell."""
     notes = []
     for rule in runs[0]:
         finals = [r[rule] for r in runs]
@@ -193,13 +194,16 @@ def _chance_notes(runs, chance):
             angle = np.nanmean(np.asarray(angles, dtype=float)) if angles else np.nan
             loss = [np.nanmean([float(c["loss"][i]) for c in finals]) for i in (0, -1)]
         if all(c["diverged"] for c in finals):
-            why = "it diverged (×)"
+            reason = "it diverged (×)"
+        elif why.get(rule):
+            reason = why[rule]
         elif np.isfinite(angle) and angle >= NO_DESCENT_DEG:
-            why = (f"its update ends {angle:.0f}° from backprop's gradient (mean over layers),"
-                   " so it hardly descends the loss")
+            reason = (f"its update ends {angle:.0f}° from backprop's gradient (mean over "
+                      "layers), so it hardly descends the loss")
         else:
-            why = f"its test loss went from {loss[0]:.3g} to {loss[1]:.3g} only"
-        notes.append(f"{rule} ends at chance ({np.nanmean(acc):.2f}, chance {chance:.2f}): {why}")
+            reason = f"its test loss went from {loss[0]:.3g} to {loss[1]:.3g} only"
+        notes.append(f"{rule} ends at chance ({np.nanmean(acc):.2f}, chance {chance:.2f}): "
+                     + reason)
     return notes
 
 
