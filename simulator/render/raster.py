@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ..files import save_png
 from ..errors import SimulatorError
@@ -230,6 +231,8 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
                     va="center", fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
     ax.set(xlim=(x(start), x(stop)), ylim=(-0.5, len(rows) - 0.5), xlabel="tick",
            ylabel=rows.axis_label)
+    # whole ticks at round steps (a short run is not labelled 2.5, 7.5, ...)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, steps=[1, 2, 5, 10]))
     if rows.graph:
         _graph_rows(ax, rows, m if strip else 0)
     else:
