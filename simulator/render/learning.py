@@ -14,7 +14,7 @@ RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b
                 "ar": "#e377c2", "zil": "#bcbd22"}
 LEGEND_PT = 8
 BAND_ALPHA = 0.2
-ANGLE_PANELS = {"grad_angles": ("update vs backprop [deg]", 180,
+ANGLE_PANELS = {"grad_angles": ("update vs\nbackprop [deg]", 180,
                                 "angle of each rule's update to backprop's gradient"),
                 "angles": ("angle(W, F) [deg]", 100, "angle between W and its feedback F "
                            "(0° = backprop's F = Wᵀ)")}
@@ -54,7 +54,13 @@ def render_learning(curves, path, title="", seeds=None, layers=None, chance=None
              for key in ANGLE_PANELS if angled[key]}
     columns = list(dict.fromkeys(n for key in names for n in names[key]))
     ncols = max(2, len(columns))
-    fig = new_figure((max(8.4, 2.3 * ncols), 3.3 + 2.5 * len(names)))
+    width = max(8.4, 2.3 * ncols)
+    # the chance notes wrapped to the canvas (a character about 0.6 font sizes wide)
+    chars = int(width * 72 / (0.6 * (LEGEND_PT + 1))) - 4
+    notes = [textwrap.fill(n, chars) for n in
+             (_chance_notes(runs, chance, why or {}) if classify and chance else [])]
+    lines = sum(n.count("\n") + 1 for n in notes) + -(-len(title) // (chars + 4))  # and the title's
+    fig = new_figure((width, 3.2 + 2.5 * len(names) + 0.18 * lines))
     parts = fig.subfigures(1 + len(names), 1, height_ratios=[1.35] + [1.0] * len(names))
     parts = np.atleast_1d(parts)
     metrics = ["accuracy"] * classify + ["loss"]
@@ -68,12 +74,9 @@ def render_learning(curves, path, title="", seeds=None, layers=None, chance=None
                for rule in curves]
     if len(runs) > 1:
         handles.append(Patch(color="#777777", alpha=BAND_ALPHA, label=f"±sd, {len(runs)} seeds"))
-    notes = _chance_notes(runs, chance, why or {}) if classify and chance else []
-    # wrapped to the canvas: a character is about 0.6 font sizes wide
-    chars = int(fig.get_figwidth() * 72 / (0.6 * (LEGEND_PT + 1))) - 4
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
                fontsize=LEGEND_PT, frameon=False, title_fontsize=LEGEND_PT + 1,
-               title="\n".join(textwrap.fill(n, chars) for n in notes) or None)
+               title="\n".join(notes) or None)
     return finish(fig, path, title)
 
 
@@ -172,7 +175,7 @@ def _draw_metric(ax, runs, key, twins, chance=None):
         if chance:
             ax.axhline(chance, color="#777777", lw=0.9, ls=":", zorder=1)
             ax.annotate("chance", xy=(1.0, chance), xycoords=("axes fraction", "data"),
-                        xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom",
+                        xytext=(-3, -2), textcoords="offset points", ha="right", va="top",
                         fontsize=LEGEND_PT, color="#555555")
     ax.set(xlabel="tick", ylabel=f"test {key}")
     ax.grid(alpha=0.3)
