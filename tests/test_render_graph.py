@@ -241,7 +241,7 @@ def test_gif_draws_the_vertices_in_level_order_with_their_waves(graph, tmp_path)
     columns = [anim.neuron_pixel(v, 0)[0] for v in order]
     assert columns == sorted(columns) and len(set(columns)) == len(columns)
     assert [t.get_text() for t in anim.bars_ax.get_xticklabels()] == \
-        [str(graph["vertex_names"][v]) for v in order]
+        [shown_name(graph, v) for v in order]
     fwd, bwd = waves_present(graph)
     for i, t in enumerate(ticks):
         for v in range(len(order)):
