@@ -133,8 +133,7 @@ class WaveAnimator(IndexedFigure):
         bars.set_xlabel("" if graph else "layer", fontsize=small, labelpad=1)
         bars.tick_params(labelsize=small)
         if graph:               # vertex names, the sync set's in amber
-            names = np.asarray(self.trace["vertex_names"])[self.rows.order]
-            bars.set_xticks(range(L + 1), [str(n) for n in names], rotation=35, ha="right",
+            bars.set_xticks(range(L + 1), self.rows.names, rotation=35, ha="right",
                             fontsize=small)
             labels = bars.get_xticklabels()
             for p in self.rows.sync:
