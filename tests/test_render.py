@@ -16,7 +16,7 @@ import pytest
 from colours import classify
 from simulator.errors import SimulatorError
 from simulator.render import DEFAULT_SIZE, write_pictures
-from simulator.render import palette
+from simulator.analysis import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
 from simulator.render.plots import mismatch_figure
 from simulator.render.raster import raster_figure, raster_rgb

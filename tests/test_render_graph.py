@@ -12,7 +12,7 @@ from matplotlib.text import Text
 
 from colours import classify
 from simulator.render import write_pictures
-from simulator.render import palette
+from simulator.analysis import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
 from simulator.render.plots import mismatch_figure
 from simulator.render.raster import raster_figure

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from simulator.probes import Trace
-from simulator.render import palette, raster
+from simulator.analysis import palette
+from simulator.render import raster
 from simulator.runner import simulate_scene
 from simulator.view import trace_html
 from test_view import BACKWARD, FIG1_DEPTH, FORWARD, fig1_cells, run_and_view

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from simulator.analysis import palette as shared
-from simulator.render import palette, raster
+from simulator.analysis import palette
+from simulator.render import raster
 from simulator.runner import simulate_scene
-from simulator.view.data import decode, diffusion_payload, identity_labels
+from simulator.model.graph import delay_names
+from simulator.view.data import decode, diffusion_payload
 from test_view import BACKWARD, FORWARD, fig1_cells
 
 TICKS = 30
@@ -78,8 +80,8 @@ def test_payload_carries_the_one_palette():
 def test_rows_are_named_from_the_scene(traces, tmp_path):
     rows = diffusion_payload(traces["levelled"])["views"][0]["rows"]
     labels = {row["name"]: row["label"] for row in rows}
-    assert labels["_id_r_1_0"] == "h1 delay 1 (2)"
-    assert labels["_id_r_1_1"] == "h1 delay 2 (3)"
+    assert labels["_id_r_1_0"] == "h1 +1 tick (2)"
+    assert labels["_id_r_1_1"] == "h1 +2 ticks (3)"
     assert labels["r"] == "r (4)" and labels["out"] == "out (5)"
     assert [row["identity"] for row in rows].count(True) == 2
     assert not any("_id_" in row["label"] for row in rows)
@@ -97,9 +99,11 @@ def test_rows_are_named_from_the_scene(traces, tmp_path):
     assert [row["label"] for row in unnamed] == [str(l) for l in range(10)]
 
 
-def test_identity_labels_follow_the_edges_to_the_source():
+def test_identity_vertices_are_named_as_delays_of_their_source():
+    """The one naming the PNGs and the viewer share (model.graph.delay_names)."""
     names = ["input", "a", "_id_b_0_0", "_id_b_0_1", "_id_b_0_2", "b", "_id_x_0_0"]
     pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (1, 5), (0, 6)]
-    assert identity_labels(names, pairs) == {2: "a delay 1", 3: "a delay 2", 4: "a delay 3",
-                                             6: "input delay 1"}
-    assert identity_labels(["input", "_id_q_1_2"], []) == {1: "delay 3 before q"}
+    assert delay_names(names, pairs) == ["input", "a", "a +1 tick", "a +2 ticks",
+                                         "a +3 ticks", "b", "input +1 tick"]
+    assert delay_names(["input", "_id_q_1_2"], []) == ["input", "+3 ticks before q"]
+    assert delay_names(["input", "_id_q_1_0"], []) == ["input", "+1 tick before q"]

@@ -109,7 +109,7 @@ def test_hover_box_hides_when_the_mode_changes(browser, pages):
     viewport(browser, 1280, 720)
     open_page(browser, pages["levelled"][0])
     hover = hover_cell(browser, 8, 3)
-    assert hover.is_displayed() and "h1 delay 1 (2)" in hover.text, hover.text
+    assert hover.is_displayed() and "h1 +1 tick (2)" in hover.text, hover.text
     for control, value in (("colour", "tag"), ("rastermode", "x:1"), ("rastermode", "layers"),
                            ("curve", "mismatch_rel")):
         hover = hover_cell(browser, 8, 3)

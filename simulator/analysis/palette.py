@@ -2,7 +2,7 @@
 forward wave's level (red) and the backward wave's (blue), in [0, 1] (0: absent),
 both present mixing to purple (the paper's "red-blue neurons"); levels come from
 magnitudes (one scale per layer for the run, so nothing flickers) or frame tags.
-The one palette of the PNGs, GIFs (render/, via render.palette) and view.html (view/).
+The one palette of the PNGs, GIFs (render/) and view.html (view/).
 """
 import numpy as np
 

@@ -18,6 +18,30 @@ from .layers import ACTIVATIONS, KINDS, Layer, Unfit
 from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
 
 
+IDENTITY_PREFIX = "_id_"        # the identity vertices Model.level inserts
+
+
+def delay_names(names, edges):
+    """``names`` with each of levelling's identity vertices named as a delay of its
+    source, the first vertex up its chain of identities that is not one ("h +1 tick",
+    "h +2 ticks"); without edges to follow, from its own name ("+3 ticks before q")."""
+    parent = {int(c): int(p) for p, c in edges}
+    out = []
+    for v, name in enumerate(names):
+        u, hops = v, 0
+        while names[u].startswith(IDENTITY_PREFIX) and u in parent and hops < len(names):
+            u, hops = parent[u], hops + 1
+        if not name.startswith(IDENTITY_PREFIX):
+            out.append(name)
+        elif hops and not names[u].startswith(IDENTITY_PREFIX):
+            out.append(f"{names[u]} +{hops} tick" + "s" * (hops > 1))
+        else:                   # _id_<child>_<k>_<step>: step 0 is one tick after the source
+            child, _, step = name[len(IDENTITY_PREFIX):].rstrip("_").rpartition("_")
+            child = child.rpartition("_")[0] or child
+            k = int(step) + 1 if step.isdigit() else "?"
+            out.append(f"+{k} tick{'s' * (k != 1)} before {child}")
+    return out
+
 @dataclass(frozen=True, eq=False)
 class Vertex:
     """One vertex: ``parents`` are indices in ``from`` order (may repeat),
@@ -309,7 +333,7 @@ class Model:
             parents = []
             for k, p in enumerate(self.parents(v.name)):
                 for step in range(lv[v.name] - lv[p] - 1):
-                    name = f"_id_{v.name}_{k}_{step}"
+                    name = f"{IDENTITY_PREFIX}{v.name}_{k}_{step}"
                     while name in taken:
                         name += "_"
                     taken.add(name)

@@ -5,7 +5,8 @@ amber, mismatch bars and a cursor over the raster, painted over a static figure.
 import numpy as np
 from matplotlib.patches import Patch
 
-from . import gifstream, palette
+from . import gifstream
+from ..analysis import palette
 from .indexed import (CURSOR, DEFAULT_FPS, DEFAULT_SIZE, FONT, GRAY_BAR, MAX_FRAMES,
                       NOT_A_NEURON, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)

@@ -11,7 +11,8 @@ from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
 from ..analysis.locking import schedules
-from . import gifstream, palette, save_png
+from . import gifstream, save_png
+from ..analysis import palette
 from .axes import integer_ticks, new_figure
 from .indexed import IndexedPalette, check_size, frame_limit, frame_step, gif_duration
 from .lint import mark_categorical

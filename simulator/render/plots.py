@@ -8,7 +8,7 @@ from matplotlib.colors import Normalize
 
 from ..files import save_png
 from ..analysis.sync import steady_window
-from . import palette
+from ..analysis import palette
 from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
 from .rows import picture_rows
 from .axes import (fit_suptitle, floored, integer_ticks, log_axis, new_figure, no_data,

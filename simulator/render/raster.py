@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..files import save_png
 from ..errors import SimulatorError
-from . import palette
+from ..analysis import palette
 from .lint import mark_categorical
 from .rows import picture_rows
 
@@ -28,7 +28,6 @@ SKIP_COLOUR, EDGE_COLOUR, IDENTITY_COLOUR = "#222222", "#9a9a9a", "#777777"
 # ticks are shown); a fast stream's one-tick stripes need cells closer to square.
 MIN_TICK_PX, MIN_STRIPE_TICK_PX = 5, 8
 SYNC_AT, SYNC_WIDTH = 0.25, 1.6    # sync overlay: height in its row (0 = bottom), points
-TAG_LEAN = 1.8           # tag colouring: hue of a mixed cell leans toward its stronger wave
 # g is backprop's gradient where its relative error is at most this (as kinds.diffusion's)
 EXACT_REL = {"float64": 1e-6, "float32": 1e-3}
 EXACT_MARK = dict(marker="D", markersize=5.5, markerfacecolor="white", markeredgecolor="#111111",
@@ -85,14 +84,8 @@ def layer_scales(trace):
 
 
 def tag_period(trace, step=1):
-    """Tag stripes of a panel drawing every ``step``-th row: every p-th frame, or 0 (shades
-    cycle) where frames span palette.WIDE_BAND columns or more."""
-    frames = np.asarray(trace["stream_frame"])
-    changes = int(np.count_nonzero(np.diff(frames))) if len(frames) > 1 else 0
-    columns = len(frames) / (changes + 1) / max(int(step), 1)
-    if columns >= palette.WIDE_BAND:
-        return 0
-    return max(palette.WIDE_BAND, int(np.ceil(palette.STRIPE_SPACING / max(columns, 1e-9))))
+    """Tag stripes of a panel drawing every ``step``-th row (palette.tag_period)."""
+    return palette.tag_period(trace["stream_frame"], step)
 
 
 def sync_cells(trace, ticks=None, layers=None):
@@ -140,7 +133,7 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
         d_frames = trace.stream_frames_of(np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
         rgb = palette.mix(palette.tag_levels(x_frames, fwd[cells], period),
                           palette.tag_levels(d_frames, bwd[cells], period),
-                          strength="mean", lean=TAG_LEAN)
+                          strength="mean", lean=palette.TAG_LEAN)
     else:
         raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
     return np.transpose(rgb, (1, 0, 2))

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine.tick import synchronized_layers
+from ..model.graph import IDENTITY_PREFIX, delay_names
 
 INPUT = "input"
-IDENTITY_PREFIX = "_id_"
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,6 @@ def picture_rows(trace):
                 "sync set", graph=True, edges=edges,
                 identity=tuple(names[v].startswith(IDENTITY_PREFIX) for v in order),
                 axis_label="vertex (level)", names=[shown[v] for v in order])
-
-
-def delay_names(names, edges):
-    """``names`` with each identity vertex named as a delay of its source, the first
-    vertex up its chain of identities that is not one: "h +1 tick", "h +2 ticks"."""
-    parent = {c: p for p, c in edges}
-    out = []
-    for v, name in enumerate(names):
-        hops = 0
-        while names[v].startswith(IDENTITY_PREFIX) and v in parent and hops < len(names):
-            v, hops = parent[v], hops + 1
-        out.append(name if not hops else f"{names[v]} +{hops} tick" + "s" * (hops > 1))
-    return out
 
 
 def graph_edges(trace, names):

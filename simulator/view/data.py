@@ -11,6 +11,7 @@ from ..analysis import palette
 from ..errors import SimulatorError
 from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
 from ..engine.tick import synchronized_layers
+from ..model.graph import IDENTITY_PREFIX, delay_names
 
 FORMAT = 1
 MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
@@ -18,7 +19,6 @@ MAX_NEURONS = 64               # neurons per layer embedded at most
 MIN_NEURONS = 8                # neurons per layer kept before ticks are thinned
 MAX_STATE_VALUES = 1_500_000   # x and δ values embedded at most (float32: ~8 MB base64)
 VIEWABLE = ("diffusion", "ar_converge", "pc_wave")
-IDENTITY_PREFIX = "_id_"       # levelling's identity vertices (Model.level)
 WAVE_ETA = 0.1                 # the relaxation rate shown first (as relaxation_wave.png)
 _DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
 
@@ -106,26 +106,6 @@ def layer_names(trace, meta=None):
     return [str(l) for l in range(n)]
 
 
-def identity_labels(names, pairs):
-    """{column: "<source> delay <k>"} of levelling's identity vertices ("_id_..."):
-    the k-th identity after the first real vertex up the edges ``pairs``."""
-    parent = {int(c): int(p) for p, c in pairs}
-    out = {}
-    for v, name in enumerate(names):
-        k, u = 0, v
-        while names[u].startswith(IDENTITY_PREFIX) and u in parent and k <= len(names):
-            k, u = k + 1, parent[u]
-        if not name.startswith(IDENTITY_PREFIX):
-            continue
-        if not names[u].startswith(IDENTITY_PREFIX):
-            out[v] = f"{names[u]} delay {k}"
-        else:                     # no edges to follow: _id_<child>_<k>_<step> names the edge
-            child, _, step = name[len(IDENTITY_PREFIX):].rstrip("_").rpartition("_")
-            child = child.rpartition("_")[0] or child
-            out[v] = f"delay {int(step) + 1 if step.isdigit() else '?'} before {child}"
-    return out
-
-
 def diffusion_rows(trace, meta=None):
     """(rows bottom first, sync label, edges [parent row, child row, level gap]):
     layers 0..L with ls (Eq. 6; the two closest layers for even L), or a graph's
@@ -148,9 +128,10 @@ def diffusion_rows(trace, meta=None):
     order = sorted(range(n), key=lambda v: (levels[v], v))
     position = {v: r for r, v in enumerate(order)}
     pairs = np.asarray(trace["vertex_edges"]).reshape(-1, 2) if "vertex_edges" in trace else []
-    delays = identity_labels(names, pairs)
-    rows = [{"name": names[v], "label": f"{delays.get(v, names[v])} ({levels[v]})",
-             "column": v, "level": levels[v], "sync": bool(flags[v]), "identity": v in delays}
+    shown = delay_names(names, pairs)
+    rows = [{"name": names[v], "label": f"{shown[v]} ({levels[v]})", "column": v,
+             "level": levels[v], "sync": bool(flags[v]),
+             "identity": names[v].startswith(IDENTITY_PREFIX)}
             for v in order]
     return rows, "sync set", [[position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]]
                               for p, c in pairs]
