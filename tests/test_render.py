@@ -260,3 +260,23 @@ def test_decimated_rows_are_drawn_at_their_ticks():
     row = 75
     assert trace["tick"][row] == 300
     assert anim.render(row).shape == (DEFAULT_SIZE[1], DEFAULT_SIZE[0], 3)
+
+
+def test_show_displays_a_png_in_a_kernel_and_nothing_elsewhere(monkeypatch):
+    """render.show: no kernel, nothing happens; in a kernel one PNG is displayed, and a
+    pyplot figure is closed after it (so the inline backend does not show it again)."""
+    ipython = pytest.importorskip("IPython")
+    import IPython.display
+    import matplotlib.pyplot as plt
+    from simulator import render
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setattr(ipython, "get_ipython", lambda: None)
+    fig = plt.figure()
+    assert render.show(fig) is None and shown == []
+    monkeypatch.setattr(ipython, "get_ipython", lambda: object())
+    render.show(fig)
+    assert len(shown) == 1 and shown[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
+    with pytest.raises(SimulatorError, match="fig"):
+        render.show("not a figure")

@@ -38,32 +38,11 @@
 # presented with the current input).
 
 # %%
-import io
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 import simulator
 from simulator import render
-
-
-def show(fig, name):
-    """Display ``fig`` in a notebook; also save it as NAME.png in the folder
-    $TICKPROP_TUTORIAL_FIGURES when that is set (never into the repository)."""
-    folder = os.environ.get("TICKPROP_TUTORIAL_FIGURES")
-    if folder:
-        fig.savefig(os.path.join(folder, f"01_{name}.png"), dpi=90)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
-        fig.savefig(png, format="png", dpi=100)
-        display(Image(png.getvalue()))
-    plt.close(fig)
 
 # %% [markdown]
 # ## Constant input: the paper's Fig. 1
@@ -134,7 +113,7 @@ ax.annotate("tick 4: g at ls pairs x[4] and δ[5]", xy=(4, 4.5), xytext=(3.6, 8.
 ax.set(xlabel="tick", ylabel="layer", yticks=range(L + 1), xlim=(-0.3, L + 0.3),
        title="The two fronts of fig1_constant (from its tags)")
 ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-show(fig, "fronts")
+render.show(fig)
 
 # %% [markdown]
 # The same run drawn by tickprop's own raster (`render.waves`, the picture
@@ -145,7 +124,7 @@ show(fig, "fronts")
 # x and a δ of one stream frame.
 
 # %%
-show(render.waves(trace), "fig1_waves")
+render.show(render.waves(trace))
 
 # %% [markdown]
 # ### When the estimate becomes backprop
@@ -166,7 +145,7 @@ print("first exact tick, layers 1..L:", first_exact)
 assert first_exact == [2 * L - l for l in range(1, L + 1)]
 assert max(first_exact) == 2 * L - 1 == 17
 assert np.nanmax(rel[2 * L - 1:]) < 1e-8
-show(render.mismatch(trace), "fig1_mismatch")
+render.show(render.mismatch(trace))
 
 # %% [markdown]
 # ## Slow input: the paper's Fig. 2
@@ -179,7 +158,7 @@ show(render.mismatch(trace), "fig1_mismatch")
 
 # %%
 slow = simulator.simulate("fig2_slow")
-show(render.waves(slow, windows=[(0, 40), (300, 400)]), "fig2_waves")
+render.show(render.waves(slow, windows=[(0, 40), (300, 400)]))
 
 # %% [markdown]
 # Layer l pairs x[t,l−1], which carries the frame of tick t − (l − 1), with
@@ -211,7 +190,7 @@ assert settled.min() > 1 - 1e-9
 
 # %%
 fast = simulator.simulate("fig3_fast")
-show(render.waves(fast), "fig3_waves")
+render.show(render.waves(fast))
 
 # %%
 cos = fast["mismatch_cos"][2 * L:]
@@ -231,7 +210,7 @@ ax.bar(np.arange(1, L + 1), mean_cos, color=["orange" if l == ls else "grey"
 ax.axhline(0, color="black", lw=0.8)
 ax.set(xlabel="layer l", ylabel="mean cos(g, backprop)", xticks=range(1, L + 1),
        title="fig3_fast: only ls = 5 keeps part of the gradient's direction")
-show(fig, "fig3_cosine")
+render.show(fig)
 
 # %% [markdown]
 # ls is only *approximately* right here (mean cosine about 0.35): with tanh

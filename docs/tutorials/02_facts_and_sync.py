@@ -37,33 +37,12 @@
 # nothing of tickprop's own gradient code is used as the oracle.
 
 # %%
-import io
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 import simulator
-from simulator import Engine, Model, reference
+from simulator import Engine, Model, reference, render
 from simulator.analysis.sync import format_sync, sync_report
-
-
-def show(fig, name):
-    """Display ``fig`` in a notebook; also save it as NAME.png in the folder
-    $TICKPROP_TUTORIAL_FIGURES when that is set (never into the repository)."""
-    folder = os.environ.get("TICKPROP_TUTORIAL_FIGURES")
-    if folder:
-        fig.savefig(os.path.join(folder, f"02_{name}.png"), dpi=90)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
-        fig.savefig(png, format="png", dpi=100)
-        display(Image(png.getvalue()))
-    plt.close(fig)
 
 # %% [markdown]
 # ## The oracle: backprop by hand
@@ -140,7 +119,7 @@ for l in (1, 3, 5, 7, 9):
 ax.axvline(2 * L - 1, color="grey", ls=":")
 ax.set(xlabel="tick", ylabel="‖g − ∇‖ / ‖∇‖", title="Fact A: layer l exact from 2L − l")
 ax.legend(fontsize=8, loc="center left")
-show(fig, "fact_a")
+render.show(fig)
 
 # %% [markdown]
 # Why 2L − l? The forward wave reaches the output at tick L, so the first real
@@ -239,7 +218,7 @@ im = ax.imshow(np.log10(np.maximum(d_errors.T, 1e-17)), aspect="auto", origin="l
 fig.colorbar(im, label="log10 rel. error vs frame t − 4")
 ax.set(xlabel="tick", ylabel="layer", yticks=range(1, L + 1),
        title="Fact D: white noise, linear layers and loss: only ls = 5 is exact")
-show(fig, "fact_d")
+render.show(fig)
 
 # %% [markdown]
 # Put back tanh layers (or the mse loss) and ls is only approximately right:

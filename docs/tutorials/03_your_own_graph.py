@@ -44,32 +44,12 @@
 
 # %%
 import itertools
-import io
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 import simulator
 from simulator import Engine, Model, reference, render, sync_set
-
-
-def show(fig, name):
-    """Display ``fig`` in a notebook; also save it as NAME.png in the folder
-    $TICKPROP_TUTORIAL_FIGURES when that is set (never into the repository)."""
-    folder = os.environ.get("TICKPROP_TUTORIAL_FIGURES")
-    if folder:
-        fig.savefig(os.path.join(folder, f"03_{name}.png"), dpi=90)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
-        fig.savefig(png, format="png", dpi=100)
-        display(Image(png.getvalue()))
-    plt.close(fig)
 
 # %% [markdown]
 # ## A graph of your own
@@ -184,9 +164,9 @@ scene = {"description": "tutorial 3: conv + residual graph, constant input",
          "stream": {"kind": "constant"}, "rule": {"supervision_delay": 0},
          "run": {"ticks": 30, "seed": 0}}
 plain = simulator.simulate(scene)
-show(render.waves(plain), "waves_unlevelled")
+render.show(render.waves(plain))
 lev_trace = simulator.simulate(scene, {"network.levelled": True})
-show(render.waves(lev_trace), "waves_levelled")
+render.show(render.waves(lev_trace))
 
 # %% [markdown]
 # The tags say the same in numbers: at the last tick r's x holds frames from
@@ -303,7 +283,7 @@ h2_err = errs[:, keys.index("h2.W")].max()
 ax.annotate(f"h2: {h2_err:.0e}" if h2_err else "h2: exactly 0", (keys.index("h2.W"), 1e-16),
             ha="center", fontsize=9)
 ax.set(ylabel="worst ‖g − ∇‖/‖∇‖", title="D′: white noise, linear graph: only h2 is exact")
-show(fig, "sync_set")
+render.show(fig)
 
 # %% [markdown]
 # **What we checked.** Levelling adds two identity vertices and leaves

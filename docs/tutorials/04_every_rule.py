@@ -51,33 +51,15 @@
 # from the frame on screen.
 
 # %%
-import io
 import os
 
 import matplotlib.pyplot as plt
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from simulator import render
 from simulator.api import resolve
 from simulator.experiments.training import train_all
-
-
-def show(fig, name):
-    """Display ``fig`` in a notebook; also save it as NAME.png in the folder
-    $TICKPROP_TUTORIAL_FIGURES when that is set (never into the repository)."""
-    folder = os.environ.get("TICKPROP_TUTORIAL_FIGURES")
-    if folder:
-        fig.savefig(os.path.join(folder, f"04_{name}.png"), dpi=90)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
-        fig.savefig(png, format="png", dpi=100)
-        display(Image(png.getvalue()))
-    plt.close(fig)
 
 
 # The shipped scene trains 4,800 ticks on 3 seeds (about 110 CPU-seconds).
@@ -139,7 +121,7 @@ ax.text(TICKS * 0.3, 0.11, "chance", fontsize=8, color="grey")
 ax.set(xlabel="tick", ylabel="held-out accuracy", ylim=(0, 1),
        title=f"compare_rules_model, seed {seed}, {TICKS} ticks")
 ax.legend(fontsize=8, ncol=2, loc="lower right")
-show(fig, "accuracy")
+render.show(fig)
 
 # %% [markdown]
 # ## The table
@@ -200,7 +182,7 @@ ax.axhline(0.1, color="grey", ls=":", lw=1)
 ax.set(ylabel="final held-out accuracy", ylim=(0, 1),
        title=f"after {TICKS} ticks (one seed: no ranking among the bio rules is claimed)")
 ax.tick_params(axis="x", labelsize=8)
-show(fig, "final")
+render.show(fig)
 
 # %% [markdown]
 # **Reading the numbers.** One seed and a few hundred ticks rank nothing:

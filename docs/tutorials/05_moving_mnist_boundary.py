@@ -37,7 +37,6 @@
 # 'tickprop[data]'`); nothing is downloaded.
 
 # %%
-import io
 import os
 
 import matplotlib.pyplot as plt
@@ -46,24 +45,6 @@ from threadpoolctl import threadpool_limits
 
 import simulator
 from simulator import render
-
-
-def show(fig, name):
-    """Display ``fig`` in a notebook; also save it as NAME.png in the folder
-    $TICKPROP_TUTORIAL_FIGURES when that is set (never into the repository)."""
-    folder = os.environ.get("TICKPROP_TUTORIAL_FIGURES")
-    if folder:
-        fig.savefig(os.path.join(folder, f"05_{name}.png"), dpi=90)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
-        fig.savefig(png, format="png", dpi=100)
-        display(Image(png.getvalue()))
-    plt.close(fig)
 
 
 QUICK = os.environ.get("TICKPROP_TUTORIAL_QUICK") == "1"
@@ -91,7 +72,7 @@ for ax, t in zip(axes, (0, 20, 40, 60)):
     ax.imshow(frames[t], cmap="gray_r", vmin=0, vmax=1)
     ax.set(title=f"tick {t}", xticks=[], yticks=[])
 fig.suptitle("the input layer: an MNIST digit moving 0.5 px per tick")
-show(fig, "digit")
+render.show(fig)
 
 # the digit moves: its centre of mass travels 0.5 px a tick (bilinear drawing)
 rows, cols = np.indices(CANVAS)
@@ -106,7 +87,7 @@ assert abs(step - 0.5) < 0.02
 # magnitude changes smoothly because the picture changes only a little a tick.
 
 # %%
-show(render.waves(trace, windows=[(0, 64)]), "waves_moving")
+render.show(render.waves(trace, windows=[(0, 64)]))
 
 # %% [markdown]
 # ## Fact A on a real image
@@ -196,7 +177,7 @@ ax.set_yticks(range(len(DEPTHS)), DEPTHS)
 ax.set(xlabel="speed (pixels per tick)", ylabel="depth L",
        title=f"Fact E in motion ({TICKS} ticks, {len(SEEDS)} seed{'s' * (len(SEEDS) > 1)})")
 ax.legend(fontsize=8, loc="lower left")
-show(fig, "phase")
+render.show(fig)
 limit.restore_original_limits()
 
 # %% [markdown]

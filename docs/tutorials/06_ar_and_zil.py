@@ -39,33 +39,12 @@
 # against finite differences, on the conv + residual graph of tutorial 3.
 
 # %%
-import io
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulator import Model, reference
+from simulator import Model, reference, render
 from simulator.rules.predictive_coding import il_model, zil_model
 from simulator.rules.relaxation import model_weight_gradients, relax_model
-
-
-def show(fig, name):
-    """Display ``fig`` in a notebook; also save it as NAME.png in the folder
-    $TICKPROP_TUTORIAL_FIGURES when that is set (never into the repository)."""
-    folder = os.environ.get("TICKPROP_TUTORIAL_FIGURES")
-    if folder:
-        fig.savefig(os.path.join(folder, f"06_{name}.png"), dpi=90)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        png = io.BytesIO()             # a PNG, whether pyplot made the figure or not
-        fig.savefig(png, format="png", dpi=100)
-        display(Image(png.getvalue()))
-    plt.close(fig)
 
 
 LAYERS = [
@@ -134,7 +113,7 @@ ax.text(longest["conv"] + 0.5, 1e-3, "longest path\nconv → out", fontsize=8)
 ax.set(xlabel="relaxation ticks K", ylabel="max ‖ΔW − ∇‖/‖∇‖ (1e-17 = 0)",
        title="Activation Relaxation converges to backprop")
 ax.legend(fontsize=8)
-show(fig, "ar_convergence")
+render.show(fig)
 
 # %% [markdown]
 # At η_x = 1 a tick copies the children's VJPs into each vertex: the error is
@@ -223,7 +202,7 @@ im = ax.imshow(np.log10(np.where(wave > 0, wave, np.nan)).T, origin="lower", asp
 fig.colorbar(im, label="log10 ‖ε‖ (white: exactly 0)")
 ax.set(xlabel="inference ticks done", ylabel="distance to the output",
        title="Z-IL on the levelled graph: the error front")
-show(fig, "zil_wave")
+render.show(fig)
 
 # %% [markdown]
 # ## IL: slow, and only with fixed predictions
@@ -255,7 +234,7 @@ ax.axhline(max(gaps[True], 1e-16), color="black", ls="--",
 ax.set(xlabel="inference ticks T (γ = 0.1)", ylabel="max ‖Δθ + lr∇‖/‖lr∇‖",
        title="one update against backprop's SGD step")
 ax.legend(fontsize=8)
-show(fig, "il")
+render.show(fig)
 
 # %% [markdown]
 # **What we checked** (against `reference.backprop` on a conv + residual graph,
