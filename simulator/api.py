@@ -15,6 +15,10 @@ from .probes import Trace
 from .runner import Prepared
 from .scene import apply_overrides, load, validate
 from .kinds.base import TYPED_OPTIONS
+from .view import trace_html
+
+# A Trace's notebook view is the viewer (a floor above probes/): wired here, at the top.
+Trace.html_viewer = staticmethod(trace_html)
 
 
 def resolve(scene_or_path, overrides=None, **more):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
 
-import cli
+from simulator.command import main as tickprop
 import simulator
 from simulator import render
 from simulator.probes import Trace
@@ -22,7 +22,7 @@ def cwd(tmp_path, monkeypatch):
 
 
 def cli_run(*args):
-    res = CliRunner().invoke(cli.main, ["run", *args, "--quiet"])
+    res = CliRunner().invoke(tickprop, ["run", *args, "--quiet"])
     assert res.exit_code == 0, res.output + res.stderr
     return res
 

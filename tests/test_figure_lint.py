@@ -24,7 +24,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-import cli
+from simulator.command import main as tickprop
 from simulator import files
 from figure_lint import lint_figure
 from simulator.render.lint import mark_categorical, mark_keyed
@@ -132,7 +132,7 @@ def test_every_figure_of_a_shipped_scene_passes_the_lint(name, linted, tmp_path,
     else:
         args = ["run", os.path.join(ROOT, "scenes", f"{name}.toml"), "--out", out, "--quiet",
                 "--no-gif", *REDUCED[name]]
-    res = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    res = CliRunner().invoke(tickprop, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     written = sorted(os.path.relpath(p, out)
                      for p in glob.glob(os.path.join(out, "**", "*.png"), recursive=True))

@@ -32,7 +32,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cli
+from simulator.command import main as tickprop
 from simulator import scene as scenes
 from simulator.scene import fields
 from simulator.errors import SceneError
@@ -166,7 +166,7 @@ def candidates(path, section, key):
 
 def run_cli(args):
     runner = CliRunner()
-    return runner.invoke(cli.main, args)
+    return runner.invoke(tickprop, args)
 
 
 def check_outcome(result, out, what):

@@ -93,7 +93,7 @@ class Trace:
                               f"trace has {', '.join(names) or 'none'} (trace.schema() says "
                               "what each holds)")
 
-    html_viewer = None     # simulator.view.trace_html, wired by the package (the top floor)
+    html_viewer = None     # simulator.view.trace_html, wired by simulator.api (the top floor)
 
     def _repr_html_(self):
         """The time-travel viewer of this trace, for notebooks (None: plain repr)."""
