@@ -34,7 +34,7 @@ __all__ = ["Engine", "GraphEngine", "Model", "Network", "reference", "simulate",
 def __getattr__(name):
     if name not in _HOME:
         raise AttributeError(f"module 'simulator' has no attribute {name!r}")
-    importlib.import_module(".api", __name__)      # wires Trace's notebook viewer
+    importlib.import_module(".view", __name__)     # wires Trace's notebook viewer
     value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     globals()[name] = value
     return value
