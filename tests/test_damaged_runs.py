@@ -436,8 +436,8 @@ def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(tmp_path, delay):
     (Before the interpreter runs any of tickprop's code -- its first ~20 ms --
     Ctrl-C is Python's own.)"""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "simulator", "run", "fig3_fast", "--ticks", "3000",
-                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "run", "fig3_fast", "--ticks",
+                             "3000", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not numpy_loaded(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
@@ -582,7 +582,8 @@ def test_a_fifo_or_a_deep_nesting_among_sweep_points_is_computed_again(tmp_path)
     scene_path = tmp_path / "two.toml"
     scene_path.write_text(SWEEP)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "simulator", "sweep", str(scene_path), "--out", str(out), "--quiet"]
+    args = [sys.executable, "-m", "simulator", "sweep", str(scene_path), "--out", str(out),
+            "--quiet"]
     assert subprocess.run(args, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
     points = sorted((out / "points").iterdir())
     assert len(points) == 2

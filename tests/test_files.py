@@ -317,8 +317,8 @@ def test_leftovers_of_a_sigkilled_run_are_removed_by_the_next_run(tmp_path):
         proc.kill()
         proc.wait()
     assert [n for n in os.listdir(tmp_path) if n.startswith(".X.tmp-")]
-    res = subprocess.run([sys.executable, "-m", "simulator", "run", "fig3_fast", *QUICK, "--out", "X"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "simulator", "run", "fig3_fast", *QUICK,
+                          "--out", "X"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert os.listdir(tmp_path) == ["X"]
 
@@ -535,8 +535,8 @@ def test_sigterm_is_a_clean_exit(tmp_path, scene, wait_for_tmp):
     temporary folder appeared: events, not a sleep, so load cannot make the
     signal land while Python still starts): one line, 143, nothing left."""
     env = dict(os.environ, PYTHONPATH=REPO)
-    first = subprocess.run([sys.executable, "-m", "simulator", "run", "fig3_fast", *QUICK, "--out", "X"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    first = subprocess.run([sys.executable, "-m", "simulator", "run", "fig3_fast", *QUICK,
+                            "--out", "X"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     before = snapshot(tmp_path / "X")
     long = (["--ticks", "200000", "--set", "record.states=false", "--no-gif", "--no-png"]

@@ -472,7 +472,8 @@ def test_a_garbage_scheduler_is_one_error_line(tmp_path, monkeypatch, address):
     from simulator.command import main as tickprop
     monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, "sched")
-    res = CliRunner().invoke(tickprop, ["sweep", path, "--scheduler", address, "--out", "sw", "--quiet"])
+    res = CliRunner().invoke(tickprop, ["sweep", path, "--scheduler", address, "--out", "sw",
+                                        "--quiet"])
     assert res.exit_code == 2, res.output
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: --scheduler")
     assert "HOST:PORT" in res.stderr and not os.path.exists("sw")
