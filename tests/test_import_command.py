@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-import cli
+from simulator import command
 from simulator import Model
 from simulator.build import build_network
 from simulator.errors import SceneError
@@ -71,7 +71,7 @@ def user_file(tmp_path):
 
 
 def run(runner, *args):
-    return runner.invoke(cli.main, [str(a) for a in args])
+    return runner.invoke(command.main, [str(a) for a in args])
 
 
 def torch_net(torch, user_file, seed=0):
