@@ -158,7 +158,7 @@ def test_set_strings_give_the_same_run_as_a_dict_and_keywords():
 
 
 NETWORK_KEYS = ("depth, width, inputs, outputs, sizes, hidden, output, scale, bias_scale, "
-                "layers, input_shape, levelled")
+                "layers, input_shape, levelled, parameters")
 
 
 @pytest.mark.parametrize("overrides, message", [
