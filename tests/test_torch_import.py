@@ -229,6 +229,9 @@ REFUSALS = {
                                l=nn.Linear(2, 2)), (4,), ["'chunk'", "several tensors"]),
     "parameter_read": (Lambda(lambda s, x: s.l(x) + s.l.weight.sum(), l=nn.Linear(3, 3)), (3,),
                        ["op get_attr"]),
+    "spatial_flatten_without_tokens": (
+        Lambda(lambda s, x: s.l(s.c(x).flatten(2)), c=nn.Conv2d(1, 2, 2, stride=2),
+               l=nn.Linear(4, 3)), (1, 4, 4), ["flatten of the spatial axes", "(tokens)"]),
 }
 
 
@@ -320,13 +323,19 @@ def round_trip_folded(module, shape, rng):
 
 def test_vit_block_imports_exactly(rng):
     torch.manual_seed(9)
-    images = rng.normal(size=(2, 28, 28))
-    x = EX.patches(images)
-    assert np.array_equal(x[1, 5], images[1, 7:14, 7:14].ravel())      # patch (1, 1)
-    model, _ = round_trip(EX.ViTBlock(), (16, 49), rng, batch=2)
+    model, u = round_trip(EX.ViTBlock(), (1, 28, 28), rng, batch=2)
     kinds = [v.kind for v in model.vertices[1:]]
+    assert kinds[:2] == ["conv2d", "tokens"] and model.vertices[2].shape == (16, 16)
     assert kinds.count("matmul") == 2 and kinds.count("softmax") == 1
     assert kinds.count("add") == 2 and kinds[-1] == "dense"
+    # token 5 is position (1, 1): the embedding of the 7x7 patch u[:, 0, 7:14, 7:14]
+    emb, tokens = (R.forward(model, u)[n] for n in model.names[1:3])
+    W, b = model.parameters()[f"{model.names[1]}.W"], model.parameters()[f"{model.names[1]}.b"]
+    patch = u[1, 0, 7:14, 7:14]
+    np.testing.assert_allclose(tokens[1, 5], np.einsum("dij,ij->d", W[:, 0], patch) + b,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(tokens[1, 5], emb[1, :, 1, 1])
+
 
 
 @pytest.mark.parametrize("net", ["lenet5", "resnet8", "vit"])

@@ -269,9 +269,6 @@ def write_scene(model, info, out, kind="diffusion"):
               f"parameters in {npz_name} (float64)"] + list(model.import_report)
     if err is not None:
         report.append(f"max |model - torch| on a seeded batch of {BATCH}: {err:.2g}")
-    if model.input_shape == (16, 49) and sections["stream"]["kind"] == "dataset":
-        report.append("the stream gives each digit's 784 pixels row-major as (16, 49): "
-                      "tokens are 49-pixel strips, not 7x7 patches (no stream cuts patches)")
     description = (f"{info['source']} imported by tickprop import: "
                    f"{len(model) - 1} layers on {'x'.join(map(str, model.input_shape))}")
     text = scene_text(sections, kind, description, report)

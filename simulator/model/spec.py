@@ -97,6 +97,7 @@ FIELDS = {
     "pool": {"size": (MISSING, _pair(1)), "stride": (None, _pair(1)),
              "mode": ("avg", _choice(("avg", "max")))},
     "flatten": {},
+    "tokens": {},
     "add": {"activation": ("linear", _ACT)},
     "identity": {},
     "linear": {"units": (MISSING, _int(1)), "bias": (True, _bool),

@@ -125,7 +125,8 @@ def from_torch(cls, module, example_input):
 
 class _Mapper:
     """One pass over the FX nodes: ``entry[node]`` is the vertex name it computes,
-    or ("T", name) for a transposed view that only a matmul may read."""
+    ("T", name) for a transposed view that only a matmul may read, or ("S", name) for a
+    flatten of the spatial axes that only a transpose(1, 2) (to tokens) may read."""
 
     def __init__(self, torch, gm):
         self.torch, self.nn, self.gm = torch, torch.nn, gm
@@ -146,6 +147,9 @@ class _Mapper:
             raise _Refuse(node, f"argument {arg!r} is not a tensor the model computes "
                           "(constants, parameters and buffers used directly do not map)")
         e = self.entry[arg]
+        if isinstance(e, tuple) and e[0] == "S":
+            raise _Refuse(node, f"it reads {arg.name!r}, a flatten of the spatial axes; that "
+                          "maps only as x.flatten(2).transpose(1, 2) (tokens)")
         if isinstance(e, tuple):
             raise _Refuse(node, f"it reads the transpose {arg.name!r}; a transpose maps only "
                           "as the second factor of a matmul")
@@ -356,6 +360,9 @@ class _Mapper:
 
     def flatten(self, node, x):
         s, o = _shape(x), _shape(node)
+        if s is not None and len(s) == 4 and o == (s[0], s[1], s[2] * s[3]):
+            self.entry[node] = ("S", self.vertex(node, x))    # tokens, once transposed
+            return
         if s is None or o is None or o != (s[0], int(np.prod(s[1:]))):
             raise _Refuse(node, f"only a flatten of everything after the batch axis maps "
                           f"(shape {s} to {o})")
@@ -391,6 +398,10 @@ class _Mapper:
         if rank < 3 or not swap:
             raise _Refuse(node, "only a swap of the last two axes (of a matmul's second factor) "
                           "maps")
+        spatial = self.entry.get(x)
+        if isinstance(spatial, tuple) and spatial[0] == "S":     # x.flatten(2).transpose(1, 2)
+            self.add(node, "tokens", [spatial[1]])
+            return
         self.entry[node] = ("T", self.vertex(node, x))
 
     def matmul(self, node):
@@ -459,6 +470,8 @@ def to_torch(model):
                     y = pool(xs[0], tuple(c["size"]), tuple(c["stride"]))
                 elif v.kind == "flatten":
                     y = torch.flatten(xs[0], 1)
+                elif v.kind == "tokens":
+                    y = torch.flatten(xs[0], 2).transpose(1, 2)
                 elif v.kind == "add":
                     y = xs[0]
                     for z in xs[1:]:
