@@ -217,14 +217,6 @@ REFUSALS = {
     "dilation": (Seq(nn.Conv2d(1, 2, 3, dilation=2)), (1, 7, 7), ["'m_0'", "dilation (2, 2)"]),
     "cumsum": (Lambda(lambda s, x: torch.cumsum(s.l(x), 1), l=nn.Linear(3, 3)), (3,),
                ["'cumsum'", "call_function", "target cumsum", "test_torch_import.py:"]),
-    "activation_after_pool": (Seq(nn.Conv2d(1, 2, 2), nn.AvgPool2d(2), nn.Tanh()), (1, 5, 5),
-                              ["'m_2'", "activation-only vertex"]),
-    "activation_of_a_shared_value": (
-        Lambda(lambda s, x: s.b(torch.tanh(h := s.a(x)) + h), a=nn.Linear(3, 3),
-               b=nn.Linear(3, 2)), (3,), ["'tanh'", "only user"]),
-    "activation_twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,),
-                         ["'m_2'", "without activation"]),
-    "activation_of_the_input": (Seq(nn.Tanh(), nn.Linear(3, 2)), (3,), ["'m_0'"]),
     "several_outputs": (Lambda(lambda s, x: s.l(torch.chunk(x, 2, dim=1)[0]),
                                l=nn.Linear(2, 2)), (4,), ["'chunk'", "several tensors"]),
     "parameter_read": (Lambda(lambda s, x: s.l(x) + s.l.weight.sum(), l=nn.Linear(3, 3)), (3,),
@@ -234,6 +226,31 @@ REFUSALS = {
                l=nn.Linear(4, 3)), (1, 4, 4), ["flatten of the spatial axes", "(tokens)"]),
 }
 
+
+# activations that cannot fold into their producer: (module, input shape, the vertices
+# that become explicit activation vertices, i.e. identity + σ)
+OWN_ACTIVATION = {
+    "after_pool": (Seq(nn.Conv2d(1, 2, 2), nn.AvgPool2d(2), nn.Tanh()), (1, 5, 5), ["tanh"]),
+    "of_a_shared_value": (
+        Lambda(lambda s, x: s.b(torch.tanh(h := s.a(x)) + h), a=nn.Linear(3, 3),
+               b=nn.Linear(3, 2)), (3,), ["tanh"]),
+    "twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,), ["tanh"]),
+    "of_the_input": (Seq(nn.Tanh(), nn.Linear(3, 2)), (3,), ["tanh"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OWN_ACTIVATION))
+def test_an_activation_that_cannot_fold_is_its_own_vertex(rng, case):
+    """Forward and gradients against torch (round_trip), the activation vertex reported,
+    and the export's forward equal to the module's."""
+    torch.manual_seed(4)
+    module, shape, acts = OWN_ACTIVATION[case]
+    model, u = round_trip(module, shape, rng)
+    own = [v for v in model.vertices[1:] if v.kind == "identity"]
+    assert [v.cfg["activation"] for v in own] == acts
+    assert sum("as its own vertex" in line for line in model.import_report) == len(acts)
+    back = model.to_torch()(t64(u)).detach().numpy()
+    np.testing.assert_allclose(back, module(t64(u)).detach().numpy(), rtol=1e-12, atol=1e-14)
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_each_refusal_is_one_error_naming_the_node(case):

@@ -99,7 +99,7 @@ FIELDS = {
     "flatten": {},
     "tokens": {},
     "add": {"activation": ("linear", _ACT)},
-    "identity": {},
+    "identity": {"activation": ("linear", _ACT)},
     "linear": {"units": (MISSING, _int(1)), "bias": (True, _bool),
                "activation": ("linear", _ACT), **_INIT},
     "matmul": {"transpose": (False, _bool), "factor": (1.0, _finite)},

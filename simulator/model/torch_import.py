@@ -176,12 +176,15 @@ class _Mapper:
         return None
 
     def fold_activation(self, node, arg, act):
+        """σ into the producing layer when it is the activation's alone (a dense, linear,
+        conv2d or add without one), else an explicit activation vertex (identity + σ)."""
         name = self.sole(node, arg)
         cfg = self.layers.get(name)
         if cfg is None or cfg["kind"] not in _CAN_ACT or cfg["activation"] != "linear":
-            raise _Refuse(node, f"activation {act} needs a producing dense, linear, conv2d or "
-                          "add layer without activation whose only user it is (the model has "
-                          "no activation-only vertex)")
+            self.add(node, "identity", [self.vertex(node, arg)], activation=act)
+            self.report.append(f"{node.name}: {act} as its own vertex (its input "
+                               f"{arg.name!r} is not a layer it can fold into alone)")
+            return
         cfg["activation"] = act
         self.entry[node] = name
 
