@@ -1,4 +1,4 @@
-"""The tick engine on any Model: SPEC §1 vertex by vertex (SPEC "Graphs").
+"""The tick engine on any Model: the tick rule (docs/explanation/model.md) vertex by vertex.
 
 Every vertex responds one tick late from its parents' state at t:
 

@@ -1,4 +1,4 @@
-"""The locking picture (SPEC §5): backprop's locked schedule beside the tick
+"""The locking picture (the locking scene): backprop's locked schedule beside the tick
 engine's pipelined one, layer × tick, each panel as wide as its schedule is
 long. A layer's row shows forward work in its lower half, backward work
 (lighter) in its upper half, coloured by frame; the GIF sweeps a tick cursor.

@@ -1,4 +1,4 @@
-"""Gradient-mismatch pictures (SPEC §6): Eq. 5's g[t,l] against backprop as cosine
+"""Gradient-mismatch pictures (docs/explanation/waves.md): Eq. 5's g[t,l] against backprop as cosine
 and relative error ‖g − G‖/‖G‖ per layer or vertex (grey: no weights) over ticks,
 as a heatmap and in the steady state; a big run draws less, and its titles say so.
 """
