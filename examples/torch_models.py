@@ -76,36 +76,37 @@ def randomize_batchnorm(module):
     return module
 
 
+def resnet8():
+    """A ResNet8 with its BatchNorm statistics as after training (for ``tickprop import``:
+    a function returning a module, examples/torch_models.py:resnet8)."""
+    return randomize_batchnorm(ResNet8())
+
+
 class ViTBlock(nn.Module):
-    """One-block vision-transformer-style net on the 16 7×7 patches of a 28×28 digit
-    (input (16, 49), patches cut outside): patch embedding, one self-attention head
-    with a residual, an MLP with a residual, a flatten + linear head to 10."""
+    """One-block vision-transformer-style net on the 16 7×7 patches of a 28×28 digit:
+    patch embedding (a 7×7 conv of stride 7, then the 4×4 positions as 16 tokens), one
+    self-attention head with a residual, an MLP with a residual, a flatten + linear head
+    to 10. No positional embedding (a parameter read directly does not map)."""
 
     def __init__(self, d=16):
         super().__init__()
-        self.embed = nn.Linear(49, d)
+        self.embed = nn.Conv2d(1, d, 7, stride=7)
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.mlp1, self.mlp2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
         self.head = nn.Linear(16 * d, 10)
         self.scale = d ** -0.5
 
     def forward(self, x):
-        z = self.embed(x)
+        z = self.embed(x).flatten(2).transpose(1, 2)
         a = torch.softmax(self.q(z) @ self.k(z).transpose(-2, -1) * self.scale, dim=-1)
         z = z + self.o(a @ self.v(z))
         z = z + self.mlp2(F.relu(self.mlp1(z)))
         return self.head(z.flatten(1))
 
 
-def patches(images):
-    """(B, 28, 28) → (B, 16, 49): the 7×7 patches, row-major, each row-major."""
-    b = images.shape[0]
-    return images.reshape(b, 4, 7, 4, 7).transpose(0, 1, 3, 2, 4).reshape(b, 16, 49)
-
-
 NETS = {"lenet5": lambda: (LeNet5(), (1, 28, 28)),
-        "resnet8": lambda: (randomize_batchnorm(ResNet8()), (1, 28, 28)),
-        "vit": lambda: (ViTBlock(), (16, 49))}
+        "resnet8": lambda: (resnet8(), (1, 28, 28)),
+        "vit": lambda: (ViTBlock(), (1, 28, 28))}
 
 
 def measure(name, seed=0, batch=2, ticks=1000):

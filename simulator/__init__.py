@@ -4,19 +4,41 @@ Public API: simulate (a diffusion scene -> Trace), Trace, Model (``Model.chain``
 ``Model.from_layers``), Network (its deprecated chain alias), Engine, GraphEngine,
 sync_set, reference (the float64 backprop oracle), SimulatorError. The figure
 builders are in simulator.render (it loads matplotlib, so not imported here).
-"""
-from .api import simulate
-from .engine import Engine
-from .errors import SimulatorError
-from .model import Model, reference
-from .engine.tick import GraphEngine, sync_set
-from .network import Network
-from .probes import Trace
-from .version import __version__
-from .view import trace_html
 
-# The notebook viewer is drawn by view/ (a floor above probes/): wired here, at the top.
-Trace.html_viewer = staticmethod(trace_html)
+The public names load on first use (PEP 562), so ``import simulator`` reads no
+numpy: the command's entry (simulator.__main__) sets its start-up Ctrl-C handler
+after the package is imported and before anything heavy is.
+"""
+import importlib
+from typing import TYPE_CHECKING
+
+from .version import __version__
+
+if TYPE_CHECKING:                  # the same names, for readers and static tools
+    from .api import simulate
+    from .engine import Engine
+    from .engine.tick import GraphEngine, sync_set
+    from .errors import SimulatorError
+    from .model import Model, reference
+    from .network import Network
+    from .probes import Trace
+
+_HOME = {"simulate": "api", "Engine": "engine", "GraphEngine": "engine.tick",
+         "sync_set": "engine.tick", "SimulatorError": "errors", "Model": "model",
+         "reference": "model", "Network": "network", "Trace": "probes"}
 
 __all__ = ["Engine", "GraphEngine", "Model", "Network", "reference", "simulate", "SimulatorError",
            "sync_set", "Trace"]
+
+
+def __getattr__(name):
+    if name not in _HOME:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    importlib.import_module(".view", __name__)     # wires Trace's notebook viewer
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -13,7 +13,7 @@ from .errors import BudgetError, SceneError
 from .model import Model
 from .engine.compiled import CompiledEngine, jax_available, prefers_compiled
 from .probes import format_bytes, parse_bytes
-from .scene import spec_of
+from .scene import read_parameters, spec_of
 from .streams import (DatasetStream, ShapedStream, make_stream, make_teacher, moving_canvas,
                       moving_stream, teacher_target)
 
@@ -33,9 +33,14 @@ def seeds(seed):
 
 def build_network(net, seed):
     """The initial Model of a NetworkSpec: ``Model.chain`` or, for a graph,
-    ``Model.from_layers``, drawn from ``seed``."""
+    ``Model.from_layers``, drawn from ``seed``, or with the parameters of the
+    file ``network.parameters`` names (float64, exactly; ``seed`` then unused)."""
     if net.graph:
-        return Model.from_layers(net.layer_dicts(), list(net.input_shape), seed=seed)
+        model = Model.from_layers(net.layer_dicts(), list(net.input_shape), seed=seed)
+        if not net.parameters:
+            return model
+        where = "key 'network.parameters'"
+        return model.with_parameters(read_parameters(net.parameters, model, where))
     sizes, acts = net.shape
     return Model.chain(sizes, acts, seed=seed, scale=net.scale, bias_scale=net.bias_scale)
 

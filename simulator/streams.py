@@ -1,4 +1,4 @@
-"""Input and target streams (SPEC §2), generated on the host, seeded, in order:
+"""Input and target streams (docs/how-to/write-a-scene.md), generated on the host, seeded, in order:
 ``take(n)`` hands out the next n ticks as (u (n, batch, n_0), y (n, batch, n_L),
 the index of the frame each tick shows: a held frame keeps its index for h
 ticks, a continuous stream numbers every tick), the same whatever the chunks.

@@ -1,4 +1,4 @@
-"""Sweeps (SPEC §9; README "Commands", `tickprop sweep`): every point (grid cell
+"""Sweeps (docs/how-to/sweep.md, `tickprop sweep`): every point (grid cell
 × seed) of scene overrides is resolved before any runs and stored as a JSON
 file named by the hash of its resolved scene (``simulator.points``), so a sweep
 resumes with its missing, failed or damaged points only.

@@ -4,7 +4,7 @@ import numpy as np
 
 def classify(rgb, margin=0.08):
     """Name the colour of an RGB triple (floats in [0, 1] or uint8): 'red', 'blue',
-    'purple', 'empty' or 'other': the inverse of simulator.render.palette.mix."""
+    'purple', 'empty' or 'other': the inverse of simulator.analysis.palette.mix."""
     rgb = np.asarray(rgb, dtype=float)[:3]
     if rgb.max() > 1.0:
         rgb = rgb / 255.0

@@ -65,3 +65,13 @@ def shipped_with(base, overrides, ticks):
         sc[section][key] = value
     sc["run"]["ticks"] = ticks
     return sc
+
+PATCHES = [  # a ViT's patch tokens and an activation vertex: conv stride 2 -> tokens -> σ
+    {"name": "emb", "kind": "conv2d", "channels": 3, "kernel": 2, "stride": 2,
+     "activation": "linear", "bias_scale": 0.3},
+    {"name": "tok", "kind": "tokens"},
+    {"name": "act", "kind": "identity", "activation": "tanh"},
+    {"name": "mix", "kind": "linear", "units": 4, "activation": "logistic"},
+    {"name": "f", "kind": "flatten"},
+    {"name": "out", "kind": "dense", "units": 3, "activation": "linear", "bias_scale": 0.3},
+]

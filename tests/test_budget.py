@@ -169,14 +169,14 @@ def test_other_kinds_are_refused_before_allocating(scene, overrides, key, knob, 
     budget key and the knob, before anything is allocated, leaving no folder."""
     from click.testing import CliRunner
 
-    import cli
+    from simulator.command import main as tickprop
     out = tmp_path / "out"
     args = ["run", scene, "--out", str(out), "--quiet"]
     for o in overrides:
         args += ["--set", o]
     tracemalloc.start()
     try:
-        res = CliRunner().invoke(cli.main, args)
+        res = CliRunner().invoke(tickprop, args)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

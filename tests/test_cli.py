@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cli
+from simulator.command import main as tickprop
 from simulator import scene as scenes
 from simulator.errors import SceneError
 
@@ -16,7 +16,7 @@ SHIPPED = ["fig1_constant", "fig2_slow", "fig3_fast", "sync_linear", "pipelined"
 
 
 def invoke(runner, *args):
-    return runner.invoke(cli.main, list(args), catch_exceptions=False)
+    return runner.invoke(tickprop, list(args), catch_exceptions=False)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -87,7 +87,7 @@ MALFORMED = {
 def test_malformed_scene_is_one_error_line_exit_2_nothing_written(runner, tmp_path, case):
     text, needle = MALFORMED[case]
     path = write(tmp_path / f"{case}.toml", text)
-    res = runner.invoke(cli.main, ["run", path, "--quiet"])
+    res = runner.invoke(tickprop, ["run", path, "--quiet"])
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -97,16 +97,16 @@ def test_malformed_scene_is_one_error_line_exit_2_nothing_written(runner, tmp_pa
 
 
 def test_missing_scene_names_it_and_suggests(runner):
-    res = runner.invoke(cli.main, ["run", "fig1_constnt"])
+    res = runner.invoke(tickprop, ["run", "fig1_constnt"])
     assert res.exit_code == 2
     assert "fig1_constnt" in res.stderr and "did you mean 'fig1_constant'" in res.stderr
     assert not os.path.exists("outputs")
 
 
 def test_bad_set_override_is_a_user_error(runner):
-    res = runner.invoke(cli.main, ["run", "fig1_constant", "--set", "rule.derivative=glob"])
+    res = runner.invoke(tickprop, ["run", "fig1_constant", "--set", "rule.derivative=glob"])
     assert res.exit_code == 2 and "rule.derivative" in res.stderr
-    res = runner.invoke(cli.main, ["run", "fig1_constant", "--set", "nonsense"])
+    res = runner.invoke(tickprop, ["run", "fig1_constant", "--set", "nonsense"])
     assert res.exit_code == 2 and "SECTION.KEY=VALUE" in res.stderr
 
 
@@ -114,7 +114,7 @@ def test_cuda_without_gpu_is_a_clear_error(runner):
     from simulator.backend import cuda_available
     if cuda_available():
         pytest.skip("a GPU is present")
-    res = runner.invoke(cli.main, ["run", "fig1_constant", "--device", "cuda"])
+    res = runner.invoke(tickprop, ["run", "fig1_constant", "--device", "cuda"])
     assert res.exit_code == 2 and "cuda" in res.stderr
     assert not os.path.exists("outputs")
 
@@ -123,7 +123,7 @@ def test_blow_up_names_tick_and_layer(runner, tmp_path):
     path = write(tmp_path / "boom.toml", BASE.replace("ticks = 10", "ticks = 400") +
                  "[network]\n".replace("[network]\n", "") +
                  "[rule]\nlearning_rate = 1000.0\n[stream]\nkind = 'held'\nhold = 1\n")
-    res = runner.invoke(cli.main, ["run", path, "--set", "network.hidden=relu",
+    res = runner.invoke(tickprop, ["run", path, "--set", "network.hidden=relu",
                                    "--set", "network.output=linear", "--quiet"])
     assert res.exit_code == 2
     assert "non-finite" in res.stderr and "tick" in res.stderr and "layer" in res.stderr
@@ -168,9 +168,9 @@ def test_ar_scenes_run_from_tickprop_run(runner):
 
 
 def test_ar_scene_errors_name_the_key(runner):
-    res = runner.invoke(cli.main, ["run", "ar_train", "--set", 'relaxation.variants=["exakt"]'])
+    res = runner.invoke(tickprop, ["run", "ar_train", "--set", 'relaxation.variants=["exakt"]'])
     assert res.exit_code == 2 and "did you mean 'exact'" in res.stderr
-    res = runner.invoke(cli.main, ["run", "ar_converge", "--set", "relaxation.eta_x=[2.5]"])
+    res = runner.invoke(tickprop, ["run", "ar_converge", "--set", "relaxation.eta_x=[2.5]"])
     assert res.exit_code == 2 and "relaxation.eta_x" in res.stderr
 
 
@@ -179,7 +179,7 @@ def test_train_and_sweep_scenes_from_the_command_line(runner, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.load(open("outputs/train_teacher/run.json"))["summary"]
     assert "backprop" in json.dumps(summary)
-    res = runner.invoke(cli.main, ["run", "sweep_rules"])
+    res = runner.invoke(tickprop, ["run", "sweep_rules"])
     assert res.exit_code == 2 and "tickprop sweep" in res.stderr
     assert not os.path.exists("outputs/sweep_rules")
     path = write(tmp_path / "tiny.toml", 'description = "tiny"\nkind = "sweep"\n[sweep]\n'
@@ -203,7 +203,7 @@ def test_run_writes_pictures_and_render_redraws_them(runner):
     import imageio.v3 as iio
     frames = iio.imread(os.path.join(folder, "waves.gif"), index=None)
     assert frames.shape[0] == 10 and frames.shape[1:3] == (240, 400)
-    res = runner.invoke(cli.main, ["render", folder, "--size", "big"])
+    res = runner.invoke(tickprop, ["render", folder, "--size", "big"])
     assert res.exit_code == 2 and "WIDTHxHEIGHT" in res.stderr
 
 
@@ -220,7 +220,7 @@ def test_sync_names_ls_and_delay(runner):
     assert "5" in text and "4" in text
     res = invoke(runner, "sync", "--depth", "9")
     assert "ls = (L+1)/2 = 5" in res.output and "(L−1)/2 = 4" in res.output
-    res = runner.invoke(cli.main, ["sync"])
+    res = runner.invoke(tickprop, ["sync"])
     assert res.exit_code == 2
 
 

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from numpy.lib import format as npy
 
-import cli
+from simulator.command import main as tickprop
 from tiny_runs import TINY_RUNS, make_tiny_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +47,7 @@ def args_of(command, folder):
 
 
 def invoke(command, folder):
-    return CliRunner().invoke(cli.main, args_of(command, folder))
+    return CliRunner().invoke(tickprop, args_of(command, folder))
 
 
 def check_one_error_line(res, *needles):
@@ -133,7 +133,7 @@ def test_a_render_block_without_some_keys_draws_with_the_defaults(runs, tmp_path
     folder = copy_run(runs, "diffusion", tmp_path)
     edit_json(os.path.join(folder, "run.json"),
               lambda m: m["scene"].__setitem__("render", {"png": True, "every": 2}))
-    res = CliRunner().invoke(cli.main, ["render", folder])
+    res = CliRunner().invoke(tickprop, ["render", folder])
     assert res.exit_code == 0, res.output
     assert os.path.isfile(os.path.join(folder, "waves.gif"))
 
@@ -235,7 +235,7 @@ def test_a_fifo_in_place_of_a_saved_file_is_one_error_line_not_a_hang(runs, tmp_
     folder = copy_run(runs, "diffusion", tmp_path)
     os.remove(os.path.join(folder, name))
     os.mkfifo(os.path.join(folder, name))
-    proc = subprocess.run([sys.executable, "-m", "cli", *args_of(command, folder)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "simulator", *args_of(command, folder)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     line = check_one_error_line_of(proc)
     if name == "trace.npz" or command == "view":
@@ -347,8 +347,8 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 if os.environ.get("TICKPROP_TEST_MNIST"):
     from simulator import datasets
     datasets.mnist_path = lambda: pathlib.Path(os.environ["TICKPROP_TEST_MNIST"])
-import cli
-cli.main(args=sys.argv[2:], prog_name="tickprop")
+from simulator.command import main as tickprop
+tickprop(args=sys.argv[2:], prog_name="tickprop")
 """
 CAP = 1 * 2**30
 BOMB = 1 * 2**30            # bytes a bomb inflates to; its file is ~5 MB
@@ -436,8 +436,8 @@ def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(tmp_path, delay):
     (Before the interpreter runs any of tickprop's code -- its first ~20 ms --
     Ctrl-C is Python's own.)"""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "fig3_fast", "--ticks", "3000",
-                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "run", "fig3_fast", "--ticks",
+                             "3000", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not numpy_loaded(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
@@ -455,9 +455,10 @@ def check_interrupted(tmp_path, body):
     replaces scene loading by ``body`` (Python source of a function
     ``interrupted(*a, **k)``) -- a Ctrl-C met at a chosen awkward place."""
     (tmp_path / "interrupt_here.py").write_text(
-        "import time\nimport cli\nfrom simulator import scene\n" + body +
+        "import time\nfrom simulator.__main__ import main as tickprop\n"
+        "from simulator import scene\n" + body +
         "scene.load = interrupted\n"
-        f"cli.main(args=['run', 'fig3_fast', '--out', {str(tmp_path / 'out')!r}])\n")
+        f"tickprop(args=['run', 'fig3_fast', '--out', {str(tmp_path / 'out')!r}])\n")
     path = os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     proc = subprocess.run([sys.executable, "-m", "interrupt_here"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60,
@@ -581,7 +582,8 @@ def test_a_fifo_or_a_deep_nesting_among_sweep_points_is_computed_again(tmp_path)
     scene_path = tmp_path / "two.toml"
     scene_path.write_text(SWEEP)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "cli", "sweep", str(scene_path), "--out", str(out), "--quiet"]
+    args = [sys.executable, "-m", "simulator", "sweep", str(scene_path), "--out", str(out),
+            "--quiet"]
     assert subprocess.run(args, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
     points = sorted((out / "points").iterdir())
     assert len(points) == 2

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graph_models import ATTENTION, CONV, RESIDUAL, RUN_SKIP
+from graph_models import ATTENTION, CONV, PATCHES, RESIDUAL, RUN_SKIP
 from simulator.backend import cuda_available, to_host
 from simulator.errors import NumericalError
 from simulator.model import Model
@@ -65,6 +65,7 @@ MODELS = {
     "conv": (lambda s: Model.from_layers(CONV, (2, 8, 12), seed=s), False),
     "attention": (lambda s: Model.from_layers(ATTENTION, (3, 5), seed=s), False),
     "run_skip": (lambda s: Model.from_layers(RUN_SKIP, (4,), seed=s), False),
+    "patches": (lambda s: Model.from_layers(PATCHES, (2, 4, 6), seed=s), False),
 }
 MODES = {"frozen": {}, "learning": {"learning_rate": 0.05},
          "accumulate2": {"learning_rate": 0.05, "accumulate": 2},

@@ -24,7 +24,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-import cli
+from simulator.command import main as tickprop
 from simulator import files
 from figure_lint import lint_figure
 from simulator.render.lint import mark_categorical, mark_keyed
@@ -69,6 +69,10 @@ SWEEP_VALUES = {"sweep_rules": {"train.rules": 3, "stream.hold": 2},
                 "sweep_speed_depth_motion": {"network.depth": 2, "stream.speed": 3}}
 # Scenes that draw no PNG at all (their results are tables).
 NO_PNG = {"zil_table": "pc_table writes table1.csv, table2.csv and tables.md, no figure"}
+# A scene that draws the same figures as another is linted through that one:
+# train_mnist differs from train_mnist_fast only in stream.hold (same kind, net,
+# rules, seeds and pictures; test_a_twin_differs_only_in_its_hold), and ~18 s.
+TWINS = {"train_mnist": "train_mnist_fast"}
 # Pictures known to fail the lint: {file name: (reason, problems tolerated)}.
 KNOWN = {}     # picture name -> (why, regexes of the problems tolerated); none left
 
@@ -82,6 +86,23 @@ def untolerated(png, problems):
 def test_every_shipped_scene_is_linted():
     """A new scene must be added to REDUCED, SWEEP_SET or NO_PNG."""
     assert set(SCENES) <= set(REDUCED) | set(SWEEP_SET) | set(NO_PNG)
+    assert set(TWINS.values()) <= set(SCENES) - set(TWINS) - set(NO_PNG)
+
+
+def _flat(name):
+    with open(os.path.join(ROOT, "scenes", f"{name}.toml"), "rb") as f:
+        scene = tomllib.load(f)
+    return {(s, k): v for s, table in scene.items() if isinstance(table, dict)
+            for k, v in table.items()} | {s: v for s, v in scene.items()
+                                          if not isinstance(v, dict)}
+
+
+def test_a_twin_differs_only_in_its_hold():
+    for twin, linted_instead in TWINS.items():
+        a, b = _flat(twin), _flat(linted_instead)
+        assert set(a) == set(b)
+        assert {k for k in a if a[k] != b[k]} == {"description", ("stream", "hold")}
+        assert REDUCED[twin] == REDUCED[linted_instead]
 
 
 @pytest.fixture
@@ -123,7 +144,7 @@ def tiny_sweep(name, folder):
     return path
 
 
-@pytest.mark.parametrize("name", sorted(set(SCENES) - set(NO_PNG)))
+@pytest.mark.parametrize("name", sorted(set(SCENES) - set(NO_PNG) - set(TWINS)))
 def test_every_figure_of_a_shipped_scene_passes_the_lint(name, linted, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = str(tmp_path / "out")
@@ -132,7 +153,7 @@ def test_every_figure_of_a_shipped_scene_passes_the_lint(name, linted, tmp_path,
     else:
         args = ["run", os.path.join(ROOT, "scenes", f"{name}.toml"), "--out", out, "--quiet",
                 "--no-gif", *REDUCED[name]]
-    res = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    res = CliRunner().invoke(tickprop, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     written = sorted(os.path.relpath(p, out)
                      for p in glob.glob(os.path.join(out, "**", "*.png"), recursive=True))

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pytest
 
-import cli
+from simulator.command import main as tickprop
 from simulator.backend import cuda_available
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="no cupy GPU here")
@@ -55,7 +55,7 @@ def _run(runner, name, device, args, pictures=False):
     scene = name.removesuffix("_moving")
     out = f"{name}_{device}"
     extra = [] if pictures else ["--no-png", "--no-gif"]
-    res = runner.invoke(cli.main, ["run", scene, "--device", device, "--dtype", "float64",
+    res = runner.invoke(tickprop, ["run", scene, "--device", device, "--dtype", "float64",
                                    "--out", out, "--quiet", *extra, *args],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -194,7 +194,7 @@ def test_sweep_on_gpu_with_two_workers_gives_the_cpu_grid(runner):
     for device in ("cpu", "cuda"):
         with open(f"sweep_{device}.toml", "w") as f:
             f.write(SWEEP.format(device=device))
-        res = runner.invoke(cli.main, ["sweep", f"sweep_{device}.toml", "--workers", "2",
+        res = runner.invoke(tickprop, ["sweep", f"sweep_{device}.toml", "--workers", "2",
                                        "--out", f"sweep_{device}", "--quiet"],
                             catch_exceptions=False)
         assert res.exit_code == 0, res.output

@@ -181,8 +181,8 @@ def test_a_graph_over_the_budget_is_refused_before_building(tmp_path):
 # ------------------------------------------------------------------ CLI
 @pytest.mark.parametrize("name", ["residual_levelling", "conv_digits"])
 def test_shipped_graph_scenes_run_write_pictures_and_redraw(runner, name):
-    import cli
-    res = runner.invoke(cli.main, ["run", name, "--ticks", "60", "--quiet"],
+    from simulator.command import main as tickprop
+    res = runner.invoke(tickprop, ["run", name, "--ticks", "60", "--quiet"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
     folder = f"outputs/{name}"
@@ -196,7 +196,7 @@ def test_shipped_graph_scenes_run_write_pictures_and_redraw(runner, name):
     for picture in ("waves.png", "mismatch.png", "waves.gif"):
         assert os.path.getsize(f"{folder}/{picture}") > 1000
         os.remove(f"{folder}/{picture}")
-    res = runner.invoke(cli.main, ["render", folder], catch_exceptions=False)
+    res = runner.invoke(tickprop, ["render", folder], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     for picture in ("waves.png", "mismatch.png", "waves.gif"):
         assert os.path.getsize(f"{folder}/{picture}") > 1000
@@ -217,8 +217,8 @@ def test_conv_digits_learns_from_image_shaped_frames(runner):
 
 
 def test_sync_on_a_graph_lists_the_sync_set_and_distances(runner, tmp_path):
-    import cli
-    res = runner.invoke(cli.main, ["sync", "residual_levelling", "--json"],
+    from simulator.command import main as tickprop
+    res = runner.invoke(tickprop, ["sync", "residual_levelling", "--json"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
@@ -232,7 +232,7 @@ def test_sync_on_a_graph_lists_the_sync_set_and_distances(runner, tmp_path):
     assert report["summary"]["sync_set"] == ["h3"] == [n for n, r in rows.items()
                                                       if r["synchronized"]]
     assert "r" in report["summary"]["mixed_frames"]
-    text = runner.invoke(cli.main, ["sync", "residual_levelling"]).output
+    text = runner.invoke(tickprop, ["sync", "residual_levelling"]).output
     assert "Synchronization set" in text and "h3" in text
-    res = runner.invoke(cli.main, ["sync", "residual_levelling", "--depth", "3"])
+    res = runner.invoke(tickprop, ["sync", "residual_levelling", "--depth", "3"])
     assert res.exit_code == 2 and res.output.count("\n") == 1

@@ -151,12 +151,26 @@ def test_every_module_imports_in_a_fresh_interpreter():
 
 def test_the_command_line_loads_no_plotting_library_until_it_draws():
     """The comments beside the deferred matplotlib imports must stay true:
-    importing cli (what `tickprop --help` and a sweep worker pay) loads no
-    matplotlib."""
-    code = "import sys, cli; print('matplotlib' in sys.modules)"
+    importing the command's entry (what `tickprop --help` and a sweep worker
+    pay) loads no matplotlib."""
+    code = "import sys, simulator.__main__; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_importing_the_package_loads_no_numpy_so_the_entry_guards_the_start():
+    """simulator.__main__ (the console script's entry) sets its start-up Ctrl-C
+    handler after `import simulator` ran, so the package itself must load
+    nothing heavy; its public names load on first use, all of them."""
+    code = ("import sys, simulator\nlight = 'numpy' not in sys.modules\n"
+            "from simulator.model import reference\nfrom simulator.probes import Trace\n"
+            "names = [getattr(simulator, n) for n in simulator.__all__]\n"
+            "print(light, simulator.reference is reference and simulator.Trace is Trace,\n"
+            "      Trace.html_viewer is not None)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "True", "True"]
 
 
 @pytest.mark.parametrize("scene", ["fig3_fast", "train_teacher", "locking"])
@@ -167,13 +181,13 @@ def test_a_run_that_draws_nothing_loads_no_plotting_library(tmp_path, scene):
     is made, not on the first reference call of the run."""
     out = tmp_path / "run"
     ticks = "" if scene == "locking" else "'--ticks', '20', "    # locking has no run.ticks
-    code = ("import sys, cli\n"
+    code = ("import sys\nfrom simulator.__main__ import main as tickprop\n"
             "from simulator.backend import Backend\n"
             "Backend()\n"
             "wrapped = 'array_api_compat.numpy' in sys.modules\n"
             f"sys.argv = ['tickprop', 'run', {scene!r}, {ticks}'--no-png', "
             f"'--no-gif', '--quiet', '--out', {str(out)!r}]\n"
-            "try:\n    cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "try:\n    tickprop()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print(wrapped, 'matplotlib' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -303,7 +317,10 @@ def _bound_names(path):
     with open(path) as f:
         tree = ast.parse(f.read())
     bound = set()
-    for node in tree.body:
+    body = list(tree.body)
+    for node in body:
+        if isinstance(node, ast.If):            # `if TYPE_CHECKING:` (lazy public names)
+            body.extend(node.body + node.orelse)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):

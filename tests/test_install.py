@@ -10,10 +10,12 @@ them.
 import glob
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
 import sysconfig
+import time
 import zipfile
 
 import pip
@@ -91,3 +93,44 @@ def test_installed_tickprop_lists_and_runs_scenes(installed):
                          capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert (work / "fig1" / "trace.npz").is_file() and (work / "fig1" / "run.json").is_file()
+
+
+def test_wheel_installs_one_top_level_package_and_enters_through_it(installed):
+    """Only `simulator` lands in site-packages (no top-level `cli` to collide
+    with anyone's), and the console script enters at simulator.__main__."""
+    _, wheel, _ = installed
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        entry = z.read(meta[0]).decode()
+    top = {n.split("/")[0] for n in names}
+    assert {t for t in top if not t.startswith("tickprop-0")} == {"simulator"}
+    assert not any(n.endswith((".py", ".pyc")) and "/" not in n for n in names)
+    assert "tickprop = simulator.__main__:main" in entry
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see imports start")
+def test_installed_tickprop_ctrl_c_while_starting_is_one_line(installed):
+    """SIGINT to the installed console script as soon as numpy starts loading:
+    the entry set its handler before (`import simulator` loads no numpy), so
+    `interrupted`, exit 130, no traceback, nothing written."""
+    bindir, _, tmp = installed
+    work = tmp / "interrupt"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.Popen([str(bindir / "tickprop"), "run", "fig3_fast", "--ticks", "3000",
+                             "--out", "out"], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{proc.pid}/maps") as f:
+                if "_multiarray_umath" in f.read():
+                    break
+        except OSError:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr.strip(), stdout) == (130, "interrupted", ""), stderr[-3000:]
+    assert os.listdir(work) == []

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-import cli
+from simulator.command import main as tickprop
 from simulator import kinds
 from simulator import scene as scenes
 from simulator.kinds.base import TYPED_OPTIONS, Kind
@@ -91,14 +91,14 @@ REFUSED = [(kind, option) for kind in sorted(SHIPPED_OF_KIND)
 def test_typed_option_a_kind_has_no_use_for_is_refused_by_name(runner, kind, option):
     """`tickprop run locking --seed 1` was KeyError: 'run' (a traceback)."""
     value = {"ticks": "5", "seed": "1", "device": "cpu", "dtype": "float32"}[option]
-    res = runner.invoke(cli.main, ["run", SHIPPED_OF_KIND[kind], f"--{option}", value])
+    res = runner.invoke(tickprop, ["run", SHIPPED_OF_KIND[kind], f"--{option}", value])
     line = one_error_line(res)
     assert f"--{option}" in line and kind in line
     assert not os.path.exists("outputs")
 
 
 def test_locking_seed_says_it_is_deterministic(runner):
-    line = one_error_line(runner.invoke(cli.main, ["run", "locking", "--seed", "1"]))
+    line = one_error_line(runner.invoke(tickprop, ["run", "locking", "--seed", "1"]))
     assert "no seed" in line and "deterministic" in line
 
 
@@ -106,11 +106,11 @@ def test_pc_table_dtype_reaches_both_tables_in_run_and_alias(runner):
     """One implementation: `run zil_table --dtype float32` and `pc-table --dtype
     float32` both measure Table 1 and Table 2 in float32 (the kind used to
     hard-code float64 for Table 2, and refused --dtype)."""
-    res = runner.invoke(cli.main, ["run", "zil_table", "--quiet", "--dtype", "float32", "--set",
+    res = runner.invoke(tickprop, ["run", "zil_table", "--quiet", "--dtype", "float32", "--set",
                                    "table.repeats=1", "--set", 'table.levelled="levelled"'])
     assert res.exit_code == 0, res.output
     summary = json.load(open("outputs/zil_table/run.json"))["summary"]
-    res = runner.invoke(cli.main, ["pc-table", "--dtype", "float32", "--repeats", "1",
+    res = runner.invoke(tickprop, ["pc-table", "--dtype", "float32", "--repeats", "1",
                                    "--out", "pct"])
     assert res.exit_code == 0, res.output
     alias = json.load(open("pct/run.json"))
@@ -132,7 +132,7 @@ def _digest(path):
 @pytest.mark.parametrize("kind", sorted(RUNS))
 def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind):
     args, pictures = RUNS[kind]
-    res = runner.invoke(cli.main, ["run", *args, "--quiet"])
+    res = runner.invoke(tickprop, ["run", *args, "--quiet"])
     assert res.exit_code == 0, res.output
     folder = os.path.join("outputs", args[0])
     meta = json.load(open(os.path.join(folder, "run.json")))
@@ -156,7 +156,7 @@ def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind)
                          (k_ar, "run_converge"), (k_at, "run_train"), (k_pt, "table1"),
                          (k_pt, "table2"), (k_pw, "error_wave")):
         monkeypatch.setattr(module, attr, no)
-    res = runner.invoke(cli.main, ["render", folder])
+    res = runner.invoke(tickprop, ["render", folder])
     assert res.exit_code == 0, res.output + res.stderr
     for name in pictures:
         path = os.path.join(folder, name)
@@ -166,25 +166,25 @@ def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind)
 
 
 def test_render_takes_size_where_the_kind_has_it_and_refuses_it_by_name(runner):
-    runner.invoke(cli.main, ["run", "locking", "--quiet", "--set", "locking.frames=2",
+    runner.invoke(tickprop, ["run", "locking", "--quiet", "--set", "locking.frames=2",
                              "--set", "locking.depth=3"])
-    res = runner.invoke(cli.main, ["render", "outputs/locking", "--size", "640x320", "--no-gif"])
+    res = runner.invoke(tickprop, ["render", "outputs/locking", "--size", "640x320", "--no-gif"])
     assert res.exit_code == 0, res.output
     assert image_size("outputs/locking/locking.png") == (640, 320)
-    line = one_error_line(runner.invoke(cli.main, ["render", "outputs/locking", "--color", "tag"]))
+    line = one_error_line(runner.invoke(tickprop, ["render", "outputs/locking", "--color", "tag"]))
     assert "--color" in line and "locking" in line
 
 
 @pytest.mark.parametrize("damage", ["empty", "missing", "garbage"])
 def test_render_of_damaged_results_names_the_file(runner, damage):
-    runner.invoke(cli.main, ["run", "pc_wave", "--quiet"])
+    runner.invoke(tickprop, ["run", "pc_wave", "--quiet"])
     path = "outputs/pc_wave/wave.npz"
     if damage == "missing":
         os.remove(path)
     else:
         with open(path, "wb") as f:
             f.write(b"" if damage == "empty" else b"PK\x03\x04 not a zip at all")
-    line = one_error_line(runner.invoke(cli.main, ["render", "outputs/pc_wave"]))
+    line = one_error_line(runner.invoke(tickprop, ["render", "outputs/pc_wave"]))
     assert "wave.npz" in line
 
 
@@ -193,17 +193,17 @@ def test_render_of_a_damaged_run_json_names_it(runner, content):
     os.makedirs("run")
     with open("run/run.json", "w") as f:
         f.write(content)
-    line = one_error_line(runner.invoke(cli.main, ["render", "run"]))
+    line = one_error_line(runner.invoke(tickprop, ["render", "run"]))
     assert "run.json" in line
 
 
 def test_render_of_a_folder_that_is_not_a_run(runner):
     os.makedirs("empty")
-    line = one_error_line(runner.invoke(cli.main, ["render", "empty"]))
+    line = one_error_line(runner.invoke(tickprop, ["render", "empty"]))
     assert "not a tickprop run folder" in line
 
 
 def test_sweep_scene_is_a_kind_that_run_refuses_with_advice(runner):
-    line = one_error_line(runner.invoke(cli.main, ["run", "sweep_rules"]))
+    line = one_error_line(runner.invoke(tickprop, ["run", "sweep_rules"]))
     assert "tickprop sweep" in line
     assert not os.path.exists("outputs")

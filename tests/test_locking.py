@@ -7,7 +7,7 @@ import pytest
 from simulator import scene
 from simulator.errors import SimulatorError
 from simulator.analysis.locking import schedules
-from simulator.render import palette
+from simulator.analysis import palette
 from simulator.render.locking import frame_colour, locking_figure, write_locking
 from simulator.runner import Prepared
 

@@ -233,6 +233,20 @@ def test_flatten_is_row_major_and_its_vjp_reshapes_back(rng, device):
     check_layer(layer, [x], {}, rng, xp)
 
 
+
+def test_tokens_puts_each_position_on_a_row_and_its_vjp_puts_it_back(rng, device):
+    """tokens: (B, C, H, W) -> (B, H*W, C), token h*W + w holding position (h, w)'s C
+    channels (a ViT's patch tokens); the VJP checked by finite differences."""
+    layer = make("tokens", [(3, 2, 4)])
+    xp = Backend(device).xp
+    x = rng.normal(size=(2, 3, 2, 4))
+    _, out = layer.value(xp, {}, [xp.asarray(x)])
+    out = host(out)
+    assert out.shape == (2, 8, 3) and layer.shape == (8, 3)
+    for h, w, c in [(0, 0, 0), (1, 2, 1), (1, 3, 2), (0, 3, 0)]:
+        assert out[1, h * 4 + w, c] == x[1, c, h, w]
+    check_layer(layer, [x], {}, rng, xp)
+
 def test_add_sums_its_parents_then_applies_the_activation(rng, device):
     layer = make("add", [(2, 3, 3)] * 3, activation="tanh", **{"from": ["a", "b", "c"]})
     xp = Backend(device).xp

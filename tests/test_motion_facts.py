@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-import cli
+from simulator.command import main as tickprop
 from oracles import paths
 from simulator import scene as scenes
 from simulator.datasets import load_dataset
@@ -135,7 +135,7 @@ def test_shipped_motion_sweep_resolves_every_point():
 def test_a_tiny_motion_training_runs_from_the_cli(runner, name):
     _, sc = scenes.load(name)
     ar = ["--set", "train.ar_iterations=2"] if "ar" in sc["train"]["rules"] else []  # else unread
-    res = runner.invoke(cli.main, ["run", name, "--ticks", "6", "--quiet", "--no-png",
+    res = runner.invoke(tickprop, ["run", name, "--ticks", "6", "--quiet", "--no-png",
                                    "--set", "train.eval_every=3", "--set", "train.eval_size=16",
                                    "--set", "stream.batch=2", *ar],
                         catch_exceptions=False)
@@ -153,7 +153,7 @@ def test_a_tiny_motion_sweep_runs_and_reports_v_star(runner, tmp_path):
     head = head.replace('"run.ticks" = 2048', '"run.ticks" = 64')
     (tmp_path / "tiny.toml").write_text(
         head + '[sweep.grid]\n"network.depth" = [3, 5]\n"stream.speed" = [0.01, 1.0]\n')
-    res = runner.invoke(cli.main, ["sweep", "tiny.toml", "--out", "sw", "--quiet"],
+    res = runner.invoke(tickprop, ["sweep", "tiny.toml", "--out", "sw", "--quiet"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(open("sw/sweep.csv")))

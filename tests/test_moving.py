@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cli
+from simulator.command import main as tickprop
 from simulator import build, datasets, scene
 from simulator.errors import SceneError, SimulatorError
 from simulator.streams import MovingStream
@@ -310,7 +310,7 @@ def test_cli_runs_a_diffusion_scene_on_a_moving_stream(tmp_path, monkeypatch, da
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "moving.toml"
     path.write_text(SCENE.format(data=data, side=side))
-    res = CliRunner().invoke(cli.main, ["run", str(path), "--quiet", "--no-png", "--no-gif",
+    res = CliRunner().invoke(tickprop, ["run", str(path), "--quiet", "--no-png", "--no-gif",
                                         "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     trace = np.load(tmp_path / "out" / "trace.npz")
@@ -321,7 +321,7 @@ def test_cli_without_the_data_extra_is_one_error_line(tmp_path, monkeypatch, wit
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "moving.toml"
     path.write_text(SCENE.format(data="mnist", side=32))
-    res = CliRunner().invoke(cli.main, ["run", str(path), "--quiet", "--out",
+    res = CliRunner().invoke(tickprop, ["run", str(path), "--quiet", "--out",
                                         str(tmp_path / "out")])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
@@ -369,7 +369,7 @@ def test_moving_keys_on_another_stream_are_refused_not_ignored(key, value, tmp_p
     out = tmp_path / "out"
     args = ["run", "fig1_constant", "--out", str(out), "--quiet", "--set",
             f"stream.{key}={value!r}".replace("'", '"').replace("True", "true")]
-    res = CliRunner().invoke(cli.main, args)
+    res = CliRunner().invoke(tickprop, args)
     assert res.exit_code == 2 and res.stderr.count("error:") == 1, res.output + res.stderr
     assert f"stream.{key}" in res.stderr and "moving" in res.stderr
     assert not out.exists()

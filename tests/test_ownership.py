@@ -14,7 +14,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-import cli
+from simulator.command import main as tickprop
 from simulator import files, outputs
 from simulator import manifest as manifests
 from simulator import sweep as sweeps
@@ -28,7 +28,7 @@ TINY_SWEEP = ('description = "tiny"\nkind = "sweep"\n[sweep]\nbase = "fig3_fast"
 
 
 def invoke(runner, *args):
-    return runner.invoke(cli.main, list(args))
+    return runner.invoke(tickprop, list(args))
 
 
 def ok(res):
@@ -87,7 +87,7 @@ def cli_run(cwd, *args, kill_at=None):
     env.pop(files.KILL_HOOK, None)
     if kill_at:
         env[files.KILL_HOOK] = kill_at
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "simulator", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -420,7 +420,7 @@ def test_an_output_of_any_kind_without_its_manifest_is_foreign(tmp_path):
         scene_path = tmp_path / os.path.basename(path)
         write_scene(doc, scene_path)
         out = tmp_path / kind
-        res = CliRunner().invoke(cli.main, ["run", str(scene_path), "--out", str(out), "--quiet",
+        res = CliRunner().invoke(tickprop, ["run", str(scene_path), "--out", str(out), "--quiet",
                                             "--no-gif"])
         assert res.exit_code == 0, (path, res.output)
         os.remove(out / manifests.MANIFEST)

@@ -4,7 +4,7 @@ reader (Trace, render, view, the summary) copes with their absence."""
 import numpy as np
 from click.testing import CliRunner
 
-import cli
+from simulator.command import main as tickprop
 from simulator.probes import METRIC_KEYS, Trace
 from simulator.runner import Prepared
 from simulator.scene import apply_overrides, load, validate
@@ -41,16 +41,16 @@ def test_no_metric_arrays_without_metrics(tmp_path):
 def test_render_view_and_summary_of_a_run_without_metrics(tmp_path):
     out = tmp_path / "run"
     runner = CliRunner()
-    res = runner.invoke(cli.main, ["run", "scenes/fig3_fast.toml", "--ticks", "60", "--set",
+    res = runner.invoke(tickprop, ["run", "scenes/fig3_fast.toml", "--ticks", "60", "--set",
                                    "record.metrics=false", "--out", str(out), "--no-gif"])
     assert res.exit_code == 0, res.output
     assert "no layer has a gradient mismatch recorded" in res.output
     with np.load(out / "trace.npz") as data:
         assert not set(METRIC_KEYS) & set(data.files)
-    res = runner.invoke(cli.main, ["render", str(out), "--no-gif"])
+    res = runner.invoke(tickprop, ["render", str(out), "--no-gif"])
     assert res.exit_code == 0, res.output
     assert (out / "mismatch.png").is_file()
-    res = runner.invoke(cli.main, ["view", str(out), "--no-open"])
+    res = runner.invoke(tickprop, ["view", str(out), "--no-open"])
     assert res.exit_code == 0, res.output
     assert (out / "view.html").stat().st_size > 0
 

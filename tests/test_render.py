@@ -16,7 +16,7 @@ import pytest
 from colours import classify
 from simulator.errors import SimulatorError
 from simulator.render import DEFAULT_SIZE, write_pictures
-from simulator.render import palette
+from simulator.analysis import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
 from simulator.render.plots import mismatch_figure
 from simulator.render.raster import raster_figure, raster_rgb
@@ -260,3 +260,30 @@ def test_decimated_rows_are_drawn_at_their_ticks():
     row = 75
     assert trace["tick"][row] == 300
     assert anim.render(row).shape == (DEFAULT_SIZE[1], DEFAULT_SIZE[0], 3)
+
+
+def test_show_displays_a_png_in_a_kernel_and_nothing_elsewhere(monkeypatch):
+    """render.show: no kernel, nothing happens; in a kernel one PNG is displayed, and a
+    pyplot figure is closed after it (so the inline backend does not show it again).
+    IPython is stood in for by a module made here (the test extra does not install it)."""
+    import sys
+    import types
+    import matplotlib.pyplot as plt
+    from simulator import render
+    shown, kernel = [], [None]
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: kernel[0]
+    display = types.ModuleType("IPython.display")
+    display.display = shown.append
+    display.Image = lambda data: types.SimpleNamespace(data=data)
+    ipython.display = display
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    fig = plt.figure()
+    assert render.show(fig) is None and shown == []
+    kernel[0] = object()
+    render.show(fig)
+    assert len(shown) == 1 and shown[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
+    with pytest.raises(SimulatorError, match="fig"):
+        render.show("not a figure")

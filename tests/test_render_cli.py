@@ -10,21 +10,21 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-import cli
+from simulator.command import main as tickprop
 
 RUN = "outputs/fig3_fast"
 
 
 @pytest.fixture
 def fig3(runner):
-    res = runner.invoke(cli.main, ["run", "fig3_fast", "--ticks", "40", "--quiet", "--set",
+    res = runner.invoke(tickprop, ["run", "fig3_fast", "--ticks", "40", "--quiet", "--set",
                                    "record.states=true", "--set", "render.every=1"])
     assert res.exit_code == 0, res.output
     return runner
 
 
 def render(runner, *args):
-    res = runner.invoke(cli.main, ["render", *args])
+    res = runner.invoke(tickprop, ["render", *args])
     assert res.exit_code == 0, res.output + res.stderr
     return res
 
@@ -117,43 +117,43 @@ def test_in_place_render_replaces_only_the_pictures(fig3):
 ])
 def test_bad_selections_are_one_error_line_and_write_nothing(fig3, args, word):
     before = snapshot(RUN)
-    line = one_error_line(fig3.invoke(cli.main, ["render", RUN, "--out", "new", *args]
+    line = one_error_line(fig3.invoke(tickprop, ["render", RUN, "--out", "new", *args]
                                       if "--out" not in args else ["render", RUN, *args]))
     assert word in line
     assert snapshot(RUN) == before and not os.path.exists("new")
 
 
 def test_neurons_of_a_run_without_states_is_refused(runner):
-    runner.invoke(cli.main, ["run", "fig1_constant", "--ticks", "20", "--quiet", "--set",
+    runner.invoke(tickprop, ["run", "fig1_constant", "--ticks", "20", "--quiet", "--set",
                              "record.states=false"])
-    line = one_error_line(runner.invoke(cli.main, ["render", "outputs/fig1_constant",
+    line = one_error_line(runner.invoke(tickprop, ["render", "outputs/fig1_constant",
                                                    "--neurons", "0:3"]))
     assert "record.states" in line
 
 
 def test_selectors_of_kinds_without_them_name_the_kinds_they_apply_to(runner):
-    runner.invoke(cli.main, ["run", "locking", "--quiet", "--set", "locking.frames=2",
+    runner.invoke(tickprop, ["run", "locking", "--quiet", "--set", "locking.frames=2",
                              "--set", "locking.depth=3"])
     for option in ("--ticks", "--layers", "--neurons"):
-        line = one_error_line(runner.invoke(cli.main, ["render", "outputs/locking", option, "1"]))
+        line = one_error_line(runner.invoke(tickprop, ["render", "outputs/locking", option, "1"]))
         assert option in line and "locking" in line and "diffusion" in line
 
 
 def test_graph_layers_by_vertex_name(runner):
-    runner.invoke(cli.main, ["run", "residual_levelling", "--ticks", "30", "--quiet"])
+    runner.invoke(tickprop, ["run", "residual_levelling", "--ticks", "30", "--quiet"])
     folder = "outputs/residual_levelling"
     render(runner, folder, "--out", "all", "--no-gif")
     render(runner, folder, "--out", "h3", "--no-gif", "--layers", "h3,out")
     assert png_size("h3/waves.png")[1] <= png_size("all/waves.png")[1]
     assert snapshot("h3")["waves.png"] != snapshot("all")["waves.png"]
-    line = one_error_line(runner.invoke(cli.main, ["render", folder, "--layers", "h4"]))
+    line = one_error_line(runner.invoke(tickprop, ["render", folder, "--layers", "h4"]))
     assert "h4" in line and "did you mean" in line
 
 
 def test_out_over_a_foreign_folder_needs_force(fig3):
     os.makedirs("mine")
     open("mine/notes.txt", "w").write("keep")
-    line = one_error_line(fig3.invoke(cli.main, ["render", RUN, "--out", "mine"]))
+    line = one_error_line(fig3.invoke(tickprop, ["render", RUN, "--out", "mine"]))
     assert "--force" in line and open("mine/notes.txt").read() == "keep"
 
 
@@ -171,7 +171,7 @@ def test_a_run_file_render_out_cannot_read_is_no_write_error(fig3, monkeypatch):
             raise OSError(errno.EIO, os.strerror(errno.EIO), path)
         return real_open(path, mode, *a, **k)
     monkeypatch.setattr(builtins, "open", failing)
-    line = one_error_line(fig3.invoke(cli.main, ["render", RUN, "--out", "part", "--no-gif"]))
+    line = one_error_line(fig3.invoke(tickprop, ["render", RUN, "--out", "part", "--no-gif"]))
     assert source in line and "Input/output error" in line, line
     assert "cannot write" not in line, line
     assert not os.path.exists("part")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import cli
+from simulator.command import main as tickprop
 from simulator.probes import Trace
 from simulator.render import convergence, levels, plots, raster, write_pictures
 from simulator.render.indexed import MAX_FRAMES, MAX_GIF_BYTES, frame_limit
@@ -25,7 +25,7 @@ TRAIN = ("ar_accuracy.png", "ar_accuracy_train.png")
 def run_scene(tmp_path, *args):
     """Run a scene with --out in tmp_path; assert exit 0; return the folder."""
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli.main, ["run", *args, "--out", str(out), "--quiet"])
+    res = CliRunner().invoke(tickprop, ["run", *args, "--out", str(out), "--quiet"])
     assert res.exit_code == 0, (res.output, res.exception)
     return out
 
@@ -101,7 +101,7 @@ def test_a_saved_value_near_the_largest_float_draws(tmp_path, key, everywhere):
     else:
         arrays[key][3, 2] = 1e308
     np.savez(out / "trace.npz", **arrays)
-    res = CliRunner().invoke(cli.main, ["render", str(out), "--no-gif"])
+    res = CliRunner().invoke(tickprop, ["render", str(out), "--no-gif"])
     assert res.exit_code == 0, (res.output, res.exception)
     assert res.stderr == ""
     assert images(out, ("waves.png", "mismatch.png"))["mismatch.png"].size == (1100, 750)
@@ -115,7 +115,7 @@ def test_relaxation_of_one_tick_draws_and_zero_ticks_is_refused(tmp_path):
                     "--set", "relaxation.batch=4")
     pics = images(out, CONVERGE)
     assert pics["relaxation_wave.gif"].n_frames == 1
-    res = CliRunner().invoke(cli.main, ["run", "ar_converge", "--set", "relaxation.iterations=0",
+    res = CliRunner().invoke(tickprop, ["run", "ar_converge", "--set", "relaxation.iterations=0",
                                         "--out", str(tmp_path / "zero"), "--quiet"])
     assert res.exit_code == 2 and res.stderr.count("error:") == 1
     assert "relaxation.iterations" in res.stderr and not (tmp_path / "zero").exists()
@@ -141,7 +141,7 @@ def test_training_of_the_baseline_alone_draws_and_no_variants_is_refused(tmp_pat
     convergence.draw_train(tmp_path, arrays)
     pics = images(tmp_path, TRAIN)
     assert pics["ar_accuracy.png"].size == (round(4.6 * 100), round(3.6 * 100))   # one panel
-    res = CliRunner().invoke(cli.main, ["run", "ar_train", "--set", "relaxation.variants=[]",
+    res = CliRunner().invoke(tickprop, ["run", "ar_train", "--set", "relaxation.variants=[]",
                                         "--out", str(tmp_path / "none"), "--quiet"])
     assert res.exit_code == 2 and res.stderr.count("error:") == 1
     assert "relaxation.variants" in res.stderr and not (tmp_path / "none").exists()

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from colours import classify
-from simulator.render import levels, palette
+from simulator.analysis import palette
+from simulator.render import levels
 from simulator.render.animate import WaveAnimator, write_gif
 from simulator.runner import simulate_scene
 

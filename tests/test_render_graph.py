@@ -12,7 +12,7 @@ from matplotlib.text import Text
 
 from colours import classify
 from simulator.render import write_pictures
-from simulator.render import palette
+from simulator.analysis import palette
 from simulator.render.animate import WaveAnimator, frame_ticks
 from simulator.render.plots import mismatch_figure
 from simulator.render.raster import raster_figure
@@ -40,6 +40,30 @@ def level_order(trace):
     return sorted(range(len(levels)), key=lambda v: (levels[v], v))
 
 
+# levelling delays residual_levelling's skip h1 -> r by two identity vertices (the
+# scene's [[network.layers]]: r = add(h3, h1), h1 at level 1, h3 at level 3)
+DELAYS = {"_id_r_1_0": "h1 +1 tick", "_id_r_1_1": "h1 +2 ticks"}
+
+
+def shown_name(trace, v):
+    """The name a picture shows for vertex v: an identity as the delay of its source."""
+    name = str(trace["vertex_names"][v])
+    return DELAYS[name] if name.startswith("_id_") else name
+
+
+def test_identity_vertices_are_named_as_delays_of_their_source(levelled):
+    names = [str(n) for n in levelled["vertex_names"]]
+    levels = dict(zip(names, levelled["vertex_levels"]))
+    assert sorted(n for n in names if n.startswith("_id_")) == sorted(DELAYS)
+    for identity, shown in DELAYS.items():
+        source, hops = shown.split(" +")[0], int(shown.split(" +")[1].split()[0])
+        assert levels[identity] == levels[source] + hops
+    fig, panels = raster_figure(levelled)
+    labels = [t.get_text() for t in panels[0][0].get_yticklabels()]
+    assert "h1 +1 tick (2)" in labels and "h1 +2 ticks (3)" in labels
+    assert not [label for label in labels if "_id_" in label]
+
+
 def pixel(image, ax, x, y):
     dx, dy = ax.transData.transform((x, y))
     return image[int(image.shape[0] - dy), int(dx), :3]
@@ -64,13 +88,12 @@ def test_levelled_trace_is_not_in_level_order_already(levelled):
 
 def test_raster_rows_are_vertices_by_level_with_names(graph):
     fig, panels = raster_figure(graph)
-    names = [str(n) for n in graph["vertex_names"]]
     order = level_order(graph)
     for ax, _, _ in panels:
         labels = [t.get_text() for t in ax.get_yticklabels()]
         assert len(labels) == len(order)
         for label, v in zip(labels, order):
-            assert label.split(" ")[0] == names[v], (labels, order)
+            assert label.rsplit(" (", 1)[0] == shown_name(graph, v), (labels, order)
             assert f"({graph['vertex_levels'][v]})" in label
 
 
@@ -112,9 +135,10 @@ def test_sync_rows_marked_are_the_vertex_sync_set(graph, tmp_path):
              for y in sorted({r + d for r in rows for d in (-0.5, 0.5)})]
     assert all(min(abs(r - e) for e in edges) <= 2.5 for r in found), (found, edges)
     assert all(any(abs(r - e) <= 2.5 for r in found) for e in edges)
-    bold = [t.get_text().split(" ")[0] for t in ax.get_yticklabels()
+    bold = [t.get_text().rsplit(" (", 1)[0] for t in ax.get_yticklabels()
             if t.get_fontweight() == "bold"]
-    assert sorted(bold) == sorted(str(n) for n in graph["vertex_names"][graph["vertex_sync"]])
+    sync = np.flatnonzero(graph["vertex_sync"])
+    assert sorted(bold) == sorted(shown_name(graph, v) for v in sync)
 
 
 def test_unlevelled_skip_edge_is_drawn_left_of_the_raster(tmp_path):
@@ -181,7 +205,7 @@ def test_mismatch_rows_are_named_vertices_by_level_and_undefined_without_weights
     fig, axes = mismatch_figure(graph)
     fig.canvas.draw()
     order = level_order(graph)[1:]
-    names = [str(graph["vertex_names"][v]) for v in order]
+    names = [shown_name(graph, v) for v in order]
     heat = axes["heatmap"]
     assert [t.get_text() for t in heat.get_yticklabels()] == names
     assert [t.get_text() for t in axes["summary"].get_xticklabels()] == names
@@ -217,7 +241,7 @@ def test_gif_draws_the_vertices_in_level_order_with_their_waves(graph, tmp_path)
     columns = [anim.neuron_pixel(v, 0)[0] for v in order]
     assert columns == sorted(columns) and len(set(columns)) == len(columns)
     assert [t.get_text() for t in anim.bars_ax.get_xticklabels()] == \
-        [str(graph["vertex_names"][v]) for v in order]
+        [shown_name(graph, v) for v in order]
     fwd, bwd = waves_present(graph)
     for i, t in enumerate(ticks):
         for v in range(len(order)):

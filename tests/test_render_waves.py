@@ -15,7 +15,8 @@ from matplotlib.patches import Patch
 
 from colours import classify
 from simulator.render import write_pictures
-from simulator.render.raster import raster_figure, sync_cells
+from simulator.kinds import diffusion
+from simulator.render.raster import EXACT_REL, SYNC_AT, exact_from, raster_figure, sync_cells
 from simulator.runner import simulate_scene
 
 DARK = 70           # every channel below this: the sync overlay's ink, no wave colour
@@ -167,3 +168,41 @@ def test_waves_png_text_inside_the_canvas_legible_and_the_key_matches(scene, tmp
     assert any("g pairs x and δ" in lab for lab in labels)
     drawn_colours = {classify(p) for p in image[::3, ::3].reshape(-1, 3)}
     assert {"red", "blue", "purple"} <= drawn_colours
+
+
+def test_fig1_marks_the_first_exact_tick_of_each_layer_as_fact_a_has_it(fig1, tmp_path):
+    """Constant input, d_y = 0: the output's error is steady from tick L and
+    descends one layer a tick, so g of layer l is backprop's from tick 2L − l
+    (layer 1 last, at 2L − 1: fact A), not from the tick its dark line starts;
+    a white diamond sits there on each row, and nowhere on fig3 (never exact)."""
+    L = fig1.depth
+    first = {l: 2 * L - l for l in range(1, L + 1)}
+    rel = fig1["mismatch_rel"]
+    for l, t in first.items():           # the recorded error agrees (float64 rounding)
+        assert rel[t - 1, l - 1] > 1e-3 and np.all(rel[t:, l - 1] <= 1e-6), l
+    assert exact_from(fig1) == first
+    assert min(first.values()) > min(np.flatnonzero(sync_cells(fig1)[:, l]).min()
+                                     for l in range(1, L + 1))
+    image, fig, panels = drawn(fig1, tmp_path)
+    for ax, _, _ in panels:
+        for l, t in first.items():
+            px, py = ax.transData.transform((t, l - 0.5 + SYNC_AT))
+            patch = image[int(image.shape[0] - py) - 1:int(image.shape[0] - py) + 2,
+                          int(px) - 1:int(px) + 2].astype(int)
+            assert (patch.min(axis=-1) > 250).any(), (l, t, patch)
+            px, _ = ax.transData.transform((t - 3, 0))       # no diamond before it
+            row = image[int(image.shape[0] - py), int(ax.transData.transform((0, 0))[0]):int(px)]
+            assert not (row.astype(int).min(axis=-1) > 250).any(), l
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "g = backprop's gradient from this tick on" in labels
+
+
+def test_fig3_has_no_exact_mark(fig3):
+    assert exact_from(fig3) == {}
+    fig, _ = raster_figure(fig3)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not [lab for lab in labels if "backprop's gradient" in lab]
+
+
+def test_exact_tolerance_is_the_run_summary_s():
+    assert EXACT_REL == diffusion.EXACT_REL

@@ -186,8 +186,35 @@ def test_il_learner_step_by_hand():
     want = {"1.W": w1 - lr / 5 * d1.T @ u, "1.b": b1 - lr / 5 * d1.sum(0),
             "2.W": w2 - lr / 5 * e2.T @ x1, "2.b": b2 - lr / 5 * e2.sum(0)}
     learner = rl.ILLearner(model, T, gamma, "mse")
-    learner.step(u, y, lr)
-    for k, v in want.items():
-        np.testing.assert_allclose(learner.params[k], v, rtol=1e-12, atol=1e-14)
+    for k, g in learner.gradients(u, y).items():
+        np.testing.assert_allclose(p[k] - lr * g, want[k], rtol=1e-12, atol=1e-14)
+    learner.params = want
     np.testing.assert_allclose(learner.predict(u), np.tanh(u @ want["1.W"].T + want["1.b"])
                                @ want["2.W"].T + want["2.b"], rtol=1e-12)
+
+
+def test_adam_by_hand():
+    """Three Adam steps on a quadratic (gradient w − c) against Kingma & Ba's Algorithm 1
+    in its folded form: α_t = α √(1 − β2^t) / (1 − β1^t), ε̂ = ε √(1 − β2^t)."""
+    class Quadratic:
+        backend, model = None, type("M", (), {"depth": 1})()
+
+        def __init__(self):
+            self.params = {"w": np.array([0.3, -2.0, 5.0])}
+
+        def gradients(self, u, y):
+            return {"w": self.params["w"] - np.array([1.0, 1.0, -1.0])}
+
+    q = Quadratic()
+    opt, (b1, b2, eps), lr = rl.Adam(q), rl.ADAM, 0.1
+    w, m, v = q.params["w"].copy(), 0.0, 0.0
+    for t in (1, 2, 3):
+        opt.step(None, None, lr)
+        g = w - np.array([1.0, 1.0, -1.0])
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        alpha, eps_hat = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t), eps * np.sqrt(1 - b2 ** t)
+        w = w - alpha * m / (np.sqrt(v) + eps_hat)
+        np.testing.assert_allclose(q.params["w"], w, rtol=1e-13)
+    q.params["w"][0] = np.nan
+    with pytest.raises(rl.NumericalError):
+        opt.step(None, None, lr)

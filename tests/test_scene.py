@@ -487,14 +487,14 @@ def test_a_run_json_of_a_scene_file_with_spaces_or_non_ascii_replays(tmp_path, m
     """`tickprop run "my scene.toml"` writes run.json with name "my scene"; the
     replay of that run.json was refused ("expected a plain scene name")."""
     from click.testing import CliRunner
-    import cli
+    from simulator.command import main as tickprop
     monkeypatch.chdir(tmp_path)
     (tmp_path / f"{stem}.toml").write_text('kind = "diffusion"\n' + BASE, encoding="utf-8")
     quick = ["--no-gif", "--no-png", "--quiet"]
-    first = CliRunner().invoke(cli.main, ["run", f"{stem}.toml", *quick])
+    first = CliRunner().invoke(tickprop, ["run", f"{stem}.toml", *quick])
     assert first.exit_code == 0, first.output
     assert json.load(open(f"outputs/{folder}/run.json", encoding="utf-8"))["name"] == stem
-    again = CliRunner().invoke(cli.main, ["run", f"outputs/{folder}/run.json", *quick])
+    again = CliRunner().invoke(tickprop, ["run", f"outputs/{folder}/run.json", *quick])
     assert again.exit_code == 0, again.output
     with np.load(f"outputs/{folder}/trace.npz") as a, \
             np.load(f"outputs/{folder}_replay/trace.npz") as b:

@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-import cli
+from simulator.command import main as tickprop
 
 
 def run(runner, *args):
-    res = runner.invoke(cli.main, ["run", *args])
+    res = runner.invoke(tickprop, ["run", *args])
     assert res.exit_code == 0, res.output + res.stderr
     return res.stdout.splitlines()
 
@@ -131,8 +131,8 @@ def test_pc_table_summary_gives_the_largest_divergence(runner):
 
 
 def test_quiet_says_nothing_and_a_pipe_shows_no_progress(runner):
-    res = runner.invoke(cli.main, ["run", "fig1_constant", "--ticks", "20", "--quiet"])
+    res = runner.invoke(tickprop, ["run", "fig1_constant", "--ticks", "20", "--quiet"])
     assert res.exit_code == 0 and res.stdout == "" and res.stderr == ""
-    res = runner.invoke(cli.main, ["run", "fig1_constant", "--ticks", "20"])
+    res = runner.invoke(tickprop, ["run", "fig1_constant", "--ticks", "20"])
     assert res.stderr == ""            # not a terminal: no progress bar
     assert res.stdout.splitlines()[-1] == "-> outputs/fig1_constant"

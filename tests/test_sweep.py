@@ -103,10 +103,10 @@ def test_a_failing_point_is_a_failed_row_and_the_rest_finish(tmp_path):
 
 def test_a_sweep_whose_every_point_failed_exits_3_with_one_error_line(tmp_path):
     """Every point diverges: the sweep used to exit 0 as if it had worked."""
-    import cli
+    from simulator.command import main as tickprop
     path = _write(tmp_path, "allbad", seeds="[0, 1]",
                   grid={"network.depth": "[2]", "rule.learning_rate": "[1e6]"})
-    res = CliRunner().invoke(cli.main, ["sweep", path, "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(tickprop, ["sweep", path, "--out", str(tmp_path / "out")])
     assert res.exit_code == 3, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.output, res.stderr
@@ -117,10 +117,10 @@ def test_a_sweep_whose_every_point_failed_exits_3_with_one_error_line(tmp_path):
 
 
 def test_a_sweep_with_some_failed_points_exits_0_and_says_how_many(tmp_path):
-    import cli
+    from simulator.command import main as tickprop
     path = _write(tmp_path, "somebad", grid={"network.depth": "[2]",
                                              "rule.learning_rate": "[0.0, 1e6]"})
-    res = CliRunner().invoke(cli.main, ["sweep", path, "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(tickprop, ["sweep", path, "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert "2 points (2 run now, 1 failed)" in res.stdout and res.stderr == ""
     assert "failed {'network.depth': 2, 'rule.learning_rate': 1000000.0" in res.stdout
@@ -367,10 +367,10 @@ def test_bad_grid_or_set_keys_are_refused_before_any_point_runs(tmp_path, monkey
 
 
 def test_bad_sweep_key_on_the_command_line_is_one_error_line(tmp_path, monkeypatch):
-    import cli
+    from simulator.command import main as tickprop
     monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, "badcli", grid={"network.depth": "[2]", "stream.hodl": "[1]"})
-    res = CliRunner().invoke(cli.main, ["sweep", path, "--out", "sw", "--quiet"])
+    res = CliRunner().invoke(tickprop, ["sweep", path, "--out", "sw", "--quiet"])
     assert res.exit_code == 2, res.output
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
     assert "badcli.toml" in res.stderr and "did you mean 'hold'" in res.stderr
@@ -469,10 +469,11 @@ def test_no_worker_outlives_its_parent(slow_sweep):
 @pytest.mark.parametrize("address", ["garbage", "tcp://", "host:notaport", "127.0.0.1:99999",
                                      "tcp://127.0.0.1", "a b:80"])
 def test_a_garbage_scheduler_is_one_error_line(tmp_path, monkeypatch, address):
-    import cli
+    from simulator.command import main as tickprop
     monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, "sched")
-    res = CliRunner().invoke(cli.main, ["sweep", path, "--scheduler", address, "--out", "sw", "--quiet"])
+    res = CliRunner().invoke(tickprop, ["sweep", path, "--scheduler", address, "--out", "sw",
+                                        "--quiet"])
     assert res.exit_code == 2, res.output
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: --scheduler")
     assert "HOST:PORT" in res.stderr and not os.path.exists("sw")

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from threadpoolctl import threadpool_info
 
-import cli
+from simulator.command import main as tickprop
 
 from simulator import threads
 from simulator.errors import SimulatorError
@@ -52,7 +52,7 @@ def test_apply_limits_the_blas_numpy_loaded():
 
 def test_run_json_says_what_threads_were_used(tmp_path):
     out = tmp_path / "run"
-    res = CliRunner().invoke(cli.main, ["run", "fig1_constant", "--ticks", "5", "--no-png",
+    res = CliRunner().invoke(tickprop, ["run", "fig1_constant", "--ticks", "5", "--no-png",
                                         "--no-gif", "--quiet", "--threads", "1",
                                         "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -86,7 +86,7 @@ def test_a_train_scene_gives_its_rules_the_cores_it_may_use(tmp_path, monkeypatc
             return real()
         monkeypatch.setattr(threads, "one_blas_thread", spy)
         out = tmp_path / "run"
-        res = CliRunner().invoke(cli.main, ["run", "train_digits", "--ticks", "40", "--no-png",
+        res = CliRunner().invoke(tickprop, ["run", "train_digits", "--ticks", "40", "--no-png",
                                             "--no-gif", "--quiet", "--threads", "2",
                                             "--out", str(out), "--set", "train.eval_every=20"])
         assert res.exit_code == 0, res.output + res.stderr

@@ -217,20 +217,40 @@ REFUSALS = {
     "dilation": (Seq(nn.Conv2d(1, 2, 3, dilation=2)), (1, 7, 7), ["'m_0'", "dilation (2, 2)"]),
     "cumsum": (Lambda(lambda s, x: torch.cumsum(s.l(x), 1), l=nn.Linear(3, 3)), (3,),
                ["'cumsum'", "call_function", "target cumsum", "test_torch_import.py:"]),
-    "activation_after_pool": (Seq(nn.Conv2d(1, 2, 2), nn.AvgPool2d(2), nn.Tanh()), (1, 5, 5),
-                              ["'m_2'", "activation-only vertex"]),
-    "activation_of_a_shared_value": (
-        Lambda(lambda s, x: s.b(torch.tanh(h := s.a(x)) + h), a=nn.Linear(3, 3),
-               b=nn.Linear(3, 2)), (3,), ["'tanh'", "only user"]),
-    "activation_twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,),
-                         ["'m_2'", "without activation"]),
-    "activation_of_the_input": (Seq(nn.Tanh(), nn.Linear(3, 2)), (3,), ["'m_0'"]),
     "several_outputs": (Lambda(lambda s, x: s.l(torch.chunk(x, 2, dim=1)[0]),
                                l=nn.Linear(2, 2)), (4,), ["'chunk'", "several tensors"]),
     "parameter_read": (Lambda(lambda s, x: s.l(x) + s.l.weight.sum(), l=nn.Linear(3, 3)), (3,),
                        ["op get_attr"]),
+    "spatial_flatten_without_tokens": (
+        Lambda(lambda s, x: s.l(s.c(x).flatten(2)), c=nn.Conv2d(1, 2, 2, stride=2),
+               l=nn.Linear(4, 3)), (1, 4, 4), ["flatten of the spatial axes", "(tokens)"]),
 }
 
+
+# activations that cannot fold into their producer: (module, input shape, the vertices
+# that become explicit activation vertices, i.e. identity + σ)
+OWN_ACTIVATION = {
+    "after_pool": (Seq(nn.Conv2d(1, 2, 2), nn.AvgPool2d(2), nn.Tanh()), (1, 5, 5), ["tanh"]),
+    "of_a_shared_value": (
+        Lambda(lambda s, x: s.b(torch.tanh(h := s.a(x)) + h), a=nn.Linear(3, 3),
+               b=nn.Linear(3, 2)), (3,), ["tanh"]),
+    "twice": (Seq(nn.Linear(3, 3), nn.ReLU(), nn.Tanh()), (3,), ["tanh"]),
+    "of_the_input": (Seq(nn.Tanh(), nn.Linear(3, 2)), (3,), ["tanh"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OWN_ACTIVATION))
+def test_an_activation_that_cannot_fold_is_its_own_vertex(rng, case):
+    """Forward and gradients against torch (round_trip), the activation vertex reported,
+    and the export's forward equal to the module's."""
+    torch.manual_seed(4)
+    module, shape, acts = OWN_ACTIVATION[case]
+    model, u = round_trip(module, shape, rng)
+    own = [v for v in model.vertices[1:] if v.kind == "identity"]
+    assert [v.cfg["activation"] for v in own] == acts
+    assert sum("as its own vertex" in line for line in model.import_report) == len(acts)
+    back = model.to_torch()(t64(u)).detach().numpy()
+    np.testing.assert_allclose(back, module(t64(u)).detach().numpy(), rtol=1e-12, atol=1e-14)
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_each_refusal_is_one_error_naming_the_node(case):
@@ -320,13 +340,19 @@ def round_trip_folded(module, shape, rng):
 
 def test_vit_block_imports_exactly(rng):
     torch.manual_seed(9)
-    images = rng.normal(size=(2, 28, 28))
-    x = EX.patches(images)
-    assert np.array_equal(x[1, 5], images[1, 7:14, 7:14].ravel())      # patch (1, 1)
-    model, _ = round_trip(EX.ViTBlock(), (16, 49), rng, batch=2)
+    model, u = round_trip(EX.ViTBlock(), (1, 28, 28), rng, batch=2)
     kinds = [v.kind for v in model.vertices[1:]]
+    assert kinds[:2] == ["conv2d", "tokens"] and model.vertices[2].shape == (16, 16)
     assert kinds.count("matmul") == 2 and kinds.count("softmax") == 1
     assert kinds.count("add") == 2 and kinds[-1] == "dense"
+    # token 5 is position (1, 1): the embedding of the 7x7 patch u[:, 0, 7:14, 7:14]
+    emb, tokens = (R.forward(model, u)[n] for n in model.names[1:3])
+    W, b = model.parameters()[f"{model.names[1]}.W"], model.parameters()[f"{model.names[1]}.b"]
+    patch = u[1, 0, 7:14, 7:14]
+    np.testing.assert_allclose(tokens[1, 5], np.einsum("dij,ij->d", W[:, 0], patch) + b,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(tokens[1, 5], emb[1, :, 1, 1])
+
 
 
 @pytest.mark.parametrize("net", ["lenet5", "resnet8", "vit"])

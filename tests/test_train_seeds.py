@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cli
+from simulator.command import main as tickprop
 from simulator import kinds, scene
 from simulator.errors import SceneError
 from simulator.experiments import training
@@ -68,7 +68,7 @@ def test_a_run_saves_draws_and_summarises_every_seed(tmp_path):
     sc = _scene("train.seeds=[0, 5]")
     kind = kinds.get("train")
     assert kind.progress(sc) == 60 * 2 * 2
-    res = CliRunner().invoke(cli.main, ["run", "train_digits", "--out", str(out), "--set",
+    res = CliRunner().invoke(tickprop, ["run", "train_digits", "--out", str(out), "--set",
                                         "train.seeds=[0, 5]", *sum((["--set", s] for s in SETS),
                                                                   [])])
     assert res.exit_code == 0, res.output + res.stderr

@@ -170,9 +170,10 @@ def test_run_training_writes_curves_and_picture(tmp_path):
     assert results["curves"]["diffusion"]["tick"] == [0, 100, 200, 300]
     assert summary["random.final_accuracy"] == results["curves"]["random"]["accuracy"][-1]
     img = imread(tmp_path / "learning.png")
-    # four panels (accuracy, loss, update-vs-backprop angle, W–F angle) at
-    # 4.2 in × 100 dpi each
-    assert img.shape[1] == 1680 and img.shape[0] == 360
+    # accuracy and loss on top, then a row of small panels per angle (update vs
+    # backprop, W–F), one per weighted layer (4 layers): 2.3 in each, 100 dpi;
+    # 3.2 + 2 × 2.5 in high and a line more per title line
+    assert img.shape[1] == 920 and 820 <= img.shape[0] <= 900
     rgb = (img[..., :3] * 255).round().astype(int)
     for rule in ("diffusion", "random"):
         colour = np.array([int(RULE_COLOURS[rule][i:i + 2], 16) for i in (1, 3, 5)])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cli
+from simulator.command import main as tickprop
 from simulator.errors import SimulatorError
 from simulator.runner import simulate_scene
 from simulator.view import page_html, trace_html, write_view
@@ -38,10 +38,10 @@ def run_and_view(folder, scene, *args):
     """Run ``scene`` into ``folder`` through the CLI (no pictures) and write its
     view.html with `tickprop view --no-open`; returns the page's path."""
     runner = CliRunner()
-    res = runner.invoke(cli.main, ["run", scene, "--out", str(folder), "--no-png", "--no-gif",
+    res = runner.invoke(tickprop, ["run", scene, "--out", str(folder), "--no-png", "--no-gif",
                                    "--quiet", *args], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    res = runner.invoke(cli.main, ["view", str(folder), "--no-open"], catch_exceptions=False)
+    res = runner.invoke(tickprop, ["view", str(folder), "--no-open"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "view written" in res.output
     return os.path.join(str(folder), "view.html")
@@ -195,7 +195,7 @@ def test_write_view_replaces_only_its_own_page(tmp_path):
 def test_cli_view_mistakes_are_one_error_line(tmp_path, setup, message):
     folder = tmp_path / "run"
     setup(folder)
-    res = CliRunner().invoke(cli.main, ["view", str(folder), "--no-open"])
+    res = CliRunner().invoke(tickprop, ["view", str(folder), "--no-open"])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

@@ -22,6 +22,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from simulator.probes import Trace
+from simulator.analysis import palette
+from simulator.render import raster
 from simulator.runner import simulate_scene
 from simulator.view import trace_html
 from test_view import BACKWARD, FIG1_DEPTH, FORWARD, fig1_cells, run_and_view
@@ -35,9 +38,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 TICKS = 30
-# The raster's colours (view.js C.fwd, C.bwd, C.both, C.none), as the paper's figures.
-COLOURS = {FORWARD: (214, 39, 40), BACKWARD: (31, 90, 220), FORWARD | BACKWARD: (148, 52, 180),
-           0: (240, 240, 240)}
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
@@ -222,33 +222,33 @@ def test_play_advances_and_steps_go_both_ways(browser, fig1_page):
     assert errors(browser.get_log("browser")) == []
 
 
-def classify(rgb):
-    """The wave bits whose colour is nearest to ``rgb`` (None if none is close)."""
-    bits, dist = min(((b, np.abs(np.array(c) - rgb).sum()) for b, c in COLOURS.items()),
-                     key=lambda bc: bc[1])
-    return bits if dist <= 30 else None
+def png_colours(trace, colour):
+    """(ticks, layers, 3) RGB bytes of the PNG rasteriser (simulator.render.raster)."""
+    return palette.to_bytes(raster.raster_rgb(Trace(trace, {}), colour)).transpose(1, 0, 2)
 
 
-def test_screenshot_has_red_blue_and_purple_cells_where_the_waves_are(browser, fig1_page, tmp_path):
-    page, _ = fig1_page
+def test_raster_pixels_are_the_pngs_and_show_the_waves(browser, fig1_page):
+    page, trace = fig1_page
     open_page(browser, page)
     browser.execute_script(f"tickpropView.setFrame({TICKS - 1})")   # cursor on the last column
-    image = canvas_image(browser)
-    assert image.std() > 10                                          # not blank
     want = fig1_cells(TICKS)
-    seen = np.full(want.shape, -1)
-    for t in range(TICKS - 1):
-        for layer in range(FIG1_DEPTH + 1):
-            box = browser.execute_script("return tickpropView.cellBox(arguments[0], arguments[1])",
-                                         t, layer)
-            y, x = int(box["y"] + box["h"] / 2), int(box["x"] + box["w"] / 2)
-            seen[t, layer] = classify(image[y, x])
-    np.testing.assert_array_equal(seen[:-1], want[:-1])
-    counts = {b: int((np.abs(image - np.array(c)).sum(axis=-1) <= 30).sum())
-              for b, c in COLOURS.items()}
-    cell = box["w"] * box["h"]
-    for bits in (FORWARD, BACKWARD, FORWARD | BACKWARD):
-        assert counts[bits] >= 0.5 * cell * (want[:-1] == bits).sum(), (bits, counts)
+    for colour in ("magnitude", "tag"):
+        browser.execute_script("tickpropView.setColour(arguments[0])", colour)
+        image = canvas_image(browser)
+        assert image.std() > 10                                      # not blank
+        png = png_colours(trace, colour).astype(int)
+        for t in range(TICKS - 1):
+            for layer in range(FIG1_DEPTH + 1):
+                box = browser.execute_script(
+                    "return tickpropView.cellBox(arguments[0], arguments[1])", t, layer)
+                y, x = int(box["y"] + box["h"] / 2), int(box["x"] + box["w"] / 2)
+                got = image[y - 2, x]            # above the sync overlay's line
+                assert np.abs(got - png[t, layer]).max() <= 2, (colour, t, layer, got)
+                red, green, blue = got
+                bits = want[t, layer]            # the tick convention: which wave is there
+                assert (red > blue + 60) == (bits == FORWARD), (t, layer, got)
+                assert (blue > red + 60) == (bits == BACKWARD), (t, layer, got)
+                assert (min(red, blue) > green + 15) == (bits == FORWARD | BACKWARD)
 
 
 def test_neuron_choice_and_exports(browser, fig1_page):

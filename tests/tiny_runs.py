@@ -24,12 +24,12 @@ def make_tiny_runs(base, kinds, pictures):
     through the CLI (GIFs off; PNGs as ``pictures`` says)."""
     from click.testing import CliRunner
 
-    import cli
+    from simulator.command import main as tickprop
     made = {}
     for kind in kinds:
         out = str(base / kind)
         flags = ["--quiet", "--no-gif"] + ([] if pictures else ["--no-png"])
-        res = CliRunner().invoke(cli.main, ["run", *TINY_RUNS[kind], "--out", out, *flags])
+        res = CliRunner().invoke(tickprop, ["run", *TINY_RUNS[kind], "--out", out, *flags])
         assert res.exit_code == 0, (kind, res.output[-3000:])
         made[kind] = out
     return made

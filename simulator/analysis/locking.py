@@ -1,4 +1,4 @@
-"""Backprop's locked schedule against the tick engine's pipelined one (SPEC §5): rows
+"""Backprop's locked schedule against the tick engine's pipelined one (the locking scene): rows
 layers 1..L, columns steps from the engine's tick 1, a cell the frame worked on (−1 idle).
 Locked, frame s goes forward through 1..L and back, 2L steps, before the next starts;
 pipelined (Fact B), it works at layer l forward at tick s + l − 1, backward s + 2L − l − 1."""

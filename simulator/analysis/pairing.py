@@ -1,4 +1,4 @@
-"""Which frames a learning run's updates pair, from the provenance tags (SPEC §1):
+"""Which frames a learning run's updates pair, from the provenance tags (docs/explanation/model.md):
 per weighted vertex, the spread in ticks between the frames of the x that g pairs
 with, of δ's target and of δ's output activity once the run is steady. Frames held
 h ticks meet in one frame a fraction max(0, 1 − spread/h) of the ticks; an update

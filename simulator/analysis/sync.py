@@ -1,4 +1,4 @@
-"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; SPEC §1 Fact C/D),
+"""Synchronization analysis of a recorded run (Betti & Gori, Eqs. 5–6; facts C/D),
 read off the trace's provenance tags and paired with the mismatch: in g[t,l] = δ[t,l]
 x[t,l−1]ᵀ the input took l − 1 forward steps and the supervision L − l backward ones, so
 (d_y = 0) they share a frame exactly at ls = (L+1)/2 (δ's other factors may not: Fact D)."""
@@ -151,7 +151,7 @@ def _num(value, fmt):
 
 
 def graph_sync_report(trace):
-    """``sync_report`` of a graph run (SPEC "Graphs", facts C′/D′): per vertex 1..n−1
+    """``sync_report`` of a graph run (facts C′/D′): per vertex 1..n−1
     kind, levels, sync-set membership, last frames (oldest–newest) and mean mismatch."""
     window = steady_window(trace)
     start, stop = window

@@ -1,4 +1,4 @@
-"""The tick engine (SPEC §1 on any Model) and its one door, ``Engine(model, ...)``.
+"""The tick engine (on any Model) and its one door, ``Engine(model, ...)``.
 
 ``tick`` (GraphEngine: options resolved once, the generic step, the
 provenance tags), ``fast`` (the numpy executor), ``compiled`` (the jax

@@ -1,4 +1,4 @@
-"""Feeding a stream into a tick engine, chunk by chunk (SPEC §2 into §1):
+"""Feeding a stream into a tick engine, chunk by chunk (streams into the tick rule):
 frames are made on the host and moved to the device once per chunk.
 """
 import numpy as np

@@ -356,8 +356,10 @@ class FastNumpy:
         for i, want_s in self._fwd_other:
             v = verts[i]
             pre, out = v.layer.value(np, self._vp[i], [X[p] for p in v.parents])
-            Pn[i] = pre
-            np.copyto(Xn[i], out)  # out may be a view of a parent's buffer (flatten, identity)
+            # pre and out may be views of a parent's buffer (flatten, identity, tokens),
+            # which the next ticks overwrite: ITD's differences read this tick's pre later
+            np.copyto(Pn[i], pre)
+            np.copyto(Xn[i], out)
             if want_s:
                 Sn[i] = v.layer.derivative(np, pre)
         # output delta

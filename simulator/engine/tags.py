@@ -1,4 +1,4 @@
-"""Provenance tags of GraphEngine (SPEC "Graphs"): which input frame every x and δ
+"""Provenance tags of GraphEngine (docs/explanation/models.md): which input frame every x and δ
 holds, and the frames of its σ' factors and pairing. The tags of t are a gather of
 t−1's fixed by the graph (min for the oldest frame, max for the newest); once a run
 is steady, every later tick is a shift, computed on reading. TagClock gives the
@@ -165,13 +165,13 @@ def _padded(rows):
 
 
 def warm_ticks(engine):
-    """Ticks after which an engine's tags are a shift (bounds every lag of SPEC §1)."""
+    """Ticks after which an engine's tags are a shift (bounds every lag of the tick rule)."""
     return 2 * engine.depth + engine.supervision_delay + engine.history + 2
 
 
 class TagClock:
     """An engine's tags in closed form: they depend on the tick, graph and options only
-    (SPEC §1), so after a warm-up of W ticks each is the tick minus a fixed lag, or −1.
+    (the tick rule), so after a warm-up of W ticks each is the tick minus a fixed lag, or −1.
     ``observe`` takes the tag states of ticks 0, 1, … (rows × vertices); once W more
     ticks move every tag one frame a tick, ``ready`` is set and ``rows(ticks)`` gives
     later ones. ``TagClock.of(probe)`` runs the warm-up on a probe engine and keeps it."""

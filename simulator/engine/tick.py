@@ -1,4 +1,4 @@
-"""The tick engine on any Model: SPEC §1 vertex by vertex (SPEC "Graphs").
+"""The tick engine on any Model: the tick rule (docs/explanation/model.md) vertex by vertex.
 
 Every vertex responds one tick late from its parents' state at t:
 
@@ -79,9 +79,9 @@ def sync_set(model):
 
 
 class GraphEngine(FastNumpy, GraphTags):
-    """Backprop diffusion on a graph of time-delayed layers (SPEC §1, "Graphs").
+    """Backprop diffusion on a graph of time-delayed layers (docs/explanation/model.md).
 
-    Keywords: the rule options of SPEC §1 (``simulator.options``) and
+    Keywords: the rule options (``simulator.options``, docs/explanation/model.md) and
     ``levelled`` (run on ``model.level()``); "auto" (the defaults of
     ``supervision_delay`` and ``levelled``): causal d_y = D and levelled when
     learning, d_y = 0 and as given when frozen (``options.resolve_delay``).
@@ -363,7 +363,7 @@ class GraphEngine(FastNumpy, GraphTags):
     def _learn(self, t):
         """W ← (1 − ηλ) W − η g per vertex; with ``accumulate`` a, the sum of a
         ticks' steps every a-th tick; learned feedback takes W's step
-        (Kolen–Pollack, paper 001 Eq. 6), sign-family feedback is refreshed."""
+        (Kolen–Pollack; Millidge et al. 2020, Eq. 6), sign-family feedback is refreshed."""
         keep = 1.0 - self.learning_rate * self.weight_decay
         due = not (t + 1) % self.accumulate
         for v in self.model.vertices[1:]:

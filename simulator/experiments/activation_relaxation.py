@@ -44,7 +44,7 @@ def run_converge(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variant="exac
                  eta_x=(0.05, 0.1, 0.2, 0.5, 1.0), iterations=100, batch=64, loss="mse",
                  seed=0, data="digits", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
                  init="forward", split_seed=0, device="cpu", dtype="float64"):
-    """Fig. 1 of paper 001: relax one batch for each η_x. Returns numpy arrays:
+    """Fig. 1 of Millidge et al. 2020: relax one batch for each η_x. Returns numpy arrays:
     ``errors`` (relative error to the variant's fixed point), ``predicted`` (its
     closed-form linear prediction), ``norms``, ``changes`` (the relaxation wave),
     each (E, K+1, L+1); ``weight_error`` (E, L) = ‖ΔW_AR − ΔW_BP‖/‖ΔW_BP‖ after K
@@ -125,14 +125,24 @@ class BackpropBaseline:
         self.model, self.loss, self.params = model, loss, model.parameters()
         self.backend = Backend("cpu", "float64")
 
-    def step(self, u, y, lr):
-        """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
+    def _sums(self, u, y):
+        """Each parameter's gradient summed over the batch (u, y), on the host;
+        NumericalError if the loss is not finite."""
         outs, deltas, value = reference.factors(self.model, u, y, self.loss, self.params)
-        scale = float(lr) / u.shape[0]
-        for k, g in param_gradients(array_namespace(u), self.model, outs, deltas).items():
-            self.params[k] -= scale * to_host(g)
         if not np.isfinite(float(value)):
             raise NumericalError(0, self.model.depth, "loss")
+        return {k: to_host(g) for k, g in
+                param_gradients(array_namespace(u), self.model, outs, deltas).items()}
+
+    def gradients(self, u, y):
+        """The batch-mean gradient of every parameter (what an optimizer steps on)."""
+        return {k: g / u.shape[0] for k, g in self._sums(u, y).items()}
+
+    def step(self, u, y, lr):
+        """One SGD step on the batch (u, y); NumericalError if its loss is not finite."""
+        scale = float(lr) / u.shape[0]
+        for k, g in self._sums(u, y).items():
+            self.params[k] -= scale * g
 
     def predict(self, u):
         return reference.evaluate(self.model, u, self.params)[1][-1]
@@ -171,7 +181,7 @@ def run_train(sizes=PAPER_SIZES, activations=PAPER_ACTIVATIONS, variants=VARIANT
               loss="mse", weight_scale=1.0, bias_scale=0.0, feedback_scale=1.0,
               init="forward", split_seed=0, test_fraction=0.25, eval_every=None,
               device="cpu", dtype="float64", progress=None, solver="closed-form"):
-    """Figs. 2–3 of paper 001 on the digits: per seed, each AR variant and
+    """Figs. 2–3 of Millidge et al. 2020 on the digits: per seed, each AR variant and
     backprop train from the same weights on the same minibatches (SGD, lr on the
     batch-mean gradient, K relaxation ticks per batch; ``solver`` as
     ActivationRelaxation's). Returns ``steps`` (T,) updates at each evaluation;

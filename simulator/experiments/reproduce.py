@@ -33,12 +33,7 @@ KEYS = {"name": str, "claim": str, "source": str, "published": str, "ours": str,
 STEPS = 100             # progress units per check
 # Checks that do not reproduce their published number here, with why. They run and
 # print "FAIL (known)" but do not fail the command; one that passes says so.
-KNOWN_FAILURES = {
-    "pc_il_matches_backprop": "IL at T = 5, γ = 0.3 with plain SGD ends 3.5 points behind "
-    "backprop: its updates shrink toward the input (0.54, 0.37, 0.18, 0.08 of backprop's "
-    "size). PCX trains with AdamW and tuned inference; AdamW here (η 1e-3, 3e-4) did worse "
-    "(0.83, 0.87 on seed 0) and γ ≥ 0.6 diverged",
-}
+KNOWN_FAILURES = {}
 
 
 def plan(tier, data=None, only=()):

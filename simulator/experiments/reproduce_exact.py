@@ -1,5 +1,5 @@
 """The exact checks of ``tickprop reproduce`` (contract: reproduce.py): Z-IL = backprop
-and its Table 2 timings (paper 002), the LayerPipe2 delay law as fact B′, and the
+and its Table 2 timings (Salvatori et al. 2022), the LayerPipe2 delay law as fact B′, and the
 predictive-coding inference ticks. Each compares the engine with an independent
 oracle (model.reference.backprop, path lengths walked from the graph's edges)."""
 import time
@@ -82,7 +82,7 @@ def _rel(got, want, keys):
 
 # ---------------------------------------------------------------- check 1: Z-IL = BP
 def zil_equals_backprop(tier, data, seed, progress):
-    """Table 1 on the five graphs of paper 002 (levelled: 0; unlevelled residual and
+    """Table 1 on the five graphs of Salvatori et al. 2022 (levelled: 0; unlevelled residual and
     attention: not 0, the paper's control), and Z-IL on tickprop Models against
     model.reference.backprop."""
     start, seeds = time.process_time(), _seeds(seed)
@@ -215,7 +215,7 @@ def layerpipe_delay_law(tier, data, seed, progress):
         "backprop's gradient of the frame given lag(v) = 2·bwd(v) + fwd(v) ticks earlier, i.e. "
         "delay(v) = lag − fwd(v) = 2·bwd(v) after its forward use (= 2·S(l) on a chain), "
         "at every vertex from its warm-up tick lag(v) on.",
-        LAYERPIPE + ", S(l) = stages after l; tickprop fact B′ (SPEC §1 Graphs)",
+        LAYERPIPE + ", S(l) = stages after l; tickprop fact B′ (docs/explanation/facts.md)",
         "delay(l) = 2·S(l)",
         f"delay(v) = 2·bwd(v) at {vertices - bad}/{vertices} vertices (chain, residual, "
         f"DAG); gradient rel err ≤ {worst:.2g} over {compared} (tick, vertex) pairs",

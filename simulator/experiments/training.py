@@ -65,11 +65,16 @@ def held_out(spec, model, teacher_seed, n=0):
     if spec.target.kind == "labels":
         # the held-out split of the data the stream trains on
         data = load_dataset(st.data, seed=spec.run.seed)
-        n = n or len(data.test_x)
+        # n < the split: a seeded random subset (the split keeps the file's order, and
+        # files such as the MNIST sample are sorted by class)
+        pick = np.arange(len(data.test_x))
+        if 0 < n < len(pick):
+            pick = np.sort(np.random.default_rng(
+                np.random.SeedSequence([spec.run.seed, 13])).permutation(len(pick))[:n])
         if st.kind != "moving":
-            return _shaped(data.test_x[:n], model), data.test_targets[:n]
+            return _shaped(data.test_x[pick], model), data.test_targets[pick]
         # each digit once at a random sub-pixel position, seeded apart from the stream
-        images = data.test_images[:n]
+        images = data.test_images[pick]
         H, W = moving_canvas(st, data.image_shape)
         h, w = data.image_shape
         # bounce: the image lies inside the canvas; wrap: anywhere on the torus
@@ -77,7 +82,7 @@ def held_out(spec, model, teacher_seed, n=0):
         rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
         pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
         frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
-        return _shaped(st.amplitude * frames, model), data.test_targets[:n]
+        return _shaped(st.amplitude * frames, model), data.test_targets[pick]
     # Regression: held-out inputs drawn like the stream's frames, teacher targets.
     rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
     x = st.amplitude * rng.normal(size=(1, n or 512, sizes[0]))

@@ -1,4 +1,4 @@
-"""The ar_converge kind: paper 001 Fig. 1, the Activation Relaxation error per
+"""The ar_converge kind: Millidge et al. 2020 Fig. 1, the Activation Relaxation error per
 layer against relaxation tick for several η_x, saved as relaxation.npz and
 drawn as ar_convergence.png and the relaxation wave (png and gif)."""
 import os

@@ -1,4 +1,4 @@
-"""The ar_train kind: paper 001 Figs. 2–3, Activation Relaxation variants
+"""The ar_train kind: Millidge et al. 2020 Figs. 2–3, Activation Relaxation variants
 against backprop on the digits, saved as training.npz and drawn as
 ar_accuracy.png (test) and ar_accuracy_train.png."""
 import os

@@ -1,4 +1,4 @@
-"""The locking kind (SPEC §5): backprop's locked schedule beside the tick
+"""The locking kind (docs/explanation/waves.md, locking): backprop's locked schedule beside the tick
 engine's pipeline, saved as locking.npz (both occupancy tables) with the
 numbers in run.json, and drawn as locking.png and locking.gif."""
 import os

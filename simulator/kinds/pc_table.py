@@ -1,4 +1,4 @@
-"""The pc_table kind: Tables 1 and 2 of Salvatori et al. (paper 002), saved as
+"""The pc_table kind: Tables 1 and 2 of Salvatori et al. 2022, saved as
 table1.csv and table2.csv with the rows in run.json, and drawn as tables.md.
 ``tickprop pc-table`` is this kind with its options as flags."""
 import csv

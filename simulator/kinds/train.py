@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from .. import threads
+from ..errors import SimulatorError
 from ..files import write_json
 from ..probes import RecordPlan, RunBudget
 from ..build import pairing_warnings
@@ -38,7 +39,8 @@ def prepare(name, scene, options=None):
                                           "seed_curves": [c for _, c in runs]}
         write_json(os.path.join(folder, "results.json"),
                    {"name": name, "scene": scene, "curves": runs[0][1], **more,
-                    "summary": summary, "seconds": elapsed, "rule_threads": workers})
+                    "summary": summary, "seconds": elapsed, "rule_threads": workers,
+                    "warnings": list(getattr(job, "warnings", []))})
         return dict(summary, seconds=elapsed, resolved={
             "supervision_delay": spec.supervision_delay, "levelled": bool(spec.levelled)})
     if any(RULES[rule] is not None for rule in spec.train.rules):
@@ -82,7 +84,29 @@ def draw(folder, meta, options):
     title = f"{meta.get('name', '')}: {meta.get('scene', {}).get('description', '')}"
     runs = [c for _, c in seed_curves(results)]
     return {"learning.png": render_learning(runs[0], os.path.join(folder, "learning.png"),
-                                            title=title, seeds=runs if len(runs) > 1 else None)}
+                                            title=title, seeds=runs if len(runs) > 1 else None,
+                                            **picture_names(meta.get("scene", {}), results))}
+
+
+def picture_names(scene, results=None):
+    """learning.png's names of the weight matrices its angle panels draw, in the
+    curves' order (every one for grad_angles; for angles those not on the input,
+    whose F is unused: training.alignment_angles), a chain's "layer l"; and the
+    accuracy of guessing among the outputs; the run's warning (``results``' warnings)
+    as the reason a tick-engine rule may end at chance. {} if the scene cannot say."""
+    try:
+        spec = spec_of(scene)
+        model = spec.network.run_skeleton(spec.levelled)
+    except (SimulatorError, KeyError, TypeError):   # not a scene: the picture says W1, W2
+        return {}
+    keys = [k[:-2] for k in model.param_shapes() if k.endswith(".W")]
+    name = (lambda k: k) if spec.network.graph else (lambda k: f"layer {k}")
+    return {"layers": {"grad_angles": [name(k) for k in keys],
+                       "angles": [name(k) for k in keys if any(model.vertex(k).parents)]},
+            "chance": 1.0 / max(1, int(np.prod(model.output_shape))),
+            "why": {rule: " ".join((results or {}).get("warnings") or [])
+                    for rule in spec.train.rules if RULES[rule] is not None
+                    and (results or {}).get("warnings")}}
 
 
 def summary(folder, meta):

@@ -18,6 +18,30 @@ from .layers import ACTIVATIONS, KINDS, Layer, Unfit
 from .spec import INPUT, LayerError, check_input_shape, denormalize, normalize
 
 
+IDENTITY_PREFIX = "_id_"        # the identity vertices Model.level inserts
+
+
+def delay_names(names, edges):
+    """``names`` with each of levelling's identity vertices named as a delay of its
+    source, the first vertex up its chain of identities that is not one ("h +1 tick",
+    "h +2 ticks"); without edges to follow, from its own name ("+3 ticks before q")."""
+    parent = {int(c): int(p) for p, c in edges}
+    out = []
+    for v, name in enumerate(names):
+        u, hops = v, 0
+        while names[u].startswith(IDENTITY_PREFIX) and u in parent and hops < len(names):
+            u, hops = parent[u], hops + 1
+        if not name.startswith(IDENTITY_PREFIX):
+            out.append(name)
+        elif hops and not names[u].startswith(IDENTITY_PREFIX):
+            out.append(f"{names[u]} +{hops} tick" + "s" * (hops > 1))
+        else:                   # _id_<child>_<k>_<step>: step 0 is one tick after the source
+            child, _, step = name[len(IDENTITY_PREFIX):].rstrip("_").rpartition("_")
+            child = child.rpartition("_")[0] or child
+            k = int(step) + 1 if step.isdigit() else "?"
+            out.append(f"+{k} tick{'s' * (k != 1)} before {child}")
+    return out
+
 @dataclass(frozen=True, eq=False)
 class Vertex:
     """One vertex: ``parents`` are indices in ``from`` order (may repeat),
@@ -39,13 +63,15 @@ class Vertex:
 
 class Model:
     """A graph of layers with its parameters; build it with ``from_layers``,
-    ``chain``, ``from_weights`` or ``level``. Immutable: ``with_parameters`` returns a copy."""
+    ``chain``, ``from_weights`` or ``level``. Immutable: ``with_parameters`` returns a copy.
+    ``import_report`` (list of str) says what an importer folded; copies carry it."""
 
-    def __init__(self, input_shape, vertices, params):
+    def __init__(self, input_shape, vertices, params, import_report=()):
         self.input_shape = tuple(input_shape)
         self.vertices = tuple(vertices)
         self._params = params
         self._index = {v.name: v.index for v in self.vertices}
+        self.import_report = list(import_report)
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -234,7 +260,7 @@ class Model:
                 raise SimulatorError(f"{call}: params[{k!r}]: expected shape "
                                      f"{self._params[k].shape}, got {a.shape}")
             new[k] = a
-        return Model(self.input_shape, self.vertices, new)
+        return Model(self.input_shape, self.vertices, new, self.import_report)
 
     # ------------------------------------------------------------------- graph
     def __len__(self):
@@ -296,7 +322,7 @@ class Model:
         return all(lv[c] == lv[p] + 1 for p, c, _ in self.edges())
 
     def level(self):
-        """A levelled copy (Algorithm 2 of paper 002): each edge p → v spanning
+        """A levelled copy (Algorithm 2 of Salvatori et al. 2022): each edge p → v spanning
         g + 1 > 1 levels becomes a chain of g identities "_id_<v>_<k>_<step>"
         (k: p's position in v's ``from``, step 0 nearest p); values, parameters
         and gradients are unchanged."""
@@ -307,7 +333,7 @@ class Model:
             parents = []
             for k, p in enumerate(self.parents(v.name)):
                 for step in range(lv[v.name] - lv[p] - 1):
-                    name = f"_id_{v.name}_{k}_{step}"
+                    name = f"{IDENTITY_PREFIX}{v.name}_{k}_{step}"
                     while name in taken:
                         name += "_"
                     taken.add(name)
@@ -315,7 +341,9 @@ class Model:
                     p = name
                 parents.append(p)
             cfgs.append({**v.cfg, "from": tuple(parents)})
-        return Model._assemble(cfgs, self.input_shape, self.parameters())
+        levelled = Model._assemble(cfgs, self.input_shape, self.parameters())
+        return Model(levelled.input_shape, levelled.vertices, levelled._params,
+                     self.import_report)
 
 
 def _float_arrays(call, name, values):

@@ -263,6 +263,25 @@ class Flatten(Layer):
         return [xp.reshape(delta, (delta.shape[0],) + self.in_shapes[0])]
 
 
+
+class Tokens(Layer):
+    """(B, C, H, W) → (B, H·W, C): each position a token of its C channels, row-major.
+    A vision transformer's patch embedding is a conv of stride = kernel, then this."""
+    kind = "tokens"
+
+    def _shape(self):
+        c, h, w = self._chw()
+        return (h * w, c)
+
+    def _pre(self, xp, params, inputs):
+        x = inputs[0]
+        return xp.permute_dims(xp.reshape(x, (x.shape[0], self.shape[1], self.shape[0])),
+                               (0, 2, 1))
+
+    def vjp(self, xp, params, inputs, pre, delta, weights=None):
+        return [xp.reshape(xp.permute_dims(delta, (0, 2, 1)),
+                           (delta.shape[0],) + self.in_shapes[0])]
+
 class Add(Layer):
     """Residual merge: σ(sum of the parents), all of one shape."""
     kind = "add"
@@ -390,5 +409,5 @@ class Softmax(Layer):
         return [s * (delta - xp.sum(delta * s, axis=-1, keepdims=True))]
 
 
-KINDS = {cls.kind: cls for cls in (Dense, Conv2d, Pool, Flatten, Add, Identity, Linear,
-                                   MatMul, Softmax)}
+KINDS = {cls.kind: cls for cls in (Dense, Conv2d, Pool, Flatten, Tokens, Add, Identity,
+                                   Linear, MatMul, Softmax)}

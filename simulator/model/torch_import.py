@@ -7,7 +7,9 @@ naming the FX node (op, target, source line). ``to_torch`` builds an
 ``nn.Module`` from a Model's vertices. torch is imported inside the functions
 only, so the core never loads it.
 """
+import contextlib
 import copy
+import io
 import linecache
 import operator
 import os
@@ -99,8 +101,9 @@ def from_torch(cls, module, example_input):
                              f"shape), given {getattr(example_input, 'shape', example_input)!r}")
     gm = _trace(torch, module)
     probe = copy.deepcopy(gm).double()
-    try:
-        torch.fx.passes.shape_prop.ShapeProp(probe).propagate(example_input.double())
+    try:     # ShapeProp prints the traceback of a failing node itself: not to the user
+        with contextlib.redirect_stderr(io.StringIO()):
+            torch.fx.passes.shape_prop.ShapeProp(probe).propagate(example_input.double())
     except Exception as exc:
         shape = tuple(example_input.shape)
         raise SimulatorError(f"{CALL}: the module's forward fails on example_input of shape "
@@ -122,7 +125,8 @@ def from_torch(cls, module, example_input):
 
 class _Mapper:
     """One pass over the FX nodes: ``entry[node]`` is the vertex name it computes,
-    or ("T", name) for a transposed view that only a matmul may read."""
+    ("T", name) for a transposed view that only a matmul may read, or ("S", name) for a
+    flatten of the spatial axes that only a transpose(1, 2) (to tokens) may read."""
 
     def __init__(self, torch, gm):
         self.torch, self.nn, self.gm = torch, torch.nn, gm
@@ -143,6 +147,9 @@ class _Mapper:
             raise _Refuse(node, f"argument {arg!r} is not a tensor the model computes "
                           "(constants, parameters and buffers used directly do not map)")
         e = self.entry[arg]
+        if isinstance(e, tuple) and e[0] == "S":
+            raise _Refuse(node, f"it reads {arg.name!r}, a flatten of the spatial axes; that "
+                          "maps only as x.flatten(2).transpose(1, 2) (tokens)")
         if isinstance(e, tuple):
             raise _Refuse(node, f"it reads the transpose {arg.name!r}; a transpose maps only "
                           "as the second factor of a matmul")
@@ -169,12 +176,15 @@ class _Mapper:
         return None
 
     def fold_activation(self, node, arg, act):
+        """σ into the producing layer when it is the activation's alone (a dense, linear,
+        conv2d or add without one), else an explicit activation vertex (identity + σ)."""
         name = self.sole(node, arg)
         cfg = self.layers.get(name)
         if cfg is None or cfg["kind"] not in _CAN_ACT or cfg["activation"] != "linear":
-            raise _Refuse(node, f"activation {act} needs a producing dense, linear, conv2d or "
-                          "add layer without activation whose only user it is (the model has "
-                          "no activation-only vertex)")
+            self.add(node, "identity", [self.vertex(node, arg)], activation=act)
+            self.report.append(f"{node.name}: {act} as its own vertex (its input "
+                               f"{arg.name!r} is not a layer it can fold into alone)")
+            return
         cfg["activation"] = act
         self.entry[node] = name
 
@@ -353,6 +363,9 @@ class _Mapper:
 
     def flatten(self, node, x):
         s, o = _shape(x), _shape(node)
+        if s is not None and len(s) == 4 and o == (s[0], s[1], s[2] * s[3]):
+            self.entry[node] = ("S", self.vertex(node, x))    # tokens, once transposed
+            return
         if s is None or o is None or o != (s[0], int(np.prod(s[1:]))):
             raise _Refuse(node, f"only a flatten of everything after the batch axis maps "
                           f"(shape {s} to {o})")
@@ -388,6 +401,10 @@ class _Mapper:
         if rank < 3 or not swap:
             raise _Refuse(node, "only a swap of the last two axes (of a matmul's second factor) "
                           "maps")
+        spatial = self.entry.get(x)
+        if isinstance(spatial, tuple) and spatial[0] == "S":     # x.flatten(2).transpose(1, 2)
+            self.add(node, "tokens", [spatial[1]])
+            return
         self.entry[node] = ("T", self.vertex(node, x))
 
     def matmul(self, node):
@@ -456,6 +473,8 @@ def to_torch(model):
                     y = pool(xs[0], tuple(c["size"]), tuple(c["stride"]))
                 elif v.kind == "flatten":
                     y = torch.flatten(xs[0], 1)
+                elif v.kind == "tokens":
+                    y = torch.flatten(xs[0], 2).transpose(1, 2)
                 elif v.kind == "add":
                     y = xs[0]
                     for z in xs[1:]:

@@ -93,14 +93,58 @@ class Trace:
                               f"trace has {', '.join(names) or 'none'} (trace.schema() says "
                               "what each holds)")
 
-    html_viewer = None     # simulator.view.trace_html, wired by the package (the top floor)
+    html_viewer = None     # simulator.view.trace_html, wired as simulator.view loads
 
     def _repr_html_(self):
         """The time-travel viewer of this trace, for notebooks (None: plain repr)."""
         return None if self.html_viewer is None else self.html_viewer(self)
 
+    # A mapping of the recorded arrays: names in trace.npz order, trace[name] the array.
     def __contains__(self, key):
         return key in self.arrays
+
+    def __iter__(self):
+        return iter(self.arrays)
+
+    def __len__(self):
+        return len(self.arrays)
+
+    def keys(self):
+        return self.arrays.keys()
+
+    def values(self):
+        return self.arrays.values()
+
+    def items(self):
+        return self.arrays.items()
+
+    def __repr__(self):
+        """What the trace is (scene, chain or graph, rows and ticks, vertices), then
+        one line per array: shape, dtype and unit (SCHEMA)."""
+        meta = self.meta if isinstance(self.meta, dict) else {}
+        ticks = np.asarray(self.arrays.get("tick", []))
+        steps = np.unique(np.diff(ticks)) if len(ticks) > 1 else []
+        every = f" every {steps[0]}" if len(steps) == 1 and steps[0] > 1 else ""
+        when = f", ticks {ticks[0]}..{ticks[-1]}{every}" if len(ticks) else ""
+        names = [str(v) for v in self.arrays.get("vertex_names", [])]
+        depth = len(self.arrays.get("sizes", [])) - 1
+        if names:
+            listed = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
+            where = f"graph trace, {len(names)} vertices: {listed}"
+        else:
+            where = "chain trace" + (f", layers 0..{depth} (depth {depth})" if depth >= 0 else "")
+        head = [f"Trace {meta.get('name', '(unnamed)')!r}"
+                + (" (selected)" if "selection" in meta else "")
+                + f": {where}; {len(ticks)} rows{when}"]
+        shapes = {k: str(tuple(np.shape(v))) for k, v in self.arrays.items()}
+        width = max((len(k) for k in shapes), default=0)
+        swidth = max((len(v) for v in shapes.values()), default=0)
+        for key, value in self.arrays.items():
+            unit = SCHEMA[key][1] if key in SCHEMA else "(not described)"
+            head.append(f"  {key.ljust(width)}  {shapes[key].ljust(swidth)}  "
+                        f"{str(np.asarray(value).dtype):<8} {unit}")
+        head.append("  (trace[name]: an array; trace.schema(): what each holds)")
+        return "\n".join(head)
 
     @property
     def depth(self):

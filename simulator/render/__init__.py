@@ -6,6 +6,7 @@ kinds' pictures live in the submodules.
 """
 import functools
 import inspect
+import io
 import os
 
 from matplotlib.figure import Figure
@@ -108,6 +109,27 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
     return written
 
 
+@_entry
+def show(fig):
+    """Display ``fig`` inline when a Jupyter kernel runs this (as a PNG, whether pyplot
+    made it or not: tickprop's Figures are not pyplot's, so the inline backend does not
+    show them by itself); a pyplot figure is then closed, so it is not shown twice.
+    Elsewhere nothing happens. Returns None."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return None
+    if get_ipython() is None:
+        return None
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    display(Image(png.getvalue()))
+    if getattr(fig.canvas, "manager", None) is not None:     # a pyplot figure
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    return None
+
 __all__ = ["DEFAULT_SIZE", "gif_figure", "gif_frame", "mismatch", "mismatch_figure",
-           "raster_figure", "waves", "render_frames", "save_png", "write_gif", "write_mismatch",
+           "raster_figure", "waves", "render_frames", "save_png", "show", "write_gif", "write_mismatch",
            "write_pictures", "write_raster"]

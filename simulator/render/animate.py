@@ -5,7 +5,8 @@ amber, mismatch bars and a cursor over the raster, painted over a static figure.
 import numpy as np
 from matplotlib.patches import Patch
 
-from . import gifstream, palette
+from . import gifstream
+from ..analysis import palette
 from .indexed import (CURSOR, DEFAULT_FPS, DEFAULT_SIZE, FONT, GRAY_BAR, MAX_FRAMES,
                       NOT_A_NEURON, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
@@ -133,8 +134,7 @@ class WaveAnimator(IndexedFigure):
         bars.set_xlabel("" if graph else "layer", fontsize=small, labelpad=1)
         bars.tick_params(labelsize=small)
         if graph:               # vertex names, the sync set's in amber
-            names = np.asarray(self.trace["vertex_names"])[self.rows.order]
-            bars.set_xticks(range(L + 1), [str(n) for n in names], rotation=35, ha="right",
+            bars.set_xticks(range(L + 1), self.rows.names, rotation=35, ha="right",
                             fontsize=small)
             labels = bars.get_xticklabels()
             for p in self.rows.sync:

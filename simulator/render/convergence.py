@@ -1,4 +1,4 @@
-"""Activation Relaxation pictures (paper 001): convergence (Fig. 1 a/b) and AR
+"""Activation Relaxation pictures (Millidge et al. 2020): convergence (Fig. 1 a/b) and AR
 variants' accuracy against backprop (Figs. 2, 3), drawn from the saved arrays alone.
 """
 import os
@@ -35,7 +35,7 @@ def shown_layers(depth, limit=MAX_LAYER_CURVES):
 
 def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
                      title="Activation Relaxation: convergence to ∂ℓ/∂x^l"):
-    """Write Fig. 1 of paper 001 at ``path``. ``errors`` (E, K+1, L+1): the
+    """Write Fig. 1 of Millidge et al. 2020 at ``path``. ``errors`` (E, K+1, L+1): the
     relative error ‖x^l_n − ∂ℓ/∂x^l‖/‖∂ℓ/∂x^l‖ per η_x, tick and layer (input
     column ignored); ``predicted`` (same shape): the linear analysis, dashed.
     Panel (a): the hidden layers at the η_x closest to ``main_eta``; (b):
@@ -106,7 +106,7 @@ def _band(ax, x, runs, colour, label):
 
 def plot_accuracy(path, steps, curves, baseline="backprop", split="test",
                   title="Activation Relaxation vs backprop (digits)"):
-    """Write Figs. 2–3 of paper 001 at ``path``: accuracy against ``steps``, mean ± std
+    """Write Figs. 2–3 of Millidge et al. at ``path``: accuracy against ``steps``, mean ± std
     over seeds, a panel per AR variant with the ``baseline`` (black) in each (or alone).
     ``curves[name][split]``: (seeds, len(steps)), NaN after a run diverged."""
     steps = np.asarray(steps)

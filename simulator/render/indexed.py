@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..errors import SimulatorError
-from . import palette
+from ..analysis import palette
 
 DEFAULT_FPS = 20
 MAX_FPS = 50            # browsers clamp shorter GIF delays

@@ -15,7 +15,7 @@ from .axes import new_figure, no_data
 from .indexed import (DEFAULT_SIZE, FONT, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
 from .lint import mark_keyed
-from .palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, from_hex, mix, to_bytes
+from ..analysis.palette import BLUE, CURSOR_COLOUR, EMPTY, FLOOR, from_hex, mix, to_bytes
 
 DECADES = 8
 MAX_COLUMNS = 600       # GIF raster columns (a longer record shows every k-th tick)

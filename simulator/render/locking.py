@@ -1,4 +1,4 @@
-"""The locking picture (SPEC §5): backprop's locked schedule beside the tick
+"""The locking picture (the locking scene): backprop's locked schedule beside the tick
 engine's pipelined one, layer × tick, each panel as wide as its schedule is
 long. A layer's row shows forward work in its lower half, backward work
 (lighter) in its upper half, coloured by frame; the GIF sweeps a tick cursor.
@@ -11,7 +11,8 @@ from matplotlib.patches import Patch
 
 from ..errors import SimulatorError
 from ..analysis.locking import schedules
-from . import gifstream, palette, save_png
+from . import gifstream, save_png
+from ..analysis import palette
 from .axes import integer_ticks, new_figure
 from .indexed import IndexedPalette, check_size, frame_limit, frame_step, gif_duration
 from .lint import mark_categorical

@@ -1,4 +1,4 @@
-"""Gradient-mismatch pictures (SPEC §6): Eq. 5's g[t,l] against backprop as cosine
+"""Gradient-mismatch pictures (docs/explanation/waves.md): Eq. 5's g[t,l] against backprop as cosine
 and relative error ‖g − G‖/‖G‖ per layer or vertex (grey: no weights) over ticks,
 as a heatmap and in the steady state; a big run draws less, and its titles say so.
 """
@@ -8,7 +8,7 @@ from matplotlib.colors import Normalize
 
 from ..files import save_png
 from ..analysis.sync import steady_window
-from . import palette
+from ..analysis import palette
 from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
 from .rows import picture_rows
 from .axes import (fit_suptitle, floored, integer_ticks, log_axis, new_figure, no_data,
@@ -77,7 +77,7 @@ def _curves(ax, trace, rows, key, ylabel, title):
         if log:
             values = floored(values, floor)
         sync = p in rows.sync
-        name, mark = (_name(trace, rows, p), " (sync)") if rows.graph else (f"layer {p}", " (ls)")
+        name, mark = (rows.names[p], " (sync)") if rows.graph else (f"layer {p}", " (ls)")
         z = 3 if sync else 2
         if window > 1:
             ax.plot(ticks[idx], values, color=_colour(p, rows), linewidth=0.6, alpha=0.35,
@@ -128,17 +128,13 @@ def _heatmap(ax, fig, trace, rows):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.4)
     if rows.graph:
         shown = list(range(1, L + 1, m))
-        ax.set_yticks(shown, [_name(trace, rows, p) for p in shown], fontsize=LABEL_PT)
+        ax.set_yticks(shown, [rows.names[p] for p in shown], fontsize=LABEL_PT)
         _style_names(ax.get_yticklabels(), shown, rows, _weighted(trace, rows))
     note = step_note((k, m))
     unit = "vertex" if rows.graph else "layer"
     ax.set_title(f"cosine per {unit} and tick (grey: undefined)" + (f"\n({note})" if note else ""),
                  fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="cos(g, ∇ backprop)")
-
-
-def _name(trace, rows, p):
-    return str(trace["vertex_names"][rows.order[p]])
 
 
 def _style_names(labels, positions, rows, weighted):
@@ -165,7 +161,7 @@ def _summary(ax, trace, rows):
            ylabel="mean cosine (bars)")
     if rows.graph:
         ax.set(xlim=(0.4, n - 0.4), xticks=positions)
-        ax.set_xticklabels([_name(trace, rows, p) for p in positions], fontsize=LABEL_PT,
+        ax.set_xticklabels([rows.names[p] for p in positions], fontsize=LABEL_PT,
                            rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
     else:
         L, sync = n - 1, rows.sync

@@ -8,10 +8,11 @@ from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ..files import save_png
 from ..errors import SimulatorError
-from . import palette
+from ..analysis import palette
 from .lint import mark_categorical
 from .rows import picture_rows
 
@@ -27,7 +28,10 @@ SKIP_COLOUR, EDGE_COLOUR, IDENTITY_COLOUR = "#222222", "#9a9a9a", "#777777"
 # ticks are shown); a fast stream's one-tick stripes need cells closer to square.
 MIN_TICK_PX, MIN_STRIPE_TICK_PX = 5, 8
 SYNC_AT, SYNC_WIDTH = 0.25, 1.6    # sync overlay: height in its row (0 = bottom), points
-TAG_LEAN = 1.8           # tag colouring: hue of a mixed cell leans toward its stronger wave
+# g is backprop's gradient where its relative error is at most this (as kinds.diffusion's)
+EXACT_REL = {"float64": 1e-6, "float32": 1e-3}
+EXACT_MARK = dict(marker="D", markersize=5.5, markerfacecolor="white", markeredgecolor="#111111",
+                  markeredgewidth=1.0, linestyle="none")
 
 
 def drawn(start, stop, limit):
@@ -80,14 +84,8 @@ def layer_scales(trace):
 
 
 def tag_period(trace, step=1):
-    """Tag stripes of a panel drawing every ``step``-th row: every p-th frame, or 0 (shades
-    cycle) where frames span palette.WIDE_BAND columns or more."""
-    frames = np.asarray(trace["stream_frame"])
-    changes = int(np.count_nonzero(np.diff(frames))) if len(frames) > 1 else 0
-    columns = len(frames) / (changes + 1) / max(int(step), 1)
-    if columns >= palette.WIDE_BAND:
-        return 0
-    return max(palette.WIDE_BAND, int(np.ceil(palette.STRIPE_SPACING / max(columns, 1e-9))))
+    """Tag stripes of a panel drawing every ``step``-th row (palette.tag_period)."""
+    return palette.tag_period(trace["stream_frame"], step)
 
 
 def sync_cells(trace, ticks=None, layers=None):
@@ -100,6 +98,22 @@ def sync_cells(trace, ticks=None, layers=None):
     frames = [trace.stream_frames_of(t) for t in tags]
     same = np.logical_and.reduce([f == frames[0] for f in frames[1:]])
     return present & same
+
+
+def exact_from(trace):
+    """{trace column (layer or vertex): the first tick from which its g stays
+    backprop's gradient (relative error ≤ EXACT_REL of the run's dtype) to the end};
+    columns never exact by the end, and a trace without mismatch, left out."""
+    if "mismatch_rel" not in trace:
+        return {}
+    dtype = str(trace.meta.get("scene", {}).get("run", {}).get("dtype", "float64"))
+    rel = np.asarray(trace["mismatch_rel"], dtype=float)
+    good = np.isfinite(rel) & (rel <= EXACT_REL.get(dtype, EXACT_REL["float32"]))
+    out = {}
+    for col in np.flatnonzero(good[-1]) if len(good) else ():
+        bad = np.flatnonzero(~good[:, col])
+        out[int(col) + 1] = int(trace["tick"][bad[-1] + 1 if len(bad) else 0])
+    return out
 
 
 def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
@@ -119,7 +133,7 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
         d_frames = trace.stream_frames_of(np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
         rgb = palette.mix(palette.tag_levels(x_frames, fwd[cells], period),
                           palette.tag_levels(d_frames, bwd[cells], period),
-                          strength="mean", lean=TAG_LEAN)
+                          strength="mean", lean=palette.TAG_LEAN)
     else:
         raise SimulatorError(f"color: expected magnitude or tag, got {color!r}")
     return np.transpose(rgb, (1, 0, 2))
@@ -178,10 +192,11 @@ def check_windows(trace, windows):
     return out
 
 
-def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None):
+def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None, exact=None):
     """Draw ``panel_image``'s ``rgb`` and ``steps`` of row ``window`` on ``ax`` in ticks
     (``row_ticks``), sync rows outlined, a graph's edges (``strip``), a line through
-    the ``sync`` cells (``sync_cells`` as drawn)."""
+    the ``sync`` cells (``sync_cells`` as drawn), a diamond where ``exact`` ({row:
+    tick}) says g becomes backprop's gradient."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -192,6 +207,13 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
                                        -0.5 + rgb.shape[0] * m)))
     if sync is not None:
         _sync_overlay(ax, sync, x(start), every * k, m)
+    if exact:
+        lo, hi = x(start), x(stop)
+        # on the sync line, where the pairing of one frame becomes backprop's gradient
+        shown = [(t, r - 0.5 + SYNC_AT * m) for r, t in exact.items()
+                 if lo <= t <= hi and r % m == 0]
+        if shown:
+            ax.plot(*np.transpose(shown), zorder=4, clip_on=False, **EXACT_MARK)
     for l in rows.sync:
         for edge in (l - 0.5, l + 0.5):
             ax.axhline(edge, color=palette.LS_COLOUR, linewidth=1.6)
@@ -202,6 +224,8 @@ def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=N
                     va="center", fontsize=8, color=palette.LS_COLOUR, fontweight="bold")
     ax.set(xlim=(x(start), x(stop)), ylim=(-0.5, len(rows) - 0.5), xlabel="tick",
            ylabel=rows.axis_label)
+    # whole ticks at round steps (a short run is not labelled 2.5, 7.5, ...)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, steps=[1, 2, 5, 10]))
     if rows.graph:
         _graph_rows(ax, rows, m if strip else 0)
     else:
@@ -256,8 +280,9 @@ def _graph_rows(ax, rows, m=1):
     strip.plot(np.full(len(rows), end), np.arange(len(rows)), "o", color="#444444", markersize=2.2)
 
 
-def _legend_handles(rows):
-    """Patches and lines saying what the colours and marks of a panel mean."""
+def _legend_handles(rows, exact=False):
+    """Patches and lines saying what the colours and marks of a panel mean (``exact``:
+    the diamonds of ``exact_from``)."""
     sync_set = ("sync set" if rows.graph else "ls") + ": forward steps = backward steps"
     if rows.graph and not rows.sync:
         sync_set += " (empty here)"
@@ -268,8 +293,11 @@ def _legend_handles(rows):
         Patch(facecolor=palette.EMPTY, edgecolor="#999999", label="empty"),
         Patch(facecolor="none", edgecolor=palette.LS_COLOUR, linewidth=1.6, label=sync_set),
         Line2D([], [], color=palette.SYNC_COLOUR, linewidth=SYNC_WIDTH,
-               label="g pairs x and δ of one stream frame"),
+               label="g pairs x and δ of one stream frame" + (" (exact only from ◇)" * exact)),
     ]
+    if exact:
+        handles.append(Line2D([], [], label="g = backprop's gradient from this tick on",
+                              **EXACT_MARK))
     if rows.graph and rows.edges:
         handles.append(Line2D([], [], color=EDGE_COLOUR, linewidth=0.9,
                               label="left strip: edge parent → child"))
@@ -335,6 +363,7 @@ def raster_figure(trace, windows=(), color="both"):
         skips = any(gap > 1 for _, _, gap in order.edges)
         name += " (levelled)" if levelled else (" (unlevelled)" if skips else "")
     panels, periods = [], set()
+    exact = {order.position(c): t for c, t in exact_from(trace).items()}
     for i, window in enumerate(windows):
         for j, kind in enumerate(kinds):
             ax = fig.add_subplot(grid[i, j])
@@ -345,11 +374,11 @@ def raster_figure(trace, windows=(), color="both"):
             note = step_note(steps)
             title = title.lstrip(" —") + (f"\n({note})" if note else "")
             sync = sync_cells(trace, *_drawn(trace, window, order)[2:]).T
-            draw_panel(ax, rgb, window, order, steps, ticks, title=title, sync=sync)
+            draw_panel(ax, rgb, window, order, steps, ticks, title=title, sync=sync, exact=exact)
             panels.append((ax, window, kind))
     period = max(periods) if periods else 0
     notes = "; ".join(f"{k}: {_shading(k, period)}" for k in kinds)
-    fig.legend(handles=_legend_handles(order), loc="lower center", ncol=3, fontsize=8,
+    fig.legend(handles=_legend_handles(order, bool(exact)), loc="lower center", ncol=3, fontsize=8,
                frameon=False, title=notes, title_fontsize=8)
     return fig, panels
 

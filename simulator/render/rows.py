@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine.tick import synchronized_layers
+from ..model.graph import IDENTITY_PREFIX, delay_names
 
 INPUT = "input"
-IDENTITY_PREFIX = "_id_"
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,8 @@ class Rows:
     """Row r of a picture shows trace column ``order[r]``, named ``labels[r]``; ``sync``
     lists the synchronized rows, ``sync_label`` names the mark ("ls=5", "sync set"...);
     ``edges``: (parent row, child row, level gap) of a graph; ``identity[r]``: an identity
-    vertex inserted by levelling; ``axis_label`` titles the row axis."""
+    vertex inserted by levelling; ``axis_label`` titles the row axis; ``names[r]``: the
+    vertex's name (an identity: "h +2 ticks", its source delayed)."""
     order: np.ndarray
     labels: list
     sync: tuple
@@ -27,6 +28,7 @@ class Rows:
     edges: list = field(default_factory=list)
     identity: tuple = ()
     axis_label: str = "layer (0 = input)"
+    names: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.order)
@@ -42,18 +44,20 @@ def picture_rows(trace):
         n = int(trace.depth) + 1
         sync = tuple(int(l) for l in synchronized_layers(n - 1))
         label = f"ls={sync[0]}" if len(sync) == 1 else "closest\n{},{}".format(*sync)
-        return Rows(np.arange(n), [str(l) for l in range(n)], sync, label, identity=(False,) * n)
+        labels = [str(l) for l in range(n)]
+        return Rows(np.arange(n), labels, sync, label, identity=(False,) * n, names=labels)
     names = [str(n) for n in trace["vertex_names"]]
     levels = np.asarray(trace["vertex_levels"], dtype=int)
     order = np.array(sorted(range(len(names)), key=lambda v: (levels[v], v)))
     position = np.argsort(order)            # the row of each vertex
     sync = sorted(int(position[v]) for v in np.flatnonzero(trace["vertex_sync"]))
-    edges = [(int(position[p]), int(position[c]), int(levels[c] - levels[p]))
-             for p, c in graph_edges(trace, names)]
-    return Rows(order, [f"{names[v]} ({levels[v]})" for v in order], tuple(sync),
+    pairs = graph_edges(trace, names)
+    edges = [(int(position[p]), int(position[c]), int(levels[c] - levels[p])) for p, c in pairs]
+    shown = delay_names(names, pairs)
+    return Rows(order, [f"{shown[v]} ({levels[v]})" for v in order], tuple(sync),
                 "sync set", graph=True, edges=edges,
                 identity=tuple(names[v].startswith(IDENTITY_PREFIX) for v in order),
-                axis_label="vertex (level)")
+                axis_label="vertex (level)", names=[shown[v] for v in order])
 
 
 def graph_edges(trace, names):

@@ -1,2 +1,3 @@
 """Credit assignment other than diffusion (the engine), on any ``Model``: ``relaxation``
-(Activation Relaxation, paper 001) and ``predictive_coding`` (IL and Z-IL, paper 002)."""
+(Activation Relaxation, Millidge et al.) and ``predictive_coding`` (IL and Z-IL,
+Salvatori et al.)."""

@@ -1,4 +1,4 @@
-"""Predictive coding on any Model: IL and Z-IL (paper 002; SPEC §4; README). Each
+"""Predictive coding on any Model: IL and Z-IL (Salvatori et al. 2022). Each
 non-input vertex holds x_v, μ_v = f_v(x of its parents) and ε_v = μ_v − x_v (the output's
 ∂ℓ/∂μ_out); inference (Eq. 7) moves every hidden vertex by −γ ∂F/∂x_v = −γ(−ε_v +
 Σ_c VJP_{c→v}(σ'_c ⊙ ε_c)), F = Σ_hidden ½‖ε_v‖² + ℓ(μ_out, y). IL learns after T ticks;
@@ -127,7 +127,7 @@ def _levelled(model, levelled):
 
 
 def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=None):
-    """One Z-IL update (Algorithm 1 of paper 002) on ``model`` (its
+    """One Z-IL update (Algorithm 1 of Salvatori et al. 2022) on ``model`` (its
     ``level()`` when ``levelled``) for u (B, *input_shape) and y, as a PCStep;
     ``params`` override the model's."""
     run = _levelled(model, levelled)
@@ -151,7 +151,7 @@ def zil_model(model, u, y, lr, levelled=True, record=False, loss="mse", params=N
 
 def il_model(model, u, y, lr, gamma=0.1, T=20, loss="mse", fixed_prediction=False,
              record=True, params=None):
-    """One IL update (Section 2.2 of paper 002): T ticks of Eq. 7 at rate γ,
+    """One IL update (Section 2.2 of Salvatori et al. 2022): T ticks of Eq. 7 at rate γ,
     then θ ← θ − lr ∂F/∂θ; a PCStep with ‖ε_v‖ per tick when ``record``.
     ``fixed_prediction`` keeps μ, σ' and the VJPs' inputs at the forward pass
     (the errors then relax to backprop's)."""

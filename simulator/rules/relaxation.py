@@ -1,4 +1,4 @@
-"""Activation Relaxation on any Model (paper 001; SPEC §3; README). After a forward
+"""Activation Relaxation on any Model (Millidge et al. 2020). After a forward
 sweep, the output clamped to +∂ℓ/∂x_out, every other non-input vertex ticks
 x_v ← (1 − η_x) x_v + η_x Σ_{c ∈ children(v)} VJP_{c→v}(d_c ⊙ x_c) (d_c = σ'_c or 1; W
 replaced by B for the feedback variants), then W descends Eq. 1 of σ'_v ⊙ x_v. (The

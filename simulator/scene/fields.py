@@ -144,6 +144,22 @@ class Str(Field):
         return value
 
 
+class FilePath(Field):
+    """A file name ending in ``suffix``, or "" (none)."""
+
+    def __init__(self, default, doc, suffix):
+        super().__init__(default, doc)
+        self.suffix = suffix
+        self.expected = f"a file name ending in {suffix} (or \"\" for none)"
+
+    def check(self, value, where):
+        if not isinstance(value, str):
+            self.fail(value, where, typed=True)
+        if value and (not value.lower().endswith(self.suffix) or "\0" in value):
+            self.fail(value, where)
+        return value
+
+
 class Bool(Field):
     """true or false (not 0 or 1)."""
 

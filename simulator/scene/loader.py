@@ -9,6 +9,7 @@ import tomllib
 from ..errors import SceneError, closest, did_you_mean
 from ..paths import scenes_dir
 from .fields import INT_DIGITS, show
+from .parameters import anchor
 from .sections import SCHEMAS
 from .validation import kind_of, unknown_key, unknown_section, validate
 
@@ -85,7 +86,7 @@ def load(name_or_path):
         digits = len(match.group(0).replace("_", "")) if match else INT_DIGITS + 1
         raise SceneError(f"{path}: not valid TOML:{where} an integer with {digits} digits "
                          f"(at most {INT_DIGITS} are read)") from None
-    return os.path.splitext(os.path.basename(path))[0], validate(raw, path)
+    return os.path.splitext(os.path.basename(path))[0], validate(anchor(raw, path), path)
 
 
 MAX_NAME = 200          # longest scene name a run.json may hold
@@ -117,19 +118,19 @@ def load_run_json(path):
 
 
 # ------------------------------------------------------------------ overrides
-def _set_value(text, item):
-    """The value of one --set: TOML when it parses, else the text itself."""
+def set_value(text, what):
+    """The value of one --set (``what`` names it in an error): TOML when it parses,
+    else the text itself."""
     try:
         doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
     except RecursionError:
-        raise SceneError(f"--set {show(item)}: the value is nested too deeply") from None
+        raise SceneError(f"{what}: the value is nested too deeply") from None
     except ValueError:
-        raise SceneError(f"--set {show(item)}: an integer with more than {INT_DIGITS} "
-                         "digits") from None
+        raise SceneError(f"{what}: an integer with more than {INT_DIGITS} digits") from None
     if set(doc) != {"v"}:
-        raise SceneError(f"--set {show(item)}: expected one value after '='")
+        raise SceneError(f"{what}: expected one value after '='")
     return doc["v"]
 
 
@@ -145,10 +146,12 @@ def _section_of(raw, kind, section, name, what):
     return raw[section]
 
 
-def apply_overrides(scene, overrides, source, values=None):
+def apply_overrides(scene, overrides, source, values=None, label="--set"):
     """The scene with ``values`` ({'section.key': value}, from typed CLI
-    options) and then 'section.key=value' ``overrides`` (``--set``) applied,
-    validated again; an unknown section or key is refused naming the override."""
+    options) and then ``overrides`` applied, validated again: 'section.key=value'
+    strings (``--set``: the value is TOML, else the text) or ('section.key',
+    value) pairs (``simulate``'s Python values), each named ``label`` in its
+    error; an unknown section or key is refused naming the override."""
     raw = copy.deepcopy(scene)
     kind = kind_of(raw, source)
     for key, value in (values or {}).items():
@@ -158,14 +161,16 @@ def apply_overrides(scene, overrides, source, values=None):
                              f"option does not apply (its sections: {', '.join(SCHEMAS[kind])})")
         _section_of(raw, kind, section, name, key)[name] = value
     for item in overrides:
-        key, eq, text = item.partition("=")
+        pair = isinstance(item, tuple)
+        key, eq, text = (item[0], "=", None) if pair else item.partition("=")
+        what = f"{label} {show(key if pair else item)}"
         parts = key.strip().split(".")
         if not eq or len(parts) != 2 or not all(parts):
-            raise SceneError(f"--set {show(item)}: expected SECTION.KEY=VALUE, "
-                             "e.g. rule.feedback=random")
+            raise SceneError(f"{what}: expected SECTION.KEY" + ("" if pair else "=VALUE")
+                             + ", e.g. rule.feedback" + ("" if pair else "=random"))
         section, name = parts
-        value = _set_value(text, item)
-        _section_of(raw, kind, section, name, f"--set {show(item)}")[name] = value
+        value = item[1] if pair else set_value(text, what)
+        _section_of(raw, kind, section, name, what)[name] = value
     return validate(raw, source)
 
 

@@ -7,8 +7,8 @@ from ..model.layers import ACTIVATIONS
 from ..options import (AUTO, DELAYS, DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE,
                        SIGN_FAMILY)
 from ..streams import EDGES, INPUTS, TARGETS
-from .fields import (Bool, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str, Table,
-                     Tuple, Window)
+from .fields import (Bool, FilePath, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str,
+                     Table, Tuple, Window)
 
 ACTS = tuple(ACTIVATIONS)
 WIDTH = 65536           # widest layer
@@ -38,6 +38,9 @@ GRAPH_NETWORK = dict(NETWORK, **{
                           min_len=1, max_len=3, empty_ok=True),
     "levelled": OrWord(Bool(False, ""), AUTO, "auto", "run the graph levelled (identity "
                        "vertices, Algorithm 2); auto: when learning (its paths differ in length)"),
+    "parameters": FilePath("", "a graph's parameters: an .npz of '<layer>.W' / '<layer>.b' "
+                           "arrays (tickprop import writes one; relative to the scene file) "
+                           "instead of random draws", ".npz"),
 })
 CANVAS = 4096           # widest canvas of a moving stream, pixels
 STREAM = {
@@ -133,7 +136,7 @@ AR_COMMON = {
                           "buffers exceed this", 1, 2**50),
 }
 AR_CONVERGE = dict(AR_COMMON, **{
-    "variant": Str("exact", "AR variant (paper 001 Eqs. 5–8)", AR_VARIANTS),
+    "variant": Str("exact", "AR variant (Millidge et al. 2020, Eqs. 5–8)", AR_VARIANTS),
     "eta_x": ListOf(ETA_X, [0.05, 0.1, 0.2, 0.5, 1.0], "relaxation rates to compare",
                     min_len=1, max_len=64),
     "batch": Int(64, "samples relaxed together", 1, WIDTH),
@@ -200,8 +203,9 @@ TRAIN = {
     "feedback_scale": RULE["feedback_scale"],
     "weight_decay": Float(0.0, "decay of W per update", 0.0, BIG),
     "itd_epsilon": RULE["itd_epsilon"],
-    "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (paper 001: 100)", 1, 10**5),
-    "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (paper 001: 0.1)", 1e-9, 1.0),
+    "ar_iterations": Int(100, "rule ar: relaxation ticks K per frame (Millidge et al. 2020: 100)",
+                         1, 10**5),
+    "ar_eta_x": Float(0.1, "rule ar: relaxation rate η_x (Millidge et al. 2020: 0.1)", 1e-9, 1.0),
     "memory_budget": Size("1GiB", "refuse runs whose engine (weights, buffers, rings, "
                           "stream) exceeds this", 1, 2**50),
     "seeds": ListOf(Int(0, "seed", 0, SEED), [], "run seeds: each trains every rule as "
@@ -253,7 +257,7 @@ CHAIN_ONLY = {
     "scale": "each layer's scale",
     "bias_scale": "each layer's bias_scale",
 }
-GRAPH_ONLY = ("input_shape", "levelled")
+GRAPH_ONLY = ("input_shape", "levelled", "parameters")
 # Keys that only some variants of a kind read: "section.key" -> (the selector
 # key, its values whose variant reads the key; a list selector reads it if it
 # holds one). On/off switches (render.gif, ...) are no variants: switching one

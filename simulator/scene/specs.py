@@ -10,8 +10,8 @@ import numpy as np
 
 from ..model import Model
 from ..options import resolve_delay, resolve_levelled
-from .fields import (Bool, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str, Table,
-                     Tuple, Window)
+from .fields import (Bool, FilePath, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str,
+                     Table, Tuple, Window)
 from .sections import (AR_CONVERGE, AR_NETWORK, AR_TRAIN, GRAPH_NETWORK, LOCKING, PC_RUN,
                        PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEMAS, SEED_DEVICE,
                        SEED_RUN, STREAM, SWEEP, TARGET, TRAIN, TRAIN_BATCHES)
@@ -20,7 +20,7 @@ from .validation import check_graph
 # The Python type of each field type's values in a spec.
 TYPES = {Int: int, Float: float, Str: str, Bool: bool, Size: int | str, ListOf: tuple,
          Tuple: tuple, Window: tuple, Table: Mapping, Layers: tuple, OrWord: int | str,
-         KeyedTable: Mapping}
+         KeyedTable: Mapping, FilePath: str}
 
 
 class FrozenTable(dict):

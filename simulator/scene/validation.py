@@ -2,10 +2,12 @@
 resolved, every default filled (what run.json stores and replays); every mistake
 is one SceneError naming the file, the key, what was expected and what was given."""
 import copy
+import os
 
 from ..errors import SceneError, did_you_mean
 from ..model import LayerError, Model
 from .fields import show
+from .parameters import read_parameters
 from .sections import CHAIN_ONLY, GRAPH_NETWORK, GRAPH_ONLY, SCHEMAS, TOP, VARIANT_KEYS
 
 
@@ -79,7 +81,10 @@ def validate(raw, source):
             for key, field in fields.items()}
     if kind in ("diffusion", "train"):
         net = resolved["network"]
-        check_graph(net, source)
+        skeleton = check_graph(net, source)
+        if net["parameters"]:
+            net["parameters"] = os.path.abspath(net["parameters"])
+            read_parameters(net["parameters"], skeleton, f"{source}: key 'network.parameters'")
         # On a graph, network.output is the σ of the teacher that makes the
         # targets; with label targets nothing reads it.
         if net["layers"] and resolved["target"]["kind"] == "labels" \

@@ -10,6 +10,7 @@ from importlib import resources
 from .. import manifest
 from ..errors import SimulatorError
 from ..files import write_text
+from ..probes import Trace
 from .data import diffusion_payload, run_payload
 
 NOTEBOOK_HEIGHT = 760          # pixels of the notebook's iframe
@@ -80,3 +81,8 @@ def trace_html(trace, height=NOTEBOOK_HEIGHT):
     return (f'<iframe srcdoc="{html.escape(page, quote=True)}" '
             f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
             'title="tickprop view"></iframe>')
+
+
+# A Trace's _repr_html_ in a notebook is this viewer: wired as the viewer loads (it
+# stands a floor above probes/, which cannot import it).
+Trace.html_viewer = staticmethod(trace_html)

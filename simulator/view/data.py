@@ -7,9 +7,11 @@ import os
 
 import numpy as np
 
+from ..analysis import palette
 from ..errors import SimulatorError
 from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
 from ..engine.tick import synchronized_layers
+from ..model.graph import IDENTITY_PREFIX, delay_names
 
 FORMAT = 1
 MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
@@ -79,37 +81,58 @@ def _payload(kind, meta, tick_label, ticks, notes, views, default_view=0, title=
     return {"format": FORMAT, "kind": kind, "name": str(meta.get("name", "") or kind),
             "title": title, "tick_label": tick_label,
             "ticks": [int(t) for t in ticks], "notes": notes, "views": views,
-            "default_view": int(default_view)}
+            "default_view": int(default_view), "palette": palette.export()}
 
 
 TAG_LABELS = {"input": "x carries frame (input tag)", "supervision": "δ's supervision frame",
               "output": "δ's output-activity frame", "pair": "frame of the x that g pairs with δ"}
+COLOUR_LABELS = {"magnitude": "shade ∝ norm / the layer's largest over the run",
+                 "tag": "shades alternate with the stream frame of x and of δ's target"}
 FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "cos(g, backprop)",
                 "mismatch_rel": "‖g − backprop‖ / ‖backprop‖"}
 
 
-def diffusion_rows(trace):
+def layer_names(trace, meta=None):
+    """A name per trace column: a graph's vertex names, a chain's from the scene's
+    [[network.layers]] (the input "input"), else the layer indices."""
+    n = len(trace["sizes"])
+    if "vertex_names" in trace:
+        return [str(v) for v in trace["vertex_names"]]
+    network = _scene(meta).get("network")
+    layers = network.get("layers") if isinstance(network, dict) else None
+    names = [str(l.get("name", "")) if isinstance(l, dict) else "" for l in layers or []]
+    if len(names) == n - 1 and all(names):
+        return ["input"] + names
+    return [str(l) for l in range(n)]
+
+
+def diffusion_rows(trace, meta=None):
     """(rows bottom first, sync label, edges [parent row, child row, level gap]):
     layers 0..L with ls (Eq. 6; the two closest layers for even L), or a graph's
-    vertices by level (ties in model order) with its synchronization set."""
+    vertices by level (ties in model order) with its synchronization set. Rows are
+    named from the scene; an identity vertex as a delay of its source."""
     n = len(trace["sizes"])
+    names = layer_names(trace, meta)
     if "vertex_names" not in trace:
         sync = set(synchronized_layers(n - 1))
         label = (f"ls = {min(sync)}" if len(sync) == 1
                  else "closest to ls: {}, {}".format(*sorted(sync)))
-        rows = [{"name": str(l), "label": str(l), "column": l, "level": l, "sync": l in sync,
-                 "identity": False} for l in range(n)]
+        named = names[-1] != str(n - 1)
+        rows = [{"name": names[l], "label": f"{names[l]} ({l})" if named else names[l],
+                 "column": l, "level": l, "sync": l in sync, "identity": False}
+                for l in range(n)]
         return rows, label, [[l, l + 1, 1] for l in range(n - 1)]
-    names = [str(v) for v in trace["vertex_names"]]
     levels = [int(v) for v in trace["vertex_levels"]]
     flags = np.asarray(trace["vertex_sync"], dtype=bool) if "vertex_sync" in trace \
         else np.zeros(n, dtype=bool)
     order = sorted(range(n), key=lambda v: (levels[v], v))
     position = {v: r for r, v in enumerate(order)}
-    rows = [{"name": names[v], "label": f"{names[v]} ({levels[v]})", "column": v,
-             "level": levels[v], "sync": bool(flags[v]), "identity": names[v].startswith("_id_")}
-            for v in order]
     pairs = np.asarray(trace["vertex_edges"]).reshape(-1, 2) if "vertex_edges" in trace else []
+    shown = delay_names(names, pairs)
+    rows = [{"name": names[v], "label": f"{shown[v]} ({levels[v]})", "column": v,
+             "level": levels[v], "sync": bool(flags[v]),
+             "identity": names[v].startswith(IDENTITY_PREFIX)}
+            for v in order]
     return rows, "sync set", [[position[int(p)], position[int(c)], levels[int(c)] - levels[int(p)]]
                               for p, c in pairs]
 
@@ -134,10 +157,47 @@ def wave_cells(trace):
     return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (same.astype(np.uint8) << 2)
 
 
+def _frames_of(trace, tags):
+    """Stream frames of tick-valued ``tags`` (−1: none), as Trace.stream_frames_of."""
+    ticks = np.asarray(trace["source_tick"] if "source_tick" in trace else trace["tick"])
+    frames = np.asarray(trace["source_stream_frame"] if "source_stream_frame" in trace
+                        else trace["stream_frame"])
+    if not len(ticks):
+        return np.full(np.shape(tags), -1)
+    row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
+    return np.where(np.asarray(tags) >= 0, frames[row], -1)
+
+
+def wave_colours(trace, frames, cols, step=1):
+    """{"magnitude", "tag"}: RGB bytes (frames, columns, 3) of the raster as the PNGs
+    colour it (simulator/render/raster.py): red where x carries a frame, blue where δ ≠ 0,
+    shaded by ‖·‖ / the layer's largest over the run, or by the frame's tag."""
+    def tag(key, newest=False):
+        hi = "tag_" + key + "_hi"
+        return np.asarray(trace[hi] if newest and hi in trace else trace["tag_" + key])
+
+    def oldest(key):
+        return np.where(tag(key) >= 0, tag(key), tag(key, newest=True))
+    x, d = (np.asarray(trace[k], dtype=float) for k in ("x_norm", "delta_norm"))
+    fwd, bwd = tag("input", newest=True) >= 0, np.nan_to_num(d) > 0
+    bwd[:, 0] = False
+    pick = np.ix_(frames, cols)
+    xs, ds = (np.nan_to_num(a).max(axis=0)[cols] for a in (x, d))
+    magnitude = palette.mix(palette.magnitude_levels(x[pick], fwd[pick], xs),
+                            palette.magnitude_levels(d[pick], bwd[pick], ds))
+    period = palette.tag_period(trace["stream_frame"], step)
+    x_frames = _frames_of(trace, oldest("input")[pick])
+    d_frames = _frames_of(trace, np.where(bwd, oldest("supervision"), -1)[pick])
+    tags = palette.mix(palette.tag_levels(x_frames, fwd[pick], period),
+                       palette.tag_levels(d_frames, bwd[pick], period),
+                       strength="mean", lean=palette.TAG_LEAN)
+    return {"magnitude": palette.to_bytes(magnitude), "tag": palette.to_bytes(tags)}
+
+
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
     """The payload of a diffusion Trace (or its arrays) and its run.json ``meta``."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
-    rows, sync_label, edges = diffusion_rows(trace)
+    rows, sync_label, edges = diffusion_rows(trace, meta)
     cols = np.array([r["column"] for r in rows])
     T, n = np.shape(trace["x_norm"])
     R, ticks, notes = len(rows), np.asarray(trace["tick"]), []
@@ -175,6 +235,7 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
             tags[key + "_hi"] = np.asarray(trace["tag_" + key + "_hi"])[pick]
             tag_labels[key + "_hi"] = tag_labels[key] + ", newest"
     states = _states(trace, frames, rows, nmax, notes) if has_states else None
+    colours = wave_colours(trace, frames, cols, k)
     if not has_states:
         notes.append("No neuron states recorded (record.states = false): the neuron strips "
                      "are empty.")
@@ -185,6 +246,8 @@ def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_ST
             "fields": {k: encode(v, "f8") for k, v in fields.items()}, "field_labels": FIELD_LABELS,
             "tags": {k: encode(v, "i4") for k, v in tags.items()}, "tag_labels": tag_labels,
             "wave": encode(wave_cells(trace)[pick], "u1"),
+            "colours": {key: encode(rgb, "u1") for key, rgb in colours.items()},
+            "colour_labels": COLOUR_LABELS,
             "bars": {"field": "mismatch_cos", "label": "cos(g, backprop)", "lo": -1.0,
                      "hi": 1.0, "log": False},
             "states": states,

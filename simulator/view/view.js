@@ -13,14 +13,20 @@
 
   var P = JSON.parse(document.getElementById("tickprop-data").textContent);
   var DTYPES = { f8: Float64Array, f4: Float32Array, i4: Int32Array, u1: Uint8Array };
+  var PAL = P.palette.rgb;       // simulator/analysis/palette.py: the PNGs' colours
+  function hex(c) {
+    return "#" + c.map(function (v) { return (v < 16 ? "0" : "") + v.toString(16); }).join("");
+  }
   var C = {
-    fwd: [214, 39, 40], bwd: [31, 90, 220], both: [148, 52, 180], none: [240, 240, 240],
+    fwd: PAL.red, bwd: PAL.blue, both: PAL.purple, none: PAL.empty,
     zero: [200, 200, 200], nan: [255, 255, 255], over: [255, 0, 255],
-    ls: "#e69500", cursor: "#111111", text: "#1d1d1d", faint: "#777777", grid: "#cccccc"
+    ls: hex(PAL.ls), cursor: hex(PAL.cursor), sync: hex(PAL.sync), text: "#1d1d1d",
+    faint: "#777777", grid: "#cccccc"
   };
   var VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
                  [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]];
-  var NEG = [140, 81, 10], MID = [246, 246, 246], POS = [1, 102, 94];
+  var NEG = PAL.signed[0], MID = PAL.signed[1], POS = PAL.signed[2];
+  var MISMATCH_H = [96, 180];   // the mismatch-over-time panel's height, least and most (px)
   var SPEEDS = [0.5, 1, 2, 5, 10, 20, 50, 100];
   var ZOOMS = [50, 100, 200, 400, 1000];
   var FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
@@ -64,6 +70,12 @@
     Object.keys(v.fields).forEach(function (k) { V.fields[k] = decode(v.fields[k]); });
     Object.keys(v.tags || {}).forEach(function (k) { V.tags[k] = decode(v.tags[k]); });
     V.wave = decode(v.wave);
+    V.colours = {};
+    Object.keys(v.colours || {}).forEach(function (k) { V.colours[k] = decode(v.colours[k]); });
+    V.curves = ["mismatch_cos", "mismatch_rel"].filter(function (k) {
+      return V.fields[k] && V.fields[k].some(function (x) { return isFinite(x); });
+    });
+    if (V.fields.mismatch_rel) { V.relRange = logRange(V.fields.mismatch_rel); }
     V.stream = decode(v.stream_frame);
     if (v.states) {
       V.N = v.states.x.shape[2];
@@ -79,7 +91,8 @@
   });
 
   var S = { view: P.default_view || 0, frame: 0, playing: false, speed: 10, zoom: 0,
-            raster: "layers", selection: null, acc: 0, last: 0, overlay: true };
+            raster: "layers", selection: null, acc: 0, last: 0, overlay: true,
+            colour: "magnitude", curve: "mismatch_cos" };
   var canvas = document.getElementById("canvas"), ctx = canvas.getContext("2d");
   var hoverBox = document.getElementById("hover"), readout = document.getElementById("readout");
   var L = null;          // the layout of the current picture
@@ -115,10 +128,6 @@
     var t = scale > 0 ? clamp(v / scale, -1, 1) : 0;
     return t < 0 ? mixc(MID, NEG, -t) : mixc(MID, POS, t);
   }
-  function waveColour(w) {
-    w &= 3;
-    return w === 3 ? C.both : w === 1 ? C.fwd : w === 2 ? C.bwd : C.none;
-  }
 
   // ---------------------------------------------------------------- rows
   function selected(V, r) {
@@ -147,6 +156,8 @@
     });
   }
 
+  function rowLabel(r) { var row = V().spec.rows[r]; return row.label || row.name; }
+
   function rowName(r) {
     var row = V().spec.rows[r], kind = V().spec.row_label.split(" ")[0];
     return kind + " " + (row.label || row.name);
@@ -168,7 +179,8 @@
           var a = row.which === "x" ? Vw.x : Vw.d, sc = row.which === "x" ? Vw.xs : Vw.ds;
           c = diverging(cellValue(Vw, a, f, row.row, row.neuron), sc[row.row]) || C.nan;
         } else if (spec.raster.mode === "waves") {
-          c = waveColour(Vw.wave[f * Vw.R + row.row]);
+          var at = (f * Vw.R + row.row) * 3, rgbs = Vw.colours[S.colour];
+          c = [rgbs[at], rgbs[at + 1], rgbs[at + 2]];
         } else {
           c = magnitude(Vw.fields[spec.raster.field][f * Vw.R + row.row], Vw.range);
         }
@@ -187,36 +199,16 @@
   }
 
   function relayout() {
-    var Vw = V(), spec = Vw.spec, rows = rasterRows(), n = Math.max(rows.length, 1);
-    var rowH = clamp(Math.floor(440 / n), 6, 28);
-    var font = clamp(rowH - 2, 9, 13);
-    var labelW = 16;
-    rows.forEach(function (row) { labelW = Math.max(labelW, measure(row.name, font, row.sync) + 14); });
-    labelW = Math.ceil(Math.min(labelW, 170)) + 22;   // + the row-axis title
-    var graph = spec.edges && spec.edges.some(function (e) { return e[2] !== 1; }) &&
-      S.raster === "layers";
-    var stripW = graph ? 40 : 0;
-    var win = S.zoom > 0 && S.zoom < F ? S.zoom : F;
-    var rasterW = clamp(win * 10, 360, 640);
-    var maxCells = 0;
-    rows.forEach(function (row) { maxCells = Math.max(maxCells, row.cells.length); });
-    var hasStates = !!Vw.x;
-    var cellN = hasStates && maxCells ? clamp(Math.floor(200 / maxCells), 2, 16) : 0;
-    var stripPanel = hasStates ? Math.max(maxCells * cellN, 40) : 150;
-    var top = 52, H = n * rowH;
-    var x0 = labelW + stripW;
-    var sx = x0 + rasterW + 26;
-    var sd = sx + (hasStates ? stripPanel + 12 : 0);
-    var bx = (hasStates ? sd + stripPanel : sx + stripPanel) + 30;
-    var showBars = S.raster === "layers" && spec.bars;
-    var barW = showBars ? 140 : 0;
-    var barTitle = showBars ? measure(spec.bars.label + " at cursor", 12, true) : 0;
-    var W = Math.ceil(Math.max(bx + Math.max(barW + 78, barTitle + 12), 760));
-    var keyTop = top + H + 50;
-    L = { rows: rows, n: n, rowH: rowH, font: font, labelW: labelW, stripW: stripW, x0: x0,
-          rasterW: rasterW, win: win, top: top, H: H, sx: sx, sd: sd, cellN: cellN,
-          stripPanel: stripPanel, hasStates: hasStates, bx: bx, barW: barW,
-          showBars: showBars, W: W, keyTop: keyTop, Hc: keyTop + (hasStates ? 96 : 60) };
+    // Fit the picture to the window: the raster takes the width the label column,
+    // strips and bars leave, the rows the height the panels below leave (the colour
+    // keys' height, which wrap at the picture's width, from a dry run).
+    hoverBox.hidden = true;                   // a box about the old picture would be stale
+    document.getElementById("colourbox").hidden = !Object.keys(V().colours).length ||
+      S.raster !== "layers";                  // the neuron rasters have their own colours
+    var rows = rasterRows();
+    L = layout(rows, 80);
+    L = layout(rows, drawKeys() - L.keyTop);
+    L.Hc = drawKeys() + 6;                    // draw() paints over the dry runs
     var dpr = window.devicePixelRatio || 1;
     canvas.width = Math.round(L.W * dpr);
     canvas.height = Math.round(L.Hc * dpr);
@@ -224,6 +216,52 @@
     canvas.style.height = L.Hc + "px";
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     rasterImage = buildRasterImage(rows);
+  }
+
+  function layout(rows, keysH) {
+    var Vw = V(), spec = Vw.spec, n = Math.max(rows.length, 1);
+    var left = canvas.getBoundingClientRect().left + window.scrollX;      // the body's margin
+    var room = Math.max(document.documentElement.clientWidth - 2 * left, 560);
+    var tall = window.innerHeight - canvas.getBoundingClientRect().top - window.scrollY;
+    var curves = Vw.curves.length > 0, hasStates = !!Vw.x;
+    var below = 24 + (curves ? MISMATCH_H[0] + 16 : 0) + 44 + keysH + 6 + 40;   // + readout
+    var rowH = clamp(Math.floor(clamp(tall - 52 - below, 150, 560) / n), 6, 36);
+    var plotH = curves ? MISMATCH_H[0] + clamp(tall - 52 - below - n * rowH, 0,
+                                                MISMATCH_H[1] - MISMATCH_H[0]) : 0;
+    var plot = curves ? plotH + 16 : 0;
+    var font = clamp(rowH - 2, 9, 13);
+    var labelW = 16;
+    rows.forEach(function (row) {
+      labelW = Math.max(labelW, measure(row.name, font, row.sync) + 14);
+    });
+    labelW = Math.ceil(Math.min(labelW, 170, room / 7)) + 22;   // + the row-axis title
+    var graph = spec.edges && spec.edges.some(function (e) { return e[2] !== 1; }) &&
+      S.raster === "layers";
+    var stripW = graph ? 40 : 0, x0 = labelW + stripW;
+    var win = S.zoom > 0 && S.zoom < F ? S.zoom : F;
+    var maxCells = 0;
+    rows.forEach(function (row) { maxCells = Math.max(maxCells, row.cells.length); });
+    var head = Math.ceil(measure("δ at cursor", 12, true)) + 10;
+    var cellN = hasStates && maxCells ? clamp(Math.floor(room / 6 / maxCells), 1, 16) : 0;
+    var stripPanel = hasStates ? Math.max(maxCells * cellN, head) : 150;
+    var showBars = S.raster === "layers" && spec.bars;
+    var barW = showBars ? clamp(Math.floor(room / 9), 90, 140) : 0;
+    var barTitle = showBars ? measure(spec.bars.label + " at cursor", 12, true) : 0;
+    var barsRoom = showBars ? Math.max(barW + 70, barTitle + 12) : 0;
+    var right = 26 + (hasStates ? 2 * stripPanel + 12 : stripPanel) + 30 + barsRoom;
+    var rasterW = Math.floor(clamp(room - x0 - right, 200, Math.max(win * 24, 560)));
+    var sx = x0 + rasterW + 26;
+    var sd = sx + (hasStates ? stripPanel + 12 : 0);
+    var bx = (hasStates ? sd + stripPanel : sx + stripPanel) + 30;
+    var W = Math.ceil(Math.min(Math.max(bx + barsRoom, x0 + rasterW + 40), room));
+    var top = 52, H = n * rowH;
+    var mTop = top + H + 24;                  // the mismatch panel, under the tick numbers
+    var keyTop = mTop + plot + 44;
+    return { rows: rows, n: n, rowH: rowH, font: font, labelW: labelW, stripW: stripW, x0: x0,
+             rasterW: rasterW, win: win, top: top, H: H, sx: sx, sd: sd, cellN: cellN,
+             stripPanel: stripPanel, hasStates: hasStates, bx: bx, barW: barW,
+             showBars: showBars, W: W, keyTop: keyTop, Hc: keyTop + keysH,
+             mismatch: plot ? { x: x0, y: mTop, w: rasterW, h: plotH } : null };
   }
 
   function windowStart() {
@@ -239,6 +277,12 @@
     ctx.textAlign = opts.align || "left";
     ctx.textBaseline = opts.base || "middle";
     ctx.fillText(s, x, y);
+    if (L.texts && !opts.turned) {            // its box, for tests that no two texts overlap
+      var w = ctx.measureText(s).width, h = opts.size || 12;
+      L.texts.push({ text: s, w: w, h: h, y: ctx.textBaseline === "middle" ? y - h / 2 : y,
+                     x: ctx.textAlign === "right" ? x - w : ctx.textAlign === "center" ?
+                       x - w / 2 : x });
+    }
   }
 
   function rowY(i) { return L.top + L.H - (i + 1) * L.rowH; }
@@ -250,6 +294,7 @@
 
   function draw() {
     var Vw = V(), spec = Vw.spec, f = S.frame, f0 = windowStart(), cw = L.rasterW / L.win;
+    L.texts = [];
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(0, 0, L.W, L.Hc);
     // title
@@ -257,7 +302,8 @@
       P.tick_label + " " + P.ticks[f] + (Vw.stream ? " (stream frame " + Vw.stream[f] + ")" : "");
     text(head, 8, 14, { bold: true, size: 14 });
     var sub = S.raster === "layers" ? (spec.raster.mode === "waves" ?
-      "raster: forward and backward waves" : "raster: " + spec.raster.label + " (log colour)") :
+      "raster: forward and backward waves, colour by " + S.colour :
+      "raster: " + spec.raster.label + " (log colour)") :
       "raster: " + (S.raster[0] === "x" ? "x" : "δ") + " of " +
         rowName(parseInt(S.raster.split(":")[1], 10)) + ", per neuron";
     text(sub, 8, 34, { size: 12, colour: C.faint });
@@ -273,6 +319,7 @@
     ctx.translate(10, L.top + L.H / 2);
     ctx.rotate(-Math.PI / 2);
     text(S.raster === "layers" ? spec.row_label : "neuron", 0, 0, { align: "center", size: 11,
+      turned: true,
       colour: C.faint });
     ctx.restore();
     if (L.stripW) { drawEdges(); }
@@ -289,17 +336,7 @@
       ctx.lineWidth = 2;
       ctx.strokeRect(L.x0 - 1, rowY(i), L.rasterW + 2, L.rowH);
     });
-    // tick axis
-    var step = Math.max(1, niceStep(L.win / 8));
-    for (var g = f0; g < f0 + L.win; g++) {
-      if (g % step) { continue; }
-      var gx = L.x0 + (g - f0 + 0.5) * cw;
-      ctx.fillStyle = C.faint;
-      ctx.fillRect(gx, L.top + L.H + 1, 1, 4);
-      text(String(P.ticks[g]), gx, L.top + L.H + 13, { align: "center", size: 11 });
-    }
-    text(P.tick_label + (L.win < F ? " (a window of " + L.win + " columns around the cursor)" : ""),
-         L.x0 + L.rasterW / 2, L.top + L.H + 29, { align: "center", size: 11, colour: C.faint });
+    tickAxis(L.top + L.H, f0, cw, !L.mismatch);
     // cursor
     var cx = L.x0 + (f - f0 + 0.5) * cw;
     ctx.fillStyle = C.cursor;
@@ -307,16 +344,126 @@
     ctx.beginPath();
     ctx.moveTo(cx - 5, L.top - 10); ctx.lineTo(cx + 5, L.top - 10); ctx.lineTo(cx, L.top - 3);
     ctx.fill();
+    if (L.mismatch) { drawMismatch(f0, cw, cx); }
     drawStrips();
     if (L.showBars) { drawBars(); }
     drawKeys();
+  }
+
+  function tickAxis(y, f0, cw, titled) {
+    // tick marks and numbers under a panel whose columns start at frame f0
+    var step = Math.max(1, niceStep(L.win / 8));
+    for (var g = f0; g < f0 + L.win; g++) {
+      if (g % step) { continue; }
+      var gx = L.x0 + (g - f0 + 0.5) * cw;
+      ctx.fillStyle = C.faint;
+      ctx.fillRect(gx, y + 1, 1, 4);
+      text(String(P.ticks[g]), gx, y + 13, { align: "center", size: 11 });
+    }
+    if (titled) {
+      text(P.tick_label + (L.win < F ? " (a window of " + L.win + " columns around the cursor)" :
+           ""), L.x0 + L.rasterW / 2, y + 29, { align: "center", size: 11, colour: C.faint });
+    }
+  }
+
+  function curveY(v) {
+    // y of a mismatch value in the panel (NaN: none); cos linear in [−1, 1], the
+    // relative error on a log scale above 0 on the bottom edge
+    var M = L.mismatch, t;
+    if (Number.isNaN(v)) { return NaN; }
+    if (S.curve === "mismatch_cos") {
+      t = (clamp(v, -1, 1) + 1) / 2;
+    } else {
+      var r = V().relRange;
+      t = v > 0 ? 0.16 + 0.84 * clamp((Math.log10(v) - r[0]) / (r[1] - r[0]), 0, 1) : 0;
+    }
+    return M.y + M.h - t * M.h;
+  }
+
+  function curveColour(i, k) {
+    // the ls row amber (as mismatch.png), the others along viridis, bottom to top
+    return V().spec.rows[i].sync ? C.ls : rgb(viridis(k));
+  }
+
+  function curveRows() {
+    var Vw = V(), a = Vw.fields[S.curve], out = [];
+    Vw.spec.rows.forEach(function (row, r) {
+      for (var f = 0; f < F; f++) {
+        if (isFinite(a[f * Vw.R + r])) { out.push(r); return; }
+      }
+    });
+    return out;
+  }
+
+  function drawMismatch(f0, cw, cx) {
+    // Per-layer gradient mismatch against backprop over the same ticks as the
+    // raster, with the cursor's line: where each layer's g becomes exact.
+    var Vw = V(), M = L.mismatch, a = Vw.fields[S.curve], rows = curveRows();
+    var cos = S.curve === "mismatch_cos";
+    ctx.fillStyle = "#fafafa";
+    ctx.fillRect(M.x, M.y, M.w, M.h);
+    ctx.strokeStyle = C.grid;
+    ctx.lineWidth = 1;
+    ctx.strokeRect(M.x - 0.5, M.y - 0.5, M.w + 1, M.h + 1);
+    var marks = cos ? [[1, "1"], [0, "0"], [-1, "−1"]] :
+      [[Math.pow(10, Vw.relRange[1]), power(Vw.relRange[1])],
+       [Math.pow(10, Vw.relRange[0]), power(Vw.relRange[0])], [0, "0"]];
+    marks.forEach(function (m, j) {
+      var y = j === 2 && !cos ? M.y + M.h : curveY(m[0]);
+      ctx.fillStyle = C.grid;
+      ctx.fillRect(M.x, Math.round(y), M.w, 1);
+      text(m[1], M.x - 4, y, { align: "right", size: 10, colour: C.faint });
+    });
+    ctx.save();
+    ctx.translate(10, M.y + M.h / 2);
+    ctx.rotate(-Math.PI / 2);
+    text(cos ? "cos(g, ∇)" : "‖g − ∇‖/‖∇‖", 0, 0, { align: "center", size: 11, colour: C.faint,
+                                                turned: true });
+    ctx.restore();
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(M.x, M.y - 2, M.w, M.h + 4);
+    ctx.clip();
+    rows.forEach(function (r, k) {
+      ctx.strokeStyle = curveColour(r, rows.length > 1 ? k / (rows.length - 1) : 0);
+      ctx.lineWidth = Vw.spec.rows[r].sync ? 2.2 : 1.4;
+      ctx.beginPath();
+      var open = false;
+      for (var g = f0; g < Math.min(f0 + L.win, F); g++) {
+        var y = curveY(a[g * Vw.R + r]), x = M.x + (g - f0 + 0.5) * cw;
+        if (Number.isNaN(y)) { open = false; continue; }
+        if (open) { ctx.lineTo(x, y); } else { ctx.moveTo(x, y); open = true; }
+      }
+      ctx.stroke();
+    });
+    ctx.restore();
+    ctx.fillStyle = C.cursor;
+    ctx.fillRect(cx - 1, M.y, 2, M.h);
+    tickAxis(M.y + M.h, f0, cw, true);
+    drawCurveKey(rows);
+  }
+
+  function drawCurveKey(rows) {
+    // the layers' line colours, in columns right of the panel (the ls row bold)
+    var M = L.mismatch, x = L.sx, y = M.y + 24, colW = 0;
+    text((S.curve === "mismatch_cos" ? "cos(g, backprop)" : "‖g − backprop‖ / ‖backprop‖") +
+         " per layer", x, M.y + 6, { size: 12, bold: true });
+    rows.forEach(function (r) { colW = Math.max(colW, measure(rowLabel(r), 11) + 30); });
+    var perCol = Math.max(1, Math.floor((M.h - 18) / 14)), cols = Math.max(1, Math.floor(
+      (L.W - x - 4) / Math.max(colW, 1))), every = Math.ceil(rows.length / (perCol * cols));
+    rows.filter(function (r, k) { return k % every === 0; }).forEach(function (r, k) {
+      var cx = x + Math.floor(k / perCol) * colW, cy = y + (k % perCol) * 14;
+      ctx.fillStyle = curveColour(r, rows.length > 1 ? rows.indexOf(r) / (rows.length - 1) : 0);
+      ctx.fillRect(cx, cy - 1, 20, V().spec.rows[r].sync ? 3 : 2);
+      text(rowLabel(r), cx + 25, cy, { size: 11, bold: V().spec.rows[r].sync });
+    });
   }
 
   function drawSyncOverlay(f0, cw) {
     // A dark bar in the lower part of each cell whose g pairs x and δ of one
     // stream frame: a solid line where a layer stays synchronized (ls at h = 1).
     var Vw = V(), h = Math.max(2, Math.round(L.rowH / 6));
-    ctx.fillStyle = C.cursor;
+    ctx.fillStyle = C.sync;
     L.rows.forEach(function (row, i) {
       var y = rowY(i) + L.rowH - h - Math.max(1, Math.round(L.rowH / 8)), start = -1;
       for (var g = f0; g <= f0 + L.win; g++) {
@@ -450,16 +597,19 @@
     if (S.raster !== "layers") {
       gradient(8, K.y, 160, function (t) { return diverging(2 * t - 1, 1); }, "−max", "0", "+max",
                "value ÷ the layer's largest |value| over the run");
-      return;
+      return K.y + 28;
     }
     if (spec.raster.mode === "waves") {
-      swatch(C.fwd, "x carries a frame (forward wave)");
-      swatch(C.bwd, "δ ≠ 0 (backward wave)");
-      swatch(C.both, "both");
-      swatch(C.none, "neither");
+      var by = S.colour + ": " + spec.colour_labels[S.colour];
+      text(by, 8, K.y, { size: 12, colour: C.faint });
+      K.x = 16 + measure(by, 12);
+      swatch(C.fwd, "forward wave: x carries a frame");
+      swatch(C.bwd, "backward wave: δ ≠ 0");
+      swatch(C.both, "both: red-blue neuron");
+      swatch(C.none, "empty");
       if (S.overlay) {
         var label = "g pairs x and δ of one stream frame", x = keySpace(28 + measure(label, 12));
-        ctx.fillStyle = C.cursor;
+        ctx.fillStyle = C.sync;
         ctx.fillRect(x, K.y + 3, 22, 3);
         text(label, x + 28, K.y, { size: 12 });
       }
@@ -480,7 +630,9 @@
     if (L.hasStates) {
       gradient(8, K.y + 38, 160, function (t) { return diverging(2 * t - 1, 1); }, "−max", "0",
                "+max", "neuron strips: value ÷ the layer's largest |value| over the run");
+      return K.y + 66;
     }
+    return K.y + 20;
   }
 
   // ------------------------------------------------------------- readout
@@ -665,6 +817,16 @@
     S.raster = "layers";
     document.getElementById("rasterbox").hidden = !Vw.x;
     document.getElementById("overlaybox").hidden = !Vw.wave;
+    var keys = Object.keys(Vw.colours);
+    fillSelect(document.getElementById("colour"), keys.map(function (k) {
+      return [k, k === "tag" ? "frame tag" : k];
+    }), keys.indexOf(S.colour) < 0 ? keys[0] : S.colour);
+    if (keys.length) { S.colour = document.getElementById("colour").value; }
+    fillSelect(document.getElementById("curve"), Vw.curves.map(function (k) {
+      return [k, k === "mismatch_cos" ? "cosine" : "relative error"]; }),
+      Vw.curves.indexOf(S.curve) < 0 ? Vw.curves[0] : S.curve);
+    if (Vw.curves.length) { S.curve = document.getElementById("curve").value; }
+    document.getElementById("curvebox").hidden = !Vw.curves.length;
     document.getElementById("neuronbox").hidden = !Vw.x;
   }
 
@@ -675,8 +837,27 @@
     setFrame(S.frame);
   }
 
+  function frameAt(mx) {
+    // the viewer frame of canvas x ``mx`` over the raster's columns, or −1
+    if (mx < L.x0 || mx >= L.x0 + L.rasterW) { return -1; }
+    var f = windowStart() + Math.floor((mx - L.x0) / (L.rasterW / L.win));
+    return f < F ? f : -1;
+  }
+
+  function curveText(mx, my) {
+    // the mismatch panel: every layer's value at the hovered tick
+    var M = L.mismatch, f = frameAt(mx), Vw = V();
+    if (!M || f < 0 || my < M.y || my >= M.y + M.h) { return null; }
+    var label = Vw.spec.field_labels[S.curve] || S.curve;
+    return [P.tick_label + " " + P.ticks[f] + " · " + label].concat(curveRows().map(function (r) {
+      return rowName(r) + " = " + fmt(Vw.fields[S.curve][f * Vw.R + r]);
+    })).join("\n");
+  }
+
   function hoverText(mx, my) {
     var Vw = V(), spec = Vw.spec, f0 = windowStart(), cw = L.rasterW / L.win;
+    var curve = curveText(mx, my);
+    if (curve !== null) { return curve; }
     if (my < L.top || my >= L.top + L.H) { return null; }
     var i = L.n - 1 - Math.floor((my - L.top) / L.rowH);
     var row = L.rows[i];
@@ -786,6 +967,15 @@
   document.getElementById("overlay").addEventListener("change", function (e) {
     S.overlay = e.target.checked; setFrame(S.frame); });
   canvas.addEventListener("mousemove", onMove);
+  canvas.addEventListener("click", function (ev) {     // a click on a column moves the cursor
+    var f = frameAt(ev.clientX - canvas.getBoundingClientRect().left);
+    if (f >= 0) { setPlaying(false); setFrame(f); }
+  });
+  window.addEventListener("resize", function () { relayout(); setFrame(S.frame); });
+  document.getElementById("colour").addEventListener("change", function (e) {
+    S.colour = e.target.value; relayout(); setFrame(S.frame); });
+  document.getElementById("curve").addEventListener("change", function (e) {
+    S.curve = e.target.value; relayout(); setFrame(S.frame); });
   canvas.addEventListener("mouseleave", function () { hoverBox.hidden = true; });
   document.addEventListener("keydown", function (e) {
     if (e.target && (e.target.tagName === "INPUT" && e.target.type === "text" ||
@@ -795,12 +985,21 @@
     else if (e.key === " ") { setPlaying(!S.playing); e.preventDefault(); }
   });
 
+  function choose(id, value) {
+    // as a reader would: set the control, then its change event
+    var el = document.getElementById(id);
+    el.value = String(value);
+    el.dispatchEvent(new Event("change"));
+  }
+
   setView(S.view);
   window.tickpropView = {
     payload: P, setFrame: setFrame, frame: function () { return S.frame; },
     play: function () { setPlaying(true); }, pause: function () { setPlaying(false); },
     setSpeed: function (s) { S.speed = s; }, setView: setView, setNeurons: setNeurons,
-    setRaster: function (m) { S.raster = m; relayout(); setFrame(S.frame); },
+    setRaster: function (m) { choose("rastermode", m); },
+    setColour: function (c) { choose("colour", c); },
+    setCurve: function (c) { choose("curve", c); },
     cellBox: cellBox, current: current, csv: csv, exportPNG: exportPNG, exportCSV: exportCSV,
     layout: function () { return L; }, loadMs: performance.now()
   };

@@ -2,6 +2,7 @@
 forward wave's level (red) and the backward wave's (blue), in [0, 1] (0: absent),
 both present mixing to purple (the paper's "red-blue neurons"); levels come from
 magnitudes (one scale per layer for the run, so nothing flickers) or frame tags.
+The one palette of the PNGs, GIFs (render/) and view.html (view/).
 """
 import numpy as np
 
@@ -18,6 +19,7 @@ TAG_LEVELS = np.array([1.0, 0.5, 0.8, 0.4])   # shades by frame, neighbours far 
 WIDE_BAND = 4
 STRIPE_SPACING = 8
 TAG_GROUND = 0.45
+TAG_LEAN = 1.8                 # tag colouring: a mixed cell's hue leans toward its stronger wave
 
 
 def from_hex(colour):
@@ -69,3 +71,26 @@ def tag_levels(frames, present, period=0):
     else:
         level = TAG_LEVELS[np.mod(safe, len(TAG_LEVELS))]
     return np.where(present, level, 0.0)
+def tag_period(stream_frame, step=1):
+    """The ``period`` of ``tag_levels`` for a raster of every ``step``-th row of a run whose
+    rows show ``stream_frame``: 0 where frames span WIDE_BAND drawn columns or more."""
+    frames = np.asarray(stream_frame)
+    changes = int(np.count_nonzero(np.diff(frames))) if len(frames) > 1 else 0
+    columns = len(frames) / (changes + 1) / max(int(step), 1)
+    if columns >= WIDE_BAND:
+        return 0
+    return max(WIDE_BAND, int(np.ceil(STRIPE_SPACING / max(columns, 1e-9))))
+
+
+# The viewer's neuron strips: signed values, negative to positive (brown, grey, teal).
+SIGNED = ("#8c510a", "#f6f6f6", "#01665e")
+
+
+def export():
+    """The palette as JSON for the viewer (simulator/view): RGB bytes and hex strings."""
+    rgb = {name: to_bytes(c).tolist() for name, c in (
+        ("red", RED), ("blue", BLUE), ("purple", PURPLE), ("empty", EMPTY),
+        ("ls", from_hex(LS_COLOUR)), ("cursor", from_hex(CURSOR_COLOUR)),
+        ("sync", from_hex(SYNC_COLOUR)))}
+    rgb["signed"] = [to_bytes(from_hex(c)).tolist() for c in SIGNED]
+    return {"rgb": rgb, "floor": FLOOR}
