@@ -174,7 +174,7 @@ def _toml(value):
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)            # a TOML basic string (\uXXXX escapes alike)
+        return json.dumps(value)            # a TOML basic string (JSON's \u escapes are TOML's)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
