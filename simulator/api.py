@@ -7,7 +7,7 @@ or ``--set``'s strings (``"network.depth=5"``), refused with the CLI's messages.
 import os
 import warnings
 
-from . import kinds, view  # noqa: F401  (view wires Trace's notebook viewer)
+from . import kinds, threads, view  # noqa: F401  (view wires Trace's notebook viewer)
 from .arguments import fail
 from .build import pairing_warnings
 from .errors import SceneError, SimulatorError, did_you_mean
@@ -88,6 +88,7 @@ def simulate(scene_or_path, overrides=None, /, out=None, **more):
     prepared = Prepared(name, resolved)
     for line in pairing_warnings(prepared.spec, prepared.spec.rule, prepared.network):
         _warn(line)
+    threads.setup(prepared.spec.run.threads)      # BLAS threads as `tickprop run` picks them
     return prepared.simulate()
 
 

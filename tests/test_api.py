@@ -209,3 +209,12 @@ def test_simulate_refuses_a_set_string_as_the_cli_does(cwd, item):
     assert cli_line.replace(f"--set {item!r}", f"fig1_constant: override {item!r}") == str(
         caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_simulate_sets_blas_threads_as_the_command_does():
+    """run.threads (and the automatic choice) applies to simulate as to `tickprop run`:
+    a notebook on a busy machine is not slowed by spinning BLAS threads."""
+    from threadpoolctl import threadpool_info
+    simulator.simulate("fig1_constant", {"ticks": 3, "run.threads": 1})
+    blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    assert blas and set(blas) == {1}
