@@ -1,7 +1,7 @@
-"""The schedule zoo's facts (issue 24, docs/explanation/schedules.md), exact in float64, each
-with a sabotage the check catches: the LayerPipe2 delay law (Xu et al., arXiv 2512.08160,
-2025: layer l's gradient delay is 2·S(l), S(l) the stages after it) on chains and levelled
-graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight stashing is backprop of
+"""The schedule zoo's facts (issue 24, docs/explanation/schedules.md), exact in float64,
+each with a sabotage the check catches: the LayerPipe2 delay law (Unnikrishnan & Parhi,
+arXiv 2512.08160, 2025: layer l's gradient delay is 2·S(l), S(l) the stages after it) on
+chains and levelled graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight stashing is backprop of
 the stashed frame; GPipe is mini-batch backprop; diffusion's delays are fact B′; locked
 backprop is the locking scene's timetable; 2BW holds two versions; Sideways pairs the newest x."""
 import numpy as np
@@ -48,7 +48,7 @@ def stages_after(model):
 @pytest.mark.parametrize("name", ["1f1b", "partime", "sideways"])
 @pytest.mark.parametrize("depth", [1, 4, 8])
 def test_layerpipe2_delay_law_on_chains(name, depth):
-    """LayerPipe2 (arXiv 2512.08160): delay of layer l = 2·S(l), S(l) = L − l; and with an
+    """LayerPipe2 (Unnikrishnan & Parhi, arXiv 2512.08160, 2025): delay of layer l = 2·S(l), S(l) = L − l; and with an
     update every tick, the staleness (updates in between) is the same number."""
     chain = Model.chain_skeleton([3] * (depth + 1), ["tanh"] * depth)
     tab = zoo.timetable(name, chain, 5 * depth + 3)

@@ -12,7 +12,7 @@ from ..errors import SimulatorError
 from ..model.reference import backprop, check_call, evaluate, vertex_params
 from ..options import loss_and_grad
 
-NP = np
+
 
 
 def check_stream(call, model, u, y, learning_rate, loss, eval_inputs, eval_labels, eval_ticks):
@@ -76,8 +76,8 @@ class Records:
 def _events(table):
     """Per tick: forward ops [(v, s)], backward ops [(v, s)], updates [(v, g)] (stage indices)."""
     fw, bw, up = defaultdict(list), defaultdict(list), defaultdict(list)
-    for name, ticks, out in (("f", table["fwd_tick"], fw), ("b", table["bwd_tick"], bw),
-                             ("u", table["update_tick"], up)):
+    for ticks, out in ((table["fwd_tick"], fw), (table["bwd_tick"], bw),
+                       (table["update_tick"], up)):
         for s, v in zip(*np.nonzero(ticks >= 0)):
             out[int(ticks[s, v])].append((int(v), int(s)))
     return fw, bw, up
@@ -107,11 +107,11 @@ def execute(table, policy, model, u, y, eta, loss, eval_inputs, eval_labels, eva
             if s not in x:
                 x[s], pre[s], read[s], cot[s] = {0: u[s]}, {}, {}, {}
                 left[s] = V
-            pre[s][i], x[s][i] = vx.layer.value(NP, cur[i], [x[s][p] for p in vx.parents])
+            pre[s][i], x[s][i] = vx.layer.value(np, cur[i], [x[s][p] for p in vx.parents])
             newest_pre[i], newest_x[i] = pre[s][i], x[s][i]
             read[s][i] = cur[i]
             if i == out:
-                rec.loss[t] = loss_and_grad(NP, loss, x[s][i], y[s])[0] / B
+                rec.loss[t] = loss_and_grad(np, loss, x[s][i], y[s])[0] / B
                 params = {f"{verts[j].name}.{k}": a for j, p in read[s].items()
                           for k, a in p.items()}
                 for k, a in backprop(model, u[s], y[s], loss, params).items():
@@ -120,20 +120,20 @@ def execute(table, policy, model, u, y, eta, loss, eval_inputs, eval_labels, eva
         for v, s in sorted(bw.get(t, ()), reverse=True):
             i, vx = v + 1, verts[v + 1]
             newest_x[0] = u[min(t, len(u) - 1)]
-            d = (loss_and_grad(NP, loss, x[s][i], y[s])[1] if i == out else cot[s].pop(i))
+            d = (loss_and_grad(np, loss, x[s][i], y[s])[1] if i == out else cot[s].pop(i))
             frame = policy.pair == "frame"
             p_now = pre[s][i] if frame else newest_pre[i]
             ins = [x[s][p] if frame else newest_x[p] for p in vx.parents]
             if not vx.layer.linear:
-                d = vx.layer.derivative(NP, p_now) * d
+                d = vx.layer.derivative(np, p_now) * d
             w = read[s][i] if policy.weights == "stashed" else cur[i]
             if any(vx.parents):
-                for p, c in zip(vx.parents, vx.layer.vjp(NP, w, ins, p_now, d)):
+                for p, c in zip(vx.parents, vx.layer.vjp(np, w, ins, p_now, d)):
                     if p:
                         cot[s][p] = cot[s][p] + c if p in cot[s] else c
             if vx.param_names:
                 a = acc[group[s]].setdefault(i, {})
-                for k, g in vx.layer.param_grads(NP, ins, d).items():
+                for k, g in vx.layer.param_grads(np, ins, d).items():
                     a[k] = a[k] + g if k in a else g
             left[s] -= 1
             if not left[s]:
@@ -202,7 +202,7 @@ def run_engine(engine, table, model, u, y, eta, loss, eval_inputs, eval_labels, 
         snaps.pop(t - 2 * D - 2, None)
         if 0 <= t - D < F:
             out = engine.activity(em.output)
-            rec.loss[t] = loss_and_grad(NP, loss, out, y[t - D])[0] / u.shape[1]
+            rec.loss[t] = loss_and_grad(np, loss, out, y[t - D])[0] / u.shape[1]
         sup = engine.tags()["output"]
         grads = engine.gradients()
         for v in verts:
