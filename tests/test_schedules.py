@@ -1,13 +1,13 @@
 """The schedule zoo's facts (issue 24, docs/explanation/schedules.md), exact in float64,
 each with a sabotage the check catches: the LayerPipe2 delay law (Unnikrishnan & Parhi,
 arXiv 2512.08160, 2025: layer l's gradient delay is 2·S(l), S(l) the stages after it) on
-chains and levelled graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight stashing is backprop of
-the stashed frame; GPipe is mini-batch backprop; diffusion's delays are fact B′; locked
+chains and levelled graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight
+stashing is backprop of the stashed frame; GPipe is mini-batch backprop; diffusion's delays are fact B′; locked
 backprop is the locking scene's timetable; 2BW holds two versions; Sideways pairs the newest x."""
 import numpy as np
 import pytest
 
-from graph_models import RESIDUAL
+from graph_models import ATTENTION, CONV, RESIDUAL
 from simulator.analysis import locking
 from simulator.errors import SimulatorError
 from simulator.experiments import schedules as zoo
@@ -48,8 +48,9 @@ def stages_after(model):
 @pytest.mark.parametrize("name", ["1f1b", "partime", "sideways"])
 @pytest.mark.parametrize("depth", [1, 4, 8])
 def test_layerpipe2_delay_law_on_chains(name, depth):
-    """LayerPipe2 (Unnikrishnan & Parhi, arXiv 2512.08160, 2025): delay of layer l = 2·S(l), S(l) = L − l; and with an
-    update every tick, the staleness (updates in between) is the same number."""
+    """LayerPipe2 (Unnikrishnan & Parhi, arXiv 2512.08160, 2025): the delay of layer l is
+    2·S(l), S(l) = L − l; with an update every tick the staleness (updates in between) is
+    the same number."""
     chain = Model.chain_skeleton([3] * (depth + 1), ["tanh"] * depth)
     tab = zoo.timetable(name, chain, 5 * depth + 3)
     S = stages_after(chain)
@@ -145,13 +146,17 @@ def test_1f1b_is_backprop_of_the_stashed_frame_on_a_chain():
     assert np.nanmax(run["rel_error"]) <= 1e-12
 
 
-def test_1f1b_is_backprop_of_the_stashed_frame_on_a_residual_graph():
-    model = Model.from_layers(RESIDUAL, (4,), seed=2)
-    u, y = stream(model, 30)
+@pytest.mark.parametrize("layers,shape", [(RESIDUAL, (4,)), (CONV, (2, 12, 12)),
+                                          (ATTENTION, (3, 5))])
+def test_1f1b_is_backprop_of_the_stashed_frame_on_graphs(layers, shape):
+    """Residual merges, conv and pool, an unlevelled attention block: exact per frame."""
+    model = Model.from_layers(layers, shape, seed=2)
+    u, y = stream(model, 16)
     run = zoo.run_schedule("1f1b", model, u, y, learning_rate=0.02, loss="mse")
     assert np.nanmin(run["cosine"]) >= 1 - 1e-12
     assert np.nanmax(run["rel_error"]) <= 1e-12
-    assert (~np.isnan(run["cosine"])).sum() == 6 * 30
+    weighted = sum(bool(v.param_names) for v in model.vertices)
+    assert (~np.isnan(run["cosine"])).sum() == weighted * 16
 
 
 def test_a_broken_stash_is_caught(monkeypatch):
@@ -274,6 +279,26 @@ def test_sideways_pairs_the_newest_x():
         assert np.nanmax(stash["rel_error"]) <= 1e-12
 
 
+def test_loss_and_accuracy_records():
+    """The loss sits on the ticks frames reach the output; accuracy at an eval tick is the
+    argmax of a hand forward pass with the weights after that tick (NaN past the run)."""
+    chain = Model.chain([3, 4, 3], seed=6)
+    u, y = stream(chain, 10)
+    x_eval = np.random.default_rng(7).normal(size=(50, 3))
+    labels = np.arange(50) % 3
+    run = zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse",
+                           eval_inputs=x_eval, eval_labels=labels, eval_ticks=(13, 99))
+    assert np.array_equal(np.flatnonzero(~np.isnan(run["loss"])), np.arange(10) + 2)
+    out = np.tanh(u[0] @ chain.parameters()["1.W"].T) @ chain.parameters()["2.W"].T
+    assert np.isclose(run["loss"][2], 0.5 * np.sum((np.tanh(out) - y[0]) ** 2) / 3)
+    p = run["parameters"]                              # T = 13: tick 12 is the last
+    hand = np.tanh(np.tanh(x_eval @ p["1.W"].T + p["1.b"]) @ p["2.W"].T + p["2.b"])
+    assert np.isnan(run["accuracy"]).tolist() == [True, True]
+    run = zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse",
+                           eval_inputs=x_eval, eval_labels=labels, eval_ticks=(12,))
+    assert run["accuracy"][0] == np.mean(hand.argmax(axis=1) == labels)
+
+
 def test_depth_sweep_and_errors():
     sweep = zoo.depth_sweep("1f1b", [2, 4], 3)
     np.testing.assert_array_equal(sweep["delay"], [[2, 0, np.nan, np.nan], [6, 4, 2, 0]])
@@ -283,6 +308,8 @@ def test_depth_sweep_and_errors():
         zoo.timetable("pipedream", Model.chain_skeleton([2, 2], ["tanh"]), 3)
     chain = Model.chain([3, 2], seed=0)
     u, y = stream(chain, 4)
+    with pytest.raises(SimulatorError, match="only gpipe and 2bw"):
+        zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse", micro=4)
     with pytest.raises(SimulatorError, match="diffusion only"):
         zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse", rule={})
     with pytest.raises(SimulatorError, match="rule"):
