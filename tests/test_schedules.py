@@ -299,6 +299,27 @@ def test_loss_and_accuracy_records():
     assert run["accuracy"][0] == np.mean(hand.argmax(axis=1) == labels)
 
 
+# layer 1's steady delay, its staleness and the most versions of any layer on a chain of
+# depth D, micro None (M = 2D − 2): the table of docs/explanation/schedules.md
+LAYER_ONE = {"backprop": (lambda D: 2 * D - 1, 0, 1), "gpipe": (lambda D: 6 * D - 8, 0, 1),
+             "1f1b": (lambda D: 2 * D - 2, None, None), "2bw": (lambda D: 4 * D - 5, 1, 2),
+             "partime": (lambda D: 2 * D - 2, None, 1), "sideways": (lambda D: 2 * D - 2, None, 1),
+             "diffusion": (lambda D: 2 * D - 2, None, 1)}
+
+
+@pytest.mark.parametrize("name", zoo.SCHEDULES)
+def test_the_docs_depth_table(name):
+    delay, stale, versions = LAYER_ONE[name]
+    sweep = zoo.depth_sweep(name, [4, 8, 16], 3)
+    assert sweep["delay"][:, 0].tolist() == [delay(D) for D in (4, 8, 16)]
+    want = [2 * D - 1 if versions is None else versions for D in (4, 8, 16)]
+    assert np.nanmax(sweep["versions"], axis=1).tolist() == want
+    chain = Model.chain_skeleton([2] * 9, ["tanh"] * 8)
+    tab = zoo.timetable(name, chain, 60)
+    steady = tab["update_tick"][len(tab["update_tick"]) // 2, 0]
+    assert tab["stale"][steady, 0] == (14 if stale is None else stale)
+
+
 def test_depth_sweep_and_errors():
     sweep = zoo.depth_sweep("1f1b", [2, 4], 3)
     np.testing.assert_array_equal(sweep["delay"], [[2, 0, np.nan, np.nan], [6, 4, 2, 0]])
