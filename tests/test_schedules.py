@@ -2,8 +2,9 @@
 each with a sabotage the check catches: the LayerPipe2 delay law (Unnikrishnan & Parhi,
 arXiv 2512.08160, 2025: layer l's gradient delay is 2·S(l), S(l) the stages after it) on
 chains and levelled graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight
-stashing is backprop of the stashed frame; GPipe is mini-batch backprop; diffusion's delays are fact B′; locked
-backprop is the locking scene's timetable; 2BW holds two versions; Sideways pairs the newest x."""
+stashing is backprop of the stashed frame; GPipe is mini-batch backprop; diffusion's delays
+are fact B′; locked backprop is the locking scene's timetable; 2BW holds two versions;
+Sideways pairs the newest x."""
 import numpy as np
 import pytest
 
