@@ -222,6 +222,12 @@ def test_diffusion_is_fact_b_prime():
     assert np.array_equal(bwd, D - fwd)
     assert law_holds(run["delay"], 2 * D - 2 * fwd, weighted)
     assert np.nanmin(run["cosine"]) >= 1 - 1e-12 and np.nanmax(run["rel_error"]) <= 1e-12
+    # the engine's tags (who holds which frame) are the pipelined timetable (fact B)
+    tab = zoo.timetable("1f1b", model, 20)
+    keep = [v.index - 1 for v in model.vertices[1:]]
+    for k in ("forward", "backward"):
+        assert np.array_equal(run[k], tab[k][:, keep])
+    np.testing.assert_allclose(run["utilisation"], tab["utilisation"], rtol=0, atol=1e-15)
     local = zoo.run_schedule("diffusion", model, u, y, learning_rate=0.0, loss="mse",
                              rule={"supervision_delay": "causal"})
     assert np.nanmax(local["rel_error"]) > 1e-3
