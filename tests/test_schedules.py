@@ -41,6 +41,14 @@ def law_holds(delay, expected, weighted):
                for v in np.flatnonzero(weighted)) and not np.isnan(delay[:, weighted]).all()
 
 
+def late_backward(frame_ticks):
+    """Sabotage of ``schedules._frame_ticks``: every backward op one tick late."""
+    def late(*args):
+        f, b, group, sizes = frame_ticks(*args)
+        return f, b + 1, group, sizes
+    return late
+
+
 def stages_after(model):
     return zoo.graph_clock(model)[1]
 
@@ -65,12 +73,7 @@ def test_layerpipe2_delay_law_on_chains(name, depth):
 def test_layerpipe2_law_caught_when_the_backward_is_late(monkeypatch):
     """Sabotage: a backward op one tick late breaks the law the test above checks."""
     chain = Model.chain_skeleton([3] * 5, ["tanh"] * 4)
-    real = zoo._frame_ticks
-
-    def late(*args):
-        f, b, group, sizes = real(*args)
-        return f, b + 1, group, sizes
-    monkeypatch.setattr(zoo, "_frame_ticks", late)
+    monkeypatch.setattr(zoo, "_frame_ticks", late_backward(zoo._frame_ticks))
     tab = zoo.timetable("1f1b", chain, 20)
     assert not law_holds(tab["delay"], 2 * stages_after(chain), tab["weighted"])
 
@@ -245,6 +248,14 @@ def test_locked_backprop_is_the_locking_timetable(depth, frames):
     assert np.nanmax(tab["stale"]) == 0
 
 
+def test_a_locked_schedule_off_by_one_is_caught(monkeypatch):
+    """Sabotage: the backward ops one tick later no longer match the locking timetable."""
+    monkeypatch.setattr(zoo, "_frame_ticks", late_backward(zoo._frame_ticks))
+    tab = zoo.timetable("backprop", Model.chain_skeleton([2] * 4, ["tanh"] * 3), 3)
+    ref = locking.schedules(3, 3)["backprop"]
+    assert not np.array_equal(tab["backward"][1:ref["ticks"] + 1].T, ref["backward"])
+
+
 # ------------------------------------------------------------- 2BW and Sideways
 def test_2bw_holds_two_versions():
     for model in (Model.chain_skeleton([2] * 7, ["tanh"] * 6), Model.from_layers(SKIP, (3,))):
@@ -279,6 +290,10 @@ def test_sideways_pairs_the_newest_x():
         w, b = w - 0.05 * d.T @ u[min(s + 1, 11)], b - 0.05 * d.sum(axis=0)
     np.testing.assert_allclose(run["parameters"]["1.W"], w, rtol=0, atol=1e-12)
     np.testing.assert_allclose(run["parameters"]["1.b"], b, rtol=0, atol=1e-12)
+    with pytest.MonkeyPatch.context() as mp:      # sabotage: pair the frame's own x
+        mp.setitem(zoo.POLICY, "sideways", zoo.Policy("current", "frame", "once"))
+        own = zoo.run_schedule("sideways", one, u, y, learning_rate=0.05, loss="mse")
+    assert np.abs(own["parameters"]["1.W"] - w).max() > 1e-6
     chain = Model.chain([3, 5, 4, 2], seed=4)
     for still, exact in ((True, True), (False, False)):
         u, y = stream(chain, 20, still=still)
