@@ -189,7 +189,7 @@ def staleness_figure(data):
     Q = len(data["sweep_depths"])
     ncols = max(2, min(4, len(sweep)))
     rows = -(-len(sweep) // ncols) if Q else 0
-    fig = new_figure((max(10.0, 3.3 * ncols), 3.6 * (1 + rows) + 0.9), DPI)
+    fig = new_figure((12, 3.6 * (1 + rows) + 0.9), DPI)
     parts = np.atleast_1d(fig.subfigures(1 + bool(rows), 1, height_ratios=[1.0] + [rows] *
                                          bool(rows)))
     top = parts[0].subplots(1, 2)
