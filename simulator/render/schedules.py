@@ -28,6 +28,9 @@ COLOURS = {"backprop": "#000000", "gpipe": "#8c564b", "1f1b": "#1f77b4", "2bw": 
            "partime": "#2ca02c", "sideways": "#9467bd", "diffusion": "#d62728"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LAW_COLOUR = "#555555"
+MARKS = 15                    # about this many markers along an accuracy curve
+SPREAD = 5                    # schedules' lengths this far apart: ticks on a log axis
+BLOWN_UP = 1e3               # a loss this many times its first value: the run diverged
 DODGE = 0.7                   # the width over which schedules sit side by side at one S(v)
 WINDOW_LEAST, WINDOW_PERIODS, WINDOW_MOST = 40, 6, 160   # the raster's tick window
 CELL_PT = 7                   # frame numbers inside raster cells
@@ -121,7 +124,7 @@ def _raster_panel(ax, data, name, order, W, numbers):
     for r in range(1, V):
         ax.axhline(r + 0.5, color="white", linewidth=0.8)
     t, r = np.nonzero(np.isfinite(s["delay"][:W, order]))
-    ax.plot(t + 0.42, r + 1.25, ls="none", marker="|", ms=5, color="black", mew=1.0)
+    ax.plot(t + 0.42, r + 1.25, ls="none", marker="|", ms=7, color="black", mew=1.6)
     if T < W:
         ax.axvspan(T - 0.5, W - 0.5, facecolor="white", edgecolor="#999999", hatch="///", lw=0)
     step = max(1, -(-V // LABEL_ROWS))
@@ -141,20 +144,20 @@ def _raster_panel(ax, data, name, order, W, numbers):
 
 
 # --------------------------------------------------------------- staleness
-def stage_values(values, weighted):
-    """Per stage (columns) the median, least and largest finite value over ticks,
-    NaN for an unweighted stage or one without any."""
+def stage_values(values, weighted, stat=np.nanmedian):
+    """Per stage (columns) ``stat`` (the median), the least and the largest finite
+    value over ticks, NaN for an unweighted stage or one without any."""
     v = np.where(weighted[None, :], values, np.nan)
-    return tuple(_quiet(f, v, axis=0) for f in (np.nanmedian, np.nanmin, np.nanmax))
+    return tuple(_quiet(f, v, axis=0) for f in (stat, np.nanmin, np.nanmax))
 
 
-def _by_stage(ax, data, key, ylabel, law=None):
-    """Each schedule's ``key`` per stage against S(v), side by side: median marker,
-    least–most bar; ``law`` (slope, intercept, label) a dashed line."""
+def _by_stage(ax, data, key, ylabel, law=None, stat=np.nanmedian):
+    """Each schedule's ``key`` per stage against S(v), side by side: a marker at
+    ``stat``, a least–most bar; ``law`` (slope, intercept, label) a dashed line."""
     after = data["stages_after"].astype(float)
     K = len(data["names"])
     for k, name in enumerate(data["names"]):
-        mid, lo, hi = stage_values(data["schedules"][name][key], data["weighted"])
+        mid, lo, hi = stage_values(data["schedules"][name][key], data["weighted"], stat)
         x = after + (0.0 if K == 1 else DODGE * (k / (K - 1) - 0.5))
         ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], ls="none", ms=5, mfc="none", mew=1.3,
                     elinewidth=1.0, capsize=2, **_style(data, name))
@@ -170,12 +173,12 @@ def _by_stage(ax, data, key, ylabel, law=None):
     ax.grid(alpha=0.3)
 
 
-def _schedule_legend(fig, data, over="the run's updates"):
+def _schedule_legend(fig, data):
     handles = [Line2D([], [], ls="none", ms=6, mfc="none", mew=1.3, label=name,
                       **_style(data, name)) for name in data["names"]]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
-               frameon=False, title="schedules (side by side at each S(v); median, bar: "
-               f"least–most over {over})", title_fontsize=8)
+               frameon=False, title="schedules (side by side at each S(v))",
+               title_fontsize=8)
 
 
 def _titled(ax, text, width):
@@ -196,7 +199,8 @@ def staleness_figure(data):
     _by_stage(top[0], data, "delay", "delay [ticks]: weights read → update",
               law=(2, 0, "LayerPipe2: delay = 2·S"))
     _by_stage(top[1], data, "stale", "stale: updates of W_v in between")
-    top[0].set_title("gradient delay per stage", fontsize=9)
+    top[0].set_title("gradient delay per stage (median of its updates; bar: least–most)",
+                     fontsize=9)
     top[1].set_title("staleness per stage (0: the weights it read are current)", fontsize=9)
     _schedule_legend(parts[0], data)
     axes = {"delay": top[0], "stale": top[1]}
@@ -265,10 +269,11 @@ def memory_figure(data):
     axes["total"].set_title("sweep: memory against depth", fontsize=9)
     axes["per_layer"].set_title("sweep: versions per layer, deepest chain", fontsize=9)
     _by_stage(axes["per_stage"], data, "versions", "weight versions held",
-              law=(2, 1, "2·S + 1: a stash per frame in flight"))
-    axes["per_stage"].set_title("this run: versions per stage over its ticks", fontsize=9)
+              law=(2, 1, "2·S + 1: a stash per frame in flight"), stat=np.nanmax)
+    axes["per_stage"].set_title("this run: most versions held per stage (bar: down to the "
+                                "least)", fontsize=9)
     _bytes_panel(axes["bytes"], data)
-    _schedule_legend(fig, data, over="its ticks")
+    _schedule_legend(fig, data)
     return fig, axes
 
 
@@ -303,17 +308,15 @@ def accuracy_figure(data):
     for name in data["names"]:
         s, st = data["schedules"][name], _style(data, name)
         mean = _quiet(np.nanmean, s["accuracy"], axis=0)
-        axes["accuracy"].plot(ticks, mean, lw=1.5, ms=4, label=name, **st)
+        axes["accuracy"].plot(ticks, mean, lw=1.5, ms=4, label=name,
+                              markevery=max(1, len(ticks) // MARKS), **st)
         if R > 1:
             sd = _quiet(np.nanstd, s["accuracy"], axis=0, ddof=1)
             axes["accuracy"].fill_between(ticks, mean - sd, mean + sd, color=st["color"],
-                                          alpha=BAND_ALPHA, lw=0)
-        loss = _quiet(np.nanmean, s["loss"], axis=0)
-        at = np.flatnonzero(np.isfinite(loss))      # the ticks with a loss at the output
-        axes["loss"].plot(at, running_mean(loss[at], max(1, len(at) // 25)), color=st["color"],
-                          lw=1.3, label=name)
-        ends.append(len(loss))
-    axes["accuracy"].set(xlabel="tick", ylabel="held-out accuracy", ylim=(0, 1))
+                                          alpha=BAND_ALPHA / 2, lw=0)
+        _loss_curve(axes["loss"], s["loss"], name, st["color"])
+        ends.append(s["loss"].shape[1])
+    axes["accuracy"].set(ylabel="held-out accuracy", ylim=(0, 1))
     axes["accuracy"].set_title("held-out accuracy" + (f", mean ± sd over {R} seeds"
                                                       if R > 1 else ""), fontsize=9)
     finite = np.concatenate([line.get_ydata() for line in axes["loss"].lines])
@@ -322,14 +325,42 @@ def accuracy_figure(data):
         axes["loss"].set_yscale("log")
     elif not finite.size:
         no_data(axes["loss"], "no training loss at the output")
-    axes["loss"].set(xlabel="tick", ylabel="training loss (running mean)",
-                     xlim=(0, max(ends + [1])))
+    axes["loss"].set(ylabel="training loss (running mean)", xlim=(0, max(ends + [1])))
     axes["loss"].set_title("training loss at the output" + (", seed mean" if R > 1 else ""),
                            fontsize=9)
+    spread = max(ends) >= SPREAD * max(min(ends), 1)     # locked runs far longer: log ticks
     for ax in axes.values():
+        if spread:
+            ax.set_xscale("symlog", linthresh=10, linscale=0.5)
+            ax.set_xlim(left=0)
+        ax.set_xlabel("tick" + (" (log scale)" if spread else ""))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
+        ax.legend(fontsize=8, ncol=2, loc="best")
     return fig, axes
+
+
+def diverged_at(loss):
+    """The first tick where a seed's loss is infinite or BLOWN_UP times its first
+    finite value (the run diverged), else None."""
+    with np.errstate(invalid="ignore"):
+        first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else np.inf
+                          for row in loss])
+        bad = np.isinf(loss) | (np.abs(loss) > BLOWN_UP * np.abs(first)[:, None])
+    ticks = np.flatnonzero(bad.any(axis=0))
+    return int(ticks[0]) if len(ticks) else None
+
+
+def _loss_curve(ax, loss, name, colour):
+    """The seed mean's running mean over the ticks with a loss, up to a divergence
+    (marked × and named in the legend)."""
+    stop = diverged_at(loss)
+    mean = _quiet(np.nanmean, loss[:, :stop], axis=0)
+    at = np.flatnonzero(np.isfinite(mean))       # the ticks with a loss at the output
+    curve = running_mean(mean[at], max(1, len(at) // 25))
+    ax.plot(at, curve, color=colour, lw=1.3,
+            label=name if stop is None else f"{name} (diverged, tick {stop})")
+    if stop is not None and len(at):
+        ax.plot(at[-1:], curve[-1:], "x", color=colour, ms=8, mew=2)
 
 
 # ------------------------------------------------------------------- write
