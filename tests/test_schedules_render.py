@@ -162,3 +162,25 @@ def test_a_missing_or_misshapen_array_is_one_clear_error(tmp_path, change, messa
 def test_a_folder_that_is_not_one_is_refused(tmp_path):
     with pytest.raises(SimulatorError, match="not a folder"):
         render.write_schedules(str(tmp_path / "nope"), synthetic_schedules())
+
+
+def test_a_diverged_schedule_stops_at_a_cross_and_long_locked_runs_get_log_ticks():
+    raw = synthetic_schedules(seeds=2)
+    loss = raw["sideways__loss"]
+    first = int(np.flatnonzero(np.isfinite(loss[1]))[3])
+    loss[1, first] = np.inf                                  # seed 1 blows up there
+    later = int(np.flatnonzero(np.isfinite(loss[0]))[5])
+    loss[0, later] = 1e4 * loss[0, np.isfinite(loss[0])][0]  # seed 0 a little later
+    assert render.diverged_at(loss) == min(first, later)
+    fig, axes = render.accuracy_figure(check_schedules(raw))
+    labels = [str(line.get_label()) for line in axes["loss"].lines]
+    assert f"sideways (diverged, tick {min(first, later)})" in labels
+    crosses = [line for line in axes["loss"].lines if line.get_marker() == "x"]
+    assert len(crosses) == 1 and crosses[0].get_xdata()[0] < min(first, later)
+    assert all(np.isfinite(line.get_ydata()).all() for line in axes["loss"].lines)
+    # locked backprop runs 128 ticks, the pipelined ones 24: 5x apart, so log ticks
+    assert {ax.get_xscale() for ax in axes.values()} == {"symlog"}
+    assert lint_figure(fig) == []
+    same = synthetic_schedules(names=("1f1b", "partime"))
+    fig, axes = render.accuracy_figure(check_schedules(same))
+    assert {ax.get_xscale() for ax in axes.values()} == {"linear"}
