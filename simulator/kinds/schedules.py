@@ -12,7 +12,7 @@ from ..build import build_network, build_stream, engine_options, seeds
 from ..engine.tick import distances
 from ..errors import BudgetError, SceneError
 from ..experiments.schedules import depth_sweep, min_micro_2bw, run_schedule, timetable
-from ..experiments.training import held_out
+from ..experiments.training import held_out, stream_chunk
 from ..files import write_npz
 from ..probes import format_bytes, parse_bytes
 from ..runfiles import read_schedules
@@ -97,20 +97,8 @@ def prepare(name, scene, options=None):
                       sweep_depths=np.array(sc.sweep_depths, dtype=np.int64))
         runs = {k: [] for k in sc.names}
         for i, seed in enumerate(sc.seeds):
-            sspec = seed_spec(spec, seed)
-            sd = seeds(seed)
-            net = run_model(sspec, seed)
-            u, y, _ = build_stream(sspec, sd, sc.loss).take(sc.frames)
-            test = held_out(sspec, net, sd.teacher, sc.eval_size) if labels else (None, None)
-            # the run's own batch, η and ℓ go in as arguments; the model is levelled already
-            rule = {k: v for k, v in engine_options(spec.rule, sspec, sd.feedback).items()
-                    if k not in ("batch", "dtype", "device", "levelled")}
-            for k in sc.names:
-                out = run_schedule(k, net, u, y, learning_rate=sc.learning_rate, loss=sc.loss,
-                                   micro=M, rule=rule if k == "diffusion" else None,
-                                   eval_inputs=test[0], eval_labels=test[1], eval_ticks=evals,
-                                   progress=progress)
-                runs[k].append(out)
+            for k, out in seed_runs(spec, seed, M, evals, progress).items():
+                runs[k].append({a: out[a] for a in ("loss", "accuracy")})
                 if i == 0:
                     arrays.update({f"{k}__{a}": np.asarray(out[a]) for a in FIRST_SEED})
         for k in sc.names:
@@ -124,6 +112,37 @@ def prepare(name, scene, options=None):
         write_npz(os.path.join(folder, "schedules.npz"), arrays)
         return {"schedules": headline(arrays)}
     return job
+
+
+def seed_runs(spec, seed, M, evals, progress=None):
+    """{schedule: run_schedule's records} on the scene as run.seed = ``seed``
+    draws it: every schedule from the same initial model on the same frames."""
+    sc, sspec, sd = spec.schedules, seed_spec(spec, seed), seeds(seed)
+    net = run_model(sspec, seed)
+    sizes = (int(np.prod(s)) for s in (net.input_shape, net.output_shape))
+    u, y = take_frames(build_stream(sspec, sd, sc.loss), sc.frames,
+                       stream_chunk(spec.stream.batch, *sizes))
+    labels = spec.target.kind == "labels"
+    test = held_out(sspec, net, sd.teacher, sc.eval_size) if labels else (None, None)
+    # the run's own batch, η and ℓ go in as arguments; the model is levelled already
+    rule = {k: v for k, v in engine_options(spec.rule, sspec, sd.feedback).items()
+            if k not in ("batch", "dtype", "device", "levelled")}
+    return {k: run_schedule(k, net, u, y, learning_rate=sc.learning_rate, loss=sc.loss,
+                            micro=M, rule=rule if k == "diffusion" else None,
+                            eval_inputs=test[0], eval_labels=test[1], eval_ticks=evals,
+                            progress=progress) for k in sc.names}
+
+
+def take_frames(stream, n, chunk):
+    """The stream's first ``n`` frames (u, y), drawn ``chunk`` ticks at a time
+    into two arrays (drawing all at once takes about three times their bytes)."""
+    u = y = None
+    for start in range(0, n, chunk):
+        a, b, _ = stream.take(min(chunk, n - start))
+        if u is None:
+            u, y = np.empty((n,) + a.shape[1:]), np.empty((n,) + b.shape[1:])
+        u[start:start + len(a)], y[start:start + len(b)] = a, b
+    return u, y
 
 
 def _finite(values, reduce):
