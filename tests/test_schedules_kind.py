@@ -240,3 +240,23 @@ def test_render_refuses_a_damaged_schedules_npz_in_one_line(runner, tiny, damage
     assert "schedules.npz" in line and needle in line, line
     with pytest.raises(ReadError):
         read_schedules("zoo")
+
+
+def test_render_redraws_the_four_pictures_from_schedules_npz_alone(runner, tiny, monkeypatch):
+    res = runner.invoke(tickprop, ["run", tiny, "--quiet", "--out", "zoo"])
+    assert res.exit_code == 0, res.output
+    pictures = ["schedules_accuracy.png", "schedules_memory.png", "schedules_raster.png",
+                "schedules_staleness.png"]
+    assert json.load(open("zoo/run.json"))["pictures"] == pictures
+    for name in pictures:
+        os.remove(os.path.join("zoo", name))
+    import simulator.kinds.schedules as kind
+
+    def no(*args, **kwargs):
+        raise AssertionError("render simulated")
+    monkeypatch.setattr(kind, "run_schedule", no)
+    monkeypatch.setattr(kind, "timetable", no)
+    res = runner.invoke(tickprop, ["render", "zoo", "--size", "900x600"])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert sorted(os.listdir("zoo")) == sorted(pictures + ["run.json", "schedules.npz",
+                                                           "tickprop-manifest.json"])
