@@ -4,6 +4,7 @@ schedules.npz with every array of the zoo contract (docs/explanation/schedules.m
 in its shape, `tickprop render` redraws from it alone, a damaged file is refused,
 and one scene and seed give the same file twice."""
 import json
+import math
 import os
 
 import numpy as np
@@ -260,3 +261,29 @@ def test_render_redraws_the_four_pictures_from_schedules_npz_alone(runner, tiny,
     assert res.exit_code == 0, res.output + res.stderr
     assert sorted(os.listdir("zoo")) == sorted(pictures + ["run.json", "schedules.npz",
                                                            "tickprop-manifest.json"])
+
+
+def test_a_schedule_that_blows_up_is_saved_as_its_timetable_with_nan_numbers(runner, tiny,
+                                                                            monkeypatch):
+    """The engine stops diffusion at a NaN (NumericalError); the zoo goes on."""
+    import simulator.kinds.schedules as kind
+    from simulator.errors import NumericalError
+    real = kind.run_schedule
+
+    def blow_up(name, *args, **kwargs):
+        if name == "diffusion":
+            kwargs["progress"](3)
+            raise NumericalError(3, 1, "delta")
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(kind, "run_schedule", blow_up)
+    data = run_tiny(runner, tiny, "zoo", "--no-png")
+    _, resolved = scenes.load(tiny)
+    model = scenes.spec_of(resolved).network.skeleton.level()
+    table = kind.timetable("diffusion", model, 6)
+    for a in ("forward", "backward", "delay", "stale", "versions", "utilisation"):
+        assert np.array_equal(data[f"diffusion__{a}"], table[a], equal_nan=True), a
+    for a in ("cosine", "rel_error", "loss", "accuracy"):
+        assert np.isnan(data[f"diffusion__{a}"]).all(), a
+    assert np.isfinite(data["1f1b__loss"]).any() and np.isfinite(data["1f1b__cosine"]).any()
+    row = json.load(open("zoo/run.json"))["summary"]["schedules"]["diffusion"]
+    assert math.isnan(row["accuracy"]) and math.isnan(row["cosine"])

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..build import build_network, build_stream, engine_options, seeds
 from ..engine.tick import distances
-from ..errors import BudgetError, SceneError
+from ..errors import BudgetError, NumericalError, SceneError
 from ..experiments.schedules import depth_sweep, min_micro_2bw, run_schedule, timetable
 from ..experiments.training import held_out, stream_chunk
 from ..files import write_npz
@@ -127,10 +127,33 @@ def seed_runs(spec, seed, M, evals, progress=None):
     # the run's own batch, η and ℓ go in as arguments; the model is levelled already
     rule = {k: v for k, v in engine_options(spec.rule, sspec, sd.feedback).items()
             if k not in ("batch", "dtype", "device", "levelled")}
-    return {k: run_schedule(k, net, u, y, learning_rate=sc.learning_rate, loss=sc.loss,
-                            micro=M, rule=rule if k == "diffusion" else None,
-                            eval_inputs=test[0], eval_labels=test[1], eval_ticks=evals,
-                            progress=progress) for k in sc.names}
+    out = {}
+    for k in sc.names:
+        done = [0]
+
+        def tick(n, done=done):
+            done[0] += n
+            if progress is not None:
+                progress(n)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                out[k] = run_schedule(k, net, u, y, learning_rate=sc.learning_rate,
+                                      loss=sc.loss, micro=M,
+                                      rule=rule if k == "diffusion" else None,
+                                      eval_inputs=test[0], eval_labels=test[1],
+                                      eval_ticks=evals, progress=tick)
+            except NumericalError:        # the engine stops at a blow-up: nothing to compare
+                out[k] = diverged(timetable(k, net, sc.frames, micro=M), len(evals))
+                tick(int(out[k]["loss"].size) - done[0])
+    return out
+
+
+def diverged(table, evals):
+    """The records of a run that blew up: its timetable, every number NaN."""
+    T, V = table["forward"].shape
+    nan = np.full((T, V), np.nan)
+    return {**{a: table[a] for a in FIRST_SEED if a in table}, "cosine": nan,
+            "rel_error": nan, "loss": np.full(T, np.nan), "accuracy": np.full(evals, np.nan)}
 
 
 def take_frames(stream, n, chunk):
