@@ -10,8 +10,7 @@ import numpy as np
 from ..analysis import palette
 from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
-from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
-from ..safe_read import read_npz, shown
+from ..runfiles import read_relaxation, read_run_meta, read_schedules, read_trace, read_wave
 from ..engine.tick import synchronized_layers
 from ..model.graph import IDENTITY_PREFIX, delay_names
 
@@ -68,8 +67,7 @@ def run_payload(folder):
     if kind == "pc_wave":
         return pc_payload(read_wave(folder), meta)
     if kind == "schedules":
-        path = os.path.join(folder, "schedules.npz")
-        return schedules_payload(read_npz(path, text=("names", "vertices")), meta, shown(path))
+        return schedules_payload(read_schedules(folder), meta)
     raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
                          f"shows {', '.join(VIEWABLE)} runs")
 
