@@ -72,6 +72,10 @@ def groups(data, key):
     return out
 
 
+def _count(n, word):
+    return f"{int(n)} {word}" + ("" if int(n) == 1 else "s")
+
+
 def _quiet(func, *args, **kwargs):
     """``func`` with numpy's all-NaN warnings silenced (a stage that never updates)."""
     with warnings.catch_warnings():
@@ -138,7 +142,8 @@ def _raster_panel(ax, data, name, order, W, numbers):
     weighted = data["weighted"][order]
     use = float(np.mean(s["utilisation"][order]))
     ax.set_title(f"{name}: stages busy {100 * use:.0f}% of its {T} ticks"
-                 + ("" if weighted.all() else f" ({int((~weighted).sum())} stages unweighted)"),
+                 + ("" if weighted.all() else f" ({_count((~weighted).sum(), 'stage')} "
+                                              "without weights)"),
                  loc="left", fontsize=9)
     return T < W
 
@@ -266,12 +271,14 @@ def memory_figure(data):
     else:
         for key in ("total", "per_layer"):
             no_data(axes[key], "no depth sweep in this run")
+            axes[key].set(xticks=[], yticks=[])
     axes["total"].set_title("sweep: memory against depth", fontsize=9)
     axes["per_layer"].set_title("sweep: versions per layer, deepest chain", fontsize=9)
     _by_stage(axes["per_stage"], data, "versions", "weight versions held",
               law=(2, 1, "2·S + 1: a stash per frame in flight"), stat=np.nanmax)
     axes["per_stage"].set_title("this run: most versions held per stage (bar: down to the "
                                 "least)", fontsize=9)
+    integer_ticks(axes["per_stage"].yaxis)
     _bytes_panel(axes["bytes"], data)
     _schedule_legend(fig, data)
     return fig, axes
