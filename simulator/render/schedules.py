@@ -35,6 +35,7 @@ DODGE = 0.7                   # the width over which schedules sit side by side 
 WINDOW_LEAST, WINDOW_PERIODS, WINDOW_MOST = 40, 6, 160   # the raster's tick window
 CELL_PT = 7                   # frame numbers inside raster cells
 STAGE_IN = 1.2                # a raster's stage rows share about this many inches
+MAX_HEIGHT_IN = 24            # the raster figure's height at most (many stages, schedules)
 LABEL_ROWS = 14               # a raster names at most this many stages
 FILES = ("schedules_raster.png", "schedules_staleness.png", "schedules_memory.png",
          "schedules_accuracy.png")
@@ -97,12 +98,13 @@ def raster_figure(data):
     W, order = raster_window(data), stage_order(data)
     V, names = len(order), data["names"]
     stage = min(max(STAGE_IN / V, 0.17), 0.3)     # inches per stage row
+    stage = min(stage, max((MAX_HEIGHT_IN - 1.3) / len(names) - 0.62, 0.4) / V)
     fig = new_figure((12, 1.3 + (0.62 + stage * V) * len(names)), DPI)
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     numbers = 12 * DPI * 0.85 / W >= 14 and stage * DPI >= 24    # room for frame numbers
     ended = False
     for ax, name in zip(axes, names):
-        ended |= _raster_panel(ax, data, name, order, W, numbers)
+        ended |= _raster_panel(ax, data, name, order, W, numbers, stage * DPI)
     axes[-1].set_xlabel(f"tick (the first {W} of every schedule)")
     integer_ticks(axes[-1].xaxis, least=2)
     handles = [Patch(color=frame_colour(0), label="forward (lower half), colour = frame"),
@@ -118,7 +120,7 @@ def raster_figure(data):
     return fig, dict(zip(names, axes)), W
 
 
-def _raster_panel(ax, data, name, order, W, numbers):
+def _raster_panel(ax, data, name, order, W, numbers, row_px):
     """One schedule's raster; returns whether it ends inside the window."""
     s = data["schedules"][name]
     T, V = len(s["forward"]), len(order)
@@ -128,7 +130,8 @@ def _raster_panel(ax, data, name, order, W, numbers):
     for r in range(1, V):
         ax.axhline(r + 0.5, color="white", linewidth=0.8)
     t, r = np.nonzero(np.isfinite(s["delay"][:W, order]))
-    ax.plot(t + 0.42, r + 1.25, ls="none", marker="|", ms=7, color="black", mew=1.6)
+    ax.plot(t + 0.42, r + 1.25, ls="none", marker="|", ms=min(7.0, 0.35 * row_px),
+            color="black", mew=1.6 if row_px > 14 else 0.8)
     if T < W:
         ax.axvspan(T - 0.5, W - 0.5, facecolor="white", edgecolor="#999999", hatch="///", lw=0)
     step = max(1, -(-V // LABEL_ROWS))
