@@ -1,13 +1,14 @@
 """The schedule zoo's facts (issue 24, docs/explanation/schedules.md), exact in float64,
 each with a sabotage the check catches: the LayerPipe2 delay law (Unnikrishnan & Parhi,
 arXiv 2512.08160, 2025: layer l's gradient delay is 2·S(l), S(l) the stages after it) on
-chains and levelled graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight stashing is backprop of
-the stashed frame; GPipe is mini-batch backprop; diffusion's delays are fact B′; locked
-backprop is the locking scene's timetable; 2BW holds two versions; Sideways pairs the newest x."""
+chains and levelled graphs, and 2·S(v) + slack(v) on unlevelled ones; 1F1B with weight
+stashing is backprop of the stashed frame; GPipe is mini-batch backprop; diffusion's delays
+are fact B′; locked backprop is the locking scene's timetable; 2BW holds two versions;
+Sideways pairs the newest x."""
 import numpy as np
 import pytest
 
-from graph_models import RESIDUAL
+from graph_models import ATTENTION, CONV, RESIDUAL
 from simulator.analysis import locking
 from simulator.errors import SimulatorError
 from simulator.experiments import schedules as zoo
@@ -40,6 +41,14 @@ def law_holds(delay, expected, weighted):
                for v in np.flatnonzero(weighted)) and not np.isnan(delay[:, weighted]).all()
 
 
+def late_backward(frame_ticks):
+    """Sabotage of ``schedules._frame_ticks``: every backward op one tick late."""
+    def late(*args):
+        f, b, group, sizes = frame_ticks(*args)
+        return f, b + 1, group, sizes
+    return late
+
+
 def stages_after(model):
     return zoo.graph_clock(model)[1]
 
@@ -48,8 +57,9 @@ def stages_after(model):
 @pytest.mark.parametrize("name", ["1f1b", "partime", "sideways"])
 @pytest.mark.parametrize("depth", [1, 4, 8])
 def test_layerpipe2_delay_law_on_chains(name, depth):
-    """LayerPipe2 (Unnikrishnan & Parhi, arXiv 2512.08160, 2025): delay of layer l = 2·S(l), S(l) = L − l; and with an
-    update every tick, the staleness (updates in between) is the same number."""
+    """LayerPipe2 (Unnikrishnan & Parhi, arXiv 2512.08160, 2025): the delay of layer l is
+    2·S(l), S(l) = L − l; with an update every tick the staleness (updates in between) is
+    the same number."""
     chain = Model.chain_skeleton([3] * (depth + 1), ["tanh"] * depth)
     tab = zoo.timetable(name, chain, 5 * depth + 3)
     S = stages_after(chain)
@@ -63,12 +73,7 @@ def test_layerpipe2_delay_law_on_chains(name, depth):
 def test_layerpipe2_law_caught_when_the_backward_is_late(monkeypatch):
     """Sabotage: a backward op one tick late breaks the law the test above checks."""
     chain = Model.chain_skeleton([3] * 5, ["tanh"] * 4)
-    real = zoo._frame_ticks
-
-    def late(*args):
-        f, b, group, sizes = real(*args)
-        return f, b + 1, group, sizes
-    monkeypatch.setattr(zoo, "_frame_ticks", late)
+    monkeypatch.setattr(zoo, "_frame_ticks", late_backward(zoo._frame_ticks))
     tab = zoo.timetable("1f1b", chain, 20)
     assert not law_holds(tab["delay"], 2 * stages_after(chain), tab["weighted"])
 
@@ -85,9 +90,10 @@ def test_diffusion_delay_law_from_the_engine():
 @pytest.mark.parametrize("name", ["1f1b", "partime", "diffusion"])
 def test_delay_law_on_dags(name):
     """Generalised: levelled, delay(v) = 2·S(v) with S(v) = bwd(v) (longest path v → out);
-    unlevelled, the pipelined schedules pair every frame with its own stash and the delay
-    is D + bwd(v) − fwd(v) = 2·S(v) + slack(v), slack = D − fwd(v) − bwd(v) (> 0 off the
-    longest paths, where the 2·S law fails)."""
+    unlevelled, the delay is D + bwd(v) − fwd(v) = 2·S(v) + slack(v), slack = D − fwd(v) −
+    bwd(v) (> 0 off the longest paths, where the 2·S law fails): the pipelined schedules
+    keep each frame's own stash and stay exact at η = 0, the engine (not levelled) claims
+    the oldest frame of a mix."""
     raw = Model.from_layers(SKIP, (3,), seed=3)
     levelled = raw.level()
     for model in (levelled, Model.from_layers(RESIDUAL, (4,), seed=2).level()):
@@ -96,15 +102,16 @@ def test_delay_law_on_dags(name):
                                rule=FRAME_RULE if name == "diffusion" else None)
         fwd, bwd, D, weighted = zoo.graph_clock(model)
         assert law_holds(run["delay"], 2 * bwd, weighted)
-    if name == "diffusion":
-        return
     fwd, bwd, D, weighted = zoo.graph_clock(raw)
     slack = D - fwd - bwd
-    s = raw.names.index("s") - 1
-    assert slack[s] == 2
-    tab = zoo.timetable(name, raw, 20)
-    assert law_holds(tab["delay"], 2 * bwd + slack, weighted)
-    assert not law_holds(tab["delay"], 2 * bwd, weighted)
+    assert slack[raw.names.index("s") - 1] == 2
+    u, y = stream(raw, 20)
+    run = zoo.run_schedule(name, raw, u, y, learning_rate=0.0, loss="mse",
+                           rule={**FRAME_RULE, "levelled": False} if name == "diffusion" else None)
+    assert law_holds(run["delay"], 2 * bwd + slack, weighted)
+    assert not law_holds(run["delay"], 2 * bwd, weighted)
+    # the stashes keep every frame apart; the engine's merges mix frames (fact B′)
+    assert (np.nanmax(run["rel_error"]) > 0.1) == (name == "diffusion")
 
 
 # ---------------------------------------------------------- 1F1B: stashing is exact
@@ -145,13 +152,17 @@ def test_1f1b_is_backprop_of_the_stashed_frame_on_a_chain():
     assert np.nanmax(run["rel_error"]) <= 1e-12
 
 
-def test_1f1b_is_backprop_of_the_stashed_frame_on_a_residual_graph():
-    model = Model.from_layers(RESIDUAL, (4,), seed=2)
-    u, y = stream(model, 30)
+@pytest.mark.parametrize("layers,shape", [(RESIDUAL, (4,)), (CONV, (2, 12, 12)),
+                                          (ATTENTION, (3, 5))])
+def test_1f1b_is_backprop_of_the_stashed_frame_on_graphs(layers, shape):
+    """Residual merges, conv and pool, an unlevelled attention block: exact per frame."""
+    model = Model.from_layers(layers, shape, seed=2)
+    u, y = stream(model, 16)
     run = zoo.run_schedule("1f1b", model, u, y, learning_rate=0.02, loss="mse")
     assert np.nanmin(run["cosine"]) >= 1 - 1e-12
     assert np.nanmax(run["rel_error"]) <= 1e-12
-    assert (~np.isnan(run["cosine"])).sum() == 6 * 30
+    weighted = sum(bool(v.param_names) for v in model.vertices)
+    assert (~np.isnan(run["cosine"])).sum() == weighted * 16
 
 
 def test_a_broken_stash_is_caught(monkeypatch):
@@ -214,6 +225,12 @@ def test_diffusion_is_fact_b_prime():
     assert np.array_equal(bwd, D - fwd)
     assert law_holds(run["delay"], 2 * D - 2 * fwd, weighted)
     assert np.nanmin(run["cosine"]) >= 1 - 1e-12 and np.nanmax(run["rel_error"]) <= 1e-12
+    # the engine's tags (who holds which frame) are the pipelined timetable (fact B)
+    tab = zoo.timetable("1f1b", model, 20)
+    keep = [v.index - 1 for v in model.vertices[1:]]
+    for k in ("forward", "backward"):
+        assert np.array_equal(run[k], tab[k][:, keep])
+    np.testing.assert_allclose(run["utilisation"], tab["utilisation"], rtol=0, atol=1e-15)
     local = zoo.run_schedule("diffusion", model, u, y, learning_rate=0.0, loss="mse",
                              rule={"supervision_delay": "causal"})
     assert np.nanmax(local["rel_error"]) > 1e-3
@@ -229,6 +246,14 @@ def test_locked_backprop_is_the_locking_timetable(depth, frames):
     assert np.array_equal(tab["backward"][1:].T, ref["backward"])
     assert np.all(tab["forward"][0] == -1) and np.all(tab["backward"][0] == -1)
     assert np.nanmax(tab["stale"]) == 0
+
+
+def test_a_locked_schedule_off_by_one_is_caught(monkeypatch):
+    """Sabotage: the backward ops one tick later no longer match the locking timetable."""
+    monkeypatch.setattr(zoo, "_frame_ticks", late_backward(zoo._frame_ticks))
+    tab = zoo.timetable("backprop", Model.chain_skeleton([2] * 4, ["tanh"] * 3), 3)
+    ref = locking.schedules(3, 3)["backprop"]
+    assert not np.array_equal(tab["backward"][1:ref["ticks"] + 1].T, ref["backward"])
 
 
 # ------------------------------------------------------------- 2BW and Sideways
@@ -265,6 +290,10 @@ def test_sideways_pairs_the_newest_x():
         w, b = w - 0.05 * d.T @ u[min(s + 1, 11)], b - 0.05 * d.sum(axis=0)
     np.testing.assert_allclose(run["parameters"]["1.W"], w, rtol=0, atol=1e-12)
     np.testing.assert_allclose(run["parameters"]["1.b"], b, rtol=0, atol=1e-12)
+    with pytest.MonkeyPatch.context() as mp:      # sabotage: pair the frame's own x
+        mp.setitem(zoo.POLICY, "sideways", zoo.Policy("current", "frame", "once"))
+        own = zoo.run_schedule("sideways", one, u, y, learning_rate=0.05, loss="mse")
+    assert np.abs(own["parameters"]["1.W"] - w).max() > 1e-6
     chain = Model.chain([3, 5, 4, 2], seed=4)
     for still, exact in ((True, True), (False, False)):
         u, y = stream(chain, 20, still=still)
@@ -272,6 +301,47 @@ def test_sideways_pairs_the_newest_x():
         assert (np.nanmax(run["rel_error"]) <= 1e-12) == exact
         stash = zoo.run_schedule("partime", chain, u, y, learning_rate=0.0, loss="mse")
         assert np.nanmax(stash["rel_error"]) <= 1e-12
+
+
+def test_loss_and_accuracy_records():
+    """The loss sits on the ticks frames reach the output; accuracy at an eval tick is the
+    argmax of a hand forward pass with the weights after that tick (NaN past the run)."""
+    chain = Model.chain([3, 4, 3], seed=6)
+    u, y = stream(chain, 10)
+    x_eval = np.random.default_rng(7).normal(size=(50, 3))
+    labels = np.arange(50) % 3
+    run = zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse",
+                           eval_inputs=x_eval, eval_labels=labels, eval_ticks=(13, 99))
+    assert np.array_equal(np.flatnonzero(~np.isnan(run["loss"])), np.arange(10) + 2)
+    out = np.tanh(u[0] @ chain.parameters()["1.W"].T) @ chain.parameters()["2.W"].T
+    assert np.isclose(run["loss"][2], 0.5 * np.sum((np.tanh(out) - y[0]) ** 2) / 3)
+    p = run["parameters"]                              # T = 13: tick 12 is the last
+    hand = np.tanh(np.tanh(x_eval @ p["1.W"].T + p["1.b"]) @ p["2.W"].T + p["2.b"])
+    assert np.isnan(run["accuracy"]).tolist() == [True, True]
+    run = zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse",
+                           eval_inputs=x_eval, eval_labels=labels, eval_ticks=(12,))
+    assert run["accuracy"][0] == np.mean(hand.argmax(axis=1) == labels)
+
+
+# layer 1's steady delay, its staleness and the most versions of any layer on a chain of
+# depth D, micro None (M = 2D − 2): the table of docs/explanation/schedules.md
+LAYER_ONE = {"backprop": (lambda D: 2 * D - 1, 0, 1), "gpipe": (lambda D: 6 * D - 8, 0, 1),
+             "1f1b": (lambda D: 2 * D - 2, None, None), "2bw": (lambda D: 4 * D - 5, 1, 2),
+             "partime": (lambda D: 2 * D - 2, None, 1), "sideways": (lambda D: 2 * D - 2, None, 1),
+             "diffusion": (lambda D: 2 * D - 2, None, 1)}
+
+
+@pytest.mark.parametrize("name", zoo.SCHEDULES)
+def test_the_docs_depth_table(name):
+    delay, stale, versions = LAYER_ONE[name]
+    sweep = zoo.depth_sweep(name, [4, 8, 16], 3)
+    assert sweep["delay"][:, 0].tolist() == [delay(D) for D in (4, 8, 16)]
+    want = [2 * D - 1 if versions is None else versions for D in (4, 8, 16)]
+    assert np.nanmax(sweep["versions"], axis=1).tolist() == want
+    chain = Model.chain_skeleton([2] * 9, ["tanh"] * 8)
+    tab = zoo.timetable(name, chain, 60)
+    steady = tab["update_tick"][len(tab["update_tick"]) // 2, 0]
+    assert tab["stale"][steady, 0] == (14 if stale is None else stale)
 
 
 def test_depth_sweep_and_errors():
@@ -283,6 +353,8 @@ def test_depth_sweep_and_errors():
         zoo.timetable("pipedream", Model.chain_skeleton([2, 2], ["tanh"]), 3)
     chain = Model.chain([3, 2], seed=0)
     u, y = stream(chain, 4)
+    with pytest.raises(SimulatorError, match="only gpipe and 2bw"):
+        zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse", micro=4)
     with pytest.raises(SimulatorError, match="diffusion only"):
         zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.1, loss="mse", rule={})
     with pytest.raises(SimulatorError, match="rule"):

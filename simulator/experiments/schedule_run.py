@@ -57,13 +57,12 @@ class Records:
     def __init__(self, T, V, eval_ticks):
         self.cosine, self.rel_error = np.full((2, T, V), np.nan)
         self.loss = np.full(T, np.nan)
-        self.eval_ticks = eval_ticks
+        self.eval_ticks, self.eval_set = eval_ticks, set(eval_ticks.tolist())
         self.accuracy = np.full(len(eval_ticks), np.nan)
 
     def evaluate(self, t, model, params, inputs, labels):
-        hits = self.eval_ticks == t
-        if hits.any():
-            self.accuracy[hits] = accuracy(model, params, inputs, labels)
+        """Accuracy with ``params`` at every eval tick equal to t."""
+        self.accuracy[self.eval_ticks == t] = accuracy(model, params, inputs, labels)
 
     def out(self, table, params):
         keep = ("forward", "backward", "delay", "stale", "versions", "version_bytes",
@@ -89,7 +88,7 @@ def execute(table, policy, model, u, y, eta, loss, eval_inputs, eval_labels, eva
     schedules.run_schedule. Ops at a tick: forwards in topological order, then backwards
     in reverse, then the updates that land."""
     verts = model.vertices
-    V, T, out = len(verts) - 1, table["ticks"], len(verts) - 1
+    V, T, out = len(verts) - 1, table["ticks"], model.output
     group = table["group"]
     cur = [vertex_params(model.parameters(), v) if v.layer else {} for v in verts]
     x, pre, read, cot = {}, {}, {}, {}              # per frame: per vertex index
@@ -148,7 +147,7 @@ def execute(table, policy, model, u, y, eta, loss, eval_inputs, eval_labels, eva
             pending[g] -= 1
             if not pending[g]:
                 del acc[g], oracle[g]
-        if len(eval_ticks):
+        if t in rec.eval_set:
             rec.evaluate(t, model, _keyed(verts, cur), eval_inputs, eval_labels)
         if progress is not None:
             progress(1)
@@ -181,7 +180,9 @@ def run_engine(engine, table, model, u, y, eta, loss, eval_inputs, eval_labels, 
     ``model.vertices[1:]`` (by name; levelling's identities dropped). An update claims the
     frame of the output activity its δ's error came from (the ``output`` tag, oldest; the
     supervision frame too when d_y = D, fact B′), its delay is the tick minus that
-    frame's forward read of W_v, its staleness the updates of W_v in between."""
+    frame's forward read of W_v, its staleness the updates of W_v in between; ``forward``
+    and ``backward`` are the oldest frames x[t,v] and δ[t,v] carry (tags ``input`` and
+    ``output``; −1 outside the stream)."""
     em, F, T = engine.model, len(u), table["ticks"]
     fwd, bwd = distances(em)
     D, a = em.depth, engine.accumulate
@@ -190,6 +191,7 @@ def run_engine(engine, table, model, u, y, eta, loss, eval_inputs, eval_labels, 
     col_of = {em.vertex(v.name).index: j for j, v in enumerate(model.vertices[1:])}
     rec = Records(T, len(cols), eval_ticks)
     delay, stale = np.full((2, T, len(cols)), np.nan)
+    ops = np.full((2, T, len(cols)), -1, dtype=np.int64)      # the frames x and δ carry
     snaps = {-1: engine.parameters()}
     oracles = {}
     last_real = {v.index: F - 1 + D + bwd[v.index] for v in verts}
@@ -203,7 +205,11 @@ def run_engine(engine, table, model, u, y, eta, loss, eval_inputs, eval_labels, 
         if 0 <= t - D < F:
             out = engine.activity(em.output)
             rec.loss[t] = loss_and_grad(np, loss, out, y[t - D])[0] / u.shape[1]
-        sup = engine.tags()["output"]
+        tags = engine.tags()
+        sup = tags["output"]
+        for row, key in ((ops[0], "input"), (ops[1], "output")):
+            frames = tags[key][cols + 1]
+            row[t] = np.where((frames >= 0) & (frames < F), frames, -1)
         grads = engine.gradients()
         for v in verts:
             s, i, j = int(sup[v.index]), v.index, col_of.get(v.index)
@@ -222,10 +228,10 @@ def run_engine(engine, table, model, u, y, eta, loss, eval_inputs, eval_labels, 
         oracles.pop(t - 2 * D - 1, None)
         clean.update({f"{v.name}.{k}": snaps[t][f"{v.name}.{k}"] for v in verts
                       for k in v.param_names if t <= last_real[v.index]})
-        if len(eval_ticks):
+        if t in rec.eval_set:
             rec.evaluate(t, em, clean, eval_inputs, eval_labels)
         if progress is not None:
             progress(1)
-    sub = {k: table[k][:, cols] for k in ("forward", "backward", "versions", "version_bytes")}
-    sub["utilisation"] = table["utilisation"][cols]
+    sub = {k: table[k][:, cols] for k in ("versions", "version_bytes")}
+    sub.update(forward=ops[0], backward=ops[1], utilisation=(ops >= 0).any(axis=0).mean(axis=0))
     return rec.out({**sub, "delay": delay, "stale": stale}, clean)

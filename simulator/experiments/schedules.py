@@ -64,7 +64,13 @@ def min_micro_2bw(model):
 
 
 def _micro(call, name, model, micro):
-    """The mini-batch size M of gpipe/2bw (None: ``min_micro_2bw``), checked."""
+    """The mini-batch size M of gpipe/2bw (None: ``min_micro_2bw``), checked; 1 for the
+    schedules without mini-batches (which refuse a ``micro``)."""
+    if name not in ("gpipe", "2bw"):
+        if micro is not None:
+            raise SimulatorError(f"{call}: micro: only gpipe and 2bw have micro-batches; "
+                                 f"pass micro=None for {name!r}, got {micro!r}")
+        return 1
     least = min_micro_2bw(model)
     if micro is None:
         return least
@@ -102,14 +108,15 @@ def timetable(name, model, frames, micro=None):
     ``read`` (F, V) the version of W_v frame s's forward read (updates landed before);
     ``delay``/``stale`` (T, V) at update ticks (NaN elsewhere): ticks from the group's
     oldest forward read to the update, and updates of W_v in between; ``versions`` and
-    ``version_bytes`` (T, V); ``utilisation`` (V,); ``micro``; ``levels``, ``stages_after``,
-    ``depth``, ``weighted``. Updates land at the end of their tick (a forward op at t reads
+    ``version_bytes`` (T, V); ``utilisation`` (V,); ``micro`` (frames per mini-batch of
+    gpipe and 2bw; None: ``min_micro_2bw``); ``levels``, ``stages_after``, ``depth``,
+    ``weighted``, ``ticks``. Updates land at the end of their tick (a forward op at t reads
     the updates of ticks < t)."""
     call = "timetable"
     check_name(call, name)
     check_type(call, "model", model, Model, "a simulator.Model")
     F = check_int(call, "frames", frames, 1)
-    M = _micro(call, name, model, micro) if name in ("gpipe", "2bw") else 1
+    M = _micro(call, name, model, micro)
     fwd, bwd, D, weighted = graph_clock(model)
     V = len(fwd)
     f, b, group, sizes = _frame_ticks(name, fwd, bwd, D, F, M)
@@ -184,9 +191,8 @@ def depth_sweep(name, depths, width, micro=None):
     delay, versions = np.full((2, Q, top), np.nan)
     for q, d in enumerate(depths):
         chain = Model.chain_skeleton([width] * (d + 1), ["tanh"] * d)
-        M = _micro(call, name, chain, micro) if name in ("gpipe", "2bw") else 1
-        F = 4 * (2 * d + M)
-        tab = timetable(name, chain, F, M)
+        M = _micro(call, name, chain, micro)
+        tab = timetable(name, chain, 4 * (2 * d + M), micro if micro is None else M)
         mid = tab["update_tick"][len(tab["update_tick"]) // 2]
         delay[q, :d] = tab["delay"][mid, np.arange(d)]
         versions[q, :d] = tab["versions"].max(axis=0)
@@ -213,7 +219,7 @@ def run_schedule(name, model, u, y, *, learning_rate, loss, micro=None, rule=Non
                              f"not {name!r}")
     if name == "diffusion":
         engine = schedule_run.make_engine(call, model, u.shape[1], args[2], loss, rule or {})
-        table = timetable(name, engine.model, len(u))
+        table = timetable(name, engine.model, len(u), micro)
         return schedule_run.run_engine(engine, table, model, *args, progress=progress)
     table = timetable(name, model, len(u), micro)
     return schedule_run.execute(table, POLICY[name], model, *args, progress=progress)
