@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from ..analysis import palette
 from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
+from ..model.graph import delay_names
 from .axes import finish, integer_ticks, new_figure, no_data
 from .indexed import check_size
 from .learning import BAND_ALPHA
@@ -136,7 +137,8 @@ def _raster_panel(ax, data, name, order, W, numbers, row_px):
         ax.axvspan(T - 0.5, W - 0.5, facecolor="white", edgecolor="#999999", hatch="///", lw=0)
     step = max(1, -(-V // LABEL_ROWS))
     ax.set(xlim=(-0.5, W - 0.5), ylim=(0.5, V + 0.5), yticks=range(1, V + 1, step))
-    ax.set_yticklabels([data["vertices"][order[i]] for i in range(0, V, step)], fontsize=8)
+    shown = delay_names(data["vertices"], [])
+    ax.set_yticklabels([shown[order[i]] for i in range(0, V, step)], fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     if numbers:
         for t, r in zip(*np.nonzero(s["forward"][:W, order] >= 0)):
@@ -169,7 +171,8 @@ def _by_stage(ax, data, key, ylabel, law=None, stat=np.nanmedian):
         x = after + (0.0 if K == 1 else DODGE * (k / (K - 1) - 0.5))
         ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], ls="none", ms=5, mfc="none", mew=1.3,
                     elinewidth=1.0, capsize=2, **_style(data, name))
-    top = max(float(after.max()), 1.0)
+    weighted = after[data["weighted"]] if data["weighted"].any() else after
+    top = max(float(weighted.max()), 1.0)            # the stages with weights
     if law is not None:
         xs = np.array([0.0, top])
         ax.plot(xs, law[0] * xs + law[1], color=LAW_COLOUR, ls="--", lw=1.2, zorder=0,

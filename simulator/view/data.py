@@ -391,13 +391,16 @@ def schedules_payload(arrays, meta=None, where="schedules.npz"):
     every schedule on the longest one's ticks (idle after its own end)."""
     data = check_schedules(arrays, where)
     order = sorted(range(len(data["vertices"])), key=lambda v: (int(data["levels"][v]), v))
+    shown = delay_names(data["vertices"], [])
     rows = [dict(_row(data["vertices"][v], v, int(data["levels"][v])),
-                 label=f"{data['vertices'][v]} ({int(data['levels'][v])})",
+                 label=f"{shown[v]} ({int(data['levels'][v])})",
                  identity=data["vertices"][v].startswith(IDENTITY_PREFIX)) for v in order]
     T = max(len(s["forward"]) for s in data["schedules"].values())
     notes = ["Each schedule is a view; all share one tick axis, so the locked ones idle where "
              "the pipelined ones work. Rows are the stages by level (distance from the input)."]
-    frames = _shown_ticks(T, "tick", notes)
+    frames = np.arange(min(T, MAX_FRAMES))     # every tick: a schedule's cells are ticks
+    if T > MAX_FRAMES:
+        notes.append(f"Showing ticks 0–{MAX_FRAMES - 1} of {T} (the longest schedule's run).")
     short = [f"{k} {len(s['forward'])}" for k, s in data["schedules"].items()
              if len(s["forward"]) < T]
     if short:
