@@ -419,7 +419,8 @@ def schedules_payload(arrays, meta=None, where="schedules.npz"):
                   "mismatch_rel": pad(_latest(s["rel_error"]), np.nan),
                   "versions": pad(s["versions"].astype(float), np.nan),
                   "version_bytes": pad(s["version_bytes"].astype(float), np.nan)}
-        wave = ((fwd >= 0) | (bwd >= 0) << 1 | np.isfinite(fields["delay"]) << 2).astype(np.uint8)
+        wave = ((fwd >= 0) | ((bwd >= 0) << 1)
+                | (np.isfinite(fields["delay"]) << 2)).astype(np.uint8)   # bit 2: an update
         work = palette.mix(fwd >= 0, bwd >= 0)
         tags = palette.mix(palette.tag_levels(fwd, fwd >= 0), palette.tag_levels(bwd, bwd >= 0),
                            strength="mean", lean=palette.TAG_LEAN)
