@@ -2,11 +2,14 @@
 test_viewer_browser.py): every schedule's view fits the window with no two drawn
 texts overlapping, and the readout, the hover box and the canvas pixels say
 what the hand-written timetable of tests/schedules_synthetic.py says: frame s
-forward at stage v at tick s + fwd(v), backward at s + D + S(v) (pipelined)."""
+forward at stage v at tick s + fwd(v), backward at s + D + S(v) (pipelined);
+the shipped schedules_zoo scene, run short through the CLI, shows its saved
+timetables with the levelled net's identity stages named as delays."""
 import numpy as np
 import pytest
 
 from test_schedules_view import pipelined_bits, schedules_run
+from test_view import run_and_view
 from test_viewer_browser import browser, canvas_image, errors, open_page, readout  # noqa: F401
 from test_viewer_layout import fits, hover_cell, overlaps, viewport
 from schedules_synthetic import NAMES
@@ -87,4 +90,25 @@ def test_hover_names_the_stage_the_frames_and_the_update(browser, page):
     assert "delay [ticks]: weights read → this update = 6" in text       # 2·S(h1) = 6
     text = hover_cell(browser, 1, 0).text
     assert "forward only" in text and "weights update" not in text
+    assert errors(browser.get_log("browser")) == []
+
+
+def test_the_shipped_scene_run_through_the_cli_views_cleanly(browser, tmp_path):
+    page = run_and_view(tmp_path / "run", "schedules_zoo", "--set", "schedules.frames=8",
+                        "--set", "schedules.seeds=[0]", "--set", "schedules.eval_size=20",
+                        "--set", "schedules.eval_every=16")
+    viewport(browser, 1280, 720)
+    assert errors(open_page(browser, page)) == []
+    saved = np.load(tmp_path / "run" / "schedules.npz")
+    for k, name in enumerate(saved["names"]):
+        browser.execute_script(f"tickpropView.setView({k}); tickpropView.setFrame(9)")
+        got = readout(browser)
+        order = np.lexsort((np.arange(len(saved["levels"])), saved["levels"]))
+        assert got["rows"] == saved["vertices"][order].tolist()
+        forward = saved[f"{name}__forward"]
+        assert got["tags"]["forward"] == forward[9, order].tolist()
+        texts = browser.execute_script("return tickpropView.layout().texts")
+        assert overlaps(texts) == [], name
+        assert any(t["text"].startswith("+1 tick before r") for t in texts)
+    assert fits(browser)[0] <= fits(browser)[1]
     assert errors(browser.get_log("browser")) == []

@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from ..analysis import palette
 from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
+from ..model.graph import delay_names
 from .axes import finish, integer_ticks, new_figure, no_data
 from .indexed import check_size
 from .learning import BAND_ALPHA
@@ -35,6 +36,7 @@ DODGE = 0.7                   # the width over which schedules sit side by side 
 WINDOW_LEAST, WINDOW_PERIODS, WINDOW_MOST = 40, 6, 160   # the raster's tick window
 CELL_PT = 7                   # frame numbers inside raster cells
 STAGE_IN = 1.2                # a raster's stage rows share about this many inches
+MAX_HEIGHT_IN = 24            # the raster figure's height at most (many stages, schedules)
 LABEL_ROWS = 14               # a raster names at most this many stages
 FILES = ("schedules_raster.png", "schedules_staleness.png", "schedules_memory.png",
          "schedules_accuracy.png")
@@ -72,6 +74,10 @@ def groups(data, key):
     return out
 
 
+def _count(n, word):
+    return f"{int(n)} {word}" + ("" if int(n) == 1 else "s")
+
+
 def _quiet(func, *args, **kwargs):
     """``func`` with numpy's all-NaN warnings silenced (a stage that never updates)."""
     with warnings.catch_warnings():
@@ -93,12 +99,13 @@ def raster_figure(data):
     W, order = raster_window(data), stage_order(data)
     V, names = len(order), data["names"]
     stage = min(max(STAGE_IN / V, 0.17), 0.3)     # inches per stage row
+    stage = min(stage, max((MAX_HEIGHT_IN - 1.3) / len(names) - 0.62, 0.4) / V)
     fig = new_figure((12, 1.3 + (0.62 + stage * V) * len(names)), DPI)
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     numbers = 12 * DPI * 0.85 / W >= 14 and stage * DPI >= 24    # room for frame numbers
     ended = False
     for ax, name in zip(axes, names):
-        ended |= _raster_panel(ax, data, name, order, W, numbers)
+        ended |= _raster_panel(ax, data, name, order, W, numbers, stage * DPI)
     axes[-1].set_xlabel(f"tick (the first {W} of every schedule)")
     integer_ticks(axes[-1].xaxis, least=2)
     handles = [Patch(color=frame_colour(0), label="forward (lower half), colour = frame"),
@@ -114,7 +121,7 @@ def raster_figure(data):
     return fig, dict(zip(names, axes)), W
 
 
-def _raster_panel(ax, data, name, order, W, numbers):
+def _raster_panel(ax, data, name, order, W, numbers, row_px):
     """One schedule's raster; returns whether it ends inside the window."""
     s = data["schedules"][name]
     T, V = len(s["forward"]), len(order)
@@ -124,12 +131,14 @@ def _raster_panel(ax, data, name, order, W, numbers):
     for r in range(1, V):
         ax.axhline(r + 0.5, color="white", linewidth=0.8)
     t, r = np.nonzero(np.isfinite(s["delay"][:W, order]))
-    ax.plot(t + 0.42, r + 1.25, ls="none", marker="|", ms=7, color="black", mew=1.6)
+    ax.plot(t + 0.42, r + 1.25, ls="none", marker="|", ms=min(7.0, 0.35 * row_px),
+            color="black", mew=1.6 if row_px > 14 else 0.8)
     if T < W:
         ax.axvspan(T - 0.5, W - 0.5, facecolor="white", edgecolor="#999999", hatch="///", lw=0)
     step = max(1, -(-V // LABEL_ROWS))
     ax.set(xlim=(-0.5, W - 0.5), ylim=(0.5, V + 0.5), yticks=range(1, V + 1, step))
-    ax.set_yticklabels([data["vertices"][order[i]] for i in range(0, V, step)], fontsize=8)
+    shown = delay_names(data["vertices"], [])
+    ax.set_yticklabels([shown[order[i]] for i in range(0, V, step)], fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     if numbers:
         for t, r in zip(*np.nonzero(s["forward"][:W, order] >= 0)):
@@ -138,7 +147,8 @@ def _raster_panel(ax, data, name, order, W, numbers):
     weighted = data["weighted"][order]
     use = float(np.mean(s["utilisation"][order]))
     ax.set_title(f"{name}: stages busy {100 * use:.0f}% of its {T} ticks"
-                 + ("" if weighted.all() else f" ({int((~weighted).sum())} stages unweighted)"),
+                 + ("" if weighted.all() else f" ({_count((~weighted).sum(), 'stage')} "
+                                              "without weights)"),
                  loc="left", fontsize=9)
     return T < W
 
@@ -161,7 +171,8 @@ def _by_stage(ax, data, key, ylabel, law=None, stat=np.nanmedian):
         x = after + (0.0 if K == 1 else DODGE * (k / (K - 1) - 0.5))
         ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], ls="none", ms=5, mfc="none", mew=1.3,
                     elinewidth=1.0, capsize=2, **_style(data, name))
-    top = max(float(after.max()), 1.0)
+    weighted = after[data["weighted"]] if data["weighted"].any() else after
+    top = max(float(weighted.max()), 1.0)            # the stages with weights
     if law is not None:
         xs = np.array([0.0, top])
         ax.plot(xs, law[0] * xs + law[1], color=LAW_COLOUR, ls="--", lw=1.2, zorder=0,
@@ -266,12 +277,14 @@ def memory_figure(data):
     else:
         for key in ("total", "per_layer"):
             no_data(axes[key], "no depth sweep in this run")
+            axes[key].set(xticks=[], yticks=[])
     axes["total"].set_title("sweep: memory against depth", fontsize=9)
     axes["per_layer"].set_title("sweep: versions per layer, deepest chain", fontsize=9)
     _by_stage(axes["per_stage"], data, "versions", "weight versions held",
               law=(2, 1, "2·S + 1: a stash per frame in flight"), stat=np.nanmax)
     axes["per_stage"].set_title("this run: most versions held per stage (bar: down to the "
                                 "least)", fontsize=9)
+    integer_ticks(axes["per_stage"].yaxis)
     _bytes_panel(axes["bytes"], data)
     _schedule_legend(fig, data)
     return fig, axes

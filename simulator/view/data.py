@@ -10,8 +10,7 @@ import numpy as np
 from ..analysis import palette
 from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
-from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
-from ..safe_read import read_npz, shown
+from ..runfiles import read_relaxation, read_run_meta, read_schedules, read_trace, read_wave
 from ..engine.tick import synchronized_layers
 from ..model.graph import IDENTITY_PREFIX, delay_names
 
@@ -68,8 +67,7 @@ def run_payload(folder):
     if kind == "pc_wave":
         return pc_payload(read_wave(folder), meta)
     if kind == "schedules":
-        path = os.path.join(folder, "schedules.npz")
-        return schedules_payload(read_npz(path, text=("names", "vertices")), meta, shown(path))
+        return schedules_payload(read_schedules(folder), meta)
     raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
                          f"shows {', '.join(VIEWABLE)} runs")
 
@@ -393,13 +391,16 @@ def schedules_payload(arrays, meta=None, where="schedules.npz"):
     every schedule on the longest one's ticks (idle after its own end)."""
     data = check_schedules(arrays, where)
     order = sorted(range(len(data["vertices"])), key=lambda v: (int(data["levels"][v]), v))
+    shown = delay_names(data["vertices"], [])
     rows = [dict(_row(data["vertices"][v], v, int(data["levels"][v])),
-                 label=f"{data['vertices'][v]} ({int(data['levels'][v])})",
+                 label=f"{shown[v]} ({int(data['levels'][v])})",
                  identity=data["vertices"][v].startswith(IDENTITY_PREFIX)) for v in order]
     T = max(len(s["forward"]) for s in data["schedules"].values())
     notes = ["Each schedule is a view; all share one tick axis, so the locked ones idle where "
              "the pipelined ones work. Rows are the stages by level (distance from the input)."]
-    frames = _shown_ticks(T, "tick", notes)
+    frames = np.arange(min(T, MAX_FRAMES))     # every tick: a schedule's cells are ticks
+    if T > MAX_FRAMES:
+        notes.append(f"Showing ticks 0–{MAX_FRAMES - 1} of {T} (the longest schedule's run).")
     short = [f"{k} {len(s['forward'])}" for k, s in data["schedules"].items()
              if len(s["forward"]) < T]
     if short:
@@ -418,7 +419,8 @@ def schedules_payload(arrays, meta=None, where="schedules.npz"):
                   "mismatch_rel": pad(_latest(s["rel_error"]), np.nan),
                   "versions": pad(s["versions"].astype(float), np.nan),
                   "version_bytes": pad(s["version_bytes"].astype(float), np.nan)}
-        wave = ((fwd >= 0) | (bwd >= 0) << 1 | np.isfinite(fields["delay"]) << 2).astype(np.uint8)
+        wave = ((fwd >= 0) | ((bwd >= 0) << 1)
+                | (np.isfinite(fields["delay"]) << 2)).astype(np.uint8)   # bit 2: an update
         work = palette.mix(fwd >= 0, bwd >= 0)
         tags = palette.mix(palette.tag_levels(fwd, fwd >= 0), palette.tag_levels(bwd, bwd >= 0),
                            strength="mean", lean=palette.TAG_LEAN)
