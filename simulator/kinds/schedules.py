@@ -40,14 +40,15 @@ def run_model(spec, seed):
     return model.level() if spec.levelled else model
 
 
-def micro(spec, model):
-    """M for gpipe and 2bw (None: zoo's least for 2bw), refused by key when 2bw
-    would hold more than two weight versions."""
+def micro(spec, model, name):
+    """``name``'s M: schedules.micro for gpipe and 2bw (None: zoo's least that keeps
+    2bw at two weight versions), refused by key when 2bw would hold more; None for
+    the schedules without mini-batches."""
     sc = spec.schedules
-    if sc.micro == "auto":
+    if name not in ("gpipe", "2bw") or sc.micro == "auto":
         return None
     least = min_micro_2bw(model)
-    if "2bw" in sc.names and sc.micro < least:
+    if name == "2bw" and sc.micro < least:
         raise SceneError(f"key 'schedules.micro': 2bw holds two weight versions only if each "
                          f"outlives every frame that read it: expected 'auto' or at least "
                          f"{least} on this network (D = {model.depth}), got {sc.micro}")
@@ -56,8 +57,8 @@ def micro(spec, model):
 
 def timetables(spec, model):
     """{schedule: its closed-form timetable for the scene's frames}."""
-    M = micro(spec, model)
-    return {k: timetable(k, model, spec.schedules.frames, micro=M) for k in spec.schedules.names}
+    return {k: timetable(k, model, spec.schedules.frames, micro=micro(spec, model, k))
+            for k in spec.schedules.names}
 
 
 def stages(model, table):
@@ -85,7 +86,6 @@ def prepare(name, scene, options=None):
     model = run_model(first, sc.seeds[0])
     tables = timetables(spec, model)
     ticks = {k: int(t["ticks"]) for k, t in tables.items()}
-    M = micro(spec, model)
     schedules_budget(spec, model, ticks).check()
     build_stream(first, seeds(sc.seeds[0]), sc.loss)        # refuses a misfit before any work
     labels = spec.target.kind == "labels"
@@ -97,7 +97,7 @@ def prepare(name, scene, options=None):
                       sweep_depths=np.array(sc.sweep_depths, dtype=np.int64))
         runs = {k: [] for k in sc.names}
         for i, seed in enumerate(sc.seeds):
-            for k, out in seed_runs(spec, seed, M, evals, progress).items():
+            for k, out in seed_runs(spec, seed, evals, progress).items():
                 runs[k].append({a: out[a] for a in ("loss", "accuracy")})
                 if i == 0:
                     arrays.update({f"{k}__{a}": np.asarray(out[a]) for a in FIRST_SEED})
@@ -106,7 +106,7 @@ def prepare(name, scene, options=None):
             arrays[f"{k}__accuracy"] = np.stack([np.asarray(r["accuracy"], float)
                                                  for r in runs[k]]).reshape(len(sc.seeds), -1)
             # delays and version counts do not depend on the chain's width
-            sweep = depth_sweep(k, list(sc.sweep_depths), 1, micro=M)
+            sweep = depth_sweep(k, list(sc.sweep_depths), 1)     # each chain's least M
             arrays[f"{k}__sweep_delay"] = np.asarray(sweep["delay"], float)
             arrays[f"{k}__sweep_versions"] = np.asarray(sweep["versions"], float)
         write_npz(os.path.join(folder, "schedules.npz"), arrays)
@@ -114,7 +114,7 @@ def prepare(name, scene, options=None):
     return job
 
 
-def seed_runs(spec, seed, M, evals, progress=None):
+def seed_runs(spec, seed, evals, progress=None):
     """{schedule: run_schedule's records} on the scene as run.seed = ``seed``
     draws it: every schedule from the same initial model on the same frames."""
     sc, sspec, sd = spec.schedules, seed_spec(spec, seed), seeds(seed)
@@ -138,12 +138,13 @@ def seed_runs(spec, seed, M, evals, progress=None):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             try:
                 out[k] = run_schedule(k, net, u, y, learning_rate=sc.learning_rate,
-                                      loss=sc.loss, micro=M,
+                                      loss=sc.loss, micro=micro(spec, net, k),
                                       rule=rule if k == "diffusion" else None,
                                       eval_inputs=test[0], eval_labels=test[1],
                                       eval_ticks=evals, progress=tick)
             except NumericalError:        # the engine stops at a blow-up: nothing to compare
-                out[k] = diverged(timetable(k, net, sc.frames, micro=M), len(evals))
+                out[k] = diverged(timetable(k, net, sc.frames, micro=micro(spec, net, k)),
+                                  len(evals))
                 tick(int(out[k]["loss"].size) - done[0])
     return out
 

@@ -239,7 +239,7 @@ SCHEDULES = {
                     min_len=1, max_len=len(SCHEDULE_NAMES), unique=True, single=True),
     "micro": OrWord(Int(4, "", 1, 1024), AUTO, "auto", "M: frames per gpipe mini-batch "
                     "and per 2bw update; auto: the least that keeps 2bw at two weight versions "
-                    "(the largest D + bwd(v) − fwd(v))"),
+                    "(the largest D + bwd(v) − fwd(v)), which the depth sweep always takes"),
     "frames": Int(64, "stream frames every schedule trains on (frame s enters at tick s)",
                   1, 10**6),
     "learning_rate": Float(0.01, "η of every schedule (0 freezes the weights)", 0.0, BIG),
