@@ -125,8 +125,10 @@ def seed_runs(spec, seed, evals, progress=None):
     labels = spec.target.kind == "labels"
     test = held_out(sspec, net, sd.teacher, sc.eval_size) if labels else (None, None)
     # the run's own batch, η and ℓ go in as arguments; the model is levelled already
+    # where the scene says so, and the engine must not level it again ("auto")
     rule = {k: v for k, v in engine_options(spec.rule, sspec, sd.feedback).items()
-            if k not in ("batch", "dtype", "device", "levelled")}
+            if k not in ("batch", "dtype", "device")}
+    rule["levelled"] = False
     out = {}
     for k in sc.names:
         done = [0]
