@@ -287,3 +287,25 @@ def test_a_schedule_that_blows_up_is_saved_as_its_timetable_with_nan_numbers(run
     assert np.isfinite(data["1f1b__loss"]).any() and np.isfinite(data["1f1b__cosine"]).any()
     row = json.load(open("zoo/run.json"))["summary"]["schedules"]["diffusion"]
     assert math.isnan(row["accuracy"]) and math.isnan(row["cosine"])
+
+
+def test_the_memory_estimate_covers_what_a_run_allocates(tmp_path):
+    """schedules_budget against tracemalloc's peak of the job itself (MNIST,
+    128 frames, one seed): above it, and not wildly so."""
+    import tracemalloc
+    import simulator.kinds.schedules as kind
+    name, resolved = scenes.load("schedules_zoo")
+    resolved = scenes.apply_overrides(resolved, ["schedules.frames=128", "schedules.seeds=[0]"],
+                                      name)
+    spec = scenes.spec_of(resolved)
+    model = kind.run_model(kind.seed_spec(spec, 0), 0)
+    ticks = {k: int(t["ticks"]) for k, t in kind.timetables(spec, model).items()}
+    estimate = kind.schedules_budget(spec, model, ticks).check()
+    job = kind.prepare(name, resolved)
+    tracemalloc.start()
+    try:
+        job(str(tmp_path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= estimate <= 4 * peak, (peak, estimate)

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from ..build import build_network, build_stream, engine_options, seeds
+from ..datasets import load_dataset
 from ..engine.tick import distances
 from ..errors import BudgetError, NumericalError, SceneError
 from ..experiments.schedules import depth_sweep, min_micro_2bw, run_schedule, timetable
@@ -208,9 +209,10 @@ def headline(data):
 
 
 def schedules_budget(spec, model, ticks):
-    """The itemised peak bytes of a schedules run (frames, held-out set, the
-    weight versions and stashed activity of the deepest stash, the records of
-    every schedule), refused over schedules.memory_budget as BudgetError."""
+    """The itemised peak bytes of a schedules run (one seed's frames and the
+    chunk being drawn, the data set, held-out set, the weight versions and stashed
+    activity of the deepest stash, the records of every schedule), refused over
+    schedules.memory_budget as BudgetError."""
     sc, B = spec.schedules, spec.stream.batch
     fwd, bwd = distances(model)
     n_in, n_out = (int(np.prod(s)) for s in (model.input_shape, model.output_shape))
@@ -220,7 +222,14 @@ def schedules_budget(spec, model, ticks):
     held = [2 * bwd[v.index] + 2 for v in model.vertices[1:]]     # stash depth, + the current
     size = [int(np.prod(v.shape)) for v in model.vertices[1:]]
     test = spec.schedules.eval_size or 10000
+    chunk = stream_chunk(B, n_in, n_out)
+    data = (load_dataset(spec.stream.data) if spec.stream.kind in ("dataset", "moving")
+            else None)
     items = {"stream frames": 8 * sc.frames * B * (n_in + n_out),
+             # the stream draws a chunk with about three times its bytes in temporaries
+             "stream chunk": 4 * 8 * min(chunk, sc.frames) * B * (n_in + n_out),
+             "data set": 0 if data is None else 2 * sum(
+                 a.nbytes for a in (data.train_x, data.test_x, data.train_targets)),
              "held-out set": 8 * test * (n_in + n_out) * (spec.target.kind == "labels"),
              "weight versions": 8 * sum(h * params.get(v.name, 0)
                                         for h, v in zip(held, model.vertices[1:])),
@@ -228,6 +237,8 @@ def schedules_budget(spec, model, ticks):
              "records": 8 * 10 * len(size) * sum(ticks.values())
                         + 8 * len(sc.seeds) * sum(ticks.values())}
     advice = {"stream frames": "fewer schedules.frames or a smaller stream.batch",
+              "stream chunk": "a smaller stream.batch or a narrower input",
+              "data set": "stream.data = 'digits' (MNIST is 5,000 28x28 images)",
               "held-out set": "a smaller schedules.eval_size",
               "weight versions": "a shallower or narrower network",
               "stashed activity": "a smaller stream.batch or a shallower network",
