@@ -189,10 +189,9 @@ def headline(data):
         g = {a: data[f"{k}__{a}"] for a in ("forward", "delay", "stale", "cosine", "rel_error",
                                             "versions", "version_bytes", "utilisation",
                                             "accuracy", "sweep_delay")}
-        T = len(g["forward"])
-        final = g["accuracy"][:, data["eval_ticks"] < T][:, -1:] if len(data["eval_ticks"]) \
-            else np.full((len(data["seeds"]), 1), np.nan)
-        acc = final[:, 0] if final.size else np.full(len(data["seeds"]), np.nan)
+        T, within = len(g["forward"]), data["eval_ticks"] < len(g["forward"])
+        acc = (g["accuracy"][:, within][:, -1] if within.any()
+               else np.full(len(data["seeds"]), np.nan))
         out[k] = {"ticks": T,
                   "delay_at_depth": {str(d): _finite(row, np.max)
                                      for d, row in zip(depths, g["sweep_delay"])},
