@@ -309,3 +309,40 @@ def test_the_memory_estimate_covers_what_a_run_allocates(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak <= estimate <= 4 * peak, (peak, estimate)
+
+
+CHAIN = """
+kind = "schedules"
+[network]
+depth = 3
+width = 5
+inputs = 4
+outputs = 2
+[stream]
+kind = "held"
+hold = 3
+batch = 2
+[schedules]
+names = ["partime", "backprop"]
+frames = 5
+loss = "mse"
+seeds = [4, 5, 6]
+sweep_depths = [3]
+"""
+
+
+def test_a_chain_on_a_teacher_runs_a_subset_of_schedules_without_held_out_accuracy(runner,
+                                                                                 tmp_path):
+    path = tmp_path / "chain.toml"
+    path.write_text(CHAIN)
+    res = runner.invoke(tickprop, ["run", str(path), "--out", "c", "--no-png"])
+    assert res.exit_code == 0, res.output
+    data = read_schedules("c")
+    assert data["names"].tolist() == ["partime", "backprop"]
+    assert data["vertices"].tolist() == ["1", "2", "3"]
+    assert data["eval_ticks"].shape == (0,) and data["partime__accuracy"].shape == (3, 0)
+    assert data["stages_after"].tolist() == [2, 1, 0] and int(data["depth"]) == 3
+    assert np.isfinite(data["backprop__loss"]).any(axis=1).all()      # every seed learned
+    rows = [line.split() for line in res.output.splitlines() if line.split()[:1] in
+            (["partime"], ["backprop"])]
+    assert [r[0] for r in rows] == ["partime", "backprop"] and all(r[-1] == "-" for r in rows)
