@@ -261,6 +261,9 @@ def test_render_redraws_the_four_pictures_from_schedules_npz_alone(runner, tiny,
     assert res.exit_code == 0, res.output + res.stderr
     assert sorted(os.listdir("zoo")) == sorted(pictures + ["run.json", "schedules.npz",
                                                            "tickprop-manifest.json"])
+    for option in (["--every", "2"], ["--color", "tag"], ["--ticks", "0:5"]):
+        line = one_error_line(runner.invoke(tickprop, ["render", "zoo", *option]))
+        assert option[0] in line and "schedules" in line
 
 
 def test_a_schedule_that_blows_up_is_saved_as_its_timetable_with_nan_numbers(runner, tiny,
