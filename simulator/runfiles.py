@@ -358,3 +358,59 @@ def _check_curve(name, rule, c):
     if not isinstance(c.get("error", ""), str):
         raise _damaged(name, f"curve {rule!r}: 'error' must be text")
 
+
+
+# schedules.npz of a schedules run (docs/explanation/schedules.md: the zoo contract).
+SCHEDULE_GLOBALS = {"names": (None,), "vertices": ("V",), "levels": ("V",),
+                    "stages_after": ("V",), "depth": (), "weighted": ("V",), "seeds": ("R",),
+                    "eval_ticks": ("E",), "sweep_depths": ("Q",)}
+SCHEDULE_ARRAYS = {**dict.fromkeys(("forward", "backward", "versions", "version_bytes"),
+                                   ("T", "V")),
+                   **dict.fromkeys(("delay", "stale", "cosine", "rel_error"), ("T", "V")),
+                   "utilisation": ("V",), "loss": ("R", "T"), "accuracy": ("R", "E"),
+                   "sweep_delay": ("Q", "W"), "sweep_versions": ("Q", "W")}
+SCHEDULE_INTEGERS = ("levels", "stages_after", "depth", "seeds", "eval_ticks", "sweep_depths",
+                     "forward", "backward", "versions", "version_bytes")
+
+
+def read_schedules(folder):
+    """schedules.npz of a schedules run, every array of the contract there with
+    its shape (V stages, R seeds, E evaluations, Q sweep depths, T ticks per
+    schedule, W = the deepest sweep), integers where ticks, frames and counts
+    are, frames ≥ −1, as {key: array}."""
+    head, name = _read_archive(folder, "schedules.npz", ("names",), ("names", "vertices"), ())
+    names = head["names"]
+    if names.ndim != 1 or not len(names) or names.dtype.kind not in TEXT \
+            or len(set(names.tolist())) != len(names):
+        raise _damaged(name, "'names' must list the schedules, each once")
+    keys = list(SCHEDULE_GLOBALS) + [f"{k}__{a}" for k in names.tolist() for a in SCHEDULE_ARRAYS]
+    missing = [k for k in keys if k not in head]
+    if missing:
+        raise _damaged(name, f"missing arrays {', '.join(missing[:6])}"
+                             + (" ..." if len(missing) > 6 else ""))
+    for key in head:
+        base = key.rpartition("__")[2]
+        if key == "weighted":
+            _want_kind(name, head, key, "b", "true/false flags")
+        elif base in SCHEDULE_INTEGERS:
+            _want_kind(name, head, key, "iu", "integers")
+        elif key not in ("names", "vertices"):
+            _want_kind(name, head, key, REAL, "numbers")
+    if head["vertices"].dtype.kind not in TEXT:
+        raise _damaged(name, "array 'vertices' holds no names")
+    dims = {"V": len(head["vertices"]), "R": len(head["seeds"]), "E": len(head["eval_ticks"]),
+            "Q": len(head["sweep_depths"])}
+    for key, shape in SCHEDULE_GLOBALS.items():
+        if shape:
+            _want_shape(name, head, key, tuple(dims.get(d) for d in shape))
+        elif head[key].shape != ():
+            raise _damaged(name, f"array '{key}' has shape {head[key].shape}, expected ()")
+    _want_range(name, head, "sweep_depths", 1)
+    dims["W"] = int(head["sweep_depths"].max()) if dims["Q"] else 0
+    for k in names.tolist():
+        dims["T"] = head[f"{k}__forward"].shape[0] if head[f"{k}__forward"].ndim == 2 else None
+        for a, shape in SCHEDULE_ARRAYS.items():
+            _want_shape(name, head, f"{k}__{a}", tuple(dims[d] for d in shape))
+        for a in ("forward", "backward"):
+            _want_range(name, head, f"{k}__{a}", -1)
+    return head

@@ -49,6 +49,8 @@ REDUCED = {
     "pc_wave": [],
     "pipelined": ["--ticks", "60"],
     "residual_levelling": [],
+    "schedules_zoo": ["--set", "schedules.frames=8", "--set", "schedules.seeds=[0, 1]",
+                      "--set", "schedules.eval_size=20", "--set", "schedules.eval_every=16"],
     "sync_linear": [],
     "sync_learning": ["--ticks", "120"],
     "train_digits": ["--ticks", "400", "--set", "train.eval_every=100"],

@@ -53,6 +53,8 @@ FAST = {
                            "repeats": 1}},
     "pc_wave": {"wave": {}},          # Z-IL: one update (il_steps would be unread, refused)
     "locking": {"locking": {"depth": 3, "frames": 2, "gif": False}},
+    "schedules": {"schedules": {"frames": 2, "seeds": [0], "eval_size": 8,
+                                "sweep_depths": [2]}, "stream": {"batch": 2}},
     "sweep": {"sweep": {"seeds": [0]}},
 }
 # A sweep's points are other scenes: keep them small too.

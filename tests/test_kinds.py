@@ -28,6 +28,10 @@ RUNS = {
     "pc_wave": (["pc_wave"], ["pc_wave.png", "pc_wave.gif"]),
     "locking": (["locking", "--set", "locking.frames=3", "--set", "locking.depth=4"],
                 ["locking.png", "locking.gif"]),
+    "schedules": (["schedules_zoo", "--set", "schedules.frames=6", "--set", "schedules.seeds=[0]",
+                   "--set", "schedules.eval_size=20", "--set", "stream.batch=2"],
+                  ["schedules_raster.png", "schedules_staleness.png", "schedules_memory.png",
+                   "schedules_accuracy.png"]),
 }
 SHIPPED_OF_KIND = {kind: args[0] for kind, (args, _) in RUNS.items()}
 SHIPPED_OF_KIND["sweep"] = "sweep_rules"
@@ -147,6 +151,7 @@ def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind)
     import simulator.kinds.ar_train as k_at
     import simulator.kinds.pc_table as k_pt
     import simulator.kinds.pc_wave as k_pw
+    import simulator.kinds.schedules as k_sc
     import simulator.runner as runner_mod
     import simulator.experiments.training as training
 
@@ -154,7 +159,7 @@ def test_render_redraws_every_kind_from_saved_results(runner, monkeypatch, kind)
         raise AssertionError("render simulated")
     for module, attr in ((runner_mod.Prepared, "simulate"), (training, "train_rules"),
                          (k_ar, "run_converge"), (k_at, "run_train"), (k_pt, "table1"),
-                         (k_pt, "table2"), (k_pw, "error_wave")):
+                         (k_pt, "table2"), (k_pw, "error_wave"), (k_sc, "run_schedule")):
         monkeypatch.setattr(module, attr, no)
     res = runner.invoke(tickprop, ["render", folder])
     assert res.exit_code == 0, res.output + res.stderr

@@ -22,6 +22,9 @@ KIND_TEXT = {
     "pc_table": "predictive coding: Tables 1 and 2 (BP vs Z-IL vs IL)",
     "pc_wave": "predictive coding: the error wave of Z-IL or IL",
     "locking": "backprop's locked schedule beside the tick engine's pipeline",
+    "schedules": "the schedule zoo: backprop, GPipe, 1F1B, 2BW, PARTIME, Sideways and diffusion "
+                 "on one model and stream, tick by tick ([Schedules](../explanation/"
+                 "schedules.md))",
 }
 
 

@@ -8,13 +8,14 @@ import time
 from ..errors import SceneError, SimulatorError
 from .. import files, manifest, outputs, threads
 from ..runner import run_metadata
-from . import ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, sweep, train
+from . import (ar_converge, ar_train, diffusion, locking, pc_table, pc_wave, schedules, sweep,
+               train)
 from ..selection import plain
 from ..runfiles import read_run_meta
 from ..scene import spec_of
 
 KINDS = {m.KIND.name: m.KIND for m in (diffusion, train, ar_converge, ar_train, pc_table,
-                                         pc_wave, locking, sweep)}
+                                         pc_wave, locking, schedules, sweep)}
 
 
 def get(kind):

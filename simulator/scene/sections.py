@@ -230,6 +230,35 @@ SWEEP = {
                                "the unfinished points fail", 0.1, 10.0**9),
 }
 
+# The schedule zoo (docs/explanation/schedules.md): every schedule of
+# simulator.experiments.schedules, one model and one stream on one clock.
+SCHEDULE_NAMES = ("backprop", "gpipe", "1f1b", "2bw", "partime", "sideways", "diffusion")
+SCHEDULES = {
+    "names": ListOf(Str("backprop", "schedule", SCHEDULE_NAMES), list(SCHEDULE_NAMES),
+                    "schedules to run, each from the same weights on the same frames",
+                    min_len=1, max_len=len(SCHEDULE_NAMES), unique=True, single=True),
+    "micro": OrWord(Int(4, "", 1, 1024), AUTO, "auto", "M: frames per gpipe mini-batch "
+                    "and per 2bw update; auto: the least that keeps 2bw at two weight versions "
+                    "(the largest D + bwd(v) − fwd(v)), which the depth sweep always takes"),
+    "frames": Int(64, "stream frames every schedule trains on (frame s enters at tick s)",
+                  1, 10**6),
+    "learning_rate": Float(0.01, "η of every schedule (0 freezes the weights)", 0.0, BIG),
+    "loss": Str("xent", "ℓ", tuple(LOSSES)),
+    "eval_every": Int(16, "ticks between held-out evaluations (labels targets)", 1, TICKS),
+    "eval_size": Int(0, "held-out samples (0 = the whole test split)", 0, 10**6),
+    "seeds": ListOf(Int(0, "seed", 0, SEED), [0, 1, 2], "one run of every schedule per seed "
+                    "(weights and stream as run.seed = s draws them)", min_len=1, max_len=100,
+                    unique=True),
+    "sweep_depths": ListOf(Int(4, "depth", 1, 64), [4, 8, 16], "chain depths of the depth "
+                           "sweep (timetables only, no arithmetic)", min_len=1, max_len=16,
+                           unique=True),
+    "memory_budget": Size("1GiB", "refuse runs whose frames, weight versions, stashes and "
+                          "records exceed this", 1, 2**50),
+}
+# diffusion's rule options ([schedules] holds η and ℓ, which every schedule shares)
+SCHEDULE_RULE = {k: v for k, v in RULE.items() if k not in ("loss", "learning_rate", "reference")}
+THREADS_RUN = {"threads": RUN["threads"]}
+
 SCHEMAS = {
     "diffusion": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET,
                   "rule": RULE, "run": RUN, "record": RECORD, "render": RENDER},
@@ -242,6 +271,8 @@ SCHEMAS = {
     "pc_table": {"table": PC_TABLE, "run": SEED_RUN},
     "pc_wave": {"wave": PC_WAVE, "run": PC_RUN},
     "locking": {"locking": LOCKING},
+    "schedules": {"network": GRAPH_NETWORK, "stream": STREAM, "target": TARGET,
+                  "rule": SCHEDULE_RULE, "schedules": SCHEDULES, "run": THREADS_RUN},
 }
 TOP = ("description", "kind")
 
@@ -282,6 +313,11 @@ VARIANT_KEYS = {
         "train.itd_epsilon": ("train.rules", ("itd-dy",)),
         "train.ar_iterations": ("train.rules", ("ar",)),
         "train.ar_eta_x": ("train.rules", ("ar",)),
+    }),
+    "schedules": dict(_STREAM_KEYS, **{
+        "rule.feedback_scale": ("rule.feedback", ("random", "learned") + SIGN_FAMILY),
+        "rule.itd_epsilon": ("rule.derivative", ("itd-dy",)),
+        "schedules.micro": ("schedules.names", ("gpipe", "2bw")),
     }),
     "ar_converge": {"relaxation.feedback_scale": ("relaxation.variant", _PSI_VARIANTS)},
     "ar_train": {"relaxation.feedback_scale": ("relaxation.variants", _PSI_VARIANTS)},

@@ -13,8 +13,9 @@ from ..options import resolve_delay, resolve_levelled
 from .fields import (Bool, FilePath, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str,
                      Table, Tuple, Window)
 from .sections import (AR_CONVERGE, AR_NETWORK, AR_TRAIN, GRAPH_NETWORK, LOCKING, PC_RUN,
-                       PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEMAS, SEED_DEVICE,
-                       SEED_RUN, STREAM, SWEEP, TARGET, TRAIN, TRAIN_BATCHES)
+                       PC_TABLE, PC_WAVE, RECORD, RENDER, RULE, RUN, SCHEDULE_RULE, SCHEDULES,
+                       SCHEMAS, SEED_DEVICE, SEED_RUN, STREAM, SWEEP, TARGET, THREADS_RUN, TRAIN,
+                       TRAIN_BATCHES)
 from .validation import check_graph
 
 # The Python type of each field type's values in a spec.
@@ -126,7 +127,8 @@ _BY_SCHEMA = {id(fields): spec_class(name, fields, *base) for name, fields, *bas
     ("RelaxationTrainSpec", AR_TRAIN), ("BatchTrainSpec", TRAIN_BATCHES),
     ("SeedDeviceSpec", SEED_DEVICE), ("TableSpec", PC_TABLE), ("WaveSpec", PC_WAVE),
     ("SeedDtypeSpec", PC_RUN), ("SeedSpec", SEED_RUN), ("LockingSpec", LOCKING),
-    ("SweepSpec", SWEEP))}
+    ("SweepSpec", SWEEP), ("ScheduleRuleSpec", SCHEDULE_RULE), ("SchedulesSpec", SCHEDULES),
+    ("ThreadsSpec", THREADS_RUN))}
 globals().update({cls.__name__: cls for cls in _BY_SCHEMA.values()})
 
 
@@ -146,8 +148,11 @@ class SceneSpec:
 
     @property
     def learning(self):
-        """Whether the run changes its weights (a train scene, or rule.learning_rate > 0)."""
-        return self.kind == "train" or self.rule.learning_rate > 0
+        """Whether the run changes its weights (a train scene, or rule.learning_rate > 0;
+        a schedules scene: schedules.learning_rate > 0)."""
+        if self.kind == "train":
+            return True
+        return (self.schedules if self.kind == "schedules" else self.rule).learning_rate > 0
 
     @property
     def supervision_delay(self):

@@ -79,7 +79,7 @@ def validate(raw, source):
             key: field.check(given[key], f"{source}: key '{section}.{key}'") if key in given
             else copy.deepcopy(field.default)
             for key, field in fields.items()}
-    if kind in ("diffusion", "train"):
+    if kind in ("diffusion", "train", "schedules"):
         net = resolved["network"]
         skeleton = check_graph(net, source)
         if net["parameters"]:
@@ -99,6 +99,12 @@ def validate(raw, source):
                 raise SceneError(f"{source}: key 'train.rates.{rule}': {rule!r} is not trained "
                                  f"(train.rules = {show(resolved['train']['rules'])}); expected "
                                  "rates of rules in train.rules")
+    if kind == "schedules" and "diffusion" not in resolved["schedules"]["names"]:
+        for key in SCHEMAS[kind]["rule"]:
+            if _is_set(resolved["rule"], SCHEMAS[kind]["rule"], key):
+                raise SceneError(f"{source}: key 'rule.{key}': [rule] holds diffusion's options "
+                                 "and schedules.names has no 'diffusion'; expected it left out, "
+                                 f"given {show(resolved['rule'][key])}")
     check_variant_keys(resolved, source)
     return resolved
 

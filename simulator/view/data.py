@@ -8,8 +8,9 @@ import os
 import numpy as np
 
 from ..analysis import palette
+from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
-from ..runfiles import read_relaxation, read_run_meta, read_trace, read_wave
+from ..runfiles import read_relaxation, read_run_meta, read_schedules, read_trace, read_wave
 from ..engine.tick import synchronized_layers
 from ..model.graph import IDENTITY_PREFIX, delay_names
 
@@ -18,7 +19,7 @@ MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
 MAX_NEURONS = 64               # neurons per layer embedded at most
 MIN_NEURONS = 8                # neurons per layer kept before ticks are thinned
 MAX_STATE_VALUES = 1_500_000   # x and δ values embedded at most (float32: ~8 MB base64)
-VIEWABLE = ("diffusion", "ar_converge", "pc_wave")
+VIEWABLE = ("diffusion", "ar_converge", "pc_wave", "schedules")
 WAVE_ETA = 0.1                 # the relaxation rate shown first (as relaxation_wave.png)
 _DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
 
@@ -65,6 +66,8 @@ def run_payload(folder):
         return relaxation_payload(read_relaxation(folder), meta)
     if kind == "pc_wave":
         return pc_payload(read_wave(folder), meta)
+    if kind == "schedules":
+        return schedules_payload(read_schedules(folder), meta)
     raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
                          f"shows {', '.join(VIEWABLE)} runs")
 
@@ -362,3 +365,81 @@ def pc_payload(arrays, meta=None):
     wave = wave if isinstance(wave, dict) else {}
     title = f"{str(wave.get('method', 'PC')).upper()} error wave, {wave.get('architecture', '')}"
     return _payload("pc_wave", meta, "inference tick", frames, notes, views, 0, title)
+
+
+SCHEDULE_FIELDS = {
+    "delay": "delay [ticks]: weights read → this update", "stale": "stale updates in between",
+    "mismatch_cos": "cos(latest update, backprop of its frame)",
+    "mismatch_rel": "‖latest update − backprop‖ / ‖backprop‖",
+    "versions": "weight versions held", "version_bytes": "bytes of weights held"}
+SCHEDULE_WAVES = {"forward": "a forward op", "backward": "a backward op",
+                  "both": "both in one tick", "none": "idle",
+                  "overlay": "the stage's weights update", "toggle": "update marks",
+                  "cells": ["idle", "forward only", "backward only", "forward and backward"]}
+
+
+def _latest(values):
+    """``values`` (T, V) with each NaN after a finite value replaced by that value."""
+    T = len(values)
+    last = np.where(np.isfinite(values), np.arange(T)[:, None], -1)
+    last = np.maximum.accumulate(last, axis=0)
+    return np.where(last >= 0, values[np.maximum(last, 0), np.arange(values.shape[1])], np.nan)
+
+
+def schedules_payload(arrays, meta=None, where="schedules.npz"):
+    """The payload of a schedules run: a view per schedule, rows its stages by level,
+    every schedule on the longest one's ticks (idle after its own end)."""
+    data = check_schedules(arrays, where)
+    order = sorted(range(len(data["vertices"])), key=lambda v: (int(data["levels"][v]), v))
+    shown = delay_names(data["vertices"], [])
+    rows = [dict(_row(data["vertices"][v], v, int(data["levels"][v])),
+                 label=f"{shown[v]} ({int(data['levels'][v])})",
+                 identity=data["vertices"][v].startswith(IDENTITY_PREFIX)) for v in order]
+    T = max(len(s["forward"]) for s in data["schedules"].values())
+    notes = ["Each schedule is a view; all share one tick axis, so the locked ones idle where "
+             "the pipelined ones work. Rows are the stages by level (distance from the input)."]
+    frames = np.arange(min(T, MAX_FRAMES))     # every tick: a schedule's cells are ticks
+    if T > MAX_FRAMES:
+        notes.append(f"Showing ticks 0–{MAX_FRAMES - 1} of {T} (the longest schedule's run).")
+    short = [f"{k} {len(s['forward'])}" for k, s in data["schedules"].items()
+             if len(s["forward"]) < T]
+    if short:
+        notes.append(f"Ticks run, where fewer than {T} (idle after them): {', '.join(short)}.")
+    views = []
+    for name, s in data["schedules"].items():
+        n = len(s["forward"])
+
+        def pad(a, fill):
+            out = np.full((T,) + a.shape[1:], fill, dtype=np.asarray(fill).dtype)
+            out[:n] = a
+            return out[np.ix_(frames, order)]
+        fwd, bwd = pad(s["forward"], -1), pad(s["backward"], -1)
+        fields = {"delay": pad(s["delay"], np.nan), "stale": pad(s["stale"], np.nan),
+                  "mismatch_cos": pad(_latest(s["cosine"]), np.nan),
+                  "mismatch_rel": pad(_latest(s["rel_error"]), np.nan),
+                  "versions": pad(s["versions"].astype(float), np.nan),
+                  "version_bytes": pad(s["version_bytes"].astype(float), np.nan)}
+        wave = ((fwd >= 0) | ((bwd >= 0) << 1)
+                | (np.isfinite(fields["delay"]) << 2)).astype(np.uint8)   # bit 2: an update
+        work = palette.mix(fwd >= 0, bwd >= 0)
+        tags = palette.mix(palette.tag_levels(fwd, fwd >= 0), palette.tag_levels(bwd, bwd >= 0),
+                           strength="mean", lean=palette.TAG_LEAN)
+        views.append({
+            "label": name, "row_label": "stage (level)", "rows": rows, "sync_label": "",
+            "edges": [], "raster": {"mode": "waves"}, "wave_labels": SCHEDULE_WAVES,
+            "fields": {k: encode(v, "f8") for k, v in fields.items()},
+            "field_labels": SCHEDULE_FIELDS,
+            "tags": {"forward": encode(fwd, "i4"), "backward": encode(bwd, "i4")},
+            "tag_labels": {"forward": "frame worked on forward",
+                           "backward": "frame worked on backward"},
+            "wave": encode(wave, "u1"),
+            "colours": {"work": encode(palette.to_bytes(work), "u1"),
+                        "tag": encode(palette.to_bytes(tags), "u1")},
+            "colour_labels": {"work": "red forward, blue backward, purple both",
+                              "tag": "shades alternate with the frame worked on"},
+            "bars": {"field": "versions", "label": "weight versions held", "lo": 0.0,
+                     "hi": float(max(np.nanmax(fields["versions"], initial=1.0), 1.0)),
+                     "log": False},
+            "states": None})
+    return _payload("schedules", meta, "tick", np.arange(T)[frames], notes, views, 0,
+                    f"The schedule zoo: {len(views)} schedules, {len(rows)} stages")

@@ -156,6 +156,17 @@
     });
   }
 
+  function waveLabels() {
+    // what the wave bits mean: the payload's words (a schedules run), else the waves'
+    return V().spec.wave_labels || {
+      forward: "forward wave: x carries a frame", backward: "backward wave: δ ≠ 0",
+      both: "both: red-blue neuron", none: "empty",
+      overlay: "g pairs x and δ of one stream frame", toggle: "sync overlay",
+      overlay_cell: "g pairs x and δ of the same stream frame (synchronized)",
+      cells: ["neither wave", "forward frame, δ = 0", "δ ≠ 0, no forward frame yet",
+              "forward frame and δ ≠ 0 (both waves)"] };
+  }
+
   function rowLabel(r) { var row = V().spec.rows[r]; return row.label || row.name; }
 
   function rowName(r) {
@@ -556,7 +567,9 @@
     var hi = b.log ? power(Vw.barRange[1]) : String(b.hi);
     text(lo, L.bx, L.top + L.H + 13, { size: 11, align: "left" });
     text(hi, L.bx + L.barW, L.top + L.H + 13, { size: 11, align: "right" });
-    if (!b.log) { text("0", L.bx + zero, L.top + L.H + 13, { size: 11, align: "center" }); }
+    if (!b.log && b.lo < 0 && b.hi > 0) {         // a zero inside the range, marked
+      text("0", L.bx + zero, L.top + L.H + 13, { size: 11, align: "center" });
+    }
   }
 
   var K = { x: 8, y: 0 };      // where the next colour key goes (wraps at the canvas edge)
@@ -603,12 +616,13 @@
       var by = S.colour + ": " + spec.colour_labels[S.colour];
       text(by, 8, K.y, { size: 12, colour: C.faint });
       K.x = 16 + measure(by, 12);
-      swatch(C.fwd, "forward wave: x carries a frame");
-      swatch(C.bwd, "backward wave: δ ≠ 0");
-      swatch(C.both, "both: red-blue neuron");
-      swatch(C.none, "empty");
+      var W = waveLabels();
+      swatch(C.fwd, W.forward);
+      swatch(C.bwd, W.backward);
+      swatch(C.both, W.both);
+      swatch(C.none, W.none);
       if (S.overlay) {
-        var label = "g pairs x and δ of one stream frame", x = keySpace(28 + measure(label, 12));
+        var label = W.overlay, x = keySpace(28 + measure(label, 12));
         ctx.fillStyle = C.sync;
         ctx.fillRect(x, K.y + 3, 22, 3);
         text(label, x + 28, K.y, { size: 12 });
@@ -817,6 +831,8 @@
     S.raster = "layers";
     document.getElementById("rasterbox").hidden = !Vw.x;
     document.getElementById("overlaybox").hidden = !Vw.wave;
+    document.getElementById("overlayname").textContent = waveLabels().toggle;
+    document.getElementById("overlaybox").title = "mark the cells where " + waveLabels().overlay;
     var keys = Object.keys(Vw.colours);
     fillSelect(document.getElementById("colour"), keys.map(function (k) {
       return [k, k === "tag" ? "frame tag" : k];
@@ -832,6 +848,7 @@
 
   function setView(i) {
     S.view = clamp(i, 0, views.length - 1);
+    document.getElementById("view").value = String(S.view);
     fillRasterModes();
     relayout();
     setFrame(S.frame);
@@ -883,10 +900,8 @@
       });
       if (Vw.wave) {
         var w = Vw.wave[f * Vw.R + r];
-        if (w & 4) { lines.push("g pairs x and δ of the same stream frame (synchronized)"); }
-        w &= 3;
-        lines.push(w === 3 ? "forward frame and δ ≠ 0 (both waves)" : w === 1 ?
-          "forward frame, δ = 0" : w === 2 ? "δ ≠ 0, no forward frame yet" : "neither wave");
+        if (w & 4) { lines.push(waveLabels().overlay_cell || waveLabels().overlay); }
+        lines.push(waveLabels().cells[w & 3]);
       }
       return lines.join("\n");
     }

@@ -34,6 +34,8 @@ TICKS = 24
 SHORT = {
     "ar_train": {"train.epochs": 1, "train.seeds": [0], "relaxation.iterations": 20},
     "zil_table": {"table.repeats": 1},
+    "schedules_zoo": {"schedules.frames": 16, "schedules.seeds": [0, 1],
+                      "schedules.eval_size": 40, "stream.batch": 4},
 }
 # Saved numbers that measure time, not the computation.
 _TIMING_KEYS = {"timings", "versions", "threads", "rule_threads", "seconds", "table2",
