@@ -184,3 +184,22 @@ def test_a_diverged_schedule_stops_at_a_cross_and_long_locked_runs_get_log_ticks
     same = synthetic_schedules(names=("1f1b", "partime"))
     fig, axes = render.accuracy_figure(check_schedules(same))
     assert {ax.get_xscale() for ax in axes.values()} == {"linear"}
+
+
+def test_a_schedule_with_no_finite_loss_and_a_run_without_labels_still_draw(tmp_path):
+    """The kind saves a schedule whose engine stopped at a NaN as all-NaN numbers,
+    and a regression (teacher) run has no evaluation ticks: both draw, and say so."""
+    raw = synthetic_schedules(seeds=2)
+    raw["diffusion__loss"][:] = np.nan
+    fig, axes = render.accuracy_figure(check_schedules(raw))
+    labels = [str(line.get_label()) for line in axes["loss"].lines]
+    assert "diffusion (no finite loss)" in labels
+    assert lint_figure(fig) == []
+    raw["eval_ticks"] = raw["eval_ticks"][:0]
+    for name in NAMES:
+        raw[f"{name}__accuracy"] = raw[f"{name}__accuracy"][:, :0]
+    fig, axes = render.accuracy_figure(check_schedules(raw))
+    texts = [t.get_text() for t in axes["accuracy"].texts]
+    assert any("no held-out accuracy" in t for t in texts)
+    assert lint_figure(fig) == []
+    assert set(render.write_schedules(str(tmp_path), raw)) == set(render.FILES)

@@ -330,6 +330,8 @@ def accuracy_figure(data):
         _loss_curve(axes["loss"], s["loss"], name, st["color"])
         ends.append(s["loss"].shape[1])
     axes["accuracy"].set(ylabel="held-out accuracy", ylim=(0, 1))
+    if not len(ticks):
+        no_data(axes["accuracy"], "no held-out accuracy (targets are not class labels)")
     axes["accuracy"].set_title("held-out accuracy" + (f", mean ± sd over {R} seeds"
                                                       if R > 1 else ""), fontsize=9)
     finite = np.concatenate([line.get_ydata() for line in axes["loss"].lines])
@@ -369,6 +371,9 @@ def _loss_curve(ax, loss, name, colour):
     stop = diverged_at(loss)
     mean = _quiet(np.nanmean, loss[:, :stop], axis=0)
     at = np.flatnonzero(np.isfinite(mean))       # the ticks with a loss at the output
+    if not len(at):                              # e.g. the engine stopped at a NaN at once
+        ax.plot([], [], color=colour, lw=1.3, label=f"{name} (no finite loss)")
+        return
     curve = running_mean(mean[at], max(1, len(at) // 25))
     ax.plot(at, curve, color=colour, lw=1.3,
             label=name if stop is None else f"{name} (diverged, tick {stop})")
