@@ -379,6 +379,14 @@ def read_schedules(folder):
     schedule, W = the deepest sweep), integers where ticks, frames and counts
     are, frames ≥ −1, as {key: array}."""
     head, name = _read_archive(folder, "schedules.npz", ("names",), ("names", "vertices"), ())
+    return check_schedule_arrays(name, head)
+
+
+def check_schedule_arrays(name, head):
+    """``head`` ({key: array}, the schedules.npz layout) checked as read_schedules
+    does, one ReadError naming ``name`` and the array; returns ``head``."""
+    if "names" not in head:
+        raise _damaged(name, "missing arrays names")
     names = head["names"]
     if names.ndim != 1 or not len(names) or names.dtype.kind not in TEXT \
             or len(set(names.tolist())) != len(names):
