@@ -427,7 +427,7 @@ def schedules_payload(arrays, meta=None, where="schedules.npz"):
         views.append({
             "label": name, "row_label": "stage (level)", "rows": rows, "sync_label": "",
             "edges": [], "raster": {"mode": "waves"}, "wave_labels": SCHEDULE_WAVES,
-            "fields": {k: encode(v, "f8") for k, v in fields.items()},
+            "fields": {k: encode(v, "f4") for k, v in fields.items()},
             "field_labels": SCHEDULE_FIELDS,
             "tags": {"forward": encode(fwd, "i4"), "backward": encode(bwd, "i4")},
             "tag_labels": {"forward": "frame worked on forward",
