@@ -10,7 +10,8 @@ Every vertex responds one tick late from its parents' state at t:
 D[t,v] is the derivative option; VJPs use the feedback weights. The ``frame``
 options take δ[t,v] to be of frame s = t − D − bwd(v) (fwd/bwd: longest paths
 input → v → output, D = fwd(output); under ``dfa`` bwd(v) = 1 but for the
-output, ``direct``) and read σ'(v) and parent p's x at s + fwd(v), s + fwd(p). NaN/Inf flags (v·0 per slot) fill a ring of FINITE_RING ticks.
+output, ``direct``) and read σ'(v) and parent p's x at s + fwd(v), s + fwd(p).
+NaN/Inf flags (v·0 per slot) fill a ring of FINITE_RING ticks.
 Provenance tags are engine.tags (GraphTags).
 """
 import math
