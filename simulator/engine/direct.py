@@ -20,6 +20,12 @@ def direct_bwd(model):
     return [0 if v.index == model.output else 1 for v in model.vertices]
 
 
+def delta_paths(model, feedback, out_of):
+    """Per vertex the lengths of its δ paths from the output: ``out_of`` (the graph's
+    paths v → output) but under ``dfa``, where each is the one of ``direct_bwd``."""
+    return [{b} for b in direct_bwd(model)] if feedback == "dfa" else out_of
+
+
 def direct_columns(model):
     """[(vertex index, first column, end column, vertex shape)] of the stacked Bᵀ, in
     vertex order over every vertex but the input and the output."""

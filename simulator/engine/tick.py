@@ -20,7 +20,7 @@ import numpy as np
 
 from ..arguments import check_number, check_run, check_seed, check_type, shown
 from ..backend import Backend
-from .direct import direct_bwd, direct_cotangents, direct_draws
+from .direct import delta_paths, direct_bwd, direct_cotangents, direct_draws
 from .drive import repeated_frames, stream_chunks
 from ..errors import NumericalError, SimulatorError
 from ..options import (FEEDBACK, SIGN_FAMILY, check_choice, draw_magnitude, feedback_draws,
@@ -77,8 +77,7 @@ def sync_set(model, feedback="transpose"):
     check_type("sync_set", "model", model, Model, "a simulator.Model "
                "(Model.chain(sizes, ...) for a chain)")
     into, out_of = path_lengths(model)
-    if check_choice("feedback", feedback, FEEDBACK) == "dfa":
-        out_of = [{b} for b in direct_bwd(model)]
+    out_of = delta_paths(model, check_choice("feedback", feedback, FEEDBACK), out_of)
     return [v.name for v in model.vertices[1:] if len(into[v.index]) == len(out_of[v.index]) == 1
             and min(into[v.index]) - 1 == min(out_of[v.index])]
 
