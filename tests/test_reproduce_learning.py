@@ -25,7 +25,8 @@ def tiny(monkeypatch):
                                                                            "data": 1},
                                        train_rows=256))
     monkeypatch.setattr(rl, "FB", dict(rl.FB, epochs={"offline": 1, "data": 1}, train_rows=128,
-                                       channels=(2,), dense=(8,)))
+                                       channels=(2,), dense=(8,),
+                                       seeds={"offline": 3, "data": 3}))
 
 
 def _run(name, tier="offline", data=None, seed=0):
