@@ -221,3 +221,15 @@ def test_dfa_sync_set_reads_one_delta_path():
     model = Model.chain([3, 4, 4, 4, 4, 2], "tanh")
     assert sync_set(model) == ["3"]
     assert sync_set(model, "dfa") == ["2"]
+
+
+def test_scenes_and_train_rules_take_dfa():
+    from simulator import scene
+    from simulator.errors import SimulatorError
+    from simulator.experiments.training import RULES
+    assert scene.validate({"kind": "diffusion", "rule": {"feedback": "dfa",
+                                                         "feedback_scale": 0.5}},
+                          "t")["rule"]["feedback"] == "dfa"
+    with pytest.raises(SimulatorError, match="did you mean 'dfa'"):
+        scene.validate({"kind": "diffusion", "rule": {"feedback": "dfaa"}}, "t")
+    assert "dfa" in scene.TRAIN_RULES and RULES["dfa"]["feedback"] == "dfa"
