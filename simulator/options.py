@@ -31,8 +31,9 @@ def _linear(xp, x, y):
 
 LOSSES = {"mse": _mse, "xent": _xent, "linear": _linear}
 
-FEEDBACK = ("transpose", "random", "sign", "frsf", "brsf", "learned")
+FEEDBACK = ("transpose", "random", "sign", "frsf", "brsf", "learned", "dfa")
 SIGN_FAMILY = ("sign", "frsf", "brsf")         # F = sign(W) ∘ magnitude (docs/feedback.md)
+SCALED = ("random", "learned", "dfa") + SIGN_FAMILY     # the kinds feedback_scale scales
 DERIVATIVE = ("local", "frame", "none", "itd-y", "itd-dy")
 PAIRING = ("local", "frame")
 REFERENCE = ("input", "supervision")
@@ -82,10 +83,15 @@ def feedback_draws(kind, seed, scale, shapes):
     (``random``/``learned``: N(0, (scale/√fan_in)²)), the magnitude multiplying
     sign(W) (``sign``: scale·√(2/(fan_in+fan_out)); ``frsf``/``brsf``: scale·|M|
     from ``draw_magnitude``), or None (``transpose``); from
-    np.random.default_rng(seed), which ``brsf`` keeps drawing from."""
+    np.random.default_rng(seed), which ``brsf`` keeps drawing from. ``dfa``: ``shapes``
+    are (size(v), size(output)) per hidden vertex and B_v = scale·U(−a, a), a = √(6/(size(v)
+    + size(output))): biotorch's xavier_uniform_ of its ``weight_dfa``."""
     rng, out = np.random.default_rng(seed), []
     for shape in shapes:
-        if kind in ("random", "learned"):
+        if kind == "dfa":
+            a = np.sqrt(6.0 / sum(shape))
+            out.append(rng.uniform(-a, a, shape) * scale)
+        elif kind in ("random", "learned"):
             out.append(rng.normal(0.0, scale / np.sqrt(fans(shape)[0]), shape))
         elif kind == "sign":
             out.append(float(scale * np.sqrt(2.0 / sum(fans(shape)))))

@@ -304,3 +304,23 @@ def test_compiled_jax_agrees_every_tick(model, data):
     model (each ~2 CPU-s, nearly all of it compiling)."""
     check_executors_agree(data.draw(points(model, whole_chunks=True), label="point"),
                           ["compiled jax"])
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@settings(max_examples=3, **SETTINGS)
+@given(data=st.data())
+def test_dfa_executors_agree_every_tick(model, data):
+    """The grid's dfa rows (Nøkland's direct projections of the output's δ): fast
+    numpy and array-api-strict against the generic step on numpy."""
+    p = dict(data.draw(points(model), label="point"), feedback="dfa")
+    check_executors_agree(p, ["fast numpy", "generic array-api-strict"])
+
+
+@pytest.mark.skipif(not compiled.jax_available(), reason="the jax extra is not installed")
+@pytest.mark.parametrize("model", list(MODELS))
+@settings(max_examples=1, **SETTINGS)
+@given(data=st.data())
+def test_dfa_compiled_jax_agrees_every_tick(model, data):
+    """The grid's dfa rows on the compiled jax loop."""
+    p = dict(data.draw(points(model, whole_chunks=True), label="point"), feedback="dfa")
+    check_executors_agree(p, ["compiled jax"])

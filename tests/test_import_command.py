@@ -137,7 +137,7 @@ def test_a_train_scene_of_the_import_runs_every_rule(torch, runner, tmp_path, us
     assert run(runner, "import", f"{user_file}:small", "--input-shape", "1,8,8",
                "--kind", "train", "--out", "t.toml").exit_code == 0
     resolved = load("t.toml")[1]
-    assert resolved["kind"] == "train" and len(resolved["train"]["rules"]) == 11
+    assert resolved["kind"] == "train" and len(resolved["train"]["rules"]) == 12   # dfa too
     res = run(runner, "run", "t.toml", "--ticks", 24, "--set", "train.eval_every=12",
               "--out", "tr")
     assert res.exit_code == 0, res.output

@@ -2,8 +2,8 @@
 rule has settled (every tag one frame later per tick, or −1): the recorded
 tags must equal, row for row, the tags of an identical engine stepped here
 and read with ``tags()`` every tick — for unlevelled and levelled residual
-graphs, a conv net, every derivative and pairing option, a supervision delay,
-decimated rows and runs several chunks long."""
+graphs, a conv net, every derivative and pairing option, dfa feedback, a supervision
+delay, decimated rows and runs several chunks long."""
 import numpy as np
 import pytest
 
@@ -23,6 +23,13 @@ CASES = {   # scene, overrides, ticks
                                                         ("record", "every"): 3}, 400),
     "conv learning, small chunks": ("conv_digits", {("record", "chunk"): 16,
                                                     ("stream", "hold"): 1}, 200),
+    # dfa: every δ is the output's of the tick before (bwd(v) = 1)
+    "residual dfa, frame options, d_y": (
+        "residual_levelling", {("network", "levelled"): True, ("rule", "feedback"): "dfa",
+                               ("rule", "derivative"): "frame", ("rule", "pairing"): "frame",
+                               ("rule", "supervision_delay"): 3}, 300),
+    "conv dfa learning": ("conv_digits", {("rule", "feedback"): "dfa", ("record", "chunk"): 16,
+                                          ("stream", "hold"): 1}, 200),
 }
 
 

@@ -25,7 +25,8 @@ def tiny(monkeypatch):
                                                                            "data": 1},
                                        train_rows=256))
     monkeypatch.setattr(rl, "FB", dict(rl.FB, epochs={"offline": 1, "data": 1}, train_rows=128,
-                                       channels=(2,), dense=(8,)))
+                                       channels=(2,), dense=(8,),
+                                       seeds={"offline": 3, "data": 3}))
 
 
 def _run(name, tier="offline", data=None, seed=0):
@@ -69,6 +70,14 @@ def test_pc_fails_at_t1(tiny, monkeypatch):
     assert bad["ours"].endswith("0.000")
 
 
+def test_feedback_fails_when_dfa_is_backprop(tiny, monkeypatch):
+    """DFA replaced by transpose feedback learns exactly as BP: the check fails."""
+    monkeypatch.setattr(rl, "ALIGNED", (("FA", "random"), ("DFA", "transpose")))
+    bad, _ = _run("feedback_family_ordering")
+    assert not bad["passed"]
+    assert "DFA − family worst 0.00" in bad["ours"] or "DFA − family worst -" in bad["ours"]
+
+
 def test_feedback_fails_when_fa_is_backprop(tiny, monkeypatch):
     """FA replaced by transpose feedback learns exactly as BP: not 'clearly behind'."""
     monkeypatch.setattr(rl, "ALIGNED", (("FA", "transpose"),))
@@ -79,7 +88,10 @@ def test_feedback_fails_when_fa_is_backprop(tiny, monkeypatch):
 
 def test_ordering_rule_by_hand():
     published = {k: v for k, v in rl.PUBLISHED_ERRORS.items() if k != "DFA"}
-    assert rl.ordering_passes(published)               # biotorch's own numbers pass
+    assert rl.ordering_passes(rl.PUBLISHED_ERRORS)     # biotorch's own numbers pass
+    assert not rl.ordering_passes(dict(rl.PUBLISHED_ERRORS, DFA=1.4))  # DFA < 0.5 behind
+    assert not rl.ordering_passes(dict(rl.PUBLISHED_ERRORS, DFA=0.9))  # DFA not behind
+    assert rl.ordering_passes(published)               # FA alone: the rule without DFA
     assert not rl.ordering_passes(dict(published, FA=1.0))   # FA not behind
     assert not rl.ordering_passes(dict(published, uSF=3.0))  # family spread 2.09 > 1.5
     assert not rl.ordering_passes({"BP": 1.0, "FA": 5.0})    # one family member is no spread

@@ -133,7 +133,9 @@ def test_chain_scene_trains_ar_and_zil_too():
 
 def test_shipped_compare_scene_names_every_rule():
     _, sc = scene.load("compare_rules_model")
-    assert set(sc["train"]["rules"]) == set(scene.TRAIN_RULES)
+    # but dfa, which joined after the scene's rates were tuned (its best-of-three-rates
+    # sweep is docs/learning_scenes.md's); `tickprop reproduce` measures it
+    assert set(sc["train"]["rules"]) == set(scene.TRAIN_RULES) - {"dfa"}
     assert sc["network"]["layers"] and sc["network"]["levelled"]
 
 

@@ -13,6 +13,8 @@ import numpy as np
 
 from ..arguments import check_run, check_type
 from ..backend import Backend
+from .compiled_learn import learn
+from .direct import direct_cotangents
 from .drive import repeated_frames, stream_chunks
 from ..errors import DeviceError, NumericalError, SimulatorError
 from ..model.graph import Model
@@ -100,6 +102,7 @@ class Plan:
         # feedback: a fixed or learned B in s["F"] (drawn), or sign(W) ∘ s["M"] (signed)
         self.signed = list(probe._mag)
         self.drawn = [i for i in self.weighted if probe._F[i] is not None and not probe._mag]
+        self.direct = probe._dfa_cols       # dfa: per vertex its columns of s["BT"]
         self.slots = finite_slots(model)
         # the carry stacks per-vertex arrays of one shape (``pack``): one buffer,
         # loop and carry copy per shape; a tick works per vertex (``unpack``)
@@ -182,6 +185,8 @@ def initial_state(plan, host, dtype):
     if plan.drawn:
         fb = host.feedback_weights()
         s["F"] = {i: jnp.asarray(fb[f"{m.vertices[i].name}.W"], dtype) for i in plan.drawn}
+    if plan.direct:
+        s["BT"] = jnp.asarray(host._dfa_BT, dtype)
     if plan.signed:
         s["M"] = {i: jnp.asarray(host._mag[i], dtype) for i in plan.signed}
     if plan.lr and plan.acc > 1:
@@ -254,22 +259,25 @@ def _tick(plan, s, uy, exact=False):
     Dn[o] = err if Sn[o] is None else Sn[o] * err
     if plan.delay:
         Dn[o] = jnp.where(t >= plan.delay, Dn[o], jnp.zeros_like(Dn[o]))
-    cot, backs = [None] * n, {}                                     # backward
-    for g in plan.groups:
-        back = jnp.einsum("kbj,kji->kbi", jnp.stack([D[i] for i in g]),
-                          jnp.stack([vp[i]["W"] if F[i] is None else F[i] for i in g]))
-        backs.update({i: [back[j]] for j, i in enumerate(g)})
-    for c in plan.backward:
-        ci = c.index
-        back = backs.get(ci)
-        if back is None:
-            inputs = ([X[p] for p in c.parents] if not plan.reads[ci] else
-                      [ring_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
-                      if plan.derivative == "frame" else [s["Xp"][p] for p in c.parents])
-            back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
-        for p, b in zip(c.parents, back):
-            if p:
-                cot[p] = b if cot[p] is None else cot[p] + b
+    if plan.direct:                                                 # dfa: B δ_out
+        cot = direct_cotangents(xp, plan.direct, s["BT"], D[o], n)
+    else:
+        cot, backs = [None] * n, {}
+        for g in plan.groups:
+            back = jnp.einsum("kbj,kji->kbi", jnp.stack([D[i] for i in g]),
+                              jnp.stack([vp[i]["W"] if F[i] is None else F[i] for i in g]))
+            backs.update({i: [back[j]] for j, i in enumerate(g)})
+        for c in plan.backward:
+            ci = c.index
+            back = backs.get(ci)
+            if back is None:
+                inputs = ([X[p] for p in c.parents] if not plan.reads[ci] else
+                          [ring_read(s["RX"][p], t - 1 - plan.pair_lag[(p, ci)]) for p in c.parents]
+                          if plan.derivative == "frame" else [s["Xp"][p] for p in c.parents])
+                back = c.layer.vjp(xp, vp[ci], inputs, P[ci], D[ci], weights=F[ci])
+            for p, b in zip(c.parents, back):
+                if p:
+                    cot[p] = b if cot[p] is None else cot[p] + b
     for c in plan.hidden:
         fs = [factors[i] for i in c]
         dc = jnp.stack([cot[i] for i in c])
@@ -287,7 +295,7 @@ def _tick(plan, s, uy, exact=False):
     new["RS"] = {v: r.at[t % r.shape[0]].set(Sn[v]) for v, r in s["RS"].items()}
     pairs = {i: paired(plan, new, verts[i]) for i in plan.params}
     if plan.lr:
-        new = _learn(plan, new, pairs)
+        new = learn(jnp, plan, new, pairs)
     # ``exact``: one NaN/Inf flag per slot; else chunk_loop flags the packed state
     out = {}
     if exact:
@@ -302,61 +310,13 @@ def paired(plan, s, v):
     return [ring_read(s["RX"][p], s["t"] - plan.pair_lag[(p, v.index)]) for p in v.parents]
 
 
-def _learn(plan, s, pairs):
-    """``GraphEngine._learn`` functionally, a group's weights as one stacked array."""
-    verts, grouped = plan.model.vertices, set()
-    s = dict(s)
-    params, F = dict(s["params"]), dict(s.get("F", {}))
-    A = dict(s["A"]) if plan.acc > 1 else None
-    apply = (s["t"] + 1) % plan.acc == 0 if plan.acc > 1 else None
-    learned = plan.feedback == "learned"
-
-    def get(d, keys):
-        return d[keys[0]] if len(keys) == 1 else jnp.stack([d[k] for k in keys])
-
-    def put(d, keys, a):
-        d.update({k: a if len(keys) == 1 else a[j] for j, k in enumerate(keys)})
-
-    def update(keys, step, fb=None):
-        """Step the parameters ``keys`` (stacked when several) and feedback ``fb``
-        (decayed if weights); with ``accumulate``, only when ``apply``."""
-        if A is not None:
-            step = get(A, keys) + step
-            put(A, keys, jnp.where(apply, jnp.zeros_like(step), step))
-        for d, ks in ((params, keys), (F, fb or ())):
-            if ks:
-                old = get(d, ks)
-                new = (old * plan.keep if plan.decay and keys[0].endswith(".W") else old) - step
-                put(d, ks, new if A is None else jnp.where(apply, new, old))
-
-    for g in plan.groups:
-        e = plan.lr * jnp.stack([s["D"][i] for i in g])
-        gw = jnp.einsum("kbj,kbi->kji", e, jnp.stack([pairs[i][0] for i in g]))
-        update([f"{verts[i].name}.W" for i in g], gw, g if learned else None)
-        update([f"{verts[i].name}.b" for i in g], jnp.sum(e, axis=1))
-        grouped.update(g)
-    for i in plan.params:
-        if i in grouped:
-            continue
-        v = verts[i]
-        g = v.layer.param_grads(jnp, pairs[i], plan.lr * s["D"][i])
-        for k in v.param_names:
-            update([f"{v.name}.{k}"], g[k], (i,) if learned and k == "W" else None)
-    s["params"] = params
-    if learned:
-        s["F"] = F
-    if A is not None:
-        s["A"] = A
-    return s
-
-
 def chunk_loop(plan, record, exact=False, masked=False):
     """The jitted chunk loop: (state, U, Y, live) -> (state, per-tick
     outputs); the state passed in stays valid (a chunk with a NaN/Inf is
     replayed from it). ``masked``: a tick whose ``live`` flag is False leaves
     the state as it was (a padded last chunk; ~0.15 s more to compile)."""
     learning = bool(plan.lr)
-    fixed_keys = ("M",) if learning else ("params", "F", "M")
+    fixed_keys = ("M", "BT") if learning else ("params", "F", "M", "BT")
 
     def run(state, U, Y, live):
         fixed = {k: state[k] for k in fixed_keys if k in state}
@@ -421,6 +381,7 @@ class CompiledEngine:
         self._x64 = dtype == "float64"
         self._plan = Plan(self, probe, self.model)
         self._mag = {i: np.asarray(probe._mag[i]) for i in self._plan.signed}
+        self._dfa_B = probe._dfa_B
         with self._scope():
             self._state = initial_state(self._plan, probe, dtype)
             self._loops = {(r, m): chunk_loop(self._plan, r, masked=m)
@@ -578,8 +539,11 @@ class CompiledEngine:
         return {k: np.array(a) for k, a in self._now()[1].items()}
 
     def feedback_weights(self):
-        """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
+        """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`);
+        under ``dfa`` {"<vertex>.B": copy of B_v}."""
         _, params, F = self._now()
+        if self._plan.direct:
+            return {f"{self.names[i]}.B": np.array(b) for i, b in self._dfa_B.items()}
         keys = {i: f"{self.model.vertices[i].name}.W" for i in self._plan.weighted}
         return {k: np.sign(params[k]) * self._mag[i] if i in self._mag else
                 np.array(params[k]) if F is None else np.array(F[i])

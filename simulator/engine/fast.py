@@ -290,6 +290,11 @@ class FastNumpy:
         self._fac_group = getattr(self, "_group_" + kind.replace("-", "_"))
         factor_set = set(self._factor_set)
         self._fac_plan = [(i, got, i in factor_set) for i, got in self._bw_into]
+        # dfa: per vertex its columns of the one projection B δ_out (``direct``)
+        self._back_fast = self._back_direct_fast if self._dfa else self._back_vjp_fast
+        self._dfa_proj = np.zeros((B, 0 if self._dfa_BT is None else self._dfa_BT.shape[1]), dt)
+        self._dfa_plan = [(i, self._dfa_proj[:, lo:hi].reshape((B,) + shape), i in factor_set)
+                          for i, lo, hi, shape in self._dfa_cols]
         # ∂ℓ/∂x into δ_out (mse's x − y in place)
         self._out_err = (np.subtract if self.loss == "mse" else
                          lambda x, y, out: np.copyto(out, self._loss_grad(np, x, y)))
@@ -371,8 +376,17 @@ class FastNumpy:
             self._out_err(Xn[o], target, Dn[o])
             if self._out_sigma:
                 Dn[o] *= Sn[o]
-        # backward: one batched VJP per run (its factor D[t−1] on its block),
-        # then the other children
+        self._back_fast(t, X, P, D, Dn, gv, gvn, gvp)
+        self._advance(t, (Xn, Pn, Sn, Dn), target is not None)
+        if self._has_history:
+            self._record_fast(t, gvn)
+        if self.learning_rate:
+            self._learn_fast(t, gvn)
+
+    def _back_vjp_fast(self, t, X, P, D, Dn, gv, gvn, gvp):
+        """δ[t] from the children's δ[t−1]: one batched VJP per run (its factor
+        D[t−1] on its block), then the other children."""
+        matmul, verts = np.matmul, self.model.vertices
         for g, cv, nv, pv in zip(self._groups, gv, gvn, gvp):
             matmul(cv[9], g["F_fed"], out=g["cot_fed"])
             _times(self._fac_group(g, t, cv, pv), g["cot1"], nv[5])
@@ -393,11 +407,14 @@ class FastNumpy:
                 total = b if total is None else total + b
             # into δ's own buffer: a VJP may return a scratch or a view
             _times(factor(i, t) if factored else None, total, Dn[i])
-        self._advance(t, (Xn, Pn, Sn, Dn), target is not None)
-        if self._has_history:
-            self._record_fast(t, gvn)
-        if self.learning_rate:
-            self._learn_fast(t, gvn)
+
+    def _back_direct_fast(self, t, X, P, D, Dn, gv, gvn, gvp):
+        """dfa: δ[t, v] = D[t−1, v] ⊙ B_v δ[t−1, out], one product for every v."""
+        np.matmul(D[self.out].reshape(self._dfa_proj.shape[0], -1), self._dfa_BT,
+                  out=self._dfa_proj)
+        factor = self._factor
+        for i, proj, factored in self._dfa_plan:
+            _times(factor(i, t) if factored else None, proj, Dn[i])
 
     def _record_fast(self, t, gvn):
         """History of tick t: each run's block once, other vertices one by one."""

@@ -39,8 +39,9 @@ class GraphTags:
                     c = [M1]
                 elif v == o:
                     c = [S] if r < 4 else [x_row + p for p in verts[v].parents]
-                else:
-                    c = [r * n + ch for ch in sorted({ch for ch, _ in self._children[v]})]
+                else:           # δ from its children's, or under dfa the output's
+                    c = ([r * n + o] if self._dfa else
+                         [r * n + ch for ch in sorted({ch for ch, _ in self._children[v]})])
                     if r >= 6 and v in slot and kind != "none":
                         c.append(x_row + v if kind == "local"
                                  else sig0 + (r % 2) * len(f) + slot[v])

@@ -9,8 +9,9 @@ Every vertex responds one tick late from its parents' state at t:
 
 D[t,v] is the derivative option; VJPs use the feedback weights. The ``frame``
 options take δ[t,v] to be of frame s = t − D − bwd(v) (fwd/bwd: longest paths
-input → v → output, D = fwd(output)) and read σ'(v) and parent p's x at
-s + fwd(v), s + fwd(p). NaN/Inf flags (v·0 per slot) fill a ring of FINITE_RING ticks.
+input → v → output, D = fwd(output); under ``dfa`` bwd(v) = 1 but for the
+output, ``direct``) and read σ'(v) and parent p's x at s + fwd(v), s + fwd(p).
+NaN/Inf flags (v·0 per slot) fill a ring of FINITE_RING ticks.
 Provenance tags are engine.tags (GraphTags).
 """
 import math
@@ -19,10 +20,11 @@ import numpy as np
 
 from ..arguments import check_number, check_run, check_seed, check_type, shown
 from ..backend import Backend
+from .direct import delta_paths, direct_bwd, direct_cotangents, direct_draws
 from .drive import repeated_frames, stream_chunks
 from ..errors import NumericalError, SimulatorError
-from ..options import (SIGN_FAMILY, draw_magnitude, feedback_draws, loss_gradient,
-                       present_target, resolve_levelled, set_rule_options)
+from ..options import (FEEDBACK, SIGN_FAMILY, check_choice, draw_magnitude, feedback_draws,
+                       loss_gradient, present_target, resolve_levelled, set_rule_options)
 from .fast import FastNumpy, apply_step, ring_read
 from .tags import GraphTags
 from ..model.graph import Model
@@ -67,13 +69,15 @@ def synchronized_layers(depth):
     return ((depth + 1) // 2,) if depth % 2 else (depth // 2, depth // 2 + 1)
 
 
-def sync_set(model):
+def sync_set(model, feedback="transpose"):
     """Names of the synchronized vertices (facts C′/D′): every path into v's
-    inputs has one length a, every path v → output one length b, and a = b, so
-    g[t,v] pairs x and δ of one frame (on a chain, Eq. 6's l_s)."""
+    inputs has one length a, every path v → output one length b (under ``dfa``
+    the one δ path, ``direct_bwd``), and a = b, so g[t,v] pairs x and δ of one
+    frame (on a chain, Eq. 6's l_s)."""
     check_type("sync_set", "model", model, Model, "a simulator.Model "
                "(Model.chain(sizes, ...) for a chain)")
     into, out_of = path_lengths(model)
+    out_of = delta_paths(model, check_choice("feedback", feedback, FEEDBACK), out_of)
     return [v.name for v in model.vertices[1:] if len(into[v.index]) == len(out_of[v.index]) == 1
             and min(into[v.index]) - 1 == min(out_of[v.index])]
 
@@ -119,6 +123,11 @@ class GraphEngine(FastNumpy, GraphTags):
         self.n = n = len(m)
         self.out = m.output
         fwd, bwd = distances(m)
+        # dfa: every δ but the output's is one projection of the output's (``direct``)
+        self._dfa = self.feedback == "dfa"
+        if self._dfa:
+            bwd = direct_bwd(m)
+            self._backward = self._backward_direct
         self._children = [[] for _ in range(n)]
         for p, c, k in m.edges():
             self._children[p].append((c, k))
@@ -157,9 +166,14 @@ class GraphEngine(FastNumpy, GraphTags):
         self._F = [None] * self.n
         shapes = {v.index: v.layer.param_shapes["W"] for v in m.vertices[1:]
                   if "W" in v.param_names}
-        # drawn on the host in vertex order (simulator.options.feedback_draws)
+        # drawn on the host in vertex order (simulator.options.feedback_draws); dfa
+        # draws its B_v instead (no weight has a feedback matrix)
         self._fb_rng, draws = feedback_draws(self.feedback, feedback_seed, feedback_scale,
-                                             list(shapes.values()))
+                                             [] if self._dfa else list(shapes.values()))
+        self._dfa_cols, BT, Bv = (direct_draws(m, feedback_seed, feedback_scale) if self._dfa
+                                  else ([], None, {}))
+        self._dfa_BT = None if BT is None else be.asarray(BT)
+        self._dfa_B = {i: be.asarray(b) for i, b in Bv.items()}
         self._fb_scale, self._fb_shapes = feedback_scale, shapes
         signed = self.feedback in SIGN_FAMILY
         # sign family: host magnitudes (float or array) and their backend copies
@@ -199,7 +213,7 @@ class GraphEngine(FastNumpy, GraphTags):
         x_need = {}
         for (p, v), lag in self._pair_lag.items():
             if ((self._pair_frame and self._has_params[v])
-                    or (self._vjp_frame and self._reads[v])):
+                    or (self._vjp_frame and self._reads[v] and not self._dfa)):
                 x_need[p] = max(x_need.get(p, 0), lag)
         s_need = dict(self._deriv_lag) if self._vjp_frame else {}
         self._ring_lags = x_need, s_need
@@ -313,6 +327,10 @@ class GraphEngine(FastNumpy, GraphTags):
                 if p:
                     cot[p] = b if cot[p] is None else cot[p] + b
         return cot
+
+    def _backward_direct(self, t, X, P, Dl):
+        """dfa: B_v δ[t−1, out] per vertex but the input and output (``direct``)."""
+        return direct_cotangents(self.xp, self._dfa_cols, self._dfa_BT, Dl[self.out], self.n)
 
     def _vjp_inputs(self, t, c, X):
         """Where c's VJP is evaluated if it reads its inputs: `local`, the inputs
@@ -493,7 +511,10 @@ class GraphEngine(FastNumpy, GraphTags):
         return {k: self._copy(a) for k, a in self._params.items()}
 
     def feedback_weights(self):
-        """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`)."""
+        """{"<layer>.W": copy of B} for the feedback in use (W itself for `transpose`);
+        under ``dfa`` {"<vertex>.B": copy of B_v} per vertex but the input and output."""
+        if self._dfa:
+            return {f"{self.names[i]}.B": self._copy(b) for i, b in self._dfa_B.items()}
         out = {}
         for v in self.model.vertices[1:]:
             if "W" in v.param_names:

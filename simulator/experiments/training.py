@@ -23,10 +23,11 @@ from ..streams import make_teacher, moving_canvas, render, teacher_target
 # rule name -> Engine options (None: a learner that is no tick engine).
 RULES = {**{rule: {"feedback": feedback, "derivative": "local"} for rule, feedback in
             (("diffusion", "transpose"), ("random", "random"), ("sign", "sign"),
-             ("frsf", "frsf"), ("brsf", "brsf"), ("learned", "learned"))},
+             ("frsf", "frsf"), ("brsf", "brsf"), ("learned", "learned"), ("dfa", "dfa"))},
          **{rule: {"feedback": "random", "derivative": rule} for rule in ("itd-y", "itd-dy")},
          **dict.fromkeys(("backprop", "ar", "zil"))}
-# Rules whose feedback matrices are not W itself: their W–F angle is plotted.
+# Rules whose feedback matrices are not W itself: their W–F angle is plotted (not dfa:
+# its B_v projects the output's δ, of another shape than W).
 ALIGNMENT_RULES = ("random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy")
 # A test loss this many times the initial one counts as a blow-up.
 DIVERGENCE_FACTOR = 1e3

@@ -164,13 +164,15 @@ class RunBudget:
         n_in, n_out = sizes[0], sizes[-1]
         D = model.depth
         direct = states_in_place(plan, n - 1, device)
-        # W, F (not for transpose), frsf/brsf's magnitudes, an accumulator
-        copies = (1 + (feedback != "transpose") + (feedback in ("frsf", "brsf"))
+        # W, F (not for transpose or dfa), frsf/brsf's magnitudes, an accumulator;
+        # dfa's B_v: size(v) × size(output) per vertex but the input and output
+        copies = (1 + (feedback not in ("transpose", "dfa")) + (feedback in ("frsf", "brsf"))
                   + (accumulate > 1 and learning_rate > 0))
         # the teacher (float64, host): a chain of the student's shape, for a
         # graph one map of the flat input to the flat output
         teacher = (8 * (P if chain else n_in * n_out)) if target == "teacher" else 0
-        items = {"weights": s * P * copies + 8 * P + teacher,
+        dfa_bytes = s * (S - n_in - n_out) * n_out if feedback == "dfa" else 0
+        items = {"weights": s * P * copies + 8 * P + teacher + dfa_bytes,
                  "weight work": s * P * (2 if learning_rate else 1),
                  "state buffers": s * B * S * (7 + (derivative == "itd-dy"))}
         items["history rings"] = (s * B * S * (2 * D + 1)

@@ -27,7 +27,8 @@ class Recorder:
         self.xp = xp = engine.xp
         be, B, T = engine.backend, engine.batch, plan.rows
         self._sizes = [int(np.prod(v.shape)) for v in engine.model.vertices]
-        self._vertex = vertex_arrays(engine.model)    # None: a plain chain, recorded as layers
+        # None: a plain chain, recorded as layers
+        self._vertex = vertex_arrays(engine.model, engine.feedback)
         # per tick: each stacked run of the engine in one copy (``state_blocks``),
         # every other vertex's x and δ on its own (a flat one without a reshape)
         runs = getattr(engine, "state_blocks", lambda: [])()

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..metrics import cosine_and_relative, gram
 from ..model import reference as graph_reference
+from ..engine.direct import direct_bwd
 from ..engine.tick import distances, sync_set
 
 HI_KEYS = ("input", "supervision", "output", "pair")
@@ -20,12 +21,15 @@ def is_plain_chain(model):
         v.kind == "dense" and tuple(v.parents) == (v.index - 1,) for v in model.vertices[1:])
 
 
-def vertex_arrays(model):
-    """The per-vertex arrays of a graph trace; None for a plain chain."""
+def vertex_arrays(model, feedback="transpose"):
+    """The per-vertex arrays of a graph trace; None for a plain chain. ``bwd`` is
+    the δ path's length: under ``dfa`` 1 for every vertex but the output."""
     if is_plain_chain(model):
         return None
     fwd, bwd = distances(model)
-    synced = set(sync_set(model))
+    if feedback == "dfa":
+        bwd = direct_bwd(model)
+    synced = set(sync_set(model, feedback))
     return {"vertex_names": np.array(model.names),
             "vertex_kinds": np.array([v.kind for v in model.vertices]),
             "vertex_levels": np.array(fwd, dtype=np.int64),

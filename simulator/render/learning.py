@@ -11,7 +11,7 @@ from .axes import finish, new_figure
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
                 "itd-dy": "#8c564b", "frsf": "#17becf", "brsf": "#7b4173",
-                "ar": "#ff9896", "zil": "#bcbd22"}
+                "ar": "#ff9896", "zil": "#bcbd22", "dfa": "#000080"}
 LEGEND_PT = 8
 BAND_ALPHA = 0.2
 ANGLE_PANELS = {"grad_angles": ("update vs\nbackprop [deg]", 180,

@@ -5,7 +5,7 @@
 from ..datasets import DATASETS
 from ..model.layers import ACTIVATIONS
 from ..options import (AUTO, DELAYS, DERIVATIVE, FEEDBACK, LOSSES, PAIRING, REFERENCE,
-                       SIGN_FAMILY)
+                       SCALED, SIGN_FAMILY)
 from ..streams import EDGES, INPUTS, TARGETS
 from .fields import (Bool, FilePath, Float, Int, KeyedTable, Layers, ListOf, OrWord, Size, Str,
                      Table, Tuple, Window)
@@ -187,8 +187,8 @@ LOCKING = {
 }
 
 # The learning rules of a `train` scene (simulator.experiments.training.RULES says what each runs).
-TRAIN_RULES = ("diffusion", "random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy",
-               "backprop", "ar", "zil")
+TRAIN_RULES = ("diffusion", "random", "sign", "frsf", "brsf", "learned", "dfa", "itd-y",
+               "itd-dy", "backprop", "ar", "zil")
 TRAIN = {
     "rules": ListOf(Str("diffusion", "rule", TRAIN_RULES), ["diffusion", "backprop"],
                     "learning rules to train, one run each (one name = a one-rule list)",
@@ -304,12 +304,12 @@ _STREAM_KEYS["target.scale"] = ("target.kind", ("teacher",))
 _PSI_VARIANTS = ("random", "learned", "learned-no-derivative")
 VARIANT_KEYS = {
     "diffusion": dict(_STREAM_KEYS, **{
-        "rule.feedback_scale": ("rule.feedback", ("random", "learned") + SIGN_FAMILY),
+        "rule.feedback_scale": ("rule.feedback", SCALED),
         "rule.itd_epsilon": ("rule.derivative", ("itd-dy",)),
     }),
     "train": dict(_STREAM_KEYS, **{
-        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy")
-                                 + SIGN_FAMILY),
+        "train.feedback_scale": ("train.rules", ("random", "learned", "itd-y", "itd-dy",
+                                                 "dfa") + SIGN_FAMILY),
         "train.itd_epsilon": ("train.rules", ("itd-dy",)),
         "train.ar_iterations": ("train.rules", ("ar",)),
         "train.ar_eta_x": ("train.rules", ("ar",)),
