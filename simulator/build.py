@@ -126,6 +126,7 @@ def pairing_warnings(spec, section, model):
     spreads = frame_spreads(model, loss=section.loss, supervision_delay=d_y,
                             derivative=getattr(section, "derivative", "local"),
                             pairing=getattr(section, "pairing", "local"),
+                            feedback=getattr(section, "feedback", "transpose"),
                             levelled=bool(spec.levelled))
     line = pairing_warning(spreads, period, d_y, spec.network.output_level)
     return [line] if line else []

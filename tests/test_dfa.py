@@ -233,3 +233,31 @@ def test_scenes_and_train_rules_take_dfa():
     with pytest.raises(SimulatorError, match="did you mean 'dfa'"):
         scene.validate({"kind": "diffusion", "rule": {"feedback": "dfaa"}}, "t")
     assert "dfa" in scene.TRAIN_RULES and RULES["dfa"]["feedback"] == "dfa"
+
+
+def test_the_pairing_warning_and_a_chain_trace_follow_the_dfa_delta_path():
+    """Under dfa a hidden layer's δ is one tick from the output's, so the frames an
+    update pairs span less than under transpose, and a chain's sync set is not Eq. 6's
+    ls: the warning's numbers and the trace's vertex_sync come from the dfa paths."""
+    import sys
+    import os
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_defaults import scene
+    from simulator.analysis.pairing import frame_spreads
+    from simulator.build import pairing_warnings
+    from simulator.runner import Prepared
+    from simulator.scene import spec_of
+    lines = {}
+    for fb in ("transpose", "dfa"):
+        spec = spec_of(scene("fig3_fast", "rule.learning_rate=0.01", "stream.hold=6",
+                             "rule.supervision_delay=auto", f"rule.feedback={fb}"))
+        model = Model.chain(*spec.network.shape)
+        spreads = frame_spreads(model, loss="mse", supervision_delay=9, feedback=fb,
+                                levelled=False)
+        [lines[fb]] = pairing_warnings(spec, spec.rule, model)
+        assert f"span {spreads['1']})" in lines[fb]
+    assert "span 17)" in lines["transpose"] and "span 10)" in lines["dfa"]
+    trace = Prepared("dfa", scene("fig3_fast", "run.ticks=12", "rule.feedback=dfa")).simulate()
+    model = Model.chain(*spec.network.shape)
+    assert [str(n) for n, s in zip(trace["vertex_names"], trace["vertex_sync"]) if s] == \
+        sync_set(model, "dfa") != sync_set(model)

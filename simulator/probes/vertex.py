@@ -23,8 +23,9 @@ def is_plain_chain(model):
 
 def vertex_arrays(model, feedback="transpose"):
     """The per-vertex arrays of a graph trace; None for a plain chain. ``bwd`` is
-    the δ path's length: under ``dfa`` 1 for every vertex but the output."""
-    if is_plain_chain(model):
+    the δ path's length: under ``dfa`` 1 for every vertex but the output (so a dfa
+    chain's trace carries them too: its sync set is not Eq. 6's ls)."""
+    if is_plain_chain(model) and feedback != "dfa":
         return None
     fwd, bwd = distances(model)
     if feedback == "dfa":
