@@ -178,7 +178,7 @@ NETWORK_KEYS = ("depth, width, inputs, outputs, sizes, hidden, output, scale, bi
     ({"network.dept": 5}, "fig1_constant: override 'network.dept': unknown key 'network.dept' "
                           f"(did you mean 'depth'?); [network] accepts {NETWORK_KEYS}"),
     ({"rule.feedback": "randm"}, "fig1_constant: key 'rule.feedback': expected one of "
-                                 "transpose, random, sign, frsf, brsf, learned, got 'randm' "
+                                 "transpose, random, sign, frsf, brsf, learned, dfa, got 'randm' "
                                  "(did you mean 'random'?)"),
     ({"nosection.x": 1}, "fig1_constant: override 'nosection.x': unknown section 'nosection'; "
                          "a diffusion scene has network, stream, target, rule, run, record, "
