@@ -66,13 +66,12 @@ def one_error_line(res):
     return lines[0]
 
 
-def refused(text, *needles):
+def refused(text):
     with pytest.raises(SceneError) as err:
         scenes.validate(scenes.loader.tomllib.loads(text), "s.toml")
     message = str(err.value)
     assert "\n" not in message and message.startswith("s.toml: "), message
-    for needle in needles:
-        assert needle in message, (needle, message)
+    return message
 
 
 def test_the_section_names_the_zoo_schedules_in_its_order():
@@ -100,7 +99,8 @@ def test_the_section_names_the_zoo_schedules_in_its_order():
     ("[schedule]\nframes = 3\n", ["unknown section 'schedule'", "did you mean 'schedules'"]),
 ])
 def test_every_mistake_in_a_schedules_scene_is_one_line(edit, needles):
-    refused('kind = "schedules"\n' + edit, *needles)
+    message = refused('kind = "schedules"\n' + edit)
+    assert [n for n in needles if n not in message] == [], message
 
 
 def test_cli_refuses_a_bad_key_and_the_options_it_has_no_use_for(runner):
