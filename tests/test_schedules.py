@@ -11,6 +11,7 @@ import pytest
 from graph_models import ATTENTION, CONV, RESIDUAL
 from simulator.analysis import locking
 from simulator.errors import SimulatorError
+from simulator.analysis import timetables as tt
 from simulator.experiments import schedules as zoo
 from simulator.model.graph import Model
 from simulator.model.reference import backprop
@@ -42,7 +43,7 @@ def law_holds(delay, expected, weighted):
 
 
 def late_backward(frame_ticks):
-    """Sabotage of ``schedules._frame_ticks``: every backward op one tick late."""
+    """Sabotage of ``timetables._frame_ticks``: every backward op one tick late."""
     def late(*args):
         f, b, group, sizes = frame_ticks(*args)
         return f, b + 1, group, sizes
@@ -50,7 +51,7 @@ def late_backward(frame_ticks):
 
 
 def stages_after(model):
-    return zoo.graph_clock(model)[1]
+    return tt.graph_clock(model)[1]
 
 
 # ------------------------------------------------------------ the delay law (LayerPipe2)
@@ -61,7 +62,7 @@ def test_layerpipe2_delay_law_on_chains(name, depth):
     2·S(l), S(l) = L − l; with an update every tick the staleness (updates in between) is
     the same number."""
     chain = Model.chain_skeleton([3] * (depth + 1), ["tanh"] * depth)
-    tab = zoo.timetable(name, chain, 5 * depth + 3)
+    tab = tt.timetable(name, chain, 5 * depth + 3)
     S = stages_after(chain)
     assert np.array_equal(S, depth - np.arange(1, depth + 1))
     assert law_holds(tab["delay"], 2 * S, tab["weighted"])
@@ -73,8 +74,8 @@ def test_layerpipe2_delay_law_on_chains(name, depth):
 def test_layerpipe2_law_caught_when_the_backward_is_late(monkeypatch):
     """Sabotage: a backward op one tick late breaks the law the test above checks."""
     chain = Model.chain_skeleton([3] * 5, ["tanh"] * 4)
-    monkeypatch.setattr(zoo, "_frame_ticks", late_backward(zoo._frame_ticks))
-    tab = zoo.timetable("1f1b", chain, 20)
+    monkeypatch.setattr(tt, "_frame_ticks", late_backward(tt._frame_ticks))
+    tab = tt.timetable("1f1b", chain, 20)
     assert not law_holds(tab["delay"], 2 * stages_after(chain), tab["weighted"])
 
 
@@ -100,9 +101,9 @@ def test_delay_law_on_dags(name):
         u, y = stream(model, 20)
         run = zoo.run_schedule(name, model, u, y, learning_rate=0.01, loss="mse",
                                rule=FRAME_RULE if name == "diffusion" else None)
-        fwd, bwd, D, weighted = zoo.graph_clock(model)
+        fwd, bwd, D, weighted = tt.graph_clock(model)
         assert law_holds(run["delay"], 2 * bwd, weighted)
-    fwd, bwd, D, weighted = zoo.graph_clock(raw)
+    fwd, bwd, D, weighted = tt.graph_clock(raw)
     slack = D - fwd - bwd
     assert slack[raw.names.index("s") - 1] == 2
     u, y = stream(raw, 20)
@@ -169,7 +170,7 @@ def test_a_broken_stash_is_caught(monkeypatch):
     """Sabotage: the backward on the current weights (no stash) is no frame's backprop."""
     chain = Model.chain([3, 5, 4, 2], seed=4)
     u, y = stream(chain, 30)
-    monkeypatch.setitem(zoo.POLICY, "1f1b", zoo.Policy("current", "frame", "once"))
+    monkeypatch.setitem(tt.POLICY, "1f1b", tt.Policy("current", "frame", "once"))
     run = zoo.run_schedule("1f1b", chain, u, y, learning_rate=0.05, loss="mse")
     assert np.nanmax(run["rel_error"]) > 1e-6
     hand = hand_1f1b(chain.parameters(), u, y, 0.05)
@@ -199,12 +200,12 @@ def test_gpipe_is_minibatch_backprop(micro):
 def test_gpipe_landing_mid_batch_is_caught(monkeypatch):
     model = Model.from_layers(RESIDUAL, (4,), seed=2)
     u, y = stream(model, 8)
-    real = zoo._frame_ticks
+    real = tt._frame_ticks
 
     def per_frame(*args):              # every frame its own update, in gpipe's timing
         f, b, group, sizes = real(*args)
         return f, b, np.arange(len(group)), np.ones(len(group), np.int64)
-    monkeypatch.setattr(zoo, "_frame_ticks", per_frame)
+    monkeypatch.setattr(tt, "_frame_ticks", per_frame)
     run = zoo.run_schedule("gpipe", model, u, y, learning_rate=0.03, loss="mse", micro=4)
     params = model.parameters()
     for start in (0, 4):
@@ -221,12 +222,12 @@ def test_diffusion_is_fact_b_prime():
     u, y = stream(model, 20)
     run = zoo.run_schedule("diffusion", model, u, y, learning_rate=0.0, loss="mse",
                            rule=FRAME_RULE)
-    fwd, bwd, D, weighted = zoo.graph_clock(model)
+    fwd, bwd, D, weighted = tt.graph_clock(model)
     assert np.array_equal(bwd, D - fwd)
     assert law_holds(run["delay"], 2 * D - 2 * fwd, weighted)
     assert np.nanmin(run["cosine"]) >= 1 - 1e-12 and np.nanmax(run["rel_error"]) <= 1e-12
     # the engine's tags (who holds which frame) are the pipelined timetable (fact B)
-    tab = zoo.timetable("1f1b", model, 20)
+    tab = tt.timetable("1f1b", model, 20)
     keep = [v.index - 1 for v in model.vertices[1:]]
     for k in ("forward", "backward"):
         assert np.array_equal(run[k], tab[k][:, keep])
@@ -236,44 +237,57 @@ def test_diffusion_is_fact_b_prime():
     assert np.nanmax(local["rel_error"]) > 1e-3
 
 
+def locked_by_hand(L, F):
+    """Locked backprop on an L-layer chain, written from its definition: frame s enters at
+    tick 2L·s, reaches layer l forward at 2L·s + l, the output's backward op falls on the
+    tick after its forward op, and δ reaches layer l at 2L·s + L + 1 + (L − l)."""
+    fwd, bwd = np.full((2, 2 * L * F + 1, L), -1)
+    for s in range(F):
+        for l in range(1, L + 1):
+            fwd[2 * L * s + l, l - 1] = s
+            bwd[2 * L * s + 2 * L + 1 - l, l - 1] = s
+    return fwd, bwd
+
+
 @pytest.mark.parametrize("depth,frames", [(1, 3), (3, 4), (5, 2)])
-def test_locked_backprop_is_the_locking_timetable(depth, frames):
+def test_locked_backprop_is_its_definition_and_the_locking_scene_reads_it(depth, frames):
     chain = Model.chain_skeleton([2] * (depth + 1), ["tanh"] * depth)
-    tab = zoo.timetable("backprop", chain, frames)
-    ref = locking.schedules(depth, frames)["backprop"]
-    # locking's column c is the engine's tick c + 1 (frame s enters at tick 2D·s)
-    assert np.array_equal(tab["forward"][1:].T, ref["forward"])
-    assert np.array_equal(tab["backward"][1:].T, ref["backward"])
-    assert np.all(tab["forward"][0] == -1) and np.all(tab["backward"][0] == -1)
+    tab = tt.timetable("backprop", chain, frames)
+    fwd, bwd = locked_by_hand(depth, frames)
+    assert np.array_equal(tab["forward"], fwd) and np.array_equal(tab["backward"], bwd)
     assert np.nanmax(tab["stale"]) == 0
+    # the locking scene counts steps from tick 1 (tick 0 is idle: frame 0 is at the input)
+    ref = locking.schedules(depth, frames)["backprop"]
+    assert np.array_equal(fwd[1:].T, ref["forward"]) and np.array_equal(bwd[1:].T,
+                                                                         ref["backward"])
 
 
 def test_a_locked_schedule_off_by_one_is_caught(monkeypatch):
-    """Sabotage: the backward ops one tick later no longer match the locking timetable."""
-    monkeypatch.setattr(zoo, "_frame_ticks", late_backward(zoo._frame_ticks))
-    tab = zoo.timetable("backprop", Model.chain_skeleton([2] * 4, ["tanh"] * 3), 3)
-    ref = locking.schedules(3, 3)["backprop"]
-    assert not np.array_equal(tab["backward"][1:ref["ticks"] + 1].T, ref["backward"])
+    """Sabotage: the backward ops one tick later no longer match the definition."""
+    monkeypatch.setattr(tt, "_frame_ticks", late_backward(tt._frame_ticks))
+    tab = tt.timetable("backprop", Model.chain_skeleton([2] * 4, ["tanh"] * 3), 3)
+    fwd, bwd = locked_by_hand(3, 3)
+    assert not np.array_equal(tab["backward"][:len(bwd)], bwd)
 
 
 # ------------------------------------------------------------- 2BW and Sideways
 def test_2bw_holds_two_versions():
     for model in (Model.chain_skeleton([2] * 7, ["tanh"] * 6), Model.from_layers(SKIP, (3,))):
-        least = zoo.min_micro_2bw(model)
+        least = tt.min_micro_2bw(model)
         for micro in (least, least + 3):
-            tab = zoo.timetable("2bw", model, 6 * micro, micro)
+            tab = tt.timetable("2bw", model, 6 * micro, micro)
             assert tab["versions"].max() == 2
             assert np.nanmax(tab["stale"]) == 1
         with pytest.raises(SimulatorError, match=f"micro >= {least}"):
-            zoo.timetable("2bw", model, 10, least - 1)
+            tt.timetable("2bw", model, 10, least - 1)
 
 
 def test_2bw_with_too_short_a_version_life_is_caught(monkeypatch):
     """Sabotage: below the least micro the stash would need a third version."""
     chain = Model.chain_skeleton([2] * 7, ["tanh"] * 6)
-    least = zoo.min_micro_2bw(chain)
-    monkeypatch.setattr(zoo, "_micro", lambda call, name, model, micro: micro)
-    assert zoo.timetable("2bw", chain, 6 * least, least - 1)["versions"].max() > 2
+    least = tt.min_micro_2bw(chain)
+    monkeypatch.setattr(tt, "_micro", lambda call, name, model, micro: micro)
+    assert tt.timetable("2bw", chain, 6 * least, least - 1)["versions"].max() > 2
 
 
 def test_sideways_pairs_the_newest_x():
@@ -291,7 +305,7 @@ def test_sideways_pairs_the_newest_x():
     np.testing.assert_allclose(run["parameters"]["1.W"], w, rtol=0, atol=1e-12)
     np.testing.assert_allclose(run["parameters"]["1.b"], b, rtol=0, atol=1e-12)
     with pytest.MonkeyPatch.context() as mp:      # sabotage: pair the frame's own x
-        mp.setitem(zoo.POLICY, "sideways", zoo.Policy("current", "frame", "once"))
+        mp.setitem(tt.POLICY, "sideways", tt.Policy("current", "frame", "once"))
         own = zoo.run_schedule("sideways", one, u, y, learning_rate=0.05, loss="mse")
     assert np.abs(own["parameters"]["1.W"] - w).max() > 1e-6
     chain = Model.chain([3, 5, 4, 2], seed=4)
@@ -331,26 +345,26 @@ LAYER_ONE = {"backprop": (lambda D: 2 * D - 1, 0, 1), "gpipe": (lambda D: 6 * D 
              "diffusion": (lambda D: 2 * D - 2, None, 1)}
 
 
-@pytest.mark.parametrize("name", zoo.SCHEDULES)
+@pytest.mark.parametrize("name", tt.SCHEDULES)
 def test_the_docs_depth_table(name):
     delay, stale, versions = LAYER_ONE[name]
-    sweep = zoo.depth_sweep(name, [4, 8, 16], 3)
+    sweep = tt.depth_sweep(name, [4, 8, 16], 3)
     assert sweep["delay"][:, 0].tolist() == [delay(D) for D in (4, 8, 16)]
     want = [2 * D - 1 if versions is None else versions for D in (4, 8, 16)]
     assert np.nanmax(sweep["versions"], axis=1).tolist() == want
     chain = Model.chain_skeleton([2] * 9, ["tanh"] * 8)
-    tab = zoo.timetable(name, chain, 60)
+    tab = tt.timetable(name, chain, 60)
     steady = tab["update_tick"][len(tab["update_tick"]) // 2, 0]
     assert tab["stale"][steady, 0] == (14 if stale is None else stale)
 
 
 def test_depth_sweep_and_errors():
-    sweep = zoo.depth_sweep("1f1b", [2, 4], 3)
+    sweep = tt.depth_sweep("1f1b", [2, 4], 3)
     np.testing.assert_array_equal(sweep["delay"], [[2, 0, np.nan, np.nan], [6, 4, 2, 0]])
     np.testing.assert_array_equal(sweep["versions"][1], [7, 5, 3, 1])
-    assert np.nanmax(zoo.depth_sweep("2bw", [4], 3)["versions"]) == 2
+    assert np.nanmax(tt.depth_sweep("2bw", [4], 3)["versions"]) == 2
     with pytest.raises(SimulatorError, match="one of backprop"):
-        zoo.timetable("pipedream", Model.chain_skeleton([2, 2], ["tanh"]), 3)
+        tt.timetable("pipedream", Model.chain_skeleton([2, 2], ["tanh"]), 3)
     chain = Model.chain([3, 2], seed=0)
     u, y = stream(chain, 4)
     with pytest.raises(SimulatorError, match="only gpipe and 2bw"):

@@ -75,7 +75,7 @@ def refused(text):
 
 
 def test_the_section_names_the_zoo_schedules_in_its_order():
-    from simulator.experiments.schedules import SCHEDULES
+    from simulator.analysis.timetables import SCHEDULES
     assert SCHEDULE_NAMES == tuple(SCHEDULES)
     sc = scenes.validate({"kind": "schedules"}, "s")["schedules"]
     assert sc["names"] == list(SCHEDULES) and len(sc["seeds"]) >= 3

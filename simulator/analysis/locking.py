@@ -1,23 +1,24 @@
 """Backprop's locked schedule against the tick engine's pipelined one (the locking scene): rows
 layers 1..L, columns steps from the engine's tick 1, a cell the frame worked on (−1 idle).
-Locked, frame s goes forward through 1..L and back, 2L steps, before the next starts;
-pipelined (Fact B), it works at layer l forward at tick s + l − 1, backward s + 2L − l − 1."""
+Both are the schedule zoo's closed forms on a chain (analysis/timetables.py: ``backprop``,
+period 2L, and ``partime``, the engine's clock), read from tick 1: locked, frame s goes
+forward through 1..L and back, 2L steps, before the next starts; pipelined (Fact B), it works
+at layer l forward at tick s + l − 1, backward s + 2L − l − 1."""
 import numpy as np
 
 from ..errors import SimulatorError
+from ..model.graph import Model
+from .timetables import timetable
 
 MAX_CELLS = 20_000_000
 
 
-def _schedule(L, F, period, back, steady_rate, steady_use, latency):
-    """Frame s works forward at layer l (0-based) at step period·s + l and
-    backward at period·s + back − l."""
-    T = period * (F - 1) + back + 1
-    fwd, bwd = np.full((2, L, T), -1, dtype=np.int64)
-    s, l = np.arange(F), np.arange(L)[:, None]
-    fwd[l, period * s + l] = s
-    bwd[l, period * s + back - l] = s
+def _schedule(name, L, F, steady_rate, steady_use, latency):
+    """The (L, T) tables of timetable ``name`` on an L-layer chain, from step 0 = tick 1."""
+    table = timetable(name, Model.chain_skeleton([1] * (L + 1), ["linear"] * L), F)
+    fwd, bwd = (np.ascontiguousarray(table[k][1:].T) for k in ("forward", "backward"))
     busy = (fwd >= 0) | (bwd >= 0)
+    T = fwd.shape[1]
     return {"forward": fwd, "backward": bwd, "occupancy": np.where(fwd >= 0, fwd, bwd),
             "busy": busy, "ticks": int(T), "utilisation": float(busy.mean()),
             "frames_per_tick": F / T, "steady_utilisation": steady_use,
@@ -36,6 +37,6 @@ def schedules(depth, frames):
     if L * 2 * L * F > MAX_CELLS:
         raise SimulatorError(f"locking: depth {L} x {F} frames needs {2 * L * L * F} cells "
                              f"(over {MAX_CELLS}); draw fewer frames")
-    bp = _schedule(L, F, 2 * L, 2 * L - 1, 1.0 / (2 * L), 1.0 / L, 2 * L)
-    pp = _schedule(L, F, 1, 2 * L - 2, 1.0, 1.0, 2 * L - 1)
+    bp = _schedule("backprop", L, F, 1.0 / (2 * L), 1.0 / L, 2 * L)
+    pp = _schedule("partime", L, F, 1.0, 1.0, 2 * L - 1)
     return {"depth": L, "frames": F, "backprop": bp, "pipelined": pp}

@@ -1,202 +1,242 @@
-"""The schedule zoo (issue 24, docs/explanation/schedules.md): seven ways to train one Model on
-one stream, each a tick-level simulation on the engine's clock (one layer-stage per tick: a
-stage does at most one forward and one backward op a tick; frame s enters the input at tick s
-for the pipelined ones). ``timetable`` gives each schedule's closed form (who works on which
-frame, when each update lands, its delay, staleness and the weight versions held);
-``run_schedule`` runs it in float64 (``schedule_run.execute`` for six, the tick engine for
-``diffusion``); ``depth_sweep`` gives the timetables' delay and versions on chains."""
-from dataclasses import dataclass
+"""The float64 runs of the schedule zoo: ``run_schedule`` plays a closed-form timetable
+(analysis/timetables.py) with its Policy in one event-driven executor, or runs the tick
+engine for ``diffusion`` and reads it back into the same records. Each update is compared with the oracle (model/reference.py ``backprop``) of the
+frames it claims, on the weights each of their forward ops read."""
+from collections import defaultdict
 
 import numpy as np
 
-from ..arguments import check_int, check_type, fail
-from ..engine.tick import distances
+from ..analysis.timetables import POLICY, check_name, timetable
+from ..arguments import check_array, check_int, check_number, check_type, fail
+from ..engine.tick import GraphEngine, distances
 from ..errors import SimulatorError
 from ..model.graph import Model
-from . import schedule_run
-
-SCHEDULES = ("backprop", "gpipe", "1f1b", "2bw", "partime", "sideways", "diffusion")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How a schedule's backward op at stage v for frame s works and when its update lands.
-    ``weights``: "current" W_v, or "stashed" (the version s's forward read; 2bw's two
-    buffers are this stash with at most two versions alive); ``pair``: the x and σ' of
-    frame s ("frame") or the newest ones v holds ("newest"); ``land``: "once" (at the op),
-    "micro" (summed over ``micro`` frames, at the group's last op) or "flush" (every stage
-    at the tick the group's last backward op ends)."""
-    weights: str
-    pair: str
-    land: str
+from ..model.reference import backprop, check_call, evaluate, vertex_params
+from ..options import loss_and_grad
 
 
-POLICY = {
-    "backprop": Policy("current", "frame", "flush"),
-    "gpipe": Policy("current", "frame", "flush"),
-    "1f1b": Policy("stashed", "frame", "once"),
-    "2bw": Policy("stashed", "frame", "micro"),
-    "partime": Policy("current", "frame", "once"),
-    "sideways": Policy("current", "newest", "once"),
-    "diffusion": Policy("current", "newest", "once"),   # the engine's defaults; rule decides
-}
 
 
-def check_name(call, name):
-    if name not in SCHEDULES:
-        fail(call, "name", f"one of {', '.join(SCHEDULES)}", name)
-    return name
+def check_stream(call, model, u, y, learning_rate, loss, eval_inputs, eval_labels, eval_ticks):
+    """(u, y, η, loss, eval inputs, eval labels, eval ticks) as the runs take them."""
+    check_call(call, model, u, y, loss, lead=2)
+    eta = check_number(call, "learning_rate", learning_rate, 0.0)
+    ticks = np.array([check_int(call, "eval_ticks[]", t, 0) for t in eval_ticks], np.int64)
+    if len(ticks) and (eval_inputs is None or eval_labels is None):
+        fail(call, "eval_inputs/eval_labels", "held-out inputs and labels for eval_ticks",
+             None)
+    if eval_inputs is not None:
+        check_call(call, model, eval_inputs, target=False)
+        check_array(call, "eval_labels", eval_labels)
+        if len(eval_labels) != len(eval_inputs):
+            fail(call, "eval_labels", f"{len(eval_inputs)} labels (one per eval input)",
+                 eval_labels)
+    return (np.asarray(u, np.float64), np.asarray(y, np.float64), eta, loss,
+            eval_inputs, eval_labels, ticks)
 
 
-def graph_clock(model):
-    """(fwd, bwd, D, weighted) over the stages model.vertices[1:] (int64 arrays, bool)."""
-    fwd, bwd = (np.array(a[1:], dtype=np.int64) for a in distances(model))
-    weighted = np.array([bool(v.param_names) for v in model.vertices[1:]])
-    return fwd, bwd, int(model.depth), weighted
+def accuracy(model, params, inputs, labels):
+    """Fraction of ``inputs`` whose output argmax is the label (an int, or a target's argmax)."""
+    out = evaluate(model, np.asarray(inputs, np.float64), params)[1][-1]
+    guess = out.reshape(len(out), -1).argmax(axis=1)
+    labels = np.asarray(labels)
+    want = labels if labels.ndim == 1 else labels.reshape(len(labels), -1).argmax(axis=1)
+    return float(np.mean(guess == want))
 
 
-def min_micro_2bw(model):
-    """The least ``micro`` that keeps 2bw at two weight versions per stage: the largest
-    delay D + bwd(v) − fwd(v) of a weighted stage (PipeDream-2BW's m ≥ d, on a clock where
-    a stage does a forward and a backward op per tick), at least 1."""
-    fwd, bwd, D, weighted = graph_clock(model)
-    return max(1, int((D + bwd - fwd)[weighted].max(initial=0)))
+def compare(g, o):
+    """(cosine, relative error) of gradient dicts ``g`` against the oracle ``o`` (same keys)."""
+    a = np.concatenate([np.ravel(g[k]) for k in o])
+    b = np.concatenate([np.ravel(o[k]) for k in o])
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    cos = float(a @ b / (na * nb)) if na and nb else np.nan
+    return cos, float(np.linalg.norm(a - b) / nb) if nb else np.nan
 
 
-def _micro(call, name, model, micro):
-    """The mini-batch size M of gpipe/2bw (None: ``min_micro_2bw``), checked; 1 for the
-    schedules without mini-batches (which refuse a ``micro``)."""
-    if name not in ("gpipe", "2bw"):
-        if micro is not None:
-            raise SimulatorError(f"{call}: micro: only gpipe and 2bw have micro-batches; "
-                                 f"pass micro=None for {name!r}, got {micro!r}")
-        return 1
-    least = min_micro_2bw(model)
-    if micro is None:
-        return least
-    micro = check_int(call, "micro", micro, 1)
-    if name == "2bw" and micro < least:
-        raise SimulatorError(
-            f"{call}: micro: 2bw holds two weight versions only if a version outlives every "
-            f"frame that read it: micro >= {least} on this model (depth {model.depth}), got "
-            f"{micro}; pass micro=None for the least")
-    return micro
+class Records:
+    """Per tick and stage: cosine, rel_error (NaN where no update), loss per tick, accuracy."""
+
+    def __init__(self, T, V, eval_ticks):
+        self.cosine, self.rel_error = np.full((2, T, V), np.nan)
+        self.loss = np.full(T, np.nan)
+        self.eval_ticks, self.eval_set = eval_ticks, set(eval_ticks.tolist())
+        self.accuracy = np.full(len(eval_ticks), np.nan)
+
+    def evaluate(self, t, model, params, inputs, labels):
+        """Accuracy with ``params`` at every eval tick equal to t."""
+        self.accuracy[self.eval_ticks == t] = accuracy(model, params, inputs, labels)
+
+    def out(self, table, params):
+        keep = ("forward", "backward", "delay", "stale", "versions", "version_bytes",
+                "utilisation")
+        return {**{k: table[k] for k in keep}, "cosine": self.cosine,
+                "rel_error": self.rel_error, "loss": self.loss, "accuracy": self.accuracy,
+                "parameters": params}
 
 
-def _frame_ticks(name, fwd, bwd, D, F, M):
-    """(f, b, group, size): per frame s and stage v the tick of its forward op f[s, v] and
-    backward op b[s, v] (F, V); per frame its update group; per group its frame count."""
-    s = np.arange(F)[:, None]
-    group = np.arange(F) if name not in ("gpipe", "2bw") else np.arange(F) // M
-    sizes = np.bincount(group)
-    if name == "backprop":          # locked: period 2D, the output's ops on two ticks
-        P = 2 * D
-        return P * s + fwd, P * s + D + 1 + bwd, group, sizes
-    if name == "gpipe":             # M frames forward, then back in reverse order, flush
-        k = s - (group * M)[:, None]
-        m = sizes[group][:, None]
-        start = np.concatenate([[0], np.cumsum(2 * sizes + 2 * D - 3)])[group][:, None]
-        return start + k + fwd, start + 2 * (m - 1) - k + D + bwd, group, sizes
-    return s + fwd, s + D + bwd, group, sizes
+def _events(table):
+    """Per tick: forward ops [(v, s)], backward ops [(v, s)], updates [(v, g)] (stage indices)."""
+    fw, bw, up = defaultdict(list), defaultdict(list), defaultdict(list)
+    for ticks, out in ((table["fwd_tick"], fw), (table["bwd_tick"], bw),
+                       (table["update_tick"], up)):
+        for s, v in zip(*np.nonzero(ticks >= 0)):
+            out[int(ticks[s, v])].append((int(v), int(s)))
+    return fw, bw, up
 
 
-def timetable(name, model, frames, micro=None):
-    """Closed-form timetable of schedule ``name`` on ``model`` for ``frames`` frames:
-    ``forward``/``backward`` (T, V) the frame stage v works on at tick t (−1 idle);
-    ``fwd_tick``/``bwd_tick`` (F, V) the same per frame; ``group`` (F,) each frame's
-    update; ``update_tick`` (G, V) when group g's update lands at v (−1: v has no weights);
-    ``read`` (F, V) the version of W_v frame s's forward read (updates landed before);
-    ``delay``/``stale`` (T, V) at update ticks (NaN elsewhere): ticks from the group's
-    oldest forward read to the update, and updates of W_v in between; ``versions`` and
-    ``version_bytes`` (T, V); ``utilisation`` (V,); ``micro`` (frames per mini-batch of
-    gpipe and 2bw; None: ``min_micro_2bw``); ``levels``, ``stages_after``, ``depth``,
-    ``weighted``, ``ticks``. Updates land at the end of their tick (a forward op at t reads
-    the updates of ticks < t)."""
-    call = "timetable"
-    check_name(call, name)
-    check_type(call, "model", model, Model, "a simulator.Model")
-    F = check_int(call, "frames", frames, 1)
-    M = _micro(call, name, model, micro)
-    fwd, bwd, D, weighted = graph_clock(model)
-    V = len(fwd)
-    f, b, group, sizes = _frame_ticks(name, fwd, bwd, D, F, M)
-    G = len(sizes)
-    last = np.full((G, V), -1, dtype=np.int64)
-    np.maximum.at(last, group, b)
-    if POLICY[name].land == "flush":
-        last[:] = last.max(axis=1, keepdims=True)
-    first_read = np.full((G, V), np.iinfo(np.int64).max)
-    np.minimum.at(first_read, group, f)
-    T = int(max(b.max(), last.max())) + 1
-    fwd_t, bwd_t = np.full((2, T, V), -1, dtype=np.int64)
-    cols = np.broadcast_to(np.arange(V), f.shape)
-    frames_ = np.broadcast_to(np.arange(F)[:, None], f.shape)
-    fwd_t[f, cols] = frames_
-    bwd_t[b, cols] = frames_
-    upd = np.where(weighted, last, -1)
-    # version read by s at v: updates of v landed on ticks < f[s, v]
-    read = np.stack([np.searchsorted(np.sort(last[:, v]), f[:, v], side="left")
-                     for v in range(V)], axis=1) if V else np.zeros((F, 0), np.int64)
-    delay, stale = np.full((2, T, V), np.nan)
-    g_cols = np.broadcast_to(np.arange(V), last.shape)
-    order = np.argsort(np.argsort(last, axis=0, kind="stable"), axis=0, kind="stable")
-    g_read = np.full((G, V), np.iinfo(np.int64).max)
-    np.minimum.at(g_read, group, read)
-    delay[last, g_cols] = last - first_read
-    stale[last, g_cols] = order - g_read
-    delay[:, ~weighted] = np.nan
-    stale[:, ~weighted] = np.nan
-    versions = _versions(name, f, b, read, last, T, weighted)
-    nbytes = np.array([8 * sum(int(np.prod(s)) for s in v.layer.param_shapes.values())
-                       if v.layer else 0 for v in model.vertices[1:]], dtype=np.int64)
-    busy = (fwd_t >= 0) | (bwd_t >= 0)
-    return {"forward": fwd_t, "backward": bwd_t, "fwd_tick": f, "bwd_tick": b, "group": group,
-            "update_tick": upd, "read": read, "delay": delay, "stale": stale,
-            "versions": versions, "version_bytes": versions * nbytes,
-            "utilisation": busy.mean(axis=0), "micro": M, "levels": fwd, "stages_after": bwd,
-            "depth": D, "weighted": weighted, "ticks": T}
+def execute(table, policy, model, u, y, eta, loss, eval_inputs, eval_labels, eval_ticks,
+            progress=None):
+    """Play ``table`` (analysis.timetables.timetable) on the frames with ``policy``; the records of
+    schedules.run_schedule. Ops at a tick: forwards in topological order, then backwards
+    in reverse, then the updates that land."""
+    verts = model.vertices
+    V, T, out = len(verts) - 1, table["ticks"], model.output
+    group = table["group"]
+    cur = [vertex_params(model.parameters(), v) if v.layer else {} for v in verts]
+    x, pre, read, cot = {}, {}, {}, {}              # per frame: per vertex index
+    newest_x, newest_pre = [None] * len(verts), [None] * len(verts)
+    acc = defaultdict(dict)                          # group -> vertex -> {name: sum}
+    oracle = defaultdict(dict)                       # group -> {key: sum of frames' backprop}
+    left = {}                                        # frame -> backward ops still to come
+    pending = defaultdict(lambda: int(table["weighted"].sum()))   # group -> updates to land
+    rec = Records(T, V, eval_ticks)
+    fw, bw, up = _events(table)
+    B = u.shape[1]
+    for t in range(T):
+        for v, s in sorted(fw.get(t, ())):
+            i, vx = v + 1, verts[v + 1]
+            if s not in x:
+                x[s], pre[s], read[s], cot[s] = {0: u[s]}, {}, {}, {}
+                left[s] = V
+            pre[s][i], x[s][i] = vx.layer.value(np, cur[i], [x[s][p] for p in vx.parents])
+            newest_pre[i], newest_x[i] = pre[s][i], x[s][i]
+            read[s][i] = cur[i]
+            if i == out:
+                rec.loss[t] = loss_and_grad(np, loss, x[s][i], y[s])[0] / B
+                params = {f"{verts[j].name}.{k}": a for j, p in read[s].items()
+                          for k, a in p.items()}
+                for k, a in backprop(model, u[s], y[s], loss, params).items():
+                    o = oracle[group[s]]
+                    o[k] = o[k] + a if k in o else a
+        for v, s in sorted(bw.get(t, ()), reverse=True):
+            i, vx = v + 1, verts[v + 1]
+            newest_x[0] = u[min(t, len(u) - 1)]
+            d = (loss_and_grad(np, loss, x[s][i], y[s])[1] if i == out else cot[s].pop(i))
+            frame = policy.pair == "frame"
+            p_now = pre[s][i] if frame else newest_pre[i]
+            ins = [x[s][p] if frame else newest_x[p] for p in vx.parents]
+            if not vx.layer.linear:
+                d = vx.layer.derivative(np, p_now) * d
+            w = read[s][i] if policy.weights == "stashed" else cur[i]
+            if any(vx.parents):
+                for p, c in zip(vx.parents, vx.layer.vjp(np, w, ins, p_now, d)):
+                    if p:
+                        cot[s][p] = cot[s][p] + c if p in cot[s] else c
+            if vx.param_names:
+                a = acc[group[s]].setdefault(i, {})
+                for k, g in vx.layer.param_grads(np, ins, d).items():
+                    a[k] = a[k] + g if k in a else g
+            left[s] -= 1
+            if not left[s]:
+                for store in (x, pre, read, cot, left):
+                    del store[s]
+        for v, g in up.get(t, ()):
+            i, vx = v + 1, verts[v + 1]
+            grads = acc[g].pop(i)
+            cur[i] = {k: a - eta * grads[k] for k, a in cur[i].items()}
+            claim = {k: oracle[g][f"{vx.name}.{k}"] for k in grads}
+            rec.cosine[t, v], rec.rel_error[t, v] = compare(grads, claim)
+            pending[g] -= 1
+            if not pending[g]:
+                del acc[g], oracle[g]
+        if t in rec.eval_set:
+            rec.evaluate(t, model, _keyed(verts, cur), eval_inputs, eval_labels)
+        if progress is not None:
+            progress(1)
+    return rec.out(table, _keyed(verts, cur))
 
 
-def _versions(name, f, b, read, last, T, weighted):
-    """(T, V) weight versions of each weighted stage held at the end of tick t: the current
-    one and, when the backward uses the stash, every version an in-flight frame (forward
-    op done, backward op not) read; 0 for stages without weights."""
-    V = f.shape[1]
-    out = np.zeros((T, V), dtype=np.int64)
-    out[:, weighted] = 1
-    if POLICY[name].weights != "stashed":
-        return out
-    t = np.arange(T)
-    for v in np.flatnonzero(weighted):
-        current = np.searchsorted(np.sort(last[:, v]), t, side="right")   # updates <= t
-        live = (f[None, :, v] <= t[:, None]) & (b[None, :, v] > t[:, None])    # (T, F)
-        held = np.where(live, read[None, :, v], -1)
-        onehot = np.zeros((T, len(last) + 1), dtype=bool)
-        rows = np.broadcast_to(t[:, None], held.shape)
-        onehot[rows[live], held[live]] = True
-        onehot[t, current] = True
-        out[:, v] = onehot.sum(axis=1)
-    return out
+def _keyed(verts, per_vertex):
+    return {f"{v.name}.{k}": a for v, p in zip(verts, per_vertex) for k, a in p.items()}
 
 
-def depth_sweep(name, depths, width, micro=None):
-    """{"delay", "versions"} (Q, max depth): per chain depth and layer 1..depth (NaN past
-    it) the steady delay (that of the middle update) and the most weight versions held,
-    from ``timetable`` on a dense chain of that depth and ``width``."""
-    call = "depth_sweep"
-    check_name(call, name)
-    depths = [check_int(call, "depths[]", d, 1) for d in depths]
-    width = check_int(call, "width", width, 1)
-    Q, top = len(depths), max(depths, default=0)
-    delay, versions = np.full((2, Q, top), np.nan)
-    for q, d in enumerate(depths):
-        chain = Model.chain_skeleton([width] * (d + 1), ["tanh"] * d)
-        M = _micro(call, name, chain, micro)
-        tab = timetable(name, chain, 4 * (2 * d + M), micro if micro is None else M)
-        mid = tab["update_tick"][len(tab["update_tick"]) // 2]
-        delay[q, :d] = tab["delay"][mid, np.arange(d)]
-        versions[q, :d] = tab["versions"].max(axis=0)
-    return {"delay": delay, "versions": versions}
+def make_engine(call, model, batch, eta, loss, rule):
+    """The GraphEngine of ``diffusion``: ``rule`` (a dict of engine keywords) on the run's
+    loss, η and batch."""
+    if not isinstance(rule, dict) or not all(isinstance(k, str) for k in rule):
+        fail(call, "rule", "a dict of GraphEngine options (feedback, derivative, ...)", rule)
+    taken = {"loss", "learning_rate", "batch", "dtype", "device"} & set(rule)
+    if taken:
+        raise SimulatorError(f"{call}: rule: {sorted(taken)} are the run's own arguments")
+    try:
+        return GraphEngine(model, loss=loss, learning_rate=eta, batch=batch, **rule)
+    except TypeError as exc:
+        raise SimulatorError(f"{call}: rule: {exc}") from None
+
+
+def run_engine(engine, table, model, u, y, eta, loss, eval_inputs, eval_labels, eval_ticks,
+               progress=None):
+    """``diffusion``: ``engine`` stepped on the frames (zeros after them: those frames'
+    updates are not recorded and each stage's weights for ``accuracy`` are kept as after
+    its last real frame's update), read into the records of the stages
+    ``model.vertices[1:]`` (by name; levelling's identities dropped). An update claims the
+    frame of the output activity its δ's error came from (the ``output`` tag, oldest; the
+    supervision frame too when d_y = D, fact B′), its delay is the tick minus that
+    frame's forward read of W_v, its staleness the updates of W_v in between; ``forward``
+    and ``backward`` are the oldest frames x[t,v] and δ[t,v] carry (tags ``input`` and
+    ``output``; −1 outside the stream)."""
+    em, F, T = engine.model, len(u), table["ticks"]
+    fwd, bwd = distances(em)
+    D, a = em.depth, engine.accumulate
+    verts = [v for v in em.vertices[1:] if v.param_names]
+    cols = np.array([em.vertex(v.name).index - 1 for v in model.vertices[1:]])
+    col_of = {em.vertex(v.name).index: j for j, v in enumerate(model.vertices[1:])}
+    rec = Records(T, len(cols), eval_ticks)
+    delay, stale = np.full((2, T, len(cols)), np.nan)
+    ops = np.full((2, T, len(cols)), -1, dtype=np.int64)      # the frames x and δ carry
+    snaps = {-1: engine.parameters()}
+    oracles = {}
+    last_real = {v.index: F - 1 + D + bwd[v.index] for v in verts}
+    clean = engine.parameters()
+    zero_u, zero_y = np.zeros_like(u[0]), np.zeros_like(y[0])
+    due = np.cumsum([(t + 1) % a == 0 for t in range(T)])     # updates landed by tick t
+    for t in range(T):
+        engine.step(u[t] if t < F else zero_u, y[t] if t < F else zero_y)
+        snaps[t] = engine.parameters()
+        snaps.pop(t - 2 * D - 2, None)
+        if 0 <= t - D < F:
+            out = engine.activity(em.output)
+            rec.loss[t] = loss_and_grad(np, loss, out, y[t - D])[0] / u.shape[1]
+        tags = engine.tags()
+        sup = tags["output"]
+        for row, key in ((ops[0], "input"), (ops[1], "output")):
+            frames = tags[key][cols + 1]
+            row[t] = np.where((frames >= 0) & (frames < F), frames, -1)
+        grads = engine.gradients()
+        for v in verts:
+            s, i, j = int(sup[v.index]), v.index, col_of.get(v.index)
+            if j is None or not 0 <= s < F:
+                continue
+            if s not in oracles:
+                params = {f"{w.name}.{k}": snaps[s + fwd[w.index] - 1][f"{w.name}.{k}"]
+                          for w in verts for k in w.param_names}
+                oracles[s] = backprop(em, u[s], y[s], loss, params)
+            r = s + fwd[i]
+            delay[t, j] = t - r
+            stale[t, j] = due[t - 1] - (due[r - 1] if r else 0)
+            keys = [f"{v.name}.{k}" for k in v.param_names]
+            rec.cosine[t, j], rec.rel_error[t, j] = compare(
+                {k: grads[k] for k in keys}, {k: oracles[s][k] for k in keys})
+        oracles.pop(t - 2 * D - 1, None)
+        clean.update({f"{v.name}.{k}": snaps[t][f"{v.name}.{k}"] for v in verts
+                      for k in v.param_names if t <= last_real[v.index]})
+        if t in rec.eval_set:
+            rec.evaluate(t, em, clean, eval_inputs, eval_labels)
+        if progress is not None:
+            progress(1)
+    sub = {k: table[k][:, cols] for k in ("versions", "version_bytes")}
+    sub.update(forward=ops[0], backward=ops[1], utilisation=(ops >= 0).any(axis=0).mean(axis=0))
+    return rec.out({**sub, "delay": delay, "stale": stale}, clean)
 
 
 def run_schedule(name, model, u, y, *, learning_rate, loss, micro=None, rule=None,
@@ -212,14 +252,14 @@ def run_schedule(name, model, u, y, *, learning_rate, loss, micro=None, rule=Non
     call = "run_schedule"
     check_name(call, name)
     check_type(call, "model", model, Model, "a simulator.Model")
-    args = schedule_run.check_stream(call, model, u, y, learning_rate, loss, eval_inputs,
+    args = check_stream(call, model, u, y, learning_rate, loss, eval_inputs,
                                      eval_labels, eval_ticks)
     if rule is not None and name != "diffusion":
         raise SimulatorError(f"{call}: rule: engine options apply to diffusion only, "
                              f"not {name!r}")
     if name == "diffusion":
-        engine = schedule_run.make_engine(call, model, u.shape[1], args[2], loss, rule or {})
+        engine = make_engine(call, model, u.shape[1], args[2], loss, rule or {})
         table = timetable(name, engine.model, len(u), micro)
-        return schedule_run.run_engine(engine, table, model, *args, progress=progress)
+        return run_engine(engine, table, model, *args, progress=progress)
     table = timetable(name, model, len(u), micro)
-    return schedule_run.execute(table, POLICY[name], model, *args, progress=progress)
+    return execute(table, POLICY[name], model, *args, progress=progress)

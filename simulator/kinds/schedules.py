@@ -12,7 +12,8 @@ from ..build import build_network, build_stream, engine_options, seeds
 from ..datasets import load_dataset
 from ..engine.tick import distances
 from ..errors import BudgetError, NumericalError, SceneError
-from ..experiments.schedules import depth_sweep, min_micro_2bw, run_schedule, timetable
+from ..analysis.timetables import depth_sweep, min_micro_2bw, timetable
+from ..experiments.schedules import run_schedule
 from ..experiments.training import held_out, stream_chunk
 from ..files import write_npz
 from ..probes import format_bytes, parse_bytes
