@@ -233,10 +233,12 @@ class VertexMetrics:
         xp = self.xp
         return xp.stack([xp.sum(a[:, lo:hi], axis=1) for lo, hi in self._segments], axis=1)
 
-    def _reference_rows(self, outs, deltas, F, B, grads):
+    def _reference_rows(self, outs, deltas, F, B, grads, into=None):
         """Ring rows (``_ref`` order) of F frames from the oracle's factors of
         their F·B rows: explicit W gradients (``grads(vertex, inputs, delta)``,
-        each (F, *W shape)), each Gram run's δ and x, ⟨G, G⟩ per vertex."""
+        each (F, *W shape)), each Gram run's δ and x, ⟨G, G⟩ per vertex. ``into``:
+        the ring pieces (``ring_pieces``) the F frames go to; each Gram run's δ and
+        x are then written there straight, not stacked first (their rows: None)."""
         xp = self.xp
         gg = [None] * len(self._gv)
         out = []
@@ -248,14 +250,27 @@ class VertexMetrics:
             sums = self._segment_sums(G * G)
             for seg, j in enumerate(self._ecols):
                 gg[j] = sums[:, seg]
-        for run in self._gruns:
+        first = len(out)
+        for q, run in enumerate(self._gruns):
             ds, xs = zip(*(self._gram_factors(j, deltas[self._gv[j].index],
                                               outs[self._gv[j].parents[0]], F) for j in run))
-            d, x = xp.stack(ds, axis=1), xp.stack(xs, axis=1)      # (F, m, rows, width)
-            out += [d, x]
-            g = gram(xp, d, x, d, x)
-            for q, j in enumerate(run):
-                gg[j] = g[:, q]
+            if into is None:
+                d, x = xp.stack(ds, axis=1), xp.stack(xs, axis=1)      # (F, m, rows, width)
+                out += [d, x]
+                g = gram(xp, d, x, d, x)
+            else:
+                ring_d, ring_x = self._ref[first + 2 * q], self._ref[first + 2 * q + 1]
+                parts = []
+                for p, r, a, b in into:
+                    for col, (dj, xj) in enumerate(zip(ds, xs)):
+                        ring_d[a:b, col, ...] = dj[p:r, ...]
+                        ring_x[a:b, col, ...] = xj[p:r, ...]
+                    rd, rx = ring_d[a:b, ...], ring_x[a:b, ...]
+                    parts.append(gram(xp, rd, rx, rd, rx))
+                out += [None, None]
+                g = _concat(xp, parts, 0)
+            for c, j in enumerate(run):
+                gg[j] = g[:, c]
         out.append(xp.stack(gg, axis=1))
         return out
 
@@ -268,9 +283,11 @@ class VertexMetrics:
                                                   params=eng.parameters())
         rows = self._reference_rows(
             outs, deltas, 1, u.shape[0],
-            lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0))
+            lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0),
+            into=[(0, 1, slot, slot + 1)])
         for ring, row in zip(self._ref, rows):
-            ring[slot:slot + 1, ...] = row
+            if row is not None:
+                ring[slot:slot + 1, ...] = row
         self._ref_frame[slot] = i
 
     def reference(self):
@@ -285,6 +302,9 @@ class VertexMetrics:
         src, fresh = repeat_sources(frames, self._ref_frame, RR)
         if self._params is None:
             self._params = eng.parameters()
+        pieces = ring_pieces(RR, i0, 0, n)
+        # every frame fresh (a new frame every tick): the rows go to the ring straight
+        into = pieces if len(fresh) == n else None
         parts = []
         if src[0] < 0:                                 # leading repeats: the slot before
             prev = (i0 - 1) % RR
@@ -299,15 +319,16 @@ class VertexMetrics:
             parts.append(self._reference_rows(
                 outs, deltas, F, B,
                 lambda v, inputs, d: graph_reference.frame_param_grads(
-                    xp, v.layer, inputs, d, F, B)["W"]))
-        rows = [_concat(xp, p, 0) for p in zip(*parts)]
+                    xp, v.layer, inputs, d, F, B)["W"], into=into))
+        rows = [None if p[-1] is None else _concat(xp, p, 0) for p in zip(*parts)]
         pick = src + (1 if src[0] < 0 else 0)
-        if not np.array_equal(pick, np.arange(rows[0].shape[0])):
+        if not np.array_equal(pick, np.arange(rows[-1].shape[0])):
             take = xp.asarray(pick)
             rows = [xp.take(r, take, axis=0) for r in rows]
-        for p, q, a, b in ring_pieces(RR, i0, 0, n):
+        for p, q, a, b in pieces:
             for ring, r in zip(self._ref, rows):
-                ring[a:b, ...] = r[p:q, ...]
+                if r is not None:
+                    ring[a:b, ...] = r[p:q, ...]
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
 
@@ -333,6 +354,19 @@ class VertexMetrics:
         flat = xp.reshape(ring, (-1,) + tuple(ring.shape[2:]))
         idx = xp.asarray((slots * m + np.arange(m)).reshape(-1))
         return xp.reshape(xp.take(flat, idx, axis=0), slots.shape + tuple(ring.shape[2:]))
+
+    def _gram_ref(self, d, x, ring_d, ring_x, slots):
+        """⟨g, G⟩ (n, m) of a run's rows against its ring's references at ``slots``
+        (n, m): per vertex on views of the ring where each vertex's slots follow on
+        (mod the ring: a new frame every tick), else on one gather of them all."""
+        xp, (n, m), RR = self.xp, slots.shape, ring_d.shape[0]
+        if not all(np.array_equal(slots[:, c], (slots[0, c] + np.arange(n)) % RR)
+                   for c in range(m)):
+            return gram(xp, d, x, self._run_slots(ring_d, slots), self._run_slots(ring_x, slots))
+        return xp.stack([_concat(xp, [gram(xp, d[p:r, c, ...], x[p:r, c, ...],
+                                           ring_d[a:b, c, ...], ring_x[a:b, c, ...])
+                                      for p, r, a, b in ring_pieces(RR, int(slots[0, c]), 0, n)],
+                                 0) for c in range(m)], axis=1)
 
     @np.errstate(divide="ignore", invalid="ignore")     # a zero gradient gives NaN
     def measure(self, ticks, rows, bx=None, bd=None):
@@ -368,10 +402,9 @@ class VertexMetrics:
             gg, gG = [], []
             for q, run in enumerate(self._gruns):
                 d, x = self._run_factors(run, n, bx, bd)               # (n, m, rows, width)
-                ref_d = self._run_slots(self._ref[first + 2 * q], slots[:, run])
-                ref_x = self._run_slots(self._ref[first + 2 * q + 1], slots[:, run])
                 gg.append(gram(xp, d, x, d, x))
-                gG.append(gram(xp, d, x, ref_d, ref_x))
+                gG.append(self._gram_ref(d, x, self._ref[first + 2 * q],
+                                         self._ref[first + 2 * q + 1], slots[:, run]))
             gg, gG = _concat(xp, gg, 1), _concat(xp, gG, 1)
             g_ = np.array(self._gcols)
             GGg = _gather(xp, self._ref_gg, slots[:, g_] * C + g_)
