@@ -74,8 +74,16 @@ def factors(model, u, y, loss="mse", params=None, feedback=None):
 def _factors(model, u, y, loss, params, feedback):
     """``factors`` of checked arguments."""
     xp = array_namespace(u)
-    pres, outs = evaluate(model, u, params)
     p = device_params(xp, model, u.dtype, params)
+    # the forward pass keeps σ' of each vertex (``evaluate`` drops it, and σ'(pre)
+    # anew would evaluate σ a second time)
+    pres, outs, slopes = [u], [u], [None]
+    for v in model.vertices[1:]:
+        pre = v.layer._pre(xp, vertex_params(p, v), [outs[i] for i in v.parents])
+        out, slope = (pre, None) if v.layer.linear else v.layer.activate(xp, pre)
+        pres.append(pre)
+        outs.append(out)
+        slopes.append(slope)
     fb = {} if feedback is None else {k: xp.asarray(a, dtype=u.dtype) for k, a in feedback.items()}
     value, grad = loss_and_grad(xp, loss, outs[-1], y)
     cot = [None] * len(model)
@@ -83,8 +91,8 @@ def _factors(model, u, y, loss, params, feedback):
     deltas = [None] * len(model)
     for v in reversed(model.vertices[1:]):
         d = cot[v.index]
-        if not v.layer.linear:
-            d = v.layer.derivative(xp, pres[v.index]) * d
+        if slopes[v.index] is not None:
+            d = slopes[v.index] * d
         deltas[v.index] = d
         if not any(v.parents):
             continue  # a vertex on the input alone sends no cotangent anywhere
