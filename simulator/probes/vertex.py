@@ -69,6 +69,7 @@ def metric_layout(model, batch):
 
 
 BLOCK_BYTES = 16 * 2**20
+VIEW_BYTES = 64 * 2**10
 
 
 def metric_block(chunk, batch, vertex_values, weights, itemsize):
@@ -110,6 +111,15 @@ def _concat(xp, parts, axis):
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
 
 
+def _stack_into(xp, parts, out):
+    """``xp.stack(parts, axis=1)`` written into ``out`` (numpy: in one call)."""
+    if isinstance(out, np.ndarray):
+        np.stack(parts, axis=1, out=out)
+    else:
+        for col, a in enumerate(parts):
+            out[:, col, ...] = a
+
+
 def _gather(xp, a, idx):
     """``a``'s flat elements at the host indices ``idx``, shaped like ``idx``."""
     return xp.reshape(xp.take(xp.reshape(a, (-1,)), xp.asarray(idx.reshape(-1))), idx.shape)
@@ -139,6 +149,7 @@ class VertexMetrics:
         PW = int(bounds[-1])
         self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
         self._K = K = metric_block(plan.chunk, B, sum(sizes), PW + factor_values, plan.itemsize)
+        self._itemsize = plan.itemsize
         self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
         self._ring = RR = R + K
         # A Gram vertex of a flat dense layer paired with its parent's current
@@ -262,10 +273,9 @@ class VertexMetrics:
                 ring_d, ring_x = self._ref[first + 2 * q], self._ref[first + 2 * q + 1]
                 parts = []
                 for p, r, a, b in into:
-                    for col, (dj, xj) in enumerate(zip(ds, xs)):
-                        ring_d[a:b, col, ...] = dj[p:r, ...]
-                        ring_x[a:b, col, ...] = xj[p:r, ...]
                     rd, rx = ring_d[a:b, ...], ring_x[a:b, ...]
+                    _stack_into(xp, [dj[p:r, ...] for dj in ds], rd)
+                    _stack_into(xp, [xj[p:r, ...] for xj in xs], rx)
                     parts.append(gram(xp, rd, rx, rd, rx))
                 out += [None, None]
                 g = _concat(xp, parts, 0)
@@ -360,8 +370,11 @@ class VertexMetrics:
         (n, m): per vertex on views of the ring where each vertex's slots follow on
         (mod the ring: a new frame every tick), else on one gather of them all."""
         xp, (n, m), RR = self.xp, slots.shape, ring_d.shape[0]
-        if not all(np.array_equal(slots[:, c], (slots[0, c] + np.arange(n)) % RR)
-                   for c in range(m)):
+        # a vertex's views cost a few Python calls: they pay where its gather
+        # would copy more than VIEW_BYTES (not at L = 64, width 32, batch 1)
+        big = n * d.shape[-2] * (d.shape[-1] + x.shape[-1]) * self._itemsize >= VIEW_BYTES
+        if not big or not all(np.array_equal(slots[:, c], (slots[0, c] + np.arange(n)) % RR)
+                              for c in range(m)):
             return gram(xp, d, x, self._run_slots(ring_d, slots), self._run_slots(ring_x, slots))
         return xp.stack([_concat(xp, [gram(xp, d[p:r, c, ...], x[p:r, c, ...],
                                            ring_d[a:b, c, ...], ring_x[a:b, c, ...])
