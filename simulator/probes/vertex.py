@@ -69,7 +69,7 @@ def metric_layout(model, batch):
 
 
 BLOCK_BYTES = 16 * 2**20
-VIEW_BYTES = 64 * 2**10
+VIEW_BYTES = 256 * 2**10
 
 
 def metric_block(chunk, batch, vertex_values, weights, itemsize):
@@ -371,7 +371,7 @@ class VertexMetrics:
         (mod the ring: a new frame every tick), else on one gather of them all."""
         xp, (n, m), RR = self.xp, slots.shape, ring_d.shape[0]
         # a vertex's views cost a few Python calls: they pay where its gather
-        # would copy more than VIEW_BYTES (not at L = 64, width 32, batch 1)
+        # would copy more than VIEW_BYTES (not at paper scale or L = 64, width 32, batch 1)
         big = n * d.shape[-2] * (d.shape[-1] + x.shape[-1]) * self._itemsize >= VIEW_BYTES
         if not big or not all(np.array_equal(slots[:, c], (slots[0, c] + np.arange(n)) % RR)
                               for c in range(m)):
