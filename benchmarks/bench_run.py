@@ -41,6 +41,7 @@ from simulator.build import build
 from simulator.engine.drive import repeated_frames, stream_chunks
 from simulator.model import reference
 from simulator.model.reference import device_params
+from simulator.probes.recorder import Recorder
 from simulator.runner import Prepared
 from simulator.scene import load, validate
 
@@ -51,6 +52,13 @@ SIZES = [  # name, sizes or (depth, width), batch, dtype, ticks
     ("L=64 w=32 B=1 f64", (64, 32), 1, "float64", 300),
     ("784-256-64-10 B=16 f32", [784, 256, 64, 10], 16, "float32", 600),
 ]
+
+
+CLOCK = [time.perf_counter]    # --clock cpu: time.process_time (one BLAS thread, busy machine)
+
+
+def _now():
+    return CLOCK[0]()
 
 
 def _sync(device):
@@ -79,11 +87,11 @@ def bare(sc):
     u, y = engine.backend.asarray(u_host), engine.backend.asarray(y_host)
     device = sc["run"]["device"]
     _sync(device)
-    t = time.perf_counter()
+    t = _now()
     for k in range(ticks):
         engine.step(u[k], y[k])
     _sync(device)
-    return time.perf_counter() - t
+    return _now() - t
 
 
 def unrecorded(sc):
@@ -93,19 +101,19 @@ def unrecorded(sc):
     own cost."""
     parts = build(sc)
     engine = parts.engine()
-    t = time.perf_counter()
+    t = _now()
     engine.run(parts.stream, sc["run"]["ticks"])
     _sync(sc["run"]["device"])
-    return time.perf_counter() - t
+    return _now() - t
 
 
 def stream_only(sc):
     """Seconds of drawing the run's frames and the teacher's targets alone."""
     prepared = Prepared("bench_run", sc)
-    t = time.perf_counter()
+    t = _now()
     for _ in stream_chunks(prepared.stream, sc["run"]["ticks"], chunk=prepared.plan.chunk):
         pass
-    return time.perf_counter() - t
+    return _now() - t
 
 
 def reference_only(sc):
@@ -120,17 +128,24 @@ def reference_only(sc):
     Y = be.asarray(y[keep].reshape(-1, y.shape[-1]))
     params = device_params(be.xp, model, be.dtype)
     _sync(sc["run"]["device"])
-    t = time.perf_counter()
+    t = _now()
     reference.factors(model, U, Y, sc["rule"]["loss"], params)
     _sync(sc["run"]["device"])
-    return time.perf_counter() - t
+    return _now() - t
 
 
 def recorded(sc):
     """Seconds of the recorded ticks of ``Prepared.simulate`` (the run of
-    `tickprop run`): its ``simulate_s``, the ticks with their recording, without
+    `tickprop run`, its ``simulate_s``): the ticks with their recording, without
     building the engine and recorder (which bare() does not time either)."""
-    return Prepared("bench_run", sc).simulate().meta["timings"]["simulate_s"]
+    prepared = Prepared("bench_run", sc)
+    engine = prepared.parts.engine()
+    recorder = Recorder(engine, prepared.plan, reference=prepared.spec.rule.reference)
+    t = _now()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        engine.run(prepared.stream, prepared.plan.ticks, recorder)
+    _sync(sc["run"]["device"])
+    return _now() - t
 
 
 def best(fn, arg, repeats):
@@ -172,7 +187,14 @@ def main():
                          "case; fig2_slow holds 64)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="run.device of every run (cuda: cupy; the whole-command part is cpu only)")
+    ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                    help="wall: perf_counter; cpu: this process's CPU time (with --threads 1 "
+                         "on a shared machine, what other processes' load leaves out)")
+    ap.add_argument("--no-command", action="store_true",
+                    help="the sizes only, not fig3_fast's simulation and whole command")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        CLOCK[0] = time.process_time
     repeats = 1 if args.quick else args.rounds
     blas = threads.setup(args.threads)          # as `tickprop run` does
     print(f"BLAS threads: {blas['blas_threads']} ({blas['why']}); a new frame every "
@@ -191,7 +213,7 @@ def main():
         print(f"{name:26s} {ticks / t_bare:10.0f} {ticks / t_rec:13.0f} "
               f"{t_rec / t_bare:13.2f}x {t_rec / t_run:19.2f}x {t_ref / t_bare:9.2f}x "
               f"{t_str / t_bare:7.2f}x {floor:6.2f}x {t_rec / t_bare - floor:11.2f}x")
-    if args.device != "cpu":
+    if args.device != "cpu" or args.no_command:
         return
     ticks = 2000 if args.quick else 20000
     _, f3 = load("fig3_fast")

@@ -126,3 +126,26 @@ def test_teacher_targets_are_computed_in_the_runs_dtype():
     np.testing.assert_allclose(y32, y64, rtol=1e-5, atol=1e-6)
     assert not np.array_equal(y32, y64)                  # but were computed in float32
     np.testing.assert_array_equal(y32, y32.astype(np.float32).astype(np.float64))
+
+
+def test_teacher_targets_tell_frames_apart_past_their_first_value(monkeypatch):
+    """A frame equal to the one before at its first value but not further on is
+    a new frame (the repeat check compares first values, then the rest)."""
+    import simulator.streams as streams
+    teacher = streams.make_teacher([3, 4, 2], ["tanh", "linear"], seed=7)
+    p = teacher.parameters()
+    rows, evaluate = [], streams.evaluate
+
+    def counting(model, u, params=None):
+        rows.append(len(u))
+        return evaluate(model, u, params)
+    monkeypatch.setattr(streams, "evaluate", counting)
+    u = np.random.default_rng(3).normal(size=(4, 2, 3))
+    u[1] = u[0]
+    u[1, 1, 2] += 1.0          # same first value, another frame
+    u[2] = u[1]                # a repeat
+    y = streams.teacher_target(teacher, "mse")(u, None)
+    assert rows == [3 * 2]
+    for k in range(4):
+        want = np.tanh(u[k] @ p["1.W"].T + p["1.b"]) @ p["2.W"].T + p["2.b"]
+        np.testing.assert_allclose(y[k], want, rtol=1e-13)

@@ -55,6 +55,19 @@ def evaluate(model, u, params=None):
     return pres, outs
 
 
+def sweep(xp, model, p, u):
+    """(pres, outs, σ') per vertex index for the batch ``u`` with device params ``p``:
+    ``evaluate`` keeping σ' (None for a linear vertex) from the same activation call."""
+    pres, outs, slopes = [u], [u], [None]
+    for v in model.vertices[1:]:
+        pre = v.layer._pre(xp, vertex_params(p, v), [outs[i] for i in v.parents])
+        out, slope = (pre, None) if v.layer.linear else v.layer.activate(xp, pre)
+        pres.append(pre)
+        outs.append(out)
+        slopes.append(slope)
+    return pres, outs, slopes
+
+
 def forward(model, u, params=None):
     """{vertex name: value} of every vertex for the batch ``u`` (Eq. 1 on a graph)."""
     check_call("model.reference.forward", model, u, params=params, target=False)
@@ -74,8 +87,8 @@ def factors(model, u, y, loss="mse", params=None, feedback=None):
 def _factors(model, u, y, loss, params, feedback):
     """``factors`` of checked arguments."""
     xp = array_namespace(u)
-    pres, outs = evaluate(model, u, params)
     p = device_params(xp, model, u.dtype, params)
+    pres, outs, slopes = sweep(xp, model, p, u)
     fb = {} if feedback is None else {k: xp.asarray(a, dtype=u.dtype) for k, a in feedback.items()}
     value, grad = loss_and_grad(xp, loss, outs[-1], y)
     cot = [None] * len(model)
@@ -83,8 +96,8 @@ def _factors(model, u, y, loss, params, feedback):
     deltas = [None] * len(model)
     for v in reversed(model.vertices[1:]):
         d = cot[v.index]
-        if not v.layer.linear:
-            d = v.layer.derivative(xp, pres[v.index]) * d
+        if slopes[v.index] is not None:
+            d = slopes[v.index] * d
         deltas[v.index] = d
         if not any(v.parents):
             continue  # a vertex on the input alone sends no cotangent anywhere

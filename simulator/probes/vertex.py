@@ -69,6 +69,7 @@ def metric_layout(model, batch):
 
 
 BLOCK_BYTES = 16 * 2**20
+VIEW_BYTES = 256 * 2**10
 
 
 def metric_block(chunk, batch, vertex_values, weights, itemsize):
@@ -110,6 +111,15 @@ def _concat(xp, parts, axis):
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
 
 
+def _stack_into(xp, parts, out):
+    """``xp.stack(parts, axis=1)`` written into ``out`` (numpy: in one call)."""
+    if isinstance(out, np.ndarray):
+        np.stack(parts, axis=1, out=out)
+    else:
+        for col, a in enumerate(parts):
+            out[:, col, ...] = a
+
+
 def _gather(xp, a, idx):
     """``a``'s flat elements at the host indices ``idx``, shaped like ``idx``."""
     return xp.reshape(xp.take(xp.reshape(a, (-1,)), xp.asarray(idx.reshape(-1))), idx.shape)
@@ -139,6 +149,7 @@ class VertexMetrics:
         PW = int(bounds[-1])
         self._seg_of = np.repeat(np.arange(len(self._wkeys)), np.diff(bounds))
         self._K = K = metric_block(plan.chunk, B, sum(sizes), PW + factor_values, plan.itemsize)
+        self._itemsize = plan.itemsize
         self._R = R = 2 * eng.depth + eng.supervision_delay + 2   # frames a pairing reaches
         self._ring = RR = R + K
         # A Gram vertex of a flat dense layer paired with its parent's current
@@ -233,10 +244,12 @@ class VertexMetrics:
         xp = self.xp
         return xp.stack([xp.sum(a[:, lo:hi], axis=1) for lo, hi in self._segments], axis=1)
 
-    def _reference_rows(self, outs, deltas, F, B, grads):
+    def _reference_rows(self, outs, deltas, F, B, grads, into=None):
         """Ring rows (``_ref`` order) of F frames from the oracle's factors of
         their F·B rows: explicit W gradients (``grads(vertex, inputs, delta)``,
-        each (F, *W shape)), each Gram run's δ and x, ⟨G, G⟩ per vertex."""
+        each (F, *W shape)), each Gram run's δ and x, ⟨G, G⟩ per vertex. ``into``:
+        the ring pieces (``ring_pieces``) the F frames go to; each Gram run's δ and
+        x are then written there straight, not stacked first (their rows: None)."""
         xp = self.xp
         gg = [None] * len(self._gv)
         out = []
@@ -248,14 +261,26 @@ class VertexMetrics:
             sums = self._segment_sums(G * G)
             for seg, j in enumerate(self._ecols):
                 gg[j] = sums[:, seg]
-        for run in self._gruns:
+        first = len(out)
+        for q, run in enumerate(self._gruns):
             ds, xs = zip(*(self._gram_factors(j, deltas[self._gv[j].index],
                                               outs[self._gv[j].parents[0]], F) for j in run))
-            d, x = xp.stack(ds, axis=1), xp.stack(xs, axis=1)      # (F, m, rows, width)
-            out += [d, x]
-            g = gram(xp, d, x, d, x)
-            for q, j in enumerate(run):
-                gg[j] = g[:, q]
+            if into is None:
+                d, x = xp.stack(ds, axis=1), xp.stack(xs, axis=1)      # (F, m, rows, width)
+                out += [d, x]
+                g = gram(xp, d, x, d, x)
+            else:
+                ring_d, ring_x = self._ref[first + 2 * q], self._ref[first + 2 * q + 1]
+                parts = []
+                for p, r, a, b in into:
+                    rd, rx = ring_d[a:b, ...], ring_x[a:b, ...]
+                    _stack_into(xp, [dj[p:r, ...] for dj in ds], rd)
+                    _stack_into(xp, [xj[p:r, ...] for xj in xs], rx)
+                    parts.append(gram(xp, rd, rx, rd, rx))
+                out += [None, None]
+                g = _concat(xp, parts, 0)
+            for c, j in enumerate(run):
+                gg[j] = g[:, c]
         out.append(xp.stack(gg, axis=1))
         return out
 
@@ -268,9 +293,11 @@ class VertexMetrics:
                                                   params=eng.parameters())
         rows = self._reference_rows(
             outs, deltas, 1, u.shape[0],
-            lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0))
+            lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0),
+            into=[(0, 1, slot, slot + 1)])
         for ring, row in zip(self._ref, rows):
-            ring[slot:slot + 1, ...] = row
+            if row is not None:
+                ring[slot:slot + 1, ...] = row
         self._ref_frame[slot] = i
 
     def reference(self):
@@ -285,6 +312,9 @@ class VertexMetrics:
         src, fresh = repeat_sources(frames, self._ref_frame, RR)
         if self._params is None:
             self._params = eng.parameters()
+        pieces = ring_pieces(RR, i0, 0, n)
+        # every frame fresh (a new frame every tick): the rows go to the ring straight
+        into = pieces if len(fresh) == n else None
         parts = []
         if src[0] < 0:                                 # leading repeats: the slot before
             prev = (i0 - 1) % RR
@@ -299,15 +329,16 @@ class VertexMetrics:
             parts.append(self._reference_rows(
                 outs, deltas, F, B,
                 lambda v, inputs, d: graph_reference.frame_param_grads(
-                    xp, v.layer, inputs, d, F, B)["W"]))
-        rows = [_concat(xp, p, 0) for p in zip(*parts)]
+                    xp, v.layer, inputs, d, F, B)["W"], into=into))
+        rows = [None if p[-1] is None else _concat(xp, p, 0) for p in zip(*parts)]
         pick = src + (1 if src[0] < 0 else 0)
-        if not np.array_equal(pick, np.arange(rows[0].shape[0])):
+        if not np.array_equal(pick, np.arange(rows[-1].shape[0])):
             take = xp.asarray(pick)
             rows = [xp.take(r, take, axis=0) for r in rows]
-        for p, q, a, b in ring_pieces(RR, i0, 0, n):
+        for p, q, a, b in pieces:
             for ring, r in zip(self._ref, rows):
-                ring[a:b, ...] = r[p:q, ...]
+                if r is not None:
+                    ring[a:b, ...] = r[p:q, ...]
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
 
@@ -333,6 +364,22 @@ class VertexMetrics:
         flat = xp.reshape(ring, (-1,) + tuple(ring.shape[2:]))
         idx = xp.asarray((slots * m + np.arange(m)).reshape(-1))
         return xp.reshape(xp.take(flat, idx, axis=0), slots.shape + tuple(ring.shape[2:]))
+
+    def _gram_ref(self, d, x, ring_d, ring_x, slots):
+        """⟨g, G⟩ (n, m) of a run's rows against its ring's references at ``slots``
+        (n, m): per vertex on views of the ring where each vertex's slots follow on
+        (mod the ring: a new frame every tick), else on one gather of them all."""
+        xp, (n, m), RR = self.xp, slots.shape, ring_d.shape[0]
+        # a vertex's views cost a few Python calls: they pay where its gather
+        # would copy more than VIEW_BYTES (not at paper scale or L = 64, width 32, batch 1)
+        big = n * d.shape[-2] * (d.shape[-1] + x.shape[-1]) * self._itemsize >= VIEW_BYTES
+        if not big or not all(np.array_equal(slots[:, c], (slots[0, c] + np.arange(n)) % RR)
+                              for c in range(m)):
+            return gram(xp, d, x, self._run_slots(ring_d, slots), self._run_slots(ring_x, slots))
+        return xp.stack([_concat(xp, [gram(xp, d[p:r, c, ...], x[p:r, c, ...],
+                                           ring_d[a:b, c, ...], ring_x[a:b, c, ...])
+                                      for p, r, a, b in ring_pieces(RR, int(slots[0, c]), 0, n)],
+                                 0) for c in range(m)], axis=1)
 
     @np.errstate(divide="ignore", invalid="ignore")     # a zero gradient gives NaN
     def measure(self, ticks, rows, bx=None, bd=None):
@@ -368,10 +415,9 @@ class VertexMetrics:
             gg, gG = [], []
             for q, run in enumerate(self._gruns):
                 d, x = self._run_factors(run, n, bx, bd)               # (n, m, rows, width)
-                ref_d = self._run_slots(self._ref[first + 2 * q], slots[:, run])
-                ref_x = self._run_slots(self._ref[first + 2 * q + 1], slots[:, run])
                 gg.append(gram(xp, d, x, d, x))
-                gG.append(gram(xp, d, x, ref_d, ref_x))
+                gG.append(self._gram_ref(d, x, self._ref[first + 2 * q],
+                                         self._ref[first + 2 * q + 1], slots[:, run]))
             gg, gG = _concat(xp, gg, 1), _concat(xp, gG, 1)
             g_ = np.array(self._gcols)
             GGg = _gather(xp, self._ref_gg, slots[:, g_] * C + g_)
