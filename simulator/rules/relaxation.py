@@ -18,6 +18,7 @@ from ..errors import NumericalError, SimulatorError
 from ..options import LOSSES, check_choice, loss_and_grad
 from ..model.graph import Model
 from ..model.reference import device_params, evaluate, vertex_params
+from ..model.reference import sweep as forward_sweep
 
 # variant: (B in W's place: None, fixed random, or learned by Eq. 6 as W is; σ' used)
 _VARIANTS = {"exact": (None, True),                       # Eq. 5
@@ -145,14 +146,7 @@ def model_sweep(model, u, y, loss="mse", params=None):
         evaluate(model, u)            # raises the oracle's one clear error for a bad input
     xp = array_namespace(u)
     p = device_params(xp, model, u.dtype, params)
-    pres, outs, derivs = [u], [u], [None]
-    for v in model.vertices[1:]:
-        # Layer.value with σ and σ' from one activation call
-        pre = v.layer._pre(xp, vertex_params(p, v), [outs[i] for i in v.parents])
-        out, d = (pre, None) if v.layer.linear else v.layer.activate(xp, pre)
-        pres.append(pre)
-        outs.append(out)
-        derivs.append(d)
+    pres, outs, derivs = forward_sweep(xp, model, p, u)
     value, grad = loss_and_grad(xp, check_choice("loss", loss, tuple(LOSSES)), outs[-1], y)
     return ModelSweep(model, p, pres, outs, derivs, grad, value)
 
