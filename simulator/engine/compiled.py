@@ -487,12 +487,20 @@ class CompiledEngine:
             hi = min(lo + step, len(u_host))
             first = self.tick + 1
             out = self.run_chunk(u_host[lo:hi], y_host[lo:hi], record=True, length=pad)
+            U, Y = u_host[lo:hi].astype(dt, copy=False), y_host[lo:hi].astype(dt, copy=False)
+            if hasattr(recorder, "record_block"):       # the Recorder: the scan at once
+                params = out.get("params")
+                recorder.record_block(
+                    first, out["X"], out["D"], U, Y, frame_ids[lo:hi], repeats[lo:hi],
+                    {i: (out["pairs"][i], out["D"][i]) for i in self._plan.params},
+                    self._clock.state, params and (lambda k: {key: a[k] for key, a in
+                                                               params.items()}))
+                continue
             end = self.tick
-            try:
+            try:                                        # any other recorder: tick by tick
                 for k in range(hi - lo):
                     self._view, self.tick = jax.tree_util.tree_map(lambda a: a[k], out), first + k
-                    recorder.record(self.tick, u_host[lo + k].astype(dt),
-                                    y_host[lo + k].astype(dt), int(frame_ids[lo + k]),
+                    recorder.record(self.tick, U[k], Y[k], int(frame_ids[lo + k]),
                                     bool(repeats[lo + k]))
             finally:
                 self._view, self.tick = None, end

@@ -181,13 +181,27 @@ class VertexMetrics:
         """Tick i's frame: kept for the block's reference (frozen) or referenced now."""
         if self._frozen:
             self._frames.append((i, u, y, repeat))
-        else:
-            self._reference_now(i, u, y)
+        elif self._gv:
+            self._reference_now(i, u, y, self.engine.parameters())
         self._since += 1
+
+    def frames(self, i0, U, Y, repeats, params=None):
+        """``frame`` for ticks i0 … i0 + len(U) − 1 (learning: ``params(k)`` the
+        weights of tick i0 + k)."""
+        if self._frozen:
+            self._frames.extend(zip(range(i0, i0 + len(U)), U, Y, repeats.tolist()))
+        elif self._gv:
+            for k in range(len(U)):
+                self._reference_now(i0 + k, U[k], Y[k], params(k))
+        self._since += len(U)
 
     def due(self):
         """Whether K ticks passed since the last block (the ring holds no more)."""
         return self._since >= self._K
+
+    def room(self):
+        """Ticks until ``due``."""
+        return self._K - self._since
 
     def pending(self):
         """Whether ticks were fed since the last block."""
@@ -197,13 +211,15 @@ class VertexMetrics:
         """Row k of the block: the factors (δ, paired inputs) of every weighted
         vertex that does not read them off the Recorder's block."""
         if self._copied:
-            factors = {v.index: (x, d) for v, x, d in self.engine.gradient_factors()}
-            for j in self._copied:
-                v = self._gv[j]
-                inputs, delta = factors[v.index]
-                self._blk_d[j][k, ...] = delta
-                for q, a in enumerate(inputs):
-                    self._blk_x[j][q][k, ...] = a
+            self.put(k, {v.index: (x, d) for v, x, d in self.engine.gradient_factors()})
+
+    def put(self, at, factors):
+        """``factors`` {vertex index: (paired inputs, δ)} into block row(s) ``at``."""
+        for j in self._copied:
+            inputs, delta = factors[self._gv[j].index]
+            self._blk_d[j][at, ...] = delta
+            for q, a in enumerate(inputs):
+                self._blk_x[j][q][at, ...] = a
 
     def _chained(self, i, j, shapes):
         a, b = self._gv[i], self._gv[j]
@@ -259,13 +275,10 @@ class VertexMetrics:
         out.append(xp.stack(gg, axis=1))
         return out
 
-    def _reference_now(self, i, u, y):
-        """Learning on: the reference of frame i with the weights of tick i."""
-        if not self._gv:
-            return
+    def _reference_now(self, i, u, y, params):
+        """Learning on: the reference of frame i with the weights ``params`` of tick i."""
         eng, xp, slot = self.engine, self.xp, i % self._ring
-        outs, deltas, _ = graph_reference.factors(eng.model, u, y, eng.loss,
-                                                  params=eng.parameters())
+        outs, deltas, _ = graph_reference.factors(eng.model, u, y, eng.loss, params=params)
         rows = self._reference_rows(
             outs, deltas, 1, u.shape[0],
             lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0))
