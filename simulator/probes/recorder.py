@@ -64,11 +64,14 @@ class Recorder:
         self._direct = states_in_place(plan, n - 1, be.device)
         self._blk = None if self._direct else be.zeros((K, 2, n, B, N))
         self._blk_ticks = []
+        self._given = False                 # norms given by the engine (record_block)
         self._m = None
         if plan.metrics:
             for k in METRIC_KEYS:
                 host[k] = np.full((T, n - 1), np.nan)
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
+        # whether anything but the norms reads the block's x and δ
+        self._block_read = plan.states or (self._m is not None and bool(self._m.in_block))
         if plan.states:
             S, nl = plan.rows, len(plan.layers)
             # written now (not np.zeros' pages, faulted in by the first ticks)
@@ -107,14 +110,16 @@ class Recorder:
             self._process_block()
 
     def record_block(self, i0, X, D, U, Y, frame_ids, repeats, factors=(), tags=None,
-                     params=None):
+                     params=None, norms=None):
         """Record ticks i0 … i0 + n − 1 at once from stacked per-tick host arrays (the
         compiled executor's scan): x and δ per vertex (n, B, *shape) (δ of the input
         None), frames U, Y, ``frame_ids``, ``repeats`` (n,), ``factors`` {vertex index:
         (paired inputs, δ)} stacked alike, ``tags(t)`` the engine's ``tag_state()`` at
         tick t (read during the tag clock's warm-up only) and, learning, ``params(k)``
-        the weights of tick i0 + k. Whole segments (up to a full block) per copy; the
-        block processing is ``record``'s."""
+        the weights of tick i0 + k; ``norms``: (‖x‖, ‖δ‖) per tick and vertex when the
+        engine took them (then x and δ are copied only for states or the mismatch).
+        Whole segments (up to a full block) per copy; the block processing is ``record``'s."""
+        self._given = norms is not None
         m, clock, every, n = self._m, self._clock, self._every, len(U)
         lo = 0
         while lo < n:
@@ -136,8 +141,12 @@ class Recorder:
             if len(rec):
                 k, r0, at = len(self._blk_ticks), first // every, slice(first - i0, end - i0, every)
                 rows = slice(r0, r0 + len(rec))
-                self._put(k, rows, [a[at] for a in X], [None if a is None else a[at] for a in D],
-                          self._each, (-1,))
+                if not self._given or self._block_read:
+                    self._put(k, rows, [a[at] for a in X], [a if a is None else a[at] for a in D],
+                              self._each, (-1,))
+                if self._given:
+                    self._host["x_norm"][rows], self._host["delta_norm"][rows] = (
+                        a[at] for a in norms)
                 if m is not None:
                     m.put(slice(k, k + len(rec)),
                           {v: ([a[at] for a in xs], d[at]) for v, (xs, d) in factors.items()})
@@ -207,7 +216,7 @@ class Recorder:
             bx, bd = host["state_x"][rows], host["state_delta"][rows]
         else:
             bx, bd = self._blk[:n, 0, ...], self._blk[:n, 1, ...]
-        for key, b in (("x_norm", bx), ("delta_norm", bd)):
+        for key, b in () if self._given else (("x_norm", bx), ("delta_norm", bd)):
             flat = xp.reshape(b, b.shape[:2] + (-1,))
             host[key][rows] = be.to_host(xp.sqrt(xp.vecdot(flat, flat)))    # (n, layers)
         self._settle_tags(ticks, rows)

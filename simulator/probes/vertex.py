@@ -143,7 +143,7 @@ class VertexMetrics:
         self._ring = RR = R + K
         # A Gram vertex of a flat dense layer paired with its parent's current
         # x (pairing `local`) reads δ and x off the Recorder's block rows.
-        self._in_block = {j for j in self._gcols
+        self.in_block = {j for j in self._gcols
                           if eng.pairing == "local" and len(self._gv[j].shape) == 1
                           and len(self._gv[j].parents) == 1
                           and len(model.vertices[self._gv[j].parents[0]].shape) == 1}
@@ -168,7 +168,7 @@ class VertexMetrics:
         # explicit g of the pending rows, formed per block from copies of each
         # recorded tick's factors (δ and the inputs g pairs it with)
         self._blk_g = be.zeros((K, PW)) if PW else None
-        self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
+        self._copied = [j for j in range(len(self._gv)) if j not in self.in_block]
         self._blk_d = {j: be.zeros((K, B) + tuple(self._gv[j].shape)) for j in self._copied}
         self._blk_x = {j: [be.zeros((K, B) + tuple(model.vertices[p].shape))
                            for p in self._gv[j].parents] for j in self._copied}
@@ -223,7 +223,7 @@ class VertexMetrics:
 
     def _chained(self, i, j, shapes):
         a, b = self._gv[i], self._gv[j]
-        return (i in self._in_block and j in self._in_block and b.index == a.index + 1
+        return (i in self.in_block and j in self.in_block and b.index == a.index + 1
                 and a.parents[0] == a.index - 1 and b.parents[0] == b.index - 1
                 and shapes[f"{a.name}.W"] == shapes[f"{b.name}.W"])
 
@@ -328,7 +328,7 @@ class VertexMetrics:
         """δ and x (n, m, rows, width) of a Gram run's n pending rows: views of
         the Recorder's block (``bx``, ``bd``) or the run's one copy."""
         j, xp = run[0], self.xp
-        if j in self._in_block:
+        if j in self.in_block:
             v, m = self._gv[j], len(run)
             p = v.parents[0]
             return (bd[:n, v.index:v.index + m, :, :v.shape[0]],
