@@ -14,6 +14,7 @@ from simulator import Model
 from simulator.engine import compiled
 from simulator.engine.compiled import CompiledEngine
 from simulator.engine.tick import GraphEngine
+from simulator.errors import NumericalError
 from simulator.probes import RecordPlan, Recorder, plan as record_plan, vertex
 from simulator.streams import HeldStream
 
@@ -88,3 +89,31 @@ def test_block_recording_gives_the_tick_by_tick_and_numpy_traces(case, monkeypat
         # ‖g − G‖ from gg − 2gG + GG: where g = G rounding shows as its root (~1e-8)
         atol = 1e-7 if key == "mismatch_rel" else 1e-12
         np.testing.assert_allclose(b, w, rtol=1e-10, atol=atol, err_msg=key)
+
+
+class Frames:
+    """Fixed host frames: ``take(n)`` gives the next n (u, y, ids)."""
+
+    def __init__(self, u, y):
+        self.u, self.y, self.at = u, y, 0
+
+    def take(self, n):
+        a, self.at = self.at, self.at + n
+        return self.u[a:self.at], self.y[a:self.at], np.arange(a, self.at)
+
+
+def test_a_recorded_run_reports_the_numpy_engines_first_non_finite_tick():
+    """A NaN in frame 13 (of the third 6-tick scan): the recorded compiled run
+    raises the NumericalError (tick, vertex, quantity) the numpy engine does."""
+    model = Model.from_layers(RESIDUAL, (5,), seed=3)
+    rng = np.random.default_rng(1)
+    u, y = rng.normal(size=(30, 2, 5)), rng.normal(size=(30, 2, 3))
+    u[13, 1, 2] = np.nan
+    errors = []
+    for cls in (GraphEngine, CompiledEngine):
+        engine = cls(model, batch=2, supervision_delay=2)
+        plan = RecordPlan(30, engine.n - 1, 6, 2, 8, chunk=6)
+        with np.errstate(all="ignore"), pytest.raises(NumericalError) as err:
+            engine.run(Frames(u, y), 30, Recorder(engine, plan))
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] and "at tick 13," in errors[0]
