@@ -109,8 +109,8 @@ class Recorder:
         if k + 1 == self._K or (m is not None and m.due()):
             self._process_block()
 
-    def record_block(self, i0, X, D, U, Y, frame_ids, repeats, factors=(), tags=None,
-                     params=None, norms=None):
+    def record_block(self, i0, X, D, U, Y, frame_ids, repeats, factors, tags, params=None,
+                     norms=None):
         """Record ticks i0 … i0 + n − 1 at once from stacked per-tick host arrays (the
         compiled executor's scan): x and δ per vertex (n, B, *shape) (δ of the input
         None), frames U, Y, ``frame_ids``, ``repeats`` (n,), ``factors`` {vertex index:
