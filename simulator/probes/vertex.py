@@ -91,19 +91,14 @@ def ring_pieces(ring, i0, lo, hi):
     return out
 
 
-def repeat_sources(frames, ref_frame, ring):
-    """(src, fresh) for pending ``frames`` (tick, u, y, repeat): ``fresh`` the
-    frames needing their own backprop, ``src[k]`` the index into ``fresh`` of
-    frame k's reference, −1 for a leading repeat of the ring's previous tick
-    (``ref_frame``: the frame each slot holds)."""
-    src, fresh = np.empty(len(frames), dtype=np.int64), []
-    for k, (i, _, _, rep) in enumerate(frames):
-        if rep and i > 0 and (k > 0 or ref_frame[(i - 1) % ring] == i - 1):
-            src[k] = src[k - 1] if k else -1
-        else:
-            src[k] = len(fresh)
-            fresh.append(k)
-    return src, fresh
+def repeat_sources(i0, repeats, ref_frame, ring):
+    """(src, fresh) for the pending frames of ticks i0, i0 + 1, … (``repeats``: each
+    repeats the frame before): ``fresh`` the indices of the frames needing their own
+    backprop, ``src[k]`` the index into ``fresh`` of frame k's reference, −1 for a
+    leading repeat of the ring's previous tick (``ref_frame``: the frame each slot holds)."""
+    new = ~np.asarray(repeats, dtype=bool)
+    new[0] |= i0 == 0 or ref_frame[(i0 - 1) % ring] != i0 - 1
+    return np.cumsum(new) - 1, np.flatnonzero(new)
 
 
 def _concat(xp, parts, axis):
@@ -173,14 +168,15 @@ class VertexMetrics:
         self._blk_x = {j: [be.zeros((K, B) + tuple(model.vertices[p].shape))
                            for p in self._gv[j].parents] for j in self._copied}
         self._since = 0                               # ticks since the last block
-        self._frames = []                             # frozen: (tick, u, y, repeat) pending
+        # frozen: the pending (tick, u, y, repeat, False) or (first tick, U, Y, repeats, True)
+        self._frames = []
         self._frozen = not eng.learning_rate
         self._params = None                           # frozen: read once per run
 
     def frame(self, i, u, y, repeat):
         """Tick i's frame: kept for the block's reference (frozen) or referenced now."""
         if self._frozen:
-            self._frames.append((i, u, y, repeat))
+            self._frames.append((i, u, y, repeat, False))
         elif self._gv:
             self._reference_now(i, u, y, self.engine.parameters())
         self._since += 1
@@ -189,7 +185,7 @@ class VertexMetrics:
         """``frame`` for ticks i0 … i0 + len(U) − 1 (learning: ``params(k)`` the
         weights of tick i0 + k)."""
         if self._frozen:
-            self._frames.extend(zip(range(i0, i0 + len(U)), U, Y, repeats.tolist()))
+            self._frames.append((i0, U, Y, repeats, True))
         elif self._gv:
             for k in range(len(U)):
                 self._reference_now(i0 + k, U[k], Y[k], params(k))
@@ -294,17 +290,19 @@ class VertexMetrics:
         if not (frames and self._gv):
             return
         eng, xp, RR = self.engine, self.xp, self._ring
-        n, i0 = len(frames), frames[0][0]
-        src, fresh = repeat_sources(frames, self._ref_frame, RR)
+        i0, stacked = frames[0][0], frames[0][4]
+        reps = (np.concatenate([f[3] for f in frames]) if stacked else
+                np.array([f[3] for f in frames], dtype=bool))
+        n = len(reps)
+        src, fresh = repeat_sources(i0, reps, self._ref_frame, RR)
         if self._params is None:
             self._params = eng.parameters()
         parts = []
         if src[0] < 0:                                 # leading repeats: the slot before
             prev = (i0 - 1) % RR
             parts.append([ring[prev:prev + 1, ...] for ring in self._ref])
-        if fresh:
-            U = xp.stack([frames[k][1] for k in fresh])
-            Y = xp.stack([frames[k][2] for k in fresh])
+        if len(fresh):
+            U, Y = (self._fresh(frames, j, fresh, stacked) for j in (1, 2))
             F, B = len(fresh), int(U.shape[1])
             outs, deltas, _ = graph_reference.factors(
                 eng.model, xp.reshape(U, (F * B,) + tuple(U.shape[2:])),
@@ -323,6 +321,14 @@ class VertexMetrics:
                 ring[a:b, ...] = r[p:q, ...]
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
+
+    def _fresh(self, frames, j, fresh, stacked):
+        """The ``fresh`` pending frames' inputs (j = 1) or targets (j = 2), stacked."""
+        xp = self.xp
+        if not stacked:
+            return xp.stack([frames[k][j] for k in fresh])
+        a = _concat(xp, [f[j] for f in frames], 0)
+        return a if len(fresh) == a.shape[0] else xp.take(a, xp.asarray(fresh), axis=0)
 
     def _run_factors(self, run, n, bx, bd):
         """δ and x (n, m, rows, width) of a Gram run's n pending rows: views of
