@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from graph_models import CONV, RESIDUAL
+from test_executors import Frames
 from simulator import Model
 from simulator.engine import compiled
 from simulator.engine.compiled import CompiledEngine
@@ -89,17 +90,6 @@ def test_block_recording_gives_the_tick_by_tick_and_numpy_traces(case, monkeypat
         # ‖g − G‖ from gg − 2gG + GG: where g = G rounding shows as its root (~1e-8)
         atol = 1e-7 if key == "mismatch_rel" else 1e-12
         np.testing.assert_allclose(b, w, rtol=1e-10, atol=atol, err_msg=key)
-
-
-class Frames:
-    """Fixed host frames: ``take(n)`` gives the next n (u, y, ids)."""
-
-    def __init__(self, u, y):
-        self.u, self.y, self.at = u, y, 0
-
-    def take(self, n):
-        a, self.at = self.at, self.at + n
-        return self.u[a:self.at], self.y[a:self.at], np.arange(a, self.at)
 
 
 def test_a_recorded_run_reports_the_numpy_engines_first_non_finite_tick():
