@@ -144,6 +144,25 @@ class Plan:
                         d.update(zip(keys, d.pop("|".join(keys))))
         return s
 
+    def per_vertex(self, out):
+        """Recorded scan outputs ``out`` (host) with per-vertex X, P, D (views,
+        ticks first), ``x_norm`` and ``delta_norm`` (ticks, vertices) and, pairing
+        `local`, the pairs."""
+        norms = iter(out.pop("norms"))
+        for key in ("x_norm", "delta_norm"):
+            out[key] = np.full((len(out["X"][0]), self.n), np.nan)
+            for c in self.layout[key[0].upper()]:
+                out[key][:, list(c)] = next(norms)
+        for key in ("X", "P", "D"):
+            one = [None] * self.n
+            for c, a in zip(self.layout[key], out[key]):
+                for j, i in enumerate(c):
+                    one[i] = a[:, j]
+            out[key] = tuple(one)
+        out.setdefault("pairs", {i: [out["X"][p] for p in self.model.vertices[i].parents]
+                                 for i in self.params})
+        return out
+
     @staticmethod
     def finite(s):
         """0 when every x, pre and δ of packed state ``s`` is finite, else NaN
@@ -325,12 +344,17 @@ def chunk_loop(plan, record, exact=False, masked=False):
             u, y, on = xs
             new, out, pairs = _tick(plan, plan.unpack({**moving, **fixed}), (u, y), exact)
             if record:
-                out.update(X=new["X"], P=new["P"], D=new["D"], pairs=pairs)
+                if plan.pairing != "local":     # else the parents' x (``per_vertex``)
+                    out["pairs"] = pairs
                 if learning:
                     out["params"] = new["params"]
                     if "F" in new:
                         out["F"] = new["F"]
             new = plan.pack(new)
+            if record:                          # stacked by shape: a few outputs a tick
+                out.update(X=new["X"], P=new["P"], D=new["D"], norms=tuple(
+                    jnp.sqrt(jnp.sum(a * a, axis=tuple(range(1, a.ndim))))
+                    for key in "XD" for a in new[key]))     # the recorder's, ~8× cheaper
             if not exact:
                 out["finite"] = plan.finite(new)
             kept = {k: a for k, a in new.items() if k not in fixed}
@@ -419,7 +443,7 @@ class CompiledEngine:
             row = int(np.argmax(bad))
             q, i = self._first_slot(before, U[:row + 1], Y[:row + 1])
             raise NumericalError(start + row, i, FINITE_QUANTITIES[q], name=self.names[i])
-        return host if record else None
+        return self._plan.per_vertex(host) if record else None
 
     def _first_slot(self, state, U, Y):
         """(quantity, vertex) of the first non-finite slot at the last of these
@@ -487,12 +511,21 @@ class CompiledEngine:
             hi = min(lo + step, len(u_host))
             first = self.tick + 1
             out = self.run_chunk(u_host[lo:hi], y_host[lo:hi], record=True, length=pad)
+            U, Y = u_host[lo:hi].astype(dt, copy=False), y_host[lo:hi].astype(dt, copy=False)
+            if hasattr(recorder, "record_block"):       # the Recorder: the scan at once
+                params = out.get("params")
+                recorder.record_block(
+                    first, out["X"], out["D"], U, Y, frame_ids[lo:hi], repeats[lo:hi],
+                    {i: (out["pairs"][i], out["D"][i]) for i in self._plan.params},
+                    self._clock.state, params and (lambda k: {key: a[k] for key, a in
+                                                               params.items()}),
+                    (out["x_norm"], out["delta_norm"]))
+                continue
             end = self.tick
-            try:
+            try:                                        # any other recorder: tick by tick
                 for k in range(hi - lo):
                     self._view, self.tick = jax.tree_util.tree_map(lambda a: a[k], out), first + k
-                    recorder.record(self.tick, u_host[lo + k].astype(dt),
-                                    y_host[lo + k].astype(dt), int(frame_ids[lo + k]),
+                    recorder.record(self.tick, U[k], Y[k], int(frame_ids[lo + k]),
                                     bool(repeats[lo + k]))
             finally:
                 self._view, self.tick = None, end

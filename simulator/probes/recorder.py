@@ -37,8 +37,11 @@ class Recorder:
         self._runs = bool(runs)
         each = [(l, s, len(v.shape) == 1)
                 for l, (s, v) in enumerate(zip(self._sizes, engine.model.vertices))]
+        # (x, δ) vertices copied one by one: per tick those outside a run, per block all
+        each_d = [c for c in each if c[0] or self._vertex is not None]
+        self._each = (each, each_d)
         self._copy_x = [c for c in each if c[0] not in in_x]
-        self._copy_d = [c for c in each if c[0] not in in_d and (c[0] or self._vertex is not None)]
+        self._copy_d = [c for c in each_d if c[0] not in in_d]
         n, N = engine.n, max(self._sizes)
         self._every = plan.every
         self._host = host = {
@@ -61,11 +64,14 @@ class Recorder:
         self._direct = states_in_place(plan, n - 1, be.device)
         self._blk = None if self._direct else be.zeros((K, 2, n, B, N))
         self._blk_ticks = []
+        self._given = False                 # norms given by the engine (record_block)
         self._m = None
         if plan.metrics:
             for k in METRIC_KEYS:
                 host[k] = np.full((T, n - 1), np.nan)
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
+        # whether anything but the norms reads the block's x and δ
+        self._block_read = plan.states or (self._m is not None and bool(self._m.in_block))
         if plan.states:
             S, nl = plan.rows, len(plan.layers)
             # written now (not np.zeros' pages, faulted in by the first ticks)
@@ -103,28 +109,86 @@ class Recorder:
         if k + 1 == self._K or (m is not None and m.due()):
             self._process_block()
 
+    def record_block(self, i0, X, D, U, Y, frame_ids, repeats, factors, tags, params=None,
+                     norms=None):
+        """Record ticks i0 … i0 + n − 1 at once from stacked per-tick host arrays (the
+        compiled executor's scan): x and δ per vertex (n, B, *shape) (δ of the input
+        None), frames U, Y, ``frame_ids``, ``repeats`` (n,), ``factors`` {vertex index:
+        (paired inputs, δ)} stacked alike, ``tags(t)`` the engine's ``tag_state()`` at
+        tick t (read during the tag clock's warm-up only) and, learning, ``params(k)``
+        the weights of tick i0 + k; ``norms``: (‖x‖, ‖δ‖) per tick and vertex when the
+        engine took them (then x and δ are copied only for states or the mismatch).
+        Whole segments (up to a full block) per copy; the block processing is ``record``'s."""
+        self._given = norms is not None
+        m, clock, every, n = self._m, self._clock, self._every, len(U)
+        lo = 0
+        while lo < n:
+            i = i0 + lo
+            first = -(-i // every) * every          # the segment's first recorded tick
+            end = min(i0 + n, first + (self._K - len(self._blk_ticks) - 1) * every + 1)
+            if m is not None:
+                end = min(end, i + m.room())
+            warm = []
+            for t in range(i, end):
+                if clock.ready:
+                    break
+                warm.append(tags(t)[self._tag_pick])
+                clock.observe(t, warm[-1])
+            if m is not None:
+                m.frames(i, U[lo:end - i0], Y[lo:end - i0], repeats[lo:end - i0],
+                         params and (lambda k, lo=lo: params(lo + k)))
+            rec = np.arange(first, end, every)
+            if len(rec):
+                k, r0, at = len(self._blk_ticks), first // every, slice(first - i0, end - i0, every)
+                rows = slice(r0, r0 + len(rec))
+                if not self._given or self._block_read:
+                    self._put(k, rows, [a[at] for a in X], [a if a is None else a[at] for a in D],
+                              self._each, (-1,))
+                if self._given:
+                    self._host["x_norm"][rows], self._host["delta_norm"][rows] = (
+                        a[at] for a in norms)
+                if m is not None:
+                    m.put(slice(k, k + len(rec)),
+                          {v: ([a[at] for a in xs], d[at]) for v, (xs, d) in factors.items()})
+                self._blk_ticks.extend(rec.tolist())
+                self._host["stream_frame"][rows] = frame_ids[at]
+                for t in rec[rec - i < len(warm)].tolist():
+                    for arr, tag in zip(self._tag_rows, warm[t - i]):
+                        arr[t // every] = tag
+            lo = end - i0
+            if len(self._blk_ticks) == self._K or (m is not None and m.due()):
+                self._process_block()
+
     def _read_tags(self):
         """The engine's tags of this tick, (tag keys, vertices) in ``_tag_keys`` order."""
         return self.engine.tag_state()[self._tag_pick]
 
     def _copy(self, k, row):
         """x and δ of every vertex into block row k (or, in place, host row ``row``)."""
-        eng, xp, B = self.engine, self.xp, self.engine.batch
+        eng = self.engine
         X, D = eng.state_views()            # live views: read within this tick
-        if self._direct:
-            bx, bd = self._host["state_x"][row, ...], self._host["state_delta"][row, ...]
-        else:
-            bx, bd = self._blk[k, 0, ...], self._blk[k, 1, ...]
+        bx, bd = self._put(k, row, X, D, (self._copy_x, self._copy_d), ())
         if self._runs:
             for first, Xr, Dr in eng.state_blocks():
                 w = Xr.shape[-1]
                 bx[first:first + Xr.shape[0], :, :w] = Xr
                 bd[first + 1:first + 1 + Dr.shape[0], :, :w] = Dr
-        for l, s, flat in self._copy_x:        # a flat vertex needs no reshape
-            bx[l, :, :s] = X[l] if flat else xp.reshape(X[l], (B, s))
-        for l, s, flat in self._copy_d:        # the input's δ row: x in a graph trace
+
+    def _put(self, k, row, X, D, each, lead):
+        """x and δ of ``each`` (x, δ) vertices into block row k (or, in place, host row
+        ``row``): one tick (``lead`` ()) or, ``row`` a slice, a segment's (``lead`` (-1,))."""
+        xp, B = self.xp, self.engine.batch
+        if self._direct:
+            bx, bd = self._host["state_x"][row, ...], self._host["state_delta"][row, ...]
+        else:
+            at = slice(k, k + row.stop - row.start) if lead else k
+            bx, bd = self._blk[at, 0, ...], self._blk[at, 1, ...]
+        for l, s, flat in each[0]:        # a flat vertex needs no reshape
+            bx[..., l, :, :s] = X[l] if flat else xp.reshape(X[l], lead + (B, s))
+        for l, s, flat in each[1]:        # the input's δ row: x in a graph trace
             a = D[l] if l else X[0]
-            bd[l, :, :s] = a if flat else xp.reshape(a, (B, s))
+            bd[..., l, :, :s] = a if flat else xp.reshape(a, lead + (B, s))
+        return bx, bd
 
     def _settle_tags(self, ticks, rows):
         """Closed-form tags of the block's rows after the clock's warm-up."""
@@ -152,7 +216,7 @@ class Recorder:
             bx, bd = host["state_x"][rows], host["state_delta"][rows]
         else:
             bx, bd = self._blk[:n, 0, ...], self._blk[:n, 1, ...]
-        for key, b in (("x_norm", bx), ("delta_norm", bd)):
+        for key, b in () if self._given else (("x_norm", bx), ("delta_norm", bd)):
             flat = xp.reshape(b, b.shape[:2] + (-1,))
             host[key][rows] = be.to_host(xp.sqrt(xp.vecdot(flat, flat)))    # (n, layers)
         self._settle_tags(ticks, rows)

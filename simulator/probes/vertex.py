@@ -92,19 +92,14 @@ def ring_pieces(ring, i0, lo, hi):
     return out
 
 
-def repeat_sources(frames, ref_frame, ring):
-    """(src, fresh) for pending ``frames`` (tick, u, y, repeat): ``fresh`` the
-    frames needing their own backprop, ``src[k]`` the index into ``fresh`` of
-    frame k's reference, −1 for a leading repeat of the ring's previous tick
-    (``ref_frame``: the frame each slot holds)."""
-    src, fresh = np.empty(len(frames), dtype=np.int64), []
-    for k, (i, _, _, rep) in enumerate(frames):
-        if rep and i > 0 and (k > 0 or ref_frame[(i - 1) % ring] == i - 1):
-            src[k] = src[k - 1] if k else -1
-        else:
-            src[k] = len(fresh)
-            fresh.append(k)
-    return src, fresh
+def repeat_sources(i0, repeats, ref_frame, ring):
+    """(src, fresh) for the pending frames of ticks i0, i0 + 1, … (``repeats``: each
+    repeats the frame before): ``fresh`` the indices of the frames needing their own
+    backprop, ``src[k]`` the index into ``fresh`` of frame k's reference, −1 for a
+    leading repeat of the ring's previous tick (``ref_frame``: the frame each slot holds)."""
+    new = ~np.asarray(repeats, dtype=bool)
+    new[0] |= i0 == 0 or ref_frame[(i0 - 1) % ring] != i0 - 1
+    return np.cumsum(new) - 1, np.flatnonzero(new)
 
 
 def _concat(xp, parts, axis):
@@ -154,7 +149,7 @@ class VertexMetrics:
         self._ring = RR = R + K
         # A Gram vertex of a flat dense layer paired with its parent's current
         # x (pairing `local`) reads δ and x off the Recorder's block rows.
-        self._in_block = {j for j in self._gcols
+        self.in_block = {j for j in self._gcols
                           if eng.pairing == "local" and len(self._gv[j].shape) == 1
                           and len(self._gv[j].parents) == 1
                           and len(model.vertices[self._gv[j].parents[0]].shape) == 1}
@@ -179,26 +174,41 @@ class VertexMetrics:
         # explicit g of the pending rows, formed per block from copies of each
         # recorded tick's factors (δ and the inputs g pairs it with)
         self._blk_g = be.zeros((K, PW)) if PW else None
-        self._copied = [j for j in range(len(self._gv)) if j not in self._in_block]
+        self._copied = [j for j in range(len(self._gv)) if j not in self.in_block]
         self._blk_d = {j: be.zeros((K, B) + tuple(self._gv[j].shape)) for j in self._copied}
         self._blk_x = {j: [be.zeros((K, B) + tuple(model.vertices[p].shape))
                            for p in self._gv[j].parents] for j in self._copied}
         self._since = 0                               # ticks since the last block
-        self._frames = []                             # frozen: (tick, u, y, repeat) pending
+        # frozen: the pending (tick, u, y, repeat, False) or (first tick, U, Y, repeats, True)
+        self._frames = []
         self._frozen = not eng.learning_rate
         self._params = None                           # frozen: read once per run
 
     def frame(self, i, u, y, repeat):
         """Tick i's frame: kept for the block's reference (frozen) or referenced now."""
         if self._frozen:
-            self._frames.append((i, u, y, repeat))
-        else:
-            self._reference_now(i, u, y)
+            self._frames.append((i, u, y, repeat, False))
+        elif self._gv:
+            self._reference_now(i, u, y, self.engine.parameters())
         self._since += 1
+
+    def frames(self, i0, U, Y, repeats, params=None):
+        """``frame`` for ticks i0 … i0 + len(U) − 1 (learning: ``params(k)`` the
+        weights of tick i0 + k)."""
+        if self._frozen:
+            self._frames.append((i0, U, Y, repeats, True))
+        elif self._gv:
+            for k in range(len(U)):
+                self._reference_now(i0 + k, U[k], Y[k], params(k))
+        self._since += len(U)
 
     def due(self):
         """Whether K ticks passed since the last block (the ring holds no more)."""
         return self._since >= self._K
+
+    def room(self):
+        """Ticks until ``due``."""
+        return self._K - self._since
 
     def pending(self):
         """Whether ticks were fed since the last block."""
@@ -208,17 +218,19 @@ class VertexMetrics:
         """Row k of the block: the factors (δ, paired inputs) of every weighted
         vertex that does not read them off the Recorder's block."""
         if self._copied:
-            factors = {v.index: (x, d) for v, x, d in self.engine.gradient_factors()}
-            for j in self._copied:
-                v = self._gv[j]
-                inputs, delta = factors[v.index]
-                self._blk_d[j][k, ...] = delta
-                for q, a in enumerate(inputs):
-                    self._blk_x[j][q][k, ...] = a
+            self.put(k, {v.index: (x, d) for v, x, d in self.engine.gradient_factors()})
+
+    def put(self, at, factors):
+        """``factors`` {vertex index: (paired inputs, δ)} into block row(s) ``at``."""
+        for j in self._copied:
+            inputs, delta = factors[self._gv[j].index]
+            self._blk_d[j][at, ...] = delta
+            for q, a in enumerate(inputs):
+                self._blk_x[j][q][at, ...] = a
 
     def _chained(self, i, j, shapes):
         a, b = self._gv[i], self._gv[j]
-        return (i in self._in_block and j in self._in_block and b.index == a.index + 1
+        return (i in self.in_block and j in self.in_block and b.index == a.index + 1
                 and a.parents[0] == a.index - 1 and b.parents[0] == b.index - 1
                 and shapes[f"{a.name}.W"] == shapes[f"{b.name}.W"])
 
@@ -284,13 +296,10 @@ class VertexMetrics:
         out.append(xp.stack(gg, axis=1))
         return out
 
-    def _reference_now(self, i, u, y):
-        """Learning on: the reference of frame i with the weights of tick i."""
-        if not self._gv:
-            return
+    def _reference_now(self, i, u, y, params):
+        """Learning on: the reference of frame i with the weights ``params`` of tick i."""
         eng, xp, slot = self.engine, self.xp, i % self._ring
-        outs, deltas, _ = graph_reference.factors(eng.model, u, y, eng.loss,
-                                                  params=eng.parameters())
+        outs, deltas, _ = graph_reference.factors(eng.model, u, y, eng.loss, params=params)
         rows = self._reference_rows(
             outs, deltas, 1, u.shape[0],
             lambda v, inputs, d: xp.expand_dims(v.layer.param_grads(xp, inputs, d)["W"], axis=0),
@@ -308,8 +317,11 @@ class VertexMetrics:
         if not (frames and self._gv):
             return
         eng, xp, RR = self.engine, self.xp, self._ring
-        n, i0 = len(frames), frames[0][0]
-        src, fresh = repeat_sources(frames, self._ref_frame, RR)
+        i0, stacked = frames[0][0], frames[0][4]
+        reps = (np.concatenate([f[3] for f in frames]) if stacked else
+                np.array([f[3] for f in frames], dtype=bool))
+        n = len(reps)
+        src, fresh = repeat_sources(i0, reps, self._ref_frame, RR)
         if self._params is None:
             self._params = eng.parameters()
         pieces = ring_pieces(RR, i0, 0, n)
@@ -319,9 +331,8 @@ class VertexMetrics:
         if src[0] < 0:                                 # leading repeats: the slot before
             prev = (i0 - 1) % RR
             parts.append([ring[prev:prev + 1, ...] for ring in self._ref])
-        if fresh:
-            U = xp.stack([frames[k][1] for k in fresh])
-            Y = xp.stack([frames[k][2] for k in fresh])
+        if len(fresh):
+            U, Y = (self._fresh(frames, j, fresh, stacked) for j in (1, 2))
             F, B = len(fresh), int(U.shape[1])
             outs, deltas, _ = graph_reference.factors(
                 eng.model, xp.reshape(U, (F * B,) + tuple(U.shape[2:])),
@@ -342,11 +353,19 @@ class VertexMetrics:
         ticks = i0 + np.arange(n)
         self._ref_frame[ticks % RR] = ticks
 
+    def _fresh(self, frames, j, fresh, stacked):
+        """The ``fresh`` pending frames' inputs (j = 1) or targets (j = 2), stacked."""
+        xp = self.xp
+        if not stacked:
+            return xp.stack([frames[k][j] for k in fresh])
+        a = _concat(xp, [f[j] for f in frames], 0)
+        return a if len(fresh) == a.shape[0] else xp.take(a, xp.asarray(fresh), axis=0)
+
     def _run_factors(self, run, n, bx, bd):
         """δ and x (n, m, rows, width) of a Gram run's n pending rows: views of
         the Recorder's block (``bx``, ``bd``) or the run's one copy."""
         j, xp = run[0], self.xp
-        if j in self._in_block:
+        if j in self.in_block:
             v, m = self._gv[j], len(run)
             p = v.parents[0]
             return (bd[:n, v.index:v.index + m, :, :v.shape[0]],
