@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from simulator.command import main as tickprop
 from simulator import files, manifest, outputs, points
 from simulator.errors import SimulatorError
+from cli_errors import one_error_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--ticks", "5", "--no-gif", "--no-png", "--quiet"]
@@ -55,12 +56,6 @@ def user_folder(path):
             f.write(text)
     return snapshot(path)
 
-
-def one_error_line(res):
-    lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2, (res.exit_code, res.output)
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    return lines[0]
 
 
 def leftovers(parent):

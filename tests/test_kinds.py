@@ -12,6 +12,7 @@ from simulator.command import main as tickprop
 from simulator import kinds
 from simulator import scene as scenes
 from simulator.kinds.base import TYPED_OPTIONS, Kind
+from cli_errors import one_error_line
 
 # One shipped scene per kind, made small; render must re-create these files.
 RUNS = {
@@ -36,12 +37,6 @@ RUNS = {
 SHIPPED_OF_KIND = {kind: args[0] for kind, (args, _) in RUNS.items()}
 SHIPPED_OF_KIND["sweep"] = "sweep_rules"
 
-
-def one_error_line(res):
-    lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2, res.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    return lines[0]
 
 
 def image_size(path):

@@ -18,6 +18,7 @@ from simulator.command import main as tickprop
 from simulator import files, outputs
 from simulator import manifest as manifests
 from simulator import sweep as sweeps
+from cli_errors import one_error_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--ticks", "5", "--no-gif", "--no-png", "--quiet"]
@@ -35,12 +36,6 @@ def ok(res):
     assert res.exit_code == 0, res.output
     return res
 
-
-def one_error_line(res):
-    lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2, (res.exit_code, res.output)
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    return lines[0]
 
 
 def refuse_simulating(monkeypatch):

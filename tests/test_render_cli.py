@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from simulator.command import main as tickprop
+from cli_errors import one_error_line
 
 RUN = "outputs/fig3_fast"
 
@@ -28,12 +29,6 @@ def render(runner, *args):
     assert res.exit_code == 0, res.output + res.stderr
     return res
 
-
-def one_error_line(res):
-    lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2, res.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    return lines[0]
 
 
 def snapshot(folder):

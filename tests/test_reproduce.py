@@ -15,15 +15,10 @@ from simulator.experiments import reproduce as R
 from simulator.experiments import reproduce_exact as X
 from simulator.experiments.pc import tables
 from simulator.rules import predictive_coding as pc
+from cli_errors import one_error_line
 
 FAST = "layerpipe_delay_law"
 
-
-def one_error_line(res):
-    lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2, (res.exit_code, res.output)
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    return lines[0]
 
 
 def test_one_check_end_to_end_writes_the_evidence_and_prints_the_table(runner):

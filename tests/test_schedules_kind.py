@@ -16,6 +16,7 @@ from simulator.errors import SceneError
 from simulator.runfiles import SCHEDULE_ARRAYS, SCHEDULE_GLOBALS, read_schedules
 from simulator.safe_read import ReadError
 from simulator.scene.sections import SCHEDULE_NAMES
+from cli_errors import one_error_line
 
 # A levelled residual graph on moving 8x8 digits over a 10x10 canvas: h -> b -> r = h + b -> out.
 TINY = """
@@ -58,12 +59,6 @@ seeds = [0, 1]
 sweep_depths = [2, 3]
 """
 
-
-def one_error_line(res):
-    lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2, res.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    return lines[0]
 
 
 def refused(text):
