@@ -70,7 +70,24 @@ def _on_sigterm(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
+    _on_sigterm.pending = True
     raise _Terminated()
+
+
+_on_sigterm.pending = False
+
+
+def _checked(update=None):
+    """The progress callable a kind is given: it raises again a SIGTERM whose
+    exception was swallowed on its way up (a C extension calling back into
+    Python may clear it, and the run would go on to its end), then moves the
+    bar (``update``) if there is one. Kinds call it at least once per chunk."""
+    def tick(n):
+        if _on_sigterm.pending:
+            raise _Terminated()
+        if update is not None:
+            update(n)
+    return tick
 
 
 class _Group(click.Group):
@@ -102,7 +119,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         previous = hook = None
         if threading.current_thread() is threading.main_thread():
-            _on_sigterm.pid = os.getpid()
+            _on_sigterm.pid, _on_sigterm.pending = os.getpid(), False
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
             hook, sys.unraisablehook = sys.unraisablehook, _redeliver(sys.unraisablehook)
         try:
@@ -204,6 +221,15 @@ def _progress(quiet, length, label):
     return click.progressbar(length=length, label=label, file=sys.stderr)
 
 
+def _under(bar, work, *args, **kwargs):
+    """``work(*args, progress=…, **kwargs)``, under ``bar`` if there is one; the
+    progress callable is ``_checked`` either way."""
+    if bar is None:
+        return work(*args, progress=_checked(), **kwargs)
+    with bar:
+        return work(*args, progress=_checked(bar.update), **kwargs)
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="tickprop")
 def main():
@@ -253,10 +279,7 @@ def _run_kind(name, resolved, out, quiet, where, draw_options=None, force=False,
     args = dict(draw_options=draw_options, force=force, blas_threads=threads,
                 warn=lambda line: click.echo(f"warning: {line}", err=True))
     try:
-        if bar is None:
-            return kinds.run_scene(name, resolved, out, **args)
-        with bar:
-            return kinds.run_scene(name, resolved, out, progress=bar.update, **args)
+        return _under(bar, kinds.run_scene, name, resolved, out, **args)
     except (SceneError, BudgetError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
 
@@ -278,14 +301,8 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
     out = out or outputs.default_out(name)
     total = len(points)
-    bar = _progress(quiet, total, name)
-    if bar is None:
-        summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler,
-                                   force=force)
-    else:
-        with bar:
-            summary = sweeps.run_sweep(sweep_scene, out, workers=workers, scheduler=scheduler,
-                                       progress=bar.update, force=force)
+    summary = _under(_progress(quiet, total, name), sweeps.run_sweep, sweep_scene, out,
+                     workers=workers, scheduler=scheduler, force=force)
     if not quiet:
         _say(name, sweep_lines(summary), summary["csv"])
     if summary["points"] and summary["failed"] == summary["points"]:
@@ -414,12 +431,8 @@ def reproduce(tier, data, only, seed, out, force, quiet):
     name, published, ours, PASS or FAIL. Exit 1 if any check fails."""
     names = reproducing.plan(tier, data, only)       # every mistake before any work
     bar = _progress(quiet, reproducing.STEPS * len(names), "reproduce")
-    args = dict(tier=tier, data=data, only=only, seed=seed, force=force)
-    if bar is None:
-        results, env = reproducing.reproduce(out, **args)
-    else:
-        with bar:
-            results, env = reproducing.reproduce(out, progress=bar.update, **args)
+    results, env = _under(bar, reproducing.reproduce, out, tier=tier, data=data, only=only,
+                          seed=seed, force=force)
     if not quiet:
         for line in reproducing.table_lines(results):
             click.echo(line)

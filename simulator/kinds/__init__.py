@@ -52,6 +52,8 @@ def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=Fals
         meta.update(kind=kind.name, summary=summary, threads=blas,
                     timings=dict(timings, run_s=time.perf_counter() - t0))
         meta["pictures"] = sorted(kind.draw(folder, meta, options))
+        if progress is not None:      # its last call: a stop seen late still stops here
+            progress(0)
         holder["meta"] = meta
         return meta
     outputs.write_folder(out_dir, fill, force)
