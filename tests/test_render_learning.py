@@ -16,7 +16,7 @@ from simulator.render import learning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKS = [0, 100, 200, 300, 400]
-TICK_RULES = {"diffusion", "random", "sign", "frsf", "brsf", "learned", "itd-y", "itd-dy"}
+TICK_RULES = {"diffusion", "random", "sign", "frsf", "brsf", "learned", "dfa", "itd-y", "itd-dy"}
 
 
 def curve(acc, loss, grad=(), angles=(), diverged=False):

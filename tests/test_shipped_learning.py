@@ -32,7 +32,7 @@ def test_a_short_run_saves_every_rule_on_three_seeds(name, tmp_path):
                            warn=warned.append)
     results = read_results(tmp_path / name)
     rules = sc["train"]["rules"]
-    assert len(rules) == (11 if name == "compare_rules_model" else 2)
+    assert len(rules) == (12 if name == "compare_rules_model" else 2)
     assert results["seeds"] == [0, 1, 2] and len(results["seed_curves"]) == 3
     for curves in results["seed_curves"]:
         assert list(curves) == rules

@@ -133,9 +133,7 @@ def test_chain_scene_trains_ar_and_zil_too():
 
 def test_shipped_compare_scene_names_every_rule():
     _, sc = scene.load("compare_rules_model")
-    # but dfa, which joined after the scene's rates were tuned (its best-of-three-rates
-    # sweep is docs/learning_scenes.md's); `tickprop reproduce` measures it
-    assert set(sc["train"]["rules"]) == set(scene.TRAIN_RULES) - {"dfa"}
+    assert set(sc["train"]["rules"]) == set(scene.TRAIN_RULES)
     assert sc["network"]["layers"] and sc["network"]["levelled"]
 
 

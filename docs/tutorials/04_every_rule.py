@@ -28,6 +28,7 @@
 # | `sign` | sign(W)ᵀ scaled by √(2/(fan_in+fan_out)) (sign-concordant feedback, [3]) |
 # | `frsf`, `brsf` | \|M\| ∘ sign(W), M fixed or redrawn after every update ([3], biotorch) |
 # | `learned` | B_l receives W_l's own update (Kolen–Pollack; Eq. 6 of [4]) |
+# | `dfa` | the output error sent to every layer through a fixed random B_l (DFA, [7]) |
 # | `itd-y`, `itd-dy` | σ′ replaced by a temporal difference of the neuron's output [5] |
 # | `ar` | Activation Relaxation: K relaxation ticks per frame [4] |
 # | `zil` | zero-divergence inference learning on the levelled graph [6] |
@@ -44,7 +45,9 @@
 # [5] Dargazany, *Iterative temporal differencing with random synaptic feedback
 # weights*, [arXiv:1907.07255](https://arxiv.org/abs/1907.07255);
 # [6] Salvatori et al., *Reverse differentiation via predictive coding*,
-# [arXiv:2103.04689](https://arxiv.org/abs/2103.04689).
+# [arXiv:2103.04689](https://arxiv.org/abs/2103.04689);
+# [7] Nøkland, *Direct feedback alignment provides learning in deep neural
+# networks*, NeurIPS 2016, [arXiv:1609.01596](https://arxiv.org/abs/1609.01596).
 #
 # The tick-engine rules (`diffusion` to `itd-dy`) learn while the waves run,
 # one update per tick; `ar`, `zil` and `backprop` make one update per tick
