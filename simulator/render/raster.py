@@ -3,8 +3,6 @@ vertices by level) up; red where x carries a frame, blue where δ ≠ 0, purple 
 ls (or the sync set) in amber, a dark line where g pairs x and δ of one frame.
 """
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -13,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 from ..files import save_png
 from ..errors import SimulatorError
 from ..analysis import palette
+from .axes import new_figure
 from .lint import mark_categorical
 from .rows import picture_rows
 
@@ -101,9 +100,8 @@ def sync_cells(trace, ticks=None, layers=None):
 
 
 def exact_from(trace):
-    """{trace column (layer or vertex): the first tick from which its g stays
-    backprop's gradient (relative error ≤ EXACT_REL of the run's dtype) to the end};
-    columns never exact by the end, and a trace without mismatch, left out."""
+    """{trace column: the first tick from which its g stays backprop's gradient
+    (relative error ≤ EXACT_REL of the run's dtype) to the end}; never exact: left out."""
     if "mismatch_rel" not in trace:
         return {}
     dtype = str(trace.meta.get("scene", {}).get("run", {}).get("dtype", "float64"))
@@ -194,9 +192,8 @@ def check_windows(trace, windows):
 
 def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None, exact=None):
     """Draw ``panel_image``'s ``rgb`` and ``steps`` of row ``window`` on ``ax`` in ticks
-    (``row_ticks``), sync rows outlined, a graph's edges (``strip``), a line through
-    the ``sync`` cells (``sync_cells`` as drawn), a diamond where ``exact`` ({row:
-    tick}) says g becomes backprop's gradient."""
+    (``row_ticks``): sync rows outlined, a graph's edges (``strip``), a line through the
+    ``sync`` cells, a diamond where ``exact`` ({row: tick}) says g becomes backprop's."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -281,8 +278,7 @@ def _graph_rows(ax, rows, m=1):
 
 
 def _legend_handles(rows, exact=False):
-    """Patches and lines saying what the colours and marks of a panel mean (``exact``:
-    the diamonds of ``exact_from``)."""
+    """The legend's patches and lines (``exact``: with the diamonds of ``exact_from``)."""
     sync_set = ("sync set" if rows.graph else "ls") + ": forward steps = backward steps"
     if rows.graph and not rows.sync:
         sync_set += " (empty here)"
@@ -351,8 +347,7 @@ def raster_figure(trace, windows=(), color="both"):
     rows = len(windows)
     panel_in = PANEL_HEIGHT_IN if not order.graph else max(PANEL_HEIGHT_IN, 0.22 * len(order))
     height = TOP_IN + BOTTOM_IN + panel_in * rows + GAP_IN * (rows - 1)
-    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = new_figure((WIDTH_IN, height), DPI, layout=None)
     grid = fig.add_gridspec(rows, cols, left=left, right=right,
                             bottom=BOTTOM_IN / height, top=1 - TOP_IN / height,
                             hspace=GAP_IN / panel_in, wspace=wspace)
@@ -384,6 +379,5 @@ def raster_figure(trace, windows=(), color="both"):
 
 
 def write_raster(path, trace, windows=(), color="both"):
-    """Write waves.png atomically at ``path``."""
-    save_png(raster_figure(trace, windows, color)[0], path)
-    return path
+    """Write waves.png atomically at ``path``; returns ``path``."""
+    return save_png(raster_figure(trace, windows, color)[0], path)

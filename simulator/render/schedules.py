@@ -38,6 +38,7 @@ CELL_PT = 7                   # frame numbers inside raster cells
 STAGE_IN = 1.2                # a raster's stage rows share about this many inches
 MAX_HEIGHT_IN = 24            # the raster figure's height at most (many stages, schedules)
 LABEL_ROWS = 14               # a raster names at most this many stages
+UNITS = ("B", "KiB", "MiB", "GiB")
 FILES = ("schedules_raster.png", "schedules_staleness.png", "schedules_memory.png",
          "schedules_accuracy.png")
 
@@ -72,10 +73,6 @@ def groups(data, key):
         else:
             out.append([name])
     return out
-
-
-def _count(n, word):
-    return f"{int(n)} {word}" + ("" if int(n) == 1 else "s")
 
 
 def _quiet(func, *args, **kwargs):
@@ -144,11 +141,10 @@ def _raster_panel(ax, data, name, order, W, numbers, row_px):
         for t, r in zip(*np.nonzero(s["forward"][:W, order] >= 0)):
             ax.text(t, r + 0.75, str(s["forward"][t, order[r]]), ha="center", va="center",
                     fontsize=CELL_PT, color="white")
-    weighted = data["weighted"][order]
+    bare = int((~data["weighted"][order]).sum())
     use = float(np.mean(s["utilisation"][order]))
     ax.set_title(f"{name}: stages busy {100 * use:.0f}% of its {T} ticks"
-                 + ("" if weighted.all() else f" ({_count((~weighted).sum(), 'stage')} "
-                                              "without weights)"),
+                 + (f" ({bare} stage{'s' * (bare != 1)} without weights)" if bare else ""),
                  loc="left", fontsize=9)
     return T < W
 
@@ -192,10 +188,6 @@ def _schedule_legend(fig, data):
                title_fontsize=8)
 
 
-def _titled(ax, text, width):
-    ax.set_title(textwrap.fill(text, width), fontsize=9)
-
-
 def staleness_figure(data):
     """(Figure, axes): delay and stale updates per stage against S(v) with the law
     2·S; below, the depth sweep's delay per layer, one panel per distinct schedule."""
@@ -229,7 +221,7 @@ def staleness_figure(data):
             ax.plot(layer, 2 * (d - layer), color=c, ls=":", lw=1.0)
             ax.plot(layer, delay[q, :int(d)], color=c, marker=".", lw=1.4, label=f"depth {d}")
         ax.set(xlabel="layer l of a chain", ylabel="steady delay [ticks]")
-        _titled(ax, "sweep: " + ", ".join(group), 38)
+        ax.set_title(textwrap.fill("sweep: " + ", ".join(group), 38), fontsize=9)
         integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
         axes["sweep " + ", ".join(group)] = ax
@@ -239,13 +231,6 @@ def staleness_figure(data):
 
 
 # ------------------------------------------------------------------ memory
-def _human_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 def memory_figure(data):
     """(Figure, axes): from the sweep, weight versions held in all (vs depth) and per
     layer at the deepest depth; from the run, peak versions per stage and bytes."""
@@ -296,18 +281,23 @@ def _bytes_panel(ax, data):
     peak = np.array([float(data["schedules"][n]["version_bytes"].sum(axis=1).max(initial=0))
                      for n in names])
     y = np.arange(len(names))[::-1]
-    power = int(np.clip(np.log2(max(peak.max(), 1.0)) // 10, 0, 3))
-    unit = ("B", "KiB", "MiB", "GiB")[power]
+    power = _power(peak.max())
     ax.barh(y, peak / 1024 ** power, color=[colour(n, k) for k, n in enumerate(names)],
             height=0.6)
     ax.set(yticks=y, xlim=(0, 1.45 * max(peak.max(), 1.0) / 1024 ** power),
-           xlabel=f"weights held [{unit}]")
+           xlabel=f"weights held [{UNITS[power]}]")
     ax.set_yticklabels(names)
     for yy, p in zip(y, peak):
-        ax.text(p / 1024 ** power, yy, " " + _human_bytes(p), va="center", ha="left",
-                fontsize=8)
+        k = _power(p)
+        text = f"{p:.0f} B" if k == 0 else f"{p / 1024 ** k:.1f} {UNITS[k]}"
+        ax.text(p / 1024 ** power, yy, " " + text, va="center", ha="left", fontsize=8)
     ax.set_title("this run: most weight bytes held at once", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+
+
+def _power(n):
+    """k of the unit 1024^k (B, KiB, MiB or GiB) ``n`` bytes are written in."""
+    return int(np.clip(np.log2(max(n, 1.0)) // 10, 0, 3))
 
 
 # ---------------------------------------------------------------- accuracy

@@ -19,7 +19,6 @@ MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
 MAX_NEURONS = 64               # neurons per layer embedded at most
 MIN_NEURONS = 8                # neurons per layer kept before ticks are thinned
 MAX_STATE_VALUES = 1_500_000   # x and δ values embedded at most (float32: ~8 MB base64)
-VIEWABLE = ("diffusion", "ar_converge", "pc_wave", "schedules")
 WAVE_ETA = 0.1                 # the relaxation rate shown first (as relaxation_wave.png)
 _DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
 
@@ -60,16 +59,14 @@ def run_payload(folder):
     folder = os.fspath(folder)
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
-    if kind == "diffusion":
-        return diffusion_payload(read_trace(folder), meta)
-    if kind == "ar_converge":
-        return relaxation_payload(read_relaxation(folder), meta)
-    if kind == "pc_wave":
-        return pc_payload(read_wave(folder), meta)
-    if kind == "schedules":
-        return schedules_payload(read_schedules(folder), meta)
-    raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
-                         f"shows {', '.join(VIEWABLE)} runs")
+    viewable = {"diffusion": (read_trace, diffusion_payload),
+                "ar_converge": (read_relaxation, relaxation_payload),
+                "pc_wave": (read_wave, pc_payload), "schedules": (read_schedules, schedules_payload)}
+    if kind not in viewable:
+        raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop "
+                             f"view shows {', '.join(viewable)} runs")
+    read, payload = viewable[kind]
+    return payload(read(folder), meta)
 
 
 def _scene(meta):
@@ -97,7 +94,7 @@ FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "
 
 def layer_names(trace, meta=None):
     """A name per trace column: a graph's vertex names, a chain's from the scene's
-    [[network.layers]] (the input "input"), else the layer indices."""
+    [[network.layers]] (the input "input"), else the indices."""
     n = len(trace["sizes"])
     if "vertex_names" in trace:
         return [str(v) for v in trace["vertex_names"]]
@@ -110,10 +107,9 @@ def layer_names(trace, meta=None):
 
 
 def diffusion_rows(trace, meta=None):
-    """(rows bottom first, sync label, edges [parent row, child row, level gap]):
-    layers 0..L with ls (Eq. 6; the two closest layers for even L), or a graph's
-    vertices by level (ties in model order) with its synchronization set. Rows are
-    named from the scene; an identity vertex as a delay of its source."""
+    """(rows bottom first, sync label, edges [parent row, child row, level gap]): layers
+    0..L with ls (Eq. 6), or a graph's vertices by level (ties in model order) with its
+    synchronization set; an identity vertex named as a delay of its source."""
     n = len(trace["sizes"])
     names = layer_names(trace, meta)
     if "vertex_names" not in trace:
@@ -173,8 +169,7 @@ def _frames_of(trace, tags):
 
 def wave_colours(trace, frames, cols, step=1):
     """{"magnitude", "tag"}: RGB bytes (frames, columns, 3) of the raster as the PNGs
-    colour it (simulator/render/raster.py): red where x carries a frame, blue where δ ≠ 0,
-    shaded by ‖·‖ / the layer's largest over the run, or by the frame's tag."""
+    colour it (simulator/render/raster.py)."""
     def tag(key, newest=False):
         hi = "tag_" + key + "_hi"
         return np.asarray(trace[hi] if newest and hi in trace else trace["tag_" + key])
