@@ -123,6 +123,7 @@ def show(fig):
         plt.close(fig)
     return None
 
+
 __all__ = ["DEFAULT_SIZE", "gif_figure", "gif_frame", "mismatch", "mismatch_figure",
-           "raster_figure", "waves", "render_frames", "save_png", "show", "write_gif", "write_mismatch",
-           "write_pictures", "write_raster"]
+           "raster_figure", "waves", "render_frames", "save_png", "show", "write_gif",
+           "write_mismatch", "write_pictures", "write_raster"]

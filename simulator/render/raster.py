@@ -82,11 +82,6 @@ def layer_scales(trace):
             np.nan_to_num(trace["delta_norm"]).max(axis=0))
 
 
-def tag_period(trace, step=1):
-    """Tag stripes of a panel drawing every ``step``-th row (palette.tag_period)."""
-    return palette.tag_period(trace["stream_frame"], step)
-
-
 def sync_cells(trace, ticks=None, layers=None):
     """Boolean (ticks, layers): where the pair and supervision tags (a graph's oldest
     and newest) name one stream frame; for a new frame every tick, ls only (Eq. 6)."""
@@ -126,7 +121,7 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
             palette.magnitude_levels(trace["delta_norm"][cells], bwd[cells], ds[cells[1][0]]))
     elif color == "tag":
         step = int(np.min(np.diff(cells[0][:, 0]))) if cells[0].shape[0] > 1 else 1
-        period = tag_period(trace, step)
+        period = palette.tag_period(trace["stream_frame"], step)
         x_frames = trace.stream_frames_of(_oldest(trace, "input")[cells])
         d_frames = trace.stream_frames_of(np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
         rgb = palette.mix(palette.tag_levels(x_frames, fwd[cells], period),
@@ -244,15 +239,22 @@ def _sync_overlay(ax, sync, left, width, m):
                                          linewidths=SYNC_WIDTH, capstyle="butt"))
 
 
+def style_names(labels, positions, sync, grey=(), grey_colour=None):
+    """Tick ``labels`` of rows ``positions``: those in ``sync`` amber bold, in ``grey``
+    italic in ``grey_colour``."""
+    for label, p in zip(labels, positions):
+        if p in sync:
+            label.set(color=palette.LS_COLOUR, fontweight="bold")
+        elif p in grey:
+            label.set(color=grey_colour, fontstyle="italic")
+
+
 def _graph_rows(ax, rows, m=1):
     """Label a graph panel's rows; when every row is drawn (m = 1), edges as arcs left."""
     shown = list(range(0, len(rows), max(m, 1)))
     ax.set_yticks(shown, [rows.labels[r] for r in shown], fontsize=8)
-    for label, r in zip(ax.get_yticklabels(), shown):
-        if r in rows.sync:
-            label.set(color=palette.LS_COLOUR, fontweight="bold")
-        elif rows.identity[r]:
-            label.set(color=IDENTITY_COLOUR, fontstyle="italic")
+    style_names(ax.get_yticklabels(), shown, rows.sync,
+                [r for r in shown if rows.identity[r]], IDENTITY_COLOUR)
     if m != 1 or not rows.edges:
         return
     frac = STRIP_IN / (ax.get_position().width * ax.figure.get_figwidth())
@@ -340,7 +342,8 @@ def raster_figure(trace, windows=(), color="both"):
         windows = check_windows(trace, windows)
     else:
         T = len(trace["tick"])
-        fit = max(1, int(panel_px // (MIN_STRIPE_TICK_PX if tag_period(trace) else MIN_TICK_PX)))
+        stripes = palette.tag_period(trace["stream_frame"])
+        fit = max(1, int(panel_px // (MIN_STRIPE_TICK_PX if stripes else MIN_TICK_PX)))
         windows = [(0, T)] if T <= fit else [(0, fit), (T - fit, T)]
         if T > fit:
             total = ticks[0] + T * ticks[1]
@@ -364,7 +367,7 @@ def raster_figure(trace, windows=(), color="both"):
             ax = fig.add_subplot(grid[i, j])
             rgb, steps = panel_image(trace, window, kind, rows=order)
             if kind == "tag":
-                periods.add(tag_period(trace, steps[0]))
+                periods.add(palette.tag_period(trace["stream_frame"], steps[0]))
             title = f"{name} — {_window_title(window, i, rows, ticks, total)} — colour by {kind}"
             note = step_note(steps)
             title = title.lstrip(" —") + (f"\n({note})" if note else "")

@@ -6,7 +6,6 @@ schedules_memory.png (weight versions held) and schedules_accuracy.png.
 """
 import os
 import textwrap
-import warnings
 
 import numpy as np
 from matplotlib import colormaps
@@ -17,7 +16,7 @@ from ..analysis import palette
 from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
 from ..model.graph import delay_names
-from .axes import finish, integer_ticks, new_figure, no_data
+from .axes import finish, integer_ticks, new_figure, no_data, quiet
 from .indexed import check_size
 from .learning import BAND_ALPHA
 from .lint import mark_categorical
@@ -73,13 +72,6 @@ def groups(data, key):
         else:
             out.append([name])
     return out
-
-
-def _quiet(func, *args, **kwargs):
-    """``func`` with numpy's all-NaN warnings silenced (a stage that never updates)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return func(*args, **kwargs)
 
 
 # ------------------------------------------------------------------ raster
@@ -154,7 +146,7 @@ def stage_values(values, weighted, stat=np.nanmedian):
     """Per stage (columns) ``stat`` (the median), the least and the largest finite
     value over ticks, NaN for an unweighted stage or one without any."""
     v = np.where(weighted[None, :], values, np.nan)
-    return tuple(_quiet(f, v, axis=0) for f in (stat, np.nanmin, np.nanmax))
+    return tuple(quiet(f, v, axis=0) for f in (stat, np.nanmin, np.nanmax))
 
 
 def _by_stage(ax, data, key, ylabel, law=None, stat=np.nanmedian):
@@ -239,18 +231,16 @@ def memory_figure(data):
     axes = {k: fig.add_subplot(grid[i // 2, i % 2]) for i, k in
             enumerate(("total", "per_layer", "per_stage", "bytes"))}
     depths = data["sweep_depths"]
-    for k, group in enumerate(groups(data, "sweep_versions")):
-        versions = data["schedules"][group[0]]["sweep_versions"]
-        st, label = _style(data, group[0]), ", ".join(group)
-        if len(depths):
-            axes["total"].plot(depths, np.nansum(versions, axis=1), lw=1.4, mfc="none",
-                               label=label, **st)
-            d = int(depths.max())
-            axes["per_layer"].plot(np.arange(1, d + 1), versions[int(np.argmax(depths)), :d],
-                                   lw=1.4, mfc="none", label=label, **st)
     if len(depths):
         d = int(depths.max())
         layer = np.arange(1, d + 1)
+        for group in groups(data, "sweep_versions"):
+            versions = data["schedules"][group[0]]["sweep_versions"]
+            st, label = _style(data, group[0]), ", ".join(group)
+            axes["total"].plot(depths, np.nansum(versions, axis=1), lw=1.4, mfc="none",
+                               label=label, **st)
+            axes["per_layer"].plot(layer, versions[int(np.argmax(depths)), :d], lw=1.4,
+                                   mfc="none", label=label, **st)
         axes["per_layer"].plot(layer, 2 * (d - layer) + 1, color=LAW_COLOUR, ls="--", lw=1.0,
                                zorder=0, label="2·S + 1: a stash per frame in flight")
         axes["total"].set(xlabel="chain depth", ylabel="weight versions held, all layers")
@@ -310,11 +300,11 @@ def accuracy_figure(data):
     ends = []
     for name in data["names"]:
         s, st = data["schedules"][name], _style(data, name)
-        mean = _quiet(np.nanmean, s["accuracy"], axis=0)
+        mean = quiet(np.nanmean, s["accuracy"], axis=0)
         axes["accuracy"].plot(ticks, mean, lw=1.5, ms=4, label=name,
                               markevery=max(1, len(ticks) // MARKS), **st)
         if R > 1:
-            sd = _quiet(np.nanstd, s["accuracy"], axis=0, ddof=1)
+            sd = quiet(np.nanstd, s["accuracy"], axis=0, ddof=1)
             axes["accuracy"].fill_between(ticks, mean - sd, mean + sd, color=st["color"],
                                           alpha=BAND_ALPHA / 2, lw=0)
         _loss_curve(axes["loss"], s["loss"], name, st["color"])
@@ -359,7 +349,7 @@ def _loss_curve(ax, loss, name, colour):
     """The seed mean's running mean over the ticks with a loss, up to a divergence
     (marked × and named in the legend)."""
     stop = diverged_at(loss)
-    mean = _quiet(np.nanmean, loss[:, :stop], axis=0)
+    mean = quiet(np.nanmean, loss[:, :stop], axis=0)
     at = np.flatnonzero(np.isfinite(mean))       # the ticks with a loss at the output
     if not len(at):                              # e.g. the engine stopped at a NaN at once
         ax.plot([], [], color=colour, lw=1.3, label=f"{name} (no finite loss)")

@@ -61,7 +61,8 @@ def run_payload(folder):
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
     viewable = {"diffusion": (read_trace, diffusion_payload),
                 "ar_converge": (read_relaxation, relaxation_payload),
-                "pc_wave": (read_wave, pc_payload), "schedules": (read_schedules, schedules_payload)}
+                "pc_wave": (read_wave, pc_payload),
+                "schedules": (read_schedules, schedules_payload)}
     if kind not in viewable:
         raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop "
                              f"view shows {', '.join(viewable)} runs")
