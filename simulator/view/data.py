@@ -13,6 +13,7 @@ from ..errors import SimulatorError
 from ..runfiles import read_relaxation, read_run_meta, read_schedules, read_trace, read_wave
 from ..engine.tick import synchronized_layers
 from ..model.graph import IDENTITY_PREFIX, delay_names
+from ..probes import Trace
 
 FORMAT = 1
 MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
@@ -157,20 +158,9 @@ def wave_cells(trace):
     return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (same.astype(np.uint8) << 2)
 
 
-def _frames_of(trace, tags):
-    """Stream frames of tick-valued ``tags`` (−1: none), as Trace.stream_frames_of."""
-    ticks = np.asarray(trace["source_tick"] if "source_tick" in trace else trace["tick"])
-    frames = np.asarray(trace["source_stream_frame"] if "source_stream_frame" in trace
-                        else trace["stream_frame"])
-    if not len(ticks):
-        return np.full(np.shape(tags), -1)
-    row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
-    return np.where(np.asarray(tags) >= 0, frames[row], -1)
-
-
 def wave_colours(trace, frames, cols, step=1):
-    """{"magnitude", "tag"}: RGB bytes (frames, columns, 3) of the raster as the PNGs
-    colour it (simulator/render/raster.py)."""
+    """{"magnitude", "tag"}: RGB bytes (frames, columns, 3) of a diffusion Trace's raster
+    as the PNGs colour it (simulator/render/raster.py)."""
     def tag(key, newest=False):
         hi = "tag_" + key + "_hi"
         return np.asarray(trace[hi] if newest and hi in trace else trace["tag_" + key])
@@ -185,8 +175,8 @@ def wave_colours(trace, frames, cols, step=1):
     magnitude = palette.mix(palette.magnitude_levels(x[pick], fwd[pick], xs),
                             palette.magnitude_levels(d[pick], bwd[pick], ds))
     period = palette.tag_period(trace["stream_frame"], step)
-    x_frames = _frames_of(trace, oldest("input")[pick])
-    d_frames = _frames_of(trace, np.where(bwd, oldest("supervision"), -1)[pick])
+    x_frames = trace.stream_frames_of(oldest("input")[pick])
+    d_frames = trace.stream_frames_of(np.where(bwd, oldest("supervision"), -1)[pick])
     tags = palette.mix(palette.tag_levels(x_frames, fwd[pick], period),
                        palette.tag_levels(d_frames, bwd[pick], period),
                        strength="mean", lean=palette.TAG_LEAN)
@@ -196,6 +186,7 @@ def wave_colours(trace, frames, cols, step=1):
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
     """The payload of a diffusion Trace (or its arrays) and its run.json ``meta``."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
+    trace = trace if isinstance(trace, Trace) else Trace(trace, meta)
     rows, sync_label, edges = diffusion_rows(trace, meta)
     cols = np.array([r["column"] for r in rows])
     T, n = np.shape(trace["x_norm"])
