@@ -1,8 +1,6 @@
 """Renderers: pictures drawn from recorded arrays (matplotlib on Agg, no pyplot).
-
-Here the public, argument-checked builders of a diffusion Trace's waves.png,
-mismatch.png and waves.gif (``trace.select`` draws a part of a run); the other
-kinds' pictures live in the submodules.
+Here the argument-checked builders of a diffusion Trace's waves.png, mismatch.png
+and waves.gif; the other kinds' pictures live in the submodules.
 """
 import functools
 import inspect
@@ -37,10 +35,9 @@ def _entry(func):
                        "a simulator.Trace (simulator.simulate or Trace.load(folder))")
         if "fig" in given:
             check_type(call, "fig", given["fig"], Figure, "a matplotlib Figure")
-        if "path" in given:
-            check_path(call, "path", given["path"])
-        if "folder" in given:
-            check_path(call, "folder", given["folder"], folder=True)
+        for name in ("path", "folder"):
+            if name in given:
+                check_path(call, name, given[name], folder=name == "folder")
         if "every" in given:
             check_int(call, "every", given["every"], 1)
         windows = given.get("windows", ())
@@ -64,16 +61,14 @@ save_png = _entry(files.save_png)
 
 @_entry
 def waves(trace, windows=(), color="both"):
-    """The wave raster Figure of a diffusion Trace (waves.png, Betti & Gori Figs.
-    1–3): a row of panels per (start, stop) tick window in ``windows`` (the
-    whole run if none), a column per colouring ('magnitude', 'tag' or 'both')."""
+    """The wave raster Figure of a diffusion Trace (waves.png): a row of panels per
+    (start, stop) tick window (none: the run), a column per colouring of ``color``."""
     return raster.raster_figure(trace, windows, color)[0]
 
 
 @_entry
 def mismatch(trace):
-    """The gradient-mismatch Figure of a diffusion Trace (mismatch.png, see
-    ``plots``): Eq. 5's g against backprop per layer and tick."""
+    """The gradient-mismatch Figure of a diffusion Trace (mismatch.png)."""
     return plots.mismatch_figure(trace)[0]
 
 
@@ -86,8 +81,7 @@ def gif_figure(trace, size=DEFAULT_SIZE, color="magnitude"):
 
 @_entry
 def gif_frame(trace, row, size=DEFAULT_SIZE, color="magnitude"):
-    """One picture of the wave GIF: the network at recorded row ``row`` (tick
-    ``trace.ticks[row]``) as a uint8 RGB array (height, width, 3)."""
+    """The wave GIF's picture of recorded row ``row`` as uint8 RGB (height, width, 3)."""
     return WaveAnimator(trace, size=size, color=color).render(int(row))
 
 
@@ -111,10 +105,9 @@ def write_pictures(folder, trace, png=True, gif=True, every=1, size=DEFAULT_SIZE
 
 @_entry
 def show(fig):
-    """Display ``fig`` inline when a Jupyter kernel runs this (as a PNG, whether pyplot
-    made it or not: tickprop's Figures are not pyplot's, so the inline backend does not
-    show them by itself); a pyplot figure is then closed, so it is not shown twice.
-    Elsewhere nothing happens. Returns None."""
+    """Display ``fig`` inline as a PNG when a Jupyter kernel runs this (the inline
+    backend does not show non-pyplot Figures); a pyplot figure is then closed so it
+    is not shown twice. Elsewhere nothing happens. Returns None."""
     try:
         from IPython import get_ipython
         from IPython.display import Image, display
@@ -130,6 +123,7 @@ def show(fig):
         plt.close(fig)
     return None
 
+
 __all__ = ["DEFAULT_SIZE", "gif_figure", "gif_frame", "mismatch", "mismatch_figure",
-           "raster_figure", "waves", "render_frames", "save_png", "show", "write_gif", "write_mismatch",
-           "write_pictures", "write_raster"]
+           "raster_figure", "waves", "render_frames", "save_png", "show", "write_gif",
+           "write_mismatch", "write_pictures", "write_raster"]

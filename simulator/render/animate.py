@@ -10,7 +10,8 @@ from ..analysis import palette
 from .indexed import (CURSOR, DEFAULT_FPS, DEFAULT_SIZE, FONT, GRAY_BAR, MAX_FRAMES,
                       NOT_A_NEURON, IndexedFigure, frame_limit, frame_step, gif_duration,
                       glyphs_for)
-from .raster import draw_panel, layer_scales, panel_image, presence, row_ticks, step_note
+from .raster import (draw_panel, layer_scales, panel_image, presence, row_ticks, step_note,
+                     style_names)
 from .rows import picture_rows
 
 MAX_NEURONS = 32        # neurons drawn per layer column
@@ -136,9 +137,7 @@ class WaveAnimator(IndexedFigure):
         if graph:               # vertex names, the sync set's in amber
             bars.set_xticks(range(L + 1), self.rows.names, rotation=35, ha="right",
                             fontsize=small)
-            labels = bars.get_xticklabels()
-            for p in self.rows.sync:
-                labels[p].set(color=palette.LS_COLOUR, fontweight="bold")
+            style_names(bars.get_xticklabels(), range(L + 1), self.rows.sync)
         T = len(self.trace["tick"])
         rgb, steps = panel_image(self.trace, (0, T), color, rows=self.rows)
         draw_panel(self.raster, rgb, (0, T), self.rows, steps, row_ticks(self.trace), strip=False)

@@ -4,6 +4,7 @@ of raising: exact zeros sit on a log axis's floor, ticked "0" (``zero_floor``,
 value gets a note (``no_data``).
 """
 import textwrap
+import warnings
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -43,6 +44,14 @@ def finish(fig, path, title=""):
     if title:
         fit_suptitle(fig, title, fontsize=9)
     return save_png(fig, path)
+
+
+def quiet(func, *args, **kwargs):
+    """``func(*args, **kwargs)`` with numpy's warnings of all-NaN or empty slices silenced
+    (a seed or stage without values draws nothing)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return func(*args, **kwargs)
 
 
 def zero_floor(values):

@@ -2,13 +2,12 @@
 variants' accuracy against backprop (Figs. 2, 3), drawn from the saved arrays alone.
 """
 import os
-import warnings
 
 import numpy as np
 
 from ..files import save_png
 from ..errors import SimulatorError
-from .axes import floored, integer_ticks, log_axis, new_figure, tick_axis, zero_floor
+from .axes import floored, integer_ticks, log_axis, new_figure, quiet, tick_axis, zero_floor
 from .levels import write_wave_gif, write_wave_png
 
 DPI = 100
@@ -36,9 +35,8 @@ def shown_layers(depth, limit=MAX_LAYER_CURVES):
 def plot_convergence(path, errors, eta_x, predicted=None, main_eta=0.1, layer=1,
                      title="Activation Relaxation: convergence to ∂ℓ/∂x^l"):
     """Write Fig. 1 of Millidge et al. 2020 at ``path``. ``errors`` (E, K+1, L+1): the
-    relative error ‖x^l_n − ∂ℓ/∂x^l‖/‖∂ℓ/∂x^l‖ per η_x, tick and layer (input
-    column ignored); ``predicted`` (same shape): the linear analysis, dashed.
-    Panel (a): the hidden layers at the η_x closest to ``main_eta``; (b):
+    relative error ‖x^l_n − ∂ℓ/∂x^l‖/‖∂ℓ/∂x^l‖ per η_x, tick and layer; ``predicted``
+    (same shape) dashed. (a): hidden layers at the η_x nearest ``main_eta``; (b):
     ``layer`` at every η_x."""
     errors = np.asarray(errors, dtype=float)
     eta_x = np.atleast_1d(np.asarray(eta_x, dtype=float))
@@ -94,10 +92,7 @@ def _save(fig, path, title):
 def _band(ax, x, runs, colour, label):
     """Mean ± std over seeds (rows of ``runs``)."""
     runs = np.atleast_2d(np.asarray(runs, dtype=float))
-    with warnings.catch_warnings():
-        # all-NaN columns (every seed diverged) are meant to draw nothing
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean, std = np.nanmean(runs, axis=0), np.nanstd(runs, axis=0)
+    mean, std = quiet(np.nanmean, runs, axis=0), quiet(np.nanstd, runs, axis=0)
     # A single evaluation is a point, which a line alone would not show.
     ax.plot(x, mean, color=colour, lw=2.5, label=label, marker="o" if len(x) == 1 else None)
     if runs.shape[0] > 1:
@@ -141,9 +136,9 @@ WAVE_ETA = 0.1     # the relaxation wave is drawn for the η_x closest to the pa
 
 
 def draw_converge(folder, arrays, png=True, gif=True):
-    """Draw an ``ar_converge`` run's ``arrays`` (relaxation.npz) into ``folder``:
-    ar_convergence.png (Fig. 1) and relaxation_wave.png/.gif (‖x^l_n − x^l_{n−1}‖
-    at the η_x closest to WAVE_ETA) as ``png``/``gif`` ask. Returns {file name: path}."""
+    """Draw an ``ar_converge`` run's relaxation.npz ``arrays`` into ``folder``:
+    ar_convergence.png and relaxation_wave.png/.gif (at the η_x nearest WAVE_ETA) as
+    ``png``/``gif`` ask. Returns {file name: path}."""
     folder = os.fspath(folder)
     errors, eta_x = np.asarray(arrays["errors"], dtype=float), np.asarray(arrays["eta_x"])
     variant = str(arrays["variant"]) if "variant" in arrays else ""
@@ -167,9 +162,9 @@ def draw_converge(folder, arrays, png=True, gif=True):
 
 
 def draw_train(folder, arrays, baseline="backprop"):
-    """Draw an ``ar_train`` run's ``arrays`` (training.npz: ``steps``, ``test_<name>``,
-    ``train_<name>``) into ``folder``: ar_accuracy.png (test accuracy, Figs. 2–3) and
-    ar_accuracy_train.png (training accuracy). Returns {file name: path}."""
+    """Draw an ``ar_train`` run's training.npz ``arrays`` (``steps``, ``test_<name>``,
+    ``train_<name>``) into ``folder``: ar_accuracy.png and ar_accuracy_train.png.
+    Returns {file name: path}."""
     folder, steps = os.fspath(folder), np.asarray(arrays["steps"])
     names = sorted((k[len("test_"):] for k in arrays if k.startswith("test_")),
                    key=lambda n: n != baseline)      # the baseline first; variants keep order

@@ -1,12 +1,11 @@
 """Learning curves of a `train` run (learning.png) from its curves dict (results.json)."""
 import textwrap
-import warnings
 
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .axes import finish, new_figure
+from .axes import finish, new_figure, quiet
 
 RULE_COLOURS = {"diffusion": "#d62728", "backprop": "#000000", "random": "#1f77b4",
                 "sign": "#2ca02c", "learned": "#9467bd", "itd-y": "#ff7f0e",
@@ -33,16 +32,13 @@ def rule_colour(rule):
 
 
 def render_learning(curves, path, title="", seeds=None, layers=None, chance=None, why=None):
-    """Write learning.png against tick: test accuracy (classes only) and test loss
-    (log) on top, then per weighted layer the angle of each rule's update to
-    backprop's gradient and of W to F, a colour per rule, a diverged rule's curve
-    ending in ×; a rule equal to backprop is drawn as markers on its line and said
-    so. ``seeds``: every seed's curves ({rule: curve} each, ``curves`` among them):
-    each rule's mean over them, with a ±sd band on accuracy and loss. ``layers``:
-    {"grad_angles" / "angles": the weighted layers' names in the curves' order}
-    (default W1, W2, ...); ``chance``: the accuracy of guessing, where a rule that
-    ends near it gets a note saying why: ``why`` {rule: reason} if given (e.g. the
-    run's pairing warning), else what its curves tell."""
+    """Write learning.png against tick: test accuracy (classes only) and loss on top,
+    then per weighted layer each rule's update angle to backprop's gradient and W's to
+    F; a diverged curve ends in ×, a rule equal to backprop is markers on its line.
+    ``seeds``: every seed's {rule: curve} (``curves`` among them), drawn as mean ± sd.
+    ``layers``: {"grad_angles" / "angles": layer names} (default W1, W2, ...);
+    ``chance``: guessing's accuracy, a rule ending near it noted with ``why[rule]``
+    (e.g. the run's pairing warning) or what its curves tell."""
     runs = seeds or [curves]
     classify = any(np.isfinite(np.asarray(c["accuracy"], dtype=float)).any()
                    for c in curves.values())
@@ -88,8 +84,7 @@ def _layer_names(runs, rules, key, given):
 
 
 def _stacked(runs, rule, key):
-    """(ticks, values (seeds, ticks)) of one rule over the seeds' curves, a seed
-    that stopped early padded with NaN."""
+    """(ticks, values (seeds, ticks)) of one rule, a seed that stopped early NaN-padded."""
     rows = [np.asarray(r[rule][key], dtype=float) for r in runs]
     longest = max(range(len(runs)), key=lambda i: len(rows[i]))
     values = np.full((len(rows), len(rows[longest])) + rows[longest].shape[1:], np.nan)
@@ -100,16 +95,14 @@ def _stacked(runs, rule, key):
 
 def _mean_sd(values):
     """Mean over axis 0 ignoring NaN, and the sample sd where ≥ 2 are finite."""
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(values, axis=0)
-        sd = np.nanstd(values, axis=0, ddof=1) if len(values) > 1 else np.full_like(mean, np.nan)
-    return mean, sd
+    mean = quiet(np.nanmean, values, axis=0)
+    return mean, (quiet(np.nanstd, values, axis=0, ddof=1) if len(values) > 1
+                  else np.full_like(mean, np.nan))
 
 
 def _twins(runs):
     """{rule: (marker, legend note)} of the rules whose accuracy and loss equal
-    backprop's on every seed (to TWIN_REL), e.g. Z-IL and AR at equilibrium."""
+    backprop's on every seed (to TWIN_REL), e.g. Z-IL."""
     if "backprop" not in runs[0]:
         return {}
     out = {}
@@ -129,8 +122,8 @@ def _twins(runs):
 
 
 def _gap(a, b, relative):
-    """The largest |a − b| (relative to |b| if ``relative``) of two curves, NaN
-    where both are NaN counting as equal, anywhere else as inf."""
+    """The largest |a − b| (relative to |b| if ``relative``); NaN in both counts as
+    equal, in one as inf."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     with np.errstate(invalid="ignore", over="ignore"):
         gap = np.abs(a - b) / (np.maximum(np.abs(b), 1e-300) if relative else 1.0)
@@ -192,10 +185,8 @@ def _chance_notes(runs, chance, why):
         if not np.isfinite(acc).any() or np.nanmean(acc) > CHANCE_FACTOR * chance:
             continue
         angles = [a for c in finals for a in (c.get("grad_angles") or [[]])[-1:] if len(a)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            angle = np.nanmean(np.asarray(angles, dtype=float)) if angles else np.nan
-            loss = [np.nanmean([float(c["loss"][i]) for c in finals]) for i in (0, -1)]
+        angle = quiet(np.nanmean, np.asarray(angles, dtype=float)) if angles else np.nan
+        loss = [quiet(np.nanmean, [float(c["loss"][i]) for c in finals]) for i in (0, -1)]
         if all(c["diverged"] for c in finals):
             reason = "it diverged (×)"
         elif why.get(rule):
@@ -211,8 +202,7 @@ def _chance_notes(runs, chance, why):
 
 
 def _angle_row(part, runs, rules, key, names, columns):
-    """One small panel per weighted layer (its name on top) in the column of that
-    layer: each rule's angle (seed mean) against tick."""
+    """A panel per weighted layer, in its column: each rule's angle (seed mean) by tick."""
     label, top, heading = ANGLE_PANELS[key]
     axes = part.subplots(1, max(2, len(columns)), squeeze=False)[0]
     for ax in axes[len(columns):]:

@@ -137,11 +137,9 @@ def write_locking(folder, depth, frames, png=True, gif=False, every=1, size=None
         w, h = check_size(size)
         fig.set_size_inches(w / DPI, h / DPI)
     written = {"locking.png": save_png(fig, os.path.join(folder, "locking.png"))} if png else {}
-    if gif:
-        if isinstance(every, bool) or int(every) != every or every < 1:
-            raise SimulatorError(f"every: expected an integer >= 1, got {every!r}")
+    if gif:       # frame_step checks ``every`` before a frame is drawn
         images, colours = _locking_frames(fig, axes, max(result[n]["ticks"] for n in NAMES),
-                                          int(every))
+                                          every)
         written["locking.gif"] = os.path.join(folder, "locking.gif")
         gifstream.write_gif(written["locking.gif"], images, colours, gif_duration(fps))
     return written

@@ -9,7 +9,7 @@ from matplotlib.colors import Normalize
 from ..files import save_png
 from ..analysis.sync import steady_window
 from ..analysis import palette
-from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note
+from .raster import MAX_DRAWN_LAYERS, MAX_DRAWN_TICKS, drawn, row_ticks, step_note, style_names
 from .rows import picture_rows
 from .axes import (fit_suptitle, floored, integer_ticks, log_axis, new_figure, no_data,
                    tick_axis, zero_floor)
@@ -129,7 +129,7 @@ def _heatmap(ax, fig, trace, rows):
     if rows.graph:
         shown = list(range(1, L + 1, m))
         ax.set_yticks(shown, [rows.names[p] for p in shown], fontsize=LABEL_PT)
-        _style_names(ax.get_yticklabels(), shown, rows, _weighted(trace, rows))
+        _style_names(ax.get_yticklabels(), shown, rows, trace)
     note = step_note((k, m))
     unit = "vertex" if rows.graph else "layer"
     ax.set_title(f"cosine per {unit} and tick (grey: undefined)" + (f"\n({note})" if note else ""),
@@ -137,15 +137,10 @@ def _heatmap(ax, fig, trace, rows):
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="cos(g, ∇ backprop)")
 
 
-def _style_names(labels, positions, rows, weighted):
+def _style_names(labels, positions, rows, trace):
     """Synchronized rows' labels amber bold, those of rows without weights grey italic."""
-    for label, p in zip(labels, positions):
-        if p in rows.sync:
-            label.set_color(palette.LS_COLOUR)
-            label.set_fontweight("bold")
-        elif p not in weighted:
-            label.set_color(MISSING_TEXT)
-            label.set_fontstyle("italic")
+    bare = set(range(len(rows))) - set(_weighted(trace, rows))
+    style_names(labels, positions, rows.sync, bare, MISSING_TEXT)
 
 
 def _summary(ax, trace, rows):
@@ -180,7 +175,7 @@ def _summary(ax, trace, rows):
             names[sync[0]] = f"{','.join(map(str, sync))}\n{word}"
         positions = shown
         ax.set_xticks(shown, [names[l] for l in shown])
-    _style_names(ax.get_xticklabels(), positions, rows, _weighted(trace, rows))
+    _style_names(ax.get_xticklabels(), positions, rows, trace)
     twin = ax.twinx()
     floor = zero_floor(rel)
     twin.plot(np.arange(1, n), floored(rel, floor), "o", color="#222222", markersize=4)

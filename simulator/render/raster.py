@@ -3,8 +3,6 @@ vertices by level) up; red where x carries a frame, blue where δ ≠ 0, purple 
 ls (or the sync set) in amber, a dark line where g pairs x and δ of one frame.
 """
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -13,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 from ..files import save_png
 from ..errors import SimulatorError
 from ..analysis import palette
+from .axes import new_figure
 from .lint import mark_categorical
 from .rows import picture_rows
 
@@ -83,11 +82,6 @@ def layer_scales(trace):
             np.nan_to_num(trace["delta_norm"]).max(axis=0))
 
 
-def tag_period(trace, step=1):
-    """Tag stripes of a panel drawing every ``step``-th row (palette.tag_period)."""
-    return palette.tag_period(trace["stream_frame"], step)
-
-
 def sync_cells(trace, ticks=None, layers=None):
     """Boolean (ticks, layers): where the pair and supervision tags (a graph's oldest
     and newest) name one stream frame; for a new frame every tick, ls only (Eq. 6)."""
@@ -101,9 +95,8 @@ def sync_cells(trace, ticks=None, layers=None):
 
 
 def exact_from(trace):
-    """{trace column (layer or vertex): the first tick from which its g stays
-    backprop's gradient (relative error ≤ EXACT_REL of the run's dtype) to the end};
-    columns never exact by the end, and a trace without mismatch, left out."""
+    """{trace column: the first tick from which its g stays backprop's gradient
+    (relative error ≤ EXACT_REL of the run's dtype) to the end}; never exact: left out."""
     if "mismatch_rel" not in trace:
         return {}
     dtype = str(trace.meta.get("scene", {}).get("run", {}).get("dtype", "float64"))
@@ -128,7 +121,7 @@ def raster_rgb(trace, color="magnitude", ticks=None, layers=None):
             palette.magnitude_levels(trace["delta_norm"][cells], bwd[cells], ds[cells[1][0]]))
     elif color == "tag":
         step = int(np.min(np.diff(cells[0][:, 0]))) if cells[0].shape[0] > 1 else 1
-        period = tag_period(trace, step)
+        period = palette.tag_period(trace["stream_frame"], step)
         x_frames = trace.stream_frames_of(_oldest(trace, "input")[cells])
         d_frames = trace.stream_frames_of(np.where(bwd, _oldest(trace, "supervision"), -1)[cells])
         rgb = palette.mix(palette.tag_levels(x_frames, fwd[cells], period),
@@ -194,9 +187,8 @@ def check_windows(trace, windows):
 
 def draw_panel(ax, rgb, window, rows, steps, ticks, title="", strip=True, sync=None, exact=None):
     """Draw ``panel_image``'s ``rgb`` and ``steps`` of row ``window`` on ``ax`` in ticks
-    (``row_ticks``), sync rows outlined, a graph's edges (``strip``), a line through
-    the ``sync`` cells (``sync_cells`` as drawn), a diamond where ``exact`` ({row:
-    tick}) says g becomes backprop's gradient."""
+    (``row_ticks``): sync rows outlined, a graph's edges (``strip``), a line through the
+    ``sync`` cells, a diamond where ``exact`` ({row: tick}) says g becomes backprop's."""
     start, stop = window
     k, m = steps
     first, every = ticks
@@ -247,15 +239,22 @@ def _sync_overlay(ax, sync, left, width, m):
                                          linewidths=SYNC_WIDTH, capstyle="butt"))
 
 
+def style_names(labels, positions, sync, grey=(), grey_colour=None):
+    """Tick ``labels`` of rows ``positions``: those in ``sync`` amber bold, in ``grey``
+    italic in ``grey_colour``."""
+    for label, p in zip(labels, positions):
+        if p in sync:
+            label.set(color=palette.LS_COLOUR, fontweight="bold")
+        elif p in grey:
+            label.set(color=grey_colour, fontstyle="italic")
+
+
 def _graph_rows(ax, rows, m=1):
     """Label a graph panel's rows; when every row is drawn (m = 1), edges as arcs left."""
     shown = list(range(0, len(rows), max(m, 1)))
     ax.set_yticks(shown, [rows.labels[r] for r in shown], fontsize=8)
-    for label, r in zip(ax.get_yticklabels(), shown):
-        if r in rows.sync:
-            label.set(color=palette.LS_COLOUR, fontweight="bold")
-        elif rows.identity[r]:
-            label.set(color=IDENTITY_COLOUR, fontstyle="italic")
+    style_names(ax.get_yticklabels(), shown, rows.sync,
+                [r for r in shown if rows.identity[r]], IDENTITY_COLOUR)
     if m != 1 or not rows.edges:
         return
     frac = STRIP_IN / (ax.get_position().width * ax.figure.get_figwidth())
@@ -281,8 +280,7 @@ def _graph_rows(ax, rows, m=1):
 
 
 def _legend_handles(rows, exact=False):
-    """Patches and lines saying what the colours and marks of a panel mean (``exact``:
-    the diamonds of ``exact_from``)."""
+    """The legend's patches and lines (``exact``: with the diamonds of ``exact_from``)."""
     sync_set = ("sync set" if rows.graph else "ls") + ": forward steps = backward steps"
     if rows.graph and not rows.sync:
         sync_set += " (empty here)"
@@ -344,15 +342,15 @@ def raster_figure(trace, windows=(), color="both"):
         windows = check_windows(trace, windows)
     else:
         T = len(trace["tick"])
-        fit = max(1, int(panel_px // (MIN_STRIPE_TICK_PX if tag_period(trace) else MIN_TICK_PX)))
+        stripes = palette.tag_period(trace["stream_frame"])
+        fit = max(1, int(panel_px // (MIN_STRIPE_TICK_PX if stripes else MIN_TICK_PX)))
         windows = [(0, T)] if T <= fit else [(0, fit), (T - fit, T)]
         if T > fit:
             total = ticks[0] + T * ticks[1]
     rows = len(windows)
     panel_in = PANEL_HEIGHT_IN if not order.graph else max(PANEL_HEIGHT_IN, 0.22 * len(order))
     height = TOP_IN + BOTTOM_IN + panel_in * rows + GAP_IN * (rows - 1)
-    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = new_figure((WIDTH_IN, height), DPI, layout=None)
     grid = fig.add_gridspec(rows, cols, left=left, right=right,
                             bottom=BOTTOM_IN / height, top=1 - TOP_IN / height,
                             hspace=GAP_IN / panel_in, wspace=wspace)
@@ -369,7 +367,7 @@ def raster_figure(trace, windows=(), color="both"):
             ax = fig.add_subplot(grid[i, j])
             rgb, steps = panel_image(trace, window, kind, rows=order)
             if kind == "tag":
-                periods.add(tag_period(trace, steps[0]))
+                periods.add(palette.tag_period(trace["stream_frame"], steps[0]))
             title = f"{name} — {_window_title(window, i, rows, ticks, total)} — colour by {kind}"
             note = step_note(steps)
             title = title.lstrip(" —") + (f"\n({note})" if note else "")
@@ -384,6 +382,5 @@ def raster_figure(trace, windows=(), color="both"):
 
 
 def write_raster(path, trace, windows=(), color="both"):
-    """Write waves.png atomically at ``path``."""
-    save_png(raster_figure(trace, windows, color)[0], path)
-    return path
+    """Write waves.png atomically at ``path``; returns ``path``."""
+    return save_png(raster_figure(trace, windows, color)[0], path)

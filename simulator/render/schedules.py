@@ -6,7 +6,6 @@ schedules_memory.png (weight versions held) and schedules_accuracy.png.
 """
 import os
 import textwrap
-import warnings
 
 import numpy as np
 from matplotlib import colormaps
@@ -17,7 +16,7 @@ from ..analysis import palette
 from ..analysis.schedule_data import check_schedules
 from ..errors import SimulatorError
 from ..model.graph import delay_names
-from .axes import finish, integer_ticks, new_figure, no_data
+from .axes import finish, integer_ticks, new_figure, no_data, quiet
 from .indexed import check_size
 from .learning import BAND_ALPHA
 from .lint import mark_categorical
@@ -38,6 +37,7 @@ CELL_PT = 7                   # frame numbers inside raster cells
 STAGE_IN = 1.2                # a raster's stage rows share about this many inches
 MAX_HEIGHT_IN = 24            # the raster figure's height at most (many stages, schedules)
 LABEL_ROWS = 14               # a raster names at most this many stages
+UNITS = ("B", "KiB", "MiB", "GiB")
 FILES = ("schedules_raster.png", "schedules_staleness.png", "schedules_memory.png",
          "schedules_accuracy.png")
 
@@ -72,17 +72,6 @@ def groups(data, key):
         else:
             out.append([name])
     return out
-
-
-def _count(n, word):
-    return f"{int(n)} {word}" + ("" if int(n) == 1 else "s")
-
-
-def _quiet(func, *args, **kwargs):
-    """``func`` with numpy's all-NaN warnings silenced (a stage that never updates)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return func(*args, **kwargs)
 
 
 # ------------------------------------------------------------------ raster
@@ -144,11 +133,10 @@ def _raster_panel(ax, data, name, order, W, numbers, row_px):
         for t, r in zip(*np.nonzero(s["forward"][:W, order] >= 0)):
             ax.text(t, r + 0.75, str(s["forward"][t, order[r]]), ha="center", va="center",
                     fontsize=CELL_PT, color="white")
-    weighted = data["weighted"][order]
+    bare = int((~data["weighted"][order]).sum())
     use = float(np.mean(s["utilisation"][order]))
     ax.set_title(f"{name}: stages busy {100 * use:.0f}% of its {T} ticks"
-                 + ("" if weighted.all() else f" ({_count((~weighted).sum(), 'stage')} "
-                                              "without weights)"),
+                 + (f" ({bare} stage{'s' * (bare != 1)} without weights)" if bare else ""),
                  loc="left", fontsize=9)
     return T < W
 
@@ -158,7 +146,7 @@ def stage_values(values, weighted, stat=np.nanmedian):
     """Per stage (columns) ``stat`` (the median), the least and the largest finite
     value over ticks, NaN for an unweighted stage or one without any."""
     v = np.where(weighted[None, :], values, np.nan)
-    return tuple(_quiet(f, v, axis=0) for f in (stat, np.nanmin, np.nanmax))
+    return tuple(quiet(f, v, axis=0) for f in (stat, np.nanmin, np.nanmax))
 
 
 def _by_stage(ax, data, key, ylabel, law=None, stat=np.nanmedian):
@@ -190,10 +178,6 @@ def _schedule_legend(fig, data):
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
                frameon=False, title="schedules (side by side at each S(v))",
                title_fontsize=8)
-
-
-def _titled(ax, text, width):
-    ax.set_title(textwrap.fill(text, width), fontsize=9)
 
 
 def staleness_figure(data):
@@ -229,7 +213,7 @@ def staleness_figure(data):
             ax.plot(layer, 2 * (d - layer), color=c, ls=":", lw=1.0)
             ax.plot(layer, delay[q, :int(d)], color=c, marker=".", lw=1.4, label=f"depth {d}")
         ax.set(xlabel="layer l of a chain", ylabel="steady delay [ticks]")
-        _titled(ax, "sweep: " + ", ".join(group), 38)
+        ax.set_title(textwrap.fill("sweep: " + ", ".join(group), 38), fontsize=9)
         integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
         axes["sweep " + ", ".join(group)] = ax
@@ -239,13 +223,6 @@ def staleness_figure(data):
 
 
 # ------------------------------------------------------------------ memory
-def _human_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 def memory_figure(data):
     """(Figure, axes): from the sweep, weight versions held in all (vs depth) and per
     layer at the deepest depth; from the run, peak versions per stage and bytes."""
@@ -254,18 +231,16 @@ def memory_figure(data):
     axes = {k: fig.add_subplot(grid[i // 2, i % 2]) for i, k in
             enumerate(("total", "per_layer", "per_stage", "bytes"))}
     depths = data["sweep_depths"]
-    for k, group in enumerate(groups(data, "sweep_versions")):
-        versions = data["schedules"][group[0]]["sweep_versions"]
-        st, label = _style(data, group[0]), ", ".join(group)
-        if len(depths):
-            axes["total"].plot(depths, np.nansum(versions, axis=1), lw=1.4, mfc="none",
-                               label=label, **st)
-            d = int(depths.max())
-            axes["per_layer"].plot(np.arange(1, d + 1), versions[int(np.argmax(depths)), :d],
-                                   lw=1.4, mfc="none", label=label, **st)
     if len(depths):
         d = int(depths.max())
         layer = np.arange(1, d + 1)
+        for group in groups(data, "sweep_versions"):
+            versions = data["schedules"][group[0]]["sweep_versions"]
+            st, label = _style(data, group[0]), ", ".join(group)
+            axes["total"].plot(depths, np.nansum(versions, axis=1), lw=1.4, mfc="none",
+                               label=label, **st)
+            axes["per_layer"].plot(layer, versions[int(np.argmax(depths)), :d], lw=1.4,
+                                   mfc="none", label=label, **st)
         axes["per_layer"].plot(layer, 2 * (d - layer) + 1, color=LAW_COLOUR, ls="--", lw=1.0,
                                zorder=0, label="2·S + 1: a stash per frame in flight")
         axes["total"].set(xlabel="chain depth", ylabel="weight versions held, all layers")
@@ -296,18 +271,23 @@ def _bytes_panel(ax, data):
     peak = np.array([float(data["schedules"][n]["version_bytes"].sum(axis=1).max(initial=0))
                      for n in names])
     y = np.arange(len(names))[::-1]
-    power = int(np.clip(np.log2(max(peak.max(), 1.0)) // 10, 0, 3))
-    unit = ("B", "KiB", "MiB", "GiB")[power]
+    power = _power(peak.max())
     ax.barh(y, peak / 1024 ** power, color=[colour(n, k) for k, n in enumerate(names)],
             height=0.6)
     ax.set(yticks=y, xlim=(0, 1.45 * max(peak.max(), 1.0) / 1024 ** power),
-           xlabel=f"weights held [{unit}]")
+           xlabel=f"weights held [{UNITS[power]}]")
     ax.set_yticklabels(names)
     for yy, p in zip(y, peak):
-        ax.text(p / 1024 ** power, yy, " " + _human_bytes(p), va="center", ha="left",
-                fontsize=8)
+        k = _power(p)
+        text = f"{p:.0f} B" if k == 0 else f"{p / 1024 ** k:.1f} {UNITS[k]}"
+        ax.text(p / 1024 ** power, yy, " " + text, va="center", ha="left", fontsize=8)
     ax.set_title("this run: most weight bytes held at once", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+
+
+def _power(n):
+    """k of the unit 1024^k (B, KiB, MiB or GiB) ``n`` bytes are written in."""
+    return int(np.clip(np.log2(max(n, 1.0)) // 10, 0, 3))
 
 
 # ---------------------------------------------------------------- accuracy
@@ -320,11 +300,11 @@ def accuracy_figure(data):
     ends = []
     for name in data["names"]:
         s, st = data["schedules"][name], _style(data, name)
-        mean = _quiet(np.nanmean, s["accuracy"], axis=0)
+        mean = quiet(np.nanmean, s["accuracy"], axis=0)
         axes["accuracy"].plot(ticks, mean, lw=1.5, ms=4, label=name,
                               markevery=max(1, len(ticks) // MARKS), **st)
         if R > 1:
-            sd = _quiet(np.nanstd, s["accuracy"], axis=0, ddof=1)
+            sd = quiet(np.nanstd, s["accuracy"], axis=0, ddof=1)
             axes["accuracy"].fill_between(ticks, mean - sd, mean + sd, color=st["color"],
                                           alpha=BAND_ALPHA / 2, lw=0)
         _loss_curve(axes["loss"], s["loss"], name, st["color"])
@@ -369,7 +349,7 @@ def _loss_curve(ax, loss, name, colour):
     """The seed mean's running mean over the ticks with a loss, up to a divergence
     (marked × and named in the legend)."""
     stop = diverged_at(loss)
-    mean = _quiet(np.nanmean, loss[:, :stop], axis=0)
+    mean = quiet(np.nanmean, loss[:, :stop], axis=0)
     at = np.flatnonzero(np.isfinite(mean))       # the ticks with a loss at the output
     if not len(at):                              # e.g. the engine stopped at a NaN at once
         ax.plot([], [], color=colour, lw=1.3, label=f"{name} (no finite loss)")

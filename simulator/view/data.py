@@ -13,13 +13,13 @@ from ..errors import SimulatorError
 from ..runfiles import read_relaxation, read_run_meta, read_schedules, read_trace, read_wave
 from ..engine.tick import synchronized_layers
 from ..model.graph import IDENTITY_PREFIX, delay_names
+from ..probes import Trace
 
 FORMAT = 1
 MAX_FRAMES = 2000              # viewer frames (ticks) embedded at most
 MAX_NEURONS = 64               # neurons per layer embedded at most
 MIN_NEURONS = 8                # neurons per layer kept before ticks are thinned
 MAX_STATE_VALUES = 1_500_000   # x and δ values embedded at most (float32: ~8 MB base64)
-VIEWABLE = ("diffusion", "ar_converge", "pc_wave", "schedules")
 WAVE_ETA = 0.1                 # the relaxation rate shown first (as relaxation_wave.png)
 _DTYPES = {"f8": "<f8", "f4": "<f4", "i4": "<i4", "u1": "u1"}
 
@@ -60,16 +60,15 @@ def run_payload(folder):
     folder = os.fspath(folder)
     meta = read_run_meta(folder)
     kind = meta.get("kind") or meta.get("scene", {}).get("kind") or "diffusion"
-    if kind == "diffusion":
-        return diffusion_payload(read_trace(folder), meta)
-    if kind == "ar_converge":
-        return relaxation_payload(read_relaxation(folder), meta)
-    if kind == "pc_wave":
-        return pc_payload(read_wave(folder), meta)
-    if kind == "schedules":
-        return schedules_payload(read_schedules(folder), meta)
-    raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop view "
-                         f"shows {', '.join(VIEWABLE)} runs")
+    viewable = {"diffusion": (read_trace, diffusion_payload),
+                "ar_converge": (read_relaxation, relaxation_payload),
+                "pc_wave": (read_wave, pc_payload),
+                "schedules": (read_schedules, schedules_payload)}
+    if kind not in viewable:
+        raise SimulatorError(f"{folder}: a {kind} run has no ticks to scrub through; tickprop "
+                             f"view shows {', '.join(viewable)} runs")
+    read, payload = viewable[kind]
+    return payload(read(folder), meta)
 
 
 def _scene(meta):
@@ -97,7 +96,7 @@ FIELD_LABELS = {"x_norm": "‖x‖", "delta_norm": "‖δ‖", "mismatch_cos": "
 
 def layer_names(trace, meta=None):
     """A name per trace column: a graph's vertex names, a chain's from the scene's
-    [[network.layers]] (the input "input"), else the layer indices."""
+    [[network.layers]] (the input "input"), else the indices."""
     n = len(trace["sizes"])
     if "vertex_names" in trace:
         return [str(v) for v in trace["vertex_names"]]
@@ -110,10 +109,9 @@ def layer_names(trace, meta=None):
 
 
 def diffusion_rows(trace, meta=None):
-    """(rows bottom first, sync label, edges [parent row, child row, level gap]):
-    layers 0..L with ls (Eq. 6; the two closest layers for even L), or a graph's
-    vertices by level (ties in model order) with its synchronization set. Rows are
-    named from the scene; an identity vertex as a delay of its source."""
+    """(rows bottom first, sync label, edges [parent row, child row, level gap]): layers
+    0..L with ls (Eq. 6), or a graph's vertices by level (ties in model order) with its
+    synchronization set; an identity vertex named as a delay of its source."""
     n = len(trace["sizes"])
     names = layer_names(trace, meta)
     if "vertex_names" not in trace:
@@ -160,21 +158,9 @@ def wave_cells(trace):
     return fwd.astype(np.uint8) | (bwd.astype(np.uint8) << 1) | (same.astype(np.uint8) << 2)
 
 
-def _frames_of(trace, tags):
-    """Stream frames of tick-valued ``tags`` (−1: none), as Trace.stream_frames_of."""
-    ticks = np.asarray(trace["source_tick"] if "source_tick" in trace else trace["tick"])
-    frames = np.asarray(trace["source_stream_frame"] if "source_stream_frame" in trace
-                        else trace["stream_frame"])
-    if not len(ticks):
-        return np.full(np.shape(tags), -1)
-    row = np.clip(np.searchsorted(ticks, tags, side="right") - 1, 0, len(ticks) - 1)
-    return np.where(np.asarray(tags) >= 0, frames[row], -1)
-
-
 def wave_colours(trace, frames, cols, step=1):
-    """{"magnitude", "tag"}: RGB bytes (frames, columns, 3) of the raster as the PNGs
-    colour it (simulator/render/raster.py): red where x carries a frame, blue where δ ≠ 0,
-    shaded by ‖·‖ / the layer's largest over the run, or by the frame's tag."""
+    """{"magnitude", "tag"}: RGB bytes (frames, columns, 3) of a diffusion Trace's raster
+    as the PNGs colour it (simulator/render/raster.py)."""
     def tag(key, newest=False):
         hi = "tag_" + key + "_hi"
         return np.asarray(trace[hi] if newest and hi in trace else trace["tag_" + key])
@@ -189,8 +175,8 @@ def wave_colours(trace, frames, cols, step=1):
     magnitude = palette.mix(palette.magnitude_levels(x[pick], fwd[pick], xs),
                             palette.magnitude_levels(d[pick], bwd[pick], ds))
     period = palette.tag_period(trace["stream_frame"], step)
-    x_frames = _frames_of(trace, oldest("input")[pick])
-    d_frames = _frames_of(trace, np.where(bwd, oldest("supervision"), -1)[pick])
+    x_frames = trace.stream_frames_of(oldest("input")[pick])
+    d_frames = trace.stream_frames_of(np.where(bwd, oldest("supervision"), -1)[pick])
     tags = palette.mix(palette.tag_levels(x_frames, fwd[pick], period),
                        palette.tag_levels(d_frames, bwd[pick], period),
                        strength="mean", lean=palette.TAG_LEAN)
@@ -200,6 +186,7 @@ def wave_colours(trace, frames, cols, step=1):
 def diffusion_payload(trace, meta=None, max_frames=MAX_FRAMES, max_states=MAX_STATE_VALUES):
     """The payload of a diffusion Trace (or its arrays) and its run.json ``meta``."""
     meta = getattr(trace, "meta", {}) if meta is None else meta
+    trace = trace if isinstance(trace, Trace) else Trace(trace, meta)
     rows, sync_label, edges = diffusion_rows(trace, meta)
     cols = np.array([r["column"] for r in rows])
     T, n = np.shape(trace["x_norm"])
