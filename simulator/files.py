@@ -1,10 +1,9 @@
-"""Every single file tickprop writes goes through here, atomically: written to
-a temporary beside it, then ``os.replace``-d (atomic against a killed process,
-not a power loss: no fsync); inside a folder being recorded (``committing``)
-the manifest lists it first. Every temporary is named here (STALE, the token
-starting with this host's tag); a temporary folder holds the marker file
-TMP_MARK while it is filled or deleted, so manifest.clean_stale removes it
-once its process is gone. Imports simulator.errors only.
+"""Every single file tickprop writes goes through here, atomically: written to a
+temporary beside it, then ``os.replace``-d (atomic against a killed process, not a
+power loss: no fsync); inside a folder being recorded (``committing``) the manifest
+lists it first. Every temporary is named here (STALE, the token starting with this
+host's tag); a temporary folder holds the marker TMP_MARK while it is filled or
+deleted, so manifest.clean_stale removes it once its process is gone.
 """
 import contextlib
 import csv
@@ -53,8 +52,7 @@ def output_error(exc, path=None):
 def speak_of(exc, private, public):
     """``exc``, changed to name ``public`` where it names the temporary folder
     ``private`` (an OSError's file names, else its message), for ``raise``."""
-    private = os.fspath(private)
-    public = os.fspath(public)
+    private, public = os.fspath(private), os.fspath(public)
 
     def swap(text):
         return text.replace(private, public) if isinstance(text, str) else text
@@ -88,8 +86,7 @@ def atomic_write(path, write, binary=False):
 
 
 def move_into_place(source, path):
-    """Rename the finished file ``source`` (same file system) over ``path`` as
-    atomic_write's last step; returns ``path``."""
+    """Rename the finished file ``source`` (same file system) over ``path``; returns ``path``."""
     os.chmod(source, FILE_MODE)
     _commit(os.fspath(source), os.fspath(path))
     return path
@@ -101,8 +98,8 @@ def write_text(path, text):
 
 
 def write_json(path, data, indent=2):
-    """Write ``data`` as JSON atomically; numpy scalars and arrays become numbers
-    and lists, anything else unknown is refused (never silently str()'d)."""
+    """Write ``data`` as JSON atomically; numpy scalars and arrays become numbers and
+    lists, anything else unknown is refused (never silently str()'d)."""
     return write_text(path, json.dumps(data, indent=indent, default=_plain))
 
 
