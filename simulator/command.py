@@ -149,11 +149,9 @@ def _stop(interrupt, half_imported=False):
 def _in_import(exc):
     """Was ``exc`` raised in a module's top-level code (a half-imported extension)?"""
     tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "<module>":
-            return True
+    while tb is not None and tb.tb_frame.f_code.co_name != "<module>":
         tb = tb.tb_next
-    return False
+    return tb is not None
 
 
 def _interrupt_behind(exc):

@@ -126,7 +126,7 @@ def load_digits(seed=0, test_fraction=0.25):
 
 def _read_table(path, max_bytes, sha256, rows, columns, package):
     """The int64 table (rows, columns) of the gzipped CSV of integers at ``path``,
-    checked against the sha256 of its bytes (inflating past ``max_bytes`` refused)."""
+    checked against the sha256 of its inflated bytes (refused past ``max_bytes``)."""
     raw = read_gzip(path, max_bytes)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
