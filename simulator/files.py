@@ -66,10 +66,10 @@ def speak_of(exc, private, public):
     return exc
 
 
-def atomic_write(path, write, binary=False):
-    """``write(fileobj)`` into a temporary beside ``path``, then move it over
-    ``path`` (mode 0644) and return ``path``; on any failure the temporary goes
-    and the error goes on to the caller."""
+def atomic_write(path, write, binary=False, commit=None):
+    """``write(fileobj)`` into a temporary beside ``path``, then move it over ``path``
+    (mode 0644; ``commit(tmp, path)``, by default through a recorded folder's) and
+    return ``path``; on any failure the temporary goes and the error goes on."""
     path = os.fspath(path)
     folder, base = os.path.split(os.path.abspath(path))
     tmp = tmp_name(folder, base, "tmp")
@@ -77,7 +77,7 @@ def atomic_write(path, write, binary=False):
         with open(tmp, "xb" if binary else "x", **({} if binary else {"newline": ""})) as f:
             write(f)
         os.chmod(tmp, FILE_MODE)
-        _commit(tmp, path)
+        (commit or _commit)(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -92,9 +92,9 @@ def move_into_place(source, path):
     return path
 
 
-def write_text(path, text):
-    """Write a str as UTF-8 text atomically; returns ``path``."""
-    return atomic_write(path, lambda f: f.write(text.encode()), binary=True)
+def write_text(path, text, commit=None):
+    """Write a str as UTF-8 text atomically (as atomic_write); returns ``path``."""
+    return atomic_write(path, lambda f: f.write(text.encode()), binary=True, commit=commit)
 
 
 def write_json(path, data, indent=2):
@@ -137,12 +137,13 @@ def save_png(fig, path):
 
 def _commit(tmp, path):
     """Rename ``tmp`` over ``path``, by the commit of a folder being recorded if any."""
-    commit = _committer(path)
-    if commit is None:
-        kill_hook(path)
-        os.replace(tmp, path)
-    else:
-        commit(tmp, path)
+    (_committer(path) or replace)(tmp, path)
+
+
+def replace(tmp, path):
+    """``os.replace``, the last step of every write (where tests may kill the process)."""
+    kill_hook(path)
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

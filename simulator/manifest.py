@@ -76,8 +76,7 @@ def _record(root, tmp, path):
             entry["before"] = now
         listed[rel] = entry
         write_manifest(root, listed)
-        files.kill_hook(path)
-        os.replace(tmp, path)
+        files.replace(tmp, path)
 
 
 def file_status(folder, name):
@@ -243,19 +242,12 @@ def write_manifest(root, listed):
     # Inside a JSON string a quote is escaped, so '}, "' only ever ends an entry.
     text = text.replace('{"files": {', '{"files": {\n', 1).replace('}, "', '},\n"') + "\n"
     path = os.path.join(root, MANIFEST)
-    tmp = files.tmp_name(root, MANIFEST, "tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(text.encode())
-        os.chmod(tmp, files.FILE_MODE)
-        files.kill_hook(path)
-        os.replace(tmp, path)
+    try:        # never through a recorded folder's commit: it is that folder's own list
+        files.write_text(path, text, commit=files.replace)
         _remember_manifest(path, _stat_key(os.lstat(path)), listed)
     except BaseException:
         with _MANIFESTS_LOCK:
             _MANIFESTS.pop(path, None)
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise
 
 
