@@ -2,12 +2,10 @@
 
 Public API: simulate (a diffusion scene -> Trace), Trace, Model (``Model.chain``,
 ``Model.from_layers``), Network (its deprecated chain alias), Engine, GraphEngine,
-sync_set, reference (the float64 backprop oracle), SimulatorError. The figure
-builders are in simulator.render (it loads matplotlib, so not imported here).
-
-The public names load on first use (PEP 562), so ``import simulator`` reads no
-numpy: the command's entry (simulator.__main__) sets its start-up Ctrl-C handler
-after the package is imported and before anything heavy is.
+sync_set, reference (the float64 backprop oracle), SimulatorError; the figures are in
+simulator.render (it loads matplotlib). The names load on first use (PEP 562), so
+``import simulator`` reads no numpy: simulator.__main__ sets its start-up Ctrl-C
+handler before anything heavy is imported.
 """
 import importlib
 from typing import TYPE_CHECKING

@@ -1,16 +1,14 @@
-"""The entry of the tickprop command: the console script (``simulator.__main__:main``),
-``python -m simulator`` and the checkout's ``python cli.py`` all start here. Its top
-sets the start-up Ctrl-C handler before the command (numpy, matplotlib, the
-simulator) is imported; ``import simulator`` itself loads none of them."""
+"""The entry of the tickprop command (console script, ``python -m simulator``, the
+checkout's ``python cli.py``): it sets the start-up Ctrl-C handler before the command
+(numpy, matplotlib, the simulator) is imported."""
 import os
 import signal
 import threading
 
 
 def _interrupted_while_starting(signum, frame):
-    """Ctrl-C while tickprop starts (importing numpy, matplotlib and the
-    simulator takes a good part of a second): nothing is written yet, so
-    the one line and exit 130 at once, no traceback."""
+    """Ctrl-C while tickprop starts (the imports take a good part of a second):
+    nothing is written yet, so the one line and exit 130 at once, no traceback."""
     os.write(2, b"interrupted\n")
     os._exit(130)
 

@@ -1,8 +1,8 @@
-"""The notebook API: ``simulate`` runs a diffusion scene and returns its Trace,
-no files written: ``simulator.simulate("fig1_constant", ticks=50,
-**{"network.depth": 5})``. Overrides are the CLI's: ``ticks``, ``seed``,
-``device``, ``dtype`` and any ``"section.key"`` of the scene (a Python value),
-or ``--set``'s strings (``"network.depth=5"``), refused with the CLI's messages.
+"""The notebook API: ``simulate`` runs a diffusion scene and returns its Trace, no
+files written: ``simulator.simulate("fig1_constant", ticks=50, **{"network.depth": 5})``.
+Overrides are the CLI's: ``ticks``, ``seed``, ``device``, ``dtype`` and any
+``"section.key"`` (a Python value), or ``--set``'s strings (``"network.depth=5"``),
+refused with the CLI's messages.
 """
 import os
 import warnings
@@ -23,8 +23,8 @@ OVERRIDES = ("a dict {'ticks': 50, 'section.key': value}, or 'section.key=value'
 
 def resolve(scene_or_path, overrides=None, **more):
     """(name, resolved scene) of a scene name, path or dict, with ``overrides`` (a dict,
-    or --set's 'section.key=value' strings, 'ticks=50' too) and ``more`` applied: the
-    CLI's checks and one-line messages, each mistake named 'override ...'."""
+    or --set's 'section.key=value' strings, 'ticks=50' too) and ``more`` applied, with
+    the CLI's checks and one-line messages, each mistake named 'override ...'."""
     return _override(*_load(scene_or_path), overrides, more)
 
 
@@ -70,9 +70,9 @@ def _override(name, resolved, overrides, more):
 
 
 def simulate(scene_or_path, overrides=None, /, out=None, **more):
-    """The Trace of a diffusion scene (name, .toml, run.json or dict) with overrides
-    (a dict or --set strings, and/or keywords), with ``out`` saved there as ``tickprop run --out``
-    does and read back. Another kind or a bad override raises SimulatorError; a
+    """The Trace of a diffusion scene (name, .toml, run.json or dict) with overrides (a
+    dict or --set strings, and/or keywords); with ``out``, saved there as `tickprop run
+    --out` does and read back. Another kind or a bad override is a SimulatorError; a
     learning run whose updates pair different frames warns (UserWarning) first."""
     name, resolved = _load(scene_or_path)
     if resolved["kind"] != "diffusion":

@@ -1,8 +1,7 @@
-"""Argument checks of the public Python API, made once where a call enters.
-Each names the call, the argument, what was expected and what was given, in
-one SimulatorError, and returns the value as the call uses it::
-
-    Model.chain: seed: expected an integer >= 0, got 'x' (str)
+"""Argument checks of the public Python API, made once where a call enters. Each
+names the call, the argument, what was expected and what was given, in one
+SimulatorError (``Model.chain: seed: expected an integer >= 0, got 'x' (str)``), and
+returns the value as the call uses it.
 """
 import os
 
@@ -76,8 +75,8 @@ def check_path(call, name, value, folder=False):
 
 
 def check_array(call, name, value, shape=None, ndim=None):
-    """A numeric array of any array-API namespace (a list is refused: its
-    namespace is unknown), of ``shape`` or ``ndim`` when given."""
+    """A numeric array of any array-API namespace (a list is refused: its namespace is
+    unknown), of ``shape`` or ``ndim`` when given."""
     got = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if got is None or dtype is None or isinstance(value, (str, bytes)):

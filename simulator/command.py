@@ -1,16 +1,11 @@
-"""The tickprop command (click): parse, call the simulator, print. Nothing else lives
-here; the console script enters through simulator.__main__, which sets the start-up
-Ctrl-C handler before this module's imports.
+"""The tickprop command (click): parse, call the simulator, print. It is entered
+through simulator.__main__, which sets the start-up Ctrl-C handler first.
 
-Exit codes: 0 success (a sweep with some failed points included: its summary
-says how many failed); 2 user error (one ``error:`` line on stderr, nothing
-written); 3 the work ran but produced nothing: every point of a sweep failed
-(one ``error:`` line with the first failure's message; the points and
-sweep.csv are written, so the failures can be read); 130 Ctrl-C and 143
-SIGTERM (one line, nothing left behind); 1 internal failure (a bug: the
-traceback is printed), or for ``reproduce`` a check that failed and is not a
-listed known failure (its table line says FAIL; the evidence folder is written
-all the same).
+Exit codes: 0 success (a sweep with some failed points included); 2 user error
+(one ``error:`` line, nothing written); 3 every point of a sweep failed (one
+``error:`` line; the points and sweep.csv are written); 130 Ctrl-C, 143 SIGTERM
+(one line, nothing left behind); 1 a bug (traceback), or a ``reproduce`` check
+that failed and is not a listed known failure (the evidence is written).
 """
 import json
 import os
@@ -37,9 +32,7 @@ from .view import write_view
 
 
 FORCE_HELP = "Replace an existing --out folder that is not a tickprop output."
-
-# Exit code of a command whose work ran and all failed (every point of a sweep).
-EXIT_ALL_FAILED = 3
+EXIT_ALL_FAILED = 3         # the work ran and all of it failed (every point of a sweep)
 
 
 def _fail(exc):
@@ -48,11 +41,9 @@ def _fail(exc):
 
 
 def _exit_interrupted(code):
-    """Exit with ``code`` after Ctrl-C or SIGTERM was handled. CPython keeps
-    a KeyboardInterrupt that escaped an eval() of a string (numpy's f2py
-    evaluates some while it imports) as unhandled, however it was caught
-    later, and would end the process by SIGINT instead of ``code``;
-    evaluating a string again clears that mark."""
+    """Exit with ``code``. A KeyboardInterrupt that escaped an eval() (numpy's f2py
+    evaluates strings while it imports) stays marked unhandled and would end the
+    process by SIGINT instead; evaluating a string again clears that mark."""
     eval("None")
     sys.exit(code)
 
@@ -78,10 +69,9 @@ _on_sigterm.pending = False
 
 
 def _checked(update=None):
-    """The progress callable a kind is given: it raises again a SIGTERM whose
-    exception was swallowed on its way up (a C extension calling back into
-    Python may clear it, and the run would go on to its end), then moves the
-    bar (``update``) if there is one. Kinds call it at least once per chunk."""
+    """The progress callable a kind is given (called at least once per chunk): it
+    raises again a SIGTERM whose exception was swallowed on its way up (a C
+    extension calling back into Python may clear it), then moves the bar."""
     def tick(n):
         if _on_sigterm.pending:
             raise _Terminated()
@@ -91,10 +81,8 @@ def _checked(update=None):
 
 
 class _Group(click.Group):
-    """Turns SimulatorError (and an OSError no command caught) into one line and
-    exit code 2, click's own usage errors (a bad option value, an unknown
-    option or command) into one ``error:`` line and exit 2 as well, and Ctrl-C
-    and SIGTERM into one line and exit 130 / 143 after cleaning up."""
+    """SimulatorError, an uncaught OSError and click's usage errors: one ``error:``
+    line and exit 2; Ctrl-C and SIGTERM: one line and exit 130 / 143."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -145,10 +133,9 @@ class _Group(click.Group):
 
 
 def _stop(interrupt, half_imported=False):
-    """The one line and exit 130 (Ctrl-C) or 143 (SIGTERM), everything already
-    cleaned up on the way out. After an extension module's import was broken
-    half-way (``half_imported``) the interpreter's own shutdown can crash on
-    it (a fatal error, SIGABRT), so the process then ends at once."""
+    """The one line and exit 130 (Ctrl-C) or 143 (SIGTERM), all cleaned up. After an
+    extension's import was broken half-way (``half_imported``) the interpreter's
+    shutdown can abort on it, so the process then ends at once."""
     terminated = isinstance(interrupt, _Terminated)
     code = 143 if terminated else 130
     click.echo("terminated" if terminated else "interrupted", err=True)
@@ -160,20 +147,15 @@ def _stop(interrupt, half_imported=False):
 
 
 def _in_import(exc):
-    """Whether ``exc`` was raised while a module was being imported (a
-    module's top-level code on its way from the command), which may leave a
-    half-initialised extension module behind."""
+    """Was ``exc`` raised in a module's top-level code (a half-imported extension)?"""
     tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "<module>":
-            return True
+    while tb is not None and tb.tb_frame.f_code.co_name != "<module>":
         tb = tb.tb_next
-    return False
+    return tb is not None
 
 
 def _interrupt_behind(exc):
-    """The KeyboardInterrupt an exception was raised from (its cause or
-    context, followed down), or None."""
+    """The KeyboardInterrupt behind ``exc`` (its causes and contexts), or None."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
@@ -187,10 +169,9 @@ REDELIVER_S = 0.01       # how long a dropped Ctrl-C waits to be delivered again
 
 
 def _redeliver(hook):
-    """An unraisable-exception hook that delivers again a Ctrl-C (or SIGTERM)
-    which landed in a finalizer or a weakref callback -- where Python can only
-    print 'Exception ignored' and drop it, and the run would go on -- so the
-    command stops; other unraisable exceptions go to ``hook``."""
+    """An unraisable-exception hook that delivers again a Ctrl-C (or SIGTERM) that
+    landed in a finalizer or weakref callback, where Python would drop it; other
+    unraisable exceptions go to ``hook``."""
     def handle(unraisable):
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
                                                            KeyboardInterrupt):
@@ -208,10 +189,7 @@ def _redeliver(hook):
 
 def _say(name, lines, out):
     """A run's summary on stdout: '<name>: <headline>', the kind's lines, the folder."""
-    click.echo(f"{name}: {lines[0]}")
-    for line in lines[1:]:
-        click.echo(line)
-    click.echo(f"-> {out}")
+    click.echo("\n".join([f"{name}: {lines[0]}", *lines[1:], f"-> {out}"]))
 
 
 def _progress(quiet, length, label):
@@ -260,8 +238,7 @@ def run(scene, out, ticks, seed, device, dtype, overrides, no_png, no_gif, quiet
     typed = kind.overrides({"ticks": ticks, "seed": seed, "device": device, "dtype": dtype})
     if typed or overrides:
         resolved = scenes.apply_overrides(resolved, overrides, scene, typed)
-    replay = scene.endswith(".json")
-    out = out or outputs.default_out(name + ("_replay" if replay else ""))
+    out = out or outputs.default_out(name + ("_replay" if scene.endswith(".json") else ""))
     outputs.check_out(out, force)                   # before any work
     meta = _run_kind(name, resolved, out, quiet, scenes.find_scene(scene),
                      {"png": False if no_png else None, "gif": False if no_gif else None}, force,
@@ -300,8 +277,7 @@ def sweep(sweep_scene, workers, scheduler, out, quiet, force):
         check_scheduler(scheduler)
     name, _, _, _, points = sweeps.plan_sweep(sweep_scene)   # every point checked before any work
     out = out or outputs.default_out(name)
-    total = len(points)
-    summary = _under(_progress(quiet, total, name), sweeps.run_sweep, sweep_scene, out,
+    summary = _under(_progress(quiet, len(points), name), sweeps.run_sweep, sweep_scene, out,
                      workers=workers, scheduler=scheduler, force=force)
     if not quiet:
         _say(name, sweep_lines(summary), summary["csv"])
@@ -393,8 +369,7 @@ def sync(scene, depth, ticks, as_json):
               help="Table 2 keeps the fastest of this many runs.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
-              default=os.path.join("outputs", "pc_table"),
-              show_default=True)
+              default=os.path.join("outputs", "pc_table"), show_default=True)
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar, no tables, no summary.")
 def pc_table(dtype, levelled, il_steps, repeats, seed, out, force, quiet):
@@ -423,8 +398,7 @@ def pc_table(dtype, levelled, il_steps, repeats, seed, out, force, quiet):
               help="The first seed of every check.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="The evidence folder: results.json and results.md.")
-@click.option("--force", is_flag=True,
-              help="Replace an existing --out folder that is not a tickprop output.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar, no table, no summary.")
 def reproduce(tier, data, only, seed, out, force, quiet):
     """Re-measure published numbers as checks (docs/reproduce.md); one line per check:

@@ -1,8 +1,7 @@
-"""A sweep's points as jobs on a Dask distributed cluster (the counterpart of
-simulator.pool). Nothing waits for ever: a job past its timeout fails with one
-line (its thread is abandoned), and with no worker for ``no_worker_s`` seconds
-every unfinished job fails with one line. Dask is imported only when a
-scheduler is given (``distributed_module``).
+"""A sweep's points as jobs on a Dask distributed cluster (simulator.pool's
+counterpart). Nothing waits for ever: a job past its timeout fails with one line
+(its thread is abandoned), and so does every unfinished job after ``no_worker_s``
+seconds with no worker. Dask is imported only when a scheduler is given.
 """
 import concurrent.futures
 import logging
@@ -54,9 +53,8 @@ def connect(distributed, scheduler):
 
 
 def run_within(timeout_s, fn, fail, timed_out, job):
-    """``fn(*job)`` in a thread of its own, as a Dask worker runs it; after
-    ``timeout_s`` seconds ``fail(job, timed_out(timeout_s))`` instead (the
-    thread is abandoned: it cannot be stopped)."""
+    """``fn(*job)`` in a thread of its own, as a Dask worker runs it; after ``timeout_s``
+    seconds ``fail(job, timed_out(timeout_s))`` instead (the thread is abandoned)."""
     box = {}
 
     def target():
@@ -124,10 +122,10 @@ def _finished(distributed, pending, wait_s):
 
 
 def run_jobs(fn, jobs, timeouts, client, distributed, save, fail, timed_out, no_worker_s):
-    """``save`` the result of ``fn(*job)`` for every job, run with its deadline
-    on ``client``'s cluster (closed at the end); ``fail(job, message)`` is the
-    result of a failed one. With no worker for ``no_worker_s`` seconds every
-    unfinished job is saved failed; on any early exit they are cancelled."""
+    """``save`` the result of ``fn(*job)`` for every job, run with its deadline on
+    ``client``'s cluster (closed at the end); ``fail(job, message)`` is a failed
+    one's. With no worker for ``no_worker_s`` seconds every unfinished job is saved
+    failed; on any early exit they are cancelled."""
     futures = {}
     watch = _WorkerWatch(client, no_worker_s)
     wait_s = min(WATCH_S, no_worker_s / 4)

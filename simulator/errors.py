@@ -1,17 +1,17 @@
-"""The one exception family users see: a SimulatorError is a user mistake or a
-refused run, reported by the CLI as a single ``error:`` line with exit code 2.
-It is a ValueError, so code that catches bad arguments the Python way works."""
+"""The one exception family users see: a SimulatorError is a user mistake or a refused
+run, reported by the CLI as one ``error:`` line with exit code 2. It is a ValueError,
+so code that catches bad arguments the Python way works."""
 import difflib
 
 
 class SimulatorError(ValueError):
-    """Base of every error caused by input (scenes, options, arrays) or by a run
-    that had to stop (numerical blow-up, memory budget)."""
+    """Base of every error caused by input (scenes, options, arrays) or by a run that
+    had to stop (numerical blow-up, memory budget)."""
 
 
 class MissingKeyError(SimulatorError, KeyError):
-    """A name a mapping-like object does not hold (``trace["nope"]``): also a
-    KeyError, so ``except KeyError`` and ``in`` keep working."""
+    """A name a mapping-like object does not hold (``trace["nope"]``): also a KeyError,
+    so ``except KeyError`` and ``in`` keep working."""
 
     __str__ = Exception.__str__         # KeyError's would quote the whole message
 
@@ -21,8 +21,8 @@ class SceneError(SimulatorError):
 
 
 class NumericalError(SimulatorError):
-    """A NaN or Inf appeared; names the tick and layer (a graph's vertex index
-    and ``name``, unless that is the index) where it first showed."""
+    """A NaN or Inf appeared; names the tick and layer (a graph's vertex index and
+    ``name``, unless that is the index) where it first showed."""
 
     def __init__(self, tick, layer, what, name=None):
         self.tick, self.layer, self.what = int(tick), int(layer), what

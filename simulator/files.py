@@ -1,10 +1,9 @@
-"""Every single file tickprop writes goes through here, atomically: written to
-a temporary beside it, then ``os.replace``-d (atomic against a killed process,
-not a power loss: no fsync); inside a folder being recorded (``committing``)
-the manifest lists it first. Every temporary is named here (STALE, the token
-starting with this host's tag); a temporary folder holds the marker file
-TMP_MARK while it is filled or deleted, so manifest.clean_stale removes it
-once its process is gone. Imports simulator.errors only.
+"""Every single file tickprop writes goes through here, atomically: written to a
+temporary beside it, then ``os.replace``-d (atomic against a killed process, not a
+power loss: no fsync); inside a folder being recorded (``committing``) the manifest
+lists it first. Every temporary is named here (STALE, the token starting with this
+host's tag); a temporary folder holds the marker TMP_MARK while it is filled or
+deleted, so manifest.clean_stale removes it once its process is gone.
 """
 import contextlib
 import csv
@@ -53,8 +52,7 @@ def output_error(exc, path=None):
 def speak_of(exc, private, public):
     """``exc``, changed to name ``public`` where it names the temporary folder
     ``private`` (an OSError's file names, else its message), for ``raise``."""
-    private = os.fspath(private)
-    public = os.fspath(public)
+    private, public = os.fspath(private), os.fspath(public)
 
     def swap(text):
         return text.replace(private, public) if isinstance(text, str) else text
@@ -68,10 +66,10 @@ def speak_of(exc, private, public):
     return exc
 
 
-def atomic_write(path, write, binary=False):
-    """``write(fileobj)`` into a temporary beside ``path``, then move it over
-    ``path`` (mode 0644) and return ``path``; on any failure the temporary goes
-    and the error goes on to the caller."""
+def atomic_write(path, write, binary=False, commit=None):
+    """``write(fileobj)`` into a temporary beside ``path``, then move it over ``path``
+    (mode 0644; ``commit(tmp, path)``, by default through a recorded folder's) and
+    return ``path``; on any failure the temporary goes and the error goes on."""
     path = os.fspath(path)
     folder, base = os.path.split(os.path.abspath(path))
     tmp = tmp_name(folder, base, "tmp")
@@ -79,7 +77,7 @@ def atomic_write(path, write, binary=False):
         with open(tmp, "xb" if binary else "x", **({} if binary else {"newline": ""})) as f:
             write(f)
         os.chmod(tmp, FILE_MODE)
-        _commit(tmp, path)
+        (commit or _commit)(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -88,21 +86,20 @@ def atomic_write(path, write, binary=False):
 
 
 def move_into_place(source, path):
-    """Rename the finished file ``source`` (same file system) over ``path`` as
-    atomic_write's last step; returns ``path``."""
+    """Rename the finished file ``source`` (same file system) over ``path``; returns ``path``."""
     os.chmod(source, FILE_MODE)
     _commit(os.fspath(source), os.fspath(path))
     return path
 
 
-def write_text(path, text):
-    """Write a str as UTF-8 text atomically; returns ``path``."""
-    return atomic_write(path, lambda f: f.write(text.encode()), binary=True)
+def write_text(path, text, commit=None):
+    """Write a str as UTF-8 text atomically (as atomic_write); returns ``path``."""
+    return atomic_write(path, lambda f: f.write(text.encode()), binary=True, commit=commit)
 
 
 def write_json(path, data, indent=2):
-    """Write ``data`` as JSON atomically; numpy scalars and arrays become numbers
-    and lists, anything else unknown is refused (never silently str()'d)."""
+    """Write ``data`` as JSON atomically; numpy scalars and arrays become numbers and
+    lists, anything else unknown is refused (never silently str()'d)."""
     return write_text(path, json.dumps(data, indent=indent, default=_plain))
 
 
@@ -140,12 +137,13 @@ def save_png(fig, path):
 
 def _commit(tmp, path):
     """Rename ``tmp`` over ``path``, by the commit of a folder being recorded if any."""
-    commit = _committer(path)
-    if commit is None:
-        kill_hook(path)
-        os.replace(tmp, path)
-    else:
-        commit(tmp, path)
+    (_committer(path) or replace)(tmp, path)
+
+
+def replace(tmp, path):
+    """``os.replace``, the last step of every write (where tests may kill the process)."""
+    kill_hook(path)
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -49,10 +49,9 @@ def foreign_files(folder):
 
 @contextlib.contextmanager
 def recording(folder):
-    """Within this block every file simulator.files writes under ``folder`` is
-    listed in its manifest before it takes its name, if ``folder`` has one;
-    elsewhere the writes are plain atomic writes. Yields True when recording.
-    A damaged manifest is an OutputError naming it."""
+    """Within this block every file simulator.files writes under ``folder`` is listed
+    in its manifest, if it has one, before it takes its name; yields True then. A
+    damaged manifest is an OutputError naming it."""
     root = os.path.realpath(folder)
     if not os.path.isdir(root) or read_manifest(root) is None:
         yield False
@@ -62,9 +61,8 @@ def recording(folder):
 
 
 def _record(root, tmp, path):
-    """Rename ``tmp`` over ``path`` in the recorded folder ``root``: under its
-    lock the manifest lists the new file first, the version on disk as
-    ``before``."""
+    """Rename ``tmp`` over ``path`` in the recorded folder ``root``: under its lock
+    the manifest lists the new file first, the version on disk as ``before``."""
     real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
                         os.path.basename(path))
     rel = os.path.relpath(real, root).replace(os.sep, "/")
@@ -78,8 +76,7 @@ def _record(root, tmp, path):
             entry["before"] = now
         listed[rel] = entry
         write_manifest(root, listed)
-        files.kill_hook(path)
-        os.replace(tmp, path)
+        files.replace(tmp, path)
 
 
 def file_status(folder, name):
@@ -99,10 +96,9 @@ def file_status(folder, name):
 
 
 def clean_stale(parent):
-    """Remove what dead tickprop processes left in ``parent``: this host's
-    single-file temporaries, temporary folders and backups that are provably
-    tickprop's (_ours); a backup whose name is free is put back under it.
-    Never raises; returns the paths removed or restored."""
+    """Remove what dead tickprop processes left in ``parent``: this host's file
+    temporaries, and temporary folders and backups provably tickprop's (_ours); a
+    backup whose name is free is put back. Never raises; returns the paths done."""
     done = []
     try:
         entries = sorted(os.scandir(parent), key=lambda e: e.name)
@@ -188,8 +184,8 @@ def _matches(got, want):
 
 
 def read_manifest(root):
-    """{path: entry} of ``root``'s manifest, None if there is none, an
-    OutputError if it is damaged. Kept in memory while the file is unchanged."""
+    """{path: entry} of ``root``'s manifest, None if there is none, an OutputError if
+    it is damaged. Kept in memory while the file is unchanged."""
     path = os.path.join(root, MANIFEST)
     try:
         key = _stat_key(os.lstat(path))
@@ -246,19 +242,12 @@ def write_manifest(root, listed):
     # Inside a JSON string a quote is escaped, so '}, "' only ever ends an entry.
     text = text.replace('{"files": {', '{"files": {\n', 1).replace('}, "', '},\n"') + "\n"
     path = os.path.join(root, MANIFEST)
-    tmp = files.tmp_name(root, MANIFEST, "tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(text.encode())
-        os.chmod(tmp, files.FILE_MODE)
-        files.kill_hook(path)
-        os.replace(tmp, path)
+    try:        # never through a recorded folder's commit: it is that folder's own list
+        files.write_text(path, text, commit=files.replace)
         _remember_manifest(path, _stat_key(os.lstat(path)), listed)
     except BaseException:
         with _MANIFESTS_LOCK:
             _MANIFESTS.pop(path, None)
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise
 
 
@@ -277,8 +266,7 @@ def _locked(root):
 
 
 def adopt(root):
-    """True if the folder ``root`` has a manifest, or gets one now because it
-    is empty; else False."""
+    """True if the folder ``root`` has a manifest, or gets one now as it is empty."""
     if not os.path.isdir(root) or read_manifest(root) is not None:
         return os.path.isdir(root)
     with _locked(root):
@@ -291,8 +279,8 @@ def adopt(root):
 
 
 def scan(root, prefix=""):
-    """{path: digest} of every regular file under ``root`` but the manifest,
-    the marker file, temporaries and OS_FILES."""
+    """{path: digest} of every regular file under ``root`` but the manifest, the
+    marker, temporaries and OS_FILES."""
     out = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name in (files.TMP_MARK, *OS_FILES) or files.STALE.match(entry.name) or (

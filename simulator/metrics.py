@@ -4,9 +4,8 @@ error comes from these products: below about √(machine ε) it is rounding, not
 
 
 def gram(xp, d1, x1, d2, x2):
-    """⟨d1ᵀ x1, d2ᵀ x2⟩_F over the last two axes (batch, neurons) of stacked
-    factors; for a batch of one the product of two dot products (the same
-    number without a tiny matrix product per layer)."""
+    """⟨d1ᵀ x1, d2ᵀ x2⟩_F over the last two axes (batch, neurons) of stacked factors;
+    for a batch of one the product of two dot products (no tiny matrix products)."""
     if d1.shape[-2] == 1:
         return (xp.vecdot(d1[..., 0, :], d2[..., 0, :])
                 * xp.vecdot(x1[..., 0, :], x2[..., 0, :]))
@@ -16,8 +15,8 @@ def gram(xp, d1, x1, d2, x2):
 
 
 def cosine_and_relative(xp, gg, gG, GG):
-    """Cosine similarity and relative error ‖g − G‖/‖G‖ from the three inner
-    products; a zero gradient gives NaN, never a silent 0."""
+    """Cosine similarity and relative error ‖g − G‖/‖G‖ from the three inner products;
+    a zero gradient gives NaN, never a silent 0."""
     cos = gG / xp.sqrt(gg * GG)
     diff = xp.maximum(gg - 2.0 * gG + GG, xp.zeros_like(gg))
     rel = xp.sqrt(diff / GG)
@@ -25,7 +24,6 @@ def cosine_and_relative(xp, gg, gG, GG):
 
 
 def mismatch(xp, d, x, d_ref, x_ref):
-    """(cosine, relative error) per layer between g = dᵀx and G = d_refᵀx_ref,
-    stacked factors of shape (L, B, N)."""
+    """(cosine, relative error) per layer of g = dᵀx and G = d_refᵀx_ref, (L, B, N) each."""
     return cosine_and_relative(xp, gram(xp, d, x, d, x), gram(xp, d, x, d_ref, x_ref),
                                gram(xp, d_ref, x_ref, d_ref, x_ref))

@@ -1,8 +1,7 @@
 """``Network``: the deprecated alias of a dense chain ``Model`` (kept one release).
-
-``Network(weights, biases, activations)`` is ``Model.from_weights`` and
-``Network.random`` is ``Model.chain``; an instance IS a Model with the old
-chain views added (``weights``, ``biases``, ``sizes``, ``activations``, ``copy()``).
+``Network(weights, biases, activations)`` is ``Model.from_weights``, ``Network.random``
+``Model.chain``; an instance IS a Model with the old chain views added (``weights``,
+``biases``, ``sizes``, ``activations``, ``copy()``).
 """
 from .model import Model
 

@@ -79,13 +79,12 @@ def draw_magnitude(rng, shape, scale, out):
 
 
 def feedback_draws(kind, seed, scale, shapes):
-    """(Generator, [per weight shape, in vertex order]) of feedback ``kind``: B
-    (``random``/``learned``: N(0, (scale/√fan_in)²)), the magnitude multiplying
-    sign(W) (``sign``: scale·√(2/(fan_in+fan_out)); ``frsf``/``brsf``: scale·|M|
-    from ``draw_magnitude``), or None (``transpose``); from
-    np.random.default_rng(seed), which ``brsf`` keeps drawing from. ``dfa``: ``shapes``
-    are (size(v), size(output)) per hidden vertex and B_v = scale·U(−a, a), a = √(6/(size(v)
-    + size(output))): biotorch's xavier_uniform_ of its ``weight_dfa``."""
+    """(Generator, [per weight shape, in vertex order]) of feedback ``kind`` from
+    np.random.default_rng(seed), which ``brsf`` keeps drawing from: B (``random``,
+    ``learned``: N(0, (scale/√fan_in)²)), the magnitude multiplying sign(W) (``sign``:
+    scale·√(2/(fan_in+fan_out)); ``frsf``, ``brsf``: draw_magnitude's scale·|M|), or
+    None (``transpose``). ``dfa``: shapes (size(v), size(output)) per hidden vertex,
+    B_v = scale·U(−a, a), a = √(6/(size(v) + size(output))) (biotorch's weight_dfa)."""
     rng, out = np.random.default_rng(seed), []
     for shape in shapes:
         if kind == "dfa":
@@ -143,9 +142,8 @@ def resolve_levelled(call, value, learning, model):
 
 def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_delay, batch,
                      accumulate, learning_rate, weight_decay, itd_epsilon, depth):
-    """Check the rule options every tick engine shares (docs/explanation/model.md) and set them
-    as attributes of ``engine`` (d_y resolved for a model of ``depth``); a bad
-    value is one SimulatorError."""
+    """Check the rule options every tick engine shares (docs/explanation/model.md) and
+    set them on ``engine`` (d_y resolved for ``depth``); a bad value is one SimulatorError."""
     engine.loss = check_choice("loss", loss, tuple(LOSSES))
     engine.feedback = check_choice("feedback", feedback, FEEDBACK)
     engine.derivative = check_choice("derivative", derivative, DERIVATIVE)
@@ -160,11 +158,9 @@ def set_rule_options(engine, loss, feedback, derivative, pairing, supervision_de
 
 
 def present_target(ring, t, y, delay):
-    """Supervision delay d_y (docs/explanation/model.md): store the target ``y`` of tick ``t`` in
-    ``ring`` (d_y + 1 slots) and return the one presented at ``t``, the target
-    of tick t − d_y, or None before tick d_y."""
+    """Supervision delay d_y (docs/explanation/model.md): store the target ``y`` of
+    tick ``t`` in ``ring`` (d_y + 1 slots) and return that of tick t − d_y (None before)."""
     ring[t % (delay + 1), ...] = y
     if t < delay:
         return None
     return ring[(t - delay) % (delay + 1), ...]
-

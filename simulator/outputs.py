@@ -71,11 +71,10 @@ def _check_out(out, force, renewed=None):
 
 def write_folder(out, fill, force=False):
     """Write a whole output folder atomically and return ``out``: ``fill(folder)``
-    fills a temporary sibling and returns the run.json dict (the marker is
-    added), the manifest comes last, then the folder replaces ``out``. On any
-    failure the temporary folder and the parents this call made go, the old
-    output stays, and the error (an OSError becomes an OutputError) names
-    ``out``, never the temporary folder."""
+    fills a temporary sibling and returns the run.json dict (the marker is added),
+    the manifest comes last, then the folder replaces ``out``. On any failure the
+    temporary folder and the parents made here go, the old output stays, and the
+    error (an OSError as an OutputError) names ``out``, never the temporary."""
     target = check_out(out, force)
     parent, base = os.path.split(target)
     made = _missing_folders(parent)
@@ -109,11 +108,10 @@ def write_folder(out, fill, force=False):
 
 
 def claim_folder(out, force=False, meta=None):
-    """Check and claim a sweep folder, written in place (it resumes), as
-    check_out does, except that a changed point file is not counted (the sweep
-    runs it again). A missing or empty folder gets an empty manifest; a foreign
-    one accepted with ``force`` is replaced by an empty one holding a run.json
-    of ``meta``. Returns ``out``."""
+    """Check and claim a sweep folder, written in place (it resumes), as check_out
+    does but for changed point files (the sweep runs them again). A missing or empty
+    folder gets an empty manifest; a foreign one accepted with ``force`` is replaced
+    by an empty one holding a run.json of ``meta``. Returns ``out``."""
     real, problems = _check_out(out, force, renewed=_POINT_PATH)
     if problems:
         write_folder(out, lambda folder: dict(meta or {}), force=True)
@@ -130,8 +128,8 @@ def claim_folder(out, force=False, meta=None):
 
 @contextlib.contextmanager
 def claimed(out, force=False, meta=None):
-    """``claim_folder`` then ``manifest.recording`` for the block; if the block
-    fails before writing a file, the folders this claim made go again."""
+    """``claim_folder`` then ``manifest.recording``; if the block fails before
+    writing a file, the folders this claim made go again."""
     made = _missing_folders(os.path.realpath(os.fspath(out)))
     claim_folder(out, force, meta)
     try:
@@ -285,8 +283,7 @@ def _install_with_backup(tmp, target, force, given):
 
 
 def _rename(src, dst):
-    """os.rename, named so tests can stop between the two renames."""
-    os.rename(src, dst)
+    os.rename(src, dst)             # named so that tests can stop between two renames
 
 
 def _renamed(rename, src, dst):

@@ -1,7 +1,6 @@
-"""Where the shipped scenes are: ``scenes/`` beside ``simulator/`` in a checkout
-or editable install, else ``<prefix>/share/tickprop/scenes`` (setup.cfg's
-``[options.data_files]``; prefix: the environment's data path or user base).
-"""
+"""Where the shipped scenes are: ``scenes/`` beside ``simulator/`` in a checkout or
+editable install, else ``<prefix>/share/tickprop/scenes`` (setup.cfg's
+``[options.data_files]``; prefix: the environment's data path or user base)."""
 import os
 import site
 import sys

@@ -1,6 +1,5 @@
 """A sweep's point files, ``<points>/<key>.json``: ``point_key`` names one,
-``read_point`` uses one again only when it is whole and hashes to its name
-(for simulator.sweep and simulator.manifest; a ground floor module)."""
+``read_point`` uses one again only when it is whole and hashes to its name."""
 import hashlib
 import json
 import os
@@ -12,8 +11,8 @@ POINT_KEYS = ("format", "key", "params", "scene", "options", "status", "error", 
 
 
 def point_key(scene, options):
-    """sha256 of the canonical JSON of what determines a point's result: its
-    resolved scene (description aside), summary options and file format."""
+    """sha256 of the canonical JSON of what determines a point's result: its resolved
+    scene (description aside), summary options and file format."""
     content = {"format": POINT_FORMAT, "options": options,
                "scene": {k: v for k, v in scene.items() if k != "description"}}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -25,8 +24,8 @@ def point_path(points_dir, key):
 
 
 def read_point(points_dir, key):
-    """(record, damaged) of the point file named by ``key``: (None, False) if
-    there is none, (None, True) if it cannot be used (the point runs again)."""
+    """(record, damaged) of the point file named by ``key``: (None, False) if there is
+    none, (None, True) if it cannot be used (the point runs again)."""
     path = point_path(points_dir, key)
     if not os.path.lexists(path):
         return None, False

@@ -1,10 +1,9 @@
-"""A pool of worker processes for independent jobs that a dead worker cannot
-spoil (``ProcessPoolExecutor`` breaks as a whole when one worker dies, waits
-for running jobs on Ctrl-C and outlives a killed parent). Each worker holds
-one job at a time over its own pipe: a worker that dies or runs past its job's
-timeout fails only that job and is replaced; leaving ``run_jobs`` in any way
-terminates every worker at once; workers ignore SIGINT and die with their
-parent (PR_SET_PDEATHSIG on Linux, and a watchdog thread everywhere).
+"""A pool of worker processes for independent jobs that a dead worker cannot spoil
+(``ProcessPoolExecutor`` breaks as a whole when one worker dies, waits for running
+jobs on Ctrl-C and outlives a killed parent). Each worker holds one job at a time
+over its own pipe: one that dies or runs past its job's timeout fails only that job
+and is replaced; leaving ``run_jobs`` in any way terminates every worker; workers
+ignore SIGINT and die with their parent (PR_SET_PDEATHSIG, and a watchdog thread).
 """
 import collections
 import contextlib
@@ -86,12 +85,11 @@ class _Slot:
 def run_jobs(func, jobs, workers, on_result, timeouts, timed_out, initializer=None,
              fresh=False):
     """``func(*args)`` for every ``args`` in ``jobs`` in ``workers`` processes;
-    ``on_result(index, ok, value)`` in the parent as each ends: True and the
-    value, or False and one line (func's exception, "worker process N died
-    (...)", or ``timed_out(seconds)`` past the job's ``timeouts`` entry, if any).
-    Every worker is terminated before this returns or raises. ``fresh``: spawn
-    instead of fork (``func`` and ``initializer`` must be importable)."""
-    # fork where there is one (cheap); spawn with ``fresh``: CUDA does not survive fork.
+    ``on_result(index, ok, value)`` in the parent as each ends: True and the value,
+    or False and one line (func's exception, "worker process N died (...)", or
+    ``timed_out(seconds)`` past the job's ``timeouts`` entry, if any). Every worker
+    is terminated before this returns or raises. ``fresh``: spawn, not fork (CUDA
+    does not survive a fork; ``func`` and ``initializer`` must be importable)."""
     fork = "fork" in multiprocessing.get_all_start_methods() and not fresh
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
     pending = collections.deque(enumerate(jobs))

@@ -1,7 +1,7 @@
-"""The files of a run folder (run.json, trace.npz and each kind's results), each
-read through simulator.safe_read and its layout checked here once (arrays,
-shapes, dtypes, the values drawing code indexes with), so render, view and
-``Trace.load`` see the same file or the same one-line ``ReadError``.
+"""The files of a run folder (run.json, trace.npz, each kind's results), read through
+simulator.safe_read and their layout checked here once (arrays, shapes, dtypes, the
+values drawing code indexes with): render, view and ``Trace.load`` see the same file
+or the same one-line ``ReadError``.
 """
 import os
 
@@ -29,7 +29,6 @@ def _want_kind(name, arrays, key, kinds, what):
 
 
 def _want_range(name, arrays, key, low, high=None):
-    """Refuse integer values of ``arrays[key]`` outside low..high."""
     a = arrays[key]
     if a.size and (int(a.min()) < low or (high is not None and int(a.max()) > high)):
         span = f"outside {low}..{high}" if high is not None else f"below {low}"
@@ -43,8 +42,7 @@ def _want_increasing(name, arrays, key):
 
 
 def _read_archive(folder, file, required, text=(), numbers=None):
-    """(arrays of ``folder``/``file``, its name in errors); those in ``numbers``
-    (None: all) must hold numbers."""
+    """(arrays of ``folder``/``file``, its name in errors); ``numbers`` (None: all) hold numbers."""
     path = os.path.join(os.fspath(folder), file)
     arrays, name = read_npz(path, required, text=text), shown(path)
     for key in arrays if numbers is None else numbers:
@@ -79,8 +77,8 @@ REQUIRED_ARRAYS = ("sizes", "tick", "stream_frame", "x_norm", "delta_norm") + tu
 
 
 def check_trace(name, arrays):
-    """Refuse trace.npz's ``arrays`` (``name`` in errors) if render or view could
-    not draw them: a missing array, a wrong shape or dtype, no tick, ticks not
+    """Refuse trace.npz's ``arrays`` (``name`` in errors) if render or view could not
+    draw them: an array missing, of a wrong shape or dtype, no tick, ticks not
     increasing, a width below 1, states or vertices out of range."""
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
@@ -120,8 +118,8 @@ def check_trace(name, arrays):
 
 
 def _check_states(name, arrays):
-    """state_x, state_delta: (len(state_tick), len(state_layers), batch ≥ 1,
-    width ≥ the widest recorded layer)."""
+    """state_x, state_delta: (len(state_tick), len(state_layers), batch ≥ 1, width ≥
+    the widest recorded layer)."""
     keys = ("state_x", "state_delta", "state_tick", "state_layers")
     present = [k for k in keys if k in arrays]
     if not present:
@@ -359,7 +357,6 @@ def _check_curve(name, rule, c):
         raise _damaged(name, f"curve {rule!r}: 'error' must be text")
 
 
-
 # schedules.npz of a schedules run (docs/explanation/schedules.md: the zoo contract).
 SCHEDULE_GLOBALS = {"names": (None,), "vertices": ("V",), "levels": ("V",),
                     "stages_after": ("V",), "depth": (), "weighted": ("V",), "seeds": ("R",),
@@ -374,17 +371,15 @@ SCHEDULE_INTEGERS = ("levels", "stages_after", "depth", "seeds", "eval_ticks", "
 
 
 def read_schedules(folder):
-    """schedules.npz of a schedules run, every array of the contract there with
-    its shape (V stages, R seeds, E evaluations, Q sweep depths, T ticks per
-    schedule, W = the deepest sweep), integers where ticks, frames and counts
-    are, frames ≥ −1, as {key: array}."""
+    """{key: array} of a schedules run's schedules.npz, each array of the contract with
+    its shape (V stages, R seeds, E evaluations, Q sweep depths, T ticks a schedule,
+    W the deepest sweep), integers where ticks, frames and counts are, frames ≥ −1."""
     head, name = _read_archive(folder, "schedules.npz", ("names",), ("names", "vertices"), ())
     return check_schedule_arrays(name, head)
 
 
 def check_schedule_arrays(name, head):
-    """``head`` ({key: array}, the schedules.npz layout) checked as read_schedules
-    does, one ReadError naming ``name`` and the array; returns ``head``."""
+    """``head`` ({key: array}) checked as read_schedules does; errors name ``name``."""
     if "names" not in head:
         raise _damaged(name, "missing arrays names")
     names = head["names"]

@@ -67,8 +67,8 @@ def _read_number(path, field=None):
     except OSError:
         return None
     if field is None:
-        word = text.split()[0] if text.split() else ""
-        return int(word) if word.isdigit() else None
+        words = text.split()
+        return int(words[0]) if words and words[0].isdigit() else None
     for line in text.splitlines():
         if line.startswith(field + ":"):
             parts = line.split()
@@ -82,12 +82,9 @@ def _address_space_headroom():
         return None
     pages = _read_number(STATM)
     used = pages * os.sysconf("SC_PAGE_SIZE") if pages is not None else 0
-    room = []
-    for name in ("RLIMIT_AS", "RLIMIT_DATA"):
-        soft = resource.getrlimit(getattr(resource, name))[0] if hasattr(resource, name) \
-            else resource.RLIM_INFINITY
-        if soft != resource.RLIM_INFINITY:
-            room.append(max(0, soft - used))
+    softs = [resource.getrlimit(getattr(resource, name))[0]
+             for name in ("RLIMIT_AS", "RLIMIT_DATA") if hasattr(resource, name)]
+    room = [max(0, soft - used) for soft in softs if soft != resource.RLIM_INFINITY]
     return min(room) if room else None
 
 
@@ -117,9 +114,9 @@ def read_budget():
 
 
 def open_regular(path, follow_links=True):
-    """(binary file object, size) of the regular file ``path``, anything else
-    refused without blocking (O_NONBLOCK, then fstat); without
-    ``follow_links`` a symbolic link is refused too (O_NOFOLLOW)."""
+    """(binary file object, size) of the regular file ``path``, anything else refused
+    without blocking (O_NONBLOCK, then fstat); without ``follow_links`` a symbolic
+    link is refused too (O_NOFOLLOW)."""
     path = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
@@ -157,8 +154,7 @@ def read_head(path, size, follow_links=True):
 
 def _read_bytes(path, limit, follow_links=True, head=False):
     """The bytes of the regular file ``path``, refused past ``limit`` (``head``: cut
-    there); read at the file's own size (a ``limit``-byte buffer could be a
-    MemoryError)."""
+    there); read at the file's own size (a ``limit``-byte buffer may not fit)."""
     f, size = open_regular(path, follow_links)
     with f:
         if size > limit and not head:
@@ -191,9 +187,9 @@ _TYPE_NAMES = {dict: "a JSON object", list: "a JSON array"}
 
 
 def read_json(path, top=dict, limit=MAX_JSON_BYTES, follow_links=True):
-    """The parsed JSON file ``path``, its top level of type ``top``; missing,
-    not a regular file, over ``limit`` bytes, not UTF-8 JSON, nested deeper
-    than MAX_JSON_DEPTH or too big for memory is one ReadError."""
+    """The parsed JSON file ``path``, its top level of type ``top``; missing, not a
+    regular file, over ``limit`` bytes, not UTF-8 JSON, nested deeper than
+    MAX_JSON_DEPTH or too big for memory is one ReadError."""
     data = _read_bytes(path, limit, follow_links)
     name = shown(path)
     if not data.strip():
@@ -246,8 +242,7 @@ _ZIP_ERRORS = (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, Ru
 
 
 def _member_header(zf, info, name):
-    """(key, dtype) of one .npy member from its header, which must agree with
-    the member's declared size."""
+    """(key, dtype) of one .npy member from its header, checked against its size."""
     if not info.filename.endswith(".npy"):
         raise ReadError(f"{name}: damaged or not a tickprop result (member "
                         f"{info.filename!r} is not an array)")
@@ -280,10 +275,10 @@ def _member_header(zf, info, name):
 
 
 def read_npz(path, required=(), text=(), budget=None):
-    """{name: array} of the .npz archive ``path``, its headers checked before
-    anything is inflated (total within ``budget``, default read_budget());
-    arrays not named in ``text`` hold numbers; those in ``required`` must be
-    there. Anything wrong is one ReadError naming the file."""
+    """{name: array} of the .npz archive ``path``, its headers checked before anything
+    is inflated (total within ``budget``, default read_budget()); arrays not named in
+    ``text`` hold numbers, those in ``required`` must be there. Anything wrong is one
+    ReadError naming the file."""
     f, size = open_regular(path)
     name = shown(path)
     with f:
@@ -298,14 +293,6 @@ def read_npz(path, required=(), text=(), budget=None):
         with zf:
             return _read_members(zf, name, required, text,
                                  read_budget() if budget is None else int(budget))
-
-
-def _budget_words(budget):
-    """How an error names the budget of a read."""
-    if READ_BUDGET is None:
-        return (f"the {_format_bytes(budget)} this process may use now (a fraction "
-                f"{BUDGET_FRACTION:g} of the memory available)")
-    return f"the read budget of {_format_bytes(budget)}"
 
 
 def _read_members(zf, name, required, text, budget):
@@ -327,9 +314,11 @@ def _read_members(zf, name, required, text, budget):
         raise ReadError(f"{name}: damaged or not a tickprop result (no {', '.join(missing)})")
     total = sum(info.file_size for info in headers.values())
     if total > budget:
+        words = (f"the {_format_bytes(budget)} this process may use now (a fraction "
+                 f"{BUDGET_FRACTION:g} of the memory available)" if READ_BUDGET is None
+                 else f"the read budget of {_format_bytes(budget)}")
         raise ReadError(f"{name}: its arrays take {_format_bytes(total)} once read, more than "
-                        f"{_budget_words(budget)}; free memory or read it on a larger "
-                        "machine")
+                        f"{words}; free memory or read it on a larger machine")
     arrays = {}
     for key, info in headers.items():
         try:

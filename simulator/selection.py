@@ -1,7 +1,7 @@
-"""``tickprop render``'s selectors read into what Trace.select takes: ``--ticks
-A:B`` (stop excluded, either end optional, a lone A one tick) and comma-separated
-``--layers``/``--neurons`` of indices, ``A:B`` ranges and (``--layers``) vertex
-names. A malformed value is one SimulatorError."""
+"""``tickprop render``'s selectors read into what Trace.select takes: ``--ticks A:B``
+(stop excluded, either end optional, a lone A one tick) and comma-separated
+``--layers``/``--neurons`` of indices, ``A:B`` ranges and (``--layers``) vertex names.
+A malformed value is one SimulatorError."""
 import re
 
 from .errors import SimulatorError
@@ -27,8 +27,8 @@ def parse_ticks(text):
 
 
 def parse_list(text, option, names=False):
-    """Indices, ``slice`` ranges and (with ``names``) names from a
-    comma-separated ``--layers``/``--neurons`` text; None when not given."""
+    """Indices, ``slice`` ranges and (with ``names``) names of a comma-separated
+    ``--layers``/``--neurons`` text; None when not given."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",")]

@@ -1,7 +1,7 @@
-"""Sweeps (docs/how-to/sweep.md, `tickprop sweep`): every point (grid cell
-× seed) of scene overrides is resolved before any runs and stored as a JSON
-file named by the hash of its resolved scene (``simulator.points``), so a sweep
-resumes with its missing, failed or damaged points only.
+"""Sweeps (docs/how-to/sweep.md, `tickprop sweep`): every point (grid cell × seed) of
+scene overrides is resolved before any runs and stored as a JSON file named by the
+hash of its resolved scene (``simulator.points``), so a sweep resumes with its
+missing, failed or damaged points only.
 """
 import collections
 import copy
@@ -37,17 +37,9 @@ class Point(NamedTuple):
     key: str
 
 
-def points_of(sweep):
-    """The params {"section.key": value} of a resolved sweep section's points:
-    the grid's product (first axis slowest) with run.seed last."""
-    grid = sweep["grid"]
-    return [dict(zip(grid, combo), **{"run.seed": seed})
-            for combo in itertools.product(*grid.values()) for seed in sweep["seeds"]]
-
-
 def resolve_point(scene, overrides, where):
-    """``scene`` with {"section.key": value} ``overrides`` applied, validated
-    again; a mistake is a SceneError starting with ``where``."""
+    """``scene`` with {"section.key": value} ``overrides`` applied and validated again;
+    a mistake is a SceneError starting with ``where``."""
     raw = copy.deepcopy(scene)
     for key, value in overrides.items():
         section, field = key.split(".")
@@ -62,10 +54,9 @@ def resolve_point(scene, overrides, where):
 
 
 def plan_sweep(sweep_path_or_name):
-    """(name, resolved sweep scene, base name, summary options, [Point]), every
-    point resolved before any runs (a mistake is one SceneError). The options
-    are what a point's summary depends on: its kind ('auto': by the base
-    scene's) and, for mismatch, ``steady_from``."""
+    """(name, resolved sweep scene, base name, summary options, [Point]), every point
+    resolved before any runs (a mistake is one SceneError). The options are what a
+    summary depends on: its kind ('auto': by the base scene's), ``steady_from``."""
     name, sweep_scene, base_name, base = load_sweep(sweep_path_or_name)
     path = scene_mod.find_scene(sweep_path_or_name)
     sw = sweep_scene["sweep"]
@@ -83,14 +74,17 @@ def plan_sweep(sweep_path_or_name):
             raise SceneError(f"{path}: key 'sweep.{table}' entry 'run.seed': the seeds of a "
                              f"sweep are given by sweep.seeds, got {sw[table]['run.seed']!r}")
     fixed = resolve_point(base, sw["set"], f"{path}: sweep.set")
-    scenes = [(p, resolve_point(fixed, p, f"{path}: sweep.grid")) for p in points_of(sw)]
+    # Points: the grid's product (first axis slowest), run.seed last.
+    cells = [dict(zip(sw["grid"], combo), **{"run.seed": seed})
+             for combo in itertools.product(*sw["grid"].values()) for seed in sw["seeds"]]
+    scenes = [(p, resolve_point(fixed, p, f"{path}: sweep.grid")) for p in cells]
     points = [Point(params, scene, point_key(scene, options)) for params, scene in scenes]
     return name, sweep_scene, base_name, options, points
 
 
 def run_point(base_name, scene, options, params, key):
-    """The record of one point run; its own failure (any exception) is
-    recorded as status 'failed' with its message, not raised."""
+    """The record of one point run; its own failure (any exception) is recorded as
+    status 'failed' with its message, not raised."""
     t0 = time.perf_counter()
     record = _record(key, params, scene, options)
     try:
@@ -106,9 +100,8 @@ def run_point(base_name, scene, options, params, key):
 
 
 def point_timeout(scene, sweep):
-    """Seconds a point may run: ``sweep.point_timeout`` when > 0, else
-    POINT_START_S plus POINT_TICK_S per tick of each rule it trains (the ar
-    rule's counted ``train.ar_iterations`` times)."""
+    """Seconds a point may run: ``sweep.point_timeout`` when > 0, else POINT_START_S
+    plus POINT_TICK_S per tick of each rule it trains (ar's ``ar_iterations`` times)."""
     if sweep["point_timeout"] > 0:
         return float(sweep["point_timeout"])
     ticks = scene["run"]["ticks"]
@@ -130,8 +123,8 @@ def _record(key, params, scene, options, status="ok", error=""):
 
 
 def summarize_point(name, scene, options):
-    """Summary numbers of a point: the steady mismatch per layer of a
-    diffusion scene, the final test accuracy and loss of a train scene."""
+    """Summary numbers of a point: the steady mismatch per layer of a diffusion
+    scene, the final test accuracy and loss of a train scene."""
     if options["summary"] == "training":
         _, summary = train_scene(scene)
         rules = scene["train"]["rules"]
@@ -182,10 +175,9 @@ def run_sweep(sweep_path_or_name, out_dir, workers=1, scheduler=None, progress=N
               force=False):
     """Run every point of a sweep scene with no valid file in ``<out_dir>/points/``
     (claimed first: a foreign folder only with ``force``) in ``workers`` local
-    processes or on the Dask cluster at ``scheduler``, then write sweep.csv and
-    the pictures; ``progress(n)`` is called per finished point; Ctrl-C stops at
-    once, keeping the finished points. Returns a summary dict (counts, paths,
-    seconds, records)."""
+    processes or on the Dask cluster at ``scheduler``, then write sweep.csv and the
+    pictures; ``progress(n)`` per finished point; Ctrl-C stops at once, keeping the
+    finished points. Returns a summary dict (counts, paths, seconds, records)."""
     if int(workers) < 1:
         raise SimulatorError(f"--workers: expected at least 1, got {workers}")
     distributed = None
@@ -250,8 +242,8 @@ def _named(points, records):
 
 
 def _run_local(jobs, timeouts, workers, save):
-    """Points in ``workers`` processes, each saved as it finishes; a dying or
-    timed-out worker fails only its own point."""
+    """Points in ``workers`` processes, each saved as it finishes; a dying or timed-out
+    worker fails only its own point."""
     def finished(index, ok, value):
         save(value if ok else _failure(jobs[index], value))
     # One BLAS thread per worker (more would oversubscribe the cores); GPU points
@@ -275,8 +267,8 @@ def _sort_key(value):
 
 
 def write_csv(path, records, param_keys):
-    """sweep.csv: a row per point (parameters, status, error, summary numbers)
-    sorted by parameters, so the same points always give the same bytes."""
+    """sweep.csv: a row per point (parameters, status, error, summary numbers) sorted
+    by parameters, so the same points always give the same bytes."""
     summary_keys = sorted({k for r in records for k in r["summary"]})
     rows = sorted(records, key=lambda r: [_sort_key(r["params"].get(k)) for k in param_keys])
     return files.write_csv(path, param_keys + ["status", "error"] + summary_keys, [
@@ -309,9 +301,9 @@ def mean_over_seeds(records, keys, value):
 
 
 def boundary(records, threshold=0.9, value="mean_cos", axis="stream.hold"):
-    """{depth: h*(L)}, the smallest hold whose seed-averaged ``value`` is ≥
-    threshold, or along ``stream.speed`` v*(L), the largest speed that still
-    reaches it (None if no grid value does)."""
+    """{depth: h*(L)}, the smallest hold whose seed-averaged ``value`` is ≥ threshold,
+    or along ``stream.speed`` v*(L), the largest speed that still reaches it (None
+    if no grid value does)."""
     means = mean_over_seeds(records, ["network.depth", axis], value)
     pick = max if axis == "stream.speed" else min
     passing = {d: [h for (e, h), (mean, _, _) in means.items() if e == d and mean >= threshold]
@@ -340,9 +332,8 @@ def fit_boundary(hstar):
 
 
 def render_sweep(records, sweep, out_dir, title=""):
-    """{file name: path} of the pictures the grid allows: phase.png and
-    boundary.json (mismatch over depth × hold or speed), accuracy.png (final
-    accuracy over hold per rule)."""
+    """{file name: path} of the pictures the grid allows: phase.png and boundary.json
+    (mismatch over depth × hold or speed), accuracy.png (final accuracy by hold)."""
     # matplotlib loads only when a picture is drawn: sweep workers stay quick.
     from .render.phase import render_accuracy, render_phase
 

@@ -1,7 +1,7 @@
-"""How many BLAS threads a run uses, chosen once per process and reported
-(README "BLAS threads"). A tick's matrix products are small: a second BLAS
-thread helps a large network on a quiet machine (about 1.75× at width 1024,
-batch 64) but costs ×10 and more on busy cores, where BLAS threads spin.
+"""How many BLAS threads a run uses, chosen once per process and reported (README
+"BLAS threads"). A tick's matrix products are small: a second BLAS thread helps a
+large network on a quiet machine (about 1.75× at width 1024, batch 64) but costs ×10
+and more on busy cores, where BLAS threads spin.
 """
 import os
 
@@ -24,8 +24,8 @@ def usable_cores():
 
 
 def choose(requested=0, workers=1, load=None, cores=None):
-    """(threads, why): ``requested`` > 0 wins; else 1 for ``workers`` > 1 or a
-    busy machine (``load`` ≥ cores / 2), else the usable cores up to MAX_AUTO."""
+    """(threads, why): ``requested`` > 0 wins; else 1 for ``workers`` > 1 or a busy
+    machine (``load`` ≥ cores / 2), else the usable cores up to MAX_AUTO."""
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
         raise SimulatorError(f"threads: expected an integer >= 0 (0 = automatic), "
                              f"got {requested!r}")
@@ -69,9 +69,9 @@ def worker():
 
 
 def own_threads():
-    """Python threads for work that runs its own (one BLAS thread each): what
-    --threads asked, 1 in a sweep worker, else the usable cores up to MAX_AUTO
-    (no load test: waiting Python threads sleep, idle BLAS threads spin)."""
+    """Python threads for work that runs its own (one BLAS thread each): what --threads
+    asked, 1 in a sweep worker, else the usable cores up to MAX_AUTO (no load test:
+    waiting Python threads sleep, idle BLAS threads spin)."""
     if _REQUESTED:
         return _REQUESTED
     return 1 if _WORKER else max(1, min(usable_cores(), MAX_AUTO))
@@ -80,8 +80,7 @@ def own_threads():
 def setup(requested=0):
     """Choose, apply and report (every run's entry, kinds.run_scene)."""
     global _REQUESTED
-    _REQUESTED = requested if isinstance(requested, int) and not isinstance(requested, bool) \
-        else 0
+    _REQUESTED = 0 if isinstance(requested, bool) or not isinstance(requested, int) else requested
     threads, why = choose(requested, 2 if _WORKER else 1)
     apply(threads)
     return report(threads, why)
