@@ -1,9 +1,7 @@
-"""Model: a directed acyclic graph of layer vertices over one input.
-
-Vertex 0 is the input ("input"); the others are layers in topological order,
-the output last (the last layer listed; every layer must reach it).
-Parameters are host float64 arrays keyed "<layer>.W"/"<layer>.b". On the tick
-engine frame s first reaches v at tick s + ``levels()[v]``.
+"""Model: a directed acyclic graph of layer vertices over one input. Vertex 0 is the
+input ("input"), the others layers in topological order, the output (the last layer
+listed, which every layer must reach) last. Parameters are host float64 arrays keyed
+"<layer>.W"/"<layer>.b". On the tick engine frame s first reaches v at tick s + levels()[v].
 """
 import math
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ def delay_names(names, edges):
             k = int(step) + 1 if step.isdigit() else "?"
             out.append(f"+{k} tick{'s' * (k != 1)} before {child}")
     return out
+
 
 @dataclass(frozen=True, eq=False)
 class Vertex:
@@ -103,7 +102,7 @@ class Model:
         return cls._assemble(*reversed(_configs(layers, input_shape)))
 
     def param_shapes(self):
-        """{"<layer>.W": shape, ...} in ``parameters()`` order (a skeleton has them too)."""
+        """{"<layer>.W": shape, ...} in ``parameters()`` order (a skeleton's too)."""
         return {f"{v.name}.{p}": tuple(v.layer.param_shapes[p])
                 for v in self.vertices[1:] for p in v.param_names}
 
@@ -235,7 +234,6 @@ class Model:
         return {k: a.copy() for k, a in self._params.items()}
 
     def param_keys(self):
-        """The keys of ``parameters()``, in order."""
         return list(self._params)
 
     def with_parameters(self, params):
@@ -277,7 +275,7 @@ class Model:
 
     @property
     def output(self):
-        """Index of the output vertex (the last one)."""
+        """Index of the output vertex (the last)."""
         return len(self.vertices) - 1
 
     @property
