@@ -102,7 +102,7 @@ class Model:
         return cls._assemble(*reversed(_configs(layers, input_shape)))
 
     def param_shapes(self):
-        """{"<layer>.W": shape, ...} in ``parameters()`` order (a skeleton's too)."""
+        """{"<layer>.W": shape, ...} in ``parameters()`` order (a skeleton has them too)."""
         return {f"{v.name}.{p}": tuple(v.layer.param_shapes[p])
                 for v in self.vertices[1:] for p in v.param_names}
 
@@ -234,6 +234,7 @@ class Model:
         return {k: a.copy() for k, a in self._params.items()}
 
     def param_keys(self):
+        """The keys of ``parameters()``, in order."""
         return list(self._params)
 
     def with_parameters(self, params):
@@ -275,7 +276,7 @@ class Model:
 
     @property
     def output(self):
-        """Index of the output vertex (the last)."""
+        """Index of the output vertex (the last one)."""
         return len(self.vertices) - 1
 
     @property
