@@ -1,6 +1,5 @@
-"""The registry of scene kinds (one ``Kind`` record per module, kinds/base.py):
-``run_scene`` runs a resolved scene into an output folder, ``redraw`` draws a
-saved run's pictures again from its files."""
+"""The registry of scene kinds (one ``Kind`` per module, kinds/base.py): ``run_scene``
+runs a resolved scene into an output folder, ``redraw`` draws a saved run's pictures again."""
 import os
 import shutil
 import time
@@ -28,10 +27,9 @@ def get(kind):
 
 def run_scene(name, scene, out_dir, progress=None, draw_options=None, force=False,
               blas_threads=None, warn=None):
-    """Run a resolved scene into ``out_dir`` (outputs.write_folder: atomically, a
-    failed run leaves nothing) and return the run.json content. ``draw_options``:
-    png/gif False to skip; BLAS threads: ``blas_threads``, else run.threads; the
-    job's warning lines go to ``warn(line)`` before it runs and into run.json."""
+    """Run a resolved scene into ``out_dir`` (atomically: a failed run leaves nothing);
+    return the run.json content. ``draw_options``: png/gif False to skip; BLAS threads:
+    ``blas_threads``, else run.threads; warnings go to ``warn(line)`` and run.json."""
     kind = get(scene["kind"])
     options = kind.render_options(draw_options or {})
     job = kind.prepare(name, scene, options)

@@ -1,11 +1,10 @@
 """What a scene kind is: one ``Kind`` record (registered in kinds/__init__.py).
 ``prepare(name, scene, options) -> job`` refuses what it can before any output folder
 exists; ``job(folder, progress)`` runs, saves what the pictures need and returns run.json's
-summary (its ``"timings"`` go to run.json's timings); ``job.warnings``, if set, are lines
-said before it runs. ``draw(folder, meta, options) ->
-{file name: path}`` draws from the saved results and run.json alone, importing matplotlib
-only once a picture is drawn. ``summary(folder, meta) -> [lines]``: a headline, then
-indented numbers."""
+summary (its ``"timings"`` go to run.json's timings; ``job.warnings``: lines said before it
+runs). ``draw(folder, meta, options) -> {file name: path}`` draws from the saved results
+and run.json alone, importing matplotlib only to draw. ``summary(folder, meta) -> [lines]``:
+a headline, then indented numbers."""
 import copy
 import os
 from dataclasses import dataclass, field
@@ -31,8 +30,7 @@ def done_in(meta):
 
 
 def wanted(options, png=True, gif=True):
-    """(png, gif): draw each where the scene (``png``/``gif``) and the render
-    ``options`` (False to skip) both allow it."""
+    """(png, gif): each where the scene and the render ``options`` (False: skip) allow it."""
     return png and options.get("png", True), gif and options.get("gif", True)
 
 
@@ -68,8 +66,8 @@ class Kind:
         return self.prepare(name, scene, {"png": False, "gif": False})(folder, progress)
 
     def overrides(self, given):
-        """{scene key: value} for the typed CLI options given (None = not given);
-        an option this kind has no use for is refused with its reason."""
+        """{scene key: value} for the typed CLI options given (None = not given), refusing
+        with its reason an option this kind has no use for."""
         out = {}
         for option in (o for o in TYPED_OPTIONS if given.get(o) is not None):
             if option in self.refuse:
@@ -79,8 +77,7 @@ class Kind:
         return out
 
     def render_options(self, given):
-        """The render options given (None = not given), refusing by name those
-        this kind's pictures do not have."""
+        """The render options given (None = not given); those this kind lacks refused."""
         out = {k: v for k, v in given.items() if v is not None}
         for option in out:
             if option in RENDER_OPTIONS and option not in self.draws:

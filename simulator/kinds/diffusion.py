@@ -51,9 +51,8 @@ def held_out_scores(prepared):
 
 
 def draw(folder, meta, options):
-    """waves.png, mismatch.png and waves.gif from trace.npz, with the scene's
-    [render] choices (defaults if the run.json has none) overridden by
-    ``options`` (every, size, color; png/gif False to skip)."""
+    """waves.png, mismatch.png and waves.gif from trace.npz, the scene's [render] choices
+    overridden by ``options`` (every, size, color; png/gif False to skip)."""
     trace = Trace.load(folder, meta)      # a damaged trace.npz is one SimulatorError
     render = saved_section(folder, meta, "diffusion", "render")
     render.update({k: options[k] for k in RENDER_OPTIONS if k in options})
@@ -102,9 +101,8 @@ def layer_results(trace):
 
 
 def summary(folder, meta):
-    """Headline, then per layer (graph: weighted vertex) the steady-state cosine and
-    relative error of g against backprop and the first tick g is exact, ls marked;
-    deep networks show evenly spaced layers and ls."""
+    """Headline, ``layer_results`` per layer (deep networks: evenly spaced ones and ls),
+    the held-out scores."""
     trace = Trace.load(folder, meta)
     rows, (start, stop) = layer_results(trace)
     graph = "vertex_names" in trace
@@ -143,7 +141,5 @@ def summary(folder, meta):
     return lines
 
 
-KIND = Kind("diffusion", prepare, draw,
-            options=run_keys(*TYPED_OPTIONS),
-            draws=RENDER_OPTIONS, progress=lambda scene: spec_of(scene).run.ticks,
-            summary=summary, selects=SELECTORS)
+KIND = Kind("diffusion", prepare, draw, options=run_keys(*TYPED_OPTIONS), draws=RENDER_OPTIONS,
+            progress=lambda scene: spec_of(scene).run.ticks, summary=summary, selects=SELECTORS)

@@ -1,8 +1,7 @@
-"""``tickprop import FILE.py:NAME --input-shape C,H,W --out scene.toml`` (or a
-``.nir`` file): the user's PyTorch module (or NIR graph) as a scene whose
-``[[network.layers]]`` hold the graph and whose parameters go beside it in an
-.npz the scene names (``network.parameters``). Every mistake is found before
-anything is written; both files are written atomically, and only over files an
+"""``tickprop import FILE.py:NAME --input-shape C,H,W --out scene.toml`` (or a ``.nir``
+file): the user's PyTorch module (or NIR graph) as a scene of ``[[network.layers]]``
+and its parameters in an .npz beside it (``network.parameters``). Every mistake is found
+before anything is written; both files are written atomically, and only over files an
 earlier ``tickprop import`` wrote (docs/torch_import.md)."""
 import importlib.util
 import json
@@ -20,6 +19,7 @@ import numpy as np
 from .. import files, manifest
 from ..errors import SimulatorError, did_you_mean
 from ..model import Model, reference
+from ..model.torch_import import load_torch
 from ..safe_read import read_head
 from ..scene import load, validate
 from ..scene.parameters import IMPORT_MARK
@@ -63,14 +63,6 @@ def split_target(target):
                            "examples/torch_models.py:LeNet5) or a FILE.nir")
     return path, name
 
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportMistake("the torch extra is not installed: pip install 'tickprop[torch]' "
-                           "(or torch from pytorch.org)") from None
-    return torch
 
 
 def load_user_module(path):
@@ -149,7 +141,7 @@ def import_model(target, input_shape, seed=0):
         raise ImportMistake("--input-shape: required for a PyTorch module (the shape of one "
                            "input without the batch axis, e.g. 1,28,28)")
     shape = parse_shape(input_shape)
-    torch = _torch()
+    torch = load_torch()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # torch.fx's notes would break the one-line rule
         net = build_module(path, name, torch, seed)
@@ -165,23 +157,13 @@ def import_model(target, input_shape, seed=0):
 
 
 # ------------------------------------------------------------------- the scene
-def _toml(value):
-    """``value`` (bool, int, finite float, str or a list of them) in TOML."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)            # a TOML basic string (JSON's \u escapes are TOML's)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+# A boolean, integer, finite float, string or list of them is written alike in JSON and
+# TOML (JSON's \u escapes are TOML's; every value is checked finite before it is written).
+_toml = json.dumps
 
 
-def _section(name, keys):
-    return [f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in keys.items()] + [""]
+def _section(header, keys):
+    return [header] + [f"{k} = {_toml(v)}" for k, v in keys.items()] + [""]
 
 
 def scene_sections(model, kind, npz_name):
@@ -193,13 +175,9 @@ def scene_sections(model, kind, npz_name):
     layers = [{k: v for k, v in layer.items() if k not in ("scale", "bias_scale")}
               for layer in model.to_layers()]
     net = {"input_shape": list(model.input_shape), "parameters": npz_name, "layers": layers}
-    if data:
-        stream = {"kind": "dataset", "data": data, "batch": 4, "hold": hold}
-        target, loss = {"kind": "labels"}, "xent"
-    else:
-        stream = {"kind": "held", "batch": 4, "hold": hold}
-        target, loss = {"kind": "teacher"}, "mse"
-    out = {"network": net, "stream": stream, "target": target}
+    stream = {"kind": "dataset", "data": data} if data else {"kind": "held"}
+    target, loss = ({"kind": "labels"}, "xent") if data else ({"kind": "teacher"}, "mse")
+    out = {"network": net, "stream": dict(stream, batch=4, hold=hold), "target": target}
     if kind == "diffusion":
         ticks = max(200, 4 * hold)
         widths = [math.prod(v.shape) for v in model.vertices]
@@ -221,12 +199,12 @@ def scene_text(sections, kind, description, report):
         f"description = {_toml(description)}", f"kind = {_toml(kind)}", ""]
     net = dict(sections["network"])
     layers = net.pop("layers")
-    lines += _section("network", net)
+    lines += _section("[network]", net)
     for layer in layers:
-        lines += ["[[network.layers]]"] + [f"{k} = {_toml(v)}" for k, v in layer.items()] + [""]
+        lines += _section("[[network.layers]]", layer)
     for name, keys in sections.items():
         if name != "network":
-            lines += _section(name, keys)
+            lines += _section(f"[{name}]", keys)
     return "\n".join(lines)
 
 

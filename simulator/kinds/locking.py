@@ -1,6 +1,6 @@
-"""The locking kind (docs/explanation/waves.md, locking): backprop's locked schedule beside the tick
-engine's pipeline, saved as locking.npz (both occupancy tables) with the
-numbers in run.json, and drawn as locking.png and locking.gif."""
+"""The locking kind (docs/explanation/waves.md, locking): backprop's locked schedule beside
+the tick engine's pipeline, saved as locking.npz (both occupancy tables) with the numbers in
+run.json, and drawn as locking.png and locking.gif."""
 import os
 
 from ..analysis.locking import schedules
@@ -8,6 +8,7 @@ from ..files import write_npz
 from ..runfiles import read_locking
 from ..scene import spec_of
 from .base import Kind, done_in, saved_section, wanted
+
 
 def prepare(name, scene, options=None):
     """The job counts both schedules."""
@@ -23,9 +24,8 @@ def prepare(name, scene, options=None):
 
 
 def draw(folder, meta, options):
-    """locking.png and (if locking.gif) locking.gif, one frame every ``every``
-    ticks, drawn from depth and frames alone (the schedules are closed forms);
-    a damaged locking.npz is refused all the same."""
+    """locking.png and (if locking.gif) locking.gif from depth and frames alone (closed
+    forms); a damaged locking.npz is refused all the same."""
     read_locking(folder)
     lk = saved_section(folder, meta, "locking", "locking")
     png, gif = wanted(options, gif=lk["gif"])

@@ -14,8 +14,7 @@ LEVELLED = {"both": (True, False), "levelled": (True,), "unlevelled": (False,)}
 
 
 def prepare(name, scene, options=None):
-    """The job measures Table 1 (levelled, unlevelled or both) and Table 2 in
-    every precision of table.dtypes and saves both as CSV."""
+    """The job measures Tables 1 and 2 in every precision of table.dtypes, saved as CSV."""
     spec = spec_of(scene)
     tb, seed = spec.table, spec.run.seed
 
@@ -52,8 +51,7 @@ def draw(folder, meta, options):
 
 
 def summary(folder, meta):
-    """Headline, then Table 1's largest relative divergence of Z-IL from BP per
-    precision and Table 2's Z-IL time over BP's."""
+    """Headline, Table 1's largest divergence of Z-IL from BP per precision, Table 2."""
     rows1, rows2 = (read_csv(os.path.join(folder, f"table{k}.csv")) for k in (1, 2))
     lines = [done_in(meta)]
     for dtype in sorted({r["dtype"] for r in rows1}):
@@ -70,8 +68,7 @@ def summary(folder, meta):
 
 
 def read_csv(path):
-    """The rows of a table CSV as dicts of strings; missing or damaged is one
-    SimulatorError naming the file."""
+    """The rows of a table CSV as dicts of strings (or one SimulatorError naming it)."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))

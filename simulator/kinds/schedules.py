@@ -1,8 +1,7 @@
-"""The schedules kind (docs/explanation/schedules.md): the schedule zoo, every way
-to break backprop's locking (backprop, gpipe, 1f1b, 2bw, partime, sideways and the
-tick engine's diffusion) on one model, one stream and one clock
-(simulator.experiments.schedules), saved as schedules.npz with the headline
-numbers in run.json, and drawn as four figures (render.schedules)."""
+"""The schedules kind (docs/explanation/schedules.md): the schedule zoo (backprop, gpipe,
+1f1b, 2bw, partime, sideways and the tick engine's diffusion) on one model, stream and
+clock (simulator.experiments.schedules), saved as schedules.npz with the headline numbers
+in run.json, and drawn as four figures (render.schedules)."""
 import dataclasses
 import os
 
@@ -43,9 +42,8 @@ def run_model(spec, seed):
 
 
 def micro(spec, model, name):
-    """``name``'s M: schedules.micro for gpipe and 2bw (None: zoo's least that keeps
-    2bw at two weight versions), refused by key when 2bw would hold more; None for
-    the schedules without mini-batches."""
+    """``name``'s M: schedules.micro for gpipe and 2bw (refused where 2bw would hold more
+    than two weight versions); None for "auto" (the least M) and the other schedules."""
     sc = spec.schedules
     if name not in ("gpipe", "2bw") or sc.micro == "auto":
         return None
@@ -79,9 +77,8 @@ def eval_ticks(spec, ticks):
 
 
 def prepare(name, scene, options=None):
-    """Refuse a scene over schedules.memory_budget and a stream that misfits the
-    network before any folder exists; the job runs every schedule on every seed
-    and saves schedules.npz."""
+    """Refuse a scene over schedules.memory_budget or with a misfit stream; the job runs
+    every schedule on every seed and saves schedules.npz."""
     spec = spec_of(scene)
     sc = spec.schedules
     first = seed_spec(spec, sc.seeds[0])
@@ -180,11 +177,10 @@ def _finite(values, reduce):
 
 
 def headline(data):
-    """{schedule: its numbers}: ticks, steady delay of each stage at the sweep
-    depths, the run's largest delay and staleness (updates between the read and
-    the update), most weight versions (and bytes) held at once, mean cosine and
-    relative error to backprop, mean utilisation, final held-out accuracy mean
-    and sd over the seeds (each schedule's own last evaluation)."""
+    """{schedule: its numbers}: ticks, steady delay at the sweep depths, largest delay and
+    staleness (updates between the read and the update), most weight versions (and bytes)
+    held at once, mean cosine and relative error to backprop, mean utilisation, final
+    held-out accuracy mean and sd over the seeds (each schedule's own last evaluation)."""
     out, depths = {}, data["sweep_depths"].tolist()
     for k in data["names"].tolist():
         g = {a: data[f"{k}__{a}"] for a in ("forward", "delay", "stale", "cosine", "rel_error",
@@ -209,16 +205,13 @@ def headline(data):
 
 
 def schedules_budget(spec, model, ticks):
-    """The itemised peak bytes of a schedules run (one seed's frames and the
-    chunk being drawn, the data set, held-out set, the weight versions and stashed
-    activity of the deepest stash, the records of every schedule), refused over
-    schedules.memory_budget as BudgetError."""
+    """The itemised peak bytes of a schedules run, whose ``check()`` raises BudgetError
+    over schedules.memory_budget."""
     sc, B = spec.schedules, spec.stream.batch
     fwd, bwd = distances(model)
     n_in, n_out = (int(np.prod(s)) for s in (model.input_shape, model.output_shape))
-    params = {k.rpartition(".")[0]: 0 for k in model.param_shapes()}
-    for k, shape in model.param_shapes().items():
-        params[k.rpartition(".")[0]] += int(np.prod(shape))
+    params = {v.name: sum(int(np.prod(s)) for s in v.layer.param_shapes.values())
+              for v in model.vertices[1:]}
     held = [2 * bwd[v.index] + 2 for v in model.vertices[1:]]     # stash depth, + the current
     size = [int(np.prod(v.shape)) for v in model.vertices[1:]]
     test = spec.schedules.eval_size or 10000
@@ -275,9 +268,7 @@ def draw(folder, meta, options):
 
 
 def summary(folder, meta):
-    """Headline, then the per-schedule table: ticks, steady delay at the sweep
-    depths, the run's largest staleness, most weight versions held, cosine to backprop, utilisation,
-    final held-out accuracy mean ± sd over the seeds."""
+    """Headline, then one row per schedule of ``headline``'s numbers."""
     data = read_schedules(folder)
     rows, depths = headline(data), data["sweep_depths"].tolist()
     seeds_ = len(data["seeds"])

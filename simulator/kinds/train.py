@@ -19,11 +19,10 @@ from .base import TYPED_OPTIONS, Kind, done_in, run_keys
 
 
 def prepare(name, scene, options=None):
-    """Check every rule's engine's memory (they learn side by side) against
-    train.memory_budget, then build the shared pieces so a bad scene is refused
-    here; the job trains every rule on every seed and saves results.json: today's
-    layout for one seed; for several, ``curves`` is the first seed's and
-    ``seeds`` / ``seed_curves`` hold every seed's."""
+    """Check the memory of every learner (side by side) against train.memory_budget and
+    build the shared pieces, refusing a bad scene here; the job trains every rule on every
+    seed and saves results.json (``curves``: the first seed's; over several seeds
+    ``seeds`` and ``seed_curves`` hold every seed's)."""
     spec = spec_of(scene)
     train_budget(spec).check()
     setups = seed_setups(scene)
@@ -49,10 +48,8 @@ def prepare(name, scene, options=None):
 
 
 def train_budget(spec):
-    """The RunBudget of a training scene's SceneSpec: every rule's learner on every
-    seed alive at once, each charged as the costliest engine (learned feedback keeps
-    a second set of matrices); no recording, each seed's stream drawn in
-    ``stream_chunk`` ticks."""
+    """The RunBudget of a train scene: every learner (rule x seed) alive at once, each
+    charged as the costliest engine (learned feedback); no recording."""
     run, tr = spec.run, spec.train
     sizes, _ = spec.network.shape
     batch = spec.stream.batch
@@ -89,11 +86,10 @@ def draw(folder, meta, options):
 
 
 def picture_names(scene, results=None):
-    """learning.png's names of the weight matrices its angle panels draw, in the
-    curves' order (every one for grad_angles; for angles those not on the input,
-    whose F is unused: training.alignment_angles), a chain's "layer l"; and the
-    accuracy of guessing among the outputs; the run's warning (``results``' warnings)
-    as the reason a tick-engine rule may end at chance. {} if the scene cannot say."""
+    """learning.png's labels: the weight matrices its angle panels draw in the curves'
+    order (angles: those not on the input, training.alignment_angles), the accuracy of
+    a guess, and the run's warnings as why a tick-engine rule may end at chance; {} if
+    the scene cannot say."""
     try:
         spec = spec_of(scene)
         model = spec.network.run_skeleton(spec.levelled)
@@ -110,9 +106,8 @@ def picture_names(scene, results=None):
 
 
 def summary(folder, meta):
-    """Headline, then per rule its final test accuracy (best in brackets) or,
-    for a regression target, its final test loss; over several seeds, the mean ±
-    sd of the final values over the seeds that did not diverge, and their count."""
+    """Headline, then per rule its final test accuracy (best in brackets) or loss; over
+    several seeds the mean ± sd over those that did not diverge."""
     runs = [c for _, c in seed_curves(read_results(folder))]
     curves = runs[0]
     lines = [f"{done_in(meta)}: final test result per rule"
@@ -164,13 +159,11 @@ def _over_seeds(curves):
     return f"{text} (n = {len(ok)}{bad}) at tick {ok[0]['tick'][-1]}"
 
 
-def _learners(scene):
-    """How many learners a train scene runs (its progress bar: ticks of each)."""
-    tr = spec_of(scene).train
-    return len(tr.rules) * max(1, len(tr.seeds))
+def _progress(scene):
+    """The ticks of every learner (rule x seed): the progress bar's length."""
+    spec = spec_of(scene)
+    return spec.run.ticks * len(spec.train.rules) * max(1, len(spec.train.seeds))
 
 
-KIND = Kind("train", prepare, draw,
-            options=run_keys(*TYPED_OPTIONS),
-            progress=lambda scene: spec_of(scene).run.ticks * _learners(scene),
+KIND = Kind("train", prepare, draw, options=run_keys(*TYPED_OPTIONS), progress=_progress,
             summary=summary)

@@ -1,9 +1,7 @@
-"""Model: a directed acyclic graph of layer vertices over one input.
-
-Vertex 0 is the input ("input"); the others are layers in topological order,
-the output last (the last layer listed; every layer must reach it).
-Parameters are host float64 arrays keyed "<layer>.W"/"<layer>.b". On the tick
-engine frame s first reaches v at tick s + ``levels()[v]``.
+"""Model: a directed acyclic graph of layer vertices over one input. Vertex 0 is the
+input ("input"), the others layers in topological order, the output (the last layer
+listed, which every layer must reach) last. Parameters are host float64 arrays keyed
+"<layer>.W"/"<layer>.b". On the tick engine frame s first reaches v at tick s + levels()[v].
 """
 import math
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ def delay_names(names, edges):
             k = int(step) + 1 if step.isdigit() else "?"
             out.append(f"+{k} tick{'s' * (k != 1)} before {child}")
     return out
+
 
 @dataclass(frozen=True, eq=False)
 class Vertex:

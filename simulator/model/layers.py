@@ -1,14 +1,10 @@
 """Layer kinds of the model core: value, vector–Jacobian product, parameter gradient.
-
-Arrays are batch-major, (B, *shape); every function is pure and takes the
-array namespace ``xp`` first. Conventions and each kind's semantics: the
-README's "Layer functions" and layer table (``vjp`` takes δ = ∂E/∂pre with σ'
-ALREADY applied). ``ACTIVATIONS`` is the one home of σ.
-"""
+Arrays are batch-major, (B, *shape); every function is pure and takes the array namespace
+``xp`` first (conventions: the README's "Layer functions"; ``vjp`` takes δ = ∂E/∂pre with
+σ' ALREADY applied). ``ACTIVATIONS`` is the one home of σ."""
 import math
 import operator
 from functools import reduce
-
 
 
 def _tanh(xp, a):
@@ -263,7 +259,6 @@ class Flatten(Layer):
         return [xp.reshape(delta, (delta.shape[0],) + self.in_shapes[0])]
 
 
-
 class Tokens(Layer):
     """(B, C, H, W) → (B, H·W, C): each position a token of its C channels, row-major.
     A vision transformer's patch embedding is a conv of stride = kernel, then this."""
@@ -281,6 +276,7 @@ class Tokens(Layer):
     def vjp(self, xp, params, inputs, pre, delta, weights=None):
         return [xp.reshape(xp.permute_dims(delta, (0, 2, 1)),
                            (delta.shape[0],) + self.in_shapes[0])]
+
 
 class Add(Layer):
     """Residual merge: σ(sum of the parents), all of one shape."""

@@ -9,6 +9,7 @@ import re
 import numpy as np
 
 from ..errors import SimulatorError
+from .layers import out_size
 from .spec import INPUT
 
 
@@ -135,15 +136,14 @@ def from_nir(cls, graph):
                        stride=_pair(node.stride), padding=_pair(pad), activation="linear")
             params[f"{name}.W"] = w
             params[f"{name}.b"] = np.array(node.bias, dtype=np.float64).reshape(-1)
-            (kh, kw), (sh, sw), (ph, pw) = cfg["kernel"], cfg["stride"], cfg["padding"]
-            shapes[name] = (w.shape[0], (s[1] + 2 * ph - kh) // sh + 1,
-                            (s[2] + 2 * pw - kw) // sw + 1)
+            shapes[name] = (w.shape[0],) + tuple(map(out_size, s[1:], cfg["kernel"],
+                                                     cfg["stride"], cfg["padding"]))
         elif kind == "pool":
             if _pair(node.padding) != [0, 0]:
                 refuse(n, "pooling with padding does not map")
-            (kh, kw), (sh, sw) = _pair(node.kernel_size), _pair(node.stride)
-            cfg.update(kind="pool", size=[kh, kw], stride=[sh, sw], mode="avg")
-            shapes[name] = (s[0], (s[1] - kh) // sh + 1, (s[2] - kw) // sw + 1)
+            size, stride = _pair(node.kernel_size), _pair(node.stride)
+            cfg.update(kind="pool", size=size, stride=stride, mode="avg")
+            shapes[name] = (s[0],) + tuple(map(out_size, s[1:], size, stride, (0, 0)))
         else:
             out = tuple(int(v) for v in nir.ir.utils.calc_flatten_output(
                 np.array(s), node.start_dim, node.end_dim))

@@ -1,7 +1,6 @@
-"""Instantaneous forward pass and backprop on a Model: the graph oracle, plain
-on purpose (no history; only the layers' functions and the losses are shared
-with the tick engine). Arrays stay in ``u``'s namespace; losses sum over the batch.
-"""
+"""Instantaneous forward pass and backprop on a Model: the graph oracle, plain on purpose
+(no history; only the layers' functions and the losses are shared with the tick engine).
+Arrays stay in ``u``'s namespace; losses sum over the batch."""
 from array_api_compat import array_namespace
 
 from ..arguments import check_array, check_keyed_arrays, check_type, fail
@@ -85,7 +84,6 @@ def factors(model, u, y, loss="mse", params=None, feedback=None):
 
 
 def _factors(model, u, y, loss, params, feedback):
-    """``factors`` of checked arguments."""
     xp = array_namespace(u)
     p = device_params(xp, model, u.dtype, params)
     pres, outs, slopes = sweep(xp, model, p, u)
@@ -116,12 +114,14 @@ def backprop(model, u, y, loss="mse", params=None, feedback=None):
     check_call("model.reference.backprop", model, u, y, loss, params, feedback)
     xp = array_namespace(u)
     outs, deltas, _ = _factors(model, u, y, loss, params, feedback)
-    grads = {}
-    for v in model.vertices[1:]:
-        if v.param_names:
-            g = v.layer.param_grads(xp, [outs[i] for i in v.parents], deltas[v.index])
-            grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-    return grads
+    return _keyed(model, outs, deltas, lambda layer, xs, d: layer.param_grads(xp, xs, d))
+
+
+def _keyed(model, outs, deltas, grads_of):
+    """{"<layer>.W": ..., ...}: ``grads_of(layer, inputs, δ)`` of each weighted vertex."""
+    return {f"{v.name}.{k}": g[k] for v in model.vertices[1:] if v.param_names
+            for g in [grads_of(v.layer, [outs[i] for i in v.parents], deltas[v.index])]
+            for k in v.param_names}
 
 
 def frame_gradients(model, u, y, loss="mse", params=None):
@@ -133,14 +133,8 @@ def frame_gradients(model, u, y, loss="mse", params=None):
     flat_u = xp.reshape(u, (F * B,) + tuple(u.shape[2:]))
     flat_y = xp.reshape(y, (F * B,) + tuple(y.shape[2:]))
     outs, deltas, _ = _factors(model, flat_u, flat_y, loss, params, None)
-    grads = {}
-    for v in model.vertices[1:]:
-        if not v.param_names:
-            continue
-        inputs = [outs[i] for i in v.parents]
-        g = frame_param_grads(xp, v.layer, inputs, deltas[v.index], F, B)
-        grads.update({f"{v.name}.{k}": g[k] for k in v.param_names})
-    return grads
+    return _keyed(model, outs, deltas,
+                  lambda layer, xs, d: frame_param_grads(xp, layer, xs, d, F, B))
 
 
 def frame_param_grads(xp, layer, inputs, delta, F, B):

@@ -1,12 +1,6 @@
-"""A PyTorch module as a Model and back (the optional ``torch`` extra).
-
-``from_torch`` traces the module with ``torch.fx``, propagates the example
-input's shapes, and maps every node onto the layer kinds of layers.py; the
-parameters are copied as float64. What it cannot map is one SimulatorError
-naming the FX node (op, target, source line). ``to_torch`` builds an
-``nn.Module`` from a Model's vertices. torch is imported inside the functions
-only, so the core never loads it.
-"""
+"""A PyTorch module as a Model (traced by ``torch.fx``, parameters copied as float64)
+and back (the optional ``torch`` extra, imported inside the functions only). What
+does not map is one SimulatorError naming the FX node (op, target, source line)."""
 import contextlib
 import copy
 import io
@@ -28,7 +22,7 @@ _CAN_ACT = ("dense", "conv2d", "add", "linear")   # the kinds with an activation
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
 
-def _torch():
+def load_torch():
     """The torch module, or one SimulatorError naming the missing extra."""
     try:
         import torch
@@ -90,7 +84,7 @@ def _trace(torch, module):
 def from_torch(cls, module, example_input):
     """A ``cls`` (Model) equal to ``module`` on inputs shaped like ``example_input``
     (batch first), with ``import_report`` (list of str): what was folded or added."""
-    torch = _torch()
+    torch = load_torch()
     if not isinstance(module, torch.nn.Module):
         raise SimulatorError(f"{CALL}: module: expected a torch.nn.Module, given "
                              f"{type(module).__name__}")
@@ -117,8 +111,7 @@ def from_torch(cls, module, example_input):
         node, reason = exc.args
         raise SimulatorError(f"{CALL}: cannot map FX node {node.name!r} (op {node.op}, "
                              f"target {_target(node)}){_where(node, torch)}: {reason}") from None
-    model = cls.from_layers(layers, tuple(example_input.shape[1:]))
-    model = model.with_parameters(params)
+    model = cls.from_layers(layers, tuple(example_input.shape[1:])).with_parameters(params)
     model.import_report = mapper.report
     return model
 
@@ -274,14 +267,10 @@ class _Mapper:
 
     # ------------------------------------------------------------ the kinds
     def linear(self, node, x, weight, bias):
-        s = _shape(x)
-        units = int(weight.shape[0])
-        if len(s) == 2 and bias is not None:
-            name = self.add(node, "dense", [self.vertex(node, x)], units=units,
-                            activation="linear")
-        else:
-            name = self.add(node, "linear", [self.vertex(node, x)], units=units,
-                            bias=bias is not None, activation="linear")
+        dense = len(_shape(x)) == 2 and bias is not None      # else linear, bias optional
+        name = self.add(node, "dense" if dense else "linear", [self.vertex(node, x)],
+                        units=int(weight.shape[0]), activation="linear",
+                        **({} if dense else {"bias": bias is not None}))
         self.params[f"{name}.W"] = _np(weight)
         if bias is not None:
             self.params[f"{name}.b"] = _np(bias)
@@ -305,11 +294,9 @@ class _Mapper:
                         kernel=list(m.kernel_size), stride=list(m.stride), padding=list(pad),
                         activation="linear")
         self.params[f"{name}.W"] = _np(m.weight)
+        self.params[f"{name}.b"] = np.zeros(m.out_channels) if m.bias is None else _np(m.bias)
         if m.bias is None:
-            self.params[f"{name}.b"] = np.zeros(m.out_channels)
             self.report.append(f"{name}: Conv2d without bias, conv2d gets a zero bias")
-        else:
-            self.params[f"{name}.b"] = _np(m.bias)
 
     def batchnorm(self, node, x, m):
         name = self.sole(node, x)
@@ -436,10 +423,19 @@ class _Mapper:
 def to_torch(model):
     """An ``nn.Module`` computing ``model`` (float64 parameters copied from it):
     its ``layers`` hold one nn.Linear or nn.Conv2d per parameterised vertex."""
-    torch = _torch()
+    torch = load_torch()
     nn, F = torch.nn, torch.nn.functional
     acts = {"tanh": torch.tanh, "relu": torch.relu, "logistic": torch.sigmoid,
             "linear": lambda x: x}
+    ops = {"pool": lambda c, xs: (F.max_pool2d if c["mode"] == "max" else F.avg_pool2d)(
+               xs[0], tuple(c["size"]), tuple(c["stride"])),
+           "flatten": lambda c, xs: torch.flatten(xs[0], 1),
+           "tokens": lambda c, xs: torch.flatten(xs[0], 2).transpose(1, 2),
+           "add": lambda c, xs: sum(xs[1:], xs[0]),
+           "matmul": lambda c, xs: c["factor"] * torch.matmul(
+               xs[0], xs[1].transpose(-2, -1) if c["transpose"] else xs[1]),
+           "softmax": lambda c, xs: torch.softmax(xs[0], -1),
+           "identity": lambda c, xs: xs[0]}
     params = model.parameters()
 
     class Imported(nn.Module):
@@ -466,26 +462,7 @@ def to_torch(model):
             outs = [x]
             for v in model.vertices[1:]:
                 c, xs = v.cfg, [outs[p] for p in v.parents]
-                if v.name in self.layers:
-                    y = self.layers[v.name](xs[0])
-                elif v.kind == "pool":
-                    pool = F.max_pool2d if c["mode"] == "max" else F.avg_pool2d
-                    y = pool(xs[0], tuple(c["size"]), tuple(c["stride"]))
-                elif v.kind == "flatten":
-                    y = torch.flatten(xs[0], 1)
-                elif v.kind == "tokens":
-                    y = torch.flatten(xs[0], 2).transpose(1, 2)
-                elif v.kind == "add":
-                    y = xs[0]
-                    for z in xs[1:]:
-                        y = y + z
-                elif v.kind == "matmul":
-                    b = xs[1].transpose(-2, -1) if c["transpose"] else xs[1]
-                    y = c["factor"] * torch.matmul(xs[0], b)
-                elif v.kind == "softmax":
-                    y = torch.softmax(xs[0], -1)
-                else:
-                    y = xs[0]
+                y = self.layers[v.name](xs[0]) if v.name in self.layers else ops[v.kind](c, xs)
                 outs.append(acts[c.get("activation", "linear")](y))
             return outs[-1]
 

@@ -1,8 +1,7 @@
-"""Scene field types, one class per kind of value: ``check(value, where)``
-returns the value converted or raises SceneError "<where>: expected <what the
-field takes>, got <the value>" (a did-you-mean for a misspelt choice), ``where``
-naming the file and key ("scene.toml: key 'network.sizes[2]'"). ``show``
-never turns a huge integer into text (Python refuses past 4300 digits)."""
+"""Scene field types: ``check(value, where)`` returns the value converted or raises
+SceneError "<where>: expected <what the field takes>, got <the value>" (a did-you-mean
+for a misspelt choice), ``where`` naming file and key ("scene.toml: key 'network.sizes[2]'").
+``show`` never turns a huge integer into text (Python refuses past 4300 digits)."""
 import copy
 import json
 import math
@@ -26,9 +25,8 @@ def _digits(n):
 
 
 def show(value, typed=False, depth=0):
-    """A short, always printable rendering of a scene value for an error
-    message (TOML spelling; huge integers as their digit count; long or deeply
-    nested values cut); ``typed`` appends the type, e.g. "'x' (a string)"."""
+    """A short printable rendering of a scene value for an error message (TOML spelling,
+    long values cut); ``typed`` appends the type, e.g. "'x' (a string)"."""
     limit = 60 if depth == 0 else 20
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -41,7 +39,8 @@ def show(value, typed=False, depth=0):
     elif isinstance(value, str):
         text = repr(value if len(value) <= limit else value[:limit] + "...")
     elif isinstance(value, (list, tuple)):
-        parts = [show(v, depth=depth + 1) for v in value[:5]] if depth < 3 else ["..."] * bool(value)
+        parts = ([show(v, depth=depth + 1) for v in value[:5]] if depth < 3
+                 else ["..."] * bool(value))
         text = "[" + ", ".join(parts + (["..."] if len(value) > 5 and depth < 3 else [])) + "]"
     elif isinstance(value, dict):
         parts = ([f"{show(str(k), depth=depth + 1)} = {show(v, depth=depth + 1)}"
@@ -64,15 +63,13 @@ def _number(x):
 
 
 def _entry(where, index):
-    """The ``where`` of a list entry or (a string ``index``) a table member:
-    "f: key 'a.b'" -> "f: key 'a.b[2]'", "f: key 'a.b.c'"."""
+    """The ``where`` of a list entry or (a str ``index``) a table member: "f: key 'a.b[2]'"."""
     part = f".{index}" if isinstance(index, str) else f"[{index}]"
     return f"{where[:-1]}{part}'" if where.endswith("'") else f"{where}{part}"
 
 
 class Field:
-    """One scene key: its default, its meaning (``doc``), what it takes
-    (``expected``) and, in a subclass, ``check`` (see the module docstring)."""
+    """One scene key: its default, meaning (``doc``), what it takes (``expected``), ``check``."""
 
     expected = "a value"
 
@@ -172,8 +169,7 @@ class Bool(Field):
 
 
 class OrWord(Field):
-    """A value ``field`` takes, or one of the strings ``words`` (e.g. an integer
-    or "causal"); the default is a word or the field's."""
+    """A value ``field`` takes, or one of the strings ``words`` (e.g. an integer or "causal")."""
 
     def __init__(self, field, words, default, doc):
         super().__init__(default, doc)
@@ -192,8 +188,7 @@ class OrWord(Field):
 
 
 class KeyedTable(Field):
-    """A table {key: value} whose keys are among ``keys`` (did-you-mean) and whose
-    values ``value`` (a Field) checks, e.g. a per-rule learning rate."""
+    """A table {key: value}, keys among ``keys``, values checked by the Field ``value``."""
 
     def __init__(self, keys, value, default, doc):
         super().__init__(default, doc)
@@ -216,8 +211,7 @@ _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\
 
 
 def size_bytes(value):
-    """Bytes of a size a Size field accepts ('512MiB', '1GiB', '2e9', '1.5GB'
-    or an integer); ValueError for anything else, inf or NaN included."""
+    """Bytes of a size ('512MiB', '1GiB', '2e9', '1.5GB' or an int), else ValueError."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     match = _SIZE.fullmatch(value) if isinstance(value, str) else None
@@ -230,8 +224,7 @@ def size_bytes(value):
 
 
 class Size(_Bounded):
-    """A memory size in low..high bytes: an integer or a string such as '1GiB'
-    (units of ``_UNITS``), kept as written (run.json stays readable)."""
+    """A memory size in low..high bytes, an int or a string such as '1GiB', kept as written."""
 
     def describe(self):
         return (f"a size from {self.low} bytes to {self.high // 2**40} TiB, such as "
@@ -248,9 +241,8 @@ class Size(_Bounded):
 
 
 class ListOf(Field):
-    """A list whose every entry ``entry`` (a Field) checks; its length in
-    min_len..max_len, or 0 when ``empty_ok``; ``unique`` refuses repeats;
-    ``single`` also takes one bare entry as a one-entry list."""
+    """A list of min_len..max_len entries (or none: ``empty_ok``) checked by the Field
+    ``entry``; ``unique`` refuses repeats; ``single`` takes a bare entry as a list."""
 
     def __init__(self, entry, default, doc, min_len=0, max_len=1024, empty_ok=False,
                  unique=False, single=False):
@@ -312,10 +304,9 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Table(Field):
-    """A table {"section.key": value} of scene overrides (a sweep's ``set``),
-    or with ``lists`` of non-empty value lists (a sweep's ``grid``, whose
-    product has at most ``max_points`` cells). Values are plain TOML: strings,
-    booleans, integers up to 2**63, finite numbers, or lists of those."""
+    """A table {"section.key": value} of scene overrides (a sweep's ``set``), or with
+    ``lists`` of value lists (a sweep's ``grid``, at most ``max_points`` cells); values
+    plain TOML (``_plain``)."""
 
     def __init__(self, default, doc, lists, max_points=10_000):
         super().__init__(default, doc)
@@ -347,7 +338,7 @@ class Table(Field):
 
 
 def _plain(value, where, nested=False):
-    """Refuse a value that is no plain TOML scene value (see Table)."""
+    """Refuse all but strings, booleans, integers up to 2**63, finite numbers (or a list)."""
     if isinstance(value, list) and not nested and len(value) <= 1024:
         for i, v in enumerate(value):
             _plain(v, _entry(where, i), nested=True)
@@ -355,14 +346,13 @@ def _plain(value, where, nested=False):
     if not (isinstance(value, (bool, str)) or (isinstance(value, int) and abs(value) < 2**63)
             or (isinstance(value, float) and math.isfinite(value))):
         raise SceneError(f"{where}: expected a string, boolean, integer, finite number"
-                         f"{'' if nested else ' or a list of those'}, got {show(value, typed=True)}")
+                         f"{'' if nested else ' or a list of those'}, "
+                         f"got {show(value, typed=True)}")
 
 
 class Layers(Field):
-    """A list of at most ``max_len`` layer tables {name, kind, from, ...}
-    (``Model.from_layers``'s dicts, a TOML ``[[network.layers]]``) of plain
-    values: strings, booleans, numbers in -``high``..``high``, or lists of at
-    most 64 of those. The model checks what they mean once every section is read."""
+    """At most ``max_len`` layer tables {name, kind, from, ...} of plain values (numbers in
+    -high..high, lists of at most 64); the model checks their meaning after every section."""
 
     def __init__(self, default, doc, high, max_len=512):
         super().__init__(default, doc)

@@ -1,5 +1,5 @@
-"""Scenes found by name or path, read from TOML or a run.json (replay), and
-command-line overrides applied; each returns the scene validated."""
+"""Scenes found by name or path, read from TOML or a run.json (replay), overridden from
+the command line; each returns the scene validated."""
 import copy
 import json
 import os
@@ -25,8 +25,7 @@ def list_scenes():
 
 
 def find_scene(name_or_path):
-    """Path of a scene given as a path (.toml or run.json) or a name in
-    scenes/; SceneError with a did-you-mean when there is none."""
+    """Path of a scene given as a path (.toml or run.json) or a name in scenes/."""
     if os.path.isdir(name_or_path):
         inside = os.path.join(name_or_path, "run.json")
         hint = f" (did you mean {inside!r}?)" if os.path.isfile(inside) else ""
@@ -51,8 +50,7 @@ def find_scene(name_or_path):
 
 
 def _read_text(path):
-    """The text of a scene or run.json file (not larger than MAX_FILE_BYTES:
-    a binary file given by mistake), or SceneError saying why not."""
+    """The text of a scene or run.json file of at most MAX_FILE_BYTES, or SceneError."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -119,8 +117,7 @@ def load_run_json(path):
 
 # ------------------------------------------------------------------ overrides
 def set_value(text, what):
-    """The value of one --set (``what`` names it in an error): TOML when it parses,
-    else the text itself."""
+    """The value of one --set (named ``what``): TOML when it parses, else the text."""
     try:
         doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
@@ -147,11 +144,9 @@ def _section_of(raw, kind, section, name, what):
 
 
 def apply_overrides(scene, overrides, source, values=None, label="--set"):
-    """The scene with ``values`` ({'section.key': value}, from typed CLI
-    options) and then ``overrides`` applied, validated again: 'section.key=value'
-    strings (``--set``: the value is TOML, else the text) or ('section.key',
-    value) pairs (``simulate``'s Python values), each named ``label`` in its
-    error; an unknown section or key is refused naming the override."""
+    """The scene with ``values`` ({'section.key': value} of typed CLI options), then
+    ``overrides`` applied, validated again: 'section.key=value' strings (as --set) or
+    ('section.key', value) pairs (``simulate``'s), each named ``label`` in its error."""
     raw = copy.deepcopy(scene)
     kind = kind_of(raw, source)
     for key, value in (values or {}).items():

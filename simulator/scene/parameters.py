@@ -1,7 +1,6 @@
-"""The parameter file a graph scene may name (``network.parameters``): an .npz
-of float64 arrays keyed like ``Model.parameters()`` ("<layer>.W", "<layer>.b"),
-what ``tickprop import`` writes beside its scene. Read and checked against the
-graph's layers here; the builder gives them to ``Model.with_parameters``."""
+"""The parameter file a graph scene may name (``network.parameters``): an .npz of arrays
+keyed like ``Model.parameters()`` (what ``tickprop import`` writes), checked here against
+the graph's layers."""
 import os
 
 import numpy as np
@@ -15,9 +14,8 @@ IMPORT_MARK = "tickprop_import"
 
 
 def anchor(raw, scene_path):
-    """A parsed scene with a relative ``network.parameters`` made relative to the
-    folder of the scene file ``scene_path`` (a path on the command line, or in a
-    sweep, stays relative to the current folder)."""
+    """A parsed scene with a relative ``network.parameters`` made relative to the scene
+    file's folder (on the command line or in a sweep it stays relative to the current one)."""
     net = raw.get("network") if isinstance(raw, dict) else None
     value = net.get("parameters") if isinstance(net, dict) else None
     if isinstance(value, str) and value and not os.path.isabs(value):
@@ -41,8 +39,8 @@ def read_parameters(path, skeleton, where):
     missing = [k for k in want if k not in arrays]
     extra = sorted(k for k in arrays if k not in want)
     if missing or extra:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected {', '.join(extra)}"] if extra else [])
+        parts = [f"{what} {', '.join(keys)}" for what, keys in
+                 (("missing", missing), ("unexpected", extra)) if keys]
         raise SceneError(f"{where}: {path} does not match network.layers ({'; '.join(parts)}); "
                          "expected one array per layer parameter, named '<layer>.W' / "
                          "'<layer>.b'")

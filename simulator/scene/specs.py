@@ -1,7 +1,6 @@
-"""Typed, frozen specs: ``spec_of`` reads a resolved scene once into one frozen
-dataclass per section, made from its schema (lists as tuples, tables read-only);
-the network classes add ``shape``, ``graph``, ``skeleton``. The resolved dict
-stays what run.json stores; a spec never goes to disk."""
+"""Typed, frozen specs: ``spec_of`` reads a resolved scene (what run.json stores) once into
+one frozen dataclass per section, made from its schema (lists as tuples, tables read-only);
+the network classes add ``shape``, ``graph``, ``skeleton``."""
 import dataclasses
 import functools
 from typing import Mapping
@@ -72,8 +71,7 @@ class ChainOrGraph:
                             for f in dataclasses.fields(self)}, "network")
 
     def run_skeleton(self, levelled):
-        """The skeleton a run ticks (``levelled``: SceneSpec.levelled), what
-        budgets are sized from."""
+        """The skeleton a run ticks (``levelled``: SceneSpec.levelled), budgets' measure."""
         if not self.graph:
             sizes, acts = self.shape
             return Model.chain_skeleton(sizes, acts)
@@ -90,14 +88,11 @@ class ChainOrGraph:
 
     @property
     def shape(self):
-        """(sizes, activations) of a chain: widths of layers 0..L (``sizes``, or
-        inputs, depth−1 x ``width``, outputs) and σ of 1..L (``hidden``, then
-        ``output``); of a graph: the flat input and output sizes and ``output``,
-        the shape of the teacher that maps one to the other."""
+        """(sizes, activations) of a chain: widths of layers 0..L and σ of 1..L; of a
+        graph: the flat input and output sizes and ``output`` (its teacher's shape)."""
         if self.graph:
-            skeleton = self.skeleton
-            return ([int(np.prod(skeleton.input_shape)), int(np.prod(skeleton.output_shape))],
-                    [self.output])
+            shapes = (self.skeleton.input_shape, self.skeleton.output_shape)
+            return [int(np.prod(s)) for s in shapes], [self.output]
         sizes = list(self.sizes) or ([self.inputs] + [self.width] * (self.depth - 1)
                                      + [self.outputs])
         return sizes, [self.hidden] * (len(sizes) - 2) + [self.output]
@@ -148,8 +143,7 @@ class SceneSpec:
 
     @property
     def learning(self):
-        """Whether the run changes its weights (a train scene, or rule.learning_rate > 0;
-        a schedules scene: schedules.learning_rate > 0)."""
+        """Whether the run changes its weights (train, or a learning_rate > 0)."""
         if self.kind == "train":
             return True
         return (self.schedules if self.kind == "schedules" else self.rule).learning_rate > 0
@@ -162,8 +156,7 @@ class SceneSpec:
 
     @property
     def levelled(self):
-        """Whether the run ticks the levelled graph ("auto": when learning on one
-        whose paths differ in length)."""
+        """Whether the run ticks the levelled graph ("auto": learning, paths unequal)."""
         net = self.network
         return net.graph and resolve_levelled("scene", net.levelled, self.learning, net.skeleton)
 

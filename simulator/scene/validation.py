@@ -1,6 +1,6 @@
-"""A parsed scene (TOML or run.json) checked against its kind's sections and
-resolved, every default filled (what run.json stores and replays); every mistake
-is one SceneError naming the file, the key, what was expected and what was given."""
+"""A parsed scene (TOML or run.json) checked against its kind's sections and resolved,
+every default filled (what run.json stores); every mistake is one SceneError naming the
+file, the key, what was expected and what was given."""
 import copy
 import os
 
@@ -44,8 +44,7 @@ def unknown_key(where, section, key, fields):
 
 
 def validate(raw, source):
-    """A parsed scene (a dict) resolved, every default filled, or SceneError
-    naming ``source``; an empty scene (no kind, no section) is always a mistake."""
+    """A parsed scene (a dict) resolved, or SceneError naming ``source`` (an empty one too)."""
     if not isinstance(raw, dict):
         raise SceneError(f"{source}: expected a table of sections, got {show(raw, typed=True)}")
     if "kind" not in raw and not any(name not in TOP for name in raw):
@@ -110,14 +109,12 @@ def validate(raw, source):
 
 
 def _is_set(section, fields, key):
-    """Whether a resolved section's ``key`` differs from its default (a
-    resolved scene no longer says which keys were written)."""
+    """Whether a resolved section's ``key`` differs from its default."""
     return section[key] != fields[key].default
 
 
 def check_variant_keys(resolved, source):
-    """Refuse a key the scene's variant does not read (VARIANT_KEYS) set to
-    anything but its default, naming the selector and the values that read it."""
+    """Refuse a key set that the scene's variant does not read (VARIANT_KEYS)."""
     schema = SCHEMAS[resolved["kind"]]
     for key, (selector, readers) in VARIANT_KEYS.get(resolved["kind"], {}).items():
         section, name = key.split(".")
@@ -134,9 +131,8 @@ def check_variant_keys(resolved, source):
 
 
 def check_graph(net, source):
-    """The Model skeleton of a resolved [network]'s graph (None for a chain), or
-    SceneError naming the entry ("key 'network.layers[2].kernel'"); a graph may
-    set no CHAIN_ONLY key, a chain no GRAPH_ONLY key."""
+    """The Model skeleton of a resolved [network]'s graph (None for a chain), or SceneError
+    naming the entry ("key 'network.layers[2].kernel'") or a key of the other kind of net."""
     if not net.get("layers"):
         for key in GRAPH_ONLY:
             if key in net and _is_set(net, GRAPH_NETWORK, key):
