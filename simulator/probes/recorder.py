@@ -58,6 +58,7 @@ class Recorder:
         # their rows of the engine's ``tag_state``
         self._tag_pick = np.array([engine.TAG_ROWS.index(k) for _, k in self._tag_keys])
         self._clock = TagClock(warm_ticks(engine))
+        self._shifts = getattr(engine, "tags_shift", lambda: False)
         self._K = K = block_ticks(plan, n, B, N, plan.itemsize)
         # x and δ of every vertex of the pending rows: (K, 2, n, B, N) (the
         # input's δ row: 0 in a chain trace, x in a graph's), or the host rows
@@ -90,6 +91,8 @@ class Recorder:
         if not clock.ready:
             tags = self._read_tags()
             clock.observe(i, tags)
+            if not clock.ready and self._shifts():
+                clock.settle(i, tags)
         if m is not None:
             m.frame(i, u, y, repeat)
         if i % self._every:
