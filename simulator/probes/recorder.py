@@ -82,6 +82,12 @@ class Recorder:
             host["state_tick"] = host["tick"].copy()
             self._state_layers = (None if list(plan.layers) == list(range(n)) else
                                   xp.asarray(np.array(plan.layers, dtype=np.int64)))
+        # per stacked run, where its x and δ go: (block or host rows, its vertices, …)
+        bx, bd = ((host["state_x"], host["state_delta"]) if self._direct else
+                  (self._blk[:, 0, ...], self._blk[:, 1, ...]))
+        self._run_to = [(bx[:, f:f + X.shape[0], :, :X.shape[-1]],
+                         bd[:, f + 1:f + 1 + D.shape[0], :, :D.shape[-1]]) for f, X, D in runs]
+        self._each_tick = bool(self._copy_x or self._copy_d)
 
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (just made) of input/target u, y (``repeat``: those and
@@ -169,13 +175,14 @@ class Recorder:
     def _copy(self, k, row):
         """x and δ of every vertex into block row k (or, in place, host row ``row``)."""
         eng = self.engine
-        X, D = eng.state_views()            # live views: read within this tick
-        bx, bd = self._put(k, row, X, D, (self._copy_x, self._copy_d), ())
+        if self._each_tick:
+            X, D = eng.state_views()            # live views: read within this tick
+            self._put(k, row, X, D, (self._copy_x, self._copy_d), ())
         if self._runs:
-            for first, Xr, Dr in eng.state_blocks():
-                w = Xr.shape[-1]
-                bx[first:first + Xr.shape[0], :, :w] = Xr
-                bd[first + 1:first + 1 + Dr.shape[0], :, :w] = Dr
+            r = row if self._direct else k
+            for (to_x, to_d), (_, Xr, Dr) in zip(self._run_to, eng.state_blocks()):
+                to_x[r] = Xr
+                to_d[r] = Dr
 
     def _put(self, k, row, X, D, each, lead):
         """x and δ of ``each`` (x, δ) vertices into block row k (or, in place, host row
