@@ -71,6 +71,8 @@ class Recorder:
             for k in METRIC_KEYS:
                 host[k] = np.full((T, n - 1), np.nan)
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
+        self._factor_copies = self._m is not None and bool(self._m._copied)
+        self._frame_col = host["stream_frame"]
         # whether anything but the norms reads the block's x and δ
         self._block_read = plan.states or (self._m is not None and bool(self._m.in_block))
         if plan.states:
@@ -108,10 +110,10 @@ class Recorder:
         k = len(self._blk_ticks)
         row = i // self._every
         self._copy(k, row)
-        if m is not None:
+        if self._factor_copies:
             m.copy(k)
         self._blk_ticks.append(i)
-        self._host["stream_frame"][row] = frame_id
+        self._frame_col[row] = frame_id
         if tags is not None:
             for arr, t in zip(self._tag_rows, tags):
                 arr[row] = t
