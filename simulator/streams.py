@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .backend import Backend
+from .engine.drive import changed_rows
 from .errors import SceneError, SimulatorError
 from .model import Model
 from .model.reference import device_params, evaluate
@@ -46,8 +47,15 @@ class HeldStream(Stream):
         self.hold, self.crossfade, self.amplitude = hold, crossfade, amplitude
         self.prev = self.cur = None
 
-    def _draw(self):
-        return self.amplitude * self.rng.normal(size=(self.batch, self.n_in))
+    def _draw(self, m=None):
+        """m new frames (m, batch, n_in) in one call (None: one frame), the numbers
+        of m draws of one: ``standard_normal`` is ``normal``'s z, and 0.0 + 1.0·z
+        (``normal``'s loc + scale·z) is z + 0.0."""
+        z = self.rng.standard_normal(size=(1 if m is None else m, self.batch, self.n_in))
+        np.add(z, 0.0, out=z)
+        if self.amplitude != 1.0:
+            np.multiply(self.amplitude, z, out=z)
+        return z[0] if m is None else z
 
     def _next(self, t):
         k, phase = divmod(t, self.hold)
@@ -58,6 +66,34 @@ class HeldStream(Stream):
             w = (phase + 1) / (self.crossfade + 1)
             return (1 - w) * self.prev + w * self.cur, k
         return self.cur, k
+
+    def take(self, n):
+        """``Stream.take`` with the chunk's new frames drawn at once; the target
+        learns which ticks repeat the one before (a held frame past its crossfade)."""
+        k, phase = np.divmod(np.arange(self.t, self.t + n), self.hold)
+        new = phase == 0
+        drawn = self._draw(int(new.sum()))
+        if self.hold == 1:
+            u = drawn
+            if n:
+                self.prev, self.cur = drawn[-2] if n > 1 else self.cur, drawn[-1]
+        else:       # frames: the one before the current, the current, the new ones
+            zeros = np.zeros((1, self.batch, self.n_in))
+            pool = np.concatenate([zeros if self.prev is None else self.prev[None],
+                                   zeros if self.cur is None else self.cur[None], drawn])
+            at = np.cumsum(new) + 1                      # each tick's current frame
+            u = pool[at]
+            fade = np.flatnonzero(phase < self.crossfade)
+            if len(fade):
+                w = ((phase[fade] + 1) / (self.crossfade + 1))[:, None, None]
+                u[fade] = (1 - w) * pool[at[fade] - 1] + w * u[fade]
+            if n:
+                self.prev, self.cur = pool[at[-1] - 1], pool[at[-1]]
+        self.t += n
+        if not getattr(self.target, "takes_maybe", False):
+            return u, self.target(u, k), k
+        maybe = phase <= self.crossfade              # the others repeat the tick before
+        return u, self.target(u, k, maybe=maybe), k
 
 
 class ConstantStream(HeldStream):
@@ -148,14 +184,10 @@ def teacher_target(teacher, loss, dtype="float64", device="cpu"):
         backend = Backend(device, dtype)
         params = device_params(backend.xp, teacher, backend.dtype)
 
-    def target(u, ids):
+    def target(u, ids, maybe=None):
+        """``maybe``: the ticks that can differ from the one before (``changed_rows``)."""
         n, batch, n_in = u.shape
-        flat = u.reshape(n, batch * n_in)
-        fresh = np.ones(n, dtype=bool)
-        # a frame differs from the one before at its first value, or is compared whole
-        fresh[1:] = flat[1:, 0] != flat[:-1, 0]
-        same = np.flatnonzero(~fresh[1:]) + 1
-        fresh[same] = (flat[same] != flat[same - 1]).any(axis=1)
+        fresh = changed_rows(u.reshape(n, batch * n_in), maybe)
         every = bool(fresh.all())
         distinct = (u if every else u[fresh]).astype(dtype, copy=False).reshape(-1, n_in)
         if backend is None:
@@ -168,6 +200,7 @@ def teacher_target(teacher, loss, dtype="float64", device="cpu"):
         y = y.reshape(int(fresh.sum()), batch, -1)
         return (y if every else y[np.cumsum(fresh) - 1]).astype(np.float64, copy=False)
 
+    target.takes_maybe = True
     return target
 
 

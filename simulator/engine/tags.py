@@ -141,22 +141,31 @@ class GraphTags:
 
     def tag_state(self):
         """``tags()`` as one new int array (10, vertices), rows ``TAG_ROWS``."""
-        return np.concatenate([self._tx, self._td, self._pair_tags()])
+        out = np.empty((10, self.n), dtype=np.int64)
+        out[:8] = self._tag_views[self._tag_cur][1] if self._tag_steady is None else (
+            self._tag_state())
+        self._pair_tags(out[:2], out[8:])
+        return out
 
-    def _pair_tags(self):
-        """(lo, hi) pair tags: min/max over the parents of their input tags at
-        the pairing's lag (parent rows padded by repeating the first)."""
-        out = np.empty((2, self.n), dtype=np.int64)
+    def tags_shift(self):
+        """Whether every later tick's tags are this tick's, one frame later a tick (−1 kept)."""
+        return self._tag_steady is not None
+
+    def _pair_tags(self, tx, out):
+        """(lo, hi) pair tags into ``out``: min/max over the parents of their input tags
+        ``tx`` at the pairing's lag (parent rows padded by repeating the first)."""
         out[:, 0] = -1
         par = self._pair_par
         if not self._pair_frame:
-            rows = self._tx[:, par]                                    # (2, n − 1, P)
+            if par.shape[1] == 1:                                      # one parent each
+                np.take(tx, par[:, 0], axis=1, out=out[:, 1:])
+                return
+            rows = tx[:, par]                                          # (2, n − 1, P)
         else:
             ring = self._ring_tags
             rows = np.moveaxis(ring[(self.tick - self._pair_lags) % ring.shape[0], :, par], -1, 0)
-        out[0, 1:] = rows[0].min(axis=-1)
-        out[1, 1:] = rows[1].max(axis=-1)
-        return out
+        np.min(rows[0], axis=-1, out=out[0, 1:])
+        np.max(rows[1], axis=-1, out=out[1, 1:])
 
 
 def _padded(rows):
@@ -192,6 +201,11 @@ class TagClock:
                 self.ready, self.last = True, t
         else:
             self._steady_since = None
+
+    def settle(self, t, tags):
+        """Ready from tick t on (``tags`` its state): the engine has proved every
+        later tick a shift of this one (``GraphTags.tags_shift``)."""
+        self.ready, self.last, self._prev = True, t, tags
 
     def rows(self, ticks):
         """Tags at ``ticks`` (all after ``last``): (len(ticks), rows, vertices)."""

@@ -421,13 +421,14 @@ class GraphEngine(FastNumpy, GraphTags):
             u, y = self.backend.asarray(u_host), self.backend.asarray(y_host)
             if recorder is not None:
                 repeats = (repeated_frames(u_host, y_host, last) if frozen
-                           else np.zeros(n, dtype=bool))
+                           else np.zeros(n, dtype=bool)).tolist()
                 last = (u_host[-1], y_host[-1])
                 ids = frame_ids.tolist()
             for k in range(n):
-                self.step(u[k, ...], y[k, ...])
+                uk, yk = u[k, ...], y[k, ...]
+                self.step(uk, yk)
                 if recorder is not None:
-                    recorder.record(self.tick, u[k, ...], y[k, ...], ids[k], bool(repeats[k]))
+                    recorder.record(self.tick, uk, yk, ids[k], repeats[k])
             if recorder is not None:
                 recorder.flush()
             self.check_finite()

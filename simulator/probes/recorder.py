@@ -58,6 +58,7 @@ class Recorder:
         # their rows of the engine's ``tag_state``
         self._tag_pick = np.array([engine.TAG_ROWS.index(k) for _, k in self._tag_keys])
         self._clock = TagClock(warm_ticks(engine))
+        self._shifts = getattr(engine, "tags_shift", lambda: False)
         self._K = K = block_ticks(plan, n, B, N, plan.itemsize)
         # x and δ of every vertex of the pending rows: (K, 2, n, B, N) (the
         # input's δ row: 0 in a chain trace, x in a graph's), or the host rows
@@ -70,6 +71,8 @@ class Recorder:
             for k in METRIC_KEYS:
                 host[k] = np.full((T, n - 1), np.nan)
             self._m = VertexMetrics(engine, plan, host, self._sizes, reference)
+        self._factor_copies = self._m is not None and bool(self._m._copied)
+        self._frame_col = host["stream_frame"]
         # whether anything but the norms reads the block's x and δ
         self._block_read = plan.states or (self._m is not None and bool(self._m.in_block))
         if plan.states:
@@ -81,6 +84,12 @@ class Recorder:
             host["state_tick"] = host["tick"].copy()
             self._state_layers = (None if list(plan.layers) == list(range(n)) else
                                   xp.asarray(np.array(plan.layers, dtype=np.int64)))
+        # per stacked run, where its x and δ go: (block or host rows, its vertices, …)
+        bx, bd = ((host["state_x"], host["state_delta"]) if self._direct else
+                  (self._blk[:, 0, ...], self._blk[:, 1, ...]))
+        self._run_to = [(bx[:, f:f + X.shape[0], :, :X.shape[-1]],
+                         bd[:, f + 1:f + 1 + D.shape[0], :, :D.shape[-1]]) for f, X, D in runs]
+        self._each_tick = bool(self._copy_x or self._copy_d)
 
     def record(self, i, u, y, frame_id, repeat=False):
         """Record tick i (just made) of input/target u, y (``repeat``: those and
@@ -90,6 +99,8 @@ class Recorder:
         if not clock.ready:
             tags = self._read_tags()
             clock.observe(i, tags)
+            if not clock.ready and self._shifts():
+                clock.settle(i, tags)
         if m is not None:
             m.frame(i, u, y, repeat)
         if i % self._every:
@@ -99,10 +110,10 @@ class Recorder:
         k = len(self._blk_ticks)
         row = i // self._every
         self._copy(k, row)
-        if m is not None:
+        if self._factor_copies:
             m.copy(k)
         self._blk_ticks.append(i)
-        self._host["stream_frame"][row] = frame_id
+        self._frame_col[row] = frame_id
         if tags is not None:
             for arr, t in zip(self._tag_rows, tags):
                 arr[row] = t
@@ -166,13 +177,14 @@ class Recorder:
     def _copy(self, k, row):
         """x and δ of every vertex into block row k (or, in place, host row ``row``)."""
         eng = self.engine
-        X, D = eng.state_views()            # live views: read within this tick
-        bx, bd = self._put(k, row, X, D, (self._copy_x, self._copy_d), ())
+        if self._each_tick:
+            X, D = eng.state_views()            # live views: read within this tick
+            self._put(k, row, X, D, (self._copy_x, self._copy_d), ())
         if self._runs:
-            for first, Xr, Dr in eng.state_blocks():
-                w = Xr.shape[-1]
-                bx[first:first + Xr.shape[0], :, :w] = Xr
-                bd[first + 1:first + 1 + Dr.shape[0], :, :w] = Dr
+            r = row if self._direct else k
+            for (to_x, to_d), (_, Xr, Dr) in zip(self._run_to, eng.state_blocks()):
+                to_x[r] = Xr
+                to_d[r] = Dr
 
     def _put(self, k, row, X, D, each, lead):
         """x and δ of ``each`` (x, δ) vertices into block row k (or, in place, host row

@@ -357,7 +357,9 @@ class VertexMetrics:
         """The ``fresh`` pending frames' inputs (j = 1) or targets (j = 2), stacked."""
         xp = self.xp
         if not stacked:
-            return xp.stack([frames[k][j] for k in fresh])
+            rows = [frames[k][j] for k in fresh]
+            # numpy builds one array of many small ones ~4x faster than np.stack
+            return np.array(rows) if isinstance(rows[0], np.ndarray) else xp.stack(rows)
         a = _concat(xp, [f[j] for f in frames], 0)
         return a if len(fresh) == a.shape[0] else xp.take(a, xp.asarray(fresh), axis=0)
 
