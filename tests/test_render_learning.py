@@ -118,6 +118,12 @@ def test_angle_panels_one_per_layer_named_as_the_scene(drawn):
     assert [a.get_title() for a in grad.axes if a.get_visible()] == ["conv", "h", "out"]
     assert [a.get_title() for a in wf.axes if a.get_visible()] == ["h", "out"]
     assert "conv: on the input, no F used" in wf._suptitle.get_text()
+    assert "dfa" not in wf._suptitle.get_text()
+    with_dfa = [dict(r, dfa=curve([0.1, 0.3, 0.5, 0.6, 0.7], [2.3] * 5, grad=[60] * 3))
+                for r in runs]                  # DFA's B_v has no W's shape: no W-F angle
+    wf_dfa = drawn(with_dfa[0], seeds=with_dfa, layers=layers, chance=0.1).subfigs[2]
+    assert wf_dfa._suptitle.get_text().endswith(
+        "(conv: on the input, no F used; dfa: no F of W's shape)")
     # W-F panel of "out" holds the second angle of each rule that has one
     out = next(a for a in wf.axes if a.get_title() == "out")
     ys = sorted(float(np.asarray(ln.get_ydata())[-1]) for ln in out.get_lines()

@@ -208,9 +208,11 @@ def _angle_row(part, runs, rules, key, names, columns):
     for ax in axes[len(columns):]:
         ax.set_visible(False)
     missing = [n for n in columns if n not in names]
+    notes = [f"{', '.join(missing)}: on the input, no F used"] if missing else []
+    if key == "angles" and "dfa" in runs[0]:     # its B_v maps the output's error
+        notes.append("dfa: no F of W's shape")
     part.suptitle(heading + (", seed mean" if len(runs) > 1 else "")
-                  + (f" ({', '.join(missing)}: on the input, no F used)" if missing else ""),
-                  fontsize=9)
+                  + (f" ({'; '.join(notes)})" if notes else ""), fontsize=9)
     for ax, name in zip(axes, columns):
         if name not in names:
             ax.set_visible(False)
