@@ -21,6 +21,7 @@ from ..rules.predictive_coding import il_model
 from ..rules.relaxation import ActivationRelaxation
 from ..safe_read import read_gzip, read_npz
 from .activation_relaxation import BackpropBaseline, _train_one
+from .reproduce_exact import result, run_seeds
 
 MILLIDGE = ("Millidge, Tschantz, Seth & Buckley, \"Activation Relaxation: a local dynamical "
             "approximation to backpropagation in the brain\" (arXiv:2009.05359)")
@@ -105,24 +106,14 @@ def _digits(seed):
 
 
 # --------------------------------------------------------------- helpers
-def _seeds(seed, n=3):
-    return [seed + k for k in range(n)]
-
-
 def _pm(values, scale=100.0, digits=2):
     v = scale * np.asarray(values, dtype=np.float64)
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1) if v.size > 1 else 0.0:.{digits}f}"
 
 
-def _result(name, claim, source, published, ours, passed, seeds, settings, start):
-    return {"name": name, "claim": claim, "source": source, "published": published,
-            "ours": ours, "passed": bool(passed), "seeds": list(seeds), "settings": settings,
-            "cpu_s": float(time.process_time() - start)}
-
-
 def _unavailable(name, claim, source, published, seeds, exc, start):
     """The result of a check whose dataset could not be read: not passed, saying why."""
-    return _result(name, claim, source, published, f"not measured: {exc}", False, seeds,
+    return result(name, claim, source, published, f"not measured: {exc}", False, seeds,
                    {"dataset": "unavailable"}, start)
 
 
@@ -171,7 +162,7 @@ def _ar_cosine(model, params, u, y):
 
 def ar_matches_backprop(tier, data, seed, progress):
     """Paper 001, Fig. 2: AR (K ticks at η_x) trains the 300-300-100-10 MLP as backprop does."""
-    name, start, seeds = "ar_matches_backprop", time.process_time(), _seeds(seed)
+    name, start, seeds = "ar_matches_backprop", time.process_time(), run_seeds(seed)
     claim = (f"Activation Relaxation (K = {AR['K']}, η_x = {AR['eta_x']}) trains the "
              f"784-300-300-100-10 ReLU MLP as backprop does: held-out accuracy within "
              f"{AR_GAP:g} point (mean over seeds) and every weight update at cos ≥ {AR_COSINE:g} "
@@ -205,7 +196,7 @@ def ar_matches_backprop(tier, data, seed, progress):
                 "solver": "closed form during training (= K ticks to rounding); K literal "
                           "ticks for the cosine, on the first held-out batch",
                 "pass": f"|mean gap| ≤ {AR_GAP} point and min cos ≥ {AR_COSINE}"}
-    return _result(name, claim, MILLIDGE + ", Fig. 2", published, ours, passed, seeds,
+    return result(name, claim, MILLIDGE + ", Fig. 2", published, ours, passed, seeds,
                    settings, start)
 
 
@@ -274,7 +265,7 @@ def _il_cosine(learner, u, y):
 
 def pc_il_matches_backprop(tier, data, seed, progress):
     """PCX's MLP benchmark: IL at T = 5 inference ticks vs backprop on 784-128-128-128-10."""
-    name, start, seeds = "pc_il_matches_backprop", time.process_time(), _seeds(seed)
+    name, start, seeds = "pc_il_matches_backprop", time.process_time(), run_seeds(seed)
     claim = (f"Predictive coding's inference learning (T = {PC['T']} ticks of Eq. 7 at γ = "
              f"{PC['gamma']}, then the weight step) trains the 784-128-128-128-10 MLP within "
              f"{PC_GAP:g} point of backprop's held-out accuracy (mean over seeds), its first "
@@ -306,7 +297,7 @@ def pc_il_matches_backprop(tier, data, seed, progress):
                 "batch": PC["batch"], "loss": PC["loss"], "epochs": epochs,
                 "train_rows": len(ds.train_x),
                 "pass": f"mean gap ≤ {PC_GAP} point and min cos ≥ {PC_COSINE}"}
-    return _result(name, claim, PCX, published, ours, passed, seeds, settings, start)
+    return result(name, claim, PCX, published, ours, passed, seeds, settings, start)
 
 
 # ------------------------------------------------ feedback family ordering
@@ -379,7 +370,7 @@ def ordering_passes(errors):
 def feedback_family_ordering(tier, data, seed, progress):
     """biotorch's LeNet/MNIST ordering with the engine's feedback options."""
     name, start = "feedback_family_ordering", time.process_time()
-    seeds = _seeds(seed, FB["seeds"].get(tier, 3))
+    seeds = run_seeds(seed, FB["seeds"].get(tier, 3))
     claim = (f"On a LeNet-style conv net, backprop (transpose) and the sign-concordant family "
              f"(uSF = sign, brSF = brsf, frSF = frsf) reach held-out errors within "
              f"{FAMILY_SPREAD:g} points of each other, and feedback alignment (FA = random) and "
@@ -421,7 +412,7 @@ def feedback_family_ordering(tier, data, seed, progress):
                 "dfa": "B_v ~ U(±√(6/(size(v) + 10))) per vertex but the input and output (as "
                        "biotorch's xavier_uniform_ weight_dfa), seeded by the run seed; the "
                        "engine's g is then the DFA gradient of frame t − D − 1 (docs/feedback.md)"}
-    return _result(name, claim, BIOTORCH, published, ours, passed, seeds, settings, start)
+    return result(name, claim, BIOTORCH, published, ours, passed, seeds, settings, start)
 
 
 CHECKS = {"ar_matches_backprop": ar_matches_backprop,

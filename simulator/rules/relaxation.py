@@ -293,9 +293,7 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
         raise SimulatorError("record needs solver 'ticks': the closed form has no ticks")
     sweep = model_sweep(model, u, y, loss, params)
     kind, use_derivative = _VARIANTS[variant]
-    fb = None
-    if kind:
-        fb = draw_feedback(model) if feedback is None else feedback
+    fb = (draw_feedback(model) if feedback is None else feedback) if kind else None
     return Relaxed(sweep, *_solve(solver, sweep, fb, eta_x, iterations, use_derivative, init,
                                   record, targets))
 
@@ -415,9 +413,9 @@ class ActivationRelaxation:
 
     def relax(self, sweep, record=False, targets=None, iterations=None):
         """This learner's relaxation, ticked (``relax_sweep``)."""
-        its = self.iterations if iterations is None else iterations
-        return relax_sweep(sweep, self.feedback, self.eta_x, its, self.use_derivative,
-                           self.init, record, targets, self.xp)
+        return relax_sweep(sweep, self.feedback, self.eta_x,
+                           self.iterations if iterations is None else iterations,
+                           self.use_derivative, self.init, record, targets, self.xp)
 
     def gradients(self, u, y):
         """(gradients keyed like ``model.parameters()``, sweep) of one AR phase."""
