@@ -69,7 +69,9 @@ def shortest_to_output(model):
     return d
 
 
-def _noise(rng, model, n, batch=2):
+def _noise(seed, model, n, batch=2):
+    """n seeded white-noise frames (inputs, targets) of ``batch`` rows for ``model``."""
+    rng = np.random.default_rng(seed)
     return (rng.normal(size=(n, batch) + tuple(model.input_shape)),
             rng.normal(size=(n, batch) + tuple(model.output_shape)))
 
@@ -98,8 +100,7 @@ def zil_equals_backprop(tier, data, seed, progress):
         control += [r["divergence_rel"] for r in table1(levelled=False, seed=s)
                     if r["architecture"] in ("residual", "attention")]
         for model in graphs(s).values():
-            rng = np.random.default_rng(s)
-            u, y = _noise(rng, model, 1, batch=3)
+            u, y = _noise(s, model, 1, batch=3)
             step = pc.zil_model(model, u[0], y[0], LR)
             bp = reference.backprop(model, u[0], y[0])
             model_worst = _worst(model_worst, *[np.max(np.abs(step.updates[k] + LR * g))
@@ -171,7 +172,7 @@ def pipeline_delays(model, seed, ticks=None):
     run, D = eng.model, eng.depth
     fwd, bwd = distances(run)
     n = ticks or 3 * D + 4
-    u, y = _noise(np.random.default_rng(seed), model, n)
+    u, y = _noise(seed, model, n)
     want = [reference.backprop(model, u[s], y[s]) for s in range(n)]
     lags, worst, compared, bad = {}, 0.0, 0, set()
     for t in range(n):
@@ -244,8 +245,7 @@ def first_update_ticks(model, seed, levelled=False):
     """{vertex name: smallest T whose IL update (T inference ticks, then the update)
     of that vertex's parameters is non-zero}, searched over T = 0 … longest path + 1."""
     run = model.level() if levelled else model
-    rng = np.random.default_rng(seed)
-    u, y = _noise(rng, model, 1)
+    u, y = _noise(seed, model, 1)
     first = {}
     for T in range(run.depth + 2):
         step = pc.il_model(run, u[0], y[0], LR, gamma=0.1, T=T, record=False)
@@ -259,7 +259,7 @@ def first_update_ticks(model, seed, levelled=False):
 def zil_arrival(model, seed, levelled=False):
     """{vertex name: first state of one Z-IL update (γ = 1) with ε_v ≠ 0}, None if never."""
     run = model.level() if levelled else model
-    u, y = _noise(np.random.default_rng(seed), model, 1)
+    u, y = _noise(seed, model, 1)
     norms = pc.zil_model(model, u[0], y[0], LR, levelled=levelled, record=True).norms
     return {v.name: int(np.argmax(norms[:, v.index] != 0)) if np.any(norms[:, v.index])
             else None for v in run.vertices[1:]}

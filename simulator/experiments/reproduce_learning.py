@@ -7,6 +7,7 @@ held-out split. Offline: the installed MNIST sample (else the 8x8 digits) and th
 digits; the data tier reads MNIST from a local folder (``load_local_mnist``)."""
 import pathlib
 import time
+from dataclasses import replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -138,10 +139,9 @@ def _mlp_setting(cfg, tier, data, seed):
 
 def _trim(ds, rows):
     """The Dataset with its first ``rows`` training rows (None: all): tests' tiny sizes."""
-    if rows is None:
-        return ds
-    return Dataset(ds.name, ds.train_x[:rows], ds.train_labels[:rows], ds.train_targets[:rows],
-                   ds.test_x, ds.test_labels, ds.test_targets, ds.n_classes, ds.image_shape)
+    return ds if rows is None else replace(ds, train_x=ds.train_x[:rows],
+                                           train_labels=ds.train_labels[:rows],
+                                           train_targets=ds.train_targets[:rows])
 
 
 # ----------------------------------------------------- AR ≈ backprop

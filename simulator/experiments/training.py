@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..backend import rng
 from ..build import build_network, build_stream, engine_options, seeds
 from ..datasets import load_dataset
 from ..errors import NumericalError
@@ -70,8 +71,7 @@ def held_out(spec, model, teacher_seed, n=0):
         # files such as the MNIST sample are sorted by class)
         pick = np.arange(len(data.test_x))
         if 0 < n < len(pick):
-            pick = np.sort(np.random.default_rng(
-                np.random.SeedSequence([spec.run.seed, 13])).permutation(len(pick))[:n])
+            pick = np.sort(rng((spec.run.seed, 13)).permutation(len(pick))[:n])
         if st.kind != "moving":
             return _shaped(data.test_x[pick], model), data.test_targets[pick]
         # each digit once at a random sub-pixel position, seeded apart from the stream
@@ -80,13 +80,11 @@ def held_out(spec, model, teacher_seed, n=0):
         h, w = data.image_shape
         # bounce: the image lies inside the canvas; wrap: anywhere on the torus
         span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
-        rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
-        pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
+        pos = rng((spec.run.seed, 11)).uniform(0.0, 1.0, size=(len(images), 2)) * span
         frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
         return _shaped(st.amplitude * frames, model), data.test_targets[pick]
     # Regression: held-out inputs drawn like the stream's frames, teacher targets.
-    rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
-    x = st.amplitude * rng.normal(size=(1, n or 512, sizes[0]))
+    x = st.amplitude * rng((spec.run.seed, 7)).normal(size=(1, n or 512, sizes[0]))
     teacher = make_teacher(sizes, acts, teacher_seed, spec.target.scale)
     loss = spec.train.loss if spec.kind == "train" else spec.rule.loss
     return _shaped(x[0], model), teacher_target(teacher, loss)(x, None)[0]
