@@ -256,13 +256,6 @@ class ILLearner:
         return reference.evaluate(self.model, u, self.params)[1][-1]
 
 
-def _il_cosine(learner, u, y):
-    """Min over weight matrices of cos(IL's update, −backprop's gradient) at the start."""
-    ups = learner.update(u, y, 1.0).updates
-    bp = reference.backprop(learner.model, u, y, learner.loss)
-    return min(_cosine(ups[k], -bp[k]) for k in bp if k.endswith(".W"))
-
-
 def pc_il_matches_backprop(tier, data, seed, progress):
     """PCX's MLP benchmark: IL at T = 5 inference ticks vs backprop on 784-128-128-128-10."""
     name, start, seeds = "pc_il_matches_backprop", time.process_time(), run_seeds(seed)
@@ -283,7 +276,9 @@ def pc_il_matches_backprop(tier, data, seed, progress):
             bp_acc.append(_fit(Adam(BackpropBaseline(net, PC["loss"])), ds, s, PC["lr"],
                                PC["batch"], epochs))
             il = ILLearner(net, PC["T"], PC["gamma"], PC["loss"])
-            cos.append(_il_cosine(il, u, y))
+            # min over weight matrices of cos(IL's first update, −backprop's gradient)
+            ups, bp = il.update(u, y, 1.0).updates, reference.backprop(net, u, y, PC["loss"])
+            cos.append(min(_cosine(ups[k], -bp[k]) for k in bp if k.endswith(".W")))
             il_acc.append(_fit(Adam(il), ds, s, PC["lr"], PC["batch"], epochs))
             progress((k + 1) / len(seeds))
     gaps = np.subtract(bp_acc, il_acc)

@@ -158,8 +158,7 @@ def _feedback(xp, sweep, feedback):
     missing = [k for k in want if k not in feedback]
     if missing:
         raise SimulatorError(f"feedback: missing matrices for {missing}")
-    dtype = sweep.top.dtype
-    return {k: xp.asarray(feedback[k], dtype=dtype) for k in want}
+    return {k: xp.asarray(feedback[k], dtype=sweep.top.dtype) for k in want}
 
 
 def send_down(sweep, xs, gains, fb, xp):
@@ -190,8 +189,7 @@ def send_vjp(xp, sweep, c, delta, fb, acc):
 def _error_powers(sweep, xs, star, feedback, use_derivative, xp, count):
     """[N^j e_0 for j = 0..count] per vertex index, e_0 = xs − star; None where zero."""
     fb, gains = _feedback(xp, sweep, feedback), _gains(sweep, None, use_derivative)
-    out = len(xs) - 1
-    powers = [[None] + [xs[v] - star[v] for v in range(1, out)] + [None]]
+    powers = [[None] + [xs[v] - star[v] for v in range(1, len(xs) - 1)] + [None]]
     for _ in range(count):
         powers.append(send_down(sweep, powers[-1], gains, fb, xp))
     return powers
@@ -362,7 +360,7 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
     (iterations+1, vertices), input column NaN, output column 0."""
     xp, eta, iterations, x0 = _start(sweep, eta_x, iterations, init, xp)
     V = len(sweep.model)
-    depth = max(output_distances(sweep.model)[1])
+    depth = max(output_distances(sweep.model)[1])      # N^depth = 0
     powers = _error_powers(sweep, x0, fixed_point, feedback, use_derivative, xp, depth - 1)
     out = np.full((iterations + 1, V), np.nan)
     out[:, -1] = 0.0
