@@ -115,7 +115,7 @@ def _pm(values, scale=100.0, digits=2):
 def _unavailable(name, claim, source, published, seeds, exc, start):
     """The result of a check whose dataset could not be read: not passed, saying why."""
     return result(name, claim, source, published, f"not measured: {exc}", False, seeds,
-                   {"dataset": "unavailable"}, start)
+                  {"dataset": "unavailable"}, start)
 
 
 def _cosine(a, b):
@@ -197,7 +197,7 @@ def ar_matches_backprop(tier, data, seed, progress):
                           "ticks for the cosine, on the first held-out batch",
                 "pass": f"|mean gap| ≤ {AR_GAP} point and min cos ≥ {AR_COSINE}"}
     return result(name, claim, MILLIDGE + ", Fig. 2", published, ours, passed, seeds,
-                   settings, start)
+                  settings, start)
 
 
 # ----------------------------------------------------- PC IL vs backprop
