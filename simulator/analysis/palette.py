@@ -71,6 +71,8 @@ def tag_levels(frames, present, period=0):
     else:
         level = TAG_LEVELS[np.mod(safe, len(TAG_LEVELS))]
     return np.where(present, level, 0.0)
+
+
 def tag_period(stream_frame, step=1):
     """The ``period`` of ``tag_levels`` for a raster of every ``step``-th row of a run whose
     rows show ``stream_frame``: 0 where frames span WIDE_BAND drawn columns or more."""

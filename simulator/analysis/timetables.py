@@ -143,8 +143,7 @@ def timetable(name, model, frames, micro=None):
     np.minimum.at(g_read, group, read)
     delay[last, g_cols] = last - first_read
     stale[last, g_cols] = order - g_read
-    delay[:, ~weighted] = np.nan
-    stale[:, ~weighted] = np.nan
+    delay[:, ~weighted] = stale[:, ~weighted] = np.nan
     versions = _versions(name, f, b, read, last, T, weighted)
     nbytes = np.array([8 * sum(int(np.prod(s)) for s in v.layer.param_shapes.values())
                        if v.layer else 0 for v in model.vertices[1:]], dtype=np.int64)

@@ -13,8 +13,7 @@ from ..model import reference
 from ..model.graph import Model
 from ..rules.relaxation import (VARIANTS, ActivationRelaxation, check_count, check_eta_x,
                                check_variant, model_fixed_point, model_weight_gradients,
-                               param_gradients,
-                               predicted_errors, relax_sweep, send_vjp, sends)
+                               param_gradients, predicted_errors, relax_sweep, send_vjp, sends)
 from ..options import loss_and_grad
 
 PAPER_SIZES = (64, 300, 300, 100, 10)

@@ -20,14 +20,21 @@ EXACT = 1e-12           # float64: "exactly" = every compared number within this
 LR = 0.01
 
 
-def _result(name, claim, source, published, ours, passed, seeds, settings, start):
-    settings = dict(settings, dataset="none: seeded synthetic inputs (both tiers)")
+def result(name, claim, source, published, ours, passed, seeds, settings, start):
+    """A check's result dict (reproduce.py's contract), ``start`` its process_time."""
     return {"name": name, "claim": claim, "source": source, "published": published,
             "ours": ours, "passed": bool(passed), "seeds": list(seeds), "settings": settings,
-            "cpu_s": time.process_time() - start}
+            "cpu_s": float(time.process_time() - start)}
 
 
-def _seeds(seed, n=3):
+def _result(*args):
+    """``result`` with the synthetic-data note added to the settings (``args[-2]``)."""
+    *head, settings, start = args
+    return result(*head, dict(settings, dataset="none: seeded synthetic inputs (both tiers)"),
+                  start)
+
+
+def run_seeds(seed, n=3):
     return [seed + k for k in range(n)]
 
 
@@ -40,8 +47,7 @@ def _dense(name, units, parents, act="tanh"):
 def graphs(seed):
     """{name: Model}: a 5-layer chain, a residual block (skip of two) and a DAG
     whose merges join paths of lengths 1 to 4; the last two unlevelled."""
-    chain = Model.chain([4, 6, 6, 6, 6, 3], ["tanh"] * 4 + ["linear"], seed=seed,
-                        bias_scale=0.4)
+    chain = Model.chain([4, 6, 6, 6, 6, 3], ["tanh"] * 4 + ["linear"], seed=seed, bias_scale=0.4)
     residual = [_dense("h1", 5, "input"), _dense("h2", 5, "h1"), _dense("h3", 5, "h2"),
                 {"name": "r", "kind": "add", "from": ["h3", "h1"], "activation": "tanh"},
                 _dense("out", 3, "r", "linear")]
@@ -63,7 +69,9 @@ def shortest_to_output(model):
     return d
 
 
-def _noise(rng, model, n, batch=2):
+def _noise(seed, model, n, batch=2):
+    """n seeded white-noise frames (inputs, targets) of ``batch`` rows for ``model``."""
+    rng = np.random.default_rng(seed)
     return (rng.normal(size=(n, batch) + tuple(model.input_shape)),
             rng.normal(size=(n, batch) + tuple(model.output_shape)))
 
@@ -85,15 +93,14 @@ def zil_equals_backprop(tier, data, seed, progress):
     """Table 1 on the five graphs of Salvatori et al. 2022 (levelled: 0; unlevelled residual and
     attention: not 0, the paper's control), and Z-IL on tickprop Models against
     model.reference.backprop."""
-    start, seeds = time.process_time(), _seeds(seed)
+    start, seeds = time.process_time(), run_seeds(seed)
     worst, control, model_worst = 0.0, [], 0.0
     for k, s in enumerate(seeds):
         worst = _worst(worst, *[r["divergence_abs"] for r in table1(seed=s)])
         control += [r["divergence_rel"] for r in table1(levelled=False, seed=s)
                     if r["architecture"] in ("residual", "attention")]
         for model in graphs(s).values():
-            rng = np.random.default_rng(s)
-            u, y = _noise(rng, model, 1, batch=3)
+            u, y = _noise(s, model, 1, batch=3)
             step = pc.zil_model(model, u[0], y[0], LR)
             bp = reference.backprop(model, u[0], y[0])
             model_worst = _worst(model_worst, *[np.max(np.abs(step.updates[k] + LR * g))
@@ -165,7 +172,7 @@ def pipeline_delays(model, seed, ticks=None):
     run, D = eng.model, eng.depth
     fwd, bwd = distances(run)
     n = ticks or 3 * D + 4
-    u, y = _noise(np.random.default_rng(seed), model, n)
+    u, y = _noise(seed, model, n)
     want = [reference.backprop(model, u[s], y[s]) for s in range(n)]
     lags, worst, compared, bad = {}, 0.0, 0, set()
     for t in range(n):
@@ -176,8 +183,7 @@ def pipeline_delays(model, seed, ticks=None):
                 continue
             i, keys = run.names.index(v.name), [f"{v.name}.{p}" for p in v.param_names]
             s = int(tags["pair"][i])
-            one = (s == tags["pair_hi"][i] == tags["supervision"][i]
-                   == tags["supervision_hi"][i])
+            one = s == tags["pair_hi"][i] == tags["supervision"][i] == tags["supervision_hi"][i]
             if s < 0:
                 if t >= 2 * bwd[i] + fwd[i]:            # empty only before the warm-up
                     bad.add(v.name)
@@ -193,7 +199,7 @@ def pipeline_delays(model, seed, ticks=None):
 
 
 def layerpipe_delay_law(tier, data, seed, progress):
-    start, seeds = time.process_time(), _seeds(seed)
+    start, seeds = time.process_time(), run_seeds(seed)
     worst, compared, shown, vertices, bad = 0.0, 0, {}, 0, 0
     for k, s in enumerate(seeds):
         for name, model in graphs(s).items():
@@ -239,8 +245,7 @@ def first_update_ticks(model, seed, levelled=False):
     """{vertex name: smallest T whose IL update (T inference ticks, then the update)
     of that vertex's parameters is non-zero}, searched over T = 0 … longest path + 1."""
     run = model.level() if levelled else model
-    rng = np.random.default_rng(seed)
-    u, y = _noise(rng, model, 1)
+    u, y = _noise(seed, model, 1)
     first = {}
     for T in range(run.depth + 2):
         step = pc.il_model(run, u[0], y[0], LR, gamma=0.1, T=T, record=False)
@@ -254,14 +259,14 @@ def first_update_ticks(model, seed, levelled=False):
 def zil_arrival(model, seed, levelled=False):
     """{vertex name: first state of one Z-IL update (γ = 1) with ε_v ≠ 0}, None if never."""
     run = model.level() if levelled else model
-    u, y = _noise(np.random.default_rng(seed), model, 1)
+    u, y = _noise(seed, model, 1)
     norms = pc.zil_model(model, u[0], y[0], LR, levelled=levelled, record=True).norms
     return {v.name: int(np.argmax(norms[:, v.index] != 0)) if np.any(norms[:, v.index])
             else None for v in run.vertices[1:]}
 
 
 def pc_inference_ticks(tier, data, seed, progress):
-    start, seeds = time.process_time(), _seeds(seed)
+    start, seeds = time.process_time(), run_seeds(seed)
     good, checked, shown, z_good, z_checked = 0, 0, {}, 0, 0
     for k, s in enumerate(seeds):
         for name, model in graphs(s).items():
@@ -275,8 +280,7 @@ def pc_inference_ticks(tier, data, seed, progress):
                 wave = zil_arrival(model, s, levelled)
                 z_good += sum(wave[v] == a for v, a in want.items())
                 z_checked += len(want)
-                shown[f"{name}{'/levelled' if levelled else ''}"] = {
-                    v: got.get(v) for v in params}
+                shown[f"{name}{'/levelled' if levelled else ''}"] = {v: got.get(v) for v in params}
         progress((k + 1) / len(seeds))
     chain = shown["chain"]
     hidden = len(chain) - 1

@@ -7,6 +7,7 @@ held-out split. Offline: the installed MNIST sample (else the 8x8 digits) and th
 digits; the data tier reads MNIST from a local folder (``load_local_mnist``)."""
 import pathlib
 import time
+from dataclasses import replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -21,6 +22,7 @@ from ..rules.predictive_coding import il_model
 from ..rules.relaxation import ActivationRelaxation
 from ..safe_read import read_gzip, read_npz
 from .activation_relaxation import BackpropBaseline, _train_one
+from .reproduce_exact import result, run_seeds
 
 MILLIDGE = ("Millidge, Tschantz, Seth & Buckley, \"Activation Relaxation: a local dynamical "
             "approximation to backpropagation in the brain\" (arXiv:2009.05359)")
@@ -105,25 +107,15 @@ def _digits(seed):
 
 
 # --------------------------------------------------------------- helpers
-def _seeds(seed, n=3):
-    return [seed + k for k in range(n)]
-
-
 def _pm(values, scale=100.0, digits=2):
     v = scale * np.asarray(values, dtype=np.float64)
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1) if v.size > 1 else 0.0:.{digits}f}"
 
 
-def _result(name, claim, source, published, ours, passed, seeds, settings, start):
-    return {"name": name, "claim": claim, "source": source, "published": published,
-            "ours": ours, "passed": bool(passed), "seeds": list(seeds), "settings": settings,
-            "cpu_s": float(time.process_time() - start)}
-
-
 def _unavailable(name, claim, source, published, seeds, exc, start):
     """The result of a check whose dataset could not be read: not passed, saying why."""
-    return _result(name, claim, source, published, f"not measured: {exc}", False, seeds,
-                   {"dataset": "unavailable"}, start)
+    return result(name, claim, source, published, f"not measured: {exc}", False, seeds,
+                  {"dataset": "unavailable"}, start)
 
 
 def _cosine(a, b):
@@ -147,10 +139,9 @@ def _mlp_setting(cfg, tier, data, seed):
 
 def _trim(ds, rows):
     """The Dataset with its first ``rows`` training rows (None: all): tests' tiny sizes."""
-    if rows is None:
-        return ds
-    return Dataset(ds.name, ds.train_x[:rows], ds.train_labels[:rows], ds.train_targets[:rows],
-                   ds.test_x, ds.test_labels, ds.test_targets, ds.n_classes, ds.image_shape)
+    return ds if rows is None else replace(ds, train_x=ds.train_x[:rows],
+                                           train_labels=ds.train_labels[:rows],
+                                           train_targets=ds.train_targets[:rows])
 
 
 # ----------------------------------------------------- AR ≈ backprop
@@ -171,7 +162,7 @@ def _ar_cosine(model, params, u, y):
 
 def ar_matches_backprop(tier, data, seed, progress):
     """Paper 001, Fig. 2: AR (K ticks at η_x) trains the 300-300-100-10 MLP as backprop does."""
-    name, start, seeds = "ar_matches_backprop", time.process_time(), _seeds(seed)
+    name, start, seeds = "ar_matches_backprop", time.process_time(), run_seeds(seed)
     claim = (f"Activation Relaxation (K = {AR['K']}, η_x = {AR['eta_x']}) trains the "
              f"784-300-300-100-10 ReLU MLP as backprop does: held-out accuracy within "
              f"{AR_GAP:g} point (mean over seeds) and every weight update at cos ≥ {AR_COSINE:g} "
@@ -205,8 +196,8 @@ def ar_matches_backprop(tier, data, seed, progress):
                 "solver": "closed form during training (= K ticks to rounding); K literal "
                           "ticks for the cosine, on the first held-out batch",
                 "pass": f"|mean gap| ≤ {AR_GAP} point and min cos ≥ {AR_COSINE}"}
-    return _result(name, claim, MILLIDGE + ", Fig. 2", published, ours, passed, seeds,
-                   settings, start)
+    return result(name, claim, MILLIDGE + ", Fig. 2", published, ours, passed, seeds,
+                  settings, start)
 
 
 # ----------------------------------------------------- PC IL vs backprop
@@ -265,16 +256,9 @@ class ILLearner:
         return reference.evaluate(self.model, u, self.params)[1][-1]
 
 
-def _il_cosine(learner, u, y):
-    """Min over weight matrices of cos(IL's update, −backprop's gradient) at the start."""
-    ups = learner.update(u, y, 1.0).updates
-    bp = reference.backprop(learner.model, u, y, learner.loss)
-    return min(_cosine(ups[k], -bp[k]) for k in bp if k.endswith(".W"))
-
-
 def pc_il_matches_backprop(tier, data, seed, progress):
     """PCX's MLP benchmark: IL at T = 5 inference ticks vs backprop on 784-128-128-128-10."""
-    name, start, seeds = "pc_il_matches_backprop", time.process_time(), _seeds(seed)
+    name, start, seeds = "pc_il_matches_backprop", time.process_time(), run_seeds(seed)
     claim = (f"Predictive coding's inference learning (T = {PC['T']} ticks of Eq. 7 at γ = "
              f"{PC['gamma']}, then the weight step) trains the 784-128-128-128-10 MLP within "
              f"{PC_GAP:g} point of backprop's held-out accuracy (mean over seeds), its first "
@@ -292,7 +276,9 @@ def pc_il_matches_backprop(tier, data, seed, progress):
             bp_acc.append(_fit(Adam(BackpropBaseline(net, PC["loss"])), ds, s, PC["lr"],
                                PC["batch"], epochs))
             il = ILLearner(net, PC["T"], PC["gamma"], PC["loss"])
-            cos.append(_il_cosine(il, u, y))
+            # min over weight matrices of cos(IL's first update, −backprop's gradient)
+            ups, bp = il.update(u, y, 1.0).updates, reference.backprop(net, u, y, PC["loss"])
+            cos.append(min(_cosine(ups[k], -bp[k]) for k in bp if k.endswith(".W")))
             il_acc.append(_fit(Adam(il), ds, s, PC["lr"], PC["batch"], epochs))
             progress((k + 1) / len(seeds))
     gaps = np.subtract(bp_acc, il_acc)
@@ -306,7 +292,7 @@ def pc_il_matches_backprop(tier, data, seed, progress):
                 "batch": PC["batch"], "loss": PC["loss"], "epochs": epochs,
                 "train_rows": len(ds.train_x),
                 "pass": f"mean gap ≤ {PC_GAP} point and min cos ≥ {PC_COSINE}"}
-    return _result(name, claim, PCX, published, ours, passed, seeds, settings, start)
+    return result(name, claim, PCX, published, ours, passed, seeds, settings, start)
 
 
 # ------------------------------------------------ feedback family ordering
@@ -379,7 +365,7 @@ def ordering_passes(errors):
 def feedback_family_ordering(tier, data, seed, progress):
     """biotorch's LeNet/MNIST ordering with the engine's feedback options."""
     name, start = "feedback_family_ordering", time.process_time()
-    seeds = _seeds(seed, FB["seeds"].get(tier, 3))
+    seeds = run_seeds(seed, FB["seeds"].get(tier, 3))
     claim = (f"On a LeNet-style conv net, backprop (transpose) and the sign-concordant family "
              f"(uSF = sign, brSF = brsf, frSF = frsf) reach held-out errors within "
              f"{FAMILY_SPREAD:g} points of each other, and feedback alignment (FA = random) and "
@@ -421,7 +407,7 @@ def feedback_family_ordering(tier, data, seed, progress):
                 "dfa": "B_v ~ U(±√(6/(size(v) + 10))) per vertex but the input and output (as "
                        "biotorch's xavier_uniform_ weight_dfa), seeded by the run seed; the "
                        "engine's g is then the DFA gradient of frame t − D − 1 (docs/feedback.md)"}
-    return _result(name, claim, BIOTORCH, published, ours, passed, seeds, settings, start)
+    return result(name, claim, BIOTORCH, published, ours, passed, seeds, settings, start)
 
 
 CHECKS = {"ar_matches_backprop": ar_matches_backprop,

@@ -1,7 +1,8 @@
 """The float64 runs of the schedule zoo: ``run_schedule`` plays a closed-form timetable
 (analysis/timetables.py) with its Policy in one event-driven executor, or runs the tick
-engine for ``diffusion`` and reads it back into the same records. Each update is compared with the oracle (model/reference.py ``backprop``) of the
-frames it claims, on the weights each of their forward ops read."""
+engine for ``diffusion`` and reads it back into the same records. Each update is compared
+with the oracle (model/reference.py ``backprop``) of the frames it claims, on the weights
+each of their forward ops read."""
 from collections import defaultdict
 
 import numpy as np
@@ -15,16 +16,13 @@ from ..model.reference import backprop, check_call, evaluate, vertex_params
 from ..options import loss_and_grad
 
 
-
-
 def check_stream(call, model, u, y, learning_rate, loss, eval_inputs, eval_labels, eval_ticks):
     """(u, y, η, loss, eval inputs, eval labels, eval ticks) as the runs take them."""
     check_call(call, model, u, y, loss, lead=2)
     eta = check_number(call, "learning_rate", learning_rate, 0.0)
     ticks = np.array([check_int(call, "eval_ticks[]", t, 0) for t in eval_ticks], np.int64)
     if len(ticks) and (eval_inputs is None or eval_labels is None):
-        fail(call, "eval_inputs/eval_labels", "held-out inputs and labels for eval_ticks",
-             None)
+        fail(call, "eval_inputs/eval_labels", "held-out inputs and labels for eval_ticks", None)
     if eval_inputs is not None:
         check_call(call, model, eval_inputs, target=False)
         check_array(call, "eval_labels", eval_labels)
@@ -67,8 +65,7 @@ class Records:
         self.accuracy[self.eval_ticks == t] = accuracy(model, params, inputs, labels)
 
     def out(self, table, params):
-        keep = ("forward", "backward", "delay", "stale", "versions", "version_bytes",
-                "utilisation")
+        keep = ("forward", "backward", "delay", "stale", "versions", "version_bytes", "utilisation")
         return {**{k: table[k] for k in keep}, "cosine": self.cosine,
                 "rel_error": self.rel_error, "loss": self.loss, "accuracy": self.accuracy,
                 "parameters": params}
@@ -252,8 +249,8 @@ def run_schedule(name, model, u, y, *, learning_rate, loss, micro=None, rule=Non
     call = "run_schedule"
     check_name(call, name)
     check_type(call, "model", model, Model, "a simulator.Model")
-    args = check_stream(call, model, u, y, learning_rate, loss, eval_inputs,
-                                     eval_labels, eval_ticks)
+    args = check_stream(call, model, u, y, learning_rate, loss, eval_inputs, eval_labels,
+                        eval_ticks)
     if rule is not None and name != "diffusion":
         raise SimulatorError(f"{call}: rule: engine options apply to diffusion only, "
                              f"not {name!r}")

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..backend import rng
 from ..build import build_network, build_stream, engine_options, seeds
 from ..datasets import load_dataset
 from ..errors import NumericalError
@@ -70,8 +71,7 @@ def held_out(spec, model, teacher_seed, n=0):
         # files such as the MNIST sample are sorted by class)
         pick = np.arange(len(data.test_x))
         if 0 < n < len(pick):
-            pick = np.sort(np.random.default_rng(
-                np.random.SeedSequence([spec.run.seed, 13])).permutation(len(pick))[:n])
+            pick = np.sort(rng((spec.run.seed, 13)).permutation(len(pick))[:n])
         if st.kind != "moving":
             return _shaped(data.test_x[pick], model), data.test_targets[pick]
         # each digit once at a random sub-pixel position, seeded apart from the stream
@@ -80,13 +80,11 @@ def held_out(spec, model, teacher_seed, n=0):
         h, w = data.image_shape
         # bounce: the image lies inside the canvas; wrap: anywhere on the torus
         span = np.array([H, W] if st.edges == "wrap" else [H - h, W - w], dtype=np.float64)
-        rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 11]))
-        pos = rng.uniform(0.0, 1.0, size=(len(images), 2)) * span
+        pos = rng((spec.run.seed, 11)).uniform(0.0, 1.0, size=(len(images), 2)) * span
         frames = render(images, (H, W), pos, st.edges).reshape(len(images), -1)
         return _shaped(st.amplitude * frames, model), data.test_targets[pick]
     # Regression: held-out inputs drawn like the stream's frames, teacher targets.
-    rng = np.random.default_rng(np.random.SeedSequence([spec.run.seed, 7]))
-    x = st.amplitude * rng.normal(size=(1, n or 512, sizes[0]))
+    x = st.amplitude * rng((spec.run.seed, 7)).normal(size=(1, n or 512, sizes[0]))
     teacher = make_teacher(sizes, acts, teacher_seed, spec.target.scale)
     loss = spec.train.loss if spec.kind == "train" else spec.rule.loss
     return _shaped(x[0], model), teacher_target(teacher, loss)(x, None)[0]
@@ -148,14 +146,10 @@ class RelaxationLearner(BackpropLearner):
         return self.ar.to_model()
 
 
-def rule_rate(train, rule):
-    """η of ``rule``: train.rates' entry, else train.learning_rate."""
-    return float(train.rates.get(rule, train.learning_rate))
-
-
 def make_learner(rule, setup):
     """The learner for one rule, starting from the setup's initial weights."""
-    train, eta = setup.spec.train, rule_rate(setup.spec.train, rule)
+    train = setup.spec.train
+    eta = float(train.rates.get(rule, train.learning_rate))     # else the scene's one rate
     if rule == "backprop":
         return BackpropLearner(setup.model, train.loss, eta, train.weight_decay)
     if rule == "ar":
@@ -272,8 +266,7 @@ class RuleRun:
 
 
 def train_rules(rules, setup, progress=None, workers=1):
-    """Train every rule for run.ticks ticks on one setup's stream: {rule: curve}
-    (see train_seeds)."""
+    """{rule: curve} of ``train_seeds`` on one setup."""
     return train_seeds(rules, [setup], progress, workers)[0]
 
 
@@ -337,26 +330,22 @@ def gradient_angles(learner, frame, loss):
         return []
     model = learner.current_model()
     keys = [k for k in model.parameters() if k.endswith(".W")]
+
+    def frame64(s):          # (u, y) of frame s in float64, y shaped like the output
+        u, y = (np.asarray(a, dtype=np.float64) for a in frame(s))
+        return u, y.reshape((len(y),) + tuple(model.output_shape))
     if isinstance(learner, GraphEngine):
         est, host = learner.gradients(), learner.backend.to_host
         sup = learner.tags()["supervision"]
         frames = [int(sup[model.vertex(k[:-2]).index]) for k in keys]
     else:
-        u, y = _frame64(frame(-1), model.output_shape)
         backend = learner.ar.backend
-        est = learner.ar.gradients(backend.asarray(u), backend.asarray(y))[0]
+        est = learner.ar.gradients(*map(backend.asarray, frame64(-1)))[0]
         host, frames = backend.to_host, [-1] * len(keys)
-    refs = {s: frame(s) for s in set(frames)}
-    refs = {s: got if got is None else model_backprop(model, *_frame64(got, model.output_shape),
-                                                      loss) for s, got in refs.items()}
+    refs = {s: None if frame(s) is None else model_backprop(model, *frame64(s), loss)
+            for s in set(frames)}
     return [np.nan if refs[s] is None else _angle(host(est[k]), refs[s][k])
             for k, s in zip(keys, frames)]
-
-
-def _frame64(got, output_shape):
-    """(u, y) in float64, y shaped (B, *output_shape)."""
-    u, y = (np.asarray(a, dtype=np.float64) for a in got)
-    return u, y.reshape((len(y),) + tuple(output_shape))
 
 
 def train_scene(scene, progress=None, setup=None, workers=1):

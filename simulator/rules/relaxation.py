@@ -158,8 +158,7 @@ def _feedback(xp, sweep, feedback):
     missing = [k for k in want if k not in feedback]
     if missing:
         raise SimulatorError(f"feedback: missing matrices for {missing}")
-    dtype = sweep.top.dtype
-    return {k: xp.asarray(feedback[k], dtype=dtype) for k in want}
+    return {k: xp.asarray(feedback[k], dtype=sweep.top.dtype) for k in want}
 
 
 def send_down(sweep, xs, gains, fb, xp):
@@ -190,8 +189,7 @@ def send_vjp(xp, sweep, c, delta, fb, acc):
 def _error_powers(sweep, xs, star, feedback, use_derivative, xp, count):
     """[N^j e_0 for j = 0..count] per vertex index, e_0 = xs − star; None where zero."""
     fb, gains = _feedback(xp, sweep, feedback), _gains(sweep, None, use_derivative)
-    out = len(xs) - 1
-    powers = [[None] + [xs[v] - star[v] for v in range(1, out)] + [None]]
+    powers = [[None] + [xs[v] - star[v] for v in range(1, len(xs) - 1)] + [None]]
     for _ in range(count):
         powers.append(send_down(sweep, powers[-1], gains, fb, xp))
     return powers
@@ -293,9 +291,7 @@ def relax_model(model, u, y, loss="mse", eta_x=0.1, iterations=100, variant="exa
         raise SimulatorError("record needs solver 'ticks': the closed form has no ticks")
     sweep = model_sweep(model, u, y, loss, params)
     kind, use_derivative = _VARIANTS[variant]
-    fb = None
-    if kind:
-        fb = draw_feedback(model) if feedback is None else feedback
+    fb = (draw_feedback(model) if feedback is None else feedback) if kind else None
     return Relaxed(sweep, *_solve(solver, sweep, fb, eta_x, iterations, use_derivative, init,
                                   record, targets))
 
@@ -364,7 +360,7 @@ def predicted_errors(sweep, feedback, eta_x, iterations, fixed_point, use_deriva
     (iterations+1, vertices), input column NaN, output column 0."""
     xp, eta, iterations, x0 = _start(sweep, eta_x, iterations, init, xp)
     V = len(sweep.model)
-    depth = max(output_distances(sweep.model)[1])
+    depth = max(output_distances(sweep.model)[1])      # N^depth = 0
     powers = _error_powers(sweep, x0, fixed_point, feedback, use_derivative, xp, depth - 1)
     out = np.full((iterations + 1, V), np.nan)
     out[:, -1] = 0.0
@@ -415,9 +411,9 @@ class ActivationRelaxation:
 
     def relax(self, sweep, record=False, targets=None, iterations=None):
         """This learner's relaxation, ticked (``relax_sweep``)."""
-        its = self.iterations if iterations is None else iterations
-        return relax_sweep(sweep, self.feedback, self.eta_x, its, self.use_derivative,
-                           self.init, record, targets, self.xp)
+        return relax_sweep(sweep, self.feedback, self.eta_x,
+                           self.iterations if iterations is None else iterations,
+                           self.use_derivative, self.init, record, targets, self.xp)
 
     def gradients(self, u, y):
         """(gradients keyed like ``model.parameters()``, sweep) of one AR phase."""
