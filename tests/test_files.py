@@ -564,7 +564,7 @@ def test_sigterm_is_a_clean_exit(tmp_path, scene, wait_for_tmp):
 SWALLOWED = """
 import os, signal, sys, time
 from simulator import streams
-take = streams.Stream.take
+take = streams.HeldStream.take       # fig3_fast's stream
 
 def swallowing_take(self, n):
     # mid-run, a SIGTERM whose exception is swallowed the way a C extension
@@ -577,7 +577,7 @@ def swallowing_take(self, n):
             pass
     return take(self, n)
 
-streams.Stream.take = swallowing_take
+streams.HeldStream.take = swallowing_take
 from simulator.command import main
 main(sys.argv[1:])
 """
