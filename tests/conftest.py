@@ -1,11 +1,20 @@
 """Shared fixtures: a per-test seeded rng, and the array namespaces the
 engine must run under (numpy always, array-api-strict, cupy when a GPU is here)."""
+import signal
 import zlib
 
 import numpy as np
 import pytest
 
 from simulator.backend import cuda_available
+
+
+def pytest_configure(config):
+    """A suite started from a background job (`cmd &` in a script) inherits Ctrl-C
+    ignored, and so would every command the Ctrl-C tests start (an ignored SIGINT
+    stays ignored across exec); a handler here is reset to the default in them."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
