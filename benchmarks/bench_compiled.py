@@ -144,6 +144,10 @@ def main():
                     help="comma-separated subset")
     ap.add_argument("--wall", action="store_true", help="time the wall clock, not CPU time")
     args = ap.parse_args()
+    unknown = [n for n in args.sizes.split(",") if n not in SIZES and n not in SCENES]
+    if unknown:
+        ap.error(f"--sizes: unknown {', '.join(unknown)}; expected some of "
+                 f"{', '.join([*SIZES, *SCENES])}")
     global CLOCK
     if args.wall:
         CLOCK = time.perf_counter
